@@ -1,0 +1,110 @@
+//! Settings of `kc-identity`, from flags and environment variables.
+
+use std::time::Duration;
+
+use clap::Parser;
+use kc_runtime::config::{DatabaseArgs, ServerArgs, parse_duration};
+
+use crate::domain::password::HashCost;
+use crate::domain::service::Settings;
+
+/// Everything `kc-identity serve` needs.
+#[derive(clap::Args, Debug, Clone)]
+pub struct IdentityArgs {
+    /// Server settings.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Database settings.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Token and session settings.
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+    /// Password hashing settings.
+    #[command(flatten)]
+    pub hashing: HashArgs,
+}
+
+/// Lifetimes of tokens and codes, and the sign-in lockout.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TokenArgs {
+    /// Lifetime of access tokens.
+    #[arg(long, env = "KC_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub access_token_ttl: Duration,
+    /// Lifetime of a session: how long refresh tokens keep working.
+    #[arg(long, env = "KC_SESSION_TTL", default_value = "30d", value_parser = parse_duration)]
+    pub session_ttl: Duration,
+    /// Lifetime of an e-mail verification code.
+    #[arg(long, env = "KC_VERIFICATION_CODE_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub verification_code_ttl: Duration,
+    /// Consecutive failed sign-ins that lock an e-mail.
+    #[arg(long, env = "KC_LOCKOUT_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub lockout_threshold: u32,
+    /// How long such a lock lasts.
+    #[arg(long, env = "KC_LOCKOUT_DURATION", default_value = "15m", value_parser = parse_duration)]
+    pub lockout_duration: Duration,
+}
+
+/// argon2id cost parameters and how many hashes may run at once.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HashArgs {
+    /// Memory per hash, KiB (OWASP: 19456).
+    #[arg(long, env = "KC_ARGON2_MEMORY_KIB", default_value_t = 19 * 1024)]
+    pub argon2_memory_kib: u32,
+    /// Passes over memory (OWASP: 2).
+    #[arg(long, env = "KC_ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
+    /// Lanes (OWASP: 1).
+    #[arg(long, env = "KC_ARGON2_PARALLELISM", default_value_t = 1)]
+    pub argon2_parallelism: u32,
+    /// Most hashes computed at once (default: the number of CPUs); bounds memory.
+    #[arg(long, env = "KC_ARGON2_CONCURRENCY")]
+    pub argon2_concurrency: Option<usize>,
+}
+
+impl HashArgs {
+    /// The cost parameters.
+    pub fn cost(&self) -> HashCost {
+        HashCost {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+        }
+    }
+
+    /// The concurrency bound.
+    pub fn concurrency(&self) -> usize {
+        self.argon2_concurrency.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, usize::from)
+        })
+    }
+}
+
+impl IdentityArgs {
+    /// Parses serve arguments from an argument vector (the first item is the program name).
+    pub fn parse_from<I, T>(argv: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: IdentityArgs,
+        }
+        Cli::try_parse_from(argv).map(|cli| cli.args)
+    }
+
+    /// Domain settings from these arguments.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            issuer: self.server.token_issuer.clone(),
+            audience: self.server.token_audience.clone(),
+            access_token_ttl: self.tokens.access_token_ttl,
+            session_ttl: self.tokens.session_ttl,
+            verification_code_ttl: self.tokens.verification_code_ttl,
+            lockout_threshold: self.tokens.lockout_threshold,
+            lockout_duration: self.tokens.lockout_duration,
+        }
+    }
+}

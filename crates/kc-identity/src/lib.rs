@@ -1,0 +1,76 @@
+//! `kc-identity`: users, credentials, sessions, service accounts and the Ed25519 keys that
+//! sign every access token of the keycontacts suite.
+
+pub mod config;
+pub mod domain;
+pub mod events;
+pub mod grpc;
+pub mod storage;
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use kc_proto::identity::identity_service_server::IdentityServiceServer;
+use kc_runtime::Shutdown;
+use kc_runtime::auth::{AuthLayer, TokenVerifier};
+use kc_runtime::outbox::OutboxWatcher;
+use kc_runtime::server::{ServeOptions, serve};
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+
+use crate::config::IdentityArgs;
+use crate::domain::Identity;
+use crate::domain::keys::KeyRing;
+use crate::domain::password::PasswordHasher;
+
+/// The schema identity owns.
+pub const SCHEMA: &str = "identity";
+/// The gRPC service name, as reported in health.
+pub const SERVICE_NAME: &str = "keycontacts.identity.v1.IdentityService";
+/// Where identity listens unless told otherwise.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50051);
+
+/// The migrations of the identity schema.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Runs the migrations of the identity schema.
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    kc_runtime::db::migrate(database_url, SCHEMA, &MIGRATOR).await
+}
+
+/// Connects the pool and builds the domain (creating the first signing key if needed).
+///
+/// Boxed so that callers' futures stay provably `Send`.
+pub fn build(args: &IdentityArgs) -> futures::future::BoxFuture<'_, anyhow::Result<(PgPool, Identity)>> {
+    Box::pin(build_inner(args))
+}
+
+async fn build_inner(args: &IdentityArgs) -> anyhow::Result<(PgPool, Identity)> {
+    let pool = kc_runtime::db::connect(&args.database.database_url, SCHEMA, &args.database.pool_settings()).await?;
+    let hasher = PasswordHasher::new(args.hashing.cost(), args.hashing.concurrency())
+        .context("argon2 settings")?;
+    let keys = KeyRing::new(pool.clone(), args.tokens.access_token_ttl);
+    keys.ensure_key().await.context("signing keys")?;
+    Ok((pool.clone(), Identity::new(pool, hasher, keys, args.settings())))
+}
+
+/// Migrates, then serves identity on `listener` until `shutdown`.
+pub async fn run(args: IdentityArgs, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+    migrate(&args.database.database_url).await?;
+    let (pool, identity) = build(&args).await?;
+    let watcher = OutboxWatcher::start(pool.clone()).await.context("event watcher")?;
+    // Identity is the issuer: it verifies tokens with its own key store, no network hop.
+    let verifier = TokenVerifier::new(identity.keys().clone(), args.server.token_expectations());
+    let auth = AuthLayer::new(verifier, grpc::PUBLIC_METHODS);
+    let api = grpc::IdentityApi::new(identity, watcher, shutdown.clone());
+    let service = IdentityServiceServer::new(api)
+        .max_decoding_message_size(args.server.max_message_bytes)
+        .max_encoding_message_size(args.server.max_message_bytes);
+    let options = ServeOptions::new(&args.server, vec![SERVICE_NAME], auth);
+    let result = serve(listener, Routes::new(service), options, shutdown).await;
+    pool.close().await;
+    result
+}

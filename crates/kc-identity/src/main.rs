@@ -1,0 +1,104 @@
+//! The `kc-identity` binary: serves by default; `migrate`, `create-service-account` and
+//! `bootstrap-operator` are one-shot administration commands.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kc_identity::config::IdentityArgs;
+use kc_identity::domain::values::{Email, Password};
+use kc_runtime::Shutdown;
+use kc_runtime::telemetry::{self, LogFormat};
+
+/// keycontacts identity service: users, credentials, sessions, signed tokens.
+#[derive(Parser)]
+#[command(name = "kc-identity", version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: Option<IdentityArgs>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve gRPC (the default when no command is given).
+    Serve(IdentityArgs),
+    /// Run the migrations of the identity schema and exit (for a Kubernetes Job).
+    Migrate {
+        /// Postgres URL of the identity role.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
+    /// Create a service account and print `client_id=…` and `client_secret=…` (shown once).
+    CreateServiceAccount {
+        /// Name of the account, e.g. `kc-gateway`.
+        name: String,
+        #[command(flatten)]
+        args: Box<IdentityArgs>,
+    },
+    /// Create the operator with this e-mail, or reset its password; idempotent.
+    BootstrapOperator {
+        /// Operator login e-mail.
+        #[arg(long)]
+        email: String,
+        /// File holding the password (first line).
+        #[arg(long)]
+        password_file: PathBuf,
+        #[command(flatten)]
+        args: Box<IdentityArgs>,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(error) = run(Cli::parse()).await {
+        eprintln!("kc-identity: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => serve(cli.serve.context("missing serve arguments")?).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Migrate { database_url }) => {
+            let _telemetry = telemetry::init("kc-identity", LogFormat::Pretty)?;
+            kc_identity::migrate(&database_url).await?;
+            println!("migrations applied to schema {}", kc_identity::SCHEMA);
+            Ok(())
+        }
+        Some(Command::CreateServiceAccount { name, args }) => {
+            kc_identity::migrate(&args.database.database_url).await?;
+            let (_pool, identity) = kc_identity::build(&args).await?;
+            let (client_id, secret) = identity
+                .create_service_account(&name)
+                .await
+                .map_err(|error| anyhow::anyhow!(kc_runtime::ApiError::from(error)))?;
+            println!("client_id={client_id}");
+            println!("client_secret={secret}");
+            Ok(())
+        }
+        Some(Command::BootstrapOperator { email, password_file, args }) => {
+            let email = Email::parse("email", &email).map_err(|v| anyhow::anyhow!("--email: {}", v.description))?;
+            let text = std::fs::read_to_string(&password_file)
+                .with_context(|| format!("--password-file: cannot read {}", password_file.display()))?;
+            let password = Password::parse("password", text.lines().next().unwrap_or_default())
+                .map_err(|v| anyhow::anyhow!("--password-file: {}", v.description))?;
+            kc_identity::migrate(&args.database.database_url).await?;
+            let (_pool, identity) = kc_identity::build(&args).await?;
+            let user = identity
+                .bootstrap_operator(&email, &password)
+                .await
+                .map_err(|error| anyhow::anyhow!(kc_runtime::ApiError::from(error)))?;
+            println!("operator_user_id={}", user.user_id);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: IdentityArgs) -> anyhow::Result<()> {
+    let _telemetry = telemetry::init("kc-identity", args.server.log_format)?;
+    let listener = kc_runtime::server::bind(args.server.listen.unwrap_or(kc_identity::DEFAULT_LISTEN)).await?;
+    kc_identity::run(args, listener, Shutdown::on_signals()).await
+}

@@ -1,0 +1,9 @@
+//! SQL of the identity schema. Functions take a connection (inside the caller's
+//! transaction when atomicity matters) and return domain types.
+
+pub mod keys;
+pub mod sessions;
+pub mod throttle;
+pub mod users;
+pub mod verifications;
+pub mod service_accounts;

@@ -1,0 +1,95 @@
+//! The `sessions` and `refresh_tokens` tables.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// Starts a session family with its first refresh token.
+pub async fn create(
+    conn: &mut PgConnection,
+    session_id: Uuid,
+    user_id: Uuid,
+    expire_time: DateTime<Utc>,
+    token_hash: &[u8],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO sessions (session_id, user_id, expire_time) VALUES ($1, $2, $3)")
+        .bind(session_id)
+        .bind(user_id)
+        .bind(expire_time)
+        .execute(&mut *conn)
+        .await?;
+    add_token(conn, session_id, token_hash).await
+}
+
+/// Adds a refresh token to a session.
+pub async fn add_token(conn: &mut PgConnection, session_id: Uuid, token_hash: &[u8]) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)")
+        .bind(token_hash)
+        .bind(session_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A refresh token with its session, as found.
+#[derive(Debug, sqlx::FromRow)]
+pub struct PresentedToken {
+    /// Session family.
+    pub session_id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Set when the token was already rotated.
+    pub used_time: Option<DateTime<Utc>>,
+    /// Set when the session was revoked.
+    pub revoke_time: Option<DateTime<Utc>>,
+    /// When the session ends.
+    pub expire_time: DateTime<Utc>,
+}
+
+/// Finds a refresh token and locks it and its session until the transaction ends, so two
+/// refreshes with one token are serialised (and the second one is seen as reuse).
+pub async fn find_for_update(conn: &mut PgConnection, token_hash: &[u8]) -> Result<Option<PresentedToken>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT t.session_id, s.user_id, t.used_time, s.revoke_time, s.expire_time \
+         FROM refresh_tokens t JOIN sessions s ON s.session_id = t.session_id \
+         WHERE t.token_hash = $1 FOR UPDATE",
+    )
+    .bind(token_hash)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Marks a token rotated.
+pub async fn mark_used(conn: &mut PgConnection, token_hash: &[u8]) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE refresh_tokens SET used_time = now() WHERE token_hash = $1")
+        .bind(token_hash)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Revokes a session family.
+pub async fn revoke(conn: &mut PgConnection, session_id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE sessions SET revoke_time = now(), revoke_reason = $2 \
+         WHERE session_id = $1 AND revoke_time IS NULL",
+    )
+    .bind(session_id)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Revokes every session of a user.
+pub async fn revoke_all_of_user(conn: &mut PgConnection, user_id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE sessions SET revoke_time = now(), revoke_reason = $2 \
+         WHERE user_id = $1 AND revoke_time IS NULL",
+    )
+    .bind(user_id)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

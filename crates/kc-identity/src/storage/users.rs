@@ -1,0 +1,221 @@
+//! The `users` table.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::{User, UserKind, UserState};
+
+/// The columns of a [`User`], for `concat!` into static SQL.
+macro_rules! columns {
+    () => {
+        "user_id, email, email_verified, display_name, locale, kind, state, version, create_time, update_time"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    user_id: Uuid,
+    email: String,
+    email_verified: bool,
+    display_name: String,
+    locale: String,
+    kind: String,
+    state: String,
+    version: i64,
+    create_time: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = sqlx::Error;
+
+    fn try_from(row: UserRow) -> Result<Self, Self::Error> {
+        let corrupt = |what: &str| sqlx::Error::Decode(format!("users.{what} has an unknown value").into());
+        Ok(User {
+            user_id: row.user_id,
+            email: row.email,
+            email_verified: row.email_verified,
+            display_name: row.display_name,
+            locale: row.locale,
+            kind: UserKind::from_db(&row.kind).ok_or_else(|| corrupt("kind"))?,
+            state: UserState::from_db(&row.state).ok_or_else(|| corrupt("state"))?,
+            version: row.version,
+            create_time: row.create_time,
+            update_time: row.update_time,
+        })
+    }
+}
+
+/// A user to insert.
+#[derive(Debug)]
+pub struct NewUser<'a> {
+    /// Id.
+    pub user_id: Uuid,
+    /// Normalised e-mail.
+    pub email: &'a str,
+    /// Verified already (operators bootstrapped by hand).
+    pub email_verified: bool,
+    /// Display name.
+    pub display_name: &'a str,
+    /// Locale.
+    pub locale: &'a str,
+    /// Kind.
+    pub kind: UserKind,
+    /// State.
+    pub state: UserState,
+    /// argon2id hash, if the user has a password.
+    pub password_hash: Option<&'a str>,
+}
+
+/// Inserts a user. A duplicate e-mail fails with the unique violation of `users_email_key`.
+pub async fn insert(conn: &mut PgConnection, user: &NewUser<'_>) -> Result<User, sqlx::Error> {
+    let row: UserRow = sqlx::query_as(concat!("INSERT INTO users (user_id, email, email_verified, display_name, locale, kind, state, password_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ", columns!()))
+    .bind(user.user_id)
+    .bind(user.email)
+    .bind(user.email_verified)
+    .bind(user.display_name)
+    .bind(user.locale)
+    .bind(user.kind.as_str())
+    .bind(user.state.as_str())
+    .bind(user.password_hash)
+    .fetch_one(conn)
+    .await?;
+    row.try_into()
+}
+
+/// One user by id.
+pub async fn get(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<User>, sqlx::Error> {
+    let row: Option<UserRow> = sqlx::query_as(concat!("SELECT ", columns!(), " FROM users WHERE user_id = $1"))
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await?;
+    row.map(TryInto::try_into).transpose()
+}
+
+/// One user by id, locked for update until the transaction ends.
+pub async fn get_for_update(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<User>, sqlx::Error> {
+    let row: Option<UserRow> =
+        sqlx::query_as(concat!("SELECT ", columns!(), " FROM users WHERE user_id = $1 FOR UPDATE"))
+            .bind(user_id)
+            .fetch_optional(conn)
+            .await?;
+    row.map(TryInto::try_into).transpose()
+}
+
+/// Users by id, in the order of `user_ids`; unknown ids are skipped.
+pub async fn get_many(conn: &mut PgConnection, user_ids: &[Uuid]) -> Result<Vec<User>, sqlx::Error> {
+    let rows: Vec<UserRow> = sqlx::query_as(concat!("SELECT ", columns!(), " FROM users JOIN unnest($1::uuid[]) WITH ORDINALITY AS wanted(id, position) \
+         ON users.user_id = wanted.id ORDER BY wanted.position"))
+    .bind(user_ids)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(TryInto::try_into).collect()
+}
+
+/// One user by normalised e-mail.
+pub async fn find_by_email(conn: &mut PgConnection, email: &str) -> Result<Option<User>, sqlx::Error> {
+    let row: Option<UserRow> = sqlx::query_as(concat!("SELECT ", columns!(), " FROM users WHERE email = $1"))
+        .bind(email)
+        .fetch_optional(conn)
+        .await?;
+    row.map(TryInto::try_into).transpose()
+}
+
+/// A user and its password hash by normalised e-mail, for sign-in.
+pub async fn find_credentials(
+    conn: &mut PgConnection,
+    email: &str,
+) -> Result<Option<(User, Option<String>)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        user: UserRow,
+        password_hash: Option<String>,
+    }
+    let row: Option<Row> = sqlx::query_as(concat!("SELECT ", columns!(), ", password_hash FROM users WHERE email = $1"))
+    .bind(email)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|row| Ok((row.user.try_into()?, row.password_hash))).transpose()
+}
+
+/// The password hash of a user.
+pub async fn password_hash(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT password_hash FROM users WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await
+        .map(Option::flatten)
+}
+
+/// Changes display name and/or locale and bumps the version.
+pub async fn update_profile(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    display_name: Option<&str>,
+    locale: Option<&str>,
+) -> Result<User, sqlx::Error> {
+    let row: UserRow = sqlx::query_as(concat!("UPDATE users SET display_name = COALESCE($2, display_name), locale = COALESCE($3, locale), \
+         version = version + 1, update_time = now() WHERE user_id = $1 RETURNING ", columns!()))
+    .bind(user_id)
+    .bind(display_name)
+    .bind(locale)
+    .fetch_one(conn)
+    .await?;
+    row.try_into()
+}
+
+/// Sets the state and bumps the version.
+pub async fn set_state(conn: &mut PgConnection, user_id: Uuid, state: UserState) -> Result<User, sqlx::Error> {
+    let row: UserRow = sqlx::query_as(concat!("UPDATE users SET state = $2, version = version + 1, update_time = now() \
+         WHERE user_id = $1 RETURNING ", columns!()))
+    .bind(user_id)
+    .bind(state.as_str())
+    .fetch_one(conn)
+    .await?;
+    row.try_into()
+}
+
+/// Replaces the password hash; an invited user becomes active.
+pub async fn set_password(conn: &mut PgConnection, user_id: Uuid, hash: &str) -> Result<User, sqlx::Error> {
+    let row: UserRow = sqlx::query_as(concat!("UPDATE users SET password_hash = $2, \
+         state = CASE WHEN state = 'invited' THEN 'active' ELSE state END, \
+         version = version + 1, update_time = now() WHERE user_id = $1 RETURNING ", columns!()))
+    .bind(user_id)
+    .bind(hash)
+    .fetch_one(conn)
+    .await?;
+    row.try_into()
+}
+
+/// Marks the e-mail verified.
+pub async fn mark_verified(conn: &mut PgConnection, user_id: Uuid) -> Result<User, sqlx::Error> {
+    let row: UserRow = sqlx::query_as(concat!("UPDATE users SET email_verified = true, version = version + 1, update_time = now() \
+         WHERE user_id = $1 RETURNING ", columns!()))
+    .bind(user_id)
+    .fetch_one(conn)
+    .await?;
+    row.try_into()
+}
+
+/// Creates or updates an operator by e-mail (bootstrap); returns it.
+pub async fn upsert_operator(
+    conn: &mut PgConnection,
+    user: &NewUser<'_>,
+) -> Result<User, sqlx::Error> {
+    let row: UserRow = sqlx::query_as(concat!("INSERT INTO users (user_id, email, email_verified, display_name, locale, kind, state, password_hash) \
+         VALUES ($1, $2, true, $3, $4, 'operator', 'active', $5) \
+         ON CONFLICT (email) DO UPDATE SET kind = 'operator', state = 'active', email_verified = true, \
+         password_hash = EXCLUDED.password_hash, version = users.version + 1, update_time = now() \
+         RETURNING ", columns!()))
+    .bind(user.user_id)
+    .bind(user.email)
+    .bind(user.display_name)
+    .bind(user.locale)
+    .bind(user.password_hash)
+    .fetch_one(conn)
+    .await?;
+    row.try_into()
+}

@@ -1,0 +1,148 @@
+//! Harness of the identity tests: a real Postgres database, identity served on
+//! `127.0.0.1:0`, and typed clients.
+#![allow(dead_code, missing_docs)]
+
+use kc_identity::config::IdentityArgs;
+use kc_identity::domain::Identity;
+use kc_identity::domain::values::{Email, Password};
+use kc_proto::identity::identity_service_client::IdentityServiceClient;
+use kc_proto::identity::{self as pb};
+use kc_runtime::Shutdown;
+use kc_testkit::{SpawnedService, TestDatabase, spawn_service, test_database};
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+pub const OPERATOR_EMAIL: &str = "operator@keycontacts.test";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct Harness {
+    pub db: TestDatabase,
+    pub service: SpawnedService,
+    pub channel: Channel,
+    pub shutdown: Shutdown,
+    pub args: IdentityArgs,
+}
+
+/// Cheap argon2 parameters: the tests exercise the logic, not the cost.
+const FAST_HASHING: [&str; 4] = ["--argon2-memory-kib", "256", "--argon2-iterations", "1"];
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(extra: &[&str]) -> Self {
+        let db = test_database().await;
+        let mut argv = vec!["kc-identity", "--database-url", &db.url];
+        argv.extend(FAST_HASHING);
+        argv.extend(extra);
+        let args = IdentityArgs::parse_from(argv).expect("test arguments parse");
+        let shutdown = Shutdown::new();
+        let service = {
+            let args = args.clone();
+            let shutdown = shutdown.clone();
+            spawn_service(move |listener| kc_identity::run(args, listener, shutdown)).await
+        };
+        let channel = service.channel().await;
+        Self { db, service, channel, shutdown, args }
+    }
+
+    pub fn client(&self) -> IdentityServiceClient<Channel> {
+        IdentityServiceClient::new(self.channel.clone())
+    }
+
+    /// The domain on the same database, for fixtures that have no public RPC (operators and
+    /// service accounts are created by the binary's admin commands, which call these).
+    pub async fn domain(&self) -> Identity {
+        kc_identity::build(&self.args).await.expect("domain").1
+    }
+
+    pub async fn register(&self, email: &str, name: &str, locale: &str) -> pb::User {
+        self.client()
+            .register_user(pb::RegisterUserRequest {
+                email: email.into(),
+                display_name: name.into(),
+                password: PASSWORD.into(),
+                locale: locale.into(),
+            })
+            .await
+            .expect("register")
+            .into_inner()
+            .user
+            .expect("user")
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Result<pb::AuthenticateResponse, Status> {
+        self.client()
+            .authenticate(pb::AuthenticateRequest { email: email.into(), password: password.into() })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// A registered customer and its access token.
+    pub async fn customer(&self, email: &str) -> (pb::User, String) {
+        let user = self.register(email, "Test Customer", "en").await;
+        let token = self.login(email, PASSWORD).await.expect("login").access_token;
+        (user, token)
+    }
+
+    /// An operator's access token (bootstrapped like `kc-identity bootstrap-operator`).
+    pub async fn operator(&self) -> String {
+        let domain = self.domain().await;
+        domain
+            .bootstrap_operator(
+                &Email::parse("email", OPERATOR_EMAIL).unwrap(),
+                &Password::parse("password", PASSWORD).unwrap(),
+            )
+            .await
+            .expect("bootstrap operator");
+        self.login(OPERATOR_EMAIL, PASSWORD).await.expect("operator login").access_token
+    }
+
+    /// A service account's token.
+    pub async fn service_token(&self, name: &str) -> String {
+        let (client_id, secret) = self.domain().await.create_service_account(name).await.expect("service account");
+        self.client()
+            .issue_service_token(pb::IssueServiceTokenRequest {
+                client_id: client_id.to_string(),
+                client_secret: secret,
+            })
+            .await
+            .expect("service token")
+            .into_inner()
+            .access_token
+    }
+}
+
+/// A request carrying `token` as bearer.
+pub fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// Asserts a status code and returns the status for further checks.
+#[track_caller]
+pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
+    match result {
+        Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "unexpected status: {status:?}");
+            status
+        }
+    }
+}
+
+/// Asserts `InvalidArgument` with a field violation on `field`.
+#[track_caller]
+pub fn expect_field<T: std::fmt::Debug>(result: Result<T, Status>, field: &str) -> Status {
+    let status = expect_code(result, Code::InvalidArgument);
+    let violations = kc_runtime::error::field_violations(&status);
+    assert!(
+        violations.iter().any(|v| v.field == field),
+        "expected a violation on {field}, got {violations:?}"
+    );
+    status
+}

@@ -1,0 +1,20 @@
+//! Generated protobuf messages, gRPC clients and servers of the keycontacts suite, and the
+//! encoded file descriptor set that servers publish through reflection.
+#![allow(missing_docs, clippy::all)]
+
+/// Encoded `google.protobuf.FileDescriptorSet` of every keycontacts proto, for reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/keycontacts_descriptor.bin"));
+
+/// Packages under `keycontacts.*`.
+pub mod keycontacts {
+    /// `keycontacts.identity.*`
+    pub mod identity {
+        /// `keycontacts.identity.v1`: users, credentials, sessions and signing keys.
+        pub mod v1 {
+            tonic::include_proto!("keycontacts.identity.v1");
+        }
+    }
+}
+
+pub use keycontacts::identity::v1 as identity;

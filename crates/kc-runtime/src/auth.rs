@@ -1,0 +1,356 @@
+//! Bearer-token authentication: a tower layer that verifies the EdDSA access token of every
+//! non-public RPC locally, against keys fetched from identity and cached by `kid`, and puts
+//! the [`Caller`] in the request extensions.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::VerifyingKey;
+use futures::future::BoxFuture;
+use http::{Request, Response};
+use tonic::Status;
+use tonic::body::Body;
+use tower_layer::Layer;
+use tower_service::Service;
+use uuid::Uuid;
+
+use crate::token::{self, CallerKind, Claims, Expectations, TokenError};
+
+/// Metadata key through which a service names the person it acts for.
+pub const ON_BEHALF_OF_HEADER: &str = "x-kc-on-behalf-of";
+
+/// Method path prefixes that never need a token: health and reflection.
+const ALWAYS_PUBLIC_PREFIXES: [&str; 3] = [
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+];
+
+/// Shortest pause between two key fetches caused by unknown `kid`s, so that tokens with
+/// made-up key ids cannot make a service hammer identity (at most 5 fetches a second).
+/// A request with an unknown `kid` waits out the pause and then fetches: a key that was
+/// just rotated in is found even when a fetch happened a moment before.
+const MIN_REFETCH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The authenticated caller of an RPC, as the auth layer put it in the request extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// User id, or the client id of a service account.
+    pub subject: Uuid,
+    /// Kind of caller.
+    pub kind: CallerKind,
+    /// Login e-mail of a person (empty for services).
+    pub email: String,
+    /// The person a service acts for (`x-kc-on-behalf-of`), honoured only from services.
+    pub on_behalf_of: Option<Uuid>,
+}
+
+impl Caller {
+    /// The person to hold responsible: the on-behalf-of user, else the caller itself.
+    pub fn actor(&self) -> Uuid {
+        self.on_behalf_of.unwrap_or(self.subject)
+    }
+
+    /// Whether the caller is an operator.
+    pub fn is_operator(&self) -> bool {
+        self.kind == CallerKind::Operator
+    }
+
+    /// Whether the caller is a service account.
+    pub fn is_service(&self) -> bool {
+        self.kind == CallerKind::Service
+    }
+
+    /// Operators and services: the callers trusted with other users' data.
+    pub fn is_privileged(&self) -> bool {
+        self.is_operator() || self.is_service()
+    }
+
+    /// Whether the caller is exactly this user (a person acting for itself).
+    pub fn is_user(&self, user_id: Uuid) -> bool {
+        !self.is_service() && self.subject == user_id
+    }
+}
+
+/// The caller of a request, or `Unauthenticated` if the auth layer put none there.
+pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("missing caller"))
+}
+
+/// Where verification keys come from: identity's `GetSigningKeys`, or identity's own store.
+pub trait KeySource: Send + Sync + 'static {
+    /// Every key that may still verify a token, by `kid`.
+    fn fetch_keys(&self) -> BoxFuture<'_, anyhow::Result<Vec<(String, VerifyingKey)>>>;
+}
+
+/// Why a request was not authenticated.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The token itself was refused.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The keys could not be fetched to check an unknown `kid`.
+    #[error("signing keys unavailable")]
+    KeysUnavailable,
+}
+
+impl From<AuthError> for Status {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Token(error) => Status::unauthenticated(error.to_string()),
+            AuthError::KeysUnavailable => {
+                Status::unavailable("cannot verify the access token right now, retry later")
+            }
+        }
+    }
+}
+
+struct VerifierState {
+    source: Box<dyn KeySource>,
+    keys: RwLock<HashMap<String, VerifyingKey>>,
+    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    expect: Expectations,
+}
+
+/// Verifies access tokens locally, caching keys by `kid` and refetching on an unknown one.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    state: Arc<VerifierState>,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier")
+            .field("expect", &self.state.expect)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenVerifier {
+    /// A verifier that takes keys from `source` and requires `expect` of every token.
+    pub fn new(source: impl KeySource, expect: Expectations) -> Self {
+        Self {
+            state: Arc::new(VerifierState {
+                source: Box::new(source),
+                keys: RwLock::new(HashMap::new()),
+                last_fetch: tokio::sync::Mutex::new(None),
+                expect,
+            }),
+        }
+    }
+
+    /// Verifies `token` and returns its claims.
+    pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let parsed = token::parse(token)?;
+        let key = match self.cached_key(&parsed.kid) {
+            Some(key) => key,
+            None => self.refetch_for(&parsed.kid).await?,
+        };
+        Ok(parsed.verify(&key, &self.state.expect, chrono::Utc::now().timestamp())?)
+    }
+
+    fn cached_key(&self, kid: &str) -> Option<VerifyingKey> {
+        self.state
+            .keys
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(kid)
+            .copied()
+    }
+
+    async fn refetch_for(&self, kid: &str) -> Result<VerifyingKey, AuthError> {
+        let mut last_fetch = self.state.last_fetch.lock().await;
+        // Another request may have fetched while this one waited for the lock.
+        if let Some(key) = self.cached_key(kid) {
+            return Ok(key);
+        }
+        if let Some(at) = *last_fetch {
+            tokio::time::sleep(MIN_REFETCH_INTERVAL.saturating_sub(at.elapsed())).await;
+        }
+        let fetched = self.state.source.fetch_keys().await.map_err(|error| {
+            tracing::warn!(error = format!("{error:#}"), "fetching signing keys failed");
+            AuthError::KeysUnavailable
+        })?;
+        *last_fetch = Some(Instant::now());
+        let mut keys = self
+            .state
+            .keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *keys = fetched.into_iter().collect();
+        tracing::debug!(keys = keys.len(), "signing keys refreshed");
+        keys.get(kid)
+            .copied()
+            .ok_or(AuthError::Token(TokenError::UnknownKey))
+    }
+
+    /// Authenticates the metadata of a request: the bearer token and, from services only,
+    /// the on-behalf-of user.
+    pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Caller, Status> {
+        let value = headers
+            .get(http::header::AUTHORIZATION)
+            .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(|| Status::unauthenticated("authorization must be a bearer token"))?;
+        let claims = self.verify(token).await?;
+        let subject = Uuid::parse_str(&claims.sub)
+            .map_err(|_| Status::unauthenticated("malformed access token"))?;
+        let on_behalf_of = match headers.get(ON_BEHALF_OF_HEADER) {
+            None => None,
+            Some(_) if claims.kind != CallerKind::Service => {
+                return Err(Status::permission_denied(
+                    "x-kc-on-behalf-of is honoured only from service tokens",
+                ));
+            }
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| Uuid::parse_str(v.trim()).ok())
+                    .ok_or_else(|| {
+                        Status::invalid_argument("x-kc-on-behalf-of must be a user id")
+                    })?,
+            ),
+        };
+        Ok(Caller {
+            subject,
+            kind: claims.kind,
+            email: claims.email,
+            on_behalf_of,
+        })
+    }
+}
+
+/// Tower layer that authenticates every RPC except health, reflection and the listed
+/// public methods (full paths, e.g. `/keycontacts.identity.v1.IdentityService/Authenticate`).
+#[derive(Clone, Debug)]
+pub struct AuthLayer {
+    verifier: TokenVerifier,
+    public_methods: Arc<HashSet<String>>,
+}
+
+impl AuthLayer {
+    /// A layer verifying with `verifier` and letting `public_methods` through unauthenticated.
+    pub fn new<I, M>(verifier: TokenVerifier, public_methods: I) -> Self
+    where
+        I: IntoIterator<Item = M>,
+        M: Into<String>,
+    {
+        Self {
+            verifier,
+            public_methods: Arc::new(public_methods.into_iter().map(Into::into).collect()),
+        }
+    }
+
+    fn is_public(&self, path: &str) -> bool {
+        self.public_methods.contains(path)
+            || ALWAYS_PUBLIC_PREFIXES
+                .iter()
+                .any(|prefix| path.starts_with(prefix))
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service built by [`AuthLayer`].
+#[derive(Clone, Debug)]
+pub struct AuthService<S> {
+    inner: S,
+    layer: AuthLayer,
+}
+
+impl<S> Service<Request<Body>> for AuthService<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        // Take the service that was driven to readiness; leave a fresh clone in its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if self.layer.is_public(request.uri().path()) {
+            return Box::pin(inner.call(request));
+        }
+        let verifier = self.layer.verifier.clone();
+        Box::pin(async move {
+            match verifier.authenticate(request.headers()).await {
+                Ok(caller) => {
+                    request.extensions_mut().insert(caller);
+                    inner.call(request).await
+                }
+                Err(status) => Ok(status.into_http()),
+            }
+        })
+    }
+}
+
+/// Keys fetched from identity's `GetSigningKeys` RPC.
+#[derive(Clone, Debug)]
+pub struct IdentityKeySource {
+    client: kc_proto::identity::identity_service_client::IdentityServiceClient<
+        tonic::transport::Channel,
+    >,
+}
+
+impl IdentityKeySource {
+    /// Fetches keys through `channel` (connected to identity).
+    pub fn new(channel: tonic::transport::Channel) -> Self {
+        Self {
+            client: kc_proto::identity::identity_service_client::IdentityServiceClient::new(
+                channel,
+            ),
+        }
+    }
+}
+
+impl KeySource for IdentityKeySource {
+    fn fetch_keys(&self) -> BoxFuture<'_, anyhow::Result<Vec<(String, VerifyingKey)>>> {
+        let mut client = self.client.clone();
+        Box::pin(async move {
+            let response = client
+                .get_signing_keys(kc_proto::identity::GetSigningKeysRequest {})
+                .await?
+                .into_inner();
+            response
+                .keys
+                .into_iter()
+                .map(|key| {
+                    let bytes: [u8; 32] = key.public_key.as_slice().try_into().map_err(|_| {
+                        anyhow::anyhow!("signing key {} is not 32 bytes", key.kid)
+                    })?;
+                    Ok((key.kid, VerifyingKey::from_bytes(&bytes)?))
+                })
+                .collect()
+        })
+    }
+}

@@ -1,0 +1,112 @@
+//! Settings every service binary shares, from flags and environment variables (clap).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::db::PoolSettings;
+use crate::telemetry::LogFormat;
+
+/// Settings of the gRPC server and of token verification.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Address to listen on (defaults to the service's own port on 127.0.0.1).
+    #[arg(long, env = "KC_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Log format.
+    #[arg(long, env = "KC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+    /// Deadline of any one RPC on the server side (e.g. `30s`, `500ms`).
+    #[arg(long, env = "KC_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Largest request or response message, in bytes.
+    #[arg(long, env = "KC_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// After SIGTERM, how long health reports NOT_SERVING before the server stops accepting.
+    #[arg(long, env = "KC_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+    /// Longest time in-flight RPCs get to finish after the server stops accepting.
+    #[arg(long, env = "KC_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Required `iss` of access tokens.
+    #[arg(long, env = "KC_TOKEN_ISSUER", default_value = "keycontacts")]
+    pub token_issuer: String,
+    /// Required `aud` of access tokens.
+    #[arg(long, env = "KC_TOKEN_AUDIENCE", default_value = "keycontacts")]
+    pub token_audience: String,
+}
+
+impl ServerArgs {
+    /// What verifiers require of every token.
+    pub fn token_expectations(&self) -> crate::token::Expectations {
+        crate::token::Expectations {
+            issuer: self.token_issuer.clone(),
+            audience: self.token_audience.clone(),
+        }
+    }
+}
+
+/// Settings of the service's Postgres pool.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DatabaseArgs {
+    /// Postgres URL of the service's own database role.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Most pooled connections.
+    #[arg(long, env = "KC_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+    /// Connections kept open from the start.
+    #[arg(long, env = "KC_DB_MIN_CONNECTIONS", default_value_t = 2)]
+    pub db_min_connections: u32,
+    /// How long a request waits for a pooled connection.
+    #[arg(long, env = "KC_DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub db_acquire_timeout: Duration,
+}
+
+impl DatabaseArgs {
+    /// Pool settings from these arguments.
+    pub fn pool_settings(&self) -> PoolSettings {
+        PoolSettings {
+            max_connections: self.db_max_connections,
+            min_connections: self.db_min_connections.min(self.db_max_connections),
+            acquire_timeout: self.db_acquire_timeout,
+        }
+    }
+}
+
+/// Parses `250ms`, `30s`, `15m`, `2h`, `1d`, or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 30s, 500ms, 15m"))?;
+    let seconds = |factor: u64| Duration::from_secs(number.saturating_mul(factor));
+    match unit {
+        "ms" => Ok(Duration::from_millis(number)),
+        "" | "s" => Ok(seconds(1)),
+        "m" => Ok(seconds(60)),
+        "h" => Ok(seconds(3600)),
+        "d" => Ok(seconds(86_400)),
+        _ => Err(format!(
+            "`{text}` has an unknown unit (use ms, s, m, h or d)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! What every keycontacts service binary shares, written once: server bootstrap, config,
+//! telemetry, bearer-token authentication, the error → `tonic::Status` mapping, the Postgres
+//! pool with migrations, and the transactional outbox with its `WatchEvents` stream.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod outbox;
+pub mod server;
+pub mod telemetry;
+pub mod token;
+
+pub use auth::Caller;
+pub use error::{ApiError, Violation, Violations};
+pub use server::Shutdown;

@@ -1,0 +1,134 @@
+//! Transactional outbox, commit-ordered `WatchEvents` streaming and the event consumer.
+//!
+//! Every data service publishes its domain events through an outbox table in its own schema:
+//! [`append`] writes an event inside the transaction that changes the data, so the event
+//! exists if and only if the change committed. The service serves its events with a
+//! server-streaming `WatchEvents(after_cursor)` RPC built on [`OutboxWatcher`] and
+//! [`watch_response`]; other services follow that stream with a [`Consumer`] and keep a
+//! projection in their own schema.
+//!
+//! All SQL here uses unqualified names: the pool's `search_path` selects the service schema.
+//!
+//! # Wiring
+//!
+//! - In the service's migrations, call [`install`] (idempotent DDL) under the migration
+//!   advisory lock, before the service's own migrations.
+//! - At boot, start one [`OutboxWatcher`] with the service pool and share it with the gRPC
+//!   handlers; `WatchEvents` parses `after_cursor` as a [`Cursor`] (mapping [`InvalidCursor`]
+//!   with [`InvalidCursor::to_status`]) and returns [`watch_response`].
+//! - A service that follows another spawns [`Consumer::run`] with its own pool.
+//!
+//! # Commit order
+//!
+//! A sequence number alone cannot serve as a cursor: sequence values are taken when rows are
+//! inserted, but transactions commit in any order, so a reader could see sequence 8 while 7
+//! is still uncommitted, move its cursor past 7 and skip it forever once it commits.
+//!
+//! Each row therefore records the id of its transaction (`txid xid8`, from
+//! `pg_current_xact_id()`), and readers only return rows whose transaction id is below the
+//! horizon of their snapshot, `pg_snapshot_xmin(pg_current_snapshot())`: every transaction
+//! with a lower id has finished (committed or rolled back), and a transaction that has not
+//! yet taken an id will get a higher one. Below the horizon the set of rows is final, so
+//! streaming in `(txid, seq)` order with the cursor `(txid, seq)` of the last event never
+//! skips an event. Events of one transaction keep their append order.
+//!
+//! The trade-off: the horizon is cluster-wide. While any transaction in the database
+//! cluster is running, no event written by a transaction that took its id later is
+//! delivered, even if it committed long ago. A long-running transaction (a slow report, a
+//! forgotten `BEGIN` in psql, a prepared transaction) therefore holds the stream back for as
+//! long as it runs; nothing is lost, delivery resumes when it ends. Keep transactions short
+//! and watch `pg_stat_activity.backend_xid` / `xact_start` if streams lag.
+
+/// SQL expression naming the notification channel of the current schema's outbox.
+///
+/// `kc_outbox_<schema>`, or `kc_outbox_<md5 of schema>` when that would exceed the 63 bytes
+/// Postgres allows in a channel name. `NULL` when there is no current schema.
+macro_rules! channel_sql {
+    () => {
+        "CASE WHEN octet_length(current_schema()) <= 53 \
+         THEN 'kc_outbox_' || current_schema() \
+         ELSE 'kc_outbox_' || md5(current_schema()) END"
+    };
+}
+
+mod backoff;
+mod consumer;
+mod cursor;
+mod read;
+mod watch;
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+pub use consumer::{Consumer, load_cursor};
+pub use cursor::{Cursor, InvalidCursor};
+pub use read::{StoredEvent, read_batch};
+pub use watch::{EventStream, OutboxWatcher, WatchOptions, watch_response};
+
+/// Creates the outbox table and the consumer cursor table in the connection's schema.
+const INSTALL: &str = r#"
+CREATE TABLE IF NOT EXISTS outbox_events (
+    seq          bigserial   PRIMARY KEY,
+    txid         xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    event_id     uuid        NOT NULL UNIQUE,
+    event_type   text        NOT NULL,
+    aggregate_id text        NOT NULL,
+    payload      bytea       NOT NULL,
+    create_time  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS outbox_events_txid_seq_idx ON outbox_events (txid, seq);
+CREATE TABLE IF NOT EXISTS event_cursors (
+    consumer    text        PRIMARY KEY,
+    cursor      text        NOT NULL,
+    update_time timestamptz NOT NULL DEFAULT now()
+);
+"#;
+
+/// Creates the outbox (`outbox_events`) and consumer cursor (`event_cursors`) tables in the
+/// connection's current schema, if they do not exist yet.
+///
+/// Idempotent, but not safe to run concurrently with itself: call it under the migration
+/// advisory lock, before the service's own migrations (which may then reference the tables).
+pub async fn install(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(INSTALL).execute(conn).await?;
+    Ok(())
+}
+
+/// An event to write to the outbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewEvent<'a> {
+    /// Service-specific event type, e.g. `contact.created`.
+    pub event_type: &'a str,
+    /// Id of the resource the event is about.
+    pub aggregate_id: &'a str,
+    /// Service-specific payload, typically a prost-encoded message.
+    pub payload: &'a [u8],
+}
+
+/// Inserts the event and wakes the schema's watchers at commit.
+const APPEND: &str = concat!(
+    "WITH inserted AS ( \
+         INSERT INTO outbox_events (event_id, event_type, aggregate_id, payload) \
+         VALUES ($1, $2, $3, $4) \
+         RETURNING event_id \
+     ) \
+     SELECT inserted.event_id FROM inserted, pg_notify(",
+    channel_sql!(),
+    ", '')"
+);
+
+/// Writes an event to the outbox of the connection's schema and returns its new id.
+///
+/// Call it inside the transaction that makes the change the event reports: the event is
+/// published exactly when that transaction commits, and never if it rolls back. It also
+/// notifies the schema's [`OutboxWatcher`]s, which Postgres delivers at commit (once per
+/// transaction, however many events it appends).
+pub async fn append(conn: &mut PgConnection, event: NewEvent<'_>) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar(APPEND)
+        .bind(Uuid::now_v7())
+        .bind(event.event_type)
+        .bind(event.aggregate_id)
+        .bind(event.payload)
+        .fetch_one(conn)
+        .await
+}

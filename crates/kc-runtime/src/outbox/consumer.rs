@@ -1,0 +1,288 @@
+//! Following another service's event stream into a projection, exactly once in effect.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::{Stream, StreamExt};
+use sqlx::{PgConnection, PgExecutor, PgPool};
+
+use super::backoff::Backoff;
+
+/// Reads the cursor a consumer stored, `None` when it never applied an event.
+///
+/// Reads `event_cursors` in the connection's `search_path` schema (the consumer's own).
+pub async fn load_cursor(
+    conn: &mut PgConnection,
+    consumer: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    fetch_cursor(conn, consumer).await
+}
+
+/// Reads a stored cursor through any executor.
+async fn fetch_cursor<'e>(
+    executor: impl PgExecutor<'e>,
+    consumer: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT cursor FROM event_cursors WHERE consumer = $1")
+        .bind(consumer)
+        .fetch_optional(executor)
+        .await
+}
+
+/// Follows another service's event stream and applies each event to a projection in the
+/// consumer's own schema, exactly once in effect.
+///
+/// Each event is applied in its own transaction, which also stores the event's cursor in
+/// `event_cursors` under the consumer's name; the consumer resumes after the stored cursor.
+/// So an event's effects and the cursor move together: nothing is lost or applied twice
+/// across crashes, restarts and reconnects. Several replicas may run the same consumer: the
+/// cursor row is locked and compared before each apply, so a replica that fell behind
+/// discards its transaction and resumes from the stored cursor instead of applying twice.
+///
+/// When the stream fails or ends, or an apply fails (its transaction is rolled back and the
+/// cursor stays put), the consumer reconnects from the stored cursor after an exponential
+/// backoff with jitter. An event that always fails therefore blocks the consumer, logged at
+/// each attempt: that is the price of never skipping one.
+#[derive(Clone, Debug)]
+pub struct Consumer {
+    /// The consumer's own pool, bound to its schema.
+    pool: PgPool,
+    /// The consumer's name, the key of its cursor.
+    name: String,
+    /// First reconnect delay.
+    initial_backoff: Duration,
+    /// Largest reconnect delay.
+    max_backoff: Duration,
+}
+
+/// What became of one received event.
+enum Applied {
+    /// Applied and committed with its cursor.
+    Committed,
+    /// Another instance of the consumer moved the cursor first: nothing was applied.
+    CursorMoved,
+}
+
+impl Consumer {
+    /// A consumer named `name` (e.g. `"contacts.identity-users"`) that keeps its cursor in
+    /// `pool`'s schema. Reconnects back off from 100 ms up to 10 s.
+    pub fn new(pool: PgPool, name: impl Into<String>) -> Self {
+        Self {
+            pool,
+            name: name.into(),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+
+    /// Sets the reconnect backoff: the first delay and the largest one.
+    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max;
+        self
+    }
+
+    /// The consumer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs the consumer until `shutdown` completes.
+    ///
+    /// - `source(after)` opens the other service's stream of `(cursor, event)` after the
+    ///   cursor string `after` (empty: from the start), typically its `WatchEvents` RPC.
+    /// - `apply(conn, event)` applies one event through `conn`, which is inside the
+    ///   transaction that also stores the cursor; an `Err` rolls everything back.
+    ///
+    /// `shutdown` is checked while waiting (for the stream, the source, the database and
+    /// between retries), never in the middle of an event: the event being applied is
+    /// committed or rolled back first.
+    ///
+    /// Write `apply` inline in the call (or pass it through a function with the same bound) so
+    /// that Rust infers its higher-ranked signature:
+    ///
+    /// ```ignore
+    /// consumer
+    ///     .run(source, |conn, event: UserEvent| Box::pin(project_user(conn, event)), shutdown)
+    ///     .await;
+    /// ```
+    pub async fn run<E, S, SFut, St, A>(
+        self,
+        mut source: S,
+        mut apply: A,
+        shutdown: impl Future<Output = ()>,
+    ) where
+        S: FnMut(String) -> SFut,
+        SFut: Future<Output = Result<St, tonic::Status>>,
+        St: Stream<Item = Result<(String, E), tonic::Status>>,
+        A: for<'c> FnMut(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>,
+    {
+        let consumer = self.name.as_str();
+        let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff);
+        let mut shutdown = std::pin::pin!(shutdown);
+        tracing::info!(consumer, "event consumer started");
+        'connect: loop {
+            let loaded = tokio::select! {
+                biased;
+                () = &mut shutdown => break 'connect,
+                loaded = fetch_cursor(&self.pool, consumer) => loaded,
+            };
+            let mut cursor = match loaded {
+                Ok(cursor) => cursor.unwrap_or_default(),
+                Err(error) => {
+                    tracing::warn!(consumer, error = %error, "loading the event cursor failed");
+                    if wait_or_shutdown(&mut backoff, &mut shutdown, consumer).await {
+                        break 'connect;
+                    }
+                    continue 'connect;
+                }
+            };
+            let opened = tokio::select! {
+                biased;
+                () = &mut shutdown => break 'connect,
+                opened = source(cursor.clone()) => opened,
+            };
+            let stream = match opened {
+                Ok(stream) => stream,
+                Err(status) => {
+                    tracing::warn!(
+                        consumer,
+                        cursor = %cursor,
+                        code = ?status.code(),
+                        message = status.message(),
+                        "opening the event stream failed"
+                    );
+                    if wait_or_shutdown(&mut backoff, &mut shutdown, consumer).await {
+                        break 'connect;
+                    }
+                    continue 'connect;
+                }
+            };
+            let opened_at = Instant::now();
+            tracing::debug!(consumer, cursor = %cursor, "following the event stream");
+            let mut stream = std::pin::pin!(stream);
+            loop {
+                let item = tokio::select! {
+                    biased;
+                    () = &mut shutdown => break 'connect,
+                    item = stream.next() => item,
+                };
+                match item {
+                    None => {
+                        tracing::info!(consumer, cursor = %cursor, "event stream ended, reconnecting");
+                        break;
+                    }
+                    Some(Err(status)) => {
+                        tracing::warn!(
+                            consumer,
+                            cursor = %cursor,
+                            code = ?status.code(),
+                            message = status.message(),
+                            "event stream failed, reconnecting"
+                        );
+                        break;
+                    }
+                    Some(Ok((next, event))) => {
+                        match self.apply_one(&cursor, &next, event, &mut apply).await {
+                            Ok(Applied::Committed) => {
+                                tracing::trace!(consumer, cursor = %next, "event applied");
+                                cursor = next;
+                                backoff.reset();
+                            }
+                            Ok(Applied::CursorMoved) => {
+                                tracing::info!(
+                                    consumer,
+                                    cursor = %cursor,
+                                    "event cursor moved by another instance, resuming from it"
+                                );
+                                break;
+                            }
+                            Err(error) => {
+                                tracing::error!(
+                                    consumer,
+                                    cursor = %next,
+                                    error = format!("{error:#}"),
+                                    "applying an event failed, rolled back; retrying"
+                                );
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            // A stream that stayed up for a while was healthy: start the backoff afresh.
+            if opened_at.elapsed() >= self.max_backoff {
+                backoff.reset();
+            }
+            if wait_or_shutdown(&mut backoff, &mut shutdown, consumer).await {
+                break 'connect;
+            }
+        }
+        tracing::info!(consumer, "event consumer stopped");
+    }
+
+    /// Applies one event and stores `next` as the cursor, in one transaction, provided the
+    /// stored cursor is still `expected`.
+    async fn apply_one<E, A>(
+        &self,
+        expected: &str,
+        next: &str,
+        event: E,
+        apply: &mut A,
+    ) -> anyhow::Result<Applied>
+    where
+        A: for<'c> FnMut(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>,
+    {
+        let mut tx = self.pool.begin().await?;
+        // Lock the cursor row so replicas of this consumer apply one at a time.
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT cursor FROM event_cursors WHERE consumer = $1 FOR UPDATE")
+                .bind(&self.name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if stored.as_deref().unwrap_or_default() != expected {
+            return Ok(Applied::CursorMoved);
+        }
+        apply(&mut tx, event).await?;
+        // The WHERE also catches a replica that inserted the first cursor concurrently.
+        let stored = sqlx::query(
+            "INSERT INTO event_cursors (consumer, cursor, update_time) VALUES ($1, $2, now()) \
+             ON CONFLICT (consumer) DO UPDATE \
+             SET cursor = EXCLUDED.cursor, update_time = EXCLUDED.update_time \
+             WHERE event_cursors.cursor = $3",
+        )
+        .bind(&self.name)
+        .bind(next)
+        .bind(expected)
+        .execute(&mut *tx)
+        .await?;
+        if stored.rows_affected() != 1 {
+            return Ok(Applied::CursorMoved);
+        }
+        tx.commit().await?;
+        Ok(Applied::Committed)
+    }
+}
+
+/// Waits out the next backoff delay; `true` when `shutdown` completed first.
+async fn wait_or_shutdown<F>(
+    backoff: &mut Backoff,
+    shutdown: &mut std::pin::Pin<&mut F>,
+    consumer: &str,
+) -> bool
+where
+    F: Future<Output = ()>,
+{
+    let delay = backoff.next_delay();
+    tracing::debug!(
+        consumer,
+        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        "event consumer waiting before reconnecting"
+    );
+    tokio::select! {
+        biased;
+        () = shutdown.as_mut() => true,
+        () = tokio::time::sleep(delay) => false,
+    }
+}

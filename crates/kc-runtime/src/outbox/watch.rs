@@ -1,0 +1,300 @@
+//! Live, commit-ordered event streams: one `LISTEN` connection per process, fanned out.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::Cursor;
+use super::backoff::Backoff;
+use super::read::{StoredEvent, read_page};
+
+/// A boxed stream of `WatchEvents` responses, the type tonic wants for a server stream.
+pub type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;
+
+/// Tuning of the streams an [`OutboxWatcher`] serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchOptions {
+    /// Events read per query (at least 1).
+    pub batch_size: u32,
+    /// How often a caught-up stream looks again while committed events are held back by an
+    /// older transaction still running (its end sends no notification).
+    pub held_back_poll: Duration,
+    /// How often a caught-up stream looks again without any notification: a safety net only,
+    /// new commits wake streams at once.
+    pub idle_poll: Duration,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            held_back_poll: Duration::from_millis(250),
+            idle_poll: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Serves live event streams from the outbox of one service schema.
+///
+/// Start one per process with [`OutboxWatcher::start`] and clone it freely (clones share
+/// everything). It keeps one `LISTEN` connection for the whole process (reconnecting after
+/// failures) and wakes every stream when an event commits; streams hold no connection while
+/// they wait. The listener stops when the pool is closed or when the last clone and the last
+/// stream are dropped.
+#[derive(Clone, Debug)]
+pub struct OutboxWatcher {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The service's pool, bound to its schema.
+    pool: PgPool,
+    /// The service schema, for logs.
+    schema: String,
+    /// Counts wake-ups; streams wait for it to change.
+    wakeups: watch::Receiver<u64>,
+    /// Stream tuning.
+    options: WatchOptions,
+    /// The listener task, aborted when the last user goes away.
+    listener: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl OutboxWatcher {
+    /// Starts watching the outbox of the pool's schema (the first schema of its `search_path`)
+    /// with the default [`WatchOptions`].
+    ///
+    /// The listener holds one connection of `pool` for as long as it runs. Fails when the
+    /// database cannot be reached or the pool has no current schema.
+    pub async fn start(pool: PgPool) -> Result<Self, sqlx::Error> {
+        Self::start_with(pool, WatchOptions::default()).await
+    }
+
+    /// Like [`OutboxWatcher::start`], with explicit stream tuning.
+    pub async fn start_with(pool: PgPool, options: WatchOptions) -> Result<Self, sqlx::Error> {
+        let (schema, channel): (Option<String>, Option<String>) =
+            sqlx::query_as(concat!("SELECT current_schema(), ", channel_sql!()))
+                .fetch_one(&pool)
+                .await?;
+        let (Some(schema), Some(channel)) = (schema, channel) else {
+            return Err(sqlx::Error::Configuration(
+                "the pool has no current schema: set its search_path to the service schema".into(),
+            ));
+        };
+        let listener = listen(&pool, &channel).await?;
+        let (wakeups_tx, wakeups) = watch::channel(0_u64);
+        let listener = tokio::spawn(run_listener(
+            pool.clone(),
+            schema.clone(),
+            channel,
+            listener,
+            wakeups_tx,
+        ));
+        tracing::debug!(schema = %schema, "outbox watcher started");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                schema,
+                wakeups,
+                options,
+                listener,
+            }),
+        })
+    }
+
+    /// The schema whose outbox this watcher serves.
+    pub fn schema(&self) -> &str {
+        &self.inner.schema
+    }
+
+    /// Streams the events after `after`, in commit-safe order, and then follows new events
+    /// forever.
+    ///
+    /// Reads in batches; once caught up it waits, holding no connection, for a commit
+    /// notification or a poll interval (see [`WatchOptions`]). The stream never skips an
+    /// event, but an event only becomes visible once every transaction that started before
+    /// its own has finished (see the [module documentation](super)). On a database error the
+    /// stream yields that error and ends: resume from the last cursor received.
+    pub fn watch(
+        &self,
+        after: Cursor,
+    ) -> impl Stream<Item = Result<StoredEvent, sqlx::Error>> + Send + 'static {
+        let state = WatchState {
+            wakeups: self.inner.wakeups.clone(),
+            inner: Arc::clone(&self.inner),
+            after,
+            buffer: VecDeque::new(),
+            done: false,
+            listener_gone: false,
+        };
+        futures::stream::unfold(state, WatchState::next)
+    }
+}
+
+/// Serves a `WatchEvents` RPC: streams the events after `after`, converted to the service's
+/// proto message by `convert`.
+///
+/// A database error is logged once here and sent as `UNAVAILABLE` ("event store
+/// unavailable"), without internal detail; the stream ends after the first error, whether
+/// from the database or from `convert`. Clients resume from the last cursor they received.
+pub fn watch_response<T, F>(watcher: &OutboxWatcher, after: Cursor, convert: F) -> EventStream<T>
+where
+    T: Send + 'static,
+    F: Fn(StoredEvent) -> Result<T, tonic::Status> + Send + 'static,
+{
+    let schema = watcher.schema().to_owned();
+    let stream = watcher
+        .watch(after)
+        .map(move |item| match item {
+            Ok(event) => convert(event),
+            Err(error) => {
+                tracing::error!(schema = %schema, error = %error, "reading the outbox failed");
+                Err(tonic::Status::unavailable("event store unavailable"))
+            }
+        })
+        .scan(false, |failed, item| {
+            let next = if *failed {
+                None
+            } else {
+                *failed = item.is_err();
+                Some(item)
+            };
+            futures::future::ready(next)
+        });
+    Box::pin(stream)
+}
+
+/// Connects a listener on `channel`.
+async fn listen(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(channel).await?;
+    Ok(listener)
+}
+
+/// Turns notifications on `channel` into wake-ups until the pool closes.
+///
+/// Every reconnection also wakes the streams, since notifications sent while the connection
+/// was down are lost.
+async fn run_listener(
+    pool: PgPool,
+    schema: String,
+    channel: String,
+    mut listener: PgListener,
+    wakeups: watch::Sender<u64>,
+) {
+    let wake = || wakeups.send_modify(|count| *count = count.wrapping_add(1));
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(_)) => {
+                // Coalesce whatever else already arrived into the same wake-up.
+                while listener.next_buffered().is_some() {}
+                wake();
+            }
+            Ok(None) => {
+                tracing::warn!(schema = %schema, "outbox listener connection lost, reconnected");
+                wake();
+            }
+            Err(sqlx::Error::PoolClosed) => break,
+            Err(error) => {
+                tracing::warn!(schema = %schema, error = %error, "outbox listener failed, reconnecting");
+                drop(listener);
+                wake();
+                listener = loop {
+                    let delay = backoff.next_delay();
+                    tokio::time::sleep(delay).await;
+                    match listen(&pool, &channel).await {
+                        Ok(listener) => break listener,
+                        Err(sqlx::Error::PoolClosed) => {
+                            tracing::debug!(schema = %schema, "outbox listener stopped: pool closed");
+                            return;
+                        }
+                        Err(error) => tracing::warn!(
+                            schema = %schema,
+                            error = %error,
+                            retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                            "outbox listener reconnect failed"
+                        ),
+                    }
+                };
+                backoff.reset();
+                tracing::info!(schema = %schema, "outbox listener reconnected");
+                wake();
+            }
+        }
+    }
+    tracing::debug!(schema = %schema, "outbox listener stopped: pool closed");
+}
+
+/// State of one [`OutboxWatcher::watch`] stream.
+struct WatchState {
+    /// Keeps the listener alive while the stream lives.
+    inner: Arc<Inner>,
+    /// This stream's view of the wake-up counter.
+    wakeups: watch::Receiver<u64>,
+    /// Cursor of the last event yielded.
+    after: Cursor,
+    /// Events read but not yet yielded.
+    buffer: VecDeque<StoredEvent>,
+    /// Set after an error: the stream ends.
+    done: bool,
+    /// Set once the listener has stopped: no more wake-ups will come.
+    listener_gone: bool,
+}
+
+impl WatchState {
+    /// Yields the next event, reading and waiting as needed.
+    async fn next(mut self) -> Option<(Result<StoredEvent, sqlx::Error>, Self)> {
+        if self.done {
+            return None;
+        }
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                self.after = event.cursor;
+                return Some((Ok(event), self));
+            }
+            // Mark wake-ups seen before reading: a commit after this point wakes the wait below.
+            self.wakeups.borrow_and_update();
+            let options = self.inner.options;
+            match read_page(&self.inner.pool, self.after, options.batch_size.max(1)).await {
+                Err(error) => {
+                    self.done = true;
+                    return Some((Err(error), self));
+                }
+                Ok(page) if !page.events.is_empty() => self.buffer.extend(page.events),
+                Ok(page) => {
+                    let poll = if page.held_back {
+                        options.held_back_poll
+                    } else {
+                        options.idle_poll
+                    };
+                    if self.listener_gone {
+                        tokio::time::sleep(poll).await;
+                    } else {
+                        tokio::select! {
+                            changed = self.wakeups.changed() => {
+                                // The listener only stops when the pool closes: read once more
+                                // (which reports it), and from then on poll.
+                                self.listener_gone = changed.is_err();
+                            }
+                            () = tokio::time::sleep(poll) => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

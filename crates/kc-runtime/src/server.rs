@@ -1,0 +1,210 @@
+//! Server bootstrap: one port serving the service, `grpc.health.v1`, and reflection v1 and
+//! v1alpha, behind the tracing and auth layers, with graceful shutdown on SIGTERM/SIGINT
+//! (health NOT_SERVING first, then stop accepting and drain).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::auth::AuthLayer;
+use crate::config::ServerArgs;
+use crate::telemetry::RpcTraceLayer;
+
+/// A cloneable shutdown signal: triggered once, observed by the server and by long-lived
+/// streams (which must end so the server can drain).
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    sender: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    receiver: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    /// A signal not yet triggered.
+    pub fn new() -> Self {
+        let (sender, receiver) = tokio::sync::watch::channel(false);
+        Self {
+            sender: std::sync::Arc::new(sender),
+            receiver,
+        }
+    }
+
+    /// A signal triggered by SIGTERM or SIGINT (Ctrl-C).
+    pub fn on_signals() -> Self {
+        let shutdown = Self::new();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown signal received");
+            trigger.trigger();
+        });
+        shutdown
+    }
+
+    /// Triggers the shutdown.
+    pub fn trigger(&self) {
+        self.sender.send_replace(true);
+    }
+
+    /// Whether the shutdown was triggered.
+    pub fn is_triggered(&self) -> bool {
+        *self.receiver.borrow()
+    }
+
+    /// Resolves once the shutdown is triggered.
+    pub async fn wait(&self) {
+        let mut receiver = self.receiver.clone();
+        // An error means every sender is gone, which cannot happen while `self` lives.
+        let _ = receiver.wait_for(|triggered| *triggered).await;
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot listen for SIGTERM; only Ctrl-C stops");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Binds the listen address, failing with a line that names the setting.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listen: cannot bind {addr}"))
+}
+
+/// Everything [`serve`] needs besides the service's own routes.
+pub struct ServeOptions {
+    /// Fully qualified names of the services in the routes, reported in health.
+    pub service_names: Vec<&'static str>,
+    /// Authentication of non-public RPCs.
+    pub auth: AuthLayer,
+    /// Server-side deadline of one RPC.
+    pub request_timeout: Duration,
+    /// Time between NOT_SERVING and no longer accepting.
+    pub shutdown_delay: Duration,
+    /// Time in-flight RPCs get to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl ServeOptions {
+    /// Options from the shared server settings.
+    pub fn new(args: &ServerArgs, service_names: Vec<&'static str>, auth: AuthLayer) -> Self {
+        Self {
+            service_names,
+            auth,
+            request_timeout: args.request_timeout,
+            shutdown_delay: args.shutdown_delay,
+            shutdown_grace: args.shutdown_grace,
+        }
+    }
+}
+
+/// A health reporter for a server that is not serving yet.
+pub fn health() -> (
+    HealthReporter,
+    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+) {
+    tonic_health::server::health_reporter()
+}
+
+/// Sets the overall status and that of every named service.
+pub async fn set_health(reporter: &HealthReporter, names: &[&'static str], status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    for name in names {
+        reporter.set_service_status(*name, status).await;
+    }
+}
+
+/// Serves `routes` (the service's own gRPC services) plus health and reflection on
+/// `listener` until `shutdown` triggers, then reports NOT_SERVING, waits `shutdown_delay`,
+/// stops accepting and drains for at most `shutdown_grace`.
+///
+/// Health turns SERVING as soon as the server accepts: callers run migrations and warm
+/// their pool before calling this.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    options: ServeOptions,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let (reporter, health_service) = health();
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(kc_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("reflection v1")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(kc_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("reflection v1alpha")?;
+    let routes = routes
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+
+    let local_addr = listener.local_addr().context("listen: local address")?;
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    set_health(&reporter, &options.service_names, ServingStatus::Serving).await;
+    tracing::info!(address = %local_addr, services = ?options.service_names, "serving");
+
+    let names = options.service_names.clone();
+    let delay = options.shutdown_delay;
+    let stop_accepting = {
+        let shutdown = shutdown.clone();
+        let reporter = reporter.clone();
+        async move {
+            shutdown.wait().await;
+            set_health(&reporter, &names, ServingStatus::NotServing).await;
+            tracing::info!(delay_ms = delay.as_millis() as u64, "not serving; draining soon");
+            tokio::time::sleep(delay).await;
+        }
+    };
+    let server = tonic::transport::Server::builder()
+        .timeout(options.request_timeout)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(RpcTraceLayer::default())
+        .layer(options.auth)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, stop_accepting);
+    let drain_deadline = async {
+        shutdown.wait().await;
+        tokio::time::sleep(delay + options.shutdown_grace).await;
+    };
+    tokio::select! {
+        result = server => result.context("grpc server")?,
+        () = drain_deadline => {
+            tracing::warn!("drain deadline passed with rpcs still in flight; stopping");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

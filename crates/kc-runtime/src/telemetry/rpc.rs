@@ -1,0 +1,478 @@
+//! The per-RPC server span: a tower layer for tonic servers that continues the caller's
+//! trace, records the gRPC status and the latency, and logs one event per RPC.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use http_body::{Body, Frame, SizeHint};
+use opentelemetry::trace::TraceContextExt as _;
+use tonic::Code;
+use tracing::Span;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use super::propagation::extract_trace_context;
+
+/// Target of the per-RPC span and of its completion event, so operators can tune them
+/// alone (e.g. `RUST_LOG=info,kc_runtime::rpc=warn` keeps only failed RPCs).
+pub const RPC_TARGET: &str = "kc_runtime::rpc";
+
+/// Path prefix of the gRPC health service, whose RPCs (probes) are logged at `debug`.
+const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
+
+/// Tower layer that gives each RPC served by a tonic server a `rpc` span and one log event.
+///
+/// For each request it:
+/// - continues the caller's trace: the W3C trace context in the request headers (gRPC
+///   metadata) becomes the remote parent of the span;
+/// - runs the handler, and for streaming responses every poll of the response stream,
+///   inside a span named `rpc` (target [`RPC_TARGET`]) with the fields `rpc.system`,
+///   `rpc.service`, `rpc.method`, `otel.name`, `otel.kind`, `trace_id`, and at the end
+///   `grpc.code` (e.g. `OK`, `NOT_FOUND`), `latency_ms` and `otel.status_code`;
+/// - reads the gRPC status from the `grpc-status` response header (trailers-only responses)
+///   or from the trailers at the end of the body; a response dropped before it completes
+///   (the client cancelled, the server timed it out or shut down) counts as `CANCELLED`;
+/// - emits one `rpc finished` event: `info` for `OK` and for the errors a client causes,
+///   `warn` for `UNAVAILABLE` and `DEADLINE_EXCEEDED`, `error` for `INTERNAL`, `UNKNOWN`,
+///   `DATA_LOSS` and `UNIMPLEMENTED`. Health checks use `debug` for both span and event.
+///
+/// Neither headers (so no `authorization` value) nor messages are logged.
+///
+/// ```ignore
+/// tonic::transport::Server::builder()
+///     .layer(RpcTraceLayer::default())
+///     .add_routes(routes)
+///     .serve_with_incoming(incoming)
+///     .await?;
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RpcTraceLayer {
+    _private: (),
+}
+
+impl RpcTraceLayer {
+    /// Creates the layer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<S> tower_layer::Layer<S> for RpcTraceLayer {
+    type Service = RpcTrace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcTrace { inner }
+    }
+}
+
+/// The service made by [`RpcTraceLayer`]: wraps each call of the inner service in an `rpc`
+/// span and observes the gRPC status of its response.
+#[derive(Clone, Debug)]
+pub struct RpcTrace<S> {
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> tower_service::Service<http::Request<ReqBody>> for RpcTrace<S>
+where
+    S: tower_service::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    ResBody: Body,
+{
+    type Response = http::Response<RpcTraceBody<ResBody>>;
+    type Error = S::Error;
+    type Future = RpcTraceFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let recorder = Recorder::start(&request);
+        let inner = {
+            let _entered = recorder.span.enter();
+            self.inner.call(request)
+        };
+        RpcTraceFuture {
+            inner,
+            recorder: Some(recorder),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`RpcTrace`]: polls the inner future inside the RPC span and
+    /// wraps the response body in an [`RpcTraceBody`].
+    pub struct RpcTraceFuture<F> {
+        #[pin]
+        inner: F,
+        recorder: Option<Recorder>,
+    }
+}
+
+impl<F, ResBody, E> Future for RpcTraceFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>>,
+    ResBody: Body,
+{
+    type Output = Result<http::Response<RpcTraceBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = {
+            let _entered = this.recorder.as_ref().map(|recorder| recorder.span.enter());
+            ready!(this.inner.poll(cx))
+        };
+        let mut recorder = this.recorder.take();
+        match result {
+            Ok(response) => {
+                // A `grpc-status` header means a trailers-only response, and an empty body
+                // without one will never carry a status: either way the RPC is over.
+                if (response.headers().contains_key("grpc-status")
+                    || response.body().is_end_stream())
+                    && let Some(mut recorder) = recorder.take()
+                {
+                    recorder.finish(Outcome::from_headers(response.headers()));
+                }
+                Poll::Ready(Ok(response.map(|inner| RpcTraceBody { inner, recorder })))
+            }
+            Err(error) => {
+                if let Some(mut recorder) = recorder {
+                    recorder.finish(Outcome::ServiceError);
+                }
+                Poll::Ready(Err(error))
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response body of [`RpcTrace`]: passes every frame through unchanged, polls the inner
+    /// body inside the RPC span, and completes the RPC record when the trailers arrive, the
+    /// body fails or ends, or it is dropped before its end.
+    pub struct RpcTraceBody<B> {
+        #[pin]
+        inner: B,
+        recorder: Option<Recorder>,
+    }
+}
+
+impl<B: Body> Body for RpcTraceBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let Some(recorder) = this.recorder.as_ref() else {
+            return this.inner.poll_frame(cx);
+        };
+        let polled = {
+            let _entered = recorder.span.enter();
+            ready!(this.inner.poll_frame(cx))
+        };
+        let outcome = match &polled {
+            Some(Ok(frame)) => frame.trailers_ref().map(Outcome::from_headers),
+            Some(Err(_)) => Some(Outcome::BodyError),
+            None => Some(Outcome::MissingStatus),
+        };
+        if let Some(outcome) = outcome
+            && let Some(mut recorder) = this.recorder.take()
+        {
+            recorder.finish(outcome);
+        }
+        Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// How an RPC ended.
+enum Outcome {
+    /// The response carried a gRPC status (header or trailer).
+    Status {
+        code: Code,
+        /// The status message, kept for failures only.
+        message: Option<String>,
+    },
+    /// The response ended without any `grpc-status`.
+    MissingStatus,
+    /// The inner service failed instead of answering.
+    ServiceError,
+    /// The response body failed while streaming.
+    BodyError,
+    /// The response (future or body) was dropped before it completed.
+    Dropped,
+}
+
+impl Outcome {
+    fn from_headers(headers: &http::HeaderMap) -> Self {
+        let Some(value) = headers.get("grpc-status") else {
+            return Outcome::MissingStatus;
+        };
+        let code = Code::from_bytes(value.as_bytes());
+        let message = if code == Code::Ok {
+            None
+        } else {
+            tonic::Status::from_header_map(headers)
+                .map(|status| status.message().to_owned())
+                .filter(|message| !message.is_empty())
+        };
+        Outcome::Status { code, message }
+    }
+
+    fn code(&self) -> Code {
+        match self {
+            Outcome::Status { code, .. } => *code,
+            Outcome::MissingStatus | Outcome::ServiceError | Outcome::BodyError => Code::Unknown,
+            Outcome::Dropped => Code::Cancelled,
+        }
+    }
+
+    /// What the event says besides the code, when the status alone does not tell.
+    fn detail(&self) -> Option<&str> {
+        match self {
+            Outcome::Status { message, .. } => message.as_deref(),
+            Outcome::MissingStatus => Some("response ended without grpc-status"),
+            Outcome::ServiceError => Some("service failed before responding"),
+            Outcome::BodyError => Some("response stream failed"),
+            Outcome::Dropped => Some("dropped before completion"),
+        }
+    }
+}
+
+/// The record of one RPC: its span, start time and name; emits the completion event once,
+/// at the latest when dropped.
+struct Recorder {
+    span: Span,
+    start: Instant,
+    /// The request path, `/package.Service/Method`.
+    path: http::uri::PathAndQuery,
+    health: bool,
+    finished: bool,
+}
+
+impl Recorder {
+    fn start<B>(request: &http::Request<B>) -> Self {
+        let start = Instant::now();
+        let path = request
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let health = path.path().starts_with(HEALTH_PREFIX);
+        let (service, method) = split_path(path.path());
+        let name = path.path().trim_start_matches('/');
+        let span = if health {
+            tracing::debug_span!(
+                target: RPC_TARGET,
+                parent: None,
+                "rpc",
+                rpc.system = "grpc",
+                rpc.service = service,
+                rpc.method = method,
+                otel.name = name,
+                otel.kind = "server",
+                otel.status_code = Empty,
+                grpc.code = Empty,
+                latency_ms = Empty,
+                trace_id = Empty,
+            )
+        } else {
+            tracing::info_span!(
+                target: RPC_TARGET,
+                parent: None,
+                "rpc",
+                rpc.system = "grpc",
+                rpc.service = service,
+                rpc.method = method,
+                otel.name = name,
+                otel.kind = "server",
+                otel.status_code = Empty,
+                grpc.code = Empty,
+                latency_ms = Empty,
+                trace_id = Empty,
+            )
+        };
+        if !span.is_disabled() {
+            let parent = extract_trace_context(request.headers());
+            if parent.span().span_context().is_valid() {
+                // Fails only without the OpenTelemetry layer, where there is nothing to
+                // parent; the span is new, so it cannot have started yet.
+                let _ = span.set_parent(parent);
+            }
+            let context = span.context();
+            let otel_span = context.span();
+            let span_context = otel_span.span_context();
+            if span_context.is_valid() {
+                span.record("trace_id", tracing::field::display(span_context.trace_id()));
+            }
+        }
+        Recorder {
+            span,
+            start,
+            path,
+            health,
+            finished: false,
+        }
+    }
+
+    /// Records the outcome on the span, emits the completion event inside it, and closes
+    /// the span (which exports it).
+    fn finish(&mut self, outcome: Outcome) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let code = outcome.code();
+        // Milliseconds with microsecond precision.
+        let latency_ms = self.start.elapsed().as_micros() as f64 / 1000.0;
+        let span = std::mem::replace(&mut self.span, Span::none());
+        span.record("grpc.code", code_name(code));
+        span.record("latency_ms", latency_ms);
+        if is_server_error(code) {
+            span.record("otel.status_code", "ERROR");
+        }
+        let (service, method) = split_path(self.path.path());
+        let detail = outcome.detail();
+        let level = if self.health {
+            tracing::Level::DEBUG
+        } else {
+            level_for(code)
+        };
+        span.in_scope(|| {
+            macro_rules! rpc_finished {
+                ($level:expr) => {
+                    tracing::event!(
+                        target: RPC_TARGET,
+                        $level,
+                        rpc.service = service,
+                        rpc.method = method,
+                        grpc.code = code_name(code),
+                        latency_ms,
+                        detail,
+                        "rpc finished"
+                    )
+                };
+            }
+            match level {
+                tracing::Level::ERROR => rpc_finished!(tracing::Level::ERROR),
+                tracing::Level::WARN => rpc_finished!(tracing::Level::WARN),
+                tracing::Level::INFO => rpc_finished!(tracing::Level::INFO),
+                _ => rpc_finished!(tracing::Level::DEBUG),
+            }
+        });
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.finish(Outcome::Dropped);
+    }
+}
+
+/// Splits `/package.Service/Method` into `("package.Service", "Method")`; a path without
+/// a method gives an empty method.
+fn split_path(path: &str) -> (&str, &str) {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    path.split_once('/').unwrap_or((path, ""))
+}
+
+/// The canonical name of a gRPC status code, as in the gRPC specification.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The level of the completion event of an RPC that ended with `code`.
+fn level_for(code: Code) -> tracing::Level {
+    match code {
+        Code::Ok
+        | Code::Cancelled
+        | Code::InvalidArgument
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::PermissionDenied
+        | Code::ResourceExhausted
+        | Code::FailedPrecondition
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unauthenticated => tracing::Level::INFO,
+        Code::DeadlineExceeded | Code::Unavailable => tracing::Level::WARN,
+        Code::Unknown | Code::Unimplemented | Code::Internal | Code::DataLoss => {
+            tracing::Level::ERROR
+        }
+    }
+}
+
+/// Whether `code` marks a server span as failed (OpenTelemetry gRPC semantic conventions).
+fn is_server_error(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_grpc_paths() {
+        assert_eq!(
+            split_path("/keycontacts.contacts.v1.ContactsService/GetContact"),
+            ("keycontacts.contacts.v1.ContactsService", "GetContact")
+        );
+        assert_eq!(split_path("/odd"), ("odd", ""));
+        assert_eq!(split_path("/"), ("", ""));
+    }
+
+    #[test]
+    fn levels_follow_who_is_at_fault() {
+        assert_eq!(level_for(Code::Ok), tracing::Level::INFO);
+        assert_eq!(level_for(Code::NotFound), tracing::Level::INFO);
+        assert_eq!(level_for(Code::Unauthenticated), tracing::Level::INFO);
+        assert_eq!(level_for(Code::Unavailable), tracing::Level::WARN);
+        assert_eq!(level_for(Code::DeadlineExceeded), tracing::Level::WARN);
+        assert_eq!(level_for(Code::Internal), tracing::Level::ERROR);
+        assert_eq!(level_for(Code::Unimplemented), tracing::Level::ERROR);
+    }
+
+    #[test]
+    fn names_codes_canonically() {
+        assert_eq!(code_name(Code::from_bytes(b"0")), "OK");
+        assert_eq!(code_name(Code::from_bytes(b"5")), "NOT_FOUND");
+        assert_eq!(code_name(Code::from_bytes(b"14")), "UNAVAILABLE");
+        assert_eq!(code_name(Code::from_bytes(b"garbage")), "UNKNOWN");
+    }
+}

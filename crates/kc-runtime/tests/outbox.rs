@@ -1,0 +1,604 @@
+//! The transactional outbox against a real Postgres: commit-ordered streaming, live follow,
+//! cursors, and the exactly-once consumer.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::{Stream, StreamExt};
+use kc_runtime::outbox::{
+    self, Consumer, Cursor, EventStream, InvalidCursor, NewEvent, OutboxWatcher, StoredEvent,
+    WatchOptions, watch_response,
+};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::timeout;
+use uuid::Uuid;
+
+/// Upper bound for anything that should happen: generous, only reached on failure.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A fresh database with the given schemas, and a pool bound to each (outbox installed).
+async fn schemas<const N: usize>(names: [&str; N]) -> [PgPool; N] {
+    let db = kc_testkit::test_database().await;
+    let mut admin = PgConnection::connect(&db.url)
+        .await
+        .expect("connect as admin");
+    let mut pools = Vec::with_capacity(N);
+    for name in names {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create schema");
+        let options = PgConnectOptions::from_str(&db.url)
+            .expect("test database url")
+            .options([("search_path", name)]);
+        let pool = PgPoolOptions::new()
+            .max_connections(24)
+            .connect_with(options)
+            .await
+            .expect("connect pool");
+        let mut conn = pool.acquire().await.expect("acquire");
+        outbox::install(&mut conn).await.expect("install");
+        outbox::install(&mut conn)
+            .await
+            .expect("install again (idempotent)");
+        drop(conn);
+        pools.push(pool);
+    }
+    admin.close().await.expect("close admin connection");
+    pools.try_into().expect("one pool per schema")
+}
+
+/// An event about `aggregate`, with a payload naming it.
+fn event(aggregate: &str) -> NewEvent<'_> {
+    NewEvent {
+        event_type: "thing.changed",
+        aggregate_id: aggregate,
+        payload: aggregate.as_bytes(),
+    }
+}
+
+/// Appends one event per aggregate, each in its own committed transaction.
+async fn append_committed(pool: &PgPool, aggregates: &[&str]) -> Vec<Uuid> {
+    let mut ids = Vec::with_capacity(aggregates.len());
+    for aggregate in aggregates {
+        let mut tx = pool.begin().await.expect("begin");
+        ids.push(
+            outbox::append(&mut tx, event(aggregate))
+                .await
+                .expect("append"),
+        );
+        tx.commit().await.expect("commit");
+    }
+    ids
+}
+
+/// Everything currently readable after `after`.
+async fn read_all(pool: &PgPool, after: Cursor) -> Vec<StoredEvent> {
+    let mut conn = pool.acquire().await.expect("acquire");
+    outbox::read_batch(&mut conn, after, 10_000)
+        .await
+        .expect("read batch")
+}
+
+/// The `count` committed events after `after`, once readable.
+///
+/// Transactions of concurrent tests in the same cluster may hold the snapshot horizon back
+/// for a moment, so committed events can take a little while to become readable.
+async fn read_committed(pool: &PgPool, after: Cursor, count: usize) -> Vec<StoredEvent> {
+    let read = timeout(PATIENCE, async {
+        loop {
+            let events = read_all(pool, after).await;
+            assert!(events.len() <= count, "more events than written");
+            if events.len() == count {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    read.expect("committed events become readable")
+}
+
+/// The next item of `stream`, failing the test if none comes in time.
+async fn next_within<S: Stream + Unpin>(stream: &mut S) -> S::Item {
+    timeout(PATIENCE, stream.next())
+        .await
+        .expect("timed out waiting for the next event")
+        .expect("stream ended")
+}
+
+/// Polls `condition` until it holds, failing the test after [`PATIENCE`].
+async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let waited = timeout(PATIENCE, async {
+        while !condition().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "timed out waiting until {what}");
+}
+
+/// What [`watch_source`] returns when asked to open a stream.
+type Opened = futures::future::Ready<Result<EventStream<(String, StoredEvent)>, tonic::Status>>;
+
+/// A consumer source reading the watcher the way a `WatchEvents` client would.
+fn watch_source(watcher: OutboxWatcher) -> impl FnMut(String) -> Opened {
+    move |after| {
+        let opened = after
+            .parse::<Cursor>()
+            .map_err(|error| error.to_status("after_cursor"))
+            .map(|cursor| {
+                watch_response(&watcher, cursor, |event| {
+                    Ok((event.cursor.to_string(), event))
+                })
+            });
+        futures::future::ready(opened)
+    }
+}
+
+/// Creates the projection table the test consumers write to.
+async fn create_projection(pool: &PgPool) {
+    sqlx::raw_sql(
+        "CREATE TABLE applied (n bigserial PRIMARY KEY, event_id uuid NOT NULL, consumer text)",
+    )
+    .execute(pool)
+    .await
+    .expect("create projection table");
+}
+
+/// Applies an event by recording its id in the projection table.
+async fn record(conn: &mut PgConnection, event_id: Uuid) -> anyhow::Result<()> {
+    sqlx::query("INSERT INTO applied (event_id) VALUES ($1)")
+        .bind(event_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Gives a closure the higher-ranked signature [`Consumer::run`] wants for `apply`.
+fn apply_fn<F>(apply: F) -> F
+where
+    F: for<'c> FnMut(&'c mut PgConnection, StoredEvent) -> BoxFuture<'c, anyhow::Result<()>>,
+{
+    apply
+}
+
+/// An apply function that records every event.
+fn recorder()
+-> impl for<'c> FnMut(&'c mut PgConnection, StoredEvent) -> BoxFuture<'c, anyhow::Result<()>> {
+    apply_fn(|conn, event| Box::pin(record(conn, event.event_id)))
+}
+
+/// Ids recorded in the projection, in apply order.
+async fn applied(pool: &PgPool) -> Vec<Uuid> {
+    sqlx::query_scalar("SELECT event_id FROM applied ORDER BY n")
+        .fetch_all(pool)
+        .await
+        .expect("read projection")
+}
+
+/// Number of events recorded in the projection.
+async fn applied_count(pool: &PgPool) -> usize {
+    applied(pool).await.len()
+}
+
+/// A shutdown signal for a consumer and the handle that fires it.
+fn shutdown_signal() -> (Arc<Notify>, impl Future<Output = ()> + Send + 'static) {
+    let notify = Arc::new(Notify::new());
+    let waiter = Arc::clone(&notify);
+    (notify, async move { waiter.notified().await })
+}
+
+#[tokio::test]
+async fn out_of_order_commits_are_delivered_once_in_commit_safe_order() {
+    let [producer, consumer_pool] = schemas(["producer", "consumer"]).await;
+    create_projection(&consumer_pool).await;
+    let watcher = OutboxWatcher::start(producer.clone())
+        .await
+        .expect("start watcher");
+    let mut stream = Box::pin(watcher.watch(Cursor::START));
+    let (stop, shutdown) = shutdown_signal();
+    let consumer = tokio::spawn(
+        Consumer::new(consumer_pool.clone(), "test.ordering")
+            .with_backoff(Duration::from_millis(10), Duration::from_millis(200))
+            .run(watch_source(watcher.clone()), recorder(), shutdown),
+    );
+
+    // A takes the lower transaction id and sequence; B commits first.
+    let mut tx_a = producer.begin().await.expect("begin a");
+    let id_a = outbox::append(&mut tx_a, event("a"))
+        .await
+        .expect("append a");
+    let mut tx_b = producer.begin().await.expect("begin b");
+    let id_b = outbox::append(&mut tx_b, event("b"))
+        .await
+        .expect("append b");
+    tx_b.commit().await.expect("commit b");
+
+    // A naive `seq > last` reader sees B alone and would move past A's sequence number.
+    let visible: Vec<(i64, Uuid)> =
+        sqlx::query_as("SELECT seq, event_id FROM outbox_events ORDER BY seq")
+            .fetch_all(&producer)
+            .await
+            .expect("naive read");
+    assert_eq!(visible.len(), 1, "only b is committed");
+    let (seq_b, naive_id) = visible[0];
+    assert_eq!(naive_id, id_b);
+
+    // The commit-ordered reads hold B back while A may still commit before it.
+    assert!(read_all(&producer, Cursor::START).await.is_empty());
+    assert!(
+        timeout(Duration::from_millis(600), stream.next())
+            .await
+            .is_err(),
+        "watch must not deliver b while a is open"
+    );
+    assert_eq!(applied_count(&consumer_pool).await, 0);
+
+    tx_a.commit().await.expect("commit a");
+
+    // Once A commits, the naive cursor has skipped it for good.
+    let naive_after: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox_events WHERE seq > $1")
+        .bind(seq_b)
+        .fetch_one(&producer)
+        .await
+        .expect("naive resume");
+    assert_eq!(naive_after, 0, "a naive cursor would never see a");
+
+    let first = next_within(&mut stream).await.expect("first event");
+    let second = next_within(&mut stream).await.expect("second event");
+    assert_eq!((first.event_id, second.event_id), (id_a, id_b));
+    assert_eq!(first.aggregate_id, "a");
+    assert_eq!(first.payload, b"a");
+    assert!(first.cursor < second.cursor);
+    assert!(
+        timeout(Duration::from_millis(300), stream.next())
+            .await
+            .is_err(),
+        "each event is delivered once"
+    );
+
+    wait_until("the consumer applied both events", || async {
+        applied_count(&consumer_pool).await >= 2
+    })
+    .await;
+    stop.notify_one();
+    timeout(PATIENCE, consumer)
+        .await
+        .expect("consumer stops")
+        .expect("consumer task");
+    assert_eq!(applied(&consumer_pool).await, vec![id_a, id_b]);
+    let mut conn = consumer_pool.acquire().await.expect("acquire");
+    assert_eq!(
+        outbox::load_cursor(&mut conn, "test.ordering")
+            .await
+            .expect("load cursor"),
+        Some(second.cursor.to_string())
+    );
+}
+
+#[tokio::test]
+async fn live_watchers_wake_on_commit() {
+    // The second schema name is too long for a plain channel name and takes the hashed one.
+    let long = "a_service_schema_with_a_name_long_enough_for_a_hashed_channel";
+    for schema in ["live", long] {
+        let [pool] = schemas([schema]).await;
+        append_committed(&pool, &["old-1", "old-2"]).await;
+        let end = read_committed(&pool, Cursor::START, 2)
+            .await
+            .last()
+            .expect("events written")
+            .cursor;
+
+        // Without a notification an idle stream would only look again after an hour.
+        let options = WatchOptions {
+            idle_poll: Duration::from_secs(3600),
+            ..WatchOptions::default()
+        };
+        let watcher = OutboxWatcher::start_with(pool.clone(), options)
+            .await
+            .expect("start watcher");
+        assert_eq!(watcher.schema(), schema);
+        let (sender, mut received) = mpsc::unbounded_channel();
+        let mut stream = Box::pin(watcher.watch(end));
+        let follower = tokio::spawn(async move {
+            while let Some(item) = stream.next().await {
+                if sender.send(item).is_err() {
+                    break;
+                }
+            }
+        });
+        // Each round commits once the stream has delivered the previous event, so the stream
+        // is (almost always) idle at the commit: only the notification can wake it in time.
+        for round in ["new-1", "new-2", "new-3"] {
+            let ids = append_committed(&pool, &[round]).await;
+            let delivered = timeout(PATIENCE, received.recv())
+                .await
+                .expect("the commit wakes the stream")
+                .expect("stream alive")
+                .expect("event");
+            assert_eq!(delivered.event_id, ids[0]);
+            assert_eq!(delivered.aggregate_id, round);
+        }
+        follower.abort();
+    }
+}
+
+#[tokio::test]
+async fn cursors_round_trip_and_resume_after_the_given_event() {
+    let [pool] = schemas(["cursors"]).await;
+    let ids = append_committed(&pool, &["1", "2", "3", "4", "5"]).await;
+    let events = read_committed(&pool, Cursor::START, ids.len()).await;
+    assert_eq!(
+        events.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        ids,
+        "sequential commits stream in commit order"
+    );
+
+    assert_eq!(Cursor::START.to_string(), "");
+    assert_eq!("".parse::<Cursor>(), Ok(Cursor::START));
+    for event in &events {
+        let text = event.cursor.to_string();
+        assert!(!text.is_empty());
+        assert_eq!(text.parse::<Cursor>(), Ok(event.cursor));
+    }
+    for invalid in ["nope", "0", "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", "-1"] {
+        assert_eq!(invalid.parse::<Cursor>(), Err(InvalidCursor));
+    }
+    let status = InvalidCursor.to_status("after_cursor");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("after_cursor"));
+
+    // Resuming after the second event returns the third onwards, by batch and by watch.
+    let after: Cursor = events[1].cursor.to_string().parse().expect("cursor");
+    let rest = read_committed(&pool, after, 3).await;
+    assert_eq!(
+        rest.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        ids[2..]
+    );
+    let mut conn = pool.acquire().await.expect("acquire");
+    let limited = outbox::read_batch(&mut conn, after, 2).await.expect("read");
+    assert_eq!(
+        limited.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        ids[2..4]
+    );
+    let last = events.last().expect("events").cursor;
+    assert!(
+        outbox::read_batch(&mut conn, last, 10)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    drop(conn);
+
+    let watcher = OutboxWatcher::start(pool.clone())
+        .await
+        .expect("start watcher");
+    let mut stream = Box::pin(watcher.watch(after));
+    for id in &ids[2..] {
+        assert_eq!(next_within(&mut stream).await.expect("event").event_id, *id);
+    }
+}
+
+#[tokio::test]
+async fn consumer_applies_each_event_once_across_restarts_and_failures() {
+    let [producer, consumer_pool] = schemas(["source_svc", "projection_svc"]).await;
+    create_projection(&consumer_pool).await;
+    let names: Vec<String> = (1..=10).map(|i| format!("agg-{i}")).collect();
+    let ids = append_committed(
+        &producer,
+        &names.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    let events = read_committed(&producer, Cursor::START, ids.len()).await;
+    let watcher = OutboxWatcher::start(producer.clone())
+        .await
+        .expect("start watcher");
+    let consumer = || {
+        Consumer::new(consumer_pool.clone(), "test.restart")
+            .with_backoff(Duration::from_millis(10), Duration::from_millis(200))
+    };
+    let mut conn = consumer_pool.acquire().await.expect("acquire");
+    assert_eq!(
+        outbox::load_cursor(&mut conn, "test.restart")
+            .await
+            .expect("load cursor"),
+        None
+    );
+
+    // First run: stop right after the fifth event.
+    let (stop, shutdown) = shutdown_signal();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let apply = {
+        let seen = Arc::clone(&seen);
+        let stop = Arc::clone(&stop);
+        apply_fn(move |conn, event| {
+            if seen.fetch_add(1, Ordering::SeqCst) + 1 == 5 {
+                stop.notify_one();
+            }
+            Box::pin(record(conn, event.event_id))
+        })
+    };
+    timeout(
+        PATIENCE,
+        consumer().run(watch_source(watcher.clone()), apply, shutdown),
+    )
+    .await
+    .expect("first run stops");
+    assert_eq!(applied(&consumer_pool).await, ids[..5]);
+    assert_eq!(
+        outbox::load_cursor(&mut conn, "test.restart")
+            .await
+            .expect("load cursor"),
+        Some(events[4].cursor.to_string())
+    );
+
+    // Second run: the seventh event fails until allowed, and is retried without moving on.
+    let allow = Arc::new(AtomicBool::new(false));
+    let (failed_tx, mut failed) = mpsc::unbounded_channel();
+    let apply = {
+        let allow = Arc::clone(&allow);
+        let poison = ids[6];
+        apply_fn(move |conn, event| {
+            let fail = event.event_id == poison && !allow.load(Ordering::SeqCst);
+            let failed_tx = failed_tx.clone();
+            Box::pin(async move {
+                record(conn, event.event_id).await?;
+                if fail {
+                    let _ = failed_tx.send(event.event_id);
+                    anyhow::bail!("projection rejected event {}", event.event_id);
+                }
+                Ok(())
+            })
+        })
+    };
+    let (stop, shutdown) = shutdown_signal();
+    let running = tokio::spawn(consumer().run(watch_source(watcher.clone()), apply, shutdown));
+    for _ in 0..2 {
+        let failed_id = timeout(PATIENCE, failed.recv())
+            .await
+            .expect("the poisoned event is tried")
+            .expect("consumer alive");
+        assert_eq!(failed_id, ids[6]);
+        assert_eq!(
+            applied(&consumer_pool).await,
+            ids[..6],
+            "the failed apply was rolled back"
+        );
+        assert_eq!(
+            outbox::load_cursor(&mut conn, "test.restart")
+                .await
+                .expect("load cursor"),
+            Some(events[5].cursor.to_string()),
+            "the cursor did not move past the failed event"
+        );
+    }
+    allow.store(true, Ordering::SeqCst);
+    wait_until("the consumer applied all events", || async {
+        applied_count(&consumer_pool).await >= ids.len()
+    })
+    .await;
+    stop.notify_one();
+    timeout(PATIENCE, running)
+        .await
+        .expect("second run stops")
+        .expect("consumer task");
+    assert_eq!(applied(&consumer_pool).await, ids);
+    assert_eq!(
+        outbox::load_cursor(&mut conn, "test.restart")
+            .await
+            .expect("load cursor"),
+        Some(events[9].cursor.to_string())
+    );
+}
+
+#[tokio::test]
+async fn concurrent_writers_are_all_delivered_once() {
+    const WRITERS: usize = 20;
+    const EVENTS_PER_WRITER: usize = 25;
+    const TOTAL: usize = WRITERS * EVENTS_PER_WRITER;
+
+    let [producer, consumer_pool] = schemas(["busy_producer", "busy_consumer"]).await;
+    create_projection(&consumer_pool).await;
+    let watcher = OutboxWatcher::start(producer.clone())
+        .await
+        .expect("start watcher");
+    let (stop, shutdown) = shutdown_signal();
+    let consumer = tokio::spawn(
+        Consumer::new(consumer_pool.clone(), "test.busy")
+            .with_backoff(Duration::from_millis(10), Duration::from_millis(200))
+            .run(watch_source(watcher.clone()), recorder(), shutdown),
+    );
+    let mut stream = Box::pin(watcher.watch(Cursor::START));
+
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let pool = producer.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::with_capacity(EVENTS_PER_WRITER);
+                for i in 0..EVENTS_PER_WRITER {
+                    let aggregate = format!("writer-{writer}-{i}");
+                    let mut tx = pool.begin().await.expect("begin");
+                    ids.push(
+                        outbox::append(&mut tx, event(&aggregate))
+                            .await
+                            .expect("append"),
+                    );
+                    // Keep the transaction open a random while so commits interleave.
+                    let delay = getrandom::u64().expect("random") % 8;
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                    tx.commit().await.expect("commit");
+                }
+                ids
+            })
+        })
+        .collect();
+
+    let mut streamed = Vec::with_capacity(TOTAL);
+    while streamed.len() < TOTAL {
+        let event = next_within(&mut stream).await.expect("event");
+        streamed.push(event);
+    }
+    let mut written = HashSet::with_capacity(TOTAL);
+    for writer in writers {
+        written.extend(writer.await.expect("writer task"));
+    }
+    assert_eq!(written.len(), TOTAL);
+
+    let streamed_ids: HashSet<Uuid> = streamed.iter().map(|e| e.event_id).collect();
+    assert_eq!(streamed_ids.len(), TOTAL, "no duplicates in the stream");
+    assert_eq!(streamed_ids, written);
+    assert!(
+        streamed.windows(2).all(|w| w[0].cursor < w[1].cursor),
+        "cursors strictly increase"
+    );
+
+    wait_until("the consumer applied every event", || async {
+        applied_count(&consumer_pool).await >= TOTAL
+    })
+    .await;
+    stop.notify_one();
+    timeout(PATIENCE, consumer)
+        .await
+        .expect("consumer stops")
+        .expect("consumer task");
+    let applied_ids = applied(&consumer_pool).await;
+    assert_eq!(applied_ids.len(), TOTAL, "no event applied twice");
+    assert_eq!(applied_ids.into_iter().collect::<HashSet<_>>(), written);
+}
+
+#[tokio::test]
+async fn watch_response_reports_an_unavailable_store() {
+    let [pool] = schemas(["closing"]).await;
+    let ids = append_committed(&pool, &["x"]).await;
+    let watcher = OutboxWatcher::start(pool.clone())
+        .await
+        .expect("start watcher");
+    let mut response = watch_response(&watcher, Cursor::START, |event| Ok(event.event_id));
+    assert_eq!(next_within(&mut response).await.expect("event"), ids[0]);
+
+    // Closing the pool also stops the listener, which would otherwise keep a connection.
+    timeout(PATIENCE, pool.close()).await.expect("pool closes");
+    let status = next_within(&mut response)
+        .await
+        .expect_err("the store is gone");
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_eq!(status.message(), "event store unavailable");
+    assert!(
+        timeout(PATIENCE, response.next())
+            .await
+            .expect("stream ends")
+            .is_none()
+    );
+}

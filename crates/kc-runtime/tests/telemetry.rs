@@ -1,0 +1,558 @@
+//! Telemetry: the per-RPC server span continues the caller's W3C trace, records the gRPC
+//! status of unary, trailers-only and streaming responses, logs one event per RPC at the
+//! right level, and clients propagate the current trace context.
+//!
+//! Each test installs its own subscriber (thread-local, on a current-thread runtime, so the
+//! server's tasks see it too): the `tracing-opentelemetry` layer over an SDK tracer provider
+//! whose exporter keeps the finished spans in memory, plus a layer recording every event.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use kc_runtime::telemetry::{
+    self, LogFormat, RPC_TARGET, RpcTraceLayer, TraceContextInterceptor, inject_trace_context,
+};
+use opentelemetry::propagation::TextMapPropagator as _;
+use opentelemetry::trace::{
+    SpanId, SpanKind, Status as SpanStatus, TraceContextExt as _, TraceId, TracerProvider as _,
+};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::server::NamedService;
+use tonic::transport::{Channel, Server};
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+use tracing::field::{Field, Visit};
+use tracing::{Instrument as _, Level, Subscriber};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt as _};
+use tracing_subscriber::registry::LookupSpan;
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const SPAN_ID: &str = "00f067aa0ba902b7";
+const WAIT: Duration = Duration::from_secs(10);
+
+fn traceparent() -> String {
+    format!("00-{TRACE_ID}-{SPAN_ID}-01")
+}
+
+/// Keeps every exported span.
+#[derive(Clone, Debug, Default)]
+struct MemoryExporter(Arc<Mutex<Vec<SpanData>>>);
+
+impl SpanExporter for MemoryExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.0.lock().unwrap().extend(batch);
+        Ok(())
+    }
+}
+
+/// One event as a subscriber saw it: level, target, own fields and the fields of the span
+/// it happened in.
+#[derive(Clone, Debug)]
+struct RecordedEvent {
+    level: Level,
+    target: String,
+    fields: BTreeMap<String, String>,
+    span_fields: BTreeMap<String, String>,
+}
+
+#[derive(Default)]
+struct FieldMap(BTreeMap<String, String>);
+
+impl Visit for FieldMap {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
+
+/// Records every event with the fields of its span, and wakes waiters.
+#[derive(Clone, Default)]
+struct EventRecorder {
+    events: Arc<Mutex<Vec<RecordedEvent>>>,
+    recorded: Arc<Notify>,
+}
+
+impl<S> tracing_subscriber::Layer<S> for EventRecorder
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: LayerContext<'_, S>,
+    ) {
+        let mut fields = FieldMap::default();
+        attrs.record(&mut fields);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(fields);
+        }
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: LayerContext<'_, S>,
+    ) {
+        if let Some(span) = ctx.span(id)
+            && let Some(fields) = span.extensions_mut().get_mut::<FieldMap>()
+        {
+            values.record(fields);
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: LayerContext<'_, S>) {
+        let mut fields = FieldMap::default();
+        event.record(&mut fields);
+        let span_fields = ctx
+            .event_span(event)
+            .and_then(|span| span.extensions().get::<FieldMap>().map(|f| f.0.clone()))
+            .unwrap_or_default();
+        self.events.lock().unwrap().push(RecordedEvent {
+            level: *event.metadata().level(),
+            target: event.metadata().target().to_owned(),
+            fields: fields.0,
+            span_fields,
+        });
+        self.recorded.notify_waiters();
+    }
+}
+
+/// A per-test subscriber with in-memory span export and event recording.
+struct Harness {
+    spans: Arc<Mutex<Vec<SpanData>>>,
+    recorder: EventRecorder,
+    _provider: SdkTracerProvider,
+    _default: tracing::subscriber::DefaultGuard,
+}
+
+impl Harness {
+    fn install() -> Self {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        let exporter = MemoryExporter::default();
+        let spans = exporter.0.clone();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter)
+            .build();
+        let recorder = EventRecorder::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+            .with(recorder.clone())
+            .with(
+                Targets::new()
+                    .with_target("kc_runtime", Level::TRACE)
+                    .with_target("telemetry", Level::TRACE),
+            );
+        let default = tracing::subscriber::set_default(subscriber);
+        Harness {
+            spans,
+            recorder,
+            _provider: provider,
+            _default: default,
+        }
+    }
+
+    /// The exported span named `name` (the `otel.name`, e.g. `grpc.health.v1.Health/Check`).
+    fn span(&self, name: &str) -> SpanData {
+        let spans = self.spans.lock().unwrap();
+        let found: Vec<_> = spans.iter().filter(|span| span.name == name).collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "exactly one exported span {name}, got {:?}",
+            spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+        );
+        found[0].clone()
+    }
+
+    /// The `rpc finished` events of RPCs of `method`.
+    fn rpc_events(&self, method: &str) -> Vec<RecordedEvent> {
+        self.recorder
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|event| {
+                event.target == RPC_TARGET
+                    && event.fields.get("message").map(String::as_str) == Some("rpc finished")
+                    && event.fields.get("rpc.method").map(String::as_str) == Some(method)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The one `rpc finished` event of `method`, waiting for it to be emitted.
+    async fn wait_rpc_event(&self, method: &str) -> RecordedEvent {
+        let wait = async {
+            loop {
+                let recorded = self.recorder.recorded.notified();
+                tokio::pin!(recorded);
+                recorded.as_mut().enable();
+                if let Some(event) = self.rpc_events(method).first() {
+                    return event.clone();
+                }
+                recorded.await;
+            }
+        };
+        let event = tokio::time::timeout(WAIT, wait)
+            .await
+            .unwrap_or_else(|_| panic!("no rpc event for {method}"));
+        assert_eq!(self.rpc_events(method).len(), 1, "one event per rpc");
+        event
+    }
+}
+
+fn attribute(span: &SpanData, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.as_str().into_owned())
+}
+
+/// A raw gRPC service answering `/test.Status/<Code>` with that status, trailers-only.
+#[derive(Clone, Debug)]
+struct StatusService;
+
+impl NamedService for StatusService {
+    const NAME: &'static str = "test.Status";
+}
+
+impl tower_service::Service<http::Request<tonic::body::Body>> for StatusService {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let status = match request.uri().path().rsplit('/').next() {
+            Some("Internal") => tonic::Status::internal("boom"),
+            Some("Unavailable") => tonic::Status::unavailable("dependency down"),
+            Some("InvalidArgument") => tonic::Status::invalid_argument("bad input"),
+            _ => tonic::Status::unimplemented("no such method"),
+        };
+        ready(Ok(status.into_http()))
+    }
+}
+
+/// Serves health (everything SERVING) and [`StatusService`] behind [`RpcTraceLayer`].
+async fn serve() -> (SocketAddr, Channel) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    tokio::spawn(
+        Server::builder()
+            .layer(RpcTraceLayer::default())
+            .add_service(health)
+            .add_service(StatusService)
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    (addr, channel)
+}
+
+fn check_request(service: &str, traceparent: Option<&str>) -> tonic::Request<HealthCheckRequest> {
+    let mut request = tonic::Request::new(HealthCheckRequest {
+        service: service.to_owned(),
+    });
+    if let Some(traceparent) = traceparent {
+        request
+            .metadata_mut()
+            .insert("traceparent", MetadataValue::try_from(traceparent).unwrap());
+    }
+    request
+}
+
+async fn call_status(channel: &Channel, method: &str) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::try_from(format!("/test.Status/{method}")).unwrap();
+    let result: Result<tonic::Response<()>, tonic::Status> = grpc
+        .unary(
+            tonic::Request::new(()),
+            path,
+            tonic_prost::ProstCodec::<(), ()>::default(),
+        )
+        .await;
+    result.expect_err("the status service always fails")
+}
+
+#[tokio::test]
+async fn server_span_continues_the_callers_trace() {
+    let harness = Harness::install();
+    let (_addr, channel) = serve().await;
+
+    let response = HealthClient::new(channel)
+        .check(check_request("", Some(&traceparent())))
+        .await
+        .unwrap();
+    assert_eq!(response.get_ref().status(), ServingStatus::Serving);
+
+    let span = harness.span("grpc.health.v1.Health/Check");
+    assert_eq!(
+        span.span_context.trace_id(),
+        TraceId::from_hex(TRACE_ID).unwrap()
+    );
+    assert_eq!(span.parent_span_id, SpanId::from_hex(SPAN_ID).unwrap());
+    assert!(span.parent_span_is_remote);
+    assert_eq!(span.span_kind, SpanKind::Server);
+    assert_eq!(attribute(&span, "rpc.system").as_deref(), Some("grpc"));
+    assert_eq!(
+        attribute(&span, "rpc.service").as_deref(),
+        Some("grpc.health.v1.Health")
+    );
+    assert_eq!(attribute(&span, "rpc.method").as_deref(), Some("Check"));
+    assert_eq!(attribute(&span, "grpc.code").as_deref(), Some("OK"));
+    assert_eq!(attribute(&span, "trace_id").as_deref(), Some(TRACE_ID));
+    assert!(attribute(&span, "latency_ms").is_some());
+    assert_eq!(span.status, SpanStatus::Unset);
+
+    // Health checks are logged at debug, inside the span (so the log line has the trace id).
+    let event = harness.wait_rpc_event("Check").await;
+    assert_eq!(event.level, Level::DEBUG);
+    assert_eq!(event.fields["grpc.code"], "OK");
+    assert_eq!(event.fields["rpc.service"], "grpc.health.v1.Health");
+    assert!(event.fields["latency_ms"].parse::<f64>().unwrap() >= 0.0);
+    assert_eq!(event.span_fields["trace_id"], TRACE_ID);
+    assert_eq!(event.span_fields["grpc.code"], "OK");
+}
+
+#[tokio::test]
+async fn server_span_without_caller_context_starts_a_trace() {
+    let harness = Harness::install();
+    let (_addr, channel) = serve().await;
+
+    HealthClient::new(channel)
+        .check(check_request("", None))
+        .await
+        .unwrap();
+
+    let span = harness.span("grpc.health.v1.Health/Check");
+    assert!(span.span_context.is_valid());
+    assert_ne!(
+        span.span_context.trace_id(),
+        TraceId::from_hex(TRACE_ID).unwrap()
+    );
+    assert_eq!(span.parent_span_id, SpanId::INVALID);
+    assert_eq!(
+        attribute(&span, "trace_id"),
+        Some(span.span_context.trace_id().to_string())
+    );
+}
+
+#[tokio::test]
+async fn trailers_only_error_records_its_code() {
+    let harness = Harness::install();
+    let (_addr, channel) = serve().await;
+
+    let status = HealthClient::new(channel)
+        .check(check_request("no.such.Service", Some(&traceparent())))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+
+    let span = harness.span("grpc.health.v1.Health/Check");
+    assert_eq!(attribute(&span, "grpc.code").as_deref(), Some("NOT_FOUND"));
+    assert_eq!(
+        span.span_context.trace_id(),
+        TraceId::from_hex(TRACE_ID).unwrap()
+    );
+    let event = harness.wait_rpc_event("Check").await;
+    assert_eq!(event.fields["grpc.code"], "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn event_level_follows_the_status() {
+    let harness = Harness::install();
+    let (_addr, channel) = serve().await;
+
+    for (method, code, name, level, status) in [
+        (
+            "Internal",
+            tonic::Code::Internal,
+            "INTERNAL",
+            Level::ERROR,
+            true,
+        ),
+        (
+            "Unavailable",
+            tonic::Code::Unavailable,
+            "UNAVAILABLE",
+            Level::WARN,
+            true,
+        ),
+        (
+            "InvalidArgument",
+            tonic::Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+            Level::INFO,
+            false,
+        ),
+    ] {
+        let returned = call_status(&channel, method).await;
+        assert_eq!(returned.code(), code);
+        let event = harness.wait_rpc_event(method).await;
+        assert_eq!(event.level, level, "{method}");
+        assert_eq!(event.fields["grpc.code"], name);
+        assert_eq!(event.fields["rpc.service"], "test.Status");
+        let span = harness.span(&format!("test.Status/{method}"));
+        assert_eq!(attribute(&span, "grpc.code").as_deref(), Some(name));
+        assert_eq!(
+            matches!(span.status, SpanStatus::Error { .. }),
+            status,
+            "{method}: span status {:?}",
+            span.status
+        );
+    }
+}
+
+#[tokio::test]
+async fn streaming_rpc_is_recorded_when_the_client_goes_away() {
+    let harness = Harness::install();
+    let (_addr, channel) = serve().await;
+
+    let mut request = tonic::Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        MetadataValue::try_from(traceparent()).unwrap(),
+    );
+    let mut stream = HealthClient::new(channel)
+        .watch(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!(first.status(), ServingStatus::Serving);
+    assert!(
+        harness.rpc_events("Watch").is_empty(),
+        "a live stream is not finished"
+    );
+    drop(stream);
+
+    let event = harness.wait_rpc_event("Watch").await;
+    assert_eq!(event.fields["grpc.code"], "CANCELLED");
+    let span = harness.span("grpc.health.v1.Health/Watch");
+    assert_eq!(
+        span.span_context.trace_id(),
+        TraceId::from_hex(TRACE_ID).unwrap()
+    );
+    assert_eq!(attribute(&span, "grpc.code").as_deref(), Some("CANCELLED"));
+}
+
+/// A span whose parent is the remote caller `traceparent()`.
+fn span_with_remote_parent() -> tracing::Span {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("traceparent", traceparent().parse().unwrap());
+    let parent = telemetry::extract_trace_context(&headers);
+    assert!(parent.span().span_context().is_remote());
+    let span = tracing::info_span!("client");
+    span.set_parent(parent).unwrap();
+    span
+}
+
+#[tokio::test]
+async fn inject_writes_the_current_trace_context() {
+    let _harness = Harness::install();
+
+    let mut outside = MetadataMap::new();
+    inject_trace_context(&mut outside);
+    assert!(outside.get("traceparent").is_none(), "no span, no context");
+
+    let span = span_with_remote_parent();
+    let span_id = span.context().span().span_context().span_id();
+    let mut metadata = MetadataMap::new();
+    span.in_scope(|| inject_trace_context(&mut metadata));
+    let written = metadata.get("traceparent").unwrap().to_str().unwrap();
+    assert_eq!(written, format!("00-{TRACE_ID}-{span_id}-01"));
+    assert_ne!(span_id, SpanId::from_hex(SPAN_ID).unwrap());
+
+    // And it round-trips through the propagator.
+    let mut headers = http::HeaderMap::new();
+    headers.insert("traceparent", written.parse().unwrap());
+    let extracted = TraceContextPropagator::new().extract(&HeaderPairs(&headers));
+    assert_eq!(
+        extracted.span().span_context().trace_id(),
+        TraceId::from_hex(TRACE_ID).unwrap()
+    );
+}
+
+struct HeaderPairs<'a>(&'a http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderPairs<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+#[tokio::test]
+async fn interceptor_carries_the_trace_to_the_server() {
+    let harness = Harness::install();
+    let (_addr, channel) = serve().await;
+
+    let span = span_with_remote_parent();
+    let client_span_id = span.context().span().span_context().span_id();
+    let mut client = HealthClient::with_interceptor(channel, TraceContextInterceptor);
+    async {
+        client
+            .check(tonic::Request::new(HealthCheckRequest::default()))
+            .await
+            .unwrap();
+    }
+    .instrument(span)
+    .await;
+
+    let server = harness.span("grpc.health.v1.Health/Check");
+    assert_eq!(
+        server.span_context.trace_id(),
+        TraceId::from_hex(TRACE_ID).unwrap()
+    );
+    assert_eq!(server.parent_span_id, client_span_id);
+    assert!(server.parent_span_is_remote);
+}
+
+#[tokio::test]
+async fn init_twice_is_harmless_and_always_traces_rpcs() {
+    let first = telemetry::init("kc-test", LogFormat::Json).unwrap();
+    let second = telemetry::init("kc-test", LogFormat::Pretty).unwrap();
+    assert!(!second.is_exporting());
+
+    // The global subscriber (no thread default here) gives RPC spans a trace context
+    // whatever `RUST_LOG` says, so propagation never depends on the log level.
+    let span = tracing::info_span!(target: RPC_TARGET, "rpc");
+    assert!(span.context().span().span_context().is_valid());
+    let mut metadata = MetadataMap::new();
+    span.in_scope(|| inject_trace_context(&mut metadata));
+    assert!(metadata.get("traceparent").is_some());
+    drop(second);
+    drop(first);
+}

@@ -1,0 +1,90 @@
+//! `cargo xtask test`: the whole test suite against one throwaway Postgres.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use kc_testkit::{ClusterOptions, PgCluster};
+
+use crate::workspace;
+
+/// Arguments of `cargo xtask test`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Extra arguments for the test runner (`cargo nextest run` or `cargo test`), e.g. a filter.
+    #[arg(last = true)]
+    runner_args: Vec<String>,
+}
+
+/// Builds the binaries (cross-process tests run them), starts one throwaway cluster under
+/// `target/xtask-test-pg` unless `DATABASE_URL` is set, and runs every test of the workspace
+/// with `DATABASE_URL` pointing at it: with cargo-nextest when installed, else `cargo test`.
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let path = workspace::tools_path().await;
+    // Tests get a database URL at run time only; sqlx's query macros must not try to reach
+    // it (or any other server) at compile time.
+    let offline = std::env::var_os("SQLX_OFFLINE").unwrap_or_else(|| "true".into());
+
+    workspace::check(
+        workspace::cargo()
+            .args(["build", "--workspace", "--bins"])
+            .env("SQLX_OFFLINE", &offline),
+    )
+    .await?;
+
+    let (database_url, cluster) = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            eprintln!("xtask: tests use the server of DATABASE_URL");
+            (url, None)
+        }
+        _ => {
+            let dir = workspace::target_dir().join("xtask-test-pg");
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("could not wipe {}", dir.display()))?;
+            }
+            let cluster = PgCluster::start(&dir, ClusterOptions::default()).await?;
+            eprintln!(
+                "xtask: tests use a throwaway postgres on 127.0.0.1:{}",
+                cluster.port()
+            );
+            (cluster.url("postgres"), Some(cluster))
+        }
+    };
+
+    let mut runner = workspace::cargo();
+    if has_nextest().await {
+        runner.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+    } else {
+        eprintln!("xtask: cargo-nextest is not installed, using cargo test");
+        runner.args(["test", "--workspace", "--no-fail-fast"]);
+    }
+    runner
+        .args(&args.runner_args)
+        .env("DATABASE_URL", &database_url)
+        .env("SQLX_OFFLINE", &offline)
+        .env("PATH", &path);
+    let status = workspace::status(&mut runner).await;
+
+    if let Some(cluster) = cluster {
+        cluster.stop().await?;
+    }
+    let status = status?;
+    if status.success() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("xtask: tests failed ({status})");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Whether `cargo nextest` is available.
+async fn has_nextest() -> bool {
+    workspace::cargo()
+        .args(["nextest", "--version"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|status| status.success())
+}

@@ -1,0 +1,114 @@
+//! Where things are in the workspace, and running tools in it.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+
+use anyhow::{Context, bail};
+use tokio::process::Command;
+
+/// The workspace root (the directory of the top-level `Cargo.toml`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("xtask lives in <root>/crates/xtask")
+        .to_path_buf()
+}
+
+/// The Cargo target directory.
+pub fn target_dir() -> PathBuf {
+    kc_testkit::target_dir()
+}
+
+/// Directory of the binaries `cargo build --bins` builds (the dev profile).
+pub fn bin_dir() -> PathBuf {
+    target_dir().join("debug")
+}
+
+/// A `cargo` command (the one that runs xtask) in the workspace root.
+pub fn cargo() -> Command {
+    let program = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut command = Command::new(program);
+    command.current_dir(root());
+    command
+}
+
+/// Prints `command` as it is about to run, then runs it with inherited output.
+pub async fn status(command: &mut Command) -> anyhow::Result<ExitStatus> {
+    let shown = show(command);
+    eprintln!("xtask: running {shown}");
+    command
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .status()
+        .await
+        .with_context(|| format!("could not run {shown}"))
+}
+
+/// Like [`status`], but fails unless the command succeeds.
+pub async fn check(command: &mut Command) -> anyhow::Result<()> {
+    let status = status(command).await?;
+    if !status.success() {
+        bail!("{} failed ({status})", show(command));
+    }
+    Ok(())
+}
+
+/// `command` as a shell-like line, for messages.
+pub fn show(command: &Command) -> String {
+    let command = command.as_std();
+    let mut line = command.get_program().to_string_lossy().into_owned();
+    for arg in command.get_args() {
+        line.push(' ');
+        line.push_str(&arg.to_string_lossy());
+    }
+    line
+}
+
+/// Whether `program` is an executable file in one of `PATH`'s directories.
+pub fn on_path(program: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|dir| is_executable(&dir.join(program)))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+/// `PATH` extended with where the tests' tools live: pip's script directories (grpcurl comes
+/// from pip) and `/usr/local/bin`, each added only when missing.
+pub async fn tools_path() -> OsString {
+    let current = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&current).collect();
+    let mut extra = Vec::new();
+    let python = [
+        ["-m", "site", "--user-base"].as_slice(),
+        ["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"].as_slice(),
+    ];
+    for (index, args) in python.into_iter().enumerate() {
+        let Ok(output) = Command::new("python3")
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .await
+        else {
+            break;
+        };
+        let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        if output.status.success() && !text.is_empty() {
+            let dir = PathBuf::from(text);
+            // The user base holds scripts in its bin/; sysconfig names the directory itself.
+            extra.push(if index == 0 { dir.join("bin") } else { dir });
+        }
+    }
+    extra.push(PathBuf::from("/usr/local/bin"));
+    for dir in extra {
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    std::env::join_paths(dirs).unwrap_or(current)
+}
