@@ -11,13 +11,27 @@ use kc_runtime::Shutdown;
 use kc_runtime::telemetry::{self, LogFormat};
 
 /// keycontacts identity service: users, credentials, sessions, signed tokens.
+///
+/// Without a command it serves: `kc-identity --listen …` is `kc-identity serve --listen …`.
 #[derive(Parser)]
-#[command(name = "kc-identity", version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(name = "kc-identity", version)]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    serve: Option<IdentityArgs>,
+    command: Command,
+}
+
+/// The subcommand names; anything else first on the command line means `serve`.
+const COMMANDS: [&str; 5] = ["serve", "migrate", "create-service-account", "bootstrap-operator", "help"];
+
+/// The command line with `serve` inserted when no command is named.
+fn command_line() -> Vec<std::ffi::OsString> {
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let first = argv.get(1).and_then(|arg| arg.to_str()).unwrap_or("");
+    let names_command = COMMANDS.contains(&first) || ["-h", "--help", "-V", "--version"].contains(&first);
+    if !names_command {
+        argv.insert(1, "serve".into());
+    }
+    argv
 }
 
 #[derive(Subcommand)]
@@ -52,7 +66,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
-    if let Err(error) = run(Cli::parse()).await {
+    if let Err(error) = run(Cli::parse_from(command_line())).await {
         eprintln!("kc-identity: {error:#}");
         std::process::exit(1);
     }
@@ -60,15 +74,14 @@ async fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        None => serve(cli.serve.context("missing serve arguments")?).await,
-        Some(Command::Serve(args)) => serve(args).await,
-        Some(Command::Migrate { database_url }) => {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate { database_url } => {
             let _telemetry = telemetry::init("kc-identity", LogFormat::Pretty)?;
             kc_identity::migrate(&database_url).await?;
             println!("migrations applied to schema {}", kc_identity::SCHEMA);
             Ok(())
         }
-        Some(Command::CreateServiceAccount { name, args }) => {
+        Command::CreateServiceAccount { name, args } => {
             kc_identity::migrate(&args.database.database_url).await?;
             let (_pool, identity) = kc_identity::build(&args).await?;
             let (client_id, secret) = identity
@@ -79,7 +92,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("client_secret={secret}");
             Ok(())
         }
-        Some(Command::BootstrapOperator { email, password_file, args }) => {
+        Command::BootstrapOperator { email, password_file, args } => {
             let email = Email::parse("email", &email).map_err(|v| anyhow::anyhow!("--email: {}", v.description))?;
             let text = std::fs::read_to_string(&password_file)
                 .with_context(|| format!("--password-file: cannot read {}", password_file.display()))?;

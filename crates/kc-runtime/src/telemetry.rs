@@ -19,7 +19,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::filter::{EnvFilter, FilterExt as _, filter_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::{Layer, Registry};
+use tracing_subscriber::Layer;
 
 pub use propagation::{TraceContextInterceptor, extract_trace_context, inject_trace_context};
 pub use rpc::{RPC_TARGET, RpcTrace, RpcTraceBody, RpcTraceFuture, RpcTraceLayer, code_name};
@@ -123,12 +123,37 @@ pub fn init(service_name: &'static str, format: LogFormat) -> anyhow::Result<Tel
     let otel_layer = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("kc-runtime"))
         .with_threads(false)
-        .with_filter(otel_filter)
-        .boxed();
-    let fmt_layer = fmt_layer(format, env_filter(&directives)?);
+        .with_filter(otel_filter);
+    // Typed layers stacked one on the other (not a `Vec` of boxed layers): per-layer
+    // filters inside a `Vec` lost events whose callsite interest was computed early.
+    let (pretty, json) = match format {
+        LogFormat::Pretty => (
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_filter(env_filter(&directives)?),
+            ),
+            None,
+        ),
+        LogFormat::Json => (
+            None,
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(std::io::stderr)
+                    .with_filter(env_filter(&directives)?),
+            ),
+        ),
+    };
 
     match tracing_subscriber::registry()
-        .with(vec![otel_layer, fmt_layer])
+        .with(otel_layer)
+        .with(pretty)
+        .with(json)
         .try_init()
     {
         Ok(()) => {
@@ -178,27 +203,6 @@ fn env_filter(directives: &str) -> anyhow::Result<EnvFilter> {
     EnvFilter::builder()
         .parse(directives)
         .with_context(|| format!("invalid RUST_LOG `{directives}`"))
-}
-
-fn fmt_layer(
-    format: LogFormat,
-    filter: EnvFilter,
-) -> Box<dyn Layer<Registry> + Send + Sync + 'static> {
-    match format {
-        LogFormat::Pretty => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_filter(filter)
-            .boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_writer(std::io::stderr)
-            .with_filter(filter)
-            .boxed(),
-    }
 }
 
 /// The OTLP span exporter, when `OTEL_EXPORTER_OTLP_ENDPOINT` asks for one.

@@ -74,7 +74,8 @@ pub fn on_path(program: &str) -> bool {
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 /// `PATH` extended with where the tests' tools live: pip's script directories (grpcurl comes
@@ -85,7 +86,11 @@ pub async fn tools_path() -> OsString {
     let mut extra = Vec::new();
     let python = [
         ["-m", "site", "--user-base"].as_slice(),
-        ["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"].as_slice(),
+        [
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ]
+        .as_slice(),
     ];
     for (index, args) in python.into_iter().enumerate() {
         let Ok(output) = Command::new("python3")

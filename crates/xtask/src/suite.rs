@@ -1,0 +1,451 @@
+//! The suite's services as xtask runs them: what each one needs, its database role and schema,
+//! starting it, waiting until it serves, and stopping it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::workspace;
+
+/// One service of the suite.
+#[derive(Debug)]
+pub struct Service {
+    /// Short name: `identity`. Names its `KC_<NAME>_URL` variable and `--<name>-url` flag.
+    pub name: &'static str,
+    /// Binary (and package) name.
+    pub bin: &'static str,
+    /// Postgres schema it owns; it connects as role `kc_<schema>`, which owns that schema.
+    pub schema: Option<&'static str>,
+    /// Port it listens on, on 127.0.0.1 (see ARCHITECTURE.md).
+    pub port: u16,
+    /// Services it calls: it gets their URLs and a service account.
+    pub calls: &'static [&'static str],
+    /// Fully qualified name of its gRPC service, whose health turns SERVING when it is ready.
+    pub grpc_service: &'static str,
+}
+
+/// The suite, in start order: a service comes after the services it calls.
+pub const SERVICES: &[Service] = &[Service {
+    name: "identity",
+    bin: "kc-identity",
+    schema: Some("identity"),
+    port: 50051,
+    calls: &[],
+    grpc_service: "keycontacts.identity.v1.IdentityService",
+}];
+
+/// How long a service may take from spawn to SERVING.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a service may take to drain after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl Service {
+    /// The service called `name`.
+    pub fn named(name: &str) -> anyhow::Result<&'static Service> {
+        SERVICES
+            .iter()
+            .find(|service| service.name == name)
+            .ok_or_else(|| anyhow!("no service named {name} in the suite"))
+    }
+
+    /// Its database role, if it has a schema.
+    pub fn role(&self) -> Option<String> {
+        self.schema.map(|schema| format!("kc_{schema}"))
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Its URL, for the services that call it.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    /// The variable that gives other services its URL: `KC_IDENTITY_URL`.
+    pub fn url_var(&self) -> String {
+        format!("KC_{}_URL", self.name.to_uppercase())
+    }
+
+    /// Its service account's name.
+    pub fn account_name(&self) -> String {
+        self.bin.to_owned()
+    }
+
+    /// Path of its binary.
+    pub fn binary(&self) -> anyhow::Result<PathBuf> {
+        let path = workspace::bin_dir().join(self.bin);
+        if !path.is_file() {
+            bail!(
+                "{} not found: build it with `cargo build --bins`",
+                path.display()
+            );
+        }
+        Ok(path)
+    }
+
+    /// A command running its binary with `args`, with `database_url` as `DATABASE_URL` (and
+    /// none when it has no database, so that no other URL leaks in from the environment).
+    pub fn command(&self, database_url: Option<&str>) -> anyhow::Result<Command> {
+        let mut command = Command::new(self.binary()?);
+        command
+            .current_dir(workspace::root())
+            .env("KC_LOG_FORMAT", "pretty")
+            .kill_on_drop(true);
+        match database_url {
+            Some(url) => command.env("DATABASE_URL", url),
+            None => command.env_remove("DATABASE_URL"),
+        };
+        Ok(command)
+    }
+}
+
+/// A service account's credentials, as `kc-identity create-service-account` prints them.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Account {
+    /// `client_id=` line.
+    pub client_id: String,
+    /// `client_secret=` line.
+    pub client_secret: String,
+}
+
+impl Account {
+    /// Parses the `client_id=…` and `client_secret=…` lines of `output`.
+    pub fn parse(output: &str) -> anyhow::Result<Account> {
+        let value = |key: &str| {
+            output
+                .lines()
+                .find_map(|line| line.trim().strip_prefix(key)?.strip_prefix('='))
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("no {key}= line in the output of create-service-account"))
+        };
+        Ok(Account {
+            client_id: value("client_id")?,
+            client_secret: value("client_secret")?,
+        })
+    }
+}
+
+/// Creates, idempotently, each service's login role and the schema it owns in the database of
+/// `admin_url` (a superuser URL), and returns each service's own URL by name.
+///
+/// `passwords` holds the roles' passwords; `None` when the server trusts local connections.
+pub async fn provision(
+    admin_url: &str,
+    passwords: Option<&BTreeMap<String, String>>,
+) -> anyhow::Result<BTreeMap<&'static str, String>> {
+    let mut conn = PgConnection::connect(admin_url)
+        .await
+        .context("could not connect to postgres as superuser")?;
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&mut conn)
+        .await?;
+    let mut urls = BTreeMap::new();
+    for service in SERVICES {
+        let (Some(schema), Some(role)) = (service.schema, service.role()) else {
+            continue;
+        };
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)")
+                .bind(&role)
+                .fetch_one(&mut conn)
+                .await?;
+        let password = match passwords {
+            Some(passwords) => Some(
+                passwords
+                    .get(&role)
+                    .ok_or_else(|| anyhow!("no password for role {role}"))?,
+            ),
+            None => None,
+        };
+        let password_clause = match password {
+            Some(password) => format!("PASSWORD {}", quote_literal(password)),
+            None => "PASSWORD NULL".to_owned(),
+        };
+        let role_ident = quote_ident(&role);
+        let schema_ident = quote_ident(schema);
+        let database_ident = quote_ident(&database);
+        let statements = [
+            if exists {
+                format!("ALTER ROLE {role_ident} WITH LOGIN {password_clause}")
+            } else {
+                format!("CREATE ROLE {role_ident} WITH LOGIN {password_clause}")
+            },
+            format!("CREATE SCHEMA IF NOT EXISTS {schema_ident} AUTHORIZATION {role_ident}"),
+            format!("ALTER SCHEMA {schema_ident} OWNER TO {role_ident}"),
+            format!(
+                "ALTER ROLE {role_ident} IN DATABASE {database_ident} SET search_path = {schema_ident}"
+            ),
+            // `CREATE SCHEMA IF NOT EXISTS` (sqlx's `create-schemas`, run by every migration)
+            // checks this privilege even when the schema exists.
+            format!("GRANT CREATE ON DATABASE {database_ident} TO {role_ident}"),
+            // Postgres 15 already denies this; older servers granted it to everyone.
+            "REVOKE CREATE ON SCHEMA public FROM PUBLIC".to_owned(),
+        ];
+        for statement in statements {
+            sqlx::raw_sql(AssertSqlSafe(statement))
+                .execute(&mut conn)
+                .await
+                .with_context(|| format!("could not set up role {role} and schema {schema}"))?;
+        }
+        let mut url = url::Url::parse(admin_url).context("bad database url")?;
+        url.set_username(&role)
+            .and_then(|()| url.set_password(password.map(String::as_str)))
+            .map_err(|()| anyhow!("the database url cannot hold a user name"))?;
+        urls.insert(service.name, url.to_string());
+    }
+    conn.close().await?;
+    Ok(urls)
+}
+
+/// A fingerprint of the database of `admin_url`: the server's system identifier and the
+/// database's oid. It changes when the database is recreated, and with it whatever was created
+/// in the database (the operator, service accounts) has to be created again.
+pub async fn fingerprint(admin_url: &str) -> anyhow::Result<String> {
+    let mut conn = PgConnection::connect(admin_url)
+        .await
+        .context("could not connect to postgres as superuser")?;
+    let fingerprint: String = sqlx::query_scalar(
+        "SELECT (SELECT system_identifier::text FROM pg_control_system()) || '/' || \
+         (SELECT oid::text FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(fingerprint)
+}
+
+/// `ident` as a quoted SQL identifier.
+pub fn quote_ident(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// `text` as a quoted SQL string literal.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A running service.
+#[derive(Debug)]
+pub struct Running {
+    /// Which service.
+    pub service: &'static Service,
+    /// Its process.
+    pub child: Child,
+}
+
+/// Spawns `service` with `env` on its port, its output prefixed with its name.
+pub fn spawn(
+    service: &'static Service,
+    database_url: Option<&str>,
+    env: &[(String, String)],
+) -> anyhow::Result<Running> {
+    let mut command = service.command(database_url)?;
+    command
+        .arg("--listen")
+        .arg(service.addr())
+        .envs(env.iter().map(|(key, value)| (key, value)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Out of the terminal's process group: Ctrl-C reaches xtask only, which stops the
+        // services in order.
+        .process_group(0);
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("could not start {}", service.bin))?;
+    if let Some(stdout) = child.stdout.take() {
+        tokio::spawn(forward(service.name, stdout, false));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(forward(service.name, stderr, true));
+    }
+    Ok(Running { service, child })
+}
+
+/// Copies `output` line by line to ours, each line prefixed with `name`.
+async fn forward(name: &'static str, output: impl AsyncRead + Unpin, to_stderr: bool) {
+    let mut lines = BufReader::new(output).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if to_stderr {
+            eprintln!("{name:>12} | {line}");
+        } else {
+            println!("{name:>12} | {line}");
+        }
+    }
+}
+
+impl Running {
+    /// Waits until the service reports SERVING, failing if it exits first or takes too long.
+    pub async fn wait_until_serving(&mut self) -> anyhow::Result<()> {
+        let service = self.service;
+        let endpoint = tonic::transport::Endpoint::from_shared(service.url())?
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(2));
+        let serving = async {
+            // There is no readiness signal to wait on but the health service itself: poll it.
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                if is_serving(&endpoint, service.grpc_service).await {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            status = self.child.wait() => {
+                let status = status?;
+                bail!("{} exited before it was ready ({status})", service.bin)
+            }
+            () = serving => Ok(()),
+            () = tokio::time::sleep(START_TIMEOUT) => bail!(
+                "{} did not report SERVING on {} within {}s",
+                service.bin,
+                service.addr(),
+                START_TIMEOUT.as_secs()
+            ),
+        }
+    }
+
+    /// Sends SIGTERM and waits for the service to drain and exit; kills it after
+    /// [`STOP_TIMEOUT`].
+    pub async fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+        let bin = self.service.bin;
+        if let Some(pid) = self.child.id() {
+            let pid = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+                .ok_or_else(|| anyhow!("bad pid {pid} of {bin}"))?;
+            // It may have exited in the meantime; waiting below tells.
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        match tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await {
+            Ok(status) => Ok(status?),
+            Err(_) => {
+                eprintln!(
+                    "xtask: {bin} did not stop within {}s, killing it",
+                    STOP_TIMEOUT.as_secs()
+                );
+                self.child.kill().await?;
+                Ok(self.child.wait().await?)
+            }
+        }
+    }
+}
+
+/// Whether the server at `endpoint` reports `service` (or, if it does not know that name, the
+/// whole server) as SERVING.
+async fn is_serving(endpoint: &tonic::transport::Endpoint, service: &str) -> bool {
+    let Ok(channel) = endpoint.connect().await else {
+        return false;
+    };
+    let mut client = HealthClient::new(channel);
+    let check = |name: &str| HealthCheckRequest {
+        service: name.to_owned(),
+    };
+    match client.check(check(service)).await {
+        Ok(response) => response.into_inner().status() == ServingStatus::Serving,
+        Err(status) if status.code() == tonic::Code::NotFound => client
+            .check(check(""))
+            .await
+            .is_ok_and(|response| response.into_inner().status() == ServingStatus::Serving),
+        Err(_) => false,
+    }
+}
+
+/// Runs `command` to completion, with its output captured; fails with that output unless it
+/// succeeds.
+pub async fn output(mut command: Command, what: &str) -> anyhow::Result<String> {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .with_context(|| format!("could not run {what}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        bail!("{what} failed ({}):\n{}", output.status, stderr.trim_end());
+    }
+    Ok(stdout)
+}
+
+/// A random password: 24 random bytes, hex-encoded.
+pub fn random_password() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|err| anyhow!("no randomness: {err}"))?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// Writes `contents` to `path`, readable by the owner only.
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("could not write {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("could not write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_come_after_the_services_they_call() {
+        for (index, service) in SERVICES.iter().enumerate() {
+            for called in service.calls {
+                let position = SERVICES.iter().position(|s| s.name == *called);
+                assert!(
+                    position.is_some_and(|position| position < index),
+                    "{} calls {called}, which must come before it",
+                    service.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ports_are_distinct() {
+        let mut ports: Vec<u16> = SERVICES.iter().map(|s| s.port).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), SERVICES.len());
+    }
+
+    #[test]
+    fn accounts_parse_from_create_service_account_output() {
+        let account = Account::parse("client_id=abc\nclient_secret=s3=cr=t\n").unwrap();
+        assert_eq!(account.client_id, "abc");
+        assert_eq!(account.client_secret, "s3=cr=t");
+        assert!(Account::parse("client_id=abc\n").is_err());
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn passwords_are_random_hex() {
+        let one = random_password().unwrap();
+        assert_eq!(one.len(), 48);
+        assert!(one.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(one, random_password().unwrap());
+    }
+}

@@ -1,0 +1,401 @@
+//! `cargo xtask up`: the suite's services on this machine, until Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, ExitStatus};
+
+use anyhow::Context;
+use kc_testkit::{ClusterOptions, PgCluster};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use crate::suite::{self, Account, Running, SERVICES, Service};
+use crate::workspace;
+
+/// Arguments of `cargo xtask up`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Start from scratch: wipe the local Postgres cluster and everything else `up` keeps in
+    /// target/kc-up (with DATABASE_URL set, only the latter).
+    #[arg(long)]
+    fresh: bool,
+}
+
+/// Database of the local cluster that holds the services' schemas.
+const DATABASE: &str = "keycontacts";
+/// The operator `up` bootstraps.
+const OPERATOR_EMAIL: &str = "operator@keycontacts.local";
+/// A first call to try, printed once everything is up.
+const EXAMPLE: &str = r#"grpcurl -plaintext -d '{"email":"ada@example.com","display_name":"Ada","password":"correct horse battery"}' 127.0.0.1:50051 keycontacts.identity.v1.IdentityService/RegisterUser"#;
+
+/// Builds the binaries, prepares the database (a persistent local cluster in target/kc-up/pg,
+/// or the server of `DATABASE_URL`), starts every service of [`SERVICES`] and waits until each
+/// one serves, then runs until Ctrl-C or SIGTERM, or until a service exits.
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    workspace::check(workspace::cargo().args(["build", "--workspace", "--bins"])).await?;
+
+    let dir = workspace::target_dir().join("kc-up");
+    if args.fresh && dir.exists() {
+        eprintln!("xtask: --fresh: wiping {}", dir.display());
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("could not wipe {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+    let paths = Paths::new(dir);
+
+    // From here on Ctrl-C no longer kills xtask: it stops what was started.
+    let mut signals = Signals::new()?;
+
+    let (admin_url, cluster) = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            eprintln!("xtask: using the server of DATABASE_URL");
+            (url, None)
+        }
+        _ => {
+            let cluster = PgCluster::start(&paths.dir.join("pg"), ClusterOptions::persistent())
+                .await
+                .context("could not start the local postgres")?;
+            let created = create_database(&cluster).await;
+            let url = cluster.url(DATABASE);
+            match created {
+                Ok(()) => (url, Some(cluster)),
+                Err(err) => {
+                    let _ = cluster.stop().await;
+                    return Err(err);
+                }
+            }
+        }
+    };
+
+    let result = run_suite(&paths, &admin_url, cluster.is_none(), &mut signals).await;
+
+    if let Some(cluster) = cluster {
+        eprintln!("xtask: stopping postgres");
+        if let Err(err) = cluster.stop().await {
+            eprintln!("xtask: {err:#}");
+        }
+    }
+    result
+}
+
+/// Files `up` keeps in target/kc-up.
+struct Paths {
+    /// target/kc-up itself.
+    dir: PathBuf,
+    /// Passwords of the services' roles, by role (only with `DATABASE_URL`).
+    roles: PathBuf,
+    /// What was created in the database, as [`State`].
+    state: PathBuf,
+    /// The operator's password.
+    operator_password: PathBuf,
+}
+
+impl Paths {
+    fn new(dir: PathBuf) -> Self {
+        Self {
+            roles: dir.join("roles.json"),
+            state: dir.join("state.json"),
+            operator_password: dir.join("operator-password"),
+            dir,
+        }
+    }
+}
+
+/// What `up` created in one database, so that it is created once.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct State {
+    /// [`suite::fingerprint`] of the database this is about.
+    database: String,
+    /// Whether the operator was bootstrapped.
+    operator: bool,
+    /// Service accounts by name.
+    service_accounts: BTreeMap<String, Account>,
+}
+
+/// Starts the services, waits for a signal or an exit, and stops them.
+async fn run_suite(
+    paths: &Paths,
+    admin_url: &str,
+    external: bool,
+    signals: &mut Signals,
+) -> anyhow::Result<ExitCode> {
+    let mut running = Vec::new();
+    let started = tokio::select! {
+        started = start(paths, admin_url, external, &mut running) => started.map(Some),
+        signal = signals.recv() => {
+            eprintln!("xtask: {signal}: stopping");
+            Ok(None)
+        }
+    };
+    let code = match started {
+        Err(err) => {
+            stop_all(&mut running).await;
+            return Err(err);
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(operator_password)) => {
+            print_summary(admin_url, &operator_password, &paths.operator_password);
+            tokio::select! {
+                (index, status) = first_exit(&mut running) => {
+                    let bin = running[index].service.bin;
+                    match status {
+                        Ok(status) => eprintln!("xtask: {bin} exited unexpectedly ({status}): stopping"),
+                        Err(err) => eprintln!("xtask: lost track of {bin} ({err}): stopping"),
+                    }
+                    ExitCode::FAILURE
+                }
+                signal = signals.recv() => {
+                    eprintln!("xtask: {signal}: stopping");
+                    ExitCode::SUCCESS
+                }
+            }
+        }
+    };
+    stop_all(&mut running).await;
+    Ok(code)
+}
+
+/// Prepares the database and starts the services one by one, each once the ones before it
+/// serve; pushes each to `running` as soon as it is spawned. Returns the operator's password.
+async fn start(
+    paths: &Paths,
+    admin_url: &str,
+    external: bool,
+    running: &mut Vec<Running>,
+) -> anyhow::Result<String> {
+    // Roles of the local cluster log in without a password (it trusts local connections);
+    // on another server each gets a generated one, kept in roles.json.
+    let passwords = if external {
+        Some(role_passwords(&paths.roles)?)
+    } else {
+        None
+    };
+    let urls = suite::provision(admin_url, passwords.as_ref()).await?;
+    let database_url = |service: &Service| urls.get(service.name).map(String::as_str);
+
+    for service in SERVICES.iter().filter(|service| service.schema.is_some()) {
+        eprintln!("xtask: migrating {}", service.name);
+        let mut command = service.command(database_url(service))?;
+        command.arg("migrate");
+        suite::output(command, &format!("{} migrate", service.bin)).await?;
+    }
+
+    let fingerprint = suite::fingerprint(admin_url).await?;
+    let mut state = read_json::<State>(&paths.state)?.unwrap_or_default();
+    if state.database != fingerprint {
+        state = State {
+            database: fingerprint,
+            ..State::default()
+        };
+    }
+
+    let identity = Service::named("identity")?;
+    let operator_password = match std::fs::read_to_string(&paths.operator_password) {
+        Ok(password) => password.trim_end().to_owned(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let password = suite::random_password()?;
+            suite::write_private(&paths.operator_password, &password)?;
+            password
+        }
+        Err(err) => {
+            return Err(err)
+                .with_context(|| format!("could not read {}", paths.operator_password.display()));
+        }
+    };
+    if !state.operator {
+        eprintln!("xtask: bootstrapping the operator {OPERATOR_EMAIL}");
+        let mut command = identity.command(database_url(identity))?;
+        command
+            .args([
+                "bootstrap-operator",
+                "--email",
+                OPERATOR_EMAIL,
+                "--password-file",
+            ])
+            .arg(&paths.operator_password);
+        suite::output(command, &format!("{} bootstrap-operator", identity.bin)).await?;
+        state.operator = true;
+        write_json(&paths.state, &state)?;
+    }
+
+    for service in SERVICES.iter().filter(|service| !service.calls.is_empty()) {
+        let name = service.account_name();
+        if state.service_accounts.contains_key(&name) {
+            continue;
+        }
+        eprintln!("xtask: creating the service account {name}");
+        let mut command = identity.command(database_url(identity))?;
+        command.args(["create-service-account", &name]);
+        let output =
+            suite::output(command, &format!("{} create-service-account", identity.bin)).await?;
+        state
+            .service_accounts
+            .insert(name, Account::parse(&output)?);
+        write_json(&paths.state, &state)?;
+    }
+
+    for service in SERVICES {
+        if std::net::TcpListener::bind(service.addr()).is_err() {
+            anyhow::bail!(
+                "{} is in use: is another `cargo xtask up` running?",
+                service.addr()
+            );
+        }
+        let mut env = Vec::new();
+        for called in service.calls {
+            let called = Service::named(called)?;
+            env.push((called.url_var(), called.url()));
+        }
+        if let Some(account) = state.service_accounts.get(&service.account_name()) {
+            env.push(("KC_CLIENT_ID".to_owned(), account.client_id.clone()));
+            env.push(("KC_CLIENT_SECRET".to_owned(), account.client_secret.clone()));
+        }
+        eprintln!("xtask: starting {} on {}", service.bin, service.addr());
+        running.push(suite::spawn(service, database_url(service), &env)?);
+        let started = running.last_mut().expect("just pushed");
+        started.wait_until_serving().await?;
+    }
+    Ok(operator_password)
+}
+
+/// Creates the suite's database on the local cluster unless it exists.
+async fn create_database(cluster: &PgCluster) -> anyhow::Result<()> {
+    let mut conn = PgConnection::connect(&cluster.url("postgres"))
+        .await
+        .context("could not connect to the local postgres")?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)")
+            .bind(DATABASE)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE DATABASE {}",
+            suite::quote_ident(DATABASE)
+        )))
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("could not create database {DATABASE}"))?;
+    }
+    conn.close().await?;
+    Ok(())
+}
+
+/// The roles' passwords from `path`, with one generated for each role that has none yet.
+fn role_passwords(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut passwords: BTreeMap<String, String> = read_json(path)?.unwrap_or_default();
+    let mut changed = false;
+    for role in SERVICES.iter().filter_map(Service::role) {
+        if let std::collections::btree_map::Entry::Vacant(entry) = passwords.entry(role) {
+            entry.insert(suite::random_password()?);
+            changed = true;
+        }
+    }
+    if changed {
+        write_json(path, &passwords)?;
+    }
+    Ok(passwords)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Option<T>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .with_context(|| format!("{} is corrupt: delete it or use --fresh", path.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("could not read {}", path.display())),
+    }
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    suite::write_private(path, &serde_json::to_string_pretty(value)?)
+}
+
+fn print_summary(admin_url: &str, operator_password: &str, password_file: &Path) {
+    let mut text = String::from("\nkeycontacts is up:\n");
+    for service in SERVICES {
+        text.push_str(&format!("  {:<14} {}\n", service.bin, service.addr()));
+    }
+    text.push_str(&format!(
+        "  {:<14} {} (superuser)\n",
+        "postgres",
+        redact(admin_url)
+    ));
+    text.push_str(&format!(
+        "operator: {OPERATOR_EMAIL} / {operator_password} (kept in {})\n",
+        password_file.display()
+    ));
+    text.push_str("try:\n");
+    text.push_str(&format!(
+        "  grpcurl -plaintext {} list\n",
+        SERVICES[0].addr()
+    ));
+    text.push_str(&format!("  {EXAMPLE}\n"));
+    text.push_str("Ctrl-C stops everything.\n");
+    println!("{text}");
+}
+
+/// `url` without its password.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+            }
+            url.into()
+        }
+        Err(_) => "<unparsable url>".to_owned(),
+    }
+}
+
+/// Waits until one of `running` exits; returns its index and status.
+async fn first_exit(running: &mut [Running]) -> (usize, std::io::Result<ExitStatus>) {
+    if running.is_empty() {
+        return std::future::pending().await;
+    }
+    let waits = running
+        .iter_mut()
+        .map(|running| Box::pin(running.child.wait()));
+    let (status, index, _) = futures::future::select_all(waits).await;
+    (index, status)
+}
+
+/// Stops the services in reverse start order: callers before the services they call.
+async fn stop_all(running: &mut [Running]) {
+    for service in running.iter_mut().rev() {
+        let bin = service.service.bin;
+        eprintln!("xtask: stopping {bin}");
+        match service.stop().await {
+            Ok(status) if status.success() => {}
+            Ok(status) => eprintln!("xtask: {bin} exited with {status}"),
+            Err(err) => eprintln!("xtask: could not stop {bin}: {err:#}"),
+        }
+    }
+}
+
+/// The signals that stop `up`: SIGINT (Ctrl-C), SIGTERM and SIGHUP.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        let listen = |kind| signal(kind).context("could not listen for signals");
+        Ok(Self {
+            interrupt: listen(SignalKind::interrupt())?,
+            terminate: listen(SignalKind::terminate())?,
+            hangup: listen(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for the next signal; returns its name.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.hangup.recv() => "SIGHUP",
+        }
+    }
+}
