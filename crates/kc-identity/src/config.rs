@@ -74,9 +74,8 @@ impl HashArgs {
 
     /// The concurrency bound.
     pub fn concurrency(&self) -> usize {
-        self.argon2_concurrency.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(2, usize::from)
-        })
+        self.argon2_concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
     }
 }
 

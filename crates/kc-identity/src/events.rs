@@ -38,7 +38,9 @@ pub fn registered(user: &User) -> PendingEvent {
     event(
         "user.registered",
         user,
-        Payload::UserRegistered(pb::UserRegistered { user: Some(user_to_proto(user)) }),
+        Payload::UserRegistered(pb::UserRegistered {
+            user: Some(user_to_proto(user)),
+        }),
     )
 }
 
@@ -62,7 +64,9 @@ pub fn updated(user: &User) -> PendingEvent {
     event(
         "user.updated",
         user,
-        Payload::UserUpdated(pb::UserUpdated { user: Some(user_to_proto(user)) }),
+        Payload::UserUpdated(pb::UserUpdated {
+            user: Some(user_to_proto(user)),
+        }),
     )
 }
 
@@ -71,7 +75,9 @@ pub fn disabled(user: &User) -> PendingEvent {
     event(
         "user.disabled",
         user,
-        Payload::UserDisabled(pb::UserDisabled { user: Some(user_to_proto(user)) }),
+        Payload::UserDisabled(pb::UserDisabled {
+            user: Some(user_to_proto(user)),
+        }),
     )
 }
 
@@ -80,7 +86,9 @@ pub fn enabled(user: &User) -> PendingEvent {
     event(
         "user.enabled",
         user,
-        Payload::UserEnabled(pb::UserEnabled { user: Some(user_to_proto(user)) }),
+        Payload::UserEnabled(pb::UserEnabled {
+            user: Some(user_to_proto(user)),
+        }),
     )
 }
 

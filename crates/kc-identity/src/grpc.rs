@@ -39,7 +39,11 @@ pub struct IdentityApi {
 impl IdentityApi {
     /// The API over `identity`, streaming events from `watcher` until `shutdown`.
     pub fn new(identity: Identity, watcher: OutboxWatcher, shutdown: Shutdown) -> Self {
-        Self { identity, watcher, shutdown }
+        Self {
+            identity,
+            watcher,
+            shutdown,
+        }
     }
 }
 
@@ -103,7 +107,9 @@ fn user_draft(
     let display_name = violations.check(DisplayName::parse("display_name", display_name));
     let locale = violations.check(Locale::parse_or_default("locale", locale));
     let password = match password {
-        Some(text) => violations.check(Password::parse("password", text)).map(Some),
+        Some(text) => violations
+            .check(Password::parse("password", text))
+            .map(Some),
         None => Some(None),
     };
     violations.finish().map_err(status)?;
@@ -137,9 +143,17 @@ impl IdentityService for IdentityApi {
         request: Request<pb::RegisterUserRequest>,
     ) -> Result<Response<pb::RegisterUserResponse>, Status> {
         let r = request.into_inner();
-        let draft = user_draft(&r.email, &r.display_name, &r.locale, UserKind::Customer, Some(&r.password))?;
+        let draft = user_draft(
+            &r.email,
+            &r.display_name,
+            &r.locale,
+            UserKind::Customer,
+            Some(&r.password),
+        )?;
         let (user, _code) = self.identity.register(draft).await.map_err(status)?;
-        Ok(Response::new(pb::RegisterUserResponse { user: user_response(&user) }))
+        Ok(Response::new(pb::RegisterUserResponse {
+            user: user_response(&user),
+        }))
     }
 
     async fn verify_email(
@@ -149,10 +163,19 @@ impl IdentityService for IdentityApi {
         let r = request.into_inner();
         let user_id = id("user_id", &r.user_id)?;
         if r.code.trim().is_empty() {
-            return Err(invalid(Violation::new("code", "verification code is required")));
+            return Err(invalid(Violation::new(
+                "code",
+                "verification code is required",
+            )));
         }
-        let user = self.identity.verify_email(user_id, &r.code).await.map_err(status)?;
-        Ok(Response::new(pb::VerifyEmailResponse { user: user_response(&user) }))
+        let user = self
+            .identity
+            .verify_email(user_id, &r.code)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::VerifyEmailResponse {
+            user: user_response(&user),
+        }))
     }
 
     async fn create_user(
@@ -172,9 +195,21 @@ impl IdentityService for IdentityApi {
             }
             Err(_) => return Err(invalid(Violation::new("kind", "unknown user kind"))),
         };
-        let draft = user_draft(&r.email, &r.display_name, &r.locale, kind, r.password.as_deref())?;
-        let user = self.identity.create_user(&caller, draft).await.map_err(status)?;
-        Ok(Response::new(pb::CreateUserResponse { user: user_response(&user) }))
+        let draft = user_draft(
+            &r.email,
+            &r.display_name,
+            &r.locale,
+            kind,
+            r.password.as_deref(),
+        )?;
+        let user = self
+            .identity
+            .create_user(&caller, draft)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::CreateUserResponse {
+            user: user_response(&user),
+        }))
     }
 
     async fn get_user(
@@ -183,8 +218,14 @@ impl IdentityService for IdentityApi {
     ) -> Result<Response<pb::GetUserResponse>, Status> {
         let caller = caller(&request)?;
         let user_id = id("user_id", &request.get_ref().user_id)?;
-        let user = self.identity.get_user(&caller, user_id).await.map_err(status)?;
-        Ok(Response::new(pb::GetUserResponse { user: user_response(&user) }))
+        let user = self
+            .identity
+            .get_user(&caller, user_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GetUserResponse {
+            user: user_response(&user),
+        }))
     }
 
     async fn batch_get_users(
@@ -194,17 +235,26 @@ impl IdentityService for IdentityApi {
         let caller = caller(&request)?;
         let r = request.into_inner();
         if r.user_ids.len() > MAX_BATCH_GET {
-            return Err(invalid(Violation::new("user_ids", "at most 500 user ids per call")));
+            return Err(invalid(Violation::new(
+                "user_ids",
+                "at most 500 user ids per call",
+            )));
         }
         let mut violations = Violations::new();
         let ids: Vec<Uuid> = r
             .user_ids
             .iter()
             .enumerate()
-            .filter_map(|(index, text)| violations.check(parse_id(&format!("user_ids[{index}]"), text)))
+            .filter_map(|(index, text)| {
+                violations.check(parse_id(&format!("user_ids[{index}]"), text))
+            })
             .collect();
         violations.finish().map_err(status)?;
-        let users = self.identity.batch_get_users(&caller, &ids).await.map_err(status)?;
+        let users = self
+            .identity
+            .batch_get_users(&caller, &ids)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::BatchGetUsersResponse {
             users: users.iter().map(user_to_proto).collect(),
         }))
@@ -216,8 +266,14 @@ impl IdentityService for IdentityApi {
     ) -> Result<Response<pb::LookupUserResponse>, Status> {
         let caller = caller(&request)?;
         let email = Email::parse("email", &request.get_ref().email).map_err(invalid)?;
-        let user = self.identity.lookup_user(&caller, &email).await.map_err(status)?;
-        Ok(Response::new(pb::LookupUserResponse { user: user_response(&user) }))
+        let user = self
+            .identity
+            .lookup_user(&caller, &email)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::LookupUserResponse {
+            user: user_response(&user),
+        }))
     }
 
     async fn update_user(
@@ -243,7 +299,9 @@ impl IdentityService for IdentityApi {
             .update_user(&caller, user_id, display_name, locale, &r.etag)
             .await
             .map_err(status)?;
-        Ok(Response::new(pb::UpdateUserResponse { user: user_response(&user) }))
+        Ok(Response::new(pb::UpdateUserResponse {
+            user: user_response(&user),
+        }))
     }
 
     async fn change_password(
@@ -255,7 +313,12 @@ impl IdentityService for IdentityApi {
         let user_id = id("user_id", &r.user_id)?;
         let new = Password::parse("new_password", &r.new_password).map_err(invalid)?;
         self.identity
-            .change_password(&caller, user_id, &Password::presented(&r.current_password), &new)
+            .change_password(
+                &caller,
+                user_id,
+                &Password::presented(&r.current_password),
+                &new,
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ChangePasswordResponse {}))
@@ -267,8 +330,14 @@ impl IdentityService for IdentityApi {
     ) -> Result<Response<pb::DisableUserResponse>, Status> {
         let caller = caller(&request)?;
         let user_id = id("user_id", &request.get_ref().user_id)?;
-        let user = self.identity.set_enabled(&caller, user_id, false).await.map_err(status)?;
-        Ok(Response::new(pb::DisableUserResponse { user: user_response(&user) }))
+        let user = self
+            .identity
+            .set_enabled(&caller, user_id, false)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DisableUserResponse {
+            user: user_response(&user),
+        }))
     }
 
     async fn enable_user(
@@ -277,8 +346,14 @@ impl IdentityService for IdentityApi {
     ) -> Result<Response<pb::EnableUserResponse>, Status> {
         let caller = caller(&request)?;
         let user_id = id("user_id", &request.get_ref().user_id)?;
-        let user = self.identity.set_enabled(&caller, user_id, true).await.map_err(status)?;
-        Ok(Response::new(pb::EnableUserResponse { user: user_response(&user) }))
+        let user = self
+            .identity
+            .set_enabled(&caller, user_id, true)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::EnableUserResponse {
+            user: user_response(&user),
+        }))
     }
 
     async fn authenticate(
@@ -300,9 +375,16 @@ impl IdentityService for IdentityApi {
     ) -> Result<Response<pb::RefreshSessionResponse>, Status> {
         let r = request.into_inner();
         if r.refresh_token.trim().is_empty() {
-            return Err(invalid(Violation::new("refresh_token", "refresh token is required")));
+            return Err(invalid(Violation::new(
+                "refresh_token",
+                "refresh token is required",
+            )));
         }
-        let tokens = self.identity.refresh(&r.refresh_token).await.map_err(status)?;
+        let tokens = self
+            .identity
+            .refresh(&r.refresh_token)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::RefreshSessionResponse {
             access_token: tokens.access.token,
             refresh_token: tokens.refresh_token,
@@ -316,9 +398,15 @@ impl IdentityService for IdentityApi {
     ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
         let r = request.into_inner();
         if r.refresh_token.trim().is_empty() {
-            return Err(invalid(Violation::new("refresh_token", "refresh token is required")));
+            return Err(invalid(Violation::new(
+                "refresh_token",
+                "refresh token is required",
+            )));
         }
-        self.identity.revoke(&r.refresh_token).await.map_err(status)?;
+        self.identity
+            .revoke(&r.refresh_token)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::RevokeSessionResponse {}))
     }
 
@@ -337,8 +425,14 @@ impl IdentityService for IdentityApi {
         request: Request<pb::RotateSigningKeyRequest>,
     ) -> Result<Response<pb::RotateSigningKeyResponse>, Status> {
         let caller = caller(&request)?;
-        let key = self.identity.rotate_signing_key(&caller).await.map_err(status)?;
-        Ok(Response::new(pb::RotateSigningKeyResponse { key: Some(signing_key_to_proto(&key)) }))
+        let key = self
+            .identity
+            .rotate_signing_key(&caller)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::RotateSigningKeyResponse {
+            key: Some(signing_key_to_proto(&key)),
+        }))
     }
 
     async fn issue_service_token(
@@ -365,13 +459,16 @@ impl IdentityService for IdentityApi {
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         let caller = caller(&request)?;
         if !caller.is_privileged() {
-            return Err(Status::permission_denied("only operators and services may watch events"));
+            return Err(Status::permission_denied(
+                "only operators and services may watch events",
+            ));
         }
-        let after: Cursor = request
-            .get_ref()
-            .after_cursor
-            .parse()
-            .map_err(|_| invalid(Violation::new("after_cursor", "not a cursor this service issued")))?;
+        let after: Cursor = request.get_ref().after_cursor.parse().map_err(|_| {
+            invalid(Violation::new(
+                "after_cursor",
+                "not a cursor this service issued",
+            ))
+        })?;
         let stream = kc_runtime::outbox::watch_response(&self.watcher, after, events::decode);
         let shutdown = self.shutdown.clone();
         let stream = stream.take_until(async move { shutdown.wait().await });

@@ -44,24 +44,40 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
 /// Connects the pool and builds the domain (creating the first signing key if needed).
 ///
 /// Boxed so that callers' futures stay provably `Send`.
-pub fn build(args: &IdentityArgs) -> futures::future::BoxFuture<'_, anyhow::Result<(PgPool, Identity)>> {
+pub fn build(
+    args: &IdentityArgs,
+) -> futures::future::BoxFuture<'_, anyhow::Result<(PgPool, Identity)>> {
     Box::pin(build_inner(args))
 }
 
 async fn build_inner(args: &IdentityArgs) -> anyhow::Result<(PgPool, Identity)> {
-    let pool = kc_runtime::db::connect(&args.database.database_url, SCHEMA, &args.database.pool_settings()).await?;
+    let pool = kc_runtime::db::connect(
+        &args.database.database_url,
+        SCHEMA,
+        &args.database.pool_settings(),
+    )
+    .await?;
     let hasher = PasswordHasher::new(args.hashing.cost(), args.hashing.concurrency())
         .context("argon2 settings")?;
     let keys = KeyRing::new(pool.clone(), args.tokens.access_token_ttl);
     keys.ensure_key().await.context("signing keys")?;
-    Ok((pool.clone(), Identity::new(pool, hasher, keys, args.settings())))
+    Ok((
+        pool.clone(),
+        Identity::new(pool, hasher, keys, args.settings()),
+    ))
 }
 
 /// Migrates, then serves identity on `listener` until `shutdown`.
-pub async fn run(args: IdentityArgs, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(
+    args: IdentityArgs,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     migrate(&args.database.database_url).await?;
     let (pool, identity) = build(&args).await?;
-    let watcher = OutboxWatcher::start(pool.clone()).await.context("event watcher")?;
+    let watcher = OutboxWatcher::start(pool.clone())
+        .await
+        .context("event watcher")?;
     // Identity is the issuer: it verifies tokens with its own key store, no network hop.
     let verifier = TokenVerifier::new(identity.keys().clone(), args.server.token_expectations());
     let auth = AuthLayer::new(verifier, grpc::PUBLIC_METHODS);

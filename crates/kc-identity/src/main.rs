@@ -21,13 +21,20 @@ struct Cli {
 }
 
 /// The subcommand names; anything else first on the command line means `serve`.
-const COMMANDS: [&str; 5] = ["serve", "migrate", "create-service-account", "bootstrap-operator", "help"];
+const COMMANDS: [&str; 5] = [
+    "serve",
+    "migrate",
+    "create-service-account",
+    "bootstrap-operator",
+    "help",
+];
 
 /// The command line with `serve` inserted when no command is named.
 fn command_line() -> Vec<std::ffi::OsString> {
     let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let first = argv.get(1).and_then(|arg| arg.to_str()).unwrap_or("");
-    let names_command = COMMANDS.contains(&first) || ["-h", "--help", "-V", "--version"].contains(&first);
+    let names_command =
+        COMMANDS.contains(&first) || ["-h", "--help", "-V", "--version"].contains(&first);
     if !names_command {
         argv.insert(1, "serve".into());
     }
@@ -37,7 +44,7 @@ fn command_line() -> Vec<std::ffi::OsString> {
 #[derive(Subcommand)]
 enum Command {
     /// Serve gRPC (the default when no command is given).
-    Serve(IdentityArgs),
+    Serve(Box<IdentityArgs>),
     /// Run the migrations of the identity schema and exit (for a Kubernetes Job).
     Migrate {
         /// Postgres URL of the identity role.
@@ -49,7 +56,7 @@ enum Command {
         /// Name of the account, e.g. `kc-gateway`.
         name: String,
         #[command(flatten)]
-        args: Box<IdentityArgs>,
+        args: IdentityArgs,
     },
     /// Create the operator with this e-mail, or reset its password; idempotent.
     BootstrapOperator {
@@ -60,7 +67,7 @@ enum Command {
         #[arg(long)]
         password_file: PathBuf,
         #[command(flatten)]
-        args: Box<IdentityArgs>,
+        args: IdentityArgs,
     },
 }
 
@@ -74,7 +81,7 @@ async fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Migrate { database_url } => {
             let _telemetry = telemetry::init("kc-identity", LogFormat::Pretty)?;
             kc_identity::migrate(&database_url).await?;
@@ -92,10 +99,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("client_secret={secret}");
             Ok(())
         }
-        Command::BootstrapOperator { email, password_file, args } => {
-            let email = Email::parse("email", &email).map_err(|v| anyhow::anyhow!("--email: {}", v.description))?;
-            let text = std::fs::read_to_string(&password_file)
-                .with_context(|| format!("--password-file: cannot read {}", password_file.display()))?;
+        Command::BootstrapOperator {
+            email,
+            password_file,
+            args,
+        } => {
+            let email = Email::parse("email", &email)
+                .map_err(|v| anyhow::anyhow!("--email: {}", v.description))?;
+            let text = std::fs::read_to_string(&password_file).with_context(|| {
+                format!("--password-file: cannot read {}", password_file.display())
+            })?;
             let password = Password::parse("password", text.lines().next().unwrap_or_default())
                 .map_err(|v| anyhow::anyhow!("--password-file: {}", v.description))?;
             kc_identity::migrate(&args.database.database_url).await?;
@@ -112,6 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(args: IdentityArgs) -> anyhow::Result<()> {
     let _telemetry = telemetry::init("kc-identity", args.server.log_format)?;
-    let listener = kc_runtime::server::bind(args.server.listen.unwrap_or(kc_identity::DEFAULT_LISTEN)).await?;
+    let listener =
+        kc_runtime::server::bind(args.server.listen.unwrap_or(kc_identity::DEFAULT_LISTEN)).await?;
     kc_identity::run(args, listener, Shutdown::on_signals()).await
 }

@@ -23,12 +23,23 @@ async fn start_identity(database_url: &str) -> (Child, String) {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let address = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.expect("read log") {
-            let Ok(record) = serde_json::from_str::<Value>(&line) else { continue };
-            let field = |name: &str| {
-                record.get(name).or_else(|| record.get("fields").and_then(|f| f.get(name))).cloned()
+            let Ok(record) = serde_json::from_str::<Value>(&line) else {
+                continue;
             };
-            if field("message").and_then(|m| m.as_str().map(str::to_owned)).as_deref() == Some("serving") {
-                return field("address").and_then(|a| a.as_str().map(str::to_owned)).expect("address field");
+            let field = |name: &str| {
+                record
+                    .get(name)
+                    .or_else(|| record.get("fields").and_then(|f| f.get(name)))
+                    .cloned()
+            };
+            if field("message")
+                .and_then(|m| m.as_str().map(str::to_owned))
+                .as_deref()
+                == Some("serving")
+            {
+                return field("address")
+                    .and_then(|a| a.as_str().map(str::to_owned))
+                    .expect("address field");
             }
         }
         panic!("kc-identity exited before serving");
@@ -72,13 +83,31 @@ async fn grpcurl_lists_describes_registers_authenticates_and_reads() {
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
     ] {
-        assert!(services.contains(service), "{service} missing from {services}");
+        assert!(
+            services.contains(service),
+            "{service} missing from {services}"
+        );
     }
 
-    let described = grpcurl_ok(&["-plaintext", addr, "describe", "keycontacts.identity.v1.IdentityService"]).await;
+    let described = grpcurl_ok(&[
+        "-plaintext",
+        addr,
+        "describe",
+        "keycontacts.identity.v1.IdentityService",
+    ])
+    .await;
     assert!(described.contains("rpc RegisterUser"), "{described}");
-    assert!(described.contains("Registers a customer user"), "proto comments are served: {described}");
-    let message = grpcurl_ok(&["-plaintext", addr, "describe", "keycontacts.identity.v1.User"]).await;
+    assert!(
+        described.contains("Registers a customer user"),
+        "proto comments are served: {described}"
+    );
+    let message = grpcurl_ok(&[
+        "-plaintext",
+        addr,
+        "describe",
+        "keycontacts.identity.v1.User",
+    ])
+    .await;
     assert!(message.contains("email_verified"), "{message}");
 
     let registered = grpcurl_ok(&[
@@ -90,7 +119,10 @@ async fn grpcurl_lists_describes_registers_authenticates_and_reads() {
     ])
     .await;
     let registered: Value = serde_json::from_str(&registered).expect("json");
-    let user_id = registered["user"]["userId"].as_str().expect("user id").to_owned();
+    let user_id = registered["user"]["userId"]
+        .as_str()
+        .expect("user id")
+        .to_owned();
     assert_eq!(registered["user"]["email"], "ada@example.com");
 
     let session = grpcurl_ok(&[
@@ -102,17 +134,39 @@ async fn grpcurl_lists_describes_registers_authenticates_and_reads() {
     ])
     .await;
     let session: Value = serde_json::from_str(&session).expect("json");
-    let token = session["accessToken"].as_str().expect("access token").to_owned();
+    let token = session["accessToken"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
 
     let bearer = format!("authorization: Bearer {token}");
     let body = format!(r#"{{"user_id":"{user_id}"}}"#);
-    let me = grpcurl_ok(&["-plaintext", "-H", &bearer, "-d", &body, addr, "keycontacts.identity.v1.IdentityService/GetUser"]).await;
+    let me = grpcurl_ok(&[
+        "-plaintext",
+        "-H",
+        &bearer,
+        "-d",
+        &body,
+        addr,
+        "keycontacts.identity.v1.IdentityService/GetUser",
+    ])
+    .await;
     let me: Value = serde_json::from_str(&me).expect("json");
     assert_eq!(me["user"]["displayName"], "Ada Lovelace");
 
-    let (ok, _, stderr) = grpcurl(&["-plaintext", "-d", &body, addr, "keycontacts.identity.v1.IdentityService/GetUser"]).await;
+    let (ok, _, stderr) = grpcurl(&[
+        "-plaintext",
+        "-d",
+        &body,
+        addr,
+        "keycontacts.identity.v1.IdentityService/GetUser",
+    ])
+    .await;
     assert!(!ok);
-    assert!(stderr.contains("Unauthenticated") && stderr.contains("missing bearer token"), "{stderr}");
+    assert!(
+        stderr.contains("Unauthenticated") && stderr.contains("missing bearer token"),
+        "{stderr}"
+    );
 
     let (ok, _, stderr) = grpcurl(&[
         "-plaintext",
@@ -123,18 +177,153 @@ async fn grpcurl_lists_describes_registers_authenticates_and_reads() {
     ])
     .await;
     assert!(!ok);
-    assert!(stderr.contains("InvalidArgument") && stderr.contains("email"), "{stderr}");
+    assert!(
+        stderr.contains("InvalidArgument") && stderr.contains("email"),
+        "{stderr}"
+    );
 
     let health = grpcurl_ok(&["-plaintext", addr, "grpc.health.v1.Health/Check"]).await;
     assert!(health.contains("SERVING"), "{health}");
 
     // SIGTERM: the binary drains and exits cleanly.
     let pid = child.id().expect("pid").to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
     assert!(killed.success());
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("exits within 30 s of SIGTERM")
         .unwrap();
     assert!(status.success(), "exit status {status}");
+}
+
+/// Runs a one-shot `kc-identity` admin command; returns its stdout.
+async fn admin(database_url: &str, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_kc-identity"))
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .output()
+        .await
+        .expect("run kc-identity");
+    assert!(
+        output.status.success(),
+        "kc-identity {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The value of a `key=value` line.
+fn line_value(output: &str, key: &str) -> String {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= line in {output}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn admin_commands_create_accounts_that_grpcurl_can_use() {
+    let db = kc_testkit::test_database().await;
+    let migrated = admin(&db.url, &["migrate"]).await;
+    assert!(migrated.contains("identity"), "{migrated}");
+    // Idempotent: a second run (another replica's Job) changes nothing and succeeds.
+    admin(&db.url, &["migrate"]).await;
+
+    let account = admin(&db.url, &["create-service-account", "kc-gateway"]).await;
+    let client_id = line_value(&account, "client_id");
+    let secret = line_value(&account, "client_secret");
+
+    let password_file = std::env::temp_dir().join(format!("kc-operator-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&password_file, "operator passphrase\n").unwrap();
+    let password_path = password_file.to_str().unwrap();
+    let first = admin(
+        &db.url,
+        &[
+            "bootstrap-operator",
+            "--email",
+            "Ops@Example.com",
+            "--password-file",
+            password_path,
+        ],
+    )
+    .await;
+    let second = admin(
+        &db.url,
+        &[
+            "bootstrap-operator",
+            "--email",
+            "ops@example.com",
+            "--password-file",
+            password_path,
+        ],
+    )
+    .await;
+    assert_eq!(
+        line_value(&first, "operator_user_id"),
+        line_value(&second, "operator_user_id")
+    );
+    std::fs::remove_file(&password_file).unwrap();
+
+    let (_child, address) = start_identity(&db.url).await;
+    let addr = address.as_str();
+    let issued = grpcurl_ok(&[
+        "-plaintext",
+        "-d",
+        &format!(r#"{{"client_id":"{client_id}","client_secret":"{secret}"}}"#),
+        addr,
+        "keycontacts.identity.v1.IdentityService/IssueServiceToken",
+    ])
+    .await;
+    let issued: Value = serde_json::from_str(&issued).expect("json");
+    assert!(
+        issued["accessToken"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
+
+    let session = grpcurl_ok(&[
+        "-plaintext",
+        "-d",
+        r#"{"email":"ops@example.com","password":"operator passphrase"}"#,
+        addr,
+        "keycontacts.identity.v1.IdentityService/Authenticate",
+    ])
+    .await;
+    let session: Value = serde_json::from_str(&session).expect("json");
+    assert_eq!(session["user"]["kind"], "USER_KIND_OPERATOR");
+}
+
+#[tokio::test]
+async fn bad_configuration_fails_with_one_line_naming_the_setting() {
+    let output = Command::new(env!("CARGO_BIN_EXE_kc-identity"))
+        .args([
+            "--listen",
+            "not-an-address",
+            "--database-url",
+            "postgres://127.0.0.1:1/x",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--listen"), "{stderr}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_kc-identity"))
+        .args([
+            "--database-url",
+            "postgres://127.0.0.1:1/x",
+            "--access-token-ttl",
+            "soon",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--access-token-ttl"), "{stderr}");
 }

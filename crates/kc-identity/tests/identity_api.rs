@@ -10,10 +10,19 @@ use kc_proto::identity::{self as pb, event::Payload};
 use tonic::Code;
 
 /// Reads the identity event stream from the start until `pick` finds something.
-async fn find_event<T>(h: &Harness, token: &str, mut pick: impl FnMut(&pb::Event) -> Option<T>) -> T {
+async fn find_event<T>(
+    h: &Harness,
+    token: &str,
+    mut pick: impl FnMut(&pb::Event) -> Option<T>,
+) -> T {
     let mut stream = h
         .client()
-        .watch_events(authed(token, pb::WatchEventsRequest { after_cursor: String::new() }))
+        .watch_events(authed(
+            token,
+            pb::WatchEventsRequest {
+                after_cursor: String::new(),
+            },
+        ))
         .await
         .expect("watch")
         .into_inner();
@@ -35,12 +44,22 @@ async fn verification_code(h: &Harness, operator: &str, user_id: &str) -> String
     // The newest code wins: read until the stream is idle after the last code for this user.
     let mut stream = h
         .client()
-        .watch_events(authed(operator, pb::WatchEventsRequest { after_cursor: String::new() }))
+        .watch_events(authed(
+            operator,
+            pb::WatchEventsRequest {
+                after_cursor: String::new(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     loop {
-        match tokio::time::timeout(Duration::from_millis(if last.is_some() { 700 } else { 20_000 }), stream.next()).await {
+        match tokio::time::timeout(
+            Duration::from_millis(if last.is_some() { 700 } else { 20_000 }),
+            stream.next(),
+        )
+        .await
+        {
             Ok(Some(item)) => {
                 let event = item.unwrap().event.unwrap();
                 if let Some(Payload::EmailVerificationRequested(request)) = event.payload
@@ -57,7 +76,9 @@ async fn verification_code(h: &Harness, operator: &str, user_id: &str) -> String
 #[tokio::test]
 async fn register_creates_an_unverified_active_customer() {
     let h = Harness::start().await;
-    let user = h.register("  Eloise.Dupre@Example.FR ", "Éloïse Dupré-Nguyễn", "fr-ca").await;
+    let user = h
+        .register("  Eloise.Dupre@Example.FR ", "Éloïse Dupré-Nguyễn", "fr-ca")
+        .await;
     assert_eq!(user.email, "eloise.dupre@example.fr");
     assert_eq!(user.display_name, "Éloïse Dupré-Nguyễn");
     assert_eq!(user.locale, "fr-CA");
@@ -81,14 +102,62 @@ async fn register_rejects_each_bad_field_and_writes_nothing() {
         locale: "en".into(),
     };
     let cases: Vec<(&str, pb::RegisterUserRequest)> = vec![
-        ("email", pb::RegisterUserRequest { email: "not-an-email".into(), ..valid.clone() }),
-        ("email", pb::RegisterUserRequest { email: "".into(), ..valid.clone() }),
-        ("display_name", pb::RegisterUserRequest { display_name: "".into(), ..valid.clone() }),
-        ("display_name", pb::RegisterUserRequest { display_name: "x".repeat(201), ..valid.clone() }),
-        ("display_name", pb::RegisterUserRequest { display_name: "bell\u{7}".into(), ..valid.clone() }),
-        ("password", pb::RegisterUserRequest { password: "short".into(), ..valid.clone() }),
-        ("password", pb::RegisterUserRequest { password: "p".repeat(1025), ..valid.clone() }),
-        ("locale", pb::RegisterUserRequest { locale: "french".into(), ..valid.clone() }),
+        (
+            "email",
+            pb::RegisterUserRequest {
+                email: "not-an-email".into(),
+                ..valid.clone()
+            },
+        ),
+        (
+            "email",
+            pb::RegisterUserRequest {
+                email: "".into(),
+                ..valid.clone()
+            },
+        ),
+        (
+            "display_name",
+            pb::RegisterUserRequest {
+                display_name: "".into(),
+                ..valid.clone()
+            },
+        ),
+        (
+            "display_name",
+            pb::RegisterUserRequest {
+                display_name: "x".repeat(201),
+                ..valid.clone()
+            },
+        ),
+        (
+            "display_name",
+            pb::RegisterUserRequest {
+                display_name: "bell\u{7}".into(),
+                ..valid.clone()
+            },
+        ),
+        (
+            "password",
+            pb::RegisterUserRequest {
+                password: "short".into(),
+                ..valid.clone()
+            },
+        ),
+        (
+            "password",
+            pb::RegisterUserRequest {
+                password: "p".repeat(1025),
+                ..valid.clone()
+            },
+        ),
+        (
+            "locale",
+            pb::RegisterUserRequest {
+                locale: "french".into(),
+                ..valid.clone()
+            },
+        ),
     ];
     for (field, request) in cases {
         expect_field(h.client().register_user(request).await, field);
@@ -96,14 +165,24 @@ async fn register_rejects_each_bad_field_and_writes_nothing() {
     // Several bad fields are all reported.
     let status = expect_code(
         h.client()
-            .register_user(pb::RegisterUserRequest { email: "x".into(), password: "y".into(), ..valid.clone() })
+            .register_user(pb::RegisterUserRequest {
+                email: "x".into(),
+                password: "y".into(),
+                ..valid.clone()
+            })
             .await,
         Code::InvalidArgument,
     );
-    let fields: Vec<String> = kc_runtime::error::field_violations(&status).into_iter().map(|v| v.field).collect();
+    let fields: Vec<String> = kc_runtime::error::field_violations(&status)
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
     assert_eq!(fields, ["email", "password"]);
     // Nothing was written: the valid e-mail is still free.
-    h.client().register_user(valid).await.expect("valid registration");
+    h.client()
+        .register_user(valid)
+        .await
+        .expect("valid registration");
 }
 
 #[tokio::test]
@@ -132,7 +211,13 @@ async fn concurrent_registrations_of_one_email_in_different_cases_admit_exactly_
         let email: String = "grace@example.com"
             .chars()
             .enumerate()
-            .map(|(n, c)| if (i >> (n % 5)) & 1 == 1 { c.to_ascii_uppercase() } else { c })
+            .map(|(n, c)| {
+                if (i >> (n % 5)) & 1 == 1 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
             .collect();
         tasks.push(tokio::spawn(async move {
             client
@@ -156,7 +241,12 @@ async fn concurrent_registrations_of_one_email_in_different_cases_admit_exactly_
     let operator = h.operator().await;
     let found = h
         .client()
-        .lookup_user(authed(&operator, pb::LookupUserRequest { email: "grace@example.com".into() }))
+        .lookup_user(authed(
+            &operator,
+            pb::LookupUserRequest {
+                email: "grace@example.com".into(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -174,13 +264,19 @@ async fn verify_email_with_the_mailed_code_once() {
     let wrong = if code == "000000" { "111111" } else { "000000" };
     expect_field(
         h.client()
-            .verify_email(pb::VerifyEmailRequest { user_id: user.user_id.clone(), code: wrong.into() })
+            .verify_email(pb::VerifyEmailRequest {
+                user_id: user.user_id.clone(),
+                code: wrong.into(),
+            })
             .await,
         "code",
     );
     let verified = h
         .client()
-        .verify_email(pb::VerifyEmailRequest { user_id: user.user_id.clone(), code: code.clone() })
+        .verify_email(pb::VerifyEmailRequest {
+            user_id: user.user_id.clone(),
+            code: code.clone(),
+        })
         .await
         .expect("verify")
         .into_inner()
@@ -190,21 +286,33 @@ async fn verify_email_with_the_mailed_code_once() {
     // Single use.
     expect_field(
         h.client()
-            .verify_email(pb::VerifyEmailRequest { user_id: user.user_id.clone(), code })
+            .verify_email(pb::VerifyEmailRequest {
+                user_id: user.user_id.clone(),
+                code,
+            })
             .await,
         "code",
     );
     // An unknown user fails exactly like a wrong code.
     let unknown = expect_field(
         h.client()
-            .verify_email(pb::VerifyEmailRequest { user_id: uuid::Uuid::new_v4().to_string(), code: "123456".into() })
+            .verify_email(pb::VerifyEmailRequest {
+                user_id: uuid::Uuid::new_v4().to_string(),
+                code: "123456".into(),
+            })
             .await,
         "code",
     );
-    assert_eq!(unknown.message(), "invalid argument: code: verification code is invalid or expired");
+    assert_eq!(
+        unknown.message(),
+        "invalid argument: code: verification code is invalid or expired"
+    );
     expect_field(
         h.client()
-            .verify_email(pb::VerifyEmailRequest { user_id: "nope".into(), code: "123456".into() })
+            .verify_email(pb::VerifyEmailRequest {
+                user_id: "nope".into(),
+                code: "123456".into(),
+            })
             .await,
         "user_id",
     );
@@ -220,7 +328,10 @@ async fn verification_codes_expire_and_wear_out() {
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     expect_field(
         h.client()
-            .verify_email(pb::VerifyEmailRequest { user_id: user.user_id.clone(), code })
+            .verify_email(pb::VerifyEmailRequest {
+                user_id: user.user_id.clone(),
+                code,
+            })
             .await,
         "code",
     );
@@ -234,14 +345,20 @@ async fn verification_codes_expire_and_wear_out() {
     for _ in 0..5 {
         expect_field(
             h.client()
-                .verify_email(pb::VerifyEmailRequest { user_id: user.user_id.clone(), code: wrong.into() })
+                .verify_email(pb::VerifyEmailRequest {
+                    user_id: user.user_id.clone(),
+                    code: wrong.into(),
+                })
                 .await,
             "code",
         );
     }
     expect_field(
         h.client()
-            .verify_email(pb::VerifyEmailRequest { user_id: user.user_id.clone(), code })
+            .verify_email(pb::VerifyEmailRequest {
+                user_id: user.user_id.clone(),
+                code,
+            })
             .await,
         "code",
     );
@@ -270,14 +387,20 @@ async fn create_user_is_for_operators_and_services_and_invites_without_password(
         .unwrap();
     assert_eq!(invited.state, pb::UserState::Invited as i32);
     // An invited user cannot sign in (no password), and fails like any wrong password.
-    let status = expect_code(h.login("invitee@example.com", PASSWORD).await, Code::Unauthenticated);
+    let status = expect_code(
+        h.login("invitee@example.com", PASSWORD).await,
+        Code::Unauthenticated,
+    );
     assert_eq!(status.message(), "invalid e-mail or password");
 
     let with_password = h
         .client()
         .create_user(authed(
             &service,
-            pb::CreateUserRequest { password: Some(PASSWORD.into()), ..request("member@example.com") },
+            pb::CreateUserRequest {
+                password: Some(PASSWORD.into()),
+                ..request("member@example.com")
+            },
         ))
         .await
         .unwrap()
@@ -285,10 +408,14 @@ async fn create_user_is_for_operators_and_services_and_invites_without_password(
         .user
         .unwrap();
     assert_eq!(with_password.state, pb::UserState::Active as i32);
-    h.login("member@example.com", PASSWORD).await.expect("created user signs in");
+    h.login("member@example.com", PASSWORD)
+        .await
+        .expect("created user signs in");
 
     expect_code(
-        h.client().create_user(authed(&customer, request("x@example.com"))).await,
+        h.client()
+            .create_user(authed(&customer, request("x@example.com")))
+            .await,
         Code::PermissionDenied,
     );
     // Services may not mint operators.
@@ -296,14 +423,23 @@ async fn create_user_is_for_operators_and_services_and_invites_without_password(
         h.client()
             .create_user(authed(
                 &service,
-                pb::CreateUserRequest { kind: pb::UserKind::Operator as i32, ..request("op2@example.com") },
+                pb::CreateUserRequest {
+                    kind: pb::UserKind::Operator as i32,
+                    ..request("op2@example.com")
+                },
             ))
             .await,
         Code::PermissionDenied,
     );
     expect_field(
         h.client()
-            .create_user(authed(&operator, pb::CreateUserRequest { kind: pb::UserKind::Service as i32, ..request("s@example.com") }))
+            .create_user(authed(
+                &operator,
+                pb::CreateUserRequest {
+                    kind: pb::UserKind::Service as i32,
+                    ..request("s@example.com")
+                },
+            ))
             .await,
         "kind",
     );
@@ -322,44 +458,92 @@ async fn customers_read_only_themselves() {
 
     let me = h
         .client()
-        .get_user(authed(&ada_token, pb::GetUserRequest { user_id: ada.user_id.clone() }))
+        .get_user(authed(
+            &ada_token,
+            pb::GetUserRequest {
+                user_id: ada.user_id.clone(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(me.user.unwrap().email, "ada@example.com");
     expect_code(
-        h.client().get_user(authed(&ada_token, pb::GetUserRequest { user_id: bob.user_id.clone() })).await,
+        h.client()
+            .get_user(authed(
+                &ada_token,
+                pb::GetUserRequest {
+                    user_id: bob.user_id.clone(),
+                },
+            ))
+            .await,
         Code::PermissionDenied,
     );
     h.client()
-        .get_user(authed(&operator, pb::GetUserRequest { user_id: bob.user_id.clone() }))
+        .get_user(authed(
+            &operator,
+            pb::GetUserRequest {
+                user_id: bob.user_id.clone(),
+            },
+        ))
         .await
         .expect("operators read anyone");
     expect_code(
         h.client()
-            .get_user(authed(&operator, pb::GetUserRequest { user_id: uuid::Uuid::new_v4().to_string() }))
+            .get_user(authed(
+                &operator,
+                pb::GetUserRequest {
+                    user_id: uuid::Uuid::new_v4().to_string(),
+                },
+            ))
             .await,
         Code::NotFound,
     );
     expect_field(
-        h.client().get_user(authed(&operator, pb::GetUserRequest { user_id: "42".into() })).await,
+        h.client()
+            .get_user(authed(
+                &operator,
+                pb::GetUserRequest {
+                    user_id: "42".into(),
+                },
+            ))
+            .await,
         "user_id",
     );
 
     // LookupUser: case-insensitive; a customer finds only itself, others are "not found".
     let found = h
         .client()
-        .lookup_user(authed(&ada_token, pb::LookupUserRequest { email: "ADA@example.com".into() }))
+        .lookup_user(authed(
+            &ada_token,
+            pb::LookupUserRequest {
+                email: "ADA@example.com".into(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(found.user.unwrap().user_id, ada.user_id);
     expect_code(
-        h.client().lookup_user(authed(&ada_token, pb::LookupUserRequest { email: "bob@example.com".into() })).await,
+        h.client()
+            .lookup_user(authed(
+                &ada_token,
+                pb::LookupUserRequest {
+                    email: "bob@example.com".into(),
+                },
+            ))
+            .await,
         Code::NotFound,
     );
     expect_field(
-        h.client().lookup_user(authed(&operator, pb::LookupUserRequest { email: "bob".into() })).await,
+        h.client()
+            .lookup_user(authed(
+                &operator,
+                pb::LookupUserRequest {
+                    email: "bob".into(),
+                },
+            ))
+            .await,
         "email",
     );
 }
@@ -370,10 +554,19 @@ async fn batch_get_users_keeps_order_skips_unknown_and_caps_at_500() {
     let (ada, ada_token) = h.customer("ada@example.com").await;
     let bob = h.register("bob@example.com", "Bob", "en").await;
     let service = h.service_token("kc-notification").await;
-    let ids = vec![bob.user_id.clone(), uuid::Uuid::new_v4().to_string(), ada.user_id.clone()];
+    let ids = vec![
+        bob.user_id.clone(),
+        uuid::Uuid::new_v4().to_string(),
+        ada.user_id.clone(),
+    ];
     let users = h
         .client()
-        .batch_get_users(authed(&service, pb::BatchGetUsersRequest { user_ids: ids.clone() }))
+        .batch_get_users(authed(
+            &service,
+            pb::BatchGetUsersRequest {
+                user_ids: ids.clone(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -383,17 +576,32 @@ async fn batch_get_users_keeps_order_skips_unknown_and_caps_at_500() {
 
     let too_many = (0..501).map(|_| uuid::Uuid::new_v4().to_string()).collect();
     expect_field(
-        h.client().batch_get_users(authed(&service, pb::BatchGetUsersRequest { user_ids: too_many })).await,
+        h.client()
+            .batch_get_users(authed(
+                &service,
+                pb::BatchGetUsersRequest { user_ids: too_many },
+            ))
+            .await,
         "user_ids",
     );
     expect_field(
         h.client()
-            .batch_get_users(authed(&service, pb::BatchGetUsersRequest { user_ids: vec!["bad".into()] }))
+            .batch_get_users(authed(
+                &service,
+                pb::BatchGetUsersRequest {
+                    user_ids: vec!["bad".into()],
+                },
+            ))
             .await,
         "user_ids[0]",
     );
     expect_code(
-        h.client().batch_get_users(authed(&ada_token, pb::BatchGetUsersRequest { user_ids: ids })).await,
+        h.client()
+            .batch_get_users(authed(
+                &ada_token,
+                pb::BatchGetUsersRequest { user_ids: ids },
+            ))
+            .await,
         Code::PermissionDenied,
     );
 }
@@ -455,7 +663,12 @@ async fn update_user_honours_the_etag() {
         h.client()
             .update_user(authed(
                 &token,
-                pb::UpdateUserRequest { user_id: bob.user_id, display_name: Some("Hacked".into()), locale: None, etag: String::new() },
+                pb::UpdateUserRequest {
+                    user_id: bob.user_id,
+                    display_name: Some("Hacked".into()),
+                    locale: None,
+                    etag: String::new(),
+                },
             ))
             .await,
         Code::PermissionDenied,
@@ -478,12 +691,21 @@ async fn two_updates_with_the_same_etag_one_wins() {
                 etag: ada.etag.clone(),
             },
         );
-        tasks.push(tokio::spawn(async move { client.update_user(request).await }));
+        tasks.push(tokio::spawn(
+            async move { client.update_user(request).await },
+        ));
     }
-    let results: Vec<_> = futures::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect();
+    let results: Vec<_> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
     assert_eq!(
-        results.iter().filter(|r| matches!(r, Err(s) if s.code() == Code::Aborted)).count(),
+        results
+            .iter()
+            .filter(|r| matches!(r, Err(s) if s.code() == Code::Aborted))
+            .count(),
         1
     );
 }
@@ -530,11 +752,18 @@ async fn change_password_needs_the_current_one_and_ends_other_sessions() {
         ))
         .await
         .expect("change password");
-    expect_code(h.login("ada@example.com", PASSWORD).await, Code::Unauthenticated);
-    h.login("ada@example.com", "a brand new passphrase").await.expect("new password works");
+    expect_code(
+        h.login("ada@example.com", PASSWORD).await,
+        Code::Unauthenticated,
+    );
+    h.login("ada@example.com", "a brand new passphrase")
+        .await
+        .expect("new password works");
     expect_code(
         h.client()
-            .refresh_session(pb::RefreshSessionRequest { refresh_token: session.refresh_token })
+            .refresh_session(pb::RefreshSessionRequest {
+                refresh_token: session.refresh_token,
+            })
             .await,
         Code::Unauthenticated,
     );
@@ -562,38 +791,67 @@ async fn disabled_users_cannot_sign_in_or_refresh() {
     let (ada, ada_token) = h.customer("ada@example.com").await;
     let session = h.login("ada@example.com", PASSWORD).await.unwrap();
     expect_code(
-        h.client().disable_user(authed(&ada_token, pb::DisableUserRequest { user_id: ada.user_id.clone() })).await,
+        h.client()
+            .disable_user(authed(
+                &ada_token,
+                pb::DisableUserRequest {
+                    user_id: ada.user_id.clone(),
+                },
+            ))
+            .await,
         Code::PermissionDenied,
     );
     let disabled = h
         .client()
-        .disable_user(authed(&operator, pb::DisableUserRequest { user_id: ada.user_id.clone() }))
+        .disable_user(authed(
+            &operator,
+            pb::DisableUserRequest {
+                user_id: ada.user_id.clone(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
         .user
         .unwrap();
     assert_eq!(disabled.state, pb::UserState::Disabled as i32);
-    expect_code(h.login("ada@example.com", PASSWORD).await, Code::PermissionDenied);
+    expect_code(
+        h.login("ada@example.com", PASSWORD).await,
+        Code::PermissionDenied,
+    );
     expect_code(
         h.client()
-            .refresh_session(pb::RefreshSessionRequest { refresh_token: session.refresh_token })
+            .refresh_session(pb::RefreshSessionRequest {
+                refresh_token: session.refresh_token,
+            })
             .await,
         Code::Unauthenticated,
     );
     let enabled = h
         .client()
-        .enable_user(authed(&operator, pb::EnableUserRequest { user_id: ada.user_id.clone() }))
+        .enable_user(authed(
+            &operator,
+            pb::EnableUserRequest {
+                user_id: ada.user_id.clone(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
         .user
         .unwrap();
     assert_eq!(enabled.state, pb::UserState::Active as i32);
-    h.login("ada@example.com", PASSWORD).await.expect("enabled again");
+    h.login("ada@example.com", PASSWORD)
+        .await
+        .expect("enabled again");
     expect_code(
         h.client()
-            .disable_user(authed(&operator, pb::DisableUserRequest { user_id: uuid::Uuid::new_v4().to_string() }))
+            .disable_user(authed(
+                &operator,
+                pb::DisableUserRequest {
+                    user_id: uuid::Uuid::new_v4().to_string(),
+                },
+            ))
             .await,
         Code::NotFound,
     );
@@ -603,9 +861,18 @@ async fn disabled_users_cannot_sign_in_or_refresh() {
 async fn unknown_email_and_wrong_password_fail_identically() {
     let h = Harness::start().await;
     h.register("ada@example.com", "Ada", "en").await;
-    let wrong = expect_code(h.login("ada@example.com", "wrong password!!").await, Code::Unauthenticated);
-    let unknown = expect_code(h.login("nobody@example.com", "wrong password!!").await, Code::Unauthenticated);
-    let malformed = expect_code(h.login("not an email", "wrong password!!").await, Code::Unauthenticated);
+    let wrong = expect_code(
+        h.login("ada@example.com", "wrong password!!").await,
+        Code::Unauthenticated,
+    );
+    let unknown = expect_code(
+        h.login("nobody@example.com", "wrong password!!").await,
+        Code::Unauthenticated,
+    );
+    let malformed = expect_code(
+        h.login("not an email", "wrong password!!").await,
+        Code::Unauthenticated,
+    );
     assert_eq!(wrong.message(), unknown.message());
     assert_eq!(wrong.message(), malformed.message());
     assert_eq!(wrong.message(), "invalid e-mail or password");
@@ -617,15 +884,23 @@ async fn five_failures_lock_an_email_whether_or_not_it_exists() {
     h.register("ada@example.com", "Ada", "en").await;
     for email in ["ada@example.com", "nobody@example.com"] {
         for _ in 0..5 {
-            expect_code(h.login(email, "wrong password!!").await, Code::Unauthenticated);
+            expect_code(
+                h.login(email, "wrong password!!").await,
+                Code::Unauthenticated,
+            );
         }
         // Locked: even the right password is refused, with the same answer for both.
         let locked = expect_code(h.login(email, PASSWORD).await, Code::ResourceExhausted);
-        assert_eq!(locked.message(), "too many failed sign-in attempts, try again later");
+        assert_eq!(
+            locked.message(),
+            "too many failed sign-in attempts, try again later"
+        );
     }
     // Other e-mails are unaffected.
     h.register("bob@example.com", "Bob", "en").await;
-    h.login("bob@example.com", PASSWORD).await.expect("bob signs in");
+    h.login("bob@example.com", PASSWORD)
+        .await
+        .expect("bob signs in");
 }
 
 #[tokio::test]
@@ -633,19 +908,37 @@ async fn a_success_resets_the_failure_count_and_locks_end() {
     let h = Harness::start_with(&["--lockout-duration", "1s"]).await;
     h.register("ada@example.com", "Ada", "en").await;
     for _ in 0..4 {
-        expect_code(h.login("ada@example.com", "wrong password!!").await, Code::Unauthenticated);
+        expect_code(
+            h.login("ada@example.com", "wrong password!!").await,
+            Code::Unauthenticated,
+        );
     }
-    h.login("ada@example.com", PASSWORD).await.expect("fourth failure does not lock");
+    h.login("ada@example.com", PASSWORD)
+        .await
+        .expect("fourth failure does not lock");
     for _ in 0..4 {
-        expect_code(h.login("ada@example.com", "wrong password!!").await, Code::Unauthenticated);
+        expect_code(
+            h.login("ada@example.com", "wrong password!!").await,
+            Code::Unauthenticated,
+        );
     }
-    h.login("ada@example.com", PASSWORD).await.expect("the count restarted after success");
+    h.login("ada@example.com", PASSWORD)
+        .await
+        .expect("the count restarted after success");
     for _ in 0..5 {
-        expect_code(h.login("ada@example.com", "wrong password!!").await, Code::Unauthenticated);
+        expect_code(
+            h.login("ada@example.com", "wrong password!!").await,
+            Code::Unauthenticated,
+        );
     }
-    expect_code(h.login("ada@example.com", PASSWORD).await, Code::ResourceExhausted);
+    expect_code(
+        h.login("ada@example.com", PASSWORD).await,
+        Code::ResourceExhausted,
+    );
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    h.login("ada@example.com", PASSWORD).await.expect("the lock ended");
+    h.login("ada@example.com", PASSWORD)
+        .await
+        .expect("the lock ended");
 }
 
 #[tokio::test]
@@ -655,7 +948,9 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     let first = h.login("ada@example.com", PASSWORD).await.unwrap();
     let second = h
         .client()
-        .refresh_session(pb::RefreshSessionRequest { refresh_token: first.refresh_token.clone() })
+        .refresh_session(pb::RefreshSessionRequest {
+            refresh_token: first.refresh_token.clone(),
+        })
         .await
         .expect("refresh")
         .into_inner();
@@ -664,7 +959,12 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     // The new access token works.
     let me = h
         .client()
-        .get_user(authed(&second.access_token, pb::GetUserRequest { user_id: first.user.as_ref().unwrap().user_id.clone() }))
+        .get_user(authed(
+            &second.access_token,
+            pb::GetUserRequest {
+                user_id: first.user.as_ref().unwrap().user_id.clone(),
+            },
+        ))
         .await;
     assert!(me.is_ok());
 
@@ -672,29 +972,47 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     // newest token.
     let reuse = expect_code(
         h.client()
-            .refresh_session(pb::RefreshSessionRequest { refresh_token: first.refresh_token.clone() })
+            .refresh_session(pb::RefreshSessionRequest {
+                refresh_token: first.refresh_token.clone(),
+            })
             .await,
         Code::Unauthenticated,
     );
-    assert!(reuse.message().contains("already used"), "{}", reuse.message());
+    assert!(
+        reuse.message().contains("already used"),
+        "{}",
+        reuse.message()
+    );
     expect_code(
         h.client()
-            .refresh_session(pb::RefreshSessionRequest { refresh_token: second.refresh_token.clone() })
+            .refresh_session(pb::RefreshSessionRequest {
+                refresh_token: second.refresh_token.clone(),
+            })
             .await,
         Code::Unauthenticated,
     );
     // Other sessions of the user are untouched.
     let other = h.login("ada@example.com", PASSWORD).await.unwrap();
     h.client()
-        .refresh_session(pb::RefreshSessionRequest { refresh_token: other.refresh_token })
+        .refresh_session(pb::RefreshSessionRequest {
+            refresh_token: other.refresh_token,
+        })
         .await
         .expect("another session still refreshes");
     expect_code(
-        h.client().refresh_session(pb::RefreshSessionRequest { refresh_token: "garbage".into() }).await,
+        h.client()
+            .refresh_session(pb::RefreshSessionRequest {
+                refresh_token: "garbage".into(),
+            })
+            .await,
         Code::Unauthenticated,
     );
     expect_field(
-        h.client().refresh_session(pb::RefreshSessionRequest { refresh_token: String::new() }).await,
+        h.client()
+            .refresh_session(pb::RefreshSessionRequest {
+                refresh_token: String::new(),
+            })
+            .await,
         "refresh_token",
     );
 }
@@ -705,18 +1023,24 @@ async fn revoke_session_logs_out() {
     h.register("ada@example.com", "Ada", "en").await;
     let session = h.login("ada@example.com", PASSWORD).await.unwrap();
     h.client()
-        .revoke_session(pb::RevokeSessionRequest { refresh_token: session.refresh_token.clone() })
+        .revoke_session(pb::RevokeSessionRequest {
+            refresh_token: session.refresh_token.clone(),
+        })
         .await
         .expect("logout");
     expect_code(
         h.client()
-            .refresh_session(pb::RefreshSessionRequest { refresh_token: session.refresh_token.clone() })
+            .refresh_session(pb::RefreshSessionRequest {
+                refresh_token: session.refresh_token.clone(),
+            })
             .await,
         Code::Unauthenticated,
     );
     // Idempotent.
     h.client()
-        .revoke_session(pb::RevokeSessionRequest { refresh_token: session.refresh_token })
+        .revoke_session(pb::RevokeSessionRequest {
+            refresh_token: session.refresh_token,
+        })
         .await
         .expect("logout again");
 }
@@ -726,14 +1050,22 @@ async fn signing_keys_rotate_and_old_tokens_keep_verifying() {
     let h = Harness::start().await;
     let operator = h.operator().await;
     let (ada, old_token) = h.customer("ada@example.com").await;
-    let keys = h.client().get_signing_keys(pb::GetSigningKeysRequest {}).await.unwrap().into_inner().keys;
+    let keys = h
+        .client()
+        .get_signing_keys(pb::GetSigningKeysRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].algorithm, "EdDSA");
     assert_eq!(keys[0].public_key.len(), 32);
     let old_kid = keys[0].kid.clone();
 
     expect_code(
-        h.client().rotate_signing_key(authed(&old_token, pb::RotateSigningKeyRequest {})).await,
+        h.client()
+            .rotate_signing_key(authed(&old_token, pb::RotateSigningKeyRequest {}))
+            .await,
         Code::PermissionDenied,
     );
     let rotated = h
@@ -745,18 +1077,37 @@ async fn signing_keys_rotate_and_old_tokens_keep_verifying() {
         .key
         .unwrap();
     assert_ne!(rotated.kid, old_kid);
-    let keys = h.client().get_signing_keys(pb::GetSigningKeysRequest {}).await.unwrap().into_inner().keys;
+    let keys = h
+        .client()
+        .get_signing_keys(pb::GetSigningKeysRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
     let kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
-    assert_eq!(kids, [rotated.kid.as_str(), old_kid.as_str()], "newest first, old still listed");
+    assert_eq!(
+        kids,
+        [rotated.kid.as_str(), old_kid.as_str()],
+        "newest first, old still listed"
+    );
 
     // New tokens carry the new kid; the old token still verifies.
-    let new_token = h.login("ada@example.com", PASSWORD).await.unwrap().access_token;
+    let new_token = h
+        .login("ada@example.com", PASSWORD)
+        .await
+        .unwrap()
+        .access_token;
     let kid_of = |token: &str| kc_runtime::token::parse(token).unwrap().kid;
     assert_eq!(kid_of(&new_token), rotated.kid);
     assert_eq!(kid_of(&old_token), old_kid);
     for token in [&old_token, &new_token] {
         h.client()
-            .get_user(authed(token, pb::GetUserRequest { user_id: ada.user_id.clone() }))
+            .get_user(authed(
+                token,
+                pb::GetUserRequest {
+                    user_id: ada.user_id.clone(),
+                },
+            ))
             .await
             .expect("both tokens verify");
     }
@@ -811,11 +1162,19 @@ async fn missing_expired_tampered_and_foreign_tokens_are_unauthenticated() {
 
     let foreign = sign_with_identity_key(
         &h,
-        &kc_runtime::token::Claims { aud: "another-suite".into(), exp: now + 600, iat: now, ..claims.clone() },
+        &kc_runtime::token::Claims {
+            aud: "another-suite".into(),
+            exp: now + 600,
+            iat: now,
+            ..claims.clone()
+        },
     )
     .await;
     let status = expect_code(get(Some(foreign)).await, Code::Unauthenticated);
-    assert_eq!(status.message(), "access token not issued for this audience");
+    assert_eq!(
+        status.message(),
+        "access token not issued for this audience"
+    );
 
     // Tampered: promote the customer to operator in the payload, keep the signature.
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
@@ -828,7 +1187,15 @@ async fn missing_expired_tampered_and_foreign_tokens_are_unauthenticated() {
 
     // Signed by a key identity never had.
     let stranger = kc_runtime::token::generate_signing_key();
-    let forged = kc_runtime::token::sign(&kc_runtime::token::Claims { exp: now + 600, iat: now, ..claims }, "made-up", &stranger);
+    let forged = kc_runtime::token::sign(
+        &kc_runtime::token::Claims {
+            exp: now + 600,
+            iat: now,
+            ..claims
+        },
+        "made-up",
+        &stranger,
+    );
     expect_code(get(Some(forged)).await, Code::Unauthenticated);
     expect_code(get(Some("not.a.token".into())).await, Code::Unauthenticated);
 }
@@ -840,33 +1207,62 @@ async fn service_tokens_need_the_right_secret_and_only_services_act_on_behalf() 
     let (client_id, secret) = domain.create_service_account("kc-contacts").await.unwrap();
     expect_code(
         h.client()
-            .issue_service_token(pb::IssueServiceTokenRequest { client_id: client_id.to_string(), client_secret: "wrong".into() })
+            .issue_service_token(pb::IssueServiceTokenRequest {
+                client_id: client_id.to_string(),
+                client_secret: "wrong".into(),
+            })
             .await,
         Code::Unauthenticated,
     );
     expect_code(
         h.client()
-            .issue_service_token(pb::IssueServiceTokenRequest { client_id: "nope".into(), client_secret: secret.clone() })
+            .issue_service_token(pb::IssueServiceTokenRequest {
+                client_id: "nope".into(),
+                client_secret: secret.clone(),
+            })
             .await,
         Code::Unauthenticated,
     );
     let issued = h
         .client()
-        .issue_service_token(pb::IssueServiceTokenRequest { client_id: client_id.to_string(), client_secret: secret })
+        .issue_service_token(pb::IssueServiceTokenRequest {
+            client_id: client_id.to_string(),
+            client_secret: secret,
+        })
         .await
         .unwrap()
         .into_inner();
     assert!(issued.access_token_expire_time.is_some());
-    assert!(domain.create_service_account("kc-contacts").await.is_err(), "names are unique");
+    assert!(
+        domain.create_service_account("kc-contacts").await.is_err(),
+        "names are unique"
+    );
 
     let (ada, customer_token) = h.customer("ada@example.com").await;
     // A service may name the person it acts for.
-    let mut request = authed(&issued.access_token, pb::GetUserRequest { user_id: ada.user_id.clone() });
-    request.metadata_mut().insert("x-kc-on-behalf-of", ada.user_id.parse().unwrap());
-    h.client().get_user(request).await.expect("service acting for ada");
+    let mut request = authed(
+        &issued.access_token,
+        pb::GetUserRequest {
+            user_id: ada.user_id.clone(),
+        },
+    );
+    request
+        .metadata_mut()
+        .insert("x-kc-on-behalf-of", ada.user_id.parse().unwrap());
+    h.client()
+        .get_user(request)
+        .await
+        .expect("service acting for ada");
     // A customer may not.
-    let mut request = authed(&customer_token, pb::GetUserRequest { user_id: ada.user_id.clone() });
-    request.metadata_mut().insert("x-kc-on-behalf-of", ada.user_id.parse().unwrap());
+    let mut request = authed(
+        &customer_token,
+        pb::GetUserRequest {
+            user_id: ada.user_id.clone(),
+        },
+    );
+    request
+        .metadata_mut()
+        .insert("x-kc-on-behalf-of", ada.user_id.parse().unwrap());
     expect_code(h.client().get_user(request).await, Code::PermissionDenied);
 }
 
@@ -877,18 +1273,33 @@ async fn watch_events_streams_the_user_lifecycle_to_services_only() {
     let (ada, customer_token) = h.customer("ada@example.com").await;
     expect_code(
         h.client()
-            .watch_events(authed(&customer_token, pb::WatchEventsRequest { after_cursor: String::new() }))
+            .watch_events(authed(
+                &customer_token,
+                pb::WatchEventsRequest {
+                    after_cursor: String::new(),
+                },
+            ))
             .await,
         Code::PermissionDenied,
     );
     expect_field(
         h.client()
-            .watch_events(authed(&operator, pb::WatchEventsRequest { after_cursor: "garbage".into() }))
+            .watch_events(authed(
+                &operator,
+                pb::WatchEventsRequest {
+                    after_cursor: "garbage".into(),
+                },
+            ))
             .await,
         "after_cursor",
     );
     h.client()
-        .disable_user(authed(&operator, pb::DisableUserRequest { user_id: ada.user_id.clone() }))
+        .disable_user(authed(
+            &operator,
+            pb::DisableUserRequest {
+                user_id: ada.user_id.clone(),
+            },
+        ))
         .await
         .unwrap();
 
@@ -918,12 +1329,22 @@ async fn watch_events_streams_the_user_lifecycle_to_services_only() {
     // Resuming after the last cursor yields only what came later, live.
     let mut stream = h
         .client()
-        .watch_events(authed(&operator, pb::WatchEventsRequest { after_cursor: last_cursor }))
+        .watch_events(authed(
+            &operator,
+            pb::WatchEventsRequest {
+                after_cursor: last_cursor,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     h.client()
-        .enable_user(authed(&operator, pb::EnableUserRequest { user_id: ada.user_id.clone() }))
+        .enable_user(authed(
+            &operator,
+            pb::EnableUserRequest {
+                user_id: ada.user_id.clone(),
+            },
+        ))
         .await
         .unwrap();
     let next = tokio::time::timeout(Duration::from_secs(20), stream.next())
@@ -933,7 +1354,10 @@ async fn watch_events_streams_the_user_lifecycle_to_services_only() {
         .unwrap()
         .event
         .unwrap();
-    assert!(matches!(next.payload, Some(Payload::UserEnabled(_))), "{next:?}");
+    assert!(
+        matches!(next.payload, Some(Payload::UserEnabled(_))),
+        "{next:?}"
+    );
 }
 
 #[tokio::test]
@@ -944,7 +1368,9 @@ async fn bootstrap_operator_is_idempotent() {
     let claims = |token: &str| {
         use base64::Engine;
         let payload = token.split('.').nth(1).unwrap();
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
         serde_json::from_slice::<kc_runtime::token::Claims>(&bytes).unwrap()
     };
     assert_eq!(claims(&first).sub, claims(&second).sub);

@@ -345,9 +345,10 @@ impl KeySource for IdentityKeySource {
                 .keys
                 .into_iter()
                 .map(|key| {
-                    let bytes: [u8; 32] = key.public_key.as_slice().try_into().map_err(|_| {
-                        anyhow::anyhow!("signing key {} is not 32 bytes", key.kid)
-                    })?;
+                    let bytes: [u8; 32] =
+                        key.public_key.as_slice().try_into().map_err(|_| {
+                            anyhow::anyhow!("signing key {} is not 32 bytes", key.kid)
+                        })?;
                     Ok((key.kid, VerifyingKey::from_bytes(&bytes)?))
                 })
                 .collect()

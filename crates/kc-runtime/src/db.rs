@@ -124,10 +124,12 @@ async fn migrate_locked(
 ) -> anyhow::Result<()> {
     let quoted = quote_identifier(schema);
     // The schema name is quoted by `quote_identifier`.
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {quoted}")))
-        .execute(&mut *conn)
-        .await
-        .with_context(|| format!("migrate: create schema {schema}"))?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE SCHEMA IF NOT EXISTS {quoted}"
+    )))
+    .execute(&mut *conn)
+    .await
+    .with_context(|| format!("migrate: create schema {schema}"))?;
     crate::outbox::install(&mut *conn)
         .await
         .context("migrate: outbox tables")?;

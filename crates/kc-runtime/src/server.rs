@@ -184,7 +184,10 @@ pub async fn serve(
         async move {
             shutdown.wait().await;
             set_health(&reporter, &names, ServingStatus::NotServing).await;
-            tracing::info!(delay_ms = delay.as_millis() as u64, "not serving; draining soon");
+            tracing::info!(
+                delay_ms = delay.as_millis() as u64,
+                "not serving; draining soon"
+            );
             tokio::time::sleep(delay).await;
         }
     };

@@ -16,10 +16,10 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{EnvFilter, FilterExt as _, filter_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::Layer;
 
 pub use propagation::{TraceContextInterceptor, extract_trace_context, inject_trace_context};
 pub use rpc::{RPC_TARGET, RpcTrace, RpcTraceBody, RpcTraceFuture, RpcTraceLayer, code_name};

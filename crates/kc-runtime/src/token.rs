@@ -122,9 +122,7 @@ pub fn parse(token: &str) -> Result<UnverifiedToken<'_>, TokenError> {
         return Err(TokenError::Malformed);
     }
     let (signing_input, signature) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
-    let (header, payload) = signing_input
-        .split_once('.')
-        .ok_or(TokenError::Malformed)?;
+    let (header, payload) = signing_input.split_once('.').ok_or(TokenError::Malformed)?;
     let header: Header = decode_json(header)?;
     if header.alg != ALGORITHM {
         return Err(TokenError::Algorithm);
@@ -226,7 +224,9 @@ mod tests {
         let parsed = parse(&token).unwrap();
         assert_eq!(parsed.kid, kid);
         assert_eq!(
-            parsed.verify(&key.verifying_key(), &expect(), 1_010).unwrap(),
+            parsed
+                .verify(&key.verifying_key(), &expect(), 1_010)
+                .unwrap(),
             claims(1_000)
         );
         // Expired.

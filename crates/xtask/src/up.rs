@@ -101,13 +101,12 @@ impl Paths {
     }
 }
 
-/// What `up` created in one database, so that it is created once.
+/// What `up` created in one database that cannot be recreated at will (a service account's
+/// secret is shown once), so that it is created once.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct State {
     /// [`suite::fingerprint`] of the database this is about.
     database: String,
-    /// Whether the operator was bootstrapped.
-    operator: bool,
     /// Service accounts by name.
     service_accounts: BTreeMap<String, Account>,
 }
@@ -142,6 +141,7 @@ async fn run_suite(
                         Ok(status) => eprintln!("xtask: {bin} exited unexpectedly ({status}): stopping"),
                         Err(err) => eprintln!("xtask: lost track of {bin} ({err}): stopping"),
                     }
+                    running.remove(index);
                     ExitCode::FAILURE
                 }
                 signal = signals.recv() => {
@@ -202,21 +202,18 @@ async fn start(
                 .with_context(|| format!("could not read {}", paths.operator_password.display()));
         }
     };
-    if !state.operator {
-        eprintln!("xtask: bootstrapping the operator {OPERATOR_EMAIL}");
-        let mut command = identity.command(database_url(identity))?;
-        command
-            .args([
-                "bootstrap-operator",
-                "--email",
-                OPERATOR_EMAIL,
-                "--password-file",
-            ])
-            .arg(&paths.operator_password);
-        suite::output(command, &format!("{} bootstrap-operator", identity.bin)).await?;
-        state.operator = true;
-        write_json(&paths.state, &state)?;
-    }
+    // Idempotent: creates the operator, or resets its password to the one printed below.
+    eprintln!("xtask: bootstrapping the operator {OPERATOR_EMAIL}");
+    let mut command = identity.command(database_url(identity))?;
+    command
+        .args([
+            "bootstrap-operator",
+            "--email",
+            OPERATOR_EMAIL,
+            "--password-file",
+        ])
+        .arg(&paths.operator_password);
+    suite::output(command, &format!("{} bootstrap-operator", identity.bin)).await?;
 
     for service in SERVICES.iter().filter(|service| !service.calls.is_empty()) {
         let name = service.account_name();

@@ -58,7 +58,13 @@ pub async fn check(command: &mut Command) -> anyhow::Result<()> {
 /// `command` as a shell-like line, for messages.
 pub fn show(command: &Command) -> String {
     let command = command.as_std();
-    let mut line = command.get_program().to_string_lossy().into_owned();
+    let program = Path::new(command.get_program());
+    // `cargo`, not the toolchain's full path to it.
+    let mut line = program
+        .file_name()
+        .unwrap_or(program.as_os_str())
+        .to_string_lossy()
+        .into_owned();
     for arg in command.get_args() {
         line.push(' ');
         line.push_str(&arg.to_string_lossy());

@@ -61,7 +61,13 @@ impl KeyRing {
         storage::keys::lock(&mut tx).await?;
         if storage::keys::active(&mut tx).await?.is_none() {
             let (kid, key) = new_key();
-            storage::keys::rotate(&mut tx, &kid, key.as_bytes(), key.verifying_key().as_bytes()).await?;
+            storage::keys::rotate(
+                &mut tx,
+                &kid,
+                key.as_bytes(),
+                key.verifying_key().as_bytes(),
+            )
+            .await?;
             tracing::info!(kid = %kid, "created the first signing key");
         }
         tx.commit().await?;
@@ -70,7 +76,11 @@ impl KeyRing {
 
     /// The key to sign with now.
     pub async fn signing_key(&self) -> anyhow::Result<ActiveKey> {
-        if let Some((read_at, key)) = self.active.read().unwrap_or_else(|e| e.into_inner()).as_ref()
+        if let Some((read_at, key)) = self
+            .active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
             && read_at.elapsed() < ACTIVE_KEY_CACHE
         {
             return Ok(key.clone());
@@ -80,7 +90,8 @@ impl KeyRing {
             .await?
             .ok_or_else(|| anyhow::anyhow!("no active signing key"))?;
         let key = active_key(&stored)?;
-        *self.active.write().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), key.clone()));
+        *self.active.write().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), key.clone()));
         Ok(key)
     }
 
@@ -89,11 +100,21 @@ impl KeyRing {
         let mut tx = self.pool.begin().await?;
         storage::keys::lock(&mut tx).await?;
         let (kid, key) = new_key();
-        let stored =
-            storage::keys::rotate(&mut tx, &kid, key.as_bytes(), key.verifying_key().as_bytes()).await?;
+        let stored = storage::keys::rotate(
+            &mut tx,
+            &kid,
+            key.as_bytes(),
+            key.verifying_key().as_bytes(),
+        )
+        .await?;
         tx.commit().await?;
-        *self.active.write().unwrap_or_else(|e| e.into_inner()) =
-            Some((Instant::now(), ActiveKey { kid: kid.clone(), key: key.clone() }));
+        *self.active.write().unwrap_or_else(|e| e.into_inner()) = Some((
+            Instant::now(),
+            ActiveKey {
+                kid: kid.clone(),
+                key: key.clone(),
+            },
+        ));
         tracing::info!(kid = %kid, "rotated the signing key");
         Ok(PublicKey {
             kid,

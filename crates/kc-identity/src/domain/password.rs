@@ -96,8 +96,8 @@ impl PasswordHasher {
 fn hash_blocking(argon: &Argon2<'static>, password: &str) -> anyhow::Result<String> {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt)?;
-    let salt = SaltString::encode_b64(&salt)
-        .map_err(|error| anyhow::anyhow!("argon2 salt: {error}"))?;
+    let salt =
+        SaltString::encode_b64(&salt).map_err(|error| anyhow::anyhow!("argon2 salt: {error}"))?;
     Ok(argon
         .hash_password(password.as_bytes(), &salt)
         .map_err(|error| anyhow::anyhow!("argon2 hash: {error}"))?
@@ -116,7 +116,11 @@ mod tests {
     #[tokio::test]
     async fn hash_and_verify() {
         let hasher = PasswordHasher::new(
-            HashCost { memory_kib: 1024, iterations: 1, parallelism: 1 },
+            HashCost {
+                memory_kib: 1024,
+                iterations: 1,
+                parallelism: 1,
+            },
             2,
         )
         .unwrap();
@@ -124,7 +128,12 @@ mod tests {
         let hash = hasher.hash(&password).await.unwrap();
         assert!(hash.starts_with("$argon2id$"));
         assert!(hasher.verify(&password, Some(&hash)).await.unwrap());
-        assert!(!hasher.verify(&Password::presented("wrong horse battery"), Some(&hash)).await.unwrap());
+        assert!(
+            !hasher
+                .verify(&Password::presented("wrong horse battery"), Some(&hash))
+                .await
+                .unwrap()
+        );
         assert!(!hasher.verify(&password, None).await.unwrap());
     }
 }

@@ -91,7 +91,12 @@ pub struct Identity {
 impl Identity {
     /// The domain on `pool`.
     pub fn new(pool: PgPool, hasher: PasswordHasher, keys: KeyRing, settings: Settings) -> Self {
-        Self { pool, hasher, keys, settings }
+        Self {
+            pool,
+            hasher,
+            keys,
+            settings,
+        }
     }
 
     /// The key ring (also the verifier's key source).
@@ -108,7 +113,9 @@ impl Identity {
     pub async fn create_user(&self, caller: &Caller, draft: UserDraft) -> Result<User> {
         require_privileged(caller)?;
         if draft.kind == UserKind::Operator && !caller.is_operator() {
-            return Err(IdentityError::Forbidden("only operators may create operators"));
+            return Err(IdentityError::Forbidden(
+                "only operators may create operators",
+            ));
         }
         Ok(self.insert_user(draft).await?.0)
     }
@@ -119,7 +126,11 @@ impl Identity {
             Some(password) => Some(self.hasher.hash(password).await?),
             None => None,
         };
-        let state = if password_hash.is_some() { UserState::Active } else { UserState::Invited };
+        let state = if password_hash.is_some() {
+            UserState::Active
+        } else {
+            UserState::Invited
+        };
         let mut tx = self.pool.begin().await?;
         let user = storage::users::insert(
             &mut tx,
@@ -150,8 +161,18 @@ impl Identity {
     async fn request_verification(&self, conn: &mut PgConnection, user: &User) -> Result<String> {
         let code = verification_code()?;
         let expire_time = Utc::now() + self.settings.verification_code_ttl;
-        storage::verifications::upsert(conn, user.user_id, &code_hash(user.user_id, &code), expire_time).await?;
-        events::append(conn, &events::verification_requested(user, &code, expire_time)).await?;
+        storage::verifications::upsert(
+            conn,
+            user.user_id,
+            &code_hash(user.user_id, &code),
+            expire_time,
+        )
+        .await?;
+        events::append(
+            conn,
+            &events::verification_requested(user, &code, expire_time),
+        )
+        .await?;
         Ok(code)
     }
 
@@ -159,7 +180,8 @@ impl Identity {
     /// most five wrong tries). Unknown users get the same error as wrong codes.
     pub async fn verify_email(&self, user_id: Uuid, code: &str) -> Result<User> {
         let mut tx = self.pool.begin().await?;
-        let Some(outstanding) = storage::verifications::get_for_update(&mut tx, user_id).await? else {
+        let Some(outstanding) = storage::verifications::get_for_update(&mut tx, user_id).await?
+        else {
             return Err(IdentityError::BadVerificationCode);
         };
         if outstanding.expire_time <= Utc::now() {
@@ -188,7 +210,9 @@ impl Identity {
     pub async fn get_user(&self, caller: &Caller, user_id: Uuid) -> Result<User> {
         require_self_or_privileged(caller, user_id)?;
         let mut conn = self.pool.acquire().await?;
-        storage::users::get(&mut conn, user_id).await?.ok_or(IdentityError::UserNotFound)
+        storage::users::get(&mut conn, user_id)
+            .await?
+            .ok_or(IdentityError::UserNotFound)
     }
 
     /// Up to 500 users; services and operators only.
@@ -208,7 +232,8 @@ impl Identity {
         let user = storage::users::find_by_email(&mut conn, email.as_str())
             .await?
             .ok_or(IdentityError::UserNotFound)?;
-        require_self_or_privileged(caller, user.user_id).map_err(|_| IdentityError::UserNotFound)?;
+        require_self_or_privileged(caller, user.user_id)
+            .map_err(|_| IdentityError::UserNotFound)?;
         Ok(user)
     }
 
@@ -252,7 +277,9 @@ impl Identity {
         new: &Password,
     ) -> Result<()> {
         if !caller.is_user(user_id) {
-            return Err(IdentityError::Forbidden("only the user may change its own password"));
+            return Err(IdentityError::Forbidden(
+                "only the user may change its own password",
+            ));
         }
         let mut conn = self.pool.acquire().await?;
         let hash = storage::users::password_hash(&mut conn, user_id).await?;
@@ -282,7 +309,10 @@ impl Identity {
         let target = match (enabled, current.state) {
             (false, _) => UserState::Disabled,
             (true, UserState::Disabled) => {
-                if storage::users::password_hash(&mut tx, user_id).await?.is_some() {
+                if storage::users::password_hash(&mut tx, user_id)
+                    .await?
+                    .is_some()
+                {
                     UserState::Active
                 } else {
                     UserState::Invited
@@ -313,7 +343,10 @@ impl Identity {
         // A malformed e-mail is just a failed sign-in: no field error that would differ.
         let email = email.trim().to_lowercase();
         let mut conn = self.pool.acquire().await?;
-        if storage::throttle::locked_until(&mut conn, &email).await?.is_some() {
+        if storage::throttle::locked_until(&mut conn, &email)
+            .await?
+            .is_some()
+        {
             return Err(IdentityError::Locked);
         }
         let found = storage::users::find_credentials(&mut conn, &email).await?;
@@ -351,14 +384,19 @@ impl Identity {
         .await?;
         tx.commit().await?;
         let access = self.access_token_for(&user).await?;
-        Ok(SessionTokens { access, refresh_token, user })
+        Ok(SessionTokens {
+            access,
+            refresh_token,
+            user,
+        })
     }
 
     /// Rotates a refresh token. A token that was already rotated revokes its whole family.
     pub async fn refresh(&self, presented: &str) -> Result<SessionTokens> {
         let presented_hash = sha256(presented.trim().as_bytes());
         let mut tx = self.pool.begin().await?;
-        let Some(token) = storage::sessions::find_for_update(&mut tx, &presented_hash).await? else {
+        let Some(token) = storage::sessions::find_for_update(&mut tx, &presented_hash).await?
+        else {
             return Err(IdentityError::BadRefreshToken);
         };
         if token.revoke_time.is_some() || token.expire_time <= Utc::now() {
@@ -378,17 +416,25 @@ impl Identity {
         }
         let refresh_token = refresh_token()?;
         storage::sessions::mark_used(&mut tx, &presented_hash).await?;
-        storage::sessions::add_token(&mut tx, token.session_id, &sha256(refresh_token.as_bytes())).await?;
+        storage::sessions::add_token(&mut tx, token.session_id, &sha256(refresh_token.as_bytes()))
+            .await?;
         tx.commit().await?;
         let access = self.access_token_for(&user).await?;
-        Ok(SessionTokens { access, refresh_token, user })
+        Ok(SessionTokens {
+            access,
+            refresh_token,
+            user,
+        })
     }
 
     /// Logs out: revokes the session of a refresh token. Unknown tokens are ignored (the
     /// outcome the caller wants holds either way).
     pub async fn revoke(&self, presented: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        if let Some(token) = storage::sessions::find_for_update(&mut tx, &sha256(presented.trim().as_bytes())).await? {
+        if let Some(token) =
+            storage::sessions::find_for_update(&mut tx, &sha256(presented.trim().as_bytes()))
+                .await?
+        {
             storage::sessions::revoke(&mut tx, token.session_id, "logout").await?;
         }
         tx.commit().await?;
@@ -403,14 +449,17 @@ impl Identity {
     /// Rotates the signing key (operators only).
     pub async fn rotate_signing_key(&self, caller: &Caller) -> Result<PublicKey> {
         if !caller.is_operator() {
-            return Err(IdentityError::Forbidden("only operators may rotate the signing key"));
+            return Err(IdentityError::Forbidden(
+                "only operators may rotate the signing key",
+            ));
         }
         Ok(self.keys.rotate().await?)
     }
 
     /// Exchanges service-account credentials for a service token.
     pub async fn issue_service_token(&self, client_id: &str, secret: &str) -> Result<AccessToken> {
-        let client_id = Uuid::parse_str(client_id.trim()).map_err(|_| IdentityError::BadClientCredentials)?;
+        let client_id =
+            Uuid::parse_str(client_id.trim()).map_err(|_| IdentityError::BadClientCredentials)?;
         let mut conn = self.pool.acquire().await?;
         let (_name, stored) = storage::service_accounts::find(&mut conn, client_id)
             .await?
@@ -427,17 +476,26 @@ impl Identity {
     pub async fn create_service_account(&self, name: &str) -> Result<(Uuid, String)> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(kc_runtime::Violation::new("name", "service account name must be 1 to 100 characters").into());
+            return Err(kc_runtime::Violation::new(
+                "name",
+                "service account name must be 1 to 100 characters",
+            )
+            .into());
         }
         let client_id = Uuid::new_v4();
         let secret = random_token(32)?;
         let mut conn = self.pool.acquire().await?;
-        storage::service_accounts::insert(&mut conn, client_id, name, &URL_SAFE_NO_PAD.encode(sha256(secret.as_bytes())))
-            .await
-            .map_err(|error| match classify(&error) {
-                DbErrorKind::UniqueViolation => IdentityError::ServiceAccountExists,
-                _ => error.into(),
-            })?;
+        storage::service_accounts::insert(
+            &mut conn,
+            client_id,
+            name,
+            &URL_SAFE_NO_PAD.encode(sha256(secret.as_bytes())),
+        )
+        .await
+        .map_err(|error| match classify(&error) {
+            DbErrorKind::UniqueViolation => IdentityError::ServiceAccountExists,
+            _ => error.into(),
+        })?;
         Ok((client_id, secret))
     }
 
@@ -445,7 +503,12 @@ impl Identity {
     pub async fn bootstrap_operator(&self, email: &Email, password: &Password) -> Result<User> {
         let hash = self.hasher.hash(password).await?;
         let mut tx = self.pool.begin().await?;
-        let display_name = email.as_str().split('@').next().unwrap_or("operator").to_owned();
+        let display_name = email
+            .as_str()
+            .split('@')
+            .next()
+            .unwrap_or("operator")
+            .to_owned();
         let user = storage::users::upsert_operator(
             &mut tx,
             &NewUser {
@@ -498,7 +561,9 @@ fn require_privileged(caller: &Caller) -> Result<()> {
     if caller.is_privileged() {
         Ok(())
     } else {
-        Err(IdentityError::Forbidden("only operators and services may do this"))
+        Err(IdentityError::Forbidden(
+            "only operators and services may do this",
+        ))
     }
 }
 
@@ -506,7 +571,9 @@ fn require_self_or_privileged(caller: &Caller, user_id: Uuid) -> Result<()> {
     if caller.is_privileged() || caller.is_user(user_id) {
         Ok(())
     } else {
-        Err(IdentityError::Forbidden("a customer may only access its own user"))
+        Err(IdentityError::Forbidden(
+            "a customer may only access its own user",
+        ))
     }
 }
 

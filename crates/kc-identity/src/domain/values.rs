@@ -10,7 +10,8 @@ impl Email {
     /// Parses `text` as an e-mail address; `field` names the request field in the error.
     pub fn parse(field: &str, text: &str) -> Result<Self, Violation> {
         let email = text.trim().to_lowercase();
-        let invalid = |why: &str| Violation::new(field, format!("not a valid e-mail address: {why}"));
+        let invalid =
+            |why: &str| Violation::new(field, format!("not a valid e-mail address: {why}"));
         if email.is_empty() {
             return Err(Violation::new(field, "e-mail is required"));
         }
@@ -21,9 +22,10 @@ impl Email {
         if local.is_empty() || local.len() > 64 {
             return Err(invalid("the part before @ must be 1 to 64 characters"));
         }
-        let local_ok = local.chars().all(|c| {
-            c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c)
-        }) && !local.starts_with('.')
+        let local_ok = local
+            .chars()
+            .all(|c| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c))
+            && !local.starts_with('.')
             && !local.ends_with('.')
             && !local.contains("..");
         if !local_ok {
@@ -63,10 +65,16 @@ impl DisplayName {
             return Err(Violation::new(field, "display name is required"));
         }
         if length > 200 {
-            return Err(Violation::new(field, "display name must be at most 200 characters"));
+            return Err(Violation::new(
+                field,
+                "display name must be at most 200 characters",
+            ));
         }
         if name.chars().any(char::is_control) {
-            return Err(Violation::new(field, "display name must not contain control characters"));
+            return Err(Violation::new(
+                field,
+                "display name must not contain control characters",
+            ));
         }
         Ok(Self(name.to_owned()))
     }
@@ -99,14 +107,23 @@ impl Locale {
     /// Parses a language tag: a 2–3 letter language, then optional script (4 letters),
     /// region (2 letters or 3 digits) and variants (5–8 alphanumerics), separated by `-`.
     pub fn parse(field: &str, text: &str) -> Result<Self, Violation> {
-        let invalid = || Violation::new(field, format!("`{}` is not a BCP-47 language tag such as en, fr or fr-CA", text.trim()));
+        let invalid = || {
+            Violation::new(
+                field,
+                format!(
+                    "`{}` is not a BCP-47 language tag such as en, fr or fr-CA",
+                    text.trim()
+                ),
+            )
+        };
         let text = text.trim().replace('_', "-");
         if text.len() > 35 {
             return Err(invalid());
         }
         let mut parts = text.split('-');
         let language = parts.next().ok_or_else(invalid)?;
-        if !(2..=3).contains(&language.len()) || !language.chars().all(|c| c.is_ascii_alphabetic()) {
+        if !(2..=3).contains(&language.len()) || !language.chars().all(|c| c.is_ascii_alphabetic())
+        {
             return Err(invalid());
         }
         let mut normalised = vec![language.to_ascii_lowercase()];
@@ -161,10 +178,16 @@ impl Password {
     pub fn parse(field: &str, text: &str) -> Result<Self, Violation> {
         let length = text.chars().count();
         if length < Self::MIN_CHARS {
-            return Err(Violation::new(field, "password must be at least 12 characters"));
+            return Err(Violation::new(
+                field,
+                "password must be at least 12 characters",
+            ));
         }
         if length > Self::MAX_CHARS {
-            return Err(Violation::new(field, "password must be at most 1024 characters"));
+            return Err(Violation::new(
+                field,
+                "password must be at most 1024 characters",
+            ));
         }
         Ok(Self(text.to_owned()))
     }
@@ -187,9 +210,26 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(Email::parse("email", "  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
-        assert_eq!(Email::parse("email", "éloïse@exemple.fr").unwrap().as_str(), "éloïse@exemple.fr");
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "ada@-x.com", "a..b@example.com"] {
+        assert_eq!(
+            Email::parse("email", "  Ada@Example.COM ")
+                .unwrap()
+                .as_str(),
+            "ada@example.com"
+        );
+        assert_eq!(
+            Email::parse("email", "éloïse@exemple.fr").unwrap().as_str(),
+            "éloïse@exemple.fr"
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "ada@-x.com",
+            "a..b@example.com",
+        ] {
             let violation = Email::parse("email", bad).unwrap_err();
             assert_eq!(violation.field, "email", "{bad}");
         }
@@ -197,7 +237,12 @@ mod tests {
 
     #[test]
     fn display_names() {
-        assert_eq!(DisplayName::parse("display_name", "Éloïse Dupré-Nguyễn").unwrap().as_str(), "Éloïse Dupré-Nguyễn");
+        assert_eq!(
+            DisplayName::parse("display_name", "Éloïse Dupré-Nguyễn")
+                .unwrap()
+                .as_str(),
+            "Éloïse Dupré-Nguyễn"
+        );
         assert!(DisplayName::parse("display_name", "  ").is_err());
         assert!(DisplayName::parse("display_name", "a\u{0007}b").is_err());
         assert!(DisplayName::parse("display_name", &"é".repeat(200)).is_ok());
@@ -208,9 +253,18 @@ mod tests {
     fn locales() {
         assert_eq!(Locale::parse("locale", "fr").unwrap().as_str(), "fr");
         assert_eq!(Locale::parse("locale", "fr-ca").unwrap().as_str(), "fr-CA");
-        assert_eq!(Locale::parse("locale", "zh-hant-tw").unwrap().as_str(), "zh-Hant-TW");
-        assert_eq!(Locale::parse("locale", "es-419").unwrap().as_str(), "es-419");
-        assert_eq!(Locale::parse_or_default("locale", "").unwrap().as_str(), "en");
+        assert_eq!(
+            Locale::parse("locale", "zh-hant-tw").unwrap().as_str(),
+            "zh-Hant-TW"
+        );
+        assert_eq!(
+            Locale::parse("locale", "es-419").unwrap().as_str(),
+            "es-419"
+        );
+        assert_eq!(
+            Locale::parse_or_default("locale", "").unwrap().as_str(),
+            "en"
+        );
         for bad in ["french", "f", "fr-", "fr--CA", "12", "en-US-x"] {
             assert!(Locale::parse("locale", bad).is_err(), "{bad}");
         }
@@ -221,6 +275,9 @@ mod tests {
         assert!(Password::parse("password", "short").is_err());
         assert!(Password::parse("password", "twelve chars").is_ok());
         assert!(Password::parse("password", &"x".repeat(1025)).is_err());
-        assert_eq!(format!("{:?}", Password::presented("secret")), "Password(..)");
+        assert_eq!(
+            format!("{:?}", Password::presented("secret")),
+            "Password(..)"
+        );
     }
 }

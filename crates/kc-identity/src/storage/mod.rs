@@ -2,8 +2,8 @@
 //! transaction when atomicity matters) and return domain types.
 
 pub mod keys;
+pub mod service_accounts;
 pub mod sessions;
 pub mod throttle;
 pub mod users;
 pub mod verifications;
-pub mod service_accounts;

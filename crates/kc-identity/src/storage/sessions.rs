@@ -22,7 +22,11 @@ pub async fn create(
 }
 
 /// Adds a refresh token to a session.
-pub async fn add_token(conn: &mut PgConnection, session_id: Uuid, token_hash: &[u8]) -> Result<(), sqlx::Error> {
+pub async fn add_token(
+    conn: &mut PgConnection,
+    session_id: Uuid,
+    token_hash: &[u8],
+) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)")
         .bind(token_hash)
         .bind(session_id)
@@ -48,7 +52,10 @@ pub struct PresentedToken {
 
 /// Finds a refresh token and locks it and its session until the transaction ends, so two
 /// refreshes with one token are serialised (and the second one is seen as reuse).
-pub async fn find_for_update(conn: &mut PgConnection, token_hash: &[u8]) -> Result<Option<PresentedToken>, sqlx::Error> {
+pub async fn find_for_update(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+) -> Result<Option<PresentedToken>, sqlx::Error> {
     sqlx::query_as(
         "SELECT t.session_id, s.user_id, t.used_time, s.revoke_time, s.expire_time \
          FROM refresh_tokens t JOIN sessions s ON s.session_id = t.session_id \
@@ -69,7 +76,11 @@ pub async fn mark_used(conn: &mut PgConnection, token_hash: &[u8]) -> Result<(),
 }
 
 /// Revokes a session family.
-pub async fn revoke(conn: &mut PgConnection, session_id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
+pub async fn revoke(
+    conn: &mut PgConnection,
+    session_id: Uuid,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE sessions SET revoke_time = now(), revoke_reason = $2 \
          WHERE session_id = $1 AND revoke_time IS NULL",
@@ -82,7 +93,11 @@ pub async fn revoke(conn: &mut PgConnection, session_id: Uuid, reason: &str) -> 
 }
 
 /// Revokes every session of a user.
-pub async fn revoke_all_of_user(conn: &mut PgConnection, user_id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
+pub async fn revoke_all_of_user(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE sessions SET revoke_time = now(), revoke_reason = $2 \
          WHERE user_id = $1 AND revoke_time IS NULL",

@@ -4,7 +4,10 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 /// When the e-mail is locked until, if it is locked now.
-pub async fn locked_until(conn: &mut PgConnection, email: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+pub async fn locked_until(
+    conn: &mut PgConnection,
+    email: &str,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT locked_until FROM sign_in_throttle WHERE email = $1 AND locked_until > now()",
     )

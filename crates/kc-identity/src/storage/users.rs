@@ -31,7 +31,8 @@ impl TryFrom<UserRow> for User {
     type Error = sqlx::Error;
 
     fn try_from(row: UserRow) -> Result<Self, Self::Error> {
-        let corrupt = |what: &str| sqlx::Error::Decode(format!("users.{what} has an unknown value").into());
+        let corrupt =
+            |what: &str| sqlx::Error::Decode(format!("users.{what} has an unknown value").into());
         Ok(User {
             user_id: row.user_id,
             email: row.email,
@@ -87,27 +88,44 @@ pub async fn insert(conn: &mut PgConnection, user: &NewUser<'_>) -> Result<User,
 
 /// One user by id.
 pub async fn get(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<User>, sqlx::Error> {
-    let row: Option<UserRow> = sqlx::query_as(concat!("SELECT ", columns!(), " FROM users WHERE user_id = $1"))
-        .bind(user_id)
-        .fetch_optional(conn)
-        .await?;
+    let row: Option<UserRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM users WHERE user_id = $1"
+    ))
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?;
     row.map(TryInto::try_into).transpose()
 }
 
 /// One user by id, locked for update until the transaction ends.
-pub async fn get_for_update(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<User>, sqlx::Error> {
-    let row: Option<UserRow> =
-        sqlx::query_as(concat!("SELECT ", columns!(), " FROM users WHERE user_id = $1 FOR UPDATE"))
-            .bind(user_id)
-            .fetch_optional(conn)
-            .await?;
+pub async fn get_for_update(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<Option<User>, sqlx::Error> {
+    let row: Option<UserRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM users WHERE user_id = $1 FOR UPDATE"
+    ))
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?;
     row.map(TryInto::try_into).transpose()
 }
 
 /// Users by id, in the order of `user_ids`; unknown ids are skipped.
-pub async fn get_many(conn: &mut PgConnection, user_ids: &[Uuid]) -> Result<Vec<User>, sqlx::Error> {
-    let rows: Vec<UserRow> = sqlx::query_as(concat!("SELECT ", columns!(), " FROM users JOIN unnest($1::uuid[]) WITH ORDINALITY AS wanted(id, position) \
-         ON users.user_id = wanted.id ORDER BY wanted.position"))
+pub async fn get_many(
+    conn: &mut PgConnection,
+    user_ids: &[Uuid],
+) -> Result<Vec<User>, sqlx::Error> {
+    let rows: Vec<UserRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM users JOIN unnest($1::uuid[]) WITH ORDINALITY AS wanted(id, position) \
+         ON users.user_id = wanted.id ORDER BY wanted.position"
+    ))
     .bind(user_ids)
     .fetch_all(conn)
     .await?;
@@ -115,11 +133,18 @@ pub async fn get_many(conn: &mut PgConnection, user_ids: &[Uuid]) -> Result<Vec<
 }
 
 /// One user by normalised e-mail.
-pub async fn find_by_email(conn: &mut PgConnection, email: &str) -> Result<Option<User>, sqlx::Error> {
-    let row: Option<UserRow> = sqlx::query_as(concat!("SELECT ", columns!(), " FROM users WHERE email = $1"))
-        .bind(email)
-        .fetch_optional(conn)
-        .await?;
+pub async fn find_by_email(
+    conn: &mut PgConnection,
+    email: &str,
+) -> Result<Option<User>, sqlx::Error> {
+    let row: Option<UserRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM users WHERE email = $1"
+    ))
+    .bind(email)
+    .fetch_optional(conn)
+    .await?;
     row.map(TryInto::try_into).transpose()
 }
 
@@ -134,15 +159,23 @@ pub async fn find_credentials(
         user: UserRow,
         password_hash: Option<String>,
     }
-    let row: Option<Row> = sqlx::query_as(concat!("SELECT ", columns!(), ", password_hash FROM users WHERE email = $1"))
+    let row: Option<Row> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        ", password_hash FROM users WHERE email = $1"
+    ))
     .bind(email)
     .fetch_optional(conn)
     .await?;
-    row.map(|row| Ok((row.user.try_into()?, row.password_hash))).transpose()
+    row.map(|row| Ok((row.user.try_into()?, row.password_hash)))
+        .transpose()
 }
 
 /// The password hash of a user.
-pub async fn password_hash(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+pub async fn password_hash(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT password_hash FROM users WHERE user_id = $1")
         .bind(user_id)
         .fetch_optional(conn)
@@ -168,9 +201,16 @@ pub async fn update_profile(
 }
 
 /// Sets the state and bumps the version.
-pub async fn set_state(conn: &mut PgConnection, user_id: Uuid, state: UserState) -> Result<User, sqlx::Error> {
-    let row: UserRow = sqlx::query_as(concat!("UPDATE users SET state = $2, version = version + 1, update_time = now() \
-         WHERE user_id = $1 RETURNING ", columns!()))
+pub async fn set_state(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    state: UserState,
+) -> Result<User, sqlx::Error> {
+    let row: UserRow = sqlx::query_as(concat!(
+        "UPDATE users SET state = $2, version = version + 1, update_time = now() \
+         WHERE user_id = $1 RETURNING ",
+        columns!()
+    ))
     .bind(user_id)
     .bind(state.as_str())
     .fetch_one(conn)
@@ -179,10 +219,17 @@ pub async fn set_state(conn: &mut PgConnection, user_id: Uuid, state: UserState)
 }
 
 /// Replaces the password hash; an invited user becomes active.
-pub async fn set_password(conn: &mut PgConnection, user_id: Uuid, hash: &str) -> Result<User, sqlx::Error> {
-    let row: UserRow = sqlx::query_as(concat!("UPDATE users SET password_hash = $2, \
+pub async fn set_password(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    hash: &str,
+) -> Result<User, sqlx::Error> {
+    let row: UserRow = sqlx::query_as(concat!(
+        "UPDATE users SET password_hash = $2, \
          state = CASE WHEN state = 'invited' THEN 'active' ELSE state END, \
-         version = version + 1, update_time = now() WHERE user_id = $1 RETURNING ", columns!()))
+         version = version + 1, update_time = now() WHERE user_id = $1 RETURNING ",
+        columns!()
+    ))
     .bind(user_id)
     .bind(hash)
     .fetch_one(conn)
@@ -192,8 +239,11 @@ pub async fn set_password(conn: &mut PgConnection, user_id: Uuid, hash: &str) ->
 
 /// Marks the e-mail verified.
 pub async fn mark_verified(conn: &mut PgConnection, user_id: Uuid) -> Result<User, sqlx::Error> {
-    let row: UserRow = sqlx::query_as(concat!("UPDATE users SET email_verified = true, version = version + 1, update_time = now() \
-         WHERE user_id = $1 RETURNING ", columns!()))
+    let row: UserRow = sqlx::query_as(concat!(
+        "UPDATE users SET email_verified = true, version = version + 1, update_time = now() \
+         WHERE user_id = $1 RETURNING ",
+        columns!()
+    ))
     .bind(user_id)
     .fetch_one(conn)
     .await?;

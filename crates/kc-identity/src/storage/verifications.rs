@@ -36,7 +36,10 @@ pub struct Outstanding {
 }
 
 /// The outstanding code of a user, locked.
-pub async fn get_for_update(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<Outstanding>, sqlx::Error> {
+pub async fn get_for_update(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<Option<Outstanding>, sqlx::Error> {
     sqlx::query_as(
         "SELECT code_hash, expire_time, failed_attempts FROM email_verifications \
          WHERE user_id = $1 FOR UPDATE",
@@ -48,10 +51,12 @@ pub async fn get_for_update(conn: &mut PgConnection, user_id: Uuid) -> Result<Op
 
 /// Counts a wrong code.
 pub async fn record_failure(conn: &mut PgConnection, user_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE email_verifications SET failed_attempts = failed_attempts + 1 WHERE user_id = $1")
-        .bind(user_id)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE email_verifications SET failed_attempts = failed_attempts + 1 WHERE user_id = $1",
+    )
+    .bind(user_id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

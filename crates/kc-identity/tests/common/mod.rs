@@ -44,7 +44,13 @@ impl Harness {
             spawn_service(move |listener| kc_identity::run(args, listener, shutdown)).await
         };
         let channel = service.channel().await;
-        Self { db, service, channel, shutdown, args }
+        Self {
+            db,
+            service,
+            channel,
+            shutdown,
+            args,
+        }
     }
 
     pub fn client(&self) -> IdentityServiceClient<Channel> {
@@ -72,9 +78,16 @@ impl Harness {
             .expect("user")
     }
 
-    pub async fn login(&self, email: &str, password: &str) -> Result<pb::AuthenticateResponse, Status> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<pb::AuthenticateResponse, Status> {
         self.client()
-            .authenticate(pb::AuthenticateRequest { email: email.into(), password: password.into() })
+            .authenticate(pb::AuthenticateRequest {
+                email: email.into(),
+                password: password.into(),
+            })
             .await
             .map(|r| r.into_inner())
     }
@@ -82,7 +95,11 @@ impl Harness {
     /// A registered customer and its access token.
     pub async fn customer(&self, email: &str) -> (pb::User, String) {
         let user = self.register(email, "Test Customer", "en").await;
-        let token = self.login(email, PASSWORD).await.expect("login").access_token;
+        let token = self
+            .login(email, PASSWORD)
+            .await
+            .expect("login")
+            .access_token;
         (user, token)
     }
 
@@ -96,12 +113,20 @@ impl Harness {
             )
             .await
             .expect("bootstrap operator");
-        self.login(OPERATOR_EMAIL, PASSWORD).await.expect("operator login").access_token
+        self.login(OPERATOR_EMAIL, PASSWORD)
+            .await
+            .expect("operator login")
+            .access_token
     }
 
     /// A service account's token.
     pub async fn service_token(&self, name: &str) -> String {
-        let (client_id, secret) = self.domain().await.create_service_account(name).await.expect("service account");
+        let (client_id, secret) = self
+            .domain()
+            .await
+            .create_service_account(name)
+            .await
+            .expect("service account");
         self.client()
             .issue_service_token(pb::IssueServiceTokenRequest {
                 client_id: client_id.to_string(),
