@@ -3,6 +3,7 @@
 
 pub mod postgres;
 pub mod service;
+pub mod tokens;
 
 pub use postgres::{ClusterOptions, PgCluster, TestDatabase, test_database};
 pub use service::{SpawnedService, ready_channel, spawn_service};

@@ -99,7 +99,7 @@ pub struct User {
 impl User {
     /// The etag clients send back for optimistic concurrency.
     pub fn etag(&self) -> String {
-        format!("\"{}\"", self.version)
+        self.version.to_string()
     }
 }
 
