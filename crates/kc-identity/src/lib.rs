@@ -42,15 +42,7 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
 }
 
 /// Connects the pool and builds the domain (creating the first signing key if needed).
-///
-/// Boxed so that callers' futures stay provably `Send`.
-pub fn build(
-    args: &IdentityArgs,
-) -> futures::future::BoxFuture<'_, anyhow::Result<(PgPool, Identity)>> {
-    Box::pin(build_inner(args))
-}
-
-async fn build_inner(args: &IdentityArgs) -> anyhow::Result<(PgPool, Identity)> {
+pub async fn build(args: &IdentityArgs) -> anyhow::Result<(PgPool, Identity)> {
     let pool = kc_runtime::db::connect(
         &args.database.database_url,
         SCHEMA,

@@ -857,6 +857,16 @@ async fn disabled_users_cannot_sign_in_or_refresh() {
     );
 }
 
+/// `times` failed sign-ins of `email`, each refused as wrong credentials.
+async fn fail_logins(h: &Harness, email: &str, times: usize) {
+    for _ in 0..times {
+        expect_code(
+            h.login(email, "wrong password!!").await,
+            Code::Unauthenticated,
+        );
+    }
+}
+
 #[tokio::test]
 async fn unknown_email_and_wrong_password_fail_identically() {
     let h = Harness::start().await;
@@ -883,12 +893,7 @@ async fn five_failures_lock_an_email_whether_or_not_it_exists() {
     let h = Harness::start().await;
     h.register("ada@example.com", "Ada", "en").await;
     for email in ["ada@example.com", "nobody@example.com"] {
-        for _ in 0..5 {
-            expect_code(
-                h.login(email, "wrong password!!").await,
-                Code::Unauthenticated,
-            );
-        }
+        fail_logins(&h, email, 5).await;
         // Locked: even the right password is refused, with the same answer for both.
         let locked = expect_code(h.login(email, PASSWORD).await, Code::ResourceExhausted);
         assert_eq!(
@@ -907,30 +912,15 @@ async fn five_failures_lock_an_email_whether_or_not_it_exists() {
 async fn a_success_resets_the_failure_count_and_locks_end() {
     let h = Harness::start_with(&["--lockout-duration", "1s"]).await;
     h.register("ada@example.com", "Ada", "en").await;
-    for _ in 0..4 {
-        expect_code(
-            h.login("ada@example.com", "wrong password!!").await,
-            Code::Unauthenticated,
-        );
-    }
+    fail_logins(&h, "ada@example.com", 4).await;
     h.login("ada@example.com", PASSWORD)
         .await
         .expect("fourth failure does not lock");
-    for _ in 0..4 {
-        expect_code(
-            h.login("ada@example.com", "wrong password!!").await,
-            Code::Unauthenticated,
-        );
-    }
+    fail_logins(&h, "ada@example.com", 4).await;
     h.login("ada@example.com", PASSWORD)
         .await
         .expect("the count restarted after success");
-    for _ in 0..5 {
-        expect_code(
-            h.login("ada@example.com", "wrong password!!").await,
-            Code::Unauthenticated,
-        );
-    }
+    fail_logins(&h, "ada@example.com", 5).await;
     expect_code(
         h.login("ada@example.com", PASSWORD).await,
         Code::ResourceExhausted,

@@ -383,12 +383,7 @@ impl Identity {
         )
         .await?;
         tx.commit().await?;
-        let access = self.access_token_for(&user).await?;
-        Ok(SessionTokens {
-            access,
-            refresh_token,
-            user,
-        })
+        self.session_tokens(user, refresh_token).await
     }
 
     /// Rotates a refresh token. A token that was already rotated revokes its whole family.
@@ -419,12 +414,7 @@ impl Identity {
         storage::sessions::add_token(&mut tx, token.session_id, &sha256(refresh_token.as_bytes()))
             .await?;
         tx.commit().await?;
-        let access = self.access_token_for(&user).await?;
-        Ok(SessionTokens {
-            access,
-            refresh_token,
-            user,
-        })
+        self.session_tokens(user, refresh_token).await
     }
 
     /// Logs out: revokes the session of a refresh token. Unknown tokens are ignored (the
@@ -526,6 +516,16 @@ impl Identity {
         events::append(&mut tx, &events::updated(&user)).await?;
         tx.commit().await?;
         Ok(user)
+    }
+
+    /// What a sign-in or refresh returns: a new access token beside the refresh token.
+    async fn session_tokens(&self, user: User, refresh_token: String) -> Result<SessionTokens> {
+        let access = self.access_token_for(&user).await?;
+        Ok(SessionTokens {
+            access,
+            refresh_token,
+            user,
+        })
     }
 
     async fn access_token_for(&self, user: &User) -> Result<AccessToken> {
