@@ -1367,3 +1367,48 @@ async fn bootstrap_operator_is_idempotent() {
     assert_eq!(claims(&first).kind, kc_runtime::token::CallerKind::Operator);
     assert_eq!(claims(&first).email, OPERATOR_EMAIL);
 }
+
+#[tokio::test]
+async fn other_services_verify_tokens_with_keys_fetched_from_identity() {
+    let h = Harness::start().await;
+    let operator = h.operator().await;
+    let (ada, token) = h.customer("ada@example.com").await;
+    // What every other service does: fetch identity's keys over gRPC, cache them by kid.
+    let verifier = kc_runtime::auth::TokenVerifier::new(
+        kc_runtime::auth::IdentityKeySource::new(h.channel.clone()),
+        h.args.server.token_expectations(),
+    );
+    let claims = verifier
+        .verify(&token)
+        .await
+        .expect("identity's token verifies");
+    assert_eq!(claims.sub, ada.user_id);
+    assert_eq!(claims.kind, kc_runtime::token::CallerKind::Customer);
+
+    // After a rotation the new kid is unknown to the cache: the verifier refetches.
+    h.client()
+        .rotate_signing_key(authed(&operator, pb::RotateSigningKeyRequest {}))
+        .await
+        .unwrap();
+    let fresh = h
+        .login("ada@example.com", PASSWORD)
+        .await
+        .unwrap()
+        .access_token;
+    verifier
+        .verify(&fresh)
+        .await
+        .expect("token of the rotated key verifies");
+    verifier
+        .verify(&token)
+        .await
+        .expect("the old token still verifies");
+
+    let stranger = kc_testkit::tokens::TestIssuer::new();
+    let forged = stranger.mint(
+        uuid::Uuid::new_v4(),
+        kc_runtime::token::CallerKind::Operator,
+        "x@example.com",
+    );
+    assert!(verifier.verify(&forged).await.is_err());
+}
