@@ -1412,3 +1412,60 @@ async fn other_services_verify_tokens_with_keys_fetched_from_identity() {
     );
     assert!(verifier.verify(&forged).await.is_err());
 }
+
+#[tokio::test]
+async fn services_call_with_a_cached_service_token_acting_for_a_person() {
+    let h = Harness::start().await;
+    let (ada, _) = h.customer("ada@example.com").await;
+    let (client_id, secret) = h
+        .domain()
+        .await
+        .create_service_account("kc-contacts")
+        .await
+        .unwrap();
+    let identity_url = h.service.url();
+    let channel = kc_runtime::client::channel("--identity-url", &identity_url).unwrap();
+    let tokens = kc_runtime::client::ServiceToken::new(
+        channel.clone(),
+        kc_runtime::client::ServiceAccountArgs {
+            client_id: client_id.to_string(),
+            client_secret: secret,
+        },
+    );
+    let first = tokens.bearer().await.expect("service token");
+    assert_eq!(tokens.bearer().await.unwrap(), first, "the token is cached");
+
+    let on_behalf_of: uuid::Uuid = ada.user_id.parse().unwrap();
+    let request = tokens
+        .request(
+            pb::BatchGetUsersRequest {
+                user_ids: vec![ada.user_id.clone()],
+            },
+            Some(on_behalf_of),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        request.metadata().get("x-kc-on-behalf-of").unwrap(),
+        ada.user_id.as_str()
+    );
+    let users = kc_proto::identity::identity_service_client::IdentityServiceClient::new(channel)
+        .batch_get_users(request)
+        .await
+        .expect("a service reads users")
+        .into_inner()
+        .users;
+    assert_eq!(users.len(), 1);
+
+    // Wrong credentials surface as Unavailable (a deployment error, retryable once fixed).
+    let refused = kc_runtime::client::ServiceToken::new(
+        h.channel.clone(),
+        kc_runtime::client::ServiceAccountArgs {
+            client_id: client_id.to_string(),
+            client_secret: "wrong".into(),
+        },
+    );
+    expect_code(refused.bearer().await, Code::Unavailable);
+    let error = kc_runtime::client::channel("--identity-url", "not a url").unwrap_err();
+    assert!(error.to_string().contains("--identity-url"), "{error}");
+}

@@ -3,6 +3,7 @@
 //! pool with migrations, and the transactional outbox with its `WatchEvents` stream.
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;
