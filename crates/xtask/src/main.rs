@@ -2,6 +2,7 @@
 //!
 //! `cargo xtask` is an alias (in `.cargo/config.toml`) for `cargo run --package xtask --`.
 
+mod bench;
 mod lint;
 mod suite;
 mod test;
@@ -28,6 +29,8 @@ enum Command {
     Lint,
     /// Build and run the suite's services locally, on a persistent Postgres, until Ctrl-C.
     Up(up::Args),
+    /// Benchmarks release builds of the services under load: RPS, latency, errors, peak RSS.
+    Bench(bench::Args),
 }
 
 #[tokio::main]
@@ -37,6 +40,7 @@ async fn main() -> ExitCode {
         Command::Test(args) => test::run(args).await,
         Command::Lint => lint::run().await,
         Command::Up(args) => up::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
     };
     match result {
         Ok(code) => code,

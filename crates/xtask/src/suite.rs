@@ -94,10 +94,29 @@ impl Service {
         Ok(path)
     }
 
+    /// Path of its binary in the release profile (`cargo build --release`).
+    pub fn release_binary(&self) -> anyhow::Result<PathBuf> {
+        let path = workspace::target_dir().join("release").join(self.bin);
+        if !path.is_file() {
+            bail!(
+                "{} not found: build it with `cargo build --release -p {}`",
+                path.display(),
+                self.bin
+            );
+        }
+        Ok(path)
+    }
+
     /// A command running its binary with `args`, with `database_url` as `DATABASE_URL` (and
     /// none when it has no database, so that no other URL leaks in from the environment).
     pub fn command(&self, database_url: Option<&str>) -> anyhow::Result<Command> {
-        let mut command = Command::new(self.binary()?);
+        Ok(self.command_with(self.binary()?, database_url))
+    }
+
+    /// Like [`Service::command`], but running `binary` (another build of it, e.g.
+    /// [`Service::release_binary`]).
+    pub fn command_with(&self, binary: PathBuf, database_url: Option<&str>) -> Command {
+        let mut command = Command::new(binary);
         command
             .current_dir(workspace::root())
             .env("KC_LOG_FORMAT", "pretty")
@@ -106,7 +125,7 @@ impl Service {
             Some(url) => command.env("DATABASE_URL", url),
             None => command.env_remove("DATABASE_URL"),
         };
-        Ok(command)
+        command
     }
 }
 
@@ -242,6 +261,8 @@ pub struct Running {
     pub service: &'static Service,
     /// Its process.
     pub child: Child,
+    /// Address it listens on, `127.0.0.1:<port>`.
+    pub addr: String,
 }
 
 /// Spawns `service` with `env` on its port, its output prefixed with its name.
@@ -250,10 +271,26 @@ pub fn spawn(
     database_url: Option<&str>,
     env: &[(String, String)],
 ) -> anyhow::Result<Running> {
-    let mut command = service.command(database_url)?;
+    spawn_on(
+        service,
+        service.command(database_url)?,
+        &service.addr(),
+        env,
+    )
+}
+
+/// Spawns `command` (a [`Service::command`] or [`Service::command_with`] of `service`) with
+/// `env`, listening on `addr` instead of the service's own port, its output prefixed with the
+/// service's name.
+pub fn spawn_on(
+    service: &'static Service,
+    mut command: Command,
+    addr: &str,
+    env: &[(String, String)],
+) -> anyhow::Result<Running> {
     command
         .arg("--listen")
-        .arg(service.addr())
+        .arg(addr)
         .envs(env.iter().map(|(key, value)| (key, value)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -270,7 +307,11 @@ pub fn spawn(
     if let Some(stderr) = child.stderr.take() {
         tokio::spawn(forward(service.name, stderr, true));
     }
-    Ok(Running { service, child })
+    Ok(Running {
+        service,
+        child,
+        addr: addr.to_owned(),
+    })
 }
 
 /// Copies `output` line by line to ours, each line prefixed with `name`.
@@ -289,7 +330,7 @@ impl Running {
     /// Waits until the service reports SERVING, failing if it exits first or takes too long.
     pub async fn wait_until_serving(&mut self) -> anyhow::Result<()> {
         let service = self.service;
-        let endpoint = tonic::transport::Endpoint::from_shared(service.url())?
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))?
             .connect_timeout(Duration::from_secs(1))
             .timeout(Duration::from_secs(2));
         let serving = async {
@@ -311,7 +352,7 @@ impl Running {
             () = tokio::time::sleep(START_TIMEOUT) => bail!(
                 "{} did not report SERVING on {} within {}s",
                 service.bin,
-                service.addr(),
+                self.addr,
                 START_TIMEOUT.as_secs()
             ),
         }

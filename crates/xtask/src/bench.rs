@@ -1,0 +1,639 @@
+//! `cargo xtask bench [SCENARIO ...]`: release builds of the services a scenario needs, on a
+//! throwaway Postgres, under load from a tonic client.
+//!
+//! Every run first measures each target service's **baseline**, the rate of
+//! `grpc.health.v1.Health/Check` calls the same server process answers through the same layers,
+//! and reports each scenario's calls per second as a ratio to it: the ratio says what the
+//! scenario's own work costs, largely independent of the machine. Results are printed as a
+//! table and written to `target/bench/<scenario>.json` and `target/bench/baseline-<service>.json`.
+//!
+//! Client, services and Postgres share the machine: the load generator always runs optimised
+//! (a debug build of xtask re-runs the command in a release build of itself), and the table's
+//! CPU lines show who used the CPUs, "steal" and "other" how much unrelated work disturbed the
+//! figures.
+
+mod load;
+mod procfs;
+mod report;
+mod scenarios;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use kc_testkit::{ClusterOptions, PgCluster};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use self::load::{CallFn, Settings, Window};
+use self::procfs::Watched;
+use self::report::{CheckOutcome, Run, TargetRecord};
+use self::scenarios::{Env, SCENARIOS, Scenario, Target};
+use crate::suite::{self, Account, Running, Service};
+use crate::workspace;
+
+/// Arguments of `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Scenarios to run, or a service's short name for all of its scenarios (default: all;
+    /// see --list).
+    scenarios: Vec<String>,
+    /// Measured time of each run, after the warm-up (e.g. `15s`, `500ms`, `2m`).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Time at the start of each run whose calls are not counted.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Calls in flight at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    concurrency: u32,
+    /// HTTP/2 connections the calls are spread over.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    connections: u32,
+    /// Print the scenarios and exit.
+    #[arg(long)]
+    list: bool,
+}
+
+impl Args {
+    /// The load settings, checked.
+    fn settings(&self) -> anyhow::Result<Settings> {
+        if self.duration.is_zero() {
+            bail!("--duration must be longer than zero");
+        }
+        if self.connections > self.concurrency {
+            bail!(
+                "--connections ({}) must not exceed --concurrency ({}): a connection would carry \
+                 no call",
+                self.connections,
+                self.concurrency
+            );
+        }
+        Ok(Settings {
+            warmup: self.warmup,
+            duration: self.duration,
+            concurrency: usize::try_from(self.concurrency)?,
+            connections: usize::try_from(self.connections)?,
+        })
+    }
+}
+
+/// Database of the benchmark's cluster that holds the services' schemas.
+const DATABASE: &str = "keycontacts";
+
+/// Runs the benchmark: see the module documentation. Fails only when something broke, never
+/// because a target was missed.
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.list {
+        print!("{}", listing());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let scenarios = scenarios::select(&args.scenarios)?;
+    let settings = args.settings()?;
+    let services = scenarios::services(&scenarios)?;
+
+    if cfg!(debug_assertions) {
+        return rerun_optimised(&services).await;
+    }
+    build_release(&services, false).await?;
+
+    let dir = workspace::target_dir().join("bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+    let pg_dir = dir.join("pg");
+    if pg_dir.exists() {
+        std::fs::remove_dir_all(&pg_dir)
+            .with_context(|| format!("could not wipe {}", pg_dir.display()))?;
+    }
+
+    // From here on Ctrl-C no longer kills xtask: it stops what was started.
+    let mut signals = Signals::new()?;
+    eprintln!(
+        "xtask: starting a throwaway postgres in {}",
+        pg_dir.display()
+    );
+    let cluster = tokio::select! {
+        cluster = PgCluster::start(&pg_dir, ClusterOptions::default()) => {
+            cluster.context("could not start the benchmark's postgres")?
+        }
+        signal = signals.recv() => bail!("{signal}: stopped"),
+    };
+
+    let mut running = Vec::new();
+    let outcome = tokio::select! {
+        outcome = bench(&scenarios, &services, &settings, &cluster, &dir, &mut running) => outcome,
+        signal = signals.recv() => Err(anyhow!("{signal}: benchmark interrupted")),
+    };
+    stop_all(&mut running).await;
+    eprintln!("xtask: stopping postgres");
+    if let Err(err) = cluster.stop().await {
+        eprintln!("xtask: {err:#}");
+    }
+    outcome.map(|()| ExitCode::SUCCESS)
+}
+
+/// Builds the release binaries of `services`, and of xtask itself with `xtask`.
+async fn build_release(services: &[&'static Service], xtask: bool) -> anyhow::Result<()> {
+    // Query macros must not reach for a database at compile time.
+    let offline = std::env::var_os("SQLX_OFFLINE").unwrap_or_else(|| "true".into());
+    let mut build = workspace::cargo();
+    build
+        .args(["build", "--release"])
+        .env("SQLX_OFFLINE", offline);
+    if xtask {
+        build.args(["-p", env!("CARGO_PKG_NAME")]);
+    }
+    for service in services {
+        build.args(["-p", service.bin]);
+    }
+    workspace::check(&mut build).await
+}
+
+/// Runs this very command again in a release build of xtask, and exits as it does.
+///
+/// The load generator shares the CPUs with the services and Postgres: a debug build of it
+/// (what `cargo xtask` runs) would take from them much of what an optimised one leaves them.
+async fn rerun_optimised(services: &[&'static Service]) -> anyhow::Result<ExitCode> {
+    build_release(services, true).await?;
+    let exe = workspace::target_dir()
+        .join("release")
+        .join(env!("CARGO_PKG_NAME"));
+    // Ctrl-C reaches the child too (same process group), which stops what it started: wait for
+    // it rather than die first.
+    let mut signals = Signals::new()?;
+    let mut command = tokio::process::Command::new(&exe);
+    command
+        .args(std::env::args_os().skip(1))
+        .current_dir(workspace::root());
+    eprintln!("xtask: running {}", workspace::show(&command));
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("could not run {}", exe.display()))?;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status?,
+            _ = signals.recv() => {}
+        }
+    };
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    })
+}
+
+/// The scenarios, one a line, with their targets.
+fn listing() -> String {
+    let width = SCENARIOS
+        .iter()
+        .map(|scenario| scenario.name.len())
+        .max()
+        .unwrap_or(0);
+    let mut text = String::new();
+    for scenario in SCENARIOS {
+        let target = match scenario.target {
+            Target::None(why) => format!("no target: {why}"),
+            Target::Checks(checks) => {
+                let checks: Vec<String> = checks.iter().map(report::describe).collect();
+                format!("target: {}", checks.join(", "))
+            }
+        };
+        let _ = writeln!(
+            text,
+            "{:<width$}  {} ({target})",
+            scenario.name, scenario.about
+        );
+    }
+    text
+}
+
+/// Prepares the database, starts `services` (pushing each to `running` once spawned), measures
+/// the baselines and the scenarios, prints the results and writes them to `dir`.
+async fn bench(
+    scenarios: &[&'static Scenario],
+    services: &[&'static Service],
+    settings: &Settings,
+    cluster: &PgCluster,
+    dir: &Path,
+    running: &mut Vec<Running>,
+) -> anyhow::Result<()> {
+    create_database(cluster).await?;
+    let database_urls = suite::provision(&cluster.url(DATABASE), None).await?;
+    let database_url = |service: &Service| database_urls.get(service.name).map(String::as_str);
+    let accounts = create_service_accounts(services, &database_urls).await?;
+
+    let mut urls: BTreeMap<&'static str, String> = BTreeMap::new();
+    for &service in services {
+        let addr = free_addr()?;
+        let mut env = vec![
+            ("KC_LOG_FORMAT".to_owned(), "json".to_owned()),
+            ("RUST_LOG".to_owned(), "warn".to_owned()),
+        ];
+        for called in service.calls {
+            let called = Service::named(called)?;
+            let url = urls
+                .get(called.name)
+                .ok_or_else(|| anyhow!("{} must start before {}", called.bin, service.bin))?;
+            env.push((called.url_var(), url.clone()));
+        }
+        if let Some(account) = accounts.get(service.name) {
+            env.push(("KC_CLIENT_ID".to_owned(), account.client_id.clone()));
+            env.push(("KC_CLIENT_SECRET".to_owned(), account.client_secret.clone()));
+        }
+        eprintln!("xtask: starting {} (release) on {addr}", service.bin);
+        let command = service.command_with(service.release_binary()?, database_url(service));
+        running.push(suite::spawn_on(service, command, &addr, &env)?);
+        running
+            .last_mut()
+            .expect("just pushed")
+            .wait_until_serving()
+            .await?;
+        urls.insert(service.name, format!("http://{addr}"));
+    }
+
+    let mut watched = Watched {
+        services: Vec::new(),
+        postmaster: procfs::postmaster_pid(cluster.data_dir()).ok(),
+    };
+    for started in running.iter() {
+        let pid = started
+            .child
+            .id()
+            .ok_or_else(|| anyhow!("{} exited", started.service.bin))?;
+        watched.services.push((started.service.bin, pid));
+    }
+
+    let mut runs = Vec::new();
+    let mut baselines: BTreeMap<&str, f64> = BTreeMap::new();
+    for scenario in scenarios {
+        if baselines.contains_key(scenario.service) {
+            continue;
+        }
+        let service = Service::named(scenario.service)?;
+        let url = service_url(&urls, service.name)?;
+        eprintln!(
+            "xtask: measuring the baseline of {} ({})",
+            service.bin,
+            timing(settings)
+        );
+        let run = measure(
+            format!("baseline {}", service.name),
+            service,
+            scenarios::HEALTH_CHECK,
+            url,
+            &scenarios::health_check(),
+            settings,
+            &watched,
+            None,
+            Vec::new(),
+        )
+        .await?;
+        let path = dir.join(format!("baseline-{}.json", service.name));
+        report::write_record(&path, "baseline", &run, settings, None)?;
+        baselines.insert(scenario.service, run.measurement.rps());
+        runs.push(run);
+    }
+
+    let env = Env {
+        urls: urls.clone(),
+        run_time: settings.warmup + settings.duration,
+    };
+    let mut verdicts = Vec::new();
+    let mut written = Vec::new();
+    for scenario in scenarios {
+        let service = Service::named(scenario.service)?;
+        eprintln!("xtask: seeding {}", scenario.name);
+        let prepared = (scenario.seed)(&env)
+            .await
+            .with_context(|| format!("could not seed {}", scenario.name))?;
+        eprintln!("xtask: measuring {} ({})", scenario.name, timing(settings));
+        let run = measure(
+            scenario.name.to_owned(),
+            service,
+            scenario.method,
+            service_url(&urls, service.name)?,
+            &prepared.call,
+            settings,
+            &watched,
+            baselines.get(scenario.service).copied(),
+            prepared.notes,
+        )
+        .await?;
+        let outcomes = match scenario.target {
+            Target::None(_) => Vec::new(),
+            Target::Checks(checks) => report::evaluate(checks, &run),
+        };
+        let target = match scenario.target {
+            Target::None(why) => TargetRecord {
+                pass: None,
+                none: Some(why),
+                checks: &outcomes,
+            },
+            Target::Checks(_) => TargetRecord {
+                pass: Some(outcomes.iter().all(|outcome| outcome.pass)),
+                none: None,
+                checks: &outcomes,
+            },
+        };
+        let path = dir.join(format!("{}.json", scenario.name));
+        report::write_record(&path, scenario.name, &run, settings, Some(target))?;
+        written.push(path);
+        verdicts.push(verdict(scenario, &run, &outcomes));
+        runs.push(run);
+    }
+
+    println!();
+    println!(
+        "{} s per run after {} s of warm-up, {} calls in flight over {} connections, {} cpus",
+        settings.duration.as_secs_f64(),
+        settings.warmup.as_secs_f64(),
+        settings.concurrency,
+        settings.connections,
+        std::thread::available_parallelism().map_or(1, usize::from)
+    );
+    print!("{}", report::table(&runs));
+    println!();
+    for verdict in verdicts {
+        print!("{verdict}");
+    }
+    println!("\nresults written to {}/*.json", dir.display());
+    Ok(())
+}
+
+/// `3 s warm-up + 15 s`, for progress lines.
+fn timing(settings: &Settings) -> String {
+    format!(
+        "{} s warm-up + {} s",
+        settings.warmup.as_secs_f64(),
+        settings.duration.as_secs_f64()
+    )
+}
+
+/// The URL of the running service `name`.
+fn service_url<'a>(
+    urls: &'a BTreeMap<&'static str, String>,
+    name: &str,
+) -> anyhow::Result<&'a str> {
+    urls.get(name)
+        .map(String::as_str)
+        .ok_or_else(|| anyhow!("service {name} is not running"))
+}
+
+/// Lines on a scenario's target, errors and notes.
+fn verdict(scenario: &Scenario, run: &Run, outcomes: &[CheckOutcome]) -> String {
+    let mut text = String::new();
+    match scenario.target {
+        Target::None(why) => {
+            let _ = writeln!(text, "{}: no target ({why})", scenario.name);
+        }
+        Target::Checks(_) => {
+            let pass = outcomes.iter().all(|outcome| outcome.pass);
+            let checks: Vec<String> = outcomes
+                .iter()
+                .map(|outcome| {
+                    format!(
+                        "{}: {} {}",
+                        outcome.check,
+                        report::fmt_ms(outcome.actual),
+                        if outcome.pass { "ok" } else { "MISS" }
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                text,
+                "{}: {} ({})",
+                scenario.name,
+                if pass { "PASS" } else { "MISS" },
+                checks.join("; ")
+            );
+        }
+    }
+    if !run.measurement.errors.is_empty() {
+        let errors: Vec<String> = run
+            .measurement
+            .errors
+            .iter()
+            .map(|(code, count)| format!("{code} {count}"))
+            .collect();
+        let _ = writeln!(text, "  errors: {}", errors.join(", "));
+    }
+    for note in &run.notes {
+        let _ = writeln!(text, "  {note}");
+    }
+    text
+}
+
+/// Drives `call` at `url` for one run and collects what it measured.
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    name: String,
+    service: &'static Service,
+    method: &'static str,
+    url: &str,
+    call: &CallFn,
+    settings: &Settings,
+    watched: &Watched,
+    baseline_rps: Option<f64>,
+    mut notes: Vec<String>,
+) -> anyhow::Result<Run> {
+    let channels = load::connect(url, settings.connections).await?;
+    // Peak RSS per run, not over the process's life (which includes seeding and earlier runs).
+    for (bin, pid) in &watched.services {
+        if !procfs::reset_peak_rss(*pid) {
+            notes.push(format!(
+                "could not reset the peak rss of {bin}: it covers the process's whole life"
+            ));
+        }
+    }
+    let window = Window::starting_now(settings);
+    let sample = async {
+        tokio::time::sleep_until(window.from).await;
+        let start = watched.snapshot();
+        tokio::time::sleep_until(window.until).await;
+        (start, watched.snapshot())
+    };
+    let (measurement, (start, end)) = tokio::join!(
+        load::drive(&channels, call, settings.concurrency, window),
+        sample
+    );
+    let measurement = measurement?;
+    let peak_rss_mib = watched
+        .services
+        .iter()
+        .map(|(bin, pid)| (*bin, procfs::peak_rss_mib(*pid).ok()))
+        .collect();
+    Ok(Run {
+        name,
+        service,
+        method,
+        measurement,
+        peak_rss_mib,
+        cpu: watched.usage(&start, &end),
+        baseline_rps,
+        notes,
+    })
+}
+
+/// Creates the benchmark's database on the fresh cluster.
+async fn create_database(cluster: &PgCluster) -> anyhow::Result<()> {
+    let mut conn = PgConnection::connect(&cluster.url("postgres"))
+        .await
+        .context("could not connect to the benchmark's postgres")?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE DATABASE {}",
+        suite::quote_ident(DATABASE)
+    )))
+    .execute(&mut conn)
+    .await
+    .with_context(|| format!("could not create database {DATABASE}"))?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// Creates a service account for each of `services` that calls others, by short name.
+async fn create_service_accounts(
+    services: &[&'static Service],
+    database_urls: &BTreeMap<&'static str, String>,
+) -> anyhow::Result<BTreeMap<&'static str, Account>> {
+    let mut accounts = BTreeMap::new();
+    let callers = services.iter().filter(|service| !service.calls.is_empty());
+    for service in callers {
+        let identity = Service::named("identity")?;
+        let name = service.account_name();
+        eprintln!("xtask: creating the service account {name}");
+        let mut command = identity.command_with(
+            identity.release_binary()?,
+            database_urls.get(identity.name).map(String::as_str),
+        );
+        command.args(["create-service-account", &name]);
+        let output =
+            suite::output(command, &format!("{} create-service-account", identity.bin)).await?;
+        accounts.insert(service.name, Account::parse(&output)?);
+    }
+    Ok(accounts)
+}
+
+/// An address on 127.0.0.1 with a port that was free a moment ago.
+fn free_addr() -> anyhow::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .context("could not find a free port on 127.0.0.1")?;
+    Ok(listener.local_addr()?.to_string())
+}
+
+/// Stops the services in reverse start order: callers before the services they call.
+async fn stop_all(running: &mut [Running]) {
+    for service in running.iter_mut().rev() {
+        let bin = service.service.bin;
+        eprintln!("xtask: stopping {bin}");
+        match service.stop().await {
+            Ok(status) if status.success() => {}
+            Ok(status) => eprintln!("xtask: {bin} exited with {status}"),
+            Err(err) => eprintln!("xtask: could not stop {bin}: {err:#}"),
+        }
+    }
+}
+
+/// The signals that stop the benchmark: SIGINT (Ctrl-C), SIGTERM and SIGHUP.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        let listen = |kind| signal(kind).context("could not listen for signals");
+        Ok(Self {
+            interrupt: listen(SignalKind::interrupt())?,
+            terminate: listen(SignalKind::terminate())?,
+            hangup: listen(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for the next signal; returns its name.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.hangup.recv() => "SIGHUP",
+        }
+    }
+}
+
+/// Parses `15s`, `500ms`, `2m`, `1.5s` or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 15s, 500ms or 2m"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        other => return Err(format!("unknown unit {other:?}: use ms, s or m")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|err| format!("{text:?}: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3h").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    fn args(concurrency: u32, connections: u32, duration: Duration) -> Args {
+        Args {
+            scenarios: Vec::new(),
+            duration,
+            warmup: Duration::from_secs(3),
+            concurrency,
+            connections,
+            list: false,
+        }
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        let settings = args(64, 4, Duration::from_secs(15)).settings().unwrap();
+        assert_eq!(settings.concurrency, 64);
+        assert_eq!(settings.connections, 4);
+        assert!(args(2, 4, Duration::from_secs(15)).settings().is_err());
+        assert!(args(64, 4, Duration::ZERO).settings().is_err());
+    }
+
+    #[test]
+    fn the_listing_names_every_scenario() {
+        let text = listing();
+        for scenario in SCENARIOS {
+            assert!(text.contains(scenario.name));
+        }
+        assert!(text.contains("p99 <= 15 ms"));
+    }
+
+    #[test]
+    fn ratios_keep_two_significant_digits() {
+        assert_eq!(report::fmt_ratio(Some(0.3123)), "0.31");
+        assert_eq!(report::fmt_ratio(Some(0.01234)), "0.0123");
+        assert_eq!(report::fmt_ratio(Some(0.00001234)), "1.2e-5");
+        assert_eq!(report::fmt_ratio(None), "-");
+        assert_eq!(report::fmt_rps(54321.4), "54321");
+        assert_eq!(report::fmt_rps(48.26), "48.3");
+    }
+}

@@ -1,0 +1,384 @@
+//! The benchmark scenarios: which services each needs, how it seeds them, the call it makes,
+//! and its target. Add a scenario by adding an entry to [`SCENARIOS`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, anyhow, bail};
+use futures::future::BoxFuture;
+use kc_proto::identity::identity_service_client::IdentityServiceClient;
+use kc_proto::identity::{AuthenticateRequest, GetUserRequest, RegisterUserRequest};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+use super::load::CallFn;
+use crate::suite::{SERVICES, Service};
+
+/// A benchmark scenario.
+#[derive(Debug)]
+pub struct Scenario {
+    /// `<service>.<what>`, e.g. `identity.get_user`.
+    pub name: &'static str,
+    /// One line on what it measures.
+    pub about: &'static str,
+    /// Short name of the service the calls go to; its Health/Check rate is the baseline.
+    pub service: &'static str,
+    /// The gRPC method called, `package.Service/Method`.
+    pub method: &'static str,
+    /// Other services it needs running (besides the ones the services call, always started).
+    pub needs: &'static [&'static str],
+    /// Seeds the running services and returns the call to make.
+    pub seed: for<'a> fn(&'a Env) -> BoxFuture<'a, anyhow::Result<Prepared>>,
+    /// What it should reach.
+    pub target: Target,
+}
+
+/// What a scenario's seed step returns.
+pub struct Prepared {
+    /// The call the load generator makes.
+    pub call: CallFn,
+    /// Facts worth printing with the result (e.g. cost parameters).
+    pub notes: Vec<String>,
+}
+
+/// A scenario's target: informational, a miss does not fail the command.
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    /// No target, for the reason given.
+    None(&'static str),
+    /// Every check must hold.
+    Checks(&'static [Check]),
+}
+
+/// One condition of a target.
+#[derive(Debug, Clone, Copy)]
+pub enum Check {
+    /// Calls per second at least this fraction of the baseline's.
+    MinRatio(f64),
+    /// p99 latency at most this many milliseconds.
+    MaxP99Ms(f64),
+    /// Peak RSS of the named service's process (short name) at most this many MiB.
+    MaxRssMib(&'static str, f64),
+}
+
+/// Every scenario, in the order they run.
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "identity.get_user",
+        about: "a customer reads itself with a valid access token (GetUser)",
+        service: "identity",
+        method: "keycontacts.identity.v1.IdentityService/GetUser",
+        needs: &[],
+        seed: seed_get_user,
+        target: Target::Checks(&[
+            Check::MinRatio(0.25),
+            Check::MaxP99Ms(15.0),
+            Check::MaxRssMib("identity", 64.0),
+        ]),
+    },
+    Scenario {
+        name: "identity.authenticate",
+        about: "sign-in with the right e-mail and password (Authenticate)",
+        service: "identity",
+        method: "keycontacts.identity.v1.IdentityService/Authenticate",
+        needs: &[],
+        seed: seed_authenticate,
+        target: Target::None("argon2-bound by design"),
+    },
+];
+
+/// The scenarios `names` select, in [`SCENARIOS`] order, each once: all of them without names.
+/// A name selects the scenario of that name, or all of a service's with the service's short name
+/// (`identity`).
+pub fn select(names: &[String]) -> anyhow::Result<Vec<&'static Scenario>> {
+    if names.is_empty() {
+        return Ok(SCENARIOS.iter().collect());
+    }
+    let selects = |name: &str, scenario: &Scenario| {
+        scenario.name == name
+            || scenario
+                .name
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('.'))
+    };
+    for name in names {
+        if !SCENARIOS.iter().any(|scenario| selects(name, scenario)) {
+            let valid: Vec<&str> = SCENARIOS.iter().map(|scenario| scenario.name).collect();
+            bail!(
+                "unknown scenario {name}: valid scenarios are {}",
+                valid.join(", ")
+            );
+        }
+    }
+    Ok(SCENARIOS
+        .iter()
+        .filter(|scenario| names.iter().any(|name| selects(name, scenario)))
+        .collect())
+}
+
+/// The services `scenarios` need, with the services those call, in start order; with identity
+/// too when one of them calls others (identity creates their service accounts).
+pub fn services(scenarios: &[&Scenario]) -> anyhow::Result<Vec<&'static Service>> {
+    let mut wanted = BTreeSet::new();
+    let mut pending: Vec<&str> = scenarios
+        .iter()
+        .flat_map(|scenario| {
+            std::iter::once(scenario.service).chain(scenario.needs.iter().copied())
+        })
+        .collect();
+    while let Some(name) = pending.pop() {
+        if wanted.insert(name) {
+            let service = Service::named(name)?;
+            pending.extend(service.calls);
+            if !service.calls.is_empty() {
+                pending.push("identity");
+            }
+        }
+    }
+    Ok(SERVICES
+        .iter()
+        .filter(|service| wanted.contains(service.name))
+        .collect())
+}
+
+/// What a seed step can reach.
+pub struct Env {
+    /// `http://` URL of each running service, by short name.
+    pub urls: BTreeMap<&'static str, String>,
+    /// How long one measured run lasts, warm-up included: tokens must outlive it.
+    pub run_time: Duration,
+}
+
+impl Env {
+    /// A channel to the running service `name`.
+    pub async fn channel(&self, name: &str) -> anyhow::Result<Channel> {
+        let url = self
+            .urls
+            .get(name)
+            .ok_or_else(|| anyhow!("service {name} is not running"))?;
+        tonic::transport::Endpoint::from_shared(url.clone())?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .connect()
+            .await
+            .with_context(|| format!("could not connect to {name} at {url}"))
+    }
+}
+
+/// The method of the baseline call.
+pub const HEALTH_CHECK: &str = "grpc.health.v1.Health/Check";
+
+/// The baseline call: `grpc.health.v1.Health/Check` of the whole server.
+pub fn health_check() -> CallFn {
+    Arc::new(|channel| {
+        Box::pin(async move {
+            HealthClient::new(channel)
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .map(drop)
+        })
+    })
+}
+
+/// E-mail of the customer the identity scenarios use.
+const CUSTOMER_EMAIL: &str = "bench@example.com";
+/// Its password.
+const CUSTOMER_PASSWORD: &str = "bench-password-correct-horse";
+
+/// The benchmark's customer, signed in.
+struct Customer {
+    user_id: String,
+    access_token: String,
+}
+
+/// Registers the benchmark's customer unless it exists, and signs it in.
+async fn seed_customer(env: &Env) -> anyhow::Result<Customer> {
+    let mut client = IdentityServiceClient::new(env.channel("identity").await?);
+    let registered = client
+        .register_user(RegisterUserRequest {
+            email: CUSTOMER_EMAIL.to_owned(),
+            display_name: "Bench Customer".to_owned(),
+            password: CUSTOMER_PASSWORD.to_owned(),
+            locale: "en".to_owned(),
+        })
+        .await;
+    match registered {
+        Ok(_) => {}
+        // Seeded by an earlier scenario of this run.
+        Err(status) if status.code() == tonic::Code::AlreadyExists => {}
+        Err(status) => return Err(status).context("could not register the bench customer"),
+    }
+    let signed_in = client
+        .authenticate(AuthenticateRequest {
+            email: CUSTOMER_EMAIL.to_owned(),
+            password: CUSTOMER_PASSWORD.to_owned(),
+        })
+        .await
+        .context("could not sign in the bench customer")?
+        .into_inner();
+    let user = signed_in
+        .user
+        .ok_or_else(|| anyhow!("authenticate returned no user"))?;
+    if let Some(expires) = signed_in.access_token_expire_time {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let left = u64::try_from(expires.seconds)
+            .unwrap_or(0)
+            .saturating_sub(now);
+        // With a margin for the time between seeding and the start of the run.
+        let needed = env.run_time.as_secs() + 30;
+        if left < needed {
+            bail!(
+                "access tokens live {left}s, shorter than the run ({needed}s): raise \
+                 KC_ACCESS_TOKEN_TTL or shorten --warmup and --duration"
+            );
+        }
+    }
+    Ok(Customer {
+        user_id: user.user_id,
+        access_token: signed_in.access_token,
+    })
+}
+
+fn seed_get_user(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
+    Box::pin(async move {
+        let customer = seed_customer(env).await?;
+        let bearer: MetadataValue<Ascii> = format!("Bearer {}", customer.access_token)
+            .parse()
+            .context("the access token is not a valid header value")?;
+        let user_id = customer.user_id;
+        let call: CallFn = Arc::new(move |channel| {
+            let mut request = tonic::Request::new(GetUserRequest {
+                user_id: user_id.clone(),
+            });
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+            Box::pin(async move {
+                IdentityServiceClient::new(channel)
+                    .get_user(request)
+                    .await
+                    .map(drop)
+            })
+        });
+        Ok(Prepared {
+            call,
+            notes: Vec::new(),
+        })
+    })
+}
+
+fn seed_authenticate(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
+    Box::pin(async move {
+        // Only failed sign-ins count towards the lockout: the right password never locks.
+        seed_customer(env).await?;
+        let call: CallFn = Arc::new(|channel| {
+            Box::pin(async move {
+                IdentityServiceClient::new(channel)
+                    .authenticate(AuthenticateRequest {
+                        email: CUSTOMER_EMAIL.to_owned(),
+                        password: CUSTOMER_PASSWORD.to_owned(),
+                    })
+                    .await
+                    .map(drop)
+            })
+        });
+        Ok(Prepared {
+            call,
+            notes: vec![argon2_parameters()],
+        })
+    })
+}
+
+/// The argon2id parameters kc-identity runs with: its defaults unless the environment (which
+/// the service inherits) overrides them.
+fn argon2_parameters() -> String {
+    let setting = |var: &str, default: String| {
+        std::env::var(var)
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+            .unwrap_or(default)
+    };
+    let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+    format!(
+        "argon2id m={} KiB, t={}, p={}, concurrency={}",
+        setting("KC_ARGON2_MEMORY_KIB", "19456".to_owned()),
+        setting("KC_ARGON2_ITERATIONS", "2".to_owned()),
+        setting("KC_ARGON2_PARALLELISM", "1".to_owned()),
+        setting("KC_ARGON2_CONCURRENCY", format!("{cpus} (number of cpus)")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(scenarios: &[&Scenario]) -> Vec<&'static str> {
+        scenarios.iter().map(|scenario| scenario.name).collect()
+    }
+
+    #[test]
+    fn no_names_select_every_scenario() {
+        assert_eq!(select(&[]).unwrap().len(), SCENARIOS.len());
+    }
+
+    #[test]
+    fn names_select_in_registry_order_without_duplicates() {
+        let chosen = select(&[
+            "identity.authenticate".to_owned(),
+            "identity.get_user".to_owned(),
+            "identity.authenticate".to_owned(),
+        ])
+        .unwrap();
+        assert_eq!(
+            names(&chosen),
+            ["identity.get_user", "identity.authenticate"]
+        );
+    }
+
+    #[test]
+    fn a_service_name_selects_its_scenarios() {
+        let chosen = select(&["identity".to_owned()]).unwrap();
+        assert_eq!(names(&chosen), names(&SCENARIOS.iter().collect::<Vec<_>>()));
+        assert!(select(&["ident".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn unknown_names_are_refused_with_the_valid_ones() {
+        let err = select(&["identity.nope".to_owned()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("identity.nope"), "{err}");
+        assert!(err.contains("identity.get_user"), "{err}");
+    }
+
+    #[test]
+    fn scenarios_are_well_formed() {
+        let mut seen = BTreeSet::new();
+        for scenario in SCENARIOS {
+            assert!(seen.insert(scenario.name), "{} twice", scenario.name);
+            assert!(
+                scenario.name.starts_with(&format!("{}.", scenario.service)),
+                "{} is not named after its service",
+                scenario.name
+            );
+            let running = services(&[scenario]).unwrap();
+            assert!(
+                running
+                    .iter()
+                    .any(|service| service.name == scenario.service)
+            );
+            if let Target::Checks(checks) = scenario.target {
+                for check in checks {
+                    if let Check::MaxRssMib(name, _) = check {
+                        assert!(running.iter().any(|service| service.name == *name));
+                    }
+                }
+            }
+        }
+    }
+}
