@@ -1469,3 +1469,49 @@ async fn services_call_with_a_cached_service_token_acting_for_a_person() {
     let error = kc_runtime::client::channel("--identity-url", "not a url").unwrap_err();
     assert!(error.to_string().contains("--identity-url"), "{error}");
 }
+
+#[tokio::test]
+async fn concurrent_guesses_cannot_outrun_the_lockout() {
+    let h = Harness::start().await;
+    h.register("ada@example.com", "Ada", "en").await;
+    let guesses = (0..40).map(|i| {
+        let mut client = h.client();
+        tokio::spawn(async move {
+            client
+                .authenticate(pb::AuthenticateRequest {
+                    email: "ada@example.com".into(),
+                    password: format!("wrong guess number {i}"),
+                })
+                .await
+        })
+    });
+    let results = futures::future::join_all(guesses).await;
+    let checked = results
+        .iter()
+        .filter(|r| matches!(r.as_ref().unwrap(), Err(s) if s.code() == Code::Unauthenticated))
+        .count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r.as_ref().unwrap(), Err(s) if s.code() == Code::ResourceExhausted))
+        .count();
+    assert!(
+        checked <= 5,
+        "at most 5 guesses were checked, got {checked}"
+    );
+    assert_eq!(checked + refused, 40);
+    expect_code(
+        h.login("ada@example.com", PASSWORD).await,
+        Code::ResourceExhausted,
+    );
+}
+
+#[tokio::test]
+async fn absurdly_long_emails_fail_like_any_wrong_credentials() {
+    let h = Harness::start().await;
+    let email = format!("{}@example.com", "a".repeat(6_000));
+    let status = expect_code(
+        h.login(&email, "whatever password").await,
+        Code::Unauthenticated,
+    );
+    assert_eq!(status.message(), "invalid e-mail or password");
+}

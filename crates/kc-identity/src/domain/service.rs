@@ -22,6 +22,8 @@ use crate::storage::{self, users::NewUser};
 
 /// Most ids one `BatchGetUsers` may ask for.
 pub const MAX_BATCH_GET: usize = 500;
+/// Longest e-mail address (RFC 5321).
+const MAX_EMAIL_BYTES: usize = 254;
 /// Wrong verification codes tolerated before the code is withdrawn.
 const MAX_VERIFICATION_ATTEMPTS: i32 = 5;
 
@@ -342,12 +344,28 @@ impl Identity {
     pub async fn authenticate(&self, email: &str, password: &Password) -> Result<SessionTokens> {
         // A malformed e-mail is just a failed sign-in: no field error that would differ.
         let email = email.trim().to_lowercase();
+        if email.len() > MAX_EMAIL_BYTES {
+            // Not an address anyone can have: same cost and answer, nothing stored.
+            self.hasher.verify(password, None).await?;
+            return Err(IdentityError::BadCredentials);
+        }
+        let threshold = self.settings.lockout_threshold as i32;
         let mut conn = self.pool.acquire().await?;
-        if storage::throttle::locked_until(&mut conn, &email)
-            .await?
-            .is_some()
-        {
-            return Err(IdentityError::Locked);
+        // Count the attempt before hashing, atomically: concurrent guesses cannot all slip
+        // past the lock while their hashes are being computed.
+        match storage::throttle::reserve_attempt(&mut conn, &email).await? {
+            storage::throttle::Attempt::Locked => return Err(IdentityError::Locked),
+            storage::throttle::Attempt::Counted(attempts) if attempts > threshold => {
+                storage::throttle::lock_if_exhausted(
+                    &mut conn,
+                    &email,
+                    threshold,
+                    self.settings.lockout_duration.as_secs_f64(),
+                )
+                .await?;
+                return Err(IdentityError::Locked);
+            }
+            storage::throttle::Attempt::Counted(_) => {}
         }
         let found = storage::users::find_credentials(&mut conn, &email).await?;
         drop(conn);
@@ -357,10 +375,10 @@ impl Identity {
         let user = match found {
             Some((user, _)) if matches => user,
             _ => {
-                storage::throttle::record_failure(
+                storage::throttle::lock_if_exhausted(
                     &mut tx,
                     &email,
-                    self.settings.lockout_threshold as i32,
+                    threshold,
                     self.settings.lockout_duration.as_secs_f64(),
                 )
                 .await?;
