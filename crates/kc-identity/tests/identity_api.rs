@@ -1515,3 +1515,20 @@ async fn absurdly_long_emails_fail_like_any_wrong_credentials() {
     );
     assert_eq!(status.message(), "invalid e-mail or password");
 }
+
+#[tokio::test]
+async fn bootstrapping_an_operator_ends_the_sessions_the_address_had() {
+    let h = Harness::start().await;
+    // Someone registered the operator's address as a customer and holds a session.
+    h.register(OPERATOR_EMAIL, "Squatter", "en").await;
+    let squatter = h.login(OPERATOR_EMAIL, PASSWORD).await.unwrap();
+    h.operator().await;
+    expect_code(
+        h.client()
+            .refresh_session(pb::RefreshSessionRequest {
+                refresh_token: squatter.refresh_token,
+            })
+            .await,
+        Code::Unauthenticated,
+    );
+}

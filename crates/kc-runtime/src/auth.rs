@@ -111,11 +111,22 @@ impl From<AuthError> for Status {
     }
 }
 
+/// How long fetched keys are trusted before they are fetched again, so that a key identity
+/// retired (e.g. after a compromise) stops verifying here too.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+struct KeyCache {
+    keys: HashMap<String, VerifyingKey>,
+    fetched_at: Option<Instant>,
+}
+
 struct VerifierState {
     source: Box<dyn KeySource>,
-    keys: RwLock<HashMap<String, VerifyingKey>>,
+    keys: RwLock<KeyCache>,
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
     expect: Expectations,
+    key_ttl: Duration,
 }
 
 /// Verifies access tokens locally, caching keys by `kid` and refetching on an unknown one.
@@ -138,16 +149,30 @@ impl TokenVerifier {
         Self {
             state: Arc::new(VerifierState {
                 source: Box::new(source),
-                keys: RwLock::new(HashMap::new()),
+                keys: RwLock::new(KeyCache::default()),
                 last_fetch: tokio::sync::Mutex::new(None),
                 expect,
+                key_ttl: KEY_CACHE_TTL,
             }),
+        }
+    }
+
+    /// The same verifier trusting fetched keys for `ttl` instead of a minute.
+    pub fn with_key_ttl(source: impl KeySource, expect: Expectations, ttl: Duration) -> Self {
+        let verifier = Self::new(source, expect);
+        let mut state = Arc::into_inner(verifier.state).expect("sole owner of a new verifier");
+        state.key_ttl = ttl;
+        Self {
+            state: Arc::new(state),
         }
     }
 
     /// Verifies `token` and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let parsed = token::parse(token)?;
+        if self.cache_is_stale() {
+            self.refresh_stale().await;
+        }
         let key = match self.cached_key(&parsed.kid) {
             Some(key) => key,
             None => self.refetch_for(&parsed.kid).await?,
@@ -160,8 +185,50 @@ impl TokenVerifier {
             .keys
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .keys
             .get(kid)
             .copied()
+    }
+
+    fn cache_is_stale(&self) -> bool {
+        self.state
+            .keys
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .fetched_at
+            .is_some_and(|at| at.elapsed() > self.state.key_ttl)
+    }
+
+    /// Refetches keys past their TTL. On failure the old keys stay in use (identity being
+    /// briefly down must not stop every service) and the next try waits the refetch pause.
+    async fn refresh_stale(&self) {
+        let mut last_fetch = self.state.last_fetch.lock().await;
+        if !self.cache_is_stale()
+            || last_fetch.is_some_and(|at| at.elapsed() < MIN_REFETCH_INTERVAL)
+        {
+            return;
+        }
+        *last_fetch = Some(Instant::now());
+        match self.state.source.fetch_keys().await {
+            Ok(fetched) => self.store(fetched),
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "refreshing signing keys failed"
+                );
+            }
+        }
+    }
+
+    fn store(&self, fetched: Vec<(String, VerifyingKey)>) {
+        let mut cache = self
+            .state
+            .keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        cache.keys = fetched.into_iter().collect();
+        cache.fetched_at = Some(Instant::now());
+        tracing::debug!(keys = cache.keys.len(), "signing keys refreshed");
     }
 
     async fn refetch_for(&self, kid: &str) -> Result<VerifyingKey, AuthError> {
@@ -178,15 +245,8 @@ impl TokenVerifier {
             AuthError::KeysUnavailable
         })?;
         *last_fetch = Some(Instant::now());
-        let mut keys = self
-            .state
-            .keys
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *keys = fetched.into_iter().collect();
-        tracing::debug!(keys = keys.len(), "signing keys refreshed");
-        keys.get(kid)
-            .copied()
+        self.store(fetched);
+        self.cached_key(kid)
             .ok_or(AuthError::Token(TokenError::UnknownKey))
     }
 
@@ -353,5 +413,71 @@ impl KeySource for IdentityKeySource {
                 })
                 .collect()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::token::{CallerKind, Claims, generate_signing_key, key_id, sign};
+
+    /// Keys that a test can change, as identity does when it retires one.
+    #[derive(Clone, Default)]
+    struct Keys(Arc<Mutex<Vec<(String, VerifyingKey)>>>);
+
+    impl KeySource for Keys {
+        fn fetch_keys(&self) -> BoxFuture<'_, anyhow::Result<Vec<(String, VerifyingKey)>>> {
+            let keys = self.0.lock().unwrap().clone();
+            Box::pin(async move { Ok(keys) })
+        }
+    }
+
+    fn token_of(key: &ed25519_dalek::SigningKey) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: Uuid::new_v4().to_string(),
+            kind: CallerKind::Operator,
+            email: String::new(),
+            iss: "keycontacts".into(),
+            aud: "keycontacts".into(),
+            iat: now,
+            exp: now + 600,
+            jti: "t".into(),
+        };
+        sign(&claims, &key_id(&key.verifying_key()), key)
+    }
+
+    #[tokio::test]
+    async fn a_retired_key_stops_verifying_once_the_cache_expires() {
+        let old = generate_signing_key();
+        let new = generate_signing_key();
+        let keys = Keys::default();
+        keys.0
+            .lock()
+            .unwrap()
+            .push((key_id(&old.verifying_key()), old.verifying_key()));
+        let expect = Expectations {
+            issuer: "keycontacts".into(),
+            audience: "keycontacts".into(),
+        };
+        let verifier = TokenVerifier::with_key_ttl(keys.clone(), expect, Duration::from_millis(50));
+        verifier
+            .verify(&token_of(&old))
+            .await
+            .expect("old key verifies");
+
+        // Identity retires the old key: only the new one is served.
+        *keys.0.lock().unwrap() = vec![(key_id(&new.verifying_key()), new.verifying_key())];
+        tokio::time::sleep(MIN_REFETCH_INTERVAL + Duration::from_millis(50)).await;
+        verifier
+            .verify(&token_of(&new))
+            .await
+            .expect("new key verifies");
+        assert!(
+            verifier.verify(&token_of(&old)).await.is_err(),
+            "a retired key must not verify forever"
+        );
     }
 }

@@ -507,7 +507,8 @@ impl Identity {
         Ok((client_id, secret))
     }
 
-    /// Creates the operator, or resets its password and re-enables it; idempotent.
+    /// Creates the operator, or resets its password and re-enables it, ending every session
+    /// the account had; idempotent.
     pub async fn bootstrap_operator(&self, email: &Email, password: &Password) -> Result<User> {
         let hash = self.hasher.hash(password).await?;
         let mut tx = self.pool.begin().await?;
@@ -531,6 +532,10 @@ impl Identity {
             },
         )
         .await?;
+        // Whoever held sessions of this account before (e.g. someone who registered the
+        // address as a customer) must sign in again with the operator's password.
+        storage::sessions::revoke_all_of_user(&mut tx, user.user_id, "operator bootstrapped")
+            .await?;
         events::append(&mut tx, &events::updated(&user)).await?;
         tx.commit().await?;
         Ok(user)
