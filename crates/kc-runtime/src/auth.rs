@@ -115,10 +115,17 @@ impl From<AuthError> for Status {
 /// retired (e.g. after a compromise) stops verifying here too.
 const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
 
+/// Most verified tokens remembered; past it the memory of verified tokens starts afresh.
+const MAX_VERIFIED_TOKENS: usize = 10_000;
+
 #[derive(Default)]
 struct KeyCache {
     keys: HashMap<String, VerifyingKey>,
     fetched_at: Option<Instant>,
+    /// Tokens whose signature already verified with these keys, with their claims: a
+    /// caller presents the same token for many calls, and the Ed25519 check dominated the
+    /// cost of a cheap RPC. Emptied whenever the keys change.
+    verified: HashMap<String, Claims>,
 }
 
 struct VerifierState {
@@ -169,15 +176,47 @@ impl TokenVerifier {
 
     /// Verifies `token` and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let parsed = token::parse(token)?;
         if self.cache_is_stale() {
             self.refresh_stale().await;
         }
+        let now = chrono::Utc::now().timestamp();
+        if let Some(claims) = self.already_verified(token, now) {
+            return Ok(claims);
+        }
+        let parsed = token::parse(token)?;
         let key = match self.cached_key(&parsed.kid) {
             Some(key) => key,
             None => self.refetch_for(&parsed.kid).await?,
         };
-        Ok(parsed.verify(&key, &self.state.expect, chrono::Utc::now().timestamp())?)
+        let claims = parsed.verify(&key, &self.state.expect, now)?;
+        self.remember(token, &claims);
+        Ok(claims)
+    }
+
+    /// The claims of a token verified before, while it has not expired.
+    fn already_verified(&self, token: &str, now: i64) -> Option<Claims> {
+        let cache = self
+            .state
+            .keys
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        cache
+            .verified
+            .get(token)
+            .filter(|claims| claims.exp > now)
+            .cloned()
+    }
+
+    fn remember(&self, token: &str, claims: &Claims) {
+        let mut cache = self
+            .state
+            .keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cache.verified.len() >= MAX_VERIFIED_TOKENS {
+            cache.verified.clear();
+        }
+        cache.verified.insert(token.to_owned(), claims.clone());
     }
 
     fn cached_key(&self, kid: &str) -> Option<VerifyingKey> {
@@ -228,6 +267,7 @@ impl TokenVerifier {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         cache.keys = fetched.into_iter().collect();
         cache.fetched_at = Some(Instant::now());
+        cache.verified.clear();
         tracing::debug!(keys = cache.keys.len(), "signing keys refreshed");
     }
 
