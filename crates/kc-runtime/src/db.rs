@@ -79,7 +79,12 @@ impl Default for PoolSettings {
 pub fn connect_options(url: &str, schema: &str) -> anyhow::Result<PgConnectOptions> {
     let options = PgConnectOptions::from_str(url)
         .context("database url: not a valid postgres url")?
-        .options([("search_path", schema)]);
+        // A transaction left open holds back every outbox stream in the database (their
+        // horizon is the oldest running transaction): end such sessions after a minute.
+        .options([
+            ("search_path", schema),
+            ("idle_in_transaction_session_timeout", "60s"),
+        ]);
     Ok(options)
 }
 
