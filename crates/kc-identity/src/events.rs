@@ -5,20 +5,14 @@
 
 use chrono::{DateTime, Utc};
 use kc_proto::identity::{self as pb, event::Payload};
-use kc_runtime::outbox::{self, NewEvent, StoredEvent};
-use prost::Message;
+use kc_runtime::outbox::{self, EncodedEvent, StoredEvent};
 use sqlx::PgConnection;
 
 use crate::domain::User;
 use crate::grpc::{timestamp, user_to_proto};
 
 /// An event ready to append.
-#[derive(Debug)]
-pub struct PendingEvent {
-    event_type: &'static str,
-    aggregate_id: String,
-    payload: Vec<u8>,
-}
+pub type PendingEvent = EncodedEvent;
 
 fn event(event_type: &'static str, user: &User, payload: Payload) -> PendingEvent {
     let event = pb::Event {
@@ -26,11 +20,7 @@ fn event(event_type: &'static str, user: &User, payload: Payload) -> PendingEven
         payload: Some(payload),
         ..Default::default()
     };
-    PendingEvent {
-        event_type,
-        aggregate_id: user.user_id.to_string(),
-        payload: event.encode_to_vec(),
-    }
+    EncodedEvent::new(event_type, user.user_id.to_string(), &event)
 }
 
 /// A user registered or was created.
@@ -94,26 +84,14 @@ pub fn enabled(user: &User) -> PendingEvent {
 
 /// Appends `event` in the caller's transaction.
 pub async fn append(conn: &mut PgConnection, event: &PendingEvent) -> Result<(), sqlx::Error> {
-    outbox::append(
-        conn,
-        NewEvent {
-            event_type: event.event_type,
-            aggregate_id: &event.aggregate_id,
-            payload: &event.payload,
-        },
-    )
-    .await?;
-    Ok(())
+    event.append(conn).await.map(drop)
 }
 
 /// The published event of an outbox row.
 pub fn decode(stored: StoredEvent) -> Result<pb::WatchEventsResponse, tonic::Status> {
-    let mut event = pb::Event::decode(stored.payload.as_slice()).map_err(|error| {
-        tracing::error!(event_id = %stored.event_id, error = %error, "undecodable outbox event");
-        tonic::Status::internal("internal error")
-    })?;
-    event.cursor = stored.cursor.to_string();
-    event.event_id = stored.event_id.to_string();
-    event.create_time = Some(timestamp(stored.create_time));
+    let (mut event, position) = outbox::decode_event::<pb::Event>(stored)?;
+    event.cursor = position.cursor;
+    event.event_id = position.event_id;
+    event.create_time = Some(position.create_time);
     Ok(pb::WatchEventsResponse { event: Some(event) })
 }

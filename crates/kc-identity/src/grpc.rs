@@ -3,7 +3,6 @@
 
 use std::pin::Pin;
 
-use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use kc_proto::identity::{self as pb, identity_service_server::IdentityService};
 use kc_runtime::auth::caller;
@@ -47,13 +46,7 @@ impl IdentityApi {
     }
 }
 
-/// A protobuf timestamp.
-pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: time.timestamp_subsec_nanos() as i32,
-    }
-}
+pub use kc_runtime::values::timestamp;
 
 /// The published form of a user.
 pub fn user_to_proto(user: &User) -> pb::User {

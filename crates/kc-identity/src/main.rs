@@ -20,26 +20,8 @@ struct Cli {
     command: Command,
 }
 
-/// The subcommand names; anything else first on the command line means `serve`.
-const COMMANDS: [&str; 5] = [
-    "serve",
-    "migrate",
-    "create-service-account",
-    "bootstrap-operator",
-    "help",
-];
-
-/// The command line with `serve` inserted when no command is named.
-fn command_line() -> Vec<std::ffi::OsString> {
-    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let first = argv.get(1).and_then(|arg| arg.to_str()).unwrap_or("");
-    let names_command =
-        COMMANDS.contains(&first) || ["-h", "--help", "-V", "--version"].contains(&first);
-    if !names_command {
-        argv.insert(1, "serve".into());
-    }
-    argv
-}
+/// The subcommands besides `serve` (the default).
+const COMMANDS: [&str; 3] = ["migrate", "create-service-account", "bootstrap-operator"];
 
 #[derive(Subcommand)]
 enum Command {
@@ -73,7 +55,11 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
-    if let Err(error) = run(Cli::parse_from(command_line())).await {
+    if let Err(error) = run(Cli::parse_from(kc_runtime::cli::argv_with_default_serve(
+        &COMMANDS,
+    )))
+    .await
+    {
         eprintln!("kc-identity: {error:#}");
         std::process::exit(1);
     }

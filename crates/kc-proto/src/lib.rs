@@ -8,6 +8,13 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 /// Packages under `keycontacts.*`.
 pub mod keycontacts {
+    /// `keycontacts.contacts.*`
+    pub mod contacts {
+        /// `keycontacts.contacts.v1`: customers, sites and their key contacts.
+        pub mod v1 {
+            tonic::include_proto!("keycontacts.contacts.v1");
+        }
+    }
     /// `keycontacts.identity.*`
     pub mod identity {
         /// `keycontacts.identity.v1`: users, credentials, sessions and signing keys.
@@ -17,4 +24,5 @@ pub mod keycontacts {
     }
 }
 
+pub use keycontacts::contacts::v1 as contacts;
 pub use keycontacts::identity::v1 as identity;

@@ -73,6 +73,26 @@ impl DatabaseArgs {
     }
 }
 
+/// Where identity serves the public keys that verify access tokens (`GetSigningKeys`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct IdentityUrlArgs {
+    /// URL of the identity service, e.g. `http://127.0.0.1:50051`.
+    #[arg(long, env = "KC_IDENTITY_URL")]
+    pub identity_url: String,
+}
+
+impl IdentityUrlArgs {
+    /// A verifier of access tokens whose keys come from identity (fetched lazily, cached by
+    /// `kid`); fails when the URL is malformed.
+    pub fn verifier(&self, server: &ServerArgs) -> anyhow::Result<crate::auth::TokenVerifier> {
+        let channel = crate::client::channel("--identity-url", &self.identity_url)?;
+        Ok(crate::auth::TokenVerifier::new(
+            crate::auth::IdentityKeySource::new(channel),
+            server.token_expectations(),
+        ))
+    }
+}
+
 /// Parses `250ms`, `30s`, `15m`, `2h`, `1d`, or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();

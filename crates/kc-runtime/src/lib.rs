@@ -3,14 +3,17 @@
 //! pool with migrations, and the transactional outbox with its `WatchEvents` stream.
 
 pub mod auth;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod outbox;
+pub mod paging;
 pub mod server;
 pub mod telemetry;
 pub mod token;
+pub mod values;
 
 pub use auth::Caller;
 pub use error::{ApiError, Violation, Violations};

@@ -132,3 +132,76 @@ pub async fn append(conn: &mut PgConnection, event: NewEvent<'_>) -> Result<Uuid
         .fetch_one(conn)
         .await
 }
+
+/// A service event encoded ahead of its transaction: its type, the id of the resource it is
+/// about, and its prost-encoded message (without the position fields the stream fills in).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedEvent {
+    event_type: &'static str,
+    aggregate_id: String,
+    payload: Vec<u8>,
+}
+
+impl EncodedEvent {
+    /// Encodes `message` as an event of `event_type` about `aggregate_id`.
+    pub fn new(
+        event_type: &'static str,
+        aggregate_id: impl Into<String>,
+        message: &impl prost::Message,
+    ) -> Self {
+        Self {
+            event_type,
+            aggregate_id: aggregate_id.into(),
+            payload: message.encode_to_vec(),
+        }
+    }
+
+    /// Its type, e.g. `contact.assigned`.
+    pub fn event_type(&self) -> &'static str {
+        self.event_type
+    }
+
+    /// Appends it in the caller's transaction (see [`append`]).
+    pub async fn append(&self, conn: &mut PgConnection) -> Result<Uuid, sqlx::Error> {
+        append(
+            conn,
+            NewEvent {
+                event_type: self.event_type,
+                aggregate_id: &self.aggregate_id,
+                payload: &self.payload,
+            },
+        )
+        .await
+    }
+}
+
+/// Where a published event sits in its stream, for the position fields of the service's
+/// event message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Position {
+    /// Cursor to resume after the event.
+    pub cursor: String,
+    /// Unique id of the event.
+    pub event_id: String,
+    /// When it was written.
+    pub create_time: prost_types::Timestamp,
+}
+
+/// Decodes the message of an outbox row written by [`EncodedEvent::append`], with its
+/// position. An undecodable payload is logged and reported as an internal error.
+pub fn decode_event<E: prost::Message + Default>(
+    stored: StoredEvent,
+) -> Result<(E, Position), tonic::Status> {
+    let message = E::decode(stored.payload.as_slice()).map_err(|error| {
+        tracing::error!(event_id = %stored.event_id, error = %error, "undecodable outbox event");
+        tonic::Status::internal("internal error")
+    })?;
+    Ok((
+        message,
+        Position {
+            cursor: stored.cursor.to_string(),
+            event_id: stored.event_id.to_string(),
+            create_time: crate::values::timestamp(stored.create_time),
+        },
+    ))
+}

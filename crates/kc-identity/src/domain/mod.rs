@@ -103,23 +103,7 @@ impl User {
     }
 }
 
-/// Parses an etag as produced by [`User::etag`]; empty means "no check".
-pub fn parse_etag(field: &str, etag: &str) -> Result<Option<i64>, Violation> {
-    let trimmed = etag.trim();
-    if trimmed.is_empty() {
-        return Ok(None);
-    }
-    trimmed
-        .trim_matches('"')
-        .parse()
-        .map(Some)
-        .map_err(|_| Violation::new(field, "etag is not one this service issued"))
-}
-
-/// Parses a UUID field.
-pub fn parse_id(field: &str, text: &str) -> Result<Uuid, Violation> {
-    Uuid::parse_str(text.trim()).map_err(|_| Violation::new(field, "must be a UUID"))
-}
+pub use kc_runtime::values::{parse_etag, parse_id};
 
 /// Everything that can go wrong in identity, mapped exhaustively onto the API categories.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,187 @@
+//! Who receives a notice of each purpose (the notification table of DOMAIN.md, R1, C4),
+//! and which compliance gaps a site has (C1, C5, C6).
+
+use super::{Contact, ContactRole, Site};
+
+/// Why a notice is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticePurpose {
+    /// Agreement or contractual change.
+    Contractual,
+    /// S&S renewal notice.
+    Renewal,
+    /// Software update available.
+    UpdateAvailable,
+    /// Proof of entitlement.
+    ProofOfEntitlement,
+    /// Media shipment.
+    Shipping,
+    /// Invoice.
+    Billing,
+    /// Support or technical matter.
+    Technical,
+}
+
+impl NoticePurpose {
+    /// The roles that receive the notice, first choice first; the last is always PRIMARY
+    /// (R1: a purpose without its own contact goes to the primary contact).
+    pub fn role_chain(self) -> &'static [ContactRole] {
+        use ContactRole::*;
+        match self {
+            Self::Contractual => &[Primary],
+            Self::Renewal => &[Renewal, Administrative, Primary],
+            Self::UpdateAvailable | Self::ProofOfEntitlement => &[Administrative, Primary],
+            Self::Shipping => &[Shipping, Primary],
+            Self::Billing => &[Billing, Primary],
+            Self::Technical => &[SiteTechnical, Primary],
+        }
+    }
+
+    /// What the notice is, for rule texts.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Contractual => "contractual notices",
+            Self::Renewal => "S&S renewal notices",
+            Self::UpdateAvailable => "software update notices",
+            Self::ProofOfEntitlement => "proofs of entitlement",
+            Self::Shipping => "media shipment notices",
+            Self::Billing => "invoices",
+            Self::Technical => "support and technical notices",
+        }
+    }
+}
+
+/// One chosen recipient and the rule that chose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    /// The contact through which it receives the notice.
+    pub contact: Contact,
+    /// Why, citing the rule.
+    pub rule: String,
+}
+
+/// The recipients of a notice on a site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    /// Recipients among the contacts.
+    pub recipients: Vec<Recipient>,
+    /// Business partner copy (C4): the e-mail and the rule.
+    pub business_partner: Option<(String, String)>,
+}
+
+/// Resolves the recipients of a notice of `purpose` among `contacts` of `site`.
+///
+/// Walks the purpose's role chain and stops at the first role someone holds; every holder
+/// of that role receives the notice. Proofs of entitlement also go to the business partner
+/// when the site names one (C4).
+pub fn resolve(purpose: NoticePurpose, site: &Site, contacts: &[Contact]) -> Resolution {
+    let chain = purpose.role_chain();
+    let mut recipients = Vec::new();
+    for (position, role) in chain.iter().enumerate() {
+        let holders: Vec<&Contact> = contacts.iter().filter(|c| c.role == *role).collect();
+        if holders.is_empty() {
+            continue;
+        }
+        let rule = if purpose == NoticePurpose::Contractual {
+            "C1: contractual notices go to the PRIMARY contact".to_owned()
+        } else if position == 0 {
+            format!("{} go to the {role} contact", purpose.label())
+        } else {
+            let missing: Vec<&str> = chain[..position].iter().map(|r| r.name()).collect();
+            let rule_id = if *role == ContactRole::Primary {
+                "R1"
+            } else {
+                "fallback"
+            };
+            format!(
+                "{rule_id}: no {} contact, fell back to {role}",
+                missing.join(" or ")
+            )
+        };
+        recipients.extend(holders.into_iter().map(|contact| Recipient {
+            contact: contact.clone(),
+            rule: rule.clone(),
+        }));
+        break;
+    }
+    let business_partner = match (purpose, &site.business_partner_email) {
+        (NoticePurpose::ProofOfEntitlement, Some(email)) => Some((
+            email.clone(),
+            "C4: the business partner receives a copy of proofs of entitlement".to_owned(),
+        )),
+        _ => None,
+    };
+    Resolution {
+        recipients,
+        business_partner,
+    }
+}
+
+/// A compliance gap of a site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComplianceGap {
+    /// S&S active without a site technical contact (C5).
+    SupportWithoutSiteTechnical,
+    /// No renewal contact (recommended by C6).
+    NoRenewalContact,
+    /// The primary is the only contact (C1, R1).
+    PrimaryOnlyContact,
+}
+
+impl ComplianceGap {
+    /// What is wrong, citing the rule.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::SupportWithoutSiteTechnical => {
+                "C5: S&S is active but no SITE_TECHNICAL contact is named; name one with ReplaceContact"
+            }
+            Self::NoRenewalContact => {
+                "C6: no RENEWAL contact is named (recommended); renewal notices fall back to the ADMINISTRATIVE or PRIMARY contact"
+            }
+            Self::PrimaryOnlyContact => {
+                "C1: the PRIMARY contact is the site's only contact and handles every matter (R1)"
+            }
+        }
+    }
+}
+
+/// What the compliance check needs to know of a site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SiteFacts {
+    /// S&S is active.
+    pub support_active: bool,
+    /// A SITE_TECHNICAL contact is named.
+    pub has_site_technical: bool,
+    /// A RENEWAL contact is named.
+    pub has_renewal: bool,
+    /// Someone other than the primary user holds a role.
+    pub has_other_person: bool,
+}
+
+impl SiteFacts {
+    /// The facts of `site` with `contacts`.
+    pub fn of(site: &Site, contacts: &[Contact]) -> Self {
+        let holds = |role| contacts.iter().any(|c| c.role == role);
+        Self {
+            support_active: site.support_active,
+            has_site_technical: holds(ContactRole::SiteTechnical),
+            has_renewal: holds(ContactRole::Renewal),
+            has_other_person: contacts.iter().any(|c| c.user_id != site.primary_user_id),
+        }
+    }
+
+    /// The site's gaps, most serious first.
+    pub fn gaps(self) -> Vec<ComplianceGap> {
+        let mut gaps = Vec::new();
+        if self.support_active && !self.has_site_technical {
+            gaps.push(ComplianceGap::SupportWithoutSiteTechnical);
+        }
+        if !self.has_renewal {
+            gaps.push(ComplianceGap::NoRenewalContact);
+        }
+        if !self.has_other_person {
+            gaps.push(ComplianceGap::PrimaryOnlyContact);
+        }
+        gaps
+    }
+}

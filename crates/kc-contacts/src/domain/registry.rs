@@ -1,0 +1,718 @@
+//! The registry's operations: each one a transaction that checks the rules under the site's
+//! lock, writes, and records the change in the audit trail (L1) and the outbox.
+
+use chrono::NaiveDate;
+use kc_runtime::Caller;
+use kc_runtime::db::{DbErrorKind, classify, constraint};
+use kc_runtime::paging::split_page;
+use serde_json::json;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use super::recipients::{self, NoticePurpose, Resolution, SiteFacts};
+use super::roles::MAX_SECONDARY_CONTACTS;
+use super::values::{CountryCode, CustomerNumber, Locale, SiteNumber};
+use super::{
+    AuditRecord, Contact, ContactDetails, ContactRole, ContactsError, Program, Result, Site,
+};
+use crate::events::{self, PendingEvent};
+use crate::storage::{self, audit::NewRecord, sites::NewSite, sites::SiteComplianceRow};
+
+/// The contact registry over its Postgres schema.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    pool: PgPool,
+}
+
+/// Everything CreateSite needs, parsed.
+#[derive(Debug, Clone)]
+pub struct SiteDraft {
+    /// Site number.
+    pub site_number: SiteNumber,
+    /// Customer number.
+    pub customer_number: CustomerNumber,
+    /// Name.
+    pub name: String,
+    /// Country code.
+    pub country_code: CountryCode,
+    /// Language.
+    pub language: Locale,
+    /// Program.
+    pub program: Program,
+    /// S&S active (then `site_technical_user_id` is set: C5).
+    pub support_active: bool,
+    /// S&S end.
+    pub support_end_date: Option<NaiveDate>,
+    /// Business partner e-mail.
+    pub business_partner_email: Option<String>,
+    /// Primary contact (S1).
+    pub primary_user_id: Uuid,
+    /// Details of the primary contact.
+    pub primary_details: ContactDetails,
+    /// Site technical contact.
+    pub site_technical_user_id: Option<Uuid>,
+}
+
+/// The changes of an UpdateSite: `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct SitePatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New language.
+    pub language: Option<Locale>,
+    /// New S&S status.
+    pub support_active: Option<bool>,
+    /// New S&S end date (`Some(None)` clears it).
+    pub support_end_date: Option<Option<NaiveDate>>,
+    /// New business partner e-mail (`Some(None)` clears it).
+    pub business_partner_email: Option<Option<String>>,
+    /// New C3 switch.
+    pub admin_may_manage_access: Option<bool>,
+}
+
+/// One page of a list and whether more follow.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Whether another page follows.
+    pub more: bool,
+}
+
+/// The person responsible for a change, and the service it came through.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor {
+    /// Person responsible (the on-behalf-of user, else the caller).
+    pub actor_id: Uuid,
+    /// Service account the change came through.
+    pub via_service: Option<Uuid>,
+}
+
+/// Checks the caller may use the registry at all: services and operators only.
+pub fn actor(caller: &Caller) -> Result<Actor> {
+    if !caller.is_privileged() {
+        return Err(ContactsError::Forbidden(
+            "customer tokens are refused by the contact registry: call the gateway",
+        ));
+    }
+    Ok(Actor {
+        actor_id: caller.actor(),
+        via_service: caller.is_service().then_some(caller.subject),
+    })
+}
+
+/// Refuses the change when the caller's etag is not the current version.
+fn check_etag(expected: Option<i64>, actual: i64, what: &'static str) -> Result<()> {
+    match expected {
+        Some(expected) if expected != actual => Err(ContactsError::EtagMismatch(what)),
+        _ => Ok(()),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Option<serde_json::Value> {
+    serde_json::to_value(value).ok()
+}
+
+/// Maps a refused contact insert: the user holds the role already, or a single-holder role
+/// is taken (C1, C3, C5, C6).
+fn insert_error(error: sqlx::Error, role: ContactRole) -> ContactsError {
+    if classify(&error) != DbErrorKind::UniqueViolation {
+        return error.into();
+    }
+    match constraint(&error) {
+        Some("contacts_one_role_per_user") => ContactsError::RoleAlreadyHeld(role),
+        _ => ContactsError::rule(format!(
+            "{}; use ReplaceContact to change it",
+            role.single_holder_rule()
+        )),
+    }
+}
+
+/// A site's lock, or `SiteNotFound`.
+async fn lock_site(tx: &mut PgConnection, site_id: Uuid) -> Result<Site> {
+    storage::sites::lock(tx, site_id)
+        .await?
+        .ok_or(ContactsError::SiteNotFound)
+}
+
+/// A contact and its site's lock: the contact is read again under the lock, so a concurrent
+/// removal is seen.
+async fn lock_contact(tx: &mut PgConnection, contact_id: Uuid) -> Result<(Site, Contact)> {
+    let contact = storage::contacts::get(tx, contact_id)
+        .await?
+        .ok_or(ContactsError::ContactNotFound)?;
+    let site = lock_site(tx, contact.site_id).await?;
+    let contact = storage::contacts::get(tx, contact_id)
+        .await?
+        .ok_or(ContactsError::ContactNotFound)?;
+    Ok((site, contact))
+}
+
+/// C6: refuses a fifth SECONDARY contact. Call under the site lock.
+async fn check_capacity(tx: &mut PgConnection, site_id: Uuid, role: ContactRole) -> Result<()> {
+    if role == ContactRole::Secondary {
+        let holders = storage::contacts::holders(tx, site_id, role).await?;
+        if holders.len() as i64 >= MAX_SECONDARY_CONTACTS {
+            return Err(ContactsError::rule(role.single_holder_rule()));
+        }
+    }
+    Ok(())
+}
+
+/// Inserts a contact under the site lock, checking C6.
+async fn add_contact(
+    tx: &mut PgConnection,
+    site_id: Uuid,
+    user_id: Uuid,
+    role: ContactRole,
+    details: &ContactDetails,
+) -> Result<Contact> {
+    check_capacity(tx, site_id, role).await?;
+    storage::contacts::insert(tx, site_id, user_id, role, details)
+        .await
+        .map_err(|error| insert_error(error, role))
+}
+
+/// A change to record: its audit record and its event, written with the change.
+struct Change<'a> {
+    actor: Actor,
+    site_id: Uuid,
+    action: &'a str,
+    resource_id: Uuid,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+    event: PendingEvent,
+}
+
+impl Change<'_> {
+    /// Appends the audit record and the event, then commits the transaction.
+    async fn commit(self, mut tx: Transaction<'_, Postgres>) -> Result<()> {
+        storage::audit::append(
+            &mut tx,
+            &NewRecord {
+                site_id: self.site_id,
+                actor_id: self.actor.actor_id,
+                via_service: self.actor.via_service,
+                action: self.action,
+                resource_id: self.resource_id,
+                before: self.before,
+                after: self.after,
+            },
+        )
+        .await?;
+        events::append(&mut tx, &self.event).await?;
+        tx.commit().await?;
+        tracing::info!(
+            site_id = %self.site_id,
+            resource_id = %self.resource_id,
+            action = self.action,
+            "registry changed"
+        );
+        Ok(())
+    }
+}
+
+impl Registry {
+    /// The registry over `pool` (bound to the contacts schema).
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Creates a site with its primary contact (S1) and, when given, its STC (C5). The
+    /// first site of a customer is its original site.
+    pub async fn create_site(
+        &self,
+        actor: Actor,
+        draft: SiteDraft,
+    ) -> Result<(Site, Vec<Contact>)> {
+        let mut tx = self.pool.begin().await?;
+        let is_original_site =
+            storage::sites::insert_customer(&mut tx, draft.customer_number.as_str()).await?;
+        let site_id = Uuid::now_v7();
+        storage::sites::insert(
+            &mut tx,
+            &NewSite {
+                site_id,
+                site_number: draft.site_number.as_str(),
+                customer_number: draft.customer_number.as_str(),
+                name: &draft.name,
+                country_code: draft.country_code.as_str(),
+                language: draft.language.as_str(),
+                program: draft.program,
+                support_active: draft.support_active,
+                support_end_date: draft.support_end_date,
+                business_partner_email: draft.business_partner_email.as_deref(),
+                is_original_site,
+            },
+        )
+        .await
+        .map_err(|error| match classify(&error) {
+            DbErrorKind::UniqueViolation => {
+                ContactsError::SiteNumberTaken(draft.site_number.as_str().to_owned())
+            }
+            _ => error.into(),
+        })?;
+        let mut contacts = vec![
+            storage::contacts::insert(
+                &mut tx,
+                site_id,
+                draft.primary_user_id,
+                ContactRole::Primary,
+                &draft.primary_details,
+            )
+            .await?,
+        ];
+        if let Some(user_id) = draft.site_technical_user_id {
+            contacts.push(
+                storage::contacts::insert(
+                    &mut tx,
+                    site_id,
+                    user_id,
+                    ContactRole::SiteTechnical,
+                    &ContactDetails::default(),
+                )
+                .await?,
+            );
+        }
+        let site = storage::sites::get(&mut tx, site_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("site vanished inside its own transaction"))?;
+        Change {
+            actor,
+            site_id,
+            action: "site.created",
+            resource_id: site_id,
+            before: None,
+            after: Some(json!({ "site": site, "contacts": contacts })),
+            event: events::site_created(actor, &site, &contacts),
+        }
+        .commit(tx)
+        .await?;
+        Ok((site, contacts))
+    }
+
+    /// The site with this id.
+    pub async fn get_site(&self, site_id: Uuid) -> Result<Site> {
+        let mut conn = self.pool.acquire().await?;
+        storage::sites::get(&mut conn, site_id)
+            .await?
+            .ok_or(ContactsError::SiteNotFound)
+    }
+
+    /// The site with this site number.
+    pub async fn lookup_site(&self, site_number: &SiteNumber) -> Result<Site> {
+        let mut conn = self.pool.acquire().await?;
+        storage::sites::get_by_number(&mut conn, site_number.as_str())
+            .await?
+            .ok_or(ContactsError::SiteNotFound)
+    }
+
+    /// A page of sites in site-number order.
+    pub async fn list_sites(
+        &self,
+        customer_number: Option<&CustomerNumber>,
+        after: Option<&str>,
+        size: u32,
+    ) -> Result<Page<Site>> {
+        let mut conn = self.pool.acquire().await?;
+        let rows = storage::sites::list(
+            &mut conn,
+            customer_number.map(CustomerNumber::as_str),
+            after,
+            i64::from(size) + 1,
+        )
+        .await?;
+        let (items, more) = split_page(rows, size);
+        Ok(Page { items, more })
+    }
+
+    /// Changes a site. Turning S&S on needs an STC (C5).
+    pub async fn update_site(
+        &self,
+        actor: Actor,
+        site_id: Uuid,
+        patch: SitePatch,
+        etag: Option<i64>,
+    ) -> Result<Site> {
+        let mut tx = self.pool.begin().await?;
+        let before = lock_site(&mut tx, site_id).await?;
+        check_etag(etag, before.version, "site")?;
+        let mut site = before.clone();
+        if let Some(name) = patch.name {
+            site.name = name;
+        }
+        if let Some(language) = patch.language {
+            site.language = language.as_str().to_owned();
+        }
+        if let Some(active) = patch.support_active {
+            site.support_active = active;
+        }
+        if let Some(end) = patch.support_end_date {
+            site.support_end_date = end;
+        }
+        if let Some(email) = patch.business_partner_email {
+            site.business_partner_email = email;
+        }
+        if let Some(switch) = patch.admin_may_manage_access {
+            site.admin_may_manage_access = switch;
+        }
+        if site.support_active && !before.support_active {
+            let stc =
+                storage::contacts::holders(&mut tx, site_id, ContactRole::SiteTechnical).await?;
+            if stc.is_empty() {
+                return Err(ContactsError::rule(
+                    "rule C5: S&S cannot be activated on a site without a SITE_TECHNICAL contact; name one first",
+                ));
+            }
+        }
+        storage::sites::update(&mut tx, &site).await?;
+        let site = storage::sites::get(&mut tx, site_id)
+            .await?
+            .ok_or(ContactsError::SiteNotFound)?;
+        Change {
+            actor,
+            site_id,
+            action: "site.updated",
+            resource_id: site_id,
+            before: to_json(&before),
+            after: to_json(&site),
+            event: events::site_updated(actor, &site, &before),
+        }
+        .commit(tx)
+        .await?;
+        Ok(site)
+    }
+
+    /// Gives `user_id` the role `role` on a site (C6). PRIMARY changes only by transfer (C8).
+    pub async fn assign_contact(
+        &self,
+        actor: Actor,
+        site_id: Uuid,
+        user_id: Uuid,
+        role: ContactRole,
+        details: ContactDetails,
+    ) -> Result<Contact> {
+        if role == ContactRole::Primary {
+            return Err(ContactsError::rule(
+                "rule C8: the primary contact changes only by transfer; use TransferPrimaryContact",
+            ));
+        }
+        let mut tx = self.pool.begin().await?;
+        let site = lock_site(&mut tx, site_id).await?;
+        let contact = add_contact(&mut tx, site_id, user_id, role, &details).await?;
+        Change {
+            actor,
+            site_id,
+            action: "contact.assigned",
+            resource_id: contact.contact_id,
+            before: None,
+            after: to_json(&contact),
+            event: events::contact_assigned(actor, &site, &contact),
+        }
+        .commit(tx)
+        .await?;
+        Ok(contact)
+    }
+
+    /// Replaces the details of a contact.
+    pub async fn update_contact(
+        &self,
+        actor: Actor,
+        contact_id: Uuid,
+        details: ContactDetails,
+        etag: Option<i64>,
+    ) -> Result<Contact> {
+        let mut tx = self.pool.begin().await?;
+        let (site, before) = lock_contact(&mut tx, contact_id).await?;
+        check_etag(etag, before.version, "contact")?;
+        let contact = storage::contacts::update_details(&mut tx, contact_id, &details).await?;
+        Change {
+            actor,
+            site_id: site.site_id,
+            action: "contact.updated",
+            resource_id: contact_id,
+            before: to_json(&before),
+            after: to_json(&contact),
+            event: events::contact_updated(actor, &site, &contact),
+        }
+        .commit(tx)
+        .await?;
+        Ok(contact)
+    }
+
+    /// Takes a role away. Never the primary (C1), nor the STC of a site with S&S (C5).
+    pub async fn remove_contact(
+        &self,
+        actor: Actor,
+        contact_id: Uuid,
+        etag: Option<i64>,
+    ) -> Result<Contact> {
+        let mut tx = self.pool.begin().await?;
+        let (site, contact) = lock_contact(&mut tx, contact_id).await?;
+        check_etag(etag, contact.version, "contact")?;
+        match contact.role {
+            ContactRole::Primary => {
+                return Err(ContactsError::rule(
+                    "rule C1: the primary contact cannot be removed; transfer the role with TransferPrimaryContact",
+                ));
+            }
+            ContactRole::SiteTechnical if site.support_active => {
+                return Err(ContactsError::rule(
+                    "rule C5: a site with active S&S must keep its SITE_TECHNICAL contact; replace it with ReplaceContact",
+                ));
+            }
+            _ => {}
+        }
+        storage::contacts::delete(&mut tx, contact_id).await?;
+        Change {
+            actor,
+            site_id: site.site_id,
+            action: "contact.removed",
+            resource_id: contact_id,
+            before: to_json(&contact),
+            after: None,
+            event: events::contact_removed(actor, &site, &contact),
+        }
+        .commit(tx)
+        .await?;
+        Ok(contact)
+    }
+
+    /// Gives a single-holder role to `new_user_id` in one step; the previous holder loses it.
+    /// Returns the new contact and the replaced one.
+    pub async fn replace_contact(
+        &self,
+        actor: Actor,
+        site_id: Uuid,
+        role: ContactRole,
+        new_user_id: Uuid,
+        details: ContactDetails,
+    ) -> Result<(Contact, Option<Contact>)> {
+        if !role.is_replaceable() {
+            return Err(ContactsError::rule(match role {
+                ContactRole::Primary => {
+                    "rule C8: the primary contact changes only by TransferPrimaryContact"
+                }
+                _ => {
+                    "rule C6: only single-holder roles (ADMINISTRATIVE, SITE_TECHNICAL, RENEWAL, SHIPPING, BILLING) can be replaced"
+                }
+            }));
+        }
+        let mut tx = self.pool.begin().await?;
+        let site = lock_site(&mut tx, site_id).await?;
+        let replaced = storage::contacts::holders(&mut tx, site_id, role)
+            .await?
+            .into_iter()
+            .next();
+        if let Some(old) = &replaced {
+            if old.user_id == new_user_id {
+                return Err(ContactsError::RoleAlreadyHeld(role));
+            }
+            storage::contacts::delete(&mut tx, old.contact_id).await?;
+        }
+        let contact = storage::contacts::insert(&mut tx, site_id, new_user_id, role, &details)
+            .await
+            .map_err(|error| insert_error(error, role))?;
+        Change {
+            actor,
+            site_id,
+            action: "contact.replaced",
+            resource_id: contact.contact_id,
+            before: replaced.as_ref().and_then(to_json),
+            after: to_json(&contact),
+            event: events::contact_replaced(actor, &site, &contact, replaced.as_ref()),
+        }
+        .commit(tx)
+        .await?;
+        Ok((contact, replaced))
+    }
+
+    /// Makes `new_user_id` the primary contact (C8). The old primary keeps
+    /// `previous_primary_role` on the site (C6 applies to it).
+    pub async fn transfer_primary(
+        &self,
+        actor: Actor,
+        site_id: Uuid,
+        new_user_id: Uuid,
+        previous_primary_role: ContactRole,
+        etag: Option<i64>,
+    ) -> Result<(Site, Contact, Option<Contact>)> {
+        if previous_primary_role == ContactRole::Primary {
+            return Err(ContactsError::rule(
+                "rule C8: a site has exactly one primary contact; the previous primary needs another role",
+            ));
+        }
+        let mut tx = self.pool.begin().await?;
+        let before = lock_site(&mut tx, site_id).await?;
+        check_etag(etag, before.version, "site")?;
+        let previous_user_id = before.primary_user_id;
+        if previous_user_id == new_user_id {
+            return Err(ContactsError::RoleAlreadyHeld(ContactRole::Primary));
+        }
+        let old_primary = storage::contacts::holders(&mut tx, site_id, ContactRole::Primary)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("site {site_id} has no primary contact"))?;
+        // The primary row changes holder in place: there is never zero or two primaries.
+        let primary = storage::contacts::set_holder(
+            &mut tx,
+            old_primary.contact_id,
+            new_user_id,
+            &ContactDetails::default(),
+        )
+        .await?;
+        let already_holds = storage::contacts::holders(&mut tx, site_id, previous_primary_role)
+            .await?
+            .iter()
+            .any(|c| c.user_id == previous_user_id);
+        let previous_primary = if already_holds {
+            None
+        } else {
+            Some(
+                add_contact(
+                    &mut tx,
+                    site_id,
+                    previous_user_id,
+                    previous_primary_role,
+                    &old_primary.details,
+                )
+                .await?,
+            )
+        };
+        storage::sites::touch(&mut tx, site_id).await?;
+        let site = storage::sites::get(&mut tx, site_id)
+            .await?
+            .ok_or(ContactsError::SiteNotFound)?;
+        Change {
+            actor,
+            site_id,
+            action: "primary.transferred",
+            resource_id: primary.contact_id,
+            before: Some(json!({ "primary_user_id": previous_user_id })),
+            after: Some(json!({
+                "primary_user_id": new_user_id,
+                "previous_primary_role": previous_primary_role,
+            })),
+            event: events::primary_transferred(
+                actor,
+                &site,
+                previous_user_id,
+                &primary,
+                previous_primary.as_ref(),
+            ),
+        }
+        .commit(tx)
+        .await?;
+        Ok((site, primary, previous_primary))
+    }
+
+    /// A page of a site's contacts with one of `roles` (all when empty), in display order.
+    pub async fn list_site_contacts(
+        &self,
+        site_id: Uuid,
+        roles: &[ContactRole],
+        after: Option<(ContactRole, Uuid)>,
+        size: u32,
+    ) -> Result<Page<Contact>> {
+        let mut conn = self.pool.acquire().await?;
+        let numbers: Vec<i16> = roles.iter().map(|role| role.number()).collect();
+        let rows = storage::contacts::page_of_site(
+            &mut conn,
+            site_id,
+            &numbers,
+            after.map(|(role, id)| (role.number(), id)),
+            i64::from(size) + 1,
+        )
+        .await?;
+        // Every site has a primary contact, so an empty first page may mean no such site.
+        if rows.is_empty() && storage::sites::get(&mut conn, site_id).await?.is_none() {
+            return Err(ContactsError::SiteNotFound);
+        }
+        let (items, more) = split_page(rows, size);
+        Ok(Page { items, more })
+    }
+
+    /// A page of one user's contacts, each with its site.
+    pub async fn list_user_contacts(
+        &self,
+        user_id: Uuid,
+        after: Option<Uuid>,
+        size: u32,
+    ) -> Result<Page<(Contact, Site)>> {
+        let mut conn = self.pool.acquire().await?;
+        let rows =
+            storage::contacts::page_of_user(&mut conn, user_id, after, i64::from(size) + 1).await?;
+        let (contacts, more) = split_page(rows, size);
+        let mut site_ids: Vec<Uuid> = contacts.iter().map(|c| c.site_id).collect();
+        site_ids.sort_unstable();
+        site_ids.dedup();
+        let sites = storage::sites::get_many(&mut conn, &site_ids).await?;
+        let items = contacts
+            .into_iter()
+            .filter_map(|contact| {
+                let site = sites.iter().find(|s| s.site_id == contact.site_id)?.clone();
+                Some((contact, site))
+            })
+            .collect();
+        Ok(Page { items, more })
+    }
+
+    /// Who receives a notice of `purpose` on a site, and by which rule (R1, C4).
+    pub async fn resolve_recipients(
+        &self,
+        site_id: Uuid,
+        purpose: NoticePurpose,
+    ) -> Result<(Site, Resolution)> {
+        let mut conn = self.pool.acquire().await?;
+        let site = storage::sites::get(&mut conn, site_id)
+            .await?
+            .ok_or(ContactsError::SiteNotFound)?;
+        let contacts = storage::contacts::of_site(&mut conn, site_id).await?;
+        let resolution = recipients::resolve(purpose, &site, &contacts);
+        Ok((site, resolution))
+    }
+
+    /// The compliance facts of one site.
+    pub async fn site_compliance(&self, site_id: Uuid) -> Result<SiteComplianceRow> {
+        let mut conn = self.pool.acquire().await?;
+        let site = storage::sites::get(&mut conn, site_id)
+            .await?
+            .ok_or(ContactsError::SiteNotFound)?;
+        let contacts = storage::contacts::of_site(&mut conn, site_id).await?;
+        Ok(SiteComplianceRow {
+            site_id,
+            site_number: site.site_number.clone(),
+            facts: SiteFacts::of(&site, &contacts),
+        })
+    }
+
+    /// A page of the sites with at least one compliance gap, in site-id order.
+    pub async fn list_compliance_gaps(
+        &self,
+        after: Option<Uuid>,
+        size: u32,
+    ) -> Result<Page<SiteComplianceRow>> {
+        let mut conn = self.pool.acquire().await?;
+        let rows = storage::sites::list_with_gaps(&mut conn, after, i64::from(size) + 1).await?;
+        let (items, more) = split_page(rows, size);
+        Ok(Page { items, more })
+    }
+
+    /// A page of a site's audit records, newest first.
+    pub async fn list_audit_records(
+        &self,
+        site_id: Uuid,
+        before: Option<i64>,
+        size: u32,
+    ) -> Result<Page<AuditRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        if storage::sites::get(&mut conn, site_id).await?.is_none() {
+            return Err(ContactsError::SiteNotFound);
+        }
+        let rows =
+            storage::audit::page_of_site(&mut conn, site_id, before, i64::from(size) + 1).await?;
+        let (items, more) = split_page(rows, size);
+        Ok(Page { items, more })
+    }
+}

@@ -1,0 +1,141 @@
+//! The registry's events, as published on the outbox and served by `WatchEvents`.
+//!
+//! The outbox payload is a prost-encoded `Event` without its position fields; `decode`
+//! fills in cursor, event id and time from the outbox row. Every event carries the site as
+//! it is after the change (site and customer numbers, language, the C3 switch, the
+//! primary), so consumers never have to call back.
+
+use kc_proto::contacts::{self as pb, event::Payload};
+use kc_runtime::outbox::{self, EncodedEvent, StoredEvent};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::registry::Actor;
+use crate::domain::{Contact, Site};
+use crate::grpc::{contact_to_proto, site_to_proto};
+
+/// An event ready to append.
+pub type PendingEvent = EncodedEvent;
+
+fn event(event_type: &'static str, actor: Actor, site: &Site, payload: Payload) -> PendingEvent {
+    let event = pb::Event {
+        actor_id: actor.actor_id.to_string(),
+        site: Some(site_to_proto(site)),
+        payload: Some(payload),
+        ..Default::default()
+    };
+    EncodedEvent::new(event_type, site.site_id.to_string(), &event)
+}
+
+/// A site was created with these contacts.
+pub fn site_created(actor: Actor, site: &Site, contacts: &[Contact]) -> PendingEvent {
+    event(
+        "site.created",
+        actor,
+        site,
+        Payload::SiteCreated(pb::SiteCreated {
+            contacts: contacts.iter().map(contact_to_proto).collect(),
+        }),
+    )
+}
+
+/// A site changed; `before` is how it was.
+pub fn site_updated(actor: Actor, site: &Site, before: &Site) -> PendingEvent {
+    event(
+        "site.updated",
+        actor,
+        site,
+        Payload::SiteUpdated(pb::SiteUpdated {
+            before: Some(site_to_proto(before)),
+        }),
+    )
+}
+
+/// A role was given.
+pub fn contact_assigned(actor: Actor, site: &Site, contact: &Contact) -> PendingEvent {
+    event(
+        "contact.assigned",
+        actor,
+        site,
+        Payload::ContactAssigned(pb::ContactAssigned {
+            contact: Some(contact_to_proto(contact)),
+        }),
+    )
+}
+
+/// A contact's details changed.
+pub fn contact_updated(actor: Actor, site: &Site, contact: &Contact) -> PendingEvent {
+    event(
+        "contact.updated",
+        actor,
+        site,
+        Payload::ContactUpdated(pb::ContactUpdated {
+            contact: Some(contact_to_proto(contact)),
+        }),
+    )
+}
+
+/// A role was taken away.
+pub fn contact_removed(actor: Actor, site: &Site, contact: &Contact) -> PendingEvent {
+    event(
+        "contact.removed",
+        actor,
+        site,
+        Payload::ContactRemoved(pb::ContactRemoved {
+            contact: Some(contact_to_proto(contact)),
+        }),
+    )
+}
+
+/// A single-holder role changed holder.
+pub fn contact_replaced(
+    actor: Actor,
+    site: &Site,
+    contact: &Contact,
+    replaced: Option<&Contact>,
+) -> PendingEvent {
+    event(
+        "contact.replaced",
+        actor,
+        site,
+        Payload::ContactReplaced(pb::ContactReplaced {
+            contact: Some(contact_to_proto(contact)),
+            replaced: replaced.map(contact_to_proto),
+        }),
+    )
+}
+
+/// The primary contact changed (C8).
+pub fn primary_transferred(
+    actor: Actor,
+    site: &Site,
+    previous_user_id: Uuid,
+    primary: &Contact,
+    previous_primary: Option<&Contact>,
+) -> PendingEvent {
+    event(
+        "primary.transferred",
+        actor,
+        site,
+        Payload::PrimaryTransferred(pb::PrimaryTransferred {
+            previous_user_id: previous_user_id.to_string(),
+            new_user_id: primary.user_id.to_string(),
+            primary: Some(contact_to_proto(primary)),
+            previous_primary: previous_primary.map(contact_to_proto),
+        }),
+    )
+}
+
+/// Appends `event` in the caller's transaction.
+pub async fn append(conn: &mut PgConnection, event: &PendingEvent) -> Result<(), sqlx::Error> {
+    event.append(conn).await.map(drop)
+}
+
+/// The published event of an outbox row.
+pub fn decode(stored: StoredEvent) -> Result<pb::WatchEventsResponse, tonic::Status> {
+    let (mut event, position) = outbox::decode_event::<pb::Event>(stored)?;
+    event.cursor = position.cursor;
+    event.event_id = position.event_id;
+    event.create_time = Some(position.create_time);
+    Ok(pb::WatchEventsResponse { event: Some(event) })
+}

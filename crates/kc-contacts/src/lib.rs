@@ -1,0 +1,79 @@
+//! `kc-contacts`: the contact registry of the keycontacts suite. Customers, their sites,
+//! who holds which contact role on each site, and the rules on them (DOMAIN.md S*, C*, R1,
+//! L1), with an audit trail and a commit-ordered event stream.
+
+pub mod config;
+pub mod domain;
+pub mod events;
+pub mod grpc;
+pub mod storage;
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use kc_proto::contacts::contact_registry_service_server::ContactRegistryServiceServer;
+use kc_runtime::Shutdown;
+use kc_runtime::auth::{AuthLayer, TokenVerifier};
+use kc_runtime::outbox::OutboxWatcher;
+use kc_runtime::server::{ServeOptions, serve};
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+
+use crate::config::ContactsArgs;
+use crate::domain::Registry;
+
+/// The schema the registry owns.
+pub const SCHEMA: &str = "contacts";
+/// The gRPC service name, as reported in health.
+pub const SERVICE_NAME: &str = "keycontacts.contacts.v1.ContactRegistryService";
+/// Where the registry listens unless told otherwise.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50052);
+
+/// The migrations of the contacts schema.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Runs the migrations of the contacts schema.
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    kc_runtime::db::migrate(database_url, SCHEMA, &MIGRATOR).await
+}
+
+/// Migrates, then serves the registry on `listener` until `shutdown`, verifying tokens with
+/// the keys of the identity service named in `args`.
+pub async fn run(
+    args: ContactsArgs,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let verifier = args.identity.verifier(&args.server)?;
+    run_with_verifier(args, verifier, listener, shutdown).await
+}
+
+/// Like [`run`], with the token verifier given (tests use a test issuer's keys).
+pub async fn run_with_verifier(
+    args: ContactsArgs,
+    verifier: TokenVerifier,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    migrate(&args.database.database_url).await?;
+    let pool = kc_runtime::db::connect(
+        &args.database.database_url,
+        SCHEMA,
+        &args.database.pool_settings(),
+    )
+    .await?;
+    let watcher = OutboxWatcher::start(pool.clone())
+        .await
+        .context("event watcher")?;
+    let auth = AuthLayer::new(verifier, [] as [&str; 0]);
+    let api = grpc::ContactsApi::new(Registry::new(pool.clone()), watcher, shutdown.clone());
+    let service = ContactRegistryServiceServer::new(api)
+        .max_decoding_message_size(args.server.max_message_bytes)
+        .max_encoding_message_size(args.server.max_message_bytes);
+    let options = ServeOptions::new(&args.server, vec![SERVICE_NAME], auth);
+    let result = serve(listener, Routes::new(service), options, shutdown).await;
+    pool.close().await;
+    result
+}

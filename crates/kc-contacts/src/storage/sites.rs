@@ -1,0 +1,315 @@
+//! The `customers` and `sites` tables.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::recipients::SiteFacts;
+use crate::domain::{Program, Site};
+
+/// The columns of a [`Site`] (`s` is the site, `p` its primary contact), for `concat!`.
+macro_rules! site_columns {
+    () => {
+        "s.site_id, s.site_number, s.customer_number, s.name, s.country_code, s.language, \
+         s.program, s.support_active, s.support_end_date, s.business_partner_email, \
+         s.admin_may_manage_access, s.is_original_site, p.user_id AS primary_user_id, \
+         s.version, s.create_time, s.update_time"
+    };
+}
+
+/// Sites joined with their primary contact (S1: every site has one).
+macro_rules! site_from {
+    () => {
+        " FROM sites s JOIN contacts p ON p.site_id = s.site_id AND p.role = 1 "
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct SiteRow {
+    site_id: Uuid,
+    site_number: String,
+    customer_number: String,
+    name: String,
+    country_code: String,
+    language: String,
+    program: String,
+    support_active: bool,
+    support_end_date: Option<NaiveDate>,
+    business_partner_email: Option<String>,
+    admin_may_manage_access: bool,
+    is_original_site: bool,
+    primary_user_id: Uuid,
+    version: i64,
+    create_time: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+}
+
+impl TryFrom<SiteRow> for Site {
+    type Error = sqlx::Error;
+
+    fn try_from(row: SiteRow) -> Result<Self, Self::Error> {
+        Ok(Site {
+            site_id: row.site_id,
+            site_number: row.site_number,
+            customer_number: row.customer_number,
+            name: row.name,
+            country_code: row.country_code,
+            language: row.language,
+            program: Program::from_db(&row.program)
+                .ok_or_else(|| sqlx::Error::Decode("sites.program has an unknown value".into()))?,
+            support_active: row.support_active,
+            support_end_date: row.support_end_date,
+            business_partner_email: row.business_partner_email,
+            admin_may_manage_access: row.admin_may_manage_access,
+            is_original_site: row.is_original_site,
+            primary_user_id: row.primary_user_id,
+            version: row.version,
+            create_time: row.create_time,
+            update_time: row.update_time,
+        })
+    }
+}
+
+fn sites(rows: Vec<SiteRow>) -> Result<Vec<Site>, sqlx::Error> {
+    rows.into_iter().map(Site::try_from).collect()
+}
+
+/// Records the customer if it is new; `true` when this call created it (so the site being
+/// created is its original site). A concurrent creator of the same customer waits for this
+/// transaction and then sees the customer exist.
+pub async fn insert_customer(
+    conn: &mut PgConnection,
+    customer_number: &str,
+) -> Result<bool, sqlx::Error> {
+    let created: Option<bool> = sqlx::query_scalar(
+        "INSERT INTO customers (customer_number) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",
+    )
+    .bind(customer_number)
+    .fetch_optional(conn)
+    .await?;
+    Ok(created.unwrap_or(false))
+}
+
+/// A site to insert (its primary contact is inserted right after, in the same transaction).
+#[derive(Debug)]
+pub struct NewSite<'a> {
+    /// Id.
+    pub site_id: Uuid,
+    /// Site number.
+    pub site_number: &'a str,
+    /// Customer number.
+    pub customer_number: &'a str,
+    /// Name.
+    pub name: &'a str,
+    /// Country code.
+    pub country_code: &'a str,
+    /// Language.
+    pub language: &'a str,
+    /// Program.
+    pub program: Program,
+    /// S&S active.
+    pub support_active: bool,
+    /// S&S end.
+    pub support_end_date: Option<NaiveDate>,
+    /// Business partner e-mail.
+    pub business_partner_email: Option<&'a str>,
+    /// Original site of the customer.
+    pub is_original_site: bool,
+}
+
+/// Inserts a site. A taken site number fails with the unique violation of
+/// `sites_site_number_key`.
+pub async fn insert(conn: &mut PgConnection, site: &NewSite<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sites (site_id, site_number, customer_number, name, country_code, language, \
+         program, support_active, support_end_date, business_partner_email, is_original_site) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(site.site_id)
+    .bind(site.site_number)
+    .bind(site.customer_number)
+    .bind(site.name)
+    .bind(site.country_code)
+    .bind(site.language)
+    .bind(site.program.as_str())
+    .bind(site.support_active)
+    .bind(site.support_end_date)
+    .bind(site.business_partner_email)
+    .bind(site.is_original_site)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The site with this id.
+pub async fn get(conn: &mut PgConnection, site_id: Uuid) -> Result<Option<Site>, sqlx::Error> {
+    let row: Option<SiteRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        site_columns!(),
+        site_from!(),
+        "WHERE s.site_id = $1"
+    ))
+    .bind(site_id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(Site::try_from).transpose()
+}
+
+/// The site with this id, locked until the transaction ends. Every change to a site or its
+/// contacts takes this lock first, so the rules that count contacts (C5, C6, C8) see a
+/// stable site.
+pub async fn lock(conn: &mut PgConnection, site_id: Uuid) -> Result<Option<Site>, sqlx::Error> {
+    let row: Option<SiteRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        site_columns!(),
+        site_from!(),
+        "WHERE s.site_id = $1 FOR UPDATE OF s"
+    ))
+    .bind(site_id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(Site::try_from).transpose()
+}
+
+/// The site with this site number.
+pub async fn get_by_number(
+    conn: &mut PgConnection,
+    site_number: &str,
+) -> Result<Option<Site>, sqlx::Error> {
+    let row: Option<SiteRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        site_columns!(),
+        site_from!(),
+        "WHERE s.site_number = $1"
+    ))
+    .bind(site_number)
+    .fetch_optional(conn)
+    .await?;
+    row.map(Site::try_from).transpose()
+}
+
+/// The sites with these ids (in no particular order; unknown ids are absent).
+pub async fn get_many(
+    conn: &mut PgConnection,
+    site_ids: &[Uuid],
+) -> Result<Vec<Site>, sqlx::Error> {
+    let rows: Vec<SiteRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        site_columns!(),
+        site_from!(),
+        "WHERE s.site_id = ANY($1)"
+    ))
+    .bind(site_ids)
+    .fetch_all(conn)
+    .await?;
+    sites(rows)
+}
+
+/// Up to `limit` sites after site number `after`, optionally of one customer, in site-number order.
+pub async fn list(
+    conn: &mut PgConnection,
+    customer_number: Option<&str>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Site>, sqlx::Error> {
+    let rows: Vec<SiteRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        site_columns!(),
+        site_from!(),
+        "WHERE ($1::text IS NULL OR s.customer_number = $1) \
+           AND ($2::text IS NULL OR s.site_number > $2) \
+         ORDER BY s.site_number LIMIT $3"
+    ))
+    .bind(customer_number)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    sites(rows)
+}
+
+/// Writes the changeable fields of `site` and bumps its version.
+pub async fn update(conn: &mut PgConnection, site: &Site) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE sites SET name = $2, language = $3, support_active = $4, support_end_date = $5, \
+         business_partner_email = $6, admin_may_manage_access = $7, version = version + 1, \
+         update_time = now() WHERE site_id = $1",
+    )
+    .bind(site.site_id)
+    .bind(&site.name)
+    .bind(&site.language)
+    .bind(site.support_active)
+    .bind(site.support_end_date)
+    .bind(&site.business_partner_email)
+    .bind(site.admin_may_manage_access)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Bumps a site's version (its primary contact changed).
+pub async fn touch(conn: &mut PgConnection, site_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sites SET version = version + 1, update_time = now() WHERE site_id = $1")
+        .bind(site_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A site with the facts of the compliance check.
+#[derive(Debug, Clone)]
+pub struct SiteComplianceRow {
+    /// Site id.
+    pub site_id: Uuid,
+    /// Site number.
+    pub site_number: String,
+    /// Facts.
+    pub facts: SiteFacts,
+}
+
+#[derive(sqlx::FromRow)]
+struct FactsRow {
+    site_id: Uuid,
+    site_number: String,
+    support_active: bool,
+    has_site_technical: bool,
+    has_renewal: bool,
+    has_other_person: bool,
+}
+
+/// Up to `limit` sites after `after` (site-id order) with at least one compliance gap.
+pub async fn list_with_gaps(
+    conn: &mut PgConnection,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<SiteComplianceRow>, sqlx::Error> {
+    let rows: Vec<FactsRow> = sqlx::query_as(
+        "SELECT * FROM ( \
+           SELECT s.site_id, s.site_number, s.support_active, \
+             EXISTS (SELECT FROM contacts c WHERE c.site_id = s.site_id AND c.role = 3) AS has_site_technical, \
+             EXISTS (SELECT FROM contacts c WHERE c.site_id = s.site_id AND c.role = 5) AS has_renewal, \
+             EXISTS (SELECT FROM contacts c JOIN contacts p ON p.site_id = c.site_id AND p.role = 1 \
+                     WHERE c.site_id = s.site_id AND c.user_id <> p.user_id) AS has_other_person \
+           FROM sites s WHERE ($1::uuid IS NULL OR s.site_id > $1) \
+         ) f \
+         WHERE (f.support_active AND NOT f.has_site_technical) OR NOT f.has_renewal OR NOT f.has_other_person \
+         ORDER BY f.site_id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| SiteComplianceRow {
+            site_id: row.site_id,
+            site_number: row.site_number,
+            facts: SiteFacts {
+                support_active: row.support_active,
+                has_site_technical: row.has_site_technical,
+                has_renewal: row.has_renewal,
+                has_other_person: row.has_other_person,
+            },
+        })
+        .collect())
+}
