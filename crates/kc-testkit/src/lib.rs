@@ -2,6 +2,7 @@
 //! services spawned on `127.0.0.1:0`, test tokens and fixtures.
 
 pub mod postgres;
+pub mod process;
 pub mod service;
 pub mod tokens;
 

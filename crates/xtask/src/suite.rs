@@ -27,21 +27,37 @@ pub struct Service {
     pub schema: Option<&'static str>,
     /// Port it listens on, on 127.0.0.1 (see ARCHITECTURE.md).
     pub port: u16,
-    /// Services it calls: it gets their URLs and a service account.
+    /// Services it calls: it gets their URLs (`--<name>-url`). Every service calls identity,
+    /// at least for the keys that verify tokens.
     pub calls: &'static [&'static str],
+    /// Whether it calls other services as itself, with a service account of its own (a
+    /// service that only fetches identity's public keys needs none).
+    pub service_account: bool,
     /// Fully qualified name of its gRPC service, whose health turns SERVING when it is ready.
     pub grpc_service: &'static str,
 }
 
 /// The suite, in start order: a service comes after the services it calls.
-pub const SERVICES: &[Service] = &[Service {
-    name: "identity",
-    bin: "kc-identity",
-    schema: Some("identity"),
-    port: 50051,
-    calls: &[],
-    grpc_service: "keycontacts.identity.v1.IdentityService",
-}];
+pub const SERVICES: &[Service] = &[
+    Service {
+        name: "identity",
+        bin: "kc-identity",
+        schema: Some("identity"),
+        port: 50051,
+        calls: &[],
+        service_account: false,
+        grpc_service: "keycontacts.identity.v1.IdentityService",
+    },
+    Service {
+        name: "contacts",
+        bin: "kc-contacts",
+        schema: Some("contacts"),
+        port: 50052,
+        calls: &["identity"],
+        service_account: false,
+        grpc_service: "keycontacts.contacts.v1.ContactRegistryService",
+    },
+];
 
 /// How long a service may take from spawn to SERVING.
 const START_TIMEOUT: Duration = Duration::from_secs(60);

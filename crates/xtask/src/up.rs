@@ -215,7 +215,7 @@ async fn start(
         .arg(&paths.operator_password);
     suite::output(command, &format!("{} bootstrap-operator", identity.bin)).await?;
 
-    for service in SERVICES.iter().filter(|service| !service.calls.is_empty()) {
+    for service in SERVICES.iter().filter(|service| service.service_account) {
         let name = service.account_name();
         if state.service_accounts.contains_key(&name) {
             continue;

