@@ -51,6 +51,16 @@ impl NoticePurpose {
     }
 }
 
+/// The rule of DOMAIN.md that says what a role receives.
+fn role_rule(role: ContactRole) -> &'static str {
+    match role {
+        ContactRole::Primary => "C1",
+        ContactRole::Administrative => "C3",
+        ContactRole::SiteTechnical => "C5",
+        _ => "C6",
+    }
+}
+
 /// One chosen recipient and the rule that chose it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipient {
@@ -85,13 +95,19 @@ pub fn resolve(purpose: NoticePurpose, site: &Site, contacts: &[Contact]) -> Res
         let rule = if purpose == NoticePurpose::Contractual {
             "C1: contractual notices go to the PRIMARY contact".to_owned()
         } else if position == 0 {
-            format!("{} go to the {role} contact", purpose.label())
+            format!(
+                "{}: {} go to the {role} contact",
+                role_rule(*role),
+                purpose.label()
+            )
         } else {
             let missing: Vec<&str> = chain[..position].iter().map(|r| r.name()).collect();
+            // R1 is the fallback to the primary; an intermediate fallback (renewal notices to
+            // the administrative contact) is the rule of the role that receives them.
             let rule_id = if *role == ContactRole::Primary {
                 "R1"
             } else {
-                "fallback"
+                role_rule(*role)
             };
             format!(
                 "{rule_id}: no {} contact, fell back to {role}",

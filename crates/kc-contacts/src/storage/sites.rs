@@ -157,13 +157,26 @@ pub async fn get(conn: &mut PgConnection, site_id: Uuid) -> Result<Option<Site>,
 
 /// The site with this id, locked until the transaction ends. Every change to a site or its
 /// contacts takes this lock first, so the rules that count contacts (C5, C6, C8) see a
-/// stable site.
+/// stable site. The primary contact row is locked too: after waiting for a concurrent
+/// transfer, Postgres re-reads only the locked rows, so locking `s` alone would return the
+/// primary of the statement's snapshot (the one the transfer replaced).
+///
+/// An advisory lock on the site id is taken first. Row locks give a transaction its id when
+/// it starts waiting, so under contention a later transaction could hold a lower id than one
+/// that went before it, and the outbox (which streams in transaction-id order) would publish
+/// one site's changes out of the order they happened in. The advisory lock assigns no id:
+/// each site's writers queue on it and take their ids (at the row lock) in the order they
+/// hold the site.
 pub async fn lock(conn: &mut PgConnection, site_id: Uuid) -> Result<Option<Site>, sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
+        .bind(site_id)
+        .execute(&mut *conn)
+        .await?;
     let row: Option<SiteRow> = sqlx::query_as(concat!(
         "SELECT ",
         site_columns!(),
         site_from!(),
-        "WHERE s.site_id = $1 FOR UPDATE OF s"
+        "WHERE s.site_id = $1 FOR UPDATE OF s, p"
     ))
     .bind(site_id)
     .fetch_optional(conn)

@@ -1,0 +1,409 @@
+//! Harness of the contact registry tests: a real Postgres database, the registry served on
+//! `127.0.0.1:0` with a test token issuer, typed clients and fixtures.
+#![allow(dead_code, missing_docs)]
+
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kc_contacts::config::ContactsArgs;
+use kc_proto::contacts::contact_registry_service_client::ContactRegistryServiceClient;
+use kc_proto::contacts::{self as pb};
+use kc_runtime::Shutdown;
+use kc_runtime::auth::ON_BEHALF_OF_HEADER;
+use kc_runtime::token::CallerKind;
+use kc_testkit::tokens::TestIssuer;
+use kc_testkit::{SpawnedService, TestDatabase, spawn_service, test_database};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use uuid::Uuid;
+
+/// Upper bound for anything that should happen: generous, only reached on failure.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub type Client = ContactRegistryServiceClient<Channel>;
+
+pub struct Harness {
+    pub db: TestDatabase,
+    pub service: SpawnedService,
+    pub channel: Channel,
+    pub shutdown: Shutdown,
+    pub issuer: TestIssuer,
+    /// Client id of the calling service account.
+    pub service_id: Uuid,
+    pub service_token: String,
+    /// User id of the operator.
+    pub operator_id: Uuid,
+    pub operator_token: String,
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(extra: &[&str]) -> Self {
+        let db = test_database().await;
+        let issuer = TestIssuer::new();
+        let mut argv = vec![
+            "kc-contacts",
+            "--database-url",
+            &db.url,
+            "--identity-url",
+            "http://127.0.0.1:1",
+        ];
+        argv.extend(extra);
+        let args = ContactsArgs::parse_from(argv).expect("test arguments parse");
+        let shutdown = Shutdown::new();
+        let service = {
+            let verifier = issuer.verifier();
+            let shutdown = shutdown.clone();
+            spawn_service(move |listener| {
+                kc_contacts::run_with_verifier(args, verifier, listener, shutdown)
+            })
+            .await
+        };
+        let channel = service.channel().await;
+        let service_id = Uuid::new_v4();
+        let service_token = issuer.mint(service_id, CallerKind::Service, "");
+        let operator_id = Uuid::new_v4();
+        let operator_token = issuer.mint(
+            operator_id,
+            CallerKind::Operator,
+            "operator@keycontacts.test",
+        );
+        Self {
+            db,
+            service,
+            channel,
+            shutdown,
+            issuer,
+            service_id,
+            service_token,
+            operator_id,
+            operator_token,
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        ContactRegistryServiceClient::new(self.channel.clone())
+    }
+
+    /// A request from the service account, acting for nobody.
+    pub fn svc<T>(&self, message: T) -> Request<T> {
+        authed(&self.service_token, message)
+    }
+
+    /// A request from the service account acting for `user`.
+    pub fn for_user<T>(&self, user: Uuid, message: T) -> Request<T> {
+        on_behalf_of(authed(&self.service_token, message), user)
+    }
+
+    /// A request from the operator.
+    pub fn op<T>(&self, message: T) -> Request<T> {
+        authed(&self.operator_token, message)
+    }
+
+    /// A customer's token (refused by the registry).
+    pub fn customer_token(&self) -> String {
+        self.issuer
+            .mint(Uuid::new_v4(), CallerKind::Customer, "ada@example.com")
+    }
+
+    /// A pool on the test database bound to the `contacts` schema, for checks and for
+    /// fixtures no RPC can make (imported data).
+    pub async fn pool(&self) -> PgPool {
+        pool_on(&self.db.url, "contacts").await
+    }
+
+    /// Number of events in the outbox (committed or not yet visible to streams).
+    pub async fn outbox_count(&self) -> i64 {
+        let pool = self.pool().await;
+        let count = sqlx::query_scalar("SELECT count(*) FROM outbox_events")
+            .fetch_one(&pool)
+            .await
+            .expect("count outbox events");
+        pool.close().await;
+        count
+    }
+
+    /// Creates a site from `request` as the service.
+    pub async fn create(&self, request: pb::CreateSiteRequest) -> pb::CreateSiteResponse {
+        self.client()
+            .create_site(self.svc(request))
+            .await
+            .expect("create site")
+            .into_inner()
+    }
+
+    /// Creates a valid site numbered `site_number` of customer `customer_number`, without
+    /// S&S, whose primary contact is `primary`.
+    pub async fn site(&self, site_number: &str, customer_number: &str, primary: Uuid) -> pb::Site {
+        self.create(site_request(site_number, customer_number, primary))
+            .await
+            .site
+            .expect("site")
+    }
+
+    /// Creates a site with active S&S, primary `primary` and STC `stc`.
+    pub async fn supported_site(
+        &self,
+        site_number: &str,
+        customer_number: &str,
+        primary: Uuid,
+        stc: Uuid,
+    ) -> pb::CreateSiteResponse {
+        self.create(pb::CreateSiteRequest {
+            support_active: true,
+            support_end_date: "2027-03-31".into(),
+            site_technical_user_id: stc.to_string(),
+            ..site_request(site_number, customer_number, primary)
+        })
+        .await
+    }
+
+    pub async fn get_site(&self, site_id: &str) -> pb::Site {
+        self.client()
+            .get_site(self.svc(pb::GetSiteRequest {
+                site_id: site_id.into(),
+            }))
+            .await
+            .expect("get site")
+            .into_inner()
+            .site
+            .expect("site")
+    }
+
+    pub async fn assign(
+        &self,
+        site_id: &str,
+        user: Uuid,
+        role: pb::ContactRole,
+    ) -> Result<pb::Contact, Status> {
+        self.client()
+            .assign_contact(self.svc(pb::AssignContactRequest {
+                site_id: site_id.into(),
+                user_id: user.to_string(),
+                role: role as i32,
+                details: None,
+            }))
+            .await
+            .map(|r| r.into_inner().contact.expect("contact"))
+    }
+
+    /// Every contact of a site (one page), optionally of some roles only.
+    pub async fn contacts(&self, site_id: &str, roles: &[pb::ContactRole]) -> Vec<pb::Contact> {
+        let response = self
+            .client()
+            .list_site_contacts(self.svc(pb::ListSiteContactsRequest {
+                site_id: site_id.into(),
+                roles: roles.iter().map(|r| *r as i32).collect(),
+                page_size: 0,
+                page_token: String::new(),
+            }))
+            .await
+            .expect("list site contacts")
+            .into_inner();
+        assert!(response.next_page_token.is_empty(), "one page");
+        response.contacts
+    }
+
+    /// Every audit record of a site, newest first.
+    pub async fn audit(&self, site_id: &str) -> Vec<pb::AuditRecord> {
+        let mut records = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .client()
+                .list_audit_records(self.svc(pb::ListAuditRecordsRequest {
+                    site_id: site_id.into(),
+                    page_size: 1000,
+                    page_token: token,
+                }))
+                .await
+                .expect("list audit records")
+                .into_inner();
+            records.extend(page.records);
+            if page.next_page_token.is_empty() {
+                return records;
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// Every site (all pages).
+    pub async fn all_sites(&self) -> Vec<pb::Site> {
+        let mut sites = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .client()
+                .list_sites(self.svc(pb::ListSitesRequest {
+                    customer_number: String::new(),
+                    page_size: 1000,
+                    page_token: token,
+                }))
+                .await
+                .expect("list sites")
+                .into_inner();
+            sites.extend(page.sites);
+            if page.next_page_token.is_empty() {
+                return sites;
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// Reads the event stream from the start until `count` events came (bounded wait).
+    pub async fn events(&self, after: &str, count: usize) -> Vec<pb::Event> {
+        let mut stream = self
+            .client()
+            .watch_events(self.svc(pb::WatchEventsRequest {
+                after_cursor: after.into(),
+            }))
+            .await
+            .expect("watch events")
+            .into_inner();
+        let mut events = Vec::with_capacity(count);
+        tokio::time::timeout(PATIENCE, async {
+            while events.len() < count {
+                let item = stream.next().await.expect("event stream ended");
+                events.push(item.expect("event").event.expect("event body"));
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{count} events within {PATIENCE:?}"));
+        events
+    }
+}
+
+/// A pool on `url` bound to `schema`.
+pub async fn pool_on(url: &str, schema: &str) -> PgPool {
+    let options = PgConnectOptions::from_str(url)
+        .expect("test database url")
+        .options([("search_path", schema)]);
+    PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .expect("connect to the test database")
+}
+
+/// A valid CreateSite request without S&S.
+pub fn site_request(
+    site_number: &str,
+    customer_number: &str,
+    primary: Uuid,
+) -> pb::CreateSiteRequest {
+    pb::CreateSiteRequest {
+        site_number: site_number.into(),
+        customer_number: customer_number.into(),
+        name: "Lyon Part-Dieu".into(),
+        country_code: "FR".into(),
+        language: "fr".into(),
+        program: pb::Program::PassportAdvantage as i32,
+        support_active: false,
+        support_end_date: String::new(),
+        business_partner_email: String::new(),
+        primary_user_id: primary.to_string(),
+        site_technical_user_id: String::new(),
+        primary_details: None,
+    }
+}
+
+/// A fresh user id (users live in identity; the registry only references them).
+pub fn user() -> Uuid {
+    Uuid::new_v4()
+}
+
+/// A request carrying `token` as bearer.
+pub fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// `request` with the on-behalf-of metadata naming `user`.
+pub fn on_behalf_of<T>(mut request: Request<T>, user: Uuid) -> Request<T> {
+    request
+        .metadata_mut()
+        .insert(ON_BEHALF_OF_HEADER, user.to_string().parse().unwrap());
+    request
+}
+
+/// An update mask of these paths.
+pub fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+    })
+}
+
+/// Asserts a status code and returns the status for further checks.
+#[track_caller]
+pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
+    match result {
+        Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "unexpected status: {status:?}");
+            status
+        }
+    }
+}
+
+/// Asserts `code` with a message citing `rule` (e.g. `C6`).
+#[track_caller]
+pub fn expect_rule<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    rule: &str,
+) -> Status {
+    let status = expect_code(result, code);
+    assert!(
+        cites(status.message(), rule),
+        "expected the message to cite rule {rule}: {:?}",
+        status.message()
+    );
+    status
+}
+
+/// Whether `text` cites `rule` as `rule C6` or `C6:`.
+pub fn cites(text: &str, rule: &str) -> bool {
+    text.contains(&format!("rule {rule}")) || text.starts_with(&format!("{rule}:"))
+}
+
+/// Asserts `InvalidArgument` with a field violation on `field`.
+#[track_caller]
+pub fn expect_field<T: std::fmt::Debug>(result: Result<T, Status>, field: &str) -> Status {
+    let status = expect_code(result, Code::InvalidArgument);
+    let violations = kc_runtime::error::field_violations(&status);
+    assert!(
+        violations.iter().any(|v| v.field == field),
+        "expected a violation on {field}, got {violations:?} ({status:?})"
+    );
+    status
+}
+
+/// Polls `condition` until it holds, failing the test after [`PATIENCE`].
+pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let waited = tokio::time::timeout(PATIENCE, async {
+        while !condition().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "timed out waiting until {what}");
+}
+
+/// The role of a contact.
+pub fn role(contact: &pb::Contact) -> pb::ContactRole {
+    pb::ContactRole::try_from(contact.role).expect("known role")
+}
