@@ -3,6 +3,7 @@
 //! `cargo xtask` is an alias (in `.cargo/config.toml`) for `cargo run --package xtask --`.
 
 mod bench;
+mod deploy;
 mod lint;
 mod suite;
 mod test;
@@ -31,6 +32,8 @@ enum Command {
     Up(up::Args),
     /// Benchmarks release builds of the services under load: RPS, latency, errors, peak RSS.
     Bench(bench::Args),
+    /// Render the Kubernetes overlays and check them: schema, binaries' flags, network policies.
+    DeployCheck(deploy::Args),
 }
 
 #[tokio::main]
@@ -41,6 +44,7 @@ async fn main() -> ExitCode {
         Command::Lint => lint::run().await,
         Command::Up(args) => up::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::DeployCheck(args) => deploy::run(args).await,
     };
     match result {
         Ok(code) => code,

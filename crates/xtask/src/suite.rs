@@ -57,6 +57,15 @@ pub const SERVICES: &[Service] = &[
         service_account: false,
         grpc_service: "keycontacts.contacts.v1.ContactRegistryService",
     },
+    Service {
+        name: "access",
+        bin: "kc-access",
+        schema: Some("access"),
+        port: 50053,
+        calls: &["identity", "contacts"],
+        service_account: true,
+        grpc_service: "keycontacts.access.v1.AccessManagementService",
+    },
 ];
 
 /// How long a service may take from spawn to SERVING.

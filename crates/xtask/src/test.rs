@@ -70,7 +70,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let status = status?;
     if status.success() {
-        Ok(ExitCode::SUCCESS)
+        // The binaries were built above: hold the Kubernetes manifests against them.
+        crate::deploy::check().await
     } else {
         eprintln!("xtask: tests failed ({status})");
         Ok(ExitCode::FAILURE)

@@ -54,28 +54,96 @@ pub struct CheckOutcome {
     pub check: String,
     /// The measured value, if there was one.
     pub actual: Option<f64>,
-    /// Whether it held.
-    pub pass: bool,
+    /// Whether it held; `None` when it could not be evaluated in this invocation (see
+    /// `not_evaluated`), which is not a miss.
+    pub pass: Option<bool>,
+    /// Why it was not evaluated, e.g. the scenario it compares with was not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_evaluated: Option<String>,
+    /// The measured value as printed, with its unit (`1523 calls/s`, `4.20 ms`).
+    #[serde(skip)]
+    pub shown: String,
 }
 
-/// Checks `checks` against `run`. A value that could not be measured fails its check.
-pub fn evaluate(checks: &[Check], run: &Run) -> Vec<CheckOutcome> {
+impl CheckOutcome {
+    /// Whether it was evaluated and missed.
+    pub fn missed(&self) -> bool {
+        self.pass == Some(false)
+    }
+
+    /// `p99 <= 15 ms: 4.20 ms ok`, or why it was not evaluated.
+    pub fn phrase(&self) -> String {
+        match (&self.not_evaluated, self.pass) {
+            (Some(why), _) => format!("{}: not evaluated, {why}", self.check),
+            (None, Some(true)) => format!("{}: {} ok", self.check, self.shown),
+            (None, _) => format!("{}: {} MISS", self.check, self.shown),
+        }
+    }
+}
+
+/// Checks `checks` against `run`; `earlier` holds the runs this invocation made before it (for
+/// checks that compare with another scenario). A value that could not be measured fails its
+/// check; a comparison with a scenario that was not run is not evaluated.
+pub fn evaluate(checks: &[Check], run: &Run, earlier: &[Run]) -> Vec<CheckOutcome> {
     checks
         .iter()
         .map(|check| {
-            let actual = match *check {
-                Check::MinRatio(_) => run.ratio(),
-                Check::MaxP99Ms(_) => run.measurement.quantile_ms(0.99),
-                Check::MaxRssMib(name, _) => run.rss_of(name),
+            let p50 = run.measurement.quantile_ms(0.5);
+            let (actual, shown) = match *check {
+                Check::MinRatio(_) => (run.ratio(), fmt_ratio(run.ratio())),
+                Check::MinRps(_) => {
+                    let rps = run.measurement.rps();
+                    (Some(rps), format!("{} calls/s", fmt_rps(rps)))
+                }
+                Check::MaxP99Ms(_) => {
+                    let p99 = run.measurement.quantile_ms(0.99);
+                    (p99, format!("{} ms", fmt_ms(p99)))
+                }
+                Check::MaxRssMib(name, _) => {
+                    let rss = run.rss_of(name);
+                    (rss, format!("{} MiB", fmt_mib(rss)))
+                }
+                Check::MaxP50RatioTo(reference, _) => {
+                    let Some(other) = earlier.iter().rev().find(|other| other.name == reference)
+                    else {
+                        return CheckOutcome {
+                            check: describe(check),
+                            actual: None,
+                            pass: None,
+                            not_evaluated: Some(format!(
+                                "{reference} was not run in this invocation (run both: \
+                                 `cargo xtask bench {reference} {}`)",
+                                run.name
+                            )),
+                            shown: "-".to_owned(),
+                        };
+                    };
+                    let other_p50 = other.measurement.quantile_ms(0.5);
+                    let ratio = p50
+                        .zip(other_p50)
+                        .filter(|(_, other)| *other > 0.0)
+                        .map(|(p50, other)| p50 / other);
+                    let shown = format!(
+                        "{} ({} ms vs {} ms)",
+                        ratio.map_or_else(|| "-".to_owned(), |ratio| format!("{ratio:.2}x")),
+                        fmt_ms(p50),
+                        fmt_ms(other_p50)
+                    );
+                    (ratio, shown)
+                }
             };
             let pass = actual.is_some_and(|actual| match *check {
-                Check::MinRatio(min) => actual >= min,
-                Check::MaxP99Ms(max) | Check::MaxRssMib(_, max) => actual <= max,
+                Check::MinRatio(min) | Check::MinRps(min) => actual >= min,
+                Check::MaxP99Ms(max) | Check::MaxRssMib(_, max) | Check::MaxP50RatioTo(_, max) => {
+                    actual <= max
+                }
             });
             CheckOutcome {
                 check: describe(check),
                 actual,
-                pass,
+                pass: Some(pass),
+                not_evaluated: None,
+                shown,
             }
         })
         .collect()
@@ -85,12 +153,19 @@ pub fn evaluate(checks: &[Check], run: &Run) -> Vec<CheckOutcome> {
 pub fn describe(check: &Check) -> String {
     match *check {
         Check::MinRatio(min) => format!("ratio >= {min}"),
+        Check::MinRps(min) => format!("calls/s >= {min}"),
         Check::MaxP99Ms(max) => format!("p99 <= {max} ms"),
         Check::MaxRssMib(name, max) => {
             let bin = Service::named(name).map_or(name, |service| service.bin);
             format!("{bin} peak rss <= {max} MiB")
         }
+        Check::MaxP50RatioTo(reference, max) => format!("p50 <= {max} x p50 of {reference}"),
     }
+}
+
+/// MiB with one decimal, or `-` when there is none.
+fn fmt_mib(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |value| format!("{value:.1}"))
 }
 
 /// `value` with two decimals, or `-` when there is none.
@@ -281,4 +356,112 @@ pub fn write_record(
     };
     let text = serde_json::to_string_pretty(&record)?;
     std::fs::write(path, text + "\n").with_context(|| format!("could not write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use hdrhistogram::Histogram;
+
+    use super::*;
+    use crate::bench::procfs::CpuUsage;
+
+    /// A run of `name` on contacts: 1,000 calls in 2 s, all at `latency_ms`.
+    fn run(name: &str, latency_ms: u64, rss_mib: Option<f64>) -> Run {
+        let mut latency = Histogram::new_with_bounds(1, 120_000_000, 3).unwrap();
+        latency.record_n(latency_ms * 1000, 1000).unwrap();
+        Run {
+            name: name.to_owned(),
+            service: Service::named("contacts").unwrap(),
+            method: "keycontacts.contacts.v1.ContactRegistryService/ListSiteContacts",
+            measurement: Measurement {
+                window: Duration::from_secs(2),
+                ok: 1000,
+                errors: BTreeMap::new(),
+                latency,
+            },
+            peak_rss_mib: BTreeMap::from([("kc-contacts", rss_mib)]),
+            cpu: CpuUsage::default(),
+            baseline_rps: Some(2000.0),
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn absolute_rates_and_ratios_are_checked() {
+        let outcomes = evaluate(
+            &[
+                Check::MinRps(400.0),
+                Check::MinRps(600.0),
+                Check::MinRatio(0.25),
+                Check::MaxP99Ms(15.0),
+                Check::MaxRssMib("contacts", 64.0),
+            ],
+            &run("contacts.assign_contact", 4, Some(70.0)),
+            &[],
+        );
+        let passes: Vec<Option<bool>> = outcomes.iter().map(|outcome| outcome.pass).collect();
+        assert_eq!(
+            passes,
+            [Some(true), Some(false), Some(true), Some(true), Some(false)]
+        );
+        assert_eq!(outcomes[0].check, "calls/s >= 400");
+        assert_eq!(outcomes[0].phrase(), "calls/s >= 400: 500 calls/s ok");
+        assert_eq!(
+            outcomes[4].phrase(),
+            "kc-contacts peak rss <= 64 MiB: 70.0 MiB MISS"
+        );
+        assert!(outcomes[1].missed());
+    }
+
+    #[test]
+    fn an_unmeasured_value_fails_its_check() {
+        let outcomes = evaluate(
+            &[Check::MaxRssMib("contacts", 64.0)],
+            &run("contacts.list_site_contacts", 2, None),
+            &[],
+        );
+        assert_eq!(outcomes[0].pass, Some(false));
+    }
+
+    #[test]
+    fn p50_is_compared_with_the_earlier_run_of_the_named_scenario() {
+        let check = [Check::MaxP50RatioTo("contacts.list_site_contacts", 1.5)];
+        let earlier = [
+            run("baseline contacts", 1, Some(20.0)),
+            run("contacts.list_site_contacts", 4, Some(20.0)),
+        ];
+        let at_scale = |ms| run("contacts.list_site_contacts_at_scale", ms, Some(20.0));
+        let ok = evaluate(&check, &at_scale(5), &earlier);
+        assert_eq!(ok[0].pass, Some(true));
+        assert!((ok[0].actual.unwrap() - 1.25).abs() < 0.01);
+        assert_eq!(
+            ok[0].check,
+            "p50 <= 1.5 x p50 of contacts.list_site_contacts"
+        );
+        assert!(ok[0].phrase().contains("1.25x (5.00 ms vs 4.00 ms) ok"));
+        let slow = evaluate(&check, &at_scale(7), &earlier);
+        assert_eq!(slow[0].pass, Some(false));
+        assert!(slow[0].missed());
+    }
+
+    #[test]
+    fn a_comparison_with_a_scenario_not_run_is_not_evaluated() {
+        let check = [Check::MaxP50RatioTo("contacts.list_site_contacts", 1.5)];
+        let earlier = [run("baseline contacts", 1, Some(20.0))];
+        let outcome = &evaluate(
+            &check,
+            &run("contacts.list_site_contacts_at_scale", 5, Some(20.0)),
+            &earlier,
+        )[0];
+        assert_eq!(outcome.pass, None);
+        assert!(!outcome.missed());
+        assert!(outcome.phrase().contains("not evaluated"));
+        assert!(
+            outcome
+                .phrase()
+                .contains("contacts.list_site_contacts was not run")
+        );
+    }
 }

@@ -8,14 +8,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, anyhow, bail};
 use futures::future::BoxFuture;
 use kc_proto::identity::identity_service_client::IdentityServiceClient;
-use kc_proto::identity::{AuthenticateRequest, GetUserRequest, RegisterUserRequest};
+use kc_proto::identity::{
+    AuthenticateRequest, GetUserRequest, IssueServiceTokenRequest, RegisterUserRequest,
+};
+use sqlx::{Connection, PgConnection};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
+use super::contacts;
 use super::load::CallFn;
-use crate::suite::{SERVICES, Service};
+use crate::suite::{Account, SERVICES, Service};
 
 /// A benchmark scenario.
 #[derive(Debug)]
@@ -58,10 +62,15 @@ pub enum Target {
 pub enum Check {
     /// Calls per second at least this fraction of the baseline's.
     MinRatio(f64),
+    /// Calls per second at least this many, absolute.
+    MinRps(f64),
     /// p99 latency at most this many milliseconds.
     MaxP99Ms(f64),
     /// Peak RSS of the named service's process (short name) at most this many MiB.
     MaxRssMib(&'static str, f64),
+    /// p50 latency at most this multiple of the p50 of the named scenario, measured earlier in
+    /// the same invocation; not evaluated (not a miss) when that scenario was not run.
+    MaxP50RatioTo(&'static str, f64),
 }
 
 /// Every scenario, in the order they run.
@@ -87,6 +96,43 @@ pub const SCENARIOS: &[Scenario] = &[
         needs: &[],
         seed: seed_authenticate,
         target: Target::None("argon2-bound by design"),
+    },
+    Scenario {
+        name: "contacts.list_site_contacts",
+        about: "a service lists all contacts of a site with 12 contacts (ListSiteContacts), \
+                round-robin over 100 such sites among 1,000 sites loaded",
+        service: "contacts",
+        method: "keycontacts.contacts.v1.ContactRegistryService/ListSiteContacts",
+        needs: &[],
+        seed: contacts::seed_list_site_contacts,
+        target: Target::Checks(&[
+            Check::MinRatio(0.25),
+            Check::MaxP99Ms(15.0),
+            Check::MaxRssMib("contacts", 64.0),
+        ]),
+    },
+    Scenario {
+        name: "contacts.assign_contact",
+        about: "a service makes a fresh user a SITE_USER of a site, with audit record and \
+                outbox event (AssignContact), round-robin over 900 sites",
+        service: "contacts",
+        method: "keycontacts.contacts.v1.ContactRegistryService/AssignContact",
+        needs: &[],
+        seed: contacts::seed_assign_contact,
+        target: Target::Checks(&[Check::MinRps(1500.0), Check::MaxRssMib("contacts", 64.0)]),
+    },
+    Scenario {
+        name: "contacts.list_site_contacts_at_scale",
+        about: "contacts.list_site_contacts (same 100 sites) with 100,000 sites and 1,000,000 \
+                contacts loaded",
+        service: "contacts",
+        method: "keycontacts.contacts.v1.ContactRegistryService/ListSiteContacts",
+        needs: &[],
+        seed: contacts::seed_list_site_contacts_at_scale,
+        target: Target::Checks(&[
+            Check::MaxP50RatioTo("contacts.list_site_contacts", 1.5),
+            Check::MaxRssMib("contacts", 64.0),
+        ]),
     },
 ];
 
@@ -148,11 +194,100 @@ pub fn services(scenarios: &[&Scenario]) -> anyhow::Result<Vec<&'static Service>
 pub struct Env {
     /// `http://` URL of each running service, by short name.
     pub urls: BTreeMap<&'static str, String>,
+    /// Postgres URL of each service's own database role (whose search path is its schema), by
+    /// short name: for fixtures that bulk-load a schema directly.
+    pub database_urls: BTreeMap<&'static str, String>,
     /// How long one measured run lasts, warm-up included: tokens must outlive it.
     pub run_time: Duration,
+    /// The benchmark's own service account, when identity runs.
+    account: Option<Account>,
+    /// The last service access token issued to it, and when it expires (Unix seconds).
+    service_token: tokio::sync::Mutex<Option<(MetadataValue<Ascii>, u64)>>,
 }
 
 impl Env {
+    /// What seed steps reach: the running services at `urls`, their databases at
+    /// `database_urls`, runs of `run_time`, and the benchmark's service `account`.
+    pub fn new(
+        urls: BTreeMap<&'static str, String>,
+        database_urls: BTreeMap<&'static str, String>,
+        run_time: Duration,
+        account: Option<Account>,
+    ) -> Self {
+        Self {
+            urls,
+            database_urls,
+            run_time,
+            account,
+            service_token: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// A connection to the database of service `name`, as its own role.
+    pub async fn database(&self, name: &str) -> anyhow::Result<PgConnection> {
+        let url = self
+            .database_urls
+            .get(name)
+            .ok_or_else(|| anyhow!("service {name} has no database"))?;
+        PgConnection::connect(url)
+            .await
+            .with_context(|| format!("could not connect to the database of {name}"))
+    }
+
+    /// `Bearer <token>` of the benchmark's service account, valid for at least one more run:
+    /// issued by identity's IssueServiceToken on first use, again when it would expire.
+    pub async fn service_bearer(&self) -> anyhow::Result<MetadataValue<Ascii>> {
+        let account = self
+            .account
+            .as_ref()
+            .ok_or_else(|| anyhow!("no service account: identity is not running"))?;
+        let mut cached = self.service_token.lock().await;
+        let now = unix_now()?;
+        if let Some((bearer, expires)) = cached.as_ref()
+            && *expires >= now + self.needed_lifetime()
+        {
+            return Ok(bearer.clone());
+        }
+        let issued = IdentityServiceClient::new(self.channel("identity").await?)
+            .issue_service_token(IssueServiceTokenRequest {
+                client_id: account.client_id.clone(),
+                client_secret: account.client_secret.clone(),
+            })
+            .await
+            .context("could not issue a service token for the benchmark")?
+            .into_inner();
+        let expires = self.check_lifetime(issued.access_token_expire_time)?;
+        let bearer: MetadataValue<Ascii> = format!("Bearer {}", issued.access_token)
+            .parse()
+            .context("the service token is not a valid header value")?;
+        *cached = Some((bearer.clone(), expires));
+        Ok(bearer)
+    }
+
+    /// How long a token must still live when a run is seeded: the run, with a margin for the
+    /// time between seeding and its start.
+    fn needed_lifetime(&self) -> u64 {
+        self.run_time.as_secs() + 30
+    }
+
+    /// Fails unless a token expiring at `expires` outlives the next run; returns its expiry in
+    /// Unix seconds (far away when unknown).
+    fn check_lifetime(&self, expires: Option<prost_types::Timestamp>) -> anyhow::Result<u64> {
+        let Some(expires) = expires else {
+            return Ok(u64::MAX);
+        };
+        let expires = u64::try_from(expires.seconds).unwrap_or(0);
+        let left = expires.saturating_sub(unix_now()?);
+        let needed = self.needed_lifetime();
+        if left < needed {
+            bail!(
+                "access tokens live {left}s, shorter than the run ({needed}s): raise \
+                 KC_ACCESS_TOKEN_TTL or shorten --warmup and --duration"
+            );
+        }
+        Ok(expires)
+    }
+
     /// A channel to the running service `name`.
     pub async fn channel(&self, name: &str) -> anyhow::Result<Channel> {
         let url = self
@@ -166,6 +301,11 @@ impl Env {
             .await
             .with_context(|| format!("could not connect to {name} at {url}"))
     }
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> anyhow::Result<u64> {
+    Ok(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())
 }
 
 /// The method of the baseline call.
@@ -224,20 +364,7 @@ async fn seed_customer(env: &Env) -> anyhow::Result<Customer> {
     let user = signed_in
         .user
         .ok_or_else(|| anyhow!("authenticate returned no user"))?;
-    if let Some(expires) = signed_in.access_token_expire_time {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-        let left = u64::try_from(expires.seconds)
-            .unwrap_or(0)
-            .saturating_sub(now);
-        // With a margin for the time between seeding and the start of the run.
-        let needed = env.run_time.as_secs() + 30;
-        if left < needed {
-            bail!(
-                "access tokens live {left}s, shorter than the run ({needed}s): raise \
-                 KC_ACCESS_TOKEN_TTL or shorten --warmup and --duration"
-            );
-        }
-    }
+    env.check_lifetime(signed_in.access_token_expire_time)?;
     Ok(Customer {
         user_id: user.user_id,
         access_token: signed_in.access_token,
@@ -343,8 +470,34 @@ mod tests {
     #[test]
     fn a_service_name_selects_its_scenarios() {
         let chosen = select(&["identity".to_owned()]).unwrap();
-        assert_eq!(names(&chosen), names(&SCENARIOS.iter().collect::<Vec<_>>()));
+        assert_eq!(
+            names(&chosen),
+            ["identity.get_user", "identity.authenticate"]
+        );
         assert!(select(&["ident".to_owned()]).is_err());
+        let chosen = select(&["contacts".to_owned()]).unwrap();
+        assert_eq!(
+            names(&chosen),
+            [
+                "contacts.list_site_contacts",
+                "contacts.assign_contact",
+                "contacts.list_site_contacts_at_scale"
+            ]
+        );
+        // `contacts.list_site_contacts` does not select `..._at_scale`: names match whole.
+        let chosen = select(&["contacts.list_site_contacts".to_owned()]).unwrap();
+        assert_eq!(names(&chosen), ["contacts.list_site_contacts"]);
+    }
+
+    #[test]
+    fn contacts_scenarios_run_beside_identity() {
+        let chosen = select(&["contacts".to_owned()]).unwrap();
+        let running: Vec<&str> = services(&chosen)
+            .unwrap()
+            .iter()
+            .map(|service| service.name)
+            .collect();
+        assert_eq!(running, ["identity", "contacts"]);
     }
 
     #[test]
@@ -374,8 +527,21 @@ mod tests {
             );
             if let Target::Checks(checks) = scenario.target {
                 for check in checks {
-                    if let Check::MaxRssMib(name, _) = check {
-                        assert!(running.iter().any(|service| service.name == *name));
+                    match *check {
+                        Check::MaxRssMib(name, _) => {
+                            assert!(running.iter().any(|service| service.name == name));
+                        }
+                        // Compared with a scenario that runs before it, when both are chosen.
+                        Check::MaxP50RatioTo(reference, max) => {
+                            assert!(max > 0.0);
+                            assert!(
+                                seen.contains(reference) && reference != scenario.name,
+                                "{} compares with {reference}, which must come before it",
+                                scenario.name
+                            );
+                        }
+                        Check::MinRatio(min) | Check::MinRps(min) => assert!(min > 0.0),
+                        Check::MaxP99Ms(max) => assert!(max > 0.0),
                     }
                 }
             }
