@@ -8,6 +8,13 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 /// Packages under `keycontacts.*`.
 pub mod keycontacts {
+    /// `keycontacts.access.*`
+    pub mod access {
+        /// `keycontacts.access.v1`: tool rights, support levels, access requests and checks.
+        pub mod v1 {
+            tonic::include_proto!("keycontacts.access.v1");
+        }
+    }
     /// `keycontacts.contacts.*`
     pub mod contacts {
         /// `keycontacts.contacts.v1`: customers, sites and their key contacts.
@@ -24,5 +31,6 @@ pub mod keycontacts {
     }
 }
 
+pub use keycontacts::access::v1 as access;
 pub use keycontacts::contacts::v1 as contacts;
 pub use keycontacts::identity::v1 as identity;

@@ -1,0 +1,1234 @@
+//! The operations of access management: each change is one transaction that locks the
+//! site's projection row, checks the rules of [`rights`](super::rights) against what the
+//! database holds under that lock, writes, and records the change in the audit trail (L1, T5)
+//! and the outbox, and tells every replica's rights cache what became stale (see
+//! [`crate::cache`]).
+//!
+//! Decisions taken here:
+//! - **Callers.** Services and operators only; customer tokens are refused. The person who
+//!   acts (grantor, requester, approver) is the `x-kc-on-behalf-of` user of a service, else
+//!   the operator itself. A service without `x-kc-on-behalf-of` may read (checks, profiles,
+//!   lists, approvers) but changes nothing: a change needs a person to hold responsible.
+//! - **Operators** act with the top level of every tool and support ADMINISTRATOR: they pass
+//!   the grantor-authority checks of T4, U4 and A3 (who may grant what, who may decide),
+//!   but not the protections of the target that DOMAIN.md gives to everyone ("nobody edits
+//!   the primary contact's implied rights", T4; nobody changes the STC's level, U6). An
+//!   approval by an operator still grants at most what was asked (A4).
+//! - **Unknown sites.** The projection learns sites from the registry's stream, so a site
+//!   created a moment ago may not be known yet: calls about it answer `NotFound` until the
+//!   projection catches up (within the stream latency), and `Check` denies with that reason.
+//! - **No-op changes** (setting the levels a user already has) pass the rules and the etag
+//!   check, then change and record nothing.
+//! - **A5.** A request must ask for more than the requester holds (effective rights):
+//!   asking for nothing new is refused, citing A5.
+//! - **A6.** Decisions update the request `WHERE state = PENDING` under the site lock: of two
+//!   approvers deciding at once, the second sees a decided request (`FailedPrecondition`,
+//!   A6) or, when it sent the etag it read, a moved version (`Aborted`). Only the requester
+//!   may cancel (`PermissionDenied` for anyone else).
+//! - **A7.** A policy matches when the requester's login e-mail, as identity's stream last
+//!   reported it, is verified and its domain equals the policy's (no subdomains). An
+//!   AUTO_APPROVE match grants the baseline, never more than was asked (A4), at once; when
+//!   that would raise nothing, the request stays PENDING for an approver (as AUTO_PENDING).
+//! - **Expiry** keeps the expiry time computed at submission (`--request-max-age` later);
+//!   the sweeper skips rows another transaction holds, so replicas share the work.
+//! - **Etags** are versions: a profile's is the version of its explicit grants (0 before any
+//!   grant; a revocation keeps the row, so versions never repeat), a request's and a
+//!   policy's their own. Empty means no check; anything else that is not the current
+//!   version, including a text this service never issued, is `Aborted`.
+//! - **Audit** (L1, T5): every change appends who (the person and the service it came
+//!   through; nobody for the service's own expiry and domain-policy approvals), what
+//!   (before and after as JSON), when, and why (the reason given, the approval note, the
+//!   justification of a submission).
+
+use std::time::Duration;
+
+use chrono::Utc;
+use kc_runtime::Caller;
+use kc_runtime::db::{DbErrorKind, classify, constraint};
+use kc_runtime::paging::split_page;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use super::values::{CustomerNumber, EmailDomain, Etag, SiteNumber};
+use super::{
+    AccessError, AccessRequest, AccessRequestKind, Approver, AuditRecord, Decision, DomainPolicy,
+    Effective, Grants, Permission, PolicyMode, Profile, RequestState, Result, RoleSet, Site,
+    Subject, SupportLevel, ToolAccess, ToolLevel, approvers, baseline_grant, check_approval,
+    check_decider, check_domain_baseline, check_revoke, check_support_change, check_tool_change,
+};
+use crate::cache::{Invalidation, Rights, RightsCache};
+use crate::events::{self, PendingEvent};
+use crate::storage::{self, audit::NewRecord, requests::NewRequest};
+
+/// How many expired requests the sweeper handles per transaction.
+pub const EXPIRY_BATCH: usize = 100;
+
+/// Settings of the operations.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessSettings {
+    /// How long a request may stay PENDING before it expires (A6).
+    pub request_max_age: Duration,
+}
+
+/// Access management over its Postgres schema and rights cache.
+#[derive(Clone, Debug)]
+pub struct Access {
+    pool: PgPool,
+    cache: RightsCache,
+    settings: AccessSettings,
+}
+
+/// One page of a list and whether more follow.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Whether another page follows.
+    pub more: bool,
+}
+
+/// What kind of caller acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActorKind {
+    /// An operator, acting as itself.
+    Operator,
+    /// A person a service acts for (`x-kc-on-behalf-of`).
+    Person,
+    /// A service acting for nobody: it may read, not change.
+    Service,
+}
+
+/// The caller responsible for a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor {
+    /// The person responsible: the on-behalf-of user, else the caller itself.
+    pub actor_id: Uuid,
+    /// The service account the call came through, if any.
+    pub via_service: Option<Uuid>,
+    /// What kind of caller it is.
+    pub kind: ActorKind,
+}
+
+impl Actor {
+    /// The caller of a request: services and operators only (customers are refused).
+    pub fn of(caller: &Caller) -> Result<Self> {
+        if !caller.is_privileged() {
+            return Err(AccessError::Forbidden(
+                "customer tokens are refused by access management: call the gateway".into(),
+            ));
+        }
+        let kind = match (caller.is_operator(), caller.on_behalf_of) {
+            (true, _) => ActorKind::Operator,
+            (false, Some(_)) => ActorKind::Person,
+            (false, None) => ActorKind::Service,
+        };
+        Ok(Self {
+            actor_id: caller.actor(),
+            via_service: caller.is_service().then_some(caller.subject),
+            kind,
+        })
+    }
+
+    /// The actor of a change: a person or an operator, never a service acting for nobody.
+    pub fn person(self) -> Result<Self> {
+        if self.kind == ActorKind::Service {
+            return Err(AccessError::Forbidden(
+                "a change needs a person to hold responsible: name the user in x-kc-on-behalf-of"
+                    .into(),
+            ));
+        }
+        Ok(self)
+    }
+
+    /// Whether the actor is an operator.
+    pub fn is_operator(self) -> bool {
+        self.kind == ActorKind::Operator
+    }
+}
+
+/// What an approval grants: per kind, the levels chosen, each defaulting to what was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GrantChoice {
+    /// SITE_ACCESS: per tool, the level to grant (`None`: the requested one). `None` as a
+    /// whole: exactly what was asked.
+    pub tools: Option<[Option<ToolLevel>; 7]>,
+    /// SUPPORT_ACCESS: the level to grant (`None`: the requested one).
+    pub support: Option<SupportLevel>,
+}
+
+/// The sort key of an approver in ListApprovers: the number of the role that makes it an
+/// approver (255 for none), then its user id.
+pub type ApproverKey = (u8, Uuid);
+
+/// The subject a profile describes.
+fn subject_of(effective: &Effective) -> Subject {
+    Subject {
+        roles: effective.roles(),
+        explicit: effective.explicit(),
+        disabled: effective.is_disabled(),
+    }
+}
+
+/// Explicit tools with some levels set.
+fn with_levels(tools: ToolAccess, levels: &[Option<ToolLevel>; 7]) -> ToolAccess {
+    levels
+        .iter()
+        .flatten()
+        .fold(tools, |tools, level| tools.with(*level))
+}
+
+/// The rights an operator acts with: every top level, on the real site (so the target
+/// protections that depend on the site still hold).
+fn operator_authority(site: &Site) -> Effective {
+    let subject = Subject {
+        roles: RoleSet::EMPTY,
+        explicit: Grants {
+            tools: ToolAccess::TOP,
+            support: SupportLevel::Administrator,
+        },
+        disabled: false,
+    };
+    Effective::of(&subject, site.facts)
+}
+
+/// Refuses a change when the caller's etag is not the current version.
+fn check_etag(etag: Etag, actual: i64, what: &'static str) -> Result<()> {
+    if etag.matches(actual) {
+        Ok(())
+    } else {
+        Err(AccessError::EtagMismatch(what))
+    }
+}
+
+/// A6: a decided request never changes again.
+fn check_pending(request: &AccessRequest) -> Result<()> {
+    if request.state == RequestState::Pending {
+        return Ok(());
+    }
+    Err(AccessError::rule(
+        "A6",
+        format!(
+            "the access request is already {}; a decided request never changes again",
+            request.state
+        ),
+    ))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Option<serde_json::Value> {
+    serde_json::to_value(value).ok()
+}
+
+/// Maps a refused request insert: the unique index of A6.
+fn insert_error(error: sqlx::Error, kind: AccessRequestKind) -> AccessError {
+    if classify(&error) == DbErrorKind::UniqueViolation
+        && constraint(&error) == Some("access_requests_one_pending")
+    {
+        return AccessError::PendingRequestExists(kind);
+    }
+    error.into()
+}
+
+/// The part of `grants` that a request of `kind` is about; the rest NONE.
+fn part_of(kind: AccessRequestKind, grants: &Grants) -> Grants {
+    match kind {
+        AccessRequestKind::SiteAccess => Grants {
+            tools: grants.tools,
+            support: SupportLevel::NoAccess,
+        },
+        AccessRequestKind::SupportAccess => Grants {
+            tools: ToolAccess::NONE,
+            support: grants.support,
+        },
+    }
+}
+
+/// An audit record to append with a change.
+struct Entry {
+    /// Who is responsible; `None` for what the service does itself.
+    actor: Option<Actor>,
+    action: &'static str,
+    resource_id: String,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+    reason: String,
+}
+
+/// A change being made: its audit records, events and cache invalidations, written and
+/// applied together.
+struct Change {
+    site_id: Uuid,
+    entries: Vec<Entry>,
+    events: Vec<PendingEvent>,
+    invalidations: Vec<Invalidation>,
+}
+
+impl Change {
+    fn new(site_id: Uuid) -> Self {
+        Self {
+            site_id,
+            entries: Vec::new(),
+            events: Vec::new(),
+            invalidations: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, entry: Entry) {
+        self.entries.push(entry);
+    }
+
+    fn event(&mut self, event: PendingEvent) {
+        self.events.push(event);
+    }
+
+    /// Appends the records and events, notifies the replicas, commits, then drops the
+    /// stale entries of this replica's cache before the caller answers.
+    async fn commit(self, mut tx: Transaction<'_, Postgres>, cache: &RightsCache) -> Result<()> {
+        for entry in &self.entries {
+            storage::audit::append(
+                &mut tx,
+                &NewRecord {
+                    site_id: self.site_id,
+                    actor_id: entry.actor.map(|actor| actor.actor_id),
+                    via_service: entry.actor.and_then(|actor| actor.via_service),
+                    action: entry.action,
+                    resource_id: entry.resource_id.clone(),
+                    before: entry.before.clone(),
+                    after: entry.after.clone(),
+                    reason: &entry.reason,
+                },
+            )
+            .await?;
+        }
+        for event in &self.events {
+            events::append(&mut tx, event).await?;
+        }
+        for what in &self.invalidations {
+            storage::notify_invalidation(&mut tx, *what).await?;
+        }
+        tx.commit().await?;
+        for what in self.invalidations {
+            cache.invalidate(what);
+        }
+        for entry in &self.entries {
+            tracing::info!(
+                site_id = %self.site_id,
+                resource_id = %entry.resource_id,
+                action = entry.action,
+                "access changed"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A site's lock, or `SiteNotFound`.
+async fn lock_site(conn: &mut PgConnection, site_id: Uuid) -> Result<Site> {
+    storage::sites::lock(conn, site_id)
+        .await?
+        .ok_or(AccessError::SiteNotFound)
+}
+
+/// The profile of a user on a site already known to exist.
+async fn profile_on(conn: &mut PgConnection, site_id: Uuid, user_id: Uuid) -> Result<Profile> {
+    storage::sites::profile(conn, site_id, user_id)
+        .await?
+        .ok_or(AccessError::SiteNotFound)
+}
+
+/// A request and its site's lock: the request is read again under the lock, so a
+/// concurrent decision is seen.
+async fn lock_request(conn: &mut PgConnection, request_id: Uuid) -> Result<(Site, AccessRequest)> {
+    let request = storage::requests::get(conn, request_id)
+        .await?
+        .ok_or(AccessError::RequestNotFound)?;
+    let site = lock_site(conn, request.site_id).await?;
+    let request = storage::requests::lock(conn, request_id)
+        .await?
+        .ok_or(AccessError::RequestNotFound)?;
+    Ok((site, request))
+}
+
+impl Access {
+    /// Access management over `pool` (bound to the access schema) and `cache`.
+    pub fn new(pool: PgPool, cache: RightsCache, settings: AccessSettings) -> Self {
+        Self {
+            pool,
+            cache,
+            settings,
+        }
+    }
+
+    /// The rights the actor grants or decides with on a site: its own effective rights, or
+    /// an operator's (see the module documentation).
+    async fn authority(
+        &self,
+        conn: &mut PgConnection,
+        actor: Actor,
+        site: &Site,
+    ) -> Result<Effective> {
+        if actor.is_operator() {
+            return Ok(operator_authority(site));
+        }
+        Ok(profile_on(conn, site.site_id, actor.actor_id)
+            .await?
+            .effective)
+    }
+
+    /// Writes a user's new explicit grants as part of `change`: the grants row, the audit
+    /// record (who, what, when, why: T5), the RightsChanged event and the invalidation.
+    /// Returns the profile after the change.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_rights(
+        &self,
+        conn: &mut PgConnection,
+        change: &mut Change,
+        actor: Option<Actor>,
+        action: &'static str,
+        before: &Profile,
+        grants: &Grants,
+        reason: &str,
+        request_id: Option<Uuid>,
+    ) -> Result<Profile> {
+        let updated_by = actor.map(|actor| actor.actor_id);
+        storage::grants::write(conn, before.site_id, before.user_id, grants, updated_by).await?;
+        let after = profile_on(conn, before.site_id, before.user_id).await?;
+        change.record(Entry {
+            actor,
+            action,
+            resource_id: before.user_id.to_string(),
+            before: to_json(&before.effective.explicit()),
+            after: to_json(grants),
+            reason: reason.to_owned(),
+        });
+        change.event(events::rights_changed(
+            actor, before, &after, reason, request_id,
+        ));
+        change.invalidations.push(Invalidation::Pair {
+            site_id: before.site_id,
+            user_id: before.user_id,
+        });
+        Ok(after)
+    }
+
+    /// The profile of a user on a site.
+    pub async fn profile(&self, site_id: Uuid, user_id: Uuid) -> Result<Profile> {
+        let mut conn = self.pool.acquire().await?;
+        profile_on(&mut conn, site_id, user_id).await
+    }
+
+    /// Sets some of a user's explicit tool levels (T4).
+    pub async fn set_tools(
+        &self,
+        actor: Actor,
+        site_id: Uuid,
+        user_id: Uuid,
+        levels: [Option<ToolLevel>; 7],
+        reason: String,
+        etag: Etag,
+    ) -> Result<Profile> {
+        let actor = actor.person()?;
+        let mut tx = self.pool.begin().await?;
+        let site = lock_site(&mut tx, site_id).await?;
+        let before = profile_on(&mut tx, site_id, user_id).await?;
+        check_etag(etag, before.version, "the access profile")?;
+        let current = before.effective.explicit();
+        let tools = with_levels(current.tools, &levels);
+        let authority = self.authority(&mut tx, actor, &site).await?;
+        check_tool_change(&authority, &subject_of(&before.effective), &tools)?;
+        if tools == current.tools {
+            return Ok(before);
+        }
+        let mut change = Change::new(site_id);
+        let grants = Grants { tools, ..current };
+        let after = self
+            .write_rights(
+                &mut tx,
+                &mut change,
+                Some(actor),
+                "access.tools_set",
+                &before,
+                &grants,
+                &reason,
+                None,
+            )
+            .await?;
+        change.commit(tx, &self.cache).await?;
+        Ok(after)
+    }
+
+    /// Sets a user's explicit support level (U4–U6).
+    pub async fn set_support(
+        &self,
+        actor: Actor,
+        site_id: Uuid,
+        user_id: Uuid,
+        level: SupportLevel,
+        reason: String,
+        etag: Etag,
+    ) -> Result<Profile> {
+        let actor = actor.person()?;
+        let mut tx = self.pool.begin().await?;
+        let site = lock_site(&mut tx, site_id).await?;
+        let before = profile_on(&mut tx, site_id, user_id).await?;
+        check_etag(etag, before.version, "the access profile")?;
+        let current = before.effective.explicit();
+        let authority = self.authority(&mut tx, actor, &site).await?;
+        check_support_change(&authority, &subject_of(&before.effective))?;
+        if level == current.support {
+            return Ok(before);
+        }
+        let mut change = Change::new(site_id);
+        let grants = Grants {
+            support: level,
+            ..current
+        };
+        let after = self
+            .write_rights(
+                &mut tx,
+                &mut change,
+                Some(actor),
+                "access.support_set",
+                &before,
+                &grants,
+                &reason,
+                None,
+            )
+            .await?;
+        change.commit(tx, &self.cache).await?;
+        Ok(after)
+    }
+
+    /// Removes every explicit grant of a user on a site (T4, U4–U6); implied rights remain.
+    pub async fn revoke(
+        &self,
+        actor: Actor,
+        site_id: Uuid,
+        user_id: Uuid,
+        reason: String,
+        etag: Etag,
+    ) -> Result<Profile> {
+        let actor = actor.person()?;
+        let mut tx = self.pool.begin().await?;
+        let site = lock_site(&mut tx, site_id).await?;
+        let before = profile_on(&mut tx, site_id, user_id).await?;
+        check_etag(etag, before.version, "the access profile")?;
+        let authority = self.authority(&mut tx, actor, &site).await?;
+        check_revoke(&authority, &subject_of(&before.effective))?;
+        if before.effective.explicit().is_none() {
+            return Ok(before);
+        }
+        let mut change = Change::new(site_id);
+        let after = self
+            .write_rights(
+                &mut tx,
+                &mut change,
+                Some(actor),
+                "access.revoked",
+                &before,
+                &Grants::NONE,
+                &reason,
+                None,
+            )
+            .await?;
+        change.commit(tx, &self.cache).await?;
+        Ok(after)
+    }
+
+    /// A page of a site's profiles (users with a grant or a role implying rights).
+    pub async fn list_site_access(
+        &self,
+        site_id: Uuid,
+        after: Option<Uuid>,
+        size: u32,
+    ) -> Result<Page<Profile>> {
+        let mut conn = self.pool.acquire().await?;
+        if storage::sites::get(&mut conn, site_id).await?.is_none() {
+            return Err(AccessError::SiteNotFound);
+        }
+        let rows =
+            storage::sites::site_profiles(&mut conn, site_id, after, i64::from(size) + 1).await?;
+        let (items, more) = split_page(rows, size);
+        Ok(Page { items, more })
+    }
+
+    /// A page of one user's profiles on the sites where it has rights.
+    pub async fn list_user_access(
+        &self,
+        user_id: Uuid,
+        after: Option<Uuid>,
+        size: u32,
+    ) -> Result<Page<Profile>> {
+        let mut conn = self.pool.acquire().await?;
+        let rows =
+            storage::sites::user_profiles(&mut conn, user_id, after, i64::from(size) + 1).await?;
+        let (items, more) = split_page(rows, size);
+        Ok(Page { items, more })
+    }
+
+    /// Whether a user holds a permission on a site, from the rights cache. An unknown site
+    /// is a denial with its reason.
+    pub async fn check(
+        &self,
+        site_id: Uuid,
+        user_id: Uuid,
+        permission: Permission,
+    ) -> Result<Decision> {
+        match self.cache.rights(&self.pool, site_id, user_id).await? {
+            Rights::Known(effective) => Ok(effective.check(permission)),
+            Rights::UnknownSite => Ok(Decision {
+                allowed: false,
+                reason: "unknown site: access management knows no site with this id".into(),
+            }),
+        }
+    }
+
+    /// A page of the users who may decide requests of `kind` on a site (A3), role holders
+    /// first, after the key `after`.
+    pub async fn list_approvers(
+        &self,
+        site_id: Uuid,
+        kind: AccessRequestKind,
+        after: Option<ApproverKey>,
+        size: u32,
+    ) -> Result<Page<(ApproverKey, Approver)>> {
+        let mut conn = self.pool.acquire().await?;
+        let site = storage::sites::get(&mut conn, site_id)
+            .await?
+            .ok_or(AccessError::SiteNotFound)?;
+        let members = storage::sites::members(&mut conn, site_id).await?;
+        let requirement = kind.approve_permission().requirement();
+        let keyed: Vec<(ApproverKey, Approver)> = approvers(kind, site.facts, &members)
+            .into_iter()
+            .map(|approver| {
+                let rank = members
+                    .iter()
+                    .find(|member| member.user_id == approver.user_id)
+                    .and_then(|member| {
+                        Effective::of(&member.subject, site.facts).implying_role(requirement)
+                    })
+                    .map_or(u8::MAX, |role| role.number() as u8);
+                ((rank, approver.user_id), approver)
+            })
+            .filter(|(key, _)| after.is_none_or(|after| *key > after))
+            .collect();
+        let (items, more) = split_page(keyed, size);
+        Ok(Page { items, more })
+    }
+
+    /// The user ids of the approvers of `kinds` on a site, sorted, without duplicates.
+    async fn approver_ids(
+        &self,
+        conn: &mut PgConnection,
+        site: &Site,
+        kinds: &[AccessRequestKind],
+    ) -> Result<Vec<Uuid>> {
+        let members = storage::sites::members(conn, site.site_id).await?;
+        let mut ids: Vec<Uuid> = Vec::new();
+        for kind in kinds {
+            for approver in approvers(*kind, site.facts, &members) {
+                if !ids.contains(&approver.user_id) {
+                    ids.push(approver.user_id);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Submits the actor's request for access to the site named by site number and customer
+    /// number (A1, S3, A5, A6), applying the site's domain policy (A7).
+    pub async fn submit(
+        &self,
+        actor: Actor,
+        site_number: &SiteNumber,
+        customer_number: &CustomerNumber,
+        kind: AccessRequestKind,
+        asked: Grants,
+        justification: String,
+    ) -> Result<AccessRequest> {
+        let actor = actor.person()?;
+        let mut tx = self.pool.begin().await?;
+        let found = storage::sites::find(&mut tx, site_number.as_str(), customer_number.as_str())
+            .await?
+            .ok_or(AccessError::NoMatchingSite)?;
+        let site = lock_site(&mut tx, found.site_id).await?;
+        let requester = profile_on(&mut tx, site.site_id, actor.actor_id).await?;
+        let held = requester.effective.rights();
+        let raises = match kind {
+            AccessRequestKind::SiteAccess => !asked.tools.is_within(&held.tools),
+            AccessRequestKind::SupportAccess => asked.support > held.support,
+        };
+        if !raises {
+            return Err(AccessError::rule(
+                "A5",
+                "the request asks for nothing above what the requester already holds on the site",
+            ));
+        }
+        let approver_ids = self.approver_ids(&mut tx, &site, &[kind]).await?;
+        let policy = self
+            .matching_policy(&mut tx, site.site_id, actor.actor_id)
+            .await?;
+        let request_id = Uuid::now_v7();
+        let expire_time = Utc::now()
+            + chrono::Duration::from_std(self.settings.request_max_age)
+                .map_err(|error| AccessError::Internal(error.into()))?;
+        let request = storage::requests::insert(
+            &mut tx,
+            &NewRequest {
+                request_id,
+                site_id: site.site_id,
+                requester_id: actor.actor_id,
+                kind,
+                requested: &asked,
+                justification: &justification,
+                matched_domain: policy.as_ref().map(|policy| policy.domain.as_str()),
+                expire_time,
+            },
+        )
+        .await
+        .map_err(|error| insert_error(error, kind))?;
+        let mut change = Change::new(site.site_id);
+        change.record(Entry {
+            actor: Some(actor),
+            action: "request.submitted",
+            resource_id: request_id.to_string(),
+            before: None,
+            after: to_json(&request),
+            reason: request.justification.clone(),
+        });
+        change.event(events::access_request_submitted(
+            Some(actor),
+            &request,
+            &approver_ids,
+        ));
+        match policy {
+            Some(policy) if policy.mode == PolicyMode::AutoApprove => {
+                self.auto_approve(tx, change, request, &requester, &policy)
+                    .await
+            }
+            _ => {
+                change.commit(tx, &self.cache).await?;
+                Ok(request)
+            }
+        }
+    }
+
+    /// The policy of a site matching the user's verified login e-mail, if any (A7).
+    async fn matching_policy(
+        &self,
+        conn: &mut PgConnection,
+        site_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<DomainPolicy>> {
+        let Some(user) = storage::users::get(conn, user_id).await? else {
+            return Ok(None);
+        };
+        if !user.email_verified {
+            return Ok(None);
+        }
+        let Some(domain) = EmailDomain::of_email(&user.email) else {
+            return Ok(None);
+        };
+        Ok(storage::policies::get(conn, site_id, domain.as_str()).await?)
+    }
+
+    /// A7: approves a just-submitted request with the policy's baseline (never more than
+    /// asked, A4) and commits; leaves it PENDING when that would raise nothing. The approval
+    /// and the grant are the service's own doing: they name no actor.
+    async fn auto_approve(
+        &self,
+        mut tx: Transaction<'_, Postgres>,
+        mut change: Change,
+        request: AccessRequest,
+        requester: &Profile,
+        policy: &DomainPolicy,
+    ) -> Result<AccessRequest> {
+        let grant = baseline_grant(request.kind, &request.requested, &policy.baseline);
+        let current = requester.effective.explicit();
+        let grants = Grants {
+            tools: current.tools.join(grant.tools),
+            support: current.support.max(grant.support),
+        };
+        if grants == current {
+            change.commit(tx, &self.cache).await?;
+            return Ok(request);
+        }
+        let reason = format!(
+            "approved at once by the domain policy of {} (A7)",
+            policy.domain
+        );
+        let decided = storage::requests::decide(
+            &mut tx,
+            request.request_id,
+            &storage::requests::Decision {
+                state: RequestState::Approved,
+                decided_by: None,
+                granted: Some(&grant),
+                reason: Some(&reason),
+                auto_approved: true,
+                expected_version: Some(request.version),
+            },
+        )
+        .await?
+        .ok_or(AccessError::LostRace)?;
+        change.record(Entry {
+            actor: None,
+            action: "request.auto_approved",
+            resource_id: request.request_id.to_string(),
+            before: to_json(&request),
+            after: to_json(&decided),
+            reason: reason.clone(),
+        });
+        change.event(events::access_request_decided(None, &decided));
+        self.write_rights(
+            &mut tx,
+            &mut change,
+            None,
+            "access.request_granted",
+            requester,
+            &grants,
+            &reason,
+            Some(request.request_id),
+        )
+        .await?;
+        change.commit(tx, &self.cache).await?;
+        Ok(decided)
+    }
+
+    /// A request.
+    pub async fn get_request(&self, request_id: Uuid) -> Result<AccessRequest> {
+        let mut conn = self.pool.acquire().await?;
+        storage::requests::get(&mut conn, request_id)
+            .await?
+            .ok_or(AccessError::RequestNotFound)
+    }
+
+    /// A page of a site's requests, optionally of one state, newest first.
+    pub async fn list_requests(
+        &self,
+        site_id: Uuid,
+        state: Option<RequestState>,
+        before: Option<Uuid>,
+        size: u32,
+    ) -> Result<Page<AccessRequest>> {
+        let mut conn = self.pool.acquire().await?;
+        if storage::sites::get(&mut conn, site_id).await?.is_none() {
+            return Err(AccessError::SiteNotFound);
+        }
+        let rows =
+            storage::requests::page_of_site(&mut conn, site_id, state, before, i64::from(size) + 1)
+                .await?;
+        let (items, more) = split_page(rows, size);
+        Ok(Page { items, more })
+    }
+
+    /// A page of the actor's own requests, newest first.
+    pub async fn list_my_requests(
+        &self,
+        actor: Actor,
+        before: Option<Uuid>,
+        size: u32,
+    ) -> Result<Page<AccessRequest>> {
+        let actor = actor.person()?;
+        let mut conn = self.pool.acquire().await?;
+        let rows = storage::requests::page_of_requester(
+            &mut conn,
+            actor.actor_id,
+            before,
+            i64::from(size) + 1,
+        )
+        .await?;
+        let (items, more) = split_page(rows, size);
+        Ok(Page { items, more })
+    }
+
+    /// Approves a PENDING request, granting `choice` (A3, A4, A5, A6, T4, U4–U6). Returns the
+    /// request and the requester's profile after.
+    pub async fn approve(
+        &self,
+        actor: Actor,
+        request_id: Uuid,
+        choice: GrantChoice,
+        note: Option<String>,
+        etag: Etag,
+    ) -> Result<(AccessRequest, Profile)> {
+        let actor = actor.person()?;
+        let mut tx = self.pool.begin().await?;
+        let (site, request) = lock_request(&mut tx, request_id).await?;
+        check_pending(&request)?;
+        check_etag(etag, request.version, "the access request")?;
+        let asked = request.requested;
+        let granted = part_of(
+            request.kind,
+            &Grants {
+                tools: match choice.tools {
+                    None => asked.tools,
+                    Some(levels) => with_levels(asked.tools, &levels),
+                },
+                support: choice.support.unwrap_or(asked.support),
+            },
+        );
+        let authority = self.authority(&mut tx, actor, &site).await?;
+        let before = profile_on(&mut tx, site.site_id, request.requester_id).await?;
+        let grants = check_approval(
+            &authority,
+            &subject_of(&before.effective),
+            request.kind,
+            &asked,
+            &granted,
+        )?;
+        let decided = storage::requests::decide(
+            &mut tx,
+            request_id,
+            &storage::requests::Decision {
+                state: RequestState::Approved,
+                decided_by: Some(actor.actor_id),
+                granted: Some(&granted),
+                reason: note.as_deref(),
+                auto_approved: false,
+                expected_version: Some(request.version),
+            },
+        )
+        .await?
+        .ok_or(AccessError::LostRace)?;
+        let mut change = Change::new(site.site_id);
+        change.record(Entry {
+            actor: Some(actor),
+            action: "request.approved",
+            resource_id: request_id.to_string(),
+            before: to_json(&request),
+            after: to_json(&decided),
+            reason: note.clone().unwrap_or_default(),
+        });
+        change.event(events::access_request_decided(Some(actor), &decided));
+        let after = if grants == before.effective.explicit() {
+            before
+        } else {
+            let reason = note.unwrap_or_else(|| format!("access request {request_id} approved"));
+            self.write_rights(
+                &mut tx,
+                &mut change,
+                Some(actor),
+                "access.request_granted",
+                &before,
+                &grants,
+                &reason,
+                Some(request_id),
+            )
+            .await?
+        };
+        change.commit(tx, &self.cache).await?;
+        Ok((decided, after))
+    }
+
+    /// Rejects a PENDING request with a reason (A3, A4, A6).
+    pub async fn reject(
+        &self,
+        actor: Actor,
+        request_id: Uuid,
+        reason: String,
+        etag: Etag,
+    ) -> Result<AccessRequest> {
+        let actor = actor.person()?;
+        let mut tx = self.pool.begin().await?;
+        let (site, request) = lock_request(&mut tx, request_id).await?;
+        check_pending(&request)?;
+        check_etag(etag, request.version, "the access request")?;
+        let authority = self.authority(&mut tx, actor, &site).await?;
+        check_decider(&authority, request.kind)?;
+        let decided = storage::requests::decide(
+            &mut tx,
+            request_id,
+            &storage::requests::Decision {
+                state: RequestState::Rejected,
+                decided_by: Some(actor.actor_id),
+                granted: None,
+                reason: Some(&reason),
+                auto_approved: false,
+                expected_version: Some(request.version),
+            },
+        )
+        .await?
+        .ok_or(AccessError::LostRace)?;
+        let mut change = Change::new(site.site_id);
+        change.record(Entry {
+            actor: Some(actor),
+            action: "request.rejected",
+            resource_id: request_id.to_string(),
+            before: to_json(&request),
+            after: to_json(&decided),
+            reason,
+        });
+        change.event(events::access_request_decided(Some(actor), &decided));
+        change.commit(tx, &self.cache).await?;
+        Ok(decided)
+    }
+
+    /// Cancels a PENDING request; only its requester may (A6).
+    pub async fn cancel(
+        &self,
+        actor: Actor,
+        request_id: Uuid,
+        etag: Etag,
+    ) -> Result<AccessRequest> {
+        let actor = actor.person()?;
+        let mut tx = self.pool.begin().await?;
+        let (site, request) = lock_request(&mut tx, request_id).await?;
+        if request.requester_id != actor.actor_id {
+            return Err(AccessError::Forbidden(
+                "only the requester may cancel its access request".into(),
+            ));
+        }
+        check_pending(&request)?;
+        check_etag(etag, request.version, "the access request")?;
+        let decided = storage::requests::decide(
+            &mut tx,
+            request_id,
+            &storage::requests::Decision {
+                state: RequestState::Cancelled,
+                decided_by: None,
+                granted: None,
+                reason: None,
+                auto_approved: false,
+                expected_version: Some(request.version),
+            },
+        )
+        .await?
+        .ok_or(AccessError::LostRace)?;
+        let mut change = Change::new(site.site_id);
+        change.record(Entry {
+            actor: Some(actor),
+            action: "request.cancelled",
+            resource_id: request_id.to_string(),
+            before: to_json(&request),
+            after: to_json(&decided),
+            reason: String::new(),
+        });
+        change.event(events::access_request_cancelled(Some(actor), &decided));
+        change.commit(tx, &self.cache).await?;
+        Ok(decided)
+    }
+
+    /// Expires up to one batch of PENDING requests past their expiry time (A6). Returns how
+    /// many it expired; call again while it returns a full batch.
+    pub async fn expire_due(&self) -> Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        let due = storage::requests::lock_expired(&mut tx, EXPIRY_BATCH as i64).await?;
+        let mut expired = 0;
+        for request in &due {
+            let decision = storage::requests::Decision {
+                state: RequestState::Expired,
+                decided_by: None,
+                granted: None,
+                reason: None,
+                auto_approved: false,
+                expected_version: Some(request.version),
+            };
+            let Some(decided) =
+                storage::requests::decide(&mut tx, request.request_id, &decision).await?
+            else {
+                continue;
+            };
+            storage::audit::append(
+                &mut tx,
+                &NewRecord {
+                    site_id: request.site_id,
+                    actor_id: None,
+                    via_service: None,
+                    action: "request.expired",
+                    resource_id: request.request_id.to_string(),
+                    before: to_json(request),
+                    after: to_json(&decided),
+                    reason: "left pending past the maximum age (A6)",
+                },
+            )
+            .await?;
+            events::append(&mut tx, &events::access_request_expired(&decided)).await?;
+            expired += 1;
+        }
+        tx.commit().await?;
+        if expired > 0 {
+            tracing::info!(expired, "access requests expired");
+        }
+        Ok(due.len())
+    }
+
+    /// Creates or changes a site's policy for an e-mail domain (A7, T4, U4).
+    pub async fn set_domain_policy(
+        &self,
+        actor: Actor,
+        site_id: Uuid,
+        domain: EmailDomain,
+        mode: PolicyMode,
+        baseline: Grants,
+        etag: Etag,
+    ) -> Result<DomainPolicy> {
+        let actor = actor.person()?;
+        let mut tx = self.pool.begin().await?;
+        let site = lock_site(&mut tx, site_id).await?;
+        let authority = self.authority(&mut tx, actor, &site).await?;
+        check_domain_baseline(&authority, &baseline)?;
+        let before = storage::policies::get(&mut tx, site_id, domain.as_str()).await?;
+        check_etag(
+            etag,
+            before.as_ref().map_or(0, |policy| policy.version),
+            "the domain policy",
+        )?;
+        let after = storage::policies::upsert(
+            &mut tx,
+            site_id,
+            domain.as_str(),
+            mode,
+            &baseline,
+            actor.actor_id,
+        )
+        .await?;
+        let approver_ids = self
+            .approver_ids(&mut tx, &site, &AccessRequestKind::ALL)
+            .await?;
+        let mut change = Change::new(site_id);
+        change.record(Entry {
+            actor: Some(actor),
+            action: "domain_policy.set",
+            resource_id: domain.as_str().to_owned(),
+            before: before.as_ref().and_then(to_json),
+            after: to_json(&after),
+            reason: String::new(),
+        });
+        change.event(events::domain_policy_changed(
+            Some(actor),
+            &site,
+            before.as_ref(),
+            &after,
+            &approver_ids,
+        ));
+        change.commit(tx, &self.cache).await?;
+        Ok(after)
+    }
+
+    /// A page of a site's domain policies in domain order.
+    pub async fn list_domain_policies(
+        &self,
+        site_id: Uuid,
+        after: Option<&str>,
+        size: u32,
+    ) -> Result<Page<DomainPolicy>> {
+        let mut conn = self.pool.acquire().await?;
+        if storage::sites::get(&mut conn, site_id).await?.is_none() {
+            return Err(AccessError::SiteNotFound);
+        }
+        let rows =
+            storage::policies::page_of_site(&mut conn, site_id, after, i64::from(size) + 1).await?;
+        let (items, more) = split_page(rows, size);
+        Ok(Page { items, more })
+    }
+
+    /// A page of a site's audit records, newest first.
+    pub async fn list_audit_records(
+        &self,
+        site_id: Uuid,
+        before: Option<i64>,
+        size: u32,
+    ) -> Result<Page<AuditRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        if storage::sites::get(&mut conn, site_id).await?.is_none() {
+            return Err(AccessError::SiteNotFound);
+        }
+        let rows =
+            storage::audit::page_of_site(&mut conn, site_id, before, i64::from(size) + 1).await?;
+        let (items, more) = split_page(rows, size);
+        Ok(Page { items, more })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{AccountManagementAccess, ContactRole, ManageAccess, SiteFacts};
+    use kc_runtime::token::CallerKind;
+
+    fn caller(kind: CallerKind, on_behalf_of: Option<Uuid>) -> Caller {
+        Caller {
+            subject: Uuid::from_u128(1),
+            kind,
+            email: String::new(),
+            on_behalf_of,
+        }
+    }
+
+    #[test]
+    fn callers() {
+        let person = Uuid::from_u128(2);
+        let service = Actor::of(&caller(CallerKind::Service, Some(person))).unwrap();
+        assert_eq!(service.actor_id, person);
+        assert_eq!(service.via_service, Some(Uuid::from_u128(1)));
+        assert!(service.person().is_ok());
+        let bare = Actor::of(&caller(CallerKind::Service, None)).unwrap();
+        assert!(matches!(bare.person(), Err(AccessError::Forbidden(_))));
+        let operator = Actor::of(&caller(CallerKind::Operator, None)).unwrap();
+        assert!(operator.is_operator() && operator.person().is_ok());
+        assert!(matches!(
+            Actor::of(&caller(CallerKind::Customer, None)),
+            Err(AccessError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn operators_pass_authority_but_not_target_protections() {
+        let site = Site {
+            site_id: Uuid::from_u128(9),
+            site_number: "1234567".into(),
+            customer_number: "7654321".into(),
+            facts: SiteFacts {
+                admin_may_manage_access: false,
+                has_site_technical: true,
+            },
+        };
+        let operator = operator_authority(&site);
+        let newcomer = Subject::default();
+        let everything = ToolAccess::TOP;
+        assert!(check_tool_change(&operator, &newcomer, &everything).is_ok());
+        assert!(check_support_change(&operator, &newcomer).is_ok());
+        assert!(check_decider(&operator, AccessRequestKind::SupportAccess).is_ok());
+        // rule T4: nobody edits the primary's implied rights; rule U6: nor the STC's level.
+        let primary = Subject {
+            roles: RoleSet::of(&[ContactRole::Primary]),
+            ..Subject::default()
+        };
+        let stc = Subject {
+            roles: RoleSet::of(&[ContactRole::SiteTechnical]),
+            ..Subject::default()
+        };
+        let grant = ToolAccess {
+            account_management: AccountManagementAccess::Granted,
+            manage_access: ManageAccess::View,
+            ..ToolAccess::NONE
+        };
+        assert_eq!(
+            check_tool_change(&operator, &primary, &grant)
+                .unwrap_err()
+                .rule,
+            "T4"
+        );
+        assert_eq!(
+            check_support_change(&operator, &stc).unwrap_err().rule,
+            "U6"
+        );
+    }
+
+    #[test]
+    fn approval_parts() {
+        let grants = Grants {
+            tools: ToolAccess::TOP,
+            support: SupportLevel::Full,
+        };
+        assert_eq!(
+            part_of(AccessRequestKind::SiteAccess, &grants).support,
+            SupportLevel::NoAccess
+        );
+        assert!(
+            part_of(AccessRequestKind::SupportAccess, &grants)
+                .tools
+                .is_none()
+        );
+    }
+}

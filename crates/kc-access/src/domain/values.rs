@@ -1,0 +1,246 @@
+//! Parse-don't-validate values of access management: site and customer numbers (S3), reasons
+//! (T5, A4), justifications and e-mail domains (A7). Ids and etags are the shared ones of
+//! `kc_runtime::values`.
+
+use kc_runtime::Violation;
+pub use kc_runtime::values::parse_id;
+
+/// Longest reason of a change or a rejection, and longest approval note, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
+/// Longest justification of an access request, in characters.
+pub const MAX_JUSTIFICATION_CHARS: usize = 1000;
+/// Longest e-mail domain, in bytes (a DNS name).
+const MAX_DOMAIN_LEN: usize = 253;
+
+/// An etag a client sent back. Etags are opaque to clients, so a text this service never
+/// issued is not malformed input but a version that cannot match (`Aborted`, like any stale
+/// etag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Etag {
+    /// Empty: no check.
+    Any,
+    /// A version this service issued (a number, optionally quoted).
+    Version(i64),
+    /// Anything else: matches no version.
+    Foreign,
+}
+
+impl Etag {
+    /// Reads an etag field.
+    pub fn parse(text: &str) -> Self {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Self::Any;
+        }
+        trimmed
+            .trim_matches('"')
+            .parse()
+            .map_or(Self::Foreign, Self::Version)
+    }
+
+    /// Whether the resource at `version` passes the check.
+    pub fn matches(self, version: i64) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Version(expected) => expected == version,
+            Self::Foreign => false,
+        }
+    }
+}
+
+/// Parses a number of 7 to 10 ASCII digits, as the contact registry issues them (S2).
+fn digits(field: &str, what: &str, text: &str) -> Result<String, Violation> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Violation::new(field, format!("{what} is required")));
+    }
+    if !(7..=10).contains(&text.len()) || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Violation::new(
+            field,
+            format!("{what} must be 7 to 10 digits"),
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// A site number: 7 to 10 digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteNumber(String);
+
+impl SiteNumber {
+    /// Parses a site number.
+    pub fn parse(field: &str, text: &str) -> Result<Self, Violation> {
+        digits(field, "site number", text).map(Self)
+    }
+
+    /// The digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A customer number: 7 to 10 digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerNumber(String);
+
+impl CustomerNumber {
+    /// Parses a customer number.
+    pub fn parse(field: &str, text: &str) -> Result<Self, Violation> {
+        digits(field, "customer number", text).map(Self)
+    }
+
+    /// The digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Trims `text` and checks it has at most `max` characters and no control characters other
+/// than line breaks and tabs (when `multiline`). Empty is `None`.
+fn text(field: &str, text: &str, max: usize, multiline: bool) -> Result<Option<String>, Violation> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if text.chars().count() > max {
+        return Err(Violation::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    let allowed = |c: char| multiline && matches!(c, '\n' | '\r' | '\t');
+    if text.chars().any(|c| c.is_control() && !allowed(c)) {
+        return Err(Violation::new(field, "must not contain control characters"));
+    }
+    Ok(Some(text.to_owned()))
+}
+
+/// The reason of a change of rights (T5) or of a rejection (A4): 1 to 500 characters.
+/// `rule` is cited when it is missing, e.g. `T5: every change of rights records why`.
+pub fn required_reason(field: &str, reason: &str, rule: &str) -> Result<String, Violation> {
+    text(field, reason, MAX_REASON_CHARS, true)?
+        .ok_or_else(|| Violation::new(field, format!("is required (rule {rule})")))
+}
+
+/// An optional note of up to 500 characters.
+pub fn optional_note(field: &str, note: &str) -> Result<Option<String>, Violation> {
+    text(field, note, MAX_REASON_CHARS, true)
+}
+
+/// An access request's justification: up to 1000 characters, empty allowed.
+pub fn justification(field: &str, justification: &str) -> Result<String, Violation> {
+    text(field, justification, MAX_JUSTIFICATION_CHARS, true).map(Option::unwrap_or_default)
+}
+
+/// An e-mail domain such as `example.com`: lower-cased, at least two labels of letters,
+/// digits and hyphens (not at either end), at most 253 bytes. A leading `@` is dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EmailDomain(String);
+
+impl EmailDomain {
+    /// Parses a domain; compared case-insensitively, so it is kept in lower case.
+    pub fn parse(field: &str, text: &str) -> Result<Self, Violation> {
+        let domain = text.trim().trim_start_matches('@').to_lowercase();
+        if domain.is_empty() {
+            return Err(Violation::new(field, "is required"));
+        }
+        let labels: Vec<&str> = domain.split('.').collect();
+        let valid = domain.len() <= MAX_DOMAIN_LEN
+            && labels.len() >= 2
+            && labels.iter().all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+            });
+        if !valid {
+            return Err(Violation::new(
+                field,
+                format!(
+                    "`{}` is not an e-mail domain such as example.com",
+                    text.trim()
+                ),
+            ));
+        }
+        Ok(Self(domain))
+    }
+
+    /// The domain of a login e-mail (`ada@example.com` → `example.com`); `None` when the
+    /// address has no valid domain.
+    pub fn of_email(email: &str) -> Option<Self> {
+        let (_, domain) = email.rsplit_once('@')?;
+        Self::parse("email", domain).ok()
+    }
+
+    /// The lower-case domain.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(
+            SiteNumber::parse("f", " 1234567 ").unwrap().as_str(),
+            "1234567"
+        );
+        for bad in ["", "123456", "12345678901", "12345a7"] {
+            assert!(SiteNumber::parse("f", bad).is_err(), "{bad}");
+            assert!(CustomerNumber::parse("f", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reasons() {
+        // rule T5 / A4: a reason is required.
+        assert!(
+            required_reason("reason", "  ", "A4")
+                .unwrap_err()
+                .description
+                .contains("rule A4")
+        );
+        assert_eq!(
+            required_reason("reason", " moved team\n", "T5").unwrap(),
+            "moved team"
+        );
+        assert!(required_reason("reason", &"x".repeat(501), "T5").is_err());
+        assert!(required_reason("reason", "a\u{7}b", "T5").is_err());
+        assert_eq!(justification("j", "").unwrap(), "");
+        assert!(justification("j", &"x".repeat(1001)).is_err());
+        assert_eq!(optional_note("n", " ").unwrap(), None);
+    }
+
+    #[test]
+    fn etags() {
+        assert_eq!(Etag::parse(""), Etag::Any);
+        assert_eq!(Etag::parse(" \"3\" "), Etag::Version(3));
+        assert_eq!(Etag::parse("3-stale"), Etag::Foreign);
+        assert!(Etag::Any.matches(7) && Etag::Version(7).matches(7));
+        assert!(!Etag::Version(6).matches(7) && !Etag::Foreign.matches(0));
+    }
+
+    #[test]
+    fn domains() {
+        assert_eq!(
+            EmailDomain::parse("d", " Example.COM ").unwrap().as_str(),
+            "example.com"
+        );
+        assert_eq!(
+            EmailDomain::parse("d", "@exemple.fr").unwrap().as_str(),
+            "exemple.fr"
+        );
+        for bad in ["", "com", "a..b", "-a.com", "a b.com", "ex_ample.com"] {
+            assert!(EmailDomain::parse("d", bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            EmailDomain::of_email("ada@Example.com").map(|d| d.0),
+            Some("example.com".to_owned())
+        );
+        assert_eq!(EmailDomain::of_email("nodomain"), None);
+    }
+}

@@ -1,0 +1,156 @@
+//! Access management's events, as published on the outbox and served by `WatchEvents`.
+//!
+//! The outbox payload is a prost-encoded `Event` without its position fields; `decode`
+//! fills in cursor, event id and time from the outbox row. Events carry what their consumers
+//! (notification first) need so they never call back: the request with its requester, the
+//! approvers to tell (A3), the profiles before and after a change of rights.
+
+use kc_proto::access::{self as pb, event::Payload};
+use kc_runtime::outbox::{self, EncodedEvent, StoredEvent};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::{AccessRequest, Actor, DomainPolicy, Profile, Site};
+use crate::grpc::{policy_to_proto, profile_to_proto, request_to_proto};
+
+/// An event ready to append.
+pub type PendingEvent = EncodedEvent;
+
+fn event(
+    event_type: &'static str,
+    actor: Option<Actor>,
+    site_id: Uuid,
+    site_number: &str,
+    payload: Payload,
+) -> PendingEvent {
+    let event = pb::Event {
+        actor_id: actor
+            .map(|actor| actor.actor_id.to_string())
+            .unwrap_or_default(),
+        site_id: site_id.to_string(),
+        site_number: site_number.to_owned(),
+        payload: Some(payload),
+        ..Default::default()
+    };
+    EncodedEvent::new(event_type, site_id.to_string(), &event)
+}
+
+fn ids(user_ids: &[Uuid]) -> Vec<String> {
+    user_ids.iter().map(Uuid::to_string).collect()
+}
+
+/// A request was submitted; `approvers` are told (A3).
+pub fn access_request_submitted(
+    actor: Option<Actor>,
+    request: &AccessRequest,
+    approvers: &[Uuid],
+) -> PendingEvent {
+    event(
+        "request.submitted",
+        actor,
+        request.site_id,
+        &request.site_number,
+        Payload::AccessRequestSubmitted(pb::AccessRequestSubmitted {
+            request: Some(request_to_proto(request)),
+            approver_user_ids: ids(approvers),
+        }),
+    )
+}
+
+/// A request was approved or rejected; its requester is told (A2). `actor` is `None` when
+/// a domain policy approved it (A7).
+pub fn access_request_decided(actor: Option<Actor>, request: &AccessRequest) -> PendingEvent {
+    event(
+        "request.decided",
+        actor,
+        request.site_id,
+        &request.site_number,
+        Payload::AccessRequestDecided(pb::AccessRequestDecided {
+            request: Some(request_to_proto(request)),
+        }),
+    )
+}
+
+/// A request was cancelled by its requester.
+pub fn access_request_cancelled(actor: Option<Actor>, request: &AccessRequest) -> PendingEvent {
+    event(
+        "request.cancelled",
+        actor,
+        request.site_id,
+        &request.site_number,
+        Payload::AccessRequestCancelled(pb::AccessRequestCancelled {
+            request: Some(request_to_proto(request)),
+        }),
+    )
+}
+
+/// A request expired (A6); the service itself did it.
+pub fn access_request_expired(request: &AccessRequest) -> PendingEvent {
+    event(
+        "request.expired",
+        None,
+        request.site_id,
+        &request.site_number,
+        Payload::AccessRequestExpired(pb::AccessRequestExpired {
+            request: Some(request_to_proto(request)),
+        }),
+    )
+}
+
+/// A user's explicit rights changed (T5); that user is told.
+pub fn rights_changed(
+    actor: Option<Actor>,
+    before: &Profile,
+    after: &Profile,
+    reason: &str,
+    request_id: Option<Uuid>,
+) -> PendingEvent {
+    event(
+        "rights.changed",
+        actor,
+        after.site_id,
+        &after.site_number,
+        Payload::RightsChanged(pb::RightsChanged {
+            user_id: after.user_id.to_string(),
+            before: Some(profile_to_proto(before)),
+            after: Some(profile_to_proto(after)),
+            reason: reason.to_owned(),
+            request_id: request_id.map(|id| id.to_string()).unwrap_or_default(),
+        }),
+    )
+}
+
+/// A domain policy was created or changed; the site's approvers are told (A7).
+pub fn domain_policy_changed(
+    actor: Option<Actor>,
+    site: &Site,
+    before: Option<&DomainPolicy>,
+    after: &DomainPolicy,
+    approvers: &[Uuid],
+) -> PendingEvent {
+    event(
+        "domain_policy.changed",
+        actor,
+        site.site_id,
+        &site.site_number,
+        Payload::DomainPolicyChanged(pb::DomainPolicyChanged {
+            before: before.map(policy_to_proto),
+            after: Some(policy_to_proto(after)),
+            approver_user_ids: ids(approvers),
+        }),
+    )
+}
+
+/// Appends `event` in the caller's transaction.
+pub async fn append(conn: &mut PgConnection, event: &PendingEvent) -> Result<(), sqlx::Error> {
+    event.append(conn).await.map(drop)
+}
+
+/// The published event of an outbox row.
+pub fn decode(stored: StoredEvent) -> Result<pb::WatchEventsResponse, tonic::Status> {
+    let (mut event, position) = outbox::decode_event::<pb::Event>(stored)?;
+    event.cursor = position.cursor;
+    event.event_id = position.event_id;
+    event.create_time = Some(position.create_time);
+    Ok(pb::WatchEventsResponse { event: Some(event) })
+}

@@ -1,0 +1,151 @@
+//! `kc-access`: access management of the keycontacts suite. Who may do what on each site:
+//! tool rights and support levels (DOMAIN.md T*, U*), access requests and their approval
+//! (A*, S3), e-mail domain policies (A7), the audit trail of every change (L1, T5), and the
+//! authorization checks the gateway asks for. Its API is
+//! `keycontacts.access.v1.AccessManagementService` (`kc_proto::access`).
+//!
+//! - [`domain`]: the rules (pure: [`domain::levels`], [`domain::rights`]) and the operations
+//!   with their transactions ([`domain::service`]).
+//! - [`storage`]: SQL of the `access` schema.
+//! - [`projection`]: the consumers of the contact registry's and identity's event streams
+//!   that keep the projection of sites, roles and users.
+//! - [`cache`]: the in-memory rights cache that serves `Check`, kept current on every
+//!   replica through Postgres notifications (bounded staleness across replicas: the
+//!   notification latency, ≤ 1 s).
+//! - [`sweeper`]: expiry of requests left pending (A6).
+//! - [`grpc`], [`events`], [`config`]: the API, the published events, the settings.
+
+pub mod cache;
+pub mod config;
+pub mod domain;
+pub mod events;
+pub mod grpc;
+pub mod projection;
+pub mod storage;
+pub mod sweeper;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use kc_proto::access::access_management_service_server::AccessManagementServiceServer;
+use kc_runtime::Shutdown;
+use kc_runtime::auth::{AuthLayer, TokenVerifier};
+use kc_runtime::client::{ServiceToken, channel};
+use kc_runtime::outbox::OutboxWatcher;
+use kc_runtime::server::{ServeOptions, serve};
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+
+use crate::cache::RightsCache;
+use crate::config::AccessArgs;
+use crate::domain::{Access, AccessSettings};
+
+/// The schema access management owns.
+pub const SCHEMA: &str = "access";
+/// The gRPC service name, as reported in health.
+pub const SERVICE_NAME: &str = "keycontacts.access.v1.AccessManagementService";
+/// Where access management listens unless told otherwise.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50053);
+
+/// How long background tasks get to finish after the server stopped.
+const TASKS_GRACE: Duration = Duration::from_secs(10);
+
+/// The migrations of the access schema.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Runs the migrations of the access schema.
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    kc_runtime::db::migrate(database_url, SCHEMA, &MIGRATOR).await
+}
+
+/// Migrates, then serves access management on `listener` until `shutdown`, verifying tokens
+/// with the keys of the identity service named in `args`.
+pub async fn run(
+    args: AccessArgs,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let verifier = args.identity.verifier(&args.server)?;
+    run_with_verifier(args, verifier, listener, shutdown).await
+}
+
+/// Like [`run`], with the token verifier given (tests use a test issuer's keys).
+///
+/// Besides the server it runs, until `shutdown`: the two projection consumers (contact
+/// registry and identity events), the cache invalidation listener and the request sweeper.
+pub async fn run_with_verifier(
+    args: AccessArgs,
+    verifier: TokenVerifier,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    args.validate()?;
+    let identity_channel = channel("--identity-url", &args.identity.identity_url)?;
+    let contacts_channel = channel("--contacts-url", &args.contacts_url)?;
+    migrate(&args.database.database_url).await?;
+    let pool = kc_runtime::db::connect(
+        &args.database.database_url,
+        SCHEMA,
+        &args.database.pool_settings(),
+    )
+    .await?;
+    let watcher = OutboxWatcher::start(pool.clone())
+        .await
+        .context("event watcher")?;
+    let cache = RightsCache::new(args.cache_settings());
+    let listener_task = cache::spawn_listener(pool.clone(), cache.clone())
+        .await
+        .context("cache invalidation listener")?;
+    let access = Access::new(
+        pool.clone(),
+        cache.clone(),
+        AccessSettings {
+            request_max_age: args.request_max_age,
+        },
+    );
+
+    // Background tasks stop with the server, whether it stops on `shutdown` or fails.
+    let tasks_stop = Shutdown::new();
+    let forward = {
+        let (shutdown, tasks_stop) = (shutdown.clone(), tasks_stop.clone());
+        tokio::spawn(async move {
+            shutdown.wait().await;
+            tasks_stop.trigger();
+        })
+    };
+    let token = ServiceToken::new(identity_channel.clone(), args.account.clone());
+    let mut tasks = projection::spawn(
+        &pool,
+        &cache,
+        &token,
+        contacts_channel,
+        identity_channel,
+        &tasks_stop,
+    );
+    tasks.push(sweeper::spawn(
+        access.clone(),
+        args.sweep_interval,
+        tasks_stop.clone(),
+    ));
+
+    let auth = AuthLayer::new(verifier, [] as [&str; 0]);
+    let api = grpc::AccessApi::new(access, watcher, shutdown.clone());
+    let service = AccessManagementServiceServer::new(api)
+        .max_decoding_message_size(args.server.max_message_bytes)
+        .max_encoding_message_size(args.server.max_message_bytes);
+    let options = ServeOptions::new(&args.server, vec![SERVICE_NAME], auth);
+    let result = serve(listener, Routes::new(service), options, shutdown).await;
+
+    tasks_stop.trigger();
+    forward.abort();
+    let finished = tokio::time::timeout(TASKS_GRACE, futures::future::join_all(tasks)).await;
+    if finished.is_err() {
+        tracing::warn!("background tasks did not stop in time");
+    }
+    listener_task.abort();
+    pool.close().await;
+    result
+}

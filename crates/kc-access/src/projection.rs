@@ -1,0 +1,307 @@
+//! The projections access management keeps of other services, each followed by a
+//! [`Consumer`] that authenticates with this service's own account ([`ServiceToken`]):
+//!
+//! - `access.contacts` follows `ContactRegistryService/WatchEvents` into `sites` and
+//!   `site_roles`: who holds which role on which site, site and customer numbers, and the
+//!   switch of rule C3. Every registry event carries the site as it is after the change,
+//!   which is upserted first (so the site row is locked like a local change locks it, and
+//!   rules never see a half-applied event); then the payload moves roles: a site's creation
+//!   inserts its first contacts, an assignment inserts one, a removal deletes that
+//!   `(site, user, role)`, a replacement swaps the holder, a primary transfer moves PRIMARY
+//!   to the new holder and records the role the previous one keeps.
+//! - `access.identity` follows `IdentityService/WatchEvents` into `users`: login e-mail,
+//!   whether it is verified (A7) and whether the user is disabled (no access at all).
+//!
+//! Each event is applied in the consumer's transaction with its cursor, so effects and
+//! cursor move together, and every apply is idempotent (upserts and deletes keyed by ids).
+//! The same transaction notifies every replica's rights cache of what became stale
+//! (`<site>:*` for a registry event, `*:<user>` for an identity event that disabled or
+//! enabled the user), and the consumer drops it from its own replica's cache at once too.
+//!
+//! A registry event with a role number this service does not know (a newer registry) is
+//! applied without that role, with a warning: blocking the stream on it would stop every
+//! other site's updates.
+
+use std::future::Future;
+
+use anyhow::Context;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use kc_proto::contacts::{self as contacts_pb};
+use kc_proto::identity::{self as identity_pb};
+use kc_runtime::Shutdown;
+use kc_runtime::client::ServiceToken;
+use kc_runtime::outbox::Consumer;
+use sqlx::{PgConnection, PgPool};
+use tokio::task::JoinHandle;
+use tonic::Status;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use crate::cache::{Invalidation, RightsCache};
+use crate::domain::ContactRole;
+use crate::storage::{self, sites::ProjectedSite, users::ProjectedUser};
+
+/// Name (and cursor key) of the consumer of the contact registry's stream.
+pub const CONTACTS_CONSUMER: &str = "access.contacts";
+/// Name (and cursor key) of the consumer of identity's stream.
+pub const IDENTITY_CONSUMER: &str = "access.identity";
+
+/// Gives a closure the higher-ranked signature [`Consumer::run`] wants for `apply`.
+fn apply_fn<E, F>(apply: F) -> F
+where
+    F: for<'c> FnMut(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>,
+{
+    apply
+}
+
+/// Starts both consumers; they run until `shutdown` triggers.
+pub fn spawn(
+    pool: &PgPool,
+    cache: &RightsCache,
+    token: &ServiceToken,
+    contacts: Channel,
+    identity: Channel,
+    shutdown: &Shutdown,
+) -> Vec<JoinHandle<()>> {
+    vec![
+        tokio::spawn(follow_contacts(
+            pool.clone(),
+            cache.clone(),
+            token.clone(),
+            contacts,
+            stopped(shutdown),
+        )),
+        tokio::spawn(follow_identity(
+            pool.clone(),
+            cache.clone(),
+            token.clone(),
+            identity,
+            stopped(shutdown),
+        )),
+    ]
+}
+
+fn stopped(shutdown: &Shutdown) -> impl Future<Output = ()> + Send + 'static {
+    let shutdown = shutdown.clone();
+    async move { shutdown.wait().await }
+}
+
+async fn follow_contacts(
+    pool: PgPool,
+    cache: RightsCache,
+    token: ServiceToken,
+    channel: Channel,
+    shutdown: impl Future<Output = ()>,
+) {
+    use contacts_pb::contact_registry_service_client::ContactRegistryServiceClient;
+    let client = ContactRegistryServiceClient::new(channel);
+    let source = move |after: String| {
+        let mut client = client.clone();
+        let token = token.clone();
+        async move {
+            let request = token
+                .request(
+                    contacts_pb::WatchEventsRequest {
+                        after_cursor: after,
+                    },
+                    None,
+                )
+                .await?;
+            let stream = client.watch_events(request).await?.into_inner();
+            Ok::<_, Status>(stream.map(|item| {
+                let event = item?
+                    .event
+                    .ok_or_else(|| Status::internal("registry event without body"))?;
+                Ok((event.cursor.clone(), event))
+            }))
+        }
+    };
+    let apply = apply_fn(move |conn, event: contacts_pb::Event| {
+        let cache = cache.clone();
+        Box::pin(async move {
+            let site_id = apply_contacts_event(conn, &event).await?;
+            // Dropped here too, before the commit; the notification drops it again once
+            // the transaction commits, so no fill in between keeps the old state.
+            cache.invalidate(Invalidation::Site(site_id));
+            Ok(())
+        })
+    });
+    Consumer::new(pool, CONTACTS_CONSUMER)
+        .run(source, apply, shutdown)
+        .await;
+}
+
+async fn follow_identity(
+    pool: PgPool,
+    cache: RightsCache,
+    token: ServiceToken,
+    channel: Channel,
+    shutdown: impl Future<Output = ()>,
+) {
+    use identity_pb::identity_service_client::IdentityServiceClient;
+    let client = IdentityServiceClient::new(channel);
+    let source = move |after: String| {
+        let mut client = client.clone();
+        let token = token.clone();
+        async move {
+            let request = token
+                .request(
+                    identity_pb::WatchEventsRequest {
+                        after_cursor: after,
+                    },
+                    None,
+                )
+                .await?;
+            let stream = client.watch_events(request).await?.into_inner();
+            Ok::<_, Status>(stream.map(|item| {
+                let event = item?
+                    .event
+                    .ok_or_else(|| Status::internal("identity event without body"))?;
+                Ok((event.cursor.clone(), event))
+            }))
+        }
+    };
+    let apply = apply_fn(move |conn, event: identity_pb::Event| {
+        let cache = cache.clone();
+        Box::pin(async move {
+            if let Some(user_id) = apply_identity_event(conn, &event).await? {
+                cache.invalidate(Invalidation::User(user_id));
+            }
+            Ok(())
+        })
+    });
+    Consumer::new(pool, IDENTITY_CONSUMER)
+        .run(source, apply, shutdown)
+        .await;
+}
+
+fn parse_uuid(what: &str, text: &str) -> anyhow::Result<Uuid> {
+    Uuid::parse_str(text).with_context(|| format!("{what} `{text}` is not a UUID"))
+}
+
+/// The `(user, role)` of a registry contact; `None` (logged) for a role this service does
+/// not know.
+fn holder(contact: &contacts_pb::Contact) -> anyhow::Result<Option<(Uuid, ContactRole)>> {
+    let user_id = parse_uuid("contact user id", &contact.user_id)?;
+    match ContactRole::from_number(contact.role) {
+        Some(role) => Ok(Some((user_id, role))),
+        None => {
+            tracing::warn!(
+                contact_id = %contact.contact_id,
+                role = contact.role,
+                "registry contact with an unknown role; ignored"
+            );
+            Ok(None)
+        }
+    }
+}
+
+async fn add(
+    conn: &mut PgConnection,
+    site_id: Uuid,
+    contact: Option<&contacts_pb::Contact>,
+) -> anyhow::Result<()> {
+    if let Some((user_id, role)) = contact.map(holder).transpose()?.flatten() {
+        storage::sites::add_role(conn, site_id, user_id, role).await?;
+    }
+    Ok(())
+}
+
+async fn remove(
+    conn: &mut PgConnection,
+    site_id: Uuid,
+    contact: Option<&contacts_pb::Contact>,
+) -> anyhow::Result<()> {
+    if let Some((user_id, role)) = contact.map(holder).transpose()?.flatten() {
+        storage::sites::remove_role(conn, site_id, user_id, role).await?;
+    }
+    Ok(())
+}
+
+/// Applies one registry event to `sites` and `site_roles` and notifies the replicas.
+/// Returns the site concerned.
+pub async fn apply_contacts_event(
+    conn: &mut PgConnection,
+    event: &contacts_pb::Event,
+) -> anyhow::Result<Uuid> {
+    use contacts_pb::event::Payload;
+    let site = event
+        .site
+        .as_ref()
+        .context("registry event without its site")?;
+    let site_id = parse_uuid("site id", &site.site_id)?;
+    storage::sites::upsert(
+        conn,
+        &ProjectedSite {
+            site_id,
+            site_number: &site.site_number,
+            customer_number: &site.customer_number,
+            admin_may_manage_access: site.admin_may_manage_access,
+        },
+    )
+    .await?;
+    match &event.payload {
+        Some(Payload::SiteCreated(created)) => {
+            for contact in &created.contacts {
+                add(conn, site_id, Some(contact)).await?;
+            }
+        }
+        Some(Payload::ContactAssigned(assigned)) => {
+            add(conn, site_id, assigned.contact.as_ref()).await?;
+        }
+        Some(Payload::ContactRemoved(removed)) => {
+            remove(conn, site_id, removed.contact.as_ref()).await?;
+        }
+        Some(Payload::ContactReplaced(replaced)) => {
+            remove(conn, site_id, replaced.replaced.as_ref()).await?;
+            add(conn, site_id, replaced.contact.as_ref()).await?;
+        }
+        Some(Payload::PrimaryTransferred(transfer)) => {
+            let new_user = parse_uuid("new primary user id", &transfer.new_user_id)?;
+            storage::sites::remove_role_holders(conn, site_id, ContactRole::Primary).await?;
+            storage::sites::add_role(conn, site_id, new_user, ContactRole::Primary).await?;
+            add(conn, site_id, transfer.previous_primary.as_ref()).await?;
+        }
+        // The site itself was refreshed above; contact details do not matter here, and a
+        // payload from a newer registry is left to the site refresh.
+        Some(Payload::SiteUpdated(_)) | Some(Payload::ContactUpdated(_)) | None => {}
+    }
+    storage::notify_invalidation(conn, Invalidation::Site(site_id)).await?;
+    Ok(site_id)
+}
+
+/// Applies one identity event to `users` and, when it disabled or enabled the user, notifies
+/// the replicas (rights depend on nothing else of a user). Returns that user, if any.
+pub async fn apply_identity_event(
+    conn: &mut PgConnection,
+    event: &identity_pb::Event,
+) -> anyhow::Result<Option<Uuid>> {
+    use identity_pb::event::Payload;
+    let user = match &event.payload {
+        Some(Payload::UserRegistered(e)) => e.user.as_ref(),
+        Some(Payload::UserUpdated(e)) => e.user.as_ref(),
+        Some(Payload::UserDisabled(e)) => e.user.as_ref(),
+        Some(Payload::UserEnabled(e)) => e.user.as_ref(),
+        Some(Payload::EmailVerificationRequested(_)) | None => None,
+    };
+    let Some(user) = user else {
+        return Ok(None);
+    };
+    let user_id = parse_uuid("user id", &user.user_id)?;
+    let changed = storage::users::upsert(
+        conn,
+        &ProjectedUser {
+            user_id,
+            email: user.email.to_lowercase(),
+            email_verified: user.email_verified,
+            disabled: user.state == identity_pb::UserState::Disabled as i32,
+        },
+    )
+    .await?;
+    if !changed {
+        return Ok(None);
+    }
+    storage::notify_invalidation(conn, Invalidation::User(user_id)).await?;
+    Ok(Some(user_id))
+}

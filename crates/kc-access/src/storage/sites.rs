@@ -1,0 +1,454 @@
+//! The projection of the contact registry (`sites`, `site_roles`) and the reads that combine
+//! it with grants and users into profiles, members and cache snapshots.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::roles_of;
+use crate::domain::{
+    ContactRole, Effective, Grants, Member, Profile, RoleSet, Site, SiteFacts, Subject,
+};
+
+/// The columns of a [`Site`] (`s` is the site), for `concat!`.
+macro_rules! site_columns {
+    () => {
+        "s.site_id, s.site_number, s.customer_number, s.admin_may_manage_access, \
+         EXISTS (SELECT 1 FROM site_roles t WHERE t.site_id = s.site_id AND t.role = 3) \
+         AS has_site_technical"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct SiteRow {
+    site_id: Uuid,
+    site_number: String,
+    customer_number: String,
+    admin_may_manage_access: bool,
+    has_site_technical: bool,
+}
+
+impl From<SiteRow> for Site {
+    fn from(row: SiteRow) -> Self {
+        Site {
+            site_id: row.site_id,
+            site_number: row.site_number,
+            customer_number: row.customer_number,
+            facts: SiteFacts {
+                admin_may_manage_access: row.admin_may_manage_access,
+                has_site_technical: row.has_site_technical,
+            },
+        }
+    }
+}
+
+/// A site as the registry's events describe it.
+#[derive(Debug, Clone)]
+pub struct ProjectedSite<'a> {
+    /// Id.
+    pub site_id: Uuid,
+    /// Site number.
+    pub site_number: &'a str,
+    /// Customer number.
+    pub customer_number: &'a str,
+    /// The C3 switch.
+    pub admin_may_manage_access: bool,
+}
+
+/// Inserts or refreshes a site of the projection (and so locks its row until the
+/// transaction ends).
+pub async fn upsert(conn: &mut PgConnection, site: &ProjectedSite<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sites (site_id, site_number, customer_number, admin_may_manage_access) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (site_id) DO UPDATE SET site_number = EXCLUDED.site_number, \
+           customer_number = EXCLUDED.customer_number, \
+           admin_may_manage_access = EXCLUDED.admin_may_manage_access, update_time = now()",
+    )
+    .bind(site.site_id)
+    .bind(site.site_number)
+    .bind(site.customer_number)
+    .bind(site.admin_may_manage_access)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records that `user_id` holds `role` on a site (idempotent).
+pub async fn add_role(
+    conn: &mut PgConnection,
+    site_id: Uuid,
+    user_id: Uuid,
+    role: ContactRole,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO site_roles (site_id, user_id, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(site_id)
+    .bind(user_id)
+    .bind(role.number() as i16)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records that `user_id` no longer holds `role` on a site (idempotent).
+pub async fn remove_role(
+    conn: &mut PgConnection,
+    site_id: Uuid,
+    user_id: Uuid,
+    role: ContactRole,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM site_roles WHERE site_id = $1 AND user_id = $2 AND role = $3")
+        .bind(site_id)
+        .bind(user_id)
+        .bind(role.number() as i16)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Removes whoever holds `role` on a site (the single holder of PRIMARY before a transfer).
+pub async fn remove_role_holders(
+    conn: &mut PgConnection,
+    site_id: Uuid,
+    role: ContactRole,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM site_roles WHERE site_id = $1 AND role = $2")
+        .bind(site_id)
+        .bind(role.number() as i16)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The site with this id.
+pub async fn get(conn: &mut PgConnection, site_id: Uuid) -> Result<Option<Site>, sqlx::Error> {
+    let row: Option<SiteRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        site_columns!(),
+        " FROM sites s WHERE s.site_id = $1"
+    ))
+    .bind(site_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(Site::from))
+}
+
+/// The site with this id, locked until the transaction ends. Every change of grants,
+/// requests or policies of a site takes this lock first, and so does every projected change
+/// of its roles (the upsert of the site row): rules see stable roles and grants.
+pub async fn lock(conn: &mut PgConnection, site_id: Uuid) -> Result<Option<Site>, sqlx::Error> {
+    let row: Option<SiteRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        site_columns!(),
+        " FROM sites s WHERE s.site_id = $1 FOR UPDATE OF s"
+    ))
+    .bind(site_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(Site::from))
+}
+
+/// The site with this site number and customer number (S3: both must match).
+pub async fn find(
+    conn: &mut PgConnection,
+    site_number: &str,
+    customer_number: &str,
+) -> Result<Option<Site>, sqlx::Error> {
+    let row: Option<SiteRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        site_columns!(),
+        " FROM sites s WHERE s.site_number = $1 AND s.customer_number = $2"
+    ))
+    .bind(site_number)
+    .bind(customer_number)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(Site::from))
+}
+
+/// Profile columns over a CTE `pairs (site_id, user_id)`, for `concat!`: the site, the
+/// user's roles there, its grants and its disabled flag.
+macro_rules! profile_select {
+    () => {
+        "SELECT p.site_id, p.user_id, s.site_number, s.admin_may_manage_access, \
+           EXISTS (SELECT 1 FROM site_roles t WHERE t.site_id = p.site_id AND t.role = 3) \
+             AS has_site_technical, \
+           COALESCE((SELECT array_agg(r.role) FROM site_roles r \
+                     WHERE r.site_id = p.site_id AND r.user_id = p.user_id), '{}'::smallint[]) \
+             AS roles, \
+           g.software, g.reporting, g.entitlements, g.account_management, g.manage_access, \
+           g.contact_updates, g.account_documents, g.support, g.version, g.updated_by, \
+           g.update_time, COALESCE(u.disabled, false) AS disabled \
+         FROM pairs p JOIN sites s ON s.site_id = p.site_id \
+         LEFT JOIN grants g ON g.site_id = p.site_id AND g.user_id = p.user_id \
+         LEFT JOIN users u ON u.user_id = p.user_id "
+    };
+}
+
+/// Users with a grant or a role that implies rights on a site (ListSiteAccess).
+macro_rules! holders_of_site {
+    () => {
+        "SELECT user_id FROM grants WHERE site_id = $1 AND any_grant \
+         UNION SELECT user_id FROM site_roles WHERE site_id = $1 AND role IN (1, 2, 3)"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct ProfileRow {
+    site_id: Uuid,
+    user_id: Uuid,
+    site_number: String,
+    admin_may_manage_access: bool,
+    has_site_technical: bool,
+    roles: Vec<i16>,
+    software: Option<i16>,
+    reporting: Option<i16>,
+    entitlements: Option<i16>,
+    account_management: Option<i16>,
+    manage_access: Option<i16>,
+    contact_updates: Option<i16>,
+    account_documents: Option<i16>,
+    support: Option<i16>,
+    version: Option<i64>,
+    updated_by: Option<Uuid>,
+    update_time: Option<DateTime<Utc>>,
+    disabled: bool,
+}
+
+/// The explicit grants of the stored columns; all NONE when there is no row.
+fn grants_of_columns(columns: [Option<i16>; 8]) -> Result<Grants, sqlx::Error> {
+    let ranks: Vec<i16> = columns.iter().map(|c| c.unwrap_or(0)).collect();
+    super::grants_of_ranks(&ranks, "grants")
+}
+
+impl ProfileRow {
+    fn explicit(&self) -> Result<Grants, sqlx::Error> {
+        grants_of_columns([
+            self.software,
+            self.reporting,
+            self.entitlements,
+            self.account_management,
+            self.manage_access,
+            self.contact_updates,
+            self.account_documents,
+            self.support,
+        ])
+    }
+
+    fn subject(&self) -> Result<Subject, sqlx::Error> {
+        Ok(Subject {
+            roles: roles_of(&self.roles)?,
+            explicit: self.explicit()?,
+            disabled: self.disabled,
+        })
+    }
+
+    fn facts(&self) -> SiteFacts {
+        SiteFacts {
+            admin_may_manage_access: self.admin_may_manage_access,
+            has_site_technical: self.has_site_technical,
+        }
+    }
+}
+
+impl TryFrom<ProfileRow> for Profile {
+    type Error = sqlx::Error;
+
+    fn try_from(row: ProfileRow) -> Result<Self, Self::Error> {
+        let effective = Effective::of(&row.subject()?, row.facts());
+        Ok(Profile {
+            site_id: row.site_id,
+            site_number: row.site_number,
+            user_id: row.user_id,
+            effective,
+            version: row.version.unwrap_or(0),
+            updated_by: row.updated_by,
+            update_time: row.update_time,
+        })
+    }
+}
+
+fn profiles(rows: Vec<ProfileRow>) -> Result<Vec<Profile>, sqlx::Error> {
+    rows.into_iter().map(Profile::try_from).collect()
+}
+
+/// The profile of one user on one site; `None` when the projection knows no such site.
+pub async fn profile(
+    conn: &mut PgConnection,
+    site_id: Uuid,
+    user_id: Uuid,
+) -> Result<Option<Profile>, sqlx::Error> {
+    let row: Option<ProfileRow> = sqlx::query_as(concat!(
+        "WITH pairs AS (SELECT $1::uuid AS site_id, $2::uuid AS user_id) ",
+        profile_select!()
+    ))
+    .bind(site_id)
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(Profile::try_from).transpose()
+}
+
+/// Up to `limit` profiles of a site's users with a grant or a role that implies rights,
+/// after user id `after`, in user-id order.
+pub async fn site_profiles(
+    conn: &mut PgConnection,
+    site_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Profile>, sqlx::Error> {
+    let rows: Vec<ProfileRow> = sqlx::query_as(concat!(
+        "WITH pairs AS (SELECT $1::uuid AS site_id, h.user_id FROM (",
+        holders_of_site!(),
+        ") h WHERE ($2::uuid IS NULL OR h.user_id > $2) ORDER BY h.user_id LIMIT $3) ",
+        profile_select!(),
+        "ORDER BY p.user_id"
+    ))
+    .bind(site_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    profiles(rows)
+}
+
+/// Up to `limit` profiles of one user on the sites where it has a grant or a role that
+/// implies rights, after site id `after`, in site-id order.
+pub async fn user_profiles(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Profile>, sqlx::Error> {
+    let rows: Vec<ProfileRow> = sqlx::query_as(concat!(
+        "WITH pairs AS (SELECT h.site_id, $1::uuid AS user_id FROM ( \
+           SELECT site_id FROM grants WHERE user_id = $1 AND any_grant \
+           UNION SELECT site_id FROM site_roles WHERE user_id = $1 AND role IN (1, 2, 3)) h \
+         WHERE ($2::uuid IS NULL OR h.site_id > $2) ORDER BY h.site_id LIMIT $3) ",
+        profile_select!(),
+        "ORDER BY p.site_id"
+    ))
+    .bind(user_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    profiles(rows)
+}
+
+/// Every user with a role or a grant on a site, with its roles, grants and state: the
+/// candidates of A3's approvers.
+pub async fn members(conn: &mut PgConnection, site_id: Uuid) -> Result<Vec<Member>, sqlx::Error> {
+    let rows: Vec<ProfileRow> = sqlx::query_as(concat!(
+        "WITH pairs AS (SELECT $1::uuid AS site_id, m.user_id FROM ( \
+           SELECT user_id FROM grants WHERE site_id = $1 AND any_grant \
+           UNION SELECT user_id FROM site_roles WHERE site_id = $1) m) ",
+        profile_select!(),
+        "ORDER BY p.user_id"
+    ))
+    .bind(site_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Member {
+                user_id: row.user_id,
+                subject: row.subject()?,
+            })
+        })
+        .collect()
+}
+
+/// One member of a site as the rights cache keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotMember {
+    /// User id.
+    pub user_id: Uuid,
+    /// Roles on the site.
+    pub roles: RoleSet,
+    /// Explicit grants on the site.
+    pub explicit: Grants,
+    /// Whether identity disabled the user.
+    pub disabled: bool,
+}
+
+/// What the rights cache keeps of a site: its facts and every user with a role or a grant
+/// there, with its roles, explicit grants and disabled flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteSnapshot {
+    /// The facts rights depend on.
+    pub facts: SiteFacts,
+    /// Every member.
+    pub members: Vec<SnapshotMember>,
+}
+
+#[derive(sqlx::FromRow)]
+struct MemberRow {
+    user_id: Uuid,
+    roles: Vec<i16>,
+    software: i16,
+    reporting: i16,
+    entitlements: i16,
+    account_management: i16,
+    manage_access: i16,
+    contact_updates: i16,
+    account_documents: i16,
+    support: i16,
+    disabled: bool,
+}
+
+/// The cache's snapshot of a site; `None` when the projection knows no such site.
+pub async fn snapshot(
+    conn: &mut PgConnection,
+    site_id: Uuid,
+) -> Result<Option<SiteSnapshot>, sqlx::Error> {
+    let Some(site) = get(&mut *conn, site_id).await? else {
+        return Ok(None);
+    };
+    let rows: Vec<MemberRow> = sqlx::query_as(
+        "SELECT user_id, COALESCE(r.roles, '{}'::smallint[]) AS roles, \
+           COALESCE(g.software, 0::smallint) AS software, \
+           COALESCE(g.reporting, 0::smallint) AS reporting, \
+           COALESCE(g.entitlements, 0::smallint) AS entitlements, \
+           COALESCE(g.account_management, 0::smallint) AS account_management, \
+           COALESCE(g.manage_access, 0::smallint) AS manage_access, \
+           COALESCE(g.contact_updates, 0::smallint) AS contact_updates, \
+           COALESCE(g.account_documents, 0::smallint) AS account_documents, \
+           COALESCE(g.support, 0::smallint) AS support, \
+           COALESCE(u.disabled, false) AS disabled \
+         FROM (SELECT user_id, array_agg(role) AS roles FROM site_roles WHERE site_id = $1 \
+               GROUP BY user_id) r \
+         FULL JOIN (SELECT * FROM grants WHERE site_id = $1 AND any_grant) g USING (user_id) \
+         LEFT JOIN users u USING (user_id)",
+    )
+    .bind(site_id)
+    .fetch_all(conn)
+    .await?;
+    let members = rows
+        .into_iter()
+        .map(|row| {
+            let explicit = grants_of_columns([
+                Some(row.software),
+                Some(row.reporting),
+                Some(row.entitlements),
+                Some(row.account_management),
+                Some(row.manage_access),
+                Some(row.contact_updates),
+                Some(row.account_documents),
+                Some(row.support),
+            ])?;
+            Ok(SnapshotMember {
+                user_id: row.user_id,
+                roles: roles_of(&row.roles)?,
+                explicit,
+                disabled: row.disabled,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(Some(SiteSnapshot {
+        facts: site.facts,
+        members,
+    }))
+}

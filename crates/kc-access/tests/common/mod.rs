@@ -1,0 +1,1304 @@
+//! Harness of the access management tests: ONE real Postgres database and the three real
+//! services in-process on `127.0.0.1:0`, each in its own schema: identity (cheap argon2),
+//! the contact registry (verifying tokens with identity's keys), and access management
+//! following both event streams with a service account created through identity's domain.
+//!
+//! Callers are as in production: an operator signed in at identity, and a "gateway" service
+//! account acting for people through `x-kc-on-behalf-of`.
+#![allow(dead_code, missing_docs)]
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kc_access::config::AccessArgs;
+use kc_identity::config::IdentityArgs;
+use kc_identity::domain::Identity;
+use kc_identity::domain::values::{Email, Password};
+use kc_proto::access::access_management_service_client::AccessManagementServiceClient;
+use kc_proto::access::{self as pb};
+use kc_proto::contacts::contact_registry_service_client::ContactRegistryServiceClient;
+use kc_proto::contacts::{self as cpb};
+use kc_proto::identity::identity_service_client::IdentityServiceClient;
+use kc_proto::identity::{self as ipb};
+use kc_runtime::Shutdown;
+use kc_runtime::auth::ON_BEHALF_OF_HEADER;
+use kc_testkit::{SpawnedService, TestDatabase, spawn_service, test_database};
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use uuid::Uuid;
+
+pub use cpb::ContactRole as Role;
+pub use pb::{
+    AccessRequestKind as Kind, AccessRequestState as State, AccountDocumentsAccess as Docs,
+    AccountManagementAccess as Am, ContactUpdatesAccess as Cu, DomainPolicyMode as Mode,
+    EntitlementsAccess as En, ManageAccess as Ma, Permission as P, ReportingAccess as Re,
+    SoftwareAccess as Sw, SupportLevel as Su,
+};
+
+/// Upper bound for anything that should happen: generous, only reached on failure.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+/// Between two polls of [`eventually`].
+const POLL: Duration = Duration::from_millis(20);
+
+pub const OPERATOR_EMAIL: &str = "operator@keycontacts.test";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Cheap argon2 parameters: the tests exercise the logic, not the cost.
+pub const FAST_HASHING: [&str; 4] = ["--argon2-memory-kib", "256", "--argon2-iterations", "1"];
+
+pub type Access = AccessManagementServiceClient<Channel>;
+pub type Contacts = ContactRegistryServiceClient<Channel>;
+pub type IdentityClient = IdentityServiceClient<Channel>;
+
+pub struct Suite {
+    pub db: TestDatabase,
+    pub shutdown: Shutdown,
+    pub identity: SpawnedService,
+    pub contacts: SpawnedService,
+    pub access: SpawnedService,
+    pub identity_channel: Channel,
+    pub contacts_channel: Channel,
+    pub access_channel: Channel,
+    /// Identity's domain on the same database (service accounts, operator bootstrap).
+    pub identity_domain: Identity,
+    /// Client id of access management's own service account.
+    pub access_account: Uuid,
+    /// The operator's user id and token.
+    pub operator_id: Uuid,
+    pub operator_token: String,
+    /// Client id and token of the gateway-like service account.
+    pub gateway_id: Uuid,
+    pub gateway_token: String,
+    numbers: AtomicU32,
+}
+
+impl Suite {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts the suite; `access_extra` are more flags for access management.
+    pub async fn start_with(access_extra: &[&str]) -> Self {
+        let db = test_database().await;
+        let shutdown = Shutdown::new();
+
+        // Identity, then its domain for the fixtures that have no public RPC.
+        let mut argv = vec!["kc-identity", "--database-url", &db.url];
+        argv.extend(FAST_HASHING);
+        let identity_args = IdentityArgs::parse_from(argv).expect("identity arguments parse");
+        let identity = {
+            let (args, shutdown) = (identity_args.clone(), shutdown.clone());
+            spawn_service(move |listener| kc_identity::run(args, listener, shutdown)).await
+        };
+        let identity_channel = identity.channel().await;
+        let identity_domain = kc_identity::build(&identity_args)
+            .await
+            .expect("identity domain")
+            .1;
+
+        // The contact registry, verifying tokens with identity's keys.
+        let contacts = {
+            let argv = [
+                "kc-contacts",
+                "--database-url",
+                &db.url,
+                "--identity-url",
+                &identity.url(),
+            ];
+            let args =
+                kc_contacts::config::ContactsArgs::parse_from(argv).expect("contacts arguments");
+            let shutdown = shutdown.clone();
+            spawn_service(move |listener| kc_contacts::run(args, listener, shutdown)).await
+        };
+        let contacts_channel = contacts.channel().await;
+
+        // Access management with its own service account.
+        let (access_account, access_secret) = identity_domain
+            .create_service_account("kc-access")
+            .await
+            .expect("access service account");
+        let access = {
+            let (account, identity_url, contacts_url) =
+                (access_account.to_string(), identity.url(), contacts.url());
+            let mut argv = vec![
+                "kc-access",
+                "--database-url",
+                &db.url,
+                "--identity-url",
+                &identity_url,
+                "--contacts-url",
+                &contacts_url,
+                "--client-id",
+                &account,
+                "--client-secret",
+                &access_secret,
+            ];
+            argv.extend(access_extra);
+            let args = AccessArgs::parse_from(argv).expect("access arguments parse");
+            let shutdown = shutdown.clone();
+            spawn_service(move |listener| kc_access::run(args, listener, shutdown)).await
+        };
+        let access_channel = access.channel().await;
+
+        // The callers: an operator and a gateway-like service account.
+        let mut identity_client = IdentityServiceClient::new(identity_channel.clone());
+        let operator = identity_domain
+            .bootstrap_operator(
+                &Email::parse("email", OPERATOR_EMAIL).expect("email"),
+                &Password::parse("password", PASSWORD).expect("password"),
+            )
+            .await
+            .expect("bootstrap operator");
+        let operator_token = identity_client
+            .authenticate(ipb::AuthenticateRequest {
+                email: OPERATOR_EMAIL.into(),
+                password: PASSWORD.into(),
+            })
+            .await
+            .expect("operator login")
+            .into_inner()
+            .access_token;
+        let (gateway_id, gateway_secret) = identity_domain
+            .create_service_account("kc-gateway")
+            .await
+            .expect("gateway service account");
+        let gateway_token = identity_client
+            .issue_service_token(ipb::IssueServiceTokenRequest {
+                client_id: gateway_id.to_string(),
+                client_secret: gateway_secret,
+            })
+            .await
+            .expect("gateway token")
+            .into_inner()
+            .access_token;
+
+        Self {
+            db,
+            shutdown,
+            identity,
+            contacts,
+            access,
+            identity_channel,
+            contacts_channel,
+            access_channel,
+            identity_domain,
+            access_account,
+            operator_id: operator.user_id,
+            operator_token,
+            gateway_id,
+            gateway_token,
+            numbers: AtomicU32::new(0),
+        }
+    }
+
+    /// Starts another replica of access management on the same database, with its own
+    /// service account; returns it and a channel to it once it serves.
+    pub async fn access_replica(&self) -> (SpawnedService, Channel) {
+        let (account, secret) = self
+            .identity_domain
+            .create_service_account("kc-access-replica")
+            .await
+            .expect("replica service account");
+        let (account, identity_url, contacts_url) = (
+            account.to_string(),
+            self.identity.url(),
+            self.contacts.url(),
+        );
+        let argv = [
+            "kc-access",
+            "--database-url",
+            &self.db.url,
+            "--identity-url",
+            &identity_url,
+            "--contacts-url",
+            &contacts_url,
+            "--client-id",
+            &account,
+            "--client-secret",
+            &secret,
+        ];
+        let args = AccessArgs::parse_from(argv).expect("access arguments parse");
+        let shutdown = self.shutdown.clone();
+        let replica = spawn_service(move |listener| kc_access::run(args, listener, shutdown)).await;
+        let channel = replica.channel().await;
+        (replica, channel)
+    }
+
+    // ---- clients and requests ----
+
+    pub fn access(&self) -> Access {
+        AccessManagementServiceClient::new(self.access_channel.clone())
+    }
+
+    pub fn registry(&self) -> Contacts {
+        ContactRegistryServiceClient::new(self.contacts_channel.clone())
+    }
+
+    pub fn identity(&self) -> IdentityClient {
+        IdentityServiceClient::new(self.identity_channel.clone())
+    }
+
+    /// A request from the gateway service, acting for nobody.
+    pub fn svc<T>(&self, message: T) -> Request<T> {
+        authed(&self.gateway_token, message)
+    }
+
+    /// A request from the gateway service acting for `user`.
+    pub fn as_user<T>(&self, user: Uuid, message: T) -> Request<T> {
+        on_behalf_of(authed(&self.gateway_token, message), user)
+    }
+
+    /// A request from the operator.
+    pub fn op<T>(&self, message: T) -> Request<T> {
+        authed(&self.operator_token, message)
+    }
+
+    // ---- identity ----
+
+    /// Registers a customer with `email` in identity.
+    pub async fn register(&self, email: &str) -> ipb::User {
+        self.identity()
+            .register_user(ipb::RegisterUserRequest {
+                email: email.into(),
+                display_name: "Test User".into(),
+                password: PASSWORD.into(),
+                locale: "en".into(),
+            })
+            .await
+            .expect("register")
+            .into_inner()
+            .user
+            .expect("user")
+    }
+
+    /// Registers a fresh customer in identity and returns its id.
+    pub async fn user(&self) -> Uuid {
+        let user = self
+            .register(&format!("u-{}@example.com", Uuid::new_v4().simple()))
+            .await;
+        uuid(&user.user_id)
+    }
+
+    /// `n` fresh registered users.
+    pub async fn users(&self, n: usize) -> Vec<Uuid> {
+        let mut users = Vec::with_capacity(n);
+        for _ in 0..n {
+            users.push(self.user().await);
+        }
+        users
+    }
+
+    /// A registered user's customer access token.
+    pub async fn customer_token(&self, email: &str) -> String {
+        self.identity()
+            .authenticate(ipb::AuthenticateRequest {
+                email: email.into(),
+                password: PASSWORD.into(),
+            })
+            .await
+            .expect("customer login")
+            .into_inner()
+            .access_token
+    }
+
+    /// Verifies `user`'s login e-mail with the code identity sent through its event stream.
+    pub async fn verify_email(&self, user: Uuid) -> ipb::User {
+        let code = self
+            .find_identity_event(|event| match &event.payload {
+                Some(ipb::event::Payload::EmailVerificationRequested(request))
+                    if event.user_id == user.to_string() =>
+                {
+                    Some(request.code.clone())
+                }
+                _ => None,
+            })
+            .await;
+        self.identity()
+            .verify_email(ipb::VerifyEmailRequest {
+                user_id: user.to_string(),
+                code,
+            })
+            .await
+            .expect("verify e-mail")
+            .into_inner()
+            .user
+            .expect("user")
+    }
+
+    /// Reads identity's event stream from the start until `pick` finds something.
+    pub async fn find_identity_event<T>(
+        &self,
+        mut pick: impl FnMut(&ipb::Event) -> Option<T>,
+    ) -> T {
+        let mut stream = self
+            .identity()
+            .watch_events(self.op(ipb::WatchEventsRequest::default()))
+            .await
+            .expect("watch identity events")
+            .into_inner();
+        tokio::time::timeout(PATIENCE, async {
+            while let Some(item) = stream.next().await {
+                let event = item.expect("identity event").event.expect("event body");
+                if let Some(found) = pick(&event) {
+                    return found;
+                }
+            }
+            panic!("identity event stream ended");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the identity event arrives within {PATIENCE:?}"))
+    }
+
+    /// The operator disables `user` in identity.
+    pub async fn disable(&self, user: Uuid) {
+        self.identity()
+            .disable_user(self.op(ipb::DisableUserRequest {
+                user_id: user.to_string(),
+            }))
+            .await
+            .expect("disable user");
+    }
+
+    /// The operator enables `user` again.
+    pub async fn enable(&self, user: Uuid) {
+        self.identity()
+            .enable_user(self.op(ipb::EnableUserRequest {
+                user_id: user.to_string(),
+            }))
+            .await
+            .expect("enable user");
+    }
+
+    // ---- contact registry ----
+
+    /// A fresh (site number, customer number) pair.
+    pub fn numbers(&self) -> (String, String) {
+        let n = self.numbers.fetch_add(1, Ordering::Relaxed);
+        (format!("{}", 1_000_000 + n), format!("{}", 2_000_000 + n))
+    }
+
+    /// Creates a site in the registry and waits until access management knows it (its
+    /// primary holds ACCESS_UPDATE there).
+    pub async fn create_site(&self, request: cpb::CreateSiteRequest) -> cpb::Site {
+        let primary = uuid(&request.primary_user_id);
+        let site = self
+            .registry()
+            .create_site(self.svc(request))
+            .await
+            .expect("create site")
+            .into_inner()
+            .site
+            .expect("site");
+        self.wait_check(primary, &site.site_id, P::AccessUpdate, true)
+            .await;
+        site
+    }
+
+    /// A site without S&S whose primary contact is `primary`.
+    pub async fn site(&self, primary: Uuid) -> cpb::Site {
+        let (site_number, customer_number) = self.numbers();
+        self.create_site(site_request(&site_number, &customer_number, primary))
+            .await
+    }
+
+    /// A site with active S&S, primary `primary` and site technical contact `stc`.
+    pub async fn supported_site(&self, primary: Uuid, stc: Uuid) -> cpb::Site {
+        let (site_number, customer_number) = self.numbers();
+        let site = self
+            .create_site(cpb::CreateSiteRequest {
+                support_active: true,
+                support_end_date: "2027-03-31".into(),
+                site_technical_user_id: stc.to_string(),
+                ..site_request(&site_number, &customer_number, primary)
+            })
+            .await;
+        self.wait_check(stc, &site.site_id, P::SupportAdmin, true)
+            .await;
+        site
+    }
+
+    /// Gives `user` `role` on the site in the registry (not waiting for access management).
+    pub async fn assign(&self, site_id: &str, user: Uuid, role: Role) -> cpb::Contact {
+        self.registry()
+            .assign_contact(self.svc(cpb::AssignContactRequest {
+                site_id: site_id.into(),
+                user_id: user.to_string(),
+                role: role as i32,
+                details: None,
+            }))
+            .await
+            .expect("assign contact")
+            .into_inner()
+            .contact
+            .expect("contact")
+    }
+
+    /// Turns the switch of rule C3 (the administrative contact may manage access) on or off.
+    pub async fn set_admin_switch(&self, site_id: &str, on: bool) -> cpb::Site {
+        self.registry()
+            .update_site(self.svc(cpb::UpdateSiteRequest {
+                site: Some(cpb::Site {
+                    site_id: site_id.into(),
+                    admin_may_manage_access: on,
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["admin_may_manage_access".into()],
+                }),
+                etag: String::new(),
+            }))
+            .await
+            .expect("update site")
+            .into_inner()
+            .site
+            .expect("site")
+    }
+
+    /// Makes `new_primary` the primary contact of the site (C8).
+    pub async fn transfer_primary(
+        &self,
+        site_id: &str,
+        new_primary: Uuid,
+    ) -> Result<cpb::TransferPrimaryContactResponse, Status> {
+        self.registry()
+            .transfer_primary_contact(self.svc(cpb::TransferPrimaryContactRequest {
+                site_id: site_id.into(),
+                new_user_id: new_primary.to_string(),
+                etag: String::new(),
+                previous_primary_role: Role::Unspecified as i32,
+            }))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Waits until access management applied every registry event committed so far: a
+    /// marker site created now is visible only after them (the projection applies the
+    /// registry's stream in commit order).
+    pub async fn sync_registry(&self) {
+        let marker = self.user().await;
+        self.site(marker).await;
+    }
+
+    // ---- access management ----
+
+    pub async fn check(&self, user: Uuid, site_id: &str, permission: P) -> pb::CheckResponse {
+        self.access()
+            .check(self.svc(check_request(user, site_id, permission)))
+            .await
+            .expect("check")
+            .into_inner()
+    }
+
+    /// Polls Check until it answers `allowed`.
+    pub async fn wait_check(
+        &self,
+        user: Uuid,
+        site_id: &str,
+        permission: P,
+        allowed: bool,
+    ) -> pb::CheckResponse {
+        eventually(
+            &format!("check {permission:?} of {user} on {site_id} is {allowed}"),
+            || async move {
+                match self
+                    .access()
+                    .check(self.svc(check_request(user, site_id, permission)))
+                    .await
+                {
+                    Ok(response) if response.get_ref().allowed == allowed => {
+                        Ok(response.into_inner())
+                    }
+                    Ok(response) => Err(format!("{:?}", response.into_inner())),
+                    Err(status) => Err(format!("{status:?}")),
+                }
+            },
+        )
+        .await
+    }
+
+    /// Every permission of `user` on the site, in [`ALL_PERMISSIONS`] order.
+    pub async fn check_all(&self, user: Uuid, site_id: &str) -> Vec<pb::CheckResponse> {
+        self.access()
+            .batch_check(
+                self.svc(pb::BatchCheckRequest {
+                    checks: ALL_PERMISSIONS
+                        .iter()
+                        .map(|p| check_request(user, site_id, *p))
+                        .collect(),
+                }),
+            )
+            .await
+            .expect("batch check")
+            .into_inner()
+            .results
+    }
+
+    pub async fn profile(&self, site_id: &str, user: Uuid) -> pb::AccessProfile {
+        self.access()
+            .get_access_profile(self.svc(pb::GetAccessProfileRequest {
+                site_id: site_id.into(),
+                user_id: user.to_string(),
+            }))
+            .await
+            .expect("get access profile")
+            .into_inner()
+            .profile
+            .expect("profile")
+    }
+
+    pub async fn set_tools(
+        &self,
+        grantor: Uuid,
+        site_id: &str,
+        user: Uuid,
+        tools: pb::ToolAccess,
+        reason: &str,
+    ) -> Result<pb::AccessProfile, Status> {
+        self.access()
+            .set_tool_access(self.as_user(
+                grantor,
+                pb::SetToolAccessRequest {
+                    site_id: site_id.into(),
+                    user_id: user.to_string(),
+                    tools: Some(tools),
+                    reason: reason.into(),
+                    etag: String::new(),
+                },
+            ))
+            .await
+            .map(|r| r.into_inner().profile.expect("profile"))
+    }
+
+    pub async fn set_support(
+        &self,
+        grantor: Uuid,
+        site_id: &str,
+        user: Uuid,
+        level: Su,
+        reason: &str,
+    ) -> Result<pb::AccessProfile, Status> {
+        self.access()
+            .set_support_access(self.as_user(
+                grantor,
+                pb::SetSupportAccessRequest {
+                    site_id: site_id.into(),
+                    user_id: user.to_string(),
+                    support_level: level as i32,
+                    reason: reason.into(),
+                    etag: String::new(),
+                },
+            ))
+            .await
+            .map(|r| r.into_inner().profile.expect("profile"))
+    }
+
+    pub async fn revoke(
+        &self,
+        grantor: Uuid,
+        site_id: &str,
+        user: Uuid,
+        reason: &str,
+    ) -> Result<pb::AccessProfile, Status> {
+        self.access()
+            .revoke_access(self.as_user(
+                grantor,
+                pb::RevokeAccessRequest {
+                    site_id: site_id.into(),
+                    user_id: user.to_string(),
+                    reason: reason.into(),
+                    etag: String::new(),
+                },
+            ))
+            .await
+            .map(|r| r.into_inner().profile.expect("profile"))
+    }
+
+    pub async fn approvers(&self, site_id: &str, kind: Kind) -> Vec<pb::Approver> {
+        self.access()
+            .list_approvers(self.svc(pb::ListApproversRequest {
+                site_id: site_id.into(),
+                kind: kind as i32,
+                page_size: 0,
+                page_token: String::new(),
+            }))
+            .await
+            .expect("list approvers")
+            .into_inner()
+            .approvers
+    }
+
+    pub async fn approver_ids(&self, site_id: &str, kind: Kind) -> Vec<Uuid> {
+        self.approvers(site_id, kind)
+            .await
+            .iter()
+            .map(|a| uuid(&a.user_id))
+            .collect()
+    }
+
+    /// `requester` asks for `tools` on the site named by its numbers.
+    pub async fn submit_tools(
+        &self,
+        requester: Uuid,
+        site: &cpb::Site,
+        tools: pb::ToolAccess,
+    ) -> Result<pb::AccessRequest, Status> {
+        self.submit(requester, site_access(site, tools)).await
+    }
+
+    /// `requester` asks for a support level on the site.
+    pub async fn submit_support(
+        &self,
+        requester: Uuid,
+        site: &cpb::Site,
+        level: Su,
+    ) -> Result<pb::AccessRequest, Status> {
+        self.submit(
+            requester,
+            pb::SubmitAccessRequestRequest {
+                site_number: site.site_number.clone(),
+                customer_number: site.customer_number.clone(),
+                kind: Kind::SupportAccess as i32,
+                requested_tools: None,
+                requested_support_level: level as i32,
+                justification: "I work on the site's support cases".into(),
+            },
+        )
+        .await
+    }
+
+    pub async fn submit(
+        &self,
+        requester: Uuid,
+        request: pb::SubmitAccessRequestRequest,
+    ) -> Result<pb::AccessRequest, Status> {
+        self.access()
+            .submit_access_request(self.as_user(requester, request))
+            .await
+            .map(|r| r.into_inner().request.expect("request"))
+    }
+
+    pub async fn get_request(&self, request_id: &str) -> pb::AccessRequest {
+        self.access()
+            .get_access_request(self.svc(pb::GetAccessRequestRequest {
+                request_id: request_id.into(),
+            }))
+            .await
+            .expect("get access request")
+            .into_inner()
+            .request
+            .expect("request")
+    }
+
+    pub async fn approve(
+        &self,
+        approver: Uuid,
+        request_id: &str,
+        granted_tools: Option<pb::ToolAccess>,
+        granted_support: Su,
+    ) -> Result<pb::ApproveAccessRequestResponse, Status> {
+        self.access()
+            .approve_access_request(self.as_user(
+                approver,
+                pb::ApproveAccessRequestRequest {
+                    request_id: request_id.into(),
+                    granted_tools,
+                    granted_support_level: granted_support as i32,
+                    etag: String::new(),
+                    note: String::new(),
+                },
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn reject(
+        &self,
+        approver: Uuid,
+        request_id: &str,
+        reason: &str,
+    ) -> Result<pb::AccessRequest, Status> {
+        self.access()
+            .reject_access_request(self.as_user(
+                approver,
+                pb::RejectAccessRequestRequest {
+                    request_id: request_id.into(),
+                    reason: reason.into(),
+                    etag: String::new(),
+                },
+            ))
+            .await
+            .map(|r| r.into_inner().request.expect("request"))
+    }
+
+    pub async fn cancel(
+        &self,
+        requester: Uuid,
+        request_id: &str,
+    ) -> Result<pb::AccessRequest, Status> {
+        self.access()
+            .cancel_access_request(self.as_user(
+                requester,
+                pb::CancelAccessRequestRequest {
+                    request_id: request_id.into(),
+                    etag: String::new(),
+                },
+            ))
+            .await
+            .map(|r| r.into_inner().request.expect("request"))
+    }
+
+    /// Every request of a site (all pages), optionally of one state, newest first.
+    pub async fn site_requests(&self, site_id: &str, state: State) -> Vec<pb::AccessRequest> {
+        let mut requests = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .access()
+                .list_access_requests(self.svc(pb::ListAccessRequestsRequest {
+                    site_id: site_id.into(),
+                    state: state as i32,
+                    page_size: 1000,
+                    page_token: token,
+                }))
+                .await
+                .expect("list access requests")
+                .into_inner();
+            requests.extend(page.requests);
+            if page.next_page_token.is_empty() {
+                return requests;
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// Every request of `requester` (all pages), newest first.
+    pub async fn my_requests(&self, requester: Uuid) -> Vec<pb::AccessRequest> {
+        let mut requests = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .access()
+                .list_my_access_requests(self.as_user(
+                    requester,
+                    pb::ListMyAccessRequestsRequest {
+                        page_size: 1000,
+                        page_token: token,
+                    },
+                ))
+                .await
+                .expect("list my access requests")
+                .into_inner();
+            requests.extend(page.requests);
+            if page.next_page_token.is_empty() {
+                return requests;
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// Sets a domain policy as `setter`.
+    pub async fn set_policy(
+        &self,
+        setter: Uuid,
+        site_id: &str,
+        domain: &str,
+        mode: Mode,
+        baseline_tools: pb::ToolAccess,
+        baseline_support: Su,
+    ) -> Result<pb::DomainPolicy, Status> {
+        self.access()
+            .set_domain_policy(self.as_user(
+                setter,
+                pb::SetDomainPolicyRequest {
+                    site_id: site_id.into(),
+                    domain: domain.into(),
+                    policy: mode as i32,
+                    baseline_tools: Some(baseline_tools),
+                    baseline_support_level: baseline_support as i32,
+                    etag: String::new(),
+                },
+            ))
+            .await
+            .map(|r| r.into_inner().domain_policy.expect("domain policy"))
+    }
+
+    /// Every audit record of a site (all pages), newest first.
+    pub async fn audit(&self, site_id: &str) -> Vec<pb::AuditRecord> {
+        let mut records = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .access()
+                .list_audit_records(self.svc(pb::ListAuditRecordsRequest {
+                    site_id: site_id.into(),
+                    page_size: 1000,
+                    page_token: token,
+                }))
+                .await
+                .expect("list audit records")
+                .into_inner();
+            records.extend(page.records);
+            if page.next_page_token.is_empty() {
+                return records;
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// Reads access management's event stream after `after` until `count` events came.
+    pub async fn events(&self, after: &str, count: usize) -> Vec<pb::Event> {
+        let mut stream = self
+            .access()
+            .watch_events(self.svc(pb::WatchEventsRequest {
+                after_cursor: after.into(),
+            }))
+            .await
+            .expect("watch access events")
+            .into_inner();
+        let mut events = Vec::with_capacity(count);
+        tokio::time::timeout(PATIENCE, async {
+            while events.len() < count {
+                let item = stream.next().await.expect("event stream ended");
+                events.push(item.expect("event").event.expect("event body"));
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{count} access events within {PATIENCE:?}: got {events:?}"));
+        events
+    }
+
+    /// Reads access management's event stream from the start until `pick` finds something.
+    pub async fn find_event<T>(&self, mut pick: impl FnMut(&pb::Event) -> Option<T>) -> T {
+        let mut stream = self
+            .access()
+            .watch_events(self.svc(pb::WatchEventsRequest::default()))
+            .await
+            .expect("watch access events")
+            .into_inner();
+        tokio::time::timeout(PATIENCE, async {
+            while let Some(item) = stream.next().await {
+                let event = item.expect("access event").event.expect("event body");
+                if let Some(found) = pick(&event) {
+                    return found;
+                }
+            }
+            panic!("access event stream ended");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the access event arrives within {PATIENCE:?}"))
+    }
+
+    /// The events of the site, in stream order, once `done` holds for them (bounded wait).
+    pub async fn site_events_until(
+        &self,
+        site_id: &str,
+        mut done: impl FnMut(&[pb::Event]) -> bool,
+    ) -> Vec<pb::Event> {
+        let mut stream = self
+            .access()
+            .watch_events(self.svc(pb::WatchEventsRequest::default()))
+            .await
+            .expect("watch access events")
+            .into_inner();
+        let mut events = Vec::new();
+        let waited = tokio::time::timeout(PATIENCE, async {
+            while !done(&events) {
+                let item = stream.next().await.expect("event stream ended");
+                let event = item.expect("access event").event.expect("event body");
+                if event.site_id == site_id {
+                    events.push(event);
+                }
+            }
+        })
+        .await;
+        assert!(
+            waited.is_ok(),
+            "the site's events within {PATIENCE:?}: got {events:?}"
+        );
+        events
+    }
+}
+
+/// Every permission, in proto order.
+pub const ALL_PERMISSIONS: [P; 18] = [
+    P::SoftwareDownload,
+    P::MediaAccess,
+    P::QuotesAndCatalogs,
+    P::LicenseRenewal,
+    P::ReportsView,
+    P::EntitlementsView,
+    P::EntitlementsUpdate,
+    P::AccountManagement,
+    P::AccessView,
+    P::AccessUpdate,
+    P::ContactsView,
+    P::ContactsUpdate,
+    P::DocumentsView,
+    P::SupportOwnCases,
+    P::SupportSiteCases,
+    P::SupportAdmin,
+    P::ApproveSiteAccess,
+    P::ApproveSupportAccess,
+];
+
+pub fn check_request(user: Uuid, site_id: &str, permission: P) -> pb::CheckRequest {
+    pb::CheckRequest {
+        user_id: user.to_string(),
+        site_id: site_id.into(),
+        permission: permission as i32,
+    }
+}
+
+/// A SITE_ACCESS request for `tools` on `site`, named by its numbers.
+pub fn site_access(site: &cpb::Site, tools: pb::ToolAccess) -> pb::SubmitAccessRequestRequest {
+    pb::SubmitAccessRequestRequest {
+        site_number: site.site_number.clone(),
+        customer_number: site.customer_number.clone(),
+        kind: Kind::SiteAccess as i32,
+        requested_tools: Some(tools),
+        requested_support_level: Su::Unspecified as i32,
+        justification: "I download our software".into(),
+    }
+}
+
+/// A valid CreateSite request without S&S.
+pub fn site_request(
+    site_number: &str,
+    customer_number: &str,
+    primary: Uuid,
+) -> cpb::CreateSiteRequest {
+    cpb::CreateSiteRequest {
+        site_number: site_number.into(),
+        customer_number: customer_number.into(),
+        name: "Lyon Part-Dieu".into(),
+        country_code: "FR".into(),
+        language: "fr".into(),
+        program: cpb::Program::PassportAdvantage as i32,
+        support_active: false,
+        support_end_date: String::new(),
+        business_partner_email: String::new(),
+        primary_user_id: primary.to_string(),
+        site_technical_user_id: String::new(),
+        primary_details: None,
+    }
+}
+
+// ---- tool levels ----
+
+/// Every tool UNSPECIFIED (in a change: keep the current level).
+pub fn keep() -> pb::ToolAccess {
+    pb::ToolAccess::default()
+}
+
+/// Every tool NONE.
+pub fn no_tools() -> pb::ToolAccess {
+    pb::ToolAccess {
+        software: Sw::None as i32,
+        reporting: Re::None as i32,
+        entitlements: En::None as i32,
+        account_management: Am::None as i32,
+        manage_access: Ma::None as i32,
+        contact_updates: Cu::None as i32,
+        account_documents: Docs::None as i32,
+    }
+}
+
+/// Every tool at its top level.
+pub fn top_tools() -> pb::ToolAccess {
+    pb::ToolAccess {
+        software: Sw::Full as i32,
+        reporting: Re::View as i32,
+        entitlements: En::Update as i32,
+        account_management: Am::Granted as i32,
+        manage_access: Ma::Update as i32,
+        contact_updates: Cu::Update as i32,
+        account_documents: Docs::View as i32,
+    }
+}
+
+/// One level of one tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Software(Sw),
+    Reporting(Re),
+    Entitlements(En),
+    AccountManagement(Am),
+    ManageAccess(Ma),
+    ContactUpdates(Cu),
+    AccountDocuments(Docs),
+}
+
+impl Level {
+    /// `tools` with this level set.
+    pub fn on(self, mut tools: pb::ToolAccess) -> pb::ToolAccess {
+        match self {
+            Self::Software(l) => tools.software = l as i32,
+            Self::Reporting(l) => tools.reporting = l as i32,
+            Self::Entitlements(l) => tools.entitlements = l as i32,
+            Self::AccountManagement(l) => tools.account_management = l as i32,
+            Self::ManageAccess(l) => tools.manage_access = l as i32,
+            Self::ContactUpdates(l) => tools.contact_updates = l as i32,
+            Self::AccountDocuments(l) => tools.account_documents = l as i32,
+        }
+        tools
+    }
+
+    /// Only this level set, every other tool UNSPECIFIED.
+    pub fn alone(self) -> pb::ToolAccess {
+        self.on(keep())
+    }
+
+    /// The proto number of this tool's level in `tools`.
+    pub fn read(self, tools: &pb::ToolAccess) -> i32 {
+        match self {
+            Self::Software(_) => tools.software,
+            Self::Reporting(_) => tools.reporting,
+            Self::Entitlements(_) => tools.entitlements,
+            Self::AccountManagement(_) => tools.account_management,
+            Self::ManageAccess(_) => tools.manage_access,
+            Self::ContactUpdates(_) => tools.contact_updates,
+            Self::AccountDocuments(_) => tools.account_documents,
+        }
+    }
+
+    /// The proto number of the level.
+    pub fn number(self) -> i32 {
+        match self {
+            Self::Software(l) => l as i32,
+            Self::Reporting(l) => l as i32,
+            Self::Entitlements(l) => l as i32,
+            Self::AccountManagement(l) => l as i32,
+            Self::ManageAccess(l) => l as i32,
+            Self::ContactUpdates(l) => l as i32,
+            Self::AccountDocuments(l) => l as i32,
+        }
+    }
+
+    /// Whether this is the same tool as `other`.
+    pub fn same_tool(self, other: Level) -> bool {
+        std::mem::discriminant(&self) == std::mem::discriminant(&other)
+    }
+
+    /// Every level of this level's tool, lowest first.
+    pub fn levels_of_tool(self) -> Vec<Level> {
+        match self {
+            Self::Software(_) => [Sw::None, Sw::DownloadsOnly, Sw::DownloadsAndMedia, Sw::Full]
+                .map(Self::Software)
+                .to_vec(),
+            Self::Reporting(_) => [Re::None, Re::View].map(Self::Reporting).to_vec(),
+            Self::Entitlements(_) => [En::None, En::View, En::Update]
+                .map(Self::Entitlements)
+                .to_vec(),
+            Self::AccountManagement(_) => [Am::None, Am::Granted]
+                .map(Self::AccountManagement)
+                .to_vec(),
+            Self::ManageAccess(_) => [Ma::None, Ma::View, Ma::Update]
+                .map(Self::ManageAccess)
+                .to_vec(),
+            Self::ContactUpdates(_) => [Cu::None, Cu::View, Cu::Update]
+                .map(Self::ContactUpdates)
+                .to_vec(),
+            Self::AccountDocuments(_) => [Docs::None, Docs::View]
+                .map(Self::AccountDocuments)
+                .to_vec(),
+        }
+    }
+
+    /// The lowest (NONE) level of this tool.
+    pub fn none(self) -> Level {
+        self.levels_of_tool()[0]
+    }
+
+    /// The top level of this tool.
+    pub fn top(self) -> Level {
+        *self.levels_of_tool().last().expect("levels")
+    }
+
+    /// Rank within the tool: NONE is 0.
+    pub fn rank(self) -> usize {
+        self.levels_of_tool()
+            .iter()
+            .position(|l| *l == self)
+            .expect("a level of its own tool")
+    }
+}
+
+/// One level per tool, each tool once: the first level of each tool.
+pub const TOOLS: [Level; 7] = [
+    Level::Software(Sw::None),
+    Level::Reporting(Re::None),
+    Level::Entitlements(En::None),
+    Level::AccountManagement(Am::None),
+    Level::ManageAccess(Ma::None),
+    Level::ContactUpdates(Cu::None),
+    Level::AccountDocuments(Docs::None),
+];
+
+// ---- requests, statuses, polling ----
+
+/// A request carrying `token` as bearer.
+pub fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// `request` with the on-behalf-of metadata naming `user`.
+pub fn on_behalf_of<T>(mut request: Request<T>, user: Uuid) -> Request<T> {
+    request
+        .metadata_mut()
+        .insert(ON_BEHALF_OF_HEADER, user.to_string().parse().unwrap());
+    request
+}
+
+pub fn uuid(text: &str) -> Uuid {
+    Uuid::parse_str(text).unwrap_or_else(|_| panic!("a uuid: {text:?}"))
+}
+
+/// Asserts a status code and returns the status for further checks.
+#[track_caller]
+pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
+    match result {
+        Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "unexpected status: {status:?}");
+            status
+        }
+    }
+}
+
+/// Asserts one of `codes`.
+#[track_caller]
+pub fn expect_codes<T: std::fmt::Debug>(result: Result<T, Status>, codes: &[Code]) -> Status {
+    match result {
+        Ok(value) => panic!("expected one of {codes:?}, got Ok({value:?})"),
+        Err(status) => {
+            assert!(
+                codes.contains(&status.code()),
+                "expected one of {codes:?}: {status:?}"
+            );
+            status
+        }
+    }
+}
+
+/// Asserts that a rule refused the call: FAILED_PRECONDITION (a rule forbids it) or
+/// PERMISSION_DENIED (the acting person lacks the authority), with a message citing `rule`.
+#[track_caller]
+pub fn expect_refused<T: std::fmt::Debug>(result: Result<T, Status>, rule: &str) -> Status {
+    let status = expect_codes(result, &[Code::FailedPrecondition, Code::PermissionDenied]);
+    assert!(
+        cites(status.message(), rule),
+        "expected the message to cite rule {rule}: {:?}",
+        status.message()
+    );
+    status
+}
+
+/// Whether `text` cites `rule` as `rule T4` or `T4:` or `(T4)`.
+pub fn cites(text: &str, rule: &str) -> bool {
+    text.contains(&format!("rule {rule}"))
+        || text.contains(&format!("{rule}:"))
+        || text.contains(&format!("({rule})"))
+}
+
+/// Asserts `InvalidArgument` with a field violation on `field`.
+#[track_caller]
+pub fn expect_field<T: std::fmt::Debug>(result: Result<T, Status>, field: &str) -> Status {
+    let status = expect_code(result, Code::InvalidArgument);
+    let violations = kc_runtime::error::field_violations(&status);
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.field == field || v.field.starts_with(&format!("{field}."))),
+        "expected a violation on {field}, got {violations:?} ({status:?})"
+    );
+    status
+}
+
+/// Polls `attempt` until it returns `Ok`, failing the test after [`PATIENCE`] with the last
+/// `Err` it returned (what was observed instead).
+pub async fn eventually<T, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(last) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {PATIENCE:?} waiting until {what}; last seen: {last}"
+            ),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Polls `condition` until it holds (bounded by [`PATIENCE`]).
+pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    eventually(what, || {
+        let fut = condition();
+        async move {
+            if fut.await {
+                Ok(())
+            } else {
+                Err("false".into())
+            }
+        }
+    })
+    .await
+}
+
+/// Runs every future on its own task, all at once (they start together at a barrier), and
+/// returns their results in order.
+pub async fn all_at_once<T, F>(futures: Vec<F>) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(futures.len()));
+    let handles: Vec<_> = futures
+        .into_iter()
+        .map(|future| {
+            let barrier = std::sync::Arc::clone(&barrier);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                future.await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(handles.len());
+    for handle in handles {
+        results.push(
+            tokio::time::timeout(PATIENCE, handle)
+                .await
+                .expect("task finishes in time")
+                .expect("task does not panic"),
+        );
+    }
+    results
+}
+
+/// The roles of `implied_by`.
+pub fn roles(profile: &pb::AccessProfile) -> Vec<Role> {
+    profile
+        .implied_by
+        .iter()
+        .map(|r| Role::try_from(*r).expect("known role"))
+        .collect()
+}
+
+/// The state of a request.
+pub fn state(request: &pb::AccessRequest) -> State {
+    State::try_from(request.state).expect("known state")
+}

@@ -1,0 +1,413 @@
+//! The self-nomination flow across real processes (rules A1, A3, A4, S3, T4): the `kc-identity`,
+//! `kc-contacts` and `kc-access` binaries as child processes on one database, wired with
+//! service accounts made by `kc-identity create-service-account`; a user nominates itself
+//! for a site through a gateway-like service, the primary contact sees the request and is
+//! among its approvers, approves less than was asked, and Check reflects the grant.
+//!
+//! The binaries come from `cargo build --bins` (`cargo xtask test` builds them).
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use kc_proto::access::access_management_service_client::AccessManagementServiceClient;
+use kc_proto::access::{self as pb, event::Payload};
+use kc_proto::contacts::contact_registry_service_client::ContactRegistryServiceClient;
+use kc_proto::contacts::{self as cpb};
+use kc_proto::identity::identity_service_client::IdentityServiceClient;
+use kc_proto::identity::{self as ipb};
+use kc_runtime::auth::ON_BEHALF_OF_HEADER;
+use kc_testkit::process::{ServiceProcess, binary, grpcurl_json};
+use kc_testkit::ready_channel;
+use tokio::process::Command;
+use tonic::Request;
+use uuid::Uuid;
+
+const CHEAP_ARGON2: [&str; 4] = ["--argon2-memory-kib", "256", "--argon2-iterations", "1"];
+const OPERATOR_EMAIL: &str = "operator@keycontacts.test";
+const OPERATOR_PASSWORD: &str = "operator passphrase";
+const PASSWORD: &str = "correct horse battery staple";
+const ACCESS: &str = "keycontacts.access.v1.AccessManagementService";
+/// Upper bound for the projection to catch up: generous, only reached on failure.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Runs a `kc-identity` admin command on the database and returns its standard output.
+async fn identity_admin(database_url: &str, args: &[&str]) -> String {
+    let output = Command::new(binary("kc-identity"))
+        .args(args)
+        .args(CHEAP_ARGON2)
+        .env("DATABASE_URL", database_url)
+        .output()
+        .await
+        .expect("run kc-identity");
+    assert!(
+        output.status.success(),
+        "kc-identity {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+/// The value of a `key=value` line.
+fn line_value(stdout: &str, key: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= line in {stdout:?}"))
+        .trim()
+        .to_owned()
+}
+
+/// `kc-identity create-service-account NAME`: (client id, secret).
+async fn service_account(database_url: &str, name: &str) -> (String, String) {
+    let stdout = identity_admin(database_url, &["create-service-account", name]).await;
+    (
+        line_value(&stdout, "client_id"),
+        line_value(&stdout, "client_secret"),
+    )
+}
+
+fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+fn for_user<T>(token: &str, user: &str, message: T) -> Request<T> {
+    let mut request = authed(token, message);
+    request
+        .metadata_mut()
+        .insert(ON_BEHALF_OF_HEADER, user.parse().unwrap());
+    request
+}
+
+fn check(user: &str, site_id: &str, permission: pb::Permission) -> pb::CheckRequest {
+    pb::CheckRequest {
+        user_id: user.into(),
+        site_id: site_id.into(),
+        permission: permission as i32,
+    }
+}
+
+// rules A1, S3, A3, A4, T4: self-nomination across processes.
+#[tokio::test]
+async fn self_nomination_across_processes() {
+    let db = kc_testkit::test_database().await;
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let identity = ServiceProcess::start(binary("kc-identity"), &CHEAP_ARGON2, &env).await;
+
+    // The operator, and the service accounts of access management and of the gateway.
+    let password_file =
+        std::env::temp_dir().join(format!("kc-operator-{}", Uuid::new_v4().simple()));
+    std::fs::write(&password_file, format!("{OPERATOR_PASSWORD}\n")).unwrap();
+    let bootstrap = identity_admin(
+        &db.url,
+        &[
+            "bootstrap-operator",
+            "--email",
+            OPERATOR_EMAIL,
+            "--password-file",
+            password_file.to_str().expect("utf-8 path"),
+        ],
+    )
+    .await;
+    let _ = std::fs::remove_file(&password_file);
+    line_value(&bootstrap, "operator_user_id");
+    let (access_id, access_secret) = service_account(&db.url, "kc-access").await;
+    let (gateway_id, gateway_secret) = service_account(&db.url, "kc-gateway").await;
+
+    let contacts = ServiceProcess::start(
+        binary("kc-contacts"),
+        &["--identity-url", &identity.url()],
+        &env,
+    )
+    .await;
+    let access = ServiceProcess::start(
+        binary("kc-access"),
+        &[
+            "--identity-url",
+            &identity.url(),
+            "--contacts-url",
+            &contacts.url(),
+        ],
+        &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("KC_CLIENT_ID", access_id.as_str()),
+            ("KC_CLIENT_SECRET", access_secret.as_str()),
+        ],
+    )
+    .await;
+
+    let mut identity_client = IdentityServiceClient::new(ready_channel(&identity.url()).await);
+    let mut registry = ContactRegistryServiceClient::new(ready_channel(&contacts.url()).await);
+    let mut access_client = AccessManagementServiceClient::new(ready_channel(&access.url()).await);
+
+    // The operator signs in; the gateway gets its service token.
+    let operator_token = identity_client
+        .authenticate(ipb::AuthenticateRequest {
+            email: OPERATOR_EMAIL.into(),
+            password: OPERATOR_PASSWORD.into(),
+        })
+        .await
+        .expect("operator signs in")
+        .into_inner()
+        .access_token;
+    let gateway = identity_client
+        .issue_service_token(ipb::IssueServiceTokenRequest {
+            client_id: gateway_id,
+            client_secret: gateway_secret,
+        })
+        .await
+        .expect("gateway token")
+        .into_inner()
+        .access_token;
+
+    // Two people register: the site's future primary contact and the requester.
+    let mut register = async |email: &str| {
+        identity_client
+            .register_user(ipb::RegisterUserRequest {
+                email: email.into(),
+                display_name: email.split('@').next().unwrap_or_default().into(),
+                password: PASSWORD.into(),
+                locale: "fr".into(),
+            })
+            .await
+            .expect("register")
+            .into_inner()
+            .user
+            .expect("user")
+            .user_id
+    };
+    let primary = register("paula@acme.example").await;
+    let requester = register("remi@acme.example").await;
+
+    // The site, with its primary contact.
+    let site = registry
+        .create_site(authed(
+            &gateway,
+            cpb::CreateSiteRequest {
+                site_number: "4100017".into(),
+                customer_number: "8800042".into(),
+                name: "Acme Lyon".into(),
+                country_code: "FR".into(),
+                language: "fr".into(),
+                program: cpb::Program::PassportAdvantage as i32,
+                primary_user_id: primary.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("create site")
+        .into_inner()
+        .site
+        .expect("site");
+
+    // Access management follows the registry's stream: wait until it knows the site.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let decision = access_client
+            .check(authed(
+                &gateway,
+                check(&primary, &site.site_id, pb::Permission::ApproveSiteAccess),
+            ))
+            .await
+            .expect("check")
+            .into_inner();
+        if decision.allowed {
+            assert_eq!(decision.reason, "implied by PRIMARY (T3)");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "access management learns the site within {PATIENCE:?}: {decision:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // rule S3: a wrong customer number is not found, and says nothing more.
+    let asked = pb::ToolAccess {
+        software: pb::SoftwareAccess::Full as i32,
+        reporting: pb::ReportingAccess::View as i32,
+        ..Default::default()
+    };
+    let submit = |customer_number: &str| pb::SubmitAccessRequestRequest {
+        site_number: site.site_number.clone(),
+        customer_number: customer_number.into(),
+        kind: pb::AccessRequestKind::SiteAccess as i32,
+        requested_tools: Some(asked),
+        requested_support_level: 0,
+        justification: "Je gère nos téléchargements".into(),
+    };
+    let wrong = access_client
+        .submit_access_request(for_user(&gateway, &requester, submit("8800043")))
+        .await
+        .expect_err("wrong customer number");
+    assert_eq!(wrong.code(), tonic::Code::NotFound, "{wrong:?}");
+
+    // rule A1: the requester nominates itself through the gateway.
+    let request = access_client
+        .submit_access_request(for_user(&gateway, &requester, submit("8800042")))
+        .await
+        .expect("submit")
+        .into_inner()
+        .request
+        .expect("request");
+    assert_eq!(request.state, pb::AccessRequestState::Pending as i32);
+    assert_eq!(request.requester_user_id, requester);
+    assert_eq!(request.site_id, site.site_id);
+
+    // rule A3: the primary is among the approvers, and its list shows the request.
+    let approvers = access_client
+        .list_approvers(authed(
+            &gateway,
+            pb::ListApproversRequest {
+                site_id: site.site_id.clone(),
+                kind: pb::AccessRequestKind::SiteAccess as i32,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list approvers")
+        .into_inner()
+        .approvers;
+    assert!(
+        approvers.iter().any(|a| a.user_id == primary),
+        "{approvers:?}"
+    );
+    let listed = access_client
+        .list_access_requests(for_user(
+            &gateway,
+            &primary,
+            pb::ListAccessRequestsRequest {
+                site_id: site.site_id.clone(),
+                state: pb::AccessRequestState::Pending as i32,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("the primary lists the site's requests")
+        .into_inner()
+        .requests;
+    assert_eq!(
+        listed.iter().map(|r| &r.request_id).collect::<Vec<_>>(),
+        [&request.request_id]
+    );
+
+    // rule A4: the primary approves less than was asked: software DOWNLOADS_ONLY, and the
+    // reporting VIEW that was asked (UNSPECIFIED grants it).
+    let approved = access_client
+        .approve_access_request(for_user(
+            &gateway,
+            &primary,
+            pb::ApproveAccessRequestRequest {
+                request_id: request.request_id.clone(),
+                granted_tools: Some(pb::ToolAccess {
+                    software: pb::SoftwareAccess::DownloadsOnly as i32,
+                    ..Default::default()
+                }),
+                granted_support_level: 0,
+                etag: listed[0].etag.clone(),
+                note: "téléchargements seulement".into(),
+            },
+        ))
+        .await
+        .expect("approve")
+        .into_inner();
+    let decided = approved.request.expect("request");
+    assert_eq!(decided.state, pb::AccessRequestState::Approved as i32);
+    assert_eq!(decided.decided_by, primary);
+    let granted = decided.granted_tools.expect("granted");
+    assert_eq!(granted.software, pb::SoftwareAccess::DownloadsOnly as i32);
+    assert_eq!(granted.reporting, pb::ReportingAccess::View as i32);
+
+    // Check reflects the grant at once (same replica): what was granted, not what was asked.
+    let results = access_client
+        .batch_check(authed(
+            &gateway,
+            pb::BatchCheckRequest {
+                checks: vec![
+                    check(&requester, &site.site_id, pb::Permission::SoftwareDownload),
+                    check(&requester, &site.site_id, pb::Permission::ReportsView),
+                    check(&requester, &site.site_id, pb::Permission::MediaAccess),
+                    check(&requester, &site.site_id, pb::Permission::QuotesAndCatalogs),
+                    check(&requester, &site.site_id, pb::Permission::AccessUpdate),
+                ],
+            },
+        ))
+        .await
+        .expect("batch check")
+        .into_inner()
+        .results;
+    let allowed: Vec<bool> = results.iter().map(|r| r.allowed).collect();
+    assert_eq!(allowed, [true, true, false, false, false], "{results:?}");
+    assert!(
+        results[0].reason.starts_with("explicit grant"),
+        "{results:?}"
+    );
+
+    // The operator reads the same through the real grpcurl and reflection.
+    let body = serde_json::json!({
+        "user_id": requester,
+        "site_id": site.site_id,
+        "permission": "PERMISSION_SOFTWARE_DOWNLOAD",
+    })
+    .to_string();
+    let bearer = format!("authorization: Bearer {operator_token}");
+    let answer = grpcurl_json(&[
+        "-plaintext",
+        "-H",
+        &bearer,
+        "-d",
+        &body,
+        &access.address,
+        &format!("{ACCESS}/Check"),
+    ])
+    .await;
+    assert_eq!(answer["allowed"], serde_json::Value::Bool(true), "{answer}");
+
+    // The requester's own list shows the decision; the event stream told the approvers and
+    // the requester (A2).
+    let mine = access_client
+        .list_my_access_requests(for_user(
+            &gateway,
+            &requester,
+            pb::ListMyAccessRequestsRequest::default(),
+        ))
+        .await
+        .expect("list mine")
+        .into_inner()
+        .requests;
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].state, pb::AccessRequestState::Approved as i32);
+    let mut stream = access_client
+        .watch_events(authed(&gateway, pb::WatchEventsRequest::default()))
+        .await
+        .expect("watch")
+        .into_inner();
+    let (mut submitted_to, mut decided_for) = (None, None);
+    tokio::time::timeout(PATIENCE, async {
+        while submitted_to.is_none() || decided_for.is_none() {
+            let event = stream
+                .next()
+                .await
+                .expect("stream open")
+                .expect("event")
+                .event
+                .expect("body");
+            match event.payload {
+                Some(Payload::AccessRequestSubmitted(s)) => {
+                    submitted_to = Some(s.approver_user_ids)
+                }
+                Some(Payload::AccessRequestDecided(d)) => {
+                    decided_for = d.request.map(|r| r.requester_user_id)
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the events arrive");
+    assert!(submitted_to.expect("submitted").contains(&primary));
+    assert_eq!(decided_for.as_deref(), Some(requester.as_str()));
+}
