@@ -1,15 +1,16 @@
 //! The gRPC face of access management: turns requests into domain values, reads the caller,
 //! calls the domain, and turns results back. No SQL, no rules.
 
-use std::pin::Pin;
-
-use futures::{Stream, StreamExt};
 use kc_proto::access::{self as pb, access_management_service_server::AccessManagementService};
 use kc_runtime::auth::caller;
-use kc_runtime::outbox::{Cursor, OutboxWatcher};
-use kc_runtime::paging::{decode_token, encode_token, page_size};
+use kc_runtime::grpc::{
+    bad_page_token, checked, decode_single_key, finish, id, next_page_token, page_size_or_status,
+    status, watch_events,
+};
+use kc_runtime::outbox::{EventStream, OutboxWatcher};
+use kc_runtime::paging::{decode_token, page_size};
 use kc_runtime::values::timestamp;
-use kc_runtime::{ApiError, Shutdown, Violation, Violations};
+use kc_runtime::{Shutdown, Violation, Violations};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -19,8 +20,8 @@ use crate::domain::values::{
     required_reason,
 };
 use crate::domain::{
-    Access, AccessRequest, AccessRequestKind, Actor, AuditRecord, DomainPolicy, Grants, Page,
-    Permission, PolicyMode, Profile, RequestState, SupportLevel, Tool, ToolAccess, ToolLevel,
+    Access, AccessRequest, AccessRequestKind, Actor, AuditRecord, DomainPolicy, Grants, Permission,
+    PolicyMode, Profile, RequestState, SupportLevel, Tool, ToolAccess, ToolLevel,
 };
 use crate::events;
 
@@ -50,27 +51,9 @@ impl AccessApi {
     }
 }
 
-fn status(error: impl Into<ApiError>) -> Status {
-    error.into().into()
-}
-
-/// Turns a `Violations` collection into a `Status` when it holds any.
-fn finish(violations: Violations) -> Result<(), Status> {
-    violations.finish().map_err(status)
-}
-
-fn id(field: &str, text: &str) -> Result<Uuid, Status> {
-    parse_id(field, text).map_err(|v| status(ApiError::from(v)))
-}
-
 /// The actor of a request: services and operators only.
 fn request_actor<T>(request: &Request<T>) -> Result<Actor, Status> {
     Actor::of(&caller(request)?).map_err(status)
-}
-
-/// A value a successful `Violations` check guarantees; reaching `None` is a bug.
-fn checked<T>(value: Option<T>) -> Result<T, Status> {
-    value.ok_or_else(|| Status::internal("internal error"))
 }
 
 /// The proto number of `tool` in a `ToolAccess` message.
@@ -289,38 +272,8 @@ fn audit_to_proto(record: &AuditRecord) -> pb::AuditRecord {
     }
 }
 
-fn page_token<T>(page: &Page<T>, key: impl Fn(&T) -> Vec<String>) -> String {
-    match page.items.last() {
-        Some(last) if page.more => {
-            let key = key(last);
-            encode_token(&key.iter().map(String::as_str).collect::<Vec<_>>())
-        }
-        _ => String::new(),
-    }
-}
-
-fn bad_token() -> Status {
-    status(ApiError::invalid(
-        "page_token",
-        "not a page token this service issued",
-    ))
-}
-
-/// Decodes a page token of one key part parsed by `parse`.
-fn single_key<T>(token: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, Status> {
-    decode_token(token, 1)
-        .map_err(|v| status(ApiError::from(v)))?
-        .and_then(|mut key| key.pop())
-        .map(|key| parse(&key).ok_or_else(bad_token))
-        .transpose()
-}
-
 fn uuid_key(key: &str) -> Option<Uuid> {
     Uuid::parse_str(key).ok()
-}
-
-fn size(value: i32, (default, max): (u32, u32)) -> Result<u32, Status> {
-    page_size(value, default, max).map_err(|v| status(ApiError::from(v)))
 }
 
 /// Parses the three fields of one check; field paths start with `prefix`.
@@ -337,8 +290,6 @@ fn check_args(
     ));
     Some((site_id?, user_id?, permission?))
 }
-
-type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl AccessManagementService for AccessApi {
@@ -484,15 +435,15 @@ impl AccessManagementService for AccessApi {
         request_actor(&request)?;
         let r = request.into_inner();
         let site_id = id("site_id", &r.site_id)?;
-        let size = size(r.page_size, LIST_PAGE)?;
-        let after = single_key(&r.page_token, uuid_key)?;
+        let size = page_size_or_status(r.page_size, LIST_PAGE)?;
+        let after = decode_single_key(&r.page_token, uuid_key)?;
         let page = self
             .access
             .list_site_access(site_id, after, size)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListSiteAccessResponse {
-            next_page_token: page_token(&page, |p| vec![p.user_id.to_string()]),
+            next_page_token: next_page_token(&page, |p| vec![p.user_id.to_string()]),
             profiles: page.items.iter().map(profile_to_proto).collect(),
         }))
     }
@@ -504,15 +455,15 @@ impl AccessManagementService for AccessApi {
         request_actor(&request)?;
         let r = request.into_inner();
         let user_id = id("user_id", &r.user_id)?;
-        let size = size(r.page_size, LIST_PAGE)?;
-        let after = single_key(&r.page_token, uuid_key)?;
+        let size = page_size_or_status(r.page_size, LIST_PAGE)?;
+        let after = decode_single_key(&r.page_token, uuid_key)?;
         let page = self
             .access
             .list_user_access(user_id, after, size)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListUserAccessResponse {
-            next_page_token: page_token(&page, |p| vec![p.site_id.to_string()]),
+            next_page_token: next_page_token(&page, |p| vec![p.site_id.to_string()]),
             profiles: page.items.iter().map(profile_to_proto).collect(),
         }))
     }
@@ -594,8 +545,8 @@ impl AccessManagementService for AccessApi {
         let after: Option<ApproverKey> = match checked(after)? {
             None => None,
             Some(key) => Some((
-                key[0].parse().map_err(|_| bad_token())?,
-                Uuid::parse_str(&key[1]).map_err(|_| bad_token())?,
+                key[0].parse().map_err(|_| bad_page_token())?,
+                Uuid::parse_str(&key[1]).map_err(|_| bad_page_token())?,
             )),
         };
         let page = self
@@ -604,7 +555,7 @@ impl AccessManagementService for AccessApi {
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListApproversResponse {
-            next_page_token: page_token(&page, |((rank, user_id), _)| {
+            next_page_token: next_page_token(&page, |((rank, user_id), _)| {
                 vec![rank.to_string(), user_id.to_string()]
             }),
             approvers: page
@@ -730,14 +681,14 @@ impl AccessManagementService for AccessApi {
             };
         let size = v.check(page_size(r.page_size, LIST_PAGE.0, LIST_PAGE.1));
         finish(v)?;
-        let before = single_key(&r.page_token, uuid_key)?;
+        let before = decode_single_key(&r.page_token, uuid_key)?;
         let page = self
             .access
             .list_requests(checked(site_id)?, checked(state)?, before, checked(size)?)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListAccessRequestsResponse {
-            next_page_token: page_token(&page, |r| vec![r.request_id.to_string()]),
+            next_page_token: next_page_token(&page, |r| vec![r.request_id.to_string()]),
             requests: page.items.iter().map(request_to_proto).collect(),
         }))
     }
@@ -748,15 +699,15 @@ impl AccessManagementService for AccessApi {
     ) -> Result<Response<pb::ListMyAccessRequestsResponse>, Status> {
         let actor = request_actor(&request)?;
         let r = request.into_inner();
-        let size = size(r.page_size, LIST_PAGE)?;
-        let before = single_key(&r.page_token, uuid_key)?;
+        let size = page_size_or_status(r.page_size, LIST_PAGE)?;
+        let before = decode_single_key(&r.page_token, uuid_key)?;
         let page = self
             .access
             .list_my_requests(actor, before, size)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListMyAccessRequestsResponse {
-            next_page_token: page_token(&page, |r| vec![r.request_id.to_string()]),
+            next_page_token: next_page_token(&page, |r| vec![r.request_id.to_string()]),
             requests: page.items.iter().map(request_to_proto).collect(),
         }))
     }
@@ -895,15 +846,15 @@ impl AccessManagementService for AccessApi {
         request_actor(&request)?;
         let r = request.into_inner();
         let site_id = id("site_id", &r.site_id)?;
-        let size = size(r.page_size, LIST_PAGE)?;
-        let after = single_key(&r.page_token, |key| Some(key.to_owned()))?;
+        let size = page_size_or_status(r.page_size, LIST_PAGE)?;
+        let after = decode_single_key(&r.page_token, |key| Some(key.to_owned()))?;
         let page = self
             .access
             .list_domain_policies(site_id, after.as_deref(), size)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListDomainPoliciesResponse {
-            next_page_token: page_token(&page, |p| vec![p.domain.clone()]),
+            next_page_token: next_page_token(&page, |p| vec![p.domain.clone()]),
             domain_policies: page.items.iter().map(policy_to_proto).collect(),
         }))
     }
@@ -915,35 +866,32 @@ impl AccessManagementService for AccessApi {
         request_actor(&request)?;
         let r = request.into_inner();
         let site_id = id("site_id", &r.site_id)?;
-        let size = size(r.page_size, LIST_PAGE)?;
-        let before = single_key(&r.page_token, |key| key.parse::<i64>().ok())?;
+        let size = page_size_or_status(r.page_size, LIST_PAGE)?;
+        let before = decode_single_key(&r.page_token, |key| key.parse::<i64>().ok())?;
         let page = self
             .access
             .list_audit_records(site_id, before, size)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListAuditRecordsResponse {
-            next_page_token: page_token(&page, |record| vec![record.audit_id.to_string()]),
+            next_page_token: next_page_token(&page, |record| vec![record.audit_id.to_string()]),
             records: page.items.iter().map(audit_to_proto).collect(),
         }))
     }
 
-    type WatchEventsStream = EventStream;
+    type WatchEventsStream = EventStream<pb::WatchEventsResponse>;
 
     async fn watch_events(
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         request_actor(&request)?;
-        let after: Cursor = request.get_ref().after_cursor.parse().map_err(|_| {
-            status(ApiError::invalid(
-                "after_cursor",
-                "not a cursor this service issued",
-            ))
-        })?;
-        let stream = kc_runtime::outbox::watch_response(&self.watcher, after, events::decode);
-        let shutdown = self.shutdown.clone();
-        let stream = stream.take_until(async move { shutdown.wait().await });
-        Ok(Response::new(Box::pin(stream)))
+        let stream = watch_events(
+            &self.watcher,
+            &request.get_ref().after_cursor,
+            events::decode,
+            &self.shutdown,
+        )?;
+        Ok(Response::new(stream))
     }
 }

@@ -1,20 +1,21 @@
 //! The gRPC face of the registry: turns requests into domain values, checks the caller is a
 //! service or an operator, calls the domain, and turns results back. No SQL, no rules.
 
-use std::pin::Pin;
-
-use futures::{Stream, StreamExt};
 use kc_proto::contacts::{self as pb, contact_registry_service_server::ContactRegistryService};
 use kc_runtime::auth::caller;
-use kc_runtime::outbox::{Cursor, OutboxWatcher};
-use kc_runtime::paging::{decode_token, encode_token, page_size};
+use kc_runtime::grpc::{
+    bad_page_token, checked, decode_single_key, etag, finish, id, invalid, next_page_token,
+    page_size_or_status, status, watch_events,
+};
+use kc_runtime::outbox::{EventStream, OutboxWatcher};
+use kc_runtime::paging::{decode_token, page_size};
 use kc_runtime::values::timestamp;
 use kc_runtime::{ApiError, Shutdown, Violation, Violations};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::domain::recipients::{ComplianceGap, NoticePurpose};
-use crate::domain::registry::{Actor, Page, SiteDraft, SitePatch, actor};
+use crate::domain::registry::{Actor, SiteDraft, SitePatch, actor};
 use crate::domain::values::{
     CountryCode, CustomerNumber, Locale, MAX_JOB_TITLE_CHARS, MAX_SITE_NAME_CHARS, SiteNumber,
     optional_date, optional_email, optional_phone, optional_text, parse_etag, parse_id,
@@ -48,31 +49,9 @@ impl ContactsApi {
     }
 }
 
-fn status(error: impl Into<ApiError>) -> Status {
-    error.into().into()
-}
-
-/// Turns a `Violations` collection into a `Status` when it holds any.
-fn finish(violations: Violations) -> Result<(), Status> {
-    violations.finish().map_err(status)
-}
-
-fn id(field: &str, text: &str) -> Result<Uuid, Status> {
-    parse_id(field, text).map_err(|v| status(ApiError::from(v)))
-}
-
-fn etag(text: &str) -> Result<Option<i64>, Status> {
-    parse_etag("etag", text).map_err(|v| status(ApiError::from(v)))
-}
-
 /// The actor of a request: services and operators only.
 fn request_actor<T>(request: &Request<T>) -> Result<Actor, Status> {
     actor(&caller(request)?).map_err(status)
-}
-
-/// A value a successful `Violations` check guarantees; reaching `None` is a bug.
-fn checked<T>(value: Option<T>) -> Result<T, Status> {
-    value.ok_or_else(|| Status::internal("internal error"))
 }
 
 fn program_to_proto(program: Program) -> pb::Program {
@@ -192,16 +171,6 @@ fn details(
     })
 }
 
-fn page_token<T>(page: &Page<T>, key: impl Fn(&T) -> Vec<String>) -> String {
-    match page.items.last() {
-        Some(last) if page.more => {
-            let key = key(last);
-            encode_token(&key.iter().map(String::as_str).collect::<Vec<_>>())
-        }
-        _ => String::new(),
-    }
-}
-
 fn compliance_to_proto(row: &SiteComplianceRow) -> pb::SiteCompliance {
     pb::SiteCompliance {
         site_id: row.site_id.to_string(),
@@ -243,26 +212,6 @@ fn audit_to_proto(record: &AuditRecord) -> pb::AuditRecord {
         create_time: Some(timestamp(record.create_time)),
     }
 }
-
-/// Decodes a page token of one key part.
-fn single_key(token: &str) -> Result<Option<String>, Status> {
-    decode_token(token, 1)
-        .map(|key| key.and_then(|mut key| key.pop()))
-        .map_err(|v| status(ApiError::from(v)))
-}
-
-fn size(value: i32, (default, max): (u32, u32)) -> Result<u32, Status> {
-    page_size(value, default, max).map_err(|v| status(ApiError::from(v)))
-}
-
-fn bad_token() -> Status {
-    status(ApiError::invalid(
-        "page_token",
-        "not a page token this service issued",
-    ))
-}
-
-type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ContactRegistryService for ContactsApi {
@@ -345,8 +294,8 @@ impl ContactRegistryService for ContactsApi {
         request: Request<pb::LookupSiteRequest>,
     ) -> Result<Response<pb::LookupSiteResponse>, Status> {
         request_actor(&request)?;
-        let number = SiteNumber::parse("site_number", &request.get_ref().site_number)
-            .map_err(|v| status(ApiError::from(v)))?;
+        let number =
+            SiteNumber::parse("site_number", &request.get_ref().site_number).map_err(invalid)?;
         let site = self.registry.lookup_site(&number).await.map_err(status)?;
         Ok(Response::new(pb::LookupSiteResponse {
             site: Some(site_to_proto(&site)),
@@ -380,7 +329,7 @@ impl ContactRegistryService for ContactsApi {
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListSitesResponse {
-            next_page_token: page_token(&page, |site| vec![site.site_number.clone()]),
+            next_page_token: next_page_token(&page, |site| vec![site.site_number.clone()]),
             sites: page.items.iter().map(site_to_proto).collect(),
         }))
     }
@@ -510,7 +459,7 @@ impl ContactRegistryService for ContactsApi {
         let contact_id = id("contact_id", &r.contact_id)?;
         let contact = self
             .registry
-            .remove_contact(actor, contact_id, etag(&r.etag)?)
+            .remove_contact(actor, contact_id, etag("etag", &r.etag)?)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::RemoveContactResponse {
@@ -607,8 +556,8 @@ impl ContactRegistryService for ContactsApi {
                     .parse()
                     .ok()
                     .and_then(ContactRole::from_number)
-                    .ok_or_else(bad_token)?;
-                let contact_id = Uuid::parse_str(&key[1]).map_err(|_| bad_token())?;
+                    .ok_or_else(bad_page_token)?;
+                let contact_id = Uuid::parse_str(&key[1]).map_err(|_| bad_page_token())?;
                 Some((role, contact_id))
             }
         };
@@ -618,7 +567,7 @@ impl ContactRegistryService for ContactsApi {
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListSiteContactsResponse {
-            next_page_token: page_token(&page, |c| {
+            next_page_token: next_page_token(&page, |c| {
                 vec![c.role.number().to_string(), c.contact_id.to_string()]
             }),
             contacts: page.items.iter().map(contact_to_proto).collect(),
@@ -632,17 +581,15 @@ impl ContactRegistryService for ContactsApi {
         request_actor(&request)?;
         let r = request.into_inner();
         let user_id = id("user_id", &r.user_id)?;
-        let size = size(r.page_size, CONTACTS_PAGE)?;
-        let after = single_key(&r.page_token)?
-            .map(|key| Uuid::parse_str(&key).map_err(|_| bad_token()))
-            .transpose()?;
+        let size = page_size_or_status(r.page_size, CONTACTS_PAGE)?;
+        let after = decode_single_key(&r.page_token, |key| Uuid::parse_str(key).ok())?;
         let page = self
             .registry
             .list_user_contacts(user_id, after, size)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListUserContactsResponse {
-            next_page_token: page_token(&page, |(c, _)| vec![c.contact_id.to_string()]),
+            next_page_token: next_page_token(&page, |(c, _)| vec![c.contact_id.to_string()]),
             contacts: page
                 .items
                 .iter()
@@ -716,17 +663,15 @@ impl ContactRegistryService for ContactsApi {
     ) -> Result<Response<pb::ListComplianceGapsResponse>, Status> {
         request_actor(&request)?;
         let r = request.into_inner();
-        let size = size(r.page_size, SITES_PAGE)?;
-        let after = single_key(&r.page_token)?
-            .map(|key| Uuid::parse_str(&key).map_err(|_| bad_token()))
-            .transpose()?;
+        let size = page_size_or_status(r.page_size, SITES_PAGE)?;
+        let after = decode_single_key(&r.page_token, |key| Uuid::parse_str(key).ok())?;
         let page = self
             .registry
             .list_compliance_gaps(after, size)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListComplianceGapsResponse {
-            next_page_token: page_token(&page, |row| vec![row.site_id.to_string()]),
+            next_page_token: next_page_token(&page, |row| vec![row.site_id.to_string()]),
             sites: page.items.iter().map(compliance_to_proto).collect(),
         }))
     }
@@ -738,37 +683,32 @@ impl ContactRegistryService for ContactsApi {
         request_actor(&request)?;
         let r = request.into_inner();
         let site_id = id("site_id", &r.site_id)?;
-        let size = size(r.page_size, SITES_PAGE)?;
-        let before = single_key(&r.page_token)?
-            .map(|key| key.parse::<i64>().map_err(|_| bad_token()))
-            .transpose()?;
+        let size = page_size_or_status(r.page_size, SITES_PAGE)?;
+        let before = decode_single_key(&r.page_token, |key| key.parse::<i64>().ok())?;
         let page = self
             .registry
             .list_audit_records(site_id, before, size)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListAuditRecordsResponse {
-            next_page_token: page_token(&page, |record| vec![record.audit_id.to_string()]),
+            next_page_token: next_page_token(&page, |record| vec![record.audit_id.to_string()]),
             records: page.items.iter().map(audit_to_proto).collect(),
         }))
     }
 
-    type WatchEventsStream = EventStream;
+    type WatchEventsStream = EventStream<pb::WatchEventsResponse>;
 
     async fn watch_events(
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         request_actor(&request)?;
-        let after: Cursor = request.get_ref().after_cursor.parse().map_err(|_| {
-            status(ApiError::invalid(
-                "after_cursor",
-                "not a cursor this service issued",
-            ))
-        })?;
-        let stream = kc_runtime::outbox::watch_response(&self.watcher, after, events::decode);
-        let shutdown = self.shutdown.clone();
-        let stream = stream.take_until(async move { shutdown.wait().await });
-        Ok(Response::new(Box::pin(stream)))
+        let stream = watch_events(
+            &self.watcher,
+            &request.get_ref().after_cursor,
+            events::decode,
+            &self.shutdown,
+        )?;
+        Ok(Response::new(stream))
     }
 }

@@ -1,13 +1,11 @@
 //! The gRPC face of identity: turns requests into domain values, calls the domain with the
 //! caller from the request extensions, and turns results back. No SQL, no rules.
 
-use std::pin::Pin;
-
-use futures::{Stream, StreamExt};
 use kc_proto::identity::{self as pb, identity_service_server::IdentityService};
 use kc_runtime::auth::caller;
-use kc_runtime::outbox::{Cursor, OutboxWatcher};
-use kc_runtime::{ApiError, Shutdown, Violation, Violations};
+use kc_runtime::grpc::{id, invalid, status, watch_events};
+use kc_runtime::outbox::{EventStream, OutboxWatcher};
+use kc_runtime::{Shutdown, Violation, Violations};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -71,18 +69,6 @@ pub fn user_to_proto(user: &User) -> pb::User {
     }
 }
 
-fn status(error: impl Into<ApiError>) -> Status {
-    error.into().into()
-}
-
-fn invalid(violation: Violation) -> Status {
-    status(ApiError::from(violation))
-}
-
-fn id(field: &str, text: &str) -> Result<Uuid, Status> {
-    parse_id(field, text).map_err(invalid)
-}
-
 fn user_response(user: &User) -> Option<pb::User> {
     Some(user_to_proto(user))
 }
@@ -126,8 +112,6 @@ fn session_response(tokens: SessionTokens) -> pb::AuthenticateResponse {
         user: user_response(&tokens.user),
     }
 }
-
-type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl IdentityService for IdentityApi {
@@ -444,7 +428,7 @@ impl IdentityService for IdentityApi {
         }))
     }
 
-    type WatchEventsStream = EventStream;
+    type WatchEventsStream = EventStream<pb::WatchEventsResponse>;
 
     async fn watch_events(
         &self,
@@ -456,16 +440,13 @@ impl IdentityService for IdentityApi {
                 "only operators and services may watch events",
             ));
         }
-        let after: Cursor = request.get_ref().after_cursor.parse().map_err(|_| {
-            invalid(Violation::new(
-                "after_cursor",
-                "not a cursor this service issued",
-            ))
-        })?;
-        let stream = kc_runtime::outbox::watch_response(&self.watcher, after, events::decode);
-        let shutdown = self.shutdown.clone();
-        let stream = stream.take_until(async move { shutdown.wait().await });
-        Ok(Response::new(Box::pin(stream)))
+        let stream = watch_events(
+            &self.watcher,
+            &request.get_ref().after_cursor,
+            events::decode,
+            &self.shutdown,
+        )?;
+        Ok(Response::new(stream))
     }
 }
 

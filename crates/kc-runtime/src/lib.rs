@@ -1,6 +1,7 @@
 //! What every keycontacts service binary shares, written once: server bootstrap, config,
 //! telemetry, bearer-token authentication, the error → `tonic::Status` mapping, the Postgres
-//! pool with migrations, and the transactional outbox with its `WatchEvents` stream.
+//! pool with migrations, the transactional outbox with its `WatchEvents` stream, and the helpers
+//! the gRPC handlers share (paging, value parsing, errors to `Status`).
 
 pub mod auth;
 pub mod cli;
@@ -8,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod grpc;
 pub mod outbox;
 pub mod paging;
 pub mod server;

@@ -44,6 +44,15 @@ pub fn decode_token(token: &str, parts: usize) -> Result<Option<Vec<String>>, Vi
     Ok(Some(key))
 }
 
+/// One page of a list and whether more follow.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Whether another page follows.
+    pub more: bool,
+}
+
 /// Splits one extra fetched row off a page: callers fetch `size + 1` rows, and a next page
 /// exists when that extra row came back. Returns the page and whether more follow.
 pub fn split_page<T>(mut rows: Vec<T>, size: u32) -> (Vec<T>, bool) {

@@ -1,5 +1,6 @@
 //! Parse-don't-validate values shared by the services: e-mail addresses as identity checks
-//! them, display names, BCP-47 language tags, ids and etags.
+//! them, display names, BCP-47 language tags, ids and etags, site and customer numbers as the
+//! contact registry issues them, and bounded free texts.
 
 use uuid::Uuid;
 
@@ -180,6 +181,110 @@ pub fn parse_etag(field: &str, etag: &str) -> Result<Option<i64>, Violation> {
         .map_err(|_| Violation::new(field, "etag is not one this service issued"))
 }
 
+/// Parses a number of 7 to 10 ASCII digits (site and customer numbers, S2); `what` names it
+/// in the messages, e.g. `site number is required`.
+fn digits(field: &str, what: &str, text: &str) -> Result<String, Violation> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Violation::new(field, format!("{what} is required")));
+    }
+    if !(7..=10).contains(&text.len()) || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Violation::new(
+            field,
+            format!("{what} must be 7 to 10 digits"),
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// A site number: 7 to 10 digits (S2), as the contact registry issues them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteNumber(String);
+
+impl SiteNumber {
+    /// Parses a site number.
+    pub fn parse(field: &str, text: &str) -> Result<Self, Violation> {
+        digits(field, "site number", text).map(Self)
+    }
+
+    /// The digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A customer number: 7 to 10 digits (S2), as the contact registry issues them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerNumber(String);
+
+impl CustomerNumber {
+    /// Parses a customer number.
+    pub fn parse(field: &str, text: &str) -> Result<Self, Violation> {
+        digits(field, "customer number", text).map(Self)
+    }
+
+    /// The digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Trims `text` and checks it has at most `max` characters and no control characters, other
+/// than line breaks and tabs when `multiline`. Empty is `None`.
+fn bounded_text(
+    field: &str,
+    text: &str,
+    max: usize,
+    multiline: bool,
+) -> Result<Option<String>, Violation> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if text.chars().count() > max {
+        return Err(Violation::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    let allowed = |c: char| multiline && matches!(c, '\n' | '\r' | '\t');
+    if text.chars().any(|c| c.is_control() && !allowed(c)) {
+        return Err(Violation::new(field, "must not contain control characters"));
+    }
+    Ok(Some(text.to_owned()))
+}
+
+/// Trims a one-line `text` and checks it has 1 to `max` characters and no control characters.
+pub fn required_text(field: &str, text: &str, max: usize) -> Result<String, Violation> {
+    if text.trim().is_empty() {
+        return Err(Violation::new(field, "is required"));
+    }
+    optional_text(field, text, max).map(Option::unwrap_or_default)
+}
+
+/// Like [`required_text`], but an empty text is `None`.
+pub fn optional_text(field: &str, text: &str, max: usize) -> Result<Option<String>, Violation> {
+    bounded_text(field, text, max, false)
+}
+
+/// Like [`optional_text`], but line breaks and tabs are allowed (reasons, notes).
+pub fn optional_multiline_text(
+    field: &str,
+    text: &str,
+    max: usize,
+) -> Result<Option<String>, Violation> {
+    bounded_text(field, text, max, true)
+}
+
+/// An optional e-mail address, checked as identity checks login e-mails ([`Email`]).
+pub fn optional_email(field: &str, text: &str) -> Result<Option<String>, Violation> {
+    if text.trim().is_empty() {
+        Ok(None)
+    } else {
+        Email::parse(field, text).map(|email| Some(email.as_str().to_owned()))
+    }
+}
+
 /// A protobuf timestamp of a UTC time.
 pub fn timestamp(time: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -191,6 +296,52 @@ pub fn timestamp(time: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(
+            SiteNumber::parse("f", " 1234567 ").unwrap().as_str(),
+            "1234567"
+        );
+        assert!(SiteNumber::parse("f", "1234567890").is_ok());
+        assert_eq!(
+            CustomerNumber::parse("customer_number", "")
+                .unwrap_err()
+                .description,
+            "customer number is required"
+        );
+        for bad in ["", "123456", "12345678901", "12345a7", "１２３４５６７"] {
+            assert!(SiteNumber::parse("f", bad).is_err(), "{bad}");
+            assert!(CustomerNumber::parse("f", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn texts() {
+        assert_eq!(required_text("f", " Paris ", 200).unwrap(), "Paris");
+        assert!(required_text("f", " ", 200).is_err());
+        assert!(required_text("f", &"é".repeat(201), 200).is_err());
+        assert!(optional_text("f", "a\nb", 100).is_err());
+        assert_eq!(optional_text("f", "  ", 100).unwrap(), None);
+        assert_eq!(
+            optional_multiline_text("f", " a\nb\t ", 100)
+                .unwrap()
+                .as_deref(),
+            Some("a\nb")
+        );
+        assert!(optional_multiline_text("f", "a\u{7}b", 100).is_err());
+        assert!(optional_multiline_text("f", &"x".repeat(101), 100).is_err());
+    }
+
+    #[test]
+    fn optional_emails() {
+        assert_eq!(optional_email("f", " ").unwrap(), None);
+        assert_eq!(
+            optional_email("f", "ada@example.com").unwrap().as_deref(),
+            Some("ada@example.com")
+        );
+        assert!(optional_email("f", "not an e-mail").is_err());
+    }
 
     #[test]
     fn emails() {

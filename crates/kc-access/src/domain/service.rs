@@ -45,6 +45,7 @@ use std::time::Duration;
 use chrono::Utc;
 use kc_runtime::Caller;
 use kc_runtime::db::{DbErrorKind, classify, constraint};
+pub use kc_runtime::paging::Page;
 use kc_runtime::paging::split_page;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
@@ -76,15 +77,6 @@ pub struct Access {
     pool: PgPool,
     cache: RightsCache,
     settings: AccessSettings,
-}
-
-/// One page of a list and whether more follow.
-#[derive(Debug, Clone)]
-pub struct Page<T> {
-    /// The items.
-    pub items: Vec<T>,
-    /// Whether another page follows.
-    pub more: bool,
 }
 
 /// What kind of caller acts.

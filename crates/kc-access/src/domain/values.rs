@@ -1,9 +1,10 @@
-//! Parse-don't-validate values of access management: site and customer numbers (S3), reasons
-//! (T5, A4), justifications and e-mail domains (A7). Ids and etags are the shared ones of
-//! `kc_runtime::values`.
+//! Parse-don't-validate values of access management: reasons (T5, A4), justifications, etags
+//! and e-mail domains (A7). Ids, site and customer numbers (S3) and bounded texts are the
+//! shared ones of `kc_runtime::values`.
 
 use kc_runtime::Violation;
-pub use kc_runtime::values::parse_id;
+use kc_runtime::values::optional_multiline_text;
+pub use kc_runtime::values::{CustomerNumber, SiteNumber, parse_id};
 
 /// Longest reason of a change or a rejection, and longest approval note, in characters.
 pub const MAX_REASON_CHARS: usize = 500;
@@ -48,88 +49,22 @@ impl Etag {
     }
 }
 
-/// Parses a number of 7 to 10 ASCII digits, as the contact registry issues them (S2).
-fn digits(field: &str, what: &str, text: &str) -> Result<String, Violation> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(Violation::new(field, format!("{what} is required")));
-    }
-    if !(7..=10).contains(&text.len()) || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Violation::new(
-            field,
-            format!("{what} must be 7 to 10 digits"),
-        ));
-    }
-    Ok(text.to_owned())
-}
-
-/// A site number: 7 to 10 digits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SiteNumber(String);
-
-impl SiteNumber {
-    /// Parses a site number.
-    pub fn parse(field: &str, text: &str) -> Result<Self, Violation> {
-        digits(field, "site number", text).map(Self)
-    }
-
-    /// The digits.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A customer number: 7 to 10 digits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CustomerNumber(String);
-
-impl CustomerNumber {
-    /// Parses a customer number.
-    pub fn parse(field: &str, text: &str) -> Result<Self, Violation> {
-        digits(field, "customer number", text).map(Self)
-    }
-
-    /// The digits.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Trims `text` and checks it has at most `max` characters and no control characters other
-/// than line breaks and tabs (when `multiline`). Empty is `None`.
-fn text(field: &str, text: &str, max: usize, multiline: bool) -> Result<Option<String>, Violation> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    if text.chars().count() > max {
-        return Err(Violation::new(
-            field,
-            format!("must be at most {max} characters"),
-        ));
-    }
-    let allowed = |c: char| multiline && matches!(c, '\n' | '\r' | '\t');
-    if text.chars().any(|c| c.is_control() && !allowed(c)) {
-        return Err(Violation::new(field, "must not contain control characters"));
-    }
-    Ok(Some(text.to_owned()))
-}
-
 /// The reason of a change of rights (T5) or of a rejection (A4): 1 to 500 characters.
 /// `rule` is cited when it is missing, e.g. `T5: every change of rights records why`.
 pub fn required_reason(field: &str, reason: &str, rule: &str) -> Result<String, Violation> {
-    text(field, reason, MAX_REASON_CHARS, true)?
+    optional_multiline_text(field, reason, MAX_REASON_CHARS)?
         .ok_or_else(|| Violation::new(field, format!("is required (rule {rule})")))
 }
 
 /// An optional note of up to 500 characters.
 pub fn optional_note(field: &str, note: &str) -> Result<Option<String>, Violation> {
-    text(field, note, MAX_REASON_CHARS, true)
+    optional_multiline_text(field, note, MAX_REASON_CHARS)
 }
 
 /// An access request's justification: up to 1000 characters, empty allowed.
 pub fn justification(field: &str, justification: &str) -> Result<String, Violation> {
-    text(field, justification, MAX_JUSTIFICATION_CHARS, true).map(Option::unwrap_or_default)
+    optional_multiline_text(field, justification, MAX_JUSTIFICATION_CHARS)
+        .map(Option::unwrap_or_default)
 }
 
 /// An e-mail domain such as `example.com`: lower-cased, at least two labels of letters,
@@ -182,18 +117,6 @@ impl EmailDomain {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers() {
-        assert_eq!(
-            SiteNumber::parse("f", " 1234567 ").unwrap().as_str(),
-            "1234567"
-        );
-        for bad in ["", "123456", "12345678901", "12345a7"] {
-            assert!(SiteNumber::parse("f", bad).is_err(), "{bad}");
-            assert!(CustomerNumber::parse("f", bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn reasons() {

@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 use kc_runtime::Caller;
 use kc_runtime::db::{DbErrorKind, classify, constraint};
+pub use kc_runtime::paging::Page;
 use kc_runtime::paging::split_page;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
@@ -68,15 +69,6 @@ pub struct SitePatch {
     pub business_partner_email: Option<Option<String>>,
     /// New C3 switch.
     pub admin_may_manage_access: Option<bool>,
-}
-
-/// One page of a list and whether more follow.
-#[derive(Debug, Clone)]
-pub struct Page<T> {
-    /// The items.
-    pub items: Vec<T>,
-    /// Whether another page follows.
-    pub more: bool,
 }
 
 /// The person responsible for a change, and the service it came through.

@@ -1,0 +1,154 @@
+//! Helpers the gRPC handlers of every service share: errors to `Status`, request ids and
+//! etags, paging arguments and tokens, and the `WatchEvents` handler.
+//!
+//! Handlers parse with the values of [`crate::values`] and [`crate::paging`] (which report a
+//! [`Violation`]) and use these to turn the result into a `tonic::Status` in one place, so
+//! every service answers the same malformed request with the same status and field path.
+
+use futures::StreamExt;
+use tonic::Status;
+use uuid::Uuid;
+
+use crate::outbox::{Cursor, EventStream, OutboxWatcher, StoredEvent, watch_response};
+use crate::paging::{Page, decode_token, encode_token, page_size};
+use crate::values::{parse_etag, parse_id};
+use crate::{ApiError, Shutdown, Violation, Violations};
+
+/// The `Status` of any error a service maps onto [`ApiError`].
+pub fn status(error: impl Into<ApiError>) -> Status {
+    error.into().into()
+}
+
+/// The `INVALID_ARGUMENT` status of one bad field.
+pub fn invalid(violation: Violation) -> Status {
+    status(ApiError::from(violation))
+}
+
+/// Turns a `Violations` collection into a `Status` when it holds any.
+pub fn finish(violations: Violations) -> Result<(), Status> {
+    violations.finish().map_err(status)
+}
+
+/// A value a successful `Violations` check guarantees; reaching `None` is a bug.
+pub fn checked<T>(value: Option<T>) -> Result<T, Status> {
+    value.ok_or_else(|| Status::internal("internal error"))
+}
+
+/// Parses the id in `field` (see [`parse_id`]), failing the request when it is not one.
+pub fn id(field: &str, text: &str) -> Result<Uuid, Status> {
+    parse_id(field, text).map_err(invalid)
+}
+
+/// Parses the etag in `field` (see [`parse_etag`]): `None` when empty (no check).
+pub fn etag(field: &str, text: &str) -> Result<Option<i64>, Status> {
+    parse_etag(field, text).map_err(invalid)
+}
+
+/// Parses `page_size` with the `(default, max)` sizes of a list (see [`page_size`]).
+pub fn page_size_or_status(value: i32, (default, max): (u32, u32)) -> Result<u32, Status> {
+    page_size(value, default, max).map_err(invalid)
+}
+
+/// The status of a well-formed page token whose key this service cannot have issued.
+pub fn bad_page_token() -> Status {
+    invalid(Violation::new(
+        "page_token",
+        "not a page token this service issued",
+    ))
+}
+
+/// Decodes a page token of one key part read by `parse`: `None` for an empty token, and
+/// [`bad_page_token`] when `parse` rejects the key.
+pub fn decode_single_key<T>(
+    token: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, Status> {
+    decode_token(token, 1)
+        .map_err(invalid)?
+        .and_then(|mut key| key.pop())
+        .map(|key| parse(&key).ok_or_else(bad_page_token))
+        .transpose()
+}
+
+/// The `next_page_token` of `page`: the sort key `key` of its last item, encoded, when more
+/// items follow; empty on the last page.
+pub fn next_page_token<T>(page: &Page<T>, key: impl Fn(&T) -> Vec<String>) -> String {
+    match page.items.last() {
+        Some(last) if page.more => {
+            let key = key(last);
+            encode_token(&key.iter().map(String::as_str).collect::<Vec<_>>())
+        }
+        _ => String::new(),
+    }
+}
+
+/// The body of a `WatchEvents` handler once the caller is authorised: parses `after_cursor`
+/// and streams the events after it, each converted by `decode`, until `shutdown`.
+pub fn watch_events<T, F>(
+    watcher: &OutboxWatcher,
+    after_cursor: &str,
+    decode: F,
+    shutdown: &Shutdown,
+) -> Result<EventStream<T>, Status>
+where
+    T: Send + 'static,
+    F: Fn(StoredEvent) -> Result<T, Status> + Send + 'static,
+{
+    let after: Cursor = after_cursor.parse().map_err(|_| {
+        invalid(Violation::new(
+            "after_cursor",
+            "not a cursor this service issued",
+        ))
+    })?;
+    let stream = watch_response(watcher, after, decode);
+    let shutdown = shutdown.clone();
+    let stream = stream.take_until(async move { shutdown.wait().await });
+    Ok(Box::pin(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens() {
+        let page = Page {
+            items: vec![1, 2],
+            more: true,
+        };
+        let token = next_page_token(&page, |n| vec![n.to_string()]);
+        assert_eq!(
+            decode_single_key(&token, |key| key.parse::<i32>().ok()).unwrap(),
+            Some(2)
+        );
+        assert_eq!(
+            decode_single_key("", |key| Some(key.to_owned())).unwrap(),
+            None
+        );
+        let bad = decode_single_key(&token, |_| None::<i32>).unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+        let last = Page {
+            items: vec![1],
+            more: false,
+        };
+        assert_eq!(next_page_token(&last, |n| vec![n.to_string()]), "");
+    }
+
+    #[test]
+    fn argument_statuses() {
+        assert_eq!(page_size_or_status(0, (100, 1000)).unwrap(), 100);
+        assert_eq!(
+            page_size_or_status(-1, (100, 1000)).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(
+            id("id", "x").unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(
+            checked(None::<u8>).unwrap_err().code(),
+            tonic::Code::Internal
+        );
+        assert_eq!(etag("etag", "").unwrap(), None);
+    }
+}
