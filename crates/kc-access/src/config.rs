@@ -11,11 +11,7 @@ use kc_runtime::config::{
 use crate::cache::CacheSettings;
 
 /// Everything `kc-access serve` needs.
-///
-/// Client secrets are base64url and may start with `-`: `--client-secret` takes such values
-/// as they are instead of reading them as a flag.
 #[derive(clap::Args, Debug, Clone)]
-#[command(mut_arg("client_secret", |arg| arg.allow_hyphen_values(true)))]
 pub struct AccessArgs {
     /// Server settings.
     #[command(flatten)]

@@ -26,7 +26,15 @@ pub struct ServiceAccountArgs {
     #[arg(long, env = "KC_CLIENT_ID")]
     pub client_id: String,
     /// Client secret of this service's account.
-    #[arg(long, env = "KC_CLIENT_SECRET", hide_env_values = true)]
+    ///
+    /// Secrets are base64url and may start with `-`: such a value is taken as it is, not as
+    /// a flag.
+    #[arg(
+        long,
+        env = "KC_CLIENT_SECRET",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub client_secret: String,
 }
 
@@ -127,5 +135,36 @@ impl ServiceToken {
         }
         inject_trace_context(metadata);
         Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        account: ServiceAccountArgs,
+    }
+
+    #[test]
+    fn a_client_secret_may_start_with_a_hyphen() {
+        for secret in ["-0abc", "--abc", "-"] {
+            let cli = Cli::try_parse_from([
+                "kc-service",
+                "--client-id",
+                "0191f1d2-0000-7000-8000-000000000000",
+                "--client-secret",
+                secret,
+            ])
+            .unwrap_or_else(|err| panic!("{secret}: {err}"));
+            assert_eq!(cli.account.client_secret, secret);
+        }
+        let cli = Cli::try_parse_from(["kc-service", "--client-id", "id", "--client-secret=-x"])
+            .expect("parses");
+        assert_eq!(cli.account.client_secret, "-x");
     }
 }

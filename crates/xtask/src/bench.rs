@@ -1,17 +1,21 @@
 //! `cargo xtask bench [SCENARIO ...]`: release builds of the services a scenario needs, on a
 //! throwaway Postgres, under load from a tonic client.
 //!
-//! Every run first measures each target service's **baseline**, the rate of
-//! `grpc.health.v1.Health/Check` calls the same server process answers through the same layers,
-//! and reports each scenario's calls per second as a ratio to it: the ratio says what the
-//! scenario's own work costs, largely independent of the machine. Results are printed as a
-//! table and written to `target/bench/<scenario>.json` and `target/bench/baseline-<service>.json`.
+//! Services start when the first scenario that needs them comes up (with the services they
+//! call), so that none takes CPU from the scenarios before its own. Before a service's first
+//! scenario is measured, once it is seeded, the run measures the service's **baseline**, the
+//! rate of `grpc.health.v1.Health/Check` calls the same server process answers through the
+//! same layers, and reports each scenario's calls per second as a ratio to it: the ratio says
+//! what the scenario's own work costs, largely independent of the machine. Results are printed
+//! as a table and written to `target/bench/<scenario>.json` and
+//! `target/bench/baseline-<service>.json`.
 //!
 //! Client, services and Postgres share the machine: the load generator always runs optimised
 //! (a debug build of xtask re-runs the command in a release build of itself), and the table's
 //! CPU lines show who used the CPUs, "steal" and "other" how much unrelated work disturbed the
 //! figures.
 
+mod access;
 mod contacts;
 mod load;
 mod procfs;
@@ -212,8 +216,10 @@ fn listing() -> String {
     text
 }
 
-/// Prepares the database, starts `services` (pushing each to `running` once spawned), measures
-/// the baselines and the scenarios, prints the results and writes them to `dir`.
+/// Prepares the database and the service accounts of `services`, then for each scenario starts
+/// the services it needs that are not running yet (pushing each to `running` once spawned),
+/// seeds it, measures the baseline of its service (once per service) and the scenario; prints
+/// the results and writes them to `dir`.
 async fn bench(
     scenarios: &[&'static Scenario],
     services: &[&'static Service],
@@ -224,7 +230,6 @@ async fn bench(
 ) -> anyhow::Result<()> {
     create_database(cluster).await?;
     let database_urls = suite::provision(&cluster.url(DATABASE), None).await?;
-    let database_url = |service: &Service| database_urls.get(service.name).map(String::as_str);
     let accounts = create_service_accounts(services, &database_urls).await?;
     // The benchmark's own service account, whose tokens the scenarios of services that only
     // accept service callers use; created once per run.
@@ -234,103 +239,91 @@ async fn bench(
         None
     };
 
-    let mut urls: BTreeMap<&'static str, String> = BTreeMap::new();
-    for &service in services {
-        let addr = free_addr()?;
-        let mut env = vec![
-            ("KC_LOG_FORMAT".to_owned(), "json".to_owned()),
-            ("RUST_LOG".to_owned(), "warn".to_owned()),
-        ];
-        for called in service.calls {
-            let called = Service::named(called)?;
-            let url = urls
-                .get(called.name)
-                .ok_or_else(|| anyhow!("{} must start before {}", called.bin, service.bin))?;
-            env.push((called.url_var(), url.clone()));
-        }
-        if let Some(account) = accounts.get(service.name) {
-            env.push(("KC_CLIENT_ID".to_owned(), account.client_id.clone()));
-            env.push(("KC_CLIENT_SECRET".to_owned(), account.client_secret.clone()));
-        }
-        eprintln!("xtask: starting {} (release) on {addr}", service.bin);
-        let command = service.command_with(service.release_binary()?, database_url(service));
-        running.push(suite::spawn_on(service, command, &addr, &env)?);
-        running
-            .last_mut()
-            .expect("just pushed")
-            .wait_until_serving()
-            .await?;
-        urls.insert(service.name, format!("http://{addr}"));
-    }
-
     let mut watched = Watched {
         services: Vec::new(),
         postmaster: procfs::postmaster_pid(cluster.data_dir()).ok(),
     };
-    for started in running.iter() {
-        let pid = started
-            .child
-            .id()
-            .ok_or_else(|| anyhow!("{} exited", started.service.bin))?;
-        watched.services.push((started.service.bin, pid));
-    }
-
-    let mut runs = Vec::new();
-    let mut baselines: BTreeMap<&str, f64> = BTreeMap::new();
-    for scenario in scenarios {
-        if baselines.contains_key(scenario.service) {
-            continue;
-        }
-        let service = Service::named(scenario.service)?;
-        let url = service_url(&urls, service.name)?;
-        eprintln!(
-            "xtask: measuring the baseline of {} ({})",
-            service.bin,
-            timing(settings)
-        );
-        let run = measure(
-            format!("baseline {}", service.name),
-            service,
-            scenarios::HEALTH_CHECK,
-            url,
-            &scenarios::health_check(),
-            settings,
-            &watched,
-            None,
-            Vec::new(),
-        )
-        .await?;
-        let path = dir.join(format!("baseline-{}.json", service.name));
-        report::write_record(&path, "baseline", &run, settings, None)?;
-        baselines.insert(scenario.service, run.measurement.rps());
-        runs.push(run);
-    }
-
-    let env = Env::new(
-        urls.clone(),
+    let mut env = Env::new(
+        BTreeMap::new(),
         database_urls.clone(),
         settings.warmup + settings.duration,
         bench_account,
     );
+    let mut runs = Vec::new();
+    let mut baselines: BTreeMap<&str, f64> = BTreeMap::new();
     let mut verdicts = Vec::new();
-    let mut written = Vec::new();
     for scenario in scenarios {
         let service = Service::named(scenario.service)?;
+        // Started on first need, so that a service does not take CPU from the scenarios
+        // before its own (e.g. access following the registry's stream while the contacts
+        // scenarios write to it).
+        for &needed in &scenarios::services(&[scenario])? {
+            if env.urls.contains_key(needed.name) {
+                continue;
+            }
+            let url = start(needed, &accounts, &database_urls, &env.urls, running).await?;
+            let started = running.last().expect("just started");
+            let pid = started
+                .child
+                .id()
+                .ok_or_else(|| anyhow!("{} exited", started.service.bin))?;
+            watched.services.push((started.service.bin, pid));
+            env.urls.insert(needed.name, url);
+        }
+        let url = service_url(&env.urls, service.name)?.to_owned();
+
         eprintln!("xtask: seeding {}", scenario.name);
         let prepared = (scenario.seed)(&env)
             .await
             .with_context(|| format!("could not seed {}", scenario.name))?;
+
+        // The baseline of a service is measured once, before its first scenario and after
+        // that scenario's seeding, so that work the seeding set off (a projection catching
+        // up) does not land in either.
+        if !baselines.contains_key(scenario.service) {
+            eprintln!(
+                "xtask: measuring the baseline of {} ({})",
+                service.bin,
+                timing(settings)
+            );
+            let run = measure(
+                format!("baseline {}", service.name),
+                service,
+                scenarios::HEALTH_CHECK,
+                &url,
+                &scenarios::health_check(),
+                settings,
+                &watched,
+                None,
+                Vec::new(),
+            )
+            .await?;
+            let path = dir.join(format!("baseline-{}.json", service.name));
+            report::write_record(&path, "baseline", &run, settings, None)?;
+            baselines.insert(scenario.service, run.measurement.rps());
+            runs.push(run);
+        }
+
+        let mut notes = prepared.notes;
+        if let Some(warm) = prepared.warm {
+            eprintln!("xtask: warming up {}", scenario.name);
+            notes.push(
+                warm.await
+                    .with_context(|| format!("could not warm up {}", scenario.name))?,
+            );
+        }
+
         eprintln!("xtask: measuring {} ({})", scenario.name, timing(settings));
         let run = measure(
             scenario.name.to_owned(),
             service,
             scenario.method,
-            service_url(&urls, service.name)?,
+            &url,
             &prepared.call,
             settings,
             &watched,
             baselines.get(scenario.service).copied(),
-            prepared.notes,
+            notes,
         )
         .await?;
         let outcomes = match scenario.target {
@@ -351,7 +344,6 @@ async fn bench(
         };
         let path = dir.join(format!("{}.json", scenario.name));
         report::write_record(&path, scenario.name, &run, settings, Some(target))?;
-        written.push(path);
         verdicts.push(verdict(scenario, &run, &outcomes));
         runs.push(run);
     }
@@ -372,6 +364,46 @@ async fn bench(
     }
     println!("\nresults written to {}/*.json", dir.display());
     Ok(())
+}
+
+/// Starts the release build of `service` on a free port, with the URLs of the services it
+/// calls (which must be in `urls`) and its service account from `accounts`; pushes it to
+/// `running` once spawned, waits until it serves, and returns its URL.
+async fn start(
+    service: &'static Service,
+    accounts: &BTreeMap<&'static str, Account>,
+    database_urls: &BTreeMap<&'static str, String>,
+    urls: &BTreeMap<&'static str, String>,
+    running: &mut Vec<Running>,
+) -> anyhow::Result<String> {
+    let addr = free_addr()?;
+    let mut env = vec![
+        ("KC_LOG_FORMAT".to_owned(), "json".to_owned()),
+        ("RUST_LOG".to_owned(), "warn".to_owned()),
+    ];
+    for called in service.calls {
+        let called = Service::named(called)?;
+        let url = urls
+            .get(called.name)
+            .ok_or_else(|| anyhow!("{} must start before {}", called.bin, service.bin))?;
+        env.push((called.url_var(), url.clone()));
+    }
+    if let Some(account) = accounts.get(service.name) {
+        env.push(("KC_CLIENT_ID".to_owned(), account.client_id.clone()));
+        env.push(("KC_CLIENT_SECRET".to_owned(), account.client_secret.clone()));
+    }
+    eprintln!("xtask: starting {} (release) on {addr}", service.bin);
+    let command = service.command_with(
+        service.release_binary()?,
+        database_urls.get(service.name).map(String::as_str),
+    );
+    running.push(suite::spawn_on(service, command, &addr, &env)?);
+    running
+        .last_mut()
+        .expect("just pushed")
+        .wait_until_serving()
+        .await?;
+    Ok(format!("http://{addr}"))
 }
 
 /// `3 s warm-up + 15 s`, for progress lines.

@@ -144,7 +144,11 @@ pub fn seed_assign_contact(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>>
                     .map(drop)
             })
         });
-        Ok(Prepared { call, notes })
+        Ok(Prepared {
+            call,
+            notes,
+            warm: None,
+        })
     })
 }
 
@@ -196,7 +200,11 @@ async fn seed_listing(env: &Env, load: Load) -> anyhow::Result<Prepared> {
                 .map(drop)
         })
     });
-    Ok(Prepared { call, notes })
+    Ok(Prepared {
+        call,
+        notes,
+        warm: None,
+    })
 }
 
 /// ListSiteContacts of every role of a site, first page (the default size holds them all).

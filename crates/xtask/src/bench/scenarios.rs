@@ -17,8 +17,8 @@ use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::contacts;
 use super::load::CallFn;
+use super::{access, contacts};
 use crate::suite::{Account, SERVICES, Service};
 
 /// A benchmark scenario.
@@ -46,6 +46,10 @@ pub struct Prepared {
     pub call: CallFn,
     /// Facts worth printing with the result (e.g. cost parameters).
     pub notes: Vec<String>,
+    /// Work to do right before the measurement, after the service's baseline (which a
+    /// scenario's first seeding precedes): e.g. filling a cache whose entries would expire
+    /// during the run if filled earlier. Resolves to a note on what it did.
+    pub warm: Option<BoxFuture<'static, anyhow::Result<String>>>,
 }
 
 /// A scenario's target: informational, a miss does not fail the command.
@@ -134,6 +138,30 @@ pub const SCENARIOS: &[Scenario] = &[
             Check::MaxRssMib("contacts", 64.0),
         ]),
     },
+    Scenario {
+        name: "access.check",
+        about: "a service checks one permission of one user on one site (Check), round-robin \
+                over 10,000 sites x 20 users loaded into the projection",
+        service: "access",
+        method: "keycontacts.access.v1.AccessManagementService/Check",
+        needs: &[],
+        seed: access::seed_check,
+        target: Target::Checks(&[
+            Check::MinRatio(0.6),
+            Check::MaxP99Ms(5.0),
+            Check::MaxRssMib("access", 96.0),
+        ]),
+    },
+    Scenario {
+        name: "access.batch_check",
+        about: "a service checks 20 (site, user, permission) triples in one call (BatchCheck), \
+                round-robin over all 200,000 pairs, so all 10,000 sites x 20 users are cached",
+        service: "access",
+        method: "keycontacts.access.v1.AccessManagementService/BatchCheck",
+        needs: &[],
+        seed: access::seed_batch_check,
+        target: Target::Checks(&[Check::MinRatio(0.25), Check::MaxRssMib("access", 96.0)]),
+    },
 ];
 
 /// The scenarios `names` select, in [`SCENARIOS`] order, each once: all of them without names.
@@ -192,7 +220,8 @@ pub fn services(scenarios: &[&Scenario]) -> anyhow::Result<Vec<&'static Service>
 
 /// What a seed step can reach.
 pub struct Env {
-    /// `http://` URL of each running service, by short name.
+    /// `http://` URL of each running service, by short name (services start on first need,
+    /// so it grows as the scenarios run).
     pub urls: BTreeMap<&'static str, String>,
     /// Postgres URL of each service's own database role (whose search path is its schema), by
     /// short name: for fixtures that bulk-load a schema directly.
@@ -395,6 +424,7 @@ fn seed_get_user(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
         Ok(Prepared {
             call,
             notes: Vec::new(),
+            warm: None,
         })
     })
 }
@@ -417,6 +447,7 @@ fn seed_authenticate(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
         Ok(Prepared {
             call,
             notes: vec![argon2_parameters()],
+            warm: None,
         })
     })
 }
@@ -484,6 +515,8 @@ mod tests {
                 "contacts.list_site_contacts_at_scale"
             ]
         );
+        let chosen = select(&["access".to_owned()]).unwrap();
+        assert_eq!(names(&chosen), ["access.check", "access.batch_check"]);
         // `contacts.list_site_contacts` does not select `..._at_scale`: names match whole.
         let chosen = select(&["contacts.list_site_contacts".to_owned()]).unwrap();
         assert_eq!(names(&chosen), ["contacts.list_site_contacts"]);
@@ -498,6 +531,17 @@ mod tests {
             .map(|service| service.name)
             .collect();
         assert_eq!(running, ["identity", "contacts"]);
+    }
+
+    #[test]
+    fn access_scenarios_run_beside_identity_and_contacts() {
+        let chosen = select(&["access.batch_check".to_owned()]).unwrap();
+        let running: Vec<&str> = services(&chosen)
+            .unwrap()
+            .iter()
+            .map(|service| service.name)
+            .collect();
+        assert_eq!(running, ["identity", "contacts", "access"]);
     }
 
     #[test]
