@@ -27,9 +27,12 @@
 //! - **Projection events** (roles and sites from the registry, users from identity) notify
 //!   the same way from the consumer's transaction, and the consumer drops the entries
 //!   locally too; they reach the cache within the stream latency plus the notification's.
-//! - **A fill racing a change**: every invalidation bumps a generation counter first, and a
-//!   fill stores what it read only if the counter did not move while it read. So a fill that
-//!   read the old state before a commit never overwrites the invalidation of that commit.
+//! - **A fill racing a change**: every invalidation bumps the generation counter of the
+//!   shard its site lives in first (a user's or a full invalidation bumps every shard), and a
+//!   fill stores what it read only if its shard's counter did not move while it read. So a
+//!   fill that read the old state before a commit never overwrites the invalidation of that
+//!   commit, while changes to sites of other shards (a projection applying a burst of
+//!   registry events) do not throw every concurrent fill away.
 //! - **Listener lost**: notifications sent while the connection is down are lost, so the
 //!   cache is cleared and bypassed (every check reads the database) until the listener is
 //!   back, then cleared again.
@@ -202,8 +205,9 @@ impl<V> Default for Shard<V> {
 #[derive(Debug)]
 struct Inner {
     sites: Box<[RwLock<Shard<SiteEntry>>]>,
-    /// Bumped by every invalidation before it drops entries; fills store only if unchanged.
-    generation: AtomicU64,
+    /// One counter per shard, bumped by every invalidation of the shard before it drops
+    /// entries; fills store only if their shard's counter is unchanged.
+    generations: Box<[AtomicU64]>,
     /// Whether the listener is connected: while it is not, the cache is bypassed.
     listening: AtomicBool,
     origin: Instant,
@@ -248,7 +252,7 @@ impl RightsCache {
         Self {
             inner: Arc::new(Inner {
                 sites: (0..SHARDS).map(|_| RwLock::default()).collect(),
-                generation: AtomicU64::new(0),
+                generations: (0..SHARDS).map(|_| AtomicU64::new(0)).collect(),
                 listening: AtomicBool::new(false),
                 origin: Instant::now(),
                 ttl_secs: u32::try_from(settings.ttl.as_secs().max(1)).unwrap_or(u32::MAX),
@@ -278,9 +282,21 @@ impl RightsCache {
         self.clear();
     }
 
+    /// The generation counter of the shard of `site_id`.
+    fn generation(&self, site_id: &Uuid) -> &AtomicU64 {
+        &self.inner.generations[shard_of(site_id)]
+    }
+
+    /// Bumps every shard's generation counter.
+    fn bump_all(&self) {
+        for generation in self.inner.generations.iter() {
+            generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
     /// Drops every entry.
     pub fn clear(&self) {
-        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        self.bump_all();
         for shard in self.inner.sites.iter() {
             let mut shard = write(shard);
             shard.map = HashMap::new();
@@ -291,10 +307,10 @@ impl RightsCache {
     /// Drops what `what` covers.
     pub fn invalidate(&self, what: Invalidation) {
         // Bump first: a fill that read before this point does not store its result.
-        self.inner.generation.fetch_add(1, Ordering::AcqRel);
         match what {
             // A pair lives in its site's entry: drop the site (refilled in one query).
             Invalidation::Pair { site_id, .. } | Invalidation::Site(site_id) => {
+                self.generation(&site_id).fetch_add(1, Ordering::AcqRel);
                 let mut shard = write(&self.inner.sites[shard_of(&site_id)]);
                 if let Some(entry) = shard.map.remove(&site_id) {
                     shard.weight -= entry.weight();
@@ -302,6 +318,7 @@ impl RightsCache {
             }
             // Rare (a user disabled or enabled): drop every site the user is a member of.
             Invalidation::User(user_id) => {
+                self.bump_all();
                 for shard in self.inner.sites.iter() {
                     let mut shard = write(shard);
                     let mut dropped = 0;
@@ -350,7 +367,7 @@ impl RightsCache {
         {
             return Ok(rights);
         }
-        let generation = self.inner.generation.load(Ordering::Acquire);
+        let generation = self.generation(&site_id).load(Ordering::Acquire);
         let mut conn = pool.acquire().await?;
         let snapshot = storage::sites::snapshot(&mut conn, site_id).await?;
         drop(conn);
@@ -389,7 +406,7 @@ impl RightsCache {
     fn store_site(&self, site_id: Uuid, entry: SiteEntry, generation: u64) {
         let mut shard = write(&self.inner.sites[shard_of(&site_id)]);
         // Checked under the shard lock: an invalidation bumps before it takes the lock.
-        if !self.enabled() || self.inner.generation.load(Ordering::Acquire) != generation {
+        if !self.enabled() || self.generation(&site_id).load(Ordering::Acquire) != generation {
             return;
         }
         let weight = entry.weight();
@@ -506,7 +523,7 @@ mod tests {
         });
         cache.set_listening(true);
         let site_id = Uuid::now_v7();
-        let generation = cache.inner.generation.load(Ordering::Acquire);
+        let generation = cache.generation(&site_id).load(Ordering::Acquire);
         let entry = || SiteEntry {
             filled: cache.now(),
             known: true,
@@ -535,7 +552,7 @@ mod tests {
         cache.store_site(
             site_id,
             entry(),
-            cache.inner.generation.load(Ordering::Acquire),
+            cache.generation(&site_id).load(Ordering::Acquire),
         );
         cache.invalidate(Invalidation::User(Uuid::from_u128(2)));
         assert_eq!(cache.len(), 4);
@@ -544,8 +561,18 @@ mod tests {
         // A fill that read before an invalidation does not store.
         cache.store_site(site_id, entry(), generation);
         assert!(cache.is_empty());
+        // A change on a site of another shard does not discard this shard's fills.
+        let other = (0..u128::MAX)
+            .map(|n| Uuid::from_u128(n << 64 | n))
+            .find(|id| shard_of(id) != shard_of(&site_id))
+            .expect("a site of another shard");
+        let generation = cache.generation(&site_id).load(Ordering::Acquire);
+        cache.invalidate(Invalidation::Site(other));
+        cache.store_site(site_id, entry(), generation);
+        assert_eq!(cache.len(), 4);
+        cache.invalidate(Invalidation::Site(site_id));
         // A shard past its share drops entries.
-        let generation = cache.inner.generation.load(Ordering::Acquire);
+        let generation = cache.generation(&site_id).load(Ordering::Acquire);
         let shard = shard_of(&site_id);
         let mut stored = 0;
         for n in 0..10_000u128 {
@@ -559,7 +586,7 @@ mod tests {
         assert!(read(&cache.inner.sites[shard]).weight <= 8);
         // While the listener is down nothing is stored.
         cache.set_listening(false);
-        let generation = cache.inner.generation.load(Ordering::Acquire);
+        let generation = cache.generation(&site_id).load(Ordering::Acquire);
         cache.store_site(site_id, entry(), generation);
         assert!(cache.is_empty());
     }
