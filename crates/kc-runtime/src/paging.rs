@@ -53,12 +53,14 @@ pub struct Page<T> {
     pub more: bool,
 }
 
-/// Splits one extra fetched row off a page: callers fetch `size + 1` rows, and a next page
-/// exists when that extra row came back. Returns the page and whether more follow.
-pub fn split_page<T>(mut rows: Vec<T>, size: u32) -> (Vec<T>, bool) {
-    let more = rows.len() > size as usize;
-    rows.truncate(size as usize);
-    (rows, more)
+impl<T> Page<T> {
+    /// The page of `rows` fetched with one row more than `size`: a next page exists when that
+    /// extra row came back, and it is dropped.
+    pub fn from_rows(mut rows: Vec<T>, size: u32) -> Self {
+        let more = rows.len() > size as usize;
+        rows.truncate(size as usize);
+        Self { items: rows, more }
+    }
 }
 
 #[cfg(test)]
@@ -83,7 +85,9 @@ mod tests {
         assert_eq!(page_size(5, 100, 1000), Ok(5));
         assert!(page_size(-1, 100, 1000).is_err());
         assert!(page_size(1001, 100, 1000).is_err());
-        assert_eq!(split_page(vec![1, 2, 3], 2), (vec![1, 2], true));
-        assert_eq!(split_page(vec![1, 2], 2), (vec![1, 2], false));
+        let page = Page::from_rows(vec![1, 2, 3], 2);
+        assert_eq!((page.items, page.more), (vec![1, 2], true));
+        let page = Page::from_rows(vec![1, 2], 2);
+        assert_eq!((page.items, page.more), (vec![1, 2], false));
     }
 }

@@ -1337,6 +1337,28 @@ mod tests {
     }
 
     #[test]
+    fn support_no_access_denies_every_support_permission() {
+        // rule U1: NO_ACCESS cannot open, change or see the site's cases, nor get updates,
+        // even with the top level of every tool.
+        let user = eff(granted(
+            &[L::Software(Sw::Full), L::ManageAccess(ManageAccess::Update)],
+            SupportLevel::NoAccess,
+        ));
+        for permission in [
+            Permission::SupportOwnCases,
+            Permission::SupportSiteCases,
+            Permission::SupportAdmin,
+            Permission::ApproveSupportAccess,
+        ] {
+            assert!(!user.check(permission).allowed, "{permission}");
+        }
+        // rule U2: BASIC reaches the user's own cases only.
+        let basic = eff(granted(&[], SupportLevel::Basic));
+        assert!(basic.check(Permission::SupportOwnCases).allowed);
+        assert!(!basic.check(Permission::SupportSiteCases).allowed);
+    }
+
+    #[test]
     fn effective_rights_are_the_higher_of_grants_and_roles() {
         // rule T3: PRIMARY implies the top level of every tool.
         let primary = eff(with_roles(&[ContactRole::Primary]));

@@ -46,7 +46,6 @@ use chrono::Utc;
 use kc_runtime::Caller;
 use kc_runtime::db::{DbErrorKind, classify, constraint};
 pub use kc_runtime::paging::Page;
-use kc_runtime::paging::split_page;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
@@ -539,8 +538,7 @@ impl Access {
         }
         let rows =
             storage::sites::site_profiles(&mut conn, site_id, after, i64::from(size) + 1).await?;
-        let (items, more) = split_page(rows, size);
-        Ok(Page { items, more })
+        Ok(Page::from_rows(rows, size))
     }
 
     /// A page of one user's profiles on the sites where it has rights.
@@ -553,8 +551,7 @@ impl Access {
         let mut conn = self.pool.acquire().await?;
         let rows =
             storage::sites::user_profiles(&mut conn, user_id, after, i64::from(size) + 1).await?;
-        let (items, more) = split_page(rows, size);
-        Ok(Page { items, more })
+        Ok(Page::from_rows(rows, size))
     }
 
     /// Whether a user holds a permission on a site, from the rights cache. An unknown site
@@ -603,8 +600,7 @@ impl Access {
             })
             .filter(|(key, _)| after.is_none_or(|after| *key > after))
             .collect();
-        let (items, more) = split_page(keyed, size);
-        Ok(Page { items, more })
+        Ok(Page::from_rows(keyed, size))
     }
 
     /// The user ids of the approvers of `kinds` on a site, sorted, without duplicates.
@@ -809,8 +805,7 @@ impl Access {
         let rows =
             storage::requests::page_of_site(&mut conn, site_id, state, before, i64::from(size) + 1)
                 .await?;
-        let (items, more) = split_page(rows, size);
-        Ok(Page { items, more })
+        Ok(Page::from_rows(rows, size))
     }
 
     /// A page of the actor's own requests, newest first.
@@ -829,8 +824,7 @@ impl Access {
             i64::from(size) + 1,
         )
         .await?;
-        let (items, more) = split_page(rows, size);
-        Ok(Page { items, more })
+        Ok(Page::from_rows(rows, size))
     }
 
     /// Approves a PENDING request, granting `choice` (A3, A4, A5, A6, T4, U4–U6). Returns the
@@ -1110,8 +1104,7 @@ impl Access {
         }
         let rows =
             storage::policies::page_of_site(&mut conn, site_id, after, i64::from(size) + 1).await?;
-        let (items, more) = split_page(rows, size);
-        Ok(Page { items, more })
+        Ok(Page::from_rows(rows, size))
     }
 
     /// A page of a site's audit records, newest first.
@@ -1127,8 +1120,7 @@ impl Access {
         }
         let rows =
             storage::audit::page_of_site(&mut conn, site_id, before, i64::from(size) + 1).await?;
-        let (items, more) = split_page(rows, size);
-        Ok(Page { items, more })
+        Ok(Page::from_rows(rows, size))
     }
 }
 

@@ -5,7 +5,6 @@ use chrono::NaiveDate;
 use kc_runtime::Caller;
 use kc_runtime::db::{DbErrorKind, classify, constraint};
 pub use kc_runtime::paging::Page;
-use kc_runtime::paging::split_page;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
@@ -314,8 +313,7 @@ impl Registry {
             i64::from(size) + 1,
         )
         .await?;
-        let (items, more) = split_page(rows, size);
-        Ok(Page { items, more })
+        Ok(Page::from_rows(rows, size))
     }
 
     /// Changes a site. Turning S&S on needs an STC (C5).
@@ -621,8 +619,7 @@ impl Registry {
         if rows.is_empty() && storage::sites::get(&mut conn, site_id).await?.is_none() {
             return Err(ContactsError::SiteNotFound);
         }
-        let (items, more) = split_page(rows, size);
-        Ok(Page { items, more })
+        Ok(Page::from_rows(rows, size))
     }
 
     /// A page of one user's contacts, each with its site.
@@ -635,7 +632,10 @@ impl Registry {
         let mut conn = self.pool.acquire().await?;
         let rows =
             storage::contacts::page_of_user(&mut conn, user_id, after, i64::from(size) + 1).await?;
-        let (contacts, more) = split_page(rows, size);
+        let Page {
+            items: contacts,
+            more,
+        } = Page::from_rows(rows, size);
         let mut site_ids: Vec<Uuid> = contacts.iter().map(|c| c.site_id).collect();
         site_ids.sort_unstable();
         site_ids.dedup();
@@ -687,8 +687,7 @@ impl Registry {
     ) -> Result<Page<SiteComplianceRow>> {
         let mut conn = self.pool.acquire().await?;
         let rows = storage::sites::list_with_gaps(&mut conn, after, i64::from(size) + 1).await?;
-        let (items, more) = split_page(rows, size);
-        Ok(Page { items, more })
+        Ok(Page::from_rows(rows, size))
     }
 
     /// A page of a site's audit records, newest first.
@@ -704,7 +703,6 @@ impl Registry {
         }
         let rows =
             storage::audit::page_of_site(&mut conn, site_id, before, i64::from(size) + 1).await?;
-        let (items, more) = split_page(rows, size);
-        Ok(Page { items, more })
+        Ok(Page::from_rows(rows, size))
     }
 }
