@@ -145,9 +145,14 @@ impl IdentityService for IdentityApi {
                 "verification code is required",
             )));
         }
+        let password = if r.password.is_empty() {
+            None
+        } else {
+            Some(Password::presented(&r.password))
+        };
         let user = self
             .identity
-            .verify_email(user_id, &r.code)
+            .verify_email(user_id, &r.code, password.as_ref())
             .await
             .map_err(status)?;
         Ok(Response::new(pb::VerifyEmailResponse {

@@ -267,6 +267,7 @@ async fn verify_email_with_the_mailed_code_once() {
             .verify_email(pb::VerifyEmailRequest {
                 user_id: user.user_id.clone(),
                 code: wrong.into(),
+                password: String::new(),
             })
             .await,
         "code",
@@ -276,6 +277,7 @@ async fn verify_email_with_the_mailed_code_once() {
         .verify_email(pb::VerifyEmailRequest {
             user_id: user.user_id.clone(),
             code: code.clone(),
+            password: String::new(),
         })
         .await
         .expect("verify")
@@ -289,6 +291,7 @@ async fn verify_email_with_the_mailed_code_once() {
             .verify_email(pb::VerifyEmailRequest {
                 user_id: user.user_id.clone(),
                 code,
+                password: String::new(),
             })
             .await,
         "code",
@@ -299,19 +302,21 @@ async fn verify_email_with_the_mailed_code_once() {
             .verify_email(pb::VerifyEmailRequest {
                 user_id: uuid::Uuid::new_v4().to_string(),
                 code: "123456".into(),
+                password: String::new(),
             })
             .await,
         "code",
     );
     assert_eq!(
         unknown.message(),
-        "invalid argument: code: verification code is invalid or expired"
+        "invalid argument: code: verification code is invalid or expired (an account claim also needs its password)"
     );
     expect_field(
         h.client()
             .verify_email(pb::VerifyEmailRequest {
                 user_id: "nope".into(),
                 code: "123456".into(),
+                password: String::new(),
             })
             .await,
         "user_id",
@@ -331,6 +336,7 @@ async fn verification_codes_expire_and_wear_out() {
             .verify_email(pb::VerifyEmailRequest {
                 user_id: user.user_id.clone(),
                 code,
+                password: String::new(),
             })
             .await,
         "code",
@@ -348,6 +354,7 @@ async fn verification_codes_expire_and_wear_out() {
                 .verify_email(pb::VerifyEmailRequest {
                     user_id: user.user_id.clone(),
                     code: wrong.into(),
+                    password: String::new(),
                 })
                 .await,
             "code",
@@ -358,6 +365,7 @@ async fn verification_codes_expire_and_wear_out() {
             .verify_email(pb::VerifyEmailRequest {
                 user_id: user.user_id.clone(),
                 code,
+                password: String::new(),
             })
             .await,
         "code",

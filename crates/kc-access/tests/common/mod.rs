@@ -319,6 +319,7 @@ impl Suite {
             .verify_email(ipb::VerifyEmailRequest {
                 user_id: user.to_string(),
                 code,
+                password: String::new(),
             })
             .await
             .expect("verify e-mail")

@@ -127,7 +127,7 @@ pub enum IdentityError {
     #[error("this account is disabled")]
     Disabled,
     /// Verification code wrong, expired, used up, or for another user.
-    #[error("verification code is invalid or expired")]
+    #[error("verification code is invalid or expired (an account claim also needs its password)")]
     BadVerificationCode,
     /// Refresh token unknown, expired or revoked.
     #[error("refresh token is invalid or expired")]

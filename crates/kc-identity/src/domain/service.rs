@@ -18,7 +18,7 @@ use super::password::PasswordHasher;
 use super::values::{DisplayName, Email, Locale, Password};
 use super::{IdentityError, Result, User, UserKind, UserState, parse_etag};
 use crate::events;
-use crate::storage::{self, users::NewUser};
+use crate::storage::{self, users::NewUser, verifications::PendingClaim};
 
 /// Most ids one `BatchGetUsers` may ask for.
 pub const MAX_BATCH_GET: usize = 500;
@@ -106,9 +106,72 @@ impl Identity {
         &self.keys
     }
 
-    /// Registers a customer with a password; it must verify its e-mail.
+    /// Registers a customer with a password; it must verify its e-mail. Returns the user as
+    /// the caller may see it and the verification code that was sent.
+    ///
+    /// When the e-mail belongs to an invited user (created without a password), nothing
+    /// about that user changes here: the password's hash, display name and locale wait
+    /// beside a new verification code mailed to the address, and only `verify_email` with
+    /// that code applies them and activates the user (the last claim wins). The answer has
+    /// the shape of a fresh registration; it shows the invited user's id (needed to verify)
+    /// and state, but echoes the requested display name and locale rather than the stored
+    /// ones, so an anonymous caller learns nothing the inviter wrote. Any other existing
+    /// user is never touched and the call fails with `EmailTaken`, as before.
     pub async fn register(&self, draft: UserDraft) -> Result<(User, String)> {
-        self.insert_user(draft).await
+        let Some(password) = &draft.password else {
+            return Err(kc_runtime::Violation::new("password", "password is required").into());
+        };
+        // Hash first in every case, so that every outcome costs the same.
+        let password_hash = self.hasher.hash(password).await?;
+        let mut tx = self.pool.begin().await?;
+        let inserted = storage::users::insert_if_absent(
+            &mut tx,
+            &NewUser {
+                user_id: Uuid::now_v7(),
+                email: draft.email.as_str(),
+                email_verified: false,
+                display_name: draft.display_name.as_str(),
+                locale: draft.locale.as_str(),
+                kind: draft.kind,
+                state: UserState::Active,
+                password_hash: Some(&password_hash),
+            },
+        )
+        .await?;
+        if let Some(user) = inserted {
+            events::append(&mut tx, &events::registered(&user)).await?;
+            let code = self.request_verification(&mut tx, &user, None).await?;
+            tx.commit().await?;
+            tracing::info!(user_id = %user.user_id, kind = user.kind.as_str(), "user created");
+            return Ok((user, code));
+        }
+        // The e-mail is taken (a concurrent insert has committed by now). Lock its user:
+        // claims, verifications, state changes of one user run one at a time.
+        let existing = storage::users::find_by_email_for_update(&mut tx, draft.email.as_str())
+            .await?
+            .ok_or(IdentityError::EmailTaken)?;
+        if existing.state != UserState::Invited {
+            return Err(IdentityError::EmailTaken);
+        }
+        let claim = PendingClaim {
+            password_hash,
+            display_name: draft.display_name.as_str().to_owned(),
+            locale: draft.locale.as_str().to_owned(),
+        };
+        let code = self
+            .request_verification(&mut tx, &existing, Some(&claim))
+            .await?;
+        tx.commit().await?;
+        tracing::info!(user_id = %existing.user_id, "invited user claim awaits e-mail verification");
+        Ok((
+            User {
+                email_verified: false,
+                display_name: claim.display_name,
+                locale: claim.locale,
+                ..existing
+            },
+            code,
+        ))
     }
 
     /// Creates a user for an operator or a service; without a password it is invited.
@@ -153,14 +216,21 @@ impl Identity {
             _ => error.into(),
         })?;
         events::append(&mut tx, &events::registered(&user)).await?;
-        let code = self.request_verification(&mut tx, &user).await?;
+        let code = self.request_verification(&mut tx, &user, None).await?;
         tx.commit().await?;
         tracing::info!(user_id = %user.user_id, kind = user.kind.as_str(), "user created");
         Ok((user, code))
     }
 
-    /// Stores a new code for `user` and emits the event that mails it.
-    async fn request_verification(&self, conn: &mut PgConnection, user: &User) -> Result<String> {
+    /// Stores a new code for `user`, with the account claim it confirms if any (replacing
+    /// any earlier code and claim), and emits the event that mails it. The mail greets the
+    /// user by its stored name and language, never by what a claimant typed.
+    async fn request_verification(
+        &self,
+        conn: &mut PgConnection,
+        user: &User,
+        claim: Option<&PendingClaim>,
+    ) -> Result<String> {
         let code = verification_code()?;
         let expire_time = Utc::now() + self.settings.verification_code_ttl;
         storage::verifications::upsert(
@@ -168,6 +238,7 @@ impl Identity {
             user.user_id,
             &code_hash(user.user_id, &code),
             expire_time,
+            claim,
         )
         .await?;
         events::append(
@@ -179,9 +250,22 @@ impl Identity {
     }
 
     /// Verifies a user's e-mail with its one-time code (single use, 24 h by default, at
-    /// most five wrong tries). Unknown users get the same error as wrong codes.
-    pub async fn verify_email(&self, user_id: Uuid, code: &str) -> Result<User> {
+    /// most five wrong tries). Unknown users get the same error as wrong codes. When the
+    /// code confirms the account claim of a user that is still invited, the claimed
+    /// password, display name and locale take effect and the user becomes active; a claim
+    /// outlived by a state change (disabled, or activated otherwise) is dropped.
+    pub async fn verify_email(
+        &self,
+        user_id: Uuid,
+        code: &str,
+        password: Option<&Password>,
+    ) -> Result<User> {
         let mut tx = self.pool.begin().await?;
+        // The user first, then its code: the order `register` takes them in, so a claim
+        // and a verification of one user serialise instead of deadlocking.
+        let Some(current) = storage::users::get_for_update(&mut tx, user_id).await? else {
+            return Err(IdentityError::BadVerificationCode);
+        };
         let Some(outstanding) = storage::verifications::get_for_update(&mut tx, user_id).await?
         else {
             return Err(IdentityError::BadVerificationCode);
@@ -192,7 +276,21 @@ impl Identity {
             return Err(IdentityError::BadVerificationCode);
         }
         let presented = code_hash(user_id, code.trim());
-        if !bool::from(presented.as_slice().ct_eq(&outstanding.code_hash)) {
+        let code_matches = bool::from(presented.as_slice().ct_eq(&outstanding.code_hash));
+        // A claim is confirmed only by whoever knows its password as well as the code: the
+        // owner's mailbox may hold a code that answers someone else's later claim.
+        let claim_matches = match (&outstanding.claim, current.state) {
+            (Some(claim), UserState::Invited) if code_matches => match password {
+                Some(password) => {
+                    self.hasher
+                        .verify(password, Some(&claim.password_hash))
+                        .await?
+                }
+                None => false,
+            },
+            _ => true,
+        };
+        if !code_matches || !claim_matches {
             if outstanding.failed_attempts + 1 >= MAX_VERIFICATION_ATTEMPTS {
                 storage::verifications::delete(&mut tx, user_id).await?;
             } else {
@@ -202,7 +300,26 @@ impl Identity {
             return Err(IdentityError::BadVerificationCode);
         }
         storage::verifications::delete(&mut tx, user_id).await?;
-        let user = storage::users::mark_verified(&mut tx, user_id).await?;
+        let claimed = match &outstanding.claim {
+            Some(claim) if current.state == UserState::Invited => {
+                storage::users::complete_claim(
+                    &mut tx,
+                    user_id,
+                    &claim.password_hash,
+                    &claim.display_name,
+                    &claim.locale,
+                )
+                .await?
+            }
+            _ => None,
+        };
+        let user = match claimed {
+            Some(user) => {
+                tracing::info!(user_id = %user_id, "invited user claimed its account");
+                user
+            }
+            None => storage::users::mark_verified(&mut tx, user_id).await?,
+        };
         events::append(&mut tx, &events::updated(&user)).await?;
         tx.commit().await?;
         Ok(user)

@@ -86,6 +86,27 @@ pub async fn insert(conn: &mut PgConnection, user: &NewUser<'_>) -> Result<User,
     row.try_into()
 }
 
+/// Inserts a user unless its e-mail is taken; `None` when it is (after waiting for a
+/// concurrent insert of the same e-mail to commit or roll back).
+pub async fn insert_if_absent(
+    conn: &mut PgConnection,
+    user: &NewUser<'_>,
+) -> Result<Option<User>, sqlx::Error> {
+    let row: Option<UserRow> = sqlx::query_as(concat!("INSERT INTO users (user_id, email, email_verified, display_name, locale, kind, state, password_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (email) DO NOTHING RETURNING ", columns!()))
+    .bind(user.user_id)
+    .bind(user.email)
+    .bind(user.email_verified)
+    .bind(user.display_name)
+    .bind(user.locale)
+    .bind(user.kind.as_str())
+    .bind(user.state.as_str())
+    .bind(user.password_hash)
+    .fetch_optional(conn)
+    .await?;
+    row.map(TryInto::try_into).transpose()
+}
+
 /// One user by id.
 pub async fn get(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<User>, sqlx::Error> {
     let row: Option<UserRow> = sqlx::query_as(concat!(
@@ -141,6 +162,22 @@ pub async fn find_by_email(
         "SELECT ",
         columns!(),
         " FROM users WHERE email = $1"
+    ))
+    .bind(email)
+    .fetch_optional(conn)
+    .await?;
+    row.map(TryInto::try_into).transpose()
+}
+
+/// One user by normalised e-mail, locked for update until the transaction ends.
+pub async fn find_by_email_for_update(
+    conn: &mut PgConnection,
+    email: &str,
+) -> Result<Option<User>, sqlx::Error> {
+    let row: Option<UserRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM users WHERE email = $1 FOR UPDATE"
     ))
     .bind(email)
     .fetch_optional(conn)
@@ -248,6 +285,31 @@ pub async fn mark_verified(conn: &mut PgConnection, user_id: Uuid) -> Result<Use
     .fetch_one(conn)
     .await?;
     row.try_into()
+}
+
+/// Completes the claim of an invited user: its e-mail is verified, the claimed password,
+/// display name and locale take effect, and it becomes active. Only an invited user
+/// changes; `None` otherwise (the caller holds the row lock, so this is a safeguard).
+pub async fn complete_claim(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    password_hash: &str,
+    display_name: &str,
+    locale: &str,
+) -> Result<Option<User>, sqlx::Error> {
+    let row: Option<UserRow> = sqlx::query_as(concat!(
+        "UPDATE users SET email_verified = true, password_hash = $2, display_name = $3, \
+         locale = $4, state = 'active', version = version + 1, update_time = now() \
+         WHERE user_id = $1 AND state = 'invited' RETURNING ",
+        columns!()
+    ))
+    .bind(user_id)
+    .bind(password_hash)
+    .bind(display_name)
+    .bind(locale)
+    .fetch_optional(conn)
+    .await?;
+    row.map(TryInto::try_into).transpose()
 }
 
 /// Creates or updates an operator by e-mail (bootstrap); returns it.
