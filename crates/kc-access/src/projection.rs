@@ -22,19 +22,16 @@
 //! applied without that role, with a warning: blocking the stream on it would stop every
 //! other site's updates.
 
-use std::future::Future;
-
 use anyhow::Context;
-use futures::StreamExt;
-use futures::future::BoxFuture;
+use kc_proto::contacts::contact_registry_service_client::ContactRegistryServiceClient;
 use kc_proto::contacts::{self as contacts_pb};
+use kc_proto::identity::identity_service_client::IdentityServiceClient;
 use kc_proto::identity::{self as identity_pb};
 use kc_runtime::Shutdown;
 use kc_runtime::client::ServiceToken;
-use kc_runtime::outbox::Consumer;
+use kc_runtime::outbox::{Consumer, apply_fn, watch_source};
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
-use tonic::Status;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
@@ -47,14 +44,6 @@ pub const CONTACTS_CONSUMER: &str = "access.contacts";
 /// Name (and cursor key) of the consumer of identity's stream.
 pub const IDENTITY_CONSUMER: &str = "access.identity";
 
-/// Gives a closure the higher-ranked signature [`Consumer::run`] wants for `apply`.
-fn apply_fn<E, F>(apply: F) -> F
-where
-    F: for<'c> FnMut(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>,
-{
-    apply
-}
-
 /// Starts both consumers; they run until `shutdown` triggers.
 pub fn spawn(
     pool: &PgPool,
@@ -64,61 +53,9 @@ pub fn spawn(
     identity: Channel,
     shutdown: &Shutdown,
 ) -> Vec<JoinHandle<()>> {
-    vec![
-        tokio::spawn(follow_contacts(
-            pool.clone(),
-            cache.clone(),
-            token.clone(),
-            contacts,
-            stopped(shutdown),
-        )),
-        tokio::spawn(follow_identity(
-            pool.clone(),
-            cache.clone(),
-            token.clone(),
-            identity,
-            stopped(shutdown),
-        )),
-    ]
-}
-
-fn stopped(shutdown: &Shutdown) -> impl Future<Output = ()> + Send + 'static {
-    let shutdown = shutdown.clone();
-    async move { shutdown.wait().await }
-}
-
-async fn follow_contacts(
-    pool: PgPool,
-    cache: RightsCache,
-    token: ServiceToken,
-    channel: Channel,
-    shutdown: impl Future<Output = ()>,
-) {
-    use contacts_pb::contact_registry_service_client::ContactRegistryServiceClient;
-    let client = ContactRegistryServiceClient::new(channel);
-    let source = move |after: String| {
-        let mut client = client.clone();
-        let token = token.clone();
-        async move {
-            let request = token
-                .request(
-                    contacts_pb::WatchEventsRequest {
-                        after_cursor: after,
-                    },
-                    None,
-                )
-                .await?;
-            let stream = client.watch_events(request).await?.into_inner();
-            Ok::<_, Status>(stream.map(|item| {
-                let event = item?
-                    .event
-                    .ok_or_else(|| Status::internal("registry event without body"))?;
-                Ok((event.cursor.clone(), event))
-            }))
-        }
-    };
-    let apply = apply_fn(move |conn, event: contacts_pb::Event| {
-        let cache = cache.clone();
+    let contacts_cache = cache.clone();
+    let apply_contacts = apply_fn(move |conn, event: contacts_pb::Event| {
+        let cache = contacts_cache.clone();
         Box::pin(async move {
             let site_id = apply_contacts_event(conn, &event).await?;
             // Dropped here too, before the commit; the notification drops it again once
@@ -127,43 +64,9 @@ async fn follow_contacts(
             Ok(())
         })
     });
-    Consumer::new(pool, CONTACTS_CONSUMER)
-        .run(source, apply, shutdown)
-        .await;
-}
-
-async fn follow_identity(
-    pool: PgPool,
-    cache: RightsCache,
-    token: ServiceToken,
-    channel: Channel,
-    shutdown: impl Future<Output = ()>,
-) {
-    use identity_pb::identity_service_client::IdentityServiceClient;
-    let client = IdentityServiceClient::new(channel);
-    let source = move |after: String| {
-        let mut client = client.clone();
-        let token = token.clone();
-        async move {
-            let request = token
-                .request(
-                    identity_pb::WatchEventsRequest {
-                        after_cursor: after,
-                    },
-                    None,
-                )
-                .await?;
-            let stream = client.watch_events(request).await?.into_inner();
-            Ok::<_, Status>(stream.map(|item| {
-                let event = item?
-                    .event
-                    .ok_or_else(|| Status::internal("identity event without body"))?;
-                Ok((event.cursor.clone(), event))
-            }))
-        }
-    };
-    let apply = apply_fn(move |conn, event: identity_pb::Event| {
-        let cache = cache.clone();
+    let identity_cache = cache.clone();
+    let apply_identity = apply_fn(move |conn, event: identity_pb::Event| {
+        let cache = identity_cache.clone();
         Box::pin(async move {
             if let Some(user_id) = apply_identity_event(conn, &event).await? {
                 cache.invalidate(Invalidation::User(user_id));
@@ -171,9 +74,18 @@ async fn follow_identity(
             Ok(())
         })
     });
-    Consumer::new(pool, IDENTITY_CONSUMER)
-        .run(source, apply, shutdown)
-        .await;
+    vec![
+        tokio::spawn(Consumer::new(pool.clone(), CONTACTS_CONSUMER).run(
+            watch_source(ContactRegistryServiceClient::new(contacts), token.clone()),
+            apply_contacts,
+            shutdown.wait_owned(),
+        )),
+        tokio::spawn(Consumer::new(pool.clone(), IDENTITY_CONSUMER).run(
+            watch_source(IdentityServiceClient::new(identity), token.clone()),
+            apply_identity,
+            shutdown.wait_owned(),
+        )),
+    ]
 }
 
 fn parse_uuid(what: &str, text: &str) -> anyhow::Result<Uuid> {

@@ -16,7 +16,9 @@
 //! - At boot, start one [`OutboxWatcher`] with the service pool and share it with the gRPC
 //!   handlers; `WatchEvents` parses `after_cursor` as a [`Cursor`] (mapping [`InvalidCursor`]
 //!   with [`InvalidCursor::to_status`]) and returns [`watch_response`].
-//! - A service that follows another spawns [`Consumer::run`] with its own pool.
+//! - A service that follows another spawns [`Consumer::run`] with its own pool, its
+//!   `source` from [`watch_source`] (the other service's generated client, an [`EventFeed`],
+//!   called with this service's own token).
 //!
 //! # Commit order
 //!
@@ -54,6 +56,7 @@ macro_rules! channel_sql {
 mod backoff;
 mod consumer;
 mod cursor;
+mod feed;
 mod read;
 mod watch;
 
@@ -62,6 +65,7 @@ use uuid::Uuid;
 
 pub use consumer::{Consumer, load_cursor};
 pub use cursor::{Cursor, InvalidCursor};
+pub use feed::{EventFeed, EventItems, OpenedEvents, OpenedResponses, apply_fn, watch_source};
 pub use read::{StoredEvent, read_batch};
 pub use watch::{EventStream, OutboxWatcher, WatchOptions, watch_response};
 

@@ -68,6 +68,13 @@ impl Shutdown {
         // An error means every sender is gone, which cannot happen while `self` lives.
         let _ = receiver.wait_for(|triggered| *triggered).await;
     }
+
+    /// Like [`wait`](Self::wait), as a future that owns its clone of the signal (for a
+    /// spawned task, e.g. the `shutdown` of [`Consumer::run`](crate::outbox::Consumer::run)).
+    pub fn wait_owned(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let shutdown = self.clone();
+        async move { shutdown.wait().await }
+    }
 }
 
 async fn wait_for_signal() {
