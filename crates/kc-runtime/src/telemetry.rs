@@ -2,8 +2,14 @@
 //!
 //! A service binary calls [`init`] once at start (inside its Tokio runtime) and keeps the
 //! returned [`TelemetryGuard`] alive until it exits; its server gets [`RpcTraceLayer`], and
-//! its clients of other services get [`TraceContextInterceptor`], so one trace follows a
-//! request across every internal call.
+//! its clients of other services get [`TraceContextInterceptor`] (or call
+//! [`inject_trace_context`]), so one trace follows a request across every internal call.
+//!
+//! OpenTelemetry costs only when traces are exported: without
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` no OpenTelemetry layer is installed and no span is made
+//! for propagation; the W3C `traceparent` and `tracestate` a request came with are sent on
+//! unchanged with every internal call made while serving it, and a request without one
+//! sends none (see the `propagation` notes on [`inject_trace_context`]).
 
 mod propagation;
 mod rpc;
@@ -21,7 +27,10 @@ use tracing_subscriber::filter::{EnvFilter, FilterExt as _, filter_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-pub use propagation::{TraceContextInterceptor, extract_trace_context, inject_trace_context};
+pub use propagation::{
+    IncomingTraceContext, TraceContextInterceptor, extract_trace_context, inject_trace_context,
+    with_incoming,
+};
 pub use rpc::{RPC_TARGET, RpcTrace, RpcTraceBody, RpcTraceFuture, RpcTraceLayer, code_name};
 
 /// Filter directives applied before `RUST_LOG`: `info` overall, and only warnings from
@@ -82,16 +91,19 @@ impl Drop for TelemetryGuard {
 /// - Logs go to stderr in `format`, filtered by `RUST_LOG` (default `info`, with `h2`,
 ///   `hyper`, `tower`, `sqlx` and `opentelemetry` at `warn` unless `RUST_LOG` says
 ///   otherwise).
-/// - Every span gets an OpenTelemetry trace and span id, and the W3C
-///   `TraceContextPropagator` becomes the global propagator, so trace context is propagated
-///   (and the `rpc` span records its `trace_id` for log correlation) whether or not spans
-///   are exported. The per-RPC spans of [`RpcTraceLayer`] exist at `info` even when
-///   `RUST_LOG` hides them from the logs, so propagation never depends on the log level.
+/// - The W3C `TraceContextPropagator` becomes the global propagator.
 /// - When `OTEL_EXPORTER_OTLP_ENDPOINT` is set (and `OTEL_SDK_DISABLED` is not `true`),
-///   spans are exported over OTLP/gRPC through a batch processor, with the resource
-///   `service.name = service_name`; the exporter reads the other standard `OTEL_*`
-///   variables (signal endpoint, headers, timeout, sampler) itself. Export needs a Tokio
-///   runtime, so call this from inside one.
+///   the OpenTelemetry layer is installed: every span `RUST_LOG` enables, and the per-RPC
+///   spans of [`RpcTraceLayer`] at `info` whatever `RUST_LOG` says, get an OpenTelemetry
+///   trace and span id, and are exported over OTLP/gRPC through a batch processor, with the
+///   resource `service.name = service_name`; the exporter reads the other standard
+///   `OTEL_*` variables (signal endpoint, headers, timeout, sampler) itself. Outgoing calls
+///   carry the context of the current span, so each service's span is a child of its
+///   caller's. Export needs a Tokio runtime, so call this from inside one.
+/// - Otherwise no OpenTelemetry layer is installed (spans cost only what the logs need):
+///   outgoing calls carry the `traceparent` and `tracestate` the request being served came
+///   with, unchanged, and nothing when it came with none. Either way propagation never
+///   depends on the log level.
 ///
 /// Calling it again in the same process is harmless: the first subscriber stays and the
 /// returned guard does nothing.
@@ -103,27 +115,32 @@ pub fn init(service_name: &'static str, format: LogFormat) -> anyhow::Result<Tel
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
 
     let directives = log_directives()?;
-    let exporter = otlp_exporter()?;
-    let exporting = exporter.is_some();
-
-    let mut builder = SdkTracerProvider::builder()
-        .with_resource(Resource::builder().with_service_name(service_name).build());
-    if let Some(exporter) = exporter {
-        builder = builder.with_batch_exporter(exporter);
-    }
-    let provider = builder.build();
+    let provider = otlp_exporter()?.map(|exporter| {
+        SdkTracerProvider::builder()
+            .with_resource(Resource::builder().with_service_name(service_name).build())
+            .with_batch_exporter(exporter)
+            .build()
+    });
+    let exporting = provider.is_some();
 
     // Per-layer filters: the logs follow `RUST_LOG`, while the OpenTelemetry layer also
-    // always sees the per-RPC spans, which carry the trace context across services.
-    let otel_filter = env_filter(&directives)?.or(filter_fn(|metadata| {
-        metadata.is_span()
-            && metadata.target() == RPC_TARGET
-            && *metadata.level() <= tracing::Level::INFO
-    }));
-    let otel_layer = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer("kc-runtime"))
-        .with_threads(false)
-        .with_filter(otel_filter);
+    // always sees the per-RPC spans, whose contexts are sent on with internal calls.
+    let otel_layer = match &provider {
+        Some(provider) => {
+            let otel_filter = env_filter(&directives)?.or(filter_fn(|metadata| {
+                metadata.is_span()
+                    && metadata.target() == RPC_TARGET
+                    && *metadata.level() <= tracing::Level::INFO
+            }));
+            Some(
+                tracing_opentelemetry::layer()
+                    .with_tracer(provider.tracer("kc-runtime"))
+                    .with_threads(false)
+                    .with_filter(otel_filter),
+            )
+        }
+        None => None,
+    };
     // Typed layers stacked one on the other (not a `Vec` of boxed layers): per-layer
     // filters inside a `Vec` lost events whose callsite interest was computed early.
     let (pretty, json) = match format {
@@ -157,15 +174,15 @@ pub fn init(service_name: &'static str, format: LogFormat) -> anyhow::Result<Tel
         .try_init()
     {
         Ok(()) => {
-            opentelemetry::global::set_tracer_provider(provider.clone());
+            if let Some(provider) = &provider {
+                opentelemetry::global::set_tracer_provider(provider.clone());
+            }
             tracing::info!(
                 service = service_name,
                 otlp_export = exporting,
                 "telemetry initialised"
             );
-            Ok(TelemetryGuard {
-                provider: exporting.then_some(provider),
-            })
+            Ok(TelemetryGuard { provider })
         }
         Err(_) => {
             // Dropping the unused provider shuts its (idle) exporter down.

@@ -1,10 +1,13 @@
 //! Telemetry: the per-RPC server span continues the caller's W3C trace, records the gRPC
 //! status of unary, trailers-only and streaming responses, logs one event per RPC at the
-//! right level, and clients propagate the current trace context.
+//! right level, and clients propagate the current trace context: the child context of the
+//! server span when spans are exported, the incoming `traceparent`/`tracestate` unchanged
+//! when they are not.
 //!
 //! Each test installs its own subscriber (thread-local, on a current-thread runtime, so the
 //! server's tasks see it too): the `tracing-opentelemetry` layer over an SDK tracer provider
-//! whose exporter keeps the finished spans in memory, plus a layer recording every event.
+//! whose exporter keeps the finished spans in memory, plus a layer recording every event;
+//! or, for the tests without export, no OpenTelemetry layer at all.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -15,7 +18,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use kc_runtime::telemetry::{
-    self, LogFormat, RPC_TARGET, RpcTraceLayer, TraceContextInterceptor, inject_trace_context,
+    self, IncomingTraceContext, LogFormat, RPC_TARGET, RpcTraceLayer, TraceContextInterceptor,
+    inject_trace_context,
 };
 use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::{
@@ -541,18 +545,305 @@ async fn interceptor_carries_the_trace_to_the_server() {
 }
 
 #[tokio::test]
-async fn init_twice_is_harmless_and_always_traces_rpcs() {
+async fn init_twice_is_harmless_and_without_export_propagates_the_incoming_context() {
+    assert!(
+        std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_none(),
+        "run the tests without OTEL_EXPORTER_OTLP_ENDPOINT"
+    );
     let first = telemetry::init("kc-test", LogFormat::Json).unwrap();
     let second = telemetry::init("kc-test", LogFormat::Pretty).unwrap();
+    assert!(!first.is_exporting(), "no endpoint, no export");
     assert!(!second.is_exporting());
 
-    // The global subscriber (no thread default here) gives RPC spans a trace context
-    // whatever `RUST_LOG` says, so propagation never depends on the log level.
+    // The global subscriber (no thread default here) has no OpenTelemetry layer: an RPC
+    // span has no trace context of its own, and the incoming one is sent on unchanged.
     let span = tracing::info_span!(target: RPC_TARGET, "rpc");
-    assert!(span.context().span().span_context().is_valid());
+    assert!(!span.context().span().span_context().is_valid());
+    let mut headers = http::HeaderMap::new();
+    headers.insert("traceparent", traceparent().parse().unwrap());
+    let incoming = IncomingTraceContext::from_headers(&headers);
     let mut metadata = MetadataMap::new();
-    span.in_scope(|| inject_trace_context(&mut metadata));
-    assert!(metadata.get("traceparent").is_some());
+    telemetry::with_incoming(incoming, async {
+        span.in_scope(|| inject_trace_context(&mut metadata));
+    })
+    .await;
+    assert_eq!(metadata.get("traceparent").unwrap(), traceparent().as_str());
     drop(second);
     drop(first);
+}
+
+/// What the downstream service of [`Relay`] saw of one call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Seen {
+    /// The `service` field of the check, naming the relay's method that made the call.
+    via: String,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+}
+
+/// Health service that records the trace-context metadata of every check it answers.
+#[derive(Clone, Default)]
+struct Downstream {
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+#[tonic::async_trait]
+impl tonic_health::pb::health_server::Health for Downstream {
+    async fn check(
+        &self,
+        request: tonic::Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, tonic::Status> {
+        let header = |name: &str| {
+            request
+                .metadata()
+                .get(name)
+                .map(|value| value.to_str().unwrap().to_owned())
+        };
+        self.seen.lock().unwrap().push(Seen {
+            via: request.get_ref().service.clone(),
+            traceparent: header("traceparent"),
+            tracestate: header("tracestate"),
+        });
+        Ok(tonic::Response::new(
+            tonic_health::pb::HealthCheckResponse {
+                status: ServingStatus::Serving.into(),
+            },
+        ))
+    }
+
+    type WatchStream = std::pin::Pin<
+        Box<
+            dyn futures::Stream<Item = Result<tonic_health::pb::HealthCheckResponse, tonic::Status>>
+                + Send,
+        >,
+    >;
+
+    async fn watch(
+        &self,
+        _request: tonic::Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not watched"))
+    }
+}
+
+/// Health service whose every RPC calls [`Downstream`] through [`TraceContextInterceptor`]:
+/// `Check` from its handler, `Watch` from its response stream (so while the server polls
+/// the response body).
+#[derive(Clone)]
+struct Relay {
+    downstream: Channel,
+}
+
+impl Relay {
+    async fn call_downstream(
+        downstream: Channel,
+        via: &str,
+    ) -> Result<tonic_health::pb::HealthCheckResponse, tonic::Status> {
+        let mut client = HealthClient::with_interceptor(downstream, TraceContextInterceptor);
+        let response = client
+            .check(tonic::Request::new(HealthCheckRequest {
+                service: via.to_owned(),
+            }))
+            .await?;
+        Ok(response.into_inner())
+    }
+}
+
+#[tonic::async_trait]
+impl tonic_health::pb::health_server::Health for Relay {
+    async fn check(
+        &self,
+        _request: tonic::Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, tonic::Status> {
+        Relay::call_downstream(self.downstream.clone(), "check")
+            .await
+            .map(tonic::Response::new)
+    }
+
+    type WatchStream = std::pin::Pin<
+        Box<
+            dyn futures::Stream<Item = Result<tonic_health::pb::HealthCheckResponse, tonic::Status>>
+                + Send,
+        >,
+    >;
+
+    async fn watch(
+        &self,
+        _request: tonic::Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+        let downstream = self.downstream.clone();
+        let stream =
+            futures::stream::once(async move { Relay::call_downstream(downstream, "watch").await });
+        Ok(tonic::Response::new(Box::pin(stream)))
+    }
+}
+
+/// Serves [`Downstream`] (without the layer) and [`Relay`] behind [`RpcTraceLayer`], calling
+/// it; returns a channel to the relay and what the downstream service saw.
+async fn serve_relay() -> (Channel, Arc<Mutex<Vec<Seen>>>) {
+    let downstream = Downstream::default();
+    let seen = downstream.seen.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let downstream_addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::builder()
+            .add_service(tonic_health::pb::health_server::HealthServer::new(
+                downstream,
+            ))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    let downstream = Channel::from_shared(format!("http://{downstream_addr}"))
+        .unwrap()
+        .connect_lazy();
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::builder()
+            .layer(RpcTraceLayer::default())
+            .add_service(tonic_health::pb::health_server::HealthServer::new(Relay {
+                downstream,
+            }))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    let channel = Channel::from_shared(format!("http://{relay_addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    (channel, seen)
+}
+
+/// Calls the relay's `Check` and `Watch` (reading the one message) with `metadata`.
+async fn call_relay(channel: &Channel, metadata: &[(&'static str, &str)]) {
+    let request = || {
+        let mut request = tonic::Request::new(HealthCheckRequest::default());
+        for (name, value) in metadata {
+            request
+                .metadata_mut()
+                .insert(*name, MetadataValue::try_from(*value).unwrap());
+        }
+        request
+    };
+    let mut client = HealthClient::new(channel.clone());
+    client.check(request()).await.unwrap();
+    let mut stream = client.watch(request()).await.unwrap().into_inner();
+    stream.next().await.unwrap().unwrap();
+}
+
+/// A subscriber that records events and shows every `kc_runtime` span to the logs, with no
+/// OpenTelemetry layer: what `telemetry::init` installs without an exporter.
+fn logs_only() -> (EventRecorder, tracing::subscriber::DefaultGuard) {
+    let recorder = EventRecorder::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(recorder.clone())
+        .with(Targets::new().with_target("kc_runtime", Level::TRACE));
+    (recorder, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test]
+async fn without_export_the_incoming_context_reaches_downstream_calls_unchanged() {
+    const TRACESTATE: &str = "vendor=opaque,other=1";
+    // Logs showing the RPC spans, then logs hiding them (`RUST_LOG=warn`): propagation is
+    // the same.
+    for logs in [true, false] {
+        let (recorder, _default) = if logs {
+            let (recorder, default) = logs_only();
+            (Some(recorder), default)
+        } else {
+            (
+                None,
+                tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default()),
+            )
+        };
+        let (channel, seen) = serve_relay().await;
+
+        call_relay(
+            &channel,
+            &[("traceparent", &traceparent()), ("tracestate", TRACESTATE)],
+        )
+        .await;
+        let expected = |via: &str| Seen {
+            via: via.to_owned(),
+            traceparent: Some(traceparent()),
+            tracestate: Some(TRACESTATE.to_owned()),
+        };
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [expected("check"), expected("watch")],
+            "logs: {logs}"
+        );
+
+        // A request without a (valid) trace context: nothing is invented downstream.
+        for metadata in [
+            &[][..],
+            &[("traceparent", "00-garbage"), ("tracestate", "k=v")],
+        ] {
+            seen.lock().unwrap().clear();
+            call_relay(&channel, metadata).await;
+            let nothing = |via: &str| Seen {
+                via: via.to_owned(),
+                traceparent: None,
+                tracestate: None,
+            };
+            assert_eq!(
+                *seen.lock().unwrap(),
+                [nothing("check"), nothing("watch")],
+                "logs: {logs}, metadata: {metadata:?}"
+            );
+        }
+
+        // The relay's log lines carry the caller's trace id.
+        if let Some(recorder) = recorder {
+            let events = recorder.events.lock().unwrap();
+            let traced: Vec<_> = events
+                .iter()
+                .filter(|event| {
+                    event.target == RPC_TARGET
+                        && event.fields.get("rpc.method").map(String::as_str) == Some("Check")
+                })
+                .map(|event| event.span_fields.get("trace_id").cloned())
+                .collect();
+            assert_eq!(traced.len(), 3, "{events:?}");
+            assert_eq!(traced[0].as_deref(), Some(TRACE_ID));
+            assert_eq!(traced[1..], [None, None]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_export_downstream_calls_carry_the_server_spans_context() {
+    let harness = Harness::install();
+    let (channel, seen) = serve_relay().await;
+
+    call_relay(
+        &channel,
+        &[
+            ("traceparent", &traceparent()),
+            ("tracestate", "vendor=opaque"),
+        ],
+    )
+    .await;
+    // The watch span ends when its stream does, after the downstream call.
+    let _ = harness.wait_rpc_event("Watch").await;
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for (via, name) in [
+        ("check", "grpc.health.v1.Health/Check"),
+        ("watch", "grpc.health.v1.Health/Watch"),
+    ] {
+        let server = harness.span(name);
+        assert_eq!(
+            server.span_context.trace_id(),
+            TraceId::from_hex(TRACE_ID).unwrap()
+        );
+        let call = seen.iter().find(|seen| seen.via == via).unwrap();
+        assert_eq!(
+            call.traceparent.as_deref(),
+            Some(format!("00-{TRACE_ID}-{}-01", server.span_context.span_id()).as_str()),
+            "{via}: the child context of the relay's span, not the incoming one"
+        );
+        assert_eq!(call.tracestate.as_deref(), Some("vendor=opaque"), "{via}");
+    }
 }

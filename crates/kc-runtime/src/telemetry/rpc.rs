@@ -8,12 +8,15 @@ use std::time::Instant;
 
 use http_body::{Body, Frame, SizeHint};
 use opentelemetry::trace::TraceContextExt as _;
+use tokio::task::futures::TaskLocalFuture;
 use tonic::Code;
 use tracing::Span;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use super::propagation::extract_trace_context;
+use super::propagation::{
+    IncomingTraceContext, extract_trace_context, sync_with_incoming, with_incoming,
+};
 
 /// Target of the per-RPC span and of its completion event, so operators can tune them
 /// alone (e.g. `RUST_LOG=info,kc_runtime::rpc=warn` keeps only failed RPCs).
@@ -25,12 +28,18 @@ const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 /// Tower layer that gives each RPC served by a tonic server a `rpc` span and one log event.
 ///
 /// For each request it:
-/// - continues the caller's trace: the W3C trace context in the request headers (gRPC
-///   metadata) becomes the remote parent of the span;
-/// - runs the handler, and for streaming responses every poll of the response stream,
-///   inside a span named `rpc` (target [`RPC_TARGET`]) with the fields `rpc.system`,
-///   `rpc.service`, `rpc.method`, `otel.name`, `otel.kind`, `trace_id`, and at the end
-///   `grpc.code` (e.g. `OK`, `NOT_FOUND`), `latency_ms` and `otel.status_code`;
+/// - continues the caller's trace: the handler, and for streaming responses every poll of
+///   the response stream, runs with the request's W3C trace context (`traceparent`,
+///   `tracestate`) in a task-local, which outgoing internal calls send on unchanged when no
+///   OpenTelemetry span is current (see [`super::inject_trace_context`]);
+/// - runs them inside a span named `rpc` (target [`RPC_TARGET`]) with the fields
+///   `rpc.system`, `rpc.service`, `rpc.method`, `otel.name`, `otel.kind`, `trace_id`, and at
+///   the end `grpc.code` (e.g. `OK`, `NOT_FOUND`), `latency_ms` and `otel.status_code`. With
+///   the OpenTelemetry layer installed (trace export, see [`super::init`]) the span always
+///   exists, has the caller's context as remote parent, and its context is what outgoing
+///   calls carry. Without it the span exists only when the logs show it (`RUST_LOG`
+///   enables `kc_runtime::rpc` at `info`, `debug` for health checks), and then records as
+///   `trace_id` the incoming trace id, if any; when disabled it costs no allocation;
 /// - reads the gRPC status from the `grpc-status` response header (trailers-only responses)
 ///   or from the trailers at the end of the body; a response dropped before it completes
 ///   (the client cancelled, the server timed it out or shut down) counts as `CANCELLED`;
@@ -88,24 +97,28 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let recorder = Recorder::start(&request);
+        let incoming = IncomingTraceContext::from_headers(request.headers());
+        let recorder = Recorder::start(&request, incoming.as_ref());
         let inner = {
             let _entered = recorder.span.enter();
-            self.inner.call(request)
+            sync_with_incoming(incoming.clone(), || self.inner.call(request))
         };
         RpcTraceFuture {
-            inner,
+            inner: with_incoming(incoming.clone(), inner),
+            incoming,
             recorder: Some(recorder),
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// Response future of [`RpcTrace`]: polls the inner future inside the RPC span and
-    /// wraps the response body in an [`RpcTraceBody`].
+    /// Response future of [`RpcTrace`]: polls the inner future inside the RPC span, with the
+    /// request's trace context in scope, and wraps the response body in an
+    /// [`RpcTraceBody`].
     pub struct RpcTraceFuture<F> {
         #[pin]
-        inner: F,
+        inner: TaskLocalFuture<Option<IncomingTraceContext>, F>,
+        incoming: Option<IncomingTraceContext>,
         recorder: Option<Recorder>,
     }
 }
@@ -132,9 +145,15 @@ where
                     || response.body().is_end_stream())
                     && let Some(mut recorder) = recorder.take()
                 {
-                    recorder.finish(Outcome::from_headers(response.headers()));
+                    let outcome = recorder.outcome(response.headers());
+                    recorder.finish(outcome);
                 }
-                Poll::Ready(Ok(response.map(|inner| RpcTraceBody { inner, recorder })))
+                let incoming = this.incoming.take();
+                Poll::Ready(Ok(response.map(|inner| RpcTraceBody {
+                    inner,
+                    incoming,
+                    recorder,
+                })))
             }
             Err(error) => {
                 if let Some(mut recorder) = recorder {
@@ -148,11 +167,13 @@ where
 
 pin_project_lite::pin_project! {
     /// Response body of [`RpcTrace`]: passes every frame through unchanged, polls the inner
-    /// body inside the RPC span, and completes the RPC record when the trailers arrive, the
-    /// body fails or ends, or it is dropped before its end.
+    /// body inside the RPC span with the request's trace context in scope, and completes the
+    /// RPC record when the trailers arrive, the body fails or ends, or it is dropped before
+    /// its end.
     pub struct RpcTraceBody<B> {
         #[pin]
         inner: B,
+        incoming: Option<IncomingTraceContext>,
         recorder: Option<Recorder>,
     }
 }
@@ -166,15 +187,26 @@ impl<B: Body> Body for RpcTraceBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
+        let mut inner = this.inner;
+        let mut poll = |cx: &mut Context<'_>| match this.incoming {
+            // Without a trace context there is no scope to set (the connection's task has
+            // none of its own).
+            None => inner.as_mut().poll_frame(cx),
+            Some(incoming) => {
+                sync_with_incoming(Some(incoming.clone()), || inner.as_mut().poll_frame(cx))
+            }
+        };
         let Some(recorder) = this.recorder.as_ref() else {
-            return this.inner.poll_frame(cx);
+            return poll(cx);
         };
         let polled = {
             let _entered = recorder.span.enter();
-            ready!(this.inner.poll_frame(cx))
+            ready!(poll(cx))
         };
         let outcome = match &polled {
-            Some(Ok(frame)) => frame.trailers_ref().map(Outcome::from_headers),
+            Some(Ok(frame)) => frame
+                .trailers_ref()
+                .map(|trailers| recorder.outcome(trailers)),
             Some(Err(_)) => Some(Outcome::BodyError),
             None => Some(Outcome::MissingStatus),
         };
@@ -214,12 +246,14 @@ enum Outcome {
 }
 
 impl Outcome {
-    fn from_headers(headers: &http::HeaderMap) -> Self {
+    /// The outcome the `grpc-status` in `headers` says, with the status message of a
+    /// failure when `with_message` asks for it.
+    fn from_headers(headers: &http::HeaderMap, with_message: impl FnOnce(Code) -> bool) -> Self {
         let Some(value) = headers.get("grpc-status") else {
             return Outcome::MissingStatus;
         };
         let code = Code::from_bytes(value.as_bytes());
-        let message = if code == Code::Ok {
+        let message = if code == Code::Ok || !with_message(code) {
             None
         } else {
             tonic::Status::from_header_map(headers)
@@ -261,7 +295,7 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn start<B>(request: &http::Request<B>) -> Self {
+    fn start<B>(request: &http::Request<B>, incoming: Option<&IncomingTraceContext>) -> Self {
         let start = Instant::now();
         let path = request
             .uri()
@@ -302,18 +336,24 @@ impl Recorder {
                 trace_id = Empty,
             )
         };
+        // The span macros build nothing (and evaluate no field) when the span is disabled.
+        // Setting an empty parent on a root span changes nothing, and fails only when no
+        // OpenTelemetry layer sees the span: a probe that costs no allocation.
         if !span.is_disabled() {
-            let parent = extract_trace_context(request.headers());
-            if parent.span().span_context().is_valid() {
-                // Fails only without the OpenTelemetry layer, where there is nothing to
-                // parent; the span is new, so it cannot have started yet.
-                let _ = span.set_parent(parent);
-            }
-            let context = span.context();
-            let otel_span = context.span();
-            let span_context = otel_span.span_context();
-            if span_context.is_valid() {
-                span.record("trace_id", tracing::field::display(span_context.trace_id()));
+            if span.set_parent(opentelemetry::Context::new()).is_ok() {
+                let parent = extract_trace_context(request.headers());
+                if parent.span().span_context().is_valid() {
+                    // The span is new, so it cannot have started yet.
+                    let _ = span.set_parent(parent);
+                }
+                let context = span.context();
+                let otel_span = context.span();
+                let span_context = otel_span.span_context();
+                if span_context.is_valid() {
+                    span.record("trace_id", tracing::field::display(span_context.trace_id()));
+                }
+            } else if let Some(incoming) = incoming {
+                span.record("trace_id", incoming.trace_id());
             }
         }
         Recorder {
@@ -322,6 +362,21 @@ impl Recorder {
             path,
             health,
             finished: false,
+        }
+    }
+
+    /// The outcome the `grpc-status` in `headers` says; the status message (which costs an
+    /// allocation) is read only when the completion event will be logged.
+    fn outcome(&self, headers: &http::HeaderMap) -> Outcome {
+        Outcome::from_headers(headers, |code| event_enabled(self.level(code)))
+    }
+
+    /// The level of the completion event of this RPC, when it ended with `code`.
+    fn level(&self, code: Code) -> tracing::Level {
+        if self.health {
+            tracing::Level::DEBUG
+        } else {
+            level_for(code)
         }
     }
 
@@ -343,11 +398,7 @@ impl Recorder {
         }
         let (service, method) = split_path(self.path.path());
         let detail = outcome.detail();
-        let level = if self.health {
-            tracing::Level::DEBUG
-        } else {
-            level_for(code)
-        };
+        let level = self.level(code);
         span.in_scope(|| {
             macro_rules! rpc_finished {
                 ($level:expr) => {
@@ -406,6 +457,17 @@ pub fn code_name(code: Code) -> &'static str {
         Code::Unavailable => "UNAVAILABLE",
         Code::DataLoss => "DATA_LOSS",
         Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Whether a completion event at `level` would be logged by the current subscriber.
+fn event_enabled(level: tracing::Level) -> bool {
+    match level {
+        tracing::Level::ERROR => tracing::enabled!(target: RPC_TARGET, tracing::Level::ERROR),
+        tracing::Level::WARN => tracing::enabled!(target: RPC_TARGET, tracing::Level::WARN),
+        tracing::Level::INFO => tracing::enabled!(target: RPC_TARGET, tracing::Level::INFO),
+        tracing::Level::DEBUG => tracing::enabled!(target: RPC_TARGET, tracing::Level::DEBUG),
+        tracing::Level::TRACE => tracing::enabled!(target: RPC_TARGET, tracing::Level::TRACE),
     }
 }
 
