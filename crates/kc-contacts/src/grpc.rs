@@ -4,7 +4,7 @@
 use kc_proto::contacts::{self as pb, contact_registry_service_server::ContactRegistryService};
 use kc_runtime::auth::caller;
 use kc_runtime::grpc::{
-    bad_page_token, checked, decode_single_key, etag, finish, id, invalid, next_page_token,
+    bad_page_token, checked, decode_single_key, finish, id, invalid, next_page_token,
     page_size_or_status, status, watch_events,
 };
 use kc_runtime::outbox::{EventStream, OutboxWatcher};
@@ -52,6 +52,15 @@ impl ContactsApi {
 /// The actor of a request: services and operators only.
 fn request_actor<T>(request: &Request<T>) -> Result<Actor, Status> {
     actor(&caller(request)?).map_err(status)
+}
+
+/// An id that may be left empty (`None`), e.g. the `site_id` that scopes a contact change.
+fn optional_id(field: &str, text: &str) -> Result<Option<Uuid>, Violation> {
+    if text.is_empty() {
+        Ok(None)
+    } else {
+        parse_id(field, text).map(Some)
+    }
 }
 
 fn program_to_proto(program: Program) -> pb::Program {
@@ -432,6 +441,7 @@ impl ContactRegistryService for ContactsApi {
         let r = request.into_inner();
         let mut v = Violations::new();
         let contact_id = v.check(parse_id("contact_id", &r.contact_id));
+        let in_site = v.check(optional_id("site_id", &r.site_id));
         let details = details(&mut v, "details", r.details.as_ref());
         let etag_value = v.check(parse_etag("etag", &r.etag));
         finish(v)?;
@@ -440,6 +450,7 @@ impl ContactRegistryService for ContactsApi {
             .update_contact(
                 actor,
                 checked(contact_id)?,
+                checked(in_site)?,
                 checked(details)?,
                 checked(etag_value)?,
             )
@@ -456,10 +467,19 @@ impl ContactRegistryService for ContactsApi {
     ) -> Result<Response<pb::RemoveContactResponse>, Status> {
         let actor = request_actor(&request)?;
         let r = request.into_inner();
-        let contact_id = id("contact_id", &r.contact_id)?;
+        let mut v = Violations::new();
+        let contact_id = v.check(parse_id("contact_id", &r.contact_id));
+        let in_site = v.check(optional_id("site_id", &r.site_id));
+        let etag_value = v.check(parse_etag("etag", &r.etag));
+        finish(v)?;
         let contact = self
             .registry
-            .remove_contact(actor, contact_id, etag("etag", &r.etag)?)
+            .remove_contact(
+                actor,
+                checked(contact_id)?,
+                checked(in_site)?,
+                checked(etag_value)?,
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(pb::RemoveContactResponse {

@@ -262,6 +262,7 @@ async fn write_batch(h: &Harness, first_site: u32, sites: u32, per_site: u32) ->
                                             ..Default::default()
                                         }),
                                         etag: contact.etag.clone(),
+                                        site_id: String::new(),
                                     },
                                 ))
                                 .await
@@ -405,6 +406,7 @@ async fn a_follower_killed_and_restarted_mid_stream_applies_every_event_exactly_
         .remove_contact(h.svc(pb::RemoveContactRequest {
             contact_id: removed.contact_id,
             etag: String::new(),
+            site_id: String::new(),
         }))
         .await
         .expect("remove");

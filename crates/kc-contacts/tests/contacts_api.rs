@@ -933,6 +933,7 @@ async fn update_contact_replaces_details_normalising_the_phone() {
             contact_id: contact.contact_id.clone(),
             details,
             etag: etag.into(),
+            site_id: String::new(),
         })
     };
     let updated = h
@@ -1029,6 +1030,7 @@ async fn update_contact_replaces_details_normalising_the_phone() {
                 contact_id: Uuid::new_v4().to_string(),
                 details: None,
                 etag: String::new(),
+                site_id: String::new(),
             }))
             .await,
         Code::NotFound,
@@ -1039,6 +1041,7 @@ async fn update_contact_replaces_details_normalising_the_phone() {
                 contact_id: "c-1".into(),
                 details: None,
                 etag: String::new(),
+                site_id: String::new(),
             }))
             .await,
         "contact_id",
@@ -1057,6 +1060,7 @@ async fn the_primary_contact_cannot_be_removed() {
             .remove_contact(h.svc(pb::RemoveContactRequest {
                 contact_id: primary.contact_id.clone(),
                 etag: primary.etag.clone(),
+                site_id: String::new(),
             }))
             .await,
         Code::FailedPrecondition,
@@ -1082,6 +1086,7 @@ async fn the_stc_of_a_site_with_active_support_cannot_be_removed() {
         h.svc(pb::RemoveContactRequest {
             contact_id: stc.contact_id.clone(),
             etag: etag.into(),
+            site_id: String::new(),
         })
     };
     expect_rule(
@@ -1147,6 +1152,7 @@ async fn remove_contact_takes_one_role_away_honouring_the_etag() {
                 ..Default::default()
             }),
             etag: secondary.etag.clone(),
+            site_id: String::new(),
         }))
         .await
         .expect("update")
@@ -1157,6 +1163,7 @@ async fn remove_contact_takes_one_role_away_honouring_the_etag() {
         h.svc(pb::RemoveContactRequest {
             contact_id: contact_id.into(),
             etag: etag.into(),
+            site_id: String::new(),
         })
     };
     expect_code(
@@ -1206,6 +1213,89 @@ async fn remove_contact_takes_one_role_away_honouring_the_etag() {
     );
 }
 
+// Object-level safety for the gateway: a change scoped by `site_id` reaches only a contact
+// of that site; another site's contact is NOT_FOUND and stays unchanged.
+#[tokio::test]
+async fn a_contact_change_scoped_to_a_site_never_reaches_another_sites_contact() {
+    let h = Harness::start().await;
+    let mine = h.site("1000001", "2000001", user()).await;
+    let theirs = h.site("1000002", "2000002", user()).await;
+    let target = h
+        .assign(&theirs.site_id, user(), R::Secondary)
+        .await
+        .expect("secondary of the other site");
+    let new_details = Some(pb::ContactDetails {
+        job_title: "Intruder".into(),
+        ..Default::default()
+    });
+    expect_code(
+        h.client()
+            .update_contact(h.svc(pb::UpdateContactRequest {
+                contact_id: target.contact_id.clone(),
+                details: new_details.clone(),
+                etag: String::new(),
+                site_id: mine.site_id.clone(),
+            }))
+            .await,
+        Code::NotFound,
+    );
+    expect_code(
+        h.client()
+            .remove_contact(h.svc(pb::RemoveContactRequest {
+                contact_id: target.contact_id.clone(),
+                etag: String::new(),
+                site_id: mine.site_id.clone(),
+            }))
+            .await,
+        Code::NotFound,
+    );
+    expect_field(
+        h.client()
+            .remove_contact(h.svc(pb::RemoveContactRequest {
+                contact_id: target.contact_id.clone(),
+                etag: String::new(),
+                site_id: "not-an-id".into(),
+            }))
+            .await,
+        "site_id",
+    );
+    // Nothing changed on the other site.
+    assert_eq!(
+        h.contacts(&theirs.site_id, &[R::Secondary]).await,
+        std::slice::from_ref(&target)
+    );
+    assert_eq!(h.contacts(&mine.site_id, &[]).await.len(), 1);
+
+    // Scoped to its own site, the same changes go through.
+    let updated = h
+        .client()
+        .update_contact(h.svc(pb::UpdateContactRequest {
+            contact_id: target.contact_id.clone(),
+            details: new_details,
+            etag: target.etag.clone(),
+            site_id: theirs.site_id.clone(),
+        }))
+        .await
+        .expect("update in its own site")
+        .into_inner()
+        .contact
+        .expect("contact");
+    assert_eq!(updated.details.expect("details").job_title, "Intruder");
+    h.client()
+        .remove_contact(h.svc(pb::RemoveContactRequest {
+            contact_id: target.contact_id.clone(),
+            etag: updated.etag.clone(),
+            site_id: theirs.site_id.clone(),
+        }))
+        .await
+        .expect("remove in its own site");
+    assert!(
+        h.contacts(&theirs.site_id, &[R::Secondary])
+            .await
+            .is_empty()
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // ReplaceContact
 // ---------------------------------------------------------------------------------------
@@ -1231,6 +1321,7 @@ async fn replace_contact_swaps_the_stc_of_a_site_with_active_support() {
             .remove_contact(h.svc(pb::RemoveContactRequest {
                 contact_id: created.contacts[1].contact_id.clone(),
                 etag: String::new(),
+                site_id: String::new(),
             }))
             .await,
         Code::FailedPrecondition,
@@ -2295,6 +2386,7 @@ async fn audit_records_show_actor_action_and_before_after_newest_first() {
                     ..Default::default()
                 }),
                 etag: String::new(),
+                site_id: String::new(),
             },
         ))
         .await
@@ -2346,6 +2438,7 @@ async fn audit_records_show_actor_action_and_before_after_newest_first() {
         .remove_contact(h.op(pb::RemoveContactRequest {
             contact_id: assigned.contact_id.clone(),
             etag: String::new(),
+            site_id: String::new(),
         }))
         .await
         .expect("remove");
@@ -2577,6 +2670,7 @@ async fn watch_events_streams_every_change_in_order_with_site_data() {
                 ..Default::default()
             }),
             etag: String::new(),
+            site_id: String::new(),
         }))
         .await
         .expect("update contact")
@@ -2607,6 +2701,7 @@ async fn watch_events_streams_every_change_in_order_with_site_data() {
         .remove_contact(h.svc(pb::RemoveContactRequest {
             contact_id: assigned.contact_id.clone(),
             etag: String::new(),
+            site_id: String::new(),
         }))
         .await
         .expect("remove")
@@ -3012,6 +3107,7 @@ async fn every_rpc(
                 contact_id: contact_id.into(),
                 details: None,
                 etag: String::new(),
+                site_id: String::new(),
             }
         ))
     );
@@ -3022,6 +3118,7 @@ async fn every_rpc(
             pb::RemoveContactRequest {
                 contact_id: contact_id.into(),
                 etag: String::new(),
+                site_id: String::new(),
             }
         ))
     );

@@ -574,6 +574,7 @@ async fn removing_the_stc_while_it_is_replaced_is_refused_and_replacements_succe
                         pb::RemoveContactRequest {
                             contact_id: stcs[0].contact_id.clone(),
                             etag: String::new(),
+                            site_id: String::new(),
                         },
                     ))
                     .await;

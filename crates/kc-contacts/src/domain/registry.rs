@@ -128,12 +128,17 @@ async fn lock_site(tx: &mut PgConnection, site_id: Uuid) -> Result<Site> {
 
 /// A contact and its site's lock: the contact is read again under the lock, so a concurrent
 /// removal is seen.
-async fn lock_contact(tx: &mut PgConnection, contact_id: Uuid) -> Result<(Site, Contact)> {
-    let contact = storage::contacts::get(tx, contact_id)
+async fn lock_contact(
+    tx: &mut PgConnection,
+    contact_id: Uuid,
+    in_site: Option<Uuid>,
+) -> Result<(Site, Contact)> {
+    let contact = storage::contacts::get_in_site(tx, contact_id, in_site)
         .await?
         .ok_or(ContactsError::ContactNotFound)?;
     let site = lock_site(tx, contact.site_id).await?;
-    let contact = storage::contacts::get(tx, contact_id)
+    // Read again under the site lock: the contact may have gone meanwhile.
+    let contact = storage::contacts::get_in_site(tx, contact_id, in_site)
         .await?
         .ok_or(ContactsError::ContactNotFound)?;
     Ok((site, contact))
@@ -404,16 +409,18 @@ impl Registry {
         Ok(contact)
     }
 
-    /// Replaces the details of a contact.
+    /// Replaces the details of a contact; with `in_site`, only a contact of that site
+    /// (another site's contact is not found).
     pub async fn update_contact(
         &self,
         actor: Actor,
         contact_id: Uuid,
+        in_site: Option<Uuid>,
         details: ContactDetails,
         etag: Option<i64>,
     ) -> Result<Contact> {
         let mut tx = self.pool.begin().await?;
-        let (site, before) = lock_contact(&mut tx, contact_id).await?;
+        let (site, before) = lock_contact(&mut tx, contact_id, in_site).await?;
         check_etag(etag, before.version, "contact")?;
         let contact = storage::contacts::update_details(&mut tx, contact_id, &details).await?;
         Change {
@@ -430,15 +437,17 @@ impl Registry {
         Ok(contact)
     }
 
-    /// Takes a role away. Never the primary (C1), nor the STC of a site with S&S (C5).
+    /// Takes a role away. Never the primary (C1), nor the STC of a site with S&S (C5). With
+    /// `in_site`, only a contact of that site (another site's contact is not found).
     pub async fn remove_contact(
         &self,
         actor: Actor,
         contact_id: Uuid,
+        in_site: Option<Uuid>,
         etag: Option<i64>,
     ) -> Result<Contact> {
         let mut tx = self.pool.begin().await?;
-        let (site, contact) = lock_contact(&mut tx, contact_id).await?;
+        let (site, contact) = lock_contact(&mut tx, contact_id, in_site).await?;
         check_etag(etag, contact.version, "contact")?;
         match contact.role {
             ContactRole::Primary => {

@@ -97,6 +97,25 @@ pub async fn get(
     row.map(Contact::try_from).transpose()
 }
 
+/// A contact by id, only when it belongs to `site_id` (any site when `None`): a caller
+/// authorised on one site never reaches another site's contact.
+pub async fn get_in_site(
+    conn: &mut PgConnection,
+    contact_id: Uuid,
+    site_id: Option<Uuid>,
+) -> Result<Option<Contact>, sqlx::Error> {
+    let row: Option<ContactRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM contacts WHERE contact_id = $1 AND ($2::uuid IS NULL OR site_id = $2)"
+    ))
+    .bind(contact_id)
+    .bind(site_id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(Contact::try_from).transpose()
+}
+
 /// Every contact of a site, in display order (role, then creation).
 pub async fn of_site(conn: &mut PgConnection, site_id: Uuid) -> Result<Vec<Contact>, sqlx::Error> {
     let rows: Vec<ContactRow> = sqlx::query_as(concat!(
