@@ -22,6 +22,13 @@ pub mod keycontacts {
             tonic::include_proto!("keycontacts.contacts.v1");
         }
     }
+    /// `keycontacts.notification.*`
+    pub mod notification {
+        /// `keycontacts.notification.v1`: who is told what, in which language, and delivery.
+        pub mod v1 {
+            tonic::include_proto!("keycontacts.notification.v1");
+        }
+    }
     /// `keycontacts.identity.*`
     pub mod identity {
         /// `keycontacts.identity.v1`: users, credentials, sessions and signing keys.
@@ -34,3 +41,4 @@ pub mod keycontacts {
 pub use keycontacts::access::v1 as access;
 pub use keycontacts::contacts::v1 as contacts;
 pub use keycontacts::identity::v1 as identity;
+pub use keycontacts::notification::v1 as notification;

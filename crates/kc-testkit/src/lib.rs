@@ -4,6 +4,7 @@
 pub mod postgres;
 pub mod process;
 pub mod service;
+pub mod smtp;
 pub mod tokens;
 
 pub use postgres::{ClusterOptions, PgCluster, TestDatabase, test_database};

@@ -1,0 +1,728 @@
+//! The three stream followers that turn other services' events into notices, each a
+//! [`Consumer`] authenticated with this service's own account ([`ServiceToken`]):
+//!
+//! - `notification.identity` follows `IdentityService/WatchEvents`: an
+//!   `EmailVerificationRequested` becomes the e-mail with the code.
+//! - `notification.contacts` follows `ContactRegistryService/WatchEvents` into the projection
+//!   of sites and contacts (names, languages, notification e-mails, C9) and turns role
+//!   changes into notices: assigned or removed (that contact and the primary, C1), primary
+//!   transferred (the previous and the new primary, C8).
+//! - `notification.access` follows `AccessManagementService/WatchEvents`: a submitted request
+//!   (its approvers, A3), a decision (the requester, A2), a change of rights (that user, T5),
+//!   a domain policy change (the approvers, A7). Cancelled and expired requests tell nobody.
+//!
+//! The users an event names (recipients, and the people the notice shows) are looked up in
+//! identity as the event arrives, before its transaction, a few events ahead of the one
+//! being applied: no remote call runs inside a transaction (an open transaction holds back
+//! every outbox stream of the database cluster). Identity down fails the stream, and the
+//! consumer reconnects from its cursor after a backoff.
+//!
+//! Each event is then applied in the consumer's transaction with its cursor: the notices it
+//! creates (and the projection changes) commit with the cursor or not at all, and a replayed
+//! event creates nothing new (N3: the notifications' unique key). An access event about a
+//! site the registry's stream has not brought yet fails and is retried by the consumer with
+//! backoff (access knows sites only from that same stream, so it will come).
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt};
+use kc_proto::access::access_management_service_client::AccessManagementServiceClient;
+use kc_proto::access::{self as access_pb};
+use kc_proto::contacts::contact_registry_service_client::ContactRegistryServiceClient;
+use kc_proto::contacts::{self as contacts_pb};
+use kc_proto::identity::identity_service_client::IdentityServiceClient;
+use kc_proto::identity::{self as identity_pb};
+use kc_runtime::Shutdown;
+use kc_runtime::client::ServiceToken;
+use kc_runtime::outbox::{Consumer, EventFeed, OpenedEvents, apply_fn, watch_source};
+use sqlx::{PgConnection, PgPool};
+use tokio::task::JoinHandle;
+use tonic::Status;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use crate::directory::{Directory, UserInfo};
+use crate::domain::catalog::{Decision, Level, PolicyMode, RequestKind, Right};
+use crate::domain::recipients::{
+    self, Facts, Planned, RULE_APPROVER, RULE_POLICY_APPROVER, RULE_REQUESTER, RULE_RIGHTS,
+};
+use crate::domain::service::{Origin, Source, Verification};
+use crate::domain::{Kind, Notifier, Role, Site};
+use crate::storage::{self, sites::ProjectedContact};
+
+/// Name (and cursor key) of the consumer of identity's stream.
+pub const IDENTITY_CONSUMER: &str = "notification.identity";
+/// Name (and cursor key) of the consumer of the contact registry's stream.
+pub const CONTACTS_CONSUMER: &str = "notification.contacts";
+/// Name (and cursor key) of the consumer of access management's stream.
+pub const ACCESS_CONSUMER: &str = "notification.access";
+
+/// Events whose users are being looked up ahead of the one being applied.
+const LOOKAHEAD: usize = 16;
+
+/// An event with what identity said of the users it names.
+#[derive(Debug, Clone)]
+pub struct Prepared<E> {
+    /// The event.
+    pub event: E,
+    /// The users it names that identity knows.
+    pub users: HashMap<Uuid, UserInfo>,
+}
+
+/// Looks up, as events arrive and a few ahead, the users each event names.
+fn prepare<E, S>(
+    stream: S,
+    directory: Directory,
+    named: fn(&E) -> Vec<Uuid>,
+) -> impl Stream<Item = Result<(String, Prepared<E>), Status>>
+where
+    S: Stream<Item = Result<(String, E), Status>>,
+{
+    stream
+        .map(move |item| {
+            let directory = directory.clone();
+            async move {
+                let (cursor, event) = item?;
+                let ids = named(&event);
+                let users = if ids.is_empty() {
+                    HashMap::new()
+                } else {
+                    directory.users(&ids).await.map_err(|error| {
+                        Status::unavailable(format!("looking the event's users up: {error}"))
+                    })?
+                };
+                Ok((cursor, Prepared { event, users }))
+            }
+        })
+        .buffered(LOOKAHEAD)
+}
+
+/// The `source` of a consumer of `feed`'s events, each with the users it names ([`prepare`]).
+fn prepared_source<F: EventFeed>(
+    feed: F,
+    token: ServiceToken,
+    directory: Directory,
+    named: fn(&F::Event) -> Vec<Uuid>,
+) -> impl FnMut(String) -> OpenedEvents<Prepared<F::Event>> + Send + 'static {
+    let mut open = watch_source(feed, token);
+    move |after: String| {
+        let opened = open(after);
+        let directory = directory.clone();
+        Box::pin(async move { Ok(prepare(opened.await?, directory, named).boxed()) })
+    }
+}
+
+/// The channels of the services followed.
+#[derive(Debug, Clone)]
+pub struct Streams {
+    /// Identity.
+    pub identity: Channel,
+    /// The contact registry.
+    pub contacts: Channel,
+    /// Access management.
+    pub access: Channel,
+}
+
+/// Starts the three consumers; they run until `shutdown` triggers.
+pub fn spawn(
+    pool: &PgPool,
+    notifier: &Notifier,
+    directory: &Directory,
+    token: &ServiceToken,
+    streams: Streams,
+    shutdown: &Shutdown,
+) -> Vec<JoinHandle<()>> {
+    let identity_notifier = notifier.clone();
+    let apply_identity = apply_fn(move |conn, event: identity_pb::Event| {
+        let notifier = identity_notifier.clone();
+        Box::pin(async move { apply_identity_event(conn, &notifier, &event).await })
+    });
+    let contacts_notifier = notifier.clone();
+    let apply_contacts = apply_fn(move |conn, prepared: Prepared<contacts_pb::Event>| {
+        let notifier = contacts_notifier.clone();
+        Box::pin(async move {
+            apply_contacts_event(conn, &notifier, &prepared.event, &prepared.users).await
+        })
+    });
+    let access_notifier = notifier.clone();
+    let apply_access = apply_fn(move |conn, prepared: Prepared<access_pb::Event>| {
+        let notifier = access_notifier.clone();
+        Box::pin(async move {
+            apply_access_event(conn, &notifier, &prepared.event, &prepared.users).await
+        })
+    });
+    vec![
+        tokio::spawn(Consumer::new(pool.clone(), IDENTITY_CONSUMER).run(
+            watch_source(IdentityServiceClient::new(streams.identity), token.clone()),
+            apply_identity,
+            shutdown.wait_owned(),
+        )),
+        tokio::spawn(Consumer::new(pool.clone(), CONTACTS_CONSUMER).run(
+            prepared_source(
+                ContactRegistryServiceClient::new(streams.contacts),
+                token.clone(),
+                directory.clone(),
+                contacts_event_users,
+            ),
+            apply_contacts,
+            shutdown.wait_owned(),
+        )),
+        tokio::spawn(Consumer::new(pool.clone(), ACCESS_CONSUMER).run(
+            prepared_source(
+                AccessManagementServiceClient::new(streams.access),
+                token.clone(),
+                directory.clone(),
+                access_event_users,
+            ),
+            apply_access,
+            shutdown.wait_owned(),
+        )),
+    ]
+}
+
+fn parse_uuid(what: &str, text: &str) -> anyhow::Result<Uuid> {
+    Uuid::parse_str(text).with_context(|| format!("{what} `{text}` is not a UUID"))
+}
+
+fn optional_uuid(text: &str) -> Option<Uuid> {
+    Uuid::parse_str(text).ok()
+}
+
+fn time_of(timestamp: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+    timestamp.and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?))
+}
+
+/// Applies one identity event: an e-mail verification becomes its notice.
+pub async fn apply_identity_event(
+    conn: &mut PgConnection,
+    notifier: &Notifier,
+    event: &identity_pb::Event,
+) -> anyhow::Result<()> {
+    use identity_pb::event::Payload;
+    let Some(Payload::EmailVerificationRequested(requested)) = &event.payload else {
+        return Ok(());
+    };
+    let user_id = parse_uuid("user id", &event.user_id)?;
+    let source = Source::event(Origin::Identity, &event.event_id);
+    notifier
+        .notify_verification(
+            conn,
+            &source,
+            &Verification {
+                user_id,
+                email: requested.email.clone(),
+                locale: requested.locale.clone(),
+                display_name: requested.display_name.clone(),
+                code: requested.code.clone(),
+                expire_time: time_of(requested.expire_time.as_ref()),
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// A registry contact in the projection's terms; `None` (logged) for a role this service
+/// does not know (a newer registry).
+fn projected(contact: &contacts_pb::Contact) -> anyhow::Result<Option<ProjectedContact>> {
+    let Some(role) = Role::from_number(contact.role) else {
+        tracing::warn!(
+            contact_id = %contact.contact_id,
+            role = contact.role,
+            "registry contact with an unknown role; ignored"
+        );
+        return Ok(None);
+    };
+    Ok(Some(ProjectedContact {
+        contact_id: parse_uuid("contact id", &contact.contact_id)?,
+        site_id: parse_uuid("contact site id", &contact.site_id)?,
+        user_id: parse_uuid("contact user id", &contact.user_id)?,
+        role,
+        notification_email: contact
+            .details
+            .as_ref()
+            .map(|details| details.notification_email.trim().to_owned())
+            .unwrap_or_default(),
+    }))
+}
+
+/// The users a registry event's notices go to or show: the contacts of a role change, the
+/// site's primary, the two primaries of a transfer. None for events that tell nobody.
+pub fn contacts_event_users(event: &contacts_pb::Event) -> Vec<Uuid> {
+    use contacts_pb::event::Payload;
+    let contacts: Vec<&contacts_pb::Contact> = match &event.payload {
+        Some(Payload::SiteCreated(created)) => created.contacts.iter().collect(),
+        Some(Payload::ContactAssigned(assigned)) => assigned.contact.iter().collect(),
+        Some(Payload::ContactRemoved(removed)) => removed.contact.iter().collect(),
+        Some(Payload::ContactReplaced(replaced)) => {
+            replaced.contact.iter().chain(&replaced.replaced).collect()
+        }
+        Some(Payload::PrimaryTransferred(transfer)) => {
+            return [&transfer.previous_user_id, &transfer.new_user_id]
+                .into_iter()
+                .filter_map(|id| optional_uuid(id))
+                .collect();
+        }
+        Some(Payload::SiteUpdated(_)) | Some(Payload::ContactUpdated(_)) | None => {
+            return Vec::new();
+        }
+    };
+    let mut users: Vec<Uuid> = contacts
+        .iter()
+        .filter_map(|contact| optional_uuid(&contact.user_id))
+        .collect();
+    users.extend(
+        event
+            .site
+            .as_ref()
+            .and_then(|site| optional_uuid(&site.primary_user_id)),
+    );
+    users
+}
+
+/// The users an access event's notices go to or show: approvers, the requester, the user
+/// whose rights changed. None for events that tell nobody.
+pub fn access_event_users(event: &access_pb::Event) -> Vec<Uuid> {
+    use access_pb::event::Payload;
+    let texts: Vec<&String> = match &event.payload {
+        Some(Payload::AccessRequestSubmitted(submitted)) => submitted
+            .approver_user_ids
+            .iter()
+            .chain(submitted.request.as_ref().map(|r| &r.requester_user_id))
+            .collect(),
+        Some(Payload::AccessRequestDecided(decided)) => decided
+            .request
+            .iter()
+            .map(|r| &r.requester_user_id)
+            .collect(),
+        Some(Payload::RightsChanged(changed)) => vec![&changed.user_id],
+        Some(Payload::DomainPolicyChanged(changed)) => changed.approver_user_ids.iter().collect(),
+        Some(Payload::AccessRequestCancelled(_))
+        | Some(Payload::AccessRequestExpired(_))
+        | None => Vec::new(),
+    };
+    texts
+        .into_iter()
+        .filter_map(|text| optional_uuid(text))
+        .collect()
+}
+
+/// Applies one registry event: refreshes the projection, creates the notices.
+///
+/// Contacts that appear are stored before the notices are written and contacts that go
+/// away are deleted after, so a contact losing a role is still written to at its
+/// notification e-mail (C9).
+pub async fn apply_contacts_event(
+    conn: &mut PgConnection,
+    notifier: &Notifier,
+    event: &contacts_pb::Event,
+    users: &HashMap<Uuid, UserInfo>,
+) -> anyhow::Result<()> {
+    use contacts_pb::event::Payload;
+    let site = event
+        .site
+        .as_ref()
+        .context("registry event without its site")?;
+    let site = Site {
+        site_id: parse_uuid("site id", &site.site_id)?,
+        site_number: site.site_number.clone(),
+        name: site.name.clone(),
+        language: site.language.clone(),
+    };
+    let primary = event
+        .site
+        .as_ref()
+        .and_then(|s| optional_uuid(&s.primary_user_id));
+    storage::sites::upsert(conn, &site).await?;
+    let mut removed: Vec<Uuid> = Vec::new();
+    let mut demoted_primary = false;
+    let plans: Vec<Planned> = match &event.payload {
+        Some(Payload::SiteCreated(created)) => {
+            let mut holders = Vec::new();
+            for contact in &created.contacts {
+                if let Some(contact) = projected(contact)? {
+                    storage::sites::upsert_contact(conn, &contact).await?;
+                    holders.push((contact.user_id, contact.role));
+                }
+            }
+            recipients::site_created(&holders)
+        }
+        Some(Payload::ContactAssigned(assigned)) => {
+            match assigned
+                .contact
+                .as_ref()
+                .map(projected)
+                .transpose()?
+                .flatten()
+            {
+                Some(contact) => {
+                    storage::sites::upsert_contact(conn, &contact).await?;
+                    recipients::contact_assigned(primary, contact.user_id, contact.role)
+                }
+                None => Vec::new(),
+            }
+        }
+        Some(Payload::ContactUpdated(updated)) => {
+            if let Some(contact) = updated
+                .contact
+                .as_ref()
+                .map(projected)
+                .transpose()?
+                .flatten()
+            {
+                storage::sites::upsert_contact(conn, &contact).await?;
+            }
+            Vec::new()
+        }
+        Some(Payload::ContactRemoved(gone)) => {
+            match gone.contact.as_ref().map(projected).transpose()?.flatten() {
+                Some(contact) => {
+                    removed.push(contact.contact_id);
+                    recipients::contact_removed(primary, contact.user_id, contact.role)
+                }
+                None => Vec::new(),
+            }
+        }
+        Some(Payload::ContactReplaced(replaced)) => {
+            let new = replaced
+                .contact
+                .as_ref()
+                .map(projected)
+                .transpose()?
+                .flatten();
+            let old = replaced
+                .replaced
+                .as_ref()
+                .map(projected)
+                .transpose()?
+                .flatten();
+            if let Some(old) = &old {
+                removed.push(old.contact_id);
+            }
+            match new {
+                Some(new) => {
+                    storage::sites::upsert_contact(conn, &new).await?;
+                    recipients::contact_replaced(
+                        primary,
+                        (new.user_id, new.role),
+                        old.map(|old| (old.user_id, old.role)),
+                    )
+                }
+                None => Vec::new(),
+            }
+        }
+        Some(Payload::PrimaryTransferred(transfer)) => {
+            let previous = parse_uuid("previous primary user id", &transfer.previous_user_id)?;
+            let new = parse_uuid("new primary user id", &transfer.new_user_id)?;
+            for contact in [&transfer.primary, &transfer.previous_primary]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(contact) = projected(contact)? {
+                    storage::sites::upsert_contact(conn, &contact).await?;
+                }
+            }
+            demoted_primary = true;
+            recipients::primary_transferred(previous, new)
+        }
+        // The site itself was refreshed above; a payload from a newer registry is left to
+        // that refresh.
+        Some(Payload::SiteUpdated(_)) | None => Vec::new(),
+    };
+    let source = Source::event(Origin::Contacts, &event.event_id);
+    notifier
+        .notify_users(conn, &source, &site, plans, users)
+        .await?;
+    for contact_id in removed {
+        storage::sites::delete_contact(conn, contact_id).await?;
+    }
+    if demoted_primary && let Some(primary) = primary {
+        storage::sites::delete_role_holders_except(conn, site.site_id, Role::Primary, primary)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The levels of a `ToolAccess` and a support level, in [`Right::ALL`]'s order, by
+/// access management's numbers (0, UNSPECIFIED, reads as the lowest level).
+fn level_numbers(tools: Option<&access_pb::ToolAccess>, support: i32) -> [i32; 8] {
+    let t = tools.cloned().unwrap_or_default();
+    [
+        t.software,
+        t.reporting,
+        t.entitlements,
+        t.account_management,
+        t.manage_access,
+        t.contact_updates,
+        t.account_documents,
+        support,
+    ]
+    .map(|number| number.max(1))
+}
+
+/// Levels above the lowest, for a grant: `(right, level)`.
+fn granted_levels(tools: Option<&access_pb::ToolAccess>, support: i32) -> Vec<(Right, Level)> {
+    Right::ALL
+        .into_iter()
+        .zip(level_numbers(tools, support))
+        .filter(|(_, number)| *number > 1)
+        .filter_map(|(right, number)| right.level(number).map(|level| (right, level)))
+        .collect()
+}
+
+/// The explicit levels that changed between two profiles: `(right, before, after)`.
+fn changed_levels(
+    before: Option<&access_pb::AccessProfile>,
+    after: Option<&access_pb::AccessProfile>,
+) -> Vec<(Right, Level, Level)> {
+    let numbers = |profile: Option<&access_pb::AccessProfile>| {
+        level_numbers(
+            profile.and_then(|p| p.explicit.as_ref()),
+            profile.map_or(0, |p| p.explicit_support_level),
+        )
+    };
+    Right::ALL
+        .into_iter()
+        .zip(numbers(before).into_iter().zip(numbers(after)))
+        .filter(|(_, (b, a))| b != a)
+        .filter_map(|(right, (b, a))| Some((right, right.level(b)?, right.level(a)?)))
+        .collect()
+}
+
+fn request_kind(number: i32) -> Option<RequestKind> {
+    match number {
+        1 => Some(RequestKind::SiteAccess),
+        2 => Some(RequestKind::SupportAccess),
+        _ => None,
+    }
+}
+
+fn user_ids(texts: &[String]) -> anyhow::Result<Vec<Uuid>> {
+    texts
+        .iter()
+        .map(|text| parse_uuid("user id", text))
+        .collect()
+}
+
+/// Applies one access event: creates its notices. Fails (the consumer retries) while the
+/// registry's stream has not brought the site yet.
+pub async fn apply_access_event(
+    conn: &mut PgConnection,
+    notifier: &Notifier,
+    event: &access_pb::Event,
+    users: &HashMap<Uuid, UserInfo>,
+) -> anyhow::Result<()> {
+    use access_pb::event::Payload;
+    let plans: Vec<Planned> = match &event.payload {
+        Some(Payload::AccessRequestSubmitted(submitted)) => {
+            let request = submitted
+                .request
+                .as_ref()
+                .context("submitted request without its request")?;
+            let facts = Facts::RequestSubmitted {
+                requester: parse_uuid("requester id", &request.requester_user_id)?,
+                request_kind: request_kind(request.kind),
+                justification: request.justification.clone(),
+                request_id: request.request_id.clone(),
+                expire_time: time_of(request.expire_time.as_ref()),
+            };
+            recipients::each(
+                &user_ids(&submitted.approver_user_ids)?,
+                Kind::AccessRequestSubmitted,
+                RULE_APPROVER,
+                &facts,
+            )
+        }
+        Some(Payload::AccessRequestDecided(decided)) => {
+            let request = decided
+                .request
+                .as_ref()
+                .context("decided request without its request")?;
+            let decision = match request.state {
+                2 => Some(Decision::Approved),
+                3 => Some(Decision::Rejected),
+                _ => None,
+            };
+            let granted = if decision == Some(Decision::Approved) {
+                granted_levels(
+                    request.granted_tools.as_ref(),
+                    request.granted_support_level,
+                )
+            } else {
+                Vec::new()
+            };
+            let facts = Facts::RequestDecided {
+                decision,
+                reason: request.decision_reason.clone(),
+                granted,
+                request_id: request.request_id.clone(),
+            };
+            recipients::each(
+                &[parse_uuid("requester id", &request.requester_user_id)?],
+                Kind::AccessRequestDecided,
+                RULE_REQUESTER,
+                &facts,
+            )
+        }
+        Some(Payload::RightsChanged(changed)) => {
+            let facts = Facts::RightsChanged {
+                changes: changed_levels(changed.before.as_ref(), changed.after.as_ref()),
+                reason: changed.reason.clone(),
+            };
+            recipients::each(
+                &[parse_uuid("user id", &changed.user_id)?],
+                Kind::RightsChanged,
+                RULE_RIGHTS,
+                &facts,
+            )
+        }
+        Some(Payload::DomainPolicyChanged(changed)) => {
+            let after = changed.after.as_ref();
+            let facts = Facts::DomainPolicy {
+                domain: after.map(|p| p.domain.clone()).unwrap_or_default(),
+                mode: match after.map_or(0, |p| p.policy) {
+                    1 => Some(PolicyMode::Manual),
+                    2 => Some(PolicyMode::AutoPending),
+                    3 => Some(PolicyMode::AutoApprove),
+                    _ => None,
+                },
+            };
+            recipients::each(
+                &user_ids(&changed.approver_user_ids)?,
+                Kind::DomainPolicyChanged,
+                RULE_POLICY_APPROVER,
+                &facts,
+            )
+        }
+        // Cancelled and expired requests tell nobody; unknown payloads come from a newer
+        // access management.
+        Some(Payload::AccessRequestCancelled(_))
+        | Some(Payload::AccessRequestExpired(_))
+        | None => {
+            return Ok(());
+        }
+    };
+    if plans.is_empty() {
+        return Ok(());
+    }
+    let site_id = parse_uuid("site id", &event.site_id)?;
+    let site = storage::sites::get(&mut *conn, site_id).await?.with_context(|| {
+        format!("site {site_id} is not in the projection yet (the registry's stream brings it); retrying")
+    })?;
+    let source = Source::event(Origin::Access, &event.event_id);
+    notifier
+        .notify_users(conn, &source, &site, plans, users)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_of_grants_and_changes() {
+        let tools = access_pb::ToolAccess {
+            reporting: 2,
+            software: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            granted_levels(Some(&tools), 3),
+            [
+                (Right::Reporting, Level::View),
+                (Right::Support, Level::Full)
+            ]
+        );
+        let before = access_pb::AccessProfile {
+            explicit: Some(access_pb::ToolAccess {
+                reporting: 1,
+                ..Default::default()
+            }),
+            explicit_support_level: 2,
+            ..Default::default()
+        };
+        let after = access_pb::AccessProfile {
+            explicit: Some(tools),
+            explicit_support_level: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            changed_levels(Some(&before), Some(&after)),
+            [(Right::Reporting, Level::None, Level::View)]
+        );
+        assert_eq!(
+            changed_levels(None, Some(&after)),
+            [
+                (Right::Reporting, Level::None, Level::View),
+                (Right::Support, Level::NoAccess, Level::Basic)
+            ]
+        );
+    }
+
+    #[test]
+    fn events_name_their_users() {
+        use access_pb::event::Payload as AccessPayload;
+        use contacts_pb::event::Payload as ContactsPayload;
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let contact = |user: Uuid| contacts_pb::Contact {
+            user_id: user.to_string(),
+            ..Default::default()
+        };
+        let event = contacts_pb::Event {
+            site: Some(contacts_pb::Site {
+                primary_user_id: c.to_string(),
+                ..Default::default()
+            }),
+            payload: Some(ContactsPayload::ContactReplaced(
+                contacts_pb::ContactReplaced {
+                    contact: Some(contact(a)),
+                    replaced: Some(contact(b)),
+                },
+            )),
+            ..Default::default()
+        };
+        assert_eq!(contacts_event_users(&event), [a, b, c]);
+        let updated = contacts_pb::Event {
+            payload: Some(ContactsPayload::ContactUpdated(
+                contacts_pb::ContactUpdated {
+                    contact: Some(contact(a)),
+                },
+            )),
+            ..Default::default()
+        };
+        assert!(contacts_event_users(&updated).is_empty());
+        let submitted = access_pb::Event {
+            payload: Some(AccessPayload::AccessRequestSubmitted(
+                access_pb::AccessRequestSubmitted {
+                    request: Some(access_pb::AccessRequest {
+                        requester_user_id: c.to_string(),
+                        ..Default::default()
+                    }),
+                    approver_user_ids: vec![a.to_string(), b.to_string()],
+                },
+            )),
+            ..Default::default()
+        };
+        assert_eq!(access_event_users(&submitted), [a, b, c]);
+        let cancelled = access_pb::Event {
+            payload: Some(AccessPayload::AccessRequestCancelled(
+                access_pb::AccessRequestCancelled::default(),
+            )),
+            ..Default::default()
+        };
+        assert!(access_event_users(&cancelled).is_empty());
+    }
+
+    #[test]
+    fn timestamps() {
+        let time = time_of(Some(&prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 5,
+        }))
+        .unwrap();
+        assert_eq!(time.timestamp(), 1_700_000_000);
+        assert_eq!(time_of(None), None);
+    }
+}

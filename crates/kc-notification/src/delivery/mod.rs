@@ -1,0 +1,368 @@
+//! Delivery: the workers that send stored notifications (N3: at least once, every attempt
+//! recorded).
+//!
+//! Each replica runs three tasks:
+//! - a **listener** on the Postgres channel [`DUE_CHANNEL`], woken when notifications are
+//!   created or revived (with a fallback poll every `--poll-interval`);
+//! - a **dispatcher** that claims up to as many due notifications as it has free sending
+//!   slots (`--send-concurrency`) in one statement, under a lease of `--lease`
+//!   (`FOR UPDATE SKIP LOCKED`: replicas never claim one row together), and sends each on
+//!   its own task through the transport;
+//! - a **recorder** that writes the outcomes in batches: one transaction records the
+//!   attempts, the new states (DELIVERED, FAILED with its next attempt time, DEAD) and the
+//!   outbox events of the DELIVERED and DEAD ones.
+//!
+//! A lease that runs out (the worker died, or stalled past `--lease`) makes the row due
+//! again: another worker takes it over and records the abandoned attempt. The e-mail keeps
+//! its `Message-ID`, so a copy sent twice after a crash is recognisable.
+
+pub mod smtp;
+pub mod transport;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::{JoinHandle, JoinSet};
+use uuid::Uuid;
+
+pub use transport::{Mailer, SmtpSettings, Transport, TransportSettings};
+
+use crate::domain::retry::{RetryPolicy, random_jitter};
+use crate::domain::{Outcome, State};
+use crate::events;
+use crate::storage::notifications::{self, Claimed, Recorded};
+use crate::storage::{self, DUE_CHANNEL};
+use kc_runtime::Shutdown;
+use transport::Sent;
+
+/// Most outcomes written in one transaction.
+const RECORD_BATCH: usize = 256;
+
+/// Settings of the delivery workers.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// Where mail goes.
+    pub transport: TransportSettings,
+    /// The `From`.
+    pub mailer: Mailer,
+    /// Backoff and attempts.
+    pub retry: RetryPolicy,
+    /// How long a worker holds a notification.
+    pub lease: Duration,
+    /// Longest time of one attempt.
+    pub smtp_timeout: Duration,
+    /// Most e-mails in flight.
+    pub send_concurrency: u32,
+    /// Fallback poll when no notification arrives.
+    pub poll_interval: Duration,
+}
+
+/// What the tasks share.
+#[derive(Debug)]
+struct Context {
+    pool: PgPool,
+    transport: Transport,
+    settings: DeliverySettings,
+    /// This replica's lease owner id.
+    owner: Uuid,
+}
+
+/// One finished attempt, on its way to the recorder.
+struct Finished {
+    claimed: Claimed,
+    sent: Sent,
+}
+
+/// Starts the workers; they run until `shutdown`, then finish the e-mails in flight and
+/// record their outcomes.
+pub fn spawn(
+    pool: PgPool,
+    settings: DeliverySettings,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let transport = Transport::new(&settings.transport)?;
+    let context = Arc::new(Context {
+        pool,
+        transport,
+        owner: Uuid::new_v4(),
+        settings,
+    });
+    tracing::info!(owner = %context.owner, "delivery workers started");
+    let wake = Arc::new(Notify::new());
+    let capacity = context.settings.send_concurrency as usize;
+    let (finished_tx, finished_rx) = mpsc::channel(capacity * 4);
+    Ok(vec![
+        tokio::spawn(listen(
+            context.pool.clone(),
+            Arc::clone(&wake),
+            shutdown.clone(),
+        )),
+        tokio::spawn(dispatch(
+            Arc::clone(&context),
+            wake,
+            finished_tx,
+            shutdown.clone(),
+        )),
+        tokio::spawn(record_outcomes(context, finished_rx)),
+    ])
+}
+
+/// Wakes the dispatcher on every notification of [`DUE_CHANNEL`] (and after reconnecting,
+/// since notifications sent meanwhile were lost), until `shutdown`.
+async fn listen(pool: PgPool, wake: Arc<Notify>, shutdown: Shutdown) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let connected = tokio::select! {
+            () = shutdown.wait() => return,
+            connected = connect_listener(&pool) => connected,
+        };
+        let mut listener = match connected {
+            Ok(listener) => {
+                delay = Duration::from_millis(100);
+                wake.notify_one();
+                listener
+            }
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(error) => {
+                tracing::warn!(error = %error, "delivery listener cannot connect; polling meanwhile");
+                tokio::select! {
+                    () = shutdown.wait() => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        loop {
+            let received = tokio::select! {
+                () = shutdown.wait() => return,
+                received = listener.try_recv() => received,
+            };
+            match received {
+                Ok(Some(_)) => {
+                    while listener.next_buffered().is_some() {}
+                    wake.notify_one();
+                }
+                // The connection was lost and re-established by sqlx.
+                Ok(None) => wake.notify_one(),
+                Err(sqlx::Error::PoolClosed) => return,
+                Err(error) => {
+                    tracing::warn!(error = %error, "delivery listener failed, reconnecting");
+                    wake.notify_one();
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn connect_listener(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(DUE_CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Claims due notifications while sending slots are free, and sends each on its own task.
+async fn dispatch(
+    context: Arc<Context>,
+    wake: Arc<Notify>,
+    finished: mpsc::Sender<Finished>,
+    shutdown: Shutdown,
+) {
+    let capacity = context.settings.send_concurrency as usize;
+    // Claim in batches: wait for a quarter of the slots before claiming again, so that a
+    // busy worker makes one claim per many e-mails rather than one per e-mail.
+    let low_water = (capacity / 4).max(1);
+    let slots = Arc::new(Semaphore::new(capacity));
+    let freed = Arc::new(Notify::new());
+    let mut sending = JoinSet::new();
+    let mut retry_delay = Duration::from_millis(100);
+    loop {
+        while sending.try_join_next().is_some() {}
+        let free = slots.available_permits();
+        if free < low_water {
+            tokio::select! {
+                () = shutdown.wait() => break,
+                () = freed.notified() => continue,
+            }
+        }
+        let Ok(mut permits) = Arc::clone(&slots).acquire_many_owned(free as u32).await else {
+            break;
+        };
+        let claimed = tokio::select! {
+            () = shutdown.wait() => break,
+            claimed = notifications::claim(
+                &context.pool,
+                context.owner,
+                context.settings.lease,
+                free as u32,
+            ) => claimed,
+        };
+        let claimed = match claimed {
+            Ok(claimed) => {
+                retry_delay = Duration::from_millis(100);
+                claimed
+            }
+            Err(error) => {
+                drop(permits);
+                tracing::warn!(error = %error, "claiming due notifications failed");
+                tokio::select! {
+                    () = shutdown.wait() => break,
+                    () = tokio::time::sleep(retry_delay) => {}
+                }
+                retry_delay = (retry_delay * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let full = claimed.len() == free;
+        for row in claimed {
+            let Some(permit) = permits.split(1) else {
+                break;
+            };
+            let context = Arc::clone(&context);
+            let finished = finished.clone();
+            let freed = Arc::clone(&freed);
+            sending.spawn(async move {
+                let sent = send_one(&context, &row).await;
+                drop(permit);
+                freed.notify_one();
+                // The recorder only stops once every sender is gone.
+                let _ = finished.send(Finished { claimed: row, sent }).await;
+            });
+        }
+        drop(permits);
+        if full {
+            continue;
+        }
+        tokio::select! {
+            () = shutdown.wait() => break,
+            () = wake.notified() => {}
+            () = tokio::time::sleep(context.settings.poll_interval) => {}
+        }
+    }
+    // Finish the e-mails in flight (each bounded by --smtp-timeout) so their outcomes are
+    // recorded; the recorder stops once they are.
+    while sending.join_next().await.is_some() {}
+    context.transport.shutdown().await;
+    tracing::info!(owner = %context.owner, "delivery dispatcher stopped");
+}
+
+/// Sends one claimed notification.
+async fn send_one(context: &Context, claimed: &Claimed) -> Sent {
+    let message = match context.settings.mailer.message(claimed) {
+        Ok(message) => message,
+        Err(reason) => return Sent::permanent(0, reason),
+    };
+    context.transport.send(&message, claimed).await
+}
+
+/// The record of one finished attempt, with the state it leads to.
+fn recorded(retry: &RetryPolicy, finished: &Finished) -> Recorded {
+    let attempt_in_round = u32::try_from(finished.claimed.attempt_in_round.max(1)).unwrap_or(1);
+    let next = retry.after(finished.sent.outcome, attempt_in_round, random_jitter());
+    Recorded {
+        notification_id: finished.claimed.notification_id,
+        attempt: finished.claimed.attempt,
+        attempt_time: finished.claimed.attempt_time,
+        outcome: finished.sent.outcome,
+        smtp_code: finished.sent.smtp_code,
+        detail: finished.sent.detail.chars().take(1000).collect(),
+        state: next.state,
+        retry_in: next.retry_in,
+    }
+}
+
+/// Records finished attempts in batches until every sender is gone.
+async fn record_outcomes(context: Arc<Context>, mut finished: mpsc::Receiver<Finished>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while finished.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let outcomes: Vec<Recorded> = batch
+            .iter()
+            .map(|f| recorded(&context.settings.retry, f))
+            .collect();
+        batch.clear();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match write(&context, &outcomes).await {
+                Ok(()) => break,
+                Err(error) => {
+                    // Past the lease the rows are another worker's: its record wins.
+                    let oldest = outcomes.iter().map(|o| o.attempt_time).min();
+                    let lease = chrono::Duration::from_std(context.settings.lease)
+                        .unwrap_or(chrono::Duration::MAX);
+                    if oldest.is_some_and(|time| Utc::now() > time + lease) {
+                        tracing::error!(
+                            error = format!("{error:#}"),
+                            outcomes = outcomes.len(),
+                            "recording delivery outcomes failed past the lease; left to the takeover"
+                        );
+                        break;
+                    }
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "recording delivery outcomes failed; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+    tracing::debug!(owner = %context.owner, "delivery recorder stopped");
+}
+
+/// One transaction: the attempts, the states, and the events of the final states.
+async fn write(context: &Context, outcomes: &[Recorded]) -> anyhow::Result<()> {
+    let mut tx = context.pool.begin().await?;
+    let kept: HashSet<Uuid> = notifications::record(&mut tx, context.owner, outcomes)
+        .await?
+        .into_iter()
+        .collect();
+    let final_ids: Vec<Uuid> = outcomes
+        .iter()
+        .filter(|o| matches!(o.state, State::Delivered | State::Dead))
+        .filter(|o| kept.contains(&o.notification_id))
+        .map(|o| o.notification_id)
+        .collect();
+    let finals = storage::notifications::get_many(&mut tx, &final_ids).await?;
+    for notification in &finals {
+        events::outcome(notification).append(&mut tx).await?;
+    }
+    tx.commit().await?;
+    for outcome in outcomes {
+        let lost = !kept.contains(&outcome.notification_id);
+        match (outcome.outcome, outcome.state) {
+            _ if lost => tracing::warn!(
+                notification_id = %outcome.notification_id,
+                attempt = outcome.attempt,
+                "delivery outcome dropped: the lease was taken over"
+            ),
+            (Outcome::Delivered, _) => tracing::debug!(
+                notification_id = %outcome.notification_id,
+                attempt = outcome.attempt,
+                smtp_code = outcome.smtp_code,
+                "notification delivered"
+            ),
+            (_, State::Dead) => tracing::warn!(
+                notification_id = %outcome.notification_id,
+                attempt = outcome.attempt,
+                smtp_code = outcome.smtp_code,
+                outcome = outcome.outcome.number(),
+                "notification given up (DEAD)"
+            ),
+            _ => tracing::info!(
+                notification_id = %outcome.notification_id,
+                attempt = outcome.attempt,
+                smtp_code = outcome.smtp_code,
+                retry_in_ms = outcome.retry_in.map_or(0, |d| d.as_millis() as u64),
+                "delivery failed; will retry"
+            ),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,479 @@
+//! Who is told what about each event: the notification table of DOMAIN.md for the events of
+//! the registry (contact roles, C1, C8) and of access management (A2, A3, A7, T5).
+//!
+//! Planning is pure: it names recipients by user id with the kind, the rule that chose them
+//! and the facts the notice reports. The service then looks the users up (address, language,
+//! name), writes each notice in its recipient's language and stores it. A user is never
+//! planned the same kind twice for one event (the store enforces it too, N3).
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::catalog::{
+    self, Decision, Level, PolicyMode, RequestKind, Right, decision_name, policy_mode_name,
+    request_kind_name,
+};
+use super::params::Params;
+use super::{Kind, Lang, Role};
+
+/// Rule of a contact told about its own role.
+pub const RULE_CONTACT: &str = "notification table: the contact whose role was assigned or removed";
+/// Rule of the primary contact told about a role of another contact.
+pub const RULE_PRIMARY: &str =
+    "C1: the primary contact is told when a contact role of the site is assigned or removed";
+/// Rule of the previous primary contact in a transfer.
+pub const RULE_PREVIOUS_PRIMARY: &str = "C8: the previous primary contact is told of the transfer";
+/// Rule of the new primary contact in a transfer.
+pub const RULE_NEW_PRIMARY: &str = "C8: the new primary contact is told of the transfer";
+/// Rule of an approver told of a submitted request.
+pub const RULE_APPROVER: &str = "A3: approver of the access request";
+/// Rule of the requester told of the decision.
+pub const RULE_REQUESTER: &str = "A2: the requester is told of the decision";
+/// Rule of the user whose rights changed.
+pub const RULE_RIGHTS: &str = "T5: the user whose rights changed";
+/// Rule of an approver told of a domain policy change.
+pub const RULE_POLICY_APPROVER: &str = "A7: approver of the site, told of domain policy changes";
+/// Rule of an e-mail verification.
+pub const RULE_EMAIL_VERIFICATION: &str = "identity: e-mail verification";
+
+/// What a notice reports, in structured form; [`Facts::params`] writes it in a language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Facts {
+    /// Roles of a contact were assigned or removed.
+    Roles {
+        /// The user whose roles changed.
+        contact: Uuid,
+        /// The roles.
+        roles: Vec<Role>,
+    },
+    /// The primary contact changed (C8).
+    Transfer {
+        /// The previous primary.
+        previous: Uuid,
+        /// The new primary.
+        new: Uuid,
+    },
+    /// An access request was submitted (A1, A3).
+    RequestSubmitted {
+        /// Its requester.
+        requester: Uuid,
+        /// What it asks for, when known.
+        request_kind: Option<RequestKind>,
+        /// The requester's justification.
+        justification: String,
+        /// Its id.
+        request_id: String,
+        /// When it expires.
+        expire_time: Option<DateTime<Utc>>,
+    },
+    /// An access request was decided (A2).
+    RequestDecided {
+        /// Approved or rejected, when known.
+        decision: Option<Decision>,
+        /// Reason of a rejection or note of an approval.
+        reason: String,
+        /// Levels granted by an approval.
+        granted: Vec<(Right, Level)>,
+        /// Its id.
+        request_id: String,
+    },
+    /// A user's explicit rights changed (T5).
+    RightsChanged {
+        /// `(right, before, after)` for each right that changed.
+        changes: Vec<(Right, Level, Level)>,
+        /// Why.
+        reason: String,
+    },
+    /// A domain policy changed (A7).
+    DomainPolicy {
+        /// The e-mail domain.
+        domain: String,
+        /// What it does now, when known.
+        mode: Option<PolicyMode>,
+    },
+}
+
+/// A person's name and login e-mail, as notices show them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Person {
+    /// Display name.
+    pub name: String,
+    /// Login e-mail.
+    pub email: String,
+}
+
+impl Facts {
+    /// The users whose names the notice shows (besides its recipient).
+    pub fn named_users(&self) -> Vec<Uuid> {
+        match self {
+            Facts::Roles { contact, .. } => vec![*contact],
+            Facts::Transfer { previous, new } => vec![*previous, *new],
+            Facts::RequestSubmitted { requester, .. } => vec![*requester],
+            Facts::RequestDecided { .. }
+            | Facts::RightsChanged { .. }
+            | Facts::DomainPolicy { .. } => Vec::new(),
+        }
+    }
+
+    /// The template parameters in `lang`; `person` gives the name and e-mail of a user
+    /// (`None` when identity does not know it: the name is then left empty).
+    pub fn params(&self, lang: Lang, person: &dyn Fn(Uuid) -> Option<Person>) -> Params {
+        let name = |user: Uuid| person(user).map(|p| p.name).unwrap_or_default();
+        let mut params = BTreeMap::new();
+        let mut put = |key: &str, value: String| {
+            params.insert(key.to_owned(), value);
+        };
+        match self {
+            Facts::Roles { contact, roles } => {
+                put("contact_name", name(*contact));
+                put("role", catalog::role_names(roles, lang));
+            }
+            Facts::Transfer { previous, new } => {
+                put("previous_name", name(*previous));
+                put("new_name", name(*new));
+            }
+            Facts::RequestSubmitted {
+                requester,
+                request_kind,
+                justification,
+                request_id,
+                expire_time,
+            } => {
+                let requester = person(*requester).unwrap_or_default();
+                put("requester_name", requester.name);
+                put("requester_email", requester.email);
+                put(
+                    "request_kind",
+                    request_kind
+                        .map(|kind| request_kind_name(kind, lang).to_owned())
+                        .unwrap_or_default(),
+                );
+                put("justification", justification.clone());
+                put("request_id", request_id.clone());
+                put(
+                    "expire_time",
+                    expire_time
+                        .map(|time| catalog::time_text(time, lang))
+                        .unwrap_or_default(),
+                );
+            }
+            Facts::RequestDecided {
+                decision,
+                reason,
+                granted,
+                request_id,
+            } => {
+                put(
+                    "decision",
+                    decision
+                        .map(|decision| decision_name(decision, lang).to_owned())
+                        .unwrap_or_default(),
+                );
+                put("reason", reason.clone());
+                put("granted", catalog::levels_text(granted, lang));
+                put("request_id", request_id.clone());
+            }
+            Facts::RightsChanged { changes, reason } => {
+                put("changes", catalog::changes_text(changes, lang));
+                put("reason", reason.clone());
+            }
+            Facts::DomainPolicy { domain, mode } => {
+                put("domain", domain.clone());
+                put(
+                    "mode",
+                    mode.map(|mode| policy_mode_name(mode, lang).to_owned())
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        params
+    }
+}
+
+/// One recipient of an event's notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    /// The recipient.
+    pub user_id: Uuid,
+    /// What the notice is about.
+    pub kind: Kind,
+    /// Why the recipient was chosen, citing the rule.
+    pub rule: &'static str,
+    /// What it reports.
+    pub facts: Facts,
+}
+
+/// Keeps the first plan of each `(recipient, kind)`: nobody is told the same kind twice
+/// about one event.
+pub fn dedupe(plans: Vec<Planned>) -> Vec<Planned> {
+    let mut seen = HashSet::new();
+    plans
+        .into_iter()
+        .filter(|plan| seen.insert((plan.user_id, plan.kind)))
+        .collect()
+}
+
+/// A site was created: each user holding an initial role is told of its roles.
+pub fn site_created(contacts: &[(Uuid, Role)]) -> Vec<Planned> {
+    let mut by_user: Vec<(Uuid, Vec<Role>)> = Vec::new();
+    for (user, role) in contacts {
+        match by_user.iter_mut().find(|(u, _)| u == user) {
+            Some((_, roles)) => roles.push(*role),
+            None => by_user.push((*user, vec![*role])),
+        }
+    }
+    by_user
+        .into_iter()
+        .map(|(user, roles)| Planned {
+            user_id: user,
+            kind: Kind::ContactRoleAssigned,
+            rule: RULE_CONTACT,
+            facts: Facts::Roles {
+                contact: user,
+                roles,
+            },
+        })
+        .collect()
+}
+
+/// A role was given or taken (`kind`): the contact and the primary are told.
+fn role_change(kind: Kind, primary: Option<Uuid>, contact: Uuid, role: Role) -> Vec<Planned> {
+    let facts = Facts::Roles {
+        contact,
+        roles: vec![role],
+    };
+    let mut plans = vec![Planned {
+        user_id: contact,
+        kind,
+        rule: RULE_CONTACT,
+        facts: facts.clone(),
+    }];
+    if let Some(primary) = primary {
+        plans.push(Planned {
+            user_id: primary,
+            kind,
+            rule: RULE_PRIMARY,
+            facts,
+        });
+    }
+    dedupe(plans)
+}
+
+/// A role was given: that contact and the primary are told.
+pub fn contact_assigned(primary: Option<Uuid>, contact: Uuid, role: Role) -> Vec<Planned> {
+    role_change(Kind::ContactRoleAssigned, primary, contact, role)
+}
+
+/// A role was taken away: that contact and the primary are told.
+pub fn contact_removed(primary: Option<Uuid>, contact: Uuid, role: Role) -> Vec<Planned> {
+    role_change(Kind::ContactRoleRemoved, primary, contact, role)
+}
+
+/// A single-holder role changed holder: the new holder and the primary are told of the
+/// assignment, the old holder and the primary of the removal.
+pub fn contact_replaced(
+    primary: Option<Uuid>,
+    new: (Uuid, Role),
+    old: Option<(Uuid, Role)>,
+) -> Vec<Planned> {
+    let mut plans = contact_assigned(primary, new.0, new.1);
+    if let Some((user, role)) = old {
+        plans.extend(contact_removed(primary, user, role));
+    }
+    dedupe(plans)
+}
+
+/// The primary contact changed: the previous and the new primary are told (C8).
+pub fn primary_transferred(previous: Uuid, new: Uuid) -> Vec<Planned> {
+    let facts = Facts::Transfer { previous, new };
+    dedupe(vec![
+        Planned {
+            user_id: previous,
+            kind: Kind::PrimaryTransferred,
+            rule: RULE_PREVIOUS_PRIMARY,
+            facts: facts.clone(),
+        },
+        Planned {
+            user_id: new,
+            kind: Kind::PrimaryTransferred,
+            rule: RULE_NEW_PRIMARY,
+            facts,
+        },
+    ])
+}
+
+/// Each of `users` is told `kind` with `facts` by `rule` (approvers, A3 and A7).
+pub fn each(users: &[Uuid], kind: Kind, rule: &'static str, facts: &Facts) -> Vec<Planned> {
+    dedupe(
+        users
+            .iter()
+            .map(|user| Planned {
+                user_id: *user,
+                kind,
+                rule,
+                facts: facts.clone(),
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn summary(plans: &[Planned]) -> Vec<(Uuid, Kind, &'static str)> {
+        plans.iter().map(|p| (p.user_id, p.kind, p.rule)).collect()
+    }
+
+    #[test]
+    fn a_new_site_tells_each_contact_its_roles_once() {
+        let plans = site_created(&[
+            (id(1), Role::Primary),
+            (id(2), Role::SiteTechnical),
+            (id(1), Role::Administrative),
+        ]);
+        assert_eq!(plans.len(), 2);
+        assert_eq!(plans[0].user_id, id(1));
+        assert_eq!(
+            plans[0].facts,
+            Facts::Roles {
+                contact: id(1),
+                roles: vec![Role::Primary, Role::Administrative]
+            }
+        );
+        let params = plans[0].facts.params(Lang::Fr, &|_| {
+            Some(Person {
+                name: "Éloïse".into(),
+                email: String::new(),
+            })
+        });
+        assert_eq!(params["role"], "Contact principal, Contact administratif");
+        assert_eq!(params["contact_name"], "Éloïse");
+    }
+
+    #[test]
+    fn a_role_change_tells_the_contact_and_the_primary() {
+        // notification table: "contact role assigned or removed | that contact and the primary"
+        assert_eq!(
+            summary(&contact_assigned(Some(id(9)), id(2), Role::Billing)),
+            [
+                (id(2), Kind::ContactRoleAssigned, RULE_CONTACT),
+                (id(9), Kind::ContactRoleAssigned, RULE_PRIMARY)
+            ]
+        );
+        assert_eq!(
+            summary(&contact_removed(Some(id(9)), id(2), Role::Billing)),
+            [
+                (id(2), Kind::ContactRoleRemoved, RULE_CONTACT),
+                (id(9), Kind::ContactRoleRemoved, RULE_PRIMARY)
+            ]
+        );
+        // the primary changing its own roles is told once
+        assert_eq!(contact_assigned(Some(id(9)), id(9), Role::Billing).len(), 1);
+    }
+
+    #[test]
+    fn a_replacement_tells_both_holders_and_the_primary_once_per_kind() {
+        let plans = contact_replaced(
+            Some(id(9)),
+            (id(3), Role::SiteTechnical),
+            Some((id(4), Role::SiteTechnical)),
+        );
+        assert_eq!(
+            summary(&plans),
+            [
+                (id(3), Kind::ContactRoleAssigned, RULE_CONTACT),
+                (id(9), Kind::ContactRoleAssigned, RULE_PRIMARY),
+                (id(4), Kind::ContactRoleRemoved, RULE_CONTACT),
+                (id(9), Kind::ContactRoleRemoved, RULE_PRIMARY),
+            ]
+        );
+        assert_eq!(
+            contact_replaced(Some(id(9)), (id(3), Role::Billing), None).len(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_transfer_tells_the_previous_and_the_new_primary() {
+        // rule C8: both are notified
+        let plans = primary_transferred(id(1), id(2));
+        assert_eq!(
+            summary(&plans),
+            [
+                (id(1), Kind::PrimaryTransferred, RULE_PREVIOUS_PRIMARY),
+                (id(2), Kind::PrimaryTransferred, RULE_NEW_PRIMARY)
+            ]
+        );
+        let params = plans[0].facts.params(Lang::En, &|user| {
+            Some(Person {
+                name: format!("user {}", user.as_u128()),
+                email: String::new(),
+            })
+        });
+        assert_eq!(params["previous_name"], "user 1");
+        assert_eq!(params["new_name"], "user 2");
+    }
+
+    #[test]
+    fn approvers_are_told_once_each() {
+        // rule A3
+        let facts = Facts::RequestSubmitted {
+            requester: id(7),
+            request_kind: Some(RequestKind::SupportAccess),
+            justification: "new job".into(),
+            request_id: "r1".into(),
+            expire_time: None,
+        };
+        let plans = each(
+            &[id(1), id(2), id(1)],
+            Kind::AccessRequestSubmitted,
+            RULE_APPROVER,
+            &facts,
+        );
+        assert_eq!(plans.len(), 2);
+        let params = facts.params(Lang::Fr, &|_| {
+            Some(Person {
+                name: "Ada".into(),
+                email: "ada@example.com".into(),
+            })
+        });
+        assert_eq!(params["request_kind"], "accès au support");
+        assert_eq!(params["requester_email"], "ada@example.com");
+        assert_eq!(params["expire_time"], "");
+        // unknown users leave names empty
+        let params = facts.params(Lang::En, &|_| None);
+        assert_eq!(params["requester_name"], "");
+    }
+
+    #[test]
+    fn decisions_and_changes_are_written_in_the_language() {
+        let decided = Facts::RequestDecided {
+            decision: Some(Decision::Rejected),
+            reason: "not our customer".into(),
+            granted: Vec::new(),
+            request_id: "r1".into(),
+        };
+        assert_eq!(decided.params(Lang::Fr, &|_| None)["decision"], "refusée");
+        assert_eq!(decided.params(Lang::En, &|_| None)["decision"], "rejected");
+        let changed = Facts::RightsChanged {
+            changes: vec![(Right::Reporting, Level::None, Level::View)],
+            reason: "audit".into(),
+        };
+        assert_eq!(
+            changed.params(Lang::Fr, &|_| None)["changes"],
+            "Rapports\u{a0}: aucun → consultation"
+        );
+        let policy = Facts::DomainPolicy {
+            domain: "example.com".into(),
+            mode: Some(PolicyMode::AutoApprove),
+        };
+        assert!(policy.params(Lang::En, &|_| None)["mode"].starts_with("automatic approval"));
+    }
+}

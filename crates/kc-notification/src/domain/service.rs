@@ -1,0 +1,464 @@
+//! The operations of the notification service. Every notice is rendered when it is created
+//! (subject, text, HTML in its recipient's language) and stored with its idempotency key
+//! (N3) in one transaction; the workers of [`crate::delivery`] send what is stored.
+//!
+//! Decisions taken here:
+//! - **Addresses (C9).** A contact's notification e-mail on the site when set (for a user
+//!   holding several roles, that of its highest role), else the login e-mail from identity.
+//! - **Languages (N1).** The recipient's locale when it is `fr` or `en` (by primary subtag),
+//!   else the site's language, else `en`. The business partner's copy (C4) is in the site's
+//!   language.
+//! - **Disabled users** get no notices from events (they have no access to act on them).
+//!   Notices from SendNotice still reach a disabled contact's address: contractual notices
+//!   cannot be switched off (N2), and the registry still names the contact.
+//! - **Unknown users** (identity does not know the id) get nothing, with a warning; a
+//!   SendNotice recipient without a login e-mail but with a notification e-mail still gets
+//!   the notice.
+//! - **SendNotice idempotency (N3).** The key is recorded in the transaction that creates the
+//!   notifications; of two concurrent calls with one key, the second waits for the first to
+//!   commit and returns its notifications with `replayed`. A key seen before returns the
+//!   first result whatever the new request says.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use kc_runtime::paging::Page;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::language::{self, Lang};
+use super::params::{self, COMMON, Params, Use};
+use super::recipients::{self, Person, Planned, RULE_EMAIL_VERIFICATION};
+use super::templates::Templates;
+use super::{
+    CallerRole, Kind, ListFilter, NewNotification, Notification, NotificationError, Rendered,
+    Result, Site, catalog,
+};
+use crate::directory::{Directory, LookupError, UserInfo};
+use crate::storage::{self, notifications::Revived};
+
+/// The service an event came from, the prefix of its source key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Identity.
+    Identity,
+    /// The contact registry.
+    Contacts,
+    /// Access management.
+    Access,
+}
+
+impl Origin {
+    fn prefix(self) -> &'static str {
+        match self {
+            Origin::Identity => "identity",
+            Origin::Contacts => "contacts",
+            Origin::Access => "access",
+        }
+    }
+}
+
+/// The event notices are made from: `<service>:<event id>`, the source key of N3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source(String);
+
+impl Source {
+    /// The source of the event `event_id` of `origin`.
+    pub fn event(origin: Origin, event_id: &str) -> Self {
+        Self(format!("{}:{event_id}", origin.prefix()))
+    }
+
+    /// The key, e.g. `access:0191…`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A SendNotice request, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeRequest {
+    /// Site.
+    pub site_id: Uuid,
+    /// A caller notice kind.
+    pub kind: Kind,
+    /// Template parameters.
+    pub params: Params,
+    /// The caller's key.
+    pub idempotency_key: String,
+}
+
+/// What SendNotice did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentNotice {
+    /// One notification per recipient.
+    pub notifications: Vec<Notification>,
+    /// Whether the key was seen before (these are the first call's notifications).
+    pub replayed: bool,
+}
+
+/// An e-mail verification identity asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    /// The user.
+    pub user_id: Uuid,
+    /// Where to send the code.
+    pub email: String,
+    /// The user's language.
+    pub locale: String,
+    /// Name to greet.
+    pub display_name: String,
+    /// The code.
+    pub code: String,
+    /// When it expires.
+    pub expire_time: Option<DateTime<Utc>>,
+}
+
+/// The notification service over its schema, its templates and the services it asks.
+#[derive(Clone, Debug)]
+pub struct Notifier {
+    pool: PgPool,
+    directory: Directory,
+    templates: Templates,
+}
+
+fn lookup_error(error: LookupError) -> NotificationError {
+    match error {
+        LookupError::SiteNotFound => NotificationError::SiteNotFound,
+        LookupError::Unavailable(message) => NotificationError::Unavailable(message),
+        LookupError::Failed(message) => NotificationError::Internal(anyhow::anyhow!(message)),
+    }
+}
+
+/// The common parameters of a notice to `recipient_name` about `site`.
+fn with_common(mut params: Params, site: Option<&Site>, recipient_name: &str) -> Params {
+    if let Some(site) = site {
+        params.insert("site_name".into(), site.name.clone());
+        params.insert("site_number".into(), site.site_number.clone());
+    }
+    params.insert("recipient_name".into(), recipient_name.to_owned());
+    params
+}
+
+impl Notifier {
+    /// The service over `pool`, asking `directory`, rendering with `templates`.
+    pub fn new(pool: PgPool, directory: Directory, templates: Templates) -> Self {
+        Self {
+            pool,
+            directory,
+            templates,
+        }
+    }
+
+    /// Sends a notice from a caller to the recipients the registry resolves (R1), plus the
+    /// business partner for proofs of entitlement (C4), once per idempotency key (N3).
+    pub async fn send_notice(&self, request: NoticeRequest) -> Result<SentNotice> {
+        if !request.kind.is_notice() {
+            return Err(NotificationError::Invalid(vec![
+                kc_runtime::Violation::new(
+                    "kind",
+                    "must be one of NOTICE_KIND_CONTRACT_CHANGE to NOTICE_KIND_TECHNICAL",
+                ),
+            ]));
+        }
+        params::validate(request.kind, &request.params, Use::Send)
+            .map_err(NotificationError::Invalid)?;
+        let key = request.idempotency_key.as_str();
+        {
+            let mut conn = self.pool.acquire().await?;
+            if storage::notices::exists(&mut conn, key).await? {
+                let notifications =
+                    storage::notifications::of_idempotency_key(&mut conn, key).await?;
+                return Ok(SentNotice {
+                    notifications,
+                    replayed: true,
+                });
+            }
+        }
+        let purpose = request.kind.purpose().ok_or_else(|| {
+            NotificationError::Internal(anyhow::anyhow!("notice kind without a purpose"))
+        })?;
+        let resolution = self
+            .directory
+            .resolve_recipients(request.site_id, purpose)
+            .await
+            .map_err(lookup_error)?;
+        let mut site = match storage::sites::get(&self.pool, request.site_id).await? {
+            Some(site) => site,
+            None => self
+                .directory
+                .site(request.site_id)
+                .await
+                .map_err(lookup_error)?
+                .ok_or(NotificationError::SiteNotFound)?,
+        };
+        if !resolution.site_language.trim().is_empty() {
+            site.language = resolution.site_language.clone();
+        }
+        let mut seen = HashSet::new();
+        let recipients: Vec<_> = resolution
+            .recipients
+            .iter()
+            .filter(|recipient| seen.insert(recipient.user_id))
+            .collect();
+        let user_ids: Vec<Uuid> = recipients.iter().map(|r| r.user_id).collect();
+        let users = self
+            .directory
+            .users(&user_ids)
+            .await
+            .map_err(lookup_error)?;
+        let source_key = format!("notice:{key}");
+        let mut new = Vec::with_capacity(recipients.len() + 1);
+        for recipient in recipients {
+            let user = users.get(&recipient.user_id);
+            let email = recipient
+                .notification_email
+                .clone()
+                .or_else(|| user.map(|u| u.email.clone()).filter(|e| !e.is_empty()));
+            let Some(email) = email else {
+                tracing::warn!(
+                    user_id = %recipient.user_id,
+                    site_id = %request.site_id,
+                    "recipient without any e-mail address; skipped"
+                );
+                continue;
+            };
+            let lang = language::choose(user.map(|u| u.locale.as_str()), Some(&site.language));
+            let name = user.map(|u| u.display_name.as_str()).unwrap_or_default();
+            let params = with_common(request.params.clone(), Some(&site), name);
+            new.push(NewNotification {
+                notification_id: Uuid::now_v7(),
+                source_key: source_key.clone(),
+                recipient_key: recipient.user_id.to_string(),
+                kind: request.kind,
+                site_id: Some(request.site_id),
+                recipient_user_id: Some(recipient.user_id),
+                email,
+                locale: lang,
+                rendered: self.templates.render(request.kind, lang, &params)?,
+                rule: recipient.rule.clone(),
+                source_event_id: String::new(),
+                idempotency_key: Some(key.to_owned()),
+            });
+        }
+        if let Some((email, rule)) = &resolution.business_partner {
+            // C4: the partner's copy, in the site's language (N1: it has no locale).
+            let lang = language::choose(None, Some(&site.language));
+            let params = with_common(request.params.clone(), Some(&site), "");
+            new.push(NewNotification {
+                notification_id: Uuid::now_v7(),
+                source_key: source_key.clone(),
+                recipient_key: format!("partner:{}", email.to_lowercase()),
+                kind: request.kind,
+                site_id: Some(request.site_id),
+                recipient_user_id: None,
+                email: email.clone(),
+                locale: lang,
+                rendered: self.templates.render(request.kind, lang, &params)?,
+                rule: rule.clone(),
+                source_event_id: String::new(),
+                idempotency_key: Some(key.to_owned()),
+            });
+        }
+        let mut tx = self.pool.begin().await?;
+        if !storage::notices::record(&mut tx, key, request.site_id, request.kind).await? {
+            // Another call with this key committed first: its result is the answer.
+            let notifications = storage::notifications::of_idempotency_key(&mut tx, key).await?;
+            tx.rollback().await?;
+            return Ok(SentNotice {
+                notifications,
+                replayed: true,
+            });
+        }
+        let notifications = storage::notifications::insert(&mut tx, &new).await?;
+        tx.commit().await?;
+        tracing::debug!(
+            site_id = %request.site_id,
+            kind = request.kind.number(),
+            notifications = notifications.len(),
+            "notice created"
+        );
+        Ok(SentNotice {
+            notifications,
+            replayed: false,
+        })
+    }
+
+    /// One notification with its attempts.
+    pub async fn get(&self, notification_id: Uuid) -> Result<Notification> {
+        storage::notifications::get(&self.pool, notification_id)
+            .await?
+            .ok_or(NotificationError::NotificationNotFound)
+    }
+
+    /// A page of notifications, newest first, after `before` (the creation time and id of
+    /// the last one of the previous page).
+    pub async fn list(
+        &self,
+        filter: &ListFilter,
+        before: Option<(DateTime<Utc>, Uuid)>,
+        size: u32,
+    ) -> Result<Page<Notification>> {
+        let rows = storage::notifications::list(&self.pool, filter, before, size + 1).await?;
+        Ok(Page::from_rows(rows, size))
+    }
+
+    /// Puts a DEAD notification back to PENDING for a new round of attempts. Operators only.
+    pub async fn retry(&self, caller: CallerRole, notification_id: Uuid) -> Result<Notification> {
+        caller.require_operator()?;
+        let mut tx = self.pool.begin().await?;
+        let revived = storage::notifications::revive(&mut tx, notification_id).await?;
+        match revived {
+            Revived::Revived(notification) => {
+                tx.commit().await?;
+                tracing::info!(notification_id = %notification_id, "notification revived");
+                Ok(*notification)
+            }
+            Revived::NotDead(state) => Err(NotificationError::NotRetryable(state)),
+            Revived::NotFound => Err(NotificationError::NotificationNotFound),
+        }
+    }
+
+    /// Renders `kind` as a recipient speaking `locale` would read it (N1: anything but
+    /// `fr` and `en` falls back to `en`), with sample values for the common parameters
+    /// not given.
+    pub fn preview(&self, kind: Kind, locale: &str, params: &Params) -> Result<(Lang, Rendered)> {
+        params::validate(kind, params, Use::Preview).map_err(NotificationError::Invalid)?;
+        let lang = Lang::of_tag(locale).unwrap_or(Lang::En);
+        let mut params = params.clone();
+        for key in COMMON {
+            params
+                .entry(key.to_owned())
+                .or_insert_with(|| catalog::sample(key, lang).to_owned());
+        }
+        Ok((lang, self.templates.render(kind, lang, &params)?))
+    }
+
+    /// Creates the notices of an event about `site` for the `plans` (the notification
+    /// table), in the caller's transaction (the consumer's, with its cursor). `users` holds
+    /// what identity said of the users the event names (looked up before the transaction,
+    /// so that no remote call runs inside it); a recipient missing from it is unknown to
+    /// identity and gets nothing.
+    pub async fn notify_users(
+        &self,
+        conn: &mut PgConnection,
+        source: &Source,
+        site: &Site,
+        plans: Vec<Planned>,
+        users: &HashMap<Uuid, UserInfo>,
+    ) -> anyhow::Result<usize> {
+        let plans = recipients::dedupe(plans);
+        if plans.is_empty() {
+            return Ok(0);
+        }
+        let recipient_ids: Vec<Uuid> = plans.iter().map(|plan| plan.user_id).collect();
+        let addresses =
+            storage::sites::notification_emails(&mut *conn, site.site_id, &recipient_ids).await?;
+        let person = |user: Uuid| -> Option<Person> {
+            users.get(&user).map(|u: &UserInfo| Person {
+                name: u.display_name.clone(),
+                email: u.email.clone(),
+            })
+        };
+        let mut new = Vec::with_capacity(plans.len());
+        for plan in plans {
+            let Some(user) = users.get(&plan.user_id) else {
+                tracing::warn!(
+                    user_id = %plan.user_id,
+                    source = source.as_str(),
+                    "recipient unknown to identity; no notice"
+                );
+                continue;
+            };
+            if user.disabled {
+                tracing::debug!(user_id = %plan.user_id, "recipient disabled; no notice");
+                continue;
+            }
+            let email = addresses
+                .get(&plan.user_id)
+                .cloned()
+                .unwrap_or_else(|| user.email.clone());
+            if email.is_empty() {
+                tracing::warn!(user_id = %plan.user_id, "recipient without an e-mail; no notice");
+                continue;
+            }
+            let lang = language::choose(Some(&user.locale), Some(&site.language));
+            let params = with_common(
+                plan.facts.params(lang, &person),
+                Some(site),
+                &user.display_name,
+            );
+            new.push(NewNotification {
+                notification_id: Uuid::now_v7(),
+                source_key: source.as_str().to_owned(),
+                recipient_key: plan.user_id.to_string(),
+                kind: plan.kind,
+                site_id: Some(site.site_id),
+                recipient_user_id: Some(plan.user_id),
+                email,
+                locale: lang,
+                rendered: self.templates.render(plan.kind, lang, &params)?,
+                rule: plan.rule.to_owned(),
+                source_event_id: source.as_str().to_owned(),
+                idempotency_key: None,
+            });
+        }
+        let inserted = storage::notifications::insert(conn, &new).await?;
+        Ok(inserted.len())
+    }
+
+    /// Creates the e-mail verification notice identity asked for, in the caller's
+    /// transaction. The address and language come with the event.
+    pub async fn notify_verification(
+        &self,
+        conn: &mut PgConnection,
+        source: &Source,
+        verification: &Verification,
+    ) -> anyhow::Result<usize> {
+        if verification
+            .expire_time
+            .is_some_and(|expire_time| expire_time <= Utc::now())
+        {
+            // A code that expired is useless: replaying an old stream sends nothing.
+            tracing::debug!(
+                user_id = %verification.user_id,
+                "e-mail verification already expired; no notice"
+            );
+            return Ok(0);
+        }
+        if verification.email.trim().is_empty() {
+            tracing::warn!(
+                user_id = %verification.user_id,
+                "e-mail verification without an address; no notice"
+            );
+            return Ok(0);
+        }
+        let lang = language::choose(Some(&verification.locale), None);
+        let mut params = Params::new();
+        params.insert("code".into(), verification.code.clone());
+        params.insert(
+            "expire_time".into(),
+            verification
+                .expire_time
+                .map(|time| catalog::time_text(time, lang))
+                .unwrap_or_default(),
+        );
+        let params = with_common(params, None, &verification.display_name);
+        let new = NewNotification {
+            notification_id: Uuid::now_v7(),
+            source_key: source.as_str().to_owned(),
+            recipient_key: verification.user_id.to_string(),
+            kind: Kind::EmailVerification,
+            site_id: None,
+            recipient_user_id: Some(verification.user_id),
+            email: verification.email.trim().to_owned(),
+            locale: lang,
+            rendered: self
+                .templates
+                .render(Kind::EmailVerification, lang, &params)?,
+            rule: RULE_EMAIL_VERIFICATION.to_owned(),
+            source_event_id: source.as_str().to_owned(),
+            idempotency_key: None,
+        };
+        Ok(storage::notifications::insert(conn, &[new]).await?.len())
+    }
+}

@@ -1,0 +1,45 @@
+//! The notification service's events, as published on the outbox and served by
+//! `WatchEvents`: a notification was delivered, or given up (DEAD).
+//!
+//! The outbox payload is a prost-encoded `Event` without its position fields; `decode`
+//! fills in cursor, event id and time from the outbox row.
+
+use kc_proto::notification::{self as pb, event::Payload};
+use kc_runtime::outbox::{self, EncodedEvent, StoredEvent};
+
+use crate::domain::{Notification, State};
+use crate::grpc::notification_to_proto;
+
+/// The event of a notification that reached a final state: `NotificationDelivered` when
+/// DELIVERED, `NotificationDead` otherwise (DEAD).
+pub fn outcome(notification: &Notification) -> EncodedEvent {
+    let proto = Some(notification_to_proto(notification));
+    let (event_type, payload) = match notification.state {
+        State::Delivered => (
+            "notification.delivered",
+            Payload::NotificationDelivered(pb::NotificationDelivered {
+                notification: proto,
+            }),
+        ),
+        _ => (
+            "notification.dead",
+            Payload::NotificationDead(pb::NotificationDead {
+                notification: proto,
+            }),
+        ),
+    };
+    let event = pb::Event {
+        payload: Some(payload),
+        ..Default::default()
+    };
+    EncodedEvent::new(event_type, notification.notification_id.to_string(), &event)
+}
+
+/// The published event of an outbox row.
+pub fn decode(stored: StoredEvent) -> Result<pb::WatchEventsResponse, tonic::Status> {
+    let (mut event, position) = outbox::decode_event::<pb::Event>(stored)?;
+    event.cursor = position.cursor;
+    event.event_id = position.event_id;
+    event.create_time = Some(position.create_time);
+    Ok(pb::WatchEventsResponse { event: Some(event) })
+}

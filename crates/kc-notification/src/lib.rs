@@ -1,0 +1,160 @@
+//! `kc-notification`: the notification service of the keycontacts suite. Who must be told
+//! what (DOMAIN.md, the notification table, R1, C4, C8, A2, A3, A7, T5), in their language
+//! (N1), delivered by e-mail at least once and shown at most once per event and recipient
+//! (N3). Its API is `keycontacts.notification.v1.NotificationService`
+//! (`kc_proto::notification`).
+//!
+//! - [`domain`]: the rules (pure: [`domain::language`], [`domain::params`],
+//!   [`domain::recipients`], [`domain::retry`], [`domain::templates`]) and the operations
+//!   with their transactions ([`domain::service`]).
+//! - [`storage`]: SQL of the `notification` schema.
+//! - [`consumers`]: the followers of identity's, the registry's and access management's event
+//!   streams that create notices (and keep the projection of sites and contacts).
+//! - [`delivery`]: the workers that lease due notifications and send them by SMTP or into a
+//!   mail directory, with retries and backoff.
+//! - [`directory`]: the calls to identity and the registry.
+//! - [`grpc`], [`events`], [`config`]: the API, the published events, the settings.
+
+pub mod config;
+pub mod consumers;
+pub mod delivery;
+pub mod directory;
+pub mod domain;
+pub mod events;
+pub mod grpc;
+pub mod storage;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use kc_proto::notification::notification_service_server::NotificationServiceServer;
+use kc_runtime::Shutdown;
+use kc_runtime::auth::{AuthLayer, TokenVerifier};
+use kc_runtime::client::{ServiceToken, channel};
+use kc_runtime::outbox::OutboxWatcher;
+use kc_runtime::server::{ServeOptions, serve};
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+
+use crate::config::NotificationArgs;
+use crate::consumers::Streams;
+use crate::directory::Directory;
+use crate::domain::Notifier;
+use crate::domain::templates::Templates;
+
+/// The schema the notification service owns.
+pub const SCHEMA: &str = "notification";
+/// The gRPC service name, as reported in health.
+pub const SERVICE_NAME: &str = "keycontacts.notification.v1.NotificationService";
+/// Where the notification service listens unless told otherwise.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50054);
+
+/// Extra time background tasks get to finish after the server stopped, beyond the longest
+/// e-mail in flight (`--smtp-timeout`).
+const TASKS_GRACE: Duration = Duration::from_secs(10);
+
+/// The migrations of the notification schema.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Runs the migrations of the notification schema.
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    kc_runtime::db::migrate(database_url, SCHEMA, &MIGRATOR).await
+}
+
+/// Migrates, then serves the notification service on `listener` until `shutdown`,
+/// verifying tokens with the keys of the identity service named in `args`.
+pub async fn run(
+    args: NotificationArgs,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let verifier = args.identity.verifier(&args.server)?;
+    run_with_verifier(args, verifier, listener, shutdown).await
+}
+
+/// Like [`run`], with the token verifier given (tests use a test issuer's keys).
+///
+/// Besides the server it runs, until `shutdown`: the three stream consumers (identity, the
+/// contact registry, access management) and the delivery workers, which finish the e-mails
+/// in flight before they stop.
+pub async fn run_with_verifier(
+    args: NotificationArgs,
+    verifier: TokenVerifier,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    args.validate()?;
+    let delivery_settings = args.delivery_settings()?;
+    let identity_channel = channel("--identity-url", &args.identity.identity_url)?;
+    let contacts_channel = channel("--contacts-url", &args.contacts_url)?;
+    let access_channel = channel("--access-url", &args.access_url)?;
+    let templates = Templates::load().context("templates")?;
+    migrate(&args.database.database_url).await?;
+    let pool = kc_runtime::db::connect(
+        &args.database.database_url,
+        SCHEMA,
+        &args.database.pool_settings(),
+    )
+    .await?;
+    let watcher = OutboxWatcher::start(pool.clone())
+        .await
+        .context("event watcher")?;
+    let token = ServiceToken::new(identity_channel.clone(), args.account.clone());
+    let directory = Directory::new(
+        token.clone(),
+        identity_channel.clone(),
+        contacts_channel.clone(),
+    );
+    let notifier = Notifier::new(pool.clone(), directory.clone(), templates);
+
+    // Background tasks stop with the server, whether it stops on `shutdown` or fails.
+    let tasks_stop = Shutdown::new();
+    let forward = {
+        let (shutdown, tasks_stop) = (shutdown.clone(), tasks_stop.clone());
+        tokio::spawn(async move {
+            shutdown.wait().await;
+            tasks_stop.trigger();
+        })
+    };
+    let mut tasks = match delivery::spawn(pool.clone(), delivery_settings, &tasks_stop) {
+        Ok(tasks) => tasks,
+        Err(error) => {
+            forward.abort();
+            pool.close().await;
+            return Err(error);
+        }
+    };
+    tasks.extend(consumers::spawn(
+        &pool,
+        &notifier,
+        &directory,
+        &token,
+        Streams {
+            identity: identity_channel,
+            contacts: contacts_channel,
+            access: access_channel,
+        },
+        &tasks_stop,
+    ));
+
+    let auth = AuthLayer::new(verifier, [] as [&str; 0]);
+    let api = grpc::NotificationApi::new(notifier, watcher, shutdown.clone());
+    let service = NotificationServiceServer::new(api)
+        .max_decoding_message_size(args.server.max_message_bytes)
+        .max_encoding_message_size(args.server.max_message_bytes);
+    let options = ServeOptions::new(&args.server, vec![SERVICE_NAME], auth);
+    let result = serve(listener, Routes::new(service), options, shutdown).await;
+
+    tasks_stop.trigger();
+    forward.abort();
+    let grace = args.smtp_timeout + TASKS_GRACE;
+    let finished = tokio::time::timeout(grace, futures::future::join_all(tasks)).await;
+    if finished.is_err() {
+        tracing::warn!("background tasks did not stop in time");
+    }
+    pool.close().await;
+    result
+}

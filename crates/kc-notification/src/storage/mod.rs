@@ -1,0 +1,15 @@
+//! SQL of the `notification` schema. Functions take a connection (inside the caller's
+//! transaction when atomicity matters) or the pool, and return domain types, never proto
+//! types.
+//!
+//! - [`sites`]: the projection of the registry's sites and contacts.
+//! - [`notices`]: the idempotency keys of SendNotice (N3).
+//! - [`notifications`]: notifications, their attempts, and the workers' queue.
+
+pub mod notices;
+pub mod notifications;
+pub mod sites;
+
+/// The Postgres channel on which every replica's workers hear that notifications became
+/// due (created or revived). Postgres delivers it at commit, once per transaction.
+pub const DUE_CHANNEL: &str = "kc_notification_due";

@@ -1,0 +1,530 @@
+//! Notifications, their delivery attempts, and the workers' queue.
+//!
+//! - Creation inserts many rows in one statement, `ON CONFLICT DO NOTHING` on
+//!   `(source_key, recipient_key, kind)` (N3): a replayed event or notice creates nothing,
+//!   and wakes the workers with a notification on [`DUE_CHANNEL`] at commit.
+//! - Workers [`claim`] due rows with one `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
+//!   LOCKED LIMIT n)`: the rows become SENDING under the worker's lease (the lease end is
+//!   the row's `due_time`, so a lease that ran out makes the row due again and another
+//!   worker takes it over, recording the abandoned attempt). Outcomes are [`record`]ed in
+//!   batches, only while the worker still holds the lease of that attempt.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor, PgPool};
+use uuid::Uuid;
+
+use super::DUE_CHANNEL;
+use crate::domain::{
+    Attempt, Kind, Lang, ListFilter, NewNotification, Notification, Outcome, State,
+};
+
+/// What the worker writes into the attempt of a lease that ran out.
+pub const ABANDONED_DETAIL: &str =
+    "the worker holding the lease stopped before it recorded an outcome; another took over";
+
+/// The columns of a [`Notification`] (`n`), for `concat!`.
+macro_rules! columns {
+    () => {
+        "n.notification_id, n.site_id, n.recipient_user_id, n.email, n.kind, n.locale, \
+         n.subject, n.state, n.rule, n.source_event_id, n.idempotency_key, n.create_time, \
+         n.deliver_time, n.due_time"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct NotificationRow {
+    notification_id: Uuid,
+    site_id: Option<Uuid>,
+    recipient_user_id: Option<Uuid>,
+    email: String,
+    kind: i16,
+    locale: String,
+    subject: String,
+    state: i16,
+    rule: String,
+    source_event_id: String,
+    idempotency_key: Option<String>,
+    create_time: DateTime<Utc>,
+    deliver_time: Option<DateTime<Utc>>,
+    due_time: Option<DateTime<Utc>>,
+}
+
+fn decode_error(what: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("{what} has an unknown value").into())
+}
+
+fn kind_of(number: i16) -> Result<Kind, sqlx::Error> {
+    Kind::from_number(i32::from(number)).ok_or_else(|| decode_error("notifications.kind"))
+}
+
+impl TryFrom<NotificationRow> for Notification {
+    type Error = sqlx::Error;
+
+    fn try_from(row: NotificationRow) -> Result<Self, Self::Error> {
+        let state = State::from_number(i32::from(row.state))
+            .ok_or_else(|| decode_error("notifications.state"))?;
+        Ok(Notification {
+            notification_id: row.notification_id,
+            site_id: row.site_id,
+            recipient_user_id: row.recipient_user_id,
+            email: row.email,
+            kind: kind_of(row.kind)?,
+            locale: Lang::from_stored(&row.locale),
+            subject: row.subject,
+            state,
+            rule: row.rule,
+            source_event_id: row.source_event_id,
+            idempotency_key: row.idempotency_key,
+            attempts: Vec::new(),
+            create_time: row.create_time,
+            deliver_time: row.deliver_time,
+            // While SENDING, `due_time` is the end of the lease, not an attempt time.
+            next_attempt_time: row
+                .due_time
+                .filter(|_| matches!(state, State::Pending | State::Failed)),
+        })
+    }
+}
+
+fn decode_all(rows: Vec<NotificationRow>) -> Result<Vec<Notification>, sqlx::Error> {
+    rows.into_iter().map(Notification::try_from).collect()
+}
+
+/// Inserts the notifications that do not exist yet (N3) and returns those it inserted, in
+/// the order given; wakes the workers at commit when it inserted any.
+pub async fn insert(
+    conn: &mut PgConnection,
+    new: &[NewNotification],
+) -> Result<Vec<Notification>, sqlx::Error> {
+    if new.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids = Vec::with_capacity(new.len());
+    let mut source_keys = Vec::with_capacity(new.len());
+    let mut recipient_keys = Vec::with_capacity(new.len());
+    let mut kinds = Vec::with_capacity(new.len());
+    let mut site_ids = Vec::with_capacity(new.len());
+    let mut user_ids = Vec::with_capacity(new.len());
+    let mut emails = Vec::with_capacity(new.len());
+    let mut locales = Vec::with_capacity(new.len());
+    let mut subjects = Vec::with_capacity(new.len());
+    let mut texts = Vec::with_capacity(new.len());
+    let mut htmls = Vec::with_capacity(new.len());
+    let mut rules = Vec::with_capacity(new.len());
+    let mut event_ids = Vec::with_capacity(new.len());
+    let mut keys = Vec::with_capacity(new.len());
+    for n in new {
+        ids.push(n.notification_id);
+        source_keys.push(n.source_key.as_str());
+        recipient_keys.push(n.recipient_key.as_str());
+        kinds.push(n.kind.number() as i16);
+        site_ids.push(n.site_id);
+        user_ids.push(n.recipient_user_id);
+        emails.push(n.email.as_str());
+        locales.push(n.locale.as_str());
+        subjects.push(n.rendered.subject.as_str());
+        texts.push(n.rendered.text.as_str());
+        htmls.push(n.rendered.html.as_str());
+        rules.push(n.rule.as_str());
+        event_ids.push(n.source_event_id.as_str());
+        keys.push(n.idempotency_key.as_deref());
+    }
+    let rows: Vec<NotificationRow> = sqlx::query_as(concat!(
+        "INSERT INTO notifications AS n (notification_id, source_key, recipient_key, kind, \
+           site_id, recipient_user_id, email, locale, subject, text_body, html_body, rule, \
+           source_event_id, idempotency_key) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::smallint[], $5::uuid[], \
+           $6::uuid[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+           $12::text[], $13::text[], $14::text[]) \
+         ON CONFLICT (source_key, recipient_key, kind) DO NOTHING \
+         RETURNING ",
+        columns!()
+    ))
+    .bind(&ids)
+    .bind(&source_keys)
+    .bind(&recipient_keys)
+    .bind(&kinds)
+    .bind(&site_ids)
+    .bind(&user_ids)
+    .bind(&emails)
+    .bind(&locales)
+    .bind(&subjects)
+    .bind(&texts)
+    .bind(&htmls)
+    .bind(&rules)
+    .bind(&event_ids)
+    .bind(&keys)
+    .fetch_all(&mut *conn)
+    .await?;
+    if !rows.is_empty() {
+        wake_workers(&mut *conn).await?;
+    }
+    let mut inserted = decode_all(rows)?;
+    let order: HashMap<Uuid, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    inserted.sort_by_key(|n| order.get(&n.notification_id).copied());
+    Ok(inserted)
+}
+
+/// Wakes every replica's workers when the caller's transaction commits.
+pub async fn wake_workers(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(DUE_CHANNEL)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Fills in the attempts of `notifications`, oldest first.
+async fn with_attempts<'e>(
+    executor: impl PgExecutor<'e>,
+    mut notifications: Vec<Notification>,
+) -> Result<Vec<Notification>, sqlx::Error> {
+    if notifications.is_empty() {
+        return Ok(notifications);
+    }
+    let ids: Vec<Uuid> = notifications.iter().map(|n| n.notification_id).collect();
+    let rows: Vec<(Uuid, i32, DateTime<Utc>, i16, i32, String)> = sqlx::query_as(
+        "SELECT notification_id, attempt, attempt_time, outcome, smtp_code, detail \
+         FROM attempts WHERE notification_id = ANY($1) ORDER BY notification_id, attempt",
+    )
+    .bind(&ids)
+    .fetch_all(executor)
+    .await?;
+    let mut by_id: HashMap<Uuid, Vec<Attempt>> = HashMap::new();
+    for (id, attempt, time, outcome, smtp_code, detail) in rows {
+        let outcome = Outcome::from_number(i32::from(outcome))
+            .ok_or_else(|| decode_error("attempts.outcome"))?;
+        by_id.entry(id).or_default().push(Attempt {
+            attempt,
+            time,
+            outcome,
+            smtp_code,
+            detail,
+        });
+    }
+    for notification in &mut notifications {
+        notification.attempts = by_id
+            .remove(&notification.notification_id)
+            .unwrap_or_default();
+    }
+    Ok(notifications)
+}
+
+/// The notification of `id` with its attempts.
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Notification>, sqlx::Error> {
+    let row: Option<NotificationRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM notifications n WHERE n.notification_id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(with_attempts(pool, vec![row.try_into()?]).await?.pop())
+}
+
+/// The notifications of `ids` with their attempts, in the order given.
+pub async fn get_many(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<Notification>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<NotificationRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM notifications n WHERE n.notification_id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut found = with_attempts(&mut *conn, decode_all(rows)?).await?;
+    let order: HashMap<Uuid, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    found.sort_by_key(|n| order.get(&n.notification_id).copied());
+    Ok(found)
+}
+
+/// The notifications SendNotice created under `key`, oldest first.
+pub async fn of_idempotency_key(
+    conn: &mut PgConnection,
+    key: &str,
+) -> Result<Vec<Notification>, sqlx::Error> {
+    let rows: Vec<NotificationRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM notifications n WHERE n.idempotency_key = $1 ORDER BY n.notification_id"
+    ))
+    .bind(key)
+    .fetch_all(&mut *conn)
+    .await?;
+    with_attempts(&mut *conn, decode_all(rows)?).await
+}
+
+/// Up to `limit` notifications matching `filter`, newest first (by creation time, then id),
+/// after `before`, the `(create_time, notification_id)` of the last one of the previous
+/// page, with their attempts.
+pub async fn list(
+    pool: &PgPool,
+    filter: &ListFilter,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: u32,
+) -> Result<Vec<Notification>, sqlx::Error> {
+    let rows: Vec<NotificationRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM notifications n \
+         WHERE ($1::uuid IS NULL OR n.site_id = $1) \
+           AND ($2::uuid IS NULL OR n.recipient_user_id = $2) \
+           AND ($3::smallint IS NULL OR n.state = $3) \
+           AND ($4::timestamptz IS NULL OR (n.create_time, n.notification_id) < ($4, $5)) \
+         ORDER BY n.create_time DESC, n.notification_id DESC LIMIT $6"
+    ))
+    .bind(filter.site_id)
+    .bind(filter.recipient_user_id)
+    .bind(filter.state.map(State::number))
+    .bind(before.map(|(time, _)| time))
+    .bind(before.map(|(_, id)| id))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    with_attempts(pool, decode_all(rows)?).await
+}
+
+/// What reviving a notification found.
+#[derive(Debug)]
+pub enum Revived {
+    /// It was DEAD and is PENDING again.
+    Revived(Box<Notification>),
+    /// It is in another state.
+    NotDead(State),
+    /// There is no such notification.
+    NotFound,
+}
+
+/// Moves a DEAD notification back to PENDING for a new round of attempts, and wakes the
+/// workers at commit.
+pub async fn revive(conn: &mut PgConnection, id: Uuid) -> Result<Revived, sqlx::Error> {
+    let row: Option<NotificationRow> = sqlx::query_as(concat!(
+        "UPDATE notifications n SET state = 1, due_time = now(), round_start = attempt_count, \
+           update_time = now() \
+         WHERE n.notification_id = $1 AND n.state = 5 RETURNING ",
+        columns!()
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some(row) => {
+            wake_workers(&mut *conn).await?;
+            let revived = with_attempts(&mut *conn, vec![row.try_into()?]).await?;
+            match revived.into_iter().next() {
+                Some(notification) => Ok(Revived::Revived(Box::new(notification))),
+                None => Ok(Revived::NotFound),
+            }
+        }
+        None => {
+            let state: Option<i16> =
+                sqlx::query_scalar("SELECT state FROM notifications WHERE notification_id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            match state {
+                None => Ok(Revived::NotFound),
+                Some(number) => Ok(Revived::NotDead(
+                    State::from_number(i32::from(number))
+                        .ok_or_else(|| decode_error("notifications.state"))?,
+                )),
+            }
+        }
+    }
+}
+
+/// A notification a worker holds the lease of: everything it needs to send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// Id.
+    pub notification_id: Uuid,
+    /// Kind.
+    pub kind: Kind,
+    /// Address.
+    pub email: String,
+    /// Language.
+    pub locale: Lang,
+    /// Subject.
+    pub subject: String,
+    /// Plain-text part.
+    pub text_body: String,
+    /// HTML part.
+    pub html_body: String,
+    /// The number of this attempt, from 1.
+    pub attempt: i32,
+    /// The number of this attempt within its round (a RetryNotification starts a round).
+    pub attempt_in_round: i32,
+    /// When the attempt started (the claim).
+    pub attempt_time: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    notification_id: Uuid,
+    kind: i16,
+    email: String,
+    locale: String,
+    subject: String,
+    text_body: String,
+    html_body: String,
+    attempt_count: i32,
+    round_start: i32,
+    attempt_time: DateTime<Utc>,
+}
+
+/// Takes the lease of up to `limit` due notifications for `owner` during `lease`, oldest
+/// due first, skipping rows other workers are claiming. A row whose previous lease ran out
+/// (its worker died) gets that attempt recorded as ABANDONED.
+pub async fn claim(
+    pool: &PgPool,
+    owner: Uuid,
+    lease: Duration,
+    limit: u32,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let rows: Vec<ClaimedRow> = sqlx::query_as(
+        "WITH due AS ( \
+             SELECT notification_id, state AS previous_state, attempt_count AS previous_attempt, \
+               attempt_time AS previous_time \
+             FROM notifications WHERE due_time <= now() \
+             ORDER BY due_time LIMIT $3 FOR UPDATE SKIP LOCKED \
+         ), abandoned AS ( \
+             INSERT INTO attempts (notification_id, attempt, attempt_time, outcome, detail) \
+             SELECT notification_id, previous_attempt, coalesce(previous_time, now()), 4, $4 \
+             FROM due WHERE previous_state = 2 AND previous_attempt >= 1 \
+             ON CONFLICT DO NOTHING \
+         ) \
+         UPDATE notifications n SET state = 2, lease_owner = $1, \
+           due_time = now() + $2::float8 * interval '1 millisecond', \
+           attempt_count = n.attempt_count + 1, attempt_time = now(), update_time = now() \
+         FROM due WHERE n.notification_id = due.notification_id \
+         RETURNING n.notification_id, n.kind, n.email, n.locale, n.subject, n.text_body, \
+           n.html_body, n.attempt_count, n.round_start, n.attempt_time",
+    )
+    .bind(owner)
+    .bind(lease_ms)
+    .bind(i64::from(limit))
+    .bind(ABANDONED_DETAIL)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(Claimed {
+                notification_id: row.notification_id,
+                kind: kind_of(row.kind)?,
+                email: row.email,
+                locale: Lang::from_stored(&row.locale),
+                subject: row.subject,
+                text_body: row.text_body,
+                html_body: row.html_body,
+                attempt: row.attempt_count,
+                attempt_in_round: row.attempt_count - row.round_start,
+                attempt_time: row.attempt_time,
+            })
+        })
+        .collect()
+}
+
+/// The outcome of one attempt, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The notification.
+    pub notification_id: Uuid,
+    /// The attempt's number.
+    pub attempt: i32,
+    /// When it started.
+    pub attempt_time: DateTime<Utc>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The SMTP reply code, 0 when none.
+    pub smtp_code: i32,
+    /// What happened.
+    pub detail: String,
+    /// The notification's new state: DELIVERED, FAILED or DEAD.
+    pub state: State,
+    /// For FAILED, the delay until the next attempt.
+    pub retry_in: Option<Duration>,
+}
+
+/// Records the outcomes of attempts of `owner` in the caller's transaction: the new states,
+/// and each attempt. Outcomes of attempts whose lease `owner` lost (another worker took the
+/// row over) are dropped. Returns the notifications whose state was written.
+pub async fn record(
+    conn: &mut PgConnection,
+    owner: Uuid,
+    outcomes: &[Recorded],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    if outcomes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = outcomes.iter().map(|o| o.notification_id).collect();
+    let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
+    let states: Vec<i16> = outcomes.iter().map(|o| o.state.number()).collect();
+    let delays: Vec<i64> = outcomes
+        .iter()
+        .map(|o| {
+            o.retry_in.map_or(0, |delay| {
+                i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)
+            })
+        })
+        .collect();
+    let kept: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE notifications n SET state = t.state, lease_owner = NULL, \
+           due_time = CASE WHEN t.state = 4 THEN now() + t.delay_ms::float8 * interval '1 millisecond' END, \
+           deliver_time = CASE WHEN t.state = 3 THEN now() ELSE n.deliver_time END, \
+           update_time = now() \
+         FROM unnest($2::uuid[], $3::int[], $4::smallint[], $5::bigint[]) \
+           AS t(id, attempt, state, delay_ms) \
+         WHERE n.notification_id = t.id AND n.state = 2 AND n.lease_owner = $1 \
+           AND n.attempt_count = t.attempt \
+         RETURNING n.notification_id",
+    )
+    .bind(owner)
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&states)
+    .bind(&delays)
+    .fetch_all(&mut *conn)
+    .await?;
+    let kept_set: std::collections::HashSet<Uuid> = kept.iter().copied().collect();
+    let written: Vec<&Recorded> = outcomes
+        .iter()
+        .filter(|o| kept_set.contains(&o.notification_id))
+        .collect();
+    if !written.is_empty() {
+        let ids: Vec<Uuid> = written.iter().map(|o| o.notification_id).collect();
+        let attempts: Vec<i32> = written.iter().map(|o| o.attempt).collect();
+        let times: Vec<DateTime<Utc>> = written.iter().map(|o| o.attempt_time).collect();
+        let outcomes: Vec<i16> = written.iter().map(|o| o.outcome.number()).collect();
+        let codes: Vec<i32> = written.iter().map(|o| o.smtp_code).collect();
+        let details: Vec<&str> = written.iter().map(|o| o.detail.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO attempts (notification_id, attempt, attempt_time, outcome, smtp_code, detail) \
+             SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::smallint[], \
+               $5::int[], $6::text[]) \
+             ON CONFLICT (notification_id, attempt) DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(&times)
+        .bind(&outcomes)
+        .bind(&codes)
+        .bind(&details)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(kept)
+}
