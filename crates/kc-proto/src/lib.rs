@@ -29,6 +29,14 @@ pub mod keycontacts {
             tonic::include_proto!("keycontacts.notification.v1");
         }
     }
+    /// `keycontacts.gateway.*`
+    pub mod gateway {
+        /// `keycontacts.gateway.v1`: the public API that authenticates, authorizes and
+        /// composes the internal services.
+        pub mod v1 {
+            tonic::include_proto!("keycontacts.gateway.v1");
+        }
+    }
     /// `keycontacts.identity.*`
     pub mod identity {
         /// `keycontacts.identity.v1`: users, credentials, sessions and signing keys.
@@ -40,5 +48,6 @@ pub mod keycontacts {
 
 pub use keycontacts::access::v1 as access;
 pub use keycontacts::contacts::v1 as contacts;
+pub use keycontacts::gateway::v1 as gateway;
 pub use keycontacts::identity::v1 as identity;
 pub use keycontacts::notification::v1 as notification;

@@ -1,0 +1,402 @@
+//! Calls to the internal services: who they see as the caller, deadlines, trace context,
+//! one retry of reads, and client-side balancing over replicas.
+//!
+//! - **Credentials.** For a customer, the gateway's own service token and
+//!   `x-kc-on-behalf-of: <customer id>`, so the services apply their rules to, and audit, the
+//!   real person. An operator's (or a service account's) own bearer token is forwarded as is:
+//!   the internal services give operators their operator authority (e.g. access management's
+//!   T4/A3 checks), which they would not give to a person acting through a service. The
+//!   gateway's own questions (authorization checks, reading a request to find its site) use
+//!   its token alone. The public identity RPCs carry no token.
+//! - **Deadlines.** Each call gets what is left of the gateway call's [`Deadline`], sent as
+//!   `grpc-timeout` and enforced locally; running out is `DeadlineExceeded` when the caller
+//!   set the deadline, else `Unavailable`.
+//! - **Retries.** A read ([`Op::Read`]) is tried once more when the service answers
+//!   `Unavailable` (the next try goes to the next replica); writes are never retried.
+//! - **Balancing.** Each service's URL names one or more replicas: its host is resolved
+//!   again every few seconds and calls go round-robin over one lazily connected channel per
+//!   address ([`ReplicaChannels`]); a replica that is down fails fast (connect timeout), and
+//!   one a call could not reach is passed over by the next calls for a few seconds.
+//! - **Trace context.** Every call carries the W3C `traceparent` of the gateway's span.
+
+use std::fmt;
+use std::future::Future;
+
+use kc_proto::access::access_management_service_client::AccessManagementServiceClient;
+use kc_proto::contacts::contact_registry_service_client::ContactRegistryServiceClient;
+use kc_proto::identity::identity_service_client::IdentityServiceClient;
+use kc_proto::notification::notification_service_client::NotificationServiceClient;
+use kc_proto::{access, contacts, identity, notification};
+use kc_runtime::Caller;
+use kc_runtime::client::{Picked, ReplicaChannels, ServiceToken};
+use kc_runtime::telemetry::inject_trace_context;
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+use tonic::transport::Channel;
+use tonic::{Code, Request, Response, Status};
+use uuid::Uuid;
+
+use crate::deadline::Deadline;
+use crate::error::{GatewayError, is_transport_failure};
+
+/// An internal service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Svc {
+    /// Identity: users and sessions.
+    Identity,
+    /// The contact registry: sites and contacts.
+    Contacts,
+    /// Access management: rights and requests.
+    Access,
+    /// Notification: notices and their delivery.
+    Notification,
+}
+
+impl Svc {
+    /// The service's name in logs and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Svc::Identity => "identity",
+            Svc::Contacts => "contact registry",
+            Svc::Access => "access management",
+            Svc::Notification => "notification",
+        }
+    }
+}
+
+impl fmt::Display for Svc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether a call may be repeated safely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Reads nothing but state: retried once on `Unavailable`.
+    Read,
+    /// Changes state: never retried.
+    Write,
+}
+
+/// Who the internal services see as the caller of a call.
+#[derive(Clone, Debug)]
+enum Credentials {
+    /// No token (identity's public session RPCs).
+    Anonymous,
+    /// The gateway's service token alone: the gateway's own questions.
+    Gateway,
+    /// The gateway's service token, acting for this customer.
+    OnBehalfOf(Uuid),
+    /// The caller's own `authorization` value (operators and service accounts).
+    Forward(AsciiMetadataValue),
+}
+
+/// The context of one gateway call: its deadline, its caller and how internal calls carry
+/// the caller.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    /// When the internal calls must be done.
+    pub deadline: Deadline,
+    caller: Option<Caller>,
+    credentials: Credentials,
+}
+
+impl Ctx {
+    /// The context of a public call: no caller, no token.
+    pub fn public(deadline: Deadline) -> Self {
+        Self {
+            deadline,
+            caller: None,
+            credentials: Credentials::Anonymous,
+        }
+    }
+
+    /// The context of an authenticated call from `caller`, whose request carried
+    /// `metadata` (for the `authorization` value forwarded for operators and services).
+    pub fn authenticated(deadline: Deadline, caller: Caller, metadata: &MetadataMap) -> Self {
+        let credentials = if caller.is_privileged() {
+            match metadata.get("authorization") {
+                Some(value) => Credentials::Forward(value.clone()),
+                None => Credentials::Gateway,
+            }
+        } else {
+            Credentials::OnBehalfOf(caller.subject)
+        };
+        Self {
+            deadline,
+            caller: Some(caller),
+            credentials,
+        }
+    }
+
+    /// The same call, asking with the gateway's own token alone (authorization checks).
+    pub fn as_gateway(&self) -> Self {
+        Self {
+            deadline: self.deadline,
+            caller: self.caller.clone(),
+            credentials: Credentials::Gateway,
+        }
+    }
+
+    /// The authenticated caller; `Internal` on a public call (a bug if reached).
+    pub fn caller(&self) -> Result<&Caller, GatewayError> {
+        self.caller
+            .as_ref()
+            .ok_or_else(|| GatewayError::Internal(anyhow::anyhow!("no caller on this call")))
+    }
+
+    fn uses_gateway_token(&self) -> bool {
+        matches!(
+            self.credentials,
+            Credentials::Gateway | Credentials::OnBehalfOf(_)
+        )
+    }
+}
+
+/// The internal services and the gateway's service token.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    identity: ReplicaChannels,
+    contacts: ReplicaChannels,
+    access: ReplicaChannels,
+    notification: ReplicaChannels,
+    token: ServiceToken,
+}
+
+/// How one attempt of a call failed.
+enum Failure {
+    Status(Status),
+    Timeout,
+}
+
+impl Clients {
+    /// Clients over these channels, authenticating with `token`.
+    pub fn new(
+        identity: ReplicaChannels,
+        contacts: ReplicaChannels,
+        access: ReplicaChannels,
+        notification: ReplicaChannels,
+        token: ServiceToken,
+    ) -> Self {
+        Self {
+            identity,
+            contacts,
+            access,
+            notification,
+            token,
+        }
+    }
+
+    fn channel(&self, service: Svc) -> Picked {
+        match service {
+            Svc::Identity => self.identity.pick(),
+            Svc::Contacts => self.contacts.pick(),
+            Svc::Access => self.access.pick(),
+            Svc::Notification => self.notification.pick(),
+        }
+    }
+
+    /// A request carrying `ctx`'s credentials and the current trace context.
+    async fn request<T>(&self, ctx: &Ctx, message: T) -> Result<Request<T>, Status> {
+        match &ctx.credentials {
+            Credentials::Gateway => self.token.request(message, None).await,
+            Credentials::OnBehalfOf(user) => self.token.request(message, Some(*user)).await,
+            Credentials::Anonymous => {
+                let mut request = Request::new(message);
+                inject_trace_context(request.metadata_mut());
+                Ok(request)
+            }
+            Credentials::Forward(authorization) => {
+                let mut request = Request::new(message);
+                request
+                    .metadata_mut()
+                    .insert("authorization", authorization.clone());
+                inject_trace_context(request.metadata_mut());
+                Ok(request)
+            }
+        }
+    }
+
+    /// One attempt: builds the request and sends it with what is left of the deadline.
+    async fn attempt<Req, Resp, F, Fut>(
+        &self,
+        ctx: &Ctx,
+        service: Svc,
+        message: Req,
+        send: &F,
+    ) -> Result<Resp, Failure>
+    where
+        F: Fn(Channel, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let Some(remaining) = ctx.deadline.remaining() else {
+            return Err(Failure::Timeout);
+        };
+        let picked = self.channel(service);
+        let call = async {
+            let mut request = self.request(ctx, message).await?;
+            request.set_timeout(remaining);
+            send(picked.channel.clone(), request).await
+        };
+        match tokio::time::timeout(remaining, call).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => {
+                if is_transport_failure(&status) {
+                    // The replica was not reached (or dropped the connection): the next
+                    // calls, and the retry of a read, go to the other replicas.
+                    picked.unreachable();
+                }
+                Err(Failure::Status(status))
+            }
+            Err(_) => Err(Failure::Timeout),
+        }
+    }
+
+    /// Calls `service` with `message` through `send`, retrying a read once on `Unavailable`.
+    pub async fn call<Req, Resp, F, Fut>(
+        &self,
+        ctx: &Ctx,
+        service: Svc,
+        op: Op,
+        message: Req,
+        send: F,
+    ) -> Result<Resp, GatewayError>
+    where
+        Req: Clone,
+        F: Fn(Channel, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        if op == Op::Read {
+            match self.attempt(ctx, service, message.clone(), &send).await {
+                Err(Failure::Status(status)) if status.code() == Code::Unavailable => {
+                    tracing::debug!(
+                        service = service.name(),
+                        "internal service unavailable; retrying the read once"
+                    );
+                }
+                other => return other.map_err(|failure| self.error(ctx, service, failure)),
+            }
+        }
+        self.attempt(ctx, service, message, &send)
+            .await
+            .map_err(|failure| self.error(ctx, service, failure))
+    }
+
+    fn error(&self, ctx: &Ctx, service: Svc, failure: Failure) -> GatewayError {
+        match failure {
+            Failure::Status(status) => GatewayError::Downstream {
+                service,
+                status,
+                gateway_credentials: ctx.uses_gateway_token(),
+            },
+            Failure::Timeout => GatewayError::Timeout {
+                service,
+                caller_deadline: ctx.deadline.from_caller,
+            },
+        }
+    }
+}
+
+/// One method of [`Clients`] per internal RPC the gateway calls.
+macro_rules! rpcs {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident: $svc:ident $op:ident $client:ident::$method:ident($req:ty) -> $resp:ty;
+    )*) => {
+        impl Clients {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&self, ctx: &Ctx, message: $req) -> Result<$resp, GatewayError> {
+                    self.call(ctx, Svc::$svc, Op::$op, message, |channel, request| async move {
+                        $client::new(channel).$method(request).await
+                    })
+                    .await
+                }
+            )*
+        }
+    };
+}
+
+rpcs! {
+    /// identity `RegisterUser`.
+    register_user: Identity Write IdentityServiceClient::register_user(identity::RegisterUserRequest) -> identity::RegisterUserResponse;
+    /// identity `VerifyEmail`.
+    verify_email: Identity Write IdentityServiceClient::verify_email(identity::VerifyEmailRequest) -> identity::VerifyEmailResponse;
+    /// identity `Authenticate`.
+    authenticate: Identity Write IdentityServiceClient::authenticate(identity::AuthenticateRequest) -> identity::AuthenticateResponse;
+    /// identity `RefreshSession`.
+    refresh_session: Identity Write IdentityServiceClient::refresh_session(identity::RefreshSessionRequest) -> identity::RefreshSessionResponse;
+    /// identity `RevokeSession`.
+    revoke_session: Identity Write IdentityServiceClient::revoke_session(identity::RevokeSessionRequest) -> identity::RevokeSessionResponse;
+    /// identity `GetUser`.
+    get_user: Identity Read IdentityServiceClient::get_user(identity::GetUserRequest) -> identity::GetUserResponse;
+    /// identity `BatchGetUsers`.
+    batch_get_users: Identity Read IdentityServiceClient::batch_get_users(identity::BatchGetUsersRequest) -> identity::BatchGetUsersResponse;
+    /// identity `LookupUser`.
+    lookup_user: Identity Read IdentityServiceClient::lookup_user(identity::LookupUserRequest) -> identity::LookupUserResponse;
+    /// identity `CreateUser`.
+    create_user: Identity Write IdentityServiceClient::create_user(identity::CreateUserRequest) -> identity::CreateUserResponse;
+
+    /// registry `CreateSite`.
+    create_site: Contacts Write ContactRegistryServiceClient::create_site(contacts::CreateSiteRequest) -> contacts::CreateSiteResponse;
+    /// registry `GetSite`.
+    get_site: Contacts Read ContactRegistryServiceClient::get_site(contacts::GetSiteRequest) -> contacts::GetSiteResponse;
+    /// registry `UpdateSite`.
+    update_site: Contacts Write ContactRegistryServiceClient::update_site(contacts::UpdateSiteRequest) -> contacts::UpdateSiteResponse;
+    /// registry `GetSiteCompliance`.
+    get_site_compliance: Contacts Read ContactRegistryServiceClient::get_site_compliance(contacts::GetSiteComplianceRequest) -> contacts::GetSiteComplianceResponse;
+    /// registry `ListSiteContacts`.
+    list_site_contacts: Contacts Read ContactRegistryServiceClient::list_site_contacts(contacts::ListSiteContactsRequest) -> contacts::ListSiteContactsResponse;
+    /// registry `ListUserContacts`.
+    list_user_contacts: Contacts Read ContactRegistryServiceClient::list_user_contacts(contacts::ListUserContactsRequest) -> contacts::ListUserContactsResponse;
+    /// registry `AssignContact`.
+    assign_contact: Contacts Write ContactRegistryServiceClient::assign_contact(contacts::AssignContactRequest) -> contacts::AssignContactResponse;
+    /// registry `UpdateContact`.
+    update_contact: Contacts Write ContactRegistryServiceClient::update_contact(contacts::UpdateContactRequest) -> contacts::UpdateContactResponse;
+    /// registry `RemoveContact`.
+    remove_contact: Contacts Write ContactRegistryServiceClient::remove_contact(contacts::RemoveContactRequest) -> contacts::RemoveContactResponse;
+    /// registry `ReplaceContact`.
+    replace_contact: Contacts Write ContactRegistryServiceClient::replace_contact(contacts::ReplaceContactRequest) -> contacts::ReplaceContactResponse;
+    /// registry `TransferPrimaryContact`.
+    transfer_primary_contact: Contacts Write ContactRegistryServiceClient::transfer_primary_contact(contacts::TransferPrimaryContactRequest) -> contacts::TransferPrimaryContactResponse;
+    /// registry `ListAuditRecords`.
+    list_contacts_audit: Contacts Read ContactRegistryServiceClient::list_audit_records(contacts::ListAuditRecordsRequest) -> contacts::ListAuditRecordsResponse;
+
+    /// access `BatchCheck`.
+    batch_check: Access Read AccessManagementServiceClient::batch_check(access::BatchCheckRequest) -> access::BatchCheckResponse;
+    /// access `GetAccessProfile`.
+    get_access_profile: Access Read AccessManagementServiceClient::get_access_profile(access::GetAccessProfileRequest) -> access::GetAccessProfileResponse;
+    /// access `SetToolAccess`.
+    set_tool_access: Access Write AccessManagementServiceClient::set_tool_access(access::SetToolAccessRequest) -> access::SetToolAccessResponse;
+    /// access `SetSupportAccess`.
+    set_support_access: Access Write AccessManagementServiceClient::set_support_access(access::SetSupportAccessRequest) -> access::SetSupportAccessResponse;
+    /// access `RevokeAccess`.
+    revoke_access: Access Write AccessManagementServiceClient::revoke_access(access::RevokeAccessRequest) -> access::RevokeAccessResponse;
+    /// access `ListSiteAccess`.
+    list_site_access: Access Read AccessManagementServiceClient::list_site_access(access::ListSiteAccessRequest) -> access::ListSiteAccessResponse;
+    /// access `ListUserAccess`.
+    list_user_access: Access Read AccessManagementServiceClient::list_user_access(access::ListUserAccessRequest) -> access::ListUserAccessResponse;
+    /// access `SubmitAccessRequest`.
+    submit_access_request: Access Write AccessManagementServiceClient::submit_access_request(access::SubmitAccessRequestRequest) -> access::SubmitAccessRequestResponse;
+    /// access `GetAccessRequest`.
+    get_access_request: Access Read AccessManagementServiceClient::get_access_request(access::GetAccessRequestRequest) -> access::GetAccessRequestResponse;
+    /// access `ListAccessRequests`.
+    list_access_requests: Access Read AccessManagementServiceClient::list_access_requests(access::ListAccessRequestsRequest) -> access::ListAccessRequestsResponse;
+    /// access `ListMyAccessRequests`.
+    list_my_access_requests: Access Read AccessManagementServiceClient::list_my_access_requests(access::ListMyAccessRequestsRequest) -> access::ListMyAccessRequestsResponse;
+    /// access `ApproveAccessRequest`.
+    approve_access_request: Access Write AccessManagementServiceClient::approve_access_request(access::ApproveAccessRequestRequest) -> access::ApproveAccessRequestResponse;
+    /// access `RejectAccessRequest`.
+    reject_access_request: Access Write AccessManagementServiceClient::reject_access_request(access::RejectAccessRequestRequest) -> access::RejectAccessRequestResponse;
+    /// access `CancelAccessRequest`.
+    cancel_access_request: Access Write AccessManagementServiceClient::cancel_access_request(access::CancelAccessRequestRequest) -> access::CancelAccessRequestResponse;
+    /// access `SetDomainPolicy`.
+    set_domain_policy: Access Write AccessManagementServiceClient::set_domain_policy(access::SetDomainPolicyRequest) -> access::SetDomainPolicyResponse;
+    /// access `ListAuditRecords`.
+    list_access_audit: Access Read AccessManagementServiceClient::list_audit_records(access::ListAuditRecordsRequest) -> access::ListAuditRecordsResponse;
+
+    /// notification `SendNotice`.
+    send_notice: Notification Write NotificationServiceClient::send_notice(notification::SendNoticeRequest) -> notification::SendNoticeResponse;
+    /// notification `ListNotifications`.
+    list_notifications: Notification Read NotificationServiceClient::list_notifications(notification::ListNotificationsRequest) -> notification::ListNotificationsResponse;
+}

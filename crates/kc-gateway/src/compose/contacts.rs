@@ -1,0 +1,505 @@
+//! Contacts: ShowAllContacts (C7: the registry's contacts with identity's users, one entry
+//! per person) and the contact changes (AssignContact, UpdateContact, RemoveContact,
+//! ReplaceContact, TransferPrimaryContact). Contact ids go to the registry with the site
+//! that was checked, so an id of another site's contact is not found there.
+
+use std::collections::HashMap;
+
+use kc_proto::contacts::{self, Contact, ContactDetails};
+use kc_proto::gateway as pb;
+use kc_proto::identity::User;
+use kc_runtime::paging::{decode_token, encode_token};
+use uuid::Uuid;
+
+use super::sites::all_pages;
+use super::{DOWNSTREAM_PAGE_MAX, Gateway, id, page_size, required};
+use crate::clients::{Ctx, Svc};
+use crate::error::GatewayError;
+use crate::policy::method;
+
+/// Whether contact details hold anything.
+pub(super) fn has_details(details: &ContactDetails) -> bool {
+    !details.phone.is_empty()
+        || !details.job_title.is_empty()
+        || !details.notification_email.is_empty()
+}
+
+/// Where a person comes in ShowAllContacts: its highest role (PRIMARY first), then when it
+/// got that role, then the contact id. Also the key of the page token.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PersonKey {
+    role: i32,
+    seconds: i64,
+    nanos: i32,
+    contact_id: String,
+}
+
+impl PersonKey {
+    fn of(contact: &Contact) -> Self {
+        let time = contact.create_time.unwrap_or_default();
+        Self {
+            role: contact.role,
+            seconds: time.seconds,
+            nanos: time.nanos,
+            contact_id: contact.contact_id.clone(),
+        }
+    }
+
+    fn encode(&self) -> String {
+        encode_token(&[
+            &self.role.to_string(),
+            &self.seconds.to_string(),
+            &self.nanos.to_string(),
+            &self.contact_id,
+        ])
+    }
+
+    fn decode(token: &str) -> Result<Option<Self>, GatewayError> {
+        let Some(parts) = decode_token(token, 4)? else {
+            return Ok(None);
+        };
+        let bad = || GatewayError::invalid("page_token", "not a page token this service issued");
+        Ok(Some(Self {
+            role: parts[0].parse().map_err(|_| bad())?,
+            seconds: parts[1].parse().map_err(|_| bad())?,
+            nanos: parts[2].parse().map_err(|_| bad())?,
+            contact_id: parts[3].clone(),
+        }))
+    }
+}
+
+/// The contacts of a site grouped by person: each person's contacts by role (PRIMARY
+/// first), the people in [`PersonKey`] order.
+pub fn group_by_person(contacts: Vec<Contact>) -> Vec<(PersonKey, Vec<Contact>)> {
+    let mut by_user: HashMap<String, Vec<Contact>> = HashMap::new();
+    for contact in contacts {
+        by_user
+            .entry(contact.user_id.clone())
+            .or_default()
+            .push(contact);
+    }
+    let mut groups: Vec<(PersonKey, Vec<Contact>)> = by_user
+        .into_values()
+        .filter_map(|mut contacts| {
+            contacts.sort_by_key(PersonKey::of);
+            let key = PersonKey::of(contacts.first()?);
+            Some((key, contacts))
+        })
+        .collect();
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    groups
+}
+
+/// One person among a site's contacts (C7), from its contacts there (highest role first)
+/// and its user, when identity knows it.
+pub(super) fn contact_view(
+    user_id: &str,
+    user: Option<&User>,
+    contacts: &[Contact],
+) -> pb::ContactView {
+    let details = contacts
+        .first()
+        .and_then(|contact| contact.details.clone())
+        .unwrap_or_default();
+    let email = user.map(|u| u.email.clone()).unwrap_or_default();
+    let notification_email = if details.notification_email.is_empty() {
+        email.clone()
+    } else {
+        details.notification_email.clone()
+    };
+    let mut roles: Vec<i32> = contacts.iter().map(|contact| contact.role).collect();
+    roles.sort_unstable();
+    roles.dedup();
+    pb::ContactView {
+        user_id: user_id.to_owned(),
+        display_name: user.map(|u| u.display_name.clone()).unwrap_or_default(),
+        email,
+        notification_email,
+        roles,
+        phone: details.phone,
+        job_title: details.job_title,
+        user_state: user.map(|u| u.state).unwrap_or_default(),
+        contacts: contacts
+            .iter()
+            .map(|contact| pb::ContactRoleEntry {
+                contact_id: contact.contact_id.clone(),
+                role: contact.role,
+                details: contact.details.clone(),
+                etag: contact.etag.clone(),
+            })
+            .collect(),
+    }
+}
+
+impl Gateway {
+    /// The language of a site, for the people invited to it.
+    async fn site_language(&self, ctx: &Ctx, site_id: Uuid) -> Result<String, GatewayError> {
+        let site = self
+            .clients
+            .get_site(
+                ctx,
+                contacts::GetSiteRequest {
+                    site_id: site_id.to_string(),
+                },
+            )
+            .await?
+            .site;
+        let site = required(Svc::Contacts, "site", site)?;
+        Ok(if site.language.is_empty() {
+            "en".to_owned()
+        } else {
+            site.language
+        })
+    }
+
+    /// Admits the caller of the contact-changing `method` on `site_id`, then finds the
+    /// person with login e-mail `email`, or invites it in the site's language (see
+    /// [`Gateway::person`]). Returns the user and whether it was invited.
+    async fn admit_person(
+        &self,
+        ctx: &Ctx,
+        method: &str,
+        site_id: Uuid,
+        email: &str,
+        display_name: Option<&str>,
+        locale: &str,
+    ) -> Result<(User, bool), GatewayError> {
+        self.admit_site(ctx, method, site_id).await?;
+        self.person(
+            ctx,
+            email,
+            display_name,
+            locale,
+            self.site_language(ctx, site_id),
+        )
+        .await
+    }
+
+    /// `ShowAllContacts` (C7): every contact of the site (read while CONTACTS_VIEW is
+    /// checked), their users from identity, one entry per person.
+    pub async fn show_all_contacts(
+        &self,
+        ctx: &Ctx,
+        request: pb::ShowAllContactsRequest,
+    ) -> Result<pb::ShowAllContactsResponse, GatewayError> {
+        let site_id = id("site_id", &request.site_id)?;
+        let size = page_size(request.page_size, 100)? as usize;
+        let after = PersonKey::decode(&request.page_token)?;
+        let read = all_pages("contacts", |page_token| {
+            let list = contacts::ListSiteContactsRequest {
+                site_id: site_id.to_string(),
+                roles: request.roles.clone(),
+                page_size: DOWNSTREAM_PAGE_MAX,
+                page_token,
+            };
+            async move {
+                let response = self.clients.list_site_contacts(ctx, list).await?;
+                Ok((response.contacts, response.next_page_token))
+            }
+        });
+        let (allowed, read) = futures::join!(
+            self.admit_site(ctx, method::SHOW_ALL_CONTACTS, site_id),
+            read
+        );
+        allowed?;
+        let mut groups: Vec<(PersonKey, Vec<Contact>)> = group_by_person(read?)
+            .into_iter()
+            .filter(|(key, _)| after.as_ref().is_none_or(|after| key > after))
+            .take(size + 1)
+            .collect();
+        let next_page_token = if groups.len() > size {
+            groups.truncate(size);
+            groups
+                .last()
+                .map(|(key, _)| key.encode())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let users = self
+            .users_by_id(
+                ctx,
+                groups
+                    .iter()
+                    .filter_map(|(_, contacts)| contacts.first())
+                    .map(|contact| contact.user_id.clone()),
+            )
+            .await?;
+        let contacts = groups
+            .iter()
+            .filter_map(|(_, contacts)| {
+                let user_id = &contacts.first()?.user_id;
+                Some(contact_view(user_id, users.get(user_id), contacts))
+            })
+            .collect();
+        Ok(pb::ShowAllContactsResponse {
+            contacts,
+            next_page_token,
+        })
+    }
+
+    /// `AssignContact`: CONTACTS_UPDATE; the person is looked up by e-mail, or invited,
+    /// then the registry assigns the role (C6).
+    pub async fn assign_contact(
+        &self,
+        ctx: &Ctx,
+        request: pb::AssignContactRequest,
+    ) -> Result<pb::AssignContactResponse, GatewayError> {
+        let site_id = id("site_id", &request.site_id)?;
+        let (user, invited) = self
+            .admit_person(
+                ctx,
+                method::ASSIGN_CONTACT,
+                site_id,
+                &request.email,
+                request.display_name.as_deref(),
+                &request.locale,
+            )
+            .await?;
+        let response = self
+            .clients
+            .assign_contact(
+                ctx,
+                contacts::AssignContactRequest {
+                    site_id: site_id.to_string(),
+                    user_id: user.user_id.clone(),
+                    role: request.role,
+                    details: request.details,
+                },
+            )
+            .await?;
+        Ok(pb::AssignContactResponse {
+            contact: Some(required(Svc::Contacts, "contact", response.contact)?),
+            user: Some(user),
+            user_invited: invited,
+        })
+    }
+
+    /// `UpdateContact`: CONTACTS_UPDATE on the site; the registry changes the contact only
+    /// when it belongs to that site.
+    pub async fn update_contact(
+        &self,
+        ctx: &Ctx,
+        request: pb::UpdateContactRequest,
+    ) -> Result<pb::UpdateContactResponse, GatewayError> {
+        let site_id = id("site_id", &request.site_id)?;
+        let contact_id = id("contact_id", &request.contact_id)?;
+        self.admit_site(ctx, method::UPDATE_CONTACT, site_id)
+            .await?;
+        let response = self
+            .clients
+            .update_contact(
+                ctx,
+                contacts::UpdateContactRequest {
+                    contact_id: contact_id.to_string(),
+                    details: request.details,
+                    etag: request.etag,
+                    site_id: site_id.to_string(),
+                },
+            )
+            .await?;
+        Ok(pb::UpdateContactResponse {
+            contact: Some(required(Svc::Contacts, "contact", response.contact)?),
+        })
+    }
+
+    /// `RemoveContact`: CONTACTS_UPDATE on the site; the registry removes the contact only
+    /// when it belongs to that site (C1, C5 apply).
+    pub async fn remove_contact(
+        &self,
+        ctx: &Ctx,
+        request: pb::RemoveContactRequest,
+    ) -> Result<pb::RemoveContactResponse, GatewayError> {
+        let site_id = id("site_id", &request.site_id)?;
+        let contact_id = id("contact_id", &request.contact_id)?;
+        self.admit_site(ctx, method::REMOVE_CONTACT, site_id)
+            .await?;
+        let response = self
+            .clients
+            .remove_contact(
+                ctx,
+                contacts::RemoveContactRequest {
+                    contact_id: contact_id.to_string(),
+                    etag: request.etag,
+                    site_id: site_id.to_string(),
+                },
+            )
+            .await?;
+        Ok(pb::RemoveContactResponse {
+            contact: Some(required(Svc::Contacts, "contact", response.contact)?),
+        })
+    }
+
+    /// `ReplaceContact`: CONTACTS_UPDATE; the new holder is looked up by e-mail, or
+    /// invited, then the registry swaps the holder (C5).
+    pub async fn replace_contact(
+        &self,
+        ctx: &Ctx,
+        request: pb::ReplaceContactRequest,
+    ) -> Result<pb::ReplaceContactResponse, GatewayError> {
+        let site_id = id("site_id", &request.site_id)?;
+        let (user, invited) = self
+            .admit_person(
+                ctx,
+                method::REPLACE_CONTACT,
+                site_id,
+                &request.email,
+                request.display_name.as_deref(),
+                &request.locale,
+            )
+            .await?;
+        let response = self
+            .clients
+            .replace_contact(
+                ctx,
+                contacts::ReplaceContactRequest {
+                    site_id: site_id.to_string(),
+                    role: request.role,
+                    new_user_id: user.user_id.clone(),
+                    details: request.details,
+                },
+            )
+            .await?;
+        Ok(pb::ReplaceContactResponse {
+            contact: Some(required(Svc::Contacts, "contact", response.contact)?),
+            replaced: response.replaced,
+            user: Some(user),
+            user_invited: invited,
+        })
+    }
+
+    /// `TransferPrimaryContact` (C8): ACCOUNT_MANAGEMENT; the new primary is looked up by
+    /// e-mail, or invited, then the registry transfers the role.
+    pub async fn transfer_primary_contact(
+        &self,
+        ctx: &Ctx,
+        request: pb::TransferPrimaryContactRequest,
+    ) -> Result<pb::TransferPrimaryContactResponse, GatewayError> {
+        let site_id = id("site_id", &request.site_id)?;
+        let (user, _) = self
+            .admit_person(
+                ctx,
+                method::TRANSFER_PRIMARY_CONTACT,
+                site_id,
+                &request.email,
+                request.display_name.as_deref(),
+                &request.locale,
+            )
+            .await?;
+        let response = self
+            .clients
+            .transfer_primary_contact(
+                ctx,
+                contacts::TransferPrimaryContactRequest {
+                    site_id: site_id.to_string(),
+                    new_user_id: user.user_id,
+                    etag: request.etag,
+                    previous_primary_role: request.previous_primary_role,
+                },
+            )
+            .await?;
+        Ok(pb::TransferPrimaryContactResponse {
+            site: response.site,
+            primary: response.primary,
+            previous_primary: response.previous_primary,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kc_proto::contacts::ContactRole as R;
+
+    use super::*;
+
+    fn contact(id: &str, user: &str, role: R, created: i64) -> Contact {
+        Contact {
+            contact_id: id.into(),
+            site_id: "s".into(),
+            user_id: user.into(),
+            role: role as i32,
+            details: Some(ContactDetails {
+                phone: format!("+3310000000{created}"),
+                ..Default::default()
+            }),
+            create_time: Some(prost_types::Timestamp {
+                seconds: created,
+                nanos: 0,
+            }),
+            update_time: None,
+            etag: format!("{created}"),
+        }
+    }
+
+    #[test]
+    fn contacts_group_by_person_highest_role_first() {
+        let grouped = group_by_person(vec![
+            contact("c1", "ann", R::Primary, 1),
+            contact("c2", "bob", R::SiteTechnical, 2),
+            contact("c3", "cyd", R::Secondary, 3),
+            contact("c4", "ann", R::Billing, 4),
+            contact("c5", "bob", R::Administrative, 5),
+            contact("c6", "dan", R::Secondary, 1),
+        ]);
+        let order: Vec<(&str, Vec<i32>)> = grouped
+            .iter()
+            .map(|(_, contacts)| {
+                (
+                    contacts[0].user_id.as_str(),
+                    contacts.iter().map(|c| c.role).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                ("ann", vec![R::Primary as i32, R::Billing as i32]),
+                (
+                    "bob",
+                    vec![R::Administrative as i32, R::SiteTechnical as i32]
+                ),
+                ("dan", vec![R::Secondary as i32]),
+                ("cyd", vec![R::Secondary as i32]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_view_shows_the_highest_roles_details_and_falls_back_to_the_login_email() {
+        let user = User {
+            user_id: "bob".into(),
+            email: "bob@example.com".into(),
+            display_name: "Bob".into(),
+            ..Default::default()
+        };
+        let contacts = [
+            contact("c5", "bob", R::Administrative, 5),
+            contact("c2", "bob", R::SiteTechnical, 2),
+        ];
+        let view = contact_view("bob", Some(&user), &contacts);
+        assert_eq!(view.display_name, "Bob");
+        assert_eq!(view.email, "bob@example.com");
+        assert_eq!(view.notification_email, "bob@example.com"); // rule C9 fallback
+        assert_eq!(view.phone, "+33100000005");
+        assert_eq!(
+            view.roles,
+            vec![R::Administrative as i32, R::SiteTechnical as i32]
+        );
+        assert_eq!(view.contacts.len(), 2);
+        assert_eq!(view.contacts[1].contact_id, "c2");
+        let unknown = contact_view("ghost", None, &contacts[..1]);
+        assert_eq!(
+            (unknown.email.as_str(), unknown.display_name.as_str()),
+            ("", "")
+        );
+    }
+
+    #[test]
+    fn person_keys_round_trip_through_page_tokens() {
+        let key = PersonKey::of(&contact("c1", "ann", R::Secondary, 42));
+        assert_eq!(PersonKey::decode(&key.encode()).unwrap(), Some(key));
+        assert_eq!(PersonKey::decode("").unwrap(), None);
+        let wrong = encode_token(&["x", "1", "2", "c"]);
+        assert!(PersonKey::decode(&wrong).is_err());
+    }
+}

@@ -1,0 +1,150 @@
+//! Settings of `kc-gateway`, from flags and environment variables.
+
+use std::time::Duration;
+
+use clap::Parser;
+use kc_runtime::client::{ReplicaSettings, ServiceAccountArgs};
+use kc_runtime::config::{IdentityUrlArgs, ServerArgs, parse_duration, parse_http_url};
+
+use crate::ratelimit::{Rate, parse_rate};
+
+/// Everything `kc-gateway serve` needs.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GatewayArgs {
+    /// Server settings.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Identity: sessions, users, token signing keys and the gateway's service token.
+    #[command(flatten)]
+    pub identity: IdentityUrlArgs,
+    /// URL of the contact registry, e.g. `http://127.0.0.1:50052`.
+    #[arg(long, env = "KC_CONTACTS_URL", value_parser = parse_http_url)]
+    pub contacts_url: String,
+    /// URL of access management, e.g. `http://127.0.0.1:50053`.
+    #[arg(long, env = "KC_ACCESS_URL", value_parser = parse_http_url)]
+    pub access_url: String,
+    /// URL of the notification service, e.g. `http://127.0.0.1:50054`.
+    #[arg(long, env = "KC_NOTIFICATION_URL", value_parser = parse_http_url)]
+    pub notification_url: String,
+    /// The gateway's own service account, to call the internal services.
+    #[command(flatten)]
+    pub account: ServiceAccountArgs,
+    /// Deadline of a call whose caller sets none (`grpc-timeout`), e.g. `5s`.
+    #[arg(long, env = "KC_DEFAULT_DEADLINE", default_value = "5s", value_parser = parse_duration)]
+    pub default_deadline: Duration,
+    /// Sustained rate of the public session RPCs (Register, VerifyEmail, Login, Refresh,
+    /// Logout) per caller IP address: `20/min`, `5/s`, `100/h`, or `off`.
+    #[arg(long, env = "KC_SESSION_RATE_LIMIT", default_value = "20/min", value_parser = parse_rate)]
+    pub session_rate_limit: Rate,
+    /// Session calls one address may make in a burst before the rate applies.
+    #[arg(long, env = "KC_SESSION_RATE_BURST", default_value_t = 10)]
+    pub session_rate_burst: u32,
+    /// Longest wait for a connection to one replica of an internal service: a replica that
+    /// is down answers UNAVAILABLE after at most this.
+    #[arg(long, env = "KC_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// How often the host names of the internal services are resolved again, to balance
+    /// over every replica behind one name (a Kubernetes headless service).
+    #[arg(long, env = "KC_RESOLVE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub resolve_interval: Duration,
+}
+
+impl GatewayArgs {
+    /// Parses serve arguments from an argument vector (the first item is the program name).
+    pub fn parse_from<I, T>(argv: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: GatewayArgs,
+        }
+        Cli::try_parse_from(argv).map(|cli| cli.args)
+    }
+
+    /// Checks the values clap cannot: fails with one line naming the setting.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.default_deadline.is_zero() {
+            anyhow::bail!("--default-deadline (KC_DEFAULT_DEADLINE) must be more than 0");
+        }
+        if self.connect_timeout.is_zero() {
+            anyhow::bail!("--connect-timeout (KC_CONNECT_TIMEOUT) must be more than 0");
+        }
+        if self.resolve_interval.is_zero() {
+            anyhow::bail!("--resolve-interval (KC_RESOLVE_INTERVAL) must be more than 0");
+        }
+        if self.session_rate_burst == 0 {
+            anyhow::bail!("--session-rate-burst (KC_SESSION_RATE_BURST) must be at least 1");
+        }
+        if self.account.client_id.trim().is_empty() || self.account.client_secret.is_empty() {
+            anyhow::bail!(
+                "--client-id and --client-secret (KC_CLIENT_ID, KC_CLIENT_SECRET) must name the gateway's account"
+            );
+        }
+        Ok(())
+    }
+
+    /// How the gateway connects to the replicas of the internal services.
+    pub fn replica_settings(&self) -> ReplicaSettings {
+        ReplicaSettings {
+            connect_timeout: self.connect_timeout,
+            resolve_interval: self.resolve_interval,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: [&str; 13] = [
+        "kc-gateway",
+        "--identity-url",
+        "http://127.0.0.1:50051",
+        "--contacts-url",
+        "http://127.0.0.1:50052",
+        "--access-url",
+        "http://127.0.0.1:50053",
+        "--notification-url",
+        "http://127.0.0.1:50054",
+        "--client-id",
+        "0191f1d2-0000-7000-8000-000000000000",
+        "--client-secret",
+        "-secret",
+    ];
+
+    #[test]
+    fn defaults() {
+        let args = GatewayArgs::parse_from(BASE).expect("parses");
+        assert_eq!(args.default_deadline, Duration::from_secs(5));
+        assert_eq!(
+            args.session_rate_limit,
+            Rate::Limit {
+                tokens: 20,
+                per: Duration::from_secs(60)
+            }
+        );
+        assert_eq!(args.session_rate_burst, 10);
+        assert_eq!(args.account.client_secret, "-secret");
+        assert!(args.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_settings_name_themselves() {
+        let bad_url =
+            GatewayArgs::parse_from(BASE.iter().chain(&["--access-url", "kc-access:50053"]));
+        assert!(bad_url.is_err());
+        let bad_rate =
+            GatewayArgs::parse_from(BASE.iter().chain(&["--session-rate-limit", "lots"]));
+        assert!(bad_rate.is_err());
+        let args = GatewayArgs::parse_from(BASE.iter().chain(&["--default-deadline", "0s"]))
+            .expect("parses");
+        let error = args.validate().expect_err("zero deadline").to_string();
+        assert!(error.contains("--default-deadline"), "{error}");
+        let off = GatewayArgs::parse_from(BASE.iter().chain(&["--session-rate-limit", "off"]))
+            .expect("parses");
+        assert_eq!(off.session_rate_limit, Rate::Off);
+    }
+}

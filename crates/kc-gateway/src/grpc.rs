@@ -1,0 +1,128 @@
+//! The gRPC face of the gateway: builds each call's context (deadline, caller, peer
+//! address) and hands the request to [`Gateway`]; nothing else.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kc_proto::gateway::{self as pb, gateway_service_server::GatewayService};
+use tonic::{Request, Response, Status};
+
+use crate::clients::Ctx;
+use crate::compose::Gateway;
+use crate::deadline::Deadline;
+use crate::error::GatewayError;
+
+/// The `GatewayService` implementation.
+#[derive(Debug, Clone)]
+pub struct GatewayApi {
+    gateway: Arc<Gateway>,
+    default_deadline: Duration,
+    request_timeout: Duration,
+}
+
+impl GatewayApi {
+    /// The API over `gateway`: calls without `grpc-timeout` get `default_deadline`, and none
+    /// gets more than the server's `request_timeout`.
+    pub fn new(gateway: Gateway, default_deadline: Duration, request_timeout: Duration) -> Self {
+        Self {
+            gateway: Arc::new(gateway),
+            default_deadline,
+            request_timeout,
+        }
+    }
+
+    fn deadline<T>(&self, request: &Request<T>) -> Deadline {
+        let header = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|value| value.to_str().ok());
+        Deadline::compute(
+            Instant::now(),
+            header,
+            self.default_deadline,
+            self.request_timeout,
+        )
+    }
+
+    /// The context of an authenticated call.
+    fn ctx<T>(&self, request: &Request<T>) -> Result<Ctx, Status> {
+        let caller = kc_runtime::auth::caller(request)?;
+        Ok(Ctx::authenticated(
+            self.deadline(request),
+            caller,
+            request.metadata(),
+        ))
+    }
+}
+
+fn respond<T>(result: Result<T, GatewayError>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(Status::from)
+}
+
+macro_rules! handlers {
+    (
+        public { $($pub_name:ident($pub_req:ident) -> $pub_resp:ident;)* }
+        authenticated { $($name:ident($req:ident) -> $resp:ident;)* }
+    ) => {
+        #[tonic::async_trait]
+        impl GatewayService for GatewayApi {
+            $(
+                async fn $pub_name(
+                    &self,
+                    request: Request<pb::$pub_req>,
+                ) -> Result<Response<pb::$pub_resp>, Status> {
+                    let ctx = Ctx::public(self.deadline(&request));
+                    let peer = request.remote_addr().map(|addr| addr.ip());
+                    respond(self.gateway.$pub_name(&ctx, peer, request.into_inner()).await)
+                }
+            )*
+            $(
+                async fn $name(
+                    &self,
+                    request: Request<pb::$req>,
+                ) -> Result<Response<pb::$resp>, Status> {
+                    let ctx = self.ctx(&request)?;
+                    respond(self.gateway.$name(&ctx, request.into_inner()).await)
+                }
+            )*
+        }
+    };
+}
+
+handlers! {
+    public {
+        register(RegisterRequest) -> RegisterResponse;
+        verify_email(VerifyEmailRequest) -> VerifyEmailResponse;
+        login(LoginRequest) -> LoginResponse;
+        refresh(RefreshRequest) -> RefreshResponse;
+        logout(LogoutRequest) -> LogoutResponse;
+    }
+    authenticated {
+        get_me(GetMeRequest) -> GetMeResponse;
+        create_site(CreateSiteRequest) -> CreateSiteResponse;
+        get_site(GetSiteRequest) -> GetSiteResponse;
+        list_my_sites(ListMySitesRequest) -> ListMySitesResponse;
+        update_site(UpdateSiteRequest) -> UpdateSiteResponse;
+        get_site_compliance(GetSiteComplianceRequest) -> GetSiteComplianceResponse;
+        show_all_contacts(ShowAllContactsRequest) -> ShowAllContactsResponse;
+        assign_contact(AssignContactRequest) -> AssignContactResponse;
+        update_contact(UpdateContactRequest) -> UpdateContactResponse;
+        remove_contact(RemoveContactRequest) -> RemoveContactResponse;
+        replace_contact(ReplaceContactRequest) -> ReplaceContactResponse;
+        transfer_primary_contact(TransferPrimaryContactRequest) -> TransferPrimaryContactResponse;
+        get_access_profile(GetAccessProfileRequest) -> GetAccessProfileResponse;
+        set_tool_access(SetToolAccessRequest) -> SetToolAccessResponse;
+        set_support_access(SetSupportAccessRequest) -> SetSupportAccessResponse;
+        revoke_access(RevokeAccessRequest) -> RevokeAccessResponse;
+        list_site_access(ListSiteAccessRequest) -> ListSiteAccessResponse;
+        self_nominate(SelfNominateRequest) -> SelfNominateResponse;
+        list_my_requests(ListMyRequestsRequest) -> ListMyRequestsResponse;
+        cancel_my_request(CancelMyRequestRequest) -> CancelMyRequestResponse;
+        list_pending_requests(ListPendingRequestsRequest) -> ListPendingRequestsResponse;
+        decide_access_request(DecideAccessRequestRequest) -> DecideAccessRequestResponse;
+        set_domain_policy(SetDomainPolicyRequest) -> SetDomainPolicyResponse;
+        send_notice(SendNoticeRequest) -> SendNoticeResponse;
+        list_site_notifications(ListSiteNotificationsRequest) -> ListSiteNotificationsResponse;
+        list_site_audit(ListSiteAuditRequest) -> ListSiteAuditResponse;
+    }
+}

@@ -1,0 +1,85 @@
+//! `kc-gateway`: the public API of the keycontacts suite. It authenticates the caller
+//! (tokens verified locally), decides whether the call is allowed (one table of rules,
+//! [`policy`], and one access-management `BatchCheck` per call), and composes identity, the
+//! contact registry, access management and notification into
+//! `keycontacts.gateway.v1.GatewayService` (`kc_proto::gateway`). It owns no data.
+//!
+//! - [`policy`]: the permission table of every RPC.
+//! - [`compose`]: what each RPC does, per area.
+//! - [`clients`]: calls to the internal services (credentials, deadlines, retries of
+//!   reads, trace context, client-side balancing over replicas).
+//! - [`deadline`], [`ratelimit`], [`error`], [`grpc`], [`config`].
+
+pub mod clients;
+pub mod compose;
+pub mod config;
+pub mod deadline;
+pub mod error;
+pub mod grpc;
+pub mod policy;
+pub mod ratelimit;
+
+use std::net::SocketAddr;
+
+use kc_proto::gateway::gateway_service_server::GatewayServiceServer;
+use kc_runtime::Shutdown;
+use kc_runtime::auth::{AuthLayer, TokenVerifier};
+use kc_runtime::client::{ReplicaChannels, ServiceToken};
+use kc_runtime::server::{ServeOptions, serve};
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+
+use crate::clients::Clients;
+use crate::compose::Gateway;
+use crate::config::GatewayArgs;
+use crate::ratelimit::RateLimiter;
+
+/// The gRPC service name, as reported in health.
+pub const SERVICE_NAME: &str = policy::SERVICE;
+/// Where the gateway listens unless told otherwise.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50050);
+
+/// Serves the gateway on `listener` until `shutdown`, verifying tokens with the keys of the
+/// identity service named in `args`.
+pub async fn run(
+    args: GatewayArgs,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let verifier = args.identity.verifier(&args.server)?;
+    run_with_verifier(args, verifier, listener, shutdown).await
+}
+
+/// Like [`run`], with the token verifier given (tests use a test issuer's keys).
+///
+/// The internal services are reached lazily: the gateway serves (health SERVING) at once,
+/// and a service that is down makes only the calls that need it fail, with `Unavailable`.
+pub async fn run_with_verifier(
+    args: GatewayArgs,
+    verifier: TokenVerifier,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    args.validate()?;
+    let replicas = args.replica_settings();
+    let identity = ReplicaChannels::new("--identity-url", &args.identity.identity_url, replicas)?;
+    let contacts = ReplicaChannels::new("--contacts-url", &args.contacts_url, replicas)?;
+    let access = ReplicaChannels::new("--access-url", &args.access_url, replicas)?;
+    let notification =
+        ReplicaChannels::new("--notification-url", &args.notification_url, replicas)?;
+    let token = ServiceToken::new(identity.pick().channel, args.account.clone());
+    let clients = Clients::new(identity, contacts, access, notification, token);
+    let gateway = Gateway::new(
+        clients,
+        RateLimiter::new(args.session_rate_limit, args.session_rate_burst),
+    );
+
+    let auth = AuthLayer::new(verifier, policy::public_methods());
+    let api = grpc::GatewayApi::new(gateway, args.default_deadline, args.server.request_timeout);
+    let service = GatewayServiceServer::new(api)
+        .max_decoding_message_size(args.server.max_message_bytes)
+        .max_encoding_message_size(args.server.max_message_bytes);
+    let options = ServeOptions::new(&args.server, vec![SERVICE_NAME], auth);
+    serve(listener, Routes::new(service), options, shutdown).await
+}

@@ -1,0 +1,258 @@
+//! Who may call which gateway RPC: one declarative table from the RPC's full method path to
+//! its [`Rule`], read by the handlers through [`rule`] and checked against the proto by a
+//! test (every `GatewayService` method has exactly one entry).
+//!
+//! Object-level rules that depend on the request itself (fields of `UpdateSite` only
+//! operators may change, the caller's own profile in `GetAccessProfile`, the kinds a
+//! `ListPendingRequests` caller sees) are part of the rule kinds below and applied where the
+//! request is composed.
+
+use kc_proto::access::Permission;
+
+/// Fully qualified name of the gateway service.
+pub const SERVICE: &str = "keycontacts.gateway.v1.GatewayService";
+
+/// What a caller must hold on a site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Every one of these permissions.
+    All(&'static [Permission]),
+    /// At least one of these permissions.
+    Any(&'static [Permission]),
+}
+
+impl Need {
+    /// The permissions asked about in the one `BatchCheck` of a call.
+    pub fn permissions(self) -> &'static [Permission] {
+        match self {
+            Need::All(permissions) | Need::Any(permissions) => permissions,
+        }
+    }
+
+    /// Whether the results of the `BatchCheck` (in the order of [`Self::permissions`])
+    /// satisfy the need.
+    pub fn satisfied_by(self, allowed: &[bool]) -> bool {
+        match self {
+            Need::All(_) => !allowed.is_empty() && allowed.iter().all(|a| *a),
+            Need::Any(_) => allowed.iter().any(|a| *a),
+        }
+    }
+}
+
+/// Who may call an RPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Anyone, without a token; rate limited per caller address.
+    Public,
+    /// Any signed-in person (customer or operator), acting on itself. Service accounts are
+    /// refused.
+    SignedIn,
+    /// Operators only.
+    Operators,
+    /// Operators and service accounts.
+    OperatorsAndServices,
+    /// Customers holding `Need` on the site named by the request; operators pass.
+    Site(Need),
+    /// As [`Rule::Site`], except that a person reading its own profile needs nothing more
+    /// than a relation to the site (a role or a grant there).
+    SiteOrSelf(Need),
+    /// The access request named by the request is read first; then the caller needs, on the
+    /// request's own site, the permission that decides its kind (A3). Operators pass.
+    RequestSite,
+}
+
+/// The permission that decides an access request of a kind (A3).
+pub fn decider_permission(kind: kc_proto::access::AccessRequestKind) -> Option<Permission> {
+    use kc_proto::access::AccessRequestKind as Kind;
+    match kind {
+        Kind::SiteAccess => Some(Permission::ApproveSiteAccess),
+        Kind::SupportAccess => Some(Permission::ApproveSupportAccess),
+        Kind::Unspecified => None,
+    }
+}
+
+macro_rules! methods {
+    ($($konst:ident = $name:literal => $rule:expr;)*) => {
+        /// Full method paths of the gateway's RPCs.
+        pub mod method {
+            $(
+                #[doc = concat!("`/keycontacts.gateway.v1.GatewayService/", $name, "`")]
+                pub const $konst: &str = concat!("/keycontacts.gateway.v1.GatewayService/", $name);
+            )*
+        }
+
+        /// The permission table: every RPC of the gateway and who may call it.
+        pub const TABLE: &[(&str, Rule)] = &[
+            $((method::$konst, $rule),)*
+        ];
+    };
+}
+
+use Permission as P;
+
+methods! {
+    REGISTER = "Register" => Rule::Public;
+    VERIFY_EMAIL = "VerifyEmail" => Rule::Public;
+    LOGIN = "Login" => Rule::Public;
+    REFRESH = "Refresh" => Rule::Public;
+    LOGOUT = "Logout" => Rule::Public;
+
+    GET_ME = "GetMe" => Rule::SignedIn;
+
+    CREATE_SITE = "CreateSite" => Rule::Operators;
+    GET_SITE = "GetSite" => Rule::Site(Need::All(&[P::ContactsView]));
+    LIST_MY_SITES = "ListMySites" => Rule::SignedIn;
+    UPDATE_SITE = "UpdateSite" => Rule::Site(Need::All(&[P::AccountManagement]));
+    GET_SITE_COMPLIANCE = "GetSiteCompliance" => Rule::Site(Need::All(&[P::ContactsView]));
+
+    SHOW_ALL_CONTACTS = "ShowAllContacts" => Rule::Site(Need::All(&[P::ContactsView]));
+    ASSIGN_CONTACT = "AssignContact" => Rule::Site(Need::All(&[P::ContactsUpdate]));
+    UPDATE_CONTACT = "UpdateContact" => Rule::Site(Need::All(&[P::ContactsUpdate]));
+    REMOVE_CONTACT = "RemoveContact" => Rule::Site(Need::All(&[P::ContactsUpdate]));
+    REPLACE_CONTACT = "ReplaceContact" => Rule::Site(Need::All(&[P::ContactsUpdate]));
+    TRANSFER_PRIMARY_CONTACT = "TransferPrimaryContact" =>
+        Rule::Site(Need::All(&[P::AccountManagement]));
+
+    GET_ACCESS_PROFILE = "GetAccessProfile" => Rule::SiteOrSelf(Need::All(&[P::AccessView]));
+    SET_TOOL_ACCESS = "SetToolAccess" => Rule::Site(Need::All(&[P::AccessUpdate]));
+    SET_SUPPORT_ACCESS = "SetSupportAccess" => Rule::Site(Need::All(&[P::SupportAdmin]));
+    REVOKE_ACCESS = "RevokeAccess" => Rule::Site(Need::All(&[P::AccessUpdate]));
+    LIST_SITE_ACCESS = "ListSiteAccess" => Rule::Site(Need::All(&[P::AccessView]));
+
+    SELF_NOMINATE = "SelfNominate" => Rule::SignedIn;
+    LIST_MY_REQUESTS = "ListMyRequests" => Rule::SignedIn;
+    CANCEL_MY_REQUEST = "CancelMyRequest" => Rule::SignedIn;
+    LIST_PENDING_REQUESTS = "ListPendingRequests" =>
+        Rule::Site(Need::Any(&[P::ApproveSiteAccess, P::ApproveSupportAccess]));
+    DECIDE_ACCESS_REQUEST = "DecideAccessRequest" => Rule::RequestSite;
+    SET_DOMAIN_POLICY = "SetDomainPolicy" => Rule::Site(Need::All(&[P::AccessUpdate]));
+
+    SEND_NOTICE = "SendNotice" => Rule::OperatorsAndServices;
+    LIST_SITE_NOTIFICATIONS = "ListSiteNotifications" =>
+        Rule::Site(Need::All(&[P::AccountManagement]));
+
+    LIST_SITE_AUDIT = "ListSiteAudit" =>
+        Rule::Site(Need::All(&[P::ContactsView, P::AccessView]));
+}
+
+/// The rule of `method` (a full path from [`method`]).
+///
+/// # Panics
+/// When `method` is not in [`TABLE`]: a handler naming a method the table lacks is a bug
+/// that the table's test catches first.
+pub fn rule(method: &str) -> Rule {
+    TABLE
+        .iter()
+        .find(|(name, _)| *name == method)
+        .map(|(_, rule)| *rule)
+        .unwrap_or_else(|| panic!("{method} is missing from the gateway's permission table"))
+}
+
+/// The methods callable without a token, for the auth layer.
+pub fn public_methods() -> impl Iterator<Item = &'static str> {
+    TABLE
+        .iter()
+        .filter(|(_, rule)| *rule == Rule::Public)
+        .map(|(name, _)| *name)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use prost::Message;
+    use prost_types::FileDescriptorSet;
+
+    use super::*;
+
+    /// Every method of `GatewayService` in the compiled descriptor set, as full paths.
+    fn proto_methods() -> BTreeSet<String> {
+        let set = FileDescriptorSet::decode(kc_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+        let file = set
+            .file
+            .iter()
+            .find(|file| file.package() == "keycontacts.gateway.v1")
+            .expect("the gateway proto is compiled");
+        let service = file
+            .service
+            .iter()
+            .find(|service| format!("{}.{}", file.package(), service.name()) == SERVICE)
+            .expect("GatewayService");
+        service
+            .method
+            .iter()
+            .map(|method| format!("/{SERVICE}/{}", method.name()))
+            .collect()
+    }
+
+    #[test]
+    fn every_rpc_has_exactly_one_rule_and_every_rule_an_rpc() {
+        let proto = proto_methods();
+        let mut table = BTreeSet::new();
+        for (name, _) in TABLE {
+            assert!(
+                table.insert(name.to_string()),
+                "{name} is in the table twice"
+            );
+        }
+        let missing: Vec<_> = proto.difference(&table).collect();
+        assert!(missing.is_empty(), "RPCs without a rule: {missing:?}");
+        let unknown: Vec<_> = table.difference(&proto).collect();
+        assert!(
+            unknown.is_empty(),
+            "rules of RPCs that do not exist: {unknown:?}"
+        );
+    }
+
+    #[test]
+    fn sessions_are_the_only_public_rpcs() {
+        let public: BTreeSet<_> = public_methods().collect();
+        let expected: BTreeSet<_> = [
+            method::REGISTER,
+            method::VERIFY_EMAIL,
+            method::LOGIN,
+            method::REFRESH,
+            method::LOGOUT,
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(public, expected);
+    }
+
+    #[test]
+    fn site_rules_ask_for_at_least_one_permission() {
+        for (name, rule) in TABLE {
+            if let Rule::Site(need) | Rule::SiteOrSelf(need) = rule {
+                assert!(!need.permissions().is_empty(), "{name}");
+                assert!(
+                    !need.permissions().contains(&Permission::Unspecified),
+                    "{name}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn needs_combine_their_results() {
+        let all = Need::All(&[P::ContactsView, P::AccessView]);
+        assert!(all.satisfied_by(&[true, true]));
+        assert!(!all.satisfied_by(&[true, false]));
+        assert!(!all.satisfied_by(&[]));
+        let any = Need::Any(&[P::ApproveSiteAccess, P::ApproveSupportAccess]);
+        assert!(any.satisfied_by(&[false, true]));
+        assert!(!any.satisfied_by(&[false, false]));
+    }
+
+    #[test]
+    fn rules_are_looked_up_by_path() {
+        assert_eq!(rule(method::CREATE_SITE), Rule::Operators);
+        assert_eq!(
+            rule(method::LIST_SITE_AUDIT),
+            Rule::Site(Need::All(&[P::ContactsView, P::AccessView]))
+        );
+        assert_eq!(
+            decider_permission(kc_proto::access::AccessRequestKind::SupportAccess),
+            Some(P::ApproveSupportAccess)
+        );
+    }
+}
