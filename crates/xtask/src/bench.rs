@@ -17,15 +17,19 @@
 
 mod access;
 mod contacts;
+mod gateway;
 mod load;
+mod notification;
 mod procfs;
 mod report;
 mod scenarios;
+mod streams;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -33,11 +37,12 @@ use kc_testkit::{ClusterOptions, PgCluster};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use self::load::{CallFn, Settings, Window};
+use self::load::{Settings, Window};
+use self::notification::SmtpSink;
 use self::procfs::Watched;
 use self::report::{CheckOutcome, Run, TargetRecord};
-use self::scenarios::{Env, SCENARIOS, Scenario, Target};
-use crate::suite::{self, Account, Running, Service};
+use self::scenarios::{Env, Prepared, SCENARIOS, Scenario, Target};
+use crate::suite::{self, Account, Mail, Running, Service};
 use crate::workspace;
 
 /// Arguments of `cargo xtask bench`.
@@ -46,9 +51,10 @@ pub struct Args {
     /// Scenarios to run, or a service's short name for all of its scenarios (default: all;
     /// see --list).
     scenarios: Vec<String>,
-    /// Measured time of each run, after the warm-up (e.g. `15s`, `500ms`, `2m`).
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
-    duration: Duration,
+    /// Measured time of each run, after the warm-up (e.g. `15s`, `500ms`, `2m`) [default: 15s,
+    /// or what a scenario's target says the service must sustain: 30s for notification]
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
     /// Time at the start of each run whose calls are not counted.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     warmup: Duration,
@@ -63,10 +69,14 @@ pub struct Args {
     list: bool,
 }
 
+/// Measured time of a run when neither `--duration` nor the scenario sets one.
+const DEFAULT_DURATION: Duration = Duration::from_secs(15);
+
 impl Args {
-    /// The load settings, checked.
+    /// The load settings, checked: those of the baselines, and of every scenario without a
+    /// duration of its own ([`Settings::of`]).
     fn settings(&self) -> anyhow::Result<Settings> {
-        if self.duration.is_zero() {
+        if self.duration.is_some_and(|duration| duration.is_zero()) {
             bail!("--duration must be longer than zero");
         }
         if self.connections > self.concurrency {
@@ -79,10 +89,22 @@ impl Args {
         }
         Ok(Settings {
             warmup: self.warmup,
-            duration: self.duration,
+            duration: self.duration.unwrap_or(DEFAULT_DURATION),
             concurrency: usize::try_from(self.concurrency)?,
             connections: usize::try_from(self.connections)?,
         })
+    }
+
+    /// The load settings of `scenario`: `settings` with the scenario's own duration unless
+    /// `--duration` was given.
+    fn settings_of(&self, settings: &Settings, scenario: &Scenario) -> Settings {
+        match (self.duration, scenario.duration) {
+            (None, Some(duration)) => Settings {
+                duration,
+                ..*settings
+            },
+            _ => *settings,
+        }
     }
 }
 
@@ -128,9 +150,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         signal = signals.recv() => bail!("{signal}: stopped"),
     };
 
+    let plans: Vec<(&'static Scenario, Settings)> = scenarios
+        .iter()
+        .map(|scenario| (*scenario, args.settings_of(&settings, scenario)))
+        .collect();
     let mut running = Vec::new();
     let outcome = tokio::select! {
-        outcome = bench(&scenarios, &services, &settings, &cluster, &dir, &mut running) => outcome,
+        outcome = bench(&plans, &services, &settings, &cluster, &dir, &mut running) => outcome,
         signal = signals.recv() => Err(anyhow!("{signal}: benchmark interrupted")),
     };
     stop_all(&mut running).await;
@@ -216,12 +242,13 @@ fn listing() -> String {
     text
 }
 
-/// Prepares the database and the service accounts of `services`, then for each scenario starts
-/// the services it needs that are not running yet (pushing each to `running` once spawned),
-/// seeds it, measures the baseline of its service (once per service) and the scenario; prints
-/// the results and writes them to `dir`.
+/// Prepares the database and the service accounts of `services` (and the SMTP sink when one
+/// of them sends mail), then for each scenario starts the services it needs that are not
+/// running yet (pushing each to `running` once spawned), seeds it, measures the baseline of its
+/// service (once per service, with `settings`) and the scenario (with its own settings);
+/// prints the results and writes them to `dir`.
 async fn bench(
-    scenarios: &[&'static Scenario],
+    plans: &[(&'static Scenario, Settings)],
     services: &[&'static Service],
     settings: &Settings,
     cluster: &PgCluster,
@@ -238,21 +265,39 @@ async fn bench(
     } else {
         None
     };
+    // The services that send mail deliver it to a sink in this process, which counts it.
+    let sink = if services.iter().any(|service| service.sends_mail) {
+        let sink = SmtpSink::start().context("could not start the SMTP sink")?;
+        eprintln!("xtask: SMTP sink listening on {}", sink.url());
+        Some(Arc::new(sink))
+    } else {
+        None
+    };
+    let mail = sink.as_ref().map(|sink| Mail::Smtp {
+        url: sink.url(),
+        username: None,
+        password: None,
+    });
 
     let mut watched = Watched {
         services: Vec::new(),
         postmaster: procfs::postmaster_pid(cluster.data_dir()).ok(),
+        threads: sink
+            .iter()
+            .filter_map(|sink| Some(("smtp sink", sink.thread_id()?)))
+            .collect(),
     };
     let mut env = Env::new(
         BTreeMap::new(),
         database_urls.clone(),
         settings.warmup + settings.duration,
+        sink.clone(),
         bench_account,
     );
     let mut runs = Vec::new();
     let mut baselines: BTreeMap<&str, f64> = BTreeMap::new();
     let mut verdicts = Vec::new();
-    for scenario in scenarios {
+    for (scenario, scenario_settings) in plans {
         let service = Service::named(scenario.service)?;
         // Started on first need, so that a service does not take CPU from the scenarios
         // before its own (e.g. access following the registry's stream while the contacts
@@ -261,7 +306,15 @@ async fn bench(
             if env.urls.contains_key(needed.name) {
                 continue;
             }
-            let url = start(needed, &accounts, &database_urls, &env.urls, running).await?;
+            let url = start(
+                needed,
+                &accounts,
+                &database_urls,
+                &env.urls,
+                mail.as_ref(),
+                running,
+            )
+            .await?;
             let started = running.last().expect("just started");
             let pid = started
                 .child
@@ -271,8 +324,10 @@ async fn bench(
             env.urls.insert(needed.name, url);
         }
         let url = service_url(&env.urls, service.name)?.to_owned();
+        let calls_url = service_url(&env.urls, scenario.via.unwrap_or(service.name))?.to_owned();
 
         eprintln!("xtask: seeding {}", scenario.name);
+        env.run_time = scenario_settings.warmup + scenario_settings.duration;
         let prepared = (scenario.seed)(&env)
             .await
             .with_context(|| format!("could not seed {}", scenario.name))?;
@@ -286,44 +341,47 @@ async fn bench(
                 service.bin,
                 timing(settings)
             );
+            let baseline = Prepared::calls(scenarios::health_check(), Vec::new());
             let run = measure(
                 format!("baseline {}", service.name),
                 service,
                 scenarios::HEALTH_CHECK,
                 &url,
-                &scenarios::health_check(),
+                baseline,
                 settings,
                 &watched,
                 None,
-                Vec::new(),
             )
             .await?;
             let path = dir.join(format!("baseline-{}.json", service.name));
-            report::write_record(&path, "baseline", &run, settings, None)?;
+            report::write_record(&path, "baseline", &run, None)?;
             baselines.insert(scenario.service, run.measurement.rps());
             runs.push(run);
         }
 
-        let mut notes = prepared.notes;
-        if let Some(warm) = prepared.warm {
+        let mut prepared = prepared;
+        if let Some(warm) = prepared.warm.take() {
             eprintln!("xtask: warming up {}", scenario.name);
-            notes.push(
+            prepared.notes.push(
                 warm.await
                     .with_context(|| format!("could not warm up {}", scenario.name))?,
             );
         }
 
-        eprintln!("xtask: measuring {} ({})", scenario.name, timing(settings));
+        eprintln!(
+            "xtask: measuring {} ({})",
+            scenario.name,
+            timing(scenario_settings)
+        );
         let run = measure(
             scenario.name.to_owned(),
             service,
             scenario.method,
-            &url,
-            &prepared.call,
-            settings,
+            &calls_url,
+            prepared,
+            scenario_settings,
             &watched,
             baselines.get(scenario.service).copied(),
-            notes,
         )
         .await?;
         let outcomes = match scenario.target {
@@ -343,16 +401,15 @@ async fn bench(
             },
         };
         let path = dir.join(format!("{}.json", scenario.name));
-        report::write_record(&path, scenario.name, &run, settings, Some(target))?;
+        report::write_record(&path, scenario.name, &run, Some(target))?;
         verdicts.push(verdict(scenario, &run, &outcomes));
         runs.push(run);
     }
 
     println!();
     println!(
-        "{} s per run after {} s of warm-up, {} calls in flight over {} connections, {} cpus",
-        settings.duration.as_secs_f64(),
-        settings.warmup.as_secs_f64(),
+        "{}, {} calls in flight over {} connections, {} cpus",
+        run_lengths(&runs),
         settings.concurrency,
         settings.connections,
         std::thread::available_parallelism().map_or(1, usize::from)
@@ -366,14 +423,38 @@ async fn bench(
     Ok(())
 }
 
-/// Starts the release build of `service` on a free port, with the URLs of the services it
-/// calls (which must be in `urls`) and its service account from `accounts`; pushes it to
-/// `running` once spawned, waits until it serves, and returns its URL.
+/// `15 s per run after 3 s of warm-up`, with the runs of another length named.
+fn run_lengths(runs: &[Run]) -> String {
+    let Some(first) = runs.first() else {
+        return "no run".to_owned();
+    };
+    let common = first.settings;
+    let mut text = format!(
+        "{} s per run after {} s of warm-up",
+        common.duration.as_secs_f64(),
+        common.warmup.as_secs_f64()
+    );
+    let other: Vec<String> = runs
+        .iter()
+        .filter(|run| run.settings.duration != common.duration)
+        .map(|run| format!("{} {} s", run.name, run.settings.duration.as_secs_f64()))
+        .collect();
+    if !other.is_empty() {
+        let _ = write!(text, " ({})", other.join(", "));
+    }
+    text
+}
+
+/// Starts the release build of `service` on a free port, wired to the running services of
+/// `urls` (which must hold the ones it calls), its service account from `accounts` and the
+/// SMTP sink of `mail`; pushes it to `running` once spawned, waits until it serves, and
+/// returns its URL.
 async fn start(
     service: &'static Service,
     accounts: &BTreeMap<&'static str, Account>,
     database_urls: &BTreeMap<&'static str, String>,
     urls: &BTreeMap<&'static str, String>,
+    mail: Option<&Mail>,
     running: &mut Vec<Running>,
 ) -> anyhow::Result<String> {
     let addr = free_addr()?;
@@ -381,17 +462,7 @@ async fn start(
         ("KC_LOG_FORMAT".to_owned(), "json".to_owned()),
         ("RUST_LOG".to_owned(), "warn".to_owned()),
     ];
-    for called in service.calls {
-        let called = Service::named(called)?;
-        let url = urls
-            .get(called.name)
-            .ok_or_else(|| anyhow!("{} must start before {}", called.bin, service.bin))?;
-        env.push((called.url_var(), url.clone()));
-    }
-    if let Some(account) = accounts.get(service.name) {
-        env.push(("KC_CLIENT_ID".to_owned(), account.client_id.clone()));
-        env.push(("KC_CLIENT_SECRET".to_owned(), account.client_secret.clone()));
-    }
+    env.extend(service.env(urls, accounts.get(service.name), mail)?);
     eprintln!("xtask: starting {} (release) on {addr}", service.bin);
     let command = service.command_with(
         service.release_binary()?,
@@ -459,19 +530,27 @@ fn verdict(scenario: &Scenario, run: &Run, outcomes: &[CheckOutcome]) -> String 
     text
 }
 
-/// Drives `call` at `url` for one run and collects what it measured.
+/// Drives the calls of `prepared` at `url` for one run and collects what it measured, with
+/// what the calls set off when the scenario counts it.
 #[allow(clippy::too_many_arguments)]
 async fn measure(
     name: String,
     service: &'static Service,
     method: &'static str,
     url: &str,
-    call: &CallFn,
+    prepared: Prepared,
     settings: &Settings,
     watched: &Watched,
     baseline_rps: Option<f64>,
-    mut notes: Vec<String>,
 ) -> anyhow::Result<Run> {
+    let Prepared {
+        call,
+        mut notes,
+        admit,
+        paced,
+        outcome,
+        ..
+    } = prepared;
     let channels = load::connect(url, settings.connections).await?;
     // Peak RSS per run, not over the process's life (which includes seeding and earlier runs).
     for (bin, pid) in &watched.services {
@@ -489,10 +568,27 @@ async fn measure(
         (start, watched.snapshot())
     };
     let (measurement, (start, end)) = tokio::join!(
-        load::drive(&channels, call, settings.concurrency, window),
+        load::drive(
+            &channels,
+            &call,
+            admit.as_ref(),
+            settings.concurrency,
+            window
+        ),
         sample
     );
     let measurement = measurement?;
+    let deliveries = match outcome {
+        Some(outcome) => {
+            let (deliveries, outcome_notes) = outcome(window)
+                .await
+                .with_context(|| format!("could not count what {name} set off"))?;
+            notes.extend(outcome_notes);
+            Some(deliveries)
+        }
+        None => None,
+    };
+    // Read after the deliveries arrived: the service's peak includes delivering them.
     let peak_rss_mib = watched
         .services
         .iter()
@@ -506,6 +602,9 @@ async fn measure(
         peak_rss_mib,
         cpu: watched.usage(&start, &end),
         baseline_rps,
+        paced,
+        deliveries,
+        settings: *settings,
         notes,
     })
 }
@@ -646,7 +745,7 @@ mod tests {
     fn args(concurrency: u32, connections: u32, duration: Duration) -> Args {
         Args {
             scenarios: Vec::new(),
-            duration,
+            duration: Some(duration),
             warmup: Duration::from_secs(3),
             concurrency,
             connections,
@@ -661,6 +760,38 @@ mod tests {
         assert_eq!(settings.connections, 4);
         assert!(args(2, 4, Duration::from_secs(15)).settings().is_err());
         assert!(args(64, 4, Duration::ZERO).settings().is_err());
+    }
+
+    #[test]
+    fn a_scenario_runs_for_its_own_duration_unless_one_is_given() {
+        let sustained = SCENARIOS
+            .iter()
+            .find(|scenario| scenario.name == "notification.throughput")
+            .unwrap();
+        let quick = SCENARIOS
+            .iter()
+            .find(|scenario| scenario.name == "identity.get_user")
+            .unwrap();
+        let unset = Args {
+            duration: None,
+            ..args(64, 4, Duration::ZERO)
+        };
+        let settings = unset.settings().unwrap();
+        assert_eq!(settings.duration, DEFAULT_DURATION);
+        assert_eq!(
+            unset.settings_of(&settings, sustained).duration,
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            unset.settings_of(&settings, quick).duration,
+            DEFAULT_DURATION
+        );
+        let given = args(64, 4, Duration::from_secs(5));
+        let settings = given.settings().unwrap();
+        assert_eq!(
+            given.settings_of(&settings, sustained).duration,
+            Duration::from_secs(5)
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod bench;
 mod deploy;
 mod lint;
+mod seed;
 mod suite;
 mod test;
 mod up;

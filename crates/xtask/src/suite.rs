@@ -35,6 +35,9 @@ pub struct Service {
     pub service_account: bool,
     /// Fully qualified name of its gRPC service, whose health turns SERVING when it is ready.
     pub grpc_service: &'static str,
+    /// Whether it sends e-mail: it is given a [`Mail`] destination, an SMTP server or a
+    /// directory for `.eml` files.
+    pub sends_mail: bool,
 }
 
 /// The suite, in start order: a service comes after the services it calls.
@@ -47,6 +50,7 @@ pub const SERVICES: &[Service] = &[
         calls: &[],
         service_account: false,
         grpc_service: "keycontacts.identity.v1.IdentityService",
+        sends_mail: false,
     },
     Service {
         name: "contacts",
@@ -56,6 +60,7 @@ pub const SERVICES: &[Service] = &[
         calls: &["identity"],
         service_account: false,
         grpc_service: "keycontacts.contacts.v1.ContactRegistryService",
+        sends_mail: false,
     },
     Service {
         name: "access",
@@ -65,6 +70,29 @@ pub const SERVICES: &[Service] = &[
         calls: &["identity", "contacts"],
         service_account: true,
         grpc_service: "keycontacts.access.v1.AccessManagementService",
+        sends_mail: false,
+    },
+    Service {
+        name: "notification",
+        bin: "kc-notification",
+        schema: Some("notification"),
+        port: 50054,
+        calls: &["identity", "contacts", "access"],
+        service_account: true,
+        grpc_service: "keycontacts.notification.v1.NotificationService",
+        sends_mail: true,
+    },
+    // The public entry point, started last: it calls the four others (lazily: it serves at
+    // once, and a call that needs a service that is down is UNAVAILABLE).
+    Service {
+        name: "gateway",
+        bin: "kc-gateway",
+        schema: None,
+        port: 50050,
+        calls: &["identity", "contacts", "access", "notification"],
+        service_account: true,
+        grpc_service: "keycontacts.gateway.v1.GatewayService",
+        sends_mail: false,
     },
 ];
 
@@ -140,6 +168,9 @@ impl Service {
 
     /// Like [`Service::command`], but running `binary` (another build of it, e.g.
     /// [`Service::release_binary`]).
+    ///
+    /// A service that sends mail inherits none of the variables that say where mail goes
+    /// ([`MAIL_VARS`]): [`Service::env`] gives it its destination explicitly.
     pub fn command_with(&self, binary: PathBuf, database_url: Option<&str>) -> Command {
         let mut command = Command::new(binary);
         command
@@ -150,7 +181,137 @@ impl Service {
             Some(url) => command.env("DATABASE_URL", url),
             None => command.env_remove("DATABASE_URL"),
         };
+        if self.sends_mail {
+            for var in MAIL_VARS {
+                command.env_remove(var);
+            }
+        }
         command
+    }
+
+    /// The environment that wires it into a running suite: the URL of each service it calls
+    /// (from `urls`, by short name), its service account's credentials (`account`, when it
+    /// has one), and where its mail goes (`mail`, which a service that sends mail needs).
+    pub fn env(
+        &self,
+        urls: &BTreeMap<&'static str, String>,
+        account: Option<&Account>,
+        mail: Option<&Mail>,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let mut env = Vec::new();
+        for called in self.calls {
+            let called = Service::named(called)?;
+            let url = urls
+                .get(called.name)
+                .ok_or_else(|| anyhow!("{} must start before {}", called.bin, self.bin))?;
+            env.push((called.url_var(), url.clone()));
+        }
+        if self.service_account {
+            let account =
+                account.ok_or_else(|| anyhow!("{} needs its service account", self.bin))?;
+            env.push(("KC_CLIENT_ID".to_owned(), account.client_id.clone()));
+            env.push(("KC_CLIENT_SECRET".to_owned(), account.client_secret.clone()));
+        }
+        if self.sends_mail {
+            let mail = mail.ok_or_else(|| anyhow!("{} needs a mail destination", self.bin))?;
+            env.extend(mail.env());
+        }
+        Ok(env)
+    }
+}
+
+/// The variables that tell a service that sends mail where it goes: its SMTP server and
+/// credentials (`--smtp-url`, `--smtp-username`, `--smtp-password`) or its mail directory
+/// (`--mail-dir`).
+pub const MAIL_VARS: [&str; 4] = [
+    "KC_SMTP_URL",
+    "KC_SMTP_USERNAME",
+    "KC_SMTP_PASSWORD",
+    "KC_MAIL_DIR",
+];
+
+/// Where a service that sends mail delivers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mail {
+    /// One `.eml` file per message in this directory (`--mail-dir`).
+    Dir(PathBuf),
+    /// An SMTP server (`--smtp-url`), with credentials when it wants them.
+    Smtp {
+        /// `smtp://host:port`, `smtp://host:port?tls=required` or `smtps://host:port`.
+        url: String,
+        /// `--smtp-username`.
+        username: Option<String>,
+        /// `--smtp-password`.
+        password: Option<String>,
+    },
+}
+
+impl Mail {
+    /// The destination xtask's own environment names (`KC_SMTP_URL` with
+    /// `KC_SMTP_USERNAME` and `KC_SMTP_PASSWORD`, else `KC_MAIL_DIR`), or else `default_dir`.
+    pub fn from_env_or(default_dir: PathBuf) -> Mail {
+        Self::from_lookup(|var| std::env::var(var).ok(), default_dir)
+    }
+
+    /// Like [`Mail::from_env_or`], reading variables with `lookup`; empty values count as
+    /// unset.
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>, default_dir: PathBuf) -> Mail {
+        let var = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        match var("KC_SMTP_URL") {
+            Some(url) => Mail::Smtp {
+                url,
+                username: var("KC_SMTP_USERNAME"),
+                password: var("KC_SMTP_PASSWORD"),
+            },
+            None => Mail::Dir(var("KC_MAIL_DIR").map_or(default_dir, PathBuf::from)),
+        }
+    }
+
+    /// The environment that gives this destination to a service.
+    fn env(&self) -> Vec<(String, String)> {
+        match self {
+            Mail::Dir(dir) => vec![("KC_MAIL_DIR".to_owned(), dir.display().to_string())],
+            Mail::Smtp {
+                url,
+                username,
+                password,
+            } => {
+                let mut env = vec![("KC_SMTP_URL".to_owned(), url.clone())];
+                if let Some(username) = username {
+                    env.push(("KC_SMTP_USERNAME".to_owned(), username.clone()));
+                }
+                if let Some(password) = password {
+                    env.push(("KC_SMTP_PASSWORD".to_owned(), password.clone()));
+                }
+                env
+            }
+        }
+    }
+
+    /// Where mail goes, for people: the directory, or the SMTP server's URL without its
+    /// password.
+    pub fn describe(&self) -> String {
+        match self {
+            Mail::Dir(dir) => format!(
+                "{} (one <notification_id>.eml file per e-mail)",
+                dir.display()
+            ),
+            Mail::Smtp { url, username, .. } => {
+                let shown = match url::Url::parse(url) {
+                    Ok(mut parsed) => {
+                        if parsed.password().is_some() {
+                            let _ = parsed.set_password(Some("***"));
+                        }
+                        parsed.to_string()
+                    }
+                    Err(_) => "<unparsable url>".to_owned(),
+                };
+                match username {
+                    Some(username) => format!("the SMTP server {shown} (as {username})"),
+                    None => format!("the SMTP server {shown}"),
+                }
+            }
+        }
     }
 }
 
@@ -499,6 +660,90 @@ mod tests {
         assert_eq!(account.client_id, "abc");
         assert_eq!(account.client_secret, "s3=cr=t");
         assert!(Account::parse("client_id=abc\n").is_err());
+    }
+
+    #[test]
+    fn every_service_is_wired_from_its_row() {
+        let urls: BTreeMap<&'static str, String> = SERVICES
+            .iter()
+            .map(|service| (service.name, service.url()))
+            .collect();
+        let account = Account {
+            client_id: "id".to_owned(),
+            client_secret: "secret".to_owned(),
+        };
+        let mail = Mail::Dir(PathBuf::from("/tmp/mail"));
+        for service in SERVICES {
+            let env: BTreeMap<String, String> = service
+                .env(&urls, Some(&account), Some(&mail))
+                .unwrap()
+                .into_iter()
+                .collect();
+            for called in service.calls {
+                let called = Service::named(called).unwrap();
+                assert_eq!(env.get(&called.url_var()), Some(&called.url()));
+            }
+            assert_eq!(env.contains_key("KC_CLIENT_ID"), service.service_account);
+            assert_eq!(env.contains_key("KC_MAIL_DIR"), service.sends_mail);
+        }
+        let notification = Service::named("notification").unwrap();
+        assert!(notification.env(&urls, Some(&account), None).is_err());
+        assert!(notification.env(&urls, None, Some(&mail)).is_err());
+        let only_identity = BTreeMap::from([("identity", "http://x".to_owned())]);
+        let err = notification
+            .env(&only_identity, Some(&account), Some(&mail))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("kc-contacts must start before"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn mail_goes_to_the_smtp_server_of_the_environment_else_a_directory() {
+        let default = PathBuf::from("/work/target/kc-up/mail");
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |var: &str| {
+                pairs
+                    .iter()
+                    .find(|(name, _)| *name == var)
+                    .map(|(_, value)| (*value).to_owned())
+            }
+        };
+        assert_eq!(
+            Mail::from_lookup(env(&[]), default.clone()),
+            Mail::Dir(default.clone())
+        );
+        assert_eq!(
+            Mail::from_lookup(env(&[("KC_SMTP_URL", " ")]), default.clone()),
+            Mail::Dir(default.clone())
+        );
+        assert_eq!(
+            Mail::from_lookup(env(&[("KC_MAIL_DIR", "/var/mail/kc")]), default.clone()),
+            Mail::Dir(PathBuf::from("/var/mail/kc"))
+        );
+        let smtp = Mail::from_lookup(
+            env(&[
+                ("KC_SMTP_URL", "smtp://relay:587?tls=required"),
+                ("KC_SMTP_USERNAME", "kc"),
+                ("KC_SMTP_PASSWORD", "s3cret"),
+                ("KC_MAIL_DIR", "/ignored"),
+            ]),
+            default,
+        );
+        let vars: Vec<String> = smtp.env().into_iter().map(|(var, _)| var).collect();
+        assert_eq!(
+            vars,
+            ["KC_SMTP_URL", "KC_SMTP_USERNAME", "KC_SMTP_PASSWORD"]
+        );
+        assert!(!smtp.describe().contains("s3cret"));
+        let with_password = Mail::Smtp {
+            url: "smtp://kc:s3cret@relay:587".to_owned(),
+            username: None,
+            password: None,
+        };
+        assert!(!with_password.describe().contains("s3cret"));
+        assert!(with_password.describe().contains("relay:587"));
     }
 
     #[test]

@@ -9,7 +9,8 @@ use kc_testkit::{ClusterOptions, PgCluster};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::suite::{self, Account, Running, SERVICES, Service};
+use crate::seed;
+use crate::suite::{self, Account, Mail, Running, SERVICES, Service};
 use crate::workspace;
 
 /// Arguments of `cargo xtask up`.
@@ -19,14 +20,18 @@ pub struct Args {
     /// target/kc-up (with DATABASE_URL set, only the latter).
     #[arg(long)]
     fresh: bool,
+    /// Once the suite is up, load data through the gateway and print a grpcurl session to
+    /// try it with (idempotent: what exists is left as it is).
+    #[arg(long, value_enum)]
+    seed: Option<seed::Seed>,
 }
 
 /// Database of the local cluster that holds the services' schemas.
 const DATABASE: &str = "keycontacts";
 /// The operator `up` bootstraps.
 const OPERATOR_EMAIL: &str = "operator@keycontacts.local";
-/// A first call to try, printed once everything is up.
-const EXAMPLE: &str = r#"grpcurl -plaintext -d '{"email":"ada@example.com","display_name":"Ada","password":"correct horse battery"}' 127.0.0.1:50051 keycontacts.identity.v1.IdentityService/RegisterUser"#;
+/// A first call to try, printed once everything is up: the public API, on the gateway.
+const EXAMPLE: &str = r#"grpcurl -plaintext -d '{"email":"ada@example.com","display_name":"Ada","password":"correct horse battery"}' 127.0.0.1:50050 keycontacts.gateway.v1.GatewayService/Register"#;
 
 /// Builds the binaries, prepares the database (a persistent local cluster in target/kc-up/pg,
 /// or the server of `DATABASE_URL`), starts every service of [`SERVICES`] and waits until each
@@ -67,7 +72,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let result = run_suite(&paths, &admin_url, cluster.is_none(), &mut signals).await;
+    let result = run_suite(
+        &paths,
+        &admin_url,
+        cluster.is_none(),
+        args.seed,
+        &mut signals,
+    )
+    .await;
 
     if let Some(cluster) = cluster {
         eprintln!("xtask: stopping postgres");
@@ -88,6 +100,9 @@ struct Paths {
     state: PathBuf,
     /// The operator's password.
     operator_password: PathBuf,
+    /// Where the services that send mail write it, one `<notification_id>.eml` per e-mail,
+    /// unless `KC_SMTP_URL` (or `KC_MAIL_DIR`) names another destination.
+    mail: PathBuf,
 }
 
 impl Paths {
@@ -96,6 +111,7 @@ impl Paths {
             roles: dir.join("roles.json"),
             state: dir.join("state.json"),
             operator_password: dir.join("operator-password"),
+            mail: dir.join("mail"),
             dir,
         }
     }
@@ -116,11 +132,13 @@ async fn run_suite(
     paths: &Paths,
     admin_url: &str,
     external: bool,
+    seed: Option<seed::Seed>,
     signals: &mut Signals,
 ) -> anyhow::Result<ExitCode> {
     let mut running = Vec::new();
+    let mail = Mail::from_env_or(paths.mail.clone());
     let started = tokio::select! {
-        started = start(paths, admin_url, external, &mut running) => started.map(Some),
+        started = start(paths, admin_url, external, &mail, &mut running) => started.map(Some),
         signal = signals.recv() => {
             eprintln!("xtask: {signal}: stopping");
             Ok(None)
@@ -133,7 +151,22 @@ async fn run_suite(
         }
         Ok(None) => ExitCode::SUCCESS,
         Ok(Some(operator_password)) => {
-            print_summary(admin_url, &operator_password, &paths.operator_password);
+            print_summary(
+                admin_url,
+                &operator_password,
+                &paths.operator_password,
+                &mail,
+            );
+            if let Some(seed) = seed {
+                let seeded = tokio::select! {
+                    seeded = load_seed(seed, paths, &operator_password) => seeded,
+                    signal = signals.recv() => Err(anyhow::anyhow!("{signal}: stopped while seeding")),
+                };
+                if let Err(err) = seeded {
+                    stop_all(&mut running).await;
+                    return Err(err.context("could not load the seed data"));
+                }
+            }
             tokio::select! {
                 (index, status) = first_exit(&mut running) => {
                     let bin = running[index].service.bin;
@@ -155,12 +188,26 @@ async fn run_suite(
     Ok(code)
 }
 
+/// Loads `seed` through the gateway, as the operator, and prints what it loaded.
+async fn load_seed(seed: seed::Seed, paths: &Paths, operator_password: &str) -> anyhow::Result<()> {
+    let gateway = Service::named("gateway")?;
+    let operator = seed::Credentials {
+        email: OPERATOR_EMAIL.to_owned(),
+        password: operator_password.to_owned(),
+    };
+    let text = seed::run(seed, &gateway.addr(), &operator, &paths.dir).await?;
+    println!("{text}");
+    println!("Ctrl-C stops everything.");
+    Ok(())
+}
+
 /// Prepares the database and starts the services one by one, each once the ones before it
 /// serve; pushes each to `running` as soon as it is spawned. Returns the operator's password.
 async fn start(
     paths: &Paths,
     admin_url: &str,
     external: bool,
+    mail: &Mail,
     running: &mut Vec<Running>,
 ) -> anyhow::Result<String> {
     // Roles of the local cluster log in without a password (it trusts local connections);
@@ -231,6 +278,14 @@ async fn start(
         write_json(&paths.state, &state)?;
     }
 
+    if let Mail::Dir(dir) = mail {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("could not create the mail directory {}", dir.display()))?;
+    }
+    let urls: BTreeMap<&'static str, String> = SERVICES
+        .iter()
+        .map(|service| (service.name, service.url()))
+        .collect();
     for service in SERVICES {
         if std::net::TcpListener::bind(service.addr()).is_err() {
             anyhow::bail!(
@@ -238,14 +293,14 @@ async fn start(
                 service.addr()
             );
         }
-        let mut env = Vec::new();
-        for called in service.calls {
-            let called = Service::named(called)?;
-            env.push((called.url_var(), called.url()));
-        }
-        if let Some(account) = state.service_accounts.get(&service.account_name()) {
-            env.push(("KC_CLIENT_ID".to_owned(), account.client_id.clone()));
-            env.push(("KC_CLIENT_SECRET".to_owned(), account.client_secret.clone()));
+        let account = state.service_accounts.get(&service.account_name());
+        let env = service.env(&urls, account, Some(mail))?;
+        if service.sends_mail {
+            eprintln!(
+                "xtask: {} delivers mail to {}",
+                service.bin,
+                mail.describe()
+            );
         }
         eprintln!("xtask: starting {} on {}", service.bin, service.addr());
         running.push(suite::spawn(service, database_url(service), &env)?);
@@ -308,13 +363,18 @@ fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()>
     suite::write_private(path, &serde_json::to_string_pretty(value)?)
 }
 
-fn print_summary(admin_url: &str, operator_password: &str, password_file: &Path) {
+fn print_summary(admin_url: &str, operator_password: &str, password_file: &Path, mail: &Mail) {
+    let width = SERVICES
+        .iter()
+        .map(|service| service.bin.len())
+        .max()
+        .unwrap_or(0);
     let mut text = String::from("\nkeycontacts is up:\n");
     for service in SERVICES {
-        text.push_str(&format!("  {:<14} {}\n", service.bin, service.addr()));
+        text.push_str(&format!("  {:<width$} {}\n", service.bin, service.addr()));
     }
     text.push_str(&format!(
-        "  {:<14} {} (superuser)\n",
+        "  {:<width$} {} (superuser)\n",
         "postgres",
         redact(admin_url)
     ));
@@ -322,11 +382,13 @@ fn print_summary(admin_url: &str, operator_password: &str, password_file: &Path)
         "operator: {OPERATOR_EMAIL} / {operator_password} (kept in {})\n",
         password_file.display()
     ));
+    text.push_str(&format!("mail: {}\n", mail.describe()));
     text.push_str("try:\n");
-    text.push_str(&format!(
-        "  grpcurl -plaintext {} list\n",
-        SERVICES[0].addr()
-    ));
+    let entry = SERVICES
+        .iter()
+        .find(|service| service.name == "gateway")
+        .unwrap_or(&SERVICES[0]);
+    text.push_str(&format!("  grpcurl -plaintext {} list\n", entry.addr()));
     text.push_str(&format!("  {EXAMPLE}\n"));
     text.push_str("Ctrl-C stops everything.\n");
     println!("{text}");

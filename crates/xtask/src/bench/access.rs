@@ -58,6 +58,7 @@ use uuid::Uuid;
 
 use super::load::CallFn;
 use super::scenarios::{Env, Prepared};
+use super::streams;
 
 /// Sites of the fixture.
 pub const FIXTURE_SITES: i64 = 10_000;
@@ -71,8 +72,6 @@ const SITE_NUMBER_BASE: i64 = 8_000_000;
 const CUSTOMER_NUMBER_BASE: i64 = 8_500_000;
 /// Fixture sites per customer: site `i` belongs to customer `base + i / 4`.
 const SITES_PER_CUSTOMER: i64 = 4;
-/// Longest the projection may take to catch up with the registry's and identity's streams.
-const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Every permission a check may ask about, in proto order.
 const PERMISSIONS: [Permission; 18] = [
@@ -114,9 +113,8 @@ pub fn seed_check(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
             })
         });
         Ok(Prepared {
-            call,
-            notes: seeded.notes,
             warm: Some(seeded.warm),
+            ..Prepared::calls(call, seeded.notes)
         })
     })
 }
@@ -160,9 +158,8 @@ pub fn seed_batch_check(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
             })
         });
         Ok(Prepared {
-            call,
-            notes: seeded.notes,
             warm: Some(seeded.warm),
+            ..Prepared::calls(call, seeded.notes)
         })
     })
 }
@@ -183,7 +180,7 @@ struct Seeded {
 /// and checks one batch of the calls to come.
 async fn seed_population(env: &Env) -> anyhow::Result<Seeded> {
     let mut notes = Vec::new();
-    if let Some(note) = wait_for_projection(env).await? {
+    if let Some(note) = streams::wait_until_applied(env, "access", &STREAMS).await? {
         notes.push(note);
     }
     let mut conn = env.database("access").await?;
@@ -390,86 +387,6 @@ const STREAMS: [(&str, &str); 2] = [
     ("contacts", "access.contacts"),
     ("identity", "access.identity"),
 ];
-
-/// Waits until access's consumers have applied every event the registry and identity have
-/// published. Returns a note when there was something to wait for.
-async fn wait_for_projection(env: &Env) -> anyhow::Result<Option<String>> {
-    let started = Instant::now();
-    let mut reported = started;
-    let mut waited = false;
-    loop {
-        let mut behind = Vec::new();
-        for (publisher, consumer) in STREAMS {
-            let Some(last) = last_event_cursor(env, publisher).await? else {
-                continue;
-            };
-            let mut conn = env.database("access").await?;
-            let applied: Option<String> =
-                sqlx::query_scalar("SELECT cursor FROM event_cursors WHERE consumer = $1")
-                    .bind(consumer)
-                    .fetch_optional(&mut conn)
-                    .await?;
-            conn.close().await?;
-            // Encoded cursors are fixed-width hex: they sort in stream order.
-            if applied.is_none_or(|applied| applied < last) {
-                behind.push(publisher);
-            }
-        }
-        if behind.is_empty() {
-            return Ok(waited.then(|| {
-                format!(
-                    "waited {:.1} s for the projection to apply the registry's and identity's \
-                     events",
-                    started.elapsed().as_secs_f64()
-                )
-            }));
-        }
-        if started.elapsed() > CATCH_UP_TIMEOUT {
-            bail!(
-                "access's projection did not catch up with the events of {} within {} s",
-                behind.join(" and "),
-                CATCH_UP_TIMEOUT.as_secs()
-            );
-        }
-        if !waited || reported.elapsed() >= Duration::from_secs(10) {
-            eprintln!(
-                "xtask: waiting for access to apply the events of {}",
-                behind.join(" and ")
-            );
-            reported = Instant::now();
-        }
-        waited = true;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// The cursor of the last event in the outbox of service `publisher`, as its WatchEvents
-/// encodes it (`None` when it published nothing).
-async fn last_event_cursor(env: &Env, publisher: &str) -> anyhow::Result<Option<String>> {
-    let mut conn = env.database(publisher).await?;
-    let last: Option<(String, i64)> = sqlx::query_as(
-        // Ordered by the column, not by its text (which `ORDER BY txid` would name here, and
-        // which sorts 9999 after 10000).
-        "SELECT e.txid::text AS txid_text, e.seq FROM outbox_events e \
-         ORDER BY e.txid DESC, e.seq DESC LIMIT 1",
-    )
-    .fetch_optional(&mut conn)
-    .await
-    .with_context(|| format!("could not read the outbox of {publisher}"))?;
-    conn.close().await?;
-    last.map(|(txid, seq)| {
-        let txid: u64 = txid.parse().context("bad transaction id in the outbox")?;
-        let seq = u64::try_from(seq).context("bad sequence number in the outbox")?;
-        Ok(encode_cursor(txid, seq))
-    })
-    .transpose()
-}
-
-/// A stream position as `kc_runtime::outbox::Cursor` prints it: transaction id, then sequence
-/// number, each as 16 hex digits.
-fn encode_cursor(txid: u64, seq: u64) -> String {
-    format!("{txid:016x}{seq:016x}")
-}
 
 /// The user id of member `k` of fixture site `i`, as SQL: random-looking, the same in every
 /// statement.
@@ -710,12 +627,6 @@ mod tests {
         ] {
             assert_eq!(number.to_string().len(), 7, "{number}");
         }
-    }
-
-    #[test]
-    fn cursors_encode_like_the_outbox() {
-        assert_eq!(encode_cursor(1, 2), "00000000000000010000000000000002");
-        assert!(encode_cursor(2, 1) > encode_cursor(1, 2));
     }
 
     #[test]

@@ -144,11 +144,7 @@ pub fn seed_assign_contact(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>>
                     .map(drop)
             })
         });
-        Ok(Prepared {
-            call,
-            notes,
-            warm: None,
-        })
+        Ok(Prepared::calls(call, notes))
     })
 }
 
@@ -200,11 +196,7 @@ async fn seed_listing(env: &Env, load: Load) -> anyhow::Result<Prepared> {
                 .map(drop)
         })
     });
-    Ok(Prepared {
-        call,
-        notes,
-        warm: None,
-    })
+    Ok(Prepared::calls(call, notes))
 }
 
 /// ListSiteContacts of every role of a site, first page (the default size holds them all).

@@ -18,6 +18,34 @@ use tonic::transport::{Channel, Endpoint};
 pub type CallFn =
     Arc<dyn Fn(Channel) -> BoxFuture<'static, Result<(), tonic::Status>> + Send + Sync>;
 
+/// Waits until the scenario lets one more call start: flow control (e.g. at most so many
+/// e-mails waiting for delivery) or pacing (e.g. 100 calls a second, an open loop). The time
+/// a call waits here is not part of its latency.
+pub type AdmitFn = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Admits calls at `rate` a second, an open loop: call `n` may start at `start + n / rate`,
+/// `start` being the first admission. A call whose time has passed starts at once, so that the
+/// schedule catches up and the rate does not depend on how long calls take (as long as the
+/// load generator's concurrency covers the calls in flight).
+pub fn paced(rate: f64) -> AdmitFn {
+    let schedule: Arc<std::sync::Mutex<Option<(Instant, u64)>>> = Arc::default();
+    Arc::new(move || {
+        let at = {
+            let mut schedule = schedule.lock().expect("the pacer's lock is never poisoned");
+            let (start, next) = schedule.get_or_insert_with(|| (Instant::now(), 0));
+            let at = slot(*start, *next, rate);
+            *next += 1;
+            at
+        };
+        Box::pin(tokio::time::sleep_until(at))
+    })
+}
+
+/// When call `n` of a schedule at `rate` a second from `start` may start.
+fn slot(start: Instant, n: u64, rate: f64) -> Instant {
+    start + Duration::from_secs_f64(n as f64 / rate)
+}
+
 /// Longest a single call may take before it counts as an error.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest connecting may take.
@@ -94,6 +122,55 @@ impl Measurement {
     }
 }
 
+/// What a run's calls set off beyond their answers, counted where it arrives: e.g. the e-mails
+/// an SMTP sink accepted during the window, and how long each took from the call that caused
+/// it.
+#[derive(Debug)]
+pub struct Deliveries {
+    /// What is counted, plural: `e-mails`.
+    pub unit: &'static str,
+    /// Where it is counted: `accepted by the SMTP sink`.
+    pub counted_at: &'static str,
+    /// Deliveries counted.
+    pub count: u64,
+    /// The time they were counted over.
+    pub window: Duration,
+    /// Time from the call that set each delivery off to its arrival, in microseconds, when
+    /// the scenario measures it.
+    pub latency: Option<Histogram<u64>>,
+    /// Deliveries set off within the window that had not arrived when the run stopped
+    /// waiting (they are in `latency` with the time waited, a lower bound).
+    pub missing: u64,
+}
+
+impl Deliveries {
+    /// Deliveries per second.
+    pub fn rate(&self) -> f64 {
+        self.count as f64 / self.window.as_secs_f64()
+    }
+
+    /// Delivery latency at `quantile` (0..=1), in milliseconds; `None` when not measured.
+    pub fn quantile_ms(&self, quantile: f64) -> Option<f64> {
+        self.latency
+            .as_ref()
+            .filter(|latency| !latency.is_empty())
+            .map(|latency| us_to_ms(latency.value_at_quantile(quantile)))
+    }
+
+    /// Highest delivery latency, in milliseconds; `None` when not measured.
+    pub fn max_ms(&self) -> Option<f64> {
+        self.latency
+            .as_ref()
+            .filter(|latency| !latency.is_empty())
+            .map(|latency| us_to_ms(latency.max()))
+    }
+}
+
+/// An empty latency histogram, in microseconds, with the bounds of the load generator's.
+pub fn latency_histogram() -> anyhow::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).context("could not create a latency histogram")
+}
+
 fn us_to_ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
@@ -118,10 +195,12 @@ pub async fn connect(url: &str, connections: usize) -> anyhow::Result<Vec<Channe
 }
 
 /// Runs `concurrency` tasks, spread round-robin over `channels`, each making `call` after
-/// `call` until `window.until`; counts the calls that complete within the window.
+/// `call` until `window.until`, each call once `admit` lets it start (when given); counts the
+/// calls that complete within the window.
 pub async fn drive(
     channels: &[Channel],
     call: &CallFn,
+    admit: Option<&AdmitFn>,
     concurrency: usize,
     window: Window,
 ) -> anyhow::Result<Measurement> {
@@ -131,7 +210,8 @@ pub async fn drive(
     for index in 0..concurrency {
         let channel = channels[index % channels.len()].clone();
         let call = Arc::clone(call);
-        tasks.spawn(worker(channel, call, window));
+        let admit = admit.map(Arc::clone);
+        tasks.spawn(worker(channel, call, admit, window));
     }
     let mut total = Tally::new()?;
     while let Some(joined) = tasks.join_next().await {
@@ -157,8 +237,7 @@ impl Tally {
         Ok(Self {
             ok: 0,
             errors: BTreeMap::new(),
-            latency: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
-                .context("could not create a latency histogram")?,
+            latency: latency_histogram()?,
         })
     }
 
@@ -174,9 +253,20 @@ impl Tally {
 }
 
 /// One task: calls until the window ends; counts calls that complete inside it.
-async fn worker(channel: Channel, call: CallFn, window: Window) -> anyhow::Result<Tally> {
+async fn worker(
+    channel: Channel,
+    call: CallFn,
+    admit: Option<AdmitFn>,
+    window: Window,
+) -> anyhow::Result<Tally> {
     let mut tally = Tally::new()?;
     loop {
+        if let Some(admit) = &admit {
+            tokio::select! {
+                () = admit() => {}
+                () = tokio::time::sleep_until(window.until) => return Ok(tally),
+            }
+        }
         let started = Instant::now();
         if started >= window.until {
             return Ok(tally);
@@ -224,6 +314,39 @@ mod tests {
         assert!((p50 - 5.0).abs() < 0.01, "{p50}");
         let max = measurement.max_ms().unwrap();
         assert!((max - 10.0).abs() < 0.01, "{max}");
+    }
+
+    #[test]
+    fn the_pace_spaces_calls_evenly() {
+        let start = Instant::now();
+        assert_eq!(slot(start, 0, 100.0), start);
+        assert_eq!(slot(start, 1, 100.0), start + Duration::from_millis(10));
+        assert_eq!(slot(start, 3000, 100.0), start + Duration::from_secs(30));
+    }
+
+    #[test]
+    fn deliveries_summarise_their_latency() {
+        let mut latency = latency_histogram().unwrap();
+        for ms in 1..=100 {
+            latency.record(ms * 1000).unwrap();
+        }
+        let deliveries = Deliveries {
+            unit: "e-mails",
+            counted_at: "accepted by the SMTP sink",
+            count: 100,
+            window: Duration::from_secs(4),
+            latency: Some(latency),
+            missing: 0,
+        };
+        assert!((deliveries.rate() - 25.0).abs() < 1e-9);
+        let p99 = deliveries.quantile_ms(0.99).unwrap();
+        assert!((p99 - 99.0).abs() < 0.1, "{p99}");
+        let unmeasured = Deliveries {
+            latency: None,
+            ..deliveries
+        };
+        assert_eq!(unmeasured.quantile_ms(0.5), None);
+        assert_eq!(unmeasured.max_ms(), None);
     }
 
     #[test]

@@ -47,6 +47,24 @@ pub fn cpu_time(pid: u32, children: bool) -> anyhow::Result<Duration> {
     Ok(ticks_to_duration(ticks))
 }
 
+/// CPU time of thread `tid` of this process.
+pub fn own_thread_cpu_time(tid: u32) -> anyhow::Result<Duration> {
+    let path = format!("/proc/{}/task/{tid}/stat", std::process::id());
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("could not read {path}"))?;
+    let fields = stat_fields(&stat).ok_or_else(|| anyhow!("unexpected format of {path}"))?;
+    Ok(ticks_to_duration(fields.utime + fields.stime))
+}
+
+/// The id of the calling thread (its directory under `/proc/<pid>/task/`).
+pub fn current_thread_id() -> anyhow::Result<u32> {
+    let link =
+        std::fs::read_link("/proc/thread-self").context("could not read /proc/thread-self")?;
+    link.file_name()
+        .and_then(|name| name.to_str())
+        .and_then(|name| name.parse().ok())
+        .ok_or_else(|| anyhow!("unexpected /proc/thread-self: {}", link.display()))
+}
+
 /// CPU time of process `pid`, its reaped children and its living children: for the
 /// postmaster, the whole Postgres server.
 pub fn tree_cpu_time(pid: u32) -> anyhow::Result<Duration> {
@@ -126,6 +144,9 @@ pub struct Watched {
     pub services: Vec<(&'static str, u32)>,
     /// The Postgres server's postmaster, when known.
     pub postmaster: Option<u32>,
+    /// Threads of this process that serve the services rather than load them (e.g. the SMTP
+    /// sink), by name: reported apart from the load generator.
+    pub threads: Vec<(&'static str, u32)>,
 }
 
 /// CPU times at one moment; a value is `None` when it could not be read.
@@ -135,6 +156,7 @@ pub struct CpuSnapshot {
     services: Vec<Option<Duration>>,
     postgres: Option<Duration>,
     load_generator: Option<Duration>,
+    threads: Vec<Option<Duration>>,
     machine: Option<MachineCpu>,
 }
 
@@ -145,8 +167,10 @@ pub struct CpuUsage {
     pub services: Vec<(&'static str, Option<f64>)>,
     /// The Postgres server, all its processes.
     pub postgres: Option<f64>,
-    /// This process: the load generator.
+    /// This process but its [`Watched::threads`]: the load generator.
     pub load_generator: Option<f64>,
+    /// Each of [`Watched::threads`], by name.
+    pub threads: Vec<(&'static str, Option<f64>)>,
     /// Interrupt handling (irq and softirq), mostly the loopback network between them.
     pub interrupts: Option<f64>,
     /// Time the hypervisor gave to other guests: a disturbance.
@@ -167,6 +191,11 @@ impl Watched {
                 .collect(),
             postgres: self.postmaster.and_then(|pid| tree_cpu_time(pid).ok()),
             load_generator: cpu_time(std::process::id(), false).ok(),
+            threads: self
+                .threads
+                .iter()
+                .map(|(_, tid)| own_thread_cpu_time(*tid).ok())
+                .collect(),
             machine: machine_cpu().ok(),
         }
     }
@@ -187,7 +216,17 @@ impl Watched {
             .map(|((name, _), (from, to))| (*name, percent(*from, *to)))
             .collect();
         let postgres = percent(start.postgres, end.postgres);
-        let load_generator = percent(start.load_generator, end.load_generator);
+        let process = percent(start.load_generator, end.load_generator);
+        let threads: Vec<(&'static str, Option<f64>)> = self
+            .threads
+            .iter()
+            .zip(start.threads.iter().zip(&end.threads))
+            .map(|((name, _), (from, to))| (*name, percent(*from, *to)))
+            .collect();
+        let in_threads: Option<f64> = threads.iter().map(|(_, percent)| *percent).sum();
+        let load_generator = process
+            .zip(in_threads)
+            .map(|(process, in_threads)| (process - in_threads).max(0.0));
         let machine = |field: fn(&MachineCpu) -> Duration| {
             percent(
                 start.machine.as_ref().map(field),
@@ -198,7 +237,7 @@ impl Watched {
         let known: Option<f64> = services
             .iter()
             .map(|(_, percent)| *percent)
-            .chain([postgres, load_generator])
+            .chain([postgres, process])
             .sum();
         let other = tasks
             .zip(known)
@@ -207,6 +246,7 @@ impl Watched {
             services,
             postgres,
             load_generator,
+            threads,
             interrupts: machine(|cpu| cpu.interrupts),
             steal: machine(|cpu| cpu.steal),
             other,
@@ -292,5 +332,15 @@ mod tests {
         assert!(peak_rss_mib(std::process::id()).unwrap() > 0.0);
         cpu_time(std::process::id(), false).unwrap();
         machine_cpu().unwrap();
+    }
+
+    #[test]
+    fn own_threads_are_readable() {
+        let main = current_thread_id().unwrap();
+        own_thread_cpu_time(main).unwrap();
+        let other = std::thread::spawn(|| current_thread_id().unwrap())
+            .join()
+            .unwrap();
+        assert_ne!(main, other);
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use super::load::{Measurement, Settings};
+use super::load::{Deliveries, Measurement, Settings};
 use super::procfs::CpuUsage;
 use super::scenarios::Check;
 use crate::suite::Service;
@@ -28,16 +28,34 @@ pub struct Run {
     pub cpu: CpuUsage,
     /// Calls per second of the service's baseline, for a scenario.
     pub baseline_rps: Option<f64>,
+    /// The rate calls were paced at (an open loop), when they were: their throughput is then
+    /// the scenario's choice, not a measure, and has no ratio.
+    pub paced: Option<f64>,
+    /// What the calls set off, counted where it arrived, for scenarios that count it.
+    pub deliveries: Option<Deliveries>,
+    /// The load settings of the run.
+    pub settings: Settings,
     /// Facts to print with the result.
     pub notes: Vec<String>,
 }
 
 impl Run {
-    /// Calls per second relative to the baseline's.
+    /// Calls per second relative to the baseline's; none for paced calls.
     pub fn ratio(&self) -> Option<f64> {
+        if self.paced.is_some() {
+            return None;
+        }
         self.baseline_rps
             .filter(|baseline| *baseline > 0.0)
             .map(|baseline| self.measurement.rps() / baseline)
+    }
+
+    /// Deliveries per second relative to the baseline's calls per second.
+    pub fn delivery_ratio(&self) -> Option<f64> {
+        let deliveries = self.deliveries.as_ref()?;
+        self.baseline_rps
+            .filter(|baseline| *baseline > 0.0)
+            .map(|baseline| deliveries.rate() / baseline)
     }
 
     /// Peak RSS of the service with short name `name`.
@@ -103,6 +121,23 @@ pub fn evaluate(checks: &[Check], run: &Run, earlier: &[Run]) -> Vec<CheckOutcom
                     let rss = run.rss_of(name);
                     (rss, format!("{} MiB", fmt_mib(rss)))
                 }
+                Check::MinDeliveredPerSec(_) => match &run.deliveries {
+                    Some(deliveries) => {
+                        let rate = deliveries.rate();
+                        (
+                            Some(rate),
+                            format!("{} {}/s", fmt_rps(rate), deliveries.unit),
+                        )
+                    }
+                    None => (None, "nothing counted".to_owned()),
+                },
+                Check::MaxDeliveryP99Ms(_) => {
+                    let p99 = run
+                        .deliveries
+                        .as_ref()
+                        .and_then(|deliveries| deliveries.quantile_ms(0.99));
+                    (p99, format!("{} ms", fmt_ms(p99)))
+                }
                 Check::MaxP50RatioTo(reference, _) => {
                     let Some(other) = earlier.iter().rev().find(|other| other.name == reference)
                     else {
@@ -133,10 +168,13 @@ pub fn evaluate(checks: &[Check], run: &Run, earlier: &[Run]) -> Vec<CheckOutcom
                 }
             };
             let pass = actual.is_some_and(|actual| match *check {
-                Check::MinRatio(min) | Check::MinRps(min) => actual >= min,
-                Check::MaxP99Ms(max) | Check::MaxRssMib(_, max) | Check::MaxP50RatioTo(_, max) => {
-                    actual <= max
+                Check::MinRatio(min) | Check::MinRps(min) | Check::MinDeliveredPerSec(min) => {
+                    actual >= min
                 }
+                Check::MaxP99Ms(max)
+                | Check::MaxRssMib(_, max)
+                | Check::MaxP50RatioTo(_, max)
+                | Check::MaxDeliveryP99Ms(max) => actual <= max,
             });
             CheckOutcome {
                 check: describe(check),
@@ -160,6 +198,8 @@ pub fn describe(check: &Check) -> String {
             format!("{bin} peak rss <= {max} MiB")
         }
         Check::MaxP50RatioTo(reference, max) => format!("p50 <= {max} x p50 of {reference}"),
+        Check::MinDeliveredPerSec(min) => format!("delivered/s >= {min}"),
+        Check::MaxDeliveryP99Ms(max) => format!("delivery p99 <= {max} ms"),
     }
 }
 
@@ -226,7 +266,9 @@ pub fn table(runs: &[Run]) -> String {
             "{:<width$}  {:>9}  {:>6}  {:>7}  {:>7}  {:>7}  {:>6}  {}",
             run.name,
             fmt_rps(m.rps()),
-            if run.baseline_rps.is_some() {
+            if run.paced.is_some() {
+                "paced".to_owned()
+            } else if run.baseline_rps.is_some() {
                 fmt_ratio(run.ratio())
             } else {
                 "base".to_owned()
@@ -237,6 +279,37 @@ pub fn table(runs: &[Run]) -> String {
             m.error_count(),
             rss.join(", ")
         );
+    }
+    let delivering: Vec<&Run> = runs.iter().filter(|run| run.deliveries.is_some()).collect();
+    if !delivering.is_empty() {
+        let _ = writeln!(
+            text,
+            "\nwhat the calls set off, counted where it arrived (latency: from the call):"
+        );
+        let _ = writeln!(
+            text,
+            "{:<width$}  {:>9}  {:>6}  {:>7}  {:>7}  {:>7}  {:>7}  counted",
+            "scenario", "per s", "ratio", "p50 ms", "p99 ms", "max ms", "missing"
+        );
+        for run in delivering {
+            let Some(deliveries) = &run.deliveries else {
+                continue;
+            };
+            let _ = writeln!(
+                text,
+                "{:<width$}  {:>9}  {:>6}  {:>7}  {:>7}  {:>7}  {:>7}  {} {} {}",
+                run.name,
+                fmt_rps(deliveries.rate()),
+                fmt_ratio(run.delivery_ratio()),
+                fmt_ms(deliveries.quantile_ms(0.5)),
+                fmt_ms(deliveries.quantile_ms(0.99)),
+                fmt_ms(deliveries.max_ms()),
+                deliveries.missing,
+                deliveries.count,
+                deliveries.unit,
+                deliveries.counted_at
+            );
+        }
     }
     let _ = writeln!(text, "\ncpu during the measured window, % of one cpu:");
     for run in runs {
@@ -251,6 +324,9 @@ pub fn table(runs: &[Run]) -> String {
             "load generator {}",
             fmt_percent(run.cpu.load_generator)
         ));
+        for (name, percent) in &run.cpu.threads {
+            parts.push(format!("{name} {}", fmt_percent(*percent)));
+        }
         parts.push(format!("interrupts {}", fmt_percent(run.cpu.interrupts)));
         parts.push(format!("steal {}", fmt_percent(run.cpu.steal)));
         parts.push(format!("other {}", fmt_percent(run.cpu.other)));
@@ -275,6 +351,8 @@ struct Record<'a> {
     errors_by_code: &'a BTreeMap<String, u64>,
     baseline_rps: Option<f64>,
     ratio: Option<f64>,
+    paced_rps: Option<f64>,
+    deliveries: Option<DeliveriesRecord>,
     peak_rss_mib: &'a BTreeMap<&'static str, Option<f64>>,
     cpu_percent: CpuRecord,
     target: Option<TargetRecord<'a>>,
@@ -292,10 +370,25 @@ struct SettingsRecord {
 }
 
 #[derive(Debug, serde::Serialize)]
+struct DeliveriesRecord {
+    unit: &'static str,
+    counted_at: &'static str,
+    count: u64,
+    window_s: f64,
+    per_second: f64,
+    ratio: Option<f64>,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    max_ms: Option<f64>,
+    missing: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
 struct CpuRecord {
     services: BTreeMap<&'static str, Option<f64>>,
     postgres: Option<f64>,
     load_generator: Option<f64>,
+    threads: BTreeMap<&'static str, Option<f64>>,
     interrupts: Option<f64>,
     steal: Option<f64>,
     other: Option<f64>,
@@ -317,10 +410,10 @@ pub fn write_record(
     path: &Path,
     scenario: &str,
     run: &Run,
-    settings: &Settings,
     target: Option<TargetRecord<'_>>,
 ) -> anyhow::Result<()> {
     let m = &run.measurement;
+    let settings = &run.settings;
     let record = Record {
         scenario,
         service: run.service.name,
@@ -340,11 +433,25 @@ pub fn write_record(
         errors_by_code: &m.errors,
         baseline_rps: run.baseline_rps,
         ratio: run.ratio(),
+        paced_rps: run.paced,
+        deliveries: run.deliveries.as_ref().map(|deliveries| DeliveriesRecord {
+            unit: deliveries.unit,
+            counted_at: deliveries.counted_at,
+            count: deliveries.count,
+            window_s: deliveries.window.as_secs_f64(),
+            per_second: deliveries.rate(),
+            ratio: run.delivery_ratio(),
+            p50_ms: deliveries.quantile_ms(0.5),
+            p99_ms: deliveries.quantile_ms(0.99),
+            max_ms: deliveries.max_ms(),
+            missing: deliveries.missing,
+        }),
         peak_rss_mib: &run.peak_rss_mib,
         cpu_percent: CpuRecord {
             services: run.cpu.services.iter().copied().collect(),
             postgres: run.cpu.postgres,
             load_generator: run.cpu.load_generator,
+            threads: run.cpu.threads.iter().copied().collect(),
             interrupts: run.cpu.interrupts,
             steal: run.cpu.steal,
             other: run.cpu.other,
@@ -384,6 +491,14 @@ mod tests {
             peak_rss_mib: BTreeMap::from([("kc-contacts", rss_mib)]),
             cpu: CpuUsage::default(),
             baseline_rps: Some(2000.0),
+            paced: None,
+            deliveries: None,
+            settings: Settings {
+                warmup: Duration::from_secs(3),
+                duration: Duration::from_secs(2),
+                concurrency: 64,
+                connections: 4,
+            },
             notes: Vec::new(),
         }
     }
@@ -413,6 +528,45 @@ mod tests {
             "kc-contacts peak rss <= 64 MiB: 70.0 MiB MISS"
         );
         assert!(outcomes[1].missed());
+    }
+
+    #[test]
+    fn deliveries_are_checked_by_rate_and_latency() {
+        let checks = [
+            Check::MinDeliveredPerSec(500.0),
+            Check::MaxDeliveryP99Ms(2000.0),
+        ];
+        // Without anything counted, both miss.
+        let plain = run("notification.throughput", 4, Some(30.0));
+        let outcomes = evaluate(&checks, &plain, &[]);
+        assert!(outcomes.iter().all(CheckOutcome::missed));
+
+        let mut latency = crate::bench::load::latency_histogram().unwrap();
+        latency.record_n(150_000, 99).unwrap();
+        latency.record(3_000_000).unwrap();
+        let mut counted = run("notification.latency", 4, Some(30.0));
+        counted.paced = Some(100.0);
+        counted.deliveries = Some(Deliveries {
+            unit: "e-mails",
+            counted_at: "accepted by the SMTP sink",
+            count: 1200,
+            window: Duration::from_secs(2),
+            latency: Some(latency),
+            missing: 0,
+        });
+        let outcomes = evaluate(&checks, &counted, &[]);
+        assert_eq!(outcomes[0].pass, Some(true));
+        assert_eq!(outcomes[0].phrase(), "delivered/s >= 500: 600 e-mails/s ok");
+        assert_eq!(outcomes[1].pass, Some(true), "{}", outcomes[1].phrase());
+        // A paced run has no ratio of calls, but its deliveries have one.
+        assert_eq!(counted.ratio(), None);
+        assert_eq!(counted.delivery_ratio(), Some(0.3));
+        let text = table(&[counted]);
+        assert!(text.contains("paced"), "{text}");
+        assert!(
+            text.contains("1200 e-mails accepted by the SMTP sink"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -17,8 +17,9 @@ use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::load::CallFn;
-use super::{access, contacts};
+use super::load::{AdmitFn, CallFn, Deliveries, Window};
+use super::notification::SmtpSink;
+use super::{access, contacts, gateway, notification};
 use crate::suite::{Account, SERVICES, Service};
 
 /// A benchmark scenario.
@@ -28,12 +29,19 @@ pub struct Scenario {
     pub name: &'static str,
     /// One line on what it measures.
     pub about: &'static str,
-    /// Short name of the service the calls go to; its Health/Check rate is the baseline.
+    /// Short name of the service it measures, and the calls go to unless `via` says
+    /// otherwise; its Health/Check rate is the baseline.
     pub service: &'static str,
+    /// Short name of the service the calls go to when it is not `service`: a scenario that
+    /// measures what a call elsewhere sets off (a change on access, mailed by notification).
+    pub via: Option<&'static str>,
     /// The gRPC method called, `package.Service/Method`.
     pub method: &'static str,
     /// Other services it needs running (besides the ones the services call, always started).
     pub needs: &'static [&'static str],
+    /// Its measured time when `--duration` is not given (15 s otherwise): what its target
+    /// says the service must sustain.
+    pub duration: Option<Duration>,
     /// Seeds the running services and returns the call to make.
     pub seed: for<'a> fn(&'a Env) -> BoxFuture<'a, anyhow::Result<Prepared>>,
     /// What it should reach.
@@ -50,6 +58,31 @@ pub struct Prepared {
     /// scenario's first seeding precedes): e.g. filling a cache whose entries would expire
     /// during the run if filled earlier. Resolves to a note on what it did.
     pub warm: Option<BoxFuture<'static, anyhow::Result<String>>>,
+    /// When each call may start, if not at once: see [`AdmitFn`].
+    pub admit: Option<AdmitFn>,
+    /// The rate `admit` paces calls at, when it paces them (an open loop).
+    pub paced: Option<f64>,
+    /// Counts what the calls set off once the calls of the run are done, given its window:
+    /// see [`Deliveries`]. Resolves to them and notes on them.
+    pub outcome: Option<OutcomeFn>,
+}
+
+/// Counts what a run's calls set off: see [`Prepared::outcome`].
+pub type OutcomeFn =
+    Box<dyn FnOnce(Window) -> BoxFuture<'static, anyhow::Result<(Deliveries, Vec<String>)>> + Send>;
+
+impl Prepared {
+    /// Calls made as fast as the load generator's concurrency allows, and nothing else.
+    pub fn calls(call: CallFn, notes: Vec<String>) -> Self {
+        Self {
+            call,
+            notes,
+            warm: None,
+            admit: None,
+            paced: None,
+            outcome: None,
+        }
+    }
 }
 
 /// A scenario's target: informational, a miss does not fail the command.
@@ -75,6 +108,12 @@ pub enum Check {
     /// p50 latency at most this multiple of the p50 of the named scenario, measured earlier in
     /// the same invocation; not evaluated (not a miss) when that scenario was not run.
     MaxP50RatioTo(&'static str, f64),
+    /// What the calls set off ([`Deliveries`], e.g. e-mails accepted by an SMTP sink), at
+    /// least this many per second.
+    MinDeliveredPerSec(f64),
+    /// p99 of the time from a call to the arrival of what it set off, at most this many
+    /// milliseconds.
+    MaxDeliveryP99Ms(f64),
 }
 
 /// Every scenario, in the order they run.
@@ -84,7 +123,9 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "a customer reads itself with a valid access token (GetUser)",
         service: "identity",
         method: "keycontacts.identity.v1.IdentityService/GetUser",
+        via: None,
         needs: &[],
+        duration: None,
         seed: seed_get_user,
         target: Target::Checks(&[
             Check::MinRatio(0.25),
@@ -97,7 +138,9 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "sign-in with the right e-mail and password (Authenticate)",
         service: "identity",
         method: "keycontacts.identity.v1.IdentityService/Authenticate",
+        via: None,
         needs: &[],
+        duration: None,
         seed: seed_authenticate,
         target: Target::None("argon2-bound by design"),
     },
@@ -107,7 +150,9 @@ pub const SCENARIOS: &[Scenario] = &[
                 round-robin over 100 such sites among 1,000 sites loaded",
         service: "contacts",
         method: "keycontacts.contacts.v1.ContactRegistryService/ListSiteContacts",
+        via: None,
         needs: &[],
+        duration: None,
         seed: contacts::seed_list_site_contacts,
         target: Target::Checks(&[
             Check::MinRatio(0.25),
@@ -121,7 +166,9 @@ pub const SCENARIOS: &[Scenario] = &[
                 outbox event (AssignContact), round-robin over 900 sites",
         service: "contacts",
         method: "keycontacts.contacts.v1.ContactRegistryService/AssignContact",
+        via: None,
         needs: &[],
+        duration: None,
         seed: contacts::seed_assign_contact,
         target: Target::Checks(&[Check::MinRps(1500.0), Check::MaxRssMib("contacts", 64.0)]),
     },
@@ -131,7 +178,9 @@ pub const SCENARIOS: &[Scenario] = &[
                 contacts loaded",
         service: "contacts",
         method: "keycontacts.contacts.v1.ContactRegistryService/ListSiteContacts",
+        via: None,
         needs: &[],
+        duration: None,
         seed: contacts::seed_list_site_contacts_at_scale,
         target: Target::Checks(&[
             Check::MaxP50RatioTo("contacts.list_site_contacts", 1.5),
@@ -144,7 +193,9 @@ pub const SCENARIOS: &[Scenario] = &[
                 over 10,000 sites x 20 users loaded into the projection",
         service: "access",
         method: "keycontacts.access.v1.AccessManagementService/Check",
+        via: None,
         needs: &[],
+        duration: None,
         seed: access::seed_check,
         target: Target::Checks(&[
             Check::MinRatio(0.6),
@@ -158,9 +209,78 @@ pub const SCENARIOS: &[Scenario] = &[
                 round-robin over all 200,000 pairs, so all 10,000 sites x 20 users are cached",
         service: "access",
         method: "keycontacts.access.v1.AccessManagementService/BatchCheck",
+        via: None,
         needs: &[],
+        duration: None,
         seed: access::seed_batch_check,
         target: Target::Checks(&[Check::MinRatio(0.25), Check::MaxRssMib("access", 96.0)]),
+    },
+    Scenario {
+        name: "notification.throughput",
+        about: "a service sends proofs of entitlement (SendNotice) round-robin over 50 sites, \
+                each to the site's primary contact and its business partner (2 e-mails), \
+                with at most 512 e-mails waiting for delivery; counts the e-mails the SMTP \
+                sink accepts",
+        service: "notification",
+        via: None,
+        method: "keycontacts.notification.v1.NotificationService/SendNotice",
+        needs: &[],
+        duration: Some(notification::SUSTAINED),
+        seed: notification::seed_throughput,
+        target: Target::Checks(&[
+            Check::MinDeliveredPerSec(500.0),
+            Check::MaxRssMib("notification", 96.0),
+        ]),
+    },
+    Scenario {
+        name: "notification.latency",
+        about: "100 rights changes a second on access (SetToolAccess, each of another user), \
+                each mailed to that user (RightsChanged); latency from the call to the SMTP \
+                sink's acceptance of the e-mail",
+        service: "notification",
+        via: Some("access"),
+        method: "keycontacts.access.v1.AccessManagementService/SetToolAccess",
+        needs: &[],
+        duration: Some(notification::SUSTAINED),
+        seed: notification::seed_latency,
+        target: Target::Checks(&[
+            Check::MaxDeliveryP99Ms(2000.0),
+            Check::MaxRssMib("notification", 96.0),
+        ]),
+    },
+    Scenario {
+        name: "gateway.show_all_contacts",
+        about: "a site's primary contact shows all contacts of its site with 12 contacts \
+                (ShowAllContacts: token check, BatchCheck on access, the registry's list and \
+                identity's users composed), round-robin over 10 such sites",
+        service: "gateway",
+        via: None,
+        method: "keycontacts.gateway.v1.GatewayService/ShowAllContacts",
+        needs: &[],
+        duration: None,
+        seed: gateway::seed_show_all_contacts,
+        target: Target::Checks(&[
+            Check::MinRatio(0.10),
+            Check::MaxP99Ms(25.0),
+            Check::MaxRssMib("gateway", 64.0),
+        ]),
+    },
+    Scenario {
+        name: "gateway.get_me",
+        about: "a site's primary contact reads itself with its sites, roles and effective \
+                rights (GetMe: identity, the registry and access composed), round-robin over \
+                10 primaries",
+        service: "gateway",
+        via: None,
+        method: "keycontacts.gateway.v1.GatewayService/GetMe",
+        needs: &[],
+        duration: None,
+        seed: gateway::seed_get_me,
+        target: Target::Checks(&[
+            Check::MinRatio(0.10),
+            Check::MaxP99Ms(25.0),
+            Check::MaxRssMib("gateway", 64.0),
+        ]),
     },
 ];
 
@@ -200,7 +320,9 @@ pub fn services(scenarios: &[&Scenario]) -> anyhow::Result<Vec<&'static Service>
     let mut pending: Vec<&str> = scenarios
         .iter()
         .flat_map(|scenario| {
-            std::iter::once(scenario.service).chain(scenario.needs.iter().copied())
+            std::iter::once(scenario.service)
+                .chain(scenario.via)
+                .chain(scenario.needs.iter().copied())
         })
         .collect();
     while let Some(name) = pending.pop() {
@@ -228,6 +350,8 @@ pub struct Env {
     pub database_urls: BTreeMap<&'static str, String>,
     /// How long one measured run lasts, warm-up included: tokens must outlive it.
     pub run_time: Duration,
+    /// The SMTP server the services that send mail deliver to, when one of them runs.
+    pub sink: Option<Arc<SmtpSink>>,
     /// The benchmark's own service account, when identity runs.
     account: Option<Account>,
     /// The last service access token issued to it, and when it expires (Unix seconds).
@@ -236,17 +360,20 @@ pub struct Env {
 
 impl Env {
     /// What seed steps reach: the running services at `urls`, their databases at
-    /// `database_urls`, runs of `run_time`, and the benchmark's service `account`.
+    /// `database_urls`, runs of `run_time`, the SMTP `sink` and the benchmark's service
+    /// `account`.
     pub fn new(
         urls: BTreeMap<&'static str, String>,
         database_urls: BTreeMap<&'static str, String>,
         run_time: Duration,
+        sink: Option<Arc<SmtpSink>>,
         account: Option<Account>,
     ) -> Self {
         Self {
             urls,
             database_urls,
             run_time,
+            sink,
             account,
             service_token: tokio::sync::Mutex::new(None),
         }
@@ -301,7 +428,7 @@ impl Env {
 
     /// Fails unless a token expiring at `expires` outlives the next run; returns its expiry in
     /// Unix seconds (far away when unknown).
-    fn check_lifetime(&self, expires: Option<prost_types::Timestamp>) -> anyhow::Result<u64> {
+    pub fn check_lifetime(&self, expires: Option<prost_types::Timestamp>) -> anyhow::Result<u64> {
         let Some(expires) = expires else {
             return Ok(u64::MAX);
         };
@@ -421,11 +548,7 @@ fn seed_get_user(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
                     .map(drop)
             })
         });
-        Ok(Prepared {
-            call,
-            notes: Vec::new(),
-            warm: None,
-        })
+        Ok(Prepared::calls(call, Vec::new()))
     })
 }
 
@@ -444,11 +567,7 @@ fn seed_authenticate(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
                     .map(drop)
             })
         });
-        Ok(Prepared {
-            call,
-            notes: vec![argon2_parameters()],
-            warm: None,
-        })
+        Ok(Prepared::calls(call, vec![argon2_parameters()]))
     })
 }
 
@@ -517,6 +636,11 @@ mod tests {
         );
         let chosen = select(&["access".to_owned()]).unwrap();
         assert_eq!(names(&chosen), ["access.check", "access.batch_check"]);
+        let chosen = select(&["notification".to_owned()]).unwrap();
+        assert_eq!(
+            names(&chosen),
+            ["notification.throughput", "notification.latency"]
+        );
         // `contacts.list_site_contacts` does not select `..._at_scale`: names match whole.
         let chosen = select(&["contacts.list_site_contacts".to_owned()]).unwrap();
         assert_eq!(names(&chosen), ["contacts.list_site_contacts"]);
@@ -545,6 +669,17 @@ mod tests {
     }
 
     #[test]
+    fn notification_scenarios_run_beside_every_service_it_calls() {
+        let chosen = select(&["notification.latency".to_owned()]).unwrap();
+        let running: Vec<&str> = services(&chosen)
+            .unwrap()
+            .iter()
+            .map(|service| service.name)
+            .collect();
+        assert_eq!(running, ["identity", "contacts", "access", "notification"]);
+    }
+
+    #[test]
     fn unknown_names_are_refused_with_the_valid_ones() {
         let err = select(&["identity.nope".to_owned()])
             .unwrap_err()
@@ -564,11 +699,21 @@ mod tests {
                 scenario.name
             );
             let running = services(&[scenario]).unwrap();
+            for name in std::iter::once(scenario.service).chain(scenario.via) {
+                assert!(running.iter().any(|service| service.name == name));
+            }
             assert!(
-                running
-                    .iter()
-                    .any(|service| service.name == scenario.service)
+                scenario.method.starts_with(&format!(
+                    "{}/",
+                    Service::named(scenario.via.unwrap_or(scenario.service))
+                        .unwrap()
+                        .grpc_service
+                )),
+                "{} calls {}, not a method of the service its calls go to",
+                scenario.name,
+                scenario.method
             );
+            assert!(scenario.duration.is_none_or(|duration| !duration.is_zero()));
             if let Target::Checks(checks) = scenario.target {
                 for check in checks {
                     match *check {
@@ -584,8 +729,12 @@ mod tests {
                                 scenario.name
                             );
                         }
-                        Check::MinRatio(min) | Check::MinRps(min) => assert!(min > 0.0),
-                        Check::MaxP99Ms(max) => assert!(max > 0.0),
+                        Check::MinRatio(min)
+                        | Check::MinRps(min)
+                        | Check::MinDeliveredPerSec(min) => assert!(min > 0.0),
+                        Check::MaxP99Ms(max) | Check::MaxDeliveryP99Ms(max) => {
+                            assert!(max > 0.0);
+                        }
                     }
                 }
             }

@@ -534,6 +534,11 @@ fn check_flags(
     }
 }
 
+/// `KC_<NAME>_URL` variables that address something other than a service of the suite: the
+/// SMTP relay (whose in-cluster address, the dev mail sink, is held against the rendered
+/// Services like every URL, and whose egress the network checks cover).
+const NOT_SERVICE_URLS: &[&str] = &["KC_SMTP_URL"];
+
 /// The checks of a `serve` container.
 fn check_server(
     context: &Context<'_>,
@@ -639,6 +644,7 @@ fn check_server(
     // The addresses of the services it calls, and the labels that open the network to them.
     let given: BTreeSet<String> = env
         .keys()
+        .filter(|var| !NOT_SERVICE_URLS.contains(&var.as_str()))
         .filter_map(|var| var.strip_prefix("KC_")?.strip_suffix("_URL"))
         .map(str::to_lowercase)
         .collect();

@@ -199,7 +199,9 @@ pub fn check(suite: &Rendered, report: &mut Report) {
             report,
         );
         // Mail: only the services that send it.
-        let sends_mail = server.and_then(deployed).is_some_and(|row| row.sends_mail);
+        let sends_mail = server
+            .and_then(service)
+            .is_some_and(|known| known.sends_mail);
         for (relay, port) in &relays {
             if relay.name != *at {
                 expect_host(
