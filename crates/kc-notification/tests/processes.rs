@@ -29,52 +29,16 @@ use kc_proto::identity::identity_service_client::IdentityServiceClient;
 use kc_proto::identity::{self as ipb};
 use kc_proto::notification::notification_service_client::NotificationServiceClient;
 use kc_proto::notification::{self as pb};
-use kc_testkit::process::{ServiceProcess, binary};
+use kc_testkit::process::{
+    CHEAP_ARGON2, ServiceProcess, binary, identity_admin, line_value, service_account,
+};
 use kc_testkit::ready_channel;
 use kc_testkit::smtp::{ReceivedMessage, SmtpServer};
-use tokio::process::Command;
 use uuid::Uuid;
 
-const CHEAP_ARGON2: [&str; 4] = ["--argon2-memory-kib", "256", "--argon2-iterations", "1"];
 const OPERATOR_EMAIL: &str = "operator@keycontacts.test";
 const OPERATOR_PASSWORD: &str = "operator passphrase";
 const PASSWORD: &str = "correct horse battery staple";
-
-/// Runs a `kc-identity` admin command on the database and returns its standard output.
-async fn identity_admin(database_url: &str, args: &[&str]) -> String {
-    let output = Command::new(binary("kc-identity"))
-        .args(args)
-        .args(CHEAP_ARGON2)
-        .env("DATABASE_URL", database_url)
-        .output()
-        .await
-        .expect("run kc-identity");
-    assert!(
-        output.status.success(),
-        "kc-identity {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8 output")
-}
-
-/// The value of a `key=value` line.
-fn line_value(stdout: &str, key: &str) -> String {
-    stdout
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key}= line in {stdout:?}"))
-        .trim()
-        .to_owned()
-}
-
-/// `kc-identity create-service-account NAME`: (client id, secret).
-async fn service_account(database_url: &str, name: &str) -> (String, String) {
-    let stdout = identity_admin(database_url, &["create-service-account", name]).await;
-    (
-        line_value(&stdout, "client_id"),
-        line_value(&stdout, "client_secret"),
-    )
-}
 
 /// The suite as processes, with the SMTP server and the callers' tokens.
 struct Processes {

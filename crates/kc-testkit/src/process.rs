@@ -118,3 +118,44 @@ pub async fn grpcurl_json(args: &[&str]) -> Value {
     serde_json::from_str(&stdout)
         .unwrap_or_else(|error| panic!("grpcurl printed no JSON ({error}): {stdout}"))
 }
+
+/// Cheap argon2 parameters for `kc-identity` under test: the tests exercise the logic, not
+/// the cost of hashing.
+pub const CHEAP_ARGON2: [&str; 4] = ["--argon2-memory-kib", "256", "--argon2-iterations", "1"];
+
+/// Runs a `kc-identity` admin command (e.g. `create-service-account NAME`) on the database
+/// with [`CHEAP_ARGON2`], and returns its standard output; panics when it fails.
+pub async fn identity_admin(database_url: &str, args: &[&str]) -> String {
+    let output = Command::new(binary("kc-identity"))
+        .args(args)
+        .args(CHEAP_ARGON2)
+        .env("DATABASE_URL", database_url)
+        .output()
+        .await
+        .expect("run kc-identity");
+    assert!(
+        output.status.success(),
+        "kc-identity {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+/// The value of the `key=value` line of a command's output; panics when there is none.
+pub fn line_value(stdout: &str, key: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= line in {stdout:?}"))
+        .trim()
+        .to_owned()
+}
+
+/// `kc-identity create-service-account NAME` on the database: (client id, secret).
+pub async fn service_account(database_url: &str, name: &str) -> (String, String) {
+    let stdout = identity_admin(database_url, &["create-service-account", name]).await;
+    (
+        line_value(&stdout, "client_id"),
+        line_value(&stdout, "client_secret"),
+    )
+}
