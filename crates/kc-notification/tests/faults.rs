@@ -348,6 +348,82 @@ async fn transient_failures_go_dead_when_the_attempts_run_out() {
     s.assert_each_received_once(&all);
 }
 
+// A notification whose workers keep stopping while they send it (leases running out, the
+// attempts recorded ABANDONED) goes DEAD once its round's attempts are spent, instead of
+// going round forever; RetryNotification still revives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn abandoned_attempts_past_the_round_go_dead_unsent() {
+    // Retries an hour apart: nothing but the takeover below happens on its own.
+    let mut s = Suite::start_with(&[
+        "--max-attempts",
+        "2",
+        "--retry-base",
+        "1h",
+        "--retry-max",
+        "1h",
+    ])
+    .await;
+    let (primary, _, site) = settled_site(&s).await;
+    s.smtp
+        .fail_next_to(&primary.email, 1, 451, "4.3.0 try again later");
+    let sent = send(&s, &site, Kind::Technical, &TECHNICAL, "crash-loop").await;
+    let id = sent[0].notification_id.clone();
+    s.wait_state(&id, State::Failed).await;
+
+    // As if a second worker had claimed attempt 2 and died while sending it: its lease is
+    // over.
+    s.stop_notification().await;
+    let pool = sqlx::PgPool::connect(&s.db.url).await.expect("connect");
+    let updated = sqlx::query(
+        "UPDATE notification.notifications SET state = 2, lease_owner = gen_random_uuid(), \
+           attempt_count = 2, attempt_time = now(), due_time = now() \
+         WHERE notification_id = $1::uuid AND attempt_count = 1",
+    )
+    .bind(&id)
+    .execute(&pool)
+    .await
+    .expect("abandon attempt 2")
+    .rows_affected();
+    assert_eq!(updated, 1, "exactly one failed attempt before the crash");
+    s.start_notification().await;
+
+    let dead = s.wait_state(&id, State::Dead).await;
+    let got = outcomes(&dead);
+    assert_eq!(
+        got,
+        [
+            (Outcome::TransientFailure, 451),
+            (Outcome::Abandoned, 0),
+            (Outcome::PermanentFailure, 0),
+        ],
+        "{dead:#?}"
+    );
+    assert!(
+        dead.attempts[2]
+            .detail
+            .starts_with("not sent: the 2 attempts"),
+        "{dead:#?}"
+    );
+    assert!(
+        s.smtp
+            .messages()
+            .iter()
+            .all(|message| message.message_id != common::message_id_of(&id)),
+        "a notification given up is never sent"
+    );
+
+    s.notifications()
+        .retry_notification(s.op(pb::RetryNotificationRequest {
+            notification_id: id.clone(),
+        }))
+        .await
+        .expect("retry");
+    let delivered = s.wait_state(&id, State::Delivered).await;
+    assert_eq!(delivered.attempts.len(), 4, "{delivered:#?}");
+    let all = s.all_delivered().await;
+    s.assert_each_received_once(&all);
+}
+
 // The registry stopped and started again while notification follows its stream: SendNotice
 // says the registry is unavailable meanwhile; changes made after the restart still become
 // notices, none twice.

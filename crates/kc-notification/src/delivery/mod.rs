@@ -252,8 +252,19 @@ async fn dispatch(
     tracing::info!(owner = %context.owner, "delivery dispatcher stopped");
 }
 
-/// Sends one claimed notification.
+/// Sends one claimed notification. Past the round's last attempt it gives up unsent: only a
+/// takeover gets there (abandoned attempts count in the round), so a notification whose
+/// workers keep stopping while they send it goes DEAD instead of round forever.
 async fn send_one(context: &Context, claimed: &Claimed) -> Sent {
+    let max_attempts = context.settings.retry.max_attempts;
+    if u32::try_from(claimed.attempt_in_round).is_ok_and(|attempt| attempt > max_attempts) {
+        return Sent::permanent(
+            0,
+            format!(
+                "not sent: the {max_attempts} attempts of this round ran out, the last abandoned by a worker that stopped"
+            ),
+        );
+    }
     let message = match context.settings.mailer.message(claimed) {
         Ok(message) => message,
         Err(reason) => return Sent::permanent(0, reason),
