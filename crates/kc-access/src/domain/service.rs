@@ -319,6 +319,13 @@ async fn lock_site(conn: &mut PgConnection, site_id: Uuid) -> Result<Site> {
         .ok_or(AccessError::SiteNotFound)
 }
 
+/// A site (unlocked: for reads), or `SiteNotFound`.
+async fn site_of(conn: &mut PgConnection, site_id: Uuid) -> Result<Site> {
+    storage::sites::get(conn, site_id)
+        .await?
+        .ok_or(AccessError::SiteNotFound)
+}
+
 /// The profile of a user on a site already known to exist.
 async fn profile_on(conn: &mut PgConnection, site_id: Uuid, user_id: Uuid) -> Result<Profile> {
     storage::sites::profile(conn, site_id, user_id)
@@ -533,9 +540,7 @@ impl Access {
         size: u32,
     ) -> Result<Page<Profile>> {
         let mut conn = self.pool.acquire().await?;
-        if storage::sites::get(&mut conn, site_id).await?.is_none() {
-            return Err(AccessError::SiteNotFound);
-        }
+        site_of(&mut conn, site_id).await?;
         let rows =
             storage::sites::site_profiles(&mut conn, site_id, after, i64::from(size) + 1).await?;
         Ok(Page::from_rows(rows, size))
@@ -581,9 +586,7 @@ impl Access {
         size: u32,
     ) -> Result<Page<(ApproverKey, Approver)>> {
         let mut conn = self.pool.acquire().await?;
-        let site = storage::sites::get(&mut conn, site_id)
-            .await?
-            .ok_or(AccessError::SiteNotFound)?;
+        let site = site_of(&mut conn, site_id).await?;
         let members = storage::sites::members(&mut conn, site_id).await?;
         let requirement = kind.approve_permission().requirement();
         let keyed: Vec<(ApproverKey, Approver)> = approvers(kind, site.facts, &members)
@@ -799,9 +802,7 @@ impl Access {
         size: u32,
     ) -> Result<Page<AccessRequest>> {
         let mut conn = self.pool.acquire().await?;
-        if storage::sites::get(&mut conn, site_id).await?.is_none() {
-            return Err(AccessError::SiteNotFound);
-        }
+        site_of(&mut conn, site_id).await?;
         let rows =
             storage::requests::page_of_site(&mut conn, site_id, state, before, i64::from(size) + 1)
                 .await?;
@@ -1099,9 +1100,7 @@ impl Access {
         size: u32,
     ) -> Result<Page<DomainPolicy>> {
         let mut conn = self.pool.acquire().await?;
-        if storage::sites::get(&mut conn, site_id).await?.is_none() {
-            return Err(AccessError::SiteNotFound);
-        }
+        site_of(&mut conn, site_id).await?;
         let rows =
             storage::policies::page_of_site(&mut conn, site_id, after, i64::from(size) + 1).await?;
         Ok(Page::from_rows(rows, size))
@@ -1115,9 +1114,7 @@ impl Access {
         size: u32,
     ) -> Result<Page<AuditRecord>> {
         let mut conn = self.pool.acquire().await?;
-        if storage::sites::get(&mut conn, site_id).await?.is_none() {
-            return Err(AccessError::SiteNotFound);
-        }
+        site_of(&mut conn, site_id).await?;
         let rows =
             storage::audit::page_of_site(&mut conn, site_id, before, i64::from(size) + 1).await?;
         Ok(Page::from_rows(rows, size))
