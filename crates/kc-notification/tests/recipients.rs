@@ -1,8 +1,9 @@
 //! Who is told what, in which language: every row of DOMAIN.md's notification table, every
 //! fallback of R1 (RENEWAL → ADMINISTRATIVE → PRIMARY and the others), the business partner
-//! copy (C4), the notification e-mail of a contact (C9), and the languages of N1 (the
-//! recipient's, else the site's, else `en`). Every assertion is on what the real SMTP server
-//! received, beside the notification's rule and state.
+//! copy (C4), the notification e-mail of a contact (C9), contractual notices that reach even
+//! a disabled contact (N2), and the languages of N1 (the recipient's, else the site's, else
+//! `en`). Every assertion is on what the real SMTP server received, beside the
+//! notification's rule and state.
 
 mod common;
 
@@ -1029,4 +1030,48 @@ async fn access_events_tell_approvers_requesters_and_the_user_concerned() {
         ]),
         "the approved requester is told of the decision and of its rights, nothing else"
     );
+}
+
+// rule N2: contractual notices cannot be switched off, not even by disabling the user: a
+// disabled primary contact still gets the agreement change, while the notices made from
+// events (here: a role given on its site) skip it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_disabled_primary_still_gets_contractual_notices_but_no_event_notices() {
+    let s = Suite::start().await;
+    let primary = s.user("en").await;
+    let clerk = s.user("fr").await;
+    let site = s.site(&primary, "en").await;
+    s.delivered(&site.site_id, &primary, Kind::ContactRoleAssigned)
+        .await;
+
+    s.identity()
+        .disable_user(s.op(ipb::DisableUserRequest {
+            user_id: primary.id.to_string(),
+        }))
+        .await
+        .expect("disable the primary contact");
+
+    // The clerk's assignment tells the clerk; the disabled primary is left out (both notices
+    // of one event are made in one transaction, so the clerk's is the barrier).
+    s.assign(&site.site_id, &clerk, Role::SiteUser, "").await;
+    s.delivered(&site.site_id, &clerk, Kind::ContactRoleAssigned)
+        .await;
+    let assigned_to_primary = s
+        .list(&site.site_id, Some(primary.id), State::Unspecified)
+        .await
+        .into_iter()
+        .filter(|n| n.kind == Kind::ContactRoleAssigned as i32)
+        .count();
+    assert_eq!(
+        assigned_to_primary, 1,
+        "only the notice of its own role, from before it was disabled"
+    );
+
+    expect_sent(
+        &s,
+        &site,
+        Kind::ContractChange,
+        &[to(&primary, primary.email.as_str(), "en", "C1")],
+    )
+    .await;
 }
