@@ -11,8 +11,11 @@
 //! - **Deadlines.** Each call gets what is left of the gateway call's [`Deadline`], sent as
 //!   `grpc-timeout` and enforced locally; running out is `DeadlineExceeded` when the caller
 //!   set the deadline, else `Unavailable`.
-//! - **Retries.** A read ([`Op::Read`]) is tried once more when the service answers
-//!   `Unavailable` (the next try goes to the next replica); writes are never retried.
+//! - **Retries.** A read ([`Op::Read`], [`Op::CachedRead`]) is tried once more when the
+//!   service answers `Unavailable` (the next try goes to the next replica); writes are never
+//!   retried.
+//! - **Read cache.** The answers of [`Op::CachedRead`] reads are kept for a short time
+//!   ([`ReadCache`]); every [`Op::Write`] empties it.
 //! - **Balancing.** Each service's URL names one or more replicas: its host is resolved
 //!   again every few seconds and calls go round-robin over one lazily connected channel per
 //!   address ([`ReplicaChannels`]); a replica that is down fails fast (connect timeout), and
@@ -21,6 +24,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 use kc_proto::access::access_management_service_client::AccessManagementServiceClient;
 use kc_proto::contacts::contact_registry_service_client::ContactRegistryServiceClient;
@@ -35,6 +39,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 use uuid::Uuid;
 
+use crate::cache::{Asker, Question, ReadCache, worth_storing};
 use crate::deadline::Deadline;
 use crate::error::{GatewayError, is_transport_failure};
 
@@ -69,13 +74,24 @@ impl fmt::Display for Svc {
     }
 }
 
-/// Whether a call may be repeated safely.
+/// Whether a call may be repeated safely, and what it does to the read cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     /// Reads nothing but state: retried once on `Unavailable`.
     Read,
-    /// Changes state: never retried.
+    /// A read whose answer may come from the read cache (see [`ReadCache`] for how fresh).
+    CachedRead,
+    /// Changes state: never retried; empties the read cache when it ends.
     Write,
+    /// Changes nothing but sessions (sign in, refresh, sign out): never retried; leaves the
+    /// read cache alone, since no cached read depends on sessions.
+    SessionWrite,
+}
+
+impl Op {
+    fn is_read(self) -> bool {
+        matches!(self, Op::Read | Op::CachedRead)
+    }
 }
 
 /// Who the internal services see as the caller of a call.
@@ -145,6 +161,16 @@ impl Ctx {
             .ok_or_else(|| GatewayError::Internal(anyhow::anyhow!("no caller on this call")))
     }
 
+    /// Who asks, for the read cache: `None` when the call carries an operator's or a
+    /// service's own token (never cached) or no token.
+    fn asker(&self) -> Option<Asker> {
+        match self.credentials {
+            Credentials::Gateway => Some(Asker::Gateway),
+            Credentials::OnBehalfOf(user) => Some(Asker::Customer(user)),
+            Credentials::Anonymous | Credentials::Forward(_) => None,
+        }
+    }
+
     fn uses_gateway_token(&self) -> bool {
         matches!(
             self.credentials,
@@ -153,7 +179,7 @@ impl Ctx {
     }
 }
 
-/// The internal services and the gateway's service token.
+/// The internal services, the gateway's service token and the read cache.
 #[derive(Clone, Debug)]
 pub struct Clients {
     identity: ReplicaChannels,
@@ -161,6 +187,7 @@ pub struct Clients {
     access: ReplicaChannels,
     notification: ReplicaChannels,
     token: ServiceToken,
+    cache: Arc<ReadCache>,
 }
 
 /// How one attempt of a call failed.
@@ -170,13 +197,15 @@ enum Failure {
 }
 
 impl Clients {
-    /// Clients over these channels, authenticating with `token`.
+    /// Clients over these channels, authenticating with `token`, keeping the answers of
+    /// cached reads in `cache`.
     pub fn new(
         identity: ReplicaChannels,
         contacts: ReplicaChannels,
         access: ReplicaChannels,
         notification: ReplicaChannels,
         token: ServiceToken,
+        cache: ReadCache,
     ) -> Self {
         Self {
             identity,
@@ -184,6 +213,7 @@ impl Clients {
             access,
             notification,
             token,
+            cache: Arc::new(cache),
         }
     }
 
@@ -252,22 +282,61 @@ impl Clients {
         }
     }
 
-    /// Calls `service` with `message` through `send`, retrying a read once on `Unavailable`.
+    /// Calls `method` of `service` with `message` through `send`: from the read cache for a
+    /// cached read it holds, else sent, retrying a read once on `Unavailable`.
     pub async fn call<Req, Resp, F, Fut>(
         &self,
         ctx: &Ctx,
         service: Svc,
         op: Op,
+        method: &'static str,
         message: Req,
         send: F,
+    ) -> Result<Resp, GatewayError>
+    where
+        Req: Clone + prost::Message,
+        Resp: Clone + prost::Message + Send + Sync + 'static,
+        F: Fn(Channel, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let question = match (op, ctx.asker()) {
+            (Op::CachedRead, Some(asker)) if self.cache.is_enabled() => {
+                Some(Question::new(method, asker, message.encode_to_vec()))
+            }
+            _ => None,
+        };
+        if let Some(answer) = question.as_ref().and_then(|q| self.cache.get::<Resp>(q)) {
+            return Ok(answer);
+        }
+        let generation = self.cache.generation();
+        let result = self.send(ctx, service, op, message, &send).await;
+        match (op, question, &result) {
+            (Op::Write, _, _) => self.cache.clear(),
+            (_, Some(question), Ok(answer)) if worth_storing(answer) => {
+                self.cache
+                    .store(question, answer.clone(), answer.encoded_len(), generation);
+            }
+            _ => {}
+        }
+        result
+    }
+
+    /// Sends `message`, retrying a read once on `Unavailable`.
+    async fn send<Req, Resp, F, Fut>(
+        &self,
+        ctx: &Ctx,
+        service: Svc,
+        op: Op,
+        message: Req,
+        send: &F,
     ) -> Result<Resp, GatewayError>
     where
         Req: Clone,
         F: Fn(Channel, Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
-        if op == Op::Read {
-            match self.attempt(ctx, service, message.clone(), &send).await {
+        if op.is_read() {
+            match self.attempt(ctx, service, message.clone(), send).await {
                 Err(Failure::Status(status)) if status.code() == Code::Unavailable => {
                     tracing::debug!(
                         service = service.name(),
@@ -277,7 +346,7 @@ impl Clients {
                 other => return other.map_err(|failure| self.error(ctx, service, failure)),
             }
         }
-        self.attempt(ctx, service, message, &send)
+        self.attempt(ctx, service, message, send)
             .await
             .map_err(|failure| self.error(ctx, service, failure))
     }
@@ -307,7 +376,8 @@ macro_rules! rpcs {
             $(
                 $(#[$doc])*
                 pub async fn $name(&self, ctx: &Ctx, message: $req) -> Result<$resp, GatewayError> {
-                    self.call(ctx, Svc::$svc, Op::$op, message, |channel, request| async move {
+                    let method = concat!(stringify!($client), "/", stringify!($method));
+                    self.call(ctx, Svc::$svc, Op::$op, method, message, |channel, request| async move {
                         $client::new(channel).$method(request).await
                     })
                     .await
@@ -323,15 +393,15 @@ rpcs! {
     /// identity `VerifyEmail`.
     verify_email: Identity Write IdentityServiceClient::verify_email(identity::VerifyEmailRequest) -> identity::VerifyEmailResponse;
     /// identity `Authenticate`.
-    authenticate: Identity Write IdentityServiceClient::authenticate(identity::AuthenticateRequest) -> identity::AuthenticateResponse;
+    authenticate: Identity SessionWrite IdentityServiceClient::authenticate(identity::AuthenticateRequest) -> identity::AuthenticateResponse;
     /// identity `RefreshSession`.
-    refresh_session: Identity Write IdentityServiceClient::refresh_session(identity::RefreshSessionRequest) -> identity::RefreshSessionResponse;
+    refresh_session: Identity SessionWrite IdentityServiceClient::refresh_session(identity::RefreshSessionRequest) -> identity::RefreshSessionResponse;
     /// identity `RevokeSession`.
-    revoke_session: Identity Write IdentityServiceClient::revoke_session(identity::RevokeSessionRequest) -> identity::RevokeSessionResponse;
+    revoke_session: Identity SessionWrite IdentityServiceClient::revoke_session(identity::RevokeSessionRequest) -> identity::RevokeSessionResponse;
     /// identity `GetUser`.
-    get_user: Identity Read IdentityServiceClient::get_user(identity::GetUserRequest) -> identity::GetUserResponse;
+    get_user: Identity CachedRead IdentityServiceClient::get_user(identity::GetUserRequest) -> identity::GetUserResponse;
     /// identity `BatchGetUsers`.
-    batch_get_users: Identity Read IdentityServiceClient::batch_get_users(identity::BatchGetUsersRequest) -> identity::BatchGetUsersResponse;
+    batch_get_users: Identity CachedRead IdentityServiceClient::batch_get_users(identity::BatchGetUsersRequest) -> identity::BatchGetUsersResponse;
     /// identity `LookupUser`.
     lookup_user: Identity Read IdentityServiceClient::lookup_user(identity::LookupUserRequest) -> identity::LookupUserResponse;
     /// identity `CreateUser`.
@@ -340,15 +410,15 @@ rpcs! {
     /// registry `CreateSite`.
     create_site: Contacts Write ContactRegistryServiceClient::create_site(contacts::CreateSiteRequest) -> contacts::CreateSiteResponse;
     /// registry `GetSite`.
-    get_site: Contacts Read ContactRegistryServiceClient::get_site(contacts::GetSiteRequest) -> contacts::GetSiteResponse;
+    get_site: Contacts CachedRead ContactRegistryServiceClient::get_site(contacts::GetSiteRequest) -> contacts::GetSiteResponse;
     /// registry `UpdateSite`.
     update_site: Contacts Write ContactRegistryServiceClient::update_site(contacts::UpdateSiteRequest) -> contacts::UpdateSiteResponse;
     /// registry `GetSiteCompliance`.
     get_site_compliance: Contacts Read ContactRegistryServiceClient::get_site_compliance(contacts::GetSiteComplianceRequest) -> contacts::GetSiteComplianceResponse;
     /// registry `ListSiteContacts`.
-    list_site_contacts: Contacts Read ContactRegistryServiceClient::list_site_contacts(contacts::ListSiteContactsRequest) -> contacts::ListSiteContactsResponse;
+    list_site_contacts: Contacts CachedRead ContactRegistryServiceClient::list_site_contacts(contacts::ListSiteContactsRequest) -> contacts::ListSiteContactsResponse;
     /// registry `ListUserContacts`.
-    list_user_contacts: Contacts Read ContactRegistryServiceClient::list_user_contacts(contacts::ListUserContactsRequest) -> contacts::ListUserContactsResponse;
+    list_user_contacts: Contacts CachedRead ContactRegistryServiceClient::list_user_contacts(contacts::ListUserContactsRequest) -> contacts::ListUserContactsResponse;
     /// registry `AssignContact`.
     assign_contact: Contacts Write ContactRegistryServiceClient::assign_contact(contacts::AssignContactRequest) -> contacts::AssignContactResponse;
     /// registry `UpdateContact`.
@@ -363,7 +433,7 @@ rpcs! {
     list_contacts_audit: Contacts Read ContactRegistryServiceClient::list_audit_records(contacts::ListAuditRecordsRequest) -> contacts::ListAuditRecordsResponse;
 
     /// access `BatchCheck`.
-    batch_check: Access Read AccessManagementServiceClient::batch_check(access::BatchCheckRequest) -> access::BatchCheckResponse;
+    batch_check: Access CachedRead AccessManagementServiceClient::batch_check(access::BatchCheckRequest) -> access::BatchCheckResponse;
     /// access `GetAccessProfile`.
     get_access_profile: Access Read AccessManagementServiceClient::get_access_profile(access::GetAccessProfileRequest) -> access::GetAccessProfileResponse;
     /// access `SetToolAccess`.
@@ -375,7 +445,7 @@ rpcs! {
     /// access `ListSiteAccess`.
     list_site_access: Access Read AccessManagementServiceClient::list_site_access(access::ListSiteAccessRequest) -> access::ListSiteAccessResponse;
     /// access `ListUserAccess`.
-    list_user_access: Access Read AccessManagementServiceClient::list_user_access(access::ListUserAccessRequest) -> access::ListUserAccessResponse;
+    list_user_access: Access CachedRead AccessManagementServiceClient::list_user_access(access::ListUserAccessRequest) -> access::ListUserAccessResponse;
     /// access `SubmitAccessRequest`.
     submit_access_request: Access Write AccessManagementServiceClient::submit_access_request(access::SubmitAccessRequestRequest) -> access::SubmitAccessRequestResponse;
     /// access `GetAccessRequest`.

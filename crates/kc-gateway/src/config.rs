@@ -8,6 +8,9 @@ use kc_runtime::config::{IdentityUrlArgs, ServerArgs, parse_duration, parse_http
 
 use crate::ratelimit::{Rate, parse_rate};
 
+/// Longest `--read-cache-ttl` accepted.
+pub const MAX_READ_CACHE_TTL: Duration = Duration::from_secs(60);
+
 /// Everything `kc-gateway serve` needs.
 #[derive(clap::Args, Debug, Clone)]
 pub struct GatewayArgs {
@@ -47,6 +50,12 @@ pub struct GatewayArgs {
     /// over every replica behind one name (a Kubernetes headless service).
     #[arg(long, env = "KC_RESOLVE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub resolve_interval: Duration,
+    /// How long the answers of the hot internal reads (permission checks, users, a site's
+    /// contacts, a person's roles and rights) are kept and served again; `0s` turns the
+    /// cache off. A change made through this replica is seen at once; one made elsewhere
+    /// at most this much later (see the README's gateway decisions).
+    #[arg(long, env = "KC_READ_CACHE_TTL", default_value = "1s", value_parser = parse_duration)]
+    pub read_cache_ttl: Duration,
 }
 
 impl GatewayArgs {
@@ -74,6 +83,13 @@ impl GatewayArgs {
         }
         if self.resolve_interval.is_zero() {
             anyhow::bail!("--resolve-interval (KC_RESOLVE_INTERVAL) must be more than 0");
+        }
+        if self.read_cache_ttl > MAX_READ_CACHE_TTL {
+            anyhow::bail!(
+                "--read-cache-ttl (KC_READ_CACHE_TTL) must be at most {}s: a longer one would \
+                 keep revoked rights working that long",
+                MAX_READ_CACHE_TTL.as_secs()
+            );
         }
         if self.session_rate_burst == 0 {
             anyhow::bail!("--session-rate-burst (KC_SESSION_RATE_BURST) must be at least 1");
@@ -127,6 +143,7 @@ mod tests {
             }
         );
         assert_eq!(args.session_rate_burst, 10);
+        assert_eq!(args.read_cache_ttl, Duration::from_secs(1));
         assert_eq!(args.account.client_secret, "-secret");
         assert!(args.validate().is_ok());
     }
@@ -146,5 +163,9 @@ mod tests {
         let off = GatewayArgs::parse_from(BASE.iter().chain(&["--session-rate-limit", "off"]))
             .expect("parses");
         assert_eq!(off.session_rate_limit, Rate::Off);
+        let long_cache = GatewayArgs::parse_from(BASE.iter().chain(&["--read-cache-ttl", "5m"]))
+            .expect("parses");
+        let error = long_cache.validate().expect_err("too long").to_string();
+        assert!(error.contains("--read-cache-ttl"), "{error}");
     }
 }

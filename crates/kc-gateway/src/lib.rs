@@ -1,6 +1,7 @@
 //! `kc-gateway`: the public API of the keycontacts suite. It authenticates the caller
 //! (tokens verified locally), decides whether the call is allowed (one table of rules,
-//! [`policy`], and one access-management `BatchCheck` per call), and composes identity, the
+//! [`policy`], and one access-management `BatchCheck` per call, its answer kept briefly by
+//! [`cache`]), and composes identity, the
 //! contact registry, access management and notification into
 //! `keycontacts.gateway.v1.GatewayService` (`kc_proto::gateway`). It owns no data.
 //!
@@ -8,8 +9,10 @@
 //! - [`compose`]: what each RPC does, per area.
 //! - [`clients`]: calls to the internal services (credentials, deadlines, retries of
 //!   reads, trace context, client-side balancing over replicas).
+//! - [`cache`]: the short-lived cache of the hot internal reads.
 //! - [`deadline`], [`ratelimit`], [`error`], [`grpc`], [`config`].
 
+pub mod cache;
 pub mod clients;
 pub mod compose;
 pub mod config;
@@ -29,6 +32,7 @@ use kc_runtime::server::{ServeOptions, serve};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
+use crate::cache::ReadCache;
 use crate::clients::Clients;
 use crate::compose::Gateway;
 use crate::config::GatewayArgs;
@@ -69,7 +73,8 @@ pub async fn run_with_verifier(
     let notification =
         ReplicaChannels::new("--notification-url", &args.notification_url, replicas)?;
     let token = ServiceToken::new(identity.pick().channel, args.account.clone());
-    let clients = Clients::new(identity, contacts, access, notification, token);
+    let cache = ReadCache::new(args.read_cache_ttl);
+    let clients = Clients::new(identity, contacts, access, notification, token, cache);
     let gateway = Gateway::new(
         clients,
         RateLimiter::new(args.session_rate_limit, args.session_rate_burst),

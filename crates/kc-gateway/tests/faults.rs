@@ -79,7 +79,11 @@ async fn probe(
 // gateway did not wait for the caller's deadline), then served again once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_service_down_is_unavailable_and_the_gateway_recovers() {
-    let mut suite = Suite::start().await;
+    // The read cache off: each probe must reach its service (with the cache, a read the
+    // gateway answered less than `--read-cache-ttl` ago is served again while the service
+    // is down; tests/cache.rs shows that).
+    let mut suite =
+        Suite::start_with(&["--session-rate-limit", "off", "--read-cache-ttl", "0s"]).await;
     let primary = suite.person("Paula Primary").await;
     let site = suite.create_site("Acme Lyon", &primary, None).await;
     suite

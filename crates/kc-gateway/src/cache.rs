@@ -1,0 +1,307 @@
+//! The read cache: answers of the internal services' hot reads, kept for a short time.
+//!
+//! Every gateway call needs a few reads (the `BatchCheck` of the caller's permissions, the
+//! people of a site from identity, the caller's roles and rights for `GetMe`), each one an
+//! HTTP/2 round trip and, behind it, a Postgres query. A person using a client makes bursts
+//! of calls about the same site, so the same reads repeat within a second. This cache keeps
+//! their answers for `--read-cache-ttl` (1 s by default; `0s` turns it off).
+//!
+//! # What is cached, under which key
+//!
+//! Only the reads the client table marks [`Op::CachedRead`](crate::clients::Op), and only
+//! their successful answers; a `BatchCheck` answer only when every check was allowed, so a
+//! denial is asked again each time and a right granted anywhere works at once (what can be
+//! late is a revocation made elsewhere, by at most the TTL). The key is the RPC, **who asked** (the gateway itself, or the
+//! customer it acts for) and the request message's bytes, so an answer is only ever served
+//! to the same question from the same actor. Calls that carry an operator's or a service's
+//! own token are never cached.
+//!
+//! # How fresh the answers are
+//!
+//! - **Writes through this replica**: every write the gateway sends (successful or not: a
+//!   failed write may still have been applied) empties the cache when it ends, and a read
+//!   that started before that write ended is not stored ([generation](ReadCache::generation)),
+//!   so a caller reads its own writes on the same replica.
+//! - **Changes made elsewhere** (another gateway replica, an operator's direct call to an
+//!   internal service, access management's projection catching up with the registry): seen
+//!   once the entry expires, so at most one TTL later than without the cache. Kubernetes'
+//!   API server makes the same trade for its webhook authorizer, which caches allowed
+//!   decisions for 5 minutes by default.
+//!
+//! # Memory
+//!
+//! The answers are counted by their encoded size; past [`BUDGET_BYTES`] the expired entries
+//! go, then, if that is not enough, all of them. An answer larger than a sixteenth of the
+//! budget is not stored.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use kc_proto::access::BatchCheckResponse;
+use uuid::Uuid;
+
+/// Most bytes (encoded answers) the cache holds.
+pub const BUDGET_BYTES: usize = 8 * 1024 * 1024;
+
+/// Largest single answer stored.
+const LARGEST_ENTRY_BYTES: usize = BUDGET_BYTES / 16;
+
+/// Whether `answer` may be stored: anything but a `BatchCheck` answer that denied something.
+pub fn worth_storing(answer: &dyn Any) -> bool {
+    answer
+        .downcast_ref::<BatchCheckResponse>()
+        .is_none_or(|checks| checks.results.iter().all(|check| check.allowed))
+}
+
+/// Who asked a cached read: answers are only shared between calls of the same actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Asker {
+    /// The gateway's own question (an authorization check, the site of a request).
+    Gateway,
+    /// The gateway acting for this customer.
+    Customer(Uuid),
+}
+
+/// One cached question: the RPC, who asked it and the request's encoded bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Question {
+    method: &'static str,
+    asker: Asker,
+    request: Vec<u8>,
+}
+
+impl Question {
+    /// The question `request` (encoded) to `method`, asked by `asker`.
+    pub fn new(method: &'static str, asker: Asker, request: Vec<u8>) -> Self {
+        Self {
+            method,
+            asker,
+            request,
+        }
+    }
+}
+
+struct Entry {
+    answer: Arc<dyn Any + Send + Sync>,
+    bytes: usize,
+    expires: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<Question, Entry>,
+    bytes: usize,
+    generation: u64,
+}
+
+/// The answers of recent cached reads; see the [module documentation](self).
+pub struct ReadCache {
+    ttl: Duration,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for ReadCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadCache")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReadCache {
+    /// A cache keeping answers for `ttl`; a zero `ttl` keeps nothing.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Whether answers are kept at all.
+    pub fn is_enabled(&self) -> bool {
+        !self.ttl.is_zero()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves nothing half-written that matters: the
+        // worst is an entry counted twice, corrected by the next clear.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The stored answer to `question`, if it has not expired.
+    pub fn get<T: Clone + 'static>(&self, question: &Question) -> Option<T> {
+        if !self.is_enabled() {
+            return None;
+        }
+        let state = self.state();
+        let entry = state.entries.get(question)?;
+        if entry.expires <= Instant::now() {
+            return None;
+        }
+        entry.answer.downcast_ref::<T>().cloned()
+    }
+
+    /// The number of the cache's current contents: take it before sending a read, and
+    /// [`store`](Self::store) its answer with it.
+    pub fn generation(&self) -> u64 {
+        self.state().generation
+    }
+
+    /// Stores `answer` (`bytes` long, encoded) to `question`, unless the cache was emptied
+    /// since `generation` was read: then the answer may predate a write and is dropped.
+    pub fn store<T: Send + Sync + 'static>(
+        &self,
+        question: Question,
+        answer: T,
+        bytes: usize,
+        generation: u64,
+    ) {
+        if !self.is_enabled() || bytes > LARGEST_ENTRY_BYTES {
+            return;
+        }
+        let now = Instant::now();
+        let mut state = self.state();
+        if state.generation != generation {
+            return;
+        }
+        if state.bytes + bytes > BUDGET_BYTES {
+            state.entries.retain(|_, entry| entry.expires > now);
+            state.bytes = state.entries.values().map(|entry| entry.bytes).sum();
+            if state.bytes + bytes > BUDGET_BYTES {
+                state.entries.clear();
+                state.bytes = 0;
+            }
+        }
+        let entry = Entry {
+            answer: Arc::new(answer),
+            bytes,
+            expires: now + self.ttl,
+        };
+        state.bytes += bytes;
+        if let Some(replaced) = state.entries.insert(question, entry) {
+            state.bytes -= replaced.bytes;
+        }
+    }
+
+    /// Forgets every answer, and every read in flight (after a write).
+    pub fn clear(&self) {
+        if !self.is_enabled() {
+            return;
+        }
+        let mut state = self.state();
+        state.entries.clear();
+        state.bytes = 0;
+        state.generation = state.generation.wrapping_add(1);
+    }
+
+    /// The number of answers stored (expired ones included).
+    pub fn len(&self) -> usize {
+        self.state().entries.len()
+    }
+
+    /// Whether no answer is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn question(asker: Asker, request: &[u8]) -> Question {
+        Question::new("/svc/Method", asker, request.to_vec())
+    }
+
+    #[test]
+    fn answers_are_kept_per_asker_and_request() {
+        let cache = ReadCache::new(Duration::from_secs(60));
+        let alice = Asker::Customer(Uuid::from_u128(1));
+        let bob = Asker::Customer(Uuid::from_u128(2));
+        cache.store(question(alice, b"a"), 7_u32, 4, cache.generation());
+        assert_eq!(cache.get::<u32>(&question(alice, b"a")), Some(7));
+        assert_eq!(cache.get::<u32>(&question(bob, b"a")), None);
+        assert_eq!(cache.get::<u32>(&question(Asker::Gateway, b"a")), None);
+        assert_eq!(cache.get::<u32>(&question(alice, b"b")), None);
+        // Another type under the same question is a miss, never a wrong answer.
+        assert_eq!(cache.get::<u64>(&question(alice, b"a")), None);
+    }
+
+    #[test]
+    fn answers_expire_after_the_ttl() {
+        let cache = ReadCache::new(Duration::from_millis(20));
+        cache.store(question(Asker::Gateway, b"a"), 1_u8, 1, cache.generation());
+        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"a")), Some(1));
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"a")), None);
+    }
+
+    #[test]
+    fn a_read_that_overlaps_a_write_is_not_stored() {
+        let cache = ReadCache::new(Duration::from_secs(60));
+        let before = cache.generation();
+        cache.store(question(Asker::Gateway, b"a"), 1_u8, 1, before);
+        cache.clear();
+        assert!(cache.is_empty());
+        cache.store(question(Asker::Gateway, b"b"), 2_u8, 1, before);
+        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"b")), None);
+        cache.store(question(Asker::Gateway, b"b"), 3_u8, 1, cache.generation());
+        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"b")), Some(3));
+    }
+
+    #[test]
+    fn denials_are_not_worth_storing() {
+        use kc_proto::access::CheckResponse;
+        let allowed = |allowed| CheckResponse {
+            allowed,
+            ..Default::default()
+        };
+        let all = BatchCheckResponse {
+            results: vec![allowed(true), allowed(true)],
+        };
+        let one_denied = BatchCheckResponse {
+            results: vec![allowed(true), allowed(false)],
+        };
+        assert!(worth_storing(&all));
+        assert!(!worth_storing(&one_denied));
+        assert!(worth_storing(&7_u32));
+    }
+
+    #[test]
+    fn a_zero_ttl_keeps_nothing() {
+        let cache = ReadCache::new(Duration::ZERO);
+        cache.store(question(Asker::Gateway, b"a"), 1_u8, 1, cache.generation());
+        assert!(cache.is_empty());
+        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"a")), None);
+    }
+
+    #[test]
+    fn the_budget_bounds_what_is_kept() {
+        let cache = ReadCache::new(Duration::from_secs(60));
+        cache.store(
+            question(Asker::Gateway, b"huge"),
+            0_u8,
+            LARGEST_ENTRY_BYTES + 1,
+            cache.generation(),
+        );
+        assert!(cache.is_empty());
+        for index in 0..20_u8 {
+            cache.store(
+                question(Asker::Gateway, &[index]),
+                index,
+                LARGEST_ENTRY_BYTES,
+                cache.generation(),
+            );
+        }
+        let held = cache.len();
+        assert!(
+            held <= 16,
+            "{held} entries of a sixteenth of the budget each"
+        );
+        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, &[19])), Some(19));
+    }
+}

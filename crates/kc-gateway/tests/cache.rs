@@ -1,0 +1,192 @@
+//! The gateway's read cache (`--read-cache-ttl`, `kc_gateway::cache`), seen through the
+//! gateway: answers are served again to the same caller only, a write through the gateway
+//! is read back at once, a denial is never kept, and a change made elsewhere (through
+//! another gateway replica) is seen once the entry expires.
+//!
+//! The suite's gateway keeps answers for a minute, so what it serves from the cache is
+//! told apart from what it asks again without timing anything.
+
+mod common;
+
+use common::*;
+use kc_proto::access::{self as apb};
+use kc_proto::contacts::{self as cpb};
+use kc_proto::gateway::{self as gw};
+use tonic::{Code, Status};
+
+/// The suite's cache TTL: longer than any test, so a kept answer stays kept.
+const LONG_TTL: [&str; 4] = ["--session-rate-limit", "off", "--read-cache-ttl", "60s"];
+
+/// `ShowAllContacts` of the site as `person`, through the gateway on `channel`.
+async fn show_all(
+    channel: &tonic::transport::Channel,
+    person: &Person,
+    site: &cpb::Site,
+) -> Result<Vec<gw::ContactView>, Status> {
+    gw::gateway_service_client::GatewayServiceClient::new(channel.clone())
+        .show_all_contacts(authed(
+            Some(&person.token),
+            gw::ShowAllContactsRequest {
+                site_id: site.site_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .map(|response| response.into_inner().contacts)
+}
+
+fn user_ids(views: &[gw::ContactView]) -> Vec<&str> {
+    views.iter().map(|view| view.user_id.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_kept_per_caller_and_a_write_through_the_gateway_is_read_back_at_once() {
+    let mut suite = Suite::start_with(&LONG_TTL).await;
+    let primary = suite.person("Paula Primary").await;
+    let stranger = suite.person("Sam Stranger").await;
+    let newcomer = suite.person("Nina Newcomer").await;
+    let site = suite.create_site("Acme Lyon", &primary, None).await;
+    suite
+        .wait_role(&site.site_id, &primary.id, Role::Primary)
+        .await;
+    let channel = suite.gateway_channel.clone();
+
+    let first = show_all(&channel, &primary, &site)
+        .await
+        .expect("the primary sees the contacts");
+    assert_eq!(user_ids(&first), [primary.id.as_str()]);
+
+    // With the registry down, the same call is answered from the cache (the permission
+    // check, the registry's list and identity's users were all kept)...
+    suite.stop_internal(Internal::Contacts).await;
+    let kept = show_all(&channel, &primary, &site)
+        .await
+        .expect("the primary's answer is served again while the registry is down");
+    assert_eq!(kept, first);
+    // ...but only to the primary: the same question from someone else is asked again,
+    // and a person without a relation to the site is still refused.
+    let status = show_all(&channel, &stranger, &site)
+        .await
+        .expect_err("the stranger gets no answer kept for the primary");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    suite.start_internal(Internal::Contacts).await;
+
+    // A write through the gateway empties the cache: the next read shows it.
+    suite
+        .assign(&site.site_id, &newcomer, Role::Secondary)
+        .await;
+    let after = show_all(&channel, &primary, &site)
+        .await
+        .expect("the primary sees the contacts");
+    let mut ids = user_ids(&after);
+    ids.sort_unstable();
+    let mut expected = [primary.id.as_str(), newcomer.id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "the new secondary is read back at once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_is_never_kept_and_a_revocation_through_this_gateway_applies_at_once() {
+    let suite = Suite::start_with(&LONG_TTL).await;
+    let primary = suite.person("Paula Primary").await;
+    let reader = suite.person("Rita Reader").await;
+    let site = suite.create_site("Acme Lyon", &primary, None).await;
+    suite
+        .wait_role(&site.site_id, &primary.id, Role::Primary)
+        .await;
+    let channel = suite.gateway_channel.clone();
+    let (other_replica, other_channel) = suite.another_gateway(&LONG_TTL).await;
+
+    let denied = show_all(&channel, &reader, &site)
+        .await
+        .expect_err("no right yet");
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+
+    // CONTACTS_VIEW granted through another replica: the refusal was not kept, so this
+    // replica lets the reader in at once.
+    gw::gateway_service_client::GatewayServiceClient::new(other_channel.clone())
+        .set_tool_access(authed(
+            Some(&suite.operator.token),
+            gw::SetToolAccessRequest {
+                site_id: site.site_id.clone(),
+                user_id: reader.id.clone(),
+                tools: Some(tools(|t| {
+                    t.contact_updates = apb::ContactUpdatesAccess::View as i32
+                })),
+                reason: "test: a grant through another replica".into(),
+                etag: String::new(),
+            },
+        ))
+        .await
+        .expect("the operator grants CONTACTS_VIEW");
+    show_all(&channel, &reader, &site)
+        .await
+        .expect("a grant made elsewhere works at once");
+
+    // Revoked through this replica: refused at once, although the permission was kept.
+    suite
+        .gw()
+        .revoke_access(authed(
+            Some(&primary.token),
+            gw::RevokeAccessRequest {
+                site_id: site.site_id.clone(),
+                user_id: reader.id.clone(),
+                reason: "test: a revocation through this replica".into(),
+                etag: String::new(),
+            },
+        ))
+        .await
+        .expect("the primary revokes the reader's rights");
+    let status = show_all(&channel, &reader, &site)
+        .await
+        .expect_err("revoked");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    drop(other_replica);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_made_elsewhere_is_seen_once_the_answer_expires() {
+    let suite = Suite::start_with(&LONG_TTL).await;
+    let primary = suite.person("Paula Primary").await;
+    let reader = suite.person("Rita Reader").await;
+    let site = suite.create_site("Acme Lyon", &primary, None).await;
+    suite
+        .wait_role(&site.site_id, &primary.id, Role::Primary)
+        .await;
+    suite
+        .grant(
+            &site.site_id,
+            &reader.id,
+            tools(|t| t.contact_updates = apb::ContactUpdatesAccess::View as i32),
+        )
+        .await;
+    // A replica keeping answers for one second, the production default.
+    let (short_replica, short_channel) = suite.another_gateway(&["--read-cache-ttl", "1s"]).await;
+    show_all(&short_channel, &reader, &site)
+        .await
+        .expect("the reader sees the contacts");
+
+    // Revoked through the suite's gateway: the short replica may answer from its cache for
+    // up to its TTL, and must refuse once that has passed.
+    suite
+        .gw()
+        .revoke_access(authed(
+            Some(&primary.token),
+            gw::RevokeAccessRequest {
+                site_id: site.site_id.clone(),
+                user_id: reader.id.clone(),
+                reason: "test: a revocation through another replica".into(),
+                etag: String::new(),
+            },
+        ))
+        .await
+        .expect("the primary revokes the reader's rights");
+    eventually("the other replica refuses the revoked reader", || async {
+        match show_all(&short_channel, &reader, &site).await {
+            Err(status) if status.code() == Code::PermissionDenied => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    drop(short_replica);
+}
