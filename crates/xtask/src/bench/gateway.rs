@@ -17,6 +17,12 @@
 //! composed from the registry, identity and access management, all five services and
 //! Postgres on this machine with the load generator.
 //!
+//! The gateway runs with its default read cache (`--read-cache-ttl 1s`): each primary calls
+//! far more often than once a second, so nearly every call is answered from the cache and
+//! the figures are the gateway's own cost. `KC_READ_CACHE_TTL=0s cargo xtask bench gateway`
+//! (the services inherit the environment) measures every call going through to the
+//! internal services.
+//!
 //! - `gateway.show_all_contacts`: `ShowAllContacts` of the site: the registry's
 //!   `ListSiteContacts` concurrently with the `BatchCheck`, then identity's `BatchGetUsers`.
 //! - `gateway.get_me`: `GetMe` of the primary: identity's `GetUser`, the registry's
