@@ -35,6 +35,23 @@ async fn show_all(
         .map(|response| response.into_inner().contacts)
 }
 
+/// `primary` revokes `reader`'s explicit rights on the site through the suite's gateway.
+async fn revoke(suite: &Suite, primary: &Person, reader: &Person, site: &cpb::Site) {
+    suite
+        .gw()
+        .revoke_access(authed(
+            Some(&primary.token),
+            gw::RevokeAccessRequest {
+                site_id: site.site_id.clone(),
+                user_id: reader.id.clone(),
+                reason: "test: revoked".into(),
+                etag: String::new(),
+            },
+        ))
+        .await
+        .expect("the primary revokes the reader's rights");
+}
+
 fn user_ids(views: &[gw::ContactView]) -> Vec<&str> {
     views.iter().map(|view| view.user_id.as_str()).collect()
 }
@@ -124,19 +141,7 @@ async fn a_denial_is_never_kept_and_a_revocation_through_this_gateway_applies_at
         .expect("a grant made elsewhere works at once");
 
     // Revoked through this replica: refused at once, although the permission was kept.
-    suite
-        .gw()
-        .revoke_access(authed(
-            Some(&primary.token),
-            gw::RevokeAccessRequest {
-                site_id: site.site_id.clone(),
-                user_id: reader.id.clone(),
-                reason: "test: a revocation through this replica".into(),
-                etag: String::new(),
-            },
-        ))
-        .await
-        .expect("the primary revokes the reader's rights");
+    revoke(&suite, &primary, &reader, &site).await;
     let status = show_all(&channel, &reader, &site)
         .await
         .expect_err("revoked");
@@ -168,19 +173,7 @@ async fn a_revocation_made_elsewhere_is_seen_once_the_answer_expires() {
 
     // Revoked through the suite's gateway: the short replica may answer from its cache for
     // up to its TTL, and must refuse once that has passed.
-    suite
-        .gw()
-        .revoke_access(authed(
-            Some(&primary.token),
-            gw::RevokeAccessRequest {
-                site_id: site.site_id.clone(),
-                user_id: reader.id.clone(),
-                reason: "test: a revocation through another replica".into(),
-                etag: String::new(),
-            },
-        ))
-        .await
-        .expect("the primary revokes the reader's rights");
+    revoke(&suite, &primary, &reader, &site).await;
     eventually("the other replica refuses the revoked reader", || async {
         match show_all(&short_channel, &reader, &site).await {
             Err(status) if status.code() == Code::PermissionDenied => Ok(()),
