@@ -8,7 +8,10 @@
 //!
 //! # What is cached, under which key
 //!
-//! Only the reads the client table marks [`Op::CachedRead`](crate::clients::Op), and only
+//! Only for gateway RPCs that only read ([`CallKind::Read`](crate::clients::CallKind)): an
+//! RPC that changes state asks everything afresh, its permission check first, so a right
+//! revoked anywhere never lets a change through. Only the reads the client table marks
+//! [`Op::CachedRead`](crate::clients::Op), and only
 //! their successful answers; a `BatchCheck` answer only when every check was allowed, so a
 //! denial is asked again each time and a right granted anywhere works at once (what can be
 //! late is a revocation made elsewhere, by at most the TTL). The key is the RPC, **who asked** (the gateway itself, or the

@@ -107,14 +107,25 @@ enum Credentials {
     Forward(AsciiMetadataValue),
 }
 
-/// The context of one gateway call: its deadline, its caller and how internal calls carry
-/// the caller.
+/// Whether a gateway RPC only reads or changes state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    /// It only reads: its internal reads may be answered from the read cache.
+    Read,
+    /// It changes state: everything it reads, its permission check first, is asked fresh,
+    /// so a right revoked elsewhere never lets a change through.
+    Write,
+}
+
+/// The context of one gateway call: its deadline, its caller, how internal calls carry the
+/// caller, and whether they may be answered from the read cache.
 #[derive(Clone, Debug)]
 pub struct Ctx {
     /// When the internal calls must be done.
     pub deadline: Deadline,
     caller: Option<Caller>,
     credentials: Credentials,
+    kind: CallKind,
 }
 
 impl Ctx {
@@ -124,12 +135,18 @@ impl Ctx {
             deadline,
             caller: None,
             credentials: Credentials::Anonymous,
+            kind: CallKind::Write,
         }
     }
 
-    /// The context of an authenticated call from `caller`, whose request carried
+    /// The context of an authenticated call of `kind` from `caller`, whose request carried
     /// `metadata` (for the `authorization` value forwarded for operators and services).
-    pub fn authenticated(deadline: Deadline, caller: Caller, metadata: &MetadataMap) -> Self {
+    pub fn authenticated(
+        deadline: Deadline,
+        caller: Caller,
+        metadata: &MetadataMap,
+        kind: CallKind,
+    ) -> Self {
         let credentials = if caller.is_privileged() {
             match metadata.get("authorization") {
                 Some(value) => Credentials::Forward(value.clone()),
@@ -142,6 +159,7 @@ impl Ctx {
             deadline,
             caller: Some(caller),
             credentials,
+            kind,
         }
     }
 
@@ -151,6 +169,7 @@ impl Ctx {
             deadline: self.deadline,
             caller: self.caller.clone(),
             credentials: Credentials::Gateway,
+            kind: self.kind,
         }
     }
 
@@ -161,9 +180,13 @@ impl Ctx {
             .ok_or_else(|| GatewayError::Internal(anyhow::anyhow!("no caller on this call")))
     }
 
-    /// Who asks, for the read cache: `None` when the call carries an operator's or a
-    /// service's own token (never cached) or no token.
+    /// Who asks, for the read cache: `None` when nothing of this call may come from the
+    /// cache: a gateway RPC that changes state, or a call carrying an operator's or a
+    /// service's own token, or no token.
     fn asker(&self) -> Option<Asker> {
+        if self.kind == CallKind::Write {
+            return None;
+        }
         match self.credentials {
             Credentials::Gateway => Some(Asker::Gateway),
             Credentials::OnBehalfOf(user) => Some(Asker::Customer(user)),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use kc_proto::gateway::{self as pb, gateway_service_server::GatewayService};
 use tonic::{Request, Response, Status};
 
-use crate::clients::Ctx;
+use crate::clients::{CallKind, Ctx};
 use crate::compose::Gateway;
 use crate::deadline::Deadline;
 use crate::error::GatewayError;
@@ -44,13 +44,14 @@ impl GatewayApi {
         )
     }
 
-    /// The context of an authenticated call.
-    fn ctx<T>(&self, request: &Request<T>) -> Result<Ctx, Status> {
+    /// The context of an authenticated call of `kind`.
+    fn ctx<T>(&self, request: &Request<T>, kind: CallKind) -> Result<Ctx, Status> {
         let caller = kc_runtime::auth::caller(request)?;
         Ok(Ctx::authenticated(
             self.deadline(request),
             caller,
             request.metadata(),
+            kind,
         ))
     }
 }
@@ -62,7 +63,7 @@ fn respond<T>(result: Result<T, GatewayError>) -> Result<Response<T>, Status> {
 macro_rules! handlers {
     (
         public { $($pub_name:ident($pub_req:ident) -> $pub_resp:ident;)* }
-        authenticated { $($name:ident($req:ident) -> $resp:ident;)* }
+        $($kind:ident { $($name:ident($req:ident) -> $resp:ident;)* })*
     ) => {
         #[tonic::async_trait]
         impl GatewayService for GatewayApi {
@@ -76,15 +77,15 @@ macro_rules! handlers {
                     respond(self.gateway.$pub_name(&ctx, peer, request.into_inner()).await)
                 }
             )*
-            $(
+            $($(
                 async fn $name(
                     &self,
                     request: Request<pb::$req>,
                 ) -> Result<Response<pb::$resp>, Status> {
-                    let ctx = self.ctx(&request)?;
+                    let ctx = self.ctx(&request, CallKind::$kind)?;
                     respond(self.gateway.$name(&ctx, request.into_inner()).await)
                 }
-            )*
+            )*)*
         }
     };
 }
@@ -97,32 +98,36 @@ handlers! {
         refresh(RefreshRequest) -> RefreshResponse;
         logout(LogoutRequest) -> LogoutResponse;
     }
-    authenticated {
+    // Authenticated RPCs that only read: answered partly from the read cache.
+    Read {
         get_me(GetMeRequest) -> GetMeResponse;
-        create_site(CreateSiteRequest) -> CreateSiteResponse;
         get_site(GetSiteRequest) -> GetSiteResponse;
         list_my_sites(ListMySitesRequest) -> ListMySitesResponse;
-        update_site(UpdateSiteRequest) -> UpdateSiteResponse;
         get_site_compliance(GetSiteComplianceRequest) -> GetSiteComplianceResponse;
         show_all_contacts(ShowAllContactsRequest) -> ShowAllContactsResponse;
+        get_access_profile(GetAccessProfileRequest) -> GetAccessProfileResponse;
+        list_site_access(ListSiteAccessRequest) -> ListSiteAccessResponse;
+        list_my_requests(ListMyRequestsRequest) -> ListMyRequestsResponse;
+        list_pending_requests(ListPendingRequestsRequest) -> ListPendingRequestsResponse;
+        list_site_notifications(ListSiteNotificationsRequest) -> ListSiteNotificationsResponse;
+        list_site_audit(ListSiteAuditRequest) -> ListSiteAuditResponse;
+    }
+    // Authenticated RPCs that change state: everything they read is asked fresh.
+    Write {
+        create_site(CreateSiteRequest) -> CreateSiteResponse;
+        update_site(UpdateSiteRequest) -> UpdateSiteResponse;
         assign_contact(AssignContactRequest) -> AssignContactResponse;
         update_contact(UpdateContactRequest) -> UpdateContactResponse;
         remove_contact(RemoveContactRequest) -> RemoveContactResponse;
         replace_contact(ReplaceContactRequest) -> ReplaceContactResponse;
         transfer_primary_contact(TransferPrimaryContactRequest) -> TransferPrimaryContactResponse;
-        get_access_profile(GetAccessProfileRequest) -> GetAccessProfileResponse;
         set_tool_access(SetToolAccessRequest) -> SetToolAccessResponse;
         set_support_access(SetSupportAccessRequest) -> SetSupportAccessResponse;
         revoke_access(RevokeAccessRequest) -> RevokeAccessResponse;
-        list_site_access(ListSiteAccessRequest) -> ListSiteAccessResponse;
         self_nominate(SelfNominateRequest) -> SelfNominateResponse;
-        list_my_requests(ListMyRequestsRequest) -> ListMyRequestsResponse;
         cancel_my_request(CancelMyRequestRequest) -> CancelMyRequestResponse;
-        list_pending_requests(ListPendingRequestsRequest) -> ListPendingRequestsResponse;
         decide_access_request(DecideAccessRequestRequest) -> DecideAccessRequestResponse;
         set_domain_policy(SetDomainPolicyRequest) -> SetDomainPolicyResponse;
         send_notice(SendNoticeRequest) -> SendNoticeResponse;
-        list_site_notifications(ListSiteNotificationsRequest) -> ListSiteNotificationsResponse;
-        list_site_audit(ListSiteAuditRequest) -> ListSiteAuditResponse;
     }
 }

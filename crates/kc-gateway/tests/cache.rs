@@ -1,7 +1,8 @@
 //! The gateway's read cache (`--read-cache-ttl`, `kc_gateway::cache`), seen through the
 //! gateway: answers are served again to the same caller only, a write through the gateway
-//! is read back at once, a denial is never kept, and a change made elsewhere (through
-//! another gateway replica) is seen once the entry expires.
+//! is read back at once, a denial is never kept, a change is always checked afresh, and a
+//! change made elsewhere (through another gateway replica) is seen by reads once the entry
+//! expires.
 //!
 //! The suite's gateway keeps answers for a minute, so what it serves from the cache is
 //! told apart from what it asks again without timing anything.
@@ -35,10 +36,14 @@ async fn show_all(
         .map(|response| response.into_inner().contacts)
 }
 
-/// `primary` revokes `reader`'s explicit rights on the site through the suite's gateway.
-async fn revoke(suite: &Suite, primary: &Person, reader: &Person, site: &cpb::Site) {
-    suite
-        .gw()
+/// `primary` revokes `reader`'s explicit rights on the site through the gateway on `channel`.
+async fn revoke(
+    channel: &tonic::transport::Channel,
+    primary: &Person,
+    reader: &Person,
+    site: &cpb::Site,
+) {
+    gw::gateway_service_client::GatewayServiceClient::new(channel.clone())
         .revoke_access(authed(
             Some(&primary.token),
             gw::RevokeAccessRequest {
@@ -141,7 +146,7 @@ async fn a_denial_is_never_kept_and_a_revocation_through_this_gateway_applies_at
         .expect("a grant made elsewhere works at once");
 
     // Revoked through this replica: refused at once, although the permission was kept.
-    revoke(&suite, &primary, &reader, &site).await;
+    revoke(&suite.gateway_channel, &primary, &reader, &site).await;
     let status = show_all(&channel, &reader, &site)
         .await
         .expect_err("revoked");
@@ -173,7 +178,7 @@ async fn a_revocation_made_elsewhere_is_seen_once_the_answer_expires() {
 
     // Revoked through the suite's gateway: the short replica may answer from its cache for
     // up to its TTL, and must refuse once that has passed.
-    revoke(&suite, &primary, &reader, &site).await;
+    revoke(&suite.gateway_channel, &primary, &reader, &site).await;
     eventually("the other replica refuses the revoked reader", || async {
         match show_all(&short_channel, &reader, &site).await {
             Err(status) if status.code() == Code::PermissionDenied => Ok(()),
@@ -182,4 +187,79 @@ async fn a_revocation_made_elsewhere_is_seen_once_the_answer_expires() {
     })
     .await;
     drop(short_replica);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_is_checked_afresh_even_when_a_read_kept_the_same_permission() {
+    let suite = Suite::start_with(&LONG_TTL).await;
+    let primary = suite.person("Paula Primary").await;
+    let manager = suite.person("Marc Manager").await;
+    let site = suite.create_site("Acme Lyon", &primary, None).await;
+    suite
+        .wait_role(&site.site_id, &primary.id, Role::Primary)
+        .await;
+    suite
+        .grant(
+            &site.site_id,
+            &manager.id,
+            tools(|t| t.account_management = apb::AccountManagementAccess::Granted as i32),
+        )
+        .await;
+    let mut gateway = suite.gw();
+    let notifications = |token: &str| {
+        authed(
+            Some(token),
+            gw::ListSiteNotificationsRequest {
+                site_id: site.site_id.clone(),
+                ..Default::default()
+            },
+        )
+    };
+    // ListSiteNotifications and UpdateSite both need ACCOUNT_MANAGEMENT on the site.
+    gateway
+        .list_site_notifications(notifications(&manager.token))
+        .await
+        .expect("the manager reads the site's notifications");
+
+    let (other_replica, other_channel) = suite.another_gateway(&LONG_TTL).await;
+    revoke(&other_channel, &primary, &manager, &site).await;
+
+    // This replica may still answer the read from its cache, for up to its TTL...
+    gateway
+        .list_site_notifications(notifications(&manager.token))
+        .await
+        .expect("the read's permission was kept");
+    // ...but a change asks access management again, and is refused.
+    let status = gateway
+        .update_site(authed(
+            Some(&manager.token),
+            gw::UpdateSiteRequest {
+                site: Some(cpb::Site {
+                    site_id: site.site_id.clone(),
+                    name: "Acme Lyon (renamed)".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["name".into()],
+                }),
+                etag: String::new(),
+            },
+        ))
+        .await
+        .expect_err("the manager's right was revoked");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let unchanged = gateway
+        .get_site(authed(
+            Some(&suite.operator.token),
+            gw::GetSiteRequest {
+                site_id: site.site_id.clone(),
+            },
+        ))
+        .await
+        .expect("the operator reads the site")
+        .into_inner()
+        .site
+        .expect("site");
+    assert_eq!(unchanged.name, "Acme Lyon");
+    drop(other_replica);
 }
