@@ -57,6 +57,19 @@ async fn revoke(
         .expect("the primary revokes the reader's rights");
 }
 
+/// A suite, a site with its primary, and a second person granted `explicit` on it.
+async fn granted_site(explicit: apb::ToolAccess) -> (Suite, Person, Person, cpb::Site) {
+    let suite = Suite::start_with(&LONG_TTL).await;
+    let primary = suite.person("Paula Primary").await;
+    let grantee = suite.person("Gabriel Grantee").await;
+    let site = suite.create_site("Acme Lyon", &primary, None).await;
+    suite
+        .wait_role(&site.site_id, &primary.id, Role::Primary)
+        .await;
+    suite.grant(&site.site_id, &grantee.id, explicit).await;
+    (suite, primary, grantee, site)
+}
+
 fn user_ids(views: &[gw::ContactView]) -> Vec<&str> {
     views.iter().map(|view| view.user_id.as_str()).collect()
 }
@@ -156,20 +169,10 @@ async fn a_denial_is_never_kept_and_a_revocation_through_this_gateway_applies_at
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_made_elsewhere_is_seen_once_the_answer_expires() {
-    let suite = Suite::start_with(&LONG_TTL).await;
-    let primary = suite.person("Paula Primary").await;
-    let reader = suite.person("Rita Reader").await;
-    let site = suite.create_site("Acme Lyon", &primary, None).await;
-    suite
-        .wait_role(&site.site_id, &primary.id, Role::Primary)
-        .await;
-    suite
-        .grant(
-            &site.site_id,
-            &reader.id,
-            tools(|t| t.contact_updates = apb::ContactUpdatesAccess::View as i32),
-        )
-        .await;
+    let (suite, primary, reader, site) = granted_site(tools(|t| {
+        t.contact_updates = apb::ContactUpdatesAccess::View as i32
+    }))
+    .await;
     // A replica keeping answers for one second, the production default.
     let (short_replica, short_channel) = suite.another_gateway(&["--read-cache-ttl", "1s"]).await;
     show_all(&short_channel, &reader, &site)
@@ -191,20 +194,10 @@ async fn a_revocation_made_elsewhere_is_seen_once_the_answer_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_is_checked_afresh_even_when_a_read_kept_the_same_permission() {
-    let suite = Suite::start_with(&LONG_TTL).await;
-    let primary = suite.person("Paula Primary").await;
-    let manager = suite.person("Marc Manager").await;
-    let site = suite.create_site("Acme Lyon", &primary, None).await;
-    suite
-        .wait_role(&site.site_id, &primary.id, Role::Primary)
-        .await;
-    suite
-        .grant(
-            &site.site_id,
-            &manager.id,
-            tools(|t| t.account_management = apb::AccountManagementAccess::Granted as i32),
-        )
-        .await;
+    let (suite, primary, manager, site) = granted_site(tools(|t| {
+        t.account_management = apb::AccountManagementAccess::Granted as i32
+    }))
+    .await;
     let mut gateway = suite.gw();
     let notifications = |token: &str| {
         authed(
