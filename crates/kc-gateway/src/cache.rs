@@ -21,10 +21,13 @@
 //!
 //! # How fresh the answers are
 //!
-//! - **Writes through this replica**: every write the gateway sends (successful or not: a
-//!   failed write may still have been applied) empties the cache when it ends, and a read
-//!   that started before that write ended is not stored ([generation](ReadCache::generation)),
-//!   so a caller reads its own writes on the same replica.
+//! - **Writes through this replica**: every write the gateway sends empties the cache when it
+//!   starts and again when it ends, however it ends (answered, failed, timed out, or
+//!   cancelled with its caller), and a read that overlapped it is not stored
+//!   ([generation](ReadCache::generation)), so a caller reads its own writes on the same
+//!   replica. Two exceptions, seen at most one TTL late: a write that timed out here but
+//!   was applied later, and a registry change that access management's rights reflect only
+//!   once its projection caught up (a read in between keeps the old answer).
 //! - **Changes made elsewhere** (another gateway replica, an operator's direct call to an
 //!   internal service, access management's projection catching up with the registry): seen
 //!   once the entry expires, so at most one TTL later than without the cache. Kubernetes'
@@ -33,9 +36,11 @@
 //!
 //! # Memory
 //!
-//! The answers are counted by their encoded size; past [`BUDGET_BYTES`] the expired entries
-//! go, then, if that is not enough, all of them. An answer larger than a sixteenth of the
-//! budget is not stored.
+//! Each entry counts its answer's encoded size, its question's bytes and a fixed overhead
+//! ([`ENTRY_OVERHEAD_BYTES`]); past [`BUDGET_BYTES`] the expired entries go, then, if that is
+//! not enough, all of them. An entry larger than a sixteenth of the budget is not stored. The
+//! decoded answers take a few times their encoded size, so the cache's memory stays within a
+//! few times the budget.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -48,8 +53,12 @@ use uuid::Uuid;
 /// Most bytes (encoded answers) the cache holds.
 pub const BUDGET_BYTES: usize = 8 * 1024 * 1024;
 
-/// Largest single answer stored.
+/// Largest single entry stored.
 const LARGEST_ENTRY_BYTES: usize = BUDGET_BYTES / 16;
+
+/// What an entry costs besides its answer and its question's bytes (map slot, key, `Arc`,
+/// expiry), counted against the budget so that many empty answers also fill it.
+pub const ENTRY_OVERHEAD_BYTES: usize = 128;
 
 /// Whether `answer` may be stored: anything but a `BatchCheck` answer that denied something.
 pub fn worth_storing(answer: &dyn Any) -> bool {
@@ -128,24 +137,28 @@ impl ReadCache {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves nothing half-written that matters: the
-        // worst is an entry counted twice, corrected by the next clear.
+        // Nothing between two consistent states of `State` can panic; a poisoned lock
+        // still holds a consistent cache.
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The stored answer to `question`, if it has not expired.
-    pub fn get<T: Clone + 'static>(&self, question: &Question) -> Option<T> {
+    /// The stored answer to `question`, if it has not expired. The answer is copied after
+    /// the lock is released.
+    pub fn get<T: Clone + Send + Sync + 'static>(&self, question: &Question) -> Option<T> {
         if !self.is_enabled() {
             return None;
         }
-        let state = self.state();
-        let entry = state.entries.get(question)?;
-        if entry.expires <= Instant::now() {
-            return None;
-        }
-        entry.answer.downcast_ref::<T>().cloned()
+        let answer = {
+            let state = self.state();
+            let entry = state.entries.get(question)?;
+            if entry.expires <= Instant::now() {
+                return None;
+            }
+            Arc::clone(&entry.answer)
+        };
+        answer.downcast_ref::<T>().cloned()
     }
 
     /// The number of the cache's current contents: take it before sending a read, and
@@ -154,15 +167,17 @@ impl ReadCache {
         self.state().generation
     }
 
-    /// Stores `answer` (`bytes` long, encoded) to `question`, unless the cache was emptied
-    /// since `generation` was read: then the answer may predate a write and is dropped.
+    /// Stores `answer` (`answer_bytes` long, encoded) to `question`, unless the cache was
+    /// emptied since `generation` was read: then the answer may predate a write and is
+    /// dropped. The entry counts its answer, its question and [`ENTRY_OVERHEAD_BYTES`].
     pub fn store<T: Send + Sync + 'static>(
         &self,
         question: Question,
         answer: T,
-        bytes: usize,
+        answer_bytes: usize,
         generation: u64,
     ) {
+        let bytes = answer_bytes + question.request.len() + ENTRY_OVERHEAD_BYTES;
         if !self.is_enabled() || bytes > LARGEST_ENTRY_BYTES {
             return;
         }
@@ -170,6 +185,9 @@ impl ReadCache {
         let mut state = self.state();
         if state.generation != generation {
             return;
+        }
+        if let Some(replaced) = state.entries.remove(&question) {
+            state.bytes -= replaced.bytes;
         }
         if state.bytes + bytes > BUDGET_BYTES {
             state.entries.retain(|_, entry| entry.expires > now);
@@ -185,9 +203,7 @@ impl ReadCache {
             expires: now + self.ttl,
         };
         state.bytes += bytes;
-        if let Some(replaced) = state.entries.insert(question, entry) {
-            state.bytes -= replaced.bytes;
-        }
+        state.entries.insert(question, entry);
     }
 
     /// Forgets every answer, and every read in flight (after a write).
@@ -275,6 +291,48 @@ mod tests {
     }
 
     #[test]
+    fn storing_a_question_again_replaces_its_answer_and_its_size() {
+        let cache = ReadCache::new(Duration::from_secs(60));
+        let big = LARGEST_ENTRY_BYTES - ENTRY_OVERHEAD_BYTES - 1;
+        // Sixteen entries of the largest size fill the budget exactly; storing the same
+        // question again must not count it twice (and so must not empty the cache).
+        for index in 0..15_u8 {
+            cache.store(
+                question(Asker::Gateway, &[index]),
+                index,
+                big,
+                cache.generation(),
+            );
+        }
+        for round in 0..3_u8 {
+            cache.store(
+                question(Asker::Gateway, &[15]),
+                round,
+                big,
+                cache.generation(),
+            );
+        }
+        assert_eq!(cache.len(), 16);
+        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, &[0])), Some(0));
+        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, &[15])), Some(2));
+    }
+
+    #[test]
+    fn empty_answers_count_against_the_budget() {
+        let cache = ReadCache::new(Duration::from_secs(60));
+        let most = BUDGET_BYTES / (ENTRY_OVERHEAD_BYTES + 4);
+        for index in 0..(most as u32 + 10) {
+            cache.store(
+                question(Asker::Gateway, &index.to_be_bytes()),
+                (),
+                0,
+                cache.generation(),
+            );
+        }
+        assert!(cache.len() <= most, "{} entries of no answer", cache.len());
+    }
+
+    #[test]
     fn a_zero_ttl_keeps_nothing() {
         let cache = ReadCache::new(Duration::ZERO);
         cache.store(question(Asker::Gateway, b"a"), 1_u8, 1, cache.generation());
@@ -292,11 +350,13 @@ mod tests {
             cache.generation(),
         );
         assert!(cache.is_empty());
+        // The largest entry: its answer, its one-byte question and the overhead.
+        let largest_answer = LARGEST_ENTRY_BYTES - ENTRY_OVERHEAD_BYTES - 1;
         for index in 0..20_u8 {
             cache.store(
                 question(Asker::Gateway, &[index]),
                 index,
-                LARGEST_ENTRY_BYTES,
+                largest_answer,
                 cache.generation(),
             );
         }

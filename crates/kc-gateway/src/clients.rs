@@ -184,7 +184,7 @@ impl Ctx {
     /// cache: a gateway RPC that changes state, or a call carrying an operator's or a
     /// service's own token, or no token.
     fn asker(&self) -> Option<Asker> {
-        if self.kind == CallKind::Write {
+        if self.kind == CallKind::Write || self.caller.as_ref().is_some_and(Caller::is_privileged) {
             return None;
         }
         match self.credentials {
@@ -211,6 +211,22 @@ pub struct Clients {
     notification: ReplicaChannels,
     token: ServiceToken,
     cache: Arc<ReadCache>,
+}
+
+/// Empties the read cache when made and again when dropped: held across a write.
+struct ClearOnDrop<'a>(&'a ReadCache);
+
+impl<'a> ClearOnDrop<'a> {
+    fn new(cache: &'a ReadCache) -> Self {
+        cache.clear();
+        Self(cache)
+    }
+}
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.clear();
+    }
 }
 
 /// How one attempt of a call failed.
@@ -331,15 +347,22 @@ impl Clients {
         if let Some(answer) = question.as_ref().and_then(|q| self.cache.get::<Resp>(q)) {
             return Ok(answer);
         }
+        if op == Op::Write {
+            // Empties the cache now and when the write ends, even if this future is dropped
+            // (the caller went away) while the write may already have been applied.
+            let _clear = ClearOnDrop::new(&self.cache);
+            return self.send(ctx, service, op, message, &send).await;
+        }
+        let Some(question) = question else {
+            return self.send(ctx, service, op, message, &send).await;
+        };
         let generation = self.cache.generation();
         let result = self.send(ctx, service, op, message, &send).await;
-        match (op, question, &result) {
-            (Op::Write, _, _) => self.cache.clear(),
-            (_, Some(question), Ok(answer)) if worth_storing(answer) => {
-                self.cache
-                    .store(question, answer.clone(), answer.encoded_len(), generation);
-            }
-            _ => {}
+        if let Ok(answer) = &result
+            && worth_storing(answer)
+        {
+            self.cache
+                .store(question, answer.clone(), answer.encoded_len(), generation);
         }
         result
     }
