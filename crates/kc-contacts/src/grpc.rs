@@ -260,6 +260,21 @@ impl ContactRegistryService for ContactsApi {
             .map(Some)
         };
         let primary_details = details(&mut v, "primary_details", r.primary_details.as_ref());
+        let site_technical_details = details(
+            &mut v,
+            "site_technical_details",
+            r.site_technical_details.as_ref(),
+        );
+        if r.site_technical_user_id.trim().is_empty()
+            && site_technical_details
+                .as_ref()
+                .is_some_and(|details| *details != ContactDetails::default())
+        {
+            v.add(
+                "site_technical_details",
+                "given without site_technical_user_id: name the site technical contact",
+            );
+        }
         finish(v)?;
         let draft = SiteDraft {
             site_number: checked(site_number)?,
@@ -274,6 +289,7 @@ impl ContactRegistryService for ContactsApi {
             primary_user_id: checked(primary_user_id)?,
             primary_details: checked(primary_details)?,
             site_technical_user_id: checked(site_technical_user_id)?,
+            site_technical_details: checked(site_technical_details)?,
         };
         let (site, contacts) = self
             .registry

@@ -114,6 +114,39 @@ async fn create_site_with_active_support_names_its_site_technical_contact() {
     assert_eq!(same.contacts.len(), 2);
 }
 
+// rule C5: a site created with active S&S gets its site technical contact, with its details,
+// in the same transaction as the site.
+#[tokio::test]
+async fn create_site_with_an_stc_stores_its_details_with_the_site() {
+    let h = Harness::start().await;
+    let stc = user();
+    let created = h
+        .create(pb::CreateSiteRequest {
+            support_active: true,
+            site_technical_user_id: stc.to_string(),
+            site_technical_details: Some(pb::ContactDetails {
+                phone: "+33 4 72 00 00 01".into(),
+                job_title: "Responsable technique".into(),
+                notification_email: "Support@Example.fr".into(),
+            }),
+            ..site_request("1000001", "2000001", user())
+        })
+        .await;
+    let technical: Vec<&pb::Contact> = created
+        .contacts
+        .iter()
+        .filter(|contact| role(contact) == R::SiteTechnical)
+        .collect();
+    assert_eq!(technical.len(), 1, "{:?}", created.contacts);
+    assert_eq!(technical[0].user_id, stc.to_string());
+    let details = technical[0].details.as_ref().expect("details");
+    assert_eq!(details.phone, "+33472000001");
+    assert_eq!(details.job_title, "Responsable technique");
+    assert_eq!(details.notification_email, "support@example.fr");
+    let site_id = &created.site.expect("site").site_id;
+    assert_eq!(h.contacts(site_id, &[]).await, created.contacts);
+}
+
 // rule C5: activating S&S at creation without an STC is refused on site_technical_user_id,
 // and nothing is written.
 #[tokio::test]
@@ -2973,6 +3006,21 @@ async fn create_site_rejects_each_bad_field_and_writes_nothing() {
         "primary_details.notification_email",
         pb::CreateSiteRequest {
             primary_details: details("", "", "alerts"),
+            ..valid.clone()
+        },
+    ));
+    cases.push((
+        "site_technical_details.phone",
+        pb::CreateSiteRequest {
+            site_technical_user_id: user().to_string(),
+            site_technical_details: details("12345", "", ""),
+            ..valid.clone()
+        },
+    ));
+    cases.push((
+        "site_technical_details",
+        pb::CreateSiteRequest {
+            site_technical_details: details("", "Responsable technique", ""),
             ..valid.clone()
         },
     ));

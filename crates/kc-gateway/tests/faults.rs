@@ -221,6 +221,43 @@ async fn downstream_errors_keep_their_code_and_field_violations() {
         .await,
         "site_number",
     );
+    // A bad detail of the site technical contact is refused with the site, in one
+    // transaction: nothing is written, so the same site number is free afterwards.
+    let technician = suite.person("Theo Technician").await;
+    let (site_number, customer_number) = suite.numbers();
+    let with_stc = |phone: &str| gw::CreateSiteRequest {
+        site_number: site_number.clone(),
+        customer_number: customer_number.clone(),
+        name: "Acme Grenoble".into(),
+        country_code: "FR".into(),
+        language: "fr".into(),
+        program: cpb::Program::PassportAdvantage as i32,
+        support_active: true,
+        primary_contact: Some(contact_person(&primary)),
+        site_technical_contact: Some(gw::ContactPerson {
+            details: Some(cpb::ContactDetails {
+                phone: phone.into(),
+                ..Default::default()
+            }),
+            ..contact_person(&technician)
+        }),
+        ..Default::default()
+    };
+    expect_field(
+        gw.create_site(authed(operator, with_stc("12345"))).await,
+        "site_technical_contact.details.phone",
+    );
+    let created = gw
+        .create_site(authed(operator, with_stc("+33 4 76 00 00 01")))
+        .await
+        .expect("the same site number is still free")
+        .into_inner();
+    let technical = created
+        .contacts
+        .iter()
+        .find(|view| view.user_id == technician.id)
+        .expect("the site technical contact");
+    assert_eq!(technical.phone, "+33476000001");
 
     let site = suite.create_site("Acme Lyon", &primary, None).await;
     let site_id = site.site_id.clone();

@@ -51,6 +51,8 @@ pub struct SiteDraft {
     pub primary_details: ContactDetails,
     /// Site technical contact.
     pub site_technical_user_id: Option<Uuid>,
+    /// Details of the site technical contact (default when there is none).
+    pub site_technical_details: ContactDetails,
 }
 
 /// The changes of an UpdateSite: `None` leaves a field as it is.
@@ -265,7 +267,7 @@ impl Registry {
                     site_id,
                     user_id,
                     ContactRole::SiteTechnical,
-                    &ContactDetails::default(),
+                    &draft.site_technical_details,
                 )
                 .await?,
             );

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use kc_proto::contacts::{self, Contact, ContactDetails};
+use kc_proto::contacts::{self, Contact};
 use kc_proto::gateway as pb;
 use kc_proto::identity::User;
 use kc_runtime::paging::{decode_token, encode_token};
@@ -16,13 +16,6 @@ use super::{DOWNSTREAM_PAGE_MAX, Gateway, id, page_size, required};
 use crate::clients::{Ctx, Svc};
 use crate::error::GatewayError;
 use crate::policy::method;
-
-/// Whether contact details hold anything.
-pub(super) fn has_details(details: &ContactDetails) -> bool {
-    !details.phone.is_empty()
-        || !details.job_title.is_empty()
-        || !details.notification_email.is_empty()
-}
 
 /// Where a person comes in ShowAllContacts: its highest role (PRIMARY first), then when it
 /// got that role, then the contact id. Also the key of the page token.
@@ -408,6 +401,7 @@ impl Gateway {
 
 #[cfg(test)]
 mod tests {
+    use kc_proto::contacts::ContactDetails;
     use kc_proto::contacts::ContactRole as R;
 
     use super::*;

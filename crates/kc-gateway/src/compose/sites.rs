@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 
 use futures::{StreamExt, TryStreamExt};
 use kc_proto::access::{self, SupportLevel, ToolAccess};
-use kc_proto::contacts::{self, ContactRole, Site};
+use kc_proto::contacts::{self, Site};
 use kc_proto::gateway as pb;
 use kc_proto::identity;
 use kc_runtime::paging::{decode_token, encode_token};
 use tonic::Code;
 use uuid::Uuid;
 
-use super::contacts::{contact_view, has_details};
+use super::contacts::contact_view;
 use super::{DOWNSTREAM_PAGE_MAX, Gateway, MAX_DOWNSTREAM_PAGES, id, page_size, required};
 use crate::clients::{Ctx, Svc};
 use crate::error::GatewayError;
@@ -313,6 +313,10 @@ impl Gateway {
                         .map(|user| user.user_id.clone())
                         .unwrap_or_default(),
                     primary_details: primary.details,
+                    // The STC and its details in the same transaction as the site.
+                    site_technical_details: request
+                        .site_technical_contact
+                        .and_then(|person| person.details),
                 },
             )
             .await
@@ -320,39 +324,12 @@ impl Gateway {
                 error.rename_fields(&[
                     ("primary_details", "primary_contact.details"),
                     ("primary_user_id", "primary_contact"),
+                    ("site_technical_details", "site_technical_contact.details"),
                     ("site_technical_user_id", "site_technical_contact"),
                 ])
             })?;
         let site = required(Svc::Contacts, "site", created.site)?;
-        let mut contacts = created.contacts;
-
-        // The registry takes details for the primary only: the STC's are set next.
-        let technical_details = request
-            .site_technical_contact
-            .and_then(|person| person.details)
-            .filter(has_details);
-        if let (Some(details), Some(user)) = (technical_details, &technical_user)
-            && let Some(contact) = contacts
-                .iter_mut()
-                .find(|c| c.user_id == user.user_id && c.role == ContactRole::SiteTechnical as i32)
-        {
-            let updated = self
-                .clients
-                .update_contact(
-                    ctx,
-                    contacts::UpdateContactRequest {
-                        contact_id: contact.contact_id.clone(),
-                        details: Some(details),
-                        etag: contact.etag.clone(),
-                        site_id: site.site_id.clone(),
-                    },
-                )
-                .await
-                .map_err(|error| {
-                    error.rename_fields(&[("details", "site_technical_contact.details")])
-                })?;
-            *contact = required(Svc::Contacts, "contact", updated.contact)?;
-        }
+        let contacts = created.contacts;
 
         let views = contacts
             .iter()

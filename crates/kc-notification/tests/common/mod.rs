@@ -1289,6 +1289,7 @@ pub fn site_request(
         primary_user_id: primary.to_string(),
         site_technical_user_id: String::new(),
         primary_details: None,
+        site_technical_details: None,
     }
 }
 

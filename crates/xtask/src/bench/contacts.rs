@@ -287,6 +287,7 @@ async fn create_listed_site(
                 primary_user_id: Uuid::new_v4().to_string(),
                 site_technical_user_id: Uuid::new_v4().to_string(),
                 primary_details: None,
+                site_technical_details: None,
             },
             &bearer,
         ))

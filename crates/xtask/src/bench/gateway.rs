@@ -314,6 +314,7 @@ async fn create_site(
                 primary_user_id: primary.user_id,
                 site_technical_user_id: stc.clone(),
                 primary_details: None,
+                site_technical_details: None,
             },
             &bearer,
         ))
