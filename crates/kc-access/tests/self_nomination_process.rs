@@ -16,12 +16,9 @@ use kc_proto::contacts::{self as cpb};
 use kc_proto::identity::identity_service_client::IdentityServiceClient;
 use kc_proto::identity::{self as ipb};
 use kc_runtime::auth::ON_BEHALF_OF_HEADER;
-use kc_testkit::process::{
-    CHEAP_ARGON2, ServiceProcess, binary, grpcurl_json, identity_admin, line_value, service_account,
-};
+use kc_testkit::process::{CoreProcesses, bootstrap_operator, grpcurl_json, service_account};
 use kc_testkit::ready_channel;
 use tonic::Request;
-use uuid::Uuid;
 
 const OPERATOR_EMAIL: &str = "operator@keycontacts.test";
 const OPERATOR_PASSWORD: &str = "operator passphrase";
@@ -58,50 +55,15 @@ fn check(user: &str, site_id: &str, permission: pb::Permission) -> pb::CheckRequ
 #[tokio::test]
 async fn self_nomination_across_processes() {
     let db = kc_testkit::test_database().await;
-    let env = [("DATABASE_URL", db.url.as_str())];
-    let identity = ServiceProcess::start(binary("kc-identity"), &CHEAP_ARGON2, &env).await;
-
-    // The operator, and the service accounts of access management and of the gateway.
-    let password_file =
-        std::env::temp_dir().join(format!("kc-operator-{}", Uuid::new_v4().simple()));
-    std::fs::write(&password_file, format!("{OPERATOR_PASSWORD}\n")).unwrap();
-    let bootstrap = identity_admin(
-        &db.url,
-        &[
-            "bootstrap-operator",
-            "--email",
-            OPERATOR_EMAIL,
-            "--password-file",
-            password_file.to_str().expect("utf-8 path"),
-        ],
-    )
-    .await;
-    let _ = std::fs::remove_file(&password_file);
-    line_value(&bootstrap, "operator_user_id");
-    let (access_id, access_secret) = service_account(&db.url, "kc-access").await;
+    // Identity, the registry and access management; the operator, and the gateway's
+    // service account.
+    let CoreProcesses {
+        identity,
+        contacts,
+        access,
+    } = CoreProcesses::start(&db.url).await;
+    bootstrap_operator(&db.url, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
     let (gateway_id, gateway_secret) = service_account(&db.url, "kc-gateway").await;
-
-    let contacts = ServiceProcess::start(
-        binary("kc-contacts"),
-        &["--identity-url", &identity.url()],
-        &env,
-    )
-    .await;
-    let access = ServiceProcess::start(
-        binary("kc-access"),
-        &[
-            "--identity-url",
-            &identity.url(),
-            "--contacts-url",
-            &contacts.url(),
-        ],
-        &[
-            ("DATABASE_URL", db.url.as_str()),
-            ("KC_CLIENT_ID", access_id.as_str()),
-            ("KC_CLIENT_SECRET", access_secret.as_str()),
-        ],
-    )
-    .await;
 
     let mut identity_client = IdentityServiceClient::new(ready_channel(&identity.url()).await);
     let mut registry = ContactRegistryServiceClient::new(ready_channel(&contacts.url()).await);

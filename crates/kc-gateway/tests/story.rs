@@ -18,11 +18,10 @@
 use std::time::Duration;
 
 use kc_testkit::process::{
-    CHEAP_ARGON2, ServiceProcess, binary, grpcurl, identity_admin, line_value, service_account,
+    CoreProcesses, ServiceProcess, binary, bootstrap_operator, grpcurl, service_account,
 };
 use kc_testkit::smtp::{ReceivedMessage, SmtpServer};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 const OPERATOR_EMAIL: &str = "operator@keycontacts.test";
 const OPERATOR_PASSWORD: &str = "operator passphrase of the story";
@@ -183,53 +182,14 @@ async fn the_whole_story_through_the_gateway_with_grpcurl() {
     // ---- the suite, as processes ----
     let smtp = SmtpServer::start().await;
     let db = kc_testkit::test_database().await;
-    let identity = ServiceProcess::start(
-        binary("kc-identity"),
-        &CHEAP_ARGON2,
-        &[("DATABASE_URL", db.url.as_str())],
-    )
-    .await;
-    let password_file =
-        std::env::temp_dir().join(format!("kc-operator-{}", Uuid::new_v4().simple()));
-    std::fs::write(&password_file, format!("{OPERATOR_PASSWORD}\n")).unwrap();
-    let bootstrap = identity_admin(
-        &db.url,
-        &[
-            "bootstrap-operator",
-            "--email",
-            OPERATOR_EMAIL,
-            "--password-file",
-            password_file.to_str().expect("utf-8 path"),
-        ],
-    )
-    .await;
-    let _ = std::fs::remove_file(&password_file);
-    let operator_id = line_value(&bootstrap, "operator_user_id");
-    let (access_id, access_secret) = service_account(&db.url, "kc-access").await;
+    let CoreProcesses {
+        identity,
+        contacts,
+        access,
+    } = CoreProcesses::start(&db.url).await;
+    let operator_id = bootstrap_operator(&db.url, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
     let (notification_id, notification_secret) = service_account(&db.url, "kc-notification").await;
     let (gateway_id, gateway_secret) = service_account(&db.url, "kc-gateway").await;
-
-    let contacts = ServiceProcess::start(
-        binary("kc-contacts"),
-        &["--identity-url", &identity.url()],
-        &[("DATABASE_URL", db.url.as_str())],
-    )
-    .await;
-    let access = ServiceProcess::start(
-        binary("kc-access"),
-        &[
-            "--identity-url",
-            &identity.url(),
-            "--contacts-url",
-            &contacts.url(),
-        ],
-        &[
-            ("DATABASE_URL", db.url.as_str()),
-            ("KC_CLIENT_ID", access_id.as_str()),
-            ("KC_CLIENT_SECRET", access_secret.as_str()),
-        ],
-    )
-    .await;
     let notification = ServiceProcess::start(
         binary("kc-notification"),
         &[

@@ -30,7 +30,7 @@ use kc_proto::identity::{self as ipb};
 use kc_proto::notification::notification_service_client::NotificationServiceClient;
 use kc_proto::notification::{self as pb};
 use kc_testkit::process::{
-    CHEAP_ARGON2, ServiceProcess, binary, identity_admin, line_value, service_account,
+    CoreProcesses, ServiceProcess, binary, bootstrap_operator, service_account,
 };
 use kc_testkit::ready_channel;
 use kc_testkit::smtp::{ReceivedMessage, SmtpServer};
@@ -58,50 +58,14 @@ impl Processes {
     async fn start(delivery: &[&str]) -> Self {
         let smtp = SmtpServer::start().await;
         let db = kc_testkit::test_database().await;
-        let env = [("DATABASE_URL", db.url.as_str())];
-        let identity = ServiceProcess::start(binary("kc-identity"), &CHEAP_ARGON2, &env).await;
-
-        let password_file =
-            std::env::temp_dir().join(format!("kc-operator-{}", Uuid::new_v4().simple()));
-        std::fs::write(&password_file, format!("{OPERATOR_PASSWORD}\n")).unwrap();
-        let bootstrap = identity_admin(
-            &db.url,
-            &[
-                "bootstrap-operator",
-                "--email",
-                OPERATOR_EMAIL,
-                "--password-file",
-                password_file.to_str().expect("utf-8 path"),
-            ],
-        )
-        .await;
-        let _ = std::fs::remove_file(&password_file);
-        line_value(&bootstrap, "operator_user_id");
-        let (access_id, access_secret) = service_account(&db.url, "kc-access").await;
+        let CoreProcesses {
+            identity,
+            contacts,
+            access,
+        } = CoreProcesses::start(&db.url).await;
+        bootstrap_operator(&db.url, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
         let notification_account = service_account(&db.url, "kc-notification").await;
         let (gateway_id, gateway_secret) = service_account(&db.url, "kc-gateway").await;
-
-        let contacts = ServiceProcess::start(
-            binary("kc-contacts"),
-            &["--identity-url", &identity.url()],
-            &env,
-        )
-        .await;
-        let access = ServiceProcess::start(
-            binary("kc-access"),
-            &[
-                "--identity-url",
-                &identity.url(),
-                "--contacts-url",
-                &contacts.url(),
-            ],
-            &[
-                ("DATABASE_URL", db.url.as_str()),
-                ("KC_CLIENT_ID", access_id.as_str()),
-                ("KC_CLIENT_SECRET", access_secret.as_str()),
-            ],
-        )
-        .await;
         let notification = start_notification(
             &db,
             &smtp,

@@ -8,7 +8,7 @@ pub mod smtp;
 pub mod tokens;
 
 pub use postgres::{ClusterOptions, PgCluster, TestDatabase, test_database};
-pub use service::{SpawnedService, ready_channel, spawn_service};
+pub use service::{Restartable, SpawnedService, ready_channel, spawn_service};
 
 use std::path::{Path, PathBuf};
 

@@ -159,3 +159,72 @@ pub async fn service_account(database_url: &str, name: &str) -> (String, String)
         line_value(&stdout, "client_secret"),
     )
 }
+
+/// `kc-identity bootstrap-operator` on the database, with the password passed through a
+/// temporary file as an operator would: the operator's user id.
+pub async fn bootstrap_operator(database_url: &str, email: &str, password: &str) -> String {
+    let password_file =
+        std::env::temp_dir().join(format!("kc-operator-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&password_file, format!("{password}\n")).expect("write the password file");
+    let stdout = identity_admin(
+        database_url,
+        &[
+            "bootstrap-operator",
+            "--email",
+            email,
+            "--password-file",
+            password_file.to_str().expect("utf-8 path"),
+        ],
+    )
+    .await;
+    let _ = std::fs::remove_file(&password_file);
+    line_value(&stdout, "operator_user_id")
+}
+
+/// Identity, the contact registry and access management as processes on one database, each
+/// with what it needs (access management its own service account): the core of every
+/// cross-process suite.
+#[derive(Debug)]
+pub struct CoreProcesses {
+    /// `kc-identity`, with [`CHEAP_ARGON2`].
+    pub identity: ServiceProcess,
+    /// `kc-contacts`.
+    pub contacts: ServiceProcess,
+    /// `kc-access`, following the registry and identity.
+    pub access: ServiceProcess,
+}
+
+impl CoreProcesses {
+    /// Starts identity, then the registry, then access management on `database_url`.
+    pub async fn start(database_url: &str) -> Self {
+        let env = [("DATABASE_URL", database_url)];
+        let identity = ServiceProcess::start(binary("kc-identity"), &CHEAP_ARGON2, &env).await;
+        let (access_id, access_secret) = service_account(database_url, "kc-access").await;
+        let contacts = ServiceProcess::start(
+            binary("kc-contacts"),
+            &["--identity-url", &identity.url()],
+            &env,
+        )
+        .await;
+        let access = ServiceProcess::start(
+            binary("kc-access"),
+            &[
+                "--identity-url",
+                &identity.url(),
+                "--contacts-url",
+                &contacts.url(),
+            ],
+            &[
+                ("DATABASE_URL", database_url),
+                ("KC_CLIENT_ID", access_id.as_str()),
+                ("KC_CLIENT_SECRET", access_secret.as_str()),
+            ],
+        )
+        .await;
+        Self {
+            identity,
+            contacts,
+            access,
+        }
+    }
+}

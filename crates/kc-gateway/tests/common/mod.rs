@@ -28,11 +28,8 @@ use kc_proto::gateway::gateway_service_client::GatewayServiceClient;
 use kc_proto::gateway::{self as gw};
 use kc_proto::identity::identity_service_client::IdentityServiceClient;
 use kc_proto::identity::{self as ipb};
-use kc_runtime::Shutdown;
 use kc_testkit::smtp::SmtpServer;
-use kc_testkit::{TestDatabase, ready_channel, test_database};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use kc_testkit::{Restartable, TestDatabase, ready_channel, test_database};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use uuid::Uuid;
@@ -58,70 +55,6 @@ pub type Gateway = GatewayServiceClient<Channel>;
 /// The gateway's full method path of `rpc`.
 pub fn method_path(rpc: &str) -> String {
     format!("/{}/{rpc}", kc_gateway::SERVICE_NAME)
-}
-
-/// A service served in-process under its own shutdown signal, which can be stopped and
-/// started again on the same port.
-pub struct Restartable {
-    pub addr: SocketAddr,
-    pub shutdown: Shutdown,
-    pub task: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-impl Restartable {
-    /// Serves on `addr` (`127.0.0.1:0` for any port; a port still in use is retried until
-    /// [`PATIENCE`]) and waits until it reports SERVING.
-    pub async fn start<F, Fut>(addr: SocketAddr, serve: F) -> Self
-    where
-        F: FnOnce(TcpListener, Shutdown) -> Fut,
-        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
-    {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        let listener = loop {
-            match TcpListener::bind(addr).await {
-                Ok(listener) => break listener,
-                Err(error) => {
-                    assert!(
-                        tokio::time::Instant::now() < deadline,
-                        "bind {addr} within {PATIENCE:?}: {error}"
-                    );
-                    tokio::time::sleep(POLL).await;
-                }
-            }
-        };
-        let addr = listener.local_addr().expect("local address");
-        let shutdown = Shutdown::new();
-        let task = tokio::spawn(serve(listener, shutdown.clone()));
-        let service = Self {
-            addr,
-            shutdown,
-            task: Some(task),
-        };
-        ready_channel(&service.url()).await;
-        service
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Triggers the shutdown and waits until the service stopped (its port is closed).
-    pub async fn stop(&mut self) {
-        self.shutdown.trigger();
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(PATIENCE, task)
-                .await
-                .expect("the service stops in time")
-                .expect("the service task does not panic")
-                .expect("the service stops cleanly");
-        }
-    }
-}
-
-impl Drop for Restartable {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-    }
 }
 
 /// One of the four internal services.

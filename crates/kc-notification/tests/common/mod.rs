@@ -33,9 +33,9 @@ use kc_proto::notification::{self as pb};
 use kc_runtime::Shutdown;
 use kc_runtime::auth::ON_BEHALF_OF_HEADER;
 use kc_testkit::smtp::{ReceivedMessage, SmtpServer};
-use kc_testkit::{SpawnedService, TestDatabase, ready_channel, spawn_service, test_database};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use kc_testkit::{
+    Restartable, SpawnedService, TestDatabase, ready_channel, spawn_service, test_database,
+};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use uuid::Uuid;
@@ -77,62 +77,6 @@ pub type Notifications = NotificationServiceClient<Channel>;
 pub type Access = AccessManagementServiceClient<Channel>;
 pub type Contacts = ContactRegistryServiceClient<Channel>;
 pub type IdentityClient = IdentityServiceClient<Channel>;
-
-/// A service served in-process under its own shutdown signal, which can be stopped and
-/// started again on the same port.
-pub struct Restartable {
-    pub addr: SocketAddr,
-    pub shutdown: Shutdown,
-    pub task: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-impl Restartable {
-    /// Serves on `addr` (`127.0.0.1:0` for any port; a port in use is retried until
-    /// [`PATIENCE`]).
-    pub async fn start<F, Fut>(addr: SocketAddr, serve: F) -> Self
-    where
-        F: FnOnce(TcpListener, Shutdown) -> Fut,
-        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
-    {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        let listener = loop {
-            match TcpListener::bind(addr).await {
-                Ok(listener) => break listener,
-                Err(error) => {
-                    assert!(
-                        tokio::time::Instant::now() < deadline,
-                        "bind {addr} within {PATIENCE:?}: {error}"
-                    );
-                    tokio::time::sleep(POLL).await;
-                }
-            }
-        };
-        let addr = listener.local_addr().expect("local address");
-        let shutdown = Shutdown::new();
-        let task = tokio::spawn(serve(listener, shutdown.clone()));
-        Self {
-            addr,
-            shutdown,
-            task: Some(task),
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Triggers the shutdown and waits until the service stopped (its port is free).
-    pub async fn stop(&mut self) {
-        self.shutdown.trigger();
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(PATIENCE, task)
-                .await
-                .expect("the service stops in time")
-                .expect("the service task does not panic")
-                .expect("the service stops cleanly");
-        }
-    }
-}
 
 /// A registered person.
 #[derive(Debug, Clone)]
