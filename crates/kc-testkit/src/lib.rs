@@ -1,6 +1,7 @@
 //! Test support for keycontacts: a throwaway Postgres cluster with a fresh database per test,
 //! services spawned on `127.0.0.1:0`, test tokens and fixtures.
 
+pub mod checks;
 pub mod postgres;
 pub mod process;
 pub mod service;

@@ -9,7 +9,6 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use futures::StreamExt;
 use kc_access::config::AccessArgs;
@@ -29,6 +28,10 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use uuid::Uuid;
 
+// Not every test binary uses both.
+#[allow(unused_imports)]
+pub use kc_testkit::checks::{PATIENCE, cites, eventually};
+
 pub use cpb::ContactRole as Role;
 pub use pb::{
     AccessRequestKind as Kind, AccessRequestState as State, AccountDocumentsAccess as Docs,
@@ -36,11 +39,6 @@ pub use pb::{
     EntitlementsAccess as En, ManageAccess as Ma, Permission as P, ReportingAccess as Re,
     SoftwareAccess as Sw, SupportLevel as Su,
 };
-
-/// Upper bound for anything that should happen: generous, only reached on failure.
-pub const PATIENCE: Duration = Duration::from_secs(60);
-/// Between two polls of [`eventually`].
-const POLL: Duration = Duration::from_millis(20);
 
 pub const OPERATOR_EMAIL: &str = "operator@keycontacts.test";
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -1201,13 +1199,6 @@ pub fn expect_refused<T: std::fmt::Debug>(result: Result<T, Status>, rule: &str)
     status
 }
 
-/// Whether `text` cites `rule` as `rule T4` or `T4:` or `(T4)`.
-pub fn cites(text: &str, rule: &str) -> bool {
-    text.contains(&format!("rule {rule}"))
-        || text.contains(&format!("{rule}:"))
-        || text.contains(&format!("({rule})"))
-}
-
 /// Asserts `InvalidArgument` with a field violation on `field`.
 #[track_caller]
 pub fn expect_field<T: std::fmt::Debug>(result: Result<T, Status>, field: &str) -> Status {
@@ -1220,26 +1211,6 @@ pub fn expect_field<T: std::fmt::Debug>(result: Result<T, Status>, field: &str) 
         "expected a violation on {field}, got {violations:?} ({status:?})"
     );
     status
-}
-
-/// Polls `attempt` until it returns `Ok`, failing the test after [`PATIENCE`] with the last
-/// `Err` it returned (what was observed instead).
-pub async fn eventually<T, F, Fut>(what: &str, mut attempt: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        match attempt().await {
-            Ok(value) => return value,
-            Err(last) => assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out after {PATIENCE:?} waiting until {what}; last seen: {last}"
-            ),
-        }
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 /// Polls `condition` until it holds (bounded by [`PATIENCE`]).

@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use futures::StreamExt;
 use kc_access::config::AccessArgs;
@@ -40,13 +39,12 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use uuid::Uuid;
 
+// Not every test binary uses both.
+#[allow(unused_imports)]
+pub use kc_testkit::checks::{PATIENCE, cites, eventually};
+
 pub use cpb::ContactRole as Role;
 pub use pb::{AttemptOutcome as Outcome, NoticeKind as Kind, NotificationState as State};
-
-/// Upper bound for anything that should happen: generous, only reached on failure.
-pub const PATIENCE: Duration = Duration::from_secs(60);
-/// Between two polls of [`eventually`].
-const POLL: Duration = Duration::from_millis(20);
 
 pub const OPERATOR_EMAIL: &str = "operator@keycontacts.test";
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -1321,33 +1319,6 @@ pub fn expect_field<T: std::fmt::Debug>(result: Result<T, Status>, field: &str) 
         "expected a violation on {field}, got {violations:?} ({status:?})"
     );
     status
-}
-
-/// Whether `text` cites `rule` as `rule T4` or `T4:` or `(T4)`.
-pub fn cites(text: &str, rule: &str) -> bool {
-    text.contains(&format!("rule {rule}"))
-        || text.contains(&format!("{rule}:"))
-        || text.contains(&format!("({rule})"))
-}
-
-/// Polls `attempt` until it returns `Ok`, failing the test after [`PATIENCE`] with the last
-/// `Err` it returned (what was observed instead).
-pub async fn eventually<T, F, Fut>(what: &str, mut attempt: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        match attempt().await {
-            Ok(value) => return value,
-            Err(last) => assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out after {PATIENCE:?} waiting until {what}; last seen: {last}"
-            ),
-        }
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 /// Runs every future on its own task, all at once (they start together at a barrier), and
