@@ -8,8 +8,8 @@ mod common;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use common::{
-    Kind, Outcome, Role, State, Suite, TestUser, all_at_once, authed, brief, expect_code,
-    expect_field, message_id_of, outcomes, params_of, send_notice_request,
+    ALL_KINDS, Kind, Outcome, Role, State, Suite, TestUser, all_at_once, authed, brief,
+    expect_code, expect_field, message_id_of, outcomes, params_of, send_notice_request,
 };
 use futures::StreamExt;
 use kc_proto::notification::{self as pb, event::Payload};
@@ -483,23 +483,7 @@ async fn list_notifications_filters_by_site_recipient_and_state_and_pages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn render_preview_writes_every_kind_in_french_and_english() {
     let s = Suite::start().await;
-    for kind in [
-        Kind::ContractChange,
-        Kind::Renewal,
-        Kind::UpdateAvailable,
-        Kind::ProofOfEntitlement,
-        Kind::MediaShipment,
-        Kind::Invoice,
-        Kind::Technical,
-        Kind::EmailVerification,
-        Kind::AccessRequestSubmitted,
-        Kind::AccessRequestDecided,
-        Kind::RightsChanged,
-        Kind::DomainPolicyChanged,
-        Kind::ContactRoleAssigned,
-        Kind::ContactRoleRemoved,
-        Kind::PrimaryTransferred,
-    ] {
+    for kind in ALL_KINDS {
         let params: Vec<(String, String)> = params_of(kind)
             .into_iter()
             .enumerate()

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Kind, State, Suite, check_mail, expect_field, params_of, site_request};
+use common::{ALL_KINDS, Kind, State, Suite, check_mail, expect_field, params_of, site_request};
 use kc_proto::contacts as cpb;
 use kc_proto::notification as pb;
 use kc_testkit::smtp::ReceivedMessage;
@@ -200,21 +200,3 @@ async fn previews_keep_the_subject_on_one_line_and_escape_html() {
         }
     }
 }
-
-const ALL_KINDS: [Kind; 15] = [
-    Kind::ContractChange,
-    Kind::Renewal,
-    Kind::UpdateAvailable,
-    Kind::ProofOfEntitlement,
-    Kind::MediaShipment,
-    Kind::Invoice,
-    Kind::Technical,
-    Kind::EmailVerification,
-    Kind::AccessRequestSubmitted,
-    Kind::AccessRequestDecided,
-    Kind::RightsChanged,
-    Kind::DomainPolicyChanged,
-    Kind::ContactRoleAssigned,
-    Kind::ContactRoleRemoved,
-    Kind::PrimaryTransferred,
-];

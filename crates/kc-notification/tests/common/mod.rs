@@ -76,6 +76,26 @@ pub type Access = AccessManagementServiceClient<Channel>;
 pub type Contacts = ContactRegistryServiceClient<Channel>;
 pub type IdentityClient = IdentityServiceClient<Channel>;
 
+/// Every notice kind, listed here rather than taken from the crate, so that a kind the
+/// service forgets is still asked about.
+pub const ALL_KINDS: [Kind; 15] = [
+    Kind::ContractChange,
+    Kind::Renewal,
+    Kind::UpdateAvailable,
+    Kind::ProofOfEntitlement,
+    Kind::MediaShipment,
+    Kind::Invoice,
+    Kind::Technical,
+    Kind::EmailVerification,
+    Kind::AccessRequestSubmitted,
+    Kind::AccessRequestDecided,
+    Kind::RightsChanged,
+    Kind::DomainPolicyChanged,
+    Kind::ContactRoleAssigned,
+    Kind::ContactRoleRemoved,
+    Kind::PrimaryTransferred,
+];
+
 /// A registered person.
 #[derive(Debug, Clone)]
 pub struct TestUser {
