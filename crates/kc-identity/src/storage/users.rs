@@ -69,21 +69,41 @@ pub struct NewUser<'a> {
     pub password_hash: Option<&'a str>,
 }
 
+/// The INSERT of a user, ending with `conflict` (empty, or an `ON CONFLICT` clause).
+macro_rules! insert_user {
+    ($conflict:literal) => {
+        concat!(
+            "INSERT INTO users (user_id, email, email_verified, display_name, locale, kind, state, password_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ",
+            $conflict,
+            " RETURNING ",
+            columns!()
+        )
+    };
+}
+
+/// `sql` (an [`insert_user!`]) with the values of `user` bound.
+fn bind_new_user<'q>(
+    sql: &'static str,
+    user: &'q NewUser<'q>,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, UserRow, sqlx::postgres::PgArguments> {
+    sqlx::query_as(sql)
+        .bind(user.user_id)
+        .bind(user.email)
+        .bind(user.email_verified)
+        .bind(user.display_name)
+        .bind(user.locale)
+        .bind(user.kind.as_str())
+        .bind(user.state.as_str())
+        .bind(user.password_hash)
+}
+
 /// Inserts a user. A duplicate e-mail fails with the unique violation of `users_email_key`.
 pub async fn insert(conn: &mut PgConnection, user: &NewUser<'_>) -> Result<User, sqlx::Error> {
-    let row: UserRow = sqlx::query_as(concat!("INSERT INTO users (user_id, email, email_verified, display_name, locale, kind, state, password_hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ", columns!()))
-    .bind(user.user_id)
-    .bind(user.email)
-    .bind(user.email_verified)
-    .bind(user.display_name)
-    .bind(user.locale)
-    .bind(user.kind.as_str())
-    .bind(user.state.as_str())
-    .bind(user.password_hash)
-    .fetch_one(conn)
-    .await?;
-    row.try_into()
+    bind_new_user(insert_user!(""), user)
+        .fetch_one(conn)
+        .await?
+        .try_into()
 }
 
 /// Inserts a user unless its e-mail is taken; `None` when it is (after waiting for a
@@ -92,19 +112,11 @@ pub async fn insert_if_absent(
     conn: &mut PgConnection,
     user: &NewUser<'_>,
 ) -> Result<Option<User>, sqlx::Error> {
-    let row: Option<UserRow> = sqlx::query_as(concat!("INSERT INTO users (user_id, email, email_verified, display_name, locale, kind, state, password_hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (email) DO NOTHING RETURNING ", columns!()))
-    .bind(user.user_id)
-    .bind(user.email)
-    .bind(user.email_verified)
-    .bind(user.display_name)
-    .bind(user.locale)
-    .bind(user.kind.as_str())
-    .bind(user.state.as_str())
-    .bind(user.password_hash)
-    .fetch_optional(conn)
-    .await?;
-    row.map(TryInto::try_into).transpose()
+    bind_new_user(insert_user!("ON CONFLICT (email) DO NOTHING"), user)
+        .fetch_optional(conn)
+        .await?
+        .map(TryInto::try_into)
+        .transpose()
 }
 
 /// One user by id.
