@@ -12,6 +12,7 @@ pub mod error;
 pub mod grpc;
 pub mod outbox;
 pub mod paging;
+pub mod secrets;
 pub mod server;
 pub mod telemetry;
 pub mod token;

@@ -4,6 +4,7 @@
 pub mod checks;
 pub mod postgres;
 pub mod process;
+pub mod secrets;
 pub mod service;
 pub mod smtp;
 pub mod tokens;
