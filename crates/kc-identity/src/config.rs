@@ -1,9 +1,11 @@
 //! Settings of `kc-identity`, from flags and environment variables.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use kc_runtime::config::{DatabaseArgs, ServerArgs, parse_duration};
+use kc_runtime::secrets::{SealingKey, SecretKey};
 
 use crate::domain::password::HashCost;
 use crate::domain::service::Settings;
@@ -23,6 +25,59 @@ pub struct IdentityArgs {
     /// Password hashing settings.
     #[command(flatten)]
     pub hashing: HashArgs,
+    /// Keys that protect secrets at rest and in the event stream.
+    #[command(flatten)]
+    pub secrets: SecretArgs,
+}
+
+/// The key files of identity (each 32 bytes in base64; `kc-identity generate-key` writes
+/// one). They come from files so that Kubernetes Secrets can be mounted as such.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SecretArgs {
+    /// Key-encryption key: encrypts the token signing keys at rest and keys the MAC that
+    /// stands for each verification code.
+    #[arg(long, env = "KC_KEY_ENCRYPTION_KEY_FILE")]
+    pub key_encryption_key_file: PathBuf,
+    /// The previous key-encryption key, during a rotation: signing keys it encrypted are
+    /// re-encrypted with the current one at start.
+    #[arg(long, env = "KC_PREVIOUS_KEY_ENCRYPTION_KEY_FILE")]
+    pub previous_key_encryption_key_file: Option<PathBuf>,
+    /// Notification's public code-sealing key: every mailed code leaves identity sealed to
+    /// it, so that no other reader of the event stream can read it.
+    #[arg(long, env = "KC_CODE_SEALING_KEY_FILE")]
+    pub code_sealing_key_file: PathBuf,
+}
+
+/// The keys read from [`SecretArgs`].
+#[derive(Debug, Clone)]
+pub struct Secrets {
+    /// The current key-encryption key.
+    pub key_encryption_key: SecretKey,
+    /// The previous one, during a rotation.
+    pub previous_key_encryption_key: Option<SecretKey>,
+    /// Notification's public code-sealing key.
+    pub code_sealing_key: SealingKey,
+}
+
+impl SecretArgs {
+    /// Reads the key files; the error names the setting and the file, never a key.
+    pub fn load(&self) -> anyhow::Result<Secrets> {
+        Ok(Secrets {
+            key_encryption_key: SecretKey::from_file(
+                "--key-encryption-key-file",
+                &self.key_encryption_key_file,
+            )?,
+            previous_key_encryption_key: self
+                .previous_key_encryption_key_file
+                .as_deref()
+                .map(|path| SecretKey::from_file("--previous-key-encryption-key-file", path))
+                .transpose()?,
+            code_sealing_key: SealingKey::from_file(
+                "--code-sealing-key-file",
+                &self.code_sealing_key_file,
+            )?,
+        })
+    }
 }
 
 /// Lifetimes of tokens and codes, and the sign-in lockout.

@@ -1,59 +1,155 @@
 //! The identity events, as published on the outbox and served by `WatchEvents`.
 //!
 //! The outbox payload is a prost-encoded `Event` without its position fields; `decode`
-//! fills in cursor, event id and time from the outbox row.
+//! fills in cursor, event id and time from the outbox row. Codes travel only sealed to
+//! notification's key, and [`drop_sealed_codes`] rewrites an event once its code is over.
 
 use chrono::{DateTime, Utc};
 use kc_proto::identity::{self as pb, event::Payload};
 use kc_runtime::outbox::{self, EncodedEvent, StoredEvent};
+use prost::Message;
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use crate::domain::User;
+use crate::domain::codes::Purpose;
 use crate::grpc::{timestamp, user_to_proto};
+use crate::storage::revocations::Revocation;
 
 /// An event ready to append.
 pub type PendingEvent = EncodedEvent;
 
-fn event(event_type: &'static str, user: &User, payload: Payload) -> PendingEvent {
+/// Type of the events that carry a sealed code.
+pub const VERIFICATION_REQUESTED: &str = "user.email_verification_requested";
+/// Type of the events that revoke access tokens.
+pub const TOKENS_REVOKED: &str = "user.tokens_revoked";
+
+fn event(event_type: &'static str, user_id: Option<Uuid>, payload: Payload) -> PendingEvent {
+    let user_id = user_id.map(|id| id.to_string()).unwrap_or_default();
     let event = pb::Event {
-        user_id: user.user_id.to_string(),
+        user_id: user_id.clone(),
         payload: Some(payload),
         ..Default::default()
     };
-    EncodedEvent::new(event_type, user.user_id.to_string(), &event)
+    EncodedEvent::new(event_type, user_id, &event)
 }
 
 /// A user registered or was created.
 pub fn registered(user: &User) -> PendingEvent {
     event(
         "user.registered",
-        user,
+        Some(user.user_id),
         Payload::UserRegistered(pb::UserRegistered {
             user: Some(user_to_proto(user)),
         }),
     )
 }
 
-/// A user must verify its e-mail with `code`.
-pub fn verification_requested(user: &User, code: &str, expire_time: DateTime<Utc>) -> PendingEvent {
+/// A code must be mailed to `email`: `sealed_code` is the code sealed to notification's key.
+/// The mail greets `user` by its stored name and language, never by what a claimant typed.
+pub fn verification_requested(
+    user: &User,
+    email: &str,
+    sealed_code: Vec<u8>,
+    expire_time: DateTime<Utc>,
+    purpose: Purpose,
+) -> PendingEvent {
     event(
-        "user.email_verification_requested",
-        user,
+        VERIFICATION_REQUESTED,
+        Some(user.user_id),
         Payload::EmailVerificationRequested(pb::EmailVerificationRequested {
+            email: email.to_owned(),
+            locale: user.locale.clone(),
+            display_name: user.display_name.clone(),
+            expire_time: Some(timestamp(expire_time)),
+            sealed_code,
+            purpose: purpose_to_proto(purpose) as i32,
+        }),
+    )
+}
+
+fn purpose_to_proto(purpose: Purpose) -> pb::VerificationPurpose {
+    match purpose {
+        Purpose::Registration => pb::VerificationPurpose::Registration,
+        Purpose::Invitation => pb::VerificationPurpose::Invitation,
+        Purpose::PasswordReset => pb::VerificationPurpose::PasswordReset,
+        Purpose::EmailChange => pb::VerificationPurpose::EmailChange,
+    }
+}
+
+/// Someone tried to register an address that has a proven account (I2): the address is
+/// told, in the account's name and language.
+pub fn registration_taken(account: &User) -> PendingEvent {
+    event(
+        "user.registration_attempted",
+        Some(account.user_id),
+        Payload::RegistrationAttempted(pb::RegistrationAttempted {
+            email: account.email.clone(),
+            locale: account.locale.clone(),
+            display_name: account.display_name.clone(),
+            refusal: pb::RegistrationRefusal::AddressTaken as i32,
+        }),
+    )
+}
+
+/// Someone tried to register an address that looks like another account's (I3): the
+/// address is told it cannot be used, in the language asked for; no account is involved.
+pub fn registration_confusable(email: &str, locale: &str) -> PendingEvent {
+    event(
+        "user.registration_attempted",
+        None,
+        Payload::RegistrationAttempted(pb::RegistrationAttempted {
+            email: email.to_owned(),
+            locale: locale.to_owned(),
+            display_name: String::new(),
+            refusal: pb::RegistrationRefusal::AddressConfusable as i32,
+        }),
+    )
+}
+
+/// A user asked to change its login e-mail to `new_email`: its current address is told.
+pub fn email_change_requested(user: &User, new_email: &str) -> PendingEvent {
+    event(
+        "user.email_change_requested",
+        Some(user.user_id),
+        Payload::EmailChangeRequested(pb::EmailChangeRequested {
             email: user.email.clone(),
             locale: user.locale.clone(),
             display_name: user.display_name.clone(),
-            code: code.to_owned(),
-            expire_time: Some(timestamp(expire_time)),
+            new_email: new_email.to_owned(),
         }),
     )
+}
+
+/// Access tokens were revoked (I4).
+pub fn tokens_revoked(revocation: &Revocation) -> PendingEvent {
+    event(
+        TOKENS_REVOKED,
+        Some(revocation.user_id),
+        Payload::TokensRevoked(pb::TokensRevoked {
+            revocation: Some(revocation_to_proto(revocation)),
+        }),
+    )
+}
+
+/// The published form of a revocation.
+pub fn revocation_to_proto(revocation: &Revocation) -> pb::TokenRevocation {
+    pb::TokenRevocation {
+        user_id: revocation.user_id.to_string(),
+        session_id: revocation
+            .session_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        issued_before: Some(timestamp(revocation.issued_before)),
+        expire_time: Some(timestamp(revocation.expire_time)),
+    }
 }
 
 /// A user's profile or state changed.
 pub fn updated(user: &User) -> PendingEvent {
     event(
         "user.updated",
-        user,
+        Some(user.user_id),
         Payload::UserUpdated(pb::UserUpdated {
             user: Some(user_to_proto(user)),
         }),
@@ -64,7 +160,7 @@ pub fn updated(user: &User) -> PendingEvent {
 pub fn disabled(user: &User) -> PendingEvent {
     event(
         "user.disabled",
-        user,
+        Some(user.user_id),
         Payload::UserDisabled(pb::UserDisabled {
             user: Some(user_to_proto(user)),
         }),
@@ -75,16 +171,68 @@ pub fn disabled(user: &User) -> PendingEvent {
 pub fn enabled(user: &User) -> PendingEvent {
     event(
         "user.enabled",
-        user,
+        Some(user.user_id),
         Payload::UserEnabled(pb::UserEnabled {
             user: Some(user_to_proto(user)),
         }),
     )
 }
 
-/// Appends `event` in the caller's transaction.
-pub async fn append(conn: &mut PgConnection, event: &PendingEvent) -> Result<(), sqlx::Error> {
-    event.append(conn).await.map(drop)
+/// Appends `event` in the caller's transaction; returns its event id.
+pub async fn append(conn: &mut PgConnection, event: &PendingEvent) -> Result<Uuid, sqlx::Error> {
+    event.append(conn).await
+}
+
+/// Drops the sealed code from the outbox events `event_ids` (their code was used, replaced,
+/// withdrawn or expired), so that nothing readable of it remains.
+pub async fn drop_sealed_codes(
+    conn: &mut PgConnection,
+    event_ids: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    for event_id in event_ids {
+        let payload: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT payload FROM outbox_events WHERE event_id = $1 FOR UPDATE")
+                .bind(event_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let Some(payload) = payload else { continue };
+        let Ok(mut event) = pb::Event::decode(payload.as_slice()) else {
+            tracing::error!(event_id = %event_id, "undecodable outbox event left as is");
+            continue;
+        };
+        let Some(Payload::EmailVerificationRequested(requested)) = &mut event.payload else {
+            continue;
+        };
+        if requested.sealed_code.is_empty() {
+            continue;
+        }
+        requested.sealed_code.clear();
+        sqlx::query("UPDATE outbox_events SET payload = $2 WHERE event_id = $1")
+            .bind(event_id)
+            .bind(event.encode_to_vec())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The cursor of the last event every reader can already see: streaming after it misses
+/// nothing that commits later. Empty (the start) when there is none.
+pub async fn current_cursor(conn: &mut PgConnection) -> Result<String, sqlx::Error> {
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT txid::text, seq FROM outbox_events \
+         WHERE txid < pg_snapshot_xmin(pg_current_snapshot()) \
+         ORDER BY txid DESC, seq DESC LIMIT 1",
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(match row {
+        Some((txid, seq)) => {
+            let txid: u64 = txid.parse().unwrap_or_default();
+            format!("{txid:016x}{seq:016x}")
+        }
+        None => String::new(),
+    })
 }
 
 /// The published event of an outbox row.

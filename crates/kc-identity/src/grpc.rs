@@ -1,23 +1,32 @@
 //! The gRPC face of identity: turns requests into domain values, calls the domain with the
 //! caller from the request extensions, and turns results back. No SQL, no rules.
 
+use futures::StreamExt;
 use kc_proto::identity::{self as pb, identity_service_server::IdentityService};
-use kc_runtime::auth::caller;
+use kc_runtime::Caller;
+use kc_runtime::auth::TokenVerifier;
 use kc_runtime::grpc::{id, invalid, status, watch_events};
-use kc_runtime::outbox::{EventStream, OutboxWatcher};
+use kc_runtime::outbox::{Cursor, EventStream, OutboxWatcher};
+use kc_runtime::token::Claims;
 use kc_runtime::{Shutdown, Violation, Violations};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::domain::service::{MAX_BATCH_GET, SessionTokens, UserDraft};
+use crate::domain::service::{MAX_BATCH_GET, Registration, SessionTokens, UserDraft};
 use crate::domain::values::{DisplayName, Email, Locale, Password};
 use crate::domain::{Identity, User, UserKind, UserState, parse_id};
 use crate::events;
 
+/// Revocations per message of the WatchRevocations snapshot.
+const REVOCATIONS_PER_MESSAGE: usize = 500;
+
 /// Full method paths that need no token.
-pub const PUBLIC_METHODS: [&str; 7] = [
+pub const PUBLIC_METHODS: [&str; 10] = [
     "/keycontacts.identity.v1.IdentityService/RegisterUser",
     "/keycontacts.identity.v1.IdentityService/VerifyEmail",
+    "/keycontacts.identity.v1.IdentityService/RequestPasswordReset",
+    "/keycontacts.identity.v1.IdentityService/ResetPassword",
+    "/keycontacts.identity.v1.IdentityService/WatchRevocations",
     "/keycontacts.identity.v1.IdentityService/Authenticate",
     "/keycontacts.identity.v1.IdentityService/RefreshSession",
     "/keycontacts.identity.v1.IdentityService/RevokeSession",
@@ -30,17 +39,56 @@ pub const PUBLIC_METHODS: [&str; 7] = [
 pub struct IdentityApi {
     identity: Identity,
     watcher: OutboxWatcher,
+    verifier: TokenVerifier,
     shutdown: Shutdown,
 }
 
 impl IdentityApi {
-    /// The API over `identity`, streaming events from `watcher` until `shutdown`.
-    pub fn new(identity: Identity, watcher: OutboxWatcher, shutdown: Shutdown) -> Self {
+    /// The API over `identity`, streaming events from `watcher` until `shutdown`; `verifier`
+    /// is the auth layer's (it gives the claims of the token a request came with).
+    pub fn new(
+        identity: Identity,
+        watcher: OutboxWatcher,
+        verifier: TokenVerifier,
+        shutdown: Shutdown,
+    ) -> Self {
         Self {
             identity,
             watcher,
+            verifier,
             shutdown,
         }
+    }
+
+    /// The caller the auth layer authenticated, refused when its access token was revoked
+    /// (rule I4: identity checks its own revocations), with the session of its token.
+    async fn caller<T>(&self, request: &Request<T>) -> Result<(Caller, Option<Uuid>), Status> {
+        let caller = kc_runtime::auth::caller(request)?;
+        if caller.is_service() {
+            return Ok((caller, None));
+        }
+        let claims = self.claims(request).await?;
+        if self.identity.is_revoked(&claims).await.map_err(status)? {
+            return Err(Status::unauthenticated("access token revoked"));
+        }
+        Ok((caller, Uuid::parse_str(&claims.sid).ok()))
+    }
+
+    /// The claims of the bearer token of a request (verified again: the verifier
+    /// remembers the tokens it verified, so this costs a lookup).
+    async fn claims<T>(&self, request: &Request<T>) -> Result<Claims, Status> {
+        let token = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
+        self.verifier.verify(token).await.map_err(Status::from)
     }
 }
 
@@ -73,35 +121,54 @@ fn user_response(user: &User) -> Option<pb::User> {
     Some(user_to_proto(user))
 }
 
-/// Parses the fields shared by RegisterUser and CreateUser, reporting every bad one.
+/// Parses the fields of CreateUser, reporting every bad one.
 fn user_draft(
     email: &str,
     display_name: &str,
     locale: &str,
     kind: UserKind,
-    password: Option<&str>,
 ) -> Result<UserDraft, Status> {
     let mut violations = Violations::new();
     let email = violations.check(Email::parse("email", email));
     let display_name = violations.check(DisplayName::parse("display_name", display_name));
     let locale = violations.check(Locale::parse_or_default("locale", locale));
-    let password = match password {
-        Some(text) => violations
-            .check(Password::parse("password", text))
-            .map(Some),
-        None => Some(None),
-    };
     violations.finish().map_err(status)?;
-    match (email, display_name, locale, password) {
-        (Some(email), Some(display_name), Some(locale), Some(password)) => Ok(UserDraft {
+    match (email, display_name, locale) {
+        (Some(email), Some(display_name), Some(locale)) => Ok(UserDraft {
             email,
             display_name,
             locale,
             kind,
+        }),
+        _ => Err(Status::internal("internal error")),
+    }
+}
+
+/// Parses the fields of RegisterUser, reporting every bad one.
+fn registration(r: &pb::RegisterUserRequest) -> Result<Registration, Status> {
+    let mut violations = Violations::new();
+    let email = violations.check(Email::parse("email", &r.email));
+    let display_name = violations.check(DisplayName::parse("display_name", &r.display_name));
+    let locale = violations.check(Locale::parse_or_default("locale", &r.locale));
+    let password = violations.check(Password::parse("password", &r.password));
+    violations.finish().map_err(status)?;
+    match (email, display_name, locale, password) {
+        (Some(email), Some(display_name), Some(locale), Some(password)) => Ok(Registration {
+            email,
+            display_name,
+            locale,
             password,
         }),
         _ => Err(Status::internal("internal error")),
     }
+}
+
+/// A code as presented: required.
+fn presented_code(code: &str) -> Result<&str, Status> {
+    if code.trim().is_empty() {
+        return Err(invalid(Violation::new("code", "the code is required")));
+    }
+    Ok(code)
 }
 
 fn session_response(tokens: SessionTokens) -> pb::AuthenticateResponse {
@@ -119,18 +186,9 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<pb::RegisterUserRequest>,
     ) -> Result<Response<pb::RegisterUserResponse>, Status> {
-        let r = request.into_inner();
-        let draft = user_draft(
-            &r.email,
-            &r.display_name,
-            &r.locale,
-            UserKind::Customer,
-            Some(&r.password),
-        )?;
-        let (user, _code) = self.identity.register(draft).await.map_err(status)?;
-        Ok(Response::new(pb::RegisterUserResponse {
-            user: user_response(&user),
-        }))
+        let registration = registration(request.get_ref())?;
+        self.identity.register(registration).await.map_err(status)?;
+        Ok(Response::new(pb::RegisterUserResponse {}))
     }
 
     async fn verify_email(
@@ -138,21 +196,11 @@ impl IdentityService for IdentityApi {
         request: Request<pb::VerifyEmailRequest>,
     ) -> Result<Response<pb::VerifyEmailResponse>, Status> {
         let r = request.into_inner();
-        let user_id = id("user_id", &r.user_id)?;
-        if r.code.trim().is_empty() {
-            return Err(invalid(Violation::new(
-                "code",
-                "verification code is required",
-            )));
-        }
-        let password = if r.password.is_empty() {
-            None
-        } else {
-            Some(Password::presented(&r.password))
-        };
+        let email = Email::parse("email", &r.email).map_err(invalid)?;
+        let code = presented_code(&r.code)?;
         let user = self
             .identity
-            .verify_email(user_id, &r.code, password.as_ref())
+            .verify_email(&email, code, &Password::presented(&r.password))
             .await
             .map_err(status)?;
         Ok(Response::new(pb::VerifyEmailResponse {
@@ -160,11 +208,45 @@ impl IdentityService for IdentityApi {
         }))
     }
 
+    async fn request_password_reset(
+        &self,
+        request: Request<pb::RequestPasswordResetRequest>,
+    ) -> Result<Response<pb::RequestPasswordResetResponse>, Status> {
+        let email = Email::parse("email", &request.get_ref().email).map_err(invalid)?;
+        self.identity
+            .request_password_reset(&email)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::RequestPasswordResetResponse {}))
+    }
+
+    async fn reset_password(
+        &self,
+        request: Request<pb::ResetPasswordRequest>,
+    ) -> Result<Response<pb::ResetPasswordResponse>, Status> {
+        let r = request.into_inner();
+        let mut violations = Violations::new();
+        let email = violations.check(Email::parse("email", &r.email));
+        let new = violations.check(Password::parse("new_password", &r.new_password));
+        if r.code.trim().is_empty() {
+            violations.add("code", "the code is required");
+        }
+        violations.finish().map_err(status)?;
+        let (Some(email), Some(new)) = (email, new) else {
+            return Err(Status::internal("internal error"));
+        };
+        self.identity
+            .reset_password(&email, &r.code, &new)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ResetPasswordResponse {}))
+    }
+
     async fn create_user(
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _) = self.caller(&request).await?;
         let r = request.into_inner();
         let kind = match pb::UserKind::try_from(r.kind) {
             Ok(pb::UserKind::Unspecified | pb::UserKind::Customer) => UserKind::Customer,
@@ -177,13 +259,7 @@ impl IdentityService for IdentityApi {
             }
             Err(_) => return Err(invalid(Violation::new("kind", "unknown user kind"))),
         };
-        let draft = user_draft(
-            &r.email,
-            &r.display_name,
-            &r.locale,
-            kind,
-            r.password.as_deref(),
-        )?;
+        let draft = user_draft(&r.email, &r.display_name, &r.locale, kind)?;
         let user = self
             .identity
             .create_user(&caller, draft)
@@ -194,11 +270,85 @@ impl IdentityService for IdentityApi {
         }))
     }
 
+    async fn invite_user(
+        &self,
+        request: Request<pb::InviteUserRequest>,
+    ) -> Result<Response<pb::InviteUserResponse>, Status> {
+        let (caller, _) = self.caller(&request).await?;
+        let r = request.into_inner();
+        let mut violations = Violations::new();
+        let email = violations.check(Email::parse("email", &r.email));
+        let display_name = if r.display_name.trim().is_empty() {
+            None
+        } else {
+            violations.check(DisplayName::parse("display_name", &r.display_name))
+        };
+        let locale = if r.locale.trim().is_empty() {
+            None
+        } else {
+            violations.check(Locale::parse("locale", &r.locale))
+        };
+        violations.finish().map_err(status)?;
+        let email = email.ok_or_else(|| Status::internal("internal error"))?;
+        let (user, invited) = self
+            .identity
+            .invite_user(&caller, &email, display_name, locale)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::InviteUserResponse {
+            user: user_response(&user),
+            invited,
+        }))
+    }
+
+    async fn change_email(
+        &self,
+        request: Request<pb::ChangeEmailRequest>,
+    ) -> Result<Response<pb::ChangeEmailResponse>, Status> {
+        let (caller, _) = self.caller(&request).await?;
+        let r = request.into_inner();
+        let mut violations = Violations::new();
+        let user_id = violations.check(parse_id("user_id", &r.user_id));
+        let new_email = violations.check(Email::parse("new_email", &r.new_email));
+        violations.finish().map_err(status)?;
+        let (Some(user_id), Some(new_email)) = (user_id, new_email) else {
+            return Err(Status::internal("internal error"));
+        };
+        self.identity
+            .change_email(
+                &caller,
+                user_id,
+                &new_email,
+                &Password::presented(&r.current_password),
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ChangeEmailResponse {}))
+    }
+
+    async fn confirm_email_change(
+        &self,
+        request: Request<pb::ConfirmEmailChangeRequest>,
+    ) -> Result<Response<pb::ConfirmEmailChangeResponse>, Status> {
+        let (caller, _) = self.caller(&request).await?;
+        let r = request.into_inner();
+        let user_id = id("user_id", &r.user_id)?;
+        let code = presented_code(&r.code)?;
+        let user = self
+            .identity
+            .confirm_email_change(&caller, user_id, code)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ConfirmEmailChangeResponse {
+            user: user_response(&user),
+        }))
+    }
+
     async fn get_user(
         &self,
         request: Request<pb::GetUserRequest>,
     ) -> Result<Response<pb::GetUserResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _) = self.caller(&request).await?;
         let user_id = id("user_id", &request.get_ref().user_id)?;
         let user = self
             .identity
@@ -214,7 +364,7 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<pb::BatchGetUsersRequest>,
     ) -> Result<Response<pb::BatchGetUsersResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _) = self.caller(&request).await?;
         let r = request.into_inner();
         if r.user_ids.len() > MAX_BATCH_GET {
             return Err(invalid(Violation::new(
@@ -246,7 +396,7 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<pb::LookupUserRequest>,
     ) -> Result<Response<pb::LookupUserResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _) = self.caller(&request).await?;
         let email = Email::parse("email", &request.get_ref().email).map_err(invalid)?;
         let user = self
             .identity
@@ -262,7 +412,7 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<pb::UpdateUserRequest>,
     ) -> Result<Response<pb::UpdateUserResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _) = self.caller(&request).await?;
         let r = request.into_inner();
         let mut violations = Violations::new();
         let user_id = violations.check(parse_id("user_id", &r.user_id));
@@ -290,13 +440,14 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<pb::ChangePasswordRequest>,
     ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, session_id) = self.caller(&request).await?;
         let r = request.into_inner();
         let user_id = id("user_id", &r.user_id)?;
         let new = Password::parse("new_password", &r.new_password).map_err(invalid)?;
         self.identity
             .change_password(
                 &caller,
+                session_id,
                 user_id,
                 &Password::presented(&r.current_password),
                 &new,
@@ -310,7 +461,7 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<pb::DisableUserRequest>,
     ) -> Result<Response<pb::DisableUserResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _) = self.caller(&request).await?;
         let user_id = id("user_id", &request.get_ref().user_id)?;
         let user = self
             .identity
@@ -326,7 +477,7 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<pb::EnableUserRequest>,
     ) -> Result<Response<pb::EnableUserResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _) = self.caller(&request).await?;
         let user_id = id("user_id", &request.get_ref().user_id)?;
         let user = self
             .identity
@@ -406,7 +557,7 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<pb::RotateSigningKeyRequest>,
     ) -> Result<Response<pb::RotateSigningKeyResponse>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _) = self.caller(&request).await?;
         let key = self
             .identity
             .rotate_signing_key(&caller)
@@ -439,7 +590,7 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let caller = caller(&request)?;
+        let (caller, _) = self.caller(&request).await?;
         if !caller.is_privileged() {
             return Err(Status::permission_denied(
                 "only operators and services may watch events",
@@ -453,6 +604,99 @@ impl IdentityService for IdentityApi {
         )?;
         Ok(Response::new(stream))
     }
+
+    type WatchRevocationsStream = EventStream<pb::WatchRevocationsResponse>;
+
+    async fn watch_revocations(
+        &self,
+        _request: Request<pb::WatchRevocationsRequest>,
+    ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
+        let (cursor, revocations) = self.identity.revocations_snapshot().await.map_err(status)?;
+        let after: Cursor = cursor
+            .parse()
+            .map_err(|_| Status::internal("internal error"))?;
+        let snapshot = revocations
+            .iter()
+            .map(events::revocation_to_proto)
+            .collect();
+        Ok(Response::new(revocation_stream(
+            &self.watcher,
+            after,
+            snapshot,
+            &self.shutdown,
+        )))
+    }
+}
+
+/// The WatchRevocations stream: the snapshot, then `live`, then each new revocation as its
+/// TokensRevoked event commits.
+fn revocation_stream(
+    watcher: &OutboxWatcher,
+    after: Cursor,
+    snapshot: Vec<pb::TokenRevocation>,
+    shutdown: &Shutdown,
+) -> EventStream<pb::WatchRevocationsResponse> {
+    let mut first: Vec<Result<pb::WatchRevocationsResponse, Status>> = snapshot
+        .chunks(REVOCATIONS_PER_MESSAGE)
+        .map(|chunk| {
+            Ok(pb::WatchRevocationsResponse {
+                revocations: chunk.to_vec(),
+                live: false,
+            })
+        })
+        .collect();
+    first.push(Ok(pb::WatchRevocationsResponse {
+        revocations: Vec::new(),
+        live: true,
+    }));
+    let schema = watcher.schema().to_owned();
+    let live = watcher
+        .watch(after)
+        .filter_map(move |item| {
+            let message = match item {
+                Ok(stored) if stored.event_type == events::TOKENS_REVOKED => {
+                    match events::decode(stored) {
+                        Ok(pb::WatchEventsResponse {
+                            event:
+                                Some(pb::Event {
+                                    payload:
+                                        Some(pb::event::Payload::TokensRevoked(pb::TokensRevoked {
+                                            revocation: Some(revocation),
+                                        })),
+                                    ..
+                                }),
+                        }) => Some(Ok(pb::WatchRevocationsResponse {
+                            revocations: vec![revocation],
+                            live: true,
+                        })),
+                        Ok(_) => None,
+                        Err(status) => Some(Err(status)),
+                    }
+                }
+                Ok(_) => None,
+                Err(error) => {
+                    tracing::warn!(schema = %schema, error = %error, "revocation stream failed");
+                    Some(Err(Status::unavailable("event store unavailable")))
+                }
+            };
+            futures::future::ready(message)
+        })
+        .scan(false, |failed, item| {
+            // The stream ends after its first error: clients open it again.
+            let next = if *failed {
+                None
+            } else {
+                *failed = item.is_err();
+                Some(item)
+            };
+            futures::future::ready(next)
+        });
+    let shutdown = shutdown.clone();
+    Box::pin(
+        futures::stream::iter(first)
+            .chain(live)
+            .take_until(async move { shutdown.wait().await }),
+    )
 }
 
 fn signing_key_to_proto(key: &crate::domain::keys::PublicKey) -> pb::SigningKey {

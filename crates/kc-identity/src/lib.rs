@@ -22,7 +22,7 @@ use tonic::service::Routes;
 
 use crate::config::IdentityArgs;
 use crate::domain::Identity;
-use crate::domain::keys::KeyRing;
+use crate::domain::keys::{KeyEncryption, KeyRing};
 use crate::domain::password::PasswordHasher;
 
 /// The schema identity owns.
@@ -51,12 +51,40 @@ pub async fn build(args: &IdentityArgs) -> anyhow::Result<(PgPool, Identity)> {
     .await?;
     let hasher = PasswordHasher::new(args.hashing.cost(), args.hashing.concurrency())
         .context("argon2 settings")?;
-    let keys = KeyRing::new(pool.clone(), args.tokens.access_token_ttl);
-    keys.ensure_key().await.context("signing keys")?;
-    Ok((
+    let secrets = args.secrets.load()?;
+    let keys = KeyRing::new(
         pool.clone(),
-        Identity::new(pool, hasher, keys, args.settings()),
-    ))
+        args.tokens.access_token_ttl,
+        KeyEncryption::new(
+            secrets.key_encryption_key.clone(),
+            secrets.previous_key_encryption_key.clone(),
+        ),
+    );
+    keys.ensure_key().await.context("signing keys")?;
+    let identity = Identity::new(pool.clone(), hasher, keys, args.settings(), &secrets);
+    identity
+        .backfill_skeletons()
+        .await
+        .map_err(|error| anyhow::anyhow!(kc_runtime::ApiError::from(error)))
+        .context("confusable skeletons of older accounts")?;
+    Ok((pool, identity))
+}
+
+/// How often expired codes, revocations and sign-in slots are swept.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Sweeps every [`SWEEP_INTERVAL`] until `shutdown` (see [`Identity::sweep`]).
+async fn sweep(identity: Identity, shutdown: Shutdown) {
+    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shutdown.wait() => return,
+            _ = interval.tick() => {}
+        }
+        if let Err(error) = identity.sweep().await {
+            tracing::warn!(error = %error, "sweeping expired codes failed; retrying later");
+        }
+    }
 }
 
 /// Migrates, then serves identity on `listener` until `shutdown`.
@@ -72,8 +100,9 @@ pub async fn run(
         .context("event watcher")?;
     // Identity is the issuer: it verifies tokens with its own key store, no network hop.
     let verifier = TokenVerifier::new(identity.keys().clone(), args.server.token_expectations());
-    let auth = AuthLayer::new(verifier, grpc::PUBLIC_METHODS);
-    let api = grpc::IdentityApi::new(identity, watcher, shutdown.clone());
+    let auth = AuthLayer::new(verifier.clone(), grpc::PUBLIC_METHODS);
+    tokio::spawn(sweep(identity.clone(), shutdown.clone()));
+    let api = grpc::IdentityApi::new(identity, watcher, verifier, shutdown.clone());
     let service = IdentityServiceServer::new(api)
         .max_decoding_message_size(args.server.max_message_bytes)
         .max_encoding_message_size(args.server.max_message_bytes);

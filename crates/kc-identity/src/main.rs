@@ -1,5 +1,6 @@
-//! The `kc-identity` binary: serves by default; `migrate`, `create-service-account` and
-//! `bootstrap-operator` are one-shot administration commands.
+//! The `kc-identity` binary: serves by default; `migrate`, `create-service-account`,
+//! `bootstrap-operator`, `generate-key` and `generate-code-keys` are one-shot administration
+//! commands.
 
 use std::path::PathBuf;
 
@@ -8,6 +9,7 @@ use clap::{Parser, Subcommand};
 use kc_identity::config::IdentityArgs;
 use kc_identity::domain::values::{Email, Password};
 use kc_runtime::Shutdown;
+use kc_runtime::secrets::{self, OpeningKey};
 use kc_runtime::telemetry::{self, LogFormat};
 
 /// keycontacts identity service: users, credentials, sessions, signed tokens.
@@ -21,7 +23,13 @@ struct Cli {
 }
 
 /// The subcommands besides `serve` (the default).
-const COMMANDS: [&str; 3] = ["migrate", "create-service-account", "bootstrap-operator"];
+const COMMANDS: [&str; 5] = [
+    "migrate",
+    "create-service-account",
+    "bootstrap-operator",
+    "generate-key",
+    "generate-code-keys",
+];
 
 #[derive(Subcommand)]
 enum Command {
@@ -51,6 +59,13 @@ enum Command {
         #[command(flatten)]
         args: IdentityArgs,
     },
+    /// Print a new random key (32 bytes, base64) for a key file such as
+    /// `--key-encryption-key-file`; write it to a file only its service can read.
+    GenerateKey,
+    /// Print a new code key pair: `code_opening_key=…` (secret, for kc-notification's
+    /// `--code-opening-key-file`) and `code_sealing_key=…` (public, for kc-identity's
+    /// `--code-sealing-key-file`).
+    GenerateCodeKeys,
 }
 
 #[tokio::main]
@@ -104,6 +119,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(|error| anyhow::anyhow!(kc_runtime::ApiError::from(error)))?;
             println!("operator_user_id={}", user.user_id);
+            Ok(())
+        }
+        Command::GenerateKey => {
+            println!("{}", secrets::generate_key()?);
+            Ok(())
+        }
+        Command::GenerateCodeKeys => {
+            let opening = OpeningKey::generate()?;
+            println!("code_opening_key={}", opening.to_text().as_str());
+            println!("code_sealing_key={}", opening.sealing_key().to_text());
             Ok(())
         }
     }

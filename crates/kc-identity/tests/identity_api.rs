@@ -39,13 +39,13 @@ async fn find_event<T>(
     .expect("event arrives within 20 s")
 }
 
-async fn verification_code(h: &Harness, operator: &str, user_id: &str) -> String {
-    let mut last = None;
-    // The newest code wins: read until the stream is idle after the last code for this user.
+/// The events about `email`'s code mailing and registration attempts, in stream order,
+/// read until the stream is idle.
+async fn mail_events(h: &Harness, token: &str) -> Vec<pb::Event> {
     let mut stream = h
         .client()
         .watch_events(authed(
-            operator,
+            token,
             pb::WatchEventsRequest {
                 after_cursor: String::new(),
             },
@@ -53,42 +53,66 @@ async fn verification_code(h: &Harness, operator: &str, user_id: &str) -> String
         .await
         .unwrap()
         .into_inner();
-    loop {
-        match tokio::time::timeout(
-            Duration::from_millis(if last.is_some() { 700 } else { 20_000 }),
-            stream.next(),
-        )
-        .await
-        {
-            Ok(Some(item)) => {
-                let event = item.unwrap().event.unwrap();
-                if let Some(Payload::EmailVerificationRequested(request)) = event.payload
-                    && event.user_id == user_id
-                {
-                    last = Some(request.code);
-                }
-            }
-            _ => return last.expect("a verification code was sent"),
-        }
+    let mut events = Vec::new();
+    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(700), stream.next()).await
+    {
+        events.push(item.unwrap().event.unwrap());
     }
+    events
+}
+
+/// A six-digit code different from `code`.
+fn other_code(code: &str) -> String {
+    if code == "000000" { "111111" } else { "000000" }.to_owned()
 }
 
 #[tokio::test]
-async fn register_creates_an_unverified_active_customer() {
+async fn register_creates_an_unproven_account_that_the_code_proves() {
+    // rule I1
     let h = Harness::start().await;
-    let user = h
-        .register("  Eloise.Dupre@Example.FR ", "Éloïse Dupré-Nguyễn", "fr-ca")
+    h.register("  Eloise.Dupre@Example.FR ", "Éloïse Dupré-Nguyễn", "fr-ca")
         .await;
+    let operator = h.operator().await;
+    let pending = h
+        .client()
+        .lookup_user(authed(
+            &operator,
+            pb::LookupUserRequest {
+                email: "eloise.dupre@example.fr".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(pending.state, pb::UserState::Invited as i32);
+    assert!(!pending.email_verified);
+    // Nothing the claimant typed is on the account before the proof.
+    assert_ne!(pending.display_name, "Éloïse Dupré-Nguyễn");
+    // Unproven: it cannot sign in, and fails like a wrong password.
+    let status = expect_code(
+        h.login("eloise.dupre@example.fr", PASSWORD).await,
+        Code::Unauthenticated,
+    );
+    assert_eq!(status.message(), "invalid e-mail or password");
+    let mailed = h.code("eloise.dupre@example.fr").await;
+    assert_eq!(mailed.purpose, pb::VerificationPurpose::Registration);
+    assert_eq!(mailed.code.len(), 6);
+    let user = h.verify("eloise.dupre@example.fr", PASSWORD).await;
+    assert_eq!(user.user_id, pending.user_id);
     assert_eq!(user.email, "eloise.dupre@example.fr");
     assert_eq!(user.display_name, "Éloïse Dupré-Nguyễn");
     assert_eq!(user.locale, "fr-CA");
-    assert!(!user.email_verified);
+    assert!(user.email_verified);
     assert_eq!(user.kind, pb::UserKind::Customer as i32);
     assert_eq!(user.state, pb::UserState::Active as i32);
     assert!(!user.etag.is_empty());
-    assert!(user.create_time.is_some());
+    h.login("eloise.dupre@example.fr", PASSWORD)
+        .await
+        .expect("a proven account signs in");
     // Default locale.
-    let other = h.register("ada@example.com", "Ada", "").await;
+    let other = h.proven("ada@example.com", "Ada", "").await;
     assert_eq!(other.locale, "en");
 }
 
@@ -178,31 +202,251 @@ async fn register_rejects_each_bad_field_and_writes_nothing() {
         .map(|v| v.field)
         .collect();
     assert_eq!(fields, ["email", "password"]);
-    // Nothing was written: the valid e-mail is still free.
-    h.client()
-        .register_user(valid)
-        .await
-        .expect("valid registration");
+    // Nothing was written: the valid e-mail is still free, and registers.
+    h.proven("ada@example.com", "Ada", "en").await;
 }
 
 #[tokio::test]
-async fn register_duplicate_email_in_other_case_is_already_exists() {
+async fn display_names_with_format_characters_are_refused_everywhere() {
+    // rule I3: a right-to-left override or a zero-width space can make a name read as
+    // another's.
     let h = Harness::start().await;
-    h.register("ada@example.com", "Ada", "en").await;
-    let result = h
-        .client()
-        .register_user(pb::RegisterUserRequest {
-            email: "ADA@Example.com".into(),
-            display_name: "Ada Again".into(),
-            password: PASSWORD.into(),
-            locale: "en".into(),
-        })
-        .await;
-    expect_code(result, Code::AlreadyExists);
+    let operator = h.operator().await;
+    let (ada, token) = h.customer("ada@example.com").await;
+    for name in ["Ada \u{202E}ecalevol", "Ad\u{200B}a", "\u{2066}Ada\u{2069}"] {
+        for status in [
+            expect_field(
+                h.client()
+                    .register_user(pb::RegisterUserRequest {
+                        email: "new@example.com".into(),
+                        display_name: name.into(),
+                        password: PASSWORD.into(),
+                        locale: "en".into(),
+                    })
+                    .await,
+                "display_name",
+            ),
+            expect_field(
+                h.client()
+                    .create_user(authed(
+                        &operator,
+                        pb::CreateUserRequest {
+                            email: "new@example.com".into(),
+                            display_name: name.into(),
+                            locale: "en".into(),
+                            kind: pb::UserKind::Customer as i32,
+                        },
+                    ))
+                    .await,
+                "display_name",
+            ),
+            expect_field(
+                h.client()
+                    .invite_user(authed(
+                        &operator,
+                        pb::InviteUserRequest {
+                            email: "new@example.com".into(),
+                            display_name: name.into(),
+                            locale: "en".into(),
+                        },
+                    ))
+                    .await,
+                "display_name",
+            ),
+            expect_field(
+                h.client()
+                    .update_user(authed(
+                        &token,
+                        pb::UpdateUserRequest {
+                            user_id: ada.user_id.clone(),
+                            display_name: Some(name.into()),
+                            locale: None,
+                            etag: String::new(),
+                        },
+                    ))
+                    .await,
+                "display_name",
+            ),
+        ] {
+            assert!(
+                kc_testkit::checks::cites(status.message(), "I3"),
+                "{status:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
-async fn concurrent_registrations_of_one_email_in_different_cases_admit_exactly_one() {
+async fn register_answers_alike_for_free_taken_unproven_and_confusable_addresses() {
+    // rule I2 (and I3 for the look-alike): the whole answer is the same; what differs goes
+    // by e-mail to the address.
+    let h = Harness::start().await;
+    let operator = h.operator().await;
+    h.proven("taken@example.com", "Taken", "fr").await;
+    h.client()
+        .invite_user(authed(
+            &operator,
+            pb::InviteUserRequest {
+                email: "invited@example.com".into(),
+                display_name: "Invited".into(),
+                locale: "en".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let request = |email: &str| pb::RegisterUserRequest {
+        email: email.into(),
+        display_name: "Someone".into(),
+        password: PASSWORD.into(),
+        locale: "en".into(),
+    };
+    // Cyrillic 'а' (U+0430) for the Latin 'a' of "taken".
+    let confusable = "t\u{0430}ken@example.com";
+    let mut answers = Vec::new();
+    for email in [
+        "free@example.com",
+        "taken@example.com",
+        "invited@example.com",
+        confusable,
+    ] {
+        let started = std::time::Instant::now();
+        let response = h.client().register_user(request(email)).await;
+        let response = response.expect("register answers OK").into_inner();
+        answers.push(response);
+        eprintln!("register {email}: {:?}", started.elapsed());
+    }
+    assert!(answers.iter().all(|a| *a == pb::RegisterUserResponse {}));
+
+    let events = mail_events(&h, &operator).await;
+    let codes_to = |email: &str| {
+        events
+            .iter()
+            .filter(|e| matches!(&e.payload, Some(Payload::EmailVerificationRequested(r)) if r.email == email && r.purpose() == pb::VerificationPurpose::Registration))
+            .count()
+    };
+    let attempts_to = |email: &str| -> Vec<pb::RegistrationAttempted> {
+        events
+            .iter()
+            .filter_map(|e| match &e.payload {
+                Some(Payload::RegistrationAttempted(a)) if a.email == email => Some(a.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(codes_to("free@example.com"), 1);
+    assert_eq!(codes_to("invited@example.com"), 1);
+    assert_eq!(
+        codes_to("taken@example.com"),
+        1,
+        "only its own registration's code"
+    );
+    let taken = attempts_to("taken@example.com");
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].refusal(), pb::RegistrationRefusal::AddressTaken);
+    assert_eq!(taken[0].locale, "fr");
+    assert_eq!(taken[0].display_name, "Taken");
+    let lookalike = attempts_to(confusable);
+    assert_eq!(lookalike.len(), 1);
+    assert_eq!(
+        lookalike[0].refusal(),
+        pb::RegistrationRefusal::AddressConfusable
+    );
+    assert_eq!(codes_to(confusable), 0);
+    // rule I3: the look-alike has no account.
+    expect_code(
+        h.client()
+            .lookup_user(authed(
+                &operator,
+                pb::LookupUserRequest {
+                    email: confusable.into(),
+                },
+            ))
+            .await,
+        Code::NotFound,
+    );
+    // The proven account is untouched: its password still works.
+    h.login("taken@example.com", PASSWORD)
+        .await
+        .expect("the owner still signs in");
+}
+
+#[tokio::test]
+async fn confusable_addresses_are_refused_for_create_invite_and_change() {
+    // rule I3
+    let h = Harness::start().await;
+    let operator = h.operator().await;
+    h.proven("alice@example.com", "Alice", "en").await;
+    let (bob, bob_token) = h.customer("bob@example.com").await;
+    let lookalike = "\u{0430}lice@example.com";
+    let status = expect_code(
+        h.client()
+            .create_user(authed(
+                &operator,
+                pb::CreateUserRequest {
+                    email: lookalike.into(),
+                    display_name: "Fake".into(),
+                    locale: "en".into(),
+                    kind: pb::UserKind::Customer as i32,
+                },
+            ))
+            .await,
+        Code::FailedPrecondition,
+    );
+    assert!(
+        kc_testkit::checks::cites(status.message(), "I3"),
+        "{status:?}"
+    );
+    let status = expect_code(
+        h.client()
+            .invite_user(authed(
+                &operator,
+                pb::InviteUserRequest {
+                    email: lookalike.into(),
+                    display_name: "Fake".into(),
+                    locale: "en".into(),
+                },
+            ))
+            .await,
+        Code::FailedPrecondition,
+    );
+    assert!(
+        kc_testkit::checks::cites(status.message(), "I3"),
+        "{status:?}"
+    );
+    // ChangeEmail answers alike (I2) but no code goes to the look-alike.
+    let answer = h
+        .client()
+        .change_email(authed(
+            &bob_token,
+            pb::ChangeEmailRequest {
+                user_id: bob.user_id.clone(),
+                new_email: lookalike.into(),
+                current_password: PASSWORD.into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer, pb::ChangeEmailResponse {});
+    let events = mail_events(&h, &operator).await;
+    assert!(!events.iter().any(|e| matches!(&e.payload, Some(Payload::EmailVerificationRequested(r)) if r.email == lookalike)));
+    assert!(events.iter().any(|e| matches!(&e.payload, Some(Payload::EmailChangeRequested(r)) if r.email == "bob@example.com" && r.new_email == lookalike)));
+    expect_field(
+        h.client()
+            .confirm_email_change(authed(
+                &bob_token,
+                pb::ConfirmEmailChangeRequest {
+                    user_id: bob.user_id.clone(),
+                    code: "123456".into(),
+                },
+            ))
+            .await,
+        "code",
+    );
+}
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_email_in_different_cases_make_one_account() {
     let h = Harness::start().await;
     let mut tasks = Vec::new();
     for i in 0..20 {
@@ -230,55 +474,45 @@ async fn concurrent_registrations_of_one_email_in_different_cases_admit_exactly_
                 .await
         }));
     }
-    let mut ok = 0;
     for task in tasks {
-        match task.await.unwrap() {
-            Ok(_) => ok += 1,
-            Err(status) => assert_eq!(status.code(), Code::AlreadyExists, "{status:?}"),
-        }
+        assert_eq!(
+            task.await
+                .unwrap()
+                .expect("every registration answers OK")
+                .into_inner(),
+            pb::RegisterUserResponse {}
+        );
     }
-    assert_eq!(ok, 1, "exactly one registration succeeds");
-    let operator = h.operator().await;
-    let found = h
-        .client()
-        .lookup_user(authed(
-            &operator,
-            pb::LookupUserRequest {
-                email: "grace@example.com".into(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(found.user.unwrap().email, "grace@example.com");
+    // One account; the last claim's code is the only one outstanding, and proves it.
+    let user = h.verify("grace@example.com", PASSWORD).await;
+    assert_eq!(user.email, "grace@example.com");
+    assert_eq!(user.state, pb::UserState::Active as i32);
 }
 
 #[tokio::test]
 async fn verify_email_with_the_mailed_code_once() {
     let h = Harness::start().await;
-    let operator = h.operator().await;
-    let user = h.register("ada@example.com", "Ada", "en").await;
-    let code = verification_code(&h, &operator, &user.user_id).await;
-    assert_eq!(code.len(), 6);
-
-    let wrong = if code == "000000" { "111111" } else { "000000" };
+    h.register("ada@example.com", "Ada", "en").await;
+    let code = h.code("ada@example.com").await.code;
+    let verify = |email: &str, code: &str, password: &str| {
+        let mut client = h.client();
+        let request = pb::VerifyEmailRequest {
+            email: email.into(),
+            code: code.into(),
+            password: password.into(),
+        };
+        async move { client.verify_email(request).await }
+    };
     expect_field(
-        h.client()
-            .verify_email(pb::VerifyEmailRequest {
-                user_id: user.user_id.clone(),
-                code: wrong.into(),
-                password: String::new(),
-            })
-            .await,
+        verify("ada@example.com", &other_code(&code), PASSWORD).await,
         "code",
     );
-    let verified = h
-        .client()
-        .verify_email(pb::VerifyEmailRequest {
-            user_id: user.user_id.clone(),
-            code: code.clone(),
-            password: String::new(),
-        })
+    // The right code with another password does not confirm the claim.
+    expect_field(
+        verify("ada@example.com", &code, "someone else's pass").await,
+        "code",
+    );
+    let verified = verify("ada@example.com", &code, PASSWORD)
         .await
         .expect("verify")
         .into_inner()
@@ -286,94 +520,56 @@ async fn verify_email_with_the_mailed_code_once() {
         .unwrap();
     assert!(verified.email_verified);
     // Single use.
-    expect_field(
-        h.client()
-            .verify_email(pb::VerifyEmailRequest {
-                user_id: user.user_id.clone(),
-                code,
-                password: String::new(),
-            })
-            .await,
-        "code",
-    );
-    // An unknown user fails exactly like a wrong code.
+    expect_field(verify("ada@example.com", &code, PASSWORD).await, "code");
+    // An unknown address fails exactly like a wrong code (rule I2).
     let unknown = expect_field(
-        h.client()
-            .verify_email(pb::VerifyEmailRequest {
-                user_id: uuid::Uuid::new_v4().to_string(),
-                code: "123456".into(),
-                password: String::new(),
-            })
-            .await,
+        verify("nobody@example.com", "123456", PASSWORD).await,
         "code",
     );
+    let wrong = expect_field(verify("ada@example.com", "123456", PASSWORD).await, "code");
+    assert_eq!(unknown.message(), wrong.message());
     assert_eq!(
         unknown.message(),
-        "invalid argument: code: verification code is invalid or expired (an account claim also needs its password)"
+        "invalid argument: code: the code is wrong or expired (a registration claim also needs its password)"
     );
-    expect_field(
-        h.client()
-            .verify_email(pb::VerifyEmailRequest {
-                user_id: "nope".into(),
-                code: "123456".into(),
-                password: String::new(),
-            })
-            .await,
-        "user_id",
-    );
+    expect_field(verify("nope", "123456", PASSWORD).await, "email");
+    expect_field(verify("ada@example.com", " ", PASSWORD).await, "code");
 }
 
 #[tokio::test]
 async fn verification_codes_expire_and_wear_out() {
     // Codes live 1 s here (24 h by default).
     let h = Harness::start_with(&["--verification-code-ttl", "1s"]).await;
-    let operator = h.operator().await;
-    let user = h.register("ada@example.com", "Ada", "en").await;
-    let code = verification_code(&h, &operator, &user.user_id).await;
+    h.register("ada@example.com", "Ada", "en").await;
+    let code = h.code("ada@example.com").await.code;
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    expect_field(
-        h.client()
-            .verify_email(pb::VerifyEmailRequest {
-                user_id: user.user_id.clone(),
-                code,
-                password: String::new(),
-            })
-            .await,
-        "code",
-    );
+    let verify = |h: &Harness, code: String| {
+        let mut client = h.client();
+        async move {
+            client
+                .verify_email(pb::VerifyEmailRequest {
+                    email: "ada@example.com".into(),
+                    code,
+                    password: PASSWORD.into(),
+                })
+                .await
+        }
+    };
+    expect_field(verify(&h, code).await, "code");
 
     // Five wrong tries withdraw the code, even the right one fails after.
     let h = Harness::start().await;
-    let operator = h.operator().await;
-    let user = h.register("bob@example.com", "Bob", "en").await;
-    let code = verification_code(&h, &operator, &user.user_id).await;
-    let wrong = if code == "000000" { "111111" } else { "000000" };
+    h.register("ada@example.com", "Ada", "en").await;
+    let code = h.code("ada@example.com").await.code;
     for _ in 0..5 {
-        expect_field(
-            h.client()
-                .verify_email(pb::VerifyEmailRequest {
-                    user_id: user.user_id.clone(),
-                    code: wrong.into(),
-                    password: String::new(),
-                })
-                .await,
-            "code",
-        );
+        expect_field(verify(&h, other_code(&code)).await, "code");
     }
-    expect_field(
-        h.client()
-            .verify_email(pb::VerifyEmailRequest {
-                user_id: user.user_id.clone(),
-                code,
-                password: String::new(),
-            })
-            .await,
-        "code",
-    );
+    expect_field(verify(&h, code).await, "code");
 }
 
 #[tokio::test]
-async fn create_user_is_for_operators_and_services_and_invites_without_password() {
+async fn create_user_is_for_operators_and_services_and_always_invites() {
+    // rule I1: a created user is unproven until its owner proves the address.
     let h = Harness::start().await;
     let operator = h.operator().await;
     let service = h.service_token("kc-gateway").await;
@@ -383,7 +579,6 @@ async fn create_user_is_for_operators_and_services_and_invites_without_password(
         display_name: "Invited Person".into(),
         locale: "fr".into(),
         kind: pb::UserKind::Customer as i32,
-        password: None,
     };
     let invited = h
         .client()
@@ -394,31 +589,31 @@ async fn create_user_is_for_operators_and_services_and_invites_without_password(
         .user
         .unwrap();
     assert_eq!(invited.state, pb::UserState::Invited as i32);
+    assert_eq!(
+        h.code("invitee@example.com").await.purpose,
+        pb::VerificationPurpose::Invitation
+    );
     // An invited user cannot sign in (no password), and fails like any wrong password.
     let status = expect_code(
         h.login("invitee@example.com", PASSWORD).await,
         Code::Unauthenticated,
     );
     assert_eq!(status.message(), "invalid e-mail or password");
-
-    let with_password = h
+    let by_service = h
         .client()
-        .create_user(authed(
-            &service,
-            pb::CreateUserRequest {
-                password: Some(PASSWORD.into()),
-                ..request("member@example.com")
-            },
-        ))
+        .create_user(authed(&service, request("member@example.com")))
         .await
         .unwrap()
         .into_inner()
         .user
         .unwrap();
-    assert_eq!(with_password.state, pb::UserState::Active as i32);
-    h.login("member@example.com", PASSWORD)
-        .await
-        .expect("created user signs in");
+    assert_eq!(by_service.state, pb::UserState::Invited as i32);
+    expect_code(
+        h.client()
+            .create_user(authed(&operator, request("MEMBER@example.com")))
+            .await,
+        Code::AlreadyExists,
+    );
 
     expect_code(
         h.client()
@@ -560,7 +755,7 @@ async fn customers_read_only_themselves() {
 async fn batch_get_users_keeps_order_skips_unknown_and_caps_at_500() {
     let h = Harness::start().await;
     let (ada, ada_token) = h.customer("ada@example.com").await;
-    let bob = h.register("bob@example.com", "Bob", "en").await;
+    let bob = h.proven("bob@example.com", "Bob", "en").await;
     let service = h.service_token("kc-notification").await;
     let ids = vec![
         bob.user_id.clone(),
@@ -775,6 +970,20 @@ async fn change_password_needs_the_current_one_and_ends_other_sessions() {
             .await,
         Code::Unauthenticated,
     );
+    // rule I4: the other session's access token is revoked; the caller's own goes on.
+    let me = |token: &str| {
+        let mut client = h.client();
+        let request = authed(
+            token,
+            pb::GetUserRequest {
+                user_id: ada.user_id.clone(),
+            },
+        );
+        async move { client.get_user(request).await }
+    };
+    let status = expect_code(me(&session.access_token).await, Code::Unauthenticated);
+    assert_eq!(status.message(), "access token revoked");
+    me(&token).await.expect("the caller's session goes on");
     // Operators cannot change someone's password through this RPC.
     let operator = h.operator().await;
     expect_code(
@@ -827,6 +1036,19 @@ async fn disabled_users_cannot_sign_in_or_refresh() {
         h.login("ada@example.com", PASSWORD).await,
         Code::PermissionDenied,
     );
+    // rule I4: the access tokens it holds are refused by identity at once.
+    let status = expect_code(
+        h.client()
+            .get_user(authed(
+                &ada_token,
+                pb::GetUserRequest {
+                    user_id: ada.user_id.clone(),
+                },
+            ))
+            .await,
+        Code::Unauthenticated,
+    );
+    assert_eq!(status.message(), "access token revoked");
     expect_code(
         h.client()
             .refresh_session(pb::RefreshSessionRequest {
@@ -849,9 +1071,31 @@ async fn disabled_users_cannot_sign_in_or_refresh() {
         .user
         .unwrap();
     assert_eq!(enabled.state, pb::UserState::Active as i32);
-    h.login("ada@example.com", PASSWORD)
+    let again = h
+        .login("ada@example.com", PASSWORD)
         .await
         .expect("enabled again");
+    // A token issued after the revocation works, even within the same second.
+    h.client()
+        .get_user(authed(
+            &again.access_token,
+            pb::GetUserRequest {
+                user_id: ada.user_id.clone(),
+            },
+        ))
+        .await
+        .expect("a token issued after enabling works");
+    expect_code(
+        h.client()
+            .get_user(authed(
+                &ada_token,
+                pb::GetUserRequest {
+                    user_id: ada.user_id.clone(),
+                },
+            ))
+            .await,
+        Code::Unauthenticated,
+    );
     expect_code(
         h.client()
             .disable_user(authed(
@@ -878,7 +1122,7 @@ async fn fail_logins(h: &Harness, email: &str, times: usize) {
 #[tokio::test]
 async fn unknown_email_and_wrong_password_fail_identically() {
     let h = Harness::start().await;
-    h.register("ada@example.com", "Ada", "en").await;
+    h.proven("ada@example.com", "Ada", "en").await;
     let wrong = expect_code(
         h.login("ada@example.com", "wrong password!!").await,
         Code::Unauthenticated,
@@ -899,7 +1143,7 @@ async fn unknown_email_and_wrong_password_fail_identically() {
 #[tokio::test]
 async fn five_failures_lock_an_email_whether_or_not_it_exists() {
     let h = Harness::start().await;
-    h.register("ada@example.com", "Ada", "en").await;
+    h.proven("ada@example.com", "Ada", "en").await;
     for email in ["ada@example.com", "nobody@example.com"] {
         fail_logins(&h, email, 5).await;
         // Locked: even the right password is refused, with the same answer for both.
@@ -910,7 +1154,7 @@ async fn five_failures_lock_an_email_whether_or_not_it_exists() {
         );
     }
     // Other e-mails are unaffected.
-    h.register("bob@example.com", "Bob", "en").await;
+    h.proven("bob@example.com", "Bob", "en").await;
     h.login("bob@example.com", PASSWORD)
         .await
         .expect("bob signs in");
@@ -919,7 +1163,7 @@ async fn five_failures_lock_an_email_whether_or_not_it_exists() {
 #[tokio::test]
 async fn a_success_resets_the_failure_count_and_locks_end() {
     let h = Harness::start_with(&["--lockout-duration", "1s"]).await;
-    h.register("ada@example.com", "Ada", "en").await;
+    h.proven("ada@example.com", "Ada", "en").await;
     fail_logins(&h, "ada@example.com", 4).await;
     h.login("ada@example.com", PASSWORD)
         .await
@@ -942,7 +1186,7 @@ async fn a_success_resets_the_failure_count_and_locks_end() {
 #[tokio::test]
 async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     let h = Harness::start().await;
-    h.register("ada@example.com", "Ada", "en").await;
+    h.proven("ada@example.com", "Ada", "en").await;
     let first = h.login("ada@example.com", PASSWORD).await.unwrap();
     let second = h
         .client()
@@ -1018,7 +1262,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
 #[tokio::test]
 async fn revoke_session_logs_out() {
     let h = Harness::start().await;
-    h.register("ada@example.com", "Ada", "en").await;
+    h.proven("ada@example.com", "Ada", "en").await;
     let session = h.login("ada@example.com", PASSWORD).await.unwrap();
     h.client()
         .revoke_session(pb::RevokeSessionRequest {
@@ -1111,17 +1355,10 @@ async fn signing_keys_rotate_and_old_tokens_keep_verifying() {
     }
 }
 
-/// Signs `claims` with identity's current private key, read from its schema.
+/// Signs `claims` with identity's current private key.
 async fn sign_with_identity_key(h: &Harness, claims: &kc_runtime::token::Claims) -> String {
-    let options = kc_runtime::db::connect_options(&h.db.url, "identity").unwrap();
-    let pool = sqlx::PgPool::connect_with(options).await.unwrap();
-    let (kid, seed): (String, Vec<u8>) =
-        sqlx::query_as("SELECT kid, private_key FROM signing_keys WHERE retire_time IS NULL")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    let key = ed25519_dalek::SigningKey::from_bytes(&seed.try_into().unwrap());
-    kc_runtime::token::sign(claims, &kid, &key)
+    let key = h.domain().await.keys().signing_key().await.unwrap();
+    kc_runtime::token::sign(claims, &key.kid, &key.key)
 }
 
 #[tokio::test]
@@ -1153,6 +1390,7 @@ async fn missing_expired_tampered_and_foreign_tokens_are_unauthenticated() {
         iat: now - 3_600,
         exp: now - 1_800,
         jti: "expired".into(),
+        sid: String::new(),
     };
     let expired = sign_with_identity_key(&h, &claims).await;
     let status = expect_code(get(Some(expired)).await, Code::Unauthenticated);
@@ -1308,12 +1546,15 @@ async fn watch_events_streams_the_user_lifecycle_to_services_only() {
                 Some(Payload::UserRegistered(_)) => "registered",
                 Some(Payload::EmailVerificationRequested(request)) => {
                     assert_eq!(request.email, "ada@example.com");
-                    assert_eq!(request.code.len(), 6);
+                    // Used: its sealed code is gone from the outbox.
+                    assert!(request.sealed_code.is_empty());
                     "verification"
                 }
+                Some(Payload::TokensRevoked(_)) => "revoked",
                 Some(Payload::UserDisabled(_)) => "disabled",
                 Some(Payload::UserUpdated(_)) => "updated",
                 Some(Payload::UserEnabled(_)) => "enabled",
+                Some(_) => "other",
                 None => "none",
             };
             assert!(!event.event_id.is_empty() && event.create_time.is_some());
@@ -1322,7 +1563,16 @@ async fn watch_events_streams_the_user_lifecycle_to_services_only() {
         (seen.last() == Some(&"disabled")).then(|| event.cursor.clone())
     })
     .await;
-    assert_eq!(seen, ["registered", "verification", "disabled"]);
+    assert_eq!(
+        seen,
+        [
+            "registered",
+            "verification",
+            "updated",
+            "revoked",
+            "disabled"
+        ]
+    );
 
     // Resuming after the last cursor yields only what came later, live.
     let mut stream = h
@@ -1362,7 +1612,40 @@ async fn watch_events_streams_the_user_lifecycle_to_services_only() {
 async fn bootstrap_operator_is_idempotent() {
     let h = Harness::start().await;
     let first = h.operator().await;
-    let second = h.operator().await;
+    let domain = h.domain().await;
+    let operator = domain
+        .bootstrap_operator(
+            &kc_identity::domain::values::Email::parse("email", OPERATOR_EMAIL).unwrap(),
+            &kc_identity::domain::values::Password::parse("password", PASSWORD).unwrap(),
+        )
+        .await
+        .unwrap();
+    let second = h
+        .login(OPERATOR_EMAIL, PASSWORD)
+        .await
+        .unwrap()
+        .access_token;
+    // Bootstrapping again ended the first sign-in and its access token (rule I4).
+    expect_code(
+        h.client()
+            .get_user(authed(
+                &first,
+                pb::GetUserRequest {
+                    user_id: operator.user_id.to_string(),
+                },
+            ))
+            .await,
+        Code::Unauthenticated,
+    );
+    h.client()
+        .get_user(authed(
+            &second,
+            pb::GetUserRequest {
+                user_id: operator.user_id.to_string(),
+            },
+        ))
+        .await
+        .expect("the new token works");
     let claims = |token: &str| {
         use base64::Engine;
         let payload = token.split('.').nth(1).unwrap();
@@ -1481,7 +1764,7 @@ async fn services_call_with_a_cached_service_token_acting_for_a_person() {
 #[tokio::test]
 async fn concurrent_guesses_cannot_outrun_the_lockout() {
     let h = Harness::start().await;
-    h.register("ada@example.com", "Ada", "en").await;
+    h.proven("ada@example.com", "Ada", "en").await;
     let guesses = (0..40).map(|i| {
         let mut client = h.client();
         tokio::spawn(async move {
@@ -1528,7 +1811,7 @@ async fn absurdly_long_emails_fail_like_any_wrong_credentials() {
 async fn bootstrapping_an_operator_ends_the_sessions_the_address_had() {
     let h = Harness::start().await;
     // Someone registered the operator's address as a customer and holds a session.
-    h.register(OPERATOR_EMAIL, "Squatter", "en").await;
+    h.proven(OPERATOR_EMAIL, "Squatter", "en").await;
     let squatter = h.login(OPERATOR_EMAIL, PASSWORD).await.unwrap();
     h.operator().await;
     expect_code(

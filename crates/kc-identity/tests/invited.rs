@@ -1,5 +1,5 @@
-//! Invited users (created without a password) claim their account through `RegisterUser`
-//! and prove the address with the mailed code; nobody gets in by registration alone.
+//! Proven addresses (rule I1), no enumeration (rule I2), codes and token revocation (rule
+//! I4) through identity's gRPC interface, against a real Postgres.
 
 mod common;
 
@@ -10,61 +10,28 @@ use futures::StreamExt;
 use kc_proto::identity::{self as pb, event::Payload};
 use tonic::{Code, Status};
 
-const INVITEE: &str = "invitee@example.com";
-const INVITER_NAME: &str = "Named By The Primary";
-const OWN_PASSWORD: &str = "the invitee's own passphrase";
-const ATTACKER_PASSWORD: &str = "an attacker's chosen passphrase";
+const OWN_PASSWORD: &str = "the owner's own passphrase";
+const SQUATTER_PASSWORD: &str = "the squatter's passphrase";
 
-/// Invites `email` the way the gateway does: CreateUser without a password.
-async fn invite(h: &Harness, operator: &str, email: &str) -> pb::User {
-    let user = h
-        .client()
-        .create_user(authed(
+async fn invite(h: &Harness, operator: &str, email: &str) -> pb::InviteUserResponse {
+    h.client()
+        .invite_user(authed(
             operator,
-            pb::CreateUserRequest {
+            pb::InviteUserRequest {
                 email: email.into(),
-                display_name: INVITER_NAME.into(),
+                display_name: "Owner From The Contract".into(),
                 locale: "fr".into(),
-                kind: pb::UserKind::Customer as i32,
-                password: None,
             },
         ))
         .await
         .expect("invite")
         .into_inner()
-        .user
-        .expect("user");
-    assert_eq!(user.state, pb::UserState::Invited as i32);
-    user
 }
 
-async fn register(
-    h: &Harness,
-    email: &str,
-    name: &str,
-    password: &str,
-) -> Result<pb::User, Status> {
-    h.client()
-        .register_user(pb::RegisterUserRequest {
-            email: email.into(),
-            display_name: name.into(),
-            password: password.into(),
-            locale: "en".into(),
-        })
-        .await
-        .map(|response| response.into_inner().user.expect("user"))
-}
-
-/// VerifyEmail with `code`; `password` is the claim's (empty: none given).
-async fn verify(
-    h: &Harness,
-    user_id: &str,
-    code: &str,
-    password: &str,
-) -> Result<pb::User, Status> {
+async fn verify(h: &Harness, email: &str, code: &str, password: &str) -> Result<pb::User, Status> {
     h.client()
         .verify_email(pb::VerifyEmailRequest {
-            user_id: user_id.into(),
+            email: email.into(),
             code: code.into(),
             password: password.into(),
         })
@@ -72,149 +39,313 @@ async fn verify(
         .map(|response| response.into_inner().user.expect("user"))
 }
 
-async fn get(h: &Harness, operator: &str, user_id: &str) -> pb::User {
+async fn reset(h: &Harness, email: &str, code: &str, password: &str) -> Result<(), Status> {
+    h.client()
+        .reset_password(pb::ResetPasswordRequest {
+            email: email.into(),
+            code: code.into(),
+            new_password: password.into(),
+        })
+        .await
+        .map(|response| assert_eq!(response.into_inner(), pb::ResetPasswordResponse {}))
+}
+
+async fn request_reset(h: &Harness, email: &str) {
+    let response = h
+        .client()
+        .request_password_reset(pb::RequestPasswordResetRequest {
+            email: email.into(),
+        })
+        .await
+        .expect("request a reset")
+        .into_inner();
+    // rule I2: the same empty answer for every address.
+    assert_eq!(response, pb::RequestPasswordResetResponse {});
+}
+
+/// A six-digit code different from `code`, varied by `salt`.
+fn wrong_code(code: &str, salt: u32) -> String {
+    let mut n = (salt * 7919) % 1_000_000;
+    if format!("{n:06}") == code {
+        n = (n + 1) % 1_000_000;
+    }
+    format!("{n:06}")
+}
+
+#[track_caller]
+fn assert_bad_code<T: std::fmt::Debug>(result: Result<T, Status>) {
+    let status = expect_field(result, "code");
+    assert_eq!(
+        status.message(),
+        "invalid argument: code: the code is wrong or expired (a registration claim also needs its password)"
+    );
+}
+
+#[tokio::test]
+async fn a_squatters_claim_is_discarded_by_the_invitation_and_the_owner_proof_wins() {
+    // rule I1: a stranger registers the future contact's address before the operator gives
+    // it a role. The account stays unproven; InviteUser (how every role given by e-mail is
+    // bound) discards the stranger's claim; the mailbox owner proves the address with the
+    // mailed code and its own password; the stranger's password never works.
+    let h = Harness::start().await;
+    let operator = h.operator().await;
+    let owner = "owner@newco.example";
+    h.register_with(owner, "Squatter", "en", SQUATTER_PASSWORD)
+        .await;
+    expect_code(
+        h.login(owner, SQUATTER_PASSWORD).await,
+        Code::Unauthenticated,
+    );
+    let squatters_code = h.code(owner).await.code;
+
+    let invitation = invite(&h, &operator, owner).await;
+    assert!(invitation.invited);
+    let account = invitation.user.unwrap();
+    assert_eq!(account.state, pb::UserState::Invited as i32);
+    assert_eq!(account.display_name, "Owner From The Contract");
+    // The squatter's code went with its claim.
+    assert_bad_code(verify(&h, owner, &squatters_code, SQUATTER_PASSWORD).await);
+    let mailed = h.code(owner).await;
+    assert_eq!(mailed.purpose, pb::VerificationPurpose::Invitation);
+    // The invitation code alone confirms no password.
+    assert_bad_code(verify(&h, owner, &mailed.code, SQUATTER_PASSWORD).await);
+
+    // The owner claims: RegisterUser, then the mailed code with its own password.
+    h.register_with(owner, "Real Owner", "fr", OWN_PASSWORD)
+        .await;
+    let code = h.code(owner).await.code;
+    // A code mailed for the owner's claim never activates a password the squatter chose.
+    assert_bad_code(verify(&h, owner, &code, SQUATTER_PASSWORD).await);
+    let proven = verify(&h, owner, &code, OWN_PASSWORD)
+        .await
+        .expect("owner proves");
+    assert_eq!(proven.user_id, account.user_id);
+    assert_eq!(proven.state, pb::UserState::Active as i32);
+    assert!(proven.email_verified);
+    assert_eq!(proven.display_name, "Real Owner");
+    h.login(owner, OWN_PASSWORD).await.expect("owner signs in");
+    expect_code(
+        h.login(owner, SQUATTER_PASSWORD).await,
+        Code::Unauthenticated,
+    );
+
+    // A proven account is returned as it is, not invited again.
+    let again = invite(&h, &operator, owner).await;
+    assert!(!again.invited);
+    assert_eq!(again.user.unwrap().display_name, "Real Owner");
+    // A later registration changes nothing (rule I2: the owner is told by mail).
+    h.register_with(owner, "Squatter", "en", SQUATTER_PASSWORD)
+        .await;
+    h.login(owner, OWN_PASSWORD)
+        .await
+        .expect("still the owner's");
+    // Customers may not invite.
+    let (_, customer) = h.customer("someone@example.com").await;
+    expect_code(
+        h.client()
+            .invite_user(authed(
+                &customer,
+                pb::InviteUserRequest {
+                    email: "x@example.com".into(),
+                    display_name: "X".into(),
+                    locale: String::new(),
+                },
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    expect_field(
+        h.client()
+            .invite_user(authed(
+                &operator,
+                pb::InviteUserRequest {
+                    email: "nobody-yet@example.com".into(),
+                    display_name: String::new(),
+                    locale: String::new(),
+                },
+            ))
+            .await,
+        "display_name",
+    );
+}
+
+#[tokio::test]
+async fn a_password_reset_proves_the_address_and_ends_every_session() {
+    // rules I2 and I4
+    let h = Harness::start().await;
+    let (ada, _) = h.customer("ada@example.com").await;
+    let first = h.login("ada@example.com", PASSWORD).await.unwrap();
+    let second = h.login("ada@example.com", PASSWORD).await.unwrap();
+
+    // Every address gets the same answer; only an existing account is mailed a code.
+    request_reset(&h, "nobody@example.com").await;
+    request_reset(&h, "ada@example.com").await;
+    let mailed = h.code("ada@example.com").await;
+    assert_eq!(mailed.purpose, pb::VerificationPurpose::PasswordReset);
+    // Wrong codes, and codes for unknown addresses, fail alike.
+    assert_bad_code(
+        reset(
+            &h,
+            "ada@example.com",
+            &wrong_code(&mailed.code, 1),
+            "a fresh passphrase",
+        )
+        .await,
+    );
+    assert_bad_code(reset(&h, "nobody@example.com", &mailed.code, "a fresh passphrase").await);
+    expect_field(
+        reset(&h, "ada@example.com", &mailed.code, "short").await,
+        "new_password",
+    );
+
+    reset(&h, "ada@example.com", &mailed.code, "a fresh passphrase")
+        .await
+        .expect("reset");
+    // Single use.
+    assert_bad_code(reset(&h, "ada@example.com", &mailed.code, "another passphrase!").await);
+    expect_code(
+        h.login("ada@example.com", PASSWORD).await,
+        Code::Unauthenticated,
+    );
+    let fresh = h
+        .login("ada@example.com", "a fresh passphrase")
+        .await
+        .expect("the new password works");
+    for session in [&first, &second] {
+        expect_code(
+            h.client()
+                .refresh_session(pb::RefreshSessionRequest {
+                    refresh_token: session.refresh_token.clone(),
+                })
+                .await,
+            Code::Unauthenticated,
+        );
+        let status = expect_code(
+            h.client()
+                .get_user(authed(
+                    &session.access_token,
+                    pb::GetUserRequest {
+                        user_id: ada.user_id.clone(),
+                    },
+                ))
+                .await,
+            Code::Unauthenticated,
+        );
+        assert_eq!(status.message(), "access token revoked");
+    }
     h.client()
         .get_user(authed(
-            operator,
+            &fresh.access_token,
             pb::GetUserRequest {
-                user_id: user_id.into(),
+                user_id: ada.user_id.clone(),
             },
         ))
         .await
-        .expect("get user")
-        .into_inner()
-        .user
-        .expect("user")
-}
+        .expect("a token of the new sign-in works");
 
-/// The first `count` verification requests for `user_id`, in commit order, read from the
-/// event stream as the notification service would.
-async fn verification_requests(
-    h: &Harness,
-    operator: &str,
-    user_id: &str,
-    count: usize,
-) -> Vec<pb::EmailVerificationRequested> {
-    let mut stream = h
-        .client()
-        .watch_events(authed(
-            operator,
-            pb::WatchEventsRequest {
-                after_cursor: String::new(),
-            },
-        ))
+    // An unproven account's reset proves it (rule I1) and discards the pending claim.
+    h.register_with("eve@example.com", "Eve", "en", SQUATTER_PASSWORD)
+        .await;
+    request_reset(&h, "eve@example.com").await;
+    let code = h.code("eve@example.com").await.code;
+    reset(&h, "eve@example.com", &code, OWN_PASSWORD)
         .await
-        .expect("watch")
-        .into_inner();
-    let mut found = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while found.len() < count {
-            let event = stream
-                .next()
-                .await
-                .expect("event stream ended")
-                .expect("event")
-                .event
-                .expect("event body");
-            if let Some(Payload::EmailVerificationRequested(request)) = event.payload
-                && event.user_id == user_id
-            {
-                found.push(request);
-            }
-        }
-    })
-    .await
-    .expect("verification requests arrive within 20 s");
-    found
-}
-
-/// The code of the `count`-th verification request for `user_id`.
-async fn nth_code(h: &Harness, operator: &str, user_id: &str, count: usize) -> String {
-    verification_requests(h, operator, user_id, count)
+        .expect("reset proves");
+    h.login("eve@example.com", OWN_PASSWORD)
         .await
-        .pop()
-        .expect("requests")
-        .code
-}
-
-/// A six-digit code that is not `code`.
-fn other_code(code: &str, salt: u32) -> String {
-    let value: u32 = code.parse().expect("numeric code");
-    format!("{:06}", (value + 1 + salt) % 1_000_000)
-}
-
-#[track_caller]
-fn assert_bad_credentials(result: Result<pb::AuthenticateResponse, Status>) {
-    let status = expect_code(result, Code::Unauthenticated);
-    assert_eq!(status.message(), "invalid e-mail or password");
+        .expect("proven by the reset");
+    expect_code(
+        h.login("eve@example.com", SQUATTER_PASSWORD).await,
+        Code::Unauthenticated,
+    );
 }
 
 #[tokio::test]
-async fn invited_user_claims_its_account_with_the_mailed_code() {
+async fn wrong_codes_across_rounds_lock_the_address_and_the_owner_gets_in_with_a_long_code() {
+    // rule I1: claims cannot be guessed in unlimited rounds, and the lock cannot keep the
+    // owner out.
     let h = Harness::start().await;
     let operator = h.operator().await;
-    let invited = invite(&h, &operator, INVITEE).await;
-    let fresh = register(&h, "fresh@example.com", "Fresh Person", PASSWORD)
-        .await
-        .expect("fresh registration");
-
-    // Same e-mail in another case: the invitee's own claim.
-    let claimed = register(&h, "  Invitee@Example.COM ", "Inès Claimed", OWN_PASSWORD)
-        .await
-        .expect("a claim answers like a registration");
-    // The shape of a fresh registration; the invited user's id (to verify); what the
-    // caller typed, never what the inviter wrote.
-    assert_eq!(claimed.user_id, invited.user_id);
-    assert_eq!(claimed.email, INVITEE);
-    assert_eq!(claimed.display_name, "Inès Claimed");
-    assert_eq!(claimed.locale, "en");
-    assert!(!claimed.email_verified);
-    assert_eq!(claimed.kind, fresh.kind);
-    assert_eq!(claimed.state, pb::UserState::Invited as i32);
-    assert!(claimed.create_time.is_some() && claimed.update_time.is_some());
-    assert!(!claimed.etag.is_empty());
-
-    // Nothing changed on the user itself.
-    assert_eq!(get(&h, &operator, &invited.user_id).await, invited);
-    // Registration alone never lets anyone in: same answer as a wrong password.
-    assert_bad_credentials(h.login(INVITEE, OWN_PASSWORD).await);
-
-    // The invitation's code and the claim's code; the mail greets with the stored name.
-    let requests = verification_requests(&h, &operator, &invited.user_id, 2).await;
-    let claim_request = &requests[1];
-    assert_eq!(claim_request.email, INVITEE);
-    assert_eq!(claim_request.display_name, INVITER_NAME);
-    assert_eq!(claim_request.locale, "fr");
-    // The invitation's code was replaced by the claim's (refused even with the claim's
-    // password).
-    if requests[0].code != claim_request.code {
-        expect_field(
-            verify(&h, &invited.user_id, &requests[0].code, OWN_PASSWORD).await,
-            "code",
-        );
+    let owner = "target@example.com";
+    invite(&h, &operator, owner).await;
+    let mut guess = 0;
+    // Four rounds of five wrong guesses: each round a fresh code (a new claim).
+    for _round in 0..4 {
+        h.register_with(owner, "Attacker", "en", SQUATTER_PASSWORD)
+            .await;
+        let code = h.code(owner).await.code;
+        for _ in 0..5 {
+            guess += 1;
+            assert_bad_code(verify(&h, owner, &wrong_code(&code, guess), SQUATTER_PASSWORD).await);
+        }
+    }
+    // 20 failures: the address is locked. A new claim gets a long code, and the short code
+    // the attacker guesses against no longer exists.
+    h.register_with(owner, "Attacker", "en", SQUATTER_PASSWORD)
+        .await;
+    let long = h.code(owner).await.code;
+    assert_eq!(long.len(), 20, "codes mailed while locked are long");
+    // Guesses against the long code never withdraw it.
+    for n in 0..6 {
+        assert_bad_code(verify(&h, owner, &format!("{n:020}"), SQUATTER_PASSWORD).await);
     }
 
-    let active = verify(&h, &invited.user_id, &claim_request.code, OWN_PASSWORD)
+    // The owner asks for a reset (or registers) and uses the fresh long code it receives.
+    request_reset(&h, owner).await;
+    let mailed = h.code(owner).await;
+    assert_eq!(mailed.purpose, pb::VerificationPurpose::PasswordReset);
+    assert_eq!(mailed.code.len(), 20);
+    for n in 0..6 {
+        assert_bad_code(reset(&h, owner, &format!("{n:020}"), "attacker's choice!!").await);
+    }
+    reset(&h, owner, &mailed.code.to_lowercase(), OWN_PASSWORD)
         .await
-        .expect("verify the claim");
-    assert_eq!(active.state, pb::UserState::Active as i32);
-    assert!(active.email_verified);
-    assert_eq!(active.display_name, "Inès Claimed");
-    assert_eq!(active.locale, "en");
-    assert_ne!(active.etag, invited.etag);
+        .expect("the owner gets in with the long code");
+    h.login(owner, OWN_PASSWORD).await.expect("owner signs in");
+    // A success clears the counter: codes are short again.
+    request_reset(&h, owner).await;
+    assert_eq!(h.code(owner).await.code.len(), 6);
+}
 
-    let session = h
-        .login(INVITEE, OWN_PASSWORD)
+#[tokio::test]
+async fn no_plaintext_code_in_the_outbox_nor_in_the_event_stream() {
+    // Codes leave identity sealed to notification's key only, and once used, replaced or
+    // expired nothing readable remains.
+    let h = Harness::start_with(&["--verification-code-ttl", "2s"]).await;
+    let operator = h.operator().await;
+    h.register("ada@example.com", "Ada", "en").await;
+    let first = h.code("ada@example.com").await.code;
+    h.register("ada@example.com", "Ada", "en").await;
+    let second = h.code("ada@example.com").await.code;
+    h.register("bob@example.com", "Bob", "en").await;
+    let bob = h.code("bob@example.com").await.code;
+    let codes = [first.clone(), second.clone(), bob];
+
+    let options = kc_runtime::db::connect_options(&h.db.url, "identity").unwrap();
+    let pool = sqlx::PgPool::connect_with(options).await.unwrap();
+    let outbox = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, Vec<u8>>("SELECT payload FROM outbox_events")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    };
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT code_hash FROM email_verifications")
+        .fetch_all(&pool)
         .await
-        .expect("claimed user signs in");
-    assert_eq!(session.user.expect("user").user_id, invited.user_id);
-    // Single use.
-    expect_field(
-        verify(&h, &invited.user_id, &claim_request.code, OWN_PASSWORD).await,
-        "code",
-    );
-
-    // The activation is published as UserUpdated (what kc-access and kc-notification read).
+        .unwrap();
+    for (payload, code) in outbox(pool.clone())
+        .await
+        .iter()
+        .chain(stored.iter())
+        .flat_map(|bytes| codes.iter().map(move |code| (bytes, code)))
+    {
+        assert!(
+            !payload.windows(code.len()).any(|w| w == code.as_bytes()),
+            "a plaintext code in identity's tables"
+        );
+    }
+    // A reader that is not notification sees sealed boxes it cannot open; the replaced
+    // code's box is already gone.
     let mut stream = h
         .client()
         .watch_events(authed(
@@ -224,478 +355,248 @@ async fn invited_user_claims_its_account_with_the_mailed_code() {
             },
         ))
         .await
-        .expect("watch")
+        .unwrap()
         .into_inner();
-    let published = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let event = stream
-                .next()
-                .await
-                .expect("event stream ended")
-                .expect("event")
-                .event
-                .expect("event body");
-            if let Some(Payload::UserUpdated(updated)) = event.payload
-                && event.user_id == invited.user_id
-            {
-                return updated.user.expect("user");
-            }
+    let mut sealed = Vec::new();
+    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(700), stream.next()).await
+    {
+        let event = item.unwrap().event.unwrap();
+        let bytes = prost::Message::encode_to_vec(&event);
+        for code in &codes {
+            assert!(!bytes.windows(code.len()).any(|w| w == code.as_bytes()));
         }
-    })
-    .await
-    .expect("UserUpdated arrives within 20 s");
-    assert_eq!(published, active);
-}
-
-#[tokio::test]
-async fn the_last_registration_of_an_invited_email_wins() {
-    let h = Harness::start().await;
-    let operator = h.operator().await;
-    let invited = invite(&h, &operator, INVITEE).await;
-    register(&h, INVITEE, "First Try", "first passphrase here")
-        .await
-        .expect("first claim");
-    register(&h, INVITEE, "Second Try", "second passphrase here")
-        .await
-        .expect("second claim");
-    let requests = verification_requests(&h, &operator, &invited.user_id, 3).await;
-    let (first, last) = (&requests[1].code, &requests[2].code);
-    // The first code was replaced: refused even with the password of the claim that holds.
-    if first != last {
-        expect_field(
-            verify(&h, &invited.user_id, first, "second passphrase here").await,
-            "code",
-        );
+        if let Some(Payload::EmailVerificationRequested(request)) = event.payload {
+            sealed.push((request.email, request.sealed_code.is_empty()));
+        }
     }
-    let active = verify(&h, &invited.user_id, last, "second passphrase here")
-        .await
-        .expect("the last code works");
-    assert_eq!(active.display_name, "Second Try");
-    assert_bad_credentials(h.login(INVITEE, "first passphrase here").await);
-    h.login(INVITEE, "second passphrase here")
-        .await
-        .expect("the last password signs in");
-}
-
-#[tokio::test]
-async fn an_attacker_without_the_code_never_gets_in_and_the_owner_still_can() {
-    let h = Harness::start().await;
-    let operator = h.operator().await;
-    let invited = invite(&h, &operator, INVITEE).await;
-
-    let attacker_view = register(&h, INVITEE, "Attacker", ATTACKER_PASSWORD)
-        .await
-        .expect("indistinguishable from a registration");
-    assert_eq!(attacker_view.display_name, "Attacker");
-    assert_bad_credentials(h.login(INVITEE, ATTACKER_PASSWORD).await);
-    // Guessing wears the code out: five wrong tries and even the right code, with the
-    // attacker's own (the claim's) password, fails.
-    let mailed = nth_code(&h, &operator, &invited.user_id, 2).await;
-    for salt in 0..5 {
-        expect_field(
-            verify(
-                &h,
-                &invited.user_id,
-                &other_code(&mailed, salt),
-                ATTACKER_PASSWORD,
-            )
-            .await,
-            "code",
-        );
-    }
-    expect_field(
-        verify(&h, &invited.user_id, &mailed, ATTACKER_PASSWORD).await,
-        "code",
-    );
-    assert_bad_credentials(h.login(INVITEE, ATTACKER_PASSWORD).await);
-    // The user, its name included, is as the inviter left it.
-    assert_eq!(get(&h, &operator, &invited.user_id).await, invited);
-
-    // The owner's own claim and code still work, and only its password signs in.
-    register(&h, INVITEE, "Real Owner", OWN_PASSWORD)
-        .await
-        .expect("owner's claim");
-    let code = nth_code(&h, &operator, &invited.user_id, 3).await;
-    let active = verify(&h, &invited.user_id, &code, OWN_PASSWORD)
-        .await
-        .expect("owner verifies");
-    assert_eq!(active.display_name, "Real Owner");
-    h.login(INVITEE, OWN_PASSWORD)
-        .await
-        .expect("owner signs in");
-    assert_bad_credentials(h.login(INVITEE, ATTACKER_PASSWORD).await);
-    // Once active, the address can no longer be claimed: the attacker is refused outright.
-    expect_code(
-        register(&h, INVITEE, "Attacker Again", ATTACKER_PASSWORD).await,
-        Code::AlreadyExists,
-    );
-    h.login(INVITEE, OWN_PASSWORD)
-        .await
-        .expect("owner still signs in");
-}
-
-/// A verification that fails like a wrong code: InvalidArgument on `code`, one message for
-/// a wrong code and a claim's wrong or missing password.
-#[track_caller]
-fn assert_bad_code(result: Result<pb::User, Status>) {
-    let status = expect_field(result, "code");
-    let violations = kc_runtime::error::field_violations(&status);
     assert_eq!(
-        violations
-            .iter()
-            .map(|v| (v.field.as_str(), v.description.as_str()))
-            .collect::<Vec<_>>(),
-        [(
-            "code",
-            "verification code is invalid or expired (an account claim also needs its password)"
-        )]
+        sealed,
+        [
+            ("ada@example.com".to_owned(), true),
+            ("ada@example.com".to_owned(), false),
+            ("bob@example.com".to_owned(), false),
+        ]
     );
-}
-
-#[tokio::test]
-async fn a_code_mailed_after_an_attackers_claim_does_not_activate_the_attackers_password() {
-    let h = Harness::start().await;
-    let operator = h.operator().await;
-    let invited = invite(&h, &operator, INVITEE).await;
-
-    // The owner claims; right after, the attacker claims the same address. The last claim
-    // wins: the pending password is the attacker's, and its code goes to the owner's mailbox.
-    register(&h, INVITEE, "Real Owner", OWN_PASSWORD)
+    // Used and expired codes leave nothing sealed behind either.
+    verify(&h, "ada@example.com", &second, PASSWORD)
         .await
-        .expect("owner's claim");
-    register(&h, INVITEE, "Attacker", ATTACKER_PASSWORD)
-        .await
-        .expect("attacker's claim");
-    let requests = verification_requests(&h, &operator, &invited.user_id, 3).await;
-    let (owners_code, attackers_code) = (&requests[1].code, &requests[2].code);
-    assert!(
-        requests.iter().all(|request| request.email == INVITEE),
-        "every code goes to the invited address"
-    );
-    if owners_code != attackers_code {
-        assert_bad_code(verify(&h, &invited.user_id, owners_code, OWN_PASSWORD).await);
-    }
-
-    // The owner, reading the newest mail, verifies with its own password: that is not the
-    // pending claim's password, so nothing is activated (before the fix this activated the
-    // attacker's password).
-    assert_bad_code(verify(&h, &invited.user_id, attackers_code, OWN_PASSWORD).await);
-    let still = get(&h, &operator, &invited.user_id).await;
-    assert_eq!(still.state, pb::UserState::Invited as i32);
-    assert_eq!(still, invited, "the user is as the inviter left it");
-    // The attacker's password does not sign in (the code that would confirm it sits in the
-    // owner's mailbox), nor does the owner's.
-    assert_bad_credentials(h.login(INVITEE, ATTACKER_PASSWORD).await);
-    assert_bad_credentials(h.login(INVITEE, OWN_PASSWORD).await);
-
-    // The owner claims again and verifies its own code with its own password.
-    register(&h, INVITEE, "Real Owner", OWN_PASSWORD)
-        .await
-        .expect("owner's second claim");
-    let owners_new_code = nth_code(&h, &operator, &invited.user_id, 4).await;
-    // The code now answers the owner's claim: even with it, the attacker's password fails.
-    assert_bad_code(verify(&h, &invited.user_id, &owners_new_code, ATTACKER_PASSWORD).await);
-    let active = verify(&h, &invited.user_id, &owners_new_code, OWN_PASSWORD)
-        .await
-        .expect("the owner verifies its claim");
-    assert_eq!(active.state, pb::UserState::Active as i32);
-    assert!(active.email_verified);
-    assert_eq!(active.display_name, "Real Owner");
-    let session = h
-        .login(INVITEE, OWN_PASSWORD)
-        .await
-        .expect("the owner signs in");
-    assert_eq!(session.user.expect("user").user_id, invited.user_id);
-    assert_bad_credentials(h.login(INVITEE, ATTACKER_PASSWORD).await);
-}
-
-#[tokio::test]
-async fn a_claim_verified_without_its_password_fails_and_counts_as_an_attempt() {
-    let h = Harness::start().await;
-    let operator = h.operator().await;
-    let invited = invite(&h, &operator, INVITEE).await;
-    register(&h, INVITEE, "Claimant", OWN_PASSWORD)
-        .await
-        .expect("claim");
-    let code = nth_code(&h, &operator, &invited.user_id, 2).await;
-
-    // The right code without a password, or with another one, fails like a wrong code and
-    // activates nothing.
-    assert_bad_code(verify(&h, &invited.user_id, &code, "").await);
-    assert_bad_code(verify(&h, &invited.user_id, &code, ATTACKER_PASSWORD).await);
-    assert_eq!(get(&h, &operator, &invited.user_id).await, invited);
-    assert_bad_credentials(h.login(INVITEE, OWN_PASSWORD).await);
-
-    // Both counted: three wrong codes make five failures, and then even the right code with
-    // the right password is refused (it would have been accepted after four).
-    for salt in 0..3 {
-        assert_bad_code(verify(&h, &invited.user_id, &other_code(&code, salt), OWN_PASSWORD).await);
-    }
-    assert_bad_code(verify(&h, &invited.user_id, &code, OWN_PASSWORD).await);
-    assert_eq!(get(&h, &operator, &invited.user_id).await, invited);
-    assert_bad_credentials(h.login(INVITEE, OWN_PASSWORD).await);
-
-    // A new claim mails a new code, which works with the password.
-    register(&h, INVITEE, "Claimant", OWN_PASSWORD)
-        .await
-        .expect("claim again");
-    let code = nth_code(&h, &operator, &invited.user_id, 3).await;
-    let active = verify(&h, &invited.user_id, &code, OWN_PASSWORD)
-        .await
-        .expect("verify with the password");
-    assert_eq!(active.state, pb::UserState::Active as i32);
-    h.login(INVITEE, OWN_PASSWORD)
-        .await
-        .expect("claimant signs in");
-}
-
-#[tokio::test]
-async fn active_and_disabled_users_are_never_changed_by_register() {
-    let h = Harness::start().await;
-    let operator = h.operator().await;
-    let ada = register(&h, "ada@example.com", "Ada", PASSWORD)
-        .await
-        .expect("ada registers");
-    let ada = get(&h, &operator, &ada.user_id).await;
-    expect_code(
-        register(&h, "ADA@example.com", "Not Ada", ATTACKER_PASSWORD).await,
-        Code::AlreadyExists,
-    );
-    assert_eq!(get(&h, &operator, &ada.user_id).await, ada);
-    h.login("ada@example.com", PASSWORD)
-        .await
-        .expect("ada's password still works");
-    assert_bad_credentials(h.login("ada@example.com", ATTACKER_PASSWORD).await);
-
-    // A disabled invited user cannot be claimed either.
-    let gone = invite(&h, &operator, "gone@example.com").await;
-    let gone = h
-        .client()
-        .disable_user(authed(
-            &operator,
-            pb::DisableUserRequest {
-                user_id: gone.user_id.clone(),
-            },
-        ))
-        .await
-        .expect("disable")
-        .into_inner()
-        .user
-        .expect("user");
-    expect_code(
-        register(&h, "gone@example.com", "Gone", OWN_PASSWORD).await,
-        Code::AlreadyExists,
-    );
-    assert_eq!(get(&h, &operator, &gone.user_id).await, gone);
-
-    // Neither refusal mailed a code: a later registration's code is the next one in the
-    // stream, and ada still has only the code of her own registration.
-    let marker = register(&h, "marker@example.com", "Marker", PASSWORD)
-        .await
-        .expect("marker registers");
-    verification_requests(&h, &operator, &marker.user_id, 1).await;
-    let mut stream = h
-        .client()
-        .watch_events(authed(
-            &operator,
-            pb::WatchEventsRequest {
-                after_cursor: String::new(),
-            },
-        ))
-        .await
-        .expect("watch")
-        .into_inner();
-    let (mut ada_codes, mut gone_codes) = (0, 0);
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let event = stream
-                .next()
-                .await
-                .expect("event stream ended")
-                .expect("event")
-                .event
-                .expect("event body");
-            match event.payload {
-                Some(Payload::EmailVerificationRequested(_)) if event.user_id == marker.user_id => {
-                    break;
-                }
-                Some(Payload::EmailVerificationRequested(_)) if event.user_id == ada.user_id => {
-                    ada_codes += 1;
-                }
-                Some(Payload::EmailVerificationRequested(_)) if event.user_id == gone.user_id => {
-                    gone_codes += 1;
-                }
-                _ => {}
-            }
+        .expect("verify");
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    h.domain().await.sweep().await.unwrap();
+    let left: Vec<Vec<u8>> = outbox(pool.clone()).await;
+    for payload in left {
+        let event = <pb::Event as prost::Message>::decode(payload.as_slice()).unwrap();
+        if let Some(Payload::EmailVerificationRequested(request)) = event.payload {
+            assert!(request.sealed_code.is_empty(), "{}", request.email);
         }
-    })
-    .await
-    .expect("marker's code arrives within 20 s");
-    assert_eq!(
-        ada_codes, 1,
-        "only ada's own registration mailed her a code"
-    );
-    assert_eq!(gone_codes, 1, "only the invitation mailed a code");
+    }
+    let remaining: i64 = sqlx::query_scalar("SELECT count(*) FROM email_verifications")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(remaining, 0);
 }
 
 #[tokio::test]
-async fn a_claim_outlived_by_disabling_is_dropped_at_verification() {
+async fn correct_sign_ins_sixteen_at_a_time_never_lock() {
+    // Only failures count towards the lock.
     let h = Harness::start().await;
-    let operator = h.operator().await;
-    let invited = invite(&h, &operator, INVITEE).await;
-    register(&h, INVITEE, "Claimant", OWN_PASSWORD)
-        .await
-        .expect("claim");
-    let code = nth_code(&h, &operator, &invited.user_id, 2).await;
-    h.client()
-        .disable_user(authed(
-            &operator,
-            pb::DisableUserRequest {
-                user_id: invited.user_id.clone(),
-            },
-        ))
-        .await
-        .expect("disable");
-    let verified = verify(&h, &invited.user_id, &code, OWN_PASSWORD)
-        .await
-        .expect("the address is still proven");
-    assert!(verified.email_verified);
-    assert_eq!(verified.state, pb::UserState::Disabled as i32);
-    assert_eq!(verified.display_name, INVITER_NAME);
-    assert_bad_credentials(h.login(INVITEE, OWN_PASSWORD).await);
-    // Enabled again, it is invited again: the dropped claim did not set a password.
-    let enabled = h
-        .client()
-        .enable_user(authed(
-            &operator,
-            pb::EnableUserRequest {
-                user_id: invited.user_id.clone(),
-            },
-        ))
-        .await
-        .expect("enable")
-        .into_inner()
-        .user
-        .expect("user");
-    assert_eq!(enabled.state, pb::UserState::Invited as i32);
-    assert_bad_credentials(h.login(INVITEE, OWN_PASSWORD).await);
-}
-
-#[tokio::test]
-async fn concurrent_claims_leave_exactly_the_last_one() {
-    const CLAIMS: usize = 4;
-    let h = Harness::start().await;
-    let operator = h.operator().await;
-    let invited = invite(&h, &operator, INVITEE).await;
-    let tasks: Vec<_> = (0..CLAIMS)
-        .map(|i| {
+    h.proven("busy@example.com", "Busy", "en").await;
+    let mut done = 0;
+    while done < 200 {
+        let batch = (0..16.min(200 - done)).map(|_| {
             let mut client = h.client();
             tokio::spawn(async move {
                 client
-                    .register_user(pb::RegisterUserRequest {
-                        email: INVITEE.into(),
-                        display_name: format!("Claimant {i}"),
-                        password: format!("passphrase number {i}"),
-                        locale: "en".into(),
+                    .authenticate(pb::AuthenticateRequest {
+                        email: "busy@example.com".into(),
+                        password: PASSWORD.into(),
                     })
                     .await
             })
-        })
-        .collect();
-    for task in tasks {
-        let user = task
-            .await
-            .expect("task")
-            .expect("every claim answers")
-            .into_inner()
-            .user
-            .expect("user");
-        assert_eq!(user.user_id, invited.user_id);
-        assert_eq!(user.state, pb::UserState::Invited as i32);
-    }
-    // The stream is in commit order and claims of one user commit one at a time: the last
-    // code is the one that holds. Which claim it answers is not known until it is verified,
-    // so each claimant tries it with its own password: exactly one claim (the last) holds,
-    // the others' passwords are refused (fewer than five failures: the code survives
-    // them), and the name comes from the same claim as the password. (That a replaced code
-    // is refused is shown by `the_last_registration_of_an_invited_email_wins`.)
-    let requests = verification_requests(&h, &operator, &invited.user_id, CLAIMS + 1).await;
-    let last = &requests[CLAIMS].code;
-    let mut activated = None;
-    for i in 0..CLAIMS {
-        match verify(
-            &h,
-            &invited.user_id,
-            last,
-            &format!("passphrase number {i}"),
-        )
-        .await
-        {
-            Ok(active) => {
-                activated = Some((i, active));
-                break;
-            }
-            Err(status) => {
-                expect_field::<()>(Err(status), "code");
-            }
+        });
+        for result in futures::future::join_all(batch).await {
+            result.unwrap().expect("a correct sign-in never locks");
+            done += 1;
         }
-    }
-    let (winner, active) = activated.expect("the last code works with one claim's password");
-    assert_eq!(active.state, pb::UserState::Active as i32);
-    assert_eq!(active.display_name, format!("Claimant {winner}"));
-    h.login(INVITEE, &format!("passphrase number {winner}"))
-        .await
-        .expect("the winning claim's password signs in");
-    for i in (0..CLAIMS).filter(|&i| i != winner) {
-        assert_bad_credentials(h.login(INVITEE, &format!("passphrase number {i}")).await);
     }
 }
 
 #[tokio::test]
-async fn verification_racing_a_new_claim_is_all_or_nothing() {
+async fn the_user_itself_changes_its_login_email_with_a_code() {
     let h = Harness::start().await;
     let operator = h.operator().await;
-    for round in 0..6 {
-        let email = format!("racer{round}@example.com");
-        let invited = invite(&h, &operator, &email).await;
-        register(&h, &email, "Claim A", "passphrase of claim a")
-            .await
-            .expect("claim a");
-        let code_a = nth_code(&h, &operator, &invited.user_id, 2).await;
-        let (verified, claimed) = tokio::join!(
-            verify(&h, &invited.user_id, &code_a, "passphrase of claim a"),
-            register(&h, &email, "Claim B", "passphrase of claim b"),
+    let (ada, token) = h.customer("ada@example.com").await;
+    h.proven("taken@example.com", "Taken", "en").await;
+    let change = |new_email: &str, password: &str| {
+        let mut client = h.client();
+        let request = authed(
+            &token,
+            pb::ChangeEmailRequest {
+                user_id: ada.user_id.clone(),
+                new_email: new_email.into(),
+                current_password: password.into(),
+            },
         );
-        match (verified, claimed) {
-            // The verification went first: A holds, B came too late for an invited user.
-            (Ok(active), Err(status)) => {
-                assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
-                assert_eq!(active.state, pb::UserState::Active as i32);
-                assert_eq!(active.display_name, "Claim A");
-                h.login(&email, "passphrase of claim a")
-                    .await
-                    .expect("a signs in");
-                assert_bad_credentials(h.login(&email, "passphrase of claim b").await);
+        async move { client.change_email(request).await }
+    };
+    expect_field(
+        change("new@example.com", "wrong password!!").await,
+        "current_password",
+    );
+    // rule I2: a taken address answers alike and gets no code.
+    assert_eq!(
+        change("taken@example.com", PASSWORD)
+            .await
+            .unwrap()
+            .into_inner(),
+        pb::ChangeEmailResponse {}
+    );
+    assert_eq!(
+        change("ada.new@example.com", PASSWORD)
+            .await
+            .unwrap()
+            .into_inner(),
+        pb::ChangeEmailResponse {}
+    );
+    let mailed = h.code("ada.new@example.com").await;
+    assert_eq!(mailed.purpose, pb::VerificationPurpose::EmailChange);
+    let events: Vec<pb::Event> = {
+        let mut stream = h
+            .client()
+            .watch_events(authed(&operator, pb::WatchEventsRequest::default()))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut events = Vec::new();
+        while let Ok(Some(item)) =
+            tokio::time::timeout(Duration::from_millis(700), stream.next()).await
+        {
+            events.push(item.unwrap().event.unwrap());
+        }
+        events
+    };
+    assert!(!events.iter().any(|e| matches!(&e.payload, Some(Payload::EmailVerificationRequested(r)) if r.email == "taken@example.com" && r.purpose() == pb::VerificationPurpose::EmailChange)));
+    let told: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(Payload::EmailChangeRequested(r)) if r.email == "ada@example.com" => {
+                Some(r.new_email.as_str())
             }
-            // B went first: A's code was replaced and nothing was activated.
-            (Err(status), Ok(_)) => {
-                assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-                let still = get(&h, &operator, &invited.user_id).await;
-                assert_eq!(still.state, pb::UserState::Invited as i32);
-                assert_bad_credentials(h.login(&email, "passphrase of claim a").await);
-                assert_bad_credentials(h.login(&email, "passphrase of claim b").await);
-                let code_b = nth_code(&h, &operator, &invited.user_id, 3).await;
-                let active = verify(&h, &invited.user_id, &code_b, "passphrase of claim b")
-                    .await
-                    .expect("b's code works");
-                assert_eq!(active.display_name, "Claim B");
-                h.login(&email, "passphrase of claim b")
-                    .await
-                    .expect("b signs in");
-            }
-            (verified, claimed) => {
-                panic!("verification and claim must exclude each other: {verified:?} / {claimed:?}")
-            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, ["taken@example.com", "ada.new@example.com"]);
+    // Another user may not confirm it.
+    let (_, bob_token) = h.customer("bob@example.com").await;
+    expect_code(
+        h.client()
+            .confirm_email_change(authed(
+                &bob_token,
+                pb::ConfirmEmailChangeRequest {
+                    user_id: ada.user_id.clone(),
+                    code: mailed.code.clone(),
+                },
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    let changed = h
+        .client()
+        .confirm_email_change(authed(
+            &token,
+            pb::ConfirmEmailChangeRequest {
+                user_id: ada.user_id.clone(),
+                code: mailed.code.clone(),
+            },
+        ))
+        .await
+        .expect("confirm")
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(changed.email, "ada.new@example.com");
+    assert!(changed.email_verified);
+    h.login("ada.new@example.com", PASSWORD)
+        .await
+        .expect("the new address signs in");
+    expect_code(
+        h.login("ada@example.com", PASSWORD).await,
+        Code::Unauthenticated,
+    );
+}
+
+#[tokio::test]
+async fn watch_revocations_streams_the_snapshot_then_live_revocations() {
+    // rule I4
+    let h = Harness::start().await;
+    let operator = h.operator().await;
+    let (ada, _) = h.customer("ada@example.com").await;
+    let (bob, _) = h.customer("bob@example.com").await;
+    let bob_session = h.login("bob@example.com", PASSWORD).await.unwrap();
+    h.client()
+        .disable_user(authed(
+            &operator,
+            pb::DisableUserRequest {
+                user_id: ada.user_id.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    // Public, like GetSigningKeys: no token.
+    let mut stream = h
+        .client()
+        .watch_revocations(pb::WatchRevocationsRequest {})
+        .await
+        .expect("watch revocations")
+        .into_inner();
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(20), stream.next())
+            .await
+            .expect("a message within 20 s")
+            .expect("the stream goes on")
+            .expect("a message")
+    };
+    let mut snapshot = Vec::new();
+    loop {
+        let message = next().await;
+        snapshot.extend(message.revocations);
+        if message.live {
+            break;
         }
     }
+    assert!(
+        snapshot
+            .iter()
+            .any(|r| r.user_id == ada.user_id && r.session_id.is_empty())
+    );
+    assert!(
+        snapshot
+            .iter()
+            .all(|r| r.expire_time.unwrap().seconds > r.issued_before.unwrap().seconds)
+    );
+    // Logout revokes that session's tokens, live.
+    h.client()
+        .revoke_session(pb::RevokeSessionRequest {
+            refresh_token: bob_session.refresh_token.clone(),
+        })
+        .await
+        .unwrap();
+    let live = next().await;
+    assert!(live.live);
+    assert_eq!(live.revocations.len(), 1);
+    assert_eq!(live.revocations[0].user_id, bob.user_id);
+    assert!(!live.revocations[0].session_id.is_empty());
+    let status = expect_code(
+        h.client()
+            .get_user(authed(
+                &bob_session.access_token,
+                pb::GetUserRequest {
+                    user_id: bob.user_id.clone(),
+                },
+            ))
+            .await,
+        Code::Unauthenticated,
+    );
+    assert_eq!(status.message(), "access token revoked");
 }

@@ -56,6 +56,10 @@ pub struct Claims {
     pub exp: i64,
     /// Unique token id.
     pub jti: String,
+    /// The session (refresh-token family) the token was issued in; empty for service
+    /// tokens. Logout revokes every token of its session (rule I4).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sid: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -206,6 +210,7 @@ mod tests {
             iat: now,
             exp: now + 900,
             jti: "j1".into(),
+            sid: String::new(),
         }
     }
 

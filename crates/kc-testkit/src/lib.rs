@@ -2,6 +2,7 @@
 //! services spawned on `127.0.0.1:0`, test tokens and fixtures.
 
 pub mod checks;
+pub mod codes;
 pub mod postgres;
 pub mod process;
 pub mod secrets;

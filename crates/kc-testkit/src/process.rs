@@ -9,6 +9,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::secrets::identity_key_args;
+
 /// Longest a binary may take from spawn to its `serving` log line.
 const SERVE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -124,11 +126,14 @@ pub async fn grpcurl_json(args: &[&str]) -> Value {
 pub const CHEAP_ARGON2: [&str; 4] = ["--argon2-memory-kib", "256", "--argon2-iterations", "1"];
 
 /// Runs a `kc-identity` admin command (e.g. `create-service-account NAME`) on the database
-/// with [`CHEAP_ARGON2`], and returns its standard output; panics when it fails.
+/// with [`CHEAP_ARGON2`] and the test key files ([`identity_key_args`]: the admin commands
+/// open the signing keys like the server), and returns its standard output; panics when it
+/// fails.
 pub async fn identity_admin(database_url: &str, args: &[&str]) -> String {
     let output = Command::new(binary("kc-identity"))
         .args(args)
         .args(CHEAP_ARGON2)
+        .args(identity_key_args())
         .env("DATABASE_URL", database_url)
         .output()
         .await
@@ -139,6 +144,20 @@ pub async fn identity_admin(database_url: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+/// The arguments of a `kc-identity` server under test: [`CHEAP_ARGON2`] and the test key
+/// files ([`identity_key_args`]). Processes of one test share the key files of
+/// [`test_keys`](crate::secrets::test_keys), so a `kc-notification` started with
+/// [`notification_key_args`](crate::secrets::notification_key_args) opens the codes.
+pub fn identity_args() -> Vec<&'static str> {
+    static ARGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let keys = ARGS.get_or_init(identity_key_args);
+    CHEAP_ARGON2
+        .iter()
+        .copied()
+        .chain(keys.iter().map(String::as_str))
+        .collect()
 }
 
 /// The value of the `key=value` line of a command's output; panics when there is none.
@@ -186,7 +205,7 @@ pub async fn bootstrap_operator(database_url: &str, email: &str, password: &str)
 /// cross-process suite.
 #[derive(Debug)]
 pub struct CoreProcesses {
-    /// `kc-identity`, with [`CHEAP_ARGON2`].
+    /// `kc-identity`, with [`CHEAP_ARGON2`] and the test key files.
     pub identity: ServiceProcess,
     /// `kc-contacts`.
     pub contacts: ServiceProcess,
@@ -198,7 +217,7 @@ impl CoreProcesses {
     /// Starts identity, then the registry, then access management on `database_url`.
     pub async fn start(database_url: &str) -> Self {
         let env = [("DATABASE_URL", database_url)];
-        let identity = ServiceProcess::start(binary("kc-identity"), &CHEAP_ARGON2, &env).await;
+        let identity = ServiceProcess::start(binary("kc-identity"), &identity_args(), &env).await;
         let (access_id, access_secret) = service_account(database_url, "kc-access").await;
         let contacts = ServiceProcess::start(
             binary("kc-contacts"),

@@ -25,9 +25,11 @@ pub struct TestKeys {
 pub fn test_keys() -> &'static TestKeys {
     static KEYS: OnceLock<TestKeys> = OnceLock::new();
     KEYS.get_or_init(|| {
-        let dir = crate::target_dir()
-            .join("kc-test-keys")
-            .join(format!("{}-{}", std::process::id(), uuid::Uuid::new_v4()));
+        let dir = crate::target_dir().join("kc-test-keys").join(format!(
+            "{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
         std::fs::create_dir_all(&dir).expect("create the test key directory");
         let opening = OpeningKey::generate().expect("generate an opening key");
         let write = |name: &str, text: &str| {

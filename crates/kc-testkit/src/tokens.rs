@@ -48,6 +48,7 @@ impl TestIssuer {
             iat: now,
             exp: now + 900,
             jti: Uuid::new_v4().to_string(),
+            sid: String::new(),
         })
     }
 

@@ -1,5 +1,6 @@
 //! The identity domain: values, rules and transaction boundaries.
 
+pub mod codes;
 pub mod keys;
 pub mod password;
 pub mod service;
@@ -44,7 +45,7 @@ impl UserKind {
 pub enum UserState {
     /// May sign in.
     Active,
-    /// Created by someone else, no password yet.
+    /// Unproven (rule I1): the address was not proven yet; holds nothing, cannot sign in.
     Invited,
     /// Disabled by an operator.
     Disabled,
@@ -126,9 +127,16 @@ pub enum IdentityError {
     /// The account is disabled (said only to someone who proved the password).
     #[error("this account is disabled")]
     Disabled,
-    /// Verification code wrong, expired, used up, or for another user.
-    #[error("verification code is invalid or expired (an account claim also needs its password)")]
+    /// Code wrong, expired, used up, locked, or the address has no such code: one answer
+    /// for all (rule I2).
+    #[error("the code is wrong or expired (a registration claim also needs its password)")]
     BadVerificationCode,
+    /// The address looks the same as another account's (rule I3).
+    #[error("rule I3: the address looks the same as another account's address")]
+    Confusable,
+    /// The new login e-mail was taken (or a look-alike proven) since the change was asked.
+    #[error("rule I3: the new address is no longer available")]
+    AddressUnavailable,
     /// Refresh token unknown, expired or revoked.
     #[error("refresh token is invalid or expired")]
     BadRefreshToken,
@@ -186,6 +194,9 @@ impl From<IdentityError> for ApiError {
             IdentityError::Locked => ApiError::ResourceExhausted(message),
             IdentityError::BadVerificationCode => ApiError::invalid("code", message),
             IdentityError::EtagMismatch => ApiError::Aborted(message),
+            IdentityError::Confusable | IdentityError::AddressUnavailable => {
+                ApiError::FailedPrecondition(message)
+            }
             IdentityError::Forbidden(message) => ApiError::PermissionDenied(message.to_owned()),
             IdentityError::Database(error) => ApiError::from(error),
             IdentityError::Internal(error) => ApiError::Internal(error),

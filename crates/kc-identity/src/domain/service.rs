@@ -13,19 +13,38 @@ use sqlx::{PgConnection, PgPool};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use super::codes::{Code, CodeKeys, Purpose};
 use super::keys::{KeyRing, PublicKey};
 use super::password::PasswordHasher;
-use super::values::{DisplayName, Email, Locale, Password};
+use super::values::{DisplayName, Email, Locale, Password, email_skeleton};
 use super::{IdentityError, Result, User, UserKind, UserState, parse_etag};
+use crate::config::Secrets;
 use crate::events;
-use crate::storage::{self, users::NewUser, verifications::PendingClaim};
+use crate::storage::revocations::Revocation;
+use crate::storage::verifications::{NewCode, Outstanding, PendingClaim};
+use crate::storage::{self, users::NewUser};
 
 /// Most ids one `BatchGetUsers` may ask for.
 pub const MAX_BATCH_GET: usize = 500;
 /// Longest e-mail address (RFC 5321).
 const MAX_EMAIL_BYTES: usize = 254;
-/// Wrong verification codes tolerated before the code is withdrawn.
-const MAX_VERIFICATION_ATTEMPTS: i32 = 5;
+/// Wrong tries that withdraw one short code.
+const MAX_CODE_ATTEMPTS: i32 = 5;
+/// Wrong codes per address, across codes, that lock the address's claims.
+pub const MAX_ADDRESS_CODE_FAILURES: i32 = 20;
+/// The window in which those failures count.
+const ADDRESS_FAILURE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// How long such a lock lasts (codes mailed meanwhile are long).
+const ADDRESS_LOCK: Duration = Duration::from_secs(24 * 3600);
+/// How long a sign-in waits for a slot held by attempts in flight before giving up.
+const SIGN_IN_SLOT_WAIT: Duration = Duration::from_secs(10);
+/// Pause between two looks for a free sign-in slot.
+const SIGN_IN_SLOT_POLL: Duration = Duration::from_millis(15);
+/// Margin added to the access-token lifetime before a revocation is forgotten (clock skew
+/// and the verifiers' leeway).
+const REVOCATION_LEEWAY: Duration = Duration::from_secs(60);
+/// Expired codes removed per sweep transaction.
+const SWEEP_BATCH: i64 = 500;
 
 /// Token and lockout settings.
 #[derive(Debug, Clone)]
@@ -66,7 +85,7 @@ pub struct SessionTokens {
     pub user: User,
 }
 
-/// A new user as requested by a caller.
+/// A new user as requested by an operator or a service (it is invited: no password).
 #[derive(Debug)]
 pub struct UserDraft {
     /// E-mail.
@@ -77,8 +96,19 @@ pub struct UserDraft {
     pub locale: Locale,
     /// Kind.
     pub kind: UserKind,
-    /// Password, if any.
-    pub password: Option<Password>,
+}
+
+/// A registration (RegisterUser): the claim that waits for the proof of the address.
+#[derive(Debug)]
+pub struct Registration {
+    /// E-mail.
+    pub email: Email,
+    /// Display name, applied at the proof.
+    pub display_name: DisplayName,
+    /// Locale, applied at the proof.
+    pub locale: Locale,
+    /// Password, applied at the proof.
+    pub password: Password,
 }
 
 /// The identity service's domain: users, credentials, sessions and keys.
@@ -88,16 +118,24 @@ pub struct Identity {
     hasher: PasswordHasher,
     keys: KeyRing,
     settings: Settings,
+    codes: CodeKeys,
 }
 
 impl Identity {
-    /// The domain on `pool`.
-    pub fn new(pool: PgPool, hasher: PasswordHasher, keys: KeyRing, settings: Settings) -> Self {
+    /// The domain on `pool`, protecting codes with the keys of `secrets`.
+    pub fn new(
+        pool: PgPool,
+        hasher: PasswordHasher,
+        keys: KeyRing,
+        settings: Settings,
+        secrets: &Secrets,
+    ) -> Self {
         Self {
             pool,
             hasher,
             keys,
             settings,
+            codes: CodeKeys::new(secrets),
         }
     }
 
@@ -106,75 +144,88 @@ impl Identity {
         &self.keys
     }
 
-    /// Registers a customer with a password; it must verify its e-mail. Returns the user as
-    /// the caller may see it and the verification code that was sent.
+    /// Registers a customer (rule I2: the outcome is never told to the caller, and every
+    /// branch costs the same: the password is hashed first, then one transaction).
     ///
-    /// When the e-mail belongs to an invited user (created without a password), nothing
-    /// about that user changes here: the password's hash, display name and locale wait
-    /// beside a new verification code mailed to the address, and only `verify_email` with
-    /// that code applies them and activates the user (the last claim wins). The answer has
-    /// the shape of a fresh registration; it shows the invited user's id (needed to verify)
-    /// and state, but echoes the requested display name and locale rather than the stored
-    /// ones, so an anonymous caller learns nothing the inviter wrote. Any other existing
-    /// user is never touched and the call fails with `EmailTaken`, as before.
-    pub async fn register(&self, draft: UserDraft) -> Result<(User, String)> {
-        let Some(password) = &draft.password else {
-            return Err(kc_runtime::Violation::new("password", "password is required").into());
-        };
-        // Hash first in every case, so that every outcome costs the same.
-        let password_hash = self.hasher.hash(password).await?;
+    /// - free address: an unproven (invited) account is created and the claim (password,
+    ///   display name, locale) waits beside a REGISTRATION code mailed to the address;
+    /// - unproven account: the new claim replaces any earlier one, with a new code; the
+    ///   account itself does not change (rule I1);
+    /// - proven account (active or disabled): nothing changes; the address is told
+    ///   (RegistrationAttempted, ADDRESS_TAKEN);
+    /// - an address that looks like a proven account's (rule I3): nothing is created; the
+    ///   address is told (RegistrationAttempted, ADDRESS_CONFUSABLE).
+    pub async fn register(&self, registration: Registration) -> Result<()> {
+        let password_hash = self.hasher.hash(&registration.password).await?;
+        let email = registration.email.as_str();
+        let skeleton = email_skeleton(email);
         let mut tx = self.pool.begin().await?;
+        if storage::users::find_confusable(&mut tx, &skeleton, email)
+            .await?
+            .is_some()
+        {
+            events::append(
+                &mut tx,
+                &events::registration_confusable(email, registration.locale.as_str()),
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::info!("registration of a confusable address refused (rule I3)");
+            return Ok(());
+        }
         let inserted = storage::users::insert_if_absent(
             &mut tx,
             &NewUser {
                 user_id: Uuid::now_v7(),
-                email: draft.email.as_str(),
+                email,
                 email_verified: false,
-                display_name: draft.display_name.as_str(),
-                locale: draft.locale.as_str(),
-                kind: draft.kind,
-                state: UserState::Active,
-                password_hash: Some(&password_hash),
+                // Nothing a claimant typed is stored on the account before the proof.
+                display_name: local_part(email),
+                locale: registration.locale.as_str(),
+                kind: UserKind::Customer,
+                state: UserState::Invited,
+                password_hash: None,
+                email_skeleton: &skeleton,
             },
         )
         .await?;
-        if let Some(user) = inserted {
-            events::append(&mut tx, &events::registered(&user)).await?;
-            let code = self.request_verification(&mut tx, &user, None).await?;
-            tx.commit().await?;
-            tracing::info!(user_id = %user.user_id, kind = user.kind.as_str(), "user created");
-            return Ok((user, code));
-        }
-        // The e-mail is taken (a concurrent insert has committed by now). Lock its user:
-        // claims, verifications, state changes of one user run one at a time.
-        let existing = storage::users::find_by_email_for_update(&mut tx, draft.email.as_str())
-            .await?
-            .ok_or(IdentityError::EmailTaken)?;
-        if existing.state != UserState::Invited {
-            return Err(IdentityError::EmailTaken);
-        }
-        let claim = PendingClaim {
-            password_hash,
-            display_name: draft.display_name.as_str().to_owned(),
-            locale: draft.locale.as_str().to_owned(),
+        let account = match inserted {
+            Some(user) => {
+                events::append(&mut tx, &events::registered(&user)).await?;
+                user
+            }
+            // Taken (a concurrent insert has committed by now): lock its user, so that
+            // claims, proofs and state changes of one user run one at a time.
+            None => storage::users::find_by_email_for_update(&mut tx, email)
+                .await?
+                .ok_or(IdentityError::EmailTaken)?,
         };
-        let code = self
-            .request_verification(&mut tx, &existing, Some(&claim))
+        if account.state == UserState::Invited {
+            let claim = PendingClaim {
+                password_hash,
+                display_name: registration.display_name.as_str().to_owned(),
+                locale: registration.locale.as_str().to_owned(),
+            };
+            self.mail_code(
+                &mut tx,
+                &account,
+                email,
+                Purpose::Registration,
+                Some(&claim),
+            )
             .await?;
+            tracing::info!(user_id = %account.user_id, "registration claim awaits the proof of the address");
+        } else {
+            events::append(&mut tx, &events::registration_taken(&account)).await?;
+            tracing::info!(user_id = %account.user_id, "registration of a proven address refused; the address is told");
+        }
         tx.commit().await?;
-        tracing::info!(user_id = %existing.user_id, "invited user claim awaits e-mail verification");
-        Ok((
-            User {
-                email_verified: false,
-                display_name: claim.display_name,
-                locale: claim.locale,
-                ..existing
-            },
-            code,
-        ))
+        Ok(())
     }
 
-    /// Creates a user for an operator or a service; without a password it is invited.
+    /// Creates a user for an operator or a service. It is invited (unproven, rule I1) and
+    /// mailed an invitation code; an address with an account is `EmailTaken`, one that looks
+    /// like a proven account's is refused (rule I3).
     pub async fn create_user(&self, caller: &Caller, draft: UserDraft) -> Result<User> {
         require_privileged(caller)?;
         if draft.kind == UserKind::Operator && !caller.is_operator() {
@@ -182,32 +233,27 @@ impl Identity {
                 "only operators may create operators",
             ));
         }
-        Ok(self.insert_user(draft).await?.0)
-    }
-
-    /// Inserts a user with its events; returns it and the verification code it was sent.
-    async fn insert_user(&self, draft: UserDraft) -> Result<(User, String)> {
-        let password_hash = match &draft.password {
-            Some(password) => Some(self.hasher.hash(password).await?),
-            None => None,
-        };
-        let state = if password_hash.is_some() {
-            UserState::Active
-        } else {
-            UserState::Invited
-        };
+        let email = draft.email.as_str();
+        let skeleton = email_skeleton(email);
         let mut tx = self.pool.begin().await?;
+        if storage::users::find_confusable(&mut tx, &skeleton, email)
+            .await?
+            .is_some()
+        {
+            return Err(IdentityError::Confusable);
+        }
         let user = storage::users::insert(
             &mut tx,
             &NewUser {
                 user_id: Uuid::now_v7(),
-                email: draft.email.as_str(),
+                email,
                 email_verified: false,
                 display_name: draft.display_name.as_str(),
                 locale: draft.locale.as_str(),
                 kind: draft.kind,
-                state,
-                password_hash: password_hash.as_deref(),
+                state: UserState::Invited,
+                password_hash: None,
+                email_skeleton: &skeleton,
             },
         )
         .await
@@ -216,112 +262,426 @@ impl Identity {
             _ => error.into(),
         })?;
         events::append(&mut tx, &events::registered(&user)).await?;
-        let code = self.request_verification(&mut tx, &user, None).await?;
+        self.mail_code(&mut tx, &user, email, Purpose::Invitation, None)
+            .await?;
         tx.commit().await?;
-        tracing::info!(user_id = %user.user_id, kind = user.kind.as_str(), "user created");
-        Ok((user, code))
+        tracing::info!(user_id = %user.user_id, kind = user.kind.as_str(), "user invited");
+        Ok(user)
     }
 
-    /// Stores a new code for `user`, with the account claim it confirms if any (replacing
-    /// any earlier code and claim), and emits the event that mails it. The mail greets the
-    /// user by its stored name and language, never by what a claimant typed.
-    async fn request_verification(
+    /// Finds the account that owns an address, or invites the address (rule I1); returns
+    /// the account and whether it was invited. A proven (or disabled) account is returned
+    /// as is. An unproven account has its pending claim discarded, takes the inviter's name
+    /// and language when given, and is mailed a fresh invitation code; an address without
+    /// an account gets an unproven account and an invitation code. An address that looks
+    /// like another proven account's is refused (rule I3).
+    pub async fn invite_user(
+        &self,
+        caller: &Caller,
+        email: &Email,
+        display_name: Option<DisplayName>,
+        locale: Option<Locale>,
+    ) -> Result<(User, bool)> {
+        require_privileged(caller)?;
+        let address = email.as_str();
+        let skeleton = email_skeleton(address);
+        let mut tx = self.pool.begin().await?;
+        let mut existing = storage::users::find_by_email_for_update(&mut tx, address).await?;
+        if existing.is_none() {
+            if storage::users::find_confusable(&mut tx, &skeleton, address)
+                .await?
+                .is_some()
+            {
+                return Err(IdentityError::Confusable);
+            }
+            let Some(name) = &display_name else {
+                return Err(kc_runtime::Violation::new(
+                    "display_name",
+                    "display name is required to invite an address that has no account",
+                )
+                .into());
+            };
+            let inserted = storage::users::insert_if_absent(
+                &mut tx,
+                &NewUser {
+                    user_id: Uuid::now_v7(),
+                    email: address,
+                    email_verified: false,
+                    display_name: name.as_str(),
+                    locale: locale.as_ref().map_or("en", Locale::as_str),
+                    kind: UserKind::Customer,
+                    state: UserState::Invited,
+                    password_hash: None,
+                    email_skeleton: &skeleton,
+                },
+            )
+            .await?;
+            if let Some(user) = inserted {
+                events::append(&mut tx, &events::registered(&user)).await?;
+                self.mail_code(&mut tx, &user, address, Purpose::Invitation, None)
+                    .await?;
+                tx.commit().await?;
+                tracing::info!(user_id = %user.user_id, "address invited");
+                return Ok((user, true));
+            }
+            // A concurrent invitation or registration created it: treat it as existing.
+            existing = storage::users::find_by_email_for_update(&mut tx, address).await?;
+        }
+        let user = existing.ok_or(IdentityError::EmailTaken)?;
+        if user.state != UserState::Invited {
+            tx.commit().await?;
+            return Ok((user, false));
+        }
+        if storage::users::find_confusable(&mut tx, &skeleton, address)
+            .await?
+            .is_some()
+        {
+            return Err(IdentityError::Confusable);
+        }
+        // Whatever a stranger set before the proof goes: the claim (replaced by a code
+        // without claim) and the name it may have given.
+        let user = storage::users::reinvite(
+            &mut tx,
+            user.user_id,
+            display_name.as_ref().map(DisplayName::as_str),
+            locale.as_ref().map(Locale::as_str),
+        )
+        .await?;
+        events::append(&mut tx, &events::updated(&user)).await?;
+        self.mail_code(&mut tx, &user, address, Purpose::Invitation, None)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(user_id = %user.user_id, "unproven account invited again; pending claim discarded");
+        Ok((user, true))
+    }
+
+    /// Mails a new code to `email` for `user`, replacing the user's earlier code for that
+    /// address (and, for an e-mail change, any other pending change): the code is kept only
+    /// as its MAC and leaves sealed to notification's key. Long while the address is
+    /// locked.
+    async fn mail_code(
         &self,
         conn: &mut PgConnection,
         user: &User,
+        email: &str,
+        purpose: Purpose,
         claim: Option<&PendingClaim>,
-    ) -> Result<String> {
-        let code = verification_code()?;
+    ) -> Result<()> {
+        let mut replaced = storage::verifications::delete(conn, user.user_id, email).await?;
+        if purpose == Purpose::EmailChange {
+            replaced
+                .extend(storage::verifications::delete_email_changes(conn, user.user_id).await?);
+        }
+        events::drop_sealed_codes(conn, &replaced).await?;
+        let long = storage::code_attempts::is_locked(conn, email).await?;
+        let code = Code::generate(long)?;
         let expire_time = Utc::now() + self.settings.verification_code_ttl;
-        storage::verifications::upsert(
+        let sealed = self.codes.seal(&code)?;
+        let outbox_event_id = events::append(
             conn,
-            user.user_id,
-            &code_hash(user.user_id, &code),
-            expire_time,
-            claim,
+            &events::verification_requested(user, email, sealed, expire_time, purpose),
         )
         .await?;
-        events::append(
+        storage::verifications::insert(
             conn,
-            &events::verification_requested(user, &code, expire_time),
+            &NewCode {
+                user_id: user.user_id,
+                email,
+                purpose,
+                code_mac: &self.codes.mac(user.user_id, email, code.expose()),
+                long_code: long,
+                expire_time,
+                claim,
+                outbox_event_id,
+            },
         )
         .await?;
-        Ok(code)
+        Ok(())
     }
 
-    /// Verifies a user's e-mail with its one-time code (single use, 24 h by default, at
-    /// most five wrong tries). Unknown users get the same error as wrong codes. When the
-    /// code confirms the account claim of a user that is still invited, the claimed
-    /// password, display name and locale take effect and the user becomes active; a claim
-    /// outlived by a state change (disabled, or activated otherwise) is dropped.
+    /// Judges a presented code against the outstanding one of `user_id` for `email`
+    /// (`extra_ok` adds the caller's own condition, e.g. the claim's password). A failure
+    /// counts against the code (5 withdraw a short code; long codes are never withdrawn by
+    /// guesses) and against the address across codes (20 in 24 h lock the address: its
+    /// short codes are withdrawn and refused). An expired code is removed. The caller
+    /// commits either way; on success it consumes the code with [`Self::consume_code`].
+    async fn judge_code(
+        &self,
+        conn: &mut PgConnection,
+        user_id: Uuid,
+        email: &str,
+        presented: &str,
+        outstanding: Option<&Outstanding>,
+        extra_ok: bool,
+    ) -> Result<bool> {
+        let locked = storage::code_attempts::is_locked(conn, email).await?;
+        let mac = self.codes.mac(user_id, email, presented);
+        let now = Utc::now();
+        let valid = outstanding.is_some_and(|row| {
+            row.expire_time > now
+                && bool::from(mac.as_slice().ct_eq(&row.code_hash))
+                && (row.long_code || !locked)
+        });
+        if valid && extra_ok {
+            return Ok(true);
+        }
+        if let Some(row) = outstanding {
+            if row.expire_time <= now
+                || (!row.long_code && row.failed_attempts + 1 >= MAX_CODE_ATTEMPTS)
+            {
+                let gone = storage::verifications::delete(conn, user_id, email).await?;
+                events::drop_sealed_codes(conn, &gone).await?;
+            } else {
+                storage::verifications::record_failure(conn, user_id, email).await?;
+            }
+        }
+        let locked_now = storage::code_attempts::record_failure(
+            conn,
+            email,
+            MAX_ADDRESS_CODE_FAILURES,
+            ADDRESS_FAILURE_WINDOW.as_secs_f64(),
+            ADDRESS_LOCK.as_secs_f64(),
+        )
+        .await?;
+        if locked_now {
+            let withdrawn = storage::verifications::withdraw_short_codes(conn, email).await?;
+            events::drop_sealed_codes(conn, &withdrawn).await?;
+            tracing::warn!("too many wrong codes for one address: its claims are locked");
+        }
+        Ok(false)
+    }
+
+    /// Uses up the code of `user_id` for `email` and forgets the address's failures.
+    async fn consume_code(
+        &self,
+        conn: &mut PgConnection,
+        user_id: Uuid,
+        email: &str,
+    ) -> Result<()> {
+        let used = storage::verifications::delete(conn, user_id, email).await?;
+        events::drop_sealed_codes(conn, &used).await?;
+        storage::code_attempts::clear(conn, email).await?;
+        Ok(())
+    }
+
+    /// Proves an address with the code mailed to it. For an unproven account the code must
+    /// answer a registration claim and `password` must be the claim's: then the claimed
+    /// password, display name and locale take effect and the account becomes active. Every
+    /// failure is [`IdentityError::BadVerificationCode`], whether or not the address has an
+    /// account, after the same work (one password check).
     pub async fn verify_email(
         &self,
-        user_id: Uuid,
+        email: &Email,
         code: &str,
-        password: Option<&Password>,
+        password: &Password,
     ) -> Result<User> {
+        let address = email.as_str();
         let mut tx = self.pool.begin().await?;
         // The user first, then its code: the order `register` takes them in, so a claim
-        // and a verification of one user serialise instead of deadlocking.
-        let Some(current) = storage::users::get_for_update(&mut tx, user_id).await? else {
-            return Err(IdentityError::BadVerificationCode);
+        // and a proof of one user serialise instead of deadlocking.
+        let user = storage::users::find_by_email_for_update(&mut tx, address).await?;
+        let outstanding = match &user {
+            Some(user) => {
+                storage::verifications::get_for_update(&mut tx, user.user_id, address).await?
+            }
+            None => None,
         };
-        let Some(outstanding) = storage::verifications::get_for_update(&mut tx, user_id).await?
-        else {
-            return Err(IdentityError::BadVerificationCode);
-        };
-        if outstanding.expire_time <= Utc::now() {
-            storage::verifications::delete(&mut tx, user_id).await?;
-            tx.commit().await?;
-            return Err(IdentityError::BadVerificationCode);
-        }
-        let presented = code_hash(user_id, code.trim());
-        let code_matches = bool::from(presented.as_slice().ct_eq(&outstanding.code_hash));
+        let claim = outstanding.as_ref().and_then(|row| row.claim.as_ref());
+        let password_matches = self
+            .hasher
+            .verify(password, claim.map(|claim| claim.password_hash.as_str()))
+            .await?;
+        let user_id = user.as_ref().map_or(Uuid::nil(), |user| user.user_id);
         // A claim is confirmed only by whoever knows its password as well as the code: the
-        // owner's mailbox may hold a code that answers someone else's later claim.
-        let claim_matches = match (&outstanding.claim, current.state) {
-            (Some(claim), UserState::Invited) if code_matches => match password {
-                Some(password) => {
-                    self.hasher
-                        .verify(password, Some(&claim.password_hash))
-                        .await?
-                }
-                None => false,
-            },
-            _ => true,
+        // owner's mailbox may hold a code that answers someone else's claim.
+        let claim_ok = match &user {
+            Some(user) if user.state == UserState::Invited => claim.is_some() && password_matches,
+            Some(_) => true,
+            None => false,
         };
-        if !code_matches || !claim_matches {
-            if outstanding.failed_attempts + 1 >= MAX_VERIFICATION_ATTEMPTS {
-                storage::verifications::delete(&mut tx, user_id).await?;
-            } else {
-                storage::verifications::record_failure(&mut tx, user_id).await?;
-            }
+        if !self
+            .judge_code(
+                &mut tx,
+                user_id,
+                address,
+                code,
+                outstanding.as_ref(),
+                claim_ok,
+            )
+            .await?
+        {
             tx.commit().await?;
             return Err(IdentityError::BadVerificationCode);
         }
-        storage::verifications::delete(&mut tx, user_id).await?;
-        let claimed = match &outstanding.claim {
-            Some(claim) if current.state == UserState::Invited => {
-                storage::users::complete_claim(
-                    &mut tx,
-                    user_id,
-                    &claim.password_hash,
-                    &claim.display_name,
-                    &claim.locale,
-                )
-                .await?
-            }
+        self.consume_code(&mut tx, user_id, address).await?;
+        let claimed = match (claim, user.as_ref().map(|user| user.state)) {
+            (Some(claim), Some(UserState::Invited)) => storage::users::complete_claim(
+                &mut tx,
+                user_id,
+                &claim.password_hash,
+                &claim.display_name,
+                &claim.locale,
+            )
+            .await
+            .map_err(confusable_on_conflict)?,
             _ => None,
         };
         let user = match claimed {
             Some(user) => {
-                tracing::info!(user_id = %user_id, "invited user claimed its account");
+                tracing::info!(user_id = %user_id, "address proven; the claim took effect");
                 user
             }
             None => storage::users::mark_verified(&mut tx, user_id).await?,
         };
         events::append(&mut tx, &events::updated(&user)).await?;
         tx.commit().await?;
+        Ok(user)
+    }
+
+    /// Mails a password-reset code to the address when an account has it (rule I2: the
+    /// caller is never told). It replaces any earlier code of the address, and with it any
+    /// pending claim.
+    pub async fn request_password_reset(&self, email: &Email) -> Result<()> {
+        let address = email.as_str();
+        let mut tx = self.pool.begin().await?;
+        if let Some(user) = storage::users::find_by_email_for_update(&mut tx, address).await? {
+            self.mail_code(&mut tx, &user, address, Purpose::PasswordReset, None)
+                .await?;
+            tracing::info!(user_id = %user.user_id, "password reset code mailed");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets a new password with any outstanding code of the address. Proves the address (an
+    /// unproven account becomes active, its pending claim discarded), ends every session,
+    /// revokes every access token (rule I4) and lifts the sign-in lock. Failures answer
+    /// alike whether or not the address has an account.
+    pub async fn reset_password(&self, email: &Email, code: &str, new: &Password) -> Result<()> {
+        let address = email.as_str();
+        let new_hash = self.hasher.hash(new).await?;
+        let mut tx = self.pool.begin().await?;
+        let user = storage::users::find_by_email_for_update(&mut tx, address).await?;
+        let outstanding = match &user {
+            Some(user) => {
+                storage::verifications::get_for_update(&mut tx, user.user_id, address).await?
+            }
+            None => None,
+        };
+        let user_id = user.as_ref().map_or(Uuid::nil(), |user| user.user_id);
+        if !self
+            .judge_code(
+                &mut tx,
+                user_id,
+                address,
+                code,
+                outstanding.as_ref(),
+                user.is_some(),
+            )
+            .await?
+        {
+            tx.commit().await?;
+            return Err(IdentityError::BadVerificationCode);
+        }
+        self.consume_code(&mut tx, user_id, address).await?;
+        let user = storage::users::reset_password(&mut tx, user_id, &new_hash)
+            .await
+            .map_err(confusable_on_conflict)?;
+        storage::sessions::revoke_all_of_user(&mut tx, user_id, "password reset").await?;
+        self.revoke_tokens(&mut tx, user_id, None).await?;
+        storage::throttle::reset(&mut tx, address).await?;
+        events::append(&mut tx, &events::updated(&user)).await?;
+        tx.commit().await?;
+        tracing::info!(user_id = %user_id, "password reset; every session ended");
+        Ok(())
+    }
+
+    /// Asks to change a user's login e-mail (the user itself, with its current password).
+    /// The current address is told; the new one is mailed a code unless it is taken or
+    /// looks like another account's (rule I3), which the caller is not told (rule I2).
+    pub async fn change_email(
+        &self,
+        caller: &Caller,
+        user_id: Uuid,
+        new_email: &Email,
+        current: &Password,
+    ) -> Result<()> {
+        if !caller.is_user(user_id) {
+            return Err(IdentityError::Forbidden(
+                "only the user may change its own login e-mail",
+            ));
+        }
+        self.check_current_password(user_id, current).await?;
+        let address = new_email.as_str();
+        let mut tx = self.pool.begin().await?;
+        let user = storage::users::get_for_update(&mut tx, user_id)
+            .await?
+            .ok_or(IdentityError::UserNotFound)?;
+        if user.email == address {
+            tx.commit().await?;
+            return Ok(());
+        }
+        let taken = storage::users::find_by_email(&mut tx, address)
+            .await?
+            .is_some();
+        let confusable =
+            storage::users::find_confusable(&mut tx, &email_skeleton(address), address)
+                .await?
+                .is_some_and(|other| other.user_id != user_id);
+        events::append(&mut tx, &events::email_change_requested(&user, address)).await?;
+        if !taken && !confusable {
+            self.mail_code(&mut tx, &user, address, Purpose::EmailChange, None)
+                .await?;
+        }
+        tx.commit().await?;
+        tracing::info!(user_id = %user_id, "login e-mail change asked");
+        Ok(())
+    }
+
+    /// Proves the new address of [`Self::change_email`] with its code: it becomes the
+    /// login e-mail (the user itself only).
+    pub async fn confirm_email_change(
+        &self,
+        caller: &Caller,
+        user_id: Uuid,
+        code: &str,
+    ) -> Result<User> {
+        if !caller.is_user(user_id) {
+            return Err(IdentityError::Forbidden(
+                "only the user may change its own login e-mail",
+            ));
+        }
+        let mut tx = self.pool.begin().await?;
+        storage::users::get_for_update(&mut tx, user_id)
+            .await?
+            .ok_or(IdentityError::UserNotFound)?;
+        let Some(outstanding) =
+            storage::verifications::email_change_for_update(&mut tx, user_id).await?
+        else {
+            return Err(IdentityError::BadVerificationCode);
+        };
+        let address = outstanding.email.clone();
+        if !self
+            .judge_code(&mut tx, user_id, &address, code, Some(&outstanding), true)
+            .await?
+        {
+            tx.commit().await?;
+            return Err(IdentityError::BadVerificationCode);
+        }
+        self.consume_code(&mut tx, user_id, &address).await?;
+        // Codes mailed to the old address are over with it.
+        let old_codes = storage::verifications::delete_all_of_user(&mut tx, user_id).await?;
+        events::drop_sealed_codes(&mut tx, &old_codes).await?;
+        let user =
+            storage::users::change_email(&mut tx, user_id, &address, &email_skeleton(&address))
+                .await
+                .map_err(|error| match classify(&error) {
+                    DbErrorKind::UniqueViolation => IdentityError::AddressUnavailable,
+                    _ => error.into(),
+                })?;
+        events::append(&mut tx, &events::updated(&user)).await?;
+        tx.commit().await?;
+        tracing::info!(user_id = %user_id, "login e-mail changed");
         Ok(user)
     }
 
@@ -386,11 +746,27 @@ impl Identity {
         Ok(user)
     }
 
+    async fn check_current_password(&self, user_id: Uuid, current: &Password) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        let hash = storage::users::password_hash(&mut conn, user_id).await?;
+        drop(conn);
+        if self.hasher.verify(current, hash.as_deref()).await? {
+            Ok(())
+        } else {
+            Err(IdentityError::Invalid(vec![kc_runtime::Violation::new(
+                "current_password",
+                "current password is wrong",
+            )]))
+        }
+    }
+
     /// Changes a password; the caller must be the user and know the current one. Every
-    /// session of the user is revoked (sign in again everywhere).
+    /// other session of the user ends and its access tokens are revoked (rule I4); the
+    /// caller's own session (`session_id`, from its token) goes on.
     pub async fn change_password(
         &self,
         caller: &Caller,
+        session_id: Option<Uuid>,
         user_id: Uuid,
         current: &Password,
         new: &Password,
@@ -400,25 +776,78 @@ impl Identity {
                 "only the user may change its own password",
             ));
         }
-        let mut conn = self.pool.acquire().await?;
-        let hash = storage::users::password_hash(&mut conn, user_id).await?;
-        drop(conn);
-        if !self.hasher.verify(current, hash.as_deref()).await? {
-            return Err(IdentityError::Invalid(vec![kc_runtime::Violation::new(
-                "current_password",
-                "current password is wrong",
-            )]));
-        }
+        self.check_current_password(user_id, current).await?;
         let new_hash = self.hasher.hash(new).await?;
         let mut tx = self.pool.begin().await?;
         storage::users::set_password(&mut tx, user_id, &new_hash).await?;
-        storage::sessions::revoke_all_of_user(&mut tx, user_id, "password changed").await?;
+        match session_id {
+            Some(keep) => {
+                let ended = storage::sessions::revoke_all_of_user_except(
+                    &mut tx,
+                    user_id,
+                    Some(keep),
+                    "password changed",
+                )
+                .await?;
+                for session in ended {
+                    self.revoke_tokens(&mut tx, user_id, Some(session)).await?;
+                }
+            }
+            None => {
+                storage::sessions::revoke_all_of_user(&mut tx, user_id, "password changed").await?;
+                self.revoke_tokens(&mut tx, user_id, None).await?;
+            }
+        }
         tx.commit().await?;
         tracing::info!(user_id = %user_id, "password changed");
         Ok(())
     }
 
-    /// Disables or enables a user (operators and services). Disabling revokes its sessions.
+    /// Records that the access tokens of `user_id` (of one session when `session_id` is
+    /// set) issued until now no longer count, and publishes it (rule I4).
+    async fn revoke_tokens(
+        &self,
+        conn: &mut PgConnection,
+        user_id: Uuid,
+        session_id: Option<Uuid>,
+    ) -> Result<()> {
+        let now = Utc::now();
+        let revocation = Revocation {
+            revocation_id: Uuid::now_v7(),
+            user_id,
+            session_id,
+            issued_before: now,
+            expire_time: now + self.settings.access_token_ttl + REVOCATION_LEEWAY,
+        };
+        storage::revocations::insert(conn, &revocation).await?;
+        events::append(conn, &events::tokens_revoked(&revocation)).await?;
+        Ok(())
+    }
+
+    /// Whether the access token of `claims` was revoked (rule I4); identity's own check.
+    pub async fn is_revoked(&self, claims: &Claims) -> Result<bool> {
+        if claims.kind == CallerKind::Service {
+            return Ok(false);
+        }
+        let Ok(user_id) = Uuid::parse_str(&claims.sub) else {
+            return Ok(true);
+        };
+        let session_id = Uuid::parse_str(&claims.sid).ok();
+        let mut conn = self.pool.acquire().await?;
+        Ok(storage::revocations::is_revoked(&mut conn, user_id, session_id, claims.iat).await?)
+    }
+
+    /// The cursor of identity's event stream as it is now, then every revocation that may
+    /// still matter: following the stream after that cursor misses no later revocation.
+    pub async fn revocations_snapshot(&self) -> Result<(String, Vec<Revocation>)> {
+        let mut conn = self.pool.acquire().await?;
+        let cursor = events::current_cursor(&mut conn).await?;
+        let revocations = storage::revocations::unexpired(&mut conn).await?;
+        Ok((cursor, revocations))
+    }
+
+    /// Disables or enables a user (operators and services). Disabling ends its sessions,
+    /// revokes its access tokens (rule I4) and withdraws its codes.
     pub async fn set_enabled(&self, caller: &Caller, user_id: Uuid, enabled: bool) -> Result<User> {
         require_privileged(caller)?;
         let mut tx = self.pool.begin().await?;
@@ -428,10 +857,10 @@ impl Identity {
         let target = match (enabled, current.state) {
             (false, _) => UserState::Disabled,
             (true, UserState::Disabled) => {
-                if storage::users::password_hash(&mut tx, user_id)
+                let has_password = storage::users::password_hash(&mut tx, user_id)
                     .await?
-                    .is_some()
-                {
+                    .is_some();
+                if has_password && current.email_verified {
                     UserState::Active
                 } else {
                     UserState::Invited
@@ -443,11 +872,16 @@ impl Identity {
             tx.commit().await?;
             return Ok(current);
         }
-        let user = storage::users::set_state(&mut tx, user_id, target).await?;
+        let user = storage::users::set_state(&mut tx, user_id, target)
+            .await
+            .map_err(confusable_on_conflict)?;
         if enabled {
             events::append(&mut tx, &events::enabled(&user)).await?;
         } else {
             storage::sessions::revoke_all_of_user(&mut tx, user_id, "user disabled").await?;
+            self.revoke_tokens(&mut tx, user_id, None).await?;
+            let withdrawn = storage::verifications::delete_all_of_user(&mut tx, user_id).await?;
+            events::drop_sealed_codes(&mut tx, &withdrawn).await?;
             events::append(&mut tx, &events::disabled(&user)).await?;
         }
         tx.commit().await?;
@@ -455,9 +889,12 @@ impl Identity {
         Ok(user)
     }
 
-    /// Signs in with e-mail and password. Unknown e-mails and wrong passwords cost the
-    /// same and fail the same way; five consecutive failures lock the e-mail for 15
-    /// minutes whether or not an account has it.
+    /// Signs in with e-mail and password. Unknown e-mails, unproven accounts (rule I1) and
+    /// wrong passwords cost the same and fail the same way. Only failures count towards the
+    /// lock (five in a row lock the e-mail for 15 minutes, whether or not an account has
+    /// it), but an attempt checks its password only while failures plus attempts in flight
+    /// stay below the threshold: concurrent guesses cannot outrun the lock, and correct
+    /// sign-ins, however many at once, never cause it (they wait for a slot instead).
     pub async fn authenticate(&self, email: &str, password: &Password) -> Result<SessionTokens> {
         // A malformed e-mail is just a failed sign-in: no field error that would differ.
         let email = email.trim().to_lowercase();
@@ -466,36 +903,63 @@ impl Identity {
             self.hasher.verify(password, None).await?;
             return Err(IdentityError::BadCredentials);
         }
-        let threshold = self.settings.lockout_threshold as i32;
-        let mut conn = self.pool.acquire().await?;
-        // Count the attempt before hashing, atomically: concurrent guesses cannot all slip
-        // past the lock while their hashes are being computed.
-        match storage::throttle::reserve_attempt(&mut conn, &email).await? {
-            storage::throttle::Attempt::Locked => return Err(IdentityError::Locked),
-            storage::throttle::Attempt::Counted(attempts) if attempts > threshold => {
-                storage::throttle::lock_if_exhausted(
-                    &mut conn,
-                    &email,
-                    threshold,
-                    self.settings.lockout_duration.as_secs_f64(),
-                )
-                .await?;
-                return Err(IdentityError::Locked);
+        let attempt_id = self.reserve_sign_in(&email).await?;
+        let outcome = self.check_sign_in(&email, password, attempt_id).await;
+        if outcome.is_err() {
+            // Whatever failed, the slot must not stay taken (the check ran or not).
+            if let Ok(mut conn) = self.pool.acquire().await {
+                let _ = storage::throttle::release(&mut conn, attempt_id).await;
             }
-            storage::throttle::Attempt::Counted(_) => {}
         }
-        let found = storage::users::find_credentials(&mut conn, &email).await?;
+        outcome
+    }
+
+    /// Waits for a sign-in slot of `email`; `Locked` when the e-mail is locked or no slot
+    /// frees up in time.
+    async fn reserve_sign_in(&self, email: &str) -> Result<Uuid> {
+        let threshold = self.settings.lockout_threshold as i32;
+        let deadline = tokio::time::Instant::now() + SIGN_IN_SLOT_WAIT;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let reservation = storage::throttle::reserve(&mut tx, email, threshold).await?;
+            tx.commit().await?;
+            match reservation {
+                storage::throttle::Reservation::Reserved(attempt_id) => return Ok(attempt_id),
+                storage::throttle::Reservation::Locked => return Err(IdentityError::Locked),
+                storage::throttle::Reservation::Full => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(IdentityError::Locked);
+                    }
+                    tokio::time::sleep(SIGN_IN_SLOT_POLL).await;
+                }
+            }
+        }
+    }
+
+    async fn check_sign_in(
+        &self,
+        email: &str,
+        password: &Password,
+        attempt_id: Uuid,
+    ) -> Result<SessionTokens> {
+        let mut conn = self.pool.acquire().await?;
+        let found = storage::users::find_credentials(&mut conn, email).await?;
         drop(conn);
-        let hash = found.as_ref().and_then(|(_, hash)| hash.clone());
+        // An unproven account has no password (rule I1): it fails like a wrong one.
+        let hash = found
+            .as_ref()
+            .filter(|(user, _)| user.state != UserState::Invited)
+            .and_then(|(_, hash)| hash.clone());
         let matches = self.hasher.verify(password, hash.as_deref()).await?;
         let mut tx = self.pool.begin().await?;
         let user = match found {
             Some((user, _)) if matches => user,
             _ => {
-                storage::throttle::lock_if_exhausted(
+                storage::throttle::fail(
                     &mut tx,
-                    &email,
-                    threshold,
+                    email,
+                    attempt_id,
+                    self.settings.lockout_threshold as i32,
                     self.settings.lockout_duration.as_secs_f64(),
                 )
                 .await?;
@@ -503,22 +967,23 @@ impl Identity {
                 return Err(IdentityError::BadCredentials);
             }
         };
-        storage::throttle::reset(&mut tx, &email).await?;
+        storage::throttle::succeed(&mut tx, email, attempt_id).await?;
         if user.state == UserState::Disabled {
             tx.commit().await?;
             return Err(IdentityError::Disabled);
         }
         let refresh_token = refresh_token()?;
+        let session_id = Uuid::now_v7();
         storage::sessions::create(
             &mut tx,
-            Uuid::now_v7(),
+            session_id,
             user.user_id,
             Utc::now() + self.settings.session_ttl,
             &sha256(refresh_token.as_bytes()),
         )
         .await?;
         tx.commit().await?;
-        self.session_tokens(user, refresh_token).await
+        self.session_tokens(user, refresh_token, session_id).await
     }
 
     /// Rotates a refresh token. A token that was already rotated revokes its whole family.
@@ -534,6 +999,8 @@ impl Identity {
         }
         if token.used_time.is_some() {
             storage::sessions::revoke(&mut tx, token.session_id, "refresh token reused").await?;
+            self.revoke_tokens(&mut tx, token.user_id, Some(token.session_id))
+                .await?;
             tx.commit().await?;
             tracing::warn!(session_id = %token.session_id, user_id = %token.user_id, "refresh token reuse detected; session revoked");
             return Err(IdentityError::RefreshTokenReused);
@@ -541,26 +1008,33 @@ impl Identity {
         let user = storage::users::get(&mut tx, token.user_id)
             .await?
             .ok_or(IdentityError::BadRefreshToken)?;
-        if user.state == UserState::Disabled {
-            return Err(IdentityError::Disabled);
+        match user.state {
+            UserState::Disabled => return Err(IdentityError::Disabled),
+            UserState::Invited => return Err(IdentityError::BadRefreshToken),
+            UserState::Active => {}
         }
         let refresh_token = refresh_token()?;
         storage::sessions::mark_used(&mut tx, &presented_hash).await?;
         storage::sessions::add_token(&mut tx, token.session_id, &sha256(refresh_token.as_bytes()))
             .await?;
         tx.commit().await?;
-        self.session_tokens(user, refresh_token).await
+        self.session_tokens(user, refresh_token, token.session_id)
+            .await
     }
 
-    /// Logs out: revokes the session of a refresh token. Unknown tokens are ignored (the
-    /// outcome the caller wants holds either way).
+    /// Logs out: revokes the session of a refresh token and every access token issued in
+    /// it (rule I4). Unknown tokens are ignored (the outcome the caller wants holds either
+    /// way).
     pub async fn revoke(&self, presented: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         if let Some(token) =
             storage::sessions::find_for_update(&mut tx, &sha256(presented.trim().as_bytes()))
                 .await?
+            && token.revoke_time.is_none()
         {
             storage::sessions::revoke(&mut tx, token.session_id, "logout").await?;
+            self.revoke_tokens(&mut tx, token.user_id, Some(token.session_id))
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -594,7 +1068,7 @@ impl Identity {
         if !bool::from(presented.as_bytes().ct_eq(stored.as_bytes())) {
             return Err(IdentityError::BadClientCredentials);
         }
-        self.sign(client_id, CallerKind::Service, "").await
+        self.sign(client_id, CallerKind::Service, "", None).await
     }
 
     /// Creates a service account; returns its client id and secret (shown once).
@@ -625,16 +1099,12 @@ impl Identity {
     }
 
     /// Creates the operator, or resets its password and re-enables it, ending every session
-    /// the account had; idempotent.
+    /// the account had and revoking its access tokens; idempotent.
     pub async fn bootstrap_operator(&self, email: &Email, password: &Password) -> Result<User> {
         let hash = self.hasher.hash(password).await?;
         let mut tx = self.pool.begin().await?;
-        let display_name = email
-            .as_str()
-            .split('@')
-            .next()
-            .unwrap_or("operator")
-            .to_owned();
+        let display_name = local_part(email.as_str()).to_owned();
+        let skeleton = email_skeleton(email.as_str());
         let user = storage::users::upsert_operator(
             &mut tx,
             &NewUser {
@@ -646,21 +1116,81 @@ impl Identity {
                 kind: UserKind::Operator,
                 state: UserState::Active,
                 password_hash: Some(&hash),
+                email_skeleton: &skeleton,
             },
         )
-        .await?;
+        .await
+        .map_err(confusable_on_conflict)?;
         // Whoever held sessions of this account before (e.g. someone who registered the
         // address as a customer) must sign in again with the operator's password.
         storage::sessions::revoke_all_of_user(&mut tx, user.user_id, "operator bootstrapped")
             .await?;
+        self.revoke_tokens(&mut tx, user.user_id, None).await?;
+        let withdrawn = storage::verifications::delete_all_of_user(&mut tx, user.user_id).await?;
+        events::drop_sealed_codes(&mut tx, &withdrawn).await?;
         events::append(&mut tx, &events::updated(&user)).await?;
         tx.commit().await?;
         Ok(user)
     }
 
-    /// What a sign-in or refresh returns: a new access token beside the refresh token.
-    async fn session_tokens(&self, user: User, refresh_token: String) -> Result<SessionTokens> {
-        let access = self.access_token_for(&user).await?;
+    /// Housekeeping: removes expired codes (dropping their sealed copy from the outbox),
+    /// revocations whose tokens have all expired, and sign-in slots of dead processes.
+    pub async fn sweep(&self) -> Result<()> {
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let expired = storage::verifications::delete_expired(&mut tx, SWEEP_BATCH).await?;
+            events::drop_sealed_codes(&mut tx, &expired).await?;
+            tx.commit().await?;
+            if (expired.len() as i64) < SWEEP_BATCH {
+                break;
+            }
+        }
+        let mut conn = self.pool.acquire().await?;
+        storage::revocations::delete_expired(&mut conn).await?;
+        storage::throttle::forget_stale(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Computes the confusable skeleton of the accounts older than it (rule I3). An
+    /// account whose look-alike is already proven keeps none and is reported by id.
+    pub async fn backfill_skeletons(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        let mut after = Uuid::nil();
+        loop {
+            let batch = storage::users::missing_skeletons(&mut conn, after, 500).await?;
+            let Some((last, _)) = batch.last() else {
+                return Ok(());
+            };
+            after = *last;
+            for (user_id, email) in &batch {
+                match storage::users::set_skeleton(&mut conn, *user_id, &email_skeleton(email))
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(error) if classify(&error) == DbErrorKind::UniqueViolation => {
+                        tracing::warn!(user_id = %user_id, "login e-mail looks the same as another proven account's (rule I3); left without skeleton");
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        }
+    }
+
+    /// What a sign-in or refresh returns: a new access token of the session beside the
+    /// refresh token.
+    async fn session_tokens(
+        &self,
+        user: User,
+        refresh_token: String,
+        session_id: Uuid,
+    ) -> Result<SessionTokens> {
+        let kind = match user.kind {
+            UserKind::Customer => CallerKind::Customer,
+            UserKind::Operator => CallerKind::Operator,
+        };
+        let access = self
+            .sign(user.user_id, kind, &user.email, Some(session_id))
+            .await?;
         Ok(SessionTokens {
             access,
             refresh_token,
@@ -668,17 +1198,35 @@ impl Identity {
         })
     }
 
-    async fn access_token_for(&self, user: &User) -> Result<AccessToken> {
-        let kind = match user.kind {
-            UserKind::Customer => CallerKind::Customer,
-            UserKind::Operator => CallerKind::Operator,
-        };
-        self.sign(user.user_id, kind, &user.email).await
-    }
-
-    async fn sign(&self, subject: Uuid, kind: CallerKind, email: &str) -> Result<AccessToken> {
+    async fn sign(
+        &self,
+        subject: Uuid,
+        kind: CallerKind,
+        email: &str,
+        session_id: Option<Uuid>,
+    ) -> Result<AccessToken> {
         let key = self.keys.signing_key().await?;
-        let now = Utc::now();
+        let mut now = Utc::now();
+        if let Some(session_id) = session_id {
+            // `iat` has whole seconds: a token issued in the second of a revocation would
+            // fall under it. Such a token waits for the next second, so that its `iat` is
+            // both true and after the revocation (and a later revocation still covers it).
+            let mut conn = self.pool.acquire().await?;
+            let revoked =
+                storage::revocations::latest_issued_before(&mut conn, subject, session_id).await?;
+            drop(conn);
+            if let Some(revoked) = revoked
+                && revoked.timestamp() >= now.timestamp()
+            {
+                let next_second =
+                    DateTime::<Utc>::from_timestamp(revoked.timestamp() + 1, 0).unwrap_or(now);
+                if let Ok(wait) = (next_second - now).to_std() {
+                    tokio::time::sleep(wait).await;
+                }
+                now = Utc::now();
+            }
+        }
+        let iat = now.timestamp();
         let expire_time = now + self.settings.access_token_ttl;
         let claims = Claims {
             sub: subject.to_string(),
@@ -686,14 +1234,32 @@ impl Identity {
             email: email.to_owned(),
             iss: self.settings.issuer.clone(),
             aud: self.settings.audience.clone(),
-            iat: now.timestamp(),
+            iat,
             exp: expire_time.timestamp(),
             jti: Uuid::new_v4().to_string(),
+            sid: session_id.map(|id| id.to_string()).unwrap_or_default(),
         };
         Ok(AccessToken {
             token: token::sign(&claims, &key.kid, &key.key),
             expire_time,
         })
+    }
+}
+
+/// The part of an address before `@`: the name an account has before its owner gives one.
+fn local_part(email: &str) -> &str {
+    email
+        .split('@')
+        .next()
+        .filter(|part| !part.is_empty())
+        .unwrap_or("user")
+}
+
+/// A unique violation when an address becomes proven means a proven look-alike exists.
+fn confusable_on_conflict(error: sqlx::Error) -> IdentityError {
+    match classify(&error) {
+        DbErrorKind::UniqueViolation => IdentityError::Confusable,
+        _ => error.into(),
     }
 }
 
@@ -719,27 +1285,6 @@ fn require_self_or_privileged(caller: &Caller, user_id: Uuid) -> Result<()> {
 
 fn sha256(bytes: &[u8]) -> Vec<u8> {
     Sha256::digest(bytes).to_vec()
-}
-
-/// Hash of a verification code, salted with the user id.
-fn code_hash(user_id: Uuid, code: &str) -> Vec<u8> {
-    let mut hasher = Sha256::new();
-    hasher.update(user_id.as_bytes());
-    hasher.update(code.as_bytes());
-    hasher.finalize().to_vec()
-}
-
-/// A uniformly random 6-digit code.
-fn verification_code() -> anyhow::Result<String> {
-    loop {
-        let mut bytes = [0u8; 4];
-        getrandom::fill(&mut bytes)?;
-        let value = u32::from_le_bytes(bytes);
-        // Reject the top of the range so every code is equally likely.
-        if value < u32::MAX - (u32::MAX % 1_000_000) {
-            return Ok(format!("{:06}", value % 1_000_000));
-        }
-    }
 }
 
 fn random_token(bytes: usize) -> anyhow::Result<String> {

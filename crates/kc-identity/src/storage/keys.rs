@@ -1,4 +1,5 @@
-//! The `signing_keys` table.
+//! The `signing_keys` table. Private keys are stored encrypted (see `domain::keys`); this
+//! module only moves the bytes.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -8,19 +9,32 @@ use sqlx::PgConnection;
 pub struct StoredKey {
     /// Key id.
     pub kid: String,
-    /// Ed25519 seed.
+    /// The Ed25519 seed encrypted under the key-encryption key named by
+    /// [`Self::encryption_key_id`]; the raw 32-byte seed when that is `None` (a row written
+    /// before encryption at rest, encrypted at the next start).
     pub private_key: Vec<u8>,
+    /// Id of the key-encryption key that encrypted [`Self::private_key`], if any.
+    pub encryption_key_id: Option<String>,
     /// Ed25519 public key.
     pub public_key: Vec<u8>,
     /// Creation time.
     pub create_time: DateTime<Utc>,
 }
 
+/// The selected columns, as a literal for `concat!`.
+macro_rules! columns {
+    () => {
+        "kid, private_key, encryption_key_id, public_key, create_time"
+    };
+}
+
 /// The key that signs now, if any.
 pub async fn active(conn: &mut PgConnection) -> Result<Option<StoredKey>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT kid, private_key, public_key, create_time FROM signing_keys WHERE retire_time IS NULL",
-    )
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM signing_keys WHERE retire_time IS NULL"
+    ))
     .fetch_optional(conn)
     .await
 }
@@ -31,21 +45,36 @@ pub async fn verifying(
     conn: &mut PgConnection,
     verify_window_secs: f64,
 ) -> Result<Vec<StoredKey>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT kid, private_key, public_key, create_time FROM signing_keys \
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM signing_keys \
          WHERE retire_time IS NULL OR retire_time > now() - make_interval(secs => $1) \
-         ORDER BY create_time DESC",
-    )
+         ORDER BY create_time DESC"
+    ))
     .bind(verify_window_secs)
     .fetch_all(conn)
     .await
 }
 
-/// Retires the active key (if any) and inserts `key` as the new active one.
+/// Every stored key, oldest first.
+pub async fn all(conn: &mut PgConnection) -> Result<Vec<StoredKey>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM signing_keys ORDER BY create_time, kid"
+    ))
+    .fetch_all(conn)
+    .await
+}
+
+/// Retires the active key (if any) and inserts a new active one, whose private key was
+/// encrypted by the key-encryption key `encryption_key_id`.
 pub async fn rotate(
     conn: &mut PgConnection,
     kid: &str,
-    private_key: &[u8],
+    encrypted_private_key: &[u8],
+    encryption_key_id: &str,
     public_key: &[u8],
 ) -> Result<StoredKey, sqlx::Error> {
     sqlx::query(
@@ -53,15 +82,33 @@ pub async fn rotate(
     )
     .execute(&mut *conn)
     .await?;
-    sqlx::query_as(
-        "INSERT INTO signing_keys (kid, private_key, public_key) VALUES ($1, $2, $3) \
-         RETURNING kid, private_key, public_key, create_time",
-    )
+    sqlx::query_as(concat!(
+        "INSERT INTO signing_keys (kid, private_key, encryption_key_id, public_key) \
+         VALUES ($1, $2, $3, $4) RETURNING ",
+        columns!()
+    ))
     .bind(kid)
-    .bind(private_key)
+    .bind(encrypted_private_key)
+    .bind(encryption_key_id)
     .bind(public_key)
     .fetch_one(conn)
     .await
+}
+
+/// Replaces the stored private key of `kid` with one encrypted by `encryption_key_id`.
+pub async fn set_private_key(
+    conn: &mut PgConnection,
+    kid: &str,
+    encrypted_private_key: &[u8],
+    encryption_key_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE signing_keys SET private_key = $2, encryption_key_id = $3 WHERE kid = $1")
+        .bind(kid)
+        .bind(encrypted_private_key)
+        .bind(encryption_key_id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Serialises key changes across replicas for the rest of the transaction.

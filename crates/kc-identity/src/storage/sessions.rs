@@ -92,19 +92,30 @@ pub async fn revoke(
     Ok(())
 }
 
-/// Revokes every session of a user.
+/// Revokes every session of a user; returns the sessions revoked.
 pub async fn revoke_all_of_user(
     conn: &mut PgConnection,
     user_id: Uuid,
     reason: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    revoke_all_of_user_except(conn, user_id, None, reason).await
+}
+
+/// Revokes every session of a user but `keep`; returns the sessions revoked.
+pub async fn revoke_all_of_user_except(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    reason: &str,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
         "UPDATE sessions SET revoke_time = now(), revoke_reason = $2 \
-         WHERE user_id = $1 AND revoke_time IS NULL",
+         WHERE user_id = $1 AND revoke_time IS NULL AND expire_time > now() \
+         AND session_id IS DISTINCT FROM $3 RETURNING session_id",
     )
     .bind(user_id)
     .bind(reason)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .bind(keep)
+    .fetch_all(conn)
+    .await
 }

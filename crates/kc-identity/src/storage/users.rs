@@ -67,14 +67,16 @@ pub struct NewUser<'a> {
     pub state: UserState,
     /// argon2id hash, if the user has a password.
     pub password_hash: Option<&'a str>,
+    /// Confusable skeleton of the e-mail (rule I3).
+    pub email_skeleton: &'a str,
 }
 
 /// The INSERT of a user, ending with `conflict` (empty, or an `ON CONFLICT` clause).
 macro_rules! insert_user {
     ($conflict:literal) => {
         concat!(
-            "INSERT INTO users (user_id, email, email_verified, display_name, locale, kind, state, password_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ",
+            "INSERT INTO users (user_id, email, email_verified, display_name, locale, kind, state, password_hash, email_skeleton) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ",
             $conflict,
             " RETURNING ",
             columns!()
@@ -96,9 +98,11 @@ fn bind_new_user<'q>(
         .bind(user.kind.as_str())
         .bind(user.state.as_str())
         .bind(user.password_hash)
+        .bind(user.email_skeleton)
 }
 
-/// Inserts a user. A duplicate e-mail fails with the unique violation of `users_email_key`.
+/// Inserts a user. A duplicate e-mail fails with the unique violation of `users_email_key`
+/// (and a proven look-alike with that of `users_email_skeleton_proven_key`).
 pub async fn insert(conn: &mut PgConnection, user: &NewUser<'_>) -> Result<User, sqlx::Error> {
     bind_new_user(insert_user!(""), user)
         .fetch_one(conn)
@@ -267,16 +271,15 @@ pub async fn set_state(
     row.try_into()
 }
 
-/// Replaces the password hash; an invited user becomes active.
+/// Replaces the password hash of a proven user (ChangePassword).
 pub async fn set_password(
     conn: &mut PgConnection,
     user_id: Uuid,
     hash: &str,
 ) -> Result<User, sqlx::Error> {
     let row: UserRow = sqlx::query_as(concat!(
-        "UPDATE users SET password_hash = $2, \
-         state = CASE WHEN state = 'invited' THEN 'active' ELSE state END, \
-         version = version + 1, update_time = now() WHERE user_id = $1 RETURNING ",
+        "UPDATE users SET password_hash = $2, version = version + 1, update_time = now() \
+         WHERE user_id = $1 RETURNING ",
         columns!()
     ))
     .bind(user_id)
@@ -329,17 +332,135 @@ pub async fn upsert_operator(
     conn: &mut PgConnection,
     user: &NewUser<'_>,
 ) -> Result<User, sqlx::Error> {
-    let row: UserRow = sqlx::query_as(concat!("INSERT INTO users (user_id, email, email_verified, display_name, locale, kind, state, password_hash) \
-         VALUES ($1, $2, true, $3, $4, 'operator', 'active', $5) \
+    let row: UserRow = sqlx::query_as(concat!("INSERT INTO users (user_id, email, email_verified, display_name, locale, kind, state, password_hash, email_skeleton) \
+         VALUES ($1, $2, true, $3, $4, 'operator', 'active', $5, $6) \
          ON CONFLICT (email) DO UPDATE SET kind = 'operator', state = 'active', email_verified = true, \
-         password_hash = EXCLUDED.password_hash, version = users.version + 1, update_time = now() \
+         password_hash = EXCLUDED.password_hash, email_skeleton = EXCLUDED.email_skeleton, \
+         version = users.version + 1, update_time = now() \
          RETURNING ", columns!()))
     .bind(user.user_id)
     .bind(user.email)
     .bind(user.display_name)
     .bind(user.locale)
     .bind(user.password_hash)
+    .bind(user.email_skeleton)
     .fetch_one(conn)
     .await?;
     row.try_into()
+}
+
+/// Sets the password after a reset with a mailed code, which proves the address: the e-mail
+/// is verified and an unproven (invited) user becomes active. A disabled user stays
+/// disabled. Fails with the unique violation of `users_email_skeleton_proven_key` when a
+/// proven account has a look-alike address (rule I3).
+pub async fn reset_password(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    hash: &str,
+) -> Result<User, sqlx::Error> {
+    let row: UserRow = sqlx::query_as(concat!(
+        "UPDATE users SET password_hash = $2, email_verified = true, \
+         state = CASE WHEN state = 'invited' THEN 'active' ELSE state END, \
+         version = version + 1, update_time = now() WHERE user_id = $1 RETURNING ",
+        columns!()
+    ))
+    .bind(user_id)
+    .bind(hash)
+    .fetch_one(conn)
+    .await?;
+    row.try_into()
+}
+
+/// The account with a proven address (verified) whose address has `skeleton` but is not
+/// `email`: the account a new address `email` would impersonate (rule I3).
+pub async fn find_confusable(
+    conn: &mut PgConnection,
+    skeleton: &str,
+    email: &str,
+) -> Result<Option<User>, sqlx::Error> {
+    let row: Option<UserRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM users WHERE email_skeleton = $1 AND email_verified AND email <> $2 LIMIT 1"
+    ))
+    .bind(skeleton)
+    .bind(email)
+    .fetch_optional(conn)
+    .await?;
+    row.map(TryInto::try_into).transpose()
+}
+
+/// Re-invites an unproven user: the inviter's display name and locale replace whatever was
+/// set before the proof (only for a user still invited).
+pub async fn reinvite(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    display_name: Option<&str>,
+    locale: Option<&str>,
+) -> Result<User, sqlx::Error> {
+    let row: UserRow = sqlx::query_as(concat!(
+        "UPDATE users SET display_name = COALESCE($2, display_name), \
+         locale = COALESCE($3, locale), version = version + 1, update_time = now() \
+         WHERE user_id = $1 AND state = 'invited' RETURNING ",
+        columns!()
+    ))
+    .bind(user_id)
+    .bind(display_name)
+    .bind(locale)
+    .fetch_one(conn)
+    .await?;
+    row.try_into()
+}
+
+/// Makes `email` (proven by a code) the login e-mail of a user. Fails with a unique
+/// violation when another account took the address or a proven look-alike of it.
+pub async fn change_email(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    email: &str,
+    skeleton: &str,
+) -> Result<User, sqlx::Error> {
+    let row: UserRow = sqlx::query_as(concat!(
+        "UPDATE users SET email = $2, email_skeleton = $3, email_verified = true, \
+         version = version + 1, update_time = now() WHERE user_id = $1 RETURNING ",
+        columns!()
+    ))
+    .bind(user_id)
+    .bind(email)
+    .bind(skeleton)
+    .fetch_one(conn)
+    .await?;
+    row.try_into()
+}
+
+/// Up to `limit` users after `after` (by id) whose skeleton is not computed yet (rows
+/// older than the column).
+pub async fn missing_skeletons(
+    conn: &mut PgConnection,
+    after: Uuid,
+    limit: i64,
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT user_id, email FROM users WHERE email_skeleton IS NULL AND user_id > $1 \
+         ORDER BY user_id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Stores the skeleton of a user's e-mail; fails with the unique violation of
+/// `users_email_skeleton_proven_key` when a proven look-alike already has it.
+pub async fn set_skeleton(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    skeleton: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET email_skeleton = $2 WHERE user_id = $1")
+        .bind(user_id)
+        .bind(skeleton)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -1,12 +1,16 @@
-//! The `email_verifications` table: one outstanding code per user, by hash, with the
-//! account claim it confirms, if any.
+//! The `email_verifications` table: the outstanding code of each (user, address), by its
+//! HMAC only, with the account claim it confirms (registration codes) and the outbox event
+//! that carries it sealed. Every function that ends a code returns the ids of the outbox
+//! events whose sealed code must now be dropped.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// What an invited user asked for when it claimed its account through `RegisterUser`;
-/// applied only when the code beside it is verified.
+use crate::domain::codes::Purpose;
+
+/// What someone asked for with RegisterUser on an unproven account; applied only when the
+/// code beside it is verified with the same password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PendingClaim {
     /// argon2id PHC string of the chosen password.
@@ -24,31 +28,44 @@ impl std::fmt::Debug for PendingClaim {
     }
 }
 
-/// Stores (or replaces) the outstanding code of a user, with the claim it confirms (or
-/// none, which drops any earlier claim): the last code and claim win together.
-pub async fn upsert(
-    conn: &mut PgConnection,
-    user_id: Uuid,
-    code_hash: &[u8],
-    expire_time: DateTime<Utc>,
-    claim: Option<&PendingClaim>,
-) -> Result<(), sqlx::Error> {
+/// A code to store.
+#[derive(Debug)]
+pub struct NewCode<'a> {
+    /// The account.
+    pub user_id: Uuid,
+    /// The address it was mailed to.
+    pub email: &'a str,
+    /// Why.
+    pub purpose: Purpose,
+    /// HMAC of the code.
+    pub code_mac: &'a [u8],
+    /// Whether it is a long code (mailed while the address is locked).
+    pub long_code: bool,
+    /// When it stops working.
+    pub expire_time: DateTime<Utc>,
+    /// The claim it confirms, if any.
+    pub claim: Option<&'a PendingClaim>,
+    /// The outbox event that carries it sealed.
+    pub outbox_event_id: Uuid,
+}
+
+/// Stores a code (the caller removed any earlier one of the same user and address).
+pub async fn insert(conn: &mut PgConnection, code: &NewCode<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO email_verifications (user_id, code_hash, expire_time, \
-         pending_password_hash, pending_display_name, pending_locale) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (user_id) DO UPDATE SET code_hash = EXCLUDED.code_hash, \
-         expire_time = EXCLUDED.expire_time, failed_attempts = 0, create_time = now(), \
-         pending_password_hash = EXCLUDED.pending_password_hash, \
-         pending_display_name = EXCLUDED.pending_display_name, \
-         pending_locale = EXCLUDED.pending_locale",
+        "INSERT INTO email_verifications (user_id, email, purpose, code_hash, long_code, \
+         expire_time, pending_password_hash, pending_display_name, pending_locale, outbox_event_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
-    .bind(user_id)
-    .bind(code_hash)
-    .bind(expire_time)
-    .bind(claim.map(|claim| claim.password_hash.as_str()))
-    .bind(claim.map(|claim| claim.display_name.as_str()))
-    .bind(claim.map(|claim| claim.locale.as_str()))
+    .bind(code.user_id)
+    .bind(code.email)
+    .bind(code.purpose.as_str())
+    .bind(code.code_mac)
+    .bind(code.long_code)
+    .bind(code.expire_time)
+    .bind(code.claim.map(|claim| claim.password_hash.as_str()))
+    .bind(code.claim.map(|claim| claim.display_name.as_str()))
+    .bind(code.claim.map(|claim| claim.locale.as_str()))
+    .bind(code.outbox_event_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -57,75 +74,194 @@ pub async fn upsert(
 /// An outstanding code, locked until the transaction ends.
 #[derive(Debug)]
 pub struct Outstanding {
-    /// SHA-256 of the code.
+    /// The address it was mailed to.
+    pub email: String,
+    /// Why it was mailed.
+    pub purpose: Purpose,
+    /// HMAC of the code.
     pub code_hash: Vec<u8>,
+    /// Whether it is a long code.
+    pub long_code: bool,
     /// When it stops working.
     pub expire_time: DateTime<Utc>,
-    /// Wrong codes tried so far.
+    /// Wrong codes tried against it so far.
     pub failed_attempts: i32,
     /// The account claim this code confirms, if any.
     pub claim: Option<PendingClaim>,
+    /// The outbox event that carries it.
+    pub outbox_event_id: Uuid,
 }
 
 #[derive(sqlx::FromRow)]
 struct OutstandingRow {
+    email: String,
+    purpose: String,
     code_hash: Vec<u8>,
+    long_code: bool,
     expire_time: DateTime<Utc>,
     failed_attempts: i32,
     pending_password_hash: Option<String>,
     pending_display_name: Option<String>,
     pending_locale: Option<String>,
+    outbox_event_id: Uuid,
 }
 
-/// The outstanding code of a user, locked.
+impl TryFrom<OutstandingRow> for Outstanding {
+    type Error = sqlx::Error;
+
+    fn try_from(row: OutstandingRow) -> Result<Self, Self::Error> {
+        Ok(Outstanding {
+            purpose: Purpose::from_db(&row.purpose).ok_or_else(|| {
+                sqlx::Error::Decode("email_verifications.purpose has an unknown value".into())
+            })?,
+            email: row.email,
+            code_hash: row.code_hash,
+            long_code: row.long_code,
+            expire_time: row.expire_time,
+            failed_attempts: row.failed_attempts,
+            // The table's check constraint keeps the three columns all set or all NULL.
+            claim: match (
+                row.pending_password_hash,
+                row.pending_display_name,
+                row.pending_locale,
+            ) {
+                (Some(password_hash), Some(display_name), Some(locale)) => Some(PendingClaim {
+                    password_hash,
+                    display_name,
+                    locale,
+                }),
+                _ => None,
+            },
+            outbox_event_id: row.outbox_event_id,
+        })
+    }
+}
+
+/// The columns of an [`OutstandingRow`], for `concat!` into static SQL.
+macro_rules! outstanding_columns {
+    () => {
+        "email, purpose, code_hash, long_code, expire_time, failed_attempts, \
+         pending_password_hash, pending_display_name, pending_locale, outbox_event_id"
+    };
+}
+
+/// The outstanding code of a user for an address, locked.
 pub async fn get_for_update(
     conn: &mut PgConnection,
     user_id: Uuid,
+    email: &str,
 ) -> Result<Option<Outstanding>, sqlx::Error> {
-    let row: Option<OutstandingRow> = sqlx::query_as(
-        "SELECT code_hash, expire_time, failed_attempts, pending_password_hash, \
-         pending_display_name, pending_locale FROM email_verifications \
-         WHERE user_id = $1 FOR UPDATE",
-    )
+    let row: Option<OutstandingRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        outstanding_columns!(),
+        " FROM email_verifications WHERE user_id = $1 AND email = $2 FOR UPDATE"
+    ))
+    .bind(user_id)
+    .bind(email)
+    .fetch_optional(conn)
+    .await?;
+    row.map(TryInto::try_into).transpose()
+}
+
+/// The outstanding e-mail change code of a user, locked.
+pub async fn email_change_for_update(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<Option<Outstanding>, sqlx::Error> {
+    let row: Option<OutstandingRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        outstanding_columns!(),
+        " FROM email_verifications WHERE user_id = $1 AND purpose = 'email_change' \
+         ORDER BY create_time DESC LIMIT 1 FOR UPDATE"
+    ))
     .bind(user_id)
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|row| Outstanding {
-        code_hash: row.code_hash,
-        expire_time: row.expire_time,
-        failed_attempts: row.failed_attempts,
-        // The table's check constraint keeps the three columns all set or all NULL.
-        claim: match (
-            row.pending_password_hash,
-            row.pending_display_name,
-            row.pending_locale,
-        ) {
-            (Some(password_hash), Some(display_name), Some(locale)) => Some(PendingClaim {
-                password_hash,
-                display_name,
-                locale,
-            }),
-            _ => None,
-        },
-    }))
+    row.map(TryInto::try_into).transpose()
 }
 
-/// Counts a wrong code.
-pub async fn record_failure(conn: &mut PgConnection, user_id: Uuid) -> Result<(), sqlx::Error> {
+/// Counts a wrong code against one code.
+pub async fn record_failure(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    email: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE email_verifications SET failed_attempts = failed_attempts + 1 WHERE user_id = $1",
+        "UPDATE email_verifications SET failed_attempts = failed_attempts + 1 \
+         WHERE user_id = $1 AND email = $2",
     )
     .bind(user_id)
+    .bind(email)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Removes the code (used, or worn out).
-pub async fn delete(conn: &mut PgConnection, user_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM email_verifications WHERE user_id = $1")
-        .bind(user_id)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// Removes the code of a user for an address (used, replaced, worn out or expired).
+pub async fn delete(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    email: &str,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "DELETE FROM email_verifications WHERE user_id = $1 AND email = $2 \
+         RETURNING outbox_event_id",
+    )
+    .bind(user_id)
+    .bind(email)
+    .fetch_all(conn)
+    .await
+}
+
+/// Removes every code of a user (its address changed, or it was disabled).
+pub async fn delete_all_of_user(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "DELETE FROM email_verifications WHERE user_id = $1 RETURNING outbox_event_id",
+    )
+    .bind(user_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// Removes the e-mail change codes of a user (a newer change replaces them).
+pub async fn delete_email_changes(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "DELETE FROM email_verifications WHERE user_id = $1 AND purpose = 'email_change' \
+         RETURNING outbox_event_id",
+    )
+    .bind(user_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// Withdraws every short code mailed to an address (it just locked).
+pub async fn withdraw_short_codes(
+    conn: &mut PgConnection,
+    email: &str,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "DELETE FROM email_verifications WHERE email = $1 AND NOT long_code \
+         RETURNING outbox_event_id",
+    )
+    .bind(email)
+    .fetch_all(conn)
+    .await
+}
+
+/// Removes up to `limit` expired codes (skipping those another transaction holds).
+pub async fn delete_expired(conn: &mut PgConnection, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "DELETE FROM email_verifications WHERE (user_id, email) IN ( \
+         SELECT user_id, email FROM email_verifications WHERE expire_time <= now() \
+         LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING outbox_event_id",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await
 }

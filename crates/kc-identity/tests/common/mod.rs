@@ -8,7 +8,9 @@ use kc_identity::domain::values::{Email, Password};
 use kc_proto::identity::identity_service_client::IdentityServiceClient;
 use kc_proto::identity::{self as pb};
 use kc_runtime::Shutdown;
+use kc_testkit::codes::{CodeReader, MailedCode};
 use kc_testkit::{SpawnedService, TestDatabase, spawn_service, test_database};
+use tokio::sync::OnceCell;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
@@ -21,6 +23,8 @@ pub struct Harness {
     pub channel: Channel,
     pub shutdown: Shutdown,
     pub args: IdentityArgs,
+    operator_token: OnceCell<String>,
+    reader_token: OnceCell<String>,
 }
 
 /// Cheap argon2 parameters: the tests exercise the logic, not the cost.
@@ -33,8 +37,10 @@ impl Harness {
 
     pub async fn start_with(extra: &[&str]) -> Self {
         let db = test_database().await;
+        let keys = kc_testkit::secrets::identity_key_args();
         let mut argv = vec!["kc-identity", "--database-url", &db.url];
         argv.extend(FAST_HASHING);
+        argv.extend(keys.iter().map(String::as_str));
         argv.extend(extra);
         let args = IdentityArgs::parse_from(argv).expect("test arguments parse");
         let shutdown = Shutdown::new();
@@ -50,6 +56,8 @@ impl Harness {
             channel,
             shutdown,
             args,
+            operator_token: OnceCell::new(),
+            reader_token: OnceCell::new(),
         }
     }
 
@@ -63,16 +71,46 @@ impl Harness {
         kc_identity::build(&self.args).await.expect("domain").1
     }
 
-    pub async fn register(&self, email: &str, name: &str, locale: &str) -> pb::User {
-        self.client()
+    pub async fn register(&self, email: &str, name: &str, locale: &str) {
+        self.register_with(email, name, locale, PASSWORD).await;
+    }
+
+    pub async fn register_with(&self, email: &str, name: &str, locale: &str, password: &str) {
+        let response = self
+            .client()
             .register_user(pb::RegisterUserRequest {
                 email: email.into(),
                 display_name: name.into(),
-                password: PASSWORD.into(),
+                password: password.into(),
                 locale: locale.into(),
             })
             .await
             .expect("register")
+            .into_inner();
+        // rule I2: nothing in the answer.
+        assert_eq!(response, pb::RegisterUserResponse {});
+    }
+
+    /// The outstanding code mailed to `email`: the only one whose sealed code is still in
+    /// the outbox (used, replaced and withdrawn codes are dropped from it).
+    pub async fn code(&self, email: &str) -> MailedCode {
+        let token = self.reader_token().await;
+        CodeReader::new(self.channel.clone(), token)
+            .next_code(email)
+            .await
+    }
+
+    /// Proves `email` with its mailed code and the claim's password.
+    pub async fn verify(&self, email: &str, password: &str) -> pb::User {
+        let code = self.code(email).await.code;
+        self.client()
+            .verify_email(pb::VerifyEmailRequest {
+                email: email.into(),
+                code,
+                password: password.into(),
+            })
+            .await
+            .expect("verify")
             .into_inner()
             .user
             .expect("user")
@@ -92,9 +130,15 @@ impl Harness {
             .map(|r| r.into_inner())
     }
 
-    /// A registered customer and its access token.
+    /// A registered and proven customer.
+    pub async fn proven(&self, email: &str, name: &str, locale: &str) -> pb::User {
+        self.register(email, name, locale).await;
+        self.verify(email, PASSWORD).await
+    }
+
+    /// A registered, proven customer and its access token.
     pub async fn customer(&self, email: &str) -> (pb::User, String) {
-        let user = self.register(email, "Test Customer", "en").await;
+        let user = self.proven(email, "Test Customer", "en").await;
         let token = self
             .login(email, PASSWORD)
             .await
@@ -103,20 +147,34 @@ impl Harness {
         (user, token)
     }
 
-    /// An operator's access token (bootstrapped like `kc-identity bootstrap-operator`).
+    /// An operator's access token (bootstrapped like `kc-identity bootstrap-operator`, once
+    /// per harness: bootstrapping again would revoke the tokens of the first time).
     pub async fn operator(&self) -> String {
-        let domain = self.domain().await;
-        domain
-            .bootstrap_operator(
-                &Email::parse("email", OPERATOR_EMAIL).unwrap(),
-                &Password::parse("password", PASSWORD).unwrap(),
-            )
+        self.operator_token
+            .get_or_init(|| async {
+                let domain = self.domain().await;
+                domain
+                    .bootstrap_operator(
+                        &Email::parse("email", OPERATOR_EMAIL).unwrap(),
+                        &Password::parse("password", PASSWORD).unwrap(),
+                    )
+                    .await
+                    .expect("bootstrap operator");
+                self.login(OPERATOR_EMAIL, PASSWORD)
+                    .await
+                    .expect("operator login")
+                    .access_token
+            })
             .await
-            .expect("bootstrap operator");
-        self.login(OPERATOR_EMAIL, PASSWORD)
+            .clone()
+    }
+
+    /// The token with which the harness reads mailed codes (a service's, as notification).
+    async fn reader_token(&self) -> String {
+        self.reader_token
+            .get_or_init(|| self.service_token("test-code-reader"))
             .await
-            .expect("operator login")
-            .access_token
+            .clone()
     }
 
     /// A service account's token.

@@ -1,0 +1,173 @@
+//! One-time codes mailed to addresses: how they are made, what stands for them at rest (an
+//! HMAC under a subkey of the key-encryption key) and how they travel (sealed to
+//! notification's key). No code is ever stored or published in plaintext.
+
+use kc_runtime::secrets::{SealingKey, SecretKey};
+use uuid::Uuid;
+
+use crate::config::Secrets;
+
+/// Length of a short code (decimal digits).
+pub const SHORT_CODE_LEN: usize = 6;
+/// Length of a long code (Crockford base32, 100 bits), mailed while an address is locked.
+pub const LONG_CODE_LEN: usize = 20;
+/// The Crockford base32 alphabet (no I, L, O, U).
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// Label of the MAC subkey of the key-encryption key.
+const MAC_LABEL: &str = "verification-code";
+
+/// Why a code was mailed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// RegisterUser: the code proves the address of a claim.
+    Registration,
+    /// CreateUser / InviteUser: the address was invited.
+    Invitation,
+    /// RequestPasswordReset.
+    PasswordReset,
+    /// ChangeEmail: the code proves the new address.
+    EmailChange,
+}
+
+impl Purpose {
+    /// Name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registration => "registration",
+            Self::Invitation => "invitation",
+            Self::PasswordReset => "password_reset",
+            Self::EmailChange => "email_change",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn from_db(text: &str) -> Option<Self> {
+        match text {
+            "registration" => Some(Self::Registration),
+            "invitation" => Some(Self::Invitation),
+            "password_reset" => Some(Self::PasswordReset),
+            "email_change" => Some(Self::EmailChange),
+            _ => None,
+        }
+    }
+}
+
+/// A freshly made code. Its `Debug` is redacted.
+#[derive(Clone)]
+pub struct Code {
+    text: String,
+    long: bool,
+}
+
+impl std::fmt::Debug for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Code")
+            .field("long", &self.long)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Code {
+    /// A new random code: 6 digits, or 20 Crockford base32 characters when `long`.
+    pub fn generate(long: bool) -> anyhow::Result<Self> {
+        let text = if long {
+            let mut bytes = [0u8; LONG_CODE_LEN];
+            getrandom::fill(&mut bytes)?;
+            // 256 is a multiple of 32: every character is equally likely.
+            bytes
+                .iter()
+                .map(|byte| char::from(CROCKFORD[usize::from(byte % 32)]))
+                .collect()
+        } else {
+            loop {
+                let mut bytes = [0u8; 4];
+                getrandom::fill(&mut bytes)?;
+                let value = u32::from_le_bytes(bytes);
+                // Reject the top of the range so every code is equally likely.
+                if value < u32::MAX - (u32::MAX % 1_000_000) {
+                    break format!("{:0width$}", value % 1_000_000, width = SHORT_CODE_LEN);
+                }
+            }
+        };
+        Ok(Self { text, long })
+    }
+
+    /// The code as mailed.
+    pub fn expose(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether it is a long code.
+    pub fn is_long(&self) -> bool {
+        self.long
+    }
+}
+
+/// A code as a person typed it, in canonical form: spaces and hyphens dropped, upper case,
+/// and the Crockford look-alikes (`O` for 0, `I` and `L` for 1) read as digits.
+pub fn normalize(presented: &str) -> String {
+    presented
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .map(|c| match c.to_ascii_uppercase() {
+            'O' => '0',
+            'I' | 'L' => '1',
+            other => other,
+        })
+        .collect()
+}
+
+/// The keys that protect codes: the MAC that stands for a code at rest, and the sealing key
+/// of notification, the only reader of the mailed code.
+#[derive(Clone, Debug)]
+pub struct CodeKeys {
+    mac_key: SecretKey,
+    sealing_key: SealingKey,
+}
+
+impl CodeKeys {
+    /// The code keys of identity's secrets.
+    pub fn new(secrets: &Secrets) -> Self {
+        Self {
+            mac_key: secrets.key_encryption_key.clone(),
+            sealing_key: secrets.code_sealing_key,
+        }
+    }
+
+    /// What is stored for a code mailed to `email` for `user_id`: an HMAC-SHA256 under the
+    /// `verification-code` subkey of the key-encryption key, over the canonical code.
+    pub fn mac(&self, user_id: Uuid, email: &str, code: &str) -> Vec<u8> {
+        self.mac_key.mac(
+            MAC_LABEL,
+            &[
+                user_id.as_bytes(),
+                email.as_bytes(),
+                &[0],
+                normalize(code).as_bytes(),
+            ],
+        )
+    }
+
+    /// The code sealed to notification's key.
+    pub fn seal(&self, code: &Code) -> anyhow::Result<Vec<u8>> {
+        self.sealing_key.seal(code.expose().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_have_their_shape() {
+        let short = Code::generate(false).unwrap();
+        assert_eq!(short.expose().len(), SHORT_CODE_LEN);
+        assert!(short.expose().chars().all(|c| c.is_ascii_digit()));
+        let long = Code::generate(true).unwrap();
+        assert_eq!(long.expose().len(), LONG_CODE_LEN);
+        assert!(long.expose().bytes().all(|b| CROCKFORD.contains(&b)));
+        assert_eq!(normalize(long.expose()), long.expose());
+        assert_eq!(normalize(" ab-cd io l "), "ABCD101");
+        assert!(!format!("{short:?}").contains(short.expose()));
+    }
+}

@@ -1,0 +1,59 @@
+//! The `code_attempts` table: wrong codes per address across codes, and the lock they set.
+
+use sqlx::PgConnection;
+
+/// Whether the address is locked: its short codes are refused, new codes are long.
+pub async fn is_locked(conn: &mut PgConnection, email: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM code_attempts WHERE email = $1 AND locked_until > now())",
+    )
+    .bind(email)
+    .fetch_one(conn)
+    .await
+}
+
+/// Counts a wrong code for an address; failures older than `window_secs` are forgotten.
+/// When `max` failures are reached the address locks for `lock_secs` (and counting starts
+/// afresh); returns whether it locked now.
+pub async fn record_failure(
+    conn: &mut PgConnection,
+    email: &str,
+    max: i32,
+    window_secs: f64,
+    lock_secs: f64,
+) -> Result<bool, sqlx::Error> {
+    let failures: i32 = sqlx::query_scalar(
+        "INSERT INTO code_attempts AS t (email, failures, window_start) VALUES ($1, 1, now()) \
+         ON CONFLICT (email) DO UPDATE SET \
+         failures = CASE WHEN t.window_start <= now() - make_interval(secs => $2) \
+             THEN 1 ELSE t.failures + 1 END, \
+         window_start = CASE WHEN t.window_start <= now() - make_interval(secs => $2) \
+             THEN now() ELSE t.window_start END \
+         RETURNING failures",
+    )
+    .bind(email)
+    .bind(window_secs)
+    .fetch_one(&mut *conn)
+    .await?;
+    if failures < max {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE code_attempts SET failures = 0, window_start = now(), \
+         locked_until = now() + make_interval(secs => $2) WHERE email = $1",
+    )
+    .bind(email)
+    .bind(lock_secs)
+    .execute(conn)
+    .await?;
+    Ok(true)
+}
+
+/// Forgets the failures and the lock of an address (a code was proven).
+pub async fn clear(conn: &mut PgConnection, email: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM code_attempts WHERE email = $1")
+        .bind(email)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
