@@ -1,6 +1,7 @@
 //! Bearer-token authentication: a tower layer that verifies the EdDSA access token of every
-//! non-public RPC locally, against keys fetched from identity and cached by `kid`, and puts
-//! the [`Caller`] in the request extensions.
+//! non-public RPC locally, against keys fetched from identity and cached by `kid`, refuses
+//! the tokens identity revoked (rule I4, [`crate::revocation`]), and puts the [`Caller`] in
+//! the request extensions.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -16,6 +17,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 use uuid::Uuid;
 
+use crate::revocation::{READY_WAIT, RevocationList};
 use crate::token::{self, CallerKind, Claims, Expectations, TokenError};
 
 /// Metadata key through which a service names the person it acts for.
@@ -98,13 +100,21 @@ pub enum AuthError {
     /// The keys could not be fetched to check an unknown `kid`.
     #[error("signing keys unavailable")]
     KeysUnavailable,
+    /// Identity revoked the token: its user was disabled, its session logged out, or its
+    /// password changed (rule I4).
+    #[error("access token revoked")]
+    Revoked,
+    /// The revocations were never received from identity, so no token can be trusted yet.
+    #[error("token revocations unavailable")]
+    RevocationsUnavailable,
 }
 
 impl From<AuthError> for Status {
     fn from(error: AuthError) -> Self {
         match error {
             AuthError::Token(error) => Status::unauthenticated(error.to_string()),
-            AuthError::KeysUnavailable => {
+            AuthError::Revoked => Status::unauthenticated("access token revoked"),
+            AuthError::KeysUnavailable | AuthError::RevocationsUnavailable => {
                 Status::unavailable("cannot verify the access token right now, retry later")
             }
         }
@@ -136,16 +146,22 @@ struct VerifierState {
     key_ttl: Duration,
 }
 
-/// Verifies access tokens locally, caching keys by `kid` and refetching on an unknown one.
+/// Verifies access tokens locally, caching keys by `kid` and refetching on an unknown one;
+/// with a [`RevocationList`] ([`with_revocations`](Self::with_revocations)) it also refuses
+/// the tokens identity revoked (rule I4).
 #[derive(Clone)]
 pub struct TokenVerifier {
     state: Arc<VerifierState>,
+    /// Revoked tokens; `None` trusts every token until it expires (tests with their own
+    /// issuer).
+    revocations: Option<RevocationList>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenVerifier")
             .field("expect", &self.state.expect)
+            .field("revocations", &self.revocations)
             .finish_non_exhaustive()
     }
 }
@@ -161,6 +177,7 @@ impl TokenVerifier {
                 expect,
                 key_ttl: KEY_CACHE_TTL,
             }),
+            revocations: None,
         }
     }
 
@@ -171,11 +188,40 @@ impl TokenVerifier {
         state.key_ttl = ttl;
         Self {
             state: Arc::new(state),
+            revocations: None,
         }
     }
 
-    /// Verifies `token` and returns its claims.
+    /// The same verifier refusing the tokens `revocations` lists (rule I4). Until the list
+    /// is ready, a verification waits a moment for it and then fails with `UNAVAILABLE`
+    /// (fail closed; see [`crate::revocation`]).
+    pub fn with_revocations(mut self, revocations: RevocationList) -> Self {
+        self.revocations = Some(revocations);
+        self
+    }
+
+    /// The revocations this verifier refuses, when it follows any.
+    pub fn revocations(&self) -> Option<&RevocationList> {
+        self.revocations.as_ref()
+    }
+
+    /// Verifies `token` and returns its claims: signature, issuer, audience, times, and
+    /// that identity has not revoked it.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let claims = self.verify_signed(token).await?;
+        if let Some(revocations) = &self.revocations {
+            if !revocations.is_ready() && !revocations.wait_ready(READY_WAIT).await {
+                return Err(AuthError::RevocationsUnavailable);
+            }
+            if revocations.is_revoked(&claims) {
+                return Err(AuthError::Revoked);
+            }
+        }
+        Ok(claims)
+    }
+
+    /// Verifies everything the token itself says (not the revocations).
+    async fn verify_signed(&self, token: &str) -> Result<Claims, AuthError> {
         if self.cache_is_stale() {
             self.refresh_stale().await;
         }
@@ -485,6 +531,7 @@ mod tests {
             iat: now,
             exp: now + 600,
             jti: "t".into(),
+            sid: String::new(),
         };
         sign(&claims, &key_id(&key.verifying_key()), key)
     }

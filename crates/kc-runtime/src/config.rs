@@ -73,7 +73,8 @@ impl DatabaseArgs {
     }
 }
 
-/// Where identity serves the public keys that verify access tokens (`GetSigningKeys`).
+/// Where identity serves the public keys that verify access tokens (`GetSigningKeys`) and
+/// the revocations that end them early (`WatchRevocations`, rule I4).
 #[derive(clap::Args, Debug, Clone)]
 pub struct IdentityUrlArgs {
     /// URL of the identity service, e.g. `http://127.0.0.1:50051`.
@@ -83,13 +84,30 @@ pub struct IdentityUrlArgs {
 
 impl IdentityUrlArgs {
     /// A verifier of access tokens whose keys come from identity (fetched lazily, cached by
-    /// `kid`); fails when the URL is malformed.
-    pub fn verifier(&self, server: &ServerArgs) -> anyhow::Result<crate::auth::TokenVerifier> {
+    /// `kid`) and that refuses the tokens identity revoked: it starts a task following
+    /// identity's `WatchRevocations` on the same channel, which stops when `shutdown`
+    /// triggers or the verifier and all its clones are dropped. Until the first snapshot of
+    /// revocations arrives, tokens are refused with `UNAVAILABLE` (fail closed, see
+    /// [`crate::revocation`]). Fails when the URL is malformed; must be called inside a
+    /// Tokio runtime.
+    pub fn verifier(
+        &self,
+        server: &ServerArgs,
+        shutdown: &crate::server::Shutdown,
+    ) -> anyhow::Result<crate::auth::TokenVerifier> {
         let channel = crate::client::channel("--identity-url", &self.identity_url)?;
+        let revocations = crate::revocation::RevocationList::new();
+        // The task ends by itself (shutdown, or the list dropped with the verifier).
+        drop(crate::revocation::follow(
+            channel.clone(),
+            &revocations,
+            shutdown,
+        ));
         Ok(crate::auth::TokenVerifier::new(
             crate::auth::IdentityKeySource::new(channel),
             server.token_expectations(),
-        ))
+        )
+        .with_revocations(revocations))
     }
 }
 

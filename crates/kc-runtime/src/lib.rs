@@ -1,7 +1,8 @@
 //! What every keycontacts service binary shares, written once: server bootstrap, config,
-//! telemetry, bearer-token authentication, the error → `tonic::Status` mapping, the Postgres
-//! pool with migrations, the transactional outbox with its `WatchEvents` stream, and the helpers
-//! the gRPC handlers share (paging, value parsing, errors to `Status`).
+//! telemetry, bearer-token authentication (refusing the access tokens identity revoked), the
+//! error → `tonic::Status` mapping, the Postgres pool with migrations, the transactional
+//! outbox with its `WatchEvents` stream, and the helpers the gRPC handlers share (paging,
+//! value parsing, errors to `Status`).
 
 pub mod auth;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod grpc;
 pub mod outbox;
 pub mod paging;
+pub mod revocation;
 pub mod secrets;
 pub mod server;
 pub mod telemetry;

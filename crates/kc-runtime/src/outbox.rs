@@ -53,7 +53,7 @@ macro_rules! channel_sql {
     };
 }
 
-mod backoff;
+pub(crate) mod backoff;
 mod consumer;
 mod cursor;
 mod feed;

@@ -109,7 +109,10 @@ impl SecretKey {
             .chain_update(b"keycontacts key id")
             .chain_update(self.bytes.as_slice())
             .finalize();
-        digest[..8].iter().map(|byte| format!("{byte:02x}")).collect()
+        digest[..8]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
     }
 
     /// A subkey for one purpose (HKDF-SHA256 with `label` as info).
