@@ -125,6 +125,9 @@ pub struct Ctx {
     pub deadline: Deadline,
     caller: Option<Caller>,
     credentials: Credentials,
+    /// The `authorization` value the caller sent, for the calls made as the caller itself
+    /// ([`Ctx::as_self`]).
+    own_authorization: Option<AsciiMetadataValue>,
     kind: CallKind,
 }
 
@@ -135,6 +138,7 @@ impl Ctx {
             deadline,
             caller: None,
             credentials: Credentials::Anonymous,
+            own_authorization: None,
             kind: CallKind::Write,
         }
     }
@@ -147,8 +151,9 @@ impl Ctx {
         metadata: &MetadataMap,
         kind: CallKind,
     ) -> Self {
+        let own_authorization = metadata.get("authorization").cloned();
         let credentials = if caller.is_privileged() {
-            match metadata.get("authorization") {
+            match &own_authorization {
                 Some(value) => Credentials::Forward(value.clone()),
                 None => Credentials::Gateway,
             }
@@ -159,18 +164,36 @@ impl Ctx {
             deadline,
             caller: Some(caller),
             credentials,
+            own_authorization,
             kind,
         }
     }
 
-    /// The same call, asking with the gateway's own token alone (authorization checks).
+    /// The same call, asking with the gateway's own token alone (authorization checks, and
+    /// the privileged identity calls that bind people by e-mail).
     pub fn as_gateway(&self) -> Self {
         Self {
             deadline: self.deadline,
             caller: self.caller.clone(),
             credentials: Credentials::Gateway,
+            own_authorization: self.own_authorization.clone(),
             kind: self.kind,
         }
+    }
+
+    /// The same call, carrying the caller's own access token: identity then sees the person
+    /// itself (not a service acting for it), as its self-service RPCs require.
+    pub fn as_self(&self) -> Result<Self, GatewayError> {
+        let authorization = self.own_authorization.clone().ok_or_else(|| {
+            GatewayError::Internal(anyhow::anyhow!("no access token on this call"))
+        })?;
+        Ok(Self {
+            deadline: self.deadline,
+            caller: self.caller.clone(),
+            credentials: Credentials::Forward(authorization),
+            own_authorization: self.own_authorization.clone(),
+            kind: self.kind,
+        })
     }
 
     /// The authenticated caller; `Internal` on a public call (a bug if reached).
@@ -438,6 +461,10 @@ rpcs! {
     register_user: Identity Write IdentityServiceClient::register_user(identity::RegisterUserRequest) -> identity::RegisterUserResponse;
     /// identity `VerifyEmail`.
     verify_email: Identity Write IdentityServiceClient::verify_email(identity::VerifyEmailRequest) -> identity::VerifyEmailResponse;
+    /// identity `RequestPasswordReset`.
+    request_password_reset: Identity Write IdentityServiceClient::request_password_reset(identity::RequestPasswordResetRequest) -> identity::RequestPasswordResetResponse;
+    /// identity `ResetPassword`.
+    reset_password: Identity Write IdentityServiceClient::reset_password(identity::ResetPasswordRequest) -> identity::ResetPasswordResponse;
     /// identity `Authenticate`.
     authenticate: Identity SessionWrite IdentityServiceClient::authenticate(identity::AuthenticateRequest) -> identity::AuthenticateResponse;
     /// identity `RefreshSession`.
@@ -448,10 +475,16 @@ rpcs! {
     get_user: Identity CachedRead IdentityServiceClient::get_user(identity::GetUserRequest) -> identity::GetUserResponse;
     /// identity `BatchGetUsers`.
     batch_get_users: Identity CachedRead IdentityServiceClient::batch_get_users(identity::BatchGetUsersRequest) -> identity::BatchGetUsersResponse;
-    /// identity `LookupUser`.
-    lookup_user: Identity Read IdentityServiceClient::lookup_user(identity::LookupUserRequest) -> identity::LookupUserResponse;
-    /// identity `CreateUser`.
-    create_user: Identity Write IdentityServiceClient::create_user(identity::CreateUserRequest) -> identity::CreateUserResponse;
+    /// identity `InviteUser`.
+    invite_user: Identity Write IdentityServiceClient::invite_user(identity::InviteUserRequest) -> identity::InviteUserResponse;
+    /// identity `UpdateUser`.
+    update_user: Identity Write IdentityServiceClient::update_user(identity::UpdateUserRequest) -> identity::UpdateUserResponse;
+    /// identity `ChangePassword`.
+    change_password: Identity Write IdentityServiceClient::change_password(identity::ChangePasswordRequest) -> identity::ChangePasswordResponse;
+    /// identity `ChangeEmail`.
+    change_email: Identity Write IdentityServiceClient::change_email(identity::ChangeEmailRequest) -> identity::ChangeEmailResponse;
+    /// identity `ConfirmEmailChange`.
+    confirm_email_change: Identity Write IdentityServiceClient::confirm_email_change(identity::ConfirmEmailChangeRequest) -> identity::ConfirmEmailChangeResponse;
 
     /// registry `CreateSite`.
     create_site: Contacts Write ContactRegistryServiceClient::create_site(contacts::CreateSiteRequest) -> contacts::CreateSiteResponse;

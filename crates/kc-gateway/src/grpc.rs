@@ -63,6 +63,7 @@ fn respond<T>(result: Result<T, GatewayError>) -> Result<Response<T>, Status> {
 macro_rules! handlers {
     (
         public { $($pub_name:ident($pub_req:ident) -> $pub_resp:ident;)* }
+        limited { $($lim_name:ident($lim_req:ident) -> $lim_resp:ident;)* }
         $($kind:ident { $($name:ident($req:ident) -> $resp:ident;)* })*
     ) => {
         #[tonic::async_trait]
@@ -75,6 +76,16 @@ macro_rules! handlers {
                     let ctx = Ctx::public(self.deadline(&request));
                     let peer = request.remote_addr().map(|addr| addr.ip());
                     respond(self.gateway.$pub_name(&ctx, peer, request.into_inner()).await)
+                }
+            )*
+            $(
+                async fn $lim_name(
+                    &self,
+                    request: Request<pb::$lim_req>,
+                ) -> Result<Response<pb::$lim_resp>, Status> {
+                    let ctx = self.ctx(&request, CallKind::Write)?;
+                    let peer = request.remote_addr().map(|addr| addr.ip());
+                    respond(self.gateway.$lim_name(&ctx, peer, request.into_inner()).await)
                 }
             )*
             $($(
@@ -94,9 +105,18 @@ handlers! {
     public {
         register(RegisterRequest) -> RegisterResponse;
         verify_email(VerifyEmailRequest) -> VerifyEmailResponse;
+        request_password_reset(RequestPasswordResetRequest) -> RequestPasswordResetResponse;
+        reset_password(ResetPasswordRequest) -> ResetPasswordResponse;
         login(LoginRequest) -> LoginResponse;
         refresh(RefreshRequest) -> RefreshResponse;
         logout(LogoutRequest) -> LogoutResponse;
+    }
+    // Authenticated RPCs that check a secret (a password, a mailed code): rate limited per
+    // caller address like the session RPCs.
+    limited {
+        change_password(ChangePasswordRequest) -> ChangePasswordResponse;
+        change_email(ChangeEmailRequest) -> ChangeEmailResponse;
+        confirm_email_change(ConfirmEmailChangeRequest) -> ConfirmEmailChangeResponse;
     }
     // Authenticated RPCs that only read: answered partly from the read cache.
     Read {
@@ -114,6 +134,7 @@ handlers! {
     }
     // Authenticated RPCs that change state: everything they read is asked fresh.
     Write {
+        update_me(UpdateMeRequest) -> UpdateMeResponse;
         create_site(CreateSiteRequest) -> CreateSiteResponse;
         update_site(UpdateSiteRequest) -> UpdateSiteResponse;
         assign_contact(AssignContactRequest) -> AssignContactResponse;

@@ -93,10 +93,16 @@ use Permission as P;
 methods! {
     REGISTER = "Register" => Rule::Public;
     VERIFY_EMAIL = "VerifyEmail" => Rule::Public;
+    REQUEST_PASSWORD_RESET = "RequestPasswordReset" => Rule::Public;
+    RESET_PASSWORD = "ResetPassword" => Rule::Public;
     LOGIN = "Login" => Rule::Public;
     REFRESH = "Refresh" => Rule::Public;
     LOGOUT = "Logout" => Rule::Public;
 
+    UPDATE_ME = "UpdateMe" => Rule::SignedIn;
+    CHANGE_PASSWORD = "ChangePassword" => Rule::SignedIn;
+    CHANGE_EMAIL = "ChangeEmail" => Rule::SignedIn;
+    CONFIRM_EMAIL_CHANGE = "ConfirmEmailChange" => Rule::SignedIn;
     GET_ME = "GetMe" => Rule::SignedIn;
 
     CREATE_SITE = "CreateSite" => Rule::Operators;
@@ -210,6 +216,8 @@ mod tests {
         let expected: BTreeSet<_> = [
             method::REGISTER,
             method::VERIFY_EMAIL,
+            method::REQUEST_PASSWORD_RESET,
+            method::RESET_PASSWORD,
             method::LOGIN,
             method::REFRESH,
             method::LOGOUT,
@@ -246,6 +254,8 @@ mod tests {
     #[test]
     fn rules_are_looked_up_by_path() {
         assert_eq!(rule(method::CREATE_SITE), Rule::Operators);
+        assert_eq!(rule(method::CHANGE_PASSWORD), Rule::SignedIn);
+        assert_eq!(rule(method::RESET_PASSWORD), Rule::Public);
         assert_eq!(
             rule(method::LIST_SITE_AUDIT),
             Rule::Site(Need::All(&[P::ContactsView, P::AccessView]))

@@ -116,10 +116,18 @@ const MATRIX: &[Row] = &[
     // Sessions: public, rate limited (off in this suite).
     ("Register", ANYONE, &[]),
     ("VerifyEmail", ANYONE, &[]),
+    ("RequestPasswordReset", ANYONE, &[]),
+    ("ResetPassword", ANYONE, &[]),
     ("Login", ANYONE, &[]),
     ("Refresh", ANYONE, &[]),
     ("Logout", ANYONE, &[]),
-    // The caller itself.
+    // The caller itself. ChangePassword and ConfirmEmailChange are called with a wrong
+    // current password and a wrong code (an allowed caller reaches identity's check of
+    // them), so that no fixture's session ends.
+    ("UpdateMe", PEOPLE, &[]),
+    ("ChangePassword", PEOPLE, &[]),
+    ("ChangeEmail", PEOPLE, &[]),
+    ("ConfirmEmailChange", PEOPLE, &[]),
     ("GetMe", PEOPLE, &[]),
     // Sites.
     ("CreateSite", &[Operator], &[]),
@@ -221,7 +229,15 @@ fn the_matrix_covers_every_rpc_of_the_service() {
         .collect();
     assert_eq!(
         public,
-        BTreeSet::from(["Register", "VerifyEmail", "Login", "Refresh", "Logout"])
+        BTreeSet::from([
+            "Register",
+            "VerifyEmail",
+            "RequestPasswordReset",
+            "ResetPassword",
+            "Login",
+            "Refresh",
+            "Logout"
+        ])
     );
 }
 
@@ -440,37 +456,104 @@ impl Fixture {
                 .await
                 .map(drop),
             "VerifyEmail" => {
-                let user = suite
-                    .gw()
-                    .register(gw::RegisterRequest {
-                        email: fresh_email("verifier"),
-                        display_name: "Verifier".into(),
-                        password: PASSWORD.into(),
-                        locale: "en".into(),
-                    })
+                let email = fresh_email("verifier");
+                suite
+                    .register(&email, "Verifier", PASSWORD, "en")
                     .await
-                    .expect("register")
-                    .into_inner()
-                    .user
-                    .expect("user");
-                let code = suite.verification_code(&user.user_id).await;
+                    .expect("register");
+                let code = suite.code_for(&email).await.code;
                 let verified = gw
                     .verify_email(authed(
                         token,
                         gw::VerifyEmailRequest {
-                            user_id: user.user_id,
+                            email: email.clone(),
                             code,
-                            password: String::new(),
+                            password: PASSWORD.into(),
                         },
                     ))
                     .await?
                     .into_inner()
                     .user
                     .expect("user");
-                check(verified.email_verified, || {
+                check(verified.email_verified && verified.email == email, || {
                     format!("verified: {verified:?}")
                 })
             }
+            "RequestPasswordReset" => gw
+                .request_password_reset(authed(
+                    token,
+                    gw::RequestPasswordResetRequest {
+                        email: fresh_email("forgetful"),
+                    },
+                ))
+                .await
+                .map(drop),
+            "ResetPassword" => {
+                let person = suite.person("Reset Person").await;
+                gw.request_password_reset(gw::RequestPasswordResetRequest {
+                    email: person.email.clone(),
+                })
+                .await
+                .expect("ask for a reset");
+                let code = suite.code_for(&person.email).await.code;
+                gw.reset_password(authed(
+                    token,
+                    gw::ResetPasswordRequest {
+                        email: person.email.clone(),
+                        code,
+                        new_password: "another correct horse battery".into(),
+                    },
+                ))
+                .await
+                .map(drop)
+            }
+            "UpdateMe" => {
+                let me = gw
+                    .update_me(authed(
+                        token,
+                        gw::UpdateMeRequest {
+                            display_name: None,
+                            locale: Some("en".into()),
+                            etag: String::new(),
+                        },
+                    ))
+                    .await?
+                    .into_inner()
+                    .user
+                    .expect("user");
+                check(me.locale == "en", || format!("updated: {me:?}"))
+            }
+            "ChangePassword" => reached_identity(
+                gw.change_password(authed(
+                    token,
+                    gw::ChangePasswordRequest {
+                        current_password: "not the current password".into(),
+                        new_password: "another correct horse battery".into(),
+                    },
+                ))
+                .await,
+                "current_password",
+            ),
+            "ChangeEmail" => gw
+                .change_email(authed(
+                    token,
+                    gw::ChangeEmailRequest {
+                        new_email: fresh_email("moving"),
+                        current_password: PASSWORD.into(),
+                    },
+                ))
+                .await
+                .map(drop),
+            "ConfirmEmailChange" => reached_identity(
+                gw.confirm_email_change(authed(
+                    token,
+                    gw::ConfirmEmailChangeRequest {
+                        code: "000000".into(),
+                    },
+                ))
+                .await,
+                "code",
+            ),
             "Login" => gw
                 .login(authed(
                     token,
@@ -900,6 +983,29 @@ impl Fixture {
                 .map(drop),
             other => panic!("no call for the case {other}"),
         }
+    }
+}
+
+/// `Ok` when the call was refused by identity's own check of `field` (a wrong password or
+/// code): it went past the gateway's authorization. Any other refusal is returned as is, and
+/// a success is a failure of the cell (the input was meant to be wrong).
+fn reached_identity<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    field: &str,
+) -> Result<(), Status> {
+    match result {
+        Ok(value) => Err(Status::unknown(format!(
+            "(test check failed) a wrong {field} was accepted: {value:?}"
+        ))),
+        Err(status)
+            if status.code() == Code::InvalidArgument
+                && kc_runtime::error::field_violations(&status)
+                    .iter()
+                    .any(|violation| violation.field == field) =>
+        {
+            Ok(())
+        }
+        Err(status) => Err(status),
     }
 }
 

@@ -409,7 +409,44 @@ async fn session_rpcs_are_rate_limited_per_caller() {
         .await,
         Code::ResourceExhausted,
     );
-    // Signed-in RPCs are not limited.
+    // So are the other public RPCs, and the signed-in ones that check a secret.
+    expect_code(
+        gw.verify_email(gw::VerifyEmailRequest {
+            email: person.email.clone(),
+            code: "000000".into(),
+            password: PASSWORD.into(),
+        })
+        .await,
+        Code::ResourceExhausted,
+    );
+    expect_code(
+        gw.request_password_reset(gw::RequestPasswordResetRequest {
+            email: person.email.clone(),
+        })
+        .await,
+        Code::ResourceExhausted,
+    );
+    expect_code(
+        gw.reset_password(gw::ResetPasswordRequest {
+            email: person.email.clone(),
+            code: "000000".into(),
+            new_password: PASSWORD.into(),
+        })
+        .await,
+        Code::ResourceExhausted,
+    );
+    expect_code(
+        gw.change_password(authed(
+            Some(&first.access_token),
+            gw::ChangePasswordRequest {
+                current_password: "a guess at the password".into(),
+                new_password: PASSWORD.into(),
+            },
+        ))
+        .await,
+        Code::ResourceExhausted,
+    );
+    // Other signed-in RPCs are not limited.
     for _ in 0..5 {
         gw.get_me(authed(Some(&first.access_token), gw::GetMeRequest {}))
             .await

@@ -6,7 +6,8 @@
 //!
 //! An operator creates a customer's site with its (French) primary contact (S1); the
 //! primary assigns an STC, an administrative contact and two secondaries (C2, C5, C6); a
-//! newcomer registers, verifies its e-mail with the code from its mail, and nominates itself
+//! newcomer registers, cannot sign in before it proves its address (I1), verifies its e-mail
+//! with the code from its mail, and nominates itself
 //! (A1, S3); the primary is told by e-mail, in French (A3, N1), and approves less than was
 //! asked, including contact updates VIEW (A4, T4); the newcomer is told (A2) and can now
 //! read the contacts (C7) but not change them; a renewal notice goes to the administrative
@@ -103,8 +104,8 @@ impl Gateway {
         }
     }
 
-    /// Registers a person: its user.
-    async fn register(&self, email: &str, name: &str, locale: &str) -> Value {
+    /// Registers a person; the answer is empty whatever the address (rule I2).
+    async fn register(&self, email: &str, name: &str, locale: &str) {
         let response = self
             .ok(
                 None,
@@ -112,7 +113,25 @@ impl Gateway {
                 json!({"email": email, "display_name": name, "password": PASSWORD, "locale": locale}),
             )
             .await;
-        response["user"].clone()
+        assert_eq!(response, json!({}), "Register answers nothing (I2)");
+    }
+
+    /// Proves `email` with the code of the registration mail (rule I1): the verified user.
+    async fn verify(&self, smtp: &SmtpServer, email: &str) -> Value {
+        let verification = mail(smtp, email, "NOTICE_KIND_EMAIL_VERIFICATION").await;
+        let verified = self
+            .ok(
+                None,
+                "VerifyEmail",
+                json!({"email": email, "code": code_in(&verification), "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(
+            verified["user"]["emailVerified"].as_bool(),
+            Some(true),
+            "{verified}"
+        );
+        verified["user"].clone()
     }
 
     /// Signs a person in: (access token, user).
@@ -201,6 +220,11 @@ async fn the_whole_story_through_the_gateway_with_grpcurl() {
             &access.url(),
             "--smtp-url",
             &smtp.url(),
+            "--code-opening-key-file",
+            &kc_testkit::secrets::test_keys()
+                .code_opening_key
+                .display()
+                .to_string(),
         ],
         &[
             ("DATABASE_URL", db.url.as_str()),
@@ -246,9 +270,11 @@ async fn the_whole_story_through_the_gateway_with_grpcurl() {
     let op = Some(operator.as_str());
 
     let paule_email = "paule.martin@acme.example";
-    let paule = gw.register(paule_email, "Paule Martin", "fr").await;
+    gw.register(paule_email, "Paule Martin", "fr").await;
+    let paule = gw.verify(&smtp, paule_email).await;
     let bruno_email = "bruno.lefevre@acme.example";
-    let bruno = gw.register(bruno_email, "Bruno Lefèvre", "fr").await;
+    gw.register(bruno_email, "Bruno Lefèvre", "fr").await;
+    let bruno = gw.verify(&smtp, bruno_email).await;
 
     let created = gw
         .ok(
@@ -318,23 +344,22 @@ async fn the_whole_story_through_the_gateway_with_grpcurl() {
 
     // ---- a newcomer registers, verifies its e-mail with the mailed code, nominates itself ----
     let nora_email = "nora.nouvelle@acme.example";
-    let nora = gw.register(nora_email, "Nora Nouvelle", "fr").await;
-    let nora_id = text(&nora, "userId").to_owned();
-    assert_eq!(nora["emailVerified"].as_bool(), Some(false), "{nora}");
+    gw.register(nora_email, "Nora Nouvelle", "fr").await;
+    // Before it proves its address, the newcomer cannot sign in (I1).
+    let unproven = gw
+        .call(
+            None,
+            "Login",
+            &json!({"email": nora_email, "password": PASSWORD}),
+        )
+        .await
+        .expect_err("an unproven account cannot sign in (I1)");
+    assert_eq!(unproven.code, "Unauthenticated", "{unproven:?}");
     let verification = mail(&smtp, nora_email, "NOTICE_KIND_EMAIL_VERIFICATION").await;
     assert_french(&verification);
-    let verified = gw
-        .ok(
-            None,
-            "VerifyEmail",
-            json!({"user_id": nora_id, "code": code_in(&verification)}),
-        )
-        .await;
-    assert_eq!(
-        verified["user"]["emailVerified"].as_bool(),
-        Some(true),
-        "{verified}"
-    );
+    let nora = gw.verify(&smtp, nora_email).await;
+    assert_eq!(text(&nora, "email"), nora_email, "{nora}");
+    assert_eq!(text(&nora, "displayName"), "Nora Nouvelle", "{nora}");
 
     let (nora_token, _) = gw.login(nora_email, PASSWORD).await;
     let newcomer = Some(nora_token.as_str());

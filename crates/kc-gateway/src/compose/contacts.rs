@@ -145,9 +145,9 @@ impl Gateway {
         })
     }
 
-    /// Admits the caller of the contact-changing `method` on `site_id`, then finds the
-    /// person with login e-mail `email`, or invites it in the site's language (see
-    /// [`Gateway::person`]). Returns the user and whether it was invited.
+    /// Admits the caller of the contact-changing `method` on `site_id`, then binds the
+    /// login e-mail `email` to its account, inviting it in the site's language unless its
+    /// address is proven (see [`Gateway::person`], rule I1). Returns the user and whether it was invited.
     async fn admit_person(
         &self,
         ctx: &Ctx,
@@ -231,8 +231,8 @@ impl Gateway {
         })
     }
 
-    /// `AssignContact`: CONTACTS_UPDATE; the person is looked up by e-mail, or invited,
-    /// then the registry assigns the role (C6).
+    /// `AssignContact`: CONTACTS_UPDATE; the person is bound by e-mail (invited unless its
+    /// address is proven, rule I1), then the registry assigns the role (C6).
     pub async fn assign_contact(
         &self,
         ctx: &Ctx,
@@ -323,8 +323,8 @@ impl Gateway {
         })
     }
 
-    /// `ReplaceContact`: CONTACTS_UPDATE; the new holder is looked up by e-mail, or
-    /// invited, then the registry swaps the holder (C5).
+    /// `ReplaceContact`: CONTACTS_UPDATE; the new holder is bound by e-mail (invited unless
+    /// its address is proven, rule I1), then the registry swaps the holder (C5).
     pub async fn replace_contact(
         &self,
         ctx: &Ctx,
@@ -361,8 +361,8 @@ impl Gateway {
         })
     }
 
-    /// `TransferPrimaryContact` (C8): ACCOUNT_MANAGEMENT; the new primary is looked up by
-    /// e-mail, or invited, then the registry transfers the role.
+    /// `TransferPrimaryContact` (C8): ACCOUNT_MANAGEMENT; the new primary is bound by e-mail
+    /// (invited unless its address is proven, rule I1), then the registry transfers the role.
     pub async fn transfer_primary_contact(
         &self,
         ctx: &Ctx,

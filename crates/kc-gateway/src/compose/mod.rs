@@ -8,6 +8,7 @@
 
 mod audit;
 mod contacts;
+mod me;
 mod notices;
 mod requests;
 mod rights;
@@ -196,10 +197,14 @@ impl Gateway {
             .collect())
     }
 
-    /// The person with login e-mail `email`, invited (created without a password, as a
-    /// customer) when identity does not know it: then `display_name` is required. Returns
-    /// the user and whether it was invited. `locale` falls back to `default_locale`, which is
-    /// awaited only when someone is invited.
+    /// The account that owns the login e-mail `email`, bound through identity's
+    /// `InviteUser` (rule I1), asked as the gateway. A proven account is returned as it is;
+    /// an address without an account, or whose account is unproven, is invited: identity
+    /// discards any pending claim on it (credentials a stranger set never survive) and mails
+    /// the address a fresh invitation code, and whoever proves the mailbox owns the account.
+    /// Returns the user and whether it was invited. `display_name` is required when nobody
+    /// has the address yet; `locale` falls back to `default_locale`. A refusal of identity
+    /// (e.g. an address confusable with another account's, rule I3) comes back as sent.
     async fn person(
         &self,
         ctx: &Ctx,
@@ -211,71 +216,45 @@ impl Gateway {
         if email.trim().is_empty() {
             return Err(GatewayError::invalid("email", "required"));
         }
-        if let Some(user) = self.lookup(ctx, email).await? {
-            return Ok((user, false));
-        }
-        let Some(display_name) = display_name.filter(|name| !name.trim().is_empty()) else {
-            return Err(GatewayError::invalid(
-                "display_name",
-                "required: nobody has this e-mail yet, so the person is invited with this name",
-            ));
-        };
+        let display_name = display_name
+            .filter(|name| !name.trim().is_empty())
+            .unwrap_or_default();
         let locale = if locale.trim().is_empty() {
             default_locale.await?
         } else {
             locale.to_owned()
         };
-        let created = self
+        let invited = self
             .clients
-            .create_user(
-                ctx,
-                identity::CreateUserRequest {
+            .invite_user(
+                &ctx.as_gateway(),
+                identity::InviteUserRequest {
                     email: email.to_owned(),
                     display_name: display_name.to_owned(),
                     locale,
-                    kind: identity::UserKind::Customer as i32,
-                    password: None,
                 },
             )
             .await;
-        match created {
+        match invited {
             Ok(response) => {
-                let user = response
-                    .user
-                    .ok_or_else(|| GatewayError::missing(Svc::Identity, "user"))?;
-                tracing::info!(user_id = %user.user_id, "invited a new user");
-                Ok((user, true))
+                let user = required(Svc::Identity, "user", response.user)?;
+                if response.invited {
+                    tracing::info!(user_id = %user.user_id, "invited an address (rule I1)");
+                }
+                Ok((user, response.invited))
             }
-            // Someone registered the e-mail meanwhile: take that user.
-            Err(GatewayError::Downstream { status, .. })
-                if status.code() == Code::AlreadyExists =>
+            Err(GatewayError::Downstream { ref status, .. })
+                if display_name.is_empty()
+                    && status.code() == Code::InvalidArgument
+                    && kc_runtime::error::field_violations(status)
+                        .iter()
+                        .any(|violation| violation.field == "display_name") =>
             {
-                let user = self.lookup(ctx, email).await?.ok_or_else(|| {
-                    GatewayError::Internal(anyhow::anyhow!(
-                        "identity refused a new user as existing but does not find it"
-                    ))
-                })?;
-                Ok((user, false))
-            }
-            Err(error) => Err(error),
-        }
-    }
-
-    /// The user with login e-mail `email`, if any.
-    async fn lookup(&self, ctx: &Ctx, email: &str) -> Result<Option<User>, GatewayError> {
-        match self
-            .clients
-            .lookup_user(
-                ctx,
-                identity::LookupUserRequest {
-                    email: email.to_owned(),
-                },
-            )
-            .await
-        {
-            Ok(response) => Ok(response.user),
-            Err(GatewayError::Downstream { status, .. }) if status.code() == Code::NotFound => {
-                Ok(None)
+                Err(GatewayError::invalid(
+                    "display_name",
+                    "required: nobody has this e-mail yet, so the person is invited with this \
+                     name",
+                ))
             }
             Err(error) => Err(error),
         }

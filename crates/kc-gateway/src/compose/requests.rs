@@ -12,6 +12,17 @@ use crate::clients::{Ctx, Svc};
 use crate::error::GatewayError;
 use crate::policy::{Need, Rule, decider_permission, method, rule};
 
+/// The refusal of DecideAccessRequest for a customer who may not decide the request, and
+/// for an unknown request id: the same words, so that neither the existence, the site nor
+/// the kind of a request shows (rule I2).
+const MAY_NOT_DECIDE: &str = "permission denied: deciding an access request needs \
+     PERMISSION_APPROVE_SITE_ACCESS (site access) or PERMISSION_APPROVE_SUPPORT_ACCESS \
+     (support access) on the request's site";
+
+/// The refusal of CancelMyRequest for someone else's request and for an unknown id (rule
+/// I2).
+const NOT_ONE_OF_YOURS: &str = "access request not found among your requests";
+
 /// The kinds of request the results of a check of `permissions` allow to decide.
 fn decidable_kinds(permissions: &[Permission], allowed: &[bool]) -> Vec<AccessRequestKind> {
     permissions
@@ -93,7 +104,16 @@ impl Gateway {
                     etag: request.etag,
                 },
             )
-            .await?;
+            .await
+            .map_err(|error| match error {
+                // Someone else's request and an unknown id answer alike (rule I2).
+                GatewayError::Downstream { ref status, .. }
+                    if matches!(status.code(), Code::NotFound | Code::PermissionDenied) =>
+                {
+                    GatewayError::NotFound(NOT_ONE_OF_YOURS.into())
+                }
+                other => other,
+            })?;
         Ok(pb::CancelMyRequestResponse {
             request: Some(required(Svc::Access, "request", response.request)?),
         })
@@ -213,8 +233,9 @@ impl Gateway {
                 .await
             {
                 Ok(response) => required(Svc::Access, "request", response.request)?,
+                // An unknown id answers like a request the caller may not decide (rule I2).
                 Err(GatewayError::Downstream { status, .. }) if status.code() == Code::NotFound => {
-                    return Err(GatewayError::NotFound("access request not found".into()));
+                    return Err(GatewayError::PermissionDenied(MAY_NOT_DECIDE.into()));
                 }
                 Err(error) => return Err(error),
             };
@@ -229,7 +250,15 @@ impl Gateway {
                 Permission::ApproveSupportAccess => &[Permission::ApproveSupportAccess],
                 _ => &[Permission::ApproveSiteAccess],
             });
-            self.require(ctx, site_id, need).await?;
+            self.require(ctx, site_id, need)
+                .await
+                .map_err(|error| match error {
+                    // Said the same way whatever the request's kind or site (rule I2).
+                    GatewayError::PermissionDenied(_) => {
+                        GatewayError::PermissionDenied(MAY_NOT_DECIDE.into())
+                    }
+                    other => other,
+                })?;
         }
         match decision {
             AccessDecision::Reject => {

@@ -1,5 +1,8 @@
-//! Sessions (public, rate limited per caller address): Register, VerifyEmail, Login,
-//! Refresh, Logout, forwarded to identity.
+//! Sessions (public, rate limited per caller address): Register, VerifyEmail,
+//! RequestPasswordReset, ResetPassword, Login, Refresh, Logout, forwarded to identity.
+//!
+//! Register and RequestPasswordReset answer alike for every address (rule I2): identity's
+//! empty answer is passed on as an empty answer, and what differs goes by e-mail.
 
 use std::net::IpAddr;
 
@@ -11,7 +14,8 @@ use crate::clients::{Ctx, Svc};
 use crate::error::GatewayError;
 
 impl Gateway {
-    /// `Register`: identity `RegisterUser`.
+    /// `Register`: identity `RegisterUser`. The answer is empty whatever the address (rule
+    /// I2): the next step is in the mail identity sends to it.
     pub async fn register(
         &self,
         ctx: &Ctx,
@@ -19,8 +23,7 @@ impl Gateway {
         request: pb::RegisterRequest,
     ) -> Result<pb::RegisterResponse, GatewayError> {
         self.limit_sessions(peer)?;
-        let response = self
-            .clients
+        self.clients
             .register_user(
                 ctx,
                 identity::RegisterUserRequest {
@@ -31,12 +34,11 @@ impl Gateway {
                 },
             )
             .await?;
-        Ok(pb::RegisterResponse {
-            user: Some(required(Svc::Identity, "user", response.user)?),
-        })
+        Ok(pb::RegisterResponse {})
     }
 
-    /// `VerifyEmail`: identity `VerifyEmail`.
+    /// `VerifyEmail`: identity `VerifyEmail` with the address, the mailed code and the
+    /// password of the registration (rule I1).
     pub async fn verify_email(
         &self,
         ctx: &Ctx,
@@ -49,7 +51,7 @@ impl Gateway {
             .verify_email(
                 ctx,
                 identity::VerifyEmailRequest {
-                    user_id: request.user_id,
+                    email: request.email,
                     code: request.code,
                     password: request.password,
                 },
@@ -58,6 +60,47 @@ impl Gateway {
         Ok(pb::VerifyEmailResponse {
             user: Some(required(Svc::Identity, "user", response.user)?),
         })
+    }
+
+    /// `RequestPasswordReset`: identity `RequestPasswordReset`; always empty (rule I2).
+    pub async fn request_password_reset(
+        &self,
+        ctx: &Ctx,
+        peer: Option<IpAddr>,
+        request: pb::RequestPasswordResetRequest,
+    ) -> Result<pb::RequestPasswordResetResponse, GatewayError> {
+        self.limit_sessions(peer)?;
+        self.clients
+            .request_password_reset(
+                ctx,
+                identity::RequestPasswordResetRequest {
+                    email: request.email,
+                },
+            )
+            .await?;
+        Ok(pb::RequestPasswordResetResponse {})
+    }
+
+    /// `ResetPassword`: identity `ResetPassword`, which proves the address, ends every
+    /// session and revokes every access token of the account.
+    pub async fn reset_password(
+        &self,
+        ctx: &Ctx,
+        peer: Option<IpAddr>,
+        request: pb::ResetPasswordRequest,
+    ) -> Result<pb::ResetPasswordResponse, GatewayError> {
+        self.limit_sessions(peer)?;
+        self.clients
+            .reset_password(
+                ctx,
+                identity::ResetPasswordRequest {
+                    email: request.email,
+                    code: request.code,
+                    new_password: request.new_password,
+                },
+            )
+            .await?;
+        Ok(pb::ResetPasswordResponse {})
     }
 
     /// `Login`: identity `Authenticate`.
@@ -110,7 +153,8 @@ impl Gateway {
         })
     }
 
-    /// `Logout`: identity `RevokeSession`.
+    /// `Logout`: identity `RevokeSession`, which ends the session of the refresh token and
+    /// revokes the access tokens issued in it (rule I4).
     pub async fn logout(
         &self,
         ctx: &Ctx,

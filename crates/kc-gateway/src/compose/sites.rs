@@ -234,7 +234,7 @@ impl Gateway {
         })
     }
 
-    /// `CreateSite` (operators): the people are looked up by e-mail, or invited,
+    /// `CreateSite` (operators): the people are bound by e-mail (invited unless proven, I1),
     /// concurrently; then the registry creates the site with them (S1, C5).
     pub async fn create_site(
         &self,

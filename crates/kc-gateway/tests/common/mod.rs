@@ -1,18 +1,20 @@
 //! Harness of the gateway tests: ONE real Postgres database and the five real services
-//! in-process on `127.0.0.1`, each in its own schema: identity (cheap argon2), the contact
-//! registry, access management and notification (delivering to a real SMTP server,
+//! in-process on `127.0.0.1`, each in its own schema: identity (cheap argon2, the test
+//! key-encryption key, codes sealed to notification's test key), the contact registry,
+//! access management and notification (opening the codes, delivering to a real SMTP server,
 //! aiosmtpd), the last two and the gateway with service accounts made through identity's
 //! domain.
 //!
 //! Every service runs under its own shutdown signal, so a test can stop one and start it
 //! again on the same port (the fault tests). The tests call ONLY the gateway, as people do:
-//! they register and sign in through its session RPCs and send their access token.
+//! they register, prove their address with the mailed code (rule I1) and sign in through its
+//! session RPCs, and send their access token. Codes are read as notification reads them
+//! ([`kc_testkit::codes::CodeReader`]) or from the real mail ([`Suite::mail`], [`code_in`]).
 #![allow(dead_code, missing_docs)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use futures::StreamExt;
 use kc_access::config::AccessArgs;
 use kc_contacts::config::ContactsArgs;
 use kc_gateway::config::GatewayArgs;
@@ -26,7 +28,9 @@ use kc_proto::gateway::gateway_service_client::GatewayServiceClient;
 use kc_proto::gateway::{self as gw};
 use kc_proto::identity::identity_service_client::IdentityServiceClient;
 use kc_proto::identity::{self as ipb};
-use kc_testkit::smtp::SmtpServer;
+use kc_testkit::codes::{CodeReader, MailedCode};
+use kc_testkit::secrets::{identity_key_args, notification_key_args};
+use kc_testkit::smtp::{ReceivedMessage, SmtpServer};
 use kc_testkit::{Restartable, TestDatabase, ready_channel, test_database};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -107,9 +111,11 @@ impl Suite {
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
 
         // Identity, then its domain for the operator and the service accounts.
+        let key_args = identity_key_args();
         let mut argv = vec!["kc-identity", "--database-url", &db.url];
         argv.extend(FAST_HASHING);
         argv.extend(NO_DRAIN);
+        argv.extend(key_args.iter().map(String::as_str));
         let identity_args = IdentityArgs::parse_from(argv).expect("identity arguments parse");
         let identity = start_identity(&identity_args, any).await;
         let identity_domain = kc_identity::build(&identity_args)
@@ -171,6 +177,7 @@ impl Suite {
             smtp.url(),
         ];
         argv.extend(NO_DRAIN.map(str::to_owned));
+        argv.extend(notification_key_args());
         let notification_args =
             NotificationArgs::parse_from(argv).expect("notification arguments parse");
         notification_args
@@ -301,24 +308,69 @@ impl Suite {
 
     // ---- people ----
 
-    /// Registers `name` through the gateway with a fresh e-mail and signs it in.
+    /// Registers `name` through the gateway with a fresh e-mail, proves the address with the
+    /// mailed code (rule I1) and signs it in.
     pub async fn person(&self, name: &str) -> Person {
         self.person_in(name, "en").await
     }
 
-    /// Registers `name` with `locale` through the gateway and signs it in.
+    /// Registers `name` with `locale` through the gateway, proves the address with the
+    /// mailed code and signs it in.
     pub async fn person_in(&self, name: &str, locale: &str) -> Person {
         let email = fresh_email(name);
+        self.register(&email, name, PASSWORD, locale)
+            .await
+            .unwrap_or_else(|status| panic!("register {name}: {status:?}"));
+        self.verify(&email, PASSWORD).await;
+        login(&self.gateway_channel, &email).await
+    }
+
+    /// `Register` through the gateway, anonymously.
+    pub async fn register(
+        &self,
+        email: &str,
+        name: &str,
+        password: &str,
+        locale: &str,
+    ) -> Result<gw::RegisterResponse, Status> {
         self.gw()
             .register(gw::RegisterRequest {
-                email: email.clone(),
+                email: email.into(),
                 display_name: name.into(),
-                password: PASSWORD.into(),
+                password: password.into(),
                 locale: locale.into(),
             })
             .await
-            .unwrap_or_else(|status| panic!("register {name}: {status:?}"));
-        login(&self.gateway_channel, &email).await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Proves `email` through the gateway's `VerifyEmail` with its outstanding code and the
+    /// password of its registration; returns the proven user.
+    pub async fn verify(&self, email: &str, password: &str) -> ipb::User {
+        let code = self.code_for(email).await.code;
+        self.gw()
+            .verify_email(gw::VerifyEmailRequest {
+                email: email.into(),
+                code,
+                password: password.into(),
+            })
+            .await
+            .unwrap_or_else(|status| panic!("verify {email}: {status:?}"))
+            .into_inner()
+            .user
+            .expect("the verified user")
+    }
+
+    /// The outstanding code identity mailed to `email`, read as notification reads it (from
+    /// identity's event stream as the operator, opened with the test key); codes already
+    /// used, replaced or expired are skipped.
+    pub async fn code_for(&self, email: &str) -> MailedCode {
+        CodeReader::new(
+            ready_channel(&self.identity.url()).await,
+            self.operator.token.clone(),
+        )
+        .next_code(email)
+        .await
     }
 
     /// Signs in `email` through the gateway: (access token, refresh token).
@@ -333,32 +385,47 @@ impl Suite {
             .into_inner()
     }
 
-    /// The e-mail verification code identity sent to `user_id` (read from its event stream,
-    /// as the operator).
-    pub async fn verification_code(&self, user_id: &str) -> String {
-        let mut identity = IdentityServiceClient::new(ready_channel(&self.identity.url()).await);
-        let mut stream = identity
-            .watch_events(authed(
-                Some(&self.operator.token),
-                ipb::WatchEventsRequest::default(),
-            ))
-            .await
-            .expect("watch identity events")
-            .into_inner();
-        tokio::time::timeout(PATIENCE, async {
-            while let Some(item) = stream.next().await {
-                let event = item.expect("identity event").event.expect("event body");
-                if let Some(ipb::event::Payload::EmailVerificationRequested(request)) =
-                    &event.payload
-                    && event.user_id == user_id
-                {
-                    return request.code.clone();
-                }
-            }
-            panic!("identity event stream ended");
-        })
-        .await
-        .unwrap_or_else(|_| panic!("the verification code arrives within {PATIENCE:?}"))
+    // ---- mail, as the SMTP server received it ----
+
+    /// The mails of `kind` (`NOTICE_KIND_…`, the `X-Keycontacts-Kind` header) received so
+    /// far for `email`, oldest first.
+    pub fn mails(&self, email: &str, kind: &str) -> Vec<ReceivedMessage> {
+        self.smtp
+            .messages()
+            .into_iter()
+            .filter(|message| is_mail(message, email, kind))
+            .collect()
+    }
+
+    /// Every mail received so far for `email`, of any kind, oldest first.
+    pub fn all_mails(&self, email: &str) -> Vec<ReceivedMessage> {
+        self.smtp
+            .messages()
+            .into_iter()
+            .filter(|message| {
+                message
+                    .rcpt_tos
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case(email))
+            })
+            .collect()
+    }
+
+    /// The `n`-th (1-based) mail of `kind` to `email`, once the SMTP server received it.
+    pub async fn mail(&self, email: &str, kind: &str, n: usize) -> ReceivedMessage {
+        let messages = self
+            .smtp
+            .wait_for(
+                &format!("mail {n} of {kind} reaches {email}"),
+                PATIENCE,
+                |messages| messages.iter().filter(|m| is_mail(m, email, kind)).count() >= n,
+            )
+            .await;
+        messages
+            .into_iter()
+            .filter(|message| is_mail(message, email, kind))
+            .nth(n - 1)
+            .expect("the mail that was waited for")
     }
 
     // ---- sites, as the operator ----
@@ -513,6 +580,37 @@ pub fn contact_person(person: &Person) -> gw::ContactPerson {
         locale: String::new(),
         details: None,
     }
+}
+
+/// Whether `message` is a mail of `kind` (`NOTICE_KIND_…`) to `email`.
+pub fn is_mail(message: &ReceivedMessage, email: &str, kind: &str) -> bool {
+    message
+        .rcpt_tos
+        .iter()
+        .any(|rcpt| rcpt.eq_ignore_ascii_case(email))
+        && message.header("X-Keycontacts-Kind") == Some(kind)
+}
+
+/// The one-time code of a mail, if it holds one: a line of its text that is nothing but a
+/// code, six digits or a long code of 20 Crockford base32 characters (hyphens and spaces
+/// between groups allowed).
+pub fn find_code(message: &ReceivedMessage) -> Option<String> {
+    let text = message.text.as_deref()?;
+    text.lines().map(str::trim).find_map(|line| {
+        let compact: String = line.chars().filter(|c| !matches!(c, '-' | ' ')).collect();
+        let short = compact.len() == 6 && compact.bytes().all(|b| b.is_ascii_digit());
+        let long = compact.len() == 20
+            && compact
+                .chars()
+                .all(|c| c.is_ascii_digit() || (c.is_ascii_uppercase() && !"ILOU".contains(c)));
+        (short || long).then(|| line.to_owned())
+    })
+}
+
+/// The one-time code of a mail that must hold one.
+#[track_caller]
+pub fn code_in(message: &ReceivedMessage) -> String {
+    find_code(message).unwrap_or_else(|| panic!("a code in {:?}", message.text))
 }
 
 /// A fresh e-mail address whose local part starts with `hint`.
