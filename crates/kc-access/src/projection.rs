@@ -10,7 +10,10 @@
 //!   `(site, user, role)`, a replacement swaps the holder, a primary transfer moves PRIMARY
 //!   to the new holder and records the role the previous one keeps.
 //! - `access.identity` follows `IdentityService/WatchEvents` into `users`: login e-mail,
-//!   whether it is verified (A7) and whether the user is disabled (no access at all).
+//!   whether it is proven (I1, A7) and whether the user is disabled (no access at all). An
+//!   account identity has not proven (`USER_STATE_INVITED`) is kept with
+//!   `email_verified = false` whatever its event says, so that only proven, active accounts
+//!   are granted rights or may ask for them (rule I1).
 //!
 //! Each event is applied in the consumer's transaction with its cursor, so effects and
 //! cursor move together, and every apply is idempotent (upserts and deletes keyed by ids).
@@ -195,7 +198,15 @@ pub async fn apply_identity_event(
         Some(Payload::UserUpdated(e)) => e.user.as_ref(),
         Some(Payload::UserDisabled(e)) => e.user.as_ref(),
         Some(Payload::UserEnabled(e)) => e.user.as_ref(),
-        Some(Payload::EmailVerificationRequested(_)) | None => None,
+        // Mails and revocations change nothing this projection keeps (revoked tokens are
+        // refused by the token verifier, rule I4); payloads of a newer identity neither.
+        Some(
+            Payload::EmailVerificationRequested(_)
+            | Payload::RegistrationAttempted(_)
+            | Payload::EmailChangeRequested(_)
+            | Payload::TokensRevoked(_),
+        )
+        | None => None,
     };
     let Some(user) = user else {
         return Ok(None);
@@ -206,7 +217,10 @@ pub async fn apply_identity_event(
         &ProjectedUser {
             user_id,
             email: user.email.to_lowercase(),
-            email_verified: user.email_verified,
+            // Proven means verified AND past the invitation: identity keeps an unproven
+            // account in USER_STATE_INVITED until its owner proves the address (rule I1).
+            email_verified: user.email_verified
+                && user.state != identity_pb::UserState::Invited as i32,
             disabled: user.state == identity_pb::UserState::Disabled as i32,
         },
     )

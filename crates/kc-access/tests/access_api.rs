@@ -1612,11 +1612,11 @@ async fn auto_approve_only_for_a_verified_email_in_the_domain() {
     assert_eq!(stored.reporting, Re::View as i32);
     assert_eq!(stored.entitlements, En::None as i32, "UNSPECIFIED is NONE");
 
-    let verified = uuid(&s.register("vera@acme.example").await.user_id);
-    assert!(s.verify_email(verified).await.email_verified);
-    let unverified = uuid(&s.register("walt@acme.example").await.user_id);
+    let verified = s.register("vera@acme.example").await;
+    assert!(verified.email_verified);
+    let verified = uuid(&verified.user_id);
+    let unverified = s.register_unproven("walt@acme.example").await;
     let elsewhere = uuid(&s.register("olga@other.example").await.user_id);
-    s.verify_email(elsewhere).await;
     let asked = pb::ToolAccess {
         software: Sw::Full as i32,
         entitlements: En::View as i32,
@@ -1654,21 +1654,29 @@ async fn auto_approve_only_for_a_verified_email_in_the_domain() {
             .allowed
     );
 
-    // Unverified, or another domain: an ordinary PENDING request.
-    for requester in [unverified, elsewhere] {
-        let request = s
-            .submit_tools(requester, &site, asked)
+    // rule I1: an unverified requester in the domain asks for nothing at all (it used to
+    // get an ordinary PENDING request; an unproven account now holds no request).
+    expect_refused(s.submit_tools(unverified, &site, asked).await, "I1");
+    assert!(s.my_requests(unverified).await.is_empty());
+    assert!(
+        !s.check(unverified, &site.site_id, P::SoftwareDownload)
             .await
-            .expect("submit");
-        assert_eq!(state(&request), State::Pending, "{request:?}");
-        assert!(!request.auto_approved);
-        assert_eq!(request.matched_domain, "");
-        assert!(
-            !s.check(requester, &site.site_id, P::SoftwareDownload)
-                .await
-                .allowed
-        );
-    }
+            .allowed
+    );
+
+    // Another domain: an ordinary PENDING request.
+    let request = s
+        .submit_tools(elsewhere, &site, asked)
+        .await
+        .expect("submit");
+    assert_eq!(state(&request), State::Pending, "{request:?}");
+    assert!(!request.auto_approved);
+    assert_eq!(request.matched_domain, "");
+    assert!(
+        !s.check(elsewhere, &site.site_id, P::SoftwareDownload)
+            .await
+            .allowed
+    );
 
     // The events: submitted, then decided, with no actor (the policy decided).
     let events = s
@@ -1729,9 +1737,7 @@ async fn auto_pending_marks_the_request_and_waits_for_an_approver() {
     .await
     .expect("MANUAL");
     let marked = uuid(&s.register("pat@pending.example").await.user_id);
-    s.verify_email(marked).await;
     let manual = uuid(&s.register("max@manual.example").await.user_id);
-    s.verify_email(manual).await;
     let asked = Level::Software(Sw::Full).alone();
 
     let request = submit_when_matched(&s, marked, &site, asked, |r| {
@@ -2574,4 +2580,228 @@ async fn operators_grant_and_decide_but_respect_the_primary_and_the_stc() {
     assert_eq!(granted.actor_id, s.operator_id.to_string());
     assert_eq!(granted.via_service, "");
     assert_eq!(granted.resource_id, user.to_string());
+}
+
+// rule I1: an account whose address is not proven holds nothing: it is granted no tool and
+// no support level, and asks for nothing; once its owner proves the address it is treated
+// like anyone.
+#[tokio::test]
+async fn an_unproven_account_is_granted_nothing_and_asks_for_nothing() {
+    let s = Suite::start().await;
+    let primary = s.user().await;
+    let site = s.site(primary).await;
+    let email = format!("ursula-{}@example.com", Uuid::new_v4().simple());
+    let unproven = s.register_unproven(&email).await;
+
+    // rule I1: no grant, whoever grants it.
+    let refused = expect_refused(
+        s.set_tools(
+            primary,
+            &site.site_id,
+            unproven,
+            Level::Reporting(Re::View).alone(),
+            "before the proof",
+        )
+        .await,
+        "I1",
+    );
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    let refused = expect_refused(
+        s.set_support(
+            primary,
+            &site.site_id,
+            unproven,
+            Su::Basic,
+            "before the proof",
+        )
+        .await,
+        "I1",
+    );
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    let by_operator = s
+        .access()
+        .set_tool_access(s.op(pb::SetToolAccessRequest {
+            site_id: site.site_id.clone(),
+            user_id: unproven.to_string(),
+            tools: Some(top_tools()),
+            reason: "the operator tries".into(),
+            etag: String::new(),
+        }))
+        .await;
+    expect_refused(by_operator, "I1");
+    // rule I1: and no request.
+    let refused = expect_refused(
+        s.submit_tools(unproven, &site, Level::Software(Sw::Full).alone())
+            .await,
+        "I1",
+    );
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    expect_refused(s.submit_support(unproven, &site, Su::Full).await, "I1");
+    assert!(s.my_requests(unproven).await.is_empty());
+    assert!(
+        s.site_requests(&site.site_id, State::Unspecified)
+            .await
+            .is_empty()
+    );
+    let profile = s.profile(&site.site_id, unproven).await;
+    assert_eq!(profile.explicit, Some(no_tools()), "{profile:?}");
+    assert_eq!(profile.explicit_support_level, Su::NoAccess as i32);
+    assert!(
+        !s.check(unproven, &site.site_id, P::ReportsView)
+            .await
+            .allowed
+    );
+    assert!(
+        s.audit(&site.site_id)
+            .await
+            .iter()
+            .all(|record| record.resource_id != unproven.to_string()),
+        "nothing about the unproven account is recorded"
+    );
+
+    // Proven: the same calls go through.
+    let proven = s.prove(&email).await;
+    assert_eq!(uuid(&proven.user_id), unproven);
+    s.set_tools(
+        primary,
+        &site.site_id,
+        unproven,
+        Level::Reporting(Re::View).alone(),
+        "proven now",
+    )
+    .await
+    .expect("grant after the proof");
+    s.submit_tools(unproven, &site, Level::Software(Sw::DownloadsOnly).alone())
+        .await
+        .expect("a request after the proof");
+    assert!(
+        s.check(unproven, &site.site_id, P::ReportsView)
+            .await
+            .allowed
+    );
+}
+
+// rule I1: a user who is no longer active (disabled in identity) is granted nothing more and
+// its pending request is not approved; its rights can still be lowered and revoked, and once
+// enabled again it is treated like anyone.
+#[tokio::test]
+async fn a_disabled_user_is_granted_nothing_but_can_lose_rights() {
+    let s = Suite::start().await;
+    let [primary, member] = s.users(2).await.try_into().unwrap();
+    let site = s.site(primary).await;
+    s.set_tools(
+        primary,
+        &site.site_id,
+        member,
+        Level::Reporting(Re::View).alone(),
+        "reports",
+    )
+    .await
+    .expect("grant while active");
+    let request = s
+        .submit_tools(member, &site, Level::Software(Sw::DownloadsOnly).alone())
+        .await
+        .expect("request while active");
+
+    s.disable(member).await;
+    eventually("access management learns the user is disabled", || async {
+        let profile = s.profile(&site.site_id, member).await;
+        if profile.user_disabled {
+            Ok(())
+        } else {
+            Err(format!("{profile:?}"))
+        }
+    })
+    .await;
+
+    expect_refused(
+        s.approve(primary, &request.request_id, None, Su::Unspecified)
+            .await,
+        "I1",
+    );
+    assert_eq!(
+        state(&s.get_request(&request.request_id).await),
+        State::Pending
+    );
+    expect_refused(
+        s.set_tools(
+            primary,
+            &site.site_id,
+            member,
+            Level::Entitlements(En::View).alone(),
+            "more",
+        )
+        .await,
+        "I1",
+    );
+    expect_refused(
+        s.set_support(primary, &site.site_id, member, Su::Basic, "more")
+            .await,
+        "I1",
+    );
+    // Lowering stays possible: rights are taken away from anyone.
+    let lowered = s
+        .set_tools(
+            primary,
+            &site.site_id,
+            member,
+            Level::Reporting(Re::None).alone(),
+            "no more reports",
+        )
+        .await
+        .expect("lower a disabled user's rights");
+    assert_eq!(lowered.explicit, Some(no_tools()));
+
+    s.enable(member).await;
+    let approved = eventually("the enabled user's request is approved", || async {
+        s.approve(primary, &request.request_id, None, Su::Unspecified)
+            .await
+            .map_err(|status| format!("{status:?}"))
+    })
+    .await;
+    assert_eq!(state(&approved.request.expect("request")), State::Approved);
+    assert!(
+        s.check(member, &site.site_id, P::SoftwareDownload)
+            .await
+            .allowed
+    );
+}
+
+// rule I1: a role given to an address whose account is unproven is an invitation: the
+// account holds nothing through it (every check denied) until its owner proves the address;
+// then the role counts (T3: ADMINISTRATIVE implies account documents VIEW).
+#[tokio::test]
+async fn a_role_held_by_an_unproven_account_implies_nothing_until_the_proof() {
+    let s = Suite::start().await;
+    let primary = s.user().await;
+    let site = s.site(primary).await;
+    let email = format!("invitee-{}@example.com", Uuid::new_v4().simple());
+    let invitee = s.register_unproven(&email).await;
+    s.assign(&site.site_id, invitee, Role::Administrative).await;
+
+    let denied = eventually(
+        "access knows the unproven administrative contact",
+        || async {
+            let decision = s.check(invitee, &site.site_id, P::DocumentsView).await;
+            if decision.reason.contains("I1") {
+                Ok(decision)
+            } else {
+                Err(format!("{decision:?}"))
+            }
+        },
+    )
+    .await;
+    assert!(!denied.allowed, "{denied:?}");
+
+    s.prove(&email).await;
+    let allowed = eventually("the proven contact holds what its role implies", || async {
+        let decision = s.check(invitee, &site.site_id, P::DocumentsView).await;
+        if decision.allowed {
+            Ok(decision)
+        } else {
+            Err(format!("{decision:?}"))
+        }
+    })
+    .await;
+    assert!(allowed.reason.contains("ADMINISTRATIVE"), "{allowed:?}");
 }

@@ -1,4 +1,4 @@
-//! The self-nomination flow across real processes (rules A1, A3, A4, S3, T4): the `kc-identity`,
+//! The self-nomination flow across real processes (rules I1, A1, A3, A4, S3, T4): the `kc-identity`,
 //! `kc-contacts` and `kc-access` binaries as child processes on one database, wired with
 //! service accounts made by `kc-identity create-service-account`; a user nominates itself
 //! for a site through a gateway-like service, the primary contact sees the request and is
@@ -16,6 +16,7 @@ use kc_proto::contacts::{self as cpb};
 use kc_proto::identity::identity_service_client::IdentityServiceClient;
 use kc_proto::identity::{self as ipb};
 use kc_runtime::auth::ON_BEHALF_OF_HEADER;
+use kc_testkit::codes::CodeReader;
 use kc_testkit::process::{CoreProcesses, bootstrap_operator, grpcurl_json, service_account};
 use kc_testkit::ready_channel;
 use tonic::Request;
@@ -51,7 +52,7 @@ fn check(user: &str, site_id: &str, permission: pb::Permission) -> pb::CheckRequ
     }
 }
 
-// rules A1, S3, A3, A4, T4: self-nomination across processes.
+// rules I1, A1, S3, A3, A4, T4: self-nomination across processes, by proven users.
 #[tokio::test]
 async fn self_nomination_across_processes() {
     let db = kc_testkit::test_database().await;
@@ -89,7 +90,9 @@ async fn self_nomination_across_processes() {
         .into_inner()
         .access_token;
 
-    // Two people register: the site's future primary contact and the requester.
+    // Two people register and prove their addresses (rule I1) with the code identity mailed,
+    // read as notification reads it: the site's future primary contact and the requester.
+    let identity_channel = ready_channel(&identity.url()).await;
     let mut register = async |email: &str| {
         identity_client
             .register_user(ipb::RegisterUserRequest {
@@ -99,7 +102,18 @@ async fn self_nomination_across_processes() {
                 locale: "fr".into(),
             })
             .await
-            .expect("register")
+            .expect("register");
+        let mailed = CodeReader::new(identity_channel.clone(), operator_token.clone())
+            .next_code(email)
+            .await;
+        identity_client
+            .verify_email(ipb::VerifyEmailRequest {
+                email: email.into(),
+                code: mailed.code,
+                password: PASSWORD.into(),
+            })
+            .await
+            .expect("verify e-mail")
             .into_inner()
             .user
             .expect("user")

@@ -46,7 +46,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let verifier = args.identity.verifier(&args.server)?;
+    let verifier = args.identity.verifier(&args.server, &shutdown)?;
     run_with_verifier(args, verifier, listener, shutdown).await
 }
 

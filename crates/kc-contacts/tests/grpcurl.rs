@@ -26,6 +26,7 @@ async fn operator_token(database_url: &str, identity: &str) -> String {
         ])
         .arg(&password_file)
         .args(CHEAP_ARGON2)
+        .args(kc_testkit::secrets::identity_key_args())
         .env("DATABASE_URL", database_url)
         .output()
         .await
@@ -70,9 +71,15 @@ async fn create_user(identity: &str, bearer: &str, email: &str, name: &str) -> S
 #[tokio::test]
 async fn grpcurl_creates_a_site_and_lists_its_contacts_across_processes() {
     let db = kc_testkit::test_database().await;
+    // Identity with its key files (the key-encryption key and notification's sealing key).
+    let key_args = kc_testkit::secrets::identity_key_args();
+    let identity_args: Vec<&str> = CHEAP_ARGON2
+        .into_iter()
+        .chain(key_args.iter().map(String::as_str))
+        .collect();
     let identity = ServiceProcess::start(
         binary("kc-identity"),
-        &CHEAP_ARGON2,
+        &identity_args,
         &[("DATABASE_URL", db.url.as_str())],
     )
     .await;

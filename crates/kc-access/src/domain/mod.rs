@@ -270,6 +270,15 @@ pub enum AccessError {
         "rule A6: the user already has a PENDING {0} request on this site; wait for its decision or cancel it"
     )]
     PendingRequestExists(AccessRequestKind),
+    /// I1: the user a grant or a request is for has no proven address, or is not active
+    /// (disabled, or not yet known to the projection of identity's users).
+    #[error("rule I1: {message}")]
+    Unproven {
+        /// The user concerned.
+        user_id: Uuid,
+        /// What is refused, in words.
+        message: &'static str,
+    },
     /// A rule of DOMAIN.md forbids the change.
     #[error(transparent)]
     Rule(#[from] RuleViolation),
@@ -315,7 +324,9 @@ impl From<AccessError> for ApiError {
             | AccessError::NoMatchingSite
             | AccessError::RequestNotFound => ApiError::NotFound(message),
             AccessError::PendingRequestExists(_) => ApiError::AlreadyExists(message),
-            AccessError::Rule(_) => ApiError::FailedPrecondition(message),
+            AccessError::Rule(_) | AccessError::Unproven { .. } => {
+                ApiError::FailedPrecondition(message)
+            }
             AccessError::EtagMismatch(_) | AccessError::LostRace => ApiError::Aborted(message),
             AccessError::Forbidden(_) => ApiError::PermissionDenied(message),
             AccessError::Database(error) => ApiError::from(error),

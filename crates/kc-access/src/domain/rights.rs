@@ -248,14 +248,15 @@ impl Grants {
 }
 
 /// One user as the service knows it on one site: its roles there, its explicit grants, and
-/// whether identity disabled it.
+/// whether it holds nothing at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Subject {
     /// Roles held on the site.
     pub roles: RoleSet,
     /// Explicit grants on the site.
     pub explicit: Grants,
-    /// Identity disabled the user: it has no access at all.
+    /// The user holds nothing: identity disabled it (I4), or its address is not proven (an
+    /// invitation, I1). Its roles and grants are kept for when that ends.
     pub disabled: bool,
 }
 
@@ -467,8 +468,10 @@ pub struct Decision {
     pub reason: String,
 }
 
-/// The reason of every check of a disabled user.
-pub const DISABLED_REASON: &str = "user disabled: every permission is denied";
+/// The reason of every check of a user that holds nothing: disabled (I4), or whose address
+/// is not proven (I1).
+pub const DISABLED_REASON: &str =
+    "user disabled or address not proven (I1, I4): every permission is denied";
 
 /// A user's effective rights on a site: the higher of its explicit grants and what its
 /// roles imply (T3), nothing at all when it is disabled.

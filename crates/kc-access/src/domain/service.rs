@@ -35,11 +35,21 @@
 //!   grant; a revocation keeps the row, so versions never repeat), a request's and a
 //!   policy's their own. Empty means no check; anything else that is not the current
 //!   version, including a text this service never issued, is `Aborted`.
+//! - **I1, proven addresses.** Rights are granted (SetToolAccess or SetSupportAccess raising
+//!   a level, an approval, a domain policy's approval) only to a user whose login e-mail is
+//!   proven and who is active, as the projection of identity's users says, and only such a
+//!   user may submit a request; anything else is `FailedPrecondition` citing rule I1.
+//!   Lowering or revoking rights stays possible for anyone. The check reads the user's row
+//!   in share mode inside the write's transaction, so a disable applied meanwhile waits for
+//!   the write (or is seen by it). The projection may be a moment behind identity: a call
+//!   refused under I1 waits up to [`PROOF_PATIENCE`] for the projection to show the user
+//!   proven, then runs once more; a user unknown to the projection counts as unproven.
 //! - **Audit** (L1, T5): every change appends who (the person and the service it came
 //!   through; nobody for the service's own expiry and domain-policy approvals), what
 //!   (before and after as JSON), when, and why (the reason given, the approval note, the
 //!   justification of a submission).
 
+use std::future::Future;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -62,6 +72,14 @@ use crate::storage::{self, audit::NewRecord, requests::NewRequest};
 
 /// How many expired requests the sweeper handles per transaction.
 pub const EXPIRY_BATCH: usize = 100;
+
+/// How long a call refused under rule I1 waits for the projection of identity's users to
+/// show the user proven (identity's stream may be a moment behind a just-proven address)
+/// before the refusal stands.
+pub const PROOF_PATIENCE: Duration = Duration::from_secs(2);
+
+/// How often the projection is read again while waiting for a proof.
+const PROOF_POLL: Duration = Duration::from_millis(50);
 
 /// Settings of the operations.
 #[derive(Debug, Clone, Copy)]
@@ -312,6 +330,32 @@ impl Change {
     }
 }
 
+/// Rule I1: refuses, with `message`, a grant or request for a user that is not proven and
+/// active in the projection of identity's users. Holds the user's row in share mode until
+/// the transaction ends.
+async fn require_proven(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    message: &'static str,
+) -> Result<()> {
+    let user = storage::users::get_locked(conn, user_id).await?;
+    if user.is_some_and(|user| user.is_proven_and_active()) {
+        Ok(())
+    } else {
+        Err(AccessError::Unproven { user_id, message })
+    }
+}
+
+/// I1's refusal of a grant to a user.
+const UNPROVEN_GRANTEE: &str = "the user's login e-mail is not proven or the user is not \
+     active: rights are granted only to an account whose owner proved its address";
+/// I1's refusal of a request.
+const UNPROVEN_REQUESTER: &str = "only a user whose login e-mail is proven and who is active \
+     may ask for access (A1): prove the address with the code mailed to it first";
+/// I1's refusal of an approval.
+const UNPROVEN_APPROVAL: &str = "the requester's login e-mail is not proven or the requester \
+     is not active: its request cannot be approved";
+
 /// A site's lock, or `SiteNotFound`.
 async fn lock_site(conn: &mut PgConnection, site_id: Uuid) -> Result<Site> {
     storage::sites::lock(conn, site_id)
@@ -353,6 +397,43 @@ impl Access {
             pool,
             cache,
             settings,
+        }
+    }
+
+    /// Runs `attempt`; when rule I1 refuses it, waits up to [`PROOF_PATIENCE`] for the
+    /// projection to show the user proven and active, and runs it once more if it does.
+    async fn patient<T, F, Fut>(&self, attempt: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        match attempt().await {
+            Err(AccessError::Unproven { user_id, message }) => {
+                if self.await_proof(user_id).await? {
+                    attempt().await
+                } else {
+                    Err(AccessError::Unproven { user_id, message })
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the projection shows `user_id` proven and active within [`PROOF_PATIENCE`].
+    async fn await_proof(&self, user_id: Uuid) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + PROOF_PATIENCE;
+        loop {
+            let user = {
+                let mut conn = self.pool.acquire().await?;
+                storage::users::get(&mut conn, user_id).await?
+            };
+            if user.is_some_and(|user| user.is_proven_and_active()) {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() + PROOF_POLL > deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(PROOF_POLL).await;
         }
     }
 
@@ -414,7 +495,8 @@ impl Access {
         profile_on(&mut conn, site_id, user_id).await
     }
 
-    /// Sets some of a user's explicit tool levels (T4).
+    /// Sets some of a user's explicit tool levels (T4); raising one needs a proven, active
+    /// user (I1).
     pub async fn set_tools(
         &self,
         actor: Actor,
@@ -425,6 +507,19 @@ impl Access {
         etag: Etag,
     ) -> Result<Profile> {
         let actor = actor.person()?;
+        self.patient(|| self.set_tools_once(actor, site_id, user_id, levels, &reason, etag))
+            .await
+    }
+
+    async fn set_tools_once(
+        &self,
+        actor: Actor,
+        site_id: Uuid,
+        user_id: Uuid,
+        levels: [Option<ToolLevel>; 7],
+        reason: &str,
+        etag: Etag,
+    ) -> Result<Profile> {
         let mut tx = self.pool.begin().await?;
         let site = lock_site(&mut tx, site_id).await?;
         let before = profile_on(&mut tx, site_id, user_id).await?;
@@ -436,6 +531,9 @@ impl Access {
         if tools == current.tools {
             return Ok(before);
         }
+        if !tools.is_within(&current.tools) {
+            require_proven(&mut tx, user_id, UNPROVEN_GRANTEE).await?;
+        }
         let mut change = Change::new(site_id);
         let grants = Grants { tools, ..current };
         let after = self
@@ -446,7 +544,7 @@ impl Access {
                 "access.tools_set",
                 &before,
                 &grants,
-                &reason,
+                reason,
                 None,
             )
             .await?;
@@ -454,7 +552,8 @@ impl Access {
         Ok(after)
     }
 
-    /// Sets a user's explicit support level (U4–U6).
+    /// Sets a user's explicit support level (U4–U6); raising it needs a proven, active user
+    /// (I1).
     pub async fn set_support(
         &self,
         actor: Actor,
@@ -465,6 +564,19 @@ impl Access {
         etag: Etag,
     ) -> Result<Profile> {
         let actor = actor.person()?;
+        self.patient(|| self.set_support_once(actor, site_id, user_id, level, &reason, etag))
+            .await
+    }
+
+    async fn set_support_once(
+        &self,
+        actor: Actor,
+        site_id: Uuid,
+        user_id: Uuid,
+        level: SupportLevel,
+        reason: &str,
+        etag: Etag,
+    ) -> Result<Profile> {
         let mut tx = self.pool.begin().await?;
         let site = lock_site(&mut tx, site_id).await?;
         let before = profile_on(&mut tx, site_id, user_id).await?;
@@ -474,6 +586,9 @@ impl Access {
         check_support_change(&authority, &subject_of(&before.effective))?;
         if level == current.support {
             return Ok(before);
+        }
+        if level > current.support {
+            require_proven(&mut tx, user_id, UNPROVEN_GRANTEE).await?;
         }
         let mut change = Change::new(site_id);
         let grants = Grants {
@@ -488,7 +603,7 @@ impl Access {
                 "access.support_set",
                 &before,
                 &grants,
-                &reason,
+                reason,
                 None,
             )
             .await?;
@@ -626,7 +741,7 @@ impl Access {
     }
 
     /// Submits the actor's request for access to the site named by site number and customer
-    /// number (A1, S3, A5, A6), applying the site's domain policy (A7).
+    /// number (I1, A1, S3, A5, A6), applying the site's domain policy (A7).
     pub async fn submit(
         &self,
         actor: Actor,
@@ -637,7 +752,31 @@ impl Access {
         justification: String,
     ) -> Result<AccessRequest> {
         let actor = actor.person()?;
+        self.patient(|| {
+            self.submit_once(
+                actor,
+                site_number,
+                customer_number,
+                kind,
+                asked,
+                &justification,
+            )
+        })
+        .await
+    }
+
+    async fn submit_once(
+        &self,
+        actor: Actor,
+        site_number: &SiteNumber,
+        customer_number: &CustomerNumber,
+        kind: AccessRequestKind,
+        asked: Grants,
+        justification: &str,
+    ) -> Result<AccessRequest> {
         let mut tx = self.pool.begin().await?;
+        // Before the site is looked up: an unproven caller learns nothing about sites.
+        require_proven(&mut tx, actor.actor_id, UNPROVEN_REQUESTER).await?;
         let found = storage::sites::find(&mut tx, site_number.as_str(), customer_number.as_str())
             .await?
             .ok_or(AccessError::NoMatchingSite)?;
@@ -670,7 +809,7 @@ impl Access {
                 requester_id: actor.actor_id,
                 kind,
                 requested: &asked,
-                justification: &justification,
+                justification,
                 matched_domain: policy.as_ref().map(|policy| policy.domain.as_str()),
                 expire_time,
             },
@@ -828,8 +967,8 @@ impl Access {
         Ok(Page::from_rows(rows, size))
     }
 
-    /// Approves a PENDING request, granting `choice` (A3, A4, A5, A6, T4, U4–U6). Returns the
-    /// request and the requester's profile after.
+    /// Approves a PENDING request, granting `choice` (I1, A3, A4, A5, A6, T4, U4–U6).
+    /// Returns the request and the requester's profile after.
     pub async fn approve(
         &self,
         actor: Actor,
@@ -839,6 +978,18 @@ impl Access {
         etag: Etag,
     ) -> Result<(AccessRequest, Profile)> {
         let actor = actor.person()?;
+        self.patient(|| self.approve_once(actor, request_id, choice, note.as_deref(), etag))
+            .await
+    }
+
+    async fn approve_once(
+        &self,
+        actor: Actor,
+        request_id: Uuid,
+        choice: GrantChoice,
+        note: Option<&str>,
+        etag: Etag,
+    ) -> Result<(AccessRequest, Profile)> {
         let mut tx = self.pool.begin().await?;
         let (site, request) = lock_request(&mut tx, request_id).await?;
         check_pending(&request)?;
@@ -863,6 +1014,7 @@ impl Access {
             &asked,
             &granted,
         )?;
+        require_proven(&mut tx, request.requester_id, UNPROVEN_APPROVAL).await?;
         let decided = storage::requests::decide(
             &mut tx,
             request_id,
@@ -870,7 +1022,7 @@ impl Access {
                 state: RequestState::Approved,
                 decided_by: Some(actor.actor_id),
                 granted: Some(&granted),
-                reason: note.as_deref(),
+                reason: note,
                 auto_approved: false,
                 expected_version: Some(request.version),
             },
@@ -884,13 +1036,16 @@ impl Access {
             resource_id: request_id.to_string(),
             before: to_json(&request),
             after: to_json(&decided),
-            reason: note.clone().unwrap_or_default(),
+            reason: note.unwrap_or_default().to_owned(),
         });
         change.event(events::access_request_decided(Some(actor), &decided));
         let after = if grants == before.effective.explicit() {
             before
         } else {
-            let reason = note.unwrap_or_else(|| format!("access request {request_id} approved"));
+            let reason = note.map_or_else(
+                || format!("access request {request_id} approved"),
+                str::to_owned,
+            );
             self.write_rights(
                 &mut tx,
                 &mut change,

@@ -180,7 +180,8 @@ macro_rules! profile_select {
              AS roles, \
            g.software, g.reporting, g.entitlements, g.account_management, g.manage_access, \
            g.contact_updates, g.account_documents, g.support, g.version, g.updated_by, \
-           g.update_time, COALESCE(u.disabled, false) AS disabled \
+           g.update_time, (COALESCE(u.disabled, false) OR NOT COALESCE(u.email_verified, true)) \
+             AS disabled \
          FROM pairs p JOIN sites s ON s.site_id = p.site_id \
          LEFT JOIN grants g ON g.site_id = p.site_id AND g.user_id = p.user_id \
          LEFT JOIN users u ON u.user_id = p.user_id "
@@ -417,7 +418,7 @@ pub async fn snapshot(
            COALESCE(g.contact_updates, 0::smallint) AS contact_updates, \
            COALESCE(g.account_documents, 0::smallint) AS account_documents, \
            COALESCE(g.support, 0::smallint) AS support, \
-           COALESCE(u.disabled, false) AS disabled \
+           (COALESCE(u.disabled, false) OR NOT COALESCE(u.email_verified, true)) AS disabled \
          FROM (SELECT user_id, array_agg(role) AS roles FROM site_roles WHERE site_id = $1 \
                GROUP BY user_id) r \
          FULL JOIN (SELECT * FROM grants WHERE site_id = $1 AND any_grant) g USING (user_id) \

@@ -1,4 +1,4 @@
-//! The projection of identity's users (`users`): login e-mail, whether it is verified, and
+//! The projection of identity's users (`users`): login e-mail, whether it is proven, and
 //! whether the user is disabled.
 
 use sqlx::PgConnection;
@@ -11,17 +11,28 @@ pub struct ProjectedUser {
     pub user_id: Uuid,
     /// Login e-mail, lower case.
     pub email: String,
-    /// Whether the owner proved it receives mail there (A7 trusts only verified e-mails).
+    /// Whether the owner proved it receives mail there and the account is past its
+    /// invitation (rule I1: only proven accounts hold rights; A7 trusts only them).
     pub email_verified: bool,
     /// Whether identity disabled the user: it has no access at all.
     pub disabled: bool,
 }
 
-/// Inserts or refreshes a user of the projection. Returns whether its disabled flag changed
-/// (a user identity never told about counts as enabled).
+impl ProjectedUser {
+    /// Whether the user may hold rights and ask for them (rule I1): its address is proven
+    /// and it is not disabled.
+    pub fn is_proven_and_active(&self) -> bool {
+        self.email_verified && !self.disabled
+    }
+}
+
+/// Inserts or refreshes a user of the projection. Returns whether what its rights depend on
+/// changed: its disabled flag or whether its address is proven (a user identity never told
+/// about counts as enabled and proven; rights of a disabled or unproven user are all NONE,
+/// rules I1 and I4).
 pub async fn upsert(conn: &mut PgConnection, user: &ProjectedUser) -> Result<bool, sqlx::Error> {
-    let was_disabled: Option<bool> =
-        sqlx::query_scalar("SELECT disabled FROM users WHERE user_id = $1 FOR UPDATE")
+    let before: Option<(bool, bool)> =
+        sqlx::query_as("SELECT disabled, email_verified FROM users WHERE user_id = $1 FOR UPDATE")
             .bind(user.user_id)
             .fetch_optional(&mut *conn)
             .await?;
@@ -37,7 +48,7 @@ pub async fn upsert(conn: &mut PgConnection, user: &ProjectedUser) -> Result<boo
     .bind(user.disabled)
     .execute(conn)
     .await?;
-    Ok(was_disabled.unwrap_or(false) != user.disabled)
+    Ok(before.unwrap_or((false, true)) != (user.disabled, user.email_verified))
 }
 
 /// The user with this id, if identity told about it.
@@ -50,6 +61,27 @@ pub async fn get(
             .bind(user_id)
             .fetch_optional(conn)
             .await?;
+    Ok(row.map(|(email, email_verified, disabled)| ProjectedUser {
+        user_id,
+        email,
+        email_verified,
+        disabled,
+    }))
+}
+
+/// Like [`get`], holding the row in share mode until the transaction ends: an identity event
+/// that would change the user (disable it, say) waits for the transaction, so a write
+/// checked against this row commits on what still holds (rule I1).
+pub async fn get_locked(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<Option<ProjectedUser>, sqlx::Error> {
+    let row: Option<(String, bool, bool)> = sqlx::query_as(
+        "SELECT email, email_verified, disabled FROM users WHERE user_id = $1 FOR SHARE",
+    )
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?;
     Ok(row.map(|(email, email_verified, disabled)| ProjectedUser {
         user_id,
         email,

@@ -23,6 +23,7 @@ use kc_proto::identity::identity_service_client::IdentityServiceClient;
 use kc_proto::identity::{self as ipb};
 use kc_runtime::Shutdown;
 use kc_runtime::auth::ON_BEHALF_OF_HEADER;
+use kc_testkit::codes::CodeReader;
 use kc_testkit::{SpawnedService, TestDatabase, spawn_service, test_database};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -83,8 +84,10 @@ impl Suite {
         let shutdown = Shutdown::new();
 
         // Identity, then its domain for the fixtures that have no public RPC.
+        let key_args = kc_testkit::secrets::identity_key_args();
         let mut argv = vec!["kc-identity", "--database-url", &db.url];
         argv.extend(FAST_HASHING);
+        argv.extend(key_args.iter().map(String::as_str));
         let identity_args = IdentityArgs::parse_from(argv).expect("identity arguments parse");
         let identity = {
             let (args, shutdown) = (identity_args.clone(), shutdown.clone());
@@ -255,8 +258,42 @@ impl Suite {
 
     // ---- identity ----
 
-    /// Registers a customer with `email` in identity.
+    /// Registers a customer with `email` and proves its address as its owner would (rule
+    /// I1): RegisterUser, then VerifyEmail with the code identity mailed (read, as
+    /// notification reads it, from identity's stream by [`CodeReader`]) and the same
+    /// password. Returns the proven, active user.
     pub async fn register(&self, email: &str) -> ipb::User {
+        self.register_unproven(email).await;
+        self.prove(email).await
+    }
+
+    /// Proves the address of an account registered with [`PASSWORD`]: VerifyEmail with the
+    /// newest code identity mailed to `email`. Returns the proven, active user.
+    pub async fn prove(&self, email: &str) -> ipb::User {
+        let mailed = CodeReader::new(self.identity_channel.clone(), self.operator_token.clone())
+            .next_code(email)
+            .await;
+        let user = self
+            .identity()
+            .verify_email(ipb::VerifyEmailRequest {
+                email: email.into(),
+                code: mailed.code,
+                password: PASSWORD.into(),
+            })
+            .await
+            .expect("verify e-mail")
+            .into_inner()
+            .user
+            .expect("user");
+        assert!(user.email_verified, "{user:?}");
+        assert_eq!(user.state, ipb::UserState::Active as i32, "{user:?}");
+        user
+    }
+
+    /// Registers `email` without proving it: the account stays unproven (rule I1, state
+    /// INVITED). Returns its id, looked up by the operator (RegisterUser answers nothing,
+    /// rule I2).
+    pub async fn register_unproven(&self, email: &str) -> Uuid {
         self.identity()
             .register_user(ipb::RegisterUserRequest {
                 email: email.into(),
@@ -265,13 +302,22 @@ impl Suite {
                 locale: "en".into(),
             })
             .await
-            .expect("register")
+            .expect("register");
+        let user = self
+            .identity()
+            .lookup_user(self.op(ipb::LookupUserRequest {
+                email: email.into(),
+            }))
+            .await
+            .expect("look the registered user up")
             .into_inner()
             .user
-            .expect("user")
+            .expect("user");
+        assert!(!user.email_verified, "{user:?}");
+        uuid(&user.user_id)
     }
 
-    /// Registers a fresh customer in identity and returns its id.
+    /// Registers a fresh customer in identity, proves its address, and returns its id.
     pub async fn user(&self) -> Uuid {
         let user = self
             .register(&format!("u-{}@example.com", Uuid::new_v4().simple()))
@@ -279,7 +325,7 @@ impl Suite {
         uuid(&user.user_id)
     }
 
-    /// `n` fresh registered users.
+    /// `n` fresh proven users.
     pub async fn users(&self, n: usize) -> Vec<Uuid> {
         let mut users = Vec::with_capacity(n);
         for _ in 0..n {
@@ -299,55 +345,6 @@ impl Suite {
             .expect("customer login")
             .into_inner()
             .access_token
-    }
-
-    /// Verifies `user`'s login e-mail with the code identity sent through its event stream.
-    pub async fn verify_email(&self, user: Uuid) -> ipb::User {
-        let code = self
-            .find_identity_event(|event| match &event.payload {
-                Some(ipb::event::Payload::EmailVerificationRequested(request))
-                    if event.user_id == user.to_string() =>
-                {
-                    Some(request.code.clone())
-                }
-                _ => None,
-            })
-            .await;
-        self.identity()
-            .verify_email(ipb::VerifyEmailRequest {
-                user_id: user.to_string(),
-                code,
-                password: String::new(),
-            })
-            .await
-            .expect("verify e-mail")
-            .into_inner()
-            .user
-            .expect("user")
-    }
-
-    /// Reads identity's event stream from the start until `pick` finds something.
-    pub async fn find_identity_event<T>(
-        &self,
-        mut pick: impl FnMut(&ipb::Event) -> Option<T>,
-    ) -> T {
-        let mut stream = self
-            .identity()
-            .watch_events(self.op(ipb::WatchEventsRequest::default()))
-            .await
-            .expect("watch identity events")
-            .into_inner();
-        tokio::time::timeout(PATIENCE, async {
-            while let Some(item) = stream.next().await {
-                let event = item.expect("identity event").event.expect("event body");
-                if let Some(found) = pick(&event) {
-                    return found;
-                }
-            }
-            panic!("identity event stream ended");
-        })
-        .await
-        .unwrap_or_else(|_| panic!("the identity event arrives within {PATIENCE:?}"))
     }
 
     /// The operator disables `user` in identity.
