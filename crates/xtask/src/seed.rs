@@ -1,8 +1,13 @@
 //! `cargo xtask up --seed demo`: a demo customer loaded into the running suite through the
 //! gateway's public API only (the typed clients of `keycontacts.gateway.v1`), as people would
-//! load it: the customer's people register (`Register`), the operator signs in (`Login`),
-//! creates the customer's sites (`CreateSite`) and gives the people their roles by login
-//! e-mail (`AssignContact`), and a newcomer signs in and nominates itself (`SelfNominate`).
+//! load it: the customer's people register (`Register`) and prove their addresses with the
+//! code mailed to them (`VerifyEmail`, rule I1), the operator signs in (`Login`), creates the
+//! customer's sites (`CreateSite`) and gives the people their roles by login e-mail
+//! (`AssignContact`), and a newcomer signs in and nominates itself (`SelfNominate`).
+//!
+//! The codes are read where a person would read them: in the mail notification wrote, one
+//! RFC 5322 file per e-mail in `target/kc-up/mail/` (or `KC_MAIL_DIR`); the seed needs that
+//! directory, not an SMTP server.
 //!
 //! The customer, Dupont Industries (customer number [`CUSTOMER_NUMBER`]), has an original
 //! site in Paris and two additional ones, Lyon and London (PASSPORT_ADVANTAGE_EXPRESS, in
@@ -12,16 +17,20 @@
 //! for the primary's decision. Everyone signs in with one password, generated once and kept
 //! in `target/kc-up/demo-password`.
 //!
-//! Idempotent: a person who is registered, a site that exists, a role that is held, a request
-//! that was made (whatever became of it) is left as it is, so a second run changes nothing.
+//! Idempotent: a person who signs in with that password, a site that exists, a role that is
+//! held, a request that was made (whatever became of it) is left as it is, so a second run
+//! changes nothing (`Register` answers alike whatever the address, rule I2, so whether a
+//! person exists is told by signing it in; a first run, which made the password, skips that).
 //! The public session RPCs are rate limited per address (20 a minute, bursts of 10, by
-//! default): the seed makes about a dozen, and waits when the gateway says so.
+//! default): a first run makes about twenty, a later one about ten, and the seed waits when
+//! the gateway says so.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::future::Future;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, anyhow, bail};
 use kc_proto::access::{
@@ -33,12 +42,12 @@ use kc_proto::gateway::gateway_service_client::GatewayServiceClient;
 use kc_proto::gateway::{
     AssignContactRequest, ContactPerson, ContactView, CreateSiteRequest, GetMeRequest,
     ListMyRequestsRequest, ListPendingRequestsRequest, LoginRequest, RegisterRequest,
-    SelfNominateRequest, ShowAllContactsRequest,
+    SelfNominateRequest, ShowAllContactsRequest, VerifyEmailRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use crate::suite;
+use crate::suite::{self, Mail};
 
 /// Which data `cargo xtask up --seed` loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -70,6 +79,18 @@ const RATE_LIMIT_DEFAULT_WAIT: Duration = Duration::from_secs(3);
 /// Longest the seed waits for the services to learn what it created from each other's event
 /// streams (access management learns sites and roles from the registry's).
 const PROPAGATION_PATIENCE: Duration = Duration::from_secs(60);
+/// Longest the seed waits for the mail that answers a registration (identity's event, then
+/// notification writing the e-mail).
+const MAIL_PATIENCE: Duration = Duration::from_secs(60);
+/// The `X-Keycontacts-Kind` of the e-mails that carry a code for VerifyEmail.
+const CODE_KINDS: [&str; 3] = [
+    "NOTICE_KIND_EMAIL_VERIFICATION",
+    "NOTICE_KIND_INVITATION",
+    "NOTICE_KIND_PASSWORD_RESET",
+];
+/// The `X-Keycontacts-Kind` of the e-mail that tells a proven account someone tried to
+/// register its address (I2).
+const TAKEN_KIND: &str = "NOTICE_KIND_REGISTRATION_ADDRESS_TAKEN";
 
 /// One person of the demo customer.
 #[derive(Debug)]
@@ -270,21 +291,33 @@ struct Tally {
 }
 
 async fn demo(addr: &str, operator: &Credentials, dir: &Path) -> anyhow::Result<String> {
-    let password = demo_password(&dir.join(PASSWORD_FILE))?;
+    let (password, first_run) = demo_password(&dir.join(PASSWORD_FILE))?;
+    let mailbox = Mailbox::of(Mail::from_env_or(dir.join("mail")))?;
     let api = Api::connect(addr).await?;
     let mut tally = Tally::default();
     eprintln!("xtask: seeding the demo customer {CUSTOMER_NUMBER} through the gateway on {addr}");
 
     let op = api.login(&operator.email, &operator.password).await?;
+    let mut tokens: HashMap<&'static str, String> = HashMap::new();
     for person in PEOPLE {
-        if api.register(person, &password).await? {
-            tally.created.push(format!("user {}", person.email));
+        // A first run made the password: nobody signs in with it yet.
+        let signed_in = if first_run {
+            None
         } else {
+            api.try_login(person.email, &password).await?
+        };
+        if let Some(token) = signed_in {
+            tokens.insert(person.email, token);
             tally.kept.push(format!("user {}", person.email));
+            continue;
         }
+        let before = mailbox.files()?;
+        api.register(person, &password).await?;
+        let code = mailbox.code_for(person.email, &before).await?;
+        api.verify_email(person.email, &code, &password).await?;
+        tally.created.push(format!("user {}", person.email));
     }
 
-    let mut tokens: HashMap<&'static str, String> = HashMap::new();
     let mut sites: BTreeMap<&'static str, Site> = BTreeMap::new();
     for plan in &SITES {
         let site = match api.create_site(&op, plan).await? {
@@ -382,14 +415,15 @@ async fn demo(addr: &str, operator: &Credentials, dir: &Path) -> anyhow::Result<
     ))
 }
 
-/// The demo people's password from `path`, generated (and kept there) on first use.
-fn demo_password(path: &Path) -> anyhow::Result<String> {
+/// The demo people's password from `path`, generated (and kept there) on first use; whether
+/// it was generated now.
+fn demo_password(path: &Path) -> anyhow::Result<(String, bool)> {
     match std::fs::read_to_string(path) {
-        Ok(password) => Ok(password.trim_end().to_owned()),
+        Ok(password) => Ok((password.trim_end().to_owned(), false)),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             let password = suite::random_password()?;
             suite::write_private(path, &password)?;
-            Ok(password)
+            Ok((password, true))
         }
         Err(err) => Err(err).with_context(|| format!("could not read {}", path.display())),
     }
@@ -438,6 +472,275 @@ async fn find_site(
          this seed, or was changed since; start over with `cargo xtask up --fresh --seed demo`",
         plan.number
     )
+}
+
+/// The mail directory notification writes to, where the seed reads the codes people are
+/// mailed, as they would.
+#[derive(Debug)]
+struct Mailbox {
+    dir: PathBuf,
+}
+
+/// What one e-mail of the mail directory says to the seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MailRead {
+    /// The addresses of its `To` header, lower case.
+    to: Vec<String>,
+    /// Its `X-Keycontacts-Kind` header, e.g. `NOTICE_KIND_EMAIL_VERIFICATION`.
+    kind: String,
+    /// The code its text part carries, if it is a mail that carries one.
+    code: Option<String>,
+}
+
+impl Mailbox {
+    /// The mail directory of `mail`; an SMTP destination is refused (the seed cannot read
+    /// the codes there).
+    fn of(mail: Mail) -> anyhow::Result<Self> {
+        match mail {
+            Mail::Dir(dir) => Ok(Self { dir }),
+            Mail::Smtp { .. } => bail!(
+                "the demo seed reads the codes its people are mailed from the mail directory, \
+                 but mail goes to {}: unset KC_SMTP_URL to seed",
+                mail.describe()
+            ),
+        }
+    }
+
+    /// The names of the e-mails in the directory now.
+    fn files(&self) -> anyhow::Result<BTreeSet<OsString>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+            Err(err) => {
+                return Err(err).with_context(|| format!("could not read {}", self.dir.display()));
+            }
+        };
+        let mut names = BTreeSet::new();
+        for entry in entries {
+            let name = entry
+                .with_context(|| format!("could not read {}", self.dir.display()))?
+                .file_name();
+            // Files being written are hidden (`.<name>.tmp`) until renamed.
+            let text = name.to_string_lossy();
+            if text.ends_with(".eml") && !text.starts_with('.') {
+                names.insert(name);
+            }
+        }
+        Ok(names)
+    }
+
+    /// The code of the newest e-mail to `email` that is not among `before` (the e-mails there
+    /// before the registration), waiting for it up to [`MAIL_PATIENCE`]. Fails when that
+    /// e-mail says the address has an account already (it was made with another password).
+    async fn code_for(&self, email: &str, before: &BTreeSet<OsString>) -> anyhow::Result<String> {
+        let wanted = email.to_lowercase();
+        let started = Instant::now();
+        let mut seen = before.clone();
+        let mut newest: Option<(SystemTime, MailRead)> = None;
+        loop {
+            for name in self.files()? {
+                if !seen.insert(name.clone()) {
+                    continue;
+                }
+                let path = self.dir.join(&name);
+                let bytes = std::fs::read(&path)
+                    .with_context(|| format!("could not read {}", path.display()))?;
+                let read = read_mail(&bytes);
+                if !read.to.contains(&wanted) {
+                    continue;
+                }
+                let written = std::fs::metadata(&path)
+                    .and_then(|meta| meta.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                if newest.as_ref().is_none_or(|(at, _)| written >= *at) {
+                    newest = Some((written, read));
+                }
+            }
+            if let Some((_, read)) = &newest {
+                if let Some(code) = &read.code {
+                    return Ok(code.clone());
+                }
+                if read.kind == TAKEN_KIND {
+                    bail!(
+                        "{email} has an account made with another password than the one in \
+                         target/kc-up/{PASSWORD_FILE}: start over with `cargo xtask up --fresh \
+                         --seed demo`"
+                    );
+                }
+            }
+            if started.elapsed() > MAIL_PATIENCE {
+                bail!(
+                    "no e-mail with a code reached {email} in {} within {} s: is \
+                     kc-notification running?",
+                    self.dir.display(),
+                    MAIL_PATIENCE.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Reads an e-mail as notification writes it (RFC 5322, multipart/alternative with a
+/// `text/plain` part, quoted-printable or base64): its recipients, its kind, and the code of
+/// a mail that carries one (the indented line of its text).
+fn read_mail(bytes: &[u8]) -> MailRead {
+    let text = String::from_utf8_lossy(bytes).replace("\r\n", "\n");
+    let (headers, body) = split_headers(&text);
+    let to = header(&headers, "to")
+        .map(|value| addresses(&value))
+        .unwrap_or_default();
+    let kind = header(&headers, "x-keycontacts-kind").unwrap_or_default();
+    let plain = plain_text(&headers, body);
+    let code = if kind.is_empty() || CODE_KINDS.contains(&kind.as_str()) {
+        plain.as_deref().and_then(code_in)
+    } else {
+        None
+    };
+    MailRead { to, kind, code }
+}
+
+/// The header lines (unfolded) and the body of a message or a MIME part.
+fn split_headers(text: &str) -> (Vec<String>, &str) {
+    let (head, body) = text.split_once("\n\n").unwrap_or((text, ""));
+    let mut headers: Vec<String> = Vec::new();
+    for line in head.lines() {
+        match headers.last_mut() {
+            Some(last) if line.starts_with([' ', '\t']) => {
+                last.push(' ');
+                last.push_str(line.trim());
+            }
+            _ => headers.push(line.to_owned()),
+        }
+    }
+    (headers, body)
+}
+
+/// The value of the header `name` (case-insensitive), trimmed.
+fn header(headers: &[String], name: &str) -> Option<String> {
+    headers.iter().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_owned())
+    })
+}
+
+/// The addresses of an address-list header: `<a@b>` forms, else the bare words with an `@`.
+fn addresses(value: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = value;
+    while let Some(start) = rest.find('<') {
+        let Some(end) = rest[start..].find('>') else {
+            break;
+        };
+        found.push(rest[start + 1..start + end].trim().to_lowercase());
+        rest = &rest[start + end + 1..];
+    }
+    if found.is_empty() {
+        found = value
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|word| word.contains('@'))
+            .map(str::to_lowercase)
+            .collect();
+    }
+    found
+}
+
+/// The decoded `text/plain` content of a message: the message itself when it is not
+/// multipart, else its first `text/plain` part.
+fn plain_text(headers: &[String], body: &str) -> Option<String> {
+    let content_type = header(headers, "content-type").unwrap_or_default();
+    let lower = content_type.to_lowercase();
+    if !lower.starts_with("multipart/") {
+        return (lower.is_empty() || lower.starts_with("text/plain"))
+            .then(|| decode(headers, body));
+    }
+    let boundary = parameter(&content_type, "boundary")?;
+    let delimiter = format!("--{boundary}");
+    body.split(delimiter.as_str())
+        .skip(1)
+        .take_while(|part| !part.starts_with("--"))
+        .find_map(|part| {
+            let (part_headers, part_body) = split_headers(part.trim_start_matches('\n'));
+            plain_text(&part_headers, part_body)
+        })
+}
+
+/// A parameter of a header value (`boundary="abc"`), unquoted.
+fn parameter(value: &str, name: &str) -> Option<String> {
+    value.split(';').skip(1).find_map(|item| {
+        let (key, value) = item.split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().trim_matches('"').to_owned())
+    })
+}
+
+/// A body decoded by its `Content-Transfer-Encoding`.
+fn decode(headers: &[String], body: &str) -> String {
+    use base64::Engine as _;
+    let encoding = header(headers, "content-transfer-encoding")
+        .unwrap_or_default()
+        .to_lowercase();
+    match encoding.as_str() {
+        "quoted-printable" => String::from_utf8_lossy(&quoted_printable(body)).into_owned(),
+        "base64" => {
+            let compact: String = body.split_whitespace().collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                .unwrap_or_default()
+        }
+        _ => body.to_owned(),
+    }
+}
+
+/// Decodes quoted-printable (RFC 2045): `=XX` bytes and `=` soft line breaks.
+fn quoted_printable(body: &str) -> Vec<u8> {
+    let bytes = body.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'=' {
+            out.push(bytes[i]);
+            i += 1;
+            continue;
+        }
+        if bytes.get(i + 1) == Some(&b'\n') {
+            i += 2;
+            continue;
+        }
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|pair| std::str::from_utf8(pair).ok())
+            .and_then(|pair| u8::from_str_radix(pair, 16).ok());
+        match hex {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(b'=');
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The code of a mail's text: the line indented by four spaces that holds nothing but
+/// letters and digits (6 digits, or a long code of 20 once the address's claims are locked).
+fn code_in(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let code = line.strip_prefix("    ")?.trim();
+        (6..=40)
+            .contains(&code.len())
+            .then_some(code)
+            .filter(|code| code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+            .map(str::to_owned)
+    })
 }
 
 /// The gateway, through its typed client.
@@ -506,8 +809,29 @@ impl Api {
         }
     }
 
-    /// Registers `person` with `password`: whether it was new.
-    async fn register(&self, person: &Person, password: &str) -> anyhow::Result<bool> {
+    /// Signs in, if the password is right: `None` when it is not (or the account does not
+    /// exist, or its address is not proven: identity answers these alike).
+    async fn try_login(&self, email: &str, password: &str) -> anyhow::Result<Option<String>> {
+        let request = LoginRequest {
+            email: email.to_owned(),
+            password: password.to_owned(),
+        };
+        match self
+            .session(|mut client| {
+                let request = request.clone();
+                async move { client.login(request).await }
+            })
+            .await
+        {
+            Ok(response) => Ok(Some(response.access_token)),
+            Err(status) if status.code() == Code::Unauthenticated => Ok(None),
+            Err(status) => Err(failed(&format!("Login of {email}"), &status)),
+        }
+    }
+
+    /// Registers `person` with `password`. The answer is the same whatever the address (rule
+    /// I2): what happened is in the mail sent to it.
+    async fn register(&self, person: &Person, password: &str) -> anyhow::Result<()> {
         let request = RegisterRequest {
             email: person.email.to_owned(),
             display_name: person.name.to_owned(),
@@ -521,10 +845,25 @@ impl Api {
             })
             .await
         {
-            Ok(_) => Ok(true),
-            Err(status) if status.code() == Code::AlreadyExists => Ok(false),
+            Ok(_) => Ok(()),
             Err(status) => Err(failed(&format!("Register of {}", person.email), &status)),
         }
+    }
+
+    /// Proves `email` with the mailed `code` and the password given to Register (rule I1).
+    async fn verify_email(&self, email: &str, code: &str, password: &str) -> anyhow::Result<()> {
+        let request = VerifyEmailRequest {
+            email: email.to_owned(),
+            code: code.to_owned(),
+            password: password.to_owned(),
+        };
+        self.session(|mut client| {
+            let request = request.clone();
+            async move { client.verify_email(request).await }
+        })
+        .await
+        .map(drop)
+        .map_err(|status| failed(&format!("VerifyEmail of {email}"), &status))
     }
 
     /// Creates the site of `plan` as the operator: `None` when its number is taken.
@@ -1050,6 +1389,183 @@ mod tests {
         let locked = Status::resource_exhausted("too many failed sign-ins, try again later");
         assert_eq!(rate_limited(&locked), None);
         assert_eq!(rate_limited(&Status::unavailable("down")), None);
+    }
+
+    /// An e-mail as notification writes it (lettre: CRLF, multipart/alternative,
+    /// quoted-printable text).
+    fn eml(to: &str, kind: &str, text: &str) -> Vec<u8> {
+        format!(
+            "From: keycontacts <no-reply@keycontacts.invalid>\r\n\
+             To: {to}\r\n\
+             Subject: =?utf-8?b?Vm90cmUgY29kZQ==?=\r\n\
+             X-Keycontacts-Kind: {kind}\r\n\
+             MIME-Version: 1.0\r\n\
+             Content-Type: multipart/alternative;\r\n boundary=\"abc123\"\r\n\
+             \r\n\
+             --abc123\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\
+             \r\n\
+             {text}\r\n\
+             --abc123\r\n\
+             Content-Type: text/html; charset=utf-8\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\
+             \r\n\
+             <p>    999999</p>\r\n\
+             --abc123--\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn the_code_is_read_from_the_text_part_of_the_mail() {
+        let text = "Bonjour Camille Martin,\r\n\r\nUn compte keycontacts a =C3=A9t=C3=A9 cr=\r\n\
+                    =C3=A9=C3=A9 avec cette adresse e-mail.\r\n\r\n    042917\r\n\r\nIl expire.";
+        let read = read_mail(&eml(
+            "camille.martin@dupont.example",
+            "NOTICE_KIND_EMAIL_VERIFICATION",
+            text,
+        ));
+        assert_eq!(read.to, ["camille.martin@dupont.example"]);
+        assert_eq!(read.kind, "NOTICE_KIND_EMAIL_VERIFICATION");
+        assert_eq!(read.code.as_deref(), Some("042917"));
+
+        // A long code (claims locked), and a named recipient.
+        let long = read_mail(&eml(
+            "\"Olivia\" <Olivia.Smith@dupont.example>",
+            "NOTICE_KIND_INVITATION",
+            "Hello,\r\n\r\n    7K3M9Q2W8E4R6T1Y5U0P\r\n",
+        ));
+        assert_eq!(long.to, ["olivia.smith@dupont.example"]);
+        assert_eq!(long.code.as_deref(), Some("7K3M9Q2W8E4R6T1Y5U0P"));
+
+        // The mail of a taken address carries no code; nor does any other notice.
+        let taken = read_mail(&eml(
+            "camille.martin@dupont.example",
+            TAKEN_KIND,
+            "Someone tried to register.\r\n\r\n    RequestPasswordReset\r\n",
+        ));
+        assert_eq!(taken.code, None);
+        assert_eq!(taken.kind, TAKEN_KIND);
+        let notice = read_mail(&eml(
+            "camille.martin@dupont.example",
+            "NOTICE_KIND_RIGHTS_CHANGED",
+            "Your rights:\r\n\r\n    123456\r\n",
+        ));
+        assert_eq!(notice.code, None);
+    }
+
+    #[test]
+    fn a_mail_as_notification_writes_it_reads_back() {
+        use lettre::message::header::{HeaderName, HeaderValue};
+        use lettre::message::{Mailbox as Address, MultiPart};
+        let french = "Bonjour Camille Martin,\n\nUn compte keycontacts a été créé avec cette \
+                      adresse e-mail. Pour prouver que l'adresse est la vôtre et terminer \
+                      l'inscription, saisissez ce code avec le mot de passe que vous avez \
+                      choisi :\n\n    042917\n\nIl expire le 2026-01-02 10:00 UTC.\n";
+        let english = "Hello,\n\nenter this code:\n\n    7K3M9Q2W8E4R6T1Y5U0P\n\nBye.\n";
+        for (text, code) in [(french, "042917"), (english, "7K3M9Q2W8E4R6T1Y5U0P")] {
+            let message = lettre::Message::builder()
+                .from(
+                    "keycontacts <no-reply@keycontacts.invalid>"
+                        .parse()
+                        .unwrap(),
+                )
+                .to(Address::new(
+                    None,
+                    "camille.martin@dupont.example".parse().unwrap(),
+                ))
+                .subject("Votre code d'inscription keycontacts")
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("X-Keycontacts-Kind"),
+                    CODE_KINDS[0].to_owned(),
+                ))
+                .multipart(MultiPart::alternative_plain_html(
+                    text.to_owned(),
+                    format!("<p>{text}</p>"),
+                ))
+                .unwrap();
+            let read = read_mail(&message.formatted());
+            assert_eq!(read.to, ["camille.martin@dupont.example"]);
+            assert_eq!(read.kind, CODE_KINDS[0]);
+            assert_eq!(read.code.as_deref(), Some(code), "{read:?}");
+        }
+    }
+
+    #[test]
+    fn quoted_printable_and_base64_parts_decode() {
+        assert_eq!(quoted_printable("a=3Db=\nc=C3=A9"), "a=bc\u{e9}".as_bytes());
+        assert_eq!(quoted_printable("100 =%"), b"100 =%");
+        let headers = vec!["Content-Transfer-Encoding: base64".to_owned()];
+        assert_eq!(decode(&headers, "ICAgIDEyMzQ1Ng==\n"), "    123456");
+        assert_eq!(code_in("Hello,\n\n    123456\n"), Some("123456".to_owned()));
+        assert_eq!(code_in("    12345\n"), None, "too short");
+        assert_eq!(code_in("123456\n"), None, "not indented");
+    }
+
+    #[tokio::test]
+    async fn the_newest_new_mail_to_the_address_gives_the_code() {
+        let dir = crate::workspace::target_dir()
+            .join("kc-xtask-test")
+            .join(format!("mail-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mailbox = Mailbox { dir: dir.clone() };
+        let write = |name: &str, to: &str, kind: &str, code: &str| {
+            std::fs::write(
+                dir.join(name),
+                eml(to, kind, &format!("Hello,\r\n\r\n    {code}\r\n")),
+            )
+            .unwrap();
+        };
+        // An old code of an earlier run, then the e-mails of this one.
+        write(
+            "old.eml",
+            "emma.durand@dupont.example",
+            CODE_KINDS[0],
+            "111111",
+        );
+        let before = mailbox.files().unwrap();
+        write(
+            ".new.eml.x.tmp",
+            "emma.durand@dupont.example",
+            CODE_KINDS[0],
+            "333333",
+        );
+        write(
+            "other.eml",
+            "thomas.petit@dupont.example",
+            CODE_KINDS[0],
+            "444444",
+        );
+        write(
+            "new.eml",
+            "emma.durand@dupont.example",
+            CODE_KINDS[0],
+            "222222",
+        );
+        let code = mailbox
+            .code_for("Emma.Durand@dupont.example", &before)
+            .await
+            .unwrap();
+        assert_eq!(code, "222222");
+
+        // A taken address: the mail says so, and the seed says what to do.
+        let before = mailbox.files().unwrap();
+        write("taken.eml", "emma.durand@dupont.example", TAKEN_KIND, "");
+        let refused = mailbox
+            .code_for("emma.durand@dupont.example", &before)
+            .await
+            .unwrap_err();
+        assert!(format!("{refused:#}").contains("--fresh"), "{refused:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        // No mail directory without a directory.
+        let smtp = Mail::Smtp {
+            url: "smtp://relay:587".to_owned(),
+            username: None,
+            password: None,
+        };
+        assert!(Mailbox::of(smtp).is_err());
     }
 
     #[test]

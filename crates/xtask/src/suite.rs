@@ -38,6 +38,8 @@ pub struct Service {
     /// Whether it sends e-mail: it is given a [`Mail`] destination, an SMTP server or a
     /// directory for `.eml` files.
     pub sends_mail: bool,
+    /// The key files it is given (see [`KeyFiles`]), in every command of its binary.
+    pub keys: &'static [KeyFile],
 }
 
 /// The suite, in start order: a service comes after the services it calls.
@@ -51,6 +53,7 @@ pub const SERVICES: &[Service] = &[
         service_account: false,
         grpc_service: "keycontacts.identity.v1.IdentityService",
         sends_mail: false,
+        keys: &[KeyFile::KeyEncryption, KeyFile::CodeSealing],
     },
     Service {
         name: "contacts",
@@ -61,6 +64,7 @@ pub const SERVICES: &[Service] = &[
         service_account: false,
         grpc_service: "keycontacts.contacts.v1.ContactRegistryService",
         sends_mail: false,
+        keys: &[],
     },
     Service {
         name: "access",
@@ -71,6 +75,7 @@ pub const SERVICES: &[Service] = &[
         service_account: true,
         grpc_service: "keycontacts.access.v1.AccessManagementService",
         sends_mail: false,
+        keys: &[],
     },
     Service {
         name: "notification",
@@ -81,6 +86,7 @@ pub const SERVICES: &[Service] = &[
         service_account: true,
         grpc_service: "keycontacts.notification.v1.NotificationService",
         sends_mail: true,
+        keys: &[KeyFile::CodeOpening],
     },
     // The public entry point, started last: it calls the four others (lazily: it serves at
     // once, and a call that needs a service that is down is UNAVAILABLE).
@@ -93,6 +99,7 @@ pub const SERVICES: &[Service] = &[
         service_account: true,
         grpc_service: "keycontacts.gateway.v1.GatewayService",
         sends_mail: false,
+        keys: &[],
     },
 ];
 
@@ -170,7 +177,8 @@ impl Service {
     /// [`Service::release_binary`]).
     ///
     /// A service that sends mail inherits none of the variables that say where mail goes
-    /// ([`MAIL_VARS`]): [`Service::env`] gives it its destination explicitly.
+    /// ([`MAIL_VARS`]): [`Service::env`] gives it its destination explicitly. A service with
+    /// [`Service::keys`] gets the files of [`KeyFiles::local`] (and inherits no other).
     pub fn command_with(&self, binary: PathBuf, database_url: Option<&str>) -> Command {
         let mut command = Command::new(binary);
         command
@@ -185,6 +193,13 @@ impl Service {
             for var in MAIL_VARS {
                 command.env_remove(var);
             }
+        }
+        for key in self.keys {
+            match KeyFiles::local() {
+                Ok(files) => command.env(key.var(), files.path(*key)),
+                // The binary then fails at start naming the setting it could not read.
+                Err(_) => command.env_remove(key.var()),
+            };
         }
         command
     }
@@ -217,6 +232,105 @@ impl Service {
             env.extend(mail.env());
         }
         Ok(env)
+    }
+}
+
+/// A key file a service reads at start (32 bytes, base64; mode 0600).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFile {
+    /// Identity's key-encryption key (`--key-encryption-key-file`): encrypts the token
+    /// signing keys at rest and keys the MAC of verification codes.
+    KeyEncryption,
+    /// Notification's public code-sealing key, given to identity
+    /// (`--code-sealing-key-file`): identity seals every mailed code to it.
+    CodeSealing,
+    /// Notification's secret code-opening key (`--code-opening-key-file`), which opens them.
+    CodeOpening,
+}
+
+impl KeyFile {
+    /// The variable that names the file to the service.
+    pub fn var(self) -> &'static str {
+        match self {
+            KeyFile::KeyEncryption => "KC_KEY_ENCRYPTION_KEY_FILE",
+            KeyFile::CodeSealing => "KC_CODE_SEALING_KEY_FILE",
+            KeyFile::CodeOpening => "KC_CODE_OPENING_KEY_FILE",
+        }
+    }
+
+    /// The file's name in the key directory.
+    fn file_name(self) -> &'static str {
+        match self {
+            KeyFile::KeyEncryption => "key-encryption-key",
+            KeyFile::CodeSealing => "code-sealing-key",
+            KeyFile::CodeOpening => "code-opening-key",
+        }
+    }
+}
+
+/// The key files of a local suite, made once in a directory and kept there across runs: the
+/// key-encryption key must stay the one that encrypted the signing keys in the database, and
+/// the code keys the pair that sealed the codes in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFiles {
+    dir: PathBuf,
+}
+
+impl KeyFiles {
+    /// Directory of the key files of `cargo xtask up` (and of the benchmark's services),
+    /// under target/kc-up.
+    pub fn local_dir() -> PathBuf {
+        workspace::target_dir().join("kc-up").join("keys")
+    }
+
+    /// The key files in [`KeyFiles::local_dir`], made on first use in this process (and
+    /// only if missing on disk).
+    pub fn local() -> anyhow::Result<&'static KeyFiles> {
+        static LOCAL: std::sync::OnceLock<Result<KeyFiles, String>> = std::sync::OnceLock::new();
+        LOCAL
+            .get_or_init(|| {
+                KeyFiles::ensure(&KeyFiles::local_dir()).map_err(|err| format!("{err:#}"))
+            })
+            .as_ref()
+            .map_err(|err| anyhow!("{err}"))
+    }
+
+    /// The key files in `dir`, each made (mode 0600) unless it exists. The code-sealing key
+    /// is made from the code-opening key, so the two are remade together.
+    pub fn ensure(dir: &Path) -> anyhow::Result<KeyFiles> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("could not create the key directory {}", dir.display()))?;
+        let files = KeyFiles {
+            dir: dir.to_path_buf(),
+        };
+        let kek = files.path(KeyFile::KeyEncryption);
+        if !kek.exists() {
+            write_private(&kek, &kc_runtime::secrets::generate_key()?)?;
+        }
+        let (opening, sealing) = (
+            files.path(KeyFile::CodeOpening),
+            files.path(KeyFile::CodeSealing),
+        );
+        if !opening.exists() || !sealing.exists() {
+            let key = kc_runtime::secrets::OpeningKey::generate()?;
+            write_private(&opening, &key.to_text())?;
+            write_private(&sealing, &key.sealing_key().to_text())?;
+        }
+        Ok(files)
+    }
+
+    /// The directory that holds them.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The path of `key`.
+    pub fn path(&self, key: KeyFile) -> PathBuf {
+        self.dir.join(key.file_name())
     }
 }
 
@@ -744,6 +858,53 @@ mod tests {
         };
         assert!(!with_password.describe().contains("s3cret"));
         assert!(with_password.describe().contains("relay:587"));
+    }
+
+    #[test]
+    fn key_files_are_made_once_private_and_given_to_who_needs_them() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = workspace::target_dir()
+            .join("kc-xtask-test")
+            .join(format!("keys-{}", uuid::Uuid::new_v4().simple()));
+        let files = KeyFiles::ensure(&dir).unwrap();
+        let read = |key| std::fs::read_to_string(files.path(key)).unwrap();
+        let kek = read(KeyFile::KeyEncryption);
+        let opening =
+            kc_runtime::secrets::OpeningKey::from_text(&read(KeyFile::CodeOpening)).unwrap();
+        assert_eq!(
+            opening.sealing_key().to_text(),
+            read(KeyFile::CodeSealing),
+            "the sealing key is the opening key's public half"
+        );
+        for key in [
+            KeyFile::KeyEncryption,
+            KeyFile::CodeSealing,
+            KeyFile::CodeOpening,
+        ] {
+            let mode = std::fs::metadata(files.path(key))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{key:?}");
+        }
+        // A second run keeps them.
+        let again = KeyFiles::ensure(&dir).unwrap();
+        assert_eq!(again, files);
+        assert_eq!(read(KeyFile::KeyEncryption), kek);
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let identity = Service::named("identity").unwrap();
+        let notification = Service::named("notification").unwrap();
+        assert_eq!(
+            identity.keys,
+            [KeyFile::KeyEncryption, KeyFile::CodeSealing]
+        );
+        assert_eq!(notification.keys, [KeyFile::CodeOpening]);
+        for service in SERVICES {
+            if !["identity", "notification"].contains(&service.name) {
+                assert!(service.keys.is_empty(), "{}", service.name);
+            }
+        }
     }
 
     #[test]

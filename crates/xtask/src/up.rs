@@ -10,14 +10,15 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::seed;
-use crate::suite::{self, Account, Mail, Running, SERVICES, Service};
+use crate::suite::{self, Account, KeyFiles, Mail, Running, SERVICES, Service};
 use crate::workspace;
 
 /// Arguments of `cargo xtask up`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Start from scratch: wipe the local Postgres cluster and everything else `up` keeps in
-    /// target/kc-up (with DATABASE_URL set, only the latter).
+    /// target/kc-up (with DATABASE_URL set, all of the latter but the key files: that
+    /// database's signing keys are encrypted with the key-encryption key kept there).
     #[arg(long)]
     fresh: bool,
     /// Once the suite is up, load data through the gateway and print a grpcurl session to
@@ -32,6 +33,8 @@ const DATABASE: &str = "keycontacts";
 const OPERATOR_EMAIL: &str = "operator@keycontacts.local";
 /// A first call to try, printed once everything is up: the public API, on the gateway.
 const EXAMPLE: &str = r#"grpcurl -plaintext -d '{"email":"ada@example.com","display_name":"Ada","password":"correct horse battery"}' 127.0.0.1:50050 keycontacts.gateway.v1.GatewayService/Register"#;
+/// The next call: prove the address with the code mailed to it (rule I1).
+const VERIFY_EXAMPLE: &str = r#"grpcurl -plaintext -d '{"email":"ada@example.com","code":"<code from the mail>","password":"correct horse battery"}' 127.0.0.1:50050 keycontacts.gateway.v1.GatewayService/VerifyEmail"#;
 
 /// Builds the binaries, prepares the database (a persistent local cluster in target/kc-up/pg,
 /// or the server of `DATABASE_URL`), starts every service of [`SERVICES`] and waits until each
@@ -40,19 +43,31 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     workspace::check(workspace::cargo().args(["build", "--workspace", "--bins"])).await?;
 
     let dir = workspace::target_dir().join("kc-up");
+    let external = std::env::var("DATABASE_URL").is_ok_and(|url| !url.is_empty());
     if args.fresh && dir.exists() {
-        eprintln!("xtask: --fresh: wiping {}", dir.display());
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("could not wipe {}", dir.display()))?;
+        let keys = KeyFiles::local_dir();
+        if external {
+            eprintln!(
+                "xtask: --fresh: wiping {} but the key files in {}",
+                dir.display(),
+                keys.display()
+            );
+        } else {
+            eprintln!("xtask: --fresh: wiping {}", dir.display());
+        }
+        wipe(&dir, external.then_some(keys.as_path()))?;
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+    // Made once and kept: identity's key-encryption key and notification's code key pair.
+    let keys = KeyFiles::local()?;
+    eprintln!("xtask: key files in {}", keys.dir().display());
     let paths = Paths::new(dir);
 
     // From here on Ctrl-C no longer kills xtask: it stops what was started.
     let mut signals = Signals::new()?;
 
     let (admin_url, cluster) = match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => {
+        Ok(url) if external => {
             eprintln!("xtask: using the server of DATABASE_URL");
             (url, None)
         }
@@ -156,6 +171,7 @@ async fn run_suite(
                 &operator_password,
                 &paths.operator_password,
                 &mail,
+                &KeyFiles::local_dir(),
             );
             if let Some(seed) = seed {
                 let seeded = tokio::select! {
@@ -310,6 +326,27 @@ async fn start(
     Ok(operator_password)
 }
 
+/// Removes `dir` and everything in it, except `keep` (a directory right under it) if given.
+fn wipe(dir: &Path, keep: Option<&Path>) -> anyhow::Result<()> {
+    let context = || format!("could not wipe {}", dir.display());
+    let Some(keep) = keep else {
+        return std::fs::remove_dir_all(dir).with_context(context);
+    };
+    for entry in std::fs::read_dir(dir).with_context(context)? {
+        let path = entry.with_context(context)?.path();
+        if path == keep {
+            continue;
+        }
+        if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        }
+        .with_context(|| format!("could not remove {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// Creates the suite's database on the local cluster unless it exists.
 async fn create_database(cluster: &PgCluster) -> anyhow::Result<()> {
     let mut conn = PgConnection::connect(&cluster.url("postgres"))
@@ -363,7 +400,13 @@ fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()>
     suite::write_private(path, &serde_json::to_string_pretty(value)?)
 }
 
-fn print_summary(admin_url: &str, operator_password: &str, password_file: &Path, mail: &Mail) {
+fn print_summary(
+    admin_url: &str,
+    operator_password: &str,
+    password_file: &Path,
+    mail: &Mail,
+    keys: &Path,
+) {
     let width = SERVICES
         .iter()
         .map(|service| service.bin.len())
@@ -383,6 +426,10 @@ fn print_summary(admin_url: &str, operator_password: &str, password_file: &Path,
         password_file.display()
     ));
     text.push_str(&format!("mail: {}\n", mail.describe()));
+    text.push_str(&format!(
+        "keys: {} (identity's key-encryption key, notification's code keys; kept)\n",
+        keys.display()
+    ));
     text.push_str("try:\n");
     let entry = SERVICES
         .iter()
@@ -390,6 +437,7 @@ fn print_summary(admin_url: &str, operator_password: &str, password_file: &Path,
         .unwrap_or(&SERVICES[0]);
     text.push_str(&format!("  grpcurl -plaintext {} list\n", entry.addr()));
     text.push_str(&format!("  {EXAMPLE}\n"));
+    text.push_str(&format!("  {VERIFY_EXAMPLE}\n"));
     text.push_str("Ctrl-C stops everything.\n");
     println!("{text}");
 }

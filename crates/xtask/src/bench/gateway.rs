@@ -4,7 +4,9 @@
 //! SHIPPING, BILLING, 4 SECONDARY, 2 SITE_USER), each contact a user of its own, are created
 //! through the internal services' RPCs as the benchmark's service account: identity's
 //! `CreateUser` for the eleven people each site's primary names (invited: no password, so no
-//! hashing), `RegisterUser` for the primary (it signs in), then the registry's `CreateSite`
+//! hashing), `RegisterUser` then `VerifyEmail` for the primary (it signs in, so its address
+//! must be proven, rule I1: the code is read from identity's stream, see
+//! [`streams::register_proven`]), then the registry's `CreateSite`
 //! and `AssignContact`. The seeding waits until access management and notification have
 //! applied every event the other services published (access answers the gateway's
 //! `BatchCheck` from its projection of sites and roles; notification mails the new roles), and
@@ -231,7 +233,15 @@ async fn fixture(env: &Env) -> anyhow::Result<(Vec<Site>, Vec<String>)> {
     let identity = IdentityServiceClient::new(env.channel("identity").await?);
     let contacts = ContactRegistryServiceClient::new(env.channel("contacts").await?);
     let created: Vec<(String, Uuid)> = futures::stream::iter(missing)
-        .map(|number| create_site(identity.clone(), contacts.clone(), number, bearer.clone()))
+        .map(|number| {
+            create_site(
+                env,
+                identity.clone(),
+                contacts.clone(),
+                number,
+                bearer.clone(),
+            )
+        })
         .buffer_unordered(SEED_CONCURRENCY)
         .try_collect()
         .await?;
@@ -261,23 +271,26 @@ fn primary_email(number: &str) -> String {
 /// Creates site `number` with its 12 contacts, each a user of its own; returns its number
 /// and id.
 async fn create_site(
+    env: &Env,
     mut identity: IdentityServiceClient<Channel>,
     mut contacts: ContactRegistryServiceClient<Channel>,
     number: String,
     bearer: MetadataValue<Ascii>,
 ) -> anyhow::Result<(String, Uuid)> {
-    let primary = identity
-        .register_user(RegisterUserRequest {
+    let primary = streams::register_proven(
+        env,
+        vec![RegisterUserRequest {
             email: primary_email(&number),
             display_name: format!("Primary of {number}"),
             password: PRIMARY_PASSWORD.to_owned(),
             locale: "fr".to_owned(),
-        })
-        .await
-        .with_context(|| format!("RegisterUser of the primary of site {number} failed"))?
-        .into_inner()
-        .user
-        .ok_or_else(|| anyhow!("RegisterUser returned no user"))?;
+        }],
+        1,
+    )
+    .await
+    .with_context(|| format!("the primary of site {number} could not register"))?
+    .pop()
+    .ok_or_else(|| anyhow!("the primary of site {number} was not registered"))?;
     let mut people = Vec::with_capacity(1 + ASSIGNED_ROLES.len());
     for k in 0..=ASSIGNED_ROLES.len() {
         let user = identity

@@ -28,7 +28,10 @@
 //! # `notification.latency`
 //!
 //! [`LATENCY_SITES`] sites with a primary contact each, and one identity user per call to
-//! come (each with its own e-mail). The calls are SetToolAccess on access at
+//! come (each with its own e-mail), registered and proven (RegisterUser, then VerifyEmail with
+//! the code read from identity's stream, [`streams::register_proven`]): access management
+//! grants rights only to a user whose address is proven (rule I1). That costs identity two
+//! password hashes a user, most of the seeding's time. The calls are SetToolAccess on access at
 //! [`LATENCY_RATE`] a second (an open loop: see [`super::load::paced`]), each on the next
 //! user, on behalf of the site's primary (who holds manage access UPDATE, T3): each commits a
 //! RightsChanged event that notification follows and mails to that user (T5). The latency of
@@ -56,8 +59,8 @@ use kc_proto::access::access_management_service_client::AccessManagementServiceC
 use kc_proto::access::{SetToolAccessRequest, SoftwareAccess, ToolAccess};
 use kc_proto::contacts::contact_registry_service_client::ContactRegistryServiceClient;
 use kc_proto::contacts::{CreateSiteRequest, Program};
-use kc_proto::identity::CreateUserRequest;
 use kc_proto::identity::identity_service_client::IdentityServiceClient;
+use kc_proto::identity::{CreateUserRequest, RegisterUserRequest};
 use kc_proto::notification::notification_service_client::NotificationServiceClient;
 use kc_proto::notification::{
     ListNotificationsRequest, NoticeKind, NotificationState, SendNoticeRequest,
@@ -100,6 +103,8 @@ const THROUGHPUT_NUMBER_BASE: usize = 6_000_000;
 const LATENCY_NUMBER_BASE: usize = 6_100_000;
 /// Domain of the users and partners the scenarios create.
 const MAIL_DOMAIN: &str = "notification-bench.example.com";
+/// Password of the users `notification.latency` registers.
+const USER_PASSWORD: &str = "notification-bench-correct-horse";
 /// Users or sites created at once while seeding.
 const SEED_CONCURRENCY: usize = 16;
 /// The streams notification follows, and the names of its cursors of them.
@@ -338,7 +343,7 @@ pub fn seed_latency(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
         let primaries = create_users(env, &bearer, "rights-primary", LATENCY_SITES).await?;
         let sites = create_sites(env, &bearer, LATENCY_NUMBER_BASE, &primaries, false).await?;
         eprintln!("xtask: creating {} users in identity", changes + 1);
-        let mut targets = create_users(env, &bearer, "rights", changes + 1).await?;
+        let mut targets = register_users(env, "rights", changes + 1).await?;
         let mut notes = Vec::new();
         // Access must know the sites and their primaries (from the registry's stream) before
         // a primary can grant.
@@ -722,6 +727,27 @@ async fn create_users(
         .buffered(SEED_CONCURRENCY)
         .try_collect()
         .await
+}
+
+/// Registers `count` users and proves their addresses (rule I1), e-mails
+/// `<prefix>-<i>@<MAIL_DOMAIN>`, half of them in French.
+async fn register_users(env: &Env, prefix: &str, count: usize) -> anyhow::Result<Vec<User>> {
+    let people: Vec<RegisterUserRequest> = (0..count)
+        .map(|i| RegisterUserRequest {
+            email: format!("{prefix}-{i}@{MAIL_DOMAIN}"),
+            display_name: format!("Bench {prefix} {i}"),
+            password: USER_PASSWORD.to_owned(),
+            locale: if i % 2 == 0 { "fr" } else { "en" }.to_owned(),
+        })
+        .collect();
+    let users = streams::register_proven(env, people, SEED_CONCURRENCY).await?;
+    Ok(users
+        .into_iter()
+        .map(|user| User {
+            user_id: user.user_id,
+            email: user.email.to_lowercase(),
+        })
+        .collect())
 }
 
 /// One CreateUser.

@@ -1,12 +1,25 @@
 //! Waiting for a service to apply the event streams it follows, so that catching up does not
-//! take CPU from a measurement.
+//! take CPU from a measurement; and registering people whose addresses are proven (rule I1)
+//! with the codes identity mails, read from its stream.
 
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
+use futures::{StreamExt, TryStreamExt};
+use kc_proto::identity::identity_service_client::IdentityServiceClient;
+use kc_proto::identity::{
+    RegisterUserRequest, User, VerifyEmailRequest, WatchEventsRequest, event::Payload,
+};
+use kc_runtime::secrets::OpeningKey;
 use sqlx::Connection;
+use tonic::transport::Channel;
 
 use super::scenarios::Env;
+use crate::suite::{KeyFile, KeyFiles};
+
+/// Longest identity's stream may take to show the codes of the people just registered.
+const CODES_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Longest a consumer may take to catch up with the streams it follows.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(600);
@@ -97,6 +110,124 @@ async fn last_event_cursor(env: &Env, publisher: &str) -> anyhow::Result<Option<
 /// number, each as 16 hex digits.
 fn encode_cursor(txid: u64, seq: u64) -> String {
     format!("{txid:016x}{seq:016x}")
+}
+
+/// Registers `people` (RegisterUser, `concurrency` at a time) and proves each address with
+/// the code identity mailed to it (VerifyEmail with the same password): returns the proven,
+/// active users in the order of `people`. Every address must be free or unproven: a proven
+/// account is mailed no code (rule I2), and this fails once [`CODES_TIMEOUT`] has passed.
+///
+/// The codes are read as notification reads them: from identity's `WatchEvents` (as the
+/// benchmark's service account), each sealed code opened with the code-opening key, which
+/// the benchmark holds since it made the key files it gives the services
+/// ([`KeyFiles::local`]). Not from the mail: the identity scenarios run without
+/// notification, so no mail is written at all, and the stream works the same for every
+/// scenario. Each registration and each proof costs identity one password hash.
+pub async fn register_proven(
+    env: &Env,
+    people: Vec<RegisterUserRequest>,
+    concurrency: usize,
+) -> anyhow::Result<Vec<User>> {
+    let identity = IdentityServiceClient::new(env.channel("identity").await?);
+    let emails: Vec<String> = people
+        .iter()
+        .map(|person| person.email.trim().to_lowercase())
+        .collect();
+    let passwords: Vec<String> = people
+        .iter()
+        .map(|person| person.password.clone())
+        .collect();
+    futures::stream::iter(people)
+        .map(|person| {
+            let mut identity = identity.clone();
+            async move {
+                let email = person.email.clone();
+                identity
+                    .register_user(person)
+                    .await
+                    .with_context(|| format!("RegisterUser of {email} failed"))
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
+    let mut codes = mailed_codes(env, identity.clone(), &emails).await?;
+    let proofs = emails.into_iter().zip(passwords).map(|(email, password)| {
+        let code = codes.remove(&email).unwrap_or_default();
+        let mut identity = identity.clone();
+        async move {
+            identity
+                .verify_email(VerifyEmailRequest {
+                    email: email.clone(),
+                    code,
+                    password,
+                })
+                .await
+                .with_context(|| format!("VerifyEmail of {email} failed"))?
+                .into_inner()
+                .user
+                .ok_or_else(|| anyhow!("VerifyEmail of {email} returned no user"))
+        }
+    });
+    futures::stream::iter(proofs)
+        .buffered(concurrency.max(1))
+        .try_collect()
+        .await
+}
+
+/// The codes identity mailed to `emails` (lower case), read from the start of its stream:
+/// for each address, its newest code still sealed in the outbox (identity empties the sealed
+/// code of a code it replaced).
+async fn mailed_codes(
+    env: &Env,
+    mut identity: IdentityServiceClient<Channel>,
+    emails: &[String],
+) -> anyhow::Result<HashMap<String, String>> {
+    let files = KeyFiles::local()?;
+    let opening = OpeningKey::from_file("the code-opening key", &files.path(KeyFile::CodeOpening))?;
+    let mut request = tonic::Request::new(WatchEventsRequest::default());
+    request
+        .metadata_mut()
+        .insert("authorization", env.service_bearer().await?);
+    let mut stream = identity
+        .watch_events(request)
+        .await
+        .context("could not watch identity's events")?
+        .into_inner();
+    let wanted: HashSet<&str> = emails.iter().map(String::as_str).collect();
+    let mut codes = HashMap::with_capacity(emails.len());
+    let read = tokio::time::timeout(CODES_TIMEOUT, async {
+        while codes.len() < wanted.len() {
+            let Some(item) = stream.next().await else {
+                bail!("identity's event stream ended");
+            };
+            let event = item.context("identity's event stream failed")?.event;
+            let Some(Payload::EmailVerificationRequested(requested)) =
+                event.and_then(|event| event.payload)
+            else {
+                continue;
+            };
+            if requested.sealed_code.is_empty() || !wanted.contains(requested.email.as_str()) {
+                continue;
+            }
+            let code = opening
+                .open(&requested.sealed_code)
+                .context("a code identity sealed does not open with the benchmark's key")?;
+            let code = String::from_utf8(code.to_vec()).context("a code is not UTF-8")?;
+            codes.insert(requested.email, code);
+        }
+        Ok(())
+    })
+    .await;
+    match read {
+        Ok(result) => result.map(|()| codes),
+        Err(_) => bail!(
+            "identity mailed codes to {} of the {} people registered within {} s",
+            codes.len(),
+            wanted.len(),
+            CODES_TIMEOUT.as_secs()
+        ),
+    }
 }
 
 #[cfg(test)]
