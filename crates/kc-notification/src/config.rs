@@ -8,6 +8,7 @@ use kc_runtime::client::ServiceAccountArgs;
 use kc_runtime::config::{
     DatabaseArgs, IdentityUrlArgs, ServerArgs, parse_duration, parse_http_url,
 };
+use kc_runtime::secrets::OpeningKey;
 
 use crate::delivery::{DeliverySettings, Mailer, SmtpSettings, TransportSettings};
 use crate::domain::retry::RetryPolicy;
@@ -39,6 +40,12 @@ pub struct NotificationArgs {
     /// identity.
     #[command(flatten)]
     pub account: ServiceAccountArgs,
+    /// File holding this service's X25519 opening key (32 bytes, base64; a file or a mounted
+    /// Kubernetes Secret): it opens the codes identity seals to its public half (identity's
+    /// `--code-sealing-key-file`) in `EmailVerificationRequested` events. No other service
+    /// can read a code.
+    #[arg(long, env = "KC_CODE_OPENING_KEY_FILE")]
+    pub code_opening_key_file: PathBuf,
     /// SMTP server to deliver through: `smtp://host:port` (plain), `smtp://host:port?tls=required`
     /// (STARTTLS) or `smtps://host:port` (implicit TLS). Without it, mail goes to `--mail-dir`.
     #[arg(long, env = "KC_SMTP_URL", hide_env_values = true)]
@@ -89,6 +96,11 @@ pub struct NotificationArgs {
     /// at once by a Postgres notification when notifications are created or revived).
     #[arg(long, env = "KC_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub poll_interval: Duration,
+    /// How often each replica empties the stored mails whose one-time code expired (giving
+    /// up those not sent yet): a code stays readable here at most this long past its expiry
+    /// (issue: secrets at rest). Delivered and given-up code mails are emptied at once.
+    #[arg(long, env = "KC_CODE_SWEEP_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub code_sweep_interval: Duration,
 }
 
 impl NotificationArgs {
@@ -146,6 +158,13 @@ impl NotificationArgs {
         if self.poll_interval.is_zero() {
             anyhow::bail!("--poll-interval (KC_POLL_INTERVAL) must be more than 0");
         }
+        if self.code_sweep_interval.is_zero()
+            || self.code_sweep_interval > Duration::from_secs(3600)
+        {
+            anyhow::bail!(
+                "--code-sweep-interval (KC_CODE_SWEEP_INTERVAL) must be more than 0 and at most 1h"
+            );
+        }
         Ok(())
     }
 
@@ -186,6 +205,15 @@ impl NotificationArgs {
         }
     }
 
+    /// The key that opens identity's sealed codes; fails with one line naming the setting
+    /// and the file (never its content).
+    pub fn opening_key(&self) -> anyhow::Result<OpeningKey> {
+        OpeningKey::from_file(
+            "--code-opening-key-file (KC_CODE_OPENING_KEY_FILE)",
+            &self.code_opening_key_file,
+        )
+    }
+
     /// The retry policy of delivery.
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {
@@ -205,6 +233,7 @@ impl NotificationArgs {
             smtp_timeout: self.smtp_timeout,
             send_concurrency: self.send_concurrency,
             poll_interval: self.poll_interval,
+            code_sweep_interval: self.code_sweep_interval,
         })
     }
 }
@@ -213,7 +242,7 @@ impl NotificationArgs {
 mod tests {
     use super::*;
 
-    const BASE: [&str; 11] = [
+    const BASE: [&str; 13] = [
         "kc-notification",
         "--database-url",
         "postgres://localhost/x",
@@ -225,6 +254,8 @@ mod tests {
         "http://127.0.0.1:50053",
         "--client-id",
         "0191f1d2-0000-7000-8000-000000000000",
+        "--code-opening-key-file",
+        "/run/secrets/code-opening-key",
     ];
 
     fn parse(extra: &[&str]) -> NotificationArgs {
@@ -247,6 +278,7 @@ mod tests {
         assert_eq!(args.smtp_timeout, Duration::from_secs(20));
         assert_eq!(args.send_concurrency, 32);
         assert_eq!(args.poll_interval, Duration::from_secs(1));
+        assert_eq!(args.code_sweep_interval, Duration::from_secs(60));
         assert_eq!(args.mail_from, "keycontacts <no-reply@keycontacts.invalid>");
         args.validate().expect("valid");
         assert!(matches!(
@@ -321,8 +353,48 @@ mod tests {
     }
 
     #[test]
+    fn the_code_opening_key_is_required_and_read_from_its_file() {
+        let without: Vec<&str> = BASE
+            .iter()
+            .copied()
+            .filter(|arg| !arg.contains("code-opening-key"))
+            .chain(["--client-secret", "s", "--mail-dir", "/tmp/m"])
+            .collect();
+        let error = NotificationArgs::parse_from(without)
+            .expect_err("the opening key is required")
+            .to_string();
+        assert!(error.contains("--code-opening-key-file"), "{error}");
+
+        let dir = std::env::temp_dir().join(format!("kc-notification-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good");
+        let opening = OpeningKey::generate().unwrap();
+        std::fs::write(&good, opening.to_text().as_str()).unwrap();
+        let bad = dir.join("bad");
+        std::fs::write(&bad, "not a key").unwrap();
+        let with = |path: &std::path::Path| {
+            parse(&[
+                "--mail-dir",
+                "/tmp/m",
+                "--code-opening-key-file",
+                path.to_str().unwrap(),
+            ])
+        };
+        let loaded = with(&good).opening_key().expect("a valid key file");
+        assert_eq!(loaded.sealing_key(), opening.sealing_key());
+        for path in [bad.clone(), dir.join("missing")] {
+            let error = format!("{:#}", with(&path).opening_key().unwrap_err());
+            assert!(error.contains("--code-opening-key-file"), "{error}");
+            assert!(!error.contains('\n'), "one line: {error}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn bad_settings_name_themselves() {
-        let cases: [(&[&str], &str); 6] = [
+        let cases: [(&[&str], &str); 8] = [
+            (&["--code-sweep-interval", "0s"], "--code-sweep-interval"),
+            (&["--code-sweep-interval", "2h"], "--code-sweep-interval"),
             (&["--lease", "20s"], "--lease"),
             (&["--max-attempts", "0"], "--max-attempts"),
             (&["--retry-base", "0s"], "--retry-base"),

@@ -2,7 +2,12 @@
 //! [`Consumer`] authenticated with this service's own account ([`ServiceToken`]):
 //!
 //! - `notification.identity` follows `IdentityService/WatchEvents`: an
-//!   `EmailVerificationRequested` becomes the e-mail with the code.
+//!   `EmailVerificationRequested` becomes the e-mail with the code (by purpose: registration,
+//!   invitation, password reset, new login e-mail), the code opened from its sealed box with
+//!   `--code-opening-key-file`; a `RegistrationAttempted` tells the address why its
+//!   registration was not taken (I2, I3); an `EmailChangeRequested` tells the current
+//!   address. A sealed code that identity already emptied (the code was used, replaced or
+//!   expired) or that does not open sends nothing, and the event is consumed.
 //! - `notification.contacts` follows `ContactRegistryService/WatchEvents` into the projection
 //!   of sites and contacts (names, languages, notification e-mails, C9) and turns role
 //!   changes into notices: assigned or removed (that contact and the primary, C1), primary
@@ -37,6 +42,7 @@ use kc_proto::identity::{self as identity_pb};
 use kc_runtime::Shutdown;
 use kc_runtime::client::ServiceToken;
 use kc_runtime::outbox::{Consumer, EventFeed, OpenedEvents, apply_fn, watch_source};
+use kc_runtime::secrets::OpeningKey;
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tonic::Status;
@@ -45,10 +51,14 @@ use uuid::Uuid;
 
 use crate::directory::{Directory, UserInfo};
 use crate::domain::catalog::{Decision, Level, PolicyMode, RequestKind, Right};
+use crate::domain::params::Params;
 use crate::domain::recipients::{
     self, Facts, Planned, RULE_APPROVER, RULE_POLICY_APPROVER, RULE_REQUESTER, RULE_RIGHTS,
 };
-use crate::domain::service::{Origin, Source, Verification};
+use crate::domain::recipients::{
+    RULE_EMAIL_CHANGE_REQUESTED, RULE_REGISTRATION_CONFUSABLE, RULE_REGISTRATION_TAKEN,
+};
+use crate::domain::service::{AddressNotice, CodePurpose, Origin, Source, Verification};
 use crate::domain::{Kind, Notifier, Role, Site};
 use crate::storage::{self, sites::ProjectedContact};
 
@@ -125,19 +135,23 @@ pub struct Streams {
     pub access: Channel,
 }
 
-/// Starts the three consumers; they run until `shutdown` triggers.
+/// Starts the three consumers; they run until `shutdown` triggers. Identity's codes are
+/// opened with `opening`.
 pub fn spawn(
     pool: &PgPool,
     notifier: &Notifier,
     directory: &Directory,
     token: &ServiceToken,
+    opening: &OpeningKey,
     streams: Streams,
     shutdown: &Shutdown,
 ) -> Vec<JoinHandle<()>> {
     let identity_notifier = notifier.clone();
+    let identity_opening = opening.clone();
     let apply_identity = apply_fn(move |conn, event: identity_pb::Event| {
         let notifier = identity_notifier.clone();
-        Box::pin(async move { apply_identity_event(conn, &notifier, &event).await })
+        let opening = identity_opening.clone();
+        Box::pin(async move { apply_identity_event(conn, &notifier, &opening, &event).await })
     });
     let contacts_notifier = notifier.clone();
     let apply_contacts = apply_fn(move |conn, prepared: Prepared<contacts_pb::Event>| {
@@ -194,32 +208,168 @@ fn time_of(timestamp: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> 
     timestamp.and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?))
 }
 
-/// Applies one identity event: an e-mail verification becomes its notice.
+/// Longest code this service mails (identity's long codes are 20 characters).
+const MAX_CODE_CHARS: usize = 64;
+
+/// Why a sealed code gives no mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unopened {
+    /// Identity emptied it: the code was used, replaced or expired before it was mailed.
+    Withdrawn,
+    /// It does not open with this service's key (another key, altered, or not a code).
+    Unreadable,
+}
+
+/// The code in an event's sealed box, opened with `opening`. Never logs the code.
+pub fn open_code(opening: &OpeningKey, sealed: &[u8]) -> Result<String, Unopened> {
+    if sealed.is_empty() {
+        return Err(Unopened::Withdrawn);
+    }
+    let opened = opening.open(sealed).map_err(|_| Unopened::Unreadable)?;
+    let code = std::str::from_utf8(&opened).map_err(|_| Unopened::Unreadable)?;
+    let well_formed = !code.is_empty()
+        && code.chars().count() <= MAX_CODE_CHARS
+        && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if well_formed {
+        Ok(code.to_owned())
+    } else {
+        Err(Unopened::Unreadable)
+    }
+}
+
+/// The purpose of identity's number; an unspecified or unknown one (a newer identity) is
+/// mailed as a registration code, the plainest "prove this address" mail.
+fn code_purpose(number: i32) -> CodePurpose {
+    use identity_pb::VerificationPurpose as P;
+    match P::try_from(number) {
+        Ok(P::Invitation) => CodePurpose::Invitation,
+        Ok(P::PasswordReset) => CodePurpose::PasswordReset,
+        Ok(P::EmailChange) => CodePurpose::EmailChange,
+        Ok(P::Registration) | Ok(P::Unspecified) | Err(_) => CodePurpose::Registration,
+    }
+}
+
+/// Applies one identity event: a code becomes its mail (opened from its sealed box with
+/// `opening`), a registration that was not taken (I2, I3) and a login e-mail change become
+/// their notices to the address. Other events tell nobody.
 pub async fn apply_identity_event(
     conn: &mut PgConnection,
     notifier: &Notifier,
+    opening: &OpeningKey,
     event: &identity_pb::Event,
 ) -> anyhow::Result<()> {
     use identity_pb::event::Payload;
-    let Some(Payload::EmailVerificationRequested(requested)) = &event.payload else {
-        return Ok(());
-    };
-    let user_id = parse_uuid("user id", &event.user_id)?;
     let source = Source::event(Origin::Identity, &event.event_id);
-    notifier
-        .notify_verification(
-            conn,
-            &source,
-            &Verification {
-                user_id,
-                email: requested.email.clone(),
-                locale: requested.locale.clone(),
-                display_name: requested.display_name.clone(),
-                code: requested.code.clone(),
-                expire_time: time_of(requested.expire_time.as_ref()),
-            },
-        )
-        .await?;
+    match &event.payload {
+        Some(Payload::EmailVerificationRequested(requested)) => {
+            let user_id = parse_uuid("user id", &event.user_id)?;
+            let purpose = code_purpose(requested.purpose);
+            let code = match open_code(opening, &requested.sealed_code) {
+                Ok(code) => code,
+                Err(Unopened::Withdrawn) => {
+                    tracing::info!(
+                        event_id = %event.event_id,
+                        user_id = %user_id,
+                        purpose = ?purpose,
+                        "code withdrawn by identity (used, replaced or expired) before it was mailed; no mail"
+                    );
+                    return Ok(());
+                }
+                Err(Unopened::Unreadable) => {
+                    tracing::warn!(
+                        event_id = %event.event_id,
+                        user_id = %user_id,
+                        purpose = ?purpose,
+                        "the sealed code does not open with --code-opening-key-file (is identity's --code-sealing-key-file its public half?); no mail"
+                    );
+                    return Ok(());
+                }
+            };
+            notifier
+                .notify_verification(
+                    conn,
+                    &source,
+                    &Verification {
+                        user_id,
+                        email: requested.email.clone(),
+                        locale: requested.locale.clone(),
+                        display_name: requested.display_name.clone(),
+                        code,
+                        expire_time: time_of(requested.expire_time.as_ref()),
+                        purpose,
+                    },
+                )
+                .await?;
+        }
+        Some(Payload::RegistrationAttempted(attempted)) => {
+            use identity_pb::RegistrationRefusal as R;
+            let (kind, rule, user_id) = match R::try_from(attempted.refusal) {
+                Ok(R::AddressTaken) => (
+                    Kind::RegistrationAddressTaken,
+                    RULE_REGISTRATION_TAKEN,
+                    optional_uuid(&event.user_id),
+                ),
+                // The address has no account: the event's user (if any) is the account it
+                // looks like, which must not be named as the recipient.
+                Ok(R::AddressConfusable) => (
+                    Kind::RegistrationAddressConfusable,
+                    RULE_REGISTRATION_CONFUSABLE,
+                    None,
+                ),
+                Ok(R::Unspecified) | Err(_) => {
+                    tracing::warn!(
+                        event_id = %event.event_id,
+                        refusal = attempted.refusal,
+                        "registration attempt with an unknown refusal; no mail"
+                    );
+                    return Ok(());
+                }
+            };
+            let params = Params::from([("email".to_owned(), attempted.email.trim().to_owned())]);
+            notifier
+                .notify_address(
+                    conn,
+                    &source,
+                    &AddressNotice {
+                        user_id,
+                        email: attempted.email.clone(),
+                        locale: attempted.locale.clone(),
+                        display_name: attempted.display_name.clone(),
+                        kind,
+                        params,
+                        rule,
+                    },
+                )
+                .await?;
+        }
+        Some(Payload::EmailChangeRequested(requested)) => {
+            let params = Params::from([(
+                "new_email".to_owned(),
+                requested.new_email.trim().to_owned(),
+            )]);
+            notifier
+                .notify_address(
+                    conn,
+                    &source,
+                    &AddressNotice {
+                        user_id: Some(parse_uuid("user id", &event.user_id)?),
+                        email: requested.email.clone(),
+                        locale: requested.locale.clone(),
+                        display_name: requested.display_name.clone(),
+                        kind: Kind::EmailChangeRequested,
+                        params,
+                        rule: RULE_EMAIL_CHANGE_REQUESTED,
+                    },
+                )
+                .await?;
+        }
+        Some(Payload::UserRegistered(_))
+        | Some(Payload::UserUpdated(_))
+        | Some(Payload::UserDisabled(_))
+        | Some(Payload::UserEnabled(_))
+        | Some(Payload::TokensRevoked(_))
+        | None => {}
+    }
     Ok(())
 }
 
@@ -713,6 +863,86 @@ mod tests {
             ..Default::default()
         };
         assert!(access_event_users(&cancelled).is_empty());
+    }
+
+    #[test]
+    fn sealed_codes_open_only_when_present_readable_and_well_formed() {
+        let opening = OpeningKey::generate().unwrap();
+        let sealing = opening.sealing_key();
+        let other = OpeningKey::generate().unwrap();
+        assert_eq!(
+            open_code(&opening, &sealing.seal(b"042917").unwrap()).as_deref(),
+            Ok("042917")
+        );
+        assert_eq!(
+            open_code(
+                &opening,
+                &sealing.seal(b"7KQ2-M9XD-4HTV-0PWR-B3CE").unwrap()
+            )
+            .as_deref(),
+            Ok("7KQ2-M9XD-4HTV-0PWR-B3CE"),
+            "a long code"
+        );
+        // identity emptied it: used, replaced or expired before it was mailed
+        assert_eq!(open_code(&opening, &[]), Err(Unopened::Withdrawn));
+        // sealed to another key, or altered
+        let sealed = other.sealing_key().seal(b"123456").unwrap();
+        assert_eq!(open_code(&opening, &sealed), Err(Unopened::Unreadable));
+        let mut altered = sealing.seal(b"123456").unwrap();
+        *altered.last_mut().unwrap() ^= 1;
+        assert_eq!(open_code(&opening, &altered), Err(Unopened::Unreadable));
+        // opens, but is not a code: nothing of it goes into a mail
+        for not_a_code in [
+            &b""[..],
+            b"12 34",
+            b"<b>1</b>",
+            b"123456\r\nBcc: x@y",
+            &[0xff, 0xfe],
+            "9".repeat(65).as_bytes(),
+        ] {
+            let sealed = sealing.seal(not_a_code).unwrap();
+            assert_eq!(
+                open_code(&opening, &sealed),
+                Err(Unopened::Unreadable),
+                "{not_a_code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_verification_never_shows_its_code() {
+        let verification = Verification {
+            user_id: Uuid::from_u128(7),
+            email: "a@example.com".into(),
+            locale: "fr".into(),
+            display_name: "A".into(),
+            code: "042917".into(),
+            expire_time: None,
+            purpose: CodePurpose::PasswordReset,
+        };
+        let shown = format!("{verification:?} {verification:#?}");
+        assert!(!shown.contains("042917"), "{shown}");
+        assert!(!shown.contains("a@example.com"), "{shown}");
+    }
+
+    #[test]
+    fn purposes_choose_the_mail() {
+        use identity_pb::VerificationPurpose as P;
+        assert_eq!(
+            code_purpose(P::Registration as i32).kind(),
+            Kind::EmailVerification
+        );
+        assert_eq!(code_purpose(P::Invitation as i32).kind(), Kind::Invitation);
+        assert_eq!(
+            code_purpose(P::PasswordReset as i32).kind(),
+            Kind::PasswordReset
+        );
+        assert_eq!(
+            code_purpose(P::EmailChange as i32).kind(),
+            Kind::EmailChangeVerification
+        );
+        assert_eq!(code_purpose(0), CodePurpose::Registration);
+        assert_eq!(code_purpose(99), CodePurpose::Registration);
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let verifier = args.identity.verifier(&args.server)?;
+    let verifier = args.identity.verifier(&args.server, &shutdown)?;
     run_with_verifier(args, verifier, listener, shutdown).await
 }
 
@@ -87,6 +87,7 @@ pub async fn run_with_verifier(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     args.validate()?;
+    let opening = args.opening_key()?;
     let delivery_settings = args.delivery_settings()?;
     let identity_channel = channel("--identity-url", &args.identity.identity_url)?;
     let contacts_channel = channel("--contacts-url", &args.contacts_url)?;
@@ -132,6 +133,7 @@ pub async fn run_with_verifier(
         &notifier,
         &directory,
         &token,
+        &opening,
         Streams {
             identity: identity_channel,
             contacts: contacts_channel,

@@ -29,10 +29,12 @@ use kc_proto::identity::identity_service_client::IdentityServiceClient;
 use kc_proto::identity::{self as ipb};
 use kc_proto::notification::notification_service_client::NotificationServiceClient;
 use kc_proto::notification::{self as pb};
+use kc_testkit::codes::CodeReader;
 use kc_testkit::process::{
     CoreProcesses, ServiceProcess, binary, bootstrap_operator, service_account,
 };
 use kc_testkit::ready_channel;
+use kc_testkit::secrets::notification_key_args;
 use kc_testkit::smtp::{ReceivedMessage, SmtpServer};
 use uuid::Uuid;
 
@@ -113,9 +115,13 @@ impl Processes {
         NotificationServiceClient::new(ready_channel(&self.notification.url()).await)
     }
 
+    /// Registers a person and proves its address with the code identity mailed (rule I1),
+    /// read from identity's stream as notification reads it.
     async fn register(&self, locale: &str) -> TestUser {
         let email = format!("p-{}@acme.example", Uuid::new_v4().simple());
-        let user = IdentityServiceClient::new(ready_channel(&self.identity.url()).await)
+        let channel = ready_channel(&self.identity.url()).await;
+        let mut identity = IdentityServiceClient::new(channel.clone());
+        identity
             .register_user(ipb::RegisterUserRequest {
                 email: email.clone(),
                 display_name: format!("Person {locale}"),
@@ -123,7 +129,18 @@ impl Processes {
                 locale: locale.into(),
             })
             .await
-            .expect("register")
+            .expect("register");
+        let code = CodeReader::new(channel, self.operator_token.clone())
+            .next_code(&email)
+            .await;
+        let user = identity
+            .verify_email(ipb::VerifyEmailRequest {
+                email: email.clone(),
+                code: code.code,
+                password: PASSWORD.into(),
+            })
+            .await
+            .expect("verify email")
             .into_inner()
             .user
             .expect("user");
@@ -203,7 +220,9 @@ async fn start_notification(
 ) -> ServiceProcess {
     let (identity_url, contacts_url, access_url, smtp_url) =
         (identity.url(), contacts.url(), access.url(), smtp.url());
-    let mut args = vec![
+    let keys = notification_key_args();
+    let mut args: Vec<&str> = keys.iter().map(String::as_str).collect();
+    args.extend([
         "--identity-url",
         &identity_url,
         "--contacts-url",
@@ -212,7 +231,7 @@ async fn start_notification(
         &access_url,
         "--smtp-url",
         &smtp_url,
-    ];
+    ]);
     args.extend(delivery);
     ServiceProcess::start(
         binary("kc-notification"),

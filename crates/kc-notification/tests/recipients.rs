@@ -406,47 +406,6 @@ async fn each_notice_is_in_the_recipient_s_language_else_the_site_s_else_english
     }
 }
 
-// The e-mail verification code of identity reaches the user, in its language, with the code
-// in both parts (no site: the user's language, else en).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_email_verification_code_reaches_the_new_user() {
-    let s = Suite::start().await;
-    for (locale, expected) in [("fr", "fr"), ("en", "en"), ("fr-CA", "fr"), ("de", "en")] {
-        let user = s.user(locale).await;
-        let (notification, message) = s
-            .notice("", &user, Kind::EmailVerification, &user.email, expected)
-            .await;
-        assert_eq!(notification.site_id, "");
-        assert_eq!(notification.rule, "identity: e-mail verification");
-        assert!(
-            notification.source_event_id.contains(':'),
-            "{notification:?}"
-        );
-        let code = s
-            .find_identity_event(|event| match &event.payload {
-                Some(ipb::event::Payload::EmailVerificationRequested(request))
-                    if event.user_id == user.id.to_string() =>
-                {
-                    Some(request.code.clone())
-                }
-                _ => None,
-            })
-            .await;
-        assert!(
-            message.text.as_deref().unwrap_or_default().contains(&code),
-            "the text part holds the code"
-        );
-        assert!(
-            message.html.as_deref().unwrap_or_default().contains(&code),
-            "the html part holds the code"
-        );
-        assert!(
-            !message.subject.contains(&code),
-            "the code is not in the subject"
-        );
-    }
-}
-
 /// Waits for the DELIVERED notice of `kind` to `user` on the site that is not in `seen`,
 /// checks its message, marks it seen and returns it.
 async fn next_notice(

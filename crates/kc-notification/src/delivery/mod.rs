@@ -1,7 +1,7 @@
 //! Delivery: the workers that send stored notifications (N3: at least once, every attempt
 //! recorded).
 //!
-//! Each replica runs three tasks:
+//! Each replica runs four tasks:
 //! - a **listener** on the Postgres channel [`DUE_CHANNEL`], woken when notifications are
 //!   created or revived (with a fallback poll every `--poll-interval`);
 //! - a **dispatcher** that claims up to as many due notifications as it has free sending
@@ -10,7 +10,14 @@
 //!   its own task through the transport;
 //! - a **recorder** that writes the outcomes in batches: one transaction records the
 //!   attempts, the new states (DELIVERED, FAILED with its next attempt time, DEAD) and the
-//!   outbox events of the DELIVERED and DEAD ones.
+//!   outbox events of the DELIVERED and DEAD ones; a mail carrying a one-time code (rules
+//!   I1, I2) is emptied in that transaction as it becomes DELIVERED or DEAD;
+//! - a **code sweeper** that, every `--code-sweep-interval`, empties the mails whose
+//!   one-time code expired before that, giving up (DEAD, with its event) those not sent
+//!   yet. A worker that claims a code mail whose code expired gives it up unsent.
+//!
+//! Issue: secrets at rest: no code is left readable in this service's tables after it was
+//! mailed, given up, or expired (identity withdraws its own sealed copy likewise).
 //!
 //! A lease that runs out (the worker died, or stalled past `--lease`) makes the row due
 //! again: another worker takes it over and records the abandoned attempt. The e-mail keeps
@@ -43,6 +50,9 @@ use transport::Sent;
 /// Most outcomes written in one transaction.
 const RECORD_BATCH: usize = 256;
 
+/// Most code mails the sweeper empties in one transaction.
+const SWEEP_BATCH: u32 = 500;
+
 /// Settings of the delivery workers.
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
@@ -60,6 +70,8 @@ pub struct DeliverySettings {
     pub send_concurrency: u32,
     /// Fallback poll when no notification arrives.
     pub poll_interval: Duration,
+    /// How often the sweeper looks for code mails whose code expired.
+    pub code_sweep_interval: Duration,
 }
 
 /// What the tasks share.
@@ -106,6 +118,11 @@ pub fn spawn(
             Arc::clone(&context),
             wake,
             finished_tx,
+            shutdown.clone(),
+        )),
+        tokio::spawn(sweep_codes(
+            context.pool.clone(),
+            context.settings.code_sweep_interval,
             shutdown.clone(),
         )),
         tokio::spawn(record_outcomes(context, finished_rx)),
@@ -265,6 +282,11 @@ async fn send_one(context: &Context, claimed: &Claimed) -> Sent {
             ),
         );
     }
+    if claimed.code_expired {
+        // Issue: secrets at rest. The code cannot be used any more: the mail is given up
+        // and its record empties it.
+        return Sent::permanent(0, notifications::CODE_EXPIRED_DETAIL.to_owned());
+    }
     let message = match context.settings.mailer.message(claimed) {
         Ok(message) => message,
         Err(reason) => return Sent::permanent(0, reason),
@@ -376,4 +398,68 @@ async fn write(context: &Context, outcomes: &[Recorded]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Empties, every `interval` until `shutdown`, the code mails whose code expired (issue:
+/// secrets at rest), a batch per transaction, at once again while batches come full.
+async fn sweep_codes(pool: PgPool, interval: Duration, shutdown: Shutdown) {
+    loop {
+        let swept = tokio::select! {
+            () = shutdown.wait() => return,
+            swept = sweep_expired_codes(&pool) => swept,
+        };
+        match swept {
+            Ok(count) if count >= SWEEP_BATCH as usize => continue,
+            Ok(_) => {}
+            Err(error) => {
+                if matches!(
+                    error.downcast_ref::<sqlx::Error>(),
+                    Some(sqlx::Error::PoolClosed)
+                ) {
+                    return;
+                }
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "sweeping expired codes failed; retrying at the next sweep"
+                );
+            }
+        }
+        tokio::select! {
+            () = shutdown.wait() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// One transaction of the sweep: empties up to a batch of code mails whose code expired,
+/// and publishes the `NotificationDead` event of those it gave up unsent. Returns how many
+/// it emptied.
+pub async fn sweep_expired_codes(pool: &PgPool) -> anyhow::Result<usize> {
+    let mut tx = pool.begin().await?;
+    let redacted = notifications::redact_expired(&mut tx, SWEEP_BATCH).await?;
+    let given_up: Vec<Uuid> = redacted
+        .iter()
+        .filter(|r| r.given_up)
+        .map(|r| r.notification_id)
+        .collect();
+    let dead = storage::notifications::get_many(&mut tx, &given_up).await?;
+    for notification in &dead {
+        events::outcome(notification).append(&mut tx).await?;
+    }
+    tx.commit().await?;
+    for notification in &dead {
+        tracing::info!(
+            notification_id = %notification.notification_id,
+            kind = notification.kind.number(),
+            "code mail given up unsent: its code expired (DEAD, emptied)"
+        );
+    }
+    if !redacted.is_empty() {
+        tracing::debug!(
+            emptied = redacted.len(),
+            given_up = dead.len(),
+            "code mails emptied after their code expired"
+        );
+    }
+    Ok(redacted.len())
 }

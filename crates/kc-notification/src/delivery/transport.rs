@@ -284,6 +284,7 @@ mod tests {
             attempt: 1,
             attempt_in_round: 1,
             attempt_time: Utc::now(),
+            code_expired: false,
         }
     }
 

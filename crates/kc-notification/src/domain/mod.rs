@@ -41,7 +41,7 @@ pub enum Kind {
     Invoice,
     /// Support or technical matter (R1).
     Technical,
-    /// The code that verifies a login e-mail (identity).
+    /// The code that proves a registered login e-mail (identity, I1).
     EmailVerification,
     /// An access request waits for the recipient's decision (A1, A3).
     AccessRequestSubmitted,
@@ -57,11 +57,23 @@ pub enum Kind {
     ContactRoleRemoved,
     /// The primary contact changed (C8).
     PrimaryTransferred,
+    /// The address was invited; its owner claims the account with the code (identity, I1).
+    Invitation,
+    /// The code of a password reset (identity).
+    PasswordReset,
+    /// The code that proves a new login e-mail, to the new address (identity).
+    EmailChangeVerification,
+    /// Someone tried to register an address a proven account has (identity, I2).
+    RegistrationAddressTaken,
+    /// Someone tried to register an address confusable with an account's (identity, I3).
+    RegistrationAddressConfusable,
+    /// A change of the login e-mail was asked, told to the current address (identity).
+    EmailChangeRequested,
 }
 
 impl Kind {
     /// Every kind, notices from callers first.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 21] = [
         Kind::ContractChange,
         Kind::Renewal,
         Kind::UpdateAvailable,
@@ -77,6 +89,12 @@ impl Kind {
         Kind::ContactRoleAssigned,
         Kind::ContactRoleRemoved,
         Kind::PrimaryTransferred,
+        Kind::Invitation,
+        Kind::PasswordReset,
+        Kind::EmailChangeVerification,
+        Kind::RegistrationAddressTaken,
+        Kind::RegistrationAddressConfusable,
+        Kind::EmailChangeRequested,
     ];
 
     /// The proto number (also the stored value).
@@ -97,6 +115,12 @@ impl Kind {
             Kind::ContactRoleAssigned => 25,
             Kind::ContactRoleRemoved => 26,
             Kind::PrimaryTransferred => 27,
+            Kind::Invitation => 28,
+            Kind::PasswordReset => 29,
+            Kind::EmailChangeVerification => 30,
+            Kind::RegistrationAddressTaken => 31,
+            Kind::RegistrationAddressConfusable => 32,
+            Kind::EmailChangeRequested => 33,
         }
     }
 
@@ -123,6 +147,12 @@ impl Kind {
             Kind::ContactRoleAssigned => "contact_role_assigned",
             Kind::ContactRoleRemoved => "contact_role_removed",
             Kind::PrimaryTransferred => "primary_transferred",
+            Kind::Invitation => "invitation",
+            Kind::PasswordReset => "password_reset",
+            Kind::EmailChangeVerification => "email_change_verification",
+            Kind::RegistrationAddressTaken => "registration_address_taken",
+            Kind::RegistrationAddressConfusable => "registration_address_confusable",
+            Kind::EmailChangeRequested => "email_change_requested",
         }
     }
 
@@ -135,6 +165,19 @@ impl Kind {
     /// Whether callers send it through SendNotice (the others come from event streams).
     pub fn is_notice(self) -> bool {
         self.purpose().is_some()
+    }
+
+    /// Whether its mail carries one of identity's one-time codes (rules I1, I2): such a
+    /// mail keeps its rendered parts only until it is delivered or given up, or until the
+    /// code expires (issue: secrets at rest).
+    pub fn carries_code(self) -> bool {
+        matches!(
+            self,
+            Kind::EmailVerification
+                | Kind::Invitation
+                | Kind::PasswordReset
+                | Kind::EmailChangeVerification
+        )
     }
 
     /// The registry purpose whose recipients get a notice of this kind (R1); `None` for
@@ -437,6 +480,9 @@ pub struct NewNotification {
     pub source_event_id: String,
     /// SendNotice's key.
     pub idempotency_key: Option<String>,
+    /// For a mail carrying a code ([`Kind::carries_code`]), when that code expires: past it
+    /// the sweep empties the rendered parts (issue: secrets at rest).
+    pub code_expire_time: Option<DateTime<Utc>>,
 }
 
 /// Filters of ListNotifications.
@@ -499,6 +545,12 @@ pub enum NotificationError {
     /// Only DEAD notifications can be retried.
     #[error("the notification is {}: only NOTIFICATION_STATE_DEAD notifications can be retried", .0.proto_name())]
     NotRetryable(State),
+    /// A DEAD mail whose one-time code was withdrawn from this service's storage (issue:
+    /// secrets at rest): sending it again would mail no code.
+    #[error(
+        "the notification's one-time code was withdrawn (issue: secrets at rest): its mail cannot be sent again; the user asks identity for a fresh code"
+    )]
+    CodeWithdrawn,
     /// The caller may not do this.
     #[error("{0}")]
     Forbidden(String),
@@ -527,7 +579,9 @@ impl From<NotificationError> for ApiError {
             NotificationError::NotificationNotFound | NotificationError::SiteNotFound => {
                 ApiError::NotFound(message)
             }
-            NotificationError::NotRetryable(_) => ApiError::FailedPrecondition(message),
+            NotificationError::NotRetryable(_) | NotificationError::CodeWithdrawn => {
+                ApiError::FailedPrecondition(message)
+            }
             NotificationError::Forbidden(_) => ApiError::PermissionDenied(message),
             NotificationError::Unavailable(_) => ApiError::Unavailable(message),
             NotificationError::Database(error) => ApiError::from(error),
@@ -580,6 +634,7 @@ mod tests {
         assert_eq!(Kind::Invoice.purpose(), Some(Purpose::Billing));
         assert_eq!(Kind::Technical.purpose().map(Purpose::number), Some(7));
         assert_eq!(Kind::EmailVerification.purpose(), None);
+        assert_eq!(Kind::RegistrationAddressTaken.purpose(), None);
     }
 
     #[test]
@@ -591,5 +646,20 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::NotFound);
         let status: tonic::Status = NotificationError::Unavailable("identity down".into()).into();
         assert_eq!(status.code(), tonic::Code::Unavailable);
+        let status: tonic::Status = NotificationError::CodeWithdrawn.into();
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            status.message().contains("code was withdrawn"),
+            "{status:?}"
+        );
+    }
+
+    #[test]
+    fn the_kinds_that_carry_a_code_are_those_taking_one() {
+        // issue: secrets at rest. Every kind whose template may show a code is redacted.
+        for kind in Kind::ALL {
+            let takes_code = kind.params().iter().any(|param| param.name == "code");
+            assert_eq!(kind.carries_code(), takes_code, "{kind:?}");
+        }
     }
 }

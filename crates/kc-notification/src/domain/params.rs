@@ -59,7 +59,14 @@ impl Kind {
             Kind::MediaShipment => &[req!("order_number"), opt!("tracking_number")],
             Kind::Invoice => &[req!("invoice_number"), opt!("amount"), opt!("due_date")],
             Kind::Technical => &[req!("topic"), req!("summary")],
-            Kind::EmailVerification => &[opt!("code"), opt!("expire_time")],
+            Kind::EmailVerification
+            | Kind::Invitation
+            | Kind::PasswordReset
+            | Kind::EmailChangeVerification => &[opt!("code"), opt!("expire_time")],
+            Kind::RegistrationAddressTaken | Kind::RegistrationAddressConfusable => {
+                &[opt!("email")]
+            }
+            Kind::EmailChangeRequested => &[opt!("new_email")],
             Kind::AccessRequestSubmitted => &[
                 opt!("requester_name"),
                 opt!("requester_email"),

@@ -35,8 +35,27 @@ pub const RULE_REQUESTER: &str = "A2: the requester is told of the decision";
 pub const RULE_RIGHTS: &str = "T5: the user whose rights changed";
 /// Rule of an approver told of a domain policy change.
 pub const RULE_POLICY_APPROVER: &str = "A7: approver of the site, told of domain policy changes";
-/// Rule of an e-mail verification.
-pub const RULE_EMAIL_VERIFICATION: &str = "identity: e-mail verification";
+/// Rule of the code that proves a registered address.
+pub const RULE_EMAIL_VERIFICATION: &str =
+    "I1: identity mails the registered address the code that proves it";
+/// Rule of an invitation code.
+pub const RULE_INVITATION: &str =
+    "I1: identity invites the address; its owner claims the account with the mailed code";
+/// Rule of a password reset code.
+pub const RULE_PASSWORD_RESET: &str =
+    "I2: identity mails the password reset code to the account's address";
+/// Rule of the code that proves a new login e-mail.
+pub const RULE_EMAIL_CHANGE_VERIFICATION: &str =
+    "I1: the new login e-mail receives the code that proves it";
+/// Rule of the notice to a taken address someone tried to register.
+pub const RULE_REGISTRATION_TAKEN: &str =
+    "I2: a registration of a taken address is told to that address, not to the caller";
+/// Rule of the notice to a confusable address someone tried to register.
+pub const RULE_REGISTRATION_CONFUSABLE: &str =
+    "I3: an address that looks the same as an existing account's cannot be used";
+/// Rule of the notice of a login e-mail change to the current address.
+pub const RULE_EMAIL_CHANGE_REQUESTED: &str =
+    "identity: the current login e-mail is told of a change asked for the account";
 
 /// What a notice reports, in structured form; [`Facts::params`] writes it in a language.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,7 +28,10 @@ use uuid::Uuid;
 
 use super::language::{self, Lang};
 use super::params::{self, COMMON, Params, Use};
-use super::recipients::{self, Person, Planned, RULE_EMAIL_VERIFICATION};
+use super::recipients::{
+    self, Person, Planned, RULE_EMAIL_CHANGE_VERIFICATION, RULE_EMAIL_VERIFICATION,
+    RULE_INVITATION, RULE_PASSWORD_RESET,
+};
 use super::templates::Templates;
 use super::{
     CallerRole, Kind, ListFilter, NewNotification, Notification, NotificationError, Rendered,
@@ -96,8 +99,44 @@ pub struct SentNotice {
     pub replayed: bool,
 }
 
-/// An e-mail verification identity asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why identity mailed a code; each purpose has its own mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodePurpose {
+    /// A registration: the code proves the address (I1).
+    Registration,
+    /// An invitation: the owner registers with the address, then claims the account with
+    /// the code (I1).
+    Invitation,
+    /// A password reset.
+    PasswordReset,
+    /// A new login e-mail, to that new address.
+    EmailChange,
+}
+
+impl CodePurpose {
+    /// The kind of the mail that carries the code.
+    pub fn kind(self) -> Kind {
+        match self {
+            CodePurpose::Registration => Kind::EmailVerification,
+            CodePurpose::Invitation => Kind::Invitation,
+            CodePurpose::PasswordReset => Kind::PasswordReset,
+            CodePurpose::EmailChange => Kind::EmailChangeVerification,
+        }
+    }
+
+    /// Why the address receives it.
+    pub fn rule(self) -> &'static str {
+        match self {
+            CodePurpose::Registration => RULE_EMAIL_VERIFICATION,
+            CodePurpose::Invitation => RULE_INVITATION,
+            CodePurpose::PasswordReset => RULE_PASSWORD_RESET,
+            CodePurpose::EmailChange => RULE_EMAIL_CHANGE_VERIFICATION,
+        }
+    }
+}
+
+/// A code identity asked to mail. Its `Debug` never shows the code.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Verification {
     /// The user.
     pub user_id: Uuid,
@@ -107,10 +146,52 @@ pub struct Verification {
     pub locale: String,
     /// Name to greet.
     pub display_name: String,
-    /// The code.
+    /// The code, opened from its sealed box.
     pub code: String,
     /// When it expires.
     pub expire_time: Option<DateTime<Utc>>,
+    /// Why it was mailed.
+    pub purpose: CodePurpose,
+}
+
+impl std::fmt::Debug for Verification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verification")
+            .field("user_id", &self.user_id)
+            .field("purpose", &self.purpose)
+            .field("expire_time", &self.expire_time)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A notice identity asked to send to an address without a code: a registration that was
+/// not taken (I2, I3), a login e-mail change told to the current address.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AddressNotice {
+    /// The account the address belongs to; `None` for an address without an account (a
+    /// confusable one, I3).
+    pub user_id: Option<Uuid>,
+    /// The address told.
+    pub email: String,
+    /// Its language.
+    pub locale: String,
+    /// Name to greet; empty when unknown.
+    pub display_name: String,
+    /// Which notice.
+    pub kind: Kind,
+    /// The kind's parameters.
+    pub params: Params,
+    /// Why the address receives it.
+    pub rule: &'static str,
+}
+
+impl std::fmt::Debug for AddressNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddressNotice")
+            .field("user_id", &self.user_id)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The notification service over its schema, its templates and the services it asks.
@@ -238,6 +319,7 @@ impl Notifier {
                 rule: recipient.rule.clone(),
                 source_event_id: String::new(),
                 idempotency_key: Some(key.to_owned()),
+                code_expire_time: None,
             });
         }
         if let Some((email, rule)) = &resolution.business_partner {
@@ -257,6 +339,7 @@ impl Notifier {
                 rule: rule.clone(),
                 source_event_id: String::new(),
                 idempotency_key: Some(key.to_owned()),
+                code_expire_time: None,
             });
         }
         let mut tx = self.pool.begin().await?;
@@ -303,6 +386,13 @@ impl Notifier {
     }
 
     /// Puts a DEAD notification back to PENDING for a new round of attempts. Operators only.
+    ///
+    /// A mail carrying a one-time code (rules I1, I2) is redacted in the transaction that
+    /// makes it DEAD (issue: secrets at rest): this service no longer holds its code, and
+    /// sending it again would mail a message without one. Such a retry is refused with
+    /// FAILED_PRECONDITION ([`NotificationError::CodeWithdrawn`]) rather than re-rendered
+    /// with another code: only identity issues codes, and the user gets a fresh one from it
+    /// (registering again, RequestPasswordReset, a new invitation or e-mail change).
     pub async fn retry(&self, caller: CallerRole, notification_id: Uuid) -> Result<Notification> {
         caller.require_operator()?;
         let mut tx = self.pool.begin().await?;
@@ -314,6 +404,7 @@ impl Notifier {
                 Ok(*notification)
             }
             Revived::NotDead(state) => Err(NotificationError::NotRetryable(state)),
+            Revived::CodeWithdrawn => Err(NotificationError::CodeWithdrawn),
             Revived::NotFound => Err(NotificationError::NotificationNotFound),
         }
     }
@@ -400,14 +491,16 @@ impl Notifier {
                 rule: plan.rule.to_owned(),
                 source_event_id: source.as_str().to_owned(),
                 idempotency_key: None,
+                code_expire_time: None,
             });
         }
         let inserted = storage::notifications::insert(conn, &new).await?;
         Ok(inserted.len())
     }
 
-    /// Creates the e-mail verification notice identity asked for, in the caller's
-    /// transaction. The address and language come with the event.
+    /// Creates the mail that carries a code identity asked for (its kind by purpose), in
+    /// the caller's transaction. The address and language come with the event; a code that
+    /// already expired sends nothing.
     pub async fn notify_verification(
         &self,
         conn: &mut PgConnection,
@@ -421,14 +514,7 @@ impl Notifier {
             // A code that expired is useless: replaying an old stream sends nothing.
             tracing::debug!(
                 user_id = %verification.user_id,
-                "e-mail verification already expired; no notice"
-            );
-            return Ok(0);
-        }
-        if verification.email.trim().is_empty() {
-            tracing::warn!(
-                user_id = %verification.user_id,
-                "e-mail verification without an address; no notice"
+                "code already expired; no mail"
             );
             return Ok(0);
         }
@@ -442,22 +528,75 @@ impl Notifier {
                 .map(|time| catalog::time_text(time, lang))
                 .unwrap_or_default(),
         );
-        let params = with_common(params, None, &verification.display_name);
+        // issue: secrets at rest: the mail keeps the code's expiry, past which the sweep
+        // empties what it stored of the mail.
+        self.insert_address_notice(
+            conn,
+            source,
+            &AddressNotice {
+                user_id: Some(verification.user_id),
+                email: verification.email.clone(),
+                locale: verification.locale.clone(),
+                display_name: verification.display_name.clone(),
+                kind: verification.purpose.kind(),
+                params,
+                rule: verification.purpose.rule(),
+            },
+            verification.expire_time,
+        )
+        .await
+    }
+
+    /// Creates a notice to one address identity named, in the caller's transaction: one per
+    /// event, address and kind (N3: a replayed event creates nothing new). The recipient is
+    /// the account when there is one, else the address itself.
+    pub async fn notify_address(
+        &self,
+        conn: &mut PgConnection,
+        source: &Source,
+        notice: &AddressNotice,
+    ) -> anyhow::Result<usize> {
+        self.insert_address_notice(conn, source, notice, None).await
+    }
+
+    /// [`Notifier::notify_address`], with the expiry of the code the notice carries.
+    async fn insert_address_notice(
+        &self,
+        conn: &mut PgConnection,
+        source: &Source,
+        notice: &AddressNotice,
+        code_expire_time: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<usize> {
+        let email = notice.email.trim();
+        if email.is_empty() {
+            tracing::warn!(
+                user_id = ?notice.user_id,
+                kind = notice.kind.number(),
+                source = source.as_str(),
+                "identity notice without an address; no mail"
+            );
+            return Ok(0);
+        }
+        let lang = language::choose(Some(&notice.locale), None);
+        let params = with_common(notice.params.clone(), None, &notice.display_name);
+        let recipient_key = match notice.user_id {
+            Some(user_id) => user_id.to_string(),
+            None => format!("address:{}", email.to_lowercase()),
+        };
         let new = NewNotification {
             notification_id: Uuid::now_v7(),
             source_key: source.as_str().to_owned(),
-            recipient_key: verification.user_id.to_string(),
-            kind: Kind::EmailVerification,
+            recipient_key,
+            kind: notice.kind,
             site_id: None,
-            recipient_user_id: Some(verification.user_id),
-            email: verification.email.trim().to_owned(),
+            recipient_user_id: notice.user_id,
+            email: email.to_owned(),
             locale: lang,
-            rendered: self
-                .templates
-                .render(Kind::EmailVerification, lang, &params)?,
-            rule: RULE_EMAIL_VERIFICATION.to_owned(),
+            rendered: self.templates.render(notice.kind, lang, &params)?,
+            rule: notice.rule.to_owned(),
             source_event_id: source.as_str().to_owned(),
             idempotency_key: None,
+            code_expire_time,
         };
         Ok(storage::notifications::insert(conn, &[new]).await?.len())
     }

@@ -59,6 +59,12 @@ static SOURCES: &[(&str, &str)] = embedded!(
     "contact_role_assigned",
     "contact_role_removed",
     "primary_transferred",
+    "invitation",
+    "password_reset",
+    "email_change_verification",
+    "registration_address_taken",
+    "registration_address_confusable",
+    "email_change_requested",
 );
 
 /// The compiled templates; cheap to clone.
@@ -264,6 +270,26 @@ mod tests {
         let long = one_line(&"word ".repeat(100));
         assert_eq!(long.chars().count(), MAX_SUBJECT_CHARS);
         assert!(long.ends_with('…'));
+    }
+
+    #[test]
+    fn no_subject_shows_a_code() {
+        // issue: secrets at rest. The subject is kept (and listed) after the parts holding
+        // the code were emptied, so it must never show one (rules I1, I2).
+        let templates = Templates::load().unwrap();
+        for kind in Kind::ALL.into_iter().filter(|kind| kind.carries_code()) {
+            for lang in Lang::ALL {
+                let mut params = every_param(kind, "x");
+                params.insert("code".into(), "CODE-731904".into());
+                let rendered = templates.render(kind, lang, &params).unwrap();
+                assert!(rendered.text.contains("CODE-731904"), "{kind:?} {lang}");
+                assert!(
+                    !rendered.subject.contains("731904"),
+                    "{kind:?} {lang}: {}",
+                    rendered.subject
+                );
+            }
+        }
     }
 
     #[test]

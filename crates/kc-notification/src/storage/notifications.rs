@@ -8,6 +8,12 @@
 //!   the row's `due_time`, so a lease that ran out makes the row due again and another
 //!   worker takes it over, recording the abandoned attempt). Outcomes are [`record`]ed in
 //!   batches, only while the worker still holds the lease of that attempt.
+//! - Issue: secrets at rest. A mail carrying one of identity's one-time codes (rules I1,
+//!   I2; `carries_code`) loses its text and HTML parts (emptied, `redact_time` set) in the
+//!   statement that records it DELIVERED or DEAD, and [`redact_expired`] empties those whose
+//!   code expired before that, giving the unsent ones up as DEAD. A redacted notification
+//!   is never sent again ([`revive`] refuses it). The subject, the only rendered part the
+//!   API shows, never holds a code.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -116,6 +122,8 @@ pub async fn insert(
     let mut rules = Vec::with_capacity(new.len());
     let mut event_ids = Vec::with_capacity(new.len());
     let mut keys = Vec::with_capacity(new.len());
+    let mut carries_code = Vec::with_capacity(new.len());
+    let mut code_expire_times = Vec::with_capacity(new.len());
     for n in new {
         ids.push(n.notification_id);
         source_keys.push(n.source_key.as_str());
@@ -131,14 +139,16 @@ pub async fn insert(
         rules.push(n.rule.as_str());
         event_ids.push(n.source_event_id.as_str());
         keys.push(n.idempotency_key.as_deref());
+        carries_code.push(n.kind.carries_code());
+        code_expire_times.push(n.code_expire_time.filter(|_| n.kind.carries_code()));
     }
     let rows: Vec<NotificationRow> = sqlx::query_as(concat!(
         "INSERT INTO notifications AS n (notification_id, source_key, recipient_key, kind, \
            site_id, recipient_user_id, email, locale, subject, text_body, html_body, rule, \
-           source_event_id, idempotency_key) \
+           source_event_id, idempotency_key, carries_code, code_expire_time) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::smallint[], $5::uuid[], \
            $6::uuid[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
-           $12::text[], $13::text[], $14::text[]) \
+           $12::text[], $13::text[], $14::text[], $15::boolean[], $16::timestamptz[]) \
          ON CONFLICT (source_key, recipient_key, kind) DO NOTHING \
          RETURNING ",
         columns!()
@@ -157,6 +167,8 @@ pub async fn insert(
     .bind(&rules)
     .bind(&event_ids)
     .bind(&keys)
+    .bind(&carries_code)
+    .bind(&code_expire_times)
     .fetch_all(&mut *conn)
     .await?;
     if !rows.is_empty() {
@@ -304,17 +316,20 @@ pub enum Revived {
     Revived(Box<Notification>),
     /// It is in another state.
     NotDead(State),
+    /// It is DEAD, but its rendered parts were emptied with the one-time code they held
+    /// (issue: secrets at rest): sending it again would mail no code.
+    CodeWithdrawn,
     /// There is no such notification.
     NotFound,
 }
 
 /// Moves a DEAD notification back to PENDING for a new round of attempts, and wakes the
-/// workers at commit.
+/// workers at commit; a redacted one stays DEAD ([`Revived::CodeWithdrawn`]).
 pub async fn revive(conn: &mut PgConnection, id: Uuid) -> Result<Revived, sqlx::Error> {
     let row: Option<NotificationRow> = sqlx::query_as(concat!(
         "UPDATE notifications n SET state = 1, due_time = now(), round_start = attempt_count, \
            update_time = now() \
-         WHERE n.notification_id = $1 AND n.state = 5 RETURNING ",
+         WHERE n.notification_id = $1 AND n.state = 5 AND n.redact_time IS NULL RETURNING ",
         columns!()
     ))
     .bind(id)
@@ -330,14 +345,17 @@ pub async fn revive(conn: &mut PgConnection, id: Uuid) -> Result<Revived, sqlx::
             }
         }
         None => {
-            let state: Option<i16> =
-                sqlx::query_scalar("SELECT state FROM notifications WHERE notification_id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
+            let state: Option<(i16, bool)> = sqlx::query_as(
+                "SELECT state, redact_time IS NOT NULL FROM notifications \
+                 WHERE notification_id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
             match state {
                 None => Ok(Revived::NotFound),
-                Some(number) => Ok(Revived::NotDead(
+                Some((5, true)) => Ok(Revived::CodeWithdrawn),
+                Some((number, _)) => Ok(Revived::NotDead(
                     State::from_number(i32::from(number))
                         .ok_or_else(|| decode_error("notifications.state"))?,
                 )),
@@ -369,6 +387,9 @@ pub struct Claimed {
     pub attempt_in_round: i32,
     /// When the attempt started (the claim).
     pub attempt_time: DateTime<Utc>,
+    /// Whether it carries a one-time code that expired: it is not sent, but given up
+    /// (issue: secrets at rest; the record then empties it).
+    pub code_expired: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -383,6 +404,7 @@ struct ClaimedRow {
     attempt_count: i32,
     round_start: i32,
     attempt_time: DateTime<Utc>,
+    code_expired: bool,
 }
 
 /// Takes the lease of up to `limit` due notifications for `owner` during `lease`, oldest
@@ -412,7 +434,8 @@ pub async fn claim(
            attempt_count = n.attempt_count + 1, attempt_time = now(), update_time = now() \
          FROM due WHERE n.notification_id = due.notification_id \
          RETURNING n.notification_id, n.kind, n.email, n.locale, n.subject, n.text_body, \
-           n.html_body, n.attempt_count, n.round_start, n.attempt_time",
+           n.html_body, n.attempt_count, n.round_start, n.attempt_time, \
+           coalesce(n.carries_code AND n.code_expire_time <= now(), false) AS code_expired",
     )
     .bind(owner)
     .bind(lease_ms)
@@ -433,6 +456,7 @@ pub async fn claim(
                 attempt: row.attempt_count,
                 attempt_in_round: row.attempt_count - row.round_start,
                 attempt_time: row.attempt_time,
+                code_expired: row.code_expired,
             })
         })
         .collect()
@@ -462,6 +486,10 @@ pub struct Recorded {
 /// Records the outcomes of attempts of `owner` in the caller's transaction: the new states,
 /// and each attempt. Outcomes of attempts whose lease `owner` lost (another worker took the
 /// row over) are dropped. Returns the notifications whose state was written.
+///
+/// A mail carrying a one-time code that becomes DELIVERED or DEAD is emptied by the same
+/// statement (issue: secrets at rest): its code is readable nowhere once it was used for
+/// the mail, or given up.
 pub async fn record(
     conn: &mut PgConnection,
     owner: Uuid,
@@ -485,6 +513,12 @@ pub async fn record(
         "UPDATE notifications n SET state = t.state, lease_owner = NULL, \
            due_time = CASE WHEN t.state = 4 THEN now() + t.delay_ms::float8 * interval '1 millisecond' END, \
            deliver_time = CASE WHEN t.state = 3 THEN now() ELSE n.deliver_time END, \
+           text_body = CASE WHEN n.carries_code AND t.state IN (3, 5) THEN '' \
+             ELSE n.text_body END, \
+           html_body = CASE WHEN n.carries_code AND t.state IN (3, 5) THEN '' \
+             ELSE n.html_body END, \
+           redact_time = CASE WHEN n.carries_code AND t.state IN (3, 5) THEN now() \
+             ELSE n.redact_time END, \
            update_time = now() \
          FROM unnest($2::uuid[], $3::int[], $4::smallint[], $5::bigint[]) \
            AS t(id, attempt, state, delay_ms) \
@@ -527,4 +561,61 @@ pub async fn record(
         .await?;
     }
     Ok(kept)
+}
+
+/// The detail of the attempt the sweep records when it gives up a code mail never sent.
+pub const CODE_EXPIRED_DETAIL: &str = "not sent: its one-time code expired before it was delivered; the text and HTML were emptied (issue: secrets at rest)";
+
+/// A code mail the sweep redacted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redacted {
+    /// The notification.
+    pub notification_id: Uuid,
+    /// Whether it was still to be sent (PENDING or FAILED) and was given up as DEAD by the
+    /// sweep, rather than emptied in a final state.
+    pub given_up: bool,
+}
+
+/// Empties, in the caller's transaction, up to `limit` mails whose one-time code expired
+/// and that still hold it (issue: secrets at rest), oldest expiry first, skipping rows
+/// others are working on. One still to be sent (PENDING, FAILED) is given up: DEAD, with an
+/// attempt that says why ([`CODE_EXPIRED_DETAIL`]). One a worker is sending (SENDING) is
+/// left to it: the worker's record empties it, and a lease that ran out makes it due, and
+/// the next worker gives it up unsent ([`Claimed::code_expired`]).
+pub async fn redact_expired(
+    conn: &mut PgConnection,
+    limit: u32,
+) -> Result<Vec<Redacted>, sqlx::Error> {
+    let rows: Vec<(Uuid, bool)> = sqlx::query_as(
+        "WITH expired AS ( \
+             SELECT notification_id, state IN (1, 4) AS given_up, attempt_count + 1 AS attempt \
+             FROM notifications \
+             WHERE carries_code AND redact_time IS NULL AND code_expire_time <= now() \
+               AND state <> 2 \
+             ORDER BY code_expire_time LIMIT $1 FOR UPDATE SKIP LOCKED \
+         ), not_sent AS ( \
+             INSERT INTO attempts (notification_id, attempt, attempt_time, outcome, detail) \
+             SELECT notification_id, attempt, now(), 3, $2 FROM expired WHERE given_up \
+             ON CONFLICT DO NOTHING \
+         ) \
+         UPDATE notifications n SET text_body = '', html_body = '', redact_time = now(), \
+           state = CASE WHEN expired.given_up THEN 5 ELSE n.state END, \
+           attempt_count = CASE WHEN expired.given_up THEN expired.attempt \
+             ELSE n.attempt_count END, \
+           attempt_time = CASE WHEN expired.given_up THEN now() ELSE n.attempt_time END, \
+           due_time = NULL, update_time = now() \
+         FROM expired WHERE n.notification_id = expired.notification_id \
+         RETURNING n.notification_id, expired.given_up",
+    )
+    .bind(i64::from(limit))
+    .bind(CODE_EXPIRED_DETAIL)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(notification_id, given_up)| Redacted {
+            notification_id,
+            given_up,
+        })
+        .collect())
 }

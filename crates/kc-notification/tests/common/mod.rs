@@ -1,5 +1,6 @@
 //! Harness of the notification tests: ONE real Postgres database and the four real services
-//! in-process on `127.0.0.1:0`, each in its own schema: identity (cheap argon2), the contact
+//! in-process on `127.0.0.1:0`, each in its own schema: identity (cheap argon2, the test key
+//! files of `kc_testkit::secrets`: it seals codes to notification's key), the contact
 //! registry, access management and notification, the last two with service accounts made
 //! through identity's domain. Notification delivers to a real SMTP server (aiosmtpd, see
 //! `kc_testkit::smtp`) on a port of its own, with short retry, lease and poll settings.
@@ -7,6 +8,10 @@
 //! The registry and notification run under their own shutdown signals, so a test can stop
 //! and restart them on the same port. Callers are as in production: an operator signed in at
 //! identity, and a "gateway" service account acting for people through `x-kc-on-behalf-of`.
+//!
+//! People are registered as they would be (rule I1): `RegisterUser`, then `VerifyEmail` with
+//! the code identity mailed, read from its stream as notification reads it
+//! (`kc_testkit::codes::CodeReader`); only a proven account holds roles and rights.
 #![allow(dead_code, missing_docs)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +36,8 @@ use kc_proto::notification::notification_service_client::NotificationServiceClie
 use kc_proto::notification::{self as pb};
 use kc_runtime::Shutdown;
 use kc_runtime::auth::ON_BEHALF_OF_HEADER;
+use kc_testkit::codes::CodeReader;
+use kc_testkit::secrets::{identity_key_args, notification_key_args};
 use kc_testkit::smtp::{ReceivedMessage, SmtpServer};
 use kc_testkit::{
     Restartable, SpawnedService, TestDatabase, ready_channel, spawn_service, test_database,
@@ -78,7 +85,7 @@ pub type IdentityClient = IdentityServiceClient<Channel>;
 
 /// Every notice kind, listed here rather than taken from the crate, so that a kind the
 /// service forgets is still asked about.
-pub const ALL_KINDS: [Kind; 15] = [
+pub const ALL_KINDS: [Kind; 21] = [
     Kind::ContractChange,
     Kind::Renewal,
     Kind::UpdateAvailable,
@@ -94,6 +101,20 @@ pub const ALL_KINDS: [Kind; 15] = [
     Kind::ContactRoleAssigned,
     Kind::ContactRoleRemoved,
     Kind::PrimaryTransferred,
+    Kind::Invitation,
+    Kind::PasswordReset,
+    Kind::EmailChangeVerification,
+    Kind::RegistrationAddressTaken,
+    Kind::RegistrationAddressConfusable,
+    Kind::EmailChangeRequested,
+];
+
+/// The kinds of identity's mails that carry a code.
+pub const CODE_KINDS: [Kind; 4] = [
+    Kind::EmailVerification,
+    Kind::Invitation,
+    Kind::PasswordReset,
+    Kind::EmailChangeVerification,
 ];
 
 /// A registered person.
@@ -144,8 +165,10 @@ impl Suite {
         let shutdown = Shutdown::new();
 
         // Identity, then its domain for the fixtures that have no public RPC.
+        let identity_keys = identity_key_args();
         let mut argv = vec!["kc-identity", "--database-url", &db.url];
         argv.extend(FAST_HASHING);
+        argv.extend(identity_keys.iter().map(String::as_str));
         let identity_args = IdentityArgs::parse_from(argv).expect("identity arguments parse");
         let identity = {
             let (args, shutdown) = (identity_args.clone(), shutdown.clone());
@@ -233,6 +256,8 @@ impl Suite {
                 "--shutdown-grace",
                 "0s",
             ];
+            let keys = notification_key_args();
+            argv.extend(keys.iter().map(String::as_str));
             argv.extend(FAST_DELIVERY);
             argv.extend(notification_extra);
             let args = NotificationArgs::parse_from(argv).expect("notification arguments parse");
@@ -364,28 +389,87 @@ impl Suite {
         self.user_named(locale, &name).await
     }
 
-    /// Registers a customer with `locale` and display name `name`.
+    /// Registers a customer with `locale` and display name `name`, and proves its address
+    /// with the code identity mailed (rule I1): the account is active. The proof waits for
+    /// notification to have made the code's mail (it would mail nothing for a code already
+    /// used), so every person of a test has exactly one registration mail.
     pub async fn user_named(&self, locale: &str, name: &str) -> TestUser {
-        let email = format!("u-{}@example.com", Uuid::new_v4().simple());
-        let user = self
-            .identity()
-            .register_user(ipb::RegisterUserRequest {
-                email: email.clone(),
-                display_name: name.into(),
-                password: PASSWORD.into(),
-                locale: locale.into(),
-            })
-            .await
-            .expect("register")
-            .into_inner()
-            .user
-            .expect("user");
+        let email = fresh_email();
+        self.register(&email, name, PASSWORD, locale).await;
+        eventually(
+            &format!("notification made the registration mail to {email}"),
+            || async {
+                let found = self.to_address(&email).await;
+                if found
+                    .iter()
+                    .any(|n| n.kind == Kind::EmailVerification as i32)
+                {
+                    Ok(())
+                } else {
+                    Err(format!("{:#?}", brief(&found)))
+                }
+            },
+        )
+        .await;
+        let code = self.code_reader().next_code(&email).await;
+        let user = self.verify_email(&email, &code.code, PASSWORD).await;
         TestUser {
             id: uuid(&user.user_id),
             email: user.email,
             name: user.display_name,
             locale: user.locale,
         }
+    }
+
+    /// RegisterUser, which answers nothing whatever the address (rule I2).
+    pub async fn register(
+        &self,
+        email: &str,
+        name: &str,
+        password: &str,
+        locale: &str,
+    ) -> ipb::RegisterUserResponse {
+        self.identity()
+            .register_user(ipb::RegisterUserRequest {
+                email: email.into(),
+                display_name: name.into(),
+                password: password.into(),
+                locale: locale.into(),
+            })
+            .await
+            .expect("register")
+            .into_inner()
+    }
+
+    /// VerifyEmail with `code`; returns the proven user.
+    pub async fn verify_email(&self, email: &str, code: &str, password: &str) -> ipb::User {
+        self.identity()
+            .verify_email(ipb::VerifyEmailRequest {
+                email: email.into(),
+                code: code.into(),
+                password: password.into(),
+            })
+            .await
+            .expect("verify email")
+            .into_inner()
+            .user
+            .expect("user")
+    }
+
+    /// A reader of the codes identity mails, from the start of its stream, as the operator.
+    pub fn code_reader(&self) -> CodeReader {
+        CodeReader::new(self.identity_channel.clone(), self.operator_token.clone())
+    }
+
+    /// Signs in; the access token.
+    pub async fn sign_in(&self, email: &str, password: &str) -> Result<String, Status> {
+        self.identity()
+            .authenticate(ipb::AuthenticateRequest {
+                email: email.into(),
+                password: password.into(),
+            })
+            .await
+            .map(|response| response.into_inner().access_token)
     }
 
     /// A registered customer's access token.
@@ -856,6 +940,47 @@ impl Suite {
         (notification, message)
     }
 
+    /// Every notification to the address `email` (any site, recipient and state).
+    pub async fn to_address(&self, email: &str) -> Vec<pb::Notification> {
+        self.all()
+            .await
+            .into_iter()
+            .filter(|n| n.email == email)
+            .collect()
+    }
+
+    /// Polls until a notification of `kind` to the address `email` is DELIVERED, checks the
+    /// message the SMTP server received for it (address, language, headers, both parts, the
+    /// kind's templates in `locale`) and returns both. For identity's mails, which go to an
+    /// address rather than a site's contact.
+    pub async fn mail_to(
+        &self,
+        email: &str,
+        kind: Kind,
+        locale: &str,
+    ) -> (pb::Notification, ReceivedMessage) {
+        let notification = eventually(
+            &format!("a {kind:?} to {email} is delivered"),
+            || async move {
+                let found = self.to_address(email).await;
+                found
+                    .iter()
+                    .find(|n| n.kind == kind as i32 && n.state == State::Delivered as i32)
+                    .cloned()
+                    .ok_or_else(|| format!("{:#?}", brief(&found)))
+            },
+        )
+        .await;
+        assert_eq!(
+            notification.site_id, "",
+            "identity's mails are about no site"
+        );
+        let message = self.mail_of(&notification).await;
+        check_mail(&notification, &message, email, locale);
+        self.assert_language(kind, locale, &message).await;
+        (notification, message)
+    }
+
     /// Renders a preview.
     pub async fn preview(
         &self,
@@ -1143,7 +1268,12 @@ pub fn params_of(kind: Kind) -> Vec<&'static str> {
         Kind::MediaShipment => vec!["order_number", "tracking_number"],
         Kind::Invoice => vec!["invoice_number", "amount", "due_date"],
         Kind::Technical => vec!["topic", "summary"],
-        Kind::EmailVerification => vec!["code", "expire_time"],
+        Kind::EmailVerification
+        | Kind::Invitation
+        | Kind::PasswordReset
+        | Kind::EmailChangeVerification => vec!["code", "expire_time"],
+        Kind::RegistrationAddressTaken | Kind::RegistrationAddressConfusable => vec!["email"],
+        Kind::EmailChangeRequested => vec!["new_email"],
         Kind::AccessRequestSubmitted => vec![
             "requester_name",
             "requester_email",
@@ -1159,6 +1289,38 @@ pub fn params_of(kind: Kind) -> Vec<&'static str> {
         Kind::PrimaryTransferred => vec!["previous_name", "new_name"],
         Kind::Unspecified => vec![],
     }
+}
+
+/// A fresh address nobody has.
+pub fn fresh_email() -> String {
+    format!("u-{}@example.com", Uuid::new_v4().simple())
+}
+
+/// The code of a code mail: the indented line of the text part that is a code (letters,
+/// digits and hyphens, at least 6). Asserts there is exactly one, that the HTML part holds
+/// it too, and that the subject does not.
+#[track_caller]
+pub fn code_in(message: &ReceivedMessage) -> String {
+    let text = normalize(message.text.as_deref().unwrap_or_default());
+    let codes: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("    "))
+        .map(str::trim)
+        .filter(|line| {
+            line.len() >= 6 && line.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        .collect();
+    assert_eq!(codes.len(), 1, "one code in the text part: {text}");
+    let code = codes[0].to_owned();
+    assert!(
+        message.html.as_deref().unwrap_or_default().contains(&code),
+        "the html part holds the code"
+    );
+    assert!(
+        !message.subject.contains(&code),
+        "the code is not in the subject"
+    );
+    code
 }
 
 /// Whether `text` is `pattern` with each marker standing for any text.
