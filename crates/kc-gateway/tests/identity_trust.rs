@@ -946,3 +946,71 @@ async fn unknown_and_foreign_ids_answer_alike() {
     expect_code(foreign.clone(), Code::NotFound);
     assert_eq!(seen(&foreign), seen(&unknown), "CancelMyRequest");
 }
+
+// rule I1 (claims and codes): wrong codes count per address across rounds of codes. A
+// stranger who registers someone's address again and again, guessing each round's code,
+// locks claiming for that address after 20 wrong codes: the code still in the mailbox stops
+// working, and so does every further guess. The lock never keeps the owner out: a fresh code
+// mailed while locked is long (beyond guessing) and works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_codes_across_rounds_lock_claims_but_never_the_owner() {
+    let suite = Suite::start().await;
+    let victim = fresh_email("claimed");
+    let mut gw = suite.gw();
+    let guess = |code: &str| gw::VerifyEmailRequest {
+        email: victim.clone(),
+        code: code.into(),
+        password: SQUATTER_PASSWORD.into(),
+    };
+
+    let mut last_mailed = String::new();
+    for round in 1..=4 {
+        suite
+            .register(&victim, "Squatter", SQUATTER_PASSWORD, "en")
+            .await
+            .expect("register answers");
+        last_mailed = code_in(&suite.mail(&victim, VERIFICATION, round).await);
+        assert_eq!(last_mailed.len(), 6, "a short code before the lock");
+        for attempt in 0..5 {
+            // Never the mailed code: the stranger does not read the victim's mailbox.
+            let wrong = format!("{:06}", (round * 10 + attempt) % 1_000_000);
+            let wrong = if wrong == last_mailed {
+                "999999".into()
+            } else {
+                wrong
+            };
+            expect_field(gw.verify_email(guess(&wrong)).await, "code");
+        }
+    }
+
+    // 20 wrong codes: the short code still in the mailbox no longer proves anything, even
+    // with the claim's password.
+    expect_field(gw.verify_email(guess(&last_mailed)).await, "code");
+    refused_sign_in(
+        sign_in(&suite, &victim, SQUATTER_PASSWORD).await,
+        "the squatter after the lock",
+    );
+
+    // The owner asks for a reset: the code mailed while locked is long, and it works.
+    gw.request_password_reset(gw::RequestPasswordResetRequest {
+        email: victim.clone(),
+    })
+    .await
+    .expect("ask for a reset");
+    let fresh = code_in(&suite.mail(&victim, PASSWORD_RESET, 1).await);
+    assert!(fresh.len() >= 20, "a long code while locked: {fresh}");
+    gw.reset_password(gw::ResetPasswordRequest {
+        email: victim.clone(),
+        code: fresh,
+        new_password: OWNER_PASSWORD.into(),
+    })
+    .await
+    .expect("the owner gets in with the fresh mailed code");
+    sign_in(&suite, &victim, OWNER_PASSWORD)
+        .await
+        .expect("the owner signs in with its own password");
+    refused_sign_in(
+        sign_in(&suite, &victim, SQUATTER_PASSWORD).await,
+        "the squatter's password",
+    );
+}
