@@ -6,7 +6,7 @@ use kc_proto::identity::{self as pb, identity_service_server::IdentityService};
 use kc_runtime::Caller;
 use kc_runtime::auth::TokenVerifier;
 use kc_runtime::grpc::{id, invalid, status, watch_events};
-use kc_runtime::outbox::{Cursor, EventStream, OutboxWatcher};
+use kc_runtime::outbox::{Cursor, EventStream, OutboxWatcher, end_after_first_error};
 use kc_runtime::token::Claims;
 use kc_runtime::{Shutdown, Violation, Violations};
 use tonic::{Request, Response, Status};
@@ -650,51 +650,39 @@ fn revocation_stream(
         live: true,
     }));
     let schema = watcher.schema().to_owned();
-    let live = watcher
-        .watch(after)
-        .filter_map(move |item| {
-            let message = match item {
-                Ok(stored) if stored.event_type == events::TOKENS_REVOKED => {
-                    match events::decode(stored) {
-                        Ok(pb::WatchEventsResponse {
-                            event:
-                                Some(pb::Event {
-                                    payload:
-                                        Some(pb::event::Payload::TokensRevoked(pb::TokensRevoked {
-                                            revocation: Some(revocation),
-                                        })),
-                                    ..
-                                }),
-                        }) => Some(Ok(pb::WatchRevocationsResponse {
-                            revocations: vec![revocation],
-                            live: true,
-                        })),
-                        Ok(_) => None,
-                        Err(status) => Some(Err(status)),
-                    }
+    let live = watcher.watch(after).filter_map(move |item| {
+        let message = match item {
+            Ok(stored) if stored.event_type == events::TOKENS_REVOKED => {
+                match events::decode(stored) {
+                    Ok(pb::WatchEventsResponse {
+                        event:
+                            Some(pb::Event {
+                                payload:
+                                    Some(pb::event::Payload::TokensRevoked(pb::TokensRevoked {
+                                        revocation: Some(revocation),
+                                    })),
+                                ..
+                            }),
+                    }) => Some(Ok(pb::WatchRevocationsResponse {
+                        revocations: vec![revocation],
+                        live: true,
+                    })),
+                    Ok(_) => None,
+                    Err(status) => Some(Err(status)),
                 }
-                Ok(_) => None,
-                Err(error) => {
-                    tracing::warn!(schema = %schema, error = %error, "revocation stream failed");
-                    Some(Err(Status::unavailable("event store unavailable")))
-                }
-            };
-            futures::future::ready(message)
-        })
-        .scan(false, |failed, item| {
-            // The stream ends after its first error: clients open it again.
-            let next = if *failed {
-                None
-            } else {
-                *failed = item.is_err();
-                Some(item)
-            };
-            futures::future::ready(next)
-        });
+            }
+            Ok(_) => None,
+            Err(error) => {
+                tracing::warn!(schema = %schema, error = %error, "revocation stream failed");
+                Some(Err(Status::unavailable("event store unavailable")))
+            }
+        };
+        futures::future::ready(message)
+    });
     let shutdown = shutdown.clone();
     Box::pin(
         futures::stream::iter(first)
-            .chain(live)
+            .chain(end_after_first_error(live))
             .take_until(async move { shutdown.wait().await }),
     )
 }

@@ -67,7 +67,7 @@ pub use consumer::{Consumer, load_cursor};
 pub use cursor::{Cursor, InvalidCursor};
 pub use feed::{EventFeed, EventItems, OpenedEvents, OpenedResponses, apply_fn, watch_source};
 pub use read::{StoredEvent, read_batch};
-pub use watch::{EventStream, OutboxWatcher, WatchOptions, watch_response};
+pub use watch::{EventStream, OutboxWatcher, WatchOptions, end_after_first_error, watch_response};
 
 /// Creates the outbox table and the consumer cursor table in the connection's schema.
 const INSTALL: &str = r#"

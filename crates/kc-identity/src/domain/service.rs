@@ -606,11 +606,11 @@ impl Identity {
         new_email: &Email,
         current: &Password,
     ) -> Result<()> {
-        if !caller.is_user(user_id) {
-            return Err(IdentityError::Forbidden(
-                "only the user may change its own login e-mail",
-            ));
-        }
+        require_self(
+            caller,
+            user_id,
+            "only the user may change its own login e-mail",
+        )?;
         self.check_current_password(user_id, current).await?;
         let address = new_email.as_str();
         let mut tx = self.pool.begin().await?;
@@ -646,11 +646,11 @@ impl Identity {
         user_id: Uuid,
         code: &str,
     ) -> Result<User> {
-        if !caller.is_user(user_id) {
-            return Err(IdentityError::Forbidden(
-                "only the user may change its own login e-mail",
-            ));
-        }
+        require_self(
+            caller,
+            user_id,
+            "only the user may change its own login e-mail",
+        )?;
         let mut tx = self.pool.begin().await?;
         storage::users::get_for_update(&mut tx, user_id)
             .await?
@@ -771,11 +771,7 @@ impl Identity {
         current: &Password,
         new: &Password,
     ) -> Result<()> {
-        if !caller.is_user(user_id) {
-            return Err(IdentityError::Forbidden(
-                "only the user may change its own password",
-            ));
-        }
+        require_self(caller, user_id, "only the user may change its own password")?;
         self.check_current_password(user_id, current).await?;
         let new_hash = self.hasher.hash(new).await?;
         let mut tx = self.pool.begin().await?;
@@ -1270,6 +1266,15 @@ fn require_privileged(caller: &Caller) -> Result<()> {
         Err(IdentityError::Forbidden(
             "only operators and services may do this",
         ))
+    }
+}
+
+/// Only the user itself (a person signed in as `user_id`) may do this; `refusal` says what.
+fn require_self(caller: &Caller, user_id: Uuid, refusal: &'static str) -> Result<()> {
+    if caller.is_user(user_id) {
+        Ok(())
+    } else {
+        Err(IdentityError::Forbidden(refusal))
     }
 }
 

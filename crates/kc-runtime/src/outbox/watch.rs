@@ -156,25 +156,31 @@ where
     F: Fn(StoredEvent) -> Result<T, tonic::Status> + Send + 'static,
 {
     let schema = watcher.schema().to_owned();
-    let stream = watcher
-        .watch(after)
-        .map(move |item| match item {
-            Ok(event) => convert(event),
-            Err(error) => {
-                tracing::error!(schema = %schema, error = %error, "reading the outbox failed");
-                Err(tonic::Status::unavailable("event store unavailable"))
-            }
-        })
-        .scan(false, |failed, item| {
-            let next = if *failed {
-                None
-            } else {
-                *failed = item.is_err();
-                Some(item)
-            };
-            futures::future::ready(next)
-        });
-    Box::pin(stream)
+    let stream = watcher.watch(after).map(move |item| match item {
+        Ok(event) => convert(event),
+        Err(error) => {
+            tracing::error!(schema = %schema, error = %error, "reading the outbox failed");
+            Err(tonic::Status::unavailable("event store unavailable"))
+        }
+    });
+    Box::pin(end_after_first_error(stream))
+}
+
+/// Ends `stream` right after its first error (the error itself is passed on): a watch
+/// stream that failed is not resumed in place; clients open it again from their cursor.
+pub fn end_after_first_error<T, S>(stream: S) -> impl Stream<Item = Result<T, tonic::Status>>
+where
+    S: Stream<Item = Result<T, tonic::Status>>,
+{
+    stream.scan(false, |failed, item| {
+        let next = if *failed {
+            None
+        } else {
+            *failed = item.is_err();
+            Some(item)
+        };
+        futures::future::ready(next)
+    })
 }
 
 /// Connects a listener on `channel`.
