@@ -92,6 +92,11 @@ pub struct TokenArgs {
     /// Lifetime of an e-mail verification code.
     #[arg(long, env = "KC_VERIFICATION_CODE_TTL", default_value = "24h", value_parser = parse_duration)]
     pub verification_code_ttl: Duration,
+    /// Least time between two mails of one outstanding code to an address: a new request
+    /// within it mails nothing (the answer is the same, I2), so that nobody can flood a
+    /// mailbox; the code itself is never replaced by such requests.
+    #[arg(long, env = "KC_CODE_MAIL_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub code_mail_interval: Duration,
     /// Consecutive failed sign-ins that lock an e-mail.
     #[arg(long, env = "KC_LOCKOUT_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub lockout_threshold: u32,
@@ -157,6 +162,7 @@ impl IdentityArgs {
             access_token_ttl: self.tokens.access_token_ttl,
             session_ttl: self.tokens.session_ttl,
             verification_code_ttl: self.tokens.verification_code_ttl,
+            code_mail_interval: self.tokens.code_mail_interval,
             lockout_threshold: self.tokens.lockout_threshold,
             lockout_duration: self.tokens.lockout_duration,
         }

@@ -216,6 +216,31 @@ pub async fn drop_sealed_codes(
     Ok(())
 }
 
+/// The sealed code an outbox event still carries (`None` when the event is gone, is not a
+/// code's, or its sealed code was dropped), locked with the event until the transaction
+/// ends. Identity cannot open it: it only copies the bytes into a new mail of the same code.
+pub async fn sealed_code(
+    conn: &mut PgConnection,
+    event_id: Uuid,
+) -> Result<Option<Vec<u8>>, sqlx::Error> {
+    let payload: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT payload FROM outbox_events WHERE event_id = $1 FOR UPDATE")
+            .bind(event_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(Ok(event)) = payload.map(|payload| pb::Event::decode(payload.as_slice())) else {
+        return Ok(None);
+    };
+    Ok(match event.payload {
+        Some(Payload::EmailVerificationRequested(requested))
+            if !requested.sealed_code.is_empty() =>
+        {
+            Some(requested.sealed_code)
+        }
+        _ => None,
+    })
+}
+
 /// The cursor of the last event every reader can already see: streaming after it misses
 /// nothing that commits later. Empty (the start) when there is none.
 pub async fn current_cursor(conn: &mut PgConnection) -> Result<String, sqlx::Error> {

@@ -290,10 +290,14 @@ async fn wrong_codes_across_rounds_lock_the_address_and_the_owner_gets_in_with_a
         assert_bad_code(verify(&h, owner, &format!("{n:020}"), SQUATTER_PASSWORD).await);
     }
 
-    // The owner asks for a reset (or registers) and uses the fresh long code it receives.
+    // The owner asks for a reset (or registers): the long code is outstanding, so it is
+    // not replaced (and not mailed again within the minute); the owner uses it.
     request_reset(&h, owner).await;
     let mailed = h.code(owner).await;
-    assert_eq!(mailed.purpose, pb::VerificationPurpose::PasswordReset);
+    assert_eq!(
+        mailed.code, long,
+        "an outstanding long code is kept, not replaced"
+    );
     assert_eq!(mailed.code.len(), 20);
     for n in 0..6 {
         assert_bad_code(reset(&h, owner, &format!("{n:020}"), "attacker's choice!!").await);
@@ -317,6 +321,10 @@ async fn no_plaintext_code_in_the_outbox_nor_in_the_event_stream() {
     let first = h.code("ada@example.com").await.code;
     h.register("ada@example.com", "Ada", "en").await;
     let second = h.code("ada@example.com").await.code;
+    assert_eq!(
+        first, second,
+        "a second registration does not replace the code"
+    );
     h.register("bob@example.com", "Bob", "en").await;
     let bob = h.code("bob@example.com").await.code;
     let codes = [first.clone(), second.clone(), bob];
@@ -344,8 +352,8 @@ async fn no_plaintext_code_in_the_outbox_nor_in_the_event_stream() {
             "a plaintext code in identity's tables"
         );
     }
-    // A reader that is not notification sees sealed boxes it cannot open; the replaced
-    // code's box is already gone.
+    // A reader that is not notification sees sealed boxes it cannot open (the second
+    // registration, within the minute, mailed nothing).
     let mut stream = h
         .client()
         .watch_events(authed(
@@ -372,7 +380,6 @@ async fn no_plaintext_code_in_the_outbox_nor_in_the_event_stream() {
     assert_eq!(
         sealed,
         [
-            ("ada@example.com".to_owned(), true),
             ("ada@example.com".to_owned(), false),
             ("bob@example.com".to_owned(), false),
         ]
@@ -599,4 +606,127 @@ async fn watch_revocations_streams_the_snapshot_then_live_revocations() {
         Code::Unauthenticated,
     );
     assert_eq!(status.message(), "access token revoked");
+}
+
+/// The EmailVerificationRequested events of `email` whose sealed code is still there.
+async fn sealed_mails(h: &Harness, operator: &str, email: &str) -> usize {
+    let mut stream = h
+        .client()
+        .watch_events(authed(
+            operator,
+            pb::WatchEventsRequest {
+                after_cursor: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut count = 0;
+    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(700), stream.next()).await
+    {
+        if let Some(Payload::EmailVerificationRequested(request)) =
+            item.unwrap().event.unwrap().payload
+            && request.email == email
+            && !request.sealed_code.is_empty()
+        {
+            count += 1;
+        }
+    }
+    count
+}
+
+#[tokio::test]
+async fn repeated_requests_by_a_third_party_never_void_the_owners_code() {
+    // rule I1: anyone may call RequestPasswordReset or RegisterUser for an address, again
+    // and again; the code the owner holds stays usable, and the address is mailed at most
+    // once a minute.
+    let h = Harness::start().await;
+    let operator = h.operator().await;
+    let owner = "held@example.com";
+    invite(&h, &operator, owner).await;
+    let held = h.code(owner).await.code;
+    for _ in 0..5 {
+        request_reset(&h, owner).await;
+        h.register_with(owner, "Squatter", "en", SQUATTER_PASSWORD)
+            .await;
+    }
+    // The reset requests run on their own task: give them a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        sealed_mails(&h, &operator, owner).await,
+        1,
+        "the invitation only: no mail again within the minute"
+    );
+    assert_eq!(h.code(owner).await.code, held);
+    // The last claim rides on the code, but the owner uses it with ResetPassword.
+    reset(&h, owner, &held, OWN_PASSWORD)
+        .await
+        .expect("the owner's code still works");
+    h.login(owner, OWN_PASSWORD).await.expect("owner signs in");
+    expect_code(
+        h.login(owner, SQUATTER_PASSWORD).await,
+        Code::Unauthenticated,
+    );
+    assert_eq!(
+        sealed_mails(&h, &operator, owner).await,
+        0,
+        "used: nothing sealed left"
+    );
+}
+
+#[tokio::test]
+async fn proving_a_disabled_unproven_account_discards_its_earlier_password() {
+    // rule I1: a password set before the proof (here an older row's) never becomes usable
+    // because someone proved the address of a disabled account an operator enables later.
+    let h = Harness::start().await;
+    let operator = h.operator().await;
+    h.proven("known@example.com", "Known", "en").await;
+    let owner = "dormant@example.com";
+    let account = invite(&h, &operator, owner).await.user.unwrap();
+    h.client()
+        .disable_user(authed(
+            &operator,
+            pb::DisableUserRequest {
+                user_id: account.user_id.clone(),
+            },
+        ))
+        .await
+        .expect("disable");
+    let options = kc_runtime::db::connect_options(&h.db.url, "identity").unwrap();
+    let pool = sqlx::PgPool::connect_with(options).await.unwrap();
+    // A stranger's password on the unproven row (PASSWORD, copied from a known account).
+    sqlx::query(
+        "UPDATE users SET password_hash = (SELECT password_hash FROM users WHERE email = $1) \
+         WHERE email = $2",
+    )
+    .bind("known@example.com")
+    .bind(owner)
+    .execute(&pool)
+    .await
+    .unwrap();
+    request_reset(&h, owner).await;
+    let code = h.code(owner).await.code;
+    let proven = verify(&h, owner, &code, "anything at all here")
+        .await
+        .expect("the mailbox owner proves the address");
+    assert!(proven.email_verified);
+    let enabled = h
+        .client()
+        .enable_user(authed(
+            &operator,
+            pb::EnableUserRequest {
+                user_id: account.user_id.clone(),
+            },
+        ))
+        .await
+        .expect("enable")
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(
+        enabled.state,
+        pb::UserState::Invited as i32,
+        "no password survived the proof"
+    );
+    expect_code(h.login(owner, PASSWORD).await, Code::Unauthenticated);
 }

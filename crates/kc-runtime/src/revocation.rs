@@ -13,18 +13,22 @@
 //! service had: a service that just started needs identity for the signing keys anyway, and
 //! the snapshot comes over the same channel in the same moment.
 //!
-//! # After it: the last known list
+//! # After it: the last known list, for a while
 //!
-//! Once the snapshot arrived the list stays usable when the stream breaks: the follower
-//! reconnects with backoff (warning each time identity cannot be reached), and every
-//! reconnection receives the full snapshot again, so a revocation committed while the stream
-//! was down applies as soon as it is back. Refusing every token whenever identity is briefly
-//! unreachable would stop the whole suite with it; revocations are written by identity
-//! itself, so while identity is down none are made.
+//! Once the snapshot arrived the list stays usable when the stream breaks, for
+//! [`STALE_AFTER`] (30 s): the follower reconnects with backoff (warning each time identity
+//! cannot be reached), and every reconnection receives the full snapshot again, so a
+//! revocation committed while the stream was down applies as soon as it is back. Refusing
+//! every token whenever identity is briefly unreachable would stop the whole suite with it.
+//! But a stream that stays broken longer (identity down, or a network partition between
+//! this service and identity while identity keeps revoking) would leave the verifier
+//! trusting a stale list forever: after [`STALE_AFTER`] without a connected stream the list
+//! is no longer ready, and tokens are refused with `UNAVAILABLE` as before the first
+//! snapshot, until the snapshot of the next stream arrives.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kc_proto::identity::identity_service_client::IdentityServiceClient;
@@ -41,6 +45,9 @@ use crate::token::Claims;
 /// Longest a verification waits for the first snapshot before refusing the token with
 /// `UNAVAILABLE` (see the module documentation).
 pub const READY_WAIT: Duration = Duration::from_secs(3);
+
+/// How long the list stays trusted after its stream broke (see the module documentation).
+pub const STALE_AFTER: Duration = Duration::from_secs(30);
 
 /// How often expired revocations are forgotten, besides when a user gets a new one.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
@@ -144,6 +151,10 @@ struct ListInner {
     /// Whether the first snapshot arrived. Dropped with the list, which tells its follower
     /// to stop.
     ready: watch::Sender<bool>,
+    /// Since when no stream is connected (`None` while one is live).
+    lost_since: Mutex<Option<Instant>>,
+    /// How long the list stays ready after its stream broke.
+    stale_after: Duration,
 }
 
 /// The access-token revocations a service knows of, shared by its verifier and the task
@@ -172,12 +183,21 @@ impl Default for RevocationList {
 }
 
 impl RevocationList {
-    /// An empty list that has not received a snapshot yet.
+    /// An empty list that has not received a snapshot yet, trusted for [`STALE_AFTER`]
+    /// after its stream breaks.
     pub fn new() -> Self {
+        Self::with_stale_after(STALE_AFTER)
+    }
+
+    /// An empty list that has not received a snapshot yet, trusted for `stale_after` after
+    /// its stream breaks (tests use a short one).
+    pub fn with_stale_after(stale_after: Duration) -> Self {
         Self {
             inner: Arc::new(ListInner {
                 by_user: RwLock::new(HashMap::new()),
                 ready: watch::Sender::new(false),
+                lost_since: Mutex::new(None),
+                stale_after,
             }),
         }
     }
@@ -242,26 +262,49 @@ impl RevocationList {
         self.read().is_empty()
     }
 
-    /// Records that the list holds every revocation that existed when it started following.
+    /// Records that the list holds every revocation that existed when it started following
+    /// (and that its stream is connected).
     pub fn mark_ready(&self) {
+        *self.lost() = None;
         self.inner.ready.send_replace(true);
     }
 
-    /// Whether the first snapshot arrived ([`mark_ready`](Self::mark_ready)).
-    pub fn is_ready(&self) -> bool {
-        *self.inner.ready.borrow()
+    /// Records that the stream broke: unless a new snapshot arrives within the list's
+    /// staleness bound, the list stops being ready.
+    pub fn mark_disconnected(&self) {
+        self.lost().get_or_insert_with(Instant::now);
     }
 
-    /// Waits at most `timeout` for the first snapshot; whether it arrived.
+    /// Whether the list can be trusted: the first snapshot arrived
+    /// ([`mark_ready`](Self::mark_ready)), and the stream is connected or broke less than the
+    /// staleness bound ago.
+    pub fn is_ready(&self) -> bool {
+        *self.inner.ready.borrow()
+            && self
+                .lost()
+                .is_none_or(|since| since.elapsed() < self.inner.stale_after)
+    }
+
+    /// Waits at most `timeout` for the list to be ready; whether it is.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
-        if self.is_ready() {
-            return true;
-        }
         let mut ready = self.inner.ready.subscribe();
-        matches!(
-            tokio::time::timeout(timeout, ready.wait_for(|ready| *ready)).await,
-            Ok(Ok(_))
-        )
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.is_ready() {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, ready.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return self.is_ready(),
+            }
+        }
+    }
+
+    fn lost(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.inner
+            .lost_since
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Uuid, Vec<Entry>>> {
@@ -333,8 +376,9 @@ impl Follower {
                 () = &mut list_dropped => Ended::ListDropped,
                 ended = self.connect(&mut attempt) => ended,
             };
-            if matches!(ended, Ended::ListDropped) {
-                return;
+            match self.upgrade() {
+                Some(list) if !matches!(ended, Ended::ListDropped) => list.mark_disconnected(),
+                _ => return,
             }
             let delay = self.backoff.next_delay();
             tokio::select! {
@@ -593,6 +637,30 @@ mod tests {
             marker.mark_ready();
         });
         assert!(list.wait_ready(Duration::from_secs(5)).await);
+        assert!(list.is_ready());
+    }
+
+    #[tokio::test]
+    async fn a_list_whose_stream_stays_broken_goes_stale_until_the_next_snapshot() {
+        // rule I4
+        let list = RevocationList::with_stale_after(Duration::from_millis(50));
+        list.mark_ready();
+        list.mark_disconnected();
+        assert!(
+            list.is_ready(),
+            "trusted for a while after the stream broke"
+        );
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(!list.is_ready(), "stale once the bound passed");
+        assert!(!list.wait_ready(Duration::from_millis(20)).await);
+        let marker = list.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            marker.mark_ready();
+        });
+        assert!(list.wait_ready(Duration::from_secs(5)).await);
+        // A second break does not start from the first one's instant.
+        list.mark_disconnected();
         assert!(list.is_ready());
     }
 }

@@ -13,8 +13,9 @@ use futures::Stream;
 use kc_proto::identity::identity_service_server::{IdentityService, IdentityServiceServer};
 use kc_proto::identity::{self as ipb, TokenRevocation};
 use kc_runtime::Shutdown;
-use kc_runtime::auth::{AuthError, TokenVerifier};
+use kc_runtime::auth::{AuthError, IdentityKeySource, TokenVerifier};
 use kc_runtime::config::{IdentityUrlArgs, ServerArgs};
+use kc_runtime::revocation::RevocationList;
 use kc_runtime::telemetry::LogFormat;
 use kc_runtime::token::{CallerKind, Claims};
 use kc_testkit::tokens::{AUDIENCE, ISSUER, TestIssuer};
@@ -329,6 +330,27 @@ fn verifier(identity: &Identity, shutdown: &Shutdown) -> TokenVerifier {
     .expect("verifier")
 }
 
+/// The same verifier with a list that goes stale `stale_after` after its stream broke
+/// (`IdentityUrlArgs::verifier` uses `kc_runtime::revocation::STALE_AFTER`, 30 s).
+fn verifier_stale_after(
+    identity: &Identity,
+    shutdown: &Shutdown,
+    stale_after: Duration,
+) -> TokenVerifier {
+    let channel = kc_runtime::client::channel("--identity-url", &identity.url()).expect("channel");
+    let revocations = RevocationList::with_stale_after(stale_after);
+    drop(kc_runtime::revocation::follow(
+        channel.clone(),
+        &revocations,
+        shutdown,
+    ));
+    TokenVerifier::new(
+        IdentityKeySource::new(channel),
+        server_args().token_expectations(),
+    )
+    .with_revocations(revocations)
+}
+
 /// Asserts that `token` is refused as revoked, with the status a caller sees.
 async fn assert_revoked(verifier: &TokenVerifier, token: &str, what: &str) {
     match verifier.verify(token).await {
@@ -528,4 +550,52 @@ async fn the_follower_stops_at_shutdown_and_with_its_verifier() {
         "the follower of a dropped verifier",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_stream_broken_for_long_fails_closed_until_the_next_snapshot() {
+    // rule I4: a verifier does not trust a stale list forever. Identity goes away (as in a
+    // partition while it keeps revoking): after the staleness bound every token is refused
+    // with UNAVAILABLE, and the snapshot of the next stream makes the list trusted again,
+    // with what was revoked meanwhile.
+    let stale_after = Duration::from_millis(600);
+    let mut identity = Identity::start(Vec::new(), true).await;
+    let shutdown = Shutdown::new();
+    let verifier = verifier_stale_after(&identity, &shutdown, stale_after);
+    let (user, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let token = identity.token(user, "s", now() - 5);
+    let other_token = identity.token(other, "s", now() - 5);
+    verifier.verify(&token).await.expect("verifies");
+    verifier.verify(&other_token).await.expect("verifies");
+    streams_become(&identity.open_streams, 1, "the follower's stream").await;
+
+    identity.stop().await;
+    streams_become(&identity.open_streams, 0, "identity stopped").await;
+    let list = verifier.revocations().expect("follows revocations").clone();
+    assert!(list.is_ready(), "trusted right after the stream broke");
+    tokio::time::sleep(stale_after + Duration::from_millis(200)).await;
+    assert!(!list.is_ready(), "stale once the bound passed");
+    let error = verifier
+        .verify(&other_token)
+        .await
+        .expect_err("a stale list trusts no token");
+    assert!(
+        matches!(error, AuthError::RevocationsUnavailable),
+        "{error:?}"
+    );
+    assert_eq!(Status::from(error).code(), Code::Unavailable);
+
+    identity.revocations.commit(revocation(user, None, now()));
+    identity.serve().await;
+    revoked_within(
+        &verifier,
+        &token,
+        "a revocation made while the list was stale",
+    )
+    .await;
+    verifier
+        .verify(&other_token)
+        .await
+        .expect("trusted again once the next snapshot arrived");
+    shutdown.trigger();
 }

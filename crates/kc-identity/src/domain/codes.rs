@@ -3,6 +3,7 @@
 //! notification's key). No code is ever stored or published in plaintext.
 
 use kc_runtime::secrets::{SealingKey, SecretKey};
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::config::Secrets;
@@ -122,6 +123,8 @@ pub fn normalize(presented: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct CodeKeys {
     mac_key: SecretKey,
+    /// The previous key-encryption key during a rotation: codes mailed before it still work.
+    previous_mac_key: Option<SecretKey>,
     sealing_key: SealingKey,
 }
 
@@ -130,6 +133,7 @@ impl CodeKeys {
     pub fn new(secrets: &Secrets) -> Self {
         Self {
             mac_key: secrets.key_encryption_key.clone(),
+            previous_mac_key: secrets.previous_key_encryption_key.clone(),
             sealing_key: secrets.code_sealing_key,
         }
     }
@@ -137,21 +141,41 @@ impl CodeKeys {
     /// What is stored for a code mailed to `email` for `user_id`: an HMAC-SHA256 under the
     /// `verification-code` subkey of the key-encryption key, over the canonical code.
     pub fn mac(&self, user_id: Uuid, email: &str, code: &str) -> Vec<u8> {
-        self.mac_key.mac(
-            MAC_LABEL,
-            &[
-                user_id.as_bytes(),
-                email.as_bytes(),
-                &[0],
-                normalize(code).as_bytes(),
-            ],
-        )
+        mac_under(&self.mac_key, user_id, email, code)
+    }
+
+    /// Whether `presented` is the code whose MAC is `stored`, under the current
+    /// key-encryption key or, during a rotation, the previous one (codes mailed before the
+    /// rotation stay usable until they expire). Constant time in the code.
+    pub fn matches(&self, user_id: Uuid, email: &str, presented: &str, stored: &[u8]) -> bool {
+        let current = mac_under(&self.mac_key, user_id, email, presented);
+        let previous = self
+            .previous_mac_key
+            .as_ref()
+            .map(|key| mac_under(key, user_id, email, presented));
+        let under_current = bool::from(current.as_slice().ct_eq(stored));
+        let under_previous =
+            previous.is_some_and(|previous| bool::from(previous.as_slice().ct_eq(stored)));
+        under_current | under_previous
     }
 
     /// The code sealed to notification's key.
     pub fn seal(&self, code: &Code) -> anyhow::Result<Vec<u8>> {
         self.sealing_key.seal(code.expose().as_bytes())
     }
+}
+
+/// The MAC of a code under the `verification-code` subkey of `key`.
+fn mac_under(key: &SecretKey, user_id: Uuid, email: &str, code: &str) -> Vec<u8> {
+    key.mac(
+        MAC_LABEL,
+        &[
+            user_id.as_bytes(),
+            email.as_bytes(),
+            &[0],
+            normalize(code).as_bytes(),
+        ],
+    )
 }
 
 #[cfg(test)]
@@ -169,5 +193,39 @@ mod tests {
         assert_eq!(normalize(long.expose()), long.expose());
         assert_eq!(normalize(" ab-cd io l "), "ABCD101");
         assert!(!format!("{short:?}").contains(short.expose()));
+    }
+
+    #[test]
+    fn codes_mailed_before_a_key_encryption_key_rotation_still_match() {
+        let old_key = SecretKey::from_bytes([1; 32]);
+        let new_key = SecretKey::from_bytes([2; 32]);
+        let sealing_key = kc_runtime::secrets::OpeningKey::generate()
+            .unwrap()
+            .sealing_key();
+        let before = CodeKeys::new(&Secrets {
+            key_encryption_key: old_key.clone(),
+            previous_key_encryption_key: None,
+            code_sealing_key: sealing_key,
+        });
+        let user = Uuid::now_v7();
+        let stored = before.mac(user, "a@example.com", "123456");
+        let rotated = CodeKeys::new(&Secrets {
+            key_encryption_key: new_key.clone(),
+            previous_key_encryption_key: Some(old_key),
+            code_sealing_key: sealing_key,
+        });
+        assert!(rotated.matches(user, "a@example.com", "123456", &stored));
+        assert!(rotated.matches(user, "a@example.com", " 123-456 ", &stored));
+        assert!(!rotated.matches(user, "a@example.com", "123457", &stored));
+        assert!(!rotated.matches(user, "b@example.com", "123456", &stored));
+        let fresh = rotated.mac(user, "a@example.com", "654321");
+        assert!(rotated.matches(user, "a@example.com", "654321", &fresh));
+        // Once the rotation is over (no previous key), the old MACs no longer match.
+        let after = CodeKeys::new(&Secrets {
+            key_encryption_key: new_key,
+            previous_key_encryption_key: None,
+            code_sealing_key: sealing_key,
+        });
+        assert!(!after.matches(user, "a@example.com", "123456", &stored));
     }
 }

@@ -59,6 +59,9 @@ pub struct Settings {
     pub session_ttl: Duration,
     /// Lifetime of an e-mail verification code.
     pub verification_code_ttl: Duration,
+    /// Least time between two mails of one outstanding code to an address (rule I2: the
+    /// answer does not tell; nothing is mailed meanwhile).
+    pub code_mail_interval: Duration,
     /// Consecutive failed sign-ins that lock an e-mail.
     pub lockout_threshold: u32,
     /// How long such a lock lasts.
@@ -96,6 +99,16 @@ pub struct UserDraft {
     pub locale: Locale,
     /// Kind.
     pub kind: UserKind,
+}
+
+/// Whether a new request for a code may replace the outstanding one (see
+/// [`Identity::mail_code`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mailing {
+    /// Keep an outstanding code and mail it again (requests anyone can make).
+    KeepOutstanding,
+    /// Always a fresh code (invitations by operators and services).
+    Replace,
 }
 
 /// A registration (RegisterUser): the claim that waits for the proof of the address.
@@ -212,6 +225,7 @@ impl Identity {
                 email,
                 Purpose::Registration,
                 Some(&claim),
+                Mailing::KeepOutstanding,
             )
             .await?;
             tracing::info!(user_id = %account.user_id, "registration claim awaits the proof of the address");
@@ -262,8 +276,15 @@ impl Identity {
             _ => error.into(),
         })?;
         events::append(&mut tx, &events::registered(&user)).await?;
-        self.mail_code(&mut tx, &user, email, Purpose::Invitation, None)
-            .await?;
+        self.mail_code(
+            &mut tx,
+            &user,
+            email,
+            Purpose::Invitation,
+            None,
+            Mailing::Replace,
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(user_id = %user.user_id, kind = user.kind.as_str(), "user invited");
         Ok(user)
@@ -318,8 +339,15 @@ impl Identity {
             .await?;
             if let Some(user) = inserted {
                 events::append(&mut tx, &events::registered(&user)).await?;
-                self.mail_code(&mut tx, &user, address, Purpose::Invitation, None)
-                    .await?;
+                self.mail_code(
+                    &mut tx,
+                    &user,
+                    address,
+                    Purpose::Invitation,
+                    None,
+                    Mailing::Replace,
+                )
+                .await?;
                 tx.commit().await?;
                 tracing::info!(user_id = %user.user_id, "address invited");
                 return Ok((user, true));
@@ -348,17 +376,34 @@ impl Identity {
         )
         .await?;
         events::append(&mut tx, &events::updated(&user)).await?;
-        self.mail_code(&mut tx, &user, address, Purpose::Invitation, None)
-            .await?;
+        self.mail_code(
+            &mut tx,
+            &user,
+            address,
+            Purpose::Invitation,
+            None,
+            Mailing::Replace,
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(user_id = %user.user_id, "unproven account invited again; pending claim discarded");
         Ok((user, true))
     }
 
-    /// Mails a new code to `email` for `user`, replacing the user's earlier code for that
-    /// address (and, for an e-mail change, any other pending change): the code is kept only
-    /// as its MAC and leaves sealed to notification's key. Long while the address is
-    /// locked.
+    /// Mails a code to `email` for `user`: the code is kept only as its MAC and leaves
+    /// sealed to notification's key. Long while the address is locked.
+    ///
+    /// With [`Mailing::KeepOutstanding`] (requests anyone can make: RegisterUser,
+    /// RequestPasswordReset, ChangeEmail), an outstanding code of the user for the address
+    /// is NOT replaced, so that nobody can keep the owner from using the code it holds by
+    /// asking again and again: the same code is mailed again (a new outbox event carrying a
+    /// copy of its sealed form, with the new purpose), at most once per `--code-mail-interval` (a
+    /// minute) per address (otherwise nothing is mailed; the caller's answer is the same). A registration
+    /// `claim` replaces the code's pending claim (the last claim wins; the owner can always
+    /// use the code with ResetPassword instead). The code is replaced only when it expired,
+    /// was withdrawn, or is short while the address is locked (a long one then).
+    /// [`Mailing::Replace`] (invitations by operators and services) always mails a fresh
+    /// code. An e-mail change to `email` ends the user's changes to other addresses.
     async fn mail_code(
         &self,
         conn: &mut PgConnection,
@@ -366,14 +411,24 @@ impl Identity {
         email: &str,
         purpose: Purpose,
         claim: Option<&PendingClaim>,
+        mailing: Mailing,
     ) -> Result<()> {
-        let mut replaced = storage::verifications::delete(conn, user.user_id, email).await?;
         if purpose == Purpose::EmailChange {
-            replaced
-                .extend(storage::verifications::delete_email_changes(conn, user.user_id).await?);
+            let replaced =
+                storage::verifications::delete_other_email_changes(conn, user.user_id, email)
+                    .await?;
+            events::drop_sealed_codes(conn, &replaced).await?;
         }
-        events::drop_sealed_codes(conn, &replaced).await?;
         let long = storage::code_attempts::is_locked(conn, email).await?;
+        if mailing == Mailing::KeepOutstanding
+            && self
+                .mail_again(conn, user, email, purpose, claim, long)
+                .await?
+        {
+            return Ok(());
+        }
+        let replaced = storage::verifications::delete(conn, user.user_id, email).await?;
+        events::drop_sealed_codes(conn, &replaced).await?;
         let code = Code::generate(long)?;
         let expire_time = Utc::now() + self.settings.verification_code_ttl;
         let sealed = self.codes.seal(&code)?;
@@ -399,6 +454,54 @@ impl Identity {
         Ok(())
     }
 
+    /// Keeps the outstanding code of `user` for `email` when it still works (unexpired, and
+    /// long if the address is `locked`): puts `claim` beside it, and mails it again unless
+    /// the address was mailed within the mail interval. Whether the code was kept (`false`:
+    /// the caller mails a fresh one).
+    async fn mail_again(
+        &self,
+        conn: &mut PgConnection,
+        user: &User,
+        email: &str,
+        purpose: Purpose,
+        claim: Option<&PendingClaim>,
+        locked: bool,
+    ) -> Result<bool> {
+        let Some(outstanding) =
+            storage::verifications::get_for_update(conn, user.user_id, email).await?
+        else {
+            return Ok(false);
+        };
+        if outstanding.expire_time <= Utc::now() || (locked && !outstanding.long_code) {
+            return Ok(false);
+        }
+        let Some(sealed) = events::sealed_code(conn, outstanding.outbox_event_id).await? else {
+            // Its sealed form is gone (the outbox event was pruned): a fresh code it is.
+            return Ok(false);
+        };
+        if let Some(claim) = claim {
+            storage::verifications::set_claim(conn, user.user_id, email, claim).await?;
+        }
+        if storage::verifications::mailed_within(
+            conn,
+            email,
+            self.settings.code_mail_interval.as_secs_f64(),
+        )
+        .await?
+        {
+            tracing::info!(user_id = %user.user_id, "code still outstanding; address mailed within the mail interval, not mailed again");
+            return Ok(true);
+        }
+        let event_id = events::append(
+            conn,
+            &events::verification_requested(user, email, sealed, outstanding.expire_time, purpose),
+        )
+        .await?;
+        storage::verifications::record_resend(conn, user.user_id, email, event_id).await?;
+        tracing::info!(user_id = %user.user_id, "outstanding code mailed again");
+        Ok(true)
+    }
+
     /// Judges a presented code against the outstanding one of `user_id` for `email`
     /// (`extra_ok` adds the caller's own condition, e.g. the claim's password). A failure
     /// counts against the code (5 withdraw a short code; long codes are never withdrawn by
@@ -415,11 +518,12 @@ impl Identity {
         extra_ok: bool,
     ) -> Result<bool> {
         let locked = storage::code_attempts::is_locked(conn, email).await?;
-        let mac = self.codes.mac(user_id, email, presented);
         let now = Utc::now();
         let valid = outstanding.is_some_and(|row| {
             row.expire_time > now
-                && bool::from(mac.as_slice().ct_eq(&row.code_hash))
+                && self
+                    .codes
+                    .matches(user_id, email, presented, &row.code_hash)
                 && (row.long_code || !locked)
         });
         if valid && extra_ok {
@@ -539,15 +643,39 @@ impl Identity {
     }
 
     /// Mails a password-reset code to the address when an account has it (rule I2: the
-    /// caller is never told). It replaces any earlier code of the address, and with it any
-    /// pending claim.
+    /// caller is never told). An outstanding code of the address is mailed again rather than
+    /// replaced (see [`Self::mail_code`]).
+    ///
+    /// Comparable time (rule I2): the answer is given at once, before any database work,
+    /// and the work (a look-up, and for an existing account the mail) runs on a task of its
+    /// own. Whether the address has an account changes only what the task does, never when
+    /// the caller is answered. A failure of the task is logged (without the address).
     pub async fn request_password_reset(&self, email: &Email) -> Result<()> {
+        let identity = self.clone();
+        let email = email.clone();
+        tokio::spawn(async move {
+            if let Err(error) = identity.mail_password_reset(&email).await {
+                tracing::warn!(error = %error, "password reset request failed");
+            }
+        });
+        Ok(())
+    }
+
+    /// The work of [`Self::request_password_reset`].
+    async fn mail_password_reset(&self, email: &Email) -> Result<()> {
         let address = email.as_str();
         let mut tx = self.pool.begin().await?;
         if let Some(user) = storage::users::find_by_email_for_update(&mut tx, address).await? {
-            self.mail_code(&mut tx, &user, address, Purpose::PasswordReset, None)
-                .await?;
-            tracing::info!(user_id = %user.user_id, "password reset code mailed");
+            self.mail_code(
+                &mut tx,
+                &user,
+                address,
+                Purpose::PasswordReset,
+                None,
+                Mailing::KeepOutstanding,
+            )
+            .await?;
+            tracing::info!(user_id = %user.user_id, "password reset code requested");
         }
         tx.commit().await?;
         Ok(())
@@ -630,8 +758,15 @@ impl Identity {
                 .is_some_and(|other| other.user_id != user_id);
         events::append(&mut tx, &events::email_change_requested(&user, address)).await?;
         if !taken && !confusable {
-            self.mail_code(&mut tx, &user, address, Purpose::EmailChange, None)
-                .await?;
+            self.mail_code(
+                &mut tx,
+                &user,
+                address,
+                Purpose::EmailChange,
+                None,
+                Mailing::KeepOutstanding,
+            )
+            .await?;
         }
         tx.commit().await?;
         tracing::info!(user_id = %user_id, "login e-mail change asked");
@@ -746,18 +881,59 @@ impl Identity {
         Ok(user)
     }
 
+    /// Checks the current password of ChangePassword and ChangeEmail through the sign-in
+    /// throttle of the user's address: a wrong one counts as a failed sign-in, and a locked
+    /// address refuses the check (`Locked`), so a stolen access token cannot be used to
+    /// guess the password without limit.
     async fn check_current_password(&self, user_id: Uuid, current: &Password) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        let user = storage::users::get(&mut conn, user_id)
+            .await?
+            .ok_or(IdentityError::UserNotFound)?;
+        drop(conn);
+        let attempt_id = self.reserve_sign_in(&user.email).await?;
+        let outcome = self
+            .check_reserved_password(&user.email, user_id, current, attempt_id)
+            .await;
+        if outcome.is_err()
+            && let Ok(mut conn) = self.pool.acquire().await
+        {
+            // Whatever failed, the slot must not stay taken.
+            let _ = storage::throttle::release(&mut conn, attempt_id).await;
+        }
+        outcome
+    }
+
+    async fn check_reserved_password(
+        &self,
+        email: &str,
+        user_id: Uuid,
+        current: &Password,
+        attempt_id: Uuid,
+    ) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
         let hash = storage::users::password_hash(&mut conn, user_id).await?;
         drop(conn);
-        if self.hasher.verify(current, hash.as_deref()).await? {
-            Ok(())
-        } else {
-            Err(IdentityError::Invalid(vec![kc_runtime::Violation::new(
-                "current_password",
-                "current password is wrong",
-            )]))
+        let matches = self.hasher.verify(current, hash.as_deref()).await?;
+        let mut tx = self.pool.begin().await?;
+        if matches {
+            storage::throttle::succeed(&mut tx, email, attempt_id).await?;
+            tx.commit().await?;
+            return Ok(());
         }
+        storage::throttle::fail(
+            &mut tx,
+            email,
+            attempt_id,
+            self.settings.lockout_threshold as i32,
+            self.settings.lockout_duration.as_secs_f64(),
+        )
+        .await?;
+        tx.commit().await?;
+        Err(IdentityError::Invalid(vec![kc_runtime::Violation::new(
+            "current_password",
+            "current password is wrong",
+        )]))
     }
 
     /// Changes a password; the caller must be the user and know the current one. Every
@@ -932,12 +1108,22 @@ impl Identity {
         }
     }
 
+    /// Checks a reserved sign-in attempt and creates its session.
+    ///
+    /// Rule I4 against races: the password hash is checked outside any transaction (it
+    /// takes time), so the transaction that creates the session reads the user again FOR
+    /// SHARE and requires the same hash and a proven state: a password reset or change that
+    /// committed meanwhile fails the attempt like a wrong password, a disable like today. One
+    /// that commits after (it waited for the share lock) revokes the new session with the
+    /// others, and [`Self::sign`] refuses the access token of a session whose validation
+    /// started before a revocation covering it.
     async fn check_sign_in(
         &self,
         email: &str,
         password: &Password,
         attempt_id: Uuid,
     ) -> Result<SessionTokens> {
+        let validated_since = Utc::now();
         let mut conn = self.pool.acquire().await?;
         let found = storage::users::find_credentials(&mut conn, email).await?;
         drop(conn);
@@ -948,8 +1134,18 @@ impl Identity {
             .and_then(|(_, hash)| hash.clone());
         let matches = self.hasher.verify(password, hash.as_deref()).await?;
         let mut tx = self.pool.begin().await?;
-        let user = match found {
-            Some((user, _)) if matches => user,
+        let current = match &found {
+            Some((user, _)) if matches => {
+                storage::users::credentials_for_share(&mut tx, user.user_id).await?
+            }
+            _ => None,
+        };
+        let user = match current {
+            Some((user, current_hash))
+                if hash.is_some() && current_hash == hash && user.state != UserState::Invited =>
+            {
+                user
+            }
             _ => {
                 storage::throttle::fail(
                     &mut tx,
@@ -979,11 +1175,24 @@ impl Identity {
         )
         .await?;
         tx.commit().await?;
-        self.session_tokens(user, refresh_token, session_id).await
+        self.session_tokens(
+            user,
+            refresh_token,
+            SessionCheck {
+                session_id,
+                validated_since,
+                refusal: || IdentityError::BadCredentials,
+            },
+        )
+        .await
     }
 
     /// Rotates a refresh token. A token that was already rotated revokes its whole family.
+    /// The user is read FOR SHARE (a disable or password reset waits for the rotation and
+    /// then revokes the session), and the access token is refused when a revocation covering
+    /// it was made after the rotation started (rule I4).
     pub async fn refresh(&self, presented: &str) -> Result<SessionTokens> {
+        let validated_since = Utc::now();
         let presented_hash = sha256(presented.trim().as_bytes());
         let mut tx = self.pool.begin().await?;
         let Some(token) = storage::sessions::find_for_update(&mut tx, &presented_hash).await?
@@ -1001,7 +1210,7 @@ impl Identity {
             tracing::warn!(session_id = %token.session_id, user_id = %token.user_id, "refresh token reuse detected; session revoked");
             return Err(IdentityError::RefreshTokenReused);
         }
-        let user = storage::users::get(&mut tx, token.user_id)
+        let (user, _) = storage::users::credentials_for_share(&mut tx, token.user_id)
             .await?
             .ok_or(IdentityError::BadRefreshToken)?;
         match user.state {
@@ -1014,8 +1223,16 @@ impl Identity {
         storage::sessions::add_token(&mut tx, token.session_id, &sha256(refresh_token.as_bytes()))
             .await?;
         tx.commit().await?;
-        self.session_tokens(user, refresh_token, token.session_id)
-            .await
+        self.session_tokens(
+            user,
+            refresh_token,
+            SessionCheck {
+                session_id: token.session_id,
+                validated_since,
+                refusal: || IdentityError::BadRefreshToken,
+            },
+        )
+        .await
     }
 
     /// Logs out: revokes the session of a refresh token and every access token issued in
@@ -1129,8 +1346,9 @@ impl Identity {
         Ok(user)
     }
 
-    /// Housekeeping: removes expired codes (dropping their sealed copy from the outbox),
-    /// revocations whose tokens have all expired, and sign-in slots of dead processes.
+    /// Housekeeping: removes expired codes (dropping every sealed copy from the outbox),
+    /// revocations whose tokens have all expired, sign-in slots of dead processes, wrong-code
+    /// counters whose window and lock are over, and computes missing confusable skeletons.
     pub async fn sweep(&self) -> Result<()> {
         loop {
             let mut tx = self.pool.begin().await?;
@@ -1144,6 +1362,12 @@ impl Identity {
         let mut conn = self.pool.acquire().await?;
         storage::revocations::delete_expired(&mut conn).await?;
         storage::throttle::forget_stale(&mut conn).await?;
+        storage::code_attempts::forget_stale(&mut conn, ADDRESS_FAILURE_WINDOW.as_secs_f64())
+            .await?;
+        drop(conn);
+        // Accounts written by replicas older than the skeleton column (during a rolling
+        // upgrade) get theirs here rather than only at the next start (rule I3).
+        self.backfill_skeletons().await?;
         Ok(())
     }
 
@@ -1178,14 +1402,14 @@ impl Identity {
         &self,
         user: User,
         refresh_token: String,
-        session_id: Uuid,
+        check: SessionCheck,
     ) -> Result<SessionTokens> {
         let kind = match user.kind {
             UserKind::Customer => CallerKind::Customer,
             UserKind::Operator => CallerKind::Operator,
         };
         let access = self
-            .sign(user.user_id, kind, &user.email, Some(session_id))
+            .sign(user.user_id, kind, &user.email, Some(check))
             .await?;
         Ok(SessionTokens {
             access,
@@ -1199,27 +1423,37 @@ impl Identity {
         subject: Uuid,
         kind: CallerKind,
         email: &str,
-        session_id: Option<Uuid>,
+        session: Option<SessionCheck>,
     ) -> Result<AccessToken> {
         let key = self.keys.signing_key().await?;
         let mut now = Utc::now();
-        if let Some(session_id) = session_id {
-            // `iat` has whole seconds: a token issued in the second of a revocation would
-            // fall under it. Such a token waits for the next second, so that its `iat` is
-            // both true and after the revocation (and a later revocation still covers it).
+        let session_id = session.as_ref().map(|check| check.session_id);
+        if let Some(check) = session {
             let mut conn = self.pool.acquire().await?;
             let revoked =
-                storage::revocations::latest_issued_before(&mut conn, subject, session_id).await?;
+                storage::revocations::latest_issued_before(&mut conn, subject, check.session_id)
+                    .await?;
             drop(conn);
-            if let Some(revoked) = revoked
-                && revoked.timestamp() >= now.timestamp()
-            {
-                let next_second =
-                    DateTime::<Utc>::from_timestamp(revoked.timestamp() + 1, 0).unwrap_or(now);
-                if let Ok(wait) = (next_second - now).to_std() {
-                    tokio::time::sleep(wait).await;
+            if let Some(revoked) = revoked {
+                // A revocation made since the credentials were checked (a password reset, a
+                // disable, a logout that raced this sign-in or refresh) covers this session
+                // too: no token escapes it by a later `iat` (rule I4).
+                if revoked >= check.validated_since {
+                    tracing::info!(user_id = %subject, "session revoked while it was being opened; no access token issued");
+                    return Err((check.refusal)());
                 }
-                now = Utc::now();
+                // An older one (e.g. the password change this sign-in follows): `iat` has
+                // whole seconds, so a token issued in the second of the revocation would
+                // fall under it. Such a token waits for the next second, so that its `iat`
+                // is both true and after the revocation.
+                if revoked.timestamp() >= now.timestamp() {
+                    let next_second =
+                        DateTime::<Utc>::from_timestamp(revoked.timestamp() + 1, 0).unwrap_or(now);
+                    if let Ok(wait) = (next_second - now).to_std() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    now = Utc::now();
+                }
             }
         }
         let iat = now.timestamp();
@@ -1240,6 +1474,17 @@ impl Identity {
             expire_time,
         })
     }
+}
+
+/// What [`Identity::sign`] checks before it issues an access token of a session.
+struct SessionCheck {
+    /// The session.
+    session_id: Uuid,
+    /// When the credentials (password or refresh token) began to be checked: a revocation
+    /// covering the session made since then refuses the token.
+    validated_since: DateTime<Utc>,
+    /// The error that refusal answers.
+    refusal: fn() -> IdentityError,
 }
 
 /// The part of an address before `@`: the name an account has before its owner gives one.

@@ -17,11 +17,12 @@ impl DisplayName {
     /// Parses and trims a display name; `field` names the request field in the error.
     pub fn parse(field: &str, text: &str) -> Result<Self, Violation> {
         let name = kc_runtime::values::DisplayName::parse(field, text)?;
-        if name.as_str().chars().any(is_format_character) {
+        if name.as_str().chars().any(is_hidden_character) {
             return Err(Violation::new(
                 field,
-                "display name must not contain invisible or direction-changing characters \
-                 (Unicode format characters such as U+202E or U+200B, rule I3)",
+                "display name must not contain invisible, direction-changing or line-breaking \
+                 characters (Unicode format characters such as U+202E or U+200B, \
+                 default-ignorable ones such as U+3164, line or paragraph separators, rule I3)",
             ));
         }
         Ok(Self(name.as_str().to_owned()))
@@ -36,6 +37,45 @@ impl DisplayName {
 /// Whether `c` is a Unicode format character (general category Cf).
 pub fn is_format_character(c: char) -> bool {
     c.general_category() == GeneralCategory::Format
+}
+
+/// Whether `c` may not appear in a display name (rule I3): a format character (Cf), a
+/// line or paragraph separator (Zl, Zp), a default-ignorable code point that is not Cf
+/// (fillers and variation selectors, which render as nothing), or the blank Braille
+/// pattern U+2800 (not default-ignorable, but invisible).
+pub fn is_hidden_character(c: char) -> bool {
+    is_format_character(c)
+        || matches!(
+            c.general_category(),
+            GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator
+        )
+        || is_default_ignorable(c)
+        || c == '\u{2800}'
+}
+
+/// Default_Ignorable_Code_Point (Unicode 15 DerivedCoreProperties.txt), whatever its
+/// general category.
+fn is_default_ignorable(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
 }
 
 /// The confusable skeleton of a login address (UTS #39 over its NFKC case fold): two
@@ -121,6 +161,24 @@ mod tests {
             assert!(error.description.contains("rule I3"), "{error:?}");
         }
         assert!(DisplayName::parse("display_name", "a\u{0007}b").is_err());
+        // rule I3: default-ignorable fillers and selectors, the blank Braille pattern, and
+        // line or paragraph separators hide or break a name as well.
+        for bad in [
+            "\u{3164}",
+            "hangul\u{3164}filler",
+            "half\u{FFA0}width",
+            "cho\u{115F}seong",
+            "jung\u{1160}seong",
+            "grapheme\u{034F}joiner",
+            "vari\u{FE0F}ation",
+            "braille\u{2800}blank",
+            "line\u{2028}separator",
+            "para\u{2029}graph",
+        ] {
+            let error = DisplayName::parse("display_name", bad).unwrap_err();
+            assert_eq!(error.field, "display_name");
+            assert!(error.description.contains("rule I3"), "{bad:?}: {error:?}");
+        }
         assert_eq!(
             DisplayName::parse("display_name", " Éloïse Dupré-Nguyễn ")
                 .unwrap()

@@ -57,3 +57,16 @@ pub async fn clear(conn: &mut PgConnection, email: &str) -> Result<(), sqlx::Err
         .await?;
     Ok(())
 }
+
+/// Forgets the addresses whose failure window and lock are both over (nothing of them
+/// counts any more); returns how many.
+pub async fn forget_stale(conn: &mut PgConnection, window_secs: f64) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "DELETE FROM code_attempts WHERE window_start <= now() - make_interval(secs => $1) \
+         AND (locked_until IS NULL OR locked_until <= now())",
+    )
+    .bind(window_secs)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}

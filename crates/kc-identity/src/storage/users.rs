@@ -224,6 +224,31 @@ pub async fn find_credentials(
         .transpose()
 }
 
+/// A user and its password hash by id, locked FOR SHARE until the transaction ends: a
+/// password reset, a password change or a state change of the user waits for it (rule I4:
+/// a session is created only against the credentials and state that hold when it commits).
+pub async fn credentials_for_share(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<Option<(User, Option<String>)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        user: UserRow,
+        password_hash: Option<String>,
+    }
+    let row: Option<Row> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        ", password_hash FROM users WHERE user_id = $1 FOR SHARE"
+    ))
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|row| Ok((row.user.try_into()?, row.password_hash)))
+        .transpose()
+}
+
 /// The password hash of a user.
 pub async fn password_hash(
     conn: &mut PgConnection,
@@ -289,10 +314,14 @@ pub async fn set_password(
     row.try_into()
 }
 
-/// Marks the e-mail verified.
+/// Marks the e-mail verified. When it was not proven before, the password set before the
+/// proof is discarded (rule I1): nobody but the mailbox owner may have chosen it, so a
+/// disabled account proven now and enabled later does not activate a stranger's password.
 pub async fn mark_verified(conn: &mut PgConnection, user_id: Uuid) -> Result<User, sqlx::Error> {
     let row: UserRow = sqlx::query_as(concat!(
-        "UPDATE users SET email_verified = true, version = version + 1, update_time = now() \
+        "UPDATE users SET email_verified = true, \
+         password_hash = CASE WHEN email_verified THEN password_hash END, \
+         version = version + 1, update_time = now() \
          WHERE user_id = $1 RETURNING ",
         columns!()
     ))

@@ -88,7 +88,7 @@ pub struct Outstanding {
     pub failed_attempts: i32,
     /// The account claim this code confirms, if any.
     pub claim: Option<PendingClaim>,
-    /// The outbox event that carries it.
+    /// The outbox event that first carried it (later ones carry copies).
     pub outbox_event_id: Uuid,
 }
 
@@ -205,12 +205,13 @@ pub async fn delete(
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "DELETE FROM email_verifications WHERE user_id = $1 AND email = $2 \
-         RETURNING outbox_event_id",
+         RETURNING array_prepend(outbox_event_id, resent_event_ids)",
     )
     .bind(user_id)
     .bind(email)
     .fetch_all(conn)
     .await
+    .map(flatten)
 }
 
 /// Removes every code of a user (its address changed, or it was disabled).
@@ -219,25 +220,12 @@ pub async fn delete_all_of_user(
     user_id: Uuid,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
-        "DELETE FROM email_verifications WHERE user_id = $1 RETURNING outbox_event_id",
+        "DELETE FROM email_verifications WHERE user_id = $1 RETURNING array_prepend(outbox_event_id, resent_event_ids)",
     )
     .bind(user_id)
     .fetch_all(conn)
     .await
-}
-
-/// Removes the e-mail change codes of a user (a newer change replaces them).
-pub async fn delete_email_changes(
-    conn: &mut PgConnection,
-    user_id: Uuid,
-) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "DELETE FROM email_verifications WHERE user_id = $1 AND purpose = 'email_change' \
-         RETURNING outbox_event_id",
-    )
-    .bind(user_id)
-    .fetch_all(conn)
-    .await
+    .map(flatten)
 }
 
 /// Withdraws every short code mailed to an address (it just locked).
@@ -247,11 +235,12 @@ pub async fn withdraw_short_codes(
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "DELETE FROM email_verifications WHERE email = $1 AND NOT long_code \
-         RETURNING outbox_event_id",
+         RETURNING array_prepend(outbox_event_id, resent_event_ids)",
     )
     .bind(email)
     .fetch_all(conn)
     .await
+    .map(flatten)
 }
 
 /// Removes up to `limit` expired codes (skipping those another transaction holds).
@@ -259,9 +248,91 @@ pub async fn delete_expired(conn: &mut PgConnection, limit: i64) -> Result<Vec<U
     sqlx::query_scalar(
         "DELETE FROM email_verifications WHERE (user_id, email) IN ( \
          SELECT user_id, email FROM email_verifications WHERE expire_time <= now() \
-         LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING outbox_event_id",
+         LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING array_prepend(outbox_event_id, resent_event_ids)",
     )
     .bind(limit)
     .fetch_all(conn)
     .await
+    .map(flatten)
+}
+
+/// The outbox events of the ended codes, one list per code, as one list.
+fn flatten(rows: Vec<Vec<Uuid>>) -> Vec<Uuid> {
+    rows.into_iter().flatten().collect()
+}
+
+/// Removes the e-mail change codes of a user mailed to another address than `email` (a
+/// change to `email` replaces them).
+pub async fn delete_other_email_changes(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    email: &str,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "DELETE FROM email_verifications WHERE user_id = $1 AND purpose = 'email_change' \
+         AND email <> $2 RETURNING array_prepend(outbox_event_id, resent_event_ids)",
+    )
+    .bind(user_id)
+    .bind(email)
+    .fetch_all(conn)
+    .await
+    .map(flatten)
+}
+
+/// Puts `claim` beside the outstanding code of a user for an address (the last
+/// registration claim wins); the code now answers a registration.
+pub async fn set_claim(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    email: &str,
+    claim: &PendingClaim,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE email_verifications SET purpose = 'registration', pending_password_hash = $3, \
+         pending_display_name = $4, pending_locale = $5 WHERE user_id = $1 AND email = $2",
+    )
+    .bind(user_id)
+    .bind(email)
+    .bind(&claim.password_hash)
+    .bind(&claim.display_name)
+    .bind(&claim.locale)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Whether `email` was mailed a code (for any account) less than `secs` seconds ago.
+pub async fn mailed_within(
+    conn: &mut PgConnection,
+    email: &str,
+    secs: f64,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM email_verifications WHERE email = $1 \
+         AND mail_time > now() - make_interval(secs => $2))",
+    )
+    .bind(email)
+    .bind(secs)
+    .fetch_one(conn)
+    .await
+}
+
+/// Records that the outstanding code of a user for an address was mailed again, by the
+/// outbox event `event_id` (whose sealed code must go when the code ends).
+pub async fn record_resend(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    email: &str,
+    event_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE email_verifications SET resent_event_ids = array_append(resent_event_ids, $3), \
+         mail_time = now() WHERE user_id = $1 AND email = $2",
+    )
+    .bind(user_id)
+    .bind(email)
+    .bind(event_id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
