@@ -6,7 +6,7 @@ use clap::Parser;
 use kc_runtime::client::{ReplicaSettings, ServiceAccountArgs};
 use kc_runtime::config::{IdentityUrlArgs, ServerArgs, parse_duration, parse_http_url};
 
-use crate::ratelimit::{Rate, parse_rate};
+use crate::ratelimit::{Rate, TrustedProxies, parse_rate, parse_trusted_proxies};
 
 /// Longest `--read-cache-ttl` accepted.
 pub const MAX_READ_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -36,12 +36,38 @@ pub struct GatewayArgs {
     #[arg(long, env = "KC_DEFAULT_DEADLINE", default_value = "5s", value_parser = parse_duration)]
     pub default_deadline: Duration,
     /// Sustained rate of the public session RPCs (Register, VerifyEmail, Login, Refresh,
-    /// Logout) per caller IP address: `20/min`, `5/s`, `100/h`, or `off`.
+    /// Logout, …) per client IP address (an IPv6 client per /64): `20/min`, `5/s`, `100/h`,
+    /// `5/10min`, or `off`.
     #[arg(long, env = "KC_SESSION_RATE_LIMIT", default_value = "20/min", value_parser = parse_rate)]
     pub session_rate_limit: Rate,
     /// Session calls one address may make in a burst before the rate applies.
     #[arg(long, env = "KC_SESSION_RATE_BURST", default_value_t = 10)]
     pub session_rate_burst: u32,
+    /// The proxies (address ranges, comma-separated: `10.0.0.0/8,fd00::/8`) whose
+    /// `X-Forwarded-For` or `Forwarded` header names the client of a call; empty: none, the
+    /// client is always the TCP peer.
+    #[arg(
+        long,
+        env = "KC_TRUSTED_PROXIES",
+        default_value = "",
+        value_parser = parse_trusted_proxies
+    )]
+    pub trusted_proxies: TrustedProxies,
+    /// Sustained rate of one signed-in caller's access requests (SelfNominate and
+    /// CancelMyRequest together), per gateway replica: e.g. `5/10min`, or `off`.
+    #[arg(long, env = "KC_ACCESS_REQUEST_RATE_LIMIT", default_value = "5/10min", value_parser = parse_rate)]
+    pub access_request_rate_limit: Rate,
+    /// Access requests one caller may make in a burst before the rate applies.
+    #[arg(long, env = "KC_ACCESS_REQUEST_RATE_BURST", default_value_t = 5)]
+    pub access_request_rate_burst: u32,
+    /// Sustained rate of one signed-in caller's other writes that send mail (contacts,
+    /// rights, decisions, domain policy, notices, UpdateMe, ChangeEmail), per gateway
+    /// replica: e.g. `60/min`, or `off`.
+    #[arg(long, env = "KC_WRITE_RATE_LIMIT", default_value = "60/min", value_parser = parse_rate)]
+    pub write_rate_limit: Rate,
+    /// Such writes one caller may make in a burst before the rate applies.
+    #[arg(long, env = "KC_WRITE_RATE_BURST", default_value_t = 30)]
+    pub write_rate_burst: u32,
     /// Longest wait for a connection to one replica of an internal service: a replica that
     /// is down answers UNAVAILABLE after at most this.
     #[arg(long, env = "KC_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
@@ -94,6 +120,14 @@ impl GatewayArgs {
         if self.session_rate_burst == 0 {
             anyhow::bail!("--session-rate-burst (KC_SESSION_RATE_BURST) must be at least 1");
         }
+        if self.access_request_rate_burst == 0 {
+            anyhow::bail!(
+                "--access-request-rate-burst (KC_ACCESS_REQUEST_RATE_BURST) must be at least 1"
+            );
+        }
+        if self.write_rate_burst == 0 {
+            anyhow::bail!("--write-rate-burst (KC_WRITE_RATE_BURST) must be at least 1");
+        }
         if self.account.client_id.trim().is_empty() || self.account.client_secret.is_empty() {
             anyhow::bail!(
                 "--client-id and --client-secret (KC_CLIENT_ID, KC_CLIENT_SECRET) must name the gateway's account"
@@ -143,6 +177,23 @@ mod tests {
             }
         );
         assert_eq!(args.session_rate_burst, 10);
+        assert!(args.trusted_proxies.is_empty());
+        assert_eq!(
+            args.access_request_rate_limit,
+            Rate::Limit {
+                tokens: 5,
+                per: Duration::from_secs(600)
+            }
+        );
+        assert_eq!(args.access_request_rate_burst, 5);
+        assert_eq!(
+            args.write_rate_limit,
+            Rate::Limit {
+                tokens: 60,
+                per: Duration::from_secs(60)
+            }
+        );
+        assert_eq!(args.write_rate_burst, 30);
         assert_eq!(args.read_cache_ttl, Duration::from_secs(1));
         assert_eq!(args.account.client_secret, "-secret");
         assert!(args.validate().is_ok());
@@ -163,6 +214,28 @@ mod tests {
         let off = GatewayArgs::parse_from(BASE.iter().chain(&["--session-rate-limit", "off"]))
             .expect("parses");
         assert_eq!(off.session_rate_limit, Rate::Off);
+        let proxies = GatewayArgs::parse_from(
+            BASE.iter()
+                .chain(&["--trusted-proxies", "10.0.0.0/8,fd00::/8"]),
+        )
+        .expect("parses");
+        assert!(proxies.trusted_proxies.trusts("10.2.3.4".parse().unwrap()));
+        let bad_proxies =
+            GatewayArgs::parse_from(BASE.iter().chain(&["--trusted-proxies", "10.0.0.0/99"]));
+        assert!(bad_proxies.is_err());
+        let writes_off = GatewayArgs::parse_from(BASE.iter().chain(&[
+            "--access-request-rate-limit",
+            "off",
+            "--write-rate-limit",
+            "off",
+        ]))
+        .expect("parses");
+        assert_eq!(writes_off.access_request_rate_limit, Rate::Off);
+        assert_eq!(writes_off.write_rate_limit, Rate::Off);
+        let zero_burst = GatewayArgs::parse_from(BASE.iter().chain(&["--write-rate-burst", "0"]))
+            .expect("parses");
+        let error = zero_burst.validate().expect_err("zero burst").to_string();
+        assert!(error.contains("--write-rate-burst"), "{error}");
         let long_cache = GatewayArgs::parse_from(BASE.iter().chain(&["--read-cache-ttl", "5m"]))
             .expect("parses");
         let error = long_cache.validate().expect_err("too long").to_string();

@@ -14,6 +14,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::clients::Svc;
+use crate::ratelimit::WriteClass;
 
 /// Why a gateway call failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,14 @@ pub enum GatewayError {
     /// Too many session calls from one address.
     #[error("rate limited for {retry_after:?}")]
     RateLimited {
+        /// When a token is free again.
+        retry_after: Duration,
+    },
+    /// Too many writes of one class by one signed-in caller.
+    #[error("{class:?} writes limited for {retry_after:?}")]
+    TooManyWrites {
+        /// The limit reached.
+        class: WriteClass,
         /// When a token is free again.
         retry_after: Duration,
     },
@@ -123,7 +132,9 @@ impl GatewayError {
             Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::NotFound(_) => Code::NotFound,
-            Self::RateLimited { .. } | Self::ResourceExhausted(_) => Code::ResourceExhausted,
+            Self::RateLimited { .. } | Self::TooManyWrites { .. } | Self::ResourceExhausted(_) => {
+                Code::ResourceExhausted
+            }
             Self::Downstream {
                 status,
                 gateway_credentials,
@@ -177,13 +188,17 @@ impl From<GatewayError> for Status {
             }
             GatewayError::PermissionDenied(message) => Status::permission_denied(message),
             GatewayError::NotFound(message) => Status::not_found(message),
-            GatewayError::RateLimited { retry_after } => Status::with_error_details(
-                Code::ResourceExhausted,
-                format!(
-                    "too many session requests from this address; retry in {} s",
-                    retry_after.as_secs().max(1)
-                ),
-                ErrorDetails::with_retry_info(Some(retry_after)),
+            GatewayError::RateLimited { retry_after } => {
+                retry_later("too many session requests from this address", retry_after)
+            }
+            GatewayError::TooManyWrites { class, retry_after } => retry_later(
+                match class {
+                    WriteClass::AccessRequest => {
+                        "too many access requests and cancellations by this account"
+                    }
+                    WriteClass::Mail => "too many changes that send mail by this account",
+                },
+                retry_after,
             ),
             GatewayError::Downstream {
                 service, status, ..
@@ -223,6 +238,17 @@ impl From<GatewayError> for Status {
             GatewayError::Internal(error) => ApiError::Internal(error).into(),
         }
     }
+}
+
+/// `RESOURCE_EXHAUSTED` saying `what`, the whole seconds to wait, and a
+/// `google.rpc.RetryInfo` with the exact wait.
+fn retry_later(what: &str, retry_after: Duration) -> Status {
+    let seconds = retry_after.as_secs_f64().ceil().max(1.0);
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!("{what}; retry in {seconds} s"),
+        ErrorDetails::with_retry_info(Some(retry_after)),
+    )
 }
 
 #[cfg(test)]
@@ -331,5 +357,18 @@ mod tests {
         .into();
         assert_eq!(limited.code(), Code::ResourceExhausted);
         assert!(limited.get_details_retry_info().is_some());
+        assert!(limited.message().contains("retry in 3 s"), "{limited:?}");
+        let writes: Status = GatewayError::TooManyWrites {
+            class: WriteClass::AccessRequest,
+            retry_after: Duration::from_secs(120),
+        }
+        .into();
+        assert_eq!(writes.code(), Code::ResourceExhausted);
+        assert_eq!(
+            writes
+                .get_details_retry_info()
+                .and_then(|info| info.retry_delay),
+            Some(Duration::from_secs(120))
+        );
     }
 }

@@ -36,7 +36,7 @@ use crate::cache::ReadCache;
 use crate::clients::Clients;
 use crate::compose::Gateway;
 use crate::config::GatewayArgs;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{RateLimiter, WriteLimits};
 
 /// The gRPC service name, as reported in health.
 pub const SERVICE_NAME: &str = policy::SERVICE;
@@ -78,13 +78,27 @@ pub async fn run_with_verifier(
     let gateway = Gateway::new(
         clients,
         RateLimiter::new(args.session_rate_limit, args.session_rate_burst),
+        WriteLimits::new(
+            (
+                args.access_request_rate_limit,
+                args.access_request_rate_burst,
+            ),
+            (args.write_rate_limit, args.write_rate_burst),
+        ),
     );
 
     let auth = AuthLayer::new(verifier, policy::public_methods());
-    let api = grpc::GatewayApi::new(gateway, args.default_deadline, args.server.request_timeout);
+    let api = grpc::GatewayApi::new(
+        gateway,
+        args.default_deadline,
+        args.server.request_timeout,
+        args.trusted_proxies.clone(),
+    );
     let service = GatewayServiceServer::new(api)
         .max_decoding_message_size(args.server.max_message_bytes)
         .max_encoding_message_size(args.server.max_message_bytes);
-    let options = ServeOptions::new(&args.server, vec![SERVICE_NAME], auth);
+    // Reflection names the public API only, not the internal services behind it.
+    let options =
+        ServeOptions::new(&args.server, vec![SERVICE_NAME], auth).reflect_only(vec![SERVICE_NAME]);
     serve(listener, Routes::new(service), options, shutdown).await
 }

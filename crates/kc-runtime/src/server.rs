@@ -119,6 +119,19 @@ pub struct ServeOptions {
     pub shutdown_delay: Duration,
     /// Time in-flight RPCs get to finish.
     pub shutdown_grace: Duration,
+    /// What reflection describes besides health and itself.
+    pub reflection: Reflection,
+}
+
+/// The services of kc-proto that reflection describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reflection {
+    /// Every service of kc-proto (internal services, whose callers are the suite's own).
+    Everything,
+    /// Only these services (fully qualified names): the files they need are described, with
+    /// every other service's definition removed, so that a public server names nothing of
+    /// what is behind it.
+    Only(Vec<&'static str>),
 }
 
 impl ServeOptions {
@@ -130,8 +143,103 @@ impl ServeOptions {
             request_timeout: args.request_timeout,
             shutdown_delay: args.shutdown_delay,
             shutdown_grace: args.shutdown_grace,
+            reflection: Reflection::Everything,
         }
     }
+
+    /// The same options, with reflection describing only `services` of kc-proto (plus
+    /// health and reflection).
+    pub fn reflect_only(mut self, services: Vec<&'static str>) -> Self {
+        self.reflection = Reflection::Only(services);
+        self
+    }
+}
+
+/// The descriptors reflection serves: kc-proto's for [`Reflection::Everything`]; for
+/// [`Reflection::Only`], the files that define the services and those they import
+/// (transitively), with the definitions of every other service removed (and their
+/// comments, which the source info locates by service index).
+pub fn reflection_descriptors(
+    reflection: &Reflection,
+) -> anyhow::Result<prost_types::FileDescriptorSet> {
+    use prost::Message as _;
+    let mut set = prost_types::FileDescriptorSet::decode(kc_proto::FILE_DESCRIPTOR_SET)
+        .context("reflection: kc-proto's descriptor set")?;
+    let Reflection::Only(services) = reflection else {
+        return Ok(set);
+    };
+    let full_name = |file: &prost_types::FileDescriptorProto, service: &str| {
+        format!("{}.{service}", file.package())
+    };
+    let mut wanted: Vec<String> = set
+        .file
+        .iter()
+        .filter(|file| {
+            file.service
+                .iter()
+                .any(|service| services.contains(&full_name(file, service.name()).as_str()))
+        })
+        .map(|file| file.name().to_owned())
+        .collect();
+    for service in services {
+        let found = set.file.iter().any(|file| {
+            file.service
+                .iter()
+                .any(|s| full_name(file, s.name()) == *service)
+        });
+        anyhow::ensure!(found, "reflection: no service {service} in kc-proto");
+    }
+    let mut index = 0;
+    while index < wanted.len() {
+        if let Some(file) = set.file.iter().find(|file| file.name() == wanted[index]) {
+            for dependency in &file.dependency {
+                if !wanted.contains(dependency) {
+                    wanted.push(dependency.clone());
+                }
+            }
+        }
+        index += 1;
+    }
+    set.file
+        .retain(|file| wanted.iter().any(|name| name == file.name()));
+    for file in &mut set.file {
+        let package = file.package().to_owned();
+        let kept: Vec<bool> = file
+            .service
+            .iter()
+            .map(|service| services.contains(&format!("{package}.{}", service.name()).as_str()))
+            .collect();
+        let mut keep = kept.iter();
+        file.service.retain(|_| *keep.next().unwrap_or(&false));
+        // Source info paths of services are [6, index, ...]: renumber the kept ones and drop
+        // those of the removed ones.
+        let new_index: Vec<Option<i32>> = kept
+            .iter()
+            .scan(0, |next, kept| {
+                Some(kept.then(|| {
+                    *next += 1;
+                    *next - 1
+                }))
+            })
+            .collect();
+        if let Some(info) = file.source_code_info.as_mut() {
+            info.location
+                .retain_mut(|location| match location.path.as_slice() {
+                    [6, old, ..] => match usize::try_from(*old)
+                        .ok()
+                        .and_then(|old| new_index.get(old).copied().flatten())
+                    {
+                        Some(new) => {
+                            location.path[1] = new;
+                            true
+                        }
+                        None => false,
+                    },
+                    _ => true,
+                });
+        }
+    }
+    Ok(set)
 }
 
 /// A health reporter for a server that is not serving yet.
@@ -163,14 +271,21 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let (reporter, health_service) = health();
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(kc_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection = |builder: tonic_reflection::server::Builder<'static>| match &options.reflection
+    {
+        Reflection::Everything => {
+            Ok(builder.register_encoded_file_descriptor_set(kc_proto::FILE_DESCRIPTOR_SET))
+        }
+        only => reflection_descriptors(only).map(|set| builder.register_file_descriptor_set(set)),
+    };
+    let configure = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection(configure())?
         .build_v1()
         .context("reflection v1")?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(kc_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = reflection(configure())?
         .build_v1alpha()
         .context("reflection v1alpha")?;
     let routes = routes
@@ -217,4 +332,56 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GATEWAY: &str = "keycontacts.gateway.v1.GatewayService";
+
+    fn services(set: &prost_types::FileDescriptorSet) -> Vec<String> {
+        set.file
+            .iter()
+            .flat_map(|file| {
+                file.service
+                    .iter()
+                    .map(|service| format!("{}.{}", file.package(), service.name()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reflection_of_only_some_services_names_no_other() {
+        let everything = reflection_descriptors(&Reflection::Everything).unwrap();
+        assert!(
+            services(&everything).len() > 1,
+            "{:?}",
+            services(&everything)
+        );
+
+        let only = reflection_descriptors(&Reflection::Only(vec![GATEWAY])).unwrap();
+        assert_eq!(services(&only), vec![GATEWAY.to_owned()]);
+        // Every file the gateway's imports need is still there, so its messages resolve.
+        let names: Vec<&str> = only.file.iter().map(|file| file.name()).collect();
+        for file in &only.file {
+            for dependency in &file.dependency {
+                let known = everything.file.iter().any(|f| f.name() == dependency);
+                assert!(
+                    !known || names.contains(&dependency.as_str()),
+                    "{dependency} missing"
+                );
+            }
+        }
+        // No comment is left pointing at a removed service.
+        for file in &only.file {
+            let count = i32::try_from(file.service.len()).unwrap();
+            for location in file.source_code_info.iter().flat_map(|info| &info.location) {
+                if let [6, index, ..] = location.path.as_slice() {
+                    assert!(*index < count, "{}: {:?}", file.name(), location.path);
+                }
+            }
+        }
+        assert!(reflection_descriptors(&Reflection::Only(vec!["no.Such"])).is_err());
+    }
 }

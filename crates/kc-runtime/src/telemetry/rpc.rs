@@ -43,6 +43,10 @@ const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 /// - reads the gRPC status from the `grpc-status` response header (trailers-only responses)
 ///   or from the trailers at the end of the body; a response dropped before it completes
 ///   (the client cancelled, the server timed it out or shut down) counts as `CANCELLED`;
+/// - answers a request whose message cannot be decoded (malformed protobuf, a truncated or
+///   missing message, a bad compression flag) with `INVALID_ARGUMENT` instead of tonic's
+///   `INTERNAL`: the caller sent it, the server is not at fault, and the completion event
+///   is then at `info`, not `error`;
 /// - emits one `rpc finished` event: `info` for `OK` and for the errors a client causes,
 ///   `warn` for `UNAVAILABLE` and `DEADLINE_EXCEEDED`, `error` for `INTERNAL`, `UNKNOWN`,
 ///   `DATA_LOSS` and `UNIMPLEMENTED`. Health checks use `debug` for both span and event.
@@ -138,7 +142,8 @@ where
         };
         let mut recorder = this.recorder.take();
         match result {
-            Ok(response) => {
+            Ok(mut response) => {
+                reclassify_malformed_request(response.headers_mut());
                 // A `grpc-status` header means a trailers-only response, and an empty body
                 // without one will never carry a status: either way the RPC is over.
                 if (response.headers().contains_key("grpc-status")
@@ -225,6 +230,48 @@ impl<B: Body> Body for RpcTraceBody<B> {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The beginnings of the `INTERNAL` messages tonic and prost give a request whose message
+/// they could not read, before any handler ran.
+const MALFORMED_REQUEST_MESSAGES: &[&str] = &[
+    // prost's `DecodeError`, which tonic-prost's codec turns into `INTERNAL`.
+    "failed to decode Protobuf message",
+    // tonic's decoder: the body ended inside a message, or held none.
+    "Unexpected EOF decoding stream",
+    "Missing request message",
+    // tonic's decoder: a compressed-flag it cannot honour, or a body it cannot decompress.
+    "protocol error: received message with",
+    "Error decompressing",
+];
+
+/// Turns the trailers-only `INTERNAL` answer tonic gives a request it could not decode into
+/// `INVALID_ARGUMENT` (the caller sent a malformed message), keeping what was wrong in the
+/// message. Returns whether it did. Handlers never answer with these messages: their
+/// internal errors say `internal error` alone ([`crate::ApiError::Internal`]).
+fn reclassify_malformed_request(headers: &mut http::HeaderMap) -> bool {
+    let internal = headers
+        .get(tonic::Status::GRPC_STATUS)
+        .is_some_and(|value| Code::from_bytes(value.as_bytes()) == Code::Internal);
+    if !internal {
+        return false;
+    }
+    let Some(status) = tonic::Status::from_header_map(headers) else {
+        return false;
+    };
+    if !MALFORMED_REQUEST_MESSAGES
+        .iter()
+        .any(|prefix| status.message().starts_with(prefix))
+    {
+        return false;
+    }
+    let invalid = tonic::Status::invalid_argument(format!(
+        "invalid argument: the request message cannot be read ({})",
+        status.message().to_lowercase()
+    ));
+    headers.remove(tonic::Status::GRPC_STATUS_DETAILS);
+    headers.remove(tonic::Status::GRPC_MESSAGE);
+    invalid.add_header(headers).is_ok()
 }
 
 /// How an RPC ended.
@@ -528,6 +575,95 @@ mod tests {
         assert_eq!(level_for(Code::DeadlineExceeded), tracing::Level::WARN);
         assert_eq!(level_for(Code::Internal), tracing::Level::ERROR);
         assert_eq!(level_for(Code::Unimplemented), tracing::Level::ERROR);
+    }
+
+    #[test]
+    fn undecodable_requests_are_invalid_arguments() {
+        use prost::Message as _;
+        // What prost says of garbage, as tonic-prost's codec sends it (INTERNAL).
+        let error = prost_types::Timestamp::decode(&[0xff_u8, 0xff, 0xff][..])
+            .expect_err("garbage does not decode");
+        let mut headers = http::HeaderMap::new();
+        tonic::Status::internal(error.to_string())
+            .add_header(&mut headers)
+            .unwrap();
+        assert!(reclassify_malformed_request(&mut headers));
+        let status = tonic::Status::from_header_map(&headers).expect("a status");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status.message().starts_with("invalid argument: "),
+            "{status:?}"
+        );
+        assert_eq!(level_for(status.code()), tracing::Level::INFO);
+
+        let mut eof = http::HeaderMap::new();
+        tonic::Status::internal("Unexpected EOF decoding stream.")
+            .add_header(&mut eof)
+            .unwrap();
+        assert!(reclassify_malformed_request(&mut eof));
+
+        // A handler's own internal error stays INTERNAL.
+        let mut internal = http::HeaderMap::new();
+        tonic::Status::internal("internal error")
+            .add_header(&mut internal)
+            .unwrap();
+        assert!(!reclassify_malformed_request(&mut internal));
+        assert_eq!(
+            tonic::Status::from_header_map(&internal).unwrap().code(),
+            Code::Internal
+        );
+        // Another code with the same words is left alone.
+        let mut other = http::HeaderMap::new();
+        tonic::Status::not_found("failed to decode Protobuf message")
+            .add_header(&mut other)
+            .unwrap();
+        assert!(!reclassify_malformed_request(&mut other));
+    }
+
+    /// Records the level of every `rpc finished` event.
+    #[derive(Clone, Default)]
+    struct Levels(std::sync::Arc<std::sync::Mutex<Vec<tracing::Level>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Levels {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if event.metadata().target() == RPC_TARGET {
+                self.0.lock().unwrap().push(*event.metadata().level());
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_undecodable_request_is_answered_and_logged_as_the_callers_fault() {
+        use tower::{Layer as _, ServiceExt as _};
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        let levels = Levels::default();
+        let subscriber = tracing_subscriber::registry().with(levels.clone());
+        let _guard = tracing::subscriber::set_default(subscriber);
+        // What tonic's generated server answers a request prost cannot decode.
+        let service = tower::service_fn(|_: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(
+                tonic::Status::internal("failed to decode Protobuf message: invalid varint")
+                    .into_http::<tonic::body::Body>(),
+            )
+        });
+        let request = http::Request::builder()
+            .uri("/keycontacts.contacts.v1.ContactRegistryService/GetSite")
+            .body(())
+            .unwrap();
+        let response = RpcTraceLayer::new()
+            .layer(service)
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = tonic::Status::from_header_map(response.headers()).expect("a status");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        drop(response);
+        assert_eq!(*levels.0.lock().unwrap(), vec![tracing::Level::INFO]);
     }
 
     #[test]
