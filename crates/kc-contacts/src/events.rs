@@ -4,9 +4,15 @@
 //! fills in cursor, event id and time from the outbox row. Every event carries the site as
 //! it is after the change (site and customer numbers, language, the C3 switch, the
 //! primary), so consumers never have to call back.
+//!
+//! A code mailed to a new notification e-mail (C11) travels only sealed to notification's
+//! key, and [`drop_sealed_code`] rewrites its event once the code is over.
 
+use chrono::{DateTime, Utc};
 use kc_proto::contacts::{self as pb, event::Payload};
 use kc_runtime::outbox::{self, EncodedEvent, StoredEvent};
+use kc_runtime::values::timestamp;
+use prost::Message;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -124,6 +130,77 @@ pub fn primary_transferred(
             previous_primary: previous_primary.map(contact_to_proto),
         }),
     )
+}
+
+/// Type of the events that carry a sealed code.
+pub const NOTIFICATION_EMAIL_CHANGE_REQUESTED: &str = "contact.notification_email_change_requested";
+
+/// A change of a contact's notification e-mail was asked (C11): `requested` waits for its
+/// owner's confirmation with the code sealed in `sealed_code` (`None` and no code when the
+/// notification e-mail was cleared); `previous` was in use.
+pub fn notification_email_change_requested(
+    actor: Actor,
+    site: &Site,
+    contact: &Contact,
+    requested: Option<&str>,
+    previous: Option<&str>,
+    sealed_code: Vec<u8>,
+    expire_time: Option<DateTime<Utc>>,
+) -> PendingEvent {
+    event(
+        NOTIFICATION_EMAIL_CHANGE_REQUESTED,
+        actor,
+        site,
+        Payload::NotificationEmailChangeRequested(pb::NotificationEmailChangeRequested {
+            contact: Some(contact_to_proto(contact)),
+            requested_email: requested.unwrap_or_default().to_owned(),
+            previous_email: previous.unwrap_or_default().to_owned(),
+            sealed_code,
+            expire_time: expire_time.map(timestamp),
+        }),
+    )
+}
+
+/// A contact's pending notification e-mail was confirmed by its owner and is now in use.
+pub fn notification_email_confirmed(actor: Actor, site: &Site, contact: &Contact) -> PendingEvent {
+    event(
+        "contact.notification_email_confirmed",
+        actor,
+        site,
+        Payload::ContactUpdated(pb::ContactUpdated {
+            contact: Some(contact_to_proto(contact)),
+        }),
+    )
+}
+
+/// Empties the sealed code of the outbox event `event_id` (its code was used, replaced,
+/// withdrawn or expired), so that nothing readable of it remains in the stream.
+pub async fn drop_sealed_code(conn: &mut PgConnection, event_id: Uuid) -> Result<(), sqlx::Error> {
+    let payload: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT payload FROM outbox_events WHERE event_id = $1 FOR UPDATE")
+            .bind(event_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(payload) = payload else {
+        return Ok(());
+    };
+    let Ok(mut event) = pb::Event::decode(payload.as_slice()) else {
+        tracing::error!(event_id = %event_id, "undecodable outbox event left as is");
+        return Ok(());
+    };
+    let Some(Payload::NotificationEmailChangeRequested(requested)) = &mut event.payload else {
+        return Ok(());
+    };
+    if requested.sealed_code.is_empty() {
+        return Ok(());
+    }
+    requested.sealed_code.clear();
+    sqlx::query("UPDATE outbox_events SET payload = $2 WHERE event_id = $1")
+        .bind(event_id)
+        .bind(event.encode_to_vec())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// Appends `event` in the caller's transaction.

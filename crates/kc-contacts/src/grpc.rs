@@ -21,7 +21,9 @@ use crate::domain::values::{
     optional_date, optional_email, optional_phone, optional_text, parse_etag, parse_id,
     required_text,
 };
-use crate::domain::{AuditRecord, Contact, ContactDetails, ContactRole, Program, Registry, Site};
+use crate::domain::{
+    AuditRecord, Contact, ContactDetails, ContactRole, ContactsError, Program, Registry, Site,
+};
 use crate::events;
 use crate::storage::sites::SiteComplianceRow;
 
@@ -152,6 +154,11 @@ pub fn contact_to_proto(contact: &Contact) -> pb::Contact {
         create_time: Some(timestamp(contact.create_time)),
         update_time: Some(timestamp(contact.update_time)),
         etag: contact.etag(),
+        pending_notification_email: contact
+            .pending_notification_email
+            .clone()
+            .unwrap_or_default(),
+        pending_notification_email_expire_time: contact.pending_expire_time.map(timestamp),
     }
 }
 
@@ -729,6 +736,49 @@ impl ContactRegistryService for ContactsApi {
         Ok(Response::new(pb::ListAuditRecordsResponse {
             next_page_token: next_page_token(&page, |record| vec![record.audit_id.to_string()]),
             records: page.items.iter().map(audit_to_proto).collect(),
+        }))
+    }
+
+    async fn confirm_notification_email(
+        &self,
+        request: Request<pb::ConfirmNotificationEmailRequest>,
+    ) -> Result<Response<pb::ConfirmNotificationEmailResponse>, Status> {
+        let caller = caller(&request)?;
+        let actor = actor(&caller).map_err(status)?;
+        // rule C11: only the contact's own user confirms its notification e-mail.
+        let owner = if caller.is_service() {
+            caller.on_behalf_of.ok_or_else(|| {
+                status(ContactsError::Forbidden(
+                    "rule C11: only the contact's own user confirms its notification e-mail;                      name that user in x-kc-on-behalf-of",
+                ))
+            })?
+        } else {
+            caller.subject
+        };
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        if r.code.trim().is_empty() {
+            v.add(
+                "code",
+                "required: the code mailed to the notification e-mail",
+            );
+        }
+        let site_id = v.check(optional_id("site_id", &r.site_id));
+        let contact_id = v.check(optional_id("contact_id", &r.contact_id));
+        finish(v)?;
+        let contact = self
+            .registry
+            .confirm_notification_email(
+                actor,
+                owner,
+                &r.code,
+                checked(site_id)?,
+                checked(contact_id)?,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ConfirmNotificationEmailResponse {
+            contact: Some(contact_to_proto(&contact)),
         }))
     }
 

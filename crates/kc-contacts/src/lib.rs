@@ -57,6 +57,7 @@ pub async fn run_with_verifier(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    let codes = args.notification_codes()?;
     migrate(&args.database.database_url).await?;
     let pool = kc_runtime::db::connect(
         &args.database.database_url,
@@ -68,12 +69,36 @@ pub async fn run_with_verifier(
         .await
         .context("event watcher")?;
     let auth = AuthLayer::new(verifier, [] as [&str; 0]);
-    let api = grpc::ContactsApi::new(Registry::new(pool.clone()), watcher, shutdown.clone());
+    let registry = Registry::new(pool.clone(), codes);
+    let sweeper = tokio::spawn(sweep_expired_codes(registry.clone(), shutdown.clone()));
+    let api = grpc::ContactsApi::new(registry, watcher, shutdown.clone());
     let service = ContactRegistryServiceServer::new(api)
         .max_decoding_message_size(args.server.max_message_bytes)
         .max_encoding_message_size(args.server.max_message_bytes);
     let options = ServeOptions::new(&args.server, vec![SERVICE_NAME], auth);
     let result = serve(listener, Routes::new(service), options, shutdown).await;
+    sweeper.abort();
     pool.close().await;
     result
+}
+
+/// How often expired notification e-mail codes are withdrawn.
+const CODE_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Withdraws expired notification e-mail codes (C11) every [`CODE_SWEEP_INTERVAL`] until
+/// `shutdown`, so that no sealed code outlives its expiry in the event stream.
+async fn sweep_expired_codes(registry: Registry, shutdown: Shutdown) {
+    loop {
+        match registry.expire_notification_codes().await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "expired notification e-mail codes withdrawn"),
+            Err(error) => {
+                tracing::warn!(error = %error, "withdrawing expired notification e-mail codes failed")
+            }
+        }
+        tokio::select! {
+            () = shutdown.wait() => return,
+            () = tokio::time::sleep(CODE_SWEEP_INTERVAL) => {}
+        }
+    }
 }

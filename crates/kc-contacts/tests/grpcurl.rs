@@ -83,9 +83,11 @@ async fn grpcurl_creates_a_site_and_lists_its_contacts_across_processes() {
         &[("DATABASE_URL", db.url.as_str())],
     )
     .await;
+    let mut contacts_args = vec!["--identity-url".to_owned(), identity.url()];
+    contacts_args.extend(kc_testkit::secrets::contacts_key_args());
     let contacts = ServiceProcess::start(
         env!("CARGO_BIN_EXE_kc-contacts").into(),
-        &["--identity-url", &identity.url()],
+        &contacts_args.iter().map(String::as_str).collect::<Vec<_>>(),
         &[("DATABASE_URL", db.url.as_str())],
     )
     .await;

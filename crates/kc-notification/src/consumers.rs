@@ -9,9 +9,11 @@
 //!   address. A sealed code that identity already emptied (the code was used, replaced or
 //!   expired) or that does not open sends nothing, and the event is consumed.
 //! - `notification.contacts` follows `ContactRegistryService/WatchEvents` into the projection
-//!   of sites and contacts (names, languages, notification e-mails, C9) and turns role
-//!   changes into notices: assigned or removed (that contact and the primary, C1), primary
-//!   transferred (the previous and the new primary, C8).
+//!   of sites and contacts (names, languages, confirmed notification e-mails, C9) and turns
+//!   role changes into notices: assigned or removed (that contact and the primary, C1),
+//!   primary transferred (the previous and the new primary, C8). A change asked of a
+//!   contact's notification e-mail (C11) mails the code (opened like identity's) to the new
+//!   address, its only mail until confirmed, and tells the contact's login e-mail.
 //! - `notification.access` follows `AccessManagementService/WatchEvents`: a submitted request
 //!   (its approvers, A3), a decision (the requester, A2), a change of rights (that user, T5),
 //!   a domain policy change (the approvers, A7). Cancelled and expired requests tell nobody.
@@ -58,7 +60,9 @@ use crate::domain::recipients::{
 use crate::domain::recipients::{
     RULE_EMAIL_CHANGE_REQUESTED, RULE_REGISTRATION_CONFUSABLE, RULE_REGISTRATION_TAKEN,
 };
-use crate::domain::service::{AddressNotice, CodePurpose, Origin, Source, Verification};
+use crate::domain::service::{
+    AddressNotice, CodePurpose, NotificationEmailChange, Origin, Source, Verification,
+};
 use crate::domain::{Kind, Notifier, Role, Site};
 use crate::storage::{self, sites::ProjectedContact};
 
@@ -154,10 +158,12 @@ pub fn spawn(
         Box::pin(async move { apply_identity_event(conn, &notifier, &opening, &event).await })
     });
     let contacts_notifier = notifier.clone();
+    let contacts_opening = opening.clone();
     let apply_contacts = apply_fn(move |conn, prepared: Prepared<contacts_pb::Event>| {
         let notifier = contacts_notifier.clone();
+        let opening = contacts_opening.clone();
         Box::pin(async move {
-            apply_contacts_event(conn, &notifier, &prepared.event, &prepared.users).await
+            apply_contacts_event(conn, &notifier, &opening, &prepared.event, &prepared.users).await
         })
     });
     let access_notifier = notifier.clone();
@@ -414,6 +420,14 @@ pub fn contacts_event_users(event: &contacts_pb::Event) -> Vec<Uuid> {
                 .filter_map(|id| optional_uuid(id))
                 .collect();
         }
+        // C11: the contact's own user is told (and mailed the code); not the primary.
+        Some(Payload::NotificationEmailChangeRequested(requested)) => {
+            return requested
+                .contact
+                .iter()
+                .filter_map(|contact| optional_uuid(&contact.user_id))
+                .collect();
+        }
         Some(Payload::SiteUpdated(_)) | Some(Payload::ContactUpdated(_)) | None => {
             return Vec::new();
         }
@@ -466,6 +480,7 @@ pub fn access_event_users(event: &access_pb::Event) -> Vec<Uuid> {
 pub async fn apply_contacts_event(
     conn: &mut PgConnection,
     notifier: &Notifier,
+    opening: &OpeningKey,
     event: &contacts_pb::Event,
     users: &HashMap<Uuid, UserInfo>,
 ) -> anyhow::Result<()> {
@@ -575,6 +590,53 @@ pub async fn apply_contacts_event(
             }
             demoted_primary = true;
             recipients::primary_transferred(previous, new)
+        }
+        Some(Payload::NotificationEmailChangeRequested(requested)) => {
+            let Some(contact) = requested
+                .contact
+                .as_ref()
+                .map(projected)
+                .transpose()?
+                .flatten()
+            else {
+                return Ok(());
+            };
+            // The confirmed address (cleared at once by a request without a new one); the
+            // address asked for is never projected before its confirmation (C11).
+            storage::sites::upsert_contact(conn, &contact).await?;
+            let code = match open_code(opening, &requested.sealed_code) {
+                Ok(code) => Some(code),
+                Err(Unopened::Withdrawn) => None,
+                Err(Unopened::Unreadable) => {
+                    tracing::warn!(
+                        event_id = %event.event_id,
+                        user_id = %contact.user_id,
+                        "the sealed notification e-mail code does not open with --code-opening-key-file (is the registry's --code-sealing-key-file its public half?); no code mail"
+                    );
+                    None
+                }
+            };
+            let requested_email = Some(requested.requested_email.trim())
+                .filter(|email| !email.is_empty())
+                .map(str::to_owned);
+            let change = NotificationEmailChange {
+                user_id: contact.user_id,
+                role: contact.role,
+                requested_email,
+                code,
+                expire_time: time_of(requested.expire_time.as_ref()),
+            };
+            let source = Source::event(Origin::Contacts, &event.event_id);
+            notifier
+                .notify_notification_email_change(
+                    conn,
+                    &source,
+                    &site,
+                    &change,
+                    users.get(&contact.user_id),
+                )
+                .await?;
+            return Ok(());
         }
         // The site itself was refreshed above; a payload from a newer registry is left to
         // that refresh.

@@ -568,9 +568,10 @@ async fn an_invitation_mails_its_code() {
     assert_eq!(code_in(&message), sealed.code);
 }
 
-// rules I1, N3: a code identity withdrew before notification read it (used, or replaced by
-// a newer one) is never mailed: its event is consumed without a mail. Notification is
-// stopped while identity works, so the withdrawal surely comes first.
+// rules I1, N3: a code identity withdrew before notification read it (used, or withdrawn
+// after five wrong tries and followed by a newer one) is never mailed: its event is
+// consumed without a mail. Notification is stopped while identity works, so the withdrawal
+// surely comes first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_withdrawn_code_is_never_mailed() {
     let mut s = Suite::start().await;
@@ -580,9 +581,25 @@ async fn a_withdrawn_code_is_never_mailed() {
     s.register(&used, "Used", PASSWORD, "en").await;
     let code = s.code_reader().next_code(&used).await;
     s.verify_email(&used, &code.code, PASSWORD).await;
-    // replaced: registered twice, the second code replaces the first
+    // replaced: five wrong tries withdraw the first code, a new registration mails another
     let replaced = fresh_email();
     s.register(&replaced, "Replaced", PASSWORD, "en").await;
+    let first = s.code_reader().next_code(&replaced).await.code;
+    let wrong = if first == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for _ in 0..5 {
+        s.identity()
+            .verify_email(ipb::VerifyEmailRequest {
+                email: replaced.clone(),
+                code: wrong.into(),
+                password: PASSWORD.into(),
+            })
+            .await
+            .expect_err("a wrong code");
+    }
     s.register(&replaced, "Replaced", PASSWORD, "en").await;
     let codes = s
         .find_identity_event({

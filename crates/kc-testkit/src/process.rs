@@ -219,12 +219,11 @@ impl CoreProcesses {
         let env = [("DATABASE_URL", database_url)];
         let identity = ServiceProcess::start(binary("kc-identity"), &identity_args(), &env).await;
         let (access_id, access_secret) = service_account(database_url, "kc-access").await;
-        let contacts = ServiceProcess::start(
-            binary("kc-contacts"),
-            &["--identity-url", &identity.url()],
-            &env,
-        )
-        .await;
+        let contacts_keys = crate::secrets::contacts_key_args();
+        let mut contacts_args = vec!["--identity-url".to_owned(), identity.url()];
+        contacts_args.extend(contacts_keys);
+        let contacts_args: Vec<&str> = contacts_args.iter().map(String::as_str).collect();
+        let contacts = ServiceProcess::start(binary("kc-contacts"), &contacts_args, &env).await;
         let access = ServiceProcess::start(
             binary("kc-access"),
             &[

@@ -71,6 +71,15 @@ pub fn identity_key_args() -> Vec<String> {
     ]
 }
 
+/// The arguments that give kc-contacts the public key it seals notification e-mail codes to
+/// (C11), the same file identity uses.
+pub fn contacts_key_args() -> Vec<String> {
+    vec![
+        "--code-sealing-key-file".into(),
+        test_keys().code_sealing_key.display().to_string(),
+    ]
+}
+
 /// The arguments that give kc-notification its code-opening key.
 pub fn notification_key_args() -> Vec<String> {
     vec![

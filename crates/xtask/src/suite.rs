@@ -64,7 +64,8 @@ pub const SERVICES: &[Service] = &[
         service_account: false,
         grpc_service: "keycontacts.contacts.v1.ContactRegistryService",
         sends_mail: false,
-        keys: &[],
+        // C11: the codes that prove new notification e-mails are sealed to notification.
+        keys: &[KeyFile::CodeSealing],
     },
     Service {
         name: "access",
@@ -241,8 +242,8 @@ pub enum KeyFile {
     /// Identity's key-encryption key (`--key-encryption-key-file`): encrypts the token
     /// signing keys at rest and keys the MAC of verification codes.
     KeyEncryption,
-    /// Notification's public code-sealing key, given to identity
-    /// (`--code-sealing-key-file`): identity seals every mailed code to it.
+    /// Notification's public code-sealing key, given to identity and the contact registry
+    /// (`--code-sealing-key-file`): both seal every code they mail to it.
     CodeSealing,
     /// Notification's secret code-opening key (`--code-opening-key-file`), which opens them.
     CodeOpening,
@@ -894,14 +895,16 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
 
         let identity = Service::named("identity").unwrap();
+        let contacts = Service::named("contacts").unwrap();
         let notification = Service::named("notification").unwrap();
         assert_eq!(
             identity.keys,
             [KeyFile::KeyEncryption, KeyFile::CodeSealing]
         );
+        assert_eq!(contacts.keys, [KeyFile::CodeSealing]);
         assert_eq!(notification.keys, [KeyFile::CodeOpening]);
         for service in SERVICES {
-            if !["identity", "notification"].contains(&service.name) {
+            if !["identity", "contacts", "notification"].contains(&service.name) {
                 assert!(service.keys.is_empty(), "{}", service.name);
             }
         }

@@ -101,13 +101,15 @@ impl Suite {
 
         // The contact registry, verifying tokens with identity's keys.
         let contacts = {
-            let argv = [
-                "kc-contacts",
-                "--database-url",
-                &db.url,
-                "--identity-url",
-                &identity.url(),
+            let identity_url = identity.url();
+            let mut argv = vec![
+                "kc-contacts".to_owned(),
+                "--database-url".to_owned(),
+                db.url.clone(),
+                "--identity-url".to_owned(),
+                identity_url,
             ];
+            argv.extend(kc_testkit::secrets::contacts_key_args());
             let args =
                 kc_contacts::config::ContactsArgs::parse_from(argv).expect("contacts arguments");
             let shutdown = shutdown.clone();

@@ -1,6 +1,7 @@
 //! The contact registry domain: sites, contacts, their rules (S*, C*, R1, L1 of DOMAIN.md),
 //! values and transaction boundaries.
 
+pub mod notification_email;
 pub mod recipients;
 pub mod registry;
 pub mod roles;
@@ -94,7 +95,8 @@ pub struct ContactDetails {
     pub phone: Option<String>,
     /// Job title.
     pub job_title: Option<String>,
-    /// Notification e-mail.
+    /// Notification e-mail. Of a stored contact: the confirmed one, which notices use (C11).
+    /// Of a request: the one asked for, which waits for its owner's confirmation.
     pub notification_email: Option<String>,
 }
 
@@ -111,6 +113,10 @@ pub struct Contact {
     pub role: ContactRole,
     /// Details.
     pub details: ContactDetails,
+    /// A notification e-mail asked for and not yet confirmed by its owner (C11).
+    pub pending_notification_email: Option<String>,
+    /// When the code mailed to the pending address expires.
+    pub pending_expire_time: Option<DateTime<Utc>>,
     /// Version, the etag.
     pub version: i64,
     /// Creation time.

@@ -9,8 +9,8 @@ use crate::domain::{Contact, ContactDetails, ContactRole};
 /// The columns of a [`Contact`], for `concat!` into static SQL.
 macro_rules! columns {
     () => {
-        "contact_id, site_id, user_id, role, phone, job_title, notification_email, version, \
-         create_time, update_time"
+        "contact_id, site_id, user_id, role, phone, job_title, notification_email, \
+         pending_notification_email, pending_expire_time, version, create_time, update_time"
     };
 }
 
@@ -23,6 +23,8 @@ struct ContactRow {
     phone: Option<String>,
     job_title: Option<String>,
     notification_email: Option<String>,
+    pending_notification_email: Option<String>,
+    pending_expire_time: Option<DateTime<Utc>>,
     version: i64,
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
@@ -43,6 +45,8 @@ impl TryFrom<ContactRow> for Contact {
                 job_title: row.job_title,
                 notification_email: row.notification_email,
             },
+            pending_notification_email: row.pending_notification_email,
+            pending_expire_time: row.pending_expire_time,
             version: row.version,
             create_time: row.create_time,
             update_time: row.update_time,
@@ -216,13 +220,15 @@ pub async fn update_details(
 }
 
 /// Gives the role of a contact to another user, in place: the role is never unheld, not even
-/// inside the transaction (C8 for PRIMARY).
+/// inside the transaction (C8 for PRIMARY). A notification e-mail the previous holder was
+/// waiting to confirm is withdrawn (C11): it was never the new holder's.
 pub async fn set_holder(
     conn: &mut PgConnection,
     contact_id: Uuid,
     user_id: Uuid,
     details: &ContactDetails,
 ) -> Result<Contact, sqlx::Error> {
+    withdraw_pending(&mut *conn, contact_id).await?;
     let row: ContactRow = sqlx::query_as(concat!(
         "UPDATE contacts SET user_id = $2, phone = $3, job_title = $4, notification_email = $5, \
          version = version + 1, update_time = now() WHERE contact_id = $1 RETURNING ",
@@ -238,11 +244,189 @@ pub async fn set_holder(
     row.try_into()
 }
 
-/// Deletes a contact.
+/// Deletes a contact, withdrawing the code of a pending notification e-mail (C11).
 pub async fn delete(conn: &mut PgConnection, contact_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM contacts WHERE contact_id = $1")
-        .bind(contact_id)
-        .execute(conn)
-        .await?;
+    let event_id: Option<Option<Uuid>> =
+        sqlx::query_scalar("DELETE FROM contacts WHERE contact_id = $1 RETURNING pending_event_id")
+            .bind(contact_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if let Some(Some(event_id)) = event_id {
+        crate::events::drop_sealed_code(conn, event_id).await?;
+    }
     Ok(())
+}
+
+/// What the registry keeps of a notification e-mail waiting for confirmation (C11).
+#[derive(Debug, Clone)]
+pub struct NewPending<'a> {
+    /// The address asked for.
+    pub email: &'a str,
+    /// SHA-256 of the code mailed to it.
+    pub code_hash: &'a [u8],
+    /// When the code expires.
+    pub expire_time: DateTime<Utc>,
+    /// The outbox event that carries the sealed code.
+    pub event_id: Uuid,
+}
+
+/// Makes `pending` the contact's pending notification e-mail, with no wrong tries yet.
+/// Withdraw the previous one first ([`withdraw_pending`]).
+pub async fn set_pending(
+    conn: &mut PgConnection,
+    contact_id: Uuid,
+    pending: &NewPending<'_>,
+) -> Result<Contact, sqlx::Error> {
+    let row: ContactRow = sqlx::query_as(concat!(
+        "UPDATE contacts SET pending_notification_email = $2, pending_code_hash = $3, \
+         pending_expire_time = $4, pending_event_id = $5, pending_failed_attempts = 0 \
+         WHERE contact_id = $1 RETURNING ",
+        columns!()
+    ))
+    .bind(contact_id)
+    .bind(pending.email)
+    .bind(pending.code_hash)
+    .bind(pending.expire_time)
+    .bind(pending.event_id)
+    .fetch_one(conn)
+    .await?;
+    row.try_into()
+}
+
+/// Forgets a contact's pending notification e-mail and empties the sealed code of its
+/// event. Returns whether there was one.
+pub async fn withdraw_pending(
+    conn: &mut PgConnection,
+    contact_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let event_id: Option<Uuid> = sqlx::query_scalar(
+        "WITH old AS (SELECT contact_id, pending_event_id FROM contacts \
+                      WHERE contact_id = $1 AND pending_event_id IS NOT NULL FOR UPDATE) \
+         UPDATE contacts c SET pending_notification_email = NULL, pending_code_hash = NULL, \
+             pending_expire_time = NULL, pending_event_id = NULL, pending_failed_attempts = 0 \
+         FROM old WHERE c.contact_id = old.contact_id RETURNING old.pending_event_id",
+    )
+    .bind(contact_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match event_id {
+        Some(event_id) => {
+            crate::events::drop_sealed_code(conn, event_id).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// A pending notification e-mail found by the hash of its code.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingMatch {
+    /// The contact waiting for it.
+    pub contact_id: Uuid,
+    /// Its site.
+    pub site_id: Uuid,
+    /// Whether its code expired.
+    pub expired: bool,
+}
+
+/// The contact of `user_id` (on `site_id`, and `contact_id`, when given) whose pending
+/// notification e-mail's code has `code_hash`.
+pub async fn find_pending(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    code_hash: &[u8],
+    site_id: Option<Uuid>,
+    contact_id: Option<Uuid>,
+) -> Result<Option<PendingMatch>, sqlx::Error> {
+    let row: Option<(Uuid, Uuid, bool)> = sqlx::query_as(
+        "SELECT contact_id, site_id, pending_expire_time <= now() FROM contacts \
+         WHERE pending_code_hash = $1 AND user_id = $2 \
+           AND ($3::uuid IS NULL OR site_id = $3) AND ($4::uuid IS NULL OR contact_id = $4) \
+         LIMIT 1",
+    )
+    .bind(code_hash)
+    .bind(user_id)
+    .bind(site_id)
+    .bind(contact_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(contact_id, site_id, expired)| PendingMatch {
+        contact_id,
+        site_id,
+        expired,
+    }))
+}
+
+/// Counts a wrong code against every pending notification e-mail of `user_id` in scope;
+/// returns each one's contact, site and wrong tries so far.
+pub async fn count_wrong_code(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    site_id: Option<Uuid>,
+    contact_id: Option<Uuid>,
+) -> Result<Vec<(Uuid, Uuid, i32)>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE contacts SET pending_failed_attempts = pending_failed_attempts + 1 \
+         WHERE user_id = $1 AND pending_code_hash IS NOT NULL \
+           AND ($2::uuid IS NULL OR site_id = $2) AND ($3::uuid IS NULL OR contact_id = $3) \
+         RETURNING contact_id, site_id, pending_failed_attempts",
+    )
+    .bind(user_id)
+    .bind(site_id)
+    .bind(contact_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// Puts a contact's pending notification e-mail in use (C11) if its code still has
+/// `code_hash` and has not expired, empties its event's sealed code, and bumps the version.
+/// `None` when the code is no longer the contact's.
+pub async fn confirm_pending(
+    conn: &mut PgConnection,
+    contact_id: Uuid,
+    code_hash: &[u8],
+) -> Result<Option<Contact>, sqlx::Error> {
+    let event_id: Option<Uuid> = sqlx::query_scalar(
+        "SELECT pending_event_id FROM contacts WHERE contact_id = $1 \
+           AND pending_code_hash = $2 AND pending_expire_time > now()",
+    )
+    .bind(contact_id)
+    .bind(code_hash)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(event_id) = event_id else {
+        return Ok(None);
+    };
+    let row: ContactRow = sqlx::query_as(concat!(
+        "UPDATE contacts SET notification_email = pending_notification_email, \
+         pending_notification_email = NULL, pending_code_hash = NULL, \
+         pending_expire_time = NULL, pending_event_id = NULL, pending_failed_attempts = 0, \
+         version = version + 1, update_time = now() WHERE contact_id = $1 RETURNING ",
+        columns!()
+    ))
+    .bind(contact_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    crate::events::drop_sealed_code(conn, event_id).await?;
+    Some(Contact::try_from(row)).transpose()
+}
+
+/// Withdraws up to `limit` pending notification e-mails whose code expired, emptying the
+/// sealed codes of their events; returns how many.
+pub async fn expire_pending(conn: &mut PgConnection, limit: i64) -> Result<usize, sqlx::Error> {
+    let event_ids: Vec<Uuid> = sqlx::query_scalar(
+        "WITH gone AS (SELECT contact_id, pending_event_id FROM contacts \
+                       WHERE pending_expire_time <= now() \
+                       ORDER BY pending_expire_time LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         UPDATE contacts c SET pending_notification_email = NULL, pending_code_hash = NULL, \
+             pending_expire_time = NULL, pending_event_id = NULL, pending_failed_attempts = 0 \
+         FROM gone WHERE c.contact_id = gone.contact_id RETURNING gone.pending_event_id",
+    )
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    for event_id in &event_ids {
+        crate::events::drop_sealed_code(&mut *conn, *event_id).await?;
+    }
+    Ok(event_ids.len())
 }

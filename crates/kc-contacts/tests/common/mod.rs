@@ -48,6 +48,7 @@ impl Harness {
     pub async fn start_with(extra: &[&str]) -> Self {
         let db = test_database().await;
         let issuer = TestIssuer::new();
+        let key_args = kc_testkit::secrets::contacts_key_args();
         let mut argv = vec![
             "kc-contacts",
             "--database-url",
@@ -55,6 +56,7 @@ impl Harness {
             "--identity-url",
             "http://127.0.0.1:1",
         ];
+        argv.extend(key_args.iter().map(String::as_str));
         argv.extend(extra);
         let args = ContactsArgs::parse_from(argv).expect("test arguments parse");
         let shutdown = Shutdown::new();
@@ -128,6 +130,60 @@ impl Harness {
             .expect("count outbox events");
         pool.close().await;
         count
+    }
+
+    /// The code mailed for the pending notification e-mail of `contact_id` (rule C11), read
+    /// from the outbox as notification reads it (opened with the test opening key); `None`
+    /// when no event of the contact still holds one.
+    pub async fn pending_code(&self, contact_id: &str) -> Option<String> {
+        use prost::Message;
+        let pool = self.pool().await;
+        let payloads: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT payload FROM outbox_events \
+             WHERE event_type = 'contact.notification_email_change_requested' \
+             ORDER BY txid, seq",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("read the outbox");
+        pool.close().await;
+        payloads.iter().rev().find_map(|payload| {
+            let event = pb::Event::decode(payload.as_slice()).expect("an event");
+            match event.payload {
+                Some(pb::event::Payload::NotificationEmailChangeRequested(requested))
+                    if requested.contact.as_ref().map(|c| c.contact_id.as_str())
+                        == Some(contact_id)
+                        && !requested.sealed_code.is_empty() =>
+                {
+                    Some(kc_testkit::secrets::open_code(&requested.sealed_code))
+                }
+                _ => None,
+            }
+        })
+    }
+
+    /// Confirms the pending notification e-mail of `contact` as its own user with the
+    /// mailed code (rule C11); returns the contact after.
+    pub async fn confirm_email(&self, contact: &pb::Contact) -> pb::Contact {
+        let code = self
+            .pending_code(&contact.contact_id)
+            .await
+            .expect("a mailed code");
+        let user = Uuid::parse_str(&contact.user_id).expect("user id");
+        self.client()
+            .confirm_notification_email(self.for_user(
+                user,
+                pb::ConfirmNotificationEmailRequest {
+                    code,
+                    contact_id: contact.contact_id.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("confirm the notification e-mail")
+            .into_inner()
+            .contact
+            .expect("contact")
     }
 
     /// Creates a site from `request` as the service.

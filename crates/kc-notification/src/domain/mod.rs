@@ -69,11 +69,15 @@ pub enum Kind {
     RegistrationAddressConfusable,
     /// A change of the login e-mail was asked, told to the current address (identity).
     EmailChangeRequested,
+    /// The code that proves a contact's new notification e-mail, to that address (C11).
+    NotificationEmailVerification,
+    /// A change of a contact's notification e-mail was asked, told to its login e-mail (C11).
+    NotificationEmailChangeRequested,
 }
 
 impl Kind {
     /// Every kind, notices from callers first.
-    pub const ALL: [Kind; 21] = [
+    pub const ALL: [Kind; 23] = [
         Kind::ContractChange,
         Kind::Renewal,
         Kind::UpdateAvailable,
@@ -95,6 +99,8 @@ impl Kind {
         Kind::RegistrationAddressTaken,
         Kind::RegistrationAddressConfusable,
         Kind::EmailChangeRequested,
+        Kind::NotificationEmailVerification,
+        Kind::NotificationEmailChangeRequested,
     ];
 
     /// The proto number (also the stored value).
@@ -121,6 +127,8 @@ impl Kind {
             Kind::RegistrationAddressTaken => 31,
             Kind::RegistrationAddressConfusable => 32,
             Kind::EmailChangeRequested => 33,
+            Kind::NotificationEmailVerification => 34,
+            Kind::NotificationEmailChangeRequested => 35,
         }
     }
 
@@ -153,6 +161,8 @@ impl Kind {
             Kind::RegistrationAddressTaken => "registration_address_taken",
             Kind::RegistrationAddressConfusable => "registration_address_confusable",
             Kind::EmailChangeRequested => "email_change_requested",
+            Kind::NotificationEmailVerification => "notification_email_verification",
+            Kind::NotificationEmailChangeRequested => "notification_email_change_requested",
         }
     }
 
@@ -167,9 +177,9 @@ impl Kind {
         self.purpose().is_some()
     }
 
-    /// Whether its mail carries one of identity's one-time codes (rules I1, I2): such a
-    /// mail keeps its rendered parts only until it is delivered or given up, or until the
-    /// code expires (issue: secrets at rest).
+    /// Whether its mail carries a one-time code (identity's, rules I1, I2; the registry's
+    /// for a notification e-mail, C11): such a mail keeps its rendered parts only until it
+    /// is delivered or given up, or until the code expires (issue: secrets at rest).
     pub fn carries_code(self) -> bool {
         matches!(
             self,
@@ -177,6 +187,7 @@ impl Kind {
                 | Kind::Invitation
                 | Kind::PasswordReset
                 | Kind::EmailChangeVerification
+                | Kind::NotificationEmailVerification
         )
     }
 

@@ -67,6 +67,10 @@ impl Kind {
                 &[opt!("email")]
             }
             Kind::EmailChangeRequested => &[opt!("new_email")],
+            Kind::NotificationEmailVerification => {
+                &[opt!("code"), opt!("expire_time"), opt!("role")]
+            }
+            Kind::NotificationEmailChangeRequested => &[opt!("new_email"), opt!("role")],
             Kind::AccessRequestSubmitted => &[
                 opt!("requester_name"),
                 opt!("requester_email"),

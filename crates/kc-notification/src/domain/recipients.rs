@@ -53,6 +53,12 @@ pub const RULE_REGISTRATION_TAKEN: &str =
 /// Rule of the notice to a confusable address someone tried to register.
 pub const RULE_REGISTRATION_CONFUSABLE: &str =
     "I3: an address that looks the same as an existing account's cannot be used";
+/// Rule of the code that proves a contact's new notification e-mail.
+pub const RULE_NOTIFICATION_EMAIL_VERIFICATION: &str =
+    "C11: a new notification e-mail receives only the code that proves it until it is confirmed";
+/// Rule of the notice of a notification e-mail change to the contact's login e-mail.
+pub const RULE_NOTIFICATION_EMAIL_CHANGE_REQUESTED: &str =
+    "C11: the contact's login e-mail is told of every change of its notification e-mail";
 /// Rule of the notice of a login e-mail change to the current address.
 pub const RULE_EMAIL_CHANGE_REQUESTED: &str =
     "identity: the current login e-mail is told of a change asked for the account";

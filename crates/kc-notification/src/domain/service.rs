@@ -30,12 +30,13 @@ use super::language::{self, Lang};
 use super::params::{self, COMMON, Params, Use};
 use super::recipients::{
     self, Person, Planned, RULE_EMAIL_CHANGE_VERIFICATION, RULE_EMAIL_VERIFICATION,
-    RULE_INVITATION, RULE_PASSWORD_RESET,
+    RULE_INVITATION, RULE_NOTIFICATION_EMAIL_CHANGE_REQUESTED,
+    RULE_NOTIFICATION_EMAIL_VERIFICATION, RULE_PASSWORD_RESET,
 };
 use super::templates::Templates;
 use super::{
     CallerRole, Kind, ListFilter, NewNotification, Notification, NotificationError, Rendered,
-    Result, Site, catalog,
+    Result, Role, Site, catalog,
 };
 use crate::directory::{Directory, LookupError, UserInfo};
 use crate::storage::{self, notifications::Revived};
@@ -190,6 +191,34 @@ impl std::fmt::Debug for AddressNotice {
         f.debug_struct("AddressNotice")
             .field("user_id", &self.user_id)
             .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A change of a contact's notification e-mail the registry asked to mail (C9, C11). Its
+/// `Debug` never shows the code or the addresses.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NotificationEmailChange {
+    /// The contact's user.
+    pub user_id: Uuid,
+    /// The contact's role.
+    pub role: Role,
+    /// The address waiting for confirmation; `None` when the notification e-mail was
+    /// cleared.
+    pub requested_email: Option<String>,
+    /// The code that proves it, opened from its sealed box; `None` when the registry
+    /// already withdrew it (or there is none).
+    pub code: Option<String>,
+    /// When the code expires.
+    pub expire_time: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for NotificationEmailChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotificationEmailChange")
+            .field("user_id", &self.user_id)
+            .field("role", &self.role)
+            .field("expire_time", &self.expire_time)
             .finish_non_exhaustive()
     }
 }
@@ -545,6 +574,99 @@ impl Notifier {
             verification.expire_time,
         )
         .await
+    }
+
+    /// Creates the mails of a change of a contact's notification e-mail (C11), in the
+    /// caller's transaction: the code to the address asked for, its only mail before it is
+    /// confirmed (none when the code is withdrawn or expired), and a notice to the contact's
+    /// LOGIN e-mail naming the new address (or saying it was cleared). `user` is what
+    /// identity said of the contact's user; without it nobody is told (logged).
+    pub async fn notify_notification_email_change(
+        &self,
+        conn: &mut PgConnection,
+        source: &Source,
+        site: &Site,
+        change: &NotificationEmailChange,
+        user: Option<&UserInfo>,
+    ) -> anyhow::Result<usize> {
+        let Some(user) = user else {
+            tracing::warn!(
+                user_id = %change.user_id,
+                source = source.as_str(),
+                "notification e-mail change of a user unknown to identity; no mail"
+            );
+            return Ok(0);
+        };
+        let lang = language::choose(Some(&user.locale), Some(&site.language));
+        let role = catalog::role_name(change.role, lang).to_owned();
+        let mut new = Vec::with_capacity(2);
+        let live_code = change.code.as_ref().filter(|_| {
+            change
+                .expire_time
+                .is_none_or(|expire_time| expire_time > Utc::now())
+        });
+        if let (Some(email), Some(code)) = (&change.requested_email, live_code) {
+            let mut params = Params::new();
+            params.insert("code".into(), code.clone());
+            params.insert(
+                "expire_time".into(),
+                change
+                    .expire_time
+                    .map(|time| catalog::time_text(time, lang))
+                    .unwrap_or_default(),
+            );
+            params.insert("role".into(), role.clone());
+            let params = with_common(params, Some(site), &user.display_name);
+            let kind = Kind::NotificationEmailVerification;
+            new.push(NewNotification {
+                notification_id: Uuid::now_v7(),
+                source_key: source.as_str().to_owned(),
+                recipient_key: change.user_id.to_string(),
+                kind,
+                site_id: Some(site.site_id),
+                recipient_user_id: Some(change.user_id),
+                email: email.trim().to_owned(),
+                locale: lang,
+                rendered: self.templates.render(kind, lang, &params)?,
+                rule: RULE_NOTIFICATION_EMAIL_VERIFICATION.to_owned(),
+                source_event_id: source.as_str().to_owned(),
+                idempotency_key: None,
+                // issue: secrets at rest: emptied once delivered, given up or expired.
+                code_expire_time: change.expire_time,
+            });
+        }
+        if user.email.trim().is_empty() {
+            tracing::warn!(
+                user_id = %change.user_id,
+                "contact without a login e-mail; its notification e-mail change is not told"
+            );
+        } else {
+            let mut params = Params::new();
+            params.insert(
+                "new_email".into(),
+                change.requested_email.clone().unwrap_or_default(),
+            );
+            params.insert("role".into(), role);
+            let params = with_common(params, Some(site), &user.display_name);
+            let kind = Kind::NotificationEmailChangeRequested;
+            new.push(NewNotification {
+                notification_id: Uuid::now_v7(),
+                source_key: source.as_str().to_owned(),
+                recipient_key: change.user_id.to_string(),
+                kind,
+                site_id: Some(site.site_id),
+                recipient_user_id: Some(change.user_id),
+                // C11: the LOGIN e-mail, never the notification e-mail in question.
+                email: user.email.trim().to_owned(),
+                locale: lang,
+                rendered: self.templates.render(kind, lang, &params)?,
+                rule: RULE_NOTIFICATION_EMAIL_CHANGE_REQUESTED.to_owned(),
+                source_event_id: source.as_str().to_owned(),
+                idempotency_key: None,
+                code_expire_time: None,
+            });
+        }
+        Ok(storage::notifications::insert(conn, &new).await?.len())
     }
 
     /// Creates a notice to one address identity named, in the caller's transaction: one per

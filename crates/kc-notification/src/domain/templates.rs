@@ -65,6 +65,8 @@ static SOURCES: &[(&str, &str)] = embedded!(
     "registration_address_taken",
     "registration_address_confusable",
     "email_change_requested",
+    "notification_email_verification",
+    "notification_email_change_requested",
 );
 
 /// The compiled templates; cheap to clone.

@@ -37,7 +37,7 @@ use kc_proto::notification::{self as pb};
 use kc_runtime::Shutdown;
 use kc_runtime::auth::ON_BEHALF_OF_HEADER;
 use kc_testkit::codes::CodeReader;
-use kc_testkit::secrets::{identity_key_args, notification_key_args};
+use kc_testkit::secrets::{contacts_key_args, identity_key_args, notification_key_args};
 use kc_testkit::smtp::{ReceivedMessage, SmtpServer};
 use kc_testkit::{
     Restartable, SpawnedService, TestDatabase, ready_channel, spawn_service, test_database,
@@ -85,7 +85,7 @@ pub type IdentityClient = IdentityServiceClient<Channel>;
 
 /// Every notice kind, listed here rather than taken from the crate, so that a kind the
 /// service forgets is still asked about.
-pub const ALL_KINDS: [Kind; 21] = [
+pub const ALL_KINDS: [Kind; 23] = [
     Kind::ContractChange,
     Kind::Renewal,
     Kind::UpdateAvailable,
@@ -107,14 +107,17 @@ pub const ALL_KINDS: [Kind; 21] = [
     Kind::RegistrationAddressTaken,
     Kind::RegistrationAddressConfusable,
     Kind::EmailChangeRequested,
+    Kind::NotificationEmailVerification,
+    Kind::NotificationEmailChangeRequested,
 ];
 
 /// The kinds of identity's mails that carry a code.
-pub const CODE_KINDS: [Kind; 4] = [
+pub const CODE_KINDS: [Kind; 5] = [
     Kind::EmailVerification,
     Kind::Invitation,
     Kind::PasswordReset,
     Kind::EmailChangeVerification,
+    Kind::NotificationEmailVerification,
 ];
 
 /// A registered person.
@@ -182,16 +185,17 @@ impl Suite {
 
         // The contact registry, verifying tokens with identity's keys; stops at once when
         // told (streams end, no drain grace), as a crash would look to its followers.
-        let contacts_args = ContactsArgs::parse_from([
-            "kc-contacts",
-            "--database-url",
-            &db.url,
-            "--identity-url",
-            &identity.url(),
-            "--shutdown-grace",
-            "0s",
-        ])
-        .expect("contacts arguments");
+        let mut argv = vec![
+            "kc-contacts".to_owned(),
+            "--database-url".to_owned(),
+            db.url.clone(),
+            "--identity-url".to_owned(),
+            identity.url(),
+            "--shutdown-grace".to_owned(),
+            "0s".to_owned(),
+        ];
+        argv.extend(contacts_key_args());
+        let contacts_args = ContactsArgs::parse_from(argv).expect("contacts arguments");
         let contacts = start_contacts(&contacts_args, "127.0.0.1:0".parse().unwrap()).await;
         let contacts_channel = ready_channel(&contacts.url()).await;
 
@@ -547,7 +551,8 @@ impl Suite {
         role: Role,
         notification_email: &str,
     ) -> cpb::Contact {
-        self.registry()
+        let contact = self
+            .registry()
             .assign_contact(self.svc(cpb::AssignContactRequest {
                 site_id: site_id.into(),
                 user_id: user.id.to_string(),
@@ -558,7 +563,62 @@ impl Suite {
                 }),
             }))
             .await
-            .expect("assign contact")
+            .expect("assign contact");
+        let contact = contact.into_inner().contact.expect("contact");
+        if notification_email.is_empty() {
+            contact
+        } else {
+            // rule C11: the address is used once its owner confirms it.
+            self.confirm_notification_email(&contact).await
+        }
+    }
+
+    /// Confirms the pending notification e-mail of `contact` as its own user with the code
+    /// the registry sealed into its event (read from the registry's outbox and opened with
+    /// the test key, as notification opens it); rule C11.
+    pub async fn confirm_notification_email(&self, contact: &cpb::Contact) -> cpb::Contact {
+        use prost::Message;
+        let options: sqlx::postgres::PgConnectOptions = self.db.url.parse().expect("db url");
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.options([("search_path", "contacts")]))
+            .await
+            .expect("contacts pool");
+        let payloads: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT payload FROM outbox_events \
+             WHERE event_type = 'contact.notification_email_change_requested' \
+             ORDER BY txid DESC, seq DESC",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("read the registry's outbox");
+        pool.close().await;
+        let code = payloads
+            .iter()
+            .find_map(
+                |payload| match cpb::Event::decode(payload.as_slice()).ok()?.payload? {
+                    cpb::event::Payload::NotificationEmailChangeRequested(requested)
+                        if requested.contact.as_ref()?.contact_id == contact.contact_id
+                            && !requested.sealed_code.is_empty() =>
+                    {
+                        Some(kc_testkit::secrets::open_code(&requested.sealed_code))
+                    }
+                    _ => None,
+                },
+            )
+            .expect("a code for the pending notification e-mail");
+        let user = Uuid::parse_str(&contact.user_id).expect("user id");
+        self.registry()
+            .confirm_notification_email(self.as_user(
+                user,
+                cpb::ConfirmNotificationEmailRequest {
+                    code,
+                    contact_id: contact.contact_id.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("confirm the notification e-mail")
             .into_inner()
             .contact
             .expect("contact")
@@ -1274,6 +1334,8 @@ pub fn params_of(kind: Kind) -> Vec<&'static str> {
         | Kind::EmailChangeVerification => vec!["code", "expire_time"],
         Kind::RegistrationAddressTaken | Kind::RegistrationAddressConfusable => vec!["email"],
         Kind::EmailChangeRequested => vec!["new_email"],
+        Kind::NotificationEmailVerification => vec!["code", "expire_time", "role"],
+        Kind::NotificationEmailChangeRequested => vec!["new_email", "role"],
         Kind::AccessRequestSubmitted => vec![
             "requester_name",
             "requester_email",
