@@ -178,9 +178,13 @@ pub async fn apply_contacts_event(
             storage::sites::add_role(conn, site_id, new_user, ContactRole::Primary).await?;
             add(conn, site_id, transfer.previous_primary.as_ref()).await?;
         }
-        // The site itself was refreshed above; contact details do not matter here, and a
-        // payload from a newer registry is left to the site refresh.
-        Some(Payload::SiteUpdated(_)) | Some(Payload::ContactUpdated(_)) | None => {}
+        // The site itself was refreshed above; contact details and notification addresses
+        // (C11) do not matter here, and a payload from a newer registry is left to the site
+        // refresh.
+        Some(Payload::SiteUpdated(_))
+        | Some(Payload::ContactUpdated(_))
+        | Some(Payload::NotificationEmailChangeRequested(_))
+        | None => {}
     }
     storage::notify_invalidation(conn, Invalidation::Site(site_id)).await?;
     Ok(site_id)

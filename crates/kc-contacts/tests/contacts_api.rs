@@ -66,8 +66,16 @@ async fn create_site_makes_the_first_site_of_a_customer_original_with_its_primar
     let details = contact.details.as_ref().expect("details");
     assert_eq!(details.phone, "+33123456789");
     assert_eq!(details.job_title, "DSI");
-    assert_eq!(details.notification_email, "alerts@example.fr");
+    // rules C9, C11: the notification e-mail waits for its owner's confirmation.
+    assert_eq!(details.notification_email, "");
+    assert_eq!(contact.pending_notification_email, "alerts@example.fr");
     assert_eq!(h.contacts(&site.site_id, &[]).await, created.contacts);
+    let confirmed = h.confirm_email(contact).await;
+    assert_eq!(
+        confirmed.details.expect("details").notification_email,
+        "alerts@example.fr"
+    );
+    assert_eq!(confirmed.pending_notification_email, "");
 
     // rule S2: later sites of the same customer number are additional sites.
     let additional = h.site("1000002", "2000001", user()).await;
@@ -142,7 +150,12 @@ async fn create_site_with_an_stc_stores_its_details_with_the_site() {
     let details = technical[0].details.as_ref().expect("details");
     assert_eq!(details.phone, "+33472000001");
     assert_eq!(details.job_title, "Responsable technique");
-    assert_eq!(details.notification_email, "support@example.fr");
+    // rule C11: pending until the STC confirms it.
+    assert_eq!(details.notification_email, "");
+    assert_eq!(
+        technical[0].pending_notification_email,
+        "support@example.fr"
+    );
     let site_id = &created.site.expect("site").site_id;
     assert_eq!(h.contacts(site_id, &[]).await, created.contacts);
 }
@@ -987,11 +1000,14 @@ async fn update_contact_replaces_details_normalising_the_phone() {
     let details = updated.details.clone().expect("details");
     assert_eq!(details.phone, "+33123456789");
     assert_eq!(details.job_title, "Head of purchasing");
-    assert_eq!(details.notification_email, "purchasing@example.fr");
+    // rule C11: the new notification e-mail waits for its owner's confirmation.
+    assert_eq!(details.notification_email, "");
+    assert_eq!(updated.pending_notification_email, "purchasing@example.fr");
     assert_ne!(updated.etag, contact.etag);
     assert_eq!(updated.role, contact.role);
     assert_eq!(updated.user_id, contact.user_id);
-    // rule C9: notices go to the notification e-mail.
+    let updated = h.confirm_email(&updated).await;
+    // rule C9: once confirmed, notices go to the notification e-mail.
     let recipients = h
         .client()
         .resolve_recipients(h.svc(pb::ResolveRecipientsRequest {
@@ -1946,6 +1962,8 @@ async fn every_purpose_falls_back_to_the_primary_when_its_role_is_unassigned() {
             ..site_request("1000001", "2000001", primary)
         })
         .await;
+    // rule C11: used once its owner confirms it.
+    h.confirm_email(&created.contacts[0]).await;
     let site = created.site.expect("site");
     let missing = |purpose: pb::NoticePurpose| match purpose {
         pb::NoticePurpose::Renewal => "no RENEWAL or ADMINISTRATIVE contact",
@@ -2040,6 +2058,8 @@ async fn each_purpose_goes_to_its_own_role_and_proofs_to_the_business_partner() 
         .into_inner()
         .contact
         .expect("contact");
+    // rule C11: used once its owner confirms it.
+    h.confirm_email(&admin_contact).await;
     for purpose in [
         pb::NoticePurpose::UpdateAvailable,
         pb::NoticePurpose::ProofOfEntitlement,
@@ -2454,13 +2474,15 @@ async fn audit_records_show_actor_action_and_before_after_newest_first() {
         ))
         .await
         .expect("update site");
+    // rule C8: the actor is not the primary, so it transfers against the site it read.
+    let etag = h.get_site(&site_id).await.etag;
     client
         .transfer_primary_contact(h.for_user(
             actor,
             pb::TransferPrimaryContactRequest {
                 site_id: site_id.clone(),
                 new_user_id: next_primary.to_string(),
-                etag: String::new(),
+                etag,
                 previous_primary_role: 0,
             },
         ))

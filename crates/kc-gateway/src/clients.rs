@@ -508,6 +508,8 @@ rpcs! {
     replace_contact: Contacts Write ContactRegistryServiceClient::replace_contact(contacts::ReplaceContactRequest) -> contacts::ReplaceContactResponse;
     /// registry `TransferPrimaryContact`.
     transfer_primary_contact: Contacts Write ContactRegistryServiceClient::transfer_primary_contact(contacts::TransferPrimaryContactRequest) -> contacts::TransferPrimaryContactResponse;
+    /// registry `ConfirmNotificationEmail`.
+    confirm_notification_email: Contacts Write ContactRegistryServiceClient::confirm_notification_email(contacts::ConfirmNotificationEmailRequest) -> contacts::ConfirmNotificationEmailResponse;
     /// registry `ListAuditRecords`.
     list_contacts_audit: Contacts Read ContactRegistryServiceClient::list_audit_records(contacts::ListAuditRecordsRequest) -> contacts::ListAuditRecordsResponse;
 

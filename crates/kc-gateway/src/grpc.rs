@@ -1,6 +1,8 @@
-//! The gRPC face of the gateway: builds each call's context (deadline, caller, peer
-//! address) and hands the request to [`Gateway`]; nothing else.
+//! The gRPC face of the gateway: builds each call's context (deadline, caller, client
+//! address), takes the caller's write token where a write is limited per caller
+//! ([`WriteClass`]), and hands the request to [`Gateway`]; nothing else.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +13,7 @@ use crate::clients::{CallKind, Ctx};
 use crate::compose::Gateway;
 use crate::deadline::Deadline;
 use crate::error::GatewayError;
+use crate::ratelimit::{TrustedProxies, WriteClass, client_address};
 
 /// The `GatewayService` implementation.
 #[derive(Debug, Clone)]
@@ -18,16 +21,41 @@ pub struct GatewayApi {
     gateway: Arc<Gateway>,
     default_deadline: Duration,
     request_timeout: Duration,
+    trusted_proxies: Arc<TrustedProxies>,
 }
 
 impl GatewayApi {
     /// The API over `gateway`: calls without `grpc-timeout` get `default_deadline`, and none
-    /// gets more than the server's `request_timeout`.
-    pub fn new(gateway: Gateway, default_deadline: Duration, request_timeout: Duration) -> Self {
+    /// gets more than the server's `request_timeout`; the client address of a call is
+    /// forwarded by one of `trusted_proxies`, or is the TCP peer's.
+    pub fn new(
+        gateway: Gateway,
+        default_deadline: Duration,
+        request_timeout: Duration,
+        trusted_proxies: TrustedProxies,
+    ) -> Self {
         Self {
             gateway: Arc::new(gateway),
             default_deadline,
             request_timeout,
+            trusted_proxies: Arc::new(trusted_proxies),
+        }
+    }
+
+    /// The client address of `request` (see [`client_address`]).
+    fn client<T>(&self, request: &Request<T>) -> Option<IpAddr> {
+        client_address(
+            request.remote_addr(),
+            request.metadata(),
+            &self.trusted_proxies,
+        )
+    }
+
+    /// Takes the caller's token of `class`, when the write is limited per caller.
+    fn limit(&self, ctx: &Ctx, class: Option<WriteClass>) -> Result<(), Status> {
+        match class {
+            Some(class) => self.gateway.limit_writes(ctx, class).map_err(Status::from),
+            None => Ok(()),
         }
     }
 
@@ -60,11 +88,25 @@ fn respond<T>(result: Result<T, GatewayError>) -> Result<Response<T>, Status> {
     result.map(Response::new).map_err(Status::from)
 }
 
+/// The per-caller limit of a handler: `None` when the table names none.
+macro_rules! write_class {
+    () => {
+        None
+    };
+    ($class:ident) => {
+        Some(WriteClass::$class)
+    };
+}
+
 macro_rules! handlers {
     (
         public { $($pub_name:ident($pub_req:ident) -> $pub_resp:ident;)* }
-        limited { $($lim_name:ident($lim_req:ident) -> $lim_resp:ident;)* }
-        $($kind:ident { $($name:ident($req:ident) -> $resp:ident;)* })*
+        limited {
+            $($lim_name:ident($lim_req:ident) -> $lim_resp:ident $(, per caller $lim_class:ident)?;)*
+        }
+        $($kind:ident {
+            $($name:ident($req:ident) -> $resp:ident $(, per caller $class:ident)?;)*
+        })*
     ) => {
         #[tonic::async_trait]
         impl GatewayService for GatewayApi {
@@ -74,8 +116,8 @@ macro_rules! handlers {
                     request: Request<pb::$pub_req>,
                 ) -> Result<Response<pb::$pub_resp>, Status> {
                     let ctx = Ctx::public(self.deadline(&request));
-                    let peer = request.remote_addr().map(|addr| addr.ip());
-                    respond(self.gateway.$pub_name(&ctx, peer, request.into_inner()).await)
+                    let client = self.client(&request);
+                    respond(self.gateway.$pub_name(&ctx, client, request.into_inner()).await)
                 }
             )*
             $(
@@ -84,8 +126,9 @@ macro_rules! handlers {
                     request: Request<pb::$lim_req>,
                 ) -> Result<Response<pb::$lim_resp>, Status> {
                     let ctx = self.ctx(&request, CallKind::Write)?;
-                    let peer = request.remote_addr().map(|addr| addr.ip());
-                    respond(self.gateway.$lim_name(&ctx, peer, request.into_inner()).await)
+                    self.limit(&ctx, write_class!($($lim_class)?))?;
+                    let client = self.client(&request);
+                    respond(self.gateway.$lim_name(&ctx, client, request.into_inner()).await)
                 }
             )*
             $($(
@@ -94,6 +137,7 @@ macro_rules! handlers {
                     request: Request<pb::$req>,
                 ) -> Result<Response<pb::$resp>, Status> {
                     let ctx = self.ctx(&request, CallKind::$kind)?;
+                    self.limit(&ctx, write_class!($($class)?))?;
                     respond(self.gateway.$name(&ctx, request.into_inner()).await)
                 }
             )*)*
@@ -112,11 +156,12 @@ handlers! {
         logout(LogoutRequest) -> LogoutResponse;
     }
     // Authenticated RPCs that check a secret (a password, a mailed code): rate limited per
-    // caller address like the session RPCs.
+    // client address like the session RPCs.
     limited {
         change_password(ChangePasswordRequest) -> ChangePasswordResponse;
-        change_email(ChangeEmailRequest) -> ChangeEmailResponse;
+        change_email(ChangeEmailRequest) -> ChangeEmailResponse, per caller Mail;
         confirm_email_change(ConfirmEmailChangeRequest) -> ConfirmEmailChangeResponse;
+        confirm_notification_email(ConfirmNotificationEmailRequest) -> ConfirmNotificationEmailResponse;
     }
     // Authenticated RPCs that only read: answered partly from the read cache.
     Read {
@@ -132,23 +177,27 @@ handlers! {
         list_site_notifications(ListSiteNotificationsRequest) -> ListSiteNotificationsResponse;
         list_site_audit(ListSiteAuditRequest) -> ListSiteAuditResponse;
     }
-    // Authenticated RPCs that change state: everything they read is asked fresh.
+    // Authenticated RPCs that change state: everything they read is asked fresh. Those that
+    // send mail take a token of the caller's own limit first (per gateway replica).
     Write {
-        update_me(UpdateMeRequest) -> UpdateMeResponse;
+        update_me(UpdateMeRequest) -> UpdateMeResponse, per caller Mail;
         create_site(CreateSiteRequest) -> CreateSiteResponse;
         update_site(UpdateSiteRequest) -> UpdateSiteResponse;
-        assign_contact(AssignContactRequest) -> AssignContactResponse;
-        update_contact(UpdateContactRequest) -> UpdateContactResponse;
-        remove_contact(RemoveContactRequest) -> RemoveContactResponse;
-        replace_contact(ReplaceContactRequest) -> ReplaceContactResponse;
-        transfer_primary_contact(TransferPrimaryContactRequest) -> TransferPrimaryContactResponse;
-        set_tool_access(SetToolAccessRequest) -> SetToolAccessResponse;
-        set_support_access(SetSupportAccessRequest) -> SetSupportAccessResponse;
-        revoke_access(RevokeAccessRequest) -> RevokeAccessResponse;
-        self_nominate(SelfNominateRequest) -> SelfNominateResponse;
-        cancel_my_request(CancelMyRequestRequest) -> CancelMyRequestResponse;
-        decide_access_request(DecideAccessRequestRequest) -> DecideAccessRequestResponse;
-        set_domain_policy(SetDomainPolicyRequest) -> SetDomainPolicyResponse;
-        send_notice(SendNoticeRequest) -> SendNoticeResponse;
+        assign_contact(AssignContactRequest) -> AssignContactResponse, per caller Mail;
+        update_contact(UpdateContactRequest) -> UpdateContactResponse, per caller Mail;
+        remove_contact(RemoveContactRequest) -> RemoveContactResponse, per caller Mail;
+        replace_contact(ReplaceContactRequest) -> ReplaceContactResponse, per caller Mail;
+        transfer_primary_contact(TransferPrimaryContactRequest) -> TransferPrimaryContactResponse,
+            per caller Mail;
+        set_tool_access(SetToolAccessRequest) -> SetToolAccessResponse, per caller Mail;
+        set_support_access(SetSupportAccessRequest) -> SetSupportAccessResponse, per caller Mail;
+        revoke_access(RevokeAccessRequest) -> RevokeAccessResponse, per caller Mail;
+        self_nominate(SelfNominateRequest) -> SelfNominateResponse, per caller AccessRequest;
+        cancel_my_request(CancelMyRequestRequest) -> CancelMyRequestResponse,
+            per caller AccessRequest;
+        decide_access_request(DecideAccessRequestRequest) -> DecideAccessRequestResponse,
+            per caller Mail;
+        set_domain_policy(SetDomainPolicyRequest) -> SetDomainPolicyResponse, per caller Mail;
+        send_notice(SendNoticeRequest) -> SendNoticeResponse, per caller Mail;
     }
 }

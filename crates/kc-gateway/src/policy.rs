@@ -61,6 +61,36 @@ pub enum Rule {
     RequestSite,
 }
 
+/// What naming, or replacing, the holder of `role` needs on the site besides
+/// CONTACTS_UPDATE: the authority to grant every right the role implies (T6 with T4, U4–U6).
+/// ADMINISTRATIVE implies account documents VIEW, and manage access UPDATE with the C3
+/// switch on; SECONDARY manage access UPDATE and contact updates UPDATE (T3); SITE_TECHNICAL
+/// support ADMINISTRATOR (U5), which a support administrator cannot take from the STC (U6):
+/// the STC changes with account management. Roles that imply nothing need nothing more.
+///
+/// The gateway checks it before the write; the registry itself refuses a rights-implying
+/// role given by the actor to itself (T7).
+pub fn role_authority(role: kc_proto::contacts::ContactRole) -> Option<Need> {
+    use kc_proto::contacts::ContactRole as Role;
+    match role {
+        Role::Administrative => Some(Need::All(&[
+            Permission::AccessUpdate,
+            Permission::DocumentsView,
+        ])),
+        Role::Secondary => Some(Need::All(&[
+            Permission::AccessUpdate,
+            Permission::ContactsUpdate,
+        ])),
+        Role::SiteTechnical => Some(Need::All(&[Permission::AccountManagement])),
+        Role::Primary
+        | Role::Renewal
+        | Role::Shipping
+        | Role::Billing
+        | Role::SiteUser
+        | Role::Unspecified => None,
+    }
+}
+
 /// The permission that decides an access request of a kind (A3).
 pub fn decider_permission(kind: kc_proto::access::AccessRequestKind) -> Option<Permission> {
     use kc_proto::access::AccessRequestKind as Kind;
@@ -103,6 +133,7 @@ methods! {
     CHANGE_PASSWORD = "ChangePassword" => Rule::SignedIn;
     CHANGE_EMAIL = "ChangeEmail" => Rule::SignedIn;
     CONFIRM_EMAIL_CHANGE = "ConfirmEmailChange" => Rule::SignedIn;
+    CONFIRM_NOTIFICATION_EMAIL = "ConfirmNotificationEmail" => Rule::SignedIn;
     GET_ME = "GetMe" => Rule::SignedIn;
 
     CREATE_SITE = "CreateSite" => Rule::Operators;

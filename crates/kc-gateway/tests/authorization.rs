@@ -9,7 +9,7 @@
 //! | administrative contact, C3 switch off | account documents VIEW |
 //! | administrative contact, C3 switch on | account documents VIEW, manage access UPDATE |
 //! | the STC | support ADMINISTRATOR (U5) |
-//! | a secondary without grants | nothing |
+//! | a secondary without grants | manage access UPDATE, contact updates UPDATE (T3) |
 //! | a site user granted contact updates VIEW | CONTACTS_VIEW |
 //! | a user with no relation to the site | nothing |
 //! | the primary of another site | nothing on this site |
@@ -94,15 +94,16 @@ const PEOPLE: &[Who] = &[
     Stranger,
     OtherPrimary,
 ];
-/// Holders of PERMISSION_CONTACTS_VIEW on site A: the primary (T3) and the viewer.
-const CONTACTS_VIEW: &[Who] = &[Operator, Primary, Viewer];
+/// Holders of PERMISSION_CONTACTS_VIEW on site A: the primary and the secondary (T3) and
+/// the viewer.
+const CONTACTS_VIEW: &[Who] = &[Operator, Primary, Secondary, Viewer];
 /// Holders of PERMISSION_ACCOUNT_MANAGEMENT: the primary only (T2, T3).
 const ACCOUNT_MANAGEMENT: &[Who] = &[Operator, Primary];
-/// Holders of PERMISSION_CONTACTS_UPDATE: the primary (T3, C2).
-const CONTACTS_UPDATE: &[Who] = &[Operator, Primary];
-/// Holders of PERMISSION_ACCESS_VIEW / ACCESS_UPDATE / APPROVE_SITE_ACCESS: the primary and
-/// the administrative contact when the C3 switch is on (T3, A3).
-const MANAGE_ACCESS: &[Who] = &[Operator, Primary, AdminOn];
+/// Holders of PERMISSION_CONTACTS_UPDATE: the primary (T3, C2) and the secondary (T3).
+const CONTACTS_UPDATE: &[Who] = &[Operator, Primary, Secondary];
+/// Holders of PERMISSION_ACCESS_VIEW / ACCESS_UPDATE / APPROVE_SITE_ACCESS: the primary,
+/// the secondary, and the administrative contact when the C3 switch is on (T3, A3).
+const MANAGE_ACCESS: &[Who] = &[Operator, Primary, AdminOn, Secondary];
 /// Holders of PERMISSION_SUPPORT_ADMIN / APPROVE_SUPPORT_ACCESS: the STC (U5); not the
 /// primary, since the site has an STC (R1).
 const SUPPORT_ADMIN: &[Who] = &[Operator, Stc];
@@ -128,6 +129,9 @@ const MATRIX: &[Row] = &[
     ("ChangePassword", PEOPLE, &[]),
     ("ChangeEmail", PEOPLE, &[]),
     ("ConfirmEmailChange", PEOPLE, &[]),
+    // Called with a well-formed wrong code: an allowed caller reaches the registry's check
+    // of it (C11).
+    ("ConfirmNotificationEmail", PEOPLE, &[]),
     ("GetMe", PEOPLE, &[]),
     // Sites.
     ("CreateSite", &[Operator], &[]),
@@ -154,7 +158,13 @@ const MATRIX: &[Row] = &[
     ),
     ("SetToolAccess", MANAGE_ACCESS, &[]),
     ("SetSupportAccess", SUPPORT_ADMIN, &[]),
-    ("RevokeAccess", MANAGE_ACCESS, &[]),
+    // The secondary holds manage access UPDATE but not account documents VIEW, which the
+    // fixture's target holds: it cannot take it away (T4).
+    (
+        "RevokeAccess",
+        MANAGE_ACCESS,
+        &[(Secondary, Code::FailedPrecondition)],
+    ),
     ("ListSiteAccess", MANAGE_ACCESS, &[]),
     // Requests. The primary already holds everything it could ask for (rule A5).
     (
@@ -166,17 +176,22 @@ const MATRIX: &[Row] = &[
     ("CancelMyRequest", PEOPLE, &[]),
     (
         "ListPendingRequests",
-        &[Operator, Primary, AdminOn, Stc],
+        &[Operator, Primary, AdminOn, Stc, Secondary],
         &[],
     ),
-    ("DecideAccessRequest(site access)", MANAGE_ACCESS, &[]),
+    // The request asks for account documents VIEW, above the secondary's own level (A4, T4).
+    (
+        "DecideAccessRequest(site access)",
+        MANAGE_ACCESS,
+        &[(Secondary, Code::FailedPrecondition)],
+    ),
     ("DecideAccessRequest(support access)", SUPPORT_ADMIN, &[]),
     ("SetDomainPolicy", MANAGE_ACCESS, &[]),
     // Notices.
     ("SendNotice", &[Operator, Service], &[]),
     ("ListSiteNotifications", ACCOUNT_MANAGEMENT, &[]),
     // Audit: CONTACTS_VIEW and ACCESS_VIEW.
-    ("ListSiteAudit", &[Operator, Primary], &[]),
+    ("ListSiteAudit", &[Operator, Primary, Secondary], &[]),
 ];
 
 /// The RPC of a case: its name up to the qualifier.
@@ -553,6 +568,17 @@ impl Fixture {
                 ))
                 .await,
                 "code",
+            ),
+            "ConfirmNotificationEmail" => reached_rule(
+                gw.confirm_notification_email(authed(
+                    token,
+                    gw::ConfirmNotificationEmailRequest {
+                        code: "ABCDEFGHJKMNPQRSTVWX".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await,
+                "C11",
             ),
             "Login" => gw
                 .login(authed(
@@ -1002,6 +1028,23 @@ fn reached_identity<T: std::fmt::Debug>(
                 && kc_runtime::error::field_violations(&status)
                     .iter()
                     .any(|violation| violation.field == field) =>
+        {
+            Ok(())
+        }
+        Err(status) => Err(status),
+    }
+}
+
+/// `Ok` when the call was refused by the owning service's own check citing `rule`
+/// (FAILED_PRECONDITION): it went past the gateway's authorization. Any other refusal is
+/// returned as is, and a success is a failure of the cell (the input was meant to be wrong).
+fn reached_rule<T: std::fmt::Debug>(result: Result<T, Status>, rule: &str) -> Result<(), Status> {
+    match result {
+        Ok(value) => Err(Status::unknown(format!(
+            "(test check failed) a wrong input was accepted: {value:?}"
+        ))),
+        Err(status)
+            if status.code() == Code::FailedPrecondition && status.message().contains(rule) =>
         {
             Ok(())
         }

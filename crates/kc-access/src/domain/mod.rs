@@ -23,8 +23,8 @@ pub use levels::{
 pub use rights::{
     AccessRequestKind, Approver, ContactRole, Decision, Effective, Grants, Member, Permission,
     Requirement, RoleSet, RuleViolation, SiteFacts, Subject, approvers, baseline_grant,
-    check_approval, check_decider, check_domain_baseline, check_revoke, check_support_change,
-    check_tool_change,
+    check_approval, check_decider, check_domain_baseline, check_not_own_request, check_revoke,
+    check_self_grant, check_support_change, check_tool_change,
 };
 pub use service::{Access, AccessSettings, Actor, Page};
 

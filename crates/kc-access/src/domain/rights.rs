@@ -17,6 +17,9 @@
 //!   administrators; the STC itself gains nothing, being implicitly ADMINISTRATOR, U5).
 //! - **Approvals** never grant more than was asked (A4), only raise levels (A5: a request asks
 //!   to raise), and are checked like a grant by the approver (T4, U4–U6).
+//! - **SECONDARY** implies manage access UPDATE and contact updates UPDATE (T3), so a
+//!   secondary contact grants up to its own levels (T4) and decides site access requests
+//!   (A3); it never holds account management by its role, so it never grants that.
 //! - **Disabled users** have no right at all: effective rights are all NONE, every check is
 //!   denied, and they grant or approve nothing.
 
@@ -24,12 +27,13 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::levels::{
-    AccountDocumentsAccess, ManageAccess, SupportLevel, Tool, ToolAccess, ToolLevel,
+    AccountDocumentsAccess, ContactUpdatesAccess, ManageAccess, SupportLevel, Tool, ToolAccess,
+    ToolLevel,
 };
 
 /// A contact role on a site, as the contact registry defines it. The discriminants are the
-/// proto numbers of `keycontacts.contacts.v1.ContactRole`. Only PRIMARY, ADMINISTRATIVE and
-/// SITE_TECHNICAL imply rights.
+/// proto numbers of `keycontacts.contacts.v1.ContactRole`. Only PRIMARY, ADMINISTRATIVE,
+/// SITE_TECHNICAL and SECONDARY imply rights ([`ContactRole::IMPLYING`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ContactRole {
@@ -39,7 +43,8 @@ pub enum ContactRole {
     Administrative = 2,
     /// Implies support ADMINISTRATOR (U5).
     SiteTechnical = 3,
-    /// Implies nothing.
+    /// Implies manage access UPDATE and contact updates UPDATE, never account management
+    /// (T3: secondary contacts help the primary manage the account).
     Secondary = 4,
     /// Implies nothing.
     Renewal = 5,
@@ -62,6 +67,16 @@ impl ContactRole {
         Self::Shipping,
         Self::Billing,
         Self::SiteUser,
+    ];
+
+    /// The roles that imply rights on any site (T3, U5); every other role implies nothing.
+    /// Storage lists the holders of these among the users with rights (`ListSiteAccess`,
+    /// `ListUserAccess`).
+    pub const IMPLYING: [ContactRole; 4] = [
+        Self::Primary,
+        Self::Administrative,
+        Self::SiteTechnical,
+        Self::Secondary,
     ];
 
     /// The role of a proto enum number; `None` for 0 or unknown numbers.
@@ -115,9 +130,17 @@ impl ContactRole {
                 tools: ToolAccess::NONE,
                 support: SupportLevel::Administrator,
             },
-            Self::Secondary | Self::Renewal | Self::Shipping | Self::Billing | Self::SiteUser => {
-                Grants::NONE
-            }
+            // T3: a secondary contact helps the primary manage the account: it manages
+            // access and contacts, and never holds account management.
+            Self::Secondary => Grants {
+                tools: ToolAccess {
+                    manage_access: ManageAccess::Update,
+                    contact_updates: ContactUpdatesAccess::Update,
+                    ..ToolAccess::NONE
+                },
+                support: SupportLevel::NoAccess,
+            },
+            Self::Renewal | Self::Shipping | Self::Billing | Self::SiteUser => Grants::NONE,
         }
     }
 
@@ -513,8 +536,8 @@ impl Effective {
         self.explicit
     }
 
-    /// The roles that imply rights (PRIMARY, ADMINISTRATIVE, SITE_TECHNICAL); empty for a
-    /// disabled user.
+    /// The roles that imply rights on this site (PRIMARY, ADMINISTRATIVE with what the C3
+    /// switch gives, SITE_TECHNICAL, SECONDARY); empty for a disabled user.
     pub fn implied_by(&self) -> RoleSet {
         if self.disabled {
             return RoleSet::EMPTY;
@@ -744,6 +767,40 @@ pub fn check_revoke(grantor: &Effective, target: &Subject) -> Result<(), RuleVio
                 "revoking access needs manage access UPDATE or support ADMINISTRATOR on the site ({})",
                 holding(grantor, rights.tools.manage_access.name())
             ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that a change of `target_id`'s explicit grants from `before` to `after` made by
+/// `actor_id` does not raise the actor's own rights (T7): nobody grants itself anything or
+/// raises one of its own levels, whoever it is (operators included: an operator acts on
+/// others), even up to what its roles imply already, since an explicit copy of implied
+/// rights would survive the loss of the role. Lowering or revoking one's own is allowed.
+pub fn check_self_grant(
+    actor_id: Uuid,
+    target_id: Uuid,
+    before: &Grants,
+    after: &Grants,
+) -> Result<(), RuleViolation> {
+    let raises = !after.tools.is_within(&before.tools) || after.support > before.support;
+    if actor_id == target_id && raises {
+        return Err(RuleViolation::new(
+            "T7",
+            "nobody grants or raises its own rights; another holder of the authority must \
+             (lowering or revoking one's own is allowed)",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `approver_id` does not approve its own request (T7): an approval is a grant,
+/// and nobody grants itself rights.
+pub fn check_not_own_request(approver_id: Uuid, requester_id: Uuid) -> Result<(), RuleViolation> {
+    if approver_id == requester_id {
+        return Err(RuleViolation::new(
+            "T7",
+            "nobody approves its own access request; another approver must decide it",
         ));
     }
     Ok(())
@@ -1144,6 +1201,94 @@ mod tests {
     }
 
     #[test]
+    fn a_secondary_grants_what_its_role_implies_and_never_account_management() {
+        let newcomer = with_roles(&[ContactRole::SiteUser]);
+        let secondary = eff(with_roles(&[ContactRole::Secondary]));
+        // rule T3 + T4: SECONDARY implies manage access UPDATE and contact updates UPDATE,
+        // so it passes those on...
+        let mine = tools(&[L::ManageAccess(Ma::Update), L::ContactUpdates(Cu::Update)]);
+        assert_eq!(check_tool_change(&secondary, &newcomer, &mine), Ok(()));
+        // ...and nothing above its own levels...
+        assert!(
+            err(check_tool_change(
+                &secondary,
+                &newcomer,
+                &tools(&[L::Reporting(Re::View)])
+            ))
+            .starts_with("rule T4: cannot grant reporting VIEW")
+        );
+        // ...and never account management (T3: the role never implies it).
+        assert_eq!(
+            err(check_tool_change(
+                &secondary,
+                &newcomer,
+                &tools(&[L::AccountManagement(Am::Granted)])
+            )),
+            ONLY_AM.unwrap()
+        );
+        // rule A3: it decides site access requests, not support ones.
+        assert_eq!(
+            check_decider(&secondary, AccessRequestKind::SiteAccess),
+            Ok(())
+        );
+        assert_eq!(
+            check_decider(&secondary, AccessRequestKind::SupportAccess)
+                .unwrap_err()
+                .rule,
+            "A3"
+        );
+    }
+
+    #[test]
+    fn nobody_grants_or_raises_its_own_rights() {
+        let (me, other) = (uid(1), uid(2));
+        let before = Grants {
+            tools: tools(&[L::Software(Sw::DownloadsOnly), L::ManageAccess(Ma::View)]),
+            support: SupportLevel::Basic,
+        };
+        let raise_tool = Grants {
+            tools: before.tools.with(L::ManageAccess(Ma::Update)),
+            ..before
+        };
+        let raise_support = Grants {
+            support: SupportLevel::Full,
+            ..before
+        };
+        let lower = Grants {
+            tools: before.tools.with(L::Software(Sw::None)),
+            support: SupportLevel::NoAccess,
+        };
+        // rule T7: raising any of one's own levels is refused, tool or support.
+        for after in [raise_tool, raise_support] {
+            let violation = check_self_grant(me, me, &before, &after).unwrap_err();
+            assert_eq!(violation.rule, "T7");
+            assert!(
+                violation
+                    .to_string()
+                    .starts_with("rule T7: nobody grants or raises its own rights")
+            );
+        }
+        // rule T7: a raise of one tool with a lowering of another is still a raise.
+        let mixed = Grants {
+            tools: lower.tools.with(L::Reporting(Re::View)),
+            ..lower
+        };
+        assert_eq!(
+            check_self_grant(me, me, &before, &mixed).unwrap_err().rule,
+            "T7"
+        );
+        // Lowering, revoking or changing nothing of one's own is allowed.
+        assert_eq!(check_self_grant(me, me, &before, &lower), Ok(()));
+        assert_eq!(check_self_grant(me, me, &before, &Grants::NONE), Ok(()));
+        assert_eq!(check_self_grant(me, me, &before, &before), Ok(()));
+        // Raising someone else's is T4's business, not T7's.
+        assert_eq!(check_self_grant(me, other, &before, &raise_tool), Ok(()));
+        // rule T7: nobody approves its own request.
+        assert_eq!(check_not_own_request(me, me).unwrap_err().rule, "T7");
+        assert_eq!(check_not_own_request(me, other), Ok(()));
+    }
+
+    #[test]
     fn only_account_management_holders_grant_account_management() {
         let newcomer = with_roles(&[ContactRole::SiteUser]);
         let am = tools(&[L::AccountManagement(Am::Granted)]);
@@ -1393,13 +1538,43 @@ mod tests {
         let stc = eff(with_roles(&[ContactRole::SiteTechnical]));
         assert_eq!(stc.rights().support, SupportLevel::Administrator);
         assert_eq!(stc.rights().tools, ToolAccess::NONE);
+        // rule T3: SECONDARY implies manage access UPDATE and contact updates UPDATE, never
+        // account management, whatever the site's facts.
+        let secondary_tools = tools(&[L::ManageAccess(Ma::Update), L::ContactUpdates(Cu::Update)]);
+        for site in [
+            SITE,
+            SiteFacts {
+                admin_may_manage_access: true,
+                has_site_technical: false,
+            },
+        ] {
+            let secondary = on(with_roles(&[ContactRole::Secondary]), site);
+            assert_eq!(secondary.rights().tools, secondary_tools);
+            assert_eq!(secondary.rights().tools.account_management, Am::None);
+            assert_eq!(secondary.rights().support, SupportLevel::NoAccess);
+            assert_eq!(
+                secondary.implied_by(),
+                RoleSet::of(&[ContactRole::Secondary])
+            );
+        }
         // Other roles imply nothing.
-        let secondary = eff(with_roles(&[ContactRole::Secondary, ContactRole::Billing]));
-        assert!(secondary.rights().is_none());
-        assert!(secondary.implied_by().is_empty());
+        let others = eff(with_roles(&[
+            ContactRole::Renewal,
+            ContactRole::Shipping,
+            ContactRole::Billing,
+            ContactRole::SiteUser,
+        ]));
+        assert!(others.rights().is_none());
+        assert!(others.implied_by().is_empty());
+        let with_billing = eff(with_roles(&[ContactRole::Secondary, ContactRole::Billing]));
+        assert_eq!(with_billing.rights().tools, secondary_tools);
+        assert_eq!(
+            with_billing.implied_by(),
+            RoleSet::of(&[ContactRole::Secondary])
+        );
         // rule T3: the higher of the two, tool by tool.
         let mixed = eff(Subject {
-            roles: RoleSet::of(&[ContactRole::Administrative, ContactRole::Secondary]),
+            roles: RoleSet::of(&[ContactRole::Administrative, ContactRole::Billing]),
             explicit: Grants {
                 tools: tools(&[L::Software(Sw::Full), L::ManageAccess(Ma::View)]),
                 support: SupportLevel::Basic,
@@ -1418,6 +1593,28 @@ mod tests {
         assert_eq!(
             mixed.implied_by(),
             RoleSet::of(&[ContactRole::Administrative])
+        );
+        // rule T3: with SECONDARY too, its implied levels win over lower explicit ones.
+        let mixed = eff(Subject {
+            roles: RoleSet::of(&[ContactRole::Administrative, ContactRole::Secondary]),
+            explicit: Grants {
+                tools: tools(&[L::Software(Sw::Full), L::ManageAccess(Ma::View)]),
+                support: SupportLevel::Basic,
+            },
+            disabled: false,
+        });
+        assert_eq!(
+            mixed.rights().tools,
+            tools(&[
+                L::Software(Sw::Full),
+                L::ManageAccess(Ma::Update),
+                L::ContactUpdates(Cu::Update),
+                L::AccountDocuments(AccountDocumentsAccess::View),
+            ])
+        );
+        assert_eq!(
+            mixed.implied_by(),
+            RoleSet::of(&[ContactRole::Administrative, ContactRole::Secondary])
         );
     }
 
@@ -1502,6 +1699,43 @@ mod tests {
                 Permission::ApproveSiteAccess,
                 true,
                 "implied by ADMINISTRATIVE (T3)",
+            ),
+            // rule T3: SECONDARY implies manage access UPDATE and contact updates UPDATE...
+            (
+                with_roles(&[ContactRole::Secondary]),
+                SITE,
+                Permission::AccessUpdate,
+                true,
+                "implied by SECONDARY (T3)",
+            ),
+            (
+                with_roles(&[ContactRole::Secondary]),
+                SITE,
+                Permission::ContactsUpdate,
+                true,
+                "implied by SECONDARY (T3)",
+            ),
+            (
+                granted(&[L::ContactUpdates(Cu::View)], SupportLevel::NoAccess),
+                SITE,
+                Permission::ContactsUpdate,
+                false,
+                "explicit grant: contact updates VIEW < UPDATE",
+            ),
+            // ...never account management, nor anything else.
+            (
+                with_roles(&[ContactRole::Secondary]),
+                SITE,
+                Permission::AccountManagement,
+                false,
+                "no grant: account management NONE < GRANTED",
+            ),
+            (
+                with_roles(&[ContactRole::Secondary]),
+                SITE,
+                Permission::SoftwareDownload,
+                false,
+                "no grant: software NONE < DOWNLOADS_ONLY",
             ),
             // rule U5
             (
@@ -1626,7 +1860,7 @@ mod tests {
 
     #[test]
     fn approvers_are_the_ones_a3_names() {
-        let (p, a, m, v, s, x, f, d) = (
+        let (p, a, m, v, s, x, f, d, c) = (
             uid(1),
             uid(2),
             uid(3),
@@ -1635,6 +1869,7 @@ mod tests {
             uid(6),
             uid(7),
             uid(8),
+            uid(9),
         );
         let member = |user_id, subject| Member { user_id, subject };
         let members = [
@@ -1654,19 +1889,22 @@ mod tests {
             ),
             member(s, with_roles(&[ContactRole::SiteTechnical])),
             member(a, with_roles(&[ContactRole::Administrative])),
+            member(c, with_roles(&[ContactRole::Secondary])),
             member(p, with_roles(&[ContactRole::Primary])),
         ];
         let ids =
             |approvers: Vec<Approver>| approvers.into_iter().map(|a| a.user_id).collect::<Vec<_>>();
         // rule A3: site access: the primary and manage access UPDATE holders, never the
-        // disabled; role holders first.
+        // disabled; role holders first. rule T3: a SECONDARY contact holds manage access
+        // UPDATE, so it is one.
         let site_approvers = approvers(AccessRequestKind::SiteAccess, SITE, &members);
         assert_eq!(site_approvers[0].reason, "A3: implied by PRIMARY (T3)");
+        assert_eq!(site_approvers[1].reason, "A3: implied by SECONDARY (T3)");
         assert_eq!(
-            site_approvers[1].reason,
+            site_approvers[2].reason,
             "A3: explicit grant: manage access UPDATE >= UPDATE"
         );
-        assert_eq!(ids(site_approvers), vec![p, m]);
+        assert_eq!(ids(site_approvers), vec![p, c, m]);
         // rule A3 + T3: with the C3 switch on, the ADMINISTRATIVE contact too.
         let switch_on = SiteFacts {
             admin_may_manage_access: true,
@@ -1678,7 +1916,7 @@ mod tests {
                 switch_on,
                 &members
             )),
-            vec![p, a, m]
+            vec![p, a, c, m]
         );
         // rule A3: support access: the STC and support ADMINISTRATORs.
         let support = approvers(AccessRequestKind::SupportAccess, SITE, &members);

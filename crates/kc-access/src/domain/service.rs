@@ -44,6 +44,14 @@
 //!   the write (or is seen by it). The projection may be a moment behind identity: a call
 //!   refused under I1 waits up to [`PROOF_PATIENCE`] for the projection to show the user
 //!   proven, then runs once more; a user unknown to the projection counts as unproven.
+//! - **T7, nobody grants itself rights.** SetToolAccess or SetSupportAccess that raises any
+//!   explicit level of the actor itself is refused (`FailedPrecondition`, like T4; checked
+//!   after T4 and U4–U6, so a change they already forbid names them), even up to what its
+//!   roles imply already: an explicit copy of role-implied rights would survive the loss of
+//!   the role. Lowering or revoking one's own is allowed. Nobody approves its
+//!   own request, and a domain policy never auto-approves the request of the user who last
+//!   set it (the request stays PENDING for another approver). Operators are no exception:
+//!   an operator acts on others.
 //! - **Audit** (L1, T5): every change appends who (the person and the service it came
 //!   through; nobody for the service's own expiry and domain-policy approvals), what
 //!   (before and after as JSON), when, and why (the reason given, the approval note, the
@@ -64,7 +72,8 @@ use super::{
     AccessError, AccessRequest, AccessRequestKind, Approver, AuditRecord, Decision, DomainPolicy,
     Effective, Grants, Permission, PolicyMode, Profile, RequestState, Result, RoleSet, Site,
     Subject, SupportLevel, ToolAccess, ToolLevel, approvers, baseline_grant, check_approval,
-    check_decider, check_domain_baseline, check_revoke, check_support_change, check_tool_change,
+    check_decider, check_domain_baseline, check_not_own_request, check_revoke, check_self_grant,
+    check_support_change, check_tool_change,
 };
 use crate::cache::{Invalidation, Rights, RightsCache};
 use crate::events::{self, PendingEvent};
@@ -528,6 +537,12 @@ impl Access {
         let tools = with_levels(current.tools, &levels);
         let authority = self.authority(&mut tx, actor, &site).await?;
         check_tool_change(&authority, &subject_of(&before.effective), &tools)?;
+        check_self_grant(
+            actor.actor_id,
+            user_id,
+            &current,
+            &Grants { tools, ..current },
+        )?;
         if tools == current.tools {
             return Ok(before);
         }
@@ -584,6 +599,15 @@ impl Access {
         let current = before.effective.explicit();
         let authority = self.authority(&mut tx, actor, &site).await?;
         check_support_change(&authority, &subject_of(&before.effective))?;
+        check_self_grant(
+            actor.actor_id,
+            user_id,
+            &current,
+            &Grants {
+                support: level,
+                ..current
+            },
+        )?;
         if level == current.support {
             return Ok(before);
         }
@@ -862,8 +886,10 @@ impl Access {
     }
 
     /// A7: approves a just-submitted request with the policy's baseline (never more than
-    /// asked, A4) and commits; leaves it PENDING when that would raise nothing. The approval
-    /// and the grant are the service's own doing: they name no actor.
+    /// asked, A4) and commits; leaves it PENDING when that would raise nothing, or when the
+    /// requester is the one who last set the policy (T7: nobody grants itself rights, not
+    /// even through a policy it set). The approval and the grant are the service's own
+    /// doing: they name no actor.
     async fn auto_approve(
         &self,
         mut tx: Transaction<'_, Postgres>,
@@ -878,7 +904,8 @@ impl Access {
             tools: current.tools.join(grant.tools),
             support: current.support.max(grant.support),
         };
-        if grants == current {
+        // T7: a policy would otherwise grant its own setter what the setter chose.
+        if grants == current || policy.updated_by == request.requester_id {
             change.commit(tx, &self.cache).await?;
             return Ok(request);
         }
@@ -1014,6 +1041,7 @@ impl Access {
             &asked,
             &granted,
         )?;
+        check_not_own_request(actor.actor_id, request.requester_id)?;
         require_proven(&mut tx, request.requester_id, UNPROVEN_APPROVAL).await?;
         let decided = storage::requests::decide(
             &mut tx,

@@ -188,11 +188,22 @@ macro_rules! profile_select {
     };
 }
 
+/// The numbers of the roles that imply rights, [`ContactRole::IMPLYING`] (T3, U5), as an SQL
+/// list.
+macro_rules! implying_roles {
+    () => {
+        "(1, 2, 3, 4)"
+    };
+}
+
 /// Users with a grant or a role that implies rights on a site (ListSiteAccess).
 macro_rules! holders_of_site {
     () => {
-        "SELECT user_id FROM grants WHERE site_id = $1 AND any_grant \
-         UNION SELECT user_id FROM site_roles WHERE site_id = $1 AND role IN (1, 2, 3)"
+        concat!(
+            "SELECT user_id FROM grants WHERE site_id = $1 AND any_grant \
+             UNION SELECT user_id FROM site_roles WHERE site_id = $1 AND role IN ",
+            implying_roles!()
+        )
     };
 }
 
@@ -326,7 +337,9 @@ pub async fn user_profiles(
     let rows: Vec<ProfileRow> = sqlx::query_as(concat!(
         "WITH pairs AS (SELECT h.site_id, $1::uuid AS user_id FROM ( \
            SELECT site_id FROM grants WHERE user_id = $1 AND any_grant \
-           UNION SELECT site_id FROM site_roles WHERE user_id = $1 AND role IN (1, 2, 3)) h \
+           UNION SELECT site_id FROM site_roles WHERE user_id = $1 AND role IN ",
+        implying_roles!(),
+        ") h \
          WHERE ($2::uuid IS NULL OR h.site_id > $2) ORDER BY h.site_id LIMIT $3) ",
         profile_select!(),
         "ORDER BY p.site_id"
@@ -452,4 +465,31 @@ pub async fn snapshot(
         facts: site.facts,
         members,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sql_list_of_implying_roles_is_the_domains() {
+        // rule T3: SECONDARY implies rights too, so its holders are listed with rights.
+        let numbers: Vec<String> = ContactRole::IMPLYING
+            .iter()
+            .map(|role| role.number().to_string())
+            .collect();
+        assert_eq!(implying_roles!(), format!("({})", numbers.join(", ")));
+        // Exactly the roles whose implied rights are not nothing on some site.
+        let facts = [false, true].into_iter().flat_map(|switch| {
+            [false, true].map(|stc| SiteFacts {
+                admin_may_manage_access: switch,
+                has_site_technical: stc,
+            })
+        });
+        let facts: Vec<SiteFacts> = facts.collect();
+        for role in ContactRole::ALL {
+            let implies = facts.iter().any(|site| !role.implies(*site).is_none());
+            assert_eq!(ContactRole::IMPLYING.contains(&role), implies, "{role}");
+        }
+    }
 }

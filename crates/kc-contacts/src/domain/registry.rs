@@ -9,6 +9,9 @@ use serde_json::json;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
+use super::notification_email::{
+    Code, MAX_FAILED_ATTEMPTS, NotificationCodes, code_hash, well_formed,
+};
 use super::recipients::{self, NoticePurpose, Resolution, SiteFacts};
 use super::roles::MAX_SECONDARY_CONTACTS;
 use super::values::{CountryCode, CustomerNumber, Locale, SiteNumber};
@@ -22,6 +25,7 @@ use crate::storage::{self, audit::NewRecord, sites::NewSite, sites::SiteComplian
 #[derive(Clone, Debug)]
 pub struct Registry {
     pool: PgPool,
+    codes: NotificationCodes,
 }
 
 /// Everything CreateSite needs, parsed.
@@ -92,6 +96,17 @@ pub fn actor(caller: &Caller) -> Result<Actor> {
         actor_id: caller.actor(),
         via_service: caller.is_service().then_some(caller.subject),
     })
+}
+
+/// Refuses a role that implies rights (T3, U5) given by the acting person to itself (T7),
+/// whoever it is: an operator acts on others too.
+fn refuse_self_assignment(actor: Actor, user_id: Uuid, role: ContactRole) -> Result<()> {
+    if role.implies_rights() && actor.actor_id == user_id {
+        return Err(ContactsError::rule(
+            "rule T7: nobody assigns itself a role that implies rights (ADMINISTRATIVE, SITE_TECHNICAL, SECONDARY); another contact with the authority does",
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses the change when the caller's etag is not the current version.
@@ -185,8 +200,22 @@ struct Change<'a> {
 impl Change<'_> {
     /// Appends the audit record and the event, then commits the transaction.
     async fn commit(self, mut tx: Transaction<'_, Postgres>) -> Result<()> {
+        let (site_id, resource_id, action) = (self.site_id, self.resource_id, self.action);
+        self.record(&mut tx).await?;
+        tx.commit().await?;
+        tracing::info!(
+            site_id = %site_id,
+            resource_id = %resource_id,
+            action = action,
+            "registry changed"
+        );
+        Ok(())
+    }
+
+    /// Appends the audit record and the event in the caller's transaction.
+    async fn record(self, tx: &mut PgConnection) -> Result<()> {
         storage::audit::append(
-            &mut tx,
+            &mut *tx,
             &NewRecord {
                 site_id: self.site_id,
                 actor_id: self.actor.actor_id,
@@ -198,22 +227,242 @@ impl Change<'_> {
             },
         )
         .await?;
-        events::append(&mut tx, &self.event).await?;
-        tx.commit().await?;
-        tracing::info!(
-            site_id = %self.site_id,
-            resource_id = %self.resource_id,
-            action = self.action,
-            "registry changed"
-        );
+        events::append(tx, &self.event).await?;
         Ok(())
     }
 }
 
+/// What a request does to a contact's notification e-mail (C11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EmailChange {
+    /// The confirmed address stays (the request sent it back, or none was asked).
+    Keep,
+    /// Cleared: notices go to the login e-mail at once, any pending address is withdrawn.
+    Clear,
+    /// A new address waits for its owner's confirmation.
+    Request(String),
+}
+
+impl EmailChange {
+    /// The change `asked` makes to a contact whose confirmed address is `confirmed`.
+    fn of(asked: Option<&str>, confirmed: Option<&str>) -> Self {
+        match asked {
+            None => Self::Clear,
+            Some(email) if Some(email) == confirmed => Self::Keep,
+            Some(email) => Self::Request(email.to_owned()),
+        }
+    }
+}
+
+/// `details` with the notification e-mail left at `confirmed`: a requested address is
+/// stored pending, never in use (C11).
+fn without_requested_email(details: &ContactDetails, confirmed: Option<String>) -> ContactDetails {
+    ContactDetails {
+        notification_email: confirmed,
+        ..details.clone()
+    }
+}
+
 impl Registry {
-    /// The registry over `pool` (bound to the contacts schema).
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// The registry over `pool` (bound to the contacts schema), mailing the codes of new
+    /// notification e-mails as `codes` says (C11).
+    pub fn new(pool: PgPool, codes: NotificationCodes) -> Self {
+        Self { pool, codes }
+    }
+
+    /// Makes `email` the pending notification e-mail of `contact` (C11): withdraws the code
+    /// of any previous one, mails a new code (sealed to notification's key, in an event
+    /// that also tells the contact's login e-mail) and records it in the audit trail.
+    /// Returns the contact with its pending address.
+    async fn request_notification_email(
+        &self,
+        tx: &mut PgConnection,
+        actor: Actor,
+        site: &Site,
+        contact: Contact,
+        email: &str,
+    ) -> Result<Contact> {
+        let code = Code::generate()?;
+        let sealed_code = self.codes.seal(&code)?;
+        storage::contacts::withdraw_pending(&mut *tx, contact.contact_id).await?;
+        let ttl = chrono::Duration::from_std(self.codes.ttl())
+            .map_err(|error| anyhow::anyhow!("code lifetime out of range: {error}"))?;
+        let expire_time = chrono::Utc::now() + ttl;
+        let mut shown = contact.clone();
+        shown.pending_notification_email = Some(email.to_owned());
+        shown.pending_expire_time = Some(expire_time);
+        let event = events::notification_email_change_requested(
+            actor,
+            site,
+            &shown,
+            Some(email),
+            contact.details.notification_email.as_deref(),
+            sealed_code,
+            Some(expire_time),
+        );
+        let event_id = event.append(&mut *tx).await?;
+        let hash = code_hash(code.expose());
+        let pending = storage::contacts::set_pending(
+            &mut *tx,
+            contact.contact_id,
+            &storage::contacts::NewPending {
+                email,
+                code_hash: &hash,
+                expire_time,
+                event_id,
+            },
+        )
+        .await?;
+        storage::audit::append(
+            &mut *tx,
+            &NewRecord {
+                site_id: site.site_id,
+                actor_id: actor.actor_id,
+                via_service: actor.via_service,
+                action: "contact.notification_email_requested",
+                resource_id: contact.contact_id,
+                before: Some(json!({
+                    "notification_email": contact.details.notification_email,
+                    "pending_notification_email": contact.pending_notification_email,
+                })),
+                after: Some(json!({
+                    "notification_email": pending.details.notification_email,
+                    "pending_notification_email": pending.pending_notification_email,
+                    "pending_expire_time": pending.pending_expire_time,
+                })),
+            },
+        )
+        .await?;
+        Ok(pending)
+    }
+
+    /// Clears the notification e-mail of `before` (now `contact`), already written: any
+    /// pending address is withdrawn, and the contact's login e-mail is told (C11). Nothing
+    /// when there was neither a confirmed nor a pending address.
+    async fn cleared_notification_email(
+        &self,
+        tx: &mut PgConnection,
+        actor: Actor,
+        site: &Site,
+        before: &Contact,
+        contact: Contact,
+    ) -> Result<Contact> {
+        let withdrawn = storage::contacts::withdraw_pending(&mut *tx, contact.contact_id).await?;
+        if !withdrawn && before.details.notification_email.is_none() {
+            return Ok(contact);
+        }
+        let contact = storage::contacts::get(&mut *tx, contact.contact_id)
+            .await?
+            .ok_or(ContactsError::ContactNotFound)?;
+        events::append(
+            &mut *tx,
+            &events::notification_email_change_requested(
+                actor,
+                site,
+                &contact,
+                None,
+                before.details.notification_email.as_deref(),
+                Vec::new(),
+                None,
+            ),
+        )
+        .await?;
+        Ok(contact)
+    }
+
+    /// Confirms the pending notification e-mail whose code is `code` (C11), for `owner`,
+    /// the user the caller acts for: only a contact of `owner` is confirmed, optionally
+    /// only on `site_id` or only `contact_id`. A wrong code counts against every pending
+    /// address of `owner` in scope, and the fifth withdraws it.
+    pub async fn confirm_notification_email(
+        &self,
+        actor: Actor,
+        owner: Uuid,
+        code: &str,
+        site_id: Option<Uuid>,
+        contact_id: Option<Uuid>,
+    ) -> Result<Contact> {
+        let hash = code_hash(code);
+        let mut tx = self.pool.begin().await?;
+        let found = if well_formed(code) {
+            storage::contacts::find_pending(&mut tx, owner, &hash, site_id, contact_id).await?
+        } else {
+            None
+        };
+        let Some(found) = found else {
+            let counted =
+                storage::contacts::count_wrong_code(&mut tx, owner, site_id, contact_id).await?;
+            for (contact_id, site_id, attempts) in counted {
+                if attempts >= MAX_FAILED_ATTEMPTS
+                    && storage::contacts::withdraw_pending(&mut tx, contact_id).await?
+                {
+                    storage::audit::append(
+                        &mut tx,
+                        &NewRecord {
+                            site_id,
+                            actor_id: actor.actor_id,
+                            via_service: actor.via_service,
+                            action: "contact.notification_email_withdrawn",
+                            resource_id: contact_id,
+                            before: None,
+                            after: Some(json!({
+                                "reason": format!("{MAX_FAILED_ATTEMPTS} wrong codes"),
+                            })),
+                        },
+                    )
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+            return Err(ContactsError::rule(
+                "rule C11: the code matches no notification e-mail waiting for your confirmation                  (wrong, used, replaced or expired); ask for the address again to get a new code",
+            ));
+        };
+        if found.expired {
+            storage::contacts::withdraw_pending(&mut tx, found.contact_id).await?;
+            tx.commit().await?;
+            return Err(ContactsError::rule(
+                "rule C11: this code expired; ask for the notification e-mail again to get a new code",
+            ));
+        }
+        let (site, before) = lock_contact(&mut tx, found.contact_id, Some(found.site_id)).await?;
+        let contact = storage::contacts::confirm_pending(&mut tx, found.contact_id, &hash)
+            .await?
+            .ok_or_else(|| {
+                ContactsError::rule(
+                    "rule C11: the code was used, replaced or withdrawn meanwhile; ask for the                      notification e-mail again",
+                )
+            })?;
+        Change {
+            actor,
+            site_id: site.site_id,
+            action: "contact.notification_email_confirmed",
+            resource_id: contact.contact_id,
+            before: Some(json!({
+                "notification_email": before.details.notification_email,
+                "pending_notification_email": before.pending_notification_email,
+            })),
+            after: Some(json!({ "notification_email": contact.details.notification_email })),
+            event: events::notification_email_confirmed(actor, &site, &contact),
+        }
+        .commit(tx)
+        .await?;
+        Ok(contact)
+    }
+
+    /// Withdraws the pending notification e-mails whose code expired and empties the sealed
+    /// codes of their events; returns how many. The registry runs it periodically.
+    pub async fn expire_notification_codes(&self) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let count = storage::contacts::expire_pending(&mut tx, 500).await?;
+            tx.commit().await?;
+            total += count;
+            if count < 500 {
+                return Ok(total);
+            }
+        }
     }
 
     /// Creates a site with its primary contact (S1) and, when given, its STC (C5). The
@@ -250,16 +499,18 @@ impl Registry {
             }
             _ => error.into(),
         })?;
+        // C11: the notification e-mails asked for wait for their owners' confirmation.
         let mut contacts = vec![
             storage::contacts::insert(
                 &mut tx,
                 site_id,
                 draft.primary_user_id,
                 ContactRole::Primary,
-                &draft.primary_details,
+                &without_requested_email(&draft.primary_details, None),
             )
             .await?,
         ];
+        let mut requested = vec![draft.primary_details.notification_email.clone()];
         if let Some(user_id) = draft.site_technical_user_id {
             contacts.push(
                 storage::contacts::insert(
@@ -267,10 +518,11 @@ impl Registry {
                     site_id,
                     user_id,
                     ContactRole::SiteTechnical,
-                    &draft.site_technical_details,
+                    &without_requested_email(&draft.site_technical_details, None),
                 )
                 .await?,
             );
+            requested.push(draft.site_technical_details.notification_email.clone());
         }
         let site = storage::sites::get(&mut tx, site_id)
             .await?
@@ -284,9 +536,20 @@ impl Registry {
             after: Some(json!({ "site": site, "contacts": contacts })),
             event: events::site_created(actor, &site, &contacts),
         }
-        .commit(tx)
+        .record(&mut tx)
         .await?;
-        Ok((site, contacts))
+        let mut with_pending = Vec::with_capacity(contacts.len());
+        for (contact, email) in contacts.into_iter().zip(requested) {
+            with_pending.push(match email {
+                Some(email) => {
+                    self.request_notification_email(&mut tx, actor, &site, contact, &email)
+                        .await?
+                }
+                None => contact,
+            });
+        }
+        tx.commit().await?;
+        Ok((site, with_pending))
     }
 
     /// The site with this id.
@@ -394,9 +657,17 @@ impl Registry {
                 "rule C8: the primary contact changes only by transfer; use TransferPrimaryContact",
             ));
         }
+        refuse_self_assignment(actor, user_id, role)?;
         let mut tx = self.pool.begin().await?;
         let site = lock_site(&mut tx, site_id).await?;
-        let contact = add_contact(&mut tx, site_id, user_id, role, &details).await?;
+        let contact = add_contact(
+            &mut tx,
+            site_id,
+            user_id,
+            role,
+            &without_requested_email(&details, None),
+        )
+        .await?;
         Change {
             actor,
             site_id,
@@ -406,8 +677,17 @@ impl Registry {
             after: to_json(&contact),
             event: events::contact_assigned(actor, &site, &contact),
         }
-        .commit(tx)
+        .record(&mut tx)
         .await?;
+        // C11: an asked notification e-mail waits for its owner's confirmation.
+        let contact = match &details.notification_email {
+            Some(email) => {
+                self.request_notification_email(&mut tx, actor, &site, contact, email)
+                    .await?
+            }
+            None => contact,
+        };
+        tx.commit().await?;
         Ok(contact)
     }
 
@@ -424,7 +704,19 @@ impl Registry {
         let mut tx = self.pool.begin().await?;
         let (site, before) = lock_contact(&mut tx, contact_id, in_site).await?;
         check_etag(etag, before.version, "contact")?;
-        let contact = storage::contacts::update_details(&mut tx, contact_id, &details).await?;
+        // C11: a new notification e-mail is not used before its owner confirms it; a
+        // cleared one falls back to the login e-mail at once.
+        let change = EmailChange::of(
+            details.notification_email.as_deref(),
+            before.details.notification_email.as_deref(),
+        );
+        let stored = match change {
+            EmailChange::Clear => without_requested_email(&details, None),
+            EmailChange::Keep | EmailChange::Request(_) => {
+                without_requested_email(&details, before.details.notification_email.clone())
+            }
+        };
+        let contact = storage::contacts::update_details(&mut tx, contact_id, &stored).await?;
         Change {
             actor,
             site_id: site.site_id,
@@ -434,8 +726,20 @@ impl Registry {
             after: to_json(&contact),
             event: events::contact_updated(actor, &site, &contact),
         }
-        .commit(tx)
+        .record(&mut tx)
         .await?;
+        let contact = match change {
+            EmailChange::Keep => contact,
+            EmailChange::Clear => {
+                self.cleared_notification_email(&mut tx, actor, &site, &before, contact)
+                    .await?
+            }
+            EmailChange::Request(email) => {
+                self.request_notification_email(&mut tx, actor, &site, contact, &email)
+                    .await?
+            }
+        };
+        tx.commit().await?;
         Ok(contact)
     }
 
@@ -499,6 +803,7 @@ impl Registry {
                 }
             }));
         }
+        refuse_self_assignment(actor, new_user_id, role)?;
         let mut tx = self.pool.begin().await?;
         let site = lock_site(&mut tx, site_id).await?;
         let replaced = storage::contacts::holders(&mut tx, site_id, role)
@@ -511,9 +816,15 @@ impl Registry {
             }
             storage::contacts::delete(&mut tx, old.contact_id).await?;
         }
-        let contact = storage::contacts::insert(&mut tx, site_id, new_user_id, role, &details)
-            .await
-            .map_err(|error| insert_error(error, role))?;
+        let contact = storage::contacts::insert(
+            &mut tx,
+            site_id,
+            new_user_id,
+            role,
+            &without_requested_email(&details, None),
+        )
+        .await
+        .map_err(|error| insert_error(error, role))?;
         Change {
             actor,
             site_id,
@@ -523,13 +834,42 @@ impl Registry {
             after: to_json(&contact),
             event: events::contact_replaced(actor, &site, &contact, replaced.as_ref()),
         }
-        .commit(tx)
+        .record(&mut tx)
         .await?;
+        // C11: an asked notification e-mail waits for its owner's confirmation.
+        let contact = match &details.notification_email {
+            Some(email) => {
+                self.request_notification_email(&mut tx, actor, &site, contact, email)
+                    .await?
+            }
+            None => contact,
+        };
+        tx.commit().await?;
         Ok((contact, replaced))
     }
 
     /// Makes `new_user_id` the primary contact (C8). The old primary keeps
     /// `previous_primary_role` on the site (C6 applies to it).
+    ///
+    /// **Authority at commit (C8, T8).** The caller (the gateway) checked that the acting
+    /// person may transfer: it is the current primary or holds account management. That
+    /// check ran before this transaction, so a transfer names the state it was decided
+    /// against, and this transaction, under the site's lock, commits only if that state
+    /// still holds. When the request names the acting person (`x-kc-on-behalf-of`), one of
+    /// the two must be true under the lock:
+    /// - the person **is the current primary**: the registry's own fact, so ten concurrent
+    ///   transfers by one primary commit exactly once (after the first, it is no longer the
+    ///   primary and the others fail with `FailedPrecondition`); or
+    /// - the request carries **the site's etag** that the caller read before its check, and
+    ///   the site still has that version (else `Aborted`). This is how an account-management
+    ///   holder, who is not the primary, transfers: any transfer, role change or site update
+    ///   since the caller's read moves the version, so a check made against an older site
+    ///   never commits. The gateway always sends it (the client's etag, or the one it read
+    ///   itself before checking).
+    ///
+    /// A request naming nobody (a service or an operator acting for itself) keeps the plain
+    /// optional etag. And nobody makes itself the primary (T7): an account-management
+    /// holder, or an operator, transfers the role to someone else.
     pub async fn transfer_primary(
         &self,
         actor: Actor,
@@ -543,12 +883,26 @@ impl Registry {
                 "rule C8: a site has exactly one primary contact; the previous primary needs another role",
             ));
         }
+        // A service acting for a person names it: the actor is then not the service itself.
+        let names_person = actor
+            .via_service
+            .is_some_and(|service| service != actor.actor_id);
         let mut tx = self.pool.begin().await?;
         let before = lock_site(&mut tx, site_id).await?;
         check_etag(etag, before.version, "site")?;
         let previous_user_id = before.primary_user_id;
         if previous_user_id == new_user_id {
             return Err(ContactsError::RoleAlreadyHeld(ContactRole::Primary));
+        }
+        if new_user_id == actor.actor_id {
+            return Err(ContactsError::rule(
+                "rule T7: nobody makes itself the primary contact; the current primary or another account-management holder transfers it (C8)",
+            ));
+        }
+        if names_person && etag.is_none() && previous_user_id != actor.actor_id {
+            return Err(ContactsError::rule(
+                "rule C8: the acting person is no longer the primary contact of the site; an account-management holder transfers with the etag of the site it read",
+            ));
         }
         let old_primary = storage::contacts::holders(&mut tx, site_id, ContactRole::Primary)
             .await?

@@ -78,6 +78,16 @@ impl ContactRole {
         )
     }
 
+    /// Whether holding the role implies rights on the site's tools or support (T3, U5):
+    /// PRIMARY, ADMINISTRATIVE, SITE_TECHNICAL and SECONDARY. Nobody assigns itself such a
+    /// role (T7).
+    pub fn implies_rights(self) -> bool {
+        matches!(
+            self,
+            Self::Primary | Self::Administrative | Self::SiteTechnical | Self::Secondary
+        )
+    }
+
     /// Whether ReplaceContact may swap its holder (every single-holder role but PRIMARY,
     /// which changes only by transfer, C8).
     pub fn is_replaceable(self) -> bool {

@@ -15,7 +15,7 @@ use super::sites::all_pages;
 use super::{DOWNSTREAM_PAGE_MAX, Gateway, id, page_size, required};
 use crate::clients::{Ctx, Svc};
 use crate::error::GatewayError;
-use crate::policy::method;
+use crate::policy::{method, role_authority};
 
 /// Where a person comes in ShowAllContacts: its highest role (PRIMARY first), then when it
 /// got that role, then the contact id. Also the key of the page token.
@@ -124,6 +124,18 @@ pub(super) fn contact_view(
     }
 }
 
+/// A person named by login e-mail in a contact-changing request, with what inviting it
+/// would need.
+#[derive(Debug, Clone, Copy)]
+struct PersonByEmail<'a> {
+    /// The login e-mail.
+    email: &'a str,
+    /// The name to invite it with when nobody has the address.
+    display_name: Option<&'a str>,
+    /// The language to invite it in; the site's when empty.
+    locale: &'a str,
+}
+
 impl Gateway {
     /// The language of a site, for the people invited to it.
     async fn site_language(&self, ctx: &Ctx, site_id: Uuid) -> Result<String, GatewayError> {
@@ -148,21 +160,29 @@ impl Gateway {
     /// Admits the caller of the contact-changing `method` on `site_id`, then binds the
     /// login e-mail `email` to its account, inviting it in the site's language unless its
     /// address is proven (see [`Gateway::person`], rule I1). Returns the user and whether it was invited.
+    ///
+    /// When `role` implies rights, the caller also needs the authority to grant them (T6,
+    /// [`role_authority`]); it is checked before anyone is invited.
     async fn admit_person(
         &self,
         ctx: &Ctx,
         method: &str,
         site_id: Uuid,
-        email: &str,
-        display_name: Option<&str>,
-        locale: &str,
+        role: Option<i32>,
+        person: PersonByEmail<'_>,
     ) -> Result<(User, bool), GatewayError> {
         self.admit_site(ctx, method, site_id).await?;
+        let authority = role
+            .and_then(|role| contacts::ContactRole::try_from(role).ok())
+            .and_then(role_authority);
+        if let Some(need) = authority {
+            self.require(ctx, site_id, need).await?;
+        }
         self.person(
             ctx,
-            email,
-            display_name,
-            locale,
+            person.email,
+            person.display_name,
+            person.locale,
             self.site_language(ctx, site_id),
         )
         .await
@@ -244,9 +264,12 @@ impl Gateway {
                 ctx,
                 method::ASSIGN_CONTACT,
                 site_id,
-                &request.email,
-                request.display_name.as_deref(),
-                &request.locale,
+                Some(request.role),
+                PersonByEmail {
+                    email: &request.email,
+                    display_name: request.display_name.as_deref(),
+                    locale: &request.locale,
+                },
             )
             .await?;
         let response = self
@@ -336,9 +359,12 @@ impl Gateway {
                 ctx,
                 method::REPLACE_CONTACT,
                 site_id,
-                &request.email,
-                request.display_name.as_deref(),
-                &request.locale,
+                Some(request.role),
+                PersonByEmail {
+                    email: &request.email,
+                    display_name: request.display_name.as_deref(),
+                    locale: &request.locale,
+                },
             )
             .await?;
         let response = self
@@ -363,6 +389,14 @@ impl Gateway {
 
     /// `TransferPrimaryContact` (C8): ACCOUNT_MANAGEMENT; the new primary is bound by e-mail
     /// (invited unless its address is proven, rule I1), then the registry transfers the role.
+    ///
+    /// The check is made against a state the registry can hold the transfer to (see
+    /// `Registry::transfer_primary`): the gateway reads the site afresh and sends its etag
+    /// (or the client's, which is no newer), so a transfer against a site that changed since
+    /// then fails with `Aborted`. A customer who was not the primary in that read transfers
+    /// on an explicit account-management grant only: what access management's projection of
+    /// the registry still shows as implied by PRIMARY may be a transfer behind, so ten
+    /// concurrent transfers by one primary commit exactly once.
     pub async fn transfer_primary_contact(
         &self,
         ctx: &Ctx,
@@ -374,11 +408,52 @@ impl Gateway {
                 ctx,
                 method::TRANSFER_PRIMARY_CONTACT,
                 site_id,
-                &request.email,
-                request.display_name.as_deref(),
-                &request.locale,
+                None,
+                PersonByEmail {
+                    email: &request.email,
+                    display_name: request.display_name.as_deref(),
+                    locale: &request.locale,
+                },
             )
             .await?;
+        let site = self
+            .clients
+            .get_site(
+                ctx,
+                contacts::GetSiteRequest {
+                    site_id: site_id.to_string(),
+                },
+            )
+            .await?
+            .site;
+        let site = required(Svc::Contacts, "site", site)?;
+        let caller = ctx.caller()?;
+        if !caller.is_operator() && site.primary_user_id != caller.subject.to_string() {
+            let profile = self
+                .clients
+                .get_access_profile(
+                    ctx,
+                    kc_proto::access::GetAccessProfileRequest {
+                        site_id: site_id.to_string(),
+                        user_id: caller.subject.to_string(),
+                    },
+                )
+                .await?
+                .profile;
+            let explicit = profile.and_then(|profile| profile.explicit);
+            let granted = kc_proto::access::AccountManagementAccess::Granted as i32;
+            if explicit.is_none_or(|tools| tools.account_management != granted) {
+                return Err(GatewayError::PermissionDenied(
+                    "permission denied: rule C8: only the current primary contact or a holder of account management transfers the primary contact"
+                        .into(),
+                ));
+            }
+        }
+        let etag = if request.etag.is_empty() {
+            site.etag
+        } else {
+            request.etag
+        };
         let response = self
             .clients
             .transfer_primary_contact(
@@ -386,7 +461,7 @@ impl Gateway {
                 contacts::TransferPrimaryContactRequest {
                     site_id: site_id.to_string(),
                     new_user_id: user.user_id,
-                    etag: request.etag,
+                    etag,
                     previous_primary_role: request.previous_primary_role,
                 },
             )
@@ -422,6 +497,7 @@ mod tests {
             }),
             update_time: None,
             etag: format!("{created}"),
+            ..Default::default()
         }
     }
 

@@ -10,6 +10,7 @@ mod audit;
 mod contacts;
 mod me;
 mod notices;
+mod notification_email;
 mod requests;
 mod rights;
 mod sessions;
@@ -29,7 +30,7 @@ use uuid::Uuid;
 use crate::clients::{Clients, Ctx, Svc};
 use crate::error::GatewayError;
 use crate::policy::{Need, Rule, rule};
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{RateLimiter, WriteClass, WriteLimits, address_key};
 
 /// Most users identity returns in one `BatchGetUsers`.
 const BATCH_GET_USERS_MAX: usize = 500;
@@ -49,12 +50,34 @@ const SERVICES_ONLY_SEND_NOTICES: &str =
 pub struct Gateway {
     clients: Clients,
     sessions: RateLimiter,
+    writes: WriteLimits,
 }
 
 impl Gateway {
-    /// The operations over `clients`, limiting the session RPCs with `sessions`.
-    pub fn new(clients: Clients, sessions: RateLimiter) -> Self {
-        Self { clients, sessions }
+    /// The operations over `clients`, limiting the session RPCs per client address with
+    /// `sessions` and the signed-in writes per caller with `writes`.
+    pub fn new(clients: Clients, sessions: RateLimiter, writes: WriteLimits) -> Self {
+        Self {
+            clients,
+            sessions,
+            writes,
+        }
+    }
+
+    /// Takes a token of `class` for the signed-in caller of `ctx` (its subject: the person,
+    /// or the service account), before anything else of the write runs.
+    pub fn limit_writes(&self, ctx: &Ctx, class: WriteClass) -> Result<(), GatewayError> {
+        let caller = ctx.caller()?;
+        self.writes
+            .acquire(class, caller.subject)
+            .map_err(|retry_after| {
+                tracing::info!(
+                    caller = %caller.subject,
+                    class = ?class,
+                    "write rate limit reached"
+                );
+                GatewayError::TooManyWrites { class, retry_after }
+            })
     }
 
     /// Admits the caller of `method` when its rule is about the caller alone (signed-in
@@ -159,11 +182,12 @@ impl Gateway {
             .collect())
     }
 
-    /// Takes a session token for `peer` (calls without a known address share one bucket).
-    fn limit_sessions(&self, peer: Option<IpAddr>) -> Result<(), GatewayError> {
-        let address = peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    /// Takes a session token for the client address `client` (an IPv6 client's /64; calls
+    /// without a known address share one bucket).
+    fn limit_sessions(&self, client: Option<IpAddr>) -> Result<(), GatewayError> {
+        let address = address_key(client.unwrap_or(IpAddr::from([0, 0, 0, 0])));
         self.sessions.acquire(address).map_err(|retry_after| {
-            tracing::info!(peer = %address, "session rate limit reached");
+            tracing::info!(client = %address, "session rate limit reached");
             GatewayError::RateLimited { retry_after }
         })
     }

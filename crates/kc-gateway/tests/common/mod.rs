@@ -48,6 +48,8 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 /// Cheap argon2 parameters: the tests exercise the logic, not the cost.
 pub const FAST_HASHING: [&str; 4] = ["--argon2-memory-kib", "256", "--argon2-iterations", "1"];
+/// The gateway's per-caller write limits, which [`Suite::start_with`] turns off unless told.
+pub const WRITE_LIMITS: [&str; 2] = ["--access-request-rate-limit", "--write-rate-limit"];
 /// A service stops at once when told (no drain), as a crash looks to its callers.
 pub const NO_DRAIN: [&str; 4] = ["--shutdown-delay", "0s", "--shutdown-grace", "0s"];
 
@@ -104,7 +106,9 @@ impl Suite {
         Self::start_with(&["--session-rate-limit", "off"]).await
     }
 
-    /// Starts the suite; `gateway_extra` are more flags for the gateway.
+    /// Starts the suite; `gateway_extra` are more flags for the gateway. The per-caller
+    /// write limits are off unless `gateway_extra` sets them (fixtures write a lot as one
+    /// operator).
     pub async fn start_with(gateway_extra: &[&str]) -> Self {
         let smtp = SmtpServer::start().await;
         let db = test_database().await;
@@ -116,6 +120,9 @@ impl Suite {
         argv.extend(FAST_HASHING);
         argv.extend(NO_DRAIN);
         argv.extend(key_args.iter().map(String::as_str));
+        // Every request that mails a code mails it at once (the outstanding code again when
+        // there is one), so that a test sees one mail per request.
+        argv.extend(["--code-mail-interval", "0s"]);
         let identity_args = IdentityArgs::parse_from(argv).expect("identity arguments parse");
         let identity = start_identity(&identity_args, any).await;
         let identity_domain = kc_identity::build(&identity_args)
@@ -131,6 +138,7 @@ impl Suite {
             identity.url(),
         ];
         argv.extend(NO_DRAIN.map(str::to_owned));
+        argv.extend(kc_testkit::secrets::contacts_key_args());
         let contacts_args = ContactsArgs::parse_from(argv).expect("contacts arguments");
         let contacts = start_contacts(&contacts_args, any).await;
 
@@ -205,6 +213,11 @@ impl Suite {
             gateway_secret,
         ];
         argv.extend(NO_DRAIN.map(str::to_owned));
+        for flag in WRITE_LIMITS {
+            if !gateway_extra.contains(&flag) {
+                argv.extend([flag.to_owned(), "off".to_owned()]);
+            }
+        }
         argv.extend(gateway_extra.iter().map(|flag| (*flag).to_owned()));
         let gateway_args = GatewayArgs::parse_from(argv).expect("gateway arguments parse");
         let gateway = start_gateway(&gateway_args, any).await;
