@@ -28,6 +28,9 @@ pub enum GatewayError {
     /// The named object does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// A rule refuses the change in the state things are in (the message cites it).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// Too many session calls from one address.
     #[error("rate limited for {retry_after:?}")]
     RateLimited {
@@ -132,6 +135,7 @@ impl GatewayError {
             Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::NotFound(_) => Code::NotFound,
+            Self::FailedPrecondition(_) => Code::FailedPrecondition,
             Self::RateLimited { .. } | Self::TooManyWrites { .. } | Self::ResourceExhausted(_) => {
                 Code::ResourceExhausted
             }
@@ -188,6 +192,7 @@ impl From<GatewayError> for Status {
             }
             GatewayError::PermissionDenied(message) => Status::permission_denied(message),
             GatewayError::NotFound(message) => Status::not_found(message),
+            GatewayError::FailedPrecondition(message) => Status::failed_precondition(message),
             GatewayError::RateLimited { retry_after } => {
                 retry_later("too many session requests from this address", retry_after)
             }

@@ -193,3 +193,96 @@ async fn nobody_gives_itself_a_role_that_implies_rights() {
     .await
     .expect("a role without rights");
 }
+
+async fn remove(
+    suite: &Suite,
+    by: &Person,
+    site_id: &str,
+    contact_id: &str,
+) -> Result<gw::RemoveContactResponse, tonic::Status> {
+    suite
+        .gw()
+        .remove_contact(authed(
+            Some(&by.token),
+            gw::RemoveContactRequest {
+                site_id: site_id.into(),
+                contact_id: contact_id.into(),
+                etag: String::new(),
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+// rule T6: removing a role takes away what it implies, so it needs the authority over it. A
+// secondary (manage access and contact updates UPDATE, T3) removes a billing contact, but
+// not the ADMINISTRATIVE contact (account documents VIEW is above its own level, T4); the
+// primary removes both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_role_needs_the_authority_over_what_it_implies() {
+    let suite = Suite::start().await;
+    let primary = suite.person("Removal Primary").await;
+    let site = suite.create_site("Removal Site", &primary, None).await;
+    let secondary = suite.person("Removal Secondary").await;
+    let admin = suite.person("Removal Admin").await;
+    let billing = suite.person("Removal Billing").await;
+    suite
+        .assign(&site.site_id, &secondary, Role::Secondary)
+        .await;
+    let admin_contact = suite
+        .assign(&site.site_id, &admin, Role::Administrative)
+        .await;
+    let billing_contact = suite.assign(&site.site_id, &billing, Role::Billing).await;
+    suite
+        .wait_role(&site.site_id, &secondary.id, Role::Secondary)
+        .await;
+
+    let refused = remove(&suite, &secondary, &site.site_id, &admin_contact.contact_id)
+        .await
+        .expect_err("rule T6: the secondary cannot take away account documents VIEW");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    remove(
+        &suite,
+        &secondary,
+        &site.site_id,
+        &billing_contact.contact_id,
+    )
+    .await
+    .expect("a role that implies nothing");
+    remove(&suite, &primary, &site.site_id, &admin_contact.contact_id)
+        .await
+        .expect("the primary removes the administrative contact");
+}
+
+// rule I4 (issue 14, hygiene): a disabled account is given no role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_account_is_given_no_role() {
+    use kc_proto::identity::identity_service_client::IdentityServiceClient;
+    use kc_proto::identity::{self as ipb};
+    let suite = Suite::start().await;
+    let primary = suite.person("Hygiene Primary").await;
+    let site = suite.create_site("Hygiene Site", &primary, None).await;
+    let gone = suite.person("Gone Person").await;
+    IdentityServiceClient::new(kc_testkit::ready_channel(&suite.identity.url()).await)
+        .disable_user(authed(
+            Some(&suite.operator.token),
+            ipb::DisableUserRequest {
+                user_id: gone.id.clone(),
+            },
+        ))
+        .await
+        .expect("the operator disables the user");
+    let before = contacts(&suite, &site.site_id).await;
+    let refused = assign(
+        &suite,
+        &suite.operator,
+        &site.site_id,
+        Role::Billing,
+        &gone.email,
+    )
+    .await
+    .expect_err("rule I4: no role for a disabled account");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(cites(refused.message(), "I4"), "{refused:?}");
+    assert_eq!(contacts(&suite, &site.site_id).await, before);
+}

@@ -188,6 +188,41 @@ impl Gateway {
         .await
     }
 
+    /// Removing a contact whose role implies rights takes them away: the caller needs the
+    /// authority over them (T6, [`role_authority`]). The site's few rights-implying
+    /// contacts (at most one ADMINISTRATIVE, one STC and four SECONDARY, C3, C5, C6) are
+    /// read afresh to learn the role of `contact_id`; a contact's role never changes.
+    async fn admit_removal(
+        &self,
+        ctx: &Ctx,
+        site_id: Uuid,
+        contact_id: Uuid,
+    ) -> Result<(), GatewayError> {
+        use contacts::ContactRole as Role;
+        let implying = [Role::Administrative, Role::SiteTechnical, Role::Secondary];
+        let listed = self
+            .clients
+            .list_site_contacts(
+                ctx,
+                contacts::ListSiteContactsRequest {
+                    site_id: site_id.to_string(),
+                    roles: implying.iter().map(|role| *role as i32).collect(),
+                    page_size: DOWNSTREAM_PAGE_MAX,
+                    page_token: String::new(),
+                },
+            )
+            .await?;
+        let role = listed
+            .contacts
+            .iter()
+            .find(|contact| contact.contact_id == contact_id.to_string())
+            .and_then(|contact| Role::try_from(contact.role).ok());
+        match role.and_then(role_authority) {
+            Some(need) => self.require(ctx, site_id, need).await,
+            None => Ok(()),
+        }
+    }
+
     /// `ShowAllContacts` (C7): every contact of the site (read while CONTACTS_VIEW is
     /// checked), their users from identity, one entry per person.
     pub async fn show_all_contacts(
@@ -330,6 +365,7 @@ impl Gateway {
         let contact_id = id("contact_id", &request.contact_id)?;
         self.admit_site(ctx, method::REMOVE_CONTACT, site_id)
             .await?;
+        self.admit_removal(ctx, site_id, contact_id).await?;
         let response = self
             .clients
             .remove_contact(

@@ -262,6 +262,13 @@ impl Gateway {
         match invited {
             Ok(response) => {
                 let user = required(Svc::Identity, "user", response.user)?;
+                // rule I4: a disabled user holds nothing, so it is given no role either.
+                if user.state == identity::UserState::Disabled as i32 {
+                    return Err(GatewayError::FailedPrecondition(
+                        "rule I4: the account of this e-mail is disabled; roles go only to active users"
+                            .into(),
+                    ));
+                }
                 if response.invited {
                     tracing::info!(user_id = %user.user_id, "invited an address (rule I1)");
                 }
