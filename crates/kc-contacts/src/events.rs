@@ -12,7 +12,6 @@ use chrono::{DateTime, Utc};
 use kc_proto::contacts::{self as pb, event::Payload};
 use kc_runtime::outbox::{self, EncodedEvent, StoredEvent};
 use kc_runtime::values::timestamp;
-use prost::Message;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -176,31 +175,16 @@ pub fn notification_email_confirmed(actor: Actor, site: &Site, contact: &Contact
 /// Empties the sealed code of the outbox event `event_id` (its code was used, replaced,
 /// withdrawn or expired), so that nothing readable of it remains in the stream.
 pub async fn drop_sealed_code(conn: &mut PgConnection, event_id: Uuid) -> Result<(), sqlx::Error> {
-    let payload: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT payload FROM outbox_events WHERE event_id = $1 FOR UPDATE")
-            .bind(event_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let Some(payload) = payload else {
-        return Ok(());
-    };
-    let Ok(mut event) = pb::Event::decode(payload.as_slice()) else {
-        tracing::error!(event_id = %event_id, "undecodable outbox event left as is");
-        return Ok(());
-    };
-    let Some(Payload::NotificationEmailChangeRequested(requested)) = &mut event.payload else {
-        return Ok(());
-    };
-    if requested.sealed_code.is_empty() {
-        return Ok(());
-    }
-    requested.sealed_code.clear();
-    sqlx::query("UPDATE outbox_events SET payload = $2 WHERE event_id = $1")
-        .bind(event_id)
-        .bind(event.encode_to_vec())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    outbox::rewrite_event::<pb::Event>(conn, event_id, |event| match &mut event.payload {
+        Some(Payload::NotificationEmailChangeRequested(requested))
+            if !requested.sealed_code.is_empty() =>
+        {
+            requested.sealed_code.clear();
+            true
+        }
+        _ => false,
+    })
+    .await
 }
 
 /// Appends `event` in the caller's transaction.

@@ -190,28 +190,16 @@ pub async fn drop_sealed_codes(
     event_ids: &[Uuid],
 ) -> Result<(), sqlx::Error> {
     for event_id in event_ids {
-        let payload: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT payload FROM outbox_events WHERE event_id = $1 FOR UPDATE")
-                .bind(event_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        let Some(payload) = payload else { continue };
-        let Ok(mut event) = pb::Event::decode(payload.as_slice()) else {
-            tracing::error!(event_id = %event_id, "undecodable outbox event left as is");
-            continue;
-        };
-        let Some(Payload::EmailVerificationRequested(requested)) = &mut event.payload else {
-            continue;
-        };
-        if requested.sealed_code.is_empty() {
-            continue;
-        }
-        requested.sealed_code.clear();
-        sqlx::query("UPDATE outbox_events SET payload = $2 WHERE event_id = $1")
-            .bind(event_id)
-            .bind(event.encode_to_vec())
-            .execute(&mut *conn)
-            .await?;
+        outbox::rewrite_event::<pb::Event>(conn, *event_id, |event| match &mut event.payload {
+            Some(Payload::EmailVerificationRequested(requested))
+                if !requested.sealed_code.is_empty() =>
+            {
+                requested.sealed_code.clear();
+                true
+            }
+            _ => false,
+        })
+        .await?;
     }
     Ok(())
 }

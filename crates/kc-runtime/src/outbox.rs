@@ -137,6 +137,39 @@ pub async fn append(conn: &mut PgConnection, event: NewEvent<'_>) -> Result<Uuid
         .await
 }
 
+/// Rewrites the message of the outbox event `event_id` in the caller's transaction: `edit`
+/// changes the decoded message and says whether it changed anything; only then is the row
+/// written back. For what must not stay readable in the stream once it is over (e.g. a
+/// sealed one-time code that was used): the event keeps its place and id. A missing event
+/// is left alone; an undecodable one is logged and left as is.
+pub async fn rewrite_event<E: prost::Message + Default>(
+    conn: &mut PgConnection,
+    event_id: Uuid,
+    edit: impl FnOnce(&mut E) -> bool,
+) -> Result<(), sqlx::Error> {
+    let payload: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT payload FROM outbox_events WHERE event_id = $1 FOR UPDATE")
+            .bind(event_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(payload) = payload else {
+        return Ok(());
+    };
+    let Ok(mut message) = E::decode(payload.as_slice()) else {
+        tracing::error!(event_id = %event_id, "undecodable outbox event left as is");
+        return Ok(());
+    };
+    if !edit(&mut message) {
+        return Ok(());
+    }
+    sqlx::query("UPDATE outbox_events SET payload = $2 WHERE event_id = $1")
+        .bind(event_id)
+        .bind(message.encode_to_vec())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// A service event encoded ahead of its transaction: its type, the id of the resource it is
 /// about, and its prost-encoded message (without the position fields the stream fills in).
 #[derive(Clone, Debug, PartialEq, Eq)]

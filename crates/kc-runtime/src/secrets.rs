@@ -37,6 +37,37 @@ const NONCE_LEN: usize = 12;
 /// HKDF `info` of a sealed box's key.
 const SEALED_BOX_INFO: &[u8] = b"keycontacts sealed box v1";
 
+/// The Crockford base32 alphabet of long one-time codes (no I, L, O, U).
+pub const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// A random one-time code of `len` Crockford base32 characters (5 bits each), as the codes
+/// mailed to prove an address are; every character is equally likely.
+pub fn crockford_code(len: usize) -> anyhow::Result<Zeroizing<String>> {
+    let mut bytes = Zeroizing::new(vec![0u8; len]);
+    getrandom::fill(bytes.as_mut_slice()).map_err(|error| anyhow::anyhow!("getrandom: {error}"))?;
+    // 256 is a multiple of 32: every character is equally likely.
+    Ok(Zeroizing::new(
+        bytes
+            .iter()
+            .map(|byte| char::from(CROCKFORD[usize::from(byte % 32)]))
+            .collect(),
+    ))
+}
+
+/// A code as a person typed it, in canonical form: spaces and hyphens dropped, upper case,
+/// and the Crockford look-alikes (`O` for 0, `I` and `L` for 1) read as digits.
+pub fn normalize_code(presented: &str) -> String {
+    presented
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .map(|c| match c.to_ascii_uppercase() {
+            'O' => '0',
+            'I' | 'L' => '1',
+            other => other,
+        })
+        .collect()
+}
+
 /// 32 random bytes, base64 encoded: the content of a new key file.
 pub fn generate_key() -> anyhow::Result<String> {
     Ok(STANDARD.encode(random_bytes()?.as_slice()))
@@ -335,6 +366,16 @@ mod tests {
         assert!(other.decrypt(&sealed, b"kid-1").is_err());
         assert_ne!(key.id(), other.id());
         assert_eq!(key.id().len(), 16);
+    }
+
+    #[test]
+    fn crockford_codes_have_their_alphabet_and_canonical_form() {
+        let code = crockford_code(20).unwrap();
+        assert_eq!(code.len(), 20);
+        assert!(code.bytes().all(|b| CROCKFORD.contains(&b)));
+        assert_eq!(normalize_code(&code), *code);
+        assert_eq!(normalize_code(" ab-cd io l "), "ABCD101");
+        assert_ne!(*crockford_code(20).unwrap(), *code);
     }
 
     #[test]

@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use kc_runtime::secrets::SealingKey;
+use kc_runtime::secrets::normalize_code as normalize;
+use kc_runtime::secrets::{CROCKFORD, SealingKey, crockford_code};
 use sha2::{Digest, Sha256};
 
 use super::{ContactsError, Result};
@@ -19,8 +20,6 @@ pub const CODE_LEN: usize = 20;
 pub const MAX_FAILED_ATTEMPTS: i32 = 5;
 /// How long a code is valid unless configured otherwise.
 pub const DEFAULT_CODE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-/// The Crockford base32 alphabet (no I, L, O, U).
-const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// Domain separation of the stored hash.
 const HASH_LABEL: &[u8] = b"keycontacts notification-email code v1\0";
 
@@ -37,35 +36,13 @@ impl std::fmt::Debug for Code {
 impl Code {
     /// A new random code.
     pub fn generate() -> anyhow::Result<Self> {
-        let mut bytes = [0u8; CODE_LEN];
-        getrandom::fill(&mut bytes).map_err(|error| anyhow::anyhow!("getrandom: {error}"))?;
-        // 256 is a multiple of 32: every character is equally likely.
-        Ok(Self(
-            bytes
-                .iter()
-                .map(|byte| char::from(CROCKFORD[usize::from(byte % 32)]))
-                .collect(),
-        ))
+        Ok(Self(crockford_code(CODE_LEN)?.to_string()))
     }
 
     /// The code as mailed.
     pub fn expose(&self) -> &str {
         &self.0
     }
-}
-
-/// A code as a person typed it, in canonical form: spaces and hyphens dropped, upper case,
-/// and the Crockford look-alikes (`O` for 0, `I` and `L` for 1) read as digits.
-pub fn normalize(presented: &str) -> String {
-    presented
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '-')
-        .map(|c| match c.to_ascii_uppercase() {
-            'O' => '0',
-            'I' | 'L' => '1',
-            other => other,
-        })
-        .collect()
 }
 
 /// What is stored for a code: SHA-256 over a label and the canonical code.

@@ -2,7 +2,8 @@
 //! HMAC under a subkey of the key-encryption key) and how they travel (sealed to
 //! notification's key). No code is ever stored or published in plaintext.
 
-use kc_runtime::secrets::{SealingKey, SecretKey};
+use kc_runtime::secrets::normalize_code as normalize;
+use kc_runtime::secrets::{SealingKey, SecretKey, crockford_code};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
@@ -12,8 +13,6 @@ use crate::config::Secrets;
 pub const SHORT_CODE_LEN: usize = 6;
 /// Length of a long code (Crockford base32, 100 bits), mailed while an address is locked.
 pub const LONG_CODE_LEN: usize = 20;
-/// The Crockford base32 alphabet (no I, L, O, U).
-const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// Label of the MAC subkey of the key-encryption key.
 const MAC_LABEL: &str = "verification-code";
 
@@ -72,13 +71,7 @@ impl Code {
     /// A new random code: 6 digits, or 20 Crockford base32 characters when `long`.
     pub fn generate(long: bool) -> anyhow::Result<Self> {
         let text = if long {
-            let mut bytes = [0u8; LONG_CODE_LEN];
-            getrandom::fill(&mut bytes)?;
-            // 256 is a multiple of 32: every character is equally likely.
-            bytes
-                .iter()
-                .map(|byte| char::from(CROCKFORD[usize::from(byte % 32)]))
-                .collect()
+            crockford_code(LONG_CODE_LEN)?.to_string()
         } else {
             loop {
                 let mut bytes = [0u8; 4];
@@ -102,20 +95,6 @@ impl Code {
     pub fn is_long(&self) -> bool {
         self.long
     }
-}
-
-/// A code as a person typed it, in canonical form: spaces and hyphens dropped, upper case,
-/// and the Crockford look-alikes (`O` for 0, `I` and `L` for 1) read as digits.
-pub fn normalize(presented: &str) -> String {
-    presented
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '-')
-        .map(|c| match c.to_ascii_uppercase() {
-            'O' => '0',
-            'I' | 'L' => '1',
-            other => other,
-        })
-        .collect()
 }
 
 /// The keys that protect codes: the MAC that stands for a code at rest, and the sealing key
@@ -189,7 +168,11 @@ mod tests {
         assert!(short.expose().chars().all(|c| c.is_ascii_digit()));
         let long = Code::generate(true).unwrap();
         assert_eq!(long.expose().len(), LONG_CODE_LEN);
-        assert!(long.expose().bytes().all(|b| CROCKFORD.contains(&b)));
+        assert!(
+            long.expose()
+                .bytes()
+                .all(|b| kc_runtime::secrets::CROCKFORD.contains(&b))
+        );
         assert_eq!(normalize(long.expose()), long.expose());
         assert_eq!(normalize(" ab-cd io l "), "ABCD101");
         assert!(!format!("{short:?}").contains(short.expose()));
