@@ -388,6 +388,23 @@ async fn the_gateways_reflection_names_only_its_public_api() {
     ])
     .await;
     assert!(site.contains("site_number"), "{site}");
+    // The error-detail types are described: grpcurl prints a refusal's field violations.
+    let refused = grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"email":"","code":"123456","password":"whatever it is"}"#,
+        &address,
+        "keycontacts.gateway.v1.GatewayService/VerifyEmail",
+    ])
+    .await;
+    assert!(!refused.success, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("google.rpc.BadRequest")
+            && refused.stderr.contains("fieldViolations")
+            && !refused.stderr.contains("is not recognized"),
+        "{}",
+        refused.stderr
+    );
     // An internal service still describes everything to the suite's own callers.
     let contacts_listed =
         grpcurl_ok(&["-plaintext", &suite.contacts.addr.to_string(), "list"]).await;

@@ -193,6 +193,13 @@ async fn grpcurl_lists_describes_registers_authenticates_and_reads() {
         stderr.contains("InvalidArgument") && stderr.contains("email"),
         "{stderr}"
     );
+    // Reflection describes the error-detail types: grpcurl prints the field violation.
+    assert!(
+        stderr.contains("google.rpc.BadRequest")
+            && stderr.contains("fieldViolations")
+            && !stderr.contains("is not recognized"),
+        "{stderr}"
+    );
 
     let health = grpcurl_ok(&["-plaintext", addr, "grpc.health.v1.Health/Check"]).await;
     assert!(health.contains("SERVING"), "{health}");

@@ -278,9 +278,12 @@ pub async fn serve(
         }
         only => reflection_descriptors(only).map(|set| builder.register_file_descriptor_set(set)),
     };
+    // The error-detail types (google.rpc.BadRequest, RetryInfo, …) are described too, so
+    // that grpcurl prints an error's details instead of "is not recognized".
     let configure = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
     };
     let reflection_v1 = reflection(configure())?
         .build_v1()
