@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::Parser;
 use kc_runtime::client::{ReplicaSettings, ServiceAccountArgs};
 use kc_runtime::config::{IdentityUrlArgs, ServerArgs, parse_duration, parse_http_url};
+use kc_runtime::server::GrpcWeb;
 
 use crate::ratelimit::{Rate, TrustedProxies, parse_rate, parse_trusted_proxies};
 
@@ -82,6 +83,54 @@ pub struct GatewayArgs {
     /// at most this much later (see the README's gateway decisions).
     #[arg(long, env = "KC_READ_CACHE_TTL", default_value = "1s", value_parser = parse_duration)]
     pub read_cache_ttl: Duration,
+    /// The browser origins (comma-separated: `https://app.example.org,http://localhost:5173`)
+    /// allowed to call the gateway's gRPC-Web from another origin (CORS); empty: none, no
+    /// CORS headers are sent, so a browser calls only from the gateway's own origin.
+    #[arg(
+        long,
+        env = "KC_CORS_ALLOWED_ORIGINS",
+        default_value = "",
+        value_parser = parse_allowed_origins
+    )]
+    pub cors_allowed_origins: GrpcWeb,
+}
+
+/// Parses `--cors-allowed-origins`: comma-separated origins, each exactly
+/// `http[s]://host[:port]` as a browser sends it in `Origin` (no path, no trailing slash, no
+/// user, no wildcard), compared in lower case.
+pub fn parse_allowed_origins(text: &str) -> Result<GrpcWeb, String> {
+    let mut allowed_origins = Vec::new();
+    for part in text
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+    {
+        let origin = part.to_ascii_lowercase();
+        let uri: http::Uri = origin
+            .parse()
+            .map_err(|_| format!("cors allowed origin {part:?} is not a url"))?;
+        // `origin` must be exactly what the scheme and authority print back: no path, no
+        // trailing slash, no query; and the authority a plain host (no user, no wildcard).
+        let valid = match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme @ ("http" | "https")), Some(authority)) => {
+                !authority.as_str().contains(['@', '*'])
+                    && origin == format!("{scheme}://{authority}")
+            }
+            _ => false,
+        };
+        if !valid {
+            return Err(format!(
+                "cors allowed origin {part:?} must be http[s]://host[:port], with no path, \
+                 trailing slash or wildcard"
+            ));
+        }
+        let value = http::HeaderValue::from_str(&origin)
+            .map_err(|_| format!("cors allowed origin {part:?} is not a header value"))?;
+        if !allowed_origins.contains(&value) {
+            allowed_origins.push(value);
+        }
+    }
+    Ok(GrpcWeb { allowed_origins })
 }
 
 impl GatewayArgs {
@@ -196,7 +245,34 @@ mod tests {
         assert_eq!(args.write_rate_burst, 30);
         assert_eq!(args.read_cache_ttl, Duration::from_secs(1));
         assert_eq!(args.account.client_secret, "-secret");
+        assert!(args.cors_allowed_origins.allowed_origins.is_empty());
+        assert!(args.cors_allowed_origins.cors().is_none());
         assert!(args.validate().is_ok());
+    }
+
+    #[test]
+    fn allowed_origins_are_exact_origins() {
+        let args = GatewayArgs::parse_from(BASE.iter().chain(&[
+            "--cors-allowed-origins",
+            "https://App.Example.org, http://localhost:5173,https://app.example.org",
+        ]))
+        .expect("parses");
+        assert_eq!(
+            args.cors_allowed_origins.allowed_origins,
+            vec!["https://app.example.org", "http://localhost:5173"]
+        );
+        for bad in [
+            "*",
+            "https://*.example.org",
+            "https://app.example.org/",
+            "https://app.example.org/path",
+            "app.example.org",
+            "ftp://app.example.org",
+            "https://user@app.example.org",
+        ] {
+            let error = parse_allowed_origins(bad).expect_err(bad);
+            assert!(error.contains("cors allowed origin"), "{bad}: {error}");
+        }
     }
 
     #[test]

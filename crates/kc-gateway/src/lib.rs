@@ -98,7 +98,9 @@ pub async fn run_with_verifier(
         .max_decoding_message_size(args.server.max_message_bytes)
         .max_encoding_message_size(args.server.max_message_bytes);
     // Reflection names the public API only, not the internal services behind it.
-    let options =
-        ServeOptions::new(&args.server, vec![SERVICE_NAME], auth).reflect_only(vec![SERVICE_NAME]);
+    // It also speaks gRPC-Web, for browsers, with CORS only for the origins it is given.
+    let options = ServeOptions::new(&args.server, vec![SERVICE_NAME], auth)
+        .reflect_only(vec![SERVICE_NAME])
+        .with_grpc_web(args.cors_allowed_origins.clone());
     serve(listener, Routes::new(service), options, shutdown).await
 }

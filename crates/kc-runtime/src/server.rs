@@ -1,11 +1,14 @@
 //! Server bootstrap: one port serving the service, `grpc.health.v1`, and reflection v1 and
 //! v1alpha, behind the tracing and auth layers, with graceful shutdown on SIGTERM/SIGINT
-//! (health NOT_SERVING first, then stop accepting and drain).
+//! (health NOT_SERVING first, then stop accepting and drain). A public server may also
+//! speak gRPC-Web on the same port ([`GrpcWeb`]), with CORS for the origins it names.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures::FutureExt as _;
+use http::{HeaderName, HeaderValue, Method};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
@@ -121,6 +124,61 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// What reflection describes besides health and itself.
     pub reflection: Reflection,
+    /// Whether the port also speaks gRPC-Web (over HTTP/1.1 and HTTP/2), and for which
+    /// browser origins; `None`: plain gRPC over HTTP/2 only (the internal services).
+    pub grpc_web: Option<GrpcWeb>,
+}
+
+/// gRPC-Web on a server's port (`application/grpc-web` and `application/grpc-web-text`,
+/// translated by `tonic-web`), and the browser origins allowed to call it across origins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrpcWeb {
+    /// Origins (`https://app.example.org`) whose cross-origin calls CORS allows. Empty: no
+    /// CORS headers at all, so browsers call only from the server's own origin (and clients
+    /// that are not browsers, which CORS does not concern, call anyway).
+    pub allowed_origins: Vec<HeaderValue>,
+}
+
+/// Request headers a gRPC-Web client in a browser sends, allowed by a CORS preflight.
+pub const GRPC_WEB_ALLOWED_HEADERS: [&str; 7] = [
+    "authorization",
+    "content-type",
+    "grpc-timeout",
+    "x-grpc-web",
+    "x-user-agent",
+    "traceparent",
+    "tracestate",
+];
+
+/// Response headers a browser lets a gRPC-Web client read (a trailers-only answer, an
+/// error, carries its status in headers rather than in the trailer frame).
+pub const GRPC_WEB_EXPOSED_HEADERS: [&str; 3] =
+    ["grpc-status", "grpc-message", "grpc-status-details-bin"];
+
+/// How long a browser may keep a preflight's answer (Chromium keeps at most 2 hours).
+const CORS_MAX_AGE: Duration = Duration::from_secs(2 * 60 * 60);
+
+impl GrpcWeb {
+    /// The CORS layer for the allowed origins; `None` when there are none. Credentials
+    /// (cookies) are not allowed: callers send their token in `authorization`.
+    pub fn cors(&self) -> Option<tower_http::cors::CorsLayer> {
+        use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, ExposeHeaders};
+        if self.allowed_origins.is_empty() {
+            return None;
+        }
+        Some(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(self.allowed_origins.iter().cloned()))
+                .allow_methods(AllowMethods::list([Method::POST]))
+                .allow_headers(AllowHeaders::list(
+                    GRPC_WEB_ALLOWED_HEADERS.map(HeaderName::from_static),
+                ))
+                .expose_headers(ExposeHeaders::list(
+                    GRPC_WEB_EXPOSED_HEADERS.map(HeaderName::from_static),
+                ))
+                .max_age(CORS_MAX_AGE),
+        )
+    }
 }
 
 /// The services of kc-proto that reflection describes.
@@ -144,7 +202,14 @@ impl ServeOptions {
             shutdown_delay: args.shutdown_delay,
             shutdown_grace: args.shutdown_grace,
             reflection: Reflection::Everything,
+            grpc_web: None,
         }
+    }
+
+    /// The same options, with gRPC-Web (and HTTP/1.1) accepted on the port besides gRPC.
+    pub fn with_grpc_web(mut self, grpc_web: GrpcWeb) -> Self {
+        self.grpc_web = Some(grpc_web);
+        self
     }
 
     /// The same options, with reflection describing only `services` of kc-proto (plus
@@ -316,13 +381,28 @@ pub async fn serve(
             tokio::time::sleep(delay).await;
         }
     };
-    let server = tonic::transport::Server::builder()
+    let builder = tonic::transport::Server::builder()
         .timeout(options.request_timeout)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .layer(RpcTraceLayer::default())
-        .layer(options.auth)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, stop_accepting);
+        .http2_keepalive_interval(Some(Duration::from_secs(30)));
+    // gRPC-Web is translated to gRPC before tracing and auth, which therefore see the same
+    // calls whatever the protocol; CORS, outside it, answers preflights (`OPTIONS`).
+    let server = match options.grpc_web {
+        None => builder
+            .layer(RpcTraceLayer::default())
+            .layer(options.auth)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, stop_accepting)
+            .boxed(),
+        Some(grpc_web) => builder
+            .accept_http1(true)
+            .layer(tower::util::option_layer(grpc_web.cors()))
+            .layer(tonic_web::GrpcWebLayer::new())
+            .layer(RpcTraceLayer::default())
+            .layer(options.auth)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, stop_accepting)
+            .boxed(),
+    };
     let drain_deadline = async {
         shutdown.wait().await;
         tokio::time::sleep(delay + options.shutdown_grace).await;
