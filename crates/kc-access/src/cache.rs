@@ -58,6 +58,12 @@ use sqlx::postgres::PgListener;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+/// Counter of rights lookups of `Check` and `BatchCheck` answered from memory (one per
+/// permission asked).
+pub const CHECK_CACHE_HITS: &str = "keycontacts_access_check_cache_hits_total";
+/// Counter of rights lookups that loaded their site from the database.
+pub const CHECK_CACHE_MISSES: &str = "keycontacts_access_check_cache_misses_total";
+
 use crate::domain::{Effective, Grants, RoleSet, SiteFacts, Subject};
 use crate::storage::{self, INVALIDATION_CHANNEL};
 
@@ -355,17 +361,20 @@ impl RightsCache {
     }
 
     /// The rights of `user_id` on `site_id`: from memory, filling the site from the database
-    /// on a miss.
+    /// on a miss. Counts the hit or miss ([`CHECK_CACHE_HITS`], [`CHECK_CACHE_MISSES`]) when
+    /// the cache is on.
     pub async fn rights(
         &self,
         pool: &PgPool,
         site_id: Uuid,
         user_id: Uuid,
     ) -> Result<Rights, sqlx::Error> {
-        if self.enabled()
-            && let Some(rights) = self.cached(site_id, user_id)
-        {
-            return Ok(rights);
+        if self.enabled() {
+            if let Some(rights) = self.cached(site_id, user_id) {
+                metrics::counter!(CHECK_CACHE_HITS).increment(1);
+                return Ok(rights);
+            }
+            metrics::counter!(CHECK_CACHE_MISSES).increment(1);
         }
         let generation = self.generation(&site_id).load(Ordering::Acquire);
         let mut conn = pool.acquire().await?;

@@ -75,7 +75,8 @@ pub async fn run_with_verifier(
     let service = ContactRegistryServiceServer::new(api)
         .max_decoding_message_size(args.server.max_message_bytes)
         .max_encoding_message_size(args.server.max_message_bytes);
-    let options = ServeOptions::new(&args.server, vec![SERVICE_NAME], auth);
+    let options =
+        ServeOptions::new(&args.server, vec![SERVICE_NAME], auth).with_pool(SCHEMA, &pool);
     let result = serve(listener, Routes::new(service), options, shutdown).await;
     sweeper.abort();
     pool.close().await;

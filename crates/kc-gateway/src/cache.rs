@@ -76,6 +76,11 @@ pub enum Asker {
     Customer(Uuid),
 }
 
+/// Counter of reads answered from the cache, by downstream `method`.
+pub const READ_CACHE_HITS: &str = "keycontacts_gateway_read_cache_hits_total";
+/// Counter of reads the cache had no fresh answer to, by downstream `method`.
+pub const READ_CACHE_MISSES: &str = "keycontacts_gateway_read_cache_misses_total";
+
 /// One cached question: the RPC, who asked it and the request's encoded bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Question {
@@ -145,11 +150,23 @@ impl ReadCache {
     }
 
     /// The stored answer to `question`, if it has not expired. The answer is copied after
-    /// the lock is released.
+    /// the lock is released. Counts a hit or a miss of the question's method
+    /// ([`READ_CACHE_HITS`], [`READ_CACHE_MISSES`]) when the cache is on.
     pub fn get<T: Clone + Send + Sync + 'static>(&self, question: &Question) -> Option<T> {
         if !self.is_enabled() {
             return None;
         }
+        let found = self.lookup(question);
+        let name = if found.is_some() {
+            READ_CACHE_HITS
+        } else {
+            READ_CACHE_MISSES
+        };
+        metrics::counter!(name, "method" => question.method).increment(1);
+        found
+    }
+
+    fn lookup<T: Clone + Send + Sync + 'static>(&self, question: &Question) -> Option<T> {
         let answer = {
             let state = self.state();
             let entry = state.entries.get(question)?;

@@ -46,6 +46,10 @@ pub enum Rate {
     },
 }
 
+/// Counter of calls refused by a rate limit (`RESOURCE_EXHAUSTED`), by `limit`: `session`
+/// (sign-ins and refreshes per client address), `access_request` or `write` (per caller).
+pub const RATE_LIMITED: &str = "keycontacts_rate_limited_total";
+
 /// Parses `20/min`, `5/s`, `100/h`, a period of several units such as `5/10min` (units:
 /// `s`, `sec`, `second`, `m`, `min`, `minute`, `h`, `hour`), or `off`.
 pub fn parse_rate(text: &str) -> Result<Rate, String> {

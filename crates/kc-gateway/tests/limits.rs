@@ -1,8 +1,9 @@
 //! The gateway's limits and hygiene, through real gRPC calls: the session limiter keyed by
 //! the real client behind a trusted proxy (`--trusted-proxies`), the per-caller limits of
 //! signed-in writes (access requests, other writes that send mail), malformed protobuf
-//! answered `INVALID_ARGUMENT` by the gateway and by an internal service, and the gateway's
-//! reflection naming only its public API.
+//! answered `INVALID_ARGUMENT` by the gateway and by an internal service, the gateway's
+//! reflection naming only its public API, and the gateway's Prometheus metrics (per-RPC
+//! counts by code, rate-limit refusals, read-cache hits and misses).
 
 mod common;
 
@@ -411,5 +412,110 @@ async fn the_gateways_reflection_names_only_its_public_api() {
     assert!(
         contacts_listed.contains("keycontacts.contacts.v1.ContactRegistryService"),
         "{contacts_listed}"
+    );
+}
+
+/// `GET /metrics` of the endpoint at `addr`: the Prometheus text.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the metrics endpoint");
+    stream
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("send the request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("read the response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an http response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
+}
+
+/// The value of the sample of `name` whose labels include every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
+            (metric == name
+                && labels
+                    .iter()
+                    .all(|(key, value)| rest.contains(&format!("{key}=\"{value}\""))))
+            .then(|| value.parse().ok())
+            .flatten()
+        })
+        .next()
+}
+
+#[tokio::test]
+async fn the_gateways_metrics_count_rpcs_refusals_and_cache_reads() {
+    let suite = Suite::start().await;
+    let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    let (_gateway, channel) = suite
+        .another_gateway(&[
+            "--session-rate-limit",
+            "1/h",
+            "--session-rate-burst",
+            "1",
+            "--read-cache-ttl",
+            "60s",
+            "--metrics-listen",
+            &metrics_addr.to_string(),
+        ])
+        .await;
+    passed(refresh(&channel, None).await, "first refresh");
+    limited(refresh(&channel, None).await, "second refresh");
+    let person = suite.person("Mia Metrics").await;
+    for _ in 0..2 {
+        gw::gateway_service_client::GatewayServiceClient::new(channel.clone())
+            .get_me(authed(Some(&person.token), gw::GetMeRequest {}))
+            .await
+            .expect("GetMe");
+    }
+
+    let text = scrape(metrics_addr).await;
+    let handled = |method: &str, code: &str| {
+        sample(
+            &text,
+            "grpc_server_handled_total",
+            &[
+                ("grpc_service", "keycontacts.gateway.v1.GatewayService"),
+                ("grpc_method", method),
+                ("grpc_code", code),
+            ],
+        )
+    };
+    assert!(
+        handled("Refresh", "RESOURCE_EXHAUSTED") >= Some(1.0),
+        "{text}"
+    );
+    assert!(handled("GetMe", "OK") >= Some(2.0), "{text}");
+    assert!(
+        sample(
+            &text,
+            "keycontacts_rate_limited_total",
+            &[("limit", "session")]
+        ) >= Some(1.0),
+        "{text}"
+    );
+    // The first GetMe asked identity and the registry, the second was answered from the
+    // read cache (same caller, well within the minute).
+    assert!(
+        sample(&text, "keycontacts_gateway_read_cache_misses_total", &[]) >= Some(1.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "keycontacts_gateway_read_cache_hits_total", &[]) >= Some(1.0),
+        "{text}"
     );
 }

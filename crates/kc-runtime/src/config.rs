@@ -12,6 +12,9 @@ pub struct ServerArgs {
     /// Address to listen on (defaults to the service's own port on 127.0.0.1).
     #[arg(long, env = "KC_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Address of the Prometheus endpoint (`GET /metrics`, its own port); none: no metrics.
+    #[arg(long, env = "KC_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Log format.
     #[arg(long, env = "KC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -161,6 +164,33 @@ mod tests {
         assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5y").is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    #[test]
+    fn metrics_listen_is_off_unless_given() {
+        use clap::Parser as _;
+        // KC_METRICS_LISTEN would turn it on; the test environment does not set it.
+        if std::env::var_os("KC_METRICS_LISTEN").is_none() {
+            let cli = Cli::try_parse_from(["kc"]).unwrap();
+            assert_eq!(cli.server.metrics_listen, None);
+        }
+        let cli = Cli::try_parse_from(["kc", "--metrics-listen", "0.0.0.0:9090"]).unwrap();
+        assert_eq!(
+            cli.server.metrics_listen,
+            Some("0.0.0.0:9090".parse().unwrap())
+        );
+        for bad in ["9090", "localhost:9090", "0.0.0.0"] {
+            assert!(
+                Cli::try_parse_from(["kc", "--metrics-listen", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

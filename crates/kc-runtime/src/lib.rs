@@ -2,7 +2,7 @@
 //! telemetry, bearer-token authentication (refusing the access tokens identity revoked), the
 //! error → `tonic::Status` mapping, the Postgres pool with migrations, the transactional
 //! outbox with its `WatchEvents` stream, and the helpers the gRPC handlers share (paging,
-//! value parsing, errors to `Status`).
+//! value parsing, errors to `Status`), and the Prometheus metrics endpoint.
 
 pub mod auth;
 pub mod cli;
@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod outbox;
 pub mod paging;
 pub mod revocation;

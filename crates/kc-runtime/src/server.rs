@@ -127,6 +127,10 @@ pub struct ServeOptions {
     /// Whether the port also speaks gRPC-Web (over HTTP/1.1 and HTTP/2), and for which
     /// browser origins; `None`: plain gRPC over HTTP/2 only (the internal services).
     pub grpc_web: Option<GrpcWeb>,
+    /// Where the Prometheus endpoint listens (`--metrics-listen`); `None`: no metrics.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The pools whose connections the metrics report.
+    pub pools: Vec<crate::metrics::PoolGauge>,
 }
 
 /// gRPC-Web on a server's port (`application/grpc-web` and `application/grpc-web-text`,
@@ -203,7 +207,19 @@ impl ServeOptions {
             shutdown_grace: args.shutdown_grace,
             reflection: Reflection::Everything,
             grpc_web: None,
+            metrics_listen: args.metrics_listen,
+            pools: Vec::new(),
         }
+    }
+
+    /// The same options, with the connections of the service's pool (in its `schema`) in
+    /// the metrics.
+    pub fn with_pool(mut self, schema: &'static str, pool: &sqlx::PgPool) -> Self {
+        self.pools.push(crate::metrics::PoolGauge {
+            schema,
+            pool: pool.clone(),
+        });
+        self
     }
 
     /// The same options, with gRPC-Web (and HTTP/1.1) accepted on the port besides gRPC.
@@ -327,6 +343,10 @@ pub async fn set_health(reporter: &HealthReporter, names: &[&'static str], statu
 /// `listener` until `shutdown` triggers, then reports NOT_SERVING, waits `shutdown_delay`,
 /// stops accepting and drains for at most `shutdown_grace`.
 ///
+/// With `metrics_listen`, it also serves the Prometheus metrics there (see
+/// [`crate::metrics`]) for as long as the server runs; an address it cannot bind fails the
+/// start.
+///
 /// Health turns SERVING as soon as the server accepts: callers run migrations and warm
 /// their pool before calling this.
 pub async fn serve(
@@ -360,6 +380,26 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
+
+    let metrics = match options.metrics_listen {
+        Some(addr) => {
+            let handle = crate::metrics::install()?;
+            let metrics_listener = crate::metrics::bind(addr).await?;
+            let metrics_addr = metrics_listener
+                .local_addr()
+                .context("metrics-listen: local address")?;
+            tracing::info!(address = %metrics_addr, "serving metrics at /metrics");
+            Some(tokio::spawn(crate::metrics::serve(
+                metrics_listener,
+                handle,
+                options.pools.clone(),
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
+    // The endpoint stops with the server, whether it stops on `shutdown` or fails.
+    let _metrics = metrics.map(AbortOnDrop);
 
     let local_addr = listener.local_addr().context("listen: local address")?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -415,6 +455,15 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]

@@ -311,6 +311,7 @@ fn revocation(user: Uuid, session: Option<&str>, issued_before: i64) -> TokenRev
 fn server_args() -> ServerArgs {
     ServerArgs {
         listen: None,
+        metrics_listen: None,
         log_format: LogFormat::Pretty,
         request_timeout: Duration::from_secs(30),
         max_message_bytes: 4 * 1024 * 1024,

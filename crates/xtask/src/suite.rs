@@ -128,6 +128,17 @@ impl Service {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Port of its Prometheus endpoint under `cargo xtask up`: 9090 for the gateway's
+    /// 50050, 9091 for identity's 50051, and so on.
+    pub fn metrics_port(&self) -> u16 {
+        9090 + self.port.saturating_sub(50050)
+    }
+
+    /// Address of its Prometheus endpoint under `cargo xtask up`, `127.0.0.1:<port>`.
+    pub fn metrics_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.metrics_port())
+    }
+
     /// Its URL, for the services that call it.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr())
@@ -185,6 +196,9 @@ impl Service {
         command
             .current_dir(workspace::root())
             .env("KC_LOG_FORMAT", "pretty")
+            // Metrics only where the caller asks (`cargo xtask up`): an inherited address
+            // would be bound by the first of several processes only.
+            .env_remove("KC_METRICS_LISTEN")
             .kill_on_drop(true);
         match database_url {
             Some(url) => command.env("DATABASE_URL", url),
@@ -763,10 +777,13 @@ mod tests {
 
     #[test]
     fn ports_are_distinct() {
-        let mut ports: Vec<u16> = SERVICES.iter().map(|s| s.port).collect();
+        let mut ports: Vec<u16> = SERVICES
+            .iter()
+            .flat_map(|s| [s.port, s.metrics_port()])
+            .collect();
         ports.sort_unstable();
         ports.dedup();
-        assert_eq!(ports.len(), SERVICES.len());
+        assert_eq!(ports.len(), 2 * SERVICES.len());
     }
 
     #[test]

@@ -303,14 +303,14 @@ async fn start(
         .map(|service| (service.name, service.url()))
         .collect();
     for service in SERVICES {
-        if std::net::TcpListener::bind(service.addr()).is_err() {
-            anyhow::bail!(
-                "{} is in use: is another `cargo xtask up` running?",
-                service.addr()
-            );
+        for addr in [service.addr(), service.metrics_addr()] {
+            if std::net::TcpListener::bind(&addr).is_err() {
+                anyhow::bail!("{addr} is in use: is another `cargo xtask up` running?");
+            }
         }
         let account = state.service_accounts.get(&service.account_name());
-        let env = service.env(&urls, account, Some(mail))?;
+        let mut env = service.env(&urls, account, Some(mail))?;
+        env.push(("KC_METRICS_LISTEN".to_owned(), service.metrics_addr()));
         if service.sends_mail {
             eprintln!(
                 "xtask: {} delivers mail to {}",
@@ -414,7 +414,12 @@ fn print_summary(
         .unwrap_or(0);
     let mut text = String::from("\nkeycontacts is up:\n");
     for service in SERVICES {
-        text.push_str(&format!("  {:<width$} {}\n", service.bin, service.addr()));
+        text.push_str(&format!(
+            "  {:<width$} {} (metrics: http://{}/metrics)\n",
+            service.bin,
+            service.addr(),
+            service.metrics_addr()
+        ));
     }
     text.push_str(&format!(
         "  {:<width$} {} (superuser)\n",

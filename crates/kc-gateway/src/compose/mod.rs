@@ -30,7 +30,7 @@ use uuid::Uuid;
 use crate::clients::{Clients, Ctx, Svc};
 use crate::error::GatewayError;
 use crate::policy::{Need, Rule, rule};
-use crate::ratelimit::{RateLimiter, WriteClass, WriteLimits, address_key};
+use crate::ratelimit::{RATE_LIMITED, RateLimiter, WriteClass, WriteLimits, address_key};
 
 /// Most users identity returns in one `BatchGetUsers`.
 const BATCH_GET_USERS_MAX: usize = 500;
@@ -71,6 +71,11 @@ impl Gateway {
         self.writes
             .acquire(class, caller.subject)
             .map_err(|retry_after| {
+                let limit = match class {
+                    WriteClass::AccessRequest => "access_request",
+                    WriteClass::Mail => "write",
+                };
+                metrics::counter!(RATE_LIMITED, "limit" => limit).increment(1);
                 tracing::info!(
                     caller = %caller.subject,
                     class = ?class,
@@ -187,6 +192,7 @@ impl Gateway {
     fn limit_sessions(&self, client: Option<IpAddr>) -> Result<(), GatewayError> {
         let address = address_key(client.unwrap_or(IpAddr::from([0, 0, 0, 0])));
         self.sessions.acquire(address).map_err(|retry_after| {
+            metrics::counter!(RATE_LIMITED, "limit" => "session").increment(1);
             tracing::info!(client = %address, "session rate limit reached");
             GatewayError::RateLimited { retry_after }
         })

@@ -310,6 +310,11 @@ fn recorded(retry: &RetryPolicy, finished: &Finished) -> Recorded {
     }
 }
 
+/// Counter of recorded delivery attempts, by `result`: `delivered`, `retry` (failed, to be
+/// tried again), `dead` (given up: the notification is DEAD) or `dropped` (recorded by
+/// another worker that took the lease over).
+pub const DELIVERY_ATTEMPTS: &str = "keycontacts_notification_delivery_attempts_total";
+
 /// Records finished attempts in batches until every sender is gone.
 async fn record_outcomes(context: Arc<Context>, mut finished: mpsc::Receiver<Finished>) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
@@ -369,6 +374,13 @@ async fn write(context: &Context, outcomes: &[Recorded]) -> anyhow::Result<()> {
     tx.commit().await?;
     for outcome in outcomes {
         let lost = !kept.contains(&outcome.notification_id);
+        let result = match (outcome.outcome, outcome.state) {
+            _ if lost => "dropped",
+            (Outcome::Delivered, _) => "delivered",
+            (_, State::Dead) => "dead",
+            _ => "retry",
+        };
+        metrics::counter!(DELIVERY_ATTEMPTS, "result" => result).increment(1);
         match (outcome.outcome, outcome.state) {
             _ if lost => tracing::warn!(
                 notification_id = %outcome.notification_id,

@@ -47,6 +47,8 @@ const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 ///   missing message, a bad compression flag) with `INVALID_ARGUMENT` instead of tonic's
 ///   `INTERNAL`: the caller sent it, the server is not at fault, and the completion event
 ///   is then at `info`, not `error`;
+/// - counts the RPC in the Prometheus metrics, when they are on (see [`crate::metrics`]):
+///   `grpc_server_handled_total` by code and `grpc_server_handling_seconds`;
 /// - emits one `rpc finished` event: `info` for `OK` and for the errors a client causes,
 ///   `warn` for `UNAVAILABLE` and `DEADLINE_EXCEEDED`, `error` for `INTERNAL`, `UNKNOWN`,
 ///   `DATA_LOSS` and `UNIMPLEMENTED`. Health checks use `debug` for both span and event.
@@ -436,7 +438,8 @@ impl Recorder {
         self.finished = true;
         let code = outcome.code();
         // Milliseconds with microsecond precision.
-        let latency_ms = self.start.elapsed().as_micros() as f64 / 1000.0;
+        let elapsed = self.start.elapsed();
+        let latency_ms = elapsed.as_micros() as f64 / 1000.0;
         let span = std::mem::replace(&mut self.span, Span::none());
         span.record("grpc.code", code_name(code));
         span.record("latency_ms", latency_ms);
@@ -444,6 +447,7 @@ impl Recorder {
             span.record("otel.status_code", "ERROR");
         }
         let (service, method) = split_path(self.path.path());
+        crate::metrics::record_rpc(self.path.path(), code, elapsed);
         let detail = outcome.detail();
         let level = self.level(code);
         span.in_scope(|| {

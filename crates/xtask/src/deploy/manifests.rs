@@ -534,6 +534,51 @@ fn check_flags(
     }
 }
 
+/// The metrics of a server: `KC_METRICS_LISTEN` set to all addresses, on a container port
+/// named `metrics`, which the pod's scrape annotations name.
+fn check_metrics(
+    workload: &Workload,
+    container: &Container,
+    env: &BTreeMap<String, Option<String>>,
+    report: &mut Report,
+) {
+    let at = where_(workload, container);
+    let listen = env
+        .get("KC_METRICS_LISTEN")
+        .cloned()
+        .flatten()
+        .and_then(|value| value.parse::<SocketAddr>().ok());
+    let Some(listen) = listen else {
+        report.fail(format!(
+            "{at}: KC_METRICS_LISTEN must be set to an address (without it the server \
+             exports no metrics)"
+        ));
+        return;
+    };
+    report.check(listen.ip().is_unspecified(), || {
+        format!("{at}: KC_METRICS_LISTEN {listen} must listen on all addresses (0.0.0.0 or [::])")
+    });
+    let port = listen.port();
+    report.check(
+        container
+            .ports
+            .iter()
+            .any(|p| p.name.as_deref() == Some("metrics") && p.container_port == port),
+        || format!("{at}: needs a container port named metrics with containerPort {port}"),
+    );
+    let annotations = &workload.template.metadata.annotations;
+    let expected = [
+        ("prometheus.io/scrape", "true".to_owned()),
+        ("prometheus.io/port", port.to_string()),
+        ("prometheus.io/path", "/metrics".to_owned()),
+    ];
+    for (key, value) in expected {
+        report.check(annotations.get(key) == Some(&value), || {
+            format!("{at}: the pod template needs the annotation {key}: \"{value}\"")
+        });
+    }
+}
+
 /// `KC_<NAME>_URL` variables that address something other than a service of the suite: the
 /// SMTP relay (whose in-cluster address, the dev mail sink, is held against the rendered
 /// Services like every URL, and whose egress the network checks cover).
@@ -581,6 +626,7 @@ fn check_server(
             .any(|p| p.name.as_deref() == Some("grpc") && p.container_port == port),
         || format!("{at}: needs a container port named grpc with containerPort {port}"),
     );
+    check_metrics(workload, container, env, report);
     let health_service = known.map(|known| known.grpc_service);
     for (kind, probe) in [
         ("startupProbe", &container.startup_probe),

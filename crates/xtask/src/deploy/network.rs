@@ -13,6 +13,9 @@ const DNS_NAMESPACE: &str = "kube-system";
 const OTLP_NAMESPACE: &str = "observability";
 /// Its port (OTLP/gRPC).
 const OTLP_PORT: u16 = 4317;
+/// The Prometheus scraper, as the policies expect it (namespace `observability`, label
+/// `app.kubernetes.io/name: prometheus`).
+const SCRAPER_NAMESPACE: &str = "observability";
 /// Postgres's port.
 const POSTGRES_PORT: u16 = 5432;
 /// The SMTP relay's submission port (outside the cluster).
@@ -24,6 +27,8 @@ struct Member {
     role: Role,
     /// Its gRPC port, for servers.
     grpc_port: Option<u16>,
+    /// Its Prometheus port (named `metrics`), for servers.
+    metrics_port: Option<u16>,
     /// Its SMTP port, for a mail sink.
     smtp_port: Option<u16>,
     /// The workload it comes from.
@@ -110,6 +115,33 @@ pub fn check(suite: &Rendered, report: &mut Report) {
                     outsider,
                     &dst.host,
                     9,
+                    Protocol::Tcp,
+                    false,
+                    report,
+                );
+            }
+        }
+        // The scraper reaches a server's metrics port, and nothing else does.
+        if let (Role::Server(_), Some(port)) = (&dst.role, dst.metrics_port) {
+            expect_host(
+                &policies,
+                &world.scraper,
+                &dst.host,
+                port,
+                Protocol::Tcp,
+                true,
+                report,
+            );
+            let others = members
+                .iter()
+                .filter(|src| src.workload != dst.workload)
+                .map(|src| &src.host);
+            for src in others.chain(&outsiders) {
+                expect_host(
+                    &policies,
+                    src,
+                    &dst.host,
+                    port,
                     Protocol::Tcp,
                     false,
                     report,
@@ -294,6 +326,7 @@ fn member(suite: &Rendered, workload: &Workload, ip: IpAddr) -> anyhow::Result<M
     };
     let role = Role::of(workload.pod_labels());
     let grpc_port = named("grpc");
+    let metrics_port = named("metrics");
     let smtp_port = if role == Role::MailSink {
         named("smtp")
     } else {
@@ -309,6 +342,7 @@ fn member(suite: &Rendered, workload: &Workload, ip: IpAddr) -> anyhow::Result<M
         host: Host::pod(workload.object.id(), ip, pod),
         role,
         grpc_port,
+        metrics_port,
         smtp_port,
         workload: workload.object.id(),
     })
@@ -348,6 +382,7 @@ fn outsiders(suite: &Rendered) -> Vec<Host> {
 /// Hosts the suite's pods may or may not reach.
 struct World {
     dns: Host,
+    scraper: Host,
     collector: Host,
     postgres: Host,
     smtp: Host,
@@ -390,6 +425,13 @@ impl World {
                 &[("app.kubernetes.io/name", "opentelemetry-collector")],
                 [10, 247, 0, 1],
                 vec![(Some("otlp-grpc".into()), OTLP_PORT, Protocol::Tcp)],
+            ),
+            scraper: pod(
+                "Prometheus",
+                SCRAPER_NAMESPACE,
+                &[("app.kubernetes.io/name", "prometheus")],
+                [10, 247, 0, 2],
+                vec![(Some("web".into()), 9090, Protocol::Tcp)],
             ),
             foreign_pod: pod(
                 "a pod of namespace elsewhere",

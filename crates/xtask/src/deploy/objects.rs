@@ -21,6 +21,8 @@ pub struct Meta {
     pub namespace: Option<String>,
     /// `metadata.labels`.
     pub labels: BTreeMap<String, String>,
+    /// `metadata.annotations`.
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// One rendered object.

@@ -1,0 +1,280 @@
+//! Metrics: a server started with `--metrics-listen` serves Prometheus text at `/metrics` on
+//! that port, with the per-RPC counter (`grpc_server_handled_total`, by service, method and
+//! code) and latency histogram (`grpc_server_handling_seconds`) of the RPCs it served, and
+//! the connections of its pool; an RPC to a path that names no method of the suite is
+//! counted under `unknown` labels.
+
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use clap::Parser as _;
+use kc_runtime::Shutdown;
+use kc_runtime::auth::AuthLayer;
+use kc_runtime::config::ServerArgs;
+use kc_runtime::db::PoolSettings;
+use kc_runtime::server::{ServeOptions, serve};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tonic::Code;
+use tonic::server::NamedService;
+use tonic::service::Routes;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+const SERVICE: &str = "test.Status";
+
+/// The server's own service (its calls are all refused by the auth layer in these tests):
+/// answers `INTERNAL`.
+#[derive(Clone)]
+struct StatusService;
+
+impl NamedService for StatusService {
+    const NAME: &'static str = SERVICE;
+}
+
+impl tower_service::Service<http::Request<tonic::body::Body>> for StatusService {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        drop(request);
+        ready(Ok(tonic::Status::internal("internal error").into_http()))
+    }
+}
+
+#[derive(clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// A port nothing listens on (bound, then released).
+fn free_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address")
+}
+
+async fn call(channel: &Channel, path: &str) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.expect("channel ready");
+    let path = http::uri::PathAndQuery::try_from(path.to_owned()).expect("path");
+    let result: Result<tonic::Response<()>, tonic::Status> = grpc
+        .unary(
+            tonic::Request::new(()),
+            path,
+            tonic_prost::ProstCodec::<(), ()>::default(),
+        )
+        .await;
+    result.expect_err("every test method fails")
+}
+
+/// `GET path` over HTTP/1.1: the status code and the body.
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect to metrics");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("send request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("read response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("http response");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("status code");
+    (status, body.to_owned())
+}
+
+/// The value of the sample of `name` whose labels include every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
+            (metric == name
+                && labels
+                    .iter()
+                    .all(|(key, value)| rest.contains(&format!("{key}=\"{value}\""))))
+            .then(|| value.parse().ok())
+            .flatten()
+        })
+        .next()
+}
+
+#[tokio::test]
+async fn metrics_count_every_rpc_by_code_and_time_it() {
+    let metrics_addr = free_port();
+    let cli = Cli::try_parse_from(["kc-test", "--metrics-listen", &metrics_addr.to_string()])
+        .expect("flags");
+    assert_eq!(cli.server.metrics_listen, Some(metrics_addr));
+
+    let db = kc_testkit::test_database().await;
+    let settings = PoolSettings {
+        max_connections: 3,
+        min_connections: 1,
+        acquire_timeout: Duration::from_secs(5),
+    };
+    let pool = kc_runtime::db::connect(&db.url, "public", &settings)
+        .await
+        .expect("pool");
+    // One connection checked out for the whole test: the in-use gauge shows it.
+    let held = pool.acquire().await.expect("acquire");
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let grpc_addr = listener.local_addr().expect("local address");
+    let issuer = kc_testkit::tokens::TestIssuer::new();
+    let auth = AuthLayer::new(issuer.verifier(), [] as [&str; 0]);
+    let options =
+        ServeOptions::new(&cli.server, vec![SERVICE], auth).with_pool("metrics_test", &pool);
+    let shutdown = Shutdown::new();
+    let server = tokio::spawn(serve(
+        listener,
+        Routes::new(StatusService),
+        options,
+        shutdown.clone(),
+    ));
+
+    let channel = Channel::from_shared(format!("http://{grpc_addr}"))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = HealthClient::new(channel.clone());
+    let check = |service: &str| HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    for _ in 0..2 {
+        health.check(check("")).await.expect("health check");
+    }
+    let unknown = health
+        .check(check("no.such.Service"))
+        .await
+        .expect_err("no such service");
+    assert_eq!(unknown.code(), Code::NotFound);
+    // Not public and no token: the auth layer refuses them, and they are counted all the
+    // same, under `unknown` labels (no kc-proto method has these paths).
+    for path in ["/test.Status/Secret", "/made.Up/Path"] {
+        assert_eq!(call(&channel, path).await.code(), Code::Unauthenticated);
+    }
+
+    let (status, text) = http_get(metrics_addr, "/metrics").await;
+    assert_eq!(status, 200, "{text}");
+    let handled = |service: &str, method: &str, code: &str| {
+        sample(
+            &text,
+            "grpc_server_handled_total",
+            &[
+                ("grpc_service", service),
+                ("grpc_method", method),
+                ("grpc_code", code),
+            ],
+        )
+    };
+    const HEALTH: &str = "grpc.health.v1.Health";
+    assert!(handled(HEALTH, "Check", "OK") >= Some(2.0), "{text}");
+    assert!(handled(HEALTH, "Check", "NOT_FOUND") >= Some(1.0), "{text}");
+    assert!(
+        handled("unknown", "unknown", "UNAUTHENTICATED") >= Some(2.0),
+        "{text}"
+    );
+    assert!(!text.contains("made.Up"), "{text}");
+    assert!(!text.contains("Secret"), "{text}");
+    assert!(
+        text.contains("# TYPE grpc_server_handled_total counter"),
+        "{text}"
+    );
+
+    let labels = [("grpc_service", HEALTH), ("grpc_method", "Check")];
+    assert!(
+        sample(&text, "grpc_server_handling_seconds_count", &labels) >= Some(3.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "grpc_server_handling_seconds_sum", &labels) > Some(0.0),
+        "{text}"
+    );
+    let in_bucket = |le: &str| {
+        let mut labels = labels.to_vec();
+        labels.push(("le", le));
+        sample(&text, "grpc_server_handling_seconds_bucket", &labels)
+    };
+    assert!(in_bucket("+Inf") >= Some(3.0), "{text}");
+    assert!(in_bucket("0.005").is_some(), "{text}");
+    assert!(
+        text.contains("# TYPE grpc_server_handling_seconds histogram"),
+        "{text}"
+    );
+
+    let pool_labels = [("schema", "metrics_test")];
+    assert!(
+        sample(
+            &text,
+            "keycontacts_db_pool_connections_in_use",
+            &pool_labels
+        ) >= Some(1.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "keycontacts_db_pool_connections_idle", &pool_labels).is_some(),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "keycontacts_db_pool_connections_max", &pool_labels),
+        Some(3.0),
+        "{text}"
+    );
+
+    let (status, _) = http_get(metrics_addr, "/other").await;
+    assert_eq!(status, 404);
+
+    drop(held);
+    shutdown.trigger();
+    server
+        .await
+        .expect("server task")
+        .expect("server stops cleanly");
+    // The endpoint stops with the server.
+    assert!(TcpStream::connect(metrics_addr).await.is_err());
+}
+
+#[tokio::test]
+async fn a_metrics_address_in_use_fails_the_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("local address");
+    let cli =
+        Cli::try_parse_from(["kc-test", "--metrics-listen", &addr.to_string()]).expect("flags");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let auth = AuthLayer::new(
+        kc_testkit::tokens::TestIssuer::new().verifier(),
+        [] as [&str; 0],
+    );
+    let options = ServeOptions::new(&cli.server, vec![SERVICE], auth);
+    let error = serve(
+        listener,
+        Routes::new(StatusService),
+        options,
+        Shutdown::new(),
+    )
+    .await
+    .expect_err("the metrics port is taken");
+    assert!(
+        format!("{error:#}").contains("metrics-listen: cannot bind"),
+        "{error:#}"
+    );
+}
