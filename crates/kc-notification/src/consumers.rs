@@ -43,7 +43,7 @@ use kc_proto::identity::identity_service_client::IdentityServiceClient;
 use kc_proto::identity::{self as identity_pb};
 use kc_runtime::Shutdown;
 use kc_runtime::client::ServiceToken;
-use kc_runtime::outbox::{Consumer, EventFeed, OpenedEvents, apply_fn, watch_source};
+use kc_runtime::outbox::{Consumer, EventFeed, EventTime, OpenedEvents, apply_fn, watch_source};
 use kc_runtime::secrets::OpeningKey;
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
@@ -83,6 +83,12 @@ pub struct Prepared<E> {
     pub event: E,
     /// The users it names that identity knows.
     pub users: HashMap<Uuid, UserInfo>,
+}
+
+impl<E: EventTime> EventTime for Prepared<E> {
+    fn create_time(&self) -> Option<DateTime<Utc>> {
+        self.event.create_time()
+    }
 }
 
 /// Looks up, as events arrive and a few ahead, the users each event names.

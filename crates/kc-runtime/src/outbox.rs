@@ -57,6 +57,7 @@ pub(crate) mod backoff;
 mod consumer;
 mod cursor;
 mod feed;
+mod lag;
 mod read;
 mod watch;
 
@@ -66,6 +67,7 @@ use uuid::Uuid;
 pub use consumer::{Consumer, load_cursor};
 pub use cursor::{Cursor, InvalidCursor};
 pub use feed::{EventFeed, EventItems, OpenedEvents, OpenedResponses, apply_fn, watch_source};
+pub use lag::{CONSUMER_EVENTS_APPLIED, CONSUMER_LAG_SECONDS, EventTime, stream_label};
 pub use read::{StoredEvent, read_batch};
 pub use watch::{EventStream, OutboxWatcher, WatchOptions, end_after_first_error, watch_response};
 

@@ -2,7 +2,8 @@
 //! that port, with the per-RPC counter (`grpc_server_handled_total`, by service, method and
 //! code) and latency histogram (`grpc_server_handling_seconds`) of the RPCs it served, and
 //! the connections of its pool; an RPC to a path that names no method of the suite is
-//! counted under `unknown` labels.
+//! counted under `unknown` labels. An outbox consumer reports its lag behind its stream and
+//! the events it applied.
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -24,6 +25,9 @@ use tonic::service::Routes;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
+
+use futures::StreamExt as _;
+use kc_runtime::outbox::{self, Consumer, Cursor, NewEvent, OutboxWatcher, watch_response};
 
 const SERVICE: &str = "test.Status";
 
@@ -277,4 +281,124 @@ async fn a_metrics_address_in_use_fails_the_start() {
         format!("{error:#}").contains("metrics-listen: cannot bind"),
         "{error:#}"
     );
+}
+
+/// Scrapes `addr` until `check` accepts the text, for at most 30 s; returns that text.
+async fn scrape_until(addr: SocketAddr, what: &str, check: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, text) = http_get(addr, "/metrics").await;
+        assert_eq!(status, 200, "{text}");
+        if check(&text) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_outbox_consumer_reports_its_lag_and_applied_events() {
+    let handle = kc_runtime::metrics::install().expect("recorder");
+    let listener = kc_runtime::metrics::bind("127.0.0.1:0".parse().expect("address"))
+        .await
+        .expect("bind metrics");
+    let metrics_addr = listener.local_addr().expect("local address");
+    let shutdown = Shutdown::new();
+    let endpoint = tokio::spawn(kc_runtime::metrics::serve(
+        listener,
+        handle,
+        Vec::new(),
+        shutdown.clone(),
+    ));
+
+    let db = kc_testkit::test_database().await;
+    let settings = PoolSettings {
+        max_connections: 6,
+        min_connections: 1,
+        acquire_timeout: Duration::from_secs(5),
+    };
+    let pool = kc_runtime::db::connect(&db.url, "public", &settings)
+        .await
+        .expect("pool");
+    let mut conn = pool.acquire().await.expect("acquire");
+    outbox::install(&mut conn).await.expect("install outbox");
+    for aggregate in ["a", "b", "c"] {
+        outbox::append(
+            &mut conn,
+            NewEvent {
+                event_type: "thing.changed",
+                aggregate_id: aggregate,
+                payload: aggregate.as_bytes(),
+            },
+        )
+        .await
+        .expect("append");
+    }
+    // Written an hour ago: the consumer that applies them is an hour behind.
+    sqlx::query("UPDATE outbox_events SET create_time = now() - interval '1 hour'")
+        .execute(&mut *conn)
+        .await
+        .expect("backdate events");
+    drop(conn);
+
+    let watcher = OutboxWatcher::start(pool.clone()).await.expect("watcher");
+    let source = move |after: String| {
+        let opened = after
+            .parse::<Cursor>()
+            .map_err(|error| error.to_status("after_cursor"))
+            .map(|cursor| {
+                watch_response(&watcher, cursor, |event| {
+                    Ok((event.cursor.to_string(), event))
+                })
+                .boxed()
+            });
+        futures::future::ready(opened)
+    };
+    let consumer = tokio::spawn(Consumer::new(pool.clone(), "metrics.lagging").run(
+        source,
+        |_conn: &mut sqlx::PgConnection, _event: outbox::StoredEvent| {
+            Box::pin(async { Ok(()) }) as futures::future::BoxFuture<'_, anyhow::Result<()>>
+        },
+        shutdown.wait_owned(),
+    ));
+
+    let applied = |text: &str| {
+        sample(
+            text,
+            "keycontacts_outbox_consumer_events_applied_total",
+            &[("consumer", "metrics.lagging")],
+        )
+    };
+    let lag = |text: &str| {
+        sample(
+            text,
+            "keycontacts_outbox_consumer_lag_seconds",
+            &[("consumer", "metrics.lagging"), ("stream", "lagging")],
+        )
+    };
+    let text = scrape_until(metrics_addr, "the three events are applied", |text| {
+        applied(text) == Some(3.0)
+    })
+    .await;
+    let behind = lag(&text).expect("lag reported once events are applied");
+    assert!((3600.0..3660.0).contains(&behind), "{text}");
+    assert!(
+        text.contains("# TYPE keycontacts_outbox_consumer_lag_seconds gauge"),
+        "{text}"
+    );
+
+    // Nothing more comes: once the open stream stays silent, the consumer is caught up.
+    let text = scrape_until(metrics_addr, "the consumer is caught up", |text| {
+        lag(text) == Some(0.0)
+    })
+    .await;
+    assert_eq!(applied(&text), Some(3.0), "{text}");
+
+    shutdown.trigger();
+    consumer.await.expect("consumer stops");
+    endpoint.await.expect("endpoint stops");
 }

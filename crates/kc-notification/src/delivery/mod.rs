@@ -1,7 +1,7 @@
 //! Delivery: the workers that send stored notifications (N3: at least once, every attempt
 //! recorded).
 //!
-//! Each replica runs four tasks:
+//! Each replica runs five tasks:
 //! - a **listener** on the Postgres channel [`DUE_CHANNEL`], woken when notifications are
 //!   created or revived (with a fallback poll every `--poll-interval`);
 //! - a **dispatcher** that claims up to as many due notifications as it has free sending
@@ -14,7 +14,9 @@
 //!   I1, I2) is emptied in that transaction as it becomes DELIVERED or DEAD;
 //! - a **code sweeper** that, every `--code-sweep-interval`, empties the mails whose
 //!   one-time code expired before that, giving up (DEAD, with its event) those not sent
-//!   yet. A worker that claims a code mail whose code expired gives it up unsent.
+//!   yet. A worker that claims a code mail whose code expired gives it up unsent;
+//! - a **backlog sampler** that, while metrics are collected (`--metrics-listen`), sets
+//!   [`NOTIFICATION_BACKLOG`] from a count by state every [`BACKLOG_INTERVAL`].
 //!
 //! Issue: secrets at rest: no code is left readable in this service's tables after it was
 //! mailed, given up, or expired (identity withdraws its own sealed copy likewise).
@@ -125,6 +127,7 @@ pub fn spawn(
             context.settings.code_sweep_interval,
             shutdown.clone(),
         )),
+        tokio::spawn(sample_backlog(context.pool.clone(), shutdown.clone())),
         tokio::spawn(record_outcomes(context, finished_rx)),
     ])
 }
@@ -314,6 +317,60 @@ fn recorded(retry: &RetryPolicy, finished: &Finished) -> Recorded {
 /// tried again), `dead` (given up: the notification is DEAD) or `dropped` (recorded by
 /// another worker that took the lease over).
 pub const DELIVERY_ATTEMPTS: &str = "keycontacts_notification_delivery_attempts_total";
+
+/// Gauge of the notifications in each state of [`notifications::BACKLOG_STATES`], by
+/// `state`: `pending`, `sending`, `failed` (waiting for its retry) and `dead` (given up).
+pub const NOTIFICATION_BACKLOG: &str = "keycontacts_notification_backlog";
+
+/// How often the backlog sampler counts the notifications by state.
+pub const BACKLOG_INTERVAL: Duration = Duration::from_secs(15);
+
+/// The `state` label of a state of the backlog.
+fn backlog_label(state: State) -> &'static str {
+    match state {
+        State::Pending => "pending",
+        State::Sending => "sending",
+        State::Delivered => "delivered",
+        State::Failed => "failed",
+        State::Dead => "dead",
+    }
+}
+
+/// Sets [`NOTIFICATION_BACKLOG`] every [`BACKLOG_INTERVAL`] until `shutdown`; counts
+/// nothing while no metrics are collected.
+async fn sample_backlog(pool: PgPool, shutdown: Shutdown) {
+    metrics::describe_gauge!(
+        NOTIFICATION_BACKLOG,
+        "Notifications by state: pending, sending, failed (waiting for a retry) and dead."
+    );
+    let mut interval = tokio::time::interval(BACKLOG_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.wait() => return,
+            _ = interval.tick() => {}
+        }
+        if !kc_runtime::metrics::enabled() {
+            continue;
+        }
+        let counted = tokio::select! {
+            () = shutdown.wait() => return,
+            counted = notifications::backlog(&pool) => counted,
+        };
+        match counted {
+            Ok(counts) => {
+                for (state, count) in counts {
+                    metrics::gauge!(NOTIFICATION_BACKLOG, "state" => backlog_label(state))
+                        .set(count as f64);
+                }
+            }
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(error) => {
+                tracing::warn!(error = %error, "counting the notification backlog failed");
+            }
+        }
+    }
+}
 
 /// Records finished attempts in batches until every sender is gone.
 async fn record_outcomes(context: Arc<Context>, mut finished: mpsc::Receiver<Finished>) {

@@ -8,6 +8,7 @@ use futures::{Stream, StreamExt};
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::backoff::Backoff;
+use super::lag::{EventTime, Lag, SAMPLE_INTERVAL};
 
 /// Reads the cursor a consumer stored, `None` when it never applied an event.
 ///
@@ -44,6 +45,9 @@ async fn fetch_cursor<'e>(
 /// cursor stays put), the consumer reconnects from the stored cursor after an exponential
 /// backoff with jitter. An event that always fails therefore blocks the consumer, logged at
 /// each attempt: that is the price of never skipping one.
+///
+/// It reports how far behind it is as `keycontacts_outbox_consumer_lag_seconds` and counts
+/// its events as `keycontacts_outbox_consumer_events_applied_total` (see [`EventTime`]).
 #[derive(Clone, Debug)]
 pub struct Consumer {
     /// The consumer's own pool, bound to its schema.
@@ -99,6 +103,8 @@ impl Consumer {
     /// between retries), never in the middle of an event: the event being applied is
     /// committed or rolled back first.
     ///
+    /// Events tell their creation time through [`EventTime`], for the lag metric.
+    ///
     /// Write `apply` inline in the call (or pass it through a function with the same bound) so
     /// that Rust infers its higher-ranked signature:
     ///
@@ -116,6 +122,37 @@ impl Consumer {
         S: FnMut(String) -> SFut,
         SFut: Future<Output = Result<St, tonic::Status>>,
         St: Stream<Item = Result<(String, E), tonic::Status>>,
+        E: EventTime,
+        A: for<'c> FnMut(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>,
+    {
+        let lag = Lag::new(&self.name);
+        let sampler = async {
+            let mut interval = tokio::time::interval(SAMPLE_INTERVAL);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                lag.sample();
+            }
+        };
+        tokio::select! {
+            biased;
+            () = self.follow(&mut source, &mut apply, shutdown, &lag) => {}
+            () = sampler => {}
+        }
+    }
+
+    /// The loop of [`Consumer::run`].
+    async fn follow<E, S, SFut, St, A>(
+        &self,
+        source: &mut S,
+        apply: &mut A,
+        shutdown: impl Future<Output = ()>,
+        lag: &Lag,
+    ) where
+        S: FnMut(String) -> SFut,
+        SFut: Future<Output = Result<St, tonic::Status>>,
+        St: Stream<Item = Result<(String, E), tonic::Status>>,
+        E: EventTime,
         A: for<'c> FnMut(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>,
     {
         let consumer = self.name.as_str();
@@ -162,12 +199,16 @@ impl Consumer {
             let opened_at = Instant::now();
             tracing::debug!(consumer, cursor = %cursor, "following the event stream");
             let mut stream = std::pin::pin!(stream);
+            lag.listening();
             loop {
                 let item = tokio::select! {
                     biased;
                     () = &mut shutdown => break 'connect,
                     item = stream.next() => item,
                 };
+                if matches!(item, Some(Ok(_))) {
+                    lag.received();
+                }
                 match item {
                     None => {
                         tracing::info!(consumer, cursor = %cursor, "event stream ended, reconnecting");
@@ -184,8 +225,10 @@ impl Consumer {
                         break;
                     }
                     Some(Ok((next, event))) => {
-                        match self.apply_one(&cursor, &next, event, &mut apply).await {
+                        let created = event.create_time();
+                        match self.apply_one(&cursor, &next, event, apply).await {
                             Ok(Applied::Committed) => {
+                                lag.applied(created);
                                 tracing::trace!(consumer, cursor = %next, "event applied");
                                 cursor = next;
                                 backoff.reset();
@@ -211,6 +254,7 @@ impl Consumer {
                     }
                 }
             }
+            lag.disconnected();
             // A stream that stayed up for a while was healthy: start the backoff afresh.
             if opened_at.elapsed() >= self.max_backoff {
                 backoff.reset();
