@@ -284,7 +284,7 @@ async fn role_changes_on_the_registry_reach_check() {
             .iter()
             .map(|candidate| {
                 let mut client = s.registry();
-                let call = s.svc(kc_proto::contacts::TransferPrimaryContactRequest {
+                let call = s.op(kc_proto::contacts::TransferPrimaryContactRequest {
                     site_id: site.site_id.clone(),
                     new_user_id: candidate.to_string(),
                     etag: String::new(),

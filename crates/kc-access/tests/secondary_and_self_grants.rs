@@ -143,7 +143,7 @@ async fn a_secondary_holds_what_t3_implies_and_loses_it_with_the_role() {
 
     // rule T3: implied rights go with the role.
     s.registry()
-        .remove_contact(s.svc(kc_proto::contacts::RemoveContactRequest {
+        .remove_contact(s.op(kc_proto::contacts::RemoveContactRequest {
             contact_id: contact.contact_id.clone(),
             etag: String::new(),
             site_id: String::new(),

@@ -379,7 +379,7 @@ async fn a_follower_killed_and_restarted_mid_stream_applies_every_event_exactly_
     written += 1;
     for _ in 0..5 {
         h.client()
-            .replace_contact(h.svc(pb::ReplaceContactRequest {
+            .replace_contact(h.op(pb::ReplaceContactRequest {
                 site_id: site.site_id.clone(),
                 role: R::SiteTechnical as i32,
                 new_user_id: user().to_string(),
@@ -388,7 +388,7 @@ async fn a_follower_killed_and_restarted_mid_stream_applies_every_event_exactly_
             .await
             .expect("replace");
         h.client()
-            .transfer_primary_contact(h.svc(pb::TransferPrimaryContactRequest {
+            .transfer_primary_contact(h.op(pb::TransferPrimaryContactRequest {
                 site_id: site.site_id.clone(),
                 new_user_id: user().to_string(),
                 etag: String::new(),

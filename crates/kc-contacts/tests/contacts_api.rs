@@ -1106,7 +1106,7 @@ async fn the_primary_contact_cannot_be_removed() {
     let primary = &created.contacts[0];
     expect_rule(
         h.client()
-            .remove_contact(h.svc(pb::RemoveContactRequest {
+            .remove_contact(h.op(pb::RemoveContactRequest {
                 contact_id: primary.contact_id.clone(),
                 etag: primary.etag.clone(),
                 site_id: String::new(),
@@ -1132,7 +1132,7 @@ async fn the_stc_of_a_site_with_active_support_cannot_be_removed() {
     let stc = created.contacts[1].clone();
     assert_eq!(role(&stc), R::SiteTechnical);
     let remove = |etag: &str| {
-        h.svc(pb::RemoveContactRequest {
+        h.op(pb::RemoveContactRequest {
             contact_id: stc.contact_id.clone(),
             etag: etag.into(),
             site_id: String::new(),
@@ -1209,7 +1209,7 @@ async fn remove_contact_takes_one_role_away_honouring_the_etag() {
         .contact
         .expect("contact");
     let remove = |contact_id: &str, etag: &str| {
-        h.svc(pb::RemoveContactRequest {
+        h.op(pb::RemoveContactRequest {
             contact_id: contact_id.into(),
             etag: etag.into(),
             site_id: String::new(),
@@ -1290,7 +1290,7 @@ async fn a_contact_change_scoped_to_a_site_never_reaches_another_sites_contact()
     );
     expect_code(
         h.client()
-            .remove_contact(h.svc(pb::RemoveContactRequest {
+            .remove_contact(h.op(pb::RemoveContactRequest {
                 contact_id: target.contact_id.clone(),
                 etag: String::new(),
                 site_id: mine.site_id.clone(),
@@ -1300,7 +1300,7 @@ async fn a_contact_change_scoped_to_a_site_never_reaches_another_sites_contact()
     );
     expect_field(
         h.client()
-            .remove_contact(h.svc(pb::RemoveContactRequest {
+            .remove_contact(h.op(pb::RemoveContactRequest {
                 contact_id: target.contact_id.clone(),
                 etag: String::new(),
                 site_id: "not-an-id".into(),
@@ -1331,7 +1331,7 @@ async fn a_contact_change_scoped_to_a_site_never_reaches_another_sites_contact()
         .expect("contact");
     assert_eq!(updated.details.expect("details").job_title, "Intruder");
     h.client()
-        .remove_contact(h.svc(pb::RemoveContactRequest {
+        .remove_contact(h.op(pb::RemoveContactRequest {
             contact_id: target.contact_id.clone(),
             etag: updated.etag.clone(),
             site_id: theirs.site_id.clone(),
@@ -1367,7 +1367,7 @@ async fn replace_contact_swaps_the_stc_of_a_site_with_active_support() {
     );
     expect_rule(
         h.client()
-            .remove_contact(h.svc(pb::RemoveContactRequest {
+            .remove_contact(h.op(pb::RemoveContactRequest {
                 contact_id: created.contacts[1].contact_id.clone(),
                 etag: String::new(),
                 site_id: String::new(),
@@ -1409,7 +1409,7 @@ async fn replace_contact_swaps_the_stc_of_a_site_with_active_support() {
     // Replacing the holder by itself is AlreadyExists.
     expect_code(
         h.client()
-            .replace_contact(h.svc(pb::ReplaceContactRequest {
+            .replace_contact(h.op(pb::ReplaceContactRequest {
                 site_id: site.site_id.clone(),
                 role: R::SiteTechnical as i32,
                 new_user_id: new_stc.to_string(),
@@ -1427,7 +1427,7 @@ async fn replace_contact_swaps_single_holder_roles_only() {
     let h = Harness::start().await;
     let site = h.site("1000001", "2000001", user()).await;
     let replace = |r: R, new_user: Uuid| {
-        h.svc(pb::ReplaceContactRequest {
+        h.op(pb::ReplaceContactRequest {
             site_id: site.site_id.clone(),
             role: r as i32,
             new_user_id: new_user.to_string(),
@@ -1521,7 +1521,7 @@ async fn transfer_primary_keeps_the_old_primary_as_site_user_or_named_role() {
     let (first, second, third) = (user(), user(), user());
     let site = h.site("1000001", "2000001", first).await;
     let transfer = |new_user: Uuid, previous_role: R, etag: &str| {
-        h.svc(pb::TransferPrimaryContactRequest {
+        h.op(pb::TransferPrimaryContactRequest {
             site_id: site.site_id.clone(),
             new_user_id: new_user.to_string(),
             etag: etag.into(),
@@ -1678,14 +1678,14 @@ async fn transfer_primary_rejects_bad_fields() {
         ),
     ] {
         expect_field(
-            h.client().transfer_primary_contact(h.svc(request)).await,
+            h.client().transfer_primary_contact(h.op(request)).await,
             field,
         );
     }
     assert_eq!(h.get_site(&site.site_id).await, site);
     expect_code(
         h.client()
-            .transfer_primary_contact(h.svc(pb::TransferPrimaryContactRequest {
+            .transfer_primary_contact(h.op(pb::TransferPrimaryContactRequest {
                 site_id: Uuid::new_v4().to_string(),
                 etag: String::new(),
                 ..valid.clone()
@@ -2044,7 +2044,7 @@ async fn each_purpose_goes_to_its_own_role_and_proofs_to_the_business_partner() 
     let admin = user();
     let admin_contact = h
         .client()
-        .assign_contact(h.svc(pb::AssignContactRequest {
+        .assign_contact(h.op(pb::AssignContactRequest {
             site_id: site.site_id.clone(),
             user_id: admin.to_string(),
             role: R::Administrative as i32,
@@ -2340,7 +2340,7 @@ async fn compliance_reports_each_gap_and_lists_the_sites_that_have_one() {
     assert!(cites(&imported_entry.gaps[0].description, "C5"));
     // Fixing the gap with ReplaceContact (which assigns when nobody holds the role).
     h.client()
-        .replace_contact(h.svc(pb::ReplaceContactRequest {
+        .replace_contact(h.op(pb::ReplaceContactRequest {
             site_id: imported.to_string(),
             role: R::SiteTechnical as i32,
             new_user_id: user().to_string(),
@@ -2733,7 +2733,7 @@ async fn watch_events_streams_every_change_in_order_with_site_data() {
         .contact
         .expect("contact");
     let replaced = client
-        .replace_contact(h.svc(pb::ReplaceContactRequest {
+        .replace_contact(h.op(pb::ReplaceContactRequest {
             site_id: site_id.clone(),
             role: R::SiteTechnical as i32,
             new_user_id: stc.to_string(),
@@ -2743,7 +2743,7 @@ async fn watch_events_streams_every_change_in_order_with_site_data() {
         .expect("replace")
         .into_inner();
     let transferred = client
-        .transfer_primary_contact(h.svc(pb::TransferPrimaryContactRequest {
+        .transfer_primary_contact(h.op(pb::TransferPrimaryContactRequest {
             site_id: site_id.clone(),
             new_user_id: next_primary.to_string(),
             etag: String::new(),
@@ -2753,7 +2753,7 @@ async fn watch_events_streams_every_change_in_order_with_site_data() {
         .expect("transfer")
         .into_inner();
     let removed = client
-        .remove_contact(h.svc(pb::RemoveContactRequest {
+        .remove_contact(h.op(pb::RemoveContactRequest {
             contact_id: assigned.contact_id.clone(),
             etag: String::new(),
             site_id: String::new(),
@@ -2804,7 +2804,8 @@ async fn watch_events_streams_every_change_in_order_with_site_data() {
         assert!(site_of(i).admin_may_manage_access, "event {i}");
         assert_eq!(site_of(i).language, "nl-BE", "event {i}");
     }
-    // 2: the assignment, user and role included; the service acted for itself.
+    // 2: the assignment, user and role included; the operator acted for itself (a service
+    // acting for nobody may not, rule T6).
     match events[2].payload.as_ref().expect("payload") {
         Payload::ContactAssigned(p) => {
             let contact = p.contact.as_ref().expect("contact");
@@ -2814,7 +2815,7 @@ async fn watch_events_streams_every_change_in_order_with_site_data() {
         }
         other => panic!("expected ContactAssigned, got {other:?}"),
     }
-    assert_eq!(events[2].actor_id, h.service_id.to_string());
+    assert_eq!(events[2].actor_id, h.operator_id.to_string());
     // 3: the detail change.
     match events[3].payload.as_ref().expect("payload") {
         Payload::ContactUpdated(p) => {
@@ -3405,4 +3406,165 @@ async fn operators_and_services_are_served_and_only_services_act_on_behalf() {
     let newest = &h.audit(&site.site_id).await[0];
     assert_eq!(newest.actor_id, person.to_string());
     assert_eq!(newest.via_service, h.service_id.to_string());
+}
+
+// rule T6: a role that implies rights (ADMINISTRATIVE, SITE_TECHNICAL, SECONDARY, and PRIMARY)
+// changes only for a person the gateway vouches for. A service token acting for nobody may
+// not assign, replace or remove such a role, nor transfer the primary, and nothing changes;
+// the same service acting for a person, and the operator with its own token, can. Roles that
+// imply no rights stay open to the service.
+#[tokio::test]
+async fn a_service_acting_for_nobody_cannot_change_a_role_that_implies_rights() {
+    let h = Harness::start().await;
+    let primary = user();
+    let site = h.site("1000001", "2000001", primary).await;
+    let site_id = site.site_id.clone();
+    let stc = h
+        .assign(&site_id, user(), R::SiteTechnical)
+        .await
+        .expect("stc by the operator");
+    let secondary = h
+        .assign(&site_id, user(), R::Secondary)
+        .await
+        .expect("secondary by the operator");
+    let contacts_before = h.contacts(&site_id, &[]).await;
+    let audit_before = h.audit(&site_id).await;
+    let outbox_before = h.outbox_count().await;
+    let mut client = h.client();
+    let assign = |role: R| pb::AssignContactRequest {
+        site_id: site_id.clone(),
+        user_id: user().to_string(),
+        role: role as i32,
+        details: None,
+    };
+    let replace = |role: R| pb::ReplaceContactRequest {
+        site_id: site_id.clone(),
+        role: role as i32,
+        new_user_id: user().to_string(),
+        details: None,
+    };
+    let remove = |contact: &pb::Contact| pb::RemoveContactRequest {
+        contact_id: contact.contact_id.clone(),
+        etag: String::new(),
+        site_id: String::new(),
+    };
+    let transfer = || pb::TransferPrimaryContactRequest {
+        site_id: site_id.clone(),
+        new_user_id: user().to_string(),
+        etag: String::new(),
+        previous_primary_role: 0,
+    };
+
+    // The bare service token: refused, citing T6.
+    for role in [R::Secondary, R::Administrative, R::SiteTechnical] {
+        expect_rule(
+            client.assign_contact(h.svc(assign(role))).await,
+            Code::PermissionDenied,
+            "T6",
+        );
+    }
+    for role in [R::Administrative, R::SiteTechnical] {
+        expect_rule(
+            client.replace_contact(h.svc(replace(role))).await,
+            Code::PermissionDenied,
+            "T6",
+        );
+    }
+    for contact in [&stc, &secondary] {
+        expect_rule(
+            client.remove_contact(h.svc(remove(contact))).await,
+            Code::PermissionDenied,
+            "T6",
+        );
+    }
+    expect_rule(
+        client.transfer_primary_contact(h.svc(transfer())).await,
+        Code::PermissionDenied,
+        "T6",
+    );
+    // Nothing changed: no contact, no record, no event.
+    assert_eq!(h.contacts(&site_id, &[]).await, contacts_before);
+    assert_eq!(h.audit(&site_id).await, audit_before);
+    assert_eq!(h.outbox_count().await, outbox_before);
+    assert_eq!(
+        h.get_site(&site_id).await.primary_user_id,
+        primary.to_string()
+    );
+    // A role that implies no rights stays open to the service acting for nobody.
+    client
+        .assign_contact(h.svc(assign(R::Billing)))
+        .await
+        .expect("billing by the service");
+
+    // The same service acting for a person: the person is the actor, the service recorded.
+    let person = user();
+    let newest = || async { h.audit(&site_id).await.remove(0) };
+    for role in [R::Secondary, R::Administrative] {
+        client
+            .assign_contact(h.for_user(person, assign(role)))
+            .await
+            .expect("assign for a person");
+    }
+    client
+        .replace_contact(h.for_user(person, replace(R::SiteTechnical)))
+        .await
+        .expect("replace for a person");
+    client
+        .remove_contact(h.for_user(person, remove(&secondary)))
+        .await
+        .expect("remove for a person");
+    let record = newest().await;
+    assert_eq!(record.action, "contact.removed");
+    assert_eq!(record.actor_id, person.to_string());
+    assert_eq!(record.via_service, h.service_id.to_string());
+    // The primary transfers its own role through the service (C8).
+    let moved = client
+        .transfer_primary_contact(h.for_user(primary, transfer()))
+        .await
+        .expect("transfer for the primary")
+        .into_inner();
+    let second_primary = moved.site.expect("site").primary_user_id;
+    assert_ne!(second_primary, primary.to_string());
+    let record = newest().await;
+    assert_eq!(record.action, "primary.transferred");
+    assert_eq!(record.actor_id, primary.to_string());
+    assert_eq!(record.via_service, h.service_id.to_string());
+
+    // The operator with its own token.
+    client
+        .assign_contact(h.op(assign(R::Secondary)))
+        .await
+        .expect("assign by the operator");
+    let replaced = client
+        .replace_contact(h.op(replace(R::Administrative)))
+        .await
+        .expect("replace by the operator")
+        .into_inner();
+    let old_admin = replaced
+        .replaced
+        .expect("the administrative assigned for the person");
+    assert_ne!(old_admin.user_id, person.to_string());
+    let new_admin = replaced.contact.expect("contact");
+    client
+        .remove_contact(h.op(remove(&new_admin)))
+        .await
+        .expect("remove by the operator");
+    let moved = client
+        .transfer_primary_contact(h.op(transfer()))
+        .await
+        .expect("transfer by the operator")
+        .into_inner();
+    assert_ne!(moved.site.expect("site").primary_user_id, second_primary);
+    let record = newest().await;
+    assert_eq!(record.action, "primary.transferred");
+    assert_eq!(record.actor_id, h.operator_id.to_string());
+    assert_eq!(record.via_service, "");
+    // Every change the service was refused took effect for a person or the operator.
+    assert_eq!(h.contacts(&site_id, &[R::Secondary]).await.len(), 2);
+    assert_eq!(h.contacts(&site_id, &[R::Administrative]).await.len(), 0);
+    assert_eq!(h.contacts(&site_id, &[R::SiteTechnical]).await.len(), 1);
+    assert_ne!(
+        h.contacts(&site_id, &[R::SiteTechnical]).await[0].user_id,
+        stc.user_id
+    );
 }

@@ -59,7 +59,7 @@ async fn twenty_concurrent_secondary_assignments_admit_exactly_four() {
             .iter()
             .map(|u| {
                 let mut client = h.client();
-                let request = h.svc(pb::AssignContactRequest {
+                let request = h.op(pb::AssignContactRequest {
                     site_id: site.site_id.clone(),
                     user_id: u.to_string(),
                     role: R::Secondary as i32,
@@ -114,7 +114,7 @@ async fn concurrent_assignments_of_a_single_holder_role_admit_one() {
             (0..10)
                 .map(|_| {
                     let mut client = h.client();
-                    let request = h.svc(pb::AssignContactRequest {
+                    let request = h.op(pb::AssignContactRequest {
                         site_id: site.site_id.clone(),
                         user_id: user().to_string(),
                         role: single as i32,
@@ -201,7 +201,7 @@ async fn ten_concurrent_primary_transfers_keep_exactly_one_primary_at_every_mome
             .iter()
             .map(|u| {
                 let mut client = h.client();
-                let request = h.svc(pb::TransferPrimaryContactRequest {
+                let request = h.op(pb::TransferPrimaryContactRequest {
                     site_id: site.site_id.clone(),
                     new_user_id: u.to_string(),
                     etag: String::new(),
@@ -322,7 +322,7 @@ async fn events_carry_the_current_primary_under_concurrent_transfers() {
         for i in 0..20 {
             let mut client = h.client();
             let site_id = site.site_id.clone();
-            let token = h.service_token.clone();
+            let token = h.operator_token.clone();
             tasks.push(Box::pin(async move {
                 if i % 2 == 0 {
                     let request = common::authed(
@@ -422,7 +422,7 @@ async fn concurrent_transfers_with_the_same_etag_admit_one() {
             .iter()
             .map(|u| {
                 let mut client = h.client();
-                let request = h.svc(pb::TransferPrimaryContactRequest {
+                let request = h.op(pb::TransferPrimaryContactRequest {
                     site_id: site.site_id.clone(),
                     new_user_id: u.to_string(),
                     etag: site.etag.clone(),
@@ -536,7 +536,7 @@ async fn removing_the_stc_while_it_is_replaced_is_refused_and_replacements_succe
     let mut tasks: Vec<BoxTask<(bool, Outcome)>> = Vec::new();
     for u in &replacers {
         let mut client = h.client();
-        let request = h.svc(pb::ReplaceContactRequest {
+        let request = h.op(pb::ReplaceContactRequest {
             site_id: site.site_id.clone(),
             role: R::SiteTechnical as i32,
             new_user_id: u.to_string(),
@@ -548,7 +548,7 @@ async fn removing_the_stc_while_it_is_replaced_is_refused_and_replacements_succe
     }
     for _ in 0..5 {
         let mut client = h.client();
-        let token = h.service_token.clone();
+        let token = h.operator_token.clone();
         let site_id = site.site_id.clone();
         tasks.push(Box::pin(async move {
             // Remove whatever contact is the STC now; a NotFound means it was replaced in

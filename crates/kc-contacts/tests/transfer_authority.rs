@@ -113,15 +113,27 @@ async fn a_person_who_is_not_the_primary_transfers_with_the_etag_it_read() {
         h.get_site(&site.site_id).await.primary_user_id,
         first.to_string()
     );
-    // A service or an operator acting for itself names nobody: the etag stays optional.
+    // rule T6: a service acting for nobody may not move the primary, and nothing changes.
+    expect_rule(
+        client
+            .transfer_primary_contact(h.svc(transfer(&site.site_id, second, "")))
+            .await,
+        Code::PermissionDenied,
+        "T6",
+    );
+    assert_eq!(
+        h.get_site(&site.site_id).await.primary_user_id,
+        first.to_string()
+    );
+    // An operator acting for itself names nobody: the etag stays optional.
     client
-        .transfer_primary_contact(h.svc(transfer(&site.site_id, second, "")))
-        .await
-        .expect("a service acting for nobody");
-    client
-        .transfer_primary_contact(h.op(transfer(&site.site_id, first, "")))
+        .transfer_primary_contact(h.op(transfer(&site.site_id, second, "")))
         .await
         .expect("an operator acting for itself");
+    assert_eq!(
+        h.get_site(&site.site_id).await.primary_user_id,
+        second.to_string()
+    );
 }
 
 // rule T7: nobody makes itself the primary, operators included.

@@ -417,10 +417,12 @@ impl Suite {
         site
     }
 
-    /// Gives `user` `role` on the site in the registry (not waiting for access management).
+    /// Gives `user` `role` on the site in the registry (not waiting for access management),
+    /// as the operator: a role that implies rights never changes by a service acting for
+    /// nobody (rule T6).
     pub async fn assign(&self, site_id: &str, user: Uuid, role: Role) -> cpb::Contact {
         self.registry()
-            .assign_contact(self.svc(cpb::AssignContactRequest {
+            .assign_contact(self.op(cpb::AssignContactRequest {
                 site_id: site_id.into(),
                 user_id: user.to_string(),
                 role: role as i32,
@@ -454,14 +456,14 @@ impl Suite {
             .expect("site")
     }
 
-    /// Makes `new_primary` the primary contact of the site (C8).
+    /// Makes `new_primary` the primary contact of the site (C8), as the operator (rule T6).
     pub async fn transfer_primary(
         &self,
         site_id: &str,
         new_primary: Uuid,
     ) -> Result<cpb::TransferPrimaryContactResponse, Status> {
         self.registry()
-            .transfer_primary_contact(self.svc(cpb::TransferPrimaryContactRequest {
+            .transfer_primary_contact(self.op(cpb::TransferPrimaryContactRequest {
                 site_id: site_id.into(),
                 new_user_id: new_primary.to_string(),
                 etag: String::new(),

@@ -85,6 +85,14 @@ pub struct Actor {
     pub via_service: Option<Uuid>,
 }
 
+impl Actor {
+    /// Whether a service acts for nobody: its token carries no `x-kc-on-behalf-of`, so the
+    /// actor is the service itself.
+    pub fn is_service_alone(self) -> bool {
+        self.via_service == Some(self.actor_id)
+    }
+}
+
 /// Checks the caller may use the registry at all: services and operators only.
 pub fn actor(caller: &Caller) -> Result<Actor> {
     if !caller.is_privileged() {
@@ -96,6 +104,18 @@ pub fn actor(caller: &Caller) -> Result<Actor> {
         actor_id: caller.actor(),
         via_service: caller.is_service().then_some(caller.subject),
     })
+}
+
+/// Refuses a change of a role that implies rights (T3, U5) made by a service acting for
+/// nobody (T6): such a change is a grant, decided for a person the gateway vouches for.
+/// Operators acting with their own token, and services naming a person, pass.
+fn refuse_anonymous_grant(actor: Actor, role: ContactRole) -> Result<()> {
+    if role.implies_rights() && actor.is_service_alone() {
+        return Err(ContactsError::Forbidden(
+            "rule T6: a role that implies rights changes only for a person: a service names the person it acts for (x-kc-on-behalf-of)",
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses a role that implies rights (T3, U5) given by the acting person to itself (T7),
@@ -657,6 +677,7 @@ impl Registry {
                 "rule C8: the primary contact changes only by transfer; use TransferPrimaryContact",
             ));
         }
+        refuse_anonymous_grant(actor, role)?;
         refuse_self_assignment(actor, user_id, role)?;
         let mut tx = self.pool.begin().await?;
         let site = lock_site(&mut tx, site_id).await?;
@@ -745,6 +766,7 @@ impl Registry {
 
     /// Takes a role away. Never the primary (C1), nor the STC of a site with S&S (C5). With
     /// `in_site`, only a contact of that site (another site's contact is not found).
+    /// A role that implies rights is taken away only for a person, or by an operator (T6).
     pub async fn remove_contact(
         &self,
         actor: Actor,
@@ -755,6 +777,7 @@ impl Registry {
         let mut tx = self.pool.begin().await?;
         let (site, contact) = lock_contact(&mut tx, contact_id, in_site).await?;
         check_etag(etag, contact.version, "contact")?;
+        refuse_anonymous_grant(actor, contact.role)?;
         match contact.role {
             ContactRole::Primary => {
                 return Err(ContactsError::rule(
@@ -803,6 +826,7 @@ impl Registry {
                 }
             }));
         }
+        refuse_anonymous_grant(actor, role)?;
         refuse_self_assignment(actor, new_user_id, role)?;
         let mut tx = self.pool.begin().await?;
         let site = lock_site(&mut tx, site_id).await?;
@@ -867,9 +891,10 @@ impl Registry {
     ///   never commits. The gateway always sends it (the client's etag, or the one it read
     ///   itself before checking).
     ///
-    /// A request naming nobody (a service or an operator acting for itself) keeps the plain
-    /// optional etag. And nobody makes itself the primary (T7): an account-management
-    /// holder, or an operator, transfers the role to someone else.
+    /// An operator acting with its own token keeps the plain optional etag; a service
+    /// naming nobody is refused (T6: PRIMARY implies rights). And nobody makes itself the
+    /// primary (T7): an account-management holder, or an operator, transfers the role to
+    /// someone else.
     pub async fn transfer_primary(
         &self,
         actor: Actor,
@@ -883,10 +908,10 @@ impl Registry {
                 "rule C8: a site has exactly one primary contact; the previous primary needs another role",
             ));
         }
+        // PRIMARY implies rights: a service acting for nobody may not move it (T6).
+        refuse_anonymous_grant(actor, ContactRole::Primary)?;
         // A service acting for a person names it: the actor is then not the service itself.
-        let names_person = actor
-            .via_service
-            .is_some_and(|service| service != actor.actor_id);
+        let names_person = actor.via_service.is_some() && !actor.is_service_alone();
         let mut tx = self.pool.begin().await?;
         let before = lock_site(&mut tx, site_id).await?;
         check_etag(etag, before.version, "site")?;

@@ -233,6 +233,8 @@ impl Harness {
             .expect("site")
     }
 
+    /// Assigns a role as the operator (its own token): a role that implies rights changes
+    /// only for a person, never by a service acting for nobody (rule T6).
     pub async fn assign(
         &self,
         site_id: &str,
@@ -240,7 +242,7 @@ impl Harness {
         role: pb::ContactRole,
     ) -> Result<pb::Contact, Status> {
         self.client()
-            .assign_contact(self.svc(pb::AssignContactRequest {
+            .assign_contact(self.op(pb::AssignContactRequest {
                 site_id: site_id.into(),
                 user_id: user.to_string(),
                 role: role as i32,

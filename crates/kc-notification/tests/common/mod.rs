@@ -544,6 +544,9 @@ impl Suite {
         .await
     }
 
+    /// Gives `user` `role` on the site as the operator, like `remove`, `replace` and
+    /// `transfer_primary`: a role that implies rights never changes by a service acting for
+    /// nobody (rule T6).
     pub async fn assign(
         &self,
         site_id: &str,
@@ -553,7 +556,7 @@ impl Suite {
     ) -> cpb::Contact {
         let contact = self
             .registry()
-            .assign_contact(self.svc(cpb::AssignContactRequest {
+            .assign_contact(self.op(cpb::AssignContactRequest {
                 site_id: site_id.into(),
                 user_id: user.id.to_string(),
                 role: role as i32,
@@ -626,7 +629,7 @@ impl Suite {
 
     pub async fn remove(&self, contact_id: &str) {
         self.registry()
-            .remove_contact(self.svc(cpb::RemoveContactRequest {
+            .remove_contact(self.op(cpb::RemoveContactRequest {
                 contact_id: contact_id.into(),
                 ..Default::default()
             }))
@@ -636,7 +639,7 @@ impl Suite {
 
     pub async fn replace(&self, site_id: &str, role: Role, new_holder: &TestUser) {
         self.registry()
-            .replace_contact(self.svc(cpb::ReplaceContactRequest {
+            .replace_contact(self.op(cpb::ReplaceContactRequest {
                 site_id: site_id.into(),
                 role: role as i32,
                 new_user_id: new_holder.id.to_string(),
@@ -649,7 +652,7 @@ impl Suite {
     /// Makes `new_primary` the primary contact of the site (C8).
     pub async fn transfer_primary(&self, site_id: &str, new_primary: &TestUser) {
         self.registry()
-            .transfer_primary_contact(self.svc(cpb::TransferPrimaryContactRequest {
+            .transfer_primary_contact(self.op(cpb::TransferPrimaryContactRequest {
                 site_id: site_id.into(),
                 new_user_id: new_primary.id.to_string(),
                 etag: String::new(),

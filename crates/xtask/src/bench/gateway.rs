@@ -338,7 +338,7 @@ async fn create_site(
         .ok_or_else(|| anyhow!("CreateSite of site {number} returned no site"))?;
     for (role, user_id) in ASSIGNED_ROLES.iter().zip(assigned) {
         contacts
-            .assign_contact(authorized(
+            .assign_contact(super::contacts::seeding(
                 AssignContactRequest {
                     site_id: site.site_id.clone(),
                     user_id: user_id.clone(),
