@@ -250,12 +250,7 @@ impl Identity {
         let email = draft.email.as_str();
         let skeleton = email_skeleton(email);
         let mut tx = self.pool.begin().await?;
-        if storage::users::find_confusable(&mut tx, &skeleton, email)
-            .await?
-            .is_some()
-        {
-            return Err(IdentityError::Confusable);
-        }
+        refuse_confusable(&mut tx, &skeleton, email).await?;
         let user = storage::users::insert(
             &mut tx,
             &NewUser {
@@ -275,16 +270,7 @@ impl Identity {
             DbErrorKind::UniqueViolation => IdentityError::EmailTaken,
             _ => error.into(),
         })?;
-        events::append(&mut tx, &events::registered(&user)).await?;
-        self.mail_code(
-            &mut tx,
-            &user,
-            email,
-            Purpose::Invitation,
-            None,
-            Mailing::Replace,
-        )
-        .await?;
+        self.announce_invited(&mut tx, &user, email).await?;
         tx.commit().await?;
         tracing::info!(user_id = %user.user_id, kind = user.kind.as_str(), "user invited");
         Ok(user)
@@ -309,12 +295,7 @@ impl Identity {
         let mut tx = self.pool.begin().await?;
         let mut existing = storage::users::find_by_email_for_update(&mut tx, address).await?;
         if existing.is_none() {
-            if storage::users::find_confusable(&mut tx, &skeleton, address)
-                .await?
-                .is_some()
-            {
-                return Err(IdentityError::Confusable);
-            }
+            refuse_confusable(&mut tx, &skeleton, address).await?;
             let Some(name) = &display_name else {
                 return Err(kc_runtime::Violation::new(
                     "display_name",
@@ -338,16 +319,7 @@ impl Identity {
             )
             .await?;
             if let Some(user) = inserted {
-                events::append(&mut tx, &events::registered(&user)).await?;
-                self.mail_code(
-                    &mut tx,
-                    &user,
-                    address,
-                    Purpose::Invitation,
-                    None,
-                    Mailing::Replace,
-                )
-                .await?;
+                self.announce_invited(&mut tx, &user, address).await?;
                 tx.commit().await?;
                 tracing::info!(user_id = %user.user_id, "address invited");
                 return Ok((user, true));
@@ -360,12 +332,7 @@ impl Identity {
             tx.commit().await?;
             return Ok((user, false));
         }
-        if storage::users::find_confusable(&mut tx, &skeleton, address)
-            .await?
-            .is_some()
-        {
-            return Err(IdentityError::Confusable);
-        }
+        refuse_confusable(&mut tx, &skeleton, address).await?;
         // Whatever a stranger set before the proof goes: the claim (replaced by a code
         // without claim) and the name it may have given.
         let user = storage::users::reinvite(
@@ -388,6 +355,26 @@ impl Identity {
         tx.commit().await?;
         tracing::info!(user_id = %user.user_id, "unproven account invited again; pending claim discarded");
         Ok((user, true))
+    }
+
+    /// Records a newly invited `user` (a registered event) and mails it a fresh invitation
+    /// code for `email`.
+    async fn announce_invited(
+        &self,
+        conn: &mut PgConnection,
+        user: &User,
+        email: &str,
+    ) -> Result<()> {
+        events::append(conn, &events::registered(user)).await?;
+        self.mail_code(
+            conn,
+            user,
+            email,
+            Purpose::Invitation,
+            None,
+            Mailing::Replace,
+        )
+        .await
     }
 
     /// Mails a code to `email` for `user`: the code is kept only as its MAC and leaves
@@ -1497,6 +1484,14 @@ fn local_part(email: &str) -> &str {
 }
 
 /// A unique violation when an address becomes proven means a proven look-alike exists.
+/// Refuses `address` when it looks like another proven account's (rule I3).
+async fn refuse_confusable(conn: &mut PgConnection, skeleton: &str, address: &str) -> Result<()> {
+    match storage::users::find_confusable(conn, skeleton, address).await? {
+        Some(_) => Err(IdentityError::Confusable),
+        None => Ok(()),
+    }
+}
+
 fn confusable_on_conflict(error: sqlx::Error) -> IdentityError {
     match classify(&error) {
         DbErrorKind::UniqueViolation => IdentityError::Confusable,

@@ -48,6 +48,26 @@ impl TryFrom<UserRow> for User {
     }
 }
 
+/// A query for one [`UserRow`].
+type UserQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, UserRow, sqlx::postgres::PgArguments>;
+
+/// Runs `query`, which returns at most one user.
+async fn optional_user(
+    conn: &mut PgConnection,
+    query: UserQuery<'_>,
+) -> Result<Option<User>, sqlx::Error> {
+    query
+        .fetch_optional(conn)
+        .await?
+        .map(TryInto::try_into)
+        .transpose()
+}
+
+/// Runs `query`, which returns exactly one user.
+async fn one_user(conn: &mut PgConnection, query: UserQuery<'_>) -> Result<User, sqlx::Error> {
+    query.fetch_one(conn).await?.try_into()
+}
+
 /// A user to insert.
 #[derive(Debug)]
 pub struct NewUser<'a> {
@@ -85,10 +105,7 @@ macro_rules! insert_user {
 }
 
 /// `sql` (an [`insert_user!`]) with the values of `user` bound.
-fn bind_new_user<'q>(
-    sql: &'static str,
-    user: &'q NewUser<'q>,
-) -> sqlx::query::QueryAs<'q, sqlx::Postgres, UserRow, sqlx::postgres::PgArguments> {
+fn bind_new_user<'q>(sql: &'static str, user: &'q NewUser<'q>) -> UserQuery<'q> {
     sqlx::query_as(sql)
         .bind(user.user_id)
         .bind(user.email)
@@ -104,10 +121,7 @@ fn bind_new_user<'q>(
 /// Inserts a user. A duplicate e-mail fails with the unique violation of `users_email_key`
 /// (and a proven look-alike with that of `users_email_skeleton_proven_key`).
 pub async fn insert(conn: &mut PgConnection, user: &NewUser<'_>) -> Result<User, sqlx::Error> {
-    bind_new_user(insert_user!(""), user)
-        .fetch_one(conn)
-        .await?
-        .try_into()
+    one_user(conn, bind_new_user(insert_user!(""), user)).await
 }
 
 /// Inserts a user unless its e-mail is taken; `None` when it is (after waiting for a
@@ -116,24 +130,25 @@ pub async fn insert_if_absent(
     conn: &mut PgConnection,
     user: &NewUser<'_>,
 ) -> Result<Option<User>, sqlx::Error> {
-    bind_new_user(insert_user!("ON CONFLICT (email) DO NOTHING"), user)
-        .fetch_optional(conn)
-        .await?
-        .map(TryInto::try_into)
-        .transpose()
+    optional_user(
+        conn,
+        bind_new_user(insert_user!("ON CONFLICT (email) DO NOTHING"), user),
+    )
+    .await
 }
 
 /// One user by id.
 pub async fn get(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<User>, sqlx::Error> {
-    let row: Option<UserRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM users WHERE user_id = $1"
-    ))
-    .bind(user_id)
-    .fetch_optional(conn)
-    .await?;
-    row.map(TryInto::try_into).transpose()
+    optional_user(
+        conn,
+        sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM users WHERE user_id = $1"
+        ))
+        .bind(user_id),
+    )
+    .await
 }
 
 /// One user by id, locked for update until the transaction ends.
@@ -141,15 +156,16 @@ pub async fn get_for_update(
     conn: &mut PgConnection,
     user_id: Uuid,
 ) -> Result<Option<User>, sqlx::Error> {
-    let row: Option<UserRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM users WHERE user_id = $1 FOR UPDATE"
-    ))
-    .bind(user_id)
-    .fetch_optional(conn)
-    .await?;
-    row.map(TryInto::try_into).transpose()
+    optional_user(
+        conn,
+        sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM users WHERE user_id = $1 FOR UPDATE"
+        ))
+        .bind(user_id),
+    )
+    .await
 }
 
 /// Users by id, in the order of `user_ids`; unknown ids are skipped.
@@ -174,15 +190,16 @@ pub async fn find_by_email(
     conn: &mut PgConnection,
     email: &str,
 ) -> Result<Option<User>, sqlx::Error> {
-    let row: Option<UserRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM users WHERE email = $1"
-    ))
-    .bind(email)
-    .fetch_optional(conn)
-    .await?;
-    row.map(TryInto::try_into).transpose()
+    optional_user(
+        conn,
+        sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM users WHERE email = $1"
+        ))
+        .bind(email),
+    )
+    .await
 }
 
 /// One user by normalised e-mail, locked for update until the transaction ends.
@@ -190,15 +207,36 @@ pub async fn find_by_email_for_update(
     conn: &mut PgConnection,
     email: &str,
 ) -> Result<Option<User>, sqlx::Error> {
-    let row: Option<UserRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM users WHERE email = $1 FOR UPDATE"
-    ))
-    .bind(email)
-    .fetch_optional(conn)
-    .await?;
-    row.map(TryInto::try_into).transpose()
+    optional_user(
+        conn,
+        sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM users WHERE email = $1 FOR UPDATE"
+        ))
+        .bind(email),
+    )
+    .await
+}
+
+/// A user with its password hash.
+#[derive(sqlx::FromRow)]
+struct CredentialsRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    password_hash: Option<String>,
+}
+
+/// Runs `query`, which returns at most one user with its password hash.
+async fn optional_credentials(
+    conn: &mut PgConnection,
+    query: sqlx::query::QueryAs<'_, sqlx::Postgres, CredentialsRow, sqlx::postgres::PgArguments>,
+) -> Result<Option<(User, Option<String>)>, sqlx::Error> {
+    query
+        .fetch_optional(conn)
+        .await?
+        .map(|row| Ok((row.user.try_into()?, row.password_hash)))
+        .transpose()
 }
 
 /// A user and its password hash by normalised e-mail, for sign-in.
@@ -206,22 +244,16 @@ pub async fn find_credentials(
     conn: &mut PgConnection,
     email: &str,
 ) -> Result<Option<(User, Option<String>)>, sqlx::Error> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        #[sqlx(flatten)]
-        user: UserRow,
-        password_hash: Option<String>,
-    }
-    let row: Option<Row> = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        ", password_hash FROM users WHERE email = $1"
-    ))
-    .bind(email)
-    .fetch_optional(conn)
-    .await?;
-    row.map(|row| Ok((row.user.try_into()?, row.password_hash)))
-        .transpose()
+    optional_credentials(
+        conn,
+        sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            ", password_hash FROM users WHERE email = $1"
+        ))
+        .bind(email),
+    )
+    .await
 }
 
 /// A user and its password hash by id, locked FOR SHARE until the transaction ends: a
@@ -231,22 +263,16 @@ pub async fn credentials_for_share(
     conn: &mut PgConnection,
     user_id: Uuid,
 ) -> Result<Option<(User, Option<String>)>, sqlx::Error> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        #[sqlx(flatten)]
-        user: UserRow,
-        password_hash: Option<String>,
-    }
-    let row: Option<Row> = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        ", password_hash FROM users WHERE user_id = $1 FOR SHARE"
-    ))
-    .bind(user_id)
-    .fetch_optional(conn)
-    .await?;
-    row.map(|row| Ok((row.user.try_into()?, row.password_hash)))
-        .transpose()
+    optional_credentials(
+        conn,
+        sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            ", password_hash FROM users WHERE user_id = $1 FOR SHARE"
+        ))
+        .bind(user_id),
+    )
+    .await
 }
 
 /// The password hash of a user.
@@ -268,14 +294,15 @@ pub async fn update_profile(
     display_name: Option<&str>,
     locale: Option<&str>,
 ) -> Result<User, sqlx::Error> {
-    let row: UserRow = sqlx::query_as(concat!("UPDATE users SET display_name = COALESCE($2, display_name), locale = COALESCE($3, locale), \
-         version = version + 1, update_time = now() WHERE user_id = $1 RETURNING ", columns!()))
-    .bind(user_id)
-    .bind(display_name)
-    .bind(locale)
-    .fetch_one(conn)
-    .await?;
-    row.try_into()
+    one_user(
+        conn,
+        sqlx::query_as(concat!("UPDATE users SET display_name = COALESCE($2, display_name), locale = COALESCE($3, locale), \
+             version = version + 1, update_time = now() WHERE user_id = $1 RETURNING ", columns!()))
+        .bind(user_id)
+        .bind(display_name)
+        .bind(locale),
+    )
+    .await
 }
 
 /// Sets the state and bumps the version.
@@ -284,16 +311,17 @@ pub async fn set_state(
     user_id: Uuid,
     state: UserState,
 ) -> Result<User, sqlx::Error> {
-    let row: UserRow = sqlx::query_as(concat!(
-        "UPDATE users SET state = $2, version = version + 1, update_time = now() \
-         WHERE user_id = $1 RETURNING ",
-        columns!()
-    ))
-    .bind(user_id)
-    .bind(state.as_str())
-    .fetch_one(conn)
-    .await?;
-    row.try_into()
+    one_user(
+        conn,
+        sqlx::query_as(concat!(
+            "UPDATE users SET state = $2, version = version + 1, update_time = now() \
+             WHERE user_id = $1 RETURNING ",
+            columns!()
+        ))
+        .bind(user_id)
+        .bind(state.as_str()),
+    )
+    .await
 }
 
 /// Replaces the password hash of a proven user (ChangePassword).
@@ -302,33 +330,35 @@ pub async fn set_password(
     user_id: Uuid,
     hash: &str,
 ) -> Result<User, sqlx::Error> {
-    let row: UserRow = sqlx::query_as(concat!(
-        "UPDATE users SET password_hash = $2, version = version + 1, update_time = now() \
-         WHERE user_id = $1 RETURNING ",
-        columns!()
-    ))
-    .bind(user_id)
-    .bind(hash)
-    .fetch_one(conn)
-    .await?;
-    row.try_into()
+    one_user(
+        conn,
+        sqlx::query_as(concat!(
+            "UPDATE users SET password_hash = $2, version = version + 1, update_time = now() \
+             WHERE user_id = $1 RETURNING ",
+            columns!()
+        ))
+        .bind(user_id)
+        .bind(hash),
+    )
+    .await
 }
 
 /// Marks the e-mail verified. When it was not proven before, the password set before the
 /// proof is discarded (rule I1): nobody but the mailbox owner may have chosen it, so a
 /// disabled account proven now and enabled later does not activate a stranger's password.
 pub async fn mark_verified(conn: &mut PgConnection, user_id: Uuid) -> Result<User, sqlx::Error> {
-    let row: UserRow = sqlx::query_as(concat!(
-        "UPDATE users SET email_verified = true, \
-         password_hash = CASE WHEN email_verified THEN password_hash END, \
-         version = version + 1, update_time = now() \
-         WHERE user_id = $1 RETURNING ",
-        columns!()
-    ))
-    .bind(user_id)
-    .fetch_one(conn)
-    .await?;
-    row.try_into()
+    one_user(
+        conn,
+        sqlx::query_as(concat!(
+            "UPDATE users SET email_verified = true, \
+             password_hash = CASE WHEN email_verified THEN password_hash END, \
+             version = version + 1, update_time = now() \
+             WHERE user_id = $1 RETURNING ",
+            columns!()
+        ))
+        .bind(user_id),
+    )
+    .await
 }
 
 /// Completes the claim of an invited user: its e-mail is verified, the claimed password,
@@ -341,19 +371,20 @@ pub async fn complete_claim(
     display_name: &str,
     locale: &str,
 ) -> Result<Option<User>, sqlx::Error> {
-    let row: Option<UserRow> = sqlx::query_as(concat!(
-        "UPDATE users SET email_verified = true, password_hash = $2, display_name = $3, \
-         locale = $4, state = 'active', version = version + 1, update_time = now() \
-         WHERE user_id = $1 AND state = 'invited' RETURNING ",
-        columns!()
-    ))
-    .bind(user_id)
-    .bind(password_hash)
-    .bind(display_name)
-    .bind(locale)
-    .fetch_optional(conn)
-    .await?;
-    row.map(TryInto::try_into).transpose()
+    optional_user(
+        conn,
+        sqlx::query_as(concat!(
+            "UPDATE users SET email_verified = true, password_hash = $2, display_name = $3, \
+             locale = $4, state = 'active', version = version + 1, update_time = now() \
+             WHERE user_id = $1 AND state = 'invited' RETURNING ",
+            columns!()
+        ))
+        .bind(user_id)
+        .bind(password_hash)
+        .bind(display_name)
+        .bind(locale),
+    )
+    .await
 }
 
 /// Creates or updates an operator by e-mail (bootstrap); returns it.
@@ -361,21 +392,22 @@ pub async fn upsert_operator(
     conn: &mut PgConnection,
     user: &NewUser<'_>,
 ) -> Result<User, sqlx::Error> {
-    let row: UserRow = sqlx::query_as(concat!("INSERT INTO users (user_id, email, email_verified, display_name, locale, kind, state, password_hash, email_skeleton) \
-         VALUES ($1, $2, true, $3, $4, 'operator', 'active', $5, $6) \
-         ON CONFLICT (email) DO UPDATE SET kind = 'operator', state = 'active', email_verified = true, \
-         password_hash = EXCLUDED.password_hash, email_skeleton = EXCLUDED.email_skeleton, \
-         version = users.version + 1, update_time = now() \
-         RETURNING ", columns!()))
-    .bind(user.user_id)
-    .bind(user.email)
-    .bind(user.display_name)
-    .bind(user.locale)
-    .bind(user.password_hash)
-    .bind(user.email_skeleton)
-    .fetch_one(conn)
-    .await?;
-    row.try_into()
+    one_user(
+        conn,
+        sqlx::query_as(concat!("INSERT INTO users (user_id, email, email_verified, display_name, locale, kind, state, password_hash, email_skeleton) \
+             VALUES ($1, $2, true, $3, $4, 'operator', 'active', $5, $6) \
+             ON CONFLICT (email) DO UPDATE SET kind = 'operator', state = 'active', email_verified = true, \
+             password_hash = EXCLUDED.password_hash, email_skeleton = EXCLUDED.email_skeleton, \
+             version = users.version + 1, update_time = now() \
+             RETURNING ", columns!()))
+        .bind(user.user_id)
+        .bind(user.email)
+        .bind(user.display_name)
+        .bind(user.locale)
+        .bind(user.password_hash)
+        .bind(user.email_skeleton),
+    )
+    .await
 }
 
 /// Sets the password after a reset with a mailed code, which proves the address: the e-mail
@@ -387,17 +419,18 @@ pub async fn reset_password(
     user_id: Uuid,
     hash: &str,
 ) -> Result<User, sqlx::Error> {
-    let row: UserRow = sqlx::query_as(concat!(
-        "UPDATE users SET password_hash = $2, email_verified = true, \
-         state = CASE WHEN state = 'invited' THEN 'active' ELSE state END, \
-         version = version + 1, update_time = now() WHERE user_id = $1 RETURNING ",
-        columns!()
-    ))
-    .bind(user_id)
-    .bind(hash)
-    .fetch_one(conn)
-    .await?;
-    row.try_into()
+    one_user(
+        conn,
+        sqlx::query_as(concat!(
+            "UPDATE users SET password_hash = $2, email_verified = true, \
+             state = CASE WHEN state = 'invited' THEN 'active' ELSE state END, \
+             version = version + 1, update_time = now() WHERE user_id = $1 RETURNING ",
+            columns!()
+        ))
+        .bind(user_id)
+        .bind(hash),
+    )
+    .await
 }
 
 /// The account with a proven address (verified) whose address has `skeleton` but is not
@@ -407,16 +440,17 @@ pub async fn find_confusable(
     skeleton: &str,
     email: &str,
 ) -> Result<Option<User>, sqlx::Error> {
-    let row: Option<UserRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM users WHERE email_skeleton = $1 AND email_verified AND email <> $2 LIMIT 1"
-    ))
-    .bind(skeleton)
-    .bind(email)
-    .fetch_optional(conn)
-    .await?;
-    row.map(TryInto::try_into).transpose()
+    optional_user(
+        conn,
+        sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM users WHERE email_skeleton = $1 AND email_verified AND email <> $2 LIMIT 1"
+        ))
+        .bind(skeleton)
+        .bind(email),
+    )
+    .await
 }
 
 /// Re-invites an unproven user: the inviter's display name and locale replace whatever was
@@ -427,18 +461,19 @@ pub async fn reinvite(
     display_name: Option<&str>,
     locale: Option<&str>,
 ) -> Result<User, sqlx::Error> {
-    let row: UserRow = sqlx::query_as(concat!(
-        "UPDATE users SET display_name = COALESCE($2, display_name), \
-         locale = COALESCE($3, locale), version = version + 1, update_time = now() \
-         WHERE user_id = $1 AND state = 'invited' RETURNING ",
-        columns!()
-    ))
-    .bind(user_id)
-    .bind(display_name)
-    .bind(locale)
-    .fetch_one(conn)
-    .await?;
-    row.try_into()
+    one_user(
+        conn,
+        sqlx::query_as(concat!(
+            "UPDATE users SET display_name = COALESCE($2, display_name), \
+             locale = COALESCE($3, locale), version = version + 1, update_time = now() \
+             WHERE user_id = $1 AND state = 'invited' RETURNING ",
+            columns!()
+        ))
+        .bind(user_id)
+        .bind(display_name)
+        .bind(locale),
+    )
+    .await
 }
 
 /// Makes `email` (proven by a code) the login e-mail of a user. Fails with a unique
@@ -449,17 +484,18 @@ pub async fn change_email(
     email: &str,
     skeleton: &str,
 ) -> Result<User, sqlx::Error> {
-    let row: UserRow = sqlx::query_as(concat!(
-        "UPDATE users SET email = $2, email_skeleton = $3, email_verified = true, \
-         version = version + 1, update_time = now() WHERE user_id = $1 RETURNING ",
-        columns!()
-    ))
-    .bind(user_id)
-    .bind(email)
-    .bind(skeleton)
-    .fetch_one(conn)
-    .await?;
-    row.try_into()
+    one_user(
+        conn,
+        sqlx::query_as(concat!(
+            "UPDATE users SET email = $2, email_skeleton = $3, email_verified = true, \
+             version = version + 1, update_time = now() WHERE user_id = $1 RETURNING ",
+            columns!()
+        ))
+        .bind(user_id)
+        .bind(email)
+        .bind(skeleton),
+    )
+    .await
 }
 
 /// Up to `limit` users after `after` (by id) whose skeleton is not computed yet (rows
