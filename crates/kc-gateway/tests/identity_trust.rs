@@ -87,19 +87,8 @@ async fn my_roles(suite: &Suite, token: &str, site_id: &str) -> Vec<i32> {
 /// The person holding `role` on the site, as the operator sees the contacts.
 async fn holder(suite: &Suite, site_id: &str, role: Role) -> Option<gw::ContactView> {
     suite
-        .gw()
-        .show_all_contacts(authed(
-            Some(&suite.operator.token),
-            gw::ShowAllContactsRequest {
-                site_id: site_id.into(),
-                roles: vec![role as i32],
-                ..Default::default()
-            },
-        ))
+        .operator_contacts(site_id, &[role])
         .await
-        .expect("the operator reads the contacts")
-        .into_inner()
-        .contacts
         .into_iter()
         .next()
 }

@@ -13,6 +13,7 @@ use common::*;
 use http::uri::PathAndQuery;
 use kc_proto::access as apb;
 use kc_proto::gateway as gw;
+use kc_testkit::metrics::{sample, scrape};
 use kc_testkit::process::{grpcurl, grpcurl_ok};
 use prost::bytes::{Buf, BufMut};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -413,46 +414,6 @@ async fn the_gateways_reflection_names_only_its_public_api() {
         contacts_listed.contains("keycontacts.contacts.v1.ContactRegistryService"),
         "{contacts_listed}"
     );
-}
-
-/// `GET /metrics` of the endpoint at `addr`: the Prometheus text.
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to the metrics endpoint");
-    stream
-        .write_all(
-            format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .expect("send the request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .await
-        .expect("read the response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("an http response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_owned()
-}
-
-/// The value of the sample of `name` whose labels include every one of `labels`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
-            (metric == name
-                && labels
-                    .iter()
-                    .all(|(key, value)| rest.contains(&format!("{key}=\"{value}\""))))
-            .then(|| value.parse().ok())
-            .flatten()
-        })
-        .next()
 }
 
 #[tokio::test]

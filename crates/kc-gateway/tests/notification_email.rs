@@ -25,19 +25,8 @@ const CHANGE_TOLD: &str = "NOTICE_KIND_NOTIFICATION_EMAIL_CHANGE_REQUESTED";
 /// The PRIMARY contact of the site, as the operator reads it.
 async fn primary_contact(suite: &Suite, site_id: &str) -> gw::ContactView {
     suite
-        .gw()
-        .show_all_contacts(authed(
-            Some(&suite.operator.token),
-            gw::ShowAllContactsRequest {
-                site_id: site_id.into(),
-                roles: vec![Role::Primary as i32],
-                ..Default::default()
-            },
-        ))
+        .operator_contacts(site_id, &[Role::Primary])
         .await
-        .expect("show all contacts")
-        .into_inner()
-        .contacts
         .remove(0)
 }
 

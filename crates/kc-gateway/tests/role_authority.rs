@@ -14,18 +14,8 @@ use tonic::Code;
 /// Everyone holding a role on the site, as the operator reads it: (user id, roles).
 async fn contacts(suite: &Suite, site_id: &str) -> Vec<(String, Vec<i32>)> {
     let mut all: Vec<(String, Vec<i32>)> = suite
-        .gw()
-        .show_all_contacts(authed(
-            Some(&suite.operator.token),
-            gw::ShowAllContactsRequest {
-                site_id: site_id.into(),
-                ..Default::default()
-            },
-        ))
+        .operator_contacts(site_id, &[])
         .await
-        .expect("the operator reads the contacts")
-        .into_inner()
-        .contacts
         .into_iter()
         .map(|view| (view.user_id, view.roles))
         .collect();

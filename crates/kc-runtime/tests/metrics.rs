@@ -17,7 +17,7 @@ use kc_runtime::auth::AuthLayer;
 use kc_runtime::config::ServerArgs;
 use kc_runtime::db::PoolSettings;
 use kc_runtime::server::{ServeOptions, serve};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use kc_testkit::metrics::{http_get, sample};
 use tokio::net::{TcpListener, TcpStream};
 use tonic::Code;
 use tonic::server::NamedService;
@@ -79,46 +79,6 @@ async fn call(channel: &Channel, path: &str) -> tonic::Status {
         )
         .await;
     result.expect_err("every test method fails")
-}
-
-/// `GET path` over HTTP/1.1: the status code and the body.
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect to metrics");
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .expect("send request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .await
-        .expect("read response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("http response");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("status code");
-    (status, body.to_owned())
-}
-
-/// The value of the sample of `name` whose labels include every one of `labels`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
-            (metric == name
-                && labels
-                    .iter()
-                    .all(|(key, value)| rest.contains(&format!("{key}=\"{value}\""))))
-            .then(|| value.parse().ok())
-            .flatten()
-        })
-        .next()
 }
 
 #[tokio::test]

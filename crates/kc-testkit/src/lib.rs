@@ -3,6 +3,7 @@
 
 pub mod checks;
 pub mod codes;
+pub mod metrics;
 pub mod postgres;
 pub mod process;
 pub mod secrets;

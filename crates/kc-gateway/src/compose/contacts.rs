@@ -162,7 +162,8 @@ impl Gateway {
     /// address is proven (see [`Gateway::person`], rule I1). Returns the user and whether it was invited.
     ///
     /// When `role` implies rights, the caller also needs the authority to grant them (T6,
-    /// [`role_authority`]); it is checked before anyone is invited.
+    /// [`role_authority`]); it is checked with the method's rule, in the same `BatchCheck`,
+    /// before anyone is invited.
     async fn admit_person(
         &self,
         ctx: &Ctx,
@@ -171,13 +172,10 @@ impl Gateway {
         role: Option<i32>,
         person: PersonByEmail<'_>,
     ) -> Result<(User, bool), GatewayError> {
-        self.admit_site(ctx, method, site_id).await?;
         let authority = role
             .and_then(|role| contacts::ContactRole::try_from(role).ok())
             .and_then(role_authority);
-        if let Some(need) = authority {
-            self.require(ctx, site_id, need).await?;
-        }
+        self.admit_site_and(ctx, method, site_id, authority).await?;
         self.person(
             ctx,
             person.email,

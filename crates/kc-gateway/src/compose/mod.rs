@@ -115,8 +115,23 @@ impl Gateway {
     /// Admits the caller of the site-scoped `method` on `site_id`: operators pass, service
     /// accounts are refused, customers need the rule's permissions (one `BatchCheck`).
     async fn admit_site(&self, ctx: &Ctx, method: &str, site_id: Uuid) -> Result<(), GatewayError> {
+        self.admit_site_and(ctx, method, site_id, None).await
+    }
+
+    /// [`Self::admit_site`], also requiring `also` of a customer caller when given: both in
+    /// the same one `BatchCheck`, the rule's refusal reported first.
+    async fn admit_site_and(
+        &self,
+        ctx: &Ctx,
+        method: &str,
+        site_id: Uuid,
+        also: Option<Need>,
+    ) -> Result<(), GatewayError> {
         match rule(method) {
-            Rule::Site(need) | Rule::SiteOrSelf(need) => self.require(ctx, site_id, need).await,
+            Rule::Site(need) | Rule::SiteOrSelf(need) => match also {
+                Some(also) => self.require_each(ctx, site_id, &[need, also]).await,
+                None => self.require_each(ctx, site_id, &[need]).await,
+            },
             other => Err(GatewayError::Internal(anyhow::anyhow!(
                 "{method} has rule {other:?}, not a site rule"
             ))),
@@ -125,6 +140,17 @@ impl Gateway {
 
     /// Requires `need` of the caller on `site_id` (operators pass).
     async fn require(&self, ctx: &Ctx, site_id: Uuid, need: Need) -> Result<(), GatewayError> {
+        self.require_each(ctx, site_id, &[need]).await
+    }
+
+    /// Requires every one of `needs` of the caller on `site_id` in one `BatchCheck` of all
+    /// their permissions (operators pass); the first need not met is the one refused.
+    async fn require_each(
+        &self,
+        ctx: &Ctx,
+        site_id: Uuid,
+        needs: &[Need],
+    ) -> Result<(), GatewayError> {
         let caller = ctx.caller()?;
         if caller.is_operator() {
             return Ok(());
@@ -134,12 +160,20 @@ impl Gateway {
                 SERVICES_ONLY_SEND_NOTICES.into(),
             ));
         }
-        let allowed = self.check(ctx, site_id, need.permissions()).await?;
-        if need.satisfied_by(&allowed) {
-            Ok(())
-        } else {
-            Err(denied(need))
+        let permissions: Vec<Permission> = needs
+            .iter()
+            .flat_map(|need| need.permissions().iter().copied())
+            .collect();
+        let allowed = self.check(ctx, site_id, &permissions).await?;
+        let mut rest = allowed.as_slice();
+        for need in needs {
+            let (own, others) = rest.split_at(need.permissions().len());
+            if !need.satisfied_by(own) {
+                return Err(denied(*need));
+            }
+            rest = others;
         }
+        Ok(())
     }
 
     /// The one `BatchCheck` of a call: whether the (customer) caller holds each permission

@@ -583,6 +583,24 @@ impl Suite {
         )
         .await;
     }
+
+    /// The contacts of the site holding any of `roles` (every contact when empty), as the
+    /// operator reads them with `ShowAllContacts` (C7).
+    pub async fn operator_contacts(&self, site_id: &str, roles: &[Role]) -> Vec<gw::ContactView> {
+        self.gw()
+            .show_all_contacts(authed(
+                Some(&self.operator.token),
+                gw::ShowAllContactsRequest {
+                    site_id: site_id.into(),
+                    roles: roles.iter().map(|role| *role as i32).collect(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("the operator reads the contacts")
+            .into_inner()
+            .contacts
+    }
 }
 
 /// The contact person for `person` (a known e-mail: no invitation).
