@@ -42,10 +42,15 @@ async fn code_events(h: &Harness, contact_id: &str) -> Vec<pb::NotificationEmail
 }
 
 async fn contractual_address(h: &Harness, site_id: &str) -> String {
+    notice_address(h, site_id, pb::NoticePurpose::Contractual).await
+}
+
+/// The notification e-mail of the first recipient of a notice of `purpose` on the site.
+async fn notice_address(h: &Harness, site_id: &str, purpose: pb::NoticePurpose) -> String {
     h.client()
         .resolve_recipients(h.svc(pb::ResolveRecipientsRequest {
             site_id: site_id.into(),
-            purpose: pb::NoticePurpose::Contractual as i32,
+            purpose: purpose as i32,
         }))
         .await
         .unwrap()
@@ -329,20 +334,10 @@ async fn assigned_and_replaced_contacts_start_with_a_pending_address() {
         .unwrap();
     assert_eq!(renewal.pending_notification_email, "renewals@example.fr");
     assert_eq!(renewal.details.as_ref().unwrap().notification_email, "");
-    let renewal_address = || async {
-        h.client()
-            .resolve_recipients(h.svc(pb::ResolveRecipientsRequest {
-                site_id: site.site_id.clone(),
-                purpose: pb::NoticePurpose::Renewal as i32,
-            }))
-            .await
-            .unwrap()
-            .into_inner()
-            .recipients[0]
-            .notification_email
-            .clone()
-    };
-    assert_eq!(renewal_address().await, "");
+    assert_eq!(
+        notice_address(&h, &site.site_id, pb::NoticePurpose::Renewal).await,
+        ""
+    );
     assert!(h.pending_code(&renewal.contact_id).await.is_some());
     // Replaced before confirming: its code leaves the stream.
     h.client()

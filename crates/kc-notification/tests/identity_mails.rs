@@ -110,6 +110,25 @@ async fn retry(s: &Suite, notification_id: &str) -> Result<pb::Notification, ton
         .map(|response| response.into_inner().notification.expect("notification"))
 }
 
+/// An operator's retry of a code mail whose code was withdrawn is refused with
+/// FAILED_PRECONDITION, and nothing of it was sent (rule I2).
+async fn refused_retry_sends_nothing(s: &Suite, id: &str) {
+    let refused = retry(s, id).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(refused.message().contains("withdrawn"), "{refused:?}");
+    assert!(
+        s.smtp
+            .messages()
+            .iter()
+            .all(|m| m.header("X-Keycontacts-Notification-Id") != Some(id)),
+        "nothing was sent"
+    );
+}
+
 /// The code mail of `kind` to `email`, once there is exactly one of that kind.
 async fn the_code_mail(s: &Suite, email: &str, kind: Kind) -> pb::Notification {
     eventually(&format!("one {kind:?} to {email}"), || async move {
@@ -197,21 +216,8 @@ async fn a_dead_code_mail_keeps_no_code_and_is_not_retried() {
     let api = shown(&s, &id, &user.email).await;
     assert!(!api.contains(&mailed.code), "the API shows the code: {api}");
 
-    let refused = retry(&s, &id).await.unwrap_err();
-    assert_eq!(
-        refused.code(),
-        tonic::Code::FailedPrecondition,
-        "{refused:?}"
-    );
-    assert!(refused.message().contains("withdrawn"), "{refused:?}");
+    refused_retry_sends_nothing(&s, &id).await;
     assert_eq!(s.get(&id).await.state, State::Dead as i32, "still DEAD");
-    assert!(
-        s.smtp
-            .messages()
-            .iter()
-            .all(|m| m.header("X-Keycontacts-Notification-Id") != Some(id.as_str())),
-        "nothing was sent"
-    );
 }
 
 // issue: secrets at rest (rule I1): a code mail not delivered when its code expires (here
@@ -295,20 +301,7 @@ async fn an_expired_undelivered_code_mail_is_emptied_by_the_sweep() {
         })
         .await;
     assert_eq!(event.state, State::Dead as i32);
-    let refused = retry(&s, &id).await.unwrap_err();
-    assert_eq!(
-        refused.code(),
-        tonic::Code::FailedPrecondition,
-        "{refused:?}"
-    );
-    assert!(refused.message().contains("withdrawn"), "{refused:?}");
-    assert!(
-        s.smtp
-            .messages()
-            .iter()
-            .all(|m| m.header("X-Keycontacts-Notification-Id") != Some(id.as_str())),
-        "nothing was sent"
-    );
+    refused_retry_sends_nothing(&s, &id).await;
 }
 
 // rules I1, N1: a registration mails the address a code in the registrant's language (the

@@ -462,6 +462,34 @@ impl Access {
             .effective)
     }
 
+    /// Writes a person's change of a user's explicit grants on a site ([`Access::write_rights`])
+    /// and commits it; returns the profile after.
+    async fn commit_rights(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        actor: Actor,
+        action: &'static str,
+        before: &Profile,
+        grants: &Grants,
+        reason: &str,
+    ) -> Result<Profile> {
+        let mut change = Change::new(before.site_id);
+        let after = self
+            .write_rights(
+                &mut tx,
+                &mut change,
+                Some(actor),
+                action,
+                before,
+                grants,
+                reason,
+                None,
+            )
+            .await?;
+        change.commit(tx, &self.cache).await?;
+        Ok(after)
+    }
+
     /// Writes a user's new explicit grants as part of `change`: the grants row, the audit
     /// record (who, what, when, why: T5), the RightsChanged event and the invalidation.
     /// Returns the profile after the change.
@@ -549,22 +577,15 @@ impl Access {
         if !tools.is_within(&current.tools) {
             require_proven(&mut tx, user_id, UNPROVEN_GRANTEE).await?;
         }
-        let mut change = Change::new(site_id);
-        let grants = Grants { tools, ..current };
-        let after = self
-            .write_rights(
-                &mut tx,
-                &mut change,
-                Some(actor),
-                "access.tools_set",
-                &before,
-                &grants,
-                reason,
-                None,
-            )
-            .await?;
-        change.commit(tx, &self.cache).await?;
-        Ok(after)
+        self.commit_rights(
+            tx,
+            actor,
+            "access.tools_set",
+            &before,
+            &Grants { tools, ..current },
+            reason,
+        )
+        .await
     }
 
     /// Sets a user's explicit support level (U4–U6); raising it needs a proven, active user
@@ -614,25 +635,12 @@ impl Access {
         if level > current.support {
             require_proven(&mut tx, user_id, UNPROVEN_GRANTEE).await?;
         }
-        let mut change = Change::new(site_id);
         let grants = Grants {
             support: level,
             ..current
         };
-        let after = self
-            .write_rights(
-                &mut tx,
-                &mut change,
-                Some(actor),
-                "access.support_set",
-                &before,
-                &grants,
-                reason,
-                None,
-            )
-            .await?;
-        change.commit(tx, &self.cache).await?;
-        Ok(after)
+        self.commit_rights(tx, actor, "access.support_set", &before, &grants, reason)
+            .await
     }
 
     /// Removes every explicit grant of a user on a site (T4, U4–U6); implied rights remain.
@@ -654,21 +662,8 @@ impl Access {
         if before.effective.explicit().is_none() {
             return Ok(before);
         }
-        let mut change = Change::new(site_id);
-        let after = self
-            .write_rights(
-                &mut tx,
-                &mut change,
-                Some(actor),
-                "access.revoked",
-                &before,
-                &Grants::NONE,
-                &reason,
-                None,
-            )
-            .await?;
-        change.commit(tx, &self.cache).await?;
-        Ok(after)
+        self.commit_rights(tx, actor, "access.revoked", &before, &Grants::NONE, &reason)
+            .await
     }
 
     /// A page of a site's profiles (users with a grant or a role implying rights).

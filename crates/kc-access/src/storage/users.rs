@@ -56,17 +56,12 @@ pub async fn get(
     conn: &mut PgConnection,
     user_id: Uuid,
 ) -> Result<Option<ProjectedUser>, sqlx::Error> {
-    let row: Option<(String, bool, bool)> =
+    let row =
         sqlx::query_as("SELECT email, email_verified, disabled FROM users WHERE user_id = $1")
             .bind(user_id)
             .fetch_optional(conn)
             .await?;
-    Ok(row.map(|(email, email_verified, disabled)| ProjectedUser {
-        user_id,
-        email,
-        email_verified,
-        disabled,
-    }))
+    Ok(projected(user_id, row))
 }
 
 /// Like [`get`], holding the row in share mode until the transaction ends: an identity event
@@ -76,16 +71,21 @@ pub async fn get_locked(
     conn: &mut PgConnection,
     user_id: Uuid,
 ) -> Result<Option<ProjectedUser>, sqlx::Error> {
-    let row: Option<(String, bool, bool)> = sqlx::query_as(
+    let row = sqlx::query_as(
         "SELECT email, email_verified, disabled FROM users WHERE user_id = $1 FOR SHARE",
     )
     .bind(user_id)
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|(email, email_verified, disabled)| ProjectedUser {
+    Ok(projected(user_id, row))
+}
+
+/// The user of a `(email, email_verified, disabled)` row read by [`get`] or [`get_locked`].
+fn projected(user_id: Uuid, row: Option<(String, bool, bool)>) -> Option<ProjectedUser> {
+    row.map(|(email, email_verified, disabled)| ProjectedUser {
         user_id,
         email,
         email_verified,
         disabled,
-    }))
+    })
 }

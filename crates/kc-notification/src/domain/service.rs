@@ -599,6 +599,30 @@ impl Notifier {
         };
         let lang = language::choose(Some(&user.locale), Some(&site.language));
         let role = catalog::role_name(change.role, lang).to_owned();
+        // One mail of the change to the contact's user, at `email`, in its language.
+        let mail = |kind: Kind,
+                    email: &str,
+                    params: Params,
+                    rule: &str,
+                    code_expire_time: Option<DateTime<Utc>>|
+         -> anyhow::Result<NewNotification> {
+            let params = with_common(params, Some(site), &user.display_name);
+            Ok(NewNotification {
+                notification_id: Uuid::now_v7(),
+                source_key: source.as_str().to_owned(),
+                recipient_key: change.user_id.to_string(),
+                kind,
+                site_id: Some(site.site_id),
+                recipient_user_id: Some(change.user_id),
+                email: email.trim().to_owned(),
+                locale: lang,
+                rendered: self.templates.render(kind, lang, &params)?,
+                rule: rule.to_owned(),
+                source_event_id: source.as_str().to_owned(),
+                idempotency_key: None,
+                code_expire_time,
+            })
+        };
         let mut new = Vec::with_capacity(2);
         let live_code = change.code.as_ref().filter(|_| {
             change
@@ -616,24 +640,14 @@ impl Notifier {
                     .unwrap_or_default(),
             );
             params.insert("role".into(), role.clone());
-            let params = with_common(params, Some(site), &user.display_name);
-            let kind = Kind::NotificationEmailVerification;
-            new.push(NewNotification {
-                notification_id: Uuid::now_v7(),
-                source_key: source.as_str().to_owned(),
-                recipient_key: change.user_id.to_string(),
-                kind,
-                site_id: Some(site.site_id),
-                recipient_user_id: Some(change.user_id),
-                email: email.trim().to_owned(),
-                locale: lang,
-                rendered: self.templates.render(kind, lang, &params)?,
-                rule: RULE_NOTIFICATION_EMAIL_VERIFICATION.to_owned(),
-                source_event_id: source.as_str().to_owned(),
-                idempotency_key: None,
+            new.push(mail(
+                Kind::NotificationEmailVerification,
+                email,
+                params,
+                RULE_NOTIFICATION_EMAIL_VERIFICATION,
                 // issue: secrets at rest: emptied once delivered, given up or expired.
-                code_expire_time: change.expire_time,
-            });
+                change.expire_time,
+            )?);
         }
         if user.email.trim().is_empty() {
             tracing::warn!(
@@ -647,24 +661,14 @@ impl Notifier {
                 change.requested_email.clone().unwrap_or_default(),
             );
             params.insert("role".into(), role);
-            let params = with_common(params, Some(site), &user.display_name);
-            let kind = Kind::NotificationEmailChangeRequested;
-            new.push(NewNotification {
-                notification_id: Uuid::now_v7(),
-                source_key: source.as_str().to_owned(),
-                recipient_key: change.user_id.to_string(),
-                kind,
-                site_id: Some(site.site_id),
-                recipient_user_id: Some(change.user_id),
+            new.push(mail(
+                Kind::NotificationEmailChangeRequested,
                 // C11: the LOGIN e-mail, never the notification e-mail in question.
-                email: user.email.trim().to_owned(),
-                locale: lang,
-                rendered: self.templates.render(kind, lang, &params)?,
-                rule: RULE_NOTIFICATION_EMAIL_CHANGE_REQUESTED.to_owned(),
-                source_event_id: source.as_str().to_owned(),
-                idempotency_key: None,
-                code_expire_time: None,
-            });
+                &user.email,
+                params,
+                RULE_NOTIFICATION_EMAIL_CHANGE_REQUESTED,
+                None,
+            )?);
         }
         Ok(storage::notifications::insert(conn, &new).await?.len())
     }
