@@ -3,11 +3,11 @@
 //! approvals (A3, A4), domain policy baselines (A7), and the service's operations with their
 //! transaction boundaries.
 //!
-//! [`levels`] and [`rights`] are pure: values in, decisions out, no I/O. [`values`] parses
+//! [`levels`] and [`rights`] are pure (values in, decisions out, no I/O) and live in the
+//! shared `kc-rights` crate, which the contact registry decides authority with too (T8). [`values`] parses
 //! request fields, [`service`] runs each operation as one transaction over storage.
 
-pub mod levels;
-pub mod rights;
+pub use kc_rights::{levels, rights};
 pub mod service;
 pub mod values;
 

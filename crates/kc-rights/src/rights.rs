@@ -26,7 +26,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::levels::{
+use crate::levels::{
     AccountDocumentsAccess, ContactUpdatesAccess, ManageAccess, SupportLevel, Tool, ToolAccess,
     ToolLevel,
 };
@@ -144,6 +144,24 @@ impl ContactRole {
         }
     }
 
+    /// What a person must hold on the site to name someone to the role, replace its holder
+    /// or take it away (T6): assigning a role that implies rights is granting what it
+    /// implies, so it needs the authority to grant (and, to take it away, to revoke) those
+    /// rights under T4 and U4. ADMINISTRATIVE implies account documents VIEW and, while the
+    /// C3 switch is on, manage access UPDATE (which the switch can turn on at any time, so
+    /// it is asked for either way); SECONDARY implies manage access and contact updates
+    /// UPDATE; SITE_TECHNICAL implies support ADMINISTRATOR, which only account management
+    /// may hand to a new STC (U6 keeps support administrators off the STC). PRIMARY changes
+    /// only by transfer (C8) and other roles imply nothing: empty.
+    pub fn naming_authority(self) -> &'static [Permission] {
+        match self {
+            Self::Administrative => &[Permission::AccessUpdate, Permission::DocumentsView],
+            Self::Secondary => &[Permission::AccessUpdate, Permission::ContactsUpdate],
+            Self::SiteTechnical => &[Permission::AccountManagement],
+            Self::Primary | Self::Renewal | Self::Shipping | Self::Billing | Self::SiteUser => &[],
+        }
+    }
+
     /// The rule by which the role implies what `requirement` asks for.
     fn implication_rule(self, requirement: Requirement) -> &'static str {
         match (self, requirement) {
@@ -233,6 +251,34 @@ impl Grants {
         tools: ToolAccess::NONE,
         support: SupportLevel::NoAccess,
     };
+
+    /// Grants from proto enum numbers: one level per tool in [`Tool::ALL`] order, then the
+    /// support level; 0 (UNSPECIFIED) is the lowest level. `None` for an unknown number.
+    pub fn from_numbers(tools: [i32; 7], support: i32) -> Option<Self> {
+        let mut access = ToolAccess::NONE;
+        for (tool, number) in Tool::ALL.into_iter().zip(tools) {
+            if number != 0 {
+                access = access.with(ToolLevel::from_number(tool, number)?);
+            }
+        }
+        let support = match support {
+            0 => SupportLevel::NoAccess,
+            number => SupportLevel::from_number(number)?,
+        };
+        Some(Self {
+            tools: access,
+            support,
+        })
+    }
+
+    /// The proto enum numbers of [`Grants::from_numbers`]: tools in [`Tool::ALL`] order,
+    /// then support.
+    pub fn numbers(&self) -> ([i32; 7], i32) {
+        (
+            Tool::ALL.map(|tool| self.tools.get(tool).number()),
+            self.support.number(),
+        )
+    }
 
     /// The higher level of the two everywhere (T3).
     #[must_use]
@@ -442,7 +488,7 @@ impl Permission {
     /// what A3 names: manage access UPDATE (PRIMARY implies it, T3) and support
     /// ADMINISTRATOR (SITE_TECHNICAL implies it, U5).
     pub fn requirement(self) -> Requirement {
-        use super::levels::{
+        use crate::levels::{
             AccountManagementAccess as Am, ContactUpdatesAccess as Cu, EntitlementsAccess as En,
             ReportingAccess as Re, SoftwareAccess as Sw,
         };
@@ -999,7 +1045,7 @@ pub fn baseline_grant(kind: AccessRequestKind, asked: &Grants, baseline: &Grants
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::levels::{
+    use crate::levels::{
         AccountManagementAccess as Am, ContactUpdatesAccess as Cu, EntitlementsAccess as En,
         ReportingAccess as Re, SoftwareAccess as Sw,
     };
