@@ -106,6 +106,80 @@ where
     Ok(Box::pin(stream))
 }
 
+/// Parses a `grpc-timeout` header value (gRPC over HTTP/2: at most 8 digits and a unit of
+/// `H`, `M`, `S`, `m`, `u` or `n`); `None` when it is malformed.
+pub fn parse_grpc_timeout(value: &str) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let value = value.trim();
+    if value.len() < 2 || !value.is_ascii() {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    if digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// The time the caller gave this call (its `grpc-timeout`), if it gave one.
+pub fn call_timeout<T>(request: &tonic::Request<T>) -> Option<std::time::Duration> {
+    request
+        .metadata()
+        .get("grpc-timeout")
+        .and_then(|value| value.to_str().ok())
+        .and_then(parse_grpc_timeout)
+}
+
+/// Largest part of a call's deadline [`await_revision`] keeps to answer before its caller
+/// gives up (a tenth of shorter deadlines).
+const REVISION_WAIT_MARGIN: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// How long [`await_revision`] waits: the call's own time (its `grpc-timeout`) less a
+/// margin, so that its answer reaches the caller before the caller gives up; at most `max`.
+pub fn revision_wait<T>(
+    request: &tonic::Request<T>,
+    max: std::time::Duration,
+) -> std::time::Duration {
+    call_timeout(request).map_or(max, |deadline| {
+        let margin = (deadline / 10).min(REVISION_WAIT_MARGIN);
+        deadline.saturating_sub(margin).min(max)
+    })
+}
+
+/// Answers an `Await…Revision` RPC (T8): waits until this service's consumer `consumer` has
+/// applied the other service's event at `revision`, for the call's own time less a margin
+/// ([`revision_wait`]) but at most `max`. A revision that is not a cursor is `InvalidArgument`
+/// on the field `revision`; not reached in time is `Unavailable` (`projection` names what
+/// lags, e.g. `the registry's projection of access grants`); returns the applied cursor.
+pub async fn await_revision<T>(
+    pool: &sqlx::PgPool,
+    consumer: &str,
+    request: &tonic::Request<T>,
+    revision: &str,
+    max: std::time::Duration,
+    projection: &str,
+) -> Result<String, Status> {
+    use crate::outbox::{AwaitCursorError, InvalidCursor, await_cursor};
+    let timeout = revision_wait(request, max);
+    match await_cursor(pool, consumer, revision, timeout).await {
+        Ok(applied) => Ok(applied),
+        Err(AwaitCursorError::InvalidTarget) => Err(InvalidCursor.to_status("revision")),
+        Err(AwaitCursorError::Behind) => Err(Status::unavailable(format!(
+            "rule T8: {projection} has not applied revision {revision} yet; retry"
+        ))),
+        Err(AwaitCursorError::Database(error)) => Err(status(error)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +224,32 @@ mod tests {
             tonic::Code::Internal
         );
         assert_eq!(etag("etag", "").unwrap(), None);
+    }
+
+    fn with_timeout(value: &str) -> tonic::Request<()> {
+        let mut request = tonic::Request::new(());
+        request
+            .metadata_mut()
+            .insert("grpc-timeout", value.parse().expect("header value"));
+        request
+    }
+
+    /// Rule T8: an `Await…Revision` answers before its caller's deadline, and waits at most
+    /// its own longest wait.
+    #[test]
+    fn revision_waits_end_before_the_deadline() {
+        use std::time::Duration;
+        let max = Duration::from_secs(10);
+        assert_eq!(revision_wait(&tonic::Request::new(()), max), max);
+        assert_eq!(revision_wait(&with_timeout("1M"), max), max);
+        assert_eq!(
+            revision_wait(&with_timeout("2S"), max),
+            Duration::from_millis(1950)
+        );
+        assert_eq!(
+            revision_wait(&with_timeout("200m"), max),
+            Duration::from_millis(180)
+        );
+        assert_eq!(revision_wait(&with_timeout("bogus"), max), max);
     }
 }

@@ -64,7 +64,7 @@ mod watch;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-pub use consumer::{Consumer, load_cursor};
+pub use consumer::{AwaitCursorError, Consumer, await_cursor, load_cursor};
 pub use cursor::{Cursor, InvalidCursor};
 pub use feed::{EventFeed, EventItems, OpenedEvents, OpenedResponses, apply_fn, watch_source};
 pub use lag::{CONSUMER_EVENTS_APPLIED, CONSUMER_LAG_SECONDS, EventTime, stream_label};
@@ -116,9 +116,9 @@ const APPEND: &str = concat!(
     "WITH inserted AS ( \
          INSERT INTO outbox_events (event_id, event_type, aggregate_id, payload) \
          VALUES ($1, $2, $3, $4) \
-         RETURNING event_id \
+         RETURNING event_id, txid, seq \
      ) \
-     SELECT inserted.event_id FROM inserted, pg_notify(",
+     SELECT inserted.event_id, inserted.txid::text, inserted.seq FROM inserted, pg_notify(",
     channel_sql!(),
     ", '')"
 );
@@ -130,13 +130,41 @@ const APPEND: &str = concat!(
 /// notifies the schema's [`OutboxWatcher`]s, which Postgres delivers at commit (once per
 /// transaction, however many events it appends).
 pub async fn append(conn: &mut PgConnection, event: NewEvent<'_>) -> Result<Uuid, sqlx::Error> {
-    sqlx::query_scalar(APPEND)
+    append_positioned(conn, event)
+        .await
+        .map(|appended| appended.event_id)
+}
+
+/// An event written to the outbox: its id and where it will sit in the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Its new id.
+    pub event_id: Uuid,
+    /// Its cursor in the stream once its transaction commits: the revision a write returns
+    /// so that a consumer can be awaited up to it ([`await_cursor`]).
+    pub cursor: Cursor,
+}
+
+/// Like [`append`], returning the event's cursor too.
+pub async fn append_positioned(
+    conn: &mut PgConnection,
+    event: NewEvent<'_>,
+) -> Result<Appended, sqlx::Error> {
+    let (event_id, txid, seq): (Uuid, String, i64) = sqlx::query_as(APPEND)
         .bind(Uuid::now_v7())
         .bind(event.event_type)
         .bind(event.aggregate_id)
         .bind(event.payload)
         .fetch_one(conn)
-        .await
+        .await?;
+    let txid = txid
+        .parse::<u64>()
+        .map_err(|error| sqlx::Error::Decode(Box::new(error)))?;
+    let seq = u64::try_from(seq).map_err(|error| sqlx::Error::Decode(Box::new(error)))?;
+    Ok(Appended {
+        event_id,
+        cursor: Cursor::new(txid, seq),
+    })
 }
 
 /// Rewrites the message of the outbox event `event_id` in the caller's transaction: `edit`
@@ -202,7 +230,18 @@ impl EncodedEvent {
 
     /// Appends it in the caller's transaction (see [`append`]).
     pub async fn append(&self, conn: &mut PgConnection) -> Result<Uuid, sqlx::Error> {
-        append(
+        self.append_positioned(conn)
+            .await
+            .map(|appended| appended.event_id)
+    }
+
+    /// Appends it in the caller's transaction, returning its cursor too (see
+    /// [`append_positioned`]).
+    pub async fn append_positioned(
+        &self,
+        conn: &mut PgConnection,
+    ) -> Result<Appended, sqlx::Error> {
+        append_positioned(
             conn,
             NewEvent {
                 event_type: self.event_type,

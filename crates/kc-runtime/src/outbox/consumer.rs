@@ -7,6 +7,7 @@ use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
+use super::Cursor;
 use super::backoff::Backoff;
 use super::lag::{EventTime, Lag, SAMPLE_INTERVAL};
 
@@ -29,6 +30,59 @@ async fn fetch_cursor<'e>(
         .bind(consumer)
         .fetch_optional(executor)
         .await
+}
+
+/// Why [`await_cursor`] did not see the consumer reach its target.
+#[derive(Debug, thiserror::Error)]
+pub enum AwaitCursorError {
+    /// The target is not a cursor of the followed stream.
+    #[error("not an event cursor of the followed stream")]
+    InvalidTarget,
+    /// The consumer had not applied the target when the time was up.
+    #[error("the projection has not reached the revision yet")]
+    Behind,
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Shortest and longest pause between two reads of the cursor in [`await_cursor`].
+const AWAIT_POLL: (Duration, Duration) = (Duration::from_millis(2), Duration::from_millis(50));
+
+/// Waits until the consumer `consumer` (in `pool`'s schema) has applied the event at
+/// `target` of the stream it follows, for at most `timeout`; returns the cursor it stored.
+///
+/// Reads the stored cursor, the one every replica of the consumer shares, so any replica
+/// of the service answers for all of them. Streams are in cursor order, so a stored cursor
+/// at or past `target` means the event at `target` is applied. This is how a write in one
+/// service is made visible to the next decision of another (T8): the writer returns its
+/// event's cursor as a revision, and whoever depends on it awaits that revision before
+/// going on. The empty target is the start of the stream and is reached at once.
+pub async fn await_cursor(
+    pool: &PgPool,
+    consumer: &str,
+    target: &str,
+    timeout: Duration,
+) -> Result<String, AwaitCursorError> {
+    let target: Cursor = target
+        .parse()
+        .map_err(|_| AwaitCursorError::InvalidTarget)?;
+    let give_up = Instant::now() + timeout;
+    let mut pause = AWAIT_POLL.0;
+    loop {
+        let stored = fetch_cursor(pool, consumer).await?.unwrap_or_default();
+        // A stored cursor this code wrote always parses; anything else counts as the start.
+        let applied: Cursor = stored.parse().unwrap_or(Cursor::START);
+        if applied >= target {
+            return Ok(stored);
+        }
+        let now = Instant::now();
+        if now >= give_up {
+            return Err(AwaitCursorError::Behind);
+        }
+        tokio::time::sleep(pause.min(give_up - now)).await;
+        pause = (pause * 2).min(AWAIT_POLL.1);
+    }
 }
 
 /// Follows another service's event stream and applies each event to a projection in the
