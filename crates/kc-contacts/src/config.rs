@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use kc_runtime::config::{DatabaseArgs, IdentityUrlArgs, ServerArgs, parse_duration};
+use kc_runtime::client::ServiceAccountArgs;
+use kc_runtime::config::{
+    DatabaseArgs, IdentityUrlArgs, ServerArgs, parse_duration, parse_http_url,
+};
 use kc_runtime::secrets::SealingKey;
 
 use crate::domain::notification_email::NotificationCodes;
@@ -29,6 +32,27 @@ pub struct ContactsArgs {
     /// Lifetime of the code mailed to a new notification e-mail (C11).
     #[arg(long, env = "KC_NOTIFICATION_EMAIL_CODE_TTL", default_value = "24h", value_parser = parse_duration)]
     pub notification_email_code_ttl: Duration,
+    /// URL of access management, whose events feed the registry's projection of explicit
+    /// grants, e.g. `http://127.0.0.1:50053`. With it the registry decides, in each write's
+    /// own transaction, whether the acting person still holds the authority the write needs,
+    /// counting its roles and its explicit grants (T6, T8). Without it the registry knows no
+    /// explicit grant: only the authority roles imply counts, so a person whose authority is
+    /// an explicit grant is refused (fail closed). Production sets it.
+    #[arg(long, env = "KC_ACCESS_URL", value_parser = parse_http_url)]
+    pub access_url: Option<String>,
+    /// This service's own account, to follow access management's event stream; required
+    /// with `--access-url`.
+    #[arg(long, env = "KC_CLIENT_ID", requires = "access_url")]
+    pub client_id: Option<String>,
+    /// Client secret of this service's account (base64url; may start with `-`).
+    #[arg(
+        long,
+        env = "KC_CLIENT_SECRET",
+        hide_env_values = true,
+        allow_hyphen_values = true,
+        requires = "access_url"
+    )]
+    pub client_secret: Option<String>,
 }
 
 impl ContactsArgs {
@@ -43,6 +67,30 @@ impl ContactsArgs {
             key,
             self.notification_email_code_ttl,
         ))
+    }
+
+    /// Access management's URL and this service's account, when the registry follows
+    /// access's grants (T8); fails with one line when the URL comes without the account.
+    pub fn access_link(&self) -> anyhow::Result<Option<(String, ServiceAccountArgs)>> {
+        let Some(url) = &self.access_url else {
+            return Ok(None);
+        };
+        match (&self.client_id, &self.client_secret) {
+            (Some(client_id), Some(client_secret))
+                if !client_id.trim().is_empty() && !client_secret.is_empty() =>
+            {
+                Ok(Some((
+                    url.clone(),
+                    ServiceAccountArgs {
+                        client_id: client_id.clone(),
+                        client_secret: client_secret.clone(),
+                    },
+                )))
+            }
+            _ => anyhow::bail!(
+                "--access-url needs --client-id and --client-secret (KC_CLIENT_ID, KC_CLIENT_SECRET): the registry follows access management's events with its own account"
+            ),
+        }
     }
 
     /// Parses serve arguments from an argument vector (the first item is the program name).

@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, Utc};
 use kc_proto::contacts::{self as pb, event::Payload};
-use kc_runtime::outbox::{self, EncodedEvent, StoredEvent};
+use kc_runtime::outbox::{self, Cursor, EncodedEvent, StoredEvent};
 use kc_runtime::values::timestamp;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -187,9 +187,13 @@ pub async fn drop_sealed_code(conn: &mut PgConnection, event_id: Uuid) -> Result
     .await
 }
 
-/// Appends `event` in the caller's transaction.
-pub async fn append(conn: &mut PgConnection, event: &PendingEvent) -> Result<(), sqlx::Error> {
-    event.append(conn).await.map(drop)
+/// Appends `event` in the caller's transaction; returns its cursor, the revision of the
+/// change (T8).
+pub async fn append(conn: &mut PgConnection, event: &PendingEvent) -> Result<Cursor, sqlx::Error> {
+    event
+        .append_positioned(conn)
+        .await
+        .map(|appended| appended.cursor)
 }
 
 /// The published event of an outbox row.

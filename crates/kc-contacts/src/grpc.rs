@@ -4,8 +4,8 @@
 use kc_proto::contacts::{self as pb, contact_registry_service_server::ContactRegistryService};
 use kc_runtime::auth::caller;
 use kc_runtime::grpc::{
-    bad_page_token, checked, decode_single_key, finish, id, invalid, next_page_token,
-    page_size_or_status, status, watch_events,
+    await_revision, bad_page_token, checked, decode_single_key, finish, id, invalid,
+    next_page_token, page_size_or_status, status, watch_events,
 };
 use kc_runtime::outbox::{EventStream, OutboxWatcher};
 use kc_runtime::paging::{decode_token, page_size};
@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::domain::recipients::{ComplianceGap, NoticePurpose};
-use crate::domain::registry::{Actor, SiteDraft, SitePatch, actor};
+use crate::domain::registry::{Actor, Committed, SiteDraft, SitePatch, actor};
 use crate::domain::values::{
     CountryCode, CustomerNumber, Locale, MAX_JOB_TITLE_CHARS, MAX_SITE_NAME_CHARS, SiteNumber,
     optional_date, optional_email, optional_phone, optional_text, parse_etag, parse_id,
@@ -25,6 +25,7 @@ use crate::domain::{
     AuditRecord, Contact, ContactDetails, ContactRole, ContactsError, Program, Registry, Site,
 };
 use crate::events;
+use crate::projection;
 use crate::storage::sites::SiteComplianceRow;
 
 /// Default and largest page sizes of the site and audit lists.
@@ -38,15 +39,24 @@ pub struct ContactsApi {
     registry: Registry,
     watcher: OutboxWatcher,
     shutdown: Shutdown,
+    /// Whether the registry follows access management's grants (`--access-url`, T8).
+    follows_access: bool,
 }
 
 impl ContactsApi {
-    /// The API over `registry`, streaming events from `watcher` until `shutdown`.
-    pub fn new(registry: Registry, watcher: OutboxWatcher, shutdown: Shutdown) -> Self {
+    /// The API over `registry`, streaming events from `watcher` until `shutdown`;
+    /// `follows_access` says whether the projection of access grants is kept (T8).
+    pub fn new(
+        registry: Registry,
+        watcher: OutboxWatcher,
+        shutdown: Shutdown,
+        follows_access: bool,
+    ) -> Self {
         Self {
             registry,
             watcher,
             shutdown,
+            follows_access,
         }
     }
 }
@@ -298,7 +308,10 @@ impl ContactRegistryService for ContactsApi {
             site_technical_user_id: checked(site_technical_user_id)?,
             site_technical_details: checked(site_technical_details)?,
         };
-        let (site, contacts) = self
+        let Committed {
+            value: (site, contacts),
+            revision,
+        } = self
             .registry
             .create_site(actor, draft)
             .await
@@ -306,6 +319,7 @@ impl ContactRegistryService for ContactsApi {
         Ok(Response::new(pb::CreateSiteResponse {
             site: Some(site_to_proto(&site)),
             contacts: contacts.iter().map(contact_to_proto).collect(),
+            revision: revision.to_string(),
         }))
     }
 
@@ -418,13 +432,17 @@ impl ContactRegistryService for ContactsApi {
         }
         let etag_value = v.check(parse_etag("etag", &r.etag));
         finish(v)?;
-        let site = self
+        let Committed {
+            value: site,
+            revision,
+        } = self
             .registry
             .update_site(actor, checked(site_id)?, patch, checked(etag_value)?)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::UpdateSiteResponse {
             site: Some(site_to_proto(&site)),
+            revision: revision.to_string(),
         }))
     }
 
@@ -440,7 +458,10 @@ impl ContactRegistryService for ContactsApi {
         let role = v.check(role_from_proto("role", r.role));
         let details = details(&mut v, "details", r.details.as_ref());
         finish(v)?;
-        let contact = self
+        let Committed {
+            value: contact,
+            revision,
+        } = self
             .registry
             .assign_contact(
                 actor,
@@ -453,6 +474,7 @@ impl ContactRegistryService for ContactsApi {
             .map_err(status)?;
         Ok(Response::new(pb::AssignContactResponse {
             contact: Some(contact_to_proto(&contact)),
+            revision: revision.to_string(),
         }))
     }
 
@@ -495,7 +517,10 @@ impl ContactRegistryService for ContactsApi {
         let in_site = v.check(optional_id("site_id", &r.site_id));
         let etag_value = v.check(parse_etag("etag", &r.etag));
         finish(v)?;
-        let contact = self
+        let Committed {
+            value: contact,
+            revision,
+        } = self
             .registry
             .remove_contact(
                 actor,
@@ -507,6 +532,7 @@ impl ContactRegistryService for ContactsApi {
             .map_err(status)?;
         Ok(Response::new(pb::RemoveContactResponse {
             contact: Some(contact_to_proto(&contact)),
+            revision: revision.to_string(),
         }))
     }
 
@@ -522,7 +548,10 @@ impl ContactRegistryService for ContactsApi {
         let new_user_id = v.check(parse_id("new_user_id", &r.new_user_id));
         let details = details(&mut v, "details", r.details.as_ref());
         finish(v)?;
-        let (contact, replaced) = self
+        let Committed {
+            value: (contact, replaced),
+            revision,
+        } = self
             .registry
             .replace_contact(
                 actor,
@@ -536,6 +565,7 @@ impl ContactRegistryService for ContactsApi {
         Ok(Response::new(pb::ReplaceContactResponse {
             contact: Some(contact_to_proto(&contact)),
             replaced: replaced.as_ref().map(contact_to_proto),
+            revision: revision.to_string(),
         }))
     }
 
@@ -558,7 +588,10 @@ impl ContactRegistryService for ContactsApi {
         };
         let etag_value = v.check(parse_etag("etag", &r.etag));
         finish(v)?;
-        let (site, primary, previous) = self
+        let Committed {
+            value: (site, primary, previous),
+            revision,
+        } = self
             .registry
             .transfer_primary(
                 actor,
@@ -573,6 +606,7 @@ impl ContactRegistryService for ContactsApi {
             site: Some(site_to_proto(&site)),
             primary: Some(contact_to_proto(&primary)),
             previous_primary: previous.as_ref().map(contact_to_proto),
+            revision: revision.to_string(),
         }))
     }
 
@@ -749,7 +783,7 @@ impl ContactRegistryService for ContactsApi {
         let owner = if caller.is_service() {
             caller.on_behalf_of.ok_or_else(|| {
                 status(ContactsError::Forbidden(
-                    "rule C11: only the contact's own user confirms its notification e-mail;                      name that user in x-kc-on-behalf-of",
+                    "rule C11: only the contact's own user confirms its notification e-mail; name that user in x-kc-on-behalf-of",
                 ))
             })?
         } else {
@@ -796,5 +830,33 @@ impl ContactRegistryService for ContactsApi {
             &self.shutdown,
         )?;
         Ok(Response::new(stream))
+    }
+
+    async fn await_access_revision(
+        &self,
+        request: Request<pb::AwaitAccessRevisionRequest>,
+    ) -> Result<Response<pb::AwaitAccessRevisionResponse>, Status> {
+        if !caller(&request)?.is_service() {
+            return Err(Status::permission_denied(
+                "AwaitAccessRevision is for the suite's services",
+            ));
+        }
+        if !self.follows_access {
+            return Err(Status::failed_precondition(
+                "rule T8: this registry does not follow access management's grants (it runs without --access-url)",
+            ));
+        }
+        let applied_revision = await_revision(
+            self.registry.pool(),
+            projection::ACCESS_CONSUMER,
+            &request,
+            &request.get_ref().revision,
+            projection::MAX_AWAIT,
+            "the registry's projection of access grants",
+        )
+        .await?;
+        Ok(Response::new(pb::AwaitAccessRevisionResponse {
+            applied_revision,
+        }))
     }
 }

@@ -1,11 +1,20 @@
 //! `kc-contacts`: the contact registry of the keycontacts suite. Customers, their sites,
 //! who holds which contact role on each site, and the rules on them (DOMAIN.md S*, C*, R1,
 //! L1), with an audit trail and a commit-ordered event stream.
+//!
+//! - [`domain`]: the rules and the operations with their transactions; every write made
+//!   for a person decides that person's authority in its own transaction
+//!   ([`domain::authority`], T6, T8).
+//! - [`storage`]: SQL of the `contacts` schema.
+//! - [`projection`]: the consumer of access management's events that keeps the explicit
+//!   grants the registry decides authority with (with `--access-url`).
+//! - [`grpc`], [`events`], [`config`]: the API, the published events, the settings.
 
 pub mod config;
 pub mod domain;
 pub mod events;
 pub mod grpc;
+pub mod projection;
 pub mod storage;
 
 use std::net::SocketAddr;
@@ -14,6 +23,7 @@ use anyhow::Context;
 use kc_proto::contacts::contact_registry_service_server::ContactRegistryServiceServer;
 use kc_runtime::Shutdown;
 use kc_runtime::auth::{AuthLayer, TokenVerifier};
+use kc_runtime::client::{ServiceToken, channel};
 use kc_runtime::outbox::OutboxWatcher;
 use kc_runtime::server::{ServeOptions, serve};
 use sqlx::migrate::Migrator;
@@ -58,6 +68,11 @@ pub async fn run_with_verifier(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let codes = args.notification_codes()?;
+    let access_link = args.access_link()?;
+    let access_channel = access_link
+        .as_ref()
+        .map(|(url, _)| channel("--access-url", url))
+        .transpose()?;
     migrate(&args.database.database_url).await?;
     let pool = kc_runtime::db::connect(
         &args.database.database_url,
@@ -71,7 +86,16 @@ pub async fn run_with_verifier(
     let auth = AuthLayer::new(verifier, [] as [&str; 0]);
     let registry = Registry::new(pool.clone(), codes);
     let sweeper = tokio::spawn(sweep_expired_codes(registry.clone(), shutdown.clone()));
-    let api = grpc::ContactsApi::new(registry, watcher, shutdown.clone());
+    // T8: the projection of access grants, followed with this service's own account.
+    let follower = match (access_link, access_channel) {
+        (Some((_, account)), Some(access)) => {
+            let identity = channel("--identity-url", &args.identity.identity_url)?;
+            let token = ServiceToken::new(identity, account);
+            Some(projection::spawn(&pool, &token, access, &shutdown))
+        }
+        _ => None,
+    };
+    let api = grpc::ContactsApi::new(registry, watcher, shutdown.clone(), follower.is_some());
     let service = ContactRegistryServiceServer::new(api)
         .max_decoding_message_size(args.server.max_message_bytes)
         .max_encoding_message_size(args.server.max_message_bytes);
@@ -79,6 +103,9 @@ pub async fn run_with_verifier(
         ServeOptions::new(&args.server, vec![SERVICE_NAME], auth).with_pool(SCHEMA, &pool);
     let result = serve(listener, Routes::new(service), options, shutdown).await;
     sweeper.abort();
+    if let Some(follower) = follower {
+        follower.abort();
+    }
     pool.close().await;
     result
 }

@@ -2414,6 +2414,8 @@ async fn audit_records_show_actor_action_and_before_after_newest_first() {
         .site
         .expect("site");
     let site_id = site.site_id.clone();
+    // The actor holds every authority on the site by grant (T8: the registry checks it).
+    h.grant_all(&site_id, actor).await;
     let assigned = client
         .assign_contact(h.for_user(
             actor,
@@ -2694,6 +2696,8 @@ async fn watch_events_streams_every_change_in_order_with_site_data() {
         .expect("create")
         .into_inner();
     let site_id = created.site.as_ref().expect("site").site_id.clone();
+    // The actor holds every authority on the site by grant (T8: the registry checks it).
+    h.grant_all(&site_id, actor).await;
     let site_update = client
         .update_site(h.for_user(
             actor,
@@ -3390,7 +3394,9 @@ async fn operators_and_services_are_served_and_only_services_act_on_behalf() {
     );
     expect_code(h.client().get_site(request).await, Code::InvalidArgument);
     // A service acting for a person: the person is the actor, the service is recorded.
+    // It holds contact updates UPDATE (T8: the registry checks it).
     let person = user();
+    h.grant_contact_updates(&site.site_id, person).await;
     h.client()
         .assign_contact(h.for_user(
             person,
@@ -3497,7 +3503,9 @@ async fn a_service_acting_for_nobody_cannot_change_a_role_that_implies_rights() 
         .expect("billing by the service");
 
     // The same service acting for a person: the person is the actor, the service recorded.
+    // The person holds every authority on the site by grant (T8: the registry checks it).
     let person = user();
+    h.grant_all(&site_id, person).await;
     let newest = || async { h.audit(&site_id).await.remove(0) };
     for role in [R::Secondary, R::Administrative] {
         client

@@ -79,6 +79,8 @@ async fn a_person_who_is_not_the_primary_transfers_with_the_etag_it_read() {
     let h = Harness::start().await;
     let (primary, holder, first, second) = (user(), user(), user(), user());
     let site = h.site("1000001", "2000001", primary).await;
+    // The holder holds account management by grant (T8: the registry checks it at commit).
+    h.grant_all(&site.site_id, holder).await;
     let mut client = h.client();
 
     expect_rule(

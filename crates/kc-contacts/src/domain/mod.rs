@@ -1,6 +1,7 @@
 //! The contact registry domain: sites, contacts, their rules (S*, C*, R1, L1 of DOMAIN.md),
 //! values and transaction boundaries.
 
+pub mod authority;
 pub mod notification_email;
 pub mod recipients;
 pub mod registry;
@@ -182,6 +183,10 @@ pub enum ContactsError {
     /// The caller may not call this service.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// The person the change is made for lacks the authority it needs when it commits (T6,
+    /// T8); the text cites the rule and the permission.
+    #[error("{0}")]
+    NoAuthority(String),
     /// The database refused or failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
@@ -225,7 +230,9 @@ impl From<ContactsError> for ApiError {
             }
             ContactsError::Rule(_) => ApiError::FailedPrecondition(message),
             ContactsError::EtagMismatch(_) => ApiError::Aborted(message),
-            ContactsError::Forbidden(_) => ApiError::PermissionDenied(message),
+            ContactsError::Forbidden(_) | ContactsError::NoAuthority(_) => {
+                ApiError::PermissionDenied(message)
+            }
             ContactsError::Database(error) => ApiError::from(error),
             ContactsError::Internal(error) => ApiError::Internal(error),
         }

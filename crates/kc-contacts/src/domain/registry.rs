@@ -4,11 +4,13 @@
 use chrono::NaiveDate;
 use kc_runtime::Caller;
 use kc_runtime::db::{DbErrorKind, classify, constraint};
+use kc_runtime::outbox::Cursor;
 pub use kc_runtime::paging::Page;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
+use super::authority::{self, Need};
 use super::notification_email::{
     Code, MAX_FAILED_ATTEMPTS, NotificationCodes, code_hash, well_formed,
 };
@@ -76,6 +78,16 @@ pub struct SitePatch {
     pub admin_may_manage_access: Option<bool>,
 }
 
+/// What a write made, with its revision: the cursor of its event in the registry's stream,
+/// which the gateway hands to access management to await (T8).
+#[derive(Debug, Clone)]
+pub struct Committed<T> {
+    /// What the write made.
+    pub value: T,
+    /// The cursor of the write's event.
+    pub revision: Cursor,
+}
+
 /// The person responsible for a change, and the service it came through.
 #[derive(Debug, Clone, Copy)]
 pub struct Actor {
@@ -90,6 +102,12 @@ impl Actor {
     /// actor is the service itself.
     pub fn is_service_alone(self) -> bool {
         self.via_service == Some(self.actor_id)
+    }
+
+    /// Whether a service acts for a person it names (`x-kc-on-behalf-of`): that person's
+    /// authority is decided at commit (T8). Operators act with their own token.
+    pub fn acts_for_person(self) -> bool {
+        self.via_service.is_some() && !self.is_service_alone()
     }
 }
 
@@ -218,10 +236,11 @@ struct Change<'a> {
 }
 
 impl Change<'_> {
-    /// Appends the audit record and the event, then commits the transaction.
-    async fn commit(self, mut tx: Transaction<'_, Postgres>) -> Result<()> {
+    /// Appends the audit record and the event, then commits the transaction. Returns the
+    /// event's cursor, the change's revision.
+    async fn commit(self, mut tx: Transaction<'_, Postgres>) -> Result<Cursor> {
         let (site_id, resource_id, action) = (self.site_id, self.resource_id, self.action);
-        self.record(&mut tx).await?;
+        let revision = self.record(&mut tx).await?;
         tx.commit().await?;
         tracing::info!(
             site_id = %site_id,
@@ -229,11 +248,12 @@ impl Change<'_> {
             action = action,
             "registry changed"
         );
-        Ok(())
+        Ok(revision)
     }
 
-    /// Appends the audit record and the event in the caller's transaction.
-    async fn record(self, tx: &mut PgConnection) -> Result<()> {
+    /// Appends the audit record and the event in the caller's transaction; returns the
+    /// event's cursor.
+    async fn record(self, tx: &mut PgConnection) -> Result<Cursor> {
         storage::audit::append(
             &mut *tx,
             &NewRecord {
@@ -247,8 +267,7 @@ impl Change<'_> {
             },
         )
         .await?;
-        events::append(tx, &self.event).await?;
-        Ok(())
+        Ok(events::append(tx, &self.event).await?)
     }
 }
 
@@ -288,6 +307,11 @@ impl Registry {
     /// notification e-mails as `codes` says (C11).
     pub fn new(pool: PgPool, codes: NotificationCodes) -> Self {
         Self { pool, codes }
+    }
+
+    /// The pool the registry writes through (bound to the contacts schema).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Makes `email` the pending notification e-mail of `contact` (C11): withdraws the code
@@ -491,7 +515,7 @@ impl Registry {
         &self,
         actor: Actor,
         draft: SiteDraft,
-    ) -> Result<(Site, Vec<Contact>)> {
+    ) -> Result<Committed<(Site, Vec<Contact>)>> {
         let mut tx = self.pool.begin().await?;
         let is_original_site =
             storage::sites::insert_customer(&mut tx, draft.customer_number.as_str()).await?;
@@ -547,7 +571,7 @@ impl Registry {
         let site = storage::sites::get(&mut tx, site_id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("site vanished inside its own transaction"))?;
-        Change {
+        let revision = Change {
             actor,
             site_id,
             action: "site.created",
@@ -569,7 +593,10 @@ impl Registry {
             });
         }
         tx.commit().await?;
-        Ok((site, with_pending))
+        Ok(Committed {
+            value: (site, with_pending),
+            revision,
+        })
     }
 
     /// The site with this id.
@@ -613,9 +640,10 @@ impl Registry {
         site_id: Uuid,
         patch: SitePatch,
         etag: Option<i64>,
-    ) -> Result<Site> {
+    ) -> Result<Committed<Site>> {
         let mut tx = self.pool.begin().await?;
         let before = lock_site(&mut tx, site_id).await?;
+        authority::require(&mut tx, actor, &before, &[Need::SITE]).await?;
         check_etag(etag, before.version, "site")?;
         let mut site = before.clone();
         if let Some(name) = patch.name {
@@ -649,7 +677,7 @@ impl Registry {
         let site = storage::sites::get(&mut tx, site_id)
             .await?
             .ok_or(ContactsError::SiteNotFound)?;
-        Change {
+        let revision = Change {
             actor,
             site_id,
             action: "site.updated",
@@ -660,7 +688,10 @@ impl Registry {
         }
         .commit(tx)
         .await?;
-        Ok(site)
+        Ok(Committed {
+            value: site,
+            revision,
+        })
     }
 
     /// Gives `user_id` the role `role` on a site (C6). PRIMARY changes only by transfer (C8).
@@ -671,7 +702,7 @@ impl Registry {
         user_id: Uuid,
         role: ContactRole,
         details: ContactDetails,
-    ) -> Result<Contact> {
+    ) -> Result<Committed<Contact>> {
         if role == ContactRole::Primary {
             return Err(ContactsError::rule(
                 "rule C8: the primary contact changes only by transfer; use TransferPrimaryContact",
@@ -681,6 +712,7 @@ impl Registry {
         refuse_self_assignment(actor, user_id, role)?;
         let mut tx = self.pool.begin().await?;
         let site = lock_site(&mut tx, site_id).await?;
+        authority::require(&mut tx, actor, &site, &authority::contact_change(role)).await?;
         let contact = add_contact(
             &mut tx,
             site_id,
@@ -689,7 +721,7 @@ impl Registry {
             &without_requested_email(&details, None),
         )
         .await?;
-        Change {
+        let revision = Change {
             actor,
             site_id,
             action: "contact.assigned",
@@ -709,7 +741,10 @@ impl Registry {
             None => contact,
         };
         tx.commit().await?;
-        Ok(contact)
+        Ok(Committed {
+            value: contact,
+            revision,
+        })
     }
 
     /// Replaces the details of a contact; with `in_site`, only a contact of that site
@@ -724,6 +759,7 @@ impl Registry {
     ) -> Result<Contact> {
         let mut tx = self.pool.begin().await?;
         let (site, before) = lock_contact(&mut tx, contact_id, in_site).await?;
+        authority::require(&mut tx, actor, &site, &[Need::CONTACTS]).await?;
         check_etag(etag, before.version, "contact")?;
         // C11: a new notification e-mail is not used before its owner confirms it; a
         // cleared one falls back to the login e-mail at once.
@@ -773,11 +809,18 @@ impl Registry {
         contact_id: Uuid,
         in_site: Option<Uuid>,
         etag: Option<i64>,
-    ) -> Result<Contact> {
+    ) -> Result<Committed<Contact>> {
         let mut tx = self.pool.begin().await?;
         let (site, contact) = lock_contact(&mut tx, contact_id, in_site).await?;
-        check_etag(etag, contact.version, "contact")?;
         refuse_anonymous_grant(actor, contact.role)?;
+        authority::require(
+            &mut tx,
+            actor,
+            &site,
+            &authority::contact_change(contact.role),
+        )
+        .await?;
+        check_etag(etag, contact.version, "contact")?;
         match contact.role {
             ContactRole::Primary => {
                 return Err(ContactsError::rule(
@@ -792,7 +835,7 @@ impl Registry {
             _ => {}
         }
         storage::contacts::delete(&mut tx, contact_id).await?;
-        Change {
+        let revision = Change {
             actor,
             site_id: site.site_id,
             action: "contact.removed",
@@ -803,7 +846,10 @@ impl Registry {
         }
         .commit(tx)
         .await?;
-        Ok(contact)
+        Ok(Committed {
+            value: contact,
+            revision,
+        })
     }
 
     /// Gives a single-holder role to `new_user_id` in one step; the previous holder loses it.
@@ -815,7 +861,7 @@ impl Registry {
         role: ContactRole,
         new_user_id: Uuid,
         details: ContactDetails,
-    ) -> Result<(Contact, Option<Contact>)> {
+    ) -> Result<Committed<(Contact, Option<Contact>)>> {
         if !role.is_replaceable() {
             return Err(ContactsError::rule(match role {
                 ContactRole::Primary => {
@@ -830,6 +876,7 @@ impl Registry {
         refuse_self_assignment(actor, new_user_id, role)?;
         let mut tx = self.pool.begin().await?;
         let site = lock_site(&mut tx, site_id).await?;
+        authority::require(&mut tx, actor, &site, &authority::contact_change(role)).await?;
         let replaced = storage::contacts::holders(&mut tx, site_id, role)
             .await?
             .into_iter()
@@ -849,7 +896,7 @@ impl Registry {
         )
         .await
         .map_err(|error| insert_error(error, role))?;
-        Change {
+        let revision = Change {
             actor,
             site_id,
             action: "contact.replaced",
@@ -869,7 +916,10 @@ impl Registry {
             None => contact,
         };
         tx.commit().await?;
-        Ok((contact, replaced))
+        Ok(Committed {
+            value: (contact, replaced),
+            revision,
+        })
     }
 
     /// Makes `new_user_id` the primary contact (C8). The old primary keeps
@@ -902,7 +952,7 @@ impl Registry {
         new_user_id: Uuid,
         previous_primary_role: ContactRole,
         etag: Option<i64>,
-    ) -> Result<(Site, Contact, Option<Contact>)> {
+    ) -> Result<Committed<(Site, Contact, Option<Contact>)>> {
         if previous_primary_role == ContactRole::Primary {
             return Err(ContactsError::rule(
                 "rule C8: a site has exactly one primary contact; the previous primary needs another role",
@@ -928,6 +978,11 @@ impl Registry {
             return Err(ContactsError::rule(
                 "rule C8: the acting person is no longer the primary contact of the site; an account-management holder transfers with the etag of the site it read",
             ));
+        }
+        // T8: someone other than the primary transfers only while it holds account
+        // management, decided here under the site's lock.
+        if previous_user_id != actor.actor_id {
+            authority::require(&mut tx, actor, &before, &[Need::TRANSFER]).await?;
         }
         let old_primary = storage::contacts::holders(&mut tx, site_id, ContactRole::Primary)
             .await?
@@ -964,7 +1019,7 @@ impl Registry {
         let site = storage::sites::get(&mut tx, site_id)
             .await?
             .ok_or(ContactsError::SiteNotFound)?;
-        Change {
+        let revision = Change {
             actor,
             site_id,
             action: "primary.transferred",
@@ -984,7 +1039,10 @@ impl Registry {
         }
         .commit(tx)
         .await?;
-        Ok((site, primary, previous_primary))
+        Ok(Committed {
+            value: (site, primary, previous_primary),
+            revision,
+        })
     }
 
     /// A page of a site's contacts with one of `roles` (all when empty), in display order.

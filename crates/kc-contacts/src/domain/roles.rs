@@ -88,6 +88,19 @@ impl ContactRole {
         )
     }
 
+    /// The change of the role that T6 names in its errors.
+    pub fn naming_change(self) -> &'static str {
+        match self {
+            Self::Primary => "moving the PRIMARY role",
+            Self::Administrative => "naming, replacing or removing the ADMINISTRATIVE contact",
+            Self::SiteTechnical => "naming, replacing or removing the SITE_TECHNICAL contact",
+            Self::Secondary => "naming or removing a SECONDARY contact",
+            Self::Renewal | Self::Shipping | Self::Billing | Self::SiteUser => {
+                "changing a contact role"
+            }
+        }
+    }
+
     /// Whether ReplaceContact may swap its holder (every single-holder role but PRIMARY,
     /// which changes only by transfer, C8).
     pub fn is_replaceable(self) -> bool {

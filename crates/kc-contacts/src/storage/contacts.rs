@@ -199,6 +199,27 @@ pub async fn holders(
     contacts(rows)
 }
 
+/// The roles `user_id` holds on a site.
+pub async fn roles_of(
+    conn: &mut PgConnection,
+    site_id: Uuid,
+    user_id: Uuid,
+) -> Result<Vec<ContactRole>, sqlx::Error> {
+    let numbers: Vec<i16> =
+        sqlx::query_scalar("SELECT role FROM contacts WHERE site_id = $1 AND user_id = $2")
+            .bind(site_id)
+            .bind(user_id)
+            .fetch_all(conn)
+            .await?;
+    numbers
+        .into_iter()
+        .map(|number| {
+            ContactRole::from_number(i32::from(number))
+                .ok_or_else(|| sqlx::Error::Decode("contacts.role has an unknown value".into()))
+        })
+        .collect()
+}
+
 /// Replaces a contact's details and bumps its version.
 pub async fn update_details(
     conn: &mut PgConnection,

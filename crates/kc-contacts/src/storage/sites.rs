@@ -326,3 +326,14 @@ pub async fn list_with_gaps(
         })
         .collect())
 }
+
+/// Takes a share lock on a site's row, if the site exists: a projection apply that changes
+/// what a site's writes decide on (T8) waits for the writes that hold the site's lock
+/// ([`lock`]) and makes them wait in turn, so every write decides before or after it.
+pub async fn share_lock(conn: &mut PgConnection, site_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1 FROM sites WHERE site_id = $1 FOR SHARE")
+        .bind(site_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

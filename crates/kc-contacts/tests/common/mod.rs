@@ -122,6 +122,57 @@ impl Harness {
     }
 
     /// Number of events in the outbox (committed or not yet visible to streams).
+    /// Gives `user` explicit grants on a site as access management publishes them (a
+    /// `RightsChanged` event through the registry's own projection apply, T8): the authority
+    /// a person holds by grant rather than by role.
+    pub async fn grant(&self, site_id: &str, user: Uuid, explicit: kc_proto::access::ToolAccess) {
+        // In a transaction, as the consumer applies events: its share lock on the site is
+        // held until the grant commits.
+        let pool = self.pool().await;
+        let mut tx = pool.begin().await.expect("transaction");
+        kc_contacts::projection::apply_access_event(
+            &mut tx,
+            &rights_changed(site_id, user, explicit),
+        )
+        .await
+        .expect("grant applied");
+        tx.commit().await.expect("grant committed");
+    }
+
+    /// The top level of every tool, explicitly granted (T8): a person with every authority
+    /// on the site but no role (an account-management holder, as the gateway vouches).
+    pub async fn grant_all(&self, site_id: &str, user: Uuid) {
+        use kc_proto::access as a;
+        self.grant(
+            site_id,
+            user,
+            a::ToolAccess {
+                software: a::SoftwareAccess::Full as i32,
+                reporting: a::ReportingAccess::View as i32,
+                entitlements: a::EntitlementsAccess::Update as i32,
+                account_management: a::AccountManagementAccess::Granted as i32,
+                manage_access: a::ManageAccess::Update as i32,
+                contact_updates: a::ContactUpdatesAccess::Update as i32,
+                account_documents: a::AccountDocumentsAccess::View as i32,
+            },
+        )
+        .await;
+    }
+
+    /// Contact updates UPDATE, explicitly granted (T8): what the gateway asks of a person
+    /// who changes a site's contacts.
+    pub async fn grant_contact_updates(&self, site_id: &str, user: Uuid) {
+        self.grant(
+            site_id,
+            user,
+            kc_proto::access::ToolAccess {
+                contact_updates: kc_proto::access::ContactUpdatesAccess::Update as i32,
+                ..Default::default()
+            },
+        )
+        .await;
+    }
+
     pub async fn outbox_count(&self) -> i64 {
         let pool = self.pool().await;
         let count = sqlx::query_scalar("SELECT count(*) FROM outbox_events")
@@ -339,6 +390,30 @@ impl Harness {
 }
 
 /// A pool on `url` bound to `schema`.
+/// Access management's event for `user`'s explicit grants on a site after a change.
+pub fn rights_changed(
+    site_id: &str,
+    user: Uuid,
+    explicit: kc_proto::access::ToolAccess,
+) -> kc_proto::access::Event {
+    kc_proto::access::Event {
+        site_id: site_id.to_owned(),
+        payload: Some(kc_proto::access::event::Payload::RightsChanged(
+            kc_proto::access::RightsChanged {
+                user_id: user.to_string(),
+                after: Some(kc_proto::access::AccessProfile {
+                    site_id: site_id.to_owned(),
+                    user_id: user.to_string(),
+                    explicit: Some(explicit),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
+}
+
 pub async fn pool_on(url: &str, schema: &str) -> PgPool {
     let options = PgConnectOptions::from_str(url)
         .expect("test database url")
