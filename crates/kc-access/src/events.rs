@@ -6,7 +6,7 @@
 //! approvers to tell (A3), the profiles before and after a change of rights.
 
 use kc_proto::access::{self as pb, event::Payload};
-use kc_runtime::outbox::{self, EncodedEvent, StoredEvent};
+use kc_runtime::outbox::{self, Cursor, EncodedEvent, StoredEvent};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -141,9 +141,13 @@ pub fn domain_policy_changed(
     )
 }
 
-/// Appends `event` in the caller's transaction.
-pub async fn append(conn: &mut PgConnection, event: &PendingEvent) -> Result<(), sqlx::Error> {
-    event.append(conn).await.map(drop)
+/// Appends `event` in the caller's transaction; returns its cursor in the stream once the
+/// transaction commits (the revision of the change that appended it, T8).
+pub async fn append(conn: &mut PgConnection, event: &PendingEvent) -> Result<Cursor, sqlx::Error> {
+    event
+        .append_positioned(conn)
+        .await
+        .map(|appended| appended.cursor)
 }
 
 /// The published event of an outbox row.

@@ -1,13 +1,22 @@
 //! The gRPC face of access management: turns requests into domain values, reads the caller,
 //! calls the domain, and turns results back. No SQL, no rules.
+//!
+//! Rule T8 across services: the writes the contact registry decides on (SetToolAccess,
+//! SetSupportAccess, RevokeAccess, ApproveAccessRequest, SubmitAccessRequest) return their
+//! `revision`, the cursor of their last event, for the registry's `AwaitAccessRevision`; and
+//! `AwaitContactsRevision` is the other direction: a service that changed roles in the
+//! registry awaits the registry's revision here before it asks access for a change of
+//! rights, so that access decides on those roles.
+
+use std::time::Duration;
 
 use kc_proto::access::{self as pb, access_management_service_server::AccessManagementService};
 use kc_runtime::auth::caller;
 use kc_runtime::grpc::{
-    bad_page_token, checked, decode_single_key, finish, id, next_page_token, page_size_or_status,
-    status, watch_events,
+    await_revision, bad_page_token, checked, decode_single_key, finish, id, next_page_token,
+    page_size_or_status, status, watch_events,
 };
-use kc_runtime::outbox::{EventStream, OutboxWatcher};
+use kc_runtime::outbox::{Cursor, EventStream, OutboxWatcher};
 use kc_runtime::paging::{decode_token, page_size};
 use kc_runtime::values::timestamp;
 use kc_runtime::{Shutdown, Violation, Violations};
@@ -24,6 +33,7 @@ use crate::domain::{
     PolicyMode, Profile, RequestState, SupportLevel, Tool, ToolAccess, ToolLevel,
 };
 use crate::events;
+use crate::projection;
 
 /// Default and largest page sizes of most lists.
 const LIST_PAGE: (u32, u32) = (100, 1000);
@@ -31,6 +41,8 @@ const LIST_PAGE: (u32, u32) = (100, 1000);
 const APPROVERS_PAGE: (u32, u32) = (1000, 1000);
 /// Most checks in one BatchCheck.
 pub const MAX_BATCH_CHECKS: usize = 100;
+/// Longest wait of AwaitContactsRevision, whatever the call's deadline (T8).
+pub const MAX_REVISION_WAIT: Duration = Duration::from_secs(10);
 
 /// The `AccessManagementService` implementation.
 #[derive(Clone, Debug)]
@@ -54,6 +66,13 @@ impl AccessApi {
 /// The actor of a request: services and operators only.
 fn request_actor<T>(request: &Request<T>) -> Result<Actor, Status> {
     Actor::of(&caller(request)?).map_err(status)
+}
+
+/// The `revision` field of a write's response: its cursor, empty when it appended no event.
+fn revision_field(revision: Option<Cursor>) -> String {
+    revision
+        .map(|cursor| cursor.to_string())
+        .unwrap_or_default()
 }
 
 /// The proto number of `tool` in a `ToolAccess` message.
@@ -339,7 +358,7 @@ impl AccessManagementService for AccessApi {
         ));
         let etag = Etag::parse(&r.etag);
         finish(v)?;
-        let profile = self
+        let changed = self
             .access
             .set_tools(
                 actor,
@@ -352,7 +371,8 @@ impl AccessManagementService for AccessApi {
             .await
             .map_err(status)?;
         Ok(Response::new(pb::SetToolAccessResponse {
-            profile: Some(profile_to_proto(&profile)),
+            profile: Some(profile_to_proto(&changed.value)),
+            revision: revision_field(changed.revision),
         }))
     }
 
@@ -379,7 +399,7 @@ impl AccessManagementService for AccessApi {
         ));
         let etag = Etag::parse(&r.etag);
         finish(v)?;
-        let profile = self
+        let changed = self
             .access
             .set_support(
                 actor,
@@ -392,7 +412,8 @@ impl AccessManagementService for AccessApi {
             .await
             .map_err(status)?;
         Ok(Response::new(pb::SetSupportAccessResponse {
-            profile: Some(profile_to_proto(&profile)),
+            profile: Some(profile_to_proto(&changed.value)),
+            revision: revision_field(changed.revision),
         }))
     }
 
@@ -412,7 +433,7 @@ impl AccessManagementService for AccessApi {
         ));
         let etag = Etag::parse(&r.etag);
         finish(v)?;
-        let profile = self
+        let changed = self
             .access
             .revoke(
                 actor,
@@ -424,7 +445,8 @@ impl AccessManagementService for AccessApi {
             .await
             .map_err(status)?;
         Ok(Response::new(pb::RevokeAccessResponse {
-            profile: Some(profile_to_proto(&profile)),
+            profile: Some(profile_to_proto(&changed.value)),
+            revision: revision_field(changed.revision),
         }))
     }
 
@@ -647,7 +669,8 @@ impl AccessManagementService for AccessApi {
             .await
             .map_err(status)?;
         Ok(Response::new(pb::SubmitAccessRequestResponse {
-            request: Some(request_to_proto(&created)),
+            request: Some(request_to_proto(&created.value)),
+            revision: revision_field(created.revision),
         }))
     }
 
@@ -735,14 +758,16 @@ impl AccessManagementService for AccessApi {
             tools: checked(tools)?,
             support: checked(support)?,
         };
-        let (decided, profile) = self
+        let approved = self
             .access
             .approve(actor, checked(request_id)?, choice, checked(note)?, etag)
             .await
             .map_err(status)?;
+        let (decided, profile) = &approved.value;
         Ok(Response::new(pb::ApproveAccessRequestResponse {
-            request: Some(request_to_proto(&decided)),
-            profile: Some(profile_to_proto(&profile)),
+            request: Some(request_to_proto(decided)),
+            profile: Some(profile_to_proto(profile)),
+            revision: revision_field(approved.revision),
         }))
     }
 
@@ -893,5 +918,33 @@ impl AccessManagementService for AccessApi {
             &self.shutdown,
         )?;
         Ok(Response::new(stream))
+    }
+
+    /// Rule T8 across services: waits until the projection of the registry's roles has
+    /// applied `revision` (a registry write's), so that the caller's next change of rights
+    /// here is decided on roles at least that fresh; `Unavailable` (retry) when it has not
+    /// within the call's deadline, at most [`MAX_REVISION_WAIT`]. Services only: it is part
+    /// of how the gateway orders its calls, not an API for people.
+    async fn await_contacts_revision(
+        &self,
+        request: Request<pb::AwaitContactsRevisionRequest>,
+    ) -> Result<Response<pb::AwaitContactsRevisionResponse>, Status> {
+        if !caller(&request)?.is_service() {
+            return Err(Status::permission_denied(
+                "AwaitContactsRevision is for services",
+            ));
+        }
+        let applied_revision = await_revision(
+            self.access.pool(),
+            projection::CONTACTS_CONSUMER,
+            &request,
+            &request.get_ref().revision,
+            MAX_REVISION_WAIT,
+            "access management's projection of the registry's roles",
+        )
+        .await?;
+        Ok(Response::new(pb::AwaitContactsRevisionResponse {
+            applied_revision,
+        }))
     }
 }

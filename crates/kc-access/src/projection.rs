@@ -24,6 +24,24 @@
 //! A registry event with a role number this service does not know (a newer registry) is
 //! applied without that role, with a warning: blocking the stream on it would stop every
 //! other site's updates.
+//!
+//! **Rule T8 inside access: writes serialize with the apply of registry events per site.**
+//! Every write of access that decides on roles (SetToolAccess, SetSupportAccess,
+//! RevokeAccess, the approval, rejection and cancellation of a request, SubmitAccessRequest
+//! with its domain-policy approval, SetDomainPolicy) locks the site's row `FOR UPDATE`
+//! ([`storage::sites::lock`]) before it reads any role, and reads the site and the roles in
+//! later statements; the apply of a registry event upserts that same row first, which
+//! takes the same lock, and only then moves roles. Whichever locks the row first commits
+//! before the other goes on: a write that locked first decided on the roles before the
+//! event and committed before the event moves them; an apply that locked first committed
+//! before the write reads roles, and under read committed each of the write's later
+//! statements sees it. So no grant commits on a role whose removal access applied before
+//! the grant committed. (A statement that waits for the row lock still sees the *other*
+//! tables as they were when it started, which is why the lock and the reads are separate
+//! statements.) What access has not applied yet it cannot see: a caller that changed roles
+//! in the registry awaits the registry's revision with `AwaitContactsRevision` (see
+//! [`crate::grpc`]) before it asks access for a change of rights; writes here return their
+//! own revision the other way.
 
 use anyhow::Context;
 use kc_proto::contacts::contact_registry_service_client::ContactRegistryServiceClient;

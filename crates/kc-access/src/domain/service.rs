@@ -2,7 +2,9 @@
 //! site's projection row, checks the rules of [`rights`](super::rights) against what the
 //! database holds under that lock, writes, and records the change in the audit trail (L1, T5)
 //! and the outbox, and tells every replica's rights cache what became stale (see
-//! [`crate::cache`]).
+//! [`crate::cache`]). The changes other services decide on return their *revision*
+//! ([`Revised`]): the cursor of their last event, which the contact registry awaits in its
+//! projection of this stream before it decides on grants (T8).
 //!
 //! Decisions taken here:
 //! - **Callers.** Services and operators only; customer tokens are refused. The person who
@@ -63,6 +65,7 @@ use std::time::Duration;
 use chrono::Utc;
 use kc_runtime::Caller;
 use kc_runtime::db::{DbErrorKind, classify, constraint};
+use kc_runtime::outbox::Cursor;
 pub use kc_runtime::paging::Page;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
@@ -103,6 +106,29 @@ pub struct Access {
     pool: PgPool,
     cache: RightsCache,
     settings: AccessSettings,
+}
+
+/// What a change returns, with its revision: the cursor its last event will have in this
+/// service's stream (`WatchEvents`) once it commits, `None` when it appended no event
+/// (nothing changed). Another service that follows the stream awaits the revision before its
+/// next decision on what the change did, so that it decides on rights at least this fresh
+/// (T8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revised<T> {
+    /// What the operation returns.
+    pub value: T,
+    /// The cursor of the change's last event; `None` when it appended none.
+    pub revision: Option<Cursor>,
+}
+
+impl<T> Revised<T> {
+    /// A result that changed nothing, so has no revision.
+    fn unchanged(value: T) -> Self {
+        Self {
+            value,
+            revision: None,
+        }
+    }
 }
 
 /// What kind of caller acts.
@@ -299,8 +325,13 @@ impl Change {
     }
 
     /// Appends the records and events, notifies the replicas, commits, then drops the
-    /// stale entries of this replica's cache before the caller answers.
-    async fn commit(self, mut tx: Transaction<'_, Postgres>, cache: &RightsCache) -> Result<()> {
+    /// stale entries of this replica's cache before the caller answers. Returns the change's
+    /// revision: the cursor of the last event appended, `None` when there was none.
+    async fn commit(
+        self,
+        mut tx: Transaction<'_, Postgres>,
+        cache: &RightsCache,
+    ) -> Result<Option<Cursor>> {
         for entry in &self.entries {
             storage::audit::append(
                 &mut tx,
@@ -317,8 +348,9 @@ impl Change {
             )
             .await?;
         }
+        let mut revision = None;
         for event in &self.events {
-            events::append(&mut tx, event).await?;
+            revision = Some(events::append(&mut tx, event).await?);
         }
         for what in &self.invalidations {
             storage::notify_invalidation(&mut tx, *what).await?;
@@ -335,7 +367,18 @@ impl Change {
                 "access changed"
             );
         }
-        Ok(())
+        Ok(revision)
+    }
+
+    /// Commits like [`Change::commit`] and returns `value` with the change's revision.
+    async fn commit_with<T>(
+        self,
+        tx: Transaction<'_, Postgres>,
+        cache: &RightsCache,
+        value: T,
+    ) -> Result<Revised<T>> {
+        let revision = self.commit(tx, cache).await?;
+        Ok(Revised { value, revision })
     }
 }
 
@@ -409,6 +452,12 @@ impl Access {
         }
     }
 
+    /// The pool of the access schema: for the waits on the projections' cursors
+    /// (AwaitContactsRevision, T8), which read the consumers' stored cursors.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Runs `attempt`; when rule I1 refuses it, waits up to [`PROOF_PATIENCE`] for the
     /// projection to show the user proven and active, and runs it once more if it does.
     async fn patient<T, F, Fut>(&self, attempt: F) -> Result<T>
@@ -463,7 +512,7 @@ impl Access {
     }
 
     /// Writes a person's change of a user's explicit grants on a site ([`Access::write_rights`])
-    /// and commits it; returns the profile after.
+    /// and commits it; returns the profile after, with the change's revision.
     async fn commit_rights(
         &self,
         mut tx: Transaction<'static, Postgres>,
@@ -472,7 +521,7 @@ impl Access {
         before: &Profile,
         grants: &Grants,
         reason: &str,
-    ) -> Result<Profile> {
+    ) -> Result<Revised<Profile>> {
         let mut change = Change::new(before.site_id);
         let after = self
             .write_rights(
@@ -486,8 +535,7 @@ impl Access {
                 None,
             )
             .await?;
-        change.commit(tx, &self.cache).await?;
-        Ok(after)
+        change.commit_with(tx, &self.cache, after).await
     }
 
     /// Writes a user's new explicit grants as part of `change`: the grants row, the audit
@@ -533,7 +581,8 @@ impl Access {
     }
 
     /// Sets some of a user's explicit tool levels (T4); raising one needs a proven, active
-    /// user (I1).
+    /// user (I1). Returns the profile after, with the change's revision (none when it
+    /// changed nothing).
     pub async fn set_tools(
         &self,
         actor: Actor,
@@ -542,7 +591,7 @@ impl Access {
         levels: [Option<ToolLevel>; 7],
         reason: String,
         etag: Etag,
-    ) -> Result<Profile> {
+    ) -> Result<Revised<Profile>> {
         let actor = actor.person()?;
         self.patient(|| self.set_tools_once(actor, site_id, user_id, levels, &reason, etag))
             .await
@@ -556,7 +605,7 @@ impl Access {
         levels: [Option<ToolLevel>; 7],
         reason: &str,
         etag: Etag,
-    ) -> Result<Profile> {
+    ) -> Result<Revised<Profile>> {
         let mut tx = self.pool.begin().await?;
         let site = lock_site(&mut tx, site_id).await?;
         let before = profile_on(&mut tx, site_id, user_id).await?;
@@ -572,7 +621,7 @@ impl Access {
             &Grants { tools, ..current },
         )?;
         if tools == current.tools {
-            return Ok(before);
+            return Ok(Revised::unchanged(before));
         }
         if !tools.is_within(&current.tools) {
             require_proven(&mut tx, user_id, UNPROVEN_GRANTEE).await?;
@@ -589,7 +638,8 @@ impl Access {
     }
 
     /// Sets a user's explicit support level (U4–U6); raising it needs a proven, active user
-    /// (I1).
+    /// (I1). Returns the profile after, with the change's revision (none when it changed
+    /// nothing).
     pub async fn set_support(
         &self,
         actor: Actor,
@@ -598,7 +648,7 @@ impl Access {
         level: SupportLevel,
         reason: String,
         etag: Etag,
-    ) -> Result<Profile> {
+    ) -> Result<Revised<Profile>> {
         let actor = actor.person()?;
         self.patient(|| self.set_support_once(actor, site_id, user_id, level, &reason, etag))
             .await
@@ -612,7 +662,7 @@ impl Access {
         level: SupportLevel,
         reason: &str,
         etag: Etag,
-    ) -> Result<Profile> {
+    ) -> Result<Revised<Profile>> {
         let mut tx = self.pool.begin().await?;
         let site = lock_site(&mut tx, site_id).await?;
         let before = profile_on(&mut tx, site_id, user_id).await?;
@@ -630,7 +680,7 @@ impl Access {
             },
         )?;
         if level == current.support {
-            return Ok(before);
+            return Ok(Revised::unchanged(before));
         }
         if level > current.support {
             require_proven(&mut tx, user_id, UNPROVEN_GRANTEE).await?;
@@ -644,6 +694,8 @@ impl Access {
     }
 
     /// Removes every explicit grant of a user on a site (T4, U4–U6); implied rights remain.
+    /// Returns the profile after, with the change's revision (none when there was nothing to
+    /// remove).
     pub async fn revoke(
         &self,
         actor: Actor,
@@ -651,7 +703,7 @@ impl Access {
         user_id: Uuid,
         reason: String,
         etag: Etag,
-    ) -> Result<Profile> {
+    ) -> Result<Revised<Profile>> {
         let actor = actor.person()?;
         let mut tx = self.pool.begin().await?;
         let site = lock_site(&mut tx, site_id).await?;
@@ -660,7 +712,7 @@ impl Access {
         let authority = self.authority(&mut tx, actor, &site).await?;
         check_revoke(&authority, &subject_of(&before.effective))?;
         if before.effective.explicit().is_none() {
-            return Ok(before);
+            return Ok(Revised::unchanged(before));
         }
         self.commit_rights(tx, actor, "access.revoked", &before, &Grants::NONE, &reason)
             .await
@@ -760,7 +812,8 @@ impl Access {
     }
 
     /// Submits the actor's request for access to the site named by site number and customer
-    /// number (I1, A1, S3, A5, A6), applying the site's domain policy (A7).
+    /// number (I1, A1, S3, A5, A6), applying the site's domain policy (A7). Returns the
+    /// request, with the change's revision.
     pub async fn submit(
         &self,
         actor: Actor,
@@ -769,7 +822,7 @@ impl Access {
         kind: AccessRequestKind,
         asked: Grants,
         justification: String,
-    ) -> Result<AccessRequest> {
+    ) -> Result<Revised<AccessRequest>> {
         let actor = actor.person()?;
         self.patient(|| {
             self.submit_once(
@@ -792,7 +845,7 @@ impl Access {
         kind: AccessRequestKind,
         asked: Grants,
         justification: &str,
-    ) -> Result<AccessRequest> {
+    ) -> Result<Revised<AccessRequest>> {
         let mut tx = self.pool.begin().await?;
         // Before the site is looked up: an unproven caller learns nothing about sites.
         require_proven(&mut tx, actor.actor_id, UNPROVEN_REQUESTER).await?;
@@ -854,10 +907,7 @@ impl Access {
                 self.auto_approve(tx, change, request, &requester, &policy)
                     .await
             }
-            _ => {
-                change.commit(tx, &self.cache).await?;
-                Ok(request)
-            }
+            _ => change.commit_with(tx, &self.cache, request).await,
         }
     }
 
@@ -892,7 +942,7 @@ impl Access {
         request: AccessRequest,
         requester: &Profile,
         policy: &DomainPolicy,
-    ) -> Result<AccessRequest> {
+    ) -> Result<Revised<AccessRequest>> {
         let grant = baseline_grant(request.kind, &request.requested, &policy.baseline);
         let current = requester.effective.explicit();
         let grants = Grants {
@@ -901,8 +951,7 @@ impl Access {
         };
         // T7: a policy would otherwise grant its own setter what the setter chose.
         if grants == current || policy.updated_by == request.requester_id {
-            change.commit(tx, &self.cache).await?;
-            return Ok(request);
+            return change.commit_with(tx, &self.cache, request).await;
         }
         let reason = format!(
             "approved at once by the domain policy of {} (A7)",
@@ -942,8 +991,7 @@ impl Access {
             Some(request.request_id),
         )
         .await?;
-        change.commit(tx, &self.cache).await?;
-        Ok(decided)
+        change.commit_with(tx, &self.cache, decided).await
     }
 
     /// A request.
@@ -990,7 +1038,7 @@ impl Access {
     }
 
     /// Approves a PENDING request, granting `choice` (I1, A3, A4, A5, A6, T4, U4–U6).
-    /// Returns the request and the requester's profile after.
+    /// Returns the request and the requester's profile after, with the change's revision.
     pub async fn approve(
         &self,
         actor: Actor,
@@ -998,7 +1046,7 @@ impl Access {
         choice: GrantChoice,
         note: Option<String>,
         etag: Etag,
-    ) -> Result<(AccessRequest, Profile)> {
+    ) -> Result<Revised<(AccessRequest, Profile)>> {
         let actor = actor.person()?;
         self.patient(|| self.approve_once(actor, request_id, choice, note.as_deref(), etag))
             .await
@@ -1011,7 +1059,7 @@ impl Access {
         choice: GrantChoice,
         note: Option<&str>,
         etag: Etag,
-    ) -> Result<(AccessRequest, Profile)> {
+    ) -> Result<Revised<(AccessRequest, Profile)>> {
         let mut tx = self.pool.begin().await?;
         let (site, request) = lock_request(&mut tx, request_id).await?;
         check_pending(&request)?;
@@ -1081,8 +1129,7 @@ impl Access {
             )
             .await?
         };
-        change.commit(tx, &self.cache).await?;
-        Ok((decided, after))
+        change.commit_with(tx, &self.cache, (decided, after)).await
     }
 
     /// Rejects a PENDING request with a reason (A3, A4, A6).

@@ -137,17 +137,23 @@ pub async fn get(conn: &mut PgConnection, site_id: Uuid) -> Result<Option<Site>,
 
 /// The site with this id, locked until the transaction ends. Every change of grants,
 /// requests or policies of a site takes this lock first, and so does every projected change
-/// of its roles (the upsert of the site row): rules see stable roles and grants.
+/// of its roles (the upsert of the site row): rules see stable roles and grants (T8, see
+/// [`crate::projection`]).
+///
+/// The site is read by a second statement, once the lock is held: under read committed a
+/// statement that waited for the lock sees other tables as they were when it started, so
+/// `has_site_technical` read together with the lock could miss a role change committed by
+/// the transaction it waited for.
 pub async fn lock(conn: &mut PgConnection, site_id: Uuid) -> Result<Option<Site>, sqlx::Error> {
-    let row: Option<SiteRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        site_columns!(),
-        " FROM sites s WHERE s.site_id = $1 FOR UPDATE OF s"
-    ))
-    .bind(site_id)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(Site::from))
+    let locked: Option<Uuid> =
+        sqlx::query_scalar("SELECT site_id FROM sites WHERE site_id = $1 FOR UPDATE")
+            .bind(site_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    match locked {
+        Some(site_id) => get(conn, site_id).await,
+        None => Ok(None),
+    }
 }
 
 /// The site with this site number and customer number (S3: both must match).
