@@ -512,6 +512,9 @@ rpcs! {
     confirm_notification_email: Contacts Write ContactRegistryServiceClient::confirm_notification_email(contacts::ConfirmNotificationEmailRequest) -> contacts::ConfirmNotificationEmailResponse;
     /// registry `ListAuditRecords`.
     list_contacts_audit: Contacts Read ContactRegistryServiceClient::list_audit_records(contacts::ListAuditRecordsRequest) -> contacts::ListAuditRecordsResponse;
+    /// registry `AwaitAccessRevision` (T8): waits until the registry applied an access write.
+    /// A read: it changes nothing, so it may be tried again on another replica.
+    await_access_revision: Contacts Read ContactRegistryServiceClient::await_access_revision(contacts::AwaitAccessRevisionRequest) -> contacts::AwaitAccessRevisionResponse;
 
     /// access `BatchCheck`.
     batch_check: Access CachedRead AccessManagementServiceClient::batch_check(access::BatchCheckRequest) -> access::BatchCheckResponse;
@@ -545,6 +548,9 @@ rpcs! {
     set_domain_policy: Access Write AccessManagementServiceClient::set_domain_policy(access::SetDomainPolicyRequest) -> access::SetDomainPolicyResponse;
     /// access `ListAuditRecords`.
     list_access_audit: Access Read AccessManagementServiceClient::list_audit_records(access::ListAuditRecordsRequest) -> access::ListAuditRecordsResponse;
+    /// access `AwaitContactsRevision` (T8): waits until access applied a registry write. A
+    /// read: it changes nothing, so it may be tried again on another replica.
+    await_contacts_revision: Access Read AccessManagementServiceClient::await_contacts_revision(access::AwaitContactsRevisionRequest) -> access::AwaitContactsRevisionResponse;
 
     /// notification `SendNotice`.
     send_notice: Notification Write NotificationServiceClient::send_notice(notification::SendNoticeRequest) -> notification::SendNoticeResponse;

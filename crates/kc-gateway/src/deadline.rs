@@ -50,33 +50,13 @@ impl Deadline {
     }
 }
 
-/// The margin kept out of `budget`: a tenth of it, at most [`MAX_MARGIN`].
+/// The margin kept out of `budget`: a tenth of it, at most `MAX_MARGIN`.
 pub fn margin(budget: Duration) -> Duration {
     (budget / MARGIN_DIVISOR).min(MAX_MARGIN)
 }
 
-/// Parses a `grpc-timeout` header value (gRPC over HTTP/2: at most 8 digits and a unit of
-/// `H`, `M`, `S`, `m`, `u` or `n`); `None` when it is malformed.
-pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if value.len() < 2 || !value.is_ascii() {
-        return None;
-    }
-    let (digits, unit) = value.split_at(value.len() - 1);
-    if digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let amount: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(amount * 3600),
-        "M" => Duration::from_secs(amount * 60),
-        "S" => Duration::from_secs(amount),
-        "m" => Duration::from_millis(amount),
-        "u" => Duration::from_micros(amount),
-        "n" => Duration::from_nanos(amount),
-        _ => return None,
-    })
-}
+/// Parses a `grpc-timeout` header value (the suite's one parser, in kc-runtime).
+pub use kc_runtime::grpc::parse_grpc_timeout;
 
 #[cfg(test)]
 mod tests {

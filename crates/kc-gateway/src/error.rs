@@ -4,7 +4,8 @@
 //! details (field violations) intact. Failures of the gateway's own calls (a service that is
 //! down, a connection refused, the gateway's own credentials refused) become `Unavailable`
 //! without any internal text; a call that ran out of time is `DeadlineExceeded` when the
-//! caller set the deadline, else `Unavailable`.
+//! caller set the deadline, else `Unavailable`. A write that committed but is not yet in
+//! effect in the other service (rule T8) is `Unavailable` saying so.
 
 use std::time::Duration;
 
@@ -66,6 +67,13 @@ pub enum GatewayError {
     /// The deadline passed before the next internal call could start.
     #[error("deadline exceeded")]
     DeadlineExceeded,
+    /// A write committed, but `awaited` did not confirm in time that it applied the write's
+    /// revision (rule T8): its next decision may not see the change yet.
+    #[error("committed, but {awaited} has not applied it yet")]
+    NotYetInEffect {
+        /// The service that was awaited.
+        awaited: Svc,
+    },
     /// The answer would be too large to compose.
     #[error("{0}")]
     ResourceExhausted(String),
@@ -154,6 +162,7 @@ impl GatewayError {
                 }
             }
             Self::DeadlineExceeded => Code::DeadlineExceeded,
+            Self::NotYetInEffect { .. } => Code::Unavailable,
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -239,6 +248,10 @@ impl From<GatewayError> for Status {
                 }
             }
             GatewayError::DeadlineExceeded => Status::deadline_exceeded("deadline exceeded"),
+            GatewayError::NotYetInEffect { awaited } => Status::unavailable(format!(
+                "rule T8: the change is committed but not yet in effect everywhere ({awaited} \
+                 has not applied it yet); do not repeat it, retry what depends on it shortly"
+            )),
             GatewayError::ResourceExhausted(message) => Status::resource_exhausted(message),
             GatewayError::Internal(error) => ApiError::Internal(error).into(),
         }

@@ -195,6 +195,34 @@ pub fn public_methods() -> impl Iterator<Item = &'static str> {
 
 #[cfg(test)]
 mod tests {
+
+    /// T6: the gateway names the same authority for each role as the registry decides
+    /// with at commit (`kc_rights::rights::ContactRole::naming_authority`).
+    #[test]
+    fn role_authority_is_the_registrys_naming_authority() {
+        use kc_proto::contacts::ContactRole as Role;
+        for role in [
+            Role::Primary,
+            Role::Administrative,
+            Role::SiteTechnical,
+            Role::Secondary,
+            Role::Renewal,
+            Role::Shipping,
+            Role::Billing,
+            Role::SiteUser,
+        ] {
+            let gateway: Vec<i32> = role_authority(role)
+                .map(|need| need.permissions().iter().map(|p| *p as i32).collect())
+                .unwrap_or_default();
+            let registry: Vec<i32> = kc_rights::rights::ContactRole::from_number(role as i32)
+                .expect("a role of the rights model")
+                .naming_authority()
+                .iter()
+                .map(|p| p.number())
+                .collect();
+            assert_eq!(gateway, registry, "{role:?}");
+        }
+    }
     use std::collections::BTreeSet;
 
     use prost::Message;

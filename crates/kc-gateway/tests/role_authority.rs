@@ -55,20 +55,8 @@ async fn assign(
     email: &str,
 ) -> Result<gw::AssignContactResponse, tonic::Status> {
     suite
-        .gw()
-        .assign_contact(authed(
-            Some(&by.token),
-            gw::AssignContactRequest {
-                site_id: site_id.into(),
-                email: email.into(),
-                display_name: Some("Named Person".into()),
-                role: role as i32,
-                details: None,
-                locale: String::new(),
-            },
-        ))
+        .assign_email_as(by, site_id, email, "Named Person", role)
         .await
-        .map(tonic::Response::into_inner)
 }
 
 // rule T6 (with U5, U6, T3): a user granted only contact updates UPDATE names neither itself

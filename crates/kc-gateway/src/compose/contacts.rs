@@ -317,6 +317,8 @@ impl Gateway {
                 },
             )
             .await?;
+        self.registry_write_in_effect(ctx, &response.revision)
+            .await?;
         Ok(pb::AssignContactResponse {
             contact: Some(required(Svc::Contacts, "contact", response.contact)?),
             user: Some(user),
@@ -375,6 +377,8 @@ impl Gateway {
                 },
             )
             .await?;
+        self.registry_write_in_effect(ctx, &response.revision)
+            .await?;
         Ok(pb::RemoveContactResponse {
             contact: Some(required(Svc::Contacts, "contact", response.contact)?),
         })
@@ -412,6 +416,8 @@ impl Gateway {
                     details: request.details,
                 },
             )
+            .await?;
+        self.registry_write_in_effect(ctx, &response.revision)
             .await?;
         Ok(pb::ReplaceContactResponse {
             contact: Some(required(Svc::Contacts, "contact", response.contact)?),
@@ -499,6 +505,8 @@ impl Gateway {
                     previous_primary_role: request.previous_primary_role,
                 },
             )
+            .await?;
+        self.registry_write_in_effect(ctx, &response.revision)
             .await?;
         Ok(pb::TransferPrimaryContactResponse {
             site: response.site,

@@ -4,7 +4,8 @@
 //!
 //! Reads that are allowed or not by a site check run concurrently with that check (the
 //! data is returned only when the check passes, so nothing leaks); writes start only once
-//! the check passed.
+//! the check passed. A write of the registry or of access management is answered only once
+//! the other service applied it (module `revisions`, rule T8).
 
 mod audit;
 mod contacts;
@@ -12,6 +13,7 @@ mod me;
 mod notices;
 mod notification_email;
 mod requests;
+mod revisions;
 mod rights;
 mod sessions;
 mod sites;

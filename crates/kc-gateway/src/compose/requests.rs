@@ -59,6 +59,7 @@ impl Gateway {
                 },
             )
             .await?;
+        self.access_write_in_effect(ctx, &response.revision).await?;
         Ok(pb::SelfNominateResponse {
             request: Some(required(Svc::Access, "request", response.request)?),
         })
@@ -293,6 +294,7 @@ impl Gateway {
                     )
                     .await
                     .map_err(|error| error.rename_fields(&[("note", "reason")]))?;
+                self.access_write_in_effect(ctx, &response.revision).await?;
                 Ok(pb::DecideAccessRequestResponse {
                     request: Some(required(Svc::Access, "request", response.request)?),
                     profile: response.profile,

@@ -120,6 +120,7 @@ impl Gateway {
                 },
             )
             .await?;
+        self.access_write_in_effect(ctx, &response.revision).await?;
         Ok(pb::SetToolAccessResponse {
             profile: response.profile,
         })
@@ -147,6 +148,7 @@ impl Gateway {
                 },
             )
             .await?;
+        self.access_write_in_effect(ctx, &response.revision).await?;
         Ok(pb::SetSupportAccessResponse {
             profile: response.profile,
         })
@@ -172,6 +174,7 @@ impl Gateway {
                 },
             )
             .await?;
+        self.access_write_in_effect(ctx, &response.revision).await?;
         Ok(pb::RevokeAccessResponse {
             profile: response.profile,
         })

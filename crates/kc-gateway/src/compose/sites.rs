@@ -328,6 +328,8 @@ impl Gateway {
                     ("site_technical_user_id", "site_technical_contact"),
                 ])
             })?;
+        self.registry_write_in_effect(ctx, &created.revision)
+            .await?;
         let site = required(Svc::Contacts, "site", created.site)?;
         let contacts = created.contacts;
 
@@ -404,6 +406,8 @@ impl Gateway {
                     etag: request.etag,
                 },
             )
+            .await?;
+        self.registry_write_in_effect(ctx, &response.revision)
             .await?;
         Ok(pb::UpdateSiteResponse {
             site: Some(required(Svc::Contacts, "site", response.site)?),

@@ -2,8 +2,8 @@
 //! in-process on `127.0.0.1`, each in its own schema: identity (cheap argon2, the test
 //! key-encryption key, codes sealed to notification's test key), the contact registry,
 //! access management and notification (opening the codes, delivering to a real SMTP server,
-//! aiosmtpd), the last two and the gateway with service accounts made through identity's
-//! domain.
+//! aiosmtpd), the last three and the gateway with service accounts made through identity's
+//! domain. The registry and access management follow each other's events (T8).
 //!
 //! Every service runs under its own shutdown signal, so a test can stop one and start it
 //! again on the same port (the fault tests). The tests call ONLY the gateway, as people do:
@@ -130,12 +130,27 @@ impl Suite {
             .expect("identity domain")
             .1;
 
+        // The registry and access management each follow the other's events (T8), so each
+        // needs the other's URL: access management's port is taken first and access starts
+        // on it after the registry (the registry's channel to it is lazy and its consumer
+        // retries until access serves).
+        let access_addr = free_addr();
+        let (contacts_id, contacts_secret) = identity_domain
+            .create_service_account("kc-contacts")
+            .await
+            .expect("contacts service account");
         let mut argv = vec![
             "kc-contacts".to_owned(),
             "--database-url".to_owned(),
             db.url.clone(),
             "--identity-url".to_owned(),
             identity.url(),
+            "--access-url".to_owned(),
+            format!("http://{access_addr}"),
+            "--client-id".to_owned(),
+            contacts_id.to_string(),
+            "--client-secret".to_owned(),
+            contacts_secret,
         ];
         argv.extend(NO_DRAIN.map(str::to_owned));
         argv.extend(kc_testkit::secrets::contacts_key_args());
@@ -161,7 +176,7 @@ impl Suite {
         ];
         argv.extend(NO_DRAIN.map(str::to_owned));
         let access_args = AccessArgs::parse_from(argv).expect("access arguments parse");
-        let access = start_access(&access_args, any).await;
+        let access = start_access(&access_args, access_addr).await;
 
         let (notification_id, notification_secret) = identity_domain
             .create_service_account("kc-notification")
@@ -482,23 +497,49 @@ impl Suite {
 
     /// The operator gives `person` a role on the site; returns the contact.
     pub async fn assign(&self, site_id: &str, person: &Person, role: Role) -> cpb::Contact {
+        self.assign_as(&self.operator, site_id, person, role)
+            .await
+            .unwrap_or_else(|status| panic!("assign {} as {role:?}: {status:?}", person.name))
+            .contact
+            .expect("contact")
+    }
+
+    /// `by` gives `person` a role on the site through the gateway's `AssignContact`.
+    pub async fn assign_as(
+        &self,
+        by: &Person,
+        site_id: &str,
+        person: &Person,
+        role: Role,
+    ) -> Result<gw::AssignContactResponse, Status> {
+        self.assign_email_as(by, site_id, &person.email, &person.name, role)
+            .await
+    }
+
+    /// `by` gives the person whose login is `email` (invited when unknown, rule I1) a role
+    /// on the site through the gateway's `AssignContact`.
+    pub async fn assign_email_as(
+        &self,
+        by: &Person,
+        site_id: &str,
+        email: &str,
+        display_name: &str,
+        role: Role,
+    ) -> Result<gw::AssignContactResponse, Status> {
         self.gw()
             .assign_contact(authed(
-                Some(&self.operator.token),
+                Some(&by.token),
                 gw::AssignContactRequest {
                     site_id: site_id.into(),
-                    email: person.email.clone(),
-                    display_name: Some(person.name.clone()),
+                    email: email.into(),
+                    display_name: Some(display_name.into()),
                     role: role as i32,
                     details: None,
                     locale: String::new(),
                 },
             ))
             .await
-            .unwrap_or_else(|status| panic!("assign {} as {role:?}: {status:?}", person.name))
-            .into_inner()
-            .contact
-            .expect("contact")
+            .map(tonic::Response::into_inner)
     }
 
     /// The operator gives a new invited person a role on the site; returns the contact.
@@ -525,19 +566,50 @@ impl Suite {
 
     /// The operator sets explicit tool levels of `user` on the site.
     pub async fn grant(&self, site_id: &str, user: &str, tools: apb::ToolAccess) {
+        self.set_tools_as(&self.operator, site_id, user, tools, "test fixture")
+            .await
+            .unwrap_or_else(|status| panic!("grant {tools:?} to {user}: {status:?}"));
+    }
+
+    /// `by` sets explicit tool levels of `user` on the site through the gateway.
+    pub async fn set_tools_as(
+        &self,
+        by: &Person,
+        site_id: &str,
+        user: &str,
+        tools: apb::ToolAccess,
+        reason: &str,
+    ) -> Result<gw::SetToolAccessResponse, Status> {
         self.gw()
             .set_tool_access(authed(
-                Some(&self.operator.token),
+                Some(&by.token),
                 gw::SetToolAccessRequest {
                     site_id: site_id.into(),
                     user_id: user.into(),
                     tools: Some(tools),
+                    reason: reason.into(),
+                    etag: String::new(),
+                },
+            ))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// The operator revokes the explicit grants of `user` on the site (only implied rights
+    /// remain).
+    pub async fn revoke(&self, site_id: &str, user: &str) {
+        self.gw()
+            .revoke_access(authed(
+                Some(&self.operator.token),
+                gw::RevokeAccessRequest {
+                    site_id: site_id.into(),
+                    user_id: user.into(),
                     reason: "test fixture".into(),
                     etag: String::new(),
                 },
             ))
             .await
-            .unwrap_or_else(|status| panic!("grant {tools:?} to {user}: {status:?}"));
+            .unwrap_or_else(|status| panic!("revoke the grants of {user}: {status:?}"));
     }
 
     /// `user`'s access profile on the site, as the operator reads it.
@@ -672,6 +744,15 @@ pub async fn login(channel: &Channel, email: &str) -> Person {
         name: user.display_name,
         token: response.access_token,
     }
+}
+
+/// A free address on `127.0.0.1`, for a service that must be named before it starts (the
+/// registry names access management, which names the registry). The port is released at
+/// once; [`Restartable::start`] binds it again, retrying while it is briefly in use.
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port on 127.0.0.1")
 }
 
 async fn start_identity(args: &IdentityArgs, addr: SocketAddr) -> Restartable {
