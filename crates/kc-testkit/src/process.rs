@@ -39,9 +39,23 @@ impl ServiceProcess {
     /// Starts `program` with `args` and `envs` on `127.0.0.1:0` with JSON logs, and waits
     /// for its `serving` log line, which names the bound address.
     pub async fn start(program: PathBuf, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        Self::try_start_on(program, "127.0.0.1:0", args, envs)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// Like [`ServiceProcess::start`], but listening on `listen`; fails, with the last line
+    /// it logged, when the process exits (a port taken meanwhile, say) or does not serve in
+    /// time.
+    pub async fn try_start_on(
+        program: PathBuf,
+        listen: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let name = program.display().to_string();
         let mut child = Command::new(&program)
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--listen", listen, "--log-format", "json"])
             .args(args)
             .envs(envs.iter().copied())
             .env("RUST_LOG", "info")
@@ -49,11 +63,13 @@ impl ServiceProcess {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|error| panic!("start {name}: {error}"));
+            .map_err(|error| format!("start {name}: {error}"))?;
         let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
-        let address = tokio::time::timeout(SERVE_TIMEOUT, async {
+        let mut last = String::new();
+        let serving = tokio::time::timeout(SERVE_TIMEOUT, async {
             while let Some(line) = lines.next_line().await.expect("read log") {
                 let Ok(record) = serde_json::from_str::<Value>(&line) else {
+                    last = line;
                     continue;
                 };
                 let field = |key: &str| {
@@ -64,16 +80,29 @@ impl ServiceProcess {
                         .map(str::to_owned)
                 };
                 if field("message").as_deref() == Some("serving") {
-                    return field("address").expect("the serving line names the address");
+                    return Some(field("address").expect("the serving line names the address"));
                 }
+                last = line;
             }
-            panic!("{name} exited before serving");
+            None
         })
-        .await
-        .unwrap_or_else(|_| panic!("{name} serves within {SERVE_TIMEOUT:?}"));
+        .await;
+        let address = match serving {
+            Ok(Some(address)) => address,
+            Ok(None) => {
+                return Err(format!(
+                    "{name} exited before serving; last log line: {last}"
+                ));
+            }
+            Err(_) => {
+                return Err(format!(
+                    "{name} does not serve within {SERVE_TIMEOUT:?}; last log line: {last}"
+                ));
+            }
+        };
         // Keep draining the log so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, address }
+        Ok(Self { child, address })
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -201,48 +230,93 @@ pub async fn bootstrap_operator(database_url: &str, email: &str, password: &str)
 }
 
 /// Identity, the contact registry and access management as processes on one database, each
-/// with what it needs (access management its own service account): the core of every
-/// cross-process suite.
+/// with what it needs (the registry and access management each their own service account,
+/// with which each follows the other's events): the core of every cross-process suite.
 #[derive(Debug)]
 pub struct CoreProcesses {
     /// `kc-identity`, with [`CHEAP_ARGON2`] and the test key files.
     pub identity: ServiceProcess,
-    /// `kc-contacts`.
+    /// `kc-contacts`, following access management (rule T8).
     pub contacts: ServiceProcess,
     /// `kc-access`, following the registry and identity.
     pub access: ServiceProcess,
 }
 
+/// How often [`CoreProcesses::start`] tries a fresh port for access management.
+const CORE_START_ATTEMPTS: u32 = 3;
+
 impl CoreProcesses {
     /// Starts identity, then the registry, then access management on `database_url`.
+    ///
+    /// The registry follows access management's events (rule T8) and access the registry's,
+    /// so the registry is given access's address before access starts: a port that was free
+    /// a moment ago, on which access then listens. Should another process take that port
+    /// meanwhile, access fails to start and both start again on another.
     pub async fn start(database_url: &str) -> Self {
         let env = [("DATABASE_URL", database_url)];
         let identity = ServiceProcess::start(binary("kc-identity"), &identity_args(), &env).await;
+        let (contacts_id, contacts_secret) = service_account(database_url, "kc-contacts").await;
         let (access_id, access_secret) = service_account(database_url, "kc-access").await;
-        let contacts_keys = crate::secrets::contacts_key_args();
-        let mut contacts_args = vec!["--identity-url".to_owned(), identity.url()];
-        contacts_args.extend(contacts_keys);
-        let contacts_args: Vec<&str> = contacts_args.iter().map(String::as_str).collect();
-        let contacts = ServiceProcess::start(binary("kc-contacts"), &contacts_args, &env).await;
-        let access = ServiceProcess::start(
-            binary("kc-access"),
-            &[
-                "--identity-url",
-                &identity.url(),
-                "--contacts-url",
-                &contacts.url(),
-            ],
-            &[
-                ("DATABASE_URL", database_url),
-                ("KC_CLIENT_ID", access_id.as_str()),
-                ("KC_CLIENT_SECRET", access_secret.as_str()),
-            ],
-        )
-        .await;
-        Self {
-            identity,
-            contacts,
-            access,
+        let contacts_env = [
+            ("DATABASE_URL", database_url),
+            ("KC_CLIENT_ID", contacts_id.as_str()),
+            ("KC_CLIENT_SECRET", contacts_secret.as_str()),
+        ];
+        let access_env = [
+            ("DATABASE_URL", database_url),
+            ("KC_CLIENT_ID", access_id.as_str()),
+            ("KC_CLIENT_SECRET", access_secret.as_str()),
+        ];
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let access_addr = free_local_addr();
+            let mut contacts_args = vec![
+                "--identity-url".to_owned(),
+                identity.url(),
+                "--access-url".to_owned(),
+                format!("http://{access_addr}"),
+            ];
+            contacts_args.extend(crate::secrets::contacts_key_args());
+            let contacts_args: Vec<&str> = contacts_args.iter().map(String::as_str).collect();
+            let contacts =
+                ServiceProcess::start(binary("kc-contacts"), &contacts_args, &contacts_env).await;
+            let access = ServiceProcess::try_start_on(
+                binary("kc-access"),
+                &access_addr,
+                &[
+                    "--identity-url",
+                    &identity.url(),
+                    "--contacts-url",
+                    &contacts.url(),
+                ],
+                &access_env,
+            )
+            .await;
+            match access {
+                Ok(access) => {
+                    return Self {
+                        identity,
+                        contacts,
+                        access,
+                    };
+                }
+                // The registry of this attempt is killed when dropped.
+                Err(error) if attempt < CORE_START_ATTEMPTS => {
+                    eprintln!(
+                        "kc-access did not start on {access_addr}, trying another port: {error}"
+                    );
+                }
+                Err(error) => panic!("{error}"),
+            }
         }
     }
+}
+
+/// `127.0.0.1:PORT` with a port that was free a moment ago.
+fn free_local_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .to_string()
 }

@@ -258,6 +258,7 @@ async fn bench(
     create_database(cluster).await?;
     let database_urls = suite::provision(&cluster.url(DATABASE), None).await?;
     let accounts = create_service_accounts(services, &database_urls).await?;
+    let later = later_addrs(services)?;
     // The benchmark's own service account, whose tokens the scenarios of services that only
     // accept service callers use; created once per run.
     let bench_account = if services.iter().any(|service| service.name == "identity") {
@@ -311,6 +312,7 @@ async fn bench(
                 &accounts,
                 &database_urls,
                 &env.urls,
+                &later,
                 mail.as_ref(),
                 running,
             )
@@ -445,8 +447,9 @@ fn run_lengths(runs: &[Run]) -> String {
     text
 }
 
-/// Starts the release build of `service` on a free port, wired to the running services of
-/// `urls` (which must hold the ones it calls), its service account from `accounts` and the
+/// Starts the release build of `service` on its address of `later` (see [`later_addrs`]) or
+/// else a free port, wired to the running services of `urls` (which must hold the ones it
+/// calls) and to those of `later` it calls later, its service account from `accounts` and the
 /// SMTP sink of `mail`; pushes it to `running` once spawned, waits until it serves, and
 /// returns its URL.
 async fn start(
@@ -454,15 +457,26 @@ async fn start(
     accounts: &BTreeMap<&'static str, Account>,
     database_urls: &BTreeMap<&'static str, String>,
     urls: &BTreeMap<&'static str, String>,
+    later: &BTreeMap<&'static str, String>,
     mail: Option<&Mail>,
     running: &mut Vec<Running>,
 ) -> anyhow::Result<String> {
-    let addr = free_addr()?;
+    let addr = match later.get(service.name) {
+        Some(addr) => addr.clone(),
+        None => free_addr()?,
+    };
+    let mut urls = urls.clone();
+    for called in service.calls_later {
+        if let Some(addr) = later.get(called) {
+            urls.entry(called)
+                .or_insert_with(|| format!("http://{addr}"));
+        }
+    }
     let mut env = vec![
         ("KC_LOG_FORMAT".to_owned(), "json".to_owned()),
         ("RUST_LOG".to_owned(), "warn".to_owned()),
     ];
-    env.extend(service.env(urls, accounts.get(service.name), mail)?);
+    env.extend(service.env(&urls, accounts.get(service.name), mail)?);
     eprintln!("xtask: starting {} (release) on {addr}", service.bin);
     let command = service.command_with(
         service.release_binary()?,
@@ -628,13 +642,16 @@ async fn create_database(cluster: &PgCluster) -> anyhow::Result<()> {
 /// Name of the benchmark's own service account.
 const BENCH_ACCOUNT: &str = "xtask-bench";
 
-/// Creates a service account for each of `services` that calls others as itself, by short name.
+/// Creates a service account for each of `services` that calls others of them as itself
+/// ([`Service::needs_account`]), by short name.
 async fn create_service_accounts(
     services: &[&'static Service],
     database_urls: &BTreeMap<&'static str, String>,
 ) -> anyhow::Result<BTreeMap<&'static str, Account>> {
     let mut accounts = BTreeMap::new();
-    let callers = services.iter().filter(|service| service.service_account);
+    let callers = services
+        .iter()
+        .filter(|service| service.needs_account(|name| runs(services, name)));
     for service in callers {
         let account = create_account(&service.account_name(), database_urls).await?;
         accounts.insert(service.name, account);
@@ -659,11 +676,38 @@ async fn create_account(
     Account::parse(&output)
 }
 
+/// Whether `name` is one of `services`.
+fn runs(services: &[&'static Service], name: &str) -> bool {
+    services.iter().any(|service| service.name == name)
+}
+
+/// An address, fixed before anything starts, for each of `services` that another of them
+/// calls later ([`Service::calls_later`]: access management, whose events the registry
+/// follows, T8): the caller starts first and is given this address; the callee starts on it
+/// when a scenario first needs it (until then the caller's stream retries).
+fn later_addrs(services: &[&'static Service]) -> anyhow::Result<BTreeMap<&'static str, String>> {
+    let mut listeners = BTreeMap::new();
+    for called in services.iter().flat_map(|service| service.calls_later) {
+        if runs(services, called) && !listeners.contains_key(called) {
+            listeners.insert(*called, free_listener()?);
+        }
+    }
+    // The listeners are held until every address is taken, so that the addresses differ;
+    // they close here, freeing the ports for the services.
+    listeners
+        .into_iter()
+        .map(|(name, listener)| Ok((name, listener.local_addr()?.to_string())))
+        .collect()
+}
+
 /// An address on 127.0.0.1 with a port that was free a moment ago.
 fn free_addr() -> anyhow::Result<String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .context("could not find a free port on 127.0.0.1")?;
-    Ok(listener.local_addr()?.to_string())
+    Ok(free_listener()?.local_addr()?.to_string())
+}
+
+/// A listener on a free port of 127.0.0.1.
+fn free_listener() -> anyhow::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind("127.0.0.1:0").context("could not find a free port on 127.0.0.1")
 }
 
 /// Stops the services in reverse start order: callers before the services they call.

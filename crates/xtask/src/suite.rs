@@ -27,11 +27,19 @@ pub struct Service {
     pub schema: Option<&'static str>,
     /// Port it listens on, on 127.0.0.1 (see ARCHITECTURE.md).
     pub port: u16,
-    /// Services it calls: it gets their URLs (`--<name>-url`). Every service calls identity,
-    /// at least for the keys that verify tokens.
+    /// Services it calls that start before it: it gets their URLs (`--<name>-url`). Every
+    /// service calls identity, at least for the keys that verify tokens.
     pub calls: &'static [&'static str],
+    /// Services it calls that start after it, because they call it too (the registry follows
+    /// access management's events, whose own projection follows the registry's): it gets
+    /// their URLs when they run in the same suite and runs without them otherwise (the
+    /// setting is optional). Channels connect lazily and consumers retry, so neither has to
+    /// serve before the other starts.
+    pub calls_later: &'static [&'static str],
     /// Whether it calls other services as itself, with a service account of its own (a
-    /// service that only fetches identity's public keys needs none).
+    /// service that only fetches identity's public keys needs none). A service with
+    /// [`Service::calls_later`] uses its account for those calls: it gets it only with one
+    /// of their URLs.
     pub service_account: bool,
     /// Fully qualified name of its gRPC service, whose health turns SERVING when it is ready.
     pub grpc_service: &'static str,
@@ -50,6 +58,7 @@ pub const SERVICES: &[Service] = &[
         schema: Some("identity"),
         port: 50051,
         calls: &[],
+        calls_later: &[],
         service_account: false,
         grpc_service: "keycontacts.identity.v1.IdentityService",
         sends_mail: false,
@@ -61,7 +70,10 @@ pub const SERVICES: &[Service] = &[
         schema: Some("contacts"),
         port: 50052,
         calls: &["identity"],
-        service_account: false,
+        // T8: its projection of explicit grants follows access management's events, with
+        // its own account; access starts after it (access follows the registry's events).
+        calls_later: &["access"],
+        service_account: true,
         grpc_service: "keycontacts.contacts.v1.ContactRegistryService",
         sends_mail: false,
         // C11: the codes that prove new notification e-mails are sealed to notification.
@@ -73,6 +85,7 @@ pub const SERVICES: &[Service] = &[
         schema: Some("access"),
         port: 50053,
         calls: &["identity", "contacts"],
+        calls_later: &[],
         service_account: true,
         grpc_service: "keycontacts.access.v1.AccessManagementService",
         sends_mail: false,
@@ -84,6 +97,7 @@ pub const SERVICES: &[Service] = &[
         schema: Some("notification"),
         port: 50054,
         calls: &["identity", "contacts", "access"],
+        calls_later: &[],
         service_account: true,
         grpc_service: "keycontacts.notification.v1.NotificationService",
         sends_mail: true,
@@ -97,6 +111,7 @@ pub const SERVICES: &[Service] = &[
         schema: None,
         port: 50050,
         calls: &["identity", "contacts", "access", "notification"],
+        calls_later: &[],
         service_account: true,
         grpc_service: "keycontacts.gateway.v1.GatewayService",
         sends_mail: false,
@@ -219,9 +234,24 @@ impl Service {
         command
     }
 
+    /// Every service it may call: [`Service::calls`], then [`Service::calls_later`].
+    pub fn callees(&self) -> impl Iterator<Item = &'static str> + use<> {
+        self.calls.iter().chain(self.calls_later).copied()
+    }
+
+    /// Whether it is given its service account in a suite where `runs` says which services
+    /// run (by short name): always for a service with an account, but one with
+    /// [`Service::calls_later`] only when one of those runs too.
+    pub fn needs_account(&self, runs: impl Fn(&str) -> bool) -> bool {
+        self.service_account
+            && (self.calls_later.is_empty() || self.calls_later.iter().any(|later| runs(later)))
+    }
+
     /// The environment that wires it into a running suite: the URL of each service it calls
-    /// (from `urls`, by short name), its service account's credentials (`account`, when it
-    /// has one), and where its mail goes (`mail`, which a service that sends mail needs).
+    /// (from `urls`, by short name: each of [`Service::calls`] must be there, each of
+    /// [`Service::calls_later`] when it runs in the same suite), its service account's
+    /// credentials (`account`, when it [needs one](Service::needs_account)), and where its
+    /// mail goes (`mail`, which a service that sends mail needs).
     pub fn env(
         &self,
         urls: &BTreeMap<&'static str, String>,
@@ -236,7 +266,13 @@ impl Service {
                 .ok_or_else(|| anyhow!("{} must start before {}", called.bin, self.bin))?;
             env.push((called.url_var(), url.clone()));
         }
-        if self.service_account {
+        for later in self.calls_later {
+            let later = Service::named(later)?;
+            if let Some(url) = urls.get(later.name) {
+                env.push((later.url_var(), url.clone()));
+            }
+        }
+        if self.needs_account(|name| urls.contains_key(name)) {
             let account =
                 account.ok_or_else(|| anyhow!("{} needs its service account", self.bin))?;
             env.push(("KC_CLIENT_ID".to_owned(), account.client_id.clone()));
@@ -772,6 +808,19 @@ mod tests {
                     service.name
                 );
             }
+            for later in service.calls_later {
+                let position = SERVICES.iter().position(|s| s.name == *later);
+                assert!(
+                    position.is_some_and(|position| position > index),
+                    "{} calls {later} later, which must come after it",
+                    service.name
+                );
+                assert!(
+                    service.service_account,
+                    "{} calls {later} as itself: it needs a service account",
+                    service.name
+                );
+            }
         }
     }
 
@@ -811,13 +860,33 @@ mod tests {
                 .unwrap()
                 .into_iter()
                 .collect();
-            for called in service.calls {
+            for called in service.callees() {
                 let called = Service::named(called).unwrap();
                 assert_eq!(env.get(&called.url_var()), Some(&called.url()));
             }
             assert_eq!(env.contains_key("KC_CLIENT_ID"), service.service_account);
             assert_eq!(env.contains_key("KC_MAIL_DIR"), service.sends_mail);
         }
+        // T8: the registry follows access management with its own account when access runs
+        // in the same suite, and runs without both (the flags go together) otherwise.
+        let contacts = Service::named("contacts").unwrap();
+        assert_eq!(
+            contacts.callees().collect::<Vec<_>>(),
+            ["identity", "access"]
+        );
+        let without_access = BTreeMap::from([("identity", "http://x".to_owned())]);
+        let env: BTreeMap<String, String> = contacts
+            .env(&without_access, Some(&account), None)
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(
+            env.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["KC_IDENTITY_URL"]
+        );
+        assert!(!contacts.needs_account(|name| without_access.contains_key(name)));
+        assert!(contacts.needs_account(|name| urls.contains_key(name)));
+        assert!(contacts.env(&urls, None, None).is_err());
         let notification = Service::named("notification").unwrap();
         assert!(notification.env(&urls, Some(&account), None).is_err());
         assert!(notification.env(&urls, None, Some(&mail)).is_err());

@@ -218,7 +218,10 @@ async fn load_seed(seed: seed::Seed, paths: &Paths, operator_password: &str) -> 
 }
 
 /// Prepares the database and starts the services one by one, each once the ones before it
-/// serve; pushes each to `running` as soon as it is spawned. Returns the operator's password.
+/// serve; pushes each to `running` as soon as it is spawned. A service is also given the
+/// addresses of the services it calls later ([`Service::calls_later`]): the registry, which
+/// follows access management's events with its own account (T8), starts before access and
+/// its stream retries until access serves. Returns the operator's password.
 async fn start(
     paths: &Paths,
     admin_url: &str,
@@ -278,6 +281,7 @@ async fn start(
         .arg(&paths.operator_password);
     suite::output(command, &format!("{} bootstrap-operator", identity.bin)).await?;
 
+    // Every service runs here, so each one with an account needs it (the registry's too).
     for service in SERVICES.iter().filter(|service| service.service_account) {
         let name = service.account_name();
         if state.service_accounts.contains_key(&name) {

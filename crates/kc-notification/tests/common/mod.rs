@@ -1,9 +1,11 @@
 //! Harness of the notification tests: ONE real Postgres database and the four real services
 //! in-process on `127.0.0.1:0`, each in its own schema: identity (cheap argon2, the test key
 //! files of `kc_testkit::secrets`: it seals codes to notification's key), the contact
-//! registry, access management and notification, the last two with service accounts made
-//! through identity's domain. Notification delivers to a real SMTP server (aiosmtpd, see
-//! `kc_testkit::smtp`) on a port of its own, with short retry, lease and poll settings.
+//! registry, access management and notification, the last three with service accounts made
+//! through identity's domain (the registry follows access management's events, rule T8, and
+//! access the registry's: access's port is bound before the registry starts). Notification
+//! delivers to a real SMTP server (aiosmtpd, see `kc_testkit::smtp`) on a port of its own,
+//! with short retry, lease and poll settings.
 //!
 //! The registry and notification run under their own shutdown signals, so a test can stop
 //! and restart them on the same port. Callers are as in production: an operator signed in at
@@ -42,6 +44,7 @@ use kc_testkit::smtp::{ReceivedMessage, SmtpServer};
 use kc_testkit::{
     Restartable, SpawnedService, TestDatabase, ready_channel, spawn_service, test_database,
 };
+use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use uuid::Uuid;
@@ -183,14 +186,32 @@ impl Suite {
             .expect("identity domain")
             .1;
 
-        // The contact registry, verifying tokens with identity's keys; stops at once when
-        // told (streams end, no drain grace), as a crash would look to its followers.
+        // Access management's port, bound now: the registry follows access's events (rule
+        // T8) and access the registry's, so the registry is given access's address first.
+        let access_listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let access_addr = access_listener.local_addr().expect("local address");
+
+        // The contact registry, verifying tokens with identity's keys and following access
+        // management with its own service account; stops at once when told (streams end, no
+        // drain grace), as a crash would look to its followers.
+        let (contacts_account, contacts_secret) = identity_domain
+            .create_service_account("kc-contacts")
+            .await
+            .expect("contacts service account");
         let mut argv = vec![
             "kc-contacts".to_owned(),
             "--database-url".to_owned(),
             db.url.clone(),
             "--identity-url".to_owned(),
             identity.url(),
+            "--access-url".to_owned(),
+            format!("http://{access_addr}"),
+            "--client-id".to_owned(),
+            contacts_account.to_string(),
+            "--client-secret".to_owned(),
+            contacts_secret,
             "--shutdown-grace".to_owned(),
             "0s".to_owned(),
         ];
@@ -199,7 +220,7 @@ impl Suite {
         let contacts = start_contacts(&contacts_args, "127.0.0.1:0".parse().unwrap()).await;
         let contacts_channel = ready_channel(&contacts.url()).await;
 
-        // Access management with its own service account.
+        // Access management with its own service account, on the port bound above.
         let (access_account, access_secret) = identity_domain
             .create_service_account("kc-access")
             .await
@@ -221,8 +242,10 @@ impl Suite {
                 &access_secret,
             ];
             let args = AccessArgs::parse_from(argv).expect("access arguments parse");
-            let shutdown = shutdown.clone();
-            spawn_service(move |listener| kc_access::run(args, listener, shutdown)).await
+            SpawnedService {
+                addr: access_addr,
+                task: tokio::spawn(kc_access::run(args, access_listener, shutdown.clone())),
+            }
         };
         let access_channel = access.channel().await;
 

@@ -224,18 +224,24 @@ fn authorized<T>(message: T, bearer: &MetadataValue<Ascii>) -> tonic::Request<T>
     request
 }
 
-/// The person the benchmarks' seeding acts for when it gives roles that imply rights: the
-/// registry refuses such a change from a service acting for nobody (T6).
-const SEEDING_PERSON: &str = "00000000-0000-4000-8000-00000000beef";
-
-/// `message` as a seeding request: `bearer` (a service's) acting for [`SEEDING_PERSON`].
-pub(super) fn seeding<T>(message: T, bearer: &MetadataValue<Ascii>) -> tonic::Request<T> {
+/// `message` as a seeding request: `bearer` (a service's) acting for `primary`, the primary
+/// contact of the site it changes. The registry refuses a change of roles that imply rights
+/// from a service acting for nobody (T6), and a change of a site's contacts for a person
+/// who does not hold contact updates UPDATE on the site when it commits (T8): the primary
+/// holds every right on its site (T3).
+pub(super) fn seeding<T>(
+    message: T,
+    bearer: &MetadataValue<Ascii>,
+    primary: &str,
+) -> anyhow::Result<tonic::Request<T>> {
     let mut request = authorized(message, bearer);
-    request.metadata_mut().insert(
-        kc_runtime::auth::ON_BEHALF_OF_HEADER,
-        MetadataValue::from_static(SEEDING_PERSON),
-    );
+    let person = primary
+        .parse()
+        .map_err(|_| anyhow!("bad user id {primary:?} to act for"))?;
     request
+        .metadata_mut()
+        .insert(kc_runtime::auth::ON_BEHALF_OF_HEADER, person);
+    Ok(request)
 }
 
 /// The ids of the listed sites, created through the RPCs unless they exist (an earlier
@@ -285,6 +291,7 @@ async fn create_listed_site(
     number: String,
     bearer: MetadataValue<Ascii>,
 ) -> anyhow::Result<(String, Uuid)> {
+    let primary = Uuid::new_v4().to_string();
     let created = client
         .create_site(authorized(
             CreateSiteRequest {
@@ -298,7 +305,7 @@ async fn create_listed_site(
                 support_active: true,
                 support_end_date: "2030-12-31".to_owned(),
                 business_partner_email: "partner@example.com".to_owned(),
-                primary_user_id: Uuid::new_v4().to_string(),
+                primary_user_id: primary.clone(),
                 site_technical_user_id: Uuid::new_v4().to_string(),
                 primary_details: None,
                 site_technical_details: None,
@@ -321,7 +328,8 @@ async fn create_listed_site(
                     details: None,
                 },
                 &bearer,
-            ))
+                &primary,
+            )?)
             .await
             .with_context(|| format!("AssignContact {role:?} on site {number} failed"))?;
     }

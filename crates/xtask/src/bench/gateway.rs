@@ -324,7 +324,7 @@ async fn create_site(
                 support_active: true,
                 support_end_date: "2030-12-31".to_owned(),
                 business_partner_email: String::new(),
-                primary_user_id: primary.user_id,
+                primary_user_id: primary.user_id.clone(),
                 site_technical_user_id: stc.clone(),
                 primary_details: None,
                 site_technical_details: None,
@@ -346,7 +346,8 @@ async fn create_site(
                     details: None,
                 },
                 &bearer,
-            ))
+                &primary.user_id,
+            )?)
             .await
             .with_context(|| format!("AssignContact {role:?} on site {number} failed"))?;
     }

@@ -14,9 +14,10 @@
 //!    in production an HPA and a PDB.
 //! 3. [`network`]: the rendered NetworkPolicies, evaluated ([`netpol`]) on the rendered pods
 //!    and on hosts outside the namespace, let each service be reached only by the services
-//!    whose `calls` name it, let nothing outside reach a service unless [`DEPLOYED`] says it is
-//!    public, and let pods out only to DNS, Postgres, the OTLP collector and (for the services
-//!    whose `sends_mail` is set in [`SERVICES`]) the SMTP relay.
+//!    whose `calls` or `calls_later` name it (in a cluster every service runs, so the registry
+//!    reaches access management, T8), let nothing outside reach a service unless [`DEPLOYED`]
+//!    says it is public, and let pods out only to DNS, Postgres, the OTLP collector and (for
+//!    the services whose `sends_mail` is set in [`SERVICES`]) the SMTP relay.
 //!
 //! A service of [`SERVICES`] without manifests, a row in [`DEPLOYED`], or a built binary fails
 //! the check. Manifests of a service not in [`SERVICES`] yet (being written) are checked as far

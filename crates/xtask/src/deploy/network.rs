@@ -69,7 +69,7 @@ pub fn check(suite: &Rendered, report: &mut Report) {
                 }
                 let expected = match &src.role {
                     Role::Server(caller) => match service(caller) {
-                        Some(known) => known.calls.contains(&callee.as_str()),
+                        Some(known) => known.callees().any(|called| called == callee.as_str()),
                         None => {
                             report.note(format!(
                                 "service {caller} is not in SERVICES yet: what it may call is \
