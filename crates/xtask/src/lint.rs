@@ -5,7 +5,7 @@ use std::process::{ExitCode, Stdio};
 use anyhow::bail;
 use tokio::process::Command;
 
-use crate::workspace;
+use kc_bench::workspace;
 
 /// Runs `cargo fmt --check`, clippy with warnings as errors, and `buf lint`; all of them, even
 /// after a failure, so that one run shows every problem.

@@ -2,14 +2,10 @@
 //!
 //! `cargo xtask` is an alias (in `.cargo/config.toml`) for `cargo run --package xtask --`.
 
-mod bench;
-mod deploy;
 mod lint;
 mod seed;
-mod suite;
 mod test;
 mod up;
-mod workspace;
 
 use std::process::ExitCode;
 
@@ -32,9 +28,9 @@ enum Command {
     /// Build and run the suite's services locally, on a persistent Postgres, until Ctrl-C.
     Up(up::Args),
     /// Benchmarks release builds of the services under load: RPS, latency, errors, peak RSS.
-    Bench(bench::Args),
+    Bench(kc_bench::Args),
     /// Render the Kubernetes overlays and check them: schema, binaries' flags, network policies.
-    DeployCheck(deploy::Args),
+    DeployCheck(kc_deploy_check::Args),
 }
 
 #[tokio::main]
@@ -44,8 +40,8 @@ async fn main() -> ExitCode {
         Command::Test(args) => test::run(args).await,
         Command::Lint => lint::run().await,
         Command::Up(args) => up::run(args).await,
-        Command::Bench(args) => bench::run(args).await,
-        Command::DeployCheck(args) => deploy::run(args).await,
+        Command::Bench(args) => kc_bench::run(args).await,
+        Command::DeployCheck(args) => kc_deploy_check::run(args).await,
     };
     match result {
         Ok(code) => code,

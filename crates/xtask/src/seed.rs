@@ -9,7 +9,7 @@
 //! RFC 5322 file per e-mail in `target/kc-up/mail/` (or `KC_MAIL_DIR`); the seed needs that
 //! directory, not an SMTP server.
 //!
-//! The customer, Dupont Industries (customer number [`CUSTOMER_NUMBER`]), has an original
+//! The customer, Dupont Industries (customer number 7350001, in `seed/demo.json`), has an original
 //! site in Paris and two additional ones, Lyon and London (PASSPORT_ADVANTAGE_EXPRESS, in
 //! English); French- and English-speaking contacts hold every kind of role (primary,
 //! administrative, STC, secondaries, renewal with a notification e-mail of its own (C9),
@@ -47,7 +47,7 @@ use kc_proto::gateway::{
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use crate::suite::{self, Mail};
+use kc_bench::suite::{self, Mail};
 
 /// Which data `cargo xtask up --seed` loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -68,8 +68,6 @@ pub struct Credentials {
 
 /// The gRPC service every call goes to.
 const GATEWAY_SERVICE: &str = "keycontacts.gateway.v1.GatewayService";
-/// Customer number of the demo customer.
-const CUSTOMER_NUMBER: &str = "7350001";
 /// File in `up`'s directory that keeps the demo people's password.
 const PASSWORD_FILE: &str = "demo-password";
 /// Longest the seed waits in all for the session rate limit.
@@ -92,182 +90,189 @@ const CODE_KINDS: [&str; 3] = [
 /// register its address (I2).
 const TAKEN_KIND: &str = "NOTICE_KIND_REGISTRATION_ADDRESS_TAKEN";
 
-/// One person of the demo customer.
-#[derive(Debug)]
+/// The demo customer's data: its people, sites and roles, and the request its newcomer makes
+/// (`seed/demo.json`, read by [`Plan::demo`]).
+const DEMO: &str = include_str!("../seed/demo.json");
+
+/// What a seed loads: a customer, its people, the sites the operator creates with the roles
+/// given on them, and one request for access.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Plan {
+    customer: Customer,
+    /// Everyone who registers, in order.
+    people: Vec<Person>,
+    /// The sites, in creation order: the first is the customer's original site.
+    sites: Vec<SitePlan>,
+    /// Who signs in to see that it worked, and whose session the summary prints: holds a role
+    /// on every site, so that its GetMe finds them all again.
+    viewer: Viewer,
+    /// The request for access the newcomer makes.
+    request: RequestPlan,
+    /// Number of the site whose contacts the printed session shows as the operator.
+    operator_site: String,
+}
+
+/// The customer the sites belong to.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Customer {
+    number: String,
+    name: String,
+}
+
+/// One person of the customer.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Person {
-    email: &'static str,
-    name: &'static str,
-    locale: &'static str,
-    job_title: &'static str,
-    phone: &'static str,
+    email: String,
+    name: String,
+    locale: String,
+    job_title: String,
+    #[serde(default)]
+    phone: String,
     /// Where its notices go when not to its login e-mail (C9); empty otherwise.
-    notification_email: &'static str,
+    #[serde(default)]
+    notification_email: String,
 }
 
 impl Person {
     /// The details of each of its contacts.
     fn details(&self) -> ContactDetails {
         ContactDetails {
-            phone: self.phone.to_owned(),
-            job_title: self.job_title.to_owned(),
-            notification_email: self.notification_email.to_owned(),
+            phone: self.phone.clone(),
+            job_title: self.job_title.clone(),
+            notification_email: self.notification_email.clone(),
         }
     }
 
     /// It, named by e-mail for CreateSite.
     fn contact_person(&self) -> ContactPerson {
         ContactPerson {
-            email: self.email.to_owned(),
-            display_name: self.name.to_owned(),
-            locale: self.locale.to_owned(),
+            email: self.email.clone(),
+            display_name: self.name.clone(),
+            locale: self.locale.clone(),
             details: Some(self.details()),
         }
     }
 }
 
-const CAMILLE: Person = Person {
-    email: "camille.martin@dupont.example",
-    name: "Camille Martin",
-    locale: "fr",
-    job_title: "Directrice des achats",
-    phone: "+33142685300",
-    notification_email: "",
-};
-const JULIEN: Person = Person {
-    email: "julien.bernard@dupont.example",
-    name: "Julien Bernard",
-    locale: "fr",
-    job_title: "Responsable administratif",
-    phone: "+33142685301",
-    notification_email: "",
-};
-const SOPHIE: Person = Person {
-    email: "sophie.leroy@dupont.example",
-    name: "Sophie Leroy",
-    locale: "fr",
-    job_title: "Ingénieure systèmes",
-    phone: "+33142685302",
-    notification_email: "",
-};
-const THOMAS: Person = Person {
-    email: "thomas.petit@dupont.example",
-    name: "Thomas Petit",
-    locale: "fr",
-    job_title: "Chef de projet",
-    phone: "+33472000010",
-    notification_email: "",
-};
-const EMMA: Person = Person {
-    email: "emma.durand@dupont.example",
-    name: "Emma Durand",
-    locale: "fr",
-    job_title: "Comptable",
-    phone: "+33472000011",
-    notification_email: "",
-};
-const OLIVIA: Person = Person {
-    email: "olivia.smith@dupont.example",
-    name: "Olivia Smith",
-    locale: "en",
-    job_title: "Licensing manager",
-    phone: "+442079460000",
-    notification_email: "renewals@dupont.example",
-};
-const JAMES: Person = Person {
-    email: "james.brown@dupont.example",
-    name: "James Brown",
-    locale: "en",
-    job_title: "IT operations lead",
-    phone: "+442079460001",
-    notification_email: "",
-};
-/// The newcomer, who asks for access to the Paris site.
-const LUCAS: Person = Person {
-    email: "lucas.moreau@dupont.example",
-    name: "Lucas Moreau",
-    locale: "fr",
-    job_title: "Développeur",
-    phone: "",
-    notification_email: "",
-};
-
-/// Everyone who registers, in order.
-const PEOPLE: [&Person; 8] = [
-    &CAMILLE, &JULIEN, &SOPHIE, &THOMAS, &EMMA, &OLIVIA, &JAMES, &LUCAS,
-];
-
-/// One site of the demo customer.
-#[derive(Debug)]
+/// One site of the customer; people are named by login e-mail.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SitePlan {
-    number: &'static str,
-    name: &'static str,
-    country: &'static str,
-    language: &'static str,
+    number: String,
+    name: String,
+    country: String,
+    language: String,
+    /// `PASSPORT_ADVANTAGE` or `PASSPORT_ADVANTAGE_EXPRESS`.
+    #[serde(deserialize_with = "program")]
     program: Program,
     /// Last day of S&S when it is active (then `stc` is required, C5).
-    support_until: Option<&'static str>,
-    partner_email: &'static str,
-    primary: &'static Person,
-    stc: Option<&'static Person>,
+    support_until: Option<String>,
+    #[serde(default)]
+    partner_email: String,
+    primary: String,
+    stc: Option<String>,
     /// The roles given after creation.
-    contacts: &'static [(&'static Person, ContactRole)],
+    #[serde(default)]
+    contacts: Vec<ContactPlan>,
 }
 
-/// The sites, in creation order: the first is the customer's original site.
-const SITES: [SitePlan; 3] = [
-    SitePlan {
-        number: "7350101",
-        name: "Dupont Industries Paris",
-        country: "FR",
-        language: "fr",
-        program: Program::PassportAdvantage,
-        support_until: Some("2026-12-31"),
-        partner_email: "licences@revendeur.example",
-        primary: &CAMILLE,
-        stc: Some(&SOPHIE),
-        contacts: &[
-            (&JULIEN, ContactRole::Administrative),
-            (&THOMAS, ContactRole::Secondary),
-            (&EMMA, ContactRole::Secondary),
-            (&OLIVIA, ContactRole::Renewal),
-            (&JAMES, ContactRole::SiteUser),
-        ],
-    },
-    SitePlan {
-        number: "7350102",
-        name: "Dupont Industries Lyon",
-        country: "FR",
-        language: "fr",
-        program: Program::PassportAdvantage,
-        support_until: None,
-        partner_email: "",
-        primary: &CAMILLE,
-        stc: None,
-        contacts: &[
-            (&JULIEN, ContactRole::Administrative),
-            (&THOMAS, ContactRole::Shipping),
-            (&EMMA, ContactRole::Billing),
-        ],
-    },
-    SitePlan {
-        number: "7350103",
-        name: "Dupont Industries London",
-        country: "GB",
-        language: "en",
-        program: Program::PassportAdvantageExpress,
-        support_until: Some("2027-03-31"),
-        partner_email: "",
-        primary: &OLIVIA,
-        stc: Some(&JAMES),
-        contacts: &[(&CAMILLE, ContactRole::Secondary)],
-    },
-];
+/// A role given on a site after its creation.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContactPlan {
+    /// Login e-mail of the person given the role.
+    person: String,
+    /// `SECONDARY`, `RENEWAL`, ...
+    #[serde(deserialize_with = "role")]
+    role: ContactRole,
+}
 
-/// The site Lucas asks for (the original site).
-const REQUESTED_SITE: &SitePlan = &SITES[0];
-/// Why Lucas asks.
-const JUSTIFICATION: &str = "Je prépare les déploiements du site de Paris : j'ai besoin des \
-     téléchargements, des rapports et de tenir l'annuaire à jour.";
+/// The person who checks the result.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Viewer {
+    /// Its login e-mail.
+    person: String,
+    /// What it is, for the printed session: `primary contact of Paris and Lyon`.
+    about: String,
+}
+
+/// A newcomer's request for access to a site (a self-nomination).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestPlan {
+    /// The newcomer's login e-mail: it holds no role yet.
+    person: String,
+    /// Number of the site it asks for.
+    site: String,
+    /// Why it asks.
+    justification: String,
+}
+
+/// A [`Program`] named without its prefix: `PASSPORT_ADVANTAGE`.
+fn program<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Program, D::Error> {
+    let name = <String as serde::Deserialize>::deserialize(deserializer)?;
+    Program::from_str_name(&format!("PROGRAM_{name}"))
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown program {name:?}")))
+}
+
+/// A [`ContactRole`] named without its prefix: `SECONDARY`.
+fn role<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<ContactRole, D::Error> {
+    let name = <String as serde::Deserialize>::deserialize(deserializer)?;
+    ContactRole::from_str_name(&format!("CONTACT_ROLE_{name}"))
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown contact role {name:?}")))
+}
+
+impl Plan {
+    /// The demo customer of `seed/demo.json`.
+    fn demo() -> anyhow::Result<Plan> {
+        Plan::parse(DEMO).context("seed/demo.json is not a valid seed plan")
+    }
+
+    /// A plan from its JSON; fails when it names a person or a site it does not define.
+    fn parse(json: &str) -> anyhow::Result<Plan> {
+        let plan: Plan = serde_json::from_str(json)?;
+        let mut named = vec![&plan.viewer.person, &plan.request.person];
+        for site in &plan.sites {
+            named.push(&site.primary);
+            named.extend(&site.stc);
+            named.extend(site.contacts.iter().map(|contact| &contact.person));
+        }
+        for email in named {
+            if !plan.people.iter().any(|person| &person.email == email) {
+                bail!("{email} is named but not among the people");
+            }
+        }
+        for number in [&plan.request.site, &plan.operator_site] {
+            if !plan.sites.iter().any(|site| &site.number == number) {
+                bail!("site {number} is named but not among the sites");
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The person whose login e-mail is `email` ([`Plan::parse`] checked that every e-mail
+    /// the plan names is one of its people's).
+    fn person(&self, email: &str) -> &Person {
+        self.people
+            .iter()
+            .find(|person| person.email == email)
+            .expect("Plan::parse checks the people named")
+    }
+
+    /// The person who checks the result ([`Plan::viewer`]).
+    fn viewer(&self) -> &Person {
+        self.person(&self.viewer.person)
+    }
+
+    /// The newcomer who asks for access.
+    fn requester(&self) -> &Person {
+        self.person(&self.request.person)
+    }
+}
 
 /// Loads `seed` through the gateway at `addr` (`127.0.0.1:50050`), signing in as `operator`;
 /// `dir` is `up`'s directory, which keeps the demo password. Returns what to print: what was
@@ -291,50 +296,54 @@ struct Tally {
 }
 
 async fn demo(addr: &str, operator: &Credentials, dir: &Path) -> anyhow::Result<String> {
+    let plan = Plan::demo()?;
     let (password, first_run) = demo_password(&dir.join(PASSWORD_FILE))?;
     let mailbox = Mailbox::of(Mail::from_env_or(dir.join("mail")))?;
     let api = Api::connect(addr).await?;
     let mut tally = Tally::default();
-    eprintln!("xtask: seeding the demo customer {CUSTOMER_NUMBER} through the gateway on {addr}");
+    eprintln!(
+        "xtask: seeding the demo customer {} through the gateway on {addr}",
+        plan.customer.number
+    );
 
     let op = api.login(&operator.email, &operator.password).await?;
-    let mut tokens: HashMap<&'static str, String> = HashMap::new();
-    for person in PEOPLE {
+    let mut tokens: HashMap<String, String> = HashMap::new();
+    for person in &plan.people {
         // A first run made the password: nobody signs in with it yet.
         let signed_in = if first_run {
             None
         } else {
-            api.try_login(person.email, &password).await?
+            api.try_login(&person.email, &password).await?
         };
         if let Some(token) = signed_in {
-            tokens.insert(person.email, token);
+            tokens.insert(person.email.clone(), token);
             tally.kept.push(format!("user {}", person.email));
             continue;
         }
         let before = mailbox.files()?;
         api.register(person, &password).await?;
-        let code = mailbox.code_for(person.email, &before).await?;
-        api.verify_email(person.email, &code, &password).await?;
+        let code = mailbox.code_for(&person.email, &before).await?;
+        api.verify_email(&person.email, &code, &password).await?;
         tally.created.push(format!("user {}", person.email));
     }
 
-    let mut sites: BTreeMap<&'static str, Site> = BTreeMap::new();
-    for plan in &SITES {
-        let site = match api.create_site(&op, plan).await? {
+    let mut sites: BTreeMap<&str, Site> = BTreeMap::new();
+    for site_plan in &plan.sites {
+        let site = match api.create_site(&op, &plan, site_plan).await? {
             Some(site) => {
-                tally.created.push(format!("site {}", plan.number));
+                tally.created.push(format!("site {}", site_plan.number));
                 site
             }
             None => {
-                tally.kept.push(format!("site {}", plan.number));
-                find_site(&api, &password, &mut tokens, plan).await?
+                tally.kept.push(format!("site {}", site_plan.number));
+                find_site(&api, &password, &mut tokens, &plan, site_plan).await?
             }
         };
-        sites.insert(plan.number, site);
+        sites.insert(&site_plan.number, site);
     }
 
-    for plan in &SITES {
-        let site_id = &sites[plan.number].site_id;
+    for site_plan in &plan.sites {
+        let site_id = &sites[site_plan.number.as_str()].site_id;
         let held: BTreeSet<(String, i32)> = api
             .show_all_contacts(&op, site_id)
             .await?
@@ -346,40 +355,42 @@ async fn demo(addr: &str, operator: &Credentials, dir: &Path) -> anyhow::Result<
                     .map(|role| (person.email.to_lowercase(), *role))
             })
             .collect();
-        for (person, role) in plan.contacts {
+        for contact in &site_plan.contacts {
+            let (person, role) = (plan.person(&contact.person), contact.role);
             let what = format!(
                 "{} {} of site {}",
                 person.email,
-                role_name(*role),
-                plan.number
+                role_name(role),
+                site_plan.number
             );
-            if held.contains(&(person.email.to_owned(), *role as i32)) {
+            if held.contains(&(person.email.clone(), role as i32)) {
                 tally.kept.push(what);
                 continue;
             }
-            match api.assign_contact(&op, site_id, person, *role).await? {
+            match api.assign_contact(&op, site_id, person, role).await? {
                 None => tally.created.push(what),
                 Some(refusal) => tally.kept.push(format!("{what} (not given: {refusal})")),
             }
         }
     }
 
-    let requested = &sites[REQUESTED_SITE.number];
-    let lucas = token(&api, &password, &mut tokens, &LUCAS).await?;
+    let requested = &sites[plan.request.site.as_str()];
+    let requester = plan.requester();
+    let lucas = token(&api, &password, &mut tokens, requester).await?;
     let request = match api.request_on(&lucas, &requested.site_id).await? {
         Some(existing) => {
             tally.kept.push(format!(
                 "the request of {} ({})",
-                LUCAS.email,
+                requester.email,
                 state_name(existing.state)
             ));
             existing
         }
         None => {
-            let request = api.self_nominate(&lucas).await?;
+            let request = api.self_nominate(&lucas, &plan).await?;
             tally
                 .created
-                .push(format!("the request of {}", LUCAS.email));
+                .push(format!("the request of {}", requester.email));
             request
         }
     };
@@ -387,23 +398,27 @@ async fn demo(addr: &str, operator: &Credentials, dir: &Path) -> anyhow::Result<
     // What the printed session does works: the primary sees her sites, the contacts of those
     // she is the primary of (once access management learned her role from the registry's
     // stream: a secondary contact implies no rights, T3), and the request.
-    let camille = token(&api, &password, &mut tokens, &CAMILLE).await?;
+    let viewer = plan.viewer();
+    let camille = token(&api, &password, &mut tokens, viewer).await?;
     let mine = api.get_me(&camille).await?;
     let mut views = BTreeMap::new();
-    for plan in &SITES {
-        let site_id = &sites[plan.number].site_id;
+    for site_plan in &plan.sites {
+        let site_id = &sites[site_plan.number.as_str()].site_id;
         if !mine.iter().any(|site| &site.site_id == site_id) {
             bail!(
                 "{} holds no role on site {} any more: start over with `cargo xtask up --fresh \
                  --seed demo`",
-                CAMILLE.email,
-                plan.number
+                viewer.email,
+                site_plan.number
             );
         }
-        if plan.primary.email == CAMILLE.email {
+        if site_plan.primary == viewer.email {
             api.visible_contacts(&camille, site_id).await?;
         }
-        views.insert(plan.number, api.show_all_contacts(&op, site_id).await?);
+        views.insert(
+            site_plan.number.as_str(),
+            api.show_all_contacts(&op, site_id).await?,
+        );
     }
     if request.state == AccessRequestState::Pending as i32 {
         api.wait_until_listed(&camille, &requested.site_id, &request.request_id)
@@ -411,7 +426,7 @@ async fn demo(addr: &str, operator: &Credentials, dir: &Path) -> anyhow::Result<
     }
 
     Ok(summary(
-        addr, operator, &password, dir, &sites, &views, &request, &tally,
+        &plan, addr, operator, &password, dir, &sites, &views, &request, &tally,
     ))
 }
 
@@ -433,28 +448,29 @@ fn demo_password(path: &Path) -> anyhow::Result<(String, bool)> {
 async fn token(
     api: &Api,
     password: &str,
-    tokens: &mut HashMap<&'static str, String>,
-    person: &'static Person,
+    tokens: &mut HashMap<String, String>,
+    person: &Person,
 ) -> anyhow::Result<String> {
-    if let Some(token) = tokens.get(person.email) {
+    if let Some(token) = tokens.get(&person.email) {
         return Ok(token.clone());
     }
-    let token = api.login(person.email, password).await?;
-    tokens.insert(person.email, token.clone());
+    let token = api.login(&person.email, password).await?;
+    tokens.insert(person.email.clone(), token.clone());
     Ok(token)
 }
 
 /// A site of the plan that exists already: found among the sites of the people who hold a
-/// role there in the plan (Camille holds one on every site, then the site's primary).
+/// role there in the plan (the viewer holds one on every site, then the site's primary).
 async fn find_site(
     api: &Api,
     password: &str,
-    tokens: &mut HashMap<&'static str, String>,
-    plan: &SitePlan,
+    tokens: &mut HashMap<String, String>,
+    plan: &Plan,
+    site_plan: &SitePlan,
 ) -> anyhow::Result<Site> {
     let mut seen = BTreeSet::new();
-    for person in [&CAMILLE, plan.primary] {
-        if !seen.insert(person.email) {
+    for person in [plan.viewer(), plan.person(&site_plan.primary)] {
+        if !seen.insert(&person.email) {
             continue;
         }
         let token = token(api, password, tokens, person).await?;
@@ -462,7 +478,7 @@ async fn find_site(
             .get_me(&token)
             .await?
             .into_iter()
-            .find(|site| site.site_number == plan.number)
+            .find(|site| site.site_number == site_plan.number)
         {
             return Ok(site);
         }
@@ -470,7 +486,7 @@ async fn find_site(
     bail!(
         "site {} exists, but none of the demo people holds a role there: it was not made by \
          this seed, or was changed since; start over with `cargo xtask up --fresh --seed demo`",
-        plan.number
+        site_plan.number
     )
 }
 
@@ -833,10 +849,10 @@ impl Api {
     /// I2): what happened is in the mail sent to it.
     async fn register(&self, person: &Person, password: &str) -> anyhow::Result<()> {
         let request = RegisterRequest {
-            email: person.email.to_owned(),
-            display_name: person.name.to_owned(),
+            email: person.email.clone(),
+            display_name: person.name.clone(),
             password: password.to_owned(),
-            locale: person.locale.to_owned(),
+            locale: person.locale.clone(),
         };
         match self
             .session(|mut client| {
@@ -866,28 +882,36 @@ impl Api {
         .map_err(|status| failed(&format!("VerifyEmail of {email}"), &status))
     }
 
-    /// Creates the site of `plan` as the operator: `None` when its number is taken.
-    async fn create_site(&self, op: &str, plan: &SitePlan) -> anyhow::Result<Option<Site>> {
+    /// Creates the site `site` of `plan` as the operator: `None` when its number is taken.
+    async fn create_site(
+        &self,
+        op: &str,
+        plan: &Plan,
+        site: &SitePlan,
+    ) -> anyhow::Result<Option<Site>> {
         let request = CreateSiteRequest {
-            site_number: plan.number.to_owned(),
-            customer_number: CUSTOMER_NUMBER.to_owned(),
-            name: plan.name.to_owned(),
-            country_code: plan.country.to_owned(),
-            language: plan.language.to_owned(),
-            program: plan.program.into(),
-            support_active: plan.support_until.is_some(),
-            support_end_date: plan.support_until.unwrap_or_default().to_owned(),
-            business_partner_email: plan.partner_email.to_owned(),
-            primary_contact: Some(plan.primary.contact_person()),
-            site_technical_contact: plan.stc.map(Person::contact_person),
+            site_number: site.number.clone(),
+            customer_number: plan.customer.number.clone(),
+            name: site.name.clone(),
+            country_code: site.country.clone(),
+            language: site.language.clone(),
+            program: site.program.into(),
+            support_active: site.support_until.is_some(),
+            support_end_date: site.support_until.clone().unwrap_or_default(),
+            business_partner_email: site.partner_email.clone(),
+            primary_contact: Some(plan.person(&site.primary).contact_person()),
+            site_technical_contact: site
+                .stc
+                .as_deref()
+                .map(|stc| plan.person(stc).contact_person()),
         };
         match self.client.clone().create_site(bearer(request, op)?).await {
             Ok(response) => Ok(Some(response.into_inner().site.ok_or_else(|| {
-                anyhow!("CreateSite of site {} returned no site", plan.number)
+                anyhow!("CreateSite of site {} returned no site", site.number)
             })?)),
             Err(status) if status.code() == Code::AlreadyExists => Ok(None),
             Err(status) => Err(failed(
-                &format!("CreateSite of site {}", plan.number),
+                &format!("CreateSite of site {}", site.number),
                 &status,
             )),
         }
@@ -904,11 +928,11 @@ impl Api {
     ) -> anyhow::Result<Option<String>> {
         let request = AssignContactRequest {
             site_id: site_id.to_owned(),
-            email: person.email.to_owned(),
+            email: person.email.clone(),
             display_name: None,
             role: role.into(),
             details: Some(person.details()),
-            locale: person.locale.to_owned(),
+            locale: person.locale.clone(),
         };
         match self
             .client
@@ -1008,13 +1032,13 @@ impl Api {
             .find(|request| request.site_id == site_id))
     }
 
-    /// Lucas asks for site access to [`REQUESTED_SITE`], once access management learned the
-    /// site from the registry's stream (NOT_FOUND until then).
-    async fn self_nominate(&self, token: &str) -> anyhow::Result<AccessRequest> {
+    /// The newcomer of `plan` asks for access to its requested site, once access management
+    /// learned the site from the registry's stream (NOT_FOUND until then).
+    async fn self_nominate(&self, token: &str, plan: &Plan) -> anyhow::Result<AccessRequest> {
         let nominate = || async {
             let request = SelfNominateRequest {
-                site_number: REQUESTED_SITE.number.to_owned(),
-                customer_number: CUSTOMER_NUMBER.to_owned(),
+                site_number: plan.request.site.clone(),
+                customer_number: plan.customer.number.clone(),
                 kind: AccessRequestKind::SiteAccess.into(),
                 requested_tools: Some(ToolAccess {
                     software: SoftwareAccess::Full.into(),
@@ -1023,7 +1047,7 @@ impl Api {
                     ..ToolAccess::default()
                 }),
                 requested_support_level: 0,
-                justification: JUSTIFICATION.to_owned(),
+                justification: plan.request.justification.clone(),
             };
             let request =
                 bearer(request, token).map_err(|err| Status::internal(err.to_string()))?;
@@ -1155,26 +1179,28 @@ fn state_name(state: i32) -> &'static str {
 /// What was loaded, the people's logins and a grpcurl session with the real ids.
 #[allow(clippy::too_many_arguments)]
 fn summary(
+    plan: &Plan,
     addr: &str,
     operator: &Credentials,
     password: &str,
     dir: &Path,
-    sites: &BTreeMap<&'static str, Site>,
-    views: &BTreeMap<&'static str, Vec<ContactView>>,
+    sites: &BTreeMap<&str, Site>,
+    views: &BTreeMap<&str, Vec<ContactView>>,
     request: &AccessRequest,
     tally: &Tally,
 ) -> String {
     let mut text = format!(
-        "demo customer {CUSTOMER_NUMBER} (Dupont Industries), through the gateway on {addr}: \
-         {} created, {} already there\n",
+        "demo customer {} ({}), through the gateway on {addr}: {} created, {} already there\n",
+        plan.customer.number,
+        plan.customer.name,
         tally.created.len(),
         tally.kept.len()
     );
     for note in tally.kept.iter().filter(|note| note.contains("not given")) {
         let _ = writeln!(text, "  note: {note}");
     }
-    for plan in &SITES {
-        let site = &sites[plan.number];
+    for site_plan in &plan.sites {
+        let site = &sites[site_plan.number.as_str()];
         let program = Program::try_from(site.program).map_or("?", |program| {
             program.as_str_name().trim_start_matches("PROGRAM_")
         });
@@ -1196,7 +1222,7 @@ fn summary(
             site.language,
             site.site_id
         );
-        for person in views.get(plan.number).into_iter().flatten() {
+        for person in views.get(site_plan.number.as_str()).into_iter().flatten() {
             let roles: Vec<&str> = person
                 .roles
                 .iter()
@@ -1214,9 +1240,9 @@ fn summary(
     let _ = writeln!(
         text,
         "  {} ({}) asked for access to site {}: request {} is {}",
-        LUCAS.name,
-        LUCAS.email,
-        REQUESTED_SITE.number,
+        plan.requester().name,
+        plan.requester().email,
+        plan.request.site,
         request.request_id,
         state_name(request.state)
     );
@@ -1226,8 +1252,9 @@ fn summary(
         dir.join(PASSWORD_FILE).display()
     );
 
-    let paris = &sites[SITES[0].number].site_id;
-    let london = &sites[SITES[2].number].site_id;
+    // The viewer's session looks at the requested site, the operator's at its own.
+    let paris = &sites[plan.request.site.as_str()].site_id;
+    let london = &sites[plan.operator_site.as_str()].site_id;
     let login = |var: &str, email: &str, secret: &str| {
         format!(
             "{var}=$(grpcurl -plaintext -d '{{\"email\":\"{email}\",\"password\":\"{secret}\"}}' \
@@ -1247,8 +1274,8 @@ fn summary(
          RESOURCE_EXHAUSTED wait the seconds it names):"
     );
     let lines = [
-        format!("# {}, primary contact of Paris and Lyon:", CAMILLE.name),
-        login("TOKEN", CAMILLE.email, password),
+        format!("# {}, {}:", plan.viewer().name, plan.viewer.about),
+        login("TOKEN", &plan.viewer().email, password),
         call("TOKEN", "{}", "GetMe"),
         call(
             "TOKEN",
@@ -1270,7 +1297,7 @@ fn summary(
         vec![
             format!(
                 "# she approves {}'s request with less than was asked (A4):",
-                LUCAS.name
+                plan.requester().name
             ),
             call(
                 "TOKEN",
@@ -1288,7 +1315,7 @@ fn summary(
     } else {
         vec![format!(
             "# {}'s request is {} already (`cargo xtask up --fresh --seed demo` starts over)",
-            LUCAS.name,
+            plan.requester().name,
             state_name(request.state)
         )]
     };
@@ -1318,9 +1345,14 @@ mod tests {
 
     #[test]
     fn the_plan_obeys_the_rules_it_is_loaded_under() {
-        let numbers: BTreeSet<&str> = SITES.iter().map(|plan| plan.number).collect();
-        assert_eq!(numbers.len(), SITES.len(), "site numbers are unique (S2)");
-        for plan in &SITES {
+        let demo = Plan::demo().unwrap();
+        let numbers: BTreeSet<&str> = demo.sites.iter().map(|plan| plan.number.as_str()).collect();
+        assert_eq!(
+            numbers.len(),
+            demo.sites.len(),
+            "site numbers are unique (S2)"
+        );
+        for plan in &demo.sites {
             // C5: a site with active S&S is created with its STC.
             assert_eq!(
                 plan.support_until.is_some(),
@@ -1332,50 +1364,77 @@ mod tests {
             assert!(
                 plan.contacts
                     .iter()
-                    .all(|(_, role)| *role != ContactRole::Primary),
+                    .all(|contact| contact.role != ContactRole::Primary),
                 "{}",
                 plan.number
             );
             // C6: at most four secondaries, one holder of each single-holder role.
             let mut single = BTreeSet::new();
             let mut secondaries = 0;
-            for (person, role) in plan.contacts {
-                assert!(PEOPLE.iter().any(|known| known.email == person.email));
-                match role {
+            for contact in &plan.contacts {
+                assert!(
+                    demo.people
+                        .iter()
+                        .any(|known| known.email == contact.person)
+                );
+                match contact.role {
                     ContactRole::Secondary => secondaries += 1,
                     ContactRole::SiteUser => {}
-                    other => assert!(single.insert(*other), "{} twice", role_name(*other)),
+                    other => assert!(single.insert(other), "{} twice", role_name(other)),
                 }
             }
             assert!(secondaries <= 4);
         }
         assert!(
-            SITES
+            demo.sites
                 .iter()
                 .any(|plan| plan.program == Program::PassportAdvantageExpress),
             "one site is PASSPORT_ADVANTAGE_EXPRESS"
         );
-        let locales: BTreeSet<&str> = PEOPLE.iter().map(|person| person.locale).collect();
+        let locales: BTreeSet<&str> = demo
+            .people
+            .iter()
+            .map(|person| person.locale.as_str())
+            .collect();
         assert_eq!(locales, BTreeSet::from(["en", "fr"]));
-        // Camille holds a role on every site, so that her GetMe finds them all again.
-        for plan in &SITES {
+        // The viewer holds a role on every site, so that its GetMe finds them all again.
+        let viewer = &demo.viewer().email;
+        for plan in &demo.sites {
             assert!(
-                plan.primary.email == CAMILLE.email
+                &plan.primary == viewer
                     || plan
                         .contacts
                         .iter()
-                        .any(|(person, _)| person.email == CAMILLE.email)
+                        .any(|contact| &contact.person == viewer)
             );
         }
         // The newcomer holds nothing yet.
-        for plan in &SITES {
-            assert!(plan.primary.email != LUCAS.email);
+        let newcomer = &demo.requester().email;
+        for plan in &demo.sites {
+            assert!(&plan.primary != newcomer);
+            assert!(plan.stc.as_ref() != Some(newcomer));
             assert!(
                 plan.contacts
                     .iter()
-                    .all(|(person, _)| person.email != LUCAS.email)
+                    .all(|contact| &contact.person != newcomer)
             );
         }
+    }
+
+    #[test]
+    fn a_plan_names_only_people_and_sites_it_defines() {
+        let demo: serde_json::Value = serde_json::from_str(DEMO).unwrap();
+        let mut stranger = demo.clone();
+        stranger["sites"][1]["contacts"][0]["person"] = "nobody@dupont.example".into();
+        let err = Plan::parse(&stranger.to_string()).unwrap_err();
+        assert!(err.to_string().contains("nobody@dupont.example"), "{err}");
+        let mut elsewhere = demo.clone();
+        elsewhere["operator_site"] = "7350199".into();
+        let err = Plan::parse(&elsewhere.to_string()).unwrap_err();
+        assert!(err.to_string().contains("7350199"), "{err}");
+        let mut unknown_role = demo;
+        unknown_role["sites"][0]["contacts"][0]["role"] = "JANITOR".into();
+        assert!(Plan::parse(&unknown_role.to_string()).is_err());
     }
 
     #[test]
@@ -1505,7 +1564,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_newest_new_mail_to_the_address_gives_the_code() {
-        let dir = crate::workspace::target_dir()
+        let dir = kc_bench::workspace::target_dir()
             .join("kc-xtask-test")
             .join(format!("mail-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();

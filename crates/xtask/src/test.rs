@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use kc_testkit::{ClusterOptions, PgCluster};
 
-use crate::workspace;
+use kc_bench::workspace;
 
 /// Arguments of `cargo xtask test`.
 #[derive(Debug, clap::Args)]
@@ -71,7 +71,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let status = status?;
     if status.success() {
         // The binaries were built above: hold the Kubernetes manifests against them.
-        crate::deploy::check().await
+        kc_deploy_check::check().await
     } else {
         eprintln!("xtask: tests failed ({status})");
         Ok(ExitCode::FAILURE)

@@ -10,8 +10,8 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::seed;
-use crate::suite::{self, Account, KeyFiles, Mail, Running, SERVICES, Service};
-use crate::workspace;
+use kc_bench::suite::{self, Account, KeyFiles, Mail, Running, SERVICES, Service};
+use kc_bench::workspace;
 
 /// Arguments of `cargo xtask up`.
 #[derive(Debug, clap::Args)]

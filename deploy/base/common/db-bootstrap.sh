@@ -1,6 +1,6 @@
 #!/bin/sh
 # Creates, idempotently, one service's database role and the schema it owns, as
-# `cargo xtask up` does (crates/xtask/src/suite.rs, `provision`):
+# `cargo xtask up` does (crates/kc-bench/src/suite.rs, `provision`):
 #   - a login role kc_<schema>, with the password of the service's own DATABASE_URL;
 #   - schema <schema>, owned by that role, and the role's search_path set to it;
 #   - CREATE on the database (sqlx's CREATE SCHEMA IF NOT EXISTS checks it even when the

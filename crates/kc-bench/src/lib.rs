@@ -14,6 +14,13 @@
 //! (a debug build of xtask re-runs the command in a release build of itself), and the table's
 //! CPU lines show who used the CPUs, "steal" and "other" how much unrelated work disturbed the
 //! figures.
+//!
+//! The crate also holds what the developer tools share about the suite: [`suite`], its
+//! services and how to provision, start and stop them (also used by `cargo xtask up` and
+//! `cargo xtask deploy-check`), and [`workspace`], where things are and running tools.
+
+pub mod suite;
+pub mod workspace;
 
 mod access;
 mod contacts;
@@ -42,8 +49,7 @@ use self::notification::SmtpSink;
 use self::procfs::Watched;
 use self::report::{CheckOutcome, Run, TargetRecord};
 use self::scenarios::{Env, Prepared, SCENARIOS, Scenario, Target};
-use crate::suite::{self, Account, Mail, Running, Service};
-use crate::workspace;
+use crate::suite::{Account, Mail, Running, Service};
 
 /// Arguments of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
@@ -53,10 +59,10 @@ pub struct Args {
     scenarios: Vec<String>,
     /// Measured time of each run, after the warm-up (e.g. `15s`, `500ms`, `2m`) [default: 15s,
     /// or what a scenario's target says the service must sustain: 30s for notification]
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = kc_runtime::config::parse_duration)]
     duration: Option<Duration>,
     /// Time at the start of each run whose calls are not counted.
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = kc_runtime::config::parse_duration)]
     warmup: Duration,
     /// Calls in flight at once.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -111,7 +117,10 @@ impl Args {
 /// Database of the benchmark's cluster that holds the services' schemas.
 const DATABASE: &str = "keycontacts";
 
-/// Runs the benchmark: see the module documentation. Fails only when something broke, never
+/// Package of the developer commands, whose release build runs the benchmark.
+const XTASK: &str = "xtask";
+
+/// Runs the benchmark: see the crate documentation. Fails only when something broke, never
 /// because a target was missed.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.list {
@@ -176,7 +185,7 @@ async fn build_release(services: &[&'static Service], xtask: bool) -> anyhow::Re
         .args(["build", "--release"])
         .env("SQLX_OFFLINE", offline);
     if xtask {
-        build.args(["-p", env!("CARGO_PKG_NAME")]);
+        build.args(["-p", XTASK]);
     }
     for service in services {
         build.args(["-p", service.bin]);
@@ -190,9 +199,7 @@ async fn build_release(services: &[&'static Service], xtask: bool) -> anyhow::Re
 /// (what `cargo xtask` runs) would take from them much of what an optimised one leaves them.
 async fn rerun_optimised(services: &[&'static Service]) -> anyhow::Result<ExitCode> {
     build_release(services, true).await?;
-    let exe = workspace::target_dir()
-        .join("release")
-        .join(env!("CARGO_PKG_NAME"));
+    let exe = workspace::target_dir().join("release").join(XTASK);
     // Ctrl-C reaches the child too (same process group), which stops what it started: wait for
     // it rather than die first.
     let mut signals = Signals::new()?;
@@ -750,41 +757,9 @@ impl Signals {
     }
 }
 
-/// Parses `15s`, `500ms`, `2m`, `1.5s` or a bare number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 15s, 500ms or 2m"))?;
-    let seconds = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" | "min" => value * 60.0,
-        other => return Err(format!("unknown unit {other:?}: use ms, s or m")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|err| format!("{text:?}: {err}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
-        assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("3h").is_err());
-        assert!(parse_duration("").is_err());
-    }
 
     fn args(concurrency: u32, connections: u32, duration: Duration) -> Args {
         Args {

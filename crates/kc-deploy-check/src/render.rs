@@ -8,7 +8,7 @@ use std::process::Stdio;
 use anyhow::{Context, bail};
 use tokio::process::Command;
 
-use crate::workspace;
+use kc_bench::workspace;
 
 /// Kubernetes version the manifests are validated against: the oldest the suite supports.
 pub const KUBERNETES_VERSION: &str = "1.30.0";

@@ -11,7 +11,7 @@ use super::objects::{
     Container, HpaSpec, IntOrString, Object, PdbSpec, Probe, ServiceSpec, Workload,
 };
 use super::{Binaries, Rendered, Report, Role, deployed, labels, service};
-use crate::suite::SERVICES;
+use kc_bench::suite::SERVICES;
 
 /// What the checks of one overlay need.
 pub struct Context<'a> {
@@ -638,7 +638,8 @@ fn check_server(
 
     // Graceful shutdown: the kubelet waits longer than the drain.
     let duration = |var: &str, default: Duration| match env.get(var).cloned().flatten() {
-        Some(text) => parse_duration(&text),
+        // The services' own syntax, so what the manifest sets is read as they read it.
+        Some(text) => kc_runtime::config::parse_duration(&text).ok(),
         None => Some(default),
     };
     let delay = duration("KC_SHUTDOWN_DELAY", Duration::ZERO);
@@ -731,7 +732,8 @@ fn check_server(
             if known.service_account {
                 report.check(from_secret, || {
                     format!(
-                        "{at}: {name} has a service account: set {var} from its Secret                          (kc-{name}-account)"
+                        "{at}: {name} has a service account: set {var} from its Secret \
+                         (kc-{name}-account)"
                     )
                 });
             } else {
@@ -830,7 +832,7 @@ fn check_services_present(context: &Context<'_>, report: &mut Report) {
     for known in SERVICES {
         report.check(deployed(known.name).is_some(), || {
             format!(
-                "service {} has no row in DEPLOYED (crates/xtask/src/deploy/mod.rs)",
+                "service {} has no row in DEPLOYED (crates/kc-deploy-check/src/lib.rs)",
                 known.name
             )
         });
@@ -884,7 +886,7 @@ fn check_services_present(context: &Context<'_>, report: &mut Report) {
         let row = deployed(name);
         report.check(row.is_some(), || {
             format!(
-                "{}: service {name} has no row in DEPLOYED (crates/xtask/src/deploy/mod.rs)",
+                "{}: service {name} has no row in DEPLOYED (crates/kc-deploy-check/src/lib.rs)",
                 workload.object.id()
             )
         });
@@ -999,26 +1001,6 @@ fn check_availability(context: &Context<'_>, report: &mut Report) {
     }
 }
 
-/// Parses the services' durations: `250ms`, `30s`, `15m`, `2h`, `1d`, or plain seconds (as
-/// kc-runtime's `parse_duration`).
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let seconds = |factor: u64| Some(Duration::from_secs(number.checked_mul(factor)?));
-    match unit {
-        "ms" => Some(Duration::from_millis(number)),
-        "" | "s" => seconds(1),
-        "m" => seconds(60),
-        "h" => seconds(3600),
-        "d" => seconds(86_400),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1055,14 +1037,5 @@ mod tests {
             Some(("kc-identity".into(), "other".into()))
         );
         assert_eq!(host("db.example.com"), None);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("20"), Some(Duration::from_secs(20)));
-        assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
-        assert_eq!(parse_duration("soon"), None);
     }
 }

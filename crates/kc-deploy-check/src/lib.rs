@@ -36,8 +36,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::suite::{SERVICES, Service};
-use crate::workspace;
+use kc_bench::suite::{SERVICES, Service};
+use kc_bench::workspace;
 
 use binaries::BinarySpec;
 use objects::{Object, Workload};

@@ -356,7 +356,7 @@ fn warm_cache(
 /// environment the service inherits; `None` when that does not parse here.
 fn cache_ttl() -> Option<Duration> {
     match std::env::var("KC_CHECK_CACHE_TTL") {
-        Ok(value) if !value.trim().is_empty() => super::parse_duration(&value).ok(),
+        Ok(value) if !value.trim().is_empty() => kc_runtime::config::parse_duration(&value).ok(),
         _ => Some(DEFAULT_CACHE_TTL),
     }
 }

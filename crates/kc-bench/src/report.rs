@@ -472,7 +472,7 @@ mod tests {
     use hdrhistogram::Histogram;
 
     use super::*;
-    use crate::bench::procfs::CpuUsage;
+    use crate::procfs::CpuUsage;
 
     /// A run of `name` on contacts: 1,000 calls in 2 s, all at `latency_ms`.
     fn run(name: &str, latency_ms: u64, rss_mib: Option<f64>) -> Run {
@@ -541,7 +541,7 @@ mod tests {
         let outcomes = evaluate(&checks, &plain, &[]);
         assert!(outcomes.iter().all(CheckOutcome::missed));
 
-        let mut latency = crate::bench::load::latency_histogram().unwrap();
+        let mut latency = crate::load::latency_histogram().unwrap();
         latency.record_n(150_000, 99).unwrap();
         latency.record(3_000_000).unwrap();
         let mut counted = run("notification.latency", 4, Some(30.0));
