@@ -1,12 +1,13 @@
 //! Access management's events, as published on the outbox and served by `WatchEvents`.
 //!
-//! The outbox payload is a prost-encoded `Event` without its position fields; `decode`
-//! fills in cursor, event id and time from the outbox row. Events carry what their consumers
-//! (notification first) need so they never call back: the request with its requester, the
-//! approvers to tell (A3), the profiles before and after a change of rights.
+//! The outbox payload is a prost-encoded `Event` without its position fields;
+//! [`kc_runtime::outbox::decode_response`] fills in cursor, event id and time from the
+//! outbox row. Events carry what their consumers (notification first) need so they never
+//! call back: the request with its requester, the approvers to tell (A3), the profiles
+//! before and after a change of rights.
 
 use kc_proto::access::{self as pb, event::Payload};
-use kc_runtime::outbox::{self, Cursor, EncodedEvent, StoredEvent};
+use kc_runtime::outbox::{Cursor, EncodedEvent};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -148,13 +149,4 @@ pub async fn append(conn: &mut PgConnection, event: &PendingEvent) -> Result<Cur
         .append_positioned(conn)
         .await
         .map(|appended| appended.cursor)
-}
-
-/// The published event of an outbox row.
-pub fn decode(stored: StoredEvent) -> Result<pb::WatchEventsResponse, tonic::Status> {
-    let (mut event, position) = outbox::decode_event::<pb::Event>(stored)?;
-    event.cursor = position.cursor;
-    event.event_id = position.event_id;
-    event.create_time = Some(position.create_time);
-    Ok(pb::WatchEventsResponse { event: Some(event) })
 }

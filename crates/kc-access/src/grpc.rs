@@ -11,12 +11,13 @@
 use std::time::Duration;
 
 use kc_proto::access::{self as pb, access_management_service_server::AccessManagementService};
+use kc_runtime::audit;
 use kc_runtime::auth::caller;
 use kc_runtime::grpc::{
     await_revision, bad_page_token, checked, decode_single_key, finish, id, next_page_token,
     page_size_or_status, status, watch_events,
 };
-use kc_runtime::outbox::{Cursor, EventStream, OutboxWatcher};
+use kc_runtime::outbox::{self, Cursor, EventStream, OutboxWatcher};
 use kc_runtime::paging::{decode_token, page_size};
 use kc_runtime::values::timestamp;
 use kc_runtime::{Shutdown, Violation, Violations};
@@ -29,10 +30,9 @@ use crate::domain::values::{
     required_reason,
 };
 use crate::domain::{
-    Access, AccessRequest, AccessRequestKind, Actor, AuditRecord, DomainPolicy, Grants, Permission,
-    PolicyMode, Profile, RequestState, SupportLevel, Tool, ToolAccess, ToolLevel,
+    Access, AccessRequest, AccessRequestKind, Actor, DomainPolicy, Grants, Permission, PolicyMode,
+    Profile, RequestState, SupportLevel, Tool, ToolAccess, ToolLevel,
 };
-use crate::events;
 use crate::projection;
 
 /// Default and largest page sizes of most lists.
@@ -267,27 +267,6 @@ pub fn policy_to_proto(policy: &DomainPolicy) -> pb::DomainPolicy {
         update_time: Some(timestamp(policy.update_time)),
         updated_by: policy.updated_by.to_string(),
         etag: policy.etag(),
-    }
-}
-
-fn audit_to_proto(record: &AuditRecord) -> pb::AuditRecord {
-    let json = |value: &Option<serde_json::Value>| {
-        value.as_ref().map(|v| v.to_string()).unwrap_or_default()
-    };
-    pb::AuditRecord {
-        audit_id: record.audit_id.to_string(),
-        site_id: record.site_id.to_string(),
-        actor_id: record.actor_id.map(|id| id.to_string()).unwrap_or_default(),
-        via_service: record
-            .via_service
-            .map(|id| id.to_string())
-            .unwrap_or_default(),
-        action: record.action.clone(),
-        resource_id: record.resource_id.clone(),
-        before_json: json(&record.before),
-        after_json: json(&record.after),
-        reason: record.reason.clone(),
-        create_time: Some(timestamp(record.create_time)),
     }
 }
 
@@ -890,17 +869,15 @@ impl AccessManagementService for AccessApi {
     ) -> Result<Response<pb::ListAuditRecordsResponse>, Status> {
         request_actor(&request)?;
         let r = request.into_inner();
-        let site_id = id("site_id", &r.site_id)?;
-        let size = page_size_or_status(r.page_size, LIST_PAGE)?;
-        let before = decode_single_key(&r.page_token, |key| key.parse::<i64>().ok())?;
-        let page = self
-            .access
-            .list_audit_records(site_id, before, size)
-            .await
-            .map_err(status)?;
+        let list = |site_id, before, size| async move {
+            let page = self.access.list_audit_records(site_id, before, size).await;
+            page.map_err(status)
+        };
+        let (records, next_page_token) =
+            audit::list_records(&r.site_id, r.page_size, &r.page_token, list).await?;
         Ok(Response::new(pb::ListAuditRecordsResponse {
-            next_page_token: next_page_token(&page, |record| vec![record.audit_id.to_string()]),
-            records: page.items.iter().map(audit_to_proto).collect(),
+            records,
+            next_page_token,
         }))
     }
 
@@ -914,7 +891,7 @@ impl AccessManagementService for AccessApi {
         let stream = watch_events(
             &self.watcher,
             &request.get_ref().after_cursor,
-            events::decode,
+            outbox::decode_response::<pb::Event>,
             &self.shutdown,
         )?;
         Ok(Response::new(stream))

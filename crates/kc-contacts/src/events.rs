@@ -1,16 +1,16 @@
 //! The registry's events, as published on the outbox and served by `WatchEvents`.
 //!
-//! The outbox payload is a prost-encoded `Event` without its position fields; `decode`
-//! fills in cursor, event id and time from the outbox row. Every event carries the site as
-//! it is after the change (site and customer numbers, language, the C3 switch, the
-//! primary), so consumers never have to call back.
+//! The outbox payload is a prost-encoded `Event` without its position fields;
+//! [`kc_runtime::outbox::decode_response`] fills in cursor, event id and time from the
+//! outbox row. Every event carries the site as it is after the change (site and customer
+//! numbers, language, the C3 switch, the primary), so consumers never have to call back.
 //!
 //! A code mailed to a new notification e-mail (C11) travels only sealed to notification's
 //! key, and [`drop_sealed_code`] rewrites its event once the code is over.
 
 use chrono::{DateTime, Utc};
 use kc_proto::contacts::{self as pb, event::Payload};
-use kc_runtime::outbox::{self, Cursor, EncodedEvent, StoredEvent};
+use kc_runtime::outbox::{self, Cursor, EncodedEvent};
 use kc_runtime::values::timestamp;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -194,13 +194,4 @@ pub async fn append(conn: &mut PgConnection, event: &PendingEvent) -> Result<Cur
         .append_positioned(conn)
         .await
         .map(|appended| appended.cursor)
-}
-
-/// The published event of an outbox row.
-pub fn decode(stored: StoredEvent) -> Result<pb::WatchEventsResponse, tonic::Status> {
-    let (mut event, position) = outbox::decode_event::<pb::Event>(stored)?;
-    event.cursor = position.cursor;
-    event.event_id = position.event_id;
-    event.create_time = Some(position.create_time);
-    Ok(pb::WatchEventsResponse { event: Some(event) })
 }

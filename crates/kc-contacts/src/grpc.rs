@@ -2,12 +2,13 @@
 //! service or an operator, calls the domain, and turns results back. No SQL, no rules.
 
 use kc_proto::contacts::{self as pb, contact_registry_service_server::ContactRegistryService};
+use kc_runtime::audit;
 use kc_runtime::auth::caller;
 use kc_runtime::grpc::{
     await_revision, bad_page_token, checked, decode_single_key, finish, id, invalid,
     next_page_token, page_size_or_status, status, watch_events,
 };
-use kc_runtime::outbox::{EventStream, OutboxWatcher};
+use kc_runtime::outbox::{self, EventStream, OutboxWatcher};
 use kc_runtime::paging::{decode_token, page_size};
 use kc_runtime::values::timestamp;
 use kc_runtime::{ApiError, Shutdown, Violation, Violations};
@@ -21,10 +22,7 @@ use crate::domain::values::{
     optional_date, optional_email, optional_phone, optional_text, parse_etag, parse_id,
     required_text,
 };
-use crate::domain::{
-    AuditRecord, Contact, ContactDetails, ContactRole, ContactsError, Program, Registry, Site,
-};
-use crate::events;
+use crate::domain::{Contact, ContactDetails, ContactRole, ContactsError, Program, Registry, Site};
 use crate::projection;
 use crate::storage::sites::SiteComplianceRow;
 
@@ -216,26 +214,6 @@ fn compliance_to_proto(row: &SiteComplianceRow) -> pb::SiteCompliance {
                 description: gap.description().to_owned(),
             })
             .collect(),
-    }
-}
-
-fn audit_to_proto(record: &AuditRecord) -> pb::AuditRecord {
-    let json = |value: &Option<serde_json::Value>| {
-        value.as_ref().map(|v| v.to_string()).unwrap_or_default()
-    };
-    pb::AuditRecord {
-        audit_id: record.audit_id.to_string(),
-        site_id: record.site_id.to_string(),
-        actor_id: record.actor_id.to_string(),
-        via_service: record
-            .via_service
-            .map(|id| id.to_string())
-            .unwrap_or_default(),
-        action: record.action.clone(),
-        resource_id: record.resource_id.clone(),
-        before_json: json(&record.before),
-        after_json: json(&record.after),
-        create_time: Some(timestamp(record.create_time)),
     }
 }
 
@@ -759,17 +737,18 @@ impl ContactRegistryService for ContactsApi {
     ) -> Result<Response<pb::ListAuditRecordsResponse>, Status> {
         request_actor(&request)?;
         let r = request.into_inner();
-        let site_id = id("site_id", &r.site_id)?;
-        let size = page_size_or_status(r.page_size, SITES_PAGE)?;
-        let before = decode_single_key(&r.page_token, |key| key.parse::<i64>().ok())?;
-        let page = self
-            .registry
-            .list_audit_records(site_id, before, size)
-            .await
-            .map_err(status)?;
+        let list = |site_id, before, size| async move {
+            let page = self
+                .registry
+                .list_audit_records(site_id, before, size)
+                .await;
+            page.map_err(status)
+        };
+        let (records, next_page_token) =
+            audit::list_records(&r.site_id, r.page_size, &r.page_token, list).await?;
         Ok(Response::new(pb::ListAuditRecordsResponse {
-            next_page_token: next_page_token(&page, |record| vec![record.audit_id.to_string()]),
-            records: page.items.iter().map(audit_to_proto).collect(),
+            records,
+            next_page_token,
         }))
     }
 
@@ -826,7 +805,7 @@ impl ContactRegistryService for ContactsApi {
         let stream = watch_events(
             &self.watcher,
             &request.get_ref().after_cursor,
-            events::decode,
+            outbox::decode_response::<pb::Event>,
             &self.shutdown,
         )?;
         Ok(Response::new(stream))

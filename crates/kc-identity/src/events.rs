@@ -1,12 +1,13 @@
 //! The identity events, as published on the outbox and served by `WatchEvents`.
 //!
-//! The outbox payload is a prost-encoded `Event` without its position fields; `decode`
-//! fills in cursor, event id and time from the outbox row. Codes travel only sealed to
-//! notification's key, and [`drop_sealed_codes`] rewrites an event once its code is over.
+//! The outbox payload is a prost-encoded `Event` without its position fields;
+//! [`kc_runtime::outbox::decode_response`] fills in cursor, event id and time from the
+//! outbox row. Codes travel only sealed to notification's key, and [`drop_sealed_codes`]
+//! rewrites an event once its code is over.
 
 use chrono::{DateTime, Utc};
 use kc_proto::identity::{self as pb, event::Payload};
-use kc_runtime::outbox::{self, EncodedEvent, StoredEvent};
+use kc_runtime::outbox::{self, EncodedEvent};
 use prost::Message;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -246,13 +247,4 @@ pub async fn current_cursor(conn: &mut PgConnection) -> Result<String, sqlx::Err
         }
         None => String::new(),
     })
-}
-
-/// The published event of an outbox row.
-pub fn decode(stored: StoredEvent) -> Result<pb::WatchEventsResponse, tonic::Status> {
-    let (mut event, position) = outbox::decode_event::<pb::Event>(stored)?;
-    event.cursor = position.cursor;
-    event.event_id = position.event_id;
-    event.create_time = Some(position.create_time);
-    Ok(pb::WatchEventsResponse { event: Some(event) })
 }

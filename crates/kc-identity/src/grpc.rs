@@ -6,7 +6,7 @@ use kc_proto::identity::{self as pb, identity_service_server::IdentityService};
 use kc_runtime::Caller;
 use kc_runtime::auth::TokenVerifier;
 use kc_runtime::grpc::{id, invalid, status, watch_events};
-use kc_runtime::outbox::{Cursor, EventStream, OutboxWatcher, end_after_first_error};
+use kc_runtime::outbox::{self, Cursor, EventStream, OutboxWatcher, end_after_first_error};
 use kc_runtime::token::Claims;
 use kc_runtime::{Shutdown, Violation, Violations};
 use tonic::{Request, Response, Status};
@@ -599,7 +599,7 @@ impl IdentityService for IdentityApi {
         let stream = watch_events(
             &self.watcher,
             &request.get_ref().after_cursor,
-            events::decode,
+            outbox::decode_response::<pb::Event>,
             &self.shutdown,
         )?;
         Ok(Response::new(stream))
@@ -653,7 +653,7 @@ fn revocation_stream(
     let live = watcher.watch(after).filter_map(move |item| {
         let message = match item {
             Ok(stored) if stored.event_type == events::TOKENS_REVOKED => {
-                match events::decode(stored) {
+                match outbox::decode_response::<pb::Event>(stored) {
                     Ok(pb::WatchEventsResponse {
                         event:
                             Some(pb::Event {

@@ -1,11 +1,12 @@
 //! The notification service's events, as published on the outbox and served by
 //! `WatchEvents`: a notification was delivered, or given up (DEAD).
 //!
-//! The outbox payload is a prost-encoded `Event` without its position fields; `decode`
-//! fills in cursor, event id and time from the outbox row.
+//! The outbox payload is a prost-encoded `Event` without its position fields;
+//! [`kc_runtime::outbox::decode_response`] fills in cursor, event id and time from the
+//! outbox row.
 
 use kc_proto::notification::{self as pb, event::Payload};
-use kc_runtime::outbox::{self, EncodedEvent, StoredEvent};
+use kc_runtime::outbox::EncodedEvent;
 
 use crate::domain::{Notification, State};
 use crate::grpc::notification_to_proto;
@@ -33,13 +34,4 @@ pub fn outcome(notification: &Notification) -> EncodedEvent {
         ..Default::default()
     };
     EncodedEvent::new(event_type, notification.notification_id.to_string(), &event)
-}
-
-/// The published event of an outbox row.
-pub fn decode(stored: StoredEvent) -> Result<pb::WatchEventsResponse, tonic::Status> {
-    let (mut event, position) = outbox::decode_event::<pb::Event>(stored)?;
-    event.cursor = position.cursor;
-    event.event_id = position.event_id;
-    event.create_time = Some(position.create_time);
-    Ok(pb::WatchEventsResponse { event: Some(event) })
 }

@@ -8,7 +8,7 @@ use kc_runtime::grpc::{
     bad_page_token, checked, finish, id, invalid, next_page_token, page_size_or_status, status,
     watch_events,
 };
-use kc_runtime::outbox::{EventStream, OutboxWatcher};
+use kc_runtime::outbox::{self, EventStream, OutboxWatcher};
 use kc_runtime::paging::decode_token;
 use kc_runtime::values::{parse_id, timestamp};
 use kc_runtime::{Shutdown, Violation, Violations};
@@ -18,7 +18,6 @@ use uuid::Uuid;
 use crate::domain::params::{self, Params, Use};
 use crate::domain::service::NoticeRequest;
 use crate::domain::{CallerRole, Kind, ListFilter, Notification, Notifier, State};
-use crate::events;
 
 /// Default and largest page sizes of ListNotifications.
 const LIST_PAGE: (u32, u32) = (100, 1000);
@@ -278,7 +277,7 @@ impl NotificationService for NotificationApi {
         let stream = watch_events(
             &self.watcher,
             &request.get_ref().after_cursor,
-            events::decode,
+            outbox::decode_response::<pb::Event>,
             &self.shutdown,
         )?;
         Ok(Response::new(stream))

@@ -15,6 +15,13 @@ pub mod keycontacts {
             tonic::include_proto!("keycontacts.access.v1");
         }
     }
+    /// `keycontacts.audit.*`
+    pub mod audit {
+        /// `keycontacts.audit.v1`: the audit record the registry and access management share.
+        pub mod v1 {
+            tonic::include_proto!("keycontacts.audit.v1");
+        }
+    }
     /// `keycontacts.contacts.*`
     pub mod contacts {
         /// `keycontacts.contacts.v1`: customers, sites and their key contacts.
@@ -47,6 +54,7 @@ pub mod keycontacts {
 }
 
 pub use keycontacts::access::v1 as access;
+pub use keycontacts::audit::v1 as audit;
 pub use keycontacts::contacts::v1 as contacts;
 pub use keycontacts::gateway::v1 as gateway;
 pub use keycontacts::identity::v1 as identity;

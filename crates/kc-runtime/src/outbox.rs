@@ -15,7 +15,8 @@
 //!   advisory lock, before the service's own migrations.
 //! - At boot, start one [`OutboxWatcher`] with the service pool and share it with the gRPC
 //!   handlers; `WatchEvents` parses `after_cursor` as a [`Cursor`] (mapping [`InvalidCursor`]
-//!   with [`InvalidCursor::to_status`]) and returns [`watch_response`].
+//!   with [`InvalidCursor::to_status`]) and returns [`watch_response`], each event decoded
+//!   by [`decode_response`] (the service's event message with its position filled in).
 //! - A service that follows another spawns [`Consumer::run`] with its own pool, its
 //!   `source` from [`watch_source`] (the other service's generated client, an [`EventFeed`],
 //!   called with this service's own token).
@@ -53,11 +54,11 @@ macro_rules! channel_sql {
     };
 }
 
-pub(crate) mod backoff;
 mod consumer;
 mod cursor;
 mod feed;
 mod lag;
+mod positioned;
 mod read;
 mod watch;
 
@@ -68,6 +69,7 @@ pub use consumer::{AwaitCursorError, Consumer, await_cursor, load_cursor};
 pub use cursor::{Cursor, InvalidCursor};
 pub use feed::{EventFeed, EventItems, OpenedEvents, OpenedResponses, apply_fn, watch_source};
 pub use lag::{CONSUMER_EVENTS_APPLIED, CONSUMER_LAG_SECONDS, EventTime, stream_label};
+pub use positioned::{PositionedEvent, decode_response};
 pub use read::{StoredEvent, read_batch};
 pub use watch::{EventStream, OutboxWatcher, WatchOptions, end_after_first_error, watch_response};
 

@@ -223,30 +223,8 @@ impl DomainPolicy {
     }
 }
 
-/// One appended audit record (L1, T5).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuditRecord {
-    /// Id (increasing).
-    pub audit_id: i64,
-    /// Site.
-    pub site_id: Uuid,
-    /// Person responsible; `None` for changes the service made itself.
-    pub actor_id: Option<Uuid>,
-    /// Service account it acted through, if any.
-    pub via_service: Option<Uuid>,
-    /// What happened, e.g. `access.tools_set`.
-    pub action: String,
-    /// Changed resource: a user id, a request id or a domain.
-    pub resource_id: String,
-    /// Before, as JSON.
-    pub before: Option<serde_json::Value>,
-    /// After, as JSON.
-    pub after: Option<serde_json::Value>,
-    /// Why, as the actor gave it (T5).
-    pub reason: String,
-    /// When.
-    pub create_time: DateTime<Utc>,
-}
+/// One appended audit record: the suite's shared shape (L1, T5).
+pub use kc_runtime::audit::AuditRecord;
 
 /// Everything that can go wrong in access management, mapped exhaustively onto the API
 /// categories.

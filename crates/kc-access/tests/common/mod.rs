@@ -825,7 +825,7 @@ impl Suite {
     }
 
     /// Every audit record of a site (all pages), newest first.
-    pub async fn audit(&self, site_id: &str) -> Vec<pb::AuditRecord> {
+    pub async fn audit(&self, site_id: &str) -> Vec<kc_proto::audit::AuditRecord> {
         let mut records = Vec::new();
         let mut token = String::new();
         loop {

@@ -133,28 +133,8 @@ impl Contact {
     }
 }
 
-/// One appended audit record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuditRecord {
-    /// Id (increasing).
-    pub audit_id: i64,
-    /// Site.
-    pub site_id: Uuid,
-    /// Person responsible.
-    pub actor_id: Uuid,
-    /// Service account it acted through, if any.
-    pub via_service: Option<Uuid>,
-    /// What happened.
-    pub action: String,
-    /// Changed resource.
-    pub resource_id: String,
-    /// Before, as JSON.
-    pub before: Option<serde_json::Value>,
-    /// After, as JSON.
-    pub after: Option<serde_json::Value>,
-    /// When.
-    pub create_time: DateTime<Utc>,
-}
+/// One appended audit record: the suite's shared shape (L1, T5).
+pub use kc_runtime::audit::AuditRecord;
 
 /// Everything that can go wrong in the registry, mapped exhaustively onto the API categories.
 #[derive(Debug, thiserror::Error)]

@@ -321,7 +321,7 @@ impl Harness {
     }
 
     /// Every audit record of a site, newest first.
-    pub async fn audit(&self, site_id: &str) -> Vec<pb::AuditRecord> {
+    pub async fn audit(&self, site_id: &str) -> Vec<kc_proto::audit::AuditRecord> {
         let mut records = Vec::new();
         let mut token = String::new();
         loop {

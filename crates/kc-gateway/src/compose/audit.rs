@@ -11,7 +11,7 @@
 //! reads does the token keep a `skip`.
 
 use kc_proto::gateway::{self as pb, AuditSource};
-use kc_proto::{access, contacts};
+use kc_proto::{access, audit, contacts};
 use kc_runtime::paging::{decode_token, encode_token};
 
 use super::{DOWNSTREAM_PAGE_MAX, Gateway, id, page_size};
@@ -305,35 +305,27 @@ where
     })
 }
 
-fn from_contacts(record: contacts::AuditRecord) -> pb::AuditEntry {
-    pb::AuditEntry {
-        source: AuditSource::Contacts as i32,
-        audit_id: record.audit_id,
-        create_time: record.create_time,
-        actor_id: record.actor_id,
-        actor_display_name: String::new(),
-        via_service: record.via_service,
-        action: record.action,
-        resource_id: record.resource_id,
-        before_json: record.before_json,
-        after_json: record.after_json,
-        reason: String::new(),
-    }
-}
-
-fn from_access(record: access::AuditRecord) -> pb::AuditEntry {
-    pb::AuditEntry {
-        source: AuditSource::Access as i32,
-        audit_id: record.audit_id,
-        create_time: record.create_time,
-        actor_id: record.actor_id,
-        actor_display_name: String::new(),
-        via_service: record.via_service,
-        action: record.action,
-        resource_id: record.resource_id,
-        before_json: record.before_json,
-        after_json: record.after_json,
-        reason: record.reason,
+impl Fetched {
+    /// One read of `source`: its records as entries of the merged listing (their actors'
+    /// names filled in later) and its next page token.
+    fn of(source: AuditSource, records: Vec<audit::AuditRecord>, next: String) -> Self {
+        let entry = |record: audit::AuditRecord| pb::AuditEntry {
+            source: source as i32,
+            audit_id: record.audit_id,
+            create_time: record.create_time,
+            actor_id: record.actor_id,
+            actor_display_name: String::new(),
+            via_service: record.via_service,
+            action: record.action,
+            resource_id: record.resource_id,
+            before_json: record.before_json,
+            after_json: record.after_json,
+            reason: record.reason,
+        };
+        Self {
+            entries: records.into_iter().map(entry).collect(),
+            next,
+        }
     }
 }
 
@@ -357,10 +349,8 @@ impl Gateway {
             };
             async move {
                 let response = self.clients.list_contacts_audit(ctx, request).await?;
-                Ok(Fetched {
-                    entries: response.records.into_iter().map(from_contacts).collect(),
-                    next: response.next_page_token,
-                })
+                let (records, next) = (response.records, response.next_page_token);
+                Ok(Fetched::of(AuditSource::Contacts, records, next))
             }
         };
         let fetch_access = |page_token: String, count: usize| {
@@ -371,10 +361,8 @@ impl Gateway {
             };
             async move {
                 let response = self.clients.list_access_audit(ctx, request).await?;
-                Ok(Fetched {
-                    entries: response.records.into_iter().map(from_access).collect(),
-                    next: response.next_page_token,
-                })
+                let (records, next) = (response.records, response.next_page_token);
+                Ok(Fetched::of(AuditSource::Access, records, next))
             }
         };
         let (allowed, page) = futures::join!(

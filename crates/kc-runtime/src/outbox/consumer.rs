@@ -8,8 +8,8 @@ use futures::{Stream, StreamExt};
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::Cursor;
-use super::backoff::Backoff;
 use super::lag::{EventTime, Lag, SAMPLE_INTERVAL};
+use crate::backoff::Backoff;
 
 /// Reads the cursor a consumer stored, `None` when it never applied an event.
 ///
@@ -46,7 +46,7 @@ pub enum AwaitCursorError {
     Database(#[from] sqlx::Error),
 }
 
-/// Shortest and longest pause between two reads of the cursor in [`await_cursor`].
+/// First and largest step of the backoff between two reads of the cursor in [`await_cursor`].
 const AWAIT_POLL: (Duration, Duration) = (Duration::from_millis(2), Duration::from_millis(50));
 
 /// Waits until the consumer `consumer` (in `pool`'s schema) has applied the event at
@@ -68,7 +68,7 @@ pub async fn await_cursor(
         .parse()
         .map_err(|_| AwaitCursorError::InvalidTarget)?;
     let give_up = Instant::now() + timeout;
-    let mut pause = AWAIT_POLL.0;
+    let mut pause = Backoff::new(AWAIT_POLL.0, AWAIT_POLL.1);
     loop {
         let stored = fetch_cursor(pool, consumer).await?.unwrap_or_default();
         // A stored cursor this code wrote always parses; anything else counts as the start.
@@ -80,8 +80,7 @@ pub async fn await_cursor(
         if now >= give_up {
             return Err(AwaitCursorError::Behind);
         }
-        tokio::time::sleep(pause.min(give_up - now)).await;
-        pause = (pause * 2).min(AWAIT_POLL.1);
+        tokio::time::sleep(pause.next_delay().min(give_up - now)).await;
     }
 }
 

@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::Cursor;
-use super::backoff::Backoff;
 use super::read::{StoredEvent, read_page};
+use crate::backoff::Backoff;
 
 /// A boxed stream of `WatchEvents` responses, the type tonic wants for a server stream.
 pub type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;
