@@ -53,6 +53,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use kc_runtime::backoff::Backoff;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::task::JoinHandle;
@@ -460,7 +461,7 @@ async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
 }
 
 async fn run_listener(pool: PgPool, cache: RightsCache, mut listener: PgListener) {
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         let lost = match listener.try_recv().await {
             Ok(Some(notification)) => {
@@ -481,17 +482,16 @@ async fn run_listener(pool: PgPool, cache: RightsCache, mut listener: PgListener
         cache.set_listening(false);
         drop(listener);
         listener = loop {
-            tokio::time::sleep(delay).await;
+            tokio::time::sleep(backoff.next_delay()).await;
             match listen(&pool).await {
                 Ok(listener) => break listener,
                 Err(sqlx::Error::PoolClosed) => return,
                 Err(error) => {
-                    delay = (delay * 2).min(Duration::from_secs(5));
                     tracing::warn!(error = %error, "cache invalidation listener reconnect failed");
                 }
             }
         };
-        delay = Duration::from_millis(100);
+        backoff.reset();
         cache.set_listening(true);
         tracing::info!("cache invalidation listener reconnected; cache cleared");
     }

@@ -25,15 +25,13 @@ pub mod storage;
 pub mod sweeper;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::Context;
 use kc_proto::access::access_management_service_server::AccessManagementServiceServer;
 use kc_runtime::Shutdown;
 use kc_runtime::auth::{AuthLayer, TokenVerifier};
+use kc_runtime::bootstrap::Service;
 use kc_runtime::client::{ServiceToken, channel};
-use kc_runtime::outbox::OutboxWatcher;
-use kc_runtime::server::{ServeOptions, serve};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -50,11 +48,12 @@ pub const SERVICE_NAME: &str = "keycontacts.access.v1.AccessManagementService";
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50053);
 
-/// How long background tasks get to finish after the server stopped.
-const TASKS_GRACE: Duration = Duration::from_secs(10);
-
 /// The migrations of the access schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Access management, for its process (`kc-access`).
+pub static SERVICE: Service =
+    Service::new("kc-access", SERVICE_NAME, DEFAULT_LISTEN).with_schema(SCHEMA, &MIGRATOR);
 
 /// Runs the migrations of the access schema.
 pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
@@ -85,20 +84,14 @@ pub async fn run_with_verifier(
     args.validate()?;
     let identity_channel = channel("--identity-url", &args.identity.identity_url)?;
     let contacts_channel = channel("--contacts-url", &args.contacts_url)?;
-    migrate(&args.database.database_url).await?;
-    let pool = kc_runtime::db::connect(
-        &args.database.database_url,
-        SCHEMA,
-        &args.database.pool_settings(),
-    )
-    .await?;
-    let watcher = OutboxWatcher::start(pool.clone())
-        .await
-        .context("event watcher")?;
+    let auth = AuthLayer::new(verifier, [] as [&str; 0]);
+    let mut started = SERVICE.start(&args.database, &shutdown).await?;
+    let pool = started.pool.clone();
     let cache = RightsCache::new(args.cache_settings());
     let listener_task = cache::spawn_listener(pool.clone(), cache.clone())
         .await
         .context("cache invalidation listener")?;
+    started.tasks.abort_at_end(&listener_task);
     let access = Access::new(
         pool.clone(),
         cache.clone(),
@@ -106,47 +99,23 @@ pub async fn run_with_verifier(
             request_max_age: args.request_max_age,
         },
     );
-
-    // Background tasks stop with the server, whether it stops on `shutdown` or fails.
-    let tasks_stop = Shutdown::new();
-    let forward = {
-        let (shutdown, tasks_stop) = (shutdown.clone(), tasks_stop.clone());
-        tokio::spawn(async move {
-            shutdown.wait().await;
-            tasks_stop.trigger();
-        })
-    };
+    let stop = started.tasks.stop();
     let token = ServiceToken::new(identity_channel.clone(), args.account.clone());
-    let mut tasks = projection::spawn(
+    started.tasks.track(projection::spawn(
         &pool,
         &cache,
         &token,
         contacts_channel,
         identity_channel,
-        &tasks_stop,
-    );
-    tasks.push(sweeper::spawn(
-        access.clone(),
-        args.sweep_interval,
-        tasks_stop.clone(),
+        stop,
     ));
-
-    let auth = AuthLayer::new(verifier, [] as [&str; 0]);
-    let api = grpc::AccessApi::new(access, watcher, shutdown.clone());
+    let sweeper = sweeper::spawn(access.clone(), args.sweep_interval, stop.clone());
+    started.tasks.track([sweeper]);
+    let api = grpc::AccessApi::new(access, started.watcher.clone(), shutdown.clone());
     let service = AccessManagementServiceServer::new(api)
         .max_decoding_message_size(args.server.max_message_bytes)
         .max_encoding_message_size(args.server.max_message_bytes);
-    let options =
-        ServeOptions::new(&args.server, vec![SERVICE_NAME], auth).with_pool(SCHEMA, &pool);
-    let result = serve(listener, Routes::new(service), options, shutdown).await;
-
-    tasks_stop.trigger();
-    forward.abort();
-    let finished = tokio::time::timeout(TASKS_GRACE, futures::future::join_all(tasks)).await;
-    if finished.is_err() {
-        tracing::warn!("background tasks did not stop in time");
-    }
-    listener_task.abort();
-    pool.close().await;
-    result
+    started
+        .serve(listener, &args.server, auth, Routes::new(service))
+        .await
 }

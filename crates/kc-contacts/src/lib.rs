@@ -19,13 +19,11 @@ pub mod storage;
 
 use std::net::SocketAddr;
 
-use anyhow::Context;
 use kc_proto::contacts::contact_registry_service_server::ContactRegistryServiceServer;
 use kc_runtime::Shutdown;
 use kc_runtime::auth::{AuthLayer, TokenVerifier};
+use kc_runtime::bootstrap::Service;
 use kc_runtime::client::{ServiceToken, channel};
-use kc_runtime::outbox::OutboxWatcher;
-use kc_runtime::server::{ServeOptions, serve};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -44,6 +42,10 @@ pub const DEFAULT_LISTEN: SocketAddr =
 /// The migrations of the contacts schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
+/// The contact registry, for its process (`kc-contacts`).
+pub static SERVICE: Service =
+    Service::new("kc-contacts", SERVICE_NAME, DEFAULT_LISTEN).with_schema(SCHEMA, &MIGRATOR);
+
 /// Runs the migrations of the contacts schema.
 pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
     kc_runtime::db::migrate(database_url, SCHEMA, &MIGRATOR).await
@@ -61,6 +63,9 @@ pub async fn run(
 }
 
 /// Like [`run`], with the token verifier given (tests use a test issuer's keys).
+///
+/// Besides the server it runs, until `shutdown`: the sweeper of expired notification
+/// e-mail codes and, with `--access-url`, the consumer of access management's events.
 pub async fn run_with_verifier(
     args: ContactsArgs,
     verifier: TokenVerifier,
@@ -73,41 +78,32 @@ pub async fn run_with_verifier(
         .as_ref()
         .map(|(url, _)| channel("--access-url", url))
         .transpose()?;
-    migrate(&args.database.database_url).await?;
-    let pool = kc_runtime::db::connect(
-        &args.database.database_url,
-        SCHEMA,
-        &args.database.pool_settings(),
-    )
-    .await?;
-    let watcher = OutboxWatcher::start(pool.clone())
-        .await
-        .context("event watcher")?;
     let auth = AuthLayer::new(verifier, [] as [&str; 0]);
-    let registry = Registry::new(pool.clone(), codes);
-    let sweeper = tokio::spawn(sweep_expired_codes(registry.clone(), shutdown.clone()));
+    let started = SERVICE.start(&args.database, &shutdown).await?;
+    let registry = Registry::new(started.pool.clone(), codes);
+    let stop = started.tasks.stop();
+    started
+        .tasks
+        .spawn(sweep_expired_codes(registry.clone(), stop.clone()));
     // T8: the projection of access grants, followed with this service's own account.
-    let follower = match (access_link, access_channel) {
+    let follows_access = match (access_link, access_channel) {
         (Some((_, account)), Some(access)) => {
             let identity = channel("--identity-url", &args.identity.identity_url)?;
             let token = ServiceToken::new(identity, account);
-            Some(projection::spawn(&pool, &token, access, &shutdown))
+            let follower = projection::spawn(&started.pool, &token, access, stop);
+            started.tasks.track([follower]);
+            true
         }
-        _ => None,
+        _ => false,
     };
-    let api = grpc::ContactsApi::new(registry, watcher, shutdown.clone(), follower.is_some());
+    let watcher = started.watcher.clone();
+    let api = grpc::ContactsApi::new(registry, watcher, shutdown.clone(), follows_access);
     let service = ContactRegistryServiceServer::new(api)
         .max_decoding_message_size(args.server.max_message_bytes)
         .max_encoding_message_size(args.server.max_message_bytes);
-    let options =
-        ServeOptions::new(&args.server, vec![SERVICE_NAME], auth).with_pool(SCHEMA, &pool);
-    let result = serve(listener, Routes::new(service), options, shutdown).await;
-    sweeper.abort();
-    if let Some(follower) = follower {
-        follower.abort();
-    }
-    pool.close().await;
-    result
+    started
+        .serve(listener, &args.server, auth, Routes::new(service))
+        .await
 }
 
 /// How often expired notification e-mail codes are withdrawn.

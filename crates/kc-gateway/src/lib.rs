@@ -27,6 +27,7 @@ use std::net::SocketAddr;
 use kc_proto::gateway::gateway_service_server::GatewayServiceServer;
 use kc_runtime::Shutdown;
 use kc_runtime::auth::{AuthLayer, TokenVerifier};
+use kc_runtime::bootstrap::Service;
 use kc_runtime::client::{ReplicaChannels, ServiceToken};
 use kc_runtime::server::{ServeOptions, serve};
 use tokio::net::TcpListener;
@@ -43,6 +44,9 @@ pub const SERVICE_NAME: &str = policy::SERVICE;
 /// Where the gateway listens unless told otherwise.
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50050);
+
+/// The gateway, for its process (`kc-gateway`): it owns no data, so it has no schema.
+pub static SERVICE: Service = Service::new("kc-gateway", SERVICE_NAME, DEFAULT_LISTEN);
 
 /// Serves the gateway on `listener` until `shutdown`, verifying tokens with the keys of the
 /// identity service named in `args`.

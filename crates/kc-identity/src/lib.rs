@@ -13,8 +13,7 @@ use anyhow::Context;
 use kc_proto::identity::identity_service_server::IdentityServiceServer;
 use kc_runtime::Shutdown;
 use kc_runtime::auth::{AuthLayer, TokenVerifier};
-use kc_runtime::outbox::OutboxWatcher;
-use kc_runtime::server::{ServeOptions, serve};
+use kc_runtime::bootstrap::Service;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -36,6 +35,10 @@ pub const DEFAULT_LISTEN: SocketAddr =
 /// The migrations of the identity schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
+/// Identity, for its process (`kc-identity`).
+pub static SERVICE: Service =
+    Service::new("kc-identity", SERVICE_NAME, DEFAULT_LISTEN).with_schema(SCHEMA, &MIGRATOR);
+
 /// Runs the migrations of the identity schema.
 pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
     kc_runtime::db::migrate(database_url, SCHEMA, &MIGRATOR).await
@@ -49,6 +52,12 @@ pub async fn build(args: &IdentityArgs) -> anyhow::Result<(PgPool, Identity)> {
         &args.database.pool_settings(),
     )
     .await?;
+    let identity = domain(pool.clone(), args).await?;
+    Ok((pool, identity))
+}
+
+/// Builds the domain on `pool` (creating the first signing key if needed).
+async fn domain(pool: PgPool, args: &IdentityArgs) -> anyhow::Result<Identity> {
     let hasher = PasswordHasher::new(args.hashing.cost(), args.hashing.concurrency())
         .context("argon2 settings")?;
     let secrets = args.secrets.load()?;
@@ -61,13 +70,13 @@ pub async fn build(args: &IdentityArgs) -> anyhow::Result<(PgPool, Identity)> {
         ),
     );
     keys.ensure_key().await.context("signing keys")?;
-    let identity = Identity::new(pool.clone(), hasher, keys, args.settings(), &secrets);
+    let identity = Identity::new(pool, hasher, keys, args.settings(), &secrets);
     identity
         .backfill_skeletons()
         .await
         .map_err(|error| anyhow::anyhow!(kc_runtime::ApiError::from(error)))
         .context("confusable skeletons of older accounts")?;
-    Ok((pool, identity))
+    Ok(identity)
 }
 
 /// How often expired codes, revocations and sign-in slots are swept.
@@ -93,22 +102,19 @@ pub async fn run(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    migrate(&args.database.database_url).await?;
-    let (pool, identity) = build(&args).await?;
-    let watcher = OutboxWatcher::start(pool.clone())
-        .await
-        .context("event watcher")?;
+    let started = SERVICE.start(&args.database, &shutdown).await?;
+    let identity = domain(started.pool.clone(), &args).await?;
     // Identity is the issuer: it verifies tokens with its own key store, no network hop.
     let verifier = TokenVerifier::new(identity.keys().clone(), args.server.token_expectations());
     let auth = AuthLayer::new(verifier.clone(), grpc::PUBLIC_METHODS);
-    tokio::spawn(sweep(identity.clone(), shutdown.clone()));
+    let stop = started.tasks.stop().clone();
+    started.tasks.spawn(sweep(identity.clone(), stop));
+    let watcher = started.watcher.clone();
     let api = grpc::IdentityApi::new(identity, watcher, verifier, shutdown.clone());
     let service = IdentityServiceServer::new(api)
         .max_decoding_message_size(args.server.max_message_bytes)
         .max_encoding_message_size(args.server.max_message_bytes);
-    let options =
-        ServeOptions::new(&args.server, vec![SERVICE_NAME], auth).with_pool(SCHEMA, &pool);
-    let result = serve(listener, Routes::new(service), options, shutdown).await;
-    pool.close().await;
-    result
+    started
+        .serve(listener, &args.server, auth, Routes::new(service))
+        .await
 }

@@ -5,42 +5,22 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use kc_identity::config::IdentityArgs;
 use kc_identity::domain::values::{Email, Password};
-use kc_runtime::Shutdown;
 use kc_runtime::secrets::{self, OpeningKey};
-use kc_runtime::telemetry::{self, LogFormat};
 
-/// keycontacts identity service: users, credentials, sessions, signed tokens.
-///
-/// Without a command it serves: `kc-identity --listen …` is `kc-identity serve --listen …`.
-#[derive(Parser)]
-#[command(name = "kc-identity", version)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
+fn main() {
+    kc_runtime::bootstrap::Binary::new(
+        &kc_identity::SERVICE,
+        "keycontacts identity service: users, credentials, sessions, signed tokens.",
+    )
+    .main_with(kc_identity::run, admin);
 }
 
-/// The subcommands besides `serve` (the default).
-const COMMANDS: [&str; 5] = [
-    "migrate",
-    "create-service-account",
-    "bootstrap-operator",
-    "generate-key",
-    "generate-code-keys",
-];
-
+/// The administration commands, besides `serve` and `migrate`.
 #[derive(Subcommand)]
-enum Command {
-    /// Serve gRPC (the default when no command is given).
-    Serve(Box<IdentityArgs>),
-    /// Run the migrations of the identity schema and exit (for a Kubernetes Job).
-    Migrate {
-        /// Postgres URL of the identity role.
-        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-        database_url: String,
-    },
+enum Admin {
     /// Create a service account and print `client_id=…` and `client_secret=…` (shown once).
     CreateServiceAccount {
         /// Name of the account, e.g. `kc-gateway`.
@@ -68,28 +48,10 @@ enum Command {
     GenerateCodeKeys,
 }
 
-#[tokio::main]
-async fn main() {
-    if let Err(error) = run(Cli::parse_from(kc_runtime::cli::argv_with_default_serve(
-        &COMMANDS,
-    )))
-    .await
-    {
-        eprintln!("kc-identity: {error:#}");
-        std::process::exit(1);
-    }
-}
-
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Serve(args) => serve(*args).await,
-        Command::Migrate { database_url } => {
-            let _telemetry = telemetry::init("kc-identity", LogFormat::Pretty)?;
-            kc_identity::migrate(&database_url).await?;
-            println!("migrations applied to schema {}", kc_identity::SCHEMA);
-            Ok(())
-        }
-        Command::CreateServiceAccount { name, args } => {
+/// Runs one administration command.
+async fn admin(command: Admin) -> anyhow::Result<()> {
+    match command {
+        Admin::CreateServiceAccount { name, args } => {
             kc_identity::migrate(&args.database.database_url).await?;
             let (_pool, identity) = kc_identity::build(&args).await?;
             let (client_id, secret) = identity
@@ -100,7 +62,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("client_secret={secret}");
             Ok(())
         }
-        Command::BootstrapOperator {
+        Admin::BootstrapOperator {
             email,
             password_file,
             args,
@@ -121,22 +83,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("operator_user_id={}", user.user_id);
             Ok(())
         }
-        Command::GenerateKey => {
+        Admin::GenerateKey => {
             println!("{}", secrets::generate_key()?);
             Ok(())
         }
-        Command::GenerateCodeKeys => {
+        Admin::GenerateCodeKeys => {
             let opening = OpeningKey::generate()?;
             println!("code_opening_key={}", opening.to_text().as_str());
             println!("code_sealing_key={}", opening.sealing_key().to_text());
             Ok(())
         }
     }
-}
-
-async fn serve(args: IdentityArgs) -> anyhow::Result<()> {
-    let _telemetry = telemetry::init("kc-identity", args.server.log_format)?;
-    let listener =
-        kc_runtime::server::bind(args.server.listen.unwrap_or(kc_identity::DEFAULT_LISTEN)).await?;
-    kc_identity::run(args, listener, Shutdown::on_signals()).await
 }

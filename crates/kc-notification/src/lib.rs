@@ -25,15 +25,13 @@ pub mod grpc;
 pub mod storage;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::Context;
 use kc_proto::notification::notification_service_server::NotificationServiceServer;
 use kc_runtime::Shutdown;
 use kc_runtime::auth::{AuthLayer, TokenVerifier};
+use kc_runtime::bootstrap::Service;
 use kc_runtime::client::{ServiceToken, channel};
-use kc_runtime::outbox::OutboxWatcher;
-use kc_runtime::server::{ServeOptions, serve};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -52,12 +50,12 @@ pub const SERVICE_NAME: &str = "keycontacts.notification.v1.NotificationService"
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50054);
 
-/// Extra time background tasks get to finish after the server stopped, beyond the longest
-/// e-mail in flight (`--smtp-timeout`).
-const TASKS_GRACE: Duration = Duration::from_secs(10);
-
 /// The migrations of the notification schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// The notification service, for its process (`kc-notification`).
+pub static SERVICE: Service =
+    Service::new("kc-notification", SERVICE_NAME, DEFAULT_LISTEN).with_schema(SCHEMA, &MIGRATOR);
 
 /// Runs the migrations of the notification schema.
 pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
@@ -79,7 +77,7 @@ pub async fn run(
 ///
 /// Besides the server it runs, until `shutdown`: the three stream consumers (identity, the
 /// contact registry, access management) and the delivery workers, which finish the e-mails
-/// in flight before they stop.
+/// in flight before they stop (they get `--smtp-timeout` beyond the usual grace period).
 pub async fn run_with_verifier(
     args: NotificationArgs,
     verifier: TokenVerifier,
@@ -93,16 +91,10 @@ pub async fn run_with_verifier(
     let contacts_channel = channel("--contacts-url", &args.contacts_url)?;
     let access_channel = channel("--access-url", &args.access_url)?;
     let templates = Templates::load().context("templates")?;
-    migrate(&args.database.database_url).await?;
-    let pool = kc_runtime::db::connect(
-        &args.database.database_url,
-        SCHEMA,
-        &args.database.pool_settings(),
-    )
-    .await?;
-    let watcher = OutboxWatcher::start(pool.clone())
-        .await
-        .context("event watcher")?;
+    let auth = AuthLayer::new(verifier, [] as [&str; 0]);
+    let mut started = SERVICE.start(&args.database, &shutdown).await?;
+    started.tasks.extend_grace(args.smtp_timeout);
+    let pool = started.pool.clone();
     let token = ServiceToken::new(identity_channel.clone(), args.account.clone());
     let directory = Directory::new(
         token.clone(),
@@ -110,25 +102,11 @@ pub async fn run_with_verifier(
         contacts_channel.clone(),
     );
     let notifier = Notifier::new(pool.clone(), directory.clone(), templates);
-
-    // Background tasks stop with the server, whether it stops on `shutdown` or fails.
-    let tasks_stop = Shutdown::new();
-    let forward = {
-        let (shutdown, tasks_stop) = (shutdown.clone(), tasks_stop.clone());
-        tokio::spawn(async move {
-            shutdown.wait().await;
-            tasks_stop.trigger();
-        })
-    };
-    let mut tasks = match delivery::spawn(pool.clone(), delivery_settings, &tasks_stop) {
-        Ok(tasks) => tasks,
-        Err(error) => {
-            forward.abort();
-            pool.close().await;
-            return Err(error);
-        }
-    };
-    tasks.extend(consumers::spawn(
+    let stop = started.tasks.stop();
+    started
+        .tasks
+        .track(delivery::spawn(pool.clone(), delivery_settings, stop)?);
+    started.tasks.track(consumers::spawn(
         &pool,
         &notifier,
         &directory,
@@ -139,25 +117,13 @@ pub async fn run_with_verifier(
             contacts: contacts_channel,
             access: access_channel,
         },
-        &tasks_stop,
+        stop,
     ));
-
-    let auth = AuthLayer::new(verifier, [] as [&str; 0]);
-    let api = grpc::NotificationApi::new(notifier, watcher, shutdown.clone());
+    let api = grpc::NotificationApi::new(notifier, started.watcher.clone(), shutdown.clone());
     let service = NotificationServiceServer::new(api)
         .max_decoding_message_size(args.server.max_message_bytes)
         .max_encoding_message_size(args.server.max_message_bytes);
-    let options =
-        ServeOptions::new(&args.server, vec![SERVICE_NAME], auth).with_pool(SCHEMA, &pool);
-    let result = serve(listener, Routes::new(service), options, shutdown).await;
-
-    tasks_stop.trigger();
-    forward.abort();
-    let grace = args.smtp_timeout + TASKS_GRACE;
-    let finished = tokio::time::timeout(grace, futures::future::join_all(tasks)).await;
-    if finished.is_err() {
-        tracing::warn!("background tasks did not stop in time");
-    }
-    pool.close().await;
-    result
+    started
+        .serve(listener, &args.server, auth, Routes::new(service))
+        .await
 }

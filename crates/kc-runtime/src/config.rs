@@ -129,27 +129,43 @@ pub fn parse_http_url(text: &str) -> Result<String, String> {
     Ok(text.trim_end_matches('/').to_owned())
 }
 
-/// Parses `250ms`, `30s`, `15m`, `2h`, `1d`, or a plain number of seconds.
+/// The suite's one duration parser, for every duration setting of the binaries and tools
+/// (use it as clap's `value_parser = parse_duration`).
+///
+/// Accepts a number followed by a unit: `ms`, `s`, `m` (or `min`), `h` or `d`; no unit
+/// means seconds. The number is whole (`250ms`, `30s`, `15m`, `2h`, `1d`, `30`) or has a
+/// fraction (`1.5s`, `0.5m`); white space around it is ignored. Whole numbers saturate at
+/// the largest [`Duration`] rather than fail.
+///
+/// # Errors
+/// A message naming the text, for clap to show: not a number, or an unknown unit.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
-        .find(|c: char| !c.is_ascii_digit())
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 30s, 500ms, 15m"))?;
-    let seconds = |factor: u64| Duration::from_secs(number.saturating_mul(factor));
-    match unit {
-        "ms" => Ok(Duration::from_millis(number)),
-        "" | "s" => Ok(seconds(1)),
-        "m" => Ok(seconds(60)),
-        "h" => Ok(seconds(3600)),
-        "d" => Ok(seconds(86_400)),
-        _ => Err(format!(
-            "`{text}` has an unknown unit (use ms, s, m, h or d)"
-        )),
+    let not_a_number = || format!("`{text}` is not a duration like 30s, 500ms, 15m");
+    let factor: u64 = match unit {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "`{text}` has an unknown unit (use ms, s, m, h or d)"
+            ));
+        }
+    };
+    if number.contains('.') {
+        let value: f64 = number.parse().map_err(|_| not_a_number())?;
+        // Milliseconds in an f64 are exact up to 2^53, far beyond any setting.
+        return Duration::try_from_secs_f64(value * factor as f64 / 1_000.0)
+            .map_err(|_| not_a_number());
     }
+    let number: u64 = number.parse().map_err(|_| not_a_number())?;
+    Ok(Duration::from_millis(number.saturating_mul(factor)))
 }
 
 #[cfg(test)]
@@ -162,8 +178,14 @@ mod tests {
         assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5y").is_err());
+        assert_eq!(parse_duration(" 2h "), Ok(Duration::from_secs(7_200)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1_500)));
+        assert_eq!(parse_duration("0.5min"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2.5ms"), Ok(Duration::from_micros(2_500)));
+        for bad in ["soon", "5y", "", "s", "1.2.3s", ".", "-1s", "1 s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[derive(clap::Parser)]

@@ -4,7 +4,10 @@
 //! outbox with its `WatchEvents` stream, and the helpers the gRPC handlers share (paging,
 //! value parsing, errors to `Status`), and the Prometheus metrics endpoint.
 
+pub mod audit;
 pub mod auth;
+pub mod backoff;
+pub mod bootstrap;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -38,7 +38,7 @@ use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use crate::outbox::backoff::Backoff;
+use crate::backoff::Backoff;
 use crate::server::Shutdown;
 use crate::token::Claims;
 
@@ -380,10 +380,8 @@ impl Follower {
                 Some(list) if !matches!(ended, Ended::ListDropped) => list.mark_disconnected(),
                 _ => return,
             }
-            let delay = self.backoff.next_delay();
-            tokio::select! {
-                () = &mut list_dropped => return,
-                () = tokio::time::sleep(delay) => {}
+            if self.backoff.wait_or(&mut list_dropped).await {
+                return;
             }
         }
     }

@@ -10,6 +10,7 @@ use anyhow::Context;
 use futures::FutureExt as _;
 use http::{HeaderName, HeaderValue, Method};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
@@ -21,26 +22,18 @@ use crate::telemetry::RpcTraceLayer;
 
 /// A cloneable shutdown signal: triggered once, observed by the server and by long-lived
 /// streams (which must end so the server can drain).
-#[derive(Clone, Debug)]
+///
+/// A thin wrapper over tokio-util's [`CancellationToken`], so that a [`child`](Self::child)
+/// signal (the one background tasks stop on) follows its parent.
+#[derive(Clone, Debug, Default)]
 pub struct Shutdown {
-    sender: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
-    receiver: tokio::sync::watch::Receiver<bool>,
-}
-
-impl Default for Shutdown {
-    fn default() -> Self {
-        Self::new()
-    }
+    token: CancellationToken,
 }
 
 impl Shutdown {
     /// A signal not yet triggered.
     pub fn new() -> Self {
-        let (sender, receiver) = tokio::sync::watch::channel(false);
-        Self {
-            sender: std::sync::Arc::new(sender),
-            receiver,
-        }
+        Self::default()
     }
 
     /// A signal triggered by SIGTERM or SIGINT (Ctrl-C).
@@ -55,28 +48,34 @@ impl Shutdown {
         shutdown
     }
 
+    /// A signal triggered with this one, or on its own (triggering it leaves this one
+    /// alone): what a service's background tasks stop on, so that they stop both on
+    /// shutdown and when the server fails.
+    pub fn child(&self) -> Self {
+        Self {
+            token: self.token.child_token(),
+        }
+    }
+
     /// Triggers the shutdown.
     pub fn trigger(&self) {
-        self.sender.send_replace(true);
+        self.token.cancel();
     }
 
     /// Whether the shutdown was triggered.
     pub fn is_triggered(&self) -> bool {
-        *self.receiver.borrow()
+        self.token.is_cancelled()
     }
 
     /// Resolves once the shutdown is triggered.
     pub async fn wait(&self) {
-        let mut receiver = self.receiver.clone();
-        // An error means every sender is gone, which cannot happen while `self` lives.
-        let _ = receiver.wait_for(|triggered| *triggered).await;
+        self.token.cancelled().await;
     }
 
     /// Like [`wait`](Self::wait), as a future that owns its clone of the signal (for a
     /// spawned task, e.g. the `shutdown` of [`Consumer::run`](crate::outbox::Consumer::run)).
     pub fn wait_owned(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let shutdown = self.clone();
-        async move { shutdown.wait().await }
+        self.token.clone().cancelled_owned()
     }
 }
 

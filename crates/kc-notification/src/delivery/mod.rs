@@ -47,6 +47,7 @@ use crate::events;
 use crate::storage::notifications::{self, Claimed, Recorded};
 use crate::storage::{self, DUE_CHANNEL};
 use kc_runtime::Shutdown;
+use kc_runtime::backoff::Backoff;
 use transport::Sent;
 
 /// Most outcomes written in one transaction.
@@ -135,7 +136,7 @@ pub fn spawn(
 /// Wakes the dispatcher on every notification of [`DUE_CHANNEL`] (and after reconnecting,
 /// since notifications sent meanwhile were lost), until `shutdown`.
 async fn listen(pool: PgPool, wake: Arc<Notify>, shutdown: Shutdown) {
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
         let connected = tokio::select! {
             () = shutdown.wait() => return,
@@ -143,18 +144,16 @@ async fn listen(pool: PgPool, wake: Arc<Notify>, shutdown: Shutdown) {
         };
         let mut listener = match connected {
             Ok(listener) => {
-                delay = Duration::from_millis(100);
+                backoff.reset();
                 wake.notify_one();
                 listener
             }
             Err(sqlx::Error::PoolClosed) => return,
             Err(error) => {
                 tracing::warn!(error = %error, "delivery listener cannot connect; polling meanwhile");
-                tokio::select! {
-                    () = shutdown.wait() => return,
-                    () = tokio::time::sleep(delay) => {}
+                if backoff.wait_or(shutdown.wait()).await {
+                    return;
                 }
-                delay = (delay * 2).min(Duration::from_secs(10));
                 continue;
             }
         };
@@ -201,7 +200,7 @@ async fn dispatch(
     let slots = Arc::new(Semaphore::new(capacity));
     let freed = Arc::new(Notify::new());
     let mut sending = JoinSet::new();
-    let mut retry_delay = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         while sending.try_join_next().is_some() {}
         let free = slots.available_permits();
@@ -225,17 +224,15 @@ async fn dispatch(
         };
         let claimed = match claimed {
             Ok(claimed) => {
-                retry_delay = Duration::from_millis(100);
+                backoff.reset();
                 claimed
             }
             Err(error) => {
                 drop(permits);
                 tracing::warn!(error = %error, "claiming due notifications failed");
-                tokio::select! {
-                    () = shutdown.wait() => break,
-                    () = tokio::time::sleep(retry_delay) => {}
+                if backoff.wait_or(shutdown.wait()).await {
+                    break;
                 }
-                retry_delay = (retry_delay * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
@@ -381,7 +378,7 @@ async fn record_outcomes(context: Arc<Context>, mut finished: mpsc::Receiver<Fin
             .map(|f| recorded(&context.settings.retry, f))
             .collect();
         batch.clear();
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             match write(&context, &outcomes).await {
                 Ok(()) => break,
@@ -402,8 +399,7 @@ async fn record_outcomes(context: Arc<Context>, mut finished: mpsc::Receiver<Fin
                         error = format!("{error:#}"),
                         "recording delivery outcomes failed; retrying"
                     );
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
             }
         }
