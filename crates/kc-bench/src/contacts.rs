@@ -106,9 +106,13 @@ pub fn seed_assign_contact(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>>
         if let Some(note) = load_filler(&mut conn, BASE_LOAD).await? {
             notes.push(note);
         }
-        // The filler sites of the base load: the listed ones keep their 12 contacts.
-        let sites: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT site_id FROM sites WHERE site_number BETWEEN $1 AND $2 ORDER BY site_number",
+        // The filler sites of the base load (the listed ones keep their 12 contacts), each
+        // with its primary contact: the person the gateway acts for, as it does for every
+        // person, so that each call decides that person's authority at commit (T8).
+        let sites: Vec<(Uuid, Uuid)> = sqlx::query_as(
+            "SELECT s.site_id, c.user_id FROM sites s \
+             JOIN contacts c ON c.site_id = s.site_id AND c.role = 1 \
+             WHERE s.site_number BETWEEN $1 AND $2 ORDER BY s.site_number",
         )
         .bind(FILLER_SITE_BASE.to_string())
         .bind((FILLER_SITE_BASE + BASE_LOAD.sites - 1).to_string())
@@ -124,11 +128,17 @@ pub fn seed_assign_contact(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>>
         ));
         conn.close().await?;
 
-        let sites: Arc<Vec<String>> = Arc::new(sites.iter().map(Uuid::to_string).collect());
+        let sites: Arc<Vec<(String, String)>> = Arc::new(
+            sites
+                .iter()
+                .map(|(site, primary)| (site.to_string(), primary.to_string()))
+                .collect(),
+        );
         let next = Arc::new(AtomicUsize::new(0));
         let call: CallFn = Arc::new(move |channel| {
-            let site_id = sites[next.fetch_add(1, Ordering::Relaxed) % sites.len()].clone();
-            let request = authorized(
+            let (site_id, primary) =
+                sites[next.fetch_add(1, Ordering::Relaxed) % sites.len()].clone();
+            let request = seeding(
                 AssignContactRequest {
                     site_id,
                     user_id: Uuid::new_v4().to_string(),
@@ -136,8 +146,11 @@ pub fn seed_assign_contact(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>>
                     details: None,
                 },
                 &bearer,
+                &primary,
             );
             Box::pin(async move {
+                let request =
+                    request.map_err(|error| tonic::Status::internal(error.to_string()))?;
                 ContactRegistryServiceClient::new(channel)
                     .assign_contact(request)
                     .await

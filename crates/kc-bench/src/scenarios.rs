@@ -162,8 +162,10 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "contacts.assign_contact",
-        about: "a service makes a fresh user a SITE_USER of a site, with audit record and \
-                outbox event (AssignContact), round-robin over 900 sites",
+        about: "a service acting for a site's primary contact (as the gateway does) makes a \
+                fresh user a SITE_USER of the site, deciding the person's authority at commit \
+                (T8), with audit record and outbox event (AssignContact), round-robin over 900 \
+                sites",
         service: "contacts",
         method: "keycontacts.contacts.v1.ContactRegistryService/AssignContact",
         via: None,
