@@ -1,6 +1,5 @@
 //! Harness of the contact registry tests: a real Postgres database, the registry served on
 //! `127.0.0.1:0` with a test token issuer, typed clients and fixtures.
-#![allow(dead_code, missing_docs)]
 
 use std::future::Future;
 use std::str::FromStr;
@@ -30,7 +29,6 @@ pub struct Harness {
     pub db: TestDatabase,
     pub service: SpawnedService,
     pub channel: Channel,
-    pub shutdown: Shutdown,
     pub issuer: TestIssuer,
     /// Client id of the calling service account.
     pub service_id: Uuid,
@@ -59,10 +57,9 @@ impl Harness {
         argv.extend(key_args.iter().map(String::as_str));
         argv.extend(extra);
         let args = ContactsArgs::parse_from(argv).expect("test arguments parse");
-        let shutdown = Shutdown::new();
         let service = {
             let verifier = issuer.verifier();
-            let shutdown = shutdown.clone();
+            let shutdown = Shutdown::new();
             spawn_service(move |listener| {
                 kc_contacts::run_with_verifier(args, verifier, listener, shutdown)
             })
@@ -81,7 +78,6 @@ impl Harness {
             db,
             service,
             channel,
-            shutdown,
             issuer,
             service_id,
             service_token,
@@ -121,7 +117,6 @@ impl Harness {
         pool_on(&self.db.url, "contacts").await
     }
 
-    /// Number of events in the outbox (committed or not yet visible to streams).
     /// Gives `user` explicit grants on a site as access management publishes them (a
     /// `RightsChanged` event through the registry's own projection apply, T8): the authority
     /// a person holds by grant rather than by role.
@@ -173,6 +168,7 @@ impl Harness {
         .await;
     }
 
+    /// Number of events in the outbox (committed or not yet visible to streams).
     pub async fn outbox_count(&self) -> i64 {
         let pool = self.pool().await;
         let count = sqlx::query_scalar("SELECT count(*) FROM outbox_events")
@@ -389,7 +385,6 @@ impl Harness {
     }
 }
 
-/// A pool on `url` bound to `schema`.
 /// Access management's event for `user`'s explicit grants on a site after a change.
 pub fn rights_changed(
     site_id: &str,
@@ -414,6 +409,7 @@ pub fn rights_changed(
     }
 }
 
+/// A pool on `url` bound to `schema`.
 pub async fn pool_on(url: &str, schema: &str) -> PgPool {
     let options = PgConnectOptions::from_str(url)
         .expect("test database url")

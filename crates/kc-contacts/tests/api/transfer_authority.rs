@@ -3,9 +3,7 @@
 //! primary, or against the etag of the site its caller read; nobody makes itself the
 //! primary (T7).
 
-mod common;
-
-use common::*;
+use crate::helpers::*;
 use kc_proto::contacts::{self as pb};
 use tonic::Code;
 use uuid::Uuid;

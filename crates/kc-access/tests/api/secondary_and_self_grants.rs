@@ -2,9 +2,7 @@
 //! ListUserAccess and ListApprovers (A3), and that nobody grants, raises or approves its own
 //! rights (T7), operators included, through the gRPC API with the real registry and identity.
 
-mod common;
-
-use common::*;
+use crate::helpers::*;
 use kc_proto::access::{self as pb};
 use tonic::Code;
 use uuid::Uuid;

@@ -2,11 +2,9 @@
 //! times at once, and role changes on the registry followed by checks (the projection
 //! catches up).
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 
-use common::*;
+use crate::helpers::*;
 use kc_proto::access::{self as pb, event::Payload};
 use tonic::{Code, Status};
 use uuid::Uuid;

@@ -1,13 +1,11 @@
 //! Races: many concurrent tasks on one site, and the rules still true afterwards (and, for
 //! the primary contact, at every moment in between).
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use common::{Harness, PATIENCE, cites, expect_rule, mask, role, site_request, user};
+use crate::helpers::{self, Harness, PATIENCE, cites, expect_rule, mask, role, site_request, user};
 use kc_proto::contacts::{self as pb, event::Payload};
 use tonic::{Code, Status};
 use uuid::Uuid;
@@ -161,7 +159,7 @@ async fn ten_concurrent_primary_transfers_keep_exactly_one_primary_at_every_mome
                 // One more read after the transfers finished.
                 let last = done.load(Ordering::SeqCst);
                 let primaries = client
-                    .list_site_contacts(common::authed(
+                    .list_site_contacts(helpers::authed(
                         &token,
                         pb::ListSiteContactsRequest {
                             site_id: site_id.clone(),
@@ -179,7 +177,7 @@ async fn ten_concurrent_primary_transfers_keep_exactly_one_primary_at_every_mome
                     "rule C8: exactly one primary at every moment, saw {primaries:?}"
                 );
                 client
-                    .get_site(common::authed(
+                    .get_site(helpers::authed(
                         &token,
                         pb::GetSiteRequest {
                             site_id: site_id.clone(),
@@ -325,7 +323,7 @@ async fn events_carry_the_current_primary_under_concurrent_transfers() {
             let token = h.operator_token.clone();
             tasks.push(Box::pin(async move {
                 if i % 2 == 0 {
-                    let request = common::authed(
+                    let request = helpers::authed(
                         &token,
                         pb::TransferPrimaryContactRequest {
                             site_id,
@@ -339,7 +337,7 @@ async fn events_carry_the_current_primary_under_concurrent_transfers() {
                         .await
                         .expect("transfer");
                 } else {
-                    let request = common::authed(
+                    let request = helpers::authed(
                         &token,
                         pb::AssignContactRequest {
                             site_id,
@@ -555,7 +553,7 @@ async fn removing_the_stc_while_it_is_replaced_is_refused_and_replacements_succe
             // between: read again. The replacements are finite, so this ends.
             for _ in 0..50 {
                 let stcs = client
-                    .list_site_contacts(common::authed(
+                    .list_site_contacts(helpers::authed(
                         &token,
                         pb::ListSiteContactsRequest {
                             site_id: site_id.clone(),
@@ -569,7 +567,7 @@ async fn removing_the_stc_while_it_is_replaced_is_refused_and_replacements_succe
                     .contacts;
                 assert_eq!(stcs.len(), 1, "rule C5: the site always has its STC");
                 let result = client
-                    .remove_contact(common::authed(
+                    .remove_contact(helpers::authed(
                         &token,
                         pb::RemoveContactRequest {
                             contact_id: stcs[0].contact_id.clone(),

@@ -1,14 +1,13 @@
 //! Proven addresses (rule I1), no enumeration (rule I2), codes and token revocation (rule
 //! I4) through identity's gRPC interface, against a real Postgres.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Harness, PASSWORD, authed, expect_code, expect_field};
 use futures::StreamExt;
 use kc_proto::identity::{self as pb, event::Payload};
 use tonic::{Code, Status};
+
+use crate::helpers::{Harness, PASSWORD, authed, expect_code, expect_field};
 
 const OWN_PASSWORD: &str = "the owner's own passphrase";
 const SQUATTER_PASSWORD: &str = "the squatter's passphrase";

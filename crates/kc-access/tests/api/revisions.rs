@@ -3,11 +3,9 @@
 //! await, and AwaitContactsRevision lets a service await a registry write's revision in
 //! access's projection of roles before it asks access for a change of rights.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::helpers::*;
 use futures::StreamExt;
 use kc_access::domain::ContactRole;
 use kc_access::storage::sites;

@@ -1,17 +1,16 @@
 //! A second process follows `WatchEvents` from cursor zero, is killed (SIGKILL) and restarted
 //! mid-stream, and ends with exactly the events committed: none missing, none applied twice.
 //!
-//! The second process is this test binary run again with `--exact follower_process` and
-//! the environment variables below; without them `follower_process` returns at once.
-
-mod common;
+//! The second process is this test binary run again with `--exact
+//! consumer_process::follower_process` and the environment variables below; without them
+//! `follower_process` returns at once.
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Harness, PATIENCE, authed, pool_on, user};
+use crate::helpers::{Harness, PATIENCE, authed, pool_on, user};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use kc_proto::contacts::contact_registry_service_client::ContactRegistryServiceClient;
@@ -177,7 +176,7 @@ fn spawn_follower(h: &Harness) -> Child {
     Command::new(exe)
         .args([
             "--exact",
-            "follower_process",
+            "consumer_process::follower_process",
             "--nocapture",
             "--test-threads=1",
         ])

@@ -4,12 +4,10 @@
 //! registry the way the gateway does (a service naming the person in `x-kc-on-behalf-of`),
 //! with no gateway in front: the rules hold in the service that owns the write.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::*;
+use crate::helpers::*;
 use kc_proto::access as access_pb;
 use kc_proto::contacts::{self as pb, ContactRole as R};
 use tonic::Code;

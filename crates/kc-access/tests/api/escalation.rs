@@ -3,9 +3,7 @@
 //! not grant; account management; the primary's implied rights; the STC's level (U6); and
 //! disabled users, who hold nothing.
 
-mod common;
-
-use common::*;
+use crate::helpers::*;
 use kc_proto::access::{self as pb};
 use tonic::Code;
 use uuid::Uuid;

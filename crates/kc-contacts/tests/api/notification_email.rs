@@ -3,9 +3,7 @@
 //! wrong, foreign and expired codes are refused; the code never stays readable in the
 //! stream once it is over; every step is audited (L1).
 
-mod common;
-
-use common::*;
+use crate::helpers::*;
 use kc_contacts::domain::Registry;
 use kc_contacts::domain::notification_email::NotificationCodes;
 use kc_proto::contacts::{self as pb, ContactRole as R};

@@ -1,6 +1,5 @@
 //! Harness of the identity tests: a real Postgres database, identity served on
 //! `127.0.0.1:0`, and typed clients.
-#![allow(dead_code, missing_docs)]
 
 use kc_identity::config::IdentityArgs;
 use kc_identity::domain::Identity;
@@ -21,7 +20,6 @@ pub struct Harness {
     pub db: TestDatabase,
     pub service: SpawnedService,
     pub channel: Channel,
-    pub shutdown: Shutdown,
     pub args: IdentityArgs,
     operator_token: OnceCell<String>,
     reader_token: OnceCell<String>,
@@ -43,10 +41,9 @@ impl Harness {
         argv.extend(keys.iter().map(String::as_str));
         argv.extend(extra);
         let args = IdentityArgs::parse_from(argv).expect("test arguments parse");
-        let shutdown = Shutdown::new();
         let service = {
             let args = args.clone();
-            let shutdown = shutdown.clone();
+            let shutdown = Shutdown::new();
             spawn_service(move |listener| kc_identity::run(args, listener, shutdown)).await
         };
         let channel = service.channel().await;
@@ -54,7 +51,6 @@ impl Harness {
             db,
             service,
             channel,
-            shutdown,
             args,
             operator_token: OnceCell::new(),
             reader_token: OnceCell::new(),

@@ -1,0 +1,206 @@
+//! GetSiteCompliance and ListComplianceGaps (rules C1, C5, C6).
+
+use crate::helpers::{Harness, cites, expect_code, expect_field, user};
+use kc_proto::contacts::{self as pb};
+use tonic::Code;
+use uuid::Uuid;
+
+use pb::ContactRole as R;
+
+async fn compliance(h: &Harness, site_id: &str) -> Vec<(pb::ComplianceGapKind, String)> {
+    h.client()
+        .get_site_compliance(h.svc(pb::GetSiteComplianceRequest {
+            site_id: site_id.into(),
+        }))
+        .await
+        .expect("compliance")
+        .into_inner()
+        .compliance
+        .expect("compliance")
+        .gaps
+        .into_iter()
+        .map(|gap| {
+            (
+                pb::ComplianceGapKind::try_from(gap.kind).expect("kind"),
+                gap.description,
+            )
+        })
+        .collect()
+}
+
+/// Inserts a site as imported legacy data could have it: S&S active, a primary, no STC
+/// (which no RPC can produce, rule C5).
+async fn import_site_without_stc(h: &Harness, site_number: &str, customer_number: &str) -> Uuid {
+    let pool = h.pool().await;
+    let site_id = Uuid::now_v7();
+    let mut tx = pool.begin().await.expect("begin");
+    sqlx::query("INSERT INTO customers (customer_number) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(customer_number)
+        .execute(&mut *tx)
+        .await
+        .expect("customer");
+    sqlx::query(
+        "INSERT INTO sites (site_id, site_number, customer_number, name, country_code, language, \
+         program, support_active, is_original_site) \
+         VALUES ($1, $2, $3, 'Imported', 'BE', 'nl', 'passport_advantage', true, true)",
+    )
+    .bind(site_id)
+    .bind(site_number)
+    .bind(customer_number)
+    .execute(&mut *tx)
+    .await
+    .expect("site");
+    sqlx::query("INSERT INTO contacts (contact_id, site_id, user_id, role) VALUES ($1, $2, $3, 1)")
+        .bind(Uuid::now_v7())
+        .bind(site_id)
+        .bind(user())
+        .execute(&mut *tx)
+        .await
+        .expect("primary");
+    tx.commit().await.expect("commit");
+    pool.close().await;
+    site_id
+}
+
+// rules C1, C5, C6: the compliance gaps of a site: S&S without STC (only from imported
+// data), no renewal contact (recommended), the primary as only contact.
+#[tokio::test]
+async fn compliance_reports_each_gap_and_lists_the_sites_that_have_one() {
+    use pb::ComplianceGapKind as G;
+    let h = Harness::start().await;
+    // Only a primary: no renewal contact, primary only contact.
+    let lonely = h.site("1000001", "2000001", user()).await;
+    let gaps = compliance(&h, &lonely.site_id).await;
+    let kinds: Vec<G> = gaps.iter().map(|(k, _)| *k).collect();
+    assert_eq!(kinds, [G::NoRenewalContact, G::PrimaryOnlyContact]);
+    assert!(cites(&gaps[0].1, "C6"), "{:?}", gaps[0].1);
+    assert!(cites(&gaps[1].1, "C1"), "{:?}", gaps[1].1);
+
+    // The primary holding more roles is still the only person.
+    let primary = user();
+    let busy = h.site("1000002", "2000001", primary).await;
+    h.assign(&busy.site_id, primary, R::Renewal)
+        .await
+        .expect("renewal");
+    let kinds: Vec<G> = compliance(&h, &busy.site_id)
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(kinds, [G::PrimaryOnlyContact]);
+
+    // A compliant site: S&S with an STC, a renewal contact, other people.
+    let good = h
+        .supported_site("1000003", "2000002", user(), user())
+        .await
+        .site
+        .expect("site");
+    h.assign(&good.site_id, user(), R::Renewal)
+        .await
+        .expect("renewal");
+    assert!(compliance(&h, &good.site_id).await.is_empty());
+
+    // rule C5: imported data may have S&S active without an STC; it is reported first.
+    let imported = import_site_without_stc(&h, "1000004", "2000003").await;
+    let gaps = compliance(&h, &imported.to_string()).await;
+    let kinds: Vec<G> = gaps.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        kinds,
+        [
+            G::SupportWithoutSiteTechnical,
+            G::NoRenewalContact,
+            G::PrimaryOnlyContact
+        ]
+    );
+    assert!(cites(&gaps[0].1, "C5"), "{:?}", gaps[0].1);
+
+    // The list holds the sites with a gap, in site-id order, one per page here.
+    let mut listed = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = h
+            .client()
+            .list_compliance_gaps(h.svc(pb::ListComplianceGapsRequest {
+                page_size: 1,
+                page_token: token,
+            }))
+            .await
+            .expect("list gaps")
+            .into_inner();
+        assert!(page.sites.len() <= 1);
+        listed.extend(page.sites);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let ids: Vec<String> = listed.iter().map(|s| s.site_id.clone()).collect();
+    let mut expected = vec![
+        lonely.site_id.clone(),
+        busy.site_id.clone(),
+        imported.to_string(),
+    ];
+    expected.sort();
+    assert_eq!(ids, expected);
+    let imported_entry = listed
+        .iter()
+        .find(|s| s.site_id == imported.to_string())
+        .expect("imported site listed");
+    assert_eq!(imported_entry.site_number, "1000004");
+    assert_eq!(
+        imported_entry.gaps[0].kind,
+        G::SupportWithoutSiteTechnical as i32
+    );
+    assert!(cites(&imported_entry.gaps[0].description, "C5"));
+    // Fixing the gap with ReplaceContact (which assigns when nobody holds the role).
+    h.client()
+        .replace_contact(h.op(pb::ReplaceContactRequest {
+            site_id: imported.to_string(),
+            role: R::SiteTechnical as i32,
+            new_user_id: user().to_string(),
+            details: None,
+        }))
+        .await
+        .expect("name an stc");
+    let kinds: Vec<G> = compliance(&h, &imported.to_string())
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(kinds, [G::NoRenewalContact]);
+    // Bad arguments.
+    expect_field(
+        h.client()
+            .list_compliance_gaps(h.svc(pb::ListComplianceGapsRequest {
+                page_size: 0,
+                page_token: "?".into(),
+            }))
+            .await,
+        "page_token",
+    );
+    expect_field(
+        h.client()
+            .list_compliance_gaps(h.svc(pb::ListComplianceGapsRequest {
+                page_size: 5000,
+                page_token: String::new(),
+            }))
+            .await,
+        "page_size",
+    );
+    expect_field(
+        h.client()
+            .get_site_compliance(h.svc(pb::GetSiteComplianceRequest {
+                site_id: "1000001".into(),
+            }))
+            .await,
+        "site_id",
+    );
+    expect_code(
+        h.client()
+            .get_site_compliance(h.svc(pb::GetSiteComplianceRequest {
+                site_id: Uuid::new_v4().to_string(),
+            }))
+            .await,
+        Code::NotFound,
+    );
+}

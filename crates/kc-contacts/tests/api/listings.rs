@@ -1,0 +1,227 @@
+//! ListSiteContacts and ListUserContacts (rules C6, C7).
+
+use crate::helpers::{Harness, expect_code, expect_field, role, user};
+use kc_proto::contacts::{self as pb};
+use tonic::Code;
+use uuid::Uuid;
+
+use pb::ContactRole as R;
+
+// rule C7: "show all contacts" lists every contact of a site with its roles, PRIMARY
+// first, then by role and creation; a role filter narrows it.
+#[tokio::test]
+async fn list_site_contacts_shows_every_role_primary_first() {
+    let h = Harness::start().await;
+    let (primary, person) = (user(), user());
+    let site = h.site("1000001", "2000001", primary).await;
+    // Assigned in an order unlike the display order.
+    let assigned = [
+        (R::SiteUser, user()),
+        (R::Billing, person),
+        (R::Secondary, user()),
+        (R::SiteUser, person),
+        (R::Administrative, user()),
+        (R::Secondary, person),
+        (R::Shipping, user()),
+        (R::SiteTechnical, user()),
+        (R::Renewal, user()),
+    ];
+    for (r, u) in assigned {
+        h.assign(&site.site_id, u, r).await.expect("assign");
+    }
+    let all = h.contacts(&site.site_id, &[]).await;
+    assert_eq!(all.len(), 10);
+    let roles: Vec<R> = all.iter().map(role).collect();
+    assert_eq!(
+        roles,
+        [
+            R::Primary,
+            R::Administrative,
+            R::SiteTechnical,
+            R::Secondary,
+            R::Secondary,
+            R::Renewal,
+            R::Shipping,
+            R::Billing,
+            R::SiteUser,
+            R::SiteUser
+        ]
+    );
+    assert_eq!(all[0].user_id, primary.to_string());
+    // Within a role, creation order.
+    assert_eq!(all[9].user_id, person.to_string());
+    assert!(all.iter().all(|c| c.site_id == site.site_id));
+    // Role filter.
+    let filtered = h.contacts(&site.site_id, &[R::SiteUser, R::Primary]).await;
+    let roles: Vec<R> = filtered.iter().map(role).collect();
+    assert_eq!(roles, [R::Primary, R::SiteUser, R::SiteUser]);
+    // Pages of 3 give the same list.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = h
+            .client()
+            .list_site_contacts(h.svc(pb::ListSiteContactsRequest {
+                site_id: site.site_id.clone(),
+                roles: vec![],
+                page_size: 3,
+                page_token: token,
+            }))
+            .await
+            .expect("page")
+            .into_inner();
+        assert!(page.contacts.len() <= 3);
+        paged.extend(page.contacts);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(paged, all);
+    // Bad arguments.
+    let request = |site_id: &str, roles: Vec<i32>, size: i32, token: &str| {
+        h.svc(pb::ListSiteContactsRequest {
+            site_id: site_id.into(),
+            roles,
+            page_size: size,
+            page_token: token.into(),
+        })
+    };
+    let mut client = h.client();
+    expect_field(
+        client.list_site_contacts(request("x", vec![], 0, "")).await,
+        "site_id",
+    );
+    expect_field(
+        client
+            .list_site_contacts(request(&site.site_id, vec![0], 0, ""))
+            .await,
+        "roles",
+    );
+    expect_field(
+        client
+            .list_site_contacts(request(&site.site_id, vec![], 1001, ""))
+            .await,
+        "page_size",
+    );
+    expect_field(
+        client
+            .list_site_contacts(request(&site.site_id, vec![], 0, "bm90IGEgdG9rZW4"))
+            .await,
+        "page_token",
+    );
+    expect_code(
+        client
+            .list_site_contacts(request(&Uuid::new_v4().to_string(), vec![], 0, ""))
+            .await,
+        Code::NotFound,
+    );
+}
+
+// rule C6 and the vocabulary: one user may hold several roles on one site and roles on
+// many sites; ListUserContacts shows each with its site.
+#[tokio::test]
+async fn list_user_contacts_lists_every_site_and_role_of_a_person() {
+    let h = Harness::start().await;
+    let person = user();
+    let first = h.site("1000001", "2000001", person).await;
+    let second = h.site("1000002", "2000002", user()).await;
+    h.assign(&first.site_id, person, R::Billing)
+        .await
+        .expect("billing");
+    h.assign(&second.site_id, person, R::SiteTechnical)
+        .await
+        .expect("stc");
+    h.assign(&second.site_id, user(), R::SiteUser)
+        .await
+        .expect("someone else");
+    let list = |size: i32, token: String| {
+        let request = h.svc(pb::ListUserContactsRequest {
+            user_id: person.to_string(),
+            page_size: size,
+            page_token: token,
+        });
+        let mut client = h.client();
+        async move {
+            client
+                .list_user_contacts(request)
+                .await
+                .expect("list user contacts")
+                .into_inner()
+        }
+    };
+    let all = list(0, String::new()).await;
+    assert!(all.next_page_token.is_empty());
+    let mut held: Vec<(String, R)> = all
+        .contacts
+        .iter()
+        .map(|uc| {
+            let contact = uc.contact.as_ref().expect("contact");
+            let site = uc.site.as_ref().expect("site");
+            assert_eq!(contact.user_id, person.to_string());
+            assert_eq!(contact.site_id, site.site_id);
+            (site.site_number.clone(), role(contact))
+        })
+        .collect();
+    held.sort_by_key(|(number, r)| (number.clone(), *r as i32));
+    assert_eq!(
+        held,
+        [
+            ("1000001".to_owned(), R::Primary),
+            ("1000001".to_owned(), R::Billing),
+            ("1000002".to_owned(), R::SiteTechnical)
+        ]
+    );
+    // Pages of one give the same contacts.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = list(1, token).await;
+        assert!(page.contacts.len() <= 1);
+        paged.extend(page.contacts);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(paged, all.contacts);
+    // Someone without roles has none.
+    let nobody = h
+        .client()
+        .list_user_contacts(h.svc(pb::ListUserContactsRequest {
+            user_id: user().to_string(),
+            page_size: 0,
+            page_token: String::new(),
+        }))
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(nobody.contacts.is_empty());
+    for (field, request) in [
+        (
+            "user_id",
+            pb::ListUserContactsRequest {
+                user_id: "me".into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "page_size",
+            pb::ListUserContactsRequest {
+                user_id: person.to_string(),
+                page_size: -5,
+                ..Default::default()
+            },
+        ),
+        (
+            "page_token",
+            pb::ListUserContactsRequest {
+                user_id: person.to_string(),
+                page_token: "***".into(),
+                ..Default::default()
+            },
+        ),
+    ] {
+        expect_field(h.client().list_user_contacts(h.svc(request)).await, field);
+    }
+}
