@@ -3,9 +3,7 @@
 //! etag, or the acting person still being the primary), so concurrent transfers by one
 //! primary commit exactly once and the site always has exactly one primary.
 
-mod common;
-
-use common::*;
+use crate::helpers::*;
 use kc_proto::access::{self as apb};
 use kc_proto::contacts::{self as cpb};
 use kc_proto::gateway::{self as gw};

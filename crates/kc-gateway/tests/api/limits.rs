@@ -5,11 +5,9 @@
 //! reflection naming only its public API, and the gateway's Prometheus metrics (per-RPC
 //! counts by code, rate-limit refusals, read-cache hits and misses).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::helpers::*;
 use http::uri::PathAndQuery;
 use kc_proto::access as apb;
 use kc_proto::gateway as gw;

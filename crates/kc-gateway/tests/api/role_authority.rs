@@ -4,9 +4,7 @@
 //! nor ADMINISTRATIVE or SECONDARY, and nothing changes when it is refused. Nobody, the
 //! operator included, gives itself a rights-implying role (T7, checked by the registry).
 
-mod common;
-
-use common::*;
+use crate::helpers::*;
 use kc_proto::access::{self as apb};
 use kc_proto::gateway::{self as gw};
 use tonic::Code;

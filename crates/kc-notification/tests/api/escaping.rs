@@ -3,9 +3,9 @@
 //! message: they are escaped in HTML, shown as written in the text part, and CR/LF in them
 //! never starts a header line.
 
-mod common;
-
-use common::{ALL_KINDS, Kind, State, Suite, check_mail, expect_field, params_of, site_request};
+use crate::helpers::{
+    ALL_KINDS, Kind, State, Suite, check_mail, expect_field, params_of, site_request,
+};
 use kc_proto::contacts as cpb;
 use kc_proto::notification as pb;
 use kc_testkit::smtp::ReceivedMessage;

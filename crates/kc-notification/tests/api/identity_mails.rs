@@ -9,10 +9,8 @@
 //! expired, no text column of notification's schema holds the code (queried directly), the
 //! API never shows it, and a redacted mail is not sent again.
 
-mod common;
-
-use common::{
-    CODE_KINDS, Kind, Outcome, PASSWORD, State, Suite, brief, cites, code_in, eventually,
+use crate::helpers::{
+    self, CODE_KINDS, Kind, Outcome, PASSWORD, State, Suite, brief, cites, code_in, eventually,
     fresh_email, normalize, outcomes, uuid,
 };
 use kc_proto::identity::event::Payload;
@@ -483,7 +481,7 @@ async fn an_email_change_sends_the_code_to_the_new_address_and_tells_the_old() {
     let token = s.customer_token(&user).await;
     let new_email = fresh_email();
     s.identity()
-        .change_email(common::authed(
+        .change_email(helpers::authed(
             &token,
             ipb::ChangeEmailRequest {
                 user_id: user.id.to_string(),
@@ -515,7 +513,7 @@ async fn an_email_change_sends_the_code_to_the_new_address_and_tells_the_old() {
     assert_eq!(early.code(), Code::Unauthenticated, "{early:?}");
     let changed = s
         .identity()
-        .confirm_email_change(common::authed(
+        .confirm_email_change(helpers::authed(
             &token,
             ipb::ConfirmEmailChangeRequest {
                 user_id: user.id.to_string(),

@@ -15,11 +15,9 @@
 //! disagreement is collected and the test fails listing all of them, after printing the
 //! whole matrix as observed.
 
-mod common;
-
 use std::fmt;
 
-use common::*;
+use crate::helpers::*;
 use futures::StreamExt;
 use kc_proto::access::{self as apb};
 use kc_proto::contacts::contact_registry_service_client::ContactRegistryServiceClient;

@@ -2,11 +2,9 @@
 //! access token is refused within seconds at the gateway and at the services it could call
 //! directly, and `Logout` ends the access token of the session it ends (and only that one).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::helpers::*;
 use kc_proto::contacts::contact_registry_service_client::ContactRegistryServiceClient;
 use kc_proto::contacts::{self as cpb};
 use kc_proto::gateway::{self as gw};

@@ -10,7 +10,6 @@
 //! they register, prove their address with the mailed code (rule I1) and sign in through its
 //! session RPCs, and send their access token. Codes are read as notification reads them
 //! ([`kc_testkit::codes::CodeReader`]) or from the real mail ([`Suite::mail`], [`code_in`]).
-#![allow(dead_code, missing_docs)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -31,19 +30,16 @@ use kc_proto::identity::{self as ipb};
 use kc_testkit::codes::{CodeReader, MailedCode};
 use kc_testkit::secrets::{identity_key_args, notification_key_args};
 use kc_testkit::smtp::{ReceivedMessage, SmtpServer};
-use kc_testkit::{Restartable, TestDatabase, ready_channel, test_database};
+use kc_testkit::{Restartable, ready_channel, test_database};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use uuid::Uuid;
 
-// Not every test binary uses both.
-#[allow(unused_imports)]
 pub use kc_testkit::checks::{PATIENCE, cites, eventually};
 
 pub use cpb::ContactRole as Role;
 
 pub const OPERATOR_EMAIL: &str = "operator@keycontacts.test";
-pub const OPERATOR_NAME: &str = "Olivia Operator";
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// Cheap argon2 parameters: the tests exercise the logic, not the cost.
@@ -79,7 +75,6 @@ pub struct Person {
 }
 
 pub struct Suite {
-    pub db: TestDatabase,
     /// Where notification delivers mail.
     pub smtp: SmtpServer,
     pub identity: Restartable,
@@ -250,7 +245,6 @@ impl Suite {
         let operator = login(&gateway_channel, OPERATOR_EMAIL).await;
 
         Self {
-            db,
             smtp,
             identity,
             contacts,

@@ -4,9 +4,7 @@
 //! other applied it (each write's revision). So a client's next call, made at once, with no
 //! waiting, is decided on the change it was just told about.
 
-mod common;
-
-use common::*;
+use crate::helpers::*;
 use kc_proto::access::{self as apb};
 use kc_proto::contacts::contact_registry_service_client::ContactRegistryServiceClient;
 use kc_proto::contacts::{self as cpb};

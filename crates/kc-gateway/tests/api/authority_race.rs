@@ -11,13 +11,11 @@
 //!
 //! Ten concurrent transfers of the primary by one primary (C8) are in transfer_race.rs.
 
-mod common;
-
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use common::*;
+use crate::helpers::*;
 use kc_proto::access::{self as apb};
 use kc_proto::gateway::{self as gw};
 use tokio::sync::Notify;

@@ -7,9 +7,7 @@
 //! The suite's gateway keeps answers for a minute, so what it serves from the cache is
 //! told apart from what it asks again without timing anything.
 
-mod common;
-
-use common::*;
+use crate::helpers::*;
 use kc_proto::access::{self as apb};
 use kc_proto::contacts::{self as cpb};
 use kc_proto::gateway::{self as gw};

@@ -3,12 +3,10 @@
 //! call what, RetryNotification, WatchEvents outcomes, and replayed events creating nothing
 //! new (N3).
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use common::{
-    ALL_KINDS, Kind, Outcome, Role, State, Suite, TestUser, all_at_once, authed, brief,
+use crate::helpers::{
+    self, ALL_KINDS, Kind, Outcome, Role, State, Suite, TestUser, all_at_once, authed, brief,
     expect_code, expect_field, message_id_of, outcomes, params_of, send_notice_request,
 };
 use futures::StreamExt;
@@ -749,7 +747,7 @@ async fn watch_events_show_delivered_and_dead_outcomes() {
         .expect("watch after the cursor")
         .into_inner();
     let mut seen = Vec::new();
-    tokio::time::timeout(common::PATIENCE, async {
+    tokio::time::timeout(helpers::PATIENCE, async {
         loop {
             let event = stream
                 .next()
@@ -779,7 +777,7 @@ async fn watch_events_show_delivered_and_dead_outcomes() {
         }))
         .await
         .expect("retry");
-    let revived = tokio::time::timeout(common::PATIENCE, async {
+    let revived = tokio::time::timeout(helpers::PATIENCE, async {
         loop {
             let event = stream
                 .next()
@@ -857,7 +855,7 @@ async fn replayed_events_create_nothing_new() {
     s.start_notification().await;
 
     // Every stream applied again from its start, up to where it was.
-    common::eventually("the consumers are back where they were", || {
+    helpers::eventually("the consumers are back where they were", || {
         let pool = pool.clone();
         let stored = &stored;
         async move {

@@ -2,9 +2,7 @@
 //! the rights its role implies (manage access UPDATE, contact updates UPDATE, never account
 //! management), it may use them, and it never grants them to itself (T7).
 
-mod common;
-
-use common::*;
+use crate::helpers::*;
 use kc_proto::access::{self as apb};
 use kc_proto::gateway::{self as gw};
 use tonic::Code;

@@ -4,11 +4,9 @@
 //! their code, message and field violations; the public session RPCs are rate limited per
 //! caller address.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::helpers::*;
 use kc_proto::access::{self as apb};
 use kc_proto::contacts::{self as cpb};
 use kc_proto::gateway::{self as gw};

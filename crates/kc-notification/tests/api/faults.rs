@@ -3,9 +3,9 @@
 //! replies then 250, 5xx replies going DEAD at once and back after RetryNotification, the
 //! attempts running out, and the registry restarted while its stream is followed.
 
-mod common;
-
-use common::{Kind, Outcome, Role, State, Suite, TestUser, brief, eventually, outcomes};
+use crate::helpers::{
+    self, Kind, Outcome, Role, State, Suite, TestUser, brief, eventually, outcomes,
+};
 use kc_proto::contacts::{self as cpb};
 use kc_proto::notification as pb;
 use kc_testkit::smtp::SmtpCommand;
@@ -23,7 +23,7 @@ async fn settled_site(s: &Suite) -> (TestUser, TestUser, cpb::Site) {
     let site = s
         .create_site(cpb::CreateSiteRequest {
             business_partner_email: PARTNER.into(),
-            ..common::site_request(&site_number, &customer_number, primary.id, "en")
+            ..helpers::site_request(&site_number, &customer_number, primary.id, "en")
         })
         .await;
     s.assign(&site.site_id, &admin, Role::Administrative, "")
@@ -408,7 +408,7 @@ async fn abandoned_attempts_past_the_round_go_dead_unsent() {
         s.smtp
             .messages()
             .iter()
-            .all(|message| message.message_id != common::message_id_of(&id)),
+            .all(|message| message.message_id != helpers::message_id_of(&id)),
         "a notification given up is never sent"
     );
 

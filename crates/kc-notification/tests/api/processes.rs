@@ -11,15 +11,14 @@
 //!
 //! The binaries come from `cargo build --bins` (`cargo xtask test` builds them).
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use common::{
-    Kind, Notifications, Outcome, PATIENCE, State, TestUser, assert_language, authed, check_mail,
-    cites, eventually, kind_name, message_id_of, on_behalf_of, send_notice_request, uuid,
+use crate::helpers::{
+    self, Kind, Notifications, Outcome, PATIENCE, State, TestUser, assert_language, authed,
+    check_mail, cites, eventually, kind_name, message_id_of, on_behalf_of, send_notice_request,
+    uuid,
 };
 use kc_proto::access::access_management_service_client::AccessManagementServiceClient;
 use kc_proto::access::{self as apb};
@@ -148,7 +147,6 @@ impl Processes {
             id: uuid(&user.user_id),
             email: user.email,
             name: user.display_name,
-            locale: user.locale,
         }
     }
 
@@ -202,7 +200,7 @@ impl Processes {
                     .iter()
                     .find(|n| n.kind == kind as i32 && n.state == State::Delivered as i32)
                     .cloned()
-                    .ok_or_else(|| common::brief(&listed).join("\n"))
+                    .ok_or_else(|| helpers::brief(&listed).join("\n"))
             }
         })
         .await
@@ -493,7 +491,7 @@ async fn killed_mid_batch_and_restarted_every_notice_is_delivered_at_least_once(
                     .notification
                     .expect("notification");
                 if notification.state != State::Delivered as i32 {
-                    return Err(common::brief(&[notification]).join(""));
+                    return Err(helpers::brief(&[notification]).join(""));
                 }
                 found.push(notification);
             }
@@ -524,7 +522,7 @@ async fn killed_mid_batch_and_restarted_every_notice_is_delivered_at_least_once(
                 "a duplicate is the same message"
             );
         }
-        let outcomes = common::outcomes(notification);
+        let outcomes = helpers::outcomes(notification);
         assert_eq!(
             outcomes
                 .iter()

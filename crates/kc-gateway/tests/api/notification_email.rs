@@ -6,11 +6,9 @@
 //! primary's LOGIN address is told of the change, and the user holding the code (and the
 //! mailbox) cannot confirm it for the primary. Once the primary confirms, notices go there.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::helpers::*;
 use kc_proto::access::{self as apb};
 use kc_proto::contacts::{self as cpb};
 use kc_proto::gateway::{self as gw};

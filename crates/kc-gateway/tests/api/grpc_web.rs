@@ -5,11 +5,9 @@
 //! of `--cors-allowed-origins` (none by default: no CORS headers at all). Plain gRPC on the
 //! same port is what the harness itself uses to register people.
 
-mod common;
-
+use crate::helpers::*;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::*;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper::{HeaderMap, Method, Request, StatusCode};
