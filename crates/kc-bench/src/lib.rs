@@ -42,14 +42,13 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use kc_testkit::{ClusterOptions, PgCluster};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use self::load::{Settings, Window};
 use self::notification::SmtpSink;
 use self::procfs::Watched;
 use self::report::{CheckOutcome, Run, TargetRecord};
 use self::scenarios::{Env, Prepared, SCENARIOS, Scenario, Target};
-use crate::suite::{Account, Mail, Running, Service};
+use crate::suite::{Account, Mail, Running, Service, Signals, stop_all};
 
 /// Arguments of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
@@ -715,46 +714,6 @@ fn free_addr() -> anyhow::Result<String> {
 /// A listener on a free port of 127.0.0.1.
 fn free_listener() -> anyhow::Result<std::net::TcpListener> {
     std::net::TcpListener::bind("127.0.0.1:0").context("could not find a free port on 127.0.0.1")
-}
-
-/// Stops the services in reverse start order: callers before the services they call.
-async fn stop_all(running: &mut [Running]) {
-    for service in running.iter_mut().rev() {
-        let bin = service.service.bin;
-        eprintln!("xtask: stopping {bin}");
-        match service.stop().await {
-            Ok(status) if status.success() => {}
-            Ok(status) => eprintln!("xtask: {bin} exited with {status}"),
-            Err(err) => eprintln!("xtask: could not stop {bin}: {err:#}"),
-        }
-    }
-}
-
-/// The signals that stop the benchmark: SIGINT (Ctrl-C), SIGTERM and SIGHUP.
-struct Signals {
-    interrupt: Signal,
-    terminate: Signal,
-    hangup: Signal,
-}
-
-impl Signals {
-    fn new() -> anyhow::Result<Self> {
-        let listen = |kind| signal(kind).context("could not listen for signals");
-        Ok(Self {
-            interrupt: listen(SignalKind::interrupt())?,
-            terminate: listen(SignalKind::terminate())?,
-            hangup: listen(SignalKind::hangup())?,
-        })
-    }
-
-    /// Waits for the next signal; returns its name.
-    async fn recv(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.interrupt.recv() => "SIGINT",
-            _ = self.terminate.recv() => "SIGTERM",
-            _ = self.hangup.recv() => "SIGHUP",
-        }
-    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use anyhow::{Context, anyhow, bail};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -791,6 +792,48 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         .with_context(|| format!("could not write {}", path.display()))?;
     file.write_all(contents.as_bytes())
         .with_context(|| format!("could not write {}", path.display()))
+}
+
+/// Stops the services in reverse start order: callers before the services they call.
+pub async fn stop_all(running: &mut [Running]) {
+    for service in running.iter_mut().rev() {
+        let bin = service.service.bin;
+        eprintln!("xtask: stopping {bin}");
+        match service.stop().await {
+            Ok(status) if status.success() => {}
+            Ok(status) => eprintln!("xtask: {bin} exited with {status}"),
+            Err(err) => eprintln!("xtask: could not stop {bin}: {err:#}"),
+        }
+    }
+}
+
+/// The signals that stop `cargo xtask up` and the benchmark: SIGINT (Ctrl-C), SIGTERM and
+/// SIGHUP.
+pub struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+}
+
+impl Signals {
+    /// Listens for the three signals.
+    pub fn new() -> anyhow::Result<Self> {
+        let listen = |kind| signal(kind).context("could not listen for signals");
+        Ok(Self {
+            interrupt: listen(SignalKind::interrupt())?,
+            terminate: listen(SignalKind::terminate())?,
+            hangup: listen(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for the next signal; returns its name.
+    pub async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.hangup.recv() => "SIGHUP",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,10 +7,11 @@ use std::process::{ExitCode, ExitStatus};
 use anyhow::Context;
 use kc_testkit::{ClusterOptions, PgCluster};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::seed;
-use kc_bench::suite::{self, Account, KeyFiles, Mail, Running, SERVICES, Service};
+use kc_bench::suite::{
+    self, Account, KeyFiles, Mail, Running, SERVICES, Service, Signals, stop_all,
+};
 use kc_bench::workspace;
 
 /// Arguments of `cargo xtask up`.
@@ -474,44 +475,4 @@ async fn first_exit(running: &mut [Running]) -> (usize, std::io::Result<ExitStat
         .map(|running| Box::pin(running.child.wait()));
     let (status, index, _) = futures::future::select_all(waits).await;
     (index, status)
-}
-
-/// Stops the services in reverse start order: callers before the services they call.
-async fn stop_all(running: &mut [Running]) {
-    for service in running.iter_mut().rev() {
-        let bin = service.service.bin;
-        eprintln!("xtask: stopping {bin}");
-        match service.stop().await {
-            Ok(status) if status.success() => {}
-            Ok(status) => eprintln!("xtask: {bin} exited with {status}"),
-            Err(err) => eprintln!("xtask: could not stop {bin}: {err:#}"),
-        }
-    }
-}
-
-/// The signals that stop `up`: SIGINT (Ctrl-C), SIGTERM and SIGHUP.
-struct Signals {
-    interrupt: Signal,
-    terminate: Signal,
-    hangup: Signal,
-}
-
-impl Signals {
-    fn new() -> anyhow::Result<Self> {
-        let listen = |kind| signal(kind).context("could not listen for signals");
-        Ok(Self {
-            interrupt: listen(SignalKind::interrupt())?,
-            terminate: listen(SignalKind::terminate())?,
-            hangup: listen(SignalKind::hangup())?,
-        })
-    }
-
-    /// Waits for the next signal; returns its name.
-    async fn recv(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.interrupt.recv() => "SIGINT",
-            _ = self.terminate.recv() => "SIGTERM",
-            _ = self.hangup.recv() => "SIGHUP",
-        }
-    }
 }
