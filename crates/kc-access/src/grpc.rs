@@ -335,8 +335,8 @@ impl AccessManagementService for AccessApi {
             &r.reason,
             "T5: every change of rights records why",
         ));
-        let etag = Etag::parse(&r.etag);
         finish(v)?;
+        let etag = Etag::parse("etag", &r.etag).map_err(status)?;
         let changed = self
             .access
             .set_tools(
@@ -376,8 +376,8 @@ impl AccessManagementService for AccessApi {
             &r.reason,
             "T5: every change of rights records why",
         ));
-        let etag = Etag::parse(&r.etag);
         finish(v)?;
+        let etag = Etag::parse("etag", &r.etag).map_err(status)?;
         let changed = self
             .access
             .set_support(
@@ -410,8 +410,8 @@ impl AccessManagementService for AccessApi {
             &r.reason,
             "T5: every change of rights records why",
         ));
-        let etag = Etag::parse(&r.etag);
         finish(v)?;
+        let etag = Etag::parse("etag", &r.etag).map_err(status)?;
         let changed = self
             .access
             .revoke(
@@ -731,8 +731,8 @@ impl AccessManagementService for AccessApi {
             r.granted_support_level,
         ));
         let note = v.check(optional_note("note", &r.note));
-        let etag = Etag::parse(&r.etag);
         finish(v)?;
+        let etag = Etag::parse("etag", &r.etag).map_err(status)?;
         let choice = GrantChoice {
             tools: checked(tools)?,
             support: checked(support)?,
@@ -763,8 +763,8 @@ impl AccessManagementService for AccessApi {
             &r.reason,
             "A4: a refusal needs a reason",
         ));
-        let etag = Etag::parse(&r.etag);
         finish(v)?;
+        let etag = Etag::parse("etag", &r.etag).map_err(status)?;
         let decided = self
             .access
             .reject(actor, checked(request_id)?, checked(reason)?, etag)
@@ -783,8 +783,8 @@ impl AccessManagementService for AccessApi {
         let r = request.into_inner();
         let mut v = Violations::new();
         let request_id = v.check(parse_id("request_id", &r.request_id));
-        let etag = Etag::parse(&r.etag);
         finish(v)?;
+        let etag = Etag::parse("etag", &r.etag).map_err(status)?;
         let cancelled = self
             .access
             .cancel(actor, checked(request_id)?, etag)
@@ -820,8 +820,8 @@ impl AccessManagementService for AccessApi {
             "baseline_support_level",
             r.baseline_support_level,
         ));
-        let etag = Etag::parse(&r.etag);
         finish(v)?;
+        let etag = Etag::parse("etag", &r.etag).map_err(status)?;
         let baseline = Grants {
             tools: checked(tools)?,
             support: checked(support)?.unwrap_or(SupportLevel::NoAccess),

@@ -18,8 +18,8 @@ use uuid::Uuid;
 use crate::domain::recipients::{ComplianceGap, NoticePurpose};
 use crate::domain::registry::{Actor, Committed, SiteDraft, SitePatch, actor};
 use crate::domain::values::{
-    CountryCode, CustomerNumber, Locale, MAX_JOB_TITLE_CHARS, MAX_SITE_NAME_CHARS, SiteNumber,
-    optional_date, optional_email, optional_phone, optional_text, parse_etag, parse_id,
+    CountryCode, CustomerNumber, Etag, Locale, MAX_JOB_TITLE_CHARS, MAX_SITE_NAME_CHARS,
+    SiteNumber, optional_date, optional_email, optional_phone, optional_text, parse_id,
     required_text,
 };
 use crate::domain::{Contact, ContactDetails, ContactRole, ContactsError, Program, Registry, Site};
@@ -408,14 +408,14 @@ impl ContactRegistryService for ContactsApi {
                 ),
             }
         }
-        let etag_value = v.check(parse_etag("etag", &r.etag));
         finish(v)?;
+        let etag = Etag::parse("etag", &r.etag).map_err(status)?;
         let Committed {
             value: site,
             revision,
         } = self
             .registry
-            .update_site(actor, checked(site_id)?, patch, checked(etag_value)?)
+            .update_site(actor, checked(site_id)?, patch, etag.version())
             .await
             .map_err(status)?;
         Ok(Response::new(pb::UpdateSiteResponse {
@@ -466,8 +466,8 @@ impl ContactRegistryService for ContactsApi {
         let contact_id = v.check(parse_id("contact_id", &r.contact_id));
         let in_site = v.check(optional_id("site_id", &r.site_id));
         let details = details(&mut v, "details", r.details.as_ref());
-        let etag_value = v.check(parse_etag("etag", &r.etag));
         finish(v)?;
+        let etag = Etag::parse("etag", &r.etag).map_err(status)?;
         let contact = self
             .registry
             .update_contact(
@@ -475,7 +475,7 @@ impl ContactRegistryService for ContactsApi {
                 checked(contact_id)?,
                 checked(in_site)?,
                 checked(details)?,
-                checked(etag_value)?,
+                etag.version(),
             )
             .await
             .map_err(status)?;
@@ -493,8 +493,8 @@ impl ContactRegistryService for ContactsApi {
         let mut v = Violations::new();
         let contact_id = v.check(parse_id("contact_id", &r.contact_id));
         let in_site = v.check(optional_id("site_id", &r.site_id));
-        let etag_value = v.check(parse_etag("etag", &r.etag));
         finish(v)?;
+        let etag = Etag::parse("etag", &r.etag).map_err(status)?;
         let Committed {
             value: contact,
             revision,
@@ -504,7 +504,7 @@ impl ContactRegistryService for ContactsApi {
                 actor,
                 checked(contact_id)?,
                 checked(in_site)?,
-                checked(etag_value)?,
+                etag.version(),
             )
             .await
             .map_err(status)?;
@@ -564,8 +564,8 @@ impl ContactRegistryService for ContactsApi {
                 r.previous_primary_role,
             ))
         };
-        let etag_value = v.check(parse_etag("etag", &r.etag));
         finish(v)?;
+        let etag = Etag::parse("etag", &r.etag).map_err(status)?;
         let Committed {
             value: (site, primary, previous),
             revision,
@@ -576,7 +576,7 @@ impl ContactRegistryService for ContactsApi {
                 checked(site_id)?,
                 checked(new_user_id)?,
                 checked(previous_role)?,
-                checked(etag_value)?,
+                etag.version(),
             )
             .await
             .map_err(status)?;

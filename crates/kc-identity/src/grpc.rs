@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::domain::service::{MAX_BATCH_GET, Registration, SessionTokens, UserDraft};
 use crate::domain::values::{DisplayName, Email, Locale, Password};
-use crate::domain::{Identity, User, UserKind, UserState, parse_id};
+use crate::domain::{Etag, Identity, User, UserKind, UserState, parse_id};
 use crate::events;
 
 /// Revocations per message of the WatchRevocations snapshot.
@@ -425,10 +425,11 @@ impl IdentityService for IdentityApi {
             .as_deref()
             .and_then(|text| violations.check(Locale::parse("locale", text)));
         violations.finish().map_err(status)?;
+        let etag = Etag::parse("etag", &r.etag).map_err(status)?;
         let user_id = user_id.ok_or_else(|| Status::internal("internal error"))?;
         let user = self
             .identity
-            .update_user(&caller, user_id, display_name, locale, &r.etag)
+            .update_user(&caller, user_id, display_name, locale, etag)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::UpdateUserResponse {

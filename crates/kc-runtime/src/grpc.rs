@@ -1,5 +1,4 @@
-//! Helpers the gRPC handlers of every service share: errors to `Status`, request ids and
-//! etags, paging arguments and tokens, and the `WatchEvents` handler.
+//! Helpers the gRPC handlers of every service share: errors to `Status`, request ids, paging arguments and tokens, and the `WatchEvents` handler.
 //!
 //! Handlers parse with the values of [`crate::values`] and [`crate::paging`] (which report a
 //! [`Violation`]) and use these to turn the result into a `tonic::Status` in one place, so
@@ -11,7 +10,7 @@ use uuid::Uuid;
 
 use crate::outbox::{Cursor, EventStream, OutboxWatcher, StoredEvent, watch_response};
 use crate::paging::{Page, decode_token, encode_token, page_size};
-use crate::values::{parse_etag, parse_id};
+use crate::values::parse_id;
 use crate::{ApiError, Shutdown, Violation, Violations};
 
 /// The `Status` of any error a service maps onto [`ApiError`].
@@ -37,11 +36,6 @@ pub fn checked<T>(value: Option<T>) -> Result<T, Status> {
 /// Parses the id in `field` (see [`parse_id`]), failing the request when it is not one.
 pub fn id(field: &str, text: &str) -> Result<Uuid, Status> {
     parse_id(field, text).map_err(invalid)
-}
-
-/// Parses the etag in `field` (see [`parse_etag`]): `None` when empty (no check).
-pub fn etag(field: &str, text: &str) -> Result<Option<i64>, Status> {
-    parse_etag(field, text).map_err(invalid)
 }
 
 /// Parses `page_size` with the `(default, max)` sizes of a list (see [`page_size`]).
@@ -223,7 +217,6 @@ mod tests {
             checked(None::<u8>).unwrap_err().code(),
             tonic::Code::Internal
         );
-        assert_eq!(etag("etag", "").unwrap(), None);
     }
 
     fn with_timeout(value: &str) -> tonic::Request<()> {

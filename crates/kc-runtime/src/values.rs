@@ -2,9 +2,11 @@
 //! them, display names, BCP-47 language tags, ids and etags, site and customer numbers as the
 //! contact registry issues them, and bounded free texts.
 
+use std::fmt;
+
 use uuid::Uuid;
 
-use crate::Violation;
+use crate::{ApiError, Violation};
 
 /// A login e-mail: trimmed, lowercased, syntactically valid.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -167,18 +169,53 @@ pub fn parse_id(field: &str, text: &str) -> Result<Uuid, Violation> {
     Uuid::parse_str(text.trim()).map_err(|_| Violation::new(field, "must be a UUID"))
 }
 
-/// Parses an etag as services issue them (a version number, optionally quoted); empty means
-/// "no check".
-pub fn parse_etag(field: &str, etag: &str) -> Result<Option<i64>, Violation> {
-    let trimmed = etag.trim();
-    if trimmed.is_empty() {
-        return Ok(None);
+/// An etag a client sent back, as every service of the suite issues them: the version of the
+/// resource it read (a number, optionally quoted). Empty means "no check".
+///
+/// Etags are opaque to clients, so a text no service of the suite issued (malformed or
+/// foreign) is not bad input but a version that cannot match: [`Etag::parse`] answers it
+/// `Aborted`, exactly as a stale etag is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Etag(Option<i64>);
+
+impl Etag {
+    /// Reads the etag in `field`; an etag this suite never issued is `Aborted`, with a message
+    /// naming `field`.
+    pub fn parse(field: &str, text: &str) -> Result<Self, ApiError> {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Ok(Self(None));
+        }
+        trimmed
+            .trim_matches('"')
+            .parse()
+            .map(|version| Self(Some(version)))
+            .map_err(|_| {
+                ApiError::Aborted(format!(
+                    "{field} is not an etag of this resource; read it again"
+                ))
+            })
     }
-    trimmed
-        .trim_matches('"')
-        .parse()
-        .map(Some)
-        .map_err(|_| Violation::new(field, "etag is not one this service issued"))
+
+    /// The version the client read, `None` when it asked for no check.
+    pub fn version(self) -> Option<i64> {
+        self.0
+    }
+
+    /// Whether the resource at `version` passes the check.
+    pub fn matches(self, version: i64) -> bool {
+        self.0.is_none_or(|expected| expected == version)
+    }
+}
+
+impl fmt::Display for Etag {
+    /// The etag as services issue it: the version, or nothing when there is no check.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(version) => write!(f, "{version}"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Parses a number of 7 to 10 ASCII digits (site and customer numbers, S2); `what` names it
@@ -403,5 +440,25 @@ mod tests {
         for bad in ["french", "f", "fr-", "fr--CA", "12", "en-US-x"] {
             assert!(Locale::parse("locale", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn etags() {
+        assert_eq!(Etag::parse("etag", "").unwrap().version(), None);
+        assert_eq!(Etag::parse("etag", " \"3\" ").unwrap().version(), Some(3));
+        assert_eq!(Etag::parse("etag", "3").unwrap().to_string(), "3");
+        assert_eq!(Etag::parse("etag", "").unwrap().to_string(), "");
+        for foreign in ["3-stale", "one", "\"\""] {
+            match Etag::parse("etag", foreign) {
+                Err(ApiError::Aborted(message)) => assert_eq!(
+                    message, "etag is not an etag of this resource; read it again",
+                    "{foreign}"
+                ),
+                other => panic!("{foreign}: expected Aborted, got {other:?}"),
+            }
+        }
+        let any = Etag::parse("etag", "").unwrap();
+        let seven = Etag::parse("etag", "7").unwrap();
+        assert!(any.matches(7) && seven.matches(7) && !seven.matches(6));
     }
 }

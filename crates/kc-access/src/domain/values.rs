@@ -1,10 +1,10 @@
-//! Parse-don't-validate values of access management: reasons (T5, A4), justifications, etags
-//! and e-mail domains (A7). Ids, site and customer numbers (S3) and bounded texts are the
+//! Parse-don't-validate values of access management: reasons (T5, A4), justifications and
+//! e-mail domains (A7). Ids, etags, site and customer numbers (S3) and bounded texts are the
 //! shared ones of `kc_runtime::values`.
 
 use kc_runtime::Violation;
 use kc_runtime::values::optional_multiline_text;
-pub use kc_runtime::values::{CustomerNumber, SiteNumber, parse_id};
+pub use kc_runtime::values::{CustomerNumber, Etag, SiteNumber, parse_id};
 
 /// Longest reason of a change or a rejection, and longest approval note, in characters.
 pub const MAX_REASON_CHARS: usize = 500;
@@ -12,42 +12,6 @@ pub const MAX_REASON_CHARS: usize = 500;
 pub const MAX_JUSTIFICATION_CHARS: usize = 1000;
 /// Longest e-mail domain, in bytes (a DNS name).
 const MAX_DOMAIN_LEN: usize = 253;
-
-/// An etag a client sent back. Etags are opaque to clients, so a text this service never
-/// issued is not malformed input but a version that cannot match (`Aborted`, like any stale
-/// etag).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Etag {
-    /// Empty: no check.
-    Any,
-    /// A version this service issued (a number, optionally quoted).
-    Version(i64),
-    /// Anything else: matches no version.
-    Foreign,
-}
-
-impl Etag {
-    /// Reads an etag field.
-    pub fn parse(text: &str) -> Self {
-        let trimmed = text.trim();
-        if trimmed.is_empty() {
-            return Self::Any;
-        }
-        trimmed
-            .trim_matches('"')
-            .parse()
-            .map_or(Self::Foreign, Self::Version)
-    }
-
-    /// Whether the resource at `version` passes the check.
-    pub fn matches(self, version: i64) -> bool {
-        match self {
-            Self::Any => true,
-            Self::Version(expected) => expected == version,
-            Self::Foreign => false,
-        }
-    }
-}
 
 /// The reason of a change of rights (T5) or of a rejection (A4): 1 to 500 characters.
 /// `rule` is cited when it is missing, e.g. `T5: every change of rights records why`.
@@ -136,15 +100,6 @@ mod tests {
         assert_eq!(justification("j", "").unwrap(), "");
         assert!(justification("j", &"x".repeat(1001)).is_err());
         assert_eq!(optional_note("n", " ").unwrap(), None);
-    }
-
-    #[test]
-    fn etags() {
-        assert_eq!(Etag::parse(""), Etag::Any);
-        assert_eq!(Etag::parse(" \"3\" "), Etag::Version(3));
-        assert_eq!(Etag::parse("3-stale"), Etag::Foreign);
-        assert!(Etag::Any.matches(7) && Etag::Version(7).matches(7));
-        assert!(!Etag::Version(6).matches(7) && !Etag::Foreign.matches(0));
     }
 
     #[test]

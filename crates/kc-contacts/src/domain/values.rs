@@ -5,7 +5,7 @@
 use chrono::NaiveDate;
 use kc_runtime::Violation;
 pub use kc_runtime::values::{
-    CustomerNumber, Email, Locale, SiteNumber, optional_email, optional_text, parse_etag, parse_id,
+    CustomerNumber, Email, Etag, Locale, SiteNumber, optional_email, optional_text, parse_id,
     required_text,
 };
 

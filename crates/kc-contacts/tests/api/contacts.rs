@@ -352,7 +352,10 @@ async fn update_contact_replaces_details_normalising_the_phone() {
         h.client().update_contact(update(None, &contact.etag)).await,
         Code::Aborted,
     );
-    expect_field(h.client().update_contact(update(None, "v2")).await, "etag");
+    expect_code(
+        h.client().update_contact(update(None, "v2")).await,
+        Code::Aborted,
+    );
     // Bad details name their field and write nothing.
     for (field, details) in [
         (
@@ -548,11 +551,11 @@ async fn remove_contact_takes_one_role_away_honouring_the_etag() {
             .await,
         Code::Aborted,
     );
-    expect_field(
+    expect_code(
         h.client()
             .remove_contact(remove(&secondary.contact_id, "x"))
             .await,
-        "etag",
+        Code::Aborted,
     );
     expect_field(
         h.client().remove_contact(remove("nope", "")).await,

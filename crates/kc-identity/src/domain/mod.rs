@@ -104,7 +104,7 @@ impl User {
     }
 }
 
-pub use kc_runtime::values::{parse_etag, parse_id};
+pub use kc_runtime::values::{Etag, parse_id};
 
 /// Everything that can go wrong in identity, mapped exhaustively onto the API categories.
 #[derive(Debug, thiserror::Error)]

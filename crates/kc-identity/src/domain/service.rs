@@ -17,7 +17,7 @@ use super::codes::{Code, CodeKeys, Purpose};
 use super::keys::{KeyRing, PublicKey};
 use super::password::PasswordHasher;
 use super::values::{DisplayName, Email, Locale, Password, email_skeleton};
-use super::{IdentityError, Result, User, UserKind, UserState, parse_etag};
+use super::{Etag, IdentityError, Result, User, UserKind, UserState};
 use crate::config::Secrets;
 use crate::events;
 use crate::storage::revocations::Revocation;
@@ -845,15 +845,14 @@ impl Identity {
         user_id: Uuid,
         display_name: Option<DisplayName>,
         locale: Option<Locale>,
-        etag: &str,
+        etag: Etag,
     ) -> Result<User> {
         require_self_or_privileged(caller, user_id)?;
-        let expected = parse_etag("etag", etag)?;
         let mut tx = self.pool.begin().await?;
         let current = storage::users::get_for_update(&mut tx, user_id)
             .await?
             .ok_or(IdentityError::UserNotFound)?;
-        if expected.is_some_and(|version| version != current.version) {
+        if !etag.matches(current.version) {
             return Err(IdentityError::EtagMismatch);
         }
         let user = storage::users::update_profile(
