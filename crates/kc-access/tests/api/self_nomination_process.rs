@@ -21,20 +21,12 @@ use kc_testkit::process::{CoreProcesses, bootstrap_operator, grpcurl_json, servi
 use kc_testkit::ready_channel;
 use tonic::Request;
 
-const OPERATOR_EMAIL: &str = "operator@keycontacts.test";
+use crate::helpers::{OPERATOR_EMAIL, PASSWORD, authed};
+
 const OPERATOR_PASSWORD: &str = "operator passphrase";
-const PASSWORD: &str = "correct horse battery staple";
 const ACCESS: &str = "keycontacts.access.v1.AccessManagementService";
 /// Upper bound for the projection to catch up: generous, only reached on failure.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
 
 fn for_user<T>(token: &str, user: &str, message: T) -> Request<T> {
     let mut request = authed(token, message);

@@ -26,7 +26,7 @@ pub struct Harness {
 }
 
 /// Cheap argon2 parameters: the tests exercise the logic, not the cost.
-const FAST_HASHING: [&str; 4] = ["--argon2-memory-kib", "256", "--argon2-iterations", "1"];
+pub const FAST_HASHING: [&str; 4] = ["--argon2-memory-kib", "256", "--argon2-iterations", "1"];
 
 impl Harness {
     pub async fn start() -> Self {

@@ -16,9 +16,6 @@ use kc_testkit::{SpawnedService, TestDatabase, spawn_service, test_database};
 use tonic::Request;
 use tonic::transport::Channel;
 
-/// Cheap argon2 parameters: these tests exercise keys, not password hashing.
-const FAST_HASHING: [&str; 4] = ["--argon2-memory-kib", "256", "--argon2-iterations", "1"];
-
 /// A directory of key files for one test.
 struct KeyDir(PathBuf);
 
@@ -66,7 +63,7 @@ fn args(db: &TestDatabase, kek: &Path, previous: Option<&Path>) -> IdentityArgs 
         argv.push("--previous-key-encryption-key-file".to_owned());
         argv.push(previous.display().to_string());
     }
-    argv.extend(FAST_HASHING.map(str::to_owned));
+    argv.extend(crate::helpers::FAST_HASHING.map(str::to_owned));
     IdentityArgs::parse_from(argv).expect("test arguments parse")
 }
 
