@@ -17,7 +17,7 @@ use kc_runtime::grpc::{
     await_revision, bad_page_token, checked, decode_single_key, finish, id, next_page_token,
     page_size_or_status, status, watch_events,
 };
-use kc_runtime::outbox::{self, Cursor, EventStream, OutboxWatcher};
+use kc_runtime::outbox::{self, EventStream, OutboxWatcher};
 use kc_runtime::paging::{decode_token, page_size};
 use kc_runtime::values::timestamp;
 use kc_runtime::{Shutdown, Violation, Violations};
@@ -66,13 +66,6 @@ impl AccessApi {
 /// The actor of a request: services and operators only.
 fn request_actor<T>(request: &Request<T>) -> Result<Actor, Status> {
     Actor::of(&caller(request)?).map_err(status)
-}
-
-/// The `revision` field of a write's response: its cursor, empty when it appended no event.
-fn revision_field(revision: Option<Cursor>) -> String {
-    revision
-        .map(|cursor| cursor.to_string())
-        .unwrap_or_default()
 }
 
 /// The proto number of `tool` in a `ToolAccess` message.
@@ -351,7 +344,7 @@ impl AccessManagementService for AccessApi {
             .map_err(status)?;
         Ok(Response::new(pb::SetToolAccessResponse {
             profile: Some(profile_to_proto(&changed.value)),
-            revision: revision_field(changed.revision),
+            revision: changed.revision_text(),
         }))
     }
 
@@ -392,7 +385,7 @@ impl AccessManagementService for AccessApi {
             .map_err(status)?;
         Ok(Response::new(pb::SetSupportAccessResponse {
             profile: Some(profile_to_proto(&changed.value)),
-            revision: revision_field(changed.revision),
+            revision: changed.revision_text(),
         }))
     }
 
@@ -425,7 +418,7 @@ impl AccessManagementService for AccessApi {
             .map_err(status)?;
         Ok(Response::new(pb::RevokeAccessResponse {
             profile: Some(profile_to_proto(&changed.value)),
-            revision: revision_field(changed.revision),
+            revision: changed.revision_text(),
         }))
     }
 
@@ -649,7 +642,7 @@ impl AccessManagementService for AccessApi {
             .map_err(status)?;
         Ok(Response::new(pb::SubmitAccessRequestResponse {
             request: Some(request_to_proto(&created.value)),
-            revision: revision_field(created.revision),
+            revision: created.revision_text(),
         }))
     }
 
@@ -746,7 +739,7 @@ impl AccessManagementService for AccessApi {
         Ok(Response::new(pb::ApproveAccessRequestResponse {
             request: Some(request_to_proto(decided)),
             profile: Some(profile_to_proto(profile)),
-            revision: revision_field(approved.revision),
+            revision: approved.revision_text(),
         }))
     }
 

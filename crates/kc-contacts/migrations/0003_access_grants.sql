@@ -15,7 +15,5 @@ CREATE TABLE access_grants (
     contact_updates    smallint    NOT NULL CHECK (contact_updates > 0),
     account_documents  smallint    NOT NULL CHECK (account_documents > 0),
     support            smallint    NOT NULL CHECK (support > 0),
-    -- When the projection applied the last change (clock time, not transaction start).
-    apply_time         timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (site_id, user_id)
 );

@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::domain::recipients::{ComplianceGap, NoticePurpose};
-use crate::domain::registry::{Actor, Committed, SiteDraft, SitePatch, actor};
+use crate::domain::registry::{Actor, SiteDraft, SitePatch, actor};
 use crate::domain::values::{
     CountryCode, CustomerNumber, Etag, Locale, MAX_JOB_TITLE_CHARS, MAX_SITE_NAME_CHARS,
     SiteNumber, optional_date, optional_email, optional_phone, optional_text, parse_id,
@@ -25,6 +25,7 @@ use crate::domain::values::{
 use crate::domain::{Contact, ContactDetails, ContactRole, ContactsError, Program, Registry, Site};
 use crate::projection;
 use crate::storage::sites::SiteComplianceRow;
+use kc_runtime::outbox::{Revised, revision_text};
 
 /// Default and largest page sizes of the site and audit lists.
 const SITES_PAGE: (u32, u32) = (100, 1000);
@@ -286,7 +287,7 @@ impl ContactRegistryService for ContactsApi {
             site_technical_user_id: checked(site_technical_user_id)?,
             site_technical_details: checked(site_technical_details)?,
         };
-        let Committed {
+        let Revised {
             value: (site, contacts),
             revision,
         } = self
@@ -297,7 +298,7 @@ impl ContactRegistryService for ContactsApi {
         Ok(Response::new(pb::CreateSiteResponse {
             site: Some(site_to_proto(&site)),
             contacts: contacts.iter().map(contact_to_proto).collect(),
-            revision: revision.to_string(),
+            revision: revision_text(revision),
         }))
     }
 
@@ -410,7 +411,7 @@ impl ContactRegistryService for ContactsApi {
         }
         finish(v)?;
         let etag = Etag::parse("etag", &r.etag).map_err(status)?;
-        let Committed {
+        let Revised {
             value: site,
             revision,
         } = self
@@ -420,7 +421,7 @@ impl ContactRegistryService for ContactsApi {
             .map_err(status)?;
         Ok(Response::new(pb::UpdateSiteResponse {
             site: Some(site_to_proto(&site)),
-            revision: revision.to_string(),
+            revision: revision_text(revision),
         }))
     }
 
@@ -436,7 +437,7 @@ impl ContactRegistryService for ContactsApi {
         let role = v.check(role_from_proto("role", r.role));
         let details = details(&mut v, "details", r.details.as_ref());
         finish(v)?;
-        let Committed {
+        let Revised {
             value: contact,
             revision,
         } = self
@@ -452,7 +453,7 @@ impl ContactRegistryService for ContactsApi {
             .map_err(status)?;
         Ok(Response::new(pb::AssignContactResponse {
             contact: Some(contact_to_proto(&contact)),
-            revision: revision.to_string(),
+            revision: revision_text(revision),
         }))
     }
 
@@ -495,7 +496,7 @@ impl ContactRegistryService for ContactsApi {
         let in_site = v.check(optional_id("site_id", &r.site_id));
         finish(v)?;
         let etag = Etag::parse("etag", &r.etag).map_err(status)?;
-        let Committed {
+        let Revised {
             value: contact,
             revision,
         } = self
@@ -510,7 +511,7 @@ impl ContactRegistryService for ContactsApi {
             .map_err(status)?;
         Ok(Response::new(pb::RemoveContactResponse {
             contact: Some(contact_to_proto(&contact)),
-            revision: revision.to_string(),
+            revision: revision_text(revision),
         }))
     }
 
@@ -526,7 +527,7 @@ impl ContactRegistryService for ContactsApi {
         let new_user_id = v.check(parse_id("new_user_id", &r.new_user_id));
         let details = details(&mut v, "details", r.details.as_ref());
         finish(v)?;
-        let Committed {
+        let Revised {
             value: (contact, replaced),
             revision,
         } = self
@@ -543,7 +544,7 @@ impl ContactRegistryService for ContactsApi {
         Ok(Response::new(pb::ReplaceContactResponse {
             contact: Some(contact_to_proto(&contact)),
             replaced: replaced.as_ref().map(contact_to_proto),
-            revision: revision.to_string(),
+            revision: revision_text(revision),
         }))
     }
 
@@ -566,7 +567,7 @@ impl ContactRegistryService for ContactsApi {
         };
         finish(v)?;
         let etag = Etag::parse("etag", &r.etag).map_err(status)?;
-        let Committed {
+        let Revised {
             value: (site, primary, previous),
             revision,
         } = self
@@ -584,7 +585,7 @@ impl ContactRegistryService for ContactsApi {
             site: Some(site_to_proto(&site)),
             primary: Some(contact_to_proto(&primary)),
             previous_primary: previous.as_ref().map(contact_to_proto),
-            revision: revision.to_string(),
+            revision: revision_text(revision),
         }))
     }
 

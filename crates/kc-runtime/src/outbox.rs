@@ -137,6 +137,41 @@ pub async fn append(conn: &mut PgConnection, event: NewEvent<'_>) -> Result<Uuid
         .map(|appended| appended.event_id)
 }
 
+/// What a write returns, with its revision: the cursor its last event will have in the
+/// service's stream (`WatchEvents`) once it commits, `None` when it appended no event
+/// (nothing changed). Another service that follows the stream awaits the revision before its
+/// next decision on what the write did (T8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revised<T> {
+    /// What the write returns.
+    pub value: T,
+    /// The cursor of the write's last event; `None` when it appended none.
+    pub revision: Option<Cursor>,
+}
+
+impl<T> Revised<T> {
+    /// A result that changed nothing, so has no revision.
+    pub fn unchanged(value: T) -> Self {
+        Self {
+            value,
+            revision: None,
+        }
+    }
+
+    /// The `revision` field of the write's response: its cursor, empty when it appended no
+    /// event.
+    pub fn revision_text(&self) -> String {
+        revision_text(self.revision)
+    }
+}
+
+/// The `revision` field of a write's response: the cursor, empty for none.
+pub fn revision_text(revision: Option<Cursor>) -> String {
+    revision
+        .map(|cursor| cursor.to_string())
+        .unwrap_or_default()
+}
+
 /// An event written to the outbox: its id and where it will sit in the stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Appended {

@@ -65,7 +65,7 @@ use std::time::Duration;
 use chrono::Utc;
 use kc_runtime::Caller;
 use kc_runtime::db::{DbErrorKind, classify, constraint};
-use kc_runtime::outbox::Cursor;
+use kc_runtime::outbox::{Cursor, Revised};
 pub use kc_runtime::paging::Page;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
@@ -106,29 +106,6 @@ pub struct Access {
     pool: PgPool,
     cache: RightsCache,
     settings: AccessSettings,
-}
-
-/// What a change returns, with its revision: the cursor its last event will have in this
-/// service's stream (`WatchEvents`) once it commits, `None` when it appended no event
-/// (nothing changed). Another service that follows the stream awaits the revision before its
-/// next decision on what the change did, so that it decides on rights at least this fresh
-/// (T8).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revised<T> {
-    /// What the operation returns.
-    pub value: T,
-    /// The cursor of the change's last event; `None` when it appended none.
-    pub revision: Option<Cursor>,
-}
-
-impl<T> Revised<T> {
-    /// A result that changed nothing, so has no revision.
-    fn unchanged(value: T) -> Self {
-        Self {
-            value,
-            revision: None,
-        }
-    }
 }
 
 /// What kind of caller acts.

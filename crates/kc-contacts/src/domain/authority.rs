@@ -90,15 +90,9 @@ async fn effective(
     actor: Actor,
     site: &Site,
 ) -> Result<Effective, ContactsError> {
-    let roles: RoleSet = storage::contacts::roles_of(tx, site.site_id, actor.actor_id)
-        .await?
-        .into_iter()
-        .filter_map(rights_role)
-        .collect();
-    let has_site_technical =
-        !storage::contacts::holders(tx, site.site_id, ContactRole::SiteTechnical)
-            .await?
-            .is_empty();
+    let (roles, has_site_technical) =
+        storage::contacts::roles_and_stc(tx, site.site_id, actor.actor_id).await?;
+    let roles: RoleSet = roles.into_iter().filter_map(rights_role).collect();
     let explicit: Grants = storage::access_grants::get(tx, site.site_id, actor.actor_id).await?;
     Ok(Effective::of(
         &Subject {

@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 use kc_runtime::Caller;
 use kc_runtime::db::{DbErrorKind, classify, constraint};
-use kc_runtime::outbox::Cursor;
+use kc_runtime::outbox::{Cursor, Revised};
 pub use kc_runtime::paging::Page;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
@@ -76,16 +76,6 @@ pub struct SitePatch {
     pub business_partner_email: Option<Option<String>>,
     /// New C3 switch.
     pub admin_may_manage_access: Option<bool>,
-}
-
-/// What a write made, with its revision: the cursor of its event in the registry's stream,
-/// which the gateway hands to access management to await (T8).
-#[derive(Debug, Clone)]
-pub struct Committed<T> {
-    /// What the write made.
-    pub value: T,
-    /// The cursor of the write's event.
-    pub revision: Cursor,
 }
 
 /// The person responsible for a change, and the service it came through.
@@ -515,7 +505,7 @@ impl Registry {
         &self,
         actor: Actor,
         draft: SiteDraft,
-    ) -> Result<Committed<(Site, Vec<Contact>)>> {
+    ) -> Result<Revised<(Site, Vec<Contact>)>> {
         let mut tx = self.pool.begin().await?;
         let is_original_site =
             storage::sites::insert_customer(&mut tx, draft.customer_number.as_str()).await?;
@@ -593,9 +583,9 @@ impl Registry {
             });
         }
         tx.commit().await?;
-        Ok(Committed {
+        Ok(Revised {
             value: (site, with_pending),
-            revision,
+            revision: Some(revision),
         })
     }
 
@@ -640,7 +630,7 @@ impl Registry {
         site_id: Uuid,
         patch: SitePatch,
         etag: Option<i64>,
-    ) -> Result<Committed<Site>> {
+    ) -> Result<Revised<Site>> {
         let mut tx = self.pool.begin().await?;
         let before = lock_site(&mut tx, site_id).await?;
         authority::require(&mut tx, actor, &before, &[Need::SITE]).await?;
@@ -688,9 +678,9 @@ impl Registry {
         }
         .commit(tx)
         .await?;
-        Ok(Committed {
+        Ok(Revised {
             value: site,
-            revision,
+            revision: Some(revision),
         })
     }
 
@@ -702,7 +692,7 @@ impl Registry {
         user_id: Uuid,
         role: ContactRole,
         details: ContactDetails,
-    ) -> Result<Committed<Contact>> {
+    ) -> Result<Revised<Contact>> {
         if role == ContactRole::Primary {
             return Err(ContactsError::rule(
                 "rule C8: the primary contact changes only by transfer; use TransferPrimaryContact",
@@ -741,9 +731,9 @@ impl Registry {
             None => contact,
         };
         tx.commit().await?;
-        Ok(Committed {
+        Ok(Revised {
             value: contact,
-            revision,
+            revision: Some(revision),
         })
     }
 
@@ -809,7 +799,7 @@ impl Registry {
         contact_id: Uuid,
         in_site: Option<Uuid>,
         etag: Option<i64>,
-    ) -> Result<Committed<Contact>> {
+    ) -> Result<Revised<Contact>> {
         let mut tx = self.pool.begin().await?;
         let (site, contact) = lock_contact(&mut tx, contact_id, in_site).await?;
         refuse_anonymous_grant(actor, contact.role)?;
@@ -846,9 +836,9 @@ impl Registry {
         }
         .commit(tx)
         .await?;
-        Ok(Committed {
+        Ok(Revised {
             value: contact,
-            revision,
+            revision: Some(revision),
         })
     }
 
@@ -861,7 +851,7 @@ impl Registry {
         role: ContactRole,
         new_user_id: Uuid,
         details: ContactDetails,
-    ) -> Result<Committed<(Contact, Option<Contact>)>> {
+    ) -> Result<Revised<(Contact, Option<Contact>)>> {
         if !role.is_replaceable() {
             return Err(ContactsError::rule(match role {
                 ContactRole::Primary => {
@@ -916,9 +906,9 @@ impl Registry {
             None => contact,
         };
         tx.commit().await?;
-        Ok(Committed {
+        Ok(Revised {
             value: (contact, replaced),
-            revision,
+            revision: Some(revision),
         })
     }
 
@@ -952,7 +942,7 @@ impl Registry {
         new_user_id: Uuid,
         previous_primary_role: ContactRole,
         etag: Option<i64>,
-    ) -> Result<Committed<(Site, Contact, Option<Contact>)>> {
+    ) -> Result<Revised<(Site, Contact, Option<Contact>)>> {
         if previous_primary_role == ContactRole::Primary {
             return Err(ContactsError::rule(
                 "rule C8: a site has exactly one primary contact; the previous primary needs another role",
@@ -1039,9 +1029,9 @@ impl Registry {
         }
         .commit(tx)
         .await?;
-        Ok(Committed {
+        Ok(Revised {
             value: (site, primary, previous_primary),
-            revision,
+            revision: Some(revision),
         })
     }
 

@@ -75,8 +75,7 @@ pub async fn upsert(
          reporting = EXCLUDED.reporting, entitlements = EXCLUDED.entitlements, \
          account_management = EXCLUDED.account_management, \
          manage_access = EXCLUDED.manage_access, contact_updates = EXCLUDED.contact_updates, \
-         account_documents = EXCLUDED.account_documents, support = EXCLUDED.support, \
-         apply_time = clock_timestamp()",
+         account_documents = EXCLUDED.account_documents, support = EXCLUDED.support",
     )
     .bind(site_id)
     .bind(user_id)

@@ -199,25 +199,34 @@ pub async fn holders(
     contacts(rows)
 }
 
-/// The roles `user_id` holds on a site.
-pub async fn roles_of(
+/// The roles `user_id` holds on a site, and whether anyone holds SITE_TECHNICAL there: what
+/// that user's rights depend on besides its grants (T3, R1), in one query.
+pub async fn roles_and_stc(
     conn: &mut PgConnection,
     site_id: Uuid,
     user_id: Uuid,
-) -> Result<Vec<ContactRole>, sqlx::Error> {
-    let numbers: Vec<i16> =
-        sqlx::query_scalar("SELECT role FROM contacts WHERE site_id = $1 AND user_id = $2")
-            .bind(site_id)
-            .bind(user_id)
-            .fetch_all(conn)
-            .await?;
-    numbers
+) -> Result<(Vec<ContactRole>, bool), sqlx::Error> {
+    let rows: Vec<(i16, Uuid)> = sqlx::query_as(
+        "SELECT role, user_id FROM contacts \
+         WHERE site_id = $1 AND (user_id = $2 OR role = $3)",
+    )
+    .bind(site_id)
+    .bind(user_id)
+    .bind(ContactRole::SiteTechnical.number())
+    .fetch_all(conn)
+    .await?;
+    let has_site_technical = rows
+        .iter()
+        .any(|(role, _)| *role == ContactRole::SiteTechnical.number());
+    let roles = rows
         .into_iter()
-        .map(|number| {
+        .filter(|(_, holder)| *holder == user_id)
+        .map(|(number, _)| {
             ContactRole::from_number(i32::from(number))
                 .ok_or_else(|| sqlx::Error::Decode("contacts.role has an unknown value".into()))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((roles, has_site_technical))
 }
 
 /// Replaces a contact's details and bumps its version.
