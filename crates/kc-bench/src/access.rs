@@ -57,8 +57,8 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 use super::load::CallFn;
-use super::scenarios::{Env, Prepared};
 use super::streams;
+use crate::env::{Env, Prepared};
 
 /// Sites of the fixture.
 pub const FIXTURE_SITES: i64 = 10_000;

@@ -30,7 +30,7 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 use super::load::CallFn;
-use super::scenarios::{Env, Prepared};
+use crate::env::{Env, Prepared};
 
 /// Sites with 12 contacts that the ListSiteContacts scenarios call, round-robin.
 const LISTED_SITES: u64 = 100;

@@ -47,8 +47,8 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 use super::load::CallFn;
-use super::scenarios::{Env, Prepared};
 use super::streams;
+use crate::env::{Env, Prepared};
 
 /// Sites the calls go round-robin over, each with its own primary contact.
 pub const SITES: usize = 10;

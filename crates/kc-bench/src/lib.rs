@@ -24,12 +24,14 @@ pub mod workspace;
 
 mod access;
 mod contacts;
+mod env;
 mod gateway;
 mod load;
 mod notification;
 mod procfs;
 mod report;
 mod scenarios;
+mod smtp_sink;
 mod streams;
 
 use std::collections::BTreeMap;
@@ -43,11 +45,12 @@ use anyhow::{Context, anyhow, bail};
 use kc_testkit::{ClusterOptions, PgCluster};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
+use self::env::{Env, Prepared};
 use self::load::{Settings, Window};
-use self::notification::SmtpSink;
 use self::procfs::Watched;
 use self::report::{CheckOutcome, Run, TargetRecord};
-use self::scenarios::{Env, Prepared, SCENARIOS, Scenario, Target};
+use self::scenarios::{SCENARIOS, Scenario, Target};
+use self::smtp_sink::SmtpSink;
 use crate::suite::{Account, Mail, Running, Service, Signals, stop_all};
 
 /// Arguments of `cargo xtask bench`.

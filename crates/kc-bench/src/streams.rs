@@ -15,7 +15,7 @@ use kc_runtime::secrets::OpeningKey;
 use sqlx::Connection;
 use tonic::transport::Channel;
 
-use super::scenarios::Env;
+use crate::env::Env;
 use crate::suite::{KeyFile, KeyFiles};
 
 /// Longest identity's stream may take to show the codes of the people just registered.

@@ -22,7 +22,6 @@
 //!   one a call could not reach is passed over by the next calls for a few seconds.
 //! - **Trace context.** Every call carries the W3C `traceparent` of the gateway's span.
 
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -41,38 +40,8 @@ use uuid::Uuid;
 
 use crate::cache::{Asker, Question, ReadCache, worth_storing};
 use crate::deadline::Deadline;
+pub use crate::downstream::Svc;
 use crate::error::{GatewayError, is_transport_failure};
-
-/// An internal service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Svc {
-    /// Identity: users and sessions.
-    Identity,
-    /// The contact registry: sites and contacts.
-    Contacts,
-    /// Access management: rights and requests.
-    Access,
-    /// Notification: notices and their delivery.
-    Notification,
-}
-
-impl Svc {
-    /// The service's name in logs and messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Svc::Identity => "identity",
-            Svc::Contacts => "contact registry",
-            Svc::Access => "access management",
-            Svc::Notification => "notification",
-        }
-    }
-}
-
-impl fmt::Display for Svc {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// Whether a call may be repeated safely, and what it does to the read cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

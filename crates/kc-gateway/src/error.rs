@@ -14,7 +14,7 @@ use tonic::codegen::Bytes;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::clients::Svc;
+use crate::downstream::Svc;
 use crate::ratelimit::WriteClass;
 
 /// Why a gateway call failed.

@@ -17,6 +17,7 @@ pub mod clients;
 pub mod compose;
 pub mod config;
 pub mod deadline;
+pub mod downstream;
 pub mod error;
 pub mod grpc;
 pub mod policy;

@@ -96,7 +96,7 @@ impl IdentityUrlArgs {
     pub fn verifier(
         &self,
         server: &ServerArgs,
-        shutdown: &crate::server::Shutdown,
+        shutdown: &crate::shutdown::Shutdown,
     ) -> anyhow::Result<crate::auth::TokenVerifier> {
         let channel = crate::client::channel("--identity-url", &self.identity_url)?;
         let revocations = crate::revocation::RevocationList::new();

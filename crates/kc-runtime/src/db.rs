@@ -8,50 +8,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
-/// How a database error should be treated by the code that maps it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DbErrorKind {
-    /// SQLSTATE 23505: a unique constraint refused the write.
-    UniqueViolation,
-    /// SQLSTATE 23503: a foreign key refused the write.
-    ForeignKeyViolation,
-    /// SQLSTATE 23514: a check constraint refused the write.
-    CheckViolation,
-    /// SQLSTATE 40001 / 40P01: serialization failure or deadlock; retryable.
-    Serialization,
-    /// The database cannot be reached (pool timeout, I/O, closed pool).
-    Unavailable,
-    /// Anything else.
-    Other,
-}
-
-/// Classifies a sqlx error by SQLSTATE or transport failure.
-pub fn classify(error: &sqlx::Error) -> DbErrorKind {
-    match error {
-        sqlx::Error::Database(db) => match db.code().as_deref() {
-            Some("23505") => DbErrorKind::UniqueViolation,
-            Some("23503") => DbErrorKind::ForeignKeyViolation,
-            Some("23514") => DbErrorKind::CheckViolation,
-            Some("40001") | Some("40P01") => DbErrorKind::Serialization,
-            Some(code) if code.starts_with("08") || code.starts_with("57P") => {
-                DbErrorKind::Unavailable
-            }
-            _ => DbErrorKind::Other,
-        },
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            DbErrorKind::Unavailable
-        }
-        _ => DbErrorKind::Other,
-    }
-}
-
-/// The constraint a database error names, if any (to map a unique violation to a field).
-pub fn constraint(error: &sqlx::Error) -> Option<&str> {
-    match error {
-        sqlx::Error::Database(db) => db.constraint(),
-        _ => None,
-    }
-}
+pub use crate::error::{DbErrorKind, classify, constraint};
 
 /// Pool sizing and timeouts.
 #[derive(Debug, Clone)]

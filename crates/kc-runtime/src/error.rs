@@ -52,6 +52,14 @@ impl Violations {
         }
     }
 
+    /// Runs `check` on a part of the request that is itself a message (contact details, a
+    /// date range): its violations join these, and its value is kept when it had none.
+    pub fn nested<T>(&mut self, check: impl FnOnce(&mut Violations) -> Option<T>) -> Option<T> {
+        let before = self.0.len();
+        let value = check(self);
+        if self.0.len() == before { value } else { None }
+    }
+
     /// `Ok(())` when nothing was recorded, else `ApiError::InvalidArgument`.
     pub fn finish(self) -> Result<(), ApiError> {
         if self.0.is_empty() {
@@ -59,6 +67,73 @@ impl Violations {
         } else {
             Err(ApiError::InvalidArgument(self.0))
         }
+    }
+
+    /// Ends a parse that collected every violation in one pass: `InvalidArgument` with all of
+    /// them when any was recorded, else the value `assemble` builds from the parts
+    /// [`Violations::check`] kept. With no violation every part is `Some`, so the `?`s in
+    /// `assemble` cannot fail; if one does anyway, that is a bug, reported as internal.
+    ///
+    /// ```
+    /// # use kc_runtime::{Violation, Violations};
+    /// let mut v = Violations::new();
+    /// let name = v.check(Ok::<_, Violation>("site"));
+    /// let size = v.check("12".parse::<u32>().map_err(|_| Violation::new("size", "a number")));
+    /// let parsed = v.build(|| Some((name?, size?)));
+    /// assert_eq!(parsed.unwrap(), ("site", 12));
+    /// ```
+    pub fn build<T>(self, assemble: impl FnOnce() -> Option<T>) -> Result<T, ApiError> {
+        self.finish()?;
+        assemble().ok_or_else(|| {
+            ApiError::internal(anyhow::anyhow!(
+                "a request part was missing after a clean validation"
+            ))
+        })
+    }
+}
+
+/// How a database error should be treated by the code that maps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbErrorKind {
+    /// SQLSTATE 23505: a unique constraint refused the write.
+    UniqueViolation,
+    /// SQLSTATE 23503: a foreign key refused the write.
+    ForeignKeyViolation,
+    /// SQLSTATE 23514: a check constraint refused the write.
+    CheckViolation,
+    /// SQLSTATE 40001 / 40P01: serialization failure or deadlock; retryable.
+    Serialization,
+    /// The database cannot be reached (pool timeout, I/O, closed pool).
+    Unavailable,
+    /// Anything else.
+    Other,
+}
+
+/// Classifies a sqlx error by SQLSTATE or transport failure.
+pub fn classify(error: &sqlx::Error) -> DbErrorKind {
+    match error {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("23505") => DbErrorKind::UniqueViolation,
+            Some("23503") => DbErrorKind::ForeignKeyViolation,
+            Some("23514") => DbErrorKind::CheckViolation,
+            Some("40001") | Some("40P01") => DbErrorKind::Serialization,
+            Some(code) if code.starts_with("08") || code.starts_with("57P") => {
+                DbErrorKind::Unavailable
+            }
+            _ => DbErrorKind::Other,
+        },
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            DbErrorKind::Unavailable
+        }
+        _ => DbErrorKind::Other,
+    }
+}
+
+/// The constraint a database error names, if any (to map a unique violation to a field).
+pub fn constraint(error: &sqlx::Error) -> Option<&str> {
+    match error {
+        sqlx::Error::Database(db) => db.constraint(),
+        _ => None,
     }
 }
 
@@ -127,12 +202,12 @@ impl From<sqlx::Error> for ApiError {
     /// Database errors no domain code handled: a pool that cannot connect is `Unavailable`,
     /// a serialization failure or deadlock is `Aborted` (retryable), the rest is internal.
     fn from(error: sqlx::Error) -> Self {
-        match crate::db::classify(&error) {
-            crate::db::DbErrorKind::Unavailable => {
+        match classify(&error) {
+            DbErrorKind::Unavailable => {
                 tracing::warn!(error = %error, "database unavailable");
                 Self::Unavailable("database unavailable, retry later".into())
             }
-            crate::db::DbErrorKind::Serialization => {
+            DbErrorKind::Serialization => {
                 Self::Aborted("concurrent update, retry the request".into())
             }
             _ => Self::Internal(error.into()),
@@ -182,4 +257,62 @@ pub fn field_violations(status: &Status) -> Vec<Violation> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The canonical name of a gRPC status code, as in the gRPC specification.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn number(field: &str, text: &str) -> Result<u32, Violation> {
+        text.parse()
+            .map_err(|_| Violation::new(field, "must be a whole number"))
+    }
+
+    #[test]
+    fn build_reports_every_violation_in_one_pass() {
+        let mut v = Violations::new();
+        let a = v.check(number("a", "x"));
+        let b = v.check(number("b", "2"));
+        let c = v.check(number("c", "y"));
+        let Err(ApiError::InvalidArgument(found)) = v.build(|| Some((a?, b?, c?))) else {
+            panic!("two bad fields must fail the parse");
+        };
+        let fields: Vec<_> = found.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["a", "c"]);
+    }
+
+    #[test]
+    fn nested_keeps_a_part_only_when_it_added_no_violation() {
+        let mut v = Violations::new();
+        let good = v.nested(|v| v.check(number("range.start", "1")));
+        let bad = v.nested(|v| {
+            v.add("range.end", "must follow range.start");
+            Some(2)
+        });
+        assert_eq!((good, bad), (Some(1), None));
+        assert!(v.finish().is_err());
+    }
 }

@@ -20,10 +20,11 @@ pub mod paging;
 pub mod revocation;
 pub mod secrets;
 pub mod server;
+pub mod shutdown;
 pub mod telemetry;
 pub mod token;
 pub mod values;
 
 pub use auth::Caller;
 pub use error::{ApiError, Violation, Violations};
-pub use server::Shutdown;
+pub use shutdown::Shutdown;

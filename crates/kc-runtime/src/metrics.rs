@@ -29,7 +29,7 @@ use prost::Message as _;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
 
 /// Counter of completed RPCs, by service, method and gRPC code.
 pub const RPC_HANDLED: &str = "grpc_server_handled_total";
@@ -163,7 +163,7 @@ pub fn record_rpc(path: &str, code: tonic::Code, elapsed: Duration) {
         RPC_HANDLED,
         "grpc_service" => service,
         "grpc_method" => method,
-        "grpc_code" => crate::telemetry::code_name(code),
+        "grpc_code" => crate::error::code_name(code),
     )
     .increment(1);
     ::metrics::histogram!(

@@ -39,7 +39,7 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::backoff::Backoff;
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
 use crate::token::Claims;
 
 /// Longest a verification waits for the first snapshot before refusing the token with

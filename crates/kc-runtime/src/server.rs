@@ -10,7 +10,6 @@ use anyhow::Context;
 use futures::FutureExt as _;
 use http::{HeaderName, HeaderValue, Method};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
@@ -20,87 +19,7 @@ use crate::auth::AuthLayer;
 use crate::config::ServerArgs;
 use crate::telemetry::RpcTraceLayer;
 
-/// A cloneable shutdown signal: triggered once, observed by the server and by long-lived
-/// streams (which must end so the server can drain).
-///
-/// A thin wrapper over tokio-util's [`CancellationToken`], so that a [`child`](Self::child)
-/// signal (the one background tasks stop on) follows its parent.
-#[derive(Clone, Debug, Default)]
-pub struct Shutdown {
-    token: CancellationToken,
-}
-
-impl Shutdown {
-    /// A signal not yet triggered.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// A signal triggered by SIGTERM or SIGINT (Ctrl-C).
-    pub fn on_signals() -> Self {
-        let shutdown = Self::new();
-        let trigger = shutdown.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutdown signal received");
-            trigger.trigger();
-        });
-        shutdown
-    }
-
-    /// A signal triggered with this one, or on its own (triggering it leaves this one
-    /// alone): what a service's background tasks stop on, so that they stop both on
-    /// shutdown and when the server fails.
-    pub fn child(&self) -> Self {
-        Self {
-            token: self.token.child_token(),
-        }
-    }
-
-    /// Triggers the shutdown.
-    pub fn trigger(&self) {
-        self.token.cancel();
-    }
-
-    /// Whether the shutdown was triggered.
-    pub fn is_triggered(&self) -> bool {
-        self.token.is_cancelled()
-    }
-
-    /// Resolves once the shutdown is triggered.
-    pub async fn wait(&self) {
-        self.token.cancelled().await;
-    }
-
-    /// Like [`wait`](Self::wait), as a future that owns its clone of the signal (for a
-    /// spawned task, e.g. the `shutdown` of [`Consumer::run`](crate::outbox::Consumer::run)).
-    pub fn wait_owned(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        self.token.clone().cancelled_owned()
-    }
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = terminate.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(error) => {
-                tracing::warn!(error = %error, "cannot listen for SIGTERM; only Ctrl-C stops");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
+pub use crate::shutdown::Shutdown;
 
 /// Binds the listen address, failing with a line that names the setting.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {

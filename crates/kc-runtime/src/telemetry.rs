@@ -27,11 +27,12 @@ use tracing_subscriber::filter::{EnvFilter, FilterExt as _, filter_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+pub use crate::error::code_name;
 pub use propagation::{
     IncomingTraceContext, TraceContextInterceptor, extract_trace_context, inject_trace_context,
     with_incoming,
 };
-pub use rpc::{RPC_TARGET, RpcTrace, RpcTraceBody, RpcTraceFuture, RpcTraceLayer, code_name};
+pub use rpc::{RPC_TARGET, RpcTrace, RpcTraceBody, RpcTraceFuture, RpcTraceLayer};
 
 /// Filter directives applied before `RUST_LOG`: `info` overall, and only warnings from
 /// chatty dependencies. `RUST_LOG` directives come after and override these (e.g.

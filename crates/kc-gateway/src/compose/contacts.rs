@@ -11,8 +11,7 @@ use kc_proto::identity::User;
 use kc_runtime::paging::{decode_token, encode_token};
 use uuid::Uuid;
 
-use super::sites::all_pages;
-use super::{DOWNSTREAM_PAGE_MAX, Gateway, id, page_size, required};
+use super::{DOWNSTREAM_PAGE_MAX, Gateway, all_pages, id, page_size, required};
 use crate::clients::{Ctx, Svc};
 use crate::error::GatewayError;
 use crate::policy::{method, role_authority};

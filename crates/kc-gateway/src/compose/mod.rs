@@ -334,6 +334,27 @@ impl Gateway {
     }
 }
 
+/// Reads every page of a downstream list, at most [`MAX_DOWNSTREAM_PAGES`].
+async fn all_pages<T, F, Fut>(what: &str, mut fetch: F) -> Result<Vec<T>, GatewayError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, String), GatewayError>>,
+{
+    let mut items = Vec::new();
+    let mut token = String::new();
+    for _ in 0..MAX_DOWNSTREAM_PAGES {
+        let (page, next) = fetch(token).await?;
+        items.extend(page);
+        if next.is_empty() {
+            return Ok(items);
+        }
+        token = next;
+    }
+    Err(GatewayError::ResourceExhausted(format!(
+        "too many {what} to compose in one answer"
+    )))
+}
+
 /// The refusal of a site check: names what was needed, not why it failed (which could say
 /// whether the site exists).
 fn denied(need: Need) -> GatewayError {

@@ -13,7 +13,7 @@ use tonic::Code;
 use uuid::Uuid;
 
 use super::contacts::contact_view;
-use super::{DOWNSTREAM_PAGE_MAX, Gateway, MAX_DOWNSTREAM_PAGES, id, page_size, required};
+use super::{DOWNSTREAM_PAGE_MAX, Gateway, all_pages, id, page_size, required};
 use crate::clients::{Ctx, Svc};
 use crate::error::GatewayError;
 use crate::policy::method;
@@ -23,27 +23,6 @@ const OPERATOR_ONLY_SITE_FIELDS: [&str; 2] = ["support_active", "support_end_dat
 
 /// Sites read at once to complete the sites where the caller holds rights but no role.
 const SITE_READS_IN_FLIGHT: usize = 8;
-
-/// Reads every page of a downstream list, at most [`MAX_DOWNSTREAM_PAGES`].
-pub(super) async fn all_pages<T, F, Fut>(what: &str, mut fetch: F) -> Result<Vec<T>, GatewayError>
-where
-    F: FnMut(String) -> Fut,
-    Fut: Future<Output = Result<(Vec<T>, String), GatewayError>>,
-{
-    let mut items = Vec::new();
-    let mut token = String::new();
-    for _ in 0..MAX_DOWNSTREAM_PAGES {
-        let (page, next) = fetch(token).await?;
-        items.extend(page);
-        if next.is_empty() {
-            return Ok(items);
-        }
-        token = next;
-    }
-    Err(GatewayError::ResourceExhausted(format!(
-        "too many {what} to compose in one answer"
-    )))
-}
 
 /// Every level NONE: the rights of a caller that holds none on a site.
 fn no_tools() -> ToolAccess {
