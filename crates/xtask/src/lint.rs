@@ -1,4 +1,4 @@
-//! `cargo xtask lint`: formatting, clippy and the proto linter.
+//! `cargo xtask lint`: formatting, clippy, the proto linter and the module-cycle check.
 
 use std::process::{ExitCode, Stdio};
 
@@ -7,8 +7,11 @@ use tokio::process::Command;
 
 use kc_bench::workspace;
 
-/// Runs `cargo fmt --check`, clippy with warnings as errors, and `buf lint`; all of them, even
-/// after a failure, so that one run shows every problem.
+use crate::modules;
+
+/// Runs `cargo fmt --check`, clippy with warnings as errors, `buf lint` and the module-cycle
+/// check ([`crate::modules`]); all of them, even after a failure, so that one run shows every
+/// problem.
 pub async fn run() -> anyhow::Result<ExitCode> {
     let mut failed = Vec::new();
 
@@ -43,6 +46,10 @@ pub async fn run() -> anyhow::Result<ExitCode> {
         }
     }
 
+    if !modules_acyclic()? {
+        failed.push("module cycles");
+    }
+
     if failed.is_empty() {
         eprintln!("xtask: lint passed");
         Ok(ExitCode::SUCCESS)
@@ -71,4 +78,24 @@ async fn buf() -> anyhow::Result<Command> {
     let mut command = Command::new("npx");
     command.args(["--no-install", "buf"]);
     Ok(command)
+}
+
+/// Whether no crate of the workspace has a module cycle; prints each cycle found.
+fn modules_acyclic() -> anyhow::Result<bool> {
+    let mut acyclic = true;
+    for src in modules::crate_sources(&workspace::root())? {
+        for cycle in modules::cycles(&src)? {
+            let crate_dir = src.parent().unwrap_or(&src).display();
+            let names: Vec<&str> = cycle
+                .iter()
+                .map(|module| if module.is_empty() { "(root)" } else { module })
+                .collect();
+            eprintln!(
+                "xtask: module cycle in {crate_dir}: {}",
+                names.join(" <-> ")
+            );
+            acyclic = false;
+        }
+    }
+    Ok(acyclic)
 }

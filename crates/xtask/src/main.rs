@@ -3,6 +3,7 @@
 //! `cargo xtask` is an alias (in `.cargo/config.toml`) for `cargo run --package xtask --`.
 
 mod lint;
+mod modules;
 mod seed;
 mod test;
 mod up;
