@@ -6,7 +6,8 @@
 //! numbers, language, the C3 switch, the primary), so consumers never have to call back.
 //!
 //! A code mailed to a new notification e-mail (C11) travels only sealed to notification's
-//! key, and [`drop_sealed_code`] rewrites its event once the code is over.
+//! key, and [`drop_sealed_code`] rewrites its event once the code is over. The proto forms
+//! of sites and contacts are [`crate::convert`]'s.
 
 use chrono::{DateTime, Utc};
 use kc_proto::contacts::{self as pb, event::Payload};
@@ -15,9 +16,8 @@ use kc_runtime::values::timestamp;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::registry::Actor;
+use crate::domain::commands::Actor;
 use crate::domain::{Contact, Site};
-use crate::grpc::{contact_to_proto, site_to_proto};
 
 /// An event ready to append.
 pub type PendingEvent = EncodedEvent;
@@ -25,7 +25,7 @@ pub type PendingEvent = EncodedEvent;
 fn event(event_type: &'static str, actor: Actor, site: &Site, payload: Payload) -> PendingEvent {
     let event = pb::Event {
         actor_id: actor.actor_id.to_string(),
-        site: Some(site_to_proto(site)),
+        site: Some(pb::Site::from(site)),
         payload: Some(payload),
         ..Default::default()
     };
@@ -39,7 +39,7 @@ pub fn site_created(actor: Actor, site: &Site, contacts: &[Contact]) -> PendingE
         actor,
         site,
         Payload::SiteCreated(pb::SiteCreated {
-            contacts: contacts.iter().map(contact_to_proto).collect(),
+            contacts: contacts.iter().map(pb::Contact::from).collect(),
         }),
     )
 }
@@ -51,7 +51,7 @@ pub fn site_updated(actor: Actor, site: &Site, before: &Site) -> PendingEvent {
         actor,
         site,
         Payload::SiteUpdated(pb::SiteUpdated {
-            before: Some(site_to_proto(before)),
+            before: Some(pb::Site::from(before)),
         }),
     )
 }
@@ -63,7 +63,7 @@ pub fn contact_assigned(actor: Actor, site: &Site, contact: &Contact) -> Pending
         actor,
         site,
         Payload::ContactAssigned(pb::ContactAssigned {
-            contact: Some(contact_to_proto(contact)),
+            contact: Some(pb::Contact::from(contact)),
         }),
     )
 }
@@ -75,7 +75,7 @@ pub fn contact_updated(actor: Actor, site: &Site, contact: &Contact) -> PendingE
         actor,
         site,
         Payload::ContactUpdated(pb::ContactUpdated {
-            contact: Some(contact_to_proto(contact)),
+            contact: Some(pb::Contact::from(contact)),
         }),
     )
 }
@@ -87,7 +87,7 @@ pub fn contact_removed(actor: Actor, site: &Site, contact: &Contact) -> PendingE
         actor,
         site,
         Payload::ContactRemoved(pb::ContactRemoved {
-            contact: Some(contact_to_proto(contact)),
+            contact: Some(pb::Contact::from(contact)),
         }),
     )
 }
@@ -104,8 +104,8 @@ pub fn contact_replaced(
         actor,
         site,
         Payload::ContactReplaced(pb::ContactReplaced {
-            contact: Some(contact_to_proto(contact)),
-            replaced: replaced.map(contact_to_proto),
+            contact: Some(pb::Contact::from(contact)),
+            replaced: replaced.map(pb::Contact::from),
         }),
     )
 }
@@ -125,8 +125,8 @@ pub fn primary_transferred(
         Payload::PrimaryTransferred(pb::PrimaryTransferred {
             previous_user_id: previous_user_id.to_string(),
             new_user_id: primary.user_id.to_string(),
-            primary: Some(contact_to_proto(primary)),
-            previous_primary: previous_primary.map(contact_to_proto),
+            primary: Some(pb::Contact::from(primary)),
+            previous_primary: previous_primary.map(pb::Contact::from),
         }),
     )
 }
@@ -151,7 +151,7 @@ pub fn notification_email_change_requested(
         actor,
         site,
         Payload::NotificationEmailChangeRequested(pb::NotificationEmailChangeRequested {
-            contact: Some(contact_to_proto(contact)),
+            contact: Some(pb::Contact::from(contact)),
             requested_email: requested.unwrap_or_default().to_owned(),
             previous_email: previous.unwrap_or_default().to_owned(),
             sealed_code,
@@ -167,7 +167,7 @@ pub fn notification_email_confirmed(actor: Actor, site: &Site, contact: &Contact
         actor,
         site,
         Payload::ContactUpdated(pb::ContactUpdated {
-            contact: Some(contact_to_proto(contact)),
+            contact: Some(pb::Contact::from(contact)),
         }),
     )
 }

@@ -8,9 +8,11 @@
 //! - [`storage`]: SQL of the `contacts` schema.
 //! - [`projection`]: the consumer of access management's events that keeps the explicit
 //!   grants the registry decides authority with (with `--access-url`).
+//! - [`convert`]: every proto <-> domain conversion (requests into commands, results back).
 //! - [`grpc`], [`events`], [`config`]: the API, the published events, the settings.
 
 pub mod config;
+pub mod convert;
 pub mod domain;
 pub mod events;
 pub mod grpc;

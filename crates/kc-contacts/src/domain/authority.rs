@@ -23,7 +23,7 @@ use kc_rights::rights::{
 };
 use sqlx::PgConnection;
 
-use super::registry::Actor;
+use super::commands::Actor;
 use super::{ContactRole, ContactsError, Site};
 use crate::storage;
 

@@ -2,6 +2,7 @@
 //! values and transaction boundaries.
 
 pub mod authority;
+pub mod commands;
 pub mod notification_email;
 pub mod recipients;
 pub mod registry;
@@ -15,6 +16,7 @@ use uuid::Uuid;
 
 pub use registry::Registry;
 pub use roles::ContactRole;
+use values::{CountryCode, CustomerNumber, Locale, SiteNumber, serialize_text};
 
 /// The licensing program of a site.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,15 +53,19 @@ pub struct Site {
     /// Id.
     pub site_id: Uuid,
     /// Unique site number.
-    pub site_number: String,
+    #[serde(serialize_with = "serialize_text")]
+    pub site_number: SiteNumber,
     /// Customer number.
-    pub customer_number: String,
+    #[serde(serialize_with = "serialize_text")]
+    pub customer_number: CustomerNumber,
     /// Name.
     pub name: String,
     /// ISO 3166-1 alpha-2 country code.
-    pub country_code: String,
+    #[serde(serialize_with = "serialize_text")]
+    pub country_code: CountryCode,
     /// BCP-47 language.
-    pub language: String,
+    #[serde(serialize_with = "serialize_text")]
+    pub language: Locale,
     /// Program.
     pub program: Program,
     /// Whether S&S is active.

@@ -1,6 +1,9 @@
 //! Who receives a notice of each purpose (the notification table of DOMAIN.md, R1, C4),
 //! and which compliance gaps a site has (C1, C5, C6).
 
+use uuid::Uuid;
+
+use super::values::SiteNumber;
 use super::{Contact, ContactRole, Site};
 
 /// Why a notice is sent.
@@ -159,6 +162,17 @@ impl ComplianceGap {
             }
         }
     }
+}
+
+/// A site with the facts of its compliance check.
+#[derive(Debug, Clone)]
+pub struct SiteCompliance {
+    /// Site id.
+    pub site_id: Uuid,
+    /// Site number.
+    pub site_number: SiteNumber,
+    /// Facts.
+    pub facts: SiteFacts,
 }
 
 /// What the compliance check needs to know of a site.

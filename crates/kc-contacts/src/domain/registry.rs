@@ -1,8 +1,6 @@
 //! The registry's operations: each one a transaction that checks the rules under the site's
 //! lock, writes, and records the change in the audit trail (L1) and the outbox.
 
-use chrono::NaiveDate;
-use kc_runtime::Caller;
 use kc_runtime::db::{DbErrorKind, classify, constraint};
 use kc_runtime::outbox::{Cursor, Revised};
 pub use kc_runtime::paging::Page;
@@ -11,107 +9,26 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::authority::{self, Need};
+use super::commands::{
+    Actor, Assignment, ContactUpdate, EmailConfirmation, GapsListing, RecipientsQuery, Removal,
+    Replacement, SiteContactsListing, SiteDraft, SiteListing, SiteUpdate, Transfer,
+    UserContactsListing,
+};
 use super::notification_email::{
     Code, MAX_FAILED_ATTEMPTS, NotificationCodes, code_hash, well_formed,
 };
-use super::recipients::{self, NoticePurpose, Resolution, SiteFacts};
+use super::recipients::{self, Resolution, SiteCompliance, SiteFacts};
 use super::roles::MAX_SECONDARY_CONTACTS;
-use super::values::{CountryCode, CustomerNumber, Locale, SiteNumber};
-use super::{
-    AuditRecord, Contact, ContactDetails, ContactRole, ContactsError, Program, Result, Site,
-};
+use super::values::SiteNumber;
+use super::{AuditRecord, Contact, ContactDetails, ContactRole, ContactsError, Result, Site};
 use crate::events::{self, PendingEvent};
-use crate::storage::{self, audit::NewRecord, sites::NewSite, sites::SiteComplianceRow};
+use crate::storage::{self, audit::NewRecord, sites::NewSite};
 
 /// The contact registry over its Postgres schema.
 #[derive(Clone, Debug)]
 pub struct Registry {
     pool: PgPool,
     codes: NotificationCodes,
-}
-
-/// Everything CreateSite needs, parsed.
-#[derive(Debug, Clone)]
-pub struct SiteDraft {
-    /// Site number.
-    pub site_number: SiteNumber,
-    /// Customer number.
-    pub customer_number: CustomerNumber,
-    /// Name.
-    pub name: String,
-    /// Country code.
-    pub country_code: CountryCode,
-    /// Language.
-    pub language: Locale,
-    /// Program.
-    pub program: Program,
-    /// S&S active (then `site_technical_user_id` is set: C5).
-    pub support_active: bool,
-    /// S&S end.
-    pub support_end_date: Option<NaiveDate>,
-    /// Business partner e-mail.
-    pub business_partner_email: Option<String>,
-    /// Primary contact (S1).
-    pub primary_user_id: Uuid,
-    /// Details of the primary contact.
-    pub primary_details: ContactDetails,
-    /// Site technical contact.
-    pub site_technical_user_id: Option<Uuid>,
-    /// Details of the site technical contact (default when there is none).
-    pub site_technical_details: ContactDetails,
-}
-
-/// The changes of an UpdateSite: `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
-pub struct SitePatch {
-    /// New name.
-    pub name: Option<String>,
-    /// New language.
-    pub language: Option<Locale>,
-    /// New S&S status.
-    pub support_active: Option<bool>,
-    /// New S&S end date (`Some(None)` clears it).
-    pub support_end_date: Option<Option<NaiveDate>>,
-    /// New business partner e-mail (`Some(None)` clears it).
-    pub business_partner_email: Option<Option<String>>,
-    /// New C3 switch.
-    pub admin_may_manage_access: Option<bool>,
-}
-
-/// The person responsible for a change, and the service it came through.
-#[derive(Debug, Clone, Copy)]
-pub struct Actor {
-    /// Person responsible (the on-behalf-of user, else the caller).
-    pub actor_id: Uuid,
-    /// Service account the change came through.
-    pub via_service: Option<Uuid>,
-}
-
-impl Actor {
-    /// Whether a service acts for nobody: its token carries no `x-kc-on-behalf-of`, so the
-    /// actor is the service itself.
-    pub fn is_service_alone(self) -> bool {
-        self.via_service == Some(self.actor_id)
-    }
-
-    /// Whether a service acts for a person it names (`x-kc-on-behalf-of`): that person's
-    /// authority is decided at commit (T8). Operators act with their own token.
-    pub fn acts_for_person(self) -> bool {
-        self.via_service.is_some() && !self.is_service_alone()
-    }
-}
-
-/// Checks the caller may use the registry at all: services and operators only.
-pub fn actor(caller: &Caller) -> Result<Actor> {
-    if !caller.is_privileged() {
-        return Err(ContactsError::Forbidden(
-            "customer tokens are refused by the contact registry: call the gateway",
-        ));
-    }
-    Ok(Actor {
-        actor_id: caller.actor(),
-        via_service: caller.is_service().then_some(caller.subject),
-    })
 }
 
 /// Refuses a change of a role that implies rights (T3, U5) made by a service acting for
@@ -162,6 +79,24 @@ fn insert_error(error: sqlx::Error, role: ContactRole) -> ContactsError {
             role.single_holder_rule()
         )),
     }
+}
+
+/// Forgets a contact's pending notification e-mail and empties the sealed code of its
+/// event (C11). Returns whether there was one.
+async fn withdraw_pending(tx: &mut PgConnection, contact_id: Uuid) -> Result<bool> {
+    let event_id = storage::contacts::withdraw_pending(&mut *tx, contact_id).await?;
+    if let Some(event_id) = event_id {
+        events::drop_sealed_code(tx, event_id).await?;
+    }
+    Ok(event_id.is_some())
+}
+
+/// Deletes a contact, emptying the sealed code of its pending notification e-mail (C11).
+async fn delete_contact(tx: &mut PgConnection, contact_id: Uuid) -> Result<()> {
+    if let Some(event_id) = storage::contacts::delete(&mut *tx, contact_id).await? {
+        events::drop_sealed_code(tx, event_id).await?;
+    }
+    Ok(())
 }
 
 /// A site's lock, or `SiteNotFound`.
@@ -318,7 +253,7 @@ impl Registry {
     ) -> Result<Contact> {
         let code = Code::generate()?;
         let sealed_code = self.codes.seal(&code)?;
-        storage::contacts::withdraw_pending(&mut *tx, contact.contact_id).await?;
+        withdraw_pending(&mut *tx, contact.contact_id).await?;
         let ttl = chrono::Duration::from_std(self.codes.ttl())
             .map_err(|error| anyhow::anyhow!("code lifetime out of range: {error}"))?;
         let expire_time = chrono::Utc::now() + ttl;
@@ -381,7 +316,7 @@ impl Registry {
         before: &Contact,
         contact: Contact,
     ) -> Result<Contact> {
-        let withdrawn = storage::contacts::withdraw_pending(&mut *tx, contact.contact_id).await?;
+        let withdrawn = withdraw_pending(&mut *tx, contact.contact_id).await?;
         if !withdrawn && before.details.notification_email.is_none() {
             return Ok(contact);
         }
@@ -412,10 +347,14 @@ impl Registry {
         &self,
         actor: Actor,
         owner: Uuid,
-        code: &str,
-        site_id: Option<Uuid>,
-        contact_id: Option<Uuid>,
+        confirmation: EmailConfirmation,
     ) -> Result<Contact> {
+        let EmailConfirmation {
+            code,
+            site_id,
+            contact_id,
+        } = confirmation;
+        let code = code.as_str();
         let hash = code_hash(code);
         let mut tx = self.pool.begin().await?;
         let found = if well_formed(code) {
@@ -427,9 +366,7 @@ impl Registry {
             let counted =
                 storage::contacts::count_wrong_code(&mut tx, owner, site_id, contact_id).await?;
             for (contact_id, site_id, attempts) in counted {
-                if attempts >= MAX_FAILED_ATTEMPTS
-                    && storage::contacts::withdraw_pending(&mut tx, contact_id).await?
-                {
+                if attempts >= MAX_FAILED_ATTEMPTS && withdraw_pending(&mut tx, contact_id).await? {
                     storage::audit::append(
                         &mut tx,
                         &NewRecord {
@@ -453,20 +390,22 @@ impl Registry {
             ));
         };
         if found.expired {
-            storage::contacts::withdraw_pending(&mut tx, found.contact_id).await?;
+            withdraw_pending(&mut tx, found.contact_id).await?;
             tx.commit().await?;
             return Err(ContactsError::rule(
                 "rule C11: this code expired; ask for the notification e-mail again to get a new code",
             ));
         }
         let (site, before) = lock_contact(&mut tx, found.contact_id, Some(found.site_id)).await?;
-        let contact = storage::contacts::confirm_pending(&mut tx, found.contact_id, &hash)
-            .await?
-            .ok_or_else(|| {
-                ContactsError::rule(
-                    "rule C11: the code was used, replaced or withdrawn meanwhile; ask for the                      notification e-mail again",
-                )
-            })?;
+        let (contact, event_id) =
+            storage::contacts::confirm_pending(&mut tx, found.contact_id, &hash)
+                .await?
+                .ok_or_else(|| {
+                    ContactsError::rule(
+                        "rule C11: the code was used, replaced or withdrawn meanwhile; ask for the                      notification e-mail again",
+                    )
+                })?;
+        events::drop_sealed_code(&mut tx, event_id).await?;
         Change {
             actor,
             site_id: site.site_id,
@@ -490,8 +429,12 @@ impl Registry {
         let mut total = 0;
         loop {
             let mut tx = self.pool.begin().await?;
-            let count = storage::contacts::expire_pending(&mut tx, 500).await?;
+            let event_ids = storage::contacts::expire_pending(&mut tx, 500).await?;
+            for event_id in &event_ids {
+                events::drop_sealed_code(&mut tx, *event_id).await?;
+            }
             tx.commit().await?;
+            let count = event_ids.len();
             total += count;
             if count < 500 {
                 return Ok(total);
@@ -520,7 +463,7 @@ impl Registry {
                 country_code: draft.country_code.as_str(),
                 language: draft.language.as_str(),
                 program: draft.program,
-                support_active: draft.support_active,
+                support_active: draft.support.is_active(),
                 support_end_date: draft.support_end_date,
                 business_partner_email: draft.business_partner_email.as_deref(),
                 is_original_site,
@@ -538,25 +481,25 @@ impl Registry {
             storage::contacts::insert(
                 &mut tx,
                 site_id,
-                draft.primary_user_id,
+                draft.primary.user_id,
                 ContactRole::Primary,
-                &without_requested_email(&draft.primary_details, None),
+                &without_requested_email(&draft.primary.details, None),
             )
             .await?,
         ];
-        let mut requested = vec![draft.primary_details.notification_email.clone()];
-        if let Some(user_id) = draft.site_technical_user_id {
+        let mut requested = vec![draft.primary.details.notification_email.clone()];
+        if let Some(site_technical) = draft.support.site_technical() {
             contacts.push(
                 storage::contacts::insert(
                     &mut tx,
                     site_id,
-                    user_id,
+                    site_technical.user_id,
                     ContactRole::SiteTechnical,
-                    &without_requested_email(&draft.site_technical_details, None),
+                    &without_requested_email(&site_technical.details, None),
                 )
                 .await?,
             );
-            requested.push(draft.site_technical_details.notification_email.clone());
+            requested.push(site_technical.details.notification_email.clone());
         }
         let site = storage::sites::get(&mut tx, site_id)
             .await?
@@ -606,17 +549,17 @@ impl Registry {
     }
 
     /// A page of sites in site-number order.
-    pub async fn list_sites(
-        &self,
-        customer_number: Option<&CustomerNumber>,
-        after: Option<&str>,
-        size: u32,
-    ) -> Result<Page<Site>> {
+    pub async fn list_sites(&self, listing: SiteListing) -> Result<Page<Site>> {
+        let SiteListing {
+            customer_number,
+            after,
+            size,
+        } = listing;
         let mut conn = self.pool.acquire().await?;
         let rows = storage::sites::list(
             &mut conn,
-            customer_number.map(CustomerNumber::as_str),
-            after,
+            customer_number.as_ref().map(|number| number.as_str()),
+            after.as_deref(),
             i64::from(size) + 1,
         )
         .await?;
@@ -624,13 +567,13 @@ impl Registry {
     }
 
     /// Changes a site. Turning S&S on needs an STC (C5).
-    pub async fn update_site(
-        &self,
-        actor: Actor,
-        site_id: Uuid,
-        patch: SitePatch,
-        etag: Option<i64>,
-    ) -> Result<Revised<Site>> {
+    pub async fn update_site(&self, actor: Actor, update: SiteUpdate) -> Result<Revised<Site>> {
+        let SiteUpdate {
+            site_id,
+            patch,
+            etag,
+        } = update;
+        let etag = etag.version();
         let mut tx = self.pool.begin().await?;
         let before = lock_site(&mut tx, site_id).await?;
         authority::require(&mut tx, actor, &before, &[Need::SITE]).await?;
@@ -640,7 +583,7 @@ impl Registry {
             site.name = name;
         }
         if let Some(language) = patch.language {
-            site.language = language.as_str().to_owned();
+            site.language = language;
         }
         if let Some(active) = patch.support_active {
             site.support_active = active;
@@ -688,11 +631,14 @@ impl Registry {
     pub async fn assign_contact(
         &self,
         actor: Actor,
-        site_id: Uuid,
-        user_id: Uuid,
-        role: ContactRole,
-        details: ContactDetails,
+        assignment: Assignment,
     ) -> Result<Revised<Contact>> {
+        let Assignment {
+            site_id,
+            user_id,
+            role,
+            details,
+        } = assignment;
         if role == ContactRole::Primary {
             return Err(ContactsError::rule(
                 "rule C8: the primary contact changes only by transfer; use TransferPrimaryContact",
@@ -739,14 +685,14 @@ impl Registry {
 
     /// Replaces the details of a contact; with `in_site`, only a contact of that site
     /// (another site's contact is not found).
-    pub async fn update_contact(
-        &self,
-        actor: Actor,
-        contact_id: Uuid,
-        in_site: Option<Uuid>,
-        details: ContactDetails,
-        etag: Option<i64>,
-    ) -> Result<Contact> {
+    pub async fn update_contact(&self, actor: Actor, update: ContactUpdate) -> Result<Contact> {
+        let ContactUpdate {
+            contact_id,
+            in_site,
+            details,
+            etag,
+        } = update;
+        let etag = etag.version();
         let mut tx = self.pool.begin().await?;
         let (site, before) = lock_contact(&mut tx, contact_id, in_site).await?;
         authority::require(&mut tx, actor, &site, &[Need::CONTACTS]).await?;
@@ -793,13 +739,13 @@ impl Registry {
     /// Takes a role away. Never the primary (C1), nor the STC of a site with S&S (C5). With
     /// `in_site`, only a contact of that site (another site's contact is not found).
     /// A role that implies rights is taken away only for a person, or by an operator (T6).
-    pub async fn remove_contact(
-        &self,
-        actor: Actor,
-        contact_id: Uuid,
-        in_site: Option<Uuid>,
-        etag: Option<i64>,
-    ) -> Result<Revised<Contact>> {
+    pub async fn remove_contact(&self, actor: Actor, removal: Removal) -> Result<Revised<Contact>> {
+        let Removal {
+            contact_id,
+            in_site,
+            etag,
+        } = removal;
+        let etag = etag.version();
         let mut tx = self.pool.begin().await?;
         let (site, contact) = lock_contact(&mut tx, contact_id, in_site).await?;
         refuse_anonymous_grant(actor, contact.role)?;
@@ -824,7 +770,7 @@ impl Registry {
             }
             _ => {}
         }
-        storage::contacts::delete(&mut tx, contact_id).await?;
+        delete_contact(&mut tx, contact_id).await?;
         let revision = Change {
             actor,
             site_id: site.site_id,
@@ -847,11 +793,14 @@ impl Registry {
     pub async fn replace_contact(
         &self,
         actor: Actor,
-        site_id: Uuid,
-        role: ContactRole,
-        new_user_id: Uuid,
-        details: ContactDetails,
+        replacement: Replacement,
     ) -> Result<Revised<(Contact, Option<Contact>)>> {
+        let Replacement {
+            site_id,
+            role,
+            new_user_id,
+            details,
+        } = replacement;
         if !role.is_replaceable() {
             return Err(ContactsError::rule(match role {
                 ContactRole::Primary => {
@@ -875,7 +824,7 @@ impl Registry {
             if old.user_id == new_user_id {
                 return Err(ContactsError::RoleAlreadyHeld(role));
             }
-            storage::contacts::delete(&mut tx, old.contact_id).await?;
+            delete_contact(&mut tx, old.contact_id).await?;
         }
         let contact = storage::contacts::insert(
             &mut tx,
@@ -938,11 +887,15 @@ impl Registry {
     pub async fn transfer_primary(
         &self,
         actor: Actor,
-        site_id: Uuid,
-        new_user_id: Uuid,
-        previous_primary_role: ContactRole,
-        etag: Option<i64>,
+        transfer: Transfer,
     ) -> Result<Revised<(Site, Contact, Option<Contact>)>> {
+        let Transfer {
+            site_id,
+            new_user_id,
+            previous_primary_role,
+            etag,
+        } = transfer;
+        let etag = etag.version();
         if previous_primary_role == ContactRole::Primary {
             return Err(ContactsError::rule(
                 "rule C8: a site has exactly one primary contact; the previous primary needs another role",
@@ -1036,13 +989,13 @@ impl Registry {
     }
 
     /// A page of a site's contacts with one of `roles` (all when empty), in display order.
-    pub async fn list_site_contacts(
-        &self,
-        site_id: Uuid,
-        roles: &[ContactRole],
-        after: Option<(ContactRole, Uuid)>,
-        size: u32,
-    ) -> Result<Page<Contact>> {
+    pub async fn list_site_contacts(&self, listing: SiteContactsListing) -> Result<Page<Contact>> {
+        let SiteContactsListing {
+            site_id,
+            roles,
+            after,
+            size,
+        } = listing;
         let mut conn = self.pool.acquire().await?;
         let numbers: Vec<i16> = roles.iter().map(|role| role.number()).collect();
         let rows = storage::contacts::page_of_site(
@@ -1063,10 +1016,13 @@ impl Registry {
     /// A page of one user's contacts, each with its site.
     pub async fn list_user_contacts(
         &self,
-        user_id: Uuid,
-        after: Option<Uuid>,
-        size: u32,
+        listing: UserContactsListing,
     ) -> Result<Page<(Contact, Site)>> {
+        let UserContactsListing {
+            user_id,
+            after,
+            size,
+        } = listing;
         let mut conn = self.pool.acquire().await?;
         let rows =
             storage::contacts::page_of_user(&mut conn, user_id, after, i64::from(size) + 1).await?;
@@ -1089,11 +1045,8 @@ impl Registry {
     }
 
     /// Who receives a notice of `purpose` on a site, and by which rule (R1, C4).
-    pub async fn resolve_recipients(
-        &self,
-        site_id: Uuid,
-        purpose: NoticePurpose,
-    ) -> Result<(Site, Resolution)> {
+    pub async fn resolve_recipients(&self, query: RecipientsQuery) -> Result<(Site, Resolution)> {
+        let RecipientsQuery { site_id, purpose } = query;
         let mut conn = self.pool.acquire().await?;
         let site = storage::sites::get(&mut conn, site_id)
             .await?
@@ -1104,13 +1057,13 @@ impl Registry {
     }
 
     /// The compliance facts of one site.
-    pub async fn site_compliance(&self, site_id: Uuid) -> Result<SiteComplianceRow> {
+    pub async fn site_compliance(&self, site_id: Uuid) -> Result<SiteCompliance> {
         let mut conn = self.pool.acquire().await?;
         let site = storage::sites::get(&mut conn, site_id)
             .await?
             .ok_or(ContactsError::SiteNotFound)?;
         let contacts = storage::contacts::of_site(&mut conn, site_id).await?;
-        Ok(SiteComplianceRow {
+        Ok(SiteCompliance {
             site_id,
             site_number: site.site_number.clone(),
             facts: SiteFacts::of(&site, &contacts),
@@ -1118,11 +1071,8 @@ impl Registry {
     }
 
     /// A page of the sites with at least one compliance gap, in site-id order.
-    pub async fn list_compliance_gaps(
-        &self,
-        after: Option<Uuid>,
-        size: u32,
-    ) -> Result<Page<SiteComplianceRow>> {
+    pub async fn list_compliance_gaps(&self, listing: GapsListing) -> Result<Page<SiteCompliance>> {
+        let GapsListing { after, size } = listing;
         let mut conn = self.pool.acquire().await?;
         let rows = storage::sites::list_with_gaps(&mut conn, after, i64::from(size) + 1).await?;
         Ok(Page::from_rows(rows, size))

@@ -51,6 +51,46 @@ impl CountryCode {
     }
 }
 
+/// A value whose text is its stored and published form (site and customer numbers, country
+/// codes, language tags).
+pub trait AsText {
+    /// The text.
+    fn as_text(&self) -> &str;
+}
+
+impl AsText for SiteNumber {
+    fn as_text(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsText for CustomerNumber {
+    fn as_text(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsText for CountryCode {
+    fn as_text(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsText for Locale {
+    fn as_text(&self) -> &str {
+        self.as_str()
+    }
+}
+
+/// Serializes a value as its text (for `#[serde(serialize_with)]`: the audit trail records
+/// sites with their numbers, country and language as plain strings).
+pub fn serialize_text<T: AsText, S: serde::Serializer>(
+    value: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(value.as_text())
+}
+
 /// A phone number normalised to E.164: `+`, then 7 to 15 digits. Spaces, dots, dashes and
 /// parentheses are dropped, and a leading international `00` becomes `+`.
 pub fn optional_phone(field: &str, text: &str) -> Result<Option<String>, Violation> {

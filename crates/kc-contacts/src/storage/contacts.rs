@@ -274,17 +274,18 @@ pub async fn set_holder(
     row.try_into()
 }
 
-/// Deletes a contact, withdrawing the code of a pending notification e-mail (C11).
-pub async fn delete(conn: &mut PgConnection, contact_id: Uuid) -> Result<(), sqlx::Error> {
+/// Deletes a contact. Returns the outbox event of its pending notification e-mail, if it
+/// had one, whose sealed code the caller empties (C11).
+pub async fn delete(
+    conn: &mut PgConnection,
+    contact_id: Uuid,
+) -> Result<Option<Uuid>, sqlx::Error> {
     let event_id: Option<Option<Uuid>> =
         sqlx::query_scalar("DELETE FROM contacts WHERE contact_id = $1 RETURNING pending_event_id")
             .bind(contact_id)
-            .fetch_optional(&mut *conn)
+            .fetch_optional(conn)
             .await?;
-    if let Some(Some(event_id)) = event_id {
-        crate::events::drop_sealed_code(conn, event_id).await?;
-    }
-    Ok(())
+    Ok(event_id.flatten())
 }
 
 /// What the registry keeps of a notification e-mail waiting for confirmation (C11).
@@ -323,13 +324,13 @@ pub async fn set_pending(
     row.try_into()
 }
 
-/// Forgets a contact's pending notification e-mail and empties the sealed code of its
-/// event. Returns whether there was one.
+/// Forgets a contact's pending notification e-mail. Returns its outbox event, if there was
+/// one, whose sealed code the caller empties (C11).
 pub async fn withdraw_pending(
     conn: &mut PgConnection,
     contact_id: Uuid,
-) -> Result<bool, sqlx::Error> {
-    let event_id: Option<Uuid> = sqlx::query_scalar(
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
         "WITH old AS (SELECT contact_id, pending_event_id FROM contacts \
                       WHERE contact_id = $1 AND pending_event_id IS NOT NULL FOR UPDATE) \
          UPDATE contacts c SET pending_notification_email = NULL, pending_code_hash = NULL, \
@@ -337,15 +338,8 @@ pub async fn withdraw_pending(
          FROM old WHERE c.contact_id = old.contact_id RETURNING old.pending_event_id",
     )
     .bind(contact_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match event_id {
-        Some(event_id) => {
-            crate::events::drop_sealed_code(conn, event_id).await?;
-            Ok(true)
-        }
-        None => Ok(false),
-    }
+    .fetch_optional(conn)
+    .await
 }
 
 /// A pending notification e-mail found by the hash of its code.
@@ -409,13 +403,14 @@ pub async fn count_wrong_code(
 }
 
 /// Puts a contact's pending notification e-mail in use (C11) if its code still has
-/// `code_hash` and has not expired, empties its event's sealed code, and bumps the version.
-/// `None` when the code is no longer the contact's.
+/// `code_hash` and has not expired, and bumps the version. Returns the contact and the
+/// outbox event whose sealed code the caller empties; `None` when the code is no longer the
+/// contact's.
 pub async fn confirm_pending(
     conn: &mut PgConnection,
     contact_id: Uuid,
     code_hash: &[u8],
-) -> Result<Option<Contact>, sqlx::Error> {
+) -> Result<Option<(Contact, Uuid)>, sqlx::Error> {
     let event_id: Option<Uuid> = sqlx::query_scalar(
         "SELECT pending_event_id FROM contacts WHERE contact_id = $1 \
            AND pending_code_hash = $2 AND pending_expire_time > now()",
@@ -435,16 +430,15 @@ pub async fn confirm_pending(
         columns!()
     ))
     .bind(contact_id)
-    .fetch_one(&mut *conn)
+    .fetch_one(conn)
     .await?;
-    crate::events::drop_sealed_code(conn, event_id).await?;
-    Some(Contact::try_from(row)).transpose()
+    Ok(Some((Contact::try_from(row)?, event_id)))
 }
 
-/// Withdraws up to `limit` pending notification e-mails whose code expired, emptying the
-/// sealed codes of their events; returns how many.
-pub async fn expire_pending(conn: &mut PgConnection, limit: i64) -> Result<usize, sqlx::Error> {
-    let event_ids: Vec<Uuid> = sqlx::query_scalar(
+/// Withdraws up to `limit` pending notification e-mails whose code expired; returns their
+/// outbox events, whose sealed codes the caller empties.
+pub async fn expire_pending(conn: &mut PgConnection, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
         "WITH gone AS (SELECT contact_id, pending_event_id FROM contacts \
                        WHERE pending_expire_time <= now() \
                        ORDER BY pending_expire_time LIMIT $1 FOR UPDATE SKIP LOCKED) \
@@ -453,10 +447,6 @@ pub async fn expire_pending(conn: &mut PgConnection, limit: i64) -> Result<usize
          FROM gone WHERE c.contact_id = gone.contact_id RETURNING gone.pending_event_id",
     )
     .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
-    for event_id in &event_ids {
-        crate::events::drop_sealed_code(&mut *conn, *event_id).await?;
-    }
-    Ok(event_ids.len())
+    .fetch_all(conn)
+    .await
 }

@@ -4,7 +4,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::recipients::SiteFacts;
+use kc_runtime::Violation;
+
+use crate::domain::recipients::{SiteCompliance, SiteFacts};
+use crate::domain::values::{CountryCode, CustomerNumber, Locale, SiteNumber};
 use crate::domain::{Program, Site};
 
 /// The columns of a [`Site`] (`s` is the site, `p` its primary contact), for `concat!`.
@@ -44,17 +47,33 @@ struct SiteRow {
     update_time: DateTime<Utc>,
 }
 
+/// Reads a stored value with its parser; a value the registry could not have written is a
+/// decode error naming its column.
+fn stored<T>(
+    column: &str,
+    text: &str,
+    parse: impl FnOnce(&str, &str) -> Result<T, Violation>,
+) -> Result<T, sqlx::Error> {
+    parse(column, text).map_err(|violation| {
+        sqlx::Error::Decode(format!("{column}: {}", violation.description).into())
+    })
+}
+
 impl TryFrom<SiteRow> for Site {
     type Error = sqlx::Error;
 
     fn try_from(row: SiteRow) -> Result<Self, Self::Error> {
         Ok(Site {
             site_id: row.site_id,
-            site_number: row.site_number,
-            customer_number: row.customer_number,
+            site_number: stored("sites.site_number", &row.site_number, SiteNumber::parse)?,
+            customer_number: stored(
+                "sites.customer_number",
+                &row.customer_number,
+                CustomerNumber::parse,
+            )?,
             name: row.name,
-            country_code: row.country_code,
-            language: row.language,
+            country_code: stored("sites.country_code", &row.country_code, CountryCode::parse)?,
+            language: stored("sites.language", &row.language, Locale::parse)?,
             program: Program::from_db(&row.program)
                 .ok_or_else(|| sqlx::Error::Decode("sites.program has an unknown value".into()))?,
             support_active: row.support_active,
@@ -250,7 +269,7 @@ pub async fn update(conn: &mut PgConnection, site: &Site) -> Result<(), sqlx::Er
     )
     .bind(site.site_id)
     .bind(&site.name)
-    .bind(&site.language)
+    .bind(site.language.as_str())
     .bind(site.support_active)
     .bind(site.support_end_date)
     .bind(&site.business_partner_email)
@@ -269,17 +288,6 @@ pub async fn touch(conn: &mut PgConnection, site_id: Uuid) -> Result<(), sqlx::E
     Ok(())
 }
 
-/// A site with the facts of the compliance check.
-#[derive(Debug, Clone)]
-pub struct SiteComplianceRow {
-    /// Site id.
-    pub site_id: Uuid,
-    /// Site number.
-    pub site_number: String,
-    /// Facts.
-    pub facts: SiteFacts,
-}
-
 #[derive(sqlx::FromRow)]
 struct FactsRow {
     site_id: Uuid,
@@ -295,7 +303,7 @@ pub async fn list_with_gaps(
     conn: &mut PgConnection,
     after: Option<Uuid>,
     limit: i64,
-) -> Result<Vec<SiteComplianceRow>, sqlx::Error> {
+) -> Result<Vec<SiteCompliance>, sqlx::Error> {
     let rows: Vec<FactsRow> = sqlx::query_as(
         "SELECT * FROM ( \
            SELECT s.site_id, s.site_number, s.support_active, \
@@ -312,19 +320,20 @@ pub async fn list_with_gaps(
     .bind(limit)
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| SiteComplianceRow {
-            site_id: row.site_id,
-            site_number: row.site_number,
-            facts: SiteFacts {
-                support_active: row.support_active,
-                has_site_technical: row.has_site_technical,
-                has_renewal: row.has_renewal,
-                has_other_person: row.has_other_person,
-            },
+    rows.into_iter()
+        .map(|row| {
+            Ok(SiteCompliance {
+                site_id: row.site_id,
+                site_number: stored("sites.site_number", &row.site_number, SiteNumber::parse)?,
+                facts: SiteFacts {
+                    support_active: row.support_active,
+                    has_site_technical: row.has_site_technical,
+                    has_renewal: row.has_renewal,
+                    has_other_person: row.has_other_person,
+                },
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Takes a share lock on a site's row, if the site exists: a projection apply that changes
