@@ -14,10 +14,11 @@
 //!
 //! Every transaction that changes grants, roles, sites or users also runs
 //! `pg_notify('kc_access_invalidate', key)` with key `<site>:<user>`, `<site>:*` or
-//! `*:<user>` (see [`Invalidation`]). Every replica `LISTEN`s on that channel with one
-//! dedicated connection ([`spawn_listener`]) and drops what the key covers: a site entry for
-//! the first two, every site entry the user is a member of for the third (identity's
-//! projection sends it only when a user is disabled or enabled, which is rare).
+//! `*:<user>` (see [`Invalidation`], defined in [`storage`] with the writes that send it).
+//! Every replica `LISTEN`s on that channel with one dedicated connection ([`spawn_listener`])
+//! and drops what the key covers: a site entry for the first two, every site entry the user
+//! is a member of for the third (identity's projection sends it only when a user is disabled
+//! or enabled, which is rare).
 //!
 //! - **Same replica**: a write drops the entries itself right after its commit, before it
 //!   answers, so a `Check` after a successful change on the same replica reflects it.
@@ -47,8 +48,6 @@
 //! 6 MB.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -66,66 +65,11 @@ pub const CHECK_CACHE_HITS: &str = "keycontacts_access_check_cache_hits_total";
 pub const CHECK_CACHE_MISSES: &str = "keycontacts_access_check_cache_misses_total";
 
 use crate::domain::{Effective, Grants, RoleSet, SiteFacts, Subject};
-use crate::storage::{self, INVALIDATION_CHANNEL};
+use crate::storage;
+use crate::storage::invalidation::{INVALIDATION_CHANNEL, Invalidation};
 
 /// Number of independently locked shards of each map (a power of two).
 const SHARDS: usize = 32;
-
-/// What a change makes stale, as carried by the invalidation notification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Invalidation {
-    /// One user on one site (its grants or roles changed): `<site>:<user>`.
-    Pair {
-        /// Site id.
-        site_id: Uuid,
-        /// User id.
-        user_id: Uuid,
-    },
-    /// A whole site (its facts or roles changed): `<site>:*`.
-    Site(Uuid),
-    /// One user on every site (identity disabled or enabled it): `*:<user>`.
-    User(Uuid),
-    /// Everything: `*`.
-    All,
-}
-
-impl fmt::Display for Invalidation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Pair { site_id, user_id } => write!(f, "{site_id}:{user_id}"),
-            Self::Site(site_id) => write!(f, "{site_id}:*"),
-            Self::User(user_id) => write!(f, "*:{user_id}"),
-            Self::All => f.write_str("*"),
-        }
-    }
-}
-
-/// A notification payload that is not an [`Invalidation`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not an invalidation key: {0:?}")]
-pub struct InvalidKey(String);
-
-impl FromStr for Invalidation {
-    type Err = InvalidKey;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let invalid = || InvalidKey(text.to_owned());
-        if text == "*" {
-            return Ok(Self::All);
-        }
-        let (site, user) = text.split_once(':').ok_or_else(invalid)?;
-        let id = |part: &str| Uuid::parse_str(part).map_err(|_| invalid());
-        match (site, user) {
-            ("*", "*") => Ok(Self::All),
-            ("*", user) => Ok(Self::User(id(user)?)),
-            (site, "*") => Ok(Self::Site(id(site)?)),
-            (site, user) => Ok(Self::Pair {
-                site_id: id(site)?,
-                user_id: id(user)?,
-            }),
-        }
-    }
-}
 
 /// Tuning of the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -501,23 +445,6 @@ async fn run_listener(pool: PgPool, cache: RightsCache, mut listener: PgListener
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_round_trip() {
-        let site_id = Uuid::now_v7();
-        let user_id = Uuid::new_v4();
-        for what in [
-            Invalidation::Pair { site_id, user_id },
-            Invalidation::Site(site_id),
-            Invalidation::User(user_id),
-            Invalidation::All,
-        ] {
-            assert_eq!(what.to_string().parse::<Invalidation>(), Ok(what));
-        }
-        for bad in ["", "x", "x:y", ":", "*:x"] {
-            assert!(bad.parse::<Invalidation>().is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn a_member_is_small() {

@@ -4,7 +4,8 @@
 //! [`kc_runtime::outbox::decode_response`] fills in cursor, event id and time from the
 //! outbox row. Events carry what their consumers (notification first) need so they never
 //! call back: the request with its requester, the approvers to tell (A3), the profiles
-//! before and after a change of rights.
+//! before and after a change of rights. The published forms of requests, profiles and
+//! policies are the API's, from [`crate::convert`].
 
 use kc_proto::access::{self as pb, event::Payload};
 use kc_runtime::outbox::{Cursor, EncodedEvent};
@@ -12,7 +13,6 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{AccessRequest, Actor, DomainPolicy, Profile, Site};
-use crate::grpc::{policy_to_proto, profile_to_proto, request_to_proto};
 
 /// An event ready to append.
 pub type PendingEvent = EncodedEvent;
@@ -52,7 +52,7 @@ pub fn access_request_submitted(
         request.site_id,
         &request.site_number,
         Payload::AccessRequestSubmitted(pb::AccessRequestSubmitted {
-            request: Some(request_to_proto(request)),
+            request: Some(request.into()),
             approver_user_ids: ids(approvers),
         }),
     )
@@ -67,7 +67,7 @@ pub fn access_request_decided(actor: Option<Actor>, request: &AccessRequest) -> 
         request.site_id,
         &request.site_number,
         Payload::AccessRequestDecided(pb::AccessRequestDecided {
-            request: Some(request_to_proto(request)),
+            request: Some(request.into()),
         }),
     )
 }
@@ -80,7 +80,7 @@ pub fn access_request_cancelled(actor: Option<Actor>, request: &AccessRequest) -
         request.site_id,
         &request.site_number,
         Payload::AccessRequestCancelled(pb::AccessRequestCancelled {
-            request: Some(request_to_proto(request)),
+            request: Some(request.into()),
         }),
     )
 }
@@ -93,7 +93,7 @@ pub fn access_request_expired(request: &AccessRequest) -> PendingEvent {
         request.site_id,
         &request.site_number,
         Payload::AccessRequestExpired(pb::AccessRequestExpired {
-            request: Some(request_to_proto(request)),
+            request: Some(request.into()),
         }),
     )
 }
@@ -113,8 +113,8 @@ pub fn rights_changed(
         &after.site_number,
         Payload::RightsChanged(pb::RightsChanged {
             user_id: after.user_id.to_string(),
-            before: Some(profile_to_proto(before)),
-            after: Some(profile_to_proto(after)),
+            before: Some(before.into()),
+            after: Some(after.into()),
             reason: reason.to_owned(),
             request_id: request_id.map(|id| id.to_string()).unwrap_or_default(),
         }),
@@ -135,8 +135,8 @@ pub fn domain_policy_changed(
         site.site_id,
         &site.site_number,
         Payload::DomainPolicyChanged(pb::DomainPolicyChanged {
-            before: before.map(policy_to_proto),
-            after: Some(policy_to_proto(after)),
+            before: before.map(pb::DomainPolicy::from),
+            after: Some(after.into()),
             approver_user_ids: ids(approvers),
         }),
     )

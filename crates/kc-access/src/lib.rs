@@ -13,10 +13,13 @@
 //!   replica through Postgres notifications (bounded staleness across replicas: the
 //!   notification latency, ≤ 1 s).
 //! - [`sweeper`]: expiry of requests left pending (A6).
+//! - [`convert`]: every conversion between the proto messages and the domain (requests into
+//!   the commands of [`domain::commands`], entities back into their published forms).
 //! - [`grpc`], [`events`], [`config`]: the API, the published events, the settings.
 
 pub mod cache;
 pub mod config;
+pub mod convert;
 pub mod domain;
 pub mod events;
 pub mod grpc;

@@ -56,8 +56,9 @@ use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use crate::cache::{Invalidation, RightsCache};
+use crate::cache::RightsCache;
 use crate::domain::ContactRole;
+use crate::storage::invalidation::{Invalidation, notify_invalidation};
 use crate::storage::{self, sites::ProjectedSite, users::ProjectedUser};
 
 /// Name (and cursor key) of the consumer of the contact registry's stream.
@@ -204,7 +205,7 @@ pub async fn apply_contacts_event(
         | Some(Payload::NotificationEmailChangeRequested(_))
         | None => {}
     }
-    storage::notify_invalidation(conn, Invalidation::Site(site_id)).await?;
+    notify_invalidation(conn, Invalidation::Site(site_id)).await?;
     Ok(site_id)
 }
 
@@ -250,6 +251,6 @@ pub async fn apply_identity_event(
     if !changed {
         return Ok(None);
     }
-    storage::notify_invalidation(conn, Invalidation::User(user_id)).await?;
+    notify_invalidation(conn, Invalidation::User(user_id)).await?;
     Ok(Some(user_id))
 }

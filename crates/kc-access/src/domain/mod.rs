@@ -4,10 +4,14 @@
 //! transaction boundaries.
 //!
 //! [`levels`] and [`rights`] are pure (values in, decisions out, no I/O) and live in the
-//! shared `kc-rights` crate, which the contact registry decides authority with too (T8). [`values`] parses
-//! request fields, [`service`] runs each operation as one transaction over storage.
+//! shared `kc-rights` crate, which the contact registry decides authority with too (T8).
+//! [`values`] parses request fields, [`commands`] holds the parsed requests (with the shape
+//! rules of a request for access), [`actor`] who acts, and [`service`] runs each operation as
+//! one transaction over storage.
 
 pub use kc_rights::{levels, rights};
+pub mod actor;
+pub mod commands;
 pub mod service;
 pub mod values;
 
@@ -16,6 +20,7 @@ use kc_runtime::{ApiError, Violation};
 use serde::Serialize;
 use uuid::Uuid;
 
+pub use actor::{Actor, ActorKind};
 pub use levels::{
     AccountDocumentsAccess, AccountManagementAccess, ContactUpdatesAccess, EntitlementsAccess,
     ManageAccess, ReportingAccess, SoftwareAccess, SupportLevel, Tool, ToolAccess, ToolLevel,
@@ -26,7 +31,7 @@ pub use rights::{
     check_approval, check_decider, check_domain_baseline, check_not_own_request, check_revoke,
     check_self_grant, check_support_change, check_tool_change,
 };
-pub use service::{Access, AccessSettings, Actor, Page};
+pub use service::{Access, AccessSettings, Page};
 
 /// What the projection knows of a site: its numbers and the facts rights depend on.
 #[derive(Debug, Clone, PartialEq, Eq)]

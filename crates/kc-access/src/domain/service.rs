@@ -63,23 +63,28 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::Utc;
-use kc_runtime::Caller;
 use kc_runtime::db::{DbErrorKind, classify, constraint};
 use kc_runtime::outbox::{Cursor, Revised};
 pub use kc_runtime::paging::Page;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use super::values::{CustomerNumber, EmailDomain, Etag, SiteNumber};
+use super::commands::{
+    Approval, ApproverKey, ApproversQuery, Cancellation, CheckQuery, MyRequestsQuery,
+    PoliciesQuery, PolicyChange, ProfileRef, Rejection, RequestRef, Revocation, SiteAccessQuery,
+    SiteRequestsQuery, Submission, SupportChange, ToolsChange, UserAccessQuery, with_levels,
+};
+use super::values::{EmailDomain, Etag};
 use super::{
-    AccessError, AccessRequest, AccessRequestKind, Approver, AuditRecord, Decision, DomainPolicy,
-    Effective, Grants, Permission, PolicyMode, Profile, RequestState, Result, RoleSet, Site,
-    Subject, SupportLevel, ToolAccess, ToolLevel, approvers, baseline_grant, check_approval,
-    check_decider, check_domain_baseline, check_not_own_request, check_revoke, check_self_grant,
+    AccessError, AccessRequest, AccessRequestKind, Actor, Approver, AuditRecord, Decision,
+    DomainPolicy, Effective, Grants, PolicyMode, Profile, RequestState, Result, RoleSet, Site,
+    Subject, SupportLevel, ToolAccess, approvers, baseline_grant, check_approval, check_decider,
+    check_domain_baseline, check_not_own_request, check_revoke, check_self_grant,
     check_support_change, check_tool_change,
 };
-use crate::cache::{Invalidation, Rights, RightsCache};
+use crate::cache::{Rights, RightsCache};
 use crate::events::{self, PendingEvent};
+use crate::storage::invalidation::{Invalidation, notify_invalidation};
 use crate::storage::{self, audit::NewRecord, requests::NewRequest};
 
 /// How many expired requests the sweeper handles per transaction.
@@ -108,79 +113,6 @@ pub struct Access {
     settings: AccessSettings,
 }
 
-/// What kind of caller acts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ActorKind {
-    /// An operator, acting as itself.
-    Operator,
-    /// A person a service acts for (`x-kc-on-behalf-of`).
-    Person,
-    /// A service acting for nobody: it may read, not change.
-    Service,
-}
-
-/// The caller responsible for a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Actor {
-    /// The person responsible: the on-behalf-of user, else the caller itself.
-    pub actor_id: Uuid,
-    /// The service account the call came through, if any.
-    pub via_service: Option<Uuid>,
-    /// What kind of caller it is.
-    pub kind: ActorKind,
-}
-
-impl Actor {
-    /// The caller of a request: services and operators only (customers are refused).
-    pub fn of(caller: &Caller) -> Result<Self> {
-        if !caller.is_privileged() {
-            return Err(AccessError::Forbidden(
-                "customer tokens are refused by access management: call the gateway".into(),
-            ));
-        }
-        let kind = match (caller.is_operator(), caller.on_behalf_of) {
-            (true, _) => ActorKind::Operator,
-            (false, Some(_)) => ActorKind::Person,
-            (false, None) => ActorKind::Service,
-        };
-        Ok(Self {
-            actor_id: caller.actor(),
-            via_service: caller.is_service().then_some(caller.subject),
-            kind,
-        })
-    }
-
-    /// The actor of a change: a person or an operator, never a service acting for nobody.
-    pub fn person(self) -> Result<Self> {
-        if self.kind == ActorKind::Service {
-            return Err(AccessError::Forbidden(
-                "a change needs a person to hold responsible: name the user in x-kc-on-behalf-of"
-                    .into(),
-            ));
-        }
-        Ok(self)
-    }
-
-    /// Whether the actor is an operator.
-    pub fn is_operator(self) -> bool {
-        self.kind == ActorKind::Operator
-    }
-}
-
-/// What an approval grants: per kind, the levels chosen, each defaulting to what was asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct GrantChoice {
-    /// SITE_ACCESS: per tool, the level to grant (`None`: the requested one). `None` as a
-    /// whole: exactly what was asked.
-    pub tools: Option<[Option<ToolLevel>; 7]>,
-    /// SUPPORT_ACCESS: the level to grant (`None`: the requested one).
-    pub support: Option<SupportLevel>,
-}
-
-/// The sort key of an approver in ListApprovers: the number of the role that makes it an
-/// approver (255 for none), then its user id.
-pub type ApproverKey = (u8, Uuid);
-
 /// The subject a profile describes.
 fn subject_of(effective: &Effective) -> Subject {
     Subject {
@@ -188,14 +120,6 @@ fn subject_of(effective: &Effective) -> Subject {
         explicit: effective.explicit(),
         disabled: effective.is_disabled(),
     }
-}
-
-/// Explicit tools with some levels set.
-fn with_levels(tools: ToolAccess, levels: &[Option<ToolLevel>; 7]) -> ToolAccess {
-    levels
-        .iter()
-        .flatten()
-        .fold(tools, |tools, level| tools.with(*level))
 }
 
 /// The rights an operator acts with: every top level, on the real site (so the target
@@ -330,7 +254,7 @@ impl Change {
             revision = Some(events::append(&mut tx, event).await?);
         }
         for what in &self.invalidations {
-            storage::notify_invalidation(&mut tx, *what).await?;
+            notify_invalidation(&mut tx, *what).await?;
         }
         tx.commit().await?;
         for what in self.invalidations {
@@ -552,37 +476,27 @@ impl Access {
     }
 
     /// The profile of a user on a site.
-    pub async fn profile(&self, site_id: Uuid, user_id: Uuid) -> Result<Profile> {
+    pub async fn profile(&self, key: ProfileRef) -> Result<Profile> {
         let mut conn = self.pool.acquire().await?;
-        profile_on(&mut conn, site_id, user_id).await
+        profile_on(&mut conn, key.site_id, key.user_id).await
     }
 
     /// Sets some of a user's explicit tool levels (T4); raising one needs a proven, active
     /// user (I1). Returns the profile after, with the change's revision (none when it
     /// changed nothing).
-    pub async fn set_tools(
-        &self,
-        actor: Actor,
-        site_id: Uuid,
-        user_id: Uuid,
-        levels: [Option<ToolLevel>; 7],
-        reason: String,
-        etag: Etag,
-    ) -> Result<Revised<Profile>> {
+    pub async fn set_tools(&self, actor: Actor, change: ToolsChange) -> Result<Revised<Profile>> {
         let actor = actor.person()?;
-        self.patient(|| self.set_tools_once(actor, site_id, user_id, levels, &reason, etag))
-            .await
+        self.patient(|| self.set_tools_once(actor, &change)).await
     }
 
-    async fn set_tools_once(
-        &self,
-        actor: Actor,
-        site_id: Uuid,
-        user_id: Uuid,
-        levels: [Option<ToolLevel>; 7],
-        reason: &str,
-        etag: Etag,
-    ) -> Result<Revised<Profile>> {
+    async fn set_tools_once(&self, actor: Actor, change: &ToolsChange) -> Result<Revised<Profile>> {
+        let ToolsChange {
+            site_id,
+            user_id,
+            levels,
+            ref reason,
+            etag,
+        } = *change;
         let mut tx = self.pool.begin().await?;
         let site = lock_site(&mut tx, site_id).await?;
         let before = profile_on(&mut tx, site_id, user_id).await?;
@@ -620,26 +534,24 @@ impl Access {
     pub async fn set_support(
         &self,
         actor: Actor,
-        site_id: Uuid,
-        user_id: Uuid,
-        level: SupportLevel,
-        reason: String,
-        etag: Etag,
+        change: SupportChange,
     ) -> Result<Revised<Profile>> {
         let actor = actor.person()?;
-        self.patient(|| self.set_support_once(actor, site_id, user_id, level, &reason, etag))
-            .await
+        self.patient(|| self.set_support_once(actor, &change)).await
     }
 
     async fn set_support_once(
         &self,
         actor: Actor,
-        site_id: Uuid,
-        user_id: Uuid,
-        level: SupportLevel,
-        reason: &str,
-        etag: Etag,
+        change: &SupportChange,
     ) -> Result<Revised<Profile>> {
+        let SupportChange {
+            site_id,
+            user_id,
+            level,
+            ref reason,
+            etag,
+        } = *change;
         let mut tx = self.pool.begin().await?;
         let site = lock_site(&mut tx, site_id).await?;
         let before = profile_on(&mut tx, site_id, user_id).await?;
@@ -673,14 +585,13 @@ impl Access {
     /// Removes every explicit grant of a user on a site (T4, U4–U6); implied rights remain.
     /// Returns the profile after, with the change's revision (none when there was nothing to
     /// remove).
-    pub async fn revoke(
-        &self,
-        actor: Actor,
-        site_id: Uuid,
-        user_id: Uuid,
-        reason: String,
-        etag: Etag,
-    ) -> Result<Revised<Profile>> {
+    pub async fn revoke(&self, actor: Actor, revocation: Revocation) -> Result<Revised<Profile>> {
+        let Revocation {
+            site_id,
+            user_id,
+            reason,
+            etag,
+        } = revocation;
         let actor = actor.person()?;
         let mut tx = self.pool.begin().await?;
         let site = lock_site(&mut tx, site_id).await?;
@@ -696,12 +607,12 @@ impl Access {
     }
 
     /// A page of a site's profiles (users with a grant or a role implying rights).
-    pub async fn list_site_access(
-        &self,
-        site_id: Uuid,
-        after: Option<Uuid>,
-        size: u32,
-    ) -> Result<Page<Profile>> {
+    pub async fn list_site_access(&self, query: SiteAccessQuery) -> Result<Page<Profile>> {
+        let SiteAccessQuery {
+            site_id,
+            after,
+            size,
+        } = query;
         let mut conn = self.pool.acquire().await?;
         site_of(&mut conn, site_id).await?;
         let rows =
@@ -710,12 +621,12 @@ impl Access {
     }
 
     /// A page of one user's profiles on the sites where it has rights.
-    pub async fn list_user_access(
-        &self,
-        user_id: Uuid,
-        after: Option<Uuid>,
-        size: u32,
-    ) -> Result<Page<Profile>> {
+    pub async fn list_user_access(&self, query: UserAccessQuery) -> Result<Page<Profile>> {
+        let UserAccessQuery {
+            user_id,
+            after,
+            size,
+        } = query;
         let mut conn = self.pool.acquire().await?;
         let rows =
             storage::sites::user_profiles(&mut conn, user_id, after, i64::from(size) + 1).await?;
@@ -724,14 +635,13 @@ impl Access {
 
     /// Whether a user holds a permission on a site, from the rights cache. An unknown site
     /// is a denial with its reason.
-    pub async fn check(
-        &self,
-        site_id: Uuid,
-        user_id: Uuid,
-        permission: Permission,
-    ) -> Result<Decision> {
-        match self.cache.rights(&self.pool, site_id, user_id).await? {
-            Rights::Known(effective) => Ok(effective.check(permission)),
+    pub async fn check(&self, query: CheckQuery) -> Result<Decision> {
+        match self
+            .cache
+            .rights(&self.pool, query.site_id, query.user_id)
+            .await?
+        {
+            Rights::Known(effective) => Ok(effective.check(query.permission)),
             Rights::UnknownSite => Ok(Decision {
                 allowed: false,
                 reason: "unknown site: access management knows no site with this id".into(),
@@ -743,11 +653,14 @@ impl Access {
     /// first, after the key `after`.
     pub async fn list_approvers(
         &self,
-        site_id: Uuid,
-        kind: AccessRequestKind,
-        after: Option<ApproverKey>,
-        size: u32,
+        query: ApproversQuery,
     ) -> Result<Page<(ApproverKey, Approver)>> {
+        let ApproversQuery {
+            site_id,
+            kind,
+            after,
+            size,
+        } = query;
         let mut conn = self.pool.acquire().await?;
         let site = site_of(&mut conn, site_id).await?;
         let members = storage::sites::members(&mut conn, site_id).await?;
@@ -794,35 +707,24 @@ impl Access {
     pub async fn submit(
         &self,
         actor: Actor,
-        site_number: &SiteNumber,
-        customer_number: &CustomerNumber,
-        kind: AccessRequestKind,
-        asked: Grants,
-        justification: String,
+        submission: Submission,
     ) -> Result<Revised<AccessRequest>> {
         let actor = actor.person()?;
-        self.patient(|| {
-            self.submit_once(
-                actor,
-                site_number,
-                customer_number,
-                kind,
-                asked,
-                &justification,
-            )
-        })
-        .await
+        self.patient(|| self.submit_once(actor, &submission)).await
     }
 
     async fn submit_once(
         &self,
         actor: Actor,
-        site_number: &SiteNumber,
-        customer_number: &CustomerNumber,
-        kind: AccessRequestKind,
-        asked: Grants,
-        justification: &str,
+        submission: &Submission,
     ) -> Result<Revised<AccessRequest>> {
+        let Submission {
+            site_number,
+            customer_number,
+            ask,
+            justification,
+        } = submission;
+        let (kind, asked) = (ask.kind(), ask.asked());
         let mut tx = self.pool.begin().await?;
         // Before the site is looked up: an unproven caller learns nothing about sites.
         require_proven(&mut tx, actor.actor_id, UNPROVEN_REQUESTER).await?;
@@ -972,21 +874,21 @@ impl Access {
     }
 
     /// A request.
-    pub async fn get_request(&self, request_id: Uuid) -> Result<AccessRequest> {
+    pub async fn get_request(&self, request: RequestRef) -> Result<AccessRequest> {
         let mut conn = self.pool.acquire().await?;
-        storage::requests::get(&mut conn, request_id)
+        storage::requests::get(&mut conn, request.request_id)
             .await?
             .ok_or(AccessError::RequestNotFound)
     }
 
     /// A page of a site's requests, optionally of one state, newest first.
-    pub async fn list_requests(
-        &self,
-        site_id: Uuid,
-        state: Option<RequestState>,
-        before: Option<Uuid>,
-        size: u32,
-    ) -> Result<Page<AccessRequest>> {
+    pub async fn list_requests(&self, query: SiteRequestsQuery) -> Result<Page<AccessRequest>> {
+        let SiteRequestsQuery {
+            site_id,
+            state,
+            before,
+            size,
+        } = query;
         let mut conn = self.pool.acquire().await?;
         site_of(&mut conn, site_id).await?;
         let rows =
@@ -999,9 +901,9 @@ impl Access {
     pub async fn list_my_requests(
         &self,
         actor: Actor,
-        before: Option<Uuid>,
-        size: u32,
+        query: MyRequestsQuery,
     ) -> Result<Page<AccessRequest>> {
+        let MyRequestsQuery { before, size } = query;
         let actor = actor.person()?;
         let mut conn = self.pool.acquire().await?;
         let rows = storage::requests::page_of_requester(
@@ -1019,24 +921,24 @@ impl Access {
     pub async fn approve(
         &self,
         actor: Actor,
-        request_id: Uuid,
-        choice: GrantChoice,
-        note: Option<String>,
-        etag: Etag,
+        approval: Approval,
     ) -> Result<Revised<(AccessRequest, Profile)>> {
         let actor = actor.person()?;
-        self.patient(|| self.approve_once(actor, request_id, choice, note.as_deref(), etag))
-            .await
+        self.patient(|| self.approve_once(actor, &approval)).await
     }
 
     async fn approve_once(
         &self,
         actor: Actor,
-        request_id: Uuid,
-        choice: GrantChoice,
-        note: Option<&str>,
-        etag: Etag,
+        approval: &Approval,
     ) -> Result<Revised<(AccessRequest, Profile)>> {
+        let Approval {
+            request_id,
+            choice,
+            ref note,
+            etag,
+        } = *approval;
+        let note = note.as_deref();
         let mut tx = self.pool.begin().await?;
         let (site, request) = lock_request(&mut tx, request_id).await?;
         check_pending(&request)?;
@@ -1110,13 +1012,12 @@ impl Access {
     }
 
     /// Rejects a PENDING request with a reason (A3, A4, A6).
-    pub async fn reject(
-        &self,
-        actor: Actor,
-        request_id: Uuid,
-        reason: String,
-        etag: Etag,
-    ) -> Result<AccessRequest> {
+    pub async fn reject(&self, actor: Actor, rejection: Rejection) -> Result<AccessRequest> {
+        let Rejection {
+            request_id,
+            reason,
+            etag,
+        } = rejection;
         let actor = actor.person()?;
         let mut tx = self.pool.begin().await?;
         let (site, request) = lock_request(&mut tx, request_id).await?;
@@ -1153,12 +1054,8 @@ impl Access {
     }
 
     /// Cancels a PENDING request; only its requester may (A6).
-    pub async fn cancel(
-        &self,
-        actor: Actor,
-        request_id: Uuid,
-        etag: Etag,
-    ) -> Result<AccessRequest> {
+    pub async fn cancel(&self, actor: Actor, cancellation: Cancellation) -> Result<AccessRequest> {
+        let Cancellation { request_id, etag } = cancellation;
         let actor = actor.person()?;
         let mut tx = self.pool.begin().await?;
         let (site, request) = lock_request(&mut tx, request_id).await?;
@@ -1245,12 +1142,15 @@ impl Access {
     pub async fn set_domain_policy(
         &self,
         actor: Actor,
-        site_id: Uuid,
-        domain: EmailDomain,
-        mode: PolicyMode,
-        baseline: Grants,
-        etag: Etag,
+        change: PolicyChange,
     ) -> Result<DomainPolicy> {
+        let PolicyChange {
+            site_id,
+            domain,
+            mode,
+            baseline,
+            etag,
+        } = change;
         let actor = actor.person()?;
         let mut tx = self.pool.begin().await?;
         let site = lock_site(&mut tx, site_id).await?;
@@ -1295,16 +1195,21 @@ impl Access {
     }
 
     /// A page of a site's domain policies in domain order.
-    pub async fn list_domain_policies(
-        &self,
-        site_id: Uuid,
-        after: Option<&str>,
-        size: u32,
-    ) -> Result<Page<DomainPolicy>> {
+    pub async fn list_domain_policies(&self, query: PoliciesQuery) -> Result<Page<DomainPolicy>> {
+        let PoliciesQuery {
+            site_id,
+            after,
+            size,
+        } = query;
         let mut conn = self.pool.acquire().await?;
         site_of(&mut conn, site_id).await?;
-        let rows =
-            storage::policies::page_of_site(&mut conn, site_id, after, i64::from(size) + 1).await?;
+        let rows = storage::policies::page_of_site(
+            &mut conn,
+            site_id,
+            after.as_deref(),
+            i64::from(size) + 1,
+        )
+        .await?;
         Ok(Page::from_rows(rows, size))
     }
 
@@ -1327,33 +1232,6 @@ impl Access {
 mod tests {
     use super::*;
     use crate::domain::{AccountManagementAccess, ContactRole, ManageAccess, SiteFacts};
-    use kc_runtime::token::CallerKind;
-
-    fn caller(kind: CallerKind, on_behalf_of: Option<Uuid>) -> Caller {
-        Caller {
-            subject: Uuid::from_u128(1),
-            kind,
-            email: String::new(),
-            on_behalf_of,
-        }
-    }
-
-    #[test]
-    fn callers() {
-        let person = Uuid::from_u128(2);
-        let service = Actor::of(&caller(CallerKind::Service, Some(person))).unwrap();
-        assert_eq!(service.actor_id, person);
-        assert_eq!(service.via_service, Some(Uuid::from_u128(1)));
-        assert!(service.person().is_ok());
-        let bare = Actor::of(&caller(CallerKind::Service, None)).unwrap();
-        assert!(matches!(bare.person(), Err(AccessError::Forbidden(_))));
-        let operator = Actor::of(&caller(CallerKind::Operator, None)).unwrap();
-        assert!(operator.is_operator() && operator.person().is_ok());
-        assert!(matches!(
-            Actor::of(&caller(CallerKind::Customer, None)),
-            Err(AccessError::Forbidden(_))
-        ));
-    }
 
     #[test]
     fn operators_pass_authority_but_not_target_protections() {

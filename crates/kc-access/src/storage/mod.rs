@@ -7,33 +7,13 @@
 
 pub mod audit;
 pub mod grants;
+pub mod invalidation;
 pub mod policies;
 pub mod requests;
 pub mod sites;
 pub mod users;
 
-use sqlx::PgConnection;
-
-use crate::cache::Invalidation;
 use crate::domain::{ContactRole, Grants, RoleSet, SupportLevel, Tool, ToolAccess, ToolLevel};
-
-/// The Postgres channel on which every replica hears which cached rights to drop.
-pub const INVALIDATION_CHANNEL: &str = "kc_access_invalidate";
-
-/// Tells every replica (this one included) to drop the cached rights `what` covers, when the
-/// caller's transaction commits. Postgres delivers notifications only on commit, and drops
-/// duplicates within one transaction.
-pub async fn notify_invalidation(
-    conn: &mut PgConnection,
-    what: Invalidation,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(INVALIDATION_CHANNEL)
-        .bind(what.to_string())
-        .execute(conn)
-        .await?;
-    Ok(())
-}
 
 fn decode_error(what: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("{what} has an out-of-range level").into())
