@@ -8,7 +8,7 @@ use kc_runtime::config::{DatabaseArgs, ServerArgs, parse_duration};
 use kc_runtime::secrets::{SealingKey, SecretKey};
 
 use crate::domain::password::HashCost;
-use crate::domain::service::Settings;
+use crate::domain::settings::{Secrets, Settings};
 
 /// Everything `kc-identity serve` needs.
 #[derive(clap::Args, Debug, Clone)]
@@ -46,17 +46,6 @@ pub struct SecretArgs {
     /// it, so that no other reader of the event stream can read it.
     #[arg(long, env = "KC_CODE_SEALING_KEY_FILE")]
     pub code_sealing_key_file: PathBuf,
-}
-
-/// The keys read from [`SecretArgs`].
-#[derive(Debug, Clone)]
-pub struct Secrets {
-    /// The current key-encryption key.
-    pub key_encryption_key: SecretKey,
-    /// The previous one, during a rotation.
-    pub previous_key_encryption_key: Option<SecretKey>,
-    /// Notification's public code-sealing key.
-    pub code_sealing_key: SealingKey,
 }
 
 impl SecretArgs {

@@ -7,15 +7,14 @@
 
 use chrono::{DateTime, Utc};
 use kc_proto::identity::{self as pb, event::Payload};
-use kc_runtime::outbox::{self, EncodedEvent};
+use kc_runtime::outbox::{self, EncodedEvent, StoredEvent};
+use kc_runtime::values::timestamp;
 use prost::Message;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::User;
 use crate::domain::codes::Purpose;
-use crate::grpc::{timestamp, user_to_proto};
-use crate::storage::revocations::Revocation;
+use crate::domain::{Revocation, User};
 
 /// An event ready to append.
 pub type PendingEvent = EncodedEvent;
@@ -41,7 +40,7 @@ pub fn registered(user: &User) -> PendingEvent {
         "user.registered",
         Some(user.user_id),
         Payload::UserRegistered(pb::UserRegistered {
-            user: Some(user_to_proto(user)),
+            user: Some(user.into()),
         }),
     )
 }
@@ -64,18 +63,9 @@ pub fn verification_requested(
             display_name: user.display_name.clone(),
             expire_time: Some(timestamp(expire_time)),
             sealed_code,
-            purpose: purpose_to_proto(purpose) as i32,
+            purpose: pb::VerificationPurpose::from(purpose) as i32,
         }),
     )
-}
-
-fn purpose_to_proto(purpose: Purpose) -> pb::VerificationPurpose {
-    match purpose {
-        Purpose::Registration => pb::VerificationPurpose::Registration,
-        Purpose::Invitation => pb::VerificationPurpose::Invitation,
-        Purpose::PasswordReset => pb::VerificationPurpose::PasswordReset,
-        Purpose::EmailChange => pb::VerificationPurpose::EmailChange,
-    }
 }
 
 /// Someone tried to register an address that has a proven account (I2): the address is
@@ -128,21 +118,30 @@ pub fn tokens_revoked(revocation: &Revocation) -> PendingEvent {
         TOKENS_REVOKED,
         Some(revocation.user_id),
         Payload::TokensRevoked(pb::TokensRevoked {
-            revocation: Some(revocation_to_proto(revocation)),
+            revocation: Some(revocation.into()),
         }),
     )
 }
 
-/// The published form of a revocation.
-pub fn revocation_to_proto(revocation: &Revocation) -> pb::TokenRevocation {
-    pb::TokenRevocation {
-        user_id: revocation.user_id.to_string(),
-        session_id: revocation
-            .session_id
-            .map(|id| id.to_string())
-            .unwrap_or_default(),
-        issued_before: Some(timestamp(revocation.issued_before)),
-        expire_time: Some(timestamp(revocation.expire_time)),
+/// The revocation a stored event carries: `None` unless it is a [`TOKENS_REVOKED`] event
+/// with one; an undecodable payload is an internal error.
+pub fn revocation_in(stored: StoredEvent) -> Option<Result<pb::TokenRevocation, tonic::Status>> {
+    if stored.event_type != TOKENS_REVOKED {
+        return None;
+    }
+    match outbox::decode_response::<pb::Event>(stored) {
+        Ok(pb::WatchEventsResponse {
+            event:
+                Some(pb::Event {
+                    payload:
+                        Some(Payload::TokensRevoked(pb::TokensRevoked {
+                            revocation: Some(revocation),
+                        })),
+                    ..
+                }),
+        }) => Some(Ok(revocation)),
+        Ok(_) => None,
+        Err(status) => Some(Err(status)),
     }
 }
 
@@ -152,7 +151,7 @@ pub fn updated(user: &User) -> PendingEvent {
         "user.updated",
         Some(user.user_id),
         Payload::UserUpdated(pb::UserUpdated {
-            user: Some(user_to_proto(user)),
+            user: Some(user.into()),
         }),
     )
 }
@@ -163,7 +162,7 @@ pub fn disabled(user: &User) -> PendingEvent {
         "user.disabled",
         Some(user.user_id),
         Payload::UserDisabled(pb::UserDisabled {
-            user: Some(user_to_proto(user)),
+            user: Some(user.into()),
         }),
     )
 }
@@ -174,7 +173,7 @@ pub fn enabled(user: &User) -> PendingEvent {
         "user.enabled",
         Some(user.user_id),
         Payload::UserEnabled(pb::UserEnabled {
-            user: Some(user_to_proto(user)),
+            user: Some(user.into()),
         }),
     )
 }

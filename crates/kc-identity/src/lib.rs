@@ -2,6 +2,7 @@
 //! sign every access token of the keycontacts suite.
 
 pub mod config;
+pub mod convert;
 pub mod domain;
 pub mod events;
 pub mod grpc;

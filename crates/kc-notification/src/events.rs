@@ -9,12 +9,11 @@ use kc_proto::notification::{self as pb, event::Payload};
 use kc_runtime::outbox::EncodedEvent;
 
 use crate::domain::{Notification, State};
-use crate::grpc::notification_to_proto;
 
 /// The event of a notification that reached a final state: `NotificationDelivered` when
 /// DELIVERED, `NotificationDead` otherwise (DEAD).
 pub fn outcome(notification: &Notification) -> EncodedEvent {
-    let proto = Some(notification_to_proto(notification));
+    let proto = Some(pb::Notification::from(notification));
     let (event_type, payload) = match notification.state {
         State::Delivered => (
             "notification.delivered",

@@ -13,10 +13,12 @@
 //! - [`delivery`]: the workers that lease due notifications and send them by SMTP or into a
 //!   mail directory, with retries and backoff.
 //! - [`directory`]: the calls to identity and the registry.
-//! - [`grpc`], [`events`], [`config`]: the API, the published events, the settings.
+//! - [`grpc`], [`convert`], [`events`], [`config`]: the API, its proto <-> domain
+//!   conversions, the published events, the settings.
 
 pub mod config;
 pub mod consumers;
+pub mod convert;
 pub mod delivery;
 pub mod directory;
 pub mod domain;

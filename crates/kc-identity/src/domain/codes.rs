@@ -7,7 +7,7 @@ use kc_runtime::secrets::{SealingKey, SecretKey, crockford_code};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use crate::config::Secrets;
+use super::settings::Secrets;
 
 /// Length of a short code (decimal digits).
 pub const SHORT_CODE_LEN: usize = 6;

@@ -13,7 +13,6 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use chrono::{DateTime, Utc};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use futures::future::BoxFuture;
 use kc_runtime::auth::KeySource;
@@ -21,6 +20,7 @@ use kc_runtime::secrets::SecretKey;
 use kc_runtime::token;
 use sqlx::{PgConnection, PgPool};
 
+use super::PublicKey;
 use crate::storage;
 use crate::storage::keys::StoredKey;
 
@@ -35,17 +35,6 @@ pub struct ActiveKey {
     pub kid: String,
     /// The private key.
     pub key: SigningKey,
-}
-
-/// A public key that verifies tokens.
-#[derive(Debug, Clone)]
-pub struct PublicKey {
-    /// Key id.
-    pub kid: String,
-    /// Raw 32-byte public key.
-    pub public_key: VerifyingKey,
-    /// Creation time.
-    pub create_time: DateTime<Utc>,
 }
 
 /// The keys that protect signing keys at rest.

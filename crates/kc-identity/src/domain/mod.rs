@@ -1,12 +1,15 @@
 //! The identity domain: values, rules and transaction boundaries.
 
 pub mod codes;
+pub mod commands;
 pub mod keys;
 pub mod password;
 pub mod service;
+pub mod settings;
 pub mod values;
 
 use chrono::{DateTime, Utc};
+use ed25519_dalek::VerifyingKey;
 use kc_runtime::{ApiError, Violation};
 use uuid::Uuid;
 
@@ -102,6 +105,52 @@ impl User {
     pub fn etag(&self) -> String {
         self.version.to_string()
     }
+}
+
+/// Access tokens that no longer count (rule I4).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Revocation {
+    /// Id of the revocation.
+    pub revocation_id: Uuid,
+    /// Whose tokens.
+    pub user_id: Uuid,
+    /// Only the tokens of this session (claim `sid`), when set.
+    pub session_id: Option<Uuid>,
+    /// Tokens issued (`iat`) at or before this instant are revoked.
+    pub issued_before: DateTime<Utc>,
+    /// Every token it covers has expired after this instant.
+    pub expire_time: DateTime<Utc>,
+}
+
+/// A public key that verifies tokens.
+#[derive(Debug, Clone)]
+pub struct PublicKey {
+    /// Key id.
+    pub kid: String,
+    /// Raw 32-byte public key.
+    pub public_key: VerifyingKey,
+    /// Creation time.
+    pub create_time: DateTime<Utc>,
+}
+
+/// A signed access token and when it expires.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    /// The compact JWT.
+    pub token: String,
+    /// Its `exp`.
+    pub expire_time: DateTime<Utc>,
+}
+
+/// What a successful sign-in or refresh returns.
+#[derive(Debug, Clone)]
+pub struct SessionTokens {
+    /// Access token.
+    pub access: AccessToken,
+    /// New refresh token (single use).
+    pub refresh_token: String,
+    /// The user.
+    pub user: User,
 }
 
 pub use kc_runtime::values::{Etag, parse_id};

@@ -14,18 +14,24 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::codes::{Code, CodeKeys, Purpose};
-use super::keys::{KeyRing, PublicKey};
+use super::commands::{
+    ClientCredentials, Credentials, EmailChange, EmailChangeProof, EmailProof, Invitation,
+    PasswordChange, PasswordReset, PresentedRefreshToken, Registration, ResetRequest, UserBatch,
+    UserDraft, UserLookup, UserRef, UserUpdate,
+};
+use super::keys::KeyRing;
 use super::password::PasswordHasher;
+use super::settings::Secrets;
+use super::settings::Settings;
 use super::values::{DisplayName, Email, Locale, Password, email_skeleton};
-use super::{Etag, IdentityError, Result, User, UserKind, UserState};
-use crate::config::Secrets;
+use super::{
+    AccessToken, IdentityError, PublicKey, Result, Revocation, SessionTokens, User, UserKind,
+    UserState,
+};
 use crate::events;
-use crate::storage::revocations::Revocation;
 use crate::storage::verifications::{NewCode, Outstanding, PendingClaim};
 use crate::storage::{self, users::NewUser};
 
-/// Most ids one `BatchGetUsers` may ask for.
-pub const MAX_BATCH_GET: usize = 500;
 /// Longest e-mail address (RFC 5321).
 const MAX_EMAIL_BYTES: usize = 254;
 /// Wrong tries that withdraw one short code.
@@ -46,61 +52,6 @@ const REVOCATION_LEEWAY: Duration = Duration::from_secs(60);
 /// Expired codes removed per sweep transaction.
 const SWEEP_BATCH: i64 = 500;
 
-/// Token and lockout settings.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// `iss` of issued tokens.
-    pub issuer: String,
-    /// `aud` of issued tokens.
-    pub audience: String,
-    /// Lifetime of access tokens.
-    pub access_token_ttl: Duration,
-    /// Lifetime of a session (refresh-token family).
-    pub session_ttl: Duration,
-    /// Lifetime of an e-mail verification code.
-    pub verification_code_ttl: Duration,
-    /// Least time between two mails of one outstanding code to an address (rule I2: the
-    /// answer does not tell; nothing is mailed meanwhile).
-    pub code_mail_interval: Duration,
-    /// Consecutive failed sign-ins that lock an e-mail.
-    pub lockout_threshold: u32,
-    /// How long such a lock lasts.
-    pub lockout_duration: Duration,
-}
-
-/// A signed access token and when it expires.
-#[derive(Debug, Clone)]
-pub struct AccessToken {
-    /// The compact JWT.
-    pub token: String,
-    /// Its `exp`.
-    pub expire_time: DateTime<Utc>,
-}
-
-/// What a successful sign-in or refresh returns.
-#[derive(Debug, Clone)]
-pub struct SessionTokens {
-    /// Access token.
-    pub access: AccessToken,
-    /// New refresh token (single use).
-    pub refresh_token: String,
-    /// The user.
-    pub user: User,
-}
-
-/// A new user as requested by an operator or a service (it is invited: no password).
-#[derive(Debug)]
-pub struct UserDraft {
-    /// E-mail.
-    pub email: Email,
-    /// Display name.
-    pub display_name: DisplayName,
-    /// Locale.
-    pub locale: Locale,
-    /// Kind.
-    pub kind: UserKind,
-}
-
 /// Whether a new request for a code may replace the outstanding one (see
 /// [`Identity::mail_code`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,19 +60,6 @@ enum Mailing {
     KeepOutstanding,
     /// Always a fresh code (invitations by operators and services).
     Replace,
-}
-
-/// A registration (RegisterUser): the claim that waits for the proof of the address.
-#[derive(Debug)]
-pub struct Registration {
-    /// E-mail.
-    pub email: Email,
-    /// Display name, applied at the proof.
-    pub display_name: DisplayName,
-    /// Locale, applied at the proof.
-    pub locale: Locale,
-    /// Password, applied at the proof.
-    pub password: Password,
 }
 
 /// The identity service's domain: users, credentials, sessions and keys.
@@ -285,10 +223,13 @@ impl Identity {
     pub async fn invite_user(
         &self,
         caller: &Caller,
-        email: &Email,
-        display_name: Option<DisplayName>,
-        locale: Option<Locale>,
+        invitation: Invitation,
     ) -> Result<(User, bool)> {
+        let Invitation {
+            email,
+            display_name,
+            locale,
+        } = invitation;
         require_privileged(caller)?;
         let address = email.as_str();
         let skeleton = email_skeleton(address);
@@ -560,12 +501,12 @@ impl Identity {
     /// password, display name and locale take effect and the account becomes active. Every
     /// failure is [`IdentityError::BadVerificationCode`], whether or not the address has an
     /// account, after the same work (one password check).
-    pub async fn verify_email(
-        &self,
-        email: &Email,
-        code: &str,
-        password: &Password,
-    ) -> Result<User> {
+    pub async fn verify_email(&self, proof: EmailProof) -> Result<User> {
+        let EmailProof {
+            email,
+            code,
+            password,
+        } = &proof;
         let address = email.as_str();
         let mut tx = self.pool.begin().await?;
         // The user first, then its code: the order `register` takes them in, so a claim
@@ -637,9 +578,9 @@ impl Identity {
     /// and the work (a look-up, and for an existing account the mail) runs on a task of its
     /// own. Whether the address has an account changes only what the task does, never when
     /// the caller is answered. A failure of the task is logged (without the address).
-    pub async fn request_password_reset(&self, email: &Email) -> Result<()> {
+    pub async fn request_password_reset(&self, request: ResetRequest) -> Result<()> {
         let identity = self.clone();
-        let email = email.clone();
+        let email = request.email;
         tokio::spawn(async move {
             if let Err(error) = identity.mail_password_reset(&email).await {
                 tracing::warn!(error = %error, "password reset request failed");
@@ -672,7 +613,12 @@ impl Identity {
     /// unproven account becomes active, its pending claim discarded), ends every session,
     /// revokes every access token (rule I4) and lifts the sign-in lock. Failures answer
     /// alike whether or not the address has an account.
-    pub async fn reset_password(&self, email: &Email, code: &str, new: &Password) -> Result<()> {
+    pub async fn reset_password(&self, reset: PasswordReset) -> Result<()> {
+        let PasswordReset {
+            email,
+            code,
+            new_password: new,
+        } = &reset;
         let address = email.as_str();
         let new_hash = self.hasher.hash(new).await?;
         let mut tx = self.pool.begin().await?;
@@ -714,13 +660,13 @@ impl Identity {
     /// Asks to change a user's login e-mail (the user itself, with its current password).
     /// The current address is told; the new one is mailed a code unless it is taken or
     /// looks like another account's (rule I3), which the caller is not told (rule I2).
-    pub async fn change_email(
-        &self,
-        caller: &Caller,
-        user_id: Uuid,
-        new_email: &Email,
-        current: &Password,
-    ) -> Result<()> {
+    pub async fn change_email(&self, caller: &Caller, change: EmailChange) -> Result<()> {
+        let EmailChange {
+            user_id,
+            new_email,
+            current_password: current,
+        } = &change;
+        let user_id = *user_id;
         require_self(
             caller,
             user_id,
@@ -765,9 +711,10 @@ impl Identity {
     pub async fn confirm_email_change(
         &self,
         caller: &Caller,
-        user_id: Uuid,
-        code: &str,
+        proof: EmailChangeProof,
     ) -> Result<User> {
+        let EmailChangeProof { user_id, code } = &proof;
+        let user_id = *user_id;
         require_self(
             caller,
             user_id,
@@ -808,7 +755,8 @@ impl Identity {
     }
 
     /// One user: customers only themselves.
-    pub async fn get_user(&self, caller: &Caller, user_id: Uuid) -> Result<User> {
+    pub async fn get_user(&self, caller: &Caller, user: UserRef) -> Result<User> {
+        let user_id = user.user_id;
         require_self_or_privileged(caller, user_id)?;
         let mut conn = self.pool.acquire().await?;
         storage::users::get(&mut conn, user_id)
@@ -817,15 +765,16 @@ impl Identity {
     }
 
     /// Up to 500 users; services and operators only.
-    pub async fn batch_get_users(&self, caller: &Caller, user_ids: &[Uuid]) -> Result<Vec<User>> {
+    pub async fn batch_get_users(&self, caller: &Caller, batch: UserBatch) -> Result<Vec<User>> {
         require_privileged(caller)?;
         let mut conn = self.pool.acquire().await?;
-        Ok(storage::users::get_many(&mut conn, user_ids).await?)
+        Ok(storage::users::get_many(&mut conn, &batch.user_ids).await?)
     }
 
     /// A user by e-mail: customers only themselves (anything else is "not found", so a
     /// customer learns nothing about other addresses).
-    pub async fn lookup_user(&self, caller: &Caller, email: &Email) -> Result<User> {
+    pub async fn lookup_user(&self, caller: &Caller, lookup: UserLookup) -> Result<User> {
+        let email = &lookup.email;
         if !caller.is_privileged() && caller.email != email.as_str() {
             return Err(IdentityError::UserNotFound);
         }
@@ -839,14 +788,13 @@ impl Identity {
     }
 
     /// Changes display name and/or locale, guarded by the etag when one is given.
-    pub async fn update_user(
-        &self,
-        caller: &Caller,
-        user_id: Uuid,
-        display_name: Option<DisplayName>,
-        locale: Option<Locale>,
-        etag: Etag,
-    ) -> Result<User> {
+    pub async fn update_user(&self, caller: &Caller, update: UserUpdate) -> Result<User> {
+        let UserUpdate {
+            user_id,
+            display_name,
+            locale,
+            etag,
+        } = update;
         require_self_or_privileged(caller, user_id)?;
         let mut tx = self.pool.begin().await?;
         let current = storage::users::get_for_update(&mut tx, user_id)
@@ -929,10 +877,14 @@ impl Identity {
         &self,
         caller: &Caller,
         session_id: Option<Uuid>,
-        user_id: Uuid,
-        current: &Password,
-        new: &Password,
+        change: PasswordChange,
     ) -> Result<()> {
+        let PasswordChange {
+            user_id,
+            current_password: current,
+            new_password: new,
+        } = &change;
+        let user_id = *user_id;
         require_self(caller, user_id, "only the user may change its own password")?;
         self.check_current_password(user_id, current).await?;
         let new_hash = self.hasher.hash(new).await?;
@@ -1006,7 +958,8 @@ impl Identity {
 
     /// Disables or enables a user (operators and services). Disabling ends its sessions,
     /// revokes its access tokens (rule I4) and withdraws its codes.
-    pub async fn set_enabled(&self, caller: &Caller, user_id: Uuid, enabled: bool) -> Result<User> {
+    pub async fn set_enabled(&self, caller: &Caller, user: UserRef, enabled: bool) -> Result<User> {
+        let user_id = user.user_id;
         require_privileged(caller)?;
         let mut tx = self.pool.begin().await?;
         let current = storage::users::get_for_update(&mut tx, user_id)
@@ -1053,7 +1006,8 @@ impl Identity {
     /// it), but an attempt checks its password only while failures plus attempts in flight
     /// stay below the threshold: concurrent guesses cannot outrun the lock, and correct
     /// sign-ins, however many at once, never cause it (they wait for a slot instead).
-    pub async fn authenticate(&self, email: &str, password: &Password) -> Result<SessionTokens> {
+    pub async fn authenticate(&self, credentials: Credentials) -> Result<SessionTokens> {
+        let Credentials { email, password } = &credentials;
         // A malformed e-mail is just a failed sign-in: no field error that would differ.
         let email = email.trim().to_lowercase();
         if email.len() > MAX_EMAIL_BYTES {
@@ -1177,7 +1131,8 @@ impl Identity {
     /// The user is read FOR SHARE (a disable or password reset waits for the rotation and
     /// then revokes the session), and the access token is refused when a revocation covering
     /// it was made after the rotation started (rule I4).
-    pub async fn refresh(&self, presented: &str) -> Result<SessionTokens> {
+    pub async fn refresh(&self, presented: PresentedRefreshToken) -> Result<SessionTokens> {
+        let presented = &presented.token;
         let validated_since = Utc::now();
         let presented_hash = sha256(presented.trim().as_bytes());
         let mut tx = self.pool.begin().await?;
@@ -1224,7 +1179,8 @@ impl Identity {
     /// Logs out: revokes the session of a refresh token and every access token issued in
     /// it (rule I4). Unknown tokens are ignored (the outcome the caller wants holds either
     /// way).
-    pub async fn revoke(&self, presented: &str) -> Result<()> {
+    pub async fn revoke(&self, presented: PresentedRefreshToken) -> Result<()> {
+        let presented = &presented.token;
         let mut tx = self.pool.begin().await?;
         if let Some(token) =
             storage::sessions::find_for_update(&mut tx, &sha256(presented.trim().as_bytes()))
@@ -1255,7 +1211,11 @@ impl Identity {
     }
 
     /// Exchanges service-account credentials for a service token.
-    pub async fn issue_service_token(&self, client_id: &str, secret: &str) -> Result<AccessToken> {
+    pub async fn issue_service_token(&self, credentials: ClientCredentials) -> Result<AccessToken> {
+        let ClientCredentials {
+            client_id,
+            client_secret: secret,
+        } = &credentials;
         let client_id =
             Uuid::parse_str(client_id.trim()).map_err(|_| IdentityError::BadClientCredentials)?;
         let mut conn = self.pool.acquire().await?;

@@ -4,20 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// Access tokens that no longer count.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct Revocation {
-    /// Id of the revocation.
-    pub revocation_id: Uuid,
-    /// Whose tokens.
-    pub user_id: Uuid,
-    /// Only the tokens of this session (claim `sid`), when set.
-    pub session_id: Option<Uuid>,
-    /// Tokens issued (`iat`) at or before this instant are revoked.
-    pub issued_before: DateTime<Utc>,
-    /// Every token it covers has expired after this instant.
-    pub expire_time: DateTime<Utc>,
-}
+use crate::domain::Revocation;
 
 /// Stores a revocation.
 pub async fn insert(conn: &mut PgConnection, revocation: &Revocation) -> Result<(), sqlx::Error> {

@@ -25,6 +25,7 @@
 //! again: another worker takes it over and records the abandoned attempt. The e-mail keeps
 //! its `Message-ID`, so a copy sent twice after a crash is recognisable.
 
+pub mod sent;
 pub mod smtp;
 pub mod transport;
 
@@ -48,7 +49,7 @@ use crate::storage::notifications::{self, Claimed, Recorded};
 use crate::storage::{self, DUE_CHANNEL};
 use kc_runtime::Shutdown;
 use kc_runtime::backoff::Backoff;
-use transport::Sent;
+use sent::Sent;
 
 /// Most outcomes written in one transaction.
 const RECORD_BATCH: usize = 256;

@@ -20,7 +20,7 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use url::Url;
 
-use super::transport::{Sent, classify};
+use super::sent::{Sent, classify};
 
 /// Idle connections used more recently than this are reused without a `NOOP`.
 const FRESH: Duration = Duration::from_secs(5);

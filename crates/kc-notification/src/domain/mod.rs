@@ -6,10 +6,12 @@
 //! - [`templates`]: rendering subject, text and HTML parts with the embedded templates.
 //! - [`recipients`]: who is told what about each event (the notification table of DOMAIN.md).
 //! - [`retry`]: the backoff between delivery attempts.
+//! - [`commands`]: the requests of the API once parsed.
 //! - [`service`]: the operations with their transactions (SendNotice, reads, retry, preview,
 //!   and the creation of notifications from events).
 
 pub mod catalog;
+pub mod commands;
 pub mod language;
 pub mod params;
 pub mod recipients;
@@ -494,6 +496,15 @@ pub struct NewNotification {
     /// For a mail carrying a code ([`Kind::carries_code`]), when that code expires: past it
     /// the sweep empties the rendered parts (issue: secrets at rest).
     pub code_expire_time: Option<DateTime<Utc>>,
+}
+
+/// What SendNotice did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentNotice {
+    /// One notification per recipient.
+    pub notifications: Vec<Notification>,
+    /// Whether the key was seen before (these are the first call's notifications).
+    pub replayed: bool,
 }
 
 /// Filters of ListNotifications.

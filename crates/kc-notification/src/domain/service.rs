@@ -26,6 +26,7 @@ use kc_runtime::paging::Page;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::commands::{ListQuery, NoticeRequest, NotificationRef, PreviewRequest};
 use super::language::{self, Lang};
 use super::params::{self, COMMON, Params, Use};
 use super::recipients::{
@@ -35,8 +36,8 @@ use super::recipients::{
 };
 use super::templates::Templates;
 use super::{
-    CallerRole, Kind, ListFilter, NewNotification, Notification, NotificationError, Rendered,
-    Result, Role, Site, catalog,
+    CallerRole, Kind, NewNotification, Notification, NotificationError, Rendered, Result, Role,
+    SentNotice, Site, catalog,
 };
 use crate::directory::{Directory, LookupError, UserInfo};
 use crate::storage::{self, notifications::Revived};
@@ -76,28 +77,6 @@ impl Source {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// A SendNotice request, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NoticeRequest {
-    /// Site.
-    pub site_id: Uuid,
-    /// A caller notice kind.
-    pub kind: Kind,
-    /// Template parameters.
-    pub params: Params,
-    /// The caller's key.
-    pub idempotency_key: String,
-}
-
-/// What SendNotice did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SentNotice {
-    /// One notification per recipient.
-    pub notifications: Vec<Notification>,
-    /// Whether the key was seen before (these are the first call's notifications).
-    pub replayed: bool,
 }
 
 /// Why identity mailed a code; each purpose has its own mail.
@@ -396,21 +375,21 @@ impl Notifier {
     }
 
     /// One notification with its attempts.
-    pub async fn get(&self, notification_id: Uuid) -> Result<Notification> {
-        storage::notifications::get(&self.pool, notification_id)
+    pub async fn get(&self, target: NotificationRef) -> Result<Notification> {
+        storage::notifications::get(&self.pool, target.notification_id)
             .await?
             .ok_or(NotificationError::NotificationNotFound)
     }
 
-    /// A page of notifications, newest first, after `before` (the creation time and id of
-    /// the last one of the previous page).
-    pub async fn list(
-        &self,
-        filter: &ListFilter,
-        before: Option<(DateTime<Utc>, Uuid)>,
-        size: u32,
-    ) -> Result<Page<Notification>> {
-        let rows = storage::notifications::list(&self.pool, filter, before, size + 1).await?;
+    /// A page of notifications, newest first, after the query's `before` (the creation time
+    /// and id of the last one of the previous page).
+    pub async fn list(&self, query: ListQuery) -> Result<Page<Notification>> {
+        let ListQuery {
+            filter,
+            before,
+            page_size: size,
+        } = query;
+        let rows = storage::notifications::list(&self.pool, &filter, before, size + 1).await?;
         Ok(Page::from_rows(rows, size))
     }
 
@@ -422,8 +401,9 @@ impl Notifier {
     /// FAILED_PRECONDITION ([`NotificationError::CodeWithdrawn`]) rather than re-rendered
     /// with another code: only identity issues codes, and the user gets a fresh one from it
     /// (registering again, RequestPasswordReset, a new invitation or e-mail change).
-    pub async fn retry(&self, caller: CallerRole, notification_id: Uuid) -> Result<Notification> {
+    pub async fn retry(&self, caller: CallerRole, target: NotificationRef) -> Result<Notification> {
         caller.require_operator()?;
+        let notification_id = target.notification_id;
         let mut tx = self.pool.begin().await?;
         let revived = storage::notifications::revive(&mut tx, notification_id).await?;
         match revived {
@@ -441,7 +421,13 @@ impl Notifier {
     /// Renders `kind` as a recipient speaking `locale` would read it (N1: anything but
     /// `fr` and `en` falls back to `en`), with sample values for the common parameters
     /// not given.
-    pub fn preview(&self, kind: Kind, locale: &str, params: &Params) -> Result<(Lang, Rendered)> {
+    pub fn preview(&self, request: PreviewRequest) -> Result<(Lang, Rendered)> {
+        let PreviewRequest {
+            kind,
+            locale,
+            params,
+        } = &request;
+        let kind = *kind;
         params::validate(kind, params, Use::Preview).map_err(NotificationError::Invalid)?;
         let lang = Lang::of_tag(locale).unwrap_or(Lang::En);
         let mut params = params.clone();
