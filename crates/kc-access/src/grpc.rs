@@ -29,7 +29,7 @@ use crate::domain::commands::{
     SiteRequestsQuery, Submission, SupportChange, ToolsChange, UserAccessQuery,
 };
 use crate::domain::{Access, Actor};
-use crate::projection;
+use crate::followers;
 
 /// Longest wait of AwaitContactsRevision, whatever the call's deadline (T8).
 pub const MAX_REVISION_WAIT: Duration = Duration::from_secs(10);
@@ -322,7 +322,7 @@ impl AccessManagementService for AccessApi {
         }
         let applied_revision = await_revision(
             self.access.pool(),
-            projection::CONTACTS_CONSUMER,
+            followers::CONTACTS_CONSUMER,
             &request,
             &request.get_ref().revision,
             MAX_REVISION_WAIT,

@@ -23,7 +23,7 @@ pub mod convert;
 pub mod domain;
 pub mod events;
 pub mod grpc;
-pub mod projection;
+pub mod followers;
 pub mod storage;
 pub mod sweeper;
 
@@ -104,7 +104,7 @@ pub async fn run_with_verifier(
     );
     let stop = started.tasks.stop();
     let token = ServiceToken::new(identity_channel.clone(), args.account.clone());
-    started.tasks.track(projection::spawn(
+    started.tasks.track(followers::spawn(
         &pool,
         &cache,
         &token,

@@ -15,7 +15,7 @@ use crate::domain::Registry;
 use crate::domain::commands::{
     Actor, SiteDraft, SiteListing, SiteLookup, SiteRef, actor, confirming_owner,
 };
-use crate::projection;
+use crate::followers;
 
 /// The `ContactRegistryService` implementation.
 #[derive(Clone, Debug)]
@@ -306,10 +306,10 @@ impl ContactRegistryService for ContactsApi {
         }
         let applied_revision = await_revision(
             self.registry.pool(),
-            projection::ACCESS_CONSUMER,
+            followers::ACCESS_CONSUMER,
             &request,
             &request.get_ref().revision,
-            projection::MAX_AWAIT,
+            followers::MAX_AWAIT,
             "the registry's projection of access grants",
         )
         .await?;

@@ -16,7 +16,7 @@ pub mod convert;
 pub mod domain;
 pub mod events;
 pub mod grpc;
-pub mod projection;
+pub mod followers;
 pub mod storage;
 
 use std::net::SocketAddr;
@@ -92,7 +92,7 @@ pub async fn run_with_verifier(
         (Some((_, account)), Some(access)) => {
             let identity = channel("--identity-url", &args.identity.identity_url)?;
             let token = ServiceToken::new(identity, account);
-            let follower = projection::spawn(&started.pool, &token, access, stop);
+            let follower = followers::spawn(&started.pool, &token, access, stop);
             started.tasks.track([follower]);
             true
         }

@@ -17,10 +17,10 @@
 //!   conversions, the published events, the settings.
 
 pub mod config;
-pub mod consumers;
+pub mod followers;
 pub mod convert;
 pub mod delivery;
-pub mod directory;
+pub mod clients;
 pub mod domain;
 pub mod events;
 pub mod grpc;
@@ -39,8 +39,8 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 use crate::config::NotificationArgs;
-use crate::consumers::Streams;
-use crate::directory::Directory;
+use crate::followers::Streams;
+use crate::clients::Directory;
 use crate::domain::Notifier;
 use crate::domain::templates::Templates;
 
@@ -108,7 +108,7 @@ pub async fn run_with_verifier(
     started
         .tasks
         .track(delivery::spawn(pool.clone(), delivery_settings, stop)?);
-    started.tasks.track(consumers::spawn(
+    started.tasks.track(followers::spawn(
         &pool,
         &notifier,
         &directory,

@@ -138,7 +138,7 @@ pub async fn get(conn: &mut PgConnection, site_id: Uuid) -> Result<Option<Site>,
 /// The site with this id, locked until the transaction ends. Every change of grants,
 /// requests or policies of a site takes this lock first, and so does every projected change
 /// of its roles (the upsert of the site row): rules see stable roles and grants (T8, see
-/// [`crate::projection`]).
+/// [`crate::followers`]).
 ///
 /// The site is read by a second statement, once the lock is held: under read committed a
 /// statement that waited for the lock sees other tables as they were when it started, so

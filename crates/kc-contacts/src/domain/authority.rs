@@ -7,7 +7,7 @@
 //! transaction and under the site's lock, from facts the registry holds itself: the
 //! person's roles on the site (the registry's own), the site's C3 switch and STC, and the
 //! person's explicit grants as access management published them (the `access_grants`
-//! projection, [`crate::projection`]). Rights follow from them by the suite's one rights
+//! projection, [`crate::followers`]). Rights follow from them by the suite's one rights
 //! model (`kc-rights`: T3, U5, R1).
 //!
 //! The projection's apply of a change of grants takes a share lock on the same site row, so

@@ -5,7 +5,7 @@ pub mod authority;
 pub mod commands;
 pub mod notification_email;
 pub mod recipients;
-pub mod registry;
+pub mod service;
 pub mod roles;
 pub mod values;
 
@@ -14,7 +14,7 @@ use kc_runtime::{ApiError, Violation};
 use serde::Serialize;
 use uuid::Uuid;
 
-pub use registry::Registry;
+pub use service::Registry;
 pub use roles::ContactRole;
 use values::{CountryCode, CustomerNumber, Locale, SiteNumber, serialize_text};
 

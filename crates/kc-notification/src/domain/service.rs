@@ -39,7 +39,7 @@ use super::{
     CallerRole, Kind, NewNotification, Notification, NotificationError, Rendered, Result, Role,
     SentNotice, Site, catalog,
 };
-use crate::directory::{Directory, LookupError, UserInfo};
+use crate::clients::{Directory, LookupError, UserInfo};
 use crate::storage::{self, notifications::Revived};
 
 /// The service an event came from, the prefix of its source key.

@@ -51,7 +51,7 @@ use tonic::Status;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use crate::directory::{Directory, UserInfo};
+use crate::clients::{Directory, UserInfo};
 use crate::domain::catalog::{Decision, Level, PolicyMode, RequestKind, Right};
 use crate::domain::params::Params;
 use crate::domain::recipients::{
