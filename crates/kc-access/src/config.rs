@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use clap::Parser;
 use kc_runtime::client::ServiceAccountArgs;
 use kc_runtime::config::{
     DatabaseArgs, IdentityUrlArgs, ServerArgs, parse_duration, parse_http_url,
@@ -45,20 +44,6 @@ pub struct AccessArgs {
 }
 
 impl AccessArgs {
-    /// Parses serve arguments from an argument vector (the first item is the program name).
-    pub fn parse_from<I, T>(argv: I) -> Result<Self, clap::Error>
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<std::ffi::OsString> + Clone,
-    {
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: AccessArgs,
-        }
-        Cli::try_parse_from(argv).map(|cli| cli.args)
-    }
-
     /// Checks the values clap cannot: fails with one line naming the setting.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.request_max_age.is_zero() {
@@ -94,6 +79,8 @@ impl AccessArgs {
 
 #[cfg(test)]
 mod tests {
+    use kc_runtime::cli::ParseArgs;
+
     use super::*;
 
     const BASE: [&str; 9] = [

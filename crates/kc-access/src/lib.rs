@@ -7,7 +7,7 @@
 //! - [`domain`]: the rules (pure: [`domain::levels`], [`domain::rights`]) and the operations
 //!   with their transactions ([`domain::service`]).
 //! - [`storage`]: SQL of the `access` schema.
-//! - [`projection`]: the consumers of the contact registry's and identity's event streams
+//! - [`followers`]: the consumers of the contact registry's and identity's event streams
 //!   that keep the projection of sites, roles and users.
 //! - [`cache`]: the in-memory rights cache that serves `Check`, kept current on every
 //!   replica through Postgres notifications (bounded staleness across replicas: the
@@ -22,8 +22,8 @@ pub mod config;
 pub mod convert;
 pub mod domain;
 pub mod events;
-pub mod grpc;
 pub mod followers;
+pub mod grpc;
 pub mod storage;
 pub mod sweeper;
 

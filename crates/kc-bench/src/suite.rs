@@ -711,7 +711,7 @@ impl Running {
     }
 
     /// Sends SIGTERM and waits for the service to drain and exit; kills it after
-    /// [`STOP_TIMEOUT`].
+    /// `STOP_TIMEOUT`.
     pub async fn stop(&mut self) -> anyhow::Result<ExitStatus> {
         let bin = self.service.bin;
         if let Some(pid) = self.child.id() {

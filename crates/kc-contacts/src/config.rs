@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
 use kc_runtime::client::ServiceAccountArgs;
 use kc_runtime::config::{
     DatabaseArgs, IdentityUrlArgs, ServerArgs, parse_duration, parse_http_url,
@@ -91,19 +90,5 @@ impl ContactsArgs {
                 "--access-url needs --client-id and --client-secret (KC_CLIENT_ID, KC_CLIENT_SECRET): the registry follows access management's events with its own account"
             ),
         }
-    }
-
-    /// Parses serve arguments from an argument vector (the first item is the program name).
-    pub fn parse_from<I, T>(argv: I) -> Result<Self, clap::Error>
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<std::ffi::OsString> + Clone,
-    {
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: ContactsArgs,
-        }
-        Cli::try_parse_from(argv).map(|cli| cli.args)
     }
 }

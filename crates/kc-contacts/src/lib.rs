@@ -6,7 +6,7 @@
 //!   for a person decides that person's authority in its own transaction
 //!   ([`domain::authority`], T6, T8).
 //! - [`storage`]: SQL of the `contacts` schema.
-//! - [`projection`]: the consumer of access management's events that keeps the explicit
+//! - [`followers`]: the consumer of access management's events that keeps the explicit
 //!   grants the registry decides authority with (with `--access-url`).
 //! - [`convert`]: every proto <-> domain conversion (requests into commands, results back).
 //! - [`grpc`], [`events`], [`config`]: the API, the published events, the settings.
@@ -15,8 +15,8 @@ pub mod config;
 pub mod convert;
 pub mod domain;
 pub mod events;
-pub mod grpc;
 pub mod followers;
+pub mod grpc;
 pub mod storage;
 
 use std::net::SocketAddr;

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use clap::Parser;
 use kc_runtime::client::{ReplicaSettings, ServiceAccountArgs};
 use kc_runtime::config::{IdentityUrlArgs, ServerArgs, parse_duration, parse_http_url};
 use kc_runtime::server::GrpcWeb;
@@ -134,20 +133,6 @@ pub fn parse_allowed_origins(text: &str) -> Result<GrpcWeb, String> {
 }
 
 impl GatewayArgs {
-    /// Parses serve arguments from an argument vector (the first item is the program name).
-    pub fn parse_from<I, T>(argv: I) -> Result<Self, clap::Error>
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<std::ffi::OsString> + Clone,
-    {
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: GatewayArgs,
-        }
-        Cli::try_parse_from(argv).map(|cli| cli.args)
-    }
-
     /// Checks the values clap cannot: fails with one line naming the setting.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.default_deadline.is_zero() {
@@ -196,6 +181,8 @@ impl GatewayArgs {
 
 #[cfg(test)]
 mod tests {
+    use kc_runtime::cli::ParseArgs;
+
     use super::*;
 
     const BASE: [&str; 13] = [

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
 use kc_runtime::config::{DatabaseArgs, ServerArgs, parse_duration};
 use kc_runtime::secrets::{SealingKey, SecretKey};
 
@@ -129,20 +128,6 @@ impl HashArgs {
 }
 
 impl IdentityArgs {
-    /// Parses serve arguments from an argument vector (the first item is the program name).
-    pub fn parse_from<I, T>(argv: I) -> Result<Self, clap::Error>
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<std::ffi::OsString> + Clone,
-    {
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: IdentityArgs,
-        }
-        Cli::try_parse_from(argv).map(|cli| cli.args)
-    }
-
     /// Domain settings from these arguments.
     pub fn settings(&self) -> Settings {
         Settings {

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
 use kc_runtime::client::ServiceAccountArgs;
 use kc_runtime::config::{
     DatabaseArgs, IdentityUrlArgs, ServerArgs, parse_duration, parse_http_url,
@@ -104,22 +103,6 @@ pub struct NotificationArgs {
 }
 
 impl NotificationArgs {
-    /// Parses serve arguments from an argument vector (the first item is the program name).
-    /// A flag given twice takes its last value.
-    pub fn parse_from<I, T>(argv: I) -> Result<Self, clap::Error>
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<std::ffi::OsString> + Clone,
-    {
-        #[derive(Parser)]
-        #[command(args_override_self = true)]
-        struct Cli {
-            #[command(flatten)]
-            args: NotificationArgs,
-        }
-        Cli::try_parse_from(argv).map(|cli| cli.args)
-    }
-
     /// Checks the values clap cannot: fails with one line naming the setting.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.account.client_id.trim().is_empty() || self.account.client_secret.is_empty() {
@@ -240,6 +223,8 @@ impl NotificationArgs {
 
 #[cfg(test)]
 mod tests {
+    use kc_runtime::cli::ParseArgs;
+
     use super::*;
 
     const BASE: [&str; 13] = [

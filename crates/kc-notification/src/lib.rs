@@ -8,21 +8,21 @@
 //!   [`domain::recipients`], [`domain::retry`], [`domain::templates`]) and the operations
 //!   with their transactions ([`domain::service`]).
 //! - [`storage`]: SQL of the `notification` schema.
-//! - [`consumers`]: the followers of identity's, the registry's and access management's event
+//! - [`followers`]: the followers of identity's, the registry's and access management's event
 //!   streams that create notices (and keep the projection of sites and contacts).
 //! - [`delivery`]: the workers that lease due notifications and send them by SMTP or into a
 //!   mail directory, with retries and backoff.
-//! - [`directory`]: the calls to identity and the registry.
+//! - [`clients`]: the calls to identity and the registry.
 //! - [`grpc`], [`convert`], [`events`], [`config`]: the API, its proto <-> domain
 //!   conversions, the published events, the settings.
 
+pub mod clients;
 pub mod config;
-pub mod followers;
 pub mod convert;
 pub mod delivery;
-pub mod clients;
 pub mod domain;
 pub mod events;
+pub mod followers;
 pub mod grpc;
 pub mod storage;
 
@@ -38,11 +38,11 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
-use crate::config::NotificationArgs;
-use crate::followers::Streams;
 use crate::clients::Directory;
+use crate::config::NotificationArgs;
 use crate::domain::Notifier;
 use crate::domain::templates::Templates;
+use crate::followers::Streams;
 
 /// The schema the notification service owns.
 pub const SCHEMA: &str = "notification";

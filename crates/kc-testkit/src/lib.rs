@@ -3,6 +3,9 @@
 
 pub mod checks;
 pub mod codes;
+pub mod fixtures;
+pub mod grpc;
+pub mod identity;
 pub mod metrics;
 pub mod postgres;
 pub mod process;

@@ -572,7 +572,7 @@ impl Identity {
 
     /// Mails a password-reset code to the address when an account has it (rule I2: the
     /// caller is never told). An outstanding code of the address is mailed again rather than
-    /// replaced (see [`Self::mail_code`]).
+    /// replaced (see `mail_code`).
     ///
     /// Comparable time (rule I2): the answer is given at once, before any database work,
     /// and the work (a look-up, and for an existing account the mail) runs on a task of its
