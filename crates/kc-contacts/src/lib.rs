@@ -48,11 +48,6 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 pub static SERVICE: Service =
     Service::new("kc-contacts", SERVICE_NAME, DEFAULT_LISTEN).with_schema(SCHEMA, &MIGRATOR);
 
-/// Runs the migrations of the contacts schema.
-pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
-    kc_runtime::db::migrate(database_url, SCHEMA, &MIGRATOR).await
-}
-
 /// Migrates, then serves the registry on `listener` until `shutdown`, verifying tokens with
 /// the keys of the identity service named in `args`.
 pub async fn run(

@@ -40,11 +40,6 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 pub static SERVICE: Service =
     Service::new("kc-identity", SERVICE_NAME, DEFAULT_LISTEN).with_schema(SCHEMA, &MIGRATOR);
 
-/// Runs the migrations of the identity schema.
-pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
-    kc_runtime::db::migrate(database_url, SCHEMA, &MIGRATOR).await
-}
-
 /// Connects the pool and builds the domain (creating the first signing key if needed).
 pub async fn build(args: &IdentityArgs) -> anyhow::Result<(PgPool, Identity)> {
     let pool = kc_runtime::db::connect(

@@ -52,7 +52,9 @@ enum Admin {
 async fn admin(command: Admin) -> anyhow::Result<()> {
     match command {
         Admin::CreateServiceAccount { name, args } => {
-            kc_identity::migrate(&args.database.database_url).await?;
+            kc_identity::SERVICE
+                .migrate(&args.database.database_url)
+                .await?;
             let (_pool, identity) = kc_identity::build(&args).await?;
             let (client_id, secret) = identity
                 .create_service_account(&name)
@@ -74,7 +76,9 @@ async fn admin(command: Admin) -> anyhow::Result<()> {
             })?;
             let password = Password::parse("password", text.lines().next().unwrap_or_default())
                 .map_err(|v| anyhow::anyhow!("--password-file: {}", v.description))?;
-            kc_identity::migrate(&args.database.database_url).await?;
+            kc_identity::SERVICE
+                .migrate(&args.database.database_url)
+                .await?;
             let (_pool, identity) = kc_identity::build(&args).await?;
             let user = identity
                 .bootstrap_operator(&email, &password)

@@ -77,6 +77,15 @@ impl Schema {
 }
 
 impl Service {
+    /// Runs the migrations of the service's schema on `database_url` (nothing for a service
+    /// without a database).
+    pub async fn migrate(&self, database_url: &str) -> anyhow::Result<()> {
+        match &self.schema {
+            Some(schema) => schema.migrate(database_url).await,
+            None => Ok(()),
+        }
+    }
+
     /// A service without a database: `name` (its binary), the gRPC service it serves, and
     /// where it listens by default.
     pub const fn new(

@@ -674,7 +674,7 @@ mod tests {
     #[tokio::test]
     async fn backlog_counts_the_stored_states_but_delivered() {
         let db = kc_testkit::test_database().await;
-        crate::migrate(&db.url).await.expect("migrate");
+        crate::SERVICE.migrate(&db.url).await.expect("migrate");
         let settings = PoolSettings {
             max_connections: 2,
             min_connections: 0,
