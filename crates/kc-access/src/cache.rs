@@ -60,9 +60,9 @@ use uuid::Uuid;
 
 /// Counter of rights lookups of `Check` and `BatchCheck` answered from memory (one per
 /// permission asked).
-pub const CHECK_CACHE_HITS: &str = "keycontacts_access_check_cache_hits_total";
+pub(crate) const CHECK_CACHE_HITS: &str = "keycontacts_access_check_cache_hits_total";
 /// Counter of rights lookups that loaded their site from the database.
-pub const CHECK_CACHE_MISSES: &str = "keycontacts_access_check_cache_misses_total";
+pub(crate) const CHECK_CACHE_MISSES: &str = "keycontacts_access_check_cache_misses_total";
 
 use crate::domain::{Effective, Grants, RoleSet, SiteFacts, Subject};
 use crate::storage;
@@ -392,7 +392,10 @@ fn evict<V>(shard: &mut Shard<V>, cap: usize, weight: impl Fn(&V) -> usize) {
 /// Connects the invalidation listener and spawns the task that applies notifications to
 /// `cache` until `pool` closes. Fails when the first connection fails (the service must not
 /// serve checks it cannot keep current). The cache is turned on once listening.
-pub async fn spawn_listener(pool: PgPool, cache: RightsCache) -> anyhow::Result<JoinHandle<()>> {
+pub(crate) async fn spawn_listener(
+    pool: PgPool,
+    cache: RightsCache,
+) -> anyhow::Result<JoinHandle<()>> {
     let listener = listen(&pool).await?;
     cache.set_listening(true);
     Ok(tokio::spawn(run_listener(pool, cache, listener)))

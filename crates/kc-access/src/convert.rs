@@ -558,7 +558,7 @@ impl TryFrom<pb::ListDomainPoliciesRequest> for PoliciesQuery {
 }
 
 /// The published form of tool levels.
-pub fn tools_to_proto(tools: &ToolAccess) -> pb::ToolAccess {
+pub(crate) fn tools_to_proto(tools: &ToolAccess) -> pb::ToolAccess {
     pb::ToolAccess {
         software: tools.software.number(),
         reporting: tools.reporting.number(),
@@ -670,7 +670,7 @@ impl From<&DomainPolicy> for pb::DomainPolicy {
 }
 
 /// The answer to one check.
-pub fn check_response(decision: Decision) -> pb::CheckResponse {
+pub(crate) fn check_response(decision: Decision) -> pb::CheckResponse {
     pb::CheckResponse {
         allowed: decision.allowed,
         reason: decision.reason,
@@ -698,7 +698,7 @@ fn page_parts<'a, T: 'a, P: From<&'a T>>(
 }
 
 /// A page of a site's profiles, keyed by user id.
-pub fn site_access_response(page: &Page<Profile>) -> pb::ListSiteAccessResponse {
+pub(crate) fn site_access_response(page: &Page<Profile>) -> pb::ListSiteAccessResponse {
     let (profiles, next_page_token) = page_parts(page, |p| vec![p.user_id.to_string()]);
     pb::ListSiteAccessResponse {
         profiles,
@@ -707,7 +707,7 @@ pub fn site_access_response(page: &Page<Profile>) -> pb::ListSiteAccessResponse 
 }
 
 /// A page of a user's profiles, keyed by site id.
-pub fn user_access_response(page: &Page<Profile>) -> pb::ListUserAccessResponse {
+pub(crate) fn user_access_response(page: &Page<Profile>) -> pb::ListUserAccessResponse {
     let (profiles, next_page_token) = page_parts(page, |p| vec![p.site_id.to_string()]);
     pb::ListUserAccessResponse {
         profiles,
@@ -716,7 +716,9 @@ pub fn user_access_response(page: &Page<Profile>) -> pb::ListUserAccessResponse 
 }
 
 /// A page of approvers, keyed by role rank and user id.
-pub fn approvers_response(page: &Page<(ApproverKey, Approver)>) -> pb::ListApproversResponse {
+pub(crate) fn approvers_response(
+    page: &Page<(ApproverKey, Approver)>,
+) -> pb::ListApproversResponse {
     pb::ListApproversResponse {
         next_page_token: next_page_token(page, |((rank, user_id), _)| {
             vec![rank.to_string(), user_id.to_string()]
@@ -730,7 +732,7 @@ pub fn approvers_response(page: &Page<(ApproverKey, Approver)>) -> pb::ListAppro
 }
 
 /// A page of a site's requests, keyed by request id.
-pub fn requests_response(page: &Page<AccessRequest>) -> pb::ListAccessRequestsResponse {
+pub(crate) fn requests_response(page: &Page<AccessRequest>) -> pb::ListAccessRequestsResponse {
     let (requests, next_page_token) = page_parts(page, |r| vec![r.request_id.to_string()]);
     pb::ListAccessRequestsResponse {
         requests,
@@ -739,7 +741,7 @@ pub fn requests_response(page: &Page<AccessRequest>) -> pb::ListAccessRequestsRe
 }
 
 /// A page of the caller's own requests, keyed by request id.
-pub fn my_requests_response(page: &Page<AccessRequest>) -> pb::ListMyAccessRequestsResponse {
+pub(crate) fn my_requests_response(page: &Page<AccessRequest>) -> pb::ListMyAccessRequestsResponse {
     let (requests, next_page_token) = page_parts(page, |r| vec![r.request_id.to_string()]);
     pb::ListMyAccessRequestsResponse {
         requests,
@@ -748,7 +750,7 @@ pub fn my_requests_response(page: &Page<AccessRequest>) -> pb::ListMyAccessReque
 }
 
 /// A page of a site's domain policies, keyed by domain.
-pub fn policies_response(page: &Page<DomainPolicy>) -> pb::ListDomainPoliciesResponse {
+pub(crate) fn policies_response(page: &Page<DomainPolicy>) -> pb::ListDomainPoliciesResponse {
     let (domain_policies, next_page_token) = page_parts(page, |p| vec![p.domain.clone()]);
     pb::ListDomainPoliciesResponse {
         domain_policies,

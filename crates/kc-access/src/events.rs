@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::domain::{AccessRequest, Actor, DomainPolicy, Profile, Site};
 
 /// An event ready to append.
-pub type PendingEvent = EncodedEvent;
+pub(crate) type PendingEvent = EncodedEvent;
 
 fn event(
     event_type: &'static str,
@@ -41,7 +41,7 @@ fn ids(user_ids: &[Uuid]) -> Vec<String> {
 }
 
 /// A request was submitted; `approvers` are told (A3).
-pub fn access_request_submitted(
+pub(crate) fn access_request_submitted(
     actor: Option<Actor>,
     request: &AccessRequest,
     approvers: &[Uuid],
@@ -60,7 +60,10 @@ pub fn access_request_submitted(
 
 /// A request was approved or rejected; its requester is told (A2). `actor` is `None` when
 /// a domain policy approved it (A7).
-pub fn access_request_decided(actor: Option<Actor>, request: &AccessRequest) -> PendingEvent {
+pub(crate) fn access_request_decided(
+    actor: Option<Actor>,
+    request: &AccessRequest,
+) -> PendingEvent {
     event(
         "request.decided",
         actor,
@@ -73,7 +76,10 @@ pub fn access_request_decided(actor: Option<Actor>, request: &AccessRequest) -> 
 }
 
 /// A request was cancelled by its requester.
-pub fn access_request_cancelled(actor: Option<Actor>, request: &AccessRequest) -> PendingEvent {
+pub(crate) fn access_request_cancelled(
+    actor: Option<Actor>,
+    request: &AccessRequest,
+) -> PendingEvent {
     event(
         "request.cancelled",
         actor,
@@ -86,7 +92,7 @@ pub fn access_request_cancelled(actor: Option<Actor>, request: &AccessRequest) -
 }
 
 /// A request expired (A6); the service itself did it.
-pub fn access_request_expired(request: &AccessRequest) -> PendingEvent {
+pub(crate) fn access_request_expired(request: &AccessRequest) -> PendingEvent {
     event(
         "request.expired",
         None,
@@ -99,7 +105,7 @@ pub fn access_request_expired(request: &AccessRequest) -> PendingEvent {
 }
 
 /// A user's explicit rights changed (T5); that user is told.
-pub fn rights_changed(
+pub(crate) fn rights_changed(
     actor: Option<Actor>,
     before: &Profile,
     after: &Profile,
@@ -122,7 +128,7 @@ pub fn rights_changed(
 }
 
 /// A domain policy was created or changed; the site's approvers are told (A7).
-pub fn domain_policy_changed(
+pub(crate) fn domain_policy_changed(
     actor: Option<Actor>,
     site: &Site,
     before: Option<&DomainPolicy>,
@@ -144,7 +150,10 @@ pub fn domain_policy_changed(
 
 /// Appends `event` in the caller's transaction; returns its cursor in the stream once the
 /// transaction commits (the revision of the change that appended it, T8).
-pub async fn append(conn: &mut PgConnection, event: &PendingEvent) -> Result<Cursor, sqlx::Error> {
+pub(crate) async fn append(
+    conn: &mut PgConnection,
+    event: &PendingEvent,
+) -> Result<Cursor, sqlx::Error> {
     event
         .append_positioned(conn)
         .await

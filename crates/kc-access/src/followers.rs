@@ -62,12 +62,12 @@ use crate::storage::invalidation::{Invalidation, notify_invalidation};
 use crate::storage::{self, sites::ProjectedSite, users::ProjectedUser};
 
 /// Name (and cursor key) of the consumer of the contact registry's stream.
-pub const CONTACTS_CONSUMER: &str = "access.contacts";
+pub(crate) const CONTACTS_CONSUMER: &str = "access.contacts";
 /// Name (and cursor key) of the consumer of identity's stream.
-pub const IDENTITY_CONSUMER: &str = "access.identity";
+pub(crate) const IDENTITY_CONSUMER: &str = "access.identity";
 
 /// Starts both consumers; they run until `shutdown` triggers.
-pub fn spawn(
+pub(crate) fn spawn(
     pool: &PgPool,
     cache: &RightsCache,
     token: &ServiceToken,
@@ -155,7 +155,7 @@ async fn remove(
 
 /// Applies one registry event to `sites` and `site_roles` and notifies the replicas.
 /// Returns the site concerned.
-pub async fn apply_contacts_event(
+pub(crate) async fn apply_contacts_event(
     conn: &mut PgConnection,
     event: &contacts_pb::Event,
 ) -> anyhow::Result<Uuid> {
@@ -211,7 +211,7 @@ pub async fn apply_contacts_event(
 
 /// Applies one identity event to `users` and, when it disabled or enabled the user, notifies
 /// the replicas (rights depend on nothing else of a user). Returns that user, if any.
-pub async fn apply_identity_event(
+pub(crate) async fn apply_identity_event(
     conn: &mut PgConnection,
     event: &identity_pb::Event,
 ) -> anyhow::Result<Option<Uuid>> {

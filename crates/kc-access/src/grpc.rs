@@ -32,11 +32,11 @@ use crate::domain::{Access, Actor};
 use crate::followers;
 
 /// Longest wait of AwaitContactsRevision, whatever the call's deadline (T8).
-pub const MAX_REVISION_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const MAX_REVISION_WAIT: Duration = Duration::from_secs(10);
 
 /// The `AccessManagementService` implementation.
 #[derive(Clone, Debug)]
-pub struct AccessApi {
+pub(crate) struct AccessApi {
     access: Access,
     watcher: OutboxWatcher,
     shutdown: Shutdown,
@@ -44,7 +44,7 @@ pub struct AccessApi {
 
 impl AccessApi {
     /// The API over `access`, streaming events from `watcher` until `shutdown`.
-    pub fn new(access: Access, watcher: OutboxWatcher, shutdown: Shutdown) -> Self {
+    pub(crate) fn new(access: Access, watcher: OutboxWatcher, shutdown: Shutdown) -> Self {
         Self {
             access,
             watcher,

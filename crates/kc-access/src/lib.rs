@@ -16,16 +16,21 @@
 //! - [`convert`]: every conversion between the proto messages and the domain (requests into
 //!   the commands of [`domain::commands`], entities back into their published forms).
 //! - [`grpc`], [`events`], [`config`]: the API, the published events, the settings.
+//!
+//! Public: [`config`], [`domain`], [`storage`], [`run`] and the service's constants; the other modules are the
+//! crate's inside (`pub(crate)`).
 
-pub mod cache;
+#![warn(unreachable_pub)]
+
+mod cache;
 pub mod config;
-pub mod convert;
+mod convert;
 pub mod domain;
-pub mod events;
-pub mod followers;
-pub mod grpc;
+mod events;
+mod followers;
+mod grpc;
 pub mod storage;
-pub mod sweeper;
+mod sweeper;
 
 use std::net::SocketAddr;
 

@@ -17,7 +17,7 @@ use crate::domain::Access;
 use crate::domain::service::EXPIRY_BATCH;
 
 /// Starts the sweeper; it runs until `shutdown` triggers.
-pub fn spawn(access: Access, interval: Duration, shutdown: Shutdown) -> JoinHandle<()> {
+pub(crate) fn spawn(access: Access, interval: Duration, shutdown: Shutdown) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);

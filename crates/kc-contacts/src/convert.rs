@@ -223,7 +223,7 @@ impl From<&SiteCompliance> for pb::SiteCompliance {
 }
 
 /// The answer of ListSites.
-pub fn sites_response(page: &Page<Site>) -> pb::ListSitesResponse {
+pub(crate) fn sites_response(page: &Page<Site>) -> pb::ListSitesResponse {
     pb::ListSitesResponse {
         next_page_token: next_page_token(page, |site| vec![site.site_number.as_str().to_owned()]),
         sites: page.items.iter().map(pb::Site::from).collect(),
@@ -231,7 +231,7 @@ pub fn sites_response(page: &Page<Site>) -> pb::ListSitesResponse {
 }
 
 /// The answer of ListSiteContacts.
-pub fn site_contacts_response(page: &Page<Contact>) -> pb::ListSiteContactsResponse {
+pub(crate) fn site_contacts_response(page: &Page<Contact>) -> pb::ListSiteContactsResponse {
     pb::ListSiteContactsResponse {
         next_page_token: next_page_token(page, |c| {
             vec![c.role.number().to_string(), c.contact_id.to_string()]
@@ -241,7 +241,7 @@ pub fn site_contacts_response(page: &Page<Contact>) -> pb::ListSiteContactsRespo
 }
 
 /// The answer of ListUserContacts.
-pub fn user_contacts_response(page: &Page<(Contact, Site)>) -> pb::ListUserContactsResponse {
+pub(crate) fn user_contacts_response(page: &Page<(Contact, Site)>) -> pb::ListUserContactsResponse {
     pb::ListUserContactsResponse {
         next_page_token: next_page_token(page, |(c, _)| vec![c.contact_id.to_string()]),
         contacts: page
@@ -256,7 +256,9 @@ pub fn user_contacts_response(page: &Page<(Contact, Site)>) -> pb::ListUserConta
 }
 
 /// The answer of ListComplianceGaps.
-pub fn compliance_gaps_response(page: &Page<SiteCompliance>) -> pb::ListComplianceGapsResponse {
+pub(crate) fn compliance_gaps_response(
+    page: &Page<SiteCompliance>,
+) -> pb::ListComplianceGapsResponse {
     pb::ListComplianceGapsResponse {
         next_page_token: next_page_token(page, |row| vec![row.site_id.to_string()]),
         sites: page.items.iter().map(pb::SiteCompliance::from).collect(),
@@ -264,7 +266,10 @@ pub fn compliance_gaps_response(page: &Page<SiteCompliance>) -> pb::ListComplian
 }
 
 /// The answer of ResolveRecipients: who receives a notice on `site`, by which rule.
-pub fn recipients_response(site: &Site, resolution: Resolution) -> pb::ResolveRecipientsResponse {
+pub(crate) fn recipients_response(
+    site: &Site,
+    resolution: Resolution,
+) -> pb::ResolveRecipientsResponse {
     let (business_partner_email, business_partner_rule) =
         resolution.business_partner.unwrap_or_default();
     pb::ResolveRecipientsResponse {

@@ -20,7 +20,7 @@ use crate::domain::commands::Actor;
 use crate::domain::{Contact, Site};
 
 /// An event ready to append.
-pub type PendingEvent = EncodedEvent;
+pub(crate) type PendingEvent = EncodedEvent;
 
 fn event(event_type: &'static str, actor: Actor, site: &Site, payload: Payload) -> PendingEvent {
     let event = pb::Event {
@@ -33,7 +33,7 @@ fn event(event_type: &'static str, actor: Actor, site: &Site, payload: Payload) 
 }
 
 /// A site was created with these contacts.
-pub fn site_created(actor: Actor, site: &Site, contacts: &[Contact]) -> PendingEvent {
+pub(crate) fn site_created(actor: Actor, site: &Site, contacts: &[Contact]) -> PendingEvent {
     event(
         "site.created",
         actor,
@@ -45,7 +45,7 @@ pub fn site_created(actor: Actor, site: &Site, contacts: &[Contact]) -> PendingE
 }
 
 /// A site changed; `before` is how it was.
-pub fn site_updated(actor: Actor, site: &Site, before: &Site) -> PendingEvent {
+pub(crate) fn site_updated(actor: Actor, site: &Site, before: &Site) -> PendingEvent {
     event(
         "site.updated",
         actor,
@@ -57,7 +57,7 @@ pub fn site_updated(actor: Actor, site: &Site, before: &Site) -> PendingEvent {
 }
 
 /// A role was given.
-pub fn contact_assigned(actor: Actor, site: &Site, contact: &Contact) -> PendingEvent {
+pub(crate) fn contact_assigned(actor: Actor, site: &Site, contact: &Contact) -> PendingEvent {
     event(
         "contact.assigned",
         actor,
@@ -69,7 +69,7 @@ pub fn contact_assigned(actor: Actor, site: &Site, contact: &Contact) -> Pending
 }
 
 /// A contact's details changed.
-pub fn contact_updated(actor: Actor, site: &Site, contact: &Contact) -> PendingEvent {
+pub(crate) fn contact_updated(actor: Actor, site: &Site, contact: &Contact) -> PendingEvent {
     event(
         "contact.updated",
         actor,
@@ -81,7 +81,7 @@ pub fn contact_updated(actor: Actor, site: &Site, contact: &Contact) -> PendingE
 }
 
 /// A role was taken away.
-pub fn contact_removed(actor: Actor, site: &Site, contact: &Contact) -> PendingEvent {
+pub(crate) fn contact_removed(actor: Actor, site: &Site, contact: &Contact) -> PendingEvent {
     event(
         "contact.removed",
         actor,
@@ -93,7 +93,7 @@ pub fn contact_removed(actor: Actor, site: &Site, contact: &Contact) -> PendingE
 }
 
 /// A single-holder role changed holder.
-pub fn contact_replaced(
+pub(crate) fn contact_replaced(
     actor: Actor,
     site: &Site,
     contact: &Contact,
@@ -111,7 +111,7 @@ pub fn contact_replaced(
 }
 
 /// The primary contact changed (C8).
-pub fn primary_transferred(
+pub(crate) fn primary_transferred(
     actor: Actor,
     site: &Site,
     previous_user_id: Uuid,
@@ -132,12 +132,13 @@ pub fn primary_transferred(
 }
 
 /// Type of the events that carry a sealed code.
-pub const NOTIFICATION_EMAIL_CHANGE_REQUESTED: &str = "contact.notification_email_change_requested";
+pub(crate) const NOTIFICATION_EMAIL_CHANGE_REQUESTED: &str =
+    "contact.notification_email_change_requested";
 
 /// A change of a contact's notification e-mail was asked (C11): `requested` waits for its
 /// owner's confirmation with the code sealed in `sealed_code` (`None` and no code when the
 /// notification e-mail was cleared); `previous` was in use.
-pub fn notification_email_change_requested(
+pub(crate) fn notification_email_change_requested(
     actor: Actor,
     site: &Site,
     contact: &Contact,
@@ -161,7 +162,11 @@ pub fn notification_email_change_requested(
 }
 
 /// A contact's pending notification e-mail was confirmed by its owner and is now in use.
-pub fn notification_email_confirmed(actor: Actor, site: &Site, contact: &Contact) -> PendingEvent {
+pub(crate) fn notification_email_confirmed(
+    actor: Actor,
+    site: &Site,
+    contact: &Contact,
+) -> PendingEvent {
     event(
         "contact.notification_email_confirmed",
         actor,
@@ -174,7 +179,10 @@ pub fn notification_email_confirmed(actor: Actor, site: &Site, contact: &Contact
 
 /// Empties the sealed code of the outbox event `event_id` (its code was used, replaced,
 /// withdrawn or expired), so that nothing readable of it remains in the stream.
-pub async fn drop_sealed_code(conn: &mut PgConnection, event_id: Uuid) -> Result<(), sqlx::Error> {
+pub(crate) async fn drop_sealed_code(
+    conn: &mut PgConnection,
+    event_id: Uuid,
+) -> Result<(), sqlx::Error> {
     outbox::rewrite_event::<pb::Event>(conn, event_id, |event| match &mut event.payload {
         Some(Payload::NotificationEmailChangeRequested(requested))
             if !requested.sealed_code.is_empty() =>
@@ -189,7 +197,10 @@ pub async fn drop_sealed_code(conn: &mut PgConnection, event_id: Uuid) -> Result
 
 /// Appends `event` in the caller's transaction; returns its cursor, the revision of the
 /// change (T8).
-pub async fn append(conn: &mut PgConnection, event: &PendingEvent) -> Result<Cursor, sqlx::Error> {
+pub(crate) async fn append(
+    conn: &mut PgConnection,
+    event: &PendingEvent,
+) -> Result<Cursor, sqlx::Error> {
     event
         .append_positioned(conn)
         .await

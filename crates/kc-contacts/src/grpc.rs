@@ -19,7 +19,7 @@ use crate::followers;
 
 /// The `ContactRegistryService` implementation.
 #[derive(Clone, Debug)]
-pub struct ContactsApi {
+pub(crate) struct ContactsApi {
     registry: Registry,
     watcher: OutboxWatcher,
     shutdown: Shutdown,
@@ -30,7 +30,7 @@ pub struct ContactsApi {
 impl ContactsApi {
     /// The API over `registry`, streaming events from `watcher` until `shutdown`;
     /// `follows_access` says whether the projection of access grants is kept (T8).
-    pub fn new(
+    pub(crate) fn new(
         registry: Registry,
         watcher: OutboxWatcher,
         shutdown: Shutdown,

@@ -10,14 +10,19 @@
 //!   grants the registry decides authority with (with `--access-url`).
 //! - [`convert`]: every proto <-> domain conversion (requests into commands, results back).
 //! - [`grpc`], [`events`], [`config`]: the API, the published events, the settings.
+//!
+//! Public: [`config`], [`domain`], [`followers`], [`run`] and the service's constants; the other modules are the
+//! crate's inside (`pub(crate)`).
+
+#![warn(unreachable_pub)]
 
 pub mod config;
-pub mod convert;
+mod convert;
 pub mod domain;
-pub mod events;
+mod events;
 pub mod followers;
-pub mod grpc;
-pub mod storage;
+mod grpc;
+mod storage;
 
 use std::net::SocketAddr;
 

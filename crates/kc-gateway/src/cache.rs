@@ -51,17 +51,17 @@ use kc_proto::access::BatchCheckResponse;
 use uuid::Uuid;
 
 /// Most bytes (encoded answers) the cache holds.
-pub const BUDGET_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const BUDGET_BYTES: usize = 8 * 1024 * 1024;
 
 /// Largest single entry stored.
 const LARGEST_ENTRY_BYTES: usize = BUDGET_BYTES / 16;
 
 /// What an entry costs besides its answer and its question's bytes (map slot, key, `Arc`,
 /// expiry), counted against the budget so that many empty answers also fill it.
-pub const ENTRY_OVERHEAD_BYTES: usize = 128;
+pub(crate) const ENTRY_OVERHEAD_BYTES: usize = 128;
 
 /// Whether `answer` may be stored: anything but a `BatchCheck` answer that denied something.
-pub fn worth_storing(answer: &dyn Any) -> bool {
+pub(crate) fn worth_storing(answer: &dyn Any) -> bool {
     answer
         .downcast_ref::<BatchCheckResponse>()
         .is_none_or(|checks| checks.results.iter().all(|check| check.allowed))
@@ -69,7 +69,7 @@ pub fn worth_storing(answer: &dyn Any) -> bool {
 
 /// Who asked a cached read: answers are only shared between calls of the same actor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Asker {
+pub(crate) enum Asker {
     /// The gateway's own question (an authorization check, the site of a request).
     Gateway,
     /// The gateway acting for this customer.
@@ -77,13 +77,13 @@ pub enum Asker {
 }
 
 /// Counter of reads answered from the cache, by downstream `method`.
-pub const READ_CACHE_HITS: &str = "keycontacts_gateway_read_cache_hits_total";
+pub(crate) const READ_CACHE_HITS: &str = "keycontacts_gateway_read_cache_hits_total";
 /// Counter of reads the cache had no fresh answer to, by downstream `method`.
-pub const READ_CACHE_MISSES: &str = "keycontacts_gateway_read_cache_misses_total";
+pub(crate) const READ_CACHE_MISSES: &str = "keycontacts_gateway_read_cache_misses_total";
 
 /// One cached question: the RPC, who asked it and the request's encoded bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Question {
+pub(crate) struct Question {
     method: &'static str,
     asker: Asker,
     request: Vec<u8>,
@@ -91,7 +91,7 @@ pub struct Question {
 
 impl Question {
     /// The question `request` (encoded) to `method`, asked by `asker`.
-    pub fn new(method: &'static str, asker: Asker, request: Vec<u8>) -> Self {
+    pub(crate) fn new(method: &'static str, asker: Asker, request: Vec<u8>) -> Self {
         Self {
             method,
             asker,
@@ -114,7 +114,7 @@ struct State {
 }
 
 /// The answers of recent cached reads; see the [module documentation](self).
-pub struct ReadCache {
+pub(crate) struct ReadCache {
     ttl: Duration,
     state: Mutex<State>,
 }
@@ -129,7 +129,7 @@ impl std::fmt::Debug for ReadCache {
 
 impl ReadCache {
     /// A cache keeping answers for `ttl`; a zero `ttl` keeps nothing.
-    pub fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         Self {
             ttl,
             state: Mutex::new(State::default()),
@@ -137,7 +137,7 @@ impl ReadCache {
     }
 
     /// Whether answers are kept at all.
-    pub fn is_enabled(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         !self.ttl.is_zero()
     }
 
@@ -152,7 +152,7 @@ impl ReadCache {
     /// The stored answer to `question`, if it has not expired. The answer is copied after
     /// the lock is released. Counts a hit or a miss of the question's method
     /// ([`READ_CACHE_HITS`], [`READ_CACHE_MISSES`]) when the cache is on.
-    pub fn get<T: Clone + Send + Sync + 'static>(&self, question: &Question) -> Option<T> {
+    pub(crate) fn get<T: Clone + Send + Sync + 'static>(&self, question: &Question) -> Option<T> {
         if !self.is_enabled() {
             return None;
         }
@@ -180,14 +180,14 @@ impl ReadCache {
 
     /// The number of the cache's current contents: take it before sending a read, and
     /// [`store`](Self::store) its answer with it.
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.state().generation
     }
 
     /// Stores `answer` (`answer_bytes` long, encoded) to `question`, unless the cache was
     /// emptied since `generation` was read: then the answer may predate a write and is
     /// dropped. The entry counts its answer, its question and [`ENTRY_OVERHEAD_BYTES`].
-    pub fn store<T: Send + Sync + 'static>(
+    pub(crate) fn store<T: Send + Sync + 'static>(
         &self,
         question: Question,
         answer: T,
@@ -224,7 +224,7 @@ impl ReadCache {
     }
 
     /// Forgets every answer, and every read in flight (after a write).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         if !self.is_enabled() {
             return;
         }
@@ -235,12 +235,14 @@ impl ReadCache {
     }
 
     /// The number of answers stored (expired ones included).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.state().entries.len()
     }
 
     /// Whether no answer is stored.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

@@ -40,12 +40,12 @@ use uuid::Uuid;
 
 use crate::cache::{Asker, Question, ReadCache, worth_storing};
 use crate::deadline::Deadline;
-pub use crate::downstream::Svc;
+pub(crate) use crate::downstream::Svc;
 use crate::error::{GatewayError, is_transport_failure};
 
 /// Whether a call may be repeated safely, and what it does to the read cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     /// Reads nothing but state: retried once on `Unavailable`.
     Read,
     /// A read whose answer may come from the read cache (see [`ReadCache`] for how fresh).
@@ -78,7 +78,7 @@ enum Credentials {
 
 /// Whether a gateway RPC only reads or changes state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallKind {
+pub(crate) enum CallKind {
     /// It only reads: its internal reads may be answered from the read cache.
     Read,
     /// It changes state: everything it reads, its permission check first, is asked fresh,
@@ -89,7 +89,7 @@ pub enum CallKind {
 /// The context of one gateway call: its deadline, its caller, how internal calls carry the
 /// caller, and whether they may be answered from the read cache.
 #[derive(Clone, Debug)]
-pub struct Ctx {
+pub(crate) struct Ctx {
     /// When the internal calls must be done.
     pub deadline: Deadline,
     caller: Option<Caller>,
@@ -102,7 +102,7 @@ pub struct Ctx {
 
 impl Ctx {
     /// The context of a public call: no caller, no token.
-    pub fn public(deadline: Deadline) -> Self {
+    pub(crate) fn public(deadline: Deadline) -> Self {
         Self {
             deadline,
             caller: None,
@@ -114,7 +114,7 @@ impl Ctx {
 
     /// The context of an authenticated call of `kind` from `caller`, whose request carried
     /// `metadata` (for the `authorization` value forwarded for operators and services).
-    pub fn authenticated(
+    pub(crate) fn authenticated(
         deadline: Deadline,
         caller: Caller,
         metadata: &MetadataMap,
@@ -140,7 +140,7 @@ impl Ctx {
 
     /// The same call, asking with the gateway's own token alone (authorization checks, and
     /// the privileged identity calls that bind people by e-mail).
-    pub fn as_gateway(&self) -> Self {
+    pub(crate) fn as_gateway(&self) -> Self {
         Self {
             deadline: self.deadline,
             caller: self.caller.clone(),
@@ -152,7 +152,7 @@ impl Ctx {
 
     /// The same call, carrying the caller's own access token: identity then sees the person
     /// itself (not a service acting for it), as its self-service RPCs require.
-    pub fn as_self(&self) -> Result<Self, GatewayError> {
+    pub(crate) fn as_self(&self) -> Result<Self, GatewayError> {
         let authorization = self.own_authorization.clone().ok_or_else(|| {
             GatewayError::Internal(anyhow::anyhow!("no access token on this call"))
         })?;
@@ -166,7 +166,7 @@ impl Ctx {
     }
 
     /// The authenticated caller; `Internal` on a public call (a bug if reached).
-    pub fn caller(&self) -> Result<&Caller, GatewayError> {
+    pub(crate) fn caller(&self) -> Result<&Caller, GatewayError> {
         self.caller
             .as_ref()
             .ok_or_else(|| GatewayError::Internal(anyhow::anyhow!("no caller on this call")))
@@ -196,7 +196,7 @@ impl Ctx {
 
 /// The internal services, the gateway's service token and the read cache.
 #[derive(Clone, Debug)]
-pub struct Clients {
+pub(crate) struct Clients {
     identity: ReplicaChannels,
     contacts: ReplicaChannels,
     access: ReplicaChannels,
@@ -230,7 +230,7 @@ enum Failure {
 impl Clients {
     /// Clients over these channels, authenticating with `token`, keeping the answers of
     /// cached reads in `cache`.
-    pub fn new(
+    pub(crate) fn new(
         identity: ReplicaChannels,
         contacts: ReplicaChannels,
         access: ReplicaChannels,
@@ -315,7 +315,7 @@ impl Clients {
 
     /// Calls `method` of `service` with `message` through `send`: from the read cache for a
     /// cached read it holds, else sent, retrying a read once on `Unavailable`.
-    pub async fn call<Req, Resp, F, Fut>(
+    pub(crate) async fn call<Req, Resp, F, Fut>(
         &self,
         ctx: &Ctx,
         service: Svc,
@@ -413,7 +413,7 @@ macro_rules! rpcs {
         impl Clients {
             $(
                 $(#[$doc])*
-                pub async fn $name(&self, ctx: &Ctx, message: $req) -> Result<$resp, GatewayError> {
+                pub(crate) async fn $name(&self, ctx: &Ctx, message: $req) -> Result<$resp, GatewayError> {
                     let method = concat!(stringify!($client), "/", stringify!($method));
                     self.call(ctx, Svc::$svc, Op::$op, method, message, |channel, request| async move {
                         $client::new(channel).$method(request).await

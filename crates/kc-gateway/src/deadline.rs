@@ -13,7 +13,7 @@ const MARGIN_DIVISOR: u32 = 10;
 
 /// When one gateway call must be finished with its internal calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Deadline {
+pub(crate) struct Deadline {
     /// The instant the internal calls must be done by.
     pub at: Instant,
     /// Whether the caller set it (`grpc-timeout`), rather than the gateway's default.
@@ -23,7 +23,7 @@ pub struct Deadline {
 impl Deadline {
     /// The deadline of a call that started at `now` with the caller's `grpc-timeout` header
     /// value `header` (if any), the gateway's `default` and the server's `cap`.
-    pub fn compute(
+    pub(crate) fn compute(
         now: Instant,
         header: Option<&str>,
         default: Duration,
@@ -38,25 +38,25 @@ impl Deadline {
     }
 
     /// What is left at `now`; `None` once the deadline has passed.
-    pub fn remaining_at(&self, now: Instant) -> Option<Duration> {
+    pub(crate) fn remaining_at(&self, now: Instant) -> Option<Duration> {
         self.at
             .checked_duration_since(now)
             .filter(|left| !left.is_zero())
     }
 
     /// What is left now; `None` once the deadline has passed.
-    pub fn remaining(&self) -> Option<Duration> {
+    pub(crate) fn remaining(&self) -> Option<Duration> {
         self.remaining_at(Instant::now())
     }
 }
 
 /// The margin kept out of `budget`: a tenth of it, at most `MAX_MARGIN`.
-pub fn margin(budget: Duration) -> Duration {
+pub(crate) fn margin(budget: Duration) -> Duration {
     (budget / MARGIN_DIVISOR).min(MAX_MARGIN)
 }
 
 /// Parses a `grpc-timeout` header value (the suite's one parser, in kc-runtime).
-pub use kc_runtime::grpc::parse_grpc_timeout;
+pub(crate) use kc_runtime::grpc::parse_grpc_timeout;
 
 #[cfg(test)]
 mod tests {

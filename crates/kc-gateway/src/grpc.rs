@@ -17,7 +17,7 @@ use crate::ratelimit::{TrustedProxies, WriteClass, client_address};
 
 /// The `GatewayService` implementation.
 #[derive(Debug, Clone)]
-pub struct GatewayApi {
+pub(crate) struct GatewayApi {
     gateway: Arc<Gateway>,
     default_deadline: Duration,
     request_timeout: Duration,
@@ -28,7 +28,7 @@ impl GatewayApi {
     /// The API over `gateway`: calls without `grpc-timeout` get `default_deadline`, and none
     /// gets more than the server's `request_timeout`; the client address of a call is
     /// forwarded by one of `trusted_proxies`, or is the TCP peer's.
-    pub fn new(
+    pub(crate) fn new(
         gateway: Gateway,
         default_deadline: Duration,
         request_timeout: Duration,

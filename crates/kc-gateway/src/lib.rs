@@ -11,17 +11,22 @@
 //!   reads, trace context, client-side balancing over replicas).
 //! - [`cache`]: the short-lived cache of the hot internal reads.
 //! - [`deadline`], [`ratelimit`], [`error`], [`grpc`], [`config`].
+//!
+//! Public: [`config`], [`run`] and the service's constants; the other modules are the
+//! crate's inside (`pub(crate)`).
 
-pub mod cache;
-pub mod clients;
-pub mod compose;
+#![warn(unreachable_pub)]
+
+mod cache;
+mod clients;
+mod compose;
 pub mod config;
-pub mod deadline;
-pub mod downstream;
-pub mod error;
-pub mod grpc;
-pub mod policy;
-pub mod ratelimit;
+mod deadline;
+mod downstream;
+mod error;
+mod grpc;
+mod policy;
+mod ratelimit;
 
 use std::net::SocketAddr;
 

@@ -10,11 +10,11 @@
 use kc_proto::access::Permission;
 
 /// Fully qualified name of the gateway service.
-pub const SERVICE: &str = "keycontacts.gateway.v1.GatewayService";
+pub(crate) const SERVICE: &str = "keycontacts.gateway.v1.GatewayService";
 
 /// What a caller must hold on a site.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
+pub(crate) enum Need {
     /// Every one of these permissions.
     All(&'static [Permission]),
     /// At least one of these permissions.
@@ -23,7 +23,7 @@ pub enum Need {
 
 impl Need {
     /// The permissions asked about in the one `BatchCheck` of a call.
-    pub fn permissions(self) -> &'static [Permission] {
+    pub(crate) fn permissions(self) -> &'static [Permission] {
         match self {
             Need::All(permissions) | Need::Any(permissions) => permissions,
         }
@@ -31,7 +31,7 @@ impl Need {
 
     /// Whether the results of the `BatchCheck` (in the order of [`Self::permissions`])
     /// satisfy the need.
-    pub fn satisfied_by(self, allowed: &[bool]) -> bool {
+    pub(crate) fn satisfied_by(self, allowed: &[bool]) -> bool {
         match self {
             Need::All(_) => !allowed.is_empty() && allowed.iter().all(|a| *a),
             Need::Any(_) => allowed.iter().any(|a| *a),
@@ -41,7 +41,7 @@ impl Need {
 
 /// Who may call an RPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rule {
+pub(crate) enum Rule {
     /// Anyone, without a token; rate limited per caller address.
     Public,
     /// Any signed-in person (customer or operator), acting on itself. Service accounts are
@@ -70,7 +70,7 @@ pub enum Rule {
 ///
 /// The gateway checks it before the write; the registry itself refuses a rights-implying
 /// role given by the actor to itself (T7).
-pub fn role_authority(role: kc_proto::contacts::ContactRole) -> Option<Need> {
+pub(crate) fn role_authority(role: kc_proto::contacts::ContactRole) -> Option<Need> {
     use kc_proto::contacts::ContactRole as Role;
     match role {
         Role::Administrative => Some(Need::All(&[
@@ -92,7 +92,7 @@ pub fn role_authority(role: kc_proto::contacts::ContactRole) -> Option<Need> {
 }
 
 /// The permission that decides an access request of a kind (A3).
-pub fn decider_permission(kind: kc_proto::access::AccessRequestKind) -> Option<Permission> {
+pub(crate) fn decider_permission(kind: kc_proto::access::AccessRequestKind) -> Option<Permission> {
     use kc_proto::access::AccessRequestKind as Kind;
     match kind {
         Kind::SiteAccess => Some(Permission::ApproveSiteAccess),
@@ -104,15 +104,15 @@ pub fn decider_permission(kind: kc_proto::access::AccessRequestKind) -> Option<P
 macro_rules! methods {
     ($($konst:ident = $name:literal => $rule:expr;)*) => {
         /// Full method paths of the gateway's RPCs.
-        pub mod method {
+        pub(crate) mod method {
             $(
                 #[doc = concat!("`/keycontacts.gateway.v1.GatewayService/", $name, "`")]
-                pub const $konst: &str = concat!("/keycontacts.gateway.v1.GatewayService/", $name);
+                pub(crate) const $konst: &str = concat!("/keycontacts.gateway.v1.GatewayService/", $name);
             )*
         }
 
         /// The permission table: every RPC of the gateway and who may call it.
-        pub const TABLE: &[(&str, Rule)] = &[
+        pub(crate) const TABLE: &[(&str, Rule)] = &[
             $((method::$konst, $rule),)*
         ];
     };
@@ -177,7 +177,7 @@ methods! {
 /// # Panics
 /// When `method` is not in [`TABLE`]: a handler naming a method the table lacks is a bug
 /// that the table's test catches first.
-pub fn rule(method: &str) -> Rule {
+pub(crate) fn rule(method: &str) -> Rule {
     TABLE
         .iter()
         .find(|(name, _)| *name == method)
@@ -186,7 +186,7 @@ pub fn rule(method: &str) -> Rule {
 }
 
 /// The methods callable without a token, for the auth layer.
-pub fn public_methods() -> impl Iterator<Item = &'static str> {
+pub(crate) fn public_methods() -> impl Iterator<Item = &'static str> {
     TABLE
         .iter()
         .filter(|(_, rule)| *rule == Rule::Public)

@@ -24,7 +24,7 @@ use tonic::metadata::MetadataMap;
 use uuid::Uuid;
 
 /// Most keys tracked at once by one limiter.
-pub const MAX_TRACKED: usize = 100_000;
+pub(crate) const MAX_TRACKED: usize = 100_000;
 
 /// The share of a full map forgotten at once when no bucket has refilled: one in this many.
 const EVICT_DIVISOR: usize = 8;
@@ -48,11 +48,11 @@ pub enum Rate {
 
 /// Counter of calls refused by a rate limit (`RESOURCE_EXHAUSTED`), by `limit`: `session`
 /// (sign-ins and refreshes per client address), `access_request` or `write` (per caller).
-pub const RATE_LIMITED: &str = "keycontacts_rate_limited_total";
+pub(crate) const RATE_LIMITED: &str = "keycontacts_rate_limited_total";
 
 /// Parses `20/min`, `5/s`, `100/h`, a period of several units such as `5/10min` (units:
 /// `s`, `sec`, `second`, `m`, `min`, `minute`, `h`, `hour`), or `off`.
-pub fn parse_rate(text: &str) -> Result<Rate, String> {
+pub(crate) fn parse_rate(text: &str) -> Result<Rate, String> {
     let text = text.trim();
     if text.eq_ignore_ascii_case("off") {
         return Ok(Rate::Off);
@@ -96,7 +96,7 @@ struct Bucket {
 
 /// Token buckets by key (a client address, a caller), at most `capacity` of them.
 #[derive(Debug)]
-pub struct RateLimiter<K = IpAddr> {
+pub(crate) struct RateLimiter<K = IpAddr> {
     /// Tokens added per second; `None` when there is no limit.
     refill_per_second: Option<f64>,
     /// Bucket size: the calls allowed in a burst.
@@ -109,12 +109,12 @@ pub struct RateLimiter<K = IpAddr> {
 impl<K: Eq + Hash + Copy> RateLimiter<K> {
     /// A limiter allowing `rate` on average and bursts of `burst` calls (at least 1), keeping
     /// at most [`MAX_TRACKED`] buckets.
-    pub fn new(rate: Rate, burst: u32) -> Self {
+    pub(crate) fn new(rate: Rate, burst: u32) -> Self {
         Self::with_capacity(rate, burst, MAX_TRACKED)
     }
 
     /// Like [`RateLimiter::new`], keeping at most `capacity` buckets (at least 1).
-    pub fn with_capacity(rate: Rate, burst: u32, capacity: usize) -> Self {
+    pub(crate) fn with_capacity(rate: Rate, burst: u32, capacity: usize) -> Self {
         let refill_per_second = match rate {
             Rate::Off => None,
             Rate::Limit { tokens, per } => Some(f64::from(tokens) / per.as_secs_f64()),
@@ -127,18 +127,13 @@ impl<K: Eq + Hash + Copy> RateLimiter<K> {
         }
     }
 
-    /// Whether this limiter limits anything.
-    pub fn is_off(&self) -> bool {
-        self.refill_per_second.is_none()
-    }
-
     /// Takes a token for `key` now; `Err(wait)` says how long until one is free.
-    pub fn acquire(&self, key: K) -> Result<(), Duration> {
+    pub(crate) fn acquire(&self, key: K) -> Result<(), Duration> {
         self.acquire_at(key, Instant::now())
     }
 
     /// Takes a token for `key` at `now`; `Err(wait)` says how long until one is free.
-    pub fn acquire_at(&self, key: K, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn acquire_at(&self, key: K, now: Instant) -> Result<(), Duration> {
         let Some(refill) = self.refill_per_second else {
             return Ok(());
         };
@@ -164,7 +159,8 @@ impl<K: Eq + Hash + Copy> RateLimiter<K> {
     }
 
     /// The number of buckets kept.
-    pub fn tracked(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> usize {
         self.buckets
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -207,14 +203,14 @@ fn level(bucket: &Bucket, refill: f64, burst: f64, now: Instant) -> f64 {
 
 /// An address range: `192.0.2.0/24`, `2001:db8::/32`, or one address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
+pub(crate) struct Cidr {
     network: IpAddr,
     prefix: u8,
 }
 
 impl Cidr {
     /// Whether `address` is in the range (an IPv4-mapped IPv6 address counts as IPv4).
-    pub fn contains(&self, address: IpAddr) -> bool {
+    pub(crate) fn contains(&self, address: IpAddr) -> bool {
         match (self.network, canonical(address)) {
             (IpAddr::V4(network), IpAddr::V4(address)) => {
                 mask(u128::from(u32::from(network)), self.prefix, 32)
@@ -291,7 +287,7 @@ impl TrustedProxies {
 }
 
 /// Parses a comma-separated list of address ranges (`10.0.0.0/8,fd00::/8`); empty is none.
-pub fn parse_trusted_proxies(text: &str) -> Result<TrustedProxies, String> {
+pub(crate) fn parse_trusted_proxies(text: &str) -> Result<TrustedProxies, String> {
     text.split(',')
         .map(str::trim)
         .filter(|part| !part.is_empty())
@@ -316,7 +312,7 @@ fn canonical(address: IpAddr) -> IpAddr {
 /// A hop that cannot be read (`unknown`, an obfuscated name, garbage) ends the walk: the
 /// client is then the last trusted proxy seen, so such clients share that proxy's bucket
 /// rather than escape the limit. When the peer is not trusted, the headers are ignored.
-pub fn client_address(
+pub(crate) fn client_address(
     peer: Option<SocketAddr>,
     metadata: &MetadataMap,
     trusted: &TrustedProxies,
@@ -401,7 +397,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 /// The bucket key of a client address: an IPv4 address as it is, an IPv6 address by its
 /// /64 (one subscriber's network: a client changing its interface identifier stays in
 /// its bucket).
-pub fn address_key(address: IpAddr) -> IpAddr {
+pub(crate) fn address_key(address: IpAddr) -> IpAddr {
     match canonical(address) {
         IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(mask(u128::from(v6), 64, 128))),
         v4 => v4,
@@ -424,14 +420,14 @@ pub enum WriteClass {
 /// The per-caller limiters of signed-in writes, keyed by the caller's subject (a user id,
 /// or a service account's client id).
 #[derive(Debug)]
-pub struct WriteLimits {
+pub(crate) struct WriteLimits {
     access_requests: RateLimiter<Uuid>,
     mail: RateLimiter<Uuid>,
 }
 
 impl WriteLimits {
     /// Limits with these rates and bursts.
-    pub fn new(access_requests: (Rate, u32), mail: (Rate, u32)) -> Self {
+    pub(crate) fn new(access_requests: (Rate, u32), mail: (Rate, u32)) -> Self {
         Self {
             access_requests: RateLimiter::new(access_requests.0, access_requests.1),
             mail: RateLimiter::new(mail.0, mail.1),
@@ -439,12 +435,13 @@ impl WriteLimits {
     }
 
     /// No limit on any write.
-    pub fn off() -> Self {
+    #[cfg(test)]
+    pub(crate) fn off() -> Self {
         Self::new((Rate::Off, 1), (Rate::Off, 1))
     }
 
     /// Takes a token of `class` for `subject`; `Err(wait)` says how long until one is free.
-    pub fn acquire(&self, class: WriteClass, subject: Uuid) -> Result<(), Duration> {
+    pub(crate) fn acquire(&self, class: WriteClass, subject: Uuid) -> Result<(), Duration> {
         match class {
             WriteClass::AccessRequest => self.access_requests.acquire(subject),
             WriteClass::Mail => self.mail.acquire(subject),

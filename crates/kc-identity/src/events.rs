@@ -17,12 +17,12 @@ use crate::domain::codes::Purpose;
 use crate::domain::{Revocation, User};
 
 /// An event ready to append.
-pub type PendingEvent = EncodedEvent;
+pub(crate) type PendingEvent = EncodedEvent;
 
 /// Type of the events that carry a sealed code.
-pub const VERIFICATION_REQUESTED: &str = "user.email_verification_requested";
+pub(crate) const VERIFICATION_REQUESTED: &str = "user.email_verification_requested";
 /// Type of the events that revoke access tokens.
-pub const TOKENS_REVOKED: &str = "user.tokens_revoked";
+pub(crate) const TOKENS_REVOKED: &str = "user.tokens_revoked";
 
 fn event(event_type: &'static str, user_id: Option<Uuid>, payload: Payload) -> PendingEvent {
     let user_id = user_id.map(|id| id.to_string()).unwrap_or_default();
@@ -35,7 +35,7 @@ fn event(event_type: &'static str, user_id: Option<Uuid>, payload: Payload) -> P
 }
 
 /// A user registered or was created.
-pub fn registered(user: &User) -> PendingEvent {
+pub(crate) fn registered(user: &User) -> PendingEvent {
     event(
         "user.registered",
         Some(user.user_id),
@@ -47,7 +47,7 @@ pub fn registered(user: &User) -> PendingEvent {
 
 /// A code must be mailed to `email`: `sealed_code` is the code sealed to notification's key.
 /// The mail greets `user` by its stored name and language, never by what a claimant typed.
-pub fn verification_requested(
+pub(crate) fn verification_requested(
     user: &User,
     email: &str,
     sealed_code: Vec<u8>,
@@ -70,7 +70,7 @@ pub fn verification_requested(
 
 /// Someone tried to register an address that has a proven account (I2): the address is
 /// told, in the account's name and language.
-pub fn registration_taken(account: &User) -> PendingEvent {
+pub(crate) fn registration_taken(account: &User) -> PendingEvent {
     event(
         "user.registration_attempted",
         Some(account.user_id),
@@ -85,7 +85,7 @@ pub fn registration_taken(account: &User) -> PendingEvent {
 
 /// Someone tried to register an address that looks like another account's (I3): the
 /// address is told it cannot be used, in the language asked for; no account is involved.
-pub fn registration_confusable(email: &str, locale: &str) -> PendingEvent {
+pub(crate) fn registration_confusable(email: &str, locale: &str) -> PendingEvent {
     event(
         "user.registration_attempted",
         None,
@@ -99,7 +99,7 @@ pub fn registration_confusable(email: &str, locale: &str) -> PendingEvent {
 }
 
 /// A user asked to change its login e-mail to `new_email`: its current address is told.
-pub fn email_change_requested(user: &User, new_email: &str) -> PendingEvent {
+pub(crate) fn email_change_requested(user: &User, new_email: &str) -> PendingEvent {
     event(
         "user.email_change_requested",
         Some(user.user_id),
@@ -113,7 +113,7 @@ pub fn email_change_requested(user: &User, new_email: &str) -> PendingEvent {
 }
 
 /// Access tokens were revoked (I4).
-pub fn tokens_revoked(revocation: &Revocation) -> PendingEvent {
+pub(crate) fn tokens_revoked(revocation: &Revocation) -> PendingEvent {
     event(
         TOKENS_REVOKED,
         Some(revocation.user_id),
@@ -125,7 +125,9 @@ pub fn tokens_revoked(revocation: &Revocation) -> PendingEvent {
 
 /// The revocation a stored event carries: `None` unless it is a [`TOKENS_REVOKED`] event
 /// with one; an undecodable payload is an internal error.
-pub fn revocation_in(stored: StoredEvent) -> Option<Result<pb::TokenRevocation, tonic::Status>> {
+pub(crate) fn revocation_in(
+    stored: StoredEvent,
+) -> Option<Result<pb::TokenRevocation, tonic::Status>> {
     if stored.event_type != TOKENS_REVOKED {
         return None;
     }
@@ -146,7 +148,7 @@ pub fn revocation_in(stored: StoredEvent) -> Option<Result<pb::TokenRevocation, 
 }
 
 /// A user's profile or state changed.
-pub fn updated(user: &User) -> PendingEvent {
+pub(crate) fn updated(user: &User) -> PendingEvent {
     event(
         "user.updated",
         Some(user.user_id),
@@ -157,7 +159,7 @@ pub fn updated(user: &User) -> PendingEvent {
 }
 
 /// A user was disabled.
-pub fn disabled(user: &User) -> PendingEvent {
+pub(crate) fn disabled(user: &User) -> PendingEvent {
     event(
         "user.disabled",
         Some(user.user_id),
@@ -168,7 +170,7 @@ pub fn disabled(user: &User) -> PendingEvent {
 }
 
 /// A user was enabled.
-pub fn enabled(user: &User) -> PendingEvent {
+pub(crate) fn enabled(user: &User) -> PendingEvent {
     event(
         "user.enabled",
         Some(user.user_id),
@@ -179,13 +181,16 @@ pub fn enabled(user: &User) -> PendingEvent {
 }
 
 /// Appends `event` in the caller's transaction; returns its event id.
-pub async fn append(conn: &mut PgConnection, event: &PendingEvent) -> Result<Uuid, sqlx::Error> {
+pub(crate) async fn append(
+    conn: &mut PgConnection,
+    event: &PendingEvent,
+) -> Result<Uuid, sqlx::Error> {
     event.append(conn).await
 }
 
 /// Drops the sealed code from the outbox events `event_ids` (their code was used, replaced,
 /// withdrawn or expired), so that nothing readable of it remains.
-pub async fn drop_sealed_codes(
+pub(crate) async fn drop_sealed_codes(
     conn: &mut PgConnection,
     event_ids: &[Uuid],
 ) -> Result<(), sqlx::Error> {
@@ -207,7 +212,7 @@ pub async fn drop_sealed_codes(
 /// The sealed code an outbox event still carries (`None` when the event is gone, is not a
 /// code's, or its sealed code was dropped), locked with the event until the transaction
 /// ends. Identity cannot open it: it only copies the bytes into a new mail of the same code.
-pub async fn sealed_code(
+pub(crate) async fn sealed_code(
     conn: &mut PgConnection,
     event_id: Uuid,
 ) -> Result<Option<Vec<u8>>, sqlx::Error> {
@@ -231,7 +236,7 @@ pub async fn sealed_code(
 
 /// The cursor of the last event every reader can already see: streaming after it misses
 /// nothing that commits later. Empty (the start) when there is none.
-pub async fn current_cursor(conn: &mut PgConnection) -> Result<String, sqlx::Error> {
+pub(crate) async fn current_cursor(conn: &mut PgConnection) -> Result<String, sqlx::Error> {
     let row: Option<(String, i64)> = sqlx::query_as(
         "SELECT txid::text, seq FROM outbox_events \
          WHERE txid < pg_snapshot_xmin(pg_current_snapshot()) \

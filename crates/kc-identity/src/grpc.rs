@@ -19,7 +19,7 @@ use crate::events;
 const REVOCATIONS_PER_MESSAGE: usize = 500;
 
 /// Full method paths that need no token.
-pub const PUBLIC_METHODS: [&str; 10] = [
+pub(crate) const PUBLIC_METHODS: [&str; 10] = [
     "/keycontacts.identity.v1.IdentityService/RegisterUser",
     "/keycontacts.identity.v1.IdentityService/VerifyEmail",
     "/keycontacts.identity.v1.IdentityService/RequestPasswordReset",
@@ -34,7 +34,7 @@ pub const PUBLIC_METHODS: [&str; 10] = [
 
 /// The `IdentityService` implementation.
 #[derive(Clone, Debug)]
-pub struct IdentityApi {
+pub(crate) struct IdentityApi {
     identity: Identity,
     watcher: OutboxWatcher,
     verifier: TokenVerifier,
@@ -44,7 +44,7 @@ pub struct IdentityApi {
 impl IdentityApi {
     /// The API over `identity`, streaming events from `watcher` until `shutdown`; `verifier`
     /// is the auth layer's (it gives the claims of the token a request came with).
-    pub fn new(
+    pub(crate) fn new(
         identity: Identity,
         watcher: OutboxWatcher,
         verifier: TokenVerifier,

@@ -1,12 +1,17 @@
 //! `kc-identity`: users, credentials, sessions, service accounts and the Ed25519 keys that
 //! sign every access token of the keycontacts suite.
+//!
+//! Public: [`config`], [`domain`], [`run`] and the service's constants; the other modules are the
+//! crate's inside (`pub(crate)`).
+
+#![warn(unreachable_pub)]
 
 pub mod config;
-pub mod convert;
+mod convert;
 pub mod domain;
-pub mod events;
-pub mod grpc;
-pub mod storage;
+mod events;
+mod grpc;
+mod storage;
 
 use std::net::SocketAddr;
 

@@ -21,7 +21,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A user as notices need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserInfo {
+pub(crate) struct UserInfo {
     /// Login e-mail.
     pub email: String,
     /// Preferred language (BCP-47).
@@ -34,7 +34,7 @@ pub struct UserInfo {
 
 /// One recipient the registry resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     /// The user.
     pub user_id: Uuid,
     /// The role that made it a recipient, when known.
@@ -47,7 +47,7 @@ pub struct Resolved {
 
 /// The registry's answer to `ResolveRecipients`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolution {
+pub(crate) struct Resolution {
     /// The contacts to tell, in the registry's order.
     pub recipients: Vec<Resolved>,
     /// The business partner's address and rule, for proofs of entitlement (C4).
@@ -58,7 +58,7 @@ pub struct Resolution {
 
 /// Why a lookup failed.
 #[derive(Debug, thiserror::Error)]
-pub enum LookupError {
+pub(crate) enum LookupError {
     /// The other service does not know the site.
     #[error("site not found")]
     SiteNotFound,
@@ -90,7 +90,7 @@ impl LookupError {
 
 /// Clients of identity and the contact registry.
 #[derive(Clone, Debug)]
-pub struct Directory {
+pub(crate) struct Directory {
     token: ServiceToken,
     identity: identity_pb::identity_service_client::IdentityServiceClient<Channel>,
     registry: contacts_pb::contact_registry_service_client::ContactRegistryServiceClient<Channel>,
@@ -98,7 +98,7 @@ pub struct Directory {
 
 impl Directory {
     /// Clients over the given channels, authenticated by `token`.
-    pub fn new(token: ServiceToken, identity: Channel, registry: Channel) -> Self {
+    pub(crate) fn new(token: ServiceToken, identity: Channel, registry: Channel) -> Self {
         Self {
             token,
             identity: identity_pb::identity_service_client::IdentityServiceClient::new(identity),
@@ -124,7 +124,7 @@ impl Directory {
     }
 
     /// The users of `ids` that identity knows (unknown ids are absent).
-    pub async fn users(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, UserInfo>, LookupError> {
+    pub(crate) async fn users(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, UserInfo>, LookupError> {
         let mut unique: Vec<Uuid> = ids.to_vec();
         unique.sort();
         unique.dedup();
@@ -165,7 +165,7 @@ impl Directory {
     }
 
     /// Who must receive a notice of `purpose` on the site, and why (R1, C4).
-    pub async fn resolve_recipients(
+    pub(crate) async fn resolve_recipients(
         &self,
         site_id: Uuid,
         purpose: Purpose,
@@ -216,7 +216,7 @@ impl Directory {
     }
 
     /// The site of `site_id`; `None` when the registry does not know it.
-    pub async fn site(&self, site_id: Uuid) -> Result<Option<Site>, LookupError> {
+    pub(crate) async fn site(&self, site_id: Uuid) -> Result<Option<Site>, LookupError> {
         let request = self
             .request(
                 "the contact registry",
@@ -244,7 +244,7 @@ impl Directory {
 }
 
 /// `None` for an empty (or blank) text.
-pub fn non_empty(text: String) -> Option<String> {
+pub(crate) fn non_empty(text: String) -> Option<String> {
     if text.trim().is_empty() {
         None
     } else {

@@ -226,7 +226,7 @@ impl From<&SentNotice> for pb::SendNoticeResponse {
 }
 
 /// The ListNotifications response of `page`, with the token of the next page.
-pub fn list_response(page: &Page<Notification>) -> pb::ListNotificationsResponse {
+pub(crate) fn list_response(page: &Page<Notification>) -> pb::ListNotificationsResponse {
     pb::ListNotificationsResponse {
         next_page_token: next_page_token(page, |n| {
             vec![
@@ -239,7 +239,7 @@ pub fn list_response(page: &Page<Notification>) -> pb::ListNotificationsResponse
 }
 
 /// The RenderPreview response of a notice rendered in `lang`.
-pub fn preview_response(lang: Lang, rendered: Rendered) -> pb::RenderPreviewResponse {
+pub(crate) fn preview_response(lang: Lang, rendered: Rendered) -> pb::RenderPreviewResponse {
     pb::RenderPreviewResponse {
         subject: rendered.subject,
         text_body: rendered.text,

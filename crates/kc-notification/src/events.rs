@@ -12,7 +12,7 @@ use crate::domain::{Notification, State};
 
 /// The event of a notification that reached a final state: `NotificationDelivered` when
 /// DELIVERED, `NotificationDead` otherwise (DEAD).
-pub fn outcome(notification: &Notification) -> EncodedEvent {
+pub(crate) fn outcome(notification: &Notification) -> EncodedEvent {
     let proto = Some(pb::Notification::from(notification));
     let (event_type, payload) = match notification.state {
         State::Delivered => (

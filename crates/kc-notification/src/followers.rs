@@ -67,18 +67,18 @@ use crate::domain::{Kind, Notifier, Role, Site};
 use crate::storage::{self, sites::ProjectedContact};
 
 /// Name (and cursor key) of the consumer of identity's stream.
-pub const IDENTITY_CONSUMER: &str = "notification.identity";
+pub(crate) const IDENTITY_CONSUMER: &str = "notification.identity";
 /// Name (and cursor key) of the consumer of the contact registry's stream.
-pub const CONTACTS_CONSUMER: &str = "notification.contacts";
+pub(crate) const CONTACTS_CONSUMER: &str = "notification.contacts";
 /// Name (and cursor key) of the consumer of access management's stream.
-pub const ACCESS_CONSUMER: &str = "notification.access";
+pub(crate) const ACCESS_CONSUMER: &str = "notification.access";
 
 /// Events whose users are being looked up ahead of the one being applied.
 const LOOKAHEAD: usize = 16;
 
 /// An event with what identity said of the users it names.
 #[derive(Debug, Clone)]
-pub struct Prepared<E> {
+pub(crate) struct Prepared<E> {
     /// The event.
     pub event: E,
     /// The users it names that identity knows.
@@ -136,7 +136,7 @@ fn prepared_source<F: EventFeed>(
 
 /// The channels of the services followed.
 #[derive(Debug, Clone)]
-pub struct Streams {
+pub(crate) struct Streams {
     /// Identity.
     pub identity: Channel,
     /// The contact registry.
@@ -147,7 +147,7 @@ pub struct Streams {
 
 /// Starts the three consumers; they run until `shutdown` triggers. Identity's codes are
 /// opened with `opening`.
-pub fn spawn(
+pub(crate) fn spawn(
     pool: &PgPool,
     notifier: &Notifier,
     directory: &Directory,
@@ -225,7 +225,7 @@ const MAX_CODE_CHARS: usize = 64;
 
 /// Why a sealed code gives no mail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unopened {
+pub(crate) enum Unopened {
     /// Identity emptied it: the code was used, replaced or expired before it was mailed.
     Withdrawn,
     /// It does not open with this service's key (another key, altered, or not a code).
@@ -233,7 +233,7 @@ pub enum Unopened {
 }
 
 /// The code in an event's sealed box, opened with `opening`. Never logs the code.
-pub fn open_code(opening: &OpeningKey, sealed: &[u8]) -> Result<String, Unopened> {
+pub(crate) fn open_code(opening: &OpeningKey, sealed: &[u8]) -> Result<String, Unopened> {
     if sealed.is_empty() {
         return Err(Unopened::Withdrawn);
     }
@@ -264,7 +264,7 @@ fn code_purpose(number: i32) -> CodePurpose {
 /// Applies one identity event: a code becomes its mail (opened from its sealed box with
 /// `opening`), a registration that was not taken (I2, I3) and a login e-mail change become
 /// their notices to the address. Other events tell nobody.
-pub async fn apply_identity_event(
+pub(crate) async fn apply_identity_event(
     conn: &mut PgConnection,
     notifier: &Notifier,
     opening: &OpeningKey,
@@ -411,7 +411,7 @@ fn projected(contact: &contacts_pb::Contact) -> anyhow::Result<Option<ProjectedC
 
 /// The users a registry event's notices go to or show: the contacts of a role change, the
 /// site's primary, the two primaries of a transfer. None for events that tell nobody.
-pub fn contacts_event_users(event: &contacts_pb::Event) -> Vec<Uuid> {
+pub(crate) fn contacts_event_users(event: &contacts_pb::Event) -> Vec<Uuid> {
     use contacts_pb::event::Payload;
     let contacts: Vec<&contacts_pb::Contact> = match &event.payload {
         Some(Payload::SiteCreated(created)) => created.contacts.iter().collect(),
@@ -453,7 +453,7 @@ pub fn contacts_event_users(event: &contacts_pb::Event) -> Vec<Uuid> {
 
 /// The users an access event's notices go to or show: approvers, the requester, the user
 /// whose rights changed. None for events that tell nobody.
-pub fn access_event_users(event: &access_pb::Event) -> Vec<Uuid> {
+pub(crate) fn access_event_users(event: &access_pb::Event) -> Vec<Uuid> {
     use access_pb::event::Payload;
     let texts: Vec<&String> = match &event.payload {
         Some(Payload::AccessRequestSubmitted(submitted)) => submitted
@@ -483,7 +483,7 @@ pub fn access_event_users(event: &access_pb::Event) -> Vec<Uuid> {
 /// Contacts that appear are stored before the notices are written and contacts that go
 /// away are deleted after, so a contact losing a role is still written to at its
 /// notification e-mail (C9).
-pub async fn apply_contacts_event(
+pub(crate) async fn apply_contacts_event(
     conn: &mut PgConnection,
     notifier: &Notifier,
     opening: &OpeningKey,
@@ -725,7 +725,7 @@ fn user_ids(texts: &[String]) -> anyhow::Result<Vec<Uuid>> {
 
 /// Applies one access event: creates its notices. Fails (the consumer retries) while the
 /// registry's stream has not brought the site yet.
-pub async fn apply_access_event(
+pub(crate) async fn apply_access_event(
     conn: &mut PgConnection,
     notifier: &Notifier,
     event: &access_pb::Event,

@@ -14,7 +14,7 @@ use crate::domain::{CallerRole, Notifier};
 
 /// The `NotificationService` implementation.
 #[derive(Clone, Debug)]
-pub struct NotificationApi {
+pub(crate) struct NotificationApi {
     notifier: Notifier,
     watcher: OutboxWatcher,
     shutdown: Shutdown,
@@ -22,7 +22,7 @@ pub struct NotificationApi {
 
 impl NotificationApi {
     /// The API over `notifier`, streaming events from `watcher` until `shutdown`.
-    pub fn new(notifier: Notifier, watcher: OutboxWatcher, shutdown: Shutdown) -> Self {
+    pub(crate) fn new(notifier: Notifier, watcher: OutboxWatcher, shutdown: Shutdown) -> Self {
         Self {
             notifier,
             watcher,

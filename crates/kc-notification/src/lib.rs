@@ -15,16 +15,21 @@
 //! - [`clients`]: the calls to identity and the registry.
 //! - [`grpc`], [`convert`], [`events`], [`config`]: the API, its proto <-> domain
 //!   conversions, the published events, the settings.
+//!
+//! Only [`config`], [`run`] and the service's constants are public: the modules are the
+//! crate's inside (`pub(crate)`), reached through the API.
 
-pub mod clients;
+#![warn(unreachable_pub)]
+
+mod clients;
 pub mod config;
-pub mod convert;
-pub mod delivery;
-pub mod domain;
-pub mod events;
-pub mod followers;
-pub mod grpc;
-pub mod storage;
+mod convert;
+mod delivery;
+mod domain;
+mod events;
+mod followers;
+mod grpc;
+mod storage;
 
 use std::net::SocketAddr;
 

@@ -5,8 +5,8 @@ pub mod authority;
 pub mod commands;
 pub mod notification_email;
 pub mod recipients;
-pub mod service;
 pub mod roles;
+pub mod service;
 pub mod values;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -14,8 +14,8 @@ use kc_runtime::{ApiError, Violation};
 use serde::Serialize;
 use uuid::Uuid;
 
-pub use service::Registry;
 pub use roles::ContactRole;
+pub use service::Registry;
 use values::{CountryCode, CustomerNumber, Locale, SiteNumber, serialize_text};
 
 /// The licensing program of a site.

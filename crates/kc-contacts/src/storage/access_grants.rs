@@ -38,7 +38,7 @@ impl TryFrom<GrantsRow> for Grants {
 
 /// The explicit grants of `user_id` on `site_id`; nothing granted when the projection has
 /// no row.
-pub async fn get(
+pub(crate) async fn get(
     conn: &mut PgConnection,
     site_id: Uuid,
     user_id: Uuid,
@@ -58,7 +58,7 @@ pub async fn get(
 }
 
 /// Stores the explicit grants of `user_id` on `site_id` as access management now has them.
-pub async fn upsert(
+pub(crate) async fn upsert(
     conn: &mut PgConnection,
     site_id: Uuid,
     user_id: Uuid,

@@ -4,11 +4,11 @@
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-pub use kc_runtime::audit::page_of_site;
+pub(crate) use kc_runtime::audit::page_of_site;
 
 /// A record to append.
 #[derive(Debug)]
-pub struct NewRecord<'a> {
+pub(crate) struct NewRecord<'a> {
     /// Site.
     pub site_id: Uuid,
     /// Person responsible.
@@ -26,7 +26,10 @@ pub struct NewRecord<'a> {
 }
 
 /// Appends a record in the caller's transaction.
-pub async fn append(conn: &mut PgConnection, record: &NewRecord<'_>) -> Result<(), sqlx::Error> {
+pub(crate) async fn append(
+    conn: &mut PgConnection,
+    record: &NewRecord<'_>,
+) -> Result<(), sqlx::Error> {
     kc_runtime::audit::append(
         conn,
         &kc_runtime::audit::NewRecord {

@@ -61,7 +61,7 @@ fn contacts(rows: Vec<ContactRow>) -> Result<Vec<Contact>, sqlx::Error> {
 /// Inserts a role. Fails with the unique violation of `contacts_one_role_per_user` when the
 /// user holds the role already, or of `contacts_single_holder` when someone else holds a
 /// single-holder role.
-pub async fn insert(
+pub(crate) async fn insert(
     conn: &mut PgConnection,
     site_id: Uuid,
     user_id: Uuid,
@@ -86,7 +86,7 @@ pub async fn insert(
 }
 
 /// The contact with this id.
-pub async fn get(
+pub(crate) async fn get(
     conn: &mut PgConnection,
     contact_id: Uuid,
 ) -> Result<Option<Contact>, sqlx::Error> {
@@ -103,7 +103,7 @@ pub async fn get(
 
 /// A contact by id, only when it belongs to `site_id` (any site when `None`): a caller
 /// authorised on one site never reaches another site's contact.
-pub async fn get_in_site(
+pub(crate) async fn get_in_site(
     conn: &mut PgConnection,
     contact_id: Uuid,
     site_id: Option<Uuid>,
@@ -121,7 +121,10 @@ pub async fn get_in_site(
 }
 
 /// Every contact of a site, in display order (role, then creation).
-pub async fn of_site(conn: &mut PgConnection, site_id: Uuid) -> Result<Vec<Contact>, sqlx::Error> {
+pub(crate) async fn of_site(
+    conn: &mut PgConnection,
+    site_id: Uuid,
+) -> Result<Vec<Contact>, sqlx::Error> {
     let rows: Vec<ContactRow> = sqlx::query_as(concat!(
         "SELECT ",
         columns!(),
@@ -135,7 +138,7 @@ pub async fn of_site(conn: &mut PgConnection, site_id: Uuid) -> Result<Vec<Conta
 
 /// Up to `limit` contacts of a site with one of `roles` (all roles when empty), after the
 /// key `(role, contact_id)`, in display order.
-pub async fn page_of_site(
+pub(crate) async fn page_of_site(
     conn: &mut PgConnection,
     site_id: Uuid,
     roles: &[i16],
@@ -161,7 +164,7 @@ pub async fn page_of_site(
 }
 
 /// Up to `limit` contacts of a user after `after`, in contact-id order.
-pub async fn page_of_user(
+pub(crate) async fn page_of_user(
     conn: &mut PgConnection,
     user_id: Uuid,
     after: Option<Uuid>,
@@ -182,7 +185,7 @@ pub async fn page_of_user(
 }
 
 /// The holders of `role` on a site.
-pub async fn holders(
+pub(crate) async fn holders(
     conn: &mut PgConnection,
     site_id: Uuid,
     role: ContactRole,
@@ -201,7 +204,7 @@ pub async fn holders(
 
 /// The roles `user_id` holds on a site, and whether anyone holds SITE_TECHNICAL there: what
 /// that user's rights depend on besides its grants (T3, R1), in one query.
-pub async fn roles_and_stc(
+pub(crate) async fn roles_and_stc(
     conn: &mut PgConnection,
     site_id: Uuid,
     user_id: Uuid,
@@ -230,7 +233,7 @@ pub async fn roles_and_stc(
 }
 
 /// Replaces a contact's details and bumps its version.
-pub async fn update_details(
+pub(crate) async fn update_details(
     conn: &mut PgConnection,
     contact_id: Uuid,
     details: &ContactDetails,
@@ -252,7 +255,7 @@ pub async fn update_details(
 /// Gives the role of a contact to another user, in place: the role is never unheld, not even
 /// inside the transaction (C8 for PRIMARY). A notification e-mail the previous holder was
 /// waiting to confirm is withdrawn (C11): it was never the new holder's.
-pub async fn set_holder(
+pub(crate) async fn set_holder(
     conn: &mut PgConnection,
     contact_id: Uuid,
     user_id: Uuid,
@@ -276,7 +279,7 @@ pub async fn set_holder(
 
 /// Deletes a contact. Returns the outbox event of its pending notification e-mail, if it
 /// had one, whose sealed code the caller empties (C11).
-pub async fn delete(
+pub(crate) async fn delete(
     conn: &mut PgConnection,
     contact_id: Uuid,
 ) -> Result<Option<Uuid>, sqlx::Error> {
@@ -290,7 +293,7 @@ pub async fn delete(
 
 /// What the registry keeps of a notification e-mail waiting for confirmation (C11).
 #[derive(Debug, Clone)]
-pub struct NewPending<'a> {
+pub(crate) struct NewPending<'a> {
     /// The address asked for.
     pub email: &'a str,
     /// SHA-256 of the code mailed to it.
@@ -303,7 +306,7 @@ pub struct NewPending<'a> {
 
 /// Makes `pending` the contact's pending notification e-mail, with no wrong tries yet.
 /// Withdraw the previous one first ([`withdraw_pending`]).
-pub async fn set_pending(
+pub(crate) async fn set_pending(
     conn: &mut PgConnection,
     contact_id: Uuid,
     pending: &NewPending<'_>,
@@ -326,7 +329,7 @@ pub async fn set_pending(
 
 /// Forgets a contact's pending notification e-mail. Returns its outbox event, if there was
 /// one, whose sealed code the caller empties (C11).
-pub async fn withdraw_pending(
+pub(crate) async fn withdraw_pending(
     conn: &mut PgConnection,
     contact_id: Uuid,
 ) -> Result<Option<Uuid>, sqlx::Error> {
@@ -344,7 +347,7 @@ pub async fn withdraw_pending(
 
 /// A pending notification e-mail found by the hash of its code.
 #[derive(Debug, Clone, Copy)]
-pub struct PendingMatch {
+pub(crate) struct PendingMatch {
     /// The contact waiting for it.
     pub contact_id: Uuid,
     /// Its site.
@@ -355,7 +358,7 @@ pub struct PendingMatch {
 
 /// The contact of `user_id` (on `site_id`, and `contact_id`, when given) whose pending
 /// notification e-mail's code has `code_hash`.
-pub async fn find_pending(
+pub(crate) async fn find_pending(
     conn: &mut PgConnection,
     user_id: Uuid,
     code_hash: &[u8],
@@ -383,7 +386,7 @@ pub async fn find_pending(
 
 /// Counts a wrong code against every pending notification e-mail of `user_id` in scope;
 /// returns each one's contact, site and wrong tries so far.
-pub async fn count_wrong_code(
+pub(crate) async fn count_wrong_code(
     conn: &mut PgConnection,
     user_id: Uuid,
     site_id: Option<Uuid>,
@@ -406,7 +409,7 @@ pub async fn count_wrong_code(
 /// `code_hash` and has not expired, and bumps the version. Returns the contact and the
 /// outbox event whose sealed code the caller empties; `None` when the code is no longer the
 /// contact's.
-pub async fn confirm_pending(
+pub(crate) async fn confirm_pending(
     conn: &mut PgConnection,
     contact_id: Uuid,
     code_hash: &[u8],
@@ -437,7 +440,10 @@ pub async fn confirm_pending(
 
 /// Withdraws up to `limit` pending notification e-mails whose code expired; returns their
 /// outbox events, whose sealed codes the caller empties.
-pub async fn expire_pending(conn: &mut PgConnection, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+pub(crate) async fn expire_pending(
+    conn: &mut PgConnection,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "WITH gone AS (SELECT contact_id, pending_event_id FROM contacts \
                        WHERE pending_expire_time <= now() \

@@ -96,7 +96,7 @@ fn sites(rows: Vec<SiteRow>) -> Result<Vec<Site>, sqlx::Error> {
 /// Records the customer if it is new; `true` when this call created it (so the site being
 /// created is its original site). A concurrent creator of the same customer waits for this
 /// transaction and then sees the customer exist.
-pub async fn insert_customer(
+pub(crate) async fn insert_customer(
     conn: &mut PgConnection,
     customer_number: &str,
 ) -> Result<bool, sqlx::Error> {
@@ -111,7 +111,7 @@ pub async fn insert_customer(
 
 /// A site to insert (its primary contact is inserted right after, in the same transaction).
 #[derive(Debug)]
-pub struct NewSite<'a> {
+pub(crate) struct NewSite<'a> {
     /// Id.
     pub site_id: Uuid,
     /// Site number.
@@ -138,7 +138,7 @@ pub struct NewSite<'a> {
 
 /// Inserts a site. A taken site number fails with the unique violation of
 /// `sites_site_number_key`.
-pub async fn insert(conn: &mut PgConnection, site: &NewSite<'_>) -> Result<(), sqlx::Error> {
+pub(crate) async fn insert(conn: &mut PgConnection, site: &NewSite<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO sites (site_id, site_number, customer_number, name, country_code, language, \
          program, support_active, support_end_date, business_partner_email, is_original_site) \
@@ -161,7 +161,10 @@ pub async fn insert(conn: &mut PgConnection, site: &NewSite<'_>) -> Result<(), s
 }
 
 /// The site with this id.
-pub async fn get(conn: &mut PgConnection, site_id: Uuid) -> Result<Option<Site>, sqlx::Error> {
+pub(crate) async fn get(
+    conn: &mut PgConnection,
+    site_id: Uuid,
+) -> Result<Option<Site>, sqlx::Error> {
     let row: Option<SiteRow> = sqlx::query_as(concat!(
         "SELECT ",
         site_columns!(),
@@ -186,7 +189,10 @@ pub async fn get(conn: &mut PgConnection, site_id: Uuid) -> Result<Option<Site>,
 /// one site's changes out of the order they happened in. The advisory lock assigns no id:
 /// each site's writers queue on it and take their ids (at the row lock) in the order they
 /// hold the site.
-pub async fn lock(conn: &mut PgConnection, site_id: Uuid) -> Result<Option<Site>, sqlx::Error> {
+pub(crate) async fn lock(
+    conn: &mut PgConnection,
+    site_id: Uuid,
+) -> Result<Option<Site>, sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
         .bind(site_id)
         .execute(&mut *conn)
@@ -204,7 +210,7 @@ pub async fn lock(conn: &mut PgConnection, site_id: Uuid) -> Result<Option<Site>
 }
 
 /// The site with this site number.
-pub async fn get_by_number(
+pub(crate) async fn get_by_number(
     conn: &mut PgConnection,
     site_number: &str,
 ) -> Result<Option<Site>, sqlx::Error> {
@@ -221,7 +227,7 @@ pub async fn get_by_number(
 }
 
 /// The sites with these ids (in no particular order; unknown ids are absent).
-pub async fn get_many(
+pub(crate) async fn get_many(
     conn: &mut PgConnection,
     site_ids: &[Uuid],
 ) -> Result<Vec<Site>, sqlx::Error> {
@@ -238,7 +244,7 @@ pub async fn get_many(
 }
 
 /// Up to `limit` sites after site number `after`, optionally of one customer, in site-number order.
-pub async fn list(
+pub(crate) async fn list(
     conn: &mut PgConnection,
     customer_number: Option<&str>,
     after: Option<&str>,
@@ -261,7 +267,7 @@ pub async fn list(
 }
 
 /// Writes the changeable fields of `site` and bumps its version.
-pub async fn update(conn: &mut PgConnection, site: &Site) -> Result<(), sqlx::Error> {
+pub(crate) async fn update(conn: &mut PgConnection, site: &Site) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE sites SET name = $2, language = $3, support_active = $4, support_end_date = $5, \
          business_partner_email = $6, admin_may_manage_access = $7, version = version + 1, \
@@ -280,7 +286,7 @@ pub async fn update(conn: &mut PgConnection, site: &Site) -> Result<(), sqlx::Er
 }
 
 /// Bumps a site's version (its primary contact changed).
-pub async fn touch(conn: &mut PgConnection, site_id: Uuid) -> Result<(), sqlx::Error> {
+pub(crate) async fn touch(conn: &mut PgConnection, site_id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE sites SET version = version + 1, update_time = now() WHERE site_id = $1")
         .bind(site_id)
         .execute(conn)
@@ -299,7 +305,7 @@ struct FactsRow {
 }
 
 /// Up to `limit` sites after `after` (site-id order) with at least one compliance gap.
-pub async fn list_with_gaps(
+pub(crate) async fn list_with_gaps(
     conn: &mut PgConnection,
     after: Option<Uuid>,
     limit: i64,
@@ -339,7 +345,7 @@ pub async fn list_with_gaps(
 /// Takes a share lock on a site's row, if the site exists: a projection apply that changes
 /// what a site's writes decide on (T8) waits for the writes that hold the site's lock
 /// ([`lock`]) and makes them wait in turn, so every write decides before or after it.
-pub async fn share_lock(conn: &mut PgConnection, site_id: Uuid) -> Result<(), sqlx::Error> {
+pub(crate) async fn share_lock(conn: &mut PgConnection, site_id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1 FROM sites WHERE site_id = $1 FOR SHARE")
         .bind(site_id)
         .execute(conn)

@@ -25,7 +25,7 @@ const DONE: &str = "!";
 
 /// Where the listing of one source stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceCursor {
+pub(super) enum SourceCursor {
     /// After the source's page token `token` (empty: from the newest), `skip` records
     /// already shown.
     At {
@@ -73,7 +73,7 @@ impl SourceCursor {
 
 /// The position of a ListSiteAudit listing in both sources.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditCursor {
+pub(super) struct AuditCursor {
     /// The registry's records.
     pub contacts: SourceCursor,
     /// Access management's records.
@@ -82,7 +82,7 @@ pub struct AuditCursor {
 
 impl AuditCursor {
     /// The position of a page token; the newest records for an empty one.
-    pub fn decode(page_token: &str) -> Result<Self, GatewayError> {
+    pub(super) fn decode(page_token: &str) -> Result<Self, GatewayError> {
         let Some(parts) = decode_token(page_token, 4)? else {
             return Ok(Self {
                 contacts: SourceCursor::start(),
@@ -97,7 +97,7 @@ impl AuditCursor {
     }
 
     /// The page token of this position; empty when both sources are exhausted.
-    pub fn encode(&self) -> String {
+    pub(super) fn encode(&self) -> String {
         if self.contacts == SourceCursor::Done && self.access == SourceCursor::Done {
             return String::new();
         }
@@ -109,7 +109,7 @@ impl AuditCursor {
 
 /// One read of a source: records newest first and the source's next page token.
 #[derive(Debug, Clone, Default)]
-pub struct Fetched {
+pub(super) struct Fetched {
     /// The records, newest first.
     pub entries: Vec<pb::AuditEntry>,
     /// The source's token of the next page; empty on its last page.
@@ -118,7 +118,7 @@ pub struct Fetched {
 
 /// One page of the merged listing.
 #[derive(Debug, Clone)]
-pub struct AuditPage {
+pub(super) struct AuditPage {
     /// The records, newest first.
     pub entries: Vec<pb::AuditEntry>,
     /// Where the next page starts.
@@ -128,7 +128,7 @@ pub struct AuditPage {
 /// Merges two newest-first lists into the `size` newest records, keeping each list's own
 /// order; on equal times the registry's record comes first. Returns the merged records
 /// and how many were taken from each list.
-pub fn merge_newest_first(
+pub(super) fn merge_newest_first(
     contacts: &[pb::AuditEntry],
     access: &[pb::AuditEntry],
     size: usize,
@@ -273,7 +273,7 @@ where
 
 /// One page of `size` records of both sources from `cursor`, reading each source with its
 /// `fetch(token, size)` and never asking either for more than `max_page` records at once.
-pub async fn audit_page<FC, FutC, FA, FutA>(
+pub(super) async fn audit_page<FC, FutC, FA, FutA>(
     cursor: &AuditCursor,
     size: usize,
     max_page: usize,
@@ -332,7 +332,7 @@ impl Fetched {
 impl Gateway {
     /// `ListSiteAudit` (L1): CONTACTS_VIEW and ACCESS_VIEW, checked while both sources are
     /// read; merged newest first, with the actors' names.
-    pub async fn list_site_audit(
+    pub(crate) async fn list_site_audit(
         &self,
         ctx: &Ctx,
         request: pb::ListSiteAuditRequest,

@@ -19,7 +19,7 @@ use crate::policy::{method, role_authority};
 /// Where a person comes in ShowAllContacts: its highest role (PRIMARY first), then when it
 /// got that role, then the contact id. Also the key of the page token.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct PersonKey {
+pub(super) struct PersonKey {
     role: i32,
     seconds: i64,
     nanos: i32,
@@ -62,7 +62,7 @@ impl PersonKey {
 
 /// The contacts of a site grouped by person: each person's contacts by role (PRIMARY
 /// first), the people in [`PersonKey`] order.
-pub fn group_by_person(contacts: Vec<Contact>) -> Vec<(PersonKey, Vec<Contact>)> {
+pub(super) fn group_by_person(contacts: Vec<Contact>) -> Vec<(PersonKey, Vec<Contact>)> {
     let mut by_user: HashMap<String, Vec<Contact>> = HashMap::new();
     for contact in contacts {
         by_user
@@ -222,7 +222,7 @@ impl Gateway {
 
     /// `ShowAllContacts` (C7): every contact of the site (read while CONTACTS_VIEW is
     /// checked), their users from identity, one entry per person.
-    pub async fn show_all_contacts(
+    pub(crate) async fn show_all_contacts(
         &self,
         ctx: &Ctx,
         request: pb::ShowAllContactsRequest,
@@ -285,7 +285,7 @@ impl Gateway {
 
     /// `AssignContact`: CONTACTS_UPDATE; the person is bound by e-mail (invited unless its
     /// address is proven, rule I1), then the registry assigns the role (C6).
-    pub async fn assign_contact(
+    pub(crate) async fn assign_contact(
         &self,
         ctx: &Ctx,
         request: pb::AssignContactRequest,
@@ -327,7 +327,7 @@ impl Gateway {
 
     /// `UpdateContact`: CONTACTS_UPDATE on the site; the registry changes the contact only
     /// when it belongs to that site.
-    pub async fn update_contact(
+    pub(crate) async fn update_contact(
         &self,
         ctx: &Ctx,
         request: pb::UpdateContactRequest,
@@ -355,7 +355,7 @@ impl Gateway {
 
     /// `RemoveContact`: CONTACTS_UPDATE on the site; the registry removes the contact only
     /// when it belongs to that site (C1, C5 apply).
-    pub async fn remove_contact(
+    pub(crate) async fn remove_contact(
         &self,
         ctx: &Ctx,
         request: pb::RemoveContactRequest,
@@ -385,7 +385,7 @@ impl Gateway {
 
     /// `ReplaceContact`: CONTACTS_UPDATE; the new holder is bound by e-mail (invited unless
     /// its address is proven, rule I1), then the registry swaps the holder (C5).
-    pub async fn replace_contact(
+    pub(crate) async fn replace_contact(
         &self,
         ctx: &Ctx,
         request: pb::ReplaceContactRequest,
@@ -436,7 +436,7 @@ impl Gateway {
     /// on an explicit account-management grant only: what access management's projection of
     /// the registry still shows as implied by PRIMARY may be a transfer behind, so ten
     /// concurrent transfers by one primary commit exactly once.
-    pub async fn transfer_primary_contact(
+    pub(crate) async fn transfer_primary_contact(
         &self,
         ctx: &Ctx,
         request: pb::TransferPrimaryContactRequest,

@@ -16,7 +16,7 @@ use crate::policy::method;
 
 impl Gateway {
     /// `UpdateMe`: identity `UpdateUser` on the caller (rule I3 on names is identity's).
-    pub async fn update_me(
+    pub(crate) async fn update_me(
         &self,
         ctx: &Ctx,
         request: pb::UpdateMeRequest,
@@ -41,7 +41,7 @@ impl Gateway {
 
     /// `ChangePassword`: identity `ChangePassword` on the caller, which ends its other
     /// sessions and revokes their access tokens.
-    pub async fn change_password(
+    pub(crate) async fn change_password(
         &self,
         ctx: &Ctx,
         peer: Option<IpAddr>,
@@ -64,7 +64,7 @@ impl Gateway {
 
     /// `ChangeEmail`: identity `ChangeEmail` on the caller; always empty (rule I2), the code
     /// goes to the new address.
-    pub async fn change_email(
+    pub(crate) async fn change_email(
         &self,
         ctx: &Ctx,
         peer: Option<IpAddr>,
@@ -87,7 +87,7 @@ impl Gateway {
 
     /// `ConfirmEmailChange`: identity `ConfirmEmailChange` on the caller with the code
     /// mailed to the new address.
-    pub async fn confirm_email_change(
+    pub(crate) async fn confirm_email_change(
         &self,
         ctx: &Ctx,
         peer: Option<IpAddr>,

@@ -49,7 +49,7 @@ const SERVICES_ONLY_SEND_NOTICES: &str =
 
 /// The gateway's operations over the internal services.
 #[derive(Debug)]
-pub struct Gateway {
+pub(crate) struct Gateway {
     clients: Clients,
     sessions: RateLimiter,
     writes: WriteLimits,
@@ -58,7 +58,7 @@ pub struct Gateway {
 impl Gateway {
     /// The operations over `clients`, limiting the session RPCs per client address with
     /// `sessions` and the signed-in writes per caller with `writes`.
-    pub fn new(clients: Clients, sessions: RateLimiter, writes: WriteLimits) -> Self {
+    pub(crate) fn new(clients: Clients, sessions: RateLimiter, writes: WriteLimits) -> Self {
         Self {
             clients,
             sessions,
@@ -68,7 +68,7 @@ impl Gateway {
 
     /// Takes a token of `class` for the signed-in caller of `ctx` (its subject: the person,
     /// or the service account), before anything else of the write runs.
-    pub fn limit_writes(&self, ctx: &Ctx, class: WriteClass) -> Result<(), GatewayError> {
+    pub(crate) fn limit_writes(&self, ctx: &Ctx, class: WriteClass) -> Result<(), GatewayError> {
         let caller = ctx.caller()?;
         self.writes
             .acquire(class, caller.subject)

@@ -11,7 +11,7 @@ use crate::policy::method;
 impl Gateway {
     /// `SendNotice` (operators and service accounts): notification's SendNotice, as the
     /// caller.
-    pub async fn send_notice(
+    pub(crate) async fn send_notice(
         &self,
         ctx: &Ctx,
         request: pb::SendNoticeRequest,
@@ -37,7 +37,7 @@ impl Gateway {
 
     /// `ListSiteNotifications`: ACCOUNT_MANAGEMENT, checked while the notifications are
     /// read.
-    pub async fn list_site_notifications(
+    pub(crate) async fn list_site_notifications(
         &self,
         ctx: &Ctx,
         request: pb::ListSiteNotificationsRequest,

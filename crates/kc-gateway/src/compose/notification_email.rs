@@ -16,7 +16,7 @@ use crate::policy::method;
 
 impl Gateway {
     /// `ConfirmNotificationEmail`: registry `ConfirmNotificationEmail` for the caller.
-    pub async fn confirm_notification_email(
+    pub(crate) async fn confirm_notification_email(
         &self,
         ctx: &Ctx,
         peer: Option<IpAddr>,

@@ -39,7 +39,7 @@ fn decidable_kinds(permissions: &[Permission], allowed: &[bool]) -> Vec<AccessRe
 
 impl Gateway {
     /// `SelfNominate` (A1, S3): access management's SubmitAccessRequest for the caller.
-    pub async fn self_nominate(
+    pub(crate) async fn self_nominate(
         &self,
         ctx: &Ctx,
         request: pb::SelfNominateRequest,
@@ -66,7 +66,7 @@ impl Gateway {
     }
 
     /// `ListMyRequests`: access management's ListMyAccessRequests for the caller.
-    pub async fn list_my_requests(
+    pub(crate) async fn list_my_requests(
         &self,
         ctx: &Ctx,
         request: pb::ListMyRequestsRequest,
@@ -89,7 +89,7 @@ impl Gateway {
     }
 
     /// `CancelMyRequest` (A6): access management cancels only the requester's own request.
-    pub async fn cancel_my_request(
+    pub(crate) async fn cancel_my_request(
         &self,
         ctx: &Ctx,
         request: pb::CancelMyRequestRequest,
@@ -123,7 +123,7 @@ impl Gateway {
     /// `ListPendingRequests` (A3): the site's PENDING requests of the kinds the caller may
     /// decide (one check of both approval permissions, read concurrently), with the
     /// requesters' names.
-    pub async fn list_pending_requests(
+    pub(crate) async fn list_pending_requests(
         &self,
         ctx: &Ctx,
         request: pb::ListPendingRequestsRequest,
@@ -195,7 +195,7 @@ impl Gateway {
 
     /// `DecideAccessRequest` (A3, A4, A6): reads the request, checks the approval
     /// permission of its kind on its own site, then approves or rejects it as the caller.
-    pub async fn decide_access_request(
+    pub(crate) async fn decide_access_request(
         &self,
         ctx: &Ctx,
         request: pb::DecideAccessRequestRequest,
@@ -305,7 +305,7 @@ impl Gateway {
 
     /// `SetDomainPolicy` (A7): ACCESS_UPDATE, then access management's T4 and U4 on the
     /// baseline as the caller.
-    pub async fn set_domain_policy(
+    pub(crate) async fn set_domain_policy(
         &self,
         ctx: &Ctx,
         request: pb::SetDomainPolicyRequest,

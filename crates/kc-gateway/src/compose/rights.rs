@@ -52,7 +52,7 @@ impl Gateway {
     /// `GetAccessProfile`: ACCESS_VIEW on the site, or the caller's own profile on a site
     /// where it has a role or rights (a site it has nothing to do with is refused like any
     /// other, so a site id reveals nothing).
-    pub async fn get_access_profile(
+    pub(crate) async fn get_access_profile(
         &self,
         ctx: &Ctx,
         request: pb::GetAccessProfileRequest,
@@ -99,7 +99,7 @@ impl Gateway {
     }
 
     /// `SetToolAccess`: ACCESS_UPDATE, then access management's T4 as the caller.
-    pub async fn set_tool_access(
+    pub(crate) async fn set_tool_access(
         &self,
         ctx: &Ctx,
         request: pb::SetToolAccessRequest,
@@ -127,7 +127,7 @@ impl Gateway {
     }
 
     /// `SetSupportAccess`: SUPPORT_ADMIN, then access management's U4–U6 as the caller.
-    pub async fn set_support_access(
+    pub(crate) async fn set_support_access(
         &self,
         ctx: &Ctx,
         request: pb::SetSupportAccessRequest,
@@ -155,7 +155,7 @@ impl Gateway {
     }
 
     /// `RevokeAccess`: ACCESS_UPDATE, then access management's T4 and U4–U6 as the caller.
-    pub async fn revoke_access(
+    pub(crate) async fn revoke_access(
         &self,
         ctx: &Ctx,
         request: pb::RevokeAccessRequest,
@@ -182,7 +182,7 @@ impl Gateway {
 
     /// `ListSiteAccess`: ACCESS_VIEW, checked while the profiles are read; with the users'
     /// names from identity.
-    pub async fn list_site_access(
+    pub(crate) async fn list_site_access(
         &self,
         ctx: &Ctx,
         request: pb::ListSiteAccessRequest,

@@ -16,7 +16,7 @@ use crate::error::GatewayError;
 impl Gateway {
     /// `Register`: identity `RegisterUser`. The answer is empty whatever the address (rule
     /// I2): the next step is in the mail identity sends to it.
-    pub async fn register(
+    pub(crate) async fn register(
         &self,
         ctx: &Ctx,
         peer: Option<IpAddr>,
@@ -39,7 +39,7 @@ impl Gateway {
 
     /// `VerifyEmail`: identity `VerifyEmail` with the address, the mailed code and the
     /// password of the registration (rule I1).
-    pub async fn verify_email(
+    pub(crate) async fn verify_email(
         &self,
         ctx: &Ctx,
         peer: Option<IpAddr>,
@@ -63,7 +63,7 @@ impl Gateway {
     }
 
     /// `RequestPasswordReset`: identity `RequestPasswordReset`; always empty (rule I2).
-    pub async fn request_password_reset(
+    pub(crate) async fn request_password_reset(
         &self,
         ctx: &Ctx,
         peer: Option<IpAddr>,
@@ -83,7 +83,7 @@ impl Gateway {
 
     /// `ResetPassword`: identity `ResetPassword`, which proves the address, ends every
     /// session and revokes every access token of the account.
-    pub async fn reset_password(
+    pub(crate) async fn reset_password(
         &self,
         ctx: &Ctx,
         peer: Option<IpAddr>,
@@ -104,7 +104,7 @@ impl Gateway {
     }
 
     /// `Login`: identity `Authenticate`.
-    pub async fn login(
+    pub(crate) async fn login(
         &self,
         ctx: &Ctx,
         peer: Option<IpAddr>,
@@ -130,7 +130,7 @@ impl Gateway {
     }
 
     /// `Refresh`: identity `RefreshSession`.
-    pub async fn refresh(
+    pub(crate) async fn refresh(
         &self,
         ctx: &Ctx,
         peer: Option<IpAddr>,
@@ -155,7 +155,7 @@ impl Gateway {
 
     /// `Logout`: identity `RevokeSession`, which ends the session of the refresh token and
     /// revokes the access tokens issued in it (rule I4).
-    pub async fn logout(
+    pub(crate) async fn logout(
         &self,
         ctx: &Ctx,
         peer: Option<IpAddr>,

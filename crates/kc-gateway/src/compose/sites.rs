@@ -161,7 +161,7 @@ impl Gateway {
 
     /// `GetMe`: identity `GetUser`, the registry's `ListUserContacts` and access
     /// management's `ListUserAccess`, concurrently.
-    pub async fn get_me(
+    pub(crate) async fn get_me(
         &self,
         ctx: &Ctx,
         _request: pb::GetMeRequest,
@@ -181,7 +181,7 @@ impl Gateway {
     }
 
     /// `ListMySites`: the sites of GetMe, a page at a time (keyset on the site id).
-    pub async fn list_my_sites(
+    pub(crate) async fn list_my_sites(
         &self,
         ctx: &Ctx,
         request: pb::ListMySitesRequest,
@@ -215,7 +215,7 @@ impl Gateway {
 
     /// `CreateSite` (operators): the people are bound by e-mail (invited unless proven, I1),
     /// concurrently; then the registry creates the site with them (S1, C5).
-    pub async fn create_site(
+    pub(crate) async fn create_site(
         &self,
         ctx: &Ctx,
         request: pb::CreateSiteRequest,
@@ -332,7 +332,7 @@ impl Gateway {
     }
 
     /// `GetSite`: CONTACTS_VIEW, checked while the site is read.
-    pub async fn get_site(
+    pub(crate) async fn get_site(
         &self,
         ctx: &Ctx,
         request: pb::GetSiteRequest,
@@ -354,7 +354,7 @@ impl Gateway {
     }
 
     /// `UpdateSite`: ACCOUNT_MANAGEMENT; the S&S fields are operators' only.
-    pub async fn update_site(
+    pub(crate) async fn update_site(
         &self,
         ctx: &Ctx,
         request: pb::UpdateSiteRequest,
@@ -394,7 +394,7 @@ impl Gateway {
     }
 
     /// `GetSiteCompliance`: CONTACTS_VIEW, checked while the compliance is read.
-    pub async fn get_site_compliance(
+    pub(crate) async fn get_site_compliance(
         &self,
         ctx: &Ctx,
         request: pb::GetSiteComplianceRequest,

@@ -3,7 +3,7 @@
 use sqlx::PgConnection;
 
 /// Whether the address is locked: its short codes are refused, new codes are long.
-pub async fn is_locked(conn: &mut PgConnection, email: &str) -> Result<bool, sqlx::Error> {
+pub(crate) async fn is_locked(conn: &mut PgConnection, email: &str) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM code_attempts WHERE email = $1 AND locked_until > now())",
     )
@@ -15,7 +15,7 @@ pub async fn is_locked(conn: &mut PgConnection, email: &str) -> Result<bool, sql
 /// Counts a wrong code for an address; failures older than `window_secs` are forgotten.
 /// When `max` failures are reached the address locks for `lock_secs` (and counting starts
 /// afresh); returns whether it locked now.
-pub async fn record_failure(
+pub(crate) async fn record_failure(
     conn: &mut PgConnection,
     email: &str,
     max: i32,
@@ -50,7 +50,7 @@ pub async fn record_failure(
 }
 
 /// Forgets the failures and the lock of an address (a code was proven).
-pub async fn clear(conn: &mut PgConnection, email: &str) -> Result<(), sqlx::Error> {
+pub(crate) async fn clear(conn: &mut PgConnection, email: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM code_attempts WHERE email = $1")
         .bind(email)
         .execute(conn)
@@ -60,7 +60,10 @@ pub async fn clear(conn: &mut PgConnection, email: &str) -> Result<(), sqlx::Err
 
 /// Forgets the addresses whose failure window and lock are both over (nothing of them
 /// counts any more); returns how many.
-pub async fn forget_stale(conn: &mut PgConnection, window_secs: f64) -> Result<u64, sqlx::Error> {
+pub(crate) async fn forget_stale(
+    conn: &mut PgConnection,
+    window_secs: f64,
+) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query(
         "DELETE FROM code_attempts WHERE window_start <= now() - make_interval(secs => $1) \
          AND (locked_until IS NULL OR locked_until <= now())",

@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 
 /// A stored key pair.
 #[derive(sqlx::FromRow)]
-pub struct StoredKey {
+pub(crate) struct StoredKey {
     /// Key id.
     pub kid: String,
     /// The Ed25519 seed encrypted under the key-encryption key named by
@@ -29,7 +29,7 @@ macro_rules! columns {
 }
 
 /// The key that signs now, if any.
-pub async fn active(conn: &mut PgConnection) -> Result<Option<StoredKey>, sqlx::Error> {
+pub(crate) async fn active(conn: &mut PgConnection) -> Result<Option<StoredKey>, sqlx::Error> {
     sqlx::query_as(concat!(
         "SELECT ",
         columns!(),
@@ -41,7 +41,7 @@ pub async fn active(conn: &mut PgConnection) -> Result<Option<StoredKey>, sqlx::
 
 /// Keys that may still verify a token: the active one and those retired less than
 /// `verify_window_secs` ago, newest first.
-pub async fn verifying(
+pub(crate) async fn verifying(
     conn: &mut PgConnection,
     verify_window_secs: f64,
 ) -> Result<Vec<StoredKey>, sqlx::Error> {
@@ -58,7 +58,7 @@ pub async fn verifying(
 }
 
 /// Every stored key, oldest first.
-pub async fn all(conn: &mut PgConnection) -> Result<Vec<StoredKey>, sqlx::Error> {
+pub(crate) async fn all(conn: &mut PgConnection) -> Result<Vec<StoredKey>, sqlx::Error> {
     sqlx::query_as(concat!(
         "SELECT ",
         columns!(),
@@ -70,7 +70,7 @@ pub async fn all(conn: &mut PgConnection) -> Result<Vec<StoredKey>, sqlx::Error>
 
 /// Retires the active key (if any) and inserts a new active one, whose private key was
 /// encrypted by the key-encryption key `encryption_key_id`.
-pub async fn rotate(
+pub(crate) async fn rotate(
     conn: &mut PgConnection,
     kid: &str,
     encrypted_private_key: &[u8],
@@ -96,7 +96,7 @@ pub async fn rotate(
 }
 
 /// Replaces the stored private key of `kid` with one encrypted by `encryption_key_id`.
-pub async fn set_private_key(
+pub(crate) async fn set_private_key(
     conn: &mut PgConnection,
     kid: &str,
     encrypted_private_key: &[u8],
@@ -112,7 +112,7 @@ pub async fn set_private_key(
 }
 
 /// Serialises key changes across replicas for the rest of the transaction.
-pub async fn lock(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+pub(crate) async fn lock(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query(
         "SELECT pg_advisory_xact_lock(hashtextextended('keycontacts-identity-signing-keys', 0))",
     )

@@ -7,7 +7,10 @@ use uuid::Uuid;
 use crate::domain::Revocation;
 
 /// Stores a revocation.
-pub async fn insert(conn: &mut PgConnection, revocation: &Revocation) -> Result<(), sqlx::Error> {
+pub(crate) async fn insert(
+    conn: &mut PgConnection,
+    revocation: &Revocation,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO token_revocations (revocation_id, user_id, session_id, issued_before, expire_time) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -24,7 +27,7 @@ pub async fn insert(conn: &mut PgConnection, revocation: &Revocation) -> Result<
 
 /// Whether a token of `user_id`, session `session_id`, issued at `iat` (Unix seconds), is
 /// revoked.
-pub async fn is_revoked(
+pub(crate) async fn is_revoked(
     conn: &mut PgConnection,
     user_id: Uuid,
     session_id: Option<Uuid>,
@@ -44,7 +47,7 @@ pub async fn is_revoked(
 
 /// The latest instant before which tokens of `user_id` in session `session_id` are revoked:
 /// a token issued now must carry a later `iat`.
-pub async fn latest_issued_before(
+pub(crate) async fn latest_issued_before(
     conn: &mut PgConnection,
     user_id: Uuid,
     session_id: Uuid,
@@ -60,7 +63,7 @@ pub async fn latest_issued_before(
 }
 
 /// Every revocation that may still matter, oldest first.
-pub async fn unexpired(conn: &mut PgConnection) -> Result<Vec<Revocation>, sqlx::Error> {
+pub(crate) async fn unexpired(conn: &mut PgConnection) -> Result<Vec<Revocation>, sqlx::Error> {
     sqlx::query_as(
         "SELECT revocation_id, user_id, session_id, issued_before, expire_time \
          FROM token_revocations WHERE expire_time > now() ORDER BY create_time, revocation_id",
@@ -70,7 +73,7 @@ pub async fn unexpired(conn: &mut PgConnection) -> Result<Vec<Revocation>, sqlx:
 }
 
 /// Forgets revocations whose tokens have all expired.
-pub async fn delete_expired(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
+pub(crate) async fn delete_expired(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
     Ok(
         sqlx::query("DELETE FROM token_revocations WHERE expire_time <= now() - interval '1 hour'")
             .execute(conn)

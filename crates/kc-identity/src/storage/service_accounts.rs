@@ -4,7 +4,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// Inserts a service account.
-pub async fn insert(
+pub(crate) async fn insert(
     conn: &mut PgConnection,
     client_id: Uuid,
     name: &str,
@@ -20,7 +20,7 @@ pub async fn insert(
 }
 
 /// The name and secret hash of a client id.
-pub async fn find(
+pub(crate) async fn find(
     conn: &mut PgConnection,
     client_id: Uuid,
 ) -> Result<Option<(String, String)>, sqlx::Error> {

@@ -5,7 +5,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// Starts a session family with its first refresh token.
-pub async fn create(
+pub(crate) async fn create(
     conn: &mut PgConnection,
     session_id: Uuid,
     user_id: Uuid,
@@ -22,7 +22,7 @@ pub async fn create(
 }
 
 /// Adds a refresh token to a session.
-pub async fn add_token(
+pub(crate) async fn add_token(
     conn: &mut PgConnection,
     session_id: Uuid,
     token_hash: &[u8],
@@ -37,7 +37,7 @@ pub async fn add_token(
 
 /// A refresh token with its session, as found.
 #[derive(Debug, sqlx::FromRow)]
-pub struct PresentedToken {
+pub(crate) struct PresentedToken {
     /// Session family.
     pub session_id: Uuid,
     /// Owner.
@@ -52,7 +52,7 @@ pub struct PresentedToken {
 
 /// Finds a refresh token and locks it and its session until the transaction ends, so two
 /// refreshes with one token are serialised (and the second one is seen as reuse).
-pub async fn find_for_update(
+pub(crate) async fn find_for_update(
     conn: &mut PgConnection,
     token_hash: &[u8],
 ) -> Result<Option<PresentedToken>, sqlx::Error> {
@@ -67,7 +67,10 @@ pub async fn find_for_update(
 }
 
 /// Marks a token rotated.
-pub async fn mark_used(conn: &mut PgConnection, token_hash: &[u8]) -> Result<(), sqlx::Error> {
+pub(crate) async fn mark_used(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE refresh_tokens SET used_time = now() WHERE token_hash = $1")
         .bind(token_hash)
         .execute(conn)
@@ -76,7 +79,7 @@ pub async fn mark_used(conn: &mut PgConnection, token_hash: &[u8]) -> Result<(),
 }
 
 /// Revokes a session family.
-pub async fn revoke(
+pub(crate) async fn revoke(
     conn: &mut PgConnection,
     session_id: Uuid,
     reason: &str,
@@ -93,7 +96,7 @@ pub async fn revoke(
 }
 
 /// Revokes every session of a user; returns the sessions revoked.
-pub async fn revoke_all_of_user(
+pub(crate) async fn revoke_all_of_user(
     conn: &mut PgConnection,
     user_id: Uuid,
     reason: &str,
@@ -102,7 +105,7 @@ pub async fn revoke_all_of_user(
 }
 
 /// Revokes every session of a user but `keep`; returns the sessions revoked.
-pub async fn revoke_all_of_user_except(
+pub(crate) async fn revoke_all_of_user_except(
     conn: &mut PgConnection,
     user_id: Uuid,
     keep: Option<Uuid>,

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 /// Outcome of [`reserve`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reservation {
+pub(crate) enum Reservation {
     /// The e-mail is locked.
     Locked,
     /// Every slot is taken by attempts in flight: wait for one to end and try again.
@@ -23,7 +23,7 @@ const IN_FLIGHT_SECS: f64 = 60.0;
 
 /// Reserves a slot for an attempt on `email`. Run it in its own transaction: the throttle
 /// row stays locked until it commits, so concurrent reservations see each other.
-pub async fn reserve(
+pub(crate) async fn reserve(
     conn: &mut PgConnection,
     email: &str,
     threshold: i32,
@@ -60,7 +60,7 @@ pub async fn reserve(
 }
 
 /// A reserved attempt succeeded: its slot is freed and the failures are forgotten.
-pub async fn succeed(
+pub(crate) async fn succeed(
     conn: &mut PgConnection,
     email: &str,
     attempt_id: Uuid,
@@ -75,7 +75,7 @@ pub async fn succeed(
 
 /// A reserved attempt failed: it counts, and at `threshold` failures the e-mail locks for
 /// `lock_seconds` (counting starts afresh).
-pub async fn fail(
+pub(crate) async fn fail(
     conn: &mut PgConnection,
     email: &str,
     attempt_id: Uuid,
@@ -99,7 +99,7 @@ pub async fn fail(
 }
 
 /// Frees the slot of an attempt.
-pub async fn release(conn: &mut PgConnection, attempt_id: Uuid) -> Result<(), sqlx::Error> {
+pub(crate) async fn release(conn: &mut PgConnection, attempt_id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM sign_in_attempts WHERE attempt_id = $1")
         .bind(attempt_id)
         .execute(conn)
@@ -108,7 +108,7 @@ pub async fn release(conn: &mut PgConnection, attempt_id: Uuid) -> Result<(), sq
 }
 
 /// Forgets the failures and lock of an e-mail (its owner proved it with a mailed code).
-pub async fn reset(conn: &mut PgConnection, email: &str) -> Result<(), sqlx::Error> {
+pub(crate) async fn reset(conn: &mut PgConnection, email: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM sign_in_throttle WHERE email = $1")
         .bind(email)
         .execute(conn)
@@ -117,7 +117,7 @@ pub async fn reset(conn: &mut PgConnection, email: &str) -> Result<(), sqlx::Err
 }
 
 /// Forgets the slots of attempts whose process died.
-pub async fn forget_stale(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+pub(crate) async fn forget_stale(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query(
         "DELETE FROM sign_in_attempts WHERE start_time <= now() - make_interval(secs => $1)",
     )

@@ -70,7 +70,7 @@ async fn one_user(conn: &mut PgConnection, query: UserQuery<'_>) -> Result<User,
 
 /// A user to insert.
 #[derive(Debug)]
-pub struct NewUser<'a> {
+pub(crate) struct NewUser<'a> {
     /// Id.
     pub user_id: Uuid,
     /// Normalised e-mail.
@@ -120,13 +120,16 @@ fn bind_new_user<'q>(sql: &'static str, user: &'q NewUser<'q>) -> UserQuery<'q> 
 
 /// Inserts a user. A duplicate e-mail fails with the unique violation of `users_email_key`
 /// (and a proven look-alike with that of `users_email_skeleton_proven_key`).
-pub async fn insert(conn: &mut PgConnection, user: &NewUser<'_>) -> Result<User, sqlx::Error> {
+pub(crate) async fn insert(
+    conn: &mut PgConnection,
+    user: &NewUser<'_>,
+) -> Result<User, sqlx::Error> {
     one_user(conn, bind_new_user(insert_user!(""), user)).await
 }
 
 /// Inserts a user unless its e-mail is taken; `None` when it is (after waiting for a
 /// concurrent insert of the same e-mail to commit or roll back).
-pub async fn insert_if_absent(
+pub(crate) async fn insert_if_absent(
     conn: &mut PgConnection,
     user: &NewUser<'_>,
 ) -> Result<Option<User>, sqlx::Error> {
@@ -138,7 +141,10 @@ pub async fn insert_if_absent(
 }
 
 /// One user by id.
-pub async fn get(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<User>, sqlx::Error> {
+pub(crate) async fn get(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<Option<User>, sqlx::Error> {
     optional_user(
         conn,
         sqlx::query_as(concat!(
@@ -152,7 +158,7 @@ pub async fn get(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<User>,
 }
 
 /// One user by id, locked for update until the transaction ends.
-pub async fn get_for_update(
+pub(crate) async fn get_for_update(
     conn: &mut PgConnection,
     user_id: Uuid,
 ) -> Result<Option<User>, sqlx::Error> {
@@ -169,7 +175,7 @@ pub async fn get_for_update(
 }
 
 /// Users by id, in the order of `user_ids`; unknown ids are skipped.
-pub async fn get_many(
+pub(crate) async fn get_many(
     conn: &mut PgConnection,
     user_ids: &[Uuid],
 ) -> Result<Vec<User>, sqlx::Error> {
@@ -186,7 +192,7 @@ pub async fn get_many(
 }
 
 /// One user by normalised e-mail.
-pub async fn find_by_email(
+pub(crate) async fn find_by_email(
     conn: &mut PgConnection,
     email: &str,
 ) -> Result<Option<User>, sqlx::Error> {
@@ -203,7 +209,7 @@ pub async fn find_by_email(
 }
 
 /// One user by normalised e-mail, locked for update until the transaction ends.
-pub async fn find_by_email_for_update(
+pub(crate) async fn find_by_email_for_update(
     conn: &mut PgConnection,
     email: &str,
 ) -> Result<Option<User>, sqlx::Error> {
@@ -240,7 +246,7 @@ async fn optional_credentials(
 }
 
 /// A user and its password hash by normalised e-mail, for sign-in.
-pub async fn find_credentials(
+pub(crate) async fn find_credentials(
     conn: &mut PgConnection,
     email: &str,
 ) -> Result<Option<(User, Option<String>)>, sqlx::Error> {
@@ -259,7 +265,7 @@ pub async fn find_credentials(
 /// A user and its password hash by id, locked FOR SHARE until the transaction ends: a
 /// password reset, a password change or a state change of the user waits for it (rule I4:
 /// a session is created only against the credentials and state that hold when it commits).
-pub async fn credentials_for_share(
+pub(crate) async fn credentials_for_share(
     conn: &mut PgConnection,
     user_id: Uuid,
 ) -> Result<Option<(User, Option<String>)>, sqlx::Error> {
@@ -276,7 +282,7 @@ pub async fn credentials_for_share(
 }
 
 /// The password hash of a user.
-pub async fn password_hash(
+pub(crate) async fn password_hash(
     conn: &mut PgConnection,
     user_id: Uuid,
 ) -> Result<Option<String>, sqlx::Error> {
@@ -288,7 +294,7 @@ pub async fn password_hash(
 }
 
 /// Changes display name and/or locale and bumps the version.
-pub async fn update_profile(
+pub(crate) async fn update_profile(
     conn: &mut PgConnection,
     user_id: Uuid,
     display_name: Option<&str>,
@@ -306,7 +312,7 @@ pub async fn update_profile(
 }
 
 /// Sets the state and bumps the version.
-pub async fn set_state(
+pub(crate) async fn set_state(
     conn: &mut PgConnection,
     user_id: Uuid,
     state: UserState,
@@ -325,7 +331,7 @@ pub async fn set_state(
 }
 
 /// Replaces the password hash of a proven user (ChangePassword).
-pub async fn set_password(
+pub(crate) async fn set_password(
     conn: &mut PgConnection,
     user_id: Uuid,
     hash: &str,
@@ -346,7 +352,10 @@ pub async fn set_password(
 /// Marks the e-mail verified. When it was not proven before, the password set before the
 /// proof is discarded (rule I1): nobody but the mailbox owner may have chosen it, so a
 /// disabled account proven now and enabled later does not activate a stranger's password.
-pub async fn mark_verified(conn: &mut PgConnection, user_id: Uuid) -> Result<User, sqlx::Error> {
+pub(crate) async fn mark_verified(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<User, sqlx::Error> {
     one_user(
         conn,
         sqlx::query_as(concat!(
@@ -364,7 +373,7 @@ pub async fn mark_verified(conn: &mut PgConnection, user_id: Uuid) -> Result<Use
 /// Completes the claim of an invited user: its e-mail is verified, the claimed password,
 /// display name and locale take effect, and it becomes active. Only an invited user
 /// changes; `None` otherwise (the caller holds the row lock, so this is a safeguard).
-pub async fn complete_claim(
+pub(crate) async fn complete_claim(
     conn: &mut PgConnection,
     user_id: Uuid,
     password_hash: &str,
@@ -388,7 +397,7 @@ pub async fn complete_claim(
 }
 
 /// Creates or updates an operator by e-mail (bootstrap); returns it.
-pub async fn upsert_operator(
+pub(crate) async fn upsert_operator(
     conn: &mut PgConnection,
     user: &NewUser<'_>,
 ) -> Result<User, sqlx::Error> {
@@ -414,7 +423,7 @@ pub async fn upsert_operator(
 /// is verified and an unproven (invited) user becomes active. A disabled user stays
 /// disabled. Fails with the unique violation of `users_email_skeleton_proven_key` when a
 /// proven account has a look-alike address (rule I3).
-pub async fn reset_password(
+pub(crate) async fn reset_password(
     conn: &mut PgConnection,
     user_id: Uuid,
     hash: &str,
@@ -435,7 +444,7 @@ pub async fn reset_password(
 
 /// The account with a proven address (verified) whose address has `skeleton` but is not
 /// `email`: the account a new address `email` would impersonate (rule I3).
-pub async fn find_confusable(
+pub(crate) async fn find_confusable(
     conn: &mut PgConnection,
     skeleton: &str,
     email: &str,
@@ -455,7 +464,7 @@ pub async fn find_confusable(
 
 /// Re-invites an unproven user: the inviter's display name and locale replace whatever was
 /// set before the proof (only for a user still invited).
-pub async fn reinvite(
+pub(crate) async fn reinvite(
     conn: &mut PgConnection,
     user_id: Uuid,
     display_name: Option<&str>,
@@ -478,7 +487,7 @@ pub async fn reinvite(
 
 /// Makes `email` (proven by a code) the login e-mail of a user. Fails with a unique
 /// violation when another account took the address or a proven look-alike of it.
-pub async fn change_email(
+pub(crate) async fn change_email(
     conn: &mut PgConnection,
     user_id: Uuid,
     email: &str,
@@ -500,7 +509,7 @@ pub async fn change_email(
 
 /// Up to `limit` users after `after` (by id) whose skeleton is not computed yet (rows
 /// older than the column).
-pub async fn missing_skeletons(
+pub(crate) async fn missing_skeletons(
     conn: &mut PgConnection,
     after: Uuid,
     limit: i64,
@@ -517,7 +526,7 @@ pub async fn missing_skeletons(
 
 /// Stores the skeleton of a user's e-mail; fails with the unique violation of
 /// `users_email_skeleton_proven_key` when a proven look-alike already has it.
-pub async fn set_skeleton(
+pub(crate) async fn set_skeleton(
     conn: &mut PgConnection,
     user_id: Uuid,
     skeleton: &str,

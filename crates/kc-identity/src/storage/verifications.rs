@@ -12,7 +12,7 @@ use crate::domain::codes::Purpose;
 /// What someone asked for with RegisterUser on an unproven account; applied only when the
 /// code beside it is verified with the same password.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PendingClaim {
+pub(crate) struct PendingClaim {
     /// argon2id PHC string of the chosen password.
     pub password_hash: String,
     /// Display name to set.
@@ -30,7 +30,7 @@ impl std::fmt::Debug for PendingClaim {
 
 /// A code to store.
 #[derive(Debug)]
-pub struct NewCode<'a> {
+pub(crate) struct NewCode<'a> {
     /// The account.
     pub user_id: Uuid,
     /// The address it was mailed to.
@@ -50,7 +50,7 @@ pub struct NewCode<'a> {
 }
 
 /// Stores a code (the caller removed any earlier one of the same user and address).
-pub async fn insert(conn: &mut PgConnection, code: &NewCode<'_>) -> Result<(), sqlx::Error> {
+pub(crate) async fn insert(conn: &mut PgConnection, code: &NewCode<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO email_verifications (user_id, email, purpose, code_hash, long_code, \
          expire_time, pending_password_hash, pending_display_name, pending_locale, outbox_event_id) \
@@ -73,11 +73,9 @@ pub async fn insert(conn: &mut PgConnection, code: &NewCode<'_>) -> Result<(), s
 
 /// An outstanding code, locked until the transaction ends.
 #[derive(Debug)]
-pub struct Outstanding {
+pub(crate) struct Outstanding {
     /// The address it was mailed to.
     pub email: String,
-    /// Why it was mailed.
-    pub purpose: Purpose,
     /// HMAC of the code.
     pub code_hash: Vec<u8>,
     /// Whether it is a long code.
@@ -95,7 +93,6 @@ pub struct Outstanding {
 #[derive(sqlx::FromRow)]
 struct OutstandingRow {
     email: String,
-    purpose: String,
     code_hash: Vec<u8>,
     long_code: bool,
     expire_time: DateTime<Utc>,
@@ -111,9 +108,6 @@ impl TryFrom<OutstandingRow> for Outstanding {
 
     fn try_from(row: OutstandingRow) -> Result<Self, Self::Error> {
         Ok(Outstanding {
-            purpose: Purpose::from_db(&row.purpose).ok_or_else(|| {
-                sqlx::Error::Decode("email_verifications.purpose has an unknown value".into())
-            })?,
             email: row.email,
             code_hash: row.code_hash,
             long_code: row.long_code,
@@ -146,7 +140,7 @@ macro_rules! outstanding_columns {
 }
 
 /// The outstanding code of a user for an address, locked.
-pub async fn get_for_update(
+pub(crate) async fn get_for_update(
     conn: &mut PgConnection,
     user_id: Uuid,
     email: &str,
@@ -164,7 +158,7 @@ pub async fn get_for_update(
 }
 
 /// The outstanding e-mail change code of a user, locked.
-pub async fn email_change_for_update(
+pub(crate) async fn email_change_for_update(
     conn: &mut PgConnection,
     user_id: Uuid,
 ) -> Result<Option<Outstanding>, sqlx::Error> {
@@ -181,7 +175,7 @@ pub async fn email_change_for_update(
 }
 
 /// Counts a wrong code against one code.
-pub async fn record_failure(
+pub(crate) async fn record_failure(
     conn: &mut PgConnection,
     user_id: Uuid,
     email: &str,
@@ -198,7 +192,7 @@ pub async fn record_failure(
 }
 
 /// Removes the code of a user for an address (used, replaced, worn out or expired).
-pub async fn delete(
+pub(crate) async fn delete(
     conn: &mut PgConnection,
     user_id: Uuid,
     email: &str,
@@ -215,7 +209,7 @@ pub async fn delete(
 }
 
 /// Removes every code of a user (its address changed, or it was disabled).
-pub async fn delete_all_of_user(
+pub(crate) async fn delete_all_of_user(
     conn: &mut PgConnection,
     user_id: Uuid,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
@@ -229,7 +223,7 @@ pub async fn delete_all_of_user(
 }
 
 /// Withdraws every short code mailed to an address (it just locked).
-pub async fn withdraw_short_codes(
+pub(crate) async fn withdraw_short_codes(
     conn: &mut PgConnection,
     email: &str,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
@@ -244,7 +238,10 @@ pub async fn withdraw_short_codes(
 }
 
 /// Removes up to `limit` expired codes (skipping those another transaction holds).
-pub async fn delete_expired(conn: &mut PgConnection, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+pub(crate) async fn delete_expired(
+    conn: &mut PgConnection,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "DELETE FROM email_verifications WHERE (user_id, email) IN ( \
          SELECT user_id, email FROM email_verifications WHERE expire_time <= now() \
@@ -263,7 +260,7 @@ fn flatten(rows: Vec<Vec<Uuid>>) -> Vec<Uuid> {
 
 /// Removes the e-mail change codes of a user mailed to another address than `email` (a
 /// change to `email` replaces them).
-pub async fn delete_other_email_changes(
+pub(crate) async fn delete_other_email_changes(
     conn: &mut PgConnection,
     user_id: Uuid,
     email: &str,
@@ -281,7 +278,7 @@ pub async fn delete_other_email_changes(
 
 /// Puts `claim` beside the outstanding code of a user for an address (the last
 /// registration claim wins); the code now answers a registration.
-pub async fn set_claim(
+pub(crate) async fn set_claim(
     conn: &mut PgConnection,
     user_id: Uuid,
     email: &str,
@@ -302,7 +299,7 @@ pub async fn set_claim(
 }
 
 /// Whether `email` was mailed a code (for any account) less than `secs` seconds ago.
-pub async fn mailed_within(
+pub(crate) async fn mailed_within(
     conn: &mut PgConnection,
     email: &str,
     secs: f64,
@@ -319,7 +316,7 @@ pub async fn mailed_within(
 
 /// Records that the outstanding code of a user for an address was mailed again, by the
 /// outbox event `event_id` (whose sealed code must go when the code ends).
-pub async fn record_resend(
+pub(crate) async fn record_resend(
     conn: &mut PgConnection,
     user_id: Uuid,
     email: &str,

@@ -25,9 +25,9 @@
 //! again: another worker takes it over and records the abandoned attempt. The e-mail keeps
 //! its `Message-ID`, so a copy sent twice after a crash is recognisable.
 
-pub mod sent;
-pub mod smtp;
-pub mod transport;
+pub(crate) mod sent;
+pub(crate) mod smtp;
+pub(crate) mod transport;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -40,7 +40,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
 
-pub use transport::{Mailer, SmtpSettings, Transport, TransportSettings};
+pub(crate) use transport::{Mailer, SmtpSettings, Transport, TransportSettings};
 
 use crate::domain::retry::{RetryPolicy, random_jitter};
 use crate::domain::{Outcome, State};
@@ -96,7 +96,7 @@ struct Finished {
 
 /// Starts the workers; they run until `shutdown`, then finish the e-mails in flight and
 /// record their outcomes.
-pub fn spawn(
+pub(crate) fn spawn(
     pool: PgPool,
     settings: DeliverySettings,
     shutdown: &Shutdown,
@@ -314,14 +314,14 @@ fn recorded(retry: &RetryPolicy, finished: &Finished) -> Recorded {
 /// Counter of recorded delivery attempts, by `result`: `delivered`, `retry` (failed, to be
 /// tried again), `dead` (given up: the notification is DEAD) or `dropped` (recorded by
 /// another worker that took the lease over).
-pub const DELIVERY_ATTEMPTS: &str = "keycontacts_notification_delivery_attempts_total";
+pub(crate) const DELIVERY_ATTEMPTS: &str = "keycontacts_notification_delivery_attempts_total";
 
 /// Gauge of the notifications in each state of [`notifications::BACKLOG_STATES`], by
 /// `state`: `pending`, `sending`, `failed` (waiting for its retry) and `dead` (given up).
-pub const NOTIFICATION_BACKLOG: &str = "keycontacts_notification_backlog";
+pub(crate) const NOTIFICATION_BACKLOG: &str = "keycontacts_notification_backlog";
 
 /// How often the backlog sampler counts the notifications by state.
-pub const BACKLOG_INTERVAL: Duration = Duration::from_secs(15);
+pub(crate) const BACKLOG_INTERVAL: Duration = Duration::from_secs(15);
 
 /// The `state` label of a state of the backlog.
 fn backlog_label(state: State) -> &'static str {
@@ -500,7 +500,7 @@ async fn sweep_codes(pool: PgPool, interval: Duration, shutdown: Shutdown) {
 /// One transaction of the sweep: empties up to a batch of code mails whose code expired,
 /// and publishes the `NotificationDead` event of those it gave up unsent. Returns how many
 /// it emptied.
-pub async fn sweep_expired_codes(pool: &PgPool) -> anyhow::Result<usize> {
+pub(crate) async fn sweep_expired_codes(pool: &PgPool) -> anyhow::Result<usize> {
     let mut tx = pool.begin().await?;
     let redacted = notifications::redact_expired(&mut tx, SWEEP_BATCH).await?;
     let given_up: Vec<Uuid> = redacted

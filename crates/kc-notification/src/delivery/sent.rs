@@ -5,7 +5,7 @@ use crate::domain::Outcome;
 
 /// How one attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sent {
+pub(crate) struct Sent {
     /// Delivered, transient or permanent failure.
     pub outcome: Outcome,
     /// The SMTP reply code; 0 when there was none.
@@ -16,7 +16,7 @@ pub struct Sent {
 
 impl Sent {
     /// A delivery.
-    pub fn delivered(smtp_code: i32, detail: impl Into<String>) -> Self {
+    pub(crate) fn delivered(smtp_code: i32, detail: impl Into<String>) -> Self {
         Self {
             outcome: Outcome::Delivered,
             smtp_code,
@@ -25,7 +25,7 @@ impl Sent {
     }
 
     /// A transient failure.
-    pub fn transient(smtp_code: i32, detail: impl Into<String>) -> Self {
+    pub(crate) fn transient(smtp_code: i32, detail: impl Into<String>) -> Self {
         Self {
             outcome: Outcome::TransientFailure,
             smtp_code,
@@ -34,7 +34,7 @@ impl Sent {
     }
 
     /// A permanent failure.
-    pub fn permanent(smtp_code: i32, detail: impl Into<String>) -> Self {
+    pub(crate) fn permanent(smtp_code: i32, detail: impl Into<String>) -> Self {
         Self {
             outcome: Outcome::PermanentFailure,
             smtp_code,
@@ -46,7 +46,7 @@ impl Sent {
 /// A failed SMTP attempt: 5xx replies are permanent, 4xx replies transient (with their
 /// code); without a reply (connection refused or lost, timeout, TLS, a reply that cannot be
 /// read) it is transient with code 0.
-pub fn classify(error: &lettre::transport::smtp::Error) -> Sent {
+pub(crate) fn classify(error: &lettre::transport::smtp::Error) -> Sent {
     let code = error.status().map_or(0, |code| i32::from(u16::from(code)));
     let detail = error.to_string();
     if error.is_permanent() {

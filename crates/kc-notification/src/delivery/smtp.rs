@@ -29,7 +29,7 @@ const MAX_IDLE: Duration = Duration::from_secs(60);
 
 /// How the connection is secured.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Security {
+pub(crate) enum Security {
     /// Plain text (`smtp://`).
     None,
     /// STARTTLS, required (`smtp://…?tls=required`).
@@ -42,7 +42,7 @@ pub enum Security {
 
 /// Where and how to connect, from `--smtp-url`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SmtpTarget {
+pub(crate) struct SmtpTarget {
     /// Host name or address.
     pub host: String,
     /// Port.
@@ -70,7 +70,7 @@ impl SmtpTarget {
     /// Parses `smtp://host:port`, `smtp://host:port?tls=required|opportunistic` or
     /// `smtps://host:port` (ports default to 25, 587 with STARTTLS, 465 with TLS; an
     /// optional `user:password@` and `/ehlo-name`). `None` for anything else.
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         let url = Url::parse(text).ok()?;
         let host = url.host_str().filter(|host| !host.is_empty())?.to_owned();
         let tls = url
@@ -144,7 +144,7 @@ struct Idle {
 }
 
 /// Sends e-mails over pooled SMTP connections.
-pub struct SmtpClient {
+pub(crate) struct SmtpClient {
     target: SmtpTarget,
     credentials: Option<Credentials>,
     hello_name: ClientId,
@@ -166,7 +166,7 @@ impl std::fmt::Debug for SmtpClient {
 impl SmtpClient {
     /// A client of `target`, authenticating with `credentials` (else the URL's), each
     /// attempt bounded by `timeout`, keeping at most `max_idle` idle connections.
-    pub fn new(
+    pub(crate) fn new(
         target: SmtpTarget,
         credentials: Option<(String, String)>,
         timeout: Duration,
@@ -291,7 +291,7 @@ impl SmtpClient {
     }
 
     /// Sends `email` to the envelope's recipients within the timeout.
-    pub async fn send(&self, envelope: &Envelope, email: &[u8]) -> Sent {
+    pub(crate) async fn send(&self, envelope: &Envelope, email: &[u8]) -> Sent {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let timed_out = || {
             Sent::transient(
@@ -320,7 +320,7 @@ impl SmtpClient {
     }
 
     /// Closes the idle connections.
-    pub async fn shutdown(&self) {
+    pub(crate) async fn shutdown(&self) {
         let idle: Vec<Idle> = match self.idle.lock() {
             Ok(mut idle) => idle.drain(..).collect(),
             Err(_) => Vec::new(),

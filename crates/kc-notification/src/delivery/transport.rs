@@ -15,9 +15,9 @@ use super::smtp::{SmtpClient, SmtpTarget};
 use crate::storage::notifications::Claimed;
 
 /// Header naming the notification an e-mail carries.
-pub const NOTIFICATION_ID_HEADER: &str = "X-Keycontacts-Notification-Id";
+pub(crate) const NOTIFICATION_ID_HEADER: &str = "X-Keycontacts-Notification-Id";
 /// Header naming the kind of notice (`NOTICE_KIND_…`).
-pub const KIND_HEADER: &str = "X-Keycontacts-Kind";
+pub(crate) const KIND_HEADER: &str = "X-Keycontacts-Kind";
 
 /// The SMTP server and how to talk to it.
 #[derive(Clone)]
@@ -132,7 +132,7 @@ impl Mailer {
 
 /// Sends e-mails.
 #[derive(Clone)]
-pub enum Transport {
+pub(crate) enum Transport {
     /// Through an SMTP server (pooled connections).
     Smtp(Arc<SmtpClient>),
     /// Into a directory.
@@ -150,7 +150,7 @@ impl std::fmt::Debug for Transport {
 
 impl Transport {
     /// The transport of `settings`; creates the mail directory when missing.
-    pub fn new(settings: &TransportSettings) -> anyhow::Result<Self> {
+    pub(crate) fn new(settings: &TransportSettings) -> anyhow::Result<Self> {
         match settings {
             TransportSettings::Smtp(smtp) => Ok(Transport::Smtp(Arc::new(smtp.client()?))),
             TransportSettings::MailDir(dir) => {
@@ -164,7 +164,7 @@ impl Transport {
 
     /// Sends `message` (of `claimed`), and says how it went. SMTP attempts are bounded by
     /// `--smtp-timeout`.
-    pub async fn send(&self, message: &Message, claimed: &Claimed) -> Sent {
+    pub(crate) async fn send(&self, message: &Message, claimed: &Claimed) -> Sent {
         let formatted = message.formatted();
         match self {
             Transport::Smtp(smtp) => smtp.send(message.envelope(), &formatted).await,
@@ -187,7 +187,7 @@ impl Transport {
     }
 
     /// Closes pooled connections.
-    pub async fn shutdown(&self) {
+    pub(crate) async fn shutdown(&self) {
         if let Transport::Smtp(smtp) = self {
             smtp.shutdown().await;
         }
@@ -195,7 +195,7 @@ impl Transport {
 }
 
 /// Writes `name` in `dir` atomically: a temporary file written and synced, then renamed.
-pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let temporary = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
     let result = (|| {

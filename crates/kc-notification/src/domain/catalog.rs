@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::{Lang, Role};
 
 /// The name of a contact role, e.g. `Site technical contact` / `Contact technique du site`.
-pub fn role_name(role: Role, lang: Lang) -> &'static str {
+pub(crate) fn role_name(role: Role, lang: Lang) -> &'static str {
     match (lang, role) {
         (Lang::En, Role::Primary) => "Primary contact",
         (Lang::En, Role::Administrative) => "Administrative contact",
@@ -28,7 +28,7 @@ pub fn role_name(role: Role, lang: Lang) -> &'static str {
 }
 
 /// Several roles, in the registry's order, joined: `Primary contact, Site technical contact`.
-pub fn role_names(roles: &[Role], lang: Lang) -> String {
+pub(crate) fn role_names(roles: &[Role], lang: Lang) -> String {
     let mut roles = roles.to_vec();
     roles.sort();
     roles.dedup();
@@ -41,7 +41,7 @@ pub fn role_names(roles: &[Role], lang: Lang) -> String {
 
 /// What an access request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestKind {
+pub(crate) enum RequestKind {
     /// Tool access to a site.
     SiteAccess,
     /// A support level on a site.
@@ -49,7 +49,7 @@ pub enum RequestKind {
 }
 
 /// The name of a request kind.
-pub fn request_kind_name(kind: RequestKind, lang: Lang) -> &'static str {
+pub(crate) fn request_kind_name(kind: RequestKind, lang: Lang) -> &'static str {
     match (lang, kind) {
         (Lang::En, RequestKind::SiteAccess) => "site access",
         (Lang::En, RequestKind::SupportAccess) => "support access",
@@ -60,7 +60,7 @@ pub fn request_kind_name(kind: RequestKind, lang: Lang) -> &'static str {
 
 /// How an access request was decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Approved, with the granted levels.
     Approved,
     /// Rejected, with a reason (A4).
@@ -68,7 +68,7 @@ pub enum Decision {
 }
 
 /// The word for a decision.
-pub fn decision_name(decision: Decision, lang: Lang) -> &'static str {
+pub(crate) fn decision_name(decision: Decision, lang: Lang) -> &'static str {
     match (lang, decision) {
         (Lang::En, Decision::Approved) => "approved",
         (Lang::En, Decision::Rejected) => "rejected",
@@ -79,7 +79,7 @@ pub fn decision_name(decision: Decision, lang: Lang) -> &'static str {
 
 /// What a domain policy does with matching requests (A7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyMode {
+pub(crate) enum PolicyMode {
     /// Requests wait for an approver.
     Manual,
     /// Requests are proposed the baseline; an approver decides.
@@ -89,7 +89,7 @@ pub enum PolicyMode {
 }
 
 /// The description of a policy mode.
-pub fn policy_mode_name(mode: PolicyMode, lang: Lang) -> &'static str {
+pub(crate) fn policy_mode_name(mode: PolicyMode, lang: Lang) -> &'static str {
     match (lang, mode) {
         (Lang::En, PolicyMode::Manual) => "manual: every request waits for an approver",
         (Lang::En, PolicyMode::AutoPending) => {
@@ -112,7 +112,7 @@ pub fn policy_mode_name(mode: PolicyMode, lang: Lang) -> &'static str {
 
 /// A tool of DOMAIN.md's tool table, or the support level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Right {
+pub(crate) enum Right {
     /// Software and services (tool 1).
     Software,
     /// Reporting (tool 2).
@@ -133,7 +133,7 @@ pub enum Right {
 
 impl Right {
     /// The seven tools, then support, in DOMAIN.md's order.
-    pub const ALL: [Right; 8] = [
+    pub(crate) const ALL: [Right; 8] = [
         Right::Software,
         Right::Reporting,
         Right::Entitlements,
@@ -160,7 +160,7 @@ impl Right {
 
     /// The level of access management's number for this right; `None` for UNSPECIFIED (0)
     /// and numbers this service does not know.
-    pub fn level(self, number: i32) -> Option<Level> {
+    pub(crate) fn level(self, number: i32) -> Option<Level> {
         let index = usize::try_from(number.checked_sub(1)?).ok()?;
         self.levels().get(index).copied()
     }
@@ -168,7 +168,7 @@ impl Right {
 
 /// A level of a tool or of support.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
+pub(crate) enum Level {
     /// NONE.
     None,
     /// DOWNLOADS_ONLY.
@@ -192,7 +192,7 @@ pub enum Level {
 }
 
 /// The name of a tool or of support.
-pub fn right_name(right: Right, lang: Lang) -> &'static str {
+pub(crate) fn right_name(right: Right, lang: Lang) -> &'static str {
     match (lang, right) {
         (Lang::En, Right::Software) => "Software and services",
         (Lang::En, Right::Reporting) => "Reporting",
@@ -214,7 +214,7 @@ pub fn right_name(right: Right, lang: Lang) -> &'static str {
 }
 
 /// The name of a level.
-pub fn level_name(level: Level, lang: Lang) -> &'static str {
+pub(crate) fn level_name(level: Level, lang: Lang) -> &'static str {
     match (lang, level) {
         (Lang::En, Level::None) => "none",
         (Lang::En, Level::DownloadsOnly) => "downloads only",
@@ -240,7 +240,7 @@ pub fn level_name(level: Level, lang: Lang) -> &'static str {
 }
 
 /// Levels held, one line each: `Reporting: view`.
-pub fn levels_text(levels: &[(Right, Level)], lang: Lang) -> String {
+pub(crate) fn levels_text(levels: &[(Right, Level)], lang: Lang) -> String {
     levels
         .iter()
         .map(|(right, level)| {
@@ -256,7 +256,7 @@ pub fn levels_text(levels: &[(Right, Level)], lang: Lang) -> String {
 }
 
 /// Changes of levels, one line each: `Reporting: none → view`.
-pub fn changes_text(changes: &[(Right, Level, Level)], lang: Lang) -> String {
+pub(crate) fn changes_text(changes: &[(Right, Level, Level)], lang: Lang) -> String {
     changes
         .iter()
         .map(|(right, before, after)| {
@@ -281,7 +281,7 @@ fn colon(lang: Lang) -> &'static str {
 }
 
 /// A time as recipients read it, in UTC: `2026-03-01 14:05 UTC` / `01/03/2026 14:05 UTC`.
-pub fn time_text(time: DateTime<Utc>, lang: Lang) -> String {
+pub(crate) fn time_text(time: DateTime<Utc>, lang: Lang) -> String {
     match lang {
         Lang::En => time.format("%Y-%m-%d %H:%M UTC").to_string(),
         Lang::Fr => time.format("%d/%m/%Y %H:%M UTC").to_string(),
@@ -290,7 +290,7 @@ pub fn time_text(time: DateTime<Utc>, lang: Lang) -> String {
 
 /// The placeholder name of a recipient nobody named (the business partner's copy, a user
 /// without a display name).
-pub fn sample(key: &str, lang: Lang) -> &'static str {
+pub(crate) fn sample(key: &str, lang: Lang) -> &'static str {
     match (key, lang) {
         ("site_name", Lang::En) => "Example site",
         ("site_name", Lang::Fr) => "Site exemple",

@@ -9,7 +9,7 @@ use super::{Kind, ListFilter};
 
 /// A SendNotice request, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NoticeRequest {
+pub(crate) struct NoticeRequest {
     /// Site.
     pub site_id: Uuid,
     /// A caller notice kind.
@@ -22,14 +22,14 @@ pub struct NoticeRequest {
 
 /// One notification, by id (GetNotification, RetryNotification).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotificationRef {
+pub(crate) struct NotificationRef {
     /// Its id.
     pub notification_id: Uuid,
 }
 
 /// A ListNotifications request, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     /// Which notifications.
     pub filter: ListFilter,
     /// The creation time and id of the last notification of the previous page; `None` for
@@ -41,7 +41,7 @@ pub struct ListQuery {
 
 /// A RenderPreview request, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PreviewRequest {
+pub(crate) struct PreviewRequest {
     /// Any known kind.
     pub kind: Kind,
     /// The language asked for, as given (N1 picks the language of the preview).

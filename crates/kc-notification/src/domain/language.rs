@@ -52,7 +52,7 @@ impl fmt::Display for Lang {
 /// Rule N1: the recipient's language when the service writes it, else the site's, else
 /// English. Either may be missing (a business partner has no locale, a user-only notice no
 /// site).
-pub fn choose(recipient_locale: Option<&str>, site_language: Option<&str>) -> Lang {
+pub(crate) fn choose(recipient_locale: Option<&str>, site_language: Option<&str>) -> Lang {
     recipient_locale
         .and_then(Lang::of_tag)
         .or_else(|| site_language.and_then(Lang::of_tag))

@@ -10,21 +10,21 @@
 //! - [`service`]: the operations with their transactions (SendNotice, reads, retry, preview,
 //!   and the creation of notifications from events).
 
-pub mod catalog;
-pub mod commands;
-pub mod language;
-pub mod params;
-pub mod recipients;
-pub mod retry;
-pub mod service;
-pub mod templates;
+pub(crate) mod catalog;
+pub(crate) mod commands;
+pub(crate) mod language;
+pub(crate) mod params;
+pub(crate) mod recipients;
+pub(crate) mod retry;
+pub(crate) mod service;
+pub(crate) mod templates;
 
 use chrono::{DateTime, Utc};
 use kc_runtime::{ApiError, Caller, Violation};
 use uuid::Uuid;
 
-pub use language::Lang;
-pub use service::Notifier;
+pub(crate) use language::Lang;
+pub(crate) use service::Notifier;
 
 /// What a notice is about; the numbers are those of the proto's `NoticeKind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -245,7 +245,7 @@ impl Purpose {
 
 /// A contact role on a site; numbers of the registry's `ContactRole`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Role {
+pub(crate) enum Role {
     /// PRIMARY (C1).
     Primary,
     /// ADMINISTRATIVE (C3).
@@ -266,7 +266,7 @@ pub enum Role {
 
 impl Role {
     /// Every role, in the registry's order.
-    pub const ALL: [Role; 8] = [
+    pub(crate) const ALL: [Role; 8] = [
         Role::Primary,
         Role::Administrative,
         Role::SiteTechnical,
@@ -278,7 +278,7 @@ impl Role {
     ];
 
     /// The registry's number (also the stored value).
-    pub fn number(self) -> i16 {
+    pub(crate) fn number(self) -> i16 {
         match self {
             Role::Primary => 1,
             Role::Administrative => 2,
@@ -292,7 +292,7 @@ impl Role {
     }
 
     /// The role of a registry number; `None` for UNSPECIFIED and unknown numbers.
-    pub fn from_number(number: i32) -> Option<Self> {
+    pub(crate) fn from_number(number: i32) -> Option<Self> {
         Self::ALL
             .into_iter()
             .find(|role| i32::from(role.number()) == number)
@@ -443,7 +443,7 @@ pub struct Notification {
 
 /// A site as notices show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Site {
+pub(crate) struct Site {
     /// Id.
     pub site_id: Uuid,
     /// Site number.
@@ -456,7 +456,7 @@ pub struct Site {
 
 /// A rendered notice: what the recipient reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rendered {
+pub(crate) struct Rendered {
     /// Subject line: one line, whitespace collapsed.
     pub subject: String,
     /// Plain-text part.
@@ -467,7 +467,7 @@ pub struct Rendered {
 
 /// A notification ready to insert: rendered, addressed, with its idempotency key (N3).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewNotification {
+pub(crate) struct NewNotification {
     /// Id.
     pub notification_id: Uuid,
     /// What it comes from: `identity:<event id>`, `contacts:<event id>`,
@@ -509,7 +509,7 @@ pub struct SentNotice {
 
 /// Filters of ListNotifications.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ListFilter {
+pub(crate) struct ListFilter {
     /// Only this site.
     pub site_id: Option<Uuid>,
     /// Only this recipient.
@@ -520,7 +520,7 @@ pub struct ListFilter {
 
 /// Who may call: services and operators; RetryNotification is for operators alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallerRole {
+pub(crate) enum CallerRole {
     /// A service account.
     Service,
     /// An operator.
@@ -529,7 +529,7 @@ pub enum CallerRole {
 
 impl CallerRole {
     /// The role of an authenticated caller; customers are refused.
-    pub fn of(caller: &Caller) -> Result<Self> {
+    pub(crate) fn of(caller: &Caller) -> Result<Self> {
         if caller.is_operator() {
             Ok(Self::Operator)
         } else if caller.is_service() {
@@ -542,7 +542,7 @@ impl CallerRole {
     }
 
     /// Operators only (RetryNotification): services are refused too.
-    pub fn require_operator(self) -> Result<()> {
+    pub(crate) fn require_operator(self) -> Result<()> {
         match self {
             Self::Operator => Ok(()),
             Self::Service => Err(NotificationError::Forbidden(
@@ -619,7 +619,7 @@ impl From<NotificationError> for tonic::Status {
 }
 
 /// Result of the notification domain.
-pub type Result<T, E = NotificationError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = NotificationError> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {

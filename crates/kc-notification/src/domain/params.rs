@@ -8,16 +8,16 @@ use kc_runtime::Violation;
 use super::Kind;
 
 /// Longest parameter value, in characters.
-pub const MAX_VALUE_CHARS: usize = 2000;
+pub(crate) const MAX_VALUE_CHARS: usize = 2000;
 /// Longest idempotency key, in characters.
-pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 200;
+pub(crate) const MAX_IDEMPOTENCY_KEY_CHARS: usize = 200;
 
 /// The parameters the service fills in itself for every template; RenderPreview takes them
 /// too.
-pub const COMMON: [&str; 3] = ["site_name", "site_number", "recipient_name"];
+pub(crate) const COMMON: [&str; 3] = ["site_name", "site_number", "recipient_name"];
 
 /// Template parameters: name → value.
-pub type Params = BTreeMap<String, String>;
+pub(crate) type Params = BTreeMap<String, String>;
 
 /// One parameter of a kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +109,7 @@ impl Kind {
 
 /// Who gives the parameters, which decides what is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Use {
+pub(crate) enum Use {
     /// SendNotice: only the kind's own keys; the required ones must be there.
     Send,
     /// RenderPreview: the kind's keys and the common ones; nothing is required except for
@@ -120,7 +120,7 @@ pub enum Use {
 /// Checks `params` for `kind`: every violation names `params.<key>`. Values are at most
 /// [`MAX_VALUE_CHARS`] characters without control characters other than line breaks and
 /// tabs; required ones are not blank.
-pub fn validate(kind: Kind, params: &Params, usage: Use) -> Result<(), Vec<Violation>> {
+pub(crate) fn validate(kind: Kind, params: &Params, usage: Use) -> Result<(), Vec<Violation>> {
     let mut violations = Vec::new();
     let field = |key: &str| format!("params.{}", printable_key(key));
     for (key, value) in params {
@@ -189,7 +189,7 @@ fn printable_key(key: &str) -> String {
 }
 
 /// Checks SendNotice's idempotency key: 1 to 200 characters, no control characters.
-pub fn idempotency_key(field: &str, key: &str) -> Result<String, Violation> {
+pub(crate) fn idempotency_key(field: &str, key: &str) -> Result<String, Violation> {
     if key.is_empty() {
         return Err(Violation::new(field, "is required"));
     }

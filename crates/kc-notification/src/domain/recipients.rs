@@ -19,53 +19,56 @@ use super::params::Params;
 use super::{Kind, Lang, Role};
 
 /// Rule of a contact told about its own role.
-pub const RULE_CONTACT: &str = "notification table: the contact whose role was assigned or removed";
+pub(crate) const RULE_CONTACT: &str =
+    "notification table: the contact whose role was assigned or removed";
 /// Rule of the primary contact told about a role of another contact.
-pub const RULE_PRIMARY: &str =
+pub(crate) const RULE_PRIMARY: &str =
     "C1: the primary contact is told when a contact role of the site is assigned or removed";
 /// Rule of the previous primary contact in a transfer.
-pub const RULE_PREVIOUS_PRIMARY: &str = "C8: the previous primary contact is told of the transfer";
+pub(crate) const RULE_PREVIOUS_PRIMARY: &str =
+    "C8: the previous primary contact is told of the transfer";
 /// Rule of the new primary contact in a transfer.
-pub const RULE_NEW_PRIMARY: &str = "C8: the new primary contact is told of the transfer";
+pub(crate) const RULE_NEW_PRIMARY: &str = "C8: the new primary contact is told of the transfer";
 /// Rule of an approver told of a submitted request.
-pub const RULE_APPROVER: &str = "A3: approver of the access request";
+pub(crate) const RULE_APPROVER: &str = "A3: approver of the access request";
 /// Rule of the requester told of the decision.
-pub const RULE_REQUESTER: &str = "A2: the requester is told of the decision";
+pub(crate) const RULE_REQUESTER: &str = "A2: the requester is told of the decision";
 /// Rule of the user whose rights changed.
-pub const RULE_RIGHTS: &str = "T5: the user whose rights changed";
+pub(crate) const RULE_RIGHTS: &str = "T5: the user whose rights changed";
 /// Rule of an approver told of a domain policy change.
-pub const RULE_POLICY_APPROVER: &str = "A7: approver of the site, told of domain policy changes";
+pub(crate) const RULE_POLICY_APPROVER: &str =
+    "A7: approver of the site, told of domain policy changes";
 /// Rule of the code that proves a registered address.
-pub const RULE_EMAIL_VERIFICATION: &str =
+pub(crate) const RULE_EMAIL_VERIFICATION: &str =
     "I1: identity mails the registered address the code that proves it";
 /// Rule of an invitation code.
-pub const RULE_INVITATION: &str =
+pub(crate) const RULE_INVITATION: &str =
     "I1: identity invites the address; its owner claims the account with the mailed code";
 /// Rule of a password reset code.
-pub const RULE_PASSWORD_RESET: &str =
+pub(crate) const RULE_PASSWORD_RESET: &str =
     "I2: identity mails the password reset code to the account's address";
 /// Rule of the code that proves a new login e-mail.
-pub const RULE_EMAIL_CHANGE_VERIFICATION: &str =
+pub(crate) const RULE_EMAIL_CHANGE_VERIFICATION: &str =
     "I1: the new login e-mail receives the code that proves it";
 /// Rule of the notice to a taken address someone tried to register.
-pub const RULE_REGISTRATION_TAKEN: &str =
+pub(crate) const RULE_REGISTRATION_TAKEN: &str =
     "I2: a registration of a taken address is told to that address, not to the caller";
 /// Rule of the notice to a confusable address someone tried to register.
-pub const RULE_REGISTRATION_CONFUSABLE: &str =
+pub(crate) const RULE_REGISTRATION_CONFUSABLE: &str =
     "I3: an address that looks the same as an existing account's cannot be used";
 /// Rule of the code that proves a contact's new notification e-mail.
-pub const RULE_NOTIFICATION_EMAIL_VERIFICATION: &str =
+pub(crate) const RULE_NOTIFICATION_EMAIL_VERIFICATION: &str =
     "C11: a new notification e-mail receives only the code that proves it until it is confirmed";
 /// Rule of the notice of a notification e-mail change to the contact's login e-mail.
-pub const RULE_NOTIFICATION_EMAIL_CHANGE_REQUESTED: &str =
+pub(crate) const RULE_NOTIFICATION_EMAIL_CHANGE_REQUESTED: &str =
     "C11: the contact's login e-mail is told of every change of its notification e-mail";
 /// Rule of the notice of a login e-mail change to the current address.
-pub const RULE_EMAIL_CHANGE_REQUESTED: &str =
+pub(crate) const RULE_EMAIL_CHANGE_REQUESTED: &str =
     "identity: the current login e-mail is told of a change asked for the account";
 
 /// What a notice reports, in structured form; [`Facts::params`] writes it in a language.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Facts {
+pub(crate) enum Facts {
     /// Roles of a contact were assigned or removed.
     Roles {
         /// The user whose roles changed.
@@ -122,7 +125,7 @@ pub enum Facts {
 
 /// A person's name and login e-mail, as notices show them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Person {
+pub(crate) struct Person {
     /// Display name.
     pub name: String,
     /// Login e-mail.
@@ -130,21 +133,9 @@ pub struct Person {
 }
 
 impl Facts {
-    /// The users whose names the notice shows (besides its recipient).
-    pub fn named_users(&self) -> Vec<Uuid> {
-        match self {
-            Facts::Roles { contact, .. } => vec![*contact],
-            Facts::Transfer { previous, new } => vec![*previous, *new],
-            Facts::RequestSubmitted { requester, .. } => vec![*requester],
-            Facts::RequestDecided { .. }
-            | Facts::RightsChanged { .. }
-            | Facts::DomainPolicy { .. } => Vec::new(),
-        }
-    }
-
     /// The template parameters in `lang`; `person` gives the name and e-mail of a user
     /// (`None` when identity does not know it: the name is then left empty).
-    pub fn params(&self, lang: Lang, person: &dyn Fn(Uuid) -> Option<Person>) -> Params {
+    pub(crate) fn params(&self, lang: Lang, person: &dyn Fn(Uuid) -> Option<Person>) -> Params {
         let name = |user: Uuid| person(user).map(|p| p.name).unwrap_or_default();
         let mut params = BTreeMap::new();
         let mut put = |key: &str, value: String| {
@@ -219,7 +210,7 @@ impl Facts {
 
 /// One recipient of an event's notice.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Planned {
+pub(crate) struct Planned {
     /// The recipient.
     pub user_id: Uuid,
     /// What the notice is about.
@@ -232,7 +223,7 @@ pub struct Planned {
 
 /// Keeps the first plan of each `(recipient, kind)`: nobody is told the same kind twice
 /// about one event.
-pub fn dedupe(plans: Vec<Planned>) -> Vec<Planned> {
+pub(crate) fn dedupe(plans: Vec<Planned>) -> Vec<Planned> {
     let mut seen = HashSet::new();
     plans
         .into_iter()
@@ -241,7 +232,7 @@ pub fn dedupe(plans: Vec<Planned>) -> Vec<Planned> {
 }
 
 /// A site was created: each user holding an initial role is told of its roles.
-pub fn site_created(contacts: &[(Uuid, Role)]) -> Vec<Planned> {
+pub(crate) fn site_created(contacts: &[(Uuid, Role)]) -> Vec<Planned> {
     let mut by_user: Vec<(Uuid, Vec<Role>)> = Vec::new();
     for (user, role) in contacts {
         match by_user.iter_mut().find(|(u, _)| u == user) {
@@ -287,18 +278,18 @@ fn role_change(kind: Kind, primary: Option<Uuid>, contact: Uuid, role: Role) -> 
 }
 
 /// A role was given: that contact and the primary are told.
-pub fn contact_assigned(primary: Option<Uuid>, contact: Uuid, role: Role) -> Vec<Planned> {
+pub(crate) fn contact_assigned(primary: Option<Uuid>, contact: Uuid, role: Role) -> Vec<Planned> {
     role_change(Kind::ContactRoleAssigned, primary, contact, role)
 }
 
 /// A role was taken away: that contact and the primary are told.
-pub fn contact_removed(primary: Option<Uuid>, contact: Uuid, role: Role) -> Vec<Planned> {
+pub(crate) fn contact_removed(primary: Option<Uuid>, contact: Uuid, role: Role) -> Vec<Planned> {
     role_change(Kind::ContactRoleRemoved, primary, contact, role)
 }
 
 /// A single-holder role changed holder: the new holder and the primary are told of the
 /// assignment, the old holder and the primary of the removal.
-pub fn contact_replaced(
+pub(crate) fn contact_replaced(
     primary: Option<Uuid>,
     new: (Uuid, Role),
     old: Option<(Uuid, Role)>,
@@ -311,7 +302,7 @@ pub fn contact_replaced(
 }
 
 /// The primary contact changed: the previous and the new primary are told (C8).
-pub fn primary_transferred(previous: Uuid, new: Uuid) -> Vec<Planned> {
+pub(crate) fn primary_transferred(previous: Uuid, new: Uuid) -> Vec<Planned> {
     let facts = Facts::Transfer { previous, new };
     dedupe(vec![
         Planned {
@@ -330,7 +321,7 @@ pub fn primary_transferred(previous: Uuid, new: Uuid) -> Vec<Planned> {
 }
 
 /// Each of `users` is told `kind` with `facts` by `rule` (approvers, A3 and A7).
-pub fn each(users: &[Uuid], kind: Kind, rule: &'static str, facts: &Facts) -> Vec<Planned> {
+pub(crate) fn each(users: &[Uuid], kind: Kind, rule: &'static str, facts: &Facts) -> Vec<Planned> {
     dedupe(
         users
             .iter()

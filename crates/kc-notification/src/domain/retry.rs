@@ -72,7 +72,7 @@ impl RetryPolicy {
 }
 
 /// A random jitter factor in `[0.5, 1]`; without entropy, 1 (still bounded, just not spread).
-pub fn random_jitter() -> f64 {
+pub(crate) fn random_jitter() -> f64 {
     match getrandom::u64() {
         Ok(random) => 0.5 + (random >> 11) as f64 / (1_u64 << 53) as f64 / 2.0,
         Err(_) => 1.0,

@@ -40,11 +40,11 @@ use super::{
     SentNotice, Site, catalog,
 };
 use crate::clients::{Directory, LookupError, UserInfo};
-use crate::storage::{self, notifications::Revived};
+use crate::storage::{self, notifications::Revival};
 
 /// The service an event came from, the prefix of its source key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// Identity.
     Identity,
     /// The contact registry.
@@ -65,23 +65,23 @@ impl Origin {
 
 /// The event notices are made from: `<service>:<event id>`, the source key of N3.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Source(String);
+pub(crate) struct Source(String);
 
 impl Source {
     /// The source of the event `event_id` of `origin`.
-    pub fn event(origin: Origin, event_id: &str) -> Self {
+    pub(crate) fn event(origin: Origin, event_id: &str) -> Self {
         Self(format!("{}:{event_id}", origin.prefix()))
     }
 
     /// The key, e.g. `access:0191…`.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
 
 /// Why identity mailed a code; each purpose has its own mail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CodePurpose {
+pub(crate) enum CodePurpose {
     /// A registration: the code proves the address (I1).
     Registration,
     /// An invitation: the owner registers with the address, then claims the account with
@@ -95,7 +95,7 @@ pub enum CodePurpose {
 
 impl CodePurpose {
     /// The kind of the mail that carries the code.
-    pub fn kind(self) -> Kind {
+    pub(crate) fn kind(self) -> Kind {
         match self {
             CodePurpose::Registration => Kind::EmailVerification,
             CodePurpose::Invitation => Kind::Invitation,
@@ -105,7 +105,7 @@ impl CodePurpose {
     }
 
     /// Why the address receives it.
-    pub fn rule(self) -> &'static str {
+    pub(crate) fn rule(self) -> &'static str {
         match self {
             CodePurpose::Registration => RULE_EMAIL_VERIFICATION,
             CodePurpose::Invitation => RULE_INVITATION,
@@ -117,7 +117,7 @@ impl CodePurpose {
 
 /// A code identity asked to mail. Its `Debug` never shows the code.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Verification {
+pub(crate) struct Verification {
     /// The user.
     pub user_id: Uuid,
     /// Where to send the code.
@@ -147,7 +147,7 @@ impl std::fmt::Debug for Verification {
 /// A notice identity asked to send to an address without a code: a registration that was
 /// not taken (I2, I3), a login e-mail change told to the current address.
 #[derive(Clone, PartialEq, Eq)]
-pub struct AddressNotice {
+pub(crate) struct AddressNotice {
     /// The account the address belongs to; `None` for an address without an account (a
     /// confusable one, I3).
     pub user_id: Option<Uuid>,
@@ -177,7 +177,7 @@ impl std::fmt::Debug for AddressNotice {
 /// A change of a contact's notification e-mail the registry asked to mail (C9, C11). Its
 /// `Debug` never shows the code or the addresses.
 #[derive(Clone, PartialEq, Eq)]
-pub struct NotificationEmailChange {
+pub(crate) struct NotificationEmailChange {
     /// The contact's user.
     pub user_id: Uuid,
     /// The contact's role.
@@ -204,7 +204,7 @@ impl std::fmt::Debug for NotificationEmailChange {
 
 /// The notification service over its schema, its templates and the services it asks.
 #[derive(Clone, Debug)]
-pub struct Notifier {
+pub(crate) struct Notifier {
     pool: PgPool,
     directory: Directory,
     templates: Templates,
@@ -230,7 +230,7 @@ fn with_common(mut params: Params, site: Option<&Site>, recipient_name: &str) ->
 
 impl Notifier {
     /// The service over `pool`, asking `directory`, rendering with `templates`.
-    pub fn new(pool: PgPool, directory: Directory, templates: Templates) -> Self {
+    pub(crate) fn new(pool: PgPool, directory: Directory, templates: Templates) -> Self {
         Self {
             pool,
             directory,
@@ -240,7 +240,7 @@ impl Notifier {
 
     /// Sends a notice from a caller to the recipients the registry resolves (R1), plus the
     /// business partner for proofs of entitlement (C4), once per idempotency key (N3).
-    pub async fn send_notice(&self, request: NoticeRequest) -> Result<SentNotice> {
+    pub(crate) async fn send_notice(&self, request: NoticeRequest) -> Result<SentNotice> {
         if !request.kind.is_notice() {
             return Err(NotificationError::Invalid(vec![
                 kc_runtime::Violation::new(
@@ -375,7 +375,7 @@ impl Notifier {
     }
 
     /// One notification with its attempts.
-    pub async fn get(&self, target: NotificationRef) -> Result<Notification> {
+    pub(crate) async fn get(&self, target: NotificationRef) -> Result<Notification> {
         storage::notifications::get(&self.pool, target.notification_id)
             .await?
             .ok_or(NotificationError::NotificationNotFound)
@@ -383,7 +383,7 @@ impl Notifier {
 
     /// A page of notifications, newest first, after the query's `before` (the creation time
     /// and id of the last one of the previous page).
-    pub async fn list(&self, query: ListQuery) -> Result<Page<Notification>> {
+    pub(crate) async fn list(&self, query: ListQuery) -> Result<Page<Notification>> {
         let ListQuery {
             filter,
             before,
@@ -401,27 +401,31 @@ impl Notifier {
     /// FAILED_PRECONDITION ([`NotificationError::CodeWithdrawn`]) rather than re-rendered
     /// with another code: only identity issues codes, and the user gets a fresh one from it
     /// (registering again, RequestPasswordReset, a new invitation or e-mail change).
-    pub async fn retry(&self, caller: CallerRole, target: NotificationRef) -> Result<Notification> {
+    pub(crate) async fn retry(
+        &self,
+        caller: CallerRole,
+        target: NotificationRef,
+    ) -> Result<Notification> {
         caller.require_operator()?;
         let notification_id = target.notification_id;
         let mut tx = self.pool.begin().await?;
         let revived = storage::notifications::revive(&mut tx, notification_id).await?;
         match revived {
-            Revived::Revived(notification) => {
+            Revival::Revived(notification) => {
                 tx.commit().await?;
                 tracing::info!(notification_id = %notification_id, "notification revived");
                 Ok(*notification)
             }
-            Revived::NotDead(state) => Err(NotificationError::NotRetryable(state)),
-            Revived::CodeWithdrawn => Err(NotificationError::CodeWithdrawn),
-            Revived::NotFound => Err(NotificationError::NotificationNotFound),
+            Revival::NotDead(state) => Err(NotificationError::NotRetryable(state)),
+            Revival::CodeWithdrawn => Err(NotificationError::CodeWithdrawn),
+            Revival::NotFound => Err(NotificationError::NotificationNotFound),
         }
     }
 
     /// Renders `kind` as a recipient speaking `locale` would read it (N1: anything but
     /// `fr` and `en` falls back to `en`), with sample values for the common parameters
     /// not given.
-    pub fn preview(&self, request: PreviewRequest) -> Result<(Lang, Rendered)> {
+    pub(crate) fn preview(&self, request: PreviewRequest) -> Result<(Lang, Rendered)> {
         let PreviewRequest {
             kind,
             locale,
@@ -444,7 +448,7 @@ impl Notifier {
     /// what identity said of the users the event names (looked up before the transaction,
     /// so that no remote call runs inside it); a recipient missing from it is unknown to
     /// identity and gets nothing.
-    pub async fn notify_users(
+    pub(crate) async fn notify_users(
         &self,
         conn: &mut PgConnection,
         source: &Source,
@@ -516,7 +520,7 @@ impl Notifier {
     /// Creates the mail that carries a code identity asked for (its kind by purpose), in
     /// the caller's transaction. The address and language come with the event; a code that
     /// already expired sends nothing.
-    pub async fn notify_verification(
+    pub(crate) async fn notify_verification(
         &self,
         conn: &mut PgConnection,
         source: &Source,
@@ -567,7 +571,7 @@ impl Notifier {
     /// confirmed (none when the code is withdrawn or expired), and a notice to the contact's
     /// LOGIN e-mail naming the new address (or saying it was cleared). `user` is what
     /// identity said of the contact's user; without it nobody is told (logged).
-    pub async fn notify_notification_email_change(
+    pub(crate) async fn notify_notification_email_change(
         &self,
         conn: &mut PgConnection,
         source: &Source,
@@ -662,7 +666,7 @@ impl Notifier {
     /// Creates a notice to one address identity named, in the caller's transaction: one per
     /// event, address and kind (N3: a replayed event creates nothing new). The recipient is
     /// the account when there is one, else the address itself.
-    pub async fn notify_address(
+    pub(crate) async fn notify_address(
         &self,
         conn: &mut PgConnection,
         source: &Source,

@@ -22,7 +22,7 @@ use super::params::{COMMON, Params};
 use super::{Kind, Lang, Rendered};
 
 /// Longest subject line, in characters; longer ones are cut with `…`.
-pub const MAX_SUBJECT_CHARS: usize = 200;
+pub(crate) const MAX_SUBJECT_CHARS: usize = 200;
 
 /// `(name, source)` of every template file.
 macro_rules! embedded {
@@ -71,7 +71,7 @@ static SOURCES: &[(&str, &str)] = embedded!(
 
 /// The compiled templates; cheap to clone.
 #[derive(Clone)]
-pub struct Templates {
+pub(crate) struct Templates {
     env: Arc<Environment<'static>>,
 }
 
@@ -83,7 +83,7 @@ impl std::fmt::Debug for Templates {
 
 impl Templates {
     /// Compiles the embedded templates; fails on a syntax error or a missing template.
-    pub fn load() -> anyhow::Result<Self> {
+    pub(crate) fn load() -> anyhow::Result<Self> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // `.html` templates escape every value; `.txt` ones are plain text.
@@ -107,7 +107,12 @@ impl Templates {
 
     /// Renders `kind` in `lang` with `params` (validated before: the kind's keys and the
     /// common ones). Keys not given are empty.
-    pub fn render(&self, kind: Kind, lang: Lang, params: &Params) -> anyhow::Result<Rendered> {
+    pub(crate) fn render(
+        &self,
+        kind: Kind,
+        lang: Lang,
+        params: &Params,
+    ) -> anyhow::Result<Rendered> {
         let mut context: BTreeMap<&str, Value> = BTreeMap::new();
         for key in kind.params().iter().map(|spec| spec.name).chain(COMMON) {
             let value = params.get(key).map(String::as_str).unwrap_or_default();
@@ -132,7 +137,7 @@ impl Templates {
 
 /// A subject line: whitespace runs (CR and LF included) collapsed to one space, trimmed,
 /// other control characters dropped, cut to [`MAX_SUBJECT_CHARS`].
-pub fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     let collapsed = text
         .split(|c: char| c.is_whitespace())
         .filter(|word| !word.is_empty())
@@ -169,7 +174,7 @@ fn tidy(text: &str) -> String {
 }
 
 /// HTML-escapes `&`, `<`, `>`, `"` and `'`.
-pub fn escape_html(text: &str) -> String {
+pub(crate) fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
         match c {

@@ -6,10 +6,10 @@
 //! - [`notices`]: the idempotency keys of SendNotice (N3).
 //! - [`notifications`]: notifications, their attempts, and the workers' queue.
 
-pub mod notices;
-pub mod notifications;
-pub mod sites;
+pub(crate) mod notices;
+pub(crate) mod notifications;
+pub(crate) mod sites;
 
 /// The Postgres channel on which every replica's workers hear that notifications became
 /// due (created or revived). Postgres delivers it at commit, once per transaction.
-pub const DUE_CHANNEL: &str = "kc_notification_due";
+pub(crate) const DUE_CHANNEL: &str = "kc_notification_due";

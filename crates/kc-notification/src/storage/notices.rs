@@ -6,7 +6,7 @@ use uuid::Uuid;
 use crate::domain::Kind;
 
 /// Whether a notice with this key was recorded (by a committed transaction).
-pub async fn exists(conn: &mut PgConnection, key: &str) -> Result<bool, sqlx::Error> {
+pub(crate) async fn exists(conn: &mut PgConnection, key: &str) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM notices WHERE idempotency_key = $1)")
         .bind(key)
         .fetch_one(conn)
@@ -16,7 +16,7 @@ pub async fn exists(conn: &mut PgConnection, key: &str) -> Result<bool, sqlx::Er
 /// Records the key in the caller's transaction; `false` when another call recorded it
 /// first. A concurrent call holding the same key makes this wait until it commits (then
 /// `false`) or rolls back (then `true`).
-pub async fn record(
+pub(crate) async fn record(
     conn: &mut PgConnection,
     key: &str,
     site_id: Uuid,

@@ -28,7 +28,7 @@ use crate::domain::{
 };
 
 /// What the worker writes into the attempt of a lease that ran out.
-pub const ABANDONED_DETAIL: &str =
+pub(crate) const ABANDONED_DETAIL: &str =
     "the worker holding the lease stopped before it recorded an outcome; another took over";
 
 /// The columns of a [`Notification`] (`n`), for `concat!`.
@@ -101,7 +101,7 @@ fn decode_all(rows: Vec<NotificationRow>) -> Result<Vec<Notification>, sqlx::Err
 
 /// Inserts the notifications that do not exist yet (N3) and returns those it inserted, in
 /// the order given; wakes the workers at commit when it inserted any.
-pub async fn insert(
+pub(crate) async fn insert(
     conn: &mut PgConnection,
     new: &[NewNotification],
 ) -> Result<Vec<Notification>, sqlx::Error> {
@@ -181,7 +181,7 @@ pub async fn insert(
 }
 
 /// Wakes every replica's workers when the caller's transaction commits.
-pub async fn wake_workers(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+pub(crate) async fn wake_workers(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(DUE_CHANNEL)
         .execute(conn)
@@ -226,7 +226,7 @@ async fn with_attempts<'e>(
 }
 
 /// The notification of `id` with its attempts.
-pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Notification>, sqlx::Error> {
+pub(crate) async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Notification>, sqlx::Error> {
     let row: Option<NotificationRow> = sqlx::query_as(concat!(
         "SELECT ",
         columns!(),
@@ -242,7 +242,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Notification>, sqlx::
 }
 
 /// The notifications of `ids` with their attempts, in the order given.
-pub async fn get_many(
+pub(crate) async fn get_many(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> Result<Vec<Notification>, sqlx::Error> {
@@ -264,7 +264,7 @@ pub async fn get_many(
 }
 
 /// The notifications SendNotice created under `key`, oldest first.
-pub async fn of_idempotency_key(
+pub(crate) async fn of_idempotency_key(
     conn: &mut PgConnection,
     key: &str,
 ) -> Result<Vec<Notification>, sqlx::Error> {
@@ -282,7 +282,7 @@ pub async fn of_idempotency_key(
 /// Up to `limit` notifications matching `filter`, newest first (by creation time, then id),
 /// after `before`, the `(create_time, notification_id)` of the last one of the previous
 /// page, with their attempts.
-pub async fn list(
+pub(crate) async fn list(
     pool: &PgPool,
     filter: &ListFilter,
     before: Option<(DateTime<Utc>, Uuid)>,
@@ -311,7 +311,7 @@ pub async fn list(
 
 /// What reviving a notification found.
 #[derive(Debug)]
-pub enum Revived {
+pub(crate) enum Revival {
     /// It was DEAD and is PENDING again.
     Revived(Box<Notification>),
     /// It is in another state.
@@ -324,8 +324,8 @@ pub enum Revived {
 }
 
 /// Moves a DEAD notification back to PENDING for a new round of attempts, and wakes the
-/// workers at commit; a redacted one stays DEAD ([`Revived::CodeWithdrawn`]).
-pub async fn revive(conn: &mut PgConnection, id: Uuid) -> Result<Revived, sqlx::Error> {
+/// workers at commit; a redacted one stays DEAD ([`Revival::CodeWithdrawn`]).
+pub(crate) async fn revive(conn: &mut PgConnection, id: Uuid) -> Result<Revival, sqlx::Error> {
     let row: Option<NotificationRow> = sqlx::query_as(concat!(
         "UPDATE notifications n SET state = 1, due_time = now(), round_start = attempt_count, \
            update_time = now() \
@@ -340,8 +340,8 @@ pub async fn revive(conn: &mut PgConnection, id: Uuid) -> Result<Revived, sqlx::
             wake_workers(&mut *conn).await?;
             let revived = with_attempts(&mut *conn, vec![row.try_into()?]).await?;
             match revived.into_iter().next() {
-                Some(notification) => Ok(Revived::Revived(Box::new(notification))),
-                None => Ok(Revived::NotFound),
+                Some(notification) => Ok(Revival::Revived(Box::new(notification))),
+                None => Ok(Revival::NotFound),
             }
         }
         None => {
@@ -353,9 +353,9 @@ pub async fn revive(conn: &mut PgConnection, id: Uuid) -> Result<Revived, sqlx::
             .fetch_optional(&mut *conn)
             .await?;
             match state {
-                None => Ok(Revived::NotFound),
-                Some((5, true)) => Ok(Revived::CodeWithdrawn),
-                Some((number, _)) => Ok(Revived::NotDead(
+                None => Ok(Revival::NotFound),
+                Some((5, true)) => Ok(Revival::CodeWithdrawn),
+                Some((number, _)) => Ok(Revival::NotDead(
                     State::from_number(i32::from(number))
                         .ok_or_else(|| decode_error("notifications.state"))?,
                 )),
@@ -410,7 +410,7 @@ struct ClaimedRow {
 /// Takes the lease of up to `limit` due notifications for `owner` during `lease`, oldest
 /// due first, skipping rows other workers are claiming. A row whose previous lease ran out
 /// (its worker died) gets that attempt recorded as ABANDONED.
-pub async fn claim(
+pub(crate) async fn claim(
     pool: &PgPool,
     owner: Uuid,
     lease: Duration,
@@ -464,7 +464,7 @@ pub async fn claim(
 
 /// The outcome of one attempt, to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     /// The notification.
     pub notification_id: Uuid,
     /// The attempt's number.
@@ -490,7 +490,7 @@ pub struct Recorded {
 /// A mail carrying a one-time code that becomes DELIVERED or DEAD is emptied by the same
 /// statement (issue: secrets at rest): its code is readable nowhere once it was used for
 /// the mail, or given up.
-pub async fn record(
+pub(crate) async fn record(
     conn: &mut PgConnection,
     owner: Uuid,
     outcomes: &[Recorded],
@@ -564,11 +564,11 @@ pub async fn record(
 }
 
 /// The detail of the attempt the sweep records when it gives up a code mail never sent.
-pub const CODE_EXPIRED_DETAIL: &str = "not sent: its one-time code expired before it was delivered; the text and HTML were emptied (issue: secrets at rest)";
+pub(crate) const CODE_EXPIRED_DETAIL: &str = "not sent: its one-time code expired before it was delivered; the text and HTML were emptied (issue: secrets at rest)";
 
 /// A code mail the sweep redacted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Redacted {
+pub(crate) struct Redacted {
     /// The notification.
     pub notification_id: Uuid,
     /// Whether it was still to be sent (PENDING or FAILED) and was given up as DEAD by the
@@ -582,7 +582,7 @@ pub struct Redacted {
 /// attempt that says why ([`CODE_EXPIRED_DETAIL`]). One a worker is sending (SENDING) is
 /// left to it: the worker's record empties it, and a lease that ran out makes it due, and
 /// the next worker gives it up unsent ([`Claimed::code_expired`]).
-pub async fn redact_expired(
+pub(crate) async fn redact_expired(
     conn: &mut PgConnection,
     limit: u32,
 ) -> Result<Vec<Redacted>, sqlx::Error> {
@@ -622,12 +622,13 @@ pub async fn redact_expired(
 
 /// The states the backlog gauge reports: those of notifications not done with (PENDING,
 /// SENDING, FAILED awaiting its retry) and the DEAD ones, given up, that need an operator.
-pub const BACKLOG_STATES: [State; 4] = [State::Pending, State::Sending, State::Failed, State::Dead];
+pub(crate) const BACKLOG_STATES: [State; 4] =
+    [State::Pending, State::Sending, State::Failed, State::Dead];
 
 /// How many notifications are in each of [`BACKLOG_STATES`] (0 for a state none is in), in
 /// that order. One index-only count over `notifications_state_idx`: cheap while the table
 /// holds few DEAD rows, which grow until an operator retries them.
-pub async fn backlog(pool: &PgPool) -> Result<[(State, i64); 4], sqlx::Error> {
+pub(crate) async fn backlog(pool: &PgPool) -> Result<[(State, i64); 4], sqlx::Error> {
     let rows: Vec<(i16, i64)> = sqlx::query_as(
         "SELECT state, count(*) FROM notifications WHERE state = ANY($1) GROUP BY state",
     )

@@ -10,7 +10,7 @@ use crate::domain::{Role, Site};
 
 /// A contact as the registry's events describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProjectedContact {
+pub(crate) struct ProjectedContact {
     /// Contact id.
     pub contact_id: Uuid,
     /// Site.
@@ -24,7 +24,7 @@ pub struct ProjectedContact {
 }
 
 /// Inserts or refreshes a site (and so locks its row until the transaction ends).
-pub async fn upsert(conn: &mut PgConnection, site: &Site) -> Result<(), sqlx::Error> {
+pub(crate) async fn upsert(conn: &mut PgConnection, site: &Site) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO sites (site_id, site_number, name, language) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (site_id) DO UPDATE SET site_number = EXCLUDED.site_number, \
@@ -40,7 +40,7 @@ pub async fn upsert(conn: &mut PgConnection, site: &Site) -> Result<(), sqlx::Er
 }
 
 /// Inserts or refreshes a contact.
-pub async fn upsert_contact(
+pub(crate) async fn upsert_contact(
     conn: &mut PgConnection,
     contact: &ProjectedContact,
 ) -> Result<(), sqlx::Error> {
@@ -62,7 +62,10 @@ pub async fn upsert_contact(
 }
 
 /// Removes a contact (idempotent).
-pub async fn delete_contact(conn: &mut PgConnection, contact_id: Uuid) -> Result<(), sqlx::Error> {
+pub(crate) async fn delete_contact(
+    conn: &mut PgConnection,
+    contact_id: Uuid,
+) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM site_contacts WHERE contact_id = $1")
         .bind(contact_id)
         .execute(conn)
@@ -72,7 +75,7 @@ pub async fn delete_contact(conn: &mut PgConnection, contact_id: Uuid) -> Result
 
 /// Removes the contacts holding `role` on a site except those of `keep` (after a primary
 /// transfer: the previous primary's PRIMARY contact).
-pub async fn delete_role_holders_except(
+pub(crate) async fn delete_role_holders_except(
     conn: &mut PgConnection,
     site_id: Uuid,
     role: Role,
@@ -88,7 +91,7 @@ pub async fn delete_role_holders_except(
 }
 
 /// The site of `site_id`, if the projection has seen it.
-pub async fn get<'e>(
+pub(crate) async fn get<'e>(
     executor: impl PgExecutor<'e>,
     site_id: Uuid,
 ) -> Result<Option<Site>, sqlx::Error> {
@@ -107,7 +110,7 @@ pub async fn get<'e>(
 
 /// The notification e-mails (C9) the contacts of `users` set on a site: for a user with
 /// several roles, the one of its highest role (PRIMARY first) that has one.
-pub async fn notification_emails(
+pub(crate) async fn notification_emails(
     conn: &mut PgConnection,
     site_id: Uuid,
     users: &[Uuid],
