@@ -20,7 +20,7 @@
 //! Public: [`config`], [`domain`], [`storage`], [`run`] and the service's constants; the other modules are the
 //! crate's inside (`pub(crate)`).
 
-#![warn(unreachable_pub)]
+#![warn(missing_docs, unreachable_pub)]
 
 mod cache;
 pub mod config;

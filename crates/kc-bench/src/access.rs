@@ -61,11 +61,11 @@ use super::streams;
 use crate::env::{Env, Prepared};
 
 /// Sites of the fixture.
-pub const FIXTURE_SITES: i64 = 10_000;
+pub(crate) const FIXTURE_SITES: i64 = 10_000;
 /// Members (users with a role, most of them with explicit grants too) of each fixture site.
-pub const MEMBERS_PER_SITE: i64 = 20;
+pub(crate) const MEMBERS_PER_SITE: i64 = 20;
 /// Checks in one BatchCheck of `access.batch_check`.
-pub const BATCH_CHECKS: usize = 20;
+pub(crate) const BATCH_CHECKS: usize = 20;
 /// Site number of fixture site 0; site `i` has number `base + i`.
 const SITE_NUMBER_BASE: i64 = 8_000_000;
 /// Customer number of the customer of fixture sites 0 to 3.
@@ -96,7 +96,7 @@ const PERMISSIONS: [Permission; 18] = [
 ];
 
 /// Seeds `access.check`: the fixture, then Check of one pair a call, round-robin.
-pub fn seed_check(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
+pub(crate) fn seed_check(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
     Box::pin(async move {
         let seeded = seed_population(env).await?;
         let checks = seeded.checks;
@@ -121,7 +121,7 @@ pub fn seed_check(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
 
 /// Seeds `access.batch_check`: the fixture, then BatchCheck of [`BATCH_CHECKS`] consecutive
 /// pairs a call, round-robin.
-pub fn seed_batch_check(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
+pub(crate) fn seed_batch_check(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
     Box::pin(async move {
         let seeded = seed_population(env).await?;
         let checks = seeded.checks;

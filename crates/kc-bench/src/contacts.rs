@@ -84,19 +84,21 @@ struct Load {
 
 /// Seeds `contacts.list_site_contacts`: the base load, then ListSiteContacts of the listed
 /// sites, round-robin.
-pub fn seed_list_site_contacts(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
+pub(crate) fn seed_list_site_contacts(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
     Box::pin(async move { seed_listing(env, BASE_LOAD).await })
 }
 
 /// Seeds `contacts.list_site_contacts_at_scale`: like `contacts.list_site_contacts`, with the
 /// registry first loaded to 100,000 sites and 1,000,000 contacts.
-pub fn seed_list_site_contacts_at_scale(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
+pub(crate) fn seed_list_site_contacts_at_scale(
+    env: &Env,
+) -> BoxFuture<'_, anyhow::Result<Prepared>> {
     Box::pin(async move { seed_listing(env, SCALE_LOAD).await })
 }
 
 /// Seeds `contacts.assign_contact`: the base load, then AssignContact of a fresh user as
 /// SITE_USER on the filler sites, round-robin.
-pub fn seed_assign_contact(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
+pub(crate) fn seed_assign_contact(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
     Box::pin(async move {
         let bearer = env.service_bearer().await?;
         let mut client = ContactRegistryServiceClient::new(env.channel("contacts").await?);

@@ -17,7 +17,7 @@ use crate::smtp_sink::SmtpSink;
 use crate::suite::Account;
 
 /// What a scenario's seed step returns.
-pub struct Prepared {
+pub(crate) struct Prepared {
     /// The call the load generator makes.
     pub call: CallFn,
     /// Facts worth printing with the result (e.g. cost parameters).
@@ -36,12 +36,12 @@ pub struct Prepared {
 }
 
 /// Counts what a run's calls set off: see [`Prepared::outcome`].
-pub type OutcomeFn =
+pub(crate) type OutcomeFn =
     Box<dyn FnOnce(Window) -> BoxFuture<'static, anyhow::Result<(Deliveries, Vec<String>)>> + Send>;
 
 impl Prepared {
     /// Calls made as fast as the load generator's concurrency allows, and nothing else.
-    pub fn calls(call: CallFn, notes: Vec<String>) -> Self {
+    pub(crate) fn calls(call: CallFn, notes: Vec<String>) -> Self {
         Self {
             call,
             notes,
@@ -54,7 +54,7 @@ impl Prepared {
 }
 
 /// What a seed step can reach.
-pub struct Env {
+pub(crate) struct Env {
     /// `http://` URL of each running service, by short name (services start on first need,
     /// so it grows as the scenarios run).
     pub urls: BTreeMap<&'static str, String>,
@@ -75,7 +75,7 @@ impl Env {
     /// What seed steps reach: the running services at `urls`, their databases at
     /// `database_urls`, runs of `run_time`, the SMTP `sink` and the benchmark's service
     /// `account`.
-    pub fn new(
+    pub(crate) fn new(
         urls: BTreeMap<&'static str, String>,
         database_urls: BTreeMap<&'static str, String>,
         run_time: Duration,
@@ -93,7 +93,7 @@ impl Env {
     }
 
     /// A connection to the database of service `name`, as its own role.
-    pub async fn database(&self, name: &str) -> anyhow::Result<PgConnection> {
+    pub(crate) async fn database(&self, name: &str) -> anyhow::Result<PgConnection> {
         let url = self
             .database_urls
             .get(name)
@@ -105,7 +105,7 @@ impl Env {
 
     /// `Bearer <token>` of the benchmark's service account, valid for at least one more run:
     /// issued by identity's IssueServiceToken on first use, again when it would expire.
-    pub async fn service_bearer(&self) -> anyhow::Result<MetadataValue<Ascii>> {
+    pub(crate) async fn service_bearer(&self) -> anyhow::Result<MetadataValue<Ascii>> {
         let account = self
             .account
             .as_ref()
@@ -141,7 +141,10 @@ impl Env {
 
     /// Fails unless a token expiring at `expires` outlives the next run; returns its expiry in
     /// Unix seconds (far away when unknown).
-    pub fn check_lifetime(&self, expires: Option<prost_types::Timestamp>) -> anyhow::Result<u64> {
+    pub(crate) fn check_lifetime(
+        &self,
+        expires: Option<prost_types::Timestamp>,
+    ) -> anyhow::Result<u64> {
         let Some(expires) = expires else {
             return Ok(u64::MAX);
         };
@@ -158,7 +161,7 @@ impl Env {
     }
 
     /// A channel to the running service `name`.
-    pub async fn channel(&self, name: &str) -> anyhow::Result<Channel> {
+    pub(crate) async fn channel(&self, name: &str) -> anyhow::Result<Channel> {
         let url = self
             .urls
             .get(name)

@@ -51,9 +51,9 @@ use super::streams;
 use crate::env::{Env, Prepared};
 
 /// Sites the calls go round-robin over, each with its own primary contact.
-pub const SITES: usize = 10;
+pub(crate) const SITES: usize = 10;
 /// Contacts of each site.
-pub const CONTACTS_PER_SITE: usize = 2 + ASSIGNED_ROLES.len();
+pub(crate) const CONTACTS_PER_SITE: usize = 2 + ASSIGNED_ROLES.len();
 /// The roles each site gets by AssignContact, after CreateSite gave it PRIMARY and
 /// SITE_TECHNICAL: 12 contacts in all, one person each.
 const ASSIGNED_ROLES: [ContactRole; 10] = [
@@ -99,7 +99,7 @@ struct Site {
 
 /// Seeds `gateway.show_all_contacts`: the fixture, then ShowAllContacts of each site by its
 /// primary, round-robin.
-pub fn seed_show_all_contacts(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
+pub(crate) fn seed_show_all_contacts(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
     Box::pin(async move {
         let (sites, mut notes) = fixture(env).await?;
         let mut client = GatewayServiceClient::new(env.channel("gateway").await?);
@@ -138,7 +138,7 @@ pub fn seed_show_all_contacts(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepare
 }
 
 /// Seeds `gateway.get_me`: the fixture, then GetMe of each site's primary, round-robin.
-pub fn seed_get_me(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
+pub(crate) fn seed_get_me(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
     Box::pin(async move {
         let (sites, mut notes) = fixture(env).await?;
         let mut client = GatewayServiceClient::new(env.channel("gateway").await?);

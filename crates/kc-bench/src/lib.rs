@@ -19,6 +19,8 @@
 //! services and how to provision, start and stop them (also used by `cargo xtask up` and
 //! `cargo xtask deploy-check`), and [`workspace`], where things are and running tools.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod suite;
 pub mod workspace;
 

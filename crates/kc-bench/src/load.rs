@@ -15,19 +15,19 @@ use tonic::transport::{Channel, Endpoint};
 /// One call of a scenario, made on the given channel; resolves to its outcome.
 ///
 /// Cloned into every load task; each call gets its own clone of the channel (cheap: a handle).
-pub type CallFn =
+pub(crate) type CallFn =
     Arc<dyn Fn(Channel) -> BoxFuture<'static, Result<(), tonic::Status>> + Send + Sync>;
 
 /// Waits until the scenario lets one more call start: flow control (e.g. at most so many
 /// e-mails waiting for delivery) or pacing (e.g. 100 calls a second, an open loop). The time
 /// a call waits here is not part of its latency.
-pub type AdmitFn = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+pub(crate) type AdmitFn = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// Admits calls at `rate` a second, an open loop: call `n` may start at `start + n / rate`,
 /// `start` being the first admission. A call whose time has passed starts at once, so that the
 /// schedule catches up and the rate does not depend on how long calls take (as long as the
 /// load generator's concurrency covers the calls in flight).
-pub fn paced(rate: f64) -> AdmitFn {
+pub(crate) fn paced(rate: f64) -> AdmitFn {
     let schedule: Arc<std::sync::Mutex<Option<(Instant, u64)>>> = Arc::default();
     Arc::new(move || {
         let at = {
@@ -55,7 +55,7 @@ const MAX_LATENCY_US: u64 = 120_000_000;
 
 /// How load is driven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Discarded time before the measured window.
     pub warmup: Duration,
     /// Measured window.
@@ -68,7 +68,7 @@ pub struct Settings {
 
 /// The measured window of one run.
 #[derive(Debug, Clone, Copy)]
-pub struct Window {
+pub(crate) struct Window {
     /// End of the warm-up, start of the measured window.
     pub from: Instant,
     /// End of the measured window: no call starts after it.
@@ -77,7 +77,7 @@ pub struct Window {
 
 impl Window {
     /// The window of a run starting now with `settings`.
-    pub fn starting_now(settings: &Settings) -> Self {
+    pub(crate) fn starting_now(settings: &Settings) -> Self {
         let from = Instant::now() + settings.warmup;
         Self {
             from,
@@ -88,7 +88,7 @@ impl Window {
 
 /// What one run measured: the calls that completed within the window.
 #[derive(Debug)]
-pub struct Measurement {
+pub(crate) struct Measurement {
     /// Length of the measured window.
     pub window: Duration,
     /// Calls that succeeded.
@@ -101,23 +101,23 @@ pub struct Measurement {
 
 impl Measurement {
     /// Completed calls per second, failures included.
-    pub fn rps(&self) -> f64 {
+    pub(crate) fn rps(&self) -> f64 {
         let calls = self.ok + self.error_count();
         calls as f64 / self.window.as_secs_f64()
     }
 
     /// Failed calls.
-    pub fn error_count(&self) -> u64 {
+    pub(crate) fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
 
     /// Latency of successful calls at `quantile` (0..=1), in milliseconds; `None` without any.
-    pub fn quantile_ms(&self, quantile: f64) -> Option<f64> {
+    pub(crate) fn quantile_ms(&self, quantile: f64) -> Option<f64> {
         (!self.latency.is_empty()).then(|| us_to_ms(self.latency.value_at_quantile(quantile)))
     }
 
     /// Highest latency of a successful call, in milliseconds; `None` without any.
-    pub fn max_ms(&self) -> Option<f64> {
+    pub(crate) fn max_ms(&self) -> Option<f64> {
         (!self.latency.is_empty()).then(|| us_to_ms(self.latency.max()))
     }
 }
@@ -126,7 +126,7 @@ impl Measurement {
 /// an SMTP sink accepted during the window, and how long each took from the call that caused
 /// it.
 #[derive(Debug)]
-pub struct Deliveries {
+pub(crate) struct Deliveries {
     /// What is counted, plural: `e-mails`.
     pub unit: &'static str,
     /// Where it is counted: `accepted by the SMTP sink`.
@@ -145,12 +145,12 @@ pub struct Deliveries {
 
 impl Deliveries {
     /// Deliveries per second.
-    pub fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.count as f64 / self.window.as_secs_f64()
     }
 
     /// Delivery latency at `quantile` (0..=1), in milliseconds; `None` when not measured.
-    pub fn quantile_ms(&self, quantile: f64) -> Option<f64> {
+    pub(crate) fn quantile_ms(&self, quantile: f64) -> Option<f64> {
         self.latency
             .as_ref()
             .filter(|latency| !latency.is_empty())
@@ -158,7 +158,7 @@ impl Deliveries {
     }
 
     /// Highest delivery latency, in milliseconds; `None` when not measured.
-    pub fn max_ms(&self) -> Option<f64> {
+    pub(crate) fn max_ms(&self) -> Option<f64> {
         self.latency
             .as_ref()
             .filter(|latency| !latency.is_empty())
@@ -167,7 +167,7 @@ impl Deliveries {
 }
 
 /// An empty latency histogram, in microseconds, with the bounds of the load generator's.
-pub fn latency_histogram() -> anyhow::Result<Histogram<u64>> {
+pub(crate) fn latency_histogram() -> anyhow::Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).context("could not create a latency histogram")
 }
 
@@ -176,7 +176,7 @@ fn us_to_ms(us: u64) -> f64 {
 }
 
 /// Opens `connections` channels to `url`, each over its own HTTP/2 connection.
-pub async fn connect(url: &str, connections: usize) -> anyhow::Result<Vec<Channel>> {
+pub(crate) async fn connect(url: &str, connections: usize) -> anyhow::Result<Vec<Channel>> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("bad url {url}"))?
         .connect_timeout(CONNECT_TIMEOUT)
@@ -197,7 +197,7 @@ pub async fn connect(url: &str, connections: usize) -> anyhow::Result<Vec<Channe
 /// Runs `concurrency` tasks, spread round-robin over `channels`, each making `call` after
 /// `call` until `window.until`, each call once `admit` lets it start (when given); counts the
 /// calls that complete within the window.
-pub async fn drive(
+pub(crate) async fn drive(
     channels: &[Channel],
     call: &CallFn,
     admit: Option<&AdmitFn>,

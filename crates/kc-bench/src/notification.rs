@@ -64,21 +64,21 @@ use crate::smtp_sink::{Accepted, SmtpSink};
 
 /// How long the notification scenarios measure by default: their target is a rate sustained
 /// for 30 s.
-pub const SUSTAINED: Duration = Duration::from_secs(30);
+pub(crate) const SUSTAINED: Duration = Duration::from_secs(30);
 /// Sites SendNotice goes round-robin over in `notification.throughput`.
-pub const THROUGHPUT_SITES: usize = 50;
+pub(crate) const THROUGHPUT_SITES: usize = 50;
 /// E-mails one SendNotice of a proof of entitlement makes: the primary contact's and the
 /// business partner's copy (C4).
-pub const EMAILS_PER_NOTICE: u64 = 2;
+pub(crate) const EMAILS_PER_NOTICE: u64 = 2;
 /// Most e-mails made and not yet accepted by the sink before calls wait.
-pub const BACKLOG: u64 = 512;
+pub(crate) const BACKLOG: u64 = 512;
 /// Sites whose users get rights in `notification.latency`.
-pub const LATENCY_SITES: usize = 20;
+pub(crate) const LATENCY_SITES: usize = 20;
 /// Rights changes a second in `notification.latency`.
-pub const LATENCY_RATE: f64 = 100.0;
+pub(crate) const LATENCY_RATE: f64 = 100.0;
 /// Longest `notification.latency` waits after its window for the e-mails of the changes made
 /// in it.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest the seeding waits for notification to deliver what it set off.
 const QUIESCE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Longest a trial call's e-mail may take to reach the sink during seeding.
@@ -104,7 +104,7 @@ const STREAMS: [(&str, &str); 3] = [
 const RIGHTS_CHANGED_KIND: &str = "NOTICE_KIND_RIGHTS_CHANGED";
 
 /// Seeds `notification.throughput`: see the module documentation.
-pub fn seed_throughput(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
+pub(crate) fn seed_throughput(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
     Box::pin(async move {
         let sink = env.sink.clone().context("no SMTP sink is running")?;
         let bearer = env.service_bearer().await?;
@@ -320,7 +320,7 @@ fn send_notice(
 }
 
 /// Seeds `notification.latency`: see the module documentation.
-pub fn seed_latency(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
+pub(crate) fn seed_latency(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
     Box::pin(async move {
         let sink = env.sink.clone().context("no SMTP sink is running")?;
         let bearer = env.service_bearer().await?;

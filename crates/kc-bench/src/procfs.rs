@@ -11,7 +11,7 @@ use anyhow::{Context, anyhow};
 const TICKS_PER_SECOND: u64 = 100;
 
 /// Peak resident set size (`VmHWM`) of process `pid`, in MiB.
-pub fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
     let path = format!("/proc/{pid}/status");
     let status =
         std::fs::read_to_string(&path).with_context(|| format!("could not read {path}"))?;
@@ -21,7 +21,7 @@ pub fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
 
 /// Resets the peak resident set size of process `pid` to its current one, so that the next
 /// [`peak_rss_mib`] covers only what happens from now on. Returns whether the kernel allowed it.
-pub fn reset_peak_rss(pid: u32) -> bool {
+pub(crate) fn reset_peak_rss(pid: u32) -> bool {
     // "5" resets the peak RSS (Linux 4.0 and later).
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }
@@ -35,7 +35,7 @@ fn status_kib(status: &str, key: &str) -> Option<u64> {
 }
 
 /// CPU time of one process (all its threads), and of its reaped children when `children`.
-pub fn cpu_time(pid: u32, children: bool) -> anyhow::Result<Duration> {
+pub(crate) fn cpu_time(pid: u32, children: bool) -> anyhow::Result<Duration> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("could not read {path}"))?;
     let fields = stat_fields(&stat).ok_or_else(|| anyhow!("unexpected format of {path}"))?;
@@ -48,7 +48,7 @@ pub fn cpu_time(pid: u32, children: bool) -> anyhow::Result<Duration> {
 }
 
 /// CPU time of thread `tid` of this process.
-pub fn own_thread_cpu_time(tid: u32) -> anyhow::Result<Duration> {
+pub(crate) fn own_thread_cpu_time(tid: u32) -> anyhow::Result<Duration> {
     let path = format!("/proc/{}/task/{tid}/stat", std::process::id());
     let stat = std::fs::read_to_string(&path).with_context(|| format!("could not read {path}"))?;
     let fields = stat_fields(&stat).ok_or_else(|| anyhow!("unexpected format of {path}"))?;
@@ -56,7 +56,7 @@ pub fn own_thread_cpu_time(tid: u32) -> anyhow::Result<Duration> {
 }
 
 /// The id of the calling thread (its directory under `/proc/<pid>/task/`).
-pub fn current_thread_id() -> anyhow::Result<u32> {
+pub(crate) fn current_thread_id() -> anyhow::Result<u32> {
     let link =
         std::fs::read_link("/proc/thread-self").context("could not read /proc/thread-self")?;
     link.file_name()
@@ -67,7 +67,7 @@ pub fn current_thread_id() -> anyhow::Result<u32> {
 
 /// CPU time of process `pid`, its reaped children and its living children: for the
 /// postmaster, the whole Postgres server.
-pub fn tree_cpu_time(pid: u32) -> anyhow::Result<Duration> {
+pub(crate) fn tree_cpu_time(pid: u32) -> anyhow::Result<Duration> {
     let mut total = cpu_time(pid, true)?;
     let entries = std::fs::read_dir("/proc").context("could not read /proc")?;
     for entry in entries.flatten() {
@@ -90,7 +90,7 @@ pub fn tree_cpu_time(pid: u32) -> anyhow::Result<Duration> {
 }
 
 /// The main process of a Postgres server: the first line of `postmaster.pid` in `data_dir`.
-pub fn postmaster_pid(data_dir: &Path) -> anyhow::Result<u32> {
+pub(crate) fn postmaster_pid(data_dir: &Path) -> anyhow::Result<u32> {
     let path = data_dir.join("postmaster.pid");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("could not read {}", path.display()))?;
@@ -102,7 +102,7 @@ pub fn postmaster_pid(data_dir: &Path) -> anyhow::Result<u32> {
 
 /// The machine's CPU time so far, summed over its CPUs (`/proc/stat`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MachineCpu {
+pub(crate) struct MachineCpu {
     /// Running processes: user, nice and system time.
     pub tasks: Duration,
     /// Handling interrupts: irq and softirq time (loopback networking lands here).
@@ -112,7 +112,7 @@ pub struct MachineCpu {
 }
 
 /// The machine's CPU time so far.
-pub fn machine_cpu() -> anyhow::Result<MachineCpu> {
+pub(crate) fn machine_cpu() -> anyhow::Result<MachineCpu> {
     let text = std::fs::read_to_string("/proc/stat").context("could not read /proc/stat")?;
     parse_machine_cpu(&text).ok_or_else(|| anyhow!("unexpected format of /proc/stat"))
 }
@@ -139,7 +139,7 @@ fn parse_machine_cpu(text: &str) -> Option<MachineCpu> {
 
 /// The processes whose CPU time a run reports.
 #[derive(Debug, Clone)]
-pub struct Watched {
+pub(crate) struct Watched {
     /// The services' processes, by binary name.
     pub services: Vec<(&'static str, u32)>,
     /// The Postgres server's postmaster, when known.
@@ -151,7 +151,7 @@ pub struct Watched {
 
 /// CPU times at one moment; a value is `None` when it could not be read.
 #[derive(Debug, Clone)]
-pub struct CpuSnapshot {
+pub(crate) struct CpuSnapshot {
     wall: std::time::Instant,
     services: Vec<Option<Duration>>,
     postgres: Option<Duration>,
@@ -162,7 +162,7 @@ pub struct CpuSnapshot {
 
 /// CPU used between two snapshots, each in percent of one CPU (so up to 100 × CPUs).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct CpuUsage {
+pub(crate) struct CpuUsage {
     /// Each service, by binary name.
     pub services: Vec<(&'static str, Option<f64>)>,
     /// The Postgres server, all its processes.
@@ -181,7 +181,7 @@ pub struct CpuUsage {
 
 impl Watched {
     /// Their CPU times now.
-    pub fn snapshot(&self) -> CpuSnapshot {
+    pub(crate) fn snapshot(&self) -> CpuSnapshot {
         CpuSnapshot {
             wall: std::time::Instant::now(),
             services: self
@@ -201,7 +201,7 @@ impl Watched {
     }
 
     /// What they used from `start` to `end`.
-    pub fn usage(&self, start: &CpuSnapshot, end: &CpuSnapshot) -> CpuUsage {
+    pub(crate) fn usage(&self, start: &CpuSnapshot, end: &CpuSnapshot) -> CpuUsage {
         let wall = end.wall.saturating_duration_since(start.wall).as_secs_f64();
         let percent = |from: Option<Duration>, to: Option<Duration>| match (from, to) {
             (Some(from), Some(to)) if wall > 0.0 => {

@@ -12,7 +12,7 @@ use super::scenarios::Check;
 use crate::suite::Service;
 
 /// One measured run: the baseline of a service, or a scenario.
-pub struct Run {
+pub(crate) struct Run {
     /// Name in the table: `baseline identity`, or the scenario's name.
     pub name: String,
     /// The service the calls went to.
@@ -41,7 +41,7 @@ pub struct Run {
 
 impl Run {
     /// Calls per second relative to the baseline's; none for paced calls.
-    pub fn ratio(&self) -> Option<f64> {
+    pub(crate) fn ratio(&self) -> Option<f64> {
         if self.paced.is_some() {
             return None;
         }
@@ -51,7 +51,7 @@ impl Run {
     }
 
     /// Deliveries per second relative to the baseline's calls per second.
-    pub fn delivery_ratio(&self) -> Option<f64> {
+    pub(crate) fn delivery_ratio(&self) -> Option<f64> {
         let deliveries = self.deliveries.as_ref()?;
         self.baseline_rps
             .filter(|baseline| *baseline > 0.0)
@@ -67,7 +67,7 @@ impl Run {
 
 /// Outcome of one check of a target.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct CheckOutcome {
+pub(crate) struct CheckOutcome {
     /// What was checked, e.g. `p99 <= 15 ms`.
     pub check: String,
     /// The measured value, if there was one.
@@ -85,12 +85,12 @@ pub struct CheckOutcome {
 
 impl CheckOutcome {
     /// Whether it was evaluated and missed.
-    pub fn missed(&self) -> bool {
+    pub(crate) fn missed(&self) -> bool {
         self.pass == Some(false)
     }
 
     /// `p99 <= 15 ms: 4.20 ms ok`, or why it was not evaluated.
-    pub fn phrase(&self) -> String {
+    pub(crate) fn phrase(&self) -> String {
         match (&self.not_evaluated, self.pass) {
             (Some(why), _) => format!("{}: not evaluated, {why}", self.check),
             (None, Some(true)) => format!("{}: {} ok", self.check, self.shown),
@@ -102,7 +102,7 @@ impl CheckOutcome {
 /// Checks `checks` against `run`; `earlier` holds the runs this invocation made before it (for
 /// checks that compare with another scenario). A value that could not be measured fails its
 /// check; a comparison with a scenario that was not run is not evaluated.
-pub fn evaluate(checks: &[Check], run: &Run, earlier: &[Run]) -> Vec<CheckOutcome> {
+pub(crate) fn evaluate(checks: &[Check], run: &Run, earlier: &[Run]) -> Vec<CheckOutcome> {
     checks
         .iter()
         .map(|check| {
@@ -188,7 +188,7 @@ pub fn evaluate(checks: &[Check], run: &Run, earlier: &[Run]) -> Vec<CheckOutcom
 }
 
 /// A check as a phrase: `p99 <= 15 ms`.
-pub fn describe(check: &Check) -> String {
+pub(crate) fn describe(check: &Check) -> String {
     match *check {
         Check::MinRatio(min) => format!("ratio >= {min}"),
         Check::MinRps(min) => format!("calls/s >= {min}"),
@@ -209,12 +209,12 @@ fn fmt_mib(value: Option<f64>) -> String {
 }
 
 /// `value` with two decimals, or `-` when there is none.
-pub fn fmt_ms(value: Option<f64>) -> String {
+pub(crate) fn fmt_ms(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), |value| format!("{value:.2}"))
 }
 
 /// Calls per second: whole numbers from 100 up, one decimal below.
-pub fn fmt_rps(rps: f64) -> String {
+pub(crate) fn fmt_rps(rps: f64) -> String {
     if rps >= 100.0 {
         format!("{rps:.0}")
     } else {
@@ -223,7 +223,7 @@ pub fn fmt_rps(rps: f64) -> String {
 }
 
 /// A ratio with at least two significant digits, or `-` when there is none.
-pub fn fmt_ratio(ratio: Option<f64>) -> String {
+pub(crate) fn fmt_ratio(ratio: Option<f64>) -> String {
     match ratio {
         None => "-".to_owned(),
         Some(ratio) if ratio == 0.0 || ratio >= 0.1 => format!("{ratio:.2}"),
@@ -238,7 +238,7 @@ fn fmt_percent(value: Option<f64>) -> String {
 }
 
 /// The table of `runs`, then their CPU use.
-pub fn table(runs: &[Run]) -> String {
+pub(crate) fn table(runs: &[Run]) -> String {
     let width = runs
         .iter()
         .map(|run| run.name.len())
@@ -396,7 +396,7 @@ struct CpuRecord {
 
 /// A scenario's target in its JSON record.
 #[derive(Debug, serde::Serialize)]
-pub struct TargetRecord<'a> {
+pub(crate) struct TargetRecord<'a> {
     /// Whether every check held; `None` without a target.
     pub pass: Option<bool>,
     /// Why there is no target.
@@ -406,7 +406,7 @@ pub struct TargetRecord<'a> {
 }
 
 /// Writes the record of `run` to `path` as pretty JSON.
-pub fn write_record(
+pub(crate) fn write_record(
     path: &Path,
     scenario: &str,
     run: &Run,

@@ -20,7 +20,7 @@ use crate::suite::{SERVICES, Service};
 
 /// A benchmark scenario.
 #[derive(Debug)]
-pub struct Scenario {
+pub(crate) struct Scenario {
     /// `<service>.<what>`, e.g. `identity.get_user`.
     pub name: &'static str,
     /// One line on what it measures.
@@ -46,7 +46,7 @@ pub struct Scenario {
 
 /// A scenario's target: informational, a miss does not fail the command.
 #[derive(Debug, Clone, Copy)]
-pub enum Target {
+pub(crate) enum Target {
     /// No target, for the reason given.
     None(&'static str),
     /// Every check must hold.
@@ -55,7 +55,7 @@ pub enum Target {
 
 /// One condition of a target.
 #[derive(Debug, Clone, Copy)]
-pub enum Check {
+pub(crate) enum Check {
     /// Calls per second at least this fraction of the baseline's.
     MinRatio(f64),
     /// Calls per second at least this many, absolute.
@@ -76,7 +76,7 @@ pub enum Check {
 }
 
 /// Every scenario, in the order they run.
-pub const SCENARIOS: &[Scenario] = &[
+pub(crate) const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "identity.get_user",
         about: "a customer reads itself with a valid access token (GetUser)",
@@ -248,7 +248,7 @@ pub const SCENARIOS: &[Scenario] = &[
 /// The scenarios `names` select, in [`SCENARIOS`] order, each once: all of them without names.
 /// A name selects the scenario of that name, or all of a service's with the service's short name
 /// (`identity`).
-pub fn select(names: &[String]) -> anyhow::Result<Vec<&'static Scenario>> {
+pub(crate) fn select(names: &[String]) -> anyhow::Result<Vec<&'static Scenario>> {
     if names.is_empty() {
         return Ok(SCENARIOS.iter().collect());
     }
@@ -276,7 +276,7 @@ pub fn select(names: &[String]) -> anyhow::Result<Vec<&'static Scenario>> {
 
 /// The services `scenarios` need, with the services those call, in start order; with identity
 /// too when one of them calls others (identity creates their service accounts).
-pub fn services(scenarios: &[&Scenario]) -> anyhow::Result<Vec<&'static Service>> {
+pub(crate) fn services(scenarios: &[&Scenario]) -> anyhow::Result<Vec<&'static Service>> {
     let mut wanted = BTreeSet::new();
     let mut pending: Vec<&str> = scenarios
         .iter()
@@ -302,10 +302,10 @@ pub fn services(scenarios: &[&Scenario]) -> anyhow::Result<Vec<&'static Service>
 }
 
 /// The method of the baseline call.
-pub const HEALTH_CHECK: &str = "grpc.health.v1.Health/Check";
+pub(crate) const HEALTH_CHECK: &str = "grpc.health.v1.Health/Check";
 
 /// The baseline call: `grpc.health.v1.Health/Check` of the whole server.
-pub fn health_check() -> CallFn {
+pub(crate) fn health_check() -> CallFn {
     Arc::new(|channel| {
         Box::pin(async move {
             HealthClient::new(channel)

@@ -24,7 +24,7 @@ use crate::procfs;
 
 /// One message the sink accepted.
 #[derive(Debug, Clone)]
-pub struct Accepted {
+pub(crate) struct Accepted {
     /// When the sink answered 250 to the end of its data.
     pub at: Instant,
     /// Its `RCPT TO` addresses, lowercase.
@@ -68,7 +68,7 @@ impl Shared {
 
 /// A minimal ESMTP server on 127.0.0.1 that accepts every message and records it: see the
 /// module documentation. Stops when dropped.
-pub struct SmtpSink {
+pub(crate) struct SmtpSink {
     addr: SocketAddr,
     shared: Arc<Shared>,
     thread_id: Option<u32>,
@@ -78,7 +78,7 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     /// Starts the sink on a free port of 127.0.0.1, on a thread of its own.
-    pub fn start() -> anyhow::Result<SmtpSink> {
+    pub(crate) fn start() -> anyhow::Result<SmtpSink> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")
             .context("could not bind the SMTP sink on 127.0.0.1")?;
         listener.set_nonblocking(true)?;
@@ -128,32 +128,32 @@ impl SmtpSink {
     }
 
     /// `smtp://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("smtp://{}", self.addr)
     }
 
     /// The id of the thread that runs it, for its CPU time.
-    pub fn thread_id(&self) -> Option<u32> {
+    pub(crate) fn thread_id(&self) -> Option<u32> {
         self.thread_id
     }
 
     /// Messages accepted so far.
-    pub fn accepted(&self) -> u64 {
+    pub(crate) fn accepted(&self) -> u64 {
         self.shared.accepted.load(Ordering::SeqCst)
     }
 
     /// Sessions that ended in an error so far.
-    pub fn broken_sessions(&self) -> u64 {
+    pub(crate) fn broken_sessions(&self) -> u64 {
         self.shared.broken.load(Ordering::SeqCst)
     }
 
     /// Entries in its log: pass it to [`SmtpSink::since`] later for what came after.
-    pub fn log_len(&self) -> usize {
+    pub(crate) fn log_len(&self) -> usize {
         self.log().len()
     }
 
     /// The messages accepted from log entry `from` on.
-    pub fn since(&self, from: usize) -> Vec<Accepted> {
+    pub(crate) fn since(&self, from: usize) -> Vec<Accepted> {
         self.log()
             .get(from..)
             .map(<[Accepted]>::to_vec)
@@ -161,13 +161,13 @@ impl SmtpSink {
     }
 
     /// Resolves at the next message accepted (enable it before checking a condition).
-    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+    pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
         self.shared.changed.notified()
     }
 
     /// Waits until `done` holds for the messages accepted from log entry `from` on, for at
     /// most `timeout`; returns whether it held.
-    pub async fn wait_for(
+    pub(crate) async fn wait_for(
         &self,
         from: usize,
         timeout: Duration,

@@ -28,7 +28,7 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(600);
 /// on the streams they follow: `streams` holds each publishing service (short name) and the
 /// name under which `consumer` stores its cursor of that stream (`access.contacts`). Returns a
 /// note when there was something to wait for.
-pub async fn wait_until_applied(
+pub(crate) async fn wait_until_applied(
     env: &Env,
     consumer: &str,
     streams: &[(&str, &str)],
@@ -123,7 +123,7 @@ fn encode_cursor(txid: u64, seq: u64) -> String {
 /// ([`KeyFiles::local`]). Not from the mail: the identity scenarios run without
 /// notification, so no mail is written at all, and the stream works the same for every
 /// scenario. Each registration and each proof costs identity one password hash.
-pub async fn register_proven(
+pub(crate) async fn register_proven(
     env: &Env,
     people: Vec<RegisterUserRequest>,
     concurrency: usize,

@@ -14,7 +14,7 @@
 //! Public: [`config`], [`domain`], [`followers`], [`run`] and the service's constants; the other modules are the
 //! crate's inside (`pub(crate)`).
 
-#![warn(unreachable_pub)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod config;
 mod convert;

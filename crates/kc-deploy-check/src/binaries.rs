@@ -10,7 +10,7 @@ use tokio::process::Command;
 
 /// Environment variables a service process reads outside its command line: they do not appear
 /// in `--help`, and are accepted for every subcommand.
-pub const PROCESS_ENV: &[(&str, &str)] = &[
+pub(crate) const PROCESS_ENV: &[(&str, &str)] = &[
     ("RUST_LOG", "log filter (kc-runtime telemetry)"),
     (
         "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -84,7 +84,7 @@ async fn help(binary: &Path, command: &[&str]) -> anyhow::Result<String> {
 }
 
 /// The command names of clap's `Commands:` section.
-pub fn parse_commands(help: &str) -> Vec<String> {
+pub(crate) fn parse_commands(help: &str) -> Vec<String> {
     help.lines()
         .skip_while(|line| line.trim() != "Commands:")
         .skip(1)
@@ -96,7 +96,7 @@ pub fn parse_commands(help: &str) -> Vec<String> {
 }
 
 /// The long flags and `[env: …]` variables of a command's help.
-pub fn parse_command(help: &str) -> CommandSpec {
+pub(crate) fn parse_command(help: &str) -> CommandSpec {
     let mut spec = CommandSpec::default();
     for line in help.lines() {
         let trimmed = line.trim_start();

@@ -23,6 +23,8 @@
 //! the check. Manifests of a service not in [`SERVICES`] yet (being written) are checked as far
 //! as that is possible without its row: against its binary if it is built, skipped otherwise.
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod binaries;
 mod manifests;
 mod netpol;

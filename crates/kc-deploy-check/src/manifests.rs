@@ -14,7 +14,7 @@ use super::{Binaries, Rendered, Report, Role, deployed, labels, service};
 use kc_bench::suite::SERVICES;
 
 /// What the checks of one overlay need.
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     /// The rendered overlay.
     pub suite: &'a Rendered,
     /// The binaries' help.
@@ -25,7 +25,7 @@ pub struct Context<'a> {
 
 /// The rows of deploy/README.md's table of operator-provided secrets: a Markdown table whose
 /// first two header cells are `Secret` and `Key`. Backticks around cells are ignored.
-pub fn operator_secrets(readme: &str) -> BTreeSet<(String, String)> {
+pub(crate) fn operator_secrets(readme: &str) -> BTreeSet<(String, String)> {
     let cells = |line: &str| -> Vec<String> {
         line.trim()
             .trim_matches('|')
@@ -60,7 +60,7 @@ pub fn operator_secrets(readme: &str) -> BTreeSet<(String, String)> {
 
 /// Runs every manifest check of one overlay; returns the operator-provided (Secret, key)
 /// pairs it references.
-pub fn check(context: &Context<'_>, report: &mut Report) -> BTreeSet<(String, String)> {
+pub(crate) fn check(context: &Context<'_>, report: &mut Report) -> BTreeSet<(String, String)> {
     let suite = context.suite;
     let mut referenced = BTreeSet::new();
     for workload in &suite.workloads {

@@ -28,7 +28,7 @@ use super::objects::{IntOrString, LabelSelector, Object};
 
 /// A NetworkPolicy.
 #[derive(Debug, Clone)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// Its name, for explanations.
     pub name: String,
     /// Its namespace.
@@ -48,7 +48,7 @@ pub struct Policy {
 /// One ingress or egress rule.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct Rule {
+pub(crate) struct Rule {
     /// Sources (ingress); every source when empty.
     pub from: Vec<Peer>,
     /// Destinations (egress); every destination when empty.
@@ -60,7 +60,7 @@ pub struct Rule {
 /// A peer of a rule.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub struct Peer {
+pub(crate) struct Peer {
     /// Pods (in the namespaces below, else in the policy's own).
     pub pod_selector: Option<LabelSelector>,
     /// Namespaces.
@@ -72,7 +72,7 @@ pub struct Peer {
 /// An `ipBlock`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct IpBlock {
+pub(crate) struct IpBlock {
     /// Addresses allowed.
     pub cidr: String,
     /// Addresses excepted from `cidr`.
@@ -82,7 +82,7 @@ pub struct IpBlock {
 /// A port of a rule.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub struct PolicyPort {
+pub(crate) struct PolicyPort {
     /// `TCP` when unset.
     pub protocol: Option<String>,
     /// Number or name; every port of the protocol when unset.
@@ -103,14 +103,14 @@ struct PolicySpec {
 
 impl Policy {
     /// The policy of a rendered NetworkPolicy object.
-    pub fn from_object(object: &Object) -> anyhow::Result<Policy> {
+    pub(crate) fn from_object(object: &Object) -> anyhow::Result<Policy> {
         let spec: PolicySpec = object.field("spec")?;
         Policy::from_spec(&object.meta.name, object.namespace(), spec)
     }
 
     /// A policy from its YAML spec (hand-made policies of the tests).
     #[cfg(test)]
-    pub fn from_yaml(name: &str, namespace: &str, spec: &str) -> anyhow::Result<Policy> {
+    pub(crate) fn from_yaml(name: &str, namespace: &str, spec: &str) -> anyhow::Result<Policy> {
         let spec: PolicySpec = serde_yaml_ng::from_str(spec)
             .with_context(|| format!("networkpolicy {name}: bad spec"))?;
         Policy::from_spec(name, namespace, spec)
@@ -162,7 +162,7 @@ impl Policy {
 
 /// A pod: where it runs, its labels and its named ports.
 #[derive(Debug, Clone, Default)]
-pub struct Pod {
+pub(crate) struct Pod {
     /// Namespace name.
     pub namespace: String,
     /// Labels of its namespace (`kubernetes.io/metadata.name` is added).
@@ -175,7 +175,7 @@ pub struct Pod {
 
 /// Something that opens or accepts connections: a pod, or an address outside the cluster.
 #[derive(Debug, Clone)]
-pub struct Host {
+pub(crate) struct Host {
     /// A name for messages.
     pub name: String,
     /// Its address.
@@ -186,7 +186,7 @@ pub struct Host {
 
 impl Host {
     /// A pod at `ip`.
-    pub fn pod(name: impl Into<String>, ip: IpAddr, mut pod: Pod) -> Host {
+    pub(crate) fn pod(name: impl Into<String>, ip: IpAddr, mut pod: Pod) -> Host {
         pod.namespace_labels
             .insert("kubernetes.io/metadata.name".into(), pod.namespace.clone());
         Host {
@@ -197,7 +197,7 @@ impl Host {
     }
 
     /// An address outside the cluster.
-    pub fn external(name: impl Into<String>, ip: IpAddr) -> Host {
+    pub(crate) fn external(name: impl Into<String>, ip: IpAddr) -> Host {
         Host {
             name: name.into(),
             ip,
@@ -208,7 +208,7 @@ impl Host {
 
 /// A transport protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Protocol {
+pub(crate) enum Protocol {
     /// TCP.
     Tcp,
     /// UDP.
@@ -219,7 +219,7 @@ pub enum Protocol {
 
 impl Protocol {
     /// The protocol of a manifest field (`TCP` when unset).
-    pub fn parse(text: Option<&str>) -> anyhow::Result<Protocol> {
+    pub(crate) fn parse(text: Option<&str>) -> anyhow::Result<Protocol> {
         match text.unwrap_or("TCP") {
             "TCP" => Ok(Protocol::Tcp),
             "UDP" => Ok(Protocol::Udp),
@@ -231,13 +231,13 @@ impl Protocol {
 
 /// The policies of the rendered manifests.
 #[derive(Debug, Clone, Default)]
-pub struct Policies {
+pub(crate) struct Policies {
     policies: Vec<Policy>,
 }
 
 /// Why a connection is allowed or denied.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     /// Whether the connection succeeds.
     pub allowed: bool,
     /// Which side decided, and by which policies.
@@ -246,12 +246,12 @@ pub struct Verdict {
 
 impl Policies {
     /// These policies.
-    pub fn new(policies: Vec<Policy>) -> Policies {
+    pub(crate) fn new(policies: Vec<Policy>) -> Policies {
         Policies { policies }
     }
 
     /// Whether `src` may connect to `dst` on `port`/`protocol`.
-    pub fn connect(&self, src: &Host, dst: &Host, port: u16, protocol: Protocol) -> Verdict {
+    pub(crate) fn connect(&self, src: &Host, dst: &Host, port: u16, protocol: Protocol) -> Verdict {
         let egress = match &src.pod {
             None => Side::Unrestricted,
             Some(pod) => self.side(pod, Direction::Egress, dst, port, protocol),
@@ -423,14 +423,14 @@ fn port_matches(
 
 /// An address range.
 #[derive(Debug, Clone, Copy)]
-pub struct Cidr {
+pub(crate) struct Cidr {
     network: IpAddr,
     prefix: u8,
 }
 
 impl Cidr {
     /// Parses `a.b.c.d/n` or `x::y/n`.
-    pub fn parse(text: &str) -> anyhow::Result<Cidr> {
+    pub(crate) fn parse(text: &str) -> anyhow::Result<Cidr> {
         let (address, prefix) = text
             .split_once('/')
             .ok_or_else(|| anyhow!("`{text}` is not a CIDR (no /prefix)"))?;
@@ -448,7 +448,7 @@ impl Cidr {
     }
 
     /// Whether `ip` is in the range.
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         match (self.network, ip) {
             (IpAddr::V4(network), IpAddr::V4(ip)) => {
                 let mask = u32::MAX

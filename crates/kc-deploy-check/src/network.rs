@@ -36,7 +36,7 @@ struct Member {
 }
 
 /// Runs the network checks of one overlay.
-pub fn check(suite: &Rendered, report: &mut Report) {
+pub(crate) fn check(suite: &Rendered, report: &mut Report) {
     let mut policies = Vec::new();
     for object in suite.of_kind("NetworkPolicy") {
         match Policy::from_object(object) {

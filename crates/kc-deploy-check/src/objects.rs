@@ -60,7 +60,7 @@ impl Object {
 }
 
 /// Parses the multi-document YAML that `kubectl kustomize` prints.
-pub fn parse(yaml: &str) -> anyhow::Result<Vec<Object>> {
+pub(crate) fn parse(yaml: &str) -> anyhow::Result<Vec<Object>> {
     let mut objects = Vec::new();
     for document in serde_yaml_ng::Deserializer::from_str(yaml) {
         let raw = Value::deserialize(document).context("the rendered YAML does not parse")?;
@@ -82,7 +82,7 @@ pub fn parse(yaml: &str) -> anyhow::Result<Vec<Object>> {
 /// A Kubernetes label selector (`matchLabels` and `matchExpressions`).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", default)]
-pub struct LabelSelector {
+pub(crate) struct LabelSelector {
     /// Labels that must all be present with these values.
     pub match_labels: BTreeMap<String, String>,
     /// Further requirements, all of which must hold.
@@ -92,7 +92,7 @@ pub struct LabelSelector {
 /// One `matchExpressions` entry.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(default)]
-pub struct Requirement {
+pub(crate) struct Requirement {
     /// Label key.
     pub key: String,
     /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
@@ -104,7 +104,7 @@ pub struct Requirement {
 impl LabelSelector {
     /// Whether `labels` satisfy the selector. The empty selector selects everything; an
     /// unknown operator selects nothing.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub(crate) fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         let labels_match = self
             .match_labels
             .iter()
@@ -126,7 +126,7 @@ impl LabelSelector {
 /// An integer or a name (a port).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
-pub enum IntOrString {
+pub(crate) enum IntOrString {
     /// A number.
     Int(i64),
     /// A name.
@@ -426,7 +426,7 @@ impl Workload {
 }
 
 /// The workloads among `objects`, with their pod templates.
-pub fn workloads(objects: &[Object]) -> anyhow::Result<Vec<Workload>> {
+pub(crate) fn workloads(objects: &[Object]) -> anyhow::Result<Vec<Workload>> {
     let mut workloads = Vec::new();
     for object in objects {
         let template = match object.kind.as_str() {
@@ -451,7 +451,7 @@ pub fn workloads(objects: &[Object]) -> anyhow::Result<Vec<Workload>> {
 }
 
 /// The data of a ConfigMap (`data`) or Secret (`stringData`, and `data` base64-decoded).
-pub fn data(object: &Object) -> anyhow::Result<BTreeMap<String, String>> {
+pub(crate) fn data(object: &Object) -> anyhow::Result<BTreeMap<String, String>> {
     let mut data = BTreeMap::new();
     let text = |field: &str| {
         object
@@ -483,7 +483,7 @@ pub fn data(object: &Object) -> anyhow::Result<BTreeMap<String, String>> {
 /// A Service's spec, as far as the checks read it.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub struct ServiceSpec {
+pub(crate) struct ServiceSpec {
     /// `None` for a headless Service.
     #[serde(rename = "clusterIP")]
     pub cluster_ip: Option<String>,
@@ -496,7 +496,7 @@ pub struct ServiceSpec {
 /// A Service port.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub struct ServicePort {
+pub(crate) struct ServicePort {
     /// Port name.
     pub name: Option<String>,
     /// Port number.
@@ -508,7 +508,7 @@ pub struct ServicePort {
 /// A PodDisruptionBudget's spec, as far as the checks read it.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub struct PdbSpec {
+pub(crate) struct PdbSpec {
     /// Pods it protects.
     pub selector: Option<LabelSelector>,
     /// Least available pods.
@@ -520,7 +520,7 @@ pub struct PdbSpec {
 /// A HorizontalPodAutoscaler's spec, as far as the checks read it.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub struct HpaSpec {
+pub(crate) struct HpaSpec {
     /// What it scales.
     pub scale_target_ref: ScaleTarget,
     /// Fewest replicas.
@@ -532,7 +532,7 @@ pub struct HpaSpec {
 /// `scaleTargetRef`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct ScaleTarget {
+pub(crate) struct ScaleTarget {
     /// Kind of the target.
     pub kind: String,
     /// Name of the target.

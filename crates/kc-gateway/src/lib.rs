@@ -15,7 +15,7 @@
 //! Public: [`config`], [`run`] and the service's constants; the other modules are the
 //! crate's inside (`pub(crate)`).
 
-#![warn(unreachable_pub)]
+#![warn(missing_docs, unreachable_pub)]
 
 mod cache;
 mod clients;

@@ -4,7 +4,7 @@
 //! Public: [`config`], [`domain`], [`run`] and the service's constants; the other modules are the
 //! crate's inside (`pub(crate)`).
 
-#![warn(unreachable_pub)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod config;
 mod convert;

@@ -19,7 +19,7 @@
 //! Only [`config`], [`run`] and the service's constants are public: the modules are the
 //! crate's inside (`pub(crate)`), reached through the API.
 
-#![warn(unreachable_pub)]
+#![warn(missing_docs, unreachable_pub)]
 
 mod clients;
 pub mod config;

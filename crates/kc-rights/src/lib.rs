@@ -10,5 +10,7 @@
 //! write transactions, whether the acting person still holds the authority a change of
 //! contacts needs (T6, T8).
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod levels;
 pub mod rights;

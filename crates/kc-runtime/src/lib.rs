@@ -4,6 +4,8 @@
 //! outbox with its `WatchEvents` stream, and the helpers the gRPC handlers share (paging,
 //! value parsing, errors to `Status`), and the Prometheus metrics endpoint.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod audit;
 pub mod auth;
 pub mod backoff;
