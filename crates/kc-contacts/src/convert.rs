@@ -177,7 +177,7 @@ impl From<&Contact> for pb::Contact {
             contact_id: contact.contact_id.to_string(),
             site_id: contact.site_id.to_string(),
             user_id: contact.user_id.to_string(),
-            role: i32::from(contact.role.number()),
+            role: contact.role.number(),
             details: Some((&contact.details).into()),
             create_time: Some(timestamp(contact.create_time)),
             update_time: Some(timestamp(contact.update_time)),
@@ -279,7 +279,7 @@ pub(crate) fn recipients_response(
             .map(|recipient| pb::Recipient {
                 user_id: recipient.contact.user_id.to_string(),
                 contact_id: recipient.contact.contact_id.to_string(),
-                role: i32::from(recipient.contact.role.number()),
+                role: recipient.contact.role.number(),
                 notification_email: recipient
                     .contact
                     .details

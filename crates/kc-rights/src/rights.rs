@@ -89,6 +89,56 @@ impl ContactRole {
         self as i32
     }
 
+    /// The value the services' tables store (a SMALLINT: the proto enum number).
+    pub fn stored(self) -> i16 {
+        self as i16
+    }
+
+    /// Whether at most one user holds the role on a site (C1, C3, C5, C6; the registry's
+    /// database enforces it).
+    pub fn is_single_holder(self) -> bool {
+        !matches!(self, Self::Secondary | Self::SiteUser)
+    }
+
+    /// Whether holding the role implies rights on the site's tools or support (T3, U5):
+    /// the roles of [`ContactRole::IMPLYING`]. Nobody assigns itself such a role (T7).
+    pub fn implies_rights(self) -> bool {
+        Self::IMPLYING.contains(&self)
+    }
+
+    /// Whether ReplaceContact may swap its holder (every single-holder role but PRIMARY,
+    /// which changes only by transfer, C8).
+    pub fn is_replaceable(self) -> bool {
+        self.is_single_holder() && self != Self::Primary
+    }
+
+    /// The change of the role that T6 names in its errors.
+    pub fn naming_change(self) -> &'static str {
+        match self {
+            Self::Primary => "moving the PRIMARY role",
+            Self::Administrative => "naming, replacing or removing the ADMINISTRATIVE contact",
+            Self::SiteTechnical => "naming, replacing or removing the SITE_TECHNICAL contact",
+            Self::Secondary => "naming or removing a SECONDARY contact",
+            Self::Renewal | Self::Shipping | Self::Billing | Self::SiteUser => {
+                "changing a contact role"
+            }
+        }
+    }
+
+    /// The rule that limits how many hold the role, cited when one more is refused.
+    pub fn single_holder_rule(self) -> &'static str {
+        match self {
+            Self::Primary => "rule C1: a site has exactly one PRIMARY contact",
+            Self::Administrative => "rule C3: a site has at most one ADMINISTRATIVE contact",
+            Self::SiteTechnical => "rule C5: a site has at most one SITE_TECHNICAL contact",
+            Self::Renewal => "rule C6: a site has at most one RENEWAL contact",
+            Self::Shipping => "rule C6: a site has at most one SHIPPING contact",
+            Self::Billing => "rule C6: a site has at most one BILLING contact",
+            Self::Secondary => "rule C6: a site may have at most 4 secondary contacts",
+            Self::SiteUser => "rule C6: a site may have any number of site users",
+        }
+    }
+
     /// Upper-case name as in the proto and DOMAIN.md, e.g. `SITE_TECHNICAL`.
     pub fn name(self) -> &'static str {
         match self {

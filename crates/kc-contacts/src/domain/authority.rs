@@ -18,9 +18,7 @@
 //! Operators acting with their own token pass (they act on any site); a service acting for
 //! nobody passes here and is held by T6's own refusal of rights-implying changes.
 
-use kc_rights::rights::{
-    self as rights, Effective, Grants, Permission, RoleSet, SiteFacts, Subject,
-};
+use kc_rights::rights::{Effective, Grants, Permission, RoleSet, SiteFacts, Subject};
 use sqlx::PgConnection;
 
 use super::commands::Actor;
@@ -62,7 +60,7 @@ impl Need<'static> {
 
 /// What naming someone to `role`, replacing its holder or taking it away needs (T6).
 pub fn naming(role: ContactRole) -> Option<Need<'static>> {
-    let permissions = rights_role(role)?.naming_authority();
+    let permissions = role.naming_authority();
     (!permissions.is_empty()).then_some(Need {
         change: role.naming_change(),
         rule: "T6",
@@ -78,11 +76,6 @@ pub fn contact_change(role: ContactRole) -> Vec<Need<'static>> {
         .collect()
 }
 
-/// The rights model's role of a registry role (the same proto numbers).
-fn rights_role(role: ContactRole) -> Option<rights::ContactRole> {
-    rights::ContactRole::from_number(i32::from(role.number()))
-}
-
 /// The effective rights of the person `actor` acts for on `site`, from the registry's own
 /// roles and the projection of explicit grants. Call under the site's lock.
 async fn effective(
@@ -92,7 +85,7 @@ async fn effective(
 ) -> Result<Effective, ContactsError> {
     let (roles, has_site_technical) =
         storage::contacts::roles_and_stc(tx, site.site_id, actor.actor_id).await?;
-    let roles: RoleSet = roles.into_iter().filter_map(rights_role).collect();
+    let roles: RoleSet = roles.into_iter().collect();
     let explicit: Grants = storage::access_grants::get(tx, site.site_id, actor.actor_id).await?;
     Ok(Effective::of(
         &Subject {

@@ -997,12 +997,12 @@ impl Registry {
             size,
         } = listing;
         let mut conn = self.pool.acquire().await?;
-        let numbers: Vec<i16> = roles.iter().map(|role| role.number()).collect();
+        let numbers: Vec<i16> = roles.iter().map(|role| role.stored()).collect();
         let rows = storage::contacts::page_of_site(
             &mut conn,
             site_id,
             &numbers,
-            after.map(|(role, id)| (role.number(), id)),
+            after.map(|(role, id)| (role.stored(), id)),
             i64::from(size) + 1,
         )
         .await?;

@@ -76,7 +76,7 @@ pub(crate) async fn insert(
     .bind(Uuid::now_v7())
     .bind(site_id)
     .bind(user_id)
-    .bind(role.number())
+    .bind(role.stored())
     .bind(&details.phone)
     .bind(&details.job_title)
     .bind(&details.notification_email)
@@ -196,7 +196,7 @@ pub(crate) async fn holders(
         " FROM contacts WHERE site_id = $1 AND role = $2 ORDER BY contact_id"
     ))
     .bind(site_id)
-    .bind(role.number())
+    .bind(role.stored())
     .fetch_all(conn)
     .await?;
     contacts(rows)
@@ -215,12 +215,12 @@ pub(crate) async fn roles_and_stc(
     )
     .bind(site_id)
     .bind(user_id)
-    .bind(ContactRole::SiteTechnical.number())
+    .bind(ContactRole::SiteTechnical.stored())
     .fetch_all(conn)
     .await?;
     let has_site_technical = rows
         .iter()
-        .any(|(role, _)| *role == ContactRole::SiteTechnical.number());
+        .any(|(role, _)| *role == ContactRole::SiteTechnical.stored());
     let roles = rows
         .into_iter()
         .filter(|(_, holder)| *holder == user_id)
