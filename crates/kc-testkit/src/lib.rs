@@ -1,6 +1,8 @@
 //! Test support for keycontacts: a throwaway Postgres cluster with a fresh database per test,
 //! services spawned on `127.0.0.1:0`, test tokens and fixtures.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod checks;
 pub mod codes;
 pub mod fixtures;

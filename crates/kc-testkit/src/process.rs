@@ -320,3 +320,20 @@ fn free_local_addr() -> String {
         .expect("a free port on 127.0.0.1")
         .to_string()
 }
+
+/// Sends SIGTERM to `child` and asserts that it exits cleanly (status 0) within 30 s: a
+/// service drains and stops when told.
+pub async fn assert_stops_cleanly_on_sigterm(child: &mut Child) {
+    let pid = child.id().expect("pid").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits within 30 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+}

@@ -111,6 +111,16 @@ impl Restartable {
                 }
             }
         };
+        Self::serve(listener, serve).await
+    }
+
+    /// Serves on `listener`, bound beforehand (so that its address could be given to other
+    /// services first), and waits until it reports SERVING.
+    pub async fn serve<F, Fut>(listener: TcpListener, serve: F) -> Self
+    where
+        F: FnOnce(TcpListener, Shutdown) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
         let addr = listener.local_addr().expect("local address");
         let shutdown = Shutdown::new();
         let task = tokio::spawn(serve(listener, shutdown.clone()));

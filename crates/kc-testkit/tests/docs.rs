@@ -431,9 +431,14 @@ fn rule_citations_are_read_outside_unit_tests_only() {
     );
 }
 
-/// The READMEs of the repository: the top one, deploy's and each crate's.
+/// The READMEs of the repository: the top one, deploy's, the cross-service tests' and each
+/// crate's.
 fn readmes(root: &Path) -> Vec<PathBuf> {
-    let mut readmes = vec![root.join("README.md"), root.join("deploy/README.md")];
+    let mut readmes = vec![
+        root.join("README.md"),
+        root.join("deploy/README.md"),
+        root.join("tests/README.md"),
+    ];
     for entry in std::fs::read_dir(root.join("crates")).expect("crates/") {
         let readme = entry.expect("a directory entry").path().join("README.md");
         if readme.is_file() {

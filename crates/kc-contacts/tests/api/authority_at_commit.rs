@@ -124,7 +124,7 @@ async fn no_assignment_commits_after_the_revocation_of_the_right_it_needs() {
     .await;
     let pool = h.pool().await;
     let mut revocation = pool.begin().await.expect("transaction");
-    kc_contacts::projection::apply_access_event(
+    kc_contacts::followers::apply_access_event(
         &mut revocation,
         &rights_changed(&site.site_id, person, access_pb::ToolAccess::default()),
     )

@@ -2,9 +2,9 @@
 //! with keys fetched from identity, driven by the real grpcurl as an operator would (the
 //! README's session).
 
-use std::time::Duration;
-
-use kc_testkit::process::{ServiceProcess, binary, grpcurl, grpcurl_json, grpcurl_ok};
+use kc_testkit::process::{
+    ServiceProcess, assert_stops_cleanly_on_sigterm, binary, grpcurl, grpcurl_json, grpcurl_ok,
+};
 use serde_json::Value;
 use tokio::process::Command;
 
@@ -211,18 +211,7 @@ async fn grpcurl_creates_a_site_and_lists_its_contacts_across_processes() {
 
     // SIGTERM: the registry drains and exits cleanly.
     let mut child = contacts.child;
-    let pid = child.id().expect("pid").to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("exits within 30 s of SIGTERM")
-        .unwrap();
-    assert!(status.success(), "exit status {status}");
+    assert_stops_cleanly_on_sigterm(&mut child).await;
 }
 
 #[tokio::test]

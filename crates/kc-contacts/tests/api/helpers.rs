@@ -1,16 +1,13 @@
 //! Harness of the contact registry tests: a real Postgres database, the registry served on
 //! `127.0.0.1:0` with a test token issuer, typed clients and fixtures.
 
-use std::future::Future;
+use kc_runtime::cli::ParseArgs;
 use std::str::FromStr;
-use std::time::Duration;
 
-use futures::StreamExt;
 use kc_contacts::config::ContactsArgs;
 use kc_proto::contacts::contact_registry_service_client::ContactRegistryServiceClient;
 use kc_proto::contacts::{self as pb};
 use kc_runtime::Shutdown;
-use kc_runtime::auth::ON_BEHALF_OF_HEADER;
 use kc_runtime::token::CallerKind;
 use kc_testkit::tokens::TestIssuer;
 use kc_testkit::{SpawnedService, TestDatabase, spawn_service, test_database};
@@ -20,8 +17,12 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use uuid::Uuid;
 
-/// Upper bound for anything that should happen: generous, only reached on failure.
-pub const PATIENCE: Duration = Duration::from_secs(60);
+pub use kc_testkit::checks::PATIENCE;
+pub use kc_testkit::fixtures::site_request;
+pub use kc_testkit::grpc::{
+    all_at_once, all_pages, authed, expect_code, expect_field_exact as expect_field, next_messages,
+    on_behalf_of, wait_until,
+};
 
 pub type Client = ContactRegistryServiceClient<Channel>;
 
@@ -125,7 +126,7 @@ impl Harness {
         // held until the grant commits.
         let pool = self.pool().await;
         let mut tx = pool.begin().await.expect("transaction");
-        kc_contacts::projection::apply_access_event(
+        kc_contacts::followers::apply_access_event(
             &mut tx,
             &rights_changed(site_id, user, explicit),
         )
@@ -318,48 +319,38 @@ impl Harness {
 
     /// Every audit record of a site, newest first.
     pub async fn audit(&self, site_id: &str) -> Vec<kc_proto::audit::AuditRecord> {
-        let mut records = Vec::new();
-        let mut token = String::new();
-        loop {
+        all_pages(|page_token| async move {
             let page = self
                 .client()
                 .list_audit_records(self.svc(pb::ListAuditRecordsRequest {
                     site_id: site_id.into(),
                     page_size: 1000,
-                    page_token: token,
+                    page_token,
                 }))
                 .await
                 .expect("list audit records")
                 .into_inner();
-            records.extend(page.records);
-            if page.next_page_token.is_empty() {
-                return records;
-            }
-            token = page.next_page_token;
-        }
+            (page.records, page.next_page_token)
+        })
+        .await
     }
 
     /// Every site (all pages).
     pub async fn all_sites(&self) -> Vec<pb::Site> {
-        let mut sites = Vec::new();
-        let mut token = String::new();
-        loop {
+        all_pages(|page_token| async move {
             let page = self
                 .client()
                 .list_sites(self.svc(pb::ListSitesRequest {
                     customer_number: String::new(),
                     page_size: 1000,
-                    page_token: token,
+                    page_token,
                 }))
                 .await
                 .expect("list sites")
                 .into_inner();
-            sites.extend(page.sites);
-            if page.next_page_token.is_empty() {
-                return sites;
-            }
-            token = page.next_page_token;
-        }
+            (page.sites, page.next_page_token)
+        })
+        .await
     }
 
     /// Reads the event stream from the start until `count` events came (bounded wait).
@@ -372,16 +363,11 @@ impl Harness {
             .await
             .expect("watch events")
             .into_inner();
-        let mut events = Vec::with_capacity(count);
-        tokio::time::timeout(PATIENCE, async {
-            while events.len() < count {
-                let item = stream.next().await.expect("event stream ended");
-                events.push(item.expect("event").event.expect("event body"));
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("{count} events within {PATIENCE:?}"));
-        events
+        next_messages(&mut stream, count)
+            .await
+            .into_iter()
+            .map(|item| item.event.expect("event body"))
+            .collect()
     }
 }
 
@@ -421,49 +407,9 @@ pub async fn pool_on(url: &str, schema: &str) -> PgPool {
         .expect("connect to the test database")
 }
 
-/// A valid CreateSite request without S&S.
-pub fn site_request(
-    site_number: &str,
-    customer_number: &str,
-    primary: Uuid,
-) -> pb::CreateSiteRequest {
-    pb::CreateSiteRequest {
-        site_number: site_number.into(),
-        customer_number: customer_number.into(),
-        name: "Lyon Part-Dieu".into(),
-        country_code: "FR".into(),
-        language: "fr".into(),
-        program: pb::Program::PassportAdvantage as i32,
-        support_active: false,
-        support_end_date: String::new(),
-        business_partner_email: String::new(),
-        primary_user_id: primary.to_string(),
-        site_technical_user_id: String::new(),
-        primary_details: None,
-        site_technical_details: None,
-    }
-}
-
 /// A fresh user id (users live in identity; the registry only references them).
 pub fn user() -> Uuid {
     Uuid::new_v4()
-}
-
-/// A request carrying `token` as bearer.
-pub fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
-/// `request` with the on-behalf-of metadata naming `user`.
-pub fn on_behalf_of<T>(mut request: Request<T>, user: Uuid) -> Request<T> {
-    request
-        .metadata_mut()
-        .insert(ON_BEHALF_OF_HEADER, user.to_string().parse().unwrap());
-    request
 }
 
 /// An update mask of these paths.
@@ -471,18 +417,6 @@ pub fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
     Some(prost_types::FieldMask {
         paths: paths.iter().map(|p| (*p).to_owned()).collect(),
     })
-}
-
-/// Asserts a status code and returns the status for further checks.
-#[track_caller]
-pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
-    match result {
-        Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
-        Err(status) => {
-            assert_eq!(status.code(), code, "unexpected status: {status:?}");
-            status
-        }
-    }
 }
 
 /// Asserts `code` with a message citing `rule` (e.g. `C6`).
@@ -504,33 +438,6 @@ pub fn expect_rule<T: std::fmt::Debug>(
 /// Whether `text` cites `rule` as `rule C6` or `C6:`.
 pub fn cites(text: &str, rule: &str) -> bool {
     text.contains(&format!("rule {rule}")) || text.starts_with(&format!("{rule}:"))
-}
-
-/// Asserts `InvalidArgument` with a field violation on `field`.
-#[track_caller]
-pub fn expect_field<T: std::fmt::Debug>(result: Result<T, Status>, field: &str) -> Status {
-    let status = expect_code(result, Code::InvalidArgument);
-    let violations = kc_runtime::error::field_violations(&status);
-    assert!(
-        violations.iter().any(|v| v.field == field),
-        "expected a violation on {field}, got {violations:?} ({status:?})"
-    );
-    status
-}
-
-/// Polls `condition` until it holds, failing the test after [`PATIENCE`].
-pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let waited = tokio::time::timeout(PATIENCE, async {
-        while !condition().await {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "timed out waiting until {what}");
 }
 
 /// The role of a contact.

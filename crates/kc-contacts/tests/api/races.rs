@@ -5,7 +5,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::helpers::{self, Harness, PATIENCE, cites, expect_rule, mask, role, site_request, user};
+use crate::helpers::{
+    self, Harness, PATIENCE, all_at_once, cites, expect_rule, mask, role, site_request, user,
+};
 use kc_proto::contacts::{self as pb, event::Payload};
 use tonic::{Code, Status};
 use uuid::Uuid;
@@ -14,36 +16,6 @@ use pb::ContactRole as R;
 
 /// A future run on its own task.
 type BoxTask<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
-
-/// Runs every future on its own task, all at once, and returns their results in order.
-async fn all_at_once<T, F>(futures: Vec<F>) -> Vec<T>
-where
-    T: Send + 'static,
-    F: std::future::Future<Output = T> + Send + 'static,
-{
-    // Every task waits at the barrier so they start together.
-    let barrier = Arc::new(tokio::sync::Barrier::new(futures.len()));
-    let handles: Vec<_> = futures
-        .into_iter()
-        .map(|future| {
-            let barrier = Arc::clone(&barrier);
-            tokio::spawn(async move {
-                barrier.wait().await;
-                future.await
-            })
-        })
-        .collect();
-    let mut results = Vec::with_capacity(handles.len());
-    for handle in handles {
-        results.push(
-            tokio::time::timeout(PATIENCE, handle)
-                .await
-                .expect("task finishes in time")
-                .expect("task does not panic"),
-        );
-    }
-    results
-}
 
 // rule C6: 20 tasks add distinct SECONDARY contacts at once: exactly 4 succeed, the others
 // are refused citing C6, and the site ends with 4.

@@ -1,9 +1,7 @@
 //! Cross-process: the `kc-identity` binary driven by the real grpcurl (1.8, which speaks
 //! reflection v1alpha), as an operator would.
 
-use std::time::Duration;
-
-use kc_testkit::process::{ServiceProcess, grpcurl_ok};
+use kc_testkit::process::{ServiceProcess, assert_stops_cleanly_on_sigterm, grpcurl_ok};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
@@ -205,18 +203,7 @@ async fn grpcurl_lists_describes_registers_authenticates_and_reads() {
     assert!(health.contains("SERVING"), "{health}");
 
     // SIGTERM: the binary drains and exits cleanly.
-    let pid = child.id().expect("pid").to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("exits within 30 s of SIGTERM")
-        .unwrap();
-    assert!(status.success(), "exit status {status}");
+    assert_stops_cleanly_on_sigterm(&mut child).await;
 }
 
 /// Runs a one-shot `kc-identity` admin command; returns its stdout.

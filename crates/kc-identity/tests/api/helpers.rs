@@ -7,11 +7,14 @@ use kc_identity::domain::values::{Email, Password};
 use kc_proto::identity::identity_service_client::IdentityServiceClient;
 use kc_proto::identity::{self as pb};
 use kc_runtime::Shutdown;
+use kc_runtime::cli::ParseArgs;
 use kc_testkit::codes::{CodeReader, MailedCode};
 use kc_testkit::{SpawnedService, TestDatabase, spawn_service, test_database};
 use tokio::sync::OnceCell;
+use tonic::Status;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+
+pub use kc_testkit::grpc::{authed, expect_code, expect_field_exact as expect_field};
 
 pub const OPERATOR_EMAIL: &str = "operator@keycontacts.test";
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -181,47 +184,6 @@ impl Harness {
             .create_service_account(name)
             .await
             .expect("service account");
-        self.client()
-            .issue_service_token(pb::IssueServiceTokenRequest {
-                client_id: client_id.to_string(),
-                client_secret: secret,
-            })
-            .await
-            .expect("service token")
-            .into_inner()
-            .access_token
+        kc_testkit::identity::service_token(&self.channel, &client_id.to_string(), &secret).await
     }
-}
-
-/// A request carrying `token` as bearer.
-pub fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
-/// Asserts a status code and returns the status for further checks.
-#[track_caller]
-pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
-    match result {
-        Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
-        Err(status) => {
-            assert_eq!(status.code(), code, "unexpected status: {status:?}");
-            status
-        }
-    }
-}
-
-/// Asserts `InvalidArgument` with a field violation on `field`.
-#[track_caller]
-pub fn expect_field<T: std::fmt::Debug>(result: Result<T, Status>, field: &str) -> Status {
-    let status = expect_code(result, Code::InvalidArgument);
-    let violations = kc_runtime::error::field_violations(&status);
-    assert!(
-        violations.iter().any(|v| v.field == field),
-        "expected a violation on {field}, got {violations:?}"
-    );
-    status
 }

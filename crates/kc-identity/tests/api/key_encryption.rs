@@ -4,6 +4,7 @@
 //! start, and a start with a key that opens no stored key refused with one clear line.
 //! Identity is started, stopped and started again on one database, as a replica restarts.
 
+use kc_runtime::cli::ParseArgs;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;

@@ -1,0 +1,232 @@
+//! Accounts that hold nothing (rule I1): unproven addresses, disabled users, and roles given
+//! to unproven accounts.
+
+use kc_proto::access::{self as pb};
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::access::helpers::*;
+
+// rule I1: an account whose address is not proven holds nothing: it is granted no tool and
+// no support level, and asks for nothing; once its owner proves the address it is treated
+// like anyone.
+#[tokio::test]
+async fn an_unproven_account_is_granted_nothing_and_asks_for_nothing() {
+    let s = Suite::start().await;
+    let primary = s.user().await;
+    let site = s.site(primary).await;
+    let email = format!("ursula-{}@example.com", Uuid::new_v4().simple());
+    let unproven = s.register_unproven(&email).await;
+
+    // rule I1: no grant, whoever grants it.
+    let refused = expect_refused(
+        s.set_tools(
+            primary,
+            &site.site_id,
+            unproven,
+            Level::Reporting(Re::View).alone(),
+            "before the proof",
+        )
+        .await,
+        "I1",
+    );
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    let refused = expect_refused(
+        s.set_support(
+            primary,
+            &site.site_id,
+            unproven,
+            Su::Basic,
+            "before the proof",
+        )
+        .await,
+        "I1",
+    );
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    let by_operator = s
+        .access()
+        .set_tool_access(s.op(pb::SetToolAccessRequest {
+            site_id: site.site_id.clone(),
+            user_id: unproven.to_string(),
+            tools: Some(top_tools()),
+            reason: "the operator tries".into(),
+            etag: String::new(),
+        }))
+        .await;
+    expect_refused(by_operator, "I1");
+    // rule I1: and no request.
+    let refused = expect_refused(
+        s.submit_tools(unproven, &site, Level::Software(Sw::Full).alone())
+            .await,
+        "I1",
+    );
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    expect_refused(s.submit_support(unproven, &site, Su::Full).await, "I1");
+    assert!(s.my_requests(unproven).await.is_empty());
+    assert!(
+        s.site_requests(&site.site_id, State::Unspecified)
+            .await
+            .is_empty()
+    );
+    let profile = s.profile(&site.site_id, unproven).await;
+    assert_eq!(profile.explicit, Some(no_tools()), "{profile:?}");
+    assert_eq!(profile.explicit_support_level, Su::NoAccess as i32);
+    assert!(
+        !s.check(unproven, &site.site_id, P::ReportsView)
+            .await
+            .allowed
+    );
+    assert!(
+        s.audit(&site.site_id)
+            .await
+            .iter()
+            .all(|record| record.resource_id != unproven.to_string()),
+        "nothing about the unproven account is recorded"
+    );
+
+    // Proven: the same calls go through.
+    let proven = s.prove(&email).await;
+    assert_eq!(uuid(&proven.user_id), unproven);
+    s.set_tools(
+        primary,
+        &site.site_id,
+        unproven,
+        Level::Reporting(Re::View).alone(),
+        "proven now",
+    )
+    .await
+    .expect("grant after the proof");
+    s.submit_tools(unproven, &site, Level::Software(Sw::DownloadsOnly).alone())
+        .await
+        .expect("a request after the proof");
+    assert!(
+        s.check(unproven, &site.site_id, P::ReportsView)
+            .await
+            .allowed
+    );
+}
+
+// rule I1: a user who is no longer active (disabled in identity) is granted nothing more and
+// its pending request is not approved; its rights can still be lowered and revoked, and once
+// enabled again it is treated like anyone.
+#[tokio::test]
+async fn a_disabled_user_is_granted_nothing_but_can_lose_rights() {
+    let s = Suite::start().await;
+    let [primary, member] = s.users(2).await.try_into().unwrap();
+    let site = s.site(primary).await;
+    s.set_tools(
+        primary,
+        &site.site_id,
+        member,
+        Level::Reporting(Re::View).alone(),
+        "reports",
+    )
+    .await
+    .expect("grant while active");
+    let request = s
+        .submit_tools(member, &site, Level::Software(Sw::DownloadsOnly).alone())
+        .await
+        .expect("request while active");
+
+    s.disable(member).await;
+    eventually("access management learns the user is disabled", || async {
+        let profile = s.profile(&site.site_id, member).await;
+        if profile.user_disabled {
+            Ok(())
+        } else {
+            Err(format!("{profile:?}"))
+        }
+    })
+    .await;
+
+    expect_refused(
+        s.approve(primary, &request.request_id, None, Su::Unspecified)
+            .await,
+        "I1",
+    );
+    assert_eq!(
+        state(&s.get_request(&request.request_id).await),
+        State::Pending
+    );
+    expect_refused(
+        s.set_tools(
+            primary,
+            &site.site_id,
+            member,
+            Level::Entitlements(En::View).alone(),
+            "more",
+        )
+        .await,
+        "I1",
+    );
+    expect_refused(
+        s.set_support(primary, &site.site_id, member, Su::Basic, "more")
+            .await,
+        "I1",
+    );
+    // Lowering stays possible: rights are taken away from anyone.
+    let lowered = s
+        .set_tools(
+            primary,
+            &site.site_id,
+            member,
+            Level::Reporting(Re::None).alone(),
+            "no more reports",
+        )
+        .await
+        .expect("lower a disabled user's rights");
+    assert_eq!(lowered.explicit, Some(no_tools()));
+
+    s.enable(member).await;
+    let approved = eventually("the enabled user's request is approved", || async {
+        s.approve(primary, &request.request_id, None, Su::Unspecified)
+            .await
+            .map_err(|status| format!("{status:?}"))
+    })
+    .await;
+    assert_eq!(state(&approved.request.expect("request")), State::Approved);
+    assert!(
+        s.check(member, &site.site_id, P::SoftwareDownload)
+            .await
+            .allowed
+    );
+}
+
+// rule I1: a role given to an address whose account is unproven is an invitation: the
+// account holds nothing through it (every check denied) until its owner proves the address;
+// then the role counts (T3: ADMINISTRATIVE implies account documents VIEW).
+#[tokio::test]
+async fn a_role_held_by_an_unproven_account_implies_nothing_until_the_proof() {
+    let s = Suite::start().await;
+    let primary = s.user().await;
+    let site = s.site(primary).await;
+    let email = format!("invitee-{}@example.com", Uuid::new_v4().simple());
+    let invitee = s.register_unproven(&email).await;
+    s.assign(&site.site_id, invitee, Role::Administrative).await;
+
+    let denied = eventually(
+        "access knows the unproven administrative contact",
+        || async {
+            let decision = s.check(invitee, &site.site_id, P::DocumentsView).await;
+            if decision.reason.contains("I1") {
+                Ok(decision)
+            } else {
+                Err(format!("{decision:?}"))
+            }
+        },
+    )
+    .await;
+    assert!(!denied.allowed, "{denied:?}");
+
+    s.prove(&email).await;
+    let allowed = eventually("the proven contact holds what its role implies", || async {
+        let decision = s.check(invitee, &site.site_id, P::DocumentsView).await;
+        if decision.allowed {
+            Ok(decision)
+        } else {
+            Err(format!("{decision:?}"))
+        }
+    })
+    .await;
+    assert!(allowed.reason.contains("ADMINISTRATIVE"), "{allowed:?}");
+}

@@ -1,0 +1,24 @@
+//! The gateway's API tests, one test binary: the public API through the gateway only, with
+//! the five real services on one real Postgres (and a real SMTP server): authorization of
+//! every RPC, identity you can trust (I1–I3), rights-implying roles and races (T3–T8, C3,
+//! C8), revisions, revocation, the read cache, limits, faults, gRPC-Web, notification
+//! e-mail, and the whole story with the real binaries. One module per area; [`helpers`] is
+//! the harness they share.
+
+pub mod helpers;
+
+mod authority_race;
+mod authorization;
+mod cache;
+mod escalation_matrix;
+mod faults;
+mod grpc_web;
+mod identity_trust;
+mod limits;
+mod notification_email;
+mod revisions;
+mod revocation;
+mod role_authority;
+mod roles_imply;
+mod story;
+mod transfer_race;
