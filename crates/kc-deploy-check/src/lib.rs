@@ -16,8 +16,10 @@
 //!    and on hosts outside the namespace, let each service be reached only by the services
 //!    whose `calls` or `calls_later` name it (in a cluster every service runs, so the registry
 //!    reaches access management, T8), let nothing outside reach a service unless [`DEPLOYED`]
-//!    says it is public, and let pods out only to DNS, Postgres, the OTLP collector and (for
-//!    the services whose `sends_mail` is set in [`SERVICES`]) the SMTP relay.
+//!    says it is public, let a relying application's pod in the namespace (label
+//!    [`labels::RELYING_APP`]) reach the public services and nothing else of the suite, and
+//!    let pods out only to DNS, Postgres, the OTLP collector and (for the services whose
+//!    `sends_mail` is set in [`SERVICES`]) the SMTP relay.
 //!
 //! A service of [`SERVICES`] without manifests, a row in [`DEPLOYED`], or a built binary fails
 //! the check. Manifests of a service not in [`SERVICES`] yet (being written) are checked as far
@@ -115,6 +117,9 @@ pub mod labels {
     pub const COMPONENT: &str = "app.kubernetes.io/component";
     /// Prefix of `keycontacts.io/calls-<service>`: the pod calls that service.
     pub const CALLS_PREFIX: &str = "keycontacts.io/calls-";
+    /// `"true"` on the pods of a relying application in the suite's namespace: they may
+    /// reach the public services (the gateway) and nothing else of the suite.
+    pub const RELYING_APP: &str = "keycontacts.io/relying-app";
 }
 
 /// Arguments of `cargo xtask deploy-check`.

@@ -160,6 +160,8 @@ pub(crate) fn check(suite: &Rendered, report: &mut Report) {
         }
     }
 
+    relying_apps(suite, &policies, &members, report);
+
     // Where each pod may connect.
     let databases: Vec<(&Host, u16)> = members
         .iter()
@@ -263,6 +265,59 @@ pub(crate) fn check(suite: &Rendered, report: &mut Report) {
                 false,
                 report,
             );
+        }
+    }
+}
+
+/// A relying application's pod in the suite's namespace (labelled
+/// [`labels::RELYING_APP`](super::labels::RELYING_APP)) reaches the gRPC port of the public
+/// services (the gateway) and no other port of the suite; an unlabelled pod of the namespace
+/// reaches none (the default deny).
+fn relying_apps(suite: &Rendered, policies: &Policies, members: &[Member], report: &mut Report) {
+    let Some(namespace) = members
+        .iter()
+        .find_map(|member| Some(member.host.pod.as_ref()?.namespace.clone()))
+    else {
+        return;
+    };
+    let in_namespace = |name: &str, labelled: bool, index: u8| {
+        let labels = labelled
+            .then(|| (super::labels::RELYING_APP.to_owned(), "true".to_owned()))
+            .into_iter()
+            .collect();
+        Host::pod(
+            name,
+            IpAddr::from([10, 244, 255, index]),
+            Pod {
+                namespace_labels: suite.namespace_labels(&namespace),
+                namespace: namespace.clone(),
+                labels,
+                ..Pod::default()
+            },
+        )
+    };
+    let relying = in_namespace(
+        "a relying application's pod (keycontacts.io/relying-app)",
+        true,
+        1,
+    );
+    let plain = in_namespace("an unlabelled pod of the namespace", false, 2);
+    for dst in members {
+        let ports = dst.host.pod.iter().flat_map(|pod| &pod.ports);
+        for (_, port, protocol) in ports {
+            let public_grpc = matches!(&dst.role, Role::Server(callee)
+                if dst.grpc_port == Some(*port)
+                    && deployed(callee).is_some_and(|row| row.public));
+            expect_host(
+                policies,
+                &relying,
+                &dst.host,
+                *port,
+                *protocol,
+                public_grpc,
+                report,
+            );
+            expect_host(policies, &plain, &dst.host, *port, *protocol, false, report);
         }
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 use kc_identity::config::IdentityArgs;
-use kc_identity::domain::values::{Email, Password};
+use kc_identity::domain::values::{Email, Password, Scopes};
 use kc_runtime::secrets::{self, OpeningKey};
 
 fn main() {
@@ -25,6 +25,11 @@ enum Admin {
     CreateServiceAccount {
         /// Name of the account, e.g. `kc-gateway`.
         name: String,
+        /// A scope its tokens carry, admitting it to a public service of the gateway:
+        /// `authz` (AuthorizationService) or `notices` (SendNotice). Comma-separated or
+        /// repeated; none by default.
+        #[arg(long = "scope", value_name = "SCOPE", value_delimiter = ',')]
+        scopes: Vec<String>,
         #[command(flatten)]
         args: IdentityArgs,
     },
@@ -51,13 +56,15 @@ enum Admin {
 /// Runs one administration command.
 async fn admin(command: Admin) -> anyhow::Result<()> {
     match command {
-        Admin::CreateServiceAccount { name, args } => {
+        Admin::CreateServiceAccount { name, scopes, args } => {
+            let scopes = Scopes::parse("scope", &scopes)
+                .map_err(|v| anyhow::anyhow!("--scope: {}", v.description))?;
             kc_identity::SERVICE
                 .migrate(&args.database.database_url)
                 .await?;
             let (_pool, identity) = kc_identity::build(&args).await?;
             let (client_id, secret) = identity
-                .create_service_account(&name)
+                .create_scoped_service_account(&name, &scopes)
                 .await
                 .map_err(|error| anyhow::anyhow!(kc_runtime::ApiError::from(error)))?;
             println!("client_id={client_id}");

@@ -47,6 +47,8 @@ pub struct Caller {
     pub email: String,
     /// The person a service acts for (`x-kc-on-behalf-of`), honoured only from services.
     pub on_behalf_of: Option<Uuid>,
+    /// The scopes of a service account's token (e.g. `authz`, `notices`); empty for people.
+    pub scopes: Vec<String>,
 }
 
 impl Caller {
@@ -73,6 +75,12 @@ impl Caller {
     /// Whether the caller is exactly this user (a person acting for itself).
     pub fn is_user(&self, user_id: Uuid) -> bool {
         !self.is_service() && self.subject == user_id
+    }
+
+    /// Whether the caller is a service account whose token carries `scope`. People never
+    /// hold scopes: their rights come from roles and grants.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.is_service() && self.scopes.iter().any(|held| held == scope)
     }
 }
 
@@ -371,11 +379,13 @@ impl TokenVerifier {
                     })?,
             ),
         };
+        let scopes = claims.scopes().map(str::to_owned).collect();
         Ok(Caller {
             subject,
             kind: claims.kind,
             email: claims.email,
             on_behalf_of,
+            scopes,
         })
     }
 }
@@ -521,10 +531,14 @@ mod tests {
     }
 
     fn token_of(key: &ed25519_dalek::SigningKey) -> String {
+        token_with(key, CallerKind::Operator, "")
+    }
+
+    fn token_with(key: &ed25519_dalek::SigningKey, kind: CallerKind, scope: &str) -> String {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: Uuid::new_v4().to_string(),
-            kind: CallerKind::Operator,
+            kind,
             email: String::new(),
             iss: "keycontacts".into(),
             aud: "keycontacts".into(),
@@ -532,6 +546,7 @@ mod tests {
             exp: now + 600,
             jti: "t".into(),
             sid: String::new(),
+            scope: scope.into(),
         };
         sign(&claims, &key_id(&key.verifying_key()), key)
     }
@@ -566,5 +581,46 @@ mod tests {
             verifier.verify(&token_of(&old)).await.is_err(),
             "a retired key must not verify forever"
         );
+    }
+
+    fn bearer(token: &str) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        headers
+    }
+
+    #[tokio::test]
+    async fn the_caller_holds_the_scopes_of_its_token() {
+        let key = generate_signing_key();
+        let keys = Keys::default();
+        keys.0
+            .lock()
+            .unwrap()
+            .push((key_id(&key.verifying_key()), key.verifying_key()));
+        let verifier = TokenVerifier::new(
+            keys,
+            Expectations {
+                issuer: "keycontacts".into(),
+                audience: "keycontacts".into(),
+            },
+        );
+
+        let token = token_with(&key, CallerKind::Service, "authz notices");
+        let service = verifier.authenticate(&bearer(&token)).await.unwrap();
+        assert_eq!(service.scopes, ["authz", "notices"]);
+        assert!(service.has_scope("authz") && service.has_scope("notices"));
+        assert!(!service.has_scope("auth") && !service.has_scope(""));
+
+        let token = token_with(&key, CallerKind::Service, "");
+        let bare = verifier.authenticate(&bearer(&token)).await.unwrap();
+        assert!(bare.scopes.is_empty() && !bare.has_scope("notices"));
+
+        // A scope claim on a person's token grants nothing.
+        let token = token_with(&key, CallerKind::Operator, "notices");
+        let operator = verifier.authenticate(&bearer(&token)).await.unwrap();
+        assert!(!operator.has_scope("notices"));
     }
 }

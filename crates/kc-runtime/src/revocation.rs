@@ -494,6 +494,7 @@ mod tests {
             exp: iat + 900,
             jti: Uuid::new_v4().to_string(),
             sid: sid.into(),
+            scope: String::new(),
         }
     }
 

@@ -13,6 +13,18 @@ const MAX_TOKEN_LEN: usize = 8 * 1024;
 /// Clock skew tolerated between issuer and verifier, in seconds.
 const LEEWAY_SECS: i64 = 30;
 
+/// The scopes a service account may hold, carried by its tokens in the `scope` claim. A
+/// scope admits a service account to a public service of the gateway; people never hold
+/// scopes (their rights come from roles and grants).
+pub mod scope {
+    /// The gateway's `AuthorizationService` (Check, lookups, the permission feed).
+    pub const AUTHZ: &str = "authz";
+    /// The gateway's `SendNotice`.
+    pub const NOTICES: &str = "notices";
+    /// Every known scope.
+    pub const ALL: [&str; 2] = [AUTHZ, NOTICES];
+}
+
 /// Who a token was issued to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -60,6 +72,17 @@ pub struct Claims {
     /// tokens. Logout revokes every token of its session (rule I4).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sid: String,
+    /// The scopes of a service account, space-separated as in OAuth 2.0 and RFC 9068
+    /// (e.g. `"authz notices"`); empty for people and for accounts without scopes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+}
+
+impl Claims {
+    /// The scopes of the `scope` claim, one by one.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.split_ascii_whitespace()
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -211,6 +234,7 @@ mod tests {
             exp: now + 900,
             jti: "j1".into(),
             sid: String::new(),
+            scope: String::new(),
         }
     }
 
@@ -278,5 +302,29 @@ mod tests {
         );
         assert_eq!(parse("abc").unwrap_err(), TokenError::Malformed);
         assert_eq!(parse("a.b.c").unwrap_err(), TokenError::Malformed);
+    }
+
+    #[test]
+    fn scope_is_carried_space_separated_and_omitted_when_empty() {
+        let key = generate_signing_key();
+        let kid = key_id(&key.verifying_key());
+        let mut with_scope = claims(1_000);
+        with_scope.kind = CallerKind::Service;
+        with_scope.scope = "authz notices".into();
+        let token = sign(&with_scope, &kid, &key);
+        let verified = parse(&token)
+            .unwrap()
+            .verify(&key.verifying_key(), &expect(), 1_010)
+            .unwrap();
+        assert_eq!(verified.scope, "authz notices");
+        assert_eq!(verified.scopes().collect::<Vec<_>>(), ["authz", "notices"]);
+
+        let json = serde_json::to_value(claims(1_000)).unwrap();
+        assert!(json.get("scope").is_none(), "no scope, no claim: {json}");
+        // A token issued before scopes existed still parses, with no scope.
+        let mut old = json;
+        old.as_object_mut().unwrap().remove("scope");
+        let parsed: Claims = serde_json::from_value(old).unwrap();
+        assert_eq!(parsed.scopes().count(), 0);
     }
 }

@@ -49,6 +49,7 @@ impl TestIssuer {
             exp: now + 900,
             jti: Uuid::new_v4().to_string(),
             sid: String::new(),
+            scope: String::new(),
         })
     }
 

@@ -37,6 +37,14 @@ const EXAMPLE: &str = r#"grpcurl -plaintext -d '{"email":"ada@example.com","disp
 /// The next call: prove the address with the code mailed to it (rule I1).
 const VERIFY_EXAMPLE: &str = r#"grpcurl -plaintext -d '{"email":"ada@example.com","code":"<code from the mail>","password":"correct horse battery"}' 127.0.0.1:50050 keycontacts.gateway.v1.GatewayService/VerifyEmail"#;
 
+/// A relying application's service account that `up` creates for trying the gateway's
+/// scoped services (issue 15). The suite's own accounts call the internal services directly
+/// and hold no scope; this one holds every scope, as `kc-identity create-service-account
+/// NAME --scope …` gives them.
+const DEMO_APP: &str = "kc-demo-app";
+/// Its scopes: the gateway's AuthorizationService (`authz`) and SendNotice (`notices`).
+const DEMO_APP_SCOPES: &str = "authz,notices";
+
 /// Builds the binaries, prepares the database (a persistent local cluster in target/kc-up/pg,
 /// or the server of `DATABASE_URL`), starts every service of [`SERVICES`] and waits until each
 /// one serves, then runs until Ctrl-C or SIGTERM, or until a service exits.
@@ -166,11 +174,15 @@ async fn run_suite(
             return Err(err);
         }
         Ok(None) => ExitCode::SUCCESS,
-        Ok(Some(operator_password)) => {
+        Ok(Some(Started {
+            operator_password,
+            demo_app,
+        })) => {
             print_summary(
                 admin_url,
                 &operator_password,
                 &paths.operator_password,
+                &demo_app,
                 &mail,
                 &KeyFiles::local_dir(),
             );
@@ -222,14 +234,14 @@ async fn load_seed(seed: seed::Seed, paths: &Paths, operator_password: &str) -> 
 /// serve; pushes each to `running` as soon as it is spawned. A service is also given the
 /// addresses of the services it calls later ([`Service::calls_later`]): the registry, which
 /// follows access management's events with its own account (T8), starts before access and
-/// its stream retries until access serves. Returns the operator's password.
+/// its stream retries until access serves.
 async fn start(
     paths: &Paths,
     admin_url: &str,
     external: bool,
     mail: &Mail,
     running: &mut Vec<Running>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Started> {
     // Roles of the local cluster log in without a password (it trusts local connections);
     // on another server each gets a generated one, kept in roles.json.
     let passwords = if external {
@@ -282,15 +294,23 @@ async fn start(
         .arg(&paths.operator_password);
     suite::output(command, &format!("{} bootstrap-operator", identity.bin)).await?;
 
-    // Every service runs here, so each one with an account needs it (the registry's too).
-    for service in SERVICES.iter().filter(|service| service.service_account) {
-        let name = service.account_name();
+    // Every service runs here, so each one with an account needs it (the registry's too);
+    // none holds a scope. Then the demo relying application's, with its scopes.
+    let accounts = SERVICES
+        .iter()
+        .filter(|service| service.service_account)
+        .map(|service| (service.account_name(), None))
+        .chain([(DEMO_APP.to_owned(), Some(DEMO_APP_SCOPES))]);
+    for (name, scopes) in accounts {
         if state.service_accounts.contains_key(&name) {
             continue;
         }
         eprintln!("xtask: creating the service account {name}");
         let mut command = identity.command(database_url(identity))?;
         command.args(["create-service-account", &name]);
+        if let Some(scopes) = scopes {
+            command.args(["--scope", scopes]);
+        }
         let output =
             suite::output(command, &format!("{} create-service-account", identity.bin)).await?;
         state
@@ -328,7 +348,23 @@ async fn start(
         let started = running.last_mut().expect("just pushed");
         started.wait_until_serving().await?;
     }
-    Ok(operator_password)
+    let demo_app = state
+        .service_accounts
+        .get(DEMO_APP)
+        .cloned()
+        .context("the demo relying application's account was not created")?;
+    Ok(Started {
+        operator_password,
+        demo_app,
+    })
+}
+
+/// What [`start`] made that the summary prints.
+struct Started {
+    /// The operator's password.
+    operator_password: String,
+    /// The [`DEMO_APP`] service account.
+    demo_app: Account,
 }
 
 /// Removes `dir` and everything in it, except `keep` (a directory right under it) if given.
@@ -409,6 +445,7 @@ fn print_summary(
     admin_url: &str,
     operator_password: &str,
     password_file: &Path,
+    demo_app: &Account,
     mail: &Mail,
     keys: &Path,
 ) {
@@ -434,6 +471,19 @@ fn print_summary(
     text.push_str(&format!(
         "operator: {OPERATOR_EMAIL} / {operator_password} (kept in {})\n",
         password_file.display()
+    ));
+    let identity = SERVICES
+        .iter()
+        .find(|service| service.name == "identity")
+        .unwrap_or(&SERVICES[0]);
+    text.push_str(&format!(
+        "relying app: {DEMO_APP}, scopes {DEMO_APP_SCOPES} (the gateway's SendNotice and \
+         AuthorizationService); its service token:\n  grpcurl -plaintext -d \
+         '{{\"client_id\":\"{}\",\"client_secret\":\"{}\"}}' {} \
+         keycontacts.identity.v1.IdentityService/IssueServiceToken\n",
+        demo_app.client_id,
+        demo_app.client_secret,
+        identity.addr()
     ));
     text.push_str(&format!("mail: {}\n", mail.describe()));
     text.push_str(&format!(

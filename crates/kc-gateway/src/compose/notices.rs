@@ -1,4 +1,5 @@
-//! Notices: SendNotice (operators and service accounts) and ListSiteNotifications.
+//! Notices: SendNotice (operators, and service accounts with the scope `notices`) and
+//! ListSiteNotifications.
 
 use kc_proto::gateway as pb;
 use kc_proto::notification;
@@ -6,17 +7,20 @@ use kc_proto::notification;
 use super::{Gateway, id, page_size};
 use crate::clients::Ctx;
 use crate::error::GatewayError;
-use crate::policy::method;
+use crate::policy::{method, missing_scope};
 
 impl Gateway {
-    /// `SendNotice` (operators and service accounts): notification's SendNotice, as the
-    /// caller.
+    /// `SendNotice` (operators, and service accounts whose token carries the scope
+    /// `notices`): notification's SendNotice, as the caller.
     pub(crate) async fn send_notice(
         &self,
         ctx: &Ctx,
         request: pb::SendNoticeRequest,
     ) -> Result<pb::SendNoticeResponse, GatewayError> {
-        self.admit(ctx, method::SEND_NOTICE)?;
+        let caller = self.admit(ctx, method::SEND_NOTICE)?;
+        if let Some(refusal) = missing_scope(caller, method::SEND_NOTICE) {
+            return Err(GatewayError::PermissionDenied(refusal));
+        }
         let response = self
             .clients
             .send_notice(

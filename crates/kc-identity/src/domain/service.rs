@@ -23,7 +23,7 @@ use super::keys::KeyRing;
 use super::password::PasswordHasher;
 use super::settings::Secrets;
 use super::settings::Settings;
-use super::values::{DisplayName, Email, Locale, Password, email_skeleton};
+use super::values::{DisplayName, Email, Locale, Password, Scopes, email_skeleton};
 use super::{
     AccessToken, IdentityError, PublicKey, Result, Revocation, SessionTokens, User, UserKind,
     UserState,
@@ -1219,19 +1219,34 @@ impl Identity {
         let client_id =
             Uuid::parse_str(client_id.trim()).map_err(|_| IdentityError::BadClientCredentials)?;
         let mut conn = self.pool.acquire().await?;
-        let (_name, stored) = storage::service_accounts::find(&mut conn, client_id)
+        let stored = storage::service_accounts::find(&mut conn, client_id)
             .await?
             .ok_or(IdentityError::BadClientCredentials)?;
         drop(conn);
         let presented = URL_SAFE_NO_PAD.encode(sha256(secret.trim().as_bytes()));
-        if !bool::from(presented.as_bytes().ct_eq(stored.as_bytes())) {
+        if !bool::from(presented.as_bytes().ct_eq(stored.secret_hash.as_bytes())) {
             return Err(IdentityError::BadClientCredentials);
         }
-        self.sign(client_id, CallerKind::Service, "", None).await
+        // The account's scopes, space-separated as OAuth 2.0 and RFC 9068 carry them.
+        let scope = stored.scopes.join(" ");
+        self.sign(client_id, CallerKind::Service, "", &scope, None)
+            .await
     }
 
-    /// Creates a service account; returns its client id and secret (shown once).
+    /// Creates a service account without scopes; returns its client id and secret (shown
+    /// once). See [`Self::create_scoped_service_account`].
     pub async fn create_service_account(&self, name: &str) -> Result<(Uuid, String)> {
+        self.create_scoped_service_account(name, &Scopes::default())
+            .await
+    }
+
+    /// Creates a service account holding `scopes`, which its service tokens carry; returns
+    /// its client id and secret (shown once).
+    pub async fn create_scoped_service_account(
+        &self,
+        name: &str,
+        scopes: &Scopes,
+    ) -> Result<(Uuid, String)> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(kc_runtime::Violation::new(
@@ -1248,6 +1263,7 @@ impl Identity {
             client_id,
             name,
             &URL_SAFE_NO_PAD.encode(sha256(secret.as_bytes())),
+            scopes.as_slice(),
         )
         .await
         .map_err(|error| match classify(&error) {
@@ -1355,7 +1371,7 @@ impl Identity {
             UserKind::Operator => CallerKind::Operator,
         };
         let access = self
-            .sign(user.user_id, kind, &user.email, Some(check))
+            .sign(user.user_id, kind, &user.email, "", Some(check))
             .await?;
         Ok(SessionTokens {
             access,
@@ -1369,6 +1385,7 @@ impl Identity {
         subject: Uuid,
         kind: CallerKind,
         email: &str,
+        scope: &str,
         session: Option<SessionCheck>,
     ) -> Result<AccessToken> {
         let key = self.keys.signing_key().await?;
@@ -1414,6 +1431,7 @@ impl Identity {
             exp: expire_time.timestamp(),
             jti: Uuid::new_v4().to_string(),
             sid: session_id.map(|id| id.to_string()).unwrap_or_default(),
+            scope: scope.to_owned(),
         };
         Ok(AccessToken {
             token: token::sign(&claims, &key.kid, &key.key),

@@ -2,6 +2,7 @@
 //! `kc_runtime::values`), and the confusable skeleton of login addresses (rule I3).
 
 use kc_runtime::Violation;
+use kc_runtime::token::scope;
 pub use kc_runtime::values::{Email, Locale};
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
@@ -131,6 +132,48 @@ impl Password {
     }
 }
 
+/// The scopes of a service account (see [`kc_runtime::token::scope`]): known scopes only,
+/// each once, in the order of [`scope::ALL`]. Empty by default: an account holds no scope
+/// unless it is created with one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scopes(Vec<&'static str>);
+
+impl Scopes {
+    /// Parses scopes given one by one or comma-separated (`["authz,notices"]`,
+    /// `["authz", "notices"]`); an unknown or empty scope is refused, naming the known ones.
+    pub fn parse<S: AsRef<str>>(field: &str, given: &[S]) -> Result<Self, Violation> {
+        let mut held = Vec::new();
+        for name in given.iter().flat_map(|item| item.as_ref().split(',')) {
+            let name = name.trim();
+            let known = scope::ALL
+                .iter()
+                .find(|known| **known == name)
+                .ok_or_else(|| {
+                    Violation::new(
+                        field,
+                        format!(
+                            "unknown scope \"{}\": the known scopes are {}",
+                            name.escape_debug(),
+                            scope::ALL.join(", ")
+                        ),
+                    )
+                })?;
+            held.push(*known);
+        }
+        Ok(Self(
+            scope::ALL
+                .into_iter()
+                .filter(|known| held.contains(known))
+                .collect(),
+        ))
+    }
+
+    /// The scopes, in the order of [`scope::ALL`].
+    pub fn as_slice(&self) -> &[&'static str] {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +250,33 @@ mod tests {
             email_skeleton("alice@example.com"),
             email_skeleton("bob@example.com")
         );
+    }
+
+    #[test]
+    fn scopes_are_known_ones_each_once_in_a_stable_order() {
+        assert_eq!(
+            Scopes::parse("scope", &["notices,authz"])
+                .unwrap()
+                .as_slice(),
+            ["authz", "notices"]
+        );
+        assert_eq!(
+            Scopes::parse("scope", &["notices", " notices "])
+                .unwrap()
+                .as_slice(),
+            ["notices"]
+        );
+        assert!(
+            Scopes::parse::<&str>("scope", &[])
+                .unwrap()
+                .as_slice()
+                .is_empty()
+        );
+        let unknown = Scopes::parse("scope", &["authz,admin"]).unwrap_err();
+        assert_eq!(
+            unknown.description,
+            "unknown scope \"admin\": the known scopes are authz, notices"
+        );
+        assert!(Scopes::parse("scope", &["authz,"]).is_err(), "empty scope");
     }
 }
