@@ -19,7 +19,7 @@ use kc_contacts::config::ContactsArgs;
 use kc_gateway::config::GatewayArgs;
 use kc_identity::config::IdentityArgs;
 use kc_identity::domain::Identity;
-use kc_identity::domain::values::{Email, Password};
+use kc_identity::domain::values::{Email, Password, Scopes};
 use kc_notification::config::NotificationArgs;
 use kc_proto::access::access_management_service_client::AccessManagementServiceClient;
 use kc_proto::contacts::contact_registry_service_client::ContactRegistryServiceClient;
@@ -411,11 +411,20 @@ impl Sandbox {
     }
 
     /// A service account created through identity's domain and its service token (issued
-    /// by identity, as `kc_runtime::client::ServiceToken` gets it).
+    /// by identity, as `kc_runtime::client::ServiceToken` gets it). It holds no scope: see
+    /// [`Self::scoped_service_account`].
     pub async fn service_account(&self, name: &str) -> (Uuid, String) {
+        self.scoped_service_account(name, &[]).await
+    }
+
+    /// A service account holding `scopes` (e.g. `["notices"]`, which the gateway's
+    /// SendNotice needs), as `kc-identity create-service-account NAME --scope …` makes it,
+    /// and its service token.
+    pub async fn scoped_service_account(&self, name: &str, scopes: &[&str]) -> (Uuid, String) {
+        let scopes = Scopes::parse("scope", scopes).expect("known scopes");
         let (client_id, client_secret) = self
             .identity_domain
-            .create_service_account(name)
+            .create_scoped_service_account(name, &scopes)
             .await
             .expect("service account");
         let token = kc_testkit::identity::service_token(

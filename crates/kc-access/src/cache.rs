@@ -321,6 +321,17 @@ impl RightsCache {
             }
             metrics::counter!(CHECK_CACHE_MISSES).increment(1);
         }
+        self.fill(pool, site_id, user_id).await
+    }
+
+    /// Reads the site of `site_id` from the database, stores it (unless an invalidation
+    /// came meanwhile) and answers for `user_id`.
+    async fn fill(
+        &self,
+        pool: &PgPool,
+        site_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Rights, sqlx::Error> {
         let generation = self.generation(&site_id).load(Ordering::Acquire);
         let mut conn = pool.acquire().await?;
         let snapshot = storage::sites::snapshot(&mut conn, site_id).await?;
@@ -355,6 +366,18 @@ impl RightsCache {
         let rights = entry.rights(user_id);
         self.store_site(site_id, entry, generation);
         Ok(rights)
+    }
+
+    /// The rights of `user_id` on `site_id` read from the database now, whatever the cache
+    /// holds (a caller that must see every committed change); the site's entry is refilled
+    /// on the way, like a miss.
+    pub async fn rights_from_database(
+        &self,
+        pool: &PgPool,
+        site_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Rights, sqlx::Error> {
+        self.fill(pool, site_id, user_id).await
     }
 
     fn store_site(&self, site_id: Uuid, entry: SiteEntry, generation: u64) {

@@ -13,10 +13,12 @@ use uuid::Uuid;
 
 use crate::domain::commands::{
     AccessAsk, Approval, ApproverKey, ApproversQuery, BatchCheckQuery, Cancellation, CheckQuery,
-    GrantChoice, MAX_BATCH_CHECKS, MyRequestsQuery, PoliciesQuery, PolicyChange, ProfileRef,
-    Rejection, RequestRef, Revocation, SiteAccessQuery, SiteRequestsQuery, Submission,
-    SupportChange, ToolLevels, ToolsChange, UserAccessQuery, with_levels,
+    GrantChoice, LookupSitesQuery, LookupUsersQuery, MAX_BATCH_CHECKS, MyRequestsQuery,
+    PoliciesQuery, PolicyChange, ProfileRef, Rejection, RequestRef, Revocation, SiteAccessQuery,
+    SiteRequestsQuery, Submission, SupportChange, ToolLevels, ToolsChange, UserAccessQuery,
+    with_levels,
 };
+use crate::domain::rule_of;
 use crate::domain::values::{
     CustomerNumber, EmailDomain, Etag, SiteNumber, justification, optional_note, parse_id,
     required_reason,
@@ -166,6 +168,7 @@ fn check_query(v: &mut Violations, prefix: &str, check: &pb::CheckRequest) -> Op
         site_id: site_id?,
         user_id: user_id?,
         permission: permission?,
+        skip_cache: false,
     })
 }
 
@@ -297,6 +300,46 @@ impl TryFrom<pb::ListUserAccessRequest> for UserAccessQuery {
     }
 }
 
+impl TryFrom<pb::LookupSitesRequest> for LookupSitesQuery {
+    type Error = ApiError;
+
+    fn try_from(r: pb::LookupSitesRequest) -> Result<Self, ApiError> {
+        let mut v = Violations::new();
+        let user_id = v.check(parse_id("user_id", &r.user_id));
+        let permission = v.check(permission_from_proto("permission", r.permission));
+        let size = v.check(page_size(r.page_size, LIST_PAGE.0, LIST_PAGE.1));
+        let after = v.check(single_key(&r.page_token, uuid_key));
+        v.build(|| {
+            Some(Self {
+                user_id: user_id?,
+                permission: permission?,
+                after: after?,
+                size: size?,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::LookupUsersRequest> for LookupUsersQuery {
+    type Error = ApiError;
+
+    fn try_from(r: pb::LookupUsersRequest) -> Result<Self, ApiError> {
+        let mut v = Violations::new();
+        let site_id = v.check(parse_id("site_id", &r.site_id));
+        let permission = v.check(permission_from_proto("permission", r.permission));
+        let size = v.check(page_size(r.page_size, LIST_PAGE.0, LIST_PAGE.1));
+        let after = v.check(single_key(&r.page_token, uuid_key));
+        v.build(|| {
+            Some(Self {
+                site_id: site_id?,
+                permission: permission?,
+                after: after?,
+                size: size?,
+            })
+        })
+    }
+}
+
 impl TryFrom<pb::CheckRequest> for CheckQuery {
     type Error = ApiError;
 
@@ -311,31 +354,49 @@ impl TryFrom<pb::BatchCheckRequest> for BatchCheckQuery {
     type Error = ApiError;
 
     fn try_from(r: pb::BatchCheckRequest) -> Result<Self, ApiError> {
-        let mut v = Violations::new();
-        if r.checks.is_empty() {
-            v.add("checks", "give 1 to 100 checks");
-        } else if r.checks.len() > MAX_BATCH_CHECKS {
-            v.add(
-                "checks",
-                format!(
-                    "at most {MAX_BATCH_CHECKS} checks per call (got {})",
-                    r.checks.len()
-                ),
-            );
-        }
-        let checks: Vec<Option<CheckQuery>> = r
-            .checks
-            .iter()
-            .take(MAX_BATCH_CHECKS)
-            .enumerate()
-            .map(|(index, check)| check_query(&mut v, &format!("checks[{index}]."), check))
-            .collect();
-        v.build(|| {
-            Some(Self {
-                checks: checks.into_iter().collect::<Option<_>>()?,
-            })
-        })
+        batch_check_query(r.checks)
     }
+}
+
+impl TryFrom<pb::ConsistentBatchCheckRequest> for BatchCheckQuery {
+    type Error = ApiError;
+
+    /// The checks of a ConsistentBatchCheck, each reading the database (the caller awaits
+    /// `contacts_revision` first).
+    fn try_from(r: pb::ConsistentBatchCheckRequest) -> Result<Self, ApiError> {
+        let mut batch = batch_check_query(r.checks)?;
+        for check in &mut batch.checks {
+            check.skip_cache = true;
+        }
+        Ok(batch)
+    }
+}
+
+/// The checks of a BatchCheck: 1 to [`MAX_BATCH_CHECKS`], each valid.
+fn batch_check_query(checks: Vec<pb::CheckRequest>) -> Result<BatchCheckQuery, ApiError> {
+    let mut v = Violations::new();
+    if checks.is_empty() {
+        v.add("checks", "give 1 to 100 checks");
+    } else if checks.len() > MAX_BATCH_CHECKS {
+        v.add(
+            "checks",
+            format!(
+                "at most {MAX_BATCH_CHECKS} checks per call (got {})",
+                checks.len()
+            ),
+        );
+    }
+    let checks: Vec<Option<CheckQuery>> = checks
+        .iter()
+        .take(MAX_BATCH_CHECKS)
+        .enumerate()
+        .map(|(index, check)| check_query(&mut v, &format!("checks[{index}]."), check))
+        .collect();
+    v.build(|| {
+        Some(BatchCheckQuery {
+            checks: checks.into_iter().collect::<Option<_>>()?,
+        })
+    })
 }
 
 impl TryFrom<pb::ListApproversRequest> for ApproversQuery {
@@ -669,11 +730,45 @@ impl From<&DomainPolicy> for pb::DomainPolicy {
     }
 }
 
-/// The answer to one check.
+/// The answer to one check, with the id of the rule that decided.
 pub(crate) fn check_response(decision: Decision) -> pb::CheckResponse {
     pb::CheckResponse {
         allowed: decision.allowed,
+        rule: rule_of(&decision.reason).to_owned(),
         reason: decision.reason,
+    }
+}
+
+/// A page of the sites where a user holds a permission, keyed by site id.
+pub(crate) fn lookup_sites_response(page: &Page<(Profile, Decision)>) -> pb::LookupSitesResponse {
+    pb::LookupSitesResponse {
+        sites: page
+            .items
+            .iter()
+            .map(|(profile, decision)| pb::LookedUpSite {
+                site_id: profile.site_id.to_string(),
+                site_number: profile.site_number.clone(),
+                reason: decision.reason.clone(),
+                rule: rule_of(&decision.reason).to_owned(),
+            })
+            .collect(),
+        next_page_token: next_page_token(page, |(p, _)| vec![p.site_id.to_string()]),
+    }
+}
+
+/// A page of the users who hold a permission on a site, keyed by user id.
+pub(crate) fn lookup_users_response(page: &Page<(Profile, Decision)>) -> pb::LookupUsersResponse {
+    pb::LookupUsersResponse {
+        users: page
+            .items
+            .iter()
+            .map(|(profile, decision)| pb::LookedUpUser {
+                user_id: profile.user_id.to_string(),
+                reason: decision.reason.clone(),
+                rule: rule_of(&decision.reason).to_owned(),
+            })
+            .collect(),
+        next_page_token: next_page_token(page, |(p, _)| vec![p.user_id.to_string()]),
     }
 }
 

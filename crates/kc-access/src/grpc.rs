@@ -20,13 +20,15 @@ use kc_runtime::outbox::{self, EventStream, OutboxWatcher};
 use tonic::{Request, Response, Status};
 
 use crate::convert::{
-    approvers_response, check_response, my_requests_response, policies_response, requests_response,
-    site_access_response, user_access_response,
+    approvers_response, check_response, lookup_sites_response, lookup_users_response,
+    my_requests_response, policies_response, requests_response, site_access_response,
+    user_access_response,
 };
 use crate::domain::commands::{
-    Approval, ApproversQuery, BatchCheckQuery, Cancellation, CheckQuery, MyRequestsQuery,
-    PoliciesQuery, PolicyChange, ProfileRef, Rejection, RequestRef, Revocation, SiteAccessQuery,
-    SiteRequestsQuery, Submission, SupportChange, ToolsChange, UserAccessQuery,
+    Approval, ApproversQuery, BatchCheckQuery, Cancellation, CheckQuery, LookupSitesQuery,
+    LookupUsersQuery, MyRequestsQuery, PoliciesQuery, PolicyChange, ProfileRef, Rejection,
+    RequestRef, Revocation, SiteAccessQuery, SiteRequestsQuery, Submission, SupportChange,
+    ToolsChange, UserAccessQuery,
 };
 use crate::domain::{Access, Actor};
 use crate::followers;
@@ -152,6 +154,52 @@ impl AccessManagementService for AccessApi {
             results.push(check_response(self.access.check(query).await?));
         }
         Ok(Response::new(pb::BatchCheckResponse { results }))
+    }
+
+    /// Like `batch_check`, from the database after the projection applied the registry's
+    /// `contacts_revision` (when given).
+    async fn consistent_batch_check(
+        &self,
+        request: Request<pb::ConsistentBatchCheckRequest>,
+    ) -> Result<Response<pb::ConsistentBatchCheckResponse>, Status> {
+        request_actor(&request)?;
+        let batch: BatchCheckQuery = request.get_ref().clone().try_into()?;
+        if !request.get_ref().contacts_revision.is_empty() {
+            await_revision(
+                self.access.pool(),
+                followers::CONTACTS_CONSUMER,
+                &request,
+                &request.get_ref().contacts_revision,
+                MAX_REVISION_WAIT,
+                "access management's projection of the registry's roles",
+            )
+            .await?;
+        }
+        let mut results = Vec::with_capacity(batch.checks.len());
+        for query in batch.checks {
+            results.push(check_response(self.access.check(query).await?));
+        }
+        Ok(Response::new(pb::ConsistentBatchCheckResponse { results }))
+    }
+
+    async fn lookup_sites(
+        &self,
+        request: Request<pb::LookupSitesRequest>,
+    ) -> Result<Response<pb::LookupSitesResponse>, Status> {
+        request_actor(&request)?;
+        let query: LookupSitesQuery = request.into_inner().try_into()?;
+        let page = self.access.lookup_sites(query).await?;
+        Ok(Response::new(lookup_sites_response(&page)))
+    }
+
+    async fn lookup_users(
+        &self,
+        request: Request<pb::LookupUsersRequest>,
+    ) -> Result<Response<pb::LookupUsersResponse>, Status> {
+        request_actor(&request)?;
+        let query: LookupUsersQuery = request.into_inner().try_into()?;
+        let page = self.access.lookup_users(query).await?;
+        Ok(Response::new(lookup_users_response(&page)))
     }
 
     async fn list_approvers(

@@ -11,7 +11,11 @@
 //!   that keep the projection of sites, roles and users.
 //! - [`cache`]: the in-memory rights cache that serves `Check`, kept current on every
 //!   replica through Postgres notifications (bounded staleness across replicas: the
-//!   notification latency, ≤ 1 s).
+//!   notification latency, ≤ 1 s). `ConsistentBatchCheck` (the gateway's
+//!   `at_least_as_fresh`) bypasses it: it awaits the projection of the registry's roles up to
+//!   a revision, then reads the database; `LookupSites` and `LookupUsers` always read the
+//!   database (candidates with a grant or a rights-implying role, filtered by the rights
+//!   model, keyset paged).
 //! - [`sweeper`]: expiry of requests left pending (A6).
 //! - [`convert`]: every conversion between the proto messages and the domain (requests into
 //!   the commands of [`domain::commands`], entities back into their published forms).

@@ -487,6 +487,13 @@ rpcs! {
 
     /// access `BatchCheck`.
     batch_check: Access CachedRead AccessManagementServiceClient::batch_check(access::BatchCheckRequest) -> access::BatchCheckResponse;
+    /// access `ConsistentBatchCheck`: checks read from the database (AuthorizationService
+    /// with `at_least_as_fresh`).
+    consistent_batch_check: Access Read AccessManagementServiceClient::consistent_batch_check(access::ConsistentBatchCheckRequest) -> access::ConsistentBatchCheckResponse;
+    /// access `LookupSites`.
+    lookup_sites: Access Read AccessManagementServiceClient::lookup_sites(access::LookupSitesRequest) -> access::LookupSitesResponse;
+    /// access `LookupUsers`.
+    lookup_users: Access Read AccessManagementServiceClient::lookup_users(access::LookupUsersRequest) -> access::LookupUsersResponse;
     /// access `GetAccessProfile`.
     get_access_profile: Access Read AccessManagementServiceClient::get_access_profile(access::GetAccessProfileRequest) -> access::GetAccessProfileResponse;
     /// access `SetToolAccess`.

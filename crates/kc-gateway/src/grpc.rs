@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kc_proto::gateway::authorization_service_server::AuthorizationService;
 use kc_proto::gateway::{self as pb, gateway_service_server::GatewayService};
 use tonic::{Request, Response, Status};
 
@@ -199,5 +200,54 @@ handlers! {
             per caller Mail;
         set_domain_policy(SetDomainPolicyRequest) -> SetDomainPolicyResponse, per caller Mail;
         send_notice(SendNoticeRequest) -> SendNoticeResponse, per caller Mail;
+    }
+}
+
+/// `AuthorizationService` on the same gateway: read-only calls of service accounts with the
+/// scope `authz` ([`crate::compose`] admits them).
+#[tonic::async_trait]
+impl AuthorizationService for GatewayApi {
+    async fn check(
+        &self,
+        request: Request<pb::CheckRequest>,
+    ) -> Result<Response<pb::CheckResponse>, Status> {
+        let ctx = self.ctx(&request, CallKind::Read)?;
+        respond(self.gateway.authz_check(&ctx, request.into_inner()).await)
+    }
+
+    async fn batch_check(
+        &self,
+        request: Request<pb::BatchCheckRequest>,
+    ) -> Result<Response<pb::BatchCheckResponse>, Status> {
+        let ctx = self.ctx(&request, CallKind::Read)?;
+        respond(
+            self.gateway
+                .authz_batch_check(&ctx, request.into_inner())
+                .await,
+        )
+    }
+
+    async fn lookup_sites(
+        &self,
+        request: Request<pb::LookupSitesRequest>,
+    ) -> Result<Response<pb::LookupSitesResponse>, Status> {
+        let ctx = self.ctx(&request, CallKind::Read)?;
+        respond(
+            self.gateway
+                .authz_lookup_sites(&ctx, request.into_inner())
+                .await,
+        )
+    }
+
+    async fn lookup_users(
+        &self,
+        request: Request<pb::LookupUsersRequest>,
+    ) -> Result<Response<pb::LookupUsersResponse>, Status> {
+        let ctx = self.ctx(&request, CallKind::Read)?;
+        respond(
+            self.gateway
+                .authz_lookup_users(&ctx, request.into_inner())
+                .await,
+        )
     }
 }

@@ -3,7 +3,10 @@
 //! [`policy`], and one access-management `BatchCheck` per call, its answer kept briefly by
 //! [`cache`]), and composes identity, the
 //! contact registry, access management and notification into
-//! `keycontacts.gateway.v1.GatewayService` (`kc_proto::gateway`). It owns no data.
+//! `keycontacts.gateway.v1.GatewayService` (`kc_proto::gateway`). It owns no data. On the
+//! same port it serves `keycontacts.gateway.v1.AuthorizationService`, the rights checks and
+//! lookups for the applications that enforce them (service accounts with the scope `authz`;
+//! consistency tokens in `compose::revisions`).
 //!
 //! - [`policy`]: the permission table of every RPC.
 //! - [`compose`]: what each RPC does, per area.
@@ -30,6 +33,7 @@ mod ratelimit;
 
 use std::net::SocketAddr;
 
+use kc_proto::gateway::authorization_service_server::AuthorizationServiceServer;
 use kc_proto::gateway::gateway_service_server::GatewayServiceServer;
 use kc_runtime::Shutdown;
 use kc_runtime::auth::{AuthLayer, TokenVerifier};
@@ -47,6 +51,9 @@ use crate::ratelimit::{RateLimiter, WriteLimits};
 
 /// The gRPC service name, as reported in health.
 pub const SERVICE_NAME: &str = policy::SERVICE;
+/// The gRPC name of the public authorization service (service accounts with the scope
+/// `authz`), served on the same port and reported in health too.
+pub const AUTHORIZATION_SERVICE_NAME: &str = policy::AUTHORIZATION_SERVICE;
 /// Where the gateway listens unless told otherwise.
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50050);
@@ -104,13 +111,18 @@ pub async fn run_with_verifier(
         args.server.request_timeout,
         args.trusted_proxies.clone(),
     );
+    let authorization = AuthorizationServiceServer::new(api.clone())
+        .max_decoding_message_size(args.server.max_message_bytes)
+        .max_encoding_message_size(args.server.max_message_bytes);
     let service = GatewayServiceServer::new(api)
         .max_decoding_message_size(args.server.max_message_bytes)
         .max_encoding_message_size(args.server.max_message_bytes);
     // Reflection names the public API only, not the internal services behind it.
     // It also speaks gRPC-Web, for browsers, with CORS only for the origins it is given.
-    let options = ServeOptions::new(&args.server, vec![SERVICE_NAME], auth)
-        .reflect_only(vec![SERVICE_NAME])
+    let public = vec![SERVICE_NAME, AUTHORIZATION_SERVICE_NAME];
+    let options = ServeOptions::new(&args.server, public.clone(), auth)
+        .reflect_only(public)
         .with_grpc_web(args.cors_allowed_origins.clone());
-    serve(listener, Routes::new(service), options, shutdown).await
+    let routes = Routes::new(service).add_service(authorization);
+    serve(listener, routes, options, shutdown).await
 }

@@ -8,6 +8,8 @@
 //! request is composed.
 
 use kc_proto::access::Permission;
+use kc_runtime::Caller;
+use kc_runtime::token::scope;
 
 /// Fully qualified name of the gateway service.
 pub(crate) const SERVICE: &str = "keycontacts.gateway.v1.GatewayService";
@@ -49,7 +51,8 @@ pub(crate) enum Rule {
     SignedIn,
     /// Operators only.
     Operators,
-    /// Operators and service accounts.
+    /// Operators, and service accounts whose token carries the scope of the method
+    /// ([`SERVICE_SCOPES`]).
     OperatorsAndServices,
     /// Customers holding `Need` on the site named by the request; operators pass.
     Site(Need),
@@ -172,6 +175,61 @@ methods! {
         Rule::Site(Need::All(&[P::ContactsView, P::AccessView]));
 }
 
+/// The scope a service account needs for each method its rule admits services to (issue
+/// 15): the token must carry it (`kc-identity create-service-account NAME --scope …`).
+pub(crate) const SERVICE_SCOPES: &[(&str, &str)] = &[(method::SEND_NOTICE, scope::NOTICES)];
+
+/// Why `caller` may not call `method` for want of a scope: a service account whose token
+/// lacks the scope the method needs ([`SERVICE_SCOPES`]); `None` for everyone else.
+pub(crate) fn missing_scope(caller: &Caller, method: &str) -> Option<String> {
+    let (_, needed) = SERVICE_SCOPES.iter().find(|(name, _)| *name == method)?;
+    (caller.is_service() && !caller.has_scope(needed))
+        .then(|| format!("permission denied: this needs a service account with the scope {needed}"))
+}
+
+/// Fully qualified name of the public authorization service.
+pub(crate) const AUTHORIZATION_SERVICE: &str = "keycontacts.gateway.v1.AuthorizationService";
+
+/// Full method paths of `AuthorizationService`.
+pub(crate) mod authz_method {
+    /// `/keycontacts.gateway.v1.AuthorizationService/Check`
+    pub(crate) const CHECK: &str = "/keycontacts.gateway.v1.AuthorizationService/Check";
+    /// `/keycontacts.gateway.v1.AuthorizationService/BatchCheck`
+    pub(crate) const BATCH_CHECK: &str = "/keycontacts.gateway.v1.AuthorizationService/BatchCheck";
+    /// `/keycontacts.gateway.v1.AuthorizationService/LookupSites`
+    pub(crate) const LOOKUP_SITES: &str =
+        "/keycontacts.gateway.v1.AuthorizationService/LookupSites";
+    /// `/keycontacts.gateway.v1.AuthorizationService/LookupUsers`
+    pub(crate) const LOOKUP_USERS: &str =
+        "/keycontacts.gateway.v1.AuthorizationService/LookupUsers";
+}
+
+/// The scope of the service accounts that may ask `AuthorizationService`.
+pub(crate) const AUTHZ_SCOPE: &str = kc_runtime::token::scope::AUTHZ;
+
+/// The permission table of `AuthorizationService`: every RPC and the scope a service
+/// account's token must carry to call it. Nobody else may: customers and operators are
+/// refused.
+pub(crate) const AUTHZ_TABLE: &[(&str, &str)] = &[
+    (authz_method::CHECK, AUTHZ_SCOPE),
+    (authz_method::BATCH_CHECK, AUTHZ_SCOPE),
+    (authz_method::LOOKUP_SITES, AUTHZ_SCOPE),
+    (authz_method::LOOKUP_USERS, AUTHZ_SCOPE),
+];
+
+/// The scope a service account needs for the `AuthorizationService` `method` (a full path
+/// from [`authz_method`]).
+///
+/// # Panics
+/// When `method` is not in [`AUTHZ_TABLE`] (a bug the table's test catches first).
+pub(crate) fn authz_scope(method: &str) -> &'static str {
+    AUTHZ_TABLE
+        .iter()
+        .find(|(name, _)| *name == method)
+        .map(|(_, scope)| *scope)
+        .unwrap_or_else(|| panic!("{method} is missing from the authorization table"))
+}
+
 /// The rule of `method` (a full path from [`method`]).
 ///
 /// # Panics
@@ -233,11 +291,16 @@ mod tests {
     /// Every method of `GatewayService` in the compiled descriptor set, as full paths.
     fn proto_methods() -> BTreeSet<String> {
         let set = FileDescriptorSet::decode(kc_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
-        let file = set
-            .file
-            .iter()
-            .find(|file| file.package() == "keycontacts.gateway.v1")
-            .expect("the gateway proto is compiled");
+        let file =
+            set.file
+                .iter()
+                .find(|file| {
+                    file.package() == "keycontacts.gateway.v1"
+                        && file.service.iter().any(|service| {
+                            format!("{}.{}", file.package(), service.name()) == SERVICE
+                        })
+                })
+                .expect("the gateway proto is compiled");
         let service = file
             .service
             .iter()
@@ -267,6 +330,32 @@ mod tests {
             unknown.is_empty(),
             "rules of RPCs that do not exist: {unknown:?}"
         );
+    }
+
+    #[test]
+    fn every_authorization_rpc_needs_the_authz_scope() {
+        let set = FileDescriptorSet::decode(kc_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+        let proto: BTreeSet<String> = set
+            .file
+            .iter()
+            .filter(|file| file.package() == "keycontacts.gateway.v1")
+            .flat_map(|file| file.service.iter())
+            .filter(|service| {
+                format!("keycontacts.gateway.v1.{}", service.name()) == AUTHORIZATION_SERVICE
+            })
+            .flat_map(|service| service.method.iter())
+            .map(|method| format!("/{AUTHORIZATION_SERVICE}/{}", method.name()))
+            .collect();
+        let table: BTreeSet<String> = AUTHZ_TABLE
+            .iter()
+            .map(|(name, _)| name.to_string())
+            .collect();
+        assert_eq!(proto, table);
+        assert_eq!(proto.len(), AUTHZ_TABLE.len());
+        for (name, _) in AUTHZ_TABLE {
+            assert_eq!(authz_scope(name), "authz");
+            assert!(!public_methods().any(|public| public == *name));
+        }
     }
 
     #[test]
@@ -308,6 +397,44 @@ mod tests {
         let any = Need::Any(&[P::ApproveSiteAccess, P::ApproveSupportAccess]);
         assert!(any.satisfied_by(&[false, true]));
         assert!(!any.satisfied_by(&[false, false]));
+    }
+
+    #[test]
+    fn every_rpc_admitting_services_names_a_known_scope() {
+        for (name, rule) in TABLE {
+            let scoped = SERVICE_SCOPES.iter().find(|(method, _)| method == name);
+            if *rule == Rule::OperatorsAndServices {
+                let (_, needed) = scoped.unwrap_or_else(|| panic!("{name} names no scope"));
+                assert!(scope::ALL.contains(needed), "{name}: {needed}");
+            } else {
+                assert!(scoped.is_none(), "{name} admits no service account");
+            }
+        }
+    }
+
+    #[test]
+    fn service_accounts_need_the_scope_and_operators_none() {
+        use kc_runtime::token::CallerKind;
+        let caller = |kind, scopes: &[&str]| Caller {
+            subject: uuid::Uuid::from_u128(1),
+            kind,
+            email: String::new(),
+            on_behalf_of: None,
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        };
+        assert_eq!(
+            missing_scope(
+                &caller(CallerKind::Service, &["authz"]),
+                method::SEND_NOTICE
+            )
+            .as_deref(),
+            Some("permission denied: this needs a service account with the scope notices")
+        );
+        let sender = caller(CallerKind::Service, &["authz", "notices"]);
+        assert_eq!(missing_scope(&sender, method::SEND_NOTICE), None);
+        let operator = caller(CallerKind::Operator, &[]);
+        assert_eq!(missing_scope(&operator, method::SEND_NOTICE), None);
+        assert_eq!(missing_scope(&operator, method::GET_ME), None);
     }
 
     #[test]

@@ -76,6 +76,7 @@ mod tests {
             kind,
             email: String::new(),
             on_behalf_of,
+            scopes: Vec::new(),
         }
     }
 

@@ -113,6 +113,35 @@ pub struct CheckQuery {
     pub user_id: Uuid,
     /// The permission asked about.
     pub permission: Permission,
+    /// Read the rights from the database, not the rights cache (a caller that must see
+    /// every committed change: the gateway's `at_least_as_fresh`).
+    pub skip_cache: bool,
+}
+
+/// The sites where a user holds a permission (LookupSites), a page after a site id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookupSitesQuery {
+    /// User.
+    pub user_id: Uuid,
+    /// The permission asked about.
+    pub permission: Permission,
+    /// The site id the previous page ended with.
+    pub after: Option<Uuid>,
+    /// Most sites in the page.
+    pub size: u32,
+}
+
+/// The users who hold a permission on a site (LookupUsers), a page after a user id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookupUsersQuery {
+    /// Site.
+    pub site_id: Uuid,
+    /// The permission asked about.
+    pub permission: Permission,
+    /// The user id the previous page ended with.
+    pub after: Option<Uuid>,
+    /// Most users in the page.
+    pub size: u32,
 }
 
 /// Several checks in one call (BatchCheck): 1 to [`MAX_BATCH_CHECKS`].

@@ -33,6 +33,31 @@ pub use rights::{
 };
 pub use service::{Access, AccessSettings, Page};
 
+/// The reason of a check on a site the projection does not know.
+pub const UNKNOWN_SITE_REASON: &str = "unknown site: access management knows no site with this id";
+
+/// The id of the DOMAIN.md rule that decided a check, from its reason ([`Decision::reason`]):
+/// the rule a role's implication names (`T3`, `U5`, `R1`), `I1, I4` for a user that holds
+/// nothing, `T1` when the level of an explicit grant decided (a higher level includes the
+/// lower ones), `T3` when neither a role nor a grant gives the permission (effective
+/// rights), and empty for an unknown site.
+pub fn rule_of(reason: &str) -> &str {
+    if reason == UNKNOWN_SITE_REASON {
+        return "";
+    }
+    if reason.starts_with("explicit grant:") {
+        return "T1";
+    }
+    if let Some(open) = reason.find('(') {
+        let inside = &reason[open + 1..];
+        let end = inside.find([')', ':']).unwrap_or(inside.len());
+        if !inside[..end].is_empty() {
+            return &inside[..end];
+        }
+    }
+    "T3"
+}
+
 /// What the projection knows of a site: its numbers and the facts rights depend on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Site {
@@ -326,3 +351,74 @@ impl From<AccessError> for tonic::Status {
 
 /// Result of the access domain.
 pub type Result<T, E = AccessError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod rule_tests {
+    use super::*;
+
+    /// Every reason the rights model gives names a rule id the API can return on its own.
+    #[test]
+    fn every_reason_has_a_rule() {
+        let roles = [
+            RoleSet::EMPTY,
+            RoleSet::of(&[ContactRole::Primary]),
+            RoleSet::of(&[ContactRole::Administrative]),
+            RoleSet::of(&[ContactRole::SiteTechnical]),
+            RoleSet::of(&[ContactRole::Secondary]),
+            RoleSet::of(&[ContactRole::SiteUser]),
+        ];
+        let explicit = [
+            Grants::NONE,
+            Grants {
+                tools: ToolAccess {
+                    software: SoftwareAccess::DownloadsOnly,
+                    ..ToolAccess::NONE
+                },
+                support: SupportLevel::Basic,
+            },
+        ];
+        let known = ["T1", "T3", "U5", "R1", "I1, I4"];
+        for roles in roles {
+            for explicit in explicit {
+                for disabled in [false, true] {
+                    for has_site_technical in [false, true] {
+                        let facts = SiteFacts {
+                            admin_may_manage_access: true,
+                            has_site_technical,
+                        };
+                        let subject = Subject {
+                            roles,
+                            explicit,
+                            disabled,
+                        };
+                        let effective = Effective::of(&subject, facts);
+                        for permission in Permission::ALL {
+                            let decision = effective.check(permission);
+                            let rule = rule_of(&decision.reason);
+                            assert!(known.contains(&rule), "{rule:?} of {:?}", decision.reason);
+                        }
+                    }
+                }
+            }
+        }
+        let stc = Effective::of(
+            &Subject {
+                roles: RoleSet::of(&[ContactRole::SiteTechnical]),
+                ..Subject::default()
+            },
+            SiteFacts::default(),
+        );
+        let decision = stc.check(Permission::SupportAdmin);
+        assert_eq!(decision.reason, "implied by SITE_TECHNICAL (U5)");
+        assert_eq!(rule_of(&decision.reason), "U5");
+        assert_eq!(rule_of(UNKNOWN_SITE_REASON), "");
+        assert_eq!(
+            rule_of("explicit grant: software DOWNLOADS_ONLY < FULL"),
+            "T1"
+        );
+        assert_eq!(
+            rule_of("implied by PRIMARY (R1: no SITE_TECHNICAL contact)"),
+            "R1"
+        );
+    }
+}

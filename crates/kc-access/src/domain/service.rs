@@ -70,17 +70,18 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::commands::{
-    Approval, ApproverKey, ApproversQuery, Cancellation, CheckQuery, MyRequestsQuery,
-    PoliciesQuery, PolicyChange, ProfileRef, Rejection, RequestRef, Revocation, SiteAccessQuery,
-    SiteRequestsQuery, Submission, SupportChange, ToolsChange, UserAccessQuery, with_levels,
+    Approval, ApproverKey, ApproversQuery, Cancellation, CheckQuery, LookupSitesQuery,
+    LookupUsersQuery, MyRequestsQuery, PoliciesQuery, PolicyChange, ProfileRef, Rejection,
+    RequestRef, Revocation, SiteAccessQuery, SiteRequestsQuery, Submission, SupportChange,
+    ToolsChange, UserAccessQuery, with_levels,
 };
 use super::values::{EmailDomain, Etag};
 use super::{
     AccessError, AccessRequest, AccessRequestKind, Actor, Approver, AuditRecord, Decision,
-    DomainPolicy, Effective, Grants, PolicyMode, Profile, RequestState, Result, RoleSet, Site,
-    Subject, SupportLevel, ToolAccess, approvers, baseline_grant, check_approval, check_decider,
-    check_domain_baseline, check_not_own_request, check_revoke, check_self_grant,
-    check_support_change, check_tool_change,
+    DomainPolicy, Effective, Grants, Permission, PolicyMode, Profile, RequestState, Result,
+    RoleSet, Site, Subject, SupportLevel, ToolAccess, UNKNOWN_SITE_REASON, approvers,
+    baseline_grant, check_approval, check_decider, check_domain_baseline, check_not_own_request,
+    check_revoke, check_self_grant, check_support_change, check_tool_change,
 };
 use crate::cache::{Rights, RightsCache};
 use crate::events::{self, PendingEvent};
@@ -111,6 +112,33 @@ pub struct Access {
     pool: PgPool,
     cache: RightsCache,
     settings: AccessSettings,
+}
+
+/// How many candidate profiles a lookup reads per query for a page of `size`: one more than
+/// the page (to know whether another page follows), at least 500.
+fn lookup_batch(size: u32) -> i64 {
+    (i64::from(size) + 1).max(500)
+}
+
+/// Appends the profiles of `rows` that hold `permission` to `found`, with their decision,
+/// until it holds `size + 1` (a full page and the sign of a next one); whether it does.
+fn collect_allowed(
+    rows: Vec<Profile>,
+    permission: Permission,
+    size: u32,
+    found: &mut Vec<(Profile, Decision)>,
+) -> bool {
+    let wanted = size as usize + 1;
+    for profile in rows {
+        let decision = profile.effective.check(permission);
+        if decision.allowed {
+            found.push((profile, decision));
+            if found.len() >= wanted {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// The subject a profile describes.
@@ -633,20 +661,77 @@ impl Access {
         Ok(Page::from_rows(rows, size))
     }
 
-    /// Whether a user holds a permission on a site, from the rights cache. An unknown site
-    /// is a denial with its reason.
+    /// Whether a user holds a permission on a site, from the rights cache (from the
+    /// database when the query skips the cache). An unknown site is a denial with its reason.
     pub async fn check(&self, query: CheckQuery) -> Result<Decision> {
-        match self
-            .cache
-            .rights(&self.pool, query.site_id, query.user_id)
-            .await?
-        {
+        let rights = if query.skip_cache {
+            self.cache
+                .rights_from_database(&self.pool, query.site_id, query.user_id)
+                .await?
+        } else {
+            self.cache
+                .rights(&self.pool, query.site_id, query.user_id)
+                .await?
+        };
+        match rights {
             Rights::Known(effective) => Ok(effective.check(query.permission)),
             Rights::UnknownSite => Ok(Decision {
                 allowed: false,
-                reason: "unknown site: access management knows no site with this id".into(),
+                reason: UNKNOWN_SITE_REASON.into(),
             }),
         }
+    }
+
+    /// A page of the sites where a user holds a permission (effective rights, T3), in
+    /// site-id order, each with the decision that allows it. Read from the database: the
+    /// candidates are the sites where the user has a grant or a rights-implying role (nobody
+    /// holds anything elsewhere), read in batches and filtered by the rights model.
+    pub async fn lookup_sites(&self, query: LookupSitesQuery) -> Result<Page<(Profile, Decision)>> {
+        let LookupSitesQuery {
+            user_id,
+            permission,
+            after,
+            size,
+        } = query;
+        let mut conn = self.pool.acquire().await?;
+        let mut after = after;
+        let mut found = Vec::new();
+        let batch = lookup_batch(size);
+        loop {
+            let rows = storage::sites::user_profiles(&mut conn, user_id, after, batch).await?;
+            let exhausted = rows.len() < batch as usize;
+            after = rows.last().map(|profile| profile.site_id).or(after);
+            if collect_allowed(rows, permission, size, &mut found) || exhausted {
+                break;
+            }
+        }
+        Ok(Page::from_rows(found, size))
+    }
+
+    /// A page of the users who hold a permission on a site (effective rights, T3), in
+    /// user-id order, each with the decision that allows it. Read from the database like
+    /// [`Access::lookup_sites`]. An unknown site is `NotFound`.
+    pub async fn lookup_users(&self, query: LookupUsersQuery) -> Result<Page<(Profile, Decision)>> {
+        let LookupUsersQuery {
+            site_id,
+            permission,
+            after,
+            size,
+        } = query;
+        let mut conn = self.pool.acquire().await?;
+        site_of(&mut conn, site_id).await?;
+        let mut after = after;
+        let mut found = Vec::new();
+        let batch = lookup_batch(size);
+        loop {
+            let rows = storage::sites::site_profiles(&mut conn, site_id, after, batch).await?;
+            let exhausted = rows.len() < batch as usize;
+            after = rows.last().map(|profile| profile.user_id).or(after);
+            if collect_allowed(rows, permission, size, &mut found) || exhausted {
+                break;
+            }
+        }
+        Ok(Page::from_rows(found, size))
     }
 
     /// A page of the users who may decide requests of `kind` on a site (A3), role holders

@@ -11,6 +11,7 @@ use kc_proto::identity::User;
 use kc_runtime::paging::{decode_token, encode_token};
 use uuid::Uuid;
 
+use super::revisions::revision_token;
 use super::{DOWNSTREAM_PAGE_MAX, Gateway, all_pages, id, page_size, required};
 use crate::clients::{Ctx, Svc};
 use crate::error::GatewayError;
@@ -322,6 +323,7 @@ impl Gateway {
             contact: Some(required(Svc::Contacts, "contact", response.contact)?),
             user: Some(user),
             user_invited: invited,
+            revision: revision_token(Svc::Contacts, &response.revision),
         })
     }
 
@@ -380,6 +382,7 @@ impl Gateway {
             .await?;
         Ok(pb::RemoveContactResponse {
             contact: Some(required(Svc::Contacts, "contact", response.contact)?),
+            revision: revision_token(Svc::Contacts, &response.revision),
         })
     }
 
@@ -423,6 +426,7 @@ impl Gateway {
             replaced: response.replaced,
             user: Some(user),
             user_invited: invited,
+            revision: revision_token(Svc::Contacts, &response.revision),
         })
     }
 
@@ -511,6 +515,7 @@ impl Gateway {
             site: response.site,
             primary: response.primary,
             previous_primary: response.previous_primary,
+            revision: revision_token(Svc::Contacts, &response.revision),
         })
     }
 }

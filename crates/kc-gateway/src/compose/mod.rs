@@ -8,6 +8,7 @@
 //! the other service applied it (module `revisions`, rule T8).
 
 mod audit;
+mod authorization;
 mod contacts;
 mod me;
 mod notices;

@@ -7,6 +7,7 @@ use kc_proto::access::{self, AccessRequest, AccessRequestKind, AccessRequestStat
 use kc_proto::gateway::{self as pb, AccessDecision};
 use tonic::Code;
 
+use super::revisions::revision_token;
 use super::{Gateway, denied, id, page_size, required};
 use crate::clients::{Ctx, Svc};
 use crate::error::GatewayError;
@@ -277,6 +278,7 @@ impl Gateway {
                 Ok(pb::DecideAccessRequestResponse {
                     request: Some(required(Svc::Access, "request", response.request)?),
                     profile: None,
+                    revision: String::new(),
                 })
             }
             _ => {
@@ -298,6 +300,7 @@ impl Gateway {
                 Ok(pb::DecideAccessRequestResponse {
                     request: Some(required(Svc::Access, "request", response.request)?),
                     profile: response.profile,
+                    revision: revision_token(Svc::Access, &response.revision),
                 })
             }
         }

@@ -19,12 +19,88 @@
 //! within the deadline, could not be reached, or refused the wait), the client gets
 //! `UNAVAILABLE` saying that the change is committed but not yet in effect everywhere
 //! ([`GatewayError::NotYetInEffect`]); the cause is logged.
+//!
+//! **Revision tokens.** The public writes that change rights or roles return their revision
+//! to the client as a *token* for `AuthorizationService`'s `at_least_as_fresh`:
+//! `access:<cursor>` for a write of access management, `contacts:<cursor>` for one of the
+//! registry ([`revision_token`], read back by [`Freshness::parse`]). Clients treat it as
+//! opaque.
+
+use std::str::FromStr;
 
 use kc_proto::{access, contacts};
+use kc_runtime::outbox::Cursor;
 
 use super::Gateway;
 use crate::clients::{Ctx, Svc};
 use crate::error::GatewayError;
+
+/// Prefix of the token of an access management write's revision.
+const ACCESS_PREFIX: &str = "access:";
+/// Prefix of the token of a contact registry write's revision.
+const CONTACTS_PREFIX: &str = "contacts:";
+
+/// The revision token a public write returns for the `revision` of a write of `service`
+/// (access management or the registry); empty when nothing changed.
+pub(super) fn revision_token(service: Svc, revision: &str) -> String {
+    if revision.is_empty() {
+        return String::new();
+    }
+    let prefix = match service {
+        Svc::Access => ACCESS_PREFIX,
+        Svc::Contacts => CONTACTS_PREFIX,
+        // Only access management and the registry write what rights depend on.
+        Svc::Identity | Svc::Notification => return String::new(),
+    };
+    format!("{prefix}{revision}")
+}
+
+/// How fresh an answer of `AuthorizationService` must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Freshness {
+    /// No token: the answer may come from access management's rights cache.
+    Any,
+    /// At least as fresh as a committed write of access management: read its database.
+    Access,
+    /// At least as fresh as a write of the registry with this revision: access
+    /// management's projection of roles must have applied it, then its database is read.
+    Contacts(String),
+}
+
+impl Freshness {
+    /// The freshness of an `at_least_as_fresh` token; `field` names it in the violation of
+    /// a token the gateway never issued.
+    pub(super) fn parse(field: &str, token: &str) -> Result<Self, GatewayError> {
+        if token.is_empty() {
+            return Ok(Self::Any);
+        }
+        let invalid = || {
+            GatewayError::invalid(
+                field,
+                "not a revision token: pass the `revision` of a gateway write as it was returned",
+            )
+        };
+        let (fresh, cursor) = if let Some(cursor) = token.strip_prefix(ACCESS_PREFIX) {
+            (Self::Access, cursor)
+        } else if let Some(cursor) = token.strip_prefix(CONTACTS_PREFIX) {
+            (Self::Contacts(cursor.to_owned()), cursor)
+        } else {
+            return Err(invalid());
+        };
+        match Cursor::from_str(cursor) {
+            Ok(_) if !cursor.is_empty() => Ok(fresh),
+            _ => Err(invalid()),
+        }
+    }
+
+    /// The registry revision the projection must have applied; empty for none.
+    pub(super) fn contacts_revision(&self) -> &str {
+        match self {
+            Self::Contacts(revision) => revision,
+            Self::Any | Self::Access => "",
+        }
+    }
+}
 
 impl Gateway {
     /// After a write of access management that returned `revision`: waits until the contact
@@ -116,6 +192,24 @@ mod tests {
     use tonic::{Code, Status};
 
     use super::*;
+
+    #[test]
+    fn revision_tokens_round_trip() {
+        let cursor = "0000000000000abc0000000000000001";
+        let access = revision_token(Svc::Access, cursor);
+        assert_eq!(access, format!("access:{cursor}"));
+        assert_eq!(Freshness::parse("t", &access).unwrap(), Freshness::Access);
+        let registry = revision_token(Svc::Contacts, cursor);
+        assert_eq!(
+            Freshness::parse("t", &registry).unwrap(),
+            Freshness::Contacts(cursor.into())
+        );
+        assert_eq!(revision_token(Svc::Access, ""), "");
+        assert_eq!(Freshness::parse("t", "").unwrap(), Freshness::Any);
+        for bad in ["access:", "access:xyz", cursor, "other:0", "contacts:ABC"] {
+            assert!(Freshness::parse("t", bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn a_failed_wait_is_unavailable_and_says_the_change_is_committed() {

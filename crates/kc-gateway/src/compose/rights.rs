@@ -4,6 +4,7 @@
 use kc_proto::access::{self, AccessProfile, SupportLevel, ToolAccess};
 use kc_proto::gateway as pb;
 
+use super::revisions::revision_token;
 use super::{Gateway, denied, id, page_size, required};
 use crate::clients::{Ctx, Svc};
 use crate::error::GatewayError;
@@ -123,6 +124,7 @@ impl Gateway {
         self.access_write_in_effect(ctx, &response.revision).await?;
         Ok(pb::SetToolAccessResponse {
             profile: response.profile,
+            revision: revision_token(Svc::Access, &response.revision),
         })
     }
 
@@ -151,6 +153,7 @@ impl Gateway {
         self.access_write_in_effect(ctx, &response.revision).await?;
         Ok(pb::SetSupportAccessResponse {
             profile: response.profile,
+            revision: revision_token(Svc::Access, &response.revision),
         })
     }
 
@@ -177,6 +180,7 @@ impl Gateway {
         self.access_write_in_effect(ctx, &response.revision).await?;
         Ok(pb::RevokeAccessResponse {
             profile: response.profile,
+            revision: revision_token(Svc::Access, &response.revision),
         })
     }
 

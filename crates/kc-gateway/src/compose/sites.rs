@@ -13,6 +13,7 @@ use tonic::Code;
 use uuid::Uuid;
 
 use super::contacts::contact_view;
+use super::revisions::revision_token;
 use super::{DOWNSTREAM_PAGE_MAX, Gateway, all_pages, id, page_size, required};
 use crate::clients::{Ctx, Svc};
 use crate::error::GatewayError;
@@ -309,6 +310,7 @@ impl Gateway {
             })?;
         self.registry_write_in_effect(ctx, &created.revision)
             .await?;
+        let revision = revision_token(Svc::Contacts, &created.revision);
         let site = required(Svc::Contacts, "site", created.site)?;
         let contacts = created.contacts;
 
@@ -328,6 +330,7 @@ impl Gateway {
         Ok(pb::CreateSiteResponse {
             site: Some(site),
             contacts: views,
+            revision,
         })
     }
 
@@ -390,6 +393,7 @@ impl Gateway {
             .await?;
         Ok(pb::UpdateSiteResponse {
             site: Some(required(Svc::Contacts, "site", response.site)?),
+            revision: revision_token(Svc::Contacts, &response.revision),
         })
     }
 

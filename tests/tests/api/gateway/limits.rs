@@ -348,13 +348,15 @@ async fn the_gateways_reflection_names_only_its_public_api() {
     let address = suite.addr(Service::Gateway).to_string();
     let listed = grpcurl_ok(&["-plaintext", &address, "list"]).await;
     let services: Vec<&str> = listed.lines().map(str::trim).collect();
-    // The public API and health; reflection names the version grpcurl asked (each version
-    // of the reflection service lists itself).
+    // The public APIs (the gateway's and the relying applications' AuthorizationService)
+    // and health; reflection names the version grpcurl asked (each version of the
+    // reflection service lists itself).
     for expected in [kc_gateway::SERVICE_NAME, "grpc.health.v1.Health"] {
         assert!(services.contains(&expected), "{expected} missing: {listed}");
     }
     let allowed = [
         kc_gateway::SERVICE_NAME,
+        kc_gateway::AUTHORIZATION_SERVICE_NAME,
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",

@@ -9,6 +9,7 @@ pub mod helpers;
 
 mod authority_race;
 mod authorization;
+mod authorization_service;
 mod cache;
 mod escalation_matrix;
 mod faults;
@@ -20,5 +21,6 @@ mod revisions;
 mod revocation;
 mod role_authority;
 mod roles_imply;
+mod scopes;
 mod story;
 mod transfer_race;

@@ -35,7 +35,10 @@ impl Fixture {
             .await;
         let stranger = suite.person("Stranger").await;
         let login_user = suite.person("Login User").await;
-        let service_token = suite.service_token("kc-billing").await;
+        // A relying application allowed to send notices (issue 15: the scope `notices`).
+        let (_, service_token) = suite
+            .scoped_service_account("kc-billing", &["notices"])
+            .await;
         Self {
             suite,
             a,
@@ -498,13 +501,9 @@ impl Fixture {
                 .await
                 .map(drop),
             "RevokeAccess" => {
-                suite
-                    .grant(
-                        &site_id,
-                        &world.revokee.id,
-                        tools(|t| t.account_documents = apb::AccountDocumentsAccess::View as i32),
-                    )
-                    .await;
+                let granted =
+                    tools(|t| t.account_documents = apb::AccountDocumentsAccess::View as i32);
+                suite.grant(&site_id, &world.revokee.id, granted).await;
                 gw.revoke_access(authed(
                     token,
                     gw::RevokeAccessRequest {
