@@ -421,12 +421,7 @@ impl Sandbox {
     /// SendNotice needs), as `kc-identity create-service-account NAME --scope …` makes it,
     /// and its service token.
     pub async fn scoped_service_account(&self, name: &str, scopes: &[&str]) -> (Uuid, String) {
-        let scopes = Scopes::parse("scope", scopes).expect("known scopes");
-        let (client_id, client_secret) = self
-            .identity_domain
-            .create_scoped_service_account(name, &scopes)
-            .await
-            .expect("service account");
+        let (client_id, client_secret) = self.service_account_credentials(name, scopes).await;
         let token = kc_testkit::identity::service_token(
             &self.channel(Service::Identity),
             &client_id.to_string(),
@@ -434,6 +429,17 @@ impl Sandbox {
         )
         .await;
         (client_id, token)
+    }
+
+    /// A service account holding `scopes`, as `kc-identity create-service-account --scope`
+    /// makes it: its client id and secret, for a test that signs in the way a relying
+    /// application does.
+    pub async fn service_account_credentials(&self, name: &str, scopes: &[&str]) -> (Uuid, String) {
+        let scopes = Scopes::parse("scope", scopes).expect("known scopes");
+        self.identity_domain
+            .create_scoped_service_account(name, &scopes)
+            .await
+            .expect("service account")
     }
 
     // ---- clients and requests ----

@@ -436,6 +436,8 @@ rpcs! {
     reset_password: Identity Write IdentityServiceClient::reset_password(identity::ResetPasswordRequest) -> identity::ResetPasswordResponse;
     /// identity `Authenticate`.
     authenticate: Identity SessionWrite IdentityServiceClient::authenticate(identity::AuthenticateRequest) -> identity::AuthenticateResponse;
+    /// identity `IssueServiceToken`.
+    issue_service_token: Identity SessionWrite IdentityServiceClient::issue_service_token(identity::IssueServiceTokenRequest) -> identity::IssueServiceTokenResponse;
     /// identity `RefreshSession`.
     refresh_session: Identity SessionWrite IdentityServiceClient::refresh_session(identity::RefreshSessionRequest) -> identity::RefreshSessionResponse;
     /// identity `RevokeSession`.

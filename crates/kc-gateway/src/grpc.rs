@@ -154,6 +154,7 @@ handlers! {
         reset_password(ResetPasswordRequest) -> ResetPasswordResponse;
         login(LoginRequest) -> LoginResponse;
         refresh(RefreshRequest) -> RefreshResponse;
+        issue_service_token(IssueServiceTokenRequest) -> IssueServiceTokenResponse;
         logout(LogoutRequest) -> LogoutResponse;
     }
     // Authenticated RPCs that check a secret (a password, a mailed code): rate limited per

@@ -130,6 +130,7 @@ methods! {
     RESET_PASSWORD = "ResetPassword" => Rule::Public;
     LOGIN = "Login" => Rule::Public;
     REFRESH = "Refresh" => Rule::Public;
+    ISSUE_SERVICE_TOKEN = "IssueServiceToken" => Rule::Public;
     LOGOUT = "Logout" => Rule::Public;
 
     UPDATE_ME = "UpdateMe" => Rule::SignedIn;
@@ -368,6 +369,7 @@ mod tests {
             method::RESET_PASSWORD,
             method::LOGIN,
             method::REFRESH,
+            method::ISSUE_SERVICE_TOKEN,
             method::LOGOUT,
         ]
         .into_iter()

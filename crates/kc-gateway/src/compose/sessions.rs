@@ -1,5 +1,6 @@
 //! Sessions (public, rate limited per caller address): Register, VerifyEmail,
-//! RequestPasswordReset, ResetPassword, Login, Refresh, Logout, forwarded to identity.
+//! RequestPasswordReset, ResetPassword, Login, Refresh, IssueServiceToken, Logout, forwarded
+//! to identity.
 //!
 //! Register and RequestPasswordReset answer alike for every address (rule I2): identity's
 //! empty answer is passed on as an empty answer, and what differs goes by e-mail.
@@ -126,6 +127,31 @@ impl Gateway {
             refresh_token: response.refresh_token,
             access_token_expire_time: response.access_token_expire_time,
             user: response.user,
+        })
+    }
+
+    /// `IssueServiceToken`: identity `IssueServiceToken`, for relying applications (a wrong
+    /// client id or secret is identity's one `Unauthenticated` answer for both).
+    pub(crate) async fn issue_service_token(
+        &self,
+        ctx: &Ctx,
+        peer: Option<IpAddr>,
+        request: pb::IssueServiceTokenRequest,
+    ) -> Result<pb::IssueServiceTokenResponse, GatewayError> {
+        self.limit_sessions(peer)?;
+        let response = self
+            .clients
+            .issue_service_token(
+                ctx,
+                identity::IssueServiceTokenRequest {
+                    client_id: request.client_id,
+                    client_secret: request.client_secret,
+                },
+            )
+            .await?;
+        Ok(pb::IssueServiceTokenResponse {
+            access_token: response.access_token,
+            access_token_expire_time: response.access_token_expire_time,
         })
     }
 

@@ -76,3 +76,60 @@ async fn send_notice_needs_a_service_account_with_the_scope_notices() {
         .await
         .expect("an operator sends notices");
 }
+
+/// A relying application signs in through the gateway (its one public address in the
+/// cluster): `IssueServiceToken` with the client id and secret `create-service-account`
+/// printed gives a token carrying the account's scopes, which the gateway then honours; a
+/// wrong secret is `Unauthenticated`, like a wrong password at `Login`.
+#[tokio::test]
+async fn a_relying_application_gets_its_token_from_the_gateway() {
+    use kc_proto::gateway::authorization_service_client::AuthorizationServiceClient;
+
+    let suite = Suite::start().await;
+    let primary = suite.person("Relying Primary").await;
+    let site = suite.create_site("Relying site", &primary, None).await;
+    suite
+        .wait_role(&site.site_id, &primary.id, Role::Primary)
+        .await;
+    let (client_id, secret) = suite
+        .service_account_credentials("kc-portal", &["authz", "notices"])
+        .await;
+
+    let issued = suite
+        .gw()
+        .issue_service_token(gw::IssueServiceTokenRequest {
+            client_id: client_id.to_string(),
+            client_secret: secret.clone(),
+        })
+        .await
+        .expect("the gateway issues a relying application's token")
+        .into_inner();
+    assert!(issued.access_token_expire_time.is_some());
+
+    renewal_notice(&suite, &issued.access_token, &site.site_id)
+        .await
+        .expect("the token carries the scope notices");
+    let checked = AuthorizationServiceClient::new(suite.channel(Service::Gateway))
+        .check(authed(
+            Some(&issued.access_token),
+            gw::CheckRequest {
+                user_id: primary.id.to_string(),
+                site_id: site.site_id.clone(),
+                permission: kc_proto::access::Permission::SoftwareDownload as i32,
+                consistency: None,
+            },
+        ))
+        .await
+        .expect("the token carries the scope authz")
+        .into_inner();
+    assert!(checked.allowed, "T3: the primary downloads: {checked:?}");
+
+    let refused = suite
+        .gw()
+        .issue_service_token(gw::IssueServiceTokenRequest {
+            client_id: client_id.to_string(),
+            client_secret: format!("{secret}-wrong"),
+        })
+        .await;
+    expect_code(refused, Code::Unauthenticated);
+}
