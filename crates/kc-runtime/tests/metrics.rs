@@ -26,8 +26,7 @@ use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use futures::StreamExt as _;
-use kc_runtime::outbox::{self, Consumer, Cursor, NewEvent, OutboxWatcher, watch_response};
+use kc_runtime::outbox::{self, Consumer, NewEvent, OutboxWatcher};
 
 const SERVICE: &str = "test.Status";
 
@@ -306,18 +305,7 @@ async fn an_outbox_consumer_reports_its_lag_and_applied_events() {
     drop(conn);
 
     let watcher = OutboxWatcher::start(pool.clone()).await.expect("watcher");
-    let source = move |after: String| {
-        let opened = after
-            .parse::<Cursor>()
-            .map_err(|error| error.to_status("after_cursor"))
-            .map(|cursor| {
-                watch_response(&watcher, cursor, |event| {
-                    Ok((event.cursor.to_string(), event))
-                })
-                .boxed()
-            });
-        futures::future::ready(opened)
-    };
+    let source = kc_testkit::outbox::watch_source(watcher);
     let consumer = tokio::spawn(Consumer::new(pool.clone(), "metrics.lagging").run(
         source,
         |_conn: &mut sqlx::PgConnection, _event: outbox::StoredEvent| {

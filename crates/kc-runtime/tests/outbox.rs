@@ -11,9 +11,10 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use kc_runtime::outbox::{
-    self, Consumer, Cursor, EventStream, InvalidCursor, NewEvent, OutboxWatcher, StoredEvent,
-    WatchOptions, watch_response,
+    self, Consumer, Cursor, InvalidCursor, NewEvent, OutboxWatcher, StoredEvent, WatchOptions,
+    watch_response,
 };
+use kc_testkit::outbox::watch_source;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{Notify, mpsc};
@@ -127,24 +128,6 @@ where
     })
     .await;
     assert!(waited.is_ok(), "timed out waiting until {what}");
-}
-
-/// What [`watch_source`] returns when asked to open a stream.
-type Opened = futures::future::Ready<Result<EventStream<(String, StoredEvent)>, tonic::Status>>;
-
-/// A consumer source reading the watcher the way a `WatchEvents` client would.
-fn watch_source(watcher: OutboxWatcher) -> impl FnMut(String) -> Opened {
-    move |after| {
-        let opened = after
-            .parse::<Cursor>()
-            .map_err(|error| error.to_status("after_cursor"))
-            .map(|cursor| {
-                watch_response(&watcher, cursor, |event| {
-                    Ok((event.cursor.to_string(), event))
-                })
-            });
-        futures::future::ready(opened)
-    }
 }
 
 /// Creates the projection table the test consumers write to.

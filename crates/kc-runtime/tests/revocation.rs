@@ -284,6 +284,7 @@ impl Identity {
             exp: iat + 900,
             jti: Uuid::new_v4().to_string(),
             sid: sid.into(),
+            scope: String::new(),
         })
     }
 }

@@ -142,6 +142,16 @@ pub fn expect_field_at_end<T: std::fmt::Debug>(result: Result<T, Status>, field:
     expect_violation(result, field, FieldMatch::PathEnd)
 }
 
+/// Asserts `InvalidArgument` and returns the fields of its violations, in their order.
+#[track_caller]
+pub fn invalid_fields<T: std::fmt::Debug>(result: Result<T, Status>) -> Vec<String> {
+    let status = expect_code(result, Code::InvalidArgument);
+    kc_runtime::error::field_violations(&status)
+        .into_iter()
+        .map(|v| v.field)
+        .collect()
+}
+
 /// Polls `condition` until it holds (bounded by [`PATIENCE`]).
 pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
 where
@@ -193,7 +203,22 @@ where
 
 /// Every item of a paged list, page after page: `page(token)` answers the items of the page
 /// at `token` (empty: the first) and the next page's token (empty: the last page).
-pub async fn all_pages<T, F, Fut>(mut page: F) -> Vec<T>
+pub async fn all_pages<T, F, Fut>(page: F) -> Vec<T>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = (Vec<T>, String)>,
+{
+    read_pages(usize::MAX, None, page).await
+}
+
+/// Every item of a paged list read `page_size` at a time, as [`all_pages`] reads it, failing
+/// the test when a page holds more than `page_size` items or, with `fewer_than` set, when
+/// the items read before the last page reach that many (a list that never ends).
+pub async fn read_pages<T, F, Fut>(
+    page_size: usize,
+    fewer_than: Option<usize>,
+    mut page: F,
+) -> Vec<T>
 where
     F: FnMut(String) -> Fut,
     Fut: Future<Output = (Vec<T>, String)>,
@@ -202,11 +227,23 @@ where
     let mut token = String::new();
     loop {
         let (more, next) = page(token).await;
+        assert!(
+            more.len() <= page_size,
+            "a page of {} items, asked for {page_size}",
+            more.len()
+        );
         items.extend(more);
         if next.is_empty() {
             return items;
         }
         token = next;
+        if let Some(bound) = fewer_than {
+            assert!(
+                items.len() < bound,
+                "{} items and more to come",
+                items.len()
+            );
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 
 use kc_proto::identity::identity_service_client::IdentityServiceClient;
 use kc_proto::identity::{
-    AuthenticateRequest, IssueServiceTokenRequest, RegisterUserRequest, User, VerifyEmailRequest,
+    AuthenticateRequest, IssueServiceTokenRequest, RegisterUserRequest, RegisterUserResponse, User,
+    VerifyEmailRequest,
 };
 use tonic::transport::Channel;
 
@@ -35,6 +36,26 @@ pub async fn service_token(identity: &Channel, client_id: &str, client_secret: &
         .access_token
 }
 
+/// RegisterUser: identity's answer, which says nothing whatever the address (rule I2).
+pub async fn register(
+    identity: &Channel,
+    email: &str,
+    name: &str,
+    password: &str,
+    locale: &str,
+) -> RegisterUserResponse {
+    IdentityServiceClient::new(identity.clone())
+        .register_user(RegisterUserRequest {
+            email: email.into(),
+            display_name: name.into(),
+            password: password.into(),
+            locale: locale.into(),
+        })
+        .await
+        .unwrap_or_else(|status| panic!("register {email}: {status:?}"))
+        .into_inner()
+}
+
 /// A person to register with [`register_proven`].
 #[derive(Debug, Clone, Copy)]
 pub struct Registration<'a> {
@@ -56,20 +77,17 @@ pub async fn register_proven(
     reader_token: &str,
     person: Registration<'_>,
 ) -> User {
-    let mut client = IdentityServiceClient::new(identity.clone());
-    client
-        .register_user(RegisterUserRequest {
-            email: person.email.into(),
-            display_name: person.name.into(),
-            password: person.password.into(),
-            locale: person.locale.into(),
-        })
-        .await
-        .unwrap_or_else(|status| panic!("register {}: {status:?}", person.email));
+    let Registration {
+        email,
+        name,
+        password,
+        locale,
+    } = person;
+    register(identity, email, name, password, locale).await;
     let mailed = CodeReader::new(identity.clone(), reader_token)
         .next_code(person.email)
         .await;
-    client
+    IdentityServiceClient::new(identity.clone())
         .verify_email(VerifyEmailRequest {
             email: person.email.into(),
             code: mailed.code,

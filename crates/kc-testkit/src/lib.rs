@@ -9,6 +9,7 @@ pub mod fixtures;
 pub mod grpc;
 pub mod identity;
 pub mod metrics;
+pub mod outbox;
 pub mod postgres;
 pub mod process;
 pub mod secrets;

@@ -313,6 +313,13 @@ impl CoreProcesses {
     }
 }
 
+impl CoreProcesses {
+    /// The processes: (identity, the registry, access management).
+    pub fn into_parts(self) -> (ServiceProcess, ServiceProcess, ServiceProcess) {
+        (self.identity, self.contacts, self.access)
+    }
+}
+
 /// `127.0.0.1:PORT` with a port that was free a moment ago.
 fn free_local_addr() -> String {
     std::net::TcpListener::bind("127.0.0.1:0")

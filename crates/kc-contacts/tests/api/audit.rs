@@ -73,21 +73,19 @@ async fn audit_records_show_actor_action_and_before_after_newest_first() {
         ))
         .await
         .expect("replace");
-    client
-        .update_site(h.for_user(
-            actor,
-            pb::UpdateSiteRequest {
-                site: Some(pb::Site {
-                    site_id: site_id.clone(),
-                    admin_may_manage_access: true,
-                    ..Default::default()
-                }),
-                update_mask: mask(&["admin_may_manage_access"]),
-                etag: String::new(),
-            },
-        ))
-        .await
-        .expect("update site");
+    h.update_site(h.for_user(
+        actor,
+        pb::UpdateSiteRequest {
+            site: Some(pb::Site {
+                site_id: site_id.clone(),
+                admin_may_manage_access: true,
+                ..Default::default()
+            }),
+            update_mask: mask(&["admin_may_manage_access"]),
+            etag: String::new(),
+        },
+    ))
+    .await;
     // rule C8: the actor is not the primary, so it transfers against the site it read.
     let etag = h.get_site(&site_id).await.etag;
     client

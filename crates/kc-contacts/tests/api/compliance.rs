@@ -1,6 +1,6 @@
 //! GetSiteCompliance and ListComplianceGaps (rules C1, C5, C6).
 
-use crate::helpers::{Harness, cites, expect_code, expect_field, user};
+use crate::helpers::{Harness, cites, expect_code, expect_field, read_pages, user};
 use kc_proto::contacts::{self as pb};
 use tonic::Code;
 use uuid::Uuid;
@@ -115,25 +115,7 @@ async fn compliance_reports_each_gap_and_lists_the_sites_that_have_one() {
     assert!(cites(&gaps[0].1, "C5"), "{:?}", gaps[0].1);
 
     // The list holds the sites with a gap, in site-id order, one per page here.
-    let mut listed = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = h
-            .client()
-            .list_compliance_gaps(h.svc(pb::ListComplianceGapsRequest {
-                page_size: 1,
-                page_token: token,
-            }))
-            .await
-            .expect("list gaps")
-            .into_inner();
-        assert!(page.sites.len() <= 1);
-        listed.extend(page.sites);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
+    let listed = read_pages(1, None, |token| h.gaps_page(1, token)).await;
     let ids: Vec<String> = listed.iter().map(|s| s.site_id.clone()).collect();
     let mut expected = vec![
         lonely.site_id.clone(),

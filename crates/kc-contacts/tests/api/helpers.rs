@@ -21,7 +21,7 @@ pub use kc_testkit::checks::PATIENCE;
 pub use kc_testkit::fixtures::site_request;
 pub use kc_testkit::grpc::{
     all_at_once, all_pages, authed, expect_code, expect_field_exact as expect_field, next_messages,
-    on_behalf_of, wait_until,
+    on_behalf_of, read_pages, wait_until,
 };
 
 pub type Client = ContactRegistryServiceClient<Channel>;
@@ -269,6 +269,51 @@ impl Harness {
         .await
     }
 
+    /// UpdateSite with `request` (its caller and message); the test fails when refused.
+    pub async fn update_site(&self, request: Request<pb::UpdateSiteRequest>) -> pb::Site {
+        self.client()
+            .update_site(request)
+            .await
+            .expect("update site")
+            .into_inner()
+            .site
+            .expect("site")
+    }
+
+    /// UpdateContact with `request` (its caller and message); the test fails when refused.
+    pub async fn update_contact(&self, request: Request<pb::UpdateContactRequest>) -> pb::Contact {
+        self.client()
+            .update_contact(request)
+            .await
+            .expect("update contact")
+            .into_inner()
+            .contact
+            .expect("contact")
+    }
+
+    /// RemoveContact with `request` (its caller and message); the test fails when refused:
+    /// the removed contact.
+    pub async fn remove_contact(&self, request: Request<pb::RemoveContactRequest>) -> pb::Contact {
+        self.client()
+            .remove_contact(request)
+            .await
+            .expect("remove contact")
+            .into_inner()
+            .contact
+            .expect("contact")
+    }
+
+    /// AssignContact with `request` (its caller and message); the test fails when refused.
+    pub async fn assign_contact(&self, request: Request<pb::AssignContactRequest>) -> pb::Contact {
+        self.client()
+            .assign_contact(request)
+            .await
+            .expect("assign contact")
+            .into_inner()
+            .contact
+            .expect("contact")
+    }
+
     pub async fn get_site(&self, site_id: &str) -> pb::Site {
         self.client()
             .get_site(self.svc(pb::GetSiteRequest {
@@ -302,19 +347,50 @@ impl Harness {
 
     /// Every contact of a site (one page), optionally of some roles only.
     pub async fn contacts(&self, site_id: &str, roles: &[pb::ContactRole]) -> Vec<pb::Contact> {
-        let response = self
+        let (contacts, next_page_token) =
+            self.contacts_page(site_id, roles, 0, String::new()).await;
+        assert!(next_page_token.is_empty(), "one page");
+        contacts
+    }
+
+    /// One page of ListSiteContacts: its contacts and the next page's token.
+    pub async fn contacts_page(
+        &self,
+        site_id: &str,
+        roles: &[pb::ContactRole],
+        page_size: i32,
+        page_token: String,
+    ) -> (Vec<pb::Contact>, String) {
+        let page = self
             .client()
             .list_site_contacts(self.svc(pb::ListSiteContactsRequest {
                 site_id: site_id.into(),
                 roles: roles.iter().map(|r| *r as i32).collect(),
-                page_size: 0,
-                page_token: String::new(),
+                page_size,
+                page_token,
             }))
             .await
             .expect("list site contacts")
             .into_inner();
-        assert!(response.next_page_token.is_empty(), "one page");
-        response.contacts
+        (page.contacts, page.next_page_token)
+    }
+
+    /// One page of ListComplianceGaps: its sites and the next page's token.
+    pub async fn gaps_page(
+        &self,
+        page_size: i32,
+        page_token: String,
+    ) -> (Vec<pb::SiteCompliance>, String) {
+        let page = self
+            .client()
+            .list_compliance_gaps(self.svc(pb::ListComplianceGapsRequest {
+                page_size,
+                page_token,
+            }))
+            .await
+            .expect("list gaps")
+            .into_inner();
+        (page.sites, page.next_page_token)
     }
 
     /// Every audit record of a site, newest first.

@@ -1,6 +1,6 @@
 //! ListSiteContacts and ListUserContacts (rules C6, C7).
 
-use crate::helpers::{Harness, expect_code, expect_field, role, user};
+use crate::helpers::{Harness, expect_code, expect_field, read_pages, role, user};
 use kc_proto::contacts::{self as pb};
 use tonic::Code;
 use uuid::Uuid;
@@ -56,27 +56,10 @@ async fn list_site_contacts_shows_every_role_primary_first() {
     let roles: Vec<R> = filtered.iter().map(role).collect();
     assert_eq!(roles, [R::Primary, R::SiteUser, R::SiteUser]);
     // Pages of 3 give the same list.
-    let mut paged = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = h
-            .client()
-            .list_site_contacts(h.svc(pb::ListSiteContactsRequest {
-                site_id: site.site_id.clone(),
-                roles: vec![],
-                page_size: 3,
-                page_token: token,
-            }))
-            .await
-            .expect("page")
-            .into_inner();
-        assert!(page.contacts.len() <= 3);
-        paged.extend(page.contacts);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
+    let paged = read_pages(3, None, |token| {
+        h.contacts_page(&site.site_id, &[], 3, token)
+    })
+    .await;
     assert_eq!(paged, all);
     // Bad arguments.
     let request = |site_id: &str, roles: Vec<i32>, size: i32, token: &str| {

@@ -14,17 +14,7 @@ async fn find_event<T>(
     token: &str,
     mut pick: impl FnMut(&pb::Event) -> Option<T>,
 ) -> T {
-    let mut stream = h
-        .client()
-        .watch_events(authed(
-            token,
-            pb::WatchEventsRequest {
-                after_cursor: String::new(),
-            },
-        ))
-        .await
-        .expect("watch")
-        .into_inner();
+    let mut stream = h.watch(token, "").await;
     tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(item) = stream.next().await {
             let event = item.expect("event").event.expect("event body");
@@ -65,15 +55,7 @@ async fn watch_events_streams_the_user_lifecycle_to_services_only() {
             .await,
         "after_cursor",
     );
-    h.client()
-        .disable_user(authed(
-            &operator,
-            pb::DisableUserRequest {
-                user_id: ada.user_id.clone(),
-            },
-        ))
-        .await
-        .unwrap();
+    h.disable(&operator, &ada.user_id).await;
 
     let mut seen = Vec::new();
     let last_cursor = find_event(&h, &operator, |event| {
@@ -111,17 +93,7 @@ async fn watch_events_streams_the_user_lifecycle_to_services_only() {
     );
 
     // Resuming after the last cursor yields only what came later, live.
-    let mut stream = h
-        .client()
-        .watch_events(authed(
-            &operator,
-            pb::WatchEventsRequest {
-                after_cursor: last_cursor,
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = h.watch(&operator, &last_cursor).await;
     h.client()
         .enable_user(authed(
             &operator,

@@ -1,6 +1,7 @@
 //! Harness of the identity tests: a real Postgres database, identity served on
 //! `127.0.0.1:0`, and typed clients.
 
+use futures::StreamExt;
 use kc_identity::config::IdentityArgs;
 use kc_identity::domain::Identity;
 use kc_identity::domain::values::{Email, Password};
@@ -11,13 +12,15 @@ use kc_runtime::cli::ParseArgs;
 use kc_testkit::codes::{CodeReader, MailedCode};
 use kc_testkit::{SpawnedService, TestDatabase, spawn_service, test_database};
 use tokio::sync::OnceCell;
-use tonic::Status;
 use tonic::transport::Channel;
+use tonic::{Status, Streaming};
 
 pub use kc_testkit::grpc::{authed, expect_code, expect_field_exact as expect_field};
 
 pub const OPERATOR_EMAIL: &str = "operator@keycontacts.test";
 pub const PASSWORD: &str = "correct horse battery staple";
+/// How long a stream stays quiet before the tests take it to be idle.
+pub const IDLE: std::time::Duration = std::time::Duration::from_millis(700);
 
 pub struct Harness {
     pub db: TestDatabase,
@@ -75,17 +78,8 @@ impl Harness {
     }
 
     pub async fn register_with(&self, email: &str, name: &str, locale: &str, password: &str) {
-        let response = self
-            .client()
-            .register_user(pb::RegisterUserRequest {
-                email: email.into(),
-                display_name: name.into(),
-                password: password.into(),
-                locale: locale.into(),
-            })
-            .await
-            .expect("register")
-            .into_inner();
+        let response =
+            kc_testkit::identity::register(&self.channel, email, name, password, locale).await;
         // rule I2: nothing in the answer.
         assert_eq!(response, pb::RegisterUserResponse {});
     }
@@ -148,6 +142,59 @@ impl Harness {
 
     /// An operator's access token (bootstrapped like `kc-identity bootstrap-operator`, once
     /// per harness: bootstrapping again would revoke the tokens of the first time).
+    /// WatchEvents with `token` after `after_cursor` (empty: from the start); the test fails
+    /// when refused.
+    pub async fn watch(
+        &self,
+        token: &str,
+        after_cursor: &str,
+    ) -> Streaming<pb::WatchEventsResponse> {
+        self.client()
+            .watch_events(authed(
+                token,
+                pb::WatchEventsRequest {
+                    after_cursor: after_cursor.into(),
+                },
+            ))
+            .await
+            .expect("watch")
+            .into_inner()
+    }
+
+    /// Every event of the stream, read with `token` from the start until the stream is idle
+    /// (700 ms).
+    pub async fn events_until_idle(&self, token: &str) -> Vec<pb::Event> {
+        let mut stream = self.watch(token, "").await;
+        let mut events = Vec::new();
+        while let Ok(Some(item)) = tokio::time::timeout(IDLE, stream.next()).await {
+            events.push(item.unwrap().event.unwrap());
+        }
+        events
+    }
+
+    /// RefreshSession with `refresh_token`.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<pb::RefreshSessionResponse, Status> {
+        self.client()
+            .refresh_session(pb::RefreshSessionRequest {
+                refresh_token: refresh_token.into(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// DisableUser by the operator with `token`; the test fails when refused.
+    pub async fn disable(&self, token: &str, user_id: &str) {
+        self.client()
+            .disable_user(authed(
+                token,
+                pb::DisableUserRequest {
+                    user_id: user_id.into(),
+                },
+            ))
+            .await
+            .expect("disable");
+    }
+
     pub async fn operator(&self) -> String {
         self.operator_token
             .get_or_init(|| async {

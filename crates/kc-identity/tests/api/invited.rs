@@ -212,11 +212,7 @@ async fn a_password_reset_proves_the_address_and_ends_every_session() {
         .expect("the new password works");
     for session in [&first, &second] {
         expect_code(
-            h.client()
-                .refresh_session(pb::RefreshSessionRequest {
-                    refresh_token: session.refresh_token.clone(),
-                })
-                .await,
+            h.refresh(&session.refresh_token).await,
             Code::Unauthenticated,
         );
         let status = expect_code(
@@ -353,21 +349,8 @@ async fn no_plaintext_code_in_the_outbox_nor_in_the_event_stream() {
     }
     // A reader that is not notification sees sealed boxes it cannot open (the second
     // registration, within the minute, mailed nothing).
-    let mut stream = h
-        .client()
-        .watch_events(authed(
-            &operator,
-            pb::WatchEventsRequest {
-                after_cursor: String::new(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
     let mut sealed = Vec::new();
-    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(700), stream.next()).await
-    {
-        let event = item.unwrap().event.unwrap();
+    for event in h.events_until_idle(&operator).await {
         let bytes = prost::Message::encode_to_vec(&event);
         for code in &codes {
             assert!(!bytes.windows(code.len()).any(|w| w == code.as_bytes()));
@@ -467,21 +450,7 @@ async fn the_user_itself_changes_its_login_email_with_a_code() {
     );
     let mailed = h.code("ada.new@example.com").await;
     assert_eq!(mailed.purpose, pb::VerificationPurpose::EmailChange);
-    let events: Vec<pb::Event> = {
-        let mut stream = h
-            .client()
-            .watch_events(authed(&operator, pb::WatchEventsRequest::default()))
-            .await
-            .unwrap()
-            .into_inner();
-        let mut events = Vec::new();
-        while let Ok(Some(item)) =
-            tokio::time::timeout(Duration::from_millis(700), stream.next()).await
-        {
-            events.push(item.unwrap().event.unwrap());
-        }
-        events
-    };
+    let events = h.events_until_idle(&operator).await;
     assert!(!events.iter().any(|e| matches!(&e.payload, Some(Payload::EmailVerificationRequested(r)) if r.email == "taken@example.com" && r.purpose() == pb::VerificationPurpose::EmailChange)));
     let told: Vec<&str> = events
         .iter()
@@ -540,15 +509,7 @@ async fn watch_revocations_streams_the_snapshot_then_live_revocations() {
     let (ada, _) = h.customer("ada@example.com").await;
     let (bob, _) = h.customer("bob@example.com").await;
     let bob_session = h.login("bob@example.com", PASSWORD).await.unwrap();
-    h.client()
-        .disable_user(authed(
-            &operator,
-            pb::DisableUserRequest {
-                user_id: ada.user_id.clone(),
-            },
-        ))
-        .await
-        .unwrap();
+    h.disable(&operator, &ada.user_id).await;
     // Public, like GetSigningKeys: no token.
     let mut stream = h
         .client()
@@ -609,22 +570,9 @@ async fn watch_revocations_streams_the_snapshot_then_live_revocations() {
 
 /// The EmailVerificationRequested events of `email` whose sealed code is still there.
 async fn sealed_mails(h: &Harness, operator: &str, email: &str) -> usize {
-    let mut stream = h
-        .client()
-        .watch_events(authed(
-            operator,
-            pb::WatchEventsRequest {
-                after_cursor: String::new(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
     let mut count = 0;
-    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(700), stream.next()).await
-    {
-        if let Some(Payload::EmailVerificationRequested(request)) =
-            item.unwrap().event.unwrap().payload
+    for event in h.events_until_idle(operator).await {
+        if let Some(Payload::EmailVerificationRequested(request)) = event.payload
             && request.email == email
             && !request.sealed_code.is_empty()
         {
@@ -682,15 +630,7 @@ async fn proving_a_disabled_unproven_account_discards_its_earlier_password() {
     h.proven("known@example.com", "Known", "en").await;
     let owner = "dormant@example.com";
     let account = invite(&h, &operator, owner).await.user.unwrap();
-    h.client()
-        .disable_user(authed(
-            &operator,
-            pb::DisableUserRequest {
-                user_id: account.user_id.clone(),
-            },
-        ))
-        .await
-        .expect("disable");
+    h.disable(&operator, &account.user_id).await;
     let options = kc_runtime::db::connect_options(&h.db.url, "identity").unwrap();
     let pool = sqlx::PgPool::connect_with(options).await.unwrap();
     // A stranger's password on the unproven row (PASSWORD, copied from a known account).

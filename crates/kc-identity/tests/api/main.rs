@@ -8,6 +8,7 @@ mod invited;
 mod key_encryption;
 mod operators;
 mod registration;
+mod scopes;
 mod service_accounts;
 mod sessions;
 mod sign_in;

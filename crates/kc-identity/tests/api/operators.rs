@@ -64,11 +64,7 @@ async fn bootstrapping_an_operator_ends_the_sessions_the_address_had() {
     let squatter = h.login(OPERATOR_EMAIL, PASSWORD).await.unwrap();
     h.operator().await;
     expect_code(
-        h.client()
-            .refresh_session(pb::RefreshSessionRequest {
-                refresh_token: squatter.refresh_token,
-            })
-            .await,
+        h.refresh(&squatter.refresh_token).await,
         Code::Unauthenticated,
     );
 }

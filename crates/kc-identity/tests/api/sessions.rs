@@ -13,14 +13,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     let h = Harness::start().await;
     h.proven("ada@example.com", "Ada", "en").await;
     let first = h.login("ada@example.com", PASSWORD).await.unwrap();
-    let second = h
-        .client()
-        .refresh_session(pb::RefreshSessionRequest {
-            refresh_token: first.refresh_token.clone(),
-        })
-        .await
-        .expect("refresh")
-        .into_inner();
+    let second = h.refresh(&first.refresh_token).await.expect("refresh");
     assert_ne!(second.refresh_token, first.refresh_token);
     assert!(!second.access_token.is_empty());
     // The new access token works.
@@ -37,51 +30,23 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
 
     // The rotated token comes back: reuse. The whole family is revoked, including the
     // newest token.
-    let reuse = expect_code(
-        h.client()
-            .refresh_session(pb::RefreshSessionRequest {
-                refresh_token: first.refresh_token.clone(),
-            })
-            .await,
-        Code::Unauthenticated,
-    );
+    let reuse = expect_code(h.refresh(&first.refresh_token).await, Code::Unauthenticated);
     assert!(
         reuse.message().contains("already used"),
         "{}",
         reuse.message()
     );
     expect_code(
-        h.client()
-            .refresh_session(pb::RefreshSessionRequest {
-                refresh_token: second.refresh_token.clone(),
-            })
-            .await,
+        h.refresh(&second.refresh_token).await,
         Code::Unauthenticated,
     );
     // Other sessions of the user are untouched.
     let other = h.login("ada@example.com", PASSWORD).await.unwrap();
-    h.client()
-        .refresh_session(pb::RefreshSessionRequest {
-            refresh_token: other.refresh_token,
-        })
+    h.refresh(&other.refresh_token)
         .await
         .expect("another session still refreshes");
-    expect_code(
-        h.client()
-            .refresh_session(pb::RefreshSessionRequest {
-                refresh_token: "garbage".into(),
-            })
-            .await,
-        Code::Unauthenticated,
-    );
-    expect_field(
-        h.client()
-            .refresh_session(pb::RefreshSessionRequest {
-                refresh_token: String::new(),
-            })
-            .await,
-        "refresh_token",
-    );
+    expect_code(h.refresh("garbage").await, Code::Unauthenticated);
+    expect_field(h.refresh("").await, "refresh_token");
 }
 
 #[tokio::test]
@@ -96,11 +61,7 @@ async fn revoke_session_logs_out() {
         .await
         .expect("logout");
     expect_code(
-        h.client()
-            .refresh_session(pb::RefreshSessionRequest {
-                refresh_token: session.refresh_token.clone(),
-            })
-            .await,
+        h.refresh(&session.refresh_token).await,
         Code::Unauthenticated,
     );
     // Idempotent.
@@ -156,11 +117,7 @@ async fn assert_all_ended(
     }
     for session in &sessions {
         expect_code(
-            h.client()
-                .refresh_session(pb::RefreshSessionRequest {
-                    refresh_token: session.refresh_token.clone(),
-                })
-                .await,
+            h.refresh(&session.refresh_token).await,
             Code::Unauthenticated,
         );
         let status = expect_code(
@@ -214,15 +171,7 @@ async fn sign_ins_racing_a_password_reset_or_a_disable_leave_no_session_alive() 
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let storms = sign_in_storm(&h, "raced-disable@example.com", PASSWORD, done.clone());
     tokio::time::sleep(Duration::from_millis(150)).await;
-    h.client()
-        .disable_user(authed(
-            &operator,
-            pb::DisableUserRequest {
-                user_id: disabled_user.user_id.clone(),
-            },
-        ))
-        .await
-        .expect("disable");
+    h.disable(&operator, &disabled_user.user_id).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     let raced = assert_all_ended(&h, &disabled_user.user_id, storms).await;

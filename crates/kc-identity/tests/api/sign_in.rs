@@ -177,11 +177,7 @@ async fn change_password_needs_the_current_one_and_ends_other_sessions() {
         .await
         .expect("new password works");
     expect_code(
-        h.client()
-            .refresh_session(pb::RefreshSessionRequest {
-                refresh_token: session.refresh_token,
-            })
-            .await,
+        h.refresh(&session.refresh_token).await,
         Code::Unauthenticated,
     );
     // rule I4: the other session's access token is revoked; the caller's own goes on.

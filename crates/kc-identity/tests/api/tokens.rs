@@ -110,6 +110,7 @@ async fn missing_expired_tampered_and_foreign_tokens_are_unauthenticated() {
         exp: now - 1_800,
         jti: "expired".into(),
         sid: String::new(),
+        scope: String::new(),
     };
     let expired = sign_with_identity_key(&h, &claims).await;
     let status = expect_code(get(Some(expired)).await, Code::Unauthenticated);

@@ -401,11 +401,7 @@ async fn disabled_users_cannot_sign_in_or_refresh() {
     );
     assert_eq!(status.message(), "access token revoked");
     expect_code(
-        h.client()
-            .refresh_session(pb::RefreshSessionRequest {
-                refresh_token: session.refresh_token,
-            })
-            .await,
+        h.refresh(&session.refresh_token).await,
         Code::Unauthenticated,
     );
     let enabled = h

@@ -17,33 +17,13 @@ async fn list_approvers_follows_rule_a3_for_both_kinds() {
     let site = s.supported_site(primary, stc).await;
     s.assign(&site.site_id, admin, Role::Administrative).await;
     s.set_admin_switch(&site.site_id, true).await;
-    s.set_tools(
-        primary,
-        &site.site_id,
-        manager,
-        Level::ManageAccess(Ma::Update).alone(),
-        "co-manages access",
-    )
-    .await
-    .expect("grant UPDATE");
-    s.set_tools(
-        primary,
-        &site.site_id,
-        viewer,
-        Level::ManageAccess(Ma::View).alone(),
-        "looks only",
-    )
-    .await
-    .expect("grant VIEW");
-    s.set_support(
-        stc,
-        &site.site_id,
-        support_admin,
-        Su::Administrator,
-        "backup",
-    )
-    .await
-    .expect("support admin");
+    let given = Level::ManageAccess(Ma::Update).alone();
+    s.grant(primary, &site, manager, given, "co-manages access")
+        .await;
+    let given = Level::ManageAccess(Ma::View).alone();
+    s.grant(primary, &site, viewer, given, "looks only").await;
+    s.grant_support(stc, &site, support_admin, Su::Administrator, "backup")
+        .await;
     s.wait_check(admin, &site.site_id, P::ApproveSiteAccess, true)
         .await;
 
@@ -71,27 +51,9 @@ async fn list_approvers_follows_rule_a3_for_both_kinds() {
     );
 
     // Pages of one.
-    let mut paged = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = s
-            .access()
-            .list_approvers(s.svc(pb::ListApproversRequest {
-                site_id: site.site_id.clone(),
-                kind: Kind::SiteAccess as i32,
-                page_size: 1,
-                page_token: token,
-            }))
-            .await
-            .expect("page")
-            .into_inner();
-        assert!(page.approvers.len() <= 1);
-        paged.extend(page.approvers);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-        assert!(paged.len() < 10);
-    }
+    let paged = read_pages(1, Some(10), |token| {
+        s.approvers_page(&site.site_id, Kind::SiteAccess, 1, token)
+    })
+    .await;
     assert_eq!(paged, site_approvers);
 }

@@ -1,7 +1,5 @@
 //! The audit trail: ListAuditRecords (rules L1, T5).
 
-use kc_proto::access::{self as pb};
-
 use crate::access::helpers::*;
 
 // rules L1, T5: every change of rights, requests and policies is recorded with the actor,
@@ -11,26 +9,12 @@ use crate::access::helpers::*;
 async fn audit_records_show_who_what_and_why() {
     let s = Suite::start().await;
     let [primary, user, requester, second] = s.users(4).await.try_into().unwrap();
-    let site = s.site(primary).await;
-
-    s.set_tools(
-        primary,
-        &site.site_id,
-        user,
-        Level::Software(Sw::DownloadsOnly).alone(),
-        "reason one: downloads",
-    )
-    .await
-    .expect("tools");
-    s.set_support(
-        primary,
-        &site.site_id,
-        user,
-        Su::Basic,
-        "reason two: own cases",
-    )
-    .await
-    .expect("support");
+    let granted = Level::Software(Sw::DownloadsOnly).alone();
+    let site = s
+        .site_granting(primary, user, granted, "reason one: downloads")
+        .await;
+    s.grant_support(primary, &site, user, Su::Basic, "reason two: own cases")
+        .await;
     s.revoke(primary, &site.site_id, user, "reason three: left the team")
         .await
         .expect("revoke");
@@ -45,7 +29,7 @@ async fn audit_records_show_who_what_and_why() {
         .submit_tools(second, &site, Level::Reporting(Re::View).alone())
         .await
         .expect("submit");
-    s.approve(primary, &approved.request_id, None, Su::Unspecified)
+    s.approve_as_asked(primary, &approved)
         .await
         .expect("approve");
     s.set_policy(
@@ -117,26 +101,6 @@ async fn audit_records_show_who_what_and_why() {
     assert!(records.iter().any(|r| r.resource_id == "acme.example"));
 
     // Over pages: the same records, each once.
-    let mut paged = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = s
-            .access()
-            .list_audit_records(s.svc(pb::ListAuditRecordsRequest {
-                site_id: site.site_id.clone(),
-                page_size: 3,
-                page_token: token,
-            }))
-            .await
-            .expect("page")
-            .into_inner();
-        assert!(page.records.len() <= 3);
-        paged.extend(page.records);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-        assert!(paged.len() < 100);
-    }
+    let paged = read_pages(3, Some(100), |token| s.audit_page(&site.site_id, 3, token)).await;
     assert_eq!(paged, records);
 }

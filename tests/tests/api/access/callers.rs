@@ -148,11 +148,7 @@ async fn operators_grant_and_decide_but_respect_the_primary_and_the_stc() {
         .set_tool_access(set_tools(user, top_tools()))
         .await
         .expect("the operator grants");
-    assert!(
-        s.check(user, &site.site_id, P::AccountManagement)
-            .await
-            .allowed
-    );
+    assert!(s.allows(user, &site, P::AccountManagement).await);
     expect_refused(
         s.access()
             .set_tool_access(set_tools(primary, no_tools()))

@@ -21,15 +21,9 @@ async fn check_says_which_grant_or_role_decided() {
     assert!(decision.allowed);
     assert_eq!(decision.reason, "implied by PRIMARY (T3)");
 
-    s.set_tools(
-        primary,
-        &site.site_id,
-        viewer,
-        Level::ManageAccess(Ma::View).alone(),
-        "audits access",
-    )
-    .await
-    .expect("grant VIEW");
+    let given = Level::ManageAccess(Ma::View).alone();
+    s.grant(primary, &site, viewer, given, "audits access")
+        .await;
     let decision = s.check(viewer, &site.site_id, P::AccessUpdate).await;
     assert!(!decision.allowed);
     assert_eq!(
@@ -44,11 +38,7 @@ async fn check_says_which_grant_or_role_decided() {
             .starts_with("explicit grant: manage access VIEW"),
         "{decision:?}"
     );
-    assert!(
-        !s.check(viewer, &site.site_id, P::ApproveSiteAccess)
-            .await
-            .allowed
-    );
+    assert!(!s.allows(viewer, &site, P::ApproveSiteAccess).await);
 
     let decision = s.check(nobody, &site.site_id, P::SoftwareDownload).await;
     assert!(!decision.allowed);
@@ -89,16 +79,9 @@ async fn check_says_which_grant_or_role_decided() {
 async fn batch_check_answers_in_order_up_to_one_hundred() {
     let s = Suite::start().await;
     let [primary, user] = s.users(2).await.try_into().unwrap();
-    let site = s.site(primary).await;
-    s.set_tools(
-        primary,
-        &site.site_id,
-        user,
-        Level::Reporting(Re::View).alone(),
-        "reports",
-    )
-    .await
-    .expect("grant");
+    let site = s
+        .site_granting(primary, user, Level::Reporting(Re::View).alone(), "reports")
+        .await;
 
     let checks: Vec<pb::CheckRequest> = (0..100)
         .map(|i| match i % 4 {

@@ -87,36 +87,16 @@ async fn auto_approve_only_for_a_verified_email_in_the_domain() {
     assert_eq!(granted.software, Sw::DownloadsOnly as i32, "the baseline");
     assert_ne!(granted.reporting, Re::View as i32, "never more than asked");
     assert_ne!(granted.entitlements, En::View as i32, "not in the baseline");
-    assert!(
-        s.check(verified, &site.site_id, P::SoftwareDownload)
-            .await
-            .allowed
-    );
-    assert!(
-        !s.check(verified, &site.site_id, P::MediaAccess)
-            .await
-            .allowed
-    );
-    assert!(
-        !s.check(verified, &site.site_id, P::ReportsView)
-            .await
-            .allowed
-    );
-    assert!(
-        !s.check(verified, &site.site_id, P::EntitlementsView)
-            .await
-            .allowed
-    );
+    assert!(s.allows(verified, &site, P::SoftwareDownload).await);
+    assert!(!s.allows(verified, &site, P::MediaAccess).await);
+    assert!(!s.allows(verified, &site, P::ReportsView).await);
+    assert!(!s.allows(verified, &site, P::EntitlementsView).await);
 
     // rule I1: an unverified requester in the domain asks for nothing at all (it used to
     // get an ordinary PENDING request; an unproven account now holds no request).
     expect_refused(s.submit_tools(unverified, &site, asked).await, "I1");
     assert!(s.my_requests(unverified).await.is_empty());
-    assert!(
-        !s.check(unverified, &site.site_id, P::SoftwareDownload)
-            .await
-            .allowed
-    );
+    assert!(!s.allows(unverified, &site, P::SoftwareDownload).await);
 
     // Another domain: an ordinary PENDING request.
     let request = s
@@ -126,11 +106,7 @@ async fn auto_approve_only_for_a_verified_email_in_the_domain() {
     assert_eq!(state(&request), State::Pending, "{request:?}");
     assert!(!request.auto_approved);
     assert_eq!(request.matched_domain, "");
-    assert!(
-        !s.check(elsewhere, &site.site_id, P::SoftwareDownload)
-            .await
-            .allowed
-    );
+    assert!(!s.allows(elsewhere, &site, P::SoftwareDownload).await);
 
     // The events: submitted, then decided, with no actor (the policy decided).
     let events = s
@@ -200,20 +176,12 @@ async fn auto_pending_marks_the_request_and_waits_for_an_approver() {
     .await;
     assert_eq!(state(&request), State::Pending);
     assert!(!request.auto_approved);
-    assert!(
-        !s.check(marked, &site.site_id, P::SoftwareDownload)
-            .await
-            .allowed
-    );
+    assert!(!s.allows(marked, &site, P::SoftwareDownload).await);
     // An approver still decides.
-    s.approve(primary, &request.request_id, None, Su::Unspecified)
+    s.approve_as_asked(primary, &request)
         .await
         .expect("approve");
-    assert!(
-        s.check(marked, &site.site_id, P::LicenseRenewal)
-            .await
-            .allowed
-    );
+    assert!(s.allows(marked, &site, P::LicenseRenewal).await);
 
     let request = s.submit_tools(manual, &site, asked).await.expect("submit");
     assert_eq!(state(&request), State::Pending);
@@ -227,20 +195,13 @@ async fn auto_pending_marks_the_request_and_waits_for_an_approver() {
 async fn domain_policies_are_guarded_listed_and_announced() {
     let s = Suite::start().await;
     let [primary, manager, outsider] = s.users(3).await.try_into().unwrap();
-    let site = s.site(primary).await;
-    s.set_tools(
-        primary,
-        &site.site_id,
-        manager,
-        pb::ToolAccess {
-            manage_access: Ma::Update as i32,
-            software: Sw::DownloadsOnly as i32,
-            ..keep()
-        },
-        "co-manages access",
-    )
-    .await
-    .expect("grant");
+    let granted = only(&[
+        Level::ManageAccess(Ma::Update),
+        Level::Software(Sw::DownloadsOnly),
+    ]);
+    let site = s
+        .site_granting(primary, manager, granted, "co-manages access")
+        .await;
     let downloads = Level::Software(Sw::DownloadsOnly).alone();
 
     // rule T4: no manage access UPDATE, or a baseline above one's own level.

@@ -4,7 +4,6 @@
 //! disabled users, who hold nothing.
 
 use crate::access::helpers::*;
-use kc_proto::access::{self as pb};
 use tonic::Code;
 use uuid::Uuid;
 
@@ -26,20 +25,18 @@ const ABOVE_OWN: Expect = Refused("own");
 /// Account management by a non-holder.
 const ONLY_AM: Expect = Refused("account management");
 
+/// One row: the grantor's manage access and own level, the target's level before and the
+/// level the grantor sets, and what is expected.
+type Row = (Ma, Level, Level, Level, Expect);
+
 /// Sets up a grantor with `manage` and `own`, a target with `from`, and has the grantor set
 /// the target's tool to `to`; checks the outcome and what the target holds afterwards.
-#[allow(clippy::too_many_arguments)]
 async fn attempt(
     s: &Suite,
     site_id: &str,
     primary: Uuid,
-    grantor: Uuid,
-    target: Uuid,
-    manage: Ma,
-    own: Level,
-    from: Level,
-    to: Level,
-    expect: Expect,
+    (grantor, target): (Uuid, Uuid),
+    (manage, own, from, to, expect): Row,
 ) {
     let what = format!("grantor with manage {manage:?} and {own:?}: {from:?} -> {to:?}");
     // The primary (top of every tool, T3) sets both up; `own` wins over `manage` when it is
@@ -156,21 +153,9 @@ async fn escalation_table() {
         (Ma::Update, L::AccountManagement(Am::Granted), L::AccountManagement(Am::None), L::AccountManagement(Am::Granted), Granted),
         (Ma::Update, L::AccountManagement(Am::Granted), L::AccountManagement(Am::Granted), L::AccountManagement(Am::None), Granted),
     ];
-    for &(manage, own, from, to, expect) in table {
-        let (grantor, target) = (s.user().await, s.user().await);
-        attempt(
-            &s,
-            &site.site_id,
-            primary,
-            grantor,
-            target,
-            manage,
-            own,
-            from,
-            to,
-            expect,
-        )
-        .await;
+    for &row in table {
+        let people = (s.user().await, s.user().await);
+        attempt(&s, &site.site_id, primary, people, row).await;
     }
 }
 
@@ -211,19 +196,8 @@ async fn escalation_sweep_every_tool_and_level() {
                     } else {
                         ABOVE_OWN
                     };
-                    attempt(
-                        &s,
-                        &site.site_id,
-                        primary,
-                        grantor,
-                        target,
-                        manage,
-                        own,
-                        from,
-                        to,
-                        expect,
-                    )
-                    .await;
+                    let row = (manage, own, from, to, expect);
+                    attempt(&s, &site.site_id, primary, (grantor, target), row).await;
                     rows += 1;
                 }
             }
@@ -245,15 +219,9 @@ async fn only_account_management_holders_grant_account_management() {
         .await;
 
     // The administrative contact may pass on what it holds (account documents VIEW) ...
-    s.set_tools(
-        admin,
-        &site.site_id,
-        target,
-        Level::AccountDocuments(Docs::View).alone(),
-        "reads our documents",
-    )
-    .await
-    .expect("within the admin's own levels");
+    let given = Level::AccountDocuments(Docs::View).alone();
+    s.grant(admin, &site, target, given, "reads our documents")
+        .await;
     // ... but not account management, which it does not hold.
     let status = expect_refused(
         s.set_tools(
@@ -270,35 +238,16 @@ async fn only_account_management_holders_grant_account_management() {
         status.message().contains("account management"),
         "{status:?}"
     );
-    assert!(
-        !s.check(target, &site.site_id, P::AccountManagement)
-            .await
-            .allowed
-    );
+    assert!(!s.allows(target, &site, P::AccountManagement).await);
 
     // The primary (implied holder, T2) makes `holder` one, who may then pass it on.
-    s.set_tools(
-        primary,
-        &site.site_id,
-        holder,
-        pb::ToolAccess {
-            manage_access: Ma::Update as i32,
-            account_management: Am::Granted as i32,
-            ..keep()
-        },
-        "deputy",
-    )
-    .await
-    .expect("primary grants account management");
-    s.set_tools(
-        holder,
-        &site.site_id,
-        target,
-        Level::AccountManagement(Am::Granted).alone(),
-        "second deputy",
-    )
-    .await
-    .expect("a holder grants account management");
+    let given = only(&[
+        Level::ManageAccess(Ma::Update),
+        Level::AccountManagement(Am::Granted),
+    ]);
+    s.grant(primary, &site, holder, given, "deputy").await;
+    let given = Level::AccountManagement(Am::Granted).alone();
+    s.grant(holder, &site, target, given, "second deputy").await;
     let decision = s.check(target, &site.site_id, P::AccountManagement).await;
     assert!(decision.allowed);
     assert_eq!(
@@ -318,26 +267,12 @@ async fn only_account_management_holders_grant_account_management() {
         "T4",
     );
     expect_refused(s.revoke(admin, &site.site_id, target, "no").await, "T4");
-    assert!(
-        s.check(target, &site.site_id, P::AccountManagement)
-            .await
-            .allowed
-    );
+    assert!(s.allows(target, &site, P::AccountManagement).await);
     // The holder can.
-    s.set_tools(
-        holder,
-        &site.site_id,
-        target,
-        Level::AccountManagement(Am::None).alone(),
-        "one deputy is enough",
-    )
-    .await
-    .expect("a holder takes it away");
-    assert!(
-        !s.check(target, &site.site_id, P::AccountManagement)
-            .await
-            .allowed
-    );
+    let given = Level::AccountManagement(Am::None).alone();
+    s.grant(holder, &site, target, given, "one deputy is enough")
+        .await;
+    assert!(!s.allows(target, &site, P::AccountManagement).await);
 }
 
 // rule T4: nobody edits the primary contact's implied rights, not even the primary itself
@@ -350,15 +285,8 @@ async fn nobody_edits_the_primarys_implied_rights() {
     s.set_tools(primary, &site.site_id, deputy, top_tools(), "full deputy")
         .await
         .expect("deputy with every tool at the top");
-    s.set_support(
-        primary,
-        &site.site_id,
-        deputy,
-        Su::Administrator,
-        "full deputy",
-    )
-    .await
-    .expect("deputy support administrator (R1)");
+    s.grant_support(primary, &site, deputy, Su::Administrator, "full deputy")
+        .await;
     let before = s.profile(&site.site_id, primary).await;
 
     for grantor in [deputy, primary] {
@@ -403,15 +331,8 @@ async fn a_support_administrator_cannot_change_the_stc() {
     let s = Suite::start().await;
     let [primary, stc, support_admin, user] = s.users(4).await.try_into().unwrap();
     let site = s.supported_site(primary, stc).await;
-    s.set_support(
-        stc,
-        &site.site_id,
-        support_admin,
-        Su::Administrator,
-        "backup",
-    )
-    .await
-    .expect("the STC makes a support administrator (U4, U5)");
+    s.grant_support(stc, &site, support_admin, Su::Administrator, "backup")
+        .await;
     s.set_support(support_admin, &site.site_id, user, Su::Full, "cases")
         .await
         .expect("a support administrator sets levels (U4)");
@@ -440,11 +361,7 @@ async fn a_support_administrator_cannot_change_the_stc() {
     let profile = s.profile(&site.site_id, stc).await;
     assert_eq!(profile.support_level, Su::Administrator as i32);
     assert_eq!(roles(&profile), [Role::SiteTechnical]);
-    assert!(
-        s.check(stc, &site.site_id, P::ApproveSupportAccess)
-            .await
-            .allowed
-    );
+    assert!(s.allows(stc, &site, P::ApproveSupportAccess).await);
 }
 
 // rules T3, T4, A3: a user disabled in identity (by the operator) is denied every permission on
@@ -462,15 +379,8 @@ async fn a_disabled_user_is_denied_every_permission() {
     s.set_tools(primary, &site.site_id, disabled, top_tools(), "trusted")
         .await
         .expect("grant");
-    s.set_support(
-        primary,
-        &site.site_id,
-        disabled,
-        Su::Administrator,
-        "trusted",
-    )
-    .await
-    .expect("support");
+    s.grant_support(primary, &site, disabled, Su::Administrator, "trusted")
+        .await;
     assert!(
         s.check_all(disabled, &site.site_id)
             .await
@@ -525,11 +435,7 @@ async fn a_disabled_user_is_denied_every_permission() {
             .await
             .contains(&disabled)
     );
-    expect_refused(
-        s.approve(disabled, &request.request_id, None, Su::Unspecified)
-            .await,
-        "A3",
-    );
+    expect_refused(s.approve_as_asked(disabled, &request).await, "A3");
     // rule T4: and grants nothing.
     expect_refused(
         s.set_tools(
@@ -562,9 +468,5 @@ async fn a_disabled_user_is_denied_every_permission() {
     }
     assert!(!s.profile(&own_site.site_id, disabled).await.user_disabled);
     // Other users are unaffected throughout.
-    assert!(
-        s.check(primary, &site.site_id, P::AccessUpdate)
-            .await
-            .allowed
-    );
+    assert!(s.allows(primary, &site, P::AccessUpdate).await);
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use kc_proto::access::{self as pb, event::Payload};
+use kc_proto::access::event::Payload;
 
 use crate::access::helpers::*;
 
@@ -12,25 +12,15 @@ use crate::access::helpers::*;
 async fn watch_events_carry_what_notifications_need() {
     let s = Suite::start().await;
     let [primary, manager, requester, quitter] = s.users(4).await.try_into().unwrap();
-    let site = s.site(primary).await;
-    s.set_tools(
-        primary,
-        &site.site_id,
-        manager,
-        pb::ToolAccess {
-            manage_access: Ma::Update as i32,
-            reporting: Re::View as i32,
-            ..keep()
-        },
-        "co-manages access",
-    )
-    .await
-    .expect("grant");
+    let granted = only(&[Level::ManageAccess(Ma::Update), Level::Reporting(Re::View)]);
+    let site = s
+        .site_granting(primary, manager, granted, "co-manages access")
+        .await;
     let request = s
         .submit_tools(requester, &site, Level::Reporting(Re::View).alone())
         .await
         .expect("submit");
-    s.approve(manager, &request.request_id, None, Su::Unspecified)
+    s.approve_as_asked(manager, &request)
         .await
         .expect("approve");
     let cancelled = s

@@ -61,21 +61,9 @@ async fn access_profile_shows_effective_explicit_and_implied_rights() {
     assert_eq!(n.support_level, Su::NoAccess as i32);
 
     // rule T2: at first only the primary contact has account management.
-    assert!(
-        s.check(primary, &site.site_id, P::AccountManagement)
-            .await
-            .allowed
-    );
-    assert!(
-        !s.check(admin, &site.site_id, P::AccountManagement)
-            .await
-            .allowed
-    );
-    assert!(
-        !s.check(nobody, &site.site_id, P::AccountManagement)
-            .await
-            .allowed
-    );
+    assert!(s.allows(primary, &site, P::AccountManagement).await);
+    assert!(!s.allows(admin, &site, P::AccountManagement).await);
+    assert!(!s.allows(nobody, &site, P::AccountManagement).await);
 
     // rule T3: effective = the higher of explicit and implied, tool by tool.
     let after = s
@@ -149,11 +137,7 @@ async fn set_tool_access_changes_named_levels_under_etags() {
         Sw::DownloadsAndMedia as i32
     );
     // rule T1: a higher level includes the lower ones; the change is visible at once.
-    assert!(
-        s.check(user, &site.site_id, P::SoftwareDownload)
-            .await
-            .allowed
-    );
+    assert!(s.allows(user, &site, P::SoftwareDownload).await);
     assert!(s.check(user, &site.site_id, P::MediaAccess).await.allowed);
     let denied = s.check(user, &site.site_id, P::QuotesAndCatalogs).await;
     assert!(!denied.allowed);
@@ -320,22 +304,10 @@ async fn support_levels_are_set_by_the_stc_and_support_administrators() {
         .expect("support admin grants FULL");
     assert_eq!(u.support_level, Su::Full as i32);
     // rules U2, U3: FULL includes BASIC; ADMINISTRATOR is more.
-    assert!(
-        s.check(user, &site.site_id, P::SupportOwnCases)
-            .await
-            .allowed
-    );
-    assert!(
-        s.check(user, &site.site_id, P::SupportSiteCases)
-            .await
-            .allowed
-    );
+    assert!(s.allows(user, &site, P::SupportOwnCases).await);
+    assert!(s.allows(user, &site, P::SupportSiteCases).await);
     assert!(!s.check(user, &site.site_id, P::SupportAdmin).await.allowed);
-    assert!(
-        !s.check(user, &site.site_id, P::ApproveSupportAccess)
-            .await
-            .allowed
-    );
+    assert!(!s.allows(user, &site, P::ApproveSupportAccess).await);
 
     // rule U4: a FULL user, and the primary (no support level of its own here), cannot.
     expect_refused(
@@ -375,11 +347,7 @@ async fn support_levels_are_set_by_the_stc_and_support_administrators() {
         .await
         .expect("lower");
     assert_eq!(lowered.support_level, Su::Basic as i32);
-    assert!(
-        !s.check(user, &site.site_id, P::SupportSiteCases)
-            .await
-            .allowed
-    );
+    assert!(!s.allows(user, &site, P::SupportSiteCases).await);
 }
 
 // rules T3, T4, T5: RevokeAccess removes every explicit grant, tools and support; what the
@@ -391,19 +359,9 @@ async fn revoke_access_keeps_what_roles_imply() {
     let site = s.site(primary).await;
     s.assign(&site.site_id, admin, Role::Administrative).await;
     s.sync_registry().await;
-    s.set_tools(
-        primary,
-        &site.site_id,
-        admin,
-        pb::ToolAccess {
-            software: Sw::Full as i32,
-            reporting: Re::View as i32,
-            ..keep()
-        },
-        "temporary help",
-    )
-    .await
-    .expect("grant");
+    let given = only(&[Level::Software(Sw::Full), Level::Reporting(Re::View)]);
+    s.grant(primary, &site, admin, given, "temporary help")
+        .await;
     // rule R1: the primary is the support administrator of a site without STC.
     s.set_support(primary, &site.site_id, admin, Su::Full, "temporary help")
         .await
@@ -432,16 +390,8 @@ async fn revoke_access_keeps_what_roles_imply() {
     );
     assert_eq!(after.support_level, Su::NoAccess as i32);
     assert_eq!(roles(&after), [Role::Administrative]);
-    assert!(
-        !s.check(admin, &site.site_id, P::SoftwareDownload)
-            .await
-            .allowed
-    );
-    assert!(
-        s.check(admin, &site.site_id, P::DocumentsView)
-            .await
-            .allowed
-    );
+    assert!(!s.allows(admin, &site, P::SoftwareDownload).await);
+    assert!(s.allows(admin, &site, P::DocumentsView).await);
 
     // rule T5: who, what and why.
     let records = s.audit(&site.site_id).await;
@@ -522,15 +472,9 @@ async fn list_site_access_and_list_user_access_paginate() {
     let own_site = s.site(traveller).await;
     let third = s.site(s.user().await).await;
     let third_primary = uuid(&third.primary_user_id);
-    s.set_tools(
-        third_primary,
-        &third.site_id,
-        traveller,
-        Level::Software(Sw::DownloadsOnly).alone(),
-        "downloads",
-    )
-    .await
-    .expect("grant");
+    let given = Level::Software(Sw::DownloadsOnly).alone();
+    s.grant(third_primary, &third, traveller, given, "downloads")
+        .await;
     let mut expected_sites = vec![
         site.site_id.clone(),
         own_site.site_id.clone(),

@@ -16,20 +16,10 @@ use uuid::Uuid;
 async fn approve_and_reject_at_once_decide_exactly_once() {
     let s = Suite::start().await;
     let [primary, manager] = s.users(2).await.try_into().unwrap();
-    let site = s.site(primary).await;
-    s.set_tools(
-        primary,
-        &site.site_id,
-        manager,
-        pb::ToolAccess {
-            manage_access: Ma::Update as i32,
-            reporting: Re::View as i32,
-            ..keep()
-        },
-        "second approver",
-    )
-    .await
-    .expect("grant");
+    let granted = only(&[Level::ManageAccess(Ma::Update), Level::Reporting(Re::View)]);
+    let site = s
+        .site_granting(primary, manager, granted, "second approver")
+        .await;
 
     const ROUNDS: usize = 12;
     let mut outcomes = HashMap::new();
@@ -130,15 +120,8 @@ async fn approve_and_reject_at_once_decide_exactly_once() {
     // marker change committed after every round bounds the stream: all decisions precede it.
     let approved = outcomes.get(&State::Approved).copied().unwrap_or(0);
     let marker = s.user().await;
-    s.set_tools(
-        primary,
-        &site.site_id,
-        marker,
-        Level::Reporting(Re::View).alone(),
-        "marker",
-    )
-    .await
-    .expect("marker");
+    let given = Level::Reporting(Re::View).alone();
+    s.grant(primary, &site, marker, given, "marker").await;
     let events = s
         .site_events_until(&site.site_id, |events| {
             events.iter().any(|e| {
@@ -368,15 +351,8 @@ async fn a_change_on_one_replica_reaches_the_others_cache() {
     assert!(!check_other(user, P::ReportsView).await.allowed);
 
     // A change on the first replica: at once there, eventually on the other.
-    s.set_tools(
-        primary,
-        &site.site_id,
-        user,
-        Level::Reporting(Re::View).alone(),
-        "reports",
-    )
-    .await
-    .expect("grant on the first replica");
+    let given = Level::Reporting(Re::View).alone();
+    s.grant(primary, &site, user, given, "reports").await;
     assert!(s.check(user, &site.site_id, P::ReportsView).await.allowed);
     wait_until("the grant reaches the replica", || async {
         check_other(user, P::ReportsView).await.allowed

@@ -220,16 +220,8 @@ async fn one_pending_request_per_user_site_and_kind() {
 async fn a_request_may_raise_an_existing_level() {
     let s = Suite::start().await;
     let [primary, user] = s.users(2).await.try_into().unwrap();
-    let site = s.site(primary).await;
-    s.set_tools(
-        primary,
-        &site.site_id,
-        user,
-        Level::Software(Sw::DownloadsOnly).alone(),
-        "downloads",
-    )
-    .await
-    .expect("grant");
+    let granted = Level::Software(Sw::DownloadsOnly).alone();
+    let site = s.site_granting(primary, user, granted, "downloads").await;
     let request = s
         .submit_tools(user, &site, Level::Software(Sw::Full).alone())
         .await
@@ -243,11 +235,7 @@ async fn a_request_may_raise_an_existing_level() {
         approved.profile.unwrap().explicit.unwrap().software,
         Sw::Full as i32
     );
-    assert!(
-        s.check(user, &site.site_id, P::LicenseRenewal)
-            .await
-            .allowed
-    );
+    assert!(s.allows(user, &site, P::LicenseRenewal).await);
 }
 
 // GetAccessRequest, ListAccessRequests (newest first, by state, over pages) and
@@ -324,28 +312,13 @@ async fn access_requests_are_read_and_listed() {
             .is_empty()
     );
     // Over pages.
-    let mut paged = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = s
-            .access()
-            .list_access_requests(s.svc(pb::ListAccessRequestsRequest {
-                site_id: site.site_id.clone(),
-                state: State::Unspecified as i32,
-                page_size: 3,
-                page_token: token,
-            }))
-            .await
-            .expect("page")
-            .into_inner();
-        assert!(page.requests.len() <= 3);
-        paged.extend(page.requests.into_iter().map(|r| r.request_id));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-        assert!(paged.len() < 20);
-    }
+    let paged: Vec<String> = read_pages(3, Some(20), |token| {
+        s.requests_page(&site.site_id, State::Unspecified, 3, token)
+    })
+    .await
+    .into_iter()
+    .map(|r| r.request_id)
+    .collect();
     assert_eq!(paged, ids);
 
     // ListMyAccessRequests: only the on-behalf-of user's, newest first, on every site.
@@ -408,47 +381,16 @@ async fn approve_grants_less_than_asked_but_never_more() {
         .expect("submit");
 
     // rule A3: neither an outsider nor the requester decides.
-    expect_refused(
-        s.approve(outsider, &request.request_id, None, Su::Unspecified)
-            .await,
-        "A3",
-    );
-    expect_refused(
-        s.approve(requester, &request.request_id, None, Su::Unspecified)
-            .await,
-        "A3",
-    );
+    expect_refused(s.approve_as_asked(outsider, &request).await, "A3");
+    expect_refused(s.approve_as_asked(requester, &request).await, "A3");
     // rule T4: the manager cannot grant software FULL (above its own DOWNLOADS_ONLY), even
     // though it was asked; approving "as asked" is the same.
-    expect_refused(
-        s.approve(
-            manager,
-            &request.request_id,
-            Some(Level::Software(Sw::Full).alone()),
-            Su::Unspecified,
-        )
-        .await,
-        "T4",
-    );
-    expect_refused(
-        s.approve(manager, &request.request_id, None, Su::Unspecified)
-            .await,
-        "T4",
-    );
+    let offered = Level::Software(Sw::Full).alone();
+    expect_refused(s.approve_granting(manager, &request, offered).await, "T4");
+    expect_refused(s.approve_as_asked(manager, &request).await, "T4");
     // rule A4: never more than was asked, even by the primary.
-    expect_refused(
-        s.approve(
-            primary,
-            &request.request_id,
-            Some(pb::ToolAccess {
-                entitlements: En::View as i32,
-                ..keep()
-            }),
-            Su::Unspecified,
-        )
-        .await,
-        "A4",
-    );
+    let offered = Level::Entitlements(En::View).alone();
+    expect_refused(s.approve_granting(primary, &request, offered).await, "A4");
     // A stale etag is ABORTED.
     let stale = s
         .access()
@@ -499,26 +441,13 @@ async fn approve_grants_less_than_asked_but_never_more() {
         profile.explicit.as_ref().unwrap().software,
         Sw::DownloadsOnly as i32
     );
-    assert!(
-        s.check(requester, &site.site_id, P::SoftwareDownload)
-            .await
-            .allowed
-    );
-    assert!(
-        !s.check(requester, &site.site_id, P::MediaAccess)
-            .await
-            .allowed
-    );
-    assert!(
-        s.check(requester, &site.site_id, P::ReportsView)
-            .await
-            .allowed
-    );
+    assert!(s.allows(requester, &site, P::SoftwareDownload).await);
+    assert!(!s.allows(requester, &site, P::MediaAccess).await);
+    assert!(s.allows(requester, &site, P::ReportsView).await);
 
     // rule A6: decided, it never changes again.
     expect_code(
-        s.approve(primary, &request.request_id, None, Su::Unspecified)
-            .await,
+        s.approve_as_asked(primary, &request).await,
         Code::FailedPrecondition,
     );
     expect_code(
@@ -576,16 +505,8 @@ async fn support_requests_are_decided_by_the_stc_and_support_administrators() {
         approved.profile.expect("profile").support_level,
         Su::Basic as i32
     );
-    assert!(
-        s.check(requester, &site.site_id, P::SupportOwnCases)
-            .await
-            .allowed
-    );
-    assert!(
-        !s.check(requester, &site.site_id, P::SupportSiteCases)
-            .await
-            .allowed
-    );
+    assert!(s.allows(requester, &site, P::SupportOwnCases).await);
+    assert!(!s.allows(requester, &site, P::SupportSiteCases).await);
 }
 
 // rules A4, A3, A6: a rejection needs a reason and an approver; the requester's rights do
@@ -628,8 +549,7 @@ async fn reject_needs_a_reason_and_an_approver() {
         Some(no_tools())
     );
     expect_code(
-        s.approve(primary, &request.request_id, None, Su::Unspecified)
-            .await,
+        s.approve_as_asked(primary, &request).await,
         Code::FailedPrecondition,
     );
     expect_code(
@@ -673,8 +593,7 @@ async fn only_the_requester_cancels() {
         Code::FailedPrecondition,
     );
     expect_code(
-        s.approve(primary, &request.request_id, None, Su::Unspecified)
-            .await,
+        s.approve_as_asked(primary, &request).await,
         Code::FailedPrecondition,
     );
     // A new request may follow.
@@ -713,8 +632,7 @@ async fn pending_requests_expire() {
     assert_eq!(expired.decided_by, "");
     assert!(expired.decide_time.is_some());
     expect_code(
-        s.approve(primary, &request.request_id, None, Su::Unspecified)
-            .await,
+        s.approve_as_asked(primary, &request).await,
         Code::FailedPrecondition,
     );
     expect_code(
@@ -749,15 +667,9 @@ async fn a_request_must_ask_for_more_than_is_held() {
     let s = Suite::start().await;
     let [primary, stc, user] = s.users(3).await.try_into().unwrap();
     let site = s.supported_site(primary, stc).await;
-    s.set_tools(
-        primary,
-        &site.site_id,
-        user,
-        Level::Software(Sw::Full).alone(),
-        "everything software",
-    )
-    .await
-    .expect("grant");
+    let given = Level::Software(Sw::Full).alone();
+    s.grant(primary, &site, user, given, "everything software")
+        .await;
     // Asking for what one holds (or less) raises nothing.
     expect_refused(
         s.submit_tools(user, &site, Level::Software(Sw::DownloadsOnly).alone())

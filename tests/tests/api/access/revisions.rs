@@ -185,11 +185,7 @@ async fn t8_awaiting_a_registry_revision_makes_its_role_visible() {
     assert_eq!(roles(&profile), [Role::Secondary]);
     assert_eq!(
         profile.effective,
-        Some(pb::ToolAccess {
-            manage_access: Ma::Update as i32,
-            contact_updates: Cu::Update as i32,
-            ..no_tools()
-        }),
+        Some(secondary_tools()),
         "rule T3: what SECONDARY implies"
     );
 

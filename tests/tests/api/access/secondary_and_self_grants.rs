@@ -80,14 +80,7 @@ async fn a_secondary_holds_what_t3_implies_and_loses_it_with_the_role() {
     // rule T3: the profile shows the implied levels and the role that implies them.
     let profile = s.profile(&site.site_id, secondary).await;
     assert_eq!(roles(&profile), [Role::Secondary]);
-    assert_eq!(
-        profile.effective,
-        Some(pb::ToolAccess {
-            manage_access: Ma::Update as i32,
-            contact_updates: Cu::Update as i32,
-            ..no_tools()
-        })
-    );
+    assert_eq!(profile.effective, Some(secondary_tools()));
     assert_eq!(profile.explicit, Some(no_tools()));
     assert_eq!(profile.support_level, Su::NoAccess as i32);
 
@@ -150,11 +143,7 @@ async fn a_secondary_holds_what_t3_implies_and_loses_it_with_the_role() {
         .expect("remove the secondary");
     s.wait_check(secondary, &site.site_id, P::AccessUpdate, false)
         .await;
-    assert!(
-        !s.check(secondary, &site.site_id, P::ContactsUpdate)
-            .await
-            .allowed
-    );
+    assert!(!s.allows(secondary, &site, P::ContactsUpdate).await);
     assert!(
         !s.approver_ids(&site.site_id, Kind::SiteAccess)
             .await
@@ -254,15 +243,8 @@ async fn nobody_grants_or_raises_its_own_rights() {
 
     // rule T7: a raise of one of its own levels is refused even with the lowering of another
     // in the same change.
-    s.set_tools(
-        primary,
-        &site.site_id,
-        secondary,
-        Level::Reporting(Re::View).alone(),
-        "reports",
-    )
-    .await
-    .expect("the primary grants the secondary reporting");
+    let given = Level::Reporting(Re::View).alone();
+    s.grant(primary, &site, secondary, given, "reports").await;
     expect_t7(
         s.set_tools(
             secondary,
@@ -289,15 +271,9 @@ async fn nobody_grants_or_raises_its_own_rights() {
         Re::None as i32
     );
     // ...and so is revoking one's own grants.
-    s.set_tools(
-        primary,
-        &site.site_id,
-        secondary,
-        Level::Reporting(Re::View).alone(),
-        "reports again",
-    )
-    .await
-    .expect("the primary grants the secondary reporting again");
+    let given = Level::Reporting(Re::View).alone();
+    s.grant(primary, &site, secondary, given, "reports again")
+        .await;
     let revoked = s
         .revoke(secondary, &site.site_id, secondary, "leaving")
         .await
@@ -398,15 +374,8 @@ async fn nobody_approves_its_own_request() {
     let before = s.profile(&site.site_id, secondary).await;
     // ...and approves only the part it may grant (A4, T4): an explicit copy of its implied
     // manage access UPDATE, which would survive the loss of the role.
-    expect_t7(
-        s.approve(
-            secondary,
-            &request.request_id,
-            Some(Level::Reporting(Re::None).alone()),
-            Su::Unspecified,
-        )
-        .await,
-    );
+    let offered = Level::Reporting(Re::None).alone();
+    expect_t7(s.approve_granting(secondary, &request, offered).await);
     assert_eq!(
         state(&s.get_request(&request.request_id).await),
         State::Pending,

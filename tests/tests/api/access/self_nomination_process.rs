@@ -48,11 +48,7 @@ async fn self_nomination_across_processes() {
     let db = kc_testkit::test_database().await;
     // Identity, the registry and access management; the operator, and the gateway's
     // service account.
-    let CoreProcesses {
-        identity,
-        contacts,
-        access,
-    } = CoreProcesses::start(&db.url).await;
+    let (identity, contacts, access) = CoreProcesses::start(&db.url).await.into_parts();
     bootstrap_operator(&db.url, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
     let (gateway_id, gateway_secret) = service_account(&db.url, "kc-gateway").await;
 

@@ -71,11 +71,7 @@ async fn an_unproven_account_is_granted_nothing_and_asks_for_nothing() {
     let profile = s.profile(&site.site_id, unproven).await;
     assert_eq!(profile.explicit, Some(no_tools()), "{profile:?}");
     assert_eq!(profile.explicit_support_level, Su::NoAccess as i32);
-    assert!(
-        !s.check(unproven, &site.site_id, P::ReportsView)
-            .await
-            .allowed
-    );
+    assert!(!s.allows(unproven, &site, P::ReportsView).await);
     assert!(
         s.audit(&site.site_id)
             .await
@@ -87,23 +83,12 @@ async fn an_unproven_account_is_granted_nothing_and_asks_for_nothing() {
     // Proven: the same calls go through.
     let proven = s.prove(&email).await;
     assert_eq!(uuid(&proven.user_id), unproven);
-    s.set_tools(
-        primary,
-        &site.site_id,
-        unproven,
-        Level::Reporting(Re::View).alone(),
-        "proven now",
-    )
-    .await
-    .expect("grant after the proof");
+    let given = Level::Reporting(Re::View).alone();
+    s.grant(primary, &site, unproven, given, "proven now").await;
     s.submit_tools(unproven, &site, Level::Software(Sw::DownloadsOnly).alone())
         .await
         .expect("a request after the proof");
-    assert!(
-        s.check(unproven, &site.site_id, P::ReportsView)
-            .await
-            .allowed
-    );
+    assert!(s.allows(unproven, &site, P::ReportsView).await);
 }
 
 // rule I1: a user who is no longer active (disabled in identity) is granted nothing more and
@@ -113,16 +98,8 @@ async fn an_unproven_account_is_granted_nothing_and_asks_for_nothing() {
 async fn a_disabled_user_is_granted_nothing_but_can_lose_rights() {
     let s = Suite::start().await;
     let [primary, member] = s.users(2).await.try_into().unwrap();
-    let site = s.site(primary).await;
-    s.set_tools(
-        primary,
-        &site.site_id,
-        member,
-        Level::Reporting(Re::View).alone(),
-        "reports",
-    )
-    .await
-    .expect("grant while active");
+    let granted = Level::Reporting(Re::View).alone();
+    let site = s.site_granting(primary, member, granted, "reports").await;
     let request = s
         .submit_tools(member, &site, Level::Software(Sw::DownloadsOnly).alone())
         .await
@@ -139,11 +116,7 @@ async fn a_disabled_user_is_granted_nothing_but_can_lose_rights() {
     })
     .await;
 
-    expect_refused(
-        s.approve(primary, &request.request_id, None, Su::Unspecified)
-            .await,
-        "I1",
-    );
+    expect_refused(s.approve_as_asked(primary, &request).await, "I1");
     assert_eq!(
         state(&s.get_request(&request.request_id).await),
         State::Pending
@@ -179,17 +152,13 @@ async fn a_disabled_user_is_granted_nothing_but_can_lose_rights() {
 
     s.enable(member).await;
     let approved = eventually("the enabled user's request is approved", || async {
-        s.approve(primary, &request.request_id, None, Su::Unspecified)
+        s.approve_as_asked(primary, &request)
             .await
             .map_err(|status| format!("{status:?}"))
     })
     .await;
     assert_eq!(state(&approved.request.expect("request")), State::Approved);
-    assert!(
-        s.check(member, &site.site_id, P::SoftwareDownload)
-            .await
-            .allowed
-    );
+    assert!(s.allows(member, &site, P::SoftwareDownload).await);
 }
 
 // rule I1: a role given to an address whose account is unproven is an invitation: the

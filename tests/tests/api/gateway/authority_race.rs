@@ -273,13 +273,8 @@ async fn no_assignment_commits_after_the_revocation_of_contact_updates() {
     let site = suite.create_site("Race Site", &primary, None).await;
     let site_id = site.site_id;
     suite.wait_role(&site_id, &primary.id, Role::Primary).await;
-    suite
-        .grant(
-            &site_id,
-            &editor.id,
-            tools(|t| t.contact_updates = apb::ContactUpdatesAccess::Update as i32),
-        )
-        .await;
+    let granted = tools(|t| t.contact_updates = apb::ContactUpdatesAccess::Update as i32);
+    suite.grant(&site_id, &editor.id, granted).await;
     let n0 = contact_count(&suite, &site_id).await;
     let audited0 = registry_changes_by(&suite, &site_id, &editor).await;
 

@@ -239,36 +239,13 @@ impl World {
         for user in [&viewer, &subject, &revokee] {
             suite.assign(&id, user, Role::SiteUser).await;
         }
-        suite
-            .grant(
-                &id,
-                &viewer.id,
-                tools(|t| t.contact_updates = apb::ContactUpdatesAccess::View as i32),
-            )
-            .await;
+        let granted = tools(|t| t.contact_updates = apb::ContactUpdatesAccess::View as i32);
+        suite.grant(&id, &viewer.id, granted).await;
         // The administrative contact last: once access management knows it, it knows the
         // roles assigned before (the registry's events are applied in order).
         suite.assign(&id, &admin, Role::Administrative).await;
         let site = if switch {
-            suite
-                .gw()
-                .update_site(authed(
-                    Some(&suite.operator.token),
-                    gw::UpdateSiteRequest {
-                        site: Some(cpb::Site {
-                            site_id: id.clone(),
-                            admin_may_manage_access: true,
-                            ..Default::default()
-                        }),
-                        update_mask: Some(mask(&["admin_may_manage_access"])),
-                        etag: String::new(),
-                    },
-                ))
-                .await
-                .expect("turn the C3 switch on")
-                .into_inner()
-                .site
-                .expect("site")
+            suite.switch_admin_on(&id).await
         } else {
             site
         };

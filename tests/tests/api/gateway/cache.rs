@@ -242,18 +242,7 @@ async fn a_change_is_checked_afresh_even_when_a_read_kept_the_same_permission() 
         .await
         .expect_err("the manager's right was revoked");
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    let unchanged = gateway
-        .get_site(authed(
-            Some(&suite.operator.token),
-            gw::GetSiteRequest {
-                site_id: site.site_id.clone(),
-            },
-        ))
-        .await
-        .expect("the operator reads the site")
-        .into_inner()
-        .site
-        .expect("site");
+    let unchanged = suite.site_now(&site.site_id).await;
     assert_eq!(unchanged.name, "Acme Lyon");
     drop(other_replica);
 }

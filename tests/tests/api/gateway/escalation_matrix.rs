@@ -24,7 +24,6 @@ use kc_proto::contacts::contact_registry_service_client::ContactRegistryServiceC
 use kc_proto::contacts::{self as cpb};
 use kc_proto::gateway::{self as gw};
 use kc_runtime::auth::ON_BEHALF_OF_HEADER;
-use prost_types::FieldMask;
 use tonic::{Code, Request, Status};
 
 /// Cells run at once: enough to keep the services busy, few enough to stay gentle.
@@ -322,19 +321,7 @@ struct Snapshot {
 impl Snapshot {
     async fn of(suite: &Suite, site_id: &str) -> Self {
         let token = Some(suite.operator.token.as_str());
-        let site = suite
-            .gw()
-            .get_site(authed(
-                token,
-                gw::GetSiteRequest {
-                    site_id: site_id.into(),
-                },
-            ))
-            .await
-            .expect("the operator reads the site")
-            .into_inner()
-            .site
-            .expect("site");
+        let site = suite.site_now(site_id).await;
         let mut contacts = suite.operator_contacts(site_id, &[]).await;
         contacts.sort_by(|a, b| a.user_id.cmp(&b.user_id));
         let mut access = suite
@@ -458,24 +445,7 @@ async fn setup(suite: &Suite, cast: &Cast, row: Row, op: Op, actor: Actor) -> St
         .wait_role(&site_id, &cast.primary.id, Role::Primary)
         .await;
     if row == (Row::Administrative { switch: true }) {
-        suite
-            .gw()
-            .update_site(authed(
-                Some(&suite.operator.token),
-                gw::UpdateSiteRequest {
-                    site: Some(cpb::Site {
-                        site_id: site_id.clone(),
-                        admin_may_manage_access: true,
-                        ..Default::default()
-                    }),
-                    update_mask: Some(FieldMask {
-                        paths: vec!["admin_may_manage_access".into()],
-                    }),
-                    etag: String::new(),
-                },
-            ))
-            .await
-            .expect("the operator turns the C3 switch on");
+        suite.switch_admin_on(&site_id).await;
     }
     if let (Some(holder), Op::Replace | Op::Remove) = (cast.holders(row, op).0, op) {
         suite.assign(&site_id, holder, row.role()).await;
@@ -485,13 +455,8 @@ async fn setup(suite: &Suite, cast: &Cast, row: Row, op: Op, actor: Actor) -> St
         suite.assign(&site_id, person, Role::SiteTechnical).await;
     }
     if !matches!(actor, Actor::Primary | Actor::Operator) {
-        suite
-            .grant(
-                &site_id,
-                &person.id,
-                tools(|t| holds(actor).iter().for_each(|right| right.grant(t))),
-            )
-            .await;
+        let granted = tools(|t| holds(actor).iter().for_each(|right| right.grant(t)));
+        suite.grant(&site_id, &person.id, granted).await;
     }
     if actor == Actor::SupportAdmin {
         suite

@@ -306,6 +306,47 @@ impl Suite {
     }
 
     /// The operator gives `person` a role on the site; returns the contact.
+    /// The site as the operator reads it through the gateway.
+    pub async fn site_now(&self, site_id: &str) -> cpb::Site {
+        self.gw()
+            .get_site(authed(
+                Some(&self.operator.token),
+                gw::GetSiteRequest {
+                    site_id: site_id.into(),
+                },
+            ))
+            .await
+            .expect("the operator reads the site")
+            .into_inner()
+            .site
+            .expect("site")
+    }
+
+    /// The operator turns the site's C3 switch on (the administrative contact may manage
+    /// access), through the gateway: the updated site.
+    pub async fn switch_admin_on(&self, site_id: &str) -> cpb::Site {
+        self.gw()
+            .update_site(authed(
+                Some(&self.operator.token),
+                gw::UpdateSiteRequest {
+                    site: Some(cpb::Site {
+                        site_id: site_id.into(),
+                        admin_may_manage_access: true,
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["admin_may_manage_access".into()],
+                    }),
+                    etag: String::new(),
+                },
+            ))
+            .await
+            .expect("the operator turns the C3 switch on")
+            .into_inner()
+            .site
+            .expect("site")
+    }
+
     pub async fn assign(&self, site_id: &str, person: &Person, role: Role) -> cpb::Contact {
         self.assign_as(&self.operator, site_id, person, role)
             .await

@@ -120,13 +120,8 @@ async fn a_changed_notification_email_gets_nothing_until_its_owner_confirms_it()
 
     // Mallory holds only contact updates UPDATE, and points the primary's notices at its
     // own mailbox.
-    suite
-        .grant(
-            &site_id,
-            &mallory.id,
-            tools(|t| t.contact_updates = apb::ContactUpdatesAccess::Update as i32),
-        )
-        .await;
+    let granted = tools(|t| t.contact_updates = apb::ContactUpdatesAccess::Update as i32);
+    suite.grant(&site_id, &mallory.id, granted).await;
     let hijack = fresh_email("mallory-box");
     let changed = set_primary_email(&suite, &mallory.token, &site_id, &hijack).await;
     // rule C11: the new address waits; the previous one stays in use.

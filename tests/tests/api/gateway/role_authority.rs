@@ -68,13 +68,8 @@ async fn contact_updates_alone_gives_no_role_that_implies_rights() {
     let site = suite.create_site("Role Site", &primary, Some(&stc)).await;
     let editor = suite.person("Contact Editor").await;
     let accomplice = suite.person("Accomplice").await;
-    suite
-        .grant(
-            &site.site_id,
-            &editor.id,
-            tools(|t| t.contact_updates = apb::ContactUpdatesAccess::Update as i32),
-        )
-        .await;
+    let granted = tools(|t| t.contact_updates = apb::ContactUpdatesAccess::Update as i32);
+    suite.grant(&site.site_id, &editor.id, granted).await;
     suite
         .wait_profile(&site.site_id, &editor.id, "the editor's grant", |profile| {
             profile

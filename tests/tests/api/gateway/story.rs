@@ -201,11 +201,7 @@ async fn the_whole_story_through_the_gateway_with_grpcurl() {
     // ---- the suite, as processes ----
     let smtp = SmtpServer::start().await;
     let db = kc_testkit::test_database().await;
-    let CoreProcesses {
-        identity,
-        contacts,
-        access,
-    } = CoreProcesses::start(&db.url).await;
+    let (identity, contacts, access) = CoreProcesses::start(&db.url).await.into_parts();
     let operator_id = bootstrap_operator(&db.url, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
     let (notification_id, notification_secret) = service_account(&db.url, "kc-notification").await;
     let (gateway_id, gateway_secret) = service_account(&db.url, "kc-gateway").await;

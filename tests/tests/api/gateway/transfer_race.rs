@@ -5,7 +5,6 @@
 
 use crate::gateway::helpers::*;
 use kc_proto::access::{self as apb};
-use kc_proto::contacts::{self as cpb};
 use kc_proto::gateway::{self as gw};
 use tonic::{Code, Status};
 
@@ -31,23 +30,6 @@ async fn primaries(suite: &Suite, site_id: &str) -> Vec<String> {
         .filter(|view| view.roles.contains(&(Role::Primary as i32)))
         .map(|view| view.user_id)
         .collect()
-}
-
-/// The site as the operator reads it.
-async fn site_now(suite: &Suite, site_id: &str) -> cpb::Site {
-    suite
-        .gw()
-        .get_site(authed(
-            Some(&suite.operator.token),
-            gw::GetSiteRequest {
-                site_id: site_id.into(),
-            },
-        ))
-        .await
-        .expect("get site")
-        .into_inner()
-        .site
-        .expect("site")
 }
 
 /// `actor` asks the gateway to make `to` the primary contact of the site.
@@ -133,7 +115,7 @@ async fn ten_concurrent_transfers_by_one_primary_commit_once() {
     // rule C8: exactly one primary, the one named, in the registry...
     assert_eq!(primaries(&suite, &site.site_id).await, [winner.id.as_str()]);
     assert_eq!(
-        site_now(&suite, &site.site_id).await.primary_user_id,
+        suite.site_now(&site.site_id).await.primary_user_id,
         winner.id
     );
     // ...and in access management once it applied the registry's event: the old primary
@@ -181,14 +163,9 @@ async fn an_account_management_holder_transfers_against_the_site_it_read() {
     suite
         .wait_role(&site.site_id, &primary.id, Role::Primary)
         .await;
-    suite
-        .grant(
-            &site.site_id,
-            &holder.id,
-            tools(|t| t.account_management = apb::AccountManagementAccess::Granted as i32),
-        )
-        .await;
-    let stale = site_now(&suite, &site.site_id).await.etag;
+    let granted = tools(|t| t.account_management = apb::AccountManagementAccess::Granted as i32);
+    suite.grant(&site.site_id, &holder.id, granted).await;
+    let stale = suite.site_now(&site.site_id).await.etag;
     let mut gateway = suite.gw();
 
     // rule T7: an account-management holder does not name itself the primary.

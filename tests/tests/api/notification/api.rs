@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::notification::helpers::{
     self, ALL_KINDS, Kind, Outcome, Role, State, Suite, TestUser, all_at_once, authed, brief,
-    expect_code, expect_field, message_id_of, outcomes, params_of, send_notice_request,
+    expect_code, expect_field, message_id_of, outcomes, params_of, read_pages, send_notice_request,
 };
 use futures::StreamExt;
 use kc_proto::notification::{self as pb, event::Payload};
@@ -390,27 +390,10 @@ async fn list_notifications_filters_by_site_recipient_and_state_and_pages() {
     );
 
     // Pages of two, newest first, together exactly the whole list.
-    let mut paged = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = s
-            .notifications()
-            .list_notifications(s.svc(pb::ListNotificationsRequest {
-                site_id: site_a.site_id.clone(),
-                page_size: 2,
-                page_token: token,
-                ..Default::default()
-            }))
-            .await
-            .expect("page")
-            .into_inner();
-        assert!(page.notifications.len() <= 2);
-        paged.extend(page.notifications);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
+    let paged = read_pages(2, None, |token| {
+        s.list_page(&site_a.site_id, None, State::Unspecified, 2, token)
+    })
+    .await;
     let paged_ids: Vec<&str> = paged.iter().map(|n| n.notification_id.as_str()).collect();
     let whole_ids: Vec<&str> = on_a.iter().map(|n| n.notification_id.as_str()).collect();
     assert_eq!(

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::notification::helpers::{
-    self, Kind, Role, State, Suite, TestUser, check_mail, cites, eventually, site_request,
+    self, Kind, Role, State, Suite, TestUser, check_mail, cites, eventually,
 };
 use kc_proto::contacts::{self as cpb};
 use kc_proto::notification as pb;
@@ -92,14 +92,7 @@ async fn role_changes_tell_the_contact_and_the_primary() {
     let mut seen = HashSet::new();
     let primary = s.user("fr").await;
     let stc = s.user("en").await;
-    let (site_number, customer_number) = s.numbers();
-    let site = s
-        .create_site(cpb::CreateSiteRequest {
-            support_active: true,
-            site_technical_user_id: stc.id.to_string(),
-            ..site_request(&site_number, &customer_number, primary.id, "en")
-        })
-        .await;
+    let site = s.supported_site(&primary, &stc, "en").await;
     let site_id = site.site_id.as_str();
 
     // Site created: each initial holder is told of its own role, once.

@@ -38,6 +38,15 @@ use uuid::Uuid;
 const OPERATOR_EMAIL: &str = "operator@keycontacts.test";
 const OPERATOR_PASSWORD: &str = "operator passphrase";
 const PASSWORD: &str = "correct horse battery staple";
+/// Quick retries and polling, so a delivery happens within a test.
+const QUICK_DELIVERY: [&str; 6] = [
+    "--retry-base",
+    "100ms",
+    "--retry-max",
+    "1s",
+    "--poll-interval",
+    "200ms",
+];
 
 /// The suite as processes, with the SMTP server and the callers' tokens.
 struct Processes {
@@ -57,11 +66,7 @@ impl Processes {
     async fn start(delivery: &[&str]) -> Self {
         let smtp = SmtpServer::start().await;
         let db = kc_testkit::test_database().await;
-        let CoreProcesses {
-            identity,
-            contacts,
-            access,
-        } = CoreProcesses::start(&db.url).await;
+        let (identity, contacts, access) = CoreProcesses::start(&db.url).await.into_parts();
         bootstrap_operator(&db.url, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
         let notification_account = service_account(&db.url, "kc-notification").await;
         let (gateway_id, gateway_secret) = service_account(&db.url, "kc-gateway").await;
@@ -213,15 +218,7 @@ async fn start_notification(
 // English.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_self_nomination_reaches_the_primary_and_the_decision_the_requester() {
-    let p = Processes::start(&[
-        "--retry-base",
-        "100ms",
-        "--retry-max",
-        "1s",
-        "--poll-interval",
-        "200ms",
-    ])
-    .await;
+    let p = Processes::start(&QUICK_DELIVERY).await;
     let primary = p.register("fr").await;
     let requester = p.register("en").await;
     let site = p.create_site(&primary, "en", "4100017").await;
@@ -367,17 +364,10 @@ fn received_copies(messages: &[ReceivedMessage], notification_id: &str) -> Vec<R
 async fn killed_mid_batch_and_restarted_every_notice_is_delivered_at_least_once() {
     const BATCH: usize = 40;
     let delivery = [
-        "--retry-base",
-        "100ms",
-        "--retry-max",
-        "1s",
-        "--poll-interval",
-        "200ms",
-        "--smtp-timeout",
-        "10s",
-        "--lease",
-        "12s",
-    ];
+        QUICK_DELIVERY.as_slice(),
+        &["--smtp-timeout", "10s", "--lease", "12s"],
+    ]
+    .concat();
     let mut p = Processes::start(&delivery).await;
     let primary = p.register("fr").await;
     let site = p.create_site(&primary, "fr", "4100018").await;

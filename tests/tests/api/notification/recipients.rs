@@ -299,14 +299,7 @@ async fn each_purpose_goes_to_its_own_contact() {
     let admin = s.user("fr").await;
     let shipping = s.user("en").await;
     let billing = s.user("fr-BE").await;
-    let (site_number, customer_number) = s.numbers();
-    let site = s
-        .create_site(cpb::CreateSiteRequest {
-            support_active: true,
-            site_technical_user_id: stc.id.to_string(),
-            ..site_request(&site_number, &customer_number, primary.id, "de")
-        })
-        .await;
+    let site = s.supported_site(&primary, &stc, "de").await;
     s.assign(&site.site_id, &renewal, Role::Renewal, "").await;
     s.assign(&site.site_id, &admin, Role::Administrative, "")
         .await;

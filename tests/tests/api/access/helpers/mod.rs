@@ -25,7 +25,7 @@ pub use kc_testkit::checks::{PATIENCE, cites, eventually};
 pub use kc_testkit::fixtures::site_request;
 pub use kc_testkit::grpc::{
     all_at_once, all_pages, authed, expect_code, expect_codes, expect_field_within as expect_field,
-    expect_refused, find_message, next_messages, on_behalf_of, uuid, wait_until,
+    expect_refused, find_message, next_messages, on_behalf_of, read_pages, uuid, wait_until,
 };
 
 pub use cpb::ContactRole as Role;
@@ -85,6 +85,11 @@ pub fn keep() -> pb::ToolAccess {
     pb::ToolAccess::default()
 }
 
+/// Only `levels` set, every other tool UNSPECIFIED.
+pub fn only(levels: &[Level]) -> pb::ToolAccess {
+    levels.iter().fold(keep(), |tools, level| level.on(tools))
+}
+
 /// Every tool NONE.
 pub fn no_tools() -> pb::ToolAccess {
     pb::ToolAccess {
@@ -95,6 +100,16 @@ pub fn no_tools() -> pb::ToolAccess {
         manage_access: Ma::None as i32,
         contact_updates: Cu::None as i32,
         account_documents: Docs::None as i32,
+    }
+}
+
+/// What the SECONDARY role implies (rule T3): manage access and contact updates UPDATE,
+/// every other tool NONE.
+pub fn secondary_tools() -> pb::ToolAccess {
+    pb::ToolAccess {
+        manage_access: Ma::Update as i32,
+        contact_updates: Cu::Update as i32,
+        ..no_tools()
     }
 }
 

@@ -178,6 +178,20 @@ impl Suite {
             .await
     }
 
+    /// A new site of `primary`, on which `primary` has granted `user` the `tools` for
+    /// `reason`.
+    pub async fn site_granting(
+        &self,
+        primary: Uuid,
+        user: Uuid,
+        tools: pb::ToolAccess,
+        reason: &str,
+    ) -> cpb::Site {
+        let site = self.site(primary).await;
+        self.grant(primary, &site, user, tools, reason).await;
+        site
+    }
+
     /// A site with active S&S, primary `primary` and site technical contact `stc`.
     pub async fn supported_site(&self, primary: Uuid, stc: Uuid) -> cpb::Site {
         let (site_number, customer_number) = self.numbers();
@@ -269,6 +283,11 @@ impl Suite {
     }
 
     /// Polls Check until it answers `allowed`.
+    /// Whether `user` has `permission` on the site now (Check).
+    pub async fn allows(&self, user: Uuid, site: &cpb::Site, permission: P) -> bool {
+        self.check(user, &site.site_id, permission).await.allowed
+    }
+
     pub async fn wait_check(
         &self,
         user: Uuid,
@@ -348,6 +367,36 @@ impl Suite {
             .map(|r| r.into_inner().profile.expect("profile"))
     }
 
+    /// `grantor` sets `user`'s tools on the site for `reason`; the test fails when that is
+    /// refused.
+    pub async fn grant(
+        &self,
+        grantor: Uuid,
+        site: &cpb::Site,
+        user: Uuid,
+        tools: pb::ToolAccess,
+        reason: &str,
+    ) -> pb::AccessProfile {
+        self.set_tools(grantor, &site.site_id, user, tools, reason)
+            .await
+            .unwrap_or_else(|e| panic!("grant tools ({reason}): {e:?}"))
+    }
+
+    /// `grantor` sets `user`'s support level on the site for `reason`; the test fails when
+    /// that is refused.
+    pub async fn grant_support(
+        &self,
+        grantor: Uuid,
+        site: &cpb::Site,
+        user: Uuid,
+        level: Su,
+        reason: &str,
+    ) -> pb::AccessProfile {
+        self.set_support(grantor, &site.site_id, user, level, reason)
+            .await
+            .unwrap_or_else(|e| panic!("grant support ({reason}): {e:?}"))
+    }
+
     pub async fn set_support(
         &self,
         grantor: Uuid,
@@ -393,17 +442,29 @@ impl Suite {
     }
 
     pub async fn approvers(&self, site_id: &str, kind: Kind) -> Vec<pb::Approver> {
-        self.access()
+        self.approvers_page(site_id, kind, 0, String::new()).await.0
+    }
+
+    /// One page of ListApprovers: its approvers and the next page's token.
+    pub async fn approvers_page(
+        &self,
+        site_id: &str,
+        kind: Kind,
+        page_size: i32,
+        page_token: String,
+    ) -> (Vec<pb::Approver>, String) {
+        let page = self
+            .access()
             .list_approvers(self.svc(pb::ListApproversRequest {
                 site_id: site_id.into(),
                 kind: kind as i32,
-                page_size: 0,
-                page_token: String::new(),
+                page_size,
+                page_token,
             }))
             .await
             .expect("list approvers")
-            .into_inner()
-            .approvers
+            .into_inner();
+        (page.approvers, page.next_page_token)
     }
 
     pub async fn approver_ids(&self, site_id: &str, kind: Kind) -> Vec<Uuid> {
@@ -468,6 +529,27 @@ impl Suite {
             .expect("request")
     }
 
+    /// `approver` approves `request` as asked (no other tools or support level).
+    pub async fn approve_as_asked(
+        &self,
+        approver: Uuid,
+        request: &pb::AccessRequest,
+    ) -> Result<pb::ApproveAccessRequestResponse, Status> {
+        self.approve(approver, &request.request_id, None, Su::Unspecified)
+            .await
+    }
+
+    /// `approver` approves `request` granting `tools` (no support level).
+    pub async fn approve_granting(
+        &self,
+        approver: Uuid,
+        request: &pb::AccessRequest,
+        tools: pb::ToolAccess,
+    ) -> Result<pb::ApproveAccessRequestResponse, Status> {
+        self.approve(approver, &request.request_id, Some(tools), Su::Unspecified)
+            .await
+    }
+
     pub async fn approve(
         &self,
         approver: Uuid,
@@ -528,21 +610,29 @@ impl Suite {
 
     /// Every request of a site (all pages), optionally of one state, newest first.
     pub async fn site_requests(&self, site_id: &str, state: State) -> Vec<pb::AccessRequest> {
-        all_pages(|page_token| async move {
-            let page = self
-                .access()
-                .list_access_requests(self.svc(pb::ListAccessRequestsRequest {
-                    site_id: site_id.into(),
-                    state: state as i32,
-                    page_size: 1000,
-                    page_token,
-                }))
-                .await
-                .expect("list access requests")
-                .into_inner();
-            (page.requests, page.next_page_token)
-        })
-        .await
+        all_pages(|page_token| self.requests_page(site_id, state, 1000, page_token)).await
+    }
+
+    /// One page of ListAccessRequests: its requests and the next page's token.
+    pub async fn requests_page(
+        &self,
+        site_id: &str,
+        state: State,
+        page_size: i32,
+        page_token: String,
+    ) -> (Vec<pb::AccessRequest>, String) {
+        let page = self
+            .access()
+            .list_access_requests(self.svc(pb::ListAccessRequestsRequest {
+                site_id: site_id.into(),
+                state: state as i32,
+                page_size,
+                page_token,
+            }))
+            .await
+            .expect("list access requests")
+            .into_inner();
+        (page.requests, page.next_page_token)
     }
 
     /// Every request of `requester` (all pages), newest first.
@@ -593,20 +683,27 @@ impl Suite {
 
     /// Every audit record of a site (all pages), newest first.
     pub async fn audit(&self, site_id: &str) -> Vec<kc_proto::audit::AuditRecord> {
-        all_pages(|page_token| async move {
-            let page = self
-                .access()
-                .list_audit_records(self.svc(pb::ListAuditRecordsRequest {
-                    site_id: site_id.into(),
-                    page_size: 1000,
-                    page_token,
-                }))
-                .await
-                .expect("list audit records")
-                .into_inner();
-            (page.records, page.next_page_token)
-        })
-        .await
+        all_pages(|page_token| self.audit_page(site_id, 1000, page_token)).await
+    }
+
+    /// One page of ListAuditRecords: its records and the next page's token.
+    pub async fn audit_page(
+        &self,
+        site_id: &str,
+        page_size: i32,
+        page_token: String,
+    ) -> (Vec<kc_proto::audit::AuditRecord>, String) {
+        let page = self
+            .access()
+            .list_audit_records(self.svc(pb::ListAuditRecordsRequest {
+                site_id: site_id.into(),
+                page_size,
+                page_token,
+            }))
+            .await
+            .expect("list audit records")
+            .into_inner();
+        (page.records, page.next_page_token)
     }
 
     /// Reads access management's event stream after `after` until `count` events came.

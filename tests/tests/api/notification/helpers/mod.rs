@@ -38,7 +38,7 @@ pub use kc_suite_tests::PASSWORD;
 pub use kc_testkit::checks::{PATIENCE, cites, eventually};
 pub use kc_testkit::grpc::{
     all_at_once, all_pages, authed, expect_code, expect_field_within as expect_field, find_message,
-    on_behalf_of, uuid,
+    on_behalf_of, read_pages, uuid,
 };
 
 pub use cpb::ContactRole as Role;

@@ -38,22 +38,31 @@ impl Suite {
         recipient: Option<Uuid>,
         state: State,
     ) -> Vec<pb::Notification> {
-        all_pages(|page_token| async move {
-            let page = self
-                .notifications()
-                .list_notifications(self.svc(pb::ListNotificationsRequest {
-                    site_id: site_id.into(),
-                    recipient_user_id: recipient.map(|id| id.to_string()).unwrap_or_default(),
-                    state: state as i32,
-                    page_size: 1000,
-                    page_token,
-                }))
-                .await
-                .expect("list notifications")
-                .into_inner();
-            (page.notifications, page.next_page_token)
-        })
-        .await
+        all_pages(|page_token| self.list_page(site_id, recipient, state, 1000, page_token)).await
+    }
+
+    /// One page of ListNotifications: its notifications and the next page's token.
+    pub async fn list_page(
+        &self,
+        site_id: &str,
+        recipient: Option<Uuid>,
+        state: State,
+        page_size: i32,
+        page_token: String,
+    ) -> (Vec<pb::Notification>, String) {
+        let page = self
+            .notifications()
+            .list_notifications(self.svc(pb::ListNotificationsRequest {
+                site_id: site_id.into(),
+                recipient_user_id: recipient.map(|id| id.to_string()).unwrap_or_default(),
+                state: state as i32,
+                page_size,
+                page_token,
+            }))
+            .await
+            .expect("list notifications")
+            .into_inner();
+        (page.notifications, page.next_page_token)
     }
 
     /// Every notification of every site and recipient.

@@ -104,16 +104,8 @@ impl Suite {
         password: &str,
         locale: &str,
     ) -> ipb::RegisterUserResponse {
-        self.identity()
-            .register_user(ipb::RegisterUserRequest {
-                email: email.into(),
-                display_name: name.into(),
-                password: password.into(),
-                locale: locale.into(),
-            })
-            .await
-            .expect("register")
-            .into_inner()
+        let identity = self.channel(Service::Identity);
+        kc_testkit::identity::register(&identity, email, name, password, locale).await
     }
 
     /// Signs in; the access token.
@@ -168,6 +160,23 @@ impl Suite {
     }
 
     /// A site in `language` without S&S whose primary contact is `primary`.
+    /// A new site in `language` with active S&S, primary `primary` and site technical
+    /// contact `stc`.
+    pub async fn supported_site(
+        &self,
+        primary: &TestUser,
+        stc: &TestUser,
+        language: &str,
+    ) -> cpb::Site {
+        let (site_number, customer_number) = self.numbers();
+        self.create_site(cpb::CreateSiteRequest {
+            support_active: true,
+            site_technical_user_id: stc.id.to_string(),
+            ..site_request(&site_number, &customer_number, primary.id, language)
+        })
+        .await
+    }
+
     pub async fn site(&self, primary: &TestUser, language: &str) -> cpb::Site {
         let (site_number, customer_number) = self.numbers();
         self.create_site(site_request(
