@@ -163,7 +163,7 @@ impl Harness {
             .with(
                 Targets::new()
                     .with_target("kc_runtime", Level::TRACE)
-                    .with_target("telemetry", Level::TRACE),
+                    .with_target(module_path!(), Level::TRACE),
             );
         let default = tracing::subscriber::set_default(subscriber);
         Harness {
