@@ -15,8 +15,8 @@ use kc_proto::access::{self as pb, access_management_service_server::AccessManag
 use kc_runtime::Shutdown;
 use kc_runtime::audit;
 use kc_runtime::auth::caller;
-use kc_runtime::grpc::{await_revision, watch_events};
-use kc_runtime::outbox::{self, EventStream, OutboxWatcher};
+use kc_runtime::grpc::{await_revision, event_stream};
+use kc_runtime::outbox::{EventStream, OutboxWatcher};
 use tonic::{Request, Response, Status};
 
 use crate::convert::{
@@ -345,13 +345,11 @@ impl AccessManagementService for AccessApi {
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         request_actor(&request)?;
-        let stream = watch_events(
+        event_stream::<pb::Event>(
             &self.watcher,
             &request.get_ref().after_cursor,
-            outbox::decode_response::<pb::Event>,
             &self.shutdown,
-        )?;
-        Ok(Response::new(stream))
+        )
     }
 
     /// Rule T8 across services: waits until the projection of the registry's roles has

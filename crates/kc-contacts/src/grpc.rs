@@ -6,8 +6,8 @@ use kc_proto::contacts::{self as pb, contact_registry_service_server::ContactReg
 use kc_runtime::Shutdown;
 use kc_runtime::audit;
 use kc_runtime::auth::caller;
-use kc_runtime::grpc::{await_revision, watch_events};
-use kc_runtime::outbox::{self, EventStream, OutboxWatcher, Revised, revision_text};
+use kc_runtime::grpc::{await_revision, event_stream};
+use kc_runtime::outbox::{EventStream, OutboxWatcher, Revised, revision_text};
 use tonic::{Request, Response, Status};
 
 use crate::convert;
@@ -281,13 +281,11 @@ impl ContactRegistryService for ContactsApi {
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         request_actor(&request)?;
-        let stream = watch_events(
+        event_stream::<pb::Event>(
             &self.watcher,
             &request.get_ref().after_cursor,
-            outbox::decode_response::<pb::Event>,
             &self.shutdown,
-        )?;
-        Ok(Response::new(stream))
+        )
     }
 
     async fn await_access_revision(

@@ -6,8 +6,8 @@ use kc_proto::identity::{self as pb, identity_service_server::IdentityService};
 use kc_runtime::Caller;
 use kc_runtime::Shutdown;
 use kc_runtime::auth::TokenVerifier;
-use kc_runtime::grpc::watch_events;
-use kc_runtime::outbox::{self, Cursor, EventStream, OutboxWatcher, end_after_first_error};
+use kc_runtime::grpc::event_stream;
+use kc_runtime::outbox::{Cursor, EventStream, OutboxWatcher, end_after_first_error};
 use kc_runtime::token::Claims;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -337,13 +337,11 @@ impl IdentityService for IdentityApi {
                 "only operators and services may watch events",
             ));
         }
-        let stream = watch_events(
+        event_stream::<pb::Event>(
             &self.watcher,
             &request.get_ref().after_cursor,
-            outbox::decode_response::<pb::Event>,
             &self.shutdown,
-        )?;
-        Ok(Response::new(stream))
+        )
     }
 
     type WatchRevocationsStream = EventStream<pb::WatchRevocationsResponse>;

@@ -5,8 +5,8 @@
 use kc_proto::notification::{self as pb, notification_service_server::NotificationService};
 use kc_runtime::Shutdown;
 use kc_runtime::auth::caller;
-use kc_runtime::grpc::watch_events;
-use kc_runtime::outbox::{self, EventStream, OutboxWatcher};
+use kc_runtime::grpc::event_stream;
+use kc_runtime::outbox::{EventStream, OutboxWatcher};
 use tonic::{Request, Response, Status};
 
 use crate::convert::{list_response, preview_response};
@@ -100,12 +100,10 @@ impl NotificationService for NotificationApi {
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         caller_role(&request)?;
-        let stream = watch_events(
+        event_stream::<pb::Event>(
             &self.watcher,
             &request.get_ref().after_cursor,
-            outbox::decode_response::<pb::Event>,
             &self.shutdown,
-        )?;
-        Ok(Response::new(stream))
+        )
     }
 }

@@ -100,6 +100,27 @@ where
     Ok(Box::pin(stream))
 }
 
+/// The answer of a service's `WatchEvents` once the caller is authorised: the events of its
+/// own outbox after `after_cursor`, each as the response message of the service's `Event`
+/// type `E`, until `shutdown`.
+pub fn event_stream<E>(
+    watcher: &OutboxWatcher,
+    after_cursor: &str,
+    shutdown: &Shutdown,
+) -> Result<tonic::Response<EventStream<E::Response>>, Status>
+where
+    E: crate::outbox::PositionedEvent + 'static,
+    E::Response: Send + 'static,
+{
+    watch_events(
+        watcher,
+        after_cursor,
+        crate::outbox::decode_response::<E>,
+        shutdown,
+    )
+    .map(tonic::Response::new)
+}
+
 /// Parses a `grpc-timeout` header value (gRPC over HTTP/2: at most 8 digits and a unit of
 /// `H`, `M`, `S`, `m`, `u` or `n`); `None` when it is malformed.
 pub fn parse_grpc_timeout(value: &str) -> Option<std::time::Duration> {
