@@ -67,14 +67,14 @@ pub(crate) const MEMBERS_PER_SITE: i64 = 20;
 /// Checks in one BatchCheck of `access.batch_check`.
 pub(crate) const BATCH_CHECKS: usize = 20;
 /// Site number of fixture site 0; site `i` has number `base + i`.
-const SITE_NUMBER_BASE: i64 = 8_000_000;
+pub(crate) const SITE_NUMBER_BASE: i64 = 8_000_000;
 /// Customer number of the customer of fixture sites 0 to 3.
 const CUSTOMER_NUMBER_BASE: i64 = 8_500_000;
 /// Fixture sites per customer: site `i` belongs to customer `base + i / 4`.
 const SITES_PER_CUSTOMER: i64 = 4;
 
 /// Every permission a check may ask about, in proto order.
-const PERMISSIONS: [Permission; 18] = [
+pub(crate) const PERMISSIONS: [Permission; 18] = [
     Permission::SoftwareDownload,
     Permission::MediaAccess,
     Permission::QuotesAndCatalogs,
@@ -164,21 +164,21 @@ pub(crate) fn seed_batch_check(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepar
     })
 }
 
-/// What both scenarios start from.
-struct Seeded {
+/// What both scenarios (and the gateway's `gateway.check`) start from.
+pub(crate) struct Seeded {
     /// Every pair with its permission, in call order.
-    checks: Arc<Vec<CheckRequest>>,
+    pub checks: Arc<Vec<CheckRequest>>,
     /// The benchmark's service token.
-    bearer: MetadataValue<Ascii>,
+    pub bearer: MetadataValue<Ascii>,
     /// Notes on the fixture and the checks.
-    notes: Vec<String>,
+    pub notes: Vec<String>,
     /// Clears the rights cache and fills it with every fixture site, right before the run.
-    warm: BoxFuture<'static, anyhow::Result<String>>,
+    pub warm: BoxFuture<'static, anyhow::Result<String>>,
 }
 
-/// Waits for the projection, loads the fixture unless an earlier scenario of this run did,
-/// and checks one batch of the calls to come.
-async fn seed_population(env: &Env) -> anyhow::Result<Seeded> {
+/// Waits until access has applied every event the registry and identity published, then
+/// loads the fixture unless an earlier scenario of this run did; returns notes on both.
+pub(crate) async fn ensure_fixture(env: &Env) -> anyhow::Result<Vec<String>> {
     let mut notes = Vec::new();
     if let Some(note) = streams::wait_until_applied(env, "access", &STREAMS).await? {
         notes.push(note);
@@ -187,6 +187,15 @@ async fn seed_population(env: &Env) -> anyhow::Result<Seeded> {
     if let Some(note) = load_fixture(&mut conn).await? {
         notes.push(note);
     }
+    conn.close().await?;
+    Ok(notes)
+}
+
+/// Waits for the projection, loads the fixture unless an earlier scenario of this run did,
+/// and checks one batch of the calls to come.
+pub(crate) async fn seed_population(env: &Env) -> anyhow::Result<Seeded> {
+    let mut notes = ensure_fixture(env).await?;
+    let mut conn = env.database("access").await?;
     let pairs = fixture_pairs(&mut conn).await?;
     conn.close().await?;
     let checks: Arc<Vec<CheckRequest>> = Arc::new(
@@ -546,7 +555,7 @@ async fn load_fixture(conn: &mut PgConnection) -> anyhow::Result<Option<String>>
 }
 
 /// First and last site number of the fixture.
-fn site_number_range() -> (String, String) {
+pub(crate) fn site_number_range() -> (String, String) {
     (
         SITE_NUMBER_BASE.to_string(),
         (SITE_NUMBER_BASE + FIXTURE_SITES - 1).to_string(),

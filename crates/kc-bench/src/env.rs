@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
 use futures::future::BoxFuture;
+use kc_proto::gateway::IssueServiceTokenRequest as GatewayTokenRequest;
+use kc_proto::gateway::gateway_service_client::GatewayServiceClient;
 use kc_proto::identity::IssueServiceTokenRequest;
 use kc_proto::identity::identity_service_client::IdentityServiceClient;
 use sqlx::{Connection, PgConnection};
@@ -30,6 +32,9 @@ pub(crate) struct Prepared {
     pub admit: Option<AdmitFn>,
     /// The rate `admit` paces calls at, when it paces them (an open loop).
     pub paced: Option<f64>,
+    /// Calls in flight at once, when the scenario sets its own instead of `--concurrency`
+    /// (connections then at most as many).
+    pub concurrency: Option<usize>,
     /// Counts what the calls set off once the calls of the run are done, given its window:
     /// see [`Deliveries`]. Resolves to them and notes on them.
     pub outcome: Option<OutcomeFn>,
@@ -48,6 +53,7 @@ impl Prepared {
             warm: None,
             admit: None,
             paced: None,
+            concurrency: None,
             outcome: None,
         }
     }
@@ -69,7 +75,24 @@ pub(crate) struct Env {
     account: Option<Account>,
     /// The last service access token issued to it, and when it expires (Unix seconds).
     service_token: tokio::sync::Mutex<Option<(MetadataValue<Ascii>, u64)>>,
+    /// The relying application's account (scope `authz`), made on first use, and the last
+    /// token the gateway issued to it with its expiry.
+    relying_app: tokio::sync::Mutex<RelyingApp>,
 }
+
+/// The benchmark's relying application: see [`Env::relying_app_bearer`].
+#[derive(Default)]
+struct RelyingApp {
+    /// Its credentials, once created.
+    account: Option<Account>,
+    /// Its last token, and when it expires (Unix seconds).
+    token: Option<(MetadataValue<Ascii>, u64)>,
+}
+
+/// Name of the benchmark's relying application's service account.
+const RELYING_APP: &str = "xtask-bench-relying-app";
+/// Its scopes: the gateway's AuthorizationService.
+const RELYING_APP_SCOPES: &[&str] = &["authz"];
 
 impl Env {
     /// What seed steps reach: the running services at `urls`, their databases at
@@ -89,6 +112,7 @@ impl Env {
             sink,
             account,
             service_token: tokio::sync::Mutex::new(None),
+            relying_app: tokio::sync::Mutex::new(RelyingApp::default()),
         }
     }
 
@@ -130,6 +154,44 @@ impl Env {
             .parse()
             .context("the service token is not a valid header value")?;
         *cached = Some((bearer.clone(), expires));
+        Ok(bearer)
+    }
+
+    /// `Bearer <token>` of the benchmark's relying application, as a system that enforces
+    /// rights gets it: a service account with the scope `authz` (`kc-identity
+    /// create-service-account xtask-bench-relying-app --scope authz`, made on first use), its
+    /// token from the gateway's public `IssueServiceToken` (again when it would expire).
+    pub(crate) async fn relying_app_bearer(&self) -> anyhow::Result<MetadataValue<Ascii>> {
+        let mut app = self.relying_app.lock().await;
+        let now = unix_now()?;
+        if let Some((bearer, expires)) = app.token.as_ref()
+            && *expires >= now + self.needed_lifetime()
+        {
+            return Ok(bearer.clone());
+        }
+        let account = match app.account.clone() {
+            Some(account) => account,
+            None => {
+                let account =
+                    crate::create_account(RELYING_APP, RELYING_APP_SCOPES, &self.database_urls)
+                        .await?;
+                app.account = Some(account.clone());
+                account
+            }
+        };
+        let issued = GatewayServiceClient::new(self.channel("gateway").await?)
+            .issue_service_token(GatewayTokenRequest {
+                client_id: account.client_id,
+                client_secret: account.client_secret,
+            })
+            .await
+            .context("the gateway's IssueServiceToken failed for the relying application")?
+            .into_inner();
+        let expires = self.check_lifetime(issued.access_token_expire_time)?;
+        let bearer: MetadataValue<Ascii> = format!("Bearer {}", issued.access_token)
+            .parse()
+            .context("the relying application's token is not a valid header value")?;
+        app.token = Some((bearer.clone(), expires));
         Ok(bearer)
     }
 

@@ -404,7 +404,15 @@ mod tests {
     fn gateway_scenarios_run_beside_all_five_services() {
         let chosen = super::super::scenarios::select(&["gateway".to_owned()]).unwrap();
         let names: Vec<&str> = chosen.iter().map(|scenario| scenario.name).collect();
-        assert_eq!(names, ["gateway.show_all_contacts", "gateway.get_me"]);
+        assert_eq!(
+            names,
+            [
+                "gateway.show_all_contacts",
+                "gateway.get_me",
+                "gateway.check",
+                "gateway.lookup_sites"
+            ]
+        );
         let running: Vec<&str> = super::super::scenarios::services(&chosen)
             .unwrap()
             .iter()

@@ -25,6 +25,7 @@ pub mod suite;
 pub mod workspace;
 
 mod access;
+mod authz;
 mod contacts;
 mod env;
 mod gateway;
@@ -273,7 +274,7 @@ async fn bench(
     // The benchmark's own service account, whose tokens the scenarios of services that only
     // accept service callers use; created once per run.
     let bench_account = if services.iter().any(|service| service.name == "identity") {
-        Some(create_account(BENCH_ACCOUNT, &database_urls).await?)
+        Some(create_account(BENCH_ACCOUNT, &[], &database_urls).await?)
     } else {
         None
     };
@@ -574,8 +575,25 @@ async fn measure(
         admit,
         paced,
         outcome,
+        concurrency,
         ..
     } = prepared;
+    let own;
+    let settings = match concurrency {
+        Some(concurrency) if concurrency != settings.concurrency => {
+            notes.push(format!(
+                "{concurrency} calls in flight (the scenario's own), over {} connections",
+                settings.connections.min(concurrency)
+            ));
+            own = Settings {
+                concurrency,
+                connections: settings.connections.min(concurrency),
+                ..*settings
+            };
+            &own
+        }
+        _ => settings,
+    };
     let channels = load::connect(url, settings.connections).await?;
     // Peak RSS per run, not over the process's life (which includes seeding and earlier runs).
     for (bin, pid) in &watched.services {
@@ -664,15 +682,17 @@ async fn create_service_accounts(
         .iter()
         .filter(|service| service.needs_account(|name| runs(services, name)));
     for service in callers {
-        let account = create_account(&service.account_name(), database_urls).await?;
+        let account = create_account(&service.account_name(), &[], database_urls).await?;
         accounts.insert(service.name, account);
     }
     Ok(accounts)
 }
 
-/// Creates the service account `name` with the release build of identity.
+/// Creates the service account `name` holding `scopes` (`kc-identity create-service-account
+/// NAME --scope …`) with the release build of identity.
 async fn create_account(
     name: &str,
+    scopes: &[&str],
     database_urls: &BTreeMap<&'static str, String>,
 ) -> anyhow::Result<Account> {
     let identity = Service::named("identity")?;
@@ -682,6 +702,9 @@ async fn create_account(
         database_urls.get(identity.name).map(String::as_str),
     );
     command.args(["create-service-account", name]);
+    if !scopes.is_empty() {
+        command.args(["--scope", &scopes.join(",")]);
+    }
     let output =
         suite::output(command, &format!("{} create-service-account", identity.bin)).await?;
     Account::parse(&output)

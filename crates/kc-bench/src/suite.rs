@@ -44,6 +44,8 @@ pub struct Service {
     pub service_account: bool,
     /// Fully qualified name of its gRPC service, whose health turns SERVING when it is ready.
     pub grpc_service: &'static str,
+    /// Fully qualified names of the other gRPC services it serves on the same port.
+    pub also_serves: &'static [&'static str],
     /// Whether it sends e-mail: it is given a [`Mail`] destination, an SMTP server or a
     /// directory for `.eml` files.
     pub sends_mail: bool,
@@ -62,6 +64,7 @@ pub const SERVICES: &[Service] = &[
         calls_later: &[],
         service_account: false,
         grpc_service: "keycontacts.identity.v1.IdentityService",
+        also_serves: &[],
         sends_mail: false,
         keys: &[KeyFile::KeyEncryption, KeyFile::CodeSealing],
     },
@@ -76,6 +79,7 @@ pub const SERVICES: &[Service] = &[
         calls_later: &["access"],
         service_account: true,
         grpc_service: "keycontacts.contacts.v1.ContactRegistryService",
+        also_serves: &[],
         sends_mail: false,
         // C11: the codes that prove new notification e-mails are sealed to notification.
         keys: &[KeyFile::CodeSealing],
@@ -89,6 +93,7 @@ pub const SERVICES: &[Service] = &[
         calls_later: &[],
         service_account: true,
         grpc_service: "keycontacts.access.v1.AccessManagementService",
+        also_serves: &[],
         sends_mail: false,
         keys: &[],
     },
@@ -101,6 +106,7 @@ pub const SERVICES: &[Service] = &[
         calls_later: &[],
         service_account: true,
         grpc_service: "keycontacts.notification.v1.NotificationService",
+        also_serves: &[],
         sends_mail: true,
         keys: &[KeyFile::CodeOpening],
     },
@@ -115,6 +121,7 @@ pub const SERVICES: &[Service] = &[
         calls_later: &[],
         service_account: true,
         grpc_service: "keycontacts.gateway.v1.GatewayService",
+        also_serves: &["keycontacts.gateway.v1.AuthorizationService"],
         sends_mail: false,
         keys: &[],
     },
