@@ -13,7 +13,7 @@
 //! | a site user granted contact updates VIEW | CONTACTS_VIEW |
 //! | a user with no relation to the site | nothing |
 //! | the primary of another site | nothing on this site |
-//! | a service account | SendNotice only (and the public session RPCs) |
+//! | a service account | SendNotice with the scope notices (and the public session RPCs) |
 //! | no token | the public session RPCs only |
 //!
 //! "Allowed" means the call did not fail with PERMISSION_DENIED or UNAUTHENTICATED; the
@@ -122,6 +122,7 @@ const MATRIX: &[Row] = &[
     ("ResetPassword", ANYONE, &[]),
     ("Login", ANYONE, &[]),
     ("Refresh", ANYONE, &[]),
+    ("IssueServiceToken", ANYONE, &[]),
     ("Logout", ANYONE, &[]),
     // The caller itself. ChangePassword and ConfirmEmailChange are called with a wrong
     // current password and a wrong code (an allowed caller reaches identity's check of

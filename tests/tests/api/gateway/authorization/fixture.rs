@@ -22,6 +22,8 @@ pub(super) struct Fixture {
     /// A registered user the session cases sign in.
     login_user: Person,
     service_token: String,
+    /// The client id and secret of a relying application the token case signs in with.
+    relying_app: (uuid::Uuid, String),
 }
 
 impl Fixture {
@@ -39,6 +41,9 @@ impl Fixture {
         let (_, service_token) = suite
             .scoped_service_account("kc-billing", &["notices"])
             .await;
+        let relying_app = suite
+            .service_account_credentials("kc-matrix-portal", &["authz"])
+            .await;
         Self {
             suite,
             a,
@@ -47,6 +52,7 @@ impl Fixture {
             stranger,
             login_user,
             service_token,
+            relying_app,
         }
     }
 
@@ -228,6 +234,16 @@ impl Fixture {
                     gw::LoginRequest {
                         email: self.login_user.email.clone(),
                         password: PASSWORD.into(),
+                    },
+                ))
+                .await
+                .map(drop),
+            "IssueServiceToken" => gw
+                .issue_service_token(authed(
+                    token,
+                    gw::IssueServiceTokenRequest {
+                        client_id: self.relying_app.0.to_string(),
+                        client_secret: self.relying_app.1.clone(),
                     },
                 ))
                 .await

@@ -67,6 +67,7 @@ fn the_matrix_covers_every_rpc_of_the_service() {
             "ResetPassword",
             "Login",
             "Refresh",
+            "IssueServiceToken",
             "Logout"
         ])
     );
