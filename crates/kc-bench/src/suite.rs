@@ -358,6 +358,13 @@ impl KeyFiles {
     /// is made from the code-opening key, so the two are remade together.
     pub fn ensure(dir: &Path) -> anyhow::Result<KeyFiles> {
         use std::os::unix::fs::DirBuilderExt;
+        // Only the key directory itself is private: a parent made here (e.g. `target/kc-up`,
+        // which also holds the local Postgres's data directory) must stay traversable by the
+        // `postgres` user the cluster runs as.
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("could not create {}", parent.display()))?;
+        }
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)

@@ -472,18 +472,19 @@ fn print_summary(
         "operator: {OPERATOR_EMAIL} / {operator_password} (kept in {})\n",
         password_file.display()
     ));
-    let identity = SERVICES
+    let gateway = SERVICES
         .iter()
-        .find(|service| service.name == "identity")
+        .find(|service| service.name == "gateway")
         .unwrap_or(&SERVICES[0]);
     text.push_str(&format!(
         "relying app: {DEMO_APP}, scopes {DEMO_APP_SCOPES} (the gateway's SendNotice and \
-         AuthorizationService); its service token:\n  grpcurl -plaintext -d \
+         AuthorizationService); its service token, from the gateway as a relying application \
+         gets it:\n  grpcurl -plaintext -d \
          '{{\"client_id\":\"{}\",\"client_secret\":\"{}\"}}' {} \
-         keycontacts.identity.v1.IdentityService/IssueServiceToken\n",
+         keycontacts.gateway.v1.GatewayService/IssueServiceToken\n",
         demo_app.client_id,
         demo_app.client_secret,
-        identity.addr()
+        gateway.addr()
     ));
     text.push_str(&format!("mail: {}\n", mail.describe()));
     text.push_str(&format!(
