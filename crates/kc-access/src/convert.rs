@@ -18,7 +18,6 @@ use crate::domain::commands::{
     SiteRequestsQuery, Submission, SupportChange, ToolLevels, ToolsChange, UserAccessQuery,
     with_levels,
 };
-use crate::domain::rule_of;
 use crate::domain::values::{
     CustomerNumber, EmailDomain, Etag, SiteNumber, justification, optional_note, parse_id,
     required_reason,
@@ -734,7 +733,7 @@ impl From<&DomainPolicy> for pb::DomainPolicy {
 pub(crate) fn check_response(decision: Decision) -> pb::CheckResponse {
     pb::CheckResponse {
         allowed: decision.allowed,
-        rule: rule_of(&decision.reason).to_owned(),
+        rule: decision.rule.to_owned(),
         reason: decision.reason,
     }
 }
@@ -749,7 +748,7 @@ pub(crate) fn lookup_sites_response(page: &Page<(Profile, Decision)>) -> pb::Loo
                 site_id: profile.site_id.to_string(),
                 site_number: profile.site_number.clone(),
                 reason: decision.reason.clone(),
-                rule: rule_of(&decision.reason).to_owned(),
+                rule: decision.rule.to_owned(),
             })
             .collect(),
         next_page_token: next_page_token(page, |(p, _)| vec![p.site_id.to_string()]),
@@ -765,7 +764,7 @@ pub(crate) fn lookup_users_response(page: &Page<(Profile, Decision)>) -> pb::Loo
             .map(|(profile, decision)| pb::LookedUpUser {
                 user_id: profile.user_id.to_string(),
                 reason: decision.reason.clone(),
-                rule: rule_of(&decision.reason).to_owned(),
+                rule: decision.rule.to_owned(),
             })
             .collect(),
         next_page_token: next_page_token(page, |(p, _)| vec![p.user_id.to_string()]),

@@ -220,6 +220,12 @@ impl ContactRole {
             _ => "T3",
         }
     }
+
+    /// The id alone of [`Self::implication_rule`] (`R1`, not its gloss).
+    fn implication_rule_id(self, requirement: Requirement) -> &'static str {
+        let rule = self.implication_rule(requirement);
+        rule.split(':').next().unwrap_or(rule)
+    }
 }
 
 impl std::fmt::Display for ContactRole {
@@ -585,6 +591,11 @@ pub struct Decision {
     /// Which grant or role decided, e.g. `implied by PRIMARY (T3)` or
     /// `explicit grant: manage access VIEW < UPDATE`.
     pub reason: String,
+    /// The DOMAIN.md rule that decided: the one a role's implication names (`T3`, `U5`,
+    /// `R1`), `I1, I4` for a user that holds nothing, `T1` when the level of an explicit
+    /// grant decided (a higher level includes the lower ones), `T3` when neither a role nor
+    /// a grant gives the permission.
+    pub rule: &'static str,
 }
 
 /// The reason of every check of a user that holds nothing: disabled (I4), or whose address
@@ -682,12 +693,14 @@ impl Effective {
             return Decision {
                 allowed: false,
                 reason: DISABLED_REASON.to_owned(),
+                rule: "I1, I4",
             };
         }
         if let Some(role) = self.implying_role(requirement) {
             return Decision {
                 allowed: true,
                 reason: format!("implied by {role} ({})", role.implication_rule(requirement)),
+                rule: role.implication_rule_id(requirement),
             };
         }
         let have = self.rights.name_for(requirement);
@@ -695,16 +708,16 @@ impl Effective {
             return Decision {
                 allowed: true,
                 reason: format!("explicit grant: {label} {have} >= {need}"),
+                rule: "T1",
             };
         }
         let rank = self.rights.rank_for(requirement);
-        let reason = if self.explicit.rank_for(requirement) == rank {
-            let source = if rank == 0 {
-                "no grant"
+        let (reason, rule) = if self.explicit.rank_for(requirement) == rank {
+            if rank == 0 {
+                (format!("no grant: {label} {have} < {need}"), "T3")
             } else {
-                "explicit grant"
-            };
-            format!("{source}: {label} {have} < {need}")
+                (format!("explicit grant: {label} {have} < {need}"), "T1")
+            }
         } else {
             // A role implies more than the explicit grant, yet not enough.
             let role = self
@@ -712,16 +725,20 @@ impl Effective {
                 .iter()
                 .find(|role| role.implies(self.site).rank_for(requirement) == rank);
             match role {
-                Some(role) => format!(
-                    "implied by {role} ({}): {label} {have} < {need}",
-                    role.implication_rule(requirement)
+                Some(role) => (
+                    format!(
+                        "implied by {role} ({}): {label} {have} < {need}",
+                        role.implication_rule(requirement)
+                    ),
+                    role.implication_rule_id(requirement),
                 ),
-                None => format!("{label} {have} < {need}"),
+                None => (format!("{label} {have} < {need}"), "T3"),
             }
         };
         Decision {
             allowed: false,
             reason,
+            rule,
         }
     }
 }

@@ -36,28 +36,6 @@ pub use service::{Access, AccessSettings, Page};
 /// The reason of a check on a site the projection does not know.
 pub const UNKNOWN_SITE_REASON: &str = "unknown site: access management knows no site with this id";
 
-/// The id of the DOMAIN.md rule that decided a check, from its reason ([`Decision::reason`]):
-/// the rule a role's implication names (`T3`, `U5`, `R1`), `I1, I4` for a user that holds
-/// nothing, `T1` when the level of an explicit grant decided (a higher level includes the
-/// lower ones), `T3` when neither a role nor a grant gives the permission (effective
-/// rights), and empty for an unknown site.
-pub fn rule_of(reason: &str) -> &str {
-    if reason == UNKNOWN_SITE_REASON {
-        return "";
-    }
-    if reason.starts_with("explicit grant:") {
-        return "T1";
-    }
-    if let Some(open) = reason.find('(') {
-        let inside = &reason[open + 1..];
-        let end = inside.find([')', ':']).unwrap_or(inside.len());
-        if !inside[..end].is_empty() {
-            return &inside[..end];
-        }
-    }
-    "T3"
-}
-
 /// What the projection knows of a site: its numbers and the facts rights depend on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Site {
@@ -394,7 +372,7 @@ mod rule_tests {
                         let effective = Effective::of(&subject, facts);
                         for permission in Permission::ALL {
                             let decision = effective.check(permission);
-                            let rule = rule_of(&decision.reason);
+                            let rule = decision.rule;
                             assert!(known.contains(&rule), "{rule:?} of {:?}", decision.reason);
                         }
                     }
@@ -410,15 +388,18 @@ mod rule_tests {
         );
         let decision = stc.check(Permission::SupportAdmin);
         assert_eq!(decision.reason, "implied by SITE_TECHNICAL (U5)");
-        assert_eq!(rule_of(&decision.reason), "U5");
-        assert_eq!(rule_of(UNKNOWN_SITE_REASON), "");
+        assert_eq!(decision.rule, "U5");
+        let primary = Effective::of(
+            &Subject {
+                roles: RoleSet::of(&[ContactRole::Primary]),
+                ..Subject::default()
+            },
+            SiteFacts::default(),
+        )
+        .check(Permission::SupportAdmin);
         assert_eq!(
-            rule_of("explicit grant: software DOWNLOADS_ONLY < FULL"),
-            "T1"
-        );
-        assert_eq!(
-            rule_of("implied by PRIMARY (R1: no SITE_TECHNICAL contact)"),
-            "R1"
+            (primary.reason.as_str(), primary.rule),
+            ("implied by PRIMARY (R1: no SITE_TECHNICAL contact)", "R1")
         );
     }
 }

@@ -689,6 +689,7 @@ impl Access {
             Rights::UnknownSite => Ok(Decision {
                 allowed: false,
                 reason: UNKNOWN_SITE_REASON.into(),
+                rule: "",
             }),
         }
     }
