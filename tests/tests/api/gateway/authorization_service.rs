@@ -1,7 +1,7 @@
 //! The public `AuthorizationService` (issue 15) through the gateway, with real clients:
 //! Check, BatchCheck, LookupSites and LookupUsers for service accounts holding the scope
 //! `authz`, the refusal of everyone else, the reasons and rule ids of the answers (T1, T3,
-//! U5), keyset paging of both lookups over more than 1,000 sites, and read-your-writes with
+//! U5; I1, I4 for a disabled user), keyset paging of both lookups over more than 1,000 sites, and read-your-writes with
 //! the revision token a write returns (Zanzibar's "new enemy" problem), on a second gateway
 //! replica too.
 
@@ -794,4 +794,64 @@ async fn grpcurl_finds_and_calls_the_authorization_service() {
     .await;
     assert!(answer.contains(r#""allowed": true"#), "{answer}");
     assert!(answer.contains(r#""rule": "T3""#), "{answer}");
+}
+
+/// Rules I1 and I4 through the public API: once identity disables a user, a relying
+/// application's `Check` denies every permission the user's role implied, citing I1, I4,
+/// and `LookupSites` no longer lists the site.
+#[tokio::test]
+async fn a_disabled_user_is_denied_everything_citing_i1_and_i4() {
+    let suite = Suite::start().await;
+    let primary = suite.person("Authz Disabled Primary").await;
+    let site = suite
+        .create_site("Authz disabled site", &primary, None)
+        .await;
+    suite
+        .wait_role(&site.site_id, &primary.id, Role::Primary)
+        .await;
+    let (_, token) = suite
+        .scoped_service_account("kc-disabled-portal", &["authz"])
+        .await;
+    let client = authz(&suite.gateway_channel);
+    let before = ask(
+        &client,
+        &token,
+        check(&primary.id, &site.site_id, P::SoftwareDownload, ""),
+    )
+    .await
+    .expect("check");
+    assert!(before.allowed && before.rule == "T3", "{before:?}");
+
+    suite
+        .identity()
+        .disable_user(authed(
+            Some(&suite.operator.token),
+            kc_proto::identity::DisableUserRequest {
+                user_id: primary.id.clone(),
+            },
+        ))
+        .await
+        .expect("the operator disables the user");
+
+    let denied = eventually("access applies the disable (I4)", || async {
+        let answer = ask(
+            &client,
+            &token,
+            check(&primary.id, &site.site_id, P::SoftwareDownload, ""),
+        )
+        .await
+        .map_err(|status| status.to_string())?;
+        if answer.allowed {
+            Err(format!("still allowed: {answer:?}"))
+        } else {
+            Ok(answer)
+        }
+    })
+    .await;
+    assert_eq!(denied.rule, "I1, I4", "{denied:?}");
+    let (sites, _) = all_sites(&client, &token, &primary.id, P::SoftwareDownload, 0).await;
+    assert!(
+        sites.is_empty(),
+        "a disabled user reaches no site: {sites:?}"
+    );
 }
