@@ -278,6 +278,23 @@ pub(crate) async fn seed_population(env: &Env) -> anyhow::Result<Seeded> {
     })
 }
 
+/// Clears access's rights cache on every replica (the `*` invalidation they listen for) and
+/// waits for the notification to land.
+pub(crate) async fn clear_cache(database_url: &str) -> anyhow::Result<()> {
+    let mut conn = PgConnection::connect(database_url)
+        .await
+        .context("could not connect to the database of access")?;
+    sqlx::query("SELECT pg_notify('kc_access_invalidate', '*')")
+        .execute(&mut conn)
+        .await
+        .context("could not invalidate access's rights cache")?;
+    conn.close().await?;
+    // The service's listener gets the notification within milliseconds of the commit; fills
+    // that ran before it arrived would be dropped with the rest.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(())
+}
+
 /// Checks per BatchCheck of the warm-up (the most the service takes).
 const WARM_BATCH: usize = 100;
 /// BatchChecks of the warm-up in flight at once.
@@ -301,18 +318,7 @@ fn warm_cache(
     run_time: Duration,
 ) -> BoxFuture<'static, anyhow::Result<String>> {
     Box::pin(async move {
-        let mut conn = PgConnection::connect(&database_url)
-            .await
-            .context("could not connect to the database of access")?;
-        sqlx::query("SELECT pg_notify('kc_access_invalidate', '*')")
-            .execute(&mut conn)
-            .await
-            .context("could not invalidate access's rights cache")?;
-        conn.close().await?;
-        // The service's listener gets the notification within milliseconds of the commit;
-        // fills that ran before it arrived would be dropped with the rest.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-
+        clear_cache(&database_url).await?;
         let started = Instant::now();
         let sites = usize::try_from(FIXTURE_SITES)?;
         let client = AccessManagementServiceClient::new(channel);

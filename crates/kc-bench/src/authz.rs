@@ -67,45 +67,86 @@ const LOOKUP_PERMISSIONS: [Permission; 2] = [Permission::SoftwareDownload, Permi
 const SAMPLE: usize = 100;
 
 /// Seeds `gateway.check`: the access fixture, the relying application, then `Check` of one
-/// triple a call, round-robin.
+/// triple a call, round-robin; access's rights cache holds every site when the run starts
+/// (the steady state of a service whose sites fit its cache).
 pub(crate) fn seed_check(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
-    Box::pin(async move {
-        let seeded = access::seed_population(env).await?;
-        let bearer = env.relying_app_bearer().await?;
-        let checks: Arc<Vec<CheckRequest>> = Arc::new(
-            seeded
-                .checks
-                .iter()
-                .map(|check| CheckRequest {
-                    user_id: check.user_id.clone(),
-                    site_id: check.site_id.clone(),
-                    permission: check.permission,
-                    consistency: None,
-                })
-                .collect(),
-        );
-        let mut notes = seeded.notes;
-        notes.push(try_checks(env, &bearer, &checks[..SAMPLE]).await?);
-        notes.push(format!(
-            "each call one (user, site, permission) triple of {}: the run repeats none, so the \
-             gateway's read cache answers no call; access's rights cache holds every site",
-            checks.len()
-        ));
-        let next = Arc::new(AtomicUsize::new(0));
-        let call: CallFn = Arc::new(move |channel| {
-            let check = checks[next.fetch_add(1, Ordering::Relaxed) % checks.len()].clone();
-            let request = authorized(check, &bearer);
-            Box::pin(async move {
-                AuthorizationServiceClient::new(channel)
-                    .check(request)
-                    .await
-                    .map(drop)
+    Box::pin(seed_checks(env, CacheAtStart::Warm))
+}
+
+/// Seeds `gateway.check_cold`: as `gateway.check`, but access's rights cache is cleared
+/// right before the run, so the window pays for loading every site it reaches (a restart, or
+/// a working set larger than the cache): the cache's worst case beside its best.
+pub(crate) fn seed_check_cold(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
+    Box::pin(seed_checks(env, CacheAtStart::Cleared))
+}
+
+/// What access's rights cache holds when a `gateway.check*` run starts.
+#[derive(Clone, Copy)]
+enum CacheAtStart {
+    /// Every site of the fixture, filled right before the run.
+    Warm,
+    /// Nothing: cleared right before the run.
+    Cleared,
+}
+
+/// Seeds a `gateway.check*` scenario with access's rights cache as `cache` says at the start.
+async fn seed_checks(env: &Env, cache: CacheAtStart) -> anyhow::Result<Prepared> {
+    let seeded = access::seed_population(env).await?;
+    let bearer = env.relying_app_bearer().await?;
+    let checks: Arc<Vec<CheckRequest>> = Arc::new(
+        seeded
+            .checks
+            .iter()
+            .map(|check| CheckRequest {
+                user_id: check.user_id.clone(),
+                site_id: check.site_id.clone(),
+                permission: check.permission,
+                consistency: None,
             })
-        });
-        Ok(Prepared {
-            warm: Some(seeded.warm),
-            ..Prepared::calls(call, notes)
+            .collect(),
+    );
+    let mut notes = seeded.notes;
+    notes.push(try_checks(env, &bearer, &checks[..SAMPLE]).await?);
+    notes.push(format!(
+        "each call one (user, site, permission) triple of {}: the run repeats none, so the \
+         gateway's read cache answers no call; {}",
+        checks.len(),
+        match cache {
+            CacheAtStart::Warm => "access's rights cache holds every site",
+            CacheAtStart::Cleared =>
+                "access's rights cache is empty at the start: each of the 10,000 sites is \
+                 loaded (with all its members) on its first check, every later check of it \
+                 hits, so the hit rate is 1 - (sites reached) / calls",
+        }
+    ));
+    let next = Arc::new(AtomicUsize::new(0));
+    let call: CallFn = Arc::new(move |channel| {
+        let check = checks[next.fetch_add(1, Ordering::Relaxed) % checks.len()].clone();
+        let request = authorized(check, &bearer);
+        Box::pin(async move {
+            AuthorizationServiceClient::new(channel)
+                .check(request)
+                .await
+                .map(drop)
         })
+    });
+    let warm: BoxFuture<'static, anyhow::Result<String>> = match cache {
+        CacheAtStart::Warm => seeded.warm,
+        CacheAtStart::Cleared => {
+            let database_url = env
+                .database_urls
+                .get("access")
+                .context("access has no database")?
+                .clone();
+            Box::pin(async move {
+                access::clear_cache(&database_url).await?;
+                Ok("rights cache cleared right before the run".to_owned())
+            })
+        }
+    };
+    Ok(Prepared {
+        warm: Some(warm),
+        ..Prepared::calls(call, notes)
     })
 }
 

@@ -410,6 +410,7 @@ mod tests {
                 "gateway.show_all_contacts",
                 "gateway.get_me",
                 "gateway.check",
+                "gateway.check_cold",
                 "gateway.lookup_sites"
             ]
         );

@@ -257,6 +257,19 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
         target: Target::Checks(&[Check::MinRatio(0.5), Check::MaxP99Ms(10.0)]),
     },
     Scenario {
+        name: "gateway.check_cold",
+        about: "gateway.check with access's rights cache cleared right before the run: the \
+                window loads every site it reaches (after a restart, or a working set larger \
+                than the cache); informational, beside gateway.check's warm cache",
+        service: "gateway",
+        via: None,
+        method: "keycontacts.gateway.v1.AuthorizationService/Check",
+        needs: &[],
+        duration: None,
+        seed: authz::seed_check_cold,
+        target: Target::Checks(&[Check::MinRatio(0.5), Check::MaxP99Ms(10.0)]),
+    },
+    Scenario {
         name: "gateway.lookup_sites",
         about: "a relying application lists every site (10 pages of 100) where a user holds \
                 a permission (LookupSites), for users with grants on 1,000 of 10,000 sites; \
