@@ -413,7 +413,8 @@ impl Binary {
         std::process::exit(1);
     }
 
-    /// The command line, `serve` inserted when it names no command; exits (2) when invalid,
+    /// The command line, `serve` inserted when it names no command, secrets given as files
+    /// read (`--…-file`, [`crate::cli::with_secret_file_twins`]); exits (2) when invalid,
     /// printing the usage, or (0) after `--help` and `--version`.
     fn parse<A: Args, X: Subcommand>(&self) -> Parsed<A, X> {
         let mut command = self.command::<A, X>();
@@ -422,9 +423,20 @@ impl Binary {
             .map(|sub| sub.get_name().to_owned())
             .collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let matches = command
-            .try_get_matches_from_mut(crate::cli::argv_with_default_serve(&names))
+        let argv = crate::cli::argv_with_default_serve(&names);
+        let mut matches = command
+            .try_get_matches_from_mut(&argv)
             .unwrap_or_else(|error| error.exit());
+        // Secrets given as files are read and parsed again as their flags.
+        match crate::cli::inline_secret_files(&argv, &matches) {
+            Ok(None) => {}
+            Ok(Some(inlined)) => {
+                matches = command
+                    .try_get_matches_from_mut(inlined)
+                    .unwrap_or_else(|error| error.exit());
+            }
+            Err(error) => self.exit(error),
+        }
         let parsed = match matches.subcommand() {
             // The service's arguments flatten the shared ones, read here for telemetry and
             // the listen address.
@@ -464,7 +476,8 @@ impl Binary {
             command = command.subcommand(migrate);
         }
         // After the extra commands, whose derive describes the command with their doc.
-        X::augment_subcommands(command)
+        let command = X::augment_subcommands(command);
+        crate::cli::with_secret_file_twins(command)
             .about(without_period(self.about))
             .long_about(format!(
                 "{}\n\nWithout a command it serves: `{name} --listen …` is `{name} serve \

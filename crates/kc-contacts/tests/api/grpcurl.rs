@@ -27,7 +27,9 @@ async fn operator_token(database_url: &str, identity: &str) -> String {
         .arg(&password_file)
         .args(CHEAP_ARGON2)
         .args(kc_testkit::secrets::identity_key_args())
-        .env("DATABASE_URL", database_url)
+        // A secret as a file (a mounted Kubernetes Secret), on one of identity's own commands.
+        .arg("--database-url-file")
+        .arg(secret_file("database-url", database_url))
         .output()
         .await
         .expect("run kc-identity bootstrap-operator");
@@ -47,6 +49,13 @@ async fn operator_token(database_url: &str, identity: &str) -> String {
     ])
     .await;
     session["accessToken"].as_str().expect("token").to_owned()
+}
+
+/// A new file holding `value` and a newline, as Kubernetes mounts a Secret's key.
+fn secret_file(name: &str, value: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("kc-{name}-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&path, format!("{value}\n")).unwrap();
+    path
 }
 
 /// Creates an invited customer through identity; returns its user id.
@@ -85,10 +94,17 @@ async fn grpcurl_creates_a_site_and_lists_its_contacts_across_processes() {
     .await;
     let mut contacts_args = vec!["--identity-url".to_owned(), identity.url()];
     contacts_args.extend(kc_testkit::secrets::contacts_key_args());
+    // The registry reads its database URL from a file (a mounted Secret); given on the
+    // command line, the file overrides a `DATABASE_URL` the environment may hold.
+    let database_url_file = secret_file("database-url", &db.url);
+    contacts_args.extend([
+        "--database-url-file".to_owned(),
+        database_url_file.display().to_string(),
+    ]);
     let contacts = ServiceProcess::start(
         env!("CARGO_BIN_EXE_kc-contacts").into(),
         &contacts_args.iter().map(String::as_str).collect::<Vec<_>>(),
-        &[("DATABASE_URL", db.url.as_str())],
+        &[],
     )
     .await;
     let (id_addr, addr) = (identity.address.as_str(), contacts.address.as_str());
