@@ -331,7 +331,7 @@ pub struct Binary {
 /// A parsed command line.
 enum Parsed<A, X> {
     /// `serve`, with the shared server settings among its arguments.
-    Serve(A, ServerArgs),
+    Serve(A, Box<ServerArgs>),
     /// `migrate --database-url …`.
     Migrate(MigrateArgs),
     /// One of the binary's own commands.
@@ -441,7 +441,8 @@ impl Binary {
             // The service's arguments flatten the shared ones, read here for telemetry and
             // the listen address.
             Some(("serve", serve)) => A::from_arg_matches(serve).and_then(|args| {
-                ServerArgs::from_arg_matches(serve).map(|server| Parsed::Serve(args, server))
+                ServerArgs::from_arg_matches(serve)
+                    .map(|server| Parsed::Serve(args, Box::new(server)))
             }),
             Some(("migrate", migrate)) if self.service.schema.is_some() => {
                 MigrateArgs::from_arg_matches(migrate).map(Parsed::Migrate)
@@ -493,6 +494,7 @@ impl Binary {
         Fut: Future<Output = anyhow::Result<()>>,
     {
         let _telemetry = telemetry::init(self.service.name, server.log_format)?;
+        crate::tls::install_client(&server.tls)?;
         let listener =
             crate::server::bind(server.listen.unwrap_or(self.service.default_listen)).await?;
         serve(args, listener, Shutdown::on_signals()).await

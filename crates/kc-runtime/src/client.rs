@@ -9,7 +9,7 @@ use kc_proto::identity::IssueServiceTokenRequest;
 use kc_proto::identity::identity_service_client::IdentityServiceClient;
 use tokio::sync::Mutex;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
 use uuid::Uuid;
 
@@ -44,8 +44,12 @@ pub struct ServiceAccountArgs {
 /// A lazily connected channel to `url` (`http://host:port`), failing at start with a line
 /// that names `setting` when the URL is malformed.
 pub fn channel(setting: &str, url: &str) -> anyhow::Result<Channel> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|_| anyhow::anyhow!("{setting}: `{url}` is not a valid http:// url"))?
+    let mut endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|_| anyhow::anyhow!("{setting}: `{url}` is not a valid http:// url"))?;
+    if let Some(tls) = crate::tls::client_config(setting, endpoint.uri())? {
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    let endpoint = endpoint
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
@@ -88,6 +92,8 @@ struct ReplicaInner {
     replicas: std::sync::RwLock<Vec<Arc<Replica>>>,
     next: std::sync::atomic::AtomicUsize,
     settings: ReplicaSettings,
+    /// TLS of every channel, for an `https://` URL.
+    tls: Option<ClientTlsConfig>,
 }
 
 /// One resolved replica.
@@ -140,11 +146,18 @@ impl Picked {
     }
 }
 
+/// An endpoint dialling `url` (one replica's address); `tls` verifies the certificate
+/// against the service's name, not the address.
 fn replica_endpoint(
     url: &str,
     settings: ReplicaSettings,
+    tls: Option<&ClientTlsConfig>,
 ) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(url.to_owned())?
+    let mut endpoint = Endpoint::from_shared(url.to_owned())?;
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.clone())?;
+    }
+    Ok(endpoint
         .connect_timeout(settings.connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
@@ -163,11 +176,13 @@ impl ReplicaChannels {
             Some("https") => 443,
             _ => 80,
         });
-        let fallback = replica_endpoint(url, settings)
+        let tls = crate::tls::client_config(setting, &origin)?;
+        let fallback = replica_endpoint(url, settings, tls.as_ref())
             .map_err(|_| invalid())?
             .connect_lazy();
         let inner = Arc::new(ReplicaInner {
             origin,
+            tls,
             fallback,
             replicas: std::sync::RwLock::new(Vec::new()),
             next: std::sync::atomic::AtomicUsize::new(0),
@@ -244,7 +259,11 @@ impl ReplicaInner {
                 next.push(Arc::clone(known));
                 continue;
             }
-            match replica_endpoint(&format!("{scheme}://{addr}"), self.settings) {
+            match replica_endpoint(
+                &format!("{scheme}://{addr}"),
+                self.settings,
+                self.tls.as_ref(),
+            ) {
                 Ok(endpoint) => {
                     let channel = endpoint.origin(self.origin.clone()).connect_lazy();
                     next.push(Arc::new(Replica::new(addr, channel)));

@@ -36,6 +36,9 @@ pub struct ServerArgs {
     /// Required `aud` of access tokens.
     #[arg(long, env = "KC_TOKEN_AUDIENCE", default_value = "keycontacts")]
     pub token_audience: String,
+    /// TLS as a server and as a client of the other services ([`crate::tls`]).
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 impl ServerArgs {
@@ -114,20 +117,15 @@ impl IdentityUrlArgs {
     }
 }
 
-/// Checks a service URL: `http://`, a host, and nothing after the port.
+/// Checks a service URL: `http://` or `https://`, a host, and nothing after the port.
 ///
-/// `https://` is refused at start, in one line: the services do not speak TLS to each other
-/// yet (issue 16), so such a URL would pass here and then fail every call.
+/// An `https://` URL also needs `--tls-ca-file`, which the channel checks at start
+/// ([`crate::tls::client_config`]).
 pub fn parse_http_url(text: &str) -> Result<String, String> {
     let uri: http::Uri = text
         .parse()
         .map_err(|_| format!("`{text}` is not a URL like http://127.0.0.1:50051"))?;
-    if uri.scheme_str() == Some("https") {
-        return Err(format!(
-            "`{text}`: https:// needs TLS between the services, which this build does not have; use http://"
-        ));
-    }
-    let scheme_ok = uri.scheme_str() == Some("http");
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
     let path_ok = matches!(uri.path(), "" | "/") && uri.query().is_none();
     if !scheme_ok || uri.host().is_none() || !path_ok {
         return Err(format!(
@@ -237,8 +235,11 @@ mod tests {
         ] {
             assert!(parse_http_url(bad).is_err(), "{bad}");
         }
-        // No TLS between the services yet: refused at start, saying so (issue 16).
-        let https = parse_http_url("https://kc-identity:50051").expect_err("https refused");
-        assert!(https.contains("TLS"), "{https}");
+        // TLS between the services: https:// is a service URL too (its CA is checked when
+        // the channel is made, crate::tls).
+        assert_eq!(
+            parse_http_url("https://kc-identity:50051"),
+            Ok("https://kc-identity:50051".to_owned())
+        );
     }
 }

@@ -24,6 +24,7 @@ pub mod secrets;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod token;
 pub mod values;
 

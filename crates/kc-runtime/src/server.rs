@@ -49,6 +49,8 @@ pub struct ServeOptions {
     pub metrics_listen: Option<SocketAddr>,
     /// The pools whose connections the metrics report.
     pub pools: Vec<crate::metrics::PoolGauge>,
+    /// TLS of the port (`--tls-cert-file`, …; see [`crate::tls`]); no certificate: plaintext.
+    pub tls: crate::tls::TlsArgs,
 }
 
 /// gRPC-Web on a server's port (`application/grpc-web` and `application/grpc-web-text`,
@@ -127,6 +129,7 @@ impl ServeOptions {
             grpc_web: None,
             metrics_listen: args.metrics_listen,
             pools: Vec::new(),
+            tls: args.tls.clone(),
         }
     }
 
@@ -320,9 +323,15 @@ pub async fn serve(
     let _metrics = metrics.map(AbortOnDrop);
 
     let local_addr = listener.local_addr().context("listen: local address")?;
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Certificates are read before health says SERVING: a bad file fails the start.
+    let tls = crate::tls::ServerTls::load(&options.tls, options.grpc_web.is_some())?;
     set_health(&reporter, &options.service_names, ServingStatus::Serving).await;
-    tracing::info!(address = %local_addr, services = ?options.service_names, "serving");
+    tracing::info!(
+        address = %local_addr,
+        services = ?options.service_names,
+        tls = tls.is_some(),
+        "serving"
+    );
 
     let names = options.service_names.clone();
     let delay = options.shutdown_delay;
@@ -339,27 +348,19 @@ pub async fn serve(
             tokio::time::sleep(delay).await;
         }
     };
-    let builder = tonic::transport::Server::builder()
-        .timeout(options.request_timeout)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)));
-    // gRPC-Web is translated to gRPC before tracing and auth, which therefore see the same
-    // calls whatever the protocol; CORS, outside it, answers preflights (`OPTIONS`).
-    let server = match options.grpc_web {
-        None => builder
-            .layer(RpcTraceLayer::default())
-            .layer(options.auth)
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, stop_accepting)
-            .boxed(),
-        Some(grpc_web) => builder
-            .accept_http1(true)
-            .layer(tower::util::option_layer(grpc_web.cors()))
-            .layer(tonic_web::GrpcWebLayer::new())
-            .layer(RpcTraceLayer::default())
-            .layer(options.auth)
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, stop_accepting)
-            .boxed(),
+    let server = match tls {
+        None => grpc_server(
+            &options,
+            routes,
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            stop_accepting,
+        ),
+        Some(tls) => grpc_server(
+            &options,
+            routes,
+            tls.incoming(listener, shutdown.clone()),
+            stop_accepting,
+        ),
     };
     let drain_deadline = async {
         shutdown.wait().await;
@@ -381,6 +382,48 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// The gRPC server of `routes` on the connections of `incoming` (plain TCP or TLS), with
+/// the layers of [`serve`], until `stop_accepting` completes and the calls in flight end.
+fn grpc_server<I, IO, IE>(
+    options: &ServeOptions,
+    routes: Routes,
+    incoming: I,
+    stop_accepting: impl Future<Output = ()> + Send + 'static,
+) -> futures::future::BoxFuture<'static, Result<(), tonic::transport::Error>>
+where
+    I: futures::Stream<Item = Result<IO, IE>> + Send + 'static,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
+    let builder = tonic::transport::Server::builder()
+        .timeout(options.request_timeout)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)));
+    // gRPC-Web is translated to gRPC before tracing and auth, which therefore see the same
+    // calls whatever the protocol; CORS, outside it, answers preflights (`OPTIONS`).
+    match &options.grpc_web {
+        None => builder
+            .layer(RpcTraceLayer::default())
+            .layer(options.auth.clone())
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, stop_accepting)
+            .boxed(),
+        Some(grpc_web) => builder
+            .accept_http1(true)
+            .layer(tower::util::option_layer(grpc_web.cors()))
+            .layer(tonic_web::GrpcWebLayer::new())
+            .layer(RpcTraceLayer::default())
+            .layer(options.auth.clone())
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, stop_accepting)
+            .boxed(),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod grpc;
 pub mod identity;
 pub mod metrics;
 pub mod outbox;
+pub mod pki;
 pub mod postgres;
 pub mod process;
 pub mod secrets;

@@ -4,4 +4,6 @@
 mod metrics;
 mod outbox;
 mod revocation;
+mod status;
 mod telemetry;
+mod tls;

@@ -320,6 +320,7 @@ fn server_args() -> ServerArgs {
         shutdown_grace: Duration::ZERO,
         token_issuer: ISSUER.into(),
         token_audience: AUDIENCE.into(),
+        tls: Default::default(),
     }
 }
 
