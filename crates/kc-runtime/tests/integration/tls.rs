@@ -249,3 +249,78 @@ async fn an_https_url_without_a_ca_fails_at_start_in_one_line() {
     );
     assert!(!error.contains('\n'), "{error}");
 }
+
+/// A Postgres started with `ssl = on` and a certificate of the suite's CA is reached with
+/// `sslmode=verify-full` (the connection is encrypted, the server's name checked); with
+/// another CA the pool refuses to connect.
+#[tokio::test]
+async fn postgres_with_ssl_is_used_with_sslmode_verify_full() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+
+    use kc_testkit::postgres::{ClusterOptions, PgCluster};
+
+    let pki = TestPki::new("postgres");
+    let server = pki.server("postgres");
+    // Postgres reads its key only when no one else may: mode 0600, owned by the user it
+    // runs as (`postgres` when the tests run as root).
+    std::fs::set_permissions(&server.key_file, std::fs::Permissions::from_mode(0o600))
+        .expect("chmod the key");
+    if std::fs::metadata(&server.key_file).expect("key").uid() == 0 {
+        for file in [&server.cert_file, &server.key_file] {
+            let chowned = std::process::Command::new("chown")
+                .args(["postgres:postgres", path(file)])
+                .status()
+                .expect("run chown");
+            assert!(chowned.success(), "chown postgres {}", file.display());
+        }
+        let dir = server.key_file.parent().expect("pki directory");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let data_dir = std::env::temp_dir().join(format!("kc-pg-tls-{}", uuid::Uuid::new_v4()));
+    let options = ClusterOptions {
+        settings: vec![
+            ("ssl".to_owned(), "on".to_owned()),
+            (
+                "ssl_cert_file".to_owned(),
+                path(&server.cert_file).to_owned(),
+            ),
+            ("ssl_key_file".to_owned(), path(&server.key_file).to_owned()),
+        ],
+        max_connections: 20,
+        ..ClusterOptions::default()
+    };
+    let cluster = PgCluster::start(&data_dir, options)
+        .await
+        .expect("a postgres with ssl starts");
+    let settings = kc_runtime::db::PoolSettings {
+        max_connections: 1,
+        min_connections: 0,
+        acquire_timeout: Duration::from_secs(5),
+    };
+    let url = |ca: &std::path::Path| {
+        format!(
+            "{}?sslmode=verify-full&sslrootcert={}",
+            cluster.url("postgres"),
+            path(ca)
+        )
+    };
+
+    let pool = kc_runtime::db::connect(&url(&pki.ca_file), "public", &settings)
+        .await
+        .expect("verify-full with the suite's ca connects");
+    let encrypted: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+            .expect("read pg_stat_ssl");
+    assert!(encrypted, "the connection is encrypted");
+    pool.close().await;
+
+    let rogue = TestPki::new("rogue-postgres");
+    let refused = kc_runtime::db::connect(&url(&rogue.ca_file), "public", &settings).await;
+    assert!(
+        refused.is_err(),
+        "a server certificate of another ca is refused"
+    );
+    cluster.stop().await.expect("stop postgres");
+}
