@@ -56,12 +56,28 @@ impl TestPki {
         self.leaf(name, ExtendedKeyUsagePurpose::ClientAuth)
     }
 
+    /// A certificate a service both serves and presents as a client (mTLS), written like
+    /// [`TestPki::server`]'s.
+    pub fn service(&self, name: &str) -> CertFiles {
+        self.leaf_for(
+            name,
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        )
+    }
+
     fn leaf(&self, name: &str, usage: ExtendedKeyUsagePurpose) -> CertFiles {
+        self.leaf_for(name, vec![usage])
+    }
+
+    fn leaf_for(&self, name: &str, usages: Vec<ExtendedKeyUsagePurpose>) -> CertFiles {
         let mut params =
             CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
                 .expect("leaf params");
         params.distinguished_name = distinguished_name(name);
-        params.extended_key_usages = vec![usage];
+        params.extended_key_usages = usages;
         let key = KeyPair::generate().expect("leaf key");
         let cert = params.signed_by(&key, &self.issuer).expect("sign the leaf");
         let files = CertFiles {

@@ -33,6 +33,8 @@ pub struct ServiceProcess {
     pub child: Child,
     /// `127.0.0.1:PORT` it listens on.
     pub address: String,
+    /// Whether it serves TLS (its `serving` line says so).
+    pub tls: bool,
 }
 
 impl ServiceProcess {
@@ -80,15 +82,21 @@ impl ServiceProcess {
                         .map(str::to_owned)
                 };
                 if field("message").as_deref() == Some("serving") {
-                    return Some(field("address").expect("the serving line names the address"));
+                    let address = field("address").expect("the serving line names the address");
+                    let tls = record
+                        .get("tls")
+                        .or_else(|| record.get("fields").and_then(|f| f.get("tls")))
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
+                    return Some((address, tls));
                 }
                 last = line;
             }
             None
         })
         .await;
-        let address = match serving {
-            Ok(Some(address)) => address,
+        let (address, tls) = match serving {
+            Ok(Some(serving)) => serving,
             Ok(None) => {
                 return Err(format!(
                     "{name} exited before serving; last log line: {last}"
@@ -102,12 +110,17 @@ impl ServiceProcess {
         };
         // Keep draining the log so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { child, address })
+        Ok(Self {
+            child,
+            address,
+            tls,
+        })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://…` when it serves TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.address)
     }
 }
 
@@ -253,20 +266,39 @@ impl CoreProcesses {
     /// a moment ago, on which access then listens. Should another process take that port
     /// meanwhile, access fails to start and both start again on another.
     pub async fn start(database_url: &str) -> Self {
-        let env = [("DATABASE_URL", database_url)];
+        Self::start_with_env(database_url, &[]).await
+    }
+
+    /// Like [`CoreProcesses::start`], with `extra_env` given to the three processes (the
+    /// variables of [`SuiteTls::env`], say).
+    pub async fn start_with_env(database_url: &str, extra_env: &[(&str, &str)]) -> Self {
+        fn with<'a>(
+            env: &[(&'a str, &'a str)],
+            extra: &[(&'a str, &'a str)],
+        ) -> Vec<(&'a str, &'a str)> {
+            env.iter().chain(extra).copied().collect()
+        }
+        let env = with(&[("DATABASE_URL", database_url)], extra_env);
         let identity = ServiceProcess::start(binary("kc-identity"), &identity_args(), &env).await;
         let (contacts_id, contacts_secret) = service_account(database_url, "kc-contacts").await;
         let (access_id, access_secret) = service_account(database_url, "kc-access").await;
-        let contacts_env = [
-            ("DATABASE_URL", database_url),
-            ("KC_CLIENT_ID", contacts_id.as_str()),
-            ("KC_CLIENT_SECRET", contacts_secret.as_str()),
-        ];
-        let access_env = [
-            ("DATABASE_URL", database_url),
-            ("KC_CLIENT_ID", access_id.as_str()),
-            ("KC_CLIENT_SECRET", access_secret.as_str()),
-        ];
+        let contacts_env = with(
+            &[
+                ("DATABASE_URL", database_url),
+                ("KC_CLIENT_ID", contacts_id.as_str()),
+                ("KC_CLIENT_SECRET", contacts_secret.as_str()),
+            ],
+            extra_env,
+        );
+        let access_env = with(
+            &[
+                ("DATABASE_URL", database_url),
+                ("KC_CLIENT_ID", access_id.as_str()),
+                ("KC_CLIENT_SECRET", access_secret.as_str()),
+            ],
+            extra_env,
+        );
+        let scheme = if identity.tls { "https" } else { "http" };
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -275,7 +307,7 @@ impl CoreProcesses {
                 "--identity-url".to_owned(),
                 identity.url(),
                 "--access-url".to_owned(),
-                format!("http://{access_addr}"),
+                format!("{scheme}://{access_addr}"),
             ];
             contacts_args.extend(crate::secrets::contacts_key_args());
             let contacts_args: Vec<&str> = contacts_args.iter().map(String::as_str).collect();
@@ -317,6 +349,48 @@ impl CoreProcesses {
     /// The processes: (identity, the registry, access management).
     pub fn into_parts(self) -> (ServiceProcess, ServiceProcess, ServiceProcess) {
         (self.identity, self.contacts, self.access)
+    }
+}
+
+/// TLS for the suite's processes: each serves TLS with one certificate of a throwaway CA
+/// (valid for 127.0.0.1, for servers and clients alike), and calls the others at `https://`
+/// URLs presenting it; services given [`SuiteTls::env`] with `mtls` require it of callers.
+pub struct SuiteTls {
+    /// The CA.
+    pub pki: crate::pki::TestPki,
+    /// The certificate every process serves and presents.
+    pub certificate: crate::pki::CertFiles,
+}
+
+impl SuiteTls {
+    /// A new CA and its one certificate.
+    pub fn new() -> Self {
+        let pki = crate::pki::TestPki::new("suite");
+        let certificate = pki.service("service");
+        Self { pki, certificate }
+    }
+
+    /// The environment of a process of the suite: serve TLS, call `https://` URLs with the
+    /// certificate, and with `mtls` require a client certificate of the CA.
+    pub fn env(&self, mtls: bool) -> Vec<(&'static str, String)> {
+        let file = |path: &std::path::Path| path.display().to_string();
+        let mut env = vec![
+            ("KC_TLS_CERT_FILE", file(&self.certificate.cert_file)),
+            ("KC_TLS_KEY_FILE", file(&self.certificate.key_file)),
+            ("KC_TLS_CA_FILE", file(&self.pki.ca_file)),
+            ("KC_TLS_CLIENT_CERT_FILE", file(&self.certificate.cert_file)),
+            ("KC_TLS_CLIENT_KEY_FILE", file(&self.certificate.key_file)),
+        ];
+        if mtls {
+            env.push(("KC_TLS_CLIENT_CA_FILE", file(&self.pki.ca_file)));
+        }
+        env
+    }
+}
+
+impl Default for SuiteTls {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

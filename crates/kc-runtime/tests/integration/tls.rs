@@ -143,7 +143,10 @@ async fn an_mtls_server_admits_only_clients_with_a_certificate_of_its_ca() {
         "{}",
         with_certificate.stdout
     );
+    // grpcurl retries a failed handshake until its connect timeout (10 s by default).
     let without = grpcurl(&[
+        "-connect-timeout",
+        "1",
         "-cacert",
         path(&pki.ca_file),
         &address,

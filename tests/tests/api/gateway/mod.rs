@@ -23,4 +23,5 @@ mod role_authority;
 mod roles_imply;
 mod scopes;
 mod story;
+mod tls;
 mod transfer_race;
