@@ -20,10 +20,6 @@ pub(crate) const PROCESS_ENV: &[(&str, &str)] = &[
         "OTEL_SDK_DISABLED",
         "turns trace export off (kc-runtime telemetry)",
     ),
-    (
-        "MALLOC_MMAP_THRESHOLD_",
-        "glibc malloc tuning (the image is glibc-based)",
-    ),
 ];
 
 /// One (sub)command: its flags and environment variables.

@@ -6,7 +6,9 @@
 //!    `kubernetes-validate --strict` accepts the result for Kubernetes 1.30
 //!    ([`render::KUBERNETES_VERSION`]).
 //! 2. [`manifests`]: every flag and environment variable a service container sets is one its
-//!    binary's `--help` lists; ports and probe ports match `KC_LISTEN`; every service address
+//!    binary's `--help` lists; a secret (a setting with a `*_FILE` twin) comes only as a file
+//!    of a Secret volume mounted read-only, which its `*_FILE` variable names; ports and probe
+//!    ports match `KC_LISTEN`; every service address
 //!    names a rendered Service on that port; every Secret or ConfigMap key referenced is defined
 //!    in the overlay or listed in deploy/README.md as one the operator provides; every workload
 //!    has the hardened securityContext, resources, and (when long-running) probes; every

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use super::binaries::{CommandSpec, PROCESS_ENV};
 use super::objects::{
-    Container, HpaSpec, IntOrString, Object, PdbSpec, Probe, ServiceSpec, Workload,
+    Container, HpaSpec, IntOrString, KeyToPath, Object, PdbSpec, Probe, ServiceSpec, Volume,
+    Workload,
 };
 use super::{Binaries, Rendered, Report, Role, deployed, labels, service};
 use kc_bench::suite::SERVICES;
@@ -296,26 +297,9 @@ fn check_volumes(
     let at = workload.object.id();
     let namespace = workload.object.namespace();
     for volume in &workload.template.spec.volumes {
-        let mut sources = Vec::new();
-        if let Some(secret) = &volume.secret {
-            sources.push(("Secret", secret.secret_name.clone(), &secret.items));
-        }
-        if let Some(config_map) = &volume.config_map {
-            sources.push(("ConfigMap", config_map.name.clone(), &config_map.items));
-        }
-        if let Some(projected) = &volume.projected {
-            for source in &projected.sources {
-                if let Some(secret) = &source.secret {
-                    sources.push(("Secret", secret.name.clone(), &secret.items));
-                }
-                if let Some(config_map) = &source.config_map {
-                    sources.push(("ConfigMap", config_map.name.clone(), &config_map.items));
-                }
-            }
-        }
-        for (kind, name, items) in sources {
+        for (kind, name, items) in volume_sources(volume) {
             if items.is_empty() {
-                let defined = context.suite.find(kind, namespace, &name).is_some();
+                let defined = context.suite.find(kind, namespace, name).is_some();
                 let listed = kind == "Secret"
                     && context
                         .operator_secrets
@@ -337,12 +321,142 @@ fn check_volumes(
                 for item in items {
                     let where_ = format!("{at} volume {}", volume.name);
                     check_key(
-                        context, namespace, kind, &name, &item.key, referenced, report, &where_,
+                        context, namespace, kind, name, &item.key, referenced, report, &where_,
                     );
                 }
             }
         }
     }
+}
+
+/// The ConfigMaps and Secrets a volume projects: kind, name, and the keys it selects (every
+/// key when empty).
+fn volume_sources(volume: &Volume) -> Vec<(&'static str, &str, &[KeyToPath])> {
+    let mut sources = Vec::new();
+    if let Some(secret) = &volume.secret {
+        sources.push((
+            "Secret",
+            secret.secret_name.as_str(),
+            secret.items.as_slice(),
+        ));
+    }
+    if let Some(config_map) = &volume.config_map {
+        sources.push((
+            "ConfigMap",
+            config_map.name.as_str(),
+            config_map.items.as_slice(),
+        ));
+    }
+    if let Some(projected) = &volume.projected {
+        for source in &projected.sources {
+            if let Some(secret) = &source.secret {
+                sources.push(("Secret", secret.name.as_str(), secret.items.as_slice()));
+            }
+            if let Some(config_map) = &source.config_map {
+                sources.push((
+                    "ConfigMap",
+                    config_map.name.as_str(),
+                    config_map.items.as_slice(),
+                ));
+            }
+        }
+    }
+    sources
+}
+
+/// A file of a container that a ConfigMap or Secret volume provides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MountedFile {
+    /// `Secret` or `ConfigMap`.
+    kind: &'static str,
+    /// The object's name.
+    name: String,
+    /// The key whose value the file holds.
+    key: String,
+    /// Whether the volume is mounted read-only.
+    read_only: bool,
+}
+
+/// The ConfigMap or Secret key that the file `path` of `container` holds, through the
+/// volume mounted over it; `None` when no mounted volume projects a key there.
+fn mounted_file(workload: &Workload, container: &Container, path: &str) -> Option<MountedFile> {
+    container.volume_mounts.iter().find_map(|mount| {
+        let root = mount.mount_path.trim_end_matches('/');
+        let below = if path == root {
+            ""
+        } else {
+            path.strip_prefix(root)?.strip_prefix('/')?
+        };
+        let inside = match mount.sub_path.as_deref().filter(|sub| !sub.is_empty()) {
+            Some(sub) if below.is_empty() => sub.to_owned(),
+            Some(sub) => format!("{}/{below}", sub.trim_end_matches('/')),
+            None => below.to_owned(),
+        };
+        let volume = workload
+            .template
+            .spec
+            .volumes
+            .iter()
+            .find(|volume| volume.name == mount.name)?;
+        volume_sources(volume)
+            .into_iter()
+            .find_map(|(kind, name, items)| {
+                let key = if items.is_empty() {
+                    // Every key is a file named after it, at the volume's top.
+                    (!inside.is_empty() && !inside.contains('/')).then(|| inside.clone())?
+                } else {
+                    items.iter().find(|item| item.path == inside)?.key.clone()
+                };
+                Some(MountedFile {
+                    kind,
+                    name: name.to_owned(),
+                    key,
+                    read_only: mount.read_only == Some(true),
+                })
+            })
+    })
+}
+
+/// A `*_FILE` variable of a container and the file it names.
+struct FileSetting {
+    /// `DATABASE_URL_FILE`.
+    var: String,
+    /// Its value: the file's path in the container.
+    path: String,
+    /// The volume's key there, if a mounted volume provides the file.
+    file: Option<MountedFile>,
+    /// The file's content, when the overlay defines its ConfigMap or Secret.
+    content: Option<String>,
+}
+
+/// The `*_FILE` variables of a container's environment (with a known value), each with the
+/// file it names: `DATABASE_URL_FILE` stands for the URL in that file.
+fn file_settings(
+    suite: &Rendered,
+    workload: &Workload,
+    container: &Container,
+    env: &BTreeMap<String, Option<String>>,
+) -> Vec<FileSetting> {
+    let namespace = workload.object.namespace();
+    env.iter()
+        .filter(|(var, _)| var.ends_with("_FILE"))
+        .filter_map(|(var, path)| Some((var, path.clone()?)))
+        .map(|(var, path)| {
+            let file = mounted_file(workload, container, &path);
+            let content = file.as_ref().and_then(|file| {
+                suite
+                    .find(file.kind, namespace, &file.name)
+                    .and_then(|object| super::objects::data(object).ok())?
+                    .remove(&file.key)
+            });
+            FileSetting {
+                var: var.clone(),
+                path,
+                file,
+                content,
+            }
+        })
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -385,7 +499,15 @@ fn check_addresses(
     report: &mut Report,
 ) {
     let at = where_(workload, container);
-    for (name, value) in environment(context.suite, workload, container) {
+    let env = environment(context.suite, workload, container);
+    let files: Vec<_> = file_settings(context.suite, workload, container, &env)
+        .into_iter()
+        .map(|setting| {
+            let name = format!("{} ({})", setting.var, setting.path);
+            (name, setting.content)
+        })
+        .collect();
+    for (name, value) in env.into_iter().chain(files) {
         let Some(value) = value else { continue };
         let Ok(url) = url::Url::parse(&value) else {
             continue;
@@ -497,6 +619,7 @@ fn check_suite_container(
             format!("{at}: sets {var}, which `{bin} {command}` does not accept")
         });
     }
+    check_secret_files(context, workload, container, spec, &env, report);
     let is_server = Role::of(workload.pod_labels()) == Role::Server(name.to_owned());
     if command == "serve" {
         report.check(is_server && workload.long_running(), || {
@@ -511,6 +634,82 @@ fn check_suite_container(
     } else {
         report.check(!is_server, || {
             format!("{at}: a server pod must run `{bin} serve`, not `{command}`")
+        });
+    }
+}
+
+/// Secrets reach a suite binary as files, never through its environment or command line: a
+/// setting whose file twin the binary accepts (`DATABASE_URL_FILE`, `--database-url-file`) is
+/// a secret, and only its twin may be given. Every `*_FILE` variable the binary reads names a
+/// file that a ConfigMap or Secret volume, mounted read-only, provides from a key the overlay
+/// defines or deploy/README.md lists.
+fn check_secret_files(
+    context: &Context<'_>,
+    workload: &Workload,
+    container: &Container,
+    spec: &CommandSpec,
+    env: &BTreeMap<String, Option<String>>,
+    report: &mut Report,
+) {
+    let at = where_(workload, container);
+    for var in env.keys() {
+        let twin = format!("{var}_FILE");
+        report.check(!spec.env.contains(&twin), || {
+            format!(
+                "{at}: sets the secret {var} in its environment: mount its Secret as a file and \
+                 set {twin} (deploy/README.md, Operator-provided secrets)"
+            )
+        });
+    }
+    for arg in container.args.iter().skip(1) {
+        let Some(flag) = arg.strip_prefix("--") else {
+            continue;
+        };
+        let flag = flag.split('=').next().unwrap_or_default();
+        let twin = format!("--{flag}-file");
+        report.check(!spec.flags.contains(&twin), || {
+            format!(
+                "{at}: passes the secret --{flag} on its command line: mount its Secret as a \
+                 file and pass {twin}"
+            )
+        });
+    }
+    let namespace = workload.object.namespace();
+    for FileSetting {
+        var, path, file, ..
+    } in file_settings(context.suite, workload, container, env)
+    {
+        if !spec.env.contains(&var) {
+            continue;
+        }
+        let Some(file) = file else {
+            report.fail(format!(
+                "{at}: {var} names {path}, which no ConfigMap or Secret volume of the pod \
+                 provides (a volume with items selecting the key, mounted over its directory)"
+            ));
+            continue;
+        };
+        report.check(file.read_only, || {
+            format!("{at}: {var} names {path}, whose volume must be mounted readOnly")
+        });
+        let defined = context.suite.find(file.kind, namespace, &file.name);
+        let known = match defined {
+            Some(object) => {
+                super::objects::data(object).is_ok_and(|data| data.contains_key(&file.key))
+            }
+            None => {
+                file.kind == "Secret"
+                    && context
+                        .operator_secrets
+                        .contains(&(file.name.clone(), file.key.clone()))
+            }
+        };
+        report.check(known, || {
+            format!(
+                "{at}: {var} names {path}, key {} of {} {}, which is neither defined in the \
+                 overlay nor listed in deploy/README.md's table of operator-provided secrets",
+                file.key, file.kind, file.name
+            )
         });
     }
 }
@@ -719,24 +918,37 @@ fn check_server(
         });
     }
     // A service that calls others authenticates as its service account (SERVICES says which),
-    // whose credentials are the operator's Secret: never literal values.
+    // whose credentials are the operator's Secret: never literal values, and the client
+    // secret as a file.
     if let Some(known) = known {
-        for var in ["KC_CLIENT_ID", "KC_CLIENT_SECRET"] {
-            let from_secret = container.env.iter().any(|entry| {
-                entry.name == var
+        if known.service_account {
+            let id_from_secret = container.env.iter().any(|entry| {
+                entry.name == "KC_CLIENT_ID"
                     && entry
                         .value_from
                         .as_ref()
                         .is_some_and(|source| source.secret_key_ref.is_some())
             });
-            if known.service_account {
-                report.check(from_secret, || {
-                    format!(
-                        "{at}: {name} has a service account: set {var} from its Secret \
-                         (kc-{name}-account)"
-                    )
-                });
-            } else {
+            report.check(id_from_secret, || {
+                format!(
+                    "{at}: {name} has a service account: set KC_CLIENT_ID from its Secret \
+                     (kc-{name}-account)"
+                )
+            });
+            let secret_file = env
+                .get("KC_CLIENT_SECRET_FILE")
+                .cloned()
+                .flatten()
+                .and_then(|path| mounted_file(workload, container, &path))
+                .is_some_and(|file| file.kind == "Secret");
+            report.check(secret_file, || {
+                format!(
+                    "{at}: {name} has a service account: set KC_CLIENT_SECRET_FILE to the \
+                     client-secret of its Secret (kc-{name}-account) mounted as a file"
+                )
+            });
+        } else {
+            for var in ["KC_CLIENT_ID", "KC_CLIENT_SECRET", "KC_CLIENT_SECRET_FILE"] {
                 report.check(!env.contains_key(var), || {
                     format!("{at}: sets {var}, but SERVICES gives {name} no service account")
                 });
@@ -1004,6 +1216,225 @@ fn check_availability(context: &Context<'_>, report: &mut Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::OVERLAYS;
+    use serde_json::{Value, json};
+
+    /// A dev render in namespace `ns`: the Secret `kc-x-db` (key `url`), a Deployment whose
+    /// only container is `container`, with the volumes `db` (kc-x-db's `url` as the file
+    /// `database-url`) and `keys` (every key of the operator's kc-x-keys), and `extra`.
+    fn suite(container: Value, extra: &[Value]) -> Rendered {
+        let secret = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "kc-x-db", "namespace": "ns"},
+            "stringData": {"url": "postgres://kc_x:pw@postgres:5432/db"},
+        });
+        let deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "kc-x", "namespace": "ns"},
+            "spec": {"template": {"metadata": {"labels": {"app": "x"}}, "spec": {
+                "containers": [container],
+                "volumes": [
+                    {"name": "db", "secret": {"secretName": "kc-x-db",
+                        "items": [{"key": "url", "path": "database-url"}]}},
+                    {"name": "keys", "secret": {"secretName": "kc-x-keys"}},
+                ],
+            }}},
+        });
+        let documents: Vec<String> = [secret, deployment]
+            .iter()
+            .chain(extra)
+            .map(Value::to_string)
+            .collect();
+        Rendered::parse(&OVERLAYS[0], &documents.join("\n---\n")).unwrap()
+    }
+
+    /// A container of `kc-x serve` with `env`, `args` after `serve`, and `mounts`.
+    fn container(env: Value, args: &[&str], mounts: Value) -> Value {
+        let mut argv = vec!["serve"];
+        argv.extend(args);
+        json!({"name": "x", "image": "i", "command": ["kc-x"], "args": argv, "env": env,
+               "volumeMounts": mounts})
+    }
+
+    /// The failures of `check` on the one container of `suite`.
+    fn failures(
+        suite: &Rendered,
+        check: impl FnOnce(&Context<'_>, &Workload, &Container, &mut Report),
+    ) -> Vec<String> {
+        let operator_secrets = BTreeSet::from([("kc-x-keys".to_owned(), "key".to_owned())]);
+        let binaries = Binaries {
+            specs: BTreeMap::new(),
+        };
+        let context = Context {
+            suite,
+            binaries: &binaries,
+            operator_secrets: &operator_secrets,
+        };
+        let workload = &suite.workloads[0];
+        let mut report = Report::default();
+        check(
+            &context,
+            workload,
+            &workload.template.spec.containers[0],
+            &mut report,
+        );
+        report.failures
+    }
+
+    fn mounts() -> Value {
+        json!([
+            {"name": "db", "mountPath": "/run/secrets/kc-x-db", "readOnly": true},
+            {"name": "keys", "mountPath": "/run/secrets/kc-x/", "readOnly": true},
+        ])
+    }
+
+    #[test]
+    fn file_paths_resolve_through_the_mounted_volumes() {
+        let suite = suite(
+            container(
+                json!([]),
+                &[],
+                json!([
+                    {"name": "db", "mountPath": "/run/secrets/kc-x-db", "readOnly": true},
+                    {"name": "keys", "mountPath": "/run/secrets/kc-x/"},
+                    {"name": "keys", "mountPath": "/etc/key", "subPath": "key"},
+                ]),
+            ),
+            &[],
+        );
+        let workload = &suite.workloads[0];
+        let file = |path: &str| {
+            mounted_file(workload, &workload.template.spec.containers[0], path)
+                .map(|file| (file.kind, file.name, file.key, file.read_only))
+        };
+        let secret = |name: &str, key: &str, read_only| {
+            Some(("Secret", name.to_owned(), key.to_owned(), read_only))
+        };
+        // An item's file is its path, not its key.
+        assert_eq!(
+            file("/run/secrets/kc-x-db/database-url"),
+            secret("kc-x-db", "url", true)
+        );
+        assert_eq!(file("/run/secrets/kc-x-db/url"), None);
+        // Without items every key is a file at the top of the volume.
+        assert_eq!(
+            file("/run/secrets/kc-x/key"),
+            secret("kc-x-keys", "key", false)
+        );
+        assert_eq!(file("/run/secrets/kc-x/dir/key"), None);
+        assert_eq!(file("/etc/key"), secret("kc-x-keys", "key", false));
+        // A mount path is a directory, not a prefix of names.
+        assert_eq!(file("/run/secrets/kc-x-dbx/database-url"), None);
+        assert_eq!(file("/elsewhere/url"), None);
+    }
+
+    #[test]
+    fn secrets_reach_binaries_only_as_mounted_files() {
+        let spec = CommandSpec {
+            flags: [
+                "--database-url",
+                "--database-url-file",
+                "--listen",
+                "--key-file",
+            ]
+            .map(str::to_owned)
+            .into(),
+            env: [
+                "DATABASE_URL",
+                "DATABASE_URL_FILE",
+                "KC_LISTEN",
+                "KC_KEY_FILE",
+            ]
+            .map(str::to_owned)
+            .into(),
+        };
+        let run = |suite: &Rendered| {
+            failures(suite, |context, workload, container, report| {
+                let env = environment(context.suite, workload, container);
+                check_secret_files(context, workload, container, &spec, &env, report);
+            })
+        };
+
+        let files = suite(
+            container(
+                json!([
+                    {"name": "DATABASE_URL_FILE", "value": "/run/secrets/kc-x-db/database-url"},
+                    {"name": "KC_KEY_FILE", "value": "/run/secrets/kc-x/key"},
+                    {"name": "KC_LISTEN", "value": "0.0.0.0:1"},
+                ]),
+                &["--listen=0.0.0.0:1"],
+                mounts(),
+            ),
+            &[],
+        );
+        assert_eq!(run(&files), Vec::<String>::new());
+
+        let values = suite(
+            container(
+                json!([
+                    {"name": "DATABASE_URL",
+                     "valueFrom": {"secretKeyRef": {"name": "kc-x-db", "key": "url"}}},
+                ]),
+                &["--database-url=postgres://kc_x:pw@postgres/db"],
+                mounts(),
+            ),
+            &[],
+        );
+        let failed = run(&values);
+        assert_eq!(failed.len(), 2, "{failed:#?}");
+        assert!(failed[0].contains("sets the secret DATABASE_URL in its environment"));
+        assert!(failed[0].contains("set DATABASE_URL_FILE"));
+        assert!(failed[1].contains("passes the secret --database-url on its command line"));
+
+        let unmounted = suite(
+            container(
+                json!([
+                    {"name": "DATABASE_URL_FILE", "value": "/run/secrets/kc-x-db/url"},
+                    {"name": "KC_KEY_FILE", "value": "/run/secrets/kc-x/other"},
+                ]),
+                &[],
+                json!([
+                    {"name": "db", "mountPath": "/run/secrets/kc-x-db", "readOnly": true},
+                    {"name": "keys", "mountPath": "/run/secrets/kc-x"},
+                ]),
+            ),
+            &[],
+        );
+        let failed = run(&unmounted);
+        assert_eq!(failed.len(), 3, "{failed:#?}");
+        assert!(failed[0].contains("DATABASE_URL_FILE names /run/secrets/kc-x-db/url, which no"));
+        assert!(failed[1].contains("must be mounted readOnly"));
+        assert!(failed[2].contains("key other of Secret kc-x-keys, which is neither defined"));
+    }
+
+    #[test]
+    fn addresses_in_mounted_files_name_rendered_services() {
+        let database_file = container(
+            json!([{"name": "DATABASE_URL_FILE", "value": "/run/secrets/kc-x-db/database-url"}]),
+            &[],
+            mounts(),
+        );
+        let postgres = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "postgres", "namespace": "ns"},
+            "spec": {"selector": {"app": "postgres"}, "ports": [{"port": 5432}]},
+        });
+        let run = |suite: &Rendered| {
+            failures(suite, |context, workload, container, report| {
+                check_addresses(context, workload, container, report);
+            })
+        };
+        let failed = run(&suite(database_file.clone(), &[]));
+        assert_eq!(failed.len(), 1, "{failed:#?}");
+        assert!(failed[0].contains(
+            "DATABASE_URL_FILE (/run/secrets/kc-x-db/database-url) names postgres:5432, but no \
+             Service postgres"
+        ));
+        assert_eq!(
+            run(&suite(database_file, &[postgres])),
+            Vec::<String>::new()
+        );
+    }
 
     #[test]
     fn the_operator_secrets_table_is_read() {

@@ -80,72 +80,24 @@ pub(crate) fn check(suite: &Rendered, report: &mut Report) {
                     },
                     _ => false,
                 };
-                expect_host(
-                    &policies,
-                    &src.host,
-                    &dst.host,
-                    port,
-                    Protocol::Tcp,
-                    expected,
-                    report,
-                );
-                expect_host(
-                    &policies,
-                    &src.host,
-                    &dst.host,
-                    9,
-                    Protocol::Tcp,
-                    false,
-                    report,
-                );
+                expect_tcp(&policies, &src.host, &dst.host, port, expected, report);
+                expect_tcp(&policies, &src.host, &dst.host, 9, false, report);
             }
             let public = deployed(callee).is_some_and(|row| row.public);
             for outsider in &outsiders {
-                expect_host(
-                    &policies,
-                    outsider,
-                    &dst.host,
-                    port,
-                    Protocol::Tcp,
-                    public,
-                    report,
-                );
-                expect_host(
-                    &policies,
-                    outsider,
-                    &dst.host,
-                    9,
-                    Protocol::Tcp,
-                    false,
-                    report,
-                );
+                expect_tcp(&policies, outsider, &dst.host, port, public, report);
+                expect_tcp(&policies, outsider, &dst.host, 9, false, report);
             }
         }
         // The scraper reaches a server's metrics port, and nothing else does.
         if let (Role::Server(_), Some(port)) = (&dst.role, dst.metrics_port) {
-            expect_host(
-                &policies,
-                &world.scraper,
-                &dst.host,
-                port,
-                Protocol::Tcp,
-                true,
-                report,
-            );
+            expect_tcp(&policies, &world.scraper, &dst.host, port, true, report);
             let others = members
                 .iter()
                 .filter(|src| src.workload != dst.workload)
                 .map(|src| &src.host);
             for src in others.chain(&outsiders) {
-                expect_host(
-                    &policies,
-                    src,
-                    &dst.host,
-                    port,
-                    Protocol::Tcp,
-                    false,
-                    report,
-                );
+                expect_tcp(&policies, src, &dst.host, port, false, report);
             }
         }
         // Nothing outside reaches the in-cluster database or mail sink.
@@ -210,25 +162,16 @@ pub(crate) fn check(suite: &Rendered, report: &mut Report) {
         if let Some(expected) = needs_database {
             for (database, port) in &databases {
                 if database.name != *at {
-                    expect_host(
-                        &policies,
-                        &src.host,
-                        database,
-                        *port,
-                        Protocol::Tcp,
-                        expected,
-                        report,
-                    );
+                    expect_tcp(&policies, &src.host, database, *port, expected, report);
                 }
             }
         }
         // Traces: every server.
-        expect_host(
+        expect_tcp(
             &policies,
             &src.host,
             &world.collector,
             OTLP_PORT,
-            Protocol::Tcp,
             server.is_some(),
             report,
         );
@@ -238,15 +181,7 @@ pub(crate) fn check(suite: &Rendered, report: &mut Report) {
             .is_some_and(|known| known.sends_mail);
         for (relay, port) in &relays {
             if relay.name != *at {
-                expect_host(
-                    &policies,
-                    &src.host,
-                    relay,
-                    *port,
-                    Protocol::Tcp,
-                    sends_mail,
-                    report,
-                );
+                expect_tcp(&policies, &src.host, relay, *port, sends_mail, report);
             }
         }
         // Nothing else: the internet, another namespace's pods, the API server.
@@ -256,15 +191,7 @@ pub(crate) fn check(suite: &Rendered, report: &mut Report) {
             (&world.foreign_pod, 8080),
             (&world.api_server, 443),
         ] {
-            expect_host(
-                &policies,
-                &src.host,
-                host,
-                port,
-                Protocol::Tcp,
-                false,
-                report,
-            );
+            expect_tcp(&policies, &src.host, host, port, false, report);
         }
     }
 }
@@ -322,6 +249,20 @@ fn relying_apps(suite: &Rendered, policies: &Policies, members: &[Member], repor
     }
 }
 
+/// [`expect_host`] over TCP, the protocol of every service and of the database.
+fn expect_tcp(
+    policies: &Policies,
+    src: &Host,
+    dst: &Host,
+    port: u16,
+    expected: bool,
+    report: &mut Report,
+) {
+    expect_host(policies, src, dst, port, Protocol::Tcp, expected, report);
+}
+
+/// Reports a finding unless the policies allow `src` to reach `dst` on `port` exactly when
+/// `expected` says so.
 fn expect_host(
     policies: &Policies,
     src: &Host,

@@ -200,6 +200,22 @@ pub struct Container {
     pub readiness_probe: Option<Probe>,
     /// Startup probe.
     pub startup_probe: Option<Probe>,
+    /// Volumes mounted into it.
+    pub volume_mounts: Vec<VolumeMount>,
+}
+
+/// One `volumeMounts` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VolumeMount {
+    /// The pod's volume mounted.
+    pub name: String,
+    /// Where, in the container.
+    pub mount_path: String,
+    /// Mounted read-only.
+    pub read_only: Option<bool>,
+    /// The path inside the volume mounted there (the whole volume when unset).
+    pub sub_path: Option<String>,
 }
 
 /// One `env` entry.
@@ -397,6 +413,8 @@ pub struct ProjectedSource {
 pub struct KeyToPath {
     /// Key.
     pub key: String,
+    /// The file it becomes, relative to the volume.
+    pub path: String,
 }
 
 /// A workload: an object that runs pods from a template.
