@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithTonicConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -234,9 +235,46 @@ fn otlp_exporter() -> anyhow::Result<Option<opentelemetry_otlp::SpanExporter>> {
     if tokio::runtime::Handle::try_current().is_err() {
         bail!("{OTLP_ENDPOINT_VAR} is set but telemetry was initialised outside a tokio runtime");
     }
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
+    let mut builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+    if let Some(tls) = otlp_tls()? {
+        builder = builder.with_tls_config(tls);
+    }
+    let exporter = builder
         .build()
         .with_context(|| format!("invalid {OTLP_ENDPOINT_VAR} (otlp span exporter)"))?;
     Ok(Some(exporter))
+}
+
+/// The OpenTelemetry variables naming the collector's CA and this exporter's client
+/// certificate and key (PEM files), for an `https://` endpoint.
+const OTLP_CERTIFICATE_VAR: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
+const OTLP_CLIENT_CERTIFICATE_VAR: &str = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
+const OTLP_CLIENT_KEY_VAR: &str = "OTEL_EXPORTER_OTLP_CLIENT_KEY";
+
+/// TLS of an `https://` OTLP endpoint, from the OpenTelemetry variables: the collector is
+/// trusted with the CA of `OTEL_EXPORTER_OTLP_CERTIFICATE` (required), and
+/// `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` with `OTEL_EXPORTER_OTLP_CLIENT_KEY` are
+/// presented when the collector requires mTLS. `None` for an `http://` endpoint.
+fn otlp_tls() -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+    let endpoint = std::env::var(OTLP_ENDPOINT_VAR).unwrap_or_default();
+    let Ok(uri) = endpoint.parse::<http::Uri>() else {
+        bail!("invalid {OTLP_ENDPOINT_VAR} `{endpoint}`");
+    };
+    if uri.scheme_str() != Some("https") {
+        return Ok(None);
+    }
+    let Some(ca) = std::env::var_os(OTLP_CERTIFICATE_VAR).filter(|ca| !ca.is_empty()) else {
+        bail!("{OTLP_ENDPOINT_VAR} is https:// but {OTLP_CERTIFICATE_VAR} names no CA file");
+    };
+    let client = |var: &str| std::env::var_os(var).filter(|path| !path.is_empty());
+    let args = crate::tls::TlsArgs {
+        tls_ca_file: Some(ca.into()),
+        tls_client_cert_file: client(OTLP_CLIENT_CERTIFICATE_VAR).map(Into::into),
+        tls_client_key_file: client(OTLP_CLIENT_KEY_VAR).map(Into::into),
+        ..crate::tls::TlsArgs::default()
+    };
+    let tls = crate::tls::ClientTls::load(&args)
+        .with_context(|| format!("{OTLP_CERTIFICATE_VAR} (otlp span exporter)"))?
+        .expect("a ca file was given");
+    Ok(Some(tls.for_host(uri.host().unwrap_or_default())))
 }

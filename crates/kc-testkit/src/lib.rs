@@ -9,6 +9,7 @@ pub mod fixtures;
 pub mod grpc;
 pub mod identity;
 pub mod metrics;
+pub mod otlp;
 pub mod outbox;
 pub mod pki;
 pub mod postgres;

@@ -24,4 +24,5 @@ mod roles_imply;
 mod scopes;
 mod story;
 mod tls;
+mod traces;
 mod transfer_race;
