@@ -13,7 +13,12 @@
 //!    in the overlay or listed in deploy/README.md as one the operator provides; every workload
 //!    has the hardened securityContext, resources, and (when long-running) probes; every
 //!    service of [`SERVICES`] has a Deployment, Service, migration and db-bootstrap Job, and
-//!    in production an HPA and a PDB.
+//!    in production an HPA and a PDB. TLS: certificate and key come in pairs, keys from
+//!    Secrets; a TLS port is probed with tcpSocket (the kubelet's gRPC probes speak only
+//!    plaintext), a plaintext one with gRPC; each service URL's scheme matches whether its
+//!    callee serves TLS, `https://` comes with a CA, and a callee that requires client
+//!    certificates is given one; in an overlay whose [`Overlay::tls`] is set every server
+//!    serves TLS, every internal one requires client certificates, every URL is `https://`.
 //! 3. [`network`]: the rendered NetworkPolicies, evaluated ([`netpol`]) on the rendered pods
 //!    and on hosts outside the namespace, let each service be reached only by the services
 //!    whose `calls` or `calls_later` name it (in a cluster every service runs, so the registry
@@ -95,6 +100,9 @@ pub struct Overlay {
     /// Whether it may define Secrets itself (dev values); otherwise every Secret is the
     /// operator's and must be listed in deploy/README.md.
     pub defines_secrets: bool,
+    /// Whether every server serves TLS, every internal one requires client certificates
+    /// (mTLS), and every service URL is `https://`; otherwise each may stay plaintext.
+    pub tls: bool,
 }
 
 /// The overlays, each rendered and checked.
@@ -103,11 +111,13 @@ pub const OVERLAYS: &[Overlay] = &[
         name: "dev",
         ha: false,
         defines_secrets: true,
+        tls: false,
     },
     Overlay {
         name: "production",
         ha: true,
         defines_secrets: false,
+        tls: true,
     },
 ];
 

@@ -827,12 +827,18 @@ fn check_server(
     );
     check_metrics(workload, container, env, report);
     let health_service = known.map(|known| known.grpc_service);
+    let tls = Tls::of(env);
+    check_tls(context, workload, container, name, env, report);
     for (kind, probe) in [
         ("startupProbe", &container.startup_probe),
         ("readinessProbe", &container.readiness_probe),
         ("livenessProbe", &container.liveness_probe),
     ] {
-        check_grpc_probe(&at, kind, probe.as_ref(), port, health_service, report);
+        if tls.serves {
+            check_tcp_probe(&at, kind, probe.as_ref(), port, report);
+        } else {
+            check_grpc_probe(&at, kind, probe.as_ref(), port, health_service, report);
+        }
     }
 
     // Graceful shutdown: the kubelet waits longer than the drain.
@@ -965,12 +971,29 @@ fn check_server(
             .and_then(|url| {
                 let (service_name, namespace) =
                     in_cluster_host(url.host_str()?, workload.object.namespace())?;
-                Some((service_name, namespace, url.port_or_known_default()?))
+                Some((
+                    url.scheme().to_owned(),
+                    service_name,
+                    namespace,
+                    url.port_or_known_default()?,
+                ))
             });
-        let Some((service_name, namespace, port)) = target else {
-            report.fail(format!("{at}: {var} is not an http://<service>:<port> URL"));
+        let Some((scheme, service_name, namespace, port)) = target else {
+            report.fail(format!(
+                "{at}: {var} is not an http(s)://<service>:<port> URL"
+            ));
             continue;
         };
+        let callee_tls = server_tls(context.suite, &namespace, callee);
+        check_call_tls(
+            &at,
+            &var,
+            &scheme,
+            tls,
+            callee_tls,
+            context.suite.overlay.tls,
+            report,
+        );
         let serves_callee = context
             .suite
             .find("Service", &namespace, &service_name)
@@ -990,6 +1013,170 @@ fn check_server(
             )
         });
     }
+}
+
+/// The TLS settings of a suite binary, from its environment (a variable whose value the
+/// overlay does not know, from an operator Secret, counts as set).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Tls {
+    /// Serves TLS: `KC_TLS_CERT_FILE`.
+    serves: bool,
+    /// Requires client certificates (mTLS): `KC_TLS_CLIENT_CA_FILE`.
+    requires_client_cert: bool,
+    /// Trusts a CA for the `https://` services it calls: `KC_TLS_CA_FILE`.
+    trusts: bool,
+    /// Presents a client certificate: `KC_TLS_CLIENT_CERT_FILE`.
+    client_cert: bool,
+}
+
+impl Tls {
+    fn of(env: &BTreeMap<String, Option<String>>) -> Tls {
+        let set = |var: &str| {
+            env.get(var)
+                .is_some_and(|value| value.as_deref().is_none_or(|value| !value.is_empty()))
+        };
+        Tls {
+            serves: set("KC_TLS_CERT_FILE"),
+            requires_client_cert: set("KC_TLS_CLIENT_CA_FILE"),
+            trusts: set("KC_TLS_CA_FILE"),
+            client_cert: set("KC_TLS_CLIENT_CERT_FILE"),
+        }
+    }
+}
+
+/// The TLS settings of the server of `callee` in `namespace`, if one is rendered.
+fn server_tls(suite: &Rendered, namespace: &str, callee: &str) -> Option<Tls> {
+    let workload = suite.workloads.iter().find(|workload| {
+        workload.object.namespace() == namespace
+            && Role::of(workload.pod_labels()) == Role::Server(callee.to_owned())
+    })?;
+    let container = workload.template.spec.containers.iter().find(|container| {
+        container
+            .command
+            .first()
+            .is_some_and(|program| binary_name(program) == format!("kc-{callee}"))
+    })?;
+    Some(Tls::of(&environment(suite, workload, container)))
+}
+
+/// The TLS settings of a server: certificate and key (and client certificate and key) come
+/// in pairs, client certificates are required only of a TLS port, private keys come from
+/// Secrets; where the overlay turns TLS on, the server serves it and, unless public, requires
+/// client certificates.
+fn check_tls(
+    context: &Context<'_>,
+    workload: &Workload,
+    container: &Container,
+    name: &str,
+    env: &BTreeMap<String, Option<String>>,
+    report: &mut Report,
+) {
+    let at = where_(workload, container);
+    let tls = Tls::of(env);
+    for (one, other) in [
+        ("KC_TLS_CERT_FILE", "KC_TLS_KEY_FILE"),
+        ("KC_TLS_CLIENT_CERT_FILE", "KC_TLS_CLIENT_KEY_FILE"),
+    ] {
+        report.check(env.contains_key(one) == env.contains_key(other), || {
+            format!("{at}: sets one of {one} and {other}: set both or neither")
+        });
+    }
+    report.check(tls.serves || !tls.requires_client_cert, || {
+        format!("{at}: sets KC_TLS_CLIENT_CA_FILE without KC_TLS_CERT_FILE (mTLS needs TLS)")
+    });
+    for var in ["KC_TLS_KEY_FILE", "KC_TLS_CLIENT_KEY_FILE"] {
+        let Some(path) = env.get(var).cloned().flatten() else {
+            continue;
+        };
+        let from_secret =
+            mounted_file(workload, container, &path).is_some_and(|file| file.kind == "Secret");
+        report.check(from_secret, || {
+            format!("{at}: {var} names {path}, which must be a file of a mounted Secret")
+        });
+    }
+    if context.suite.overlay.tls {
+        report.check(tls.serves, || {
+            format!(
+                "{at}: this overlay serves TLS everywhere: set KC_TLS_CERT_FILE and \
+                 KC_TLS_KEY_FILE to its Secret kc-{name}-tls"
+            )
+        });
+        let public = deployed(name).is_some_and(|row| row.public);
+        report.check(public || tls.requires_client_cert, || {
+            format!(
+                "{at}: {name} is internal: set KC_TLS_CLIENT_CA_FILE (the suite CA, ca.crt of \
+                 kc-{name}-tls) so that only the suite's services connect"
+            )
+        });
+    }
+}
+
+/// One call's TLS: `https://` exactly when the callee serves TLS, with a CA to trust, and a
+/// client certificate when the callee requires one; `https://` always where the overlay
+/// turns TLS on.
+fn check_call_tls(
+    at: &str,
+    var: &str,
+    scheme: &str,
+    caller: Tls,
+    callee: Option<Tls>,
+    overlay_tls: bool,
+    report: &mut Report,
+) {
+    let https = match scheme {
+        "https" => true,
+        "http" => false,
+        _ => {
+            report.fail(format!("{at}: {var} is a {scheme}:// URL, not http(s)://"));
+            return;
+        }
+    };
+    if overlay_tls {
+        report.check(https, || {
+            format!("{at}: {var} must be an https:// URL in this overlay")
+        });
+    }
+    if https {
+        report.check(caller.trusts, || {
+            format!(
+                "{at}: {var} is https://: set KC_TLS_CA_FILE to the CA of the callee's certificate"
+            )
+        });
+    }
+    let Some(callee) = callee else { return };
+    report.check(https == callee.serves, || {
+        if callee.serves {
+            format!("{at}: {var} is http://, but its callee serves TLS only: use https://")
+        } else {
+            format!("{at}: {var} is https://, but its callee serves plaintext")
+        }
+    });
+    if callee.requires_client_cert {
+        report.check(caller.client_cert, || {
+            format!(
+                "{at}: {var}'s callee requires client certificates: set \
+                 KC_TLS_CLIENT_CERT_FILE and KC_TLS_CLIENT_KEY_FILE"
+            )
+        });
+    }
+}
+
+/// The probe of a TLS port: a TCP connect to it (the kubelet's gRPC probes speak plaintext
+/// only and would fail the handshake).
+fn check_tcp_probe(at: &str, kind: &str, probe: Option<&Probe>, port: u16, report: &mut Report) {
+    let Some(tcp) = probe.and_then(|probe| probe.tcp_socket.as_ref()) else {
+        report.fail(format!(
+            "{at}: serves TLS, so its {kind} must be tcpSocket (a gRPC probe cannot do TLS)"
+        ));
+        return;
+    };
+    let ok = match &tcp.port {
+        IntOrString::Int(number) => *number == i64::from(port),
+        IntOrString::Str(name) => name == "grpc",
+    };
+    report.check(ok, || {
+        format!("{at}: {kind} must connect to the gRPC port {port} (or `grpc`)")
+    });
 }
 
 fn check_grpc_probe(
@@ -1223,6 +1410,11 @@ mod tests {
     /// only container is `container`, with the volumes `db` (kc-x-db's `url` as the file
     /// `database-url`) and `keys` (every key of the operator's kc-x-keys), and `extra`.
     fn suite(container: Value, extra: &[Value]) -> Rendered {
+        suite_in(&OVERLAYS[0], container, extra)
+    }
+
+    /// [`suite`], rendered as `overlay`.
+    fn suite_in(overlay: &'static crate::Overlay, container: Value, extra: &[Value]) -> Rendered {
         let secret = json!({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "kc-x-db", "namespace": "ns"},
@@ -1245,7 +1437,7 @@ mod tests {
             .chain(extra)
             .map(Value::to_string)
             .collect();
-        Rendered::parse(&OVERLAYS[0], &documents.join("\n---\n")).unwrap()
+        Rendered::parse(overlay, &documents.join("\n---\n")).unwrap()
     }
 
     /// A container of `kc-x serve` with `env`, `args` after `serve`, and `mounts`.
@@ -1434,6 +1626,191 @@ mod tests {
             run(&suite(database_file, &[postgres])),
             Vec::<String>::new()
         );
+    }
+
+    fn env_of(vars: &[(&str, Option<&str>)]) -> BTreeMap<String, Option<String>> {
+        vars.iter()
+            .map(|(var, value)| ((*var).to_owned(), value.map(str::to_owned)))
+            .collect()
+    }
+
+    #[test]
+    fn tls_settings_are_read_from_the_environment() {
+        assert_eq!(Tls::of(&env_of(&[])), Tls::default());
+        // A value only the operator's Secret knows counts as set; an empty one does not.
+        let tls = Tls::of(&env_of(&[
+            ("KC_TLS_CERT_FILE", Some("/run/secrets/kc-x-tls/tls.crt")),
+            ("KC_TLS_CLIENT_CA_FILE", None),
+            ("KC_TLS_CA_FILE", Some("")),
+            (
+                "KC_TLS_CLIENT_CERT_FILE",
+                Some("/run/secrets/kc-x-tls/tls.crt"),
+            ),
+        ]));
+        assert_eq!(
+            tls,
+            Tls {
+                serves: true,
+                requires_client_cert: true,
+                trusts: false,
+                client_cert: true,
+            }
+        );
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs_and_keys_from_secrets() {
+        let run = |suite: &Rendered| {
+            failures(suite, |context, workload, container, report| {
+                let env = environment(context.suite, workload, container);
+                check_tls(context, workload, container, "x", &env, report);
+            })
+        };
+        let complete = json!([
+            {"name": "KC_TLS_CERT_FILE", "value": "/run/secrets/kc-x/tls.crt"},
+            {"name": "KC_TLS_KEY_FILE", "value": "/run/secrets/kc-x/tls.key"},
+            {"name": "KC_TLS_CLIENT_CA_FILE", "value": "/run/secrets/kc-x/ca.crt"},
+            {"name": "KC_TLS_CLIENT_CERT_FILE", "value": "/run/secrets/kc-x/tls.crt"},
+            {"name": "KC_TLS_CLIENT_KEY_FILE", "value": "/run/secrets/kc-x/tls.key"},
+        ]);
+        assert_eq!(
+            run(&suite(container(complete.clone(), &[], mounts()), &[])),
+            Vec::<String>::new()
+        );
+        // Plaintext is fine where the overlay does not turn TLS on.
+        assert_eq!(
+            run(&suite(container(json!([]), &[], mounts()), &[])),
+            Vec::<String>::new()
+        );
+
+        let broken = suite(
+            container(
+                json!([
+                    {"name": "KC_TLS_KEY_FILE", "value": "/etc/tls.key"},
+                    {"name": "KC_TLS_CLIENT_CA_FILE", "value": "/run/secrets/kc-x/ca.crt"},
+                    {"name": "KC_TLS_CLIENT_CERT_FILE", "value": "/run/secrets/kc-x/tls.crt"},
+                ]),
+                &[],
+                mounts(),
+            ),
+            &[],
+        );
+        let failed = run(&broken);
+        assert_eq!(failed.len(), 4, "{failed:#?}");
+        assert!(failed[0].contains("sets one of KC_TLS_CERT_FILE and KC_TLS_KEY_FILE"));
+        assert!(
+            failed[1].contains("sets one of KC_TLS_CLIENT_CERT_FILE and KC_TLS_CLIENT_KEY_FILE")
+        );
+        assert!(failed[2].contains("KC_TLS_CLIENT_CA_FILE without KC_TLS_CERT_FILE"));
+        assert!(failed[3].contains(
+            "KC_TLS_KEY_FILE names /etc/tls.key, which must be a file of a mounted Secret"
+        ));
+
+        // Production: every server serves TLS and, unless public, requires client certificates.
+        let production = &OVERLAYS[1];
+        assert!(production.tls);
+        let failed = run(&suite_in(
+            production,
+            container(json!([]), &[], mounts()),
+            &[],
+        ));
+        assert_eq!(failed.len(), 2, "{failed:#?}");
+        assert!(
+            failed[0].contains("set KC_TLS_CERT_FILE and KC_TLS_KEY_FILE to its Secret kc-x-tls")
+        );
+        assert!(failed[1].contains("x is internal: set KC_TLS_CLIENT_CA_FILE"));
+        assert_eq!(
+            run(&suite_in(
+                production,
+                container(complete, &[], mounts()),
+                &[]
+            )),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_call_uses_tls_when_its_callee_serves_it() {
+        let run = |scheme: &str, caller: Tls, callee: Option<Tls>, overlay_tls: bool| {
+            let mut report = Report::default();
+            check_call_tls(
+                "at",
+                "KC_Y_URL",
+                scheme,
+                caller,
+                callee,
+                overlay_tls,
+                &mut report,
+            );
+            report.failures
+        };
+        let plaintext = Tls::default();
+        let mtls = Tls {
+            serves: true,
+            requires_client_cert: true,
+            ..Tls::default()
+        };
+        let tls = Tls {
+            serves: true,
+            ..Tls::default()
+        };
+        let client = Tls {
+            trusts: true,
+            client_cert: true,
+            ..Tls::default()
+        };
+        let trusting = Tls {
+            trusts: true,
+            ..Tls::default()
+        };
+        let none = Vec::<String>::new();
+        assert_eq!(run("http", plaintext, Some(plaintext), false), none);
+        assert_eq!(run("https", client, Some(mtls), true), none);
+        assert_eq!(run("https", trusting, Some(tls), false), none);
+        // A callee not rendered: only the caller's side is checked.
+        assert_eq!(run("https", trusting, None, true), none);
+
+        let failed = run("http", client, Some(mtls), true);
+        assert_eq!(failed.len(), 2, "{failed:#?}");
+        assert!(failed[0].contains("KC_Y_URL must be an https:// URL in this overlay"));
+        assert!(failed[1].contains("KC_Y_URL is http://, but its callee serves TLS only"));
+
+        let failed = run("https", plaintext, Some(mtls), false);
+        assert_eq!(failed.len(), 2, "{failed:#?}");
+        assert!(failed[0].contains("set KC_TLS_CA_FILE"));
+        assert!(failed[1].contains("callee requires client certificates"));
+
+        let failed = run("https", trusting, Some(plaintext), false);
+        assert_eq!(failed.len(), 1, "{failed:#?}");
+        assert!(failed[0].contains("KC_Y_URL is https://, but its callee serves plaintext"));
+
+        let failed = run("grpc", client, Some(mtls), false);
+        assert_eq!(failed.len(), 1, "{failed:#?}");
+        assert!(failed[0].contains("is a grpc:// URL, not http(s)://"));
+    }
+
+    #[test]
+    fn a_tls_port_is_probed_with_tcp() {
+        let run = |probe: Value| {
+            let probe: Probe = serde_json::from_value(probe).unwrap();
+            let mut report = Report::default();
+            check_tcp_probe("at", "readinessProbe", Some(&probe), 50051, &mut report);
+            report.failures
+        };
+        let none = Vec::<String>::new();
+        assert_eq!(run(json!({"tcpSocket": {"port": "grpc"}})), none);
+        assert_eq!(run(json!({"tcpSocket": {"port": 50051}})), none);
+        let failed = run(json!({"tcpSocket": {"port": 9090}}));
+        assert_eq!(failed.len(), 1, "{failed:#?}");
+        assert!(failed[0].contains("readinessProbe must connect to the gRPC port 50051"));
+        let failed = run(json!({"tcpSocket": {"port": "metrics"}}));
+        assert_eq!(failed.len(), 1, "{failed:#?}");
+        let failed = run(json!({"grpc": {"port": 50051, "service": "s"}}));
+        assert_eq!(failed.len(), 1, "{failed:#?}");
+        assert!(failed[0].contains("serves TLS, so its readinessProbe must be tcpSocket"));
+        let mut report = Report::default();
+        check_tcp_probe("at", "livenessProbe", None, 50051, &mut report);
+        assert_eq!(report.failures.len(), 1);
     }
 
     #[test]

@@ -342,7 +342,14 @@ pub struct Probe {
     /// Command.
     pub exec: Option<Value>,
     /// TCP connect.
-    pub tcp_socket: Option<Value>,
+    pub tcp_socket: Option<TcpSocketAction>,
+}
+
+/// A TCP connect probe.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TcpSocketAction {
+    /// Port number or container port name.
+    pub(crate) port: IntOrString,
 }
 
 /// A native gRPC probe.
