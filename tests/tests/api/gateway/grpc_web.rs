@@ -3,7 +3,9 @@
 //! and base64 `application/grpc-web-text`); a bad password answers UNAUTHENTICATED (rule
 //! I2: the same answer whether the address exists); and CORS is allowed only for the origins
 //! of `--cors-allowed-origins` (none by default: no CORS headers at all). Plain gRPC on the
-//! same port is what the harness itself uses to register people.
+//! same port is what the harness itself uses to register people. And a real gRPC-Web client,
+//! Connect's transport for Node (`tests/grpc-web/client.mjs`, installed by `.ci/run` with
+//! `npm ci`), does the same as a browser app would.
 
 use crate::gateway::helpers::*;
 use base64::Engine as _;
@@ -329,4 +331,42 @@ async fn cors_allows_only_the_given_origins() {
         assert_eq!(answer.header("access-control-allow-origin"), None);
         assert_eq!(outcome(&answer).0, tonic::Code::Unauthenticated as i32);
     }
+}
+
+/// A real gRPC-Web client (Connect for Node, `tests/grpc-web`) signs in, reads `GetMe`, and
+/// gets UNAUTHENTICATED for a wrong password (I2).
+#[tokio::test]
+async fn connect_grpc_web_client_for_node_signs_in_and_reads_get_me() {
+    let suite = suite().await;
+    let person = suite.person("Connie Connect").await;
+    let client_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("grpc-web");
+    assert!(
+        client_dir
+            .join("node_modules/@connectrpc/connect-node")
+            .is_dir(),
+        "install the client first: npm ci --prefix {} (.ci/run does)",
+        client_dir.display()
+    );
+    let descriptors =
+        std::env::temp_dir().join(format!("kc-descriptors-{}.binpb", uuid::Uuid::new_v4()));
+    std::fs::write(&descriptors, kc_proto::FILE_DESCRIPTOR_SET).expect("write the descriptors");
+    let output = tokio::process::Command::new("node")
+        .arg(client_dir.join("client.mjs"))
+        .arg(&descriptors)
+        .arg(format!("http://{}", suite.addr(Service::Gateway)))
+        .arg(&person.email)
+        .arg(PASSWORD)
+        .output()
+        .await
+        .expect("node runs");
+    let _ = std::fs::remove_file(&descriptors);
+    assert!(
+        output.status.success(),
+        "the gRPC-Web client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    assert_eq!(answer["userId"], person.id.as_str(), "{answer}");
+    assert_eq!(answer["meEmail"], person.email.as_str(), "{answer}");
+    assert_eq!(answer["wrongPassword"], "Unauthenticated", "{answer}");
 }
