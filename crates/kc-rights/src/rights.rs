@@ -1137,16 +1137,21 @@ mod tests {
         }
     }
 
-    /// A SITE_USER with explicit `levels` and `support`.
-    fn granted(levels: &[ToolLevel], support: SupportLevel) -> Subject {
+    /// A user holding `roles`, with explicit `levels` and `support`, not disabled.
+    fn subject_with(roles: &[ContactRole], levels: &[ToolLevel], support: SupportLevel) -> Subject {
         Subject {
-            roles: RoleSet::of(&[ContactRole::SiteUser]),
+            roles: RoleSet::of(roles),
             explicit: Grants {
                 tools: tools(levels),
                 support,
             },
             disabled: false,
         }
+    }
+
+    /// A SITE_USER with explicit `levels` and `support`.
+    fn granted(levels: &[ToolLevel], support: SupportLevel) -> Subject {
+        subject_with(&[ContactRole::SiteUser], levels, support)
     }
 
     fn tools(levels: &[ToolLevel]) -> ToolAccess {
@@ -1686,14 +1691,11 @@ mod tests {
             RoleSet::of(&[ContactRole::Secondary])
         );
         // rule T3: the higher of the two, tool by tool.
-        let mixed = eff(Subject {
-            roles: RoleSet::of(&[ContactRole::Administrative, ContactRole::Billing]),
-            explicit: Grants {
-                tools: tools(&[L::Software(Sw::Full), L::ManageAccess(Ma::View)]),
-                support: SupportLevel::Basic,
-            },
-            disabled: false,
-        });
+        let mixed = eff(subject_with(
+            &[ContactRole::Administrative, ContactRole::Billing],
+            &[L::Software(Sw::Full), L::ManageAccess(Ma::View)],
+            SupportLevel::Basic,
+        ));
         assert_eq!(
             mixed.rights().tools,
             tools(&[
@@ -1708,14 +1710,11 @@ mod tests {
             RoleSet::of(&[ContactRole::Administrative])
         );
         // rule T3: with SECONDARY too, its implied levels win over lower explicit ones.
-        let mixed = eff(Subject {
-            roles: RoleSet::of(&[ContactRole::Administrative, ContactRole::Secondary]),
-            explicit: Grants {
-                tools: tools(&[L::Software(Sw::Full), L::ManageAccess(Ma::View)]),
-                support: SupportLevel::Basic,
-            },
-            disabled: false,
-        });
+        let mixed = eff(subject_with(
+            &[ContactRole::Administrative, ContactRole::Secondary],
+            &[L::Software(Sw::Full), L::ManageAccess(Ma::View)],
+            SupportLevel::Basic,
+        ));
         assert_eq!(
             mixed.rights().tools,
             tools(&[

@@ -523,6 +523,16 @@ mod tests {
     #[derive(Clone, Default)]
     struct Keys(Arc<Mutex<Vec<(String, VerifyingKey)>>>);
 
+    impl Keys {
+        /// Serves exactly the public halves of `keys` from now on.
+        fn serve(&self, keys: &[&ed25519_dalek::SigningKey]) {
+            *self.0.lock().unwrap() = keys
+                .iter()
+                .map(|key| (key_id(&key.verifying_key()), key.verifying_key()))
+                .collect();
+        }
+    }
+
     impl KeySource for Keys {
         fn fetch_keys(&self) -> BoxFuture<'_, anyhow::Result<Vec<(String, VerifyingKey)>>> {
             let keys = self.0.lock().unwrap().clone();
@@ -556,10 +566,7 @@ mod tests {
         let old = generate_signing_key();
         let new = generate_signing_key();
         let keys = Keys::default();
-        keys.0
-            .lock()
-            .unwrap()
-            .push((key_id(&old.verifying_key()), old.verifying_key()));
+        keys.serve(&[&old]);
         let expect = Expectations {
             issuer: "keycontacts".into(),
             audience: "keycontacts".into(),
@@ -571,7 +578,7 @@ mod tests {
             .expect("old key verifies");
 
         // Identity retires the old key: only the new one is served.
-        *keys.0.lock().unwrap() = vec![(key_id(&new.verifying_key()), new.verifying_key())];
+        keys.serve(&[&new]);
         tokio::time::sleep(MIN_REFETCH_INTERVAL + Duration::from_millis(50)).await;
         verifier
             .verify(&token_of(&new))
@@ -596,10 +603,7 @@ mod tests {
     async fn the_caller_holds_the_scopes_of_its_token() {
         let key = generate_signing_key();
         let keys = Keys::default();
-        keys.0
-            .lock()
-            .unwrap()
-            .push((key_id(&key.verifying_key()), key.verifying_key()));
+        keys.serve(&[&key]);
         let verifier = TokenVerifier::new(
             keys,
             Expectations {

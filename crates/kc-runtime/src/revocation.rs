@@ -626,15 +626,20 @@ mod tests {
         );
     }
 
+    /// Marks `list` ready from another task after `delay`.
+    fn mark_ready_in(list: &RevocationList, delay: Duration) {
+        let marker = list.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            marker.mark_ready();
+        });
+    }
+
     #[tokio::test]
     async fn readiness_is_awaited_within_a_bound() {
         let list = RevocationList::new();
         assert!(!list.wait_ready(Duration::from_millis(20)).await);
-        let marker = list.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            marker.mark_ready();
-        });
+        mark_ready_in(&list, Duration::from_millis(20));
         assert!(list.wait_ready(Duration::from_secs(5)).await);
         assert!(list.is_ready());
     }
@@ -652,11 +657,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert!(!list.is_ready(), "stale once the bound passed");
         assert!(!list.wait_ready(Duration::from_millis(20)).await);
-        let marker = list.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            marker.mark_ready();
-        });
+        mark_ready_in(&list, Duration::from_millis(20));
         assert!(list.wait_ready(Duration::from_secs(5)).await);
         // A second break does not start from the first one's instant.
         list.mark_disconnected();

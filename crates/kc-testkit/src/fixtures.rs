@@ -22,3 +22,32 @@ pub fn site_request(site_number: &str, customer_number: &str, primary: Uuid) -> 
         site_technical_details: None,
     }
 }
+
+/// Every tool of access management at its NONE level, or (`top`) at its top level.
+fn every_tool(top: bool) -> kc_proto::access::ToolAccess {
+    use kc_proto::access::{
+        AccountDocumentsAccess as Docs, AccountManagementAccess as Am, ContactUpdatesAccess as Cu,
+        EntitlementsAccess as En, ManageAccess as Ma, ReportingAccess as Re, SoftwareAccess as Sw,
+        ToolAccess,
+    };
+    let pick = |none: i32, full: i32| if top { full } else { none };
+    ToolAccess {
+        software: pick(Sw::None as i32, Sw::Full as i32),
+        reporting: pick(Re::None as i32, Re::View as i32),
+        entitlements: pick(En::None as i32, En::Update as i32),
+        account_management: pick(Am::None as i32, Am::Granted as i32),
+        manage_access: pick(Ma::None as i32, Ma::Update as i32),
+        contact_updates: pick(Cu::None as i32, Cu::Update as i32),
+        account_documents: pick(Docs::None as i32, Docs::View as i32),
+    }
+}
+
+/// Every tool NONE.
+pub fn no_tools() -> kc_proto::access::ToolAccess {
+    every_tool(false)
+}
+
+/// Every tool at its top level.
+pub fn top_tools() -> kc_proto::access::ToolAccess {
+    every_tool(true)
+}

@@ -62,28 +62,39 @@ async fn databases_can_be_created_from_many_tests_at_once() {
     }
 }
 
-#[tokio::test]
-async fn a_cluster_starts_serves_and_removes_its_ephemeral_data_dir_on_stop() {
+/// Starts a cluster with `options` in a fresh data directory of this test process under the
+/// target dir, named `kind`: the directory and the cluster.
+async fn start_in_run_dir(kind: &str, options: ClusterOptions) -> (std::path::PathBuf, PgCluster) {
+    let name = format!(
+        "{}-{kind}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    );
     let dir = kc_testkit::target_dir()
         .join("kc-testkit")
         .join("run")
-        .join(format!(
-            "{}-explicit-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-    let cluster = PgCluster::start(&dir, ClusterOptions::default())
+        .join(name);
+    let cluster = PgCluster::start(&dir, options).await.unwrap();
+    (dir, cluster)
+}
+
+/// A connection to the `postgres` database of `cluster`.
+async fn connect(cluster: &PgCluster) -> PgConnection {
+    PgConnection::connect(&cluster.url("postgres"))
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_cluster_starts_serves_and_removes_its_ephemeral_data_dir_on_stop() {
+    let (dir, cluster) = start_in_run_dir("explicit", ClusterOptions::default()).await;
     assert!(
         cluster
             .url("postgres")
             .ends_with(&format!(":{}/postgres", cluster.port()))
     );
 
-    let mut conn = PgConnection::connect(&cluster.url("postgres"))
-        .await
-        .unwrap();
+    let mut conn = connect(&cluster).await;
     let settings: Vec<(String, String)> = sqlx::query_as(
         "SELECT name, setting FROM pg_settings \
          WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'listen_addresses') \
@@ -109,20 +120,8 @@ async fn a_cluster_starts_serves_and_removes_its_ephemeral_data_dir_on_stop() {
 
 #[tokio::test]
 async fn a_persistent_cluster_keeps_its_data_across_restarts() {
-    let dir = kc_testkit::target_dir()
-        .join("kc-testkit")
-        .join("run")
-        .join(format!(
-            "{}-persistent-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-    let cluster = PgCluster::start(&dir, ClusterOptions::persistent())
-        .await
-        .unwrap();
-    let mut conn = PgConnection::connect(&cluster.url("postgres"))
-        .await
-        .unwrap();
+    let (dir, cluster) = start_in_run_dir("persistent", ClusterOptions::persistent()).await;
+    let mut conn = connect(&cluster).await;
     sqlx::query("CREATE TABLE kept (id int)")
         .execute(&mut conn)
         .await
@@ -134,9 +133,7 @@ async fn a_persistent_cluster_keeps_its_data_across_restarts() {
     let cluster = PgCluster::start(&dir, ClusterOptions::persistent())
         .await
         .unwrap();
-    let mut conn = PgConnection::connect(&cluster.url("postgres"))
-        .await
-        .unwrap();
+    let mut conn = connect(&cluster).await;
     let kept: Option<String> = sqlx::query_scalar("SELECT to_regclass('kept')::text")
         .fetch_one(&mut conn)
         .await

@@ -802,8 +802,13 @@ impl Api {
         }
     }
 
-    /// Signs in: the access token.
-    async fn login(&self, email: &str, password: &str) -> anyhow::Result<String> {
+    /// Signs in: the access token, or identity's refusal of the password (Unauthenticated:
+    /// a wrong password, no such account or an unproven address, answered alike).
+    async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> anyhow::Result<Result<String, tonic::Status>> {
         let request = LoginRequest {
             email: email.to_owned(),
             password: password.to_owned(),
@@ -815,34 +820,27 @@ impl Api {
             })
             .await
         {
-            Ok(response) => Ok(response.access_token),
-            Err(status) if status.code() == Code::Unauthenticated => bail!(
+            Ok(response) => Ok(Ok(response.access_token)),
+            Err(status) if status.code() == Code::Unauthenticated => Ok(Err(status)),
+            Err(status) => Err(failed(&format!("Login of {email}"), &status)),
+        }
+    }
+
+    /// Signs in: the access token.
+    async fn login(&self, email: &str, password: &str) -> anyhow::Result<String> {
+        self.sign_in(email, password).await?.map_err(|status| {
+            anyhow!(
                 "{email} cannot sign in with its password ({}): its account was made with \
                  another one; start over with `cargo xtask up --fresh --seed demo`",
                 status.message()
-            ),
-            Err(status) => Err(failed(&format!("Login of {email}"), &status)),
-        }
+            )
+        })
     }
 
     /// Signs in, if the password is right: `None` when it is not (or the account does not
     /// exist, or its address is not proven: identity answers these alike).
     async fn try_login(&self, email: &str, password: &str) -> anyhow::Result<Option<String>> {
-        let request = LoginRequest {
-            email: email.to_owned(),
-            password: password.to_owned(),
-        };
-        match self
-            .session(|mut client| {
-                let request = request.clone();
-                async move { client.login(request).await }
-            })
-            .await
-        {
-            Ok(response) => Ok(Some(response.access_token)),
-            Err(status) if status.code() == Code::Unauthenticated => Ok(None),
-            Err(status) => Err(failed(&format!("Login of {email}"), &status)),
-        }
+        Ok(self.sign_in(email, password).await?.ok())
     }
 
     /// Registers `person` with `password`. The answer is the same whatever the address (rule

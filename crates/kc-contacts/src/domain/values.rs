@@ -58,29 +58,19 @@ pub trait AsText {
     fn as_text(&self) -> &str;
 }
 
-impl AsText for SiteNumber {
-    fn as_text(&self) -> &str {
-        self.as_str()
-    }
+/// `AsText` of values whose `as_str` is their text (an inherent method of each, so no
+/// blanket impl can name it).
+macro_rules! as_text_is_as_str {
+    ($($value:ty),+ $(,)?) => {
+        $(impl AsText for $value {
+            fn as_text(&self) -> &str {
+                self.as_str()
+            }
+        })+
+    };
 }
 
-impl AsText for CustomerNumber {
-    fn as_text(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl AsText for CountryCode {
-    fn as_text(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl AsText for Locale {
-    fn as_text(&self) -> &str {
-        self.as_str()
-    }
-}
+as_text_is_as_str!(SiteNumber, CustomerNumber, CountryCode, Locale);
 
 /// Serializes a value as its text (for `#[serde(serialize_with)]`: the audit trail records
 /// sites with their numbers, country and language as plain strings).

@@ -54,7 +54,35 @@ impl TryFrom<ContactRow> for Contact {
     }
 }
 
-fn contacts(rows: Vec<ContactRow>) -> Result<Vec<Contact>, sqlx::Error> {
+/// `SELECT` of a [`Contact`]'s columns and then `$rest` (`FROM`, `WHERE`...), static SQL.
+macro_rules! select {
+    ($rest:literal) => {
+        concat!("SELECT ", columns!(), $rest)
+    };
+}
+
+/// A query of contact rows.
+type ContactQuery<'q> =
+    sqlx::query::QueryAs<'q, sqlx::Postgres, ContactRow, sqlx::postgres::PgArguments>;
+
+/// Runs `query`, which returns at most one contact.
+async fn optional(
+    conn: &mut PgConnection,
+    query: ContactQuery<'_>,
+) -> Result<Option<Contact>, sqlx::Error> {
+    query
+        .fetch_optional(conn)
+        .await?
+        .map(Contact::try_from)
+        .transpose()
+}
+
+/// Runs `query`: every contact it returns, in its order.
+async fn all(
+    conn: &mut PgConnection,
+    query: ContactQuery<'_>,
+) -> Result<Vec<Contact>, sqlx::Error> {
+    let rows = query.fetch_all(conn).await?;
     rows.into_iter().map(Contact::try_from).collect()
 }
 
@@ -90,15 +118,8 @@ pub(crate) async fn get(
     conn: &mut PgConnection,
     contact_id: Uuid,
 ) -> Result<Option<Contact>, sqlx::Error> {
-    let row: Option<ContactRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM contacts WHERE contact_id = $1"
-    ))
-    .bind(contact_id)
-    .fetch_optional(conn)
-    .await?;
-    row.map(Contact::try_from).transpose()
+    let query = sqlx::query_as(select!(" FROM contacts WHERE contact_id = $1")).bind(contact_id);
+    optional(conn, query).await
 }
 
 /// A contact by id, only when it belongs to `site_id` (any site when `None`): a caller
@@ -108,16 +129,12 @@ pub(crate) async fn get_in_site(
     contact_id: Uuid,
     site_id: Option<Uuid>,
 ) -> Result<Option<Contact>, sqlx::Error> {
-    let row: Option<ContactRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
+    let query = sqlx::query_as(select!(
         " FROM contacts WHERE contact_id = $1 AND ($2::uuid IS NULL OR site_id = $2)"
     ))
     .bind(contact_id)
-    .bind(site_id)
-    .fetch_optional(conn)
-    .await?;
-    row.map(Contact::try_from).transpose()
+    .bind(site_id);
+    optional(conn, query).await
 }
 
 /// Every contact of a site, in display order (role, then creation).
@@ -125,15 +142,11 @@ pub(crate) async fn of_site(
     conn: &mut PgConnection,
     site_id: Uuid,
 ) -> Result<Vec<Contact>, sqlx::Error> {
-    let rows: Vec<ContactRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
+    let query = sqlx::query_as(select!(
         " FROM contacts WHERE site_id = $1 ORDER BY role, contact_id"
     ))
-    .bind(site_id)
-    .fetch_all(conn)
-    .await?;
-    contacts(rows)
+    .bind(site_id);
+    all(conn, query).await
 }
 
 /// Up to `limit` contacts of a site with one of `roles` (all roles when empty), after the
@@ -145,9 +158,7 @@ pub(crate) async fn page_of_site(
     after: Option<(i16, Uuid)>,
     limit: i64,
 ) -> Result<Vec<Contact>, sqlx::Error> {
-    let rows: Vec<ContactRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
+    let query = sqlx::query_as(select!(
         " FROM contacts WHERE site_id = $1 \
            AND (cardinality($2::smallint[]) = 0 OR role = ANY($2)) \
            AND ($3::smallint IS NULL OR (role, contact_id) > ($3, $4)) \
@@ -157,10 +168,8 @@ pub(crate) async fn page_of_site(
     .bind(roles)
     .bind(after.map(|(role, _)| role))
     .bind(after.map(|(_, id)| id))
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    contacts(rows)
+    .bind(limit);
+    all(conn, query).await
 }
 
 /// Up to `limit` contacts of a user after `after`, in contact-id order.
@@ -170,18 +179,14 @@ pub(crate) async fn page_of_user(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Contact>, sqlx::Error> {
-    let rows: Vec<ContactRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
+    let query = sqlx::query_as(select!(
         " FROM contacts WHERE user_id = $1 AND ($2::uuid IS NULL OR contact_id > $2) \
          ORDER BY contact_id LIMIT $3"
     ))
     .bind(user_id)
     .bind(after)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    contacts(rows)
+    .bind(limit);
+    all(conn, query).await
 }
 
 /// The holders of `role` on a site.
@@ -190,16 +195,12 @@ pub(crate) async fn holders(
     site_id: Uuid,
     role: ContactRole,
 ) -> Result<Vec<Contact>, sqlx::Error> {
-    let rows: Vec<ContactRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
+    let query = sqlx::query_as(select!(
         " FROM contacts WHERE site_id = $1 AND role = $2 ORDER BY contact_id"
     ))
     .bind(site_id)
-    .bind(role.stored())
-    .fetch_all(conn)
-    .await?;
-    contacts(rows)
+    .bind(role.stored());
+    all(conn, query).await
 }
 
 /// The roles `user_id` holds on a site, and whether anyone holds SITE_TECHNICAL there: what

@@ -89,7 +89,32 @@ impl TryFrom<SiteRow> for Site {
     }
 }
 
-fn sites(rows: Vec<SiteRow>) -> Result<Vec<Site>, sqlx::Error> {
+/// `SELECT` of a [`Site`]'s columns from the sites joined with their primary contact, and
+/// then `$rest` (`WHERE`...), static SQL.
+macro_rules! select_sites {
+    ($rest:literal) => {
+        concat!("SELECT ", site_columns!(), site_from!(), $rest)
+    };
+}
+
+/// A query of site rows.
+type SiteQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, SiteRow, sqlx::postgres::PgArguments>;
+
+/// Runs `query`, which returns at most one site.
+async fn optional(
+    conn: &mut PgConnection,
+    query: SiteQuery<'_>,
+) -> Result<Option<Site>, sqlx::Error> {
+    query
+        .fetch_optional(conn)
+        .await?
+        .map(Site::try_from)
+        .transpose()
+}
+
+/// Runs `query`: every site it returns, in its order.
+async fn all(conn: &mut PgConnection, query: SiteQuery<'_>) -> Result<Vec<Site>, sqlx::Error> {
+    let rows = query.fetch_all(conn).await?;
     rows.into_iter().map(Site::try_from).collect()
 }
 
@@ -165,16 +190,8 @@ pub(crate) async fn get(
     conn: &mut PgConnection,
     site_id: Uuid,
 ) -> Result<Option<Site>, sqlx::Error> {
-    let row: Option<SiteRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        site_columns!(),
-        site_from!(),
-        "WHERE s.site_id = $1"
-    ))
-    .bind(site_id)
-    .fetch_optional(conn)
-    .await?;
-    row.map(Site::try_from).transpose()
+    let query = sqlx::query_as(select_sites!("WHERE s.site_id = $1")).bind(site_id);
+    optional(conn, query).await
 }
 
 /// The site with this id, locked until the transaction ends. Every change to a site or its
@@ -197,16 +214,9 @@ pub(crate) async fn lock(
         .bind(site_id)
         .execute(&mut *conn)
         .await?;
-    let row: Option<SiteRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        site_columns!(),
-        site_from!(),
-        "WHERE s.site_id = $1 FOR UPDATE OF s, p"
-    ))
-    .bind(site_id)
-    .fetch_optional(conn)
-    .await?;
-    row.map(Site::try_from).transpose()
+    let query =
+        sqlx::query_as(select_sites!("WHERE s.site_id = $1 FOR UPDATE OF s, p")).bind(site_id);
+    optional(conn, query).await
 }
 
 /// The site with this site number.
@@ -214,16 +224,8 @@ pub(crate) async fn get_by_number(
     conn: &mut PgConnection,
     site_number: &str,
 ) -> Result<Option<Site>, sqlx::Error> {
-    let row: Option<SiteRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        site_columns!(),
-        site_from!(),
-        "WHERE s.site_number = $1"
-    ))
-    .bind(site_number)
-    .fetch_optional(conn)
-    .await?;
-    row.map(Site::try_from).transpose()
+    let query = sqlx::query_as(select_sites!("WHERE s.site_number = $1")).bind(site_number);
+    optional(conn, query).await
 }
 
 /// The sites with these ids (in no particular order; unknown ids are absent).
@@ -231,16 +233,8 @@ pub(crate) async fn get_many(
     conn: &mut PgConnection,
     site_ids: &[Uuid],
 ) -> Result<Vec<Site>, sqlx::Error> {
-    let rows: Vec<SiteRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        site_columns!(),
-        site_from!(),
-        "WHERE s.site_id = ANY($1)"
-    ))
-    .bind(site_ids)
-    .fetch_all(conn)
-    .await?;
-    sites(rows)
+    let query = sqlx::query_as(select_sites!("WHERE s.site_id = ANY($1)")).bind(site_ids);
+    all(conn, query).await
 }
 
 /// Up to `limit` sites after site number `after`, optionally of one customer, in site-number order.
@@ -250,20 +244,15 @@ pub(crate) async fn list(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Site>, sqlx::Error> {
-    let rows: Vec<SiteRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        site_columns!(),
-        site_from!(),
+    let query = sqlx::query_as(select_sites!(
         "WHERE ($1::text IS NULL OR s.customer_number = $1) \
            AND ($2::text IS NULL OR s.site_number > $2) \
          ORDER BY s.site_number LIMIT $3"
     ))
     .bind(customer_number)
     .bind(after)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    sites(rows)
+    .bind(limit);
+    all(conn, query).await
 }
 
 /// Writes the changeable fields of `site` and bumps its version.

@@ -198,14 +198,8 @@ async fn customer_tokens_are_refused_on_every_rpc() {
     let created = h.create(site_request("1000001", "2000001", user())).await;
     let site = created.site.expect("site");
     let token = h.customer_token();
-    for (rpc, status) in every_rpc(
-        &h,
-        Some(&token),
-        &site.site_id,
-        &created.contacts[0].contact_id,
-    )
-    .await
-    {
+    let contact_id = &created.contacts[0].contact_id;
+    for (rpc, status) in every_rpc(&h, Some(&token), &site.site_id, contact_id).await {
         assert_eq!(status.code(), Code::PermissionDenied, "{rpc}: {status:?}");
         assert!(status.message().contains("gateway"), "{rpc}: {status:?}");
     }
@@ -216,14 +210,7 @@ async fn customer_tokens_are_refused_on_every_rpc() {
         kc_runtime::token::CallerKind::Customer,
         "p@example.com",
     );
-    for (rpc, status) in every_rpc(
-        &h,
-        Some(&own),
-        &site.site_id,
-        &created.contacts[0].contact_id,
-    )
-    .await
-    {
+    for (rpc, status) in every_rpc(&h, Some(&own), &site.site_id, contact_id).await {
         assert_eq!(status.code(), Code::PermissionDenied, "{rpc}: {status:?}");
     }
     // Nothing was written.

@@ -7,13 +7,21 @@ use uuid::Uuid;
 
 use pb::ContactRole as R;
 
+/// GetSiteCompliance of `site_id` as the service.
+async fn get_compliance(
+    h: &Harness,
+    site_id: &str,
+) -> Result<tonic::Response<pb::GetSiteComplianceResponse>, tonic::Status> {
+    let request = pb::GetSiteComplianceRequest {
+        site_id: site_id.into(),
+    };
+    h.client().get_site_compliance(h.svc(request)).await
+}
+
+/// The compliance gaps of `site_id`: kind and description.
 async fn compliance(h: &Harness, site_id: &str) -> Vec<(pb::ComplianceGapKind, String)> {
-    h.client()
-        .get_site_compliance(h.svc(pb::GetSiteComplianceRequest {
-            site_id: site_id.into(),
-        }))
-        .await
-        .expect("compliance")
+    let response = get_compliance(h, site_id).await.expect("compliance");
+    response
         .into_inner()
         .compliance
         .expect("compliance")
@@ -151,38 +159,16 @@ async fn compliance_reports_each_gap_and_lists_the_sites_that_have_one() {
         .collect();
     assert_eq!(kinds, [G::NoRenewalContact]);
     // Bad arguments.
-    expect_field(
-        h.client()
-            .list_compliance_gaps(h.svc(pb::ListComplianceGapsRequest {
-                page_size: 0,
-                page_token: "?".into(),
-            }))
-            .await,
-        "page_token",
-    );
-    expect_field(
-        h.client()
-            .list_compliance_gaps(h.svc(pb::ListComplianceGapsRequest {
-                page_size: 5000,
-                page_token: String::new(),
-            }))
-            .await,
-        "page_size",
-    );
-    expect_field(
-        h.client()
-            .get_site_compliance(h.svc(pb::GetSiteComplianceRequest {
-                site_id: "1000001".into(),
-            }))
-            .await,
-        "site_id",
-    );
+    for (page_size, page_token, field) in [(0, "?", "page_token"), (5000, "", "page_size")] {
+        let request = pb::ListComplianceGapsRequest {
+            page_size,
+            page_token: page_token.into(),
+        };
+        expect_field(h.client().list_compliance_gaps(h.svc(request)).await, field);
+    }
+    expect_field(get_compliance(&h, "1000001").await, "site_id");
     expect_code(
-        h.client()
-            .get_site_compliance(h.svc(pb::GetSiteComplianceRequest {
-                site_id: Uuid::new_v4().to_string(),
-            }))
-            .await,
+        get_compliance(&h, &Uuid::new_v4().to_string()).await,
         Code::NotFound,
     );
 }

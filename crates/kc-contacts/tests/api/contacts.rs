@@ -1,9 +1,7 @@
 //! AssignContact, UpdateContact, RemoveContact and ReplaceContact (rules C1, C3, C5, C6, C8,
 //! C9, L1).
 
-use crate::helpers::{
-    Harness, expect_code, expect_field, expect_rule, mask, role, site_request, user,
-};
+use crate::helpers::{Harness, expect_code, expect_field, expect_rule, role, site_request, user};
 use kc_proto::contacts::{self as pb};
 use tonic::Code;
 use uuid::Uuid;
@@ -456,18 +454,7 @@ async fn the_stc_of_a_site_with_active_support_cannot_be_removed() {
         std::slice::from_ref(&stc)
     );
     // Once S&S is off, the STC may go.
-    h.client()
-        .update_site(h.svc(pb::UpdateSiteRequest {
-            site: Some(pb::Site {
-                site_id: site.site_id.clone(),
-                support_active: false,
-                ..Default::default()
-            }),
-            update_mask: mask(&["support_active"]),
-            etag: String::new(),
-        }))
-        .await
-        .expect("support off");
+    h.update_site(h.set_support(&site.site_id, false, "")).await;
     let removed = h.remove_contact(remove(&stc.etag)).await;
     assert_eq!(removed, stc);
     assert!(

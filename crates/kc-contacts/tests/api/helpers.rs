@@ -91,6 +91,27 @@ impl Harness {
         ContactRegistryServiceClient::new(self.channel.clone())
     }
 
+    /// Sends each of `requests` with `rpc`, each on its own client and task, all at once (see
+    /// [`all_at_once`]): the answers, in the order of `requests`.
+    pub async fn at_once<Req, Resp, Fut>(
+        &self,
+        requests: impl IntoIterator<Item = Request<Req>>,
+        rpc: impl Fn(Client, Request<Req>) -> Fut,
+    ) -> Vec<Result<Resp, Status>>
+    where
+        Resp: Send + 'static,
+        Fut: std::future::Future<Output = Result<tonic::Response<Resp>, Status>> + Send + 'static,
+    {
+        let calls = requests
+            .into_iter()
+            .map(|request| {
+                let call = rpc(self.client(), request);
+                async move { call.await.map(tonic::Response::into_inner) }
+            })
+            .collect();
+        all_at_once(calls).await
+    }
+
     /// A request from the service account, acting for nobody.
     pub fn svc<T>(&self, message: T) -> Request<T> {
         authed(&self.service_token, message)
@@ -138,21 +159,8 @@ impl Harness {
     /// The top level of every tool, explicitly granted (T8): a person with every authority
     /// on the site but no role (an account-management holder, as the gateway vouches).
     pub async fn grant_all(&self, site_id: &str, user: Uuid) {
-        use kc_proto::access as a;
-        self.grant(
-            site_id,
-            user,
-            a::ToolAccess {
-                software: a::SoftwareAccess::Full as i32,
-                reporting: a::ReportingAccess::View as i32,
-                entitlements: a::EntitlementsAccess::Update as i32,
-                account_management: a::AccountManagementAccess::Granted as i32,
-                manage_access: a::ManageAccess::Update as i32,
-                contact_updates: a::ContactUpdatesAccess::Update as i32,
-                account_documents: a::AccountDocumentsAccess::View as i32,
-            },
-        )
-        .await;
+        self.grant(site_id, user, kc_testkit::fixtures::top_tools())
+            .await;
     }
 
     /// Contact updates UPDATE, explicitly granted (T8): what the gateway asks of a person
@@ -278,6 +286,25 @@ impl Harness {
             .into_inner()
             .site
             .expect("site")
+    }
+
+    /// An UpdateSite of the service that turns S&S of `site_id` on or off (`active`), with
+    /// `etag` (empty: none).
+    pub fn set_support(
+        &self,
+        site_id: &str,
+        active: bool,
+        etag: &str,
+    ) -> Request<pb::UpdateSiteRequest> {
+        self.svc(pb::UpdateSiteRequest {
+            site: Some(pb::Site {
+                site_id: site_id.into(),
+                support_active: active,
+                ..Default::default()
+            }),
+            update_mask: mask(&["support_active"]),
+            etag: etag.into(),
+        })
     }
 
     /// UpdateContact with `request` (its caller and message); the test fails when refused.

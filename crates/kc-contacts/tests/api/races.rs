@@ -17,6 +17,81 @@ use pb::ContactRole as R;
 /// A future run on its own task.
 type BoxTask<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
+/// Transfers the primary contact of `site_id` to each of `users`, all at once, each with
+/// `etag` (empty: none).
+async fn transfers_at_once(
+    h: &Harness,
+    site_id: &str,
+    users: &[Uuid],
+    etag: &str,
+) -> Vec<Result<pb::TransferPrimaryContactResponse, Status>> {
+    let requests = users.iter().map(|u| {
+        h.op(pb::TransferPrimaryContactRequest {
+            site_id: site_id.to_owned(),
+            new_user_id: u.to_string(),
+            etag: etag.to_owned(),
+            previous_primary_role: 0,
+        })
+    });
+    h.at_once(requests, async |mut client, request| {
+        client.transfer_primary_contact(request).await
+    })
+    .await
+}
+
+/// The primary transfers of `site_id` as (previous, new) primary user, in the order they
+/// took the site's lock: the audit trail's.
+async fn audited_transfers(h: &Harness, site_id: &str) -> Vec<(String, String)> {
+    let field = |text: &str| -> String {
+        serde_json::from_str::<serde_json::Value>(text).expect("json")["primary_user_id"]
+            .as_str()
+            .expect("primary_user_id")
+            .to_owned()
+    };
+    h.audit(site_id)
+        .await
+        .iter()
+        .rev()
+        .filter(|r| r.action == "primary.transferred")
+        .map(|r| (field(&r.before_json), field(&r.after_json)))
+        .collect()
+}
+
+/// The primary transfers the events report, as (previous, new) primary user, in stream order.
+fn streamed_transfers(events: &[pb::Event]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(Payload::PrimaryTransferred(p)) => {
+                Some((p.previous_user_id.clone(), p.new_user_id.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The holders of `role` on `site_id`, read with `token` on a task's own client.
+async fn holders(
+    client: &mut helpers::Client,
+    token: &str,
+    site_id: &str,
+    role: R,
+) -> Vec<pb::Contact> {
+    client
+        .list_site_contacts(helpers::authed(
+            token,
+            pb::ListSiteContactsRequest {
+                site_id: site_id.to_owned(),
+                roles: vec![role as i32],
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list the holders of a role")
+        .into_inner()
+        .contacts
+}
+
 // rule C6: 20 tasks add distinct SECONDARY contacts at once: exactly 4 succeed, the others
 // are refused citing C6, and the site ends with 4.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -24,22 +99,19 @@ async fn twenty_concurrent_secondary_assignments_admit_exactly_four() {
     let h = Harness::start().await;
     let site = h.site("1000001", "2000001", user()).await;
     let users: Vec<Uuid> = (0..20).map(|_| user()).collect();
-    let results = all_at_once(
-        users
-            .iter()
-            .map(|u| {
-                let mut client = h.client();
-                let request = h.op(pb::AssignContactRequest {
-                    site_id: site.site_id.clone(),
-                    user_id: u.to_string(),
-                    role: R::Secondary as i32,
-                    details: None,
-                });
-                async move { client.assign_contact(request).await.map(|r| r.into_inner()) }
-            })
-            .collect(),
-    )
-    .await;
+    let requests = users.iter().map(|u| {
+        h.op(pb::AssignContactRequest {
+            site_id: site.site_id.clone(),
+            user_id: u.to_string(),
+            role: R::Secondary as i32,
+            details: None,
+        })
+    });
+    let results = h
+        .at_once(requests, async |mut client, request| {
+            client.assign_contact(request).await
+        })
+        .await;
     let mut admitted = HashSet::new();
     for (u, result) in users.iter().zip(results) {
         match result {
@@ -80,21 +152,19 @@ async fn concurrent_assignments_of_a_single_holder_role_admit_one() {
     let h = Harness::start().await;
     let site = h.site("1000001", "2000001", user()).await;
     for (single, rule) in [(R::Renewal, "C6"), (R::Administrative, "C3")] {
-        let results = all_at_once(
-            (0..10)
-                .map(|_| {
-                    let mut client = h.client();
-                    let request = h.op(pb::AssignContactRequest {
-                        site_id: site.site_id.clone(),
-                        user_id: user().to_string(),
-                        role: single as i32,
-                        details: None,
-                    });
-                    async move { client.assign_contact(request).await.map(|r| r.into_inner()) }
-                })
-                .collect(),
-        )
-        .await;
+        let requests = (0..10).map(|_| {
+            h.op(pb::AssignContactRequest {
+                site_id: site.site_id.clone(),
+                user_id: user().to_string(),
+                role: single as i32,
+                details: None,
+            })
+        });
+        let results = h
+            .at_once(requests, async |mut client, request| {
+                client.assign_contact(request).await
+            })
+            .await;
         let mut winners = 0;
         for result in results {
             match result {
@@ -130,19 +200,7 @@ async fn ten_concurrent_primary_transfers_keep_exactly_one_primary_at_every_mome
             loop {
                 // One more read after the transfers finished.
                 let last = done.load(Ordering::SeqCst);
-                let primaries = client
-                    .list_site_contacts(helpers::authed(
-                        &token,
-                        pb::ListSiteContactsRequest {
-                            site_id: site_id.clone(),
-                            roles: vec![R::Primary as i32],
-                            ..Default::default()
-                        },
-                    ))
-                    .await
-                    .expect("list primaries")
-                    .into_inner()
-                    .contacts;
+                let primaries = holders(&mut client, &token, &site_id, R::Primary).await;
                 assert_eq!(
                     primaries.len(),
                     1,
@@ -166,27 +224,7 @@ async fn ten_concurrent_primary_transfers_keep_exactly_one_primary_at_every_mome
         })
     };
     let users: Vec<Uuid> = (0..10).map(|_| user()).collect();
-    let results = all_at_once(
-        users
-            .iter()
-            .map(|u| {
-                let mut client = h.client();
-                let request = h.op(pb::TransferPrimaryContactRequest {
-                    site_id: site.site_id.clone(),
-                    new_user_id: u.to_string(),
-                    etag: String::new(),
-                    previous_primary_role: 0,
-                });
-                async move {
-                    client
-                        .transfer_primary_contact(request)
-                        .await
-                        .map(|r| r.into_inner())
-                }
-            })
-            .collect(),
-    )
-    .await;
+    let results = transfers_at_once(&h, &site.site_id, &users, "").await;
     done.store(true, Ordering::SeqCst);
     tokio::time::timeout(PATIENCE, reader)
         .await
@@ -208,20 +246,7 @@ async fn ten_concurrent_primary_transfers_keep_exactly_one_primary_at_every_mome
 
     // The transfers form one chain in the order they took the site's lock (the audit
     // trail's order), starting at the original primary.
-    let field = |text: &str| -> String {
-        serde_json::from_str::<serde_json::Value>(text).expect("json")["primary_user_id"]
-            .as_str()
-            .expect("primary_user_id")
-            .to_owned()
-    };
-    let chain: Vec<(String, String)> = h
-        .audit(&site.site_id)
-        .await
-        .iter()
-        .rev()
-        .filter(|r| r.action == "primary.transferred")
-        .map(|r| (field(&r.before_json), field(&r.after_json)))
-        .collect();
+    let chain = audited_transfers(&h, &site.site_id).await;
     assert_eq!(chain.len(), 10);
     assert_eq!(chain[0].0, original.to_string());
     for pair in chain.windows(2) {
@@ -233,15 +258,7 @@ async fn ten_concurrent_primary_transfers_keep_exactly_one_primary_at_every_mome
     // The events report the same transfers (their order is the subject of
     // `events_carry_the_current_primary_under_concurrent_transfers`).
     let events = h.events("", 11).await;
-    let published: HashSet<(String, String)> = events
-        .iter()
-        .filter_map(|e| match &e.payload {
-            Some(Payload::PrimaryTransferred(p)) => {
-                Some((p.previous_user_id.clone(), p.new_user_id.clone()))
-            }
-            _ => None,
-        })
-        .collect();
+    let published: HashSet<(String, String)> = streamed_transfers(&events).into_iter().collect();
     assert_eq!(published, chain.iter().cloned().collect::<HashSet<_>>());
     assert_eq!(chain[9].1, final_primary);
     // Each response names the primary it replaced, consistent with the chain.
@@ -327,29 +344,8 @@ async fn events_carry_the_current_primary_under_concurrent_transfers() {
     let total = h.outbox_count().await;
     let events = h.events("", usize::try_from(total).expect("count")).await;
     // The order the transfers happened in: the audit trail's (appended under the site lock).
-    let field = |text: &str| -> String {
-        serde_json::from_str::<serde_json::Value>(text).expect("json")["primary_user_id"]
-            .as_str()
-            .expect("primary_user_id")
-            .to_owned()
-    };
-    let happened: Vec<(String, String)> = h
-        .audit(&site.site_id)
-        .await
-        .iter()
-        .rev()
-        .filter(|r| r.action == "primary.transferred")
-        .map(|r| (field(&r.before_json), field(&r.after_json)))
-        .collect();
-    let streamed: Vec<(String, String)> = events
-        .iter()
-        .filter_map(|e| match &e.payload {
-            Some(Payload::PrimaryTransferred(p)) => {
-                Some((p.previous_user_id.clone(), p.new_user_id.clone()))
-            }
-            _ => None,
-        })
-        .collect();
+    let happened = audited_transfers(&h, &site.site_id).await;
+    let streamed = streamed_transfers(&events);
     assert_eq!(happened.len(), 50);
     assert_eq!(
         streamed, happened,
@@ -387,27 +383,7 @@ async fn concurrent_transfers_with_the_same_etag_admit_one() {
     let original = user();
     let site = h.site("1000001", "2000001", original).await;
     let users: Vec<Uuid> = (0..10).map(|_| user()).collect();
-    let results = all_at_once(
-        users
-            .iter()
-            .map(|u| {
-                let mut client = h.client();
-                let request = h.op(pb::TransferPrimaryContactRequest {
-                    site_id: site.site_id.clone(),
-                    new_user_id: u.to_string(),
-                    etag: site.etag.clone(),
-                    previous_primary_role: 0,
-                });
-                async move {
-                    client
-                        .transfer_primary_contact(request)
-                        .await
-                        .map(|r| r.into_inner())
-                }
-            })
-            .collect(),
-    )
-    .await;
+    let results = transfers_at_once(&h, &site.site_id, &users, &site.etag).await;
     let mut winner = None;
     for (u, result) in users.iter().zip(results) {
         match result {
@@ -437,26 +413,23 @@ async fn two_updates_with_the_same_etag_one_wins() {
     for round in 0..5 {
         let current = h.get_site(&site.site_id).await;
         let names = [format!("Round {round} A"), format!("Round {round} B")];
-        let results = all_at_once(
-            names
-                .iter()
-                .map(|name| {
-                    let mut client = h.client();
-                    let request = h.svc(pb::UpdateSiteRequest {
-                        site: Some(pb::Site {
-                            site_id: site.site_id.clone(),
-                            name: name.clone(),
-                            admin_may_manage_access: round % 2 == 0,
-                            ..Default::default()
-                        }),
-                        update_mask: mask(&["name", "admin_may_manage_access"]),
-                        etag: current.etag.clone(),
-                    });
-                    async move { client.update_site(request).await.map(|r| r.into_inner()) }
-                })
-                .collect(),
-        )
-        .await;
+        let requests = names.iter().map(|name| {
+            h.svc(pb::UpdateSiteRequest {
+                site: Some(pb::Site {
+                    site_id: site.site_id.clone(),
+                    name: name.clone(),
+                    admin_may_manage_access: round % 2 == 0,
+                    ..Default::default()
+                }),
+                update_mask: mask(&["name", "admin_may_manage_access"]),
+                etag: current.etag.clone(),
+            })
+        });
+        let results = h
+            .at_once(requests, async |mut client, request| {
+                client.update_site(request).await
+            })
+            .await;
         let (won, lost): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
         assert_eq!(won.len(), 1, "round {round}: one update wins");
         let lost = lost
@@ -524,19 +497,7 @@ async fn removing_the_stc_while_it_is_replaced_is_refused_and_replacements_succe
             // Remove whatever contact is the STC now; a NotFound means it was replaced in
             // between: read again. The replacements are finite, so this ends.
             for _ in 0..50 {
-                let stcs = client
-                    .list_site_contacts(helpers::authed(
-                        &token,
-                        pb::ListSiteContactsRequest {
-                            site_id: site_id.clone(),
-                            roles: vec![R::SiteTechnical as i32],
-                            ..Default::default()
-                        },
-                    ))
-                    .await
-                    .expect("list stc")
-                    .into_inner()
-                    .contacts;
+                let stcs = holders(&mut client, &token, &site_id, R::SiteTechnical).await;
                 assert_eq!(stcs.len(), 1, "rule C5: the site always has its STC");
                 let result = client
                     .remove_contact(helpers::authed(
@@ -600,16 +561,12 @@ async fn removing_the_stc_while_it_is_replaced_is_refused_and_replacements_succe
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_site_creations_keep_one_original_site_and_unique_numbers() {
     let h = Harness::start().await;
-    let results = all_at_once(
-        (0..8)
-            .map(|i| {
-                let mut client = h.client();
-                let request = h.svc(site_request(&format!("100000{i}"), "2000001", user()));
-                async move { client.create_site(request).await.map(|r| r.into_inner()) }
-            })
-            .collect(),
-    )
-    .await;
+    let requests = (0..8).map(|i| h.svc(site_request(&format!("100000{i}"), "2000001", user())));
+    let results = h
+        .at_once(requests, async |mut client, request| {
+            client.create_site(request).await
+        })
+        .await;
     let originals = results
         .into_iter()
         .map(|r| r.expect("distinct numbers are all created"))
@@ -617,16 +574,12 @@ async fn concurrent_site_creations_keep_one_original_site_and_unique_numbers() {
         .count();
     assert_eq!(originals, 1, "a customer has exactly one original site");
 
-    let results = all_at_once(
-        (0..8)
-            .map(|i| {
-                let mut client = h.client();
-                let request = h.svc(site_request("1999999", &format!("300000{i}"), user()));
-                async move { client.create_site(request).await.map(|r| r.into_inner()) }
-            })
-            .collect(),
-    )
-    .await;
+    let requests = (0..8).map(|i| h.svc(site_request("1999999", &format!("300000{i}"), user())));
+    let results = h
+        .at_once(requests, async |mut client, request| {
+            client.create_site(request).await
+        })
+        .await;
     let mut created = 0;
     for result in results {
         match result {

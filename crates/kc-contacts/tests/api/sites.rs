@@ -216,11 +216,19 @@ async fn get_and_lookup_site() {
     let h = Harness::start().await;
     let site = h.site("1234567890", "2000001", user()).await;
     assert_eq!(h.get_site(&site.site_id).await, site);
-    let found = h
-        .client()
-        .lookup_site(h.svc(pb::LookupSiteRequest {
-            site_number: " 1234567890 ".into(),
-        }))
+    let get = async |site_id: &str| {
+        let request = pb::GetSiteRequest {
+            site_id: site_id.into(),
+        };
+        h.client().get_site(h.svc(request)).await
+    };
+    let lookup = async |site_number: &str| {
+        let request = pb::LookupSiteRequest {
+            site_number: site_number.into(),
+        };
+        h.client().lookup_site(h.svc(request)).await
+    };
+    let found = lookup(" 1234567890 ")
         .await
         .expect("lookup")
         .into_inner()
@@ -228,39 +236,11 @@ async fn get_and_lookup_site() {
         .expect("site");
     assert_eq!(found, site);
     // Unknown ones are NotFound; malformed ones name the field.
-    expect_code(
-        h.client()
-            .get_site(h.svc(pb::GetSiteRequest {
-                site_id: Uuid::new_v4().to_string(),
-            }))
-            .await,
-        Code::NotFound,
-    );
-    expect_code(
-        h.client()
-            .lookup_site(h.svc(pb::LookupSiteRequest {
-                site_number: "7654321".into(),
-            }))
-            .await,
-        Code::NotFound,
-    );
-    expect_field(
-        h.client()
-            .get_site(h.svc(pb::GetSiteRequest {
-                site_id: "not-a-uuid".into(),
-            }))
-            .await,
-        "site_id",
-    );
+    expect_code(get(&Uuid::new_v4().to_string()).await, Code::NotFound);
+    expect_code(lookup("7654321").await, Code::NotFound);
+    expect_field(get("not-a-uuid").await, "site_id");
     for bad in ["", "123456", "12345678901", "12a4567"] {
-        expect_field(
-            h.client()
-                .lookup_site(h.svc(pb::LookupSiteRequest {
-                    site_number: bad.into(),
-                }))
-                .await,
-            "site_number",
-        );
+        expect_field(lookup(bad).await, "site_number");
     }
 }
 
@@ -630,17 +610,7 @@ async fn update_site_changes_the_masked_fields_only() {
 async fn update_site_turning_support_on_needs_a_site_technical_contact() {
     let h = Harness::start().await;
     let site = h.site("1000001", "2000001", user()).await;
-    let turn_on = |etag: &str| {
-        h.svc(pb::UpdateSiteRequest {
-            site: Some(pb::Site {
-                site_id: site.site_id.clone(),
-                support_active: true,
-                ..Default::default()
-            }),
-            update_mask: mask(&["support_active"]),
-            etag: etag.into(),
-        })
-    };
+    let turn_on = |etag: &str| h.set_support(&site.site_id, true, etag);
     let audit_before = h.audit(&site.site_id).await;
     expect_rule(
         h.client().update_site(turn_on(&site.etag)).await,
@@ -658,15 +628,7 @@ async fn update_site_turning_support_on_needs_a_site_technical_contact() {
     assert!(on.support_active);
     // Turning it off needs nothing, and the STC stays.
     let off = h
-        .update_site(h.svc(pb::UpdateSiteRequest {
-            site: Some(pb::Site {
-                site_id: site.site_id.clone(),
-                support_active: false,
-                ..Default::default()
-            }),
-            update_mask: mask(&["support_active"]),
-            etag: on.etag.clone(),
-        }))
+        .update_site(h.set_support(&site.site_id, false, &on.etag))
         .await;
     assert!(!off.support_active);
     assert_eq!(

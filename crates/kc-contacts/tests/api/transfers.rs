@@ -14,17 +14,17 @@ async fn transfer_primary_keeps_the_old_primary_as_site_user_or_named_role() {
     let h = Harness::start().await;
     let (first, second, third) = (user(), user(), user());
     let site = h.site("1000001", "2000001", first).await;
-    let transfer = |new_user: Uuid, previous_role: R, etag: &str| {
-        h.op(pb::TransferPrimaryContactRequest {
+    // TransferPrimaryContact of the site as the operator.
+    let transfer = async |new_user: Uuid, previous_role: R, etag: &str| {
+        let request = h.op(pb::TransferPrimaryContactRequest {
             site_id: site.site_id.clone(),
             new_user_id: new_user.to_string(),
             etag: etag.into(),
             previous_primary_role: previous_role as i32,
-        })
+        });
+        h.client().transfer_primary_contact(request).await
     };
-    let response = h
-        .client()
-        .transfer_primary_contact(transfer(second, R::Unspecified, &site.etag))
+    let response = transfer(second, R::Unspecified, &site.etag)
         .await
         .expect("transfer")
         .into_inner();
@@ -41,23 +41,17 @@ async fn transfer_primary_keeps_the_old_primary_as_site_user_or_named_role() {
 
     // The old etag is stale now.
     expect_code(
-        h.client()
-            .transfer_primary_contact(transfer(third, R::Unspecified, &site.etag))
-            .await,
+        transfer(third, R::Unspecified, &site.etag).await,
         Code::Aborted,
     );
     // Transferring to the current primary: it already holds the role.
     expect_code(
-        h.client()
-            .transfer_primary_contact(transfer(second, R::Unspecified, &after.etag))
-            .await,
+        transfer(second, R::Unspecified, &after.etag).await,
         Code::AlreadyExists,
     );
     // The old primary may keep another role; PRIMARY itself is refused (C8).
     expect_rule(
-        h.client()
-            .transfer_primary_contact(transfer(third, R::Primary, &after.etag))
-            .await,
+        transfer(third, R::Primary, &after.etag).await,
         Code::FailedPrecondition,
         "C8",
     );
@@ -67,9 +61,7 @@ async fn transfer_primary_keeps_the_old_primary_as_site_user_or_named_role() {
         .await
         .expect("billing");
     expect_rule(
-        h.client()
-            .transfer_primary_contact(transfer(third, R::Billing, &after.etag))
-            .await,
+        transfer(third, R::Billing, &after.etag).await,
         Code::FailedPrecondition,
         "C6",
     );
@@ -80,9 +72,7 @@ async fn transfer_primary_keeps_the_old_primary_as_site_user_or_named_role() {
         second.to_string()
     );
 
-    let response = h
-        .client()
-        .transfer_primary_contact(transfer(third, R::Administrative, &after.etag))
+    let response = transfer(third, R::Administrative, &after.etag)
         .await
         .expect("transfer with a named role")
         .into_inner();
@@ -105,9 +95,7 @@ async fn transfer_primary_keeps_the_old_primary_as_site_user_or_named_role() {
         .await
         .expect("the primary also a site user");
     let site_now = h.get_site(&site.site_id).await;
-    let response = h
-        .client()
-        .transfer_primary_contact(transfer(first, R::Unspecified, &site_now.etag))
+    let response = transfer(first, R::Unspecified, &site_now.etag)
         .await
         .expect("transfer back")
         .into_inner();

@@ -162,19 +162,29 @@ impl KeyRing {
         storage::keys::lock(&mut tx).await?;
         self.reencrypt_locked(&mut tx).await?;
         if storage::keys::active(&mut tx).await?.is_none() {
-            let (kid, key) = new_key();
-            storage::keys::rotate(
-                &mut tx,
-                &kid,
-                &self.encryption.seal(&kid, &key)?,
-                &self.encryption.current.id(),
-                key.verifying_key().as_bytes(),
-            )
-            .await?;
+            let (kid, _, _) = self.store_new_key(&mut tx).await?;
             tracing::info!(kid = %kid, "created the first signing key");
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Makes a new key, sealed under the current key-encryption key, the signing key (the
+    /// previous one is retired). The caller holds the signing-key lock.
+    async fn store_new_key(
+        &self,
+        conn: &mut PgConnection,
+    ) -> anyhow::Result<(String, SigningKey, storage::keys::StoredKey)> {
+        let (kid, key) = new_key();
+        let stored = storage::keys::rotate(
+            conn,
+            &kid,
+            &self.encryption.seal(&kid, &key)?,
+            &self.encryption.current.id(),
+            key.verifying_key().as_bytes(),
+        )
+        .await?;
+        Ok((kid, key, stored))
     }
 
     /// Re-encrypts, under the current key-encryption key, every stored key that is a raw
@@ -263,15 +273,7 @@ impl KeyRing {
     pub async fn rotate(&self) -> anyhow::Result<PublicKey> {
         let mut tx = self.pool.begin().await?;
         storage::keys::lock(&mut tx).await?;
-        let (kid, key) = new_key();
-        let stored = storage::keys::rotate(
-            &mut tx,
-            &kid,
-            &self.encryption.seal(&kid, &key)?,
-            &self.encryption.current.id(),
-            key.verifying_key().as_bytes(),
-        )
-        .await?;
+        let (kid, key, stored) = self.store_new_key(&mut tx).await?;
         tx.commit().await?;
         *self.active.write().unwrap_or_else(|e| e.into_inner()) = Some((
             Instant::now(),

@@ -511,13 +511,7 @@ impl Identity {
         let mut tx = self.pool.begin().await?;
         // The user first, then its code: the order `register` takes them in, so a claim
         // and a proof of one user serialise instead of deadlocking.
-        let user = storage::users::find_by_email_for_update(&mut tx, address).await?;
-        let outstanding = match &user {
-            Some(user) => {
-                storage::verifications::get_for_update(&mut tx, user.user_id, address).await?
-            }
-            None => None,
-        };
+        let (user, outstanding) = lock_user_and_code(&mut tx, address).await?;
         let claim = outstanding.as_ref().and_then(|row| row.claim.as_ref());
         let password_matches = self
             .hasher
@@ -622,13 +616,7 @@ impl Identity {
         let address = email.as_str();
         let new_hash = self.hasher.hash(new).await?;
         let mut tx = self.pool.begin().await?;
-        let user = storage::users::find_by_email_for_update(&mut tx, address).await?;
-        let outstanding = match &user {
-            Some(user) => {
-                storage::verifications::get_for_update(&mut tx, user.user_id, address).await?
-            }
-            None => None,
-        };
+        let (user, outstanding) = lock_user_and_code(&mut tx, address).await?;
         let user_id = user.as_ref().map_or(Uuid::nil(), |user| user.user_id);
         if !self
             .judge_code(
@@ -1458,6 +1446,20 @@ fn local_part(email: &str) -> &str {
         .next()
         .filter(|part| !part.is_empty())
         .unwrap_or("user")
+}
+
+/// The user of `address` and its outstanding code for that address, both locked until the
+/// transaction ends (the user first: the order `register` takes them in).
+async fn lock_user_and_code(
+    conn: &mut PgConnection,
+    address: &str,
+) -> Result<(Option<User>, Option<storage::verifications::Outstanding>)> {
+    let user = storage::users::find_by_email_for_update(&mut *conn, address).await?;
+    let outstanding = match &user {
+        Some(user) => storage::verifications::get_for_update(conn, user.user_id, address).await?,
+        None => None,
+    };
+    Ok((user, outstanding))
 }
 
 /// A unique violation when an address becomes proven means a proven look-alike exists.

@@ -198,15 +198,8 @@ mod tests {
             "iso\u{2066}late",
             "\u{FEFF}bom",
             "soft\u{00AD}hyphen",
-        ] {
-            let error = DisplayName::parse("display_name", bad).unwrap_err();
-            assert_eq!(error.field, "display_name");
-            assert!(error.description.contains("rule I3"), "{error:?}");
-        }
-        assert!(DisplayName::parse("display_name", "a\u{0007}b").is_err());
-        // rule I3: default-ignorable fillers and selectors, the blank Braille pattern, and
-        // line or paragraph separators hide or break a name as well.
-        for bad in [
+            // rule I3: default-ignorable fillers and selectors, the blank Braille pattern,
+            // and line or paragraph separators hide or break a name as well.
             "\u{3164}",
             "hangul\u{3164}filler",
             "half\u{FFA0}width",
@@ -222,6 +215,7 @@ mod tests {
             assert_eq!(error.field, "display_name");
             assert!(error.description.contains("rule I3"), "{bad:?}: {error:?}");
         }
+        assert!(DisplayName::parse("display_name", "a\u{0007}b").is_err());
         assert_eq!(
             DisplayName::parse("display_name", " Éloïse Dupré-Nguyễn ")
                 .unwrap()

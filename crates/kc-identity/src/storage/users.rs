@@ -13,6 +13,13 @@ macro_rules! columns {
     };
 }
 
+/// `SELECT` of a [`User`]'s columns and then `$rest` (`FROM`, `WHERE`...), static SQL.
+macro_rules! select {
+    ($rest:literal) => {
+        concat!("SELECT ", columns!(), $rest)
+    };
+}
+
 #[derive(sqlx::FromRow)]
 struct UserRow {
     user_id: Uuid,
@@ -147,12 +154,7 @@ pub(crate) async fn get(
 ) -> Result<Option<User>, sqlx::Error> {
     optional_user(
         conn,
-        sqlx::query_as(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM users WHERE user_id = $1"
-        ))
-        .bind(user_id),
+        sqlx::query_as(select!(" FROM users WHERE user_id = $1")).bind(user_id),
     )
     .await
 }
@@ -164,12 +166,7 @@ pub(crate) async fn get_for_update(
 ) -> Result<Option<User>, sqlx::Error> {
     optional_user(
         conn,
-        sqlx::query_as(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM users WHERE user_id = $1 FOR UPDATE"
-        ))
-        .bind(user_id),
+        sqlx::query_as(select!(" FROM users WHERE user_id = $1 FOR UPDATE")).bind(user_id),
     )
     .await
 }
@@ -179,9 +176,7 @@ pub(crate) async fn get_many(
     conn: &mut PgConnection,
     user_ids: &[Uuid],
 ) -> Result<Vec<User>, sqlx::Error> {
-    let rows: Vec<UserRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
+    let rows: Vec<UserRow> = sqlx::query_as(select!(
         " FROM users JOIN unnest($1::uuid[]) WITH ORDINALITY AS wanted(id, position) \
          ON users.user_id = wanted.id ORDER BY wanted.position"
     ))
@@ -198,12 +193,7 @@ pub(crate) async fn find_by_email(
 ) -> Result<Option<User>, sqlx::Error> {
     optional_user(
         conn,
-        sqlx::query_as(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM users WHERE email = $1"
-        ))
-        .bind(email),
+        sqlx::query_as(select!(" FROM users WHERE email = $1")).bind(email),
     )
     .await
 }
@@ -215,12 +205,7 @@ pub(crate) async fn find_by_email_for_update(
 ) -> Result<Option<User>, sqlx::Error> {
     optional_user(
         conn,
-        sqlx::query_as(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM users WHERE email = $1 FOR UPDATE"
-        ))
-        .bind(email),
+        sqlx::query_as(select!(" FROM users WHERE email = $1 FOR UPDATE")).bind(email),
     )
     .await
 }
@@ -252,12 +237,7 @@ pub(crate) async fn find_credentials(
 ) -> Result<Option<(User, Option<String>)>, sqlx::Error> {
     optional_credentials(
         conn,
-        sqlx::query_as(concat!(
-            "SELECT ",
-            columns!(),
-            ", password_hash FROM users WHERE email = $1"
-        ))
-        .bind(email),
+        sqlx::query_as(select!(", password_hash FROM users WHERE email = $1")).bind(email),
     )
     .await
 }
@@ -271,9 +251,7 @@ pub(crate) async fn credentials_for_share(
 ) -> Result<Option<(User, Option<String>)>, sqlx::Error> {
     optional_credentials(
         conn,
-        sqlx::query_as(concat!(
-            "SELECT ",
-            columns!(),
+        sqlx::query_as(select!(
             ", password_hash FROM users WHERE user_id = $1 FOR SHARE"
         ))
         .bind(user_id),
@@ -451,9 +429,7 @@ pub(crate) async fn find_confusable(
 ) -> Result<Option<User>, sqlx::Error> {
     optional_user(
         conn,
-        sqlx::query_as(concat!(
-            "SELECT ",
-            columns!(),
+        sqlx::query_as(select!(
             " FROM users WHERE email_skeleton = $1 AND email_verified AND email <> $2 LIMIT 1"
         ))
         .bind(skeleton)

@@ -94,15 +94,7 @@ async fn watch_events_streams_the_user_lifecycle_to_services_only() {
 
     // Resuming after the last cursor yields only what came later, live.
     let mut stream = h.watch(&operator, &last_cursor).await;
-    h.client()
-        .enable_user(authed(
-            &operator,
-            pb::EnableUserRequest {
-                user_id: ada.user_id.clone(),
-            },
-        ))
-        .await
-        .unwrap();
+    h.enable_user(&operator, &ada.user_id).await.unwrap();
     let next = tokio::time::timeout(Duration::from_secs(20), stream.next())
         .await
         .expect("live event")

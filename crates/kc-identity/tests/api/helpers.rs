@@ -67,6 +67,11 @@ impl Harness {
         IdentityServiceClient::new(self.channel.clone())
     }
 
+    /// The keys `GetSigningKeys` serves, newest first.
+    pub async fn signing_keys(&self) -> Vec<pb::SigningKey> {
+        signing_keys(&self.channel).await
+    }
+
     /// The domain on the same database, for fixtures that have no public RPC (operators and
     /// service accounts are created by the binary's admin commands, which call these).
     pub async fn domain(&self) -> Identity {
@@ -233,4 +238,63 @@ impl Harness {
             .expect("service account");
         kc_testkit::identity::service_token(&self.channel, &client_id.to_string(), &secret).await
     }
+}
+
+/// Methods of [`Harness`] that call one RPC as the holder of a token: identity's answer as
+/// the client gives it (a generic method cannot name the client's RPCs). An RPC whose request
+/// is one string field takes that string.
+macro_rules! calls_as_caller {
+    ($($rpc:ident($request:ident $({ $field:ident })?) -> $response:ident;)+) => {
+        impl Harness {
+            $(calls_as_caller!(@one $rpc($request $({ $field })?) -> $response);)+
+        }
+    };
+    (@one $rpc:ident($request:ident) -> $response:ident) => {
+        #[doc = concat!("`", stringify!($rpc), "` as the holder of `token`.")]
+        pub async fn $rpc(
+            &self,
+            token: &str,
+            request: pb::$request,
+        ) -> Result<tonic::Response<pb::$response>, Status> {
+            self.client().$rpc(authed(token, request)).await
+        }
+    };
+    (@one $rpc:ident($request:ident { $field:ident }) -> $response:ident) => {
+        #[doc = concat!("`", stringify!($rpc), "` of `", stringify!($field), "` as the holder of `token`.")]
+        pub async fn $rpc(
+            &self,
+            token: &str,
+            $field: &str,
+        ) -> Result<tonic::Response<pb::$response>, Status> {
+            let request = pb::$request {
+                $field: $field.to_owned(),
+            };
+            self.client().$rpc(authed(token, request)).await
+        }
+    };
+}
+
+calls_as_caller! {
+    get_user(GetUserRequest { user_id }) -> GetUserResponse;
+    lookup_user(LookupUserRequest { email }) -> LookupUserResponse;
+    disable_user(DisableUserRequest { user_id }) -> DisableUserResponse;
+    enable_user(EnableUserRequest { user_id }) -> EnableUserResponse;
+    create_user(CreateUserRequest) -> CreateUserResponse;
+    invite_user(InviteUserRequest) -> InviteUserResponse;
+    batch_get_users(BatchGetUsersRequest) -> BatchGetUsersResponse;
+    update_user(UpdateUserRequest) -> UpdateUserResponse;
+    change_password(ChangePasswordRequest) -> ChangePasswordResponse;
+    change_email(ChangeEmailRequest) -> ChangeEmailResponse;
+    confirm_email_change(ConfirmEmailChangeRequest) -> ConfirmEmailChangeResponse;
+    rotate_signing_key(RotateSigningKeyRequest) -> RotateSigningKeyResponse;
+}
+
+/// The keys `GetSigningKeys` serves on `channel`, newest first.
+pub async fn signing_keys(channel: &Channel) -> Vec<pb::SigningKey> {
+    IdentityServiceClient::new(channel.clone())
+        .get_signing_keys(pb::GetSigningKeysRequest {})
+        .await
+        .expect("signing keys")
+        .into_inner()
+        .keys
 }

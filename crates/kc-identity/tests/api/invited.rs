@@ -13,18 +13,17 @@ const OWN_PASSWORD: &str = "the owner's own passphrase";
 const SQUATTER_PASSWORD: &str = "the squatter's passphrase";
 
 async fn invite(h: &Harness, operator: &str, email: &str) -> pb::InviteUserResponse {
-    h.client()
-        .invite_user(authed(
-            operator,
-            pb::InviteUserRequest {
-                email: email.into(),
-                display_name: "Owner From The Contract".into(),
-                locale: "fr".into(),
-            },
-        ))
-        .await
-        .expect("invite")
-        .into_inner()
+    h.invite_user(
+        operator,
+        pb::InviteUserRequest {
+            email: email.into(),
+            display_name: "Owner From The Contract".into(),
+            locale: "fr".into(),
+        },
+    )
+    .await
+    .expect("invite")
+    .into_inner()
 }
 
 async fn verify(h: &Harness, email: &str, code: &str, password: &str) -> Result<pb::User, Status> {
@@ -141,29 +140,27 @@ async fn a_squatters_claim_is_discarded_by_the_invitation_and_the_owner_proof_wi
     // Customers may not invite.
     let (_, customer) = h.customer("someone@example.com").await;
     expect_code(
-        h.client()
-            .invite_user(authed(
-                &customer,
-                pb::InviteUserRequest {
-                    email: "x@example.com".into(),
-                    display_name: "X".into(),
-                    locale: String::new(),
-                },
-            ))
-            .await,
+        h.invite_user(
+            &customer,
+            pb::InviteUserRequest {
+                email: "x@example.com".into(),
+                display_name: "X".into(),
+                locale: String::new(),
+            },
+        )
+        .await,
         Code::PermissionDenied,
     );
     expect_field(
-        h.client()
-            .invite_user(authed(
-                &operator,
-                pb::InviteUserRequest {
-                    email: "nobody-yet@example.com".into(),
-                    display_name: String::new(),
-                    locale: String::new(),
-                },
-            ))
-            .await,
+        h.invite_user(
+            &operator,
+            pb::InviteUserRequest {
+                email: "nobody-yet@example.com".into(),
+                display_name: String::new(),
+                locale: String::new(),
+            },
+        )
+        .await,
         "display_name",
     );
 }
@@ -216,25 +213,12 @@ async fn a_password_reset_proves_the_address_and_ends_every_session() {
             Code::Unauthenticated,
         );
         let status = expect_code(
-            h.client()
-                .get_user(authed(
-                    &session.access_token,
-                    pb::GetUserRequest {
-                        user_id: ada.user_id.clone(),
-                    },
-                ))
-                .await,
+            h.get_user(&session.access_token, &ada.user_id).await,
             Code::Unauthenticated,
         );
         assert_eq!(status.message(), "access token revoked");
     }
-    h.client()
-        .get_user(authed(
-            &fresh.access_token,
-            pb::GetUserRequest {
-                user_id: ada.user_id.clone(),
-            },
-        ))
+    h.get_user(&fresh.access_token, &ada.user_id)
         .await
         .expect("a token of the new sign-in works");
 
@@ -465,26 +449,24 @@ async fn the_user_itself_changes_its_login_email_with_a_code() {
     // Another user may not confirm it.
     let (_, bob_token) = h.customer("bob@example.com").await;
     expect_code(
-        h.client()
-            .confirm_email_change(authed(
-                &bob_token,
-                pb::ConfirmEmailChangeRequest {
-                    user_id: ada.user_id.clone(),
-                    code: mailed.code.clone(),
-                },
-            ))
-            .await,
+        h.confirm_email_change(
+            &bob_token,
+            pb::ConfirmEmailChangeRequest {
+                user_id: ada.user_id.clone(),
+                code: mailed.code.clone(),
+            },
+        )
+        .await,
         Code::PermissionDenied,
     );
     let changed = h
-        .client()
-        .confirm_email_change(authed(
+        .confirm_email_change(
             &token,
             pb::ConfirmEmailChangeRequest {
                 user_id: ada.user_id.clone(),
                 code: mailed.code.clone(),
             },
-        ))
+        )
         .await
         .expect("confirm")
         .into_inner()
@@ -555,14 +537,7 @@ async fn watch_revocations_streams_the_snapshot_then_live_revocations() {
     assert_eq!(live.revocations[0].user_id, bob.user_id);
     assert!(!live.revocations[0].session_id.is_empty());
     let status = expect_code(
-        h.client()
-            .get_user(authed(
-                &bob_session.access_token,
-                pb::GetUserRequest {
-                    user_id: bob.user_id.clone(),
-                },
-            ))
-            .await,
+        h.get_user(&bob_session.access_token, &bob.user_id).await,
         Code::Unauthenticated,
     );
     assert_eq!(status.message(), "access token revoked");
@@ -650,13 +625,7 @@ async fn proving_a_disabled_unproven_account_discards_its_earlier_password() {
         .expect("the mailbox owner proves the address");
     assert!(proven.email_verified);
     let enabled = h
-        .client()
-        .enable_user(authed(
-            &operator,
-            pb::EnableUserRequest {
-                user_id: account.user_id.clone(),
-            },
-        ))
+        .enable_user(&operator, &account.user_id)
         .await
         .expect("enable")
         .into_inner()

@@ -136,12 +136,8 @@ impl Running {
 
     /// The kids `GetSigningKeys` serves.
     async fn served_kids(&self) -> Vec<String> {
-        self.client()
-            .get_signing_keys(pb::GetSigningKeysRequest {})
+        crate::helpers::signing_keys(&self.channel)
             .await
-            .expect("signing keys")
-            .into_inner()
-            .keys
             .into_iter()
             .map(|key| key.kid)
             .collect()

@@ -1,9 +1,8 @@
 //! Operators bootstrapped by the admin command.
 
-use kc_proto::identity as pb;
 use tonic::Code;
 
-use crate::helpers::{Harness, OPERATOR_EMAIL, PASSWORD, authed, expect_code};
+use crate::helpers::{Harness, OPERATOR_EMAIL, PASSWORD, expect_code};
 
 #[tokio::test]
 async fn bootstrap_operator_is_idempotent() {
@@ -24,23 +23,10 @@ async fn bootstrap_operator_is_idempotent() {
         .access_token;
     // Bootstrapping again ended the first sign-in and its access token (rule I4).
     expect_code(
-        h.client()
-            .get_user(authed(
-                &first,
-                pb::GetUserRequest {
-                    user_id: operator.user_id.to_string(),
-                },
-            ))
-            .await,
+        h.get_user(&first, &operator.user_id.to_string()).await,
         Code::Unauthenticated,
     );
-    h.client()
-        .get_user(authed(
-            &second,
-            pb::GetUserRequest {
-                user_id: operator.user_id.to_string(),
-            },
-        ))
+    h.get_user(&second, &operator.user_id.to_string())
         .await
         .expect("the new token works");
     let claims = |token: &str| {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use kc_proto::identity::{self as pb, event::Payload};
 use tonic::Code;
 
-use crate::helpers::{Harness, PASSWORD, authed, expect_code, expect_field};
+use crate::helpers::{Harness, PASSWORD, expect_code, expect_field};
 
 /// The events about `email`'s code mailing and registration attempts, in stream order,
 /// read until the stream is idle.
@@ -27,13 +27,7 @@ async fn register_creates_an_unproven_account_that_the_code_proves() {
         .await;
     let operator = h.operator().await;
     let pending = h
-        .client()
-        .lookup_user(authed(
-            &operator,
-            pb::LookupUserRequest {
-                email: "eloise.dupre@example.fr".into(),
-            },
-        ))
+        .lookup_user(&operator, "eloise.dupre@example.fr")
         .await
         .unwrap()
         .into_inner()
@@ -175,44 +169,41 @@ async fn display_names_with_format_characters_are_refused_everywhere() {
                 "display_name",
             ),
             expect_field(
-                h.client()
-                    .create_user(authed(
-                        &operator,
-                        pb::CreateUserRequest {
-                            email: "new@example.com".into(),
-                            display_name: name.into(),
-                            locale: "en".into(),
-                            kind: pb::UserKind::Customer as i32,
-                        },
-                    ))
-                    .await,
+                h.create_user(
+                    &operator,
+                    pb::CreateUserRequest {
+                        email: "new@example.com".into(),
+                        display_name: name.into(),
+                        locale: "en".into(),
+                        kind: pb::UserKind::Customer as i32,
+                    },
+                )
+                .await,
                 "display_name",
             ),
             expect_field(
-                h.client()
-                    .invite_user(authed(
-                        &operator,
-                        pb::InviteUserRequest {
-                            email: "new@example.com".into(),
-                            display_name: name.into(),
-                            locale: "en".into(),
-                        },
-                    ))
-                    .await,
+                h.invite_user(
+                    &operator,
+                    pb::InviteUserRequest {
+                        email: "new@example.com".into(),
+                        display_name: name.into(),
+                        locale: "en".into(),
+                    },
+                )
+                .await,
                 "display_name",
             ),
             expect_field(
-                h.client()
-                    .update_user(authed(
-                        &token,
-                        pb::UpdateUserRequest {
-                            user_id: ada.user_id.clone(),
-                            display_name: Some(name.into()),
-                            locale: None,
-                            etag: String::new(),
-                        },
-                    ))
-                    .await,
+                h.update_user(
+                    &token,
+                    pb::UpdateUserRequest {
+                        user_id: ada.user_id.clone(),
+                        display_name: Some(name.into()),
+                        locale: None,
+                        etag: String::new(),
+                    },
+                )
+                .await,
                 "display_name",
             ),
         ] {
@@ -231,17 +222,16 @@ async fn register_answers_alike_for_free_taken_unproven_and_confusable_addresses
     let h = Harness::start().await;
     let operator = h.operator().await;
     h.proven("taken@example.com", "Taken", "fr").await;
-    h.client()
-        .invite_user(authed(
-            &operator,
-            pb::InviteUserRequest {
-                email: "invited@example.com".into(),
-                display_name: "Invited".into(),
-                locale: "en".into(),
-            },
-        ))
-        .await
-        .unwrap();
+    h.invite_user(
+        &operator,
+        pb::InviteUserRequest {
+            email: "invited@example.com".into(),
+            display_name: "Invited".into(),
+            locale: "en".into(),
+        },
+    )
+    .await
+    .unwrap();
     let request = |email: &str| pb::RegisterUserRequest {
         email: email.into(),
         display_name: "Someone".into(),
@@ -310,17 +300,7 @@ async fn register_answers_alike_for_free_taken_unproven_and_confusable_addresses
     );
     assert_eq!(codes_to(confusable), 0);
     // rule I3: the look-alike has no account.
-    expect_code(
-        h.client()
-            .lookup_user(authed(
-                &operator,
-                pb::LookupUserRequest {
-                    email: confusable.into(),
-                },
-            ))
-            .await,
-        Code::NotFound,
-    );
+    expect_code(h.lookup_user(&operator, confusable).await, Code::NotFound);
     // The proven account is untouched: its password still works.
     h.login("taken@example.com", PASSWORD)
         .await
@@ -336,17 +316,16 @@ async fn confusable_addresses_are_refused_for_create_invite_and_change() {
     let (bob, bob_token) = h.customer("bob@example.com").await;
     let lookalike = "\u{0430}lice@example.com";
     let status = expect_code(
-        h.client()
-            .create_user(authed(
-                &operator,
-                pb::CreateUserRequest {
-                    email: lookalike.into(),
-                    display_name: "Fake".into(),
-                    locale: "en".into(),
-                    kind: pb::UserKind::Customer as i32,
-                },
-            ))
-            .await,
+        h.create_user(
+            &operator,
+            pb::CreateUserRequest {
+                email: lookalike.into(),
+                display_name: "Fake".into(),
+                locale: "en".into(),
+                kind: pb::UserKind::Customer as i32,
+            },
+        )
+        .await,
         Code::FailedPrecondition,
     );
     assert!(
@@ -354,16 +333,15 @@ async fn confusable_addresses_are_refused_for_create_invite_and_change() {
         "{status:?}"
     );
     let status = expect_code(
-        h.client()
-            .invite_user(authed(
-                &operator,
-                pb::InviteUserRequest {
-                    email: lookalike.into(),
-                    display_name: "Fake".into(),
-                    locale: "en".into(),
-                },
-            ))
-            .await,
+        h.invite_user(
+            &operator,
+            pb::InviteUserRequest {
+                email: lookalike.into(),
+                display_name: "Fake".into(),
+                locale: "en".into(),
+            },
+        )
+        .await,
         Code::FailedPrecondition,
     );
     assert!(
@@ -372,15 +350,14 @@ async fn confusable_addresses_are_refused_for_create_invite_and_change() {
     );
     // ChangeEmail answers alike (I2) but no code goes to the look-alike.
     let answer = h
-        .client()
-        .change_email(authed(
+        .change_email(
             &bob_token,
             pb::ChangeEmailRequest {
                 user_id: bob.user_id.clone(),
                 new_email: lookalike.into(),
                 current_password: PASSWORD.into(),
             },
-        ))
+        )
         .await
         .unwrap()
         .into_inner();
@@ -389,15 +366,14 @@ async fn confusable_addresses_are_refused_for_create_invite_and_change() {
     assert!(!events.iter().any(|e| matches!(&e.payload, Some(Payload::EmailVerificationRequested(r)) if r.email == lookalike)));
     assert!(events.iter().any(|e| matches!(&e.payload, Some(Payload::EmailChangeRequested(r)) if r.email == "bob@example.com" && r.new_email == lookalike)));
     expect_field(
-        h.client()
-            .confirm_email_change(authed(
-                &bob_token,
-                pb::ConfirmEmailChangeRequest {
-                    user_id: bob.user_id.clone(),
-                    code: "123456".into(),
-                },
-            ))
-            .await,
+        h.confirm_email_change(
+            &bob_token,
+            pb::ConfirmEmailChangeRequest {
+                user_id: bob.user_id.clone(),
+                code: "123456".into(),
+            },
+        )
+        .await,
         "code",
     );
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use kc_proto::identity as pb;
 use tonic::Code;
 
-use crate::helpers::{Harness, PASSWORD, authed, expect_code, expect_field};
+use crate::helpers::{Harness, PASSWORD, expect_code, expect_field};
 
 #[tokio::test]
 async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
@@ -18,13 +18,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     assert!(!second.access_token.is_empty());
     // The new access token works.
     let me = h
-        .client()
-        .get_user(authed(
-            &second.access_token,
-            pb::GetUserRequest {
-                user_id: first.user.as_ref().unwrap().user_id.clone(),
-            },
-        ))
+        .get_user(&second.access_token, &first.user.as_ref().unwrap().user_id)
         .await;
     assert!(me.is_ok());
 
@@ -121,14 +115,7 @@ async fn assert_all_ended(
             Code::Unauthenticated,
         );
         let status = expect_code(
-            h.client()
-                .get_user(authed(
-                    &session.access_token,
-                    pb::GetUserRequest {
-                        user_id: user_id.into(),
-                    },
-                ))
-                .await,
+            h.get_user(&session.access_token, user_id).await,
             Code::Unauthenticated,
         );
         assert!(status.message().contains("revoked"), "{status:?}");

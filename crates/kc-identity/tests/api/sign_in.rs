@@ -133,42 +133,39 @@ async fn change_password_needs_the_current_one_and_ends_other_sessions() {
     let (ada, token) = h.customer("ada@example.com").await;
     let session = h.login("ada@example.com", PASSWORD).await.unwrap();
     expect_field(
-        h.client()
-            .change_password(authed(
-                &token,
-                pb::ChangePasswordRequest {
-                    user_id: ada.user_id.clone(),
-                    current_password: "not my password".into(),
-                    new_password: "a brand new passphrase".into(),
-                },
-            ))
-            .await,
+        h.change_password(
+            &token,
+            pb::ChangePasswordRequest {
+                user_id: ada.user_id.clone(),
+                current_password: "not my password".into(),
+                new_password: "a brand new passphrase".into(),
+            },
+        )
+        .await,
         "current_password",
     );
     expect_field(
-        h.client()
-            .change_password(authed(
-                &token,
-                pb::ChangePasswordRequest {
-                    user_id: ada.user_id.clone(),
-                    current_password: PASSWORD.into(),
-                    new_password: "short".into(),
-                },
-            ))
-            .await,
-        "new_password",
-    );
-    h.client()
-        .change_password(authed(
+        h.change_password(
             &token,
             pb::ChangePasswordRequest {
                 user_id: ada.user_id.clone(),
                 current_password: PASSWORD.into(),
-                new_password: "a brand new passphrase".into(),
+                new_password: "short".into(),
             },
-        ))
-        .await
-        .expect("change password");
+        )
+        .await,
+        "new_password",
+    );
+    h.change_password(
+        &token,
+        pb::ChangePasswordRequest {
+            user_id: ada.user_id.clone(),
+            current_password: PASSWORD.into(),
+            new_password: "a brand new passphrase".into(),
+        },
+    )
+    .await
+    .expect("change password");
     expect_code(
         h.login("ada@example.com", PASSWORD).await,
         Code::Unauthenticated,
@@ -197,16 +194,15 @@ async fn change_password_needs_the_current_one_and_ends_other_sessions() {
     // Operators cannot change someone's password through this RPC.
     let operator = h.operator().await;
     expect_code(
-        h.client()
-            .change_password(authed(
-                &operator,
-                pb::ChangePasswordRequest {
-                    user_id: ada.user_id,
-                    current_password: "a brand new passphrase".into(),
-                    new_password: "operator chosen pass".into(),
-                },
-            ))
-            .await,
+        h.change_password(
+            &operator,
+            pb::ChangePasswordRequest {
+                user_id: ada.user_id,
+                current_password: "a brand new passphrase".into(),
+                new_password: "operator chosen pass".into(),
+            },
+        )
+        .await,
         Code::PermissionDenied,
     );
 }

@@ -11,40 +11,26 @@ async fn signing_keys_rotate_and_old_tokens_keep_verifying() {
     let h = Harness::start().await;
     let operator = h.operator().await;
     let (ada, old_token) = h.customer("ada@example.com").await;
-    let keys = h
-        .client()
-        .get_signing_keys(pb::GetSigningKeysRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .keys;
+    let keys = h.signing_keys().await;
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].algorithm, "EdDSA");
     assert_eq!(keys[0].public_key.len(), 32);
     let old_kid = keys[0].kid.clone();
 
     expect_code(
-        h.client()
-            .rotate_signing_key(authed(&old_token, pb::RotateSigningKeyRequest {}))
+        h.rotate_signing_key(&old_token, pb::RotateSigningKeyRequest {})
             .await,
         Code::PermissionDenied,
     );
     let rotated = h
-        .client()
-        .rotate_signing_key(authed(&operator, pb::RotateSigningKeyRequest {}))
+        .rotate_signing_key(&operator, pb::RotateSigningKeyRequest {})
         .await
         .unwrap()
         .into_inner()
         .key
         .unwrap();
     assert_ne!(rotated.kid, old_kid);
-    let keys = h
-        .client()
-        .get_signing_keys(pb::GetSigningKeysRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .keys;
+    let keys = h.signing_keys().await;
     let kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
     assert_eq!(
         kids,
@@ -62,13 +48,7 @@ async fn signing_keys_rotate_and_old_tokens_keep_verifying() {
     assert_eq!(kid_of(&new_token), rotated.kid);
     assert_eq!(kid_of(&old_token), old_kid);
     for token in [&old_token, &new_token] {
-        h.client()
-            .get_user(authed(
-                token,
-                pb::GetUserRequest {
-                    user_id: ada.user_id.clone(),
-                },
-            ))
+        h.get_user(token, &ada.user_id)
             .await
             .expect("both tokens verify");
     }
@@ -174,8 +154,7 @@ async fn other_services_verify_tokens_with_keys_fetched_from_identity() {
     assert_eq!(claims.kind, kc_runtime::token::CallerKind::Customer);
 
     // After a rotation the new kid is unknown to the cache: the verifier refetches.
-    h.client()
-        .rotate_signing_key(authed(&operator, pb::RotateSigningKeyRequest {}))
+    h.rotate_signing_key(&operator, pb::RotateSigningKeyRequest {})
         .await
         .unwrap();
     let fresh = h

@@ -20,8 +20,7 @@ async fn create_user_is_for_operators_and_services_and_always_invites() {
         kind: pb::UserKind::Customer as i32,
     };
     let invited = h
-        .client()
-        .create_user(authed(&operator, request("invitee@example.com")))
+        .create_user(&operator, request("invitee@example.com"))
         .await
         .unwrap()
         .into_inner()
@@ -39,8 +38,7 @@ async fn create_user_is_for_operators_and_services_and_always_invites() {
     );
     assert_eq!(status.message(), "invalid e-mail or password");
     let by_service = h
-        .client()
-        .create_user(authed(&service, request("member@example.com")))
+        .create_user(&service, request("member@example.com"))
         .await
         .unwrap()
         .into_inner()
@@ -48,41 +46,36 @@ async fn create_user_is_for_operators_and_services_and_always_invites() {
         .unwrap();
     assert_eq!(by_service.state, pb::UserState::Invited as i32);
     expect_code(
-        h.client()
-            .create_user(authed(&operator, request("MEMBER@example.com")))
+        h.create_user(&operator, request("MEMBER@example.com"))
             .await,
         Code::AlreadyExists,
     );
 
     expect_code(
-        h.client()
-            .create_user(authed(&customer, request("x@example.com")))
-            .await,
+        h.create_user(&customer, request("x@example.com")).await,
         Code::PermissionDenied,
     );
     // Services may not mint operators.
     expect_code(
-        h.client()
-            .create_user(authed(
-                &service,
-                pb::CreateUserRequest {
-                    kind: pb::UserKind::Operator as i32,
-                    ..request("op2@example.com")
-                },
-            ))
-            .await,
+        h.create_user(
+            &service,
+            pb::CreateUserRequest {
+                kind: pb::UserKind::Operator as i32,
+                ..request("op2@example.com")
+            },
+        )
+        .await,
         Code::PermissionDenied,
     );
     expect_field(
-        h.client()
-            .create_user(authed(
-                &operator,
-                pb::CreateUserRequest {
-                    kind: pb::UserKind::Service as i32,
-                    ..request("s@example.com")
-                },
-            ))
-            .await,
+        h.create_user(
+            &operator,
+            pb::CreateUserRequest {
+                kind: pb::UserKind::Service as i32,
+                ..request("s@example.com")
+            },
+        )
+        .await,
         "kind",
     );
     expect_code(
@@ -99,95 +92,37 @@ async fn customers_read_only_themselves() {
     let operator = h.operator().await;
 
     let me = h
-        .client()
-        .get_user(authed(
-            &ada_token,
-            pb::GetUserRequest {
-                user_id: ada.user_id.clone(),
-            },
-        ))
+        .get_user(&ada_token, &ada.user_id)
         .await
         .unwrap()
         .into_inner();
     assert_eq!(me.user.unwrap().email, "ada@example.com");
     expect_code(
-        h.client()
-            .get_user(authed(
-                &ada_token,
-                pb::GetUserRequest {
-                    user_id: bob.user_id.clone(),
-                },
-            ))
-            .await,
+        h.get_user(&ada_token, &bob.user_id).await,
         Code::PermissionDenied,
     );
-    h.client()
-        .get_user(authed(
-            &operator,
-            pb::GetUserRequest {
-                user_id: bob.user_id.clone(),
-            },
-        ))
+    h.get_user(&operator, &bob.user_id)
         .await
         .expect("operators read anyone");
     expect_code(
-        h.client()
-            .get_user(authed(
-                &operator,
-                pb::GetUserRequest {
-                    user_id: uuid::Uuid::new_v4().to_string(),
-                },
-            ))
+        h.get_user(&operator, &uuid::Uuid::new_v4().to_string())
             .await,
         Code::NotFound,
     );
-    expect_field(
-        h.client()
-            .get_user(authed(
-                &operator,
-                pb::GetUserRequest {
-                    user_id: "42".into(),
-                },
-            ))
-            .await,
-        "user_id",
-    );
+    expect_field(h.get_user(&operator, "42").await, "user_id");
 
     // LookupUser: case-insensitive; a customer finds only itself, others are "not found".
     let found = h
-        .client()
-        .lookup_user(authed(
-            &ada_token,
-            pb::LookupUserRequest {
-                email: "ADA@example.com".into(),
-            },
-        ))
+        .lookup_user(&ada_token, "ADA@example.com")
         .await
         .unwrap()
         .into_inner();
     assert_eq!(found.user.unwrap().user_id, ada.user_id);
     expect_code(
-        h.client()
-            .lookup_user(authed(
-                &ada_token,
-                pb::LookupUserRequest {
-                    email: "bob@example.com".into(),
-                },
-            ))
-            .await,
+        h.lookup_user(&ada_token, "bob@example.com").await,
         Code::NotFound,
     );
-    expect_field(
-        h.client()
-            .lookup_user(authed(
-                &operator,
-                pb::LookupUserRequest {
-                    email: "bob".into(),
-                },
-            ))
-            .await,
-        "email",
-    );
+    expect_field(h.lookup_user(&operator, "bob").await, "email");
 }
 
 #[tokio::test]
@@ -202,13 +137,12 @@ async fn batch_get_users_keeps_order_skips_unknown_and_caps_at_500() {
         ada.user_id.clone(),
     ];
     let users = h
-        .client()
-        .batch_get_users(authed(
+        .batch_get_users(
             &service,
             pb::BatchGetUsersRequest {
                 user_ids: ids.clone(),
             },
-        ))
+        )
         .await
         .unwrap()
         .into_inner()
@@ -218,31 +152,22 @@ async fn batch_get_users_keeps_order_skips_unknown_and_caps_at_500() {
 
     let too_many = (0..501).map(|_| uuid::Uuid::new_v4().to_string()).collect();
     expect_field(
-        h.client()
-            .batch_get_users(authed(
-                &service,
-                pb::BatchGetUsersRequest { user_ids: too_many },
-            ))
+        h.batch_get_users(&service, pb::BatchGetUsersRequest { user_ids: too_many })
             .await,
         "user_ids",
     );
     expect_field(
-        h.client()
-            .batch_get_users(authed(
-                &service,
-                pb::BatchGetUsersRequest {
-                    user_ids: vec!["bad".into()],
-                },
-            ))
-            .await,
+        h.batch_get_users(
+            &service,
+            pb::BatchGetUsersRequest {
+                user_ids: vec!["bad".into()],
+            },
+        )
+        .await,
         "user_ids[0]",
     );
     expect_code(
-        h.client()
-            .batch_get_users(authed(
-                &ada_token,
-                pb::BatchGetUsersRequest { user_ids: ids },
-            ))
+        h.batch_get_users(&ada_token, pb::BatchGetUsersRequest { user_ids: ids })
             .await,
         Code::PermissionDenied,
     );
@@ -253,8 +178,7 @@ async fn update_user_honours_the_etag() {
     let h = Harness::start().await;
     let (ada, token) = h.customer("ada@example.com").await;
     let updated = h
-        .client()
-        .update_user(authed(
+        .update_user(
             &token,
             pb::UpdateUserRequest {
                 user_id: ada.user_id.clone(),
@@ -262,7 +186,7 @@ async fn update_user_honours_the_etag() {
                 locale: Some("fr".into()),
                 etag: ada.etag.clone(),
             },
-        ))
+        )
         .await
         .unwrap()
         .into_inner()
@@ -273,46 +197,43 @@ async fn update_user_honours_the_etag() {
     assert_ne!(updated.etag, ada.etag);
     // The stale etag loses.
     expect_code(
-        h.client()
-            .update_user(authed(
-                &token,
-                pb::UpdateUserRequest {
-                    user_id: ada.user_id.clone(),
-                    display_name: Some("Someone Else".into()),
-                    locale: None,
-                    etag: ada.etag.clone(),
-                },
-            ))
-            .await,
+        h.update_user(
+            &token,
+            pb::UpdateUserRequest {
+                user_id: ada.user_id.clone(),
+                display_name: Some("Someone Else".into()),
+                locale: None,
+                etag: ada.etag.clone(),
+            },
+        )
+        .await,
         Code::Aborted,
     );
     expect_field(
-        h.client()
-            .update_user(authed(
-                &token,
-                pb::UpdateUserRequest {
-                    user_id: ada.user_id.clone(),
-                    display_name: None,
-                    locale: Some("not a locale".into()),
-                    etag: updated.etag.clone(),
-                },
-            ))
-            .await,
+        h.update_user(
+            &token,
+            pb::UpdateUserRequest {
+                user_id: ada.user_id.clone(),
+                display_name: None,
+                locale: Some("not a locale".into()),
+                etag: updated.etag.clone(),
+            },
+        )
+        .await,
         "locale",
     );
     let (bob, _) = h.customer("bob@example.com").await;
     expect_code(
-        h.client()
-            .update_user(authed(
-                &token,
-                pb::UpdateUserRequest {
-                    user_id: bob.user_id,
-                    display_name: Some("Hacked".into()),
-                    locale: None,
-                    etag: String::new(),
-                },
-            ))
-            .await,
+        h.update_user(
+            &token,
+            pb::UpdateUserRequest {
+                user_id: bob.user_id,
+                display_name: Some("Hacked".into()),
+                locale: None,
+                etag: String::new(),
+            },
+        )
+        .await,
         Code::PermissionDenied,
     );
 }
@@ -359,24 +280,11 @@ async fn disabled_users_cannot_sign_in_or_refresh() {
     let (ada, ada_token) = h.customer("ada@example.com").await;
     let session = h.login("ada@example.com", PASSWORD).await.unwrap();
     expect_code(
-        h.client()
-            .disable_user(authed(
-                &ada_token,
-                pb::DisableUserRequest {
-                    user_id: ada.user_id.clone(),
-                },
-            ))
-            .await,
+        h.disable_user(&ada_token, &ada.user_id).await,
         Code::PermissionDenied,
     );
     let disabled = h
-        .client()
-        .disable_user(authed(
-            &operator,
-            pb::DisableUserRequest {
-                user_id: ada.user_id.clone(),
-            },
-        ))
+        .disable_user(&operator, &ada.user_id)
         .await
         .unwrap()
         .into_inner()
@@ -389,14 +297,7 @@ async fn disabled_users_cannot_sign_in_or_refresh() {
     );
     // rule I4: the access tokens it holds are refused by identity at once.
     let status = expect_code(
-        h.client()
-            .get_user(authed(
-                &ada_token,
-                pb::GetUserRequest {
-                    user_id: ada.user_id.clone(),
-                },
-            ))
-            .await,
+        h.get_user(&ada_token, &ada.user_id).await,
         Code::Unauthenticated,
     );
     assert_eq!(status.message(), "access token revoked");
@@ -405,13 +306,7 @@ async fn disabled_users_cannot_sign_in_or_refresh() {
         Code::Unauthenticated,
     );
     let enabled = h
-        .client()
-        .enable_user(authed(
-            &operator,
-            pb::EnableUserRequest {
-                user_id: ada.user_id.clone(),
-            },
-        ))
+        .enable_user(&operator, &ada.user_id)
         .await
         .unwrap()
         .into_inner()
@@ -423,34 +318,15 @@ async fn disabled_users_cannot_sign_in_or_refresh() {
         .await
         .expect("enabled again");
     // A token issued after the revocation works, even within the same second.
-    h.client()
-        .get_user(authed(
-            &again.access_token,
-            pb::GetUserRequest {
-                user_id: ada.user_id.clone(),
-            },
-        ))
+    h.get_user(&again.access_token, &ada.user_id)
         .await
         .expect("a token issued after enabling works");
     expect_code(
-        h.client()
-            .get_user(authed(
-                &ada_token,
-                pb::GetUserRequest {
-                    user_id: ada.user_id.clone(),
-                },
-            ))
-            .await,
+        h.get_user(&ada_token, &ada.user_id).await,
         Code::Unauthenticated,
     );
     expect_code(
-        h.client()
-            .disable_user(authed(
-                &operator,
-                pb::DisableUserRequest {
-                    user_id: uuid::Uuid::new_v4().to_string(),
-                },
-            ))
+        h.disable_user(&operator, &uuid::Uuid::new_v4().to_string())
             .await,
         Code::NotFound,
     );

@@ -356,36 +356,31 @@ impl Recorder {
         let health = path.path().starts_with(HEALTH_PREFIX);
         let (service, method) = split_path(path.path());
         let name = path.path().trim_start_matches('/');
+        // One span shape at two levels (health checks are debug noise); the level of a span
+        // is part of its static metadata, hence one macro call per level.
+        macro_rules! rpc_span {
+            ($level:ident) => {
+                tracing::span!(
+                    target: RPC_TARGET,
+                    parent: None,
+                    tracing::Level::$level,
+                    "rpc",
+                    rpc.system = "grpc",
+                    rpc.service = service,
+                    rpc.method = method,
+                    otel.name = name,
+                    otel.kind = "server",
+                    otel.status_code = Empty,
+                    grpc.code = Empty,
+                    latency_ms = Empty,
+                    trace_id = Empty,
+                )
+            };
+        }
         let span = if health {
-            tracing::debug_span!(
-                target: RPC_TARGET,
-                parent: None,
-                "rpc",
-                rpc.system = "grpc",
-                rpc.service = service,
-                rpc.method = method,
-                otel.name = name,
-                otel.kind = "server",
-                otel.status_code = Empty,
-                grpc.code = Empty,
-                latency_ms = Empty,
-                trace_id = Empty,
-            )
+            rpc_span!(DEBUG)
         } else {
-            tracing::info_span!(
-                target: RPC_TARGET,
-                parent: None,
-                "rpc",
-                rpc.system = "grpc",
-                rpc.service = service,
-                rpc.method = method,
-                otel.name = name,
-                otel.kind = "server",
-                otel.status_code = Empty,
-                grpc.code = Empty,
-                latency_ms = Empty,
-                trace_id = Empty,
-            )
+            rpc_span!(INFO)
         };
         // The span macros build nothing (and evaluate no field) when the span is disabled.
         // Setting an empty parent on a root span changes nothing, and fails only when no

@@ -5,10 +5,7 @@
 //! counted under `unknown` labels. An outbox consumer reports its lag behind its stream and
 //! the events it applied.
 
-use std::convert::Infallible;
-use std::future::{Ready, ready};
 use std::net::SocketAddr;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use clap::Parser as _;
@@ -20,7 +17,6 @@ use kc_runtime::server::{ServeOptions, serve};
 use kc_testkit::metrics::{http_get, sample};
 use tokio::net::{TcpListener, TcpStream};
 use tonic::Code;
-use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
@@ -28,31 +24,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use kc_runtime::outbox::{self, Consumer, NewEvent, OutboxWatcher};
 
-const SERVICE: &str = "test.Status";
-
-/// The server's own service (its calls are all refused by the auth layer in these tests):
-/// answers `INTERNAL`.
-#[derive(Clone)]
-struct StatusService;
-
-impl NamedService for StatusService {
-    const NAME: &'static str = SERVICE;
-}
-
-impl tower_service::Service<http::Request<tonic::body::Body>> for StatusService {
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = Ready<Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        drop(request);
-        ready(Ok(tonic::Status::internal("internal error").into_http()))
-    }
-}
+use crate::status::{SERVICE, StatusService, call};
 
 #[derive(clap::Parser)]
 struct Cli {
@@ -66,18 +38,16 @@ fn free_port() -> SocketAddr {
     listener.local_addr().expect("local address")
 }
 
-async fn call(channel: &Channel, path: &str) -> tonic::Status {
-    let mut grpc = tonic::client::Grpc::new(channel.clone());
-    grpc.ready().await.expect("channel ready");
-    let path = http::uri::PathAndQuery::try_from(path.to_owned()).expect("path");
-    let result: Result<tonic::Response<()>, tonic::Status> = grpc
-        .unary(
-            tonic::Request::new(()),
-            path,
-            tonic_prost::ProstCodec::<(), ()>::default(),
-        )
-        .await;
-    result.expect_err("every test method fails")
+/// A pool of at most `max_connections` on `db`'s `public` schema.
+async fn pool_of(db: &kc_testkit::TestDatabase, max_connections: u32) -> sqlx::PgPool {
+    let settings = PoolSettings {
+        max_connections,
+        min_connections: 1,
+        acquire_timeout: Duration::from_secs(5),
+    };
+    kc_runtime::db::connect(&db.url, "public", &settings)
+        .await
+        .expect("pool")
 }
 
 #[tokio::test]
@@ -88,14 +58,7 @@ async fn metrics_count_every_rpc_by_code_and_time_it() {
     assert_eq!(cli.server.metrics_listen, Some(metrics_addr));
 
     let db = kc_testkit::test_database().await;
-    let settings = PoolSettings {
-        max_connections: 3,
-        min_connections: 1,
-        acquire_timeout: Duration::from_secs(5),
-    };
-    let pool = kc_runtime::db::connect(&db.url, "public", &settings)
-        .await
-        .expect("pool");
+    let pool = pool_of(&db, 3).await;
     // One connection checked out for the whole test: the in-use gauge shows it.
     let held = pool.acquire().await.expect("acquire");
 
@@ -275,14 +238,7 @@ async fn an_outbox_consumer_reports_its_lag_and_applied_events() {
     ));
 
     let db = kc_testkit::test_database().await;
-    let settings = PoolSettings {
-        max_connections: 6,
-        min_connections: 1,
-        acquire_timeout: Duration::from_secs(5),
-    };
-    let pool = kc_runtime::db::connect(&db.url, "public", &settings)
-        .await
-        .expect("pool");
+    let pool = pool_of(&db, 6).await;
     let mut conn = pool.acquire().await.expect("acquire");
     outbox::install(&mut conn).await.expect("install outbox");
     for aggregate in ["a", "b", "c"] {

@@ -176,6 +176,25 @@ async fn applied_count(pool: &PgPool) -> usize {
     applied(pool).await.len()
 }
 
+/// Waits until the consumer applied `count` events in `pool`, then stops its `task` with
+/// `stop` and waits for it.
+async fn stop_once_applied(
+    pool: &PgPool,
+    count: usize,
+    stop: &Notify,
+    task: tokio::task::JoinHandle<()>,
+) {
+    wait_until(&format!("the consumer applied {count} events"), || async {
+        applied_count(pool).await >= count
+    })
+    .await;
+    stop.notify_one();
+    timeout(PATIENCE, task)
+        .await
+        .expect("consumer stops")
+        .expect("consumer task");
+}
+
 /// A shutdown signal for a consumer and the handle that fires it.
 fn shutdown_signal() -> (Arc<Notify>, impl Future<Output = ()> + Send + 'static) {
     let notify = Arc::new(Notify::new());
@@ -252,15 +271,7 @@ async fn out_of_order_commits_are_delivered_once_in_commit_safe_order() {
         "each event is delivered once"
     );
 
-    wait_until("the consumer applied both events", || async {
-        applied_count(&consumer_pool).await >= 2
-    })
-    .await;
-    stop.notify_one();
-    timeout(PATIENCE, consumer)
-        .await
-        .expect("consumer stops")
-        .expect("consumer task");
+    stop_once_applied(&consumer_pool, 2, &stop, consumer).await;
     assert_eq!(applied(&consumer_pool).await, vec![id_a, id_b]);
     let mut conn = consumer_pool.acquire().await.expect("acquire");
     assert_eq!(
@@ -468,15 +479,7 @@ async fn consumer_applies_each_event_once_across_restarts_and_failures() {
         );
     }
     allow.store(true, Ordering::SeqCst);
-    wait_until("the consumer applied all events", || async {
-        applied_count(&consumer_pool).await >= ids.len()
-    })
-    .await;
-    stop.notify_one();
-    timeout(PATIENCE, running)
-        .await
-        .expect("second run stops")
-        .expect("consumer task");
+    stop_once_applied(&consumer_pool, ids.len(), &stop, running).await;
     assert_eq!(applied(&consumer_pool).await, ids);
     assert_eq!(
         outbox::load_cursor(&mut conn, "test.restart")
@@ -547,15 +550,7 @@ async fn concurrent_writers_are_all_delivered_once() {
         "cursors strictly increase"
     );
 
-    wait_until("the consumer applied every event", || async {
-        applied_count(&consumer_pool).await >= TOTAL
-    })
-    .await;
-    stop.notify_one();
-    timeout(PATIENCE, consumer)
-        .await
-        .expect("consumer stops")
-        .expect("consumer task");
+    stop_once_applied(&consumer_pool, TOTAL, &stop, consumer).await;
     let applied_ids = applied(&consumer_pool).await;
     assert_eq!(applied_ids.len(), TOTAL, "no event applied twice");
     assert_eq!(applied_ids.into_iter().collect::<HashSet<_>>(), written);

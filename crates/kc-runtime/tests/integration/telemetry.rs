@@ -10,11 +10,8 @@
 //! or, for the tests without export, no OpenTelemetry layer at all.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::future::{Ready, ready};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use kc_runtime::telemetry::{
@@ -33,7 +30,6 @@ use tokio::sync::Notify;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::metadata::{MetadataMap, MetadataValue};
-use tonic::server::NamedService;
 use tonic::transport::{Channel, Server};
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
@@ -43,6 +39,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
+
+use crate::status::{StatusService, call};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const SPAN_ID: &str = "00f067aa0ba902b7";
@@ -231,34 +229,6 @@ fn attribute(span: &SpanData, key: &str) -> Option<String> {
         .map(|kv| kv.value.as_str().into_owned())
 }
 
-/// A raw gRPC service answering `/test.Status/<Code>` with that status, trailers-only.
-#[derive(Clone, Debug)]
-struct StatusService;
-
-impl NamedService for StatusService {
-    const NAME: &'static str = "test.Status";
-}
-
-impl tower_service::Service<http::Request<tonic::body::Body>> for StatusService {
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = Ready<Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        let status = match request.uri().path().rsplit('/').next() {
-            Some("Internal") => tonic::Status::internal("boom"),
-            Some("Unavailable") => tonic::Status::unavailable("dependency down"),
-            Some("InvalidArgument") => tonic::Status::invalid_argument("bad input"),
-            _ => tonic::Status::unimplemented("no such method"),
-        };
-        ready(Ok(status.into_http()))
-    }
-}
-
 /// Serves health (everything SERVING) and [`StatusService`] behind [`RpcTraceLayer`].
 async fn serve() -> (SocketAddr, Channel) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -291,29 +261,21 @@ fn check_request(service: &str, traceparent: Option<&str>) -> tonic::Request<Hea
     request
 }
 
-async fn call_status(channel: &Channel, method: &str) -> tonic::Status {
-    let mut grpc = tonic::client::Grpc::new(channel.clone());
-    grpc.ready().await.unwrap();
-    let path = http::uri::PathAndQuery::try_from(format!("/test.Status/{method}")).unwrap();
-    let result: Result<tonic::Response<()>, tonic::Status> = grpc
-        .unary(
-            tonic::Request::new(()),
-            path,
-            tonic_prost::ProstCodec::<(), ()>::default(),
-        )
-        .await;
-    result.expect_err("the status service always fails")
+/// Serves (see [`serve`]) and calls its health `Check` of `service`, with `traceparent`.
+async fn check_served(
+    service: &str,
+    traceparent: Option<&str>,
+) -> Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, tonic::Status> {
+    let (_addr, channel) = serve().await;
+    HealthClient::new(channel)
+        .check(check_request(service, traceparent))
+        .await
 }
 
 #[tokio::test]
 async fn server_span_continues_the_callers_trace() {
     let harness = Harness::install();
-    let (_addr, channel) = serve().await;
-
-    let response = HealthClient::new(channel)
-        .check(check_request("", Some(&traceparent())))
-        .await
-        .unwrap();
+    let response = check_served("", Some(&traceparent())).await.unwrap();
     assert_eq!(response.get_ref().status(), ServingStatus::Serving);
 
     let span = harness.span("grpc.health.v1.Health/Check");
@@ -348,12 +310,7 @@ async fn server_span_continues_the_callers_trace() {
 #[tokio::test]
 async fn server_span_without_caller_context_starts_a_trace() {
     let harness = Harness::install();
-    let (_addr, channel) = serve().await;
-
-    HealthClient::new(channel)
-        .check(check_request("", None))
-        .await
-        .unwrap();
+    check_served("", None).await.unwrap();
 
     let span = harness.span("grpc.health.v1.Health/Check");
     assert!(span.span_context.is_valid());
@@ -371,10 +328,7 @@ async fn server_span_without_caller_context_starts_a_trace() {
 #[tokio::test]
 async fn trailers_only_error_records_its_code() {
     let harness = Harness::install();
-    let (_addr, channel) = serve().await;
-
-    let status = HealthClient::new(channel)
-        .check(check_request("no.such.Service", Some(&traceparent())))
+    let status = check_served("no.such.Service", Some(&traceparent()))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
@@ -417,7 +371,7 @@ async fn event_level_follows_the_status() {
             false,
         ),
     ] {
-        let returned = call_status(&channel, method).await;
+        let returned = call(&channel, &format!("/test.Status/{method}")).await;
         assert_eq!(returned.code(), code);
         let event = harness.wait_rpc_event(method).await;
         assert_eq!(event.level, level, "{method}");
@@ -587,6 +541,13 @@ struct Downstream {
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
+/// The response stream of a test health service's `Watch`.
+type HealthStream = std::pin::Pin<
+    Box<
+        dyn futures::Stream<Item = Result<tonic_health::pb::HealthCheckResponse, tonic::Status>>
+            + Send,
+    >,
+>;
 #[tonic::async_trait]
 impl tonic_health::pb::health_server::Health for Downstream {
     async fn check(
@@ -611,12 +572,7 @@ impl tonic_health::pb::health_server::Health for Downstream {
         ))
     }
 
-    type WatchStream = std::pin::Pin<
-        Box<
-            dyn futures::Stream<Item = Result<tonic_health::pb::HealthCheckResponse, tonic::Status>>
-                + Send,
-        >,
-    >;
+    type WatchStream = HealthStream;
 
     async fn watch(
         &self,
@@ -660,12 +616,7 @@ impl tonic_health::pb::health_server::Health for Relay {
             .map(tonic::Response::new)
     }
 
-    type WatchStream = std::pin::Pin<
-        Box<
-            dyn futures::Stream<Item = Result<tonic_health::pb::HealthCheckResponse, tonic::Status>>
-                + Send,
-        >,
-    >;
+    type WatchStream = HealthStream;
 
     async fn watch(
         &self,
