@@ -494,7 +494,7 @@ impl Binary {
         Fut: Future<Output = anyhow::Result<()>>,
     {
         let _telemetry = telemetry::init(self.service.name, server.log_format)?;
-        crate::tls::install_client(&server.tls)?;
+        crate::tls::install_client(&server.tls.client_files())?;
         let listener =
             crate::server::bind(server.listen.unwrap_or(self.service.default_listen)).await?;
         serve(args, listener, Shutdown::on_signals()).await

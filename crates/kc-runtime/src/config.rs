@@ -1,6 +1,7 @@
 //! Settings every service binary shares, from flags and environment variables (clap).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::db::PoolSettings;
@@ -38,7 +39,7 @@ pub struct ServerArgs {
     pub token_audience: String,
     /// TLS as a server and as a client of the other services ([`crate::tls`]).
     #[command(flatten)]
-    pub tls: crate::tls::TlsArgs,
+    pub tls: TlsArgs,
 }
 
 impl ServerArgs {
@@ -47,6 +48,65 @@ impl ServerArgs {
         crate::token::Expectations {
             issuer: self.token_issuer.clone(),
             audience: self.token_audience.clone(),
+        }
+    }
+}
+
+/// TLS settings of a binary, as a server and as a client of the other services.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// PEM certificate chain to serve TLS with (with --tls-key-file); re-read when the file
+    /// changes. Without it the server speaks plaintext gRPC.
+    #[arg(long, env = "KC_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(long, env = "KC_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates: callers must present a client certificate signed by one of them
+    /// (mTLS). Needs --tls-cert-file.
+    #[arg(long, env = "KC_TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// How often the certificate and key files are checked for a change.
+    #[arg(long, env = "KC_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub tls_reload_interval: Duration,
+    /// PEM CA certificates that sign the certificates of the services called at https://
+    /// URLs.
+    #[arg(long, env = "KC_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate presented to services that require mTLS (with
+    /// --tls-client-key-file).
+    #[arg(
+        long,
+        env = "KC_TLS_CLIENT_CERT_FILE",
+        requires = "tls_client_key_file"
+    )]
+    pub tls_client_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-client-cert-file.
+    #[arg(
+        long,
+        env = "KC_TLS_CLIENT_KEY_FILE",
+        requires = "tls_client_cert_file"
+    )]
+    pub tls_client_key_file: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The server's TLS files; `None` without a certificate (plaintext).
+    pub fn server_files(&self) -> Option<crate::tls::ServerTlsFiles> {
+        Some(crate::tls::ServerTlsFiles {
+            cert_file: self.tls_cert_file.clone()?,
+            key_file: self.tls_key_file.clone()?,
+            client_ca_file: self.tls_client_ca_file.clone(),
+            reload_interval: self.tls_reload_interval,
+        })
+    }
+
+    /// The TLS files of the binary as a client of `https://` service URLs.
+    pub fn client_files(&self) -> crate::tls::ClientTlsFiles {
+        crate::tls::ClientTlsFiles {
+            ca_file: self.tls_ca_file.clone(),
+            cert_file: self.tls_client_cert_file.clone(),
+            key_file: self.tls_client_key_file.clone(),
         }
     }
 }

@@ -49,8 +49,8 @@ pub struct ServeOptions {
     pub metrics_listen: Option<SocketAddr>,
     /// The pools whose connections the metrics report.
     pub pools: Vec<crate::metrics::PoolGauge>,
-    /// TLS of the port (`--tls-cert-file`, …; see [`crate::tls`]); no certificate: plaintext.
-    pub tls: crate::tls::TlsArgs,
+    /// TLS of the port (`--tls-cert-file`, …; see [`crate::tls`]); `None`: plaintext.
+    pub tls: Option<crate::tls::ServerTlsFiles>,
 }
 
 /// gRPC-Web on a server's port (`application/grpc-web` and `application/grpc-web-text`,
@@ -129,7 +129,7 @@ impl ServeOptions {
             grpc_web: None,
             metrics_listen: args.metrics_listen,
             pools: Vec::new(),
-            tls: args.tls.clone(),
+            tls: args.tls.server_files(),
         }
     }
 
@@ -324,7 +324,11 @@ pub async fn serve(
 
     let local_addr = listener.local_addr().context("listen: local address")?;
     // Certificates are read before health says SERVING: a bad file fails the start.
-    let tls = crate::tls::ServerTls::load(&options.tls, options.grpc_web.is_some())?;
+    let tls = options
+        .tls
+        .as_ref()
+        .map(|files| crate::tls::ServerTls::load(files, options.grpc_web.is_some()))
+        .transpose()?;
     set_health(&reporter, &options.service_names, ServingStatus::Serving).await;
     tracing::info!(
         address = %local_addr,

@@ -267,13 +267,12 @@ fn otlp_tls() -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
         bail!("{OTLP_ENDPOINT_VAR} is https:// but {OTLP_CERTIFICATE_VAR} names no CA file");
     };
     let client = |var: &str| std::env::var_os(var).filter(|path| !path.is_empty());
-    let args = crate::tls::TlsArgs {
-        tls_ca_file: Some(ca.into()),
-        tls_client_cert_file: client(OTLP_CLIENT_CERTIFICATE_VAR).map(Into::into),
-        tls_client_key_file: client(OTLP_CLIENT_KEY_VAR).map(Into::into),
-        ..crate::tls::TlsArgs::default()
+    let files = crate::tls::ClientTlsFiles {
+        ca_file: Some(ca.into()),
+        cert_file: client(OTLP_CLIENT_CERTIFICATE_VAR).map(Into::into),
+        key_file: client(OTLP_CLIENT_KEY_VAR).map(Into::into),
     };
-    let tls = crate::tls::ClientTls::load(&args)
+    let tls = crate::tls::ClientTls::load(&files)
         .with_context(|| format!("{OTLP_CERTIFICATE_VAR} (otlp span exporter)"))?
         .expect("a ca file was given");
     Ok(Some(tls.for_host(uri.host().unwrap_or_default())))

@@ -12,7 +12,8 @@
 //!
 //! The client settings are the process's: [`install_client`] sets them once at start (the
 //! [`crate::bootstrap::Binary`] does), and every channel of [`crate::client`] reads them, as
-//! rustls reads its process-wide crypto provider. The crypto is rustls with *ring*.
+//! rustls reads its process-wide crypto provider. The crypto is rustls with *ring*. The
+//! flags are [`crate::config::TlsArgs`]; this module depends on no other of the crate's.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -31,49 +32,35 @@ use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
-use crate::config::parse_duration;
 use crate::shutdown::Shutdown;
 
 /// Longest a client gets to finish its TLS handshake; a stalled one is dropped without
 /// holding up the others.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// TLS settings of a binary, as a server and as a client of the other services.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct TlsArgs {
-    /// PEM certificate chain to serve TLS with (with --tls-key-file); re-read when the file
-    /// changes. Without it the server speaks plaintext gRPC.
-    #[arg(long, env = "KC_TLS_CERT_FILE", requires = "tls_key_file")]
-    pub tls_cert_file: Option<PathBuf>,
-    /// PEM private key of --tls-cert-file.
-    #[arg(long, env = "KC_TLS_KEY_FILE", requires = "tls_cert_file")]
-    pub tls_key_file: Option<PathBuf>,
-    /// PEM CA certificates: callers must present a client certificate signed by one of them
-    /// (mTLS). Needs --tls-cert-file.
-    #[arg(long, env = "KC_TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
-    pub tls_client_ca_file: Option<PathBuf>,
+/// The files of a client's TLS: the CA of the servers it calls, and its own certificate
+/// and key for servers that require mTLS.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTlsFiles {
+    /// PEM CA certificates of the servers (`--tls-ca-file`).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (`--tls-client-cert-file`).
+    pub cert_file: Option<PathBuf>,
+    /// Its PEM private key (`--tls-client-key-file`).
+    pub key_file: Option<PathBuf>,
+}
+
+/// The files of a server's TLS and how often they are checked for a change.
+#[derive(Debug, Clone)]
+pub struct ServerTlsFiles {
+    /// PEM certificate chain (`--tls-cert-file`).
+    pub cert_file: PathBuf,
+    /// Its PEM private key (`--tls-key-file`).
+    pub key_file: PathBuf,
+    /// PEM CA whose client certificates are required (`--tls-client-ca-file`).
+    pub client_ca_file: Option<PathBuf>,
     /// How often the certificate and key files are checked for a change.
-    #[arg(long, env = "KC_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
-    pub tls_reload_interval: Duration,
-    /// PEM CA certificates that sign the certificates of the services called at https://
-    /// URLs.
-    #[arg(long, env = "KC_TLS_CA_FILE")]
-    pub tls_ca_file: Option<PathBuf>,
-    /// PEM client certificate presented to services that require mTLS (with
-    /// --tls-client-key-file).
-    #[arg(
-        long,
-        env = "KC_TLS_CLIENT_CERT_FILE",
-        requires = "tls_client_key_file"
-    )]
-    pub tls_client_cert_file: Option<PathBuf>,
-    /// PEM private key of --tls-client-cert-file.
-    #[arg(
-        long,
-        env = "KC_TLS_CLIENT_KEY_FILE",
-        requires = "tls_client_cert_file"
-    )]
-    pub tls_client_key_file: Option<PathBuf>,
+    pub reload_interval: Duration,
 }
 
 /// What a client needs to call `https://` URLs.
@@ -84,18 +71,18 @@ pub struct ClientTls {
 }
 
 impl ClientTls {
-    /// The client settings of `args`: `None` without `--tls-ca-file`. Fails, naming the
-    /// setting and the file, when a file cannot be read or holds no PEM certificate.
-    pub fn load(args: &TlsArgs) -> anyhow::Result<Option<Self>> {
-        let Some(ca_file) = &args.tls_ca_file else {
-            if args.tls_client_cert_file.is_some() {
+    /// The client settings of `files`: `None` without a CA file. Fails, naming the setting
+    /// and the file, when a file cannot be read or holds no PEM certificate.
+    pub fn load(files: &ClientTlsFiles) -> anyhow::Result<Option<Self>> {
+        let Some(ca_file) = &files.ca_file else {
+            if files.cert_file.is_some() {
                 bail!("--tls-client-cert-file needs --tls-ca-file (the CA of the services)");
             }
             return Ok(None);
         };
         let ca = read_pem("--tls-ca-file", ca_file)?;
         certificates("--tls-ca-file", ca_file)?;
-        let identity = match (&args.tls_client_cert_file, &args.tls_client_key_file) {
+        let identity = match (&files.cert_file, &files.key_file) {
             (Some(cert), Some(key)) => {
                 certificates("--tls-client-cert-file", cert)?;
                 private_key("--tls-client-key-file", key)?;
@@ -128,9 +115,9 @@ impl ClientTls {
 /// The process's client settings, set once by [`install_client`].
 static CLIENT_TLS: OnceLock<Option<ClientTls>> = OnceLock::new();
 
-/// Sets the process's client TLS settings from `args` (once: later calls keep the first).
-pub fn install_client(args: &TlsArgs) -> anyhow::Result<()> {
-    let loaded = ClientTls::load(args)?;
+/// Sets the process's client TLS settings from `files` (once: later calls keep the first).
+pub fn install_client(files: &ClientTlsFiles) -> anyhow::Result<()> {
+    let loaded = ClientTls::load(files)?;
     let _ = CLIENT_TLS.set(loaded);
     Ok(())
 }
@@ -162,13 +149,11 @@ impl std::fmt::Debug for ServerTls {
 }
 
 impl ServerTls {
-    /// The server settings of `args`: `None` without `--tls-cert-file`. `http1` also offers
-    /// HTTP/1.1 in ALPN (gRPC-Web). Fails at start, naming the setting and the file, when a
-    /// file cannot be read or holds no certificate or key.
-    pub fn load(args: &TlsArgs, http1: bool) -> anyhow::Result<Option<Self>> {
-        let (Some(cert_file), Some(key_file)) = (&args.tls_cert_file, &args.tls_key_file) else {
-            return Ok(None);
-        };
+    /// The server settings of `files`. `http1` also offers HTTP/1.1 in ALPN (gRPC-Web).
+    /// Fails at start, naming the setting and the file, when a file cannot be read or holds
+    /// no certificate or key.
+    pub fn load(files: &ServerTlsFiles, http1: bool) -> anyhow::Result<Self> {
+        let (cert_file, key_file) = (&files.cert_file, &files.key_file);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let certificate = Arc::new(ReloadingCertificate::load(
             cert_file.clone(),
@@ -178,7 +163,7 @@ impl ServerTls {
         let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .context("tls: protocol versions")?;
-        let builder = match &args.tls_client_ca_file {
+        let builder = match &files.client_ca_file {
             Some(ca_file) => {
                 let mut roots = RootCertStore::empty();
                 for ca in certificates("--tls-client-ca-file", ca_file)? {
@@ -201,11 +186,11 @@ impl ServerTls {
         } else {
             vec![b"h2".to_vec()]
         };
-        Ok(Some(Self {
+        Ok(Self {
             config: Arc::new(config),
             certificate,
-            reload_interval: args.tls_reload_interval,
-        }))
+            reload_interval: files.reload_interval,
+        })
     }
 
     /// The TLS connections accepted on `listener`, handshakes done concurrently, until the

@@ -10,7 +10,7 @@ use kc_runtime::Shutdown;
 use kc_runtime::auth::AuthLayer;
 use kc_runtime::config::ServerArgs;
 use kc_runtime::server::{ServeOptions, serve};
-use kc_runtime::tls::{ClientTls, ServerTls, TlsArgs};
+use kc_runtime::tls::{ClientTls, ClientTlsFiles, ServerTls, ServerTlsFiles};
 use kc_testkit::pki::{CertFiles, TestPki};
 use kc_testkit::process::grpcurl;
 use tokio::net::TcpListener;
@@ -55,13 +55,12 @@ fn path(file: &std::path::Path) -> &str {
 
 /// The client settings trusting `ca`, presenting `identity` when given.
 fn client_tls(ca: &std::path::Path, identity: Option<&CertFiles>) -> ClientTls {
-    let args = TlsArgs {
-        tls_ca_file: Some(ca.to_owned()),
-        tls_client_cert_file: identity.map(|files| files.cert_file.clone()),
-        tls_client_key_file: identity.map(|files| files.key_file.clone()),
-        ..TlsArgs::default()
+    let files = ClientTlsFiles {
+        ca_file: Some(ca.to_owned()),
+        cert_file: identity.map(|files| files.cert_file.clone()),
+        key_file: identity.map(|files| files.key_file.clone()),
     };
-    ClientTls::load(&args).expect("client tls").expect("a ca")
+    ClientTls::load(&files).expect("client tls").expect("a ca")
 }
 
 /// A health check over a new connection to `address` with `tls` (`None`: plaintext).
@@ -218,24 +217,25 @@ fn unreadable_or_mismatched_files_fail_the_start_naming_the_setting() {
         ),
     ];
     for (cert, key, setting) in cases {
-        let args = TlsArgs {
-            tls_cert_file: Some(cert),
-            tls_key_file: Some(key),
-            ..TlsArgs::default()
+        let files = ServerTlsFiles {
+            cert_file: cert,
+            key_file: key,
+            client_ca_file: None,
+            reload_interval: Duration::from_secs(10),
         };
         let error = format!(
             "{:#}",
-            ServerTls::load(&args, false).expect_err("bad files refused")
+            ServerTls::load(&files, false).expect_err("bad files refused")
         );
         assert!(error.contains(setting), "{setting}: {error}");
     }
-    let args = TlsArgs {
-        tls_ca_file: Some(missing),
-        ..TlsArgs::default()
+    let files = ClientTlsFiles {
+        ca_file: Some(missing),
+        ..ClientTlsFiles::default()
     };
     let error = format!(
         "{:#}",
-        ClientTls::load(&args).expect_err("missing ca refused")
+        ClientTls::load(&files).expect_err("missing ca refused")
     );
     assert!(error.contains("--tls-ca-file"), "{error}");
 }
