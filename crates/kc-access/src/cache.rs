@@ -37,6 +37,9 @@
 //! - **Listener lost**: notifications sent while the connection is down are lost, so the
 //!   cache is cleared and bypassed (every check reads the database) until the listener is
 //!   back, then cleared again.
+//! - **Grants with an end** (T9): an entry holds the grants in force when it was filled and
+//!   the earliest end among them; from that instant it is a miss and is refilled, so a grant
+//!   stops counting at its end to the second, whether or not the sweeper has removed it yet.
 //! - **Safety net**: entries older than the TTL (30 s by default) are refilled anyway.
 //!
 //! # Memory
@@ -103,6 +106,9 @@ struct CachedMember {
 #[derive(Debug)]
 struct SiteEntry {
     filled: u32,
+    /// The earliest start or end to come of a grant of its members (T9): it is stale from
+    /// then on.
+    stale_at: Option<Instant>,
     known: bool,
     facts: SiteFacts,
     members: Box<[CachedMember]>,
@@ -302,6 +308,12 @@ impl RightsCache {
         let now = self.now();
         let shard = read(&self.inner.sites[shard_of(&site_id)]);
         let entry = shard.map.get(&site_id)?;
+        if entry
+            .stale_at
+            .is_some_and(|stale_at| Instant::now() >= stale_at)
+        {
+            return None;
+        }
         self.fresh(entry.filled, now).then(|| entry.rights(user_id))
     }
 
@@ -339,6 +351,7 @@ impl RightsCache {
         let entry = match snapshot {
             None => SiteEntry {
                 filled: self.now(),
+                stale_at: None,
                 known: false,
                 facts: SiteFacts::default(),
                 members: Box::new([]),
@@ -357,6 +370,7 @@ impl RightsCache {
                 members.sort_unstable_by_key(|member| member.user_id);
                 SiteEntry {
                     filled: self.now(),
+                    stale_at: snapshot.next_change.map(instant_of),
                     known: true,
                     facts: snapshot.facts,
                     members: members.into_boxed_slice(),
@@ -395,6 +409,14 @@ impl RightsCache {
             shard.weight -= old.weight();
         }
     }
+}
+
+/// The instant of the monotonic clock at which the wall clock reads `time` (now for a time
+/// already past). An end computed this way is never later than the end itself by more than
+/// the conversion's few microseconds.
+fn instant_of(time: chrono::DateTime<chrono::Utc>) -> Instant {
+    let ahead = (time - chrono::Utc::now()).to_std().unwrap_or_default();
+    Instant::now() + ahead
 }
 
 /// Drops arbitrary entries (the map's iteration order) until the shard is under three
@@ -478,6 +500,45 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_does_not_outlive_the_earliest_end_of_its_grants() {
+        // rule T9: a grant stops counting at its end, even from memory.
+        let cache = RightsCache::new(CacheSettings::default());
+        cache.set_listening(true);
+        let site_id = Uuid::now_v7();
+        let user = Uuid::from_u128(1);
+        let entry = |stale_at| SiteEntry {
+            filled: cache.now(),
+            stale_at,
+            known: true,
+            facts: SiteFacts::default(),
+            members: [CachedMember {
+                user_id: user,
+                roles: RoleSet::EMPTY,
+                explicit: Grants::NONE,
+                disabled: false,
+            }]
+            .into(),
+        };
+        let generation = || cache.generation(&site_id).load(Ordering::Acquire);
+        cache.store_site(
+            site_id,
+            entry(Some(instant_of(
+                chrono::Utc::now() + chrono::Duration::hours(1),
+            ))),
+            generation(),
+        );
+        assert!(cache.cached(site_id, user).is_some());
+        cache.store_site(site_id, entry(Some(Instant::now())), generation());
+        assert_eq!(cache.cached(site_id, user), None);
+        let past = instant_of(chrono::Utc::now() - chrono::Duration::seconds(5));
+        assert!(past <= Instant::now());
+        cache.store_site(site_id, entry(Some(past)), generation());
+        assert_eq!(cache.cached(site_id, user), None);
+        cache.store_site(site_id, entry(None), generation());
+        assert!(cache.cached(site_id, user).is_some());
+    }
+
+    #[test]
     fn invalidation_and_eviction() {
         let cache = RightsCache::new(CacheSettings {
             ttl: Duration::from_secs(30),
@@ -488,6 +549,7 @@ mod tests {
         let generation = cache.generation(&site_id).load(Ordering::Acquire);
         let entry = || SiteEntry {
             filled: cache.now(),
+            stale_at: None,
             known: true,
             facts: SiteFacts::default(),
             members: [1, 3, 5]

@@ -12,15 +12,16 @@ use kc_runtime::{ApiError, Violation, Violations};
 use uuid::Uuid;
 
 use crate::domain::commands::{
-    AccessAsk, Approval, ApproverKey, ApproversQuery, BatchCheckQuery, Cancellation, CheckQuery,
-    GrantChoice, LookupSitesQuery, LookupUsersQuery, MAX_BATCH_CHECKS, MyRequestsQuery,
-    PoliciesQuery, PolicyChange, ProfileRef, Rejection, RequestRef, Revocation, SiteAccessQuery,
-    SiteRequestsQuery, Submission, SupportChange, ToolLevels, ToolsChange, UserAccessQuery,
-    with_levels,
+    AccessAsk, Approval, ApprovalEnd, ApproverKey, ApproversQuery, BatchCheckQuery, Cancellation,
+    CheckQuery, EndChange, GrantChoice, LookupSitesQuery, LookupUsersQuery, MAX_BATCH_CHECKS,
+    MyRequestsQuery, PoliciesQuery, PolicyChange, ProfileRef, Rejection, RequestRef, Revocation,
+    SiteAccessQuery, SiteRequestsQuery, Submission, SupportChange, ToolLevels, ToolsChange,
+    UserAccessQuery, with_levels,
 };
+use crate::domain::commands::{MAX_FEED_SITES, PermissionFeedQuery};
 use crate::domain::values::{
-    CustomerNumber, EmailDomain, Etag, SiteNumber, justification, optional_note, parse_id,
-    required_reason,
+    CustomerNumber, EmailDomain, Etag, SiteNumber, grant_end, grant_length, justification,
+    optional_note, parse_id, required_reason,
 };
 use crate::domain::{
     AccessRequest, AccessRequestKind, Approver, Decision, DomainPolicy, Grants, Permission,
@@ -45,6 +46,73 @@ fn build_with_etag<T>(
     v.finish()?;
     let etag = Etag::parse("etag", etag)?;
     Violations::new().build(|| assemble(etag))
+}
+
+/// What a SetToolAccess or SetSupportAccess request does to the grant's end (T9).
+fn end_change(
+    v: &mut Violations,
+    valid_until: Option<&prost_types::Timestamp>,
+    without_end: bool,
+) -> Option<EndChange> {
+    match (valid_until, without_end) {
+        (None, false) => Some(EndChange::Keep),
+        (None, true) => Some(EndChange::Remove),
+        (Some(_), true) => {
+            v.add(
+                "without_end",
+                "rule T9: a grant either ends at valid_until or has no end, not both",
+            );
+            None
+        }
+        (Some(end), false) => v
+            .check(grant_end("valid_until", end, chrono::Utc::now()))
+            .map(EndChange::Until),
+    }
+}
+
+/// The start of a new grant (T9): in the future, and before `valid_until` when that is
+/// given; `Some(None)` when absent, `None` when invalid.
+fn grant_start(
+    v: &mut Violations,
+    valid_from: Option<&prost_types::Timestamp>,
+    valid_until: Option<&prost_types::Timestamp>,
+) -> Option<Option<chrono::DateTime<chrono::Utc>>> {
+    let Some(from) = valid_from else {
+        return Some(None);
+    };
+    let start = v.check(grant_end("valid_from", from, chrono::Utc::now()))?;
+    if valid_until.is_some_and(|until| (until.seconds, until.nanos) <= (from.seconds, from.nanos)) {
+        v.add(
+            "valid_until",
+            "rule T9: the end of a grant must come after its start (valid_from)",
+        );
+        return None;
+    }
+    Some(Some(start))
+}
+
+/// The end an approval gives (T9).
+fn approval_end(
+    v: &mut Violations,
+    valid_until: Option<&prost_types::Timestamp>,
+    valid_for: Option<&prost_types::Duration>,
+) -> Option<ApprovalEnd> {
+    match (valid_until, valid_for) {
+        (None, None) => Some(ApprovalEnd::None),
+        (Some(_), Some(_)) => {
+            v.add(
+                "valid_for",
+                "rule T9: give the grant's end as valid_until or valid_for, not both",
+            );
+            None
+        }
+        (Some(end), None) => v
+            .check(grant_end("valid_until", end, chrono::Utc::now()))
+            .map(ApprovalEnd::Until),
+        (None, Some(length)) => v
+            .check(grant_length("valid_for", length))
+            .map(ApprovalEnd::For),
+    }
 }
 
 /// The proto number of `tool` in a `ToolAccess` message.
@@ -204,12 +272,16 @@ impl TryFrom<pb::SetToolAccessRequest> for ToolsChange {
         if levels.is_some_and(|levels| levels.iter().all(Option::is_none)) {
             v.add("tools", "name at least one tool level to set");
         }
+        let end = end_change(&mut v, r.valid_until.as_ref(), r.without_end);
+        let start = grant_start(&mut v, r.valid_from.as_ref(), r.valid_until.as_ref());
         let reason = v.check(required_reason("reason", &r.reason, T5_REASON));
         build_with_etag(v, &r.etag, |etag| {
             Some(Self {
                 site_id: site_id?,
                 user_id: user_id?,
                 levels: levels?,
+                end: end?,
+                start: start?,
                 reason: reason?,
                 etag,
             })
@@ -231,12 +303,16 @@ impl TryFrom<pb::SetSupportAccessRequest> for SupportChange {
             }
             other => other.flatten(),
         };
+        let end = end_change(&mut v, r.valid_until.as_ref(), r.without_end);
+        let start = grant_start(&mut v, r.valid_from.as_ref(), r.valid_until.as_ref());
         let reason = v.check(required_reason("reason", &r.reason, T5_REASON));
         build_with_etag(v, &r.etag, |etag| {
             Some(Self {
                 site_id: site_id?,
                 user_id: user_id?,
                 level: level?,
+                end: end?,
+                start: start?,
                 reason: reason?,
                 etag,
             })
@@ -334,6 +410,40 @@ impl TryFrom<pb::LookupUsersRequest> for LookupUsersQuery {
                 permission: permission?,
                 after: after?,
                 size: size?,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::WatchPermissionChangesRequest> for PermissionFeedQuery {
+    type Error = ApiError;
+
+    fn try_from(r: pb::WatchPermissionChangesRequest) -> Result<Self, ApiError> {
+        let mut v = Violations::new();
+        let after = v.check(
+            r.after_cursor
+                .parse()
+                .map_err(|_| Violation::new("after_cursor", "not a cursor this service issued")),
+        );
+        if r.site_ids.len() > MAX_FEED_SITES {
+            v.add(
+                "site_ids",
+                format!(
+                    "give at most {MAX_FEED_SITES} site ids (got {})",
+                    r.site_ids.len()
+                ),
+            );
+        }
+        let site_ids: Vec<Option<Uuid>> = r
+            .site_ids
+            .iter()
+            .enumerate()
+            .map(|(index, id)| v.check(parse_id(&format!("site_ids[{index}]"), id)))
+            .collect();
+        v.build(|| {
+            Some(Self {
+                after: after?,
+                site_ids: site_ids.into_iter().collect::<Option<_>>()?,
             })
         })
     }
@@ -512,6 +622,8 @@ impl TryFrom<pb::ApproveAccessRequestRequest> for Approval {
             r.granted_support_level,
         ));
         let note = v.check(optional_note("note", &r.note));
+        let end = approval_end(&mut v, r.valid_until.as_ref(), r.valid_for.as_ref());
+        let start = grant_start(&mut v, r.valid_from.as_ref(), r.valid_until.as_ref());
         build_with_etag(v, &r.etag, |etag| {
             Some(Self {
                 request_id: request_id?,
@@ -519,6 +631,8 @@ impl TryFrom<pb::ApproveAccessRequestRequest> for Approval {
                     tools: tools?,
                     support: support?,
                 },
+                end: end?,
+                start: start?,
                 note: note?,
                 etag,
             })
@@ -669,6 +783,14 @@ impl From<&Profile> for pb::AccessProfile {
                 .map(|id| id.to_string())
                 .unwrap_or_default(),
             etag: profile.etag(),
+            valid_until: profile.valid_until.map(timestamp),
+            valid_from: profile.valid_from.map(timestamp),
+            pending_explicit: profile
+                .pending
+                .map(|pending| tools_to_proto(&pending.tools)),
+            pending_explicit_support_level: profile
+                .pending
+                .map_or(0, |pending| pending.support.number()),
         }
     }
 }
@@ -849,5 +971,120 @@ pub(crate) fn policies_response(page: &Page<DomainPolicy>) -> pb::ListDomainPoli
     pb::ListDomainPoliciesResponse {
         domain_policies,
         next_page_token,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fields of the violations of a refused parse.
+    fn fields<T: std::fmt::Debug>(result: Result<T, ApiError>) -> Vec<(String, String)> {
+        match result {
+            Err(ApiError::InvalidArgument(violations)) => violations
+                .into_iter()
+                .map(|v| (v.field, v.description))
+                .collect(),
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    fn tools_request(
+        valid_until: Option<prost_types::Timestamp>,
+        without_end: bool,
+    ) -> pb::SetToolAccessRequest {
+        pb::SetToolAccessRequest {
+            site_id: Uuid::now_v7().to_string(),
+            user_id: Uuid::now_v7().to_string(),
+            tools: Some(pb::ToolAccess {
+                software: 4,
+                ..Default::default()
+            }),
+            reason: "contractor".into(),
+            etag: String::new(),
+            valid_until,
+            without_end,
+            valid_from: None,
+        }
+    }
+
+    fn seconds_from_now(seconds: i64) -> prost_types::Timestamp {
+        timestamp(chrono::Utc::now() + chrono::Duration::seconds(seconds))
+    }
+
+    #[test]
+    fn a_change_of_rights_may_set_or_lift_an_end_in_the_future() {
+        // rule T9
+        let later = seconds_from_now(60);
+        let change = ToolsChange::try_from(tools_request(Some(later), false)).unwrap();
+        assert!(matches!(change.end, EndChange::Until(_)));
+        let change = ToolsChange::try_from(tools_request(None, true)).unwrap();
+        assert_eq!(change.end, EndChange::Remove);
+        let change = ToolsChange::try_from(tools_request(None, false)).unwrap();
+        assert_eq!(change.end, EndChange::Keep);
+        let refused = fields(ToolsChange::try_from(tools_request(
+            Some(seconds_from_now(-1)),
+            false,
+        )));
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].0, "valid_until");
+        assert!(refused[0].1.starts_with("rule T9:"), "{refused:?}");
+        let refused = fields(ToolsChange::try_from(tools_request(Some(later), true)));
+        assert_eq!(refused[0].0, "without_end");
+        let support = pb::SetSupportAccessRequest {
+            site_id: Uuid::now_v7().to_string(),
+            user_id: Uuid::now_v7().to_string(),
+            support_level: SupportLevel::Full.number(),
+            reason: "contractor".into(),
+            etag: String::new(),
+            valid_until: Some(prost_types::Timestamp {
+                seconds: 1,
+                nanos: 0,
+            }),
+            without_end: false,
+            valid_from: None,
+        };
+        assert_eq!(fields(SupportChange::try_from(support))[0].0, "valid_until");
+        // A start comes before the end.
+        let mut request = tools_request(Some(seconds_from_now(60)), false);
+        request.valid_from = Some(seconds_from_now(30));
+        let change = ToolsChange::try_from(request.clone()).unwrap();
+        assert!(change.start.is_some());
+        request.valid_from = Some(seconds_from_now(90));
+        let refused = fields(ToolsChange::try_from(request.clone()));
+        assert_eq!(refused[0].0, "valid_until");
+        assert!(refused[0].1.contains("valid_from"), "{refused:?}");
+        request.valid_from = Some(seconds_from_now(-30));
+        assert_eq!(fields(ToolsChange::try_from(request))[0].0, "valid_from");
+    }
+
+    #[test]
+    fn an_approval_ends_at_a_time_or_after_a_length_not_both() {
+        // rule T9
+        let approval = |valid_until, valid_for| pb::ApproveAccessRequestRequest {
+            request_id: Uuid::now_v7().to_string(),
+            valid_until,
+            valid_for,
+            ..Default::default()
+        };
+        let days = prost_types::Duration {
+            seconds: 90 * 86_400,
+            nanos: 0,
+        };
+        let parsed = Approval::try_from(approval(None, Some(days))).unwrap();
+        assert_eq!(parsed.end, ApprovalEnd::For(chrono::Duration::days(90)));
+        let parsed = Approval::try_from(approval(None, None)).unwrap();
+        assert_eq!(parsed.end, ApprovalEnd::None);
+        let refused = fields(Approval::try_from(approval(
+            Some(seconds_from_now(60)),
+            Some(days),
+        )));
+        assert_eq!(refused[0].0, "valid_for");
+        let refused = fields(Approval::try_from(approval(
+            None,
+            Some(prost_types::Duration::default()),
+        )));
+        assert_eq!(refused[0].0, "valid_for");
+        assert!(refused[0].1.starts_with("rule T9:"), "{refused:?}");
     }
 }

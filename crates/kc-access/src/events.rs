@@ -7,12 +7,14 @@
 //! before and after a change of rights. The published forms of requests, profiles and
 //! policies are the API's, from [`crate::convert`].
 
+use chrono::{DateTime, Utc};
 use kc_proto::access::{self as pb, event::Payload};
 use kc_runtime::outbox::{Cursor, EncodedEvent};
+use kc_runtime::values::timestamp;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{AccessRequest, Actor, DomainPolicy, Profile, Site};
+use crate::domain::{AccessRequest, Actor, Decision, DomainPolicy, Permission, Profile, Site};
 
 /// An event ready to append.
 pub(crate) type PendingEvent = EncodedEvent;
@@ -123,6 +125,70 @@ pub(crate) fn rights_changed(
             after: Some(after.into()),
             reason: reason.to_owned(),
             request_id: request_id.map(|id| id.to_string()).unwrap_or_default(),
+            ended: false,
+        }),
+    )
+}
+
+/// A user's explicit grants reached their end and the service removed them (T9); that user
+/// is told. `before` shows the grants and their end.
+pub(crate) fn grant_ended(before: &Profile, after: &Profile, reason: &str) -> PendingEvent {
+    event(
+        "rights.changed",
+        None,
+        after.site_id,
+        &after.site_number,
+        Payload::RightsChanged(pb::RightsChanged {
+            user_id: after.user_id.to_string(),
+            before: Some(before.into()),
+            after: Some(after.into()),
+            reason: reason.to_owned(),
+            request_id: String::new(),
+            ended: true,
+        }),
+    )
+}
+
+/// A user's explicit grants end within the notice window (T9); that user is told, once per
+/// end.
+pub(crate) fn grant_ending_soon(profile: &Profile, valid_until: DateTime<Utc>) -> PendingEvent {
+    event(
+        "grant.ending_soon",
+        None,
+        profile.site_id,
+        &profile.site_number,
+        Payload::GrantEndingSoon(pb::GrantEndingSoon {
+            user_id: profile.user_id.to_string(),
+            profile: Some(profile.into()),
+            valid_until: Some(timestamp(valid_until)),
+        }),
+    )
+}
+
+/// The type of the events of the permission feed: served by `WatchPermissionChanges`, left
+/// out of `WatchEvents`.
+pub(crate) const PERMISSION_CHANGED: &str = "permission.changed";
+
+/// One effective permission of a user on a site flipped (the permission feed); `decision` is
+/// the check of it now.
+pub(crate) fn permission_changed(
+    site_id: Uuid,
+    site_number: &str,
+    user_id: Uuid,
+    permission: Permission,
+    decision: &Decision,
+) -> PendingEvent {
+    event(
+        PERMISSION_CHANGED,
+        None,
+        site_id,
+        site_number,
+        Payload::PermissionChanged(pb::PermissionChanged {
+            user_id: user_id.to_string(),
+            permission: permission.number(),
+            allowed: decision.allowed,
+            reason: decision.reason.clone(),
+            rule: decision.rule.to_owned(),
         }),
     )
 }

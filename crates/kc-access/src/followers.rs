@@ -58,6 +58,7 @@ use uuid::Uuid;
 
 use crate::cache::RightsCache;
 use crate::domain::ContactRole;
+use crate::permission_feed;
 use crate::storage::invalidation::{Invalidation, notify_invalidation};
 use crate::storage::{self, sites::ProjectedSite, users::ProjectedUser};
 
@@ -206,6 +207,7 @@ pub(crate) async fn apply_contacts_event(
         | None => {}
     }
     notify_invalidation(conn, Invalidation::Site(site_id)).await?;
+    permission_feed::refresh(conn, Invalidation::Site(site_id)).await?;
     Ok(site_id)
 }
 
@@ -252,5 +254,6 @@ pub(crate) async fn apply_identity_event(
         return Ok(None);
     }
     notify_invalidation(conn, Invalidation::User(user_id)).await?;
+    permission_feed::refresh(conn, Invalidation::User(user_id)).await?;
     Ok(Some(user_id))
 }

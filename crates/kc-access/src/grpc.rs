@@ -15,7 +15,7 @@ use kc_proto::access::{self as pb, access_management_service_server::AccessManag
 use kc_runtime::Shutdown;
 use kc_runtime::audit;
 use kc_runtime::auth::caller;
-use kc_runtime::grpc::{await_revision, event_stream};
+use kc_runtime::grpc::await_revision;
 use kc_runtime::outbox::{EventStream, OutboxWatcher};
 use tonic::{Request, Response, Status};
 
@@ -24,6 +24,7 @@ use crate::convert::{
     my_requests_response, policies_response, requests_response, site_access_response,
     user_access_response,
 };
+use crate::domain::commands::PermissionFeedQuery;
 use crate::domain::commands::{
     Approval, ApproversQuery, BatchCheckQuery, Cancellation, CheckQuery, LookupSitesQuery,
     LookupUsersQuery, MyRequestsQuery, PoliciesQuery, PolicyChange, ProfileRef, Rejection,
@@ -32,6 +33,7 @@ use crate::domain::commands::{
 };
 use crate::domain::{Access, Actor};
 use crate::followers;
+use crate::permission_feed;
 
 /// Longest wait of AwaitContactsRevision, whatever the call's deadline (T8).
 pub(crate) const MAX_REVISION_WAIT: Duration = Duration::from_secs(10);
@@ -345,11 +347,27 @@ impl AccessManagementService for AccessApi {
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         request_actor(&request)?;
-        event_stream::<pb::Event>(
+        permission_feed::watch_events(
             &self.watcher,
             &request.get_ref().after_cursor,
             &self.shutdown,
         )
+        .map(Response::new)
+    }
+
+    type WatchPermissionChangesStream = EventStream<pb::WatchPermissionChangesResponse>;
+
+    async fn watch_permission_changes(
+        &self,
+        request: Request<pb::WatchPermissionChangesRequest>,
+    ) -> Result<Response<Self::WatchPermissionChangesStream>, Status> {
+        request_actor(&request)?;
+        let query: PermissionFeedQuery = request.into_inner().try_into()?;
+        Ok(Response::new(permission_feed::watch_changes(
+            &self.watcher,
+            query,
+            &self.shutdown,
+        )))
     }
 
     /// Rule T8 across services: waits until the projection of the registry's roles has

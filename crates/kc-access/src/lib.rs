@@ -16,7 +16,11 @@
 //!   a revision, then reads the database; `LookupSites` and `LookupUsers` always read the
 //!   database (candidates with a grant or a rights-implying role, filtered by the rights
 //!   model, keyset paged).
-//! - [`sweeper`]: expiry of requests left pending (A6).
+//! - [`permission_feed`]: the changes of effective permissions, each published once in the
+//!   transaction of its cause, for `WatchPermissionChanges` (the gateway's
+//!   `WatchPermissions`).
+//! - [`sweeper`]: expiry of requests left pending (A6), and grants with an end (T9):
+//!   announced 7 days ahead, ended at their end.
 //! - [`convert`]: every conversion between the proto messages and the domain (requests into
 //!   the commands of [`domain::commands`], entities back into their published forms).
 //! - [`grpc`], [`events`], [`config`]: the API, the published events, the settings.
@@ -33,6 +37,7 @@ pub mod domain;
 mod events;
 mod followers;
 mod grpc;
+mod permission_feed;
 pub mod storage;
 mod sweeper;
 
@@ -81,7 +86,8 @@ pub async fn run(
 /// Like [`run`], with the token verifier given (tests use a test issuer's keys).
 ///
 /// Besides the server it runs, until `shutdown`: the two projection consumers (contact
-/// registry and identity events), the cache invalidation listener and the request sweeper.
+/// registry and identity events), the cache invalidation listener, the request sweeper and,
+/// until done, the permission feed's backfill.
 pub async fn run_with_verifier(
     args: AccessArgs,
     verifier: TokenVerifier,
@@ -117,7 +123,8 @@ pub async fn run_with_verifier(
         stop,
     ));
     let sweeper = sweeper::spawn(access.clone(), args.sweep_interval, stop.clone());
-    started.tasks.track([sweeper]);
+    let backfill = permission_feed::spawn_backfill(pool.clone(), stop.clone());
+    started.tasks.track([sweeper, backfill]);
     let api = grpc::AccessApi::new(access, started.watcher.clone(), shutdown.clone());
     let service = AccessManagementServiceServer::new(api)
         .max_decoding_message_size(args.server.max_message_bytes)

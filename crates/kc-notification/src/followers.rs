@@ -56,6 +56,7 @@ use crate::domain::catalog::{Decision, Level, PolicyMode, RequestKind, Right};
 use crate::domain::params::Params;
 use crate::domain::recipients::{
     self, Facts, Planned, RULE_APPROVER, RULE_POLICY_APPROVER, RULE_REQUESTER, RULE_RIGHTS,
+    RULE_RIGHTS_END,
 };
 use crate::domain::recipients::{
     RULE_EMAIL_CHANGE_REQUESTED, RULE_REGISTRATION_CONFUSABLE, RULE_REGISTRATION_TAKEN,
@@ -467,9 +468,11 @@ pub(crate) fn access_event_users(event: &access_pb::Event) -> Vec<Uuid> {
             .map(|r| &r.requester_user_id)
             .collect(),
         Some(Payload::RightsChanged(changed)) => vec![&changed.user_id],
+        Some(Payload::GrantEndingSoon(ending)) => vec![&ending.user_id],
         Some(Payload::DomainPolicyChanged(changed)) => changed.approver_user_ids.iter().collect(),
         Some(Payload::AccessRequestCancelled(_))
         | Some(Payload::AccessRequestExpired(_))
+        | Some(Payload::PermissionChanged(_))
         | None => Vec::new(),
     };
     texts
@@ -689,6 +692,14 @@ fn granted_levels(tools: Option<&access_pb::ToolAccess>, support: i32) -> Vec<(R
         .collect()
 }
 
+/// The explicit levels above the lowest of a profile: `(right, level)` (T9: what ends).
+fn explicit_levels(profile: Option<&access_pb::AccessProfile>) -> Vec<(Right, Level)> {
+    granted_levels(
+        profile.and_then(|p| p.explicit.as_ref()),
+        profile.map_or(0, |p| p.explicit_support_level),
+    )
+}
+
 /// The explicit levels that changed between two profiles: `(right, before, after)`.
 fn changed_levels(
     before: Option<&access_pb::AccessProfile>,
@@ -783,6 +794,31 @@ pub(crate) async fn apply_access_event(
                 &facts,
             )
         }
+        Some(Payload::RightsChanged(changed)) if changed.ended => {
+            let before = changed.before.as_ref();
+            let facts = Facts::RightsEnding {
+                levels: explicit_levels(before),
+                end_time: time_of(before.and_then(|p| p.valid_until.as_ref())),
+            };
+            recipients::each(
+                &[parse_uuid("user id", &changed.user_id)?],
+                Kind::RightsEnded,
+                RULE_RIGHTS_END,
+                &facts,
+            )
+        }
+        Some(Payload::GrantEndingSoon(ending)) => {
+            let facts = Facts::RightsEnding {
+                levels: explicit_levels(ending.profile.as_ref()),
+                end_time: time_of(ending.valid_until.as_ref()),
+            };
+            recipients::each(
+                &[parse_uuid("user id", &ending.user_id)?],
+                Kind::RightsEndingSoon,
+                RULE_RIGHTS_END,
+                &facts,
+            )
+        }
         Some(Payload::RightsChanged(changed)) => {
             let facts = Facts::RightsChanged {
                 changes: changed_levels(changed.before.as_ref(), changed.after.as_ref()),
@@ -813,10 +849,12 @@ pub(crate) async fn apply_access_event(
                 &facts,
             )
         }
-        // Cancelled and expired requests tell nobody; unknown payloads come from a newer
-        // access management.
+        // Unknown payloads come from a newer access management. Cancelled and expired
+        // requests tell nobody, nor does the feed of effective permissions (served by
+        // WatchPermissionChanges only; the RightsChanged of the same change tells the user).
         Some(Payload::AccessRequestCancelled(_))
         | Some(Payload::AccessRequestExpired(_))
+        | Some(Payload::PermissionChanged(_))
         | None => {
             return Ok(());
         }
@@ -870,6 +908,15 @@ mod tests {
             changed_levels(Some(&before), Some(&after)),
             [(Right::Reporting, Level::None, Level::View)]
         );
+        // rule T9: what ends is every explicit level above the lowest.
+        assert_eq!(
+            explicit_levels(Some(&after)),
+            [
+                (Right::Reporting, Level::View),
+                (Right::Support, Level::Basic)
+            ]
+        );
+        assert!(explicit_levels(None).is_empty());
         assert_eq!(
             changed_levels(None, Some(&after)),
             [
@@ -924,6 +971,15 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(access_event_users(&submitted), [a, b, c]);
+        // rule T9: the user whose grant ends is told, before and at the end.
+        let ending = access_pb::Event {
+            payload: Some(AccessPayload::GrantEndingSoon(access_pb::GrantEndingSoon {
+                user_id: b.to_string(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        assert_eq!(access_event_users(&ending), [b]);
         let cancelled = access_pb::Event {
             payload: Some(AccessPayload::AccessRequestCancelled(
                 access_pb::AccessRequestCancelled::default(),

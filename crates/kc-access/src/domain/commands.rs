@@ -2,6 +2,7 @@
 //! the service never sees a malformed request (`convert` builds them from the proto
 //! requests). [`AccessAsk`] holds the shape rules of what a request for access asks (A1).
 
+use chrono::{DateTime, Utc};
 use kc_runtime::Violations;
 use uuid::Uuid;
 
@@ -30,6 +31,30 @@ pub fn with_levels(tools: ToolAccess, levels: &ToolLevels) -> ToolAccess {
 /// approver (255 for none), then its user id.
 pub type ApproverKey = (u8, Uuid);
 
+/// What a change of rights does to the end of the user's grant on the site (T9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EndChange {
+    /// Keeps the grant's current end, if any (the change names none).
+    #[default]
+    Keep,
+    /// The grant ends at this instant (in the future when parsed).
+    Until(DateTime<Utc>),
+    /// The grant no longer ends.
+    Remove,
+}
+
+/// The end an approval gives the requester's grant (T9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApprovalEnd {
+    /// None: the grant keeps the end it has, if any.
+    #[default]
+    None,
+    /// At this instant (in the future when parsed).
+    Until(DateTime<Utc>),
+    /// This long after the grant starts: the approval's commit, or its start ("for 90 days").
+    For(chrono::Duration),
+}
+
 /// One user's rights on one site (GetAccessProfile).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProfileRef {
@@ -48,6 +73,10 @@ pub struct ToolsChange {
     pub user_id: Uuid,
     /// The levels to set (at least one); the tools left `None` keep theirs.
     pub levels: ToolLevels,
+    /// What happens to the grant's end (T9).
+    pub end: EndChange,
+    /// When a new grant starts (T9); `None`: at once.
+    pub start: Option<DateTime<Utc>>,
     /// Why (T5).
     pub reason: String,
     /// The version of the profile the caller read.
@@ -63,6 +92,10 @@ pub struct SupportChange {
     pub user_id: Uuid,
     /// The level to set.
     pub level: SupportLevel,
+    /// What happens to the grant's end (T9).
+    pub end: EndChange,
+    /// When a new grant starts (T9); `None`: at once.
+    pub start: Option<DateTime<Utc>>,
     /// Why (T5).
     pub reason: String,
     /// The version of the profile the caller read.
@@ -306,6 +339,10 @@ pub struct Approval {
     pub request_id: Uuid,
     /// What to grant.
     pub choice: GrantChoice,
+    /// When the grant ends (T9).
+    pub end: ApprovalEnd,
+    /// When the grant starts (T9); `None`: at once.
+    pub start: Option<DateTime<Utc>>,
     /// The approver's note, if any.
     pub note: Option<String>,
     /// The version of the request the approver read.
@@ -356,6 +393,19 @@ pub struct PoliciesQuery {
     pub after: Option<String>,
     /// Most policies in the page.
     pub size: u32,
+}
+
+/// Most sites a permission feed may be narrowed to (WatchPermissionChanges).
+pub const MAX_FEED_SITES: usize = 1000;
+
+/// The changes of effective permissions after a position of the stream
+/// (WatchPermissionChanges), on every site or only on some.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermissionFeedQuery {
+    /// The cursor of the last change received; the start of the stream when none was.
+    pub after: kc_runtime::outbox::Cursor,
+    /// Only the changes on these sites; empty: on every site.
+    pub site_ids: std::collections::BTreeSet<Uuid>,
 }
 
 #[cfg(test)]

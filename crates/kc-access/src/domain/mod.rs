@@ -12,6 +12,7 @@
 pub use kc_rights::{levels, rights};
 pub mod actor;
 pub mod commands;
+pub mod ends;
 pub mod service;
 pub mod values;
 
@@ -66,6 +67,13 @@ pub struct Profile {
     pub updated_by: Option<Uuid>,
     /// When the explicit grants last changed; `None` when they never did.
     pub update_time: Option<DateTime<Utc>>,
+    /// When the explicit grants end (T9); `None` when they do not, or hold nothing.
+    pub valid_until: Option<DateTime<Utc>>,
+    /// When the explicit grants start (T9), while they have not; `None` once they count.
+    pub valid_from: Option<DateTime<Utc>>,
+    /// The explicit grants as stored while they have not started (T9); `None` once they
+    /// count.
+    pub pending: Option<Grants>,
 }
 
 impl Profile {

@@ -75,6 +75,9 @@ use super::commands::{
     RequestRef, Revocation, SiteAccessQuery, SiteRequestsQuery, Submission, SupportChange,
     ToolsChange, UserAccessQuery, with_levels,
 };
+use super::ends::{
+    ENDING_NOTICE_AHEAD, check_end_change, check_start, end_after_approval, end_after_change, later,
+};
 use super::values::{EmailDomain, Etag};
 use super::{
     AccessError, AccessRequest, AccessRequestKind, Actor, Approver, AuditRecord, Decision,
@@ -85,6 +88,8 @@ use super::{
 };
 use crate::cache::{Rights, RightsCache};
 use crate::events::{self, PendingEvent};
+use crate::permission_feed;
+use crate::storage::grants::Term;
 use crate::storage::invalidation::{Invalidation, notify_invalidation};
 use crate::storage::{self, audit::NewRecord, requests::NewRequest};
 
@@ -202,6 +207,37 @@ fn to_json<T: serde::Serialize>(value: &T) -> Option<serde_json::Value> {
     serde_json::to_value(value).ok()
 }
 
+/// The audit form of explicit grants: the grants, with `valid_until` when they end and
+/// `valid_from` when they start later (T9).
+fn grants_json(grants: &Grants, term: Term) -> Option<serde_json::Value> {
+    let mut value = to_json(grants)?;
+    if let Some(object) = value.as_object_mut() {
+        for (key, time) in [
+            ("valid_from", term.valid_from),
+            ("valid_until", term.valid_until),
+        ] {
+            if let Some(time) = time {
+                object.insert(key.into(), serde_json::Value::String(time.to_rfc3339()));
+            }
+        }
+    }
+    Some(value)
+}
+
+/// The term of a profile's explicit grants (T9).
+fn term_of(profile: &Profile) -> Term {
+    Term {
+        valid_from: profile.valid_from,
+        valid_until: profile.valid_until,
+    }
+}
+
+/// The reason recorded and told when a grant starts (T9).
+const STARTED_REASON: &str = "the grant started (T9)";
+
+/// The reason recorded and told when a grant reaches its end (T9).
+const ENDED_REASON: &str = "the grant reached its end (T9)";
+
 /// Maps a refused request insert: the unique index of A6.
 fn insert_error(error: sqlx::Error, kind: AccessRequestKind) -> AccessError {
     if classify(&error) == DbErrorKind::UniqueViolation
@@ -264,9 +300,11 @@ impl Change {
         self.events.push(event);
     }
 
-    /// Appends the records and events, notifies the replicas, commits, then drops the
-    /// stale entries of this replica's cache before the caller answers. Returns the change's
-    /// revision: the cursor of the last event appended, `None` when there was none.
+    /// Appends the records and events, notifies the replicas, refreshes the permission feed
+    /// for what changed ([`permission_feed::refresh`]), commits, then drops the stale
+    /// entries of this replica's cache before the caller answers. Returns the change's
+    /// revision: the cursor of the last event of the change itself (not of the feed's),
+    /// `None` when there was none.
     async fn commit(
         self,
         mut tx: Transaction<'_, Postgres>,
@@ -294,6 +332,9 @@ impl Change {
         }
         for what in &self.invalidations {
             notify_invalidation(&mut tx, *what).await?;
+            // The permission feed, after the change's own events: the revision stays the
+            // cursor of the change's last event of WatchEvents.
+            permission_feed::refresh(&mut tx, *what).await?;
         }
         tx.commit().await?;
         for what in self.invalidations {
@@ -459,7 +500,7 @@ impl Access {
         actor: Actor,
         action: &'static str,
         before: &Profile,
-        grants: &Grants,
+        (grants, term): (&Grants, Term),
         reason: &str,
     ) -> Result<Revised<Profile>> {
         let mut change = Change::new(before.site_id);
@@ -470,7 +511,7 @@ impl Access {
                 Some(actor),
                 action,
                 before,
-                grants,
+                (grants, term),
                 reason,
                 None,
             )
@@ -478,9 +519,9 @@ impl Access {
         change.commit_with(tx, &self.cache, after).await
     }
 
-    /// Writes a user's new explicit grants as part of `change`: the grants row, the audit
-    /// record (who, what, when, why: T5), the RightsChanged event and the invalidation.
-    /// Returns the profile after the change.
+    /// Writes a user's new explicit grants and their end (T9) as part of `change`: the
+    /// grants row, the audit record (who, what, when, why: T5), the RightsChanged event and
+    /// the invalidation. Returns the profile after the change.
     #[allow(clippy::too_many_arguments)]
     async fn write_rights(
         &self,
@@ -489,19 +530,37 @@ impl Access {
         actor: Option<Actor>,
         action: &'static str,
         before: &Profile,
-        grants: &Grants,
+        (grants, term): (&Grants, Term),
         reason: &str,
         request_id: Option<Uuid>,
     ) -> Result<Profile> {
         let updated_by = actor.map(|actor| actor.actor_id);
-        storage::grants::write(conn, before.site_id, before.user_id, grants, updated_by).await?;
+        let term = if grants.is_none() {
+            Term::default()
+        } else {
+            term
+        };
+        storage::grants::write(
+            conn,
+            before.site_id,
+            before.user_id,
+            grants,
+            term,
+            updated_by,
+        )
+        .await?;
         let after = profile_on(conn, before.site_id, before.user_id).await?;
         change.record(Entry {
             actor,
             action,
             resource_id: before.user_id.to_string(),
-            before: to_json(&before.effective.explicit()),
-            after: to_json(grants),
+            before: grants_json(
+                &before
+                    .pending
+                    .unwrap_or_else(|| before.effective.explicit()),
+                term_of(before),
+            ),
+            after: grants_json(grants, term),
             reason: reason.to_owned(),
         });
         change.event(events::rights_changed(
@@ -533,6 +592,8 @@ impl Access {
             site_id,
             user_id,
             levels,
+            end,
+            start,
             ref reason,
             etag,
         } = *change;
@@ -550,10 +611,22 @@ impl Access {
             &current,
             &Grants { tools, ..current },
         )?;
-        if tools == current.tools {
+        let grants = Grants { tools, ..current };
+        check_start(&current, before.valid_from, start)?;
+        let valid_until = end_after_change(&grants, before.valid_until, end);
+        let subject = subject_of(&before.effective);
+        check_end_change(
+            &authority,
+            actor.actor_id,
+            user_id,
+            &subject,
+            before.valid_until,
+            valid_until,
+        )?;
+        if tools == current.tools && valid_until == before.valid_until && start.is_none() {
             return Ok(Revised::unchanged(before));
         }
-        if !tools.is_within(&current.tools) {
+        if !tools.is_within(&current.tools) || later(before.valid_until, valid_until) {
             require_proven(&mut tx, user_id, UNPROVEN_GRANTEE).await?;
         }
         self.commit_rights(
@@ -561,7 +634,13 @@ impl Access {
             actor,
             "access.tools_set",
             &before,
-            &Grants { tools, ..current },
+            (
+                &grants,
+                Term {
+                    valid_from: start,
+                    valid_until,
+                },
+            ),
             reason,
         )
         .await
@@ -588,6 +667,8 @@ impl Access {
             site_id,
             user_id,
             level,
+            end,
+            start,
             ref reason,
             etag,
         } = *change;
@@ -607,18 +688,41 @@ impl Access {
                 ..current
             },
         )?;
-        if level == current.support {
-            return Ok(Revised::unchanged(before));
-        }
-        if level > current.support {
-            require_proven(&mut tx, user_id, UNPROVEN_GRANTEE).await?;
-        }
         let grants = Grants {
             support: level,
             ..current
         };
-        self.commit_rights(tx, actor, "access.support_set", &before, &grants, reason)
-            .await
+        check_start(&current, before.valid_from, start)?;
+        let valid_until = end_after_change(&grants, before.valid_until, end);
+        check_end_change(
+            &authority,
+            actor.actor_id,
+            user_id,
+            &subject_of(&before.effective),
+            before.valid_until,
+            valid_until,
+        )?;
+        if level == current.support && valid_until == before.valid_until && start.is_none() {
+            return Ok(Revised::unchanged(before));
+        }
+        if level > current.support || later(before.valid_until, valid_until) {
+            require_proven(&mut tx, user_id, UNPROVEN_GRANTEE).await?;
+        }
+        self.commit_rights(
+            tx,
+            actor,
+            "access.support_set",
+            &before,
+            (
+                &grants,
+                Term {
+                    valid_from: start,
+                    valid_until,
+                },
+            ),
+            reason,
+        )
+        .await
     }
 
     /// Removes every explicit grant of a user on a site (T4, U4–U6); implied rights remain.
@@ -637,12 +741,29 @@ impl Access {
         let before = profile_on(&mut tx, site_id, user_id).await?;
         check_etag(etag, before.version, "the access profile")?;
         let authority = self.authority(&mut tx, actor, &site).await?;
-        check_revoke(&authority, &subject_of(&before.effective))?;
-        if before.effective.explicit().is_none() {
+        // T9: a grant that has not started is revoked like one in force.
+        let held = before
+            .pending
+            .unwrap_or_else(|| before.effective.explicit());
+        check_revoke(
+            &authority,
+            &Subject {
+                explicit: held,
+                ..subject_of(&before.effective)
+            },
+        )?;
+        if held.is_none() {
             return Ok(Revised::unchanged(before));
         }
-        self.commit_rights(tx, actor, "access.revoked", &before, &Grants::NONE, &reason)
-            .await
+        self.commit_rights(
+            tx,
+            actor,
+            "access.revoked",
+            &before,
+            (&Grants::NONE, Term::default()),
+            &reason,
+        )
+        .await
     }
 
     /// A page of a site's profiles (users with a grant or a role implying rights).
@@ -927,8 +1048,12 @@ impl Access {
             tools: current.tools.join(grant.tools),
             support: current.support.max(grant.support),
         };
-        // T7: a policy would otherwise grant its own setter what the setter chose.
-        if grants == current || policy.updated_by == request.requester_id {
+        // T7: a policy would otherwise grant its own setter what the setter chose. T9: a
+        // grant that has not started changes only by revocation; an approver decides.
+        if grants == current
+            || policy.updated_by == request.requester_id
+            || requester.valid_from.is_some()
+        {
             return change.commit_with(tx, &self.cache, request).await;
         }
         let reason = format!(
@@ -964,7 +1089,8 @@ impl Access {
             None,
             "access.request_granted",
             requester,
-            &grants,
+            // A7 keeps the end the requester's grant has, if any (T9).
+            (&grants, term_of(requester)),
             &reason,
             Some(request.request_id),
         )
@@ -1034,6 +1160,8 @@ impl Access {
         let Approval {
             request_id,
             choice,
+            end,
+            start,
             ref note,
             etag,
         } = *approval;
@@ -1063,6 +1191,13 @@ impl Access {
             &granted,
         )?;
         check_not_own_request(actor.actor_id, request.requester_id)?;
+        check_start(&before.effective.explicit(), before.valid_from, start)?;
+        let valid_until = end_after_approval(
+            &before.effective.explicit(),
+            before.valid_until,
+            end,
+            start.unwrap_or_else(Utc::now),
+        )?;
         require_proven(&mut tx, request.requester_id, UNPROVEN_APPROVAL).await?;
         let decided = storage::requests::decide(
             &mut tx,
@@ -1088,7 +1223,10 @@ impl Access {
             reason: note.unwrap_or_default().to_owned(),
         });
         change.event(events::access_request_decided(Some(actor), &decided));
-        let after = if grants == before.effective.explicit() {
+        let after = if grants == before.effective.explicit()
+            && valid_until == before.valid_until
+            && start.is_none()
+        {
             before
         } else {
             let reason = note.map_or_else(
@@ -1101,7 +1239,13 @@ impl Access {
                 Some(actor),
                 "access.request_granted",
                 &before,
-                &grants,
+                (
+                    &grants,
+                    Term {
+                        valid_from: start,
+                        valid_until,
+                    },
+                ),
                 &reason,
                 Some(request_id),
             )
@@ -1235,6 +1379,158 @@ impl Access {
             tracing::info!(expired, "access requests expired");
         }
         Ok(due.len())
+    }
+
+    /// Starts up to [`EXPIRY_BATCH`] grants whose start came (T9), one transaction each: the
+    /// grant counts from its start whatever the sweeper does (checks honour it); this makes
+    /// the start a recorded change: the audit record `access.started`, the RightsChanged
+    /// event with the profile before and after, the cache invalidation. Returns how many it
+    /// started; call again while it returns a full batch.
+    pub async fn start_due(&self) -> Result<usize> {
+        let mut started = 0;
+        while started < EXPIRY_BATCH && self.start_one().await? {
+            started += 1;
+        }
+        if started > 0 {
+            tracing::info!(started, "grants started");
+        }
+        Ok(started)
+    }
+
+    /// Starts the grant with the earliest start that came, if any; whether there was one.
+    async fn start_one(&self) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let Some((site_id, user_id, valid_from)) = storage::grants::lock_started(&mut tx).await?
+        else {
+            return Ok(false);
+        };
+        let before = storage::sites::profile_at(
+            &mut tx,
+            site_id,
+            user_id,
+            valid_from - chrono::Duration::microseconds(1),
+        )
+        .await?
+        .ok_or(AccessError::SiteNotFound)?;
+        storage::grants::mark_started(&mut tx, site_id, user_id).await?;
+        let after = profile_on(&mut tx, site_id, user_id).await?;
+        let mut change = Change::new(site_id);
+        change.record(Entry {
+            actor: None,
+            action: "access.started",
+            resource_id: user_id.to_string(),
+            before: grants_json(&before.effective.explicit(), term_of(&before)),
+            after: grants_json(&after.effective.explicit(), term_of(&after)),
+            reason: STARTED_REASON.to_owned(),
+        });
+        change.event(events::rights_changed(
+            None,
+            &before,
+            &after,
+            STARTED_REASON,
+            None,
+        ));
+        change
+            .invalidations
+            .push(Invalidation::Pair { site_id, user_id });
+        change.commit(tx, &self.cache).await?;
+        Ok(true)
+    }
+
+    /// Ends up to [`EXPIRY_BATCH`] grants whose end is due (T9), one transaction each:
+    /// removes the explicit grants as a revocation would, and records it (audit, the
+    /// RightsChanged event marked `ended` with the profile before and after, the cache
+    /// invalidation). Returns how many it ended; call again while it returns a full batch.
+    pub async fn end_due(&self) -> Result<usize> {
+        let mut ended = 0;
+        while ended < EXPIRY_BATCH && self.end_one().await? {
+            ended += 1;
+        }
+        if ended > 0 {
+            tracing::info!(ended, "grants ended");
+        }
+        Ok(ended)
+    }
+
+    /// Ends the grant with the earliest due end, if any; whether there was one.
+    async fn end_one(&self) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let Some(due) = storage::grants::lock_ended(&mut tx).await? else {
+            return Ok(false);
+        };
+        // The profile as it stood while the grant was in force.
+        let before = storage::sites::profile_at(
+            &mut tx,
+            due.site_id,
+            due.user_id,
+            due.valid_until - chrono::Duration::microseconds(1),
+        )
+        .await?
+        .ok_or(AccessError::SiteNotFound)?;
+        let mut change = Change::new(due.site_id);
+        storage::grants::write(
+            &mut tx,
+            due.site_id,
+            due.user_id,
+            &Grants::NONE,
+            Term::default(),
+            None,
+        )
+        .await?;
+        let after = profile_on(&mut tx, due.site_id, due.user_id).await?;
+        change.record(Entry {
+            actor: None,
+            action: "access.ended",
+            resource_id: due.user_id.to_string(),
+            before: grants_json(
+                &before.effective.explicit(),
+                Term {
+                    valid_from: None,
+                    valid_until: Some(due.valid_until),
+                },
+            ),
+            after: grants_json(&Grants::NONE, Term::default()),
+            reason: ENDED_REASON.to_owned(),
+        });
+        change.event(events::grant_ended(&before, &after, ENDED_REASON));
+        change.invalidations.push(Invalidation::Pair {
+            site_id: due.site_id,
+            user_id: due.user_id,
+        });
+        change.commit(tx, &self.cache).await?;
+        Ok(true)
+    }
+
+    /// Announces up to [`EXPIRY_BATCH`] grants ending within [`ENDING_NOTICE_AHEAD`] whose
+    /// end was not announced yet (T9), one transaction each: publishes GrantEndingSoon and
+    /// marks the end announced, so each end is announced once across restarts and replicas.
+    /// Returns how many it announced; call again while it returns a full batch.
+    pub async fn announce_ending(&self) -> Result<usize> {
+        let mut announced = 0;
+        while announced < EXPIRY_BATCH && self.announce_one().await? {
+            announced += 1;
+        }
+        if announced > 0 {
+            tracing::info!(announced, "grant ends announced");
+        }
+        Ok(announced)
+    }
+
+    /// Announces the earliest unannounced end within the notice window, if any; whether
+    /// there was one.
+    async fn announce_one(&self) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let Some(due) =
+            storage::grants::lock_ending_unannounced(&mut tx, ENDING_NOTICE_AHEAD).await?
+        else {
+            return Ok(false);
+        };
+        let profile = profile_on(&mut tx, due.site_id, due.user_id).await?;
+        storage::grants::mark_announced(&mut tx, due.site_id, due.user_id).await?;
+        let mut change = Change::new(due.site_id);
+        change.event(events::grant_ending_soon(&profile, due.valid_until));
+        change.commit(tx, &self.cache).await?;
+        Ok(true)
     }
 
     /// Creates or changes a site's policy for an e-mail domain (A7, T4, U4).

@@ -13,6 +13,59 @@ pub const MAX_JUSTIFICATION_CHARS: usize = 1000;
 /// Longest e-mail domain, in bytes (a DNS name).
 const MAX_DOMAIN_LEN: usize = 253;
 
+/// The longest a grant may be given for or ended after, in days (T9): far enough for any
+/// agreement, near enough that a typo in a year is caught.
+pub const MAX_GRANT_DAYS: i64 = 100 * 366;
+
+/// The start or the end of a grant (T9): a valid timestamp after `now` and at most
+/// [`MAX_GRANT_DAYS`] ahead.
+pub fn grant_end(
+    field: &str,
+    end: &prost_types::Timestamp,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, Violation> {
+    let Some(end) = u32::try_from(end.nanos)
+        .ok()
+        .and_then(|nanos| chrono::DateTime::from_timestamp(end.seconds, nanos))
+    else {
+        return Err(Violation::new(field, "is not a valid timestamp"));
+    };
+    if end <= now {
+        return Err(Violation::new(
+            field,
+            "rule T9: the start and the end of a grant must be in the future",
+        ));
+    }
+    if end > now + chrono::Duration::days(MAX_GRANT_DAYS) {
+        return Err(Violation::new(
+            field,
+            format!("rule T9: a grant's start and end are at most {MAX_GRANT_DAYS} days ahead"),
+        ));
+    }
+    Ok(end)
+}
+
+/// How long a grant is given for (T9): at least one second, at most [`MAX_GRANT_DAYS`].
+pub fn grant_length(
+    field: &str,
+    length: &prost_types::Duration,
+) -> Result<chrono::Duration, Violation> {
+    if !(0..1_000_000_000).contains(&length.nanos) || length.seconds < 1 {
+        return Err(Violation::new(
+            field,
+            "rule T9: a grant is given for at least one second",
+        ));
+    }
+    if length.seconds > MAX_GRANT_DAYS * 86_400 {
+        return Err(Violation::new(
+            field,
+            format!("rule T9: a grant is given for at most {MAX_GRANT_DAYS} days"),
+        ));
+    }
+    Ok(chrono::Duration::seconds(length.seconds)
+        + chrono::Duration::nanoseconds(i64::from(length.nanos)))
+}
+
 /// The reason of a change of rights (T5) or of a rejection (A4): 1 to 500 characters.
 /// `rule` is cited when it is missing, e.g. `T5: every change of rights records why`.
 pub fn required_reason(field: &str, reason: &str, rule: &str) -> Result<String, Violation> {
@@ -100,6 +153,45 @@ mod tests {
         assert_eq!(justification("j", "").unwrap(), "");
         assert!(justification("j", &"x".repeat(1001)).is_err());
         assert_eq!(optional_note("n", " ").unwrap(), None);
+    }
+
+    #[test]
+    fn grant_ends_and_lengths() {
+        // rule T9
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
+        let ts = |seconds: i64, nanos: i32| prost_types::Timestamp { seconds, nanos };
+        assert_eq!(
+            grant_end("valid_until", &ts(1_800_000_001, 0), now).unwrap(),
+            now + chrono::Duration::seconds(1)
+        );
+        for bad in [
+            ts(1_800_000_000, 0),
+            ts(1_700_000_000, 0),
+            ts(1_800_000_001, -1),
+        ] {
+            let refused = grant_end("valid_until", &bad, now).unwrap_err();
+            assert_eq!(refused.field, "valid_until");
+        }
+        assert!(
+            grant_end("valid_until", &ts(1_700_000_000, 0), now)
+                .unwrap_err()
+                .description
+                .starts_with("rule T9:")
+        );
+        assert!(grant_end("valid_until", &ts(i64::MAX, 0), now).is_err());
+        let length = |seconds: i64, nanos: i32| prost_types::Duration { seconds, nanos };
+        assert_eq!(
+            grant_length("valid_for", &length(7_776_000, 0)).unwrap(),
+            chrono::Duration::days(90)
+        );
+        for bad in [
+            length(0, 999_999_999),
+            length(-5, 0),
+            length(i64::MAX, 0),
+            length(1, -1),
+        ] {
+            assert!(grant_length("valid_for", &bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

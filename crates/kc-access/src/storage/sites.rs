@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::grants::Term;
 use super::roles_of;
 use crate::domain::{
     ContactRole, Effective, Grants, Member, Profile, RoleSet, Site, SiteFacts, Subject,
@@ -186,7 +187,7 @@ macro_rules! profile_select {
              AS roles, \
            g.software, g.reporting, g.entitlements, g.account_management, g.manage_access, \
            g.contact_updates, g.account_documents, g.support, g.version, g.updated_by, \
-           g.update_time, (COALESCE(u.disabled, false) OR NOT COALESCE(u.email_verified, true)) \
+           g.update_time, g.valid_until, g.valid_from, (COALESCE(u.disabled, false) OR NOT COALESCE(u.email_verified, true)) \
              AS disabled \
          FROM pairs p JOIN sites s ON s.site_id = p.site_id \
          LEFT JOIN grants g ON g.site_id = p.site_id AND g.user_id = p.user_id \
@@ -232,6 +233,8 @@ struct ProfileRow {
     version: Option<i64>,
     updated_by: Option<Uuid>,
     update_time: Option<DateTime<Utc>>,
+    valid_until: Option<DateTime<Utc>>,
+    valid_from: Option<DateTime<Utc>>,
     disabled: bool,
 }
 
@@ -241,8 +244,31 @@ fn grants_of_columns(columns: [Option<i16>; 8]) -> Result<Grants, sqlx::Error> {
     super::grants_of_ranks(&ranks, "grants")
 }
 
+/// Whether explicit grants of `term` are in force at `at` (T9: they count in
+/// `[valid_from, valid_until)`, each bound optional, to the microsecond).
+pub fn in_force(term: Term, at: DateTime<Utc>) -> bool {
+    term.valid_from.is_none_or(|start| start <= at) && term.valid_until.is_none_or(|end| at < end)
+}
+
 impl ProfileRow {
-    fn explicit(&self) -> Result<Grants, sqlx::Error> {
+    fn term(&self) -> Term {
+        Term {
+            valid_from: self.valid_from,
+            valid_until: self.valid_until,
+        }
+    }
+
+    /// The explicit grants in force at `at`: all NONE before they start and once they
+    /// ended (T9).
+    fn explicit(&self, at: DateTime<Utc>) -> Result<Grants, sqlx::Error> {
+        if !in_force(self.term(), at) {
+            return Ok(Grants::NONE);
+        }
+        self.stored()
+    }
+
+    /// The explicit grants as stored, in force or not.
+    fn stored(&self) -> Result<Grants, sqlx::Error> {
         grants_of_columns([
             self.software,
             self.reporting,
@@ -255,10 +281,10 @@ impl ProfileRow {
         ])
     }
 
-    fn subject(&self) -> Result<Subject, sqlx::Error> {
+    fn subject(&self, at: DateTime<Utc>) -> Result<Subject, sqlx::Error> {
         Ok(Subject {
             roles: roles_of(&self.roles)?,
-            explicit: self.explicit()?,
+            explicit: self.explicit(at)?,
             disabled: self.disabled,
         })
     }
@@ -271,11 +297,20 @@ impl ProfileRow {
     }
 }
 
-impl TryFrom<ProfileRow> for Profile {
-    type Error = sqlx::Error;
-
-    fn try_from(row: ProfileRow) -> Result<Self, Self::Error> {
-        let effective = Effective::of(&row.subject()?, row.facts());
+impl ProfileRow {
+    /// The profile as it stands at `at` (T9: grants that ended by then count for nothing
+    /// and show no term; grants that start later count for nothing yet and show their start
+    /// and what they will give).
+    fn profile_at(self, at: DateTime<Utc>) -> Result<Profile, sqlx::Error> {
+        let effective = Effective::of(&self.subject(at)?, self.facts());
+        let ended = self.valid_until.is_some_and(|end| end <= at);
+        let valid_until = self.valid_until.filter(|_| !ended);
+        let valid_from = self.valid_from.filter(|start| !ended && at < *start);
+        let pending = match valid_from {
+            Some(_) => Some(self.stored()?),
+            None => None,
+        };
+        let row = self;
         Ok(Profile {
             site_id: row.site_id,
             site_number: row.site_number,
@@ -284,7 +319,18 @@ impl TryFrom<ProfileRow> for Profile {
             version: row.version.unwrap_or(0),
             updated_by: row.updated_by,
             update_time: row.update_time,
+            valid_until,
+            valid_from,
+            pending,
         })
+    }
+}
+
+impl TryFrom<ProfileRow> for Profile {
+    type Error = sqlx::Error;
+
+    fn try_from(row: ProfileRow) -> Result<Self, Self::Error> {
+        row.profile_at(Utc::now())
     }
 }
 
@@ -307,6 +353,25 @@ pub async fn profile(
     .fetch_optional(conn)
     .await?;
     row.map(Profile::try_from).transpose()
+}
+
+/// The profile of one user on one site as it stands at `at` (the sweeper reads a grant as
+/// it was before its end, T9); `None` when the projection knows no such site.
+pub async fn profile_at(
+    conn: &mut PgConnection,
+    site_id: Uuid,
+    user_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<Option<Profile>, sqlx::Error> {
+    let row: Option<ProfileRow> = sqlx::query_as(concat!(
+        "WITH pairs AS (SELECT $1::uuid AS site_id, $2::uuid AS user_id) ",
+        profile_select!()
+    ))
+    .bind(site_id)
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|row| row.profile_at(at)).transpose()
 }
 
 /// Up to `limit` profiles of a site's users with a grant or a role that implies rights,
@@ -358,6 +423,26 @@ pub async fn user_profiles(
     profiles(rows)
 }
 
+/// The profiles of the pairs `(site_ids[i], user_ids[i])` on sites the projection knows, in
+/// the order of the pairs (the permission feed's refreshes).
+pub async fn pair_profiles(
+    conn: &mut PgConnection,
+    site_ids: &[Uuid],
+    user_ids: &[Uuid],
+) -> Result<Vec<Profile>, sqlx::Error> {
+    let rows: Vec<ProfileRow> = sqlx::query_as(concat!(
+        "WITH pairs AS (SELECT site_id, user_id, ordinality FROM \
+           unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS x (site_id, user_id, ordinality)) ",
+        profile_select!(),
+        "ORDER BY p.ordinality"
+    ))
+    .bind(site_ids)
+    .bind(user_ids)
+    .fetch_all(conn)
+    .await?;
+    profiles(rows)
+}
+
 /// Every user with a role or a grant on a site, with its roles, grants and state: the
 /// candidates of A3's approvers.
 pub async fn members(conn: &mut PgConnection, site_id: Uuid) -> Result<Vec<Member>, sqlx::Error> {
@@ -371,11 +456,12 @@ pub async fn members(conn: &mut PgConnection, site_id: Uuid) -> Result<Vec<Membe
     .bind(site_id)
     .fetch_all(conn)
     .await?;
+    let now = Utc::now();
     rows.iter()
         .map(|row| {
             Ok(Member {
                 user_id: row.user_id,
-                subject: row.subject()?,
+                subject: row.subject(now)?,
             })
         })
         .collect()
@@ -395,13 +481,16 @@ pub struct SnapshotMember {
 }
 
 /// What the rights cache keeps of a site: its facts and every user with a role or a grant
-/// there, with its roles, explicit grants and disabled flag.
+/// there, with its roles, explicit grants in force and disabled flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SiteSnapshot {
     /// The facts rights depend on.
     pub facts: SiteFacts,
     /// Every member.
     pub members: Vec<SnapshotMember>,
+    /// The earliest start or end to come of a grant among the members (T9): the snapshot
+    /// is wrong from then on.
+    pub next_change: Option<DateTime<Utc>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -416,6 +505,8 @@ struct MemberRow {
     contact_updates: i16,
     account_documents: i16,
     support: i16,
+    valid_until: Option<DateTime<Utc>>,
+    valid_from: Option<DateTime<Utc>>,
     disabled: bool,
 }
 
@@ -436,7 +527,7 @@ pub async fn snapshot(
            COALESCE(g.manage_access, 0::smallint) AS manage_access, \
            COALESCE(g.contact_updates, 0::smallint) AS contact_updates, \
            COALESCE(g.account_documents, 0::smallint) AS account_documents, \
-           COALESCE(g.support, 0::smallint) AS support, \
+           COALESCE(g.support, 0::smallint) AS support, g.valid_until, g.valid_from, \
            (COALESCE(u.disabled, false) OR NOT COALESCE(u.email_verified, true)) AS disabled \
          FROM (SELECT user_id, array_agg(role) AS roles FROM site_roles WHERE site_id = $1 \
                GROUP BY user_id) r \
@@ -446,9 +537,28 @@ pub async fn snapshot(
     .bind(site_id)
     .fetch_all(conn)
     .await?;
+    let now = Utc::now();
+    let next_change = rows
+        .iter()
+        .flat_map(|row| [row.valid_from, row.valid_until])
+        .flatten()
+        .filter(|time| *time > now)
+        .min();
     let members = rows
         .into_iter()
         .map(|row| {
+            let term = Term {
+                valid_from: row.valid_from,
+                valid_until: row.valid_until,
+            };
+            if !in_force(term, now) {
+                return Ok(SnapshotMember {
+                    user_id: row.user_id,
+                    roles: roles_of(&row.roles)?,
+                    explicit: Grants::NONE,
+                    disabled: row.disabled,
+                });
+            }
             let explicit = grants_of_columns([
                 Some(row.software),
                 Some(row.reporting),
@@ -470,12 +580,40 @@ pub async fn snapshot(
     Ok(Some(SiteSnapshot {
         facts: site.facts,
         members,
+        next_change,
     }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grant_counts_until_its_end_exclusive() {
+        // rule T9: in force in [valid_from, valid_until), to the microsecond.
+        let end = DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
+        let start = end - chrono::Duration::days(1);
+        let until = |valid_until| Term {
+            valid_from: None,
+            valid_until,
+        };
+        let micro = chrono::Duration::microseconds(1);
+        assert!(in_force(until(None), end));
+        assert!(in_force(until(Some(end)), end - micro));
+        assert!(!in_force(until(Some(end)), end));
+        assert!(!in_force(
+            until(Some(end)),
+            end + chrono::Duration::seconds(1)
+        ));
+        let both = Term {
+            valid_from: Some(start),
+            valid_until: Some(end),
+        };
+        assert!(!in_force(both, start - micro));
+        assert!(in_force(both, start));
+        assert!(in_force(both, end - micro));
+        assert!(!in_force(both, end));
+    }
 
     #[test]
     fn the_sql_list_of_implying_roles_is_the_domains() {

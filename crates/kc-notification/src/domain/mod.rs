@@ -75,11 +75,15 @@ pub enum Kind {
     NotificationEmailVerification,
     /// A change of a contact's notification e-mail was asked, told to its login e-mail (C11).
     NotificationEmailChangeRequested,
+    /// The recipient's explicit rights on a site end within 7 days (T9).
+    RightsEndingSoon,
+    /// The recipient's explicit rights on a site reached their end and were removed (T9).
+    RightsEnded,
 }
 
 impl Kind {
     /// Every kind, notices from callers first.
-    pub const ALL: [Kind; 23] = [
+    pub const ALL: [Kind; 25] = [
         Kind::ContractChange,
         Kind::Renewal,
         Kind::UpdateAvailable,
@@ -103,6 +107,8 @@ impl Kind {
         Kind::EmailChangeRequested,
         Kind::NotificationEmailVerification,
         Kind::NotificationEmailChangeRequested,
+        Kind::RightsEndingSoon,
+        Kind::RightsEnded,
     ];
 
     /// The proto number (also the stored value).
@@ -131,6 +137,8 @@ impl Kind {
             Kind::EmailChangeRequested => 33,
             Kind::NotificationEmailVerification => 34,
             Kind::NotificationEmailChangeRequested => 35,
+            Kind::RightsEndingSoon => 36,
+            Kind::RightsEnded => 37,
         }
     }
 
@@ -165,6 +173,8 @@ impl Kind {
             Kind::EmailChangeRequested => "email_change_requested",
             Kind::NotificationEmailVerification => "notification_email_verification",
             Kind::NotificationEmailChangeRequested => "notification_email_change_requested",
+            Kind::RightsEndingSoon => "rights_ending_soon",
+            Kind::RightsEnded => "rights_ended",
         }
     }
 

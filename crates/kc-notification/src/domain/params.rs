@@ -86,6 +86,7 @@ impl Kind {
                 opt!("request_id"),
             ],
             Kind::RightsChanged => &[opt!("changes"), opt!("reason")],
+            Kind::RightsEndingSoon | Kind::RightsEnded => &[opt!("levels"), opt!("end_time")],
             Kind::DomainPolicyChanged => &[opt!("domain"), opt!("mode")],
             Kind::ContactRoleAssigned | Kind::ContactRoleRemoved => {
                 &[opt!("contact_name"), opt!("role")]

@@ -35,6 +35,9 @@ pub(crate) const RULE_APPROVER: &str = "A3: approver of the access request";
 pub(crate) const RULE_REQUESTER: &str = "A2: the requester is told of the decision";
 /// Rule of the user whose rights changed.
 pub(crate) const RULE_RIGHTS: &str = "T5: the user whose rights changed";
+/// Rule of the user whose rights end soon or ended.
+pub(crate) const RULE_RIGHTS_END: &str =
+    "T9: the user whose rights end is told 7 days before and at the end";
 /// Rule of an approver told of a domain policy change.
 pub(crate) const RULE_POLICY_APPROVER: &str =
     "A7: approver of the site, told of domain policy changes";
@@ -113,6 +116,13 @@ pub(crate) enum Facts {
         changes: Vec<(Right, Level, Level)>,
         /// Why.
         reason: String,
+    },
+    /// A user's explicit rights end soon, or ended (T9).
+    RightsEnding {
+        /// The explicit levels that end.
+        levels: Vec<(Right, Level)>,
+        /// When they end.
+        end_time: Option<DateTime<Utc>>,
     },
     /// A domain policy changed (A7).
     DomainPolicy {
@@ -194,6 +204,15 @@ impl Facts {
             Facts::RightsChanged { changes, reason } => {
                 put("changes", catalog::changes_text(changes, lang));
                 put("reason", reason.clone());
+            }
+            Facts::RightsEnding { levels, end_time } => {
+                put("levels", catalog::levels_text(levels, lang));
+                put(
+                    "end_time",
+                    end_time
+                        .map(|time| catalog::time_text(time, lang))
+                        .unwrap_or_default(),
+                );
             }
             Facts::DomainPolicy { domain, mode } => {
                 put("domain", domain.clone());
@@ -485,6 +504,17 @@ mod tests {
         assert_eq!(
             changed.params(Lang::Fr, &|_| None)["changes"],
             "Rapports\u{a0}: aucun → consultation"
+        );
+        let ending = Facts::RightsEnding {
+            levels: vec![(Right::Reporting, Level::View)],
+            end_time: DateTime::from_timestamp(1_800_000_000, 0),
+        };
+        let params = ending.params(Lang::Fr, &|_| None);
+        assert_eq!(params["levels"], "Rapports\u{a0}: consultation");
+        assert_eq!(params["end_time"], "15/01/2027 08:00 UTC");
+        assert_eq!(
+            ending.params(Lang::En, &|_| None)["end_time"],
+            "2027-01-15 08:00 UTC"
         );
         let policy = Facts::DomainPolicy {
             domain: "example.com".into(),

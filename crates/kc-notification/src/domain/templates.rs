@@ -67,6 +67,8 @@ static SOURCES: &[(&str, &str)] = embedded!(
     "email_change_requested",
     "notification_email_verification",
     "notification_email_change_requested",
+    "rights_ending_soon",
+    "rights_ended",
 );
 
 /// The compiled templates; cheap to clone.

@@ -57,6 +57,7 @@ async fn customers_are_refused_and_only_services_act_on_behalf() {
                     tools: Some(top_tools()),
                     reason: "self-service".into(),
                     etag: String::new(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -113,6 +114,7 @@ async fn customers_are_refused_and_only_services_act_on_behalf() {
                     tools: Some(Level::Reporting(Re::View).alone()),
                     reason: "operator for the primary".into(),
                     etag: String::new(),
+                    ..Default::default()
                 }),
                 primary,
             ))
@@ -142,6 +144,7 @@ async fn operators_grant_and_decide_but_respect_the_primary_and_the_stc() {
             tools: Some(tools),
             reason: "operator support ticket 42".into(),
             etag: String::new(),
+            ..Default::default()
         })
     };
     s.access()
@@ -163,6 +166,7 @@ async fn operators_grant_and_decide_but_respect_the_primary_and_the_stc() {
                 support_level: Su::Basic as i32,
                 reason: "operator".into(),
                 etag: String::new(),
+                ..Default::default()
             }))
             .await,
         "U6",

@@ -157,6 +157,7 @@ async fn set_tool_access_changes_named_levels_under_etags() {
                 tools: Some(Level::Reporting(Re::View).alone()),
                 reason: "reads the reports".into(),
                 etag: first.etag.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -178,6 +179,7 @@ async fn set_tool_access_changes_named_levels_under_etags() {
                 tools: Some(Level::Software(Sw::None).alone()),
                 reason: "stale".into(),
                 etag: first.etag.clone(),
+                ..Default::default()
             },
         ))
         .await;
@@ -222,6 +224,7 @@ async fn set_tool_access_changes_named_levels_under_etags() {
                 tools: Some(Level::Reporting(Re::None).alone()),
                 reason: "x".into(),
                 etag: String::new(),
+                ..Default::default()
             },
         ))
         .await;
@@ -236,6 +239,7 @@ async fn set_tool_access_changes_named_levels_under_etags() {
                 tools: None,
                 reason: "x".into(),
                 etag: String::new(),
+                ..Default::default()
             },
         ))
         .await;
@@ -249,6 +253,7 @@ async fn set_tool_access_changes_named_levels_under_etags() {
             tools: Some(Level::Reporting(Re::None).alone()),
             reason: "nobody asked".into(),
             etag: String::new(),
+            ..Default::default()
         }))
         .await;
     assert!(anonymous.is_err(), "{anonymous:?}");
@@ -527,6 +532,7 @@ async fn set_support_and_revoke_are_guarded_by_the_profile_etag() {
                 support_level: level as i32,
                 reason: "support staffing".into(),
                 etag: etag.into(),
+                ..Default::default()
             },
         )
     };
@@ -592,6 +598,7 @@ async fn set_support_and_revoke_are_guarded_by_the_profile_etag() {
                 tools: Some(Level::Reporting(Re::View).alone()),
                 reason: "reports".into(),
                 etag: second.etag.clone(),
+                ..Default::default()
             },
         ))
         .await;

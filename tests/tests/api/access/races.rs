@@ -49,6 +49,7 @@ async fn approve_and_reject_at_once_decide_exactly_once() {
                     granted_support_level: 0,
                     etag: etag.clone(),
                     note: "welcome".into(),
+                    ..Default::default()
                 },
             );
             Box::pin(async move {

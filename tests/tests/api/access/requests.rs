@@ -402,6 +402,7 @@ async fn approve_grants_less_than_asked_but_never_more() {
                 granted_support_level: 0,
                 etag: format!("{}-stale", request.etag),
                 note: String::new(),
+                ..Default::default()
             },
         ))
         .await;
@@ -422,6 +423,7 @@ async fn approve_grants_less_than_asked_but_never_more() {
                 granted_support_level: 0,
                 etag: request.etag.clone(),
                 note: "downloads for now".into(),
+                ..Default::default()
             },
         ))
         .await

@@ -69,6 +69,7 @@ async fn t8_every_write_returns_the_revision_of_its_last_event() {
                     tools: Some(tools),
                     reason: "reports for the audit".into(),
                     etag: String::new(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -95,6 +96,7 @@ async fn t8_every_write_returns_the_revision_of_its_last_event() {
                 support_level: Su::Full as i32,
                 reason: "works the cases".into(),
                 etag: String::new(),
+                ..Default::default()
             },
         ))
         .await

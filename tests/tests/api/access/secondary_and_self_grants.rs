@@ -325,6 +325,7 @@ async fn nobody_grants_or_raises_its_own_rights() {
             tools: Some(Level::Reporting(Re::View).alone()),
             reason: "for me".into(),
             etag: String::new(),
+            ..Default::default()
         }))
         .await;
     expect_t7(operator_result);
@@ -336,6 +337,7 @@ async fn nobody_grants_or_raises_its_own_rights() {
             support_level: Su::Basic as i32,
             reason: "for me".into(),
             etag: String::new(),
+            ..Default::default()
         }))
         .await;
     expect_t7(operator_support);
@@ -347,6 +349,7 @@ async fn nobody_grants_or_raises_its_own_rights() {
             tools: Some(Level::Reporting(Re::View).alone()),
             reason: "for the helper".into(),
             etag: String::new(),
+            ..Default::default()
         }))
         .await
         .expect("an operator grants to others");

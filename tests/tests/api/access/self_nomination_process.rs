@@ -203,6 +203,7 @@ async fn self_nomination_across_processes() {
                 granted_support_level: 0,
                 etag: listed[0].etag.clone(),
                 note: "téléchargements seulement".into(),
+                ..Default::default()
             },
         ))
         .await

@@ -51,6 +51,7 @@ async fn an_unproven_account_is_granted_nothing_and_asks_for_nothing() {
             tools: Some(top_tools()),
             reason: "the operator tries".into(),
             etag: String::new(),
+            ..Default::default()
         }))
         .await;
     expect_refused(by_operator, "I1");

@@ -151,44 +151,26 @@ async fn the_same_idempotency_key_returns_the_first_notices_and_sends_nothing_ne
         .await;
     let id = site.site_id.as_str();
     let params = [("order_number", "PO-1")];
+    let update = [("product", "Suite"), ("version", "2")];
+    let send_update = async |call: &str| {
+        s.send_notice(id, Kind::UpdateAvailable, &update, "once")
+            .await
+            .expect(call)
+    };
 
-    let first = s
-        .send_notice(
-            id,
-            Kind::UpdateAvailable,
-            &[("product", "Suite"), ("version", "2")],
-            "once",
-        )
-        .await
-        .expect("first call");
+    let first = send_update("first call").await;
     assert!(!first.replayed);
     assert_eq!(first.notifications.len(), 1);
     assert_eq!(
         first.notifications[0].recipient_user_id,
         admin.id.to_string()
     );
-    let again = s
-        .send_notice(
-            id,
-            Kind::UpdateAvailable,
-            &[("product", "Suite"), ("version", "2")],
-            "once",
-        )
-        .await
-        .expect("second call");
+    let again = send_update("second call").await;
     assert!(again.replayed, "N3: the second call is a replay");
     assert_eq!(ids(&again.notifications), ids(&first.notifications));
     s.wait_state(&first.notifications[0].notification_id, State::Delivered)
         .await;
-    let replayed_after_delivery = s
-        .send_notice(
-            id,
-            Kind::UpdateAvailable,
-            &[("product", "Suite"), ("version", "2")],
-            "once",
-        )
-        .await
-        .expect("third call");
+    let replayed_after_delivery = send_update("third call").await;
     assert!(replayed_after_delivery.replayed);
     assert_eq!(
         ids(&replayed_after_delivery.notifications),
@@ -412,49 +394,22 @@ async fn list_notifications_filters_by_site_recipient_and_state_and_pages() {
         "newest first: {times:?}"
     );
 
+    // Each case: a default request with one field wrong.
+    let with = |edit: fn(&mut pb::ListNotificationsRequest)| {
+        let mut request = pb::ListNotificationsRequest::default();
+        edit(&mut request);
+        request
+    };
     for (request, field) in [
+        (with(|r| r.page_size = -1), "page_size"),
+        (with(|r| r.page_size = 1001), "page_size"),
+        (with(|r| r.page_token = "garbage".into()), "page_token"),
+        (with(|r| r.site_id = "x".into()), "site_id"),
         (
-            pb::ListNotificationsRequest {
-                page_size: -1,
-                ..Default::default()
-            },
-            "page_size",
-        ),
-        (
-            pb::ListNotificationsRequest {
-                page_size: 1001,
-                ..Default::default()
-            },
-            "page_size",
-        ),
-        (
-            pb::ListNotificationsRequest {
-                page_token: "garbage".into(),
-                ..Default::default()
-            },
-            "page_token",
-        ),
-        (
-            pb::ListNotificationsRequest {
-                site_id: "x".into(),
-                ..Default::default()
-            },
-            "site_id",
-        ),
-        (
-            pb::ListNotificationsRequest {
-                recipient_user_id: "x".into(),
-                ..Default::default()
-            },
+            with(|r| r.recipient_user_id = "x".into()),
             "recipient_user_id",
         ),
-        (
-            pb::ListNotificationsRequest {
-                state: 42,
-                ..Default::default()
-            },
-            "state",
-        ),
+        (with(|r| r.state = 42), "state"),
     ] {
         let result = s.notifications().list_notifications(s.svc(request)).await;
         expect_field(result, field);
@@ -659,62 +614,24 @@ async fn customers_are_refused_and_only_operators_retry() {
 async fn watch_events_show_delivered_and_dead_outcomes() {
     let s = Suite::start().await;
     let (primary, site) = site(&s).await;
-    let good = s
-        .send_notice(&site.site_id, Kind::Technical, &TECHNICAL, "w-good")
-        .await
-        .expect("send")
-        .notifications
-        .remove(0);
+    let good = first_technical_notice(&s, &site.site_id, "w-good").await;
     s.wait_state(&good.notification_id, State::Delivered).await;
     // Nothing else in flight to the primary: its role notice is delivered.
     s.delivered(&site.site_id, &primary, Kind::ContactRoleAssigned)
         .await;
     s.smtp()
         .fail_next_to(&primary.email, 1, 550, "5.7.1 refused by policy");
-    let bad = s
-        .send_notice(&site.site_id, Kind::Technical, &TECHNICAL, "w-bad")
-        .await
-        .expect("send")
-        .notifications
-        .remove(0);
+    let bad = first_technical_notice(&s, &site.site_id, "w-bad").await;
     s.wait_state(&bad.notification_id, State::Dead).await;
 
-    let delivered_event = s
-        .find_event(|event| match &event.payload {
-            Some(Payload::NotificationDelivered(d))
-                if d.notification.as_ref().map(|n| n.notification_id.as_str())
-                    == Some(good.notification_id.as_str()) =>
-            {
-                Some(event.clone())
-            }
-            _ => None,
-        })
-        .await;
-    let Some(Payload::NotificationDelivered(delivered)) = &delivered_event.payload else {
-        unreachable!()
-    };
-    let delivered = delivered.notification.as_ref().expect("notification");
+    let (delivered_event, delivered) = event_of(&s, &good.notification_id, delivered_of).await;
     assert_eq!(delivered.state, State::Delivered as i32);
-    assert_eq!(outcomes(delivered), [(Outcome::Delivered, 250)]);
+    assert_eq!(outcomes(&delivered), [(Outcome::Delivered, 250)]);
     assert!(!delivered_event.cursor.is_empty() && !delivered_event.event_id.is_empty());
 
-    let dead_event = s
-        .find_event(|event| match &event.payload {
-            Some(Payload::NotificationDead(d))
-                if d.notification.as_ref().map(|n| n.notification_id.as_str())
-                    == Some(bad.notification_id.as_str()) =>
-            {
-                Some(event.clone())
-            }
-            _ => None,
-        })
-        .await;
-    let Some(Payload::NotificationDead(dead)) = &dead_event.payload else {
-        unreachable!()
-    };
-    let dead = dead.notification.as_ref().expect("notification");
+    let (dead_event, dead) = event_of(&s, &bad.notification_id, dead_of).await;
     assert_eq!(dead.state, State::Dead as i32);
-    assert_eq!(outcomes(dead), [(Outcome::PermanentFailure, 550)]);
+    assert_eq!(outcomes(&dead), [(Outcome::PermanentFailure, 550)]);
     assert!(
         dead.attempts[0].detail.contains("refused by policy"),
         "{dead:?}"
@@ -732,13 +649,7 @@ async fn watch_events_show_delivered_and_dead_outcomes() {
     let mut seen = Vec::new();
     tokio::time::timeout(helpers::PATIENCE, async {
         loop {
-            let event = stream
-                .next()
-                .await
-                .expect("stream open")
-                .expect("event")
-                .event
-                .expect("body");
+            let event = next_event(&mut stream).await;
             assert_ne!(
                 event.event_id, delivered_event.event_id,
                 "not the event before the cursor"
@@ -762,13 +673,7 @@ async fn watch_events_show_delivered_and_dead_outcomes() {
         .expect("retry");
     let revived = tokio::time::timeout(helpers::PATIENCE, async {
         loop {
-            let event = stream
-                .next()
-                .await
-                .expect("stream open")
-                .expect("event")
-                .event
-                .expect("body");
+            let event = next_event(&mut stream).await;
             if let Some(Payload::NotificationDelivered(d)) = event.payload
                 && let Some(n) = d.notification
                 && n.notification_id == bad.notification_id
@@ -861,4 +766,54 @@ async fn replayed_events_create_nothing_new() {
     s.assert_each_received_once(&after);
     let kinds: HashSet<i32> = after.iter().map(|n| n.kind).collect();
     assert!(kinds.contains(&(Kind::AccessRequestDecided as i32)));
+}
+
+/// The first notification a technical notice with `key` made on the site.
+async fn first_technical_notice(s: &Suite, site_id: &str, key: &str) -> pb::Notification {
+    s.send_notice(site_id, Kind::Technical, &TECHNICAL, key)
+        .await
+        .expect("send")
+        .notifications
+        .remove(0)
+}
+
+/// The notification event whose payload `notification_of` reads as the notification
+/// `notification_id`, and that notification as the event carries it.
+async fn event_of(
+    s: &Suite,
+    notification_id: &str,
+    notification_of: fn(&Payload) -> Option<&pb::Notification>,
+) -> (pb::Event, pb::Notification) {
+    s.find_event(|event| {
+        let about = event.payload.as_ref().and_then(notification_of)?;
+        (about.notification_id == notification_id).then(|| (event.clone(), about.clone()))
+    })
+    .await
+}
+
+/// The notification a NotificationDelivered event carries.
+fn delivered_of(payload: &Payload) -> Option<&pb::Notification> {
+    match payload {
+        Payload::NotificationDelivered(delivered) => delivered.notification.as_ref(),
+        _ => None,
+    }
+}
+
+/// The notification a NotificationDead event carries.
+fn dead_of(payload: &Payload) -> Option<&pb::Notification> {
+    match payload {
+        Payload::NotificationDead(dead) => dead.notification.as_ref(),
+        _ => None,
+    }
+}
+
+/// The next event of a WatchEvents stream; the test fails when the stream ends or breaks.
+async fn next_event(stream: &mut tonic::Streaming<pb::WatchEventsResponse>) -> pb::Event {
+    stream
+        .next()
+        .await
+        .expect("stream open")
+        .expect("event")
+        .event
+        .expect("body")
 }

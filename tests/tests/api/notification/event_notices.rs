@@ -13,40 +13,69 @@ use crate::notification::helpers::{
 use kc_proto::contacts::{self as cpb};
 use kc_proto::notification as pb;
 
-/// Waits for the DELIVERED notice of `kind` to `user` on the site that is not in `seen`,
-/// checks its message, marks it seen and returns it.
-async fn next_notice(
-    s: &Suite,
-    seen: &mut HashSet<String>,
-    site_id: &str,
-    user: &TestUser,
-    kind: Kind,
-    email: &str,
-    locale: &str,
-) -> pb::Notification {
-    let notification = eventually(
-        &format!("a new {kind:?} to {} is delivered", user.name),
-        || {
-            let seen = &*seen;
-            async move {
-                let all = s.list(site_id, Some(user.id), State::Unspecified).await;
-                all.iter()
-                    .find(|n| {
-                        n.kind == kind as i32
-                            && n.state == State::Delivered as i32
-                            && !seen.contains(&n.notification_id)
-                    })
-                    .cloned()
-                    .ok_or_else(|| format!("{:#?}", helpers::brief(&all)))
-            }
-        },
-    )
-    .await;
-    seen.insert(notification.notification_id.clone());
-    let message = s.mail_of(&notification).await;
-    check_mail(&notification, &message, email, locale);
-    s.assert_language(kind, locale, &message).await;
-    notification
+/// The notices of one site already checked, so that each wait finds a new one.
+struct Notices<'a> {
+    s: &'a Suite,
+    site_id: &'a str,
+    seen: HashSet<String>,
+}
+
+impl<'a> Notices<'a> {
+    fn new(s: &'a Suite, site_id: &'a str) -> Self {
+        Self {
+            s,
+            site_id,
+            seen: HashSet::new(),
+        }
+    }
+
+    /// Waits for the DELIVERED notice of `kind` to `user` on the site that is not seen yet,
+    /// checks its message (at the user's login e-mail, in `locale`), marks it seen and
+    /// returns it.
+    async fn next(&mut self, user: &TestUser, kind: Kind, locale: &str) -> pb::Notification {
+        let (s, site_id) = (self.s, self.site_id);
+        let notification = eventually(
+            &format!("a new {kind:?} to {} is delivered", user.name),
+            || {
+                let seen = &self.seen;
+                async move {
+                    let all = s.list(site_id, Some(user.id), State::Unspecified).await;
+                    all.iter()
+                        .find(|n| {
+                            n.kind == kind as i32
+                                && n.state == State::Delivered as i32
+                                && !seen.contains(&n.notification_id)
+                        })
+                        .cloned()
+                        .ok_or_else(|| format!("{:#?}", helpers::brief(&all)))
+                }
+            },
+        )
+        .await;
+        self.seen.insert(notification.notification_id.clone());
+        let message = s.mail_of(&notification).await;
+        check_mail(&notification, &message, &user.email, locale);
+        s.assert_language(kind, locale, &message).await;
+        notification
+    }
+
+    /// Waits for the notices `expected` (recipient, kind, locale) in turn, as [`Self::next`],
+    /// and asserts they are exactly the notices made from the first one's event (N3).
+    async fn of_one_event<const N: usize>(
+        &mut self,
+        expected: [(&TestUser, Kind, &str); N],
+    ) -> [pb::Notification; N] {
+        let mut got = Vec::with_capacity(N);
+        for (user, kind, locale) in expected {
+            got.push(self.next(user, kind, locale).await);
+        }
+        let recipients: Vec<(&TestUser, Kind)> = expected
+            .iter()
+            .map(|(user, kind, _)| (*user, *kind))
+            .collect();
+        assert_event_notices(self.s, &got[0], &recipients).await;
+        got.try_into().expect("one notice per expected recipient")
+    }
 }
 
 /// Asserts the notices made from `notification`'s source event are exactly `expected`
@@ -89,42 +118,19 @@ async fn assert_event_notices(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn role_changes_tell_the_contact_and_the_primary() {
     let s = Suite::start().await;
-    let mut seen = HashSet::new();
     let primary = s.user("fr").await;
     let stc = s.user("en").await;
     let site = s.supported_site(&primary, &stc, "en").await;
     let site_id = site.site_id.as_str();
+    let mut notices = Notices::new(&s, site_id);
 
     // Site created: each initial holder is told of its own role, once.
-    let created = next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &primary,
-        Kind::ContactRoleAssigned,
-        &primary.email,
-        "fr",
-    )
-    .await;
-    next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &stc,
-        Kind::ContactRoleAssigned,
-        &stc.email,
-        "en",
-    )
-    .await;
-    assert_event_notices(
-        &s,
-        &created,
-        &[
-            (&primary, Kind::ContactRoleAssigned),
-            (&stc, Kind::ContactRoleAssigned),
-        ],
-    )
-    .await;
+    notices
+        .of_one_event([
+            (&primary, Kind::ContactRoleAssigned, "fr"),
+            (&stc, Kind::ContactRoleAssigned, "en"),
+        ])
+        .await;
 
     // A role assigned: the contact and the primary. The contact is told at its login
     // e-mail: the notification e-mail given with the role (C9) receives nothing before its
@@ -133,145 +139,47 @@ async fn role_changes_tell_the_contact_and_the_primary() {
     let shipping_mail = "dock@acme.example";
     s.assign(site_id, &shipping, Role::Shipping, shipping_mail)
         .await;
-    let assigned = next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &shipping,
-        Kind::ContactRoleAssigned,
-        &shipping.email,
-        "en",
-    )
-    .await;
-    let to_primary = next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &primary,
-        Kind::ContactRoleAssigned,
-        &primary.email,
-        "fr",
-    )
-    .await;
+    let [assigned, to_primary] = notices
+        .of_one_event([
+            (&shipping, Kind::ContactRoleAssigned, "en"),
+            (&primary, Kind::ContactRoleAssigned, "fr"),
+        ])
+        .await;
     assert_eq!(assigned.source_event_id, to_primary.source_event_id);
-    assert_event_notices(
-        &s,
-        &assigned,
-        &[
-            (&shipping, Kind::ContactRoleAssigned),
-            (&primary, Kind::ContactRoleAssigned),
-        ],
-    )
-    .await;
     assert!(!assigned.rule.is_empty() && !to_primary.rule.is_empty());
 
     // The primary takes a role itself: one notice, not one as contact and one as primary.
     let own = s.assign(site_id, &primary, Role::Secondary, "").await;
-    let mine = next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &primary,
-        Kind::ContactRoleAssigned,
-        &primary.email,
-        "fr",
-    )
-    .await;
-    assert_event_notices(&s, &mine, &[(&primary, Kind::ContactRoleAssigned)]).await;
+    notices
+        .of_one_event([(&primary, Kind::ContactRoleAssigned, "fr")])
+        .await;
 
     // A role removed: the contact and the primary.
     s.remove(&own.contact_id).await;
-    let removed = next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &primary,
-        Kind::ContactRoleRemoved,
-        &primary.email,
-        "fr",
-    )
-    .await;
-    assert_event_notices(&s, &removed, &[(&primary, Kind::ContactRoleRemoved)]).await;
+    notices
+        .of_one_event([(&primary, Kind::ContactRoleRemoved, "fr")])
+        .await;
 
     let admin = s.user("en").await;
     s.assign(site_id, &admin, Role::Administrative, "").await;
-    next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &admin,
-        Kind::ContactRoleAssigned,
-        &admin.email,
-        "en",
-    )
-    .await;
-    next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &primary,
-        Kind::ContactRoleAssigned,
-        &primary.email,
-        "fr",
-    )
-    .await;
+    notices.next(&admin, Kind::ContactRoleAssigned, "en").await;
+    notices
+        .next(&primary, Kind::ContactRoleAssigned, "fr")
+        .await;
 
     // A holder replaced: the new holder is told it was assigned, the old one that it was
     // removed, and the primary both.
     let successor = s.user("fr").await;
     s.replace(site_id, Role::Administrative, &successor).await;
-    let new_holder = next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &successor,
-        Kind::ContactRoleAssigned,
-        &successor.email,
-        "fr",
-    )
-    .await;
-    let old_holder = next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &admin,
-        Kind::ContactRoleRemoved,
-        &admin.email,
-        "en",
-    )
-    .await;
-    next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &primary,
-        Kind::ContactRoleAssigned,
-        &primary.email,
-        "fr",
-    )
-    .await;
-    next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &primary,
-        Kind::ContactRoleRemoved,
-        &primary.email,
-        "fr",
-    )
-    .await;
+    let [new_holder, old_holder, _, _] = notices
+        .of_one_event([
+            (&successor, Kind::ContactRoleAssigned, "fr"),
+            (&admin, Kind::ContactRoleRemoved, "en"),
+            (&primary, Kind::ContactRoleAssigned, "fr"),
+            (&primary, Kind::ContactRoleRemoved, "fr"),
+        ])
+        .await;
     assert_eq!(new_holder.source_event_id, old_holder.source_event_id);
-    assert_event_notices(
-        &s,
-        &new_holder,
-        &[
-            (&successor, Kind::ContactRoleAssigned),
-            (&admin, Kind::ContactRoleRemoved),
-            (&primary, Kind::ContactRoleAssigned),
-            (&primary, Kind::ContactRoleRemoved),
-        ],
-    )
-    .await;
 
     // A role removed from another contact: that contact and the primary.
     let successor_contact = s
@@ -288,59 +196,18 @@ async fn role_changes_tell_the_contact_and_the_primary() {
         .find(|c| c.user_id == successor.id.to_string())
         .expect("the successor's contact");
     s.remove(&successor_contact.contact_id).await;
-    let gone = next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &successor,
-        Kind::ContactRoleRemoved,
-        &successor.email,
-        "fr",
-    )
-    .await;
-    next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &primary,
-        Kind::ContactRoleRemoved,
-        &primary.email,
-        "fr",
-    )
-    .await;
-    assert_event_notices(
-        &s,
-        &gone,
-        &[
-            (&successor, Kind::ContactRoleRemoved),
-            (&primary, Kind::ContactRoleRemoved),
-        ],
-    )
-    .await;
+    notices
+        .of_one_event([
+            (&successor, Kind::ContactRoleRemoved, "fr"),
+            (&primary, Kind::ContactRoleRemoved, "fr"),
+        ])
+        .await;
 
     // rule C8: the primary transferred: the old and the new primary, each once.
     let heir = s.user("en").await;
     s.transfer_primary(site_id, &heir).await;
-    let to_old = next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &primary,
-        Kind::PrimaryTransferred,
-        &primary.email,
-        "fr",
-    )
-    .await;
-    let to_new = next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &heir,
-        Kind::PrimaryTransferred,
-        &heir.email,
-        "en",
-    )
-    .await;
+    let to_old = notices.next(&primary, Kind::PrimaryTransferred, "fr").await;
+    let to_new = notices.next(&heir, Kind::PrimaryTransferred, "en").await;
     assert_eq!(to_old.source_event_id, to_new.source_event_id);
     assert!(cites(&to_old.rule, "C8"), "{:?}", to_old.rule);
     assert!(cites(&to_new.rule, "C8"), "{:?}", to_new.rule);
@@ -361,26 +228,17 @@ async fn role_changes_tell_the_contact_and_the_primary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn access_events_tell_approvers_requesters_and_the_user_concerned() {
     let s = Suite::start().await;
-    let mut seen = HashSet::new();
     let primary = s.user("fr").await;
     let site = s.site(&primary, "fr").await;
     let site_id = site.site_id.as_str();
+    let mut notices = Notices::new(&s, site_id);
     s.wait_approver(&primary, site_id).await;
 
     // Rights changed (T5): the user whose rights changed.
     let manager = s.user("en").await;
     s.grant_manage_access(&primary, site_id, &manager, "runs the helpdesk")
         .await;
-    let rights = next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &manager,
-        Kind::RightsChanged,
-        &manager.email,
-        "en",
-    )
-    .await;
+    let rights = notices.next(&manager, Kind::RightsChanged, "en").await;
     assert!(cites(&rights.rule, "T5"), "{:?}", rights.rule);
     s.wait_approver(&manager, site_id).await;
 
@@ -389,26 +247,12 @@ async fn access_events_tell_approvers_requesters_and_the_user_concerned() {
     let request = s.submit(&requester, &site, "I download our software").await;
     let approvers: HashSet<_> = s.approvers(site_id).await.into_iter().collect();
     assert_eq!(approvers, HashSet::from([primary.id, manager.id]));
-    let to_primary = next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &primary,
-        Kind::AccessRequestSubmitted,
-        &primary.email,
-        "fr",
-    )
-    .await;
-    let to_manager = next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &manager,
-        Kind::AccessRequestSubmitted,
-        &manager.email,
-        "en",
-    )
-    .await;
+    let to_primary = notices
+        .next(&primary, Kind::AccessRequestSubmitted, "fr")
+        .await;
+    let to_manager = notices
+        .next(&manager, Kind::AccessRequestSubmitted, "en")
+        .await;
     assert_eq!(to_primary.source_event_id, to_manager.source_event_id);
     for notification in [&to_primary, &to_manager] {
         assert!(cites(&notification.rule, "A3"), "{:?}", notification.rule);
@@ -429,16 +273,9 @@ async fn access_events_tell_approvers_requesters_and_the_user_concerned() {
     // Decided (A2): the requester, rejected with a reason.
     s.reject(&primary, &request.request_id, "ask your manager first")
         .await;
-    let decided = next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &requester,
-        Kind::AccessRequestDecided,
-        &requester.email,
-        "en",
-    )
-    .await;
+    let decided = notices
+        .next(&requester, Kind::AccessRequestDecided, "en")
+        .await;
     assert!(cites(&decided.rule, "A2"), "{:?}", decided.rule);
     let message = s.mail_of(&decided).await;
     assert!(
@@ -454,96 +291,38 @@ async fn access_events_tell_approvers_requesters_and_the_user_concerned() {
     // in French.
     let newcomer = s.user("fr").await;
     let again = s.submit(&newcomer, &site, "my manager agrees").await;
-    next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &primary,
-        Kind::AccessRequestSubmitted,
-        &primary.email,
-        "fr",
-    )
-    .await;
-    next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &manager,
-        Kind::AccessRequestSubmitted,
-        &manager.email,
-        "en",
-    )
-    .await;
+    notices
+        .next(&primary, Kind::AccessRequestSubmitted, "fr")
+        .await;
+    notices
+        .next(&manager, Kind::AccessRequestSubmitted, "en")
+        .await;
     s.approve(&primary, &again.request_id, "welcome").await;
-    next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &newcomer,
-        Kind::AccessRequestDecided,
-        &newcomer.email,
-        "fr",
-    )
-    .await;
-    next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &newcomer,
-        Kind::RightsChanged,
-        &newcomer.email,
-        "fr",
-    )
-    .await;
+    notices
+        .next(&newcomer, Kind::AccessRequestDecided, "fr")
+        .await;
+    notices.next(&newcomer, Kind::RightsChanged, "fr").await;
 
     // Cancelled: nobody is told of a decision. A later event of the same stream is the
     // sync point: once its notices exist, the cancellation was applied.
     let quitter = s.user("de").await;
     let cancelled = s.submit(&quitter, &site, "never mind").await;
-    next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &primary,
-        Kind::AccessRequestSubmitted,
-        &primary.email,
-        "fr",
-    )
-    .await;
-    next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &manager,
-        Kind::AccessRequestSubmitted,
-        &manager.email,
-        "en",
-    )
-    .await;
+    notices
+        .next(&primary, Kind::AccessRequestSubmitted, "fr")
+        .await;
+    notices
+        .next(&manager, Kind::AccessRequestSubmitted, "en")
+        .await;
     s.cancel(&quitter, &cancelled.request_id).await;
 
     // Domain policy changed (A7): the approvers.
     s.set_policy(&primary, site_id, "acme.example").await;
-    let policy_primary = next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &primary,
-        Kind::DomainPolicyChanged,
-        &primary.email,
-        "fr",
-    )
-    .await;
-    let policy_manager = next_notice(
-        &s,
-        &mut seen,
-        site_id,
-        &manager,
-        Kind::DomainPolicyChanged,
-        &manager.email,
-        "en",
-    )
-    .await;
+    let [policy_primary, policy_manager] = notices
+        .of_one_event([
+            (&primary, Kind::DomainPolicyChanged, "fr"),
+            (&manager, Kind::DomainPolicyChanged, "en"),
+        ])
+        .await;
     assert_eq!(
         policy_primary.source_event_id,
         policy_manager.source_event_id
@@ -553,15 +332,6 @@ async fn access_events_tell_approvers_requesters_and_the_user_concerned() {
         "{:?}",
         policy_primary.rule
     );
-    assert_event_notices(
-        &s,
-        &policy_primary,
-        &[
-            (&primary, Kind::DomainPolicyChanged),
-            (&manager, Kind::DomainPolicyChanged),
-        ],
-    )
-    .await;
 
     let quitter_notices = s.list(site_id, Some(quitter.id), State::Unspecified).await;
     assert!(

@@ -325,6 +325,7 @@ async fn a_self_nomination_reaches_the_primary_and_the_decision_the_requester() 
                     granted_support_level: 0,
                     etag: String::new(),
                     note: "bienvenue".into(),
+                    ..Default::default()
                 },
             ),
             primary.id,

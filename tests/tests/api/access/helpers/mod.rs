@@ -22,7 +22,7 @@ pub use suite::Suite;
 
 pub use kc_suite_tests::{OPERATOR_EMAIL, PASSWORD};
 pub use kc_testkit::checks::{PATIENCE, cites, eventually};
-pub use kc_testkit::fixtures::site_request;
+pub use kc_testkit::fixtures::{no_tools, site_request, top_tools};
 pub use kc_testkit::grpc::{
     all_at_once, all_pages, authed, expect_code, expect_codes, expect_field_within as expect_field,
     expect_refused, find_message, next_messages, on_behalf_of, read_pages, uuid, wait_until,
@@ -90,19 +90,6 @@ pub fn only(levels: &[Level]) -> pb::ToolAccess {
     levels.iter().fold(keep(), |tools, level| level.on(tools))
 }
 
-/// Every tool NONE.
-pub fn no_tools() -> pb::ToolAccess {
-    pb::ToolAccess {
-        software: Sw::None as i32,
-        reporting: Re::None as i32,
-        entitlements: En::None as i32,
-        account_management: Am::None as i32,
-        manage_access: Ma::None as i32,
-        contact_updates: Cu::None as i32,
-        account_documents: Docs::None as i32,
-    }
-}
-
 /// What the SECONDARY role implies (rule T3): manage access and contact updates UPDATE,
 /// every other tool NONE.
 pub fn secondary_tools() -> pb::ToolAccess {
@@ -110,19 +97,6 @@ pub fn secondary_tools() -> pb::ToolAccess {
         manage_access: Ma::Update as i32,
         contact_updates: Cu::Update as i32,
         ..no_tools()
-    }
-}
-
-/// Every tool at its top level.
-pub fn top_tools() -> pb::ToolAccess {
-    pb::ToolAccess {
-        software: Sw::Full as i32,
-        reporting: Re::View as i32,
-        entitlements: En::Update as i32,
-        account_management: Am::Granted as i32,
-        manage_access: Ma::Update as i32,
-        contact_updates: Cu::Update as i32,
-        account_documents: Docs::View as i32,
     }
 }
 

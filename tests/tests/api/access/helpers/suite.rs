@@ -361,6 +361,7 @@ impl Suite {
                     tools: Some(tools),
                     reason: reason.into(),
                     etag: String::new(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -414,6 +415,7 @@ impl Suite {
                     support_level: level as i32,
                     reason: reason.into(),
                     etag: String::new(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -566,6 +568,7 @@ impl Suite {
                     granted_support_level: granted_support as i32,
                     etag: String::new(),
                     note: String::new(),
+                    ..Default::default()
                 },
             ))
             .await

@@ -322,6 +322,7 @@ pub fn params_of(kind: Kind) -> Vec<&'static str> {
         ],
         Kind::AccessRequestDecided => vec!["decision", "reason", "granted", "request_id"],
         Kind::RightsChanged => vec!["changes", "reason"],
+        Kind::RightsEndingSoon | Kind::RightsEnded => vec!["levels", "end_time"],
         Kind::DomainPolicyChanged => vec!["domain", "mode"],
         Kind::ContactRoleAssigned | Kind::ContactRoleRemoved => vec!["contact_name", "role"],
         Kind::PrimaryTransferred => vec!["previous_name", "new_name"],

@@ -419,6 +419,7 @@ impl Suite {
                     granted_support_level: 0,
                     etag: String::new(),
                     note: note.into(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -458,6 +459,7 @@ impl Suite {
                     }),
                     reason: reason.into(),
                     etag: String::new(),
+                    ..Default::default()
                 },
             ))
             .await

@@ -1,0 +1,228 @@
+//! The `effective_permissions` table, the materialized effective permissions of the permission
+//! feed (see [`crate::permission_feed`]): one row per permission a user holds on a site, with
+//! the reason and rule that allow it; and the locks that serialize its refreshes.
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// The first key of the advisory locks on a user's rows of the table (the second is a hash
+/// of the user id): "kcpf".
+const USER_LOCK_CLASS: i32 = 0x6b63_7066;
+
+/// One row: a permission a user holds on a site.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct HeldPermission {
+    /// Site id.
+    pub site_id: Uuid,
+    /// User id.
+    pub user_id: Uuid,
+    /// The proto number of the permission.
+    pub permission: i16,
+    /// Which grant or role allows it.
+    pub reason: String,
+    /// The rule that decides.
+    pub rule: String,
+}
+
+/// Takes, until the transaction ends, the shared lock on the rows of each of `user_ids`: a
+/// refresh of one site (or one user on one site) holds it, so it waits for a refresh of every
+/// site of one of these users (a user disabled), which holds the same lock exclusively
+/// ([`lock_user_exclusive`]). Refreshes of one site serialize on the site's row instead.
+pub async fn lock_users_shared(
+    conn: &mut PgConnection,
+    user_ids: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    if user_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock_shared($1, hashtext(u::text)) FROM unnest($2::uuid[]) u",
+    )
+    .bind(USER_LOCK_CLASS)
+    .bind(user_ids)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Takes, until the transaction ends, the exclusive lock on a user's rows on every site (see
+/// [`lock_users_shared`]).
+pub async fn lock_user_exclusive(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2::text))")
+        .bind(USER_LOCK_CLASS)
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The users who hold something on a site or may (a grant or a role of any kind there, or a
+/// row of the table), sorted.
+pub async fn users_of_site(
+    conn: &mut PgConnection,
+    site_id: Uuid,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT user_id FROM grants WHERE site_id = $1 \
+         UNION SELECT user_id FROM site_roles WHERE site_id = $1 \
+         UNION SELECT user_id FROM effective_permissions WHERE site_id = $1 \
+         ORDER BY 1",
+    )
+    .bind(site_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// The sites where a user holds something or may (a grant or a role of any kind, or a row of
+/// the table), sorted.
+pub async fn sites_of_user(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT site_id FROM grants WHERE user_id = $1 \
+         UNION SELECT site_id FROM site_roles WHERE user_id = $1 \
+         UNION SELECT site_id FROM effective_permissions WHERE user_id = $1 \
+         ORDER BY 1",
+    )
+    .bind(user_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// The rows of one user on one site.
+pub async fn of_pair(
+    conn: &mut PgConnection,
+    site_id: Uuid,
+    user_id: Uuid,
+) -> Result<Vec<HeldPermission>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT site_id, user_id, permission, reason, rule FROM effective_permissions \
+         WHERE site_id = $1 AND user_id = $2",
+    )
+    .bind(site_id)
+    .bind(user_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// The rows of a site.
+pub async fn of_site(
+    conn: &mut PgConnection,
+    site_id: Uuid,
+) -> Result<Vec<HeldPermission>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT site_id, user_id, permission, reason, rule FROM effective_permissions \
+         WHERE site_id = $1",
+    )
+    .bind(site_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// The rows of a user, on every site.
+pub async fn of_user(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<Vec<HeldPermission>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT site_id, user_id, permission, reason, rule FROM effective_permissions \
+         WHERE user_id = $1",
+    )
+    .bind(user_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// Inserts `rows`, or updates the reason and rule of those that exist.
+pub async fn upsert(conn: &mut PgConnection, rows: &[HeldPermission]) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sites: Vec<Uuid> = rows.iter().map(|row| row.site_id).collect();
+    let users: Vec<Uuid> = rows.iter().map(|row| row.user_id).collect();
+    let permissions: Vec<i16> = rows.iter().map(|row| row.permission).collect();
+    let reasons: Vec<&str> = rows.iter().map(|row| row.reason.as_str()).collect();
+    let rules: Vec<&str> = rows.iter().map(|row| row.rule.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO effective_permissions (site_id, user_id, permission, reason, rule) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::smallint[], $4::text[], $5::text[]) \
+         ON CONFLICT (site_id, user_id, permission) DO UPDATE SET reason = EXCLUDED.reason, \
+           rule = EXCLUDED.rule, update_time = now()",
+    )
+    .bind(sites)
+    .bind(users)
+    .bind(permissions)
+    .bind(reasons)
+    .bind(rules)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes the rows of `keys` `(site, user, permission)`.
+pub async fn delete(
+    conn: &mut PgConnection,
+    keys: &[(Uuid, Uuid, i16)],
+) -> Result<(), sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let sites: Vec<Uuid> = keys.iter().map(|key| key.0).collect();
+    let users: Vec<Uuid> = keys.iter().map(|key| key.1).collect();
+    let permissions: Vec<i16> = keys.iter().map(|key| key.2).collect();
+    sqlx::query(
+        "DELETE FROM effective_permissions e \
+         USING unnest($1::uuid[], $2::uuid[], $3::smallint[]) AS k (site_id, user_id, permission) \
+         WHERE e.site_id = k.site_id AND e.user_id = k.user_id AND e.permission = k.permission",
+    )
+    .bind(sites)
+    .bind(users)
+    .bind(permissions)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Where the backfill stands, locked until the transaction ends (one backfiller at a time):
+/// `None` once it is done, else the last site filled (`Some(None)` before the first).
+pub async fn lock_backfill(conn: &mut PgConnection) -> Result<Option<Option<Uuid>>, sqlx::Error> {
+    let (after, done): (Option<Uuid>, bool) =
+        sqlx::query_as("SELECT after_site, done FROM permission_feed_backfill FOR UPDATE")
+            .fetch_one(conn)
+            .await?;
+    Ok((!done).then_some(after))
+}
+
+/// Up to `limit` sites after `after` in site-id order, locked until the transaction ends.
+pub async fn lock_sites_after(
+    conn: &mut PgConnection,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT site_id FROM sites WHERE ($1::uuid IS NULL OR site_id > $1) \
+         ORDER BY site_id LIMIT $2 FOR UPDATE",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Records the backfill's progress: the last site filled, and whether it is done.
+pub async fn record_backfill(
+    conn: &mut PgConnection,
+    after: Option<Uuid>,
+    done: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE permission_feed_backfill SET after_site = $1, done = $2")
+        .bind(after)
+        .bind(done)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
