@@ -404,6 +404,39 @@ impl Clients {
     }
 }
 
+impl Clients {
+    /// access `WatchPermissionChanges`: the stream is opened within what is left of the
+    /// call's deadline, then followed without one, for as long as the caller keeps it (no
+    /// `grpc-timeout` is sent). Never retried: the caller resumes from its last cursor.
+    pub(crate) async fn watch_permission_changes(
+        &self,
+        ctx: &Ctx,
+        message: access::WatchPermissionChangesRequest,
+    ) -> Result<tonic::Streaming<access::WatchPermissionChangesResponse>, GatewayError> {
+        let service = Svc::Access;
+        let Some(remaining) = ctx.deadline.remaining() else {
+            return Err(self.error(ctx, service, Failure::Timeout));
+        };
+        let picked = self.channel(service);
+        let open = async {
+            let request = self.request(ctx, message).await?;
+            AccessManagementServiceClient::new(picked.channel.clone())
+                .watch_permission_changes(request)
+                .await
+        };
+        match tokio::time::timeout(remaining, open).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => {
+                if is_transport_failure(&status) {
+                    picked.unreachable();
+                }
+                Err(self.error(ctx, service, Failure::Status(status)))
+            }
+            Err(_) => Err(self.error(ctx, service, Failure::Timeout)),
+        }
+    }
+}
+
 /// One method of [`Clients`] per internal RPC the gateway calls.
 macro_rules! rpcs {
     ($(
@@ -446,6 +479,8 @@ rpcs! {
     get_user: Identity CachedRead IdentityServiceClient::get_user(identity::GetUserRequest) -> identity::GetUserResponse;
     /// identity `BatchGetUsers`.
     batch_get_users: Identity CachedRead IdentityServiceClient::batch_get_users(identity::BatchGetUsersRequest) -> identity::BatchGetUsersResponse;
+    /// identity `LookupUser`: the account of a login e-mail (bulk import).
+    lookup_user: Identity Read IdentityServiceClient::lookup_user(identity::LookupUserRequest) -> identity::LookupUserResponse;
     /// identity `InviteUser`.
     invite_user: Identity Write IdentityServiceClient::invite_user(identity::InviteUserRequest) -> identity::InviteUserResponse;
     /// identity `UpdateUser`.
@@ -461,6 +496,10 @@ rpcs! {
     create_site: Contacts Write ContactRegistryServiceClient::create_site(contacts::CreateSiteRequest) -> contacts::CreateSiteResponse;
     /// registry `GetSite`.
     get_site: Contacts CachedRead ContactRegistryServiceClient::get_site(contacts::GetSiteRequest) -> contacts::GetSiteResponse;
+    /// registry `LookupSite`: a site by its number (bulk import and export).
+    lookup_site: Contacts Read ContactRegistryServiceClient::lookup_site(contacts::LookupSiteRequest) -> contacts::LookupSiteResponse;
+    /// registry `ListSites`: a customer's sites (bulk export).
+    list_sites: Contacts Read ContactRegistryServiceClient::list_sites(contacts::ListSitesRequest) -> contacts::ListSitesResponse;
     /// registry `UpdateSite`.
     update_site: Contacts Write ContactRegistryServiceClient::update_site(contacts::UpdateSiteRequest) -> contacts::UpdateSiteResponse;
     /// registry `GetSiteCompliance`.

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use kc_proto::gateway::authorization_service_server::AuthorizationService;
 use kc_proto::gateway::{self as pb, gateway_service_server::GatewayService};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::clients::{CallKind, Ctx};
-use crate::compose::Gateway;
+use crate::compose::{AnswerStream, Gateway, PartContexts};
 use crate::deadline::Deadline;
 use crate::error::GatewayError;
 use crate::ratelimit::{TrustedProxies, WriteClass, client_address};
@@ -23,23 +23,27 @@ pub(crate) struct GatewayApi {
     default_deadline: Duration,
     request_timeout: Duration,
     trusted_proxies: Arc<TrustedProxies>,
+    shutdown: kc_runtime::Shutdown,
 }
 
 impl GatewayApi {
     /// The API over `gateway`: calls without `grpc-timeout` get `default_deadline`, and none
     /// gets more than the server's `request_timeout`; the client address of a call is
-    /// forwarded by one of `trusted_proxies`, or is the TCP peer's.
+    /// forwarded by one of `trusted_proxies`, or is the TCP peer's. Its streams end at
+    /// `shutdown`.
     pub(crate) fn new(
         gateway: Gateway,
         default_deadline: Duration,
         request_timeout: Duration,
         trusted_proxies: TrustedProxies,
+        shutdown: kc_runtime::Shutdown,
     ) -> Self {
         Self {
             gateway: Arc::new(gateway),
             default_deadline,
             request_timeout,
             trusted_proxies: Arc::new(trusted_proxies),
+            shutdown,
         }
     }
 
@@ -73,6 +77,17 @@ impl GatewayApi {
         )
     }
 
+    /// What the contexts of the parts of a long authenticated call are made of.
+    fn part_contexts<T>(&self, request: &Request<T>) -> Result<PartContexts, Status> {
+        let caller = kc_runtime::auth::caller(request)?;
+        Ok(PartContexts::new(
+            caller,
+            request.metadata(),
+            self.default_deadline,
+            self.request_timeout,
+        ))
+    }
+
     /// The context of an authenticated call of `kind`.
     fn ctx<T>(&self, request: &Request<T>, kind: CallKind) -> Result<Ctx, Status> {
         let caller = kc_runtime::auth::caller(request)?;
@@ -101,6 +116,7 @@ macro_rules! write_class {
 
 macro_rules! handlers {
     (
+        streams { $($streams:tt)* }
         public { $($pub_name:ident($pub_req:ident) -> $pub_resp:ident;)* }
         limited {
             $($lim_name:ident($lim_req:ident) -> $lim_resp:ident $(, per caller $lim_class:ident)?;)*
@@ -111,6 +127,8 @@ macro_rules! handlers {
     ) => {
         #[tonic::async_trait]
         impl GatewayService for GatewayApi {
+            $($streams)*
+
             $(
                 async fn $pub_name(
                     &self,
@@ -147,6 +165,36 @@ macro_rules! handlers {
 }
 
 handlers! {
+    // The bulk RPCs: each part (a row, a site) gets a deadline of its own.
+    streams {
+        type ImportContactsStream = AnswerStream<pb::ImportContactsResponse>;
+        type ExportContactsStream = AnswerStream<pb::ExportContactsResponse>;
+
+        /// One write token per import (not per row), like one write.
+        async fn import_contacts(
+            &self,
+            request: Request<Streaming<pb::ImportContactsRequest>>,
+        ) -> Result<Response<Self::ImportContactsStream>, Status> {
+            let ctx = self.ctx(&request, CallKind::Write)?;
+            self.limit(&ctx, Some(WriteClass::Mail))?;
+            let contexts = self.part_contexts(&request)?;
+            respond(self.gateway.clone().import_contacts(contexts, request.into_inner()))
+        }
+
+        async fn export_contacts(
+            &self,
+            request: Request<pb::ExportContactsRequest>,
+        ) -> Result<Response<Self::ExportContactsStream>, Status> {
+            let ctx = self.ctx(&request, CallKind::Read)?;
+            let contexts = self.part_contexts(&request)?;
+            respond(
+                self.gateway
+                    .clone()
+                    .export_contacts(&ctx, contexts, request.into_inner())
+                    .await,
+            )
+        }
+    }
     public {
         register(RegisterRequest) -> RegisterResponse;
         verify_email(VerifyEmailRequest) -> VerifyEmailResponse;
@@ -250,5 +298,24 @@ impl AuthorizationService for GatewayApi {
                 .authz_lookup_users(&ctx, request.into_inner())
                 .await,
         )
+    }
+
+    type WatchPermissionsStream = kc_runtime::outbox::EventStream<pb::WatchPermissionsResponse>;
+
+    async fn watch_permissions(
+        &self,
+        request: Request<pb::WatchPermissionsRequest>,
+    ) -> Result<Response<Self::WatchPermissionsStream>, Status> {
+        let ctx = self.ctx(&request, CallKind::Read)?;
+        let stream = self
+            .gateway
+            .authz_watch_permissions(&ctx, request.into_inner())
+            .await?;
+        // It ends with the gateway, so that draining does not wait for its callers to go.
+        let shutdown = self.shutdown.clone();
+        Ok(Response::new(Box::pin(futures::StreamExt::take_until(
+            stream,
+            async move { shutdown.wait().await },
+        ))))
     }
 }

@@ -110,6 +110,7 @@ pub async fn run_with_verifier(
         args.default_deadline,
         args.server.request_timeout,
         args.trusted_proxies.clone(),
+        shutdown.clone(),
     );
     let authorization = AuthorizationServiceServer::new(api.clone())
         .max_decoding_message_size(args.server.max_message_bytes)

@@ -59,6 +59,10 @@ pub(crate) enum Rule {
     /// As [`Rule::Site`], except that a person reading its own profile needs nothing more
     /// than a relation to the site (a role or a grant there).
     SiteOrSelf(Need),
+    /// The request names several sites (a bulk import's rows, an export's sites): a
+    /// customer needs `Need` on each site it touches, checked site by site (a row or a site
+    /// it may not touch is refused alone); operators pass; service accounts are refused.
+    EachSite(Need),
     /// The access request named by the request is read first; then the caller needs, on the
     /// request's own site, the permission that decides its kind (A3). Operators pass.
     RequestSite,
@@ -174,6 +178,9 @@ methods! {
 
     LIST_SITE_AUDIT = "ListSiteAudit" =>
         Rule::Site(Need::All(&[P::ContactsView, P::AccessView]));
+
+    IMPORT_CONTACTS = "ImportContacts" => Rule::EachSite(Need::All(&[P::ContactsUpdate]));
+    EXPORT_CONTACTS = "ExportContacts" => Rule::EachSite(Need::All(&[P::ContactsView]));
 }
 
 /// The scope a service account needs for each method its rule admits services to (issue
@@ -203,6 +210,9 @@ pub(crate) mod authz_method {
     /// `/keycontacts.gateway.v1.AuthorizationService/LookupUsers`
     pub(crate) const LOOKUP_USERS: &str =
         "/keycontacts.gateway.v1.AuthorizationService/LookupUsers";
+    /// `/keycontacts.gateway.v1.AuthorizationService/WatchPermissions`
+    pub(crate) const WATCH_PERMISSIONS: &str =
+        "/keycontacts.gateway.v1.AuthorizationService/WatchPermissions";
 }
 
 /// The scope of the service accounts that may ask `AuthorizationService`.
@@ -216,6 +226,7 @@ pub(crate) const AUTHZ_TABLE: &[(&str, &str)] = &[
     (authz_method::BATCH_CHECK, AUTHZ_SCOPE),
     (authz_method::LOOKUP_SITES, AUTHZ_SCOPE),
     (authz_method::LOOKUP_USERS, AUTHZ_SCOPE),
+    (authz_method::WATCH_PERMISSIONS, AUTHZ_SCOPE),
 ];
 
 /// The scope a service account needs for the `AuthorizationService` `method` (a full path
@@ -380,7 +391,7 @@ mod tests {
     #[test]
     fn site_rules_ask_for_at_least_one_permission() {
         for (name, rule) in TABLE {
-            if let Rule::Site(need) | Rule::SiteOrSelf(need) = rule {
+            if let Rule::Site(need) | Rule::SiteOrSelf(need) | Rule::EachSite(need) = rule {
                 assert!(!need.permissions().is_empty(), "{name}");
                 assert!(
                     !need.permissions().contains(&Permission::Unspecified),

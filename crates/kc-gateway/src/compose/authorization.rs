@@ -10,7 +10,11 @@
 //! - a token: `ConsistentBatchCheck`, which awaits the projection of the registry's roles
 //!   up to a registry write's revision and reads the database;
 //! - the lookups always read access management's database; a registry token is awaited
-//!   first (`AwaitContactsRevision`).
+//!   first (`AwaitContactsRevision`);
+//! - `WatchPermissions` follows access management's `WatchPermissionChanges` (the changes of
+//!   effective permissions it writes in the transaction of each cause, one per flip, in
+//!   commit order; filtered by site there) and maps each change to the public message; the
+//!   cursor is access management's, passed through as is.
 
 use chrono::Utc;
 use kc_proto::access;
@@ -18,14 +22,21 @@ use kc_proto::gateway as pb;
 use kc_runtime::values::{parse_id, timestamp};
 use kc_runtime::{ApiError, Caller, Violations};
 
+use futures::StreamExt;
+use kc_runtime::outbox::EventStream;
+use tonic::Status;
+
 use super::Gateway;
 use super::revisions::Freshness;
-use crate::clients::Ctx;
+use crate::clients::{Ctx, Svc};
 use crate::error::GatewayError;
 use crate::policy::{authz_method, authz_scope};
 
 /// Most items of one `BatchCheck`.
 const MAX_BATCH_ITEMS: usize = 100;
+
+/// Most sites one `WatchPermissions` may be narrowed to.
+const MAX_WATCH_SITES: usize = 1000;
 
 /// The field of the consistency token, in violations.
 const TOKEN_FIELD: &str = "consistency.at_least_as_fresh";
@@ -95,6 +106,25 @@ fn answer(result: access::CheckResponse, checked_at: prost_types::Timestamp) -> 
         rule: result.rule,
         checked_at: Some(checked_at),
     }
+}
+
+/// The public form of a change of access management's permission feed; `None` for an event
+/// that is not one.
+fn permission_change(event: access::Event) -> Option<pb::WatchPermissionsResponse> {
+    let Some(access::event::Payload::PermissionChanged(change)) = event.payload else {
+        return None;
+    };
+    Some(pb::WatchPermissionsResponse {
+        user_id: change.user_id,
+        site_id: event.site_id,
+        site_number: event.site_number,
+        permission: change.permission,
+        allowed: change.allowed,
+        reason: change.reason,
+        rule: change.rule,
+        cursor: event.cursor,
+        changed_at: event.create_time,
+    })
 }
 
 impl Gateway {
@@ -310,5 +340,58 @@ impl Gateway {
             next_page_token: response.next_page_token,
             checked_at: Some(timestamp(Utc::now())),
         })
+    }
+
+    /// `WatchPermissions`: the changes of effective permissions from access management's
+    /// feed, after the caller's cursor, on the sites it names (all when none). The cursor is
+    /// checked by access management (`after_cursor`); a stream that fails there ends with
+    /// the error mapped like any answer of access management, and the caller resumes from
+    /// its last cursor.
+    pub(crate) async fn authz_watch_permissions(
+        &self,
+        ctx: &Ctx,
+        request: pb::WatchPermissionsRequest,
+    ) -> Result<EventStream<pb::WatchPermissionsResponse>, GatewayError> {
+        self.admit_authz(ctx, authz_method::WATCH_PERMISSIONS)?;
+        let mut v = Violations::new();
+        let count = request.site_ids.len();
+        if count > MAX_WATCH_SITES {
+            v.add(
+                "site_ids",
+                format!("give at most {MAX_WATCH_SITES} site ids (got {count})"),
+            );
+        }
+        let site_ids: Vec<Option<String>> = request
+            .site_ids
+            .iter()
+            .enumerate()
+            .map(|(index, id)| {
+                v.check(parse_id(&format!("site_ids[{index}]"), id))
+                    .map(|id| id.to_string())
+            })
+            .collect();
+        let site_ids = invalid(v.build(|| site_ids.into_iter().collect::<Option<Vec<_>>>()))?;
+        let ctx = ctx.as_gateway();
+        let changes = self
+            .clients
+            .watch_permission_changes(
+                &ctx,
+                access::WatchPermissionChangesRequest {
+                    after_cursor: request.after_cursor,
+                    site_ids,
+                },
+            )
+            .await?;
+        Ok(Box::pin(changes.filter_map(move |item| {
+            let answer = match item {
+                Ok(response) => response.event.and_then(permission_change).map(Ok),
+                Err(status) => Some(Err(Status::from(GatewayError::Downstream {
+                    service: Svc::Access,
+                    status,
+                    gateway_credentials: true,
+                }))),
+            };
+            futures::future::ready(answer)
+        })))
     }
 }

@@ -10,6 +10,8 @@
 mod audit;
 mod authorization;
 mod contacts;
+mod export;
+mod import;
 mod me;
 mod notices;
 mod notification_email;
@@ -30,6 +32,7 @@ use kc_runtime::values::parse_id;
 use tonic::Code;
 use uuid::Uuid;
 
+pub(crate) use self::import::{AnswerStream, PartContexts};
 use crate::clients::{Clients, Ctx, Svc};
 use crate::error::GatewayError;
 use crate::policy::{Need, Rule, rule};

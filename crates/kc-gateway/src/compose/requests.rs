@@ -263,6 +263,23 @@ impl Gateway {
                 })?;
         }
         match decision {
+            AccessDecision::Reject
+                if request.valid_until.is_some()
+                    || request.valid_for.is_some()
+                    || request.valid_from.is_some() =>
+            {
+                let field = if request.valid_until.is_some() {
+                    "valid_until"
+                } else if request.valid_for.is_some() {
+                    "valid_for"
+                } else {
+                    "valid_from"
+                };
+                Err(GatewayError::invalid(
+                    field,
+                    "rule T9: only an approval gives a grant a start or an end; leave them out when rejecting",
+                ))
+            }
             AccessDecision::Reject => {
                 let response = self
                     .clients
@@ -292,6 +309,9 @@ impl Gateway {
                             granted_support_level: request.granted_support_level,
                             etag: request.etag,
                             note: request.reason,
+                            valid_until: request.valid_until,
+                            valid_for: request.valid_for,
+                            valid_from: request.valid_from,
                         },
                     )
                     .await

@@ -118,6 +118,9 @@ impl Gateway {
                     tools: request.tools,
                     reason: request.reason,
                     etag: request.etag,
+                    valid_until: request.valid_until,
+                    without_end: request.without_end,
+                    valid_from: request.valid_from,
                 },
             )
             .await?;
@@ -147,6 +150,9 @@ impl Gateway {
                     support_level: request.support_level,
                     reason: request.reason,
                     etag: request.etag,
+                    valid_until: request.valid_until,
+                    without_end: request.without_end,
+                    valid_from: request.valid_from,
                 },
             )
             .await?;

@@ -143,18 +143,23 @@ impl Gateway {
                 let site = standing.site?;
                 standing.roles.sort_unstable();
                 standing.roles.dedup();
-                let (effective, support_level) = match standing.profile {
-                    Some(profile) => (
-                        profile.effective.unwrap_or_else(no_tools),
-                        profile.support_level,
-                    ),
-                    None => (no_tools(), SupportLevel::NoAccess as i32),
-                };
+                let (effective, support_level, grant_valid_until, grant_valid_from) =
+                    match standing.profile {
+                        Some(profile) => (
+                            profile.effective.unwrap_or_else(no_tools),
+                            profile.support_level,
+                            profile.valid_until,
+                            profile.valid_from,
+                        ),
+                        None => (no_tools(), SupportLevel::NoAccess as i32, None, None),
+                    };
                 Some(pb::MySite {
                     site: Some(site),
                     roles: standing.roles,
                     effective: Some(effective),
                     support_level,
+                    grant_valid_until,
+                    grant_valid_from,
                 })
             })
             .collect())

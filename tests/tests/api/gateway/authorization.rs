@@ -194,6 +194,10 @@ const MATRIX: &[Row] = &[
     ("ListSiteNotifications", ACCOUNT_MANAGEMENT, &[]),
     // Audit: CONTACTS_VIEW and ACCESS_VIEW.
     ("ListSiteAudit", &[Operator, Primary, Secondary], &[]),
+    // Bulk: the stream admits every person; a row on a site the caller may not write is
+    // refused alone (PERMISSION_DENIED in its answer), a site it may not read is not exported.
+    ("ImportContacts", CONTACTS_UPDATE, &[]),
+    ("ExportContacts", CONTACTS_VIEW, &[]),
 ];
 
 /// One site and the people around it.

@@ -151,6 +151,7 @@ async fn a_denial_is_never_kept_and_a_revocation_through_this_gateway_applies_at
                 })),
                 reason: "test: a grant through another replica".into(),
                 etag: String::new(),
+                ..Default::default()
             },
         ))
         .await

@@ -469,6 +469,7 @@ async fn setup(suite: &Suite, cast: &Cast, row: Row, op: Op, actor: Actor) -> St
                     support_level: apb::SupportLevel::Administrator as i32,
                     reason: "test fixture".into(),
                     etag: String::new(),
+                    ..Default::default()
                 },
             ))
             .await

@@ -333,6 +333,7 @@ async fn downstream_errors_keep_their_code_and_field_violations() {
                 tools: Some(tools(|t| t.reporting = apb::ReportingAccess::None as i32)),
                 reason: "test".into(),
                 etag: String::new(),
+                ..Default::default()
             },
         ))
         .await,
@@ -350,6 +351,7 @@ async fn downstream_errors_keep_their_code_and_field_violations() {
                 tools: Some(tools(|t| t.reporting = apb::ReportingAccess::View as i32)),
                 reason: String::new(),
                 etag: String::new(),
+                ..Default::default()
             },
         ))
         .await,

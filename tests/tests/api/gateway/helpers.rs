@@ -83,6 +83,17 @@ impl Suite {
     /// write limits are off unless `gateway_extra` sets them (fixtures write a lot as one
     /// operator).
     pub async fn start_with(gateway_extra: &[&str]) -> Self {
+        Self::start_with_flags(gateway_extra, &[]).await
+    }
+
+    /// Like [`Suite::start`], with `access_flags` for access management (e.g. a short
+    /// `--sweep-interval`, so that grants reach their end within a test, T9).
+    pub async fn start_with_access(access_flags: &[&str]) -> Self {
+        Self::start_with_flags(&["--session-rate-limit", "off"], access_flags).await
+    }
+
+    /// [`Suite::start_with`] with `access_flags` for access management too.
+    async fn start_with_flags(gateway_extra: &[&str], access_flags: &[&str]) -> Self {
         let mut gateway_flags = Vec::new();
         for flag in WRITE_LIMITS {
             if !gateway_extra.contains(&flag) {
@@ -99,6 +110,7 @@ impl Suite {
             // when there is one), so that a test sees one mail per request.
             .flags(Service::Identity, &["--code-mail-interval", "0s"])
             .flags(Service::Gateway, &gateway_flags)
+            .flags(Service::Access, access_flags)
             .start()
             .await;
         Self {
@@ -440,6 +452,7 @@ impl Suite {
                     tools: Some(tools),
                     reason: reason.into(),
                     etag: String::new(),
+                    ..Default::default()
                 },
             ))
             .await

@@ -100,6 +100,7 @@ async fn a_secondary_sees_and_uses_what_its_role_implies() {
                 })),
                 reason: "helps with contacts".into(),
                 etag: String::new(),
+                ..Default::default()
             },
         ))
         .await
@@ -118,6 +119,7 @@ async fn a_secondary_sees_and_uses_what_its_role_implies() {
                     })),
                     reason: "keep it after the role".into(),
                     etag: String::new(),
+                    ..Default::default()
                 },
             ))
             .await,

@@ -499,6 +499,7 @@ impl Fixture {
                         })),
                         reason: "reads the invoices".into(),
                         etag: String::new(),
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -512,6 +513,7 @@ impl Fixture {
                         support_level: apb::SupportLevel::Basic as i32,
                         reason: "opens its own cases".into(),
                         etag: String::new(),
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -610,6 +612,7 @@ impl Fixture {
                         granted_support_level: apb::SupportLevel::Unspecified as i32,
                         reason: "welcome".into(),
                         etag: String::new(),
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -661,6 +664,52 @@ impl Fixture {
                 ))
                 .await
                 .map(drop),
+            "ImportContacts" => {
+                let row = gw::ContactRow {
+                    site_number: world.site.site_number.clone(),
+                    email: fresh_email("imported"),
+                    display_name: "Personne Importée".into(),
+                    locale: "fr".into(),
+                    role: "site-user".into(),
+                    ..Default::default()
+                };
+                let messages = vec![gw::ImportContactsRequest {
+                    options: None,
+                    rows: vec![row],
+                }];
+                let mut answers = gw
+                    .import_contacts(authed(token, futures::stream::iter(messages)))
+                    .await?
+                    .into_inner();
+                let answer = answers
+                    .message()
+                    .await?
+                    .ok_or_else(|| Status::unknown("(test check failed) no answer"))?;
+                if answer.outcome == gw::ImportOutcome::Applied as i32 {
+                    Ok(())
+                } else if answer.code == "PERMISSION_DENIED" {
+                    Err(Status::permission_denied(answer.message))
+                } else {
+                    Err(Status::unknown(format!("(test check failed) {answer:?}")))
+                }
+            }
+            "ExportContacts" => {
+                let mut rows = gw
+                    .export_contacts(authed(
+                        token,
+                        gw::ExportContactsRequest {
+                            customer_number: String::new(),
+                            site_numbers: vec![world.site.site_number.clone()],
+                        },
+                    ))
+                    .await?
+                    .into_inner();
+                let mut seen = 0;
+                while rows.message().await?.is_some() {
+                    seen += 1;
+                }
+                check(seen > 0, || "the export has the site's contacts".to_owned())
+            }
             other => panic!("no call for the case {other}"),
         }
     }

@@ -335,6 +335,7 @@ async fn ids_of_another_site_never_reach_it() {
                 })),
                 reason: "take over".into(),
                 etag: String::new(),
+                ..Default::default()
             },
         ))
         .await,
@@ -350,6 +351,7 @@ async fn ids_of_another_site_never_reach_it() {
                 support_level: apb::SupportLevel::Administrator as i32,
                 reason: "take over".into(),
                 etag: String::new(),
+                ..Default::default()
             },
         ))
         .await,

@@ -371,6 +371,7 @@ async fn an_unproven_account_holds_nothing() {
                         tools: Some(tools(|t| t.software = apb::SoftwareAccess::Full as i32)),
                         reason: "grant an unproven account".into(),
                         etag: String::new(),
+                        ..Default::default()
                     },
                 ))
                 .await,
