@@ -411,7 +411,9 @@ mod tests {
                 "gateway.get_me",
                 "gateway.check",
                 "gateway.check_cold",
-                "gateway.lookup_sites"
+                "gateway.lookup_sites",
+                "gateway.watch_permissions",
+                "gateway.import"
             ]
         );
         let running: Vec<&str> = super::super::scenarios::services(&chosen)

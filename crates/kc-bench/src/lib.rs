@@ -26,6 +26,7 @@ pub mod workspace;
 
 mod access;
 mod authz;
+mod bulk;
 mod contacts;
 mod env;
 mod gateway;
@@ -36,6 +37,7 @@ mod report;
 mod scenarios;
 mod smtp_sink;
 mod streams;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -52,7 +54,7 @@ use self::env::{Env, Prepared};
 use self::load::{Settings, Window};
 use self::procfs::Watched;
 use self::report::{CheckOutcome, Run, TargetRecord};
-use self::scenarios::{SCENARIOS, Scenario, Target};
+use self::scenarios::{SCENARIOS, Scenario};
 use self::smtp_sink::SmtpSink;
 use crate::suite::{Account, Mail, Running, Service, Signals, stop_all};
 
@@ -238,13 +240,8 @@ fn listing() -> String {
         .unwrap_or(0);
     let mut text = String::new();
     for scenario in SCENARIOS {
-        let target = match scenario.target {
-            Target::None(why) => format!("no target: {why}"),
-            Target::Checks(checks) => {
-                let checks: Vec<String> = checks.iter().map(report::describe).collect();
-                format!("target: {}", checks.join(", "))
-            }
-        };
+        let checks: Vec<String> = scenario.target.iter().map(report::describe).collect();
+        let target = format!("target: {}", checks.join(", "));
         let _ = writeln!(
             text,
             "{:<width$}  {} ({target})",
@@ -398,21 +395,10 @@ async fn bench(
             baselines.get(scenario.service).copied(),
         )
         .await?;
-        let outcomes = match scenario.target {
-            Target::None(_) => Vec::new(),
-            Target::Checks(checks) => report::evaluate(checks, &run, &runs),
-        };
-        let target = match scenario.target {
-            Target::None(why) => TargetRecord {
-                pass: None,
-                none: Some(why),
-                checks: &outcomes,
-            },
-            Target::Checks(_) => TargetRecord {
-                pass: Some(!outcomes.iter().any(CheckOutcome::missed)),
-                none: None,
-                checks: &outcomes,
-            },
+        let outcomes = report::evaluate(scenario.target, &run, &runs);
+        let target = TargetRecord {
+            pass: !outcomes.iter().any(CheckOutcome::missed),
+            checks: &outcomes,
         };
         let path = dir.join(format!("{}.json", scenario.name));
         report::write_record(&path, scenario.name, &run, Some(target))?;
@@ -525,22 +511,15 @@ fn service_url<'a>(
 /// Lines on a scenario's target, errors and notes.
 fn verdict(scenario: &Scenario, run: &Run, outcomes: &[CheckOutcome]) -> String {
     let mut text = String::new();
-    match scenario.target {
-        Target::None(why) => {
-            let _ = writeln!(text, "{}: no target ({why})", scenario.name);
-        }
-        Target::Checks(_) => {
-            let label = if outcomes.iter().any(CheckOutcome::missed) {
-                "MISS"
-            } else if outcomes.iter().any(|outcome| outcome.pass.is_none()) {
-                "PASS, partly evaluated"
-            } else {
-                "PASS"
-            };
-            let checks: Vec<String> = outcomes.iter().map(CheckOutcome::phrase).collect();
-            let _ = writeln!(text, "{}: {label} ({})", scenario.name, checks.join("; "));
-        }
-    }
+    let label = if outcomes.iter().any(CheckOutcome::missed) {
+        "MISS"
+    } else if outcomes.iter().any(|outcome| outcome.pass.is_none()) {
+        "PASS, partly evaluated"
+    } else {
+        "PASS"
+    };
+    let checks: Vec<String> = outcomes.iter().map(CheckOutcome::phrase).collect();
+    let _ = writeln!(text, "{}: {label} ({})", scenario.name, checks.join("; "));
     if !run.measurement.errors.is_empty() {
         let errors: Vec<String> = run
             .measurement

@@ -563,6 +563,7 @@ fn set_tool_access(
             }),
             reason: "benchmark: downloads for a new colleague".to_owned(),
             etag: String::new(),
+            ..Default::default()
         },
         bearer,
         Some(on_behalf_of),

@@ -397,10 +397,8 @@ struct CpuRecord {
 /// A scenario's target in its JSON record.
 #[derive(Debug, serde::Serialize)]
 pub(crate) struct TargetRecord<'a> {
-    /// Whether every check held; `None` without a target.
-    pub pass: Option<bool>,
-    /// Why there is no target.
-    pub none: Option<&'a str>,
+    /// Whether every check held.
+    pub pass: bool,
     /// Each check.
     pub checks: &'a [CheckOutcome],
 }
