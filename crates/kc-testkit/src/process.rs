@@ -346,6 +346,39 @@ impl CoreProcesses {
 }
 
 impl CoreProcesses {
+    /// Starts `kc-gateway` in front of these three, with a service account of its own made
+    /// on `database_url` and `extra_env`; its notification URL names an unused port
+    /// (connected lazily: for tests that do not reach notification).
+    pub async fn start_gateway(
+        &self,
+        database_url: &str,
+        extra_env: &[(&str, &str)],
+    ) -> ServiceProcess {
+        let (client_id, client_secret) = service_account(database_url, "kc-gateway").await;
+        let mut env = vec![
+            ("KC_CLIENT_ID", client_id.as_str()),
+            ("KC_CLIENT_SECRET", client_secret.as_str()),
+        ];
+        env.extend_from_slice(extra_env);
+        let scheme = if self.identity.tls { "https" } else { "http" };
+        let unused_notification = format!("{scheme}://{}", free_local_addr());
+        ServiceProcess::start(
+            binary("kc-gateway"),
+            &[
+                "--identity-url",
+                &self.identity.url(),
+                "--contacts-url",
+                &self.contacts.url(),
+                "--access-url",
+                &self.access.url(),
+                "--notification-url",
+                &unused_notification,
+            ],
+            &env,
+        )
+        .await
+    }
+
     /// The processes: (identity, the registry, access management).
     pub fn into_parts(self) -> (ServiceProcess, ServiceProcess, ServiceProcess) {
         (self.identity, self.contacts, self.access)

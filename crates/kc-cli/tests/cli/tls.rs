@@ -2,9 +2,7 @@
 //! throwaway CA): `--ca-file` trusts the gateway's certificate; without it the public web
 //! roots do not, and `kc` fails in one line with the exit code of an unreachable gateway.
 
-use kc_testkit::process::{
-    CoreProcesses, ServiceProcess, SuiteTls, binary, bootstrap_operator, service_account,
-};
+use kc_testkit::process::{CoreProcesses, SuiteTls, bootstrap_operator};
 
 use crate::harness::Kc;
 
@@ -15,33 +13,14 @@ const PASSWORD: &str = "operator passphrase for kc over tls";
 async fn kc_signs_in_to_a_tls_gateway_trusting_its_ca_file() {
     let tls = SuiteTls::new();
     let db = kc_testkit::test_database().await;
-    let (identity, contacts, access) = CoreProcesses::start(&db.url).await.into_parts();
+    let core = CoreProcesses::start(&db.url).await;
     bootstrap_operator(&db.url, EMAIL, PASSWORD).await;
-    let (gateway_id, gateway_secret) = service_account(&db.url, "kc-gateway").await;
     let server_env = tls.env(false);
-    let mut env: Vec<(&str, &str)> = server_env
+    let env: Vec<(&str, &str)> = server_env
         .iter()
         .map(|(name, value)| (*name, value.as_str()))
         .collect();
-    env.extend([
-        ("KC_CLIENT_ID", gateway_id.as_str()),
-        ("KC_CLIENT_SECRET", gateway_secret.as_str()),
-    ]);
-    let gateway = ServiceProcess::start(
-        binary("kc-gateway"),
-        &[
-            "--identity-url",
-            &identity.url(),
-            "--contacts-url",
-            &contacts.url(),
-            "--access-url",
-            &access.url(),
-            "--notification-url",
-            "http://127.0.0.1:1",
-        ],
-        &env,
-    )
-    .await;
+    let gateway = core.start_gateway(&db.url, &env).await;
     assert!(gateway.url().starts_with("https://"), "{}", gateway.url());
 
     let kc = Kc::offline(&gateway.url());

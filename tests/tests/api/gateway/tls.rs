@@ -5,9 +5,7 @@
 //! `GetMe` through the gateway (gateway → identity over mTLS); an internal service refuses
 //! a caller without a client certificate; nothing is served in plaintext.
 
-use kc_testkit::process::{
-    CoreProcesses, ServiceProcess, SuiteTls, binary, bootstrap_operator, grpcurl, service_account,
-};
+use kc_testkit::process::{CoreProcesses, SuiteTls, bootstrap_operator, grpcurl};
 use serde_json::Value;
 
 const EMAIL: &str = "operator@keycontacts.test";
@@ -30,39 +28,15 @@ async fn grpcurl_reaches_the_gateway_over_tls_and_the_gateway_the_services_over_
     let ca = tls.pki.ca_file.display().to_string();
     let db = kc_testkit::test_database().await;
     let internal_env = tls.env(true);
-    let (identity, contacts, access) =
-        CoreProcesses::start_with_env(&db.url, &pairs(&internal_env))
-            .await
-            .into_parts();
+    let core = CoreProcesses::start_with_env(&db.url, &pairs(&internal_env)).await;
+    bootstrap_operator(&db.url, EMAIL, PASSWORD).await;
+    let public_env = tls.env(false);
+    let gateway = core.start_gateway(&db.url, &pairs(&public_env)).await;
+    let (identity, contacts, access) = core.into_parts();
     assert!(
         identity.tls && contacts.tls && access.tls,
         "the services serve tls"
     );
-    bootstrap_operator(&db.url, EMAIL, PASSWORD).await;
-
-    let (gateway_id, gateway_secret) = service_account(&db.url, "kc-gateway").await;
-    let public_env = tls.env(false);
-    let mut gateway_env = pairs(&public_env);
-    gateway_env.extend([
-        ("KC_CLIENT_ID", gateway_id.as_str()),
-        ("KC_CLIENT_SECRET", gateway_secret.as_str()),
-    ]);
-    let gateway = ServiceProcess::start(
-        binary("kc-gateway"),
-        &[
-            "--identity-url",
-            &identity.url(),
-            "--contacts-url",
-            &contacts.url(),
-            "--access-url",
-            &access.url(),
-            // Not called here; lazily connected.
-            "--notification-url",
-            "https://127.0.0.1:1",
-        ],
-        &gateway_env,
-    )
-    .await;
     assert!(identity.url().starts_with("https://"), "{}", identity.url());
 
     // An operator signs in through the gateway: the gateway calls identity over mTLS.

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use kc_testkit::otlp::{OtlpReceiver, ReceivedSpan};
 use kc_testkit::pki::TestPki;
-use kc_testkit::process::{
-    CoreProcesses, ServiceProcess, binary, bootstrap_operator, grpcurl_ok, service_account,
-};
+use kc_testkit::process::{CoreProcesses, bootstrap_operator, grpcurl_ok};
 
 const EMAIL: &str = "operator@keycontacts.test";
 const PASSWORD: &str = "operator passphrase of the traces";
@@ -31,31 +29,9 @@ async fn one_gateway_call_is_one_trace_across_the_services() {
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
     ];
     let db = kc_testkit::test_database().await;
-    let (identity, contacts, access) = CoreProcesses::start_with_env(&db.url, &telemetry)
-        .await
-        .into_parts();
+    let core = CoreProcesses::start_with_env(&db.url, &telemetry).await;
     bootstrap_operator(&db.url, EMAIL, PASSWORD).await;
-    let (gateway_id, gateway_secret) = service_account(&db.url, "kc-gateway").await;
-    let mut gateway_env = telemetry.to_vec();
-    gateway_env.extend([
-        ("KC_CLIENT_ID", gateway_id.as_str()),
-        ("KC_CLIENT_SECRET", gateway_secret.as_str()),
-    ]);
-    let gateway = ServiceProcess::start(
-        binary("kc-gateway"),
-        &[
-            "--identity-url",
-            &identity.url(),
-            "--contacts-url",
-            &contacts.url(),
-            "--access-url",
-            &access.url(),
-            "--notification-url",
-            "http://127.0.0.1:1",
-        ],
-        &gateway_env,
-    )
-    .await;
+    let gateway = core.start_gateway(&db.url, &telemetry).await;
 
     // A sign-in through the gateway, which asks identity.
     let body = serde_json::json!({"email": EMAIL, "password": PASSWORD}).to_string();
