@@ -26,6 +26,11 @@ pub enum GatewayError {
     /// The caller may not do this (or may not know the object exists).
     #[error("{0}")]
     PermissionDenied(String),
+    /// A signed-in person asked about a site where it holds no permission at all, or a site
+    /// that does not exist (the same answer, I2): PERMISSION_DENIED with the self-nomination
+    /// signal ([`NO_SITE_ACCESS`]).
+    #[error("{0}")]
+    NoSiteAccess(String),
     /// The named object does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -141,7 +146,7 @@ impl GatewayError {
     pub fn code(&self) -> Code {
         match self {
             Self::InvalidArgument(_) => Code::InvalidArgument,
-            Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::PermissionDenied(_) | Self::NoSiteAccess(_) => Code::PermissionDenied,
             Self::NotFound(_) => Code::NotFound,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
             Self::RateLimited { .. } | Self::TooManyWrites { .. } | Self::ResourceExhausted(_) => {
@@ -200,6 +205,15 @@ impl From<GatewayError> for Status {
                 ApiError::InvalidArgument(violations).into()
             }
             GatewayError::PermissionDenied(message) => Status::permission_denied(message),
+            GatewayError::NoSiteAccess(message) => Status::with_error_details(
+                Code::PermissionDenied,
+                message,
+                ErrorDetails::with_error_info(
+                    NO_SITE_ACCESS,
+                    ERROR_DOMAIN,
+                    [("self_nominate".to_owned(), SELF_NOMINATE_METHOD.to_owned())],
+                ),
+            ),
             GatewayError::NotFound(message) => Status::not_found(message),
             GatewayError::FailedPrecondition(message) => Status::failed_precondition(message),
             GatewayError::RateLimited { retry_after } => {
@@ -257,6 +271,14 @@ impl From<GatewayError> for Status {
         }
     }
 }
+
+/// `google.rpc.ErrorInfo.reason` of a refusal on a site where the caller holds nothing:
+/// clients show the seed's self-nomination screen, whose call the metadata names.
+pub(crate) const NO_SITE_ACCESS: &str = "NO_SITE_ACCESS";
+/// `google.rpc.ErrorInfo.domain` of the suite's errors.
+pub(crate) const ERROR_DOMAIN: &str = "keycontacts";
+/// The call that asks for access to a site (A1), named in [`NO_SITE_ACCESS`]'s metadata.
+pub(crate) const SELF_NOMINATE_METHOD: &str = "keycontacts.gateway.v1.GatewayService/SelfNominate";
 
 /// `RESOURCE_EXHAUSTED` saying `what`, the whole seconds to wait, and a
 /// `google.rpc.RetryInfo` with the exact wait.

@@ -175,11 +175,27 @@ impl Gateway {
         for need in needs {
             let (own, others) = rest.split_at(need.permissions().len());
             if !need.satisfied_by(own) {
-                return Err(denied(*need));
+                return Err(self.refusal(ctx, site_id, *need).await);
             }
             rest = others;
         }
         Ok(())
+    }
+
+    /// The refusal of a person without `need` on `site_id`. When it holds no permission
+    /// there at all, or the site does not exist (the same answer, I2), the refusal carries
+    /// the self-nomination signal (`NO_SITE_ACCESS`), so that a client offers the seed's
+    /// request-access screen; one more `BatchCheck`, on refusals only.
+    async fn refusal(&self, ctx: &Ctx, site_id: Uuid, need: Need) -> GatewayError {
+        let every: Vec<Permission> = (1..)
+            .map_while(|number| Permission::try_from(number).ok())
+            .collect();
+        match self.check(ctx, site_id, &every).await {
+            Ok(allowed) if !allowed.contains(&true) => {
+                GatewayError::NoSiteAccess(denial_message(need))
+            }
+            _ => denied(need),
+        }
     }
 
     /// The one `BatchCheck` of a call: whether the (customer) caller holds each permission
@@ -362,6 +378,11 @@ where
 /// The refusal of a site check: names what was needed, not why it failed (which could say
 /// whether the site exists).
 fn denied(need: Need) -> GatewayError {
+    GatewayError::PermissionDenied(denial_message(need))
+}
+
+/// What a refusal of `need` says: the permissions it needs on the site.
+fn denial_message(need: Need) -> String {
     let names: Vec<&str> = need
         .permissions()
         .iter()
@@ -371,7 +392,7 @@ fn denied(need: Need) -> GatewayError {
         Need::All(_) => names.join(" and "),
         Need::Any(_) => format!("one of {}", names.join(", ")),
     };
-    GatewayError::PermissionDenied(format!("permission denied: this needs {what} on the site"))
+    format!("permission denied: this needs {what} on the site")
 }
 
 /// Parses the id in `field`.

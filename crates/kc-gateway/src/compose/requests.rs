@@ -255,8 +255,10 @@ impl Gateway {
             self.require(ctx, site_id, need)
                 .await
                 .map_err(|error| match error {
-                    // Said the same way whatever the request's kind or site (rule I2).
-                    GatewayError::PermissionDenied(_) => {
+                    // Said the same way whatever the request's kind or site (rule I2): the
+                    // request's site is not the one the caller asked about, so no
+                    // self-nomination signal either.
+                    GatewayError::PermissionDenied(_) | GatewayError::NoSiteAccess(_) => {
                         GatewayError::PermissionDenied(MAY_NOT_DECIDE.into())
                     }
                     other => other,

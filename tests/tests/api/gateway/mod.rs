@@ -24,6 +24,7 @@ mod revocation;
 mod role_authority;
 mod roles_imply;
 mod scopes;
+mod self_nomination_signal;
 mod story;
 mod tls;
 mod traces;
