@@ -132,26 +132,30 @@ fn holder(contact: &contacts_pb::Contact) -> anyhow::Result<Option<(Uuid, Contac
     }
 }
 
+/// Adds the contact's role; returns its holder.
 async fn add(
     conn: &mut PgConnection,
     site_id: Uuid,
     contact: Option<&contacts_pb::Contact>,
-) -> anyhow::Result<()> {
-    if let Some((user_id, role)) = contact.map(holder).transpose()?.flatten() {
-        storage::sites::add_role(conn, site_id, user_id, role).await?;
-    }
-    Ok(())
+) -> anyhow::Result<Option<Uuid>> {
+    let Some((user_id, role)) = contact.map(holder).transpose()?.flatten() else {
+        return Ok(None);
+    };
+    storage::sites::add_role(conn, site_id, user_id, role).await?;
+    Ok(Some(user_id))
 }
 
+/// Removes the contact's role; returns its holder.
 async fn remove(
     conn: &mut PgConnection,
     site_id: Uuid,
     contact: Option<&contacts_pb::Contact>,
-) -> anyhow::Result<()> {
-    if let Some((user_id, role)) = contact.map(holder).transpose()?.flatten() {
-        storage::sites::remove_role(conn, site_id, user_id, role).await?;
-    }
-    Ok(())
+) -> anyhow::Result<Option<Uuid>> {
+    let Some((user_id, role)) = contact.map(holder).transpose()?.flatten() else {
+        return Ok(None);
+    };
+    storage::sites::remove_role(conn, site_id, user_id, role).await?;
+    Ok(Some(user_id))
 }
 
 /// Applies one registry event to `sites` and `site_roles` and notifies the replicas.
@@ -176,38 +180,54 @@ pub(crate) async fn apply_contacts_event(
         },
     )
     .await?;
+    // Whose effective permissions the event may change: a user's rights depend on its own
+    // roles, grants and state and on the site's facts (the C3 switch), never on another
+    // user's roles, so a change of one holder refreshes that holder only.
+    let mut holders = Vec::new();
+    let mut whole_site = false;
     match &event.payload {
         Some(Payload::SiteCreated(created)) => {
             for contact in &created.contacts {
                 add(conn, site_id, Some(contact)).await?;
             }
+            whole_site = true;
         }
         Some(Payload::ContactAssigned(assigned)) => {
-            add(conn, site_id, assigned.contact.as_ref()).await?;
+            holders.extend(add(conn, site_id, assigned.contact.as_ref()).await?);
         }
         Some(Payload::ContactRemoved(removed)) => {
-            remove(conn, site_id, removed.contact.as_ref()).await?;
+            holders.extend(remove(conn, site_id, removed.contact.as_ref()).await?);
         }
         Some(Payload::ContactReplaced(replaced)) => {
-            remove(conn, site_id, replaced.replaced.as_ref()).await?;
-            add(conn, site_id, replaced.contact.as_ref()).await?;
+            holders.extend(remove(conn, site_id, replaced.replaced.as_ref()).await?);
+            holders.extend(add(conn, site_id, replaced.contact.as_ref()).await?);
         }
         Some(Payload::PrimaryTransferred(transfer)) => {
             let new_user = parse_uuid("new primary user id", &transfer.new_user_id)?;
-            storage::sites::remove_role_holders(conn, site_id, ContactRole::Primary).await?;
+            holders.extend(
+                storage::sites::remove_role_holders(conn, site_id, ContactRole::Primary).await?,
+            );
             storage::sites::add_role(conn, site_id, new_user, ContactRole::Primary).await?;
-            add(conn, site_id, transfer.previous_primary.as_ref()).await?;
+            holders.push(new_user);
+            holders.extend(add(conn, site_id, transfer.previous_primary.as_ref()).await?);
         }
-        // The site itself was refreshed above; contact details and notification addresses
-        // (C11) do not matter here, and a payload from a newer registry is left to the site
-        // refresh.
-        Some(Payload::SiteUpdated(_))
-        | Some(Payload::ContactUpdated(_))
-        | Some(Payload::NotificationEmailChangeRequested(_))
-        | None => {}
+        // The site's facts (the C3 switch among them) may have changed: every holder.
+        Some(Payload::SiteUpdated(_)) => whole_site = true,
+        // Contact details and notification addresses (C11) change no rights; a payload from
+        // a newer registry is left to a whole-site refresh.
+        Some(Payload::ContactUpdated(_)) | Some(Payload::NotificationEmailChangeRequested(_)) => {}
+        None => whole_site = true,
     }
     notify_invalidation(conn, Invalidation::Site(site_id)).await?;
-    permission_feed::refresh(conn, Invalidation::Site(site_id)).await?;
+    if whole_site {
+        permission_feed::refresh(conn, Invalidation::Site(site_id)).await?;
+    } else {
+        holders.sort_unstable();
+        holders.dedup();
+        for user_id in holders {
+            permission_feed::refresh(conn, Invalidation::Pair { site_id, user_id }).await?;
+        }
+    }
     Ok(site_id)
 }
 

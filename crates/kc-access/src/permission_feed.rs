@@ -10,8 +10,10 @@
 //!
 //! - a change of a user's explicit grants (SetToolAccess, SetSupportAccess, RevokeAccess, an
 //!   approval by an approver or a domain policy, a grant's end, T9): that user on that site;
-//! - a registry event (roles assigned, removed or replaced, a primary transfer, the C3
-//!   switch): the whole site;
+//! - a registry event: the holders whose roles it moved (an assignment, removal or
+//!   replacement, a primary transfer), on that site: a user's rights depend on its own roles,
+//!   grants and state and on the site's facts, never on another user's roles; the whole site
+//!   for a site's creation or update (the C3 switch); nobody for a change of contact details;
 //! - identity disabling or enabling a user, or proving its address: that user on every site.
 //!
 //! [`refresh`] recomputes the permissions of the scope from the database as the transaction

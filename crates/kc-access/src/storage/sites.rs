@@ -109,18 +109,18 @@ pub async fn remove_role(
     Ok(())
 }
 
-/// Removes whoever holds `role` on a site (the single holder of PRIMARY before a transfer).
+/// Removes whoever holds `role` on a site (the single holder of PRIMARY before a transfer);
+/// returns them.
 pub async fn remove_role_holders(
     conn: &mut PgConnection,
     site_id: Uuid,
     role: ContactRole,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM site_roles WHERE site_id = $1 AND role = $2")
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("DELETE FROM site_roles WHERE site_id = $1 AND role = $2 RETURNING user_id")
         .bind(site_id)
         .bind(role.number() as i16)
-        .execute(conn)
-        .await?;
-    Ok(())
+        .fetch_all(conn)
+        .await
 }
 
 /// The site with this id.
