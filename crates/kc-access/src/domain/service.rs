@@ -1387,14 +1387,7 @@ impl Access {
     /// event with the profile before and after, the cache invalidation. Returns how many it
     /// started; call again while it returns a full batch.
     pub async fn start_due(&self) -> Result<usize> {
-        let mut started = 0;
-        while started < EXPIRY_BATCH && self.start_one().await? {
-            started += 1;
-        }
-        if started > 0 {
-            tracing::info!(started, "grants started");
-        }
-        Ok(started)
+        one_by_one("grants started", || self.start_one()).await
     }
 
     /// Starts the grant with the earliest start that came, if any; whether there was one.
@@ -1442,14 +1435,7 @@ impl Access {
     /// RightsChanged event marked `ended` with the profile before and after, the cache
     /// invalidation). Returns how many it ended; call again while it returns a full batch.
     pub async fn end_due(&self) -> Result<usize> {
-        let mut ended = 0;
-        while ended < EXPIRY_BATCH && self.end_one().await? {
-            ended += 1;
-        }
-        if ended > 0 {
-            tracing::info!(ended, "grants ended");
-        }
-        Ok(ended)
+        one_by_one("grants ended", || self.end_one()).await
     }
 
     /// Ends the grant with the earliest due end, if any; whether there was one.
@@ -1506,14 +1492,7 @@ impl Access {
     /// marks the end announced, so each end is announced once across restarts and replicas.
     /// Returns how many it announced; call again while it returns a full batch.
     pub async fn announce_ending(&self) -> Result<usize> {
-        let mut announced = 0;
-        while announced < EXPIRY_BATCH && self.announce_one().await? {
-            announced += 1;
-        }
-        if announced > 0 {
-            tracing::info!(announced, "grant ends announced");
-        }
-        Ok(announced)
+        one_by_one("grant ends announced", || self.announce_one()).await
     }
 
     /// Announces the earliest unannounced end within the notice window, if any; whether
@@ -1621,6 +1600,23 @@ impl Access {
             storage::audit::page_of_site(&mut conn, site_id, before, i64::from(size) + 1).await?;
         Ok(Page::from_rows(rows, size))
     }
+}
+
+/// Runs `one` (one item of a sweep, in its own transaction: whether there was one) until it
+/// finds none or [`EXPIRY_BATCH`] are done; logs how many as `done`. Returns how many.
+async fn one_by_one<F, Fut>(done: &'static str, mut one: F) -> Result<usize>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let mut count = 0;
+    while count < EXPIRY_BATCH && one().await? {
+        count += 1;
+    }
+    if count > 0 {
+        tracing::info!(count, "{done}");
+    }
+    Ok(count)
 }
 
 #[cfg(test)]
