@@ -711,3 +711,78 @@ async fn a_grant_with_a_start_counts_from_it_until_its_end() {
     assert_eq!(revoked.pending_explicit, None, "{revoked:?}");
     assert_eq!(revoked.etag, "2", "{revoked:?}");
 }
+
+// rule T7 through the gateway: a secondary contact (its role implies manage access UPDATE,
+// T3) whose own grant has an end can neither remove that end nor push it later; the end
+// stays where the primary put it. Ending it sooner is allowed.
+#[tokio::test]
+async fn nobody_extends_the_end_of_its_own_grant() {
+    let suite = suite().await;
+    let primary = suite.person("Primary Owner").await;
+    let secondary = suite.person("Sam Secondary").await;
+    let site = suite.create_site("T7 site", &primary, None).await;
+    let site_id = site.site_id.clone();
+    suite.wait_role(&site_id, &primary.id, Role::Primary).await;
+    suite.assign(&site_id, &secondary, Role::Secondary).await;
+    suite
+        .wait_role(&site_id, &secondary.id, Role::Secondary)
+        .await;
+    let downloads = tools(|t| t.software = apb::SoftwareAccess::DownloadsOnly as i32);
+    let end = seconds_ahead(3_600);
+    set_tools_until(
+        &suite,
+        &primary.token,
+        &site_id,
+        &secondary.id,
+        downloads,
+        Some(end),
+        false,
+    )
+    .await
+    .expect("the primary grants until an hour from now");
+
+    let attempts = [(None, true), (Some(seconds_ahead(7_200)), false)];
+    for (valid_until, without_end) in attempts {
+        let refused = set_tools_until(
+            &suite,
+            &secondary.token,
+            &site_id,
+            &secondary.id,
+            downloads,
+            valid_until,
+            without_end,
+        )
+        .await
+        .expect_err("its own end pushed later");
+        assert!(
+            matches!(
+                refused.code(),
+                tonic::Code::PermissionDenied | tonic::Code::FailedPrecondition
+            ),
+            "{refused:?}"
+        );
+        assert!(refused.message().contains("T7"), "{refused:?}");
+    }
+    let profile = suite
+        .profile(&site_id, &secondary.id)
+        .await
+        .expect("profile");
+    assert_eq!(profile.valid_until, Some(end), "the end did not move");
+
+    // Sooner is allowed: giving up part of one's own time raises nothing.
+    let sooner = seconds_ahead(1_800);
+    let shortened = set_tools_until(
+        &suite,
+        &secondary.token,
+        &site_id,
+        &secondary.id,
+        downloads,
+        Some(sooner),
+        false,
+    )
+    .await
+    .expect("its own end brought sooner")
+    .profile
+    .expect("profile");
+    assert_eq!(shortened.valid_until, Some(sooner));
+}
