@@ -19,6 +19,7 @@ use crate::domain::commands::{
     UserAccessQuery, with_levels,
 };
 use crate::domain::commands::{MAX_FEED_SITES, PermissionFeedQuery};
+use crate::domain::service::{SupportUsersQuery, UserAccessChange};
 use crate::domain::values::{
     CustomerNumber, EmailDomain, Etag, SiteNumber, grant_end, grant_length, justification,
     optional_note, parse_id, required_reason,
@@ -27,6 +28,10 @@ use crate::domain::{
     AccessRequest, AccessRequestKind, Approver, Decision, DomainPolicy, Grants, Permission,
     PolicyMode, Profile, RequestState, SupportLevel, Tool, ToolAccess, ToolLevel,
 };
+
+mod blocks;
+
+pub(crate) use blocks::blocks_response;
 
 /// Default and largest page sizes of most lists.
 const LIST_PAGE: (u32, u32) = (100, 1000);
@@ -352,6 +357,60 @@ impl TryFrom<pb::ListSiteAccessRequest> for SiteAccessQuery {
                 site_id: site_id?,
                 after: after?,
                 size: size?,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::ListSupportUsersRequest> for SupportUsersQuery {
+    type Error = ApiError;
+
+    fn try_from(r: pb::ListSupportUsersRequest) -> Result<Self, ApiError> {
+        let mut v = Violations::new();
+        let site_id = v.check(parse_id("site_id", &r.site_id));
+        let size = v.check(page_size(r.page_size, LIST_PAGE.0, LIST_PAGE.1));
+        let after = v.check(single_key(&r.page_token, uuid_key));
+        v.build(|| {
+            Some(Self {
+                site_id: site_id?,
+                after: after?,
+                size: size?,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::SetUserAccessRequest> for UserAccessChange {
+    type Error = ApiError;
+
+    fn try_from(r: pb::SetUserAccessRequest) -> Result<Self, ApiError> {
+        let mut v = Violations::new();
+        let site_id = v.check(parse_id("site_id", &r.site_id));
+        let user_id = if r.user_id.is_empty() && r.validate_only {
+            Some(None)
+        } else {
+            v.check(parse_id("user_id", &r.user_id)).map(Some)
+        };
+        let levels = match &r.tools {
+            None => Some([None; 7]),
+            Some(tools) => tool_levels(&mut v, "tools", tools),
+        };
+        let support = v.check(support_level("support_level", r.support_level));
+        let reason = v.check(required_reason("reason", &r.reason, T5_REASON));
+        if r.welcome && r.validate_only {
+            v.add("welcome", "a dry run (validate_only) welcomes nobody");
+        }
+        build_with_etag(v, &r.etag, |etag| {
+            Some(Self {
+                site_id: site_id?,
+                user_id: user_id?,
+                levels: levels?,
+                support: support?,
+                reason: reason?,
+                etag,
+                validate_only: r.validate_only,
+                allow_invited: r.allow_invited,
+                welcome: r.welcome,
             })
         })
     }
@@ -917,6 +976,15 @@ fn page_parts<'a, T: 'a, P: From<&'a T>>(
 pub(crate) fn site_access_response(page: &Page<Profile>) -> pb::ListSiteAccessResponse {
     let (profiles, next_page_token) = page_parts(page, |p| vec![p.user_id.to_string()]);
     pb::ListSiteAccessResponse {
+        profiles,
+        next_page_token,
+    }
+}
+
+/// A page of a site's support users, keyed by user id.
+pub(crate) fn support_users_response(page: &Page<Profile>) -> pb::ListSupportUsersResponse {
+    let (profiles, next_page_token) = page_parts(page, |p| vec![p.user_id.to_string()]);
+    pb::ListSupportUsersResponse {
         profiles,
         next_page_token,
     }

@@ -126,6 +126,32 @@ pub(crate) fn rights_changed(
             reason: reason.to_owned(),
             request_id: request_id.map(|id| id.to_string()).unwrap_or_default(),
             ended: false,
+            welcome: false,
+        }),
+    )
+}
+
+/// A person just added to the site received its first rights (SetUserAccess `welcome`, the
+/// gateway's AddSiteUser); that user is welcomed, with the site and the rights granted.
+pub(crate) fn site_user_welcomed(
+    actor: Actor,
+    before: &Profile,
+    after: &Profile,
+    reason: &str,
+) -> PendingEvent {
+    event(
+        "rights.changed",
+        Some(actor),
+        after.site_id,
+        &after.site_number,
+        Payload::RightsChanged(pb::RightsChanged {
+            user_id: after.user_id.to_string(),
+            before: Some(before.into()),
+            after: Some(after.into()),
+            reason: reason.to_owned(),
+            request_id: String::new(),
+            ended: false,
+            welcome: true,
         }),
     )
 }
@@ -145,6 +171,7 @@ pub(crate) fn grant_ended(before: &Profile, after: &Profile, reason: &str) -> Pe
             reason: reason.to_owned(),
             request_id: String::new(),
             ended: true,
+            welcome: false,
         }),
     )
 }

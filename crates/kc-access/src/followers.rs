@@ -215,7 +215,15 @@ pub(crate) async fn apply_contacts_event(
         Some(Payload::SiteUpdated(_)) => whole_site = true,
         // Contact details and notification addresses (C11) change no rights; a payload from
         // a newer registry is left to a whole-site refresh.
-        Some(Payload::ContactUpdated(_)) | Some(Payload::NotificationEmailChangeRequested(_)) => {}
+        // Neither do S&S reminders and lapses (S&S is no fact of anyone's rights).
+        Some(Payload::ContactUpdated(_))
+        | Some(Payload::NotificationEmailChangeRequested(_))
+        | Some(Payload::SupportEnding(_))
+        | Some(Payload::SupportLapsed(_))
+        // A recovery's steps change no rights (C12): its transfer is its own event.
+        | Some(Payload::PrimaryRecoveryRequested(_))
+        | Some(Payload::PrimaryRecoveryRefused(_))
+        | Some(Payload::PrimaryRecoveryAttested(_)) => {}
         None => whole_site = true,
     }
     notify_invalidation(conn, Invalidation::Site(site_id)).await?;

@@ -3,8 +3,9 @@
 //! rules, no field checks.
 //!
 //! Rule T8 across services: the writes the contact registry decides on (SetToolAccess,
-//! SetSupportAccess, RevokeAccess, ApproveAccessRequest, SubmitAccessRequest) return their
-//! `revision`, the cursor of their last event, for the registry's `AwaitAccessRevision`; and
+//! SetSupportAccess, SetUserAccess, RevokeAccess, ApproveAccessRequest, SubmitAccessRequest)
+//! return their `revision`, the cursor of their last event, for the registry's
+//! `AwaitAccessRevision`; and
 //! `AwaitContactsRevision` is the other direction: a service that changed roles in the
 //! registry awaits the registry's revision here before it asks access for a change of
 //! rights, so that access decides on those roles.
@@ -19,11 +20,13 @@ use kc_runtime::grpc::await_revision;
 use kc_runtime::outbox::{EventStream, OutboxWatcher};
 use tonic::{Request, Response, Status};
 
+use crate::convert::blocks_response;
 use crate::convert::{
     approvers_response, check_response, lookup_sites_response, lookup_users_response,
     my_requests_response, policies_response, requests_response, site_access_response,
-    user_access_response,
+    support_users_response, user_access_response,
 };
+use crate::domain::blocks::{BlockChange, BlocksQuery, UnblockChange};
 use crate::domain::commands::PermissionFeedQuery;
 use crate::domain::commands::{
     Approval, ApproversQuery, BatchCheckQuery, Cancellation, CheckQuery, LookupSitesQuery,
@@ -31,6 +34,7 @@ use crate::domain::commands::{
     RequestRef, Revocation, SiteAccessQuery, SiteRequestsQuery, Submission, SupportChange,
     ToolsChange, UserAccessQuery,
 };
+use crate::domain::service::{SupportUsersQuery, UserAccessChange};
 use crate::domain::{Access, Actor};
 use crate::followers;
 use crate::permission_feed;
@@ -133,6 +137,29 @@ impl AccessManagementService for AccessApi {
         let query: UserAccessQuery = request.into_inner().try_into()?;
         let page = self.access.list_user_access(query).await?;
         Ok(Response::new(user_access_response(&page)))
+    }
+
+    async fn list_support_users(
+        &self,
+        request: Request<pb::ListSupportUsersRequest>,
+    ) -> Result<Response<pb::ListSupportUsersResponse>, Status> {
+        let actor = request_actor(&request)?;
+        let query: SupportUsersQuery = request.into_inner().try_into()?;
+        let page = self.access.list_support_users(actor, query).await?;
+        Ok(Response::new(support_users_response(&page)))
+    }
+
+    async fn set_user_access(
+        &self,
+        request: Request<pb::SetUserAccessRequest>,
+    ) -> Result<Response<pb::SetUserAccessResponse>, Status> {
+        let actor = request_actor(&request)?;
+        let change: UserAccessChange = request.into_inner().try_into()?;
+        let changed = self.access.set_user_access(actor, change).await?;
+        Ok(Response::new(pb::SetUserAccessResponse {
+            profile: changed.value.as_ref().map(Into::into),
+            revision: changed.revision_text(),
+        }))
     }
 
     async fn check(
@@ -318,6 +345,41 @@ impl AccessManagementService for AccessApi {
         let query: PoliciesQuery = request.into_inner().try_into()?;
         let page = self.access.list_domain_policies(query).await?;
         Ok(Response::new(policies_response(&page)))
+    }
+
+    async fn block_requester(
+        &self,
+        request: Request<pb::BlockRequesterRequest>,
+    ) -> Result<Response<pb::BlockRequesterResponse>, Status> {
+        let actor = request_actor(&request)?;
+        let change: BlockChange = request.into_inner().try_into()?;
+        let (block, rejected) = self.access.block_requester(actor, change).await?;
+        Ok(Response::new(pb::BlockRequesterResponse {
+            block: Some((&block).into()),
+            rejected_requests: rejected.iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn unblock_requester(
+        &self,
+        request: Request<pb::UnblockRequesterRequest>,
+    ) -> Result<Response<pb::UnblockRequesterResponse>, Status> {
+        let actor = request_actor(&request)?;
+        let change: UnblockChange = request.into_inner().try_into()?;
+        let block = self.access.unblock_requester(actor, change).await?;
+        Ok(Response::new(pb::UnblockRequesterResponse {
+            block: Some((&block).into()),
+        }))
+    }
+
+    async fn list_blocked_requesters(
+        &self,
+        request: Request<pb::ListBlockedRequestersRequest>,
+    ) -> Result<Response<pb::ListBlockedRequestersResponse>, Status> {
+        request_actor(&request)?;
+        let query: BlocksQuery = request.into_inner().try_into()?;
+        let page = self.access.list_blocked_requesters(query).await?;
+        Ok(Response::new(blocks_response(&page)))
     }
 
     async fn list_audit_records(

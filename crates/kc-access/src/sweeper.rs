@@ -17,33 +17,21 @@
 use std::time::Duration;
 
 use kc_runtime::Shutdown;
+use kc_runtime::sweep::in_batches;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use crate::domain::Access;
 use crate::domain::service::EXPIRY_BATCH;
 
-/// Runs one kind of sweep in batches until a batch is not full, shutdown triggers or it
-/// fails (logged; retried at the next tick).
+/// Runs one kind of sweep in batches of [`EXPIRY_BATCH`] until a batch is not full,
+/// shutdown triggers or it fails (logged; retried at the next tick).
 async fn sweep<F, Fut>(shutdown: &Shutdown, what: &'static str, batch: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = crate::domain::Result<usize>>,
 {
-    loop {
-        match batch().await {
-            Ok(found) if found >= EXPIRY_BATCH && !shutdown.is_triggered() => continue,
-            Ok(_) => break,
-            Err(error) => {
-                tracing::warn!(
-                    error = %error,
-                    sweep = what,
-                    "sweep failed; retrying at the next sweep"
-                );
-                break;
-            }
-        }
-    }
+    in_batches(shutdown, what, EXPIRY_BATCH, batch).await;
 }
 
 /// Starts the sweeper; it runs until `shutdown` triggers.

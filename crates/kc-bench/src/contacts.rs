@@ -225,6 +225,7 @@ fn list_request(
             roles: Vec::new(),
             page_size: 0,
             page_token: String::new(),
+            by_person: false,
         },
         bearer,
     )

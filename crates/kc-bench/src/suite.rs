@@ -76,7 +76,8 @@ pub const SERVICES: &[Service] = &[
         calls: &["identity"],
         // T8: its projection of explicit grants follows access management's events, with
         // its own account; access starts after it (access follows the registry's events).
-        calls_later: &["access"],
+        // The compliance report follows notification's delivery outcomes the same way.
+        calls_later: &["access", "notification"],
         service_account: true,
         grpc_service: "keycontacts.contacts.v1.ContactRegistryService",
         also_serves: &[],
@@ -924,12 +925,13 @@ mod tests {
             assert_eq!(env.contains_key("KC_CLIENT_ID"), service.service_account);
             assert_eq!(env.contains_key("KC_MAIL_DIR"), service.sends_mail);
         }
-        // T8: the registry follows access management with its own account when access runs
-        // in the same suite, and runs without both (the flags go together) otherwise.
+        // T8: the registry follows access management (and, for the compliance report,
+        // notification) with its own account when they run in the same suite, and runs
+        // without them (the flags go together) otherwise.
         let contacts = Service::named("contacts").unwrap();
         assert_eq!(
             contacts.callees().collect::<Vec<_>>(),
-            ["identity", "access"]
+            ["identity", "access", "notification"]
         );
         let without_access = BTreeMap::from([("identity", "http://x".to_owned())]);
         let env: BTreeMap<String, String> = contacts

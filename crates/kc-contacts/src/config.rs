@@ -10,6 +10,7 @@ use kc_runtime::config::{
 use kc_runtime::secrets::SealingKey;
 
 use crate::domain::notification_email::NotificationCodes;
+use crate::domain::recovery::RecoveryTimes;
 
 /// Everything `kc-contacts serve` needs.
 #[derive(clap::Args, Debug, Clone)]
@@ -31,6 +32,21 @@ pub struct ContactsArgs {
     /// Lifetime of the code mailed to a new notification e-mail (C11).
     #[arg(long, env = "KC_NOTIFICATION_EMAIL_CODE_TTL", default_value = "24h", value_parser = parse_duration)]
     pub notification_email_code_ttl: Duration,
+    /// How often the S&S sweeper runs (and once at start): it publishes the renewal
+    /// reminders due 90, 60 and 30 days before each site's last day of S&S and records the
+    /// lapse of S&S whose last day passed (`kc_contacts::support_life`). Reminders and lapses
+    /// come at most this long after their day starts (UTC); each is published once whatever
+    /// the number of replicas.
+    #[arg(long, env = "KC_SUPPORT_SWEEP_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub support_sweep_interval: Duration,
+    /// Waiting period of a primary recovery (C12): during it the old primary contact may
+    /// refuse and no operator may attest.
+    #[arg(long, env = "KC_PRIMARY_RECOVERY_WAITING_PERIOD", default_value = "72h", value_parser = parse_duration)]
+    pub primary_recovery_waiting_period: Duration,
+    /// Lifetime of an open primary recovery (C12), from the time it was asked; longer than
+    /// the waiting period. A recovery nobody attested by then expires.
+    #[arg(long, env = "KC_PRIMARY_RECOVERY_MAX_AGE", default_value = "30d", value_parser = parse_duration)]
+    pub primary_recovery_max_age: Duration,
     /// URL of access management, whose events feed the registry's projection of explicit
     /// grants, e.g. `http://127.0.0.1:50053`. With it the registry decides, in each write's
     /// own transaction, whether the acting person still holds the authority the write needs,
@@ -39,6 +55,12 @@ pub struct ContactsArgs {
     /// an explicit grant is refused (fail closed). Production sets it.
     #[arg(long, env = "KC_ACCESS_URL", value_parser = parse_http_url)]
     pub access_url: Option<String>,
+    /// URL of the notification service, e.g. `http://127.0.0.1:50054`, whose delivery
+    /// outcomes feed the compliance report's failing addresses (a contact whose last notice
+    /// was refused for good). Followed with this service's account, so it needs
+    /// `--access-url` and the account too. Without it no address is ever reported failing.
+    #[arg(long, env = "KC_NOTIFICATION_URL", value_parser = parse_http_url, requires = "access_url")]
+    pub notification_url: Option<String>,
     /// This service's own account, to follow access management's event stream; required
     /// with `--access-url`.
     #[arg(long, env = "KC_CLIENT_ID", requires = "access_url")]
@@ -66,6 +88,30 @@ impl ContactsArgs {
             key,
             self.notification_email_code_ttl,
         ))
+    }
+
+    /// The S&S sweeper's interval; fails with one line when it is zero.
+    pub fn support_sweep_interval(&self) -> anyhow::Result<Duration> {
+        if self.support_sweep_interval.is_zero() {
+            anyhow::bail!(
+                "--support-sweep-interval (KC_SUPPORT_SWEEP_INTERVAL) must be longer than zero"
+            );
+        }
+        Ok(self.support_sweep_interval)
+    }
+
+    /// The waiting period and lifetime of primary recoveries (C12); fails with one line
+    /// naming the settings when they do not fit.
+    pub fn recovery_times(&self) -> anyhow::Result<RecoveryTimes> {
+        RecoveryTimes::new(
+            self.primary_recovery_waiting_period,
+            self.primary_recovery_max_age,
+        )
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "--primary-recovery-waiting-period and --primary-recovery-max-age: {error}"
+            )
+        })
     }
 
     /// Access management's URL and this service's account, when the registry follows

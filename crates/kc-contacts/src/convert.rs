@@ -14,10 +14,11 @@ use uuid::Uuid;
 
 use crate::domain::commands::{
     Assignment, ContactSeed, ContactUpdate, EmailConfirmation, GapsListing, RecipientsQuery,
-    Removal, Replacement, SiteContactsListing, SiteDraft, SiteListing, SiteLookup, SitePatch,
-    SiteRef, SiteSupport, SiteUpdate, Transfer, UserContactsListing,
+    Removal, Replacement, SiteContactsAfter, SiteContactsListing, SiteDraft, SiteListing,
+    SiteLookup, SitePatch, SiteRef, SiteSupport, SiteUpdate, Transfer, UserContactsListing,
 };
-use crate::domain::recipients::{ComplianceGap, NoticePurpose, Resolution, SiteCompliance};
+use crate::domain::compliance::{ComplianceGap, SiteCompliance};
+use crate::domain::recipients::{NoticePurpose, Recipient, Resolution};
 use crate::domain::values::{
     CountryCode, CustomerNumber, Locale, MAX_JOB_TITLE_CHARS, MAX_SITE_NAME_CHARS, SiteNumber,
     optional_date, optional_email, optional_phone, optional_text, parse_id, required_text,
@@ -191,19 +192,39 @@ impl From<&Contact> for pb::Contact {
     }
 }
 
+impl From<ComplianceGap> for pb::ComplianceGapKind {
+    fn from(gap: ComplianceGap) -> Self {
+        match gap {
+            ComplianceGap::SupportWithoutSiteTechnical => Self::SupportWithoutSiteTechnical,
+            ComplianceGap::NoRenewalContact => Self::NoRenewalContact,
+            ComplianceGap::PrimaryOnlyContact => Self::PrimaryOnlyContact,
+            ComplianceGap::PrimaryDisabled => Self::PrimaryDisabled,
+            ComplianceGap::PrimaryUnproven => Self::PrimaryUnproven,
+            ComplianceGap::SingleAccountManager => Self::SingleAccountManager,
+            ComplianceGap::SupportEnding => Self::SupportEnding,
+            ComplianceGap::SupportLapsed => Self::SupportLapsed,
+            ComplianceGap::NotificationAddressFailing => Self::NotificationAddressFailing,
+        }
+    }
+}
+
 impl From<ComplianceGap> for pb::ComplianceGap {
     fn from(gap: ComplianceGap) -> Self {
-        let kind = match gap {
-            ComplianceGap::SupportWithoutSiteTechnical => {
-                pb::ComplianceGapKind::SupportWithoutSiteTechnical
-            }
-            ComplianceGap::NoRenewalContact => pb::ComplianceGapKind::NoRenewalContact,
-            ComplianceGap::PrimaryOnlyContact => pb::ComplianceGapKind::PrimaryOnlyContact,
-        };
         Self {
-            kind: kind as i32,
+            kind: pb::ComplianceGapKind::from(gap) as i32,
             description: gap.description().to_owned(),
         }
+    }
+}
+
+/// The gap of a ComplianceGapKind in a request: `None` for UNSPECIFIED (every kind).
+fn gap_kind(field: &str, number: i32) -> Result<Option<ComplianceGap>, Violation> {
+    match pb::ComplianceGapKind::try_from(number) {
+        Ok(pb::ComplianceGapKind::Unspecified) => Ok(None),
+        Ok(kind) => Ok(ComplianceGap::ALL
+            .into_iter()
+            .find(|gap| pb::ComplianceGapKind::from(*gap) == kind)),
+        Err(_) => Err(Violation::new(field, "not a known ComplianceGapKind")),
     }
 }
 
@@ -212,10 +233,11 @@ impl From<&SiteCompliance> for pb::SiteCompliance {
         Self {
             site_id: compliance.site_id.to_string(),
             site_number: compliance.site_number.as_str().to_owned(),
+            customer_number: compliance.customer_number.as_str().to_owned(),
             gaps: compliance
-                .facts
-                .gaps()
-                .into_iter()
+                .gaps
+                .iter()
+                .copied()
                 .map(pb::ComplianceGap::from)
                 .collect(),
         }
@@ -230,11 +252,19 @@ pub(crate) fn sites_response(page: &Page<Site>) -> pb::ListSitesResponse {
     }
 }
 
-/// The answer of ListSiteContacts.
-pub(crate) fn site_contacts_response(page: &Page<Contact>) -> pb::ListSiteContactsResponse {
+/// The answer of ListSiteContacts: the next page starts after the last contact, or after its
+/// person when paging `by_person` (a page never splits a person's contacts).
+pub(crate) fn site_contacts_response(
+    page: &Page<Contact>,
+    by_person: bool,
+) -> pb::ListSiteContactsResponse {
     pb::ListSiteContactsResponse {
         next_page_token: next_page_token(page, |c| {
-            vec![c.role.number().to_string(), c.contact_id.to_string()]
+            if by_person {
+                vec![c.user_id.to_string()]
+            } else {
+                vec![c.role.number().to_string(), c.contact_id.to_string()]
+            }
         }),
         contacts: page.items.iter().map(pb::Contact::from).collect(),
     }
@@ -265,6 +295,25 @@ pub(crate) fn compliance_gaps_response(
     }
 }
 
+/// A recipient of a notice with the rule that chose it (ResolveRecipients, and the S&S
+/// reminders' and lapses' events).
+impl From<&Recipient> for pb::Recipient {
+    fn from(recipient: &Recipient) -> Self {
+        pb::Recipient {
+            user_id: recipient.contact.user_id.to_string(),
+            contact_id: recipient.contact.contact_id.to_string(),
+            role: recipient.contact.role.number(),
+            notification_email: recipient
+                .contact
+                .details
+                .notification_email
+                .clone()
+                .unwrap_or_default(),
+            rule: recipient.rule.clone(),
+        }
+    }
+}
+
 /// The answer of ResolveRecipients: who receives a notice on `site`, by which rule.
 pub(crate) fn recipients_response(
     site: &Site,
@@ -275,18 +324,8 @@ pub(crate) fn recipients_response(
     pb::ResolveRecipientsResponse {
         recipients: resolution
             .recipients
-            .into_iter()
-            .map(|recipient| pb::Recipient {
-                user_id: recipient.contact.user_id.to_string(),
-                contact_id: recipient.contact.contact_id.to_string(),
-                role: recipient.contact.role.number(),
-                notification_email: recipient
-                    .contact
-                    .details
-                    .notification_email
-                    .unwrap_or_default(),
-                rule: recipient.rule,
-            })
+            .iter()
+            .map(pb::Recipient::from)
             .collect(),
         business_partner_email,
         business_partner_rule,
@@ -387,9 +426,16 @@ impl TryFrom<pb::LookupSiteRequest> for SiteLookup {
     type Error = ApiError;
 
     fn try_from(r: pb::LookupSiteRequest) -> Result<Self, ApiError> {
-        Ok(Self {
-            site_number: SiteNumber::parse("site_number", &r.site_number)?,
-        })
+        if r.site_number.trim().is_empty() && !r.customer_number.trim().is_empty() {
+            return Ok(Self::OriginalOf(CustomerNumber::parse(
+                "customer_number",
+                &r.customer_number,
+            )?));
+        }
+        Ok(Self::Number(SiteNumber::parse(
+            "site_number",
+            &r.site_number,
+        )?))
     }
 }
 
@@ -593,7 +639,11 @@ impl TryFrom<pb::ListSiteContactsRequest> for SiteContactsListing {
             .filter_map(|role| v.check(role_from_proto("roles", *role)))
             .collect();
         let size = v.check(page_size(r.page_size, CONTACTS_PAGE.0, CONTACTS_PAGE.1));
-        let after = v.check(page_key(&r.page_token, 2, contacts_page_key));
+        let after = if r.by_person {
+            v.check(id_page_key(&r.page_token).map(SiteContactsAfter::Person))
+        } else {
+            v.check(page_key(&r.page_token, 2, contacts_page_key).map(SiteContactsAfter::Contact))
+        };
         v.build(|| {
             Some(Self {
                 site_id: site_id?,
@@ -644,10 +694,19 @@ impl TryFrom<pb::ListComplianceGapsRequest> for GapsListing {
 
     fn try_from(r: pb::ListComplianceGapsRequest) -> Result<Self, ApiError> {
         let mut v = Violations::new();
+        let kind = v.check(gap_kind("kind", r.kind));
+        let customer_number = if r.customer_number.trim().is_empty() {
+            Some(None)
+        } else {
+            v.check(CustomerNumber::parse("customer_number", &r.customer_number))
+                .map(Some)
+        };
         let size = v.check(page_size(r.page_size, SITES_PAGE.0, SITES_PAGE.1));
         let after = v.check(id_page_key(&r.page_token));
         v.build(|| {
             Some(Self {
+                kind: kind?,
+                customer_number: customer_number?,
                 after: after?,
                 size: size?,
             })
@@ -673,6 +732,81 @@ impl TryFrom<pb::ConfirmNotificationEmailRequest> for EmailConfirmation {
             code: r.code,
             site_id,
             contact_id,
+        })
+    }
+}
+
+/// The published form of a recovery (C12), in its state at `now`.
+pub(crate) fn recovery_at(
+    recovery: &crate::domain::recovery::PrimaryRecovery,
+    now: chrono::DateTime<chrono::Utc>,
+) -> pb::PrimaryRecovery {
+    use crate::domain::recovery::{Basis, RecoveryState};
+    let state = match recovery.state_at(now) {
+        RecoveryState::Waiting => pb::PrimaryRecoveryState::Waiting,
+        RecoveryState::Attestable => pb::PrimaryRecoveryState::Attestable,
+        RecoveryState::Refused => pb::PrimaryRecoveryState::Refused,
+        RecoveryState::Attested => pb::PrimaryRecoveryState::Attested,
+        RecoveryState::Expired => pb::PrimaryRecoveryState::Expired,
+    };
+    let text = |id: Option<Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
+    pb::PrimaryRecovery {
+        recovery_id: recovery.recovery_id.to_string(),
+        site_id: recovery.site_id.to_string(),
+        requester_user_id: recovery.requester_id.to_string(),
+        previous_primary_user_id: recovery.previous_primary_id.to_string(),
+        reason: recovery.reason.clone(),
+        state: state as i32,
+        request_time: Some(timestamp(recovery.request_time)),
+        waiting_end_time: Some(timestamp(recovery.waiting_end_time)),
+        expire_time: Some(timestamp(recovery.expire_time)),
+        decided_by_user_id: text(recovery.decided_by),
+        decision_reason: recovery.decision_reason.clone().unwrap_or_default(),
+        decide_time: recovery.decide_time.map(timestamp),
+        new_primary_user_id: text(recovery.new_primary_id),
+        requester_is_contact: recovery.basis == Basis::Contact,
+    }
+}
+
+impl TryFrom<pb::RefusePrimaryRecoveryRequest> for crate::domain::recovery::RecoveryRefusal {
+    type Error = ApiError;
+
+    fn try_from(r: pb::RefusePrimaryRecoveryRequest) -> Result<Self, ApiError> {
+        let mut v = Violations::new();
+        let recovery_id = v.check(parse_id("recovery_id", &r.recovery_id));
+        let reason = v.check(crate::domain::recovery::reason("reason", &r.reason));
+        v.build(|| {
+            Some(Self {
+                recovery_id: recovery_id?,
+                reason: reason?,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::AttestPrimaryRecoveryRequest> for crate::domain::recovery::RecoveryAttestation {
+    type Error = ApiError;
+
+    fn try_from(r: pb::AttestPrimaryRecoveryRequest) -> Result<Self, ApiError> {
+        let mut v = Violations::new();
+        let recovery_id = v.check(parse_id("recovery_id", &r.recovery_id));
+        let new_user_id = v.check(parse_id("new_user_id", &r.new_user_id));
+        let reason = v.check(crate::domain::recovery::reason("reason", &r.reason));
+        let previous_primary_role = if r.previous_primary_role == 0 {
+            Some(ContactRole::SiteUser)
+        } else {
+            v.check(role_from_proto(
+                "previous_primary_role",
+                r.previous_primary_role,
+            ))
+        };
+        v.build(|| {
+            Some(Self {
+                recovery_id: recovery_id?,
+                new_user_id: new_user_id?,
+                reason: reason?,
+                previous_primary_role: previous_primary_role?,
+            })
         })
     }
 }

@@ -9,7 +9,7 @@
 //! key, and [`drop_sealed_code`] rewrites its event once the code is over. The proto forms
 //! of sites and contacts are [`crate::convert`]'s.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use kc_proto::contacts::{self as pb, event::Payload};
 use kc_runtime::outbox::{self, Cursor, EncodedEvent};
 use kc_runtime::values::timestamp;
@@ -17,6 +17,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::commands::Actor;
+use crate::domain::recipients::Recipient;
+use crate::domain::recovery::{PrimaryRecovery, RecoveryStep};
 use crate::domain::{Contact, Site};
 
 /// An event ready to append.
@@ -129,6 +131,86 @@ pub(crate) fn primary_transferred(
             previous_primary: previous_primary.map(pb::Contact::from),
         }),
     )
+}
+
+/// An event of a change the registry makes itself (no actor: `actor_id` is empty).
+fn system_event(event_type: &'static str, site: &Site, payload: Payload) -> PendingEvent {
+    let event = pb::Event {
+        site: Some(pb::Site::from(site)),
+        payload: Some(payload),
+        ..Default::default()
+    };
+    EncodedEvent::new(event_type, site.site_id.to_string(), &event)
+}
+
+/// A renewal reminder of `site`'s S&S ending on `end` is due at `milestone_days` before it,
+/// `days_left` days ahead, for `recipients` (R1).
+pub(crate) fn support_ending(
+    site: &Site,
+    end: NaiveDate,
+    milestone_days: u16,
+    days_left: i64,
+    recipients: &[Recipient],
+) -> PendingEvent {
+    system_event(
+        "support.ending",
+        site,
+        Payload::SupportEnding(pb::SupportEnding {
+            support_end_date: end.to_string(),
+            milestone_days: i32::from(milestone_days),
+            days_left: i32::try_from(days_left).unwrap_or(i32::MAX),
+            recipients: recipients.iter().map(pb::Recipient::from).collect(),
+        }),
+    )
+}
+
+/// `site`'s S&S lapsed after its last day `end`; `recipients` are told (R1).
+pub(crate) fn support_lapsed(
+    site: &Site,
+    end: NaiveDate,
+    recipients: &[Recipient],
+) -> PendingEvent {
+    system_event(
+        "support.lapsed",
+        site,
+        Payload::SupportLapsed(pb::SupportLapsed {
+            support_end_date: end.to_string(),
+            recipients: recipients.iter().map(pb::Recipient::from).collect(),
+        }),
+    )
+}
+
+/// A step of a primary recovery (C12), with the users holding a role on the site, who are
+/// told with the old primary. The recovery's state is the one at `recovery`'s last change.
+pub(crate) fn primary_recovery(
+    step: RecoveryStep,
+    actor: Actor,
+    site: &Site,
+    recovery: &PrimaryRecovery,
+    contact_users: &[Uuid],
+) -> PendingEvent {
+    let changed = pb::PrimaryRecoveryChanged {
+        recovery: Some(crate::convert::recovery_at(
+            recovery,
+            recovery.decide_time.unwrap_or(recovery.request_time),
+        )),
+        contact_user_ids: contact_users.iter().map(Uuid::to_string).collect(),
+    };
+    let (event_type, payload) = match step {
+        RecoveryStep::Requested => (
+            "primary_recovery.requested",
+            Payload::PrimaryRecoveryRequested(changed),
+        ),
+        RecoveryStep::Refused => (
+            "primary_recovery.refused",
+            Payload::PrimaryRecoveryRefused(changed),
+        ),
+        RecoveryStep::Attested => (
+            "primary_recovery.attested",
+            Payload::PrimaryRecoveryAttested(changed),
+        ),
+    };
+    event(event_type, actor, site, payload)
 }
 
 /// Type of the events that carry a sealed code.

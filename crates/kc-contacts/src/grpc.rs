@@ -2,6 +2,7 @@
 //! request into a command ([`crate::convert`]), calls the registry, and turns the result
 //! back. No SQL, no rules.
 
+use chrono::Utc;
 use kc_proto::contacts::{self as pb, contact_registry_service_server::ContactRegistryService};
 use kc_runtime::Shutdown;
 use kc_runtime::audit;
@@ -15,6 +16,7 @@ use crate::domain::Registry;
 use crate::domain::commands::{
     Actor, SiteDraft, SiteListing, SiteLookup, SiteRef, actor, confirming_owner,
 };
+use crate::domain::recovery::RecoveryRequest;
 use crate::followers;
 
 /// The `ContactRegistryService` implementation.
@@ -84,8 +86,8 @@ impl ContactRegistryService for ContactsApi {
         request: Request<pb::LookupSiteRequest>,
     ) -> Result<Response<pb::LookupSiteResponse>, Status> {
         request_actor(&request)?;
-        let SiteLookup { site_number } = request.into_inner().try_into()?;
-        let site = self.registry.lookup_site(&site_number).await?;
+        let lookup: SiteLookup = request.into_inner().try_into()?;
+        let site = self.registry.lookup_site(&lookup).await?;
         Ok(Response::new(pb::LookupSiteResponse {
             site: Some((&site).into()),
         }))
@@ -188,9 +190,15 @@ impl ContactRegistryService for ContactsApi {
         request: Request<pb::ListSiteContactsRequest>,
     ) -> Result<Response<pb::ListSiteContactsResponse>, Status> {
         request_actor(&request)?;
-        let listing = request.into_inner().try_into()?;
-        let page = self.registry.list_site_contacts(listing).await?;
-        Ok(Response::new(convert::site_contacts_response(&page)))
+        let request = request.into_inner();
+        let by_person = request.by_person;
+        let page = self
+            .registry
+            .list_site_contacts(request.try_into()?)
+            .await?;
+        Ok(Response::new(convert::site_contacts_response(
+            &page, by_person,
+        )))
     }
 
     async fn list_user_contacts(
@@ -313,6 +321,75 @@ impl ContactRegistryService for ContactsApi {
         .await?;
         Ok(Response::new(pb::AwaitAccessRevisionResponse {
             applied_revision,
+        }))
+    }
+
+    async fn request_primary_recovery(
+        &self,
+        request: Request<pb::RequestPrimaryRecoveryRequest>,
+    ) -> Result<Response<pb::RequestPrimaryRecoveryResponse>, Status> {
+        let actor = request_actor(&request)?;
+        let r = request.into_inner();
+        let asked = RecoveryRequest::parse(
+            &r.site_number,
+            &r.customer_number,
+            &r.reason,
+            &r.vouching_user_id,
+        )?;
+        let recovery = self.registry.request_primary_recovery(actor, asked).await?;
+        Ok(Response::new(pb::RequestPrimaryRecoveryResponse {
+            recovery: Some(convert::recovery_at(&recovery, Utc::now())),
+        }))
+    }
+
+    async fn refuse_primary_recovery(
+        &self,
+        request: Request<pb::RefusePrimaryRecoveryRequest>,
+    ) -> Result<Response<pb::RefusePrimaryRecoveryResponse>, Status> {
+        let actor = request_actor(&request)?;
+        let refusal = request.into_inner().try_into()?;
+        let recovery = self
+            .registry
+            .refuse_primary_recovery(actor, refusal)
+            .await?;
+        Ok(Response::new(pb::RefusePrimaryRecoveryResponse {
+            recovery: Some(convert::recovery_at(&recovery, Utc::now())),
+        }))
+    }
+
+    async fn attest_primary_recovery(
+        &self,
+        request: Request<pb::AttestPrimaryRecoveryRequest>,
+    ) -> Result<Response<pb::AttestPrimaryRecoveryResponse>, Status> {
+        let actor = request_actor(&request)?;
+        let attestation = request.into_inner().try_into()?;
+        let Revised { value, revision } = self
+            .registry
+            .attest_primary_recovery(actor, attestation)
+            .await?;
+        let (recovery, site, primary) = value;
+        Ok(Response::new(pb::AttestPrimaryRecoveryResponse {
+            recovery: Some(convert::recovery_at(&recovery, Utc::now())),
+            site: Some((&site).into()),
+            primary: Some((&primary).into()),
+            revision: revision_text(revision),
+        }))
+    }
+
+    async fn get_primary_recovery(
+        &self,
+        request: Request<pb::GetPrimaryRecoveryRequest>,
+    ) -> Result<Response<pb::GetPrimaryRecoveryResponse>, Status> {
+        let actor = request_actor(&request)?;
+        let recovery_id =
+            kc_runtime::values::parse_id("recovery_id", &request.get_ref().recovery_id)
+                .map_err(kc_runtime::ApiError::from)?;
+        let recovery = self
+            .registry
+            .get_primary_recovery(actor, recovery_id)
+            .await?;
+        Ok(Response::new(pb::GetPrimaryRecoveryResponse {
+            recovery: Some(convert::recovery_at(&recovery, Utc::now())),
         }))
     }
 }

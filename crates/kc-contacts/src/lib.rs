@@ -8,7 +8,10 @@
 //! - [`storage`]: SQL of the `contacts` schema.
 //! - [`followers`]: the consumer of access management's events that keeps the explicit
 //!   grants the registry decides authority with (with `--access-url`).
+//! - [`compliance_feeds`]: the consumers of identity's and notification's events that keep
+//!   what the compliance report needs of them (users' states, failing addresses).
 //! - [`convert`]: every proto <-> domain conversion (requests into commands, results back).
+//! - [`support_life`]: the sweeper of S&S renewal reminders and lapses.
 //! - [`grpc`], [`events`], [`config`]: the API, the published events, the settings.
 //!
 //! Public: [`config`], [`domain`], [`followers`], [`run`] and the service's constants; the other modules are the
@@ -16,6 +19,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod compliance_feeds;
 pub mod config;
 mod convert;
 pub mod domain;
@@ -23,6 +27,7 @@ mod events;
 pub mod followers;
 mod grpc;
 mod storage;
+mod support_life;
 
 use std::net::SocketAddr;
 
@@ -67,7 +72,10 @@ pub async fn run(
 /// Like [`run`], with the token verifier given (tests use a test issuer's keys).
 ///
 /// Besides the server it runs, until `shutdown`: the sweeper of expired notification
-/// e-mail codes and, with `--access-url`, the consumer of access management's events.
+/// e-mail codes, the S&S sweeper (renewal reminders and lapses, [`support_life`]) and, with
+/// `--access-url`, the consumer of access management's events and the compliance feeds
+/// ([`compliance_feeds`]: identity's users, and notification's outcomes with
+/// `--notification-url`).
 pub async fn run_with_verifier(
     args: ContactsArgs,
     verifier: TokenVerifier,
@@ -75,6 +83,8 @@ pub async fn run_with_verifier(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let codes = args.notification_codes()?;
+    let recovery_times = args.recovery_times()?;
+    let support_sweep_interval = args.support_sweep_interval()?;
     let access_link = args.access_link()?;
     let access_channel = access_link
         .as_ref()
@@ -82,11 +92,16 @@ pub async fn run_with_verifier(
         .transpose()?;
     let auth = AuthLayer::new(verifier, [] as [&str; 0]);
     let started = SERVICE.start(&args.database, &shutdown).await?;
-    let registry = Registry::new(started.pool.clone(), codes);
+    let registry = Registry::new(started.pool.clone(), codes).with_recovery_times(recovery_times);
     let stop = started.tasks.stop();
     started
         .tasks
         .spawn(sweep_expired_codes(registry.clone(), stop.clone()));
+    started.tasks.spawn(support_life::run(
+        registry.clone(),
+        support_sweep_interval,
+        stop.clone(),
+    ));
     // T8: the projection of access grants, followed with this service's own account.
     let follows_access = match (access_link, access_channel) {
         (Some((_, account)), Some(access)) => {
@@ -94,6 +109,17 @@ pub async fn run_with_verifier(
             let token = ServiceToken::new(identity, account);
             let follower = followers::spawn(&started.pool, &token, access, stop);
             started.tasks.track([follower]);
+            // The projections of the compliance report: identity's users and, with
+            // `--notification-url`, notification's failing addresses.
+            let notification = args
+                .notification_url
+                .as_ref()
+                .map(|url| channel("--notification-url", url))
+                .transpose()?;
+            let identity = channel("--identity-url", &args.identity.identity_url)?;
+            let feeds =
+                compliance_feeds::spawn(&started.pool, &token, identity, notification, stop);
+            started.tasks.track(feeds);
             true
         }
         _ => false,

@@ -502,6 +502,8 @@ rpcs! {
     list_sites: Contacts Read ContactRegistryServiceClient::list_sites(contacts::ListSitesRequest) -> contacts::ListSitesResponse;
     /// registry `UpdateSite`.
     update_site: Contacts Write ContactRegistryServiceClient::update_site(contacts::UpdateSiteRequest) -> contacts::UpdateSiteResponse;
+    /// registry `ListComplianceGaps`: the portfolio's compliance gaps (operators).
+    list_compliance_gaps: Contacts Read ContactRegistryServiceClient::list_compliance_gaps(contacts::ListComplianceGapsRequest) -> contacts::ListComplianceGapsResponse;
     /// registry `GetSiteCompliance`.
     get_site_compliance: Contacts Read ContactRegistryServiceClient::get_site_compliance(contacts::GetSiteComplianceRequest) -> contacts::GetSiteComplianceResponse;
     /// registry `ListSiteContacts`.
@@ -518,6 +520,14 @@ rpcs! {
     replace_contact: Contacts Write ContactRegistryServiceClient::replace_contact(contacts::ReplaceContactRequest) -> contacts::ReplaceContactResponse;
     /// registry `TransferPrimaryContact`.
     transfer_primary_contact: Contacts Write ContactRegistryServiceClient::transfer_primary_contact(contacts::TransferPrimaryContactRequest) -> contacts::TransferPrimaryContactResponse;
+    /// registry `RequestPrimaryRecovery` (C12).
+    request_primary_recovery: Contacts Write ContactRegistryServiceClient::request_primary_recovery(contacts::RequestPrimaryRecoveryRequest) -> contacts::RequestPrimaryRecoveryResponse;
+    /// registry `RefusePrimaryRecovery` (C12).
+    refuse_primary_recovery: Contacts Write ContactRegistryServiceClient::refuse_primary_recovery(contacts::RefusePrimaryRecoveryRequest) -> contacts::RefusePrimaryRecoveryResponse;
+    /// registry `AttestPrimaryRecovery` (C12).
+    attest_primary_recovery: Contacts Write ContactRegistryServiceClient::attest_primary_recovery(contacts::AttestPrimaryRecoveryRequest) -> contacts::AttestPrimaryRecoveryResponse;
+    /// registry `GetPrimaryRecovery` (C12).
+    get_primary_recovery: Contacts Read ContactRegistryServiceClient::get_primary_recovery(contacts::GetPrimaryRecoveryRequest) -> contacts::GetPrimaryRecoveryResponse;
     /// registry `ConfirmNotificationEmail`.
     confirm_notification_email: Contacts Write ContactRegistryServiceClient::confirm_notification_email(contacts::ConfirmNotificationEmailRequest) -> contacts::ConfirmNotificationEmailResponse;
     /// registry `ListAuditRecords`.
@@ -545,6 +555,10 @@ rpcs! {
     revoke_access: Access Write AccessManagementServiceClient::revoke_access(access::RevokeAccessRequest) -> access::RevokeAccessResponse;
     /// access `ListSiteAccess`.
     list_site_access: Access Read AccessManagementServiceClient::list_site_access(access::ListSiteAccessRequest) -> access::ListSiteAccessResponse;
+    /// access `ListSupportUsers` (U4).
+    list_support_users: Access Read AccessManagementServiceClient::list_support_users(access::ListSupportUsersRequest) -> access::ListSupportUsersResponse;
+    /// access `SetUserAccess`: tools and support in one transaction, or a dry run.
+    set_user_access: Access Write AccessManagementServiceClient::set_user_access(access::SetUserAccessRequest) -> access::SetUserAccessResponse;
     /// access `ListUserAccess`.
     list_user_access: Access CachedRead AccessManagementServiceClient::list_user_access(access::ListUserAccessRequest) -> access::ListUserAccessResponse;
     /// access `SubmitAccessRequest`.
@@ -561,8 +575,16 @@ rpcs! {
     reject_access_request: Access Write AccessManagementServiceClient::reject_access_request(access::RejectAccessRequestRequest) -> access::RejectAccessRequestResponse;
     /// access `CancelAccessRequest`.
     cancel_access_request: Access Write AccessManagementServiceClient::cancel_access_request(access::CancelAccessRequestRequest) -> access::CancelAccessRequestResponse;
+    /// access `ListDomainPolicies`.
+    list_domain_policies: Access Read AccessManagementServiceClient::list_domain_policies(access::ListDomainPoliciesRequest) -> access::ListDomainPoliciesResponse;
     /// access `SetDomainPolicy`.
     set_domain_policy: Access Write AccessManagementServiceClient::set_domain_policy(access::SetDomainPolicyRequest) -> access::SetDomainPolicyResponse;
+    /// access `BlockRequester`.
+    block_requester: Access Write AccessManagementServiceClient::block_requester(access::BlockRequesterRequest) -> access::BlockRequesterResponse;
+    /// access `UnblockRequester`.
+    unblock_requester: Access Write AccessManagementServiceClient::unblock_requester(access::UnblockRequesterRequest) -> access::UnblockRequesterResponse;
+    /// access `ListBlockedRequesters`.
+    list_blocked_requesters: Access Read AccessManagementServiceClient::list_blocked_requesters(access::ListBlockedRequestersRequest) -> access::ListBlockedRequestersResponse;
     /// access `ListAuditRecords`.
     list_access_audit: Access Read AccessManagementServiceClient::list_audit_records(access::ListAuditRecordsRequest) -> access::ListAuditRecordsResponse;
     /// access `AwaitContactsRevision` (T8): waits until access applied a registry write. A
@@ -571,6 +593,8 @@ rpcs! {
 
     /// notification `SendNotice`.
     send_notice: Notification Write NotificationServiceClient::send_notice(notification::SendNoticeRequest) -> notification::SendNoticeResponse;
+    /// notification `RetryNotification` (operators).
+    retry_notification: Notification Write NotificationServiceClient::retry_notification(notification::RetryNotificationRequest) -> notification::RetryNotificationResponse;
     /// notification `ListNotifications`.
     list_notifications: Notification Read NotificationServiceClient::list_notifications(notification::ListNotificationsRequest) -> notification::ListNotificationsResponse;
 }

@@ -222,10 +222,17 @@ handlers! {
         show_all_contacts(ShowAllContactsRequest) -> ShowAllContactsResponse;
         get_access_profile(GetAccessProfileRequest) -> GetAccessProfileResponse;
         list_site_access(ListSiteAccessRequest) -> ListSiteAccessResponse;
+        list_support_users(ListSupportUsersRequest) -> ListSupportUsersResponse;
         list_my_requests(ListMyRequestsRequest) -> ListMyRequestsResponse;
         list_pending_requests(ListPendingRequestsRequest) -> ListPendingRequestsResponse;
         list_site_notifications(ListSiteNotificationsRequest) -> ListSiteNotificationsResponse;
         list_site_audit(ListSiteAuditRequest) -> ListSiteAuditResponse;
+        find_site(FindSiteRequest) -> FindSiteResponse;
+        list_customer_sites(ListCustomerSitesRequest) -> ListCustomerSitesResponse;
+        list_domain_policies(ListDomainPoliciesRequest) -> ListDomainPoliciesResponse;
+        list_compliance_gaps(ListComplianceGapsRequest) -> ListComplianceGapsResponse;
+        list_blocked_requesters(ListBlockedRequestersRequest) -> ListBlockedRequestersResponse;
+        get_primary_recovery(GetPrimaryRecoveryRequest) -> GetPrimaryRecoveryResponse;
     }
     // Authenticated RPCs that change state: everything they read is asked fresh. Those that
     // send mail take a token of the caller's own limit first (per gateway replica).
@@ -239,16 +246,29 @@ handlers! {
         replace_contact(ReplaceContactRequest) -> ReplaceContactResponse, per caller Mail;
         transfer_primary_contact(TransferPrimaryContactRequest) -> TransferPrimaryContactResponse,
             per caller Mail;
+        request_primary_recovery(RequestPrimaryRecoveryRequest) -> RequestPrimaryRecoveryResponse,
+            per caller Mail;
+        refuse_primary_recovery(RefusePrimaryRecoveryRequest) -> RefusePrimaryRecoveryResponse,
+            per caller Mail;
+        attest_primary_recovery(AttestPrimaryRecoveryRequest) -> AttestPrimaryRecoveryResponse,
+            per caller Mail;
         set_tool_access(SetToolAccessRequest) -> SetToolAccessResponse, per caller Mail;
         set_support_access(SetSupportAccessRequest) -> SetSupportAccessResponse, per caller Mail;
         revoke_access(RevokeAccessRequest) -> RevokeAccessResponse, per caller Mail;
+        add_support_user(AddSupportUserRequest) -> AddSupportUserResponse, per caller Mail;
+        revoke_support_access(RevokeSupportAccessRequest) -> RevokeSupportAccessResponse,
+            per caller Mail;
+        add_site_user(AddSiteUserRequest) -> AddSiteUserResponse, per caller Mail;
         self_nominate(SelfNominateRequest) -> SelfNominateResponse, per caller AccessRequest;
         cancel_my_request(CancelMyRequestRequest) -> CancelMyRequestResponse,
             per caller AccessRequest;
         decide_access_request(DecideAccessRequestRequest) -> DecideAccessRequestResponse,
             per caller Mail;
         set_domain_policy(SetDomainPolicyRequest) -> SetDomainPolicyResponse, per caller Mail;
+        block_requester(BlockRequesterRequest) -> BlockRequesterResponse, per caller Mail;
+        unblock_requester(UnblockRequesterRequest) -> UnblockRequesterResponse, per caller Mail;
         send_notice(SendNoticeRequest) -> SendNoticeResponse, per caller Mail;
+        retry_notification(RetryNotificationRequest) -> RetryNotificationResponse, per caller Mail;
     }
 }
 

@@ -149,6 +149,10 @@ methods! {
     LIST_MY_SITES = "ListMySites" => Rule::SignedIn;
     UPDATE_SITE = "UpdateSite" => Rule::Site(Need::All(&[P::AccountManagement]));
     GET_SITE_COMPLIANCE = "GetSiteCompliance" => Rule::Site(Need::All(&[P::ContactsView]));
+    // The portfolio: operators only.
+    FIND_SITE = "FindSite" => Rule::Operators;
+    LIST_CUSTOMER_SITES = "ListCustomerSites" => Rule::Operators;
+    LIST_COMPLIANCE_GAPS = "ListComplianceGaps" => Rule::Operators;
 
     SHOW_ALL_CONTACTS = "ShowAllContacts" => Rule::Site(Need::All(&[P::ContactsView]));
     ASSIGN_CONTACT = "AssignContact" => Rule::Site(Need::All(&[P::ContactsUpdate]));
@@ -157,12 +161,25 @@ methods! {
     REPLACE_CONTACT = "ReplaceContact" => Rule::Site(Need::All(&[P::ContactsUpdate]));
     TRANSFER_PRIMARY_CONTACT = "TransferPrimaryContact" =>
         Rule::Site(Need::All(&[P::AccountManagement]));
+    // C12: the registry decides who may ask (a contact, or a user of a contact's domain,
+    // which the gateway vouches for), refuse (the old primary) and read a recovery.
+    REQUEST_PRIMARY_RECOVERY = "RequestPrimaryRecovery" => Rule::SignedIn;
+    REFUSE_PRIMARY_RECOVERY = "RefusePrimaryRecovery" => Rule::SignedIn;
+    ATTEST_PRIMARY_RECOVERY = "AttestPrimaryRecovery" => Rule::Operators;
+    GET_PRIMARY_RECOVERY = "GetPrimaryRecovery" => Rule::SignedIn;
 
     GET_ACCESS_PROFILE = "GetAccessProfile" => Rule::SiteOrSelf(Need::All(&[P::AccessView]));
     SET_TOOL_ACCESS = "SetToolAccess" => Rule::Site(Need::All(&[P::AccessUpdate]));
     SET_SUPPORT_ACCESS = "SetSupportAccess" => Rule::Site(Need::All(&[P::SupportAdmin]));
     REVOKE_ACCESS = "RevokeAccess" => Rule::Site(Need::All(&[P::AccessUpdate]));
     LIST_SITE_ACCESS = "ListSiteAccess" => Rule::Site(Need::All(&[P::AccessView]));
+    // U4: the STC (implicitly ADMINISTRATOR, U5) and support ADMINISTRATORs.
+    LIST_SUPPORT_USERS = "ListSupportUsers" => Rule::Site(Need::All(&[P::SupportAdmin]));
+    ADD_SUPPORT_USER = "AddSupportUser" => Rule::Site(Need::All(&[P::SupportAdmin]));
+    REVOKE_SUPPORT_ACCESS = "RevokeSupportAccess" => Rule::Site(Need::All(&[P::SupportAdmin]));
+    // C6: naming a SITE_USER; granting tools adds ACCESS_UPDATE and a support level
+    // SUPPORT_ADMIN (T4, T6, U4), checked where the request is composed (compose::site_users).
+    ADD_SITE_USER = "AddSiteUser" => Rule::Site(Need::All(&[P::ContactsUpdate]));
 
     SELF_NOMINATE = "SelfNominate" => Rule::SignedIn;
     LIST_MY_REQUESTS = "ListMyRequests" => Rule::SignedIn;
@@ -171,8 +188,20 @@ methods! {
         Rule::Site(Need::Any(&[P::ApproveSiteAccess, P::ApproveSupportAccess]));
     DECIDE_ACCESS_REQUEST = "DecideAccessRequest" => Rule::RequestSite;
     SET_DOMAIN_POLICY = "SetDomainPolicy" => Rule::Site(Need::All(&[P::AccessUpdate]));
+    // A7: the site's approvers of either kind (A3), who see what the policies decide.
+    LIST_DOMAIN_POLICIES = "ListDomainPolicies" =>
+        Rule::Site(Need::Any(&[P::ApproveSiteAccess, P::ApproveSupportAccess]));
+    // Blocked requesters: the site's approvers of either kind (A3); access management checks
+    // it again in the writing transaction.
+    BLOCK_REQUESTER = "BlockRequester" =>
+        Rule::Site(Need::Any(&[P::ApproveSiteAccess, P::ApproveSupportAccess]));
+    UNBLOCK_REQUESTER = "UnblockRequester" =>
+        Rule::Site(Need::Any(&[P::ApproveSiteAccess, P::ApproveSupportAccess]));
+    LIST_BLOCKED_REQUESTERS = "ListBlockedRequesters" =>
+        Rule::Site(Need::Any(&[P::ApproveSiteAccess, P::ApproveSupportAccess]));
 
     SEND_NOTICE = "SendNotice" => Rule::OperatorsAndServices;
+    RETRY_NOTIFICATION = "RetryNotification" => Rule::Operators;
     LIST_SITE_NOTIFICATIONS = "ListSiteNotifications" =>
         Rule::Site(Need::All(&[P::AccountManagement]));
 

@@ -33,7 +33,7 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use futures::{Stream, StreamExt};
 use kc_proto::access::access_management_service_client::AccessManagementServiceClient;
 use kc_proto::access::{self as access_pb};
@@ -435,6 +435,40 @@ pub(crate) fn contacts_event_users(event: &contacts_pb::Event) -> Vec<Uuid> {
                 .filter_map(|contact| optional_uuid(&contact.user_id))
                 .collect();
         }
+        // C12: every contact, the old primary, and the people the notice names.
+        Some(Payload::PrimaryRecoveryRequested(changed))
+        | Some(Payload::PrimaryRecoveryRefused(changed))
+        | Some(Payload::PrimaryRecoveryAttested(changed)) => {
+            let recovery = changed.recovery.as_ref();
+            let named = recovery.into_iter().flat_map(|r| {
+                [
+                    &r.previous_primary_user_id,
+                    &r.requester_user_id,
+                    &r.decided_by_user_id,
+                    &r.new_primary_user_id,
+                ]
+            });
+            let mut users: Vec<Uuid> = named
+                .chain(&changed.contact_user_ids)
+                .filter_map(|id| optional_uuid(id))
+                .collect();
+            users.sort_unstable();
+            users.dedup();
+            return users;
+        }
+        // S&S reminders and lapses: the recipients the registry chose (R1).
+        Some(Payload::SupportEnding(ending)) => {
+            return renewal_recipients(&ending.recipients)
+                .into_iter()
+                .map(|(user, _)| user)
+                .collect();
+        }
+        Some(Payload::SupportLapsed(lapsed)) => {
+            return renewal_recipients(&lapsed.recipients)
+                .into_iter()
+                .map(|(user, _)| user)
+                .collect();
+        }
         Some(Payload::SiteUpdated(_)) | Some(Payload::ContactUpdated(_)) | None => {
             return Vec::new();
         }
@@ -479,6 +513,63 @@ pub(crate) fn access_event_users(event: &access_pb::Event) -> Vec<Uuid> {
         .into_iter()
         .filter_map(|text| optional_uuid(text))
         .collect()
+}
+
+/// The notices of a step (`kind`) of a primary recovery (C12): every contact of the site,
+/// the old primary and the requester.
+fn recovery_plans(
+    kind: Kind,
+    changed: &contacts_pb::PrimaryRecoveryChanged,
+) -> anyhow::Result<Vec<Planned>> {
+    let recovery = changed
+        .recovery
+        .as_ref()
+        .context("primary recovery event without its recovery")?;
+    let previous = parse_uuid("old primary user id", &recovery.previous_primary_user_id)?;
+    let requester = parse_uuid("recovery requester id", &recovery.requester_user_id)?;
+    let facts = Facts::Recovery {
+        requester,
+        previous,
+        decided_by: optional_uuid(&recovery.decided_by_user_id),
+        new: optional_uuid(&recovery.new_primary_user_id),
+        reason: match kind {
+            Kind::PrimaryRecoveryRequested => recovery.reason.clone(),
+            _ => recovery.decision_reason.clone(),
+        },
+        recovery_id: recovery.recovery_id.clone(),
+        waiting_end_time: time_of(recovery.waiting_end_time.as_ref()),
+    };
+    Ok(recipients::primary_recovery(
+        kind,
+        previous,
+        requester,
+        &user_ids(&changed.contact_user_ids)?,
+        &facts,
+    ))
+}
+
+/// The recipients of an S&S reminder or lapse as the registry chose them by the renewal
+/// chain (R1): `(user, role that chose it)`; a recipient with an unreadable id is skipped
+/// (logged), one with a role this service does not know reads as the chain's last, PRIMARY.
+fn renewal_recipients(recipients: &[contacts_pb::Recipient]) -> Vec<(Uuid, Role)> {
+    recipients
+        .iter()
+        .filter_map(|recipient| {
+            let Some(user) = optional_uuid(&recipient.user_id) else {
+                tracing::warn!("s&s notice recipient without a user id; skipped");
+                return None;
+            };
+            Some((
+                user,
+                Role::from_number(recipient.role).unwrap_or(Role::Primary),
+            ))
+        })
+        .collect()
+}
+
+/// A calendar day of the registry (`2027-03-31`); `None` when empty or unreadable.
+fn day_of(text: &str) -> Option<NaiveDate> {
+    text.parse().ok()
 }
 
 /// Applies one registry event: refreshes the projection, creates the notices.
@@ -647,6 +738,33 @@ pub(crate) async fn apply_contacts_event(
                 .await?;
             return Ok(());
         }
+        Some(Payload::PrimaryRecoveryRequested(changed)) => {
+            recovery_plans(Kind::PrimaryRecoveryRequested, changed)?
+        }
+        Some(Payload::PrimaryRecoveryRefused(changed)) => {
+            recovery_plans(Kind::PrimaryRecoveryRefused, changed)?
+        }
+        Some(Payload::PrimaryRecoveryAttested(changed)) => {
+            recovery_plans(Kind::PrimaryRecoveryAttested, changed)?
+        }
+        // S&S ends soon or lapsed (the site's new state was refreshed above): the renewal
+        // chain the registry resolved (R1).
+        Some(Payload::SupportEnding(ending)) => recipients::renewal_chain(
+            &renewal_recipients(&ending.recipients),
+            Kind::SupportEnding,
+            &Facts::Support {
+                end_date: day_of(&ending.support_end_date),
+                milestone_days: Some(ending.milestone_days),
+            },
+        ),
+        Some(Payload::SupportLapsed(lapsed)) => recipients::renewal_chain(
+            &renewal_recipients(&lapsed.recipients),
+            Kind::SupportLapsed,
+            &Facts::Support {
+                end_date: day_of(&lapsed.support_end_date),
+                milestone_days: None,
+            },
+        ),
         // The site itself was refreshed above; a payload from a newer registry is left to
         // that refresh.
         Some(Payload::SiteUpdated(_)) | None => Vec::new(),
@@ -816,6 +934,20 @@ pub(crate) async fn apply_access_event(
                 &[parse_uuid("user id", &ending.user_id)?],
                 Kind::RightsEndingSoon,
                 RULE_RIGHTS_END,
+                &facts,
+            )
+        }
+        // The first rights of a person just added to the site (AddSiteUser): its welcome,
+        // listing the site and the rights granted, instead of a change notice.
+        Some(Payload::RightsChanged(changed)) if changed.welcome => {
+            let facts = Facts::Welcome {
+                levels: explicit_levels(changed.after.as_ref()),
+                reason: changed.reason.clone(),
+            };
+            recipients::each(
+                &[parse_uuid("user id", &changed.user_id)?],
+                Kind::SiteUserWelcome,
+                RULE_RIGHTS,
                 &facts,
             )
         }

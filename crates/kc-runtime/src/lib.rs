@@ -23,6 +23,7 @@ pub mod revocation;
 pub mod secrets;
 pub mod server;
 pub mod shutdown;
+pub mod sweep;
 pub mod telemetry;
 pub mod tls;
 pub mod token;

@@ -11,6 +11,7 @@
 
 pub use kc_rights::{levels, rights};
 pub mod actor;
+pub mod blocks;
 pub mod commands;
 pub mod ends;
 pub mod service;
@@ -259,6 +260,12 @@ pub enum AccessError {
     /// No such access request.
     #[error("access request not found")]
     RequestNotFound,
+    /// The site already blocks this address or domain.
+    #[error("the site already blocks this e-mail address or domain")]
+    BlockExists,
+    /// The site does not block this address or domain.
+    #[error("the site does not block this e-mail address or domain")]
+    BlockNotFound,
     /// A6: the requester already has a pending request of this kind on the site.
     #[error(
         "rule A6: the user already has a PENDING {0} request on this site; wait for its decision or cancel it"
@@ -316,8 +323,11 @@ impl From<AccessError> for ApiError {
             AccessError::Invalid(violations) => ApiError::InvalidArgument(violations),
             AccessError::SiteNotFound
             | AccessError::NoMatchingSite
-            | AccessError::RequestNotFound => ApiError::NotFound(message),
-            AccessError::PendingRequestExists(_) => ApiError::AlreadyExists(message),
+            | AccessError::RequestNotFound
+            | AccessError::BlockNotFound => ApiError::NotFound(message),
+            AccessError::PendingRequestExists(_) | AccessError::BlockExists => {
+                ApiError::AlreadyExists(message)
+            }
             AccessError::Rule(_) | AccessError::Unproven { .. } => {
                 ApiError::FailedPrecondition(message)
             }

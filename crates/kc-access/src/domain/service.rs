@@ -59,6 +59,10 @@
 //!   (before and after as JSON), when, and why (the reason given, the approval note, the
 //!   justification of a submission).
 
+mod support_users;
+
+pub use support_users::{SupportUsersQuery, UserAccessChange};
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -66,6 +70,7 @@ use chrono::Utc;
 use kc_runtime::db::{DbErrorKind, classify, constraint};
 use kc_runtime::outbox::{Cursor, Revised};
 pub use kc_runtime::paging::Page;
+use kc_runtime::sweep::one_by_one;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
@@ -92,6 +97,8 @@ use crate::permission_feed;
 use crate::storage::grants::Term;
 use crate::storage::invalidation::{Invalidation, notify_invalidation};
 use crate::storage::{self, audit::NewRecord, requests::NewRequest};
+
+mod blocks;
 
 /// How many expired requests the sweeper handles per transaction.
 pub const EXPIRY_BATCH: usize = 100;
@@ -952,6 +959,9 @@ impl Access {
             .await?
             .ok_or(AccessError::NoMatchingSite)?;
         let site = lock_site(&mut tx, found.site_id).await?;
+        // A blocked requester is refused like a wrong site number (S3), under the site's lock
+        // that blocks take too: a block committed before this request commits refuses it.
+        blocks::refuse_blocked(&mut tx, site.site_id, actor.actor_id).await?;
         let requester = profile_on(&mut tx, site.site_id, actor.actor_id).await?;
         let held = requester.effective.rights();
         let raises = match kind {
@@ -1387,7 +1397,7 @@ impl Access {
     /// event with the profile before and after, the cache invalidation. Returns how many it
     /// started; call again while it returns a full batch.
     pub async fn start_due(&self) -> Result<usize> {
-        one_by_one("grants started", || self.start_one()).await
+        one_by_one("grants started", EXPIRY_BATCH, || self.start_one()).await
     }
 
     /// Starts the grant with the earliest start that came, if any; whether there was one.
@@ -1435,7 +1445,7 @@ impl Access {
     /// RightsChanged event marked `ended` with the profile before and after, the cache
     /// invalidation). Returns how many it ended; call again while it returns a full batch.
     pub async fn end_due(&self) -> Result<usize> {
-        one_by_one("grants ended", || self.end_one()).await
+        one_by_one("grants ended", EXPIRY_BATCH, || self.end_one()).await
     }
 
     /// Ends the grant with the earliest due end, if any; whether there was one.
@@ -1492,7 +1502,7 @@ impl Access {
     /// marks the end announced, so each end is announced once across restarts and replicas.
     /// Returns how many it announced; call again while it returns a full batch.
     pub async fn announce_ending(&self) -> Result<usize> {
-        one_by_one("grant ends announced", || self.announce_one()).await
+        one_by_one("grant ends announced", EXPIRY_BATCH, || self.announce_one()).await
     }
 
     /// Announces the earliest unannounced end within the notice window, if any; whether
@@ -1600,23 +1610,6 @@ impl Access {
             storage::audit::page_of_site(&mut conn, site_id, before, i64::from(size) + 1).await?;
         Ok(Page::from_rows(rows, size))
     }
-}
-
-/// Runs `one` (one item of a sweep, in its own transaction: whether there was one) until it
-/// finds none or [`EXPIRY_BATCH`] are done; logs how many as `done`. Returns how many.
-async fn one_by_one<F, Fut>(done: &'static str, mut one: F) -> Result<usize>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool>>,
-{
-    let mut count = 0;
-    while count < EXPIRY_BATCH && one().await? {
-        count += 1;
-    }
-    if count > 0 {
-        tracing::info!(count, "{done}");
-    }
-    Ok(count)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! in requests and domain policies.
 
 pub mod audit;
+pub mod blocks;
 pub mod effective;
 pub mod grants;
 pub mod invalidation;

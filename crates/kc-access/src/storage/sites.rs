@@ -397,6 +397,35 @@ pub async fn site_profiles(
     profiles(rows)
 }
 
+/// Up to `limit` profiles of a site's support users (U4), after user id `after`, in user-id
+/// order: the users with a stored support level above NO_ACCESS (in force or not yet
+/// started, T9; an invited account's too, I1) and the site technical contact (U5). Walks the
+/// partial index `grants_support_idx` (migration 0004) and the role index: never the site's
+/// other grants or its SITE_USERs.
+pub async fn support_profiles(
+    conn: &mut PgConnection,
+    site_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Profile>, sqlx::Error> {
+    let rows: Vec<ProfileRow> = sqlx::query_as(concat!(
+        "WITH pairs AS (SELECT $1::uuid AS site_id, h.user_id FROM ( \
+           (SELECT user_id FROM grants WHERE site_id = $1 AND support > 0 \
+              AND ($2::uuid IS NULL OR user_id > $2) ORDER BY user_id LIMIT $3) \
+           UNION SELECT user_id FROM site_roles WHERE site_id = $1 AND role = 3 \
+              AND ($2::uuid IS NULL OR user_id > $2) \
+         ) h ORDER BY h.user_id LIMIT $3) ",
+        profile_select!(),
+        "ORDER BY p.user_id"
+    ))
+    .bind(site_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    profiles(rows)
+}
+
 /// Up to `limit` profiles of one user on the sites where it has a grant or a role that
 /// implies rights, after site id `after`, in site-id order.
 pub async fn user_profiles(

@@ -350,7 +350,9 @@ pub(crate) async fn run(ctx: &mut Context, args: ContactsArgs) -> Result<()> {
     }
 }
 
-/// Every person among the contacts of `site` holding one of `roles` (all when empty).
+/// Every person among the contacts of `site` holding one of `roles` (all when empty), every
+/// page of ShowAllContacts (which pages people by user id), shown by highest role (PRIMARY
+/// first) then by when it got that role (contact ids are time-ordered).
 async fn all_contacts(
     ctx: &mut Context,
     site: &SiteRef,
@@ -373,6 +375,12 @@ async fn all_contacts(
             .await?;
         people.extend(page.contacts);
         if page.next_page_token.is_empty() {
+            people.sort_by_cached_key(|person| {
+                person
+                    .contacts
+                    .first()
+                    .map(|highest| (highest.role, highest.contact_id.clone()))
+            });
             return Ok(people);
         }
         page_token = page.next_page_token;

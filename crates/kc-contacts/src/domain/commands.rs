@@ -8,6 +8,7 @@ use kc_runtime::values::Etag;
 use kc_runtime::{Caller, Violation};
 use uuid::Uuid;
 
+use super::compliance::ComplianceGap;
 use super::recipients::NoticePurpose;
 use super::values::{CountryCode, CustomerNumber, Locale, SiteNumber};
 use super::{ContactDetails, ContactRole, ContactsError, Program, Result};
@@ -180,11 +181,13 @@ pub struct SiteRef {
     pub site_id: Uuid,
 }
 
-/// One site, by site number (LookupSite).
+/// One site, by site number or customer number (LookupSite).
 #[derive(Debug, Clone)]
-pub struct SiteLookup {
-    /// Site number.
-    pub site_number: SiteNumber,
+pub enum SiteLookup {
+    /// The site with this number.
+    Number(SiteNumber),
+    /// The original site of the customer with this number.
+    OriginalOf(CustomerNumber),
 }
 
 /// A page of sites (ListSites).
@@ -279,10 +282,19 @@ pub struct SiteContactsListing {
     pub site_id: Uuid,
     /// Only these roles (all when empty).
     pub roles: Vec<ContactRole>,
-    /// The (role, contact) the page starts after.
-    pub after: Option<(ContactRole, Uuid)>,
-    /// Page size.
+    /// What the page counts and where it starts.
+    pub after: SiteContactsAfter,
+    /// Page size: contacts, or people when paging by person.
     pub size: u32,
+}
+
+/// What a page of a site's contacts counts, and the key it starts after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SiteContactsAfter {
+    /// Contacts in display order, after this (role, contact) when given.
+    Contact(Option<(ContactRole, Uuid)>),
+    /// People in user-id order (every contact of each), after this user when given.
+    Person(Option<Uuid>),
 }
 
 /// A page of a user's contacts (ListUserContacts).
@@ -306,8 +318,12 @@ pub struct RecipientsQuery {
 }
 
 /// A page of the sites with compliance gaps (ListComplianceGaps).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct GapsListing {
+    /// Only the sites with a gap of this kind.
+    pub kind: Option<ComplianceGap>,
+    /// Only the sites of this customer.
+    pub customer_number: Option<CustomerNumber>,
     /// The site the page starts after.
     pub after: Option<Uuid>,
     /// Page size.

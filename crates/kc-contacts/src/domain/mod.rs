@@ -3,10 +3,13 @@
 
 pub mod authority;
 pub mod commands;
+pub mod compliance;
 pub mod notification_email;
 pub mod recipients;
+pub mod recovery;
 pub mod roles;
 pub mod service;
+pub mod support_life;
 pub mod values;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -154,6 +157,18 @@ pub enum ContactsError {
     /// No such contact.
     #[error("contact not found")]
     ContactNotFound,
+    /// S3, I2: no site has this site number and customer number, or the person may not ask
+    /// about it (C12). Deliberately does not say which.
+    #[error("no site matches this site number and customer number")]
+    NoMatchingSite,
+    /// No such primary recovery, or one the caller may not see (C12, I2).
+    #[error("primary recovery not found")]
+    RecoveryNotFound,
+    /// C12: the site has an open primary recovery already.
+    #[error(
+        "rule C12: the site has an open recovery of its primary contact already; it must be refused, attested or expire first"
+    )]
+    RecoveryOpen,
     /// The site number is taken.
     #[error("a site with site number {0} already exists")]
     SiteNumberTaken(String),
@@ -208,12 +223,13 @@ impl From<ContactsError> for ApiError {
         let message = error.to_string();
         match error {
             ContactsError::Invalid(violations) => ApiError::InvalidArgument(violations),
-            ContactsError::SiteNotFound | ContactsError::ContactNotFound => {
-                ApiError::NotFound(message)
-            }
-            ContactsError::SiteNumberTaken(_) | ContactsError::RoleAlreadyHeld(_) => {
-                ApiError::AlreadyExists(message)
-            }
+            ContactsError::SiteNotFound
+            | ContactsError::ContactNotFound
+            | ContactsError::NoMatchingSite
+            | ContactsError::RecoveryNotFound => ApiError::NotFound(message),
+            ContactsError::SiteNumberTaken(_)
+            | ContactsError::RoleAlreadyHeld(_)
+            | ContactsError::RecoveryOpen => ApiError::AlreadyExists(message),
             ContactsError::Rule(_) => ApiError::FailedPrecondition(message),
             ContactsError::EtagMismatch(_) => ApiError::Aborted(message),
             ContactsError::Forbidden(_) | ContactsError::NoAuthority(_) => {

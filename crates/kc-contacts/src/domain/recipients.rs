@@ -1,9 +1,6 @@
-//! Who receives a notice of each purpose (the notification table of DOMAIN.md, R1, C4),
-//! and which compliance gaps a site has (C1, C5, C6).
+//! Who receives a notice of each purpose (the notification table of DOMAIN.md, R1, C4).
+//! The compliance gaps of a site are in [`super::compliance`].
 
-use uuid::Uuid;
-
-use super::values::SiteNumber;
 use super::{Contact, ContactRole, Site};
 
 /// Why a notice is sent.
@@ -133,85 +130,5 @@ pub fn resolve(purpose: NoticePurpose, site: &Site, contacts: &[Contact]) -> Res
     Resolution {
         recipients,
         business_partner,
-    }
-}
-
-/// A compliance gap of a site.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ComplianceGap {
-    /// S&S active without a site technical contact (C5).
-    SupportWithoutSiteTechnical,
-    /// No renewal contact (recommended by C6).
-    NoRenewalContact,
-    /// The primary is the only contact (C1, R1).
-    PrimaryOnlyContact,
-}
-
-impl ComplianceGap {
-    /// What is wrong, citing the rule.
-    pub fn description(self) -> &'static str {
-        match self {
-            Self::SupportWithoutSiteTechnical => {
-                "C5: S&S is active but no SITE_TECHNICAL contact is named; name one with ReplaceContact"
-            }
-            Self::NoRenewalContact => {
-                "C6: no RENEWAL contact is named (recommended); renewal notices fall back to the ADMINISTRATIVE or PRIMARY contact"
-            }
-            Self::PrimaryOnlyContact => {
-                "C1: the PRIMARY contact is the site's only contact and handles every matter (R1)"
-            }
-        }
-    }
-}
-
-/// A site with the facts of its compliance check.
-#[derive(Debug, Clone)]
-pub struct SiteCompliance {
-    /// Site id.
-    pub site_id: Uuid,
-    /// Site number.
-    pub site_number: SiteNumber,
-    /// Facts.
-    pub facts: SiteFacts,
-}
-
-/// What the compliance check needs to know of a site.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SiteFacts {
-    /// S&S is active.
-    pub support_active: bool,
-    /// A SITE_TECHNICAL contact is named.
-    pub has_site_technical: bool,
-    /// A RENEWAL contact is named.
-    pub has_renewal: bool,
-    /// Someone other than the primary user holds a role.
-    pub has_other_person: bool,
-}
-
-impl SiteFacts {
-    /// The facts of `site` with `contacts`.
-    pub fn of(site: &Site, contacts: &[Contact]) -> Self {
-        let holds = |role| contacts.iter().any(|c| c.role == role);
-        Self {
-            support_active: site.support_active,
-            has_site_technical: holds(ContactRole::SiteTechnical),
-            has_renewal: holds(ContactRole::Renewal),
-            has_other_person: contacts.iter().any(|c| c.user_id != site.primary_user_id),
-        }
-    }
-
-    /// The site's gaps, most serious first.
-    pub fn gaps(self) -> Vec<ComplianceGap> {
-        let mut gaps = Vec::new();
-        if self.support_active && !self.has_site_technical {
-            gaps.push(ComplianceGap::SupportWithoutSiteTechnical);
-        }
-        if !self.has_renewal {
-            gaps.push(ComplianceGap::NoRenewalContact);
-        }
-        if !self.has_other_person {
-            gaps.push(ComplianceGap::PrimaryOnlyContact);
-        }
-        gaps
     }
 }

@@ -11,15 +11,17 @@ use uuid::Uuid;
 use super::authority::{self, Need};
 use super::commands::{
     Actor, Assignment, ContactUpdate, EmailConfirmation, GapsListing, RecipientsQuery, Removal,
-    Replacement, SiteContactsListing, SiteDraft, SiteListing, SiteUpdate, Transfer,
-    UserContactsListing,
+    Replacement, SiteContactsAfter, SiteContactsListing, SiteDraft, SiteListing, SiteLookup,
+    SiteUpdate, Transfer, UserContactsListing,
 };
+use super::compliance::SiteCompliance;
 use super::notification_email::{
     Code, MAX_FAILED_ATTEMPTS, NotificationCodes, code_hash, well_formed,
 };
-use super::recipients::{self, Resolution, SiteCompliance, SiteFacts};
+use super::recipients::{self, Resolution};
+use super::recovery::RecoveryTimes;
 use super::roles::MAX_SECONDARY_CONTACTS;
-use super::values::SiteNumber;
+use super::support_life::{support_in_force, today};
 use super::{AuditRecord, Contact, ContactDetails, ContactRole, ContactsError, Result, Site};
 use crate::events::{self, PendingEvent};
 use crate::storage::{self, audit::NewRecord, sites::NewSite};
@@ -29,6 +31,7 @@ use crate::storage::{self, audit::NewRecord, sites::NewSite};
 pub struct Registry {
     pool: PgPool,
     codes: NotificationCodes,
+    recovery: RecoveryTimes,
 }
 
 /// Refuses a change of a role that implies rights (T3, U5) made by a service acting for
@@ -231,7 +234,24 @@ impl Registry {
     /// The registry over `pool` (bound to the contacts schema), mailing the codes of new
     /// notification e-mails as `codes` says (C11).
     pub fn new(pool: PgPool, codes: NotificationCodes) -> Self {
-        Self { pool, codes }
+        Self {
+            pool,
+            codes,
+            recovery: RecoveryTimes::default(),
+        }
+    }
+
+    /// The same registry, recovering primary contacts (C12) with `times`.
+    pub fn with_recovery_times(self, times: RecoveryTimes) -> Self {
+        Self {
+            recovery: times,
+            ..self
+        }
+    }
+
+    /// The waiting period and lifetime of primary recoveries (C12).
+    pub fn recovery_times(&self) -> RecoveryTimes {
+        self.recovery
     }
 
     /// The pool the registry writes through (bound to the contacts schema).
@@ -541,11 +561,17 @@ impl Registry {
     }
 
     /// The site with this site number.
-    pub async fn lookup_site(&self, site_number: &SiteNumber) -> Result<Site> {
+    pub async fn lookup_site(&self, lookup: &SiteLookup) -> Result<Site> {
         let mut conn = self.pool.acquire().await?;
-        storage::sites::get_by_number(&mut conn, site_number.as_str())
-            .await?
-            .ok_or(ContactsError::SiteNotFound)
+        let found = match lookup {
+            SiteLookup::Number(number) => {
+                storage::sites::get_by_number(&mut conn, number.as_str()).await?
+            }
+            SiteLookup::OriginalOf(customer) => {
+                storage::sites::original_of_customer(&mut conn, customer.as_str()).await?
+            }
+        };
+        found.ok_or(ContactsError::SiteNotFound)
     }
 
     /// A page of sites in site-number order.
@@ -763,7 +789,8 @@ impl Registry {
                     "rule C1: the primary contact cannot be removed; transfer the role with TransferPrimaryContact",
                 ));
             }
-            ContactRole::SiteTechnical if site.support_active => {
+            // C5 lifts at the end of S&S, to the day (support_life).
+            ContactRole::SiteTechnical if support_in_force(&site, today()) => {
                 return Err(ContactsError::rule(
                     "rule C5: a site with active S&S must keep its SITE_TECHNICAL contact; replace it with ReplaceContact",
                 ));
@@ -889,6 +916,32 @@ impl Registry {
         actor: Actor,
         transfer: Transfer,
     ) -> Result<Revised<(Site, Contact, Option<Contact>)>> {
+        let mut tx = self.pool.begin().await?;
+        let (site, primary, previous_primary, revision) =
+            self.transfer_in(&mut tx, actor, transfer).await?;
+        tx.commit().await?;
+        tracing::info!(
+            site_id = %site.site_id,
+            resource_id = %primary.contact_id,
+            action = "primary.transferred",
+            "registry changed"
+        );
+        Ok(Revised {
+            value: (site, primary, previous_primary),
+            revision: Some(revision),
+        })
+    }
+
+    /// The transfer of [`Self::transfer_primary`] in the caller's transaction `tx` (which
+    /// also serves a recovery's attestation, C12): the same checks under the site's lock,
+    /// the same writes, audit record and `primary.transferred` event. Returns the site, the
+    /// new primary contact, the old primary's new contact and the event's cursor.
+    pub(super) async fn transfer_in(
+        &self,
+        tx: &mut PgConnection,
+        actor: Actor,
+        transfer: Transfer,
+    ) -> Result<(Site, Contact, Option<Contact>, Cursor)> {
         let Transfer {
             site_id,
             new_user_id,
@@ -905,8 +958,7 @@ impl Registry {
         refuse_anonymous_grant(actor, ContactRole::Primary)?;
         // A service acting for a person names it: the actor is then not the service itself.
         let names_person = actor.via_service.is_some() && !actor.is_service_alone();
-        let mut tx = self.pool.begin().await?;
-        let before = lock_site(&mut tx, site_id).await?;
+        let before = lock_site(&mut *tx, site_id).await?;
         check_etag(etag, before.version, "site")?;
         let previous_user_id = before.primary_user_id;
         if previous_user_id == new_user_id {
@@ -925,22 +977,22 @@ impl Registry {
         // T8: someone other than the primary transfers only while it holds account
         // management, decided here under the site's lock.
         if previous_user_id != actor.actor_id {
-            authority::require(&mut tx, actor, &before, &[Need::TRANSFER]).await?;
+            authority::require(&mut *tx, actor, &before, &[Need::TRANSFER]).await?;
         }
-        let old_primary = storage::contacts::holders(&mut tx, site_id, ContactRole::Primary)
+        let old_primary = storage::contacts::holders(&mut *tx, site_id, ContactRole::Primary)
             .await?
             .into_iter()
             .next()
             .ok_or_else(|| anyhow::anyhow!("site {site_id} has no primary contact"))?;
         // The primary row changes holder in place: there is never zero or two primaries.
         let primary = storage::contacts::set_holder(
-            &mut tx,
+            &mut *tx,
             old_primary.contact_id,
             new_user_id,
             &ContactDetails::default(),
         )
         .await?;
-        let already_holds = storage::contacts::holders(&mut tx, site_id, previous_primary_role)
+        let already_holds = storage::contacts::holders(&mut *tx, site_id, previous_primary_role)
             .await?
             .iter()
             .any(|c| c.user_id == previous_user_id);
@@ -949,7 +1001,7 @@ impl Registry {
         } else {
             Some(
                 add_contact(
-                    &mut tx,
+                    &mut *tx,
                     site_id,
                     previous_user_id,
                     previous_primary_role,
@@ -958,8 +1010,8 @@ impl Registry {
                 .await?,
             )
         };
-        storage::sites::touch(&mut tx, site_id).await?;
-        let site = storage::sites::get(&mut tx, site_id)
+        storage::sites::touch(&mut *tx, site_id).await?;
+        let site = storage::sites::get(&mut *tx, site_id)
             .await?
             .ok_or(ContactsError::SiteNotFound)?;
         let revision = Change {
@@ -980,15 +1032,15 @@ impl Registry {
                 previous_primary.as_ref(),
             ),
         }
-        .commit(tx)
+        .record(&mut *tx)
         .await?;
-        Ok(Revised {
-            value: (site, primary, previous_primary),
-            revision: Some(revision),
-        })
+        Ok((site, primary, previous_primary, revision))
     }
 
-    /// A page of a site's contacts with one of `roles` (all when empty), in display order.
+    /// A page of a site's contacts with one of `roles` (all when empty): in display order,
+    /// or, paging by person, every such contact of the next `size` people in user-id order
+    /// (each person's by role), read in one statement from the site's index, never the
+    /// whole site.
     pub async fn list_site_contacts(&self, listing: SiteContactsListing) -> Result<Page<Contact>> {
         let SiteContactsListing {
             site_id,
@@ -998,19 +1050,32 @@ impl Registry {
         } = listing;
         let mut conn = self.pool.acquire().await?;
         let numbers: Vec<i16> = roles.iter().map(|role| role.stored()).collect();
-        let rows = storage::contacts::page_of_site(
-            &mut conn,
-            site_id,
-            &numbers,
-            after.map(|(role, id)| (role.stored(), id)),
-            i64::from(size) + 1,
-        )
-        .await?;
+        let page = match after {
+            SiteContactsAfter::Contact(after) => {
+                let rows = storage::contacts::page_of_site(
+                    &mut conn,
+                    site_id,
+                    &numbers,
+                    after.map(|(role, id)| (role.stored(), id)),
+                    i64::from(size) + 1,
+                )
+                .await?;
+                Page::from_rows(rows, size)
+            }
+            SiteContactsAfter::Person(after) => {
+                let numbers = if numbers.is_empty() {
+                    ContactRole::ALL.iter().map(|role| role.stored()).collect()
+                } else {
+                    numbers
+                };
+                storage::contacts::people_of_site(&mut conn, site_id, &numbers, after, size).await?
+            }
+        };
         // Every site has a primary contact, so an empty first page may mean no such site.
-        if rows.is_empty() && storage::sites::get(&mut conn, site_id).await?.is_none() {
+        if page.items.is_empty() && storage::sites::get(&mut conn, site_id).await?.is_none() {
             return Err(ContactsError::SiteNotFound);
         }
-        Ok(Page::from_rows(rows, size))
+        Ok(page)
     }
 
     /// A page of one user's contacts, each with its site.
@@ -1056,25 +1121,32 @@ impl Registry {
         Ok((site, resolution))
     }
 
-    /// The compliance facts of one site.
+    /// The compliance gaps of one site.
     pub async fn site_compliance(&self, site_id: Uuid) -> Result<SiteCompliance> {
         let mut conn = self.pool.acquire().await?;
-        let site = storage::sites::get(&mut conn, site_id)
+        storage::compliance::of_site(&mut conn, site_id)
             .await?
-            .ok_or(ContactsError::SiteNotFound)?;
-        let contacts = storage::contacts::of_site(&mut conn, site_id).await?;
-        Ok(SiteCompliance {
-            site_id,
-            site_number: site.site_number.clone(),
-            facts: SiteFacts::of(&site, &contacts),
-        })
+            .ok_or(ContactsError::SiteNotFound)
     }
 
-    /// A page of the sites with at least one compliance gap, in site-id order.
+    /// A page of the sites with at least one compliance gap (of the listing's kind, of its
+    /// customer, when given), in site-id order.
     pub async fn list_compliance_gaps(&self, listing: GapsListing) -> Result<Page<SiteCompliance>> {
-        let GapsListing { after, size } = listing;
+        let GapsListing {
+            kind,
+            customer_number,
+            after,
+            size,
+        } = listing;
         let mut conn = self.pool.acquire().await?;
-        let rows = storage::sites::list_with_gaps(&mut conn, after, i64::from(size) + 1).await?;
+        let rows = storage::compliance::list_with_gaps(
+            &mut conn,
+            kind,
+            customer_number.as_ref().map(|number| number.as_str()),
+            after,
+            i64::from(size) + 1,
+        )
+        .await?;
         Ok(Page::from_rows(rows, size))
     }
 

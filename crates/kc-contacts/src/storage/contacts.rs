@@ -1,6 +1,7 @@
 //! The `contacts` table: one row per role held by one user on one site.
 
 use chrono::{DateTime, Utc};
+use kc_runtime::paging::Page;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -170,6 +171,60 @@ pub(crate) async fn page_of_site(
     .bind(after.map(|(_, id)| id))
     .bind(limit);
     all(conn, query).await
+}
+
+/// The contacts with one of `roles` (not empty) of the first `size` people of a site after
+/// the user `after`, in user-id order, each person's by role then creation: a keyset page of
+/// people, whatever the size of the site. The people come from the unique index on
+/// `(site_id, user_id, role)` (every role) or the one on `(site_id, role, user_id)` (a few
+/// roles), read from `after` on for `size + 1` people only, so a page costs the same on a
+/// site of ten people or of a million. One statement: the page is one snapshot.
+pub(crate) async fn people_of_site(
+    conn: &mut PgConnection,
+    site_id: Uuid,
+    roles: &[i16],
+    after: Option<Uuid>,
+    size: u32,
+) -> Result<Page<Contact>, sqlx::Error> {
+    let query = sqlx::query_as(select!(
+        " FROM contacts WHERE site_id = $1 AND role = ANY($2) AND user_id IN ( \
+             SELECT DISTINCT c.user_id FROM contacts c \
+             WHERE c.site_id = $1 AND c.role = ANY($2) AND c.user_id > $3 \
+             ORDER BY c.user_id LIMIT $4) \
+         ORDER BY user_id, role, contact_id"
+    ))
+    .bind(site_id)
+    .bind(roles)
+    // The first page starts after the nil id, which no user has: `user_id > $3` is always
+    // the index's range, also in a generic plan of the prepared statement.
+    .bind(after.unwrap_or(Uuid::nil()))
+    .bind(i64::from(size) + 1);
+    Ok(first_people(all(conn, query).await?, size))
+}
+
+/// The page of the contacts of the first `size` people among `rows` (grouped by person, as
+/// [`people_of_site`] reads them, one person more than the page): another page follows when
+/// that extra person came, and its contacts are dropped.
+fn first_people(mut rows: Vec<Contact>, size: u32) -> Page<Contact> {
+    let mut people = 0;
+    let mut previous = None;
+    for (index, contact) in rows.iter().enumerate() {
+        if previous != Some(contact.user_id) {
+            previous = Some(contact.user_id);
+            people += 1;
+            if people > size {
+                rows.truncate(index);
+                return Page {
+                    items: rows,
+                    more: true,
+                };
+            }
+        }
+    }
+    Page {
+        items: rows,
+        more: false,
+    }
 }
 
 /// Up to `limit` contacts of a user after `after`, in contact-id order.
@@ -456,4 +511,46 @@ pub(crate) async fn expire_pending(
     .bind(limit)
     .fetch_all(conn)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contact(user: u128, role: ContactRole) -> Contact {
+        let now = Utc::now();
+        Contact {
+            contact_id: Uuid::now_v7(),
+            site_id: Uuid::nil(),
+            user_id: Uuid::from_u128(user),
+            role,
+            details: ContactDetails::default(),
+            pending_notification_email: None,
+            pending_expire_time: None,
+            version: 1,
+            create_time: now,
+            update_time: now,
+        }
+    }
+
+    #[test]
+    fn a_page_of_people_keeps_every_contact_of_each_and_drops_the_extra_person() {
+        let rows = vec![
+            contact(1, ContactRole::Primary),
+            contact(1, ContactRole::SiteUser),
+            contact(2, ContactRole::SiteUser),
+            contact(3, ContactRole::Billing),
+            contact(3, ContactRole::SiteUser),
+        ];
+        let users = |page: &Page<Contact>| -> Vec<u128> {
+            page.items.iter().map(|c| c.user_id.as_u128()).collect()
+        };
+        let page = first_people(rows.clone(), 2);
+        assert_eq!((users(&page), page.more), (vec![1, 1, 2], true));
+        let page = first_people(rows.clone(), 3);
+        assert_eq!((users(&page), page.more), (vec![1, 1, 2, 3, 3], false));
+        let page = first_people(rows, 1);
+        assert_eq!((users(&page), page.more), (vec![1, 1], true));
+        assert!(!first_people(Vec::new(), 1).more);
+    }
 }

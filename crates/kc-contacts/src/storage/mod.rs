@@ -3,5 +3,8 @@
 
 pub(crate) mod access_grants;
 pub(crate) mod audit;
+pub(crate) mod compliance;
 pub(crate) mod contacts;
+pub(crate) mod recoveries;
 pub(crate) mod sites;
+pub(crate) mod support_life;

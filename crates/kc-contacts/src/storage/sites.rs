@@ -6,7 +6,6 @@ use uuid::Uuid;
 
 use kc_runtime::Violation;
 
-use crate::domain::recipients::{SiteCompliance, SiteFacts};
 use crate::domain::values::{CountryCode, CustomerNumber, Locale, SiteNumber};
 use crate::domain::{Program, Site};
 
@@ -49,7 +48,7 @@ struct SiteRow {
 
 /// Reads a stored value with its parser; a value the registry could not have written is a
 /// decode error naming its column.
-fn stored<T>(
+pub(crate) fn stored<T>(
     column: &str,
     text: &str,
     parse: impl FnOnce(&str, &str) -> Result<T, Violation>,
@@ -228,6 +227,18 @@ pub(crate) async fn get_by_number(
     optional(conn, query).await
 }
 
+/// The original site of the customer `customer_number` (its first, S2), if it has one.
+pub(crate) async fn original_of_customer(
+    conn: &mut PgConnection,
+    customer_number: &str,
+) -> Result<Option<Site>, sqlx::Error> {
+    let query = sqlx::query_as(select_sites!(
+        "WHERE s.customer_number = $1 AND s.is_original_site"
+    ))
+    .bind(customer_number);
+    optional(conn, query).await
+}
+
 /// The sites with these ids (in no particular order; unknown ids are absent).
 pub(crate) async fn get_many(
     conn: &mut PgConnection,
@@ -281,54 +292,6 @@ pub(crate) async fn touch(conn: &mut PgConnection, site_id: Uuid) -> Result<(), 
         .execute(conn)
         .await?;
     Ok(())
-}
-
-#[derive(sqlx::FromRow)]
-struct FactsRow {
-    site_id: Uuid,
-    site_number: String,
-    support_active: bool,
-    has_site_technical: bool,
-    has_renewal: bool,
-    has_other_person: bool,
-}
-
-/// Up to `limit` sites after `after` (site-id order) with at least one compliance gap.
-pub(crate) async fn list_with_gaps(
-    conn: &mut PgConnection,
-    after: Option<Uuid>,
-    limit: i64,
-) -> Result<Vec<SiteCompliance>, sqlx::Error> {
-    let rows: Vec<FactsRow> = sqlx::query_as(
-        "SELECT * FROM ( \
-           SELECT s.site_id, s.site_number, s.support_active, \
-             EXISTS (SELECT FROM contacts c WHERE c.site_id = s.site_id AND c.role = 3) AS has_site_technical, \
-             EXISTS (SELECT FROM contacts c WHERE c.site_id = s.site_id AND c.role = 5) AS has_renewal, \
-             EXISTS (SELECT FROM contacts c JOIN contacts p ON p.site_id = c.site_id AND p.role = 1 \
-                     WHERE c.site_id = s.site_id AND c.user_id <> p.user_id) AS has_other_person \
-           FROM sites s WHERE ($1::uuid IS NULL OR s.site_id > $1) \
-         ) f \
-         WHERE (f.support_active AND NOT f.has_site_technical) OR NOT f.has_renewal OR NOT f.has_other_person \
-         ORDER BY f.site_id LIMIT $2",
-    )
-    .bind(after)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(SiteCompliance {
-                site_id: row.site_id,
-                site_number: stored("sites.site_number", &row.site_number, SiteNumber::parse)?,
-                facts: SiteFacts {
-                    support_active: row.support_active,
-                    has_site_technical: row.has_site_technical,
-                    has_renewal: row.has_renewal,
-                    has_other_person: row.has_other_person,
-                },
-            })
-        })
-        .collect()
 }
 
 /// Takes a share lock on a site's row, if the site exists: a projection apply that changes

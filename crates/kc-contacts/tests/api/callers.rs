@@ -48,7 +48,8 @@ async fn every_rpc(
         c.lookup_site(with(
             token,
             pb::LookupSiteRequest {
-                site_number: "1000001".into()
+                site_number: "1000001".into(),
+                ..Default::default()
             }
         ))
     );

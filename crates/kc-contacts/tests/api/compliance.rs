@@ -1,4 +1,6 @@
-//! GetSiteCompliance and ListComplianceGaps (rules C1, C5, C6).
+//! GetSiteCompliance and ListComplianceGaps (rules C1, C5, C6, T2). The kinds fed by other
+//! services (identity's users, notification's failing addresses) are shown through the
+//! gateway (tests/tests/api/gateway/compliance_portfolio.rs).
 
 use crate::helpers::{Harness, cites, expect_code, expect_field, read_pages, user};
 use kc_proto::contacts::{self as pb};
@@ -70,8 +72,9 @@ async fn import_site_without_stc(h: &Harness, site_number: &str, customer_number
     site_id
 }
 
-// rules C1, C5, C6: the compliance gaps of a site: S&S without STC (only from imported
-// data), no renewal contact (recommended), the primary as only contact.
+// rules C1, C5, C6, T2: the compliance gaps of a site: S&S without STC (only from imported
+// data), a single account manager, no renewal contact (recommended), the primary as only
+// contact.
 #[tokio::test]
 async fn compliance_reports_each_gap_and_lists_the_sites_that_have_one() {
     use pb::ComplianceGapKind as G;
@@ -80,9 +83,17 @@ async fn compliance_reports_each_gap_and_lists_the_sites_that_have_one() {
     let lonely = h.site("1000001", "2000001", user()).await;
     let gaps = compliance(&h, &lonely.site_id).await;
     let kinds: Vec<G> = gaps.iter().map(|(k, _)| *k).collect();
-    assert_eq!(kinds, [G::NoRenewalContact, G::PrimaryOnlyContact]);
-    assert!(cites(&gaps[0].1, "C6"), "{:?}", gaps[0].1);
-    assert!(cites(&gaps[1].1, "C1"), "{:?}", gaps[1].1);
+    assert_eq!(
+        kinds,
+        [
+            G::SingleAccountManager,
+            G::NoRenewalContact,
+            G::PrimaryOnlyContact
+        ]
+    );
+    assert!(cites(&gaps[0].1, "T2"), "{:?}", gaps[0].1);
+    assert!(cites(&gaps[1].1, "C6"), "{:?}", gaps[1].1);
+    assert!(cites(&gaps[2].1, "C1"), "{:?}", gaps[2].1);
 
     // The primary holding more roles is still the only person.
     let primary = user();
@@ -95,17 +106,34 @@ async fn compliance_reports_each_gap_and_lists_the_sites_that_have_one() {
         .into_iter()
         .map(|(k, _)| k)
         .collect();
-    assert_eq!(kinds, [G::PrimaryOnlyContact]);
+    assert_eq!(kinds, [G::SingleAccountManager, G::PrimaryOnlyContact]);
 
-    // A compliant site: S&S with an STC, a renewal contact, other people.
+    // A compliant site: S&S with an STC, a renewal contact, other people, and a second
+    // person holding account management.
     let good = h
         .supported_site("1000003", "2000002", user(), user())
         .await
         .site
         .expect("site");
-    h.assign(&good.site_id, user(), R::Renewal)
+    let renewal = user();
+    h.assign(&good.site_id, renewal, R::Renewal)
         .await
         .expect("renewal");
+    let kinds: Vec<G> = compliance(&h, &good.site_id)
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(kinds, [G::SingleAccountManager]);
+    h.grant(
+        &good.site_id,
+        renewal,
+        kc_proto::access::ToolAccess {
+            account_management: kc_proto::access::AccountManagementAccess::Granted as i32,
+            ..Default::default()
+        },
+    )
+    .await;
     assert!(compliance(&h, &good.site_id).await.is_empty());
 
     // rule C5: imported data may have S&S active without an STC; it is reported first.
@@ -116,6 +144,7 @@ async fn compliance_reports_each_gap_and_lists_the_sites_that_have_one() {
         kinds,
         [
             G::SupportWithoutSiteTechnical,
+            G::SingleAccountManager,
             G::NoRenewalContact,
             G::PrimaryOnlyContact
         ]
@@ -157,15 +186,47 @@ async fn compliance_reports_each_gap_and_lists_the_sites_that_have_one() {
         .into_iter()
         .map(|(k, _)| k)
         .collect();
-    assert_eq!(kinds, [G::NoRenewalContact]);
+    assert_eq!(kinds, [G::SingleAccountManager, G::NoRenewalContact]);
     // Bad arguments.
-    for (page_size, page_token, field) in [(0, "?", "page_token"), (5000, "", "page_size")] {
+    for (page_size, page_token, kind, customer_number, field) in [
+        (0, "?", 0, "", "page_token"),
+        (5000, "", 0, "", "page_size"),
+        (0, "", 999, "", "kind"),
+        (0, "", 0, "12x", "customer_number"),
+    ] {
         let request = pb::ListComplianceGapsRequest {
             page_size,
             page_token: page_token.into(),
+            kind,
+            customer_number: customer_number.into(),
         };
         expect_field(h.client().list_compliance_gaps(h.svc(request)).await, field);
     }
+    // One kind, one customer.
+    let request = pb::ListComplianceGapsRequest {
+        kind: G::SupportWithoutSiteTechnical as i32,
+        ..Default::default()
+    };
+    let page = h
+        .client()
+        .list_compliance_gaps(h.svc(request))
+        .await
+        .expect("list one kind")
+        .into_inner();
+    assert!(page.sites.is_empty(), "{:?}", page.sites);
+    let request = pb::ListComplianceGapsRequest {
+        customer_number: "2000003".into(),
+        ..Default::default()
+    };
+    let page = h
+        .client()
+        .list_compliance_gaps(h.svc(request))
+        .await
+        .expect("list one customer")
+        .into_inner();
+    let ids: Vec<&str> = page.sites.iter().map(|s| s.site_id.as_str()).collect();
+    assert_eq!(ids, [imported.to_string()]);
+    assert_eq!(page.sites[0].customer_number, "2000003");
     expect_field(get_compliance(&h, "1000001").await, "site_id");
     expect_code(
         get_compliance(&h, &Uuid::new_v4().to_string()).await,

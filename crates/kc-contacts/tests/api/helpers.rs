@@ -395,6 +395,7 @@ impl Harness {
                 roles: roles.iter().map(|r| *r as i32).collect(),
                 page_size,
                 page_token,
+                by_person: false,
             }))
             .await
             .expect("list site contacts")
@@ -413,6 +414,7 @@ impl Harness {
             .list_compliance_gaps(self.svc(pb::ListComplianceGapsRequest {
                 page_size,
                 page_token,
+                ..Default::default()
             }))
             .await
             .expect("list gaps")

@@ -68,6 +68,7 @@ async fn list_site_contacts_shows_every_role_primary_first() {
             roles,
             page_size: size,
             page_token: token.into(),
+            by_person: false,
         })
     };
     let mut client = h.client();

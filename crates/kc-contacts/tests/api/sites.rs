@@ -181,6 +181,7 @@ async fn create_site_with_active_support_and_no_stc_is_refused() {
         h.client()
             .lookup_site(h.svc(pb::LookupSiteRequest {
                 site_number: "1000001".into(),
+                ..Default::default()
             }))
             .await,
         Code::NotFound,
@@ -225,6 +226,7 @@ async fn get_and_lookup_site() {
     let lookup = async |site_number: &str| {
         let request = pb::LookupSiteRequest {
             site_number: site_number.into(),
+            ..Default::default()
         };
         h.client().lookup_site(h.svc(request)).await
     };

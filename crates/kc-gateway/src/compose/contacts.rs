@@ -3,8 +3,6 @@
 //! ReplaceContact, TransferPrimaryContact). Contact ids go to the registry with the site
 //! that was checked, so an id of another site's contact is not found there.
 
-use std::collections::HashMap;
-
 use kc_proto::contacts::{self, Contact};
 use kc_proto::gateway as pb;
 use kc_proto::identity::User;
@@ -12,74 +10,60 @@ use kc_runtime::paging::{decode_token, encode_token};
 use uuid::Uuid;
 
 use super::revisions::revision_token;
-use super::{DOWNSTREAM_PAGE_MAX, Gateway, all_pages, id, page_size, required};
+use super::{DOWNSTREAM_PAGE_MAX, Gateway, id, page_size, required};
 use crate::clients::{Ctx, Svc};
 use crate::error::GatewayError;
 use crate::policy::{method, role_authority};
 
-/// Where a person comes in ShowAllContacts: its highest role (PRIMARY first), then when it
-/// got that role, then the contact id. Also the key of the page token.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) struct PersonKey {
-    role: i32,
-    seconds: i64,
-    nanos: i32,
-    contact_id: String,
+/// People in a ShowAllContacts page when the request names no size (at most
+/// `DOWNSTREAM_PAGE_MAX`, 1000).
+const SHOW_ALL_CONTACTS_PAGE: i32 = 100;
+
+/// A ShowAllContacts page token: the registry's token of its listing by person, bound to
+/// the site it pages (a token of one site never continues another site's listing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PeopleToken {
+    site_id: Uuid,
+    registry_token: String,
 }
 
-impl PersonKey {
-    fn of(contact: &Contact) -> Self {
-        let time = contact.create_time.unwrap_or_default();
-        Self {
-            role: contact.role,
-            seconds: time.seconds,
-            nanos: time.nanos,
-            contact_id: contact.contact_id.clone(),
+impl PeopleToken {
+    fn encode(&self) -> String {
+        encode_token(&[&self.site_id.to_string(), &self.registry_token])
+    }
+
+    /// The registry's token in the page token `token` of site `site_id`; empty for the first
+    /// page.
+    fn decode(token: &str, site_id: Uuid) -> Result<String, GatewayError> {
+        let Some(parts) = decode_token(token, 2)? else {
+            return Ok(String::new());
+        };
+        let issued_for = Uuid::parse_str(&parts[0])
+            .ok()
+            .filter(|_| !parts[1].is_empty())
+            .ok_or_else(|| {
+                GatewayError::invalid("page_token", "not a page token this service issued")
+            })?;
+        if issued_for != site_id {
+            return Err(GatewayError::invalid(
+                "page_token",
+                "was issued for another site: a page token continues the listing of its own site",
+            ));
+        }
+        Ok(parts[1].clone())
+    }
+}
+
+/// A page of the registry's contacts listed by person (consecutive by user, each person's
+/// highest role first) as one group per person, in the same order.
+fn group_by_person(contacts: Vec<Contact>) -> Vec<Vec<Contact>> {
+    let mut groups: Vec<Vec<Contact>> = Vec::new();
+    for contact in contacts {
+        match groups.last_mut() {
+            Some(group) if group[0].user_id == contact.user_id => group.push(contact),
+            _ => groups.push(vec![contact]),
         }
     }
-
-    fn encode(&self) -> String {
-        encode_token(&[
-            &self.role.to_string(),
-            &self.seconds.to_string(),
-            &self.nanos.to_string(),
-            &self.contact_id,
-        ])
-    }
-
-    fn decode(token: &str) -> Result<Option<Self>, GatewayError> {
-        let Some(parts) = decode_token(token, 4)? else {
-            return Ok(None);
-        };
-        let bad = || GatewayError::invalid("page_token", "not a page token this service issued");
-        Ok(Some(Self {
-            role: parts[0].parse().map_err(|_| bad())?,
-            seconds: parts[1].parse().map_err(|_| bad())?,
-            nanos: parts[2].parse().map_err(|_| bad())?,
-            contact_id: parts[3].clone(),
-        }))
-    }
-}
-
-/// The contacts of a site grouped by person: each person's contacts by role (PRIMARY
-/// first), the people in [`PersonKey`] order.
-pub(super) fn group_by_person(contacts: Vec<Contact>) -> Vec<(PersonKey, Vec<Contact>)> {
-    let mut by_user: HashMap<String, Vec<Contact>> = HashMap::new();
-    for contact in contacts {
-        by_user
-            .entry(contact.user_id.clone())
-            .or_default()
-            .push(contact);
-    }
-    let mut groups: Vec<(PersonKey, Vec<Contact>)> = by_user
-        .into_values()
-        .filter_map(|mut contacts| {
-            contacts.sort_by_key(PersonKey::of);
-            let key = PersonKey::of(contacts.first()?);
-            Some((key, contacts))
-        })
-        .collect();
-    groups.sort_by(|a, b| a.0.cmp(&b.0));
     groups
 }
 
@@ -138,7 +122,11 @@ struct PersonByEmail<'a> {
 
 impl Gateway {
     /// The language of a site, for the people invited to it.
-    async fn site_language(&self, ctx: &Ctx, site_id: Uuid) -> Result<String, GatewayError> {
+    pub(super) async fn site_language(
+        &self,
+        ctx: &Ctx,
+        site_id: Uuid,
+    ) -> Result<String, GatewayError> {
         let site = self
             .clients
             .get_site(
@@ -207,6 +195,7 @@ impl Gateway {
                     roles: implying.iter().map(|role| *role as i32).collect(),
                     page_size: DOWNSTREAM_PAGE_MAX,
                     page_token: String::new(),
+                    by_person: false,
                 },
             )
             .await?;
@@ -221,63 +210,53 @@ impl Gateway {
         }
     }
 
-    /// `ShowAllContacts` (C7): every contact of the site (read while CONTACTS_VIEW is
-    /// checked), their users from identity, one entry per person.
+    /// `ShowAllContacts` (C7): one page of the site's people, read from the registry's
+    /// listing by person (keyset on the user id) while CONTACTS_VIEW is checked, with the
+    /// users of that page only from identity. Nothing reads the whole site.
     pub(crate) async fn show_all_contacts(
         &self,
         ctx: &Ctx,
         request: pb::ShowAllContactsRequest,
     ) -> Result<pb::ShowAllContactsResponse, GatewayError> {
         let site_id = id("site_id", &request.site_id)?;
-        let size = page_size(request.page_size, 100)? as usize;
-        let after = PersonKey::decode(&request.page_token)?;
-        let read = all_pages("contacts", |page_token| {
-            let list = contacts::ListSiteContactsRequest {
-                site_id: site_id.to_string(),
-                roles: request.roles.clone(),
-                page_size: DOWNSTREAM_PAGE_MAX,
-                page_token,
-            };
-            async move {
-                let response = self.clients.list_site_contacts(ctx, list).await?;
-                Ok((response.contacts, response.next_page_token))
-            }
-        });
+        let size = page_size(request.page_size, SHOW_ALL_CONTACTS_PAGE)?;
+        let registry_token = PeopleToken::decode(&request.page_token, site_id)?;
+        let list = contacts::ListSiteContactsRequest {
+            site_id: site_id.to_string(),
+            roles: request.roles,
+            page_size: size,
+            page_token: registry_token,
+            by_person: true,
+        };
         let (allowed, read) = futures::join!(
             self.admit_site(ctx, method::SHOW_ALL_CONTACTS, site_id),
-            read
+            self.clients.list_site_contacts(ctx, list)
         );
         allowed?;
-        let mut groups: Vec<(PersonKey, Vec<Contact>)> = group_by_person(read?)
-            .into_iter()
-            .filter(|(key, _)| after.as_ref().is_none_or(|after| key > after))
-            .take(size + 1)
-            .collect();
-        let next_page_token = if groups.len() > size {
-            groups.truncate(size);
-            groups
-                .last()
-                .map(|(key, _)| key.encode())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let read = read?;
+        let people = group_by_person(read.contacts);
         let users = self
             .users_by_id(
                 ctx,
-                groups
-                    .iter()
-                    .filter_map(|(_, contacts)| contacts.first())
-                    .map(|contact| contact.user_id.clone()),
+                people.iter().map(|contacts| contacts[0].user_id.clone()),
             )
             .await?;
-        let contacts = groups
+        let contacts = people
             .iter()
-            .filter_map(|(_, contacts)| {
-                let user_id = &contacts.first()?.user_id;
-                Some(contact_view(user_id, users.get(user_id), contacts))
+            .map(|contacts| {
+                let user_id = &contacts[0].user_id;
+                contact_view(user_id, users.get(user_id), contacts)
             })
             .collect();
+        let next_page_token = if read.next_page_token.is_empty() {
+            String::new()
+        } else {
+            PeopleToken {
+                site_id,
+                registry_token: read.next_page_token,
+            }
+            .encode()
+        };
         Ok(pb::ShowAllContactsResponse {
             contacts,
             next_page_token,
@@ -548,36 +527,32 @@ mod tests {
     }
 
     #[test]
-    fn contacts_group_by_person_highest_role_first() {
+    fn contacts_listed_by_person_make_one_group_per_person_in_order() {
         let grouped = group_by_person(vec![
             contact("c1", "ann", R::Primary, 1),
-            contact("c2", "bob", R::SiteTechnical, 2),
-            contact("c3", "cyd", R::Secondary, 3),
             contact("c4", "ann", R::Billing, 4),
             contact("c5", "bob", R::Administrative, 5),
-            contact("c6", "dan", R::Secondary, 1),
+            contact("c2", "bob", R::SiteTechnical, 2),
+            contact("c3", "cyd", R::Secondary, 3),
         ]);
-        let order: Vec<(&str, Vec<i32>)> = grouped
+        let order: Vec<(&str, Vec<&str>)> = grouped
             .iter()
-            .map(|(_, contacts)| {
+            .map(|contacts| {
                 (
                     contacts[0].user_id.as_str(),
-                    contacts.iter().map(|c| c.role).collect(),
+                    contacts.iter().map(|c| c.contact_id.as_str()).collect(),
                 )
             })
             .collect();
         assert_eq!(
             order,
             vec![
-                ("ann", vec![R::Primary as i32, R::Billing as i32]),
-                (
-                    "bob",
-                    vec![R::Administrative as i32, R::SiteTechnical as i32]
-                ),
-                ("dan", vec![R::Secondary as i32]),
-                ("cyd", vec![R::Secondary as i32]),
+                ("ann", vec!["c1", "c4"]),
+                ("bob", vec!["c5", "c2"]),
+                ("cyd", vec!["c3"]),
             ]
         );
+        assert!(group_by_person(Vec::new()).is_empty());
     }
 
     #[test]
@@ -611,11 +586,26 @@ mod tests {
     }
 
     #[test]
-    fn person_keys_round_trip_through_page_tokens() {
-        let key = PersonKey::of(&contact("c1", "ann", R::Secondary, 42));
-        assert_eq!(PersonKey::decode(&key.encode()).unwrap(), Some(key));
-        assert_eq!(PersonKey::decode("").unwrap(), None);
-        let wrong = encode_token(&["x", "1", "2", "c"]);
-        assert!(PersonKey::decode(&wrong).is_err());
+    fn page_tokens_round_trip_and_stay_with_their_site() {
+        let site = Uuid::now_v7();
+        let token = PeopleToken {
+            site_id: site,
+            registry_token: "cmVnaXN0cnk".into(),
+        };
+        assert_eq!(
+            PeopleToken::decode(&token.encode(), site).unwrap(),
+            "cmVnaXN0cnk"
+        );
+        assert_eq!(PeopleToken::decode("", site).unwrap(), "");
+        let other = PeopleToken::decode(&token.encode(), Uuid::now_v7()).unwrap_err();
+        assert!(other.to_string().contains("page_token"), "{other}");
+        for wrong in [
+            encode_token(&["not-a-site", "x"]),
+            encode_token(&[&site.to_string(), ""]),
+            encode_token(&[&site.to_string()]),
+            "%%%".to_owned(),
+        ] {
+            assert!(PeopleToken::decode(&wrong, site).is_err(), "{wrong}");
+        }
     }
 }

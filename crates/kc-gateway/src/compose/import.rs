@@ -1221,6 +1221,7 @@ impl Gateway {
                 &ctx.as_gateway(),
                 contacts::LookupSiteRequest {
                     site_number: site_number.to_owned(),
+                    customer_number: String::new(),
                 },
             )
             .await
@@ -1248,6 +1249,7 @@ impl Gateway {
                 roles: roles.clone(),
                 page_size: DOWNSTREAM_PAGE_MAX,
                 page_token,
+                by_person: false,
             };
             async move {
                 let response = self.clients.list_site_contacts(ctx, list).await?;

@@ -9,16 +9,21 @@
 
 mod audit;
 mod authorization;
+mod blocking;
+mod compliance;
 mod contacts;
 mod export;
 mod import;
 mod me;
 mod notices;
 mod notification_email;
+mod operator;
+mod recovery;
 mod requests;
 mod revisions;
 mod rights;
 mod sessions;
+mod site_users;
 mod sites;
 
 use std::collections::HashMap;

@@ -1,7 +1,7 @@
 //! Words shown to recipients in their language (N1): role names, request kinds, decisions,
 //! domain policy modes, tools and levels, and dates.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{Lang, Role};
 
@@ -288,6 +288,14 @@ pub(crate) fn time_text(time: DateTime<Utc>, lang: Lang) -> String {
     }
 }
 
+/// A calendar day as recipients read it: `2026-03-31` / `31/03/2026`.
+pub(crate) fn date_text(date: NaiveDate, lang: Lang) -> String {
+    match lang {
+        Lang::En => date.format("%Y-%m-%d").to_string(),
+        Lang::Fr => date.format("%d/%m/%Y").to_string(),
+    }
+}
+
 /// The placeholder name of a recipient nobody named (the business partner's copy, a user
 /// without a display name).
 pub(crate) fn sample(key: &str, lang: Lang) -> &'static str {
@@ -347,5 +355,8 @@ mod tests {
         let time = Utc.with_ymd_and_hms(2026, 3, 1, 14, 5, 0).unwrap();
         assert_eq!(time_text(time, Lang::En), "2026-03-01 14:05 UTC");
         assert_eq!(time_text(time, Lang::Fr), "01/03/2026 14:05 UTC");
+        let day = NaiveDate::from_ymd_opt(2027, 3, 31).unwrap();
+        assert_eq!(date_text(day, Lang::En), "2027-03-31");
+        assert_eq!(date_text(day, Lang::Fr), "31/03/2027");
     }
 }

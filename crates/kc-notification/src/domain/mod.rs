@@ -79,11 +79,23 @@ pub enum Kind {
     RightsEndingSoon,
     /// The recipient's explicit rights on a site reached their end and were removed (T9).
     RightsEnded,
+    /// The site's S&S ends in 90, 60 or 30 days: a renewal reminder (R1).
+    SupportEnding,
+    /// The site's S&S lapsed after its last day; C5 no longer requires an STC (R1).
+    SupportLapsed,
+    /// A recovery of the site's primary contact was asked (C12).
+    PrimaryRecoveryRequested,
+    /// A recovery of the site's primary contact was refused (C12).
+    PrimaryRecoveryRefused,
+    /// A recovery of the site's primary contact was attested, the primary transferred (C12).
+    PrimaryRecoveryAttested,
+    /// Welcome of a person just added to the site as a site user, with its rights (C6).
+    SiteUserWelcome,
 }
 
 impl Kind {
     /// Every kind, notices from callers first.
-    pub const ALL: [Kind; 25] = [
+    pub const ALL: [Kind; 31] = [
         Kind::ContractChange,
         Kind::Renewal,
         Kind::UpdateAvailable,
@@ -109,6 +121,12 @@ impl Kind {
         Kind::NotificationEmailChangeRequested,
         Kind::RightsEndingSoon,
         Kind::RightsEnded,
+        Kind::SupportEnding,
+        Kind::SupportLapsed,
+        Kind::PrimaryRecoveryRequested,
+        Kind::PrimaryRecoveryRefused,
+        Kind::PrimaryRecoveryAttested,
+        Kind::SiteUserWelcome,
     ];
 
     /// The proto number (also the stored value).
@@ -139,6 +157,12 @@ impl Kind {
             Kind::NotificationEmailChangeRequested => 35,
             Kind::RightsEndingSoon => 36,
             Kind::RightsEnded => 37,
+            Kind::SupportEnding => 38,
+            Kind::SupportLapsed => 39,
+            Kind::PrimaryRecoveryRequested => 40,
+            Kind::PrimaryRecoveryRefused => 41,
+            Kind::PrimaryRecoveryAttested => 42,
+            Kind::SiteUserWelcome => 43,
         }
     }
 
@@ -175,6 +199,12 @@ impl Kind {
             Kind::NotificationEmailChangeRequested => "notification_email_change_requested",
             Kind::RightsEndingSoon => "rights_ending_soon",
             Kind::RightsEnded => "rights_ended",
+            Kind::SupportEnding => "support_ending",
+            Kind::SupportLapsed => "support_lapsed",
+            Kind::PrimaryRecoveryRequested => "primary_recovery_requested",
+            Kind::PrimaryRecoveryRefused => "primary_recovery_refused",
+            Kind::PrimaryRecoveryAttested => "primary_recovery_attested",
+            Kind::SiteUserWelcome => "site_user_welcome",
         }
     }
 

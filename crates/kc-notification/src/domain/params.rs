@@ -86,12 +86,37 @@ impl Kind {
                 opt!("request_id"),
             ],
             Kind::RightsChanged => &[opt!("changes"), opt!("reason")],
+            Kind::SiteUserWelcome => &[opt!("levels"), opt!("reason")],
             Kind::RightsEndingSoon | Kind::RightsEnded => &[opt!("levels"), opt!("end_time")],
+            Kind::SupportEnding => &[opt!("end_date"), opt!("milestone_days")],
+            Kind::SupportLapsed => &[opt!("end_date")],
             Kind::DomainPolicyChanged => &[opt!("domain"), opt!("mode")],
             Kind::ContactRoleAssigned | Kind::ContactRoleRemoved => {
                 &[opt!("contact_name"), opt!("role")]
             }
             Kind::PrimaryTransferred => &[opt!("previous_name"), opt!("new_name")],
+            Kind::PrimaryRecoveryRequested => &[
+                opt!("requester_name"),
+                opt!("requester_email"),
+                opt!("previous_name"),
+                opt!("reason"),
+                opt!("recovery_id"),
+                opt!("waiting_end_time"),
+            ],
+            Kind::PrimaryRecoveryRefused => &[
+                opt!("requester_name"),
+                opt!("previous_name"),
+                opt!("decided_by_name"),
+                opt!("reason"),
+                opt!("recovery_id"),
+            ],
+            Kind::PrimaryRecoveryAttested => &[
+                opt!("requester_name"),
+                opt!("previous_name"),
+                opt!("new_name"),
+                opt!("reason"),
+                opt!("recovery_id"),
+            ],
         }
     }
 

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::catalog::{
@@ -69,6 +69,25 @@ pub(crate) const RULE_NOTIFICATION_EMAIL_CHANGE_REQUESTED: &str =
 pub(crate) const RULE_EMAIL_CHANGE_REQUESTED: &str =
     "identity: the current login e-mail is told of a change asked for the account";
 
+/// Rule of a contact of the site told of a step of a primary recovery.
+pub(crate) const RULE_RECOVERY_CONTACT: &str =
+    "C12: every contact of the site is told of each step of a primary recovery";
+/// Rule of the old primary contact told of a step of a primary recovery.
+pub(crate) const RULE_RECOVERY_PREVIOUS_PRIMARY: &str = "C12: the old primary contact is told of each step of a recovery of its role, and may refuse it";
+
+/// Rule of the RENEWAL contact told of its site's S&S end (C6, and the notification table).
+pub(crate) const RULE_SUPPORT_RENEWAL: &str = "C6: S&S renewal notices go to the RENEWAL contact";
+/// Rule of the ADMINISTRATIVE contact told of its site's S&S end when no RENEWAL is named.
+pub(crate) const RULE_SUPPORT_ADMINISTRATIVE: &str =
+    "C3: no RENEWAL contact, S&S renewal notices fell back to ADMINISTRATIVE";
+/// Rule of the PRIMARY contact told of its site's S&S end when neither is named.
+pub(crate) const RULE_SUPPORT_PRIMARY: &str =
+    "R1: no RENEWAL or ADMINISTRATIVE contact, S&S renewal notices fell back to PRIMARY";
+
+/// Rule of the requester of a primary recovery told of its steps.
+pub(crate) const RULE_RECOVERY_REQUESTER: &str =
+    "C12: the requester of a primary recovery is told of each step (it may be no contact)";
+
 /// What a notice reports, in structured form; [`Facts::params`] writes it in a language.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Facts {
@@ -117,12 +136,43 @@ pub(crate) enum Facts {
         /// Why.
         reason: String,
     },
+    /// A person was added to the site as a site user, with these rights (C6).
+    Welcome {
+        /// The explicit levels granted (none: the person holds no right yet).
+        levels: Vec<(Right, Level)>,
+        /// Why, as the one who added it wrote it.
+        reason: String,
+    },
     /// A user's explicit rights end soon, or ended (T9).
     RightsEnding {
         /// The explicit levels that end.
         levels: Vec<(Right, Level)>,
         /// When they end.
         end_time: Option<DateTime<Utc>>,
+    },
+    /// A step of a primary recovery (C12).
+    Recovery {
+        /// Who asked.
+        requester: Uuid,
+        /// The primary contact when it was asked.
+        previous: Uuid,
+        /// Who refused or attested, for those steps.
+        decided_by: Option<Uuid>,
+        /// The new primary, once attested.
+        new: Option<Uuid>,
+        /// The reason of the step (the request's, the refusal's or the attestation's).
+        reason: String,
+        /// Its id.
+        recovery_id: String,
+        /// End of the waiting period.
+        waiting_end_time: Option<DateTime<Utc>>,
+    },
+    /// The site's S&S ends soon (a renewal reminder) or lapsed.
+    Support {
+        /// Its last day, when known.
+        end_date: Option<NaiveDate>,
+        /// The reminder's milestone in days (90, 60, 30); `None` for a lapse.
+        milestone_days: Option<i32>,
     },
     /// A domain policy changed (A7).
     DomainPolicy {
@@ -205,6 +255,10 @@ impl Facts {
                 put("changes", catalog::changes_text(changes, lang));
                 put("reason", reason.clone());
             }
+            Facts::Welcome { levels, reason } => {
+                put("levels", catalog::levels_text(levels, lang));
+                put("reason", reason.clone());
+            }
             Facts::RightsEnding { levels, end_time } => {
                 put("levels", catalog::levels_text(levels, lang));
                 put(
@@ -213,6 +267,44 @@ impl Facts {
                         .map(|time| catalog::time_text(time, lang))
                         .unwrap_or_default(),
                 );
+            }
+            Facts::Recovery {
+                requester,
+                previous,
+                decided_by,
+                new,
+                reason,
+                recovery_id,
+                waiting_end_time,
+            } => {
+                let requester = person(*requester).unwrap_or_default();
+                put("requester_name", requester.name);
+                put("requester_email", requester.email);
+                put("previous_name", name(*previous));
+                put("decided_by_name", decided_by.map(name).unwrap_or_default());
+                put("new_name", new.map(name).unwrap_or_default());
+                put("reason", reason.clone());
+                put("recovery_id", recovery_id.clone());
+                put(
+                    "waiting_end_time",
+                    waiting_end_time
+                        .map(|time| catalog::time_text(time, lang))
+                        .unwrap_or_default(),
+                );
+            }
+            Facts::Support {
+                end_date,
+                milestone_days,
+            } => {
+                put(
+                    "end_date",
+                    end_date
+                        .map(|day| catalog::date_text(day, lang))
+                        .unwrap_or_default(),
+                );
+                if let Some(days) = milestone_days {
+                    put("milestone_days", days.to_string());
+                }
             }
             Facts::DomainPolicy { domain, mode } => {
                 put("domain", domain.clone());
@@ -339,6 +431,22 @@ pub(crate) fn primary_transferred(previous: Uuid, new: Uuid) -> Vec<Planned> {
     ])
 }
 
+/// A step (`kind`) of a primary recovery (C12): the old primary and every contact of the
+/// site are told, and the requester (who may be no contact: a colleague of a contact's
+/// e-mail domain), each once.
+pub(crate) fn primary_recovery(
+    kind: Kind,
+    previous: Uuid,
+    requester: Uuid,
+    contacts: &[Uuid],
+    facts: &Facts,
+) -> Vec<Planned> {
+    let mut plans = each(&[previous], kind, RULE_RECOVERY_PREVIOUS_PRIMARY, facts);
+    plans.extend(each(contacts, kind, RULE_RECOVERY_CONTACT, facts));
+    plans.extend(each(&[requester], kind, RULE_RECOVERY_REQUESTER, facts));
+    dedupe(plans)
+}
+
 /// Each of `users` is told `kind` with `facts` by `rule` (approvers, A3 and A7).
 pub(crate) fn each(users: &[Uuid], kind: Kind, rule: &'static str, facts: &Facts) -> Vec<Planned> {
     dedupe(
@@ -354,9 +462,73 @@ pub(crate) fn each(users: &[Uuid], kind: Kind, rule: &'static str, facts: &Facts
     )
 }
 
+/// A site's S&S ends soon or lapsed: the recipients the registry chose by the renewal chain
+/// (RENEWAL, else ADMINISTRATIVE, else PRIMARY, R1), `(user, role that chose it)`, each
+/// told with the rule of its role.
+pub(crate) fn renewal_chain(
+    recipients: &[(Uuid, Role)],
+    kind: Kind,
+    facts: &Facts,
+) -> Vec<Planned> {
+    dedupe(
+        recipients
+            .iter()
+            .map(|(user, role)| Planned {
+                user_id: *user,
+                kind,
+                rule: match role {
+                    Role::Renewal => RULE_SUPPORT_RENEWAL,
+                    Role::Administrative => RULE_SUPPORT_ADMINISTRATIVE,
+                    _ => RULE_SUPPORT_PRIMARY,
+                },
+                facts: facts.clone(),
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn s_and_s_notices_cite_the_role_of_the_renewal_chain() {
+        // rule R1: RENEWAL, else ADMINISTRATIVE, else PRIMARY; each told once.
+        let facts = Facts::Support {
+            end_date: None,
+            milestone_days: Some(90),
+        };
+        let plans = renewal_chain(
+            &[
+                (id(1), Role::Renewal),
+                (id(2), Role::Administrative),
+                (id(3), Role::Primary),
+                (id(1), Role::Renewal),
+            ],
+            Kind::SupportEnding,
+            &facts,
+        );
+        assert_eq!(
+            summary(&plans),
+            [
+                (id(1), Kind::SupportEnding, RULE_SUPPORT_RENEWAL),
+                (id(2), Kind::SupportEnding, RULE_SUPPORT_ADMINISTRATIVE),
+                (id(3), Kind::SupportEnding, RULE_SUPPORT_PRIMARY),
+            ]
+        );
+        let params = facts.params(Lang::Fr, &|_| None);
+        assert_eq!(params.get("milestone_days").map(String::as_str), Some("90"));
+        let lapsed = Facts::Support {
+            end_date: NaiveDate::from_ymd_opt(2027, 3, 31),
+            milestone_days: None,
+        };
+        let params = lapsed.params(Lang::Fr, &|_| None);
+        assert_eq!(
+            params.get("end_date").map(String::as_str),
+            Some("31/03/2027")
+        );
+        assert!(!params.contains_key("milestone_days"));
+    }
 
     fn id(n: u128) -> Uuid {
         Uuid::from_u128(n)
@@ -390,6 +562,74 @@ mod tests {
         });
         assert_eq!(params["role"], "Contact principal, Contact administratif");
         assert_eq!(params["contact_name"], "Éloïse");
+    }
+
+    #[test]
+    fn a_recovery_tells_the_old_primary_and_every_contact_once() {
+        // notification table: "primary recovery requested, refused, done (C12) | every
+        // contact of the site and the old primary"
+        let facts = Facts::Recovery {
+            requester: id(2),
+            previous: id(1),
+            decided_by: Some(id(1)),
+            new: None,
+            reason: "je suis toujours là".into(),
+            recovery_id: "r".into(),
+            waiting_end_time: None,
+        };
+        let plans = primary_recovery(
+            Kind::PrimaryRecoveryRefused,
+            id(1),
+            id(2),
+            &[id(1), id(2), id(3)],
+            &facts,
+        );
+        assert_eq!(
+            summary(&plans),
+            [
+                (
+                    id(1),
+                    Kind::PrimaryRecoveryRefused,
+                    RULE_RECOVERY_PREVIOUS_PRIMARY
+                ),
+                (id(2), Kind::PrimaryRecoveryRefused, RULE_RECOVERY_CONTACT),
+                (id(3), Kind::PrimaryRecoveryRefused, RULE_RECOVERY_CONTACT),
+            ]
+        );
+        // the old primary is told even when it holds no role any more, and the requester
+        // even when it is no contact
+        assert_eq!(
+            summary(&primary_recovery(
+                Kind::PrimaryRecoveryAttested,
+                id(1),
+                id(5),
+                &[id(4)],
+                &facts
+            )),
+            [
+                (
+                    id(1),
+                    Kind::PrimaryRecoveryAttested,
+                    RULE_RECOVERY_PREVIOUS_PRIMARY
+                ),
+                (id(4), Kind::PrimaryRecoveryAttested, RULE_RECOVERY_CONTACT),
+                (
+                    id(5),
+                    Kind::PrimaryRecoveryAttested,
+                    RULE_RECOVERY_REQUESTER
+                ),
+            ]
+        );
+        let params = facts.params(Lang::Fr, &|user| {
+            Some(Person {
+                name: format!("n{}", user.as_u128()),
+                email: format!("u{}@example.com", user.as_u128()),
+            })
+        });
+        assert_eq!(params["previous_name"], "n1");
+        assert_eq!(params["decided_by_name"], "n1");
+        assert_eq!(params["requester_email"], "u2@example.com");
+        assert_eq!(params["new_name"], "");
     }
 
     #[test]

@@ -69,6 +69,12 @@ static SOURCES: &[(&str, &str)] = embedded!(
     "notification_email_change_requested",
     "rights_ending_soon",
     "rights_ended",
+    "support_ending",
+    "support_lapsed",
+    "primary_recovery_requested",
+    "primary_recovery_refused",
+    "primary_recovery_attested",
+    "site_user_welcome",
 );
 
 /// The compiled templates; cheap to clone.

@@ -8,7 +8,8 @@ use futures::{StreamExt, TryStreamExt};
 use kc_proto::access::access_management_service_client::AccessManagementServiceClient;
 use kc_proto::contacts::contact_registry_service_client::ContactRegistryServiceClient;
 use kc_proto::identity::identity_service_client::IdentityServiceClient;
-use kc_proto::{access, contacts, identity};
+use kc_proto::notification::notification_service_client::NotificationServiceClient;
+use kc_proto::{access, contacts, identity, notification};
 use sqlx::PgConnection;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
@@ -83,6 +84,24 @@ impl EventFeed for AccessManagementServiceClient<Channel> {
     fn watch(mut self, request: Request<String>) -> OpenedResponses<Self::Event> {
         Box::pin(async move {
             let request = request.map(|after_cursor| access::WatchEventsRequest { after_cursor });
+            let stream = self.watch_events(request).await?.into_inner();
+            Ok(stream.map_ok(|response| response.event).boxed())
+        })
+    }
+
+    fn cursor(event: &Self::Event) -> &str {
+        &event.cursor
+    }
+}
+
+impl EventFeed for NotificationServiceClient<Channel> {
+    type Event = notification::Event;
+    const SERVICE: &'static str = "notification";
+
+    fn watch(mut self, request: Request<String>) -> OpenedResponses<Self::Event> {
+        Box::pin(async move {
+            let request =
+                request.map(|after_cursor| notification::WatchEventsRequest { after_cursor });
             let stream = self.watch_events(request).await?.into_inner();
             Ok(stream.map_ok(|response| response.event).boxed())
         })

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use kc_proto::{access, contacts, identity};
+use kc_proto::{access, contacts, identity, notification};
 
 use super::StoredEvent;
 
@@ -63,6 +63,12 @@ impl EventTime for contacts::Event {
 }
 
 impl EventTime for access::Event {
+    fn create_time(&self) -> Option<DateTime<Utc>> {
+        proto_time(self.create_time.as_ref())
+    }
+}
+
+impl EventTime for notification::Event {
     fn create_time(&self) -> Option<DateTime<Utc>> {
         proto_time(self.create_time.as_ref())
     }

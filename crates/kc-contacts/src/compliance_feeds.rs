@@ -1,0 +1,173 @@
+//! The projections the compliance report reads besides the registry's own tables (see
+//! [`crate::domain::compliance`]), each followed by a [`Consumer`] with this service's own
+//! account ([`ServiceToken`]), its cursor stored with its effects in one transaction:
+//!
+//! - [`IDENTITY_CONSUMER`] follows `IdentityService/WatchEvents` into `user_states`: every
+//!   event that carries a user (registered, updated, disabled, enabled) upserts its state
+//!   and login e-mail. A primary contact disabled (I4) or invited and unproven (I1) is a gap.
+//! - [`NOTIFICATION_CONSUMER`] follows `NotificationService/WatchEvents` into
+//!   `failing_addresses`: a notification given up (DEAD) whose last attempt got a permanent
+//!   5xx reply marks its address failing; a notification delivered to an address clears it.
+//!   A contact whose notices go to a failing address is a gap.
+//!
+//! Both apply idempotently (upserts and deletes keyed by user or address), so an event
+//! applied twice changes nothing; events of a newer source are skipped.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use kc_proto::identity::identity_service_client::IdentityServiceClient;
+use kc_proto::identity::{self as identity_pb};
+use kc_proto::notification::notification_service_client::NotificationServiceClient;
+use kc_proto::notification::{self as notification_pb};
+use kc_runtime::Shutdown;
+use kc_runtime::client::ServiceToken;
+use kc_runtime::outbox::{Consumer, apply_fn, watch_source};
+use sqlx::{PgConnection, PgPool};
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use crate::storage::compliance;
+
+/// Name (and cursor key) of the consumer of identity's stream.
+pub const IDENTITY_CONSUMER: &str = "contacts.identity";
+/// Name (and cursor key) of the consumer of notification's stream.
+pub const NOTIFICATION_CONSUMER: &str = "contacts.notification";
+
+/// Starts the consumer of identity's stream, and of notification's when `notification` is
+/// given; they run until `shutdown` triggers.
+pub fn spawn(
+    pool: &PgPool,
+    token: &ServiceToken,
+    identity: Channel,
+    notification: Option<Channel>,
+    shutdown: &Shutdown,
+) -> Vec<JoinHandle<()>> {
+    let apply_identity = apply_fn(|conn, event: identity_pb::Event| {
+        Box::pin(async move { apply_identity_event(conn, &event).await })
+    });
+    let mut tasks = vec![tokio::spawn(
+        Consumer::new(pool.clone(), IDENTITY_CONSUMER).run(
+            watch_source(IdentityServiceClient::new(identity), token.clone()),
+            apply_identity,
+            shutdown.wait_owned(),
+        ),
+    )];
+    if let Some(notification) = notification {
+        let apply_notification = apply_fn(|conn, event: notification_pb::Event| {
+            Box::pin(async move { apply_notification_event(conn, &event).await })
+        });
+        tasks.push(tokio::spawn(
+            Consumer::new(pool.clone(), NOTIFICATION_CONSUMER).run(
+                watch_source(NotificationServiceClient::new(notification), token.clone()),
+                apply_notification,
+                shutdown.wait_owned(),
+            ),
+        ));
+    }
+    tasks
+}
+
+/// Applies one identity event to `user_states`.
+pub async fn apply_identity_event(
+    conn: &mut PgConnection,
+    event: &identity_pb::Event,
+) -> anyhow::Result<()> {
+    use identity_pb::event::Payload;
+    let user = match &event.payload {
+        Some(Payload::UserRegistered(e)) => e.user.as_ref(),
+        Some(Payload::UserUpdated(e)) => e.user.as_ref(),
+        Some(Payload::UserDisabled(e)) => e.user.as_ref(),
+        Some(Payload::UserEnabled(e)) => e.user.as_ref(),
+        // Mails and revocations change no state; payloads of a newer identity neither.
+        Some(
+            Payload::EmailVerificationRequested(_)
+            | Payload::RegistrationAttempted(_)
+            | Payload::EmailChangeRequested(_)
+            | Payload::TokensRevoked(_),
+        )
+        | None => None,
+    };
+    let Some(user) = user else {
+        return Ok(());
+    };
+    let state = match identity_pb::UserState::try_from(user.state) {
+        Ok(
+            state @ (identity_pb::UserState::Active
+            | identity_pb::UserState::Invited
+            | identity_pb::UserState::Disabled),
+        ) => state as i16,
+        _ => {
+            tracing::warn!(
+                user_id = %user.user_id,
+                state = user.state,
+                "identity event with an unknown user state; skipped"
+            );
+            return Ok(());
+        }
+    };
+    let user_id = Uuid::parse_str(&user.user_id)
+        .with_context(|| format!("user id `{}` is not a UUID", user.user_id))?;
+    compliance::upsert_user_state(conn, user_id, &user.email, state).await?;
+    Ok(())
+}
+
+/// The permanent (5xx) reply code of a dead notification's last attempt, if it got one.
+fn permanent_reply(notification: &notification_pb::Notification) -> Option<i32> {
+    let last = notification.attempts.last()?;
+    (last.outcome == notification_pb::AttemptOutcome::PermanentFailure as i32
+        && (500..600).contains(&last.smtp_code))
+    .then_some(last.smtp_code)
+}
+
+/// Applies one notification event to `failing_addresses`.
+pub async fn apply_notification_event(
+    conn: &mut PgConnection,
+    event: &notification_pb::Event,
+) -> anyhow::Result<()> {
+    use notification_pb::event::Payload;
+    match &event.payload {
+        Some(Payload::NotificationDelivered(delivered)) => {
+            let notification = delivered
+                .notification
+                .as_ref()
+                .context("NotificationDelivered without its notification")?;
+            compliance::address_delivered(conn, &notification.email).await?;
+        }
+        Some(Payload::NotificationDead(dead)) => {
+            let notification = dead
+                .notification
+                .as_ref()
+                .context("NotificationDead without its notification")?;
+            // Given up for other reasons (attempts used up on transient failures) says
+            // nothing certain of the address.
+            let Some(smtp_code) = permanent_reply(notification) else {
+                return Ok(());
+            };
+            let notification_id =
+                Uuid::parse_str(&notification.notification_id).with_context(|| {
+                    format!(
+                        "notification id `{}` is not a UUID",
+                        notification.notification_id
+                    )
+                })?;
+            let fail_time = event
+                .create_time
+                .and_then(|time| {
+                    DateTime::<Utc>::from_timestamp(time.seconds, time.nanos.max(0) as u32)
+                })
+                .unwrap_or_else(Utc::now);
+            compliance::address_failed(
+                conn,
+                &notification.email,
+                notification_id,
+                smtp_code,
+                fail_time,
+            )
+            .await?;
+        }
+        // Payloads of a newer notification.
+        None => {}
+    }
+    Ok(())
+}
