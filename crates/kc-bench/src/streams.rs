@@ -91,7 +91,11 @@ async fn last_event_cursor(env: &Env, publisher: &str) -> anyhow::Result<Option<
     let last: Option<(String, i64)> = sqlx::query_as(
         // Ordered by the column, not by its text (which `ORDER BY txid` would name here, and
         // which sorts 9999 after 10000).
+        // Access's `WatchEvents` leaves out its permission feed (`permission.changed`, read
+        // through `WatchPermissionChanges`), so its followers' cursors never reach such an
+        // event: the last event they can reach is the last other one.
         "SELECT e.txid::text AS txid_text, e.seq FROM outbox_events e \
+         WHERE e.event_type <> 'permission.changed' \
          ORDER BY e.txid DESC, e.seq DESC LIMIT 1",
     )
     .fetch_optional(&mut conn)
