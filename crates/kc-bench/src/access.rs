@@ -388,7 +388,7 @@ fn nth_check(p: usize) -> (usize, Permission) {
 }
 
 /// `message` as a request with `bearer` as its authorization.
-fn authorized<T>(message: T, bearer: &MetadataValue<Ascii>) -> tonic::Request<T> {
+pub(crate) fn authorized<T>(message: T, bearer: &MetadataValue<Ascii>) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request
         .metadata_mut()

@@ -38,11 +38,18 @@ pub(crate) struct Prepared {
     /// Counts what the calls set off once the calls of the run are done, given its window:
     /// see [`Deliveries`]. Resolves to them and notes on them.
     pub outcome: Option<OutcomeFn>,
+    /// Runs beside the load, given the run's window: e.g. reads counters of the services at
+    /// the window's start and end. Resolves to notes on what it saw.
+    pub beside: Option<BesideFn>,
 }
 
 /// Counts what a run's calls set off: see [`Prepared::outcome`].
 pub(crate) type OutcomeFn =
     Box<dyn FnOnce(Window) -> BoxFuture<'static, anyhow::Result<(Deliveries, Vec<String>)>> + Send>;
+
+/// Runs beside a run's load: see [`Prepared::beside`].
+pub(crate) type BesideFn =
+    Box<dyn FnOnce(Window) -> BoxFuture<'static, anyhow::Result<Vec<String>>> + Send>;
 
 impl Prepared {
     /// Calls made as fast as the load generator's concurrency allows, and nothing else.
@@ -55,6 +62,7 @@ impl Prepared {
             paced: None,
             concurrency: None,
             outcome: None,
+            beside: None,
         }
     }
 }
@@ -71,6 +79,9 @@ pub(crate) struct Env {
     pub run_time: Duration,
     /// The SMTP server the services that send mail deliver to, when one of them runs.
     pub sink: Option<Arc<SmtpSink>>,
+    /// Address (`127.0.0.1:port`) of each running service's Prometheus endpoint
+    /// (`--metrics-listen`), by short name.
+    pub metrics_addrs: BTreeMap<&'static str, String>,
     /// The benchmark's own service account, when identity runs.
     account: Option<Account>,
     /// The last service access token issued to it, and when it expires (Unix seconds).
@@ -110,6 +121,7 @@ impl Env {
             database_urls,
             run_time,
             sink,
+            metrics_addrs: BTreeMap::new(),
             account,
             service_token: tokio::sync::Mutex::new(None),
             relying_app: tokio::sync::Mutex::new(RelyingApp::default()),

@@ -91,10 +91,11 @@ const NOTIFICATION_STREAMS: [(&str, &str); 3] = [
 
 /// One site of the fixture, with its primary contact signed in.
 #[derive(Debug, Clone)]
-struct Site {
-    site_id: String,
+pub(crate) struct Site {
+    /// Its id.
+    pub(crate) site_id: String,
     /// `Bearer <access token>` of its primary contact.
-    primary: MetadataValue<Ascii>,
+    pub(crate) primary: MetadataValue<Ascii>,
 }
 
 /// Seeds `gateway.show_all_contacts`: the fixture, then ShowAllContacts of each site by its
@@ -209,13 +210,23 @@ fn authorized<T>(message: T, bearer: &MetadataValue<Ascii>) -> tonic::Request<T>
 /// The fixture's sites, created unless an earlier scenario of this run did, with their
 /// primaries signed in; notes on the wait for the streams.
 async fn fixture(env: &Env) -> anyhow::Result<(Vec<Site>, Vec<String>)> {
-    let bearer = env.service_bearer().await?;
     let numbers: Vec<String> = (0..SITES).map(|k| (NUMBER_BASE + k).to_string()).collect();
+    sites_numbered(env, &numbers).await
+}
+
+/// The fixture's sites of `numbers` (7 digits, each also its customer's number), created
+/// like [`fixture`]'s unless an earlier scenario of this run did, with their primaries
+/// signed in; notes on the wait for the streams.
+pub(crate) async fn sites_numbered(
+    env: &Env,
+    numbers: &[String],
+) -> anyhow::Result<(Vec<Site>, Vec<String>)> {
+    let bearer = env.service_bearer().await?;
     let mut conn = env.database("contacts").await?;
     let existing: Vec<(String, Uuid)> = sqlx::query_as(
         "SELECT site_number, site_id FROM sites WHERE site_number = ANY($1) ORDER BY site_number",
     )
-    .bind(&numbers)
+    .bind(numbers)
     .fetch_all(&mut conn)
     .await?;
     sqlx::Connection::close(conn).await?;
@@ -408,12 +419,14 @@ mod tests {
             names,
             [
                 "gateway.show_all_contacts",
+                "gateway.show_all_contacts_large",
                 "gateway.get_me",
                 "gateway.check",
                 "gateway.check_cold",
                 "gateway.lookup_sites",
                 "gateway.watch_permissions",
-                "gateway.import"
+                "gateway.import",
+                "gateway.mixed"
             ]
         );
         let running: Vec<&str> = super::super::scenarios::services(&chosen)

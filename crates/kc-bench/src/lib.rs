@@ -17,10 +17,12 @@
 //!
 //! The crate also holds what the developer tools share about the suite: [`suite`], its
 //! services and how to provision, start and stop them (also used by `cargo xtask up` and
-//! `cargo xtask deploy-check`), and [`workspace`], where things are and running tools.
+//! `cargo xtask deploy-check`), [`workspace`], where things are and running tools, and
+//! [`large_site`], the bulk loader of a site's SITE_USERs that the suite's tests share.
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod large_site;
 pub mod suite;
 pub mod workspace;
 
@@ -31,7 +33,9 @@ mod contacts;
 mod env;
 mod gateway;
 mod load;
+mod mixed;
 mod notification;
+mod population;
 mod procfs;
 mod report;
 mod scenarios;
@@ -316,7 +320,7 @@ async fn bench(
             if env.urls.contains_key(needed.name) {
                 continue;
             }
-            let url = start(
+            let (url, metrics_addr) = start(
                 needed,
                 &accounts,
                 &database_urls,
@@ -333,6 +337,7 @@ async fn bench(
                 .ok_or_else(|| anyhow!("{} exited", started.service.bin))?;
             watched.services.push((started.service.bin, pid));
             env.urls.insert(needed.name, url);
+            env.metrics_addrs.insert(needed.name, metrics_addr);
         }
         let url = service_url(&env.urls, service.name)?.to_owned();
         let calls_url = service_url(&env.urls, scenario.via.unwrap_or(service.name))?.to_owned();
@@ -449,7 +454,9 @@ fn run_lengths(runs: &[Run]) -> String {
 /// else a free port, wired to the running services of `urls` (which must hold the ones it
 /// calls) and to those of `later` it calls later, its service account from `accounts` and the
 /// SMTP sink of `mail`; pushes it to `running` once spawned, waits until it serves, and
-/// returns its URL.
+/// returns its URL and the address of its Prometheus endpoint (every service serves its
+/// metrics, as in production: the scenarios may read them, and the figures include what
+/// recording them costs).
 async fn start(
     service: &'static Service,
     accounts: &BTreeMap<&'static str, Account>,
@@ -458,7 +465,7 @@ async fn start(
     later: &BTreeMap<&'static str, String>,
     mail: Option<&Mail>,
     running: &mut Vec<Running>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, String)> {
     let addr = match later.get(service.name) {
         Some(addr) => addr.clone(),
         None => free_addr()?,
@@ -474,6 +481,8 @@ async fn start(
         ("KC_LOG_FORMAT".to_owned(), "json".to_owned()),
         ("RUST_LOG".to_owned(), "warn".to_owned()),
     ];
+    let metrics_addr = free_addr()?;
+    env.push(("KC_METRICS_LISTEN".to_owned(), metrics_addr.clone()));
     env.extend(service.env(&urls, accounts.get(service.name), mail)?);
     eprintln!("xtask: starting {} (release) on {addr}", service.bin);
     let command = service.command_with(
@@ -486,7 +495,7 @@ async fn start(
         .expect("just pushed")
         .wait_until_serving()
         .await?;
-    Ok(format!("http://{addr}"))
+    Ok((format!("http://{addr}"), metrics_addr))
 }
 
 /// `3 s warm-up + 15 s`, for progress lines.
@@ -555,6 +564,7 @@ async fn measure(
         paced,
         outcome,
         concurrency,
+        beside,
         ..
     } = prepared;
     let own;
@@ -589,7 +599,13 @@ async fn measure(
         tokio::time::sleep_until(window.until).await;
         (start, watched.snapshot())
     };
-    let (measurement, (start, end)) = tokio::join!(
+    let beside = async {
+        match beside {
+            Some(beside) => beside(window).await,
+            None => Ok(Vec::new()),
+        }
+    };
+    let (measurement, (start, end), beside_notes) = tokio::join!(
         load::drive(
             &channels,
             &call,
@@ -597,9 +613,11 @@ async fn measure(
             settings.concurrency,
             window
         ),
-        sample
+        sample,
+        beside
     );
     let measurement = measurement?;
+    notes.extend(beside_notes.with_context(|| format!("what ran beside {name} failed"))?);
     let deliveries = match outcome {
         Some(outcome) => {
             let (deliveries, outcome_notes) = outcome(window)

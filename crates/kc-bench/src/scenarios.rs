@@ -14,7 +14,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::load::CallFn;
-use super::{access, authz, bulk, contacts, gateway, notification, streams, watch};
+use super::{access, authz, bulk, contacts, gateway, mixed, notification, streams, watch};
 use crate::env::{Env, Prepared};
 use crate::suite::{SERVICES, Service};
 
@@ -221,6 +221,19 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
         ],
     },
     Scenario {
+        name: "gateway.show_all_contacts_large",
+        about: "a site's primary contact shows one page of 100 people of its site of 50,000 \
+                SITE_USERs (ShowAllContacts paged by person in the registry: one page read, \
+                never the site), round-robin over 10 such sites and 40 places in each",
+        service: "gateway",
+        via: None,
+        method: "keycontacts.gateway.v1.GatewayService/ShowAllContacts",
+        needs: &[],
+        duration: None,
+        seed: crate::large_site::seed,
+        target: &[Check::MaxP99Ms(25.0), Check::MaxRssMib("gateway", 64.0)],
+    },
+    Scenario {
         name: "gateway.get_me",
         about: "a site's primary contact reads itself with its sites, roles and effective \
                 rights (GetMe: identity, the registry and access composed), round-robin over \
@@ -309,6 +322,20 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
             Check::MinDeliveredPerSec(500.0),
             Check::MaxRssMib("gateway", 64.0),
         ],
+    },
+    Scenario {
+        name: "gateway.mixed",
+        about: "people drawn by Zipf (s = 1.1) among 50,000 holding the contacts of 10,000 \
+                sites of 12 (bulk-loaded), each call ShowAllContacts of the caller's site \
+                50 %, GetMe 30 %, ListPendingRequests 15 %, writes 5 % (UpdateContact of its \
+                own contact, SetToolAccess by a primary); prints the read-cache hit rate",
+        service: "gateway",
+        via: None,
+        method: "keycontacts.gateway.v1.GatewayService/ShowAllContacts",
+        needs: &[],
+        duration: None,
+        seed: mixed::seed_mixed,
+        target: &[Check::MinRatio(0.10), Check::MaxP99Ms(25.0)],
     },
 ];
 

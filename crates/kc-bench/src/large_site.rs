@@ -1,0 +1,252 @@
+//! Sites with any number of SITE_USERs: the bulk loader the benchmark and the suite's tests
+//! share, and the scenario `gateway.show_all_contacts_large`.
+//!
+//! [`load_site_users`] writes SITE_USERs of one site with bulk SQL (`INSERT … SELECT
+//! generate_series`) straight into identity's `users` and the registry's `contacts`, each as
+//! the service's own role. That is a fixture only: no service but kc-identity and
+//! kc-contacts writes those schemas (ARCHITECTURE.md), and these rows have no audit records
+//! or outbox events (access management never learns of these roles, which imply no rights).
+//! They obey every CHECK and unique constraint: one SITE_USER contact per user, invited users
+//! (no password, address unproven, rule I1) with unique login e-mails.
+//!
+//! The scenario: [`LARGE_SITES`] sites, each created through the RPCs like the sites of
+//! `gateway.show_all_contacts` (its primary signs in), then loaded to [`SITE_USERS`]
+//! SITE_USERs. The calls go round-robin over the sites, each with the token of the site's
+//! primary (many distinct callers, each on its own site), and over [`POSITIONS`] places in
+//! each site (page tokens gathered while seeding): one page of [`PAGE`] people from the
+//! middle of a site of 50,000, never its whole list.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use futures::future::BoxFuture;
+use kc_proto::gateway::ShowAllContactsRequest;
+use kc_proto::gateway::gateway_service_client::GatewayServiceClient;
+use sqlx::{Connection, PgConnection};
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use super::gateway::{self, Site};
+use super::load::CallFn;
+use crate::env::{Env, Prepared};
+
+/// SITE_USERs of each site of the scenario.
+pub const SITE_USERS: i64 = 50_000;
+/// Sites of the scenario, each called by its own primary.
+const LARGE_SITES: usize = 10;
+/// Site number (and customer number) of its first site; 7 digits, away from the other
+/// scenarios' numbers.
+const NUMBER_BASE: usize = 7_300_000;
+/// People in the page each call asks for.
+const PAGE: i32 = 100;
+/// Places in each site the calls start at.
+const POSITIONS: usize = 40;
+
+/// The user id of SITE_USER `u` of site `$1`, as SQL: random-looking, the same in every
+/// statement.
+macro_rules! site_user_sql {
+    () => {
+        "md5('kc-large-site:' || $1::text || ':' || u)::uuid"
+    };
+}
+
+/// SITE_USERs `0..$2` of site `$1` as identity knows invited users: an e-mail and a name of
+/// their own, no password yet.
+const INSERT_USERS: &str = concat!(
+    "
+INSERT INTO users (user_id, email, email_verified, display_name, locale, kind, state)
+SELECT ",
+    site_user_sql!(),
+    ", 'site-user-' || u || '.' || replace($1::text, '-', '') || '@large-site.example.com',
+       false, 'Site user ' || u, (ARRAY['fr', 'en', 'de'])[(u % 3)::int + 1], 'customer', 'invited'
+FROM generate_series(0::bigint, $2::bigint - 1) AS u
+ON CONFLICT (user_id) DO NOTHING"
+);
+
+/// The SITE_USER contacts (role 8) of SITE_USERs `0..$2` on site `$1`; a job title on one in
+/// four.
+const INSERT_CONTACTS: &str = concat!(
+    "
+INSERT INTO contacts (contact_id, site_id, user_id, role, job_title)
+SELECT gen_random_uuid(), $1::uuid, ",
+    site_user_sql!(),
+    ", 8::smallint, CASE WHEN u % 4 = 0 THEN 'Engineer' END
+FROM generate_series(0::bigint, $2::bigint - 1) AS u
+ON CONFLICT ON CONSTRAINT contacts_one_role_per_user DO NOTHING"
+);
+
+/// Gives site `site_id` the SITE_USERs `0..count` (users of identity at `identity`, contacts
+/// of the registry at `registry`, each connection on its service's schema), unless they are
+/// there, then analyses both tables. Returns how many contacts it added. See the
+/// [module](self).
+pub async fn load_site_users(
+    identity: &mut PgConnection,
+    registry: &mut PgConnection,
+    site_id: Uuid,
+    count: i64,
+) -> anyhow::Result<u64> {
+    let mut users = identity.begin().await?;
+    sqlx::query(INSERT_USERS)
+        .bind(site_id)
+        .bind(count)
+        .execute(&mut *users)
+        .await
+        .context("could not load the site users into identity")?;
+    users.commit().await?;
+    let mut contacts = registry.begin().await?;
+    let added = sqlx::query(INSERT_CONTACTS)
+        .bind(site_id)
+        .bind(count)
+        .execute(&mut *contacts)
+        .await
+        .context("could not load the site users' contacts into the registry")?
+        .rows_affected();
+    contacts.commit().await?;
+    // Fresh statistics for the planner.
+    sqlx::raw_sql("ANALYZE users")
+        .execute(&mut *identity)
+        .await?;
+    sqlx::raw_sql("ANALYZE contacts")
+        .execute(&mut *registry)
+        .await?;
+    Ok(added)
+}
+
+/// One caller of the scenario: a site, signed in as its primary, and places in it.
+struct Caller {
+    site: Site,
+    /// Page tokens of places spread through the site.
+    tokens: Vec<String>,
+}
+
+/// Seeds `gateway.show_all_contacts_large`: the sites, their SITE_USERs, and page tokens of
+/// places spread through each; then one page of [`PAGE`] per call, round-robin over the
+/// sites' primaries and those places.
+pub(crate) fn seed(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
+    Box::pin(async move {
+        let numbers: Vec<String> = (0..LARGE_SITES)
+            .map(|k| (NUMBER_BASE + k).to_string())
+            .collect();
+        let (sites, mut notes) = gateway::sites_numbered(env, &numbers).await?;
+        let mut identity = env.database("identity").await?;
+        let mut registry = env.database("contacts").await?;
+        let started = Instant::now();
+        let mut added = 0;
+        for site in &sites {
+            let site_id = Uuid::parse_str(&site.site_id)?;
+            added += load_site_users(&mut identity, &mut registry, site_id, SITE_USERS).await?;
+        }
+        identity.close().await?;
+        registry.close().await?;
+        if added > 0 {
+            notes.push(format!(
+                "bulk-loaded {added} SITE_USERs with SQL in {:.1} s",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        let mut client = GatewayServiceClient::new(env.channel("gateway").await?);
+        let mut callers = Vec::with_capacity(sites.len());
+        for site in sites {
+            let tokens = positions(&mut client, &site).await?;
+            callers.push(Caller { site, tokens });
+        }
+        notes.push(format!(
+            "{LARGE_SITES} sites with {SITE_USERS} SITE_USERs and 12 contacts, each called by \
+             its primary, one page of {PAGE} from {POSITIONS} places in each, round-robin"
+        ));
+        let callers = Arc::new(callers);
+        let next = Arc::new(AtomicUsize::new(0));
+        let call: CallFn = Arc::new(move |channel| {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            let caller = &callers[n % callers.len()];
+            let token = &caller.tokens[(n / callers.len()) % caller.tokens.len()];
+            let request = page_request(&caller.site, PAGE, token.clone());
+            Box::pin(async move {
+                GatewayServiceClient::new(channel)
+                    .show_all_contacts(request)
+                    .await
+                    .map(drop)
+            })
+        });
+        Ok(Prepared::calls(call, notes))
+    })
+}
+
+/// Walks `site` through the gateway as its primary and returns the page tokens of
+/// [`POSITIONS`] places spread through it (the first page's empty token first); checks that
+/// the walk met every person of the site.
+async fn positions(
+    client: &mut GatewayServiceClient<Channel>,
+    site: &Site,
+) -> anyhow::Result<Vec<String>> {
+    let mut tokens = vec![String::new()];
+    let mut token = String::new();
+    let mut people = 0;
+    loop {
+        let page = client
+            .show_all_contacts(page_request(site, 1000, token))
+            .await
+            .with_context(|| format!("ShowAllContacts of site {} failed", site.site_id))?
+            .into_inner();
+        people += page.contacts.len();
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+        tokens.push(token.clone());
+    }
+    let expected = usize::try_from(SITE_USERS)? + gateway::CONTACTS_PER_SITE;
+    if people != expected {
+        bail!(
+            "the gateway shows {people} people of site {}, not {expected}",
+            site.site_id
+        );
+    }
+    let step = tokens.len().div_ceil(POSITIONS).max(1);
+    Ok(tokens.into_iter().step_by(step).collect())
+}
+
+/// One page of `size` people of `site` after `page_token`, by its primary.
+fn page_request(
+    site: &Site,
+    size: i32,
+    page_token: String,
+) -> tonic::Request<ShowAllContactsRequest> {
+    let mut request = tonic::Request::new(ShowAllContactsRequest {
+        site_id: site.site_id.clone(),
+        roles: Vec::new(),
+        page_size: size,
+        page_token,
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", site.primary.clone());
+    request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bulk_sql_binds_every_parameter_it_uses() {
+        for sql in [INSERT_USERS, INSERT_CONTACTS] {
+            assert!(
+                sql.contains("$1") && sql.contains("$2") && !sql.contains("$3"),
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_calls_start_at_places_spread_through_the_site() {
+        // 51 pages of 1000 people: about every other token, the first page included.
+        let tokens: Vec<String> = (0..51).map(|k| k.to_string()).collect();
+        let step = tokens.len().div_ceil(POSITIONS).max(1);
+        let chosen: Vec<String> = tokens.into_iter().step_by(step).collect();
+        assert_eq!(chosen.first().map(String::as_str), Some("0"));
+        assert!(chosen.len() <= POSITIONS && chosen.len() >= POSITIONS / 2);
+    }
+}
