@@ -171,12 +171,23 @@ impl SandboxBuilder {
             .await
             .expect("bind 127.0.0.1:0");
         let access_url = format!("http://{}", access_listener.local_addr().expect("address"));
+        // So is notification's: the registry follows its delivery outcomes (compliance).
+        let notification_listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let notification_url = format!(
+            "http://{}",
+            notification_listener.local_addr().expect("address")
+        );
 
         if has(Service::Contacts) {
             let mut argv = base_args(Service::Contacts, &db, &identity_url);
             if has(Service::Access) && self.registry_follows_access {
                 argv.extend(["--access-url".to_owned(), access_url.clone()]);
                 argv.extend(account(Service::Contacts).await);
+                if smtp.is_some() {
+                    argv.extend(["--notification-url".to_owned(), notification_url.clone()]);
+                }
             }
             argv.extend(contacts_key_args());
             argv.extend(flags(Service::Contacts));
@@ -232,8 +243,10 @@ impl SandboxBuilder {
             argv.extend(flags(Service::Notification));
             running.insert(
                 Service::Notification,
-                Running::bind(serve(Service::Notification, argv)).await,
+                Running::serve(notification_listener, serve(Service::Notification, argv)).await,
             );
+        } else {
+            drop(notification_listener);
         }
 
         let mut gateway_args = None;

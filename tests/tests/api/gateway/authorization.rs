@@ -142,6 +142,15 @@ const MATRIX: &[Row] = &[
     ("UpdateSite", ACCOUNT_MANAGEMENT, &[]),
     ("UpdateSite(S&S end date)", &[Operator], &[]),
     ("GetSiteCompliance", CONTACTS_VIEW, &[]),
+    // The portfolio (issue 17): operators only.
+    ("FindSite", &[Operator], &[]),
+    ("ListCustomerSites", &[Operator], &[]),
+    ("ListComplianceGaps", &[Operator], &[]),
+    (
+        "RetryNotification",
+        &[Operator],
+        &[(Operator, Code::NotFound)],
+    ),
     // Contacts.
     ("ShowAllContacts", CONTACTS_VIEW, &[]),
     ("AssignContact", CONTACTS_UPDATE, &[]),
@@ -149,6 +158,17 @@ const MATRIX: &[Row] = &[
     ("RemoveContact", CONTACTS_UPDATE, &[]),
     ("ReplaceContact", CONTACTS_UPDATE, &[]),
     ("TransferPrimaryContact", ACCOUNT_MANAGEMENT, &[]),
+    // Primary recovery (C12): any signed-in person may ask, refuse or read (the registry
+    // decides who actually may; the cells send a blank reason or a malformed id, which an
+    // allowed caller sees refused by its field); operators attest.
+    ("RequestPrimaryRecovery", PEOPLE, &[]),
+    ("RefusePrimaryRecovery", PEOPLE, &[]),
+    ("GetPrimaryRecovery", PEOPLE, &[]),
+    (
+        "AttestPrimaryRecovery",
+        &[Operator],
+        &[(Operator, Code::NotFound)],
+    ),
     // Rights.
     ("GetAccessProfile(another user)", MANAGE_ACCESS, &[]),
     // One's own profile needs a relation to the site: a role (any role, a secondary's
@@ -168,6 +188,12 @@ const MATRIX: &[Row] = &[
         &[(Secondary, Code::FailedPrecondition)],
     ),
     ("ListSiteAccess", MANAGE_ACCESS, &[]),
+    // Support users (U4, U5): the STC administers them.
+    ("ListSupportUsers", SUPPORT_ADMIN, &[]),
+    ("AddSupportUser", SUPPORT_ADMIN, &[]),
+    ("RevokeSupportAccess", SUPPORT_ADMIN, &[]),
+    // A site user without rights: naming a SITE_USER is all it grants (C6).
+    ("AddSiteUser", CONTACTS_UPDATE, &[]),
     // Requests. The primary already holds everything it could ask for (rule A5).
     (
         "SelfNominate",
@@ -189,6 +215,28 @@ const MATRIX: &[Row] = &[
     ),
     ("DecideAccessRequest(support access)", SUPPORT_ADMIN, &[]),
     ("SetDomainPolicy", MANAGE_ACCESS, &[]),
+    // The site's approvers of either kind (A3, A7).
+    (
+        "ListDomainPolicies",
+        &[Operator, Primary, AdminOn, Stc, Secondary],
+        &[],
+    ),
+    // Blocked requesters: the site's approvers of either kind (A3).
+    (
+        "BlockRequester",
+        &[Operator, Primary, AdminOn, Stc, Secondary],
+        &[],
+    ),
+    (
+        "UnblockRequester",
+        &[Operator, Primary, AdminOn, Stc, Secondary],
+        &[],
+    ),
+    (
+        "ListBlockedRequesters",
+        &[Operator, Primary, AdminOn, Stc, Secondary],
+        &[],
+    ),
     // Notices.
     ("SendNotice", &[Operator, Service], &[]),
     ("ListSiteNotifications", ACCOUNT_MANAGEMENT, &[]),

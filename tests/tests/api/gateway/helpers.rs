@@ -92,8 +92,23 @@ impl Suite {
         Self::start_with_flags(&["--session-rate-limit", "off"], access_flags).await
     }
 
+    /// Like [`Suite::start`], with `contacts_flags` for the contact registry (e.g. a short
+    /// `--primary-recovery-waiting-period`, C12).
+    pub async fn start_with_contacts(contacts_flags: &[&str]) -> Self {
+        Self::start_with_all_flags(&["--session-rate-limit", "off"], &[], contacts_flags).await
+    }
+
     /// [`Suite::start_with`] with `access_flags` for access management too.
     async fn start_with_flags(gateway_extra: &[&str], access_flags: &[&str]) -> Self {
+        Self::start_with_all_flags(gateway_extra, access_flags, &[]).await
+    }
+
+    /// [`Suite::start_with_flags`] with `contacts_flags` for the contact registry too.
+    async fn start_with_all_flags(
+        gateway_extra: &[&str],
+        access_flags: &[&str],
+        contacts_flags: &[&str],
+    ) -> Self {
         let mut gateway_flags = Vec::new();
         for flag in WRITE_LIMITS {
             if !gateway_extra.contains(&flag) {
@@ -111,6 +126,7 @@ impl Suite {
             .flags(Service::Identity, &["--code-mail-interval", "0s"])
             .flags(Service::Gateway, &gateway_flags)
             .flags(Service::Access, access_flags)
+            .flags(Service::Contacts, contacts_flags)
             .start()
             .await;
         Self {

@@ -534,6 +534,56 @@ impl Fixture {
                 .await
                 .map(drop)
             }
+            "ListSupportUsers" => gw
+                .list_support_users(authed(
+                    token,
+                    gw::ListSupportUsersRequest {
+                        site_id,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop),
+            "AddSupportUser" => gw
+                .add_support_user(authed(
+                    token,
+                    gw::AddSupportUserRequest {
+                        site_id,
+                        email: fresh_email("supportuser"),
+                        display_name: Some("Utilisateur Support".into()),
+                        locale: "fr".into(),
+                        support_level: apb::SupportLevel::Basic as i32,
+                        reason: "ouvre ses propres dossiers".into(),
+                    },
+                ))
+                .await
+                .map(drop),
+            "RevokeSupportAccess" => gw
+                .revoke_support_access(authed(
+                    token,
+                    gw::RevokeSupportAccessRequest {
+                        site_id,
+                        user_id: world.subject.id.clone(),
+                        reason: "a quitté l'équipe support".into(),
+                        etag: String::new(),
+                    },
+                ))
+                .await
+                .map(drop),
+            "AddSiteUser" => gw
+                .add_site_user(authed(
+                    token,
+                    gw::AddSiteUserRequest {
+                        site_id,
+                        email: fresh_email("newsiteuser"),
+                        display_name: Some("Nouvel Utilisateur".into()),
+                        locale: "fr".into(),
+                        reason: "rejoint le site".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop),
             "ListSiteAccess" => gw
                 .list_site_access(authed(
                     token,
@@ -659,6 +709,150 @@ impl Fixture {
                     token,
                     gw::ListSiteAuditRequest {
                         site_id,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop),
+            "FindSite" => gw
+                .find_site(authed(
+                    token,
+                    gw::FindSiteRequest {
+                        key: Some(gw::find_site_request::Key::SiteNumber(
+                            world.site.site_number.clone(),
+                        )),
+                    },
+                ))
+                .await
+                .map(drop),
+            "ListCustomerSites" => gw
+                .list_customer_sites(authed(
+                    token,
+                    gw::ListCustomerSitesRequest {
+                        customer_number: world.site.customer_number.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop),
+            // No such notification: an allowed caller reaches notification's own look-up.
+            "RequestPrimaryRecovery" => reached_identity(
+                gw.request_primary_recovery(authed(
+                    token,
+                    gw::RequestPrimaryRecoveryRequest {
+                        site_number: world.site.site_number.clone(),
+                        customer_number: world.site.customer_number.clone(),
+                        reason: String::new(),
+                    },
+                ))
+                .await,
+                "reason",
+            ),
+            "RefusePrimaryRecovery" => reached_identity(
+                gw.refuse_primary_recovery(authed(
+                    token,
+                    gw::RefusePrimaryRecoveryRequest {
+                        recovery_id: "not-a-recovery-id".into(),
+                        reason: "the primary is still here".into(),
+                    },
+                ))
+                .await,
+                "recovery_id",
+            ),
+            "GetPrimaryRecovery" => reached_identity(
+                gw.get_primary_recovery(authed(
+                    token,
+                    gw::GetPrimaryRecoveryRequest {
+                        recovery_id: "not-a-recovery-id".into(),
+                    },
+                ))
+                .await,
+                "recovery_id",
+            ),
+            "AttestPrimaryRecovery" => gw
+                .attest_primary_recovery(authed(
+                    token,
+                    gw::AttestPrimaryRecoveryRequest {
+                        recovery_id: Uuid::now_v7().to_string(),
+                        new_primary_email: "new.primary@matrix.example".into(),
+                        reason: "the primary left the company".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop),
+            "RetryNotification" => gw
+                .retry_notification(authed(
+                    token,
+                    gw::RetryNotificationRequest {
+                        notification_id: Uuid::now_v7().to_string(),
+                    },
+                ))
+                .await
+                .map(drop),
+            "ListDomainPolicies" => gw
+                .list_domain_policies(authed(
+                    token,
+                    gw::ListDomainPoliciesRequest {
+                        site_id,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop),
+            "BlockRequester" => gw
+                .block_requester(authed(
+                    token,
+                    gw::BlockRequesterRequest {
+                        site_id,
+                        email: fresh_email("blocked"),
+                        reason: "matrix".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop),
+            // The operator blocks a fresh address first, so that an allowed caller lifts it.
+            "UnblockRequester" => {
+                let email = fresh_email("unblocked");
+                gw.block_requester(authed(
+                    Some(&suite.operator.token),
+                    gw::BlockRequesterRequest {
+                        site_id: site_id.clone(),
+                        email: email.clone(),
+                        reason: "matrix".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("the operator blocks an address");
+                gw.unblock_requester(authed(
+                    token,
+                    gw::UnblockRequesterRequest {
+                        site_id,
+                        email,
+                        reason: "matrix".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
+            }
+            "ListBlockedRequesters" => gw
+                .list_blocked_requesters(authed(
+                    token,
+                    gw::ListBlockedRequestersRequest {
+                        site_id,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop),
+            "ListComplianceGaps" => gw
+                .list_compliance_gaps(authed(
+                    token,
+                    gw::ListComplianceGapsRequest {
+                        customer_number: world.site.customer_number.clone(),
                         ..Default::default()
                     },
                 ))

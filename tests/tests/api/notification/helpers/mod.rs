@@ -68,7 +68,7 @@ pub type Notifications = NotificationServiceClient<Channel>;
 
 /// Every notice kind, listed here rather than taken from the crate, so that a kind the
 /// service forgets is still asked about.
-pub const ALL_KINDS: [Kind; 23] = [
+pub const ALL_KINDS: [Kind; 28] = [
     Kind::ContractChange,
     Kind::Renewal,
     Kind::UpdateAvailable,
@@ -92,6 +92,11 @@ pub const ALL_KINDS: [Kind; 23] = [
     Kind::EmailChangeRequested,
     Kind::NotificationEmailVerification,
     Kind::NotificationEmailChangeRequested,
+    Kind::SupportEnding,
+    Kind::SupportLapsed,
+    Kind::PrimaryRecoveryRequested,
+    Kind::PrimaryRecoveryRefused,
+    Kind::PrimaryRecoveryAttested,
 ];
 
 /// The kinds of identity's mails that carry a code.
@@ -322,10 +327,35 @@ pub fn params_of(kind: Kind) -> Vec<&'static str> {
         ],
         Kind::AccessRequestDecided => vec!["decision", "reason", "granted", "request_id"],
         Kind::RightsChanged => vec!["changes", "reason"],
+        Kind::SiteUserWelcome => vec!["levels", "reason"],
         Kind::RightsEndingSoon | Kind::RightsEnded => vec!["levels", "end_time"],
+        Kind::SupportEnding => vec!["end_date", "milestone_days"],
+        Kind::SupportLapsed => vec!["end_date"],
         Kind::DomainPolicyChanged => vec!["domain", "mode"],
         Kind::ContactRoleAssigned | Kind::ContactRoleRemoved => vec!["contact_name", "role"],
         Kind::PrimaryTransferred => vec!["previous_name", "new_name"],
+        Kind::PrimaryRecoveryRequested => vec![
+            "requester_name",
+            "requester_email",
+            "previous_name",
+            "reason",
+            "recovery_id",
+            "waiting_end_time",
+        ],
+        Kind::PrimaryRecoveryRefused => vec![
+            "requester_name",
+            "previous_name",
+            "decided_by_name",
+            "reason",
+            "recovery_id",
+        ],
+        Kind::PrimaryRecoveryAttested => vec![
+            "requester_name",
+            "previous_name",
+            "new_name",
+            "reason",
+            "recovery_id",
+        ],
         Kind::Unspecified => vec![],
     }
 }

@@ -20,11 +20,22 @@ impl Suite {
     /// Starts the suite; `notification_extra` are more flags for notification (later ones
     /// win over [`FAST_DELIVERY`]).
     pub async fn start_with(notification_extra: &[&str]) -> Self {
+        Self::start_flags(&[], notification_extra).await
+    }
+
+    /// Starts the suite with `contacts_extra` more flags for the registry (its S&S
+    /// sweeper's interval, say).
+    pub async fn start_with_registry(contacts_extra: &[&str]) -> Self {
+        Self::start_flags(contacts_extra, &[]).await
+    }
+
+    async fn start_flags(contacts_extra: &[&str], notification_extra: &[&str]) -> Self {
         let sandbox = Sandbox::builder()
             .with(Service::Contacts)
             .with(Service::Access)
             .with(Service::Notification)
             .service_caller()
+            .flags(Service::Contacts, contacts_extra)
             .flags(Service::Notification, &["--mail-from", MAIL_FROM])
             .flags(Service::Notification, &FAST_DELIVERY)
             .flags(Service::Notification, notification_extra)
@@ -224,35 +235,20 @@ impl Suite {
     /// the registry sealed into its event (read from the registry's outbox and opened with
     /// the test key, as notification opens it); rule C11.
     pub async fn confirm_notification_email(&self, contact: &cpb::Contact) -> cpb::Contact {
-        use prost::Message;
-        let options: sqlx::postgres::PgConnectOptions = self.db.url.parse().expect("db url");
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.options([("search_path", "contacts")]))
+        let code = self
+            .registry_events("contact.notification_email_change_requested")
             .await
-            .expect("contacts pool");
-        let payloads: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT payload FROM outbox_events \
-             WHERE event_type = 'contact.notification_email_change_requested' \
-             ORDER BY txid DESC, seq DESC",
-        )
-        .fetch_all(&pool)
-        .await
-        .expect("read the registry's outbox");
-        pool.close().await;
-        let code = payloads
-            .iter()
-            .find_map(
-                |payload| match cpb::Event::decode(payload.as_slice()).ok()?.payload? {
-                    cpb::event::Payload::NotificationEmailChangeRequested(requested)
-                        if requested.contact.as_ref()?.contact_id == contact.contact_id
-                            && !requested.sealed_code.is_empty() =>
-                    {
-                        Some(kc_testkit::secrets::open_code(&requested.sealed_code))
-                    }
-                    _ => None,
-                },
-            )
+            .into_iter()
+            .rev()
+            .find_map(|event| match event.payload? {
+                cpb::event::Payload::NotificationEmailChangeRequested(requested)
+                    if requested.contact.as_ref()?.contact_id == contact.contact_id
+                        && !requested.sealed_code.is_empty() =>
+                {
+                    Some(kc_testkit::secrets::open_code(&requested.sealed_code))
+                }
+                _ => None,
+            })
             .expect("a code for the pending notification e-mail");
         let user = Uuid::parse_str(&contact.user_id).expect("user id");
         self.registry()
@@ -269,6 +265,35 @@ impl Suite {
             .into_inner()
             .contact
             .expect("contact")
+    }
+
+    /// A one-connection pool on the registry's schema (close it after use).
+    pub async fn registry_pool(&self) -> sqlx::PgPool {
+        let options: sqlx::postgres::PgConnectOptions = self.db.url.parse().expect("db url");
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.options([("search_path", "contacts")]))
+            .await
+            .expect("contacts pool")
+    }
+
+    /// The events of type `event_type` in the registry's outbox, in commit order, read from
+    /// its table (the stream's positions are not filled in).
+    pub async fn registry_events(&self, event_type: &str) -> Vec<cpb::Event> {
+        use prost::Message;
+        let pool = self.registry_pool().await;
+        let payloads: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT payload FROM outbox_events WHERE event_type = $1 ORDER BY txid, seq",
+        )
+        .bind(event_type)
+        .fetch_all(&pool)
+        .await
+        .expect("read the registry's outbox");
+        pool.close().await;
+        payloads
+            .iter()
+            .map(|payload| cpb::Event::decode(payload.as_slice()).expect("an event"))
+            .collect()
     }
 
     pub async fn remove(&self, contact_id: &str) {
