@@ -7,6 +7,7 @@
 
 pub mod helpers;
 
+mod add_site_user;
 mod authority_race;
 mod authorization;
 mod authorization_service;
