@@ -5,6 +5,7 @@
 
 mod approvers;
 mod audit;
+mod blocking_race;
 mod callers;
 mod checks;
 mod domain_policies;

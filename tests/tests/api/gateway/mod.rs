@@ -11,6 +11,7 @@ mod add_site_user;
 mod authority_race;
 mod authorization;
 mod authorization_service;
+mod blocking;
 mod cache;
 mod escalation_matrix;
 mod faults;
