@@ -21,6 +21,7 @@ mod identity_trust;
 mod import_contacts;
 mod limits;
 mod notification_email;
+mod primary_recovery;
 mod revisions;
 mod revocation;
 mod role_authority;
