@@ -13,3 +13,4 @@ mod faults;
 mod identity_mails;
 mod processes;
 mod recipients;
+mod support_reminders;
