@@ -13,6 +13,7 @@ mod authorization;
 mod authorization_service;
 mod blocking;
 mod cache;
+mod compliance_portfolio;
 mod escalation_matrix;
 mod faults;
 mod grant_ends;
