@@ -29,6 +29,7 @@ mod role_authority;
 mod roles_imply;
 mod scopes;
 mod self_nomination_signal;
+mod show_all_contacts_paging;
 mod story;
 mod tls;
 mod traces;
