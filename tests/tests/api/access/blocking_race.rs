@@ -18,13 +18,7 @@ async fn a_block_committed_while_a_request_waits_refuses_it() {
     let [primary, requester] = s.users(2).await.try_into().unwrap();
     let site = s.site(primary).await;
     let site_id = uuid(&site.site_id);
-    let pool = kc_runtime::db::connect(
-        &s.db.url,
-        kc_access::SCHEMA,
-        &kc_runtime::db::PoolSettings::default(),
-    )
-    .await
-    .expect("pool on the access schema");
+    let pool = s.access_pool().await;
     let email: String = eventually("the projection knows the requester", || {
         let pool = pool.clone();
         async move {
@@ -75,25 +69,7 @@ async fn a_block_committed_while_a_request_waits_refuses_it() {
         site_access(&site, Level::Reporting(Re::View).alone()),
     );
     let submitting = tokio::spawn(async move { client.submit_access_request(call).await });
-    eventually("the submission waits for the site's lock", || {
-        let pool = pool.clone();
-        async move {
-            let waiting: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks l \
-                 JOIN pg_stat_activity a ON a.pid = l.pid \
-                 WHERE NOT l.granted AND a.datname = current_database())",
-            )
-            .fetch_one(&pool)
-            .await
-            .map_err(|error| error.to_string())?;
-            if waiting {
-                Ok(())
-            } else {
-                Err("not waiting yet".to_owned())
-            }
-        }
-    })
-    .await;
+    wait_for_lock_wait(&pool, "the submission waits for the site's lock", None).await;
     blocking.commit().await.expect("commit the block");
 
     let refused = expect_code(

@@ -276,13 +276,7 @@ async fn t8_the_site_lock_sees_the_roles_of_the_apply_it_waited_for() {
     let [primary, stc] = s.users(2).await.try_into().unwrap();
     let site = s.site(primary).await;
     let site_id = uuid(&site.site_id);
-    let pool = kc_runtime::db::connect(
-        &s.db.url,
-        kc_access::SCHEMA,
-        &kc_runtime::db::PoolSettings::default(),
-    )
-    .await
-    .expect("pool on the access schema");
+    let pool = s.access_pool().await;
 
     // An apply of a registry event giving the site an STC, not committed yet.
     let mut apply = pool.begin().await.expect("apply transaction");
@@ -315,24 +309,7 @@ async fn t8_the_site_lock_sees_the_roles_of_the_apply_it_waited_for() {
         tx.rollback().await.expect("roll back");
         locked
     });
-    eventually("the write waits for the site lock", || {
-        let pool = pool.clone();
-        async move {
-            let waiting: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted)",
-            )
-            .bind(write_pid)
-            .fetch_one(&pool)
-            .await
-            .map_err(|error| error.to_string())?;
-            if waiting {
-                Ok(())
-            } else {
-                Err("not waiting yet".to_owned())
-            }
-        }
-    })
-    .await;
+    wait_for_lock_wait(&pool, "the write waits for the site lock", Some(write_pid)).await;
     apply.commit().await.expect("commit the apply");
 
     let locked = locking

@@ -83,18 +83,6 @@ async fn has_account(suite: &Suite, email: &str) -> bool {
     }
 }
 
-/// Every (user id, roles) of the site, as the operator reads them.
-async fn contacts(suite: &Suite, site_id: &str) -> Vec<(String, Vec<i32>)> {
-    let mut all: Vec<(String, Vec<i32>)> = suite
-        .operator_contacts(site_id, &[])
-        .await
-        .into_iter()
-        .map(|view| (view.user_id, view.roles))
-        .collect();
-    all.sort();
-    all
-}
-
 // rules C6, I1, N1: a proven French person becomes a SITE_USER with its tool and support
 // levels in one call, and gets one welcome in French listing the site and its rights; an
 // unknown address is invited and welcomed in its language, its rights counting once proven.
@@ -131,7 +119,7 @@ async fn a_site_user_is_added_with_its_rights_and_welcomed_in_its_language() {
     assert_eq!(explicit.software, apb::SoftwareAccess::DownloadsOnly as i32);
     assert_eq!(explicit.reporting, apb::ReportingAccess::View as i32);
     assert_eq!(profile.support_level, SupportLevel::Full as i32);
-    let roles = contacts(&suite, &id).await;
+    let roles = suite.contact_roles(&id).await;
     assert!(
         roles.contains(&(jeanne.id.clone(), vec![Role::SiteUser as i32])),
         "{roles:?}"
@@ -192,7 +180,7 @@ async fn a_refused_add_leaves_nothing_behind() {
     let id = site.site_id.clone();
     suite.wait_role(&id, &primary.id, Role::Primary).await;
     let existing = suite.person("Existing Person").await;
-    let before = contacts(&suite, &id).await;
+    let before = suite.contact_roles(&id).await;
 
     let unknown = fresh_email("badlevel");
     for (email, levels, support, field) in [
@@ -212,7 +200,7 @@ async fn a_refused_add_leaves_nothing_behind() {
         !has_account(&suite, &unknown).await,
         "nobody was invited: identity has no account for the address"
     );
-    assert_eq!(contacts(&suite, &id).await, before, "no role");
+    assert_eq!(suite.contact_roles(&id).await, before, "no role");
     let profile = suite.profile(&id, &existing.id).await.expect("profile");
     assert!(profile.update_time.is_none(), "no grant: {profile:?}");
 
@@ -265,7 +253,7 @@ async fn a_caller_without_authority_for_one_right_is_refused_and_nothing_is_writ
     suite.grant(&id, &editor.id, granted).await;
     let stranger = suite.person("Authority Stranger").await;
     let target = suite.person("Authority Target").await;
-    let before = contacts(&suite, &id).await;
+    let before = suite.contact_roles(&id).await;
 
     let reporting = Some(tools(|t| t.reporting = apb::ReportingAccess::View as i32));
     let cases: [Refusal<'_>; 6] = [
@@ -321,7 +309,7 @@ async fn a_caller_without_authority_for_one_right_is_refused_and_nothing_is_writ
             }
         }
     }
-    assert_eq!(contacts(&suite, &id).await, before, "no role was given");
+    assert_eq!(suite.contact_roles(&id).await, before, "no role was given");
     let profile = suite.profile(&id, &target.id).await.expect("profile");
     assert!(profile.update_time.is_none(), "no grant: {profile:?}");
     assert!(suite.mails(&target.email, WELCOME).is_empty());

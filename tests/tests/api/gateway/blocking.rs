@@ -10,23 +10,12 @@ use crate::gateway::helpers::*;
 use kc_proto::access::{self as apb};
 use kc_proto::contacts::{self as cpb};
 use kc_proto::gateway::{self as gw};
-use kc_suite_tests::sandbox::login;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
 /// A fresh e-mail domain of its own, e.g. `b1946ac9.example`.
 fn fresh_domain() -> String {
     format!("{}.example", &Uuid::new_v4().simple().to_string()[..12])
-}
-
-/// Registers `name` with the login e-mail `email`, proves it (I1) and signs it in.
-async fn person_at(suite: &Suite, name: &str, email: &str) -> Person {
-    suite
-        .register(email, name, PASSWORD, "en")
-        .await
-        .unwrap_or_else(|status| panic!("register {name}: {status:?}"));
-    suite.verify(email, PASSWORD).await;
-    login(&suite.gateway_channel, email).await
 }
 
 /// `SelfNominate` of `person` for `kind` on the site named by these numbers.
@@ -150,19 +139,8 @@ async fn blocks(
 /// The site's access-management audit entries of `action`, as the operator lists them.
 async fn audited(suite: &Suite, site_id: &str, action: &str) -> Vec<gw::AuditEntry> {
     suite
-        .gw()
-        .list_site_audit(authed(
-            Some(&suite.operator.token),
-            gw::ListSiteAuditRequest {
-                site_id: site_id.into(),
-                page_size: 1000,
-                page_token: String::new(),
-            },
-        ))
+        .site_audit(site_id)
         .await
-        .expect("the operator reads the audit")
-        .into_inner()
-        .entries
         .into_iter()
         .filter(|entry| entry.source == gw::AuditSource::Access as i32 && entry.action == action)
         .collect()
@@ -185,7 +163,9 @@ async fn a_blocked_address_or_domain_is_refused_like_an_unknown_site_until_unblo
     let eve = suite.person("Eve Pester").await;
     let domain = fresh_domain();
     // In a subdomain of the blocked domain: blocked too.
-    let mallory = person_at(&suite, "Mallory", &format!("mallory@mail.{domain}")).await;
+    let mallory = suite
+        .person_at("Mallory", &format!("mallory@mail.{domain}"), "en")
+        .await;
     // Same domain as Eve, not blocked.
     let carl = suite.person("Carl Colleague").await;
 

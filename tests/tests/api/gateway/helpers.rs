@@ -188,12 +188,17 @@ impl Suite {
     /// Registers `name` with `locale` through the gateway, proves the address with the
     /// mailed code and signs it in.
     pub async fn person_in(&self, name: &str, locale: &str) -> Person {
-        let email = fresh_email(name);
-        self.register(&email, name, PASSWORD, locale)
+        self.person_at(name, &fresh_email(name), locale).await
+    }
+
+    /// Registers `name` with the login e-mail `email` in `locale` through the gateway, proves
+    /// the address with the mailed code (rule I1) and signs it in.
+    pub async fn person_at(&self, name: &str, email: &str, locale: &str) -> Person {
+        self.register(email, name, PASSWORD, locale)
             .await
             .unwrap_or_else(|status| panic!("register {name}: {status:?}"));
-        self.verify(&email, PASSWORD).await;
-        login(&self.gateway_channel, &email).await
+        self.verify(email, PASSWORD).await;
+        login(&self.gateway_channel, email).await
     }
 
     /// `Register` through the gateway, anonymously.
@@ -552,6 +557,58 @@ impl Suite {
             .expect("the operator reads the contacts")
             .into_inner()
             .contacts
+    }
+
+    /// Every (user id, roles) of the site, sorted, as the operator reads them.
+    pub async fn contact_roles(&self, site_id: &str) -> Vec<(String, Vec<i32>)> {
+        let mut all: Vec<(String, Vec<i32>)> = self
+            .operator_contacts(site_id, &[])
+            .await
+            .into_iter()
+            .map(|view| (view.user_id, view.roles))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// One page of `ShowAllContacts` of `site_id` as `person`, every role.
+    pub async fn contacts_page(
+        &self,
+        person: &Person,
+        site_id: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<gw::ShowAllContactsResponse, Status> {
+        self.gw()
+            .show_all_contacts(authed(
+                Some(&person.token),
+                gw::ShowAllContactsRequest {
+                    site_id: site_id.into(),
+                    roles: Vec::new(),
+                    page_size,
+                    page_token: page_token.into(),
+                },
+            ))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// The site's audit trail (`ListSiteAudit`, up to 1,000 entries, newest first) as the
+    /// operator reads it.
+    pub async fn site_audit(&self, site_id: &str) -> Vec<gw::AuditEntry> {
+        self.gw()
+            .list_site_audit(authed(
+                Some(&self.operator.token),
+                gw::ListSiteAuditRequest {
+                    site_id: site_id.into(),
+                    page_size: 1000,
+                    page_token: String::new(),
+                },
+            ))
+            .await
+            .expect("the operator reads the audit trail")
+            .into_inner()
+            .entries
     }
 }
 

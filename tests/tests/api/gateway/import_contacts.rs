@@ -269,21 +269,7 @@ async fn all_contacts(suite: &Suite, site_id: &str) -> Vec<gw::ContactView> {
 
 /// The number of audit entries of a site (L1).
 async fn audit_count(suite: &Suite, site_id: &str) -> usize {
-    suite
-        .gw()
-        .list_site_audit(authed(
-            Some(&suite.operator.token),
-            gw::ListSiteAuditRequest {
-                site_id: site_id.into(),
-                page_size: 1000,
-                page_token: String::new(),
-            },
-        ))
-        .await
-        .expect("the operator reads the audit trail")
-        .into_inner()
-        .entries
-        .len()
+    suite.site_audit(site_id).await.len()
 }
 
 /// The operator creates a site of `customer` with S&S active: `primary` and `stc`.

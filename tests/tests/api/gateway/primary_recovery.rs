@@ -24,16 +24,6 @@ const ATTESTED: &str = "NOTICE_KIND_PRIMARY_RECOVERY_ATTESTED";
 /// The S3 answer, the same for every refused request (I2).
 const NO_MATCH: &str = "no site matches this site number and customer number";
 
-/// Registers `name` with the login `email` in `locale`, proves it and signs it in.
-async fn person_at(suite: &Suite, name: &str, email: &str, locale: &str) -> Person {
-    suite
-        .register(email, name, PASSWORD, locale)
-        .await
-        .unwrap_or_else(|status| panic!("register {name}: {status:?}"));
-    suite.verify(email, PASSWORD).await;
-    login(&suite.gateway_channel, email).await
-}
-
 /// `RequestPrimaryRecovery` as `by`.
 async fn ask(
     suite: &Suite,
@@ -42,18 +32,16 @@ async fn ask(
     customer_number: &str,
     reason: &str,
 ) -> Result<cpb::PrimaryRecovery, Status> {
-    suite
+    let request = gw::RequestPrimaryRecoveryRequest {
+        site_number: site.site_number.clone(),
+        customer_number: customer_number.into(),
+        reason: reason.into(),
+    };
+    let answer = suite
         .gw()
-        .request_primary_recovery(authed(
-            Some(&by.token),
-            gw::RequestPrimaryRecoveryRequest {
-                site_number: site.site_number.clone(),
-                customer_number: customer_number.into(),
-                reason: reason.into(),
-            },
-        ))
-        .await
-        .map(|response| response.into_inner().recovery.expect("recovery"))
+        .request_primary_recovery(authed(Some(&by.token), request))
+        .await?;
+    Ok(answer.into_inner().recovery.expect("recovery"))
 }
 
 /// `AttestPrimaryRecovery` as `by`, naming `new_primary`.
@@ -85,17 +73,15 @@ async fn refuse(
     by: &Person,
     recovery_id: &str,
 ) -> Result<cpb::PrimaryRecovery, Status> {
-    suite
+    let request = gw::RefusePrimaryRecoveryRequest {
+        recovery_id: recovery_id.into(),
+        reason: "je suis toujours là".into(),
+    };
+    let answer = suite
         .gw()
-        .refuse_primary_recovery(authed(
-            Some(&by.token),
-            gw::RefusePrimaryRecoveryRequest {
-                recovery_id: recovery_id.into(),
-                reason: "je suis toujours là".into(),
-            },
-        ))
-        .await
-        .map(|response| response.into_inner().recovery.expect("recovery"))
+        .refuse_primary_recovery(authed(Some(&by.token), request))
+        .await?;
+    Ok(answer.into_inner().recovery.expect("recovery"))
 }
 
 /// `GetPrimaryRecovery` as `by`.
@@ -104,16 +90,14 @@ async fn read(
     by: &Person,
     recovery_id: &str,
 ) -> Result<cpb::PrimaryRecovery, Status> {
-    suite
+    let request = gw::GetPrimaryRecoveryRequest {
+        recovery_id: recovery_id.into(),
+    };
+    let answer = suite
         .gw()
-        .get_primary_recovery(authed(
-            Some(&by.token),
-            gw::GetPrimaryRecoveryRequest {
-                recovery_id: recovery_id.into(),
-            },
-        ))
-        .await
-        .map(|response| response.into_inner().recovery.expect("recovery"))
+        .get_primary_recovery(authed(Some(&by.token), request))
+        .await?;
+    Ok(answer.into_inner().recovery.expect("recovery"))
 }
 
 /// C8: the site has exactly one primary contact, `expected`.
@@ -126,20 +110,7 @@ async fn assert_one_primary(suite: &Suite, site_id: &str, expected: &Person) {
 
 /// The actions of the site's audit trail, oldest first, with their actor and reason.
 async fn audit(suite: &Suite, site_id: &str) -> Vec<(String, String, String)> {
-    let mut entries = suite
-        .gw()
-        .list_site_audit(authed(
-            Some(&suite.operator.token),
-            gw::ListSiteAuditRequest {
-                site_id: site_id.into(),
-                page_size: 1000,
-                page_token: String::new(),
-            },
-        ))
-        .await
-        .expect("the operator reads the audit trail")
-        .into_inner()
-        .entries;
+    let mut entries = suite.site_audit(site_id).await;
     entries.reverse();
     entries
         .into_iter()
@@ -160,13 +131,13 @@ async fn a_contact_asks_everyone_is_mailed_and_the_old_primary_refuses() {
     let paule = suite.person_in("Paule Primaire", "fr").await;
     let bruno = suite.person_in("Bruno Second", "en").await;
     let sam = suite.person_in("Sam Utilisateur", "fr").await;
-    let stranger = person_at(
-        &suite,
-        "Stan Stranger",
-        &format!("stan-{}@elsewhere.example", uuid::Uuid::new_v4().simple()),
-        "en",
-    )
-    .await;
+    let stranger = suite
+        .person_at(
+            "Stan Stranger",
+            &format!("stan-{}@elsewhere.example", uuid::Uuid::new_v4().simple()),
+            "en",
+        )
+        .await;
     let site = suite.create_site("Lyon", &paule, None).await;
     suite.assign(&site.site_id, &bruno, Role::Secondary).await;
     suite.assign(&site.site_id, &sam, Role::SiteUser).await;
@@ -316,8 +287,12 @@ async fn a_contact_asks_everyone_is_mailed_and_the_old_primary_refuses() {
 async fn after_the_waiting_period_an_operator_attests_and_the_primary_moves() {
     let suite = Suite::start_with_contacts(&["--primary-recovery-waiting-period", "3s"]).await;
     let domain = format!("corp-{}.example", uuid::Uuid::new_v4().simple());
-    let paule = person_at(&suite, "Paule Partie", &format!("paule@{domain}"), "fr").await;
-    let rita = person_at(&suite, "Rita Reprise", &format!("rita@{domain}"), "en").await;
+    let paule = suite
+        .person_at("Paule Partie", &format!("paule@{domain}"), "fr")
+        .await;
+    let rita = suite
+        .person_at("Rita Reprise", &format!("rita@{domain}"), "en")
+        .await;
     let theo = suite.person_in("Théo Technique", "fr").await;
     let site = suite.create_site("Grenoble", &paule, Some(&theo)).await;
 
@@ -332,9 +307,13 @@ async fn after_the_waiting_period_an_operator_attests_and_the_primary_moves() {
 
     // a site user's domain vouches for nobody: only key contacts' domains count
     let other = format!("other-{}.example", uuid::Uuid::new_v4().simple());
-    let sue = person_at(&suite, "Sue Siteuser", &format!("sue@{other}"), "en").await;
+    let sue = suite
+        .person_at("Sue Siteuser", &format!("sue@{other}"), "en")
+        .await;
     suite.assign(&site.site_id, &sue, Role::SiteUser).await;
-    let olga = person_at(&suite, "Olga Other", &format!("olga@{other}"), "en").await;
+    let olga = suite
+        .person_at("Olga Other", &format!("olga@{other}"), "en")
+        .await;
     let refused = expect_code(
         ask(&suite, &olga, &site, &site.customer_number, "Paule left").await,
         Code::NotFound,

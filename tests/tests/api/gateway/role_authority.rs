@@ -9,18 +9,6 @@ use kc_proto::access::{self as apb};
 use kc_proto::gateway::{self as gw};
 use tonic::Code;
 
-/// Everyone holding a role on the site, as the operator reads it: (user id, roles).
-async fn contacts(suite: &Suite, site_id: &str) -> Vec<(String, Vec<i32>)> {
-    let mut all: Vec<(String, Vec<i32>)> = suite
-        .operator_contacts(site_id, &[])
-        .await
-        .into_iter()
-        .map(|view| (view.user_id, view.roles))
-        .collect();
-    all.sort();
-    all
-}
-
 async fn replace(
     suite: &Suite,
     by: &Person,
@@ -77,7 +65,7 @@ async fn contact_updates_alone_gives_no_role_that_implies_rights() {
                 .is_some_and(|t| t.contact_updates == apb::ContactUpdatesAccess::Update as i32)
         })
         .await;
-    let before = contacts(&suite, &site.site_id).await;
+    let before = suite.contact_roles(&site.site_id).await;
 
     for target in [&editor.email, &accomplice.email] {
         // rule T6, U5: the STC is support ADMINISTRATOR; naming one takes account management.
@@ -99,7 +87,7 @@ async fn contact_updates_alone_gives_no_role_that_implies_rights() {
         }
     }
     assert_eq!(
-        contacts(&suite, &site.site_id).await,
+        suite.contact_roles(&site.site_id).await,
         before,
         "a refused change changes nothing"
     );
@@ -134,7 +122,7 @@ async fn nobody_gives_itself_a_role_that_implies_rights() {
     let primary = suite.person("Self Primary").await;
     let site = suite.create_site("Self Site", &primary, None).await;
     let operator = &suite.operator;
-    let before = contacts(&suite, &site.site_id).await;
+    let before = suite.contact_roles(&site.site_id).await;
     for role in [Role::Secondary, Role::Administrative] {
         let refused = assign(&suite, operator, &site.site_id, role, OPERATOR_EMAIL)
             .await
@@ -152,7 +140,7 @@ async fn nobody_gives_itself_a_role_that_implies_rights() {
     .await
     .expect_err("rule T7");
     assert!(cites(refused.message(), "T7"), "{refused:?}");
-    assert_eq!(contacts(&suite, &site.site_id).await, before);
+    assert_eq!(suite.contact_roles(&site.site_id).await, before);
     // Roles that imply nothing are not grants: the operator may be a billing contact.
     assign(
         &suite,
@@ -243,7 +231,7 @@ async fn a_disabled_account_is_given_no_role() {
         ))
         .await
         .expect("the operator disables the user");
-    let before = contacts(&suite, &site.site_id).await;
+    let before = suite.contact_roles(&site.site_id).await;
     let refused = assign(
         &suite,
         &suite.operator,
@@ -255,5 +243,5 @@ async fn a_disabled_account_is_given_no_role() {
     .expect_err("rule I4: no role for a disabled account");
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
     assert!(cites(refused.message(), "I4"), "{refused:?}");
-    assert_eq!(contacts(&suite, &site.site_id).await, before);
+    assert_eq!(suite.contact_roles(&site.site_id).await, before);
 }

@@ -7,21 +7,13 @@
 
 use crate::gateway::helpers::*;
 use kc_proto::access::{self as apb};
-use kc_proto::gateway::{self as gw};
 use tonic::{Code, Status};
 use tonic_types::StatusExt as _;
 
 /// `ShowAllContacts` of `site_id` as `person`: its refusal.
 async fn refused(suite: &Suite, person: &Person, site_id: &str) -> Status {
     suite
-        .gw()
-        .show_all_contacts(authed(
-            Some(&person.token),
-            gw::ShowAllContactsRequest {
-                site_id: site_id.into(),
-                ..Default::default()
-            },
-        ))
+        .contacts_page(person, site_id, 0, "")
         .await
         .expect_err("refused")
 }

@@ -22,18 +22,8 @@ async fn page(
     page_token: &str,
 ) -> Result<gw::ShowAllContactsResponse, Status> {
     suite
-        .gw()
-        .show_all_contacts(authed(
-            Some(&person.token),
-            gw::ShowAllContactsRequest {
-                site_id: site_id.into(),
-                roles: Vec::new(),
-                page_size,
-                page_token: page_token.into(),
-            },
-        ))
+        .contacts_page(person, site_id, page_size, page_token)
         .await
-        .map(tonic::Response::into_inner)
 }
 
 /// Every page of the site as the operator, `page_size` people at a time: the people in

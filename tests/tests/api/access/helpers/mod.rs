@@ -232,3 +232,29 @@ pub fn ts(t: &Option<prost_types::Timestamp>) -> (i64, i32) {
     let t = t.as_ref().expect("timestamp");
     (t.seconds, t.nanos)
 }
+
+/// Waits until a session of the suite's database waits for a lock: the session of backend
+/// `pid` when given, any session otherwise (e.g. a service's, whose pid the test cannot know).
+pub async fn wait_for_lock_wait(pool: &sqlx::PgPool, what: &str, pid: Option<i32>) {
+    eventually(what, || {
+        let pool = pool.clone();
+        async move {
+            let waiting: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks l \
+                 JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE NOT l.granted AND a.datname = current_database() \
+                 AND ($1::int4 IS NULL OR l.pid = $1))",
+            )
+            .bind(pid)
+            .fetch_one(&pool)
+            .await
+            .map_err(|error| error.to_string())?;
+            if waiting {
+                Ok(())
+            } else {
+                Err("not waiting yet".to_owned())
+            }
+        }
+    })
+    .await;
+}

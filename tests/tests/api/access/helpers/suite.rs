@@ -62,6 +62,18 @@ impl Suite {
         Sandbox::another(Service::Access, argv.to_vec()).await
     }
 
+    /// A pool on access management's schema of the suite's database, for tests that hold
+    /// its locks or read its tables directly.
+    pub async fn access_pool(&self) -> sqlx::PgPool {
+        kc_runtime::db::connect(
+            &self.db.url,
+            kc_access::SCHEMA,
+            &kc_runtime::db::PoolSettings::default(),
+        )
+        .await
+        .expect("pool on the access schema")
+    }
+
     // ---- identity ----
 
     /// Registers a customer with `email` and proves its address as its owner would (rule
