@@ -218,6 +218,26 @@ fn uuid_key(key: &str) -> Option<Uuid> {
     Uuid::parse_str(key).ok()
 }
 
+/// A page token's key part that is text as it stands (a domain, a blocked target).
+fn text_key(key: &str) -> Option<String> {
+    Some(key.to_owned())
+}
+
+/// The request of a page of one site's items, keyed by `key`: the site's id, the key to
+/// start after (`None` for the first page) and the page size; all violations at once.
+fn site_page<K>(
+    site_id: &str,
+    size: i32,
+    token: &str,
+    key: impl Fn(&str) -> Option<K>,
+) -> Result<(Uuid, Option<K>, u32), ApiError> {
+    let mut v = Violations::new();
+    let site_id = v.check(parse_id("site_id", site_id));
+    let size = v.check(page_size(size, LIST_PAGE.0, LIST_PAGE.1));
+    let after = v.check(single_key(token, key));
+    v.build(|| Some((site_id?, after?, size?)))
+}
+
 /// The key of a ListApprovers page token: the role rank, then the user id.
 fn approver_key(token: &str) -> Result<Option<ApproverKey>, Violation> {
     decode_token(token, 2)?
@@ -348,16 +368,11 @@ impl TryFrom<pb::ListSiteAccessRequest> for SiteAccessQuery {
     type Error = ApiError;
 
     fn try_from(r: pb::ListSiteAccessRequest) -> Result<Self, ApiError> {
-        let mut v = Violations::new();
-        let site_id = v.check(parse_id("site_id", &r.site_id));
-        let size = v.check(page_size(r.page_size, LIST_PAGE.0, LIST_PAGE.1));
-        let after = v.check(single_key(&r.page_token, uuid_key));
-        v.build(|| {
-            Some(Self {
-                site_id: site_id?,
-                after: after?,
-                size: size?,
-            })
+        let (site_id, after, size) = site_page(&r.site_id, r.page_size, &r.page_token, uuid_key)?;
+        Ok(Self {
+            site_id,
+            after,
+            size,
         })
     }
 }
@@ -366,16 +381,11 @@ impl TryFrom<pb::ListSupportUsersRequest> for SupportUsersQuery {
     type Error = ApiError;
 
     fn try_from(r: pb::ListSupportUsersRequest) -> Result<Self, ApiError> {
-        let mut v = Violations::new();
-        let site_id = v.check(parse_id("site_id", &r.site_id));
-        let size = v.check(page_size(r.page_size, LIST_PAGE.0, LIST_PAGE.1));
-        let after = v.check(single_key(&r.page_token, uuid_key));
-        v.build(|| {
-            Some(Self {
-                site_id: site_id?,
-                after: after?,
-                size: size?,
-            })
+        let (site_id, after, size) = site_page(&r.site_id, r.page_size, &r.page_token, uuid_key)?;
+        Ok(Self {
+            site_id,
+            after,
+            size,
         })
     }
 }
@@ -776,16 +786,11 @@ impl TryFrom<pb::ListDomainPoliciesRequest> for PoliciesQuery {
     type Error = ApiError;
 
     fn try_from(r: pb::ListDomainPoliciesRequest) -> Result<Self, ApiError> {
-        let mut v = Violations::new();
-        let site_id = v.check(parse_id("site_id", &r.site_id));
-        let size = v.check(page_size(r.page_size, LIST_PAGE.0, LIST_PAGE.1));
-        let after = v.check(single_key(&r.page_token, |key| Some(key.to_owned())));
-        v.build(|| {
-            Some(Self {
-                site_id: site_id?,
-                after: after?,
-                size: size?,
-            })
+        let (site_id, after, size) = site_page(&r.site_id, r.page_size, &r.page_token, text_key)?;
+        Ok(Self {
+            site_id,
+            after,
+            size,
         })
     }
 }

@@ -106,13 +106,14 @@ pub(crate) fn access_request_expired(request: &AccessRequest) -> PendingEvent {
     )
 }
 
-/// A user's explicit rights changed (T5); that user is told.
-pub(crate) fn rights_changed(
+/// The `rights.changed` event telling `after`'s user that its rights went from `before` to
+/// `after` for `reason`; `rest` holds the other fields (the request, `ended`, `welcome`).
+fn rights_event(
     actor: Option<Actor>,
     before: &Profile,
     after: &Profile,
     reason: &str,
-    request_id: Option<Uuid>,
+    rest: pb::RightsChanged,
 ) -> PendingEvent {
     event(
         "rights.changed",
@@ -124,11 +125,24 @@ pub(crate) fn rights_changed(
             before: Some(before.into()),
             after: Some(after.into()),
             reason: reason.to_owned(),
-            request_id: request_id.map(|id| id.to_string()).unwrap_or_default(),
-            ended: false,
-            welcome: false,
+            ..rest
         }),
     )
+}
+
+/// A user's explicit rights changed (T5); that user is told.
+pub(crate) fn rights_changed(
+    actor: Option<Actor>,
+    before: &Profile,
+    after: &Profile,
+    reason: &str,
+    request_id: Option<Uuid>,
+) -> PendingEvent {
+    let rest = pb::RightsChanged {
+        request_id: request_id.map(|id| id.to_string()).unwrap_or_default(),
+        ..Default::default()
+    };
+    rights_event(actor, before, after, reason, rest)
 }
 
 /// A person just added to the site received its first rights (SetUserAccess `welcome`, the
@@ -139,41 +153,21 @@ pub(crate) fn site_user_welcomed(
     after: &Profile,
     reason: &str,
 ) -> PendingEvent {
-    event(
-        "rights.changed",
-        Some(actor),
-        after.site_id,
-        &after.site_number,
-        Payload::RightsChanged(pb::RightsChanged {
-            user_id: after.user_id.to_string(),
-            before: Some(before.into()),
-            after: Some(after.into()),
-            reason: reason.to_owned(),
-            request_id: String::new(),
-            ended: false,
-            welcome: true,
-        }),
-    )
+    let rest = pb::RightsChanged {
+        welcome: true,
+        ..Default::default()
+    };
+    rights_event(Some(actor), before, after, reason, rest)
 }
 
 /// A user's explicit grants reached their end and the service removed them (T9); that user
 /// is told. `before` shows the grants and their end.
 pub(crate) fn grant_ended(before: &Profile, after: &Profile, reason: &str) -> PendingEvent {
-    event(
-        "rights.changed",
-        None,
-        after.site_id,
-        &after.site_number,
-        Payload::RightsChanged(pb::RightsChanged {
-            user_id: after.user_id.to_string(),
-            before: Some(before.into()),
-            after: Some(after.into()),
-            reason: reason.to_owned(),
-            request_id: String::new(),
-            ended: true,
-            welcome: false,
-        }),
-    )
+    let rest = pb::RightsChanged {
+        ended: true,
+        ..Default::default()
+    };
+    rights_event(None, before, after, reason, rest)
 }
 
 /// A user's explicit grants end within the notice window (T9); that user is told, once per

@@ -50,7 +50,7 @@ use kc_proto::identity::identity_service_client::IdentityServiceClient;
 use kc_proto::identity::{self as identity_pb};
 use kc_runtime::Shutdown;
 use kc_runtime::client::ServiceToken;
-use kc_runtime::outbox::{Consumer, apply_fn, watch_source};
+use kc_runtime::outbox::{Consumer, apply_fn, identity_event_user, watch_source};
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -245,23 +245,7 @@ pub(crate) async fn apply_identity_event(
     conn: &mut PgConnection,
     event: &identity_pb::Event,
 ) -> anyhow::Result<Option<Uuid>> {
-    use identity_pb::event::Payload;
-    let user = match &event.payload {
-        Some(Payload::UserRegistered(e)) => e.user.as_ref(),
-        Some(Payload::UserUpdated(e)) => e.user.as_ref(),
-        Some(Payload::UserDisabled(e)) => e.user.as_ref(),
-        Some(Payload::UserEnabled(e)) => e.user.as_ref(),
-        // Mails and revocations change nothing this projection keeps (revoked tokens are
-        // refused by the token verifier, rule I4); payloads of a newer identity neither.
-        Some(
-            Payload::EmailVerificationRequested(_)
-            | Payload::RegistrationAttempted(_)
-            | Payload::EmailChangeRequested(_)
-            | Payload::TokensRevoked(_),
-        )
-        | None => None,
-    };
-    let Some(user) = user else {
+    let Some(user) = identity_event_user(event) else {
         return Ok(None);
     };
     let user_id = parse_uuid("user id", &user.user_id)?;

@@ -17,9 +17,8 @@
 use std::time::Duration;
 
 use kc_runtime::Shutdown;
-use kc_runtime::sweep::in_batches;
+use kc_runtime::sweep::{in_batches, next_sweep, sweep_ticks};
 use tokio::task::JoinHandle;
-use tokio::time::MissedTickBehavior;
 
 use crate::domain::Access;
 use crate::domain::service::EXPIRY_BATCH;
@@ -37,14 +36,8 @@ where
 /// Starts the sweeper; it runs until `shutdown` triggers.
 pub(crate) fn spawn(access: Access, interval: Duration, shutdown: Shutdown) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                () = shutdown.wait() => break,
-                _ = ticks.tick() => {}
-            }
+        let mut ticks = sweep_ticks(interval);
+        while next_sweep(&mut ticks, &shutdown).await {
             sweep(&shutdown, "expiring access requests", || {
                 access.expire_due()
             })

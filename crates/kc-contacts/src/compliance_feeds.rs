@@ -21,7 +21,7 @@ use kc_proto::notification::notification_service_client::NotificationServiceClie
 use kc_proto::notification::{self as notification_pb};
 use kc_runtime::Shutdown;
 use kc_runtime::client::ServiceToken;
-use kc_runtime::outbox::{Consumer, apply_fn, watch_source};
+use kc_runtime::outbox::{Consumer, apply_fn, identity_event_user, watch_source};
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -73,22 +73,7 @@ pub async fn apply_identity_event(
     conn: &mut PgConnection,
     event: &identity_pb::Event,
 ) -> anyhow::Result<()> {
-    use identity_pb::event::Payload;
-    let user = match &event.payload {
-        Some(Payload::UserRegistered(e)) => e.user.as_ref(),
-        Some(Payload::UserUpdated(e)) => e.user.as_ref(),
-        Some(Payload::UserDisabled(e)) => e.user.as_ref(),
-        Some(Payload::UserEnabled(e)) => e.user.as_ref(),
-        // Mails and revocations change no state; payloads of a newer identity neither.
-        Some(
-            Payload::EmailVerificationRequested(_)
-            | Payload::RegistrationAttempted(_)
-            | Payload::EmailChangeRequested(_)
-            | Payload::TokensRevoked(_),
-        )
-        | None => None,
-    };
-    let Some(user) = user else {
+    let Some(user) = identity_event_user(event) else {
         return Ok(());
     };
     let state = match identity_pb::UserState::try_from(user.state) {

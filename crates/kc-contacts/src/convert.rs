@@ -92,6 +92,16 @@ fn role_from_proto(field: &str, value: i32) -> Result<ContactRole, Violation> {
     })
 }
 
+/// The role a transfer of the PRIMARY contact leaves the previous PRIMARY with, in
+/// `previous_primary_role`: SITE_USER when unspecified.
+fn previous_primary_role(value: i32) -> Result<ContactRole, Violation> {
+    if value == 0 {
+        Ok(ContactRole::SiteUser)
+    } else {
+        role_from_proto("previous_primary_role", value)
+    }
+}
+
 /// The notice purpose of a proto purpose number.
 fn purpose_from_proto(value: i32) -> Result<NoticePurpose, Violation> {
     use pb::NoticePurpose as P;
@@ -601,14 +611,7 @@ impl TryFrom<pb::TransferPrimaryContactRequest> for Transfer {
         let mut v = Violations::new();
         let site_id = v.check(parse_id("site_id", &r.site_id));
         let new_user_id = v.check(parse_id("new_user_id", &r.new_user_id));
-        let previous_primary_role = if r.previous_primary_role == 0 {
-            Some(ContactRole::SiteUser)
-        } else {
-            v.check(role_from_proto(
-                "previous_primary_role",
-                r.previous_primary_role,
-            ))
-        };
+        let previous_primary_role = v.check(previous_primary_role(r.previous_primary_role));
         let (site_id, new_user_id, previous_primary_role) =
             v.build(|| Some((site_id?, new_user_id?, previous_primary_role?)))?;
         Ok(Self {
@@ -792,14 +795,7 @@ impl TryFrom<pb::AttestPrimaryRecoveryRequest> for crate::domain::recovery::Reco
         let recovery_id = v.check(parse_id("recovery_id", &r.recovery_id));
         let new_user_id = v.check(parse_id("new_user_id", &r.new_user_id));
         let reason = v.check(crate::domain::recovery::reason("reason", &r.reason));
-        let previous_primary_role = if r.previous_primary_role == 0 {
-            Some(ContactRole::SiteUser)
-        } else {
-            v.check(role_from_proto(
-                "previous_primary_role",
-                r.previous_primary_role,
-            ))
-        };
+        let previous_primary_role = v.check(previous_primary_role(r.previous_primary_role));
         v.build(|| {
             Some(Self {
                 recovery_id: recovery_id?,

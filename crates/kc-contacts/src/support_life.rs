@@ -25,10 +25,9 @@ use std::time::Duration;
 
 use kc_runtime::Shutdown;
 use kc_runtime::audit::{self, NewRecord};
-use kc_runtime::sweep::{in_batches, one_by_one};
+use kc_runtime::sweep::{in_batches, next_sweep, one_by_one, sweep_ticks};
 use serde_json::json;
 use sqlx::PgConnection;
-use tokio::time::MissedTickBehavior;
 
 use crate::domain::recipients::{self, NoticePurpose, Recipient};
 use crate::domain::support_life::{days_left, lapse_due, reminder_due, today};
@@ -41,14 +40,8 @@ const BATCH: usize = 100;
 
 /// Runs the sweeper until `shutdown`: a sweep at start, then every `interval`.
 pub(crate) async fn run(registry: Registry, interval: Duration, shutdown: Shutdown) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            () = shutdown.wait() => break,
-            _ = ticks.tick() => {}
-        }
+    let mut ticks = sweep_ticks(interval);
+    while next_sweep(&mut ticks, &shutdown).await {
         in_batches(&shutdown, "lapsing S&S", BATCH, || {
             lapse_due_sites(&registry)
         })

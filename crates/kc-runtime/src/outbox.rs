@@ -67,7 +67,10 @@ use uuid::Uuid;
 
 pub use consumer::{AwaitCursorError, Consumer, await_cursor, load_cursor};
 pub use cursor::{Cursor, InvalidCursor};
-pub use feed::{EventFeed, EventItems, OpenedEvents, OpenedResponses, apply_fn, watch_source};
+pub use feed::{
+    EventFeed, EventItems, OpenedEvents, OpenedResponses, apply_fn, identity_event_user,
+    watch_source,
+};
 pub use lag::{CONSUMER_EVENTS_APPLIED, CONSUMER_LAG_SECONDS, EventTime, stream_label};
 pub use positioned::{PositionedEvent, decode_response};
 pub use read::{StoredEvent, read_batch};

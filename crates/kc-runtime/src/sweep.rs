@@ -10,8 +10,29 @@
 
 use std::fmt::Display;
 use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::Shutdown;
+
+/// The ticks of a sweep: the first at once, then every `interval`; a late tick delays the
+/// next ones rather than bursting to catch up.
+pub fn sweep_ticks(interval: Duration) -> Interval {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticks
+}
+
+/// Waits for the next of `ticks`: `true` when it is time to sweep, `false` once `shutdown`
+/// triggers (checked first, so a due tick never delays a shutdown).
+pub async fn next_sweep(ticks: &mut Interval, shutdown: &Shutdown) -> bool {
+    tokio::select! {
+        biased;
+        () = shutdown.wait() => false,
+        _ = ticks.tick() => true,
+    }
+}
 
 /// Runs `one` (one item of a sweep, in its own transaction: whether there was one) until it
 /// finds none or `limit` are done; logs how many as `done`. Returns how many.

@@ -9,21 +9,41 @@ use crate::domain::blocks::{
 /// T5, cited when blocking or unblocking gives no reason.
 const BLOCK_REASON: &str = "T5: every change records why";
 
+/// The site, the blocked address or domain and the reason a block or an unblock names;
+/// all violations at once.
+fn site_target(
+    site_id: &str,
+    email: &str,
+    domain: &str,
+    reason: &str,
+) -> Result<UnblockChange, ApiError> {
+    let mut v = Violations::new();
+    let site_id = v.check(parse_id("site_id", site_id));
+    let target = v.check(BlockTarget::parse(email, domain));
+    let reason = v.check(required_reason("reason", reason, BLOCK_REASON));
+    v.build(|| {
+        Some(UnblockChange {
+            site_id: site_id?,
+            target: target?,
+            reason: reason?,
+        })
+    })
+}
+
 impl TryFrom<pb::BlockRequesterRequest> for BlockChange {
     type Error = ApiError;
 
     fn try_from(r: pb::BlockRequesterRequest) -> Result<Self, ApiError> {
-        let mut v = Violations::new();
-        let site_id = v.check(parse_id("site_id", &r.site_id));
-        let target = v.check(BlockTarget::parse(&r.email, &r.domain));
-        let reason = v.check(required_reason("reason", &r.reason, BLOCK_REASON));
-        v.build(|| {
-            Some(Self {
-                site_id: site_id?,
-                target: target?,
-                reason: reason?,
-                reject_pending: r.reject_pending,
-            })
+        let UnblockChange {
+            site_id,
+            target,
+            reason,
+        } = site_target(&r.site_id, &r.email, &r.domain, &r.reason)?;
+        Ok(Self {
+            site_id,
+            target,
+            reason,
+            reject_pending: r.reject_pending,
         })
     }
 }
@@ -32,17 +52,7 @@ impl TryFrom<pb::UnblockRequesterRequest> for UnblockChange {
     type Error = ApiError;
 
     fn try_from(r: pb::UnblockRequesterRequest) -> Result<Self, ApiError> {
-        let mut v = Violations::new();
-        let site_id = v.check(parse_id("site_id", &r.site_id));
-        let target = v.check(BlockTarget::parse(&r.email, &r.domain));
-        let reason = v.check(required_reason("reason", &r.reason, BLOCK_REASON));
-        v.build(|| {
-            Some(Self {
-                site_id: site_id?,
-                target: target?,
-                reason: reason?,
-            })
-        })
+        site_target(&r.site_id, &r.email, &r.domain, &r.reason)
     }
 }
 
@@ -50,16 +60,11 @@ impl TryFrom<pb::ListBlockedRequestersRequest> for BlocksQuery {
     type Error = ApiError;
 
     fn try_from(r: pb::ListBlockedRequestersRequest) -> Result<Self, ApiError> {
-        let mut v = Violations::new();
-        let site_id = v.check(parse_id("site_id", &r.site_id));
-        let size = v.check(page_size(r.page_size, LIST_PAGE.0, LIST_PAGE.1));
-        let after = v.check(single_key(&r.page_token, |key| Some(key.to_owned())));
-        v.build(|| {
-            Some(Self {
-                site_id: site_id?,
-                after: after?,
-                size: size?,
-            })
+        let (site_id, after, size) = site_page(&r.site_id, r.page_size, &r.page_token, text_key)?;
+        Ok(Self {
+            site_id,
+            after,
+            size,
         })
     }
 }

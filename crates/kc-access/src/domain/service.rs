@@ -370,6 +370,42 @@ impl Change {
     }
 }
 
+/// Rejects the locked PENDING `request` by `actor` for `reason`, and adds the rejection's
+/// audit record and event to `change`. Returns the request as decided; `LostRace` when it
+/// changed since it was read.
+async fn reject_request(
+    conn: &mut PgConnection,
+    change: &mut Change,
+    actor: Actor,
+    request: &AccessRequest,
+    reason: String,
+) -> Result<AccessRequest> {
+    let decided = storage::requests::decide(
+        conn,
+        request.request_id,
+        &storage::requests::Decision {
+            state: RequestState::Rejected,
+            decided_by: Some(actor.actor_id),
+            granted: None,
+            reason: Some(&reason),
+            auto_approved: false,
+            expected_version: Some(request.version),
+        },
+    )
+    .await?
+    .ok_or(AccessError::LostRace)?;
+    change.record(Entry {
+        actor: Some(actor),
+        action: "request.rejected",
+        resource_id: request.request_id.to_string(),
+        before: to_json(request),
+        after: to_json(&decided),
+        reason,
+    });
+    change.event(events::access_request_decided(Some(actor), &decided));
+    Ok(decided)
+}
+
 /// Rule I1: refuses, with `message`, a grant or request for a user that is not proven and
 /// active in the projection of identity's users. Holds the user's row in share mode until
 /// the transaction ends.
@@ -408,6 +444,22 @@ async fn site_of(conn: &mut PgConnection, site_id: Uuid) -> Result<Site> {
     storage::sites::get(conn, site_id)
         .await?
         .ok_or(AccessError::SiteNotFound)
+}
+
+impl Access {
+    /// A page of `size` of one site's items, which `read` reads with a limit of one more
+    /// (to tell whether more follow); `SiteNotFound` for an unknown site.
+    async fn page_of_site<T>(
+        &self,
+        site_id: Uuid,
+        size: u32,
+        read: impl AsyncFnOnce(&mut PgConnection, i64) -> Result<Vec<T>, sqlx::Error>,
+    ) -> Result<Page<T>> {
+        let mut conn = self.pool.acquire().await?;
+        site_of(&mut conn, site_id).await?;
+        let rows = read(&mut conn, i64::from(size) + 1).await?;
+        Ok(Page::from_rows(rows, size))
+    }
 }
 
 /// The profile of a user on a site already known to exist.
@@ -780,11 +832,10 @@ impl Access {
             after,
             size,
         } = query;
-        let mut conn = self.pool.acquire().await?;
-        site_of(&mut conn, site_id).await?;
-        let rows =
-            storage::sites::site_profiles(&mut conn, site_id, after, i64::from(size) + 1).await?;
-        Ok(Page::from_rows(rows, size))
+        self.page_of_site(site_id, size, async |conn, limit| {
+            storage::sites::site_profiles(conn, site_id, after, limit).await
+        })
+        .await
     }
 
     /// A page of one user's profiles on the sites where it has rights.
@@ -1124,12 +1175,10 @@ impl Access {
             before,
             size,
         } = query;
-        let mut conn = self.pool.acquire().await?;
-        site_of(&mut conn, site_id).await?;
-        let rows =
-            storage::requests::page_of_site(&mut conn, site_id, state, before, i64::from(size) + 1)
-                .await?;
-        Ok(Page::from_rows(rows, size))
+        self.page_of_site(site_id, size, async |conn, limit| {
+            storage::requests::page_of_site(conn, site_id, state, before, limit).await
+        })
+        .await
     }
 
     /// A page of the actor's own requests, newest first.
@@ -1278,30 +1327,8 @@ impl Access {
         check_etag(etag, request.version, "the access request")?;
         let authority = self.authority(&mut tx, actor, &site).await?;
         check_decider(&authority, request.kind)?;
-        let decided = storage::requests::decide(
-            &mut tx,
-            request_id,
-            &storage::requests::Decision {
-                state: RequestState::Rejected,
-                decided_by: Some(actor.actor_id),
-                granted: None,
-                reason: Some(&reason),
-                auto_approved: false,
-                expected_version: Some(request.version),
-            },
-        )
-        .await?
-        .ok_or(AccessError::LostRace)?;
         let mut change = Change::new(site.site_id);
-        change.record(Entry {
-            actor: Some(actor),
-            action: "request.rejected",
-            resource_id: request_id.to_string(),
-            before: to_json(&request),
-            after: to_json(&decided),
-            reason,
-        });
-        change.event(events::access_request_decided(Some(actor), &decided));
+        let decided = reject_request(&mut tx, &mut change, actor, &request, reason).await?;
         change.commit(tx, &self.cache).await?;
         Ok(decided)
     }
@@ -1585,16 +1612,10 @@ impl Access {
             after,
             size,
         } = query;
-        let mut conn = self.pool.acquire().await?;
-        site_of(&mut conn, site_id).await?;
-        let rows = storage::policies::page_of_site(
-            &mut conn,
-            site_id,
-            after.as_deref(),
-            i64::from(size) + 1,
-        )
-        .await?;
-        Ok(Page::from_rows(rows, size))
+        self.page_of_site(site_id, size, async |conn, limit| {
+            storage::policies::page_of_site(conn, site_id, after.as_deref(), limit).await
+        })
+        .await
     }
 
     /// A page of a site's audit records, newest first.
@@ -1604,11 +1625,10 @@ impl Access {
         before: Option<i64>,
         size: u32,
     ) -> Result<Page<AuditRecord>> {
-        let mut conn = self.pool.acquire().await?;
-        site_of(&mut conn, site_id).await?;
-        let rows =
-            storage::audit::page_of_site(&mut conn, site_id, before, i64::from(size) + 1).await?;
-        Ok(Page::from_rows(rows, size))
+        self.page_of_site(site_id, size, async |conn, limit| {
+            storage::audit::page_of_site(conn, site_id, before, limit).await
+        })
+        .await
     }
 }
 

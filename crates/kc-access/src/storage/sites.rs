@@ -338,6 +338,24 @@ fn profiles(rows: Vec<ProfileRow>) -> Result<Vec<Profile>, sqlx::Error> {
     rows.into_iter().map(Profile::try_from).collect()
 }
 
+/// Up to `limit` profiles read by `query` (a `profile_select!` over pairs), whose `$1` is
+/// `id`, `$2` the key to start after and `$3` the limit.
+async fn profiles_page(
+    conn: &mut PgConnection,
+    query: &'static str,
+    id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Profile>, sqlx::Error> {
+    let rows: Vec<ProfileRow> = sqlx::query_as(query)
+        .bind(id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+    profiles(rows)
+}
+
 /// The profile of one user on one site; `None` when the projection knows no such site.
 pub async fn profile(
     conn: &mut PgConnection,
@@ -382,19 +400,20 @@ pub async fn site_profiles(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Profile>, sqlx::Error> {
-    let rows: Vec<ProfileRow> = sqlx::query_as(concat!(
-        "WITH pairs AS (SELECT $1::uuid AS site_id, h.user_id FROM (",
-        holders_of_site!(),
-        ") h WHERE ($2::uuid IS NULL OR h.user_id > $2) ORDER BY h.user_id LIMIT $3) ",
-        profile_select!(),
-        "ORDER BY p.user_id"
-    ))
-    .bind(site_id)
-    .bind(after)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    profiles(rows)
+    profiles_page(
+        conn,
+        concat!(
+            "WITH pairs AS (SELECT $1::uuid AS site_id, h.user_id FROM (",
+            holders_of_site!(),
+            ") h WHERE ($2::uuid IS NULL OR h.user_id > $2) ORDER BY h.user_id LIMIT $3) ",
+            profile_select!(),
+            "ORDER BY p.user_id"
+        ),
+        site_id,
+        after,
+        limit,
+    )
+    .await
 }
 
 /// Up to `limit` profiles of a site's support users (U4), after user id `after`, in user-id
@@ -408,22 +427,23 @@ pub async fn support_profiles(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Profile>, sqlx::Error> {
-    let rows: Vec<ProfileRow> = sqlx::query_as(concat!(
-        "WITH pairs AS (SELECT $1::uuid AS site_id, h.user_id FROM ( \
-           (SELECT user_id FROM grants WHERE site_id = $1 AND support > 0 \
-              AND ($2::uuid IS NULL OR user_id > $2) ORDER BY user_id LIMIT $3) \
-           UNION SELECT user_id FROM site_roles WHERE site_id = $1 AND role = 3 \
-              AND ($2::uuid IS NULL OR user_id > $2) \
-         ) h ORDER BY h.user_id LIMIT $3) ",
-        profile_select!(),
-        "ORDER BY p.user_id"
-    ))
-    .bind(site_id)
-    .bind(after)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    profiles(rows)
+    profiles_page(
+        conn,
+        concat!(
+            "WITH pairs AS (SELECT $1::uuid AS site_id, h.user_id FROM ( \
+               (SELECT user_id FROM grants WHERE site_id = $1 AND support > 0 \
+                  AND ($2::uuid IS NULL OR user_id > $2) ORDER BY user_id LIMIT $3) \
+               UNION SELECT user_id FROM site_roles WHERE site_id = $1 AND role = 3 \
+                  AND ($2::uuid IS NULL OR user_id > $2) \
+             ) h ORDER BY h.user_id LIMIT $3) ",
+            profile_select!(),
+            "ORDER BY p.user_id"
+        ),
+        site_id,
+        after,
+        limit,
+    )
+    .await
 }
 
 /// Up to `limit` profiles of one user on the sites where it has a grant or a role that
@@ -434,22 +454,23 @@ pub async fn user_profiles(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Profile>, sqlx::Error> {
-    let rows: Vec<ProfileRow> = sqlx::query_as(concat!(
-        "WITH pairs AS (SELECT h.site_id, $1::uuid AS user_id FROM ( \
-           SELECT site_id FROM grants WHERE user_id = $1 AND any_grant \
-           UNION SELECT site_id FROM site_roles WHERE user_id = $1 AND role IN ",
-        implying_roles!(),
-        ") h \
-         WHERE ($2::uuid IS NULL OR h.site_id > $2) ORDER BY h.site_id LIMIT $3) ",
-        profile_select!(),
-        "ORDER BY p.site_id"
-    ))
-    .bind(user_id)
-    .bind(after)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    profiles(rows)
+    profiles_page(
+        conn,
+        concat!(
+            "WITH pairs AS (SELECT h.site_id, $1::uuid AS user_id FROM ( \
+               SELECT site_id FROM grants WHERE user_id = $1 AND any_grant \
+               UNION SELECT site_id FROM site_roles WHERE user_id = $1 AND role IN ",
+            implying_roles!(),
+            ") h \
+             WHERE ($2::uuid IS NULL OR h.site_id > $2) ORDER BY h.site_id LIMIT $3) ",
+            profile_select!(),
+            "ORDER BY p.site_id"
+        ),
+        user_id,
+        after,
+        limit,
+    )
+    .await
 }
 
 /// The profiles of the pairs `(site_ids[i], user_ids[i])` on sites the projection knows, in

@@ -395,6 +395,63 @@ impl StepRecord<'_> {
     }
 }
 
+/// How a person decides an open recovery (C12).
+enum Verdict {
+    /// Refused, by its old primary contact or an operator.
+    Refused,
+    /// Attested by an operator, making `new_primary` the primary contact.
+    Attested {
+        /// The new primary contact.
+        new_primary: Uuid,
+    },
+}
+
+/// Decides the locked open recovery `before` by `actor` for `reason` at `now`, and records
+/// the step (audit record and event) on `site`. Returns the recovery after.
+async fn decide_open(
+    tx: &mut PgConnection,
+    actor: Actor,
+    site: &Site,
+    before: &PrimaryRecovery,
+    verdict: Verdict,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<PrimaryRecovery> {
+    let (state, new_primary, action, step) = match verdict {
+        Verdict::Refused => (
+            Stored::Refused,
+            None,
+            "primary_recovery.refused",
+            RecoveryStep::Refused,
+        ),
+        Verdict::Attested { new_primary } => (
+            Stored::Attested,
+            Some(new_primary),
+            "primary_recovery.attested",
+            RecoveryStep::Attested,
+        ),
+    };
+    let after = storage::recoveries::decide(
+        &mut *tx,
+        before.recovery_id,
+        state,
+        Some((actor.actor_id, reason)),
+        now,
+        new_primary,
+    )
+    .await?;
+    StepRecord {
+        action,
+        before: Some(before),
+        after: &after,
+        reason,
+        event: Some(step),
+    }
+    .append(tx, actor, site)
+    .await?;
+    Ok(after)
+}
+
 /// The recovery `recovery_id` and its site, locked (the site first, as every write does).
 async fn lock_recovery(
     tx: &mut PgConnection,
@@ -540,23 +597,15 @@ impl Registry {
         }
         let now = Utc::now();
         before.check_refusable(now)?;
-        let after = storage::recoveries::decide(
+        let after = decide_open(
             &mut tx,
-            recovery_id,
-            Stored::Refused,
-            Some((actor.actor_id, &reason)),
+            actor,
+            &site,
+            &before,
+            Verdict::Refused,
+            &reason,
             now,
-            None,
         )
-        .await?;
-        StepRecord {
-            action: "primary_recovery.refused",
-            before: Some(&before),
-            after: &after,
-            reason: &reason,
-            event: Some(RecoveryStep::Refused),
-        }
-        .append(&mut tx, actor, &site)
         .await?;
         tx.commit().await?;
         tracing::info!(site_id = %site.site_id, %recovery_id, "primary recovery refused");
@@ -604,24 +653,10 @@ impl Registry {
                 },
             )
             .await?;
-        let after = storage::recoveries::decide(
-            &mut tx,
-            recovery_id,
-            Stored::Attested,
-            Some((actor.actor_id, &reason)),
-            now,
-            Some(new_user_id),
-        )
-        .await?;
-        StepRecord {
-            action: "primary_recovery.attested",
-            before: Some(&before),
-            after: &after,
-            reason: &reason,
-            event: Some(RecoveryStep::Attested),
-        }
-        .append(&mut tx, actor, &site)
-        .await?;
+        let verdict = Verdict::Attested {
+            new_primary: new_user_id,
+        };
+        let after = decide_open(&mut tx, actor, &site, &before, verdict, &reason, now).await?;
         tx.commit().await?;
         tracing::info!(site_id = %site.site_id, %recovery_id, "primary recovery attested");
         Ok(Revised {

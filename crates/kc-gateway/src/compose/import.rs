@@ -41,7 +41,7 @@ use futures::{Stream, StreamExt};
 use kc_proto::access::{self, Permission, SupportLevel, ToolAccess};
 use kc_proto::contacts::{self, Contact, ContactDetails, ContactRole, Site};
 use kc_proto::gateway as pb;
-use kc_proto::identity::{self, User};
+use kc_proto::identity::User;
 use kc_rights::rights::ContactRole as RightsRole;
 use kc_runtime::values::{Email, SiteNumber};
 use kc_runtime::{Caller, Violation};
@@ -753,14 +753,17 @@ impl Import {
             RightsRole::from_number(row.role as i32).is_some_and(RightsRole::is_single_holder);
         let role = [row.role];
         let (user, role_contacts) = if simulated.is_some() {
-            (self.user(ctx, &row.email).await?, Vec::new())
+            (
+                self.gateway.lookup_account(ctx, &row.email).await?,
+                Vec::new(),
+            )
         } else if single {
             futures::try_join!(
-                self.user(ctx, &row.email),
+                self.gateway.lookup_account(ctx, &row.email),
                 self.gateway.site_contacts(ctx, &site_id, &role)
             )?
         } else {
-            let user = self.user(ctx, &row.email).await?;
+            let user = self.gateway.lookup_account(ctx, &row.email).await?;
             let role_contacts = match user {
                 Some(_) => {
                     self.gateway
@@ -1150,28 +1153,6 @@ impl Import {
         }
         let mut simulated = self.simulated.lock().ok()?;
         Some(simulated.entry(site_id.to_owned()).or_default().clone())
-    }
-
-    /// The account of `email`, when identity has one (proven or invited), asked as the
-    /// gateway.
-    async fn user(&self, ctx: &Ctx, email: &str) -> Result<Option<User>, GatewayError> {
-        match self
-            .gateway
-            .clients
-            .lookup_user(
-                &ctx.as_gateway(),
-                identity::LookupUserRequest {
-                    email: email.to_owned(),
-                },
-            )
-            .await
-        {
-            Ok(response) => Ok(response.user),
-            Err(GatewayError::Downstream { status, .. }) if status.code() == Code::NotFound => {
-                Ok(None)
-            }
-            Err(error) => Err(error),
-        }
     }
 }
 

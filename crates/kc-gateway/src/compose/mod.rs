@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use futures::future::try_join_all;
-use kc_proto::access::{BatchCheckRequest, CheckRequest, Permission};
+use kc_proto::access::{AccessProfile, BatchCheckRequest, CheckRequest, Permission};
 use kc_proto::identity::{self, User};
 use kc_runtime::Caller;
 use kc_runtime::values::parse_id;
@@ -259,6 +259,32 @@ impl Gateway {
         })
     }
 
+    /// A page of a site's access profiles: `read` (the profiles and the next page's token)
+    /// runs while the caller's `method` on `site_id` is checked; each profile comes with its
+    /// user from identity (`None` for one identity does not know).
+    async fn profiles_with_users(
+        &self,
+        ctx: &Ctx,
+        method: &str,
+        site_id: Uuid,
+        read: impl Future<Output = Result<(Vec<AccessProfile>, String), GatewayError>>,
+    ) -> Result<(Vec<(AccessProfile, Option<User>)>, String), GatewayError> {
+        let (allowed, read) = futures::join!(self.admit_site(ctx, method, site_id), read);
+        allowed?;
+        let (profiles, next_page_token) = read?;
+        let users = self
+            .users_by_id(ctx, profiles.iter().map(|profile| profile.user_id.clone()))
+            .await?;
+        let profiles = profiles
+            .into_iter()
+            .map(|profile| {
+                let user = users.get(&profile.user_id).cloned();
+                (profile, user)
+            })
+            .collect();
+        Ok((profiles, next_page_token))
+    }
+
     /// The users with these ids, by id; unknown ids are absent. Read in batches of
     /// [`BATCH_GET_USERS_MAX`], concurrently, as the gateway.
     async fn users_by_id(
@@ -286,6 +312,27 @@ impl Gateway {
             .flat_map(|batch| batch.users)
             .map(|user| (user.user_id.clone(), user))
             .collect())
+    }
+
+    /// The account of `email` when identity has one (proven, invited or disabled), asked
+    /// as the gateway; `None` when identity knows no such account. Nobody is invited.
+    async fn lookup_account(&self, ctx: &Ctx, email: &str) -> Result<Option<User>, GatewayError> {
+        let found = self
+            .clients
+            .lookup_user(
+                &ctx.as_gateway(),
+                identity::LookupUserRequest {
+                    email: email.to_owned(),
+                },
+            )
+            .await;
+        match found {
+            Ok(response) => Ok(response.user),
+            Err(GatewayError::Downstream { status, .. }) if status.code() == Code::NotFound => {
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// The account that owns the login e-mail `email`, bound through identity's

@@ -1,6 +1,7 @@
 //! Rights: GetAccessProfile, SetToolAccess, SetSupportAccess, RevokeAccess, ListSiteAccess.
 //! After the gateway's check, access management applies T4 and U4–U6 as the caller.
 
+use futures::TryFutureExt;
 use kc_proto::access::{self, AccessProfile, SupportLevel, ToolAccess};
 use kc_proto::gateway as pb;
 
@@ -199,9 +200,9 @@ impl Gateway {
     ) -> Result<pb::ListSiteAccessResponse, GatewayError> {
         let site_id = id("site_id", &request.site_id)?;
         let size = page_size(request.page_size, 100)?;
-        let (allowed, read) = futures::join!(
-            self.admit_site(ctx, method::LIST_SITE_ACCESS, site_id),
-            self.clients.list_site_access(
+        let read = self
+            .clients
+            .list_site_access(
                 ctx,
                 access::ListSiteAccessRequest {
                     site_id: site_id.to_string(),
@@ -209,20 +210,14 @@ impl Gateway {
                     page_token: request.page_token,
                 },
             )
-        );
-        allowed?;
-        let read = read?;
-        let users = self
-            .users_by_id(
-                ctx,
-                read.profiles.iter().map(|profile| profile.user_id.clone()),
-            )
+            .map_ok(|read| (read.profiles, read.next_page_token));
+        let (profiles, next_page_token) = self
+            .profiles_with_users(ctx, method::LIST_SITE_ACCESS, site_id, read)
             .await?;
-        let entries = read
-            .profiles
+        let entries = profiles
             .into_iter()
-            .map(|profile| {
-                let user = users.get(&profile.user_id);
+            .map(|(profile, user)| {
+                let user = user.as_ref();
                 pb::SiteAccessEntry {
                     display_name: user.map(|u| u.display_name.clone()).unwrap_or_default(),
                     email: user.map(|u| u.email.clone()).unwrap_or_default(),
@@ -232,7 +227,7 @@ impl Gateway {
             .collect();
         Ok(pb::ListSiteAccessResponse {
             entries,
-            next_page_token: read.next_page_token,
+            next_page_token,
         })
     }
 }

@@ -35,11 +35,11 @@
 //! a service that is down or a race with a concurrent change, and then the compensation
 //! leaves an invited account that holds nothing (I1), never a role or a right.
 
+use futures::TryFutureExt;
 use kc_proto::access::{self, SupportLevel, ToolAccess};
 use kc_proto::contacts;
 use kc_proto::gateway as pb;
-use kc_proto::identity::{self, User, UserState};
-use tonic::Code;
+use kc_proto::identity::{User, UserState};
 use uuid::Uuid;
 
 use super::revisions::revision_token;
@@ -107,37 +107,22 @@ struct Levels<'a> {
 }
 
 impl Gateway {
-    /// The account of `email` when identity has one (proven, invited or disabled), asked
-    /// as the gateway; nobody is invited.
+    /// The account of `email` when identity has one ([`Gateway::lookup_account`]); refused
+    /// when it is disabled (I4). Nobody is invited.
     async fn account_of(&self, ctx: &Ctx, email: &str) -> Result<Option<User>, GatewayError> {
         if email.trim().is_empty() {
             return Err(GatewayError::invalid("email", "required"));
         }
-        let found = self
-            .clients
-            .lookup_user(
-                &ctx.as_gateway(),
-                identity::LookupUserRequest {
-                    email: email.to_owned(),
-                },
-            )
-            .await;
-        match found {
-            Ok(response) => match response.user {
-                // rule I4: a disabled user holds nothing, so it is given nothing either.
-                Some(user) if user.state == UserState::Disabled as i32 => {
-                    Err(GatewayError::FailedPrecondition(
-                        "rule I4: the account of this e-mail is disabled; rights go only to \
-                         active users"
-                            .into(),
-                    ))
-                }
-                user => Ok(user),
-            },
-            Err(GatewayError::Downstream { status, .. }) if status.code() == Code::NotFound => {
-                Ok(None)
+        match self.lookup_account(ctx, email).await? {
+            // rule I4: a disabled user holds nothing, so it is given nothing either.
+            Some(user) if user.state == UserState::Disabled as i32 => {
+                Err(GatewayError::FailedPrecondition(
+                    "rule I4: the account of this e-mail is disabled; rights go only to \
+                     active users"
+                        .into(),
+                ))
             }
-            Err(error) => Err(error),
+            user => Ok(user),
         }
     }
 
@@ -181,9 +166,9 @@ impl Gateway {
     ) -> Result<pb::ListSupportUsersResponse, GatewayError> {
         let site_id = id("site_id", &request.site_id)?;
         let size = page_size(request.page_size, 100)?;
-        let (allowed, read) = futures::join!(
-            self.admit_site(ctx, method::LIST_SUPPORT_USERS, site_id),
-            self.clients.list_support_users(
+        let read = self
+            .clients
+            .list_support_users(
                 ctx,
                 access::ListSupportUsersRequest {
                     site_id: site_id.to_string(),
@@ -191,22 +176,16 @@ impl Gateway {
                     page_token: request.page_token,
                 },
             )
-        );
-        allowed?;
-        let read = read?;
-        let users = self
-            .users_by_id(ctx, read.profiles.iter().map(|p| p.user_id.clone()))
+            .map_ok(|read| (read.profiles, read.next_page_token));
+        let (profiles, next_page_token) = self
+            .profiles_with_users(ctx, method::LIST_SUPPORT_USERS, site_id, read)
             .await?;
         Ok(pb::ListSupportUsersResponse {
-            users: read
-                .profiles
+            users: profiles
                 .into_iter()
-                .map(|profile| {
-                    let user = users.get(&profile.user_id);
-                    support_user(profile, user)
-                })
+                .map(|(profile, user)| support_user(profile, user.as_ref()))
                 .collect(),
-            next_page_token: read.next_page_token,
+            next_page_token,
         })
     }
 

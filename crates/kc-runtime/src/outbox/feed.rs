@@ -146,3 +146,24 @@ where
 {
     apply
 }
+
+/// The user an identity event is about: the account a registration, an update, a disabling
+/// or an enabling carries. `None` for the events that change no user (mails, and
+/// revocations, whose tokens the token verifier refuses, rule I4) and for an event without
+/// a payload this build knows.
+pub fn identity_event_user(event: &identity::Event) -> Option<&identity::User> {
+    use identity::event::Payload;
+    match &event.payload {
+        Some(Payload::UserRegistered(e)) => e.user.as_ref(),
+        Some(Payload::UserUpdated(e)) => e.user.as_ref(),
+        Some(Payload::UserDisabled(e)) => e.user.as_ref(),
+        Some(Payload::UserEnabled(e)) => e.user.as_ref(),
+        Some(
+            Payload::EmailVerificationRequested(_)
+            | Payload::RegistrationAttempted(_)
+            | Payload::EmailChangeRequested(_)
+            | Payload::TokensRevoked(_),
+        )
+        | None => None,
+    }
+}

@@ -105,29 +105,14 @@ impl Access {
                 let Some(request) = storage::requests::lock(&mut tx, request_id).await? else {
                     continue;
                 };
-                let decided = storage::requests::decide(
+                let decided = reject_request(
                     &mut tx,
-                    request_id,
-                    &storage::requests::Decision {
-                        state: RequestState::Rejected,
-                        decided_by: Some(actor.actor_id),
-                        granted: None,
-                        reason: Some(BLOCK_REJECTION_REASON),
-                        auto_approved: false,
-                        expected_version: Some(request.version),
-                    },
+                    &mut change,
+                    actor,
+                    &request,
+                    BLOCK_REJECTION_REASON.to_owned(),
                 )
-                .await?
-                .ok_or(AccessError::LostRace)?;
-                change.record(Entry {
-                    actor: Some(actor),
-                    action: "request.rejected",
-                    resource_id: request_id.to_string(),
-                    before: to_json(&request),
-                    after: to_json(&decided),
-                    reason: BLOCK_REJECTION_REASON.to_owned(),
-                });
-                change.event(events::access_request_decided(Some(actor), &decided));
+                .await?;
                 rejected.push(decided);
             }
         }
@@ -177,16 +162,10 @@ impl Access {
             after,
             size,
         } = query;
-        let mut conn = self.pool.acquire().await?;
-        site_of(&mut conn, site_id).await?;
-        let rows = storage::blocks::page_of_site(
-            &mut conn,
-            site_id,
-            after.as_deref(),
-            i64::from(size) + 1,
-        )
-        .await?;
-        Ok(Page::from_rows(rows, size))
+        self.page_of_site(site_id, size, async |conn, limit| {
+            storage::blocks::page_of_site(conn, site_id, after.as_deref(), limit).await
+        })
+        .await
     }
 }
 
