@@ -739,6 +739,16 @@ impl TryFrom<pb::ConfirmNotificationEmailRequest> for EmailConfirmation {
     }
 }
 
+/// The published form of a recovery (C12) in the events: its state at its last change.
+impl From<&crate::domain::recovery::PrimaryRecovery> for pb::PrimaryRecovery {
+    fn from(recovery: &crate::domain::recovery::PrimaryRecovery) -> Self {
+        recovery_at(
+            recovery,
+            recovery.decide_time.unwrap_or(recovery.request_time),
+        )
+    }
+}
+
 /// The published form of a recovery (C12), in its state at `now`.
 pub(crate) fn recovery_at(
     recovery: &crate::domain::recovery::PrimaryRecovery,

@@ -18,7 +18,6 @@ use uuid::Uuid;
 
 use crate::domain::commands::Actor;
 use crate::domain::recipients::Recipient;
-use crate::domain::recovery::{PrimaryRecovery, RecoveryStep};
 use crate::domain::{Contact, Site};
 
 /// An event ready to append.
@@ -180,20 +179,29 @@ pub(crate) fn support_lapsed(
     )
 }
 
+/// A step of a primary recovery (C12), each its own event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecoveryStep {
+    /// Asked.
+    Requested,
+    /// Refused.
+    Refused,
+    /// Attested.
+    Attested,
+}
+
 /// A step of a primary recovery (C12), with the users holding a role on the site, who are
-/// told with the old primary. The recovery's state is the one at `recovery`'s last change.
+/// told with the old primary. `recovery` is in its state at its last change (the domain's
+/// recovery converts into it).
 pub(crate) fn primary_recovery(
     step: RecoveryStep,
     actor: Actor,
     site: &Site,
-    recovery: &PrimaryRecovery,
+    recovery: impl Into<pb::PrimaryRecovery>,
     contact_users: &[Uuid],
 ) -> PendingEvent {
     let changed = pb::PrimaryRecoveryChanged {
-        recovery: Some(crate::convert::recovery_at(
-            recovery,
-            recovery.decide_time.unwrap_or(recovery.request_time),
-        )),
+        recovery: Some(recovery.into()),
         contact_user_ids: contact_users.iter().map(Uuid::to_string).collect(),
     };
     let (event_type, payload) = match step {

@@ -7,6 +7,7 @@ pub mod compliance;
 pub mod notification_email;
 pub mod recipients;
 pub mod recovery;
+pub mod recovery_times;
 pub mod roles;
 pub mod service;
 pub mod support_life;

@@ -19,7 +19,7 @@ use super::notification_email::{
     Code, MAX_FAILED_ATTEMPTS, NotificationCodes, code_hash, well_formed,
 };
 use super::recipients::{self, Resolution};
-use super::recovery::RecoveryTimes;
+use super::recovery_times::RecoveryTimes;
 use super::roles::MAX_SECONDARY_CONTACTS;
 use super::support_life::{support_in_force, today};
 use super::{AuditRecord, Contact, ContactDetails, ContactRole, ContactsError, Result, Site};
