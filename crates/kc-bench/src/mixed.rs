@@ -39,8 +39,9 @@
 //! Before the run each kind of call is tried once (by the most frequent caller, a primary:
 //! its home site shows 12 contacts and one pending request, GetMe shows it PRIMARY there,
 //! both kinds of write succeed; and a secondary's write), then the seeding waits until
-//! access and notification have applied identity's and the registry's events. The test in
-//! `mixed_smoke.rs` runs all of it against the services' debug builds.
+//! access and notification have applied identity's and the registry's events. The scenario
+//! as a whole runs only under `cargo xtask bench gateway.mixed` (its pure parts and the
+//! population's load have unit tests below and in `population.rs`).
 //!
 //! # What it prints
 //!
@@ -990,7 +991,3 @@ broken{x=\"y\" 3
         assert!(notes[1].contains("M 4 x 125.00 ms"), "{}", notes[1]);
     }
 }
-
-#[cfg(test)]
-#[path = "mixed_smoke.rs"]
-mod smoke;
