@@ -1321,8 +1321,9 @@ impl Identity {
         Ok(())
     }
 
-    /// Computes the confusable skeleton of the accounts older than it (rule I3). An
-    /// account whose look-alike is already proven keeps none and is reported by id.
+    /// Computes the confusable skeleton of the accounts older than it (rule I3), 500 in one
+    /// statement. A batch that meets a proven look-alike is redone row by row: an account
+    /// whose look-alike is already proven keeps none and is reported by id.
     pub async fn backfill_skeletons(&self) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
         let mut after = Uuid::nil();
@@ -1332,10 +1333,17 @@ impl Identity {
                 return Ok(());
             };
             after = *last;
-            for (user_id, email) in &batch {
-                match storage::users::set_skeleton(&mut conn, *user_id, &email_skeleton(email))
-                    .await
-                {
+            let (user_ids, skeletons): (Vec<Uuid>, Vec<String>) = batch
+                .iter()
+                .map(|(user_id, email)| (*user_id, email_skeleton(email)))
+                .unzip();
+            match storage::users::set_skeletons(&mut conn, &user_ids, &skeletons).await {
+                Ok(()) => continue,
+                Err(error) if classify(&error) == DbErrorKind::UniqueViolation => {}
+                Err(error) => return Err(error.into()),
+            }
+            for (user_id, skeleton) in user_ids.iter().zip(&skeletons) {
+                match storage::users::set_skeleton(&mut conn, *user_id, skeleton).await {
                     Ok(()) => {}
                     Err(error) if classify(&error) == DbErrorKind::UniqueViolation => {
                         tracing::warn!(user_id = %user_id, "login e-mail looks the same as another proven account's (rule I3); left without skeleton");

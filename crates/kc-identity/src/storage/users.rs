@@ -514,3 +514,24 @@ pub(crate) async fn set_skeleton(
         .await?;
     Ok(())
 }
+
+/// Stores the skeletons of many users in one statement (`skeletons[i]` of `user_ids[i]`);
+/// fails as a whole, storing none, with the unique violation of
+/// `users_email_skeleton_proven_key` when a proven one of them would share its skeleton
+/// with another proven account (stored, or in the batch).
+pub(crate) async fn set_skeletons(
+    conn: &mut PgConnection,
+    user_ids: &[Uuid],
+    skeletons: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE users SET email_skeleton = s.skeleton \
+         FROM unnest($1::uuid[], $2::text[]) AS s(user_id, skeleton) \
+         WHERE users.user_id = s.user_id",
+    )
+    .bind(user_ids)
+    .bind(skeletons)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

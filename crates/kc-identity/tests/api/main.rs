@@ -12,5 +12,6 @@ mod scopes;
 mod service_accounts;
 mod sessions;
 mod sign_in;
+mod skeletons;
 mod tokens;
 mod users;
