@@ -7,7 +7,9 @@
 //! kc-contacts writes those schemas (ARCHITECTURE.md), and these rows have no audit records
 //! or outbox events (access management never learns of these roles, which imply no rights).
 //! They obey every CHECK and unique constraint: one SITE_USER contact per user, invited users
-//! (no password, address unproven, rule I1) with unique login e-mails.
+//! (no password, address unproven, rule I1) with unique login e-mails, each with its
+//! confusable skeleton ([`kc_identity::domain::values::email_skeleton`], I3, computed here)
+//! so that identity's sweep has none to backfill while the benchmark measures.
 //!
 //! The scenario: [`LARGE_SITES`] sites, each created through the RPCs like the sites of
 //! `gateway.show_all_contacts` (its primary signs in), then loaded to [`SITE_USERS`]
@@ -22,6 +24,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use futures::future::BoxFuture;
+use kc_identity::domain::values::email_skeleton;
 use kc_proto::gateway::ShowAllContactsRequest;
 use kc_proto::gateway::gateway_service_client::GatewayServiceClient;
 use sqlx::{Connection, PgConnection};
@@ -52,18 +55,26 @@ macro_rules! site_user_sql {
     };
 }
 
-/// SITE_USERs `0..$2` of site `$1` as identity knows invited users: an e-mail and a name of
-/// their own, no password yet.
+/// SITE_USERs `0..$2` of site `$1` as identity knows invited users: an e-mail (`$3[u + 1]`,
+/// see [`site_user_email`]) with its skeleton (`$4[u + 1]`) and a name of their own, no
+/// password yet.
 const INSERT_USERS: &str = concat!(
     "
-INSERT INTO users (user_id, email, email_verified, display_name, locale, kind, state)
+INSERT INTO users (user_id, email, email_verified, display_name, locale, kind, state,
+                   email_skeleton)
 SELECT ",
     site_user_sql!(),
-    ", 'site-user-' || u || '.' || replace($1::text, '-', '') || '@large-site.example.com',
-       false, 'Site user ' || u, (ARRAY['fr', 'en', 'de'])[(u % 3)::int + 1], 'customer', 'invited'
+    ", ($3::text[])[(u + 1)::int],
+       false, 'Site user ' || u, (ARRAY['fr', 'en', 'de'])[(u % 3)::int + 1], 'customer', 'invited',
+       ($4::text[])[(u + 1)::int]
 FROM generate_series(0::bigint, $2::bigint - 1) AS u
 ON CONFLICT (user_id) DO NOTHING"
 );
+
+/// The login e-mail of SITE_USER `u` of site `site_id`: unique to the user and the site.
+fn site_user_email(site_id: Uuid, u: i64) -> String {
+    format!("site-user-{u}.{}@large-site.example.com", site_id.simple())
+}
 
 /// The SITE_USER contacts (role 8) of SITE_USERs `0..$2` on site `$1`; a job title on one in
 /// four.
@@ -87,14 +98,7 @@ pub async fn load_site_users(
     site_id: Uuid,
     count: i64,
 ) -> anyhow::Result<u64> {
-    let mut users = identity.begin().await?;
-    sqlx::query(INSERT_USERS)
-        .bind(site_id)
-        .bind(count)
-        .execute(&mut *users)
-        .await
-        .context("could not load the site users into identity")?;
-    users.commit().await?;
+    load_users(identity, site_id, count).await?;
     let mut contacts = registry.begin().await?;
     let added = sqlx::query(INSERT_CONTACTS)
         .bind(site_id)
@@ -112,6 +116,24 @@ pub async fn load_site_users(
         .execute(&mut *registry)
         .await?;
     Ok(added)
+}
+
+/// Writes the users of SITE_USERs `0..count` of site `site_id` into identity (connected on
+/// its schema), unless they are there, with their skeletons.
+async fn load_users(identity: &mut PgConnection, site_id: Uuid, count: i64) -> anyhow::Result<()> {
+    let emails: Vec<String> = (0..count).map(|u| site_user_email(site_id, u)).collect();
+    let skeletons: Vec<String> = emails.iter().map(|e| email_skeleton(e)).collect();
+    let mut users = identity.begin().await?;
+    sqlx::query(INSERT_USERS)
+        .bind(site_id)
+        .bind(count)
+        .bind(&emails)
+        .bind(&skeletons)
+        .execute(&mut *users)
+        .await
+        .context("could not load the site users into identity")?;
+    users.commit().await?;
+    Ok(())
 }
 
 /// One caller of the scenario: a site, signed in as its primary, and places in it.
@@ -232,12 +254,72 @@ mod tests {
 
     #[test]
     fn bulk_sql_binds_every_parameter_it_uses() {
-        for sql in [INSERT_USERS, INSERT_CONTACTS] {
-            assert!(
-                sql.contains("$1") && sql.contains("$2") && !sql.contains("$3"),
-                "{sql}"
-            );
+        let users = ["$1", "$2", "$3", "$4"];
+        assert!(
+            users.iter().all(|p| INSERT_USERS.contains(p)),
+            "{INSERT_USERS}"
+        );
+        assert!(!INSERT_USERS.contains("$5"), "{INSERT_USERS}");
+        assert!(
+            INSERT_CONTACTS.contains("$1")
+                && INSERT_CONTACTS.contains("$2")
+                && !INSERT_CONTACTS.contains("$3"),
+            "{INSERT_CONTACTS}"
+        );
+    }
+
+    #[test]
+    fn site_user_emails_are_the_site_id_without_dashes() {
+        let site_id = Uuid::parse_str("0190A3B4-C5D6-7E8F-9A0B-1C2D3E4F5A6B").unwrap();
+        assert_eq!(
+            site_user_email(site_id, 42),
+            "site-user-42.0190a3b4c5d67e8f9a0b1c2d3e4f5a6b@large-site.example.com"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_users_are_loaded_with_their_skeletons() {
+        // rule I3: identity has no skeleton left to compute for them.
+        let db = kc_testkit::test_database().await;
+        let urls = crate::suite::provision(&db.url, None).await.unwrap();
+        kc_runtime::db::migrate(&urls["identity"], "identity", &kc_identity::MIGRATOR)
+            .await
+            .unwrap();
+        let mut conn = PgConnection::connect(&urls["identity"]).await.unwrap();
+        let site_id = Uuid::new_v4();
+        load_users(&mut conn, site_id, 1000).await.unwrap();
+        load_users(&mut conn, site_id, 1000).await.unwrap();
+        let users: Vec<(i64, String, Option<String>)> = sqlx::query_as(concat!(
+            "SELECT u, email, email_skeleton FROM generate_series(0::bigint, 999) AS u \
+             JOIN users ON user_id = ",
+            site_user_sql!()
+        ))
+        .bind(site_id)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(users.len(), 1000, "each once, under its id");
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(total, 1000);
+        for (u, email, skeleton) in users {
+            assert_eq!(email, site_user_email(site_id, u));
+            assert_eq!(skeleton, Some(email_skeleton(&email)), "{email}");
         }
+        // The e-mails the SQL formula of earlier loads built.
+        let formula: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM users WHERE email = 'site-user-' || \
+             split_part(display_name, ' ', 3) || '.' || replace($1::text, '-', '') || \
+             '@large-site.example.com'",
+        )
+        .bind(site_id)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(formula, 1000);
+        conn.close().await.unwrap();
     }
 
     #[test]
