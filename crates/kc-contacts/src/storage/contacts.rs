@@ -5,6 +5,7 @@ use kc_runtime::paging::Page;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::domain::roles::MAX_SECONDARY_CONTACTS;
 use crate::domain::{Contact, ContactDetails, ContactRole};
 
 /// The columns of a [`Contact`], for `concat!` into static SQL.
@@ -175,15 +176,62 @@ pub(crate) async fn page_of_site(
 
 /// The contacts with one of `roles` (not empty) of the first `size` people of a site after
 /// the user `after`, in user-id order, each person's by role then creation: a keyset page of
-/// people, whatever the size of the site. The people come from the unique index on
-/// `(site_id, user_id, role)` (every role) or the one on `(site_id, role, user_id)` (a few
-/// roles), read from `after` on for `size + 1` people only, so a page costs the same on a
-/// site of ten people or of a million. One statement: the page is one snapshot.
+/// people, whatever the size of the site. One statement: the page is one snapshot.
+///
+/// When SITE_USERs are asked for (every person is one, and there may be any number), one
+/// range of the unique index on `(site_id, user_id, role)` is read from `after` on: a person
+/// has a row per role, but the rows beyond one per person are the site's key contacts, at
+/// most [`key_contact_rows`] (C6), so `size + 1` people are within that many more rows.
+/// Should the read not settle the page, [`people_of_site_by_person`] does. Otherwise (a few
+/// key roles) the people come from the index on `(site_id, role, user_id)`.
 pub(crate) async fn people_of_site(
     conn: &mut PgConnection,
     site_id: Uuid,
     roles: &[i16],
     after: Option<Uuid>,
+    size: u32,
+) -> Result<Page<Contact>, sqlx::Error> {
+    // The first page starts after the nil id, which no user has: `user_id > $3` is always
+    // the index's range, also in a generic plan of the prepared statement.
+    let after = after.unwrap_or(Uuid::nil());
+    if !roles.contains(&ContactRole::SiteUser.stored()) {
+        return people_of_site_by_person(conn, site_id, roles, after, size).await;
+    }
+    let limit = i64::from(size) + 1 + key_contact_rows();
+    let query = sqlx::query_as(select!(
+        " FROM contacts WHERE site_id = $1 AND role = ANY($2) AND user_id > $3 \
+         ORDER BY user_id, role LIMIT $4"
+    ))
+    .bind(site_id)
+    .bind(roles)
+    .bind(after)
+    .bind(limit);
+    let rows: Vec<Contact> = all(conn, query).await?;
+    let read_all = (rows.len() as i64) < limit;
+    let page = first_people(rows, size);
+    if page.more || read_all {
+        return Ok(page);
+    }
+    people_of_site_by_person(conn, site_id, roles, after, size).await
+}
+
+/// Most rows of a site beyond one per person: one for each role with a single holder and
+/// the SECONDARYs (C6).
+fn key_contact_rows() -> i64 {
+    let single = ContactRole::ALL
+        .iter()
+        .filter(|role| role.is_single_holder())
+        .count();
+    single as i64 + MAX_SECONDARY_CONTACTS
+}
+
+/// [`people_of_site`] by choosing the people first: the first `size + 1` distinct users
+/// after `after`, then their contacts with one of `roles`.
+async fn people_of_site_by_person(
+    conn: &mut PgConnection,
+    site_id: Uuid,
+    roles: &[i16],
+    after: Uuid,
     size: u32,
 ) -> Result<Page<Contact>, sqlx::Error> {
     let query = sqlx::query_as(select!(
@@ -195,9 +243,7 @@ pub(crate) async fn people_of_site(
     ))
     .bind(site_id)
     .bind(roles)
-    // The first page starts after the nil id, which no user has: `user_id > $3` is always
-    // the index's range, also in a generic plan of the prepared statement.
-    .bind(after.unwrap_or(Uuid::nil()))
+    .bind(after)
     .bind(i64::from(size) + 1);
     Ok(first_people(all(conn, query).await?, size))
 }

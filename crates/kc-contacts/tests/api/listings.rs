@@ -209,3 +209,76 @@ async fn list_user_contacts_lists_every_site_and_role_of_a_person() {
         expect_field(h.client().list_user_contacts(h.svc(request)).await, field);
     }
 }
+
+// rule C7 for sites of any size: paged by person, a page never splits a person's roles,
+// whatever the page size and however many roles the people at its edges hold (C6 bounds the
+// rows beyond one per person, which the registry's single read of a page relies on).
+#[tokio::test]
+async fn pages_by_person_keep_each_persons_roles_together_at_every_size() {
+    let h = Harness::start().await;
+    let (primary, busy, twice) = (user(), user(), user());
+    let site = h.site("1000002", "2000002", primary).await;
+    let mut assigned = vec![
+        (R::Administrative, primary),
+        (R::Billing, primary),
+        (R::Secondary, primary),
+        (R::SiteUser, primary),
+        (R::SiteTechnical, busy),
+        (R::Renewal, busy),
+        (R::Shipping, busy),
+        (R::Secondary, busy),
+        (R::SiteUser, busy),
+        (R::Secondary, twice),
+        (R::SiteUser, twice),
+    ];
+    assigned.extend((0..7).map(|_| (R::SiteUser, user())));
+    for (r, u) in assigned {
+        h.assign(&site.site_id, u, r).await.expect("assign");
+    }
+    let page = |size: i32, token: String| {
+        let mut client = h.client();
+        let request = h.svc(pb::ListSiteContactsRequest {
+            site_id: site.site_id.clone(),
+            roles: vec![],
+            page_size: size,
+            page_token: token,
+            by_person: true,
+        });
+        async move {
+            client
+                .list_site_contacts(request)
+                .await
+                .expect("a page of people")
+                .into_inner()
+        }
+    };
+    let whole = page(1000, String::new()).await;
+    assert!(whole.next_page_token.is_empty());
+    assert_eq!(whole.contacts.len(), 19);
+    let people = |contacts: &[pb::Contact]| {
+        let mut ids: Vec<String> = contacts.iter().map(|c| c.user_id.clone()).collect();
+        ids.dedup();
+        ids
+    };
+    let everyone = people(&whole.contacts);
+    assert_eq!(everyone.len(), 10);
+    let mut sorted = everyone.clone();
+    sorted.sort_by_key(|id| Uuid::parse_str(id).expect("uuid"));
+    assert_eq!(everyone, sorted, "people come in user-id order");
+    for size in 1..=4 {
+        let mut read = Vec::new();
+        let mut token = String::new();
+        loop {
+            let answer = page(size, token).await;
+            let on_page = people(&answer.contacts);
+            assert!(on_page.len() <= size as usize, "size {size}: {on_page:?}");
+            assert!(!on_page.is_empty(), "size {size}: an empty page");
+            read.extend(answer.contacts);
+            if answer.next_page_token.is_empty() {
+                break;
+            }
+            token = answer.next_page_token;
+        }
+        assert_eq!(read, whole.contacts, "pages of {size} make the whole list");
+    }
+}
