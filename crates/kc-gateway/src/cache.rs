@@ -21,13 +21,19 @@
 //!
 //! # How fresh the answers are
 //!
-//! - **Writes through this replica**: every write the gateway sends empties the cache when it
-//!   starts and again when it ends, however it ends (answered, failed, timed out, or
-//!   cancelled with its caller), and a read that overlapped it is not stored
+//! - **Writes through this replica**: every write the gateway sends forgets, when it starts
+//!   and again when it ends, the answers that mention an id its request or its answer
+//!   mentions ([`mentioned_ids`]: the site, the user, the contact or request it names), and
+//!   a read that overlapped it and mentions one of them is not stored
 //!   ([generation](ReadCache::generation)), so a caller reads its own writes on the same
-//!   replica. Two exceptions, seen at most one TTL late: a write that timed out here but
-//!   was applied later, and a registry change that access management's rights reflect only
-//!   once its projection caught up (a read in between keeps the old answer).
+//!   replica. Every cached read is about a site or a user (a site's contacts, a user's
+//!   contacts or rights, a `BatchCheck` of a user on a site), and every write of the suite
+//!   names in its request or answer the site or the user whose state it changes. A write
+//!   that mentions no id, or ends without an answer (failed, timed out, or cancelled with
+//!   its caller), empties the whole cache. Two exceptions, seen at most one TTL late: a
+//!   write that timed out here but was applied later, and a registry change that access
+//!   management's rights reflect only once its projection caught up (a read in between
+//!   keeps the old answer).
 //! - **Changes made elsewhere** (another gateway replica, an operator's direct call to an
 //!   internal service, access management's projection catching up with the registry): seen
 //!   once the entry expires, so at most one TTL later than without the cache. Kubernetes'
@@ -50,8 +56,13 @@ use std::time::{Duration, Instant};
 use kc_proto::access::BatchCheckResponse;
 use uuid::Uuid;
 
+use crate::mentions::mentioned_ids;
+
 /// Most bytes (encoded answers) the cache holds.
 pub(crate) const BUDGET_BYTES: usize = 8 * 1024 * 1024;
+
+/// Ids of recent writes remembered before those older than the TTL are dropped.
+const WRITTEN_IDS_BEFORE_PRUNING: usize = 4096;
 
 /// Largest single entry stored.
 const LARGEST_ENTRY_BYTES: usize = BUDGET_BYTES / 16;
@@ -104,13 +115,37 @@ struct Entry {
     answer: Arc<dyn Any + Send + Sync>,
     bytes: usize,
     expires: Instant,
+    /// The cache's generation when the read that brought the answer was sent.
+    generation: u64,
+    /// The ids the question and the answer mention, sorted.
+    mentions: Box<[Uuid]>,
 }
 
 #[derive(Default)]
 struct State {
     entries: HashMap<Question, Entry>,
     bytes: usize,
+    /// Counts the writes' starts and ends.
     generation: u64,
+    /// Answers of reads sent before this generation are outdated: the whole cache was
+    /// emptied then, or the records of the writes before it were dropped.
+    horizon: u64,
+    /// For each id a recent write mentioned, the generation of its last start or end and
+    /// when it was. A record older than the TTL concerns only expired answers and goes.
+    written: HashMap<Uuid, (u64, Instant)>,
+}
+
+impl State {
+    /// Whether an answer to a read sent at `generation`, mentioning `mentions`, may predate
+    /// a write that started or ended since.
+    fn outdated(&self, generation: u64, mentions: &[Uuid]) -> bool {
+        self.horizon > generation
+            || mentions.iter().any(|id| {
+                self.written
+                    .get(id)
+                    .is_some_and(|(written, _)| *written > generation)
+            })
+    }
 }
 
 /// The answers of recent cached reads; see the [module documentation](self).
@@ -149,9 +184,10 @@ impl ReadCache {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The stored answer to `question`, if it has not expired. The answer is copied after
-    /// the lock is released. Counts a hit or a miss of the question's method
-    /// ([`READ_CACHE_HITS`], [`READ_CACHE_MISSES`]) when the cache is on.
+    /// The stored answer to `question`, if it has not expired and no write since its read
+    /// mentioned what it mentions. The answer is copied after the lock is released. Counts a
+    /// hit or a miss of the question's method ([`READ_CACHE_HITS`], [`READ_CACHE_MISSES`])
+    /// when the cache is on.
     pub(crate) fn get<T: Clone + Send + Sync + 'static>(&self, question: &Question) -> Option<T> {
         if !self.is_enabled() {
             return None;
@@ -168,9 +204,15 @@ impl ReadCache {
 
     fn lookup<T: Clone + Send + Sync + 'static>(&self, question: &Question) -> Option<T> {
         let answer = {
-            let state = self.state();
+            let mut state = self.state();
             let entry = state.entries.get(question)?;
             if entry.expires <= Instant::now() {
+                return None;
+            }
+            if state.outdated(entry.generation, &entry.mentions) {
+                if let Some(gone) = state.entries.remove(question) {
+                    state.bytes -= gone.bytes;
+                }
                 return None;
             }
             Arc::clone(&entry.answer)
@@ -184,23 +226,29 @@ impl ReadCache {
         self.state().generation
     }
 
-    /// Stores `answer` (`answer_bytes` long, encoded) to `question`, unless the cache was
-    /// emptied since `generation` was read: then the answer may predate a write and is
+    /// Stores `answer` (`answer_bytes` long, encoded, mentioning the ids `mentions` besides
+    /// those of the question) to `question`, unless a write that mentions one of them
+    /// started or ended since `generation` was read: then the answer may predate it and is
     /// dropped. The entry counts its answer, its question and [`ENTRY_OVERHEAD_BYTES`].
     pub(crate) fn store<T: Send + Sync + 'static>(
         &self,
         question: Question,
         answer: T,
         answer_bytes: usize,
+        mentions: Vec<Uuid>,
         generation: u64,
     ) {
         let bytes = answer_bytes + question.request.len() + ENTRY_OVERHEAD_BYTES;
         if !self.is_enabled() || bytes > LARGEST_ENTRY_BYTES {
             return;
         }
+        let mut mentions = mentions;
+        mentions.extend(mentioned_ids(&question.request));
+        mentions.sort_unstable();
+        mentions.dedup();
         let now = Instant::now();
         let mut state = self.state();
-        if state.generation != generation {
+        if state.outdated(generation, &mentions) {
             return;
         }
         if let Some(replaced) = state.entries.remove(&question) {
@@ -218,20 +266,48 @@ impl ReadCache {
             answer: Arc::new(answer),
             bytes,
             expires: now + self.ttl,
+            generation,
+            mentions: mentions.into_boxed_slice(),
         };
         state.bytes += bytes;
         state.entries.insert(question, entry);
     }
 
-    /// Forgets every answer, and every read in flight (after a write).
-    pub(crate) fn clear(&self) {
+    /// Forgets the answers that mention one of `ids`, and the reads in flight that will
+    /// (a write starts or ends); every answer when `ids` is empty.
+    pub(crate) fn forget(&self, ids: &[Uuid]) {
         if !self.is_enabled() {
             return;
         }
+        let now = Instant::now();
         let mut state = self.state();
-        state.entries.clear();
-        state.bytes = 0;
         state.generation = state.generation.wrapping_add(1);
+        let generation = state.generation;
+        if ids.is_empty() {
+            state.entries.clear();
+            state.bytes = 0;
+            state.horizon = generation;
+            state.written.clear();
+            return;
+        }
+        if state.written.len() >= WRITTEN_IDS_BEFORE_PRUNING {
+            // A dropped record only concerned answers that have expired (an answer is
+            // stored before a write that outdates it, or not at all), and reads still in
+            // flight from before it, which the horizon now refuses.
+            let ttl = self.ttl;
+            let mut horizon = state.horizon;
+            state.written.retain(|_, (written, when)| {
+                let keep = now.duration_since(*when) < ttl;
+                if !keep {
+                    horizon = horizon.max(*written);
+                }
+                keep
+            });
+            state.horizon = horizon;
+        }
+        for id in ids {
+            state.written.insert(*id, (generation, now));
+        }
     }
 
     /// The number of answers stored (expired ones included).
@@ -260,7 +336,13 @@ mod tests {
         let cache = ReadCache::new(Duration::from_secs(60));
         let alice = Asker::Customer(Uuid::from_u128(1));
         let bob = Asker::Customer(Uuid::from_u128(2));
-        cache.store(question(alice, b"a"), 7_u32, 4, cache.generation());
+        cache.store(
+            question(alice, b"a"),
+            7_u32,
+            4,
+            Vec::new(),
+            cache.generation(),
+        );
         assert_eq!(cache.get::<u32>(&question(alice, b"a")), Some(7));
         assert_eq!(cache.get::<u32>(&question(bob, b"a")), None);
         assert_eq!(cache.get::<u32>(&question(Asker::Gateway, b"a")), None);
@@ -272,7 +354,13 @@ mod tests {
     #[test]
     fn answers_expire_after_the_ttl() {
         let cache = ReadCache::new(Duration::from_millis(20));
-        cache.store(question(Asker::Gateway, b"a"), 1_u8, 1, cache.generation());
+        cache.store(
+            question(Asker::Gateway, b"a"),
+            1_u8,
+            1,
+            Vec::new(),
+            cache.generation(),
+        );
         assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"a")), Some(1));
         std::thread::sleep(Duration::from_millis(30));
         assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"a")), None);
@@ -282,13 +370,106 @@ mod tests {
     fn a_read_that_overlaps_a_write_is_not_stored() {
         let cache = ReadCache::new(Duration::from_secs(60));
         let before = cache.generation();
-        cache.store(question(Asker::Gateway, b"a"), 1_u8, 1, before);
-        cache.clear();
+        cache.store(question(Asker::Gateway, b"a"), 1_u8, 1, Vec::new(), before);
+        cache.forget(&[]);
         assert!(cache.is_empty());
-        cache.store(question(Asker::Gateway, b"b"), 2_u8, 1, before);
+        cache.store(question(Asker::Gateway, b"b"), 2_u8, 1, Vec::new(), before);
         assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"b")), None);
-        cache.store(question(Asker::Gateway, b"b"), 3_u8, 1, cache.generation());
+        cache.store(
+            question(Asker::Gateway, b"b"),
+            3_u8,
+            1,
+            Vec::new(),
+            cache.generation(),
+        );
         assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"b")), Some(3));
+    }
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    #[test]
+    fn a_write_forgets_only_the_answers_that_mention_its_ids() {
+        let cache = ReadCache::new(Duration::from_secs(60));
+        let site = id(1);
+        let other_site = id(2);
+        cache.store(
+            question(Asker::Gateway, b"a"),
+            1_u8,
+            1,
+            vec![site],
+            cache.generation(),
+        );
+        cache.store(
+            question(Asker::Gateway, b"b"),
+            2_u8,
+            1,
+            vec![other_site],
+            cache.generation(),
+        );
+        // The question's own bytes count: a request naming the site.
+        let naming = question(Asker::Gateway, site.to_string().as_bytes());
+        let mut request = vec![0x0a, 36];
+        request.extend(site.to_string().as_bytes());
+        let naming_site = question(Asker::Gateway, &request);
+        cache.store(naming.clone(), 3_u8, 1, Vec::new(), cache.generation());
+        cache.store(naming_site.clone(), 4_u8, 1, Vec::new(), cache.generation());
+        cache.forget(&[site, id(99)]);
+        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"a")), None);
+        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"b")), Some(2));
+        // Raw text is not a message: only an id in a field counts.
+        assert_eq!(cache.get::<u8>(&naming), Some(3));
+        assert_eq!(cache.get::<u8>(&naming_site), None);
+        // An answer read afresh after the write is kept again.
+        cache.store(
+            question(Asker::Gateway, b"a"),
+            5_u8,
+            1,
+            vec![site],
+            cache.generation(),
+        );
+        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"a")), Some(5));
+    }
+
+    #[test]
+    fn a_read_that_overlaps_a_write_on_what_it_mentions_is_not_stored() {
+        let cache = ReadCache::new(Duration::from_secs(60));
+        let before = cache.generation();
+        cache.forget(&[id(1)]);
+        cache.store(question(Asker::Gateway, b"a"), 1_u8, 1, vec![id(1)], before);
+        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"a")), None);
+        cache.store(question(Asker::Gateway, b"b"), 2_u8, 1, vec![id(2)], before);
+        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"b")), Some(2));
+        // A write that names nothing forgets everything, in flight too.
+        let before = cache.generation();
+        cache.forget(&[]);
+        assert!(cache.is_empty());
+        cache.store(question(Asker::Gateway, b"c"), 3_u8, 1, vec![id(3)], before);
+        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"c")), None);
+    }
+
+    #[test]
+    fn dropping_old_write_records_refuses_reads_still_in_flight_from_before_them() {
+        let cache = ReadCache::new(Duration::from_millis(10));
+        let before = cache.generation();
+        cache.forget(&[id(1)]);
+        std::thread::sleep(Duration::from_millis(20));
+        for n in 0..WRITTEN_IDS_BEFORE_PRUNING as u128 {
+            cache.forget(&[id(1000 + n)]);
+        }
+        // The record of id 1 is dropped by now; the old read must still not be stored.
+        cache.forget(&[id(5000)]);
+        cache.store(question(Asker::Gateway, b"a"), 1_u8, 1, vec![id(1)], before);
+        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"a")), None);
+        cache.store(
+            question(Asker::Gateway, b"a"),
+            2_u8,
+            1,
+            vec![id(1)],
+            cache.generation(),
+        );
+        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"a")), Some(2));
     }
 
     #[test]
@@ -320,6 +501,7 @@ mod tests {
                 question(Asker::Gateway, &[index]),
                 index,
                 big,
+                Vec::new(),
                 cache.generation(),
             );
         }
@@ -328,6 +510,7 @@ mod tests {
                 question(Asker::Gateway, &[15]),
                 round,
                 big,
+                Vec::new(),
                 cache.generation(),
             );
         }
@@ -345,6 +528,7 @@ mod tests {
                 question(Asker::Gateway, &index.to_be_bytes()),
                 (),
                 0,
+                Vec::new(),
                 cache.generation(),
             );
         }
@@ -354,7 +538,13 @@ mod tests {
     #[test]
     fn a_zero_ttl_keeps_nothing() {
         let cache = ReadCache::new(Duration::ZERO);
-        cache.store(question(Asker::Gateway, b"a"), 1_u8, 1, cache.generation());
+        cache.store(
+            question(Asker::Gateway, b"a"),
+            1_u8,
+            1,
+            Vec::new(),
+            cache.generation(),
+        );
         assert!(cache.is_empty());
         assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"a")), None);
     }
@@ -366,6 +556,7 @@ mod tests {
             question(Asker::Gateway, b"huge"),
             0_u8,
             LARGEST_ENTRY_BYTES + 1,
+            Vec::new(),
             cache.generation(),
         );
         assert!(cache.is_empty());
@@ -376,6 +567,7 @@ mod tests {
                 question(Asker::Gateway, &[index]),
                 index,
                 largest_answer,
+                Vec::new(),
                 cache.generation(),
             );
         }

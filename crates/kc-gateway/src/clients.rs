@@ -15,7 +15,8 @@
 //!   service answers `Unavailable` (the next try goes to the next replica); writes are never
 //!   retried.
 //! - **Read cache.** The answers of [`Op::CachedRead`] reads are kept for a short time
-//!   ([`ReadCache`]); every [`Op::Write`] empties it.
+//!   ([`ReadCache`]); every [`Op::Write`] makes it forget the answers that mention what the
+//!   write names.
 //! - **Balancing.** Each service's URL names one or more replicas: its host is resolved
 //!   again every few seconds and calls go round-robin over one lazily connected channel per
 //!   address ([`ReplicaChannels`]); a replica that is down fails fast (connect timeout), and
@@ -42,6 +43,7 @@ use crate::cache::{Asker, Question, ReadCache, worth_storing};
 use crate::deadline::Deadline;
 pub(crate) use crate::downstream::Svc;
 use crate::error::{GatewayError, is_transport_failure};
+use crate::mentions::mentioned_ids;
 
 /// Whether a call may be repeated safely, and what it does to the read cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +52,7 @@ pub(crate) enum Op {
     Read,
     /// A read whose answer may come from the read cache (see [`ReadCache`] for how fresh).
     CachedRead,
-    /// Changes state: never retried; empties the read cache when it ends.
+    /// Changes state: never retried; makes the read cache forget what it touches.
     Write,
     /// Changes nothing but sessions (sign in, refresh, sign out): never retried; leaves the
     /// read cache alone, since no cached read depends on sessions.
@@ -205,19 +207,51 @@ pub(crate) struct Clients {
     cache: Arc<ReadCache>,
 }
 
-/// Empties the read cache when made and again when dropped: held across a write.
-struct ClearOnDrop<'a>(&'a ReadCache);
+/// Held across a write: makes the read cache forget what the write's request mentions when
+/// made, and when dropped what its request and answer mention once it was answered, or
+/// everything when they mention nothing or the write ended otherwise (failed, timed out, or
+/// dropped with its caller while it may already have been applied).
+struct ForgetOnDrop<'a> {
+    cache: &'a ReadCache,
+    /// The ids the request mentions, then those of the answer too; `None` until answered.
+    answered: Option<Vec<Uuid>>,
+    request: Vec<Uuid>,
+}
 
-impl<'a> ClearOnDrop<'a> {
-    fn new(cache: &'a ReadCache) -> Self {
-        cache.clear();
-        Self(cache)
+impl<'a> ForgetOnDrop<'a> {
+    fn new(cache: &'a ReadCache, request: &impl prost::Message) -> Self {
+        let request = if cache.is_enabled() {
+            mentioned_ids(&request.encode_to_vec())
+        } else {
+            Vec::new()
+        };
+        // A request that names nothing forgets nothing yet: the write's end does.
+        if !request.is_empty() {
+            cache.forget(&request);
+        }
+        Self {
+            cache,
+            answered: None,
+            request,
+        }
+    }
+
+    /// The write was answered with `answer`.
+    fn answered(&mut self, answer: &impl prost::Message) {
+        if !self.cache.is_enabled() {
+            return;
+        }
+        let mut ids = mentioned_ids(&answer.encode_to_vec());
+        ids.extend_from_slice(&self.request);
+        self.answered = Some(ids);
     }
 }
 
-impl Drop for ClearOnDrop<'_> {
+impl Drop for ForgetOnDrop<'_> {
     fn drop(&mut self) {
-        self.0.clear();
+        // An empty list forgets everything.
+        self.cache
+            .forget(self.answered.as_deref().unwrap_or_default());
     }
 }
 
@@ -340,10 +374,14 @@ impl Clients {
             return Ok(answer);
         }
         if op == Op::Write {
-            // Empties the cache now and when the write ends, even if this future is dropped
-            // (the caller went away) while the write may already have been applied.
-            let _clear = ClearOnDrop::new(&self.cache);
-            return self.send(ctx, service, op, message, &send).await;
+            // Forgets what the write touches now and when it ends, even if this future is
+            // dropped (the caller went away) while the write may already have been applied.
+            let mut forget = ForgetOnDrop::new(&self.cache, &message);
+            let result = self.send(ctx, service, op, message, &send).await;
+            if let Ok(answer) = &result {
+                forget.answered(answer);
+            }
+            return result;
         }
         let Some(question) = question else {
             return self.send(ctx, service, op, message, &send).await;
@@ -353,8 +391,14 @@ impl Clients {
         if let Ok(answer) = &result
             && worth_storing(answer)
         {
-            self.cache
-                .store(question, answer.clone(), answer.encoded_len(), generation);
+            let mentions = mentioned_ids(&answer.encode_to_vec());
+            self.cache.store(
+                question,
+                answer.clone(),
+                answer.encoded_len(),
+                mentions,
+                generation,
+            );
         }
         result
     }
@@ -566,7 +610,7 @@ rpcs! {
     /// access `GetAccessRequest`.
     get_access_request: Access Read AccessManagementServiceClient::get_access_request(access::GetAccessRequestRequest) -> access::GetAccessRequestResponse;
     /// access `ListAccessRequests`.
-    list_access_requests: Access Read AccessManagementServiceClient::list_access_requests(access::ListAccessRequestsRequest) -> access::ListAccessRequestsResponse;
+    list_access_requests: Access CachedRead AccessManagementServiceClient::list_access_requests(access::ListAccessRequestsRequest) -> access::ListAccessRequestsResponse;
     /// access `ListMyAccessRequests`.
     list_my_access_requests: Access Read AccessManagementServiceClient::list_my_access_requests(access::ListMyAccessRequestsRequest) -> access::ListMyAccessRequestsResponse;
     /// access `ApproveAccessRequest`.

@@ -28,6 +28,7 @@ mod deadline;
 mod downstream;
 mod error;
 mod grpc;
+mod mentions;
 mod policy;
 mod ratelimit;
 

@@ -1,6 +1,6 @@
 //! The gateway's read cache (`--read-cache-ttl`, `kc_gateway::cache`), seen through the
 //! gateway: answers are served again to the same caller only, a write through the gateway
-//! is read back at once, a denial is never kept, a change is always checked afresh, and a
+//! is read back at once and forgets only the answers about what it touches, a denial is never kept, a change is always checked afresh, and a
 //! change made elsewhere (through another gateway replica) is seen by reads once the entry
 //! expires.
 //!
@@ -246,4 +246,79 @@ async fn a_change_is_checked_afresh_even_when_a_read_kept_the_same_permission() 
     let unchanged = suite.site_now(&site.site_id).await;
     assert_eq!(unchanged.name, "Acme Lyon");
     drop(other_replica);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_forgets_the_answers_about_what_it_touches_and_keeps_the_others() {
+    let suite = Suite::start_with(&LONG_TTL).await;
+    let primary = suite.person("Paula Primary").await;
+    let newcomer = suite.person("Nina Newcomer").await;
+    let unseen = suite.person("Ulysse Unseen").await;
+    let lyon = suite.create_site("Acme Lyon", &primary, None).await;
+    let nantes = suite.create_site("Acme Nantes", &primary, None).await;
+    for site in [&lyon, &nantes] {
+        suite
+            .wait_role(&site.site_id, &primary.id, Role::Primary)
+            .await;
+    }
+    let channel = suite.gateway_channel.clone();
+    let nantes_kept = show_all(&channel, &primary, &nantes)
+        .await
+        .expect("the primary sees Nantes");
+    show_all(&channel, &primary, &lyon)
+        .await
+        .expect("the primary sees Lyon");
+
+    // A change of Nantes made elsewhere (straight at the registry, as another replica's
+    // write would be): this gateway keeps its answer about Nantes for its TTL...
+    suite
+        .registry()
+        .assign_contact(authed(
+            Some(&suite.operator.token),
+            cpb::AssignContactRequest {
+                site_id: nantes.site_id.clone(),
+                user_id: unseen.id.clone(),
+                role: Role::Secondary as i32,
+                details: None,
+            },
+        ))
+        .await
+        .expect("the registry assigns a secondary to Nantes");
+    suite
+        .wait_role(&nantes.site_id, &unseen.id, Role::Secondary)
+        .await;
+    assert_eq!(
+        show_all(&channel, &primary, &nantes).await.expect("Nantes"),
+        nantes_kept,
+        "the answer about Nantes is kept"
+    );
+
+    // ...and a write through this gateway on Lyon forgets what it touched (Lyon, read back
+    // at once) but not the answers about Nantes, which it does not mention.
+    suite
+        .assign(&lyon.site_id, &newcomer, Role::Secondary)
+        .await;
+    let lyon_after = show_all(&channel, &primary, &lyon).await.expect("Lyon");
+    assert!(
+        user_ids(&lyon_after).contains(&newcomer.id.as_str()),
+        "the write on Lyon is read back at once: {lyon_after:?}"
+    );
+    assert_eq!(
+        show_all(&channel, &primary, &nantes).await.expect("Nantes"),
+        nantes_kept,
+        "a write on Lyon leaves the answer about Nantes kept"
+    );
+
+    // A write through this gateway on Nantes forgets it: the change made elsewhere shows.
+    suite
+        .assign(&nantes.site_id, &newcomer, Role::Renewal)
+        .await;
+    let nantes_after = show_all(&channel, &primary, &nantes).await.expect("Nantes");
+    for person in [&unseen, &newcomer] {
+        assert!(
+            user_ids(&nantes_after).contains(&person.id.as_str()),
+            "{} is read after a write on Nantes: {nantes_after:?}",
+            person.name
+        );
+    }
 }
