@@ -55,19 +55,21 @@ macro_rules! site_user_sql {
     };
 }
 
-/// SITE_USERs `0..$2` of site `$1` as identity knows invited users: an e-mail (`$3[u + 1]`,
-/// see [`site_user_email`]) with its skeleton (`$4[u + 1]`) and a name of their own, no
-/// password yet.
+/// SITE_USERs of site `$1` as identity knows invited users: SITE_USER `u` has the e-mail
+/// `$2[u + 1]` (see [`site_user_email`]) with its skeleton `$3[u + 1]` and a name of its own,
+/// no password yet. The arrays are read in one pass (`unnest`), not by subscript: a
+/// subscript of a text array walks it from its start.
 const INSERT_USERS: &str = concat!(
     "
 INSERT INTO users (user_id, email, email_verified, display_name, locale, kind, state,
                    email_skeleton)
 SELECT ",
     site_user_sql!(),
-    ", ($3::text[])[(u + 1)::int],
+    ", s.email,
        false, 'Site user ' || u, (ARRAY['fr', 'en', 'de'])[(u % 3)::int + 1], 'customer', 'invited',
-       ($4::text[])[(u + 1)::int]
-FROM generate_series(0::bigint, $2::bigint - 1) AS u
+       s.skeleton
+FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS s(email, skeleton, position),
+     LATERAL (SELECT s.position - 1 AS u) AS n
 ON CONFLICT (user_id) DO NOTHING"
 );
 
@@ -126,7 +128,6 @@ async fn load_users(identity: &mut PgConnection, site_id: Uuid, count: i64) -> a
     let mut users = identity.begin().await?;
     sqlx::query(INSERT_USERS)
         .bind(site_id)
-        .bind(count)
         .bind(&emails)
         .bind(&skeletons)
         .execute(&mut *users)
@@ -254,12 +255,12 @@ mod tests {
 
     #[test]
     fn bulk_sql_binds_every_parameter_it_uses() {
-        let users = ["$1", "$2", "$3", "$4"];
+        let users = ["$1", "$2", "$3"];
         assert!(
             users.iter().all(|p| INSERT_USERS.contains(p)),
             "{INSERT_USERS}"
         );
-        assert!(!INSERT_USERS.contains("$5"), "{INSERT_USERS}");
+        assert!(!INSERT_USERS.contains("$4"), "{INSERT_USERS}");
         assert!(
             INSERT_CONTACTS.contains("$1")
                 && INSERT_CONTACTS.contains("$2")
