@@ -11,12 +11,11 @@
 //! - **Deadlines.** Each call gets what is left of the gateway call's [`Deadline`], sent as
 //!   `grpc-timeout` and enforced locally; running out is `DeadlineExceeded` when the caller
 //!   set the deadline, else `Unavailable`.
-//! - **Retries.** A read ([`Op::Read`], [`Op::CachedRead`]) is tried once more when the
-//!   service answers `Unavailable` (the next try goes to the next replica); writes are never
-//!   retried.
-//! - **Read cache.** The answers of [`Op::CachedRead`] reads are kept for a short time
-//!   ([`ReadCache`]); every [`Op::Write`] makes it forget the answers that mention what the
-//!   write names.
+//! - **Retries.** A read ([`Op::Read`], [`Op::CachedRead`], [`Op::CachedReadOfRequest`]) is
+//!   tried once more when the service answers `Unavailable` (the next try goes to the next
+//!   replica); writes are never retried.
+//! - **Read cache.** The answers of cached reads are kept for a short time ([`ReadCache`]);
+//!   every [`Op::Write`] makes it forget the answers that mention what the write names.
 //! - **Balancing.** Each service's URL names one or more replicas: its host is resolved
 //!   again every few seconds and calls go round-robin over one lazily connected channel per
 //!   address ([`ReplicaChannels`]); a replica that is down fails fast (connect timeout), and
@@ -50,8 +49,14 @@ use crate::mentions::mentioned_ids;
 pub(crate) enum Op {
     /// Reads nothing but state: retried once on `Unavailable`.
     Read,
-    /// A read whose answer may come from the read cache (see [`ReadCache`] for how fresh).
+    /// A read whose answer may come from the read cache (see [`ReadCache`] for how fresh),
+    /// kept until a write mentions an id its request or its answer mentions (a user's
+    /// contacts or rights over sites the request does not name).
     CachedRead,
+    /// A cached read whose answer is only about what its request names (a site's contacts,
+    /// users by id, a check of a user on a site): kept until a write mentions an id of the
+    /// request, so the answer, often a long list, is not scanned for ids.
+    CachedReadOfRequest,
     /// Changes state: never retried; makes the read cache forget what it touches.
     Write,
     /// Changes nothing but sessions (sign in, refresh, sign out): never retried; leaves the
@@ -61,7 +66,7 @@ pub(crate) enum Op {
 
 impl Op {
     fn is_read(self) -> bool {
-        matches!(self, Op::Read | Op::CachedRead)
+        matches!(self, Op::Read | Op::CachedRead | Op::CachedReadOfRequest)
     }
 }
 
@@ -365,7 +370,7 @@ impl Clients {
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
         let question = match (op, ctx.asker()) {
-            (Op::CachedRead, Some(asker)) if self.cache.is_enabled() => {
+            (Op::CachedRead | Op::CachedReadOfRequest, Some(asker)) if self.cache.is_enabled() => {
                 Some(Question::new(method, asker, message.encode_to_vec()))
             }
             _ => None,
@@ -391,7 +396,11 @@ impl Clients {
         if let Ok(answer) = &result
             && worth_storing(answer)
         {
-            let mentions = mentioned_ids(&answer.encode_to_vec());
+            let mentions = if op == Op::CachedRead {
+                mentioned_ids(&answer.encode_to_vec())
+            } else {
+                Vec::new()
+            };
             self.cache.store(
                 question,
                 answer.clone(),
@@ -520,9 +529,9 @@ rpcs! {
     /// identity `RevokeSession`.
     revoke_session: Identity SessionWrite IdentityServiceClient::revoke_session(identity::RevokeSessionRequest) -> identity::RevokeSessionResponse;
     /// identity `GetUser`.
-    get_user: Identity CachedRead IdentityServiceClient::get_user(identity::GetUserRequest) -> identity::GetUserResponse;
+    get_user: Identity CachedReadOfRequest IdentityServiceClient::get_user(identity::GetUserRequest) -> identity::GetUserResponse;
     /// identity `BatchGetUsers`.
-    batch_get_users: Identity CachedRead IdentityServiceClient::batch_get_users(identity::BatchGetUsersRequest) -> identity::BatchGetUsersResponse;
+    batch_get_users: Identity CachedReadOfRequest IdentityServiceClient::batch_get_users(identity::BatchGetUsersRequest) -> identity::BatchGetUsersResponse;
     /// identity `LookupUser`: the account of a login e-mail (bulk import).
     lookup_user: Identity Read IdentityServiceClient::lookup_user(identity::LookupUserRequest) -> identity::LookupUserResponse;
     /// identity `InviteUser`.
@@ -539,7 +548,7 @@ rpcs! {
     /// registry `CreateSite`.
     create_site: Contacts Write ContactRegistryServiceClient::create_site(contacts::CreateSiteRequest) -> contacts::CreateSiteResponse;
     /// registry `GetSite`.
-    get_site: Contacts CachedRead ContactRegistryServiceClient::get_site(contacts::GetSiteRequest) -> contacts::GetSiteResponse;
+    get_site: Contacts CachedReadOfRequest ContactRegistryServiceClient::get_site(contacts::GetSiteRequest) -> contacts::GetSiteResponse;
     /// registry `LookupSite`: a site by its number (bulk import and export).
     lookup_site: Contacts Read ContactRegistryServiceClient::lookup_site(contacts::LookupSiteRequest) -> contacts::LookupSiteResponse;
     /// registry `ListSites`: a customer's sites (bulk export).
@@ -551,7 +560,7 @@ rpcs! {
     /// registry `GetSiteCompliance`.
     get_site_compliance: Contacts Read ContactRegistryServiceClient::get_site_compliance(contacts::GetSiteComplianceRequest) -> contacts::GetSiteComplianceResponse;
     /// registry `ListSiteContacts`.
-    list_site_contacts: Contacts CachedRead ContactRegistryServiceClient::list_site_contacts(contacts::ListSiteContactsRequest) -> contacts::ListSiteContactsResponse;
+    list_site_contacts: Contacts CachedReadOfRequest ContactRegistryServiceClient::list_site_contacts(contacts::ListSiteContactsRequest) -> contacts::ListSiteContactsResponse;
     /// registry `ListUserContacts`.
     list_user_contacts: Contacts CachedRead ContactRegistryServiceClient::list_user_contacts(contacts::ListUserContactsRequest) -> contacts::ListUserContactsResponse;
     /// registry `AssignContact`.
@@ -581,7 +590,7 @@ rpcs! {
     await_access_revision: Contacts Read ContactRegistryServiceClient::await_access_revision(contacts::AwaitAccessRevisionRequest) -> contacts::AwaitAccessRevisionResponse;
 
     /// access `BatchCheck`.
-    batch_check: Access CachedRead AccessManagementServiceClient::batch_check(access::BatchCheckRequest) -> access::BatchCheckResponse;
+    batch_check: Access CachedReadOfRequest AccessManagementServiceClient::batch_check(access::BatchCheckRequest) -> access::BatchCheckResponse;
     /// access `ConsistentBatchCheck`: checks read from the database (AuthorizationService
     /// with `at_least_as_fresh`).
     consistent_batch_check: Access Read AccessManagementServiceClient::consistent_batch_check(access::ConsistentBatchCheckRequest) -> access::ConsistentBatchCheckResponse;
@@ -610,7 +619,7 @@ rpcs! {
     /// access `GetAccessRequest`.
     get_access_request: Access Read AccessManagementServiceClient::get_access_request(access::GetAccessRequestRequest) -> access::GetAccessRequestResponse;
     /// access `ListAccessRequests`.
-    list_access_requests: Access CachedRead AccessManagementServiceClient::list_access_requests(access::ListAccessRequestsRequest) -> access::ListAccessRequestsResponse;
+    list_access_requests: Access CachedReadOfRequest AccessManagementServiceClient::list_access_requests(access::ListAccessRequestsRequest) -> access::ListAccessRequestsResponse;
     /// access `ListMyAccessRequests`.
     list_my_access_requests: Access Read AccessManagementServiceClient::list_my_access_requests(access::ListMyAccessRequestsRequest) -> access::ListMyAccessRequestsResponse;
     /// access `ApproveAccessRequest`.
