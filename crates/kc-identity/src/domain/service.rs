@@ -217,9 +217,11 @@ impl Identity {
     /// Finds the account that owns an address, or invites the address (rule I1); returns
     /// the account and whether it was invited. A proven (or disabled) account is returned
     /// as is. An unproven account has its pending claim discarded, takes the inviter's name
-    /// and language when given, and is mailed a fresh invitation code; an address without
-    /// an account gets an unproven account and an invitation code. An address that looks
-    /// like another proven account's is refused (rule I3).
+    /// and language when given, and is mailed a fresh invitation code, unless an invitation
+    /// that nobody claimed went out within the mail interval: then it is kept as it is and
+    /// this call invites nobody. An address without an account gets an unproven account and
+    /// an invitation code. An address that looks like another proven account's is refused
+    /// (rule I3).
     pub async fn invite_user(
         &self,
         caller: &Caller,
@@ -274,6 +276,11 @@ impl Identity {
             return Ok((user, false));
         }
         refuse_confusable(&mut tx, &skeleton, address).await?;
+        if self.invitation_outstanding(&mut tx, &user, address).await? {
+            tx.commit().await?;
+            tracing::info!(user_id = %user.user_id, "invitation outstanding and mailed within the mail interval; kept, not mailed again");
+            return Ok((user, false));
+        }
         // Whatever a stranger set before the proof goes: the claim (replaced by a code
         // without claim) and the name it may have given.
         let user = storage::users::reinvite(
@@ -296,6 +303,32 @@ impl Identity {
         tx.commit().await?;
         tracing::info!(user_id = %user.user_id, "unproven account invited again; pending claim discarded");
         Ok((user, true))
+    }
+
+    /// Whether unproven `user` holds a code for `email` that still works, confirms nobody's
+    /// claim and was mailed within the mail interval: an invitation repeated or racing
+    /// another (several sites adding the same new person at once) keeps it, so the person
+    /// gets one code and one mail, and this call invites nobody.
+    async fn invitation_outstanding(
+        &self,
+        conn: &mut PgConnection,
+        user: &User,
+        email: &str,
+    ) -> Result<bool> {
+        let Some(outstanding) =
+            storage::verifications::get_for_update(conn, user.user_id, email).await?
+        else {
+            return Ok(false);
+        };
+        if outstanding.claim.is_some() || outstanding.expire_time <= Utc::now() {
+            return Ok(false);
+        }
+        Ok(storage::verifications::mailed_within(
+            conn,
+            email,
+            self.settings.code_mail_interval.as_secs_f64(),
+        )
+        .await?)
     }
 
     /// Records a newly invited `user` (a registered event) and mails it a fresh invitation

@@ -653,3 +653,32 @@ async fn proving_a_disabled_unproven_account_discards_its_earlier_password() {
     );
     expect_code(h.login(owner, PASSWORD).await, Code::Unauthenticated);
 }
+
+#[tokio::test]
+async fn invitations_repeated_or_racing_within_the_mail_interval_send_one_code() {
+    // rule I1: several sites adding the same new person at once (or one site twice) invite
+    // it once: one account, one code, one mail; the other calls invite nobody. A stranger's
+    // claim is still discarded by the next invitation (see the squatter's test above).
+    let h = Harness::start().await;
+    let operator = h.operator().await;
+    let owner = "raced@example.com";
+    let answers = futures::future::join_all((0..8).map(|_| invite(&h, &operator, owner))).await;
+    let invited = answers.iter().filter(|answer| answer.invited).count();
+    assert_eq!(invited, 1, "one call invites: {answers:?}");
+    let ids: std::collections::BTreeSet<&str> = answers
+        .iter()
+        .map(|answer| answer.user.as_ref().expect("user").user_id.as_str())
+        .collect();
+    assert_eq!(ids.len(), 1, "one account");
+    let held = h.code(owner).await.code;
+    let again = invite(&h, &operator, owner).await;
+    assert!(!again.invited, "invited again within the interval: kept");
+    assert_eq!(h.code(owner).await.code, held, "the code is kept");
+    assert_eq!(sealed_mails(&h, &operator, owner).await, 1, "one mail");
+    reset(&h, owner, &held, OWN_PASSWORD)
+        .await
+        .expect("the one code proves the address");
+    h.login(owner, OWN_PASSWORD)
+        .await
+        .expect("the owner signs in");
+}

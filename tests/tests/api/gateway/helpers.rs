@@ -98,6 +98,12 @@ impl Suite {
         Self::start_with_all_flags(&["--session-rate-limit", "off"], &[], contacts_flags).await
     }
 
+    /// Like [`Suite::start`], with identity's production mail interval (`1m`): a code
+    /// outstanding is not mailed again within it (rule I1's throttle).
+    pub async fn start_with_mail_interval() -> Self {
+        Self::start_with_identity(&["--code-mail-interval", "1m"]).await
+    }
+
     /// [`Suite::start_with`] with `access_flags` for access management too.
     async fn start_with_flags(gateway_extra: &[&str], access_flags: &[&str]) -> Self {
         Self::start_with_all_flags(gateway_extra, access_flags, &[]).await
@@ -108,6 +114,31 @@ impl Suite {
         gateway_extra: &[&str],
         access_flags: &[&str],
         contacts_flags: &[&str],
+    ) -> Self {
+        // Every request that mails a code mails it at once (the outstanding code again
+        // when there is one), so that a test sees one mail per request.
+        Self::start_with_every_flag(
+            gateway_extra,
+            access_flags,
+            contacts_flags,
+            &["--code-mail-interval", "0s"],
+        )
+        .await
+    }
+
+    /// Like [`Suite::start`], with `identity_flags` for identity instead of the suite's.
+    async fn start_with_identity(identity_flags: &[&str]) -> Self {
+        Self::start_with_every_flag(&["--session-rate-limit", "off"], &[], &[], identity_flags)
+            .await
+    }
+
+    /// The suite with these flags for the gateway (besides the write limits, off unless
+    /// given), access management, the registry and identity.
+    async fn start_with_every_flag(
+        gateway_extra: &[&str],
+        access_flags: &[&str],
+        contacts_flags: &[&str],
+        identity_flags: &[&str],
     ) -> Self {
         let mut gateway_flags = Vec::new();
         for flag in WRITE_LIMITS {
@@ -121,9 +152,7 @@ impl Suite {
             .with(Service::Access)
             .with(Service::Notification)
             .with(Service::Gateway)
-            // Every request that mails a code mails it at once (the outstanding code again
-            // when there is one), so that a test sees one mail per request.
-            .flags(Service::Identity, &["--code-mail-interval", "0s"])
+            .flags(Service::Identity, identity_flags)
             .flags(Service::Gateway, &gateway_flags)
             .flags(Service::Access, access_flags)
             .flags(Service::Contacts, contacts_flags)
