@@ -165,23 +165,19 @@ async fn t8_awaiting_a_registry_revision_makes_its_role_visible() {
     // What T8 promises is about the registry's feed; the secondary's proof comes through
     // identity's (an unproven user's roles imply nothing, I1), so it is waited for first.
     let pool = s.access_pool().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually("access knows the secondary is proven", || async {
         let proven: Option<bool> =
             sqlx::query_scalar("SELECT email_verified FROM users WHERE user_id = $1")
                 .bind(secondary)
                 .fetch_optional(&pool)
                 .await
-                .expect("read access's projection of identity");
-        if proven == Some(true) {
-            break;
+                .map_err(|error| error.to_string())?;
+        match proven {
+            Some(true) => Ok(()),
+            other => Err(format!("email_verified {other:?}")),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "access never learnt that the secondary is proven"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 
     let assigned = s
         .registry()
