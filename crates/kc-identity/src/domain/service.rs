@@ -72,6 +72,12 @@ pub struct Identity {
     codes: CodeKeys,
 }
 
+/// Whether an outstanding code still works: unexpired, and long when its address is
+/// `locked` (short codes of a locked address are refused).
+fn still_works(outstanding: &Outstanding, locked: bool) -> bool {
+    outstanding.expire_time > Utc::now() && (!locked || outstanding.long_code)
+}
+
 impl Identity {
     /// The domain on `pool`, protecting codes with the keys of `secrets`.
     pub fn new(
@@ -320,7 +326,8 @@ impl Identity {
         else {
             return Ok(false);
         };
-        if outstanding.claim.is_some() || outstanding.expire_time <= Utc::now() {
+        let locked = storage::code_attempts::is_locked(conn, email).await?;
+        if outstanding.claim.is_some() || !still_works(&outstanding, locked) {
             return Ok(false);
         }
         Ok(storage::verifications::mailed_within(
@@ -433,7 +440,7 @@ impl Identity {
         else {
             return Ok(false);
         };
-        if outstanding.expire_time <= Utc::now() || (locked && !outstanding.long_code) {
+        if !still_works(&outstanding, locked) {
             return Ok(false);
         }
         let Some(sealed) = events::sealed_code(conn, outstanding.outbox_event_id).await? else {
