@@ -25,8 +25,8 @@ use crate::domain::values::{
     optional_note, parse_id, required_reason,
 };
 use crate::domain::{
-    AccessRequest, AccessRequestKind, Approver, Decision, DomainPolicy, Grants, Permission,
-    PolicyMode, Profile, RequestState, SupportLevel, Tool, ToolAccess, ToolLevel,
+    AccessRequest, AccessRequestKind, Approver, Decision, DomainPolicy, Grants, Holding,
+    Permission, PolicyMode, Profile, RequestState, SupportLevel, Tool, ToolAccess, ToolLevel,
 };
 
 mod blocks;
@@ -925,35 +925,35 @@ pub(crate) fn check_response(decision: Decision) -> pb::CheckResponse {
 }
 
 /// A page of the sites where a user holds a permission, keyed by site id.
-pub(crate) fn lookup_sites_response(page: &Page<(Profile, Decision)>) -> pb::LookupSitesResponse {
+pub(crate) fn lookup_sites_response(page: &Page<Holding>) -> pb::LookupSitesResponse {
     pb::LookupSitesResponse {
         sites: page
             .items
             .iter()
-            .map(|(profile, decision)| pb::LookedUpSite {
-                site_id: profile.site_id.to_string(),
-                site_number: profile.site_number.clone(),
-                reason: decision.reason.clone(),
-                rule: decision.rule.to_owned(),
+            .map(|holding| pb::LookedUpSite {
+                site_id: holding.site_id.to_string(),
+                site_number: holding.site_number.clone(),
+                reason: holding.reason.clone(),
+                rule: holding.rule.clone(),
             })
             .collect(),
-        next_page_token: next_page_token(page, |(p, _)| vec![p.site_id.to_string()]),
+        next_page_token: next_page_token(page, |h| vec![h.site_id.to_string()]),
     }
 }
 
 /// A page of the users who hold a permission on a site, keyed by user id.
-pub(crate) fn lookup_users_response(page: &Page<(Profile, Decision)>) -> pb::LookupUsersResponse {
+pub(crate) fn lookup_users_response(page: &Page<Holding>) -> pb::LookupUsersResponse {
     pb::LookupUsersResponse {
         users: page
             .items
             .iter()
-            .map(|(profile, decision)| pb::LookedUpUser {
-                user_id: profile.user_id.to_string(),
-                reason: decision.reason.clone(),
-                rule: decision.rule.to_owned(),
+            .map(|holding| pb::LookedUpUser {
+                user_id: holding.user_id.to_string(),
+                reason: holding.reason.clone(),
+                rule: holding.rule.clone(),
             })
             .collect(),
-        next_page_token: next_page_token(page, |(p, _)| vec![p.user_id.to_string()]),
+        next_page_token: next_page_token(page, |h| vec![h.user_id.to_string()]),
     }
 }
 

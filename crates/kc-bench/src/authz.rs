@@ -42,6 +42,8 @@ use futures::future::BoxFuture;
 use kc_proto::access::Permission;
 use kc_proto::gateway::authorization_service_client::AuthorizationServiceClient;
 use kc_proto::gateway::{BatchCheckRequest, CheckRequest, LookupSitesRequest};
+use kc_rights::levels::{SupportLevel, Tool, ToolAccess, ToolLevel};
+use kc_rights::rights::{self as model, Effective, Grants, RoleSet, SiteFacts, Subject};
 use sqlx::{Connection, PgConnection};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
@@ -355,6 +357,74 @@ JOIN sites s ON s.site_number = ($3::bigint + i)::text
 WHERE i % $4::bigint = u % $4::bigint"
 );
 
+/// The permission feed's rows of the lookup users' grants (`$1` users), from the decisions per
+/// software rank and site facts (`$2` software rank, `$3` STC present, `$4` C3 switch, `$5`
+/// permission, `$6` reason, `$7` rule): what access management's feed writes for a grant.
+const INSERT_LOOKUP_EFFECTIVE: &str = concat!(
+    "
+INSERT INTO effective_permissions (site_id, user_id, permission, reason, rule)
+SELECT g.site_id, g.user_id, d.permission, d.reason, d.rule
+FROM grants g
+JOIN sites s ON s.site_id = g.site_id
+JOIN unnest($2::smallint[], $3::boolean[], $4::boolean[], $5::smallint[], $6::text[], $7::text[])
+     AS d(software, has_stc, c3, permission, reason, rule)
+  ON d.software = g.software AND d.c3 = s.admin_may_manage_access
+ AND d.has_stc = EXISTS (SELECT 1 FROM site_roles t WHERE t.site_id = g.site_id AND t.role = 3)
+WHERE g.user_id IN (SELECT ",
+    lookup_user_sql!(),
+    " FROM generate_series(0::bigint, $1::bigint - 1) AS u)"
+);
+
+/// The rights model's decisions for the lookup users' grants (software rank 1 to 3 and
+/// reporting VIEW) under each site facts, as the columns of [`INSERT_LOOKUP_EFFECTIVE`].
+#[derive(Debug, Default)]
+struct LookupDecisions {
+    software: Vec<i16>,
+    has_stc: Vec<bool>,
+    c3: Vec<bool>,
+    permission: Vec<i16>,
+    reason: Vec<String>,
+    rule: Vec<String>,
+}
+
+impl LookupDecisions {
+    fn of_the_model() -> Self {
+        let mut columns = Self::default();
+        for rank in 1..=3u8 {
+            let tools = ToolAccess::NONE
+                .with(ToolLevel::from_rank(Tool::Software, rank).expect("a software rank"))
+                .with(ToolLevel::from_rank(Tool::Reporting, 1).expect("reporting VIEW"));
+            let subject = Subject {
+                roles: RoleSet::EMPTY,
+                explicit: Grants {
+                    tools,
+                    support: SupportLevel::NoAccess,
+                },
+                disabled: false,
+            };
+            for (stc, switch) in [(false, false), (false, true), (true, false), (true, true)] {
+                let facts = SiteFacts {
+                    admin_may_manage_access: switch,
+                    has_site_technical: stc,
+                };
+                let effective = Effective::of(&subject, facts);
+                for permission in model::Permission::ALL {
+                    let decision = effective.check(permission);
+                    if decision.allowed {
+                        columns.software.push(i16::from(rank));
+                        columns.has_stc.push(stc);
+                        columns.c3.push(switch);
+                        columns.permission.push(permission.number() as i16);
+                        columns.reason.push(decision.reason);
+                        columns.rule.push(decision.rule.to_owned());
+                    }
+                }
+            }
+        }
+        columns
+    }
+}
+
 /// Counts the lookup users' grants: `$1` users.
 const COUNT_LOOKUP_GRANTS: &str = concat!(
     "SELECT count(*) FROM grants WHERE user_id IN (SELECT ",
@@ -396,12 +466,24 @@ async fn load_lookup_grants(conn: &mut PgConnection) -> anyhow::Result<Option<St
     if i64::try_from(grants)? != expected {
         bail!("loaded {grants} grants of the lookup users, not {expected}");
     }
+    let decisions = LookupDecisions::of_the_model();
+    sqlx::query(INSERT_LOOKUP_EFFECTIVE)
+        .bind(LOOKUP_USERS)
+        .bind(&decisions.software)
+        .bind(&decisions.has_stc)
+        .bind(&decisions.c3)
+        .bind(&decisions.permission)
+        .bind(&decisions.reason)
+        .bind(&decisions.rule)
+        .execute(&mut *tx)
+        .await
+        .context("could not load the lookup users' effective permissions")?;
     // Like every change of the projection: no replica keeps what it cached before.
     sqlx::query("SELECT pg_notify('kc_access_invalidate', '*')")
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    sqlx::raw_sql("VACUUM (ANALYZE) grants, users")
+    sqlx::raw_sql("VACUUM (ANALYZE) grants, users, effective_permissions")
         .execute(&mut *conn)
         .await
         .context("could not vacuum and analyse the access tables")?;
@@ -438,11 +520,31 @@ mod tests {
             (INSERT_LOOKUP_USERS, 1),
             (INSERT_LOOKUP_GRANTS, 4),
             (COUNT_LOOKUP_GRANTS, 1),
+            (INSERT_LOOKUP_EFFECTIVE, 7),
         ] {
             for n in 1..=count {
                 assert!(sql.contains(&format!("${n}")), "${n} unused in {sql}");
             }
             assert!(!sql.contains(&format!("${}", count + 1)), "{sql}");
+        }
+    }
+
+    #[test]
+    fn every_lookup_grant_gives_the_permissions_the_lookups_ask_under_any_site_facts() {
+        let decisions = LookupDecisions::of_the_model();
+        for rank in 1..=3 {
+            for facts in [(false, false), (false, true), (true, false), (true, true)] {
+                for asked in LOOKUP_PERMISSIONS {
+                    assert!(
+                        (0..decisions.permission.len()).any(|row| {
+                            decisions.software[row] == rank
+                                && (decisions.has_stc[row], decisions.c3[row]) == facts
+                                && decisions.permission[row] == asked as i16
+                        }),
+                        "software rank {rank}, facts {facts:?}: {asked:?}"
+                    );
+                }
+            }
         }
     }
 

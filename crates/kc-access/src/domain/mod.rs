@@ -22,6 +22,7 @@ use kc_runtime::{ApiError, Violation};
 use serde::Serialize;
 use uuid::Uuid;
 
+pub use crate::storage::effective::{Holders, Holding};
 pub use actor::{Actor, ActorKind};
 pub use levels::{
     AccountDocumentsAccess, AccountManagementAccess, ContactUpdatesAccess, EntitlementsAccess,

@@ -64,6 +64,8 @@ mod support_users;
 pub use support_users::{SupportUsersQuery, UserAccessChange};
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -91,6 +93,7 @@ use super::{
     baseline_grant, check_approval, check_decider, check_domain_baseline, check_not_own_request,
     check_revoke, check_self_grant, check_support_change, check_tool_change,
 };
+use super::{Holders, Holding};
 use crate::cache::{Rights, RightsCache};
 use crate::events::{self, PendingEvent};
 use crate::permission_feed;
@@ -122,6 +125,8 @@ pub struct AccessSettings {
 #[derive(Clone, Debug)]
 pub struct Access {
     pool: PgPool,
+    /// Whether the permission feed's table is known to hold every permission.
+    feed_complete: Arc<AtomicBool>,
     cache: RightsCache,
     settings: AccessSettings,
 }
@@ -143,25 +148,79 @@ fn next_lookup_batch(batch: i64) -> i64 {
     (batch * 2).min(MAX_LOOKUP_BATCH)
 }
 
-/// Appends the profiles of `rows` that hold `permission` to `found`, with their decision,
-/// until it holds `size + 1` (a full page and the sign of a next one); whether it does.
+/// Appends the profiles of `rows` that hold `permission` to `found`, with the reason and
+/// rule, until it holds `size + 1` (a full page and the sign of a next one); whether it does.
 fn collect_allowed(
     rows: Vec<Profile>,
     permission: Permission,
     size: u32,
-    found: &mut Vec<(Profile, Decision)>,
+    found: &mut Vec<Holding>,
 ) -> bool {
     let wanted = size as usize + 1;
     for profile in rows {
-        let decision = profile.effective.check(permission);
-        if decision.allowed {
-            found.push((profile, decision));
+        if let Some(holding) = holding_of(&profile, profile.effective.check(permission)) {
+            found.push(holding);
             if found.len() >= wanted {
                 return true;
             }
         }
     }
     false
+}
+
+/// What a lookup answers of `profile` when `decision` allows; `None` when it denies.
+fn holding_of(profile: &Profile, decision: Decision) -> Option<Holding> {
+    decision.allowed.then(|| Holding {
+        site_id: profile.site_id,
+        site_number: profile.site_number.clone(),
+        user_id: profile.user_id,
+        reason: decision.reason,
+        rule: decision.rule.to_owned(),
+    })
+}
+
+/// One batch of a lookup read from the database (see [`Access::lookup`]).
+#[derive(Debug)]
+struct LookupBatch {
+    /// Rows of the feed's table, in key order, at most `limit`.
+    held: Vec<Holding>,
+    /// Keys whose grants' start or end passed, in key order, at most `limit`: the table
+    /// may be wrong about them.
+    passed: Vec<Uuid>,
+    /// The holdings among `passed`, decided afresh.
+    decided: Vec<Holding>,
+    /// The limit of both reads.
+    limit: usize,
+}
+
+impl LookupBatch {
+    /// The holdings of the batch in key order, up to the key both reads covered, and that
+    /// key: `None` when both reads came back short (nothing lies beyond them). Past that
+    /// key, one of the reads stopped at its limit, so what lies there is left to the next
+    /// batch.
+    fn merge(self, holders: Holders) -> (Vec<Holding>, Option<Uuid>) {
+        let full_last = |keys: Vec<Uuid>| {
+            (keys.len() >= self.limit)
+                .then(|| keys.last().copied())
+                .flatten()
+        };
+        let bound = [
+            full_last(self.held.iter().map(|h| holders.key(h)).collect()),
+            full_last(self.passed.clone()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let mut merged: Vec<Holding> = self
+            .held
+            .into_iter()
+            .filter(|holding| !self.passed.contains(&holders.key(holding)))
+            .chain(self.decided)
+            .filter(|holding| bound.is_none_or(|bound| holders.key(holding) <= bound))
+            .collect();
+        merged.sort_by_key(|holding| holders.key(holding));
+        (merged, bound)
+    }
 }
 
 /// The subject a profile describes.
@@ -487,6 +546,7 @@ impl Access {
     pub fn new(pool: PgPool, cache: RightsCache, settings: AccessSettings) -> Self {
         Self {
             pool,
+            feed_complete: Arc::new(AtomicBool::new(false)),
             cache,
             settings,
         }
@@ -874,51 +934,139 @@ impl Access {
     }
 
     /// A page of the sites where a user holds a permission (effective rights, T3), in
-    /// site-id order, each with the decision that allows it. Read from the database: the
-    /// candidates are the sites where the user has a grant or a rights-implying role (nobody
-    /// holds anything elsewhere), read in batches and filtered by the rights model.
-    pub async fn lookup_sites(&self, query: LookupSitesQuery) -> Result<Page<(Profile, Decision)>> {
-        let LookupSitesQuery {
-            user_id,
-            permission,
-            after,
-            size,
-        } = query;
+    /// site-id order, each with the reason and rule that allow it (see [`Access::lookup`]).
+    pub async fn lookup_sites(&self, query: LookupSitesQuery) -> Result<Page<Holding>> {
         let mut conn = self.pool.acquire().await?;
-        let mut after = after;
-        let mut found = Vec::new();
-        let mut batch = lookup_batch(size);
-        loop {
-            let rows = storage::sites::user_profiles(&mut conn, user_id, after, batch).await?;
-            let exhausted = rows.len() < batch as usize;
-            after = rows.last().map(|profile| profile.site_id).or(after);
-            if collect_allowed(rows, permission, size, &mut found) || exhausted {
-                break;
-            }
-            batch = next_lookup_batch(batch);
-        }
-        Ok(Page::from_rows(found, size))
+        let holders = Holders::SitesOf(query.user_id);
+        self.lookup(
+            &mut conn,
+            holders,
+            query.permission,
+            query.after,
+            query.size,
+        )
+        .await
     }
 
     /// A page of the users who hold a permission on a site (effective rights, T3), in
-    /// user-id order, each with the decision that allows it. Read from the database like
-    /// [`Access::lookup_sites`]. An unknown site is `NotFound`.
-    pub async fn lookup_users(&self, query: LookupUsersQuery) -> Result<Page<(Profile, Decision)>> {
-        let LookupUsersQuery {
-            site_id,
-            permission,
-            after,
-            size,
-        } = query;
+    /// user-id order, each with the reason and rule that allow it (see [`Access::lookup`]).
+    /// An unknown site is `NotFound`.
+    pub async fn lookup_users(&self, query: LookupUsersQuery) -> Result<Page<Holding>> {
         let mut conn = self.pool.acquire().await?;
-        site_of(&mut conn, site_id).await?;
-        let mut after = after;
+        site_of(&mut conn, query.site_id).await?;
+        let holders = Holders::UsersOf(query.site_id);
+        self.lookup(
+            &mut conn,
+            holders,
+            query.permission,
+            query.after,
+            query.size,
+        )
+        .await
+    }
+
+    /// A page of `holders` of `permission` after the key `after`, read from the database.
+    ///
+    /// Once the permission feed's backfill is done, its table `effective_permissions` holds
+    /// every permission as the rights model decided it at the last change of its causes, so
+    /// a page is one range of the table's index. The one thing the table can miss is time
+    /// (T9): a grant whose start or end came but that the sweeper has not recorded yet. The
+    /// keys of such grants are read beside the range (few rows: the sweeper records them
+    /// within its interval) and decided afresh from their profiles, so a lookup honours
+    /// starts and ends to the second, like `Check`. Until the backfill is done, the
+    /// candidates' profiles are read and decided instead (the slower path).
+    async fn lookup(
+        &self,
+        conn: &mut PgConnection,
+        holders: Holders,
+        permission: Permission,
+        mut after: Option<Uuid>,
+        size: u32,
+    ) -> Result<Page<Holding>> {
+        if !self.feed_complete(conn).await? {
+            return self
+                .lookup_by_profiles(conn, holders, permission, after, size)
+                .await;
+        }
+        let wanted = size as usize + 1;
+        let at = Utc::now();
         let mut found = Vec::new();
         let mut batch = lookup_batch(size);
         loop {
-            let rows = storage::sites::site_profiles(&mut conn, site_id, after, batch).await?;
+            let held = storage::effective::holding(
+                conn,
+                holders,
+                permission.number() as i16,
+                after,
+                batch,
+            )
+            .await?;
+            let passed = storage::grants::bounds_passed(conn, holders, at, after, batch).await?;
+            let (site_ids, user_ids): (Vec<Uuid>, Vec<Uuid>) =
+                passed.iter().map(|key| holders.pair(*key)).unzip();
+            let decided: Vec<Holding> = storage::sites::pair_profiles(conn, &site_ids, &user_ids)
+                .await?
+                .into_iter()
+                .filter_map(|profile| holding_of(&profile, profile.effective.check(permission)))
+                .collect();
+            let read = LookupBatch {
+                held,
+                passed,
+                decided,
+                limit: batch as usize,
+            };
+            let (page, bound) = read.merge(holders);
+            found.extend(page);
+            if found.len() >= wanted || bound.is_none() {
+                break;
+            }
+            after = bound;
+            batch = next_lookup_batch(batch);
+        }
+        found.truncate(wanted);
+        Ok(Page::from_rows(found, size))
+    }
+
+    /// Whether the permission feed's table holds every permission (its backfill is done;
+    /// remembered once seen, since it never goes back).
+    async fn feed_complete(&self, conn: &mut PgConnection) -> Result<bool> {
+        if self.feed_complete.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let done = storage::effective::backfill_done(conn).await?;
+        if done {
+            self.feed_complete.store(true, Ordering::Relaxed);
+        }
+        Ok(done)
+    }
+
+    /// [`Access::lookup`] while the feed's backfill runs: the candidates (a grant or a
+    /// rights-implying role) are read in batches with their profiles and decided by the
+    /// rights model.
+    async fn lookup_by_profiles(
+        &self,
+        conn: &mut PgConnection,
+        holders: Holders,
+        permission: Permission,
+        mut after: Option<Uuid>,
+        size: u32,
+    ) -> Result<Page<Holding>> {
+        let mut found = Vec::new();
+        let mut batch = lookup_batch(size);
+        loop {
+            let rows = match holders {
+                Holders::SitesOf(user_id) => {
+                    storage::sites::user_profiles(conn, user_id, after, batch).await?
+                }
+                Holders::UsersOf(site_id) => {
+                    storage::sites::site_profiles(conn, site_id, after, batch).await?
+                }
+            };
             let exhausted = rows.len() < batch as usize;
-            after = rows.last().map(|profile| profile.user_id).or(after);
+            after = rows
+                .last()
+                .map(|profile| holders.key_of_pair(profile.site_id, profile.user_id))
+                .or(after);
             if collect_allowed(rows, permission, size, &mut found) || exhausted {
                 break;
             }
@@ -1636,6 +1784,71 @@ impl Access {
 mod tests {
     use super::*;
     use crate::domain::{AccountManagementAccess, ContactRole, ManageAccess, SiteFacts};
+
+    /// The key `n` (ordered like `n`).
+    fn key(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    /// What the table says user 1 holds on site `n`.
+    fn held(n: u128, reason: &str) -> Holding {
+        Holding {
+            site_id: key(n),
+            site_number: format!("{}", 7_000_000 + n),
+            user_id: key(1),
+            reason: reason.to_owned(),
+            rule: "T1".to_owned(),
+        }
+    }
+
+    fn sites(page: &[Holding]) -> Vec<(u128, &str)> {
+        page.iter()
+            .map(|h| (h.site_id.as_u128(), h.reason.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_lookup_batch_trusts_the_table_except_where_a_grants_bound_passed() {
+        let holders = Holders::SitesOf(key(1));
+        // Both reads short: everything is known; site 3's grant ended (the table still
+        // shows it), site 4's started (the table does not show it yet).
+        let batch = LookupBatch {
+            held: vec![held(2, "table"), held(3, "table"), held(5, "table")],
+            passed: vec![key(3), key(4)],
+            decided: vec![held(4, "fresh")],
+            limit: 10,
+        };
+        let (page, bound) = batch.merge(holders);
+        assert_eq!(sites(&page), [(2, "table"), (4, "fresh"), (5, "table")]);
+        assert_eq!(bound, None);
+    }
+
+    #[test]
+    fn a_lookup_batch_stops_where_one_of_its_reads_was_cut() {
+        let holders = Holders::SitesOf(key(1));
+        // The table's read is full at site 4: whatever lies past it is not read yet, even
+        // the fresh decision on site 6.
+        let batch = LookupBatch {
+            held: vec![held(1, "table"), held(2, "table"), held(4, "table")],
+            passed: vec![key(2), key(6)],
+            decided: vec![held(2, "fresh"), held(6, "fresh")],
+            limit: 3,
+        };
+        let (page, bound) = batch.merge(holders);
+        assert_eq!(sites(&page), [(1, "table"), (2, "fresh"), (4, "table")]);
+        assert_eq!(bound, Some(key(4)));
+        // The passed bounds' read is full at site 3: the table's site 5 waits for the next
+        // batch.
+        let batch = LookupBatch {
+            held: vec![held(1, "table"), held(5, "table")],
+            passed: vec![key(2), key(3)],
+            decided: vec![],
+            limit: 2,
+        };
+        let (page, bound) = batch.merge(holders);
+        assert_eq!(sites(&page), [(1, "table")]);
+        assert_eq!(bound, Some(key(3)));
+    }
 
     #[test]
     fn operators_pass_authority_but_not_target_protections() {

@@ -226,3 +226,93 @@ pub async fn record_backfill(
         .await?;
     Ok(())
 }
+
+/// Whose rows a lookup reads: the sites of one user, or the users of one site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holders {
+    /// The sites where this user holds the permission (LookupSites), keyed by site id.
+    SitesOf(Uuid),
+    /// The users who hold the permission on this site (LookupUsers), keyed by user id.
+    UsersOf(Uuid),
+}
+
+/// A row of the table with its site's number: a permission held, as a lookup answers it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Holding {
+    /// Site id.
+    pub site_id: Uuid,
+    /// The site's customer-facing number.
+    pub site_number: String,
+    /// User id.
+    pub user_id: Uuid,
+    /// Which grant or role allows it.
+    pub reason: String,
+    /// The rule that decides.
+    pub rule: String,
+}
+
+impl Holders {
+    /// The key a lookup of these holders pages by: the site id of a user's sites, the user
+    /// id of a site's users.
+    pub fn key(self, holding: &Holding) -> Uuid {
+        self.key_of_pair(holding.site_id, holding.user_id)
+    }
+
+    /// The key of the pair `(site_id, user_id)` for these holders.
+    pub fn key_of_pair(self, site_id: Uuid, user_id: Uuid) -> Uuid {
+        match self {
+            Holders::SitesOf(_) => site_id,
+            Holders::UsersOf(_) => user_id,
+        }
+    }
+
+    /// The pair `(site, user)` of the key `key` of these holders.
+    pub fn pair(self, key: Uuid) -> (Uuid, Uuid) {
+        match self {
+            Holders::SitesOf(user_id) => (key, user_id),
+            Holders::UsersOf(site_id) => (site_id, key),
+        }
+    }
+}
+
+/// Up to `limit` rows holding `permission` of `holders`, after the key `after`, in key order
+/// (one range of `effective_permissions_user_idx` or `effective_permissions_site_idx`).
+pub async fn holding(
+    conn: &mut PgConnection,
+    holders: Holders,
+    permission: i16,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Holding>, sqlx::Error> {
+    let (sql, id) = match holders {
+        Holders::SitesOf(user_id) => (
+            "SELECT e.site_id, s.site_number, e.user_id, e.reason, e.rule \
+             FROM effective_permissions e JOIN sites s ON s.site_id = e.site_id \
+             WHERE e.user_id = $1 AND e.permission = $2 AND ($3::uuid IS NULL OR e.site_id > $3) \
+             ORDER BY e.site_id LIMIT $4",
+            user_id,
+        ),
+        Holders::UsersOf(site_id) => (
+            "SELECT e.site_id, s.site_number, e.user_id, e.reason, e.rule \
+             FROM effective_permissions e JOIN sites s ON s.site_id = e.site_id \
+             WHERE e.site_id = $1 AND e.permission = $2 AND ($3::uuid IS NULL OR e.user_id > $3) \
+             ORDER BY e.user_id LIMIT $4",
+            site_id,
+        ),
+    };
+    sqlx::query_as(sql)
+        .bind(id)
+        .bind(permission)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+}
+
+/// Whether the backfill of the sites that existed before the feed is done: until it is, the
+/// table does not hold every permission (the lookups then read profiles).
+pub async fn backfill_done(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT done FROM permission_feed_backfill")
+        .fetch_one(conn)
+        .await
+}

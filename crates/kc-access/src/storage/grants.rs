@@ -154,3 +154,38 @@ pub async fn mark_announced(
         .await?;
     Ok(())
 }
+
+/// Up to `limit` keys of `holders` (site ids of a user's grants, user ids of a site's), after
+/// `after`, in key order, whose grants have a start or an end at or before `at`: grants whose
+/// effect the permission feed's table may not show yet, because the sweeper has not recorded
+/// that start or end (T9). Walks the partial indexes on the bounds, which hold few rows.
+pub async fn bounds_passed(
+    conn: &mut PgConnection,
+    holders: super::effective::Holders,
+    at: DateTime<Utc>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    use super::effective::Holders;
+    let (sql, id) = match holders {
+        Holders::SitesOf(user_id) => (
+            "SELECT site_id FROM grants WHERE user_id = $1 \
+             AND (valid_from <= $2 OR valid_until <= $2) AND ($3::uuid IS NULL OR site_id > $3) \
+             ORDER BY site_id LIMIT $4",
+            user_id,
+        ),
+        Holders::UsersOf(site_id) => (
+            "SELECT user_id FROM grants WHERE site_id = $1 \
+             AND (valid_from <= $2 OR valid_until <= $2) AND ($3::uuid IS NULL OR user_id > $3) \
+             ORDER BY user_id LIMIT $4",
+            site_id,
+        ),
+    };
+    sqlx::query_scalar(sql)
+        .bind(id)
+        .bind(at)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+}

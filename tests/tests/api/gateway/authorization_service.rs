@@ -22,7 +22,8 @@ use uuid::Uuid;
 const REFUSAL: &str =
     "permission denied: AuthorizationService is for service accounts with the scope authz";
 
-type Authz = AuthorizationServiceClient<Channel>;
+/// A client of the public AuthorizationService.
+pub(crate) type Authz = AuthorizationServiceClient<Channel>;
 
 fn authz(channel: &Channel) -> Authz {
     AuthorizationServiceClient::new(channel.clone())
@@ -56,7 +57,7 @@ async fn ask(
 
 /// Every page of `LookupSites` for `user` and `permission`, `page_size` at a time: the site
 /// ids in the order served, and the number of pages.
-async fn all_sites(
+pub(crate) async fn all_sites(
     client: &Authz,
     token: &str,
     user: &str,
@@ -103,7 +104,7 @@ async fn all_sites(
 
 /// Every page of `LookupUsers` on `site_id` for `permission`: the users in the order served
 /// with the rule of each, and the number of pages.
-async fn all_users(
+pub(crate) async fn all_users(
     client: &Authz,
     token: &str,
     site_id: &str,
@@ -625,6 +626,64 @@ async fn a_check_with_a_writes_revision_token_reads_that_write() {
 /// registry does not know them, and they have no events).
 const SEEDED_SITES: i64 = 1_050;
 
+/// What `both_lookups_page_over_more_than_a_thousand_sites` reads, each checked.
+struct Lookups {
+    /// The member's sites with SOFTWARE_DOWNLOAD.
+    sites: Vec<String>,
+    /// The member's sites with REPORTS_VIEW.
+    reports: Vec<String>,
+    /// The users of the first site with REPORTS_VIEW.
+    users: Vec<gw::UserGrant>,
+    sites_elapsed: std::time::Duration,
+    users_elapsed: std::time::Duration,
+}
+
+/// Both lookups over the seeded sites of `member` and the users of `first_site`, with the
+/// paging and content the test expects.
+async fn lookups(client: &Authz, token: &str, member: &str, first_site: Uuid) -> Lookups {
+    let started = Instant::now();
+    let (downloads, pages) = all_sites(client, token, member, P::SoftwareDownload, 100).await;
+    let sites_elapsed = started.elapsed();
+    assert_eq!(downloads.len(), SEEDED_SITES as usize);
+    assert_eq!(pages, 11);
+    assert!(strictly_increasing(&downloads), "keyset order");
+    let (reports, _) = all_sites(client, token, member, P::ReportsView, 100).await;
+    assert_eq!(
+        reports.len(),
+        SEEDED_SITES as usize / 2,
+        "the even sites only"
+    );
+    assert!(strictly_increasing(&reports));
+    let all: BTreeSet<&String> = downloads.iter().collect();
+    assert!(reports.iter().all(|site| all.contains(site)));
+    let (one_page, pages) = all_sites(client, token, member, P::SoftwareDownload, 1000).await;
+    assert_eq!((one_page.len(), pages), (SEEDED_SITES as usize, 2));
+    assert_eq!(one_page, downloads);
+
+    let started = Instant::now();
+    let (users, pages) =
+        all_users(client, token, &first_site.to_string(), P::ReportsView, 250).await;
+    let users_elapsed = started.elapsed();
+    // The 1,050 seeded users, and the member when the first site's number is even (it is odd).
+    assert_eq!(users.len(), SEEDED_SITES as usize);
+    assert_eq!(pages, 5);
+    let ids: Vec<String> = users.iter().map(|user| user.user_id.clone()).collect();
+    assert!(strictly_increasing(&ids), "keyset order");
+    assert!(
+        users.iter().all(
+            |user| user.rule == "T1" && user.reason == "explicit grant: reporting VIEW >= VIEW"
+        )
+    );
+
+    Lookups {
+        sites: downloads,
+        reports,
+        users,
+        sites_elapsed,
+        users_elapsed,
+    }
+}
+
 // Keyset paging of both lookups over more than 1,000 sites (and 1,000 users of one site).
 #[tokio::test]
 async fn both_lookups_page_over_more_than_a_thousand_sites() {
@@ -692,45 +751,42 @@ async fn both_lookups_page_over_more_than_a_thousand_sites() {
     })
     .await;
 
-    let started = Instant::now();
-    let (downloads, pages) = all_sites(&client, &token, &member.id, P::SoftwareDownload, 100).await;
-    let sites_elapsed = started.elapsed();
-    assert_eq!(downloads.len(), SEEDED_SITES as usize);
-    assert_eq!(pages, 11);
-    assert!(strictly_increasing(&downloads), "keyset order");
-    let (reports, _) = all_sites(&client, &token, &member.id, P::ReportsView, 100).await;
-    assert_eq!(
-        reports.len(),
-        SEEDED_SITES as usize / 2,
-        "the even sites only"
-    );
-    assert!(strictly_increasing(&reports));
-    let all: BTreeSet<&String> = downloads.iter().collect();
-    assert!(reports.iter().all(|site| all.contains(site)));
-    let (one_page, pages) = all_sites(&client, &token, &member.id, P::SoftwareDownload, 1000).await;
-    assert_eq!((one_page.len(), pages), (SEEDED_SITES as usize, 2));
-    assert_eq!(one_page, downloads);
-
-    let started = Instant::now();
-    let (users, pages) = all_users(
-        &client,
-        &token,
-        &first_site.to_string(),
-        P::ReportsView,
-        250,
-    )
+    // Written straight into the table, the grants are not in the permission feed's table
+    // yet: mark its backfill as not run, so the lookups read profiles (the path of a rolling
+    // upgrade) until a replica of access management, started below, fills the table.
+    sqlx::query("UPDATE access.permission_feed_backfill SET done = false, after_site = NULL")
+        .execute(&mut conn)
+        .await
+        .expect("reset the backfill");
+    let by_profiles = lookups(&client, &token, &member.id, first_site).await;
+    let (_replica, _) = access_replica(&suite).await;
+    eventually("the replica backfilled the permission feed", || async {
+        let mut conn = sqlx::PgConnection::connect(&suite.db.url)
+            .await
+            .map_err(|e| e.to_string())?;
+        let done: bool = sqlx::query_scalar("SELECT done FROM access.permission_feed_backfill")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        if done { Ok(()) } else { Err("not yet".into()) }
+    })
     .await;
-    let users_elapsed = started.elapsed();
-    // The 1,050 seeded users, and the member when the first site's number is even (it is odd).
-    assert_eq!(users.len(), SEEDED_SITES as usize);
-    assert_eq!(pages, 5);
-    let ids: Vec<String> = users.iter().map(|user| user.user_id.clone()).collect();
-    assert!(strictly_increasing(&ids), "keyset order");
-    assert!(
-        users.iter().all(
-            |user| user.rule == "T1" && user.reason == "explicit grant: reporting VIEW >= VIEW"
-        )
+    let by_table = lookups(&client, &token, &member.id, first_site).await;
+    assert_eq!(
+        by_table.sites, by_profiles.sites,
+        "the same sites, in the same order"
     );
+    assert_eq!(by_table.reports, by_profiles.reports);
+    assert_eq!(
+        by_table.users, by_profiles.users,
+        "the same users and reasons"
+    );
+    let Lookups {
+        reports,
+        sites_elapsed,
+        users_elapsed,
+        ..
+    } = by_table;
 
     // Check agrees with the lookups.
     let answer = ask(

@@ -21,6 +21,11 @@ const ENDED: &str = "NOTICE_KIND_RIGHTS_ENDED";
 
 /// The suite with access management sweeping every 200 ms.
 async fn suite() -> Suite {
+    suite_sweeping_every("200ms").await
+}
+
+/// The suite with access management sweeping every `interval` (and once at its start).
+async fn suite_sweeping_every(interval: &str) -> Suite {
     let mut gateway_flags = vec!["--session-rate-limit", "off"];
     for flag in WRITE_LIMITS {
         gateway_flags.extend([flag, "off"]);
@@ -31,7 +36,7 @@ async fn suite() -> Suite {
         .with(Service::Notification)
         .with(Service::Gateway)
         .flags(Service::Identity, &["--code-mail-interval", "0s"])
-        .flags(Service::Access, &["--sweep-interval", "200ms"])
+        .flags(Service::Access, &["--sweep-interval", interval])
         .flags(Service::Gateway, &gateway_flags)
         .start()
         .await;
@@ -710,6 +715,107 @@ async fn a_grant_with_a_start_counts_from_it_until_its_end() {
     assert_eq!(revoked.valid_from, None, "{revoked:?}");
     assert_eq!(revoked.pending_explicit, None, "{revoked:?}");
     assert_eq!(revoked.etag, "2", "{revoked:?}");
+}
+
+// rule T9 in the lookups: LookupSites and LookupUsers answer from the permission feed's table,
+// which learns a grant's start or end only when the sweeper records it; with the sweeper
+// asleep for an hour, they must still honour both to the second, as Check does, at every
+// page size.
+#[tokio::test]
+async fn lookups_honour_a_grants_start_and_end_before_the_sweeper_records_them() {
+    use crate::gateway::authorization_service::{all_sites, all_users};
+    let suite = suite_sweeping_every("1h").await;
+    let primary = suite.person("Primary Owner").await;
+    let analyst = suite.person("Alex Analyst").await;
+    let mut site_ids = Vec::new();
+    for name in [
+        "T9 lookups ending",
+        "T9 lookups starting",
+        "T9 lookups lasting",
+    ] {
+        let site = suite.create_site(name, &primary, None).await;
+        suite
+            .wait_role(&site.site_id, &primary.id, Role::Primary)
+            .await;
+        site_ids.push(site.site_id);
+    }
+    let (ending, starting, lasting) = (&site_ids[0], &site_ids[1], &site_ids[2]);
+    let (_, authz) = suite
+        .scoped_service_account("kc-reporting-tool", &["authz"])
+        .await;
+    let client = AuthorizationServiceClient::new(suite.gateway_channel.clone());
+    let reports = tools(|t| t.reporting = apb::ReportingAccess::View as i32);
+    let bound = seconds_ahead(3);
+    for (site_id, term) in [
+        (ending, (None, Some(bound))),
+        (starting, (Some(bound), None)),
+        (lasting, (None, None)),
+    ] {
+        set_tools_within(
+            &suite,
+            &primary.token,
+            site_id,
+            &analyst.id,
+            reports,
+            term,
+            false,
+        )
+        .await
+        .expect("a grant");
+    }
+    let sorted = |mut ids: Vec<&String>| {
+        ids.sort();
+        ids.into_iter().cloned().collect::<Vec<String>>()
+    };
+    // What the lookups and Check say of the analyst's reports: its sites, and for each site
+    // whether it is among the site's users.
+    let lookups = || async {
+        let mut answers = Vec::new();
+        for page_size in [1, 2, 0] {
+            let (sites, _) =
+                all_sites(&client, &authz, &analyst.id, P::ReportsView, page_size).await;
+            let mut among_users = Vec::new();
+            for site_id in &site_ids {
+                let (users, _) =
+                    all_users(&client, &authz, site_id, P::ReportsView, page_size).await;
+                among_users.push(users.iter().any(|user| user.user_id == analyst.id));
+            }
+            answers.push((sites, among_users));
+        }
+        answers
+    };
+    let before = lookups().await;
+    assert!(
+        before
+            .iter()
+            .all(|answer| *answer == (sorted(vec![ending, lasting]), vec![true, false, true])),
+        "before the bound: {before:?}"
+    );
+    sleep_past(&bound, Duration::from_millis(20)).await;
+    let after = lookups().await;
+    assert!(
+        after
+            .iter()
+            .all(|answer| *answer == (sorted(vec![starting, lasting]), vec![false, true, true])),
+        "after the bound, the sweeper asleep: {after:?}"
+    );
+    for (site_id, held) in [(ending, false), (starting, true), (lasting, true)] {
+        let check = allowed(&client, &authz, site_id, &analyst.id, P::ReportsView).await;
+        assert_eq!(
+            check.allowed, held,
+            "Check agrees with the lookups: {check:?}"
+        );
+    }
+    // The lookups did not learn it from the sweeper: it has recorded neither bound.
+    for site_id in [ending, starting] {
+        let entries = audit(&suite, &primary.token, site_id).await;
+        assert!(
+            !entries
+                .iter()
+                .any(|e| e.action == "access.started" || e.action == "access.ended"),
+            "the sweeper slept: {entries:?}"
+        );
+    }
 }
 
 // rule T7 through the gateway: a secondary contact (its role implies manage access UPDATE,
