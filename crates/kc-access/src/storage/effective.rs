@@ -284,18 +284,24 @@ pub async fn holding(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Holding>, sqlx::Error> {
+    // The site's number by a subquery, one probe of its key per row: a join let the planner
+    // merge with the whole `sites` index from its start, reading every site before a late
+    // page. `after` as the nil id when absent keeps the range an index condition in a
+    // generic plan (`$3 IS NULL OR …` did not).
     let (sql, id) = match holders {
         Holders::SitesOf(user_id) => (
-            "SELECT e.site_id, s.site_number, e.user_id, e.reason, e.rule \
-             FROM effective_permissions e JOIN sites s ON s.site_id = e.site_id \
-             WHERE e.user_id = $1 AND e.permission = $2 AND ($3::uuid IS NULL OR e.site_id > $3) \
+            "SELECT e.site_id, (SELECT s.site_number FROM sites s WHERE s.site_id = e.site_id) \
+               AS site_number, e.user_id, e.reason, e.rule \
+             FROM effective_permissions e \
+             WHERE e.user_id = $1 AND e.permission = $2 AND e.site_id > COALESCE($3, $5) \
              ORDER BY e.site_id LIMIT $4",
             user_id,
         ),
         Holders::UsersOf(site_id) => (
-            "SELECT e.site_id, s.site_number, e.user_id, e.reason, e.rule \
-             FROM effective_permissions e JOIN sites s ON s.site_id = e.site_id \
-             WHERE e.site_id = $1 AND e.permission = $2 AND ($3::uuid IS NULL OR e.user_id > $3) \
+            "SELECT e.site_id, (SELECT s.site_number FROM sites s WHERE s.site_id = e.site_id) \
+               AS site_number, e.user_id, e.reason, e.rule \
+             FROM effective_permissions e \
+             WHERE e.site_id = $1 AND e.permission = $2 AND e.user_id > COALESCE($3, $5) \
              ORDER BY e.user_id LIMIT $4",
             site_id,
         ),
@@ -305,6 +311,7 @@ pub async fn holding(
         .bind(permission)
         .bind(after)
         .bind(limit)
+        .bind(Uuid::nil())
         .fetch_all(conn)
         .await
 }

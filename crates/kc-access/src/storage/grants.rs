@@ -158,7 +158,8 @@ pub async fn mark_announced(
 /// Up to `limit` keys of `holders` (site ids of a user's grants, user ids of a site's), after
 /// `after`, in key order, whose grants have a start or an end at or before `at`: grants whose
 /// effect the permission feed's table may not show yet, because the sweeper has not recorded
-/// that start or end (T9). Walks the partial indexes on the bounds, which hold few rows.
+/// that start or end (T9). Walks the partial indexes of grants with a term (migration 0006),
+/// which hold only those: never the user's or the site's other grants.
 pub async fn bounds_passed(
     conn: &mut PgConnection,
     holders: super::effective::Holders,
@@ -170,13 +171,15 @@ pub async fn bounds_passed(
     let (sql, id) = match holders {
         Holders::SitesOf(user_id) => (
             "SELECT site_id FROM grants WHERE user_id = $1 \
-             AND (valid_from <= $2 OR valid_until <= $2) AND ($3::uuid IS NULL OR site_id > $3) \
+               AND (valid_from IS NOT NULL OR valid_until IS NOT NULL) \
+               AND (valid_from <= $2 OR valid_until <= $2) AND site_id > COALESCE($3, $5) \
              ORDER BY site_id LIMIT $4",
             user_id,
         ),
         Holders::UsersOf(site_id) => (
             "SELECT user_id FROM grants WHERE site_id = $1 \
-             AND (valid_from <= $2 OR valid_until <= $2) AND ($3::uuid IS NULL OR user_id > $3) \
+               AND (valid_from IS NOT NULL OR valid_until IS NOT NULL) \
+               AND (valid_from <= $2 OR valid_until <= $2) AND user_id > COALESCE($3, $5) \
              ORDER BY user_id LIMIT $4",
             site_id,
         ),
@@ -186,6 +189,7 @@ pub async fn bounds_passed(
         .bind(at)
         .bind(after)
         .bind(limit)
+        .bind(Uuid::nil())
         .fetch_all(conn)
         .await
 }
