@@ -993,22 +993,28 @@ impl Access {
         let mut found = Vec::new();
         let mut batch = lookup_batch(size);
         loop {
-            let held = storage::effective::holding(
+            let (held, passed) = storage::effective::holding(
                 conn,
                 holders,
                 permission.number() as i16,
+                at,
                 after,
                 batch,
             )
             .await?;
-            let passed = storage::grants::bounds_passed(conn, holders, at, after, batch).await?;
-            let (site_ids, user_ids): (Vec<Uuid>, Vec<Uuid>) =
-                passed.iter().map(|key| holders.pair(*key)).unzip();
-            let decided: Vec<Holding> = storage::sites::pair_profiles(conn, &site_ids, &user_ids)
-                .await?
-                .into_iter()
-                .filter_map(|profile| holding_of(&profile, profile.effective.check(permission)))
-                .collect();
+            let decided = if passed.is_empty() {
+                Vec::new()
+            } else {
+                let (site_ids, user_ids): (Vec<Uuid>, Vec<Uuid>) =
+                    passed.iter().map(|key| holders.pair(*key)).unzip();
+                storage::sites::pair_profiles(conn, &site_ids, &user_ids)
+                    .await?
+                    .into_iter()
+                    .filter_map(|profile| {
+                        holding_of(&profile, profile.effective.check(permission))
+                    })
+                    .collect()
+            };
             let read = LookupBatch {
                 held,
                 passed,

@@ -2,6 +2,7 @@
 //! feed (see [`crate::permission_feed`]): one row per permission a user holds on a site, with
 //! the reason and rule that allow it; and the locks that serialize its refreshes.
 
+use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -237,7 +238,7 @@ pub enum Holders {
 }
 
 /// A row of the table with its site's number: a permission held, as a lookup answers it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holding {
     /// Site id.
     pub site_id: Uuid,
@@ -275,45 +276,85 @@ impl Holders {
     }
 }
 
-/// Up to `limit` rows holding `permission` of `holders`, after the key `after`, in key order
-/// (one range of `effective_permissions_user_idx` or `effective_permissions_site_idx`).
+/// One lookup read of [`holding`]: for `$1` the user (or site) of the holders, `$2` the
+/// permission, `$3` the key to start after (or NULL), `$4` the limit, `$5` the nil id, `$6`
+/// the time: up to `$4` rows of the table (`passed` false, one range of its index) and up to
+/// `$4` keys whose grants have a start or an end at or before `$6` (`passed` true, from the
+/// partial index of grants with a term, migration 0006). The site's number is one probe of its
+/// key per row (a join let the planner merge with the whole `sites` index from its start);
+/// `after` as the nil id when absent keeps the range an index condition in a generic plan.
+macro_rules! holding_sql {
+    ($holder:literal, $key:literal) => {
+        concat!(
+            "WITH held AS (SELECT e.site_id, e.user_id, e.reason, e.rule \
+               FROM effective_permissions e \
+               WHERE e.", $holder, " = $1 AND e.permission = $2 AND e.", $key, " > COALESCE($3, $5) \
+               ORDER BY e.", $key, " LIMIT $4), \
+             passed AS (SELECT g.site_id, g.user_id FROM grants g \
+               WHERE g.", $holder, " = $1 AND (g.valid_from IS NOT NULL OR g.valid_until IS NOT NULL) \
+                 AND (g.valid_from <= $6 OR g.valid_until <= $6) AND g.", $key, " > COALESCE($3, $5) \
+               ORDER BY g.", $key, " LIMIT $4) \
+             SELECT false AS passed, h.site_id, h.user_id, \
+               (SELECT s.site_number FROM sites s WHERE s.site_id = h.site_id) AS site_number, \
+               h.reason, h.rule FROM held h \
+             UNION ALL SELECT true, p.site_id, p.user_id, '', '', '' FROM passed p"
+        )
+    };
+}
+
+/// A row of [`holding_sql!`].
+#[derive(sqlx::FromRow)]
+struct HoldingRow {
+    passed: bool,
+    site_id: Uuid,
+    user_id: Uuid,
+    site_number: Option<String>,
+    reason: String,
+    rule: String,
+}
+
+/// What one read of a lookup finds, each in key order: up to `limit` rows of the table
+/// holding `permission` of `holders` after the key `after`, and up to `limit` keys whose
+/// grants have a start or an end at or before `at` (T9), so that the table may not show
+/// their effect yet: the sweeper has not recorded it. One statement.
 pub async fn holding(
     conn: &mut PgConnection,
     holders: Holders,
     permission: i16,
+    at: DateTime<Utc>,
     after: Option<Uuid>,
     limit: i64,
-) -> Result<Vec<Holding>, sqlx::Error> {
-    // The site's number by a subquery, one probe of its key per row: a join let the planner
-    // merge with the whole `sites` index from its start, reading every site before a late
-    // page. `after` as the nil id when absent keeps the range an index condition in a
-    // generic plan (`$3 IS NULL OR …` did not).
+) -> Result<(Vec<Holding>, Vec<Uuid>), sqlx::Error> {
     let (sql, id) = match holders {
-        Holders::SitesOf(user_id) => (
-            "SELECT e.site_id, (SELECT s.site_number FROM sites s WHERE s.site_id = e.site_id) \
-               AS site_number, e.user_id, e.reason, e.rule \
-             FROM effective_permissions e \
-             WHERE e.user_id = $1 AND e.permission = $2 AND e.site_id > COALESCE($3, $5) \
-             ORDER BY e.site_id LIMIT $4",
-            user_id,
-        ),
-        Holders::UsersOf(site_id) => (
-            "SELECT e.site_id, (SELECT s.site_number FROM sites s WHERE s.site_id = e.site_id) \
-               AS site_number, e.user_id, e.reason, e.rule \
-             FROM effective_permissions e \
-             WHERE e.site_id = $1 AND e.permission = $2 AND e.user_id > COALESCE($3, $5) \
-             ORDER BY e.user_id LIMIT $4",
-            site_id,
-        ),
+        Holders::SitesOf(user_id) => (holding_sql!("user_id", "site_id"), user_id),
+        Holders::UsersOf(site_id) => (holding_sql!("site_id", "user_id"), site_id),
     };
-    sqlx::query_as(sql)
+    let rows: Vec<HoldingRow> = sqlx::query_as(sql)
         .bind(id)
         .bind(permission)
         .bind(after)
         .bind(limit)
         .bind(Uuid::nil())
+        .bind(at)
         .fetch_all(conn)
-        .await
+        .await?;
+    let (mut held, mut passed) = (Vec::new(), Vec::new());
+    for row in rows {
+        if row.passed {
+            passed.push(holders.key_of_pair(row.site_id, row.user_id));
+        } else {
+            held.push(Holding {
+                site_id: row.site_id,
+                site_number: row.site_number.unwrap_or_default(),
+                user_id: row.user_id,
+                reason: row.reason,
+                rule: row.rule,
+            });
+        }
+    }
+    held.sort_by_key(|holding| holders.key(holding));
+    passed.sort();
+    Ok((held, passed))
 }
 
 /// Whether the backfill of the sites that existed before the feed is done: until it is, the
