@@ -508,6 +508,14 @@ macro_rules! rpcs {
                 }
             )*
         }
+
+        /// Every internal RPC the gateway calls: the client, the method (snake case) and
+        /// what it does to the read cache (for the test that every write names what it
+        /// changes).
+        #[cfg(test)]
+        const INTERNAL_RPCS: &[(&str, &str, Op)] = &[
+            $((stringify!($client), stringify!($method), Op::$op),)*
+        ];
     };
 }
 
@@ -650,4 +658,140 @@ rpcs! {
     retry_notification: Notification Write NotificationServiceClient::retry_notification(notification::RetryNotificationRequest) -> notification::RetryNotificationResponse;
     /// notification `ListNotifications`.
     list_notifications: Notification Read NotificationServiceClient::list_notifications(notification::ListNotificationsRequest) -> notification::ListNotificationsResponse;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use prost::Message;
+    use prost_types::field_descriptor_proto::Type;
+    use prost_types::{DescriptorProto, FileDescriptorSet};
+
+    use super::{INTERNAL_RPCS, Op};
+
+    /// The proto messages of the suite by full name (`.keycontacts.identity.v1.User`), and
+    /// its methods by `Service/Method` (input and output type names).
+    struct Protos {
+        messages: HashMap<String, DescriptorProto>,
+        methods: HashMap<String, (String, String)>,
+    }
+
+    impl Protos {
+        fn load() -> Self {
+            let set = FileDescriptorSet::decode(kc_proto::FILE_DESCRIPTOR_SET)
+                .expect("the suite's descriptor set");
+            let mut protos = Protos {
+                messages: HashMap::new(),
+                methods: HashMap::new(),
+            };
+            for file in set.file {
+                let package = file.package().to_owned();
+                for message in &file.message_type {
+                    protos.add_message(&format!(".{package}"), message);
+                }
+                for service in &file.service {
+                    for method in &service.method {
+                        protos.methods.insert(
+                            format!("{}/{}", service.name(), method.name()),
+                            (
+                                method.input_type().to_owned(),
+                                method.output_type().to_owned(),
+                            ),
+                        );
+                    }
+                }
+            }
+            protos
+        }
+
+        fn add_message(&mut self, scope: &str, message: &DescriptorProto) {
+            let name = format!("{scope}.{}", message.name());
+            for nested in &message.nested_type {
+                self.add_message(&name, nested);
+            }
+            self.messages.insert(name, message.clone());
+        }
+
+        /// Whether message `name` has, itself or in a message it holds (down to `depth`), a
+        /// text field `site_id` or `user_id`.
+        fn names_a_site_or_user(&self, name: &str, depth: usize) -> bool {
+            let Some(message) = self.messages.get(name) else {
+                return false;
+            };
+            message.field.iter().any(|field| match field.r#type() {
+                Type::String => matches!(field.name(), "site_id" | "user_id"),
+                Type::Message if depth > 0 => {
+                    self.names_a_site_or_user(field.type_name(), depth - 1)
+                }
+                _ => false,
+            })
+        }
+
+        /// Whether message `name` has, itself or in a message it holds (down to `depth`), a
+        /// text field that holds an id (`id`, `…_id`, `…_ids`).
+        fn holds_an_id(&self, name: &str, depth: usize) -> bool {
+            let Some(message) = self.messages.get(name) else {
+                return false;
+            };
+            message.field.iter().any(|field| match field.r#type() {
+                Type::String => {
+                    let name = field.name();
+                    name == "id" || name.ends_with("_id") || name.ends_with("_ids")
+                }
+                Type::Message if depth > 0 => self.holds_an_id(field.type_name(), depth - 1),
+                _ => false,
+            })
+        }
+    }
+
+    /// `invite_user` as `InviteUser`.
+    fn pascal(snake: &str) -> String {
+        snake
+            .split('_')
+            .map(|word| {
+                let mut chars = word.chars();
+                chars
+                    .next()
+                    .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    // The read cache keeps an answer until a write mentions an id the answer is about (see
+    // `crate::cache`), and every cached read is about a site or a user: so every write must
+    // name the site or the user it changes, in its request or its answer, or name no id at
+    // all, and then the cache forgets everything when it ends (`ForgetOnDrop`). A write that
+    // named some other id only (a request's, a contact's) would leave stale answers about its
+    // site or user for up to the cache's TTL.
+    #[test]
+    fn every_write_names_the_site_or_the_user_it_changes() {
+        let protos = Protos::load();
+        let mut unnamed = Vec::new();
+        let mut writes = 0;
+        for (client, method, op) in INTERNAL_RPCS {
+            if *op != Op::Write {
+                continue;
+            }
+            writes += 1;
+            let service = client.strip_suffix("Client").expect("a client type");
+            let rpc = pascal(method);
+            let (input, output) = protos
+                .methods
+                .get(&format!("{service}/{rpc}"))
+                .unwrap_or_else(|| panic!("{service}/{rpc} is not in the descriptor set"));
+            let names_site_or_user =
+                protos.names_a_site_or_user(input, 3) || protos.names_a_site_or_user(output, 3);
+            let names_an_id = protos.holds_an_id(input, 3) || protos.holds_an_id(output, 3);
+            if !names_site_or_user && names_an_id {
+                unnamed.push(rpc);
+            }
+        }
+        assert!(
+            unnamed.is_empty(),
+            "writes naming ids but neither their site nor their user: {unnamed:?}"
+        );
+        assert!(writes >= 30, "the table lists the writes ({writes})");
+    }
 }

@@ -1010,9 +1010,7 @@ impl Access {
                 storage::sites::pair_profiles(conn, &site_ids, &user_ids)
                     .await?
                     .into_iter()
-                    .filter_map(|profile| {
-                        holding_of(&profile, profile.effective.check(permission))
-                    })
+                    .filter_map(|profile| holding_of(&profile, profile.effective.check(permission)))
                     .collect()
             };
             let read = LookupBatch {

@@ -288,12 +288,24 @@ macro_rules! holding_sql {
         concat!(
             "WITH held AS (SELECT e.site_id, e.user_id, e.reason, e.rule \
                FROM effective_permissions e \
-               WHERE e.", $holder, " = $1 AND e.permission = $2 AND e.", $key, " > COALESCE($3, $5) \
-               ORDER BY e.", $key, " LIMIT $4), \
+               WHERE e.",
+            $holder,
+            " = $1 AND e.permission = $2 AND e.",
+            $key,
+            " > COALESCE($3, $5) \
+               ORDER BY e.",
+            $key,
+            " LIMIT $4), \
              passed AS (SELECT g.site_id, g.user_id FROM grants g \
-               WHERE g.", $holder, " = $1 AND (g.valid_from IS NOT NULL OR g.valid_until IS NOT NULL) \
-                 AND (g.valid_from <= $6 OR g.valid_until <= $6) AND g.", $key, " > COALESCE($3, $5) \
-               ORDER BY g.", $key, " LIMIT $4) \
+               WHERE g.",
+            $holder,
+            " = $1 AND (g.valid_from IS NOT NULL OR g.valid_until IS NOT NULL) \
+                 AND (g.valid_from <= $6 OR g.valid_until <= $6) AND g.",
+            $key,
+            " > COALESCE($3, $5) \
+               ORDER BY g.",
+            $key,
+            " LIMIT $4) \
              SELECT false AS passed, h.site_id, h.user_id, \
                (SELECT s.site_number FROM sites s WHERE s.site_id = h.site_id) AS site_number, \
                h.reason, h.rule FROM held h \
