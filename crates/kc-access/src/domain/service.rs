@@ -179,6 +179,37 @@ fn holding_of(profile: &Profile, decision: Decision) -> Option<Holding> {
     })
 }
 
+/// A page of a lookup: whose, of which permission, after which key, how long.
+#[derive(Debug, Clone, Copy)]
+struct Lookup {
+    holders: Holders,
+    permission: Permission,
+    after: Option<Uuid>,
+    size: u32,
+}
+
+impl From<LookupSitesQuery> for Lookup {
+    fn from(query: LookupSitesQuery) -> Self {
+        Self {
+            holders: Holders::SitesOf(query.user_id),
+            permission: query.permission,
+            after: query.after,
+            size: query.size,
+        }
+    }
+}
+
+impl From<LookupUsersQuery> for Lookup {
+    fn from(query: LookupUsersQuery) -> Self {
+        Self {
+            holders: Holders::UsersOf(query.site_id),
+            permission: query.permission,
+            after: query.after,
+            size: query.size,
+        }
+    }
+}
+
 /// One batch of a lookup read from the database (see [`Access::lookup`]).
 #[derive(Debug)]
 struct LookupBatch {
@@ -937,15 +968,7 @@ impl Access {
     /// site-id order, each with the reason and rule that allow it (see [`Access::lookup`]).
     pub async fn lookup_sites(&self, query: LookupSitesQuery) -> Result<Page<Holding>> {
         let mut conn = self.pool.acquire().await?;
-        let holders = Holders::SitesOf(query.user_id);
-        self.lookup(
-            &mut conn,
-            holders,
-            query.permission,
-            query.after,
-            query.size,
-        )
-        .await
+        self.lookup(&mut conn, Lookup::from(query)).await
     }
 
     /// A page of the users who hold a permission on a site (effective rights, T3), in
@@ -954,15 +977,7 @@ impl Access {
     pub async fn lookup_users(&self, query: LookupUsersQuery) -> Result<Page<Holding>> {
         let mut conn = self.pool.acquire().await?;
         site_of(&mut conn, query.site_id).await?;
-        let holders = Holders::UsersOf(query.site_id);
-        self.lookup(
-            &mut conn,
-            holders,
-            query.permission,
-            query.after,
-            query.size,
-        )
-        .await
+        self.lookup(&mut conn, Lookup::from(query)).await
     }
 
     /// A page of `holders` of `permission` after the key `after`, read from the database.
@@ -975,19 +990,16 @@ impl Access {
     /// within its interval) and decided afresh from their profiles, so a lookup honours
     /// starts and ends to the second, like `Check`. Until the backfill is done, the
     /// candidates' profiles are read and decided instead (the slower path).
-    async fn lookup(
-        &self,
-        conn: &mut PgConnection,
-        holders: Holders,
-        permission: Permission,
-        mut after: Option<Uuid>,
-        size: u32,
-    ) -> Result<Page<Holding>> {
+    async fn lookup(&self, conn: &mut PgConnection, lookup: Lookup) -> Result<Page<Holding>> {
         if !self.feed_complete(conn).await? {
-            return self
-                .lookup_by_profiles(conn, holders, permission, after, size)
-                .await;
+            return self.lookup_by_profiles(conn, lookup).await;
         }
+        let Lookup {
+            holders,
+            permission,
+            mut after,
+            size,
+        } = lookup;
         let wanted = size as usize + 1;
         let at = Utc::now();
         let mut found = Vec::new();
@@ -1050,11 +1062,14 @@ impl Access {
     async fn lookup_by_profiles(
         &self,
         conn: &mut PgConnection,
-        holders: Holders,
-        permission: Permission,
-        mut after: Option<Uuid>,
-        size: u32,
+        lookup: Lookup,
     ) -> Result<Page<Holding>> {
+        let Lookup {
+            holders,
+            permission,
+            mut after,
+            size,
+        } = lookup;
         let mut found = Vec::new();
         let mut batch = lookup_batch(size);
         loop {
