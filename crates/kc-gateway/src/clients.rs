@@ -599,6 +599,9 @@ rpcs! {
 
     /// access `BatchCheck`.
     batch_check: Access CachedReadOfRequest AccessManagementServiceClient::batch_check(access::BatchCheckRequest) -> access::BatchCheckResponse;
+    /// access `BatchCheck`, never from the read cache: the coalesced checks of the
+    /// AuthorizationService ([`crate::checks`]), whose batches do not repeat.
+    batch_check_uncached: Access Read AccessManagementServiceClient::batch_check(access::BatchCheckRequest) -> access::BatchCheckResponse;
     /// access `ConsistentBatchCheck`: checks read from the database (AuthorizationService
     /// with `at_least_as_fresh`).
     consistent_batch_check: Access Read AccessManagementServiceClient::consistent_batch_check(access::ConsistentBatchCheckRequest) -> access::ConsistentBatchCheckResponse;

@@ -88,6 +88,32 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// The same error for another caller of one shared internal call (a batch of checks):
+    /// what a call through the clients fails with is copied as is; anything else becomes
+    /// `Internal` with the same text.
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Self::Downstream {
+                service,
+                status,
+                gateway_credentials,
+            } => Self::Downstream {
+                service: *service,
+                status: status.clone(),
+                gateway_credentials: *gateway_credentials,
+            },
+            Self::Timeout {
+                service,
+                caller_deadline,
+            } => Self::Timeout {
+                service: *service,
+                caller_deadline: *caller_deadline,
+            },
+            Self::DeadlineExceeded => Self::DeadlineExceeded,
+            other => Self::Internal(anyhow::anyhow!("{other}")),
+        }
+    }
+
     /// A single-field `InvalidArgument`.
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
         Self::InvalidArgument(vec![Violation::new(field, description)])

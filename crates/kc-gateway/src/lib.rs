@@ -21,6 +21,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod cache;
+mod checks;
 mod clients;
 mod compose;
 pub mod config;

@@ -209,14 +209,11 @@ impl Gateway {
                 consistent.push(check);
             }
         }
-        let cached_results = if cached.is_empty() {
-            Vec::new()
-        } else {
-            self.clients
-                .batch_check(&ctx, access::BatchCheckRequest { checks: cached })
-                .await?
-                .results
-        };
+        let batcher = self.check_batcher();
+        let cached_results = futures::future::try_join_all(
+            cached.into_iter().map(|check| batcher.check(&ctx, check)),
+        )
+        .await?;
         let consistent_results = if consistent.is_empty() {
             Vec::new()
         } else {

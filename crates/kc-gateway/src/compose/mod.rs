@@ -28,6 +28,7 @@ mod sites;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 use futures::future::try_join_all;
 use kc_proto::access::{AccessProfile, BatchCheckRequest, CheckRequest, Permission};
@@ -38,6 +39,7 @@ use tonic::Code;
 use uuid::Uuid;
 
 pub(crate) use self::import::{AnswerStream, PartContexts};
+use crate::checks::CheckBatcher;
 use crate::clients::{Clients, Ctx, Svc};
 use crate::error::GatewayError;
 use crate::policy::{Need, Rule, rule};
@@ -62,6 +64,8 @@ pub(crate) struct Gateway {
     clients: Clients,
     sessions: RateLimiter,
     writes: WriteLimits,
+    /// The AuthorizationService's checks without a token, coalesced; started on first use.
+    checks: OnceLock<CheckBatcher>,
 }
 
 impl Gateway {
@@ -72,7 +76,15 @@ impl Gateway {
             clients,
             sessions,
             writes,
+            checks: OnceLock::new(),
         }
+    }
+
+    /// The batcher of the AuthorizationService's checks, started the first time (needs the
+    /// runtime, which `new` does not).
+    fn check_batcher(&self) -> &CheckBatcher {
+        self.checks
+            .get_or_init(|| CheckBatcher::start(self.clients.clone()))
     }
 
     /// Takes a token of `class` for the signed-in caller of `ctx` (its subject: the person,

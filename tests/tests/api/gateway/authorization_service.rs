@@ -152,6 +152,72 @@ fn strictly_increasing(ids: &[String]) -> bool {
 }
 
 // rules T1, T3, U5: answers name the grant or role and the rule that decided.
+// The gateway sends the checks of concurrent calls to access management together (one
+// BatchCheck for many calls): each call must still get its own answer. Hundreds of checks at
+// once, of three people on two sites for every permission, each answered as it was alone.
+#[tokio::test]
+async fn concurrent_checks_each_get_their_own_answer() {
+    let suite = Suite::start().await;
+    let primary = suite.person("Batch Primary").await;
+    let stc = suite.person("Batch Technical").await;
+    let member = suite.person("Batch Member").await;
+    let mut site_ids = Vec::new();
+    for name in ["Batch site one", "Batch site two"] {
+        let site = suite.create_site(name, &primary, Some(&stc)).await;
+        suite
+            .wait_role(&site.site_id, &stc.id, Role::SiteTechnical)
+            .await;
+        site_ids.push(site.site_id);
+    }
+    suite
+        .grant(
+            &site_ids[1],
+            &member.id,
+            tools(|t| t.reporting = apb::ReportingAccess::View as i32),
+        )
+        .await;
+    let (_, token) = suite
+        .scoped_service_account("kc-download-portal", &["authz"])
+        .await;
+    let client = authz(&suite.gateway_channel);
+    let permissions: Vec<P> = (1..).map_while(|number| P::try_from(number).ok()).collect();
+    assert!(permissions.len() >= 18, "{permissions:?}");
+    let mut requests = Vec::new();
+    for user in [&primary.id, &stc.id, &member.id] {
+        for site_id in &site_ids {
+            for permission in &permissions {
+                requests.push(check(user, site_id, *permission, ""));
+            }
+        }
+    }
+    // One at a time first: what each check answers alone.
+    let mut alone = Vec::new();
+    for request in &requests {
+        let answer = ask(&client, &token, request.clone()).await.expect("check");
+        alone.push((answer.allowed, answer.reason, answer.rule));
+    }
+    assert!(alone.iter().any(|a| a.0) && alone.iter().any(|a| !a.0));
+    // Then all at once, three times over, in a shuffled order.
+    let mut order: Vec<usize> = (0..requests.len())
+        .cycle()
+        .take(3 * requests.len())
+        .collect();
+    order.sort_by_key(|i| (i * 7919) % requests.len());
+    let together = futures::future::join_all(order.iter().map(|i| {
+        let (client, token, request) = (client.clone(), token.clone(), requests[*i].clone());
+        async move { ask(&client, &token, request).await.expect("check") }
+    }))
+    .await;
+    for (i, answer) in order.iter().zip(together) {
+        assert_eq!(
+            (answer.allowed, answer.reason, answer.rule),
+            alone[*i],
+            "{:?}",
+            requests[*i]
+        );
+    }
+}
+
 #[tokio::test]
 async fn every_rpc_answers_with_the_reason_and_the_rule() {
     let suite = Suite::start().await;

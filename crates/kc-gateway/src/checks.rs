@@ -1,0 +1,148 @@
+//! Coalescing of the `AuthorizationService`'s checks that carry no consistency token: the
+//! checks of concurrent calls go to access management together, in one `BatchCheck`.
+//!
+//! A relying application checks one `(user, site, permission)` per request, at high rates
+//! and from many requests at once; one internal call per check costs the gateway and access
+//! management more than the check itself (a loopback HTTP/2 round trip, its headers and the
+//! token admission on both sides). Here a check joins a queue; at most
+//! [`BATCHES_IN_FLIGHT`] `BatchCheck`s are in flight, and each takes every check queued when
+//! it starts, up to [`MAX_CHECKS_PER_BATCH`] (access management's limit). Nothing waits for a
+//! batch to fill: under light load a batch is the one check that came, at once; under load,
+//! the checks that arrive while the batches are in flight go together in the next.
+//!
+//! What a check answers does not change: access management's rights cache decides each item
+//! as it would alone, the gateway asks with its own token as before (every caller was
+//! admitted first: a service account with the scope `authz`), and the batch's deadline is
+//! the earliest of its checks'. A failed batch fails each of its checks with its error. The
+//! gateway's read cache is not used: batches do not repeat.
+
+use std::sync::Arc;
+
+use kc_proto::access;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::clients::{Clients, Ctx};
+use crate::error::GatewayError;
+
+/// `BatchCheck`s in flight at once, at most.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// Checks in one `BatchCheck`, at most (access management's `MAX_BATCH_CHECKS`).
+const MAX_CHECKS_PER_BATCH: usize = 100;
+
+/// Checks queued and not yet sent, at most; a check that finds the queue full waits.
+const QUEUE: usize = 4 * MAX_CHECKS_PER_BATCH;
+
+/// One check waiting for its batch.
+struct Queued {
+    ctx: Ctx,
+    check: access::CheckRequest,
+    answer: oneshot::Sender<Result<access::CheckResponse, GatewayError>>,
+}
+
+/// The queue of the checks to coalesce (see the module).
+#[derive(Debug)]
+pub(crate) struct CheckBatcher {
+    queue: mpsc::Sender<Queued>,
+}
+
+impl std::fmt::Debug for Queued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queued")
+            .field("check", &self.check)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CheckBatcher {
+    /// Starts the task that sends the batches through `clients`; it ends when the batcher
+    /// is dropped. Needs a tokio runtime.
+    pub(crate) fn start(clients: Clients) -> Self {
+        let (queue, queued) = mpsc::channel(QUEUE);
+        tokio::spawn(send_batches(clients, queued));
+        Self { queue }
+    }
+
+    /// Access management's answer to `check`, asked within `ctx` (as the gateway) together
+    /// with the checks of other calls.
+    pub(crate) async fn check(
+        &self,
+        ctx: &Ctx,
+        check: access::CheckRequest,
+    ) -> Result<access::CheckResponse, GatewayError> {
+        let (answer, answered) = oneshot::channel();
+        let queued = Queued {
+            ctx: ctx.as_gateway(),
+            check,
+            answer,
+        };
+        let stopped = || GatewayError::Internal(anyhow::anyhow!("the check batcher stopped"));
+        self.queue.send(queued).await.map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
+    }
+}
+
+/// Takes the queued checks in batches and sends each, [`BATCHES_IN_FLIGHT`] at most at once.
+async fn send_batches(clients: Clients, mut queued: mpsc::Receiver<Queued>) {
+    let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    loop {
+        // A free place first, then the checks: while every place is taken, checks queue up
+        // and the next batch takes them all.
+        let Ok(place) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = queued.recv().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_CHECKS_PER_BATCH {
+            match queued.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let clients = clients.clone();
+        tokio::spawn(async move {
+            send(&clients, batch).await;
+            drop(place);
+        });
+    }
+}
+
+/// Sends one batch and gives each check its answer.
+async fn send(clients: &Clients, batch: Vec<Queued>) {
+    let mut ctx = batch[0].ctx.clone();
+    ctx.deadline = batch
+        .iter()
+        .map(|queued| queued.ctx.deadline)
+        .min_by_key(|deadline| deadline.at)
+        .unwrap_or(ctx.deadline);
+    let checks = batch.iter().map(|queued| queued.check.clone()).collect();
+    let answered = clients
+        .batch_check_uncached(&ctx, access::BatchCheckRequest { checks })
+        .await
+        .and_then(|response| {
+            if response.results.len() == batch.len() {
+                Ok(response.results)
+            } else {
+                Err(GatewayError::Internal(anyhow::anyhow!(
+                    "access answered {} of {} checks",
+                    response.results.len(),
+                    batch.len()
+                )))
+            }
+        });
+    match answered {
+        Ok(results) => {
+            for (queued, result) in batch.into_iter().zip(results) {
+                // Err: the caller went away.
+                let _ = queued.answer.send(Ok(result));
+            }
+        }
+        Err(error) => {
+            for queued in batch {
+                let _ = queued.answer.send(Err(error.duplicate()));
+            }
+        }
+    }
+}
