@@ -25,7 +25,7 @@ use crate::clients::{Clients, Ctx};
 use crate::error::GatewayError;
 
 /// `BatchCheck`s in flight at once, at most.
-const BATCHES_IN_FLIGHT: usize = 4;
+const BATCHES_IN_FLIGHT: usize = 2;
 
 /// Checks in one `BatchCheck`, at most (access management's `MAX_BATCH_CHECKS`).
 const MAX_CHECKS_PER_BATCH: usize = 100;
