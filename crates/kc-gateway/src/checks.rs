@@ -12,8 +12,8 @@
 //!
 //! What a check answers does not change: access management's rights cache decides each item
 //! as it would alone, the gateway asks with its own token as before (every caller was
-//! admitted first: a service account with the scope `authz`), and the batch's deadline is
-//! the earliest of its checks'. A failed batch fails each of its checks with its error. The
+//! admitted first: a service account with the scope `authz`), and each check waits no longer
+//! than its own call's deadline. A failed batch fails each of its checks with its error. The
 //! gateway's read cache is not used: batches do not repeat.
 
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use std::sync::Arc;
 use kc_proto::access;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::clients::{Clients, Ctx};
+use crate::clients::{Clients, Ctx, Svc};
 use crate::error::GatewayError;
 
 /// `BatchCheck`s in flight at once, at most.
@@ -64,12 +64,17 @@ impl CheckBatcher {
     }
 
     /// Access management's answer to `check`, asked within `ctx` (as the gateway) together
-    /// with the checks of other calls.
+    /// with the checks of other calls. Waits no longer than the deadline of `ctx`, whatever
+    /// the batch's.
     pub(crate) async fn check(
         &self,
         ctx: &Ctx,
         check: access::CheckRequest,
     ) -> Result<access::CheckResponse, GatewayError> {
+        let remaining = ctx
+            .deadline
+            .remaining()
+            .ok_or(GatewayError::DeadlineExceeded)?;
         let (answer, answered) = oneshot::channel();
         let queued = Queued {
             ctx: ctx.as_gateway(),
@@ -77,8 +82,16 @@ impl CheckBatcher {
             answer,
         };
         let stopped = || GatewayError::Internal(anyhow::anyhow!("the check batcher stopped"));
-        self.queue.send(queued).await.map_err(|_| stopped())?;
-        answered.await.map_err(|_| stopped())?
+        let asked = async {
+            self.queue.send(queued).await.map_err(|_| stopped())?;
+            answered.await.map_err(|_| stopped())?
+        };
+        tokio::time::timeout(remaining, asked)
+            .await
+            .unwrap_or(Err(GatewayError::Timeout {
+                service: Svc::Access,
+                caller_deadline: ctx.deadline.from_caller,
+            }))
     }
 }
 
@@ -109,14 +122,27 @@ async fn send_batches(clients: Clients, mut queued: mpsc::Receiver<Queued>) {
     }
 }
 
-/// Sends one batch and gives each check its answer.
+/// Sends one batch and gives each check its answer. The checks whose caller went away or
+/// whose deadline passed while they queued are left out; the batch gets the latest deadline
+/// of the others, so that no check is cut short by another's (each caller waits only for its
+/// own, [`CheckBatcher::check`]).
 async fn send(clients: &Clients, batch: Vec<Queued>) {
-    let mut ctx = batch[0].ctx.clone();
-    ctx.deadline = batch
+    let (batch, late): (Vec<Queued>, Vec<Queued>) = batch
+        .into_iter()
+        .filter(|queued| !queued.answer.is_closed())
+        .partition(|queued| queued.ctx.deadline.remaining().is_some());
+    for queued in late {
+        let _ = queued.answer.send(Err(GatewayError::DeadlineExceeded));
+    }
+    let Some(latest) = batch
         .iter()
         .map(|queued| queued.ctx.deadline)
-        .min_by_key(|deadline| deadline.at)
-        .unwrap_or(ctx.deadline);
+        .max_by_key(|d| d.at)
+    else {
+        return;
+    };
+    let mut ctx = batch[0].ctx.clone();
+    ctx.deadline = latest;
     let checks = batch.iter().map(|queued| queued.check.clone()).collect();
     let answered = clients
         .batch_check_uncached(&ctx, access::BatchCheckRequest { checks })
