@@ -31,7 +31,10 @@ impl Suite {
         Self::start_with_identity(&[]).await
     }
 
-    /// The suite with more flags for identity (e.g. a short access token lifetime).
+    /// The suite with more flags for identity (e.g. a short access token lifetime). The
+    /// gateway's default deadline is 15 s rather than 5 s: these tests are about `kc`'s
+    /// commands and output, and on a loaded CI machine a write's wait for the other service to
+    /// apply it (rule T8) once took longer than 5 s and failed a grant.
     pub async fn start_with_identity(identity_flags: &[&str]) -> Self {
         let mut identity = vec!["--code-mail-interval", "0s"];
         identity.extend_from_slice(identity_flags);
@@ -50,6 +53,8 @@ impl Suite {
                     "off",
                     "--access-request-rate-limit",
                     "off",
+                    "--default-deadline",
+                    "15s",
                 ],
             )
             .start()
