@@ -46,14 +46,6 @@ pub(crate) struct CheckBatcher {
     queue: mpsc::Sender<Queued>,
 }
 
-impl std::fmt::Debug for Queued {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Queued")
-            .field("check", &self.check)
-            .finish_non_exhaustive()
-    }
-}
-
 impl CheckBatcher {
     /// Starts the task that sends the batches through `clients`; it ends when the batcher
     /// is dropped. Needs a tokio runtime.
