@@ -154,7 +154,8 @@ fn strictly_increasing(ids: &[String]) -> bool {
 // rules T1, T3, U5: answers name the grant or role and the rule that decided.
 // The gateway sends the checks of concurrent calls to access management together (one
 // BatchCheck for many calls): each call must still get its own answer. Hundreds of checks at
-// once, of three people on two sites for every permission, each answered as it was alone.
+// once, of three people on two sites for every permission, each answered as it was alone,
+// while another caller's invalid checks are refused without failing the batches they share.
 #[tokio::test]
 async fn concurrent_checks_each_get_their_own_answer() {
     let suite = Suite::start().await;
@@ -203,11 +204,28 @@ async fn concurrent_checks_each_get_their_own_answer() {
         .take(3 * requests.len())
         .collect();
     order.sort_by_key(|i| (i * 7919) % requests.len());
-    let together = futures::future::join_all(order.iter().map(|i| {
+    // Meanwhile another relying application sends checks that are not valid: they share the
+    // batches with the first one's, and must be refused alone, never failing a batch.
+    let (_, noisy) = suite
+        .scoped_service_account("kc-noisy-portal", &["authz"])
+        .await;
+    let bad = [
+        check("nobody", &site_ids[0], P::SoftwareDownload, ""),
+        check(&member.id, "not-a-site", P::ReportsView, ""),
+        check(&member.id, &site_ids[1], P::Unspecified, ""),
+    ];
+    let good = futures::future::join_all(order.iter().map(|i| {
         let (client, token, request) = (client.clone(), token.clone(), requests[*i].clone());
         async move { ask(&client, &token, request).await.expect("check") }
-    }))
-    .await;
+    }));
+    let refused = futures::future::join_all((0..60).map(|k| {
+        let (client, token, request) = (client.clone(), noisy.clone(), bad[k % 3].clone());
+        async move { ask(&client, &token, request).await }
+    }));
+    let (together, refused) = futures::join!(good, refused);
+    for answer in refused {
+        expect_code(answer, Code::InvalidArgument);
+    }
     for (i, answer) in order.iter().zip(together) {
         assert_eq!(
             (answer.allowed, answer.reason, answer.rule),
