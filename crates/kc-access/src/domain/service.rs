@@ -230,14 +230,11 @@ impl LookupBatch {
     /// key, one of the reads stopped at its limit, so what lies there is left to the next
     /// batch.
     fn merge(self, holders: Holders) -> (Vec<Holding>, Option<Uuid>) {
-        let full_last = |keys: Vec<Uuid>| {
-            (keys.len() >= self.limit)
-                .then(|| keys.last().copied())
-                .flatten()
-        };
+        // The last key of a read that came back full: past it, that read saw nothing.
+        let cut = |len: usize, last: Option<Uuid>| last.filter(|_| len >= self.limit);
         let bound = [
-            full_last(self.held.iter().map(|h| holders.key(h)).collect()),
-            full_last(self.passed.clone()),
+            cut(self.held.len(), self.held.last().map(|h| holders.key(h))),
+            cut(self.passed.len(), self.passed.last().copied()),
         ]
         .into_iter()
         .flatten()
@@ -245,7 +242,8 @@ impl LookupBatch {
         let mut merged: Vec<Holding> = self
             .held
             .into_iter()
-            .filter(|holding| !self.passed.contains(&holders.key(holding)))
+            // `passed` is in key order (storage sorts it).
+            .filter(|holding| self.passed.binary_search(&holders.key(holding)).is_err())
             .chain(self.decided)
             .filter(|holding| bound.is_none_or(|bound| holders.key(holding) <= bound))
             .collect();
