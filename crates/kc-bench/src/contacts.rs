@@ -226,6 +226,7 @@ fn list_request(
             page_size: 0,
             page_token: String::new(),
             by_person: false,
+            with_people: false,
         },
         bearer,
     )

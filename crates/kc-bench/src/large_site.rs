@@ -2,8 +2,9 @@
 //! share, and the scenario `gateway.show_all_contacts_large`.
 //!
 //! [`load_site_users`] writes SITE_USERs of one site with bulk SQL (`INSERT … SELECT
-//! generate_series`) straight into identity's `users` and the registry's `contacts`, each as
-//! the service's own role. That is a fixture only: no service but kc-identity and
+//! generate_series`) straight into identity's `users` and the registry's `contacts` (with
+//! its projection of identity's users, `user_states`, as it holds them once identity's
+//! events of the invitations are applied), each as the service's own role. That is a fixture only: no service but kc-identity and
 //! kc-contacts writes those schemas (ARCHITECTURE.md), and these rows have no audit records
 //! or outbox events (access management never learns of these roles, which imply no rights).
 //! They obey every CHECK and unique constraint: one SITE_USER contact per user, invited users
@@ -90,17 +91,32 @@ FROM generate_series(0::bigint, $2::bigint - 1) AS u
 ON CONFLICT ON CONSTRAINT contacts_one_role_per_user DO NOTHING"
 );
 
+/// The registry's projection of identity's users (`user_states`, followed from identity's
+/// events) as it holds the SITE_USERs of site `$1` once it has applied their invitation:
+/// SITE_USER `u` with the e-mail `$2[u + 1]`, the name identity has, INVITED (2).
+const INSERT_KNOWN_PEOPLE: &str = concat!(
+    "
+INSERT INTO user_states (user_id, email, display_name, state)
+SELECT ",
+    site_user_sql!(),
+    ", s.email, 'Site user ' || u, 2::smallint
+FROM unnest($2::text[]) WITH ORDINALITY AS s(email, position),
+     LATERAL (SELECT s.position - 1 AS u) AS n
+ON CONFLICT (user_id) DO NOTHING"
+);
+
 /// Gives site `site_id` the SITE_USERs `0..count` (users of identity at `identity`, contacts
-/// of the registry at `registry`, each connection on its service's schema), unless they are
-/// there, then analyses both tables. Returns how many contacts it added. See the
-/// [module](self).
+/// of the registry at `registry` with the registry's projection of those users, each
+/// connection on its service's schema), unless they are there, then analyses the tables.
+/// Returns how many contacts it added. See the [module](self).
 pub async fn load_site_users(
     identity: &mut PgConnection,
     registry: &mut PgConnection,
     site_id: Uuid,
     count: i64,
 ) -> anyhow::Result<u64> {
-    load_users(identity, site_id, count).await?;
+    let emails: Vec<String> = (0..count).map(|u| site_user_email(site_id, u)).collect();
+    load_users(identity, site_id, &emails).await?;
     let mut contacts = registry.begin().await?;
     let added = sqlx::query(INSERT_CONTACTS)
         .bind(site_id)
@@ -109,26 +125,36 @@ pub async fn load_site_users(
         .await
         .context("could not load the site users' contacts into the registry")?
         .rows_affected();
+    sqlx::query(INSERT_KNOWN_PEOPLE)
+        .bind(site_id)
+        .bind(&emails)
+        .execute(&mut *contacts)
+        .await
+        .context("could not load the site users into the registry's projection of identity")?;
     contacts.commit().await?;
     // Fresh statistics for the planner.
     sqlx::raw_sql("ANALYZE users")
         .execute(&mut *identity)
         .await?;
-    sqlx::raw_sql("ANALYZE contacts")
+    sqlx::raw_sql("ANALYZE contacts, user_states")
         .execute(&mut *registry)
         .await?;
     Ok(added)
 }
 
-/// Writes the users of SITE_USERs `0..count` of site `site_id` into identity (connected on
-/// its schema), unless they are there, with their skeletons.
-async fn load_users(identity: &mut PgConnection, site_id: Uuid, count: i64) -> anyhow::Result<()> {
-    let emails: Vec<String> = (0..count).map(|u| site_user_email(site_id, u)).collect();
+/// Writes the users of the SITE_USERs of site `site_id` whose e-mails are `emails` (SITE_USER
+/// `u` at `emails[u]`) into identity (connected on its schema), unless they are there, with
+/// their skeletons.
+async fn load_users(
+    identity: &mut PgConnection,
+    site_id: Uuid,
+    emails: &[String],
+) -> anyhow::Result<()> {
     let skeletons: Vec<String> = emails.iter().map(|e| email_skeleton(e)).collect();
     let mut users = identity.begin().await?;
     sqlx::query(INSERT_USERS)
         .bind(site_id)
-        .bind(&emails)
+        .bind(emails)
         .bind(&skeletons)
         .execute(&mut *users)
         .await
@@ -279,17 +305,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_users_are_loaded_with_their_skeletons() {
+    async fn the_users_are_loaded_with_their_skeletons_and_projected_in_the_registry() {
         // rule I3: identity has no skeleton left to compute for them.
         let db = kc_testkit::test_database().await;
         let urls = crate::suite::provision(&db.url, None).await.unwrap();
         kc_runtime::db::migrate(&urls["identity"], "identity", &kc_identity::MIGRATOR)
             .await
             .unwrap();
+        kc_runtime::db::migrate(&urls["contacts"], "contacts", &kc_contacts::MIGRATOR)
+            .await
+            .unwrap();
         let mut conn = PgConnection::connect(&urls["identity"]).await.unwrap();
+        let mut registry = PgConnection::connect(&urls["contacts"]).await.unwrap();
         let site_id = Uuid::new_v4();
-        load_users(&mut conn, site_id, 1000).await.unwrap();
-        load_users(&mut conn, site_id, 1000).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO customers (customer_number) VALUES ('7399999'); \
+             INSERT INTO sites (site_id, site_number, customer_number, name, country_code, \
+               language, program, support_active, is_original_site) \
+             VALUES ('{site_id}', '7399999', '7399999', 'Large', 'FR', 'fr', \
+               'passport_advantage', false, true)"
+        )))
+        .execute(&mut registry)
+        .await
+        .unwrap();
+        for _ in 0..2 {
+            load_site_users(&mut conn, &mut registry, site_id, 1000)
+                .await
+                .unwrap();
+        }
         let users: Vec<(i64, String, Option<String>)> = sqlx::query_as(concat!(
             "SELECT u, email, email_skeleton FROM generate_series(0::bigint, 999) AS u \
              JOIN users ON user_id = ",
@@ -320,7 +363,23 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(formula, 1000);
+        // The registry's projection holds each as identity does (the gateway reads the
+        // people of a page from it).
+        let identity_rows = "SELECT user_id::text || ' ' || email || ' ' || display_name || ' ' || state \
+             FROM users ORDER BY user_id";
+        let projected_rows = "SELECT user_id::text || ' ' || email || ' ' || display_name || ' ' || \
+               CASE state WHEN 2 THEN 'invited' END FROM user_states ORDER BY user_id";
+        let identity: Vec<String> = sqlx::query_scalar(identity_rows)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        let projected: Vec<String> = sqlx::query_scalar(projected_rows)
+            .fetch_all(&mut registry)
+            .await
+            .unwrap();
+        assert_eq!(projected, identity);
         conn.close().await.unwrap();
+        registry.close().await.unwrap();
     }
 
     #[test]

@@ -131,6 +131,11 @@ fn email(user: usize) -> String {
     format!("person-{user}@{MAIL_DOMAIN}")
 }
 
+/// The display names of the people, in order.
+fn names() -> Vec<String> {
+    (0..USERS).map(|u| format!("Person {u}")).collect()
+}
+
 /// The loaded population: the ids of its people, sites and contacts, and how to sign them in.
 pub(crate) struct Population {
     /// User id of each person.
@@ -317,6 +322,13 @@ SELECT u.id, u.email, true, u.name, u.locale, 'customer', 'active', $6, u.skelet
 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
      AS u(id, email, name, locale, skeleton)";
 
+/// The registry's projection of identity's users (`user_states`) as it holds them once it
+/// has applied identity's events: id, e-mail, name ($1..$3), ACTIVE (1).
+const INSERT_KNOWN_PEOPLE: &str = "
+INSERT INTO user_states (user_id, email, display_name, state)
+SELECT u.id, u.email, u.name, 1::smallint
+FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(id, email, name)";
+
 /// One session per user ($1 session ids, $2 user ids) for 30 days.
 const INSERT_SESSIONS: &str = "
 INSERT INTO sessions (session_id, user_id, expire_time)
@@ -456,7 +468,7 @@ impl Load<'_> {
             Load::Identity(password_hash) => {
                 let emails: Vec<String> = (0..USERS).map(email).collect();
                 let skeletons: Vec<String> = emails.iter().map(|e| email_skeleton(e)).collect();
-                let names: Vec<String> = (0..USERS).map(|u| format!("Person {u}")).collect();
+                let names = names();
                 let locales: Vec<&str> = (0..USERS)
                     .map(|u| if u % 2 == 0 { "fr" } else { "en" })
                     .collect();
@@ -509,7 +521,15 @@ impl Load<'_> {
                     .execute(&mut *tx)
                     .await
                     .context("contacts")?;
-                "customers, sites, contacts"
+                let emails: Vec<String> = (0..USERS).map(email).collect();
+                sqlx::query(INSERT_KNOWN_PEOPLE)
+                    .bind(&population.users)
+                    .bind(&emails)
+                    .bind(names())
+                    .execute(&mut *tx)
+                    .await
+                    .context("the projection of identity's users")?;
+                "customers, sites, contacts, user_states"
             }
             Load::Access => {
                 sqlx::query(INSERT_ACCESS_SITES)
@@ -851,6 +871,7 @@ mod tests {
             (INSERT_CUSTOMERS, 2),
             (INSERT_REGISTRY_SITES, 4),
             (INSERT_CONTACTS, 4),
+            (INSERT_KNOWN_PEOPLE, 3),
             (INSERT_ACCESS_SITES, 3),
             (INSERT_SITE_ROLES, 3),
             (INSERT_ACCESS_USERS, 2),

@@ -3,8 +3,10 @@
 //! account ([`ServiceToken`]), its cursor stored with its effects in one transaction:
 //!
 //! - [`IDENTITY_CONSUMER`] follows `IdentityService/WatchEvents` into `user_states`: every
-//!   event that carries a user (registered, updated, disabled, enabled) upserts its state
-//!   and login e-mail. A primary contact disabled (I4) or invited and unproven (I1) is a gap.
+//!   event that carries a user (registered, updated, disabled, enabled) upserts its state,
+//!   login e-mail and display name. A primary contact disabled (I4) or invited and unproven
+//!   (I1) is a gap; a page of a site's people shows the names and states without asking
+//!   identity (`ListSiteContacts` with `with_people`).
 //! - [`NOTIFICATION_CONSUMER`] follows `NotificationService/WatchEvents` into
 //!   `failing_addresses`: a notification given up (DEAD) whose last attempt got a permanent
 //!   5xx reply marks its address failing; a notification delivered to an address clears it.
@@ -93,7 +95,7 @@ pub async fn apply_identity_event(
     };
     let user_id = Uuid::parse_str(&user.user_id)
         .with_context(|| format!("user id `{}` is not a UUID", user.user_id))?;
-    compliance::upsert_user_state(conn, user_id, &user.email, state).await?;
+    compliance::upsert_user_state(conn, user_id, &user.email, &user.display_name, state).await?;
     Ok(())
 }
 

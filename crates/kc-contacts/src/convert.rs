@@ -23,7 +23,9 @@ use crate::domain::values::{
     CountryCode, CustomerNumber, Locale, MAX_JOB_TITLE_CHARS, MAX_SITE_NAME_CHARS, SiteNumber,
     optional_date, optional_email, optional_phone, optional_text, parse_id, required_text,
 };
-use crate::domain::{Contact, ContactDetails, ContactRole, Program, Site};
+use crate::domain::{
+    Contact, ContactDetails, ContactRole, KnownPerson, Program, Site, SiteContacts,
+};
 
 /// Default and largest page sizes of the site and compliance lists.
 const SITES_PAGE: (u32, u32) = (100, 1000);
@@ -265,10 +267,12 @@ pub(crate) fn sites_response(page: &Page<Site>) -> pb::ListSitesResponse {
 /// The answer of ListSiteContacts: the next page starts after the last contact, or after its
 /// person when paging `by_person` (a page never splits a person's contacts).
 pub(crate) fn site_contacts_response(
-    page: &Page<Contact>,
+    listed: &SiteContacts,
     by_person: bool,
 ) -> pb::ListSiteContactsResponse {
+    let page = &listed.contacts;
     pb::ListSiteContactsResponse {
+        people: listed.people.iter().map(pb::KnownPerson::from).collect(),
         next_page_token: next_page_token(page, |c| {
             if by_person {
                 vec![c.user_id.to_string()]
@@ -277,6 +281,18 @@ pub(crate) fn site_contacts_response(
             }
         }),
         contacts: page.items.iter().map(pb::Contact::from).collect(),
+    }
+}
+
+impl From<&KnownPerson> for pb::KnownPerson {
+    fn from(person: &KnownPerson) -> Self {
+        Self {
+            user_id: person.user_id.to_string(),
+            email: person.email.clone(),
+            display_name: person.display_name.clone(),
+            // The projection stores identity's own numbers.
+            state: i32::from(person.state),
+        }
     }
 }
 
@@ -653,6 +669,7 @@ impl TryFrom<pb::ListSiteContactsRequest> for SiteContactsListing {
                 roles,
                 after: after?,
                 size: size?,
+                with_people: r.with_people,
             })
         })
     }

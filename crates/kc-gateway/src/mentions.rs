@@ -110,7 +110,7 @@ fn skip(rest: &mut &[u8], len: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use kc_proto::access::{AccessProfile, ListUserAccessResponse};
-    use kc_proto::contacts::{Contact, ListSiteContactsResponse};
+    use kc_proto::contacts::{Contact, KnownPerson, ListSiteContactsResponse};
     use prost::Message;
 
     use super::*;
@@ -131,10 +131,15 @@ mod tests {
         let page = ListSiteContactsResponse {
             contacts: vec![contact(10, 20), contact(11, 21)],
             next_page_token: "not-an-id".into(),
+            people: vec![KnownPerson {
+                user_id: id(22).to_string(),
+                display_name: "Someone".into(),
+                ..Default::default()
+            }],
         };
         assert_eq!(
             mentioned_ids(&page.encode_to_vec()),
-            [id(1), id(10), id(11), id(20), id(21)]
+            [id(1), id(10), id(11), id(20), id(21), id(22)]
         );
         let access = ListUserAccessResponse {
             profiles: vec![AccessProfile {

@@ -286,6 +286,9 @@ pub struct SiteContactsListing {
     pub after: SiteContactsAfter,
     /// Page size: contacts, or people when paging by person.
     pub size: u32,
+    /// Whether to return what the registry knows of the page's people (see
+    /// [`super::KnownPerson`]).
+    pub with_people: bool,
 }
 
 /// What a page of a site's contacts counts, and the key it starts after.

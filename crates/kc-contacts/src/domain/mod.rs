@@ -14,6 +14,7 @@ pub mod support_life;
 pub mod values;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use kc_runtime::paging::Page;
 use kc_runtime::{ApiError, Violation};
 use serde::Serialize;
 use uuid::Uuid;
@@ -141,6 +142,31 @@ impl Contact {
     pub fn etag(&self) -> String {
         self.version.to_string()
     }
+}
+
+/// One person as the registry's projection of identity's users (`user_states`, followed
+/// from identity's event stream) last saw it: what a page of a site's people shows of each
+/// without asking identity. It is behind identity by the stream's delay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownPerson {
+    /// User id.
+    pub user_id: Uuid,
+    /// Login e-mail, trimmed and lower case as identity keeps it.
+    pub email: String,
+    /// Name shown to people.
+    pub display_name: String,
+    /// Identity's `UserState` number: 1 ACTIVE, 2 INVITED, 3 DISABLED.
+    pub state: i16,
+}
+
+/// A page of a site's contacts (ListSiteContacts) and, when asked for, the people of the
+/// page that the registry's projection of identity's users knows, in user-id order.
+#[derive(Debug, Clone)]
+pub struct SiteContacts {
+    /// The contacts.
+    pub contacts: Page<Contact>,
+    /// The known people of the page; empty unless asked for.
+    pub people: Vec<KnownPerson>,
 }
 
 /// One appended audit record: the suite's shared shape (L1, T5).

@@ -22,7 +22,9 @@ use super::recipients::{self, Resolution};
 use super::recovery_times::RecoveryTimes;
 use super::roles::MAX_SECONDARY_CONTACTS;
 use super::support_life::{support_in_force, today};
-use super::{AuditRecord, Contact, ContactDetails, ContactRole, ContactsError, Result, Site};
+use super::{
+    AuditRecord, Contact, ContactDetails, ContactRole, ContactsError, Result, Site, SiteContacts,
+};
 use crate::events::{self, PendingEvent};
 use crate::storage::{self, audit::NewRecord, sites::NewSite};
 
@@ -1040,13 +1042,15 @@ impl Registry {
     /// A page of a site's contacts with one of `roles` (all when empty): in display order,
     /// or, paging by person, every such contact of the next `size` people in user-id order
     /// (each person's by role), read in one statement from the site's index, never the
-    /// whole site.
-    pub async fn list_site_contacts(&self, listing: SiteContactsListing) -> Result<Page<Contact>> {
+    /// whole site. With `with_people`, also what the projection of identity's users knows of
+    /// the page's people (one more statement, on the page's user ids).
+    pub async fn list_site_contacts(&self, listing: SiteContactsListing) -> Result<SiteContacts> {
         let SiteContactsListing {
             site_id,
             roles,
             after,
             size,
+            with_people,
         } = listing;
         let mut conn = self.pool.acquire().await?;
         let numbers: Vec<i16> = roles.iter().map(|role| role.stored()).collect();
@@ -1075,7 +1079,18 @@ impl Registry {
         if page.items.is_empty() && storage::sites::get(&mut conn, site_id).await?.is_none() {
             return Err(ContactsError::SiteNotFound);
         }
-        Ok(page)
+        let people = if with_people && !page.items.is_empty() {
+            let mut user_ids: Vec<Uuid> = page.items.iter().map(|c| c.user_id).collect();
+            user_ids.sort_unstable();
+            user_ids.dedup();
+            storage::compliance::known_people(&mut conn, &user_ids).await?
+        } else {
+            Vec::new()
+        };
+        Ok(SiteContacts {
+            contacts: page,
+            people,
+        })
     }
 
     /// A page of one user's contacts, each with its site.

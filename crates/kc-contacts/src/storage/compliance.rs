@@ -8,6 +8,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::sites::stored;
+use crate::domain::KnownPerson;
 use crate::domain::compliance::{ComplianceGap, SUPPORT_ENDING_DAYS, SiteCompliance};
 use crate::domain::values::{CustomerNumber, SiteNumber};
 
@@ -133,18 +134,46 @@ pub(crate) async fn upsert_user_state(
     conn: &mut PgConnection,
     user_id: Uuid,
     email: &str,
+    display_name: &str,
     state: i16,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO user_states (user_id, email, state) VALUES ($1, $2, $3) \
-         ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email, state = EXCLUDED.state",
+        "INSERT INTO user_states (user_id, email, display_name, state) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email, \
+           display_name = EXCLUDED.display_name, state = EXCLUDED.state",
     )
     .bind(user_id)
     .bind(email.trim().to_lowercase())
+    .bind(display_name)
     .bind(state)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// What `user_states` knows of the users `user_ids`, in user-id order: those it has seen
+/// with their name (a row projected before migration 0009 has none until the user's next
+/// event, and is left out).
+pub(crate) async fn known_people(
+    conn: &mut PgConnection,
+    user_ids: &[Uuid],
+) -> Result<Vec<KnownPerson>, sqlx::Error> {
+    let rows: Vec<(Uuid, String, String, i16)> = sqlx::query_as(
+        "SELECT user_id, email, display_name, state FROM user_states \
+         WHERE user_id = ANY($1) AND display_name IS NOT NULL ORDER BY user_id",
+    )
+    .bind(user_ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(user_id, email, display_name, state)| KnownPerson {
+            user_id,
+            email,
+            display_name,
+            state,
+        })
+        .collect())
 }
 
 /// `email`'s last notice was given up after the permanent reply `smtp_code`.

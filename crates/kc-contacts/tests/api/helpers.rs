@@ -396,6 +396,7 @@ impl Harness {
                 page_size,
                 page_token,
                 by_person: false,
+                with_people: false,
             }))
             .await
             .expect("list site contacts")

@@ -2,6 +2,7 @@
 
 use crate::helpers::{Harness, expect_code, expect_field, read_pages, role, user};
 use kc_proto::contacts::{self as pb};
+use kc_proto::identity as ipb;
 use tonic::Code;
 use uuid::Uuid;
 
@@ -69,6 +70,7 @@ async fn list_site_contacts_shows_every_role_primary_first() {
             page_size: size,
             page_token: token.into(),
             by_person: false,
+            with_people: false,
         })
     };
     let mut client = h.client();
@@ -243,6 +245,7 @@ async fn pages_by_person_keep_each_persons_roles_together_at_every_size() {
             page_size: size,
             page_token: token,
             by_person: true,
+            with_people: false,
         });
         async move {
             client
@@ -280,5 +283,104 @@ async fn pages_by_person_keep_each_persons_roles_together_at_every_size() {
             token = answer.next_page_token;
         }
         assert_eq!(read, whole.contacts, "pages of {size} make the whole list");
+    }
+}
+
+/// An identity event of `user` as identity publishes it (`registered`: UserRegistered, else
+/// UserUpdated).
+fn identity_event(
+    user: Uuid,
+    display_name: &str,
+    state: ipb::UserState,
+    registered: bool,
+) -> ipb::Event {
+    use ipb::event::Payload;
+    let user = ipb::User {
+        user_id: user.to_string(),
+        email: format!("{user}@example.com"),
+        display_name: display_name.into(),
+        state: state as i32,
+        ..Default::default()
+    };
+    ipb::Event {
+        user_id: user.user_id.clone(),
+        payload: Some(if registered {
+            Payload::UserRegistered(ipb::UserRegistered { user: Some(user) })
+        } else {
+            Payload::UserUpdated(ipb::UserUpdated { user: Some(user) })
+        }),
+        ..Default::default()
+    }
+}
+
+// rule C7 without asking identity: with `with_people`, a page of a site's contacts comes with
+// what the registry's projection of identity's users knows of its people (name, e-mail,
+// state, as identity's last event said), in user-id order; people it does not know, or knows
+// without a name, are left out; nothing is read unless asked.
+#[tokio::test]
+async fn a_page_comes_with_the_people_the_projection_of_identity_knows() {
+    let h = Harness::start().await;
+    let (primary, renamed, unknown, nameless) = (user(), user(), user(), user());
+    let site = h.site("1000003", "2000003", primary).await;
+    for person in [renamed, unknown, nameless] {
+        h.assign(&site.site_id, person, R::SiteUser)
+            .await
+            .expect("assign");
+    }
+    let pool = h.pool().await;
+    let mut conn = pool.acquire().await.expect("connection");
+    for event in [
+        identity_event(primary, "Paula Primary", ipb::UserState::Active, true),
+        identity_event(renamed, "Rita Before", ipb::UserState::Invited, true),
+        identity_event(renamed, "Rita After", ipb::UserState::Disabled, false),
+        identity_event(nameless, "Nina Nameless", ipb::UserState::Active, true),
+    ] {
+        kc_contacts::compliance_feeds::apply_identity_event(&mut conn, &event)
+            .await
+            .expect("apply identity's event");
+    }
+    // A row projected before the projection kept names.
+    sqlx::query("UPDATE user_states SET display_name = NULL WHERE user_id = $1")
+        .bind(nameless)
+        .execute(&mut *conn)
+        .await
+        .expect("forget a name");
+
+    let page = |with_people: bool, by_person: bool| {
+        let mut client = h.client();
+        let request = h.svc(pb::ListSiteContactsRequest {
+            site_id: site.site_id.clone(),
+            by_person,
+            with_people,
+            ..Default::default()
+        });
+        async move {
+            client
+                .list_site_contacts(request)
+                .await
+                .expect("a page")
+                .into_inner()
+        }
+    };
+    let mut expected = vec![
+        pb::KnownPerson {
+            user_id: primary.to_string(),
+            email: format!("{primary}@example.com"),
+            display_name: "Paula Primary".into(),
+            state: ipb::UserState::Active as i32,
+        },
+        pb::KnownPerson {
+            user_id: renamed.to_string(),
+            email: format!("{renamed}@example.com"),
+            display_name: "Rita After".into(),
+            state: ipb::UserState::Disabled as i32,
+        },
+    ];
+    expected.sort_by_key(|person| Uuid::parse_str(&person.user_id).expect("uuid"));
+    for by_person in [true, false] {
+        let answer = page(true, by_person).await;
+        assert_eq!(answer.contacts.len(), 4);
+        assert_eq!(answer.people, expected, "by person: {by_person}");
+        assert!(page(false, by_person).await.people.is_empty());
     }
 }

@@ -3,6 +3,8 @@
 //! ReplaceContact, TransferPrimaryContact). Contact ids go to the registry with the site
 //! that was checked, so an id of another site's contact is not found there.
 
+use std::collections::HashMap;
+
 use kc_proto::contacts::{self, Contact};
 use kc_proto::gateway as pb;
 use kc_proto::identity::User;
@@ -108,6 +110,18 @@ pub(super) fn contact_view(
     }
 }
 
+/// What a page of people shows of a person the registry's projection of identity's users
+/// knows, in identity's own shape (the fields [`contact_view`] reads).
+fn known_person_as_user(person: contacts::KnownPerson) -> User {
+    User {
+        user_id: person.user_id,
+        email: person.email,
+        display_name: person.display_name,
+        state: person.state,
+        ..User::default()
+    }
+}
+
 /// A person named by login e-mail in a contact-changing request, with what inviting it
 /// would need.
 #[derive(Debug, Clone, Copy)]
@@ -196,6 +210,7 @@ impl Gateway {
                     page_size: DOWNSTREAM_PAGE_MAX,
                     page_token: String::new(),
                     by_person: false,
+                    with_people: false,
                 },
             )
             .await?;
@@ -211,8 +226,10 @@ impl Gateway {
     }
 
     /// `ShowAllContacts` (C7): one page of the site's people, read from the registry's
-    /// listing by person (keyset on the user id) while CONTACTS_VIEW is checked, with the
-    /// users of that page only from identity. Nothing reads the whole site.
+    /// listing by person (keyset on the user id) while CONTACTS_VIEW is checked. Names,
+    /// e-mails and account states come with the page from the registry's projection of
+    /// identity's users (behind identity by its event stream's delay); only people the
+    /// projection does not know yet are read from identity. Nothing reads the whole site.
     pub(crate) async fn show_all_contacts(
         &self,
         ctx: &Ctx,
@@ -227,6 +244,7 @@ impl Gateway {
             page_size: size,
             page_token: registry_token,
             by_person: true,
+            with_people: true,
         };
         let (allowed, read) = futures::join!(
             self.admit_site(ctx, method::SHOW_ALL_CONTACTS, site_id),
@@ -235,12 +253,17 @@ impl Gateway {
         allowed?;
         let read = read?;
         let people = group_by_person(read.contacts);
-        let users = self
-            .users_by_id(
-                ctx,
-                people.iter().map(|contacts| contacts[0].user_id.clone()),
-            )
-            .await?;
+        let mut users: HashMap<String, User> = read
+            .people
+            .into_iter()
+            .map(|person| (person.user_id.clone(), known_person_as_user(person)))
+            .collect();
+        let unknown: Vec<String> = people
+            .iter()
+            .map(|contacts| contacts[0].user_id.clone())
+            .filter(|user_id| !users.contains_key(user_id))
+            .collect();
+        users.extend(self.users_by_id(ctx, unknown).await?);
         let contacts = people
             .iter()
             .map(|contacts| {

@@ -1231,6 +1231,7 @@ impl Gateway {
                 page_size: DOWNSTREAM_PAGE_MAX,
                 page_token,
                 by_person: false,
+                with_people: false,
             };
             async move {
                 let response = self.clients.list_site_contacts(ctx, list).await?;

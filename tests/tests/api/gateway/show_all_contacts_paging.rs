@@ -1,6 +1,7 @@
 //! `ShowAllContacts` pages a site's people (issue 17, "an unlimited number of site users"):
-//! the registry lists them by person (keyset on the user id), one page at a time, and the
-//! gateway asks identity for the users of that page only. Paging lists every person that
+//! the registry lists them by person (keyset on the user id), one page at a time, with their
+//! names and states from its projection of identity's users; the gateway asks identity only
+//! for the people of that page the projection does not know. Paging lists every person that
 //! keeps a role throughout exactly once however contacts change between pages; a page token
 //! is opaque and bound to its site; a site of 50,000 SITE_USERs pages through the gateway.
 
@@ -9,6 +10,7 @@ use std::time::Instant;
 
 use crate::gateway::helpers::*;
 use kc_proto::gateway::{self as gw};
+use kc_proto::identity as ipb;
 use sqlx::{Connection, PgConnection};
 use tonic::{Code, Status};
 use uuid::Uuid;
@@ -304,4 +306,126 @@ async fn a_site_of_fifty_thousand_site_users_pages_through_the_gateway() {
         .count();
     assert_eq!(named, 50_000);
     assert!(people.iter().all(|view| !view.email.is_empty()));
+}
+
+/// The person of `user_id` on a page of the site as the operator reads it, once it shows
+/// `display_name` (the read cache may hold an older page for its TTL).
+async fn shown_as(
+    suite: &Suite,
+    site_id: &str,
+    user_id: &str,
+    display_name: &str,
+) -> gw::ContactView {
+    eventually(&format!("{user_id} shows as {display_name:?}"), || async {
+        let view = suite
+            .operator_contacts(site_id, &[])
+            .await
+            .into_iter()
+            .find(|view| view.user_id == user_id)
+            .ok_or_else(|| format!("{user_id} is not on the page"))?;
+        if view.display_name == display_name {
+            Ok(view)
+        } else {
+            Err(format!("shown as {:?}", view.display_name))
+        }
+    })
+    .await
+}
+
+/// Sets what the registry's projection of identity's users holds as `user_id`'s name
+/// (`None`: a row projected before it kept names), once the projection has the user.
+async fn set_projected_name(registry: &mut PgConnection, user_id: &str, name: Option<&str>) {
+    let user_id: Uuid = user_id.parse().expect("user id");
+    let waiting = Instant::now();
+    loop {
+        let projected: Option<Option<String>> =
+            sqlx::query_scalar("SELECT display_name FROM user_states WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_optional(&mut *registry)
+                .await
+                .expect("read the projection");
+        if matches!(projected, Some(Some(_))) {
+            break;
+        }
+        assert!(
+            waiting.elapsed() < PATIENCE,
+            "the registry never projected {user_id}: {projected:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    sqlx::query("UPDATE user_states SET display_name = $2 WHERE user_id = $1")
+        .bind(user_id)
+        .bind(name)
+        .execute(&mut *registry)
+        .await
+        .expect("set the projected name");
+}
+
+// A page of people comes with their names and states from the registry's projection of
+// identity's users, in one internal call; a person the projection does not know (or knows
+// without a name) is read from identity; a name changed in identity reaches the page.
+#[tokio::test]
+async fn show_all_contacts_names_people_from_the_registry_and_the_unknown_from_identity() {
+    let suite = Suite::start().await;
+    let paula = suite.person("Paula Primary").await;
+    let site = suite.create_site("Known people", &paula, None).await;
+    let invited = suite
+        .assign_email_as(
+            &suite.operator,
+            &site.site_id,
+            &fresh_email("ivan"),
+            "Ivan Invited",
+            Role::SiteUser,
+        )
+        .await
+        .expect("invite a site user")
+        .user
+        .expect("the invited user");
+    let view = shown_as(&suite, &site.site_id, &invited.user_id, "Ivan Invited").await;
+    assert_eq!(view.email, invited.email);
+    assert_eq!(view.user_state, ipb::UserState::Invited as i32);
+
+    // What the page shows is the registry's projection: a name only it holds is shown.
+    let mut registry = schema_connection(&suite, kc_contacts::SCHEMA).await;
+    set_projected_name(
+        &mut registry,
+        &invited.user_id,
+        Some("Known To The Registry"),
+    )
+    .await;
+    let view = shown_as(
+        &suite,
+        &site.site_id,
+        &invited.user_id,
+        "Known To The Registry",
+    )
+    .await;
+    assert_eq!(view.user_state, ipb::UserState::Invited as i32);
+    // A person the projection knows without a name (projected before it kept names) is
+    // read from identity, like one it does not know at all.
+    set_projected_name(&mut registry, &invited.user_id, None).await;
+    shown_as(&suite, &site.site_id, &invited.user_id, "Ivan Invited").await;
+    sqlx::query("DELETE FROM user_states WHERE user_id = $1::uuid")
+        .bind(&invited.user_id)
+        .execute(&mut registry)
+        .await
+        .expect("forget the person");
+    let view = shown_as(&suite, &site.site_id, &invited.user_id, "Ivan Invited").await;
+    assert_eq!(view.email, invited.email);
+    assert_eq!(view.user_state, ipb::UserState::Invited as i32);
+
+    // A name changed through the gateway reaches the projection, and the page.
+    suite
+        .gw()
+        .update_me(authed(
+            Some(&paula.token),
+            gw::UpdateMeRequest {
+                display_name: Some("Paula Renamed".into()),
+                locale: None,
+                etag: String::new(),
+            },
+        ))
+        .await
+        .expect("paula renames herself");
+    shown_as(&suite, &site.site_id, &paula.id, "Paula Renamed").await;
 }
