@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::Cursor;
@@ -87,15 +87,19 @@ pub async fn await_cursor(
 /// Follows another service's event stream and applies each event to a projection in the
 /// consumer's own schema, exactly once in effect.
 ///
-/// Each event is applied in its own transaction, which also stores the event's cursor in
+/// Events are applied in a transaction that also stores the last one's cursor in
 /// `event_cursors` under the consumer's name; the consumer resumes after the stored cursor.
-/// So an event's effects and the cursor move together: nothing is lost or applied twice
-/// across crashes, restarts and reconnects. Several replicas may run the same consumer: the
-/// cursor row is locked and compared before each apply, so a replica that fell behind
-/// discards its transaction and resumes from the stored cursor instead of applying twice.
+/// So events' effects and the cursor move together: nothing is lost or applied twice across
+/// crashes, restarts and reconnects. When an event arrives, the events the stream has
+/// already delivered behind it (up to [`MAX_BATCH`]) join the same transaction, in order:
+/// under load one commit and one lock of the cursor serve many events, and a lone event is
+/// applied at once. Several replicas may run the same consumer: the cursor row is locked
+/// and compared before each transaction, so a replica that fell behind discards its
+/// transaction and resumes from the stored cursor instead of applying twice.
 ///
-/// When the stream fails or ends, or an apply fails (its transaction is rolled back and the
-/// cursor stays put), the consumer reconnects from the stored cursor after an exponential
+/// When the stream fails or ends, or an apply fails (its transaction is rolled back, the
+/// events before the failing one are applied again on their own, and the cursor stays
+/// before the failing one), the consumer reconnects from the stored cursor after an exponential
 /// backoff with jitter. An event that always fails therefore blocks the consumer, logged at
 /// each attempt: that is the price of never skipping one.
 ///
@@ -113,10 +117,13 @@ pub struct Consumer {
     max_backoff: Duration,
 }
 
-/// What became of one received event.
+/// Most events a [`Consumer`] applies in one transaction.
+pub const MAX_BATCH: usize = 64;
+
+/// What became of a batch of received events.
 enum Applied {
-    /// Applied and committed with its cursor.
-    Committed,
+    /// The first this many were applied and committed with the last one's cursor.
+    Committed(usize),
     /// Another instance of the consumer moved the cursor first: nothing was applied.
     CursorMoved,
 }
@@ -175,7 +182,7 @@ impl Consumer {
         S: FnMut(String) -> SFut,
         SFut: Future<Output = Result<St, tonic::Status>>,
         St: Stream<Item = Result<(String, E), tonic::Status>>,
-        E: EventTime,
+        E: EventTime + Clone,
         A: for<'c> FnMut(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>,
     {
         let lag = Lag::new(&self.name);
@@ -205,7 +212,7 @@ impl Consumer {
         S: FnMut(String) -> SFut,
         SFut: Future<Output = Result<St, tonic::Status>>,
         St: Stream<Item = Result<(String, E), tonic::Status>>,
-        E: EventTime,
+        E: EventTime + Clone,
         A: for<'c> FnMut(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>,
     {
         let consumer = self.name.as_str();
@@ -259,52 +266,90 @@ impl Consumer {
                     () = &mut shutdown => break 'connect,
                     item = stream.next() => item,
                 };
-                if matches!(item, Some(Ok(_))) {
-                    lag.received();
+                let first = match item {
+                    Some(Ok(first)) => first,
+                    ended => {
+                        log_stream_end(consumer, &cursor, ended.and_then(Result::err));
+                        break;
+                    }
+                };
+                lag.received();
+                // The events the stream has already delivered join the same transaction.
+                let mut batch = vec![first];
+                let mut after_batch = None;
+                while batch.len() < MAX_BATCH {
+                    match stream.next().now_or_never() {
+                        Some(Some(Ok(more))) => {
+                            lag.received();
+                            batch.push(more);
+                        }
+                        Some(ended) => {
+                            after_batch = Some(ended.and_then(Result::err));
+                            break;
+                        }
+                        None => break,
+                    }
                 }
-                match item {
-                    None => {
-                        tracing::info!(consumer, cursor = %cursor, "event stream ended, reconnecting");
-                        break;
-                    }
-                    Some(Err(status)) => {
-                        tracing::warn!(
-                            consumer,
-                            cursor = %cursor,
-                            code = ?status.code(),
-                            message = status.message(),
-                            "event stream failed, reconnecting"
-                        );
-                        break;
-                    }
-                    Some(Ok((next, event))) => {
-                        let created = event.create_time();
-                        match self.apply_one(&cursor, &next, event, apply).await {
-                            Ok(Applied::Committed) => {
-                                lag.applied(created);
-                                tracing::trace!(consumer, cursor = %next, "event applied");
-                                cursor = next;
-                                backoff.reset();
-                            }
-                            Ok(Applied::CursorMoved) => {
-                                tracing::info!(
-                                    consumer,
-                                    cursor = %cursor,
-                                    "event cursor moved by another instance, resuming from it"
-                                );
-                                break;
-                            }
-                            Err(error) => {
-                                tracing::error!(
-                                    consumer,
-                                    cursor = %next,
-                                    error = format!("{error:#}"),
-                                    "applying an event failed, rolled back; retrying"
-                                );
-                                break;
-                            }
+                // Shutdown is checked between the events of a batch, never during one.
+                let mut stopping = false;
+                let mut stop = || {
+                    stopping = stopping || shutdown.as_mut().now_or_never().is_some();
+                    stopping
+                };
+                let outcome = self.apply_batch(&cursor, &batch, apply, &mut stop).await;
+                match outcome {
+                    Ok(Applied::Committed(count)) => {
+                        for (_, event) in &batch[..count] {
+                            lag.applied(event.create_time());
+                        }
+                        cursor = batch[count - 1].0.clone();
+                        tracing::trace!(consumer, cursor = %cursor, events = count, "events applied");
+                        backoff.reset();
+                        if stopping {
+                            break 'connect;
                         }
                     }
+                    Ok(Applied::CursorMoved) => {
+                        tracing::info!(
+                            consumer,
+                            cursor = %cursor,
+                            "event cursor moved by another instance, resuming from it"
+                        );
+                        if stopping {
+                            break 'connect;
+                        }
+                        break;
+                    }
+                    Err(BatchFailed { at, error }) => {
+                        tracing::error!(
+                            consumer,
+                            cursor = %batch[at].0,
+                            error = format!("{error:#}"),
+                            "applying an event failed, rolled back; retrying"
+                        );
+                        // The events before the failing one are applied as if one at a time:
+                        // only an event that always fails blocks the consumer.
+                        if at > 0 {
+                            let prefix = &batch[..at];
+                            if let Ok(Applied::Committed(count)) = self
+                                .apply_batch(&cursor, prefix, apply, &mut || false)
+                                .await
+                            {
+                                for (_, event) in &prefix[..count] {
+                                    lag.applied(event.create_time());
+                                }
+                                cursor = prefix[count - 1].0.clone();
+                            }
+                        }
+                        if stopping {
+                            break 'connect;
+                        }
+                        break;
+                    }
+                }
+                if let Some(failure) = after_batch {
+                    log_stream_end(consumer, &cursor, failure);
+                    break;
                 }
             }
             lag.disconnected();
@@ -319,29 +364,47 @@ impl Consumer {
         tracing::info!(consumer, "event consumer stopped");
     }
 
-    /// Applies one event and stores `next` as the cursor, in one transaction, provided the
-    /// stored cursor is still `expected`.
-    async fn apply_one<E, A>(
+    /// Applies the events of `batch` (in stream order, each with its cursor; not empty) and
+    /// stores the last applied one's cursor, in one transaction, provided the stored cursor
+    /// is still `expected`. Before each event after the first it asks `stop`; once that says
+    /// yes, the events applied so far are committed without the rest. Each event is applied
+    /// from a copy, so that the caller still has them when one fails.
+    async fn apply_batch<E, A>(
         &self,
         expected: &str,
-        next: &str,
-        event: E,
+        batch: &[(String, E)],
         apply: &mut A,
-    ) -> anyhow::Result<Applied>
+        stop: &mut impl FnMut() -> bool,
+    ) -> Result<Applied, BatchFailed>
     where
+        E: Clone,
         A: for<'c> FnMut(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>,
     {
-        let mut tx = self.pool.begin().await?;
+        let failed_at = |at: usize| move |error: anyhow::Error| BatchFailed { at, error };
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| failed_at(0)(e.into()))?;
         // Lock the cursor row so replicas of this consumer apply one at a time.
         let stored: Option<String> =
             sqlx::query_scalar("SELECT cursor FROM event_cursors WHERE consumer = $1 FOR UPDATE")
                 .bind(&self.name)
                 .fetch_optional(&mut *tx)
-                .await?;
+                .await
+                .map_err(|e| failed_at(0)(e.into()))?;
         if stored.as_deref().unwrap_or_default() != expected {
             return Ok(Applied::CursorMoved);
         }
-        apply(&mut tx, event).await?;
+        let mut count = 0;
+        for (at, (_, event)) in batch.iter().enumerate() {
+            if at > 0 && stop() {
+                break;
+            }
+            apply(&mut tx, event.clone()).await.map_err(failed_at(at))?;
+            count += 1;
+        }
+        let last = count - 1;
         // The WHERE also catches a replica that inserted the first cursor concurrently.
         let stored = sqlx::query(
             "INSERT INTO event_cursors (consumer, cursor, update_time) VALUES ($1, $2, now()) \
@@ -350,15 +413,38 @@ impl Consumer {
              WHERE event_cursors.cursor = $3",
         )
         .bind(&self.name)
-        .bind(next)
+        .bind(&batch[last].0)
         .bind(expected)
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(|e| failed_at(last)(e.into()))?;
         if stored.rows_affected() != 1 {
             return Ok(Applied::CursorMoved);
         }
-        tx.commit().await?;
-        Ok(Applied::Committed)
+        tx.commit().await.map_err(|e| failed_at(last)(e.into()))?;
+        Ok(Applied::Committed(count))
+    }
+}
+
+/// A batch rolled back: applying the event at `at` failed (or the database did).
+struct BatchFailed {
+    /// The index in the batch of the event being applied.
+    at: usize,
+    /// What failed.
+    error: anyhow::Error,
+}
+
+/// Logs why the stream gives no more events: it ended (`None`) or failed.
+fn log_stream_end(consumer: &str, cursor: &str, failure: Option<tonic::Status>) {
+    match failure {
+        None => tracing::info!(consumer, cursor = %cursor, "event stream ended, reconnecting"),
+        Some(status) => tracing::warn!(
+            consumer,
+            cursor = %cursor,
+            code = ?status.code(),
+            message = status.message(),
+            "event stream failed, reconnecting"
+        ),
     }
 }
 
