@@ -805,6 +805,24 @@ fn short_method(method: &str) -> &str {
     method.rsplit('/').next().unwrap_or(method)
 }
 
+/// Notes on the services' metrics in `window` ([`window_notes`]: the gateway's read-cache hit
+/// rate and each service's profile), read from every service at its start and its end.
+pub(crate) async fn metrics_in_window(
+    addrs: &BTreeMap<&'static str, String>,
+    window: Window,
+) -> Vec<String> {
+    tokio::time::sleep_until(window.from).await;
+    let before = scrape_all(addrs).await;
+    tokio::time::sleep_until(window.until).await;
+    let after = scrape_all(addrs).await;
+    match (before, after) {
+        (Ok(before), Ok(after)) => window_notes(&before, &after),
+        (Err(err), _) | (_, Err(err)) => {
+            vec![format!("could not read the services' metrics: {err:#}")]
+        }
+    }
+}
+
 /// Reads every service's metrics at the start and the end of the window; notes on the
 /// read cache, the profile, and how many of the drawn calls the run made (`made` counts
 /// them).
@@ -815,16 +833,7 @@ fn beside(
 ) -> BesideFn {
     Box::new(move |window: Window| {
         Box::pin(async move {
-            tokio::time::sleep_until(window.from).await;
-            let before = scrape_all(&addrs).await;
-            tokio::time::sleep_until(window.until).await;
-            let after = scrape_all(&addrs).await;
-            let mut notes = match (before, after) {
-                (Ok(before), Ok(after)) => window_notes(&before, &after),
-                (Err(err), _) | (_, Err(err)) => {
-                    vec![format!("could not read the services' metrics: {err:#}")]
-                }
-            };
+            let mut notes = metrics_in_window(&addrs, window).await;
             notes.push(format!(
                 "{} writes of the run were made by the next person in Zipf order: the one \
                  drawn had spent the gateway's write budget (60/min, burst 30, per caller)",

@@ -13,7 +13,9 @@
 //!   A contact whose notices go to a failing address is a gap.
 //!
 //! Both apply idempotently (upserts and deletes keyed by user or address), so an event
-//! applied twice changes nothing; events of a newer source are skipped.
+//! applied twice changes nothing; events of a newer source are skipped. Each table has no
+//! other writer and takes no other lock, so both apply the events their stream has already
+//! delivered in one transaction ([`Consumer::with_batch`]).
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -23,7 +25,7 @@ use kc_proto::notification::notification_service_client::NotificationServiceClie
 use kc_proto::notification::{self as notification_pb};
 use kc_runtime::Shutdown;
 use kc_runtime::client::ServiceToken;
-use kc_runtime::outbox::{Consumer, apply_fn, identity_event_user, watch_source};
+use kc_runtime::outbox::{Consumer, MAX_BATCH, apply_fn, identity_event_user, watch_source};
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -49,22 +51,26 @@ pub fn spawn(
         Box::pin(async move { apply_identity_event(conn, &event).await })
     });
     let mut tasks = vec![tokio::spawn(
-        Consumer::new(pool.clone(), IDENTITY_CONSUMER).run(
-            watch_source(IdentityServiceClient::new(identity), token.clone()),
-            apply_identity,
-            shutdown.wait_owned(),
-        ),
+        Consumer::new(pool.clone(), IDENTITY_CONSUMER)
+            .with_batch(MAX_BATCH)
+            .run(
+                watch_source(IdentityServiceClient::new(identity), token.clone()),
+                apply_identity,
+                shutdown.wait_owned(),
+            ),
     )];
     if let Some(notification) = notification {
         let apply_notification = apply_fn(|conn, event: notification_pb::Event| {
             Box::pin(async move { apply_notification_event(conn, &event).await })
         });
         tasks.push(tokio::spawn(
-            Consumer::new(pool.clone(), NOTIFICATION_CONSUMER).run(
-                watch_source(NotificationServiceClient::new(notification), token.clone()),
-                apply_notification,
-                shutdown.wait_owned(),
-            ),
+            Consumer::new(pool.clone(), NOTIFICATION_CONSUMER)
+                .with_batch(MAX_BATCH)
+                .run(
+                    watch_source(NotificationServiceClient::new(notification), token.clone()),
+                    apply_notification,
+                    shutdown.wait_owned(),
+                ),
         ));
     }
     tasks

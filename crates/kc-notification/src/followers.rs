@@ -28,7 +28,9 @@
 //! creates (and the projection changes) commit with the cursor or not at all, and a replayed
 //! event creates nothing new (N3: the notifications' unique key). An access event about a
 //! site the registry's stream has not brought yet fails and is retried by the consumer with
-//! backoff (access knows sites only from that same stream, so it will come).
+//! backoff (access knows sites only from that same stream, so it will come). The events a
+//! stream has already delivered share one transaction ([`Consumer::with_batch`]): an apply
+//! locks nothing but the rows it writes, which only these consumers write.
 
 use std::collections::HashMap;
 
@@ -43,7 +45,9 @@ use kc_proto::identity::identity_service_client::IdentityServiceClient;
 use kc_proto::identity::{self as identity_pb};
 use kc_runtime::Shutdown;
 use kc_runtime::client::ServiceToken;
-use kc_runtime::outbox::{Consumer, EventFeed, EventTime, OpenedEvents, apply_fn, watch_source};
+use kc_runtime::outbox::{
+    Consumer, EventFeed, EventTime, MAX_BATCH, OpenedEvents, apply_fn, watch_source,
+};
 use kc_runtime::secrets::OpeningKey;
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
@@ -181,31 +185,43 @@ pub(crate) fn spawn(
         })
     });
     vec![
-        tokio::spawn(Consumer::new(pool.clone(), IDENTITY_CONSUMER).run(
-            watch_source(IdentityServiceClient::new(streams.identity), token.clone()),
-            apply_identity,
-            shutdown.wait_owned(),
-        )),
-        tokio::spawn(Consumer::new(pool.clone(), CONTACTS_CONSUMER).run(
-            prepared_source(
-                ContactRegistryServiceClient::new(streams.contacts),
-                token.clone(),
-                directory.clone(),
-                contacts_event_users,
-            ),
-            apply_contacts,
-            shutdown.wait_owned(),
-        )),
-        tokio::spawn(Consumer::new(pool.clone(), ACCESS_CONSUMER).run(
-            prepared_source(
-                AccessManagementServiceClient::new(streams.access),
-                token.clone(),
-                directory.clone(),
-                access_event_users,
-            ),
-            apply_access,
-            shutdown.wait_owned(),
-        )),
+        tokio::spawn(
+            Consumer::new(pool.clone(), IDENTITY_CONSUMER)
+                .with_batch(MAX_BATCH)
+                .run(
+                    watch_source(IdentityServiceClient::new(streams.identity), token.clone()),
+                    apply_identity,
+                    shutdown.wait_owned(),
+                ),
+        ),
+        tokio::spawn(
+            Consumer::new(pool.clone(), CONTACTS_CONSUMER)
+                .with_batch(MAX_BATCH)
+                .run(
+                    prepared_source(
+                        ContactRegistryServiceClient::new(streams.contacts),
+                        token.clone(),
+                        directory.clone(),
+                        contacts_event_users,
+                    ),
+                    apply_contacts,
+                    shutdown.wait_owned(),
+                ),
+        ),
+        tokio::spawn(
+            Consumer::new(pool.clone(), ACCESS_CONSUMER)
+                .with_batch(MAX_BATCH)
+                .run(
+                    prepared_source(
+                        AccessManagementServiceClient::new(streams.access),
+                        token.clone(),
+                        directory.clone(),
+                        access_event_users,
+                    ),
+                    apply_access,
+                    shutdown.wait_owned(),
+                ),
+        ),
     ]
 }
 

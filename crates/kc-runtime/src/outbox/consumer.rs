@@ -90,10 +90,10 @@ pub async fn await_cursor(
 /// Events are applied in a transaction that also stores the last one's cursor in
 /// `event_cursors` under the consumer's name; the consumer resumes after the stored cursor.
 /// So events' effects and the cursor move together: nothing is lost or applied twice across
-/// crashes, restarts and reconnects. When an event arrives, the events the stream has
-/// already delivered behind it (up to [`MAX_BATCH`]) join the same transaction, in order:
-/// under load one commit and one lock of the cursor serve many events, and a lone event is
-/// applied at once. Several replicas may run the same consumer: the cursor row is locked
+/// crashes, restarts and reconnects. With [`Consumer::with_batch`], when an event arrives,
+/// the events the stream has already delivered behind it join the same transaction, in
+/// order: under load one commit and one lock of the cursor serve many events, and a lone
+/// event is applied at once. Several replicas may run the same consumer: the cursor row is locked
 /// and compared before each transaction, so a replica that fell behind discards its
 /// transaction and resumes from the stored cursor instead of applying twice.
 ///
@@ -115,9 +115,11 @@ pub struct Consumer {
     initial_backoff: Duration,
     /// Largest reconnect delay.
     max_backoff: Duration,
+    /// Most events applied in one transaction ([`Consumer::with_batch`]).
+    batch: usize,
 }
 
-/// Most events a [`Consumer`] applies in one transaction.
+/// Most events a [`Consumer`] may apply in one transaction ([`Consumer::with_batch`]).
 pub const MAX_BATCH: usize = 64;
 
 /// What became of a batch of received events.
@@ -137,7 +139,19 @@ impl Consumer {
             name: name.into(),
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
+            batch: 1,
         }
+    }
+
+    /// Lets the consumer apply up to `max` events (at most [`MAX_BATCH`]) in one
+    /// transaction: the events the stream has already delivered when one arrives. Only for
+    /// an apply that takes no lock another transaction may take in another order (a row or
+    /// advisory lock shared with writers or other consumers): a transaction that holds
+    /// several events' locks can deadlock where one event's could not. One at a time by
+    /// default.
+    pub fn with_batch(mut self, max: usize) -> Self {
+        self.batch = max.clamp(1, MAX_BATCH);
+        self
     }
 
     /// Sets the reconnect backoff: the first delay and the largest one.
@@ -277,7 +291,7 @@ impl Consumer {
                 // The events the stream has already delivered join the same transaction.
                 let mut batch = vec![first];
                 let mut after_batch = None;
-                while batch.len() < MAX_BATCH {
+                while batch.len() < self.batch {
                     match stream.next().now_or_never() {
                         Some(Some(Ok(more))) => {
                             lag.received();

@@ -465,13 +465,11 @@ async fn consumer_applies_each_event_once_across_restarts_and_failures() {
             .expect("the poisoned event is tried")
             .expect("consumer alive");
         assert_eq!(failed_id, ids[6]);
-        // The sixth event came in the same batch as the seventh: once the batch is rolled
-        // back, it is applied on its own.
-        wait_until(
-            "the failed apply is rolled back, the ones before it applied",
-            || async { applied(&consumer_pool).await == ids[..6] },
-        )
-        .await;
+        assert_eq!(
+            applied(&consumer_pool).await,
+            ids[..6],
+            "the failed apply was rolled back"
+        );
         assert_eq!(
             outbox::load_cursor(&mut conn, "test.restart")
                 .await
@@ -513,11 +511,11 @@ async fn a_burst_of_events_is_applied_in_few_transactions_each_once_in_order() {
         .await
         .expect("start watcher");
     let (stop, shutdown) = shutdown_signal();
-    let consumer = tokio::spawn(Consumer::new(consumer_pool.clone(), "test.burst").run(
-        watch_source(watcher.clone()),
-        recorder(),
-        shutdown,
-    ));
+    let consumer = tokio::spawn(
+        Consumer::new(consumer_pool.clone(), "test.burst")
+            .with_batch(outbox::MAX_BATCH)
+            .run(watch_source(watcher.clone()), recorder(), shutdown),
+    );
     stop_once_applied(&consumer_pool, EVENTS, &stop, consumer).await;
     assert_eq!(applied(&consumer_pool).await, ids, "each once, in order");
     let transactions: i64 = sqlx::query_scalar("SELECT count(DISTINCT tx) FROM applied")
@@ -528,6 +526,74 @@ async fn a_burst_of_events_is_applied_in_few_transactions_each_once_in_order() {
         (EVENTS.div_ceil(outbox::MAX_BATCH) as i64..EVENTS as i64 / 4).contains(&transactions),
         "{EVENTS} events in {transactions} transactions"
     );
+}
+
+// A batch whose seventh event fails is rolled back; the six before it are applied on their
+// own, and the consumer stays before the failing event until it applies.
+#[tokio::test]
+async fn a_failing_event_in_a_batch_blocks_only_itself() {
+    let [producer, consumer_pool] = schemas(["poison_producer", "poison_consumer"]).await;
+    create_projection(&consumer_pool).await;
+    let names: Vec<String> = (1..=10).map(|i| format!("poison-{i}")).collect();
+    let ids = append_committed(
+        &producer,
+        &names.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    let events = read_committed(&producer, Cursor::START, ids.len()).await;
+    let watcher = OutboxWatcher::start(producer.clone())
+        .await
+        .expect("start watcher");
+    let allow = Arc::new(AtomicBool::new(false));
+    let (failed_tx, mut failed) = mpsc::unbounded_channel();
+    let apply = {
+        let allow = Arc::clone(&allow);
+        let poison = ids[6];
+        apply_fn(move |conn, event| {
+            let fail = event.event_id == poison && !allow.load(Ordering::SeqCst);
+            let failed_tx = failed_tx.clone();
+            Box::pin(async move {
+                record(conn, event.event_id).await?;
+                if fail {
+                    let _ = failed_tx.send(event.event_id);
+                    anyhow::bail!("projection rejected event {}", event.event_id);
+                }
+                Ok(())
+            })
+        })
+    };
+    let (stop, shutdown) = shutdown_signal();
+    let running = tokio::spawn(
+        Consumer::new(consumer_pool.clone(), "test.poison")
+            .with_batch(outbox::MAX_BATCH)
+            .with_backoff(Duration::from_millis(10), Duration::from_millis(200))
+            .run(watch_source(watcher.clone()), apply, shutdown),
+    );
+    let failed_id = timeout(PATIENCE, failed.recv())
+        .await
+        .expect("the poisoned event is tried")
+        .expect("consumer alive");
+    assert_eq!(failed_id, ids[6]);
+    wait_until("the events before the failing one are applied", || async {
+        applied(&consumer_pool).await == ids[..6]
+    })
+    .await;
+    let mut conn = consumer_pool.acquire().await.expect("acquire");
+    // Tried again, still failing: nothing past it moves.
+    timeout(PATIENCE, failed.recv())
+        .await
+        .expect("the poisoned event is tried again")
+        .expect("consumer alive");
+    assert_eq!(applied(&consumer_pool).await, ids[..6]);
+    assert_eq!(
+        outbox::load_cursor(&mut conn, "test.poison")
+            .await
+            .expect("load cursor"),
+        Some(events[5].cursor.to_string())
+    );
+    allow.store(true, Ordering::SeqCst);
+    stop_once_applied(&consumer_pool, ids.len(), &stop, running).await;
+    assert_eq!(applied(&consumer_pool).await, ids, "each once, in order");
 }
 
 #[tokio::test]
