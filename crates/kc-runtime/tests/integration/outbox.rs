@@ -163,6 +163,32 @@ fn recorder()
     apply_fn(|conn, event| Box::pin(record(conn, event.event_id)))
 }
 
+/// An apply function that records every event but fails on `poison` (after recording it,
+/// so that only a rollback undoes it) until `allow` is set; each failure is sent on the
+/// returned channel.
+fn failing_until_allowed(
+    poison: Uuid,
+    allow: Arc<AtomicBool>,
+) -> (
+    impl for<'c> FnMut(&'c mut PgConnection, StoredEvent) -> BoxFuture<'c, anyhow::Result<()>>,
+    mpsc::UnboundedReceiver<Uuid>,
+) {
+    let (failed_tx, failed) = mpsc::unbounded_channel();
+    let apply = apply_fn(move |conn, event| {
+        let fail = event.event_id == poison && !allow.load(Ordering::SeqCst);
+        let failed_tx = failed_tx.clone();
+        Box::pin(async move {
+            record(conn, event.event_id).await?;
+            if fail {
+                let _ = failed_tx.send(event.event_id);
+                anyhow::bail!("projection rejected event {}", event.event_id);
+            }
+            Ok(())
+        })
+    });
+    (apply, failed)
+}
+
 /// Ids recorded in the projection, in apply order.
 async fn applied(pool: &PgPool) -> Vec<Uuid> {
     sqlx::query_scalar("SELECT event_id FROM applied ORDER BY n")
@@ -440,23 +466,7 @@ async fn consumer_applies_each_event_once_across_restarts_and_failures() {
 
     // Second run: the seventh event fails until allowed, and is retried without moving on.
     let allow = Arc::new(AtomicBool::new(false));
-    let (failed_tx, mut failed) = mpsc::unbounded_channel();
-    let apply = {
-        let allow = Arc::clone(&allow);
-        let poison = ids[6];
-        apply_fn(move |conn, event| {
-            let fail = event.event_id == poison && !allow.load(Ordering::SeqCst);
-            let failed_tx = failed_tx.clone();
-            Box::pin(async move {
-                record(conn, event.event_id).await?;
-                if fail {
-                    let _ = failed_tx.send(event.event_id);
-                    anyhow::bail!("projection rejected event {}", event.event_id);
-                }
-                Ok(())
-            })
-        })
-    };
+    let (apply, mut failed) = failing_until_allowed(ids[6], Arc::clone(&allow));
     let (stop, shutdown) = shutdown_signal();
     let running = tokio::spawn(consumer().run(watch_source(watcher.clone()), apply, shutdown));
     for _ in 0..2 {
@@ -545,23 +555,7 @@ async fn a_failing_event_in_a_batch_blocks_only_itself() {
         .await
         .expect("start watcher");
     let allow = Arc::new(AtomicBool::new(false));
-    let (failed_tx, mut failed) = mpsc::unbounded_channel();
-    let apply = {
-        let allow = Arc::clone(&allow);
-        let poison = ids[6];
-        apply_fn(move |conn, event| {
-            let fail = event.event_id == poison && !allow.load(Ordering::SeqCst);
-            let failed_tx = failed_tx.clone();
-            Box::pin(async move {
-                record(conn, event.event_id).await?;
-                if fail {
-                    let _ = failed_tx.send(event.event_id);
-                    anyhow::bail!("projection rejected event {}", event.event_id);
-                }
-                Ok(())
-            })
-        })
-    };
+    let (apply, mut failed) = failing_until_allowed(ids[6], Arc::clone(&allow));
     let (stop, shutdown) = shutdown_signal();
     let running = tokio::spawn(
         Consumer::new(consumer_pool.clone(), "test.poison")
