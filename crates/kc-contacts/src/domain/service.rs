@@ -1054,7 +1054,7 @@ impl Registry {
         } = listing;
         let mut conn = self.pool.acquire().await?;
         let numbers: Vec<i16> = roles.iter().map(|role| role.stored()).collect();
-        let (page, known) = match after {
+        let page = match after {
             SiteContactsAfter::Contact(after) => {
                 let rows = storage::contacts::page_of_site(
                     &mut conn,
@@ -1064,7 +1064,7 @@ impl Registry {
                     i64::from(size) + 1,
                 )
                 .await?;
-                (Page::from_rows(rows, size), None)
+                Page::from_rows(rows, size)
             }
             SiteContactsAfter::Person(after) => {
                 let numbers = if numbers.is_empty() {
@@ -1072,26 +1072,20 @@ impl Registry {
                 } else {
                     numbers
                 };
-                let (page, people) =
-                    storage::contacts::people_of_site(&mut conn, site_id, &numbers, after, size)
-                        .await?;
-                (page, Some(people))
+                storage::contacts::people_of_site(&mut conn, site_id, &numbers, after, size).await?
             }
         };
         // Every site has a primary contact, so an empty first page may mean no such site.
         if page.items.is_empty() && storage::sites::get(&mut conn, site_id).await?.is_none() {
             return Err(ContactsError::SiteNotFound);
         }
-        let people = match known {
-            _ if !with_people => Vec::new(),
-            // A page of people reads them in its own statement.
-            Some(people) => people,
-            None => {
-                let mut user_ids: Vec<Uuid> = page.items.iter().map(|c| c.user_id).collect();
-                user_ids.sort_unstable();
-                user_ids.dedup();
-                storage::compliance::known_people(&mut conn, &user_ids).await?
-            }
+        let people = if with_people && !page.items.is_empty() {
+            let mut user_ids: Vec<Uuid> = page.items.iter().map(|c| c.user_id).collect();
+            user_ids.sort_unstable();
+            user_ids.dedup();
+            storage::compliance::known_people(&mut conn, &user_ids).await?
+        } else {
+            Vec::new()
         };
         Ok(SiteContacts {
             contacts: page,

@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::roles::MAX_SECONDARY_CONTACTS;
-use crate::domain::{Contact, ContactDetails, ContactRole, KnownPerson};
+use crate::domain::{Contact, ContactDetails, ContactRole};
 
 /// The columns of a [`Contact`], for `concat!` into static SQL.
 macro_rules! columns {
@@ -54,49 +54,6 @@ impl TryFrom<ContactRow> for Contact {
             update_time: row.update_time,
         })
     }
-}
-
-/// A contact row of a page of people, with what the registry's projection of identity's
-/// users knows of its person (`None` when the person is not projected, or without a name).
-#[derive(sqlx::FromRow)]
-struct PersonContactRow {
-    #[sqlx(flatten)]
-    contact: ContactRow,
-    known_email: Option<String>,
-    known_name: Option<String>,
-    known_state: Option<i16>,
-}
-
-impl PersonContactRow {
-    /// The contact, and its person as the projection knows it.
-    fn split(self) -> Result<(Contact, Option<KnownPerson>), sqlx::Error> {
-        let user_id = self.contact.user_id;
-        let person = match (self.known_email, self.known_name, self.known_state) {
-            (Some(email), Some(display_name), Some(state)) => Some(KnownPerson {
-                user_id,
-                email,
-                display_name,
-                state,
-            }),
-            _ => None,
-        };
-        Ok((Contact::try_from(self.contact)?, person))
-    }
-}
-
-/// `$query`, a `SELECT` of contact rows (static SQL), with the columns of
-/// [`PersonContactRow`] from `user_states`, ordered by `$order` (of the contact's columns).
-macro_rules! with_people {
-    ($query:expr, $order:literal) => {
-        concat!(
-            "SELECT c.*, u.email AS known_email, u.display_name AS known_name, \
-               u.state AS known_state FROM (",
-            $query,
-            ") c LEFT JOIN user_states u ON u.user_id = c.user_id \
-               AND u.display_name IS NOT NULL ORDER BY ",
-            $order
-        )
-    };
 }
 
 /// `SELECT` of a [`Contact`]'s columns and then `$rest` (`FROM`, `WHERE`...), static SQL.
@@ -218,8 +175,7 @@ pub(crate) async fn page_of_site(
 }
 
 /// The contacts with one of `roles` (not empty) of the first `size` people of a site after
-/// the user `after`, in user-id order, each person's by role then creation, with the people
-/// of the page the registry's projection of identity's users knows: a keyset page of
+/// the user `after`, in user-id order, each person's by role then creation: a keyset page of
 /// people, whatever the size of the site. One statement: the page is one snapshot.
 ///
 /// When SITE_USERs are asked for (every person is one, and there may be any number), one
@@ -234,7 +190,7 @@ pub(crate) async fn people_of_site(
     roles: &[i16],
     after: Option<Uuid>,
     size: u32,
-) -> Result<(Page<Contact>, Vec<KnownPerson>), sqlx::Error> {
+) -> Result<Page<Contact>, sqlx::Error> {
     // The first page starts after the nil id, which no user has: `user_id > $3` is always
     // the index's range, also in a generic plan of the prepared statement.
     let after = after.unwrap_or(Uuid::nil());
@@ -242,23 +198,19 @@ pub(crate) async fn people_of_site(
         return people_of_site_by_person(conn, site_id, roles, after, size).await;
     }
     let limit = i64::from(size) + 1 + key_contact_rows();
-    let rows = sqlx::query_as(with_people!(
-        select!(
-            " FROM contacts WHERE site_id = $1 AND role = ANY($2) AND user_id > $3 \
-             ORDER BY user_id, role LIMIT $4"
-        ),
-        "c.user_id, c.role"
+    let query = sqlx::query_as(select!(
+        " FROM contacts WHERE site_id = $1 AND role = ANY($2) AND user_id > $3 \
+         ORDER BY user_id, role LIMIT $4"
     ))
     .bind(site_id)
     .bind(roles)
     .bind(after)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
+    .bind(limit);
+    let rows: Vec<Contact> = all(conn, query).await?;
     let read_all = (rows.len() as i64) < limit;
-    let (page, people) = first_people(rows, size)?;
+    let page = first_people(rows, size);
     if page.more || read_all {
-        return Ok((page, people));
+        return Ok(page);
     }
     people_of_site_by_person(conn, site_id, roles, after, size).await
 }
@@ -281,58 +233,44 @@ async fn people_of_site_by_person(
     roles: &[i16],
     after: Uuid,
     size: u32,
-) -> Result<(Page<Contact>, Vec<KnownPerson>), sqlx::Error> {
-    let rows = sqlx::query_as(with_people!(
-        select!(
-            " FROM contacts WHERE site_id = $1 AND role = ANY($2) AND user_id IN ( \
-                 SELECT DISTINCT c.user_id FROM contacts c \
-                 WHERE c.site_id = $1 AND c.role = ANY($2) AND c.user_id > $3 \
-                 ORDER BY c.user_id LIMIT $4)"
-        ),
-        "c.user_id, c.role, c.contact_id"
+) -> Result<Page<Contact>, sqlx::Error> {
+    let query = sqlx::query_as(select!(
+        " FROM contacts WHERE site_id = $1 AND role = ANY($2) AND user_id IN ( \
+             SELECT DISTINCT c.user_id FROM contacts c \
+             WHERE c.site_id = $1 AND c.role = ANY($2) AND c.user_id > $3 \
+             ORDER BY c.user_id LIMIT $4) \
+         ORDER BY user_id, role, contact_id"
     ))
     .bind(site_id)
     .bind(roles)
     .bind(after)
-    .bind(i64::from(size) + 1)
-    .fetch_all(&mut *conn)
-    .await?;
-    first_people(rows, size)
+    .bind(i64::from(size) + 1);
+    Ok(first_people(all(conn, query).await?, size))
 }
 
 /// The page of the contacts of the first `size` people among `rows` (grouped by person, as
-/// [`people_of_site`] reads them, one person more than the page), with those people as the
-/// projection knows them: another page follows when that extra person came, and its
-/// contacts are dropped.
-fn first_people(
-    rows: Vec<PersonContactRow>,
-    size: u32,
-) -> Result<(Page<Contact>, Vec<KnownPerson>), sqlx::Error> {
-    let mut contacts = Vec::with_capacity(rows.len());
-    let mut people = Vec::new();
-    let mut count = 0;
+/// [`people_of_site`] reads them, one person more than the page): another page follows when
+/// that extra person came, and its contacts are dropped.
+fn first_people(mut rows: Vec<Contact>, size: u32) -> Page<Contact> {
+    let mut people = 0;
     let mut previous = None;
-    for row in rows {
-        let (contact, person) = row.split()?;
+    for (index, contact) in rows.iter().enumerate() {
         if previous != Some(contact.user_id) {
             previous = Some(contact.user_id);
-            count += 1;
-            if count > size {
-                let page = Page {
-                    items: contacts,
+            people += 1;
+            if people > size {
+                rows.truncate(index);
+                return Page {
+                    items: rows,
                     more: true,
                 };
-                return Ok((page, people));
             }
-            people.extend(person);
         }
-        contacts.push(contact);
     }
-    let page = Page {
-        items: contacts,
+    Page {
+        items: rows,
         more: false,
-    };
-    Ok((page, people))
+    }
 }
 
 /// Up to `limit` contacts of a user after `after`, in contact-id order.
@@ -625,54 +563,40 @@ pub(crate) async fn expire_pending(
 mod tests {
     use super::*;
 
-    /// A row of a page of people: `user`'s contact with `role`, its person named when the
-    /// projection knows it.
-    fn row(user: u128, role: ContactRole, known: bool) -> PersonContactRow {
+    fn contact(user: u128, role: ContactRole) -> Contact {
         let now = Utc::now();
-        PersonContactRow {
-            contact: ContactRow {
-                contact_id: Uuid::now_v7(),
-                site_id: Uuid::nil(),
-                user_id: Uuid::from_u128(user),
-                role: role.stored(),
-                phone: None,
-                job_title: None,
-                notification_email: None,
-                pending_notification_email: None,
-                pending_expire_time: None,
-                version: 1,
-                create_time: now,
-                update_time: now,
-            },
-            known_email: known.then(|| format!("{user}@example.com")),
-            known_name: known.then(|| format!("Person {user}")),
-            known_state: known.then_some(1),
+        Contact {
+            contact_id: Uuid::now_v7(),
+            site_id: Uuid::nil(),
+            user_id: Uuid::from_u128(user),
+            role,
+            details: ContactDetails::default(),
+            pending_notification_email: None,
+            pending_expire_time: None,
+            version: 1,
+            create_time: now,
+            update_time: now,
         }
     }
 
     #[test]
     fn a_page_of_people_keeps_every_contact_of_each_and_drops_the_extra_person() {
-        // User 2 is not projected.
-        let rows = || {
-            vec![
-                row(1, ContactRole::Primary, true),
-                row(1, ContactRole::SiteUser, true),
-                row(2, ContactRole::SiteUser, false),
-                row(3, ContactRole::Billing, true),
-                row(3, ContactRole::SiteUser, true),
-            ]
+        let rows = vec![
+            contact(1, ContactRole::Primary),
+            contact(1, ContactRole::SiteUser),
+            contact(2, ContactRole::SiteUser),
+            contact(3, ContactRole::Billing),
+            contact(3, ContactRole::SiteUser),
+        ];
+        let users = |page: &Page<Contact>| -> Vec<u128> {
+            page.items.iter().map(|c| c.user_id.as_u128()).collect()
         };
-        let read = |rows: Vec<PersonContactRow>, size: u32| -> (Vec<u128>, bool, Vec<u128>) {
-            let (page, people) = first_people(rows, size).expect("rows convert");
-            (
-                page.items.iter().map(|c| c.user_id.as_u128()).collect(),
-                page.more,
-                people.iter().map(|p| p.user_id.as_u128()).collect(),
-            )
-        };
-        assert_eq!(read(rows(), 2), (vec![1, 1, 2], true, vec![1]));
-        assert_eq!(read(rows(), 3), (vec![1, 1, 2, 3, 3], false, vec![1, 3]));
-        assert_eq!(read(rows(), 1), (vec![1, 1], true, vec![1]));
-        assert_eq!(read(Vec::new(), 1), (vec![], false, vec![]));
+        let page = first_people(rows.clone(), 2);
+        assert_eq!((users(&page), page.more), (vec![1, 1, 2], true));
+        let page = first_people(rows.clone(), 3);
+        assert_eq!((users(&page), page.more), (vec![1, 1, 2, 3, 3], false));
+        let page = first_people(rows, 1);
+        assert_eq!((users(&page), page.more), (vec![1, 1], true));
+        assert!(!first_people(Vec::new(), 1).more);
     }
 }
