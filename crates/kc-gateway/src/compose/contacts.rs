@@ -1,5 +1,5 @@
-//! Contacts: ShowAllContacts (C7: the registry's contacts with identity's users, one entry
-//! per person) and the contact changes (AssignContact, UpdateContact, RemoveContact,
+//! Contacts: ShowAllContacts (C7: the registry's contacts with their people, one entry per
+//! person) and the contact changes (AssignContact, UpdateContact, RemoveContact,
 //! ReplaceContact, TransferPrimaryContact). Contact ids go to the registry with the site
 //! that was checked, so an id of another site's contact is not found there.
 
