@@ -98,8 +98,8 @@ pub async fn await_cursor(
 /// transaction and resumes from the stored cursor instead of applying twice.
 ///
 /// When the stream fails or ends, or an apply fails (its transaction is rolled back, the
-/// events before the failing one are applied again on their own, and the cursor stays
-/// before the failing one), the consumer reconnects from the stored cursor after an exponential
+/// cursor stays put, and the next attempt applies the events before the failing one
+/// without it), the consumer reconnects from the stored cursor after an exponential
 /// backoff with jitter. An event that always fails therefore blocks the consumer, logged at
 /// each attempt: that is the price of never skipping one.
 ///
@@ -124,8 +124,13 @@ pub const MAX_BATCH: usize = 64;
 
 /// What became of a batch of received events.
 enum Applied {
-    /// The first this many were applied and committed with the last one's cursor.
-    Committed(usize),
+    /// The first `count` were applied and committed with the last one's `cursor`.
+    Committed {
+        /// How many.
+        count: usize,
+        /// The last one's cursor, now stored.
+        cursor: String,
+    },
     /// Another instance of the consumer moved the cursor first: nothing was applied.
     CursorMoved,
 }
@@ -196,7 +201,7 @@ impl Consumer {
         S: FnMut(String) -> SFut,
         SFut: Future<Output = Result<St, tonic::Status>>,
         St: Stream<Item = Result<(String, E), tonic::Status>>,
-        E: EventTime + Clone,
+        E: EventTime,
         A: for<'c> FnMut(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>,
     {
         let lag = Lag::new(&self.name);
@@ -226,11 +231,14 @@ impl Consumer {
         S: FnMut(String) -> SFut,
         SFut: Future<Output = Result<St, tonic::Status>>,
         St: Stream<Item = Result<(String, E), tonic::Status>>,
-        E: EventTime + Clone,
+        E: EventTime,
         A: for<'c> FnMut(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>,
     {
         let consumer = self.name.as_str();
         let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff);
+        // Most events of the next transaction: after a failure, the events before the one
+        // that failed, so that they commit without it on the next attempt.
+        let mut limit = self.batch;
         let mut shutdown = std::pin::pin!(shutdown);
         tracing::info!(consumer, "event consumer started");
         'connect: loop {
@@ -291,7 +299,7 @@ impl Consumer {
                 // The events the stream has already delivered join the same transaction.
                 let mut batch = vec![first];
                 let mut after_batch = None;
-                while batch.len() < self.batch {
+                while batch.len() < limit {
                     match stream.next().now_or_never() {
                         Some(Some(Ok(more))) => {
                             lag.received();
@@ -310,15 +318,19 @@ impl Consumer {
                     stopping = stopping || shutdown.as_mut().now_or_never().is_some();
                     stopping
                 };
-                let outcome = self.apply_batch(&cursor, &batch, apply, &mut stop).await;
-                match outcome {
-                    Ok(Applied::Committed(count)) => {
-                        for (_, event) in &batch[..count] {
-                            lag.applied(event.create_time());
+                let created: Vec<_> = batch.iter().map(|(_, event)| event.create_time()).collect();
+                match self.apply_batch(&cursor, batch, apply, &mut stop).await {
+                    Ok(Applied::Committed {
+                        count,
+                        cursor: last,
+                    }) => {
+                        for created in &created[..count] {
+                            lag.applied(*created);
                         }
-                        cursor = batch[count - 1].0.clone();
+                        cursor = last;
                         tracing::trace!(consumer, cursor = %cursor, events = count, "events applied");
                         backoff.reset();
+                        limit = self.batch;
                         if stopping {
                             break 'connect;
                         }
@@ -334,27 +346,21 @@ impl Consumer {
                         }
                         break;
                     }
-                    Err(BatchFailed { at, error }) => {
+                    Err(BatchFailed {
+                        at,
+                        cursor: failed,
+                        error,
+                    }) => {
                         tracing::error!(
                             consumer,
-                            cursor = %batch[at].0,
+                            cursor = %failed,
                             error = format!("{error:#}"),
                             "applying an event failed, rolled back; retrying"
                         );
-                        // The events before the failing one are applied as if one at a time:
-                        // only an event that always fails blocks the consumer.
-                        if at > 0 {
-                            let prefix = &batch[..at];
-                            if let Ok(Applied::Committed(count)) = self
-                                .apply_batch(&cursor, prefix, apply, &mut || false)
-                                .await
-                            {
-                                for (_, event) in &prefix[..count] {
-                                    lag.applied(event.create_time());
-                                }
-                                cursor = prefix[count - 1].0.clone();
-                            }
-                        }
+                        // The stream delivers the same events again: the ones before the
+                        // failing one commit on their own, so only an event that always
+                        // fails blocks the consumer.
+                        limit = at.max(1);
                         if stopping {
                             break 'connect;
                         }
@@ -381,44 +387,49 @@ impl Consumer {
     /// Applies the events of `batch` (in stream order, each with its cursor; not empty) and
     /// stores the last applied one's cursor, in one transaction, provided the stored cursor
     /// is still `expected`. Before each event after the first it asks `stop`; once that says
-    /// yes, the events applied so far are committed without the rest. Each event is applied
-    /// from a copy, so that the caller still has them when one fails.
+    /// yes, the events applied so far are committed without the rest.
     async fn apply_batch<E, A>(
         &self,
         expected: &str,
-        batch: &[(String, E)],
+        batch: Vec<(String, E)>,
         apply: &mut A,
         stop: &mut impl FnMut() -> bool,
     ) -> Result<Applied, BatchFailed>
     where
-        E: Clone,
         A: for<'c> FnMut(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>,
     {
-        let failed_at = |at: usize| move |error: anyhow::Error| BatchFailed { at, error };
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| failed_at(0)(e.into()))?;
+        let first = batch
+            .first()
+            .map(|(cursor, _)| cursor.clone())
+            .unwrap_or_default();
+        let database = |error: sqlx::Error| BatchFailed {
+            at: 0,
+            cursor: first.clone(),
+            error: error.into(),
+        };
+        let mut tx = self.pool.begin().await.map_err(database)?;
         // Lock the cursor row so replicas of this consumer apply one at a time.
         let stored: Option<String> =
             sqlx::query_scalar("SELECT cursor FROM event_cursors WHERE consumer = $1 FOR UPDATE")
                 .bind(&self.name)
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(|e| failed_at(0)(e.into()))?;
+                .map_err(database)?;
         if stored.as_deref().unwrap_or_default() != expected {
             return Ok(Applied::CursorMoved);
         }
         let mut count = 0;
-        for (at, (_, event)) in batch.iter().enumerate() {
+        let mut last = String::new();
+        for (at, (cursor, event)) in batch.into_iter().enumerate() {
             if at > 0 && stop() {
                 break;
             }
-            apply(&mut tx, event.clone()).await.map_err(failed_at(at))?;
+            if let Err(error) = apply(&mut tx, event).await {
+                return Err(BatchFailed { at, cursor, error });
+            }
             count += 1;
+            last = cursor;
         }
-        let last = count - 1;
         // The WHERE also catches a replica that inserted the first cursor concurrently.
         let stored = sqlx::query(
             "INSERT INTO event_cursors (consumer, cursor, update_time) VALUES ($1, $2, now()) \
@@ -427,23 +438,28 @@ impl Consumer {
              WHERE event_cursors.cursor = $3",
         )
         .bind(&self.name)
-        .bind(&batch[last].0)
+        .bind(&last)
         .bind(expected)
         .execute(&mut *tx)
         .await
-        .map_err(|e| failed_at(last)(e.into()))?;
+        .map_err(database)?;
         if stored.rows_affected() != 1 {
             return Ok(Applied::CursorMoved);
         }
-        tx.commit().await.map_err(|e| failed_at(last)(e.into()))?;
-        Ok(Applied::Committed(count))
+        tx.commit().await.map_err(database)?;
+        Ok(Applied::Committed {
+            count,
+            cursor: last,
+        })
     }
 }
 
-/// A batch rolled back: applying the event at `at` failed (or the database did).
+/// A batch rolled back, nothing of it applied.
 struct BatchFailed {
-    /// The index in the batch of the event being applied.
+    /// The index in the batch of the event whose apply failed; 0 when the database failed.
     at: usize,
+    /// That event's cursor.
+    cursor: String,
     /// What failed.
     error: anyhow::Error,
 }
