@@ -315,7 +315,7 @@ fn identity_event(
 
 // rule C7 without asking identity: with `with_people`, a page of a site's contacts comes with
 // what the registry's projection of identity's users knows of its people (name, e-mail,
-// state, as identity's last event said), in user-id order; people it does not know, or knows
+// state as identity's last event said: invited, I1, then disabled, I4), in user-id order; people it does not know, or knows
 // without a name, are left out; nothing is read unless asked.
 #[tokio::test]
 async fn a_page_comes_with_the_people_the_projection_of_identity_knows() {

@@ -80,6 +80,25 @@ async fn append_committed(pool: &PgPool, aggregates: &[&str]) -> Vec<Uuid> {
     ids
 }
 
+/// Ten events `{prefix}-1` to `{prefix}-10`, each committed in its own transaction and
+/// readable: their ids and stored forms, and a watcher of the producer.
+async fn ten_events(
+    producer: &PgPool,
+    prefix: &str,
+) -> (Vec<Uuid>, Vec<StoredEvent>, OutboxWatcher) {
+    let names: Vec<String> = (1..=10).map(|i| format!("{prefix}-{i}")).collect();
+    let ids = append_committed(
+        producer,
+        &names.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    let events = read_committed(producer, Cursor::START, ids.len()).await;
+    let watcher = OutboxWatcher::start(producer.clone())
+        .await
+        .expect("start watcher");
+    (ids, events, watcher)
+}
+
 /// Everything currently readable after `after`.
 async fn read_all(pool: &PgPool, after: Cursor) -> Vec<StoredEvent> {
     let mut conn = pool.acquire().await.expect("acquire");
@@ -415,16 +434,7 @@ async fn cursors_round_trip_and_resume_after_the_given_event() {
 async fn consumer_applies_each_event_once_across_restarts_and_failures() {
     let [producer, consumer_pool] = schemas(["source_svc", "projection_svc"]).await;
     create_projection(&consumer_pool).await;
-    let names: Vec<String> = (1..=10).map(|i| format!("agg-{i}")).collect();
-    let ids = append_committed(
-        &producer,
-        &names.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .await;
-    let events = read_committed(&producer, Cursor::START, ids.len()).await;
-    let watcher = OutboxWatcher::start(producer.clone())
-        .await
-        .expect("start watcher");
+    let (ids, events, watcher) = ten_events(&producer, "agg").await;
     let consumer = || {
         Consumer::new(consumer_pool.clone(), "test.restart")
             .with_backoff(Duration::from_millis(10), Duration::from_millis(200))
@@ -544,16 +554,7 @@ async fn a_burst_of_events_is_applied_in_few_transactions_each_once_in_order() {
 async fn a_failing_event_in_a_batch_blocks_only_itself() {
     let [producer, consumer_pool] = schemas(["poison_producer", "poison_consumer"]).await;
     create_projection(&consumer_pool).await;
-    let names: Vec<String> = (1..=10).map(|i| format!("poison-{i}")).collect();
-    let ids = append_committed(
-        &producer,
-        &names.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .await;
-    let events = read_committed(&producer, Cursor::START, ids.len()).await;
-    let watcher = OutboxWatcher::start(producer.clone())
-        .await
-        .expect("start watcher");
+    let (ids, events, watcher) = ten_events(&producer, "poison").await;
     let allow = Arc::new(AtomicBool::new(false));
     let (apply, mut failed) = failing_until_allowed(ids[6], Arc::clone(&allow));
     let (stop, shutdown) = shutdown_signal();

@@ -361,8 +361,8 @@ async fn set_projected_name(registry: &mut PgConnection, user_id: &str, name: Op
         .expect("set the projected name");
 }
 
-// A page of people comes with their names and states from the registry's projection of
-// identity's users, in one internal call; a person the projection does not know (or knows
+// rule C7, with I1's invited state: a page of people comes with their names and states from
+// the registry's projection of identity's users, in one internal call; a person the projection does not know (or knows
 // without a name) is read from identity; a name changed in identity reaches the page.
 #[tokio::test]
 async fn show_all_contacts_names_people_from_the_registry_and_the_unknown_from_identity() {
