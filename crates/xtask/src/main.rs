@@ -1,6 +1,6 @@
 //! Developer commands for the keycontacts workspace: `cargo xtask up | test | lint`.
 //!
-//! `cargo xtask` is an alias (in `.cargo/config.toml`) for `cargo run --package xtask --`.
+//! `cargo xtask` is an alias (in `.cargo/config.toml`) for `cargo run --bin xtask --`.
 
 mod lint;
 mod modules;
