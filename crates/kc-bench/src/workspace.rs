@@ -27,11 +27,32 @@ pub fn bin_dir() -> PathBuf {
 }
 
 /// A `cargo` command (the one that runs xtask) in the workspace root.
+///
+/// Without the variables `cargo run` set for xtask itself (`CARGO_PKG_NAME`,
+/// `CARGO_MANIFEST_DIR` and the like): build scripts such as ring's rerun when one of them
+/// changes, so a build run from xtask would otherwise rebuild, and make the next build from a
+/// shell rebuild again, ring and every crate above it (rustls, tonic, sqlx, the suite).
 pub fn cargo() -> Command {
     let program = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut command = Command::new(program);
     command.current_dir(root());
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_run) {
+            command.env_remove(name);
+        }
+    }
     command
+}
+
+/// Whether `name` is one of the variables `cargo run` sets for the program it runs (besides
+/// `CARGO`, the cargo to use).
+fn set_by_cargo_run(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_MANIFEST_")
+        || matches!(
+            name,
+            "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
+        )
 }
 
 /// Prints `command` as it is about to run, then runs it with inherited output.
@@ -122,4 +143,33 @@ pub async fn tools_path() -> OsString {
         }
     }
     std::env::join_paths(dirs).unwrap_or(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nested_cargo_does_not_inherit_what_cargo_run_set_for_xtask() {
+        // cargo test and cargo nextest set these for a test as cargo run does for xtask.
+        assert!(std::env::var_os("CARGO_PKG_NAME").is_some());
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        let command = cargo();
+        let removed: Vec<String> = command
+            .as_std()
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            removed.iter().any(|name| name == "CARGO_PKG_NAME"),
+            "{removed:?}"
+        );
+        assert!(
+            removed.iter().any(|name| name == "CARGO_MANIFEST_DIR"),
+            "{removed:?}"
+        );
+        assert!(!removed.iter().any(|name| name == "CARGO" || name == "PATH"));
+        assert!(!set_by_cargo_run("CARGO_TARGET_DIR") && !set_by_cargo_run("CARGO_HOME"));
+    }
 }
