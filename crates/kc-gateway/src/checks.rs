@@ -1,10 +1,14 @@
-//! Coalescing of the `AuthorizationService`'s checks that carry no consistency token: the
-//! checks of concurrent calls go to access management together, in one `BatchCheck`.
+//! Coalescing of checks: the checks of concurrent calls go to access management together,
+//! in one `BatchCheck`. The gateway keeps two batchers: one for the `AuthorizationService`'s
+//! checks that carry no consistency token, one for its own admission of customers' calls
+//! (the permissions of [`crate::policy`] asked on each site-scoped call), so that relying
+//! applications flooding checks do not hold up people's calls.
 //!
 //! A relying application checks one `(user, site, permission)` per request, at high rates
-//! and from many requests at once; one internal call per check costs the gateway and access
-//! management more than the check itself (a loopback HTTP/2 round trip, its headers and the
-//! token admission on both sides). Here a check joins a queue; at most
+//! and from many requests at once, and every site-scoped call of a person asks its
+//! permissions first; one internal call per check costs the gateway and access management
+//! more than the check itself (a loopback HTTP/2 round trip, its headers and the token
+//! admission on both sides). Here a check joins a queue; at most
 //! [`BATCHES_IN_FLIGHT`] `BatchCheck`s are in flight, and each takes every check queued when
 //! it starts, up to [`MAX_CHECKS_PER_BATCH`] (access management's limit). Nothing waits for a
 //! batch to fill: under light load a batch is the one check that came, at once; under load,
@@ -12,14 +16,18 @@
 //!
 //! What a check answers does not change: access management's rights cache decides each item
 //! as it would alone, the gateway asks with its own token as before (every caller was
-//! admitted first: a service account with the scope `authz`), and each check waits no longer
-//! than its own call's deadline. A failed batch fails each of its checks with its error. The
-//! gateway's read cache is not used: batches do not repeat.
+//! admitted first: a service account with the scope `authz`, or a person whose own
+//! permissions are asked), and each check waits no longer than its own call's deadline. A
+//! failed batch fails each of its checks with its error. A batch is traced as part of the call
+//! of its first check (its span in access management is a child of that call's). The gateway's read cache is not used
+//! by the batches (they do not repeat); an admission consults it before it queues
+//! ([`crate::clients::Clients::batch_check_sent_by`]).
 
 use std::sync::Arc;
 
 use kc_proto::access;
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::clients::{Clients, Ctx, Svc};
 use crate::error::GatewayError;
@@ -36,6 +44,8 @@ const QUEUE: usize = 4 * MAX_CHECKS_PER_BATCH;
 /// One check waiting for its batch.
 struct Queued {
     ctx: Ctx,
+    /// The span of the call that asked: a batch is traced as part of its first check's call.
+    span: tracing::Span,
     check: access::CheckRequest,
     answer: oneshot::Sender<Result<access::CheckResponse, GatewayError>>,
 }
@@ -70,6 +80,7 @@ impl CheckBatcher {
         let (answer, answered) = oneshot::channel();
         let queued = Queued {
             ctx: ctx.as_gateway(),
+            span: tracing::Span::current(),
             check,
             answer,
         };
@@ -84,6 +95,21 @@ impl CheckBatcher {
                 service: Svc::Access,
                 caller_deadline: ctx.deadline.from_caller,
             }))
+    }
+}
+
+impl CheckBatcher {
+    /// Access management's answers to `checks`, in order, each asked as [`CheckBatcher::check`]
+    /// (together with other calls' checks); the first failure fails them all.
+    pub(crate) async fn check_all(
+        &self,
+        ctx: &Ctx,
+        checks: Vec<access::CheckRequest>,
+    ) -> Result<access::BatchCheckResponse, GatewayError> {
+        let results =
+            futures::future::try_join_all(checks.into_iter().map(|check| self.check(ctx, check)))
+                .await?;
+        Ok(access::BatchCheckResponse { results })
     }
 }
 
@@ -138,6 +164,7 @@ async fn send(clients: &Clients, batch: Vec<Queued>) {
     let checks = batch.iter().map(|queued| queued.check.clone()).collect();
     let answered = clients
         .batch_check_uncached(&ctx, access::BatchCheckRequest { checks })
+        .instrument(batch[0].span.clone())
         .await
         .and_then(|response| {
             if response.results.len() == batch.len() {

@@ -44,6 +44,10 @@ pub(crate) use crate::downstream::Svc;
 use crate::error::{GatewayError, is_transport_failure};
 use crate::mentions::mentioned_ids;
 
+/// The read cache's name of access `BatchCheck`'s answers to one call's admission (the
+/// methods of the [`Clients`] table are named `client/method` in the same way).
+const BATCH_CHECK: &str = "AccessManagementServiceClient/batch_check";
+
 /// Whether a call may be repeated safely, and what it does to the read cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
@@ -369,6 +373,46 @@ impl Clients {
         F: Fn(Channel, Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
+        self.through_cache(ctx, op, method, message, |message| {
+            self.send(ctx, service, op, message, &send)
+        })
+        .await
+    }
+
+    /// access `BatchCheck` of one call's admission: from the read cache (a cached read of
+    /// what its request names), else sent by `send` (the gateway coalesces the checks of
+    /// concurrent calls, [`crate::checks`]).
+    pub(crate) async fn batch_check_sent_by<S, SFut>(
+        &self,
+        ctx: &Ctx,
+        message: access::BatchCheckRequest,
+        send: S,
+    ) -> Result<access::BatchCheckResponse, GatewayError>
+    where
+        S: FnOnce(access::BatchCheckRequest) -> SFut,
+        SFut: Future<Output = Result<access::BatchCheckResponse, GatewayError>>,
+    {
+        self.through_cache(ctx, Op::CachedReadOfRequest, BATCH_CHECK, message, send)
+            .await
+    }
+
+    /// What [`Clients::call`] does around sending `message` (by `send`): answers a cached
+    /// read from the read cache, keeps its answer, and makes the cache forget what a write
+    /// touches.
+    async fn through_cache<Req, Resp, S, SFut>(
+        &self,
+        ctx: &Ctx,
+        op: Op,
+        method: &'static str,
+        message: Req,
+        send: S,
+    ) -> Result<Resp, GatewayError>
+    where
+        Req: prost::Message,
+        Resp: Clone + prost::Message + Send + Sync + 'static,
+        S: FnOnce(Req) -> SFut,
+        SFut: Future<Output = Result<Resp, GatewayError>>,
+    {
         let question = match (op, ctx.asker()) {
             (Op::CachedRead | Op::CachedReadOfRequest, Some(asker)) if self.cache.is_enabled() => {
                 Some(Question::new(method, asker, message.encode_to_vec()))
@@ -382,17 +426,17 @@ impl Clients {
             // Forgets what the write touches now and when it ends, even if this future is
             // dropped (the caller went away) while the write may already have been applied.
             let mut forget = ForgetOnDrop::new(&self.cache, &message);
-            let result = self.send(ctx, service, op, message, &send).await;
+            let result = send(message).await;
             if let Ok(answer) = &result {
                 forget.answered(answer);
             }
             return result;
         }
         let Some(question) = question else {
-            return self.send(ctx, service, op, message, &send).await;
+            return send(message).await;
         };
         let generation = self.cache.generation();
-        let result = self.send(ctx, service, op, message, &send).await;
+        let result = send(message).await;
         if let Ok(answer) = &result
             && worth_storing(answer)
         {
@@ -597,10 +641,9 @@ rpcs! {
     /// A read: it changes nothing, so it may be tried again on another replica.
     await_access_revision: Contacts Read ContactRegistryServiceClient::await_access_revision(contacts::AwaitAccessRevisionRequest) -> contacts::AwaitAccessRevisionResponse;
 
-    /// access `BatchCheck`.
-    batch_check: Access CachedReadOfRequest AccessManagementServiceClient::batch_check(access::BatchCheckRequest) -> access::BatchCheckResponse;
-    /// access `BatchCheck`, never from the read cache: the coalesced checks of the
-    /// AuthorizationService ([`crate::checks`]), whose batches do not repeat.
+    /// access `BatchCheck`, never from the read cache: the batches of coalesced checks
+    /// ([`crate::checks`]), which do not repeat. An admission's checks consult the cache
+    /// before they are queued ([`Clients::batch_check_sent_by`]).
     batch_check_uncached: Access Read AccessManagementServiceClient::batch_check(access::BatchCheckRequest) -> access::BatchCheckResponse;
     /// access `ConsistentBatchCheck`: checks read from the database (AuthorizationService
     /// with `at_least_as_fresh`).

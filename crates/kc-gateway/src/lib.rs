@@ -1,7 +1,8 @@
 //! `kc-gateway`: the public API of the keycontacts suite. It authenticates the caller
 //! (tokens verified locally), decides whether the call is allowed (one table of rules,
-//! [`policy`], and one access-management `BatchCheck` per call, its answer kept briefly by
-//! [`cache`]), and composes identity, the
+//! [`policy`], and the permissions it names asked of access management, the checks of
+//! concurrent calls together ([`checks`]), the answers kept briefly by [`cache`]), and
+//! composes identity, the
 //! contact registry, access management and notification into
 //! `keycontacts.gateway.v1.GatewayService` (`kc_proto::gateway`). It owns no data. On the
 //! same port it serves `keycontacts.gateway.v1.AuthorizationService`, the rights checks and

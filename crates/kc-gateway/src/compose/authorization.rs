@@ -209,7 +209,7 @@ impl Gateway {
                 consistent.push(check);
             }
         }
-        let batcher = self.check_batcher();
+        let batcher = &self.check_batchers().relying;
         let cached_results = futures::future::try_join_all(
             cached.into_iter().map(|check| batcher.check(&ctx, check)),
         )

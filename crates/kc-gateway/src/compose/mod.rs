@@ -64,8 +64,17 @@ pub(crate) struct Gateway {
     clients: Clients,
     sessions: RateLimiter,
     writes: WriteLimits,
-    /// The AuthorizationService's checks without a token, coalesced; started on first use.
-    checks: OnceLock<CheckBatcher>,
+    /// The checks of concurrent calls, coalesced; started on first use.
+    checks: OnceLock<CheckBatchers>,
+}
+
+/// The gateway's two queues of checks ([`crate::checks`]).
+#[derive(Debug)]
+struct CheckBatchers {
+    /// The AuthorizationService's checks without a consistency token.
+    relying: CheckBatcher,
+    /// The admission of customers' site-scoped calls ([`Gateway::check`]).
+    admissions: CheckBatcher,
 }
 
 impl Gateway {
@@ -80,11 +89,13 @@ impl Gateway {
         }
     }
 
-    /// The batcher of the AuthorizationService's checks, started the first time (needs the
-    /// runtime, which `new` does not).
-    fn check_batcher(&self) -> &CheckBatcher {
-        self.checks
-            .get_or_init(|| CheckBatcher::start(self.clients.clone()))
+    /// The check batchers, started the first time (they need the runtime, which `new` does
+    /// not).
+    fn check_batchers(&self) -> &CheckBatchers {
+        self.checks.get_or_init(|| CheckBatchers {
+            relying: CheckBatcher::start(self.clients.clone()),
+            admissions: CheckBatcher::start(self.clients.clone()),
+        })
     }
 
     /// Takes a token of `class` for the signed-in caller of `ctx` (its subject: the person,
@@ -232,9 +243,13 @@ impl Gateway {
                 permission: *permission as i32,
             })
             .collect();
+        let ctx = ctx.as_gateway();
+        let admissions = &self.check_batchers().admissions;
         let response = self
             .clients
-            .batch_check(&ctx.as_gateway(), BatchCheckRequest { checks })
+            .batch_check_sent_by(&ctx, BatchCheckRequest { checks }, |request| {
+                admissions.check_all(&ctx, request.checks)
+            })
             .await?;
         if response.results.len() != permissions.len() {
             return Err(GatewayError::Internal(anyhow::anyhow!(

@@ -8,6 +8,7 @@
 pub mod helpers;
 
 mod add_site_user;
+mod admissions;
 mod authority_race;
 mod authorization;
 mod authorization_service;
