@@ -18,10 +18,10 @@
 //! as it would alone, the gateway asks with its own token as before (every caller was
 //! admitted first: a service account with the scope `authz`, or a person whose own
 //! permissions are asked), and each check waits no longer than its own call's deadline. A
-//! failed batch fails each of its checks with its error. A batch is traced as part of the call
-//! of its first check (its span in access management is a child of that call's). The gateway's read cache is not used
-//! by the batches (they do not repeat); an admission consults it before it queues
-//! ([`crate::clients::Clients::batch_check_sent_by`]).
+//! failed batch fails each of its checks with its error. A batch is traced as part of the
+//! call of its first check (its span in access management is a child of that call's). The
+//! gateway's read cache is not used by the batches (they do not repeat); an admission
+//! consults it before it queues ([`crate::clients::Clients::batch_check_sent_by`]).
 
 use std::sync::Arc;
 
@@ -96,9 +96,7 @@ impl CheckBatcher {
                 caller_deadline: ctx.deadline.from_caller,
             }))
     }
-}
 
-impl CheckBatcher {
     /// Access management's answers to `checks`, in order, each asked as [`CheckBatcher::check`]
     /// (together with other calls' checks); the first failure fails them all.
     pub(crate) async fn check_all(

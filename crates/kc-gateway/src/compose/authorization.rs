@@ -209,11 +209,12 @@ impl Gateway {
                 consistent.push(check);
             }
         }
-        let batcher = &self.check_batchers().relying;
-        let cached_results = futures::future::try_join_all(
-            cached.into_iter().map(|check| batcher.check(&ctx, check)),
-        )
-        .await?;
+        let cached_results = self
+            .check_batchers()
+            .relying
+            .check_all(&ctx, cached)
+            .await?
+            .results;
         let consistent_results = if consistent.is_empty() {
             Vec::new()
         } else {
