@@ -177,6 +177,10 @@ pub async fn find(
 
 /// Profile columns over a CTE `pairs (site_id, user_id)`, for `concat!`: the site, the
 /// user's roles there, its grants and its disabled flag.
+///
+/// The site, the grant and the user are each one primary-key probe per pair (`LATERAL …
+/// LIMIT 1`), whatever the statistics say: as plain joins, a plan made while the tables were
+/// small (a new deployment's first bulk import) kept hashing full scans of them as they grew.
 macro_rules! profile_select {
     () => {
         "SELECT p.site_id, p.user_id, s.site_number, s.admin_may_manage_access, \
@@ -189,9 +193,12 @@ macro_rules! profile_select {
            g.contact_updates, g.account_documents, g.support, g.version, g.updated_by, \
            g.update_time, g.valid_until, g.valid_from, (COALESCE(u.disabled, false) OR NOT COALESCE(u.email_verified, true)) \
              AS disabled \
-         FROM pairs p JOIN sites s ON s.site_id = p.site_id \
-         LEFT JOIN grants g ON g.site_id = p.site_id AND g.user_id = p.user_id \
-         LEFT JOIN users u ON u.user_id = p.user_id "
+         FROM pairs p \
+         CROSS JOIN LATERAL (SELECT * FROM sites WHERE sites.site_id = p.site_id LIMIT 1) s \
+         LEFT JOIN LATERAL (SELECT * FROM grants \
+           WHERE grants.site_id = p.site_id AND grants.user_id = p.user_id LIMIT 1) g ON true \
+         LEFT JOIN LATERAL (SELECT disabled, email_verified FROM users \
+           WHERE users.user_id = p.user_id LIMIT 1) u ON true "
     };
 }
 
@@ -560,7 +567,8 @@ struct MemberRow {
     disabled: bool,
 }
 
-/// The cache's snapshot of a site; `None` when the projection knows no such site.
+/// The cache's snapshot of a site; `None` when the projection knows no such site. Each
+/// member's account is one primary-key probe, as in the profiles (`profile_select`).
 pub async fn snapshot(
     conn: &mut PgConnection,
     site_id: Uuid,
@@ -582,7 +590,8 @@ pub async fn snapshot(
          FROM (SELECT user_id, array_agg(role) AS roles FROM site_roles WHERE site_id = $1 \
                GROUP BY user_id) r \
          FULL JOIN (SELECT * FROM grants WHERE site_id = $1 AND any_grant) g USING (user_id) \
-         LEFT JOIN users u USING (user_id)",
+         LEFT JOIN LATERAL (SELECT disabled, email_verified FROM users \
+           WHERE users.user_id = COALESCE(r.user_id, g.user_id) LIMIT 1) u ON true",
     )
     .bind(site_id)
     .fetch_all(conn)

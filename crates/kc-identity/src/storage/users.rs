@@ -172,13 +172,18 @@ pub(crate) async fn get_for_update(
 }
 
 /// Users by id, in the order of `user_ids`; unknown ids are skipped.
+///
+/// One primary-key probe per id, whatever the table's statistics say: as a plain join, a
+/// plan made while the table was small (a new deployment's first bulk import) kept hashing
+/// a full scan of `users` for every call as the table grew.
 pub(crate) async fn get_many(
     conn: &mut PgConnection,
     user_ids: &[Uuid],
 ) -> Result<Vec<User>, sqlx::Error> {
     let rows: Vec<UserRow> = sqlx::query_as(select!(
-        " FROM users JOIN unnest($1::uuid[]) WITH ORDINALITY AS wanted(id, position) \
-         ON users.user_id = wanted.id ORDER BY wanted.position"
+        " FROM unnest($1::uuid[]) WITH ORDINALITY AS wanted(id, position) \
+         CROSS JOIN LATERAL (SELECT * FROM users WHERE users.user_id = wanted.id LIMIT 1) users \
+         ORDER BY wanted.position"
     ))
     .bind(user_ids)
     .fetch_all(conn)

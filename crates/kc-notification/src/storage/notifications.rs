@@ -190,6 +190,10 @@ pub(crate) async fn wake_workers(conn: &mut PgConnection) -> Result<(), sqlx::Er
 }
 
 /// Fills in the attempts of `notifications`, oldest first.
+///
+/// One index range per notification, whatever the statistics say: as `= ANY($1)`, a plan
+/// made while the table was small (a new deployment's first mails) kept scanning all of
+/// `attempts` for every delivery recorded as the table grew.
 async fn with_attempts<'e>(
     executor: impl PgExecutor<'e>,
     mut notifications: Vec<Notification>,
@@ -199,8 +203,11 @@ async fn with_attempts<'e>(
     }
     let ids: Vec<Uuid> = notifications.iter().map(|n| n.notification_id).collect();
     let rows: Vec<(Uuid, i32, DateTime<Utc>, i16, i32, String)> = sqlx::query_as(
-        "SELECT notification_id, attempt, attempt_time, outcome, smtp_code, detail \
-         FROM attempts WHERE notification_id = ANY($1) ORDER BY notification_id, attempt",
+        "SELECT a.notification_id, a.attempt, a.attempt_time, a.outcome, a.smtp_code, a.detail \
+         FROM unnest($1::uuid[]) AS wanted(id) \
+         CROSS JOIN LATERAL (SELECT * FROM attempts WHERE attempts.notification_id = wanted.id \
+           ORDER BY attempts.attempt) a \
+         ORDER BY a.notification_id, a.attempt",
     )
     .bind(&ids)
     .fetch_all(executor)
@@ -490,6 +497,10 @@ pub(crate) struct Recorded {
 /// A mail carrying a one-time code that becomes DELIVERED or DEAD is emptied by the same
 /// statement (issue: secrets at rest): its code is readable nowhere once it was used for
 /// the mail, or given up.
+///
+/// A row still leased to `owner` is SENDING (the table's CHECK ties `lease_owner` to state
+/// 2), so the statement matches the lease alone: a `state = 2` condition drew the planner to
+/// the state index, whose entries churn with every claim and record.
 pub(crate) async fn record(
     conn: &mut PgConnection,
     owner: Uuid,
@@ -522,7 +533,7 @@ pub(crate) async fn record(
            update_time = now() \
          FROM unnest($2::uuid[], $3::int[], $4::smallint[], $5::bigint[]) \
            AS t(id, attempt, state, delay_ms) \
-         WHERE n.notification_id = t.id AND n.state = 2 AND n.lease_owner = $1 \
+         WHERE n.notification_id = t.id AND n.lease_owner = $1 \
            AND n.attempt_count = t.attempt \
          RETURNING n.notification_id",
     )
