@@ -139,6 +139,7 @@ impl OutboxWatcher {
             buffer: VecDeque::new(),
             done: false,
             listener_gone: false,
+            caught_up: false,
         };
         futures::stream::unfold(state, WatchState::next)
     }
@@ -259,6 +260,10 @@ struct WatchState {
     done: bool,
     /// Set once the listener has stopped: no more wake-ups will come.
     listener_gone: bool,
+    /// Set when the last read returned all there was to deliver (fewer events than a batch,
+    /// none held back): once they are yielded, the stream waits for the next commit instead
+    /// of reading an empty page first, halving the reads of a stream that keeps up.
+    caught_up: bool,
 }
 
 impl WatchState {
@@ -272,35 +277,49 @@ impl WatchState {
                 self.after = event.cursor;
                 return Some((Ok(event), self));
             }
-            // Mark wake-ups seen before reading: a commit after this point wakes the wait below.
-            self.wakeups.borrow_and_update();
             let options = self.inner.options;
-            match read_page(&self.inner.pool, self.after, options.batch_size.max(1)).await {
+            if std::mem::take(&mut self.caught_up) {
+                // Wake-ups were marked seen before that read: a commit since wakes this wait.
+                self.wait(options.idle_poll).await;
+            }
+            // Mark wake-ups seen before reading: a commit after this point wakes the next wait.
+            self.wakeups.borrow_and_update();
+            let batch_size = options.batch_size.max(1);
+            match read_page(&self.inner.pool, self.after, batch_size).await {
                 Err(error) => {
                     self.done = true;
                     return Some((Err(error), self));
                 }
-                Ok(page) if !page.events.is_empty() => self.buffer.extend(page.events),
+                Ok(page) if !page.events.is_empty() => {
+                    self.caught_up = !page.held_back
+                        && u32::try_from(page.events.len()).is_ok_and(|read| read < batch_size);
+                    self.buffer.extend(page.events);
+                }
                 Ok(page) => {
                     let poll = if page.held_back {
                         options.held_back_poll
                     } else {
                         options.idle_poll
                     };
-                    if self.listener_gone {
-                        tokio::time::sleep(poll).await;
-                    } else {
-                        tokio::select! {
-                            changed = self.wakeups.changed() => {
-                                // The listener only stops when the pool closes: read once more
-                                // (which reports it), and from then on poll.
-                                self.listener_gone = changed.is_err();
-                            }
-                            () = tokio::time::sleep(poll) => {}
-                        }
-                    }
+                    self.wait(poll).await;
                 }
             }
+        }
+    }
+
+    /// Waits for a wake-up newer than the last marked seen, or `poll`.
+    async fn wait(&mut self, poll: std::time::Duration) {
+        if self.listener_gone {
+            tokio::time::sleep(poll).await;
+            return;
+        }
+        tokio::select! {
+            changed = self.wakeups.changed() => {
+                // The listener only stops when the pool closes: read once more (which
+                // reports it), and from then on poll.
+                self.listener_gone = changed.is_err();
+            }
+            () = tokio::time::sleep(poll) => {}
         }
     }
 }
