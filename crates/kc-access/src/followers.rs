@@ -50,7 +50,7 @@ use kc_proto::identity::identity_service_client::IdentityServiceClient;
 use kc_proto::identity::{self as identity_pb};
 use kc_runtime::Shutdown;
 use kc_runtime::client::ServiceToken;
-use kc_runtime::outbox::{Consumer, apply_fn, identity_event_user, watch_source};
+use kc_runtime::outbox::{AppliedCursor, Consumer, apply_fn, identity_event_user, watch_source};
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -67,12 +67,14 @@ pub(crate) const CONTACTS_CONSUMER: &str = "access.contacts";
 /// Name (and cursor key) of the consumer of identity's stream.
 pub(crate) const IDENTITY_CONSUMER: &str = "access.identity";
 
-/// Starts both consumers; they run until `shutdown` triggers.
+/// Starts both consumers; they run until `shutdown` triggers. The registry's publishes each
+/// cursor it stored to `contacts_applied`, which `AwaitContactsRevision` awaits.
 pub(crate) fn spawn(
     pool: &PgPool,
     cache: &RightsCache,
     token: &ServiceToken,
     contacts: Channel,
+    contacts_applied: &AppliedCursor,
     identity: Channel,
     shutdown: &Shutdown,
 ) -> Vec<JoinHandle<()>> {
@@ -98,11 +100,15 @@ pub(crate) fn spawn(
         })
     });
     vec![
-        tokio::spawn(Consumer::new(pool.clone(), CONTACTS_CONSUMER).run(
-            watch_source(ContactRegistryServiceClient::new(contacts), token.clone()),
-            apply_contacts,
-            shutdown.wait_owned(),
-        )),
+        tokio::spawn(
+            Consumer::new(pool.clone(), CONTACTS_CONSUMER)
+                .with_applied(contacts_applied.clone())
+                .run(
+                    watch_source(ContactRegistryServiceClient::new(contacts), token.clone()),
+                    apply_contacts,
+                    shutdown.wait_owned(),
+                ),
+        ),
         tokio::spawn(Consumer::new(pool.clone(), IDENTITY_CONSUMER).run(
             watch_source(IdentityServiceClient::new(identity), token.clone()),
             apply_identity,

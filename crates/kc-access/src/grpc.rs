@@ -17,7 +17,7 @@ use kc_runtime::Shutdown;
 use kc_runtime::audit;
 use kc_runtime::auth::caller;
 use kc_runtime::grpc::await_revision;
-use kc_runtime::outbox::{EventStream, OutboxWatcher};
+use kc_runtime::outbox::{AppliedCursor, EventStream, OutboxWatcher};
 use tonic::{Request, Response, Status};
 
 use crate::convert::blocks_response;
@@ -46,15 +46,24 @@ pub(crate) const MAX_REVISION_WAIT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub(crate) struct AccessApi {
     access: Access,
+    /// What this process's projection of the registry's roles applied (T8).
+    contacts_applied: AppliedCursor,
     watcher: OutboxWatcher,
     shutdown: Shutdown,
 }
 
 impl AccessApi {
-    /// The API over `access`, streaming events from `watcher` until `shutdown`.
-    pub(crate) fn new(access: Access, watcher: OutboxWatcher, shutdown: Shutdown) -> Self {
+    /// The API over `access`, streaming events from `watcher` until `shutdown`; registry
+    /// revisions are awaited with `contacts_applied` (see [`followers::spawn`]).
+    pub(crate) fn new(
+        access: Access,
+        contacts_applied: AppliedCursor,
+        watcher: OutboxWatcher,
+        shutdown: Shutdown,
+    ) -> Self {
         Self {
             access,
+            contacts_applied,
             watcher,
             shutdown,
         }
@@ -197,6 +206,7 @@ impl AccessManagementService for AccessApi {
             await_revision(
                 self.access.pool(),
                 followers::CONTACTS_CONSUMER,
+                Some(&self.contacts_applied),
                 &request,
                 &request.get_ref().contacts_revision,
                 MAX_REVISION_WAIT,
@@ -449,6 +459,7 @@ impl AccessManagementService for AccessApi {
         let applied_revision = await_revision(
             self.access.pool(),
             followers::CONTACTS_CONSUMER,
+            Some(&self.contacts_applied),
             &request,
             &request.get_ref().revision,
             MAX_REVISION_WAIT,

@@ -49,6 +49,7 @@ use kc_runtime::Shutdown;
 use kc_runtime::auth::{AuthLayer, TokenVerifier};
 use kc_runtime::bootstrap::Service;
 use kc_runtime::client::{ServiceToken, channel};
+use kc_runtime::outbox::AppliedCursor;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -114,18 +115,25 @@ pub async fn run_with_verifier(
     );
     let stop = started.tasks.stop();
     let token = ServiceToken::new(identity_channel.clone(), args.account.clone());
+    let contacts_applied = AppliedCursor::new();
     started.tasks.track(followers::spawn(
         &pool,
         &cache,
         &token,
         contacts_channel,
+        &contacts_applied,
         identity_channel,
         stop,
     ));
     let sweeper = sweeper::spawn(access.clone(), args.sweep_interval, stop.clone());
     let backfill = permission_feed::spawn_backfill(pool.clone(), stop.clone());
     started.tasks.track([sweeper, backfill]);
-    let api = grpc::AccessApi::new(access, started.watcher.clone(), shutdown.clone());
+    let api = grpc::AccessApi::new(
+        access,
+        contacts_applied,
+        started.watcher.clone(),
+        shutdown.clone(),
+    );
     let service = AccessManagementServiceServer::new(api)
         .max_decoding_message_size(args.server.max_message_bytes)
         .max_encoding_message_size(args.server.max_message_bytes);

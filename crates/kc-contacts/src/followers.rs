@@ -12,7 +12,7 @@
 //!
 //! A change of grants is in effect in the registry once this projection has applied it:
 //! access returns each write's revision (its event's cursor) and the gateway awaits it here
-//! with `AwaitAccessRevision` ([`await_revision`]) before it answers, so a revocation that
+//! with `AwaitAccessRevision` before it answers, so a revocation that
 //! was answered is honoured by every later write.
 
 use std::time::Duration;
@@ -23,7 +23,7 @@ use kc_proto::access::{self as access_pb};
 use kc_rights::rights::Grants;
 use kc_runtime::Shutdown;
 use kc_runtime::client::ServiceToken;
-use kc_runtime::outbox::{AwaitCursorError, Consumer, apply_fn, await_cursor, watch_source};
+use kc_runtime::outbox::{AppliedCursor, Consumer, apply_fn, watch_source};
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -34,34 +34,27 @@ use crate::storage;
 /// Name (and cursor key) of the consumer of access management's stream.
 pub const ACCESS_CONSUMER: &str = "contacts.access";
 
-/// Longest wait of [`await_revision`].
+/// Longest wait of `AwaitAccessRevision`.
 pub const MAX_AWAIT: Duration = Duration::from_secs(10);
 
-/// Starts the consumer; it runs until `shutdown` triggers.
+/// Starts the consumer; it runs until `shutdown` triggers. It publishes each cursor it
+/// stored to `applied`, which `AwaitAccessRevision` awaits.
 pub fn spawn(
     pool: &PgPool,
     token: &ServiceToken,
     access: Channel,
+    applied: &AppliedCursor,
     shutdown: &Shutdown,
 ) -> JoinHandle<()> {
     let apply = apply_fn(|conn, event: access_pb::Event| {
         Box::pin(async move { apply_access_event(conn, &event).await })
     });
-    tokio::spawn(Consumer::new(pool.clone(), ACCESS_CONSUMER).run(
+    let consumer = Consumer::new(pool.clone(), ACCESS_CONSUMER).with_applied(applied.clone());
+    tokio::spawn(consumer.run(
         watch_source(AccessManagementServiceClient::new(access), token.clone()),
         apply,
         shutdown.wait_owned(),
     ))
-}
-
-/// Waits until the projection has applied access management's event at `revision`, for
-/// at most `timeout` (capped at [`MAX_AWAIT`]); returns the cursor it has applied.
-pub async fn await_revision(
-    pool: &PgPool,
-    revision: &str,
-    timeout: Duration,
-) -> Result<String, AwaitCursorError> {
-    await_cursor(pool, ACCESS_CONSUMER, revision, timeout.min(MAX_AWAIT)).await
 }
 
 fn parse_uuid(what: &str, text: &str) -> anyhow::Result<Uuid> {

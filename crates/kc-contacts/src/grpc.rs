@@ -8,7 +8,7 @@ use kc_runtime::Shutdown;
 use kc_runtime::audit;
 use kc_runtime::auth::caller;
 use kc_runtime::grpc::{await_revision, event_stream};
-use kc_runtime::outbox::{EventStream, OutboxWatcher, Revised, revision_text};
+use kc_runtime::outbox::{AppliedCursor, EventStream, OutboxWatcher, Revised, revision_text};
 use tonic::{Request, Response, Status};
 
 use crate::convert;
@@ -25,24 +25,25 @@ pub(crate) struct ContactsApi {
     registry: Registry,
     watcher: OutboxWatcher,
     shutdown: Shutdown,
-    /// Whether the registry follows access management's grants (`--access-url`, T8).
-    follows_access: bool,
+    /// What this process's projection of access management's grants applied, when the
+    /// registry follows them (`--access-url`, T8).
+    access_applied: Option<AppliedCursor>,
 }
 
 impl ContactsApi {
     /// The API over `registry`, streaming events from `watcher` until `shutdown`;
-    /// `follows_access` says whether the projection of access grants is kept (T8).
+    /// `access_applied` is the projection of access grants, when it is kept (T8).
     pub(crate) fn new(
         registry: Registry,
         watcher: OutboxWatcher,
         shutdown: Shutdown,
-        follows_access: bool,
+        access_applied: Option<AppliedCursor>,
     ) -> Self {
         Self {
             registry,
             watcher,
             shutdown,
-            follows_access,
+            access_applied,
         }
     }
 }
@@ -305,14 +306,15 @@ impl ContactRegistryService for ContactsApi {
                 "AwaitAccessRevision is for the suite's services",
             ));
         }
-        if !self.follows_access {
+        let Some(access_applied) = &self.access_applied else {
             return Err(Status::failed_precondition(
                 "rule T8: this registry does not follow access management's grants (it runs without --access-url)",
             ));
-        }
+        };
         let applied_revision = await_revision(
             self.registry.pool(),
             followers::ACCESS_CONSUMER,
+            Some(access_applied),
             &request,
             &request.get_ref().revision,
             followers::MAX_AWAIT,

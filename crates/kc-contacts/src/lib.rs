@@ -36,6 +36,7 @@ use kc_runtime::Shutdown;
 use kc_runtime::auth::{AuthLayer, TokenVerifier};
 use kc_runtime::bootstrap::Service;
 use kc_runtime::client::{ServiceToken, channel};
+use kc_runtime::outbox::AppliedCursor;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -103,11 +104,12 @@ pub async fn run_with_verifier(
         stop.clone(),
     ));
     // T8: the projection of access grants, followed with this service's own account.
-    let follows_access = match (access_link, access_channel) {
+    let access_applied = match (access_link, access_channel) {
         (Some((_, account)), Some(access)) => {
             let identity = channel("--identity-url", &args.identity.identity_url)?;
             let token = ServiceToken::new(identity, account);
-            let follower = followers::spawn(&started.pool, &token, access, stop);
+            let applied = AppliedCursor::new();
+            let follower = followers::spawn(&started.pool, &token, access, &applied, stop);
             started.tasks.track([follower]);
             // The projections of the compliance report: identity's users and, with
             // `--notification-url`, notification's failing addresses.
@@ -120,12 +122,12 @@ pub async fn run_with_verifier(
             let feeds =
                 compliance_feeds::spawn(&started.pool, &token, identity, notification, stop);
             started.tasks.track(feeds);
-            true
+            Some(applied)
         }
-        _ => false,
+        _ => None,
     };
     let watcher = started.watcher.clone();
-    let api = grpc::ContactsApi::new(registry, watcher, shutdown.clone(), follows_access);
+    let api = grpc::ContactsApi::new(registry, watcher, shutdown.clone(), access_applied);
     let service = ContactRegistryServiceServer::new(api)
         .max_decoding_message_size(args.server.max_message_bytes)
         .max_encoding_message_size(args.server.max_message_bytes);

@@ -175,9 +175,12 @@ pub fn revision_wait<T>(
 /// ([`revision_wait`]) but at most `max`. A revision that is not a cursor is `InvalidArgument`
 /// on the field `revision`; not reached in time is `Unavailable` (`projection` names what
 /// lags, e.g. `the registry's projection of access grants`); returns the applied cursor.
+/// `local` is this process's instance of the consumer, when it runs one (see
+/// [`crate::outbox::await_cursor`]).
 pub async fn await_revision<T>(
     pool: &sqlx::PgPool,
     consumer: &str,
+    local: Option<&crate::outbox::AppliedCursor>,
     request: &tonic::Request<T>,
     revision: &str,
     max: std::time::Duration,
@@ -185,7 +188,7 @@ pub async fn await_revision<T>(
 ) -> Result<String, Status> {
     use crate::outbox::{AwaitCursorError, InvalidCursor, await_cursor};
     let timeout = revision_wait(request, max);
-    match await_cursor(pool, consumer, revision, timeout).await {
+    match await_cursor(pool, consumer, revision, timeout, local).await {
         Ok(applied) => Ok(applied),
         Err(AwaitCursorError::InvalidTarget) => Err(InvalidCursor.to_status("revision")),
         Err(AwaitCursorError::Behind) => Err(Status::unavailable(format!(

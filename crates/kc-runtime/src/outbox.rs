@@ -65,7 +65,9 @@ mod watch;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-pub use consumer::{AwaitCursorError, Consumer, MAX_BATCH, await_cursor, load_cursor};
+pub use consumer::{
+    AppliedCursor, AwaitCursorError, Consumer, MAX_BATCH, await_cursor, load_cursor,
+};
 pub use cursor::{Cursor, InvalidCursor};
 pub use feed::{
     EventFeed, EventItems, OpenedEvents, OpenedResponses, apply_fn, identity_event_user,

@@ -11,8 +11,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use kc_runtime::outbox::{
-    self, Consumer, Cursor, InvalidCursor, NewEvent, OutboxWatcher, StoredEvent, WatchOptions,
-    watch_response,
+    self, AppliedCursor, AwaitCursorError, Consumer, Cursor, InvalidCursor, NewEvent,
+    OutboxWatcher, StoredEvent, WatchOptions, watch_response,
 };
 use kc_testkit::outbox::watch_source;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -546,6 +546,68 @@ async fn a_burst_of_events_is_applied_in_few_transactions_each_once_in_order() {
         (EVENTS.div_ceil(outbox::MAX_BATCH) as i64..EVENTS as i64 / 4).contains(&transactions),
         "{EVENTS} events in {transactions} transactions"
     );
+}
+
+// T8: a wait for a revision ends on the commit of this process's own instance of the
+// consumer (its AppliedCursor), and on the stored cursor that another replica wrote.
+#[tokio::test]
+async fn an_await_ends_on_this_process_s_commit_or_on_the_stored_cursor() {
+    let [producer, consumer_pool] = schemas(["local_producer", "local_consumer"]).await;
+    create_projection(&consumer_pool).await;
+    let ids = append_committed(&producer, &["local-1", "local-2", "local-3"]).await;
+    let last = read_committed(&producer, Cursor::START, 3)
+        .await
+        .last()
+        .expect("three events")
+        .cursor
+        .to_string();
+    let watcher = OutboxWatcher::start(producer.clone())
+        .await
+        .expect("start watcher");
+    let published = AppliedCursor::new();
+    // Started before the consumer: the wait ends once the consumer committed the last event.
+    let waiting = tokio::spawn({
+        let (pool, published, last) = (consumer_pool.clone(), published.clone(), last.clone());
+        async move { outbox::await_cursor(&pool, "test.local", &last, PATIENCE, Some(&published)).await }
+    });
+    let (stop, shutdown) = shutdown_signal();
+    let consumer = tokio::spawn(
+        Consumer::new(consumer_pool.clone(), "test.local")
+            .with_applied(published.clone())
+            .run(watch_source(watcher.clone()), recorder(), shutdown),
+    );
+    let reached = timeout(PATIENCE, waiting)
+        .await
+        .expect("the wait ends")
+        .expect("wait task")
+        .expect("the revision is reached");
+    assert_eq!(reached, last);
+    stop_once_applied(&consumer_pool, ids.len(), &stop, consumer).await;
+    assert_eq!(applied(&consumer_pool).await, ids, "each once, in order");
+
+    // The database knows no cursor of this name: only the published one can answer.
+    let short = Duration::from_millis(200);
+    let local = outbox::await_cursor(&consumer_pool, "test.other", &last, short, Some(&published))
+        .await
+        .expect("reached through this process's consumer");
+    assert_eq!(local, last);
+    let without = outbox::await_cursor(&consumer_pool, "test.other", &last, short, None).await;
+    assert!(
+        matches!(without, Err(AwaitCursorError::Behind)),
+        "{without:?}"
+    );
+    // Another replica applied it: the stored cursor answers, this process published nothing.
+    let nothing_here = AppliedCursor::new();
+    let stored = outbox::await_cursor(
+        &consumer_pool,
+        "test.local",
+        &last,
+        PATIENCE,
+        Some(&nothing_here),
+    )
+    .await
+    .expect("reached through the stored cursor");
+    assert_eq!(stored, last);
 }
 
 // A batch whose seventh event fails is rolled back; the six before it are applied on their
