@@ -99,8 +99,9 @@ impl Default for AppliedCursor {
 ///
 /// With `local`, the [`AppliedCursor`] of this process's own instance of the consumer, a
 /// commit of that instance (or a cursor it found stored when it resumed) ends the wait at
-/// once, and the database is read only every 20 to 250 ms, for what another replica applied:
-/// under load most waits read nothing, where each polled every 2 to 50 ms.
+/// once, and the database is read only every 20 to 250 ms (jittered), for what another
+/// replica applied, and once more at the deadline before giving up: under load a wait reads
+/// it a few times at most, where each polled every 2 to 50 ms.
 pub async fn await_cursor(
     pool: &PgPool,
     consumer: &str,
@@ -119,8 +120,10 @@ pub async fn await_cursor(
     };
     let mut pause = Backoff::new(first, largest);
     let mut local = local.map(|applied| (applied, applied.0.subscribe()));
+    // Without a consumer in this process, read at once; with one, its commit has the first
+    // step of the backoff. No read is planned past the deadline, which always has one.
     let mut next_read = match local {
-        Some(_) => start + pause.next_delay(),
+        Some(_) => (start + pause.next_delay()).min(give_up),
         None => start,
     };
     loop {
@@ -130,33 +133,27 @@ pub async fn await_cursor(
         {
             return Ok(reached);
         }
-        let now = Instant::now();
-        if now >= next_read {
+        if Instant::now() >= next_read {
             let stored = fetch_cursor(pool, consumer).await?.unwrap_or_default();
             // A stored cursor this code wrote always parses; anything else counts as the start.
             let applied: Cursor = stored.parse().unwrap_or(Cursor::START);
             if applied >= target {
                 return Ok(stored);
             }
-            next_read = Instant::now() + pause.next_delay();
-        }
-        if now >= give_up {
-            return Err(AwaitCursorError::Behind);
-        }
-        let wake = tokio::time::sleep_until(next_read.min(give_up).into());
-        let closed = match local.as_mut() {
-            Some((_, published)) => tokio::select! {
-                changed = published.changed() => changed.is_err(),
-                () = wake => false,
-            },
-            None => {
-                wake.await;
-                false
+            let now = Instant::now();
+            if now >= give_up {
+                return Err(AwaitCursorError::Behind);
             }
-        };
-        if closed {
-            // Every sender is gone: the timer alone goes on.
-            local = None;
+            next_read = (now + pause.next_delay()).min(give_up);
+        }
+        let wake = tokio::time::sleep_until(next_read.into());
+        match local.as_mut() {
+            // The borrowed AppliedCursor keeps its sender alive: `changed` never fails.
+            Some((_, published)) => tokio::select! {
+                _ = published.changed() => {}
+                () = wake => {}
+            },
+            None => wake.await,
         }
     }
 }

@@ -568,7 +568,12 @@ async fn an_await_ends_on_this_process_s_commit_or_on_the_stored_cursor() {
     // Started before the consumer: the wait ends once the consumer committed the last event.
     let waiting = tokio::spawn({
         let (pool, published, last) = (consumer_pool.clone(), published.clone(), last.clone());
-        async move { outbox::await_cursor(&pool, "test.local", &last, PATIENCE, Some(&published)).await }
+        async move {
+            let reached =
+                outbox::await_cursor(&pool, "test.local", &last, PATIENCE, Some(&published)).await;
+            // T8: what the wait answered for is readable at once.
+            (reached, applied_count(&pool).await)
+        }
     });
     let (stop, shutdown) = shutdown_signal();
     let consumer = tokio::spawn(
@@ -576,12 +581,12 @@ async fn an_await_ends_on_this_process_s_commit_or_on_the_stored_cursor() {
             .with_applied(published.clone())
             .run(watch_source(watcher.clone()), recorder(), shutdown),
     );
-    let reached = timeout(PATIENCE, waiting)
+    let (reached, visible) = timeout(PATIENCE, waiting)
         .await
         .expect("the wait ends")
-        .expect("wait task")
-        .expect("the revision is reached");
-    assert_eq!(reached, last);
+        .expect("wait task");
+    assert_eq!(reached.expect("the revision is reached"), last);
+    assert_eq!(visible, ids.len(), "every event applied when the wait ends");
     stop_once_applied(&consumer_pool, ids.len(), &stop, consumer).await;
     assert_eq!(applied(&consumer_pool).await, ids, "each once, in order");
 
