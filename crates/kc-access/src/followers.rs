@@ -67,17 +67,16 @@ pub(crate) const CONTACTS_CONSUMER: &str = "access.contacts";
 /// Name (and cursor key) of the consumer of identity's stream.
 pub(crate) const IDENTITY_CONSUMER: &str = "access.identity";
 
-/// Starts both consumers; they run until `shutdown` triggers. The registry's publishes each
-/// cursor it stored to `contacts_applied`, which `AwaitContactsRevision` awaits.
+/// Starts both consumers; they run until `shutdown` triggers. Returns their tasks and what
+/// the registry's consumer applied, which `AwaitContactsRevision` awaits.
 pub(crate) fn spawn(
     pool: &PgPool,
     cache: &RightsCache,
     token: &ServiceToken,
     contacts: Channel,
-    contacts_applied: &AppliedCursor,
     identity: Channel,
     shutdown: &Shutdown,
-) -> Vec<JoinHandle<()>> {
+) -> (Vec<JoinHandle<()>>, AppliedCursor) {
     let contacts_cache = cache.clone();
     let apply_contacts = apply_fn(move |conn, event: contacts_pb::Event| {
         let cache = contacts_cache.clone();
@@ -99,22 +98,21 @@ pub(crate) fn spawn(
             Ok(())
         })
     });
-    vec![
-        tokio::spawn(
-            Consumer::new(pool.clone(), CONTACTS_CONSUMER)
-                .with_applied(contacts_applied.clone())
-                .run(
-                    watch_source(ContactRegistryServiceClient::new(contacts), token.clone()),
-                    apply_contacts,
-                    shutdown.wait_owned(),
-                ),
-        ),
+    let registry = Consumer::new(pool.clone(), CONTACTS_CONSUMER);
+    let contacts_applied = registry.applied();
+    let tasks = vec![
+        tokio::spawn(registry.run(
+            watch_source(ContactRegistryServiceClient::new(contacts), token.clone()),
+            apply_contacts,
+            shutdown.wait_owned(),
+        )),
         tokio::spawn(Consumer::new(pool.clone(), IDENTITY_CONSUMER).run(
             watch_source(IdentityServiceClient::new(identity), token.clone()),
             apply_identity,
             shutdown.wait_owned(),
         )),
-    ]
+    ];
+    (tasks, contacts_applied)
 }
 
 fn parse_uuid(what: &str, text: &str) -> anyhow::Result<Uuid> {

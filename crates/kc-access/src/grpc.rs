@@ -36,7 +36,6 @@ use crate::domain::commands::{
 };
 use crate::domain::service::{SupportUsersQuery, UserAccessChange};
 use crate::domain::{Access, Actor};
-use crate::followers;
 use crate::permission_feed;
 
 /// Longest wait of AwaitContactsRevision, whatever the call's deadline (T8).
@@ -54,7 +53,7 @@ pub(crate) struct AccessApi {
 
 impl AccessApi {
     /// The API over `access`, streaming events from `watcher` until `shutdown`; registry
-    /// revisions are awaited with `contacts_applied` (see [`followers::spawn`]).
+    /// revisions are awaited with `contacts_applied` (see [`crate::followers::spawn`]).
     pub(crate) fn new(
         access: Access,
         contacts_applied: AppliedCursor,
@@ -205,8 +204,7 @@ impl AccessManagementService for AccessApi {
         if !request.get_ref().contacts_revision.is_empty() {
             await_revision(
                 self.access.pool(),
-                followers::CONTACTS_CONSUMER,
-                Some(&self.contacts_applied),
+                &self.contacts_applied,
                 &request,
                 &request.get_ref().contacts_revision,
                 MAX_REVISION_WAIT,
@@ -458,8 +456,7 @@ impl AccessManagementService for AccessApi {
         }
         let applied_revision = await_revision(
             self.access.pool(),
-            followers::CONTACTS_CONSUMER,
-            Some(&self.contacts_applied),
+            &self.contacts_applied,
             &request,
             &request.get_ref().revision,
             MAX_REVISION_WAIT,

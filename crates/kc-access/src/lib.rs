@@ -49,7 +49,6 @@ use kc_runtime::Shutdown;
 use kc_runtime::auth::{AuthLayer, TokenVerifier};
 use kc_runtime::bootstrap::Service;
 use kc_runtime::client::{ServiceToken, channel};
-use kc_runtime::outbox::AppliedCursor;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -115,16 +114,15 @@ pub async fn run_with_verifier(
     );
     let stop = started.tasks.stop();
     let token = ServiceToken::new(identity_channel.clone(), args.account.clone());
-    let contacts_applied = AppliedCursor::new();
-    started.tasks.track(followers::spawn(
+    let (followers, contacts_applied) = followers::spawn(
         &pool,
         &cache,
         &token,
         contacts_channel,
-        &contacts_applied,
         identity_channel,
         stop,
-    ));
+    );
+    started.tasks.track(followers);
     let sweeper = sweeper::spawn(access.clone(), args.sweep_interval, stop.clone());
     let backfill = permission_feed::spawn_backfill(pool.clone(), stop.clone());
     started.tasks.track([sweeper, backfill]);

@@ -37,24 +37,25 @@ pub const ACCESS_CONSUMER: &str = "contacts.access";
 /// Longest wait of `AwaitAccessRevision`.
 pub const MAX_AWAIT: Duration = Duration::from_secs(10);
 
-/// Starts the consumer; it runs until `shutdown` triggers. It publishes each cursor it
-/// stored to `applied`, which `AwaitAccessRevision` awaits.
+/// Starts the consumer; it runs until `shutdown` triggers. Returns its task and what it
+/// applied, which `AwaitAccessRevision` awaits.
 pub fn spawn(
     pool: &PgPool,
     token: &ServiceToken,
     access: Channel,
-    applied: &AppliedCursor,
     shutdown: &Shutdown,
-) -> JoinHandle<()> {
+) -> (JoinHandle<()>, AppliedCursor) {
     let apply = apply_fn(|conn, event: access_pb::Event| {
         Box::pin(async move { apply_access_event(conn, &event).await })
     });
-    let consumer = Consumer::new(pool.clone(), ACCESS_CONSUMER).with_applied(applied.clone());
-    tokio::spawn(consumer.run(
+    let consumer = Consumer::new(pool.clone(), ACCESS_CONSUMER);
+    let applied = consumer.applied();
+    let task = tokio::spawn(consumer.run(
         watch_source(AccessManagementServiceClient::new(access), token.clone()),
         apply,
         shutdown.wait_owned(),
-    ))
+    ));
+    (task, applied)
 }
 
 fn parse_uuid(what: &str, text: &str) -> anyhow::Result<Uuid> {

@@ -313,8 +313,7 @@ impl ContactRegistryService for ContactsApi {
         };
         let applied_revision = await_revision(
             self.registry.pool(),
-            followers::ACCESS_CONSUMER,
-            Some(access_applied),
+            access_applied,
             &request,
             &request.get_ref().revision,
             followers::MAX_AWAIT,

@@ -36,7 +36,6 @@ use kc_runtime::Shutdown;
 use kc_runtime::auth::{AuthLayer, TokenVerifier};
 use kc_runtime::bootstrap::Service;
 use kc_runtime::client::{ServiceToken, channel};
-use kc_runtime::outbox::AppliedCursor;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -108,8 +107,7 @@ pub async fn run_with_verifier(
         (Some((_, account)), Some(access)) => {
             let identity = channel("--identity-url", &args.identity.identity_url)?;
             let token = ServiceToken::new(identity, account);
-            let applied = AppliedCursor::new();
-            let follower = followers::spawn(&started.pool, &token, access, &applied, stop);
+            let (follower, applied) = followers::spawn(&started.pool, &token, access, stop);
             started.tasks.track([follower]);
             // The projections of the compliance report: identity's users and, with
             // `--notification-url`, notification's failing addresses.

@@ -170,17 +170,15 @@ pub fn revision_wait<T>(
     })
 }
 
-/// Answers an `Await…Revision` RPC (T8): waits until this service's consumer `consumer` has
-/// applied the other service's event at `revision`, for the call's own time less a margin
-/// ([`revision_wait`]) but at most `max`. A revision that is not a cursor is `InvalidArgument`
-/// on the field `revision`; not reached in time is `Unavailable` (`projection` names what
-/// lags, e.g. `the registry's projection of access grants`); returns the applied cursor.
-/// `local` is this process's instance of the consumer, when it runs one (see
-/// [`crate::outbox::await_cursor`]).
+/// Answers an `Await…Revision` RPC (T8): waits until this service's consumer of `applied`
+/// has applied the other service's event at `revision`, for the call's own time less a margin
+/// ([`revision_wait`]) but at most `max` (see [`crate::outbox::await_cursor`]). A revision
+/// that is not a cursor is `InvalidArgument` on the field `revision`; not reached in time is
+/// `Unavailable` (`projection` names what lags, e.g. `the registry's projection of access
+/// grants`); returns the applied cursor.
 pub async fn await_revision<T>(
     pool: &sqlx::PgPool,
-    consumer: &str,
-    local: Option<&crate::outbox::AppliedCursor>,
+    applied: &crate::outbox::AppliedCursor,
     request: &tonic::Request<T>,
     revision: &str,
     max: std::time::Duration,
@@ -188,7 +186,7 @@ pub async fn await_revision<T>(
 ) -> Result<String, Status> {
     use crate::outbox::{AwaitCursorError, InvalidCursor, await_cursor};
     let timeout = revision_wait(request, max);
-    match await_cursor(pool, consumer, revision, timeout, local).await {
+    match await_cursor(pool, applied, revision, timeout).await {
         Ok(applied) => Ok(applied),
         Err(AwaitCursorError::InvalidTarget) => Err(InvalidCursor.to_status("revision")),
         Err(AwaitCursorError::Behind) => Err(Status::unavailable(format!(

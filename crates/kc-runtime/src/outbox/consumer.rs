@@ -48,96 +48,92 @@ pub enum AwaitCursorError {
     Database(#[from] sqlx::Error),
 }
 
-/// First and largest step of the backoff between two reads of the cursor in [`await_cursor`].
-const AWAIT_POLL: (Duration, Duration) = (Duration::from_millis(2), Duration::from_millis(50));
-
-/// The same with an [`AppliedCursor`] of this process: its commits end the wait, so the
+/// First and largest step of the backoff between two reads of the stored cursor in
+/// [`await_cursor`]: the consumer's commits in this process end a wait at once, so the
 /// database is read only for what another replica applied.
-const AWAIT_POLL_WITH_LOCAL: (Duration, Duration) =
-    (Duration::from_millis(20), Duration::from_millis(250));
+const AWAIT_POLL: (Duration, Duration) = (Duration::from_millis(20), Duration::from_millis(250));
 
-/// The cursor a [`Consumer`] of this process stored last, published once its transaction
-/// committed ([`Consumer::with_applied`]): lets [`await_cursor`] see an apply of its own
-/// process without reading the database. Clones share one value.
+/// The cursor a [`Consumer`] of this process last knew stored, published once its
+/// transaction committed and when it resumed from the stored cursor ([`Consumer::applied`]):
+/// lets [`await_cursor`] see an apply of its own process without reading the database. It
+/// names its consumer, so a wait cannot follow the wrong one. Clones share one value.
 #[derive(Clone, Debug)]
-pub struct AppliedCursor(Arc<watch::Sender<String>>);
+pub struct AppliedCursor {
+    /// The consumer's name, the key of its stored cursor.
+    consumer: Arc<str>,
+    /// The last cursor known stored; empty for the start of the stream.
+    stored: Arc<watch::Sender<String>>,
+}
 
 impl AppliedCursor {
-    /// Nothing applied yet (the start of the stream).
-    pub fn new() -> Self {
-        Self(Arc::new(watch::Sender::new(String::new())))
+    fn new(consumer: &str) -> Self {
+        Self {
+            consumer: consumer.into(),
+            stored: Arc::new(watch::Sender::new(String::new())),
+        }
+    }
+
+    /// The consumer whose cursor this is.
+    pub fn consumer(&self) -> &str {
+        &self.consumer
     }
 
     /// Records that `cursor` is stored (committed).
     fn publish(&self, cursor: &str) {
-        self.0.send_replace(cursor.to_owned());
+        self.stored.send_replace(cursor.to_owned());
     }
 
     /// The last cursor published, if it is at or past `target`.
-    fn reached(&self, target: &Cursor) -> Option<String> {
-        let applied = self.0.borrow();
-        let at: Cursor = applied.parse().unwrap_or(Cursor::START);
-        (at >= *target).then(|| applied.clone())
+    fn reached(&self, target: Cursor) -> Option<String> {
+        let stored = self.stored.borrow();
+        (position(&stored) >= target).then(|| stored.clone())
     }
 }
 
-impl Default for AppliedCursor {
-    fn default() -> Self {
-        Self::new()
-    }
+/// Where a stored cursor stands: one this code wrote always parses; anything else counts as
+/// the start.
+fn position(stored: &str) -> Cursor {
+    stored.parse().unwrap_or(Cursor::START)
 }
 
-/// Waits until the consumer `consumer` (in `pool`'s schema) has applied the event at
+/// Waits until the consumer of `applied` (in `pool`'s schema) has applied the event at
 /// `target` of the stream it follows, for at most `timeout`; returns the cursor it stored.
 ///
-/// Reads the stored cursor, the one every replica of the consumer shares, so any replica
-/// of the service answers for all of them. Streams are in cursor order, so a stored cursor
-/// at or past `target` means the event at `target` is applied. This is how a write in one
-/// service is made visible to the next decision of another (T8): the writer returns its
-/// event's cursor as a revision, and whoever depends on it awaits that revision before
-/// going on. The empty target is the start of the stream and is reached at once.
+/// Streams are in cursor order, so a stored cursor at or past `target` means the event at
+/// `target` is applied. This is how a write in one service is made visible to the next
+/// decision of another (T8): the writer returns its event's cursor as a revision, and
+/// whoever depends on it awaits that revision before going on. The empty target is the start
+/// of the stream and is reached at once.
 ///
-/// With `local`, the [`AppliedCursor`] of this process's own instance of the consumer, a
-/// commit of that instance (or a cursor it found stored when it resumed) ends the wait at
-/// once, and the database is read only every 20 to 250 ms (jittered), for what another
-/// replica applied, and once more at the deadline before giving up: under load a wait reads
-/// it a few times at most, where each polled every 2 to 50 ms.
+/// A commit of this process's instance of the consumer ([`AppliedCursor`]) ends the wait at
+/// once. The stored cursor, which every replica of the consumer shares, is read every 20 to
+/// 250 ms (jittered) for what another replica applied, and once more at the deadline before
+/// giving up: under load a wait reads the database a few times at most.
 pub async fn await_cursor(
     pool: &PgPool,
-    consumer: &str,
+    applied: &AppliedCursor,
     target: &str,
     timeout: Duration,
-    local: Option<&AppliedCursor>,
 ) -> Result<String, AwaitCursorError> {
     let target: Cursor = target
         .parse()
         .map_err(|_| AwaitCursorError::InvalidTarget)?;
     let start = Instant::now();
     let give_up = start + timeout;
-    let (first, largest) = match local {
-        Some(_) => AWAIT_POLL_WITH_LOCAL,
-        None => AWAIT_POLL,
-    };
-    let mut pause = Backoff::new(first, largest);
-    let mut local = local.map(|applied| (applied, applied.0.subscribe()));
-    // Without a consumer in this process, read at once; with one, its commit has the first
-    // step of the backoff. No read is planned past the deadline, which always has one.
-    let mut next_read = match local {
-        Some(_) => (start + pause.next_delay()).min(give_up),
-        None => start,
-    };
+    let mut pause = Backoff::new(AWAIT_POLL.0, AWAIT_POLL.1);
+    let mut published = applied.stored.subscribe();
+    // The local commit has the first step; no read is planned past the deadline, which
+    // always has one.
+    let mut next_read = (start + pause.next_delay()).min(give_up);
     loop {
-        if let Some(reached) = local
-            .as_ref()
-            .and_then(|(applied, _)| applied.reached(&target))
-        {
+        if let Some(reached) = applied.reached(target) {
             return Ok(reached);
         }
         if Instant::now() >= next_read {
-            let stored = fetch_cursor(pool, consumer).await?.unwrap_or_default();
-            // A stored cursor this code wrote always parses; anything else counts as the start.
-            let applied: Cursor = stored.parse().unwrap_or(Cursor::START);
-            if applied >= target {
+            let stored = fetch_cursor(pool, applied.consumer())
+                .await?
+                .unwrap_or_default();
+            if position(&stored) >= target {
                 return Ok(stored);
             }
             let now = Instant::now();
@@ -146,14 +142,10 @@ pub async fn await_cursor(
             }
             next_read = (now + pause.next_delay()).min(give_up);
         }
-        let wake = tokio::time::sleep_until(next_read.into());
-        match local.as_mut() {
-            // The borrowed AppliedCursor keeps its sender alive: `changed` never fails.
-            Some((_, published)) => tokio::select! {
-                _ = published.changed() => {}
-                () = wake => {}
-            },
-            None => wake.await,
+        // `applied` keeps its sender alive: `changed` never fails.
+        tokio::select! {
+            _ = published.changed() => {}
+            () = tokio::time::sleep_until(next_read.into()) => {}
         }
     }
 }
@@ -191,8 +183,8 @@ pub struct Consumer {
     max_backoff: Duration,
     /// Most events applied in one transaction ([`Consumer::with_batch`]).
     batch: usize,
-    /// Where it publishes each cursor it stored ([`Consumer::with_applied`]).
-    applied: Option<AppliedCursor>,
+    /// Where it publishes each cursor it knows stored ([`Consumer::applied`]).
+    applied: AppliedCursor,
 }
 
 /// Most events a [`Consumer`] may apply in one transaction ([`Consumer::with_batch`]).
@@ -215,21 +207,21 @@ impl Consumer {
     /// A consumer named `name` (e.g. `"contacts.identity-users"`) that keeps its cursor in
     /// `pool`'s schema. Reconnects back off from 100 ms up to 10 s.
     pub fn new(pool: PgPool, name: impl Into<String>) -> Self {
+        let name = name.into();
         Self {
             pool,
-            name: name.into(),
+            applied: AppliedCursor::new(&name),
+            name,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
             batch: 1,
-            applied: None,
         }
     }
 
-    /// Publishes each cursor the consumer stored to `applied`, once committed, for
-    /// [`await_cursor`] in the same process.
-    pub fn with_applied(mut self, applied: AppliedCursor) -> Self {
-        self.applied = Some(applied);
-        self
+    /// What the consumer applied, for [`await_cursor`] in the same process: each cursor it
+    /// stored, once committed, and the stored cursor it resumes from.
+    pub fn applied(&self) -> AppliedCursor {
+        self.applied.clone()
     }
 
     /// Lets the consumer apply up to `max` events (at most [`MAX_BATCH`]) in one
@@ -335,9 +327,7 @@ impl Consumer {
                 Ok(cursor) => {
                     let cursor = cursor.unwrap_or_default();
                     // Stored, so applied: possibly by another replica, which this one follows.
-                    if let Some(applied) = &self.applied {
-                        applied.publish(&cursor);
-                    }
+                    self.applied.publish(&cursor);
                     cursor
                 }
                 Err(error) => {
@@ -538,9 +528,7 @@ impl Consumer {
             return Ok(Applied::CursorMoved);
         }
         tx.commit().await.map_err(database)?;
-        if let Some(applied) = &self.applied {
-            applied.publish(&last);
-        }
+        self.applied.publish(&last);
         Ok(Applied::Committed {
             count,
             cursor: last,

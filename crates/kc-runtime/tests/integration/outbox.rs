@@ -11,8 +11,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use kc_runtime::outbox::{
-    self, AppliedCursor, AwaitCursorError, Consumer, Cursor, InvalidCursor, NewEvent,
-    OutboxWatcher, StoredEvent, WatchOptions, watch_response,
+    self, AwaitCursorError, Consumer, Cursor, InvalidCursor, NewEvent, OutboxWatcher, StoredEvent,
+    WatchOptions, watch_response,
 };
 use kc_testkit::outbox::watch_source;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -564,23 +564,19 @@ async fn an_await_ends_on_this_process_s_commit_or_on_the_stored_cursor() {
     let watcher = OutboxWatcher::start(producer.clone())
         .await
         .expect("start watcher");
-    let published = AppliedCursor::new();
-    // Started before the consumer: the wait ends once the consumer committed the last event.
+    let consumer = Consumer::new(consumer_pool.clone(), "test.local");
+    let published = consumer.applied();
+    // Started before the consumer runs: the wait ends once it committed the last event.
     let waiting = tokio::spawn({
         let (pool, published, last) = (consumer_pool.clone(), published.clone(), last.clone());
         async move {
-            let reached =
-                outbox::await_cursor(&pool, "test.local", &last, PATIENCE, Some(&published)).await;
+            let reached = outbox::await_cursor(&pool, &published, &last, PATIENCE).await;
             // T8: what the wait answered for is readable at once.
             (reached, applied_count(&pool).await)
         }
     });
     let (stop, shutdown) = shutdown_signal();
-    let consumer = tokio::spawn(
-        Consumer::new(consumer_pool.clone(), "test.local")
-            .with_applied(published.clone())
-            .run(watch_source(watcher.clone()), recorder(), shutdown),
-    );
+    let consumer = tokio::spawn(consumer.run(watch_source(watcher.clone()), recorder(), shutdown));
     let (reached, visible) = timeout(PATIENCE, waiting)
         .await
         .expect("the wait ends")
@@ -590,28 +586,25 @@ async fn an_await_ends_on_this_process_s_commit_or_on_the_stored_cursor() {
     stop_once_applied(&consumer_pool, ids.len(), &stop, consumer).await;
     assert_eq!(applied(&consumer_pool).await, ids, "each once, in order");
 
-    // The database knows no cursor of this name: only the published one can answer.
+    // The producer's schema stores no cursor of this consumer: only the published one can
+    // answer there.
     let short = Duration::from_millis(200);
-    let local = outbox::await_cursor(&consumer_pool, "test.other", &last, short, Some(&published))
+    let local = outbox::await_cursor(&producer, &published, &last, short)
         .await
         .expect("reached through this process's consumer");
     assert_eq!(local, last);
-    let without = outbox::await_cursor(&consumer_pool, "test.other", &last, short, None).await;
+    // Another replica of the consumer, that applied nothing in this process.
+    let replica = Consumer::new(consumer_pool.clone(), "test.local").applied();
+    assert_eq!(replica.consumer(), "test.local");
+    let unread = outbox::await_cursor(&producer, &replica, &last, short).await;
     assert!(
-        matches!(without, Err(AwaitCursorError::Behind)),
-        "{without:?}"
+        matches!(unread, Err(AwaitCursorError::Behind)),
+        "{unread:?}"
     );
-    // Another replica applied it: the stored cursor answers, this process published nothing.
-    let nothing_here = AppliedCursor::new();
-    let stored = outbox::await_cursor(
-        &consumer_pool,
-        "test.local",
-        &last,
-        PATIENCE,
-        Some(&nothing_here),
-    )
-    .await
-    .expect("reached through the stored cursor");
+    // Where the consumer stores its cursor, the stored cursor answers for it.
+    let stored = outbox::await_cursor(&consumer_pool, &replica, &last, PATIENCE)
+        .await
+        .expect("reached through the stored cursor");
     assert_eq!(stored, last);
 }
 
