@@ -79,7 +79,9 @@ impl Suite {
     /// Registers a customer with `locale` and display name `name`, and proves its address
     /// with the code identity mailed (rule I1): the account is active. The proof waits for
     /// notification to have made the code's mail (it would mail nothing for a code already
-    /// used), so every person of a test has exactly one registration mail.
+    /// used), so every person of a test has exactly one registration mail; and for the SMTP
+    /// server to have received it, so that what a test asks of the server next (a failure
+    /// for the person's next mail) meets the mails the test means.
     pub async fn user_named(&self, locale: &str, name: &str) -> TestUser {
         let email = fresh_email();
         self.register(&email, name, PASSWORD, locale).await;
@@ -98,6 +100,20 @@ impl Suite {
             },
         )
         .await;
+        self.smtp()
+            .wait_for(
+                &format!("the registration mail reaches {email}"),
+                PATIENCE,
+                |messages| {
+                    messages.iter().any(|message| {
+                        message
+                            .rcpt_tos
+                            .iter()
+                            .any(|to| to.eq_ignore_ascii_case(&email))
+                    })
+                },
+            )
+            .await;
         let code = self.code_reader().next_code(&email).await;
         let user = self.verify_email(&email, &code.code, PASSWORD).await;
         TestUser {
