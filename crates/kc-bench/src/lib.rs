@@ -40,6 +40,7 @@ mod procfs;
 mod report;
 mod scenarios;
 mod smtp_sink;
+mod statements;
 mod streams;
 mod watch;
 
@@ -60,6 +61,7 @@ use self::procfs::Watched;
 use self::report::{CheckOutcome, Run, TargetRecord};
 use self::scenarios::{SCENARIOS, Scenario};
 use self::smtp_sink::SmtpSink;
+use self::statements::Statements;
 use crate::suite::{Account, Mail, Running, Service, Signals, stop_all};
 
 /// Arguments of `cargo xtask bench`.
@@ -84,6 +86,12 @@ pub struct Args {
     /// Print the scenarios and exit.
     #[arg(long)]
     list: bool,
+    /// Load `pg_stat_statements` into the throwaway Postgres and add to each run's notes
+    /// what Postgres executed in its window: totals and the statements that took the most
+    /// time, by service (a profile of the database; the extension's bookkeeping costs a
+    /// little of the figures).
+    #[arg(long)]
+    pg_statements: bool,
 }
 
 /// Measured time of a run when neither `--duration` nor the scenario sets one.
@@ -163,8 +171,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "xtask: starting a throwaway postgres in {}",
         pg_dir.display()
     );
+    let options = ClusterOptions {
+        settings: if args.pg_statements {
+            statements::cluster_settings()
+        } else {
+            Vec::new()
+        },
+        ..ClusterOptions::default()
+    };
     let cluster = tokio::select! {
-        cluster = PgCluster::start(&pg_dir, ClusterOptions::default()) => {
+        cluster = PgCluster::start(&pg_dir, options) => {
             cluster.context("could not start the benchmark's postgres")?
         }
         signal = signals.recv() => bail!("{signal}: stopped"),
@@ -176,7 +192,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect();
     let mut running = Vec::new();
     let outcome = tokio::select! {
-        outcome = bench(&plans, &services, &settings, &cluster, &dir, &mut running) => outcome,
+        outcome = bench(&plans, &services, &settings, &cluster, args.pg_statements, &dir, &mut running) => outcome,
         signal = signals.recv() => Err(anyhow!("{signal}: benchmark interrupted")),
     };
     stop_all(&mut running).await;
@@ -259,16 +275,22 @@ fn listing() -> String {
 /// of them sends mail), then for each scenario starts the services it needs that are not
 /// running yet (pushing each to `running` once spawned), seeds it, measures the baseline of its
 /// service (once per service, with `settings`) and the scenario (with its own settings);
-/// prints the results and writes them to `dir`.
+/// prints the results and writes them to `dir`. With `pg_statements`, each run's notes say
+/// what Postgres executed in its window ([`statements`]).
 async fn bench(
     plans: &[(&'static Scenario, Settings)],
     services: &[&'static Service],
     settings: &Settings,
     cluster: &PgCluster,
+    pg_statements: bool,
     dir: &Path,
     running: &mut Vec<Running>,
 ) -> anyhow::Result<()> {
     create_database(cluster).await?;
+    let statements = match pg_statements {
+        true => Some(Statements::enable(cluster.url(DATABASE)).await?),
+        false => None,
+    };
     let database_urls = suite::provision(&cluster.url(DATABASE), None).await?;
     let accounts = create_service_accounts(services, &database_urls).await?;
     let later = later_addrs(services)?;
@@ -367,6 +389,7 @@ async fn bench(
                 settings,
                 &watched,
                 None,
+                None,
             )
             .await?;
             let path = dir.join(format!("baseline-{}.json", service.name));
@@ -397,6 +420,7 @@ async fn bench(
             prepared,
             scenario_settings,
             &watched,
+            statements.as_ref(),
             baselines.get(scenario.service).copied(),
         )
         .await?;
@@ -545,7 +569,8 @@ fn verdict(scenario: &Scenario, run: &Run, outcomes: &[CheckOutcome]) -> String 
 }
 
 /// Drives the calls of `prepared` at `url` for one run and collects what it measured, with
-/// what the calls set off when the scenario counts it.
+/// what the calls set off when the scenario counts it, and what Postgres executed in the
+/// window when `statements` are counted.
 #[allow(clippy::too_many_arguments)]
 async fn measure(
     name: String,
@@ -555,6 +580,7 @@ async fn measure(
     prepared: Prepared,
     settings: &Settings,
     watched: &Watched,
+    statements: Option<&Statements>,
     baseline_rps: Option<f64>,
 ) -> anyhow::Result<Run> {
     let Prepared {
@@ -596,8 +622,16 @@ async fn measure(
     let sample = async {
         tokio::time::sleep_until(window.from).await;
         let start = watched.snapshot();
+        if let Some(statements) = statements {
+            statements.reset().await?;
+        }
         tokio::time::sleep_until(window.until).await;
-        (start, watched.snapshot())
+        let end = watched.snapshot();
+        let executed = match statements {
+            Some(statements) => statements.report().await?,
+            None => Vec::new(),
+        };
+        anyhow::Ok((start, end, executed))
     };
     let beside = async {
         match beside {
@@ -605,7 +639,7 @@ async fn measure(
             None => Ok(Vec::new()),
         }
     };
-    let (measurement, (start, end), beside_notes) = tokio::join!(
+    let (measurement, sampled, beside_notes) = tokio::join!(
         load::drive(
             &channels,
             &call,
@@ -617,6 +651,8 @@ async fn measure(
         beside
     );
     let measurement = measurement?;
+    let (start, end, executed) = sampled.context("could not read pg_stat_statements")?;
+    notes.extend(executed);
     notes.extend(beside_notes.with_context(|| format!("what ran beside {name} failed"))?);
     let deliveries = match outcome {
         Some(outcome) => {
@@ -753,6 +789,7 @@ mod tests {
             concurrency,
             connections,
             list: false,
+            pg_statements: false,
         }
     }
 
