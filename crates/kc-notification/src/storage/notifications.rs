@@ -14,6 +14,14 @@
 //!   code expired before that, giving the unsent ones up as DEAD. A redacted notification
 //!   is never sent again ([`revive`] refuses it). The subject, the only rendered part the
 //!   API shows, never holds a code.
+//! - The queue's statements ([`claim`], [`record`], [`get_many`]) are planned afresh on each
+//!   execution (`persistent(false)`: an unnamed statement, a custom plan). The table goes
+//!   from empty to many thousand rows within minutes of a new deployment's first import, and
+//!   a cached plan made while it was small (a scan of the whole table and a sort, a hash join
+//!   over it) stayed in use: in the benchmark's bulk import, the claim took 2.7 ms and the
+//!   record 2.5 ms a call with cached plans, 0.46 and 0.50 ms planned afresh. These run once
+//!   per batch of mails, so planning each costs little; the other statements keep their
+//!   cached plans, whose planning would cost more than it saves.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -262,6 +270,7 @@ pub(crate) async fn get_many(
         " FROM notifications n WHERE n.notification_id = ANY($1)"
     ))
     .bind(ids)
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     let mut found = with_attempts(&mut *conn, decode_all(rows)?).await?;
@@ -448,6 +457,7 @@ pub(crate) async fn claim(
     .bind(lease_ms)
     .bind(i64::from(limit))
     .bind(ABANDONED_DETAIL)
+    .persistent(false)
     .fetch_all(pool)
     .await?;
     rows.into_iter()
@@ -542,6 +552,7 @@ pub(crate) async fn record(
     .bind(&attempts)
     .bind(&states)
     .bind(&delays)
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     let kept_set: std::collections::HashSet<Uuid> = kept.iter().copied().collect();
