@@ -11,8 +11,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use kc_runtime::outbox::{
-    self, AwaitCursorError, Consumer, Cursor, InvalidCursor, NewEvent, OutboxWatcher, StoredEvent,
-    WatchOptions, watch_response,
+    self, AwaitCursorError, Consumer, Cursor, EncodedEvent, InvalidCursor, NewEvent, OutboxWatcher,
+    StoredEvent, WatchOptions, watch_response,
 };
 use kc_testkit::outbox::watch_source;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -375,6 +375,53 @@ async fn live_watchers_wake_on_commit() {
 }
 
 #[tokio::test]
+async fn events_appended_together_keep_their_order_and_wake_the_watchers() {
+    let [pool] = schemas(["appended_together"]).await;
+    let options = WatchOptions {
+        idle_poll: Duration::from_secs(3600),
+        ..WatchOptions::default()
+    };
+    let watcher = OutboxWatcher::start_with(pool.clone(), options)
+        .await
+        .expect("start watcher");
+    let mut stream = Box::pin(watcher.watch(Cursor::START));
+    let events: Vec<EncodedEvent> = ["first", "second", "third"]
+        .into_iter()
+        .map(|name| {
+            // A `google.protobuf.StringValue`'s wire form: any message does.
+            EncodedEvent::new("thing.changed", name, &name.to_owned())
+        })
+        .collect();
+    let mut tx = pool.begin().await.expect("begin");
+    let ids = outbox::append_all(&mut tx, &events)
+        .await
+        .expect("append all");
+    assert!(
+        outbox::append_all(&mut tx, &[])
+            .await
+            .expect("none")
+            .is_empty()
+    );
+    tx.commit().await.expect("commit");
+
+    // An idle stream looks again only after an hour: the commit's notification wakes it.
+    let mut delivered = Vec::new();
+    for _ in 0..3 {
+        delivered.push(next_within(&mut stream).await.expect("event"));
+    }
+    let names: Vec<&str> = delivered.iter().map(|e| e.aggregate_id.as_str()).collect();
+    assert_eq!(names, ["first", "second", "third"]);
+    let delivered_ids: Vec<Uuid> = delivered.iter().map(|e| e.event_id).collect();
+    assert_eq!(delivered_ids, ids);
+    assert!(
+        delivered
+            .windows(2)
+            .all(|pair| pair[0].cursor < pair[1].cursor),
+        "cursors follow the order given"
+    );
+}
+
+#[tokio::test]
 async fn cursors_round_trip_and_resume_after_the_given_event() {
     let [pool] = schemas(["cursors"]).await;
     let ids = append_committed(&pool, &["1", "2", "3", "4", "5"]).await;
@@ -546,6 +593,54 @@ async fn a_burst_of_events_is_applied_in_few_transactions_each_once_in_order() {
         (EVENTS.div_ceil(outbox::MAX_BATCH) as i64..EVENTS as i64 / 4).contains(&transactions),
         "{EVENTS} events in {transactions} transactions"
     );
+}
+
+// Two replicas of one consumer follow the same stream at once, with batches: whichever
+// moves the shared cursor first applies, the other finds it moved and resumes after it, so
+// every event is applied once, in order, whatever their race.
+#[tokio::test]
+async fn replicas_of_a_consumer_apply_each_event_once_in_order() {
+    const EVENTS: usize = 300;
+    let [producer, consumer_pool] = schemas(["replicas_producer", "replicas_consumer"]).await;
+    create_projection(&consumer_pool).await;
+    let watcher = OutboxWatcher::start(producer.clone())
+        .await
+        .expect("start watcher");
+    let mut stops = Vec::new();
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let (stop, shutdown) = shutdown_signal();
+        stops.push(stop);
+        replicas.push(tokio::spawn(
+            Consumer::new(consumer_pool.clone(), "test.replicas")
+                .with_batch(7)
+                .run(watch_source(watcher.clone()), recorder(), shutdown),
+        ));
+    }
+    // Bursts while both follow, so that both see the same events at once.
+    let names: Vec<String> = (0..EVENTS).map(|i| format!("replicated-{i}")).collect();
+    let mut ids = Vec::new();
+    for burst in names.chunks(30) {
+        ids.extend(
+            append_committed(
+                &producer,
+                &burst.iter().map(String::as_str).collect::<Vec<_>>(),
+            )
+            .await,
+        );
+    }
+    wait_until("the replicas applied every event", || async {
+        applied_count(&consumer_pool).await >= EVENTS
+    })
+    .await;
+    for (stop, replica) in stops.iter().zip(replicas) {
+        stop.notify_one();
+        timeout(PATIENCE, replica)
+            .await
+            .expect("replica stops")
+            .expect("replica task");
+    }
+    assert_eq!(applied(&consumer_pool).await, ids, "each once, in order");
 }
 
 // T8: a wait for a revision ends on the commit of this process's own instance of the
