@@ -422,9 +422,8 @@ async fn write(context: &Context, outcomes: &[Recorded]) -> anyhow::Result<()> {
         .map(|o| o.notification_id)
         .collect();
     let finals = storage::notifications::get_many(&mut tx, &final_ids).await?;
-    for notification in &finals {
-        events::outcome(notification).append(&mut tx).await?;
-    }
+    let final_events: Vec<_> = finals.iter().map(events::outcome).collect();
+    kc_runtime::outbox::append_all(&mut tx, &final_events).await?;
     tx.commit().await?;
     for outcome in outcomes {
         let lost = !kept.contains(&outcome.notification_id);

@@ -108,7 +108,7 @@ fn decode_all(rows: Vec<NotificationRow>) -> Result<Vec<Notification>, sqlx::Err
 }
 
 /// Inserts the notifications that do not exist yet (N3) and returns those it inserted, in
-/// the order given; wakes the workers at commit when it inserted any.
+/// the order given; wakes the workers at commit when it inserted any, in the same statement.
 pub(crate) async fn insert(
     conn: &mut PgConnection,
     new: &[NewNotification],
@@ -150,8 +150,11 @@ pub(crate) async fn insert(
         carries_code.push(n.kind.carries_code());
         code_expire_times.push(n.code_expire_time.filter(|_| n.kind.carries_code()));
     }
+    // The workers are woken in the same statement, once per inserted row (Postgres folds
+    // the identical notifications of a transaction into one), never when none was.
     let rows: Vec<NotificationRow> = sqlx::query_as(concat!(
-        "INSERT INTO notifications AS n (notification_id, source_key, recipient_key, kind, \
+        "WITH inserted AS ( \
+         INSERT INTO notifications AS n (notification_id, source_key, recipient_key, kind, \
            site_id, recipient_user_id, email, locale, subject, text_body, html_body, rule, \
            source_event_id, idempotency_key, carries_code, code_expire_time) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::smallint[], $5::uuid[], \
@@ -159,7 +162,9 @@ pub(crate) async fn insert(
            $12::text[], $13::text[], $14::text[], $15::boolean[], $16::timestamptz[]) \
          ON CONFLICT (source_key, recipient_key, kind) DO NOTHING \
          RETURNING ",
-        columns!()
+        columns!(),
+        ") SELECT inserted.* FROM inserted CROSS JOIN LATERAL \
+           (SELECT pg_notify($17, '') WHERE inserted.notification_id IS NOT NULL) AS woken"
     ))
     .bind(&ids)
     .bind(&source_keys)
@@ -177,11 +182,9 @@ pub(crate) async fn insert(
     .bind(&keys)
     .bind(&carries_code)
     .bind(&code_expire_times)
+    .bind(DUE_CHANNEL)
     .fetch_all(&mut *conn)
     .await?;
-    if !rows.is_empty() {
-        wake_workers(&mut *conn).await?;
-    }
     let mut inserted = decode_all(rows)?;
     let order: HashMap<Uuid, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     inserted.sort_by_key(|n| order.get(&n.notification_id).copied());
