@@ -49,11 +49,10 @@ pub enum AwaitCursorError {
 }
 
 /// First and largest step of the backoff between two reads of the stored cursor in
-/// [`await_cursor`]: the consumer's commits in this process end a wait at once, and so does
-/// what another replica applied once this process's consumer resumes from it (it finds the
-/// cursor moved and reloads it), so the database is read only as a safety net, for a
-/// consumer of this process that is not following. At 20 ms, the reads were 3.5 a row of
-/// the benchmark's bulk import, whose waits outlast 20 ms under load.
+/// [`await_cursor`]. The consumer's commits in this process end a wait at once, so the
+/// database is read for what another replica applied: such a wait ends 100 to 250 ms after
+/// that replica's commit. At 20 ms, the reads were 3.5 a row of the benchmark's bulk import,
+/// whose waits for this process's own commits outlast 20 ms under load.
 const AWAIT_POLL: (Duration, Duration) = (Duration::from_millis(100), Duration::from_millis(250));
 
 /// The cursor a [`Consumer`] of this process last knew stored, published once its
@@ -162,9 +161,10 @@ pub async fn await_cursor(
 /// crashes, restarts and reconnects. With [`Consumer::with_batch`], when an event arrives,
 /// the events the stream has already delivered behind it join the same transaction, in
 /// order: under load one commit and one lock of the cursor serve many events, and a lone
-/// event is applied at once. Several replicas may run the same consumer: the cursor row is locked
-/// and compared before each transaction, so a replica that fell behind discards its
-/// transaction and resumes from the stored cursor instead of applying twice.
+/// event is applied at once. Several replicas may run the same consumer: each transaction's
+/// first statement moves the cursor only from the one the replica expects, and locks its
+/// row, so a replica that fell behind discards its transaction and resumes from the stored
+/// cursor instead of applying twice.
 ///
 /// When the stream fails or ends, or an apply fails (its transaction is rolled back, the
 /// cursor stays put, and the next attempt applies the events before the failing one
@@ -520,9 +520,18 @@ impl Consumer {
         }
         if last != intended {
             // Stopped before the end of the batch: the cursor is that of the last applied.
-            self.store_cursor(&mut tx, &last, &intended)
+            // The row is this transaction's, locked: it cannot have moved.
+            let stored = self
+                .store_cursor(&mut tx, &last, &intended)
                 .await
                 .map_err(database)?;
+            if !stored {
+                return Err(BatchFailed {
+                    at: 0,
+                    cursor: first.clone(),
+                    error: anyhow::anyhow!("the locked cursor row changed under its lock"),
+                });
+            }
         }
         tx.commit().await.map_err(database)?;
         self.applied.publish(&last);
@@ -535,26 +544,33 @@ impl Consumer {
 
 impl Consumer {
     /// Stores `cursor` as this consumer's in the caller's transaction, provided the stored one
-    /// is still `expected` (none stored counts as empty); says whether it did. The row stays
-    /// locked until the transaction ends.
+    /// is still `expected`; says whether it did. An empty `expected` is the start of the
+    /// stream: the first transaction of the consumer inserts its row (a replica that inserted
+    /// it concurrently makes this one wait, then fail). Otherwise the row must exist: one
+    /// deleted by hand makes the consumer resume from the start, as a missing row always did.
+    /// The row stays locked until the transaction ends.
     async fn store_cursor(
         &self,
         conn: &mut PgConnection,
         cursor: &str,
         expected: &str,
     ) -> Result<bool, sqlx::Error> {
-        // The WHERE also catches a replica that inserted the first cursor concurrently.
-        let stored = sqlx::query(
+        let statement = if expected.is_empty() {
+            // The WHERE also catches a replica that inserted the first cursor concurrently.
             "INSERT INTO event_cursors (consumer, cursor, update_time) VALUES ($1, $2, now()) \
              ON CONFLICT (consumer) DO UPDATE \
              SET cursor = EXCLUDED.cursor, update_time = EXCLUDED.update_time \
-             WHERE event_cursors.cursor = $3",
-        )
-        .bind(&self.name)
-        .bind(cursor)
-        .bind(expected)
-        .execute(conn)
-        .await?;
+             WHERE event_cursors.cursor = $3"
+        } else {
+            "UPDATE event_cursors SET cursor = $2, update_time = now() \
+             WHERE consumer = $1 AND cursor = $3"
+        };
+        let stored = sqlx::query(statement)
+            .bind(&self.name)
+            .bind(cursor)
+            .bind(expected)
+            .execute(conn)
+            .await?;
         Ok(stored.rows_affected() == 1)
     }
 }
