@@ -327,6 +327,18 @@ async fn out_of_order_commits_are_delivered_once_in_commit_safe_order() {
     );
 }
 
+/// A watcher of `pool` whose idle streams look again only after an hour: within a test, only
+/// a commit's notification wakes them.
+async fn idle_watcher(pool: &PgPool) -> OutboxWatcher {
+    let options = WatchOptions {
+        idle_poll: Duration::from_secs(3600),
+        ..WatchOptions::default()
+    };
+    OutboxWatcher::start_with(pool.clone(), options)
+        .await
+        .expect("start watcher")
+}
+
 #[tokio::test]
 async fn live_watchers_wake_on_commit() {
     // The second schema name is too long for a plain channel name and takes the hashed one.
@@ -340,14 +352,7 @@ async fn live_watchers_wake_on_commit() {
             .expect("events written")
             .cursor;
 
-        // Without a notification an idle stream would only look again after an hour.
-        let options = WatchOptions {
-            idle_poll: Duration::from_secs(3600),
-            ..WatchOptions::default()
-        };
-        let watcher = OutboxWatcher::start_with(pool.clone(), options)
-            .await
-            .expect("start watcher");
+        let watcher = idle_watcher(&pool).await;
         assert_eq!(watcher.schema(), schema);
         let (sender, mut received) = mpsc::unbounded_channel();
         let mut stream = Box::pin(watcher.watch(end));
@@ -377,13 +382,7 @@ async fn live_watchers_wake_on_commit() {
 #[tokio::test]
 async fn events_appended_together_keep_their_order_and_wake_the_watchers() {
     let [pool] = schemas(["appended_together"]).await;
-    let options = WatchOptions {
-        idle_poll: Duration::from_secs(3600),
-        ..WatchOptions::default()
-    };
-    let watcher = OutboxWatcher::start_with(pool.clone(), options)
-        .await
-        .expect("start watcher");
+    let watcher = idle_watcher(&pool).await;
     let mut stream = Box::pin(watcher.watch(Cursor::START));
     let events: Vec<EncodedEvent> = ["first", "second", "third"]
         .into_iter()
