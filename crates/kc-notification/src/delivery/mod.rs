@@ -34,8 +34,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
@@ -43,7 +43,7 @@ use uuid::Uuid;
 pub(crate) use transport::{Mailer, SmtpSettings, Transport, TransportSettings};
 
 use crate::domain::retry::{RetryPolicy, random_jitter};
-use crate::domain::{Outcome, State};
+use crate::domain::{Notification, Outcome, State};
 use crate::events;
 use crate::storage::notifications::{self, Claimed, Recorded};
 use crate::storage::{self, DUE_CHANNEL};
@@ -421,9 +421,7 @@ async fn write(context: &Context, outcomes: &[Recorded]) -> anyhow::Result<()> {
         .filter(|o| kept.contains(&o.notification_id))
         .map(|o| o.notification_id)
         .collect();
-    let finals = storage::notifications::get_many(&mut tx, &final_ids).await?;
-    let final_events: Vec<_> = finals.iter().map(events::outcome).collect();
-    kc_runtime::outbox::append_all(&mut tx, &final_events).await?;
+    publish_outcomes(&mut tx, &final_ids).await?;
     tx.commit().await?;
     for outcome in outcomes {
         let lost = !kept.contains(&outcome.notification_id);
@@ -496,6 +494,18 @@ async fn sweep_codes(pool: PgPool, interval: Duration, shutdown: Shutdown) {
     }
 }
 
+/// Appends, in the caller's transaction and in one statement, the event of each of the
+/// notifications `ids` that reached a final state (DELIVERED or DEAD); returns them.
+async fn publish_outcomes(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<Notification>, sqlx::Error> {
+    let finals = storage::notifications::get_many(&mut *conn, ids).await?;
+    let outcomes: Vec<_> = finals.iter().map(events::outcome).collect();
+    kc_runtime::outbox::append_all(conn, &outcomes).await?;
+    Ok(finals)
+}
+
 /// One transaction of the sweep: empties up to a batch of code mails whose code expired,
 /// and publishes the `NotificationDead` event of those it gave up unsent. Returns how many
 /// it emptied.
@@ -507,10 +517,7 @@ pub(crate) async fn sweep_expired_codes(pool: &PgPool) -> anyhow::Result<usize> 
         .filter(|r| r.given_up)
         .map(|r| r.notification_id)
         .collect();
-    let dead = storage::notifications::get_many(&mut tx, &given_up).await?;
-    for notification in &dead {
-        events::outcome(notification).append(&mut tx).await?;
-    }
+    let dead = publish_outcomes(&mut tx, &given_up).await?;
     tx.commit().await?;
     for notification in &dead {
         tracing::info!(
