@@ -540,9 +540,7 @@ impl Consumer {
             cursor: last,
         })
     }
-}
 
-impl Consumer {
     /// Stores `cursor` as this consumer's in the caller's transaction, provided the stored one
     /// is still `expected`; says whether it did. An empty `expected` is the start of the
     /// stream: the first transaction of the consumer inserts its row (a replica that inserted
