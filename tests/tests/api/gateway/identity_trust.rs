@@ -30,7 +30,6 @@ const SQUATTER_PASSWORD: &str = "squatter knows no mailbox";
 /// The real owner's password.
 const OWNER_PASSWORD: &str = "the owner's own passphrase";
 
-const VERIFICATION: &str = "NOTICE_KIND_EMAIL_VERIFICATION";
 const INVITATION: &str = "NOTICE_KIND_INVITATION";
 const PASSWORD_RESET: &str = "NOTICE_KIND_PASSWORD_RESET";
 const ADDRESS_TAKEN: &str = "NOTICE_KIND_REGISTRATION_ADDRESS_TAKEN";

@@ -40,7 +40,8 @@ async fn invited_address(suite: &Suite) -> (String, String) {
 async fn register_and_password_reset_answer_alike_for_every_address() {
     let suite = Suite::start().await;
     let free = fresh_email("free");
-    let taken = suite.person("Taken Person").await;
+    // Its one registration mail has arrived before anyone else registers the address.
+    let taken = suite.person_proven_by_mail("Taken Person").await;
     let (invited, _) = invited_address(&suite).await;
 
     let mut answers = Vec::new();
@@ -74,8 +75,6 @@ async fn register_and_password_reset_answer_alike_for_every_address() {
         text.contains("reset"),
         "the taken address is told how to reset its password: {text}"
     );
-    // Its own registration's code mail may still be on its way.
-    suite.mail(&taken.email, VERIFICATION, 1).await;
     assert_eq!(
         suite.mails(&taken.email, VERIFICATION).len(),
         1,
