@@ -300,6 +300,12 @@ async fn lookup_all(
             ))
             .await?
             .into_inner();
+        if let Some(site) = page.sites.iter().find(|site| site.site_number.is_empty()) {
+            return Err(tonic::Status::internal(format!(
+                "LookupSites answered site {} without its number",
+                site.site_id
+            )));
+        }
         sites += page.sites.len();
         pages += 1;
         if page.next_page_token.is_empty() {
@@ -359,11 +365,12 @@ WHERE i % $4::bigint = u % $4::bigint"
 
 /// The permission feed's rows of the lookup users' grants (`$1` users), from the decisions per
 /// software rank and site facts (`$2` software rank, `$3` STC present, `$4` C3 switch, `$5`
-/// permission, `$6` reason, `$7` rule): what access management's feed writes for a grant.
+/// permission, `$6` reason, `$7` rule): what access management's feed writes for a grant, the
+/// site's number included.
 const INSERT_LOOKUP_EFFECTIVE: &str = concat!(
     "
-INSERT INTO effective_permissions (site_id, user_id, permission, reason, rule)
-SELECT g.site_id, g.user_id, d.permission, d.reason, d.rule
+INSERT INTO effective_permissions (site_id, user_id, permission, reason, rule, site_number)
+SELECT g.site_id, g.user_id, d.permission, d.reason, d.rule, s.site_number
 FROM grants g
 JOIN sites s ON s.site_id = g.site_id
 JOIN unnest($2::smallint[], $3::boolean[], $4::boolean[], $5::smallint[], $6::text[], $7::text[])

@@ -385,11 +385,13 @@ INSERT INTO users (user_id, email, email_verified, disabled)
 SELECT u.id, u.email, true, false FROM unnest($1::uuid[], $2::text[]) AS u(id, email)";
 
 /// The effective permissions of every role holder of the sites $5, from the decisions per
-/// role ($1 role, $2 permission, $3 reason, $4 rule).
+/// role ($1 role, $2 permission, $3 reason, $4 rule), with each site's number as the feed
+/// writes it.
 const INSERT_EFFECTIVE: &str = "
-INSERT INTO effective_permissions (site_id, user_id, permission, reason, rule)
-SELECT r.site_id, r.user_id, d.permission, d.reason, d.rule
+INSERT INTO effective_permissions (site_id, user_id, permission, reason, rule, site_number)
+SELECT r.site_id, r.user_id, d.permission, d.reason, d.rule, s.site_number
 FROM site_roles r
+JOIN sites s ON s.site_id = r.site_id
 JOIN unnest($1::smallint[], $2::smallint[], $3::text[], $4::text[])
      AS d(role, permission, reason, rule) ON d.role = r.role
 WHERE r.site_id = ANY($5::uuid[])";

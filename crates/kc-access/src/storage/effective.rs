@@ -138,7 +138,8 @@ pub async fn of_user(
     .await
 }
 
-/// Inserts `rows`, or updates the reason and rule of those that exist.
+/// Inserts `rows` with their sites' numbers (migration 0007), or updates the reason and rule
+/// of those that exist.
 pub async fn upsert(conn: &mut PgConnection, rows: &[HeldPermission]) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
@@ -149,8 +150,12 @@ pub async fn upsert(conn: &mut PgConnection, rows: &[HeldPermission]) -> Result<
     let reasons: Vec<&str> = rows.iter().map(|row| row.reason.as_str()).collect();
     let rules: Vec<&str> = rows.iter().map(|row| row.rule.as_str()).collect();
     sqlx::query(
-        "INSERT INTO effective_permissions (site_id, user_id, permission, reason, rule) \
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::smallint[], $4::text[], $5::text[]) \
+        "INSERT INTO effective_permissions (site_id, user_id, permission, reason, rule, \
+           site_number) \
+         SELECT r.*, COALESCE(s.site_number, '') \
+         FROM unnest($1::uuid[], $2::uuid[], $3::smallint[], $4::text[], $5::text[]) \
+           AS r (site_id, user_id, permission, reason, rule) \
+         LEFT JOIN sites s ON s.site_id = r.site_id \
          ON CONFLICT (site_id, user_id, permission) DO UPDATE SET reason = EXCLUDED.reason, \
            rule = EXCLUDED.rule, update_time = now()",
     )
@@ -280,13 +285,17 @@ impl Holders {
 /// permission, `$3` the key to start after (or NULL), `$4` the limit, `$5` the nil id, `$6`
 /// the time: up to `$4` rows of the table (`passed` false, one range of its index) and up to
 /// `$4` keys whose grants have a start or an end at or before `$6` (`passed` true, from the
-/// partial index of grants with a term, migration 0006). The site's number is one probe of its
-/// key per row (a join let the planner merge with the whole `sites` index from its start);
-/// `after` as the nil id when absent keeps the range an index condition in a generic plan.
+/// partial index of grants with a term, migration 0006). `$number` is the site's number: the
+/// row's own (migration 0007) for a user's sites, where the user index holds it and a page is
+/// an index-only range; one probe of `sites` for a site's users (the same site every row; the
+/// site index does not hold it). `after` as the nil id when absent keeps the range an index
+/// condition in a generic plan.
 macro_rules! holding_sql {
-    ($holder:literal, $key:literal) => {
+    ($holder:literal, $key:literal, $number:literal) => {
         concat!(
-            "WITH held AS (SELECT e.site_id, e.user_id, e.reason, e.rule \
+            "WITH held AS (SELECT e.site_id, e.user_id, e.reason, e.rule, ",
+            $number,
+            " AS site_number \
                FROM effective_permissions e \
                WHERE e.",
             $holder,
@@ -306,9 +315,8 @@ macro_rules! holding_sql {
                ORDER BY g.",
             $key,
             " LIMIT $4) \
-             SELECT false AS passed, h.site_id, h.user_id, \
-               (SELECT s.site_number FROM sites s WHERE s.site_id = h.site_id) AS site_number, \
-               h.reason, h.rule FROM held h \
+             SELECT false AS passed, h.site_id, h.user_id, h.site_number, h.reason, h.rule \
+             FROM held h \
              UNION ALL SELECT true, p.site_id, p.user_id, '', '', '' FROM passed p"
         )
     };
@@ -338,8 +346,15 @@ pub async fn holding(
     limit: i64,
 ) -> Result<(Vec<Holding>, Vec<Uuid>), sqlx::Error> {
     let (sql, id) = match holders {
-        Holders::SitesOf(user_id) => (holding_sql!("user_id", "site_id"), user_id),
-        Holders::UsersOf(site_id) => (holding_sql!("site_id", "user_id"), site_id),
+        Holders::SitesOf(user_id) => (holding_sql!("user_id", "site_id", "e.site_number"), user_id),
+        Holders::UsersOf(site_id) => (
+            holding_sql!(
+                "site_id",
+                "user_id",
+                "(SELECT s.site_number FROM sites s WHERE s.site_id = e.site_id)"
+            ),
+            site_id,
+        ),
     };
     let rows: Vec<HoldingRow> = sqlx::query_as(sql)
         .bind(id)

@@ -93,6 +93,10 @@ pub(crate) async fn all_sites(
         assert!(page.checked_at.is_some());
         sites.extend(page.sites.into_iter().map(|site| {
             assert!(!site.reason.is_empty() && !site.rule.is_empty(), "{site:?}");
+            assert!(
+                !site.site_number.is_empty(),
+                "every site has its number: {site:?}"
+            );
             site.site_id
         }));
         if page.next_page_token.is_empty() {
