@@ -138,8 +138,9 @@ pub async fn of_user(
     .await
 }
 
-/// Inserts `rows` with their sites' numbers (migration 0007), or updates the reason and rule
-/// of those that exist.
+/// Inserts `rows` with their sites' numbers (migration 0007), or updates the reason, rule and
+/// number of those that exist (a row written without its number by an older replica gets it
+/// on its next refresh).
 pub async fn upsert(conn: &mut PgConnection, rows: &[HeldPermission]) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
@@ -157,7 +158,7 @@ pub async fn upsert(conn: &mut PgConnection, rows: &[HeldPermission]) -> Result<
            AS r (site_id, user_id, permission, reason, rule) \
          LEFT JOIN sites s ON s.site_id = r.site_id \
          ON CONFLICT (site_id, user_id, permission) DO UPDATE SET reason = EXCLUDED.reason, \
-           rule = EXCLUDED.rule, update_time = now()",
+           rule = EXCLUDED.rule, site_number = EXCLUDED.site_number, update_time = now()",
     )
     .bind(sites)
     .bind(users)
@@ -287,8 +288,9 @@ impl Holders {
 /// `$4` keys whose grants have a start or an end at or before `$6` (`passed` true, from the
 /// partial index of grants with a term, migration 0006). `$number` is the site's number: the
 /// row's own (migration 0007) for a user's sites, where the user index holds it and a page is
-/// an index-only range; one probe of `sites` for a site's users (the same site every row; the
-/// site index does not hold it). `after` as the nil id when absent keeps the range an index
+/// an index-only range (a row without one, written by a replica older than the migration
+/// during a rolling upgrade, probes `sites` until its next refresh writes it); one probe of
+/// `sites` for a site's users (the same site every row; the site index does not hold it). `after` as the nil id when absent keeps the range an index
 /// condition in a generic plan.
 macro_rules! holding_sql {
     ($holder:literal, $key:literal, $number:literal) => {
@@ -346,7 +348,15 @@ pub async fn holding(
     limit: i64,
 ) -> Result<(Vec<Holding>, Vec<Uuid>), sqlx::Error> {
     let (sql, id) = match holders {
-        Holders::SitesOf(user_id) => (holding_sql!("user_id", "site_id", "e.site_number"), user_id),
+        Holders::SitesOf(user_id) => (
+            holding_sql!(
+                "user_id",
+                "site_id",
+                "CASE WHEN e.site_number <> '' THEN e.site_number \
+                 ELSE (SELECT s.site_number FROM sites s WHERE s.site_id = e.site_id) END"
+            ),
+            user_id,
+        ),
         Holders::UsersOf(site_id) => (
             holding_sql!(
                 "site_id",

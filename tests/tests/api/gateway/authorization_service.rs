@@ -864,6 +864,26 @@ async fn both_lookups_page_over_more_than_a_thousand_sites() {
         by_table.sites, by_profiles.sites,
         "the same sites, in the same order"
     );
+    let unnumbered: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM access.effective_permissions WHERE site_number = ''",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("count the feed's rows without a site number");
+    assert_eq!(
+        unnumbered, 0,
+        "the feed's rows carry their sites' numbers (migration 0007)"
+    );
+    // A row written without its number (by a replica older than migration 0007, during a
+    // rolling upgrade) still answers with the site's number.
+    sqlx::query("UPDATE access.effective_permissions SET site_number = '' WHERE user_id = $1")
+        .bind(member.id.parse::<Uuid>().expect("uuid"))
+        .execute(&mut conn)
+        .await
+        .expect("forget the member's site numbers");
+    let (without_numbers, _) =
+        all_sites(&client, &token, &member.id, P::SoftwareDownload, 100).await;
+    assert_eq!(without_numbers, by_table.sites);
     assert_eq!(by_table.reports, by_profiles.reports);
     assert_eq!(
         by_table.users, by_profiles.users,
