@@ -85,13 +85,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 const TEST_THREADS_VAR: &str = "NEXTEST_TEST_THREADS";
 
 /// Tests run at once unless `NEXTEST_TEST_THREADS` or `--test-threads` says otherwise: two
-/// per cpu, not nextest's one. Most tests wait on sockets, child processes and Postgres
-/// longer than they compute, so one per cpu leaves the cpus idle a third of the time.
-/// Measured on 2 cpus (783 tests): 287 s with 2 at once, 193 s with 4, 211 s with 6 (the
-/// cpus were saturated and the longest tests stretched).
+/// per cpu up to [`MAX_TEST_THREADS`], never fewer than nextest's one per cpu. Most tests
+/// wait on sockets, child processes and Postgres longer than they compute, so one per cpu
+/// leaves the cpus idle a third of the time. Measured on 2 cpus (783 tests, dependencies at
+/// opt-level 1): 287 s with 2 at once, 193 s with 4, 211 s with 6 (the cpus were saturated
+/// and the longest tests stretched).
 fn test_threads() -> usize {
-    2 * std::thread::available_parallelism().map_or(1, usize::from)
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    (2 * cpus).min(MAX_TEST_THREADS).max(cpus)
 }
+
+/// Most tests [`test_threads`] runs at once beyond one per cpu: every suite test opens four
+/// services' pools on the one test cluster (`max_connections` 300, kc-testkit).
+const MAX_TEST_THREADS: usize = 8;
 
 /// Whether `cargo nextest` is available.
 async fn has_nextest() -> bool {

@@ -138,9 +138,10 @@ pub async fn of_user(
     .await
 }
 
-/// Inserts `rows` with their sites' numbers (migration 0007), or updates the reason, rule and
-/// number of those that exist (a row written without its number by an older replica gets it
-/// on its next refresh).
+/// Inserts `rows` with their sites' numbers (migration 0007; each one probe of the site's
+/// key), or updates the reason, rule and number of those that exist (a row an older replica
+/// wrote without its number gets it when its reason or rule next changes; until then the
+/// lookups read the number from `sites`).
 pub async fn upsert(conn: &mut PgConnection, rows: &[HeldPermission]) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
@@ -153,10 +154,10 @@ pub async fn upsert(conn: &mut PgConnection, rows: &[HeldPermission]) -> Result<
     sqlx::query(
         "INSERT INTO effective_permissions (site_id, user_id, permission, reason, rule, \
            site_number) \
-         SELECT r.*, COALESCE(s.site_number, '') \
+         SELECT r.*, \
+           COALESCE((SELECT s.site_number FROM sites s WHERE s.site_id = r.site_id), '') \
          FROM unnest($1::uuid[], $2::uuid[], $3::smallint[], $4::text[], $5::text[]) \
            AS r (site_id, user_id, permission, reason, rule) \
-         LEFT JOIN sites s ON s.site_id = r.site_id \
          ON CONFLICT (site_id, user_id, permission) DO UPDATE SET reason = EXCLUDED.reason, \
            rule = EXCLUDED.rule, site_number = EXCLUDED.site_number, update_time = now()",
     )
@@ -286,17 +287,18 @@ impl Holders {
 /// permission, `$3` the key to start after (or NULL), `$4` the limit, `$5` the nil id, `$6`
 /// the time: up to `$4` rows of the table (`passed` false, one range of its index) and up to
 /// `$4` keys whose grants have a start or an end at or before `$6` (`passed` true, from the
-/// partial index of grants with a term, migration 0006). `$number` is the site's number: the
-/// row's own (migration 0007) for a user's sites, where the user index holds it and a page is
-/// an index-only range (a row without one, written by a replica older than the migration
-/// during a rolling upgrade, probes `sites` until its next refresh writes it); one probe of
-/// `sites` for a site's users (the same site every row; the site index does not hold it). `after` as the nil id when absent keeps the range an index
-/// condition in a generic plan.
+/// partial index of grants with a term, migration 0006). `$held_number` is what the range
+/// reads of the site's number: the row's own for a user's sites (migration 0007: the user
+/// index holds it, so the range is index-only), nothing for a site's users (the site index
+/// does not hold it). `$number` is the number answered, after the limit: the row's own, or
+/// one probe of `sites` for a row without one (written by a replica older than the migration
+/// during a rolling upgrade); the number of the one site for a site's users. `after` as the
+/// nil id when absent keeps the range an index condition in a generic plan.
 macro_rules! holding_sql {
-    ($holder:literal, $key:literal, $number:literal) => {
+    ($holder:literal, $key:literal, $held_number:literal, $number:literal) => {
         concat!(
             "WITH held AS (SELECT e.site_id, e.user_id, e.reason, e.rule, ",
-            $number,
+            $held_number,
             " AS site_number \
                FROM effective_permissions e \
                WHERE e.",
@@ -317,8 +319,9 @@ macro_rules! holding_sql {
                ORDER BY g.",
             $key,
             " LIMIT $4) \
-             SELECT false AS passed, h.site_id, h.user_id, h.site_number, h.reason, h.rule \
-             FROM held h \
+             SELECT false AS passed, h.site_id, h.user_id, ",
+            $number,
+            " AS site_number, h.reason, h.rule FROM held h \
              UNION ALL SELECT true, p.site_id, p.user_id, '', '', '' FROM passed p"
         )
     };
@@ -352,8 +355,9 @@ pub async fn holding(
             holding_sql!(
                 "user_id",
                 "site_id",
-                "CASE WHEN e.site_number <> '' THEN e.site_number \
-                 ELSE (SELECT s.site_number FROM sites s WHERE s.site_id = e.site_id) END"
+                "e.site_number",
+                "COALESCE(NULLIF(h.site_number, ''), \
+                   (SELECT s.site_number FROM sites s WHERE s.site_id = h.site_id))"
             ),
             user_id,
         ),
@@ -361,7 +365,8 @@ pub async fn holding(
             holding_sql!(
                 "site_id",
                 "user_id",
-                "(SELECT s.site_number FROM sites s WHERE s.site_id = e.site_id)"
+                "''",
+                "(SELECT s.site_number FROM sites s WHERE s.site_id = $1)"
             ),
             site_id,
         ),

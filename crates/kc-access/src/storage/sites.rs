@@ -57,13 +57,14 @@ pub struct ProjectedSite<'a> {
 }
 
 /// Inserts or refreshes a site of the projection (and so locks its row until the
-/// transaction ends).
+/// transaction ends). A site keeps the number it was first projected with: the registry never
+/// changes one, and every row of the permission feed carries it (migration 0007), so the
+/// lookups, `Check` and the feed's events never disagree about it.
 pub async fn upsert(conn: &mut PgConnection, site: &ProjectedSite<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO sites (site_id, site_number, customer_number, admin_may_manage_access) \
          VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (site_id) DO UPDATE SET site_number = EXCLUDED.site_number, \
-           customer_number = EXCLUDED.customer_number, \
+         ON CONFLICT (site_id) DO UPDATE SET customer_number = EXCLUDED.customer_number, \
            admin_may_manage_access = EXCLUDED.admin_may_manage_access, update_time = now()",
     )
     .bind(site.site_id)

@@ -245,14 +245,7 @@ impl Suite {
             .unwrap_or_else(|status| panic!("register {name}: {status:?}"));
         let mailed = self.mail(&email, VERIFICATION, 1).await;
         let code = find_code(&mailed).expect("the registration mail holds a code");
-        self.gw()
-            .verify_email(gw::VerifyEmailRequest {
-                email: email.clone(),
-                code,
-                password: PASSWORD.into(),
-            })
-            .await
-            .unwrap_or_else(|status| panic!("verify {email}: {status:?}"));
+        self.verify_with(&email, code, PASSWORD).await;
         login(&self.gateway_channel, &email).await
     }
 
@@ -279,6 +272,12 @@ impl Suite {
     /// password of its registration; returns the proven user.
     pub async fn verify(&self, email: &str, password: &str) -> ipb::User {
         let code = self.code_for(email).await.code;
+        self.verify_with(email, code, password).await
+    }
+
+    /// Proves `email` through the gateway's `VerifyEmail` with `code` and the password of its
+    /// registration; returns the proven user.
+    pub async fn verify_with(&self, email: &str, code: String, password: &str) -> ipb::User {
         self.gw()
             .verify_email(gw::VerifyEmailRequest {
                 email: email.into(),
