@@ -59,20 +59,30 @@ pub struct ProjectedSite<'a> {
 /// Inserts or refreshes a site of the projection (and so locks its row until the
 /// transaction ends). A site keeps the number it was first projected with: the registry never
 /// changes one, and every row of the permission feed carries it (migration 0007), so the
-/// lookups, `Check` and the feed's events never disagree about it.
+/// lookups, `Check` and the feed's events never disagree about it. An event that names
+/// another number is logged (a warning), not followed.
 pub async fn upsert(conn: &mut PgConnection, site: &ProjectedSite<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    let kept: String = sqlx::query_scalar(
         "INSERT INTO sites (site_id, site_number, customer_number, admin_may_manage_access) \
          VALUES ($1, $2, $3, $4) \
          ON CONFLICT (site_id) DO UPDATE SET customer_number = EXCLUDED.customer_number, \
-           admin_may_manage_access = EXCLUDED.admin_may_manage_access, update_time = now()",
+           admin_may_manage_access = EXCLUDED.admin_may_manage_access, update_time = now() \
+         RETURNING site_number",
     )
     .bind(site.site_id)
     .bind(site.site_number)
     .bind(site.customer_number)
     .bind(site.admin_may_manage_access)
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
+    if kept != site.site_number {
+        tracing::warn!(
+            site_id = %site.site_id,
+            kept = %kept,
+            named = %site.site_number,
+            "a registry event names another number for a projected site; the first is kept"
+        );
+    }
     Ok(())
 }
 

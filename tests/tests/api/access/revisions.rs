@@ -337,3 +337,39 @@ async fn t8_the_site_lock_sees_the_roles_of_the_apply_it_waited_for() {
         "rule T8: the write decides on the STC the apply it waited for committed"
     );
 }
+
+// The projection keeps the number a site was first projected with (migration 0007): every
+// row of the permission feed carries it, so an event that named another number must not
+// make the lookups disagree with the feed. The upsert of such an event keeps the first.
+#[tokio::test]
+async fn a_projected_site_keeps_its_first_number() {
+    let s = Suite::start().await;
+    let [primary] = s.users(1).await.try_into().unwrap();
+    let site = s.site(primary).await;
+    let site_id = uuid(&site.site_id);
+    let pool = s.access_pool().await;
+
+    let mut conn = pool.acquire().await.expect("connection");
+    sites::upsert(
+        &mut conn,
+        &sites::ProjectedSite {
+            site_id,
+            site_number: "9999999",
+            customer_number: &site.customer_number,
+            admin_may_manage_access: !site.admin_may_manage_access,
+        },
+    )
+    .await
+    .expect("upsert the site with another number");
+    let (number, c3): (String, bool) =
+        sqlx::query_as("SELECT site_number, admin_may_manage_access FROM sites WHERE site_id = $1")
+            .bind(site_id)
+            .fetch_one(&mut *conn)
+            .await
+            .expect("the projected site");
+    assert_eq!(number, site.site_number, "the first number is kept");
+    assert_eq!(
+        c3, !site.admin_may_manage_access,
+        "the site's facts still follow"
+    );
+}
