@@ -4,8 +4,9 @@
 //!
 //! The throwaway cluster then loads the extension (`shared_preload_libraries`, nested
 //! statements of functions tracked too); the counters are reset when a window opens and read
-//! when it closes, and the run's notes get the window's totals and the statements that took
-//! the most time, each with the service (database role) that ran it.
+//! when it closes, and the run's notes get the window's totals, the calls and commits of each
+//! service (database role), and the statements that took the most time and the most calls,
+//! each with the service that ran it.
 
 use std::fmt::Write as _;
 
@@ -93,6 +94,15 @@ impl Statements {
         .fetch_one(&mut conn)
         .await
         .context("could not read pg_stat_statements")?;
+        let by_service: Vec<(String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT coalesce(r.rolname, '?') AS role, sum(s.calls)::int8 AS calls, \
+             coalesce(sum(s.calls) FILTER (WHERE s.query = 'COMMIT'), 0)::int8 AS commits \
+             FROM pg_stat_statements s LEFT JOIN pg_roles r ON r.oid = s.userid \
+             WHERE {own} GROUP BY 1 ORDER BY 2 DESC"
+        )))
+        .fetch_all(&mut conn)
+        .await
+        .context("could not read pg_stat_statements")?;
         let mut listed = Vec::new();
         for order in ["s.total_exec_time", "s.calls"] {
             let top: Vec<Statement> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -117,6 +127,12 @@ impl Statements {
             totals.statements,
             totals.total_ms / 1000.0
         )];
+        let mut services = String::from("by service (calls, commits):");
+        for (role, calls, commits) in by_service {
+            let _ = write!(services, " {role} {calls} ({commits}),");
+        }
+        services.pop();
+        lines.push(services);
         for (heading, top) in ["the most time:", "the most calls:"]
             .into_iter()
             .zip(listed)
