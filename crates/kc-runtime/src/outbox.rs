@@ -76,7 +76,10 @@ pub use feed::{
 pub use lag::{CONSUMER_EVENTS_APPLIED, CONSUMER_LAG_SECONDS, EventTime, stream_label};
 pub use positioned::{PositionedEvent, decode_response};
 pub use read::{StoredEvent, read_batch};
-pub use watch::{EventStream, OutboxWatcher, WatchOptions, end_after_first_error, watch_response};
+pub use watch::{
+    EventStream, OUTBOX_PAGE_READS, OUTBOX_PAGE_READS_SHARED, OutboxWatcher, WatchOptions,
+    end_after_first_error, watch_response,
+};
 
 /// Creates the outbox table and the consumer cursor table in the connection's schema.
 const INSTALL: &str = r#"

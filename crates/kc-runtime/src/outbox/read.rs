@@ -25,6 +25,7 @@ pub struct StoredEvent {
 }
 
 /// One read of the outbox: the events after a cursor, and whether more are held back.
+#[derive(Debug)]
 pub(crate) struct Page {
     /// Events after the cursor, below the snapshot horizon, in stream order.
     pub(crate) events: Vec<StoredEvent>,

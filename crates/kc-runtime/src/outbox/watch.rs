@@ -1,19 +1,65 @@
 //! Live, commit-ordered event streams: one `LISTEN` connection per process, fanned out.
+//!
+//! **Reads of the tail are shared.** Every stream of a process that is caught up wakes on the
+//! same commit and wants the same page (the events after the same cursor): the consumers of
+//! other services and every process's revocation stream follow one outbox. The first stream
+//! to ask starts a read of it (on a task of its own, so that a stream its client stopped
+//! reading holds nobody up); the others that ask for the same cursor take its page, provided
+//! the read was started at or after the wake-up they answer (so it sees every commit they were
+//! woken for), and never a read they took before (a stream polling for events held back reads
+//! afresh). A read that failed is not shared with the streams that come after it.
+//! `keycontacts_outbox_page_reads_total` counts the reads made and
+//! `keycontacts_outbox_page_reads_shared_total` the pages taken from another stream's read.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, Stream, StreamExt};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::Cursor;
-use super::read::{StoredEvent, read_page};
+use super::read::{Page, StoredEvent, read_page};
 use crate::backoff::Backoff;
+
+/// Counter: pages of events the streams of a process read from its outbox, by `schema`.
+pub const OUTBOX_PAGE_READS: &str = "keycontacts_outbox_page_reads_total";
+/// Counter: pages a stream took from a read another stream of the process made, by `schema`.
+pub const OUTBOX_PAGE_READS_SHARED: &str = "keycontacts_outbox_page_reads_shared_total";
+
+/// Recent reads kept for the streams that ask for the same cursor (one per cursor).
+const SHARED_READS_KEPT: usize = 8;
+
+/// One read of the page after a cursor: made once, on a task of its own (so that it ends
+/// whichever stream is polled), its result taken by every stream that may use it.
+type SharedPage = Shared<BoxFuture<'static, Result<Arc<Page>, Arc<sqlx::Error>>>>;
+
+/// The recent reads of a watcher's outbox.
+#[derive(Debug, Default)]
+struct SharedReads {
+    /// The id of the next read.
+    next_id: u64,
+    /// At most [`SHARED_READS_KEPT`], one per cursor, the newest last.
+    recent: VecDeque<SharedRead>,
+}
+
+/// A recent read of the page after `after`, for the streams woken no later than `generation`.
+#[derive(Debug)]
+struct SharedRead {
+    /// Tells the reads apart: a stream never takes the same read twice.
+    id: u64,
+    /// The cursor the page follows.
+    after: Cursor,
+    /// The wake-up count its reader had seen before the read began.
+    generation: u64,
+    /// The page, once read.
+    page: SharedPage,
+}
 
 /// A boxed stream of `WatchEvents` responses, the type tonic wants for a server stream.
 pub type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;
@@ -65,6 +111,8 @@ struct Inner {
     options: WatchOptions,
     /// The listener task, aborted when the last user goes away.
     listener: JoinHandle<()>,
+    /// Recent reads of the tail, shared by the streams (see the module).
+    reads: Mutex<SharedReads>,
 }
 
 impl Drop for Inner {
@@ -111,6 +159,7 @@ impl OutboxWatcher {
                 wakeups,
                 options,
                 listener,
+                reads: Mutex::new(SharedReads::default()),
             }),
         })
     }
@@ -137,6 +186,7 @@ impl OutboxWatcher {
             inner: Arc::clone(&self.inner),
             after,
             buffer: VecDeque::new(),
+            taken: None,
             done: false,
             listener_gone: false,
             caught_up: false,
@@ -246,6 +296,77 @@ async fn run_listener(
     tracing::debug!(schema = %schema, "outbox listener stopped: pool closed");
 }
 
+impl Inner {
+    /// The page of up to `limit` events after `after`, for a stream that has seen the
+    /// wake-ups up to `generation` and last took the read `taken`: another stream's read of
+    /// the same page when one was registered at that wake-up or later and is not `taken`,
+    /// else a read of its own, which the other streams may take (see the module). `taken`
+    /// becomes the id of the read used. A failed read is forgotten, so that the streams that
+    /// come after it read again.
+    async fn read_shared(
+        &self,
+        after: Cursor,
+        generation: u64,
+        limit: u32,
+        taken: &mut Option<u64>,
+    ) -> Result<Arc<Page>, sqlx::Error> {
+        let (id, page, read_here) = {
+            let mut reads = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
+            let usable = reads.recent.iter().find(|read| {
+                read.after == after && read.generation >= generation && *taken != Some(read.id)
+            });
+            match usable {
+                Some(read) => (read.id, read.page.clone(), false),
+                None => {
+                    let id = reads.next_id;
+                    reads.next_id += 1;
+                    let pool = self.pool.clone();
+                    let task = tokio::spawn(async move {
+                        read_page(&pool, after, limit)
+                            .await
+                            .map(Arc::new)
+                            .map_err(Arc::new)
+                    });
+                    let page = async move {
+                        task.await.unwrap_or_else(|failed| {
+                            Err(Arc::new(sqlx::Error::Io(std::io::Error::other(failed))))
+                        })
+                    }
+                    .boxed()
+                    .shared();
+                    reads.recent.retain(|read| read.after != after);
+                    reads.recent.push_back(SharedRead {
+                        id,
+                        after,
+                        generation,
+                        page: page.clone(),
+                    });
+                    if reads.recent.len() > SHARED_READS_KEPT {
+                        reads.recent.pop_front();
+                    }
+                    (id, page, true)
+                }
+            }
+        };
+        if crate::metrics::enabled() {
+            let counted = if read_here {
+                OUTBOX_PAGE_READS
+            } else {
+                OUTBOX_PAGE_READS_SHARED
+            };
+            ::metrics::counter!(counted, "schema" => self.schema.clone()).increment(1);
+        }
+        *taken = Some(id);
+        page.await.map_err(|error| {
+            let mut reads = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
+            reads.recent.retain(|read| read.id != id);
+            // The error of a read shared by several streams is passed on as its text.
+            Arc::try_unwrap(error)
+                .unwrap_or_else(|shared| sqlx::Error::Io(std::io::Error::other(shared.to_string())))
+        })
+    }
+}
+
 /// State of one [`OutboxWatcher::watch`] stream.
 struct WatchState {
     /// Keeps the listener alive while the stream lives.
@@ -256,6 +377,8 @@ struct WatchState {
     after: Cursor,
     /// Events read but not yet yielded.
     buffer: VecDeque<StoredEvent>,
+    /// The id of the last read taken: never taken twice.
+    taken: Option<u64>,
     /// Set after an error: the stream ends.
     done: bool,
     /// Set once the listener has stopped: no more wake-ups will come.
@@ -283,9 +406,13 @@ impl WatchState {
                 self.wait(options.idle_poll).await;
             }
             // Mark wake-ups seen before reading: a commit after this point wakes the next wait.
-            self.wakeups.borrow_and_update();
+            let generation = *self.wakeups.borrow_and_update();
             let batch_size = options.batch_size.max(1);
-            match read_page(&self.inner.pool, self.after, batch_size).await {
+            let read = self
+                .inner
+                .read_shared(self.after, generation, batch_size, &mut self.taken)
+                .await;
+            match read {
                 Err(error) => {
                     self.done = true;
                     return Some((Err(error), self));
@@ -293,7 +420,7 @@ impl WatchState {
                 Ok(page) if !page.events.is_empty() => {
                     self.caught_up = !page.held_back
                         && u32::try_from(page.events.len()).is_ok_and(|read| read < batch_size);
-                    self.buffer.extend(page.events);
+                    self.buffer.extend(page.events.iter().cloned());
                 }
                 Ok(page) => {
                     let poll = if page.held_back {

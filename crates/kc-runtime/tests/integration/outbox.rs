@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use kc_runtime::outbox::{
     self, AwaitCursorError, Consumer, Cursor, EncodedEvent, InvalidCursor, NewEvent, OutboxWatcher,
     StoredEvent, WatchOptions, watch_response,
@@ -377,6 +377,113 @@ async fn live_watchers_wake_on_commit() {
         }
         follower.abort();
     }
+}
+
+/// The value of the counter `name` of `schema` in the recorder's text.
+fn schema_counter(handle: &metrics_exporter_prometheus::PrometheusHandle, name: &str) -> f64 {
+    kc_testkit::metrics::sample(&handle.render(), name, &[("schema", "shared_tail")]).unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn streams_at_the_tail_share_their_reads_and_each_gets_every_event_in_order() {
+    const STREAMS: usize = 8;
+    const ROUNDS: usize = 20;
+    let handle = kc_runtime::metrics::install().expect("recorder");
+    let [pool] = schemas(["shared_tail"]).await;
+    let watcher = idle_watcher(&pool).await;
+    let (sender, mut received) = mpsc::unbounded_channel();
+    let followers: Vec<_> = (0..STREAMS)
+        .map(|follower| {
+            let mut stream = Box::pin(watcher.watch(Cursor::START));
+            let sender = sender.clone();
+            tokio::spawn(async move {
+                while let Some(item) = stream.next().await {
+                    if sender.send((follower, item)).is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    // Each round commits once every stream delivered the previous event: the streams are
+    // all caught up at the same cursor, woken by the same commit.
+    let mut delivered = vec![Vec::new(); STREAMS];
+    let mut written = Vec::new();
+    for round in 0..ROUNDS {
+        let name = format!("round-{round}");
+        written.extend(append_committed(&pool, &[name.as_str()]).await);
+        for _ in 0..STREAMS {
+            let (follower, event) = timeout(PATIENCE, received.recv())
+                .await
+                .expect("the commit reaches every stream")
+                .expect("streams alive");
+            delivered[follower].push(event.expect("event").event_id);
+        }
+    }
+    for events in &delivered {
+        assert_eq!(
+            events, &written,
+            "every stream gets every event once, in order"
+        );
+    }
+    let reads = schema_counter(&handle, kc_runtime::outbox::OUTBOX_PAGE_READS);
+    let shared = schema_counter(&handle, kc_runtime::outbox::OUTBOX_PAGE_READS_SHARED);
+    // Without sharing, each stream reads at least once a round.
+    assert!(
+        reads < (STREAMS * ROUNDS / 2) as f64,
+        "{reads} reads for {STREAMS} streams over {ROUNDS} commits ({shared} shared)"
+    );
+    assert!(shared > 0.0, "{reads} reads, none shared");
+    for follower in followers {
+        follower.abort();
+    }
+}
+
+#[tokio::test]
+async fn streams_held_back_by_a_silent_transaction_read_again_without_a_commit() {
+    let [pool] = schemas(["held_back_shared"]).await;
+    let watcher = idle_watcher(&pool).await;
+    let mut first_stream = Box::pin(watcher.watch(Cursor::START));
+    let mut second_stream = Box::pin(watcher.watch(Cursor::START));
+    // An older transaction with an id and no event holds the horizon: its end sends no
+    // notification.
+    let mut silent = pool.begin().await.expect("begin");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *silent)
+        .await
+        .expect("take a transaction id");
+    let ids = append_committed(&pool, &["after-the-silent-one"]).await;
+    // Both streams read (and share) the held-back page, then poll on their own.
+    let (first, second) = futures::join!(
+        timeout(Duration::from_millis(400), first_stream.next()),
+        timeout(Duration::from_millis(400), second_stream.next()),
+    );
+    assert!(
+        first.is_err() && second.is_err(),
+        "held back while the older one runs"
+    );
+    silent.rollback().await.expect("end the silent transaction");
+    for stream in [&mut first_stream, &mut second_stream] {
+        let event = next_within(stream).await.expect("event");
+        assert_eq!(event.event_id, ids[0]);
+    }
+}
+
+#[tokio::test]
+async fn a_stream_its_client_stopped_polling_holds_up_no_other_stream() {
+    let [pool] = schemas(["unpolled_stream"]).await;
+    let ids = append_committed(&pool, &["only"]).await;
+    read_committed(&pool, Cursor::START, 1).await;
+    let watcher = idle_watcher(&pool).await;
+    let mut stalled = Box::pin(watcher.watch(Cursor::START));
+    let mut other = Box::pin(watcher.watch(Cursor::START));
+    // The first stream starts the read of the page, then nobody polls it again.
+    assert!(
+        stalled.next().now_or_never().is_none(),
+        "the read takes a moment"
+    );
+    let event = next_within(&mut other).await.expect("event");
+    assert_eq!(event.event_id, ids[0]);
 }
 
 #[tokio::test]
