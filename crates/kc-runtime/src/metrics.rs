@@ -150,14 +150,6 @@ fn describe() {
         DB_POOL_MAX,
         "Most connections the service's Postgres pool opens."
     );
-    ::metrics::describe_counter!(
-        crate::outbox::OUTBOX_PAGE_READS,
-        "Pages of events the event streams of the process read from its outbox."
-    );
-    ::metrics::describe_counter!(
-        crate::outbox::OUTBOX_PAGE_READS_SHARED,
-        "Pages an event stream took from a read another stream of the process made."
-    );
 }
 
 /// Records one completed RPC at `path` (called by the per-RPC layer only), under the labels

@@ -349,6 +349,17 @@ impl Inner {
             }
         };
         if crate::metrics::enabled() {
+            static DESCRIBED: std::sync::Once = std::sync::Once::new();
+            DESCRIBED.call_once(|| {
+                ::metrics::describe_counter!(
+                    OUTBOX_PAGE_READS,
+                    "Pages of events the event streams of the process read from its outbox."
+                );
+                ::metrics::describe_counter!(
+                    OUTBOX_PAGE_READS_SHARED,
+                    "Pages an event stream took from a read another stream of the process made."
+                );
+            });
             let counted = if read_here {
                 OUTBOX_PAGE_READS
             } else {
