@@ -293,8 +293,11 @@ async fn wrong_codes_across_rounds_lock_the_address_and_the_owner_gets_in_with_a
 #[tokio::test]
 async fn no_plaintext_code_in_the_outbox_nor_in_the_event_stream() {
     // Codes leave identity sealed to notification's key only, and once used, replaced or
-    // expired nothing readable remains.
-    let h = Harness::start_with(&["--verification-code-ttl", "2s"]).await;
+    // expired nothing readable remains. Ada's code must outlive the steps up to its use,
+    // however slow the machine: the test waits for the codes' expiry from Bob's
+    // registration on, not for a fixed time.
+    const CODE_TTL: Duration = Duration::from_secs(6);
+    let h = Harness::start_with(&["--verification-code-ttl", "6s"]).await;
     let operator = h.operator().await;
     h.register("ada@example.com", "Ada", "en").await;
     let first = h.code("ada@example.com").await.code;
@@ -305,6 +308,7 @@ async fn no_plaintext_code_in_the_outbox_nor_in_the_event_stream() {
         "a second registration does not replace the code"
     );
     h.register("bob@example.com", "Bob", "en").await;
+    let every_code_expired = tokio::time::Instant::now() + CODE_TTL + Duration::from_millis(100);
     let bob = h.code("bob@example.com").await.code;
     let codes = [first.clone(), second.clone(), bob];
 
@@ -354,7 +358,7 @@ async fn no_plaintext_code_in_the_outbox_nor_in_the_event_stream() {
     verify(&h, "ada@example.com", &second, PASSWORD)
         .await
         .expect("verify");
-    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    tokio::time::sleep_until(every_code_expired).await;
     h.domain().await.sweep().await.unwrap();
     let left: Vec<Vec<u8>> = outbox(pool.clone()).await;
     for payload in left {
