@@ -6,8 +6,9 @@
 //! to ask starts a read of it (on a task of its own, so that a stream its client stopped
 //! reading holds nobody up); the others that ask for the same cursor take its page, provided
 //! the read was started at or after the wake-up they answer (so it sees every commit they were
-//! woken for), and never a read they took before (a stream polling for events held back reads
-//! afresh). A read that failed is not shared with the streams that come after it.
+//! woken for), and only a read started after the last one they took (a stream polling for
+//! events held back never gets an older page than it had). A read that failed is not shared
+//! with the streams that come after it. At most 8 recent reads are kept, one per cursor.
 //! `keycontacts_outbox_page_reads_total` counts the reads made and
 //! `keycontacts_outbox_page_reads_shared_total` the pages taken from another stream's read.
 
@@ -51,7 +52,8 @@ struct SharedReads {
 /// A recent read of the page after `after`, for the streams woken no later than `generation`.
 #[derive(Debug)]
 struct SharedRead {
-    /// Tells the reads apart: a stream never takes the same read twice.
+    /// Tells the reads apart, in the order they were registered: a stream only takes a read
+    /// registered after the last it took.
     id: u64,
     /// The cursor the page follows.
     after: Cursor,
@@ -299,9 +301,10 @@ async fn run_listener(
 impl Inner {
     /// The page of up to `limit` events after `after`, for a stream that has seen the
     /// wake-ups up to `generation` and last took the read `taken`: another stream's read of
-    /// the same page when one was registered at that wake-up or later and is not `taken`,
-    /// else a read of its own, which the other streams may take (see the module). `taken`
-    /// becomes the id of the read used. A failed read is forgotten, so that the streams that
+    /// the same page when one was registered at that wake-up or later and after `taken` (ids
+    /// grow: a stream never takes a read again, nor one older than its last), else a read of
+    /// its own, which the other streams may take (see the module). `taken` becomes the id of
+    /// the read used. A failed read is forgotten, so that the streams that
     /// come after it read again.
     async fn read_shared(
         &self,
@@ -313,7 +316,9 @@ impl Inner {
         let (id, page, read_here) = {
             let mut reads = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
             let usable = reads.recent.iter().find(|read| {
-                read.after == after && read.generation >= generation && *taken != Some(read.id)
+                read.after == after
+                    && read.generation >= generation
+                    && taken.is_none_or(|taken| read.id > taken)
             });
             match usable {
                 Some(read) => (read.id, read.page.clone(), false),
@@ -388,7 +393,7 @@ struct WatchState {
     after: Cursor,
     /// Events read but not yet yielded.
     buffer: VecDeque<StoredEvent>,
-    /// The id of the last read taken: never taken twice.
+    /// The id of the last read taken: only a later one is taken next.
     taken: Option<u64>,
     /// Set after an error: the stream ends.
     done: bool,

@@ -470,6 +470,26 @@ async fn streams_held_back_by_a_silent_transaction_read_again_without_a_commit()
 }
 
 #[tokio::test]
+async fn a_stream_woken_by_a_later_commit_takes_no_read_made_before_it() {
+    let [pool] = schemas(["later_wakeup"]).await;
+    let watcher = idle_watcher(&pool).await;
+    let mut early = Box::pin(watcher.watch(Cursor::START));
+    // The early stream reads the empty outbox, then waits (and is not polled again).
+    assert!(
+        timeout(Duration::from_millis(300), early.next())
+            .await
+            .is_err()
+    );
+    let ids = append_committed(&pool, &["later"]).await;
+    // Time for the commit's notification to reach the watcher: the late stream then answers
+    // a later wake-up than the early stream's read, which cannot show the event.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut late = Box::pin(watcher.watch(Cursor::START));
+    let event = next_within(&mut late).await.expect("event");
+    assert_eq!(event.event_id, ids[0]);
+}
+
+#[tokio::test]
 async fn a_stream_its_client_stopped_polling_holds_up_no_other_stream() {
     let [pool] = schemas(["unpolled_stream"]).await;
     let ids = append_committed(&pool, &["only"]).await;
