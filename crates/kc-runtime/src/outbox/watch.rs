@@ -333,9 +333,8 @@ impl Inner {
                             .map_err(Arc::new)
                     });
                     let page = async move {
-                        task.await.unwrap_or_else(|failed| {
-                            Err(Arc::new(sqlx::Error::Io(std::io::Error::other(failed))))
-                        })
+                        task.await
+                            .unwrap_or_else(|failed| Err(Arc::new(read_failed(failed))))
                     }
                     .boxed()
                     .shared();
@@ -377,10 +376,15 @@ impl Inner {
             let mut reads = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
             reads.recent.retain(|read| read.id != id);
             // The error of a read shared by several streams is passed on as its text.
-            Arc::try_unwrap(error)
-                .unwrap_or_else(|shared| sqlx::Error::Io(std::io::Error::other(shared.to_string())))
+            Arc::try_unwrap(error).unwrap_or_else(|shared| read_failed(shared.to_string()))
         })
     }
+}
+
+/// A read of the outbox that failed where its own error cannot be passed on (a read task
+/// that panicked, or an error several streams share), as an I/O error with `cause`.
+fn read_failed(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::other(cause))
 }
 
 /// State of one [`OutboxWatcher::watch`] stream.

@@ -379,9 +379,13 @@ async fn live_watchers_wake_on_commit() {
     }
 }
 
-/// The value of the counter `name` of `schema` in the recorder's text.
-fn schema_counter(handle: &metrics_exporter_prometheus::PrometheusHandle, name: &str) -> f64 {
-    kc_testkit::metrics::sample(&handle.render(), name, &[("schema", "shared_tail")]).unwrap_or(0.0)
+/// The value of the counter `name` of `schema` in the recorder's text (0 before it counts).
+fn schema_counter(
+    handle: &metrics_exporter_prometheus::PrometheusHandle,
+    schema: &str,
+    name: &str,
+) -> f64 {
+    kc_testkit::metrics::sample(&handle.render(), name, &[("schema", schema)]).unwrap_or(0.0)
 }
 
 #[tokio::test]
@@ -389,7 +393,8 @@ async fn streams_at_the_tail_share_their_reads_and_each_gets_every_event_in_orde
     const STREAMS: usize = 8;
     const ROUNDS: usize = 20;
     let handle = kc_runtime::metrics::install().expect("recorder");
-    let [pool] = schemas(["shared_tail"]).await;
+    const SCHEMA: &str = "shared_tail";
+    let [pool] = schemas([SCHEMA]).await;
     let watcher = idle_watcher(&pool).await;
     let (sender, mut received) = mpsc::unbounded_channel();
     let followers: Vec<_> = (0..STREAMS)
@@ -426,8 +431,12 @@ async fn streams_at_the_tail_share_their_reads_and_each_gets_every_event_in_orde
             "every stream gets every event once, in order"
         );
     }
-    let reads = schema_counter(&handle, kc_runtime::outbox::OUTBOX_PAGE_READS);
-    let shared = schema_counter(&handle, kc_runtime::outbox::OUTBOX_PAGE_READS_SHARED);
+    let reads = schema_counter(&handle, SCHEMA, kc_runtime::outbox::OUTBOX_PAGE_READS);
+    let shared = schema_counter(
+        &handle,
+        SCHEMA,
+        kc_runtime::outbox::OUTBOX_PAGE_READS_SHARED,
+    );
     // Without sharing, each stream reads at least once a round.
     assert!(
         reads < (STREAMS * ROUNDS / 2) as f64,
