@@ -60,6 +60,9 @@ enum Mailing {
     KeepOutstanding,
     /// Always a fresh code (invitations by operators and services).
     Replace,
+    /// The first code of an account created in the same transaction: it has no code to
+    /// replace, so none is looked for (one statement less an invitation).
+    NewAccount,
 }
 
 /// The identity service's domain: users, credentials, sessions and keys.
@@ -338,8 +341,8 @@ impl Identity {
         .await?)
     }
 
-    /// Records a newly invited `user` (a registered event) and mails it a fresh invitation
-    /// code for `email`.
+    /// Records `user`, invited and created in the caller's transaction (a registered event),
+    /// and mails it its first invitation code for `email`.
     async fn announce_invited(
         &self,
         conn: &mut PgConnection,
@@ -353,7 +356,7 @@ impl Identity {
             email,
             Purpose::Invitation,
             None,
-            Mailing::Replace,
+            Mailing::NewAccount,
         )
         .await
     }
@@ -371,7 +374,8 @@ impl Identity {
     /// use the code with ResetPassword instead). The code is replaced only when it expired,
     /// was withdrawn, or is short while the address is locked (a long one then).
     /// [`Mailing::Replace`] (invitations by operators and services) always mails a fresh
-    /// code. An e-mail change to `email` ends the user's changes to other addresses.
+    /// code; [`Mailing::NewAccount`] mails the first code of an account created in the same
+    /// transaction. An e-mail change to `email` ends the user's changes to other addresses.
     async fn mail_code(
         &self,
         conn: &mut PgConnection,
@@ -395,8 +399,10 @@ impl Identity {
         {
             return Ok(());
         }
-        let replaced = storage::verifications::delete(conn, user.user_id, email).await?;
-        events::drop_sealed_codes(conn, &replaced).await?;
+        if mailing != Mailing::NewAccount {
+            let replaced = storage::verifications::delete(conn, user.user_id, email).await?;
+            events::drop_sealed_codes(conn, &replaced).await?;
+        }
         let code = Code::generate(long)?;
         let expire_time = Utc::now() + self.settings.verification_code_ttl;
         let sealed = self.codes.seal(&code)?;
