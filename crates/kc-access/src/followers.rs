@@ -106,8 +106,11 @@ pub(crate) fn spawn(
             apply_contacts,
             shutdown.wait_owned(),
         )),
-        tokio::spawn(Consumer::new(pool.clone(), IDENTITY_CONSUMER).run(
+        // Only the events that carry a user change `users`: the others (mails, revocations)
+        // are passed over without a transaction. Nobody awaits this consumer's cursor.
+        tokio::spawn(Consumer::new(pool.clone(), IDENTITY_CONSUMER).run_filtered(
             watch_source(IdentityServiceClient::new(identity), token.clone()),
+            |event: &identity_pb::Event| identity_event_user(event).is_some(),
             apply_identity,
             shutdown.wait_owned(),
         )),

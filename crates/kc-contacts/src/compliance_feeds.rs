@@ -51,10 +51,13 @@ pub fn spawn(
         Box::pin(async move { apply_identity_event(conn, &event).await })
     });
     let mut tasks = vec![tokio::spawn(
+        // The events that carry no user (mails, revocations) are passed over without a
+        // transaction; nobody awaits this consumer's cursor.
         Consumer::new(pool.clone(), IDENTITY_CONSUMER)
             .with_batch(MAX_BATCH)
-            .run(
+            .run_filtered(
                 watch_source(IdentityServiceClient::new(identity), token.clone()),
+                |event: &identity_pb::Event| identity_event_user(event).is_some(),
                 apply_identity,
                 shutdown.wait_owned(),
             ),

@@ -193,6 +193,10 @@ pub struct Consumer {
 /// Most events a [`Consumer`] may apply in one transaction ([`Consumer::with_batch`]).
 pub const MAX_BATCH: usize = 64;
 
+/// How long the stream stays quiet before the cursor of events passed over is stored on its
+/// own ([`Consumer::run_filtered`]).
+pub const QUIET_STORE: Duration = Duration::from_millis(500);
+
 /// What became of a batch of received events.
 enum Applied {
     /// The first `count` were applied and committed with the last one's `cursor`.
@@ -273,7 +277,33 @@ impl Consumer {
     /// ```
     pub async fn run<E, S, SFut, St, A>(
         self,
+        source: S,
+        apply: A,
+        shutdown: impl Future<Output = ()>,
+    ) where
+        S: FnMut(String) -> SFut,
+        SFut: Future<Output = Result<St, tonic::Status>>,
+        St: Stream<Item = Result<(String, E), tonic::Status>>,
+        E: EventTime,
+        A: for<'c> FnMut(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>,
+    {
+        self.run_filtered(source, |_: &E| true, apply, shutdown)
+            .await;
+    }
+
+    /// Like [`Consumer::run`], for a projection that `relevant` says most events of the
+    /// stream do not touch: an event it is not relevant to is passed over, not applied.
+    ///
+    /// Events passed over cost no transaction of their own: their cursor is stored with the
+    /// next event applied, or on its own once the stream has been quiet for [`QUIET_STORE`].
+    /// Until then the stored cursor (and what [`await_cursor`] sees) stays at the last event
+    /// stored, and a restart reads the events passed over again (and passes over them again).
+    /// So a consumer whose cursor others await for revisions (T8) should not pass over the
+    /// events they await.
+    pub async fn run_filtered<E, S, SFut, St, R, A>(
+        self,
         mut source: S,
+        relevant: R,
         mut apply: A,
         shutdown: impl Future<Output = ()>,
     ) where
@@ -281,6 +311,7 @@ impl Consumer {
         SFut: Future<Output = Result<St, tonic::Status>>,
         St: Stream<Item = Result<(String, E), tonic::Status>>,
         E: EventTime,
+        R: Fn(&E) -> bool,
         A: for<'c> FnMut(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>,
     {
         let lag = Lag::new(&self.name);
@@ -294,15 +325,16 @@ impl Consumer {
         };
         tokio::select! {
             biased;
-            () = self.follow(&mut source, &mut apply, shutdown, &lag) => {}
+            () = self.follow(&mut source, &relevant, &mut apply, shutdown, &lag) => {}
             () = sampler => {}
         }
     }
 
     /// The loop of [`Consumer::run`].
-    async fn follow<E, S, SFut, St, A>(
+    async fn follow<E, S, SFut, St, R, A>(
         &self,
         source: &mut S,
+        relevant: &R,
         apply: &mut A,
         shutdown: impl Future<Output = ()>,
         lag: &Lag,
@@ -311,6 +343,7 @@ impl Consumer {
         SFut: Future<Output = Result<St, tonic::Status>>,
         St: Stream<Item = Result<(String, E), tonic::Status>>,
         E: EventTime,
+        R: Fn(&E) -> bool,
         A: for<'c> FnMut(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>,
     {
         let consumer = self.name.as_str();
@@ -366,11 +399,33 @@ impl Consumer {
             tracing::debug!(consumer, cursor = %cursor, "following the event stream");
             let mut stream = std::pin::pin!(stream);
             lag.listening();
+            // The cursor stored as far as this replica knows; behind `cursor` while the events
+            // after it were all passed over ([`Consumer::run_filtered`]).
+            let mut stored = cursor.clone();
             loop {
                 let item = tokio::select! {
                     biased;
                     () = &mut shutdown => break 'connect,
                     item = stream.next() => item,
+                    () = tokio::time::sleep(QUIET_STORE), if stored != cursor => {
+                        match self.store_passed_over(&cursor, &stored).await {
+                            Ok(true) => {
+                                stored = cursor.clone();
+                                continue;
+                            }
+                            Ok(false) => tracing::info!(
+                                consumer,
+                                cursor = %stored,
+                                "event cursor moved by another instance, resuming from it"
+                            ),
+                            Err(error) => tracing::warn!(
+                                consumer,
+                                error = %error,
+                                "storing the cursor of events passed over failed"
+                            ),
+                        }
+                        break;
+                    }
                 };
                 let first = match item {
                     Some(Ok(first)) => first,
@@ -403,7 +458,27 @@ impl Consumer {
                     stopping
                 };
                 let created: Vec<_> = batch.iter().map(|(_, event)| event.create_time()).collect();
-                match self.apply_batch(&cursor, batch, apply, &mut stop).await {
+                if !batch.iter().any(|(_, event)| relevant(event)) {
+                    // Nothing to apply: the cursor moves on here and is stored later.
+                    for created in &created {
+                        lag.applied(*created);
+                    }
+                    if let Some((last, _)) = batch.pop() {
+                        cursor = last;
+                    }
+                    if stop() {
+                        break 'connect;
+                    }
+                    if let Some(failure) = after_batch {
+                        log_stream_end(consumer, &cursor, failure);
+                        break;
+                    }
+                    continue;
+                }
+                match self
+                    .apply_batch(&stored, batch, relevant, apply, &mut stop)
+                    .await
+                {
                     Ok(Applied::Committed {
                         count,
                         cursor: last,
@@ -412,6 +487,7 @@ impl Consumer {
                             lag.applied(*created);
                         }
                         cursor = last;
+                        stored = cursor.clone();
                         tracing::trace!(consumer, cursor = %cursor, events = count, "events applied");
                         backoff.reset();
                         limit = self.batch;
@@ -472,14 +548,16 @@ impl Consumer {
     /// stores the last applied one's cursor, in one transaction, provided the stored cursor
     /// is still `expected`. Before each event after the first it asks `stop`; once that says
     /// yes, the events applied so far are committed without the rest.
-    async fn apply_batch<E, A>(
+    async fn apply_batch<E, R, A>(
         &self,
         expected: &str,
         batch: Vec<(String, E)>,
+        relevant: &R,
         apply: &mut A,
         stop: &mut impl FnMut() -> bool,
     ) -> Result<Applied, BatchFailed>
     where
+        R: Fn(&E) -> bool,
         A: for<'c> FnMut(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>,
     {
         let first = batch
@@ -512,6 +590,11 @@ impl Consumer {
             if at > 0 && stop() {
                 break;
             }
+            if !relevant(&event) {
+                count += 1;
+                last = cursor;
+                continue;
+            }
             if let Err(error) = apply(&mut tx, event).await {
                 return Err(BatchFailed { at, cursor, error });
             }
@@ -539,6 +622,17 @@ impl Consumer {
             count,
             cursor: last,
         })
+    }
+
+    /// Stores `cursor`, that of events passed over, on its own (one statement), provided the
+    /// stored one is still `expected`; says whether it did.
+    async fn store_passed_over(&self, cursor: &str, expected: &str) -> Result<bool, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        let stored = self.store_cursor(&mut conn, cursor, expected).await?;
+        if stored {
+            self.applied.publish(cursor);
+        }
+        Ok(stored)
     }
 
     /// Stores `cursor` as this consumer's in the caller's transaction, provided the stored one

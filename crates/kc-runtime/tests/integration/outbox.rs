@@ -730,6 +730,85 @@ async fn a_burst_of_events_is_applied_in_few_transactions_each_once_in_order() {
     );
 }
 
+// A consumer that most events do not concern passes over them without a transaction of
+// its own: their cursor goes with the next event applied, or is stored alone once the
+// stream is quiet. Every cursor the consumer writes is recorded by a trigger.
+#[tokio::test]
+async fn events_passed_over_cost_no_transaction_and_their_cursor_is_stored_once_quiet() {
+    let [producer, consumer_pool] = schemas(["passed_producer", "passed_consumer"]).await;
+    create_projection(&consumer_pool).await;
+    sqlx::raw_sql(
+        "CREATE TABLE cursor_writes (n bigserial PRIMARY KEY, cursor text NOT NULL); \
+         CREATE FUNCTION record_cursor() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN INSERT INTO cursor_writes (cursor) VALUES (NEW.cursor); RETURN NEW; END $$; \
+         CREATE TRIGGER record_cursor AFTER INSERT OR UPDATE ON event_cursors \
+         FOR EACH ROW EXECUTE FUNCTION record_cursor();",
+    )
+    .execute(&consumer_pool)
+    .await
+    .expect("record every cursor written");
+    let names = ["keep-1", "skip-2", "skip-3", "keep-4", "skip-5", "skip-6"];
+    let ids = append_committed(&producer, &names).await;
+    let events = read_committed(&producer, Cursor::START, names.len()).await;
+    let watcher = OutboxWatcher::start(producer.clone())
+        .await
+        .expect("start watcher");
+    let (stop, shutdown) = shutdown_signal();
+    let started = std::time::Instant::now();
+    let consumer = tokio::spawn(
+        Consumer::new(consumer_pool.clone(), "test.passed").run_filtered(
+            watch_source(watcher.clone()),
+            |event: &StoredEvent| event.aggregate_id.starts_with("keep"),
+            recorder(),
+            shutdown,
+        ),
+    );
+    let last = events[5].cursor.to_string();
+    wait_until(
+        "the cursor of the last events passed over is stored",
+        || {
+            let pool = consumer_pool.clone();
+            let last = last.clone();
+            async move {
+                let mut conn = pool.acquire().await.expect("acquire");
+                outbox::load_cursor(&mut conn, "test.passed")
+                    .await
+                    .expect("load cursor")
+                    == Some(last)
+            }
+        },
+    )
+    .await;
+    assert!(
+        started.elapsed() >= outbox::QUIET_STORE,
+        "stored only once the stream was quiet"
+    );
+    stop.notify_one();
+    timeout(PATIENCE, consumer)
+        .await
+        .expect("consumer stops")
+        .expect("consumer task");
+    assert_eq!(
+        applied(&consumer_pool).await,
+        [ids[0], ids[3]],
+        "only the events it concerns are applied"
+    );
+    let written: Vec<String> = sqlx::query_scalar("SELECT cursor FROM cursor_writes ORDER BY n")
+        .fetch_all(&consumer_pool)
+        .await
+        .expect("read the cursors written");
+    assert_eq!(
+        written,
+        [
+            events[0].cursor.to_string(),
+            events[3].cursor.to_string(),
+            last
+        ],
+        "one write for each event applied and one for the quiet stream's last events: none \
+         for an event passed over"
+    );
+}
+
 // Two replicas of one consumer follow the same stream at once, with batches: whichever
 // moves the shared cursor first applies, the other finds it moved and resumes after it, so
 // every event is applied once, in order, whatever their race.
