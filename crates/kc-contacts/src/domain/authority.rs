@@ -18,7 +18,7 @@
 //! Operators acting with their own token pass (they act on any site); a service acting for
 //! nobody passes here and is held by T6's own refusal of rights-implying changes.
 
-use kc_rights::rights::{Effective, Grants, Permission, RoleSet, SiteFacts, Subject};
+use kc_rights::rights::{Effective, Permission, RoleSet, SiteFacts, Subject};
 use sqlx::PgConnection;
 
 use super::commands::Actor;
@@ -83,19 +83,16 @@ async fn effective(
     actor: Actor,
     site: &Site,
 ) -> Result<Effective, ContactsError> {
-    let (roles, has_site_technical) =
-        storage::contacts::roles_and_stc(tx, site.site_id, actor.actor_id).await?;
-    let roles: RoleSet = roles.into_iter().collect();
-    let explicit: Grants = storage::access_grants::get(tx, site.site_id, actor.actor_id).await?;
+    let person = storage::contacts::person_on_site(tx, site.site_id, actor.actor_id).await?;
     Ok(Effective::of(
         &Subject {
-            roles,
-            explicit,
+            roles: person.roles.into_iter().collect::<RoleSet>(),
+            explicit: person.explicit,
             disabled: false,
         },
         SiteFacts {
             admin_may_manage_access: site.admin_may_manage_access,
-            has_site_technical,
+            has_site_technical: person.has_site_technical,
         },
     ))
 }

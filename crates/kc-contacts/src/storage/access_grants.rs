@@ -5,56 +5,20 @@ use kc_rights::rights::Grants;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-#[derive(sqlx::FromRow)]
-struct GrantsRow {
-    software: i16,
-    reporting: i16,
-    entitlements: i16,
-    account_management: i16,
-    manage_access: i16,
-    contact_updates: i16,
-    account_documents: i16,
-    support: i16,
-}
-
-impl TryFrom<GrantsRow> for Grants {
-    type Error = sqlx::Error;
-
-    fn try_from(row: GrantsRow) -> Result<Self, Self::Error> {
-        let tools = [
-            row.software,
-            row.reporting,
-            row.entitlements,
-            row.account_management,
-            row.manage_access,
-            row.contact_updates,
-            row.account_documents,
-        ]
-        .map(i32::from);
-        Grants::from_numbers(tools, i32::from(row.support))
-            .ok_or_else(|| sqlx::Error::Decode("access_grants holds an unknown level".into()))
-    }
-}
-
-/// The explicit grants of `user_id` on `site_id`; nothing granted when the projection has
-/// no row.
-pub(crate) async fn get(
-    conn: &mut PgConnection,
-    site_id: Uuid,
-    user_id: Uuid,
-) -> Result<Grants, sqlx::Error> {
-    let row: Option<GrantsRow> = sqlx::query_as(
-        "SELECT software, reporting, entitlements, account_management, manage_access, \
-         contact_updates, account_documents, support \
-         FROM access_grants WHERE site_id = $1 AND user_id = $2",
-    )
-    .bind(site_id)
-    .bind(user_id)
-    .fetch_optional(conn)
-    .await?;
-    row.map(Grants::try_from)
-        .transpose()
-        .map(|grants| grants.unwrap_or(Grants::NONE))
+/// The grants of a row's levels, as stored: the seven tools in the rights model's order,
+/// then the support level (see [`Grants::numbers`]).
+pub(crate) fn grants(levels: &[i16]) -> Result<Grants, sqlx::Error> {
+    let unknown = || sqlx::Error::Decode("access_grants holds an unknown level".into());
+    let [tools @ .., support] = levels else {
+        return Err(unknown());
+    };
+    let tools: [i32; 7] = tools
+        .iter()
+        .map(|level| i32::from(*level))
+        .collect::<Vec<_>>()
+        .try_into()
+        .map_err(|_| unknown())?;
+    Grants::from_numbers(tools, i32::from(*support)).ok_or_else(unknown)
 }
 
 /// Stores the explicit grants of `user_id` on `site_id` as access management now has them.

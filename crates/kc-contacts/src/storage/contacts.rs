@@ -1,9 +1,12 @@
 //! The `contacts` table: one row per role held by one user on one site.
 
 use chrono::{DateTime, Utc};
+use kc_rights::rights::Grants;
 use kc_runtime::paging::Page;
 use sqlx::PgConnection;
 use uuid::Uuid;
+
+use super::access_grants;
 
 use crate::domain::roles::MAX_SECONDARY_CONTACTS;
 use crate::domain::{Contact, ContactDetails, ContactRole};
@@ -304,34 +307,52 @@ pub(crate) async fn holders(
     all(conn, query).await
 }
 
-/// The roles `user_id` holds on a site, and whether anyone holds SITE_TECHNICAL there: what
-/// that user's rights depend on besides its grants (T3, R1), in one query.
-pub(crate) async fn roles_and_stc(
+/// What the rights of `user_id` on a site depend on (T3, R1), read in one statement: the roles
+/// it holds there, whether anyone holds SITE_TECHNICAL there, and its explicit grants from
+/// the projection of access management's (nothing granted when it has no row).
+pub(crate) async fn person_on_site(
     conn: &mut PgConnection,
     site_id: Uuid,
     user_id: Uuid,
-) -> Result<(Vec<ContactRole>, bool), sqlx::Error> {
-    let rows: Vec<(i16, Uuid)> = sqlx::query_as(
-        "SELECT role, user_id FROM contacts \
-         WHERE site_id = $1 AND (user_id = $2 OR role = $3)",
+) -> Result<PersonOnSite, sqlx::Error> {
+    let (roles, has_site_technical, levels): (Vec<i16>, bool, Option<Vec<i16>>) = sqlx::query_as(
+        "SELECT ARRAY(SELECT role FROM contacts WHERE site_id = $1 AND user_id = $2), \
+             EXISTS (SELECT FROM contacts WHERE site_id = $1 AND role = $3), \
+             (SELECT ARRAY[g.software, g.reporting, g.entitlements, g.account_management, \
+                           g.manage_access, g.contact_updates, g.account_documents, g.support] \
+              FROM access_grants g WHERE g.site_id = $1 AND g.user_id = $2)",
     )
     .bind(site_id)
     .bind(user_id)
     .bind(ContactRole::SiteTechnical.stored())
-    .fetch_all(conn)
+    .fetch_one(conn)
     .await?;
-    let has_site_technical = rows
-        .iter()
-        .any(|(role, _)| *role == ContactRole::SiteTechnical.stored());
-    let roles = rows
+    let roles = roles
         .into_iter()
-        .filter(|(_, holder)| *holder == user_id)
-        .map(|(number, _)| {
+        .map(|number| {
             ContactRole::from_number(i32::from(number))
                 .ok_or_else(|| sqlx::Error::Decode("contacts.role has an unknown value".into()))
         })
         .collect::<Result<_, _>>()?;
-    Ok((roles, has_site_technical))
+    let explicit = match levels {
+        None => Grants::NONE,
+        Some(levels) => access_grants::grants(&levels)?,
+    };
+    Ok(PersonOnSite {
+        roles,
+        has_site_technical,
+        explicit,
+    })
+}
+
+/// What [`person_on_site`] reads.
+pub(crate) struct PersonOnSite {
+    /// The roles the person holds on the site.
+    pub(crate) roles: Vec<ContactRole>,
+    /// Whether anyone holds SITE_TECHNICAL on the site.
+    pub(crate) has_site_technical: bool,
+    /// The person's explicit grants on the site.
+    pub(crate) explicit: Grants,
 }
 
 /// Replaces a contact's details and bumps its version.
