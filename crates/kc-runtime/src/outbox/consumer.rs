@@ -197,6 +197,18 @@ pub const MAX_BATCH: usize = 64;
 /// own ([`Consumer::run_filtered`]).
 pub const QUIET_STORE: Duration = Duration::from_millis(500);
 
+/// Longest the cursor of events passed over waits to be stored while only such events come
+/// (so that a restart reads a bounded stretch again).
+const LONGEST_UNSTORED: Duration = Duration::from_secs(5);
+
+/// Completes at `at`, or never when there is nothing to wait for.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What became of a batch of received events.
 enum Applied {
     /// The first `count` were applied and committed with the last one's `cursor`.
@@ -295,7 +307,8 @@ impl Consumer {
     /// stream do not touch: an event it is not relevant to is passed over, not applied.
     ///
     /// Events passed over cost no transaction of their own: their cursor is stored with the
-    /// next event applied, or on its own once the stream has been quiet for [`QUIET_STORE`].
+    /// next event applied, or on its own once the stream has been quiet for [`QUIET_STORE`]
+    /// (and at the latest 5 s after the first of them, however busy the stream).
     /// Until then the stored cursor (and what [`await_cursor`] sees) stays at the last event
     /// stored, and a restart reads the events passed over again (and passes over them again).
     /// So a consumer whose cursor others await for revisions (T8) should not pass over the
@@ -402,15 +415,19 @@ impl Consumer {
             // The cursor stored as far as this replica knows; behind `cursor` while the events
             // after it were all passed over ([`Consumer::run_filtered`]).
             let mut stored = cursor.clone();
+            // Since when events passed over wait for their cursor to be stored.
+            let mut unstored_since: Option<Instant> = None;
             loop {
+                let store_at = unstored_since
+                    .map(|since| (Instant::now() + QUIET_STORE).min(since + LONGEST_UNSTORED));
                 let item = tokio::select! {
                     biased;
                     () = &mut shutdown => break 'connect,
-                    item = stream.next() => item,
-                    () = tokio::time::sleep(QUIET_STORE), if stored != cursor => {
+                    () = sleep_until_some(store_at) => {
                         match self.store_passed_over(&cursor, &stored).await {
                             Ok(true) => {
                                 stored = cursor.clone();
+                                unstored_since = None;
                                 continue;
                             }
                             Ok(false) => tracing::info!(
@@ -426,6 +443,7 @@ impl Consumer {
                         }
                         break;
                     }
+                    item = stream.next() => item,
                 };
                 let first = match item {
                     Some(Ok(first)) => first,
@@ -465,6 +483,7 @@ impl Consumer {
                     }
                     if let Some((last, _)) = batch.pop() {
                         cursor = last;
+                        unstored_since.get_or_insert_with(Instant::now);
                     }
                     if stop() {
                         break 'connect;
@@ -488,6 +507,7 @@ impl Consumer {
                         }
                         cursor = last;
                         stored = cursor.clone();
+                        unstored_since = None;
                         tracing::trace!(consumer, cursor = %cursor, events = count, "events applied");
                         backoff.reset();
                         limit = self.batch;
@@ -518,8 +538,9 @@ impl Consumer {
                             "applying an event failed, rolled back; retrying"
                         );
                         // The stream delivers the same events again: the ones before the
-                        // failing one commit on their own, so only an event that always
-                        // fails blocks the consumer.
+                        // failing one commit on their own (with the cursor of any passed
+                        // over since the last commit), so only an event that always fails
+                        // blocks the consumer.
                         limit = at.max(1);
                         if stopping {
                             break 'connect;
