@@ -315,9 +315,9 @@ impl Consumer {
     /// events they await.
     pub async fn run_filtered<E, S, SFut, St, R, A>(
         self,
-        mut source: S,
+        source: S,
         relevant: R,
-        mut apply: A,
+        apply: A,
         shutdown: impl Future<Output = ()>,
     ) where
         S: FnMut(String) -> SFut,
@@ -326,6 +326,62 @@ impl Consumer {
         E: EventTime,
         R: Fn(&E) -> bool,
         A: for<'c> FnMut(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>,
+    {
+        self.drive(
+            source,
+            relevant,
+            Applier::<A, ApplyAll<E>>::Each(apply),
+            shutdown,
+        )
+        .await;
+    }
+
+    /// Like [`Consumer::run_filtered`], for a projection that applies the events of a
+    /// transaction together, in fewer statements than one each: `apply_all(conn, events)`
+    /// gets the relevant events of the transaction, in stream order. Meant with
+    /// [`Consumer::with_batch`].
+    ///
+    /// When it fails, the transaction is rolled back and the next ones take one event each,
+    /// so the events before the failing one commit without it and only an event that always
+    /// fails blocks the consumer. Shutdown is checked between transactions.
+    pub async fn run_batches<E, S, SFut, St, R, B>(
+        self,
+        source: S,
+        relevant: R,
+        apply_all: B,
+        shutdown: impl Future<Output = ()>,
+    ) where
+        S: FnMut(String) -> SFut,
+        SFut: Future<Output = Result<St, tonic::Status>>,
+        St: Stream<Item = Result<(String, E), tonic::Status>>,
+        E: EventTime,
+        R: Fn(&E) -> bool,
+        B: for<'c> FnMut(&'c mut PgConnection, Vec<E>) -> BoxFuture<'c, anyhow::Result<()>>,
+    {
+        self.drive(
+            source,
+            relevant,
+            Applier::<ApplyEach<E>, B>::All(apply_all),
+            shutdown,
+        )
+        .await;
+    }
+
+    /// Runs [`Consumer::follow`] beside the lag sampler until `shutdown` completes.
+    async fn drive<E, S, SFut, St, R, A, B>(
+        self,
+        mut source: S,
+        relevant: R,
+        mut applier: Applier<A, B>,
+        shutdown: impl Future<Output = ()>,
+    ) where
+        S: FnMut(String) -> SFut,
+        SFut: Future<Output = Result<St, tonic::Status>>,
+        St: Stream<Item = Result<(String, E), tonic::Status>>,
+        E: EventTime,
+        R: Fn(&E) -> bool,
+        A: for<'c> FnMut(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>,
+        B: for<'c> FnMut(&'c mut PgConnection, Vec<E>) -> BoxFuture<'c, anyhow::Result<()>>,
     {
         let lag = Lag::new(&self.name);
         let sampler = async {
@@ -338,17 +394,17 @@ impl Consumer {
         };
         tokio::select! {
             biased;
-            () = self.follow(&mut source, &relevant, &mut apply, shutdown, &lag) => {}
+            () = self.follow(&mut source, &relevant, &mut applier, shutdown, &lag) => {}
             () = sampler => {}
         }
     }
 
     /// The loop of [`Consumer::run`].
-    async fn follow<E, S, SFut, St, R, A>(
+    async fn follow<E, S, SFut, St, R, A, B>(
         &self,
         source: &mut S,
         relevant: &R,
-        apply: &mut A,
+        applier: &mut Applier<A, B>,
         shutdown: impl Future<Output = ()>,
         lag: &Lag,
     ) where
@@ -358,6 +414,7 @@ impl Consumer {
         E: EventTime,
         R: Fn(&E) -> bool,
         A: for<'c> FnMut(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>,
+        B: for<'c> FnMut(&'c mut PgConnection, Vec<E>) -> BoxFuture<'c, anyhow::Result<()>>,
     {
         let consumer = self.name.as_str();
         let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff);
@@ -495,7 +552,7 @@ impl Consumer {
                     continue;
                 }
                 match self
-                    .apply_batch(&stored, batch, relevant, apply, &mut stop)
+                    .apply_batch(&stored, batch, relevant, applier, &mut stop)
                     .await
                 {
                     Ok(Applied::Committed {
@@ -569,17 +626,18 @@ impl Consumer {
     /// stores the last applied one's cursor, in one transaction, provided the stored cursor
     /// is still `expected`. Before each event after the first it asks `stop`; once that says
     /// yes, the events applied so far are committed without the rest.
-    async fn apply_batch<E, R, A>(
+    async fn apply_batch<E, R, A, B>(
         &self,
         expected: &str,
         batch: Vec<(String, E)>,
         relevant: &R,
-        apply: &mut A,
+        applier: &mut Applier<A, B>,
         stop: &mut impl FnMut() -> bool,
     ) -> Result<Applied, BatchFailed>
     where
         R: Fn(&E) -> bool,
         A: for<'c> FnMut(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>,
+        B: for<'c> FnMut(&'c mut PgConnection, Vec<E>) -> BoxFuture<'c, anyhow::Result<()>>,
     {
         let first = batch
             .first()
@@ -607,20 +665,36 @@ impl Consumer {
         }
         let mut count = 0;
         let mut last = String::new();
-        for (at, (cursor, event)) in batch.into_iter().enumerate() {
-            if at > 0 && stop() {
-                break;
+        match applier {
+            Applier::Each(apply) => {
+                for (at, (cursor, event)) in batch.into_iter().enumerate() {
+                    if at > 0 && stop() {
+                        break;
+                    }
+                    if relevant(&event)
+                        && let Err(error) = apply(&mut tx, event).await
+                    {
+                        return Err(BatchFailed { at, cursor, error });
+                    }
+                    count += 1;
+                    last = cursor;
+                }
             }
-            if !relevant(&event) {
-                count += 1;
-                last = cursor;
-                continue;
+            Applier::All(apply_all) => {
+                count = batch.len();
+                last = intended.clone();
+                let events = batch
+                    .into_iter()
+                    .filter_map(|(_, event)| relevant(&event).then_some(event))
+                    .collect();
+                if let Err(error) = apply_all(&mut tx, events).await {
+                    return Err(BatchFailed {
+                        at: 0,
+                        cursor: first.clone(),
+                        error,
+                    });
+                }
             }
-            if let Err(error) = apply(&mut tx, event).await {
-                return Err(BatchFailed { at, cursor, error });
-            }
-            count += 1;
-            last = cursor;
         }
         if last != intended {
             // Stopped before the end of the batch: the cursor is that of the last applied.
@@ -687,6 +761,18 @@ impl Consumer {
         Ok(stored.rows_affected() == 1)
     }
 }
+
+/// How a consumer applies the relevant events of a transaction: one at a time
+/// ([`Consumer::run_filtered`]) or all together ([`Consumer::run_batches`]).
+enum Applier<A, B> {
+    Each(A),
+    All(B),
+}
+
+/// The type of the apply a consumer that applies events together does not have.
+type ApplyEach<E> = for<'c> fn(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>;
+/// The type of the apply a consumer that applies events one at a time does not have.
+type ApplyAll<E> = for<'c> fn(&'c mut PgConnection, Vec<E>) -> BoxFuture<'c, anyhow::Result<()>>;
 
 /// A batch rolled back, nothing of it applied.
 struct BatchFailed {

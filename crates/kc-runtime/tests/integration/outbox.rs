@@ -176,6 +176,14 @@ where
     apply
 }
 
+/// Gives a closure the higher-ranked signature [`Consumer::run_batches`] wants.
+fn apply_all_fn<F>(apply: F) -> F
+where
+    F: for<'c> FnMut(&'c mut PgConnection, Vec<StoredEvent>) -> BoxFuture<'c, anyhow::Result<()>>,
+{
+    apply
+}
+
 /// An apply function that records every event.
 fn recorder()
 -> impl for<'c> FnMut(&'c mut PgConnection, StoredEvent) -> BoxFuture<'c, anyhow::Result<()>> {
@@ -855,6 +863,77 @@ async fn replicas_of_a_consumer_apply_each_event_once_in_order() {
             .expect("replica task");
     }
     assert_eq!(applied(&consumer_pool).await, ids, "each once, in order");
+}
+
+// A projection that applies a transaction's events together gets them in one call, in
+// order; when that call fails, the events before the failing one commit one at a time
+// without it, and it blocks only itself.
+#[tokio::test]
+async fn events_applied_together_arrive_in_one_call_and_a_failure_blocks_only_its_event() {
+    let [producer, consumer_pool] = schemas(["together_producer", "together_consumer"]).await;
+    create_projection(&consumer_pool).await;
+    let (ids, events, watcher) = ten_events(&producer, "together").await;
+    let poison = ids[6];
+    let allow = Arc::new(AtomicBool::new(false));
+    let calls: Arc<std::sync::Mutex<Vec<usize>>> = Arc::default();
+    let apply_all = {
+        let (allow, calls) = (Arc::clone(&allow), Arc::clone(&calls));
+        apply_all_fn(move |conn, events| {
+            let fail = !allow.load(Ordering::SeqCst)
+                && events.iter().any(|event| event.event_id == poison);
+            calls.lock().expect("calls").push(events.len());
+            let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
+            Box::pin(async move {
+                sqlx::query("INSERT INTO applied (event_id) SELECT * FROM unnest($1::uuid[])")
+                    .bind(ids)
+                    .execute(&mut *conn)
+                    .await?;
+                anyhow::ensure!(!fail, "projection rejected event {poison}");
+                Ok(())
+            })
+        })
+    };
+    let (stop, shutdown) = shutdown_signal();
+    let running = tokio::spawn(
+        Consumer::new(consumer_pool.clone(), "test.together")
+            .with_batch(outbox::MAX_BATCH)
+            .with_backoff(Duration::from_millis(10), Duration::from_millis(100))
+            .run_batches(
+                watch_source(watcher.clone()),
+                |_: &StoredEvent| true,
+                apply_all,
+                shutdown,
+            ),
+    );
+    let mut conn = consumer_pool.acquire().await.expect("acquire");
+    wait_until("the events before the poisoned one are applied", || async {
+        applied_count(&consumer_pool).await >= 6
+    })
+    .await;
+    // The poisoned event keeps failing on its own: nothing after it is applied.
+    wait_until("the poisoned event was tried on its own", || async {
+        calls.lock().expect("calls").ends_with(&[1, 1])
+    })
+    .await;
+    assert_eq!(
+        applied(&consumer_pool).await,
+        ids[..6],
+        "rolled back past the poison"
+    );
+    assert_eq!(
+        outbox::load_cursor(&mut conn, "test.together")
+            .await
+            .expect("load cursor"),
+        Some(events[5].cursor.to_string())
+    );
+    allow.store(true, Ordering::SeqCst);
+    stop_once_applied(&consumer_pool, ids.len(), &stop, running).await;
+    assert_eq!(applied(&consumer_pool).await, ids, "each once, in order");
+    let calls = calls.lock().expect("calls").clone();
+    assert!(
+        calls.first().is_some_and(|&first| first > 1),
+        "the first transaction's events arrived in one call: {calls:?}"
+    );
 }
 
 // T8: a wait for a revision ends on the commit of this process's own instance of the
