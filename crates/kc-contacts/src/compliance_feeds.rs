@@ -15,7 +15,8 @@
 //! Both apply idempotently (upserts and deletes keyed by user or address), so an event
 //! applied twice changes nothing; events of a newer source are skipped. Each table has no
 //! other writer and takes no other lock, so both apply the events their stream has already
-//! delivered in one transaction ([`Consumer::with_batch`]).
+//! delivered in one transaction ([`Consumer::with_batch`]); the addresses a transaction's
+//! deliveries clear are cleared in one statement ([`Consumer::run_batches`]).
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -63,15 +64,15 @@ pub fn spawn(
             ),
     )];
     if let Some(notification) = notification {
-        let apply_notification = apply_fn(|conn, event: notification_pb::Event| {
-            Box::pin(async move { apply_notification_event(conn, &event).await })
-        });
         tasks.push(tokio::spawn(
             Consumer::new(pool.clone(), NOTIFICATION_CONSUMER)
                 .with_batch(MAX_BATCH)
-                .run(
+                .run_batches(
                     watch_source(NotificationServiceClient::new(notification), token.clone()),
-                    apply_notification,
+                    |_: &notification_pb::Event| true,
+                    |conn, events: Vec<notification_pb::Event>| {
+                        Box::pin(async move { apply_notification_events(conn, &events).await })
+                    },
                     shutdown.wait_owned(),
                 ),
         ));
@@ -116,54 +117,61 @@ fn permanent_reply(notification: &notification_pb::Notification) -> Option<i32> 
     .then_some(last.smtp_code)
 }
 
-/// Applies one notification event to `failing_addresses`.
-pub async fn apply_notification_event(
+/// Applies notification events to `failing_addresses`, in order: the addresses delivered to
+/// in a row are cleared in one statement, before the next address that failed is marked.
+pub async fn apply_notification_events(
     conn: &mut PgConnection,
-    event: &notification_pb::Event,
+    events: &[notification_pb::Event],
 ) -> anyhow::Result<()> {
     use notification_pb::event::Payload;
-    match &event.payload {
-        Some(Payload::NotificationDelivered(delivered)) => {
-            let notification = delivered
-                .notification
-                .as_ref()
-                .context("NotificationDelivered without its notification")?;
-            compliance::address_delivered(conn, &notification.email).await?;
+    let mut delivered: Vec<String> = Vec::new();
+    for event in events {
+        match &event.payload {
+            Some(Payload::NotificationDelivered(delivered_event)) => {
+                let notification = delivered_event
+                    .notification
+                    .as_ref()
+                    .context("NotificationDelivered without its notification")?;
+                delivered.push(notification.email.clone());
+            }
+            Some(Payload::NotificationDead(dead)) => {
+                let notification = dead
+                    .notification
+                    .as_ref()
+                    .context("NotificationDead without its notification")?;
+                // Given up for other reasons (attempts used up on transient failures) says
+                // nothing certain of the address.
+                let Some(smtp_code) = permanent_reply(notification) else {
+                    continue;
+                };
+                let notification_id =
+                    Uuid::parse_str(&notification.notification_id).with_context(|| {
+                        format!(
+                            "notification id `{}` is not a UUID",
+                            notification.notification_id
+                        )
+                    })?;
+                let fail_time = event
+                    .create_time
+                    .and_then(|time| {
+                        DateTime::<Utc>::from_timestamp(time.seconds, time.nanos.max(0) as u32)
+                    })
+                    .unwrap_or_else(Utc::now);
+                // A delivery before the failure must not clear it.
+                compliance::addresses_delivered(conn, &std::mem::take(&mut delivered)).await?;
+                compliance::address_failed(
+                    conn,
+                    &notification.email,
+                    notification_id,
+                    smtp_code,
+                    fail_time,
+                )
+                .await?;
+            }
+            // Payloads of a newer notification.
+            None => {}
         }
-        Some(Payload::NotificationDead(dead)) => {
-            let notification = dead
-                .notification
-                .as_ref()
-                .context("NotificationDead without its notification")?;
-            // Given up for other reasons (attempts used up on transient failures) says
-            // nothing certain of the address.
-            let Some(smtp_code) = permanent_reply(notification) else {
-                return Ok(());
-            };
-            let notification_id =
-                Uuid::parse_str(&notification.notification_id).with_context(|| {
-                    format!(
-                        "notification id `{}` is not a UUID",
-                        notification.notification_id
-                    )
-                })?;
-            let fail_time = event
-                .create_time
-                .and_then(|time| {
-                    DateTime::<Utc>::from_timestamp(time.seconds, time.nanos.max(0) as u32)
-                })
-                .unwrap_or_else(Utc::now);
-            compliance::address_failed(
-                conn,
-                &notification.email,
-                notification_id,
-                smtp_code,
-                fail_time,
-            )
-            .await?;
-        }
-        // Payloads of a newer notification.
-        None => {}
     }
+    compliance::addresses_delivered(conn, &delivered).await?;
     Ok(())
 }

@@ -199,13 +199,21 @@ pub(crate) async fn address_failed(
     Ok(())
 }
 
-/// A notice to `email` was delivered: the address works.
-pub(crate) async fn address_delivered(
+/// Notices to `emails` were delivered: the addresses work. Nothing is asked of the database
+/// for none.
+pub(crate) async fn addresses_delivered(
     conn: &mut PgConnection,
-    email: &str,
+    emails: &[String],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM failing_addresses WHERE email = $1")
-        .bind(email.trim().to_lowercase())
+    if emails.is_empty() {
+        return Ok(());
+    }
+    let emails: Vec<String> = emails
+        .iter()
+        .map(|email| email.trim().to_lowercase())
+        .collect();
+    sqlx::query("DELETE FROM failing_addresses WHERE email = ANY($1)")
+        .bind(emails)
         .execute(conn)
         .await?;
     Ok(())

@@ -233,3 +233,63 @@ async fn compliance_reports_each_gap_and_lists_the_sites_that_have_one() {
         Code::NotFound,
     );
 }
+
+/// A notification to `email` as notification's events carry it; DEAD after a permanent 550
+/// when `dead`.
+fn notice_event(email: &str, dead: bool) -> kc_proto::notification::Event {
+    use kc_proto::notification::{self as npb, event::Payload};
+    let notification = npb::Notification {
+        notification_id: Uuid::now_v7().to_string(),
+        email: email.to_owned(),
+        attempts: vec![npb::DeliveryAttempt {
+            outcome: if dead {
+                npb::AttemptOutcome::PermanentFailure
+            } else {
+                npb::AttemptOutcome::Delivered
+            } as i32,
+            smtp_code: if dead { 550 } else { 250 },
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let payload = if dead {
+        Payload::NotificationDead(npb::NotificationDead {
+            notification: Some(notification),
+        })
+    } else {
+        Payload::NotificationDelivered(npb::NotificationDelivered {
+            notification: Some(notification),
+        })
+    };
+    npb::Event {
+        payload: Some(payload),
+        ..Default::default()
+    }
+}
+
+// rules C9, N3: the events of one transaction of the failing-address feed apply in stream
+// order, though its deliveries are cleared together: a delivery before a permanent failure
+// of the same address does not clear it, one after it does.
+#[tokio::test]
+async fn a_transaction_s_deliveries_and_failures_of_addresses_apply_in_order() {
+    let h = Harness::start().await;
+    let pool = h.pool().await;
+    let mut tx = pool.begin().await.expect("begin");
+    let events = [
+        notice_event("failed-last@example.com", false),
+        notice_event("Delivered-Last@example.com", true),
+        notice_event("failed-last@example.com", true),
+        notice_event("other@example.com", false),
+        notice_event("delivered-last@example.com", false),
+    ];
+    kc_contacts::compliance_feeds::apply_notification_events(&mut tx, &events)
+        .await
+        .expect("apply");
+    tx.commit().await.expect("commit");
+    let failing: Vec<String> =
+        sqlx::query_scalar("SELECT email FROM failing_addresses ORDER BY email")
+            .fetch_all(&pool)
+            .await
+            .expect("failing addresses");
+    assert_eq!(failing, ["failed-last@example.com"]);
+}
