@@ -19,9 +19,10 @@
 //!   a domain policy change (the approvers, A7). Cancelled and expired requests tell nobody.
 //!
 //! The users an event names (recipients, and the people the notice shows) are looked up in
-//! identity as the event arrives, before its transaction, a few events ahead of the one
-//! being applied: no remote call runs inside a transaction (an open transaction holds back
-//! every outbox stream of the database cluster). Identity down fails the stream, and the
+//! identity as the event arrives, before its transaction, a few lookups ahead of the event
+//! being applied, the events the stream has already delivered in one `BatchGetUsers`: no
+//! remote call runs inside a transaction (an open transaction holds back every outbox stream
+//! of the database cluster). Identity down fails the stream, and the
 //! consumer reconnects from its cursor after a backoff.
 //!
 //! Each event is then applied in the consumer's transaction with its cursor: the notices it
@@ -78,8 +79,10 @@ pub(crate) const CONTACTS_CONSUMER: &str = "notification.contacts";
 /// Name (and cursor key) of the consumer of access management's stream.
 pub(crate) const ACCESS_CONSUMER: &str = "notification.access";
 
-/// Events whose users are being looked up ahead of the one being applied.
+/// Most events whose users are looked up in one call.
 const LOOKAHEAD: usize = 16;
+/// Lookups made ahead of the event being applied, at most.
+const LOOKUPS_AHEAD: usize = 4;
 
 /// An event with what identity said of the users it names.
 #[derive(Debug, Clone)]
@@ -96,7 +99,9 @@ impl<E: EventTime> EventTime for Prepared<E> {
     }
 }
 
-/// Looks up, as events arrive and a few ahead, the users each event names.
+/// Looks up, as events arrive, the users each event names: the events the stream has already
+/// delivered (at most [`LOOKAHEAD`]) in one lookup, a few lookups ahead of the event being
+/// applied. A lookup that fails fails the stream at the first of its events.
 fn prepare<E, S>(
     stream: S,
     directory: Directory,
@@ -106,22 +111,48 @@ where
     S: Stream<Item = Result<(String, E), Status>>,
 {
     stream
-        .map(move |item| {
+        .ready_chunks(LOOKAHEAD)
+        .map(move |chunk| {
             let directory = directory.clone();
             async move {
-                let (cursor, event) = item?;
-                let ids = named(&event);
-                let users = if ids.is_empty() {
-                    HashMap::new()
+                let mut events = Vec::with_capacity(chunk.len());
+                let mut failure = None;
+                for item in chunk {
+                    match item {
+                        Ok(event) => events.push(event),
+                        Err(status) => {
+                            failure = Some(status);
+                            break;
+                        }
+                    }
+                }
+                let ids: Vec<Uuid> = events.iter().flat_map(|(_, event)| named(event)).collect();
+                let found = if ids.is_empty() {
+                    Ok(HashMap::new())
                 } else {
                     directory.users(&ids).await.map_err(|error| {
                         Status::unavailable(format!("looking the event's users up: {error}"))
-                    })?
+                    })
                 };
-                Ok((cursor, Prepared { event, users }))
+                let prepared: Vec<_> = match found {
+                    Ok(found) => events
+                        .into_iter()
+                        .map(|(cursor, event)| {
+                            let users = named(&event)
+                                .into_iter()
+                                .filter_map(|id| found.get(&id).map(|user| (id, user.clone())))
+                                .collect();
+                            Ok((cursor, Prepared { event, users }))
+                        })
+                        .chain(failure.map(Err))
+                        .collect(),
+                    Err(status) => vec![Err(status)],
+                };
+                futures::stream::iter(prepared)
             }
         })
-        .buffered(LOOKAHEAD)
+        .buffered(LOOKUPS_AHEAD)
+        .flatten()
 }
 
 /// The `source` of a consumer of `feed`'s events, each with the users it names ([`prepare`]).
