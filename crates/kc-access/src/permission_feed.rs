@@ -212,6 +212,12 @@ async fn refresh_one(conn: &mut PgConnection, scope: Invalidation) -> Result<usi
         Invalidation::User(user_id) => {
             effective::lock_user_exclusive(conn, user_id).await?;
             let site_ids = effective::sites_of_user(conn, user_id).await?;
+            if site_ids.is_empty() {
+                // No site where the user holds or may hold anything, and no row of it (the
+                // list counts the rows' sites), which the lock keeps so: nothing to refresh,
+                // as for a user identity has just invited.
+                return Ok(0);
+            }
             let held = effective::of_user(conn, user_id).await?;
             let profiles =
                 sites::pair_profiles(conn, &site_ids, &vec![user_id; site_ids.len()]).await?;
