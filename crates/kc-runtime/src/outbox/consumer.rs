@@ -342,8 +342,8 @@ impl Consumer {
     /// [`Consumer::with_batch`].
     ///
     /// When it fails, the transaction is rolled back and the next ones take one event each,
-    /// so the events before the failing one commit without it and only an event that always
-    /// fails blocks the consumer. Shutdown is checked between transactions.
+    /// as many as the failed one had, so the events before the failing one commit without it
+    /// and only an event that always fails blocks the consumer. Shutdown is checked between transactions.
     pub async fn run_batches<E, S, SFut, St, R, B>(
         self,
         source: S,
@@ -421,6 +421,9 @@ impl Consumer {
         // Most events of the next transaction: after a failure, the events before the one
         // that failed, so that they commit without it on the next attempt.
         let mut limit = self.batch;
+        // Transactions still to take one event each after a failure of [`Applier::All`],
+        // which does not tell which event failed: those of the failed batch.
+        let mut singles_left: usize = 0;
         let mut shutdown = std::pin::pin!(shutdown);
         tracing::info!(consumer, "event consumer started");
         'connect: loop {
@@ -567,7 +570,8 @@ impl Consumer {
                         unstored_since = None;
                         tracing::trace!(consumer, cursor = %cursor, events = count, "events applied");
                         backoff.reset();
-                        limit = self.batch;
+                        singles_left = singles_left.saturating_sub(count);
+                        limit = if singles_left > 0 { 1 } else { self.batch };
                         if stopping {
                             break 'connect;
                         }
@@ -585,6 +589,7 @@ impl Consumer {
                     }
                     Err(BatchFailed {
                         at,
+                        unlocated,
                         cursor: failed,
                         error,
                     }) => {
@@ -599,6 +604,9 @@ impl Consumer {
                         // over since the last commit), so only an event that always fails
                         // blocks the consumer.
                         limit = at.max(1);
+                        if unlocated {
+                            singles_left = singles_left.max(created.len());
+                        }
                         if stopping {
                             break 'connect;
                         }
@@ -645,6 +653,7 @@ impl Consumer {
             .unwrap_or_default();
         let database = |error: sqlx::Error| BatchFailed {
             at: 0,
+            unlocated: false,
             cursor: first.clone(),
             error: error.into(),
         };
@@ -674,7 +683,12 @@ impl Consumer {
                     if relevant(&event)
                         && let Err(error) = apply(&mut tx, event).await
                     {
-                        return Err(BatchFailed { at, cursor, error });
+                        return Err(BatchFailed {
+                            at,
+                            unlocated: false,
+                            cursor,
+                            error,
+                        });
                     }
                     count += 1;
                     last = cursor;
@@ -690,6 +704,7 @@ impl Consumer {
                 if let Err(error) = apply_all(&mut tx, events).await {
                     return Err(BatchFailed {
                         at: 0,
+                        unlocated: true,
                         cursor: first.clone(),
                         error,
                     });
@@ -706,6 +721,7 @@ impl Consumer {
             if !stored {
                 return Err(BatchFailed {
                     at: 0,
+                    unlocated: false,
                     cursor: first.clone(),
                     error: anyhow::anyhow!("the locked cursor row changed under its lock"),
                 });
@@ -778,6 +794,9 @@ type ApplyAll<E> = for<'c> fn(&'c mut PgConnection, Vec<E>) -> BoxFuture<'c, any
 struct BatchFailed {
     /// The index in the batch of the event whose apply failed; 0 when the database failed.
     at: usize,
+    /// Whether the failing event is not known ([`Applier::All`]): the events of the batch
+    /// are then retried one a transaction.
+    unlocated: bool,
     /// That event's cursor.
     cursor: String,
     /// What failed.

@@ -934,6 +934,11 @@ async fn events_applied_together_arrive_in_one_call_and_a_failure_blocks_only_it
         calls.first().is_some_and(|&first| first > 1),
         "the first transaction's events arrived in one call: {calls:?}"
     );
+    assert_eq!(
+        calls.get(1..7),
+        Some(&[1; 6][..]),
+        "after the failure, the events before the poisoned one came one a call: {calls:?}"
+    );
 }
 
 // T8: a wait for a revision ends on the commit of this process's own instance of the
