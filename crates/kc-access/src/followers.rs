@@ -177,6 +177,7 @@ pub(crate) async fn apply_contacts_event(
         .as_ref()
         .context("registry event without its site")?;
     let site_id = parse_uuid("site id", &site.site_id)?;
+    // Locks the site's row and tells every replica to drop the site's cached rights at commit.
     storage::sites::upsert(
         conn,
         &ProjectedSite {
@@ -233,7 +234,7 @@ pub(crate) async fn apply_contacts_event(
         | Some(Payload::PrimaryRecoveryAttested(_)) => {}
         None => whole_site = true,
     }
-    notify_invalidation(conn, Invalidation::Site(site_id)).await?;
+    // The upsert above told the replicas to drop the site's cached rights at commit.
     if whole_site {
         permission_feed::refresh(conn, Invalidation::Site(site_id)).await?;
     } else {

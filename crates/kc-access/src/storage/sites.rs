@@ -6,6 +6,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::grants::Term;
+use super::invalidation::{INVALIDATION_CHANNEL, Invalidation};
 use super::roles_of;
 use crate::domain::{
     ContactRole, Effective, Grants, Member, Profile, RoleSet, Site, SiteFacts, Subject,
@@ -57,22 +58,28 @@ pub struct ProjectedSite<'a> {
 }
 
 /// Inserts or refreshes a site of the projection (and so locks its row until the
-/// transaction ends). A site keeps the number it was first projected with: the registry never
+/// transaction ends), and tells every replica to drop the site's cached rights when the
+/// transaction commits (as [`notify_invalidation`] of the whole site does), in the same
+/// statement. A site keeps the number it was first projected with: the registry never
 /// changes one, and every row of the permission feed carries it (migration 0007), so the
 /// lookups, `Check` and the feed's events never disagree about it. An event that names
 /// another number is logged (a warning), not followed.
+///
+/// [`notify_invalidation`]: super::invalidation::notify_invalidation
 pub async fn upsert(conn: &mut PgConnection, site: &ProjectedSite<'_>) -> Result<(), sqlx::Error> {
-    let kept: String = sqlx::query_scalar(
+    let (kept, ()): (String, ()) = sqlx::query_as(
         "INSERT INTO sites (site_id, site_number, customer_number, admin_may_manage_access) \
          VALUES ($1, $2, $3, $4) \
          ON CONFLICT (site_id) DO UPDATE SET customer_number = EXCLUDED.customer_number, \
            admin_may_manage_access = EXCLUDED.admin_may_manage_access, update_time = now() \
-         RETURNING site_number",
+         RETURNING site_number, pg_notify($5, $6)",
     )
     .bind(site.site_id)
     .bind(site.site_number)
     .bind(site.customer_number)
     .bind(site.admin_may_manage_access)
+    .bind(INVALIDATION_CHANNEL)
+    .bind(Invalidation::Site(site.site_id).to_string())
     .fetch_one(conn)
     .await?;
     if kept != site.site_number {
