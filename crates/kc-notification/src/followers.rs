@@ -1056,6 +1056,64 @@ pub(crate) async fn apply_access_event(
 mod tests {
     use super::*;
 
+    /// A directory whose identity cannot be reached (nothing listens on port 9).
+    fn unreachable_directory() -> Directory {
+        let channel =
+            kc_runtime::client::channel("identity", "http://127.0.0.1:9").expect("channel");
+        let token = ServiceToken::new(
+            channel.clone(),
+            kc_runtime::client::ServiceAccountArgs {
+                client_id: "notification-test".into(),
+                client_secret: "not-a-secret".into(),
+            },
+        );
+        Directory::new(token, channel.clone(), channel)
+    }
+
+    #[tokio::test]
+    async fn prepared_events_keep_their_order_and_a_failure_ends_them() {
+        let names_nobody: fn(&u32) -> Vec<Uuid> = |_| Vec::new();
+        let items = vec![
+            Ok(("1".to_owned(), 1)),
+            Ok(("2".to_owned(), 2)),
+            Err(Status::data_loss("the stream broke")),
+            Ok(("4".to_owned(), 4)),
+        ];
+        let prepared: Vec<_> = prepare(
+            futures::stream::iter(items),
+            unreachable_directory(),
+            names_nobody,
+        )
+        .collect()
+        .await;
+        let seen: Vec<Result<u32, tonic::Code>> = prepared
+            .into_iter()
+            .map(|item| {
+                item.map(|(_, prepared)| prepared.event)
+                    .map_err(|status| status.code())
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [Ok(1), Ok(2), Err(tonic::Code::DataLoss)],
+            "the events before the failure, in order, then the failure"
+        );
+
+        // A lookup that fails fails the stream at its first event: nothing is applied
+        // without the users it names.
+        let names_one: fn(&u32) -> Vec<Uuid> = |_| vec![Uuid::nil()];
+        let items = vec![Ok(("1".to_owned(), 1)), Ok(("2".to_owned(), 2))];
+        let prepared: Vec<_> = prepare(
+            futures::stream::iter(items),
+            unreachable_directory(),
+            names_one,
+        )
+        .collect()
+        .await;
+        assert_eq!(prepared.len(), 1, "one failure, no event");
+        assert!(matches!(&prepared[0], Err(status) if status.code() == tonic::Code::Unavailable));
+    }
+
     #[test]
     fn levels_of_grants_and_changes() {
         let tools = access_pb::ToolAccess {
