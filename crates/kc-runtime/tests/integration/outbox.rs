@@ -229,6 +229,31 @@ async fn applied_count(pool: &PgPool) -> usize {
     applied(pool).await.len()
 }
 
+/// Asserts that `consumer` applied the events before the one at `failing` (of `ids`, stored
+/// as `events`), and only them, and stored the cursor of the last of them: the failing
+/// event's transaction was rolled back and the cursor did not move past it.
+async fn assert_applied_before(
+    pool: &PgPool,
+    consumer: &str,
+    ids: &[Uuid],
+    events: &[StoredEvent],
+    failing: usize,
+) {
+    assert_eq!(
+        applied(pool).await,
+        ids[..failing],
+        "the failed apply was rolled back"
+    );
+    let mut conn = pool.acquire().await.expect("acquire");
+    assert_eq!(
+        outbox::load_cursor(&mut conn, consumer)
+            .await
+            .expect("load cursor"),
+        Some(events[failing - 1].cursor.to_string()),
+        "the cursor did not move past the failed event"
+    );
+}
+
 /// Waits until the consumer applied `count` events in `pool`, then stops its `task` with
 /// `stop` and waits for it.
 async fn stop_once_applied(
@@ -675,18 +700,7 @@ async fn consumer_applies_each_event_once_across_restarts_and_failures() {
             .expect("the poisoned event is tried")
             .expect("consumer alive");
         assert_eq!(failed_id, ids[6]);
-        assert_eq!(
-            applied(&consumer_pool).await,
-            ids[..6],
-            "the failed apply was rolled back"
-        );
-        assert_eq!(
-            outbox::load_cursor(&mut conn, "test.restart")
-                .await
-                .expect("load cursor"),
-            Some(events[5].cursor.to_string()),
-            "the cursor did not move past the failed event"
-        );
+        assert_applied_before(&consumer_pool, "test.restart", &ids, &events, 6).await;
     }
     allow.store(true, Ordering::SeqCst);
     stop_once_applied(&consumer_pool, ids.len(), &stop, running).await;
@@ -905,7 +919,6 @@ async fn events_applied_together_arrive_in_one_call_and_a_failure_blocks_only_it
                 shutdown,
             ),
     );
-    let mut conn = consumer_pool.acquire().await.expect("acquire");
     wait_until("the events before the poisoned one are applied", || async {
         applied_count(&consumer_pool).await >= 6
     })
@@ -915,17 +928,7 @@ async fn events_applied_together_arrive_in_one_call_and_a_failure_blocks_only_it
         calls.lock().expect("calls").ends_with(&[1, 1])
     })
     .await;
-    assert_eq!(
-        applied(&consumer_pool).await,
-        ids[..6],
-        "rolled back past the poison"
-    );
-    assert_eq!(
-        outbox::load_cursor(&mut conn, "test.together")
-            .await
-            .expect("load cursor"),
-        Some(events[5].cursor.to_string())
-    );
+    assert_applied_before(&consumer_pool, "test.together", &ids, &events, 6).await;
     allow.store(true, Ordering::SeqCst);
     stop_once_applied(&consumer_pool, ids.len(), &stop, running).await;
     assert_eq!(applied(&consumer_pool).await, ids, "each once, in order");
