@@ -70,8 +70,8 @@ pub use consumer::{
 };
 pub use cursor::{Cursor, InvalidCursor};
 pub use feed::{
-    EventFeed, EventItems, OpenedEvents, OpenedResponses, apply_fn, identity_event_user,
-    watch_source,
+    EventFeed, EventItems, OpenedEvents, OpenedResponses, apply_all_fn, apply_fn,
+    identity_event_user, watch_source,
 };
 pub use lag::{CONSUMER_EVENTS_APPLIED, CONSUMER_LAG_SECONDS, EventTime, stream_label};
 pub use positioned::{PositionedEvent, decode_response};

@@ -147,6 +147,16 @@ where
     apply
 }
 
+/// Gives a closure the higher-ranked signature
+/// [`Consumer::run_batches`](super::Consumer::run_batches) wants for `apply_all`, when the
+/// closure is not written inline in the call.
+pub fn apply_all_fn<E, F>(apply_all: F) -> F
+where
+    F: for<'c> FnMut(&'c mut PgConnection, Vec<E>) -> BoxFuture<'c, anyhow::Result<()>>,
+{
+    apply_all
+}
+
 /// The user an identity event is about: the account a registration, an update, a disabling
 /// or an enabling carries. `None` for the events that change no user (mails, and
 /// revocations, whose tokens the token verifier refuses, rule I4) and for an event without

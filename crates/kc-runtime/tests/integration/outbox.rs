@@ -176,14 +176,6 @@ where
     apply
 }
 
-/// Gives a closure the higher-ranked signature [`Consumer::run_batches`] wants.
-fn apply_all_fn<F>(apply: F) -> F
-where
-    F: for<'c> FnMut(&'c mut PgConnection, Vec<StoredEvent>) -> BoxFuture<'c, anyhow::Result<()>>,
-{
-    apply
-}
-
 /// An apply function that records every event.
 fn recorder()
 -> impl for<'c> FnMut(&'c mut PgConnection, StoredEvent) -> BoxFuture<'c, anyhow::Result<()>> {
@@ -892,7 +884,7 @@ async fn events_applied_together_arrive_in_one_call_and_a_failure_blocks_only_it
     let calls: Arc<std::sync::Mutex<Vec<usize>>> = Arc::default();
     let apply_all = {
         let (allow, calls) = (Arc::clone(&allow), Arc::clone(&calls));
-        apply_all_fn(move |conn, events| {
+        outbox::apply_all_fn(move |conn, events: Vec<StoredEvent>| {
             let fail = !allow.load(Ordering::SeqCst)
                 && events.iter().any(|event| event.event_id == poison);
             calls.lock().expect("calls").push(events.len());
