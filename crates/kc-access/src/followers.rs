@@ -17,6 +17,14 @@
 //!
 //! Each event is applied in the consumer's transaction with its cursor, so effects and
 //! cursor move together, and every apply is idempotent (upserts and deletes keyed by ids).
+//! The registry's events the stream has already delivered share one transaction (each T8
+//! wait of a gateway write waits for this consumer, so under load it is the import's longest
+//! queue). Such a transaction first locks its events' projected sites in site-id order, in
+//! the mode the upsert takes, before any other lock: a writer holds one site's row, then
+//! user locks in shared mode, which the transaction's shared user locks never block; the
+//! follower of identity (one event a transaction) holds one user's lock exclusively and
+//! takes site rows only for key share (foreign keys), which the sites' mode allows. So no
+//! cycle of waits forms with either.
 //! The same transaction notifies every replica's rights cache of what became stale
 //! (`<site>:*` for a registry event, `*:<user>` for an identity event that disabled or
 //! enabled the user), and the consumer drops it from its own replica's cache at once too.
@@ -50,7 +58,9 @@ use kc_proto::identity::identity_service_client::IdentityServiceClient;
 use kc_proto::identity::{self as identity_pb};
 use kc_runtime::Shutdown;
 use kc_runtime::client::ServiceToken;
-use kc_runtime::outbox::{AppliedCursor, Consumer, apply_fn, identity_event_user, watch_source};
+use kc_runtime::outbox::{
+    AppliedCursor, Consumer, MAX_BATCH, apply_all_fn, apply_fn, identity_event_user, watch_source,
+};
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -78,15 +88,9 @@ pub(crate) fn spawn(
     shutdown: &Shutdown,
 ) -> (Vec<JoinHandle<()>>, AppliedCursor) {
     let contacts_cache = cache.clone();
-    let apply_contacts = apply_fn(move |conn, event: contacts_pb::Event| {
+    let apply_contacts = apply_all_fn(move |conn, events: Vec<contacts_pb::Event>| {
         let cache = contacts_cache.clone();
-        Box::pin(async move {
-            let site_id = apply_contacts_event(conn, &event).await?;
-            // Dropped here too, before the commit; the notification drops it again once
-            // the transaction commits, so no fill in between keeps the old state.
-            cache.invalidate(Invalidation::Site(site_id));
-            Ok(())
-        })
+        Box::pin(async move { apply_contacts_events(conn, &cache, &events).await })
     });
     let identity_cache = cache.clone();
     let apply_identity = apply_fn(move |conn, event: identity_pb::Event| {
@@ -98,11 +102,12 @@ pub(crate) fn spawn(
             Ok(())
         })
     });
-    let registry = Consumer::new(pool.clone(), CONTACTS_CONSUMER);
+    let registry = Consumer::new(pool.clone(), CONTACTS_CONSUMER).with_batch(MAX_BATCH);
     let contacts_applied = registry.applied();
     let tasks = vec![
-        tokio::spawn(registry.run(
+        tokio::spawn(registry.run_batches(
             watch_source(ContactRegistryServiceClient::new(contacts), token.clone()),
+            |_: &contacts_pb::Event| true,
             apply_contacts,
             shutdown.wait_owned(),
         )),
@@ -163,6 +168,41 @@ async fn remove(
     };
     storage::sites::remove_role(conn, site_id, user_id, role).await?;
     Ok(Some(user_id))
+}
+
+/// Applies the registry events of one transaction, in order, each as
+/// [`apply_contacts_event`] does, and drops their sites from this replica's cache. The
+/// projected sites of the events are locked first, in site-id order
+/// ([`storage::sites::lock_projected`]): every other lock the events take comes after them,
+/// so a transaction of many events waits for a writer of one of its sites only before it
+/// holds anything a writer could wait for.
+pub(crate) async fn apply_contacts_events(
+    conn: &mut PgConnection,
+    cache: &RightsCache,
+    events: &[contacts_pb::Event],
+) -> anyhow::Result<()> {
+    let mut site_ids = events
+        .iter()
+        .map(|event| {
+            let site = event
+                .site
+                .as_ref()
+                .context("registry event without its site")?;
+            parse_uuid("site id", &site.site_id)
+        })
+        .collect::<anyhow::Result<Vec<Uuid>>>()?;
+    site_ids.sort_unstable();
+    site_ids.dedup();
+    if site_ids.len() > 1 {
+        storage::sites::lock_projected(conn, &site_ids).await?;
+    }
+    for event in events {
+        let site_id = apply_contacts_event(conn, event).await?;
+        // Dropped here too, before the commit; the notification drops it again once the
+        // transaction commits, so no fill in between keeps the old state.
+        cache.invalidate(Invalidation::Site(site_id));
+    }
+    Ok(())
 }
 
 /// Applies one registry event to `sites` and `site_roles` and notifies the replicas.

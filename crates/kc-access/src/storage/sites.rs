@@ -93,6 +93,23 @@ pub async fn upsert(conn: &mut PgConnection, site: &ProjectedSite<'_>) -> Result
     Ok(())
 }
 
+/// Locks the projected sites of `site_ids` (those that exist) in site-id order, in the mode
+/// [`upsert`] takes (`FOR NO KEY UPDATE`: writers' `FOR UPDATE` waits, foreign-key checks do
+/// not): a transaction that applies several registry events takes its sites' locks in one
+/// order, the order every multi-site lock of the service follows, before any other lock.
+pub async fn lock_projected(conn: &mut PgConnection, site_ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    if site_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT site_id FROM sites WHERE site_id = ANY($1) ORDER BY site_id FOR NO KEY UPDATE",
+    )
+    .bind(site_ids)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Records that `user_id` holds `role` on a site (idempotent).
 pub async fn add_role(
     conn: &mut PgConnection,
