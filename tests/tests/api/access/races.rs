@@ -387,3 +387,71 @@ async fn a_change_on_one_replica_reaches_the_others_cache() {
     })
     .await;
 }
+
+// rule T8: the registry's events reach access in transactions of several sites at once
+// (the events its stream has already delivered), while the primary grants on those sites and
+// identity disables and enables the same users. No write fails for want of a lock (no
+// deadlock, no ABORTED): a grant is refused only while its user is disabled (I4). In the
+// end every assignment and every grant holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn registry_events_applied_together_race_grants_and_identity_events() {
+    const SITES: usize = 6;
+    let s = Suite::start().await;
+    let primary = s.user().await;
+    let users = s.users(4).await;
+    let mut sites = Vec::new();
+    for _ in 0..SITES {
+        sites.push(s.site(primary).await);
+    }
+    for site in &sites {
+        s.wait_check(primary, &site.site_id, P::AccessUpdate, true)
+            .await;
+    }
+    let given = Level::Reporting(Re::View).alone();
+    let pairs: Vec<(&kc_proto::contacts::Site, Uuid)> = sites
+        .iter()
+        .flat_map(|site| users.iter().map(move |user| (site, *user)))
+        .collect();
+    let assignments = futures::future::join_all(
+        pairs
+            .iter()
+            .map(|(site, user)| s.assign(&site.site_id, *user, Role::Secondary)),
+    );
+    let grants = futures::future::join_all(
+        pairs
+            .iter()
+            .map(|(site, user)| s.set_tools(primary, &site.site_id, *user, given, "race")),
+    );
+    let suite = &s;
+    let identity = futures::future::join_all(users.iter().map(|user| async move {
+        suite.disable(*user).await;
+        suite.enable(*user).await;
+    }));
+    let (_, granted, _) = tokio::join!(assignments, grants, identity);
+    let mut refused = Vec::new();
+    for ((site, user), result) in pairs.iter().zip(granted) {
+        match result {
+            Ok(_) => {}
+            Err(status) if status.code() == Code::FailedPrecondition => {
+                refused.push((*site, *user));
+            }
+            Err(status) => panic!("a grant failed during the race: {status:?}"),
+        }
+    }
+    // What was refused while its user was disabled is granted now.
+    for (site, user) in refused {
+        s.grant(primary, site, user, given, "after the race").await;
+    }
+    for (site, user) in &pairs {
+        eventually("the assignment and the grant hold", || async {
+            let profile = s.profile(&site.site_id, *user).await;
+            let reports = s.allows(*user, site, P::ReportsView).await;
+            if roles(&profile).contains(&Role::Secondary) && reports {
+                Ok(())
+            } else {
+                Err(format!("{profile:?}, reports {reports}"))
+            }
+        })
+        .await;
+    }
+}
