@@ -20,11 +20,17 @@
 //! The registry's events the stream has already delivered share one transaction (each T8
 //! wait of a gateway write waits for this consumer, so under load it is the import's longest
 //! queue). Such a transaction first locks its events' projected sites in site-id order, in
-//! the mode the upsert takes, before any other lock: a writer holds one site's row, then
-//! user locks in shared mode, which the transaction's shared user locks never block; the
-//! follower of identity (one event a transaction) holds one user's lock exclusively and
-//! takes site rows only for key share (foreign keys), which the sites' mode allows. So no
-//! cycle of waits forms with either.
+//! the mode the upsert takes (`FOR NO KEY UPDATE`: it updates no key column), before any
+//! lock but its cursor's (which only replicas of this consumer take). Why no cycle of waits
+//! can form:
+//! - once it holds user locks, it waits only for user locks, in shared mode, which only an
+//!   exclusive user lock blocks; only the follower of identity takes one, one event (one
+//!   user) a transaction, and after it waits for nothing (no site lock);
+//! - a writer locks one site, then `users` rows for share and shared user locks, and waits
+//!   for nothing of this transaction after its site;
+//! - the permission feed's backfill takes sites in site-id order too; the expiry sweeps skip
+//!   locked rows; sites new in the transaction are seen by nobody else before it commits.
+//!
 //! The same transaction notifies every replica's rights cache of what became stale
 //! (`<site>:*` for a registry event, `*:<user>` for an identity event that disabled or
 //! enabled the user), and the consumer drops it from its own replica's cache at once too.
