@@ -7,7 +7,8 @@
 //! reading holds nobody up); the others that ask for the same cursor take its page, provided
 //! the read was started at or after the wake-up they answer (so it sees every commit they were
 //! woken for), and only a read started after the last one they took (a stream polling for
-//! events held back never gets an older page than it had). A read that failed is not shared
+//! events held back never gets an older page than it had) and after the stream opened (a
+//! new stream sees what was committed before it, notified yet or not). A read that failed is not shared
 //! with the streams that come after it. At most 8 recent reads are kept, one per cursor.
 //! `keycontacts_outbox_page_reads_total` counts the reads made and
 //! `keycontacts_outbox_page_reads_shared_total` the pages taken from another stream's read.
@@ -183,12 +184,22 @@ impl OutboxWatcher {
         &self,
         after: Cursor,
     ) -> impl Stream<Item = Result<StoredEvent, sqlx::Error>> + Send + 'static {
+        // Only reads registered after the stream opened: an earlier one may predate a commit
+        // made before it opened whose notification has not arrived yet, or a change of a
+        // stored event (a code emptied), which sends none.
+        let taken = self
+            .inner
+            .reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next_id
+            .checked_sub(1);
         let state = WatchState {
             wakeups: self.inner.wakeups.clone(),
             inner: Arc::clone(&self.inner),
             after,
             buffer: VecDeque::new(),
-            taken: None,
+            taken,
             done: false,
             listener_gone: false,
             caught_up: false,

@@ -523,6 +523,32 @@ async fn a_stream_woken_by_a_later_commit_takes_no_read_made_before_it() {
     assert_eq!(event.event_id, ids[0]);
 }
 
+// A stream takes no read made before it opened: what was committed before it, a change
+// of a stored event included (identity empties a used code in place, and notifies nobody),
+// is what it reads first.
+#[tokio::test]
+async fn a_stream_takes_no_read_made_before_it_opened() {
+    let [pool] = schemas(["opened_after"]).await;
+    let ids = append_committed(&pool, &["sealed"]).await;
+    read_committed(&pool, Cursor::START, 1).await;
+    let watcher = idle_watcher(&pool).await;
+    let mut early = Box::pin(watcher.watch(Cursor::START));
+    let seen = next_within(&mut early).await.expect("event");
+    assert_eq!(seen.payload, b"sealed");
+    sqlx::query("UPDATE outbox_events SET payload = '' WHERE event_id = $1")
+        .bind(ids[0])
+        .execute(&pool)
+        .await
+        .expect("empty the event's payload, as identity does with a used code");
+    let mut late = Box::pin(watcher.watch(Cursor::START));
+    let event = next_within(&mut late).await.expect("event");
+    assert_eq!(event.event_id, ids[0]);
+    assert!(
+        event.payload.is_empty(),
+        "the late stream reads the event as it is now"
+    );
+}
+
 #[tokio::test]
 async fn a_stream_its_client_stopped_polling_holds_up_no_other_stream() {
     let [pool] = schemas(["unpolled_stream"]).await;
