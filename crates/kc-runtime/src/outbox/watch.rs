@@ -187,19 +187,18 @@ impl OutboxWatcher {
         // Only reads registered after the stream opened: an earlier one may predate a commit
         // made before it opened whose notification has not arrived yet, or a change of a
         // stored event (a code emptied), which sends none.
-        let taken = self
+        let first_usable = self
             .inner
             .reads
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .next_id
-            .checked_sub(1);
+            .next_id;
         let state = WatchState {
             wakeups: self.inner.wakeups.clone(),
             inner: Arc::clone(&self.inner),
             after,
             buffer: VecDeque::new(),
-            taken,
+            first_usable,
             done: false,
             listener_gone: false,
             caught_up: false,
@@ -311,25 +310,23 @@ async fn run_listener(
 
 impl Inner {
     /// The page of up to `limit` events after `after`, for a stream that has seen the
-    /// wake-ups up to `generation` and last took the read `taken`: another stream's read of
-    /// the same page when one was registered at that wake-up or later and after `taken` (ids
-    /// grow: a stream never takes a read again, nor one older than its last), else a read of
-    /// its own, which the other streams may take (see the module). `taken` becomes the id of
-    /// the read used. A failed read is forgotten, so that the streams that
+    /// wake-ups up to `generation` and may take reads from the id `first_usable` on: another
+    /// stream's read of the same page when one was registered at that wake-up or later with
+    /// such an id (ids grow: a stream never takes a read again, nor one older than its last),
+    /// else a read of its own, which the other streams may take (see the module).
+    /// `first_usable` becomes the id after the read used. A failed read is forgotten, so that the streams that
     /// come after it read again.
     async fn read_shared(
         &self,
         after: Cursor,
         generation: u64,
         limit: u32,
-        taken: &mut Option<u64>,
+        first_usable: &mut u64,
     ) -> Result<Arc<Page>, sqlx::Error> {
         let (id, page, read_here) = {
             let mut reads = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
             let usable = reads.recent.iter().find(|read| {
-                read.after == after
-                    && read.generation >= generation
-                    && taken.is_none_or(|taken| read.id > taken)
+                read.after == after && read.generation >= generation && read.id >= *first_usable
             });
             match usable {
                 Some(read) => (read.id, read.page.clone(), false),
@@ -382,7 +379,7 @@ impl Inner {
             };
             ::metrics::counter!(counted, "schema" => self.schema.clone()).increment(1);
         }
-        *taken = Some(id);
+        *first_usable = id + 1;
         page.await.map_err(|error| {
             let mut reads = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
             reads.recent.retain(|read| read.id != id);
@@ -408,8 +405,9 @@ struct WatchState {
     after: Cursor,
     /// Events read but not yet yielded.
     buffer: VecDeque<StoredEvent>,
-    /// The id of the last read taken: only a later one is taken next.
-    taken: Option<u64>,
+    /// The first id of a read the stream may take: none registered before it opened, nor
+    /// one older than its last.
+    first_usable: u64,
     /// Set after an error: the stream ends.
     done: bool,
     /// Set once the listener has stopped: no more wake-ups will come.
@@ -441,7 +439,7 @@ impl WatchState {
             let batch_size = options.batch_size.max(1);
             let read = self
                 .inner
-                .read_shared(self.after, generation, batch_size, &mut self.taken)
+                .read_shared(self.after, generation, batch_size, &mut self.first_usable)
                 .await;
             match read {
                 Err(error) => {
