@@ -1070,6 +1070,16 @@ mod tests {
         Directory::new(token, channel.clone(), channel)
     }
 
+    /// What [`prepare`] makes of `items`, with an identity nobody can reach.
+    async fn prepare_all(
+        items: Vec<Result<(String, u32), Status>>,
+        named: fn(&u32) -> Vec<Uuid>,
+    ) -> Vec<Result<(String, Prepared<u32>), Status>> {
+        prepare(futures::stream::iter(items), unreachable_directory(), named)
+            .collect()
+            .await
+    }
+
     #[tokio::test]
     async fn prepared_events_keep_their_order_and_a_failure_ends_them() {
         let names_nobody: fn(&u32) -> Vec<Uuid> = |_| Vec::new();
@@ -1079,14 +1089,8 @@ mod tests {
             Err(Status::data_loss("the stream broke")),
             Ok(("4".to_owned(), 4)),
         ];
-        let prepared: Vec<_> = prepare(
-            futures::stream::iter(items),
-            unreachable_directory(),
-            names_nobody,
-        )
-        .collect()
-        .await;
-        let seen: Vec<Result<u32, tonic::Code>> = prepared
+        let seen: Vec<Result<u32, tonic::Code>> = prepare_all(items, names_nobody)
+            .await
             .into_iter()
             .map(|item| {
                 item.map(|(_, prepared)| prepared.event)
@@ -1103,13 +1107,7 @@ mod tests {
         // without the users it names.
         let names_one: fn(&u32) -> Vec<Uuid> = |_| vec![Uuid::nil()];
         let items = vec![Ok(("1".to_owned(), 1)), Ok(("2".to_owned(), 2))];
-        let prepared: Vec<_> = prepare(
-            futures::stream::iter(items),
-            unreachable_directory(),
-            names_one,
-        )
-        .collect()
-        .await;
+        let prepared = prepare_all(items, names_one).await;
         assert_eq!(prepared.len(), 1, "one failure, no event");
         assert!(matches!(&prepared[0], Err(status) if status.code() == tonic::Code::Unavailable));
     }
