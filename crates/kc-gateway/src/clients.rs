@@ -486,6 +486,12 @@ impl Clients {
             .map_err(|failure| self.error(ctx, service, failure))
     }
 
+    /// The error of one item of a batch call of `ctx` to `service` that the service refused
+    /// with `status` (the batch itself answered): as if the item had been sent alone.
+    pub(crate) fn refused(&self, ctx: &Ctx, service: Svc, status: Status) -> GatewayError {
+        self.error(ctx, service, Failure::Status(status))
+    }
+
     fn error(&self, ctx: &Ctx, service: Svc, failure: Failure) -> GatewayError {
         match failure {
             Failure::Status(status) => GatewayError::Downstream {
@@ -586,8 +592,8 @@ rpcs! {
     batch_get_users: Identity CachedReadOfRequest IdentityServiceClient::batch_get_users(identity::BatchGetUsersRequest) -> identity::BatchGetUsersResponse;
     /// identity `LookupUser`: the account of a login e-mail (bulk import).
     lookup_user: Identity Read IdentityServiceClient::lookup_user(identity::LookupUserRequest) -> identity::LookupUserResponse;
-    /// identity `InviteUser`.
-    invite_user: Identity Write IdentityServiceClient::invite_user(identity::InviteUserRequest) -> identity::InviteUserResponse;
+    /// identity `BatchInviteUsers`: the invitations of concurrent calls ([`crate::invitations`]).
+    batch_invite_users: Identity Write IdentityServiceClient::batch_invite_users(identity::BatchInviteUsersRequest) -> identity::BatchInviteUsersResponse;
     /// identity `UpdateUser`.
     update_user: Identity Write IdentityServiceClient::update_user(identity::UpdateUserRequest) -> identity::UpdateUserResponse;
     /// identity `ChangePassword`.

@@ -21,6 +21,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod batcher;
 mod cache;
 mod checks;
 mod clients;
@@ -30,6 +31,7 @@ mod deadline;
 mod downstream;
 mod error;
 mod grpc;
+mod invitations;
 mod mentions;
 mod policy;
 mod ratelimit;

@@ -9,8 +9,8 @@ use kc_runtime::{ApiError, Violation, Violations};
 use crate::domain::codes::Purpose;
 use crate::domain::commands::{
     ClientCredentials, Credentials, EmailChange, EmailChangeProof, EmailProof, Invitation,
-    MAX_BATCH_GET, PasswordChange, PasswordReset, PresentedRefreshToken, Registration,
-    ResetRequest, UserBatch, UserDraft, UserLookup, UserRef, UserUpdate,
+    MAX_BATCH_GET, MAX_BATCH_INVITE, PasswordChange, PasswordReset, PresentedRefreshToken,
+    Registration, ResetRequest, UserBatch, UserDraft, UserLookup, UserRef, UserUpdate,
 };
 use crate::domain::values::{DisplayName, Email, Locale, Password};
 use crate::domain::{AccessToken, PublicKey, Revocation, SessionTokens, User, UserKind, UserState};
@@ -160,6 +160,44 @@ impl TryFrom<pb::InviteUserRequest> for Invitation {
                 locale,
             })
         })
+    }
+}
+
+/// The invitations of a BatchInviteUsers, each parsed as InviteUser parses it: a bad one is
+/// refused alone (its error in place of its invitation), not the batch. The batch itself
+/// must hold 1 to [`MAX_BATCH_INVITE`].
+pub(crate) fn invitations(
+    r: pb::BatchInviteUsersRequest,
+) -> Result<Vec<Result<Invitation, ApiError>>, ApiError> {
+    if r.invitations.is_empty() || r.invitations.len() > MAX_BATCH_INVITE {
+        return Err(ApiError::invalid(
+            "invitations",
+            "1 to 100 invitations per call",
+        ));
+    }
+    Ok(r.invitations
+        .into_iter()
+        .map(Invitation::try_from)
+        .collect())
+}
+
+/// What InviteUser would have answered: its response, or its error as a status.
+pub(crate) fn invitation_result(
+    result: Result<(User, bool), tonic::Status>,
+) -> pb::InvitationResult {
+    use pb::invitation_result::Result as Answer;
+    pb::InvitationResult {
+        result: Some(match result {
+            Ok((user, invited)) => Answer::Invited(pb::InviteUserResponse {
+                user: Some((&user).into()),
+                invited,
+            }),
+            Err(status) => Answer::Refused(pb::InvitationRefusal {
+                code: status.code() as i32,
+                message: status.message().to_owned(),
+                details: status.details().to_vec(),
+            }),
+        }),
     }
 }
 

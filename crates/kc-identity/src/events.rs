@@ -188,6 +188,15 @@ pub(crate) async fn append(
     event.append(conn).await
 }
 
+/// Appends `events` in the caller's transaction, in order, in one statement; returns their
+/// event ids in that order.
+pub(crate) async fn append_all(
+    conn: &mut PgConnection,
+    events: &[PendingEvent],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    outbox::append_all(conn, events).await
+}
+
 /// Drops the sealed code from the outbox events `event_ids` (their code was used, replaced,
 /// withdrawn or expired), so that nothing readable of it remains.
 pub(crate) async fn drop_sealed_codes(

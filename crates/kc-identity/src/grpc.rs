@@ -12,6 +12,7 @@ use kc_runtime::token::Claims;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::convert;
 use crate::domain::Identity;
 use crate::events;
 
@@ -155,6 +156,43 @@ impl IdentityService for IdentityApi {
             user: Some((&user).into()),
             invited,
         }))
+    }
+
+    async fn batch_invite_users(
+        &self,
+        request: Request<pb::BatchInviteUsersRequest>,
+    ) -> Result<Response<pb::BatchInviteUsersResponse>, Status> {
+        let (caller, _) = self.caller(&request).await?;
+        let parsed = convert::invitations(request.into_inner())?;
+        let mut refusals = Vec::with_capacity(parsed.len());
+        let mut invitations = Vec::with_capacity(parsed.len());
+        for invitation in parsed {
+            match invitation {
+                Ok(invitation) => {
+                    refusals.push(None);
+                    invitations.push(invitation);
+                }
+                Err(error) => refusals.push(Some(Status::from(error))),
+            }
+        }
+        let mut answers = self
+            .identity
+            .invite_users(&caller, invitations)
+            .await?
+            .into_iter();
+        let results = refusals
+            .into_iter()
+            .map(|refusal| {
+                convert::invitation_result(match refusal {
+                    Some(status) => Err(status),
+                    None => answers.next().map_or_else(
+                        || Err(Status::internal("an invitation went unanswered")),
+                        |answer| answer.map_err(Status::from),
+                    ),
+                })
+            })
+            .collect();
+        Ok(Response::new(pb::BatchInviteUsersResponse { results }))
     }
 
     async fn change_email(

@@ -209,12 +209,7 @@ impl Gateway {
                 consistent.push(check);
             }
         }
-        let cached_results = self
-            .check_batchers()
-            .relying
-            .check_all(&ctx, cached)
-            .await?
-            .results;
+        let cached_results = self.batchers().relying.ask_all(&ctx, cached).await?;
         let consistent_results = if consistent.is_empty() {
             Vec::new()
         } else {

@@ -31,7 +31,9 @@ use std::net::IpAddr;
 use std::sync::OnceLock;
 
 use futures::future::try_join_all;
-use kc_proto::access::{AccessProfile, BatchCheckRequest, CheckRequest, Permission};
+use kc_proto::access::{
+    AccessProfile, BatchCheckRequest, BatchCheckResponse, CheckRequest, Permission,
+};
 use kc_proto::identity::{self, User};
 use kc_runtime::Caller;
 use kc_runtime::values::parse_id;
@@ -39,9 +41,10 @@ use tonic::Code;
 use uuid::Uuid;
 
 pub(crate) use self::import::{AnswerStream, PartContexts};
-use crate::checks::CheckBatcher;
+use crate::checks::{CheckBatcher, Checks};
 use crate::clients::{Clients, Ctx, Svc};
 use crate::error::GatewayError;
+use crate::invitations::{InvitationBatcher, Invitations};
 use crate::policy::{Need, Rule, rule};
 use crate::ratelimit::{RATE_LIMITED, RateLimiter, WriteClass, WriteLimits, address_key};
 
@@ -64,17 +67,19 @@ pub(crate) struct Gateway {
     clients: Clients,
     sessions: RateLimiter,
     writes: WriteLimits,
-    /// The checks of concurrent calls, coalesced; started on first use.
-    checks: OnceLock<CheckBatchers>,
+    /// The items of concurrent calls, coalesced; started on first use.
+    batchers: OnceLock<Batchers>,
 }
 
-/// The gateway's two queues of checks ([`crate::checks`]).
+/// The gateway's queues of items of concurrent calls ([`crate::batcher`]).
 #[derive(Debug)]
-struct CheckBatchers {
-    /// The AuthorizationService's checks without a consistency token.
+struct Batchers {
+    /// The AuthorizationService's checks without a consistency token ([`crate::checks`]).
     relying: CheckBatcher,
     /// The admission of customers' site-scoped calls ([`Gateway::check`]).
     admissions: CheckBatcher,
+    /// The addresses bound by e-mail ([`Gateway::person`], [`crate::invitations`]).
+    invitations: InvitationBatcher,
 }
 
 impl Gateway {
@@ -85,16 +90,16 @@ impl Gateway {
             clients,
             sessions,
             writes,
-            checks: OnceLock::new(),
+            batchers: OnceLock::new(),
         }
     }
 
-    /// The check batchers, started the first time (they need the runtime, which `new` does
-    /// not).
-    fn check_batchers(&self) -> &CheckBatchers {
-        self.checks.get_or_init(|| CheckBatchers {
-            relying: CheckBatcher::start(self.clients.clone()),
-            admissions: CheckBatcher::start(self.clients.clone()),
+    /// The batchers, started the first time (they need the runtime, which `new` does not).
+    fn batchers(&self) -> &Batchers {
+        self.batchers.get_or_init(|| Batchers {
+            relying: CheckBatcher::start(Checks(self.clients.clone())),
+            admissions: CheckBatcher::start(Checks(self.clients.clone())),
+            invitations: InvitationBatcher::start(Invitations(self.clients.clone())),
         })
     }
 
@@ -244,11 +249,13 @@ impl Gateway {
             })
             .collect();
         let ctx = ctx.as_gateway();
-        let admissions = &self.check_batchers().admissions;
+        let admissions = &self.batchers().admissions;
         let response = self
             .clients
-            .batch_check_sent_by(&ctx, BatchCheckRequest { checks }, |request| {
-                admissions.check_all(&ctx, request.checks)
+            .batch_check_sent_by(&ctx, BatchCheckRequest { checks }, |request| async {
+                Ok(BatchCheckResponse {
+                    results: admissions.ask_all(&ctx, request.checks).await?,
+                })
             })
             .await?;
         // One answer per check: `check_all` answers each check it queued (a batch that
@@ -358,7 +365,8 @@ impl Gateway {
     }
 
     /// The account that owns the login e-mail `email`, bound through identity's
-    /// `InviteUser` (rule I1), asked as the gateway. A proven account is returned as it is;
+    /// `InviteUser` (rule I1), asked as the gateway in a `BatchInviteUsers` with the
+    /// invitations of concurrent calls ([`crate::invitations`]). A proven account is returned as it is;
     /// an address without an account, or whose account is unproven, is invited: identity
     /// discards any pending claim on it (credentials a stranger set never survive) and mails
     /// the address a fresh invitation code, and whoever proves the mailbox owns the account.
@@ -385,9 +393,10 @@ impl Gateway {
             locale.to_owned()
         };
         let invited = self
-            .clients
-            .invite_user(
-                &ctx.as_gateway(),
+            .batchers()
+            .invitations
+            .ask(
+                ctx,
                 identity::InviteUserRequest {
                     email: email.to_owned(),
                     display_name: display_name.to_owned(),

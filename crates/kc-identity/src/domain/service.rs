@@ -1,5 +1,6 @@
 //! The identity use cases, each one transaction, each deciding who may do what.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use base64::Engine;
@@ -312,6 +313,125 @@ impl Identity {
         tx.commit().await?;
         tracing::info!(user_id = %user.user_id, "unproven account invited again; pending claim discarded");
         Ok((user, true))
+    }
+
+    /// BatchInviteUsers: each invitation answered as [`Identity::invite_user`] would answer
+    /// it alone, in order. The invitations of addresses that have no account and look like
+    /// no proven account's (rule I3), given with a display name, are applied together in one
+    /// transaction, as `invite_user` applies such an invitation: the unproven account, its
+    /// `user.registered` event and its invitation code (rule I1). Every other invitation
+    /// (an existing or look-alike address, an address already in the batch, a missing
+    /// name) and any whose account another call created meanwhile then goes through
+    /// `invite_user`, one by one.
+    pub async fn invite_users(
+        &self,
+        caller: &Caller,
+        invitations: Vec<Invitation>,
+    ) -> Result<Vec<Result<(User, bool)>>> {
+        require_privileged(caller)?;
+        let mut addresses = HashSet::new();
+        let fresh: Vec<(usize, &Invitation)> = invitations
+            .iter()
+            .enumerate()
+            .filter(|(_, invitation)| {
+                invitation.display_name.is_some() && addresses.insert(invitation.email.as_str())
+            })
+            .collect();
+        let mut invited = self.invite_new_addresses(&fresh).await?;
+        let mut results = Vec::with_capacity(invitations.len());
+        for (index, invitation) in invitations.into_iter().enumerate() {
+            results.push(match invited.remove(&index) {
+                Some(user) => Ok((user, true)),
+                None => self.invite_user(caller, invitation).await,
+            });
+        }
+        Ok(results)
+    }
+
+    /// Invites, in one transaction, those of `invitations` (by their index in the batch,
+    /// each with a display name, no address twice) whose address is free: no account has
+    /// it and it looks like no proven account's. Returns the new accounts by index.
+    async fn invite_new_addresses(
+        &self,
+        invitations: &[(usize, &Invitation)],
+    ) -> Result<HashMap<usize, User>> {
+        if invitations.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let emails: Vec<&str> = invitations
+            .iter()
+            .map(|(_, invitation)| invitation.email.as_str())
+            .collect();
+        let skeletons: Vec<String> = emails.iter().map(|email| email_skeleton(email)).collect();
+        let skeleton_refs: Vec<&str> = skeletons.iter().map(String::as_str).collect();
+        let mut tx = self.pool.begin().await?;
+        let taken = storage::users::not_free(&mut tx, &emails, &skeleton_refs).await?;
+        let new_users: Vec<NewUser<'_>> = invitations
+            .iter()
+            .zip(&skeletons)
+            .filter(|((_, invitation), _)| !taken.contains(invitation.email.as_str()))
+            .filter_map(|((_, invitation), skeleton)| {
+                Some(NewUser {
+                    user_id: Uuid::now_v7(),
+                    email: invitation.email.as_str(),
+                    email_verified: false,
+                    display_name: invitation.display_name.as_ref()?.as_str(),
+                    locale: invitation.locale.as_ref().map_or("en", Locale::as_str),
+                    kind: UserKind::Customer,
+                    state: UserState::Invited,
+                    password_hash: None,
+                    email_skeleton: skeleton,
+                })
+            })
+            .collect();
+        if new_users.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let users = storage::users::insert_all_if_absent(&mut tx, &new_users).await?;
+        let addresses: Vec<&str> = users.iter().map(|user| user.email.as_str()).collect();
+        let locked = storage::code_attempts::locked_among(&mut tx, &addresses).await?;
+        let expire_time = Utc::now() + self.settings.verification_code_ttl;
+        let mut announced = Vec::with_capacity(2 * users.len());
+        let mut macs = Vec::with_capacity(users.len());
+        for user in &users {
+            let code = Code::generate(locked.contains(&user.email))?;
+            announced.push(events::registered(user));
+            announced.push(events::verification_requested(
+                user,
+                &user.email,
+                self.codes.seal(&code)?,
+                expire_time,
+                Purpose::Invitation,
+            ));
+            macs.push(self.codes.mac(user.user_id, &user.email, code.expose()));
+        }
+        let event_ids = events::append_all(&mut tx, &announced).await?;
+        let codes: Vec<NewCode<'_>> = users
+            .iter()
+            .zip(&macs)
+            .zip(event_ids.chunks(2))
+            .map(|((user, mac), ids)| NewCode {
+                user_id: user.user_id,
+                email: &user.email,
+                purpose: Purpose::Invitation,
+                code_mac: mac,
+                long_code: locked.contains(&user.email),
+                expire_time,
+                claim: None,
+                outbox_event_id: ids[1],
+            })
+            .collect();
+        storage::verifications::insert_all(&mut tx, &codes).await?;
+        tx.commit().await?;
+        tracing::info!(invited = users.len(), "addresses invited together");
+        let index_of: HashMap<&str, usize> = invitations
+            .iter()
+            .map(|(index, invitation)| (invitation.email.as_str(), *index))
+            .collect();
+        Ok(users
+            .into_iter()
+            .filter_map(|user| Some((*index_of.get(user.email.as_str())?, user)))
+            .collect())
     }
 
     /// Whether unproven `user` holds a code for `email` that still works, confirms nobody's

@@ -1,15 +1,26 @@
 //! The `code_attempts` table: wrong codes per address across codes, and the lock they set.
 
+use std::collections::HashSet;
+
 use sqlx::PgConnection;
 
 /// Whether the address is locked: its short codes are refused, new codes are long.
 pub(crate) async fn is_locked(conn: &mut PgConnection, email: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM code_attempts WHERE email = $1 AND locked_until > now())",
+    Ok(!locked_among(conn, &[email]).await?.is_empty())
+}
+
+/// The addresses among `emails` that are locked (see [`is_locked`]).
+pub(crate) async fn locked_among(
+    conn: &mut PgConnection,
+    emails: &[&str],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT email FROM code_attempts WHERE email = ANY($1) AND locked_until > now()",
     )
-    .bind(email)
-    .fetch_one(conn)
-    .await
+    .bind(emails)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Counts a wrong code for an address; failures older than `window_secs` are forgotten.

@@ -1,5 +1,7 @@
 //! The `users` table.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -145,6 +147,46 @@ pub(crate) async fn insert_if_absent(
         bind_new_user(insert_user!("ON CONFLICT (email) DO NOTHING"), user),
     )
     .await
+}
+
+/// Inserts `users` in one statement, each unless its e-mail is taken (after waiting for a
+/// concurrent insert of the same e-mail to commit or roll back); returns those inserted, in
+/// no particular order.
+pub(crate) async fn insert_all_if_absent<'a>(
+    conn: &mut PgConnection,
+    users: &[NewUser<'a>],
+) -> Result<Vec<User>, sqlx::Error> {
+    let column = |value: fn(&NewUser<'a>) -> &'a str| users.iter().map(value).collect::<Vec<_>>();
+    let rows: Vec<UserRow> = sqlx::query_as(concat!(
+        "INSERT INTO users (user_id, email, email_verified, display_name, locale, kind, state, \
+           password_hash, email_skeleton) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[], \
+           $6::text[], $7::text[], $8::text[], $9::text[]) \
+         ON CONFLICT (email) DO NOTHING RETURNING ",
+        columns!()
+    ))
+    .bind(users.iter().map(|user| user.user_id).collect::<Vec<_>>())
+    .bind(column(|user| user.email))
+    .bind(
+        users
+            .iter()
+            .map(|user| user.email_verified)
+            .collect::<Vec<_>>(),
+    )
+    .bind(column(|user| user.display_name))
+    .bind(column(|user| user.locale))
+    .bind(column(|user| user.kind.as_str()))
+    .bind(column(|user| user.state.as_str()))
+    .bind(
+        users
+            .iter()
+            .map(|user| user.password_hash)
+            .collect::<Vec<_>>(),
+    )
+    .bind(column(|user| user.email_skeleton))
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(TryInto::try_into).collect()
 }
 
 /// One user by id.
@@ -441,6 +483,27 @@ pub(crate) async fn find_confusable(
         .bind(email),
     )
     .await
+}
+
+/// The addresses among `emails` that a new account may not take: an account has it, or it
+/// looks like the address of a proven account (rule I3, as [`find_confusable`]) by its
+/// skeleton (`skeletons`, in the order of `emails`).
+pub(crate) async fn not_free(
+    conn: &mut PgConnection,
+    emails: &[&str],
+    skeletons: &[&str],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT w.email FROM unnest($1::text[], $2::text[]) AS w (email, skeleton) \
+         WHERE EXISTS (SELECT 1 FROM users WHERE users.email = w.email) \
+            OR EXISTS (SELECT 1 FROM users WHERE users.email_skeleton = w.skeleton \
+                       AND users.email_verified AND users.email <> w.email)",
+    )
+    .bind(emails)
+    .bind(skeletons)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Re-invites an unproven user: the inviter's display name and locale replace whatever was

@@ -51,21 +51,36 @@ pub(crate) struct NewCode<'a> {
 
 /// Stores a code (the caller removed any earlier one of the same user and address).
 pub(crate) async fn insert(conn: &mut PgConnection, code: &NewCode<'_>) -> Result<(), sqlx::Error> {
+    insert_all(conn, std::slice::from_ref(code)).await
+}
+
+/// Stores `codes` in one statement (as [`insert`] each).
+pub(crate) async fn insert_all(
+    conn: &mut PgConnection,
+    codes: &[NewCode<'_>],
+) -> Result<(), sqlx::Error> {
+    let claims = |value: fn(&PendingClaim) -> &str| {
+        codes
+            .iter()
+            .map(|code| code.claim.map(value))
+            .collect::<Vec<_>>()
+    };
     sqlx::query(
         "INSERT INTO email_verifications (user_id, email, purpose, code_hash, long_code, \
          expire_time, pending_password_hash, pending_display_name, pending_locale, outbox_event_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::boolean[], \
+           $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::uuid[])",
     )
-    .bind(code.user_id)
-    .bind(code.email)
-    .bind(code.purpose.as_str())
-    .bind(code.code_mac)
-    .bind(code.long_code)
-    .bind(code.expire_time)
-    .bind(code.claim.map(|claim| claim.password_hash.as_str()))
-    .bind(code.claim.map(|claim| claim.display_name.as_str()))
-    .bind(code.claim.map(|claim| claim.locale.as_str()))
-    .bind(code.outbox_event_id)
+    .bind(codes.iter().map(|code| code.user_id).collect::<Vec<_>>())
+    .bind(codes.iter().map(|code| code.email).collect::<Vec<_>>())
+    .bind(codes.iter().map(|code| code.purpose.as_str()).collect::<Vec<_>>())
+    .bind(codes.iter().map(|code| code.code_mac).collect::<Vec<_>>())
+    .bind(codes.iter().map(|code| code.long_code).collect::<Vec<_>>())
+    .bind(codes.iter().map(|code| code.expire_time).collect::<Vec<_>>())
+    .bind(claims(|claim| claim.password_hash.as_str()))
+    .bind(claims(|claim| claim.display_name.as_str()))
+    .bind(claims(|claim| claim.locale.as_str()))
+    .bind(codes.iter().map(|code| code.outbox_event_id).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())

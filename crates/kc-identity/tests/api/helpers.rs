@@ -281,6 +281,7 @@ calls_as_caller! {
     enable_user(EnableUserRequest { user_id }) -> EnableUserResponse;
     create_user(CreateUserRequest) -> CreateUserResponse;
     invite_user(InviteUserRequest) -> InviteUserResponse;
+    batch_invite_users(BatchInviteUsersRequest) -> BatchInviteUsersResponse;
     batch_get_users(BatchGetUsersRequest) -> BatchGetUsersResponse;
     update_user(UpdateUserRequest) -> UpdateUserResponse;
     change_password(ChangePasswordRequest) -> ChangePasswordResponse;

@@ -94,6 +94,7 @@ identity_with_unimplemented! {
     reset_password(ResetPasswordRequest) -> ResetPasswordResponse;
     create_user(CreateUserRequest) -> CreateUserResponse;
     invite_user(InviteUserRequest) -> InviteUserResponse;
+    batch_invite_users(BatchInviteUsersRequest) -> BatchInviteUsersResponse;
     get_user(GetUserRequest) -> GetUserResponse;
     batch_get_users(BatchGetUsersRequest) -> BatchGetUsersResponse;
     lookup_user(LookupUserRequest) -> LookupUserResponse;

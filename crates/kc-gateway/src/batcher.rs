@@ -1,0 +1,199 @@
+//! Coalescing of concurrent internal calls of one kind into batch calls.
+//!
+//! Many calls of the gateway each make one small internal call of the same kind at the same
+//! moment (a check of a permission, an invitation of an address); one internal call each
+//! costs the gateway and the service more than the item itself (a loopback HTTP/2 round
+//! trip, its headers, the token admission on both sides, and in the service a transaction
+//! each). Here an item joins a queue; at most [`BatchCall::IN_FLIGHT`] batches are in flight,
+//! and each takes every item queued when it starts, up to [`BatchCall::MAX_ITEMS`]. Nothing
+//! waits for a batch to fill: under light load a batch is the one item that came, at once;
+//! under load, the items that arrive while the batches are in flight go together in the next.
+//!
+//! Each item waits no longer than its own call's deadline; a batch gets the latest deadline
+//! of its items, so that none is cut short by another's. An item whose caller went away or
+//! whose deadline passed while it queued is not sent. A failed batch fails each of its items
+//! with its error. A batch is traced as part of the call of its first item.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::Instrument;
+
+use crate::clients::{Ctx, Svc};
+use crate::error::GatewayError;
+
+/// A kind of internal batch call the gateway coalesces its calls' items into.
+pub(crate) trait BatchCall: Send + Sync + 'static {
+    /// One item of a batch.
+    type Item: Send + 'static;
+    /// The answer to one item.
+    type Answer: Send + 'static;
+    /// The service the batches go to.
+    const SERVICE: Svc;
+    /// Items in one batch, at most (the service's limit).
+    const MAX_ITEMS: usize;
+    /// Batches in flight at once, at most.
+    const IN_FLIGHT: usize;
+
+    /// Sends `items` in one call within `ctx` (the gateway's own credentials): one result per
+    /// item, in order; an error of the whole call fails them all.
+    fn send(
+        &self,
+        ctx: &Ctx,
+        items: Vec<Self::Item>,
+    ) -> impl Future<Output = Result<Vec<Result<Self::Answer, GatewayError>>, GatewayError>> + Send;
+}
+
+/// One item waiting for its batch.
+struct Queued<C: BatchCall> {
+    ctx: Ctx,
+    /// The span of the call that asked: a batch is traced as part of its first item's call.
+    span: tracing::Span,
+    item: C::Item,
+    answer: oneshot::Sender<Result<C::Answer, GatewayError>>,
+}
+
+/// The queue of the items of `C` to coalesce (see the module).
+pub(crate) struct Batcher<C: BatchCall> {
+    queue: mpsc::Sender<Queued<C>>,
+}
+
+impl<C: BatchCall> std::fmt::Debug for Batcher<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher")
+            .field("service", &C::SERVICE)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: BatchCall> Batcher<C> {
+    /// Starts the task that sends the batches through `call`; it ends when the batcher is
+    /// dropped. Needs a tokio runtime.
+    pub(crate) fn start(call: C) -> Self {
+        let (queue, queued) = mpsc::channel(4 * C::MAX_ITEMS);
+        tokio::spawn(send_batches(Arc::new(call), queued));
+        Self { queue }
+    }
+
+    /// The answer to `item`, asked within `ctx` (as the gateway) together with the items of
+    /// other calls. Waits no longer than the deadline of `ctx`, whatever the batch's.
+    pub(crate) async fn ask(&self, ctx: &Ctx, item: C::Item) -> Result<C::Answer, GatewayError> {
+        let remaining = ctx
+            .deadline
+            .remaining()
+            .ok_or(GatewayError::DeadlineExceeded)?;
+        let (answer, answered) = oneshot::channel();
+        let queued = Queued {
+            ctx: ctx.as_gateway(),
+            span: tracing::Span::current(),
+            item,
+            answer,
+        };
+        let stopped = || GatewayError::Internal(anyhow::anyhow!("a batcher stopped"));
+        let asked = async {
+            self.queue.send(queued).await.map_err(|_| stopped())?;
+            answered.await.map_err(|_| stopped())?
+        };
+        tokio::time::timeout(remaining, asked)
+            .await
+            .unwrap_or(Err(GatewayError::Timeout {
+                service: C::SERVICE,
+                caller_deadline: ctx.deadline.from_caller,
+            }))
+    }
+
+    /// The answers to `items`, in order, each asked as [`Batcher::ask`] (together with other
+    /// calls' items); the first failure fails them all.
+    pub(crate) async fn ask_all(
+        &self,
+        ctx: &Ctx,
+        items: Vec<C::Item>,
+    ) -> Result<Vec<C::Answer>, GatewayError> {
+        futures::future::try_join_all(items.into_iter().map(|item| self.ask(ctx, item))).await
+    }
+}
+
+/// Takes the queued items in batches and sends each, [`BatchCall::IN_FLIGHT`] at most at once.
+async fn send_batches<C: BatchCall>(call: Arc<C>, mut queued: mpsc::Receiver<Queued<C>>) {
+    let in_flight = Arc::new(Semaphore::new(C::IN_FLIGHT));
+    loop {
+        // A free place first, then the items: while every place is taken, items queue up
+        // and the next batch takes them all.
+        let Ok(place) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = queued.recv().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < C::MAX_ITEMS {
+            match queued.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let call = call.clone();
+        tokio::spawn(async move {
+            send(call.as_ref(), batch).await;
+            drop(place);
+        });
+    }
+}
+
+/// Sends one batch and gives each item its answer. The items whose caller went away or whose
+/// deadline passed while they queued are left out; the batch gets the latest deadline of the
+/// others, so that no item is cut short by another's (each caller waits only for its own,
+/// [`Batcher::ask`]).
+async fn send<C: BatchCall>(call: &C, batch: Vec<Queued<C>>) {
+    let (batch, late): (Vec<Queued<C>>, Vec<Queued<C>>) = batch
+        .into_iter()
+        .filter(|queued| !queued.answer.is_closed())
+        .partition(|queued| queued.ctx.deadline.remaining().is_some());
+    for queued in late {
+        let _ = queued.answer.send(Err(GatewayError::DeadlineExceeded));
+    }
+    let Some(latest) = batch
+        .iter()
+        .map(|queued| queued.ctx.deadline)
+        .max_by_key(|d| d.at)
+    else {
+        return;
+    };
+    let mut ctx = batch[0].ctx.clone();
+    ctx.deadline = latest;
+    let span = batch[0].span.clone();
+    let count = batch.len();
+    let (items, answers): (Vec<C::Item>, Vec<_>) = batch
+        .into_iter()
+        .map(|queued| (queued.item, queued.answer))
+        .unzip();
+    let answered = call
+        .send(&ctx, items)
+        .instrument(span)
+        .await
+        .and_then(|results| {
+            if results.len() == count {
+                Ok(results)
+            } else {
+                Err(GatewayError::Internal(anyhow::anyhow!(
+                    "{:?} answered {} of {count} items of a batch",
+                    C::SERVICE,
+                    results.len(),
+                )))
+            }
+        });
+    match answered {
+        Ok(results) => {
+            for (answer, result) in answers.into_iter().zip(results) {
+                // Err: the caller went away.
+                let _ = answer.send(result);
+            }
+        }
+        Err(error) => {
+            for answer in answers {
+                let _ = answer.send(Err(error.duplicate()));
+            }
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! BatchInviteUsers: several invitations in one call, each answered as InviteUser would
+//! answer it alone (rules I1, I3), through identity's gRPC interface against a real Postgres.
+
+use std::collections::HashMap;
+
+use kc_proto::identity::{self as pb, event::Payload, invitation_result::Result as Answer};
+use tonic::{Code, Status};
+
+use crate::helpers::{Harness, expect_code, expect_field};
+
+/// An invitation of `email` greeted as `name` (none when empty), in French.
+fn invitation(email: &str, name: &str) -> pb::InviteUserRequest {
+    pb::InviteUserRequest {
+        email: email.into(),
+        display_name: name.into(),
+        locale: "fr".into(),
+    }
+}
+
+/// Each result of a batch as InviteUser's own answer: its response, or its error rebuilt as
+/// the status InviteUser would have returned.
+async fn invite_all(
+    h: &Harness,
+    token: &str,
+    invitations: Vec<pb::InviteUserRequest>,
+) -> Vec<Result<pb::InviteUserResponse, Status>> {
+    let asked = invitations.len();
+    let results = h
+        .batch_invite_users(token, pb::BatchInviteUsersRequest { invitations })
+        .await
+        .expect("the batch is answered")
+        .into_inner()
+        .results;
+    assert_eq!(results.len(), asked, "one result per invitation");
+    results
+        .into_iter()
+        .map(|result| match result.result.expect("a result") {
+            Answer::Invited(invited) => Ok(invited),
+            Answer::Refused(refused) => Err(Status::with_details(
+                Code::from(refused.code),
+                refused.message,
+                refused.details.into(),
+            )),
+        })
+        .collect()
+}
+
+fn invited_user(result: &Result<pb::InviteUserResponse, Status>) -> (&pb::User, bool) {
+    let response = result.as_ref().expect("invited");
+    (response.user.as_ref().expect("user"), response.invited)
+}
+
+/// The addresses identity announced a new account of, and those it mailed a code, in the
+/// order of its stream.
+async fn announced(h: &Harness, token: &str) -> (Vec<String>, Vec<String>) {
+    let mut registered = Vec::new();
+    let mut mailed = Vec::new();
+    for event in h.events_until_idle(token).await {
+        match event.payload {
+            Some(Payload::UserRegistered(r)) => registered.push(r.user.expect("user").email),
+            Some(Payload::EmailVerificationRequested(r)) => mailed.push(r.email),
+            _ => {}
+        }
+    }
+    (registered, mailed)
+}
+
+#[tokio::test]
+async fn a_batch_answers_each_invitation_as_invite_user_would_alone() {
+    let h = Harness::start().await;
+    let operator = h.operator().await;
+    let alice = h.proven("alice@example.com", "Alice", "en").await;
+    let pending = h
+        .invite_user(&operator, invitation("pending@example.com", "Pending"))
+        .await
+        .expect("invite")
+        .into_inner()
+        .user
+        .expect("user");
+    let (_, before) = announced(&h, &operator).await;
+
+    let results = invite_all(
+        &h,
+        &operator,
+        vec![
+            invitation("New.One@Example.com", "New One"),
+            invitation("alice@example.com", "Someone Else"),
+            invitation("\u{0430}lice@example.com", "Fake Alice"),
+            invitation("not an address", "Nobody"),
+            invitation("nameless@example.com", ""),
+            invitation("new.one@example.com", "New One Again"),
+            invitation("pending@example.com", "Pending"),
+            invitation("new.two@example.com", "New Two"),
+        ],
+    )
+    .await;
+
+    // New addresses: unproven accounts, invited (rule I1), in the invitation's language.
+    let (one, invited) = invited_user(&results[0]);
+    assert!(invited);
+    assert_eq!(one.email, "new.one@example.com");
+    assert_eq!(one.state, pb::UserState::Invited as i32);
+    assert!(!one.email_verified);
+    assert_eq!(
+        (one.display_name.as_str(), one.locale.as_str()),
+        ("New One", "fr")
+    );
+    let (two, invited) = invited_user(&results[7]);
+    assert!(invited);
+    assert_eq!(two.state, pb::UserState::Invited as i32);
+    // A proven account is returned as it is.
+    let (found, invited) = invited_user(&results[1]);
+    assert!(!invited);
+    assert_eq!(found.user_id, alice.user_id);
+    assert_eq!(found.display_name, "Alice");
+    // rule I3: a look-alike of a proven address is refused, as InviteUser refuses it.
+    let status = expect_code(results[2].clone(), Code::FailedPrecondition);
+    assert!(
+        kc_testkit::checks::cites(status.message(), "I3"),
+        "{status:?}"
+    );
+    // Bad fields are refused alone, naming the field.
+    expect_field(results[3].clone(), "email");
+    expect_field(results[4].clone(), "display_name");
+    // The same address twice: one account, invited once; the second finds its code
+    // outstanding and invites nobody (as a repeated InviteUser).
+    let (again, invited) = invited_user(&results[5]);
+    assert!(!invited);
+    assert_eq!(again.user_id, one.user_id);
+    let (kept, invited) = invited_user(&results[6]);
+    assert!(!invited);
+    assert_eq!(kept.user_id, pending.user_id);
+
+    // Each new account was announced and mailed one code; nobody else was mailed.
+    let (registered, mailed) = announced(&h, &operator).await;
+    let new_mails = &mailed[before.len()..];
+    assert_eq!(
+        new_mails,
+        ["new.one@example.com", "new.two@example.com"],
+        "codes mailed by the batch"
+    );
+    for email in ["new.one@example.com", "new.two@example.com"] {
+        assert_eq!(
+            registered.iter().filter(|r| *r == email).count(),
+            1,
+            "{email}"
+        );
+    }
+    // The mailed code is the account's invitation code: its owner proves the address with it.
+    let code = h.code("new.two@example.com").await;
+    assert_eq!(code.purpose, pb::VerificationPurpose::Invitation);
+    h.client()
+        .reset_password(pb::ResetPasswordRequest {
+            email: "new.two@example.com".into(),
+            code: code.code,
+            new_password: "new two's own passphrase".into(),
+        })
+        .await
+        .expect("the owner proves the address with the mailed code");
+    h.login("new.two@example.com", "new two's own passphrase")
+        .await
+        .expect("the owner signs in");
+}
+
+#[tokio::test]
+async fn a_batch_is_refused_whole_when_empty_too_long_or_asked_by_a_customer() {
+    let h = Harness::start().await;
+    let operator = h.operator().await;
+    let (_, customer) = h.customer("carol@example.com").await;
+    let empty = h
+        .batch_invite_users(&operator, pb::BatchInviteUsersRequest::default())
+        .await;
+    expect_field(empty, "invitations");
+    let too_many = (0..101)
+        .map(|n| invitation(&format!("many-{n}@example.com"), "Many"))
+        .collect();
+    expect_field(
+        h.batch_invite_users(
+            &operator,
+            pb::BatchInviteUsersRequest {
+                invitations: too_many,
+            },
+        )
+        .await,
+        "invitations",
+    );
+    expect_code(
+        h.batch_invite_users(
+            &customer,
+            pb::BatchInviteUsersRequest {
+                invitations: vec![invitation("victim@example.com", "Victim")],
+            },
+        )
+        .await,
+        Code::PermissionDenied,
+    );
+    // Nothing was written: the addresses have no account.
+    for email in ["many-0@example.com", "victim@example.com"] {
+        expect_code(h.lookup_user(&operator, email).await, Code::NotFound);
+    }
+}
+
+#[tokio::test]
+async fn racing_batches_of_the_same_new_addresses_make_one_account_and_one_code_each() {
+    // Rule I1 under concurrency: whichever batch inserts an address first invites it; the
+    // others find the account and its outstanding code, and invite nobody.
+    let h = Harness::start().await;
+    let operator = h.operator().await;
+    let emails: Vec<String> = (0..10).map(|n| format!("race-{n}@example.com")).collect();
+    let batches = (0..4).map(|_| {
+        let invitations = emails
+            .iter()
+            .map(|email| invitation(email, "Racer"))
+            .collect();
+        invite_all(&h, &operator, invitations)
+    });
+    let answered = futures::future::join_all(batches).await;
+    let mut accounts: HashMap<String, Vec<(String, bool)>> = HashMap::new();
+    for results in &answered {
+        for result in results {
+            let (user, invited) = invited_user(result);
+            accounts
+                .entry(user.email.clone())
+                .or_default()
+                .push((user.user_id.clone(), invited));
+        }
+    }
+    assert_eq!(accounts.len(), emails.len());
+    for (email, answers) in &accounts {
+        assert_eq!(answers.len(), 4, "{email}");
+        assert!(
+            answers.iter().all(|(id, _)| *id == answers[0].0),
+            "one account: {email}"
+        );
+        assert_eq!(
+            answers.iter().filter(|(_, invited)| *invited).count(),
+            1,
+            "invited once: {email}"
+        );
+    }
+    let (registered, mailed) = announced(&h, &operator).await;
+    for email in &emails {
+        assert_eq!(
+            registered.iter().filter(|r| *r == email).count(),
+            1,
+            "{email}"
+        );
+        assert_eq!(mailed.iter().filter(|m| *m == email).count(), 1, "{email}");
+    }
+}
