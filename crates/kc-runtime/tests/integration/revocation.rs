@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::Stream;
 use kc_proto::identity::identity_service_server::{IdentityService, IdentityServiceServer};
@@ -573,10 +573,17 @@ async fn a_stream_broken_for_long_fails_closed_until_the_next_snapshot() {
     verifier.verify(&other_token).await.expect("verifies");
     streams_become(&identity.open_streams, 1, "the follower's stream").await;
 
+    let stopping = Instant::now();
     identity.stop().await;
     streams_become(&identity.open_streams, 0, "identity stopped").await;
     let list = verifier.revocations().expect("follows revocations").clone();
-    assert!(list.is_ready(), "trusted right after the stream broke");
+    // The stream broke after `stopping`: while the bound has not passed since then, the list
+    // is still trusted. (A busy machine may take longer than the bound to get here; the
+    // check then has nothing to say.)
+    let trusted = list.is_ready();
+    if stopping.elapsed() < stale_after {
+        assert!(trusted, "trusted right after the stream broke");
+    }
     tokio::time::sleep(stale_after + Duration::from_millis(200)).await;
     assert!(!list.is_ready(), "stale once the bound passed");
     let error = verifier
