@@ -9,8 +9,9 @@
 //! waits for a batch to fill: under light load a batch is the one item that came, at once;
 //! under load, the items that arrive while the batches are in flight go together in the next.
 //!
-//! Each item waits no longer than its own call's deadline; a batch gets the latest deadline
-//! of its items, so that none is cut short by another's. An item whose caller went away or
+//! Each item waits no longer than its own call's deadline, and one that runs out of time
+//! fails as any internal call of the gateway does ([`GatewayError::Timeout`]); a batch gets
+//! the latest deadline of its items, so that none is cut short by another's. An item whose caller went away or
 //! whose deadline passed while it queued is not sent. A failed batch fails each of its items
 //! with its error. A batch is traced as part of the call of its first item.
 
@@ -79,10 +80,11 @@ impl<C: BatchCall> Batcher<C> {
     /// The answer to `item`, asked within `ctx` (as the gateway) together with the items of
     /// other calls. Waits no longer than the deadline of `ctx`, whatever the batch's.
     pub(crate) async fn ask(&self, ctx: &Ctx, item: C::Item) -> Result<C::Answer, GatewayError> {
-        let remaining = ctx
-            .deadline
-            .remaining()
-            .ok_or(GatewayError::DeadlineExceeded)?;
+        let timeout = || GatewayError::Timeout {
+            service: C::SERVICE,
+            caller_deadline: ctx.deadline.from_caller,
+        };
+        let remaining = ctx.deadline.remaining().ok_or_else(timeout)?;
         let (answer, answered) = oneshot::channel();
         let queued = Queued {
             ctx: ctx.as_gateway(),
@@ -97,10 +99,7 @@ impl<C: BatchCall> Batcher<C> {
         };
         tokio::time::timeout(remaining, asked)
             .await
-            .unwrap_or(Err(GatewayError::Timeout {
-                service: C::SERVICE,
-                caller_deadline: ctx.deadline.from_caller,
-            }))
+            .unwrap_or_else(|_| Err(timeout()))
     }
 
     /// The answers to `items`, in order, each asked as [`Batcher::ask`] (together with other
@@ -151,7 +150,10 @@ async fn send<C: BatchCall>(call: &C, batch: Vec<Queued<C>>) {
         .filter(|queued| !queued.answer.is_closed())
         .partition(|queued| queued.ctx.deadline.remaining().is_some());
     for queued in late {
-        let _ = queued.answer.send(Err(GatewayError::DeadlineExceeded));
+        let _ = queued.answer.send(Err(GatewayError::Timeout {
+            service: C::SERVICE,
+            caller_deadline: queued.ctx.deadline.from_caller,
+        }));
     }
     let Some(latest) = batch
         .iter()

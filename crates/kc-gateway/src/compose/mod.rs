@@ -258,7 +258,7 @@ impl Gateway {
                 })
             })
             .await?;
-        // One answer per check: `check_all` answers each check it queued (a batch that
+        // One answer per check: `ask_all` answers each check it queued (a batch that
         // answers too few fails them all), and the cache keeps only such answers.
         for (permission, result) in permissions.iter().zip(&response.results) {
             if !result.allowed {

@@ -322,30 +322,60 @@ impl Identity {
     /// `user.registered` event and its invitation code (rule I1). Every other invitation
     /// (an existing or look-alike address, an address already in the batch, a missing
     /// name) and any whose account another call created meanwhile then goes through
-    /// `invite_user`, one by one.
+    /// `invite_user` alone: those of one address one after the other in the batch's order,
+    /// different addresses at once. A batch that runs past its caller's deadline still
+    /// commits what it did, like a single call whose answer was lost: invitations are
+    /// idempotent (the next one finds the account and its outstanding code).
     pub async fn invite_users(
         &self,
         caller: &Caller,
         invitations: Vec<Invitation>,
     ) -> Result<Vec<Result<(User, bool)>>> {
         require_privileged(caller)?;
+        // Only the first invitation of an address may go together with the others (a later
+        // one must see it done, as in order), and only when it names the person.
         let mut addresses = HashSet::new();
-        let fresh: Vec<(usize, &Invitation)> = invitations
+        let mut fresh: Vec<(usize, &Invitation)> = invitations
             .iter()
             .enumerate()
-            .filter(|(_, invitation)| {
-                invitation.display_name.is_some() && addresses.insert(invitation.email.as_str())
-            })
+            .filter(|(_, invitation)| addresses.insert(invitation.email.as_str()))
+            .filter(|(_, invitation)| invitation.display_name.is_some())
             .collect();
+        // In address order, so that batches racing on the same addresses insert them in one
+        // order and never wait on each other in a cycle.
+        fresh.sort_by(|(_, a), (_, b)| a.email.as_str().cmp(b.email.as_str()));
         let mut invited = self.invite_new_addresses(&fresh).await?;
-        let mut results = Vec::with_capacity(invitations.len());
+        // The others one by one, as InviteUser; those of one address in the batch's order,
+        // different addresses at once.
+        let mut slots: Vec<Option<Result<(User, bool)>>> = Vec::with_capacity(invitations.len());
+        let mut by_address: HashMap<String, Vec<(usize, Invitation)>> = HashMap::new();
         for (index, invitation) in invitations.into_iter().enumerate() {
-            results.push(match invited.remove(&index) {
-                Some(user) => Ok((user, true)),
-                None => self.invite_user(caller, invitation).await,
-            });
+            match invited.remove(&index) {
+                Some(user) => slots.push(Some(Ok((user, true)))),
+                None => {
+                    slots.push(None);
+                    by_address
+                        .entry(invitation.email.as_str().to_owned())
+                        .or_default()
+                        .push((index, invitation));
+                }
+            }
         }
-        Ok(results)
+        let alone = by_address.into_values().map(|group| async move {
+            let mut answers = Vec::with_capacity(group.len());
+            for (index, invitation) in group {
+                answers.push((index, self.invite_user(caller, invitation).await));
+            }
+            answers
+        });
+        for (index, answer) in futures::future::join_all(alone).await.into_iter().flatten() {
+            slots[index] = Some(answer);
+        }
+        slots
+            .into_iter()
+            .map(|slot| slot.ok_or_else(|| anyhow::anyhow!("an invitation went unanswered")))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(IdentityError::from)
     }
 
     /// Invites, in one transaction, those of `invitations` (by their index in the batch,

@@ -91,6 +91,12 @@ async fn a_batch_answers_each_invitation_as_invite_user_would_alone() {
             invitation("new.one@example.com", "New One Again"),
             invitation("pending@example.com", "Pending"),
             invitation("new.two@example.com", "New Two"),
+            invitation("late.name@example.com", ""),
+            pb::InviteUserRequest {
+                email: "late.name@example.com".into(),
+                display_name: "Late Name".into(),
+                locale: String::new(),
+            },
         ],
     )
     .await;
@@ -122,6 +128,15 @@ async fn a_batch_answers_each_invitation_as_invite_user_would_alone() {
     // Bad fields are refused alone, naming the field.
     expect_field(results[3].clone(), "email");
     expect_field(results[4].clone(), "display_name");
+    // In order: the first invitation of an address without a name is refused, the next
+    // one with it invites the address, in English when no language is given.
+    expect_field(results[8].clone(), "display_name");
+    let (late, invited) = invited_user(&results[9]);
+    assert!(invited);
+    assert_eq!(
+        (late.display_name.as_str(), late.locale.as_str()),
+        ("Late Name", "en")
+    );
     // The same address twice: one account, invited once; the second finds its code
     // outstanding and invites nobody (as a repeated InviteUser).
     let (again, invited) = invited_user(&results[5]);
@@ -133,13 +148,22 @@ async fn a_batch_answers_each_invitation_as_invite_user_would_alone() {
 
     // Each new account was announced and mailed one code; nobody else was mailed.
     let (registered, mailed) = announced(&h, &operator).await;
-    let new_mails = &mailed[before.len()..];
+    let mut new_mails = mailed[before.len()..].to_vec();
+    new_mails.sort();
     assert_eq!(
         new_mails,
-        ["new.one@example.com", "new.two@example.com"],
+        [
+            "late.name@example.com",
+            "new.one@example.com",
+            "new.two@example.com"
+        ],
         "codes mailed by the batch"
     );
-    for email in ["new.one@example.com", "new.two@example.com"] {
+    for email in [
+        "late.name@example.com",
+        "new.one@example.com",
+        "new.two@example.com",
+    ] {
         assert_eq!(
             registered.iter().filter(|r| *r == email).count(),
             1,
@@ -203,40 +227,51 @@ async fn a_batch_is_refused_whole_when_empty_too_long_or_asked_by_a_customer() {
 #[tokio::test]
 async fn racing_batches_of_the_same_new_addresses_make_one_account_and_one_code_each() {
     // Rule I1 under concurrency: whichever batch inserts an address first invites it; the
-    // others find the account and its outstanding code, and invite nobody.
+    // others find the account and its outstanding code, and invite nobody; and no batch
+    // fails for waiting on another (a deadlock would fail it whole).
     let h = Harness::start().await;
     let operator = h.operator().await;
-    let emails: Vec<String> = (0..10).map(|n| format!("race-{n}@example.com")).collect();
-    let batches = (0..4).map(|_| {
-        let invitations = emails
-            .iter()
-            .map(|email| invitation(email, "Racer"))
+    let mut emails = Vec::new();
+    for round in 0..5 {
+        let addresses: Vec<String> = (0..30)
+            .map(|n| format!("race-{round}-{n}@example.com"))
             .collect();
-        invite_all(&h, &operator, invitations)
-    });
-    let answered = futures::future::join_all(batches).await;
-    let mut accounts: HashMap<String, Vec<(String, bool)>> = HashMap::new();
-    for results in &answered {
-        for result in results {
-            let (user, invited) = invited_user(result);
-            accounts
-                .entry(user.email.clone())
-                .or_default()
-                .push((user.user_id.clone(), invited));
+        // Half the batches name the addresses in the reverse order.
+        let batches = (0..6).map(|n| {
+            let mut invitations: Vec<_> = addresses
+                .iter()
+                .map(|email| invitation(email, "Racer"))
+                .collect();
+            if n % 2 == 1 {
+                invitations.reverse();
+            }
+            invite_all(&h, &operator, invitations)
+        });
+        let answered = futures::future::join_all(batches).await;
+        let mut accounts: HashMap<String, Vec<(String, bool)>> = HashMap::new();
+        for results in &answered {
+            for result in results {
+                let (user, invited) = invited_user(result);
+                accounts
+                    .entry(user.email.clone())
+                    .or_default()
+                    .push((user.user_id.clone(), invited));
+            }
         }
-    }
-    assert_eq!(accounts.len(), emails.len());
-    for (email, answers) in &accounts {
-        assert_eq!(answers.len(), 4, "{email}");
-        assert!(
-            answers.iter().all(|(id, _)| *id == answers[0].0),
-            "one account: {email}"
-        );
-        assert_eq!(
-            answers.iter().filter(|(_, invited)| *invited).count(),
-            1,
-            "invited once: {email}"
-        );
+        assert_eq!(accounts.len(), addresses.len());
+        for (email, answers) in &accounts {
+            assert_eq!(answers.len(), 6, "{email}");
+            assert!(
+                answers.iter().all(|(id, _)| *id == answers[0].0),
+                "one account: {email}"
+            );
+            assert_eq!(
+                answers.iter().filter(|(_, invited)| *invited).count(),
+                1,
+                "invited once: {email}"
+            );
+        }
+        emails.extend(addresses);
     }
     let (registered, mailed) = announced(&h, &operator).await;
     for email in &emails {
