@@ -590,9 +590,10 @@ rpcs! {
     get_user: Identity CachedReadOfRequest IdentityServiceClient::get_user(identity::GetUserRequest) -> identity::GetUserResponse;
     /// identity `BatchGetUsers`.
     batch_get_users: Identity CachedReadOfRequest IdentityServiceClient::batch_get_users(identity::BatchGetUsersRequest) -> identity::BatchGetUsersResponse;
-    /// identity `LookupUser`: the account of a login e-mail (bulk import).
-    lookup_user: Identity Read IdentityServiceClient::lookup_user(identity::LookupUserRequest) -> identity::LookupUserResponse;
-    /// identity `BatchInviteUsers`: the invitations of concurrent calls ([`crate::invitations`]).
+    /// identity `BatchLookupUsers`: the accounts of login e-mails, the lookups of concurrent
+    /// calls ([`crate::people`]).
+    batch_lookup_users: Identity Read IdentityServiceClient::batch_lookup_users(identity::BatchLookupUsersRequest) -> identity::BatchLookupUsersResponse;
+    /// identity `BatchInviteUsers`: the invitations of concurrent calls ([`crate::people`]).
     batch_invite_users: Identity Write IdentityServiceClient::batch_invite_users(identity::BatchInviteUsersRequest) -> identity::BatchInviteUsersResponse;
     /// identity `UpdateUser`.
     update_user: Identity Write IdentityServiceClient::update_user(identity::UpdateUserRequest) -> identity::UpdateUserResponse;

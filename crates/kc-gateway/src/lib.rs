@@ -31,8 +31,8 @@ mod deadline;
 mod downstream;
 mod error;
 mod grpc;
-mod invitations;
 mod mentions;
+mod people;
 mod policy;
 mod ratelimit;
 

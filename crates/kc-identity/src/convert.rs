@@ -9,7 +9,7 @@ use kc_runtime::{ApiError, Violation, Violations};
 use crate::domain::codes::Purpose;
 use crate::domain::commands::{
     ClientCredentials, Credentials, EmailChange, EmailChangeProof, EmailProof, Invitation,
-    MAX_BATCH_GET, MAX_BATCH_INVITE, PasswordChange, PasswordReset, PresentedRefreshToken,
+    MAX_BATCH_GET, MAX_BATCH_ITEMS, PasswordChange, PasswordReset, PresentedRefreshToken,
     Registration, ResetRequest, UserBatch, UserDraft, UserLookup, UserRef, UserUpdate,
 };
 use crate::domain::values::{DisplayName, Email, Locale, Password};
@@ -163,22 +163,48 @@ impl TryFrom<pb::InviteUserRequest> for Invitation {
     }
 }
 
+/// Refuses a batch call whose `field` holds no item or more than [`MAX_BATCH_ITEMS`].
+fn batch_size(field: &str, len: usize) -> Result<(), ApiError> {
+    if len == 0 || len > MAX_BATCH_ITEMS {
+        return Err(ApiError::invalid(
+            field,
+            format!("1 to {MAX_BATCH_ITEMS} per call"),
+        ));
+    }
+    Ok(())
+}
+
 /// The invitations of a BatchInviteUsers, each parsed as InviteUser parses it: a bad one is
-/// refused alone (its error in place of its invitation), not the batch. The batch itself
-/// must hold 1 to [`MAX_BATCH_INVITE`].
+/// refused alone (its error in place of its invitation), not the batch.
 pub(crate) fn invitations(
     r: pb::BatchInviteUsersRequest,
 ) -> Result<Vec<Result<Invitation, ApiError>>, ApiError> {
-    if r.invitations.is_empty() || r.invitations.len() > MAX_BATCH_INVITE {
-        return Err(ApiError::invalid(
-            "invitations",
-            "1 to 100 invitations per call",
-        ));
-    }
+    batch_size("invitations", r.invitations.len())?;
     Ok(r.invitations
         .into_iter()
         .map(Invitation::try_from)
         .collect())
+}
+
+/// The e-mails of a BatchLookupUsers, each parsed as LookupUser parses it: a bad one is
+/// refused alone.
+pub(crate) fn lookups(
+    r: pb::BatchLookupUsersRequest,
+) -> Result<Vec<Result<UserLookup, ApiError>>, ApiError> {
+    batch_size("emails", r.emails.len())?;
+    Ok(r.emails
+        .into_iter()
+        .map(|email| pb::LookupUserRequest { email }.try_into())
+        .collect())
+}
+
+/// A single call's error, as the refusal of one item of a batch call.
+fn refusal(status: &tonic::Status) -> pb::Refusal {
+    pb::Refusal {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        details: status.details().to_vec(),
+    }
 }
 
 /// What InviteUser would have answered: its response, or its error as a status.
@@ -192,12 +218,20 @@ pub(crate) fn invitation_result(
                 user: Some((&user).into()),
                 invited,
             }),
-            Err(status) => Answer::Refused(pb::InvitationRefusal {
-                code: status.code() as i32,
-                message: status.message().to_owned(),
-                details: status.details().to_vec(),
-            }),
+            Err(status) => Answer::Refused(refusal(&status)),
         }),
+    }
+}
+
+/// What LookupUser would have answered: the account, nothing when nobody has the address,
+/// or its error as a status.
+pub(crate) fn lookup_result(result: Result<Option<User>, tonic::Status>) -> pb::UserLookupResult {
+    use pb::user_lookup_result::Result as Answer;
+    pb::UserLookupResult {
+        result: match result {
+            Ok(user) => user.map(|user| Answer::User((&user).into())),
+            Err(status) => Some(Answer::Refused(refusal(&status))),
+        },
     }
 }
 

@@ -1,19 +1,21 @@
 //! The gRPC face of identity: authorizes the caller, parses the request into a domain
 //! command (`convert`), calls the domain and turns the result back. No SQL, no rules.
 
+use std::future::Future;
+
 use futures::StreamExt;
 use kc_proto::identity::{self as pb, identity_service_server::IdentityService};
-use kc_runtime::Caller;
 use kc_runtime::Shutdown;
 use kc_runtime::auth::TokenVerifier;
 use kc_runtime::grpc::event_stream;
 use kc_runtime::outbox::{Cursor, EventStream, OutboxWatcher, end_after_first_error};
 use kc_runtime::token::Claims;
+use kc_runtime::{ApiError, Caller};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::convert;
-use crate::domain::Identity;
+use crate::domain::{Identity, Result as DomainResult};
 use crate::events;
 
 /// Revocations per message of the WatchRevocations snapshot.
@@ -32,6 +34,40 @@ pub(crate) const PUBLIC_METHODS: [&str; 10] = [
     "/keycontacts.identity.v1.IdentityService/GetSigningKeys",
     "/keycontacts.identity.v1.IdentityService/IssueServiceToken",
 ];
+
+/// The answers of a batch call, one per item in order: the items that parsed go to `apply`
+/// together (which answers each, in order), the others are refused with their own error.
+async fn in_order<T, U, F, Fut>(
+    parsed: Vec<Result<T, ApiError>>,
+    apply: F,
+) -> Result<Vec<Result<U, Status>>, Status>
+where
+    F: FnOnce(Vec<T>) -> Fut,
+    Fut: Future<Output = DomainResult<Vec<DomainResult<U>>>>,
+{
+    let mut refusals = Vec::with_capacity(parsed.len());
+    let mut items = Vec::with_capacity(parsed.len());
+    for item in parsed {
+        match item {
+            Ok(item) => {
+                refusals.push(None);
+                items.push(item);
+            }
+            Err(error) => refusals.push(Some(Status::from(error))),
+        }
+    }
+    let mut answers = apply(items).await?.into_iter();
+    Ok(refusals
+        .into_iter()
+        .map(|refusal| match refusal {
+            Some(status) => Err(status),
+            None => answers.next().map_or_else(
+                || Err(Status::internal("an item of the batch went unanswered")),
+                |answer| answer.map_err(Status::from),
+            ),
+        })
+        .collect())
+}
 
 /// The `IdentityService` implementation.
 #[derive(Clone, Debug)]
@@ -164,35 +200,32 @@ impl IdentityService for IdentityApi {
     ) -> Result<Response<pb::BatchInviteUsersResponse>, Status> {
         let (caller, _) = self.caller(&request).await?;
         let parsed = convert::invitations(request.into_inner())?;
-        let mut refusals = Vec::with_capacity(parsed.len());
-        let mut invitations = Vec::with_capacity(parsed.len());
-        for invitation in parsed {
-            match invitation {
-                Ok(invitation) => {
-                    refusals.push(None);
-                    invitations.push(invitation);
-                }
-                Err(error) => refusals.push(Some(Status::from(error))),
-            }
-        }
-        let mut answers = self
-            .identity
-            .invite_users(&caller, invitations)
-            .await?
-            .into_iter();
-        let results = refusals
-            .into_iter()
-            .map(|refusal| {
-                convert::invitation_result(match refusal {
-                    Some(status) => Err(status),
-                    None => answers.next().map_or_else(
-                        || Err(Status::internal("an invitation went unanswered")),
-                        |answer| answer.map_err(Status::from),
-                    ),
-                })
-            })
-            .collect();
-        Ok(Response::new(pb::BatchInviteUsersResponse { results }))
+        let results = in_order(parsed, |invitations| {
+            self.identity.invite_users(&caller, invitations)
+        })
+        .await?;
+        Ok(Response::new(pb::BatchInviteUsersResponse {
+            results: results
+                .into_iter()
+                .map(convert::invitation_result)
+                .collect(),
+        }))
+    }
+
+    async fn batch_lookup_users(
+        &self,
+        request: Request<pb::BatchLookupUsersRequest>,
+    ) -> Result<Response<pb::BatchLookupUsersResponse>, Status> {
+        let (caller, _) = self.caller(&request).await?;
+        let parsed = convert::lookups(request.into_inner())?;
+        let results = in_order(parsed, |lookups| async {
+            let found = self.identity.lookup_users(&caller, lookups).await?;
+            Ok(found.into_iter().map(Ok).collect())
+        })
+        .await?;
+        Ok(Response::new(pb::BatchLookupUsersResponse {
+            results: results.into_iter().map(convert::lookup_result).collect(),
+        }))
     }
 
     async fn change_email(

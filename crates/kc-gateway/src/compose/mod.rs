@@ -44,7 +44,7 @@ pub(crate) use self::import::{AnswerStream, PartContexts};
 use crate::checks::{CheckBatcher, Checks};
 use crate::clients::{Clients, Ctx, Svc};
 use crate::error::GatewayError;
-use crate::invitations::{InvitationBatcher, Invitations};
+use crate::people::{InvitationBatcher, Invitations, LookupBatcher, Lookups};
 use crate::policy::{Need, Rule, rule};
 use crate::ratelimit::{RATE_LIMITED, RateLimiter, WriteClass, WriteLimits, address_key};
 
@@ -78,8 +78,10 @@ struct Batchers {
     relying: CheckBatcher,
     /// The admission of customers' site-scoped calls ([`Gateway::check`]).
     admissions: CheckBatcher,
-    /// The addresses bound by e-mail ([`Gateway::person`], [`crate::invitations`]).
+    /// The addresses bound by e-mail ([`Gateway::person`], [`crate::people`]).
     invitations: InvitationBatcher,
+    /// The accounts looked up by e-mail ([`Gateway::lookup_account`], [`crate::people`]).
+    lookups: LookupBatcher,
 }
 
 impl Gateway {
@@ -100,6 +102,7 @@ impl Gateway {
             relying: CheckBatcher::start(Checks(self.clients.clone())),
             admissions: CheckBatcher::start(Checks(self.clients.clone())),
             invitations: InvitationBatcher::start(Invitations(self.clients.clone())),
+            lookups: LookupBatcher::start(Lookups(self.clients.clone())),
         })
     }
 
@@ -346,27 +349,12 @@ impl Gateway {
     /// The account of `email` when identity has one (proven, invited or disabled), asked
     /// as the gateway; `None` when identity knows no such account. Nobody is invited.
     async fn lookup_account(&self, ctx: &Ctx, email: &str) -> Result<Option<User>, GatewayError> {
-        let found = self
-            .clients
-            .lookup_user(
-                &ctx.as_gateway(),
-                identity::LookupUserRequest {
-                    email: email.to_owned(),
-                },
-            )
-            .await;
-        match found {
-            Ok(response) => Ok(response.user),
-            Err(GatewayError::Downstream { status, .. }) if status.code() == Code::NotFound => {
-                Ok(None)
-            }
-            Err(error) => Err(error),
-        }
+        self.batchers().lookups.ask(ctx, email.to_owned()).await
     }
 
     /// The account that owns the login e-mail `email`, bound through identity's
     /// `InviteUser` (rule I1), asked as the gateway in a `BatchInviteUsers` with the
-    /// invitations of concurrent calls ([`crate::invitations`]). A proven account is returned as it is;
+    /// invitations of concurrent calls ([`crate::people`]). A proven account is returned as it is;
     /// an address without an account, or whose account is unproven, is invited: identity
     /// discards any pending claim on it (credentials a stranger set never survive) and mails
     /// the address a fresh invitation code, and whoever proves the mailbox owns the account.

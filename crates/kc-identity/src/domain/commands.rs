@@ -9,8 +9,8 @@ use kc_runtime::values::Etag;
 
 /// Most ids one `BatchGetUsers` may ask for.
 pub const MAX_BATCH_GET: usize = 500;
-/// Most invitations in one BatchInviteUsers.
-pub const MAX_BATCH_INVITE: usize = 100;
+/// Most items in one BatchInviteUsers or BatchLookupUsers.
+pub const MAX_BATCH_ITEMS: usize = 100;
 
 /// A registration (RegisterUser): the claim that waits for the proof of the address.
 #[derive(Debug)]

@@ -971,6 +971,27 @@ impl Identity {
         Ok(user)
     }
 
+    /// BatchLookupUsers: the account of each address, in order (`None` where nobody has
+    /// it), in one statement. Operators and services only.
+    pub async fn lookup_users(
+        &self,
+        caller: &Caller,
+        lookups: Vec<UserLookup>,
+    ) -> Result<Vec<Option<User>>> {
+        require_privileged(caller)?;
+        let emails: Vec<&str> = lookups.iter().map(|lookup| lookup.email.as_str()).collect();
+        let mut conn = self.pool.acquire().await?;
+        let found: HashMap<String, User> = storage::users::find_by_emails(&mut conn, &emails)
+            .await?
+            .into_iter()
+            .map(|user| (user.email.clone(), user))
+            .collect();
+        Ok(emails
+            .iter()
+            .map(|email| found.get(*email).cloned())
+            .collect())
+    }
+
     /// Changes display name and/or locale, guarded by the etag when one is given.
     pub async fn update_user(&self, caller: &Caller, update: UserUpdate) -> Result<User> {
         let UserUpdate {

@@ -245,6 +245,18 @@ pub(crate) async fn find_by_email(
     .await
 }
 
+/// The users of these normalised e-mails, in no particular order (absent ones are left out).
+pub(crate) async fn find_by_emails(
+    conn: &mut PgConnection,
+    emails: &[&str],
+) -> Result<Vec<User>, sqlx::Error> {
+    let rows: Vec<UserRow> = sqlx::query_as(select!(" FROM users WHERE email = ANY($1)"))
+        .bind(emails)
+        .fetch_all(conn)
+        .await?;
+    rows.into_iter().map(TryInto::try_into).collect()
+}
+
 /// One user by normalised e-mail, locked for update until the transaction ends.
 pub(crate) async fn find_by_email_for_update(
     conn: &mut PgConnection,

@@ -282,6 +282,7 @@ calls_as_caller! {
     create_user(CreateUserRequest) -> CreateUserResponse;
     invite_user(InviteUserRequest) -> InviteUserResponse;
     batch_invite_users(BatchInviteUsersRequest) -> BatchInviteUsersResponse;
+    batch_lookup_users(BatchLookupUsersRequest) -> BatchLookupUsersResponse;
     batch_get_users(BatchGetUsersRequest) -> BatchGetUsersResponse;
     update_user(UpdateUserRequest) -> UpdateUserResponse;
     change_password(ChangePasswordRequest) -> ChangePasswordResponse;

@@ -1,7 +1,7 @@
 //! The identity service's tests, in one binary with a module per area: its gRPC interface
 //! against a real Postgres, its signing keys at rest, and the binary driven by grpcurl.
 
-mod batch_invitations;
+mod batches;
 mod events;
 mod grpcurl;
 mod helpers;

@@ -95,6 +95,7 @@ identity_with_unimplemented! {
     create_user(CreateUserRequest) -> CreateUserResponse;
     invite_user(InviteUserRequest) -> InviteUserResponse;
     batch_invite_users(BatchInviteUsersRequest) -> BatchInviteUsersResponse;
+    batch_lookup_users(BatchLookupUsersRequest) -> BatchLookupUsersResponse;
     get_user(GetUserRequest) -> GetUserResponse;
     batch_get_users(BatchGetUsersRequest) -> BatchGetUsersResponse;
     lookup_user(LookupUserRequest) -> LookupUserResponse;

@@ -1,5 +1,6 @@
-//! BatchInviteUsers: several invitations in one call, each answered as InviteUser would
-//! answer it alone (rules I1, I3), through identity's gRPC interface against a real Postgres.
+//! BatchInviteUsers and BatchLookupUsers: several items in one call, each answered as the
+//! single call (InviteUser, LookupUser) would answer it alone (rules I1, I3), through
+//! identity's gRPC interface against a real Postgres.
 
 use std::collections::HashMap;
 
@@ -65,18 +66,24 @@ async fn announced(h: &Harness, token: &str) -> (Vec<String>, Vec<String>) {
     (registered, mailed)
 }
 
-#[tokio::test]
-async fn a_batch_answers_each_invitation_as_invite_user_would_alone() {
-    let h = Harness::start().await;
-    let operator = h.operator().await;
+/// A proven account (`alice@example.com`) and an invited one (`pending@example.com`).
+async fn proven_and_pending(h: &Harness, operator: &str) -> (pb::User, pb::User) {
     let alice = h.proven("alice@example.com", "Alice", "en").await;
     let pending = h
-        .invite_user(&operator, invitation("pending@example.com", "Pending"))
+        .invite_user(operator, invitation("pending@example.com", "Pending"))
         .await
         .expect("invite")
         .into_inner()
         .user
         .expect("user");
+    (alice, pending)
+}
+
+#[tokio::test]
+async fn a_batch_answers_each_invitation_as_invite_user_would_alone() {
+    let h = Harness::start().await;
+    let operator = h.operator().await;
+    let (alice, pending) = proven_and_pending(&h, &operator).await;
     let (_, before) = announced(&h, &operator).await;
 
     let results = invite_all(
@@ -282,4 +289,64 @@ async fn racing_batches_of_the_same_new_addresses_make_one_account_and_one_code_
         );
         assert_eq!(mailed.iter().filter(|m| *m == email).count(), 1, "{email}");
     }
+}
+
+#[tokio::test]
+async fn a_batch_of_lookups_answers_each_address_as_lookup_user_would() {
+    let h = Harness::start().await;
+    let operator = h.operator().await;
+    let (alice, pending) = proven_and_pending(&h, &operator).await;
+    let emails = [
+        "ALICE@example.com",
+        "nobody@example.com",
+        "not an address",
+        "pending@example.com",
+    ];
+    let results = h
+        .batch_lookup_users(
+            &operator,
+            pb::BatchLookupUsersRequest {
+                emails: emails.iter().map(|email| (*email).to_owned()).collect(),
+            },
+        )
+        .await
+        .expect("the batch is answered")
+        .into_inner()
+        .results;
+    use pb::user_lookup_result::Result as Found;
+    let answers: Vec<_> = results.into_iter().map(|result| result.result).collect();
+    assert_eq!(answers.len(), emails.len());
+    // Case-insensitive, as LookupUser; every state is found.
+    assert!(matches!(&answers[0], Some(Found::User(user)) if user.user_id == alice.user_id));
+    assert!(matches!(&answers[3], Some(Found::User(user)) if user.user_id == pending.user_id));
+    // Nobody has it: nothing (LookupUser's NOT_FOUND).
+    assert_eq!(answers[1], None);
+    // A malformed address is refused alone, naming the field.
+    let Some(Found::Refused(refused)) = &answers[2] else {
+        panic!("refused: {:?}", answers[2]);
+    };
+    let status = Status::with_details(
+        Code::from(refused.code),
+        refused.message.clone(),
+        refused.details.clone().into(),
+    );
+    expect_field(Err::<(), _>(status), "email");
+
+    // A customer may look itself up alone, never others in a batch; nor an empty batch.
+    let (_, customer) = h.customer("carol@example.com").await;
+    expect_code(
+        h.batch_lookup_users(
+            &customer,
+            pb::BatchLookupUsersRequest {
+                emails: vec!["carol@example.com".into()],
+            },
+        )
+        .await,
+        Code::PermissionDenied,
+    );
+    expect_field(
+        h.batch_lookup_users(&operator, pb::BatchLookupUsersRequest::default())
+            .await,
+        "emails",
+    );
 }
