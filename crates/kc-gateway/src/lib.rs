@@ -2,7 +2,8 @@
 //! (tokens verified locally), decides whether the call is allowed (one table of rules,
 //! [`policy`], and the permissions it names asked of access management, the checks of
 //! concurrent calls together ([`checks`]), the answers kept briefly by [`cache`]), and
-//! composes identity, the
+//! composes identity (the people that concurrent calls name by e-mail looked up and
+//! invited together, [`people`], through the same [`batcher`] as the checks), the
 //! contact registry, access management and notification into
 //! `keycontacts.gateway.v1.GatewayService` (`kc_proto::gateway`). It owns no data. On the
 //! same port it serves `keycontacts.gateway.v1.AuthorizationService`, the rights checks and
