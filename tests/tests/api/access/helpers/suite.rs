@@ -92,7 +92,34 @@ impl Suite {
         let user = self.verify_email(email, &mailed.code, PASSWORD).await;
         assert!(user.email_verified, "{user:?}");
         assert_eq!(user.state, ipb::UserState::Active as i32, "{user:?}");
+        self.await_proven_in_access(uuid(&user.user_id)).await;
         user
+    }
+
+    /// Waits until access management has applied identity's events up to the proof of the
+    /// address of `user_id` (its projection shows the user proven and enabled, I1), so that a
+    /// test giving the fresh user rights sees them at once, however far access's follower of
+    /// identity lags on a busy machine.
+    async fn await_proven_in_access(&self, user_id: Uuid) {
+        let pool = self.access_pool().await;
+        eventually("access knows the user as proven", || {
+            let pool = pool.clone();
+            async move {
+                let proven: Option<bool> = sqlx::query_scalar(
+                    "SELECT email_verified AND NOT disabled FROM users WHERE user_id = $1",
+                )
+                .bind(user_id)
+                .fetch_optional(&pool)
+                .await
+                .map_err(|error| error.to_string())?;
+                match proven {
+                    Some(true) => Ok(()),
+                    other => Err(format!("projected as {other:?}")),
+                }
+            }
+        })
+        .await;
+        pool.close().await;
     }
 
     /// Registers `email` without proving it: the account stays unproven (rule I1, state
