@@ -31,17 +31,36 @@ pub(crate) struct Lookups(pub(crate) Clients);
 /// The queue of lookups to coalesce.
 pub(crate) type LookupBatcher = Batcher<Lookups>;
 
-/// The error of an item identity refused, as the single call's.
-fn refused(clients: &Clients, ctx: &Ctx, refusal: Refusal) -> GatewayError {
-    clients.refused(
-        ctx,
-        Svc::Identity,
-        Status::with_details(
-            tonic::Code::from(refusal.code),
-            refusal.message,
-            refusal.details.into(),
-        ),
-    )
+/// What identity said of one item of a batch: its answer, its refusal, or nothing.
+enum Item<A> {
+    Answered(A),
+    Refused(Refusal),
+    Unanswered,
+}
+
+/// Each item's result: a refusal becomes the single call's error; an item left unanswered
+/// gets `unanswered`.
+fn settle<A>(
+    clients: &Clients,
+    ctx: &Ctx,
+    items: impl Iterator<Item = Item<A>>,
+    unanswered: fn() -> Result<A, GatewayError>,
+) -> Vec<Result<A, GatewayError>> {
+    items
+        .map(|item| match item {
+            Item::Answered(answer) => Ok(answer),
+            Item::Refused(refusal) => Err(clients.refused(
+                ctx,
+                Svc::Identity,
+                Status::with_details(
+                    tonic::Code::from(refusal.code),
+                    refusal.message,
+                    refusal.details.into(),
+                ),
+            )),
+            Item::Unanswered => unanswered(),
+        })
+        .collect()
 }
 
 impl BatchCall for Invitations {
@@ -61,17 +80,19 @@ impl BatchCall for Invitations {
             .0
             .batch_invite_users(ctx, identity::BatchInviteUsersRequest { invitations })
             .await?;
-        Ok(response
+        let items = response
             .results
             .into_iter()
             .map(|result| match result.result {
-                Some(Answer::Invited(invited)) => Ok(invited),
-                Some(Answer::Refused(refusal)) => Err(refused(&self.0, ctx, refusal)),
-                None => Err(GatewayError::Internal(anyhow::anyhow!(
-                    "identity answered an invitation with nothing"
-                ))),
-            })
-            .collect())
+                Some(Answer::Invited(invited)) => Item::Answered(invited),
+                Some(Answer::Refused(refusal)) => Item::Refused(refusal),
+                None => Item::Unanswered,
+            });
+        Ok(settle(&self.0, ctx, items, || {
+            Err(GatewayError::Internal(anyhow::anyhow!(
+                "identity answered an invitation with nothing"
+            )))
+        }))
     }
 }
 
@@ -92,14 +113,15 @@ impl BatchCall for Lookups {
             .0
             .batch_lookup_users(ctx, identity::BatchLookupUsersRequest { emails })
             .await?;
-        Ok(response
+        // Nothing set: nobody has the address.
+        let items = response
             .results
             .into_iter()
             .map(|result| match result.result {
-                Some(Answer::User(user)) => Ok(Some(user)),
-                Some(Answer::Refused(refusal)) => Err(refused(&self.0, ctx, refusal)),
-                None => Ok(None),
-            })
-            .collect())
+                Some(Answer::User(user)) => Item::Answered(Some(user)),
+                Some(Answer::Refused(refusal)) => Item::Refused(refusal),
+                None => Item::Unanswered,
+            });
+        Ok(settle(&self.0, ctx, items, || Ok(None)))
     }
 }

@@ -163,21 +163,8 @@ async fn t8_awaiting_a_registry_revision_makes_its_role_visible() {
     let [primary, secondary] = s.users(2).await.try_into().unwrap();
     let site = s.site(primary).await;
     // What T8 promises is about the registry's feed; the secondary's proof comes through
-    // identity's (an unproven user's roles imply nothing, I1), so it is waited for first.
-    let pool = s.access_pool().await;
-    eventually("access knows the secondary is proven", || async {
-        let proven: Option<bool> =
-            sqlx::query_scalar("SELECT email_verified FROM users WHERE user_id = $1")
-                .bind(secondary)
-                .fetch_optional(&pool)
-                .await
-                .map_err(|error| error.to_string())?;
-        match proven {
-            Some(true) => Ok(()),
-            other => Err(format!("email_verified {other:?}")),
-        }
-    })
-    .await;
+    // identity's (an unproven user's roles imply nothing, I1): `users` waits until access
+    // knows it proven.
 
     let assigned = s
         .registry()
