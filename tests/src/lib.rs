@@ -21,7 +21,7 @@
 pub mod fixtures;
 pub mod sandbox;
 
-pub use fixtures::{FAST_HASHING, NO_DRAIN, OPERATOR_EMAIL, PASSWORD, Person};
+pub use fixtures::{FAST_HASHING, NO_DRAIN, OPERATOR_EMAIL, PASSWORD, PATIENT_DEADLINE, Person};
 pub use sandbox::{Sandbox, SandboxBuilder, Service};
 
 /// Makes a test area's suite, a struct with a `sandbox: Sandbox` field, dereference to its

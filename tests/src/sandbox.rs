@@ -40,7 +40,7 @@ use tonic::Request;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use crate::fixtures::{FAST_HASHING, NO_DRAIN, OPERATOR_EMAIL, PASSWORD, Person};
+use crate::fixtures::{FAST_HASHING, NO_DRAIN, OPERATOR_EMAIL, PASSWORD, PATIENT_DEADLINE, Person};
 
 /// One service of the suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -263,6 +263,7 @@ impl SandboxBuilder {
             ));
             argv.extend(account(Service::Gateway).await);
             argv.extend(strings(&NO_DRAIN));
+            argv.extend(strings(&PATIENT_DEADLINE));
             argv.extend(flags(Service::Gateway));
             gateway_args =
                 Some(GatewayArgs::parse_from(argv.clone()).expect("gateway arguments parse"));

@@ -53,8 +53,6 @@ impl Suite {
                     "off",
                     "--access-request-rate-limit",
                     "off",
-                    "--default-deadline",
-                    "15s",
                 ],
             )
             .start()

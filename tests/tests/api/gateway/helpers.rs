@@ -25,7 +25,7 @@ use tonic::Status;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-pub use kc_suite_tests::{NO_DRAIN, OPERATOR_EMAIL, PASSWORD, Person, Service};
+pub use kc_suite_tests::{NO_DRAIN, OPERATOR_EMAIL, PASSWORD, PATIENT_DEADLINE, Person, Service};
 pub use kc_testkit::checks::{PATIENCE, cites, eventually};
 pub use kc_testkit::grpc::{
     expect_code, expect_field_at_end as expect_field, maybe_authed as authed,
@@ -200,6 +200,7 @@ impl Suite {
             account.client_secret.clone(),
         ]);
         argv.extend(NO_DRAIN.map(str::to_owned));
+        argv.extend(PATIENT_DEADLINE.map(str::to_owned));
         argv.extend(extra.iter().map(|flag| (*flag).to_owned()));
         Sandbox::another(Service::Gateway, argv).await
     }
