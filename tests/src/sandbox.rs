@@ -514,7 +514,19 @@ impl Sandbox {
 
     /// Identity's `VerifyEmail` with `code`; the proven user.
     pub async fn verify_email(&self, email: &str, code: &str, password: &str) -> ipb::User {
-        self.identity()
+        self.verify_email_revised(email, code, password).await.0
+    }
+
+    /// Identity's `VerifyEmail` with `code`; the proven user and the proof's revision (for
+    /// access management's `AwaitIdentityRevision`).
+    pub async fn verify_email_revised(
+        &self,
+        email: &str,
+        code: &str,
+        password: &str,
+    ) -> (ipb::User, String) {
+        let response = self
+            .identity()
             .verify_email(ipb::VerifyEmailRequest {
                 email: email.into(),
                 code: code.into(),
@@ -522,9 +534,8 @@ impl Sandbox {
             })
             .await
             .unwrap_or_else(|status| panic!("verify {email}: {status:?}"))
-            .into_inner()
-            .user
-            .expect("user")
+            .into_inner();
+        (response.user.expect("user"), response.revision)
     }
 
     /// Signs `email` in at identity with [`PASSWORD`]: the access token.

@@ -83,8 +83,18 @@ pub(crate) const CONTACTS_CONSUMER: &str = "access.contacts";
 /// Name (and cursor key) of the consumer of identity's stream.
 pub(crate) const IDENTITY_CONSUMER: &str = "access.identity";
 
+/// What each consumer applied, which `AwaitContactsRevision` and `AwaitIdentityRevision`
+/// await (T8).
+#[derive(Clone, Debug)]
+pub(crate) struct Applied {
+    /// The consumer of the registry's stream.
+    pub(crate) contacts: AppliedCursor,
+    /// The consumer of identity's stream.
+    pub(crate) identity: AppliedCursor,
+}
+
 /// Starts both consumers; they run until `shutdown` triggers. Returns their tasks and what
-/// the registry's consumer applied, which `AwaitContactsRevision` awaits.
+/// each applied.
 pub(crate) fn spawn(
     pool: &PgPool,
     cache: &RightsCache,
@@ -92,7 +102,7 @@ pub(crate) fn spawn(
     contacts: Channel,
     identity: Channel,
     shutdown: &Shutdown,
-) -> (Vec<JoinHandle<()>>, AppliedCursor) {
+) -> (Vec<JoinHandle<()>>, Applied) {
     let contacts_cache = cache.clone();
     let apply_contacts = apply_all_fn(move |conn, events: Vec<contacts_pb::Event>| {
         let cache = contacts_cache.clone();
@@ -110,6 +120,8 @@ pub(crate) fn spawn(
     });
     let registry = Consumer::new(pool.clone(), CONTACTS_CONSUMER).with_batch(MAX_BATCH);
     let contacts_applied = registry.applied();
+    let users = Consumer::new(pool.clone(), IDENTITY_CONSUMER);
+    let identity_applied = users.applied();
     let tasks = vec![
         tokio::spawn(registry.run_batches(
             watch_source(ContactRegistryServiceClient::new(contacts), token.clone()),
@@ -118,15 +130,22 @@ pub(crate) fn spawn(
             shutdown.wait_owned(),
         )),
         // Only the events that carry a user change `users`: the others (mails, revocations)
-        // are passed over without a transaction. Nobody awaits this consumer's cursor.
-        tokio::spawn(Consumer::new(pool.clone(), IDENTITY_CONSUMER).run_filtered(
+        // are passed over without a transaction. `AwaitIdentityRevision` awaits this
+        // consumer's cursor at user events only, which are never passed over.
+        tokio::spawn(users.run_filtered(
             watch_source(IdentityServiceClient::new(identity), token.clone()),
             |event: &identity_pb::Event| identity_event_user(event).is_some(),
             apply_identity,
             shutdown.wait_owned(),
         )),
     ];
-    (tasks, contacts_applied)
+    (
+        tasks,
+        Applied {
+            contacts: contacts_applied,
+            identity: identity_applied,
+        },
+    )
 }
 
 fn parse_uuid(what: &str, text: &str) -> anyhow::Result<Uuid> {

@@ -8,7 +8,8 @@
 //! `AwaitAccessRevision`; and
 //! `AwaitContactsRevision` is the other direction: a service that changed roles in the
 //! registry awaits the registry's revision here before it asks access for a change of
-//! rights, so that access decides on those roles.
+//! rights, so that access decides on those roles. `AwaitIdentityRevision` does the same for
+//! identity's writes that change what a user may hold (a proof, a disable or enable, I1, I4).
 
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use kc_runtime::Shutdown;
 use kc_runtime::audit;
 use kc_runtime::auth::caller;
 use kc_runtime::grpc::await_revision;
-use kc_runtime::outbox::{AppliedCursor, EventStream, OutboxWatcher};
+use kc_runtime::outbox::{EventStream, OutboxWatcher};
 use tonic::{Request, Response, Status};
 
 use crate::convert::blocks_response;
@@ -36,33 +37,37 @@ use crate::domain::commands::{
 };
 use crate::domain::service::{SupportUsersQuery, UserAccessChange};
 use crate::domain::{Access, Actor};
+use crate::followers::Applied;
 use crate::permission_feed;
 
-/// Longest wait of AwaitContactsRevision, whatever the call's deadline (T8).
+/// Longest wait of AwaitContactsRevision and AwaitIdentityRevision, whatever the call's
+/// deadline (T8).
 pub(crate) const MAX_REVISION_WAIT: Duration = Duration::from_secs(10);
 
 /// The `AccessManagementService` implementation.
 #[derive(Clone, Debug)]
 pub(crate) struct AccessApi {
     access: Access,
-    /// What this process's projection of the registry's roles applied (T8).
-    contacts_applied: AppliedCursor,
+    /// What this process's projections of the registry's roles and identity's users
+    /// applied (T8).
+    applied: Applied,
     watcher: OutboxWatcher,
     shutdown: Shutdown,
 }
 
 impl AccessApi {
-    /// The API over `access`, streaming events from `watcher` until `shutdown`; registry
-    /// revisions are awaited with `contacts_applied` (see [`crate::followers::spawn`]).
+    /// The API over `access`, streaming events from `watcher` until `shutdown`; revisions
+    /// of the registry and identity are awaited with `applied` (see
+    /// [`crate::followers::spawn`]).
     pub(crate) fn new(
         access: Access,
-        contacts_applied: AppliedCursor,
+        applied: Applied,
         watcher: OutboxWatcher,
         shutdown: Shutdown,
     ) -> Self {
         Self {
             access,
-            contacts_applied,
+            applied,
             watcher,
             shutdown,
         }
@@ -204,7 +209,7 @@ impl AccessManagementService for AccessApi {
         if !request.get_ref().contacts_revision.is_empty() {
             await_revision(
                 self.access.pool(),
-                &self.contacts_applied,
+                &self.applied.contacts,
                 &request,
                 &request.get_ref().contacts_revision,
                 MAX_REVISION_WAIT,
@@ -456,7 +461,7 @@ impl AccessManagementService for AccessApi {
         }
         let applied_revision = await_revision(
             self.access.pool(),
-            &self.contacts_applied,
+            &self.applied.contacts,
             &request,
             &request.get_ref().revision,
             MAX_REVISION_WAIT,
@@ -464,6 +469,33 @@ impl AccessManagementService for AccessApi {
         )
         .await?;
         Ok(Response::new(pb::AwaitContactsRevisionResponse {
+            applied_revision,
+        }))
+    }
+
+    /// Rules I1 and I4 across services: waits until the projection of identity's users has
+    /// applied `revision` (an identity write's: a proof, a disable or enable), so that rights
+    /// follow the change; `Unavailable` (retry) when it has not within the call's deadline, at
+    /// most [`MAX_REVISION_WAIT`]. Services only.
+    async fn await_identity_revision(
+        &self,
+        request: Request<pb::AwaitIdentityRevisionRequest>,
+    ) -> Result<Response<pb::AwaitIdentityRevisionResponse>, Status> {
+        if !caller(&request)?.is_service() {
+            return Err(Status::permission_denied(
+                "AwaitIdentityRevision is for services",
+            ));
+        }
+        let applied_revision = await_revision(
+            self.access.pool(),
+            &self.applied.identity,
+            &request,
+            &request.get_ref().revision,
+            MAX_REVISION_WAIT,
+            "access management's projection of identity's users",
+        )
+        .await?;
+        Ok(Response::new(pb::AwaitIdentityRevisionResponse {
             applied_revision,
         }))
     }

@@ -114,7 +114,7 @@ pub async fn run_with_verifier(
     );
     let stop = started.tasks.stop();
     let token = ServiceToken::new(identity_channel.clone(), args.account.clone());
-    let (followers, contacts_applied) = followers::spawn(
+    let (followers, applied) = followers::spawn(
         &pool,
         &cache,
         &token,
@@ -126,12 +126,7 @@ pub async fn run_with_verifier(
     let sweeper = sweeper::spawn(access.clone(), args.sweep_interval, stop.clone());
     let backfill = permission_feed::spawn_backfill(pool.clone(), stop.clone());
     started.tasks.track([sweeper, backfill]);
-    let api = grpc::AccessApi::new(
-        access,
-        contacts_applied,
-        started.watcher.clone(),
-        shutdown.clone(),
-    );
+    let api = grpc::AccessApi::new(access, applied, started.watcher.clone(), shutdown.clone());
     let service = AccessManagementServiceServer::new(api)
         .max_decoding_message_size(args.server.max_message_bytes)
         .max_encoding_message_size(args.server.max_message_bytes);

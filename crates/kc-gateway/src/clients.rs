@@ -704,6 +704,8 @@ rpcs! {
     /// access `AwaitContactsRevision` (T8): waits until access applied a registry write. A
     /// read: it changes nothing, so it may be tried again on another replica.
     await_contacts_revision: Access Read AccessManagementServiceClient::await_contacts_revision(access::AwaitContactsRevisionRequest) -> access::AwaitContactsRevisionResponse;
+    /// access `AwaitIdentityRevision` (I1, T8): waits until access applied an identity write.
+    await_identity_revision: Access Read AccessManagementServiceClient::await_identity_revision(access::AwaitIdentityRevisionRequest) -> access::AwaitIdentityRevisionResponse;
 
     /// notification `SendNotice`.
     send_notice: Notification Write NotificationServiceClient::send_notice(notification::SendNoticeRequest) -> notification::SendNoticeResponse;

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use kc_proto::identity::{self as pb, event::Payload};
-use kc_runtime::outbox::{self, EncodedEvent, StoredEvent};
+use kc_runtime::outbox::{self, Cursor, EncodedEvent, StoredEvent};
 use kc_runtime::values::timestamp;
 use prost::Message;
 use sqlx::PgConnection;
@@ -186,6 +186,18 @@ pub(crate) async fn append(
     event: &PendingEvent,
 ) -> Result<Uuid, sqlx::Error> {
     event.append(conn).await
+}
+
+/// Appends `event` in the caller's transaction; returns its cursor, the revision of the
+/// write that appends it (access management awaits it, rule T8).
+pub(crate) async fn append_revision(
+    conn: &mut PgConnection,
+    event: &PendingEvent,
+) -> Result<Cursor, sqlx::Error> {
+    event
+        .append_positioned(conn)
+        .await
+        .map(|appended| appended.cursor)
 }
 
 /// Appends `events` in the caller's transaction, in order, in one statement; returns their

@@ -146,7 +146,8 @@ impl IdentityService for IdentityApi {
         let proof = request.into_inner().try_into()?;
         let user = self.identity.verify_email(proof).await?;
         Ok(Response::new(pb::VerifyEmailResponse {
-            user: Some((&user).into()),
+            user: Some((&user.value).into()),
+            revision: user.revision_text(),
         }))
     }
 
@@ -246,7 +247,8 @@ impl IdentityService for IdentityApi {
         let proof = request.into_inner().try_into()?;
         let user = self.identity.confirm_email_change(&caller, proof).await?;
         Ok(Response::new(pb::ConfirmEmailChangeResponse {
-            user: Some((&user).into()),
+            user: Some((&user.value).into()),
+            revision: user.revision_text(),
         }))
     }
 
@@ -318,7 +320,8 @@ impl IdentityService for IdentityApi {
         let user = request.into_inner().try_into()?;
         let user = self.identity.set_enabled(&caller, user, false).await?;
         Ok(Response::new(pb::DisableUserResponse {
-            user: Some((&user).into()),
+            user: Some((&user.value).into()),
+            revision: user.revision_text(),
         }))
     }
 
@@ -330,7 +333,8 @@ impl IdentityService for IdentityApi {
         let user = request.into_inner().try_into()?;
         let user = self.identity.set_enabled(&caller, user, true).await?;
         Ok(Response::new(pb::EnableUserResponse {
-            user: Some((&user).into()),
+            user: Some((&user.value).into()),
+            revision: user.revision_text(),
         }))
     }
 

@@ -226,7 +226,7 @@ macro_rules! profile_select {
              AS roles, \
            g.software, g.reporting, g.entitlements, g.account_management, g.manage_access, \
            g.contact_updates, g.account_documents, g.support, g.version, g.updated_by, \
-           g.update_time, g.valid_until, g.valid_from, (COALESCE(u.disabled, false) OR NOT COALESCE(u.email_verified, true)) \
+           g.update_time, g.valid_until, g.valid_from, (COALESCE(u.disabled, false) OR NOT COALESCE(u.email_verified, false)) \
              AS disabled \
          FROM pairs p \
          CROSS JOIN LATERAL (SELECT * FROM sites WHERE sites.site_id = p.site_id LIMIT 1) s \
@@ -621,7 +621,7 @@ pub async fn snapshot(
            COALESCE(g.contact_updates, 0::smallint) AS contact_updates, \
            COALESCE(g.account_documents, 0::smallint) AS account_documents, \
            COALESCE(g.support, 0::smallint) AS support, g.valid_until, g.valid_from, \
-           (COALESCE(u.disabled, false) OR NOT COALESCE(u.email_verified, true)) AS disabled \
+           (COALESCE(u.disabled, false) OR NOT COALESCE(u.email_verified, false)) AS disabled \
          FROM (SELECT user_id, array_agg(role) AS roles FROM site_roles WHERE site_id = $1 \
                GROUP BY user_id) r \
          FULL JOIN (SELECT * FROM grants WHERE site_id = $1 AND any_grant) g USING (user_id) \

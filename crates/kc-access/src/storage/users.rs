@@ -27,9 +27,10 @@ impl ProjectedUser {
 }
 
 /// Inserts or refreshes a user of the projection. Returns whether what its rights depend on
-/// changed: its disabled flag or whether its address is proven (a user identity never told
-/// about counts as enabled and proven; rights of a disabled or unproven user are all NONE,
-/// rules I1 and I4).
+/// changed: its disabled flag or whether its address is proven (rights of a disabled or
+/// unproven user are all NONE, rules I1 and I4). A user identity never told about counts as
+/// unproven: the registry's events may name a person before identity's reach this service,
+/// and until they do, its roles imply nothing (fail closed).
 pub async fn upsert(conn: &mut PgConnection, user: &ProjectedUser) -> Result<bool, sqlx::Error> {
     let before: Option<(bool, bool)> =
         sqlx::query_as("SELECT disabled, email_verified FROM users WHERE user_id = $1 FOR UPDATE")
@@ -48,7 +49,7 @@ pub async fn upsert(conn: &mut PgConnection, user: &ProjectedUser) -> Result<boo
     .bind(user.disabled)
     .execute(conn)
     .await?;
-    Ok(before.unwrap_or((false, true)) != (user.disabled, user.email_verified))
+    Ok(before.unwrap_or((false, false)) != (user.disabled, user.email_verified))
 }
 
 /// The user with this id, if identity told about it.

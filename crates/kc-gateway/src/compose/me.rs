@@ -86,7 +86,8 @@ impl Gateway {
     }
 
     /// `ConfirmEmailChange`: identity `ConfirmEmailChange` on the caller with the code
-    /// mailed to the new address.
+    /// mailed to the new address; answers once access management knows the new address
+    /// (domain policies match on it, A7; T8).
     pub(crate) async fn confirm_email_change(
         &self,
         ctx: &Ctx,
@@ -104,6 +105,8 @@ impl Gateway {
                     code: request.code,
                 },
             )
+            .await?;
+        self.identity_write_in_effect(ctx, &response.revision)
             .await?;
         Ok(pb::ConfirmEmailChangeResponse {
             user: Some(required(Svc::Identity, "user", response.user)?),

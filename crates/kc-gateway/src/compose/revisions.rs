@@ -7,7 +7,12 @@
 //! - after a write of access management (a grant, a revocation, an approved request), the
 //!   registry's `AwaitAccessRevision` ([`Gateway::access_write_in_effect`]);
 //! - after a write of the registry (a site, a role), access management's
-//!   `AwaitContactsRevision` ([`Gateway::registry_write_in_effect`]).
+//!   `AwaitContactsRevision` ([`Gateway::registry_write_in_effect`]);
+//! - after a write of identity that changes what a person may hold (the proof of its
+//!   address, a new login e-mail), access management's `AwaitIdentityRevision`
+//!   ([`Gateway::identity_write_in_effect`]): access counts a person it has not heard of
+//!   from identity as unproven (I1), so the person's first call after the proof must not
+//!   outrun it.
 //!
 //! An empty revision means that nothing changed: nothing is awaited. The wait is asked with the
 //! gateway's own token (the services answer it to services only) within what is left of the
@@ -110,7 +115,7 @@ impl Gateway {
         ctx: &Ctx,
         revision: &str,
     ) -> Result<(), GatewayError> {
-        self.await_revision(ctx, Svc::Contacts, revision).await
+        self.await_revision(ctx, Svc::Access, revision).await
     }
 
     /// After a write of the contact registry that returned `revision`: waits until access
@@ -120,15 +125,27 @@ impl Gateway {
         ctx: &Ctx,
         revision: &str,
     ) -> Result<(), GatewayError> {
-        self.await_revision(ctx, Svc::Access, revision).await
+        self.await_revision(ctx, Svc::Contacts, revision).await
     }
 
-    /// Waits until `awaited` (the registry or access management) applied the other's
-    /// `revision`; nothing for an empty revision.
+    /// After a write of identity that returned `revision` (a proof, a new login e-mail):
+    /// waits until access management applied it, so that the person's rights follow it
+    /// (rules I1 and T8); nothing for an empty revision.
+    pub(super) async fn identity_write_in_effect(
+        &self,
+        ctx: &Ctx,
+        revision: &str,
+    ) -> Result<(), GatewayError> {
+        self.await_revision(ctx, Svc::Identity, revision).await
+    }
+
+    /// Waits until the service that follows `written`'s events (access management for the
+    /// registry and identity, the registry for access management) applied `revision`;
+    /// nothing for an empty revision.
     async fn await_revision(
         &self,
         ctx: &Ctx,
-        awaited: Svc,
+        written: Svc,
         revision: &str,
     ) -> Result<(), GatewayError> {
         if revision.is_empty() {
@@ -136,32 +153,48 @@ impl Gateway {
         }
         let ctx = ctx.as_gateway();
         let revision = revision.to_owned();
-        let result = match awaited {
-            Svc::Contacts => self
-                .clients
-                .await_access_revision(
-                    &ctx,
-                    contacts::AwaitAccessRevisionRequest {
-                        revision: revision.clone(),
-                    },
-                )
-                .await
-                .map(drop),
-            Svc::Access => self
-                .clients
-                .await_contacts_revision(
-                    &ctx,
-                    access::AwaitContactsRevisionRequest {
-                        revision: revision.clone(),
-                    },
-                )
-                .await
-                .map(drop),
-            // Only the registry and access management follow each other's writes.
-            Svc::Identity | Svc::Notification => {
+        let (awaited, result) = match written {
+            Svc::Access => (
+                Svc::Contacts,
+                self.clients
+                    .await_access_revision(
+                        &ctx,
+                        contacts::AwaitAccessRevisionRequest {
+                            revision: revision.clone(),
+                        },
+                    )
+                    .await
+                    .map(drop),
+            ),
+            Svc::Contacts => (
+                Svc::Access,
+                self.clients
+                    .await_contacts_revision(
+                        &ctx,
+                        access::AwaitContactsRevisionRequest {
+                            revision: revision.clone(),
+                        },
+                    )
+                    .await
+                    .map(drop),
+            ),
+            Svc::Identity => (
+                Svc::Access,
+                self.clients
+                    .await_identity_revision(
+                        &ctx,
+                        access::AwaitIdentityRevisionRequest {
+                            revision: revision.clone(),
+                        },
+                    )
+                    .await
+                    .map(drop),
+            ),
+            // Nobody decides on notification's writes.
+            Svc::Notification => {
                 return Err(GatewayError::Internal(anyhow::anyhow!(
-                    "{} follows no revision",
-                    awaited.name()
+                    "nobody follows {}'s revisions",
+                    written.name()
                 )));
             }
         };

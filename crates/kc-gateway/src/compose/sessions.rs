@@ -39,7 +39,8 @@ impl Gateway {
     }
 
     /// `VerifyEmail`: identity `VerifyEmail` with the address, the mailed code and the
-    /// password of the registration (rule I1).
+    /// password of the registration (rule I1); answers once access management counts the
+    /// person proven, so that its rights hold from its first call (T8).
     pub(crate) async fn verify_email(
         &self,
         ctx: &Ctx,
@@ -57,6 +58,8 @@ impl Gateway {
                     password: request.password,
                 },
             )
+            .await?;
+        self.identity_write_in_effect(ctx, &response.revision)
             .await?;
         Ok(pb::VerifyEmailResponse {
             user: Some(required(Svc::Identity, "user", response.user)?),

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use kc_runtime::Caller;
 use kc_runtime::db::{DbErrorKind, classify};
+use kc_runtime::outbox::Revised;
 use kc_runtime::token::{self, CallerKind, Claims};
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
@@ -696,8 +697,9 @@ impl Identity {
     /// answer a registration claim and `password` must be the claim's: then the claimed
     /// password, display name and locale take effect and the account becomes active. Every
     /// failure is [`IdentityError::BadVerificationCode`], whether or not the address has an
-    /// account, after the same work (one password check).
-    pub async fn verify_email(&self, proof: EmailProof) -> Result<User> {
+    /// account, after the same work (one password check). The revision is the proof's event,
+    /// which access management awaits before rights follow the proof (I1, T8).
+    pub async fn verify_email(&self, proof: EmailProof) -> Result<Revised<User>> {
         let EmailProof {
             email,
             code,
@@ -755,9 +757,12 @@ impl Identity {
             }
             None => storage::users::mark_verified(&mut tx, user_id).await?,
         };
-        events::append(&mut tx, &events::updated(&user)).await?;
+        let revision = events::append_revision(&mut tx, &events::updated(&user)).await?;
         tx.commit().await?;
-        Ok(user)
+        Ok(Revised {
+            value: user,
+            revision: Some(revision),
+        })
     }
 
     /// Mails a password-reset code to the address when an account has it (rule I2: the
@@ -891,12 +896,13 @@ impl Identity {
     }
 
     /// Proves the new address of [`Self::change_email`] with its code: it becomes the
-    /// login e-mail (the user itself only).
+    /// login e-mail (the user itself only). The revision is the change's event (access
+    /// management matches domain policies on the login e-mail, A7).
     pub async fn confirm_email_change(
         &self,
         caller: &Caller,
         proof: EmailChangeProof,
-    ) -> Result<User> {
+    ) -> Result<Revised<User>> {
         let EmailChangeProof { user_id, code } = &proof;
         let user_id = *user_id;
         require_self(
@@ -932,10 +938,13 @@ impl Identity {
                     DbErrorKind::UniqueViolation => IdentityError::AddressUnavailable,
                     _ => error.into(),
                 })?;
-        events::append(&mut tx, &events::updated(&user)).await?;
+        let revision = events::append_revision(&mut tx, &events::updated(&user)).await?;
         tx.commit().await?;
         tracing::info!(user_id = %user_id, "login e-mail changed");
-        Ok(user)
+        Ok(Revised {
+            value: user,
+            revision: Some(revision),
+        })
     }
 
     /// One user: customers only themselves.
@@ -1162,8 +1171,15 @@ impl Identity {
     }
 
     /// Disables or enables a user (operators and services). Disabling ends its sessions,
-    /// revokes its access tokens (rule I4) and withdraws its codes.
-    pub async fn set_enabled(&self, caller: &Caller, user: UserRef, enabled: bool) -> Result<User> {
+    /// revokes its access tokens (rule I4) and withdraws its codes. The revision is the
+    /// change's event (none when the user already was so), which access management awaits
+    /// before its rights follow (I4, T8).
+    pub async fn set_enabled(
+        &self,
+        caller: &Caller,
+        user: UserRef,
+        enabled: bool,
+    ) -> Result<Revised<User>> {
         let user_id = user.user_id;
         require_privileged(caller)?;
         let mut tx = self.pool.begin().await?;
@@ -1186,23 +1202,26 @@ impl Identity {
         };
         if target == current.state {
             tx.commit().await?;
-            return Ok(current);
+            return Ok(Revised::unchanged(current));
         }
         let user = storage::users::set_state(&mut tx, user_id, target)
             .await
             .map_err(confusable_on_conflict)?;
-        if enabled {
-            events::append(&mut tx, &events::enabled(&user)).await?;
+        let revision = if enabled {
+            events::append_revision(&mut tx, &events::enabled(&user)).await?
         } else {
             storage::sessions::revoke_all_of_user(&mut tx, user_id, "user disabled").await?;
             self.revoke_tokens(&mut tx, user_id, None).await?;
             let withdrawn = storage::verifications::delete_all_of_user(&mut tx, user_id).await?;
             events::drop_sealed_codes(&mut tx, &withdrawn).await?;
-            events::append(&mut tx, &events::disabled(&user)).await?;
-        }
+            events::append_revision(&mut tx, &events::disabled(&user)).await?
+        };
         tx.commit().await?;
         tracing::info!(user_id = %user_id, state = user.state.as_str(), "user state changed");
-        Ok(user)
+        Ok(Revised {
+            value: user,
+            revision: Some(revision),
+        })
     }
 
     /// Signs in with e-mail and password. Unknown e-mails, unproven accounts (rule I1) and

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use kc_proto::identity::{self as pb, event::Payload};
+use kc_runtime::outbox::Cursor;
 use tonic::Code;
 
 use crate::helpers::{Harness, PASSWORD, expect_code, expect_field};
@@ -445,13 +446,18 @@ async fn verify_email_with_the_mailed_code_once() {
         verify("ada@example.com", &code, "someone else's pass").await,
         "code",
     );
-    let verified = verify("ada@example.com", &code, PASSWORD)
+    let verifying = verify("ada@example.com", &code, PASSWORD)
         .await
         .expect("verify")
-        .into_inner()
-        .user
-        .unwrap();
+        .into_inner();
+    let verified = verifying.user.unwrap();
     assert!(verified.email_verified);
+    // T8: the proof's revision, for access management's AwaitIdentityRevision.
+    assert!(
+        verifying.revision.parse::<Cursor>().is_ok(),
+        "{:?}",
+        verifying.revision
+    );
     // Single use.
     expect_field(verify("ada@example.com", &code, PASSWORD).await, "code");
     // An unknown address fails exactly like a wrong code (rule I2).

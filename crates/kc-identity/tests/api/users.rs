@@ -2,6 +2,7 @@
 //! EnableUser.
 
 use kc_proto::identity as pb;
+use kc_runtime::outbox::Cursor;
 use tonic::Code;
 
 use crate::helpers::{Harness, PASSWORD, authed, expect_code, expect_field};
@@ -283,14 +284,22 @@ async fn disabled_users_cannot_sign_in_or_refresh() {
         h.disable_user(&ada_token, &ada.user_id).await,
         Code::PermissionDenied,
     );
-    let disabled = h
+    let disabling = h
         .disable_user(&operator, &ada.user_id)
         .await
         .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .into_inner();
+    let disabled = disabling.user.unwrap();
     assert_eq!(disabled.state, pb::UserState::Disabled as i32);
+    // T8: the change's revision, for access management's AwaitIdentityRevision; none when
+    // nothing changed.
+    let disabled_at: Cursor = disabling.revision.parse().expect("a revision");
+    let again = h
+        .disable_user(&operator, &ada.user_id)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.revision, "", "disabled already: no revision");
     expect_code(
         h.login("ada@example.com", PASSWORD).await,
         Code::PermissionDenied,
@@ -305,14 +314,18 @@ async fn disabled_users_cannot_sign_in_or_refresh() {
         h.refresh(&session.refresh_token).await,
         Code::Unauthenticated,
     );
-    let enabled = h
+    let enabling = h
         .enable_user(&operator, &ada.user_id)
         .await
         .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .into_inner();
+    let enabled = enabling.user.unwrap();
     assert_eq!(enabled.state, pb::UserState::Active as i32);
+    let enabled_at: Cursor = enabling.revision.parse().expect("a revision");
+    assert!(
+        enabled_at > disabled_at,
+        "{enabled_at:?} after {disabled_at:?}"
+    );
     let again = h
         .login("ada@example.com", PASSWORD)
         .await

@@ -38,12 +38,40 @@ async fn event_kind_at(s: &Suite, cursor: &str) -> &'static str {
 
 /// AwaitContactsRevision of `revision` by the gateway service.
 async fn await_contacts(s: &Suite, revision: &str) -> Result<String, Status> {
-    s.access()
-        .await_contacts_revision(s.svc(pb::AwaitContactsRevisionRequest {
-            revision: revision.into(),
-        }))
-        .await
-        .map(|r| r.into_inner().applied_revision)
+    await_in_access(s, Followed::Contacts, s.svc(revision.to_owned())).await
+}
+
+/// The service whose revisions access management's projections follow.
+#[derive(Debug, Clone, Copy)]
+enum Followed {
+    /// The registry's roles: `AwaitContactsRevision`.
+    Contacts,
+    /// Identity's users: `AwaitIdentityRevision`.
+    Identity,
+}
+
+/// Awaits the revision `request` carries in access's projection of `followed`: the applied
+/// revision.
+async fn await_in_access(
+    s: &Suite,
+    followed: Followed,
+    request: tonic::Request<String>,
+) -> Result<String, Status> {
+    let mut access = s.access();
+    match followed {
+        Followed::Contacts => access
+            .await_contacts_revision(
+                request.map(|revision| pb::AwaitContactsRevisionRequest { revision }),
+            )
+            .await
+            .map(|r| r.into_inner().applied_revision),
+        Followed::Identity => access
+            .await_identity_revision(
+                request.map(|revision| pb::AwaitIdentityRevisionRequest { revision }),
+            )
+            .await
+            .map(|r| r.into_inner().applied_revision),
+    }
 }
 
 // rule T8: each of the five writes the registry decides on returns the cursor of its last
@@ -228,45 +256,40 @@ async fn registry_cursor_of_assignment(s: &Suite, contact_id: &str) -> String {
     .unwrap_or_else(|_| panic!("the registry's assignment event within {PATIENCE:?}"))
 }
 
-// rule T8: AwaitContactsRevision is for services, takes only a cursor, and answers
-// UNAVAILABLE (retry) when the projection has not reached the revision by the deadline.
+// rule T8: AwaitContactsRevision and AwaitIdentityRevision are for services, take only a
+// cursor, and answer UNAVAILABLE (retry) when the projection has not reached the revision by
+// the deadline.
 #[tokio::test]
 async fn t8_await_contacts_revision_refuses_and_times_out() {
     let s = Suite::start().await;
-
-    expect_field(await_contacts(&s, "not-a-cursor").await, "revision");
-
     let email = format!("c-{}@example.com", Uuid::new_v4().simple());
     s.register(&email).await;
     let customer = s.customer_token(&email).await;
-    let request = pb::AwaitContactsRevisionRequest {
-        revision: String::new(),
-    };
-    for (who, token) in [
-        ("a customer", &customer),
-        ("an operator", &s.operator_token),
-    ] {
-        let refused = expect_code(
-            s.access()
-                .await_contacts_revision(authed(token, request.clone()))
-                .await,
-            Code::PermissionDenied,
-        );
-        assert!(
-            refused.message().contains("for services"),
-            "{who}: {refused:?}"
-        );
-    }
 
-    let mut far = s.svc(pb::AwaitContactsRevisionRequest {
-        revision: "7fffffffffffffff0000000000000001".into(),
-    });
-    far.set_timeout(Duration::from_secs(1));
-    let behind = expect_code(
-        s.access().await_contacts_revision(far).await,
-        Code::Unavailable,
-    );
-    assert!(cites(behind.message(), "T8"), "{behind:?}");
+    for followed in [Followed::Contacts, Followed::Identity] {
+        expect_field(
+            await_in_access(&s, followed, s.svc("not-a-cursor".to_owned())).await,
+            "revision",
+        );
+        for (who, token) in [
+            ("a customer", &customer),
+            ("an operator", &s.operator_token),
+        ] {
+            let refused = expect_code(
+                await_in_access(&s, followed, authed(token, String::new())).await,
+                Code::PermissionDenied,
+            );
+            assert!(
+                refused.message().contains("for services"),
+                "{followed:?}, {who}: {refused:?}"
+            );
+        }
+
+        let mut far = s.svc("7fffffffffffffff0000000000000001".to_owned());
+        far.set_timeout(Duration::from_secs(1));
+        let behind = expect_code(await_in_access(&s, followed, far).await, Code::Unavailable);
+        assert!(cites(behind.message(), "T8"), "{followed:?}: {behind:?}");
+    }
 }
 
 // rule T8 inside access: a write's site lock serializes with the projection's apply of a

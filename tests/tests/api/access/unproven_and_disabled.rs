@@ -2,6 +2,7 @@
 //! to unproven accounts.
 
 use kc_proto::access::{self as pb};
+use kc_proto::contacts::{self as cpb};
 use tonic::Code;
 use uuid::Uuid;
 
@@ -199,4 +200,35 @@ async fn a_role_held_by_an_unproven_account_implies_nothing_until_the_proof() {
     })
     .await;
     assert!(allowed.reason.contains("ADMINISTRATIVE"), "{allowed:?}");
+}
+
+// rule I1, failing closed: the registry's event naming a person may reach access management
+// before identity's events of that person do. Until they do, access counts the person as
+// unproven: a role implies nothing, even once access applied the role (T8).
+#[tokio::test]
+async fn a_person_identity_has_not_told_access_about_holds_nothing() {
+    let s = Suite::start().await;
+    let primary = s.user().await;
+    let site = s.site(primary).await;
+    let stranger = Uuid::now_v7();
+    let assigned = s
+        .registry()
+        .assign_contact(s.op(cpb::AssignContactRequest {
+            site_id: site.site_id.clone(),
+            user_id: stranger.to_string(),
+            role: Role::Administrative as i32,
+            details: None,
+        }))
+        .await
+        .expect("assign contact")
+        .into_inner();
+    s.access()
+        .await_contacts_revision(s.svc(pb::AwaitContactsRevisionRequest {
+            revision: assigned.revision,
+        }))
+        .await
+        .expect("access applied the assignment");
+    let decision = s.check(stranger, &site.site_id, P::DocumentsView).await;
+    assert!(!decision.allowed, "{decision:?}");
+    assert!(decision.rule.contains("I1"), "{decision:?}");
 }

@@ -823,9 +823,16 @@ async fn both_lookups_page_over_more_than_a_thousand_sites() {
             .fetch_one(&mut conn)
             .await
             .expect("first seeded site");
+    // Each a user as identity's projection knows it (proven, enabled: rule I1), as kc-bench
+    // seeds them.
     sqlx::query(
-        "INSERT INTO access.grants (site_id, user_id, reporting) \
-         SELECT $1::uuid, gen_random_uuid(), 1 FROM generate_series(1, $2::bigint)",
+        "WITH seeded AS ( \
+           INSERT INTO access.users (user_id, email, email_verified, disabled) \
+           SELECT id, 'seeded-' || id || '@example.com', true, false \
+           FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, $2::bigint)) AS fresh \
+           RETURNING user_id) \
+         INSERT INTO access.grants (site_id, user_id, reporting) \
+         SELECT $1::uuid, user_id, 1 FROM seeded",
     )
     .bind(first_site)
     .bind(SEEDED_SITES)

@@ -174,3 +174,33 @@ async fn a_role_and_its_removal_are_in_effect_at_access_management_when_answered
         "nothing was granted once the role was gone: {profile:?}"
     );
 }
+
+// rules I1 and T8: access management counts a person identity has not told it about as
+// unproven, so the gateway answers VerifyEmail only once access management applied the
+// proof. With access management down, the proof is committed (the person signs in) and the
+// answer is UNAVAILABLE saying so, not a success that the person's next call would
+// contradict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proof_is_answered_once_access_management_applied_it() {
+    let mut suite = Suite::start().await;
+    let email = fresh_email("proof");
+    suite
+        .register(&email, "Pia Proof", PASSWORD, "en")
+        .await
+        .expect("register");
+    let code = suite.code_for(&email).await.code;
+    suite.stop_internal(Internal::Access).await;
+    let answered = suite
+        .gw()
+        .verify_email(gw::VerifyEmailRequest {
+            email: email.clone(),
+            code,
+            password: PASSWORD.into(),
+        })
+        .await;
+    suite.start_internal(Internal::Access).await;
+    let refused = expect_code(answered, Code::Unavailable);
+    assert!(refused.message().contains("rule T8"), "{refused:?}");
+    assert!(refused.message().contains("committed"), "{refused:?}");
+    suite.session(&email).await;
+}

@@ -86,40 +86,35 @@ impl Suite {
     }
 
     /// Proves the address of an account registered with [`PASSWORD`]: VerifyEmail with the
-    /// newest code identity mailed to `email`. Returns the proven, active user.
+    /// newest code identity mailed to `email`. Returns the proven, active user, once access
+    /// management counts it proven (I1: before identity's event reaches it, access counts
+    /// a user as unproven, so a test giving the fresh user rights waits for it here).
     pub async fn prove(&self, email: &str) -> ipb::User {
         let mailed = self.code_reader().next_code(email).await;
-        let user = self.verify_email(email, &mailed.code, PASSWORD).await;
+        let (user, revision) = self
+            .verify_email_revised(email, &mailed.code, PASSWORD)
+            .await;
         assert!(user.email_verified, "{user:?}");
         assert_eq!(user.state, ipb::UserState::Active as i32, "{user:?}");
-        self.await_proven_in_access(uuid(&user.user_id)).await;
+        assert!(!revision.is_empty(), "a proof has a revision");
+        self.await_identity_revision(&revision).await;
         user
     }
 
-    /// Waits until access management has applied identity's events up to the proof of the
-    /// address of `user_id` (its projection shows the user proven and enabled, I1), so that a
-    /// test giving the fresh user rights sees them at once, however far access's follower of
-    /// identity lags on a busy machine.
-    async fn await_proven_in_access(&self, user_id: Uuid) {
-        let pool = self.access_pool().await;
-        eventually("access knows the user as proven", || {
-            let pool = pool.clone();
-            async move {
-                let proven: Option<bool> = sqlx::query_scalar(
-                    "SELECT email_verified AND NOT disabled FROM users WHERE user_id = $1",
-                )
-                .bind(user_id)
-                .fetch_optional(&pool)
+    /// Waits until access management applied identity's `revision`
+    /// (`AwaitIdentityRevision`, asked again while it answers UNAVAILABLE on a busy
+    /// machine).
+    pub async fn await_identity_revision(&self, revision: &str) {
+        eventually("access applied identity's revision", || async {
+            self.access()
+                .await_identity_revision(self.svc(pb::AwaitIdentityRevisionRequest {
+                    revision: revision.into(),
+                }))
                 .await
-                .map_err(|error| error.to_string())?;
-                match proven {
-                    Some(true) => Ok(()),
-                    other => Err(format!("projected as {other:?}")),
-                }
-            }
+                .map(drop)
+                .map_err(|status| format!("{status:?}"))
         })
         .await;
-        pool.close().await;
     }
 
     /// Registers `email` without proving it: the account stays unproven (rule I1, state
