@@ -164,10 +164,13 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<pb::ResetPasswordRequest>,
     ) -> Result<Response<pb::ResetPasswordResponse>, Status> {
-        self.identity
+        let reset = self
+            .identity
             .reset_password(request.into_inner().try_into()?)
             .await?;
-        Ok(Response::new(pb::ResetPasswordResponse {}))
+        Ok(Response::new(pb::ResetPasswordResponse {
+            revision: reset.revision_text(),
+        }))
     }
 
     async fn create_user(

@@ -94,7 +94,8 @@ impl Gateway {
         request: pb::ResetPasswordRequest,
     ) -> Result<pb::ResetPasswordResponse, GatewayError> {
         self.limit_sessions(peer)?;
-        self.clients
+        let response = self
+            .clients
             .reset_password(
                 ctx,
                 identity::ResetPasswordRequest {
@@ -103,6 +104,9 @@ impl Gateway {
                     new_password: request.new_password,
                 },
             )
+            .await?;
+        // A reset proves the address: answered once access management counts it (I1, T8).
+        self.identity_write_in_effect(ctx, &response.revision)
             .await?;
         Ok(pb::ResetPasswordResponse {})
     }

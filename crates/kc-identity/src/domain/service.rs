@@ -807,8 +807,9 @@ impl Identity {
     /// Sets a new password with any outstanding code of the address. Proves the address (an
     /// unproven account becomes active, its pending claim discarded), ends every session,
     /// revokes every access token (rule I4) and lifts the sign-in lock. Failures answer
-    /// alike whether or not the address has an account.
-    pub async fn reset_password(&self, reset: PasswordReset) -> Result<()> {
+    /// alike whether or not the address has an account. The revision is the change's event,
+    /// which access management awaits before rights follow the proof (I1, T8).
+    pub async fn reset_password(&self, reset: PasswordReset) -> Result<Revised<()>> {
         let PasswordReset {
             email,
             code,
@@ -840,10 +841,13 @@ impl Identity {
         storage::sessions::revoke_all_of_user(&mut tx, user_id, "password reset").await?;
         self.revoke_tokens(&mut tx, user_id, None).await?;
         storage::throttle::reset(&mut tx, address).await?;
-        events::append(&mut tx, &events::updated(&user)).await?;
+        let revision = events::append_revision(&mut tx, &events::updated(&user)).await?;
         tx.commit().await?;
         tracing::info!(user_id = %user_id, "password reset; every session ended");
-        Ok(())
+        Ok(Revised {
+            value: (),
+            revision: Some(revision),
+        })
     }
 
     /// Asks to change a user's login e-mail (the user itself, with its current password).

@@ -175,11 +175,18 @@ async fn a_role_and_its_removal_are_in_effect_at_access_management_when_answered
     );
 }
 
+/// Asserts that `answered` is the gateway's T8 answer: UNAVAILABLE, the change committed.
+fn committed_not_yet_in_effect<T: std::fmt::Debug>(answered: Result<T, Status>) {
+    let refused = expect_code(answered, Code::Unavailable);
+    assert!(refused.message().contains("rule T8"), "{refused:?}");
+    assert!(refused.message().contains("committed"), "{refused:?}");
+}
+
 // rules I1 and T8: access management counts a person identity has not told it about as
-// unproven, so the gateway answers VerifyEmail only once access management applied the
-// proof. With access management down, the proof is committed (the person signs in) and the
-// answer is UNAVAILABLE saying so, not a success that the person's next call would
-// contradict.
+// unproven, so the gateway answers VerifyEmail and ResetPassword (both prove the address)
+// only once access management applied them. With access management down, the change is
+// committed (the person signs in) and the answer is UNAVAILABLE saying so, not a success
+// that the person's next call would contradict.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proof_is_answered_once_access_management_applied_it() {
     let mut suite = Suite::start().await;
@@ -199,8 +206,35 @@ async fn a_proof_is_answered_once_access_management_applied_it() {
         })
         .await;
     suite.start_internal(Internal::Access).await;
-    let refused = expect_code(answered, Code::Unavailable);
-    assert!(refused.message().contains("rule T8"), "{refused:?}");
-    assert!(refused.message().contains("committed"), "{refused:?}");
+    committed_not_yet_in_effect(answered);
     suite.session(&email).await;
+
+    suite
+        .gw()
+        .request_password_reset(gw::RequestPasswordResetRequest {
+            email: email.clone(),
+        })
+        .await
+        .expect("ask for a reset");
+    let code = suite.code_for(&email).await.code;
+    let new_password = "another correct horse battery";
+    suite.stop_internal(Internal::Access).await;
+    let answered = suite
+        .gw()
+        .reset_password(gw::ResetPasswordRequest {
+            email: email.clone(),
+            code,
+            new_password: new_password.into(),
+        })
+        .await;
+    suite.start_internal(Internal::Access).await;
+    committed_not_yet_in_effect(answered);
+    suite
+        .gw()
+        .login(gw::LoginRequest {
+            email: email.clone(),
+            password: new_password.into(),
+        })
+        .await
+        .expect("the new password is committed");
 }
