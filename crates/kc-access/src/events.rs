@@ -241,8 +241,5 @@ pub(crate) async fn append(
     conn: &mut PgConnection,
     event: &PendingEvent,
 ) -> Result<Cursor, sqlx::Error> {
-    event
-        .append_positioned(conn)
-        .await
-        .map(|appended| appended.cursor)
+    event.append_revision(conn).await
 }

@@ -55,7 +55,52 @@ pub(crate) struct AccessApi {
     shutdown: Shutdown,
 }
 
+/// A service whose event stream a projection of access management follows (T8).
+#[derive(Clone, Copy, Debug)]
+enum Followed {
+    /// The contact registry: `AwaitContactsRevision`.
+    Contacts,
+    /// Identity: `AwaitIdentityRevision`.
+    Identity,
+}
+
 impl AccessApi {
+    /// Waits (for a service caller only) until the projection of `followed` applied
+    /// `revision`; the cursor it applied.
+    async fn await_applied<T>(
+        &self,
+        request: &Request<T>,
+        revision: &str,
+        followed: Followed,
+    ) -> Result<String, Status> {
+        let (applied, method, projection) = match followed {
+            Followed::Contacts => (
+                &self.applied.contacts,
+                "AwaitContactsRevision",
+                "access management's projection of the registry's roles",
+            ),
+            Followed::Identity => (
+                &self.applied.identity,
+                "AwaitIdentityRevision",
+                "access management's projection of identity's users",
+            ),
+        };
+        if !caller(request)?.is_service() {
+            return Err(Status::permission_denied(format!(
+                "{method} is for services"
+            )));
+        }
+        await_revision(
+            self.access.pool(),
+            applied,
+            request,
+            revision,
+            MAX_REVISION_WAIT,
+            projection,
+        )
+        .await
+    }
+
     /// The API over `access`, streaming events from `watcher` until `shutdown`; revisions
     /// of the registry and identity are awaited with `applied` (see
     /// [`crate::followers::spawn`]).
@@ -454,20 +499,9 @@ impl AccessManagementService for AccessApi {
         &self,
         request: Request<pb::AwaitContactsRevisionRequest>,
     ) -> Result<Response<pb::AwaitContactsRevisionResponse>, Status> {
-        if !caller(&request)?.is_service() {
-            return Err(Status::permission_denied(
-                "AwaitContactsRevision is for services",
-            ));
-        }
-        let applied_revision = await_revision(
-            self.access.pool(),
-            &self.applied.contacts,
-            &request,
-            &request.get_ref().revision,
-            MAX_REVISION_WAIT,
-            "access management's projection of the registry's roles",
-        )
-        .await?;
+        let applied_revision = self
+            .await_applied(&request, &request.get_ref().revision, Followed::Contacts)
+            .await?;
         Ok(Response::new(pb::AwaitContactsRevisionResponse {
             applied_revision,
         }))
@@ -481,20 +515,9 @@ impl AccessManagementService for AccessApi {
         &self,
         request: Request<pb::AwaitIdentityRevisionRequest>,
     ) -> Result<Response<pb::AwaitIdentityRevisionResponse>, Status> {
-        if !caller(&request)?.is_service() {
-            return Err(Status::permission_denied(
-                "AwaitIdentityRevision is for services",
-            ));
-        }
-        let applied_revision = await_revision(
-            self.access.pool(),
-            &self.applied.identity,
-            &request,
-            &request.get_ref().revision,
-            MAX_REVISION_WAIT,
-            "access management's projection of identity's users",
-        )
-        .await?;
+        let applied_revision = self
+            .await_applied(&request, &request.get_ref().revision, Followed::Identity)
+            .await?;
         Ok(Response::new(pb::AwaitIdentityRevisionResponse {
             applied_revision,
         }))

@@ -194,10 +194,7 @@ pub(crate) async fn append_revision(
     conn: &mut PgConnection,
     event: &PendingEvent,
 ) -> Result<Cursor, sqlx::Error> {
-    event
-        .append_positioned(conn)
-        .await
-        .map(|appended| appended.cursor)
+    event.append_revision(conn).await
 }
 
 /// Appends `events` in the caller's transaction, in order, in one statement; returns their

@@ -331,6 +331,14 @@ impl EncodedEvent {
             .map(|appended| appended.event_id)
     }
 
+    /// Appends it in the caller's transaction, returning its cursor once the transaction
+    /// commits: the revision of the write that appends it (T8).
+    pub async fn append_revision(&self, conn: &mut PgConnection) -> Result<Cursor, sqlx::Error> {
+        self.append_positioned(conn)
+            .await
+            .map(|appended| appended.cursor)
+    }
+
     /// Appends it in the caller's transaction, returning its cursor too (see
     /// [`append_positioned`]).
     pub async fn append_positioned(
