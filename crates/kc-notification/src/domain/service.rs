@@ -513,8 +513,7 @@ impl Notifier {
                 code_expire_time: None,
             });
         }
-        let inserted = storage::notifications::insert(conn, &new).await?;
-        Ok(inserted.len())
+        Ok(storage::notifications::insert_counted(conn, &new).await?)
     }
 
     /// Creates the mail that carries a code identity asked for (its kind by purpose), in
@@ -660,7 +659,7 @@ impl Notifier {
                 None,
             )?);
         }
-        Ok(storage::notifications::insert(conn, &new).await?.len())
+        Ok(storage::notifications::insert_counted(conn, &new).await?)
     }
 
     /// Creates a notice to one address identity named, in the caller's transaction: one per
@@ -714,6 +713,6 @@ impl Notifier {
             idempotency_key: None,
             code_expire_time,
         };
-        Ok(storage::notifications::insert(conn, &[new]).await?.len())
+        Ok(storage::notifications::insert_counted(conn, &[new]).await?)
     }
 }
