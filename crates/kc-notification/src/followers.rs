@@ -31,7 +31,9 @@
 //! site the registry's stream has not brought yet fails and is retried by the consumer with
 //! backoff (access knows sites only from that same stream, so it will come). The events a
 //! stream has already delivered share one transaction ([`Consumer::with_batch`]): an apply
-//! locks nothing but the rows it writes, which only these consumers write.
+//! locks nothing but the rows it writes, which only these consumers write. The notices of
+//! the transaction's events are inserted together, in one statement, after the last event's
+//! projection changes ([`Consumer::run_batches`]).
 
 use std::collections::HashMap;
 
@@ -47,7 +49,7 @@ use kc_proto::identity::{self as identity_pb};
 use kc_runtime::Shutdown;
 use kc_runtime::client::ServiceToken;
 use kc_runtime::outbox::{
-    Consumer, EventFeed, EventTime, MAX_BATCH, OpenedEvents, apply_fn, watch_source,
+    Consumer, EventFeed, EventTime, MAX_BATCH, OpenedEvents, apply_all_fn, watch_source,
 };
 use kc_runtime::secrets::OpeningKey;
 use sqlx::{PgConnection, PgPool};
@@ -69,7 +71,7 @@ use crate::domain::recipients::{
 use crate::domain::service::{
     AddressNotice, CodePurpose, NotificationEmailChange, Origin, Source, Verification,
 };
-use crate::domain::{Kind, Notifier, Role, Site};
+use crate::domain::{Kind, NewNotification, Notifier, Role, Site};
 use crate::storage::{self, sites::ProjectedContact};
 
 /// Name (and cursor key) of the consumer of identity's stream.
@@ -194,33 +196,63 @@ pub(crate) fn spawn(
 ) -> Vec<JoinHandle<()>> {
     let identity_notifier = notifier.clone();
     let identity_opening = opening.clone();
-    let apply_identity = apply_fn(move |conn, event: identity_pb::Event| {
+    let apply_identity = apply_all_fn(move |conn, events: Vec<identity_pb::Event>| {
         let notifier = identity_notifier.clone();
         let opening = identity_opening.clone();
-        Box::pin(async move { apply_identity_event(conn, &notifier, &opening, &event).await })
+        Box::pin(async move {
+            let mut notices = Vec::new();
+            for event in &events {
+                identity_event_notices(&notifier, &opening, event, &mut notices)?;
+            }
+            insert_notices(conn, &notices).await
+        })
     });
     let contacts_notifier = notifier.clone();
     let contacts_opening = opening.clone();
-    let apply_contacts = apply_fn(move |conn, prepared: Prepared<contacts_pb::Event>| {
+    let apply_contacts = apply_all_fn(move |conn, events: Vec<Prepared<contacts_pb::Event>>| {
         let notifier = contacts_notifier.clone();
         let opening = contacts_opening.clone();
         Box::pin(async move {
-            apply_contacts_event(conn, &notifier, &opening, &prepared.event, &prepared.users).await
+            let mut notices = Vec::new();
+            for prepared in &events {
+                apply_contacts_event(
+                    conn,
+                    &notifier,
+                    &opening,
+                    &prepared.event,
+                    &prepared.users,
+                    &mut notices,
+                )
+                .await?;
+            }
+            insert_notices(conn, &notices).await
         })
     });
     let access_notifier = notifier.clone();
-    let apply_access = apply_fn(move |conn, prepared: Prepared<access_pb::Event>| {
+    let apply_access = apply_all_fn(move |conn, events: Vec<Prepared<access_pb::Event>>| {
         let notifier = access_notifier.clone();
         Box::pin(async move {
-            apply_access_event(conn, &notifier, &prepared.event, &prepared.users).await
+            let mut notices = Vec::new();
+            for prepared in &events {
+                apply_access_event(
+                    conn,
+                    &notifier,
+                    &prepared.event,
+                    &prepared.users,
+                    &mut notices,
+                )
+                .await?;
+            }
+            insert_notices(conn, &notices).await
         })
     });
     vec![
         tokio::spawn(
             Consumer::new(pool.clone(), IDENTITY_CONSUMER)
                 .with_batch(MAX_BATCH)
-                .run(
+                .run_batches(
                     watch_source(IdentityServiceClient::new(streams.identity), token.clone()),
+                    |_: &identity_pb::Event| true,
                     apply_identity,
                     shutdown.wait_owned(),
                 ),
@@ -228,13 +260,14 @@ pub(crate) fn spawn(
         tokio::spawn(
             Consumer::new(pool.clone(), CONTACTS_CONSUMER)
                 .with_batch(MAX_BATCH)
-                .run(
+                .run_batches(
                     prepared_source(
                         ContactRegistryServiceClient::new(streams.contacts),
                         token.clone(),
                         directory.clone(),
                         contacts_event_users,
                     ),
+                    |_: &Prepared<contacts_pb::Event>| true,
                     apply_contacts,
                     shutdown.wait_owned(),
                 ),
@@ -242,18 +275,29 @@ pub(crate) fn spawn(
         tokio::spawn(
             Consumer::new(pool.clone(), ACCESS_CONSUMER)
                 .with_batch(MAX_BATCH)
-                .run(
+                .run_batches(
                     prepared_source(
                         AccessManagementServiceClient::new(streams.access),
                         token.clone(),
                         directory.clone(),
                         access_event_users,
                     ),
+                    |_: &Prepared<access_pb::Event>| true,
                     apply_access,
                     shutdown.wait_owned(),
                 ),
         ),
     ]
+}
+
+/// Inserts the notices of a transaction's events in one statement (N3: those that exist
+/// already are left as they are), waking the workers at commit.
+async fn insert_notices(
+    conn: &mut PgConnection,
+    notices: &[NewNotification],
+) -> anyhow::Result<()> {
+    storage::notifications::insert_counted(conn, notices).await?;
+    Ok(())
 }
 
 fn parse_uuid(what: &str, text: &str) -> anyhow::Result<Uuid> {
@@ -309,14 +353,14 @@ fn code_purpose(number: i32) -> CodePurpose {
     }
 }
 
-/// Applies one identity event: a code becomes its mail (opened from its sealed box with
-/// `opening`), a registration that was not taken (I2, I3) and a login e-mail change become
-/// their notices to the address. Other events tell nobody.
-pub(crate) async fn apply_identity_event(
-    conn: &mut PgConnection,
+/// The notices of one identity event, added to `out`: a code becomes its mail (opened from
+/// its sealed box with `opening`), a registration that was not taken (I2, I3) and a login
+/// e-mail change become their notices to the address. Other events tell nobody.
+pub(crate) fn identity_event_notices(
     notifier: &Notifier,
     opening: &OpeningKey,
     event: &identity_pb::Event,
+    out: &mut Vec<NewNotification>,
 ) -> anyhow::Result<()> {
     use identity_pb::event::Payload;
     let source = Source::event(Origin::Identity, &event.event_id);
@@ -345,21 +389,19 @@ pub(crate) async fn apply_identity_event(
                     return Ok(());
                 }
             };
-            notifier
-                .notify_verification(
-                    conn,
-                    &source,
-                    &Verification {
-                        user_id,
-                        email: requested.email.clone(),
-                        locale: requested.locale.clone(),
-                        display_name: requested.display_name.clone(),
-                        code,
-                        expire_time: time_of(requested.expire_time.as_ref()),
-                        purpose,
-                    },
-                )
-                .await?;
+            notifier.notify_verification(
+                out,
+                &source,
+                &Verification {
+                    user_id,
+                    email: requested.email.clone(),
+                    locale: requested.locale.clone(),
+                    display_name: requested.display_name.clone(),
+                    code,
+                    expire_time: time_of(requested.expire_time.as_ref()),
+                    purpose,
+                },
+            )?;
         }
         Some(Payload::RegistrationAttempted(attempted)) => {
             use identity_pb::RegistrationRefusal as R;
@@ -386,42 +428,38 @@ pub(crate) async fn apply_identity_event(
                 }
             };
             let params = Params::from([("email".to_owned(), attempted.email.trim().to_owned())]);
-            notifier
-                .notify_address(
-                    conn,
-                    &source,
-                    &AddressNotice {
-                        user_id,
-                        email: attempted.email.clone(),
-                        locale: attempted.locale.clone(),
-                        display_name: attempted.display_name.clone(),
-                        kind,
-                        params,
-                        rule,
-                    },
-                )
-                .await?;
+            notifier.notify_address(
+                out,
+                &source,
+                &AddressNotice {
+                    user_id,
+                    email: attempted.email.clone(),
+                    locale: attempted.locale.clone(),
+                    display_name: attempted.display_name.clone(),
+                    kind,
+                    params,
+                    rule,
+                },
+            )?;
         }
         Some(Payload::EmailChangeRequested(requested)) => {
             let params = Params::from([(
                 "new_email".to_owned(),
                 requested.new_email.trim().to_owned(),
             )]);
-            notifier
-                .notify_address(
-                    conn,
-                    &source,
-                    &AddressNotice {
-                        user_id: Some(parse_uuid("user id", &event.user_id)?),
-                        email: requested.email.clone(),
-                        locale: requested.locale.clone(),
-                        display_name: requested.display_name.clone(),
-                        kind: Kind::EmailChangeRequested,
-                        params,
-                        rule: RULE_EMAIL_CHANGE_REQUESTED,
-                    },
-                )
-                .await?;
+            notifier.notify_address(
+                out,
+                &source,
+                &AddressNotice {
+                    user_id: Some(parse_uuid("user id", &event.user_id)?),
+                    email: requested.email.clone(),
+                    locale: requested.locale.clone(),
+                    display_name: requested.display_name.clone(),
+                    kind: Kind::EmailChangeRequested,
+                    params,
+                    rule: RULE_EMAIL_CHANGE_REQUESTED,
+                },
+            )?;
         }
         Some(Payload::UserRegistered(_))
         | Some(Payload::UserUpdated(_))
@@ -619,7 +657,7 @@ fn day_of(text: &str) -> Option<NaiveDate> {
     text.parse().ok()
 }
 
-/// Applies one registry event: refreshes the projection, creates the notices.
+/// Applies one registry event: refreshes the projection, adds its notices to `out`.
 ///
 /// Contacts that appear are stored before the notices are written and contacts that go
 /// away are deleted after, so a contact losing a role is still written to at its
@@ -630,6 +668,7 @@ pub(crate) async fn apply_contacts_event(
     opening: &OpeningKey,
     event: &contacts_pb::Event,
     users: &HashMap<Uuid, UserInfo>,
+    out: &mut Vec<NewNotification>,
 ) -> anyhow::Result<()> {
     use contacts_pb::event::Payload;
     let site = event
@@ -774,15 +813,13 @@ pub(crate) async fn apply_contacts_event(
                 expire_time: time_of(requested.expire_time.as_ref()),
             };
             let source = Source::event(Origin::Contacts, &event.event_id);
-            notifier
-                .notify_notification_email_change(
-                    conn,
-                    &source,
-                    &site,
-                    &change,
-                    users.get(&contact.user_id),
-                )
-                .await?;
+            notifier.notify_notification_email_change(
+                out,
+                &source,
+                &site,
+                &change,
+                users.get(&contact.user_id),
+            )?;
             return Ok(());
         }
         Some(Payload::PrimaryRecoveryRequested(changed)) => {
@@ -818,7 +855,7 @@ pub(crate) async fn apply_contacts_event(
     };
     let source = Source::event(Origin::Contacts, &event.event_id);
     notifier
-        .notify_users(conn, &source, &site, plans, users)
+        .notify_users(conn, out, &source, &site, plans, users)
         .await?;
     for contact_id in removed {
         storage::sites::delete_contact(conn, contact_id).await?;
@@ -899,13 +936,14 @@ fn user_ids(texts: &[String]) -> anyhow::Result<Vec<Uuid>> {
         .collect()
 }
 
-/// Applies one access event: creates its notices. Fails (the consumer retries) while the
+/// Applies one access event: adds its notices to `out`. Fails (the consumer retries) while the
 /// registry's stream has not brought the site yet.
 pub(crate) async fn apply_access_event(
     conn: &mut PgConnection,
     notifier: &Notifier,
     event: &access_pb::Event,
     users: &HashMap<Uuid, UserInfo>,
+    out: &mut Vec<NewNotification>,
 ) -> anyhow::Result<()> {
     use access_pb::event::Payload;
     let plans: Vec<Planned> = match &event.payload {
@@ -1047,7 +1085,7 @@ pub(crate) async fn apply_access_event(
     })?;
     let source = Source::event(Origin::Access, &event.event_id);
     notifier
-        .notify_users(conn, &source, &site, plans, users)
+        .notify_users(conn, out, &source, &site, plans, users)
         .await?;
     Ok(())
 }

@@ -443,22 +443,24 @@ impl Notifier {
         Ok((lang, self.templates.render(kind, lang, &params)?))
     }
 
-    /// Creates the notices of an event about `site` for the `plans` (the notification
-    /// table), in the caller's transaction (the consumer's, with its cursor). `users` holds
+    /// Adds to `out` the notices of an event about `site` for the `plans`, to be inserted in
+    /// the caller's transaction (the consumer's, with its cursor), reading the contacts'
+    /// notification e-mails through `conn`. `users` holds
     /// what identity said of the users the event names (looked up before the transaction,
     /// so that no remote call runs inside it); a recipient missing from it is unknown to
     /// identity and gets nothing.
     pub(crate) async fn notify_users(
         &self,
         conn: &mut PgConnection,
+        out: &mut Vec<NewNotification>,
         source: &Source,
         site: &Site,
         plans: Vec<Planned>,
         users: &HashMap<Uuid, UserInfo>,
-    ) -> anyhow::Result<usize> {
+    ) -> anyhow::Result<()> {
         let plans = recipients::dedupe(plans);
         if plans.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
         let recipient_ids: Vec<Uuid> = plans.iter().map(|plan| plan.user_id).collect();
         let addresses =
@@ -469,7 +471,6 @@ impl Notifier {
                 email: u.email.clone(),
             })
         };
-        let mut new = Vec::with_capacity(plans.len());
         for plan in plans {
             let Some(user) = users.get(&plan.user_id) else {
                 tracing::warn!(
@@ -497,7 +498,7 @@ impl Notifier {
                 Some(site),
                 &user.display_name,
             );
-            new.push(NewNotification {
+            out.push(NewNotification {
                 notification_id: Uuid::now_v7(),
                 source_key: source.as_str().to_owned(),
                 recipient_key: plan.user_id.to_string(),
@@ -513,18 +514,18 @@ impl Notifier {
                 code_expire_time: None,
             });
         }
-        Ok(storage::notifications::insert_counted(conn, &new).await?)
+        Ok(())
     }
 
-    /// Creates the mail that carries a code identity asked for (its kind by purpose), in
-    /// the caller's transaction. The address and language come with the event; a code that
-    /// already expired sends nothing.
-    pub(crate) async fn notify_verification(
+    /// Adds to `out` the mail that carries a code identity asked for (its kind by purpose).
+    /// The address and language come with the event; a code that already expired sends
+    /// nothing.
+    pub(crate) fn notify_verification(
         &self,
-        conn: &mut PgConnection,
+        out: &mut Vec<NewNotification>,
         source: &Source,
         verification: &Verification,
-    ) -> anyhow::Result<usize> {
+    ) -> anyhow::Result<()> {
         if verification
             .expire_time
             .is_some_and(|expire_time| expire_time <= Utc::now())
@@ -534,7 +535,7 @@ impl Notifier {
                 user_id = %verification.user_id,
                 "code already expired; no mail"
             );
-            return Ok(0);
+            return Ok(());
         }
         let lang = language::choose(Some(&verification.locale), None);
         let mut params = Params::new();
@@ -548,8 +549,8 @@ impl Notifier {
         );
         // issue: secrets at rest: the mail keeps the code's expiry, past which the sweep
         // empties what it stored of the mail.
-        self.insert_address_notice(
-            conn,
+        self.address_notice(
+            out,
             source,
             &AddressNotice {
                 user_id: Some(verification.user_id),
@@ -562,29 +563,27 @@ impl Notifier {
             },
             verification.expire_time,
         )
-        .await
     }
 
-    /// Creates the mails of a change of a contact's notification e-mail (C11), in the
-    /// caller's transaction: the code to the address asked for, its only mail before it is
+    /// Adds to `out` the mails of a change of a contact's notification e-mail (C11): the code to the address asked for, its only mail before it is
     /// confirmed (none when the code is withdrawn or expired), and a notice to the contact's
     /// LOGIN e-mail naming the new address (or saying it was cleared). `user` is what
     /// identity said of the contact's user; without it nobody is told (logged).
-    pub(crate) async fn notify_notification_email_change(
+    pub(crate) fn notify_notification_email_change(
         &self,
-        conn: &mut PgConnection,
+        out: &mut Vec<NewNotification>,
         source: &Source,
         site: &Site,
         change: &NotificationEmailChange,
         user: Option<&UserInfo>,
-    ) -> anyhow::Result<usize> {
+    ) -> anyhow::Result<()> {
         let Some(user) = user else {
             tracing::warn!(
                 user_id = %change.user_id,
                 source = source.as_str(),
                 "notification e-mail change of a user unknown to identity; no mail"
             );
-            return Ok(0);
+            return Ok(());
         };
         let lang = language::choose(Some(&user.locale), Some(&site.language));
         let role = catalog::role_name(change.role, lang).to_owned();
@@ -612,7 +611,6 @@ impl Notifier {
                 code_expire_time,
             })
         };
-        let mut new = Vec::with_capacity(2);
         let live_code = change.code.as_ref().filter(|_| {
             change
                 .expire_time
@@ -629,7 +627,7 @@ impl Notifier {
                     .unwrap_or_default(),
             );
             params.insert("role".into(), role.clone());
-            new.push(mail(
+            out.push(mail(
                 Kind::NotificationEmailVerification,
                 email,
                 params,
@@ -650,7 +648,7 @@ impl Notifier {
                 change.requested_email.clone().unwrap_or_default(),
             );
             params.insert("role".into(), role);
-            new.push(mail(
+            out.push(mail(
                 Kind::NotificationEmailChangeRequested,
                 // C11: the LOGIN e-mail, never the notification e-mail in question.
                 &user.email,
@@ -659,29 +657,29 @@ impl Notifier {
                 None,
             )?);
         }
-        Ok(storage::notifications::insert_counted(conn, &new).await?)
+        Ok(())
     }
 
-    /// Creates a notice to one address identity named, in the caller's transaction: one per
-    /// event, address and kind (N3: a replayed event creates nothing new). The recipient is
-    /// the account when there is one, else the address itself.
-    pub(crate) async fn notify_address(
+    /// Adds to `out` a notice to one address identity named: one per event, address and kind
+    /// (N3: a replayed event creates nothing new). The recipient is the account when there
+    /// is one, else the address itself.
+    pub(crate) fn notify_address(
         &self,
-        conn: &mut PgConnection,
+        out: &mut Vec<NewNotification>,
         source: &Source,
         notice: &AddressNotice,
-    ) -> anyhow::Result<usize> {
-        self.insert_address_notice(conn, source, notice, None).await
+    ) -> anyhow::Result<()> {
+        self.address_notice(out, source, notice, None)
     }
 
     /// [`Notifier::notify_address`], with the expiry of the code the notice carries.
-    async fn insert_address_notice(
+    fn address_notice(
         &self,
-        conn: &mut PgConnection,
+        out: &mut Vec<NewNotification>,
         source: &Source,
         notice: &AddressNotice,
         code_expire_time: Option<DateTime<Utc>>,
-    ) -> anyhow::Result<usize> {
+    ) -> anyhow::Result<()> {
         let email = notice.email.trim();
         if email.is_empty() {
             tracing::warn!(
@@ -690,7 +688,7 @@ impl Notifier {
                 source = source.as_str(),
                 "identity notice without an address; no mail"
             );
-            return Ok(0);
+            return Ok(());
         }
         let lang = language::choose(Some(&notice.locale), None);
         let params = with_common(notice.params.clone(), None, &notice.display_name);
@@ -698,7 +696,7 @@ impl Notifier {
             Some(user_id) => user_id.to_string(),
             None => format!("address:{}", email.to_lowercase()),
         };
-        let new = NewNotification {
+        out.push(NewNotification {
             notification_id: Uuid::now_v7(),
             source_key: source.as_str().to_owned(),
             recipient_key,
@@ -712,7 +710,7 @@ impl Notifier {
             source_event_id: source.as_str().to_owned(),
             idempotency_key: None,
             code_expire_time,
-        };
-        Ok(storage::notifications::insert_counted(conn, &[new]).await?)
+        });
+        Ok(())
     }
 }
