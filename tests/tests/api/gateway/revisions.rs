@@ -183,8 +183,8 @@ fn committed_not_yet_in_effect<T: std::fmt::Debug>(answered: Result<T, Status>) 
 }
 
 // rules I1 and T8: access management counts a person identity has not told it about as
-// unproven, so the gateway answers VerifyEmail and ResetPassword (both prove the address)
-// only once access management applied them. With access management down, the change is
+// unproven, so the gateway answers VerifyEmail and ResetPassword (both prove the address),
+// and ConfirmEmailChange, only once access management applied them. With access management down, the change is
 // committed (the person signs in) and the answer is UNAVAILABLE saying so, not a success
 // that the person's next call would contradict.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,12 +229,44 @@ async fn a_proof_is_answered_once_access_management_applied_it() {
         .await;
     suite.start_internal(Internal::Access).await;
     committed_not_yet_in_effect(answered);
-    suite
+    let token = suite
         .gw()
         .login(gw::LoginRequest {
             email: email.clone(),
             password: new_password.into(),
         })
         .await
-        .expect("the new password is committed");
+        .expect("the new password is committed")
+        .into_inner()
+        .access_token;
+
+    // A new login e-mail (domain policies match on it, A7), the same way.
+    let moved = fresh_email("moved");
+    suite
+        .gw()
+        .change_email(authed(
+            Some(&token),
+            gw::ChangeEmailRequest {
+                new_email: moved.clone(),
+                current_password: new_password.into(),
+            },
+        ))
+        .await
+        .expect("ask for a new login e-mail");
+    let code = suite.code_for(&moved).await.code;
+    suite.stop_internal(Internal::Access).await;
+    let answered = suite
+        .gw()
+        .confirm_email_change(authed(Some(&token), gw::ConfirmEmailChangeRequest { code }))
+        .await;
+    suite.start_internal(Internal::Access).await;
+    committed_not_yet_in_effect(answered);
+    suite
+        .gw()
+        .login(gw::LoginRequest {
+            email: moved,
+            password: new_password.into(),
+        })
+        .await
+        .expect("the new login e-mail is committed");
 }
