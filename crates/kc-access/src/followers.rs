@@ -312,8 +312,10 @@ pub(crate) async fn apply_contacts_event(
     Ok(site_id)
 }
 
-/// Applies one identity event to `users` and, when it disabled or enabled the user, notifies
-/// the replicas (rights depend on nothing else of a user). Returns that user, if any.
+/// Applies one identity event to `users` and, when it changed whether the user is proven or
+/// disabled, notifies the replicas and refreshes the user's permission feed (rights depend on
+/// nothing else of a user; a user met here first and unproven changes nothing, I1). Returns
+/// that user, if any.
 pub(crate) async fn apply_identity_event(
     conn: &mut PgConnection,
     event: &identity_pb::Event,

@@ -291,8 +291,8 @@ async fn disabled_users_cannot_sign_in_or_refresh() {
         .into_inner();
     let disabled = disabling.user.unwrap();
     assert_eq!(disabled.state, pb::UserState::Disabled as i32);
-    // T8: the change's revision, for access management's AwaitIdentityRevision; none when
-    // nothing changed.
+    // rules I4 and T8: the change's revision, for access management's AwaitIdentityRevision
+    // (rights follow the disable there); none when nothing changed.
     let disabled_at: Cursor = disabling.revision.parse().expect("a revision");
     let again = h
         .disable_user(&operator, &ada.user_id)

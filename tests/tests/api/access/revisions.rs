@@ -195,16 +195,8 @@ async fn t8_awaiting_a_registry_revision_makes_its_role_visible() {
     // knows it proven.
 
     let assigned = s
-        .registry()
-        .assign_contact(s.op(cpb::AssignContactRequest {
-            site_id: site.site_id.clone(),
-            user_id: secondary.to_string(),
-            role: Role::Secondary as i32,
-            details: None,
-        }))
-        .await
-        .expect("assign contact")
-        .into_inner();
+        .assign_revised(&site.site_id, secondary, Role::Secondary)
+        .await;
     let awaited = revision("AssignContact", &assigned.revision);
 
     // At once: no polling of access before the await.

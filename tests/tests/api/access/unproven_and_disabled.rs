@@ -2,7 +2,6 @@
 //! to unproven accounts.
 
 use kc_proto::access::{self as pb};
-use kc_proto::contacts::{self as cpb};
 use tonic::Code;
 use uuid::Uuid;
 
@@ -212,16 +211,8 @@ async fn a_person_identity_has_not_told_access_about_holds_nothing() {
     let site = s.site(primary).await;
     let stranger = Uuid::now_v7();
     let assigned = s
-        .registry()
-        .assign_contact(s.op(cpb::AssignContactRequest {
-            site_id: site.site_id.clone(),
-            user_id: stranger.to_string(),
-            role: Role::Administrative as i32,
-            details: None,
-        }))
-        .await
-        .expect("assign contact")
-        .into_inner();
+        .assign_revised(&site.site_id, stranger, Role::Administrative)
+        .await;
     s.access()
         .await_contacts_revision(s.svc(pb::AwaitContactsRevisionRequest {
             revision: assigned.revision,

@@ -246,6 +246,20 @@ impl Suite {
     /// as the operator: a role that implies rights never changes by a service acting for
     /// nobody (rule T6).
     pub async fn assign(&self, site_id: &str, user: Uuid, role: Role) -> cpb::Contact {
+        self.assign_revised(site_id, user, role)
+            .await
+            .contact
+            .expect("contact")
+    }
+
+    /// AssignContact at the registry as the operator: the contact and the write's revision,
+    /// for `AwaitContactsRevision` (T8).
+    pub async fn assign_revised(
+        &self,
+        site_id: &str,
+        user: Uuid,
+        role: Role,
+    ) -> cpb::AssignContactResponse {
         self.registry()
             .assign_contact(self.op(cpb::AssignContactRequest {
                 site_id: site_id.into(),
@@ -256,8 +270,6 @@ impl Suite {
             .await
             .expect("assign contact")
             .into_inner()
-            .contact
-            .expect("contact")
     }
 
     /// Turns the switch of rule C3 (the administrative contact may manage access) on or off.
