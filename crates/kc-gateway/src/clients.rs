@@ -103,7 +103,8 @@ pub(crate) enum CallKind {
 pub(crate) struct Ctx {
     /// When the internal calls must be done.
     pub deadline: Deadline,
-    caller: Option<Caller>,
+    /// Shared by the context's copies (each internal call of a call takes one).
+    caller: Option<Arc<Caller>>,
     credentials: Credentials,
     /// The `authorization` value the caller sent, for the calls made as the caller itself
     /// ([`Ctx::as_self`]).
@@ -127,7 +128,7 @@ impl Ctx {
     /// `metadata` (for the `authorization` value forwarded for operators and services).
     pub(crate) fn authenticated(
         deadline: Deadline,
-        caller: Caller,
+        caller: Arc<Caller>,
         metadata: &MetadataMap,
         kind: CallKind,
     ) -> Self {
@@ -179,7 +180,7 @@ impl Ctx {
     /// The authenticated caller; `Internal` on a public call (a bug if reached).
     pub(crate) fn caller(&self) -> Result<&Caller, GatewayError> {
         self.caller
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| GatewayError::Internal(anyhow::anyhow!("no caller on this call")))
     }
 
@@ -187,7 +188,8 @@ impl Ctx {
     /// cache: a gateway RPC that changes state, or a call carrying an operator's or a
     /// service's own token, or no token.
     fn asker(&self) -> Option<Asker> {
-        if self.kind == CallKind::Write || self.caller.as_ref().is_some_and(Caller::is_privileged) {
+        if self.kind == CallKind::Write || self.caller.as_deref().is_some_and(Caller::is_privileged)
+        {
             return None;
         }
         match self.credentials {

@@ -79,7 +79,7 @@ impl GatewayApi {
 
     /// What the contexts of the parts of a long authenticated call are made of.
     fn part_contexts<T>(&self, request: &Request<T>) -> Result<PartContexts, Status> {
-        let caller = kc_runtime::auth::caller(request)?;
+        let caller = kc_runtime::auth::shared_caller(request)?;
         Ok(PartContexts::new(
             caller,
             request.metadata(),
@@ -90,7 +90,7 @@ impl GatewayApi {
 
     /// The context of an authenticated call of `kind`.
     fn ctx<T>(&self, request: &Request<T>, kind: CallKind) -> Result<Ctx, Status> {
-        let caller = kc_runtime::auth::caller(request)?;
+        let caller = kc_runtime::auth::shared_caller(request)?;
         Ok(Ctx::authenticated(
             self.deadline(request),
             caller,

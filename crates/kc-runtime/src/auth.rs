@@ -86,9 +86,15 @@ impl Caller {
 
 /// The caller of a request, or `Unauthenticated` if the auth layer put none there.
 pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, Status> {
+    shared_caller(request).map(Arc::unwrap_or_clone)
+}
+
+/// The caller of a request as the auth layer shares it (no copy), or `Unauthenticated` if
+/// it put none there: for a server that hands the caller to many parts of one call.
+pub fn shared_caller<T>(request: &tonic::Request<T>) -> Result<Arc<Caller>, Status> {
     request
         .extensions()
-        .get::<Caller>()
+        .get::<Arc<Caller>>()
         .cloned()
         .ok_or_else(|| Status::unauthenticated("missing caller"))
 }
@@ -142,8 +148,9 @@ struct KeyCache {
     fetched_at: Option<Instant>,
     /// Tokens whose signature already verified with these keys, with their claims: a
     /// caller presents the same token for many calls, and the Ed25519 check dominated the
-    /// cost of a cheap RPC. Emptied whenever the keys change.
-    verified: HashMap<String, Claims>,
+    /// cost of a cheap RPC. Emptied whenever the keys change. Shared, so that a hit copies
+    /// nothing.
+    verified: HashMap<String, Arc<Claims>>,
 }
 
 struct VerifierState {
@@ -216,6 +223,11 @@ impl TokenVerifier {
     /// Verifies `token` and returns its claims: signature, issuer, audience, times, and
     /// that identity has not revoked it.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        self.verify_shared(token).await.map(Arc::unwrap_or_clone)
+    }
+
+    /// [`verify`](Self::verify), with the claims as the cache of verified tokens shares them.
+    async fn verify_shared(&self, token: &str) -> Result<Arc<Claims>, AuthError> {
         let claims = self.verify_signed(token).await?;
         if let Some(revocations) = &self.revocations {
             if !revocations.is_ready() && !revocations.wait_ready(READY_WAIT).await {
@@ -229,7 +241,7 @@ impl TokenVerifier {
     }
 
     /// Verifies everything the token itself says (not the revocations).
-    async fn verify_signed(&self, token: &str) -> Result<Claims, AuthError> {
+    async fn verify_signed(&self, token: &str) -> Result<Arc<Claims>, AuthError> {
         if self.cache_is_stale() {
             self.refresh_stale().await;
         }
@@ -242,13 +254,13 @@ impl TokenVerifier {
             Some(key) => key,
             None => self.refetch_for(&parsed.kid).await?,
         };
-        let claims = parsed.verify(&key, &self.state.expect, now)?;
+        let claims = Arc::new(parsed.verify(&key, &self.state.expect, now)?);
         self.remember(token, &claims);
         Ok(claims)
     }
 
     /// The claims of a token verified before, while it has not expired.
-    fn already_verified(&self, token: &str, now: i64) -> Option<Claims> {
+    fn already_verified(&self, token: &str, now: i64) -> Option<Arc<Claims>> {
         let cache = self
             .state
             .keys
@@ -261,7 +273,7 @@ impl TokenVerifier {
             .cloned()
     }
 
-    fn remember(&self, token: &str, claims: &Claims) {
+    fn remember(&self, token: &str, claims: &Arc<Claims>) {
         let mut cache = self
             .state
             .keys
@@ -359,7 +371,7 @@ impl TokenVerifier {
             })
             .map(str::trim)
             .ok_or_else(|| Status::unauthenticated("authorization must be a bearer token"))?;
-        let claims = self.verify(token).await?;
+        let claims = self.verify_shared(token).await?;
         let subject = Uuid::parse_str(&claims.sub)
             .map_err(|_| Status::unauthenticated("malformed access token"))?;
         let on_behalf_of = match headers.get(ON_BEHALF_OF_HEADER) {
@@ -383,7 +395,7 @@ impl TokenVerifier {
         Ok(Caller {
             subject,
             kind: claims.kind,
-            email: claims.email,
+            email: claims.email.clone(),
             on_behalf_of,
             scopes,
         })
@@ -461,7 +473,7 @@ where
         Box::pin(async move {
             match verifier.authenticate(request.headers()).await {
                 Ok(caller) => {
-                    request.extensions_mut().insert(caller);
+                    request.extensions_mut().insert(Arc::new(caller));
                     inner.call(request).await
                 }
                 Err(status) => Ok(status.into_http()),

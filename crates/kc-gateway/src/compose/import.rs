@@ -100,7 +100,7 @@ pub(super) fn answers<T: Send + 'static>(
 /// deadline of its own, since the call itself lasts as long as its stream.
 #[derive(Debug, Clone)]
 pub(crate) struct PartContexts {
-    caller: Caller,
+    caller: Arc<Caller>,
     metadata: MetadataMap,
     default_deadline: Duration,
     request_timeout: Duration,
@@ -111,7 +111,7 @@ impl PartContexts {
     /// (only its `authorization` is kept); each part gets `default_deadline`, at most
     /// `request_timeout`.
     pub(crate) fn new(
-        caller: Caller,
+        caller: Arc<Caller>,
         metadata: &MetadataMap,
         default_deadline: Duration,
         request_timeout: Duration,
