@@ -8,6 +8,9 @@
 //! and each takes every item queued when it starts, up to [`BatchCall::MAX_ITEMS`]. Nothing
 //! waits for a batch to fill: under light load a batch is the one item that came, at once;
 //! under load, the items that arrive while the batches are in flight go together in the next.
+//! A kind of call can hold the next batch back while another is in flight
+//! ([`BatchCall::OVERLAP_AFTER`]): answered quickly, the batch in flight comes back first and
+//! the next one takes more items; a slow one does not hold up the rest longer than that.
 //!
 //! Each item waits no longer than its own call's deadline, and one that runs out of time
 //! fails as any internal call of the gateway does ([`GatewayError::Timeout`]); a batch gets
@@ -17,6 +20,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::Instrument;
@@ -36,6 +40,9 @@ pub(crate) trait BatchCall: Send + Sync + 'static {
     const MAX_ITEMS: usize;
     /// Batches in flight at once, at most.
     const IN_FLIGHT: usize;
+    /// How long a batch is in flight before another may join it: until then, items queue
+    /// for the next batch. Zero: as soon as a place is free.
+    const OVERLAP_AFTER: Duration = Duration::ZERO;
 
     /// Sends `items` in one call within `ctx` (the gateway's own credentials): one result per
     /// item, in order; an error of the whole call fails them all.
@@ -109,6 +116,11 @@ impl<C: BatchCall> Batcher<C> {
         ctx: &Ctx,
         items: Vec<C::Item>,
     ) -> Result<Vec<C::Answer>, GatewayError> {
+        if let [_] = items.as_slice() {
+            // The common case (a relying application's `Check`), without the join's state.
+            let item = items.into_iter().next().expect("one item");
+            return Ok(vec![self.ask(ctx, item).await?]);
+        }
         futures::future::try_join_all(items.into_iter().map(|item| self.ask(ctx, item))).await
     }
 }
@@ -116,6 +128,8 @@ impl<C: BatchCall> Batcher<C> {
 /// Takes the queued items in batches and sends each, [`BatchCall::IN_FLIGHT`] at most at once.
 async fn send_batches<C: BatchCall>(call: Arc<C>, mut queued: mpsc::Receiver<Queued<C>>) {
     let in_flight = Arc::new(Semaphore::new(C::IN_FLIGHT));
+    // When the last batch went out.
+    let mut last_sent = tokio::time::Instant::now();
     loop {
         // A free place first, then the items: while every place is taken, items queue up
         // and the next batch takes them all.
@@ -125,6 +139,13 @@ async fn send_batches<C: BatchCall>(call: Arc<C>, mut queued: mpsc::Receiver<Que
         let Some(first) = queued.recv().await else {
             return;
         };
+        let others_in_flight = C::IN_FLIGHT - 1 - in_flight.available_permits();
+        if others_in_flight > 0 && !C::OVERLAP_AFTER.is_zero() {
+            // Another batch is in flight: until it has been out for OVERLAP_AFTER, this one
+            // goes only when it comes back (a place frees), taking what queued meanwhile.
+            let until = last_sent + C::OVERLAP_AFTER;
+            let _ = tokio::time::timeout_at(until, in_flight.acquire()).await;
+        }
         let mut batch = vec![first];
         while batch.len() < C::MAX_ITEMS {
             match queued.try_recv() {
@@ -133,6 +154,7 @@ async fn send_batches<C: BatchCall>(call: Arc<C>, mut queued: mpsc::Receiver<Que
             }
         }
         let call = call.clone();
+        last_sent = tokio::time::Instant::now();
         tokio::spawn(async move {
             send(call.as_ref(), batch).await;
             drop(place);
@@ -197,5 +219,113 @@ async fn send<C: BatchCall>(call: &C, batch: Vec<Queued<C>>) {
                 let _ = answer.send(Err(error.duplicate()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use tokio::sync::watch;
+
+    use super::{BatchCall, Batcher};
+    use crate::clients::{Ctx, Svc};
+    use crate::deadline::Deadline;
+    use crate::error::GatewayError;
+
+    /// A batch call that records each batch and answers only once the test opens the gate.
+    struct Gated {
+        batches: Mutex<Vec<Vec<u32>>>,
+        gate: watch::Receiver<bool>,
+    }
+
+    impl Gated {
+        fn new() -> (Self, watch::Sender<bool>) {
+            let (open, gate) = watch::channel(false);
+            let call = Self {
+                batches: Mutex::new(Vec::new()),
+                gate,
+            };
+            (call, open)
+        }
+    }
+
+    /// Two batches in flight; the second waits a long time for the first to come back.
+    struct Overlapping<const AFTER_MS: u64>(Arc<Gated>);
+
+    impl<const AFTER_MS: u64> BatchCall for Overlapping<AFTER_MS> {
+        type Item = u32;
+        type Answer = u32;
+        const SERVICE: Svc = Svc::Access;
+        const MAX_ITEMS: usize = 10;
+        const IN_FLIGHT: usize = 2;
+        const OVERLAP_AFTER: Duration = Duration::from_millis(AFTER_MS);
+
+        async fn send(
+            &self,
+            _ctx: &Ctx,
+            items: Vec<u32>,
+        ) -> Result<Vec<Result<u32, GatewayError>>, GatewayError> {
+            let first = self.0.batches.lock().unwrap().is_empty();
+            self.0.batches.lock().unwrap().push(items.clone());
+            if first {
+                // Only the first batch is held until the gate opens.
+                let mut gate = self.0.gate.clone();
+                let _ = gate.wait_for(|open| *open).await;
+            }
+            Ok(items.into_iter().map(Ok).collect())
+        }
+    }
+
+    fn ctx() -> Ctx {
+        let patient = Duration::from_secs(30);
+        Ctx::public(Deadline::compute(Instant::now(), None, patient, patient))
+    }
+
+    /// Asks `item` on a task of its own, and waits until it is queued.
+    async fn ask_later<C: BatchCall<Item = u32, Answer = u32>>(
+        batcher: &Arc<Batcher<C>>,
+        item: u32,
+    ) -> tokio::task::JoinHandle<Result<u32, GatewayError>> {
+        let batcher = batcher.clone();
+        let asked = tokio::spawn(async move { batcher.ask(&ctx(), item).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        asked
+    }
+
+    #[tokio::test]
+    async fn items_wait_for_the_batch_in_flight_and_then_go_together() {
+        let (gated, open) = Gated::new();
+        let gated = Arc::new(gated);
+        // The batch in flight is given far longer than the test takes.
+        let batcher = Arc::new(Batcher::start(Overlapping::<60_000>(gated.clone())));
+        let first = ask_later(&batcher, 1).await;
+        let second = ask_later(&batcher, 2).await;
+        let third = ask_later(&batcher, 3).await;
+        assert_eq!(
+            *gated.batches.lock().unwrap(),
+            [vec![1]],
+            "a second place is free, yet no batch joins the one in flight before its time"
+        );
+        open.send(true).unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        assert_eq!(second.await.unwrap().unwrap(), 2);
+        assert_eq!(third.await.unwrap().unwrap(), 3);
+        assert_eq!(*gated.batches.lock().unwrap(), [vec![1], vec![2, 3]]);
+    }
+
+    #[tokio::test]
+    async fn a_slow_batch_holds_the_next_up_no_longer_than_the_overlap() {
+        let (gated, _closed) = Gated::new();
+        let gated = Arc::new(gated);
+        let batcher = Arc::new(Batcher::start(Overlapping::<20>(gated.clone())));
+        let _held = ask_later(&batcher, 1).await;
+        // The first batch never comes back; the second goes once it was out 20 ms.
+        let answered = tokio::time::timeout(Duration::from_secs(10), batcher.ask(&ctx(), 2))
+            .await
+            .expect("the second batch went while the first was still in flight");
+        assert_eq!(answered.unwrap(), 2);
+        assert_eq!(*gated.batches.lock().unwrap(), [vec![1], vec![2]]);
     }
 }

@@ -14,6 +14,8 @@
 //! batches (they do not repeat); an admission consults it before it queues
 //! ([`crate::clients::Clients::batch_check_sent_by`]).
 
+use std::time::Duration;
+
 use kc_proto::access;
 
 use crate::batcher::{BatchCall, Batcher};
@@ -34,6 +36,13 @@ impl BatchCall for Checks {
     /// Access management's `MAX_BATCH_CHECKS`.
     const MAX_ITEMS: usize = 100;
     const IN_FLIGHT: usize = 2;
+    /// A check's answer comes from access's rights cache in well under a millisecond: the
+    /// batch in flight usually comes back within this, and the next then takes every
+    /// check that queued meanwhile (fewer, larger batches, each a round trip for both
+    /// sides); a batch that loads sites from the database (a cold cache) holds the rest up
+    /// no longer. Measured with `gateway.check` (64 calls in flight): see
+    /// crates/kc-bench/README.md.
+    const OVERLAP_AFTER: Duration = Duration::from_millis(2);
 
     async fn send(
         &self,
