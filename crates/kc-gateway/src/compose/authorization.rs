@@ -16,14 +16,15 @@
 //!   commit order; filtered by site there) and maps each change to the public message; the
 //!   cursor is access management's, passed through as is.
 
+use std::borrow::Cow;
+
 use chrono::Utc;
+use futures::StreamExt;
 use kc_proto::access;
 use kc_proto::gateway as pb;
+use kc_runtime::outbox::EventStream;
 use kc_runtime::values::{parse_id, timestamp};
 use kc_runtime::{ApiError, Caller, Violations};
-
-use futures::StreamExt;
-use kc_runtime::outbox::EventStream;
 use tonic::Status;
 
 use super::Gateway;
@@ -51,6 +52,16 @@ fn permission_ok(number: i32) -> bool {
     access::Permission::try_from(number).is_ok_and(|p| p != access::Permission::Unspecified)
 }
 
+/// The name of the field `name` of an item named by `prefix` (`items[3].`, or nothing for
+/// `Check`'s own request, which then costs no copy).
+fn field<'a>(prefix: &str, name: &'a str) -> Cow<'a, str> {
+    if prefix.is_empty() {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(format!("{prefix}{name}"))
+    }
+}
+
 /// The check of one item, validated, with its freshness; `prefix` names the item in
 /// violations (e.g. `items[3].`).
 fn item(
@@ -58,16 +69,16 @@ fn item(
     prefix: &str,
     item: pb::CheckRequest,
 ) -> Option<(access::CheckRequest, Freshness)> {
-    let user_id = v.check(parse_id(&format!("{prefix}user_id"), &item.user_id));
-    let site_id = v.check(parse_id(&format!("{prefix}site_id"), &item.site_id));
+    let user_id = v.check(parse_id(&field(prefix, "user_id"), &item.user_id));
+    let site_id = v.check(parse_id(&field(prefix, "site_id"), &item.site_id));
     if !permission_ok(item.permission) {
         v.add(
-            format!("{prefix}permission"),
+            field(prefix, "permission"),
             "give a permission, e.g. PERMISSION_SOFTWARE_DOWNLOAD",
         );
     }
     let fresh = match Freshness::parse(
-        &format!("{prefix}{TOKEN_FIELD}"),
+        &field(prefix, TOKEN_FIELD),
         token(item.consistency.as_ref()),
     ) {
         Ok(fresh) => Some(fresh),
