@@ -399,3 +399,57 @@ impl Gateway {
         })))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kc_proto::gateway as pb;
+    use kc_runtime::{ApiError, Violations};
+
+    use super::item;
+
+    /// The fields a bad item's violations name, with `prefix`.
+    fn fields_of_bad_item(prefix: &str) -> Vec<String> {
+        let mut v = Violations::new();
+        let checked = item(
+            &mut v,
+            prefix,
+            pb::CheckRequest {
+                user_id: "not an id".to_owned(),
+                site_id: "also not".to_owned(),
+                permission: 0,
+                consistency: Some(pb::Consistency {
+                    at_least_as_fresh: "garbage".to_owned(),
+                }),
+            },
+        );
+        assert!(checked.is_none());
+        match v.finish() {
+            Err(ApiError::InvalidArgument(violations)) => {
+                violations.into_iter().map(|v| v.field).collect()
+            }
+            other => panic!("expected violations, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_check_names_its_own_fields_and_a_batch_item_its_index() {
+        assert_eq!(
+            fields_of_bad_item(""),
+            [
+                "user_id",
+                "site_id",
+                "permission",
+                "consistency.at_least_as_fresh"
+            ]
+        );
+        assert_eq!(
+            fields_of_bad_item("items[3]."),
+            [
+                "items[3].user_id",
+                "items[3].site_id",
+                "items[3].permission",
+                "items[3].consistency.at_least_as_fresh"
+            ]
+        );
+    }
+}
