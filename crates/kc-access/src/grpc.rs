@@ -236,10 +236,8 @@ impl AccessManagementService for AccessApi {
     ) -> Result<Response<pb::BatchCheckResponse>, Status> {
         request_actor(&request)?;
         let batch: BatchCheckQuery = request.into_inner().try_into()?;
-        let mut results = Vec::with_capacity(batch.checks.len());
-        for query in batch.checks {
-            results.push(check_response(self.access.check(query).await?));
-        }
+        let decisions = self.access.check_all(batch.checks).await?;
+        let results = decisions.into_iter().map(check_response).collect();
         Ok(Response::new(pb::BatchCheckResponse { results }))
     }
 
@@ -262,10 +260,8 @@ impl AccessManagementService for AccessApi {
             )
             .await?;
         }
-        let mut results = Vec::with_capacity(batch.checks.len());
-        for query in batch.checks {
-            results.push(check_response(self.access.check(query).await?));
-        }
+        let decisions = self.access.check_all(batch.checks).await?;
+        let results = decisions.into_iter().map(check_response).collect();
         Ok(Response::new(pb::ConsistentBatchCheckResponse { results }))
     }
 

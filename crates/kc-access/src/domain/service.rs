@@ -63,12 +63,14 @@ mod support_users;
 
 pub use support_users::{SupportUsersQuery, UserAccessChange};
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
 use kc_runtime::db::{DbErrorKind, classify, constraint};
 use kc_runtime::outbox::{Cursor, Revised};
 pub use kc_runtime::paging::Page;
@@ -133,6 +135,10 @@ pub struct Access {
 
 /// Most candidate profiles a lookup reads in one query.
 const MAX_LOOKUP_BATCH: i64 = 1000;
+
+/// Sites whose checks one batch answers at once ([`Access::check_all`]): each may load its
+/// site from the database, on a connection of its own.
+const SITES_CHECKED_AT_ONCE: usize = 4;
 
 /// How many candidate profiles a lookup reads in its first query for a page of `size`: one
 /// more than the page (to know whether another page follows), since most candidates of a
@@ -960,6 +966,40 @@ impl Access {
                 rule: "",
             }),
         }
+    }
+
+    /// The checks of a batch, answered in order, each as [`Access::check`] answers it. The
+    /// checks of one site are answered one after the other (the first loads the site into
+    /// the rights cache when it is not there, the others then hit it); those of different
+    /// sites, [`SITES_CHECKED_AT_ONCE`] sites at a time, so that a batch of sites the cache
+    /// lacks waits for about one load, not one per site.
+    pub async fn check_all(&self, queries: Vec<CheckQuery>) -> Result<Vec<Decision>> {
+        let count = queries.len();
+        let mut sites: Vec<Vec<(usize, CheckQuery)>> = Vec::new();
+        let mut group_of_site: HashMap<Uuid, usize> = HashMap::new();
+        for (index, query) in queries.into_iter().enumerate() {
+            let group = *group_of_site.entry(query.site_id).or_insert_with(|| {
+                sites.push(Vec::new());
+                sites.len() - 1
+            });
+            sites[group].push((index, query));
+        }
+        let decided: Vec<Vec<(usize, Decision)>> = futures::stream::iter(sites)
+            .map(|checks| async move {
+                let mut decided = Vec::with_capacity(checks.len());
+                for (index, query) in checks {
+                    decided.push((index, self.check(query).await?));
+                }
+                Ok::<_, AccessError>(decided)
+            })
+            .buffer_unordered(SITES_CHECKED_AT_ONCE)
+            .try_collect()
+            .await?;
+        let mut answers: Vec<Option<Decision>> = vec![None; count];
+        for (index, decision) in decided.into_iter().flatten() {
+            answers[index] = Some(decision);
+        }
+        Ok(answers.into_iter().flatten().collect())
     }
 
     /// A page of the sites where a user holds a permission (effective rights, T3), in
