@@ -241,13 +241,20 @@ mod tests {
     }
 
     impl Gated {
-        fn new() -> (Self, watch::Sender<bool>) {
+        /// A batcher of [`Overlapping`] calls recorded by a new `Gated`, with the sender
+        /// that opens its gate.
+        fn start<const AFTER_MS: u64>() -> (
+            Arc<Self>,
+            watch::Sender<bool>,
+            Arc<Batcher<Overlapping<AFTER_MS>>>,
+        ) {
             let (open, gate) = watch::channel(false);
-            let call = Self {
+            let gated = Arc::new(Self {
                 batches: Mutex::new(Vec::new()),
                 gate,
-            };
-            (call, open)
+            });
+            let batcher = Arc::new(Batcher::start(Overlapping::<AFTER_MS>(gated.clone())));
+            (gated, open, batcher)
         }
     }
 
@@ -296,10 +303,8 @@ mod tests {
 
     #[tokio::test]
     async fn items_wait_for_the_batch_in_flight_and_then_go_together() {
-        let (gated, open) = Gated::new();
-        let gated = Arc::new(gated);
         // The batch in flight is given far longer than the test takes.
-        let batcher = Arc::new(Batcher::start(Overlapping::<60_000>(gated.clone())));
+        let (gated, open, batcher) = Gated::start::<60_000>();
         let first = ask_later(&batcher, 1).await;
         let second = ask_later(&batcher, 2).await;
         let third = ask_later(&batcher, 3).await;
@@ -317,9 +322,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_batch_holds_the_next_up_no_longer_than_the_overlap() {
-        let (gated, _closed) = Gated::new();
-        let gated = Arc::new(gated);
-        let batcher = Arc::new(Batcher::start(Overlapping::<20>(gated.clone())));
+        let (gated, _closed, batcher) = Gated::start::<20>();
         let _held = ask_later(&batcher, 1).await;
         // The first batch never comes back; the second goes once it was out 20 ms.
         let answered = tokio::time::timeout(Duration::from_secs(10), batcher.ask(&ctx(), 2))
