@@ -40,8 +40,9 @@ pub(crate) trait BatchCall: Send + Sync + 'static {
     const MAX_ITEMS: usize;
     /// Batches in flight at once, at most.
     const IN_FLIGHT: usize;
-    /// How long a batch is in flight before another may join it: until then, items queue
-    /// for the next batch. Zero: as soon as a place is free.
+    /// While a batch is in flight, how long after the last batch went out another may go:
+    /// until then, items queue for the next batch (which also goes as soon as a batch comes
+    /// back). Zero: as soon as a place is free.
     const OVERLAP_AFTER: Duration = Duration::ZERO;
 
     /// Sends `items` in one call within `ctx` (the gateway's own credentials): one result per
@@ -116,11 +117,11 @@ impl<C: BatchCall> Batcher<C> {
         ctx: &Ctx,
         items: Vec<C::Item>,
     ) -> Result<Vec<C::Answer>, GatewayError> {
-        if let [_] = items.as_slice() {
-            // The common case (a relying application's `Check`), without the join's state.
-            let item = items.into_iter().next().expect("one item");
-            return Ok(vec![self.ask(ctx, item).await?]);
-        }
+        // The common case (a relying application's `Check`), without the join's state.
+        let items = match <[C::Item; 1]>::try_from(items) {
+            Ok([item]) => return Ok(vec![self.ask(ctx, item).await?]),
+            Err(items) => items,
+        };
         futures::future::try_join_all(items.into_iter().map(|item| self.ask(ctx, item))).await
     }
 }
@@ -141,8 +142,8 @@ async fn send_batches<C: BatchCall>(call: Arc<C>, mut queued: mpsc::Receiver<Que
         };
         let others_in_flight = C::IN_FLIGHT - 1 - in_flight.available_permits();
         if others_in_flight > 0 && !C::OVERLAP_AFTER.is_zero() {
-            // Another batch is in flight: until it has been out for OVERLAP_AFTER, this one
-            // goes only when it comes back (a place frees), taking what queued meanwhile.
+            // Another batch is in flight: until OVERLAP_AFTER after the last one went out,
+            // this one goes only when a batch comes back, taking what queued meanwhile.
             let until = last_sent + C::OVERLAP_AFTER;
             let _ = tokio::time::timeout_at(until, in_flight.acquire()).await;
         }
