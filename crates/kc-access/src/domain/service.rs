@@ -974,7 +974,6 @@ impl Access {
     /// sites, [`SITES_CHECKED_AT_ONCE`] sites at a time, so that a batch of sites the cache
     /// lacks waits for about one load, not one per site.
     pub async fn check_all(&self, queries: Vec<CheckQuery>) -> Result<Vec<Decision>> {
-        let count = queries.len();
         let mut sites: Vec<Vec<(usize, CheckQuery)>> = Vec::new();
         let mut group_of_site: HashMap<Uuid, usize> = HashMap::new();
         for (index, query) in queries.into_iter().enumerate() {
@@ -984,7 +983,7 @@ impl Access {
             });
             sites[group].push((index, query));
         }
-        let decided: Vec<Vec<(usize, Decision)>> = futures::stream::iter(sites)
+        let by_site: Vec<Vec<(usize, Decision)>> = futures::stream::iter(sites)
             .map(|checks| async move {
                 let mut decided = Vec::with_capacity(checks.len());
                 for (index, query) in checks {
@@ -995,11 +994,9 @@ impl Access {
             .buffer_unordered(SITES_CHECKED_AT_ONCE)
             .try_collect()
             .await?;
-        let mut answers: Vec<Option<Decision>> = vec![None; count];
-        for (index, decision) in decided.into_iter().flatten() {
-            answers[index] = Some(decision);
-        }
-        Ok(answers.into_iter().flatten().collect())
+        let mut decided: Vec<(usize, Decision)> = by_site.into_iter().flatten().collect();
+        decided.sort_unstable_by_key(|(index, _)| *index);
+        Ok(decided.into_iter().map(|(_, decision)| decision).collect())
     }
 
     /// A page of the sites where a user holds a permission (effective rights, T3), in
