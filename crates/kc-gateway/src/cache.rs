@@ -185,10 +185,10 @@ impl ReadCache {
     }
 
     /// The stored answer to `question`, if it has not expired and no write since its read
-    /// mentioned what it mentions. The answer is copied after the lock is released. Counts a
-    /// hit or a miss of the question's method ([`READ_CACHE_HITS`], [`READ_CACHE_MISSES`])
-    /// when the cache is on.
-    pub(crate) fn get<T: Clone + Send + Sync + 'static>(&self, question: &Question) -> Option<T> {
+    /// mentioned what it mentions: shared, not copied (a caller that needs its own copies
+    /// it outside the lock). Counts a hit or a miss of the question's method
+    /// ([`READ_CACHE_HITS`], [`READ_CACHE_MISSES`]) when the cache is on.
+    pub(crate) fn get<T: Send + Sync + 'static>(&self, question: &Question) -> Option<Arc<T>> {
         if !self.is_enabled() {
             return None;
         }
@@ -202,7 +202,7 @@ impl ReadCache {
         found
     }
 
-    fn lookup<T: Clone + Send + Sync + 'static>(&self, question: &Question) -> Option<T> {
+    fn lookup<T: Send + Sync + 'static>(&self, question: &Question) -> Option<Arc<T>> {
         let answer = {
             let mut state = self.state();
             let entry = state.entries.get(question)?;
@@ -217,7 +217,7 @@ impl ReadCache {
             }
             Arc::clone(&entry.answer)
         };
-        answer.downcast_ref::<T>().cloned()
+        answer.downcast::<T>().ok()
     }
 
     /// The number of the cache's current contents: take it before sending a read, and
@@ -233,7 +233,7 @@ impl ReadCache {
     pub(crate) fn store<T: Send + Sync + 'static>(
         &self,
         question: Question,
-        answer: T,
+        answer: Arc<T>,
         answer_bytes: usize,
         mentions: Vec<Uuid>,
         generation: u64,
@@ -263,7 +263,7 @@ impl ReadCache {
             }
         }
         let entry = Entry {
-            answer: Arc::new(answer),
+            answer,
             bytes,
             expires: now + self.ttl,
             generation,
@@ -331,59 +331,125 @@ mod tests {
         Question::new("/svc/Method", asker, request.to_vec())
     }
 
+    /// [`ReadCache::store`] of a plain value.
+    fn store<T: Send + Sync + 'static>(
+        cache: &ReadCache,
+        question: Question,
+        answer: T,
+        answer_bytes: usize,
+        mentions: Vec<Uuid>,
+        generation: u64,
+    ) {
+        cache.store(
+            question,
+            Arc::new(answer),
+            answer_bytes,
+            mentions,
+            generation,
+        );
+    }
+
+    /// [`ReadCache::get`] of a plain value, copied.
+    fn answer<T: Copy + Send + Sync + 'static>(
+        cache: &ReadCache,
+        question: &Question,
+    ) -> Option<T> {
+        cache.get::<T>(question).map(|answer| *answer)
+    }
+
     #[test]
     fn answers_are_kept_per_asker_and_request() {
         let cache = ReadCache::new(Duration::from_secs(60));
         let alice = Asker::Customer(Uuid::from_u128(1));
         let bob = Asker::Customer(Uuid::from_u128(2));
-        cache.store(
+        store(
+            &cache,
             question(alice, b"a"),
             7_u32,
             4,
             Vec::new(),
             cache.generation(),
         );
-        assert_eq!(cache.get::<u32>(&question(alice, b"a")), Some(7));
-        assert_eq!(cache.get::<u32>(&question(bob, b"a")), None);
-        assert_eq!(cache.get::<u32>(&question(Asker::Gateway, b"a")), None);
-        assert_eq!(cache.get::<u32>(&question(alice, b"b")), None);
+        assert_eq!(answer::<u32>(&cache, &question(alice, b"a")), Some(7));
+        assert_eq!(answer::<u32>(&cache, &question(bob, b"a")), None);
+        assert_eq!(answer::<u32>(&cache, &question(Asker::Gateway, b"a")), None);
+        assert_eq!(answer::<u32>(&cache, &question(alice, b"b")), None);
         // Another type under the same question is a miss, never a wrong answer.
-        assert_eq!(cache.get::<u64>(&question(alice, b"a")), None);
+        assert_eq!(answer::<u64>(&cache, &question(alice, b"a")), None);
+    }
+
+    #[test]
+    fn a_hit_shares_the_stored_answer_rather_than_copying_it() {
+        let cache = ReadCache::new(Duration::from_secs(60));
+        let page = Arc::new(vec![String::from("a large page")]);
+        let asked = question(Asker::Gateway, b"a");
+        cache.store(
+            asked.clone(),
+            Arc::clone(&page),
+            12,
+            Vec::new(),
+            cache.generation(),
+        );
+        let first = cache.get::<Vec<String>>(&asked).expect("stored");
+        let second = cache.get::<Vec<String>>(&asked).expect("stored");
+        assert!(Arc::ptr_eq(&first, &page) && Arc::ptr_eq(&second, &page));
     }
 
     #[test]
     fn answers_expire_after_the_ttl() {
         // Long enough that a slow machine still reads the answer back before it expires.
         let cache = ReadCache::new(Duration::from_millis(500));
-        cache.store(
+        store(
+            &cache,
             question(Asker::Gateway, b"a"),
             1_u8,
             1,
             Vec::new(),
             cache.generation(),
         );
-        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"a")), Some(1));
+        assert_eq!(
+            answer::<u8>(&cache, &question(Asker::Gateway, b"a")),
+            Some(1)
+        );
         std::thread::sleep(Duration::from_millis(510));
-        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"a")), None);
+        assert_eq!(answer::<u8>(&cache, &question(Asker::Gateway, b"a")), None);
     }
 
     #[test]
     fn a_read_that_overlaps_a_write_is_not_stored() {
         let cache = ReadCache::new(Duration::from_secs(60));
         let before = cache.generation();
-        cache.store(question(Asker::Gateway, b"a"), 1_u8, 1, Vec::new(), before);
+        store(
+            &cache,
+            question(Asker::Gateway, b"a"),
+            1_u8,
+            1,
+            Vec::new(),
+            before,
+        );
         cache.forget(&[]);
         assert!(cache.is_empty());
-        cache.store(question(Asker::Gateway, b"b"), 2_u8, 1, Vec::new(), before);
-        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"b")), None);
-        cache.store(
+        store(
+            &cache,
+            question(Asker::Gateway, b"b"),
+            2_u8,
+            1,
+            Vec::new(),
+            before,
+        );
+        assert_eq!(answer::<u8>(&cache, &question(Asker::Gateway, b"b")), None);
+        store(
+            &cache,
             question(Asker::Gateway, b"b"),
             3_u8,
             1,
             Vec::new(),
             cache.generation(),
         );
-        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"b")), Some(3));
+        assert_eq!(
+            answer::<u8>(&cache, &question(Asker::Gateway, b"b")),
+            Some(3)
+        );
     }
 
     fn id(n: u128) -> Uuid {
@@ -395,14 +461,16 @@ mod tests {
         let cache = ReadCache::new(Duration::from_secs(60));
         let site = id(1);
         let other_site = id(2);
-        cache.store(
+        store(
+            &cache,
             question(Asker::Gateway, b"a"),
             1_u8,
             1,
             vec![site],
             cache.generation(),
         );
-        cache.store(
+        store(
+            &cache,
             question(Asker::Gateway, b"b"),
             2_u8,
             1,
@@ -414,23 +482,44 @@ mod tests {
         let mut request = vec![0x0a, 36];
         request.extend(site.to_string().as_bytes());
         let naming_site = question(Asker::Gateway, &request);
-        cache.store(naming.clone(), 3_u8, 1, Vec::new(), cache.generation());
-        cache.store(naming_site.clone(), 4_u8, 1, Vec::new(), cache.generation());
+        store(
+            &cache,
+            naming.clone(),
+            3_u8,
+            1,
+            Vec::new(),
+            cache.generation(),
+        );
+        store(
+            &cache,
+            naming_site.clone(),
+            4_u8,
+            1,
+            Vec::new(),
+            cache.generation(),
+        );
         cache.forget(&[site, id(99)]);
-        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"a")), None);
-        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"b")), Some(2));
+        assert_eq!(answer::<u8>(&cache, &question(Asker::Gateway, b"a")), None);
+        assert_eq!(
+            answer::<u8>(&cache, &question(Asker::Gateway, b"b")),
+            Some(2)
+        );
         // Raw text is not a message: only an id in a field counts.
-        assert_eq!(cache.get::<u8>(&naming), Some(3));
-        assert_eq!(cache.get::<u8>(&naming_site), None);
+        assert_eq!(answer::<u8>(&cache, &naming), Some(3));
+        assert_eq!(answer::<u8>(&cache, &naming_site), None);
         // An answer read afresh after the write is kept again.
-        cache.store(
+        store(
+            &cache,
             question(Asker::Gateway, b"a"),
             5_u8,
             1,
             vec![site],
             cache.generation(),
         );
-        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"a")), Some(5));
+        assert_eq!(
+            answer::<u8>(&cache, &question(Asker::Gateway, b"a")),
+            Some(5)
+        );
     }
 
     #[test]
@@ -438,16 +527,40 @@ mod tests {
         let cache = ReadCache::new(Duration::from_secs(60));
         let before = cache.generation();
         cache.forget(&[id(1)]);
-        cache.store(question(Asker::Gateway, b"a"), 1_u8, 1, vec![id(1)], before);
-        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"a")), None);
-        cache.store(question(Asker::Gateway, b"b"), 2_u8, 1, vec![id(2)], before);
-        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"b")), Some(2));
+        store(
+            &cache,
+            question(Asker::Gateway, b"a"),
+            1_u8,
+            1,
+            vec![id(1)],
+            before,
+        );
+        assert_eq!(answer::<u8>(&cache, &question(Asker::Gateway, b"a")), None);
+        store(
+            &cache,
+            question(Asker::Gateway, b"b"),
+            2_u8,
+            1,
+            vec![id(2)],
+            before,
+        );
+        assert_eq!(
+            answer::<u8>(&cache, &question(Asker::Gateway, b"b")),
+            Some(2)
+        );
         // A write that names nothing forgets everything, in flight too.
         let before = cache.generation();
         cache.forget(&[]);
         assert!(cache.is_empty());
-        cache.store(question(Asker::Gateway, b"c"), 3_u8, 1, vec![id(3)], before);
-        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"c")), None);
+        store(
+            &cache,
+            question(Asker::Gateway, b"c"),
+            3_u8,
+            1,
+            vec![id(3)],
+            before,
+        );
+        assert_eq!(answer::<u8>(&cache, &question(Asker::Gateway, b"c")), None);
     }
 
     #[test]
@@ -463,9 +576,17 @@ mod tests {
         cache.forget(&[id(5000)]);
         // `len` counts expired entries too: with a 10 ms lifetime, `get` could not tell a
         // refused store from an entry that expired on a slow machine.
-        cache.store(question(Asker::Gateway, b"a"), 1_u8, 1, vec![id(1)], before);
+        store(
+            &cache,
+            question(Asker::Gateway, b"a"),
+            1_u8,
+            1,
+            vec![id(1)],
+            before,
+        );
         assert_eq!(cache.len(), 0);
-        cache.store(
+        store(
+            &cache,
             question(Asker::Gateway, b"a"),
             2_u8,
             1,
@@ -500,7 +621,8 @@ mod tests {
         // Sixteen entries of the largest size fill the budget exactly; storing the same
         // question again must not count it twice (and so must not empty the cache).
         for index in 0..15_u8 {
-            cache.store(
+            store(
+                &cache,
                 question(Asker::Gateway, &[index]),
                 index,
                 big,
@@ -509,7 +631,8 @@ mod tests {
             );
         }
         for round in 0..3_u8 {
-            cache.store(
+            store(
+                &cache,
                 question(Asker::Gateway, &[15]),
                 round,
                 big,
@@ -518,8 +641,14 @@ mod tests {
             );
         }
         assert_eq!(cache.len(), 16);
-        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, &[0])), Some(0));
-        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, &[15])), Some(2));
+        assert_eq!(
+            answer::<u8>(&cache, &question(Asker::Gateway, &[0])),
+            Some(0)
+        );
+        assert_eq!(
+            answer::<u8>(&cache, &question(Asker::Gateway, &[15])),
+            Some(2)
+        );
     }
 
     #[test]
@@ -527,7 +656,8 @@ mod tests {
         let cache = ReadCache::new(Duration::from_secs(60));
         let most = BUDGET_BYTES / (ENTRY_OVERHEAD_BYTES + 4);
         for index in 0..(most as u32 + 10) {
-            cache.store(
+            store(
+                &cache,
                 question(Asker::Gateway, &index.to_be_bytes()),
                 (),
                 0,
@@ -541,7 +671,8 @@ mod tests {
     #[test]
     fn a_zero_ttl_keeps_nothing() {
         let cache = ReadCache::new(Duration::ZERO);
-        cache.store(
+        store(
+            &cache,
             question(Asker::Gateway, b"a"),
             1_u8,
             1,
@@ -549,13 +680,14 @@ mod tests {
             cache.generation(),
         );
         assert!(cache.is_empty());
-        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, b"a")), None);
+        assert_eq!(answer::<u8>(&cache, &question(Asker::Gateway, b"a")), None);
     }
 
     #[test]
     fn the_budget_bounds_what_is_kept() {
         let cache = ReadCache::new(Duration::from_secs(60));
-        cache.store(
+        store(
+            &cache,
             question(Asker::Gateway, b"huge"),
             0_u8,
             LARGEST_ENTRY_BYTES + 1,
@@ -566,7 +698,8 @@ mod tests {
         // The largest entry: its answer, its one-byte question and the overhead.
         let largest_answer = LARGEST_ENTRY_BYTES - ENTRY_OVERHEAD_BYTES - 1;
         for index in 0..20_u8 {
-            cache.store(
+            store(
+                &cache,
                 question(Asker::Gateway, &[index]),
                 index,
                 largest_answer,
@@ -579,6 +712,9 @@ mod tests {
             held <= 16,
             "{held} entries of a sixteenth of the budget each"
         );
-        assert_eq!(cache.get::<u8>(&question(Asker::Gateway, &[19])), Some(19));
+        assert_eq!(
+            answer::<u8>(&cache, &question(Asker::Gateway, &[19])),
+            Some(19)
+        );
     }
 }

@@ -368,10 +368,10 @@ impl Clients {
         method: &'static str,
         message: Req,
         send: F,
-    ) -> Result<Resp, GatewayError>
+    ) -> Result<Arc<Resp>, GatewayError>
     where
         Req: Clone + prost::Message,
-        Resp: Clone + prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Send + Sync + 'static,
         F: Fn(Channel, Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
@@ -396,11 +396,12 @@ impl Clients {
     {
         self.through_cache(ctx, Op::CachedReadOfRequest, BATCH_CHECK, message, send)
             .await
+            .map(Arc::unwrap_or_clone)
     }
 
     /// What [`Clients::call`] does around sending `message` (by `send`): answers a cached
     /// read from the read cache, keeps its answer, and makes the cache forget what a write
-    /// touches.
+    /// touches. The answer is shared with the cache, not copied.
     async fn through_cache<Req, Resp, S, SFut>(
         &self,
         ctx: &Ctx,
@@ -408,10 +409,10 @@ impl Clients {
         method: &'static str,
         message: Req,
         send: S,
-    ) -> Result<Resp, GatewayError>
+    ) -> Result<Arc<Resp>, GatewayError>
     where
         Req: prost::Message,
-        Resp: Clone + prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Send + Sync + 'static,
         S: FnOnce(Req) -> SFut,
         SFut: Future<Output = Result<Resp, GatewayError>>,
     {
@@ -432,15 +433,15 @@ impl Clients {
             if let Ok(answer) = &result {
                 forget.answered(answer);
             }
-            return result;
+            return result.map(Arc::new);
         }
         let Some(question) = question else {
-            return send(message).await;
+            return send(message).await.map(Arc::new);
         };
         let generation = self.cache.generation();
-        let result = send(message).await;
+        let result = send(message).await.map(Arc::new);
         if let Ok(answer) = &result
-            && worth_storing(answer)
+            && worth_storing(answer.as_ref())
         {
             let mentions = if op == Op::CachedRead {
                 mentioned_ids(&answer.encode_to_vec())
@@ -449,7 +450,7 @@ impl Clients {
             };
             self.cache.store(
                 question,
-                answer.clone(),
+                Arc::clone(answer),
                 answer.encoded_len(),
                 mentions,
                 generation,
@@ -544,20 +545,31 @@ impl Clients {
 
 /// One method of [`Clients`] per internal RPC the gateway calls.
 macro_rules! rpcs {
+    (@call $clients:ident, $ctx:ident, $message:ident, $svc:ident $op:ident $client:ident::$method:ident) => {{
+        let method = concat!(stringify!($client), "/", stringify!($method));
+        $clients
+            .call($ctx, Svc::$svc, Op::$op, method, $message, |channel, request| async move {
+                $client::new(channel).$method(request).await
+            })
+            .await
+    }};
     ($(
         $(#[$doc:meta])*
-        $name:ident: $svc:ident $op:ident $client:ident::$method:ident($req:ty) -> $resp:ty;
+        $name:ident $(+ $shared:ident)?: $svc:ident $op:ident $client:ident::$method:ident($req:ty) -> $resp:ty;
     )*) => {
         impl Clients {
             $(
                 $(#[$doc])*
                 pub(crate) async fn $name(&self, ctx: &Ctx, message: $req) -> Result<$resp, GatewayError> {
-                    let method = concat!(stringify!($client), "/", stringify!($method));
-                    self.call(ctx, Svc::$svc, Op::$op, method, message, |channel, request| async move {
-                        $client::new(channel).$method(request).await
-                    })
-                    .await
+                    rpcs!(@call self, ctx, message, $svc $op $client::$method).map(Arc::unwrap_or_clone)
                 }
+
+                $(
+                    #[doc = concat!("Like [`Clients::", stringify!($name), "`], the answer shared with the read cache rather than copied out of it (for large answers read by reference).")]
+                    pub(crate) async fn $shared(&self, ctx: &Ctx, message: $req) -> Result<Arc<$resp>, GatewayError> {
+                        rpcs!(@call self, ctx, message, $svc $op $client::$method)
+                    }
+                )?
             )*
         }
 
@@ -621,7 +633,7 @@ rpcs! {
     /// registry `GetSiteCompliance`.
     get_site_compliance: Contacts Read ContactRegistryServiceClient::get_site_compliance(contacts::GetSiteComplianceRequest) -> contacts::GetSiteComplianceResponse;
     /// registry `ListSiteContacts`.
-    list_site_contacts: Contacts CachedReadOfRequest ContactRegistryServiceClient::list_site_contacts(contacts::ListSiteContactsRequest) -> contacts::ListSiteContactsResponse;
+    list_site_contacts + list_site_contacts_shared: Contacts CachedReadOfRequest ContactRegistryServiceClient::list_site_contacts(contacts::ListSiteContactsRequest) -> contacts::ListSiteContactsResponse;
     /// registry `ListUserContacts`.
     list_user_contacts: Contacts CachedRead ContactRegistryServiceClient::list_user_contacts(contacts::ListUserContactsRequest) -> contacts::ListUserContactsResponse;
     /// registry `AssignContact`.

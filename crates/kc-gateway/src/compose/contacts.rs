@@ -3,8 +3,6 @@
 //! ReplaceContact, TransferPrimaryContact). Contact ids go to the registry with the site
 //! that was checked, so an id of another site's contact is not found there.
 
-use std::collections::HashMap;
-
 use kc_proto::contacts::{self, Contact};
 use kc_proto::gateway as pb;
 use kc_proto::identity::User;
@@ -58,46 +56,71 @@ impl PeopleToken {
 
 /// A page of the registry's contacts listed by person (consecutive by user, each person's
 /// highest role first) as one group per person, in the same order.
-fn group_by_person(contacts: Vec<Contact>) -> Vec<Vec<Contact>> {
-    let mut groups: Vec<Vec<Contact>> = Vec::new();
-    for contact in contacts {
-        match groups.last_mut() {
-            Some(group) if group[0].user_id == contact.user_id => group.push(contact),
-            _ => groups.push(vec![contact]),
+fn group_by_person(contacts: &[Contact]) -> Vec<&[Contact]> {
+    contacts
+        .chunk_by(|one, next| one.user_id == next.user_id)
+        .collect()
+}
+
+/// What a person's view shows of its account: from identity's user, or from the registry's
+/// projection of identity's users (a page's people).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Account<'a> {
+    email: &'a str,
+    display_name: &'a str,
+    state: i32,
+}
+
+impl<'a> From<&'a User> for Account<'a> {
+    fn from(user: &'a User) -> Self {
+        Self {
+            email: &user.email,
+            display_name: &user.display_name,
+            state: user.state,
         }
     }
-    groups
+}
+
+impl<'a> From<&'a contacts::KnownPerson> for Account<'a> {
+    fn from(person: &'a contacts::KnownPerson) -> Self {
+        Self {
+            email: &person.email,
+            display_name: &person.display_name,
+            state: person.state,
+        }
+    }
 }
 
 /// One person among a site's contacts (C7), from its contacts there (highest role first)
-/// and its user, when identity knows it.
+/// and its account, when identity knows it.
 pub(super) fn contact_view(
     user_id: &str,
-    user: Option<&User>,
+    account: Option<Account<'_>>,
     contacts: &[Contact],
 ) -> pb::ContactView {
     let details = contacts
         .first()
-        .and_then(|contact| contact.details.clone())
-        .unwrap_or_default();
-    let email = user.map(|u| u.email.clone()).unwrap_or_default();
-    let notification_email = if details.notification_email.is_empty() {
-        email.clone()
-    } else {
-        details.notification_email.clone()
+        .and_then(|contact| contact.details.as_ref());
+    let email = account.map(|a| a.email).unwrap_or_default();
+    let notification_email = match details {
+        Some(details) if !details.notification_email.is_empty() => &details.notification_email,
+        _ => email,
     };
     let mut roles: Vec<i32> = contacts.iter().map(|contact| contact.role).collect();
     roles.sort_unstable();
     roles.dedup();
     pb::ContactView {
         user_id: user_id.to_owned(),
-        display_name: user.map(|u| u.display_name.clone()).unwrap_or_default(),
-        email,
-        notification_email,
+        display_name: account
+            .map(|a| a.display_name)
+            .unwrap_or_default()
+            .to_owned(),
+        email: email.to_owned(),
+        notification_email: notification_email.to_owned(),
         roles,
-        phone: details.phone,
-        job_title: details.job_title,
-        user_state: user.map(|u| u.state).unwrap_or_default(),
+        phone: details.map(|d| d.phone.clone()).unwrap_or_default(),
+        job_title: details.map(|d| d.job_title.clone()).unwrap_or_default(),
+        user_state: account.map(|a| a.state).unwrap_or_default(),
         contacts: contacts
             .iter()
             .map(|contact| pb::ContactRoleEntry {
@@ -107,18 +130,6 @@ pub(super) fn contact_view(
                 etag: contact.etag.clone(),
             })
             .collect(),
-    }
-}
-
-/// What a page of people shows of a person the registry's projection of identity's users
-/// knows, in identity's own shape (the fields [`contact_view`] reads).
-fn known_person_as_user(person: contacts::KnownPerson) -> User {
-    User {
-        user_id: person.user_id,
-        email: person.email,
-        display_name: person.display_name,
-        state: person.state,
-        ..User::default()
     }
 }
 
@@ -248,27 +259,36 @@ impl Gateway {
         };
         let (allowed, read) = futures::join!(
             self.admit_site(ctx, method::SHOW_ALL_CONTACTS, site_id),
-            self.clients.list_site_contacts(ctx, list)
+            self.clients.list_site_contacts_shared(ctx, list)
         );
         allowed?;
         let read = read?;
-        let people = group_by_person(read.contacts);
-        let mut users: HashMap<String, User> = read
-            .people
-            .into_iter()
-            .map(|person| (person.user_id.clone(), known_person_as_user(person)))
-            .collect();
+        let people = group_by_person(&read.contacts);
+        // The page's people by user id (a sorted list: a page holds a hundred at most).
+        let mut known: Vec<&contacts::KnownPerson> = read.people.iter().collect();
+        known.sort_unstable_by(|a, b| a.user_id.cmp(&b.user_id));
+        let known_person = |user_id: &str| {
+            known
+                .binary_search_by(|person| person.user_id.as_str().cmp(user_id))
+                .ok()
+                .map(|at| known[at])
+        };
         let unknown: Vec<String> = people
             .iter()
-            .map(|contacts| contacts[0].user_id.clone())
-            .filter(|user_id| !users.contains_key(user_id))
+            .map(|contacts| &contacts[0].user_id)
+            .filter(|user_id| known_person(user_id).is_none())
+            .cloned()
             .collect();
-        users.extend(self.users_by_id(ctx, unknown).await?);
+        let looked_up = self.users_by_id(ctx, unknown).await?;
         let contacts = people
             .iter()
             .map(|contacts| {
                 let user_id = &contacts[0].user_id;
-                contact_view(user_id, users.get(user_id), contacts)
+                let account = match known_person(user_id) {
+                    Some(person) => Some(Account::from(person)),
+                    None => looked_up.get(user_id).map(Account::from),
+                };
+                contact_view(user_id, account, contacts)
             })
             .collect();
         let next_page_token = if read.next_page_token.is_empty() {
@@ -276,7 +296,7 @@ impl Gateway {
         } else {
             PeopleToken {
                 site_id,
-                registry_token: read.next_page_token,
+                registry_token: read.next_page_token.clone(),
             }
             .encode()
         };
@@ -551,13 +571,14 @@ mod tests {
 
     #[test]
     fn contacts_listed_by_person_make_one_group_per_person_in_order() {
-        let grouped = group_by_person(vec![
+        let page = [
             contact("c1", "ann", R::Primary, 1),
             contact("c4", "ann", R::Billing, 4),
             contact("c5", "bob", R::Administrative, 5),
             contact("c2", "bob", R::SiteTechnical, 2),
             contact("c3", "cyd", R::Secondary, 3),
-        ]);
+        ];
+        let grouped = group_by_person(&page);
         let order: Vec<(&str, Vec<&str>)> = grouped
             .iter()
             .map(|contacts| {
@@ -575,7 +596,7 @@ mod tests {
                 ("cyd", vec!["c3"]),
             ]
         );
-        assert!(group_by_person(Vec::new()).is_empty());
+        assert!(group_by_person(&[]).is_empty());
     }
 
     #[test]
@@ -590,7 +611,7 @@ mod tests {
             contact("c5", "bob", R::Administrative, 5),
             contact("c2", "bob", R::SiteTechnical, 2),
         ];
-        let view = contact_view("bob", Some(&user), &contacts);
+        let view = contact_view("bob", Some((&user).into()), &contacts);
         assert_eq!(view.display_name, "Bob");
         assert_eq!(view.email, "bob@example.com");
         assert_eq!(view.notification_email, "bob@example.com"); // rule C9 fallback

@@ -12,7 +12,7 @@ use kc_runtime::paging::{decode_token, encode_token};
 use tonic::Code;
 use uuid::Uuid;
 
-use super::contacts::contact_view;
+use super::contacts::{Account, contact_view};
 use super::revisions::revision_token;
 use super::{DOWNSTREAM_PAGE_MAX, Gateway, all_pages, id, page_size, required};
 use crate::clients::{Ctx, Svc};
@@ -329,7 +329,11 @@ impl Gateway {
                         .as_ref()
                         .filter(|u| u.user_id == contact.user_id)
                 };
-                contact_view(&contact.user_id, user, std::slice::from_ref(contact))
+                contact_view(
+                    &contact.user_id,
+                    user.map(Account::from),
+                    std::slice::from_ref(contact),
+                )
             })
             .collect();
         Ok(pb::CreateSiteResponse {
