@@ -331,51 +331,34 @@ mod tests {
         Question::new("/svc/Method", asker, request.to_vec())
     }
 
-    /// [`ReadCache::store`] of a plain value.
-    fn store<T: Send + Sync + 'static>(
-        cache: &ReadCache,
-        question: Question,
-        answer: T,
-        answer_bytes: usize,
-        mentions: Vec<Uuid>,
-        generation: u64,
-    ) {
-        cache.store(
-            question,
-            Arc::new(answer),
-            answer_bytes,
-            mentions,
-            generation,
-        );
+    /// Plain values into and out of the cache, for these tests.
+    trait Values {
+        fn cache(&self) -> &ReadCache;
+
+        /// [`ReadCache::store`] of a value.
+        fn keep<T: Send + Sync + 'static>(
+            &self,
+            question: Question,
+            answer: T,
+            answer_bytes: usize,
+            mentions: Vec<Uuid>,
+            generation: u64,
+        ) {
+            let answer = Arc::new(answer);
+            self.cache()
+                .store(question, answer, answer_bytes, mentions, generation);
+        }
+
+        /// [`ReadCache::get`], copied.
+        fn copied<T: Copy + Send + Sync + 'static>(&self, question: &Question) -> Option<T> {
+            self.cache().get::<T>(question).map(|answer| *answer)
+        }
     }
 
-    /// [`ReadCache::get`] of a plain value, copied.
-    fn answer<T: Copy + Send + Sync + 'static>(
-        cache: &ReadCache,
-        question: &Question,
-    ) -> Option<T> {
-        cache.get::<T>(question).map(|answer| *answer)
-    }
-
-    #[test]
-    fn answers_are_kept_per_asker_and_request() {
-        let cache = ReadCache::new(Duration::from_secs(60));
-        let alice = Asker::Customer(Uuid::from_u128(1));
-        let bob = Asker::Customer(Uuid::from_u128(2));
-        store(
-            &cache,
-            question(alice, b"a"),
-            7_u32,
-            4,
-            Vec::new(),
-            cache.generation(),
-        );
-        assert_eq!(answer::<u32>(&cache, &question(alice, b"a")), Some(7));
-        assert_eq!(answer::<u32>(&cache, &question(bob, b"a")), None);
-        assert_eq!(answer::<u32>(&cache, &question(Asker::Gateway, b"a")), None);
-        assert_eq!(answer::<u32>(&cache, &question(alice, b"b")), None);
-        // Another type under the same question is a miss, never a wrong answer.
-        assert_eq!(answer::<u64>(&cache, &question(alice, b"a")), None);
+    impl Values for ReadCache {
+        fn cache(&self) -> &ReadCache {
+            self
+        }
     }
 
     #[test]
@@ -396,60 +379,58 @@ mod tests {
     }
 
     #[test]
+    fn answers_are_kept_per_asker_and_request() {
+        let cache = ReadCache::new(Duration::from_secs(60));
+        let alice = Asker::Customer(Uuid::from_u128(1));
+        let bob = Asker::Customer(Uuid::from_u128(2));
+        cache.keep(
+            question(alice, b"a"),
+            7_u32,
+            4,
+            Vec::new(),
+            cache.generation(),
+        );
+        assert_eq!(cache.copied::<u32>(&question(alice, b"a")), Some(7));
+        assert_eq!(cache.copied::<u32>(&question(bob, b"a")), None);
+        assert_eq!(cache.copied::<u32>(&question(Asker::Gateway, b"a")), None);
+        assert_eq!(cache.copied::<u32>(&question(alice, b"b")), None);
+        // Another type under the same question is a miss, never a wrong answer.
+        assert_eq!(cache.copied::<u64>(&question(alice, b"a")), None);
+    }
+
+    #[test]
     fn answers_expire_after_the_ttl() {
         // Long enough that a slow machine still reads the answer back before it expires.
         let cache = ReadCache::new(Duration::from_millis(500));
-        store(
-            &cache,
+        cache.keep(
             question(Asker::Gateway, b"a"),
             1_u8,
             1,
             Vec::new(),
             cache.generation(),
         );
-        assert_eq!(
-            answer::<u8>(&cache, &question(Asker::Gateway, b"a")),
-            Some(1)
-        );
+        assert_eq!(cache.copied::<u8>(&question(Asker::Gateway, b"a")), Some(1));
         std::thread::sleep(Duration::from_millis(510));
-        assert_eq!(answer::<u8>(&cache, &question(Asker::Gateway, b"a")), None);
+        assert_eq!(cache.copied::<u8>(&question(Asker::Gateway, b"a")), None);
     }
 
     #[test]
     fn a_read_that_overlaps_a_write_is_not_stored() {
         let cache = ReadCache::new(Duration::from_secs(60));
         let before = cache.generation();
-        store(
-            &cache,
-            question(Asker::Gateway, b"a"),
-            1_u8,
-            1,
-            Vec::new(),
-            before,
-        );
+        cache.keep(question(Asker::Gateway, b"a"), 1_u8, 1, Vec::new(), before);
         cache.forget(&[]);
         assert!(cache.is_empty());
-        store(
-            &cache,
-            question(Asker::Gateway, b"b"),
-            2_u8,
-            1,
-            Vec::new(),
-            before,
-        );
-        assert_eq!(answer::<u8>(&cache, &question(Asker::Gateway, b"b")), None);
-        store(
-            &cache,
+        cache.keep(question(Asker::Gateway, b"b"), 2_u8, 1, Vec::new(), before);
+        assert_eq!(cache.copied::<u8>(&question(Asker::Gateway, b"b")), None);
+        cache.keep(
             question(Asker::Gateway, b"b"),
             3_u8,
             1,
             Vec::new(),
             cache.generation(),
         );
-        assert_eq!(
-            answer::<u8>(&cache, &question(Asker::Gateway, b"b")),
-            Some(3)
-        );
+        assert_eq!(cache.copied::<u8>(&question(Asker::Gateway, b"b")), Some(3));
     }
 
     fn id(n: u128) -> Uuid {
@@ -461,16 +442,14 @@ mod tests {
         let cache = ReadCache::new(Duration::from_secs(60));
         let site = id(1);
         let other_site = id(2);
-        store(
-            &cache,
+        cache.keep(
             question(Asker::Gateway, b"a"),
             1_u8,
             1,
             vec![site],
             cache.generation(),
         );
-        store(
-            &cache,
+        cache.keep(
             question(Asker::Gateway, b"b"),
             2_u8,
             1,
@@ -482,44 +461,23 @@ mod tests {
         let mut request = vec![0x0a, 36];
         request.extend(site.to_string().as_bytes());
         let naming_site = question(Asker::Gateway, &request);
-        store(
-            &cache,
-            naming.clone(),
-            3_u8,
-            1,
-            Vec::new(),
-            cache.generation(),
-        );
-        store(
-            &cache,
-            naming_site.clone(),
-            4_u8,
-            1,
-            Vec::new(),
-            cache.generation(),
-        );
+        cache.keep(naming.clone(), 3_u8, 1, Vec::new(), cache.generation());
+        cache.keep(naming_site.clone(), 4_u8, 1, Vec::new(), cache.generation());
         cache.forget(&[site, id(99)]);
-        assert_eq!(answer::<u8>(&cache, &question(Asker::Gateway, b"a")), None);
-        assert_eq!(
-            answer::<u8>(&cache, &question(Asker::Gateway, b"b")),
-            Some(2)
-        );
+        assert_eq!(cache.copied::<u8>(&question(Asker::Gateway, b"a")), None);
+        assert_eq!(cache.copied::<u8>(&question(Asker::Gateway, b"b")), Some(2));
         // Raw text is not a message: only an id in a field counts.
-        assert_eq!(answer::<u8>(&cache, &naming), Some(3));
-        assert_eq!(answer::<u8>(&cache, &naming_site), None);
+        assert_eq!(cache.copied::<u8>(&naming), Some(3));
+        assert_eq!(cache.copied::<u8>(&naming_site), None);
         // An answer read afresh after the write is kept again.
-        store(
-            &cache,
+        cache.keep(
             question(Asker::Gateway, b"a"),
             5_u8,
             1,
             vec![site],
             cache.generation(),
         );
-        assert_eq!(
-            answer::<u8>(&cache, &question(Asker::Gateway, b"a")),
-            Some(5)
-        );
+        assert_eq!(cache.copied::<u8>(&question(Asker::Gateway, b"a")), Some(5));
     }
 
     #[test]
@@ -527,40 +485,16 @@ mod tests {
         let cache = ReadCache::new(Duration::from_secs(60));
         let before = cache.generation();
         cache.forget(&[id(1)]);
-        store(
-            &cache,
-            question(Asker::Gateway, b"a"),
-            1_u8,
-            1,
-            vec![id(1)],
-            before,
-        );
-        assert_eq!(answer::<u8>(&cache, &question(Asker::Gateway, b"a")), None);
-        store(
-            &cache,
-            question(Asker::Gateway, b"b"),
-            2_u8,
-            1,
-            vec![id(2)],
-            before,
-        );
-        assert_eq!(
-            answer::<u8>(&cache, &question(Asker::Gateway, b"b")),
-            Some(2)
-        );
+        cache.keep(question(Asker::Gateway, b"a"), 1_u8, 1, vec![id(1)], before);
+        assert_eq!(cache.copied::<u8>(&question(Asker::Gateway, b"a")), None);
+        cache.keep(question(Asker::Gateway, b"b"), 2_u8, 1, vec![id(2)], before);
+        assert_eq!(cache.copied::<u8>(&question(Asker::Gateway, b"b")), Some(2));
         // A write that names nothing forgets everything, in flight too.
         let before = cache.generation();
         cache.forget(&[]);
         assert!(cache.is_empty());
-        store(
-            &cache,
-            question(Asker::Gateway, b"c"),
-            3_u8,
-            1,
-            vec![id(3)],
-            before,
-        );
-        assert_eq!(answer::<u8>(&cache, &question(Asker::Gateway, b"c")), None);
+        cache.keep(question(Asker::Gateway, b"c"), 3_u8, 1, vec![id(3)], before);
+        assert_eq!(cache.copied::<u8>(&question(Asker::Gateway, b"c")), None);
     }
 
     #[test]
@@ -576,17 +510,9 @@ mod tests {
         cache.forget(&[id(5000)]);
         // `len` counts expired entries too: with a 10 ms lifetime, `get` could not tell a
         // refused store from an entry that expired on a slow machine.
-        store(
-            &cache,
-            question(Asker::Gateway, b"a"),
-            1_u8,
-            1,
-            vec![id(1)],
-            before,
-        );
+        cache.keep(question(Asker::Gateway, b"a"), 1_u8, 1, vec![id(1)], before);
         assert_eq!(cache.len(), 0);
-        store(
-            &cache,
+        cache.keep(
             question(Asker::Gateway, b"a"),
             2_u8,
             1,
@@ -621,8 +547,7 @@ mod tests {
         // Sixteen entries of the largest size fill the budget exactly; storing the same
         // question again must not count it twice (and so must not empty the cache).
         for index in 0..15_u8 {
-            store(
-                &cache,
+            cache.keep(
                 question(Asker::Gateway, &[index]),
                 index,
                 big,
@@ -631,8 +556,7 @@ mod tests {
             );
         }
         for round in 0..3_u8 {
-            store(
-                &cache,
+            cache.keep(
                 question(Asker::Gateway, &[15]),
                 round,
                 big,
@@ -641,12 +565,9 @@ mod tests {
             );
         }
         assert_eq!(cache.len(), 16);
+        assert_eq!(cache.copied::<u8>(&question(Asker::Gateway, &[0])), Some(0));
         assert_eq!(
-            answer::<u8>(&cache, &question(Asker::Gateway, &[0])),
-            Some(0)
-        );
-        assert_eq!(
-            answer::<u8>(&cache, &question(Asker::Gateway, &[15])),
+            cache.copied::<u8>(&question(Asker::Gateway, &[15])),
             Some(2)
         );
     }
@@ -656,8 +577,7 @@ mod tests {
         let cache = ReadCache::new(Duration::from_secs(60));
         let most = BUDGET_BYTES / (ENTRY_OVERHEAD_BYTES + 4);
         for index in 0..(most as u32 + 10) {
-            store(
-                &cache,
+            cache.keep(
                 question(Asker::Gateway, &index.to_be_bytes()),
                 (),
                 0,
@@ -671,8 +591,7 @@ mod tests {
     #[test]
     fn a_zero_ttl_keeps_nothing() {
         let cache = ReadCache::new(Duration::ZERO);
-        store(
-            &cache,
+        cache.keep(
             question(Asker::Gateway, b"a"),
             1_u8,
             1,
@@ -680,14 +599,13 @@ mod tests {
             cache.generation(),
         );
         assert!(cache.is_empty());
-        assert_eq!(answer::<u8>(&cache, &question(Asker::Gateway, b"a")), None);
+        assert_eq!(cache.copied::<u8>(&question(Asker::Gateway, b"a")), None);
     }
 
     #[test]
     fn the_budget_bounds_what_is_kept() {
         let cache = ReadCache::new(Duration::from_secs(60));
-        store(
-            &cache,
+        cache.keep(
             question(Asker::Gateway, b"huge"),
             0_u8,
             LARGEST_ENTRY_BYTES + 1,
@@ -698,8 +616,7 @@ mod tests {
         // The largest entry: its answer, its one-byte question and the overhead.
         let largest_answer = LARGEST_ENTRY_BYTES - ENTRY_OVERHEAD_BYTES - 1;
         for index in 0..20_u8 {
-            store(
-                &cache,
+            cache.keep(
                 question(Asker::Gateway, &[index]),
                 index,
                 largest_answer,
@@ -713,7 +630,7 @@ mod tests {
             "{held} entries of a sixteenth of the budget each"
         );
         assert_eq!(
-            answer::<u8>(&cache, &question(Asker::Gateway, &[19])),
+            cache.copied::<u8>(&question(Asker::Gateway, &[19])),
             Some(19)
         );
     }
