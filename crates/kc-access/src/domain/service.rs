@@ -542,7 +542,9 @@ async fn site_of(conn: &mut PgConnection, site_id: Uuid) -> Result<Site> {
 
 impl Access {
     /// A page of `size` of one site's items, which `read` reads with a limit of one more
-    /// (to tell whether more follow); `SiteNotFound` for an unknown site.
+    /// (to tell whether more follow); `SiteNotFound` for an unknown site. The page is read
+    /// first: an unknown site has no items, so only an empty page costs a second statement
+    /// (whether the site exists).
     async fn page_of_site<T>(
         &self,
         site_id: Uuid,
@@ -550,8 +552,10 @@ impl Access {
         read: impl AsyncFnOnce(&mut PgConnection, i64) -> Result<Vec<T>, sqlx::Error>,
     ) -> Result<Page<T>> {
         let mut conn = self.pool.acquire().await?;
-        site_of(&mut conn, site_id).await?;
         let rows = read(&mut conn, i64::from(size) + 1).await?;
+        if rows.is_empty() {
+            site_of(&mut conn, site_id).await?;
+        }
         Ok(Page::from_rows(rows, size))
     }
 }

@@ -605,3 +605,71 @@ async fn set_support_and_revoke_are_guarded_by_the_profile_etag() {
     expect_code(stale, Code::Aborted);
     assert!(!s.check(user, &site.site_id, P::ReportsView).await.allowed);
 }
+
+// A site's pages (ListSiteAccess, ListAccessRequests, ListDomainPolicies, ListAuditRecords)
+// read the page first and ask whether the site exists only when it is empty: an unknown site
+// is still NotFound on every one, and a site with nothing to list an empty page.
+#[tokio::test]
+async fn a_sites_pages_are_not_found_for_an_unknown_site_and_empty_for_a_quiet_one() {
+    let s = Suite::start().await;
+    let site = s.site(s.user().await).await;
+    s.sync_registry().await;
+    let unknown = Uuid::now_v7().to_string();
+    let access = s.access();
+
+    let profiles = |site_id: &str| pb::ListSiteAccessRequest {
+        site_id: site_id.into(),
+        ..Default::default()
+    };
+    expect_code(
+        access
+            .clone()
+            .list_site_access(s.svc(profiles(&unknown)))
+            .await,
+        Code::NotFound,
+    );
+    let requests = |site_id: &str| pb::ListAccessRequestsRequest {
+        site_id: site_id.into(),
+        ..Default::default()
+    };
+    expect_code(
+        access
+            .clone()
+            .list_access_requests(s.svc(requests(&unknown)))
+            .await,
+        Code::NotFound,
+    );
+    let quiet = access
+        .clone()
+        .list_access_requests(s.svc(requests(&site.site_id)))
+        .await
+        .expect("a known site without requests")
+        .into_inner();
+    assert!(quiet.requests.is_empty() && quiet.next_page_token.is_empty());
+    let policies = |site_id: &str| pb::ListDomainPoliciesRequest {
+        site_id: site_id.into(),
+        ..Default::default()
+    };
+    expect_code(
+        access
+            .clone()
+            .list_domain_policies(s.svc(policies(&unknown)))
+            .await,
+        Code::NotFound,
+    );
+    let quiet = access
+        .clone()
+        .list_domain_policies(s.svc(policies(&site.site_id)))
+        .await
+        .expect("a known site without policies")
+        .into_inner();
+    assert!(quiet.domain_policies.is_empty() && quiet.next_page_token.is_empty());
+    let audit = pb::ListAuditRecordsRequest {
+        site_id: unknown,
+        ..Default::default()
+    };
+    expect_code(
+        access.clone().list_audit_records(s.svc(audit)).await,
+        Code::NotFound,
+    );
+}
