@@ -383,20 +383,20 @@ impl Clients {
 
     /// access `BatchCheck` of one call's admission: from the read cache (a cached read of
     /// what its request names), else sent by `send` (the gateway coalesces the checks of
-    /// concurrent calls, [`crate::checks`]).
+    /// concurrent calls, [`crate::checks`]). Shared with the cache: an admission only reads
+    /// the answers.
     pub(crate) async fn batch_check_sent_by<S, SFut>(
         &self,
         ctx: &Ctx,
         message: access::BatchCheckRequest,
         send: S,
-    ) -> Result<access::BatchCheckResponse, GatewayError>
+    ) -> Result<Arc<access::BatchCheckResponse>, GatewayError>
     where
         S: FnOnce(access::BatchCheckRequest) -> SFut,
         SFut: Future<Output = Result<access::BatchCheckResponse, GatewayError>>,
     {
         self.through_cache(ctx, Op::CachedReadOfRequest, BATCH_CHECK, message, send)
             .await
-            .map(Arc::unwrap_or_clone)
     }
 
     /// What [`Clients::call`] does around sending `message` (by `send`): answers a cached
