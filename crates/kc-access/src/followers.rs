@@ -17,15 +17,16 @@
 //!
 //! Each event is applied in the consumer's transaction with its cursor, so effects and
 //! cursor move together, and every apply is idempotent (upserts and deletes keyed by ids).
-//! The registry's events the stream has already delivered share one transaction (each T8
-//! wait of a gateway write waits for this consumer, so under load it is the import's longest
-//! queue). Such a transaction first locks its events' projected sites in site-id order, in
+//! The events a stream has already delivered share one transaction (each T8 wait of a
+//! gateway write waits for one of these consumers, so under load they are the import's
+//! longest queues). A transaction of registry events first locks its events' projected sites in site-id order, in
 //! the mode the upsert takes (`FOR NO KEY UPDATE`: it updates no key column), before any
 //! lock but its cursor's (which only replicas of this consumer take). Why no cycle of waits
 //! can form:
 //! - once it holds user locks, it waits only for user locks, in shared mode, which only an
-//!   exclusive user lock blocks; only the follower of identity takes one, one event (one
-//!   user) a transaction, and after it waits for nothing (no site lock);
+//!   exclusive user lock blocks; only the follower of identity takes one, and it waits for
+//!   one at most, after every other lock of its transaction (the others it only tries, see
+//!   [`apply_identity_events`]), and after it waits for nothing (no site lock);
 //! - a writer locks one site, then `users` rows for share and shared user locks, and waits
 //!   for nothing of this transaction after its site;
 //! - the permission feed's backfill takes sites in site-id order too; the expiry sweeps skip
@@ -65,7 +66,7 @@ use kc_proto::identity::{self as identity_pb};
 use kc_runtime::Shutdown;
 use kc_runtime::client::ServiceToken;
 use kc_runtime::outbox::{
-    AppliedCursor, Consumer, MAX_BATCH, apply_all_fn, apply_fn, identity_event_user, watch_source,
+    AppliedCursor, Consumer, MAX_BATCH, apply_all_fn, identity_event_user, watch_source,
 };
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
@@ -76,7 +77,7 @@ use crate::cache::RightsCache;
 use crate::domain::ContactRole;
 use crate::permission_feed;
 use crate::storage::invalidation::{Invalidation, notify_invalidation};
-use crate::storage::{self, sites::ProjectedSite, users::ProjectedUser};
+use crate::storage::{self, effective, sites::ProjectedSite, users::ProjectedUser};
 
 /// Name (and cursor key) of the consumer of the contact registry's stream.
 pub(crate) const CONTACTS_CONSUMER: &str = "access.contacts";
@@ -109,18 +110,13 @@ pub(crate) fn spawn(
         Box::pin(async move { apply_contacts_events(conn, &cache, &events).await })
     });
     let identity_cache = cache.clone();
-    let apply_identity = apply_fn(move |conn, event: identity_pb::Event| {
+    let apply_identity = apply_all_fn(move |conn, events: Vec<identity_pb::Event>| {
         let cache = identity_cache.clone();
-        Box::pin(async move {
-            if let Some(user_id) = apply_identity_event(conn, &event).await? {
-                cache.invalidate(Invalidation::User(user_id));
-            }
-            Ok(())
-        })
+        Box::pin(async move { apply_identity_events(conn, &cache, &events).await })
     });
     let registry = Consumer::new(pool.clone(), CONTACTS_CONSUMER).with_batch(MAX_BATCH);
     let contacts_applied = registry.applied();
-    let users = Consumer::new(pool.clone(), IDENTITY_CONSUMER);
+    let users = Consumer::new(pool.clone(), IDENTITY_CONSUMER).with_batch(MAX_BATCH);
     let identity_applied = users.applied();
     let tasks = vec![
         tokio::spawn(registry.run_batches(
@@ -132,7 +128,7 @@ pub(crate) fn spawn(
         // Only the events that carry a user change `users`: the others (mails, revocations)
         // are passed over without a transaction. `AwaitIdentityRevision` awaits this
         // consumer's cursor at user events only, which are never passed over.
-        tokio::spawn(users.run_filtered(
+        tokio::spawn(users.run_batches(
             watch_source(IdentityServiceClient::new(identity), token.clone()),
             |event: &identity_pb::Event| identity_event_user(event).is_some(),
             apply_identity,
@@ -312,11 +308,49 @@ pub(crate) async fn apply_contacts_event(
     Ok(site_id)
 }
 
-/// Applies one identity event to `users` and, when it changed whether the user is proven or
-/// disabled, notifies the replicas and refreshes the user's permission feed (rights depend on
-/// nothing else of a user; a user met here first and unproven changes nothing, I1). Returns
-/// that user, if any.
-pub(crate) async fn apply_identity_event(
+/// Applies the identity events of one transaction to `users`, in order, and, for each user
+/// whose proven or disabled state the events changed, notifies the replicas, refreshes the
+/// user's permission feed and drops the user from this replica's cache (rights depend on
+/// nothing else of a user; a user met here first and unproven changes nothing, I1).
+///
+/// The refreshes come after every event's upsert, so a refresh (which takes the user's
+/// exclusive lock, see [`effective::lock_user_exclusive`]) is the last thing the
+/// transaction waits for, and the transaction waits for one user's exclusive lock at most:
+/// the next users' are only tried. A writer or the registry's follower may hold shared user
+/// locks of several users taken in any order; a transaction that waited for two exclusive
+/// ones could close a cycle with it. When a lock is busy the transaction fails, and
+/// [`Consumer::run_batches`] applies the same events again one a transaction, each of which
+/// waits for its user's lock alone, as the follower did before it took events together.
+pub(crate) async fn apply_identity_events(
+    conn: &mut PgConnection,
+    cache: &RightsCache,
+    events: &[identity_pb::Event],
+) -> anyhow::Result<()> {
+    let mut changed = Vec::new();
+    for event in events {
+        changed.extend(project_identity_event(conn, event).await?);
+    }
+    changed.sort_unstable();
+    changed.dedup();
+    for (index, user_id) in changed.into_iter().enumerate() {
+        if index > 0 && !effective::try_lock_user_exclusive(conn, user_id).await? {
+            anyhow::bail!(
+                "the user lock of a second changed user is busy; the events are applied one a \
+                 transaction"
+            );
+        }
+        notify_invalidation(conn, Invalidation::User(user_id)).await?;
+        permission_feed::refresh(conn, Invalidation::User(user_id)).await?;
+        // Dropped here too, before the commit; the notification drops it again once the
+        // transaction commits, so no fill in between keeps the old state.
+        cache.invalidate(Invalidation::User(user_id));
+    }
+    Ok(())
+}
+
+/// Applies one identity event to `users`. Returns the user when the event changed whether it
+/// is proven or disabled.
+async fn project_identity_event(
     conn: &mut PgConnection,
     event: &identity_pb::Event,
 ) -> anyhow::Result<Option<Uuid>> {
@@ -337,10 +371,5 @@ pub(crate) async fn apply_identity_event(
         },
     )
     .await?;
-    if !changed {
-        return Ok(None);
-    }
-    notify_invalidation(conn, Invalidation::User(user_id)).await?;
-    permission_feed::refresh(conn, Invalidation::User(user_id)).await?;
-    Ok(Some(user_id))
+    Ok(changed.then_some(user_id))
 }

@@ -60,6 +60,19 @@ pub async fn lock_user_exclusive(
     Ok(())
 }
 
+/// Takes the exclusive lock of [`lock_user_exclusive`] if nobody holds it or its shared form,
+/// without waiting. Returns whether it was taken.
+pub async fn try_lock_user_exclusive(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, hashtext($2::text))")
+        .bind(USER_LOCK_CLASS)
+        .bind(user_id)
+        .fetch_one(conn)
+        .await
+}
+
 /// The users who hold something on a site or may (a grant or a role of any kind there, or a
 /// row of the table), sorted.
 pub async fn users_of_site(

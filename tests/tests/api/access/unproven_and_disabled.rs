@@ -1,7 +1,9 @@
 //! Accounts that hold nothing (rule I1): unproven addresses, disabled users, and roles given
 //! to unproven accounts.
 
+use kc_access::storage::effective;
 use kc_proto::access::{self as pb};
+use kc_proto::contacts::{self as cpb};
 use tonic::Code;
 use uuid::Uuid;
 
@@ -107,15 +109,7 @@ async fn a_disabled_user_is_granted_nothing_but_can_lose_rights() {
         .expect("request while active");
 
     s.disable(member).await;
-    eventually("access management learns the user is disabled", || async {
-        let profile = s.profile(&site.site_id, member).await;
-        if profile.user_disabled {
-            Ok(())
-        } else {
-            Err(format!("{profile:?}"))
-        }
-    })
-    .await;
+    until_disabled_in_access(&s, &site, member).await;
 
     expect_refused(s.approve_as_asked(primary, &request).await, "I1");
     assert_eq!(
@@ -222,4 +216,61 @@ async fn a_person_identity_has_not_told_access_about_holds_nothing() {
     let decision = s.check(stranger, &site.site_id, P::DocumentsView).await;
     assert!(!decision.allowed, "{decision:?}");
     assert!(decision.rule.contains("I1"), "{decision:?}");
+}
+
+/// Waits until access management's profile of `user` on `site` says it is disabled.
+async fn until_disabled_in_access(s: &Suite, site: &cpb::Site, user: Uuid) {
+    eventually("access management learns the user is disabled", || async {
+        let profile = s.profile(&site.site_id, user).await;
+        if profile.user_disabled {
+            Ok(())
+        } else {
+            Err(format!("{profile:?}"))
+        }
+    })
+    .await;
+}
+
+// rules I1 and I4: access's follower of identity applies the events its stream has already
+// delivered in one transaction, yet a user's lock held elsewhere (a refresh of one of its
+// sites holds it shared) holds back that user's disable alone: the transaction waits for
+// one user's lock at most and only tries the next, so meeting a busy one it gives way to
+// one event a transaction, and the other users' disables apply at once.
+#[tokio::test]
+async fn a_busy_user_lock_holds_back_that_users_disable_alone() {
+    let s = Suite::start().await;
+    let [primary, first, second, third] = s.users(4).await.try_into().unwrap();
+    let site = s.site(primary).await;
+    let pool = s.access_pool().await;
+    let mut holds_first = pool.begin().await.expect("a transaction");
+    effective::lock_users_shared(&mut holds_first, &[first])
+        .await
+        .expect("hold the first user's lock");
+    let mut holds_third = pool.begin().await.expect("a transaction");
+    effective::lock_users_shared(&mut holds_third, &[third])
+        .await
+        .expect("hold the third user's lock");
+
+    // The follower waits for the first user's lock; meanwhile identity commits the other two
+    // disables, which the stream delivers together once the follower is free again.
+    s.disable(first).await;
+    wait_for_lock_wait(&pool, "the follower waits for the first user's lock", None).await;
+    s.disable(second).await;
+    s.disable(third).await;
+    holds_first
+        .rollback()
+        .await
+        .expect("release the first lock");
+
+    until_disabled_in_access(&s, &site, first).await;
+    until_disabled_in_access(&s, &site, second).await;
+    assert!(
+        !s.profile(&site.site_id, third).await.user_disabled,
+        "the third user's disable waits for its lock"
+    );
+    holds_third
+        .rollback()
+        .await
+        .expect("release the third lock");
+    until_disabled_in_access(&s, &site, third).await;
 }
