@@ -16,9 +16,11 @@
 //! `pg_notify('kc_access_invalidate', key)` with key `<site>:<user>`, `<site>:*` or
 //! `*:<user>` (see [`Invalidation`], defined in [`storage`] with the writes that send it).
 //! Every replica `LISTEN`s on that channel with one dedicated connection ([`spawn_listener`])
-//! and drops what the key covers: a site entry for the first two, every site entry the user
-//! is a member of for the third (identity's projection sends it only when a user is disabled
-//! or enabled, which is rare).
+//! and drops what the key covers: for a pair, that user's answers on the site (the entry
+//! stays for the other members, whose rights never depend on another user's roles or grants;
+//! past a few such marks the entry goes); a site entry for `<site>:*`; every site entry the
+//! user is a member of for `*:<user>` (identity's projection sends it only when a user is
+//! disabled or enabled, which is rare).
 //!
 //! - **Same replica**: a write drops the entries itself right after its commit, before it
 //!   answers, so a `Check` after a successful change on the same replica reflects it.
@@ -71,6 +73,9 @@ use crate::domain::{Effective, Grants, RoleSet, SiteFacts, Subject};
 use crate::storage;
 use crate::storage::invalidation::{INVALIDATION_CHANNEL, Invalidation};
 
+/// Members of a site entry marked stale before the whole entry is dropped instead.
+const MAX_STALE_MEMBERS: usize = 8;
+
 /// Number of independently locked shards of each map (a power of two).
 const SHARDS: usize = 32;
 
@@ -109,6 +114,10 @@ struct SiteEntry {
     /// The earliest start or end to come of a grant of its members (T9): it is stale from
     /// then on.
     stale_at: Option<Instant>,
+    /// Members whose rights changed since the fill (a pair's invalidation): their checks
+    /// miss and refill the site; every other member's are still answered (a user's rights
+    /// never depend on another user's roles or grants, only on the site's facts).
+    stale_members: Vec<Uuid>,
     known: bool,
     facts: SiteFacts,
     members: Box<[CachedMember]>,
@@ -265,8 +274,21 @@ impl RightsCache {
     pub fn invalidate(&self, what: Invalidation) {
         // Bump first: a fill that read before this point does not store its result.
         match what {
-            // A pair lives in its site's entry: drop the site (refilled in one query).
-            Invalidation::Pair { site_id, .. } | Invalidation::Site(site_id) => {
+            // A pair lives in its site's entry: its member is marked stale, and past a few
+            // such marks the site is dropped (refilled in one query).
+            Invalidation::Pair { site_id, user_id } => {
+                self.generation(&site_id).fetch_add(1, Ordering::AcqRel);
+                let mut shard = write(&self.inner.sites[shard_of(&site_id)]);
+                let Some(entry) = shard.map.get_mut(&site_id) else {
+                    return;
+                };
+                if entry.stale_members.len() < MAX_STALE_MEMBERS {
+                    entry.stale_members.push(user_id);
+                } else if let Some(entry) = shard.map.remove(&site_id) {
+                    shard.weight -= entry.weight();
+                }
+            }
+            Invalidation::Site(site_id) => {
                 self.generation(&site_id).fetch_add(1, Ordering::AcqRel);
                 let mut shard = write(&self.inner.sites[shard_of(&site_id)]);
                 if let Some(entry) = shard.map.remove(&site_id) {
@@ -311,6 +333,7 @@ impl RightsCache {
         if entry
             .stale_at
             .is_some_and(|stale_at| Instant::now() >= stale_at)
+            || entry.stale_members.contains(&user_id)
         {
             return None;
         }
@@ -352,6 +375,7 @@ impl RightsCache {
             None => SiteEntry {
                 filled: self.now(),
                 stale_at: None,
+                stale_members: Vec::new(),
                 known: false,
                 facts: SiteFacts::default(),
                 members: Box::new([]),
@@ -371,6 +395,7 @@ impl RightsCache {
                 SiteEntry {
                     filled: self.now(),
                     stale_at: snapshot.next_change.map(instant_of),
+                    stale_members: Vec::new(),
                     known: true,
                     facts: snapshot.facts,
                     members: members.into_boxed_slice(),
@@ -509,6 +534,7 @@ mod tests {
         let entry = |stale_at| SiteEntry {
             filled: cache.now(),
             stale_at,
+            stale_members: Vec::new(),
             known: true,
             facts: SiteFacts::default(),
             members: [CachedMember {
@@ -550,6 +576,7 @@ mod tests {
         let entry = || SiteEntry {
             filled: cache.now(),
             stale_at: None,
+            stale_members: Vec::new(),
             known: true,
             facts: SiteFacts::default(),
             members: [1, 3, 5]
@@ -567,10 +594,24 @@ mod tests {
             cache.cached(site_id, Uuid::from_u128(1)),
             Some(Rights::Known(_))
         ));
+        // A pair's invalidation makes that member's checks miss, and only its: the other
+        // members' rights do not depend on it.
         cache.invalidate(Invalidation::Pair {
             site_id,
             user_id: Uuid::from_u128(1),
         });
+        assert_eq!(cache.cached(site_id, Uuid::from_u128(1)), None);
+        assert!(matches!(
+            cache.cached(site_id, Uuid::from_u128(3)),
+            Some(Rights::Known(_))
+        ));
+        // Past a few such marks the site goes.
+        for n in 0..MAX_STALE_MEMBERS as u128 {
+            cache.invalidate(Invalidation::Pair {
+                site_id,
+                user_id: Uuid::from_u128(100 + n),
+            });
+        }
         assert!(cache.is_empty());
         // A user's invalidation drops the sites it is a member of, and only those.
         cache.store_site(

@@ -33,8 +33,12 @@
 //!   locked rows; sites new in the transaction are seen by nobody else before it commits.
 //!
 //! The same transaction notifies every replica's rights cache of what became stale
-//! (`<site>:*` for a registry event, `*:<user>` for an identity event that disabled or
-//! enabled the user), and the consumer drops it from its own replica's cache at once too.
+//! (`<site>:<user>` for each holder a registry event moved; `<site>:*` when it created the
+//! site, changed its facts or moved its SITE_TECHNICAL contact; `*:<user>` for an identity
+//! event that disabled or enabled the user), and the consumer drops it from its own
+//! replica's cache at once too. A registry event that changes no rights (contact details,
+//! reminders) invalidates nothing, so the checks of the site's other people stay answered
+//! from memory.
 //!
 //! A registry event with a role number this service does not know (a newer registry) is
 //! applied without that role, with a warning: blocking the stream on it would stop every
@@ -76,7 +80,7 @@ use uuid::Uuid;
 use crate::cache::RightsCache;
 use crate::domain::ContactRole;
 use crate::permission_feed;
-use crate::storage::invalidation::{Invalidation, notify_invalidation};
+use crate::storage::invalidation::{Invalidation, notify_invalidation, notify_invalidations};
 use crate::storage::{self, effective, sites::ProjectedSite, users::ProjectedUser};
 
 /// Name (and cursor key) of the consumer of the contact registry's stream.
@@ -165,35 +169,36 @@ fn holder(contact: &contacts_pb::Contact) -> anyhow::Result<Option<(Uuid, Contac
     }
 }
 
-/// Adds the contact's role; returns its holder.
+/// Adds the contact's role; returns its holder and the role.
 async fn add(
     conn: &mut PgConnection,
     site_id: Uuid,
     contact: Option<&contacts_pb::Contact>,
-) -> anyhow::Result<Option<Uuid>> {
+) -> anyhow::Result<Option<(Uuid, ContactRole)>> {
     let Some((user_id, role)) = contact.map(holder).transpose()?.flatten() else {
         return Ok(None);
     };
     storage::sites::add_role(conn, site_id, user_id, role).await?;
-    Ok(Some(user_id))
+    Ok(Some((user_id, role)))
 }
 
-/// Removes the contact's role; returns its holder.
+/// Removes the contact's role; returns its holder and the role.
 async fn remove(
     conn: &mut PgConnection,
     site_id: Uuid,
     contact: Option<&contacts_pb::Contact>,
-) -> anyhow::Result<Option<Uuid>> {
+) -> anyhow::Result<Option<(Uuid, ContactRole)>> {
     let Some((user_id, role)) = contact.map(holder).transpose()?.flatten() else {
         return Ok(None);
     };
     storage::sites::remove_role(conn, site_id, user_id, role).await?;
-    Ok(Some(user_id))
+    Ok(Some((user_id, role)))
 }
 
 /// Applies the registry events of one transaction, in order, each as
-/// [`apply_contacts_event`] does, and drops their sites from this replica's cache. The
-/// projected sites of the events are locked first, in site-id order
+/// [`apply_contacts_event`] does, then tells every replica what they made stale (in one
+/// statement, delivered at commit) and drops it from this replica's cache. The projected
+/// sites of the events are locked first, in site-id order
 /// ([`storage::sites::lock_projected`]): every other lock the events take comes after them,
 /// so a transaction of many events waits for a writer of one of its sites only before it
 /// holds anything a writer could wait for.
@@ -217,29 +222,42 @@ pub(crate) async fn apply_contacts_events(
     if site_ids.len() > 1 {
         storage::sites::lock_projected(conn, &site_ids).await?;
     }
+    let mut stale = Vec::new();
     for event in events {
-        let site_id = apply_contacts_event(conn, event).await?;
+        for what in apply_contacts_event(conn, event).await? {
+            if !stale.contains(&what) {
+                stale.push(what);
+            }
+        }
+    }
+    notify_invalidations(conn, &stale).await?;
+    for what in stale {
         // Dropped here too, before the commit; the notification drops it again once the
         // transaction commits, so no fill in between keeps the old state.
-        cache.invalidate(Invalidation::Site(site_id));
+        cache.invalidate(what);
     }
     Ok(())
 }
 
-/// Applies one registry event to `sites` and `site_roles` and notifies the replicas.
-/// Returns the site concerned.
+/// Applies one registry event to `sites` and `site_roles` and refreshes the permission
+/// feed of what it changed. Returns the cached rights it made stale: the whole site when
+/// the site's facts may have changed (a new site, the C3 switch, a SITE_TECHNICAL contact
+/// moved: whether the site has one decides the primary's support level, R1), else each
+/// holder it moved, on this site (a user's rights depend on its own roles, grants and
+/// state and on the site's facts, never on another user's roles). The site's own
+/// notification, when its facts changed, is already sent ([`storage::sites::upsert`]).
 pub(crate) async fn apply_contacts_event(
     conn: &mut PgConnection,
     event: &contacts_pb::Event,
-) -> anyhow::Result<Uuid> {
+) -> anyhow::Result<Vec<Invalidation>> {
     use contacts_pb::event::Payload;
     let site = event
         .site
         .as_ref()
         .context("registry event without its site")?;
     let site_id = parse_uuid("site id", &site.site_id)?;
-    // Locks the site's row and tells every replica to drop the site's cached rights at commit.
-    storage::sites::upsert(
+    // Locks the site's row (and notifies when its facts changed).
+    let facts_changed = storage::sites::upsert(
         conn,
         &ProjectedSite {
             site_id,
@@ -249,11 +267,8 @@ pub(crate) async fn apply_contacts_event(
         },
     )
     .await?;
-    // Whose effective permissions the event may change: a user's rights depend on its own
-    // roles, grants and state and on the site's facts (the C3 switch), never on another
-    // user's roles, so a change of one holder refreshes that holder only.
-    let mut holders = Vec::new();
-    let mut whole_site = false;
+    let mut moved: Vec<(Uuid, ContactRole)> = Vec::new();
+    let mut whole_site = facts_changed;
     match &event.payload {
         Some(Payload::SiteCreated(created)) => {
             for contact in &created.contacts {
@@ -262,23 +277,25 @@ pub(crate) async fn apply_contacts_event(
             whole_site = true;
         }
         Some(Payload::ContactAssigned(assigned)) => {
-            holders.extend(add(conn, site_id, assigned.contact.as_ref()).await?);
+            moved.extend(add(conn, site_id, assigned.contact.as_ref()).await?);
         }
         Some(Payload::ContactRemoved(removed)) => {
-            holders.extend(remove(conn, site_id, removed.contact.as_ref()).await?);
+            moved.extend(remove(conn, site_id, removed.contact.as_ref()).await?);
         }
         Some(Payload::ContactReplaced(replaced)) => {
-            holders.extend(remove(conn, site_id, replaced.replaced.as_ref()).await?);
-            holders.extend(add(conn, site_id, replaced.contact.as_ref()).await?);
+            moved.extend(remove(conn, site_id, replaced.replaced.as_ref()).await?);
+            moved.extend(add(conn, site_id, replaced.contact.as_ref()).await?);
         }
         Some(Payload::PrimaryTransferred(transfer)) => {
             let new_user = parse_uuid("new primary user id", &transfer.new_user_id)?;
-            holders.extend(
-                storage::sites::remove_role_holders(conn, site_id, ContactRole::Primary).await?,
-            );
+            for previous in
+                storage::sites::remove_role_holders(conn, site_id, ContactRole::Primary).await?
+            {
+                moved.push((previous, ContactRole::Primary));
+            }
             storage::sites::add_role(conn, site_id, new_user, ContactRole::Primary).await?;
-            holders.push(new_user);
-            holders.extend(add(conn, site_id, transfer.previous_primary.as_ref()).await?);
+            moved.push((new_user, ContactRole::Primary));
+            moved.extend(add(conn, site_id, transfer.previous_primary.as_ref()).await?);
         }
         // The site's facts (the C3 switch among them) may have changed: every holder.
         Some(Payload::SiteUpdated(_)) => whole_site = true,
@@ -295,17 +312,25 @@ pub(crate) async fn apply_contacts_event(
         | Some(Payload::PrimaryRecoveryAttested(_)) => {}
         None => whole_site = true,
     }
-    // The upsert above told the replicas to drop the site's cached rights at commit.
+    if moved
+        .iter()
+        .any(|(_, role)| *role == ContactRole::SiteTechnical)
+    {
+        whole_site = true;
+    }
     if whole_site {
         permission_feed::refresh(conn, Invalidation::Site(site_id)).await?;
-    } else {
-        holders.sort_unstable();
-        holders.dedup();
-        for user_id in holders {
-            permission_feed::refresh(conn, Invalidation::Pair { site_id, user_id }).await?;
-        }
+        return Ok(vec![Invalidation::Site(site_id)]);
     }
-    Ok(site_id)
+    let mut holders: Vec<Uuid> = moved.into_iter().map(|(user_id, _)| user_id).collect();
+    holders.sort_unstable();
+    holders.dedup();
+    let mut stale = Vec::with_capacity(holders.len());
+    for user_id in holders {
+        permission_feed::refresh(conn, Invalidation::Pair { site_id, user_id }).await?;
+        stale.push(Invalidation::Pair { site_id, user_id });
+    }
+    Ok(stale)
 }
 
 /// Applies the identity events of one transaction to `users`, in order, and, for each user

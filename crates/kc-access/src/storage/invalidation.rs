@@ -27,6 +27,23 @@ pub async fn notify_invalidation(
     Ok(())
 }
 
+/// [`notify_invalidation`] of each of `what`, in one statement.
+pub async fn notify_invalidations(
+    conn: &mut PgConnection,
+    what: &[Invalidation],
+) -> Result<(), sqlx::Error> {
+    if what.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<String> = what.iter().map(Invalidation::to_string).collect();
+    sqlx::query("SELECT pg_notify($1, key) FROM unnest($2::text[]) AS key")
+        .bind(INVALIDATION_CHANNEL)
+        .bind(&keys)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// What a change makes stale, as carried by the invalidation notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Invalidation {

@@ -58,20 +58,31 @@ pub struct ProjectedSite<'a> {
 }
 
 /// Inserts or refreshes a site of the projection (and so locks its row until the
-/// transaction ends), and tells every replica to drop the site's cached rights when the
-/// transaction commits (as [`notify_invalidation`] of the whole site does), in the same
-/// statement. A site keeps the number it was first projected with: the registry never
-/// changes one, and every row of the permission feed carries it (migration 0007), so the
-/// lookups, `Check` and the feed's events never disagree about it. An event that names
-/// another number is logged (a warning), not followed.
+/// transaction ends). When the site is new or its facts changed (the C3 switch), it tells
+/// every replica, in the same statement, to drop the site's cached rights when the
+/// transaction commits (as [`notify_invalidation`] of the whole site does), and returns
+/// `true`; an event that left the site as it was (most of them: they move one contact)
+/// invalidates nothing here, the caller names the holders it moved. A site keeps the number
+/// it was first projected with: the registry never changes one, and every row of the
+/// permission feed carries it (migration 0007), so the lookups, `Check` and the feed's
+/// events never disagree about it. An event that names another number is logged (a
+/// warning), not followed.
 ///
 /// [`notify_invalidation`]: super::invalidation::notify_invalidation
-pub async fn upsert(conn: &mut PgConnection, site: &ProjectedSite<'_>) -> Result<(), sqlx::Error> {
-    let (kept, ()): (String, ()) = sqlx::query_as(
+pub async fn upsert(
+    conn: &mut PgConnection,
+    site: &ProjectedSite<'_>,
+) -> Result<bool, sqlx::Error> {
+    // `ON CONFLICT DO UPDATE ... WHERE` locks the row even when it updates nothing, and
+    // returns a row only when it inserted or updated one.
+    let changed: Option<(String, ())> = sqlx::query_as(
         "INSERT INTO sites (site_id, site_number, customer_number, admin_may_manage_access) \
          VALUES ($1, $2, $3, $4) \
          ON CONFLICT (site_id) DO UPDATE SET customer_number = EXCLUDED.customer_number, \
            admin_may_manage_access = EXCLUDED.admin_may_manage_access, update_time = now() \
+         WHERE sites.customer_number <> EXCLUDED.customer_number \
+           OR sites.admin_may_manage_access <> EXCLUDED.admin_may_manage_access \
+           OR sites.site_number <> EXCLUDED.site_number \
          RETURNING site_number, pg_notify($5, $6)",
     )
     .bind(site.site_id)
@@ -80,8 +91,11 @@ pub async fn upsert(conn: &mut PgConnection, site: &ProjectedSite<'_>) -> Result
     .bind(site.admin_may_manage_access)
     .bind(INVALIDATION_CHANNEL)
     .bind(Invalidation::Site(site.site_id).to_string())
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await?;
+    let Some((kept, ())) = changed else {
+        return Ok(false);
+    };
     if kept != site.site_number {
         tracing::warn!(
             site_id = %site.site_id,
@@ -90,7 +104,7 @@ pub async fn upsert(conn: &mut PgConnection, site: &ProjectedSite<'_>) -> Result
             "a registry event names another number for a projected site; the first is kept"
         );
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Locks the projected sites of `site_ids` (those that exist) in site-id order, in the mode

@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::gateway::authorization_service::{ask, check};
 use crate::gateway::helpers::*;
 use kc_proto::access::{self as apb, Permission as P};
 use kc_proto::gateway::authorization_service_client::AuthorizationServiceClient;
@@ -554,6 +555,22 @@ async fn concurrent_changes_fold_into_what_check_answers() {
         .map(|person| person.id.as_str())
         .collect();
     let mut stream = watch(&client, &token, "", &site_ids).await.expect("watch");
+    let fold =
+        fold_until_check_agrees(&mut stream, &client, &token, &revision, &site_ids, &people).await;
+    assert!(!fold.seen.is_empty() && !fold.allowed.is_empty());
+}
+
+/// Folds the changes of `stream` until what it says holds of every permission of `people`
+/// on `sites` is what the `authz` account's `BatchCheck` answers (at least as fresh as
+/// `revision`); fails the test when that takes longer than [`PATIENCE`].
+async fn fold_until_check_agrees(
+    stream: &mut Changes,
+    client: &Authz,
+    token: &str,
+    revision: &str,
+    sites: &[&str],
+    people: &[&str],
+) -> Fold {
     let mut fold = Fold::default();
     let mut received = 0;
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -568,11 +585,11 @@ async fn concurrent_changes_fold_into_what_check_answers() {
             fold.apply(&change);
             received += 1;
         }
-        let expected = checked(&client, &token, &revision, &site_ids, &people)
+        let expected = checked(client, token, revision, sites, people)
             .await
             .expect("batch check");
         if fold.allowed == expected {
-            break;
+            return fold;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -581,7 +598,68 @@ async fn concurrent_changes_fold_into_what_check_answers() {
             expected.difference(&fold.allowed).collect::<Vec<_>>()
         );
     }
-    assert!(received > 0 && !fold.allowed.is_empty());
+}
+
+// rule R1 on the feed: a site technical contact assigned takes the primary's support in its
+// stead. The event moved the STC's role, yet the primary's support permissions change too:
+// the feed withdraws them as Check does.
+#[tokio::test]
+async fn a_site_technical_contact_assigned_withdraws_the_primarys_support_on_the_feed() {
+    let suite = Suite::start().await;
+    let primary = suite.person("Rhea Primary").await;
+    let stc = suite.person("Tom Technical").await;
+    known_to_access(&suite, &[&primary, &stc]).await;
+    let (_, token) = suite.scoped_service_account("kc-feed-r1", &["authz"]).await;
+    let client = AuthorizationServiceClient::new(suite.gateway_channel.clone());
+    let site = suite.create_site("Feed R1 site", &primary, None).await;
+    suite
+        .wait_role(&site.site_id, &primary.id, Role::Primary)
+        .await;
+    let mut stream = watch(&client, &token, "", &[site.site_id.as_str()])
+        .await
+        .expect("watch");
+    let support_admin = || check(&primary.id, &site.site_id, P::SupportAdmin, "");
+    let before = ask(&client, &token, support_admin()).await.expect("check");
+    assert!(before.allowed, "R1: {before:?}");
+
+    // The gateway answers once access management applied the assignment (T8): the rights
+    // cached for the site (the check above filled them) must not answer for the primary.
+    suite.assign(&site.site_id, &stc, Role::SiteTechnical).await;
+    let after = ask(&client, &token, support_admin()).await.expect("check");
+    assert!(!after.allowed, "R1: {after:?}");
+    let revision = suite
+        .set_tools_as(
+            &suite.operator,
+            &site.site_id,
+            &stc.id,
+            tools(|t| t.reporting = apb::ReportingAccess::View as i32),
+            "reports for the technical contact",
+        )
+        .await
+        .expect("a grant after the assignment")
+        .revision;
+    let fold = fold_until_check_agrees(
+        &mut stream,
+        &client,
+        &token,
+        &revision,
+        &[site.site_id.as_str()],
+        &[primary.id.as_str(), stc.id.as_str()],
+    )
+    .await;
+    let primary_support_admin = (
+        site.site_id.clone(),
+        primary.id.clone(),
+        P::SupportAdmin as i32,
+    );
+    assert!(
+        fold.seen.contains(&primary_support_admin),
+        "R1: held before"
+    );
+    assert!(
+        !fold.allowed.contains(&primary_support_admin),
+        "R1: withdrawn once the site has a site technical contact"
+    );
 }
 
 // Issue 15: `site_ids` narrows the stream to those sites; malformed arguments are refused

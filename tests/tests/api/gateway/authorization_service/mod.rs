@@ -31,7 +31,7 @@ fn authz(channel: &Channel) -> Authz {
 
 /// A check of `permission` for `user` on `site_id`, with `token` as `at_least_as_fresh`
 /// when not empty.
-fn check(user: &str, site_id: &str, permission: P, token: &str) -> gw::CheckRequest {
+pub(crate) fn check(user: &str, site_id: &str, permission: P, token: &str) -> gw::CheckRequest {
     gw::CheckRequest {
         user_id: user.into(),
         site_id: site_id.into(),
@@ -43,7 +43,7 @@ fn check(user: &str, site_id: &str, permission: P, token: &str) -> gw::CheckRequ
 }
 
 /// `Check` through `client` with `token` (the caller's bearer token).
-async fn ask(
+pub(crate) async fn ask(
     client: &Authz,
     token: &str,
     request: gw::CheckRequest,
