@@ -15,8 +15,9 @@
 //! Both apply idempotently (upserts and deletes keyed by user or address), so an event
 //! applied twice changes nothing; events of a newer source are skipped. Each table has no
 //! other writer and takes no other lock, so both apply the events their stream has already
-//! delivered in one transaction ([`Consumer::with_batch`]); the addresses a transaction's
-//! deliveries clear are cleared in one statement ([`Consumer::run_batches`]).
+//! delivered in one transaction ([`Consumer::with_batch`]), in one statement each: the users'
+//! states of a transaction are upserted together, and the addresses its deliveries clear are
+//! cleared together ([`Consumer::run_batches`]).
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -26,7 +27,7 @@ use kc_proto::notification::notification_service_client::NotificationServiceClie
 use kc_proto::notification::{self as notification_pb};
 use kc_runtime::Shutdown;
 use kc_runtime::client::ServiceToken;
-use kc_runtime::outbox::{Consumer, MAX_BATCH, apply_fn, identity_event_user, watch_source};
+use kc_runtime::outbox::{Consumer, MAX_BATCH, identity_event_user, watch_source};
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -48,18 +49,17 @@ pub fn spawn(
     notification: Option<Channel>,
     shutdown: &Shutdown,
 ) -> Vec<JoinHandle<()>> {
-    let apply_identity = apply_fn(|conn, event: identity_pb::Event| {
-        Box::pin(async move { apply_identity_event(conn, &event).await })
-    });
     let mut tasks = vec![tokio::spawn(
         // The events that carry no user (mails, revocations) are passed over without a
         // transaction; nobody awaits this consumer's cursor.
         Consumer::new(pool.clone(), IDENTITY_CONSUMER)
             .with_batch(MAX_BATCH)
-            .run_filtered(
+            .run_batches(
                 watch_source(IdentityServiceClient::new(identity), token.clone()),
                 |event: &identity_pb::Event| identity_event_user(event).is_some(),
-                apply_identity,
+                |conn, events: Vec<identity_pb::Event>| {
+                    Box::pin(async move { apply_identity_events(conn, &events).await })
+                },
                 shutdown.wait_owned(),
             ),
     )];
@@ -80,32 +80,43 @@ pub fn spawn(
     tasks
 }
 
-/// Applies one identity event to `user_states`.
-pub async fn apply_identity_event(
+/// Applies identity events to `user_states`, in one statement: for each user the last of
+/// its events wins, as applying them one by one in order would leave it.
+pub async fn apply_identity_events(
     conn: &mut PgConnection,
-    event: &identity_pb::Event,
+    events: &[identity_pb::Event],
 ) -> anyhow::Result<()> {
-    let Some(user) = identity_event_user(event) else {
-        return Ok(());
-    };
-    let state = match identity_pb::UserState::try_from(user.state) {
-        Ok(
-            state @ (identity_pb::UserState::Active
-            | identity_pb::UserState::Invited
-            | identity_pb::UserState::Disabled),
-        ) => state as i16,
-        _ => {
-            tracing::warn!(
-                user_id = %user.user_id,
-                state = user.state,
-                "identity event with an unknown user state; skipped"
-            );
-            return Ok(());
-        }
-    };
-    let user_id = Uuid::parse_str(&user.user_id)
-        .with_context(|| format!("user id `{}` is not a UUID", user.user_id))?;
-    compliance::upsert_user_state(conn, user_id, &user.email, &user.display_name, state).await?;
+    let mut states: Vec<compliance::UserState> = Vec::with_capacity(events.len());
+    for event in events {
+        let Some(user) = identity_event_user(event) else {
+            continue;
+        };
+        let state = match identity_pb::UserState::try_from(user.state) {
+            Ok(
+                state @ (identity_pb::UserState::Active
+                | identity_pb::UserState::Invited
+                | identity_pb::UserState::Disabled),
+            ) => state as i16,
+            _ => {
+                tracing::warn!(
+                    user_id = %user.user_id,
+                    state = user.state,
+                    "identity event with an unknown user state; skipped"
+                );
+                continue;
+            }
+        };
+        let user_id = Uuid::parse_str(&user.user_id)
+            .with_context(|| format!("user id `{}` is not a UUID", user.user_id))?;
+        states.retain(|earlier| earlier.user_id != user_id);
+        states.push(compliance::UserState {
+            user_id,
+            email: user.email.trim().to_lowercase(),
+            display_name: user.display_name.clone(),
+            state,
+        });
+    }
+    compliance::upsert_user_states(conn, &states).await?;
     Ok(())
 }
 

@@ -128,24 +128,41 @@ pub(crate) async fn list_with_gaps(
     rows.into_iter().map(SiteCompliance::try_from).collect()
 }
 
-/// The state of a user as identity has it: `state` is the proto number of identity's
-/// `UserState` (1 ACTIVE, 2 INVITED, 3 DISABLED).
-pub(crate) async fn upsert_user_state(
+/// A user as identity last told about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UserState {
+    /// User id.
+    pub user_id: Uuid,
+    /// Login e-mail, lowercased.
+    pub email: String,
+    /// Display name.
+    pub display_name: String,
+    /// The proto number of identity's `UserState` (1 ACTIVE, 2 INVITED, 3 DISABLED).
+    pub state: i16,
+}
+
+/// Inserts or refreshes `states` (at most one per user) in one statement.
+pub(crate) async fn upsert_user_states(
     conn: &mut PgConnection,
-    user_id: Uuid,
-    email: &str,
-    display_name: &str,
-    state: i16,
+    states: &[UserState],
 ) -> Result<(), sqlx::Error> {
+    if states.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = states.iter().map(|s| s.user_id).collect();
+    let emails: Vec<&str> = states.iter().map(|s| s.email.as_str()).collect();
+    let names: Vec<&str> = states.iter().map(|s| s.display_name.as_str()).collect();
+    let numbers: Vec<i16> = states.iter().map(|s| s.state).collect();
     sqlx::query(
-        "INSERT INTO user_states (user_id, email, display_name, state) VALUES ($1, $2, $3, $4) \
+        "INSERT INTO user_states (user_id, email, display_name, state) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::smallint[]) \
          ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email, \
            display_name = EXCLUDED.display_name, state = EXCLUDED.state",
     )
-    .bind(user_id)
-    .bind(email.trim().to_lowercase())
-    .bind(display_name)
-    .bind(state)
+    .bind(&ids)
+    .bind(&emails)
+    .bind(&names)
+    .bind(&numbers)
     .execute(conn)
     .await?;
     Ok(())

@@ -329,16 +329,15 @@ async fn a_page_comes_with_the_people_the_projection_of_identity_knows() {
     }
     let pool = h.pool().await;
     let mut conn = pool.acquire().await.expect("connection");
-    for event in [
+    let events = [
         identity_event(primary, "Paula Primary", ipb::UserState::Active, true),
         identity_event(renamed, "Rita Before", ipb::UserState::Invited, true),
         identity_event(renamed, "Rita After", ipb::UserState::Disabled, false),
         identity_event(nameless, "Nina Nameless", ipb::UserState::Active, true),
-    ] {
-        kc_contacts::compliance_feeds::apply_identity_event(&mut conn, &event)
-            .await
-            .expect("apply identity's event");
-    }
+    ];
+    kc_contacts::compliance_feeds::apply_identity_events(&mut conn, &events)
+        .await
+        .expect("apply identity's events");
     // A row projected before the projection kept names.
     sqlx::query("UPDATE user_states SET display_name = NULL WHERE user_id = $1")
         .bind(nameless)
