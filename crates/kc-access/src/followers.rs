@@ -196,8 +196,11 @@ async fn remove(
 }
 
 /// Applies the registry events of one transaction, in order, each as
-/// [`apply_contacts_event`] does, then tells every replica what they made stale (in one
-/// statement, delivered at commit) and drops it from this replica's cache. The projected
+/// [`apply_contacts_event`] does, then refreshes the permission feed of the holders they
+/// moved, together, tells every replica what they made stale (in one statement, delivered
+/// at commit) and drops it from this replica's cache. Within the transaction the feed
+/// gives each permission's net change: a holder assigned and removed by two of its events
+/// changes nothing. The projected
 /// sites of the events are locked first, in site-id order
 /// ([`storage::sites::lock_projected`]): every other lock the events take comes after them,
 /// so a transaction of many events waits for a writer of one of its sites only before it
@@ -230,6 +233,15 @@ pub(crate) async fn apply_contacts_events(
             }
         }
     }
+    // The holders the events moved, refreshed together once every role moved.
+    let pairs: Vec<(Uuid, Uuid)> = stale
+        .iter()
+        .filter_map(|what| match what {
+            Invalidation::Pair { site_id, user_id } => Some((*site_id, *user_id)),
+            _ => None,
+        })
+        .collect();
+    permission_feed::refresh_pairs(conn, &pairs).await?;
     notify_invalidations(conn, &stale).await?;
     for what in stale {
         // Dropped here too, before the commit; the notification drops it again once the
@@ -239,8 +251,10 @@ pub(crate) async fn apply_contacts_events(
     Ok(())
 }
 
-/// Applies one registry event to `sites` and `site_roles` and refreshes the permission
-/// feed of what it changed. Returns the cached rights it made stale: the whole site when
+/// Applies one registry event to `sites` and `site_roles`, refreshing the permission feed
+/// of the whole site when its facts may have changed. Returns the cached rights it made
+/// stale, whose pairs the caller refreshes ([`permission_feed::refresh_pairs`], once for a
+/// transaction's events): the whole site when
 /// the site's facts may have changed (a new site, the C3 switch, a SITE_TECHNICAL contact
 /// moved: whether the site has one decides the primary's support level, R1), else each
 /// holder it moved, on this site (a user's rights depend on its own roles, grants and
@@ -325,12 +339,10 @@ pub(crate) async fn apply_contacts_event(
     let mut holders: Vec<Uuid> = moved.into_iter().map(|(user_id, _)| user_id).collect();
     holders.sort_unstable();
     holders.dedup();
-    let mut stale = Vec::with_capacity(holders.len());
-    for user_id in holders {
-        permission_feed::refresh(conn, Invalidation::Pair { site_id, user_id }).await?;
-        stale.push(Invalidation::Pair { site_id, user_id });
-    }
-    Ok(stale)
+    Ok(holders
+        .into_iter()
+        .map(|user_id| Invalidation::Pair { site_id, user_id })
+        .collect())
 }
 
 /// Applies the identity events of one transaction to `users`, in order, and, for each user

@@ -193,10 +193,7 @@ pub(crate) async fn refresh(
 async fn refresh_one(conn: &mut PgConnection, scope: Invalidation) -> Result<usize, sqlx::Error> {
     let (held, profiles) = match scope {
         Invalidation::Pair { site_id, user_id } => {
-            effective::lock_users_shared(conn, &[user_id]).await?;
-            let held = effective::of_pair(conn, site_id, user_id).await?;
-            let profiles = sites::pair_profiles(conn, &[site_id], &[user_id]).await?;
-            (held, profiles)
+            return refresh_pairs(conn, &[(site_id, user_id)]).await;
         }
         Invalidation::Site(site_id) => {
             let users = effective::users_of_site(conn, site_id).await?;
@@ -224,6 +221,26 @@ async fn refresh_one(conn: &mut PgConnection, scope: Invalidation) -> Result<usi
             (held, profiles)
         }
     };
+    apply(conn, held, &profiles).await
+}
+
+/// [`refresh`] of each pair `(site, user)` of `pairs` (no pair twice), in three statements
+/// whatever their number: the users' shared locks (in user-id order), their rows, their
+/// profiles; then the difference. The caller holds the pairs' sites' row locks.
+pub(crate) async fn refresh_pairs(
+    conn: &mut PgConnection,
+    pairs: &[(Uuid, Uuid)],
+) -> Result<usize, sqlx::Error> {
+    if pairs.is_empty() {
+        return Ok(0);
+    }
+    let mut users: Vec<Uuid> = pairs.iter().map(|(_, user_id)| *user_id).collect();
+    users.sort_unstable();
+    users.dedup();
+    effective::lock_users_shared(conn, &users).await?;
+    let (site_ids, user_ids): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
+    let held = effective::of_pairs(conn, &site_ids, &user_ids).await?;
+    let profiles = sites::pair_profiles(conn, &site_ids, &user_ids).await?;
     apply(conn, held, &profiles).await
 }
 

@@ -107,18 +107,22 @@ pub async fn sites_of_user(
     .await
 }
 
-/// The rows of one user on one site.
-pub async fn of_pair(
+/// The rows of the pairs `(site_ids[i], user_ids[i])`, each pair one probe of the table's
+/// key whatever the statistics say.
+pub async fn of_pairs(
     conn: &mut PgConnection,
-    site_id: Uuid,
-    user_id: Uuid,
+    site_ids: &[Uuid],
+    user_ids: &[Uuid],
 ) -> Result<Vec<HeldPermission>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT site_id, user_id, permission, reason, rule FROM effective_permissions \
-         WHERE site_id = $1 AND user_id = $2",
+        "SELECT e.site_id, e.user_id, e.permission, e.reason, e.rule \
+         FROM unnest($1::uuid[], $2::uuid[]) AS p (site_id, user_id) \
+         CROSS JOIN LATERAL (SELECT * FROM effective_permissions \
+           WHERE effective_permissions.site_id = p.site_id \
+             AND effective_permissions.user_id = p.user_id) e",
     )
-    .bind(site_id)
-    .bind(user_id)
+    .bind(site_ids)
+    .bind(user_ids)
     .fetch_all(conn)
     .await
 }
