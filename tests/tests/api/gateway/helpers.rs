@@ -504,10 +504,15 @@ impl Suite {
     }
 
     /// The operator sets explicit tool levels of `user` on the site.
-    pub async fn grant(&self, site_id: &str, user: &str, tools: apb::ToolAccess) {
+    pub async fn grant(
+        &self,
+        site_id: &str,
+        user: &str,
+        tools: apb::ToolAccess,
+    ) -> gw::SetToolAccessResponse {
         self.set_tools_as(&self.operator, site_id, user, tools, "test fixture")
             .await
-            .unwrap_or_else(|status| panic!("grant {tools:?} to {user}: {status:?}"));
+            .unwrap_or_else(|status| panic!("grant {tools:?} to {user}: {status:?}"))
     }
 
     /// `by` sets explicit tool levels of `user` on the site through the gateway.

@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::gateway::authorization_service::{ask, check};
 use crate::gateway::helpers::*;
+use futures::FutureExt;
 use kc_proto::access::{self as apb, Permission as P};
 use kc_proto::gateway::authorization_service_client::AuthorizationServiceClient;
 use kc_proto::gateway::{self as gw};
@@ -500,11 +501,11 @@ async fn concurrent_changes_fold_into_what_check_answers() {
     let mut changes: Vec<futures::future::BoxFuture<'_, ()>> = Vec::new();
     for (s, site_id) in site_ids.iter().enumerate() {
         for (u, user) in grantees.iter().enumerate() {
-            changes.push(Box::pin(suite.grant(
-                site_id,
-                &user.id,
-                levels[(s + u) % levels.len()],
-            )));
+            changes.push(Box::pin(
+                suite
+                    .grant(site_id, &user.id, levels[(s + u) % levels.len()])
+                    .map(drop),
+            ));
         }
     }
     changes.push(Box::pin(async {
@@ -539,15 +540,12 @@ async fn concurrent_changes_fold_into_what_check_answers() {
         .expect("the operator enables the primary again");
     // The last write's revision: the checks read from the database.
     let revision = suite
-        .set_tools_as(
-            &suite.operator,
+        .grant(
             site_ids[2],
             &second.id,
             tools(|t| t.reporting = apb::ReportingAccess::View as i32),
-            "last change",
         )
         .await
-        .expect("the last grant")
         .revision;
 
     let people: Vec<&str> = [&primary, &first, &second, &third, &successor]
@@ -628,15 +626,12 @@ async fn a_site_technical_contact_assigned_withdraws_the_primarys_support_on_the
     let after = ask(&client, &token, support_admin()).await.expect("check");
     assert!(!after.allowed, "R1: {after:?}");
     let revision = suite
-        .set_tools_as(
-            &suite.operator,
+        .grant(
             &site.site_id,
             &stc.id,
             tools(|t| t.reporting = apb::ReportingAccess::View as i32),
-            "reports for the technical contact",
         )
         .await
-        .expect("a grant after the assignment")
         .revision;
     let fold = fold_until_check_agrees(
         &mut stream,
