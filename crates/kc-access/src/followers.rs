@@ -19,10 +19,10 @@
 //! cursor move together, and every apply is idempotent (upserts and deletes keyed by ids).
 //! The events a stream has already delivered share one transaction (each T8 wait of a
 //! gateway write waits for one of these consumers, so under load they are the import's
-//! longest queues). A transaction of registry events first locks its events' projected sites in site-id order, in
-//! the mode the upsert takes (`FOR NO KEY UPDATE`: it updates no key column), before any
-//! lock but its cursor's (which only replicas of this consumer take). Why no cycle of waits
-//! can form:
+//! longest queues). A transaction of registry events first locks its events' projected
+//! sites in site-id order, in the mode the upsert takes (`FOR NO KEY UPDATE`: it updates no
+//! key column), before any lock but its cursor's (which only replicas of this consumer
+//! take). Why no cycle of waits can form:
 //! - once it holds user locks, it waits only for user locks, in shared mode, which only an
 //!   exclusive user lock blocks; only the follower of identity takes one, and it waits for
 //!   one at most, after every other lock of its transaction (the others it only tries, see
@@ -200,8 +200,7 @@ async fn remove(
 /// moved, together, tells every replica what they made stale (in one statement, delivered
 /// at commit) and drops it from this replica's cache. Within the transaction the feed
 /// gives each permission's net change: a holder assigned and removed by two of its events
-/// changes nothing. The projected
-/// sites of the events are locked first, in site-id order
+/// changes nothing. The projected sites of the events are locked first, in site-id order
 /// ([`storage::sites::lock_projected`]): every other lock the events take comes after them,
 /// so a transaction of many events waits for a writer of one of its sites only before it
 /// holds anything a writer could wait for.
