@@ -70,7 +70,8 @@ use kc_proto::identity::{self as identity_pb};
 use kc_runtime::Shutdown;
 use kc_runtime::client::ServiceToken;
 use kc_runtime::outbox::{
-    AppliedCursor, Consumer, MAX_BATCH, apply_all_fn, identity_event_user, watch_source,
+    AppliedCursor, ApplyOneByOne, Consumer, MAX_BATCH, apply_all_fn, identity_event_user,
+    watch_source,
 };
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
@@ -354,9 +355,10 @@ pub(crate) async fn apply_contacts_event(
 /// transaction waits for, and the transaction waits for one user's exclusive lock at most:
 /// the next users' are only tried. A writer or the registry's follower may hold shared user
 /// locks of several users taken in any order; a transaction that waited for two exclusive
-/// ones could close a cycle with it. When a lock is busy the transaction fails, and
-/// [`Consumer::run_batches`] applies the same events again one a transaction, each of which
-/// waits for its user's lock alone, as the follower did before it took events together.
+/// ones could close a cycle with it. When a lock is busy the transaction rolls back
+/// ([`ApplyOneByOne`]), and [`Consumer::run_batches`] applies the same events again one a
+/// transaction, each of which waits for its user's lock alone, as the follower did before
+/// it took events together.
 pub(crate) async fn apply_identity_events(
     conn: &mut PgConnection,
     cache: &RightsCache,
@@ -370,10 +372,10 @@ pub(crate) async fn apply_identity_events(
     changed.dedup();
     for (index, user_id) in changed.into_iter().enumerate() {
         if index > 0 && !effective::try_lock_user_exclusive(conn, user_id).await? {
-            anyhow::bail!(
-                "the user lock of a second changed user is busy; the events are applied one a \
-                 transaction"
-            );
+            return Err(ApplyOneByOne {
+                reason: "the lock of a second user whose rights changed is busy",
+            }
+            .into());
         }
         notify_invalidation(conn, Invalidation::User(user_id)).await?;
         permission_feed::refresh(conn, Invalidation::User(user_id)).await?;

@@ -66,7 +66,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 pub use consumer::{
-    AppliedCursor, AwaitCursorError, Consumer, MAX_BATCH, QUIET_STORE, await_cursor, load_cursor,
+    AppliedCursor, ApplyOneByOne, AwaitCursorError, Consumer, MAX_BATCH, QUIET_STORE, await_cursor,
+    load_cursor,
 };
 pub use cursor::{Cursor, InvalidCursor};
 pub use feed::{

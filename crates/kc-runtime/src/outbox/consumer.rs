@@ -593,12 +593,21 @@ impl Consumer {
                         cursor: failed,
                         error,
                     }) => {
-                        tracing::error!(
-                            consumer,
-                            cursor = %failed,
-                            error = format!("{error:#}"),
-                            "applying an event failed, rolled back; retrying"
-                        );
+                        if let Some(one_by_one) = error.downcast_ref::<ApplyOneByOne>() {
+                            tracing::info!(
+                                consumer,
+                                cursor = %failed,
+                                reason = one_by_one.reason,
+                                "events rolled back to be applied one a transaction"
+                            );
+                        } else {
+                            tracing::error!(
+                                consumer,
+                                cursor = %failed,
+                                error = format!("{error:#}"),
+                                "applying an event failed, rolled back; retrying"
+                            );
+                        }
                         // The stream delivers the same events again: the ones before the
                         // failing one commit on their own (with the cursor of any passed
                         // over since the last commit), so only an event that always fails
@@ -789,6 +798,17 @@ enum Applier<A, B> {
 type ApplyEach<E> = for<'c> fn(&'c mut PgConnection, E) -> BoxFuture<'c, anyhow::Result<()>>;
 /// The type of the apply a consumer that applies events one at a time does not have.
 type ApplyAll<E> = for<'c> fn(&'c mut PgConnection, Vec<E>) -> BoxFuture<'c, anyhow::Result<()>>;
+
+/// What an `apply_all` of [`Consumer::run_batches`] answers when its events must not go
+/// together this time (a lock it only tries is busy, say): the transaction rolls back and
+/// the consumer applies the same events one a transaction, as after a failure, but logs it
+/// as the expected turn it is (info) rather than as an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}; the events are applied one a transaction")]
+pub struct ApplyOneByOne {
+    /// Why, in a few lowercase words.
+    pub reason: &'static str,
+}
 
 /// A batch rolled back, nothing of it applied.
 struct BatchFailed {
