@@ -81,7 +81,7 @@ use uuid::Uuid;
 use crate::cache::RightsCache;
 use crate::domain::ContactRole;
 use crate::permission_feed;
-use crate::storage::invalidation::{Invalidation, notify_invalidation, notify_invalidations};
+use crate::storage::invalidation::{Invalidation, notify_invalidations};
 use crate::storage::{self, effective, sites::ProjectedSite, users::ProjectedUser};
 
 /// Name (and cursor key) of the consumer of the contact registry's stream.
@@ -370,18 +370,21 @@ pub(crate) async fn apply_identity_events(
     }
     changed.sort_unstable();
     changed.dedup();
-    for (index, user_id) in changed.into_iter().enumerate() {
+    for (index, &user_id) in changed.iter().enumerate() {
         if index > 0 && !effective::try_lock_user_exclusive(conn, user_id).await? {
             return Err(ApplyOneByOne {
                 reason: "the lock of a second user whose rights changed is busy",
             }
             .into());
         }
-        notify_invalidation(conn, Invalidation::User(user_id)).await?;
         permission_feed::refresh(conn, Invalidation::User(user_id)).await?;
+    }
+    let stale: Vec<Invalidation> = changed.into_iter().map(Invalidation::User).collect();
+    notify_invalidations(conn, &stale).await?;
+    for what in stale {
         // Dropped here too, before the commit; the notification drops it again once the
         // transaction commits, so no fill in between keeps the old state.
-        cache.invalidate(Invalidation::User(user_id));
+        cache.invalidate(what);
     }
     Ok(())
 }

@@ -100,7 +100,7 @@ use crate::cache::{Rights, RightsCache};
 use crate::events::{self, PendingEvent};
 use crate::permission_feed;
 use crate::storage::grants::Term;
-use crate::storage::invalidation::{Invalidation, notify_invalidation};
+use crate::storage::invalidation::{Invalidation, notify_invalidations};
 use crate::storage::{self, audit::NewRecord, requests::NewRequest};
 
 mod blocks;
@@ -431,8 +431,8 @@ impl Change {
         for event in &self.events {
             revision = Some(events::append(&mut tx, event).await?);
         }
+        notify_invalidations(&mut tx, &self.invalidations).await?;
         for what in &self.invalidations {
-            notify_invalidation(&mut tx, *what).await?;
             // The permission feed, after the change's own events: the revision stays the
             // cursor of the change's last event of WatchEvents.
             permission_feed::refresh(&mut tx, *what).await?;

@@ -12,22 +12,9 @@ use uuid::Uuid;
 /// The Postgres channel on which every replica hears which cached rights to drop.
 pub const INVALIDATION_CHANNEL: &str = "kc_access_invalidate";
 
-/// Tells every replica (this one included) to drop the cached rights `what` covers, when the
-/// caller's transaction commits. Postgres delivers notifications only on commit, and drops
-/// duplicates within one transaction.
-pub async fn notify_invalidation(
-    conn: &mut PgConnection,
-    what: Invalidation,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(INVALIDATION_CHANNEL)
-        .bind(what.to_string())
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// [`notify_invalidation`] of each of `what`, in one statement.
+/// Tells every replica (this one included) to drop the cached rights each of `what` covers,
+/// when the caller's transaction commits, in one statement. Postgres delivers notifications
+/// only on commit, and drops duplicates within one transaction.
 pub async fn notify_invalidations(
     conn: &mut PgConnection,
     what: &[Invalidation],

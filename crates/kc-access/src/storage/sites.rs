@@ -60,7 +60,7 @@ pub struct ProjectedSite<'a> {
 /// Inserts or refreshes a site of the projection (and so locks its row until the
 /// transaction ends). When the site is new or its facts changed (the C3 switch), it tells
 /// every replica, in the same statement, to drop the site's cached rights when the
-/// transaction commits (as [`notify_invalidation`] of the whole site does), and returns
+/// transaction commits (as [`notify_invalidations`] of the whole site does), and returns
 /// `true`; an event that left the site as it was (most of them: they move one contact)
 /// invalidates nothing here, the caller names the holders it moved. A site keeps the number
 /// it was first projected with: the registry never changes one, and every row of the
@@ -68,7 +68,7 @@ pub struct ProjectedSite<'a> {
 /// events never disagree about it. An event that names another number is logged (a
 /// warning), not followed.
 ///
-/// [`notify_invalidation`]: super::invalidation::notify_invalidation
+/// [`notify_invalidations`]: super::invalidation::notify_invalidations
 pub async fn upsert(
     conn: &mut PgConnection,
     site: &ProjectedSite<'_>,
