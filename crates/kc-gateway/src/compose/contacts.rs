@@ -267,24 +267,29 @@ impl Gateway {
         // The page's people by user id (a sorted list: a page holds a hundred at most).
         let mut known: Vec<&contacts::KnownPerson> = read.people.iter().collect();
         known.sort_unstable_by(|a, b| a.user_id.cmp(&b.user_id));
-        let known_person = |user_id: &str| {
-            known
-                .binary_search_by(|person| person.user_id.as_str().cmp(user_id))
-                .ok()
-                .map(|at| known[at])
-        };
+        // Each person of the page with what the registry knows of it, looked up once.
+        let people: Vec<(&[Contact], Option<&contacts::KnownPerson>)> = people
+            .into_iter()
+            .map(|contacts| {
+                let user_id = contacts[0].user_id.as_str();
+                let person = known
+                    .binary_search_by(|person| person.user_id.as_str().cmp(user_id))
+                    .ok()
+                    .map(|at| known[at]);
+                (contacts, person)
+            })
+            .collect();
         let unknown: Vec<String> = people
             .iter()
-            .map(|contacts| &contacts[0].user_id)
-            .filter(|user_id| known_person(user_id).is_none())
-            .cloned()
+            .filter(|(_, person)| person.is_none())
+            .map(|(contacts, _)| contacts[0].user_id.clone())
             .collect();
         let looked_up = self.users_by_id(ctx, unknown).await?;
         let contacts = people
             .iter()
-            .map(|contacts| {
+            .map(|&(contacts, person)| {
                 let user_id = &contacts[0].user_id;
-                let account = match known_person(user_id) {
+                let account = match person {
                     Some(person) => Some(Account::from(person)),
                     None => looked_up.get(user_id).map(Account::from),
                 };
