@@ -332,9 +332,7 @@ mod tests {
     }
 
     /// Plain values into and out of the cache, for these tests.
-    trait Values {
-        fn cache(&self) -> &ReadCache;
-
+    impl ReadCache {
         /// [`ReadCache::store`] of a value.
         fn keep<T: Send + Sync + 'static>(
             &self,
@@ -344,20 +342,18 @@ mod tests {
             mentions: Vec<Uuid>,
             generation: u64,
         ) {
-            let answer = Arc::new(answer);
-            self.cache()
-                .store(question, answer, answer_bytes, mentions, generation);
+            self.store(
+                question,
+                Arc::new(answer),
+                answer_bytes,
+                mentions,
+                generation,
+            );
         }
 
         /// [`ReadCache::get`], copied.
         fn copied<T: Copy + Send + Sync + 'static>(&self, question: &Question) -> Option<T> {
-            self.cache().get::<T>(question).map(|answer| *answer)
-        }
-    }
-
-    impl Values for ReadCache {
-        fn cache(&self) -> &ReadCache {
-            self
+            self.get::<T>(question).map(|answer| *answer)
         }
     }
 
