@@ -600,7 +600,7 @@ async fn fold_until_check_agrees(
 
 // rule R1 on the feed: a site technical contact assigned takes the primary's support in its
 // stead. The event moved the STC's role, yet the primary's support permissions change too:
-// the feed withdraws them as Check does.
+// the feed withdraws them as Check does, and Check gives them back once the STC is removed.
 #[tokio::test]
 async fn a_site_technical_contact_assigned_withdraws_the_primarys_support_on_the_feed() {
     let suite = Suite::start().await;
@@ -622,7 +622,7 @@ async fn a_site_technical_contact_assigned_withdraws_the_primarys_support_on_the
 
     // The gateway answers once access management applied the assignment (T8): the rights
     // cached for the site (the check above filled them) must not answer for the primary.
-    suite.assign(&site.site_id, &stc, Role::SiteTechnical).await;
+    let stc_contact = suite.assign(&site.site_id, &stc, Role::SiteTechnical).await;
     let after = ask(&client, &token, support_admin()).await.expect("check");
     assert!(!after.allowed, "R1: {after:?}");
     let revision = suite
@@ -655,6 +655,23 @@ async fn a_site_technical_contact_assigned_withdraws_the_primarys_support_on_the
         !fold.allowed.contains(&primary_support_admin),
         "R1: withdrawn once the site has a site technical contact"
     );
+
+    // And back once the site has none again, at once (the removal moved another person's
+    // role, yet the primary's cached rights must not answer).
+    suite
+        .gw()
+        .remove_contact(authed(
+            Some(&suite.operator.token),
+            gw::RemoveContactRequest {
+                site_id: site.site_id.clone(),
+                contact_id: stc_contact.contact_id,
+                etag: String::new(),
+            },
+        ))
+        .await
+        .expect("the operator removes the site technical contact");
+    let again = ask(&client, &token, support_admin()).await.expect("check");
+    assert!(again.allowed, "R1: {again:?}");
 }
 
 // Issue 15: `site_ids` narrows the stream to those sites; malformed arguments are refused
