@@ -216,27 +216,6 @@ async fn assign_invited(
         .await
 }
 
-/// `by` takes the contact `contact_id` away from the site through the gateway.
-async fn remove(
-    suite: &Suite,
-    by: &Person,
-    site_id: &str,
-    contact_id: String,
-) -> Result<gw::RemoveContactResponse, Status> {
-    suite
-        .gw()
-        .remove_contact(authed(
-            Some(&by.token),
-            gw::RemoveContactRequest {
-                site_id: site_id.into(),
-                contact_id,
-                etag: String::new(),
-            },
-        ))
-        .await
-        .map(tonic::Response::into_inner)
-}
-
 /// `by` sets explicit tool levels of `user` on the site through the gateway.
 async fn set_tools(
     suite: &Suite,
@@ -396,7 +375,7 @@ async fn a_rights_implying_write_commits_before_the_revocation_of_its_right_or_f
                 let user = named.user.expect("the named user");
                 let contact = named.contact.expect("the new contact");
                 holds = Some(user.email);
-                let removal = remove(&suite, &manager, &site_id, contact.contact_id);
+                let removal = suite.remove_as(&manager, &site_id, &contact.contact_id);
                 if race.write(&mut log, removal).await.is_none() {
                     break;
                 }

@@ -503,6 +503,27 @@ impl Suite {
             .expect("contact")
     }
 
+    /// `by` takes the contact `contact_id` away from the site through the gateway's
+    /// `RemoveContact`.
+    pub async fn remove_as(
+        &self,
+        by: &Person,
+        site_id: &str,
+        contact_id: &str,
+    ) -> Result<gw::RemoveContactResponse, Status> {
+        self.gw()
+            .remove_contact(authed(
+                Some(&by.token),
+                gw::RemoveContactRequest {
+                    site_id: site_id.into(),
+                    contact_id: contact_id.into(),
+                    etag: String::new(),
+                },
+            ))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
     /// The operator sets explicit tool levels of `user` on the site.
     pub async fn grant(
         &self,

@@ -148,15 +148,7 @@ async fn a_role_and_its_removal_are_in_effect_at_access_management_when_answered
     );
 
     suite
-        .gw()
-        .remove_contact(authed(
-            Some(&suite.operator.token),
-            gw::RemoveContactRequest {
-                site_id: site.site_id.clone(),
-                contact_id: contact.contact_id,
-                etag: String::new(),
-            },
-        ))
+        .remove_as(&suite.operator, &site.site_id, &contact.contact_id)
         .await
         .expect("the operator removes the secondary");
     expect_code(

@@ -54,15 +54,7 @@ async fn every_page(suite: &Suite, site_id: &str, page_size: i32) -> (Vec<gw::Co
 /// The operator removes a contact through the gateway.
 async fn remove(suite: &Suite, site_id: &str, contact_id: &str) {
     suite
-        .gw()
-        .remove_contact(authed(
-            Some(&suite.operator.token),
-            gw::RemoveContactRequest {
-                site_id: site_id.into(),
-                contact_id: contact_id.into(),
-                etag: String::new(),
-            },
-        ))
+        .remove_as(&suite.operator, site_id, contact_id)
         .await
         .unwrap_or_else(|status| panic!("remove contact {contact_id}: {status:?}"));
 }

@@ -659,15 +659,7 @@ async fn a_site_technical_contact_assigned_withdraws_the_primarys_support_on_the
     // And back once the site has none again, at once (the removal moved another person's
     // role, yet the primary's cached rights must not answer).
     suite
-        .gw()
-        .remove_contact(authed(
-            Some(&suite.operator.token),
-            gw::RemoveContactRequest {
-                site_id: site.site_id.clone(),
-                contact_id: stc_contact.contact_id,
-                etag: String::new(),
-            },
-        ))
+        .remove_as(&suite.operator, &site.site_id, &stc_contact.contact_id)
         .await
         .expect("the operator removes the site technical contact");
     let again = ask(&client, &token, support_admin()).await.expect("check");
