@@ -153,26 +153,6 @@ async fn nobody_gives_itself_a_role_that_implies_rights() {
     .expect("a role without rights");
 }
 
-async fn remove(
-    suite: &Suite,
-    by: &Person,
-    site_id: &str,
-    contact_id: &str,
-) -> Result<gw::RemoveContactResponse, tonic::Status> {
-    suite
-        .gw()
-        .remove_contact(authed(
-            Some(&by.token),
-            gw::RemoveContactRequest {
-                site_id: site_id.into(),
-                contact_id: contact_id.into(),
-                etag: String::new(),
-            },
-        ))
-        .await
-        .map(tonic::Response::into_inner)
-}
-
 // rule T6: removing a role takes away what it implies, so it needs the authority over it. A
 // secondary (manage access and contact updates UPDATE, T3) removes a billing contact, but
 // not the ADMINISTRATIVE contact (account documents VIEW is above its own level, T4); the
@@ -196,19 +176,17 @@ async fn removing_a_role_needs_the_authority_over_what_it_implies() {
         .wait_role(&site.site_id, &secondary.id, Role::Secondary)
         .await;
 
-    let refused = remove(&suite, &secondary, &site.site_id, &admin_contact.contact_id)
+    let refused = suite
+        .remove_as(&secondary, &site.site_id, &admin_contact.contact_id)
         .await
         .expect_err("rule T6: the secondary cannot take away account documents VIEW");
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
-    remove(
-        &suite,
-        &secondary,
-        &site.site_id,
-        &billing_contact.contact_id,
-    )
-    .await
-    .expect("a role that implies nothing");
-    remove(&suite, &primary, &site.site_id, &admin_contact.contact_id)
+    suite
+        .remove_as(&secondary, &site.site_id, &billing_contact.contact_id)
+        .await
+        .expect("a role that implies nothing");
+    suite
+        .remove_as(&primary, &site.site_id, &admin_contact.contact_id)
         .await
         .expect("the primary removes the administrative contact");
 }
