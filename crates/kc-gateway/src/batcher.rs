@@ -68,6 +68,15 @@ pub(crate) struct Batcher<C: BatchCall> {
     queue: mpsc::Sender<Queued<C>>,
 }
 
+/// Another handle on the same queue (the task ends when the last handle is dropped).
+impl<C: BatchCall> Clone for Batcher<C> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
 impl<C: BatchCall> std::fmt::Debug for Batcher<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batcher")
@@ -77,8 +86,8 @@ impl<C: BatchCall> std::fmt::Debug for Batcher<C> {
 }
 
 impl<C: BatchCall> Batcher<C> {
-    /// Starts the task that sends the batches through `call`; it ends when the batcher is
-    /// dropped. Needs a tokio runtime.
+    /// Starts the task that sends the batches through `call`; it ends when the batcher (all
+    /// its handles) is dropped. Needs a tokio runtime.
     pub(crate) fn start(call: C) -> Self {
         let (queue, queued) = mpsc::channel(4 * C::MAX_ITEMS);
         tokio::spawn(send_batches(Arc::new(call), queued));

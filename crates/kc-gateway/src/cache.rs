@@ -40,6 +40,19 @@
 //!   API server makes the same trade for its webhook authorizer, which caches allowed
 //!   decisions for 5 minutes by default.
 //!
+//! # Hot answers are read again before they expire
+//!
+//! An answer asked for again late in its life (past a point drawn between 85 % and 95 % of
+//! the TTL, so that answers stored together are not all read again together) is served,
+//! and the same read is sent again in the background; its answer replaces the entry, under
+//! the same rules as any read (a write that overlapped it keeps it out). A caller of a hot
+//! read therefore never waits for its refill, while no answer is ever served older than
+//! the TTL: the refresh only makes entries younger (Caffeine's `refreshAfterWrite`). One
+//! refresh per entry at a time, at most [`REFRESHES_IN_FLIGHT`] in all; a refresh that
+//! fails leaves the entry to expire, and one whose answer is no longer worth storing (a
+//! check now denied) removes it. Answers nobody asks for late in their life are not read
+//! again.
+//!
 //! # Memory
 //!
 //! Each entry counts its answer's encoded size, its question's bytes and a fixed overhead
@@ -50,6 +63,8 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -60,6 +75,14 @@ use crate::mentions::mentioned_ids;
 
 /// Most bytes (encoded answers) the cache holds.
 pub(crate) const BUDGET_BYTES: usize = 8 * 1024 * 1024;
+
+/// Most background refreshes of hot answers in flight at once; past it, a hot answer is
+/// left to expire and be read again by the caller that next misses it.
+pub(crate) const REFRESHES_IN_FLIGHT: usize = 64;
+
+/// Where in an answer's life it may be read again in the background, as fractions of the
+/// TTL: the point is drawn between the two for each entry.
+const REFRESH_FROM: (f64, f64) = (0.85, 0.95);
 
 /// Ids of recent writes remembered before those older than the TTL are dropped.
 const WRITTEN_IDS_BEFORE_PRUNING: usize = 4096;
@@ -91,6 +114,9 @@ pub(crate) enum Asker {
 pub(crate) const READ_CACHE_HITS: &str = "keycontacts_gateway_read_cache_hits_total";
 /// Counter of reads the cache had no fresh answer to, by downstream `method`.
 pub(crate) const READ_CACHE_MISSES: &str = "keycontacts_gateway_read_cache_misses_total";
+/// Counter of hot answers read again in the background before they expire, by downstream
+/// `method`.
+pub(crate) const READ_CACHE_REFRESHES: &str = "keycontacts_gateway_read_cache_refreshes_total";
 
 /// One cached question: the RPC, who asked it and the request's encoded bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -115,6 +141,10 @@ struct Entry {
     answer: Arc<dyn Any + Send + Sync>,
     bytes: usize,
     expires: Instant,
+    /// From when a hit sends the read again in the background.
+    refresh_from: Instant,
+    /// Whether that refresh was sent.
+    refreshing: bool,
     /// The cache's generation when the read that brought the answer was sent.
     generation: u64,
     /// The ids the question and the answer mention, sorted.
@@ -133,9 +163,23 @@ struct State {
     /// For each id a recent write mentioned, the generation of its last start or end and
     /// when it was. A record older than the TTL concerns only expired answers and goes.
     written: HashMap<Uuid, (u64, Instant)>,
+    /// The state of the generator of the entries' refresh points.
+    jitter: u64,
 }
 
 impl State {
+    /// The next entry's refresh point, as a fraction of the TTL: drawn evenly between the
+    /// two `bounds` (a 64-bit linear congruential generator, seeded per process).
+    fn refresh_fraction(&mut self, bounds: (f64, f64)) -> f64 {
+        self.jitter = self
+            .jitter
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        // The high 53 bits, the best mixed of such a generator, as a fraction in [0, 1).
+        let unit = (self.jitter >> 11) as f64 / (1_u64 << 53) as f64;
+        bounds.0 + (bounds.1 - bounds.0) * unit
+    }
+
     /// Whether an answer to a read sent at `generation`, mentioning `mentions`, may predate
     /// a write that started or ended since.
     fn outdated(&self, generation: u64, mentions: &[Uuid]) -> bool {
@@ -151,7 +195,58 @@ impl State {
 /// The answers of recent cached reads; see the [module documentation](self).
 pub(crate) struct ReadCache {
     ttl: Duration,
+    /// [`REFRESH_FROM`] (tests set their own).
+    refresh_from: (f64, f64),
     state: Mutex<State>,
+    /// Background refreshes in flight ([`Refresh`] tickets alive).
+    refreshes: AtomicUsize,
+}
+
+/// A cached answer, and whether the caller that got it is to read it again in the
+/// background.
+pub(crate) struct Hit<T> {
+    /// The stored answer, shared.
+    pub answer: Arc<T>,
+    /// Present when the entry is late in its life: send the read again and
+    /// [`ReadCache::refreshed`] its answer with this.
+    pub refresh: Option<Refresh>,
+}
+
+/// The ticket of one background refresh: holds one of the [`REFRESHES_IN_FLIGHT`] places
+/// until dropped.
+pub(crate) struct Refresh {
+    cache: Arc<ReadCache>,
+    /// The cache's generation when the refresh was decided, before its read is sent.
+    generation: u64,
+}
+
+impl Refresh {
+    /// Keeps the refresh's answer (`answer_bytes` long, encoded, mentioning `mentions`
+    /// besides its question's ids) to `question`, as [`ReadCache::store`] does; or, when it
+    /// is not worth storing any more (a check now denied), forgets the entry it was for.
+    pub(crate) fn keep<T: Send + Sync + 'static>(
+        self,
+        question: Question,
+        answer: Arc<T>,
+        answer_bytes: usize,
+        mentions: Vec<Uuid>,
+    ) {
+        if worth_storing(answer.as_ref()) {
+            self.cache
+                .store(question, answer, answer_bytes, mentions, self.generation);
+        } else {
+            let mut state = self.cache.state();
+            if let Some(gone) = state.entries.remove(&question) {
+                state.bytes -= gone.bytes;
+            }
+        }
+    }
+}
+
+impl Drop for Refresh {
+    fn drop(&mut self) {
+        self.cache.refreshes.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for ReadCache {
@@ -165,10 +260,22 @@ impl std::fmt::Debug for ReadCache {
 impl ReadCache {
     /// A cache keeping answers for `ttl`; a zero `ttl` keeps nothing.
     pub(crate) fn new(ttl: Duration) -> Self {
+        let state = State {
+            jitter: RandomState::new().hash_one(0_u8),
+            ..State::default()
+        };
         Self {
             ttl,
-            state: Mutex::new(State::default()),
+            refresh_from: REFRESH_FROM,
+            state: Mutex::new(state),
+            refreshes: AtomicUsize::new(0),
         }
+    }
+
+    /// How long a background refresh may take: one TTL (past it, the entry it was for has
+    /// expired).
+    pub(crate) fn refresh_deadline(&self) -> Duration {
+        self.ttl
     }
 
     /// Whether answers are kept at all.
@@ -186,9 +293,14 @@ impl ReadCache {
 
     /// The stored answer to `question`, if it has not expired and no write since its read
     /// mentioned what it mentions: shared, not copied (a caller that needs its own copies
-    /// it outside the lock). Counts a hit or a miss of the question's method
-    /// ([`READ_CACHE_HITS`], [`READ_CACHE_MISSES`]) when the cache is on.
-    pub(crate) fn get<T: Send + Sync + 'static>(&self, question: &Question) -> Option<Arc<T>> {
+    /// it outside the lock), with a [`Refresh`] ticket when the caller is to read it again
+    /// in the background. Counts a hit or a miss of the question's method
+    /// ([`READ_CACHE_HITS`], [`READ_CACHE_MISSES`]) when the cache is on, and a refresh
+    /// ([`READ_CACHE_REFRESHES`]).
+    pub(crate) fn get<T: Send + Sync + 'static>(
+        self: &Arc<Self>,
+        question: &Question,
+    ) -> Option<Hit<T>> {
         if !self.is_enabled() {
             return None;
         }
@@ -199,25 +311,46 @@ impl ReadCache {
             READ_CACHE_MISSES
         };
         metrics::counter!(name, "method" => question.method).increment(1);
-        found
+        let (answer, refresh) = found?;
+        let refresh = refresh.then(|| {
+            metrics::counter!(READ_CACHE_REFRESHES, "method" => question.method).increment(1);
+            Refresh {
+                cache: Arc::clone(self),
+                generation: self.generation(),
+            }
+        });
+        Some(Hit {
+            answer: answer.downcast::<T>().ok()?,
+            refresh,
+        })
     }
 
-    fn lookup<T: Send + Sync + 'static>(&self, question: &Question) -> Option<Arc<T>> {
-        let answer = {
-            let mut state = self.state();
-            let entry = state.entries.get(question)?;
-            if entry.expires <= Instant::now() {
-                return None;
+    /// The entry's answer and whether this hit claimed its refresh (counted in
+    /// [`ReadCache::refreshes`]).
+    fn lookup(&self, question: &Question) -> Option<(Arc<dyn Any + Send + Sync>, bool)> {
+        let now = Instant::now();
+        let mut state = self.state();
+        let entry = state.entries.get(question)?;
+        if entry.expires <= now {
+            return None;
+        }
+        if state.outdated(entry.generation, &entry.mentions) {
+            if let Some(gone) = state.entries.remove(question) {
+                state.bytes -= gone.bytes;
             }
-            if state.outdated(entry.generation, &entry.mentions) {
-                if let Some(gone) = state.entries.remove(question) {
-                    state.bytes -= gone.bytes;
-                }
-                return None;
-            }
-            Arc::clone(&entry.answer)
-        };
-        answer.downcast::<T>().ok()
+            return None;
+        }
+        let entry = state.entries.get_mut(question)?;
+        let refresh = !entry.refreshing
+            && now >= entry.refresh_from
+            && self
+                .refreshes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < REFRESHES_IN_FLIGHT).then_some(n + 1)
+                })
+                .is_ok();
+        entry.refreshing |= refresh;
+        Some((Arc::clone(&entry.answer), refresh))
     }
 
     /// The number of the cache's current contents: take it before sending a read, and
@@ -262,10 +395,13 @@ impl ReadCache {
                 state.bytes = 0;
             }
         }
+        let refresh_from = now + self.ttl.mul_f64(state.refresh_fraction(self.refresh_from));
         let entry = Entry {
             answer,
             bytes,
             expires: now + self.ttl,
+            refresh_from,
+            refreshing: false,
             generation,
             mentions: mentions.into_boxed_slice(),
         };
@@ -352,14 +488,127 @@ mod tests {
         }
 
         /// [`ReadCache::get`], copied.
-        fn copied<T: Copy + Send + Sync + 'static>(&self, question: &Question) -> Option<T> {
-            self.get::<T>(question).map(|answer| *answer)
+        fn copied<T: Copy + Send + Sync + 'static>(
+            self: &Arc<Self>,
+            question: &Question,
+        ) -> Option<T> {
+            self.get::<T>(question).map(|hit| *hit.answer)
         }
+    }
+
+    /// A cache whose answers are all due for a refresh at once (their refresh point is at
+    /// the start of their life).
+    fn refreshing_at_once(ttl: Duration) -> Arc<ReadCache> {
+        Arc::new(ReadCache {
+            refresh_from: (0.0, 0.0),
+            ..ReadCache::new(ttl)
+        })
+    }
+
+    #[test]
+    fn a_hit_late_in_its_entrys_life_claims_one_refresh_whose_answer_replaces_the_entry() {
+        let cache = refreshing_at_once(Duration::from_secs(60));
+        let asked = question(Asker::Gateway, b"a");
+        cache.keep(asked.clone(), 1_u8, 1, Vec::new(), cache.generation());
+        let hit = cache.get::<u8>(&asked).expect("stored");
+        assert_eq!(*hit.answer, 1);
+        let refresh = hit
+            .refresh
+            .expect("the entry is due: this hit refreshes it");
+        // One refresh of an entry at a time: the next hits are served without one.
+        let again = cache.get::<u8>(&asked).expect("still stored");
+        assert!(again.refresh.is_none());
+        refresh.keep(asked.clone(), Arc::new(2_u8), 1, Vec::new());
+        // The refreshed answer is served, and its entry may be refreshed in its turn.
+        let refreshed = cache.get::<u8>(&asked).expect("refreshed");
+        assert_eq!(*refreshed.answer, 2);
+        assert!(refreshed.refresh.is_some());
+    }
+
+    #[test]
+    fn a_hit_early_in_its_entrys_life_refreshes_nothing() {
+        let cache = Arc::new(ReadCache::new(Duration::from_secs(60)));
+        let asked = question(Asker::Gateway, b"a");
+        cache.keep(asked.clone(), 1_u8, 1, Vec::new(), cache.generation());
+        assert!(cache.get::<u8>(&asked).expect("stored").refresh.is_none());
+    }
+
+    #[test]
+    fn a_refresh_that_overlaps_a_write_on_what_it_mentions_is_not_kept() {
+        let cache = refreshing_at_once(Duration::from_secs(60));
+        let asked = question(Asker::Gateway, b"a");
+        cache.keep(asked.clone(), 1_u8, 1, vec![id(1)], cache.generation());
+        let refresh = cache.get::<u8>(&asked).and_then(|hit| hit.refresh);
+        let refresh = refresh.expect("due");
+        cache.forget(&[id(1)]);
+        refresh.keep(asked.clone(), Arc::new(2_u8), 1, vec![id(1)]);
+        assert_eq!(cache.copied::<u8>(&asked), None);
+    }
+
+    #[test]
+    fn a_refresh_that_is_now_denied_forgets_the_kept_permission() {
+        use kc_proto::access::CheckResponse;
+        let cache = refreshing_at_once(Duration::from_secs(60));
+        let asked = question(Asker::Gateway, b"check");
+        let answer = |allowed| BatchCheckResponse {
+            results: vec![CheckResponse {
+                allowed,
+                ..Default::default()
+            }],
+        };
+        cache.keep(
+            asked.clone(),
+            answer(true),
+            8,
+            Vec::new(),
+            cache.generation(),
+        );
+        let refresh = cache
+            .get::<BatchCheckResponse>(&asked)
+            .and_then(|hit| hit.refresh)
+            .expect("due");
+        refresh.keep(asked.clone(), Arc::new(answer(false)), 8, Vec::new());
+        assert!(cache.is_empty(), "the allowed answer is no longer served");
+    }
+
+    #[test]
+    fn refreshes_in_flight_are_bounded_and_a_finished_one_frees_its_place() {
+        let cache = refreshing_at_once(Duration::from_secs(60));
+        let asked = |n: usize| question(Asker::Gateway, &n.to_be_bytes());
+        for n in 0..=REFRESHES_IN_FLIGHT {
+            cache.keep(asked(n), n, 1, Vec::new(), cache.generation());
+        }
+        let mut tickets: Vec<Refresh> = (0..REFRESHES_IN_FLIGHT)
+            .filter_map(|n| cache.get::<usize>(&asked(n)).and_then(|hit| hit.refresh))
+            .collect();
+        assert_eq!(tickets.len(), REFRESHES_IN_FLIGHT);
+        let last = asked(REFRESHES_IN_FLIGHT);
+        assert!(cache.get::<usize>(&last).expect("stored").refresh.is_none());
+        drop(tickets.pop());
+        assert!(cache.get::<usize>(&last).expect("stored").refresh.is_some());
+    }
+
+    #[test]
+    fn refresh_points_spread_over_their_bounds() {
+        let mut state = State::default();
+        let points: Vec<f64> = (0..1000)
+            .map(|_| state.refresh_fraction(REFRESH_FROM))
+            .collect();
+        assert!(
+            points
+                .iter()
+                .all(|point| (REFRESH_FROM.0..REFRESH_FROM.1).contains(point))
+        );
+        let lowest = points.iter().copied().fold(f64::MAX, f64::min);
+        let highest = points.iter().copied().fold(f64::MIN, f64::max);
+        let width = REFRESH_FROM.1 - REFRESH_FROM.0;
+        assert!(lowest < REFRESH_FROM.0 + width / 10.0, "{lowest}");
+        assert!(highest > REFRESH_FROM.1 - width / 10.0, "{highest}");
     }
 
     #[test]
     fn a_hit_shares_the_stored_answer_rather_than_copying_it() {
-        let cache = ReadCache::new(Duration::from_secs(60));
+        let cache = Arc::new(ReadCache::new(Duration::from_secs(60)));
         let page = Arc::new(vec![String::from("a large page")]);
         let asked = question(Asker::Gateway, b"a");
         cache.store(
@@ -369,14 +618,14 @@ mod tests {
             Vec::new(),
             cache.generation(),
         );
-        let first = cache.get::<Vec<String>>(&asked).expect("stored");
-        let second = cache.get::<Vec<String>>(&asked).expect("stored");
+        let first = cache.get::<Vec<String>>(&asked).expect("stored").answer;
+        let second = cache.get::<Vec<String>>(&asked).expect("stored").answer;
         assert!(Arc::ptr_eq(&first, &page) && Arc::ptr_eq(&second, &page));
     }
 
     #[test]
     fn answers_are_kept_per_asker_and_request() {
-        let cache = ReadCache::new(Duration::from_secs(60));
+        let cache = Arc::new(ReadCache::new(Duration::from_secs(60)));
         let alice = Asker::Customer(Uuid::from_u128(1));
         let bob = Asker::Customer(Uuid::from_u128(2));
         cache.keep(
@@ -397,7 +646,7 @@ mod tests {
     #[test]
     fn answers_expire_after_the_ttl() {
         // Long enough that a slow machine still reads the answer back before it expires.
-        let cache = ReadCache::new(Duration::from_millis(500));
+        let cache = Arc::new(ReadCache::new(Duration::from_millis(500)));
         cache.keep(
             question(Asker::Gateway, b"a"),
             1_u8,
@@ -412,7 +661,7 @@ mod tests {
 
     #[test]
     fn a_read_that_overlaps_a_write_is_not_stored() {
-        let cache = ReadCache::new(Duration::from_secs(60));
+        let cache = Arc::new(ReadCache::new(Duration::from_secs(60)));
         let before = cache.generation();
         cache.keep(question(Asker::Gateway, b"a"), 1_u8, 1, Vec::new(), before);
         cache.forget(&[]);
@@ -435,7 +684,7 @@ mod tests {
 
     #[test]
     fn a_write_forgets_only_the_answers_that_mention_its_ids() {
-        let cache = ReadCache::new(Duration::from_secs(60));
+        let cache = Arc::new(ReadCache::new(Duration::from_secs(60)));
         let site = id(1);
         let other_site = id(2);
         cache.keep(
@@ -478,7 +727,7 @@ mod tests {
 
     #[test]
     fn a_read_that_overlaps_a_write_on_what_it_mentions_is_not_stored() {
-        let cache = ReadCache::new(Duration::from_secs(60));
+        let cache = Arc::new(ReadCache::new(Duration::from_secs(60)));
         let before = cache.generation();
         cache.forget(&[id(1)]);
         cache.keep(question(Asker::Gateway, b"a"), 1_u8, 1, vec![id(1)], before);
@@ -495,7 +744,7 @@ mod tests {
 
     #[test]
     fn dropping_old_write_records_refuses_reads_still_in_flight_from_before_them() {
-        let cache = ReadCache::new(Duration::from_millis(10));
+        let cache = Arc::new(ReadCache::new(Duration::from_millis(10)));
         let before = cache.generation();
         cache.forget(&[id(1)]);
         std::thread::sleep(Duration::from_millis(20));
@@ -538,7 +787,7 @@ mod tests {
 
     #[test]
     fn storing_a_question_again_replaces_its_answer_and_its_size() {
-        let cache = ReadCache::new(Duration::from_secs(60));
+        let cache = Arc::new(ReadCache::new(Duration::from_secs(60)));
         let big = LARGEST_ENTRY_BYTES - ENTRY_OVERHEAD_BYTES - 1;
         // Sixteen entries of the largest size fill the budget exactly; storing the same
         // question again must not count it twice (and so must not empty the cache).
@@ -570,7 +819,7 @@ mod tests {
 
     #[test]
     fn empty_answers_count_against_the_budget() {
-        let cache = ReadCache::new(Duration::from_secs(60));
+        let cache = Arc::new(ReadCache::new(Duration::from_secs(60)));
         let most = BUDGET_BYTES / (ENTRY_OVERHEAD_BYTES + 4);
         for index in 0..(most as u32 + 10) {
             cache.keep(
@@ -586,7 +835,7 @@ mod tests {
 
     #[test]
     fn a_zero_ttl_keeps_nothing() {
-        let cache = ReadCache::new(Duration::ZERO);
+        let cache = Arc::new(ReadCache::new(Duration::ZERO));
         cache.keep(
             question(Asker::Gateway, b"a"),
             1_u8,
@@ -600,7 +849,7 @@ mod tests {
 
     #[test]
     fn the_budget_bounds_what_is_kept() {
-        let cache = ReadCache::new(Duration::from_secs(60));
+        let cache = Arc::new(ReadCache::new(Duration::from_secs(60)));
         cache.keep(
             question(Asker::Gateway, b"huge"),
             0_u8,

@@ -25,6 +25,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+
 use kc_proto::access::access_management_service_client::AccessManagementServiceClient;
 use kc_proto::contacts::contact_registry_service_client::ContactRegistryServiceClient;
 use kc_proto::identity::identity_service_client::IdentityServiceClient;
@@ -38,7 +40,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 use uuid::Uuid;
 
-use crate::cache::{Asker, Question, ReadCache, worth_storing};
+use crate::cache::{Asker, Question, ReadCache, Refresh, worth_storing};
 use crate::deadline::Deadline;
 pub(crate) use crate::downstream::Svc;
 use crate::error::{GatewayError, is_transport_failure};
@@ -147,6 +149,18 @@ impl Ctx {
             credentials,
             own_authorization,
             kind,
+        }
+    }
+
+    /// The same caller and credentials, for a read sent again in the background after the
+    /// call may have ended ([`Refresh`]): its own deadline, `within` from now.
+    pub(crate) fn for_refresh(&self, within: std::time::Duration) -> Self {
+        Self {
+            deadline: Deadline {
+                at: std::time::Instant::now() + within,
+                from_caller: false,
+            },
+            ..self.clone()
         }
     }
 
@@ -266,6 +280,41 @@ impl Drop for ForgetOnDrop<'_> {
     }
 }
 
+/// A cached read sent again, in the background, for [`ReadCache`]'s refresh of a hot
+/// answer: owns what it needs.
+pub(crate) type Refetch<Resp> = BoxFuture<'static, Result<Resp, GatewayError>>;
+
+/// The ids an answer of `op` mentions besides its question's, for the read cache: scanned
+/// from a [`Op::CachedRead`]'s answer; none for a [`Op::CachedReadOfRequest`].
+fn mentions_of(op: Op, answer: &impl prost::Message) -> Vec<Uuid> {
+    if op == Op::CachedRead {
+        mentioned_ids(&answer.encode_to_vec())
+    } else {
+        Vec::new()
+    }
+}
+
+/// Sends the read `fetch` of `question` in a task of its own and keeps its answer as the
+/// refresh `refresh` of its entry ([`Refresh::keep`]); a failure leaves the entry to
+/// expire.
+fn refresh_in_background<Resp>(refresh: Refresh, op: Op, question: Question, fetch: Refetch<Resp>)
+where
+    Resp: prost::Message + Send + Sync + 'static,
+{
+    tokio::spawn(async move {
+        match fetch.await {
+            Ok(answer) => {
+                let bytes = answer.encoded_len();
+                let mentions = mentions_of(op, &answer);
+                refresh.keep(question, Arc::new(answer), bytes, mentions);
+            }
+            Err(error) => {
+                tracing::debug!(%error, "background refresh of a cached read failed");
+            }
+        }
+    });
+}
+
 /// How one attempt of a call failed.
 enum Failure {
     Status(Status),
@@ -370,51 +419,81 @@ impl Clients {
         send: F,
     ) -> Result<Arc<Resp>, GatewayError>
     where
-        Req: Clone + prost::Message,
+        Req: Clone + prost::Message + 'static,
         Resp: prost::Message + Send + Sync + 'static,
-        F: Fn(Channel, Request<Req>) -> Fut,
-        Fut: Future<Output = Result<Response<Resp>, Status>>,
+        F: Fn(Channel, Request<Req>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response<Resp>, Status>> + Send,
     {
-        self.through_cache(ctx, op, method, message, |message| {
-            self.send(ctx, service, op, message, &send)
-        })
+        let again = |message: Req| -> Refetch<Resp> {
+            let clients = self.clone();
+            let ctx = self.refresh_context(ctx);
+            let send = send.clone();
+            Box::pin(async move { clients.send(&ctx, service, op, message, &send).await })
+        };
+        self.through_cache(
+            ctx,
+            op,
+            method,
+            message,
+            |message| self.send(ctx, service, op, message, &send),
+            again,
+        )
         .await
+    }
+
+    /// The context of a read of `ctx` sent again in the background ([`Refresh`]): the same
+    /// caller, with a deadline of its own.
+    pub(crate) fn refresh_context(&self, ctx: &Ctx) -> Ctx {
+        ctx.for_refresh(self.cache.refresh_deadline())
     }
 
     /// access `BatchCheck` of one call's admission: from the read cache (a cached read of
     /// what its request names), else sent by `send` (the gateway coalesces the checks of
-    /// concurrent calls, [`crate::checks`]). Shared with the cache: an admission only reads
-    /// the answers.
-    pub(crate) async fn batch_check_sent_by<S, SFut>(
+    /// concurrent calls, [`crate::checks`]); `again` sends it in the background when a hot
+    /// answer is read again before it expires. Shared with the cache: an admission only
+    /// reads the answers.
+    pub(crate) async fn batch_check_sent_by<S, SFut, A>(
         &self,
         ctx: &Ctx,
         message: access::BatchCheckRequest,
         send: S,
+        again: A,
     ) -> Result<Arc<access::BatchCheckResponse>, GatewayError>
     where
         S: FnOnce(access::BatchCheckRequest) -> SFut,
         SFut: Future<Output = Result<access::BatchCheckResponse, GatewayError>>,
+        A: FnOnce(access::BatchCheckRequest) -> Refetch<access::BatchCheckResponse>,
     {
-        self.through_cache(ctx, Op::CachedReadOfRequest, BATCH_CHECK, message, send)
-            .await
+        self.through_cache(
+            ctx,
+            Op::CachedReadOfRequest,
+            BATCH_CHECK,
+            message,
+            send,
+            again,
+        )
+        .await
     }
 
     /// What [`Clients::call`] does around sending `message` (by `send`): answers a cached
     /// read from the read cache, keeps its answer, and makes the cache forget what a write
-    /// touches. The answer is shared with the cache, not copied.
-    async fn through_cache<Req, Resp, S, SFut>(
+    /// touches. The answer is shared with the cache, not copied. A hit late in its entry's
+    /// life also sends the read again in the background (by `again`) and keeps its answer.
+    async fn through_cache<Req, Resp, S, SFut, A>(
         &self,
         ctx: &Ctx,
         op: Op,
         method: &'static str,
         message: Req,
         send: S,
+        again: A,
     ) -> Result<Arc<Resp>, GatewayError>
     where
         Req: prost::Message,
         Resp: prost::Message + Send + Sync + 'static,
         S: FnOnce(Req) -> SFut,
         SFut: Future<Output = Result<Resp, GatewayError>>,
+        A: FnOnce(Req) -> Refetch<Resp>,
     {
         let question = match (op, ctx.asker()) {
             (Op::CachedRead | Op::CachedReadOfRequest, Some(asker)) if self.cache.is_enabled() => {
@@ -422,8 +501,13 @@ impl Clients {
             }
             _ => None,
         };
-        if let Some(answer) = question.as_ref().and_then(|q| self.cache.get::<Resp>(q)) {
-            return Ok(answer);
+        if let Some(question) = &question
+            && let Some(hit) = self.cache.get::<Resp>(question)
+        {
+            if let Some(refresh) = hit.refresh {
+                refresh_in_background(refresh, op, question.clone(), again(message));
+            }
+            return Ok(hit.answer);
         }
         if op == Op::Write {
             // Forgets what the write touches now and when it ends, even if this future is
@@ -443,16 +527,11 @@ impl Clients {
         if let Ok(answer) = &result
             && worth_storing(answer.as_ref())
         {
-            let mentions = if op == Op::CachedRead {
-                mentioned_ids(&answer.encode_to_vec())
-            } else {
-                Vec::new()
-            };
             self.cache.store(
                 question,
                 Arc::clone(answer),
                 answer.encoded_len(),
-                mentions,
+                mentions_of(op, answer.as_ref()),
                 generation,
             );
         }

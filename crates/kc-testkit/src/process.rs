@@ -302,7 +302,7 @@ impl CoreProcesses {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let access_addr = free_local_addr();
+            let access_addr = free_local_addr().to_string();
             let mut contacts_args = vec![
                 "--identity-url".to_owned(),
                 identity.url(),
@@ -427,12 +427,12 @@ impl Default for SuiteTls {
     }
 }
 
-/// `127.0.0.1:PORT` with a port that was free a moment ago.
-fn free_local_addr() -> String {
+/// `127.0.0.1:PORT` with a port that was free a moment ago (for a process's or an
+/// endpoint's `--…-listen`).
+pub fn free_local_addr() -> std::net::SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port on 127.0.0.1")
-        .to_string()
 }
 
 /// Sends SIGTERM to `child` and asserts that it exits cleanly (status 0) within 30 s: a

@@ -255,11 +255,15 @@ impl Gateway {
         let admissions = &self.batchers().admissions;
         let response = self
             .clients
-            .batch_check_sent_by(&ctx, BatchCheckRequest { checks }, |request| async {
-                Ok(BatchCheckResponse {
-                    results: admissions.ask_all(&ctx, request.checks).await?,
-                })
-            })
+            .batch_check_sent_by(
+                &ctx,
+                BatchCheckRequest { checks },
+                |request| admitted(admissions.clone(), ctx.clone(), request),
+                |request| {
+                    let ctx = self.clients.refresh_context(&ctx);
+                    Box::pin(admitted(admissions.clone(), ctx, request))
+                },
+            )
             .await?;
         // One answer per check: `ask_all` answers each check it queued (a batch that
         // answers too few fails them all), and the cache keeps only such answers.
@@ -444,6 +448,18 @@ where
     Err(GatewayError::ResourceExhausted(format!(
         "too many {what} to compose in one answer"
     )))
+}
+
+/// One call's admission checks (`request`), asked through the `admissions` queue with the
+/// other calls' and answered as one `BatchCheck`.
+async fn admitted(
+    admissions: CheckBatcher,
+    ctx: Ctx,
+    request: BatchCheckRequest,
+) -> Result<BatchCheckResponse, GatewayError> {
+    Ok(BatchCheckResponse {
+        results: admissions.ask_all(&ctx, request.checks).await?,
+    })
 }
 
 /// The refusal of a site check: names what was needed, not why it failed (which could say

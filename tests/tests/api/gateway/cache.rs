@@ -2,7 +2,7 @@
 //! gateway: answers are served again to the same caller only, a write through the gateway
 //! is read back at once and forgets only the answers about what it touches, a denial is never kept, a change is always checked afresh, and a
 //! change made elsewhere (through another gateway replica) is seen by reads once the entry
-//! expires.
+//! expires, or sooner when a hot answer is read again in the background before it expires.
 //!
 //! The suite's gateway keeps answers for a minute, so what it serves from the cache is
 //! told apart from what it asks again without timing anything.
@@ -11,6 +11,8 @@ use crate::gateway::helpers::*;
 use kc_proto::access::{self as apb};
 use kc_proto::contacts::{self as cpb};
 use kc_proto::gateway::{self as gw};
+use kc_testkit::metrics::{sample, scrape};
+use kc_testkit::process::free_local_addr;
 use tonic::{Code, Status};
 
 /// The suite's cache TTL: longer than any test, so a kept answer stays kept.
@@ -60,12 +62,30 @@ async fn granted_site(explicit: apb::ToolAccess) -> (Suite, Person, Person, cpb:
     let suite = Suite::start_with(&LONG_TTL).await;
     let primary = suite.person("Paula Primary").await;
     let grantee = suite.person("Gabriel Grantee").await;
-    let site = suite.create_site("Acme Lyon", &primary, None).await;
-    suite
-        .wait_role(&site.site_id, &primary.id, Role::Primary)
-        .await;
+    let site = suite.create_site_applied("Acme Lyon", &primary, None).await;
     suite.grant(&site.site_id, &grantee.id, explicit).await;
     (suite, primary, grantee, site)
+}
+
+/// `person` made a SECONDARY of `site` elsewhere than through a gateway (straight at the
+/// registry, as another replica's write would be), once access management applied it.
+async fn secondary_assigned_elsewhere(suite: &Suite, site: &cpb::Site, person: &Person) {
+    suite
+        .registry()
+        .assign_contact(authed(
+            Some(&suite.operator.token),
+            cpb::AssignContactRequest {
+                site_id: site.site_id.clone(),
+                user_id: person.id.clone(),
+                role: Role::Secondary as i32,
+                details: None,
+            },
+        ))
+        .await
+        .expect("the registry assigns a secondary");
+    suite
+        .wait_role(&site.site_id, &person.id, Role::Secondary)
+        .await;
 }
 
 fn user_ids(views: &[gw::ContactView]) -> Vec<&str> {
@@ -126,10 +146,7 @@ async fn a_denial_is_never_kept_and_a_revocation_through_this_gateway_applies_at
     let suite = Suite::start_with(&LONG_TTL).await;
     let primary = suite.person("Paula Primary").await;
     let reader = suite.person("Rita Reader").await;
-    let site = suite.create_site("Acme Lyon", &primary, None).await;
-    suite
-        .wait_role(&site.site_id, &primary.id, Role::Primary)
-        .await;
+    let site = suite.create_site_applied("Acme Lyon", &primary, None).await;
     let channel = suite.gateway_channel.clone();
     let (other_replica, other_channel) = suite.another_gateway(&LONG_TTL).await;
 
@@ -269,24 +286,9 @@ async fn a_write_forgets_the_answers_about_what_it_touches_and_keeps_the_others(
         .await
         .expect("the primary sees Lyon");
 
-    // A change of Nantes made elsewhere (straight at the registry, as another replica's
-    // write would be): this gateway keeps its answer about Nantes for its TTL...
-    suite
-        .registry()
-        .assign_contact(authed(
-            Some(&suite.operator.token),
-            cpb::AssignContactRequest {
-                site_id: nantes.site_id.clone(),
-                user_id: unseen.id.clone(),
-                role: Role::Secondary as i32,
-                details: None,
-            },
-        ))
-        .await
-        .expect("the registry assigns a secondary to Nantes");
-    suite
-        .wait_role(&nantes.site_id, &unseen.id, Role::Secondary)
-        .await;
+    // A change of Nantes made elsewhere: this gateway keeps its answer about Nantes for its
+    // TTL...
+    secondary_assigned_elsewhere(&suite, &nantes, &unseen).await;
     assert_eq!(
         show_all(&channel, &primary, &nantes).await.expect("Nantes"),
         nantes_kept,
@@ -321,4 +323,79 @@ async fn a_write_forgets_the_answers_about_what_it_touches_and_keeps_the_others(
             person.name
         );
     }
+}
+
+/// The downstream reads of `ShowAllContacts` the read cache keeps: the admission's check
+/// and the registry's page.
+const SHOW_ALL_READS: [&str; 2] = [
+    "AccessManagementServiceClient/batch_check",
+    "ContactRegistryServiceClient/list_site_contacts",
+];
+
+/// The read cache's counts of `name` (`..._misses_total`, `..._refreshes_total`) for each
+/// of [`SHOW_ALL_READS`], in the gateway's metrics at `addr`.
+async fn show_all_reads(addr: std::net::SocketAddr, name: &str) -> [f64; 2] {
+    let text = scrape(addr).await;
+    SHOW_ALL_READS.map(|method| sample(&text, name, &[("method", method)]).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_answer_is_read_again_in_the_background_so_no_caller_waits_for_its_refill() {
+    let suite = Suite::start_with(&LONG_TTL).await;
+    let primary = suite.person("Paula Primary").await;
+    let unseen = suite.person("Ulysse Unseen").await;
+    let site = suite
+        .create_site_applied("Acme Nantes", &primary, None)
+        .await;
+    let metrics_addr = free_local_addr();
+    // Eight seconds: the background read is sent at 85 to 95 % of an answer's life, so it
+    // has at least 400 ms to come back before the answer expires.
+    let (replica, channel) = suite
+        .another_gateway(&[
+            "--read-cache-ttl",
+            "8s",
+            "--metrics-listen",
+            &metrics_addr.to_string(),
+        ])
+        .await;
+    let first = show_all(&channel, &primary, &site)
+        .await
+        .expect("the primary sees the contacts");
+    assert_eq!(user_ids(&first), [primary.id.as_str()]);
+    const MISSES: &str = "keycontacts_gateway_read_cache_misses_total";
+    const REFRESHES: &str = "keycontacts_gateway_read_cache_refreshes_total";
+    let missed = show_all_reads(metrics_addr, MISSES).await;
+    assert_eq!(
+        missed,
+        [1.0, 1.0],
+        "the first read asked access and the registry"
+    );
+
+    secondary_assigned_elsewhere(&suite, &site, &unseen).await;
+
+    // The primary keeps reading (every 20 ms): late in the kept answers' life, one of its
+    // reads sends access's check and the registry's read again in the background, and the
+    // change shows without any read of the primary missing the cache.
+    eventually(
+        "both kept answers are read again and the change shows",
+        || async {
+            let views = show_all(&channel, &primary, &site)
+                .await
+                .map_err(|status| format!("{status:?}"))?;
+            let refreshed = show_all_reads(metrics_addr, REFRESHES).await;
+            if user_ids(&views).contains(&unseen.id.as_str()) && refreshed.iter().all(|n| *n >= 1.0)
+            {
+                Ok(())
+            } else {
+                Err(format!("refreshes {refreshed:?}, views {views:?}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        show_all_reads(metrics_addr, MISSES).await,
+        missed,
+        "no read of the primary waited for access or the registry again"
+    );
+    drop(replica);
 }

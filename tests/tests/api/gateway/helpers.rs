@@ -611,6 +611,20 @@ impl Suite {
         .await;
     }
 
+    /// [`Suite::create_site`], once access management knows its primary (as a write
+    /// through the gateway about the site would wait for, T8).
+    pub async fn create_site_applied(
+        &self,
+        name: &str,
+        primary: &Person,
+        stc: Option<&Person>,
+    ) -> cpb::Site {
+        let site = self.create_site(name, primary, stc).await;
+        self.wait_role(&site.site_id, &primary.id, Role::Primary)
+            .await;
+        site
+    }
+
     /// Waits until access management knows that `user` holds `role` on the site.
     pub async fn wait_role(&self, site_id: &str, user: &str, role: Role) {
         self.wait_profile(

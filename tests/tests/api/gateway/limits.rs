@@ -12,7 +12,7 @@ use http::uri::PathAndQuery;
 use kc_proto::access as apb;
 use kc_proto::gateway as gw;
 use kc_testkit::metrics::{sample, scrape};
-use kc_testkit::process::{grpcurl, grpcurl_ok};
+use kc_testkit::process::{free_local_addr, grpcurl, grpcurl_ok};
 use prost::bytes::{Buf, BufMut};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
@@ -137,9 +137,8 @@ fn nomination(site: &kc_proto::contacts::Site) -> gw::SelfNominateRequest {
 async fn a_user_looping_request_and_cancel_is_stopped_and_another_user_is_not() {
     let suite = Suite::start().await;
     let primary = suite.person("Paula Primary").await;
-    let site = suite.create_site("Acme Limits", &primary, None).await;
-    suite
-        .wait_role(&site.site_id, &primary.id, Role::Primary)
+    let site = suite
+        .create_site_applied("Acme Limits", &primary, None)
         .await;
     let (_gateway, channel) = suite
         .another_gateway(&[
@@ -423,9 +422,7 @@ async fn the_gateways_reflection_names_only_its_public_api() {
 #[tokio::test]
 async fn the_gateways_metrics_count_rpcs_refusals_and_cache_reads() {
     let suite = Suite::start().await;
-    let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port");
+    let metrics_addr = free_local_addr();
     let (_gateway, channel) = suite
         .another_gateway(&[
             "--session-rate-limit",
