@@ -52,10 +52,7 @@ async fn concurrent_calls_are_each_admitted_on_their_own_callers_rights() {
     for name in ["Ada Admitted", "Bruno Batched", "Chloe Coalesced"] {
         let person = suite.person(name).await;
         let site = suite
-            .create_site(&format!("{name}'s site"), &person, None)
-            .await;
-        suite
-            .wait_role(&site.site_id, &person.id, Role::Primary)
+            .create_site_applied(&format!("{name}'s site"), &person, None)
             .await;
         people.push(person);
         site_ids.push(site.site_id);

@@ -83,10 +83,7 @@ async fn each_service_down_is_unavailable_and_the_gateway_recovers() {
     let mut suite =
         Suite::start_with(&["--session-rate-limit", "off", "--read-cache-ttl", "0s"]).await;
     let primary = suite.person("Paula Primary").await;
-    let site = suite.create_site("Acme Lyon", &primary, None).await;
-    suite
-        .wait_role(&site.site_id, &primary.id, Role::Primary)
-        .await;
+    let site = suite.create_site_applied("Acme Lyon", &primary, None).await;
 
     const SERVICES: [Internal; 4] = [
         Internal::Identity,

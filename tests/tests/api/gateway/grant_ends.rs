@@ -733,10 +733,7 @@ async fn lookups_honour_a_grants_start_and_end_before_the_sweeper_records_them()
         "T9 lookups starting",
         "T9 lookups lasting",
     ] {
-        let site = suite.create_site(name, &primary, None).await;
-        suite
-            .wait_role(&site.site_id, &primary.id, Role::Primary)
-            .await;
+        let site = suite.create_site_applied(name, &primary, None).await;
         site_ids.push(site.site_id);
     }
     let (ending, starting, lasting) = (&site_ids[0], &site_ids[1], &site_ids[2]);

@@ -97,9 +97,6 @@ async fn holder(suite: &Suite, site_id: &str, role: Role) -> Option<gw::ContactV
 /// A site whose (proven, signed-in) primary access management knows.
 async fn site_with_primary(suite: &Suite, name: &str) -> (cpb::Site, Person) {
     let primary = suite.person(&format!("{name} Primary")).await;
-    let site = suite.create_site(name, &primary, None).await;
-    suite
-        .wait_role(&site.site_id, &primary.id, Role::Primary)
-        .await;
+    let site = suite.create_site_applied(name, &primary, None).await;
     (site, primary)
 }

@@ -34,9 +34,8 @@ async fn renewal_notice(
 async fn send_notice_needs_a_service_account_with_the_scope_notices() {
     let suite = Suite::start().await;
     let primary = suite.person("Scoped Primary").await;
-    let site = suite.create_site("Scopes site", &primary, None).await;
-    suite
-        .wait_role(&site.site_id, &primary.id, Role::Primary)
+    let site = suite
+        .create_site_applied("Scopes site", &primary, None)
         .await;
 
     let (_, unscoped) = suite.service_account("kc-no-scope").await;
@@ -87,9 +86,8 @@ async fn a_relying_application_gets_its_token_from_the_gateway() {
 
     let suite = Suite::start().await;
     let primary = suite.person("Relying Primary").await;
-    let site = suite.create_site("Relying site", &primary, None).await;
-    suite
-        .wait_role(&site.site_id, &primary.id, Role::Primary)
+    let site = suite
+        .create_site_applied("Relying site", &primary, None)
         .await;
     let (client_id, secret) = suite
         .service_account_credentials("kc-portal", &["authz", "notices"])

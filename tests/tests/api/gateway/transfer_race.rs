@@ -159,9 +159,8 @@ async fn an_account_management_holder_transfers_against_the_site_it_read() {
     let holder = suite.person("Hugo Holder").await;
     let first = suite.person("First Successor").await;
     let second = suite.person("Second Successor").await;
-    let site = suite.create_site("Holder Works", &primary, None).await;
-    suite
-        .wait_role(&site.site_id, &primary.id, Role::Primary)
+    let site = suite
+        .create_site_applied("Holder Works", &primary, None)
         .await;
     let granted = tools(|t| t.account_management = apb::AccountManagementAccess::Granted as i32);
     suite.grant(&site.site_id, &holder.id, granted).await;

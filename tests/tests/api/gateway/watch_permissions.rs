@@ -132,9 +132,8 @@ async fn step(
 /// that site are not part of the story.
 async fn known_to_access(suite: &Suite, people: &[&Person]) {
     let owner = suite.person("Feed Warmup Owner").await;
-    let site = suite.create_site("Feed warm-up", &owner, None).await;
-    suite
-        .wait_role(&site.site_id, &owner.id, Role::Primary)
+    let site = suite
+        .create_site_applied("Feed warm-up", &owner, None)
         .await;
     for person in people {
         suite
@@ -477,10 +476,7 @@ async fn concurrent_changes_fold_into_what_check_answers() {
     let client = AuthorizationServiceClient::new(suite.gateway_channel.clone());
     let mut sites = Vec::new();
     for name in ["Fold A", "Fold B", "Fold C"] {
-        let site = suite.create_site(name, &primary, None).await;
-        suite
-            .wait_role(&site.site_id, &primary.id, Role::Primary)
-            .await;
+        let site = suite.create_site_applied(name, &primary, None).await;
         sites.push(site.site_id);
     }
     let site_ids: Vec<&str> = sites.iter().map(String::as_str).collect();
@@ -609,9 +605,8 @@ async fn a_site_technical_contact_assigned_withdraws_the_primarys_support_on_the
     known_to_access(&suite, &[&primary, &stc]).await;
     let (_, token) = suite.scoped_service_account("kc-feed-r1", &["authz"]).await;
     let client = AuthorizationServiceClient::new(suite.gateway_channel.clone());
-    let site = suite.create_site("Feed R1 site", &primary, None).await;
-    suite
-        .wait_role(&site.site_id, &primary.id, Role::Primary)
+    let site = suite
+        .create_site_applied("Feed R1 site", &primary, None)
         .await;
     let mut stream = watch(&client, &token, "", &[site.site_id.as_str()])
         .await

@@ -31,10 +31,7 @@ impl Fixture {
         let a = World::build(&suite, "Site A", false).await;
         let b = World::build(&suite, "Site B", true).await;
         let c_primary = suite.person("Site C Primary").await;
-        let c = suite.create_site("Site C", &c_primary, None).await;
-        suite
-            .wait_role(&c.site_id, &c_primary.id, Role::Primary)
-            .await;
+        let c = suite.create_site_applied("Site C", &c_primary, None).await;
         let stranger = suite.person("Stranger").await;
         let login_user = suite.person("Login User").await;
         // A relying application allowed to send notices (issue 15: the scope `notices`).

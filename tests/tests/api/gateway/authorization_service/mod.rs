@@ -258,9 +258,8 @@ async fn every_rpc_answers_with_the_reason_and_the_rule() {
     let primary = suite.person("Authz Primary").await;
     let stc = suite.person("Authz Technical").await;
     let member = suite.person("Authz Member").await;
-    let site = suite.create_site("Authz site", &primary, Some(&stc)).await;
-    suite
-        .wait_role(&site.site_id, &primary.id, Role::Primary)
+    let site = suite
+        .create_site_applied("Authz site", &primary, Some(&stc))
         .await;
     suite
         .wait_role(&site.site_id, &stc.id, Role::SiteTechnical)
@@ -583,9 +582,8 @@ async fn a_check_with_a_writes_revision_token_reads_that_write() {
     let suite = Suite::start().await;
     let primary = suite.person("Fresh Primary").await;
     let member = suite.person("Fresh Member").await;
-    let site = suite.create_site("Fresh site", &primary, None).await;
-    suite
-        .wait_role(&site.site_id, &primary.id, Role::Primary)
+    let site = suite
+        .create_site_applied("Fresh site", &primary, None)
         .await;
     let (_, token) = suite
         .scoped_service_account("kc-fresh-reader", &["authz"])
@@ -728,9 +726,8 @@ mod paging;
 async fn grpcurl_finds_and_calls_the_authorization_service() {
     let suite = Suite::start().await;
     let primary = suite.person("Grpcurl Primary").await;
-    let site = suite.create_site("Grpcurl site", &primary, None).await;
-    suite
-        .wait_role(&site.site_id, &primary.id, Role::Primary)
+    let site = suite
+        .create_site_applied("Grpcurl site", &primary, None)
         .await;
     let (_, token) = suite
         .scoped_service_account("kc-document-store", &["authz"])
@@ -778,10 +775,7 @@ async fn a_disabled_user_is_denied_everything_citing_i1_and_i4() {
     let suite = Suite::start().await;
     let primary = suite.person("Authz Disabled Primary").await;
     let site = suite
-        .create_site("Authz disabled site", &primary, None)
-        .await;
-    suite
-        .wait_role(&site.site_id, &primary.id, Role::Primary)
+        .create_site_applied("Authz disabled site", &primary, None)
         .await;
     let (_, token) = suite
         .scoped_service_account("kc-disabled-portal", &["authz"])
