@@ -261,18 +261,22 @@ impl Registry {
         &self.pool
     }
 
-    /// Makes `email` the pending notification e-mail of `contact` (C11): withdraws the code
-    /// of any previous one, mails a new code (sealed to notification's key, in an event
-    /// that also tells the contact's login e-mail) and records it in the audit trail.
-    /// Returns the contact with its pending address.
+    /// Makes `email`, when one is asked, the pending notification e-mail of `contact`
+    /// (C11): withdraws the code of any previous one, mails a new code (sealed to
+    /// notification's key, in an event that also tells the contact's login e-mail) and
+    /// records it in the audit trail. Returns the contact, with its pending address when
+    /// one was asked.
     async fn request_notification_email(
         &self,
         tx: &mut PgConnection,
         actor: Actor,
         site: &Site,
         contact: Contact,
-        email: &str,
+        email: Option<&str>,
     ) -> Result<Contact> {
+        let Some(email) = email else {
+            return Ok(contact);
+        };
         let code = Code::generate()?;
         let sealed_code = self.codes.seal(&code)?;
         withdraw_pending(&mut *tx, contact.contact_id).await?;
@@ -539,13 +543,10 @@ impl Registry {
         .await?;
         let mut with_pending = Vec::with_capacity(contacts.len());
         for (contact, email) in contacts.into_iter().zip(requested) {
-            with_pending.push(match email {
-                Some(email) => {
-                    self.request_notification_email(&mut tx, actor, &site, contact, &email)
-                        .await?
-                }
-                None => contact,
-            });
+            with_pending.push(
+                self.request_notification_email(&mut tx, actor, &site, contact, email.as_deref())
+                    .await?,
+            );
         }
         tx.commit().await?;
         Ok(Revised {
@@ -697,13 +698,10 @@ impl Registry {
         .record(&mut tx)
         .await?;
         // C11: an asked notification e-mail waits for its owner's confirmation.
-        let contact = match &details.notification_email {
-            Some(email) => {
-                self.request_notification_email(&mut tx, actor, &site, contact, email)
-                    .await?
-            }
-            None => contact,
-        };
+        let asked = details.notification_email.as_deref();
+        let contact = self
+            .request_notification_email(&mut tx, actor, &site, contact, asked)
+            .await?;
         tx.commit().await?;
         Ok(Revised {
             value: contact,
@@ -756,7 +754,7 @@ impl Registry {
                     .await?
             }
             EmailChange::Request(email) => {
-                self.request_notification_email(&mut tx, actor, &site, contact, &email)
+                self.request_notification_email(&mut tx, actor, &site, contact, Some(&email))
                     .await?
             }
         };
@@ -876,13 +874,10 @@ impl Registry {
         .record(&mut tx)
         .await?;
         // C11: an asked notification e-mail waits for its owner's confirmation.
-        let contact = match &details.notification_email {
-            Some(email) => {
-                self.request_notification_email(&mut tx, actor, &site, contact, email)
-                    .await?
-            }
-            None => contact,
-        };
+        let asked = details.notification_email.as_deref();
+        let contact = self
+            .request_notification_email(&mut tx, actor, &site, contact, asked)
+            .await?;
         tx.commit().await?;
         Ok(Revised {
             value: (contact, replaced),
