@@ -146,7 +146,7 @@ struct PersonByEmail<'a> {
 }
 
 impl Gateway {
-    /// The language of a site, for the people invited to it.
+    /// The language of a site (`en` when it names none), for the people invited to it.
     pub(super) async fn site_language(
         &self,
         ctx: &Ctx,

@@ -247,31 +247,13 @@ impl Gateway {
             )));
         }
         let site_id = id("site_id", &recovery.site_id)?;
-        let language = async {
-            let site = self
-                .clients
-                .get_site(
-                    ctx,
-                    contacts::GetSiteRequest {
-                        site_id: site_id.to_string(),
-                    },
-                )
-                .await?
-                .site;
-            let site = required(Svc::Contacts, "site", site)?;
-            Ok(if site.language.is_empty() {
-                "en".to_owned()
-            } else {
-                site.language
-            })
-        };
         let (user, _) = self
             .person(
                 ctx,
                 &request.new_primary_email,
                 request.display_name.as_deref(),
                 &request.locale,
-                language,
+                self.site_language(ctx, site_id),
             )
             .await
             .map_err(|error| error.rename_fields(&[("email", "new_primary_email")]))?;
