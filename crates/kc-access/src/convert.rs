@@ -29,6 +29,27 @@ use crate::domain::{
     Permission, PolicyMode, Profile, RequestState, SupportLevel, Tool, ToolAccess, ToolLevel,
 };
 
+/// Implements `TryFrom<$request>` for `$query`, a page of one site's items keyed by `$key`:
+/// the request's `site_id`, `page_size` and `page_token` read by [`site_page`] into the
+/// query's `site_id`, `size` and `after`.
+macro_rules! site_page_query {
+    ($request:ty => $query:ty, $key:expr) => {
+        impl TryFrom<$request> for $query {
+            type Error = ApiError;
+
+            fn try_from(r: $request) -> Result<Self, ApiError> {
+                let (site_id, after, size) =
+                    site_page(&r.site_id, r.page_size, &r.page_token, $key)?;
+                Ok(Self {
+                    site_id,
+                    after,
+                    size,
+                })
+            }
+        }
+    };
+}
+
 mod blocks;
 
 pub(crate) use blocks::blocks_response;
@@ -364,31 +385,9 @@ impl TryFrom<pb::RevokeAccessRequest> for Revocation {
     }
 }
 
-impl TryFrom<pb::ListSiteAccessRequest> for SiteAccessQuery {
-    type Error = ApiError;
+site_page_query!(pb::ListSiteAccessRequest => SiteAccessQuery, uuid_key);
 
-    fn try_from(r: pb::ListSiteAccessRequest) -> Result<Self, ApiError> {
-        let (site_id, after, size) = site_page(&r.site_id, r.page_size, &r.page_token, uuid_key)?;
-        Ok(Self {
-            site_id,
-            after,
-            size,
-        })
-    }
-}
-
-impl TryFrom<pb::ListSupportUsersRequest> for SupportUsersQuery {
-    type Error = ApiError;
-
-    fn try_from(r: pb::ListSupportUsersRequest) -> Result<Self, ApiError> {
-        let (site_id, after, size) = site_page(&r.site_id, r.page_size, &r.page_token, uuid_key)?;
-        Ok(Self {
-            site_id,
-            after,
-            size,
-        })
-    }
-}
+site_page_query!(pb::ListSupportUsersRequest => SupportUsersQuery, uuid_key);
 
 impl TryFrom<pb::SetUserAccessRequest> for UserAccessChange {
     type Error = ApiError;
@@ -782,18 +781,7 @@ impl TryFrom<pb::SetDomainPolicyRequest> for PolicyChange {
     }
 }
 
-impl TryFrom<pb::ListDomainPoliciesRequest> for PoliciesQuery {
-    type Error = ApiError;
-
-    fn try_from(r: pb::ListDomainPoliciesRequest) -> Result<Self, ApiError> {
-        let (site_id, after, size) = site_page(&r.site_id, r.page_size, &r.page_token, text_key)?;
-        Ok(Self {
-            site_id,
-            after,
-            size,
-        })
-    }
-}
+site_page_query!(pb::ListDomainPoliciesRequest => PoliciesQuery, text_key);
 
 /// The published form of tool levels.
 pub(crate) fn tools_to_proto(tools: &ToolAccess) -> pb::ToolAccess {

@@ -56,18 +56,7 @@ impl TryFrom<pb::UnblockRequesterRequest> for UnblockChange {
     }
 }
 
-impl TryFrom<pb::ListBlockedRequestersRequest> for BlocksQuery {
-    type Error = ApiError;
-
-    fn try_from(r: pb::ListBlockedRequestersRequest) -> Result<Self, ApiError> {
-        let (site_id, after, size) = site_page(&r.site_id, r.page_size, &r.page_token, text_key)?;
-        Ok(Self {
-            site_id,
-            after,
-            size,
-        })
-    }
-}
+site_page_query!(pb::ListBlockedRequestersRequest => BlocksQuery, text_key);
 
 impl From<&RequesterBlock> for pb::RequesterBlock {
     fn from(block: &RequesterBlock) -> Self {
