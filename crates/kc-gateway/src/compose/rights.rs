@@ -12,7 +12,7 @@ use crate::error::GatewayError;
 use crate::policy::{Rule, method, rule};
 
 /// Whether any tool level is above NONE (each tool's NONE is 1, UNSPECIFIED 0).
-fn any_tool(tools: &ToolAccess) -> bool {
+pub(super) fn any_tool(tools: &ToolAccess) -> bool {
     [
         tools.software,
         tools.reporting,

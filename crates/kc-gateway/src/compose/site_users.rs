@@ -43,6 +43,7 @@ use kc_proto::identity::{User, UserState};
 use uuid::Uuid;
 
 use super::revisions::revision_token;
+use super::rights::any_tool;
 use super::{Gateway, id, page_size, required};
 use crate::clients::{Ctx, Svc};
 use crate::error::GatewayError;
@@ -53,23 +54,6 @@ use kc_proto::access::Permission as P;
 const TOOLS_AUTHORITY: Need = Need::All(&[P::AccessUpdate]);
 /// What granting a support level needs besides the rule of `AddSiteUser` (U4).
 const SUPPORT_AUTHORITY: Need = Need::All(&[P::SupportAdmin]);
-
-/// Whether any tool level is above NONE (each tool's NONE is 1, UNSPECIFIED 0).
-fn grants_tools(tools: Option<&ToolAccess>) -> bool {
-    tools.is_some_and(|tools| {
-        [
-            tools.software,
-            tools.reporting,
-            tools.entitlements,
-            tools.account_management,
-            tools.manage_access,
-            tools.contact_updates,
-            tools.account_documents,
-        ]
-        .iter()
-        .any(|level| *level > 1)
-    })
-}
 
 /// A support level that adds a support user: BASIC, FULL or ADMINISTRATOR.
 fn support_user_level(level: i32) -> Result<i32, GatewayError> {
@@ -276,7 +260,7 @@ impl Gateway {
         };
         // 1. Validate: the caller's authority for each right, in one BatchCheck.
         let mut needs = vec![need];
-        if grants_tools(request.tools.as_ref()) {
+        if request.tools.as_ref().is_some_and(any_tool) {
             needs.push(TOOLS_AUTHORITY);
         }
         if request.support_level > SupportLevel::NoAccess as i32 {
