@@ -69,7 +69,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use kc_runtime::db::{DbErrorKind, classify, constraint};
 use kc_runtime::outbox::{Cursor, Revised};
@@ -79,7 +79,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::commands::{
-    Approval, ApproverKey, ApproversQuery, Cancellation, CheckQuery, LookupSitesQuery,
+    Approval, ApproverKey, ApproversQuery, Cancellation, CheckQuery, EndChange, LookupSitesQuery,
     LookupUsersQuery, MyRequestsQuery, PoliciesQuery, PolicyChange, ProfileRef, Rejection,
     RequestRef, Revocation, SiteAccessQuery, SiteRequestsQuery, Submission, SupportChange,
     ToolsChange, UserAccessQuery, with_levels,
@@ -742,10 +742,6 @@ impl Access {
     /// changed nothing).
     pub async fn set_tools(&self, actor: Actor, change: ToolsChange) -> Result<Revised<Profile>> {
         let actor = actor.person()?;
-        self.patient(|| self.set_tools_once(actor, &change)).await
-    }
-
-    async fn set_tools_once(&self, actor: Actor, change: &ToolsChange) -> Result<Revised<Profile>> {
         let ToolsChange {
             site_id,
             user_id,
@@ -754,53 +750,20 @@ impl Access {
             start,
             ref reason,
             etag,
-        } = *change;
-        let mut tx = self.pool.begin().await?;
-        let site = lock_site(&mut tx, site_id).await?;
-        let before = profile_on(&mut tx, site_id, user_id).await?;
-        check_etag(etag, before.version, "the access profile")?;
-        let current = before.effective.explicit();
-        let tools = with_levels(current.tools, &levels);
-        let authority = self.authority(&mut tx, actor, &site).await?;
-        check_tool_change(&authority, &subject_of(&before.effective), &tools)?;
-        check_self_grant(
-            actor.actor_id,
-            user_id,
-            &current,
-            &Grants { tools, ..current },
-        )?;
-        let grants = Grants { tools, ..current };
-        check_start(&current, before.valid_from, start)?;
-        let valid_until = end_after_change(&grants, before.valid_until, end);
-        let subject = subject_of(&before.effective);
-        check_end_change(
-            &authority,
-            actor.actor_id,
-            user_id,
-            &subject,
-            before.valid_until,
-            valid_until,
-        )?;
-        if tools == current.tools && valid_until == before.valid_until && start.is_none() {
-            return Ok(Revised::unchanged(before));
-        }
-        if !tools.is_within(&current.tools) || later(before.valid_until, valid_until) {
-            require_proven(&mut tx, user_id, UNPROVEN_GRANTEE).await?;
-        }
-        self.commit_rights(
-            tx,
-            actor,
-            "access.tools_set",
-            &before,
-            (
-                &grants,
-                Term {
-                    valid_from: start,
-                    valid_until,
+        } = change;
+        self.patient(|| {
+            self.set_grants_once(
+                actor,
+                (site_id, user_id, etag),
+                (end, start, reason),
+                "access.tools_set",
+                move |authority, subject, current| {
+                    let tools = with_levels(current.tools, &levels);
+                    check_tool_change(authority, subject, &tools)?;
+                    Ok(Grants { tools, ..current })
                 },
-            ),
-            reason,
-        )
+            )
+        })
         .await
     }
 
@@ -813,14 +776,6 @@ impl Access {
         change: SupportChange,
     ) -> Result<Revised<Profile>> {
         let actor = actor.person()?;
-        self.patient(|| self.set_support_once(actor, &change)).await
-    }
-
-    async fn set_support_once(
-        &self,
-        actor: Actor,
-        change: &SupportChange,
-    ) -> Result<Revised<Profile>> {
         let SupportChange {
             site_id,
             user_id,
@@ -829,47 +784,69 @@ impl Access {
             start,
             ref reason,
             etag,
-        } = *change;
+        } = change;
+        self.patient(|| {
+            self.set_grants_once(
+                actor,
+                (site_id, user_id, etag),
+                (end, start, reason),
+                "access.support_set",
+                |authority, subject, current| {
+                    check_support_change(authority, subject)?;
+                    Ok(Grants {
+                        support: level,
+                        ..current
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    /// One attempt at a change of a user's explicit grants on a site and of their term, the
+    /// common path of [`Access::set_tools`] and [`Access::set_support`]: `grant` checks the
+    /// grantor's authority over the change (T4, U4–U6) and returns the grants after from the
+    /// current ones; then no self-grant (T7), the start and the end (T9). A change that
+    /// changes nothing writes nothing; a raise or a later end needs a proven, active grantee
+    /// (I1). Records the change as `action`, with its reason (T5).
+    async fn set_grants_once(
+        &self,
+        actor: Actor,
+        (site_id, user_id, etag): (Uuid, Uuid, Etag),
+        (end, start, reason): (EndChange, Option<DateTime<Utc>>, &str),
+        action: &'static str,
+        grant: impl FnOnce(&Effective, &Subject, Grants) -> Result<Grants>,
+    ) -> Result<Revised<Profile>> {
         let mut tx = self.pool.begin().await?;
         let site = lock_site(&mut tx, site_id).await?;
         let before = profile_on(&mut tx, site_id, user_id).await?;
         check_etag(etag, before.version, "the access profile")?;
         let current = before.effective.explicit();
         let authority = self.authority(&mut tx, actor, &site).await?;
-        check_support_change(&authority, &subject_of(&before.effective))?;
-        check_self_grant(
-            actor.actor_id,
-            user_id,
-            &current,
-            &Grants {
-                support: level,
-                ..current
-            },
-        )?;
-        let grants = Grants {
-            support: level,
-            ..current
-        };
+        let subject = subject_of(&before.effective);
+        let grants = grant(&authority, &subject, current)?;
+        check_self_grant(actor.actor_id, user_id, &current, &grants)?;
         check_start(&current, before.valid_from, start)?;
         let valid_until = end_after_change(&grants, before.valid_until, end);
         check_end_change(
             &authority,
             actor.actor_id,
             user_id,
-            &subject_of(&before.effective),
+            &subject,
             before.valid_until,
             valid_until,
         )?;
-        if level == current.support && valid_until == before.valid_until && start.is_none() {
+        if grants == current && valid_until == before.valid_until && start.is_none() {
             return Ok(Revised::unchanged(before));
         }
-        if level > current.support || later(before.valid_until, valid_until) {
+        let raises = !grants.tools.is_within(&current.tools) || grants.support > current.support;
+        if raises || later(before.valid_until, valid_until) {
             require_proven(&mut tx, user_id, UNPROVEN_GRANTEE).await?;
         }
         self.commit_rights(
             tx,
             actor,
-            "access.support_set",
+            action,
             &before,
             (
                 &grants,
