@@ -3,7 +3,7 @@
 //! ReplaceContact, TransferPrimaryContact). Contact ids go to the registry with the site
 //! that was checked, so an id of another site's contact is not found there.
 
-use kc_proto::contacts::{self, Contact};
+use kc_proto::contacts::{self, Contact, Site};
 use kc_proto::gateway as pb;
 use kc_proto::identity::User;
 use kc_runtime::paging::{decode_token, encode_token};
@@ -146,12 +146,8 @@ struct PersonByEmail<'a> {
 }
 
 impl Gateway {
-    /// The language of a site (`en` when it names none), for the people invited to it.
-    pub(super) async fn site_language(
-        &self,
-        ctx: &Ctx,
-        site_id: Uuid,
-    ) -> Result<String, GatewayError> {
+    /// The site `site_id` as the registry holds it now.
+    async fn read_site(&self, ctx: &Ctx, site_id: Uuid) -> Result<Site, GatewayError> {
         let site = self
             .clients
             .get_site(
@@ -162,7 +158,16 @@ impl Gateway {
             )
             .await?
             .site;
-        let site = required(Svc::Contacts, "site", site)?;
+        required(Svc::Contacts, "site", site)
+    }
+
+    /// The language of a site (`en` when it names none), for the people invited to it.
+    pub(super) async fn site_language(
+        &self,
+        ctx: &Ctx,
+        site_id: Uuid,
+    ) -> Result<String, GatewayError> {
+        let site = self.read_site(ctx, site_id).await?;
         Ok(if site.language.is_empty() {
             "en".to_owned()
         } else {
@@ -486,17 +491,7 @@ impl Gateway {
                 },
             )
             .await?;
-        let site = self
-            .clients
-            .get_site(
-                ctx,
-                contacts::GetSiteRequest {
-                    site_id: site_id.to_string(),
-                },
-            )
-            .await?
-            .site;
-        let site = required(Svc::Contacts, "site", site)?;
+        let site = self.read_site(ctx, site_id).await?;
         let caller = ctx.caller()?;
         if !caller.is_operator() && site.primary_user_id != caller.subject.to_string() {
             let profile = self
