@@ -474,9 +474,13 @@ async fn reject_request(
     request: &AccessRequest,
     reason: String,
 ) -> Result<AccessRequest> {
-    let decided = storage::requests::decide(
+    decide_request(
         conn,
-        request.request_id,
+        change,
+        Some(actor),
+        "request.rejected",
+        events::access_request_decided,
+        request,
         &storage::requests::Decision {
             state: RequestState::Rejected,
             decided_by: Some(actor.actor_id),
@@ -486,17 +490,35 @@ async fn reject_request(
             expected_version: Some(request.version),
         },
     )
-    .await?
-    .ok_or(AccessError::LostRace)?;
+    .await
+}
+
+/// Decides the locked PENDING `request` as `decision` says (a decided request never changes
+/// again, A6), and adds to `change` the decision's audit record, as `action` by `actor` with
+/// the decision's reason (none: empty), and its event, as `event` makes it. Returns the
+/// request as decided; `LostRace` when it was decided, or its version moved, since it was
+/// read.
+async fn decide_request(
+    conn: &mut PgConnection,
+    change: &mut Change,
+    actor: Option<Actor>,
+    action: &'static str,
+    event: fn(Option<Actor>, &AccessRequest) -> PendingEvent,
+    request: &AccessRequest,
+    decision: &storage::requests::Decision<'_>,
+) -> Result<AccessRequest> {
+    let decided = storage::requests::decide(conn, request.request_id, decision)
+        .await?
+        .ok_or(AccessError::LostRace)?;
     change.record(Entry {
-        actor: Some(actor),
-        action: "request.rejected",
+        actor,
+        action,
         resource_id: request.request_id.to_string(),
         before: to_json(request),
         after: to_json(&decided),
-        reason,
+        reason: decision.reason.unwrap_or_default().to_owned(),
     });
-    change.event(events::access_request_decided(Some(actor), &decided));
+    change.event(event(actor, &decided));
     Ok(decided)
 }
 
@@ -1304,9 +1326,13 @@ impl Access {
             "approved at once by the domain policy of {} (A7)",
             policy.domain
         );
-        let decided = storage::requests::decide(
+        let decided = decide_request(
             &mut tx,
-            request.request_id,
+            &mut change,
+            None,
+            "request.auto_approved",
+            events::access_request_decided,
+            &request,
             &storage::requests::Decision {
                 state: RequestState::Approved,
                 decided_by: None,
@@ -1316,17 +1342,7 @@ impl Access {
                 expected_version: Some(request.version),
             },
         )
-        .await?
-        .ok_or(AccessError::LostRace)?;
-        change.record(Entry {
-            actor: None,
-            action: "request.auto_approved",
-            resource_id: request.request_id.to_string(),
-            before: to_json(&request),
-            after: to_json(&decided),
-            reason: reason.clone(),
-        });
-        change.event(events::access_request_decided(None, &decided));
+        .await?;
         self.write_rights(
             &mut tx,
             &mut change,
@@ -1441,9 +1457,14 @@ impl Access {
             start.unwrap_or_else(Utc::now),
         )?;
         require_proven(&mut tx, request.requester_id, UNPROVEN_APPROVAL).await?;
-        let decided = storage::requests::decide(
+        let mut change = Change::new(site.site_id);
+        let decided = decide_request(
             &mut tx,
-            request_id,
+            &mut change,
+            Some(actor),
+            "request.approved",
+            events::access_request_decided,
+            &request,
             &storage::requests::Decision {
                 state: RequestState::Approved,
                 decided_by: Some(actor.actor_id),
@@ -1453,18 +1474,7 @@ impl Access {
                 expected_version: Some(request.version),
             },
         )
-        .await?
-        .ok_or(AccessError::LostRace)?;
-        let mut change = Change::new(site.site_id);
-        change.record(Entry {
-            actor: Some(actor),
-            action: "request.approved",
-            resource_id: request_id.to_string(),
-            before: to_json(&request),
-            after: to_json(&decided),
-            reason: note.unwrap_or_default().to_owned(),
-        });
-        change.event(events::access_request_decided(Some(actor), &decided));
+        .await?;
         let after = if grants == before.effective.explicit()
             && valid_until == before.valid_until
             && start.is_none()
@@ -1529,9 +1539,14 @@ impl Access {
         }
         check_pending(&request)?;
         check_etag(etag, request.version, "the access request")?;
-        let decided = storage::requests::decide(
+        let mut change = Change::new(site.site_id);
+        let decided = decide_request(
             &mut tx,
-            request_id,
+            &mut change,
+            Some(actor),
+            "request.cancelled",
+            events::access_request_cancelled,
+            &request,
             &storage::requests::Decision {
                 state: RequestState::Cancelled,
                 decided_by: None,
@@ -1541,18 +1556,7 @@ impl Access {
                 expected_version: Some(request.version),
             },
         )
-        .await?
-        .ok_or(AccessError::LostRace)?;
-        let mut change = Change::new(site.site_id);
-        change.record(Entry {
-            actor: Some(actor),
-            action: "request.cancelled",
-            resource_id: request_id.to_string(),
-            before: to_json(&request),
-            after: to_json(&decided),
-            reason: String::new(),
-        });
-        change.event(events::access_request_cancelled(Some(actor), &decided));
+        .await?;
         change.commit(tx, &self.cache).await?;
         Ok(decided)
     }
