@@ -24,6 +24,14 @@ macro_rules! from {
     };
 }
 
+/// A `SELECT` of the [`columns!`] of requests joined with their site, then `$rest` (its
+/// `WHERE` and what follows), for `query_as`.
+macro_rules! select {
+    ($rest:literal) => {
+        concat!("SELECT ", columns!(), from!(), $rest)
+    };
+}
+
 #[derive(sqlx::FromRow)]
 struct RequestRow {
     request_id: Uuid,
@@ -134,16 +142,7 @@ pub async fn get(
     conn: &mut PgConnection,
     request_id: Uuid,
 ) -> Result<Option<AccessRequest>, sqlx::Error> {
-    let row: Option<RequestRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        from!(),
-        "WHERE r.request_id = $1"
-    ))
-    .bind(request_id)
-    .fetch_optional(conn)
-    .await?;
-    row.map(AccessRequest::try_from).transpose()
+    one(conn, select!("WHERE r.request_id = $1"), request_id).await
 }
 
 /// The request with this id, locked until the transaction ends.
@@ -151,15 +150,24 @@ pub async fn lock(
     conn: &mut PgConnection,
     request_id: Uuid,
 ) -> Result<Option<AccessRequest>, sqlx::Error> {
-    let row: Option<RequestRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        from!(),
-        "WHERE r.request_id = $1 FOR UPDATE OF r"
-    ))
-    .bind(request_id)
-    .fetch_optional(conn)
-    .await?;
+    one(
+        conn,
+        select!("WHERE r.request_id = $1 FOR UPDATE OF r"),
+        request_id,
+    )
+    .await
+}
+
+/// The request `sql` (a [`select!`] of one request by its id, `$1`) reads, if any.
+async fn one(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    request_id: Uuid,
+) -> Result<Option<AccessRequest>, sqlx::Error> {
+    let row: Option<RequestRow> = sqlx::query_as(sql)
+        .bind(request_id)
+        .fetch_optional(conn)
+        .await?;
     row.map(AccessRequest::try_from).transpose()
 }
 
@@ -217,10 +225,7 @@ pub async fn page_of_site(
     before: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<AccessRequest>, sqlx::Error> {
-    let rows: Vec<RequestRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        from!(),
+    let rows: Vec<RequestRow> = sqlx::query_as(select!(
         "WHERE r.site_id = $1 AND ($2::smallint IS NULL OR r.state = $2) \
            AND ($3::uuid IS NULL OR r.request_id < $3) \
          ORDER BY r.request_id DESC LIMIT $4"
@@ -241,10 +246,7 @@ pub async fn page_of_requester(
     before: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<AccessRequest>, sqlx::Error> {
-    let rows: Vec<RequestRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        from!(),
+    let rows: Vec<RequestRow> = sqlx::query_as(select!(
         "WHERE r.requester_id = $1 AND ($2::uuid IS NULL OR r.request_id < $2) \
          ORDER BY r.request_id DESC LIMIT $3"
     ))
@@ -262,10 +264,7 @@ pub async fn lock_expired(
     conn: &mut PgConnection,
     limit: i64,
 ) -> Result<Vec<AccessRequest>, sqlx::Error> {
-    let rows: Vec<RequestRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        from!(),
+    let rows: Vec<RequestRow> = sqlx::query_as(select!(
         "WHERE r.state = 1 AND r.expire_time <= now() \
          ORDER BY r.expire_time LIMIT $1 FOR UPDATE OF r SKIP LOCKED"
     ))
