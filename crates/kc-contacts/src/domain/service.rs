@@ -1101,22 +1101,7 @@ impl Registry {
         let mut conn = self.pool.acquire().await?;
         let rows =
             storage::contacts::page_of_user(&mut conn, user_id, after, i64::from(size) + 1).await?;
-        let Page {
-            items: contacts,
-            more,
-        } = Page::from_rows(rows, size);
-        let mut site_ids: Vec<Uuid> = contacts.iter().map(|c| c.site_id).collect();
-        site_ids.sort_unstable();
-        site_ids.dedup();
-        let sites = storage::sites::get_many(&mut conn, &site_ids).await?;
-        let items = contacts
-            .into_iter()
-            .filter_map(|contact| {
-                let site = sites.iter().find(|s| s.site_id == contact.site_id)?.clone();
-                Some((contact, site))
-            })
-            .collect();
-        Ok(Page { items, more })
+        Ok(Page::from_rows(rows, size))
     }
 
     /// Who receives a notice of `purpose` on a site, and by which rule (R1, C4).

@@ -7,9 +7,10 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::access_grants;
+use super::sites::{SiteRow, select_sites, site_columns, site_from};
 
 use crate::domain::roles::MAX_SECONDARY_CONTACTS;
-use crate::domain::{Contact, ContactDetails, ContactRole};
+use crate::domain::{Contact, ContactDetails, ContactRole, Site};
 
 /// The columns of a [`Contact`], for `concat!` into static SQL.
 macro_rules! columns {
@@ -276,21 +277,41 @@ fn first_people(mut rows: Vec<Contact>, size: u32) -> Page<Contact> {
     }
 }
 
-/// Up to `limit` contacts of a user after `after`, in contact-id order.
+/// A contact and its site, read in one row.
+#[derive(sqlx::FromRow)]
+struct ContactAndSiteRow {
+    #[sqlx(flatten)]
+    contact: ContactRow,
+    #[sqlx(flatten)]
+    site: SiteRow,
+}
+
+/// Up to `limit` contacts of a user after `after`, in contact-id order, each with its site:
+/// one statement (a user's contacts are read on every `GetMe`).
 pub(crate) async fn page_of_user(
     conn: &mut PgConnection,
     user_id: Uuid,
     after: Option<Uuid>,
     limit: i64,
-) -> Result<Vec<Contact>, sqlx::Error> {
-    let query = sqlx::query_as(select!(
-        " FROM contacts WHERE user_id = $1 AND ($2::uuid IS NULL OR contact_id > $2) \
-         ORDER BY contact_id LIMIT $3"
+) -> Result<Vec<(Contact, Site)>, sqlx::Error> {
+    let rows: Vec<ContactAndSiteRow> = sqlx::query_as(concat!(
+        "SELECT c.*, site.* FROM (",
+        select!(
+            " FROM contacts WHERE user_id = $1 AND ($2::uuid IS NULL OR contact_id > $2) \
+             ORDER BY contact_id LIMIT $3"
+        ),
+        ") c CROSS JOIN LATERAL (",
+        select_sites!("WHERE s.site_id = c.site_id"),
+        ") site ORDER BY c.contact_id"
     ))
     .bind(user_id)
     .bind(after)
-    .bind(limit);
-    all(conn, query).await
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| Ok((row.contact.try_into()?, row.site.try_into()?)))
+        .collect()
 }
 
 /// The holders of `role` on a site.

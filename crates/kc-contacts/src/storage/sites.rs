@@ -9,13 +9,16 @@ use kc_runtime::Violation;
 use crate::domain::values::{CountryCode, CustomerNumber, Locale, SiteNumber};
 use crate::domain::{Program, Site};
 
-/// The columns of a [`Site`] (`s` is the site, `p` its primary contact), for `concat!`.
+/// The columns of a [`Site`] (`s` is the site, `p` its primary contact), for `concat!`. Its
+/// version and times are named apart from a contact's, so that a row may hold both
+/// ([`super::contacts::page_of_user`]).
 macro_rules! site_columns {
     () => {
         "s.site_id, s.site_number, s.customer_number, s.name, s.country_code, s.language, \
          s.program, s.support_active, s.support_end_date, s.business_partner_email, \
          s.admin_may_manage_access, s.is_original_site, p.user_id AS primary_user_id, \
-         s.version, s.create_time, s.update_time"
+         s.version AS site_version, s.create_time AS site_create_time, \
+         s.update_time AS site_update_time"
     };
 }
 
@@ -26,8 +29,9 @@ macro_rules! site_from {
     };
 }
 
+/// A site as [`site_columns`] reads it.
 #[derive(sqlx::FromRow)]
-struct SiteRow {
+pub(super) struct SiteRow {
     site_id: Uuid,
     site_number: String,
     customer_number: String,
@@ -41,8 +45,11 @@ struct SiteRow {
     admin_may_manage_access: bool,
     is_original_site: bool,
     primary_user_id: Uuid,
+    #[sqlx(rename = "site_version")]
     version: i64,
+    #[sqlx(rename = "site_create_time")]
     create_time: DateTime<Utc>,
+    #[sqlx(rename = "site_update_time")]
     update_time: DateTime<Utc>,
 }
 
@@ -95,6 +102,7 @@ macro_rules! select_sites {
         concat!("SELECT ", site_columns!(), site_from!(), $rest)
     };
 }
+pub(super) use {select_sites, site_columns, site_from};
 
 /// A query of site rows.
 type SiteQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, SiteRow, sqlx::postgres::PgArguments>;
@@ -237,15 +245,6 @@ pub(crate) async fn original_of_customer(
     ))
     .bind(customer_number);
     optional(conn, query).await
-}
-
-/// The sites with these ids (in no particular order; unknown ids are absent).
-pub(crate) async fn get_many(
-    conn: &mut PgConnection,
-    site_ids: &[Uuid],
-) -> Result<Vec<Site>, sqlx::Error> {
-    let query = sqlx::query_as(select_sites!("WHERE s.site_id = ANY($1)")).bind(site_ids);
-    all(conn, query).await
 }
 
 /// Up to `limit` sites after site number `after`, optionally of one customer, in site-number order.

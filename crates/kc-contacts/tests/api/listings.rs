@@ -150,6 +150,11 @@ async fn list_user_contacts_lists_every_site_and_role_of_a_person() {
         })
         .collect();
     held.sort_by_key(|(number, r)| (number.clone(), *r as i32));
+    // Each site is shown as GetSite shows it (its own version and times, not its contact's).
+    for uc in &all.contacts {
+        let site = uc.site.as_ref().expect("site");
+        assert_eq!(site, &h.get_site(&site.site_id).await);
+    }
     assert_eq!(
         held,
         [
