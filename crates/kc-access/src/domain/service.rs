@@ -763,29 +763,17 @@ impl Access {
     /// user (I1). Returns the profile after, with the change's revision (none when it
     /// changed nothing).
     pub async fn set_tools(&self, actor: Actor, change: ToolsChange) -> Result<Revised<Profile>> {
-        let actor = actor.person()?;
-        let ToolsChange {
-            site_id,
-            user_id,
-            levels,
-            end,
-            start,
-            ref reason,
-            etag,
-        } = change;
-        self.patient(|| {
-            self.set_grants_once(
-                actor,
-                (site_id, user_id, etag),
-                (end, start, reason),
-                "access.tools_set",
-                move |authority, subject, current| {
-                    let tools = with_levels(current.tools, &levels);
-                    check_tool_change(authority, subject, &tools)?;
-                    Ok(Grants { tools, ..current })
-                },
-            )
-        })
+        self.set_grants(
+            actor,
+            "access.tools_set",
+            |authority, subject, current| {
+                let tools = with_levels(current.tools, &change.levels);
+                check_tool_change(authority, subject, &tools)?;
+                Ok(Grants { tools, ..current })
+            },
+            (change.site_id, change.user_id, change.etag),
+            (change.end, change.start, &change.reason),
+        )
         .await
     }
 
@@ -797,88 +785,83 @@ impl Access {
         actor: Actor,
         change: SupportChange,
     ) -> Result<Revised<Profile>> {
-        let actor = actor.person()?;
-        let SupportChange {
-            site_id,
-            user_id,
-            level,
-            end,
-            start,
-            ref reason,
-            etag,
-        } = change;
-        self.patient(|| {
-            self.set_grants_once(
-                actor,
-                (site_id, user_id, etag),
-                (end, start, reason),
-                "access.support_set",
-                |authority, subject, current| {
-                    check_support_change(authority, subject)?;
-                    Ok(Grants {
-                        support: level,
-                        ..current
-                    })
-                },
-            )
-        })
+        self.set_grants(
+            actor,
+            "access.support_set",
+            |authority, subject, current| {
+                check_support_change(authority, subject)?;
+                Ok(Grants {
+                    support: change.level,
+                    ..current
+                })
+            },
+            (change.site_id, change.user_id, change.etag),
+            (change.end, change.start, &change.reason),
+        )
         .await
     }
 
-    /// One attempt at a change of a user's explicit grants on a site and of their term, the
-    /// common path of [`Access::set_tools`] and [`Access::set_support`]: `grant` checks the
-    /// grantor's authority over the change (T4, U4–U6) and returns the grants after from the
-    /// current ones; then no self-grant (T7), the start and the end (T9). A change that
-    /// changes nothing writes nothing; a raise or a later end needs a proven, active grantee
-    /// (I1). Records the change as `action`, with its reason (T5).
-    async fn set_grants_once(
+    /// Changes a user's explicit grants on a site (the site, the user and the etag) and their
+    /// term (the end, the start and the reason): the common path of [`Access::set_tools`] and
+    /// [`Access::set_support`]. `grant` checks the grantor's authority over the change (T4,
+    /// U4–U6) and returns the grants after from the current ones; then no self-grant (T7),
+    /// the start and the end (T9). A change that changes nothing writes nothing; a raise or a
+    /// later end needs a proven, active grantee (I1), waited for as [`Access::patient`] does.
+    /// Records the change as `action`, with its reason (T5).
+    async fn set_grants(
         &self,
         actor: Actor,
+        action: &'static str,
+        grant: impl Fn(&Effective, &Subject, Grants) -> Result<Grants>,
         (site_id, user_id, etag): (Uuid, Uuid, Etag),
         (end, start, reason): (EndChange, Option<DateTime<Utc>>, &str),
-        action: &'static str,
-        grant: impl FnOnce(&Effective, &Subject, Grants) -> Result<Grants>,
     ) -> Result<Revised<Profile>> {
-        let mut tx = self.pool.begin().await?;
-        let site = lock_site(&mut tx, site_id).await?;
-        let before = profile_on(&mut tx, site_id, user_id).await?;
-        check_etag(etag, before.version, "the access profile")?;
-        let current = before.effective.explicit();
-        let authority = self.authority(&mut tx, actor, &site).await?;
-        let subject = subject_of(&before.effective);
-        let grants = grant(&authority, &subject, current)?;
-        check_self_grant(actor.actor_id, user_id, &current, &grants)?;
-        check_start(&current, before.valid_from, start)?;
-        let valid_until = end_after_change(&grants, before.valid_until, end);
-        check_end_change(
-            &authority,
-            actor.actor_id,
-            user_id,
-            &subject,
-            before.valid_until,
-            valid_until,
-        )?;
-        if grants == current && valid_until == before.valid_until && start.is_none() {
-            return Ok(Revised::unchanged(before));
-        }
-        let raises = !grants.tools.is_within(&current.tools) || grants.support > current.support;
-        if raises || later(before.valid_until, valid_until) {
-            require_proven(&mut tx, user_id, UNPROVEN_GRANTEE).await?;
-        }
-        self.commit_rights(
-            tx,
-            actor,
-            action,
-            &before,
-            (
-                &grants,
-                Term {
-                    valid_from: start,
-                    valid_until,
-                },
-            ),
-            reason,
-        )
+        let actor = actor.person()?;
+        let grant = &grant;
+        self.patient(|| async move {
+            let mut tx = self.pool.begin().await?;
+            let site = lock_site(&mut tx, site_id).await?;
+            let before = profile_on(&mut tx, site_id, user_id).await?;
+            check_etag(etag, before.version, "the access profile")?;
+            let current = before.effective.explicit();
+            let authority = self.authority(&mut tx, actor, &site).await?;
+            let subject = subject_of(&before.effective);
+            let grants = grant(&authority, &subject, current)?;
+            check_self_grant(actor.actor_id, user_id, &current, &grants)?;
+            check_start(&current, before.valid_from, start)?;
+            let valid_until = end_after_change(&grants, before.valid_until, end);
+            check_end_change(
+                &authority,
+                actor.actor_id,
+                user_id,
+                &subject,
+                before.valid_until,
+                valid_until,
+            )?;
+            if grants == current && valid_until == before.valid_until && start.is_none() {
+                return Ok(Revised::unchanged(before));
+            }
+            let raises =
+                !grants.tools.is_within(&current.tools) || grants.support > current.support;
+            if raises || later(before.valid_until, valid_until) {
+                require_proven(&mut tx, user_id, UNPROVEN_GRANTEE).await?;
+            }
+            self.commit_rights(
+                tx,
+                actor,
+                action,
+                &before,
+                (
+                    &grants,
+                    Term {
+                        valid_from: start,
+                        valid_until,
+                    },
+                ),
+                reason,
+            )
+            .await
+        })
         .await
     }
 
