@@ -16,8 +16,10 @@ pub struct Args {
 }
 
 /// Builds the binaries (cross-process tests run them), starts one throwaway cluster under
-/// `target/xtask-test-pg` unless `DATABASE_URL` is set, and runs every test of the workspace
-/// with `DATABASE_URL` pointing at it: with cargo-nextest when installed, else `cargo test`.
+/// `target/xtask-test-pg/<pid>` unless `DATABASE_URL` is set, and runs every test of the
+/// workspace with `DATABASE_URL` pointing at it: with cargo-nextest when installed, else
+/// `cargo test`. Each run has its own cluster, so two runs in one checkout do not wipe each
+/// other's database.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let path = workspace::tools_path().await;
     // Tests get a database URL at run time only; sqlx's query macros must not try to reach
@@ -37,11 +39,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             (url, None)
         }
         _ => {
-            let dir = workspace::target_dir().join("xtask-test-pg");
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir)
-                    .with_context(|| format!("could not wipe {}", dir.display()))?;
-            }
+            let runs = workspace::target_dir().join("xtask-test-pg");
+            remove_stale_clusters(&runs)?;
+            let dir = runs.join(std::process::id().to_string());
             let cluster = PgCluster::start(&dir, ClusterOptions::default()).await?;
             eprintln!(
                 "xtask: tests use a throwaway postgres on 127.0.0.1:{}",
@@ -69,7 +69,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let status = workspace::status(&mut runner).await;
 
     if let Some(cluster) = cluster {
+        let dir = cluster.data_dir().to_owned();
         cluster.stop().await?;
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("could not remove {}", dir.display()))?;
     }
     let status = status?;
     if status.success() {
@@ -79,6 +82,27 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("xtask: tests failed ({status})");
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Removes the clusters under `runs` (one directory per run, named by its process id) whose
+/// run is gone: killed before it could remove its own.
+fn remove_stale_clusters(runs: &std::path::Path) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(runs) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let running = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.parse::<u32>().ok())
+            .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if !running {
+            std::fs::remove_dir_all(&path)
+                .with_context(|| format!("could not wipe {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// nextest's variable for how many tests run at once (its `--test-threads` overrides it).
@@ -109,4 +133,26 @@ async fn has_nextest() -> bool {
         .status()
         .await
         .is_ok_and(|status| status.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_clusters_of_runs_that_are_gone_are_removed() {
+        let runs = std::env::temp_dir().join(format!("xtask-test-pg-{}", uuid::Uuid::new_v4()));
+        let ours = runs.join(std::process::id().to_string());
+        // No process has this id (Linux caps ids at 2^22).
+        let gone = runs.join("4999999");
+        let unnamed = runs.join("not-a-run");
+        for dir in [&ours, &gone, &unnamed] {
+            std::fs::create_dir_all(dir).expect("a run's directory");
+        }
+        remove_stale_clusters(&runs).expect("stale clusters removed");
+        assert!(ours.exists(), "a running run's cluster is kept");
+        assert!(!gone.exists() && !unnamed.exists());
+        std::fs::remove_dir_all(&runs).expect("clean up");
+        remove_stale_clusters(&runs).expect("no directory of runs yet is fine");
+    }
 }
