@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::access::helpers::ALL_PERMISSIONS as ALL;
 use crate::gateway::authorization_service::{ask, check};
 use crate::gateway::helpers::*;
 use futures::FutureExt;
@@ -19,28 +20,6 @@ use tonic::{Code, Streaming};
 
 type Authz = AuthorizationServiceClient<Channel>;
 type Changes = Streaming<gw::WatchPermissionsResponse>;
-
-/// Every permission, in proto order.
-const ALL: [P; 18] = [
-    P::SoftwareDownload,
-    P::MediaAccess,
-    P::QuotesAndCatalogs,
-    P::LicenseRenewal,
-    P::ReportsView,
-    P::EntitlementsView,
-    P::EntitlementsUpdate,
-    P::AccountManagement,
-    P::AccessView,
-    P::AccessUpdate,
-    P::ContactsView,
-    P::ContactsUpdate,
-    P::DocumentsView,
-    P::SupportOwnCases,
-    P::SupportSiteCases,
-    P::SupportAdmin,
-    P::ApproveSiteAccess,
-    P::ApproveSupportAccess,
-];
 
 /// What the primary of a site without a site technical contact holds, with the rule that
 /// gives it: every tool (T3) and support ADMINISTRATOR in the STC's stead (R1).
