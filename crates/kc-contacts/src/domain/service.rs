@@ -23,7 +23,8 @@ use super::recovery_times::RecoveryTimes;
 use super::roles::MAX_SECONDARY_CONTACTS;
 use super::support_life::{support_in_force, today};
 use super::{
-    AuditRecord, Contact, ContactDetails, ContactRole, ContactsError, Result, Site, SiteContacts,
+    AuditRecord, Contact, ContactDetails, ContactRole, ContactsError, KnownPerson, Result, Site,
+    SiteContacts,
 };
 use crate::events::{self, PendingEvent};
 use crate::storage::{self, audit::NewRecord, sites::NewSite};
@@ -1049,7 +1050,7 @@ impl Registry {
         } = listing;
         let mut conn = self.pool.acquire().await?;
         let numbers: Vec<i16> = roles.iter().map(|role| role.stored()).collect();
-        let page = match after {
+        let (page, people) = match after {
             SiteContactsAfter::Contact(after) => {
                 let rows = storage::contacts::page_of_site(
                     &mut conn,
@@ -1059,7 +1060,16 @@ impl Registry {
                     i64::from(size) + 1,
                 )
                 .await?;
-                Page::from_rows(rows, size)
+                let page = Page::from_rows(rows, size);
+                let people = if with_people && !page.items.is_empty() {
+                    let mut user_ids: Vec<Uuid> = page.items.iter().map(|c| c.user_id).collect();
+                    user_ids.sort_unstable();
+                    user_ids.dedup();
+                    storage::compliance::known_people(&mut conn, &user_ids).await?
+                } else {
+                    Vec::new()
+                };
+                (page, people)
             }
             SiteContactsAfter::Person(after) => {
                 let numbers = if numbers.is_empty() {
@@ -1067,21 +1077,35 @@ impl Registry {
                 } else {
                     numbers
                 };
-                storage::contacts::people_of_site(&mut conn, site_id, &numbers, after, size).await?
+                // The people come with the page, in the same statement.
+                let Page { items, more } =
+                    storage::contacts::people_of_site(&mut conn, site_id, &numbers, after, size)
+                        .await?;
+                let mut people = Vec::new();
+                let mut contacts = Vec::with_capacity(items.len());
+                for (contact, person) in items {
+                    // A person's contacts are consecutive: its person comes with the first.
+                    if with_people
+                        && let Some(person) = person
+                        && people
+                            .last()
+                            .is_none_or(|last: &KnownPerson| last.user_id != person.user_id)
+                    {
+                        people.push(person);
+                    }
+                    contacts.push(contact);
+                }
+                let page = Page {
+                    items: contacts,
+                    more,
+                };
+                (page, people)
             }
         };
         // Every site has a primary contact, so an empty first page may mean no such site.
         if page.items.is_empty() && storage::sites::get(&mut conn, site_id).await?.is_none() {
             return Err(ContactsError::SiteNotFound);
         }
-        let people = if with_people && !page.items.is_empty() {
-            let mut user_ids: Vec<Uuid> = page.items.iter().map(|c| c.user_id).collect();
-            user_ids.sort_unstable();
-            user_ids.dedup();
-            storage::compliance::known_people(&mut conn, &user_ids).await?
-        } else {
-            Vec::new()
-        };
         Ok(SiteContacts {
             contacts: page,
             people,

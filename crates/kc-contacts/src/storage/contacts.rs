@@ -10,7 +10,7 @@ use super::access_grants;
 use super::sites::{SiteRow, select_sites, site_columns, site_from};
 
 use crate::domain::roles::MAX_SECONDARY_CONTACTS;
-use crate::domain::{Contact, ContactDetails, ContactRole, Site};
+use crate::domain::{Contact, ContactDetails, ContactRole, KnownPerson, Site};
 
 /// The columns of a [`Contact`], for `concat!` into static SQL.
 macro_rules! columns {
@@ -178,9 +178,68 @@ pub(crate) async fn page_of_site(
     all(conn, query).await
 }
 
+/// `SELECT` of the contacts of `$inner` (a `SELECT` of a [`Contact`]'s columns), each with
+/// what the projection of identity's users knows of its person (named users only: a row
+/// projected before migration 0009 has no name until the user's next event), ordered by
+/// `$order`: static SQL.
+macro_rules! with_person {
+    ($inner:expr, $order:literal) => {
+        concat!(
+            "SELECT c.*, u.email AS person_email, u.display_name AS person_display_name, \
+             u.state AS person_state FROM (",
+            $inner,
+            ") c LEFT JOIN user_states u ON u.user_id = c.user_id \
+             AND u.display_name IS NOT NULL ORDER BY ",
+            $order
+        )
+    };
+}
+
+/// A contact and what the registry's projection of identity's users knows of its person.
+#[derive(sqlx::FromRow)]
+struct ContactOfPersonRow {
+    #[sqlx(flatten)]
+    contact: ContactRow,
+    person_email: Option<String>,
+    person_display_name: Option<String>,
+    person_state: Option<i16>,
+}
+
+/// A contact with its person, when the projection of identity's users knows it.
+pub(crate) type ContactOfPerson = (Contact, Option<KnownPerson>);
+
+/// Runs `query` of [`ContactOfPersonRow`]s.
+async fn contacts_of_people(
+    conn: &mut PgConnection,
+    query: sqlx::query::QueryAs<
+        '_,
+        sqlx::Postgres,
+        ContactOfPersonRow,
+        sqlx::postgres::PgArguments,
+    >,
+) -> Result<Vec<ContactOfPerson>, sqlx::Error> {
+    let rows = query.fetch_all(conn).await?;
+    rows.into_iter()
+        .map(|row| {
+            let contact = Contact::try_from(row.contact)?;
+            let person = match (row.person_email, row.person_display_name, row.person_state) {
+                (Some(email), Some(display_name), Some(state)) => Some(KnownPerson {
+                    user_id: contact.user_id,
+                    email,
+                    display_name,
+                    state,
+                }),
+                _ => None,
+            };
+            Ok((contact, person))
+        })
+        .collect()
+}
+
 /// The contacts with one of `roles` (not empty) of the first `size` people of a site after
-/// the user `after`, in user-id order, each person's by role then creation: a keyset page of
-/// people, whatever the size of the site. One statement: the page is one snapshot.
+/// the user `after`, in user-id order, each person's by role then creation, each with what
+/// the projection of identity's users knows of its person: a keyset page of people,
+/// whatever the size of the site. One statement: the page is one snapshot.
 ///
 /// When SITE_USERs are asked for (every person is one, and there may be any number), one
 /// range of the unique index on `(site_id, user_id, role)` is read from `after` on: a person
@@ -194,7 +253,7 @@ pub(crate) async fn people_of_site(
     roles: &[i16],
     after: Option<Uuid>,
     size: u32,
-) -> Result<Page<Contact>, sqlx::Error> {
+) -> Result<Page<ContactOfPerson>, sqlx::Error> {
     // The first page starts after the nil id, which no user has: `user_id > $3` is always
     // the index's range, also in a generic plan of the prepared statement.
     let after = after.unwrap_or(Uuid::nil());
@@ -202,15 +261,18 @@ pub(crate) async fn people_of_site(
         return people_of_site_by_person(conn, site_id, roles, after, size).await;
     }
     let limit = i64::from(size) + 1 + key_contact_rows();
-    let query = sqlx::query_as(select!(
-        " FROM contacts WHERE site_id = $1 AND role = ANY($2) AND user_id > $3 \
-         ORDER BY user_id, role LIMIT $4"
+    let query = sqlx::query_as(with_person!(
+        select!(
+            " FROM contacts WHERE site_id = $1 AND role = ANY($2) AND user_id > $3 \
+             ORDER BY user_id, role LIMIT $4"
+        ),
+        "c.user_id, c.role"
     ))
     .bind(site_id)
     .bind(roles)
     .bind(after)
     .bind(limit);
-    let rows: Vec<Contact> = all(conn, query).await?;
+    let rows = contacts_of_people(conn, query).await?;
     let read_all = (rows.len() as i64) < limit;
     let page = first_people(rows, size);
     if page.more || read_all {
@@ -237,28 +299,30 @@ async fn people_of_site_by_person(
     roles: &[i16],
     after: Uuid,
     size: u32,
-) -> Result<Page<Contact>, sqlx::Error> {
-    let query = sqlx::query_as(select!(
-        " FROM contacts WHERE site_id = $1 AND role = ANY($2) AND user_id IN ( \
-             SELECT DISTINCT c.user_id FROM contacts c \
-             WHERE c.site_id = $1 AND c.role = ANY($2) AND c.user_id > $3 \
-             ORDER BY c.user_id LIMIT $4) \
-         ORDER BY user_id, role, contact_id"
+) -> Result<Page<ContactOfPerson>, sqlx::Error> {
+    let query = sqlx::query_as(with_person!(
+        select!(
+            " FROM contacts WHERE site_id = $1 AND role = ANY($2) AND user_id IN ( \
+                 SELECT DISTINCT c.user_id FROM contacts c \
+                 WHERE c.site_id = $1 AND c.role = ANY($2) AND c.user_id > $3 \
+                 ORDER BY c.user_id LIMIT $4)"
+        ),
+        "c.user_id, c.role, c.contact_id"
     ))
     .bind(site_id)
     .bind(roles)
     .bind(after)
     .bind(i64::from(size) + 1);
-    Ok(first_people(all(conn, query).await?, size))
+    Ok(first_people(contacts_of_people(conn, query).await?, size))
 }
 
 /// The page of the contacts of the first `size` people among `rows` (grouped by person, as
 /// [`people_of_site`] reads them, one person more than the page): another page follows when
 /// that extra person came, and its contacts are dropped.
-fn first_people(mut rows: Vec<Contact>, size: u32) -> Page<Contact> {
+fn first_people(mut rows: Vec<ContactOfPerson>, size: u32) -> Page<ContactOfPerson> {
     let mut people = 0;
     let mut previous = None;
-    for (index, contact) in rows.iter().enumerate() {
+    for (index, (contact, _)) in rows.iter().enumerate() {
         if previous != Some(contact.user_id) {
             previous = Some(contact.user_id);
             people += 1;
@@ -623,15 +687,21 @@ mod tests {
 
     #[test]
     fn a_page_of_people_keeps_every_contact_of_each_and_drops_the_extra_person() {
-        let rows = vec![
+        let rows: Vec<ContactOfPerson> = [
             contact(1, ContactRole::Primary),
             contact(1, ContactRole::SiteUser),
             contact(2, ContactRole::SiteUser),
             contact(3, ContactRole::Billing),
             contact(3, ContactRole::SiteUser),
-        ];
-        let users = |page: &Page<Contact>| -> Vec<u128> {
-            page.items.iter().map(|c| c.user_id.as_u128()).collect()
+        ]
+        .into_iter()
+        .map(|contact| (contact, None))
+        .collect();
+        let users = |page: &Page<ContactOfPerson>| -> Vec<u128> {
+            page.items
+                .iter()
+                .map(|(c, _)| c.user_id.as_u128())
+                .collect()
         };
         let page = first_people(rows.clone(), 2);
         assert_eq!((users(&page), page.more), (vec![1, 1, 2], true));
