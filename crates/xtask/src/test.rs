@@ -18,8 +18,8 @@ pub struct Args {
 /// Builds the binaries (cross-process tests run them), starts one throwaway cluster under
 /// `target/xtask-test-pg/<pid>` unless `DATABASE_URL` is set, and runs every test of the
 /// workspace with `DATABASE_URL` pointing at it: with cargo-nextest when installed, else
-/// `cargo test`. Each run has its own cluster, so two runs in one checkout do not wipe each
-/// other's database.
+/// `cargo test`. Each run has its own cluster (removed when it stops, or by its watchdog if
+/// the run dies), so two runs in one checkout do not wipe each other's database.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let path = workspace::tools_path().await;
     // Tests get a database URL at run time only; sqlx's query macros must not try to reach
@@ -69,10 +69,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let status = workspace::status(&mut runner).await;
 
     if let Some(cluster) = cluster {
-        let dir = cluster.data_dir().to_owned();
+        // An ephemeral cluster: stopping it removes its directory.
         cluster.stop().await?;
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("could not remove {}", dir.display()))?;
     }
     let status = status?;
     if status.success() {
@@ -85,7 +83,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Removes the clusters under `runs` (one directory per run, named by its process id) whose
-/// run is gone: killed before it could remove its own.
+/// run is gone and whose watchdog could not remove them (both killed).
 fn remove_stale_clusters(runs: &std::path::Path) -> anyhow::Result<()> {
     let Ok(entries) = std::fs::read_dir(runs) else {
         return Ok(());
