@@ -150,10 +150,17 @@ async fn list_user_contacts_lists_every_site_and_role_of_a_person() {
         })
         .collect();
     held.sort_by_key(|(number, r)| (number.clone(), *r as i32));
-    // Each site is shown as GetSite shows it (its own version and times, not its contact's).
+    // Each contact and its site are shown as the site's listing and GetSite show them: each
+    // with its own version and times (they are read in one row).
     for uc in &all.contacts {
         let site = uc.site.as_ref().expect("site");
         assert_eq!(site, &h.get_site(&site.site_id).await);
+        let contact = uc.contact.as_ref().expect("contact");
+        let listed = h.contacts(&site.site_id, &[]).await;
+        assert!(
+            listed.contains(contact),
+            "{contact:?} is not listed as {listed:?}"
+        );
     }
     assert_eq!(
         held,
