@@ -152,18 +152,6 @@ impl Ctx {
         }
     }
 
-    /// The same caller and credentials, for a read sent again in the background after the
-    /// call may have ended ([`Refresh`]): its own deadline, `within` from now.
-    pub(crate) fn for_refresh(&self, within: std::time::Duration) -> Self {
-        Self {
-            deadline: Deadline {
-                at: std::time::Instant::now() + within,
-                from_caller: false,
-            },
-            ..self.clone()
-        }
-    }
-
     /// The same call, asking with the gateway's own token alone (authorization checks, and
     /// the privileged identity calls that bind people by e-mail).
     pub(crate) fn as_gateway(&self) -> Self {
@@ -441,10 +429,16 @@ impl Clients {
         .await
     }
 
-    /// The context of a read of `ctx` sent again in the background ([`Refresh`]): the same
-    /// caller, with a deadline of its own.
+    /// The context of a read of `ctx` sent again in the background ([`Refresh`]), after the
+    /// call may have ended: the same caller and credentials, with a deadline of its own.
     pub(crate) fn refresh_context(&self, ctx: &Ctx) -> Ctx {
-        ctx.for_refresh(self.cache.refresh_deadline())
+        Ctx {
+            deadline: Deadline {
+                at: std::time::Instant::now() + self.cache.refresh_deadline(),
+                from_caller: false,
+            },
+            ..ctx.clone()
+        }
     }
 
     /// access `BatchCheck` of one call's admission: from the read cache (a cached read of
