@@ -12,7 +12,6 @@ use kc_proto::access::{self as apb};
 use kc_proto::contacts::{self as cpb};
 use kc_proto::gateway::{self as gw};
 use kc_testkit::metrics::{sample, scrape};
-use kc_testkit::process::free_local_addr;
 use tonic::{Code, Status};
 
 /// The suite's cache TTL: longer than any test, so a kept answer stays kept.
@@ -347,16 +346,10 @@ async fn a_hot_answer_is_read_again_in_the_background_so_no_caller_waits_for_its
     let site = suite
         .create_site_applied("Acme Nantes", &primary, None)
         .await;
-    let metrics_addr = free_local_addr();
     // Twelve seconds: the background read is sent at 85 to 95 % of an answer's life, so it
     // has at least 600 ms to come back before the answer expires, even on a busy machine.
-    let (replica, channel) = suite
-        .another_gateway(&[
-            "--read-cache-ttl",
-            "12s",
-            "--metrics-listen",
-            &metrics_addr.to_string(),
-        ])
+    let (replica, channel, metrics_addr) = suite
+        .another_gateway_with_metrics(&["--read-cache-ttl", "12s"])
         .await;
     let first = show_all(&channel, &primary, &site)
         .await

@@ -178,6 +178,20 @@ impl Suite {
     }
 
     /// Another gateway on the same internal services, with `extra` flags (later ones win).
+    /// [`Suite::another_gateway`] with its Prometheus metrics served: the replica, its
+    /// channel and the metrics' address.
+    pub async fn another_gateway_with_metrics(
+        &self,
+        extra: &[&str],
+    ) -> (Restartable, Channel, std::net::SocketAddr) {
+        let metrics_addr = kc_testkit::process::free_local_addr();
+        let listen = metrics_addr.to_string();
+        let mut args = extra.to_vec();
+        args.extend(["--metrics-listen", listen.as_str()]);
+        let (replica, channel) = self.another_gateway(&args).await;
+        (replica, channel, metrics_addr)
+    }
+
     pub async fn another_gateway(&self, extra: &[&str]) -> (Restartable, Channel) {
         let account = &self
             .gateway_args

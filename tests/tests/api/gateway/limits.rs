@@ -12,7 +12,7 @@ use http::uri::PathAndQuery;
 use kc_proto::access as apb;
 use kc_proto::gateway as gw;
 use kc_testkit::metrics::{sample, scrape};
-use kc_testkit::process::{free_local_addr, grpcurl, grpcurl_ok};
+use kc_testkit::process::{grpcurl, grpcurl_ok};
 use prost::bytes::{Buf, BufMut};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
@@ -422,17 +422,14 @@ async fn the_gateways_reflection_names_only_its_public_api() {
 #[tokio::test]
 async fn the_gateways_metrics_count_rpcs_refusals_and_cache_reads() {
     let suite = Suite::start().await;
-    let metrics_addr = free_local_addr();
-    let (_gateway, channel) = suite
-        .another_gateway(&[
+    let (_gateway, channel, metrics_addr) = suite
+        .another_gateway_with_metrics(&[
             "--session-rate-limit",
             "1/h",
             "--session-rate-burst",
             "1",
             "--read-cache-ttl",
             "60s",
-            "--metrics-listen",
-            &metrics_addr.to_string(),
         ])
         .await;
     passed(refresh(&channel, None).await, "first refresh");
