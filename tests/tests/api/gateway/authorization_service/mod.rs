@@ -55,6 +55,54 @@ pub(crate) async fn ask(
         .map(tonic::Response::into_inner)
 }
 
+/// `BatchCheck` of `items` through `client` with `token` (the caller's bearer token).
+async fn batch_check(
+    client: &Authz,
+    token: &str,
+    items: Vec<gw::CheckRequest>,
+) -> Result<gw::BatchCheckResponse, tonic::Status> {
+    client
+        .clone()
+        .batch_check(authed(Some(token), gw::BatchCheckRequest { items }))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// One page of `LookupSites` through `client` with `token` (the caller's bearer token).
+async fn lookup_sites(
+    client: &Authz,
+    token: &str,
+    request: gw::LookupSitesRequest,
+) -> Result<gw::LookupSitesResponse, tonic::Status> {
+    client
+        .clone()
+        .lookup_sites(authed(Some(token), request))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// One page of `LookupUsers` through `client` with `token` (the caller's bearer token).
+async fn lookup_users(
+    client: &Authz,
+    token: &str,
+    request: gw::LookupUsersRequest,
+) -> Result<gw::LookupUsersResponse, tonic::Status> {
+    client
+        .clone()
+        .lookup_users(authed(Some(token), request))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// The most entries a lookup page of `page_size` may hold (100 when `page_size` is 0).
+fn page_limit(page_size: i32) -> usize {
+    if page_size == 0 {
+        100
+    } else {
+        page_size as usize
+    }
+}
+
 /// Every page of `LookupSites` for `user` and `permission`, `page_size` at a time: the site
 /// ids in the order served, and the number of pages.
 pub(crate) async fn all_sites(
@@ -76,46 +124,29 @@ async fn all_site_grants(
     permission: P,
     page_size: i32,
 ) -> (Vec<gw::SiteGrant>, usize) {
-    let (mut sites, mut pages, mut page_token) = (Vec::new(), 0, String::new());
-    loop {
-        let page = client
-            .clone()
-            .lookup_sites(authed(
-                Some(token),
-                gw::LookupSitesRequest {
-                    user_id: user.into(),
-                    permission: permission as i32,
-                    page_size,
-                    page_token: page_token.clone(),
-                    consistency: None,
-                },
-            ))
+    every_page(|page_token| async move {
+        let request = gw::LookupSitesRequest {
+            user_id: user.into(),
+            permission: permission as i32,
+            page_size,
+            page_token,
+            consistency: None,
+        };
+        let page = lookup_sites(client, token, request)
             .await
-            .expect("lookup sites")
-            .into_inner();
-        pages += 1;
-        assert!(
-            page.sites.len()
-                <= if page_size == 0 {
-                    100
-                } else {
-                    page_size as usize
-                }
-        );
+            .expect("lookup sites");
+        assert!(page.sites.len() <= page_limit(page_size));
         assert!(page.checked_at.is_some());
-        sites.extend(page.sites.into_iter().map(|site| {
+        for site in &page.sites {
             assert!(!site.reason.is_empty() && !site.rule.is_empty(), "{site:?}");
             assert!(
                 !site.site_number.is_empty(),
                 "every site has its number: {site:?}"
             );
-            site
-        }));
-        if page.next_page_token.is_empty() {
-            return (sites, pages);
         }
-        page_token = page.next_page_token;
-    }
+        (page.sites, page.next_page_token)
+    })
+    .await
 }
 
 /// Every page of `LookupUsers` on `site_id` for `permission`: the users in the order served
@@ -127,37 +158,39 @@ pub(crate) async fn all_users(
     permission: P,
     page_size: i32,
 ) -> (Vec<gw::UserGrant>, usize) {
-    let (mut users, mut pages, mut page_token) = (Vec::new(), 0, String::new());
-    loop {
-        let page = client
-            .clone()
-            .lookup_users(authed(
-                Some(token),
-                gw::LookupUsersRequest {
-                    site_id: site_id.into(),
-                    permission: permission as i32,
-                    page_size,
-                    page_token: page_token.clone(),
-                    consistency: None,
-                },
-            ))
+    every_page(|page_token| async move {
+        let request = gw::LookupUsersRequest {
+            site_id: site_id.into(),
+            permission: permission as i32,
+            page_size,
+            page_token,
+            consistency: None,
+        };
+        let page = lookup_users(client, token, request)
             .await
-            .expect("lookup users")
-            .into_inner();
+            .expect("lookup users");
+        assert!(page.users.len() <= page_limit(page_size));
+        (page.users, page.next_page_token)
+    })
+    .await
+}
+
+/// Every page of a keyset-paged lookup, first to last: `fetch` serves the page at a page
+/// token as its entries and the next page token. The entries in the order served, and the
+/// number of pages.
+async fn every_page<T, Fut>(mut fetch: impl FnMut(String) -> Fut) -> (Vec<T>, usize)
+where
+    Fut: std::future::Future<Output = (Vec<T>, String)>,
+{
+    let (mut entries, mut pages, mut page_token) = (Vec::new(), 0, String::new());
+    loop {
+        let (page, next_page_token) = fetch(page_token).await;
         pages += 1;
-        assert!(
-            page.users.len()
-                <= if page_size == 0 {
-                    100
-                } else {
-                    page_size as usize
-                }
-        );
-        users.extend(page.users);
-        if page.next_page_token.is_empty() {
-            return (users, pages);
+        entries.extend(page);
+        if next_page_token.is_empty() {
+            return (entries, pages);
         }
-        page_token = page.next_page_token;
+        page_token = next_page_token;
     }
 }
 
@@ -368,17 +401,9 @@ async fn every_rpc_answers_with_the_reason_and_the_rule() {
             &grant.revision,
         ),
     ];
-    let batch = client
-        .clone()
-        .batch_check(authed(
-            Some(&token),
-            gw::BatchCheckRequest {
-                items: items.clone(),
-            },
-        ))
+    let batch = batch_check(&client, &token, items.clone())
         .await
-        .expect("batch check")
-        .into_inner();
+        .expect("batch check");
     let allowed: Vec<bool> = batch.results.iter().map(|r| r.allowed).collect();
     assert_eq!(allowed, [true, true, false, true], "{batch:?}");
     assert_eq!(batch.results[1].rule, "T1");
@@ -391,10 +416,7 @@ async fn every_rpc_answers_with_the_reason_and_the_rule() {
     );
     for items in [vec![], vec![items[0].clone(); 101]] {
         expect_code(
-            client
-                .clone()
-                .batch_check(authed(Some(&token), gw::BatchCheckRequest { items }))
-                .await,
+            batch_check(&client, &token, items).await,
             Code::InvalidArgument,
         );
     }
@@ -421,17 +443,16 @@ async fn every_rpc_answers_with_the_reason_and_the_rule() {
         [(stc.id.as_str(), "implied by SITE_TECHNICAL (U5)")]
     );
     expect_code(
-        client
-            .clone()
-            .lookup_users(authed(
-                Some(&token),
-                gw::LookupUsersRequest {
-                    site_id: unknown.clone(),
-                    permission: P::SoftwareDownload as i32,
-                    ..Default::default()
-                },
-            ))
-            .await,
+        lookup_users(
+            &client,
+            &token,
+            gw::LookupUsersRequest {
+                site_id: unknown.clone(),
+                permission: P::SoftwareDownload as i32,
+                ..Default::default()
+            },
+        )
+        .await,
         Code::NotFound,
     );
 
@@ -441,17 +462,16 @@ async fn every_rpc_answers_with_the_reason_and_the_rule() {
     let (sites, _) = all_sites(&client, &token, &member.id, P::LicenseRenewal, 10).await;
     assert!(sites.is_empty(), "{sites:?}");
     expect_code(
-        client
-            .clone()
-            .lookup_sites(authed(
-                Some(&token),
-                gw::LookupSitesRequest {
-                    user_id: member.id.clone(),
-                    permission: P::Unspecified as i32,
-                    ..Default::default()
-                },
-            ))
-            .await,
+        lookup_sites(
+            &client,
+            &token,
+            gw::LookupSitesRequest {
+                user_id: member.id.clone(),
+                permission: P::Unspecified as i32,
+                ..Default::default()
+            },
+        )
+        .await,
         Code::InvalidArgument,
     );
 }
@@ -478,45 +498,35 @@ async fn only_service_accounts_with_the_scope_authz_may_ask() {
         let refused = expect_code(ask(&client, token, request()).await, Code::PermissionDenied);
         assert_eq!(refused.message(), REFUSAL, "{who}");
         let refused = expect_code(
-            client
-                .clone()
-                .batch_check(authed(
-                    Some(token),
-                    gw::BatchCheckRequest {
-                        items: vec![request()],
-                    },
-                ))
-                .await,
+            batch_check(&client, token, vec![request()]).await,
             Code::PermissionDenied,
         );
         assert_eq!(refused.message(), REFUSAL, "{who}");
         let refused = expect_code(
-            client
-                .clone()
-                .lookup_sites(authed(
-                    Some(token),
-                    gw::LookupSitesRequest {
-                        user_id: primary.id.clone(),
-                        permission: P::ContactsView as i32,
-                        ..Default::default()
-                    },
-                ))
-                .await,
+            lookup_sites(
+                &client,
+                token,
+                gw::LookupSitesRequest {
+                    user_id: primary.id.clone(),
+                    permission: P::ContactsView as i32,
+                    ..Default::default()
+                },
+            )
+            .await,
             Code::PermissionDenied,
         );
         assert_eq!(refused.message(), REFUSAL, "{who}");
         let refused = expect_code(
-            client
-                .clone()
-                .lookup_users(authed(
-                    Some(token),
-                    gw::LookupUsersRequest {
-                        site_id: site.site_id.clone(),
-                        permission: P::ContactsView as i32,
-                        ..Default::default()
-                    },
-                ))
-                .await,
+            lookup_users(
+                &client,
+                token,
+                gw::LookupUsersRequest {
+                    site_id: site.site_id.clone(),
+                    permission: P::ContactsView as i32,
+                    ..Default::default()
+                },
+            )
+            .await,
             Code::PermissionDenied,
         );
         assert_eq!(refused.message(), REFUSAL, "{who}");
