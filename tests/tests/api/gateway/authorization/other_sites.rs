@@ -183,54 +183,29 @@ async fn ids_of_another_site_never_reach_it() {
         .await,
         DENIED,
     );
-    refused(
-        "ListSiteAccess(B)",
-        gw.list_site_access(authed(
-            primary,
-            gw::ListSiteAccessRequest {
-                site_id: b_id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await,
-        DENIED,
-    );
-    refused(
-        "ListPendingRequests(B)",
-        gw.list_pending_requests(authed(
-            primary,
-            gw::ListPendingRequestsRequest {
-                site_id: b_id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await,
-        DENIED,
-    );
-    refused(
-        "ListSiteNotifications(B)",
-        gw.list_site_notifications(authed(
-            primary,
-            gw::ListSiteNotificationsRequest {
-                site_id: b_id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await,
-        DENIED,
-    );
-    refused(
-        "ListSiteAudit(B)",
-        gw.list_site_audit(authed(
-            primary,
-            gw::ListSiteAuditRequest {
-                site_id: b_id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await,
-        DENIED,
-    );
+    // The lists of B by A's primary: each request names B's site and nothing else.
+    macro_rules! refused_lists_of_b {
+        ($($what:literal => $rpc:ident($request:ident)),+ $(,)?) => {$(
+            refused(
+                $what,
+                gw.$rpc(authed(
+                    primary,
+                    gw::$request {
+                        site_id: b_id.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await,
+                DENIED,
+            );
+        )+};
+    }
+    refused_lists_of_b! {
+        "ListSiteAccess(B)" => list_site_access(ListSiteAccessRequest),
+        "ListPendingRequests(B)" => list_pending_requests(ListPendingRequestsRequest),
+        "ListSiteNotifications(B)" => list_site_notifications(ListSiteNotificationsRequest),
+        "ListSiteAudit(B)" => list_site_audit(ListSiteAuditRequest),
+    }
 
     // Changes of B by A's primary, naming B's site.
     refused(
