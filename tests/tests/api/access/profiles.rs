@@ -148,40 +148,29 @@ async fn set_tool_access_changes_named_levels_under_etags() {
 
     // UNSPECIFIED keeps the current level; the etag guards the change.
     let second = s
-        .access()
-        .set_tool_access(s.as_user(
+        .set_tools_at_etag(
             primary,
-            pb::SetToolAccessRequest {
-                site_id: site.site_id.clone(),
-                user_id: user.to_string(),
-                tools: Some(Level::Reporting(Re::View).alone()),
-                reason: "reads the reports".into(),
-                etag: first.etag.clone(),
-                ..Default::default()
-            },
-        ))
+            &site.site_id,
+            user,
+            Level::Reporting(Re::View).alone(),
+            "reads the reports",
+            &first.etag,
+        )
         .await
-        .expect("set with the current etag")
-        .into_inner()
-        .profile
-        .expect("profile");
+        .expect("set with the current etag");
     let explicit = second.explicit.expect("explicit");
     assert_eq!(explicit.software, Sw::DownloadsAndMedia as i32, "kept");
     assert_eq!(explicit.reporting, Re::View as i32);
     assert_ne!(second.etag, first.etag);
     let stale = s
-        .access()
-        .set_tool_access(s.as_user(
+        .set_tools_at_etag(
             primary,
-            pb::SetToolAccessRequest {
-                site_id: site.site_id.clone(),
-                user_id: user.to_string(),
-                tools: Some(Level::Software(Sw::None).alone()),
-                reason: "stale".into(),
-                etag: first.etag.clone(),
-                ..Default::default()
-            },
-        ))
+            &site.site_id,
+            user,
+            Level::Software(Sw::None).alone(),
+            "stale",
+            &first.etag,
+        )
         .await;
     expect_code(stale, Code::Aborted);
     assert_eq!(
@@ -215,18 +204,14 @@ async fn set_tool_access_changes_named_levels_under_etags() {
     );
     // Malformed ids and a missing tools message are invalid.
     let bad = s
-        .access()
-        .set_tool_access(s.as_user(
+        .set_tools_at_etag(
             primary,
-            pb::SetToolAccessRequest {
-                site_id: "not-a-uuid".into(),
-                user_id: user.to_string(),
-                tools: Some(Level::Reporting(Re::None).alone()),
-                reason: "x".into(),
-                etag: String::new(),
-                ..Default::default()
-            },
-        ))
+            "not-a-uuid",
+            user,
+            Level::Reporting(Re::None).alone(),
+            "x",
+            "",
+        )
         .await;
     expect_code(bad, Code::InvalidArgument);
     let missing = s
@@ -589,18 +574,14 @@ async fn set_support_and_revoke_are_guarded_by_the_profile_etag() {
     assert_ne!(revoked.etag, second.etag);
     // SetToolAccess shares the version: the etag read before the revocation is stale.
     let stale = s
-        .access()
-        .set_tool_access(s.as_user(
+        .set_tools_at_etag(
             primary,
-            pb::SetToolAccessRequest {
-                site_id: site.site_id.clone(),
-                user_id: user.to_string(),
-                tools: Some(Level::Reporting(Re::View).alone()),
-                reason: "reports".into(),
-                etag: second.etag.clone(),
-                ..Default::default()
-            },
-        ))
+            &site.site_id,
+            user,
+            Level::Reporting(Re::View).alone(),
+            "reports",
+            &second.etag,
+        )
         .await;
     expect_code(stale, Code::Aborted);
     assert!(!s.check(user, &site.site_id, P::ReportsView).await.allowed);

@@ -398,6 +398,20 @@ impl Suite {
         tools: pb::ToolAccess,
         reason: &str,
     ) -> Result<pb::AccessProfile, Status> {
+        self.set_tools_at_etag(grantor, site_id, user, tools, reason, "")
+            .await
+    }
+
+    /// [`Suite::set_tools`] guarded by the profile's `etag` (empty: unguarded).
+    pub async fn set_tools_at_etag(
+        &self,
+        grantor: Uuid,
+        site_id: &str,
+        user: Uuid,
+        tools: pb::ToolAccess,
+        reason: &str,
+        etag: &str,
+    ) -> Result<pb::AccessProfile, Status> {
         self.access()
             .set_tool_access(self.as_user(
                 grantor,
@@ -406,7 +420,7 @@ impl Suite {
                     user_id: user.to_string(),
                     tools: Some(tools),
                     reason: reason.into(),
-                    etag: String::new(),
+                    etag: etag.into(),
                     ..Default::default()
                 },
             ))
