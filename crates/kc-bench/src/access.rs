@@ -180,7 +180,8 @@ pub(crate) struct Seeded {
 /// loads the fixture unless an earlier scenario of this run did; returns notes on both.
 pub(crate) async fn ensure_fixture(env: &Env) -> anyhow::Result<Vec<String>> {
     let mut notes = Vec::new();
-    if let Some(note) = streams::wait_until_applied(env, "access", &STREAMS).await? {
+    if let Some(note) = streams::wait_until_applied(env, "access", &streams::ACCESS_STREAMS).await?
+    {
         notes.push(note);
     }
     let mut conn = env.database("access").await?;
@@ -227,22 +228,11 @@ pub(crate) async fn seed_population(env: &Env) -> anyhow::Result<Seeded> {
         .context("BatchCheck of the fixture failed")?
         .into_inner()
         .results;
-    if results.len() != sample.len() {
-        bail!(
-            "BatchCheck answered {} results for {} checks",
-            results.len(),
-            sample.len()
-        );
-    }
-    if let Some(unknown) = results
-        .iter()
-        .find(|result| result.reason.contains("unknown site"))
-    {
-        bail!(
-            "access does not know the fixture's sites: {}",
-            unknown.reason
-        );
-    }
+    ensure_sample_answered(
+        "BatchCheck",
+        sample.len(),
+        results.iter().map(|result| result.reason.as_str()),
+    )?;
     let allowed = results.iter().filter(|result| result.allowed).count();
     if allowed == 0 || allowed == results.len() {
         bail!(
@@ -395,13 +385,6 @@ pub(crate) fn authorized<T>(message: T, bearer: &MetadataValue<Ascii>) -> tonic:
         .insert("authorization", bearer.clone());
     request
 }
-
-/// The streams access follows: the publishing service, and the name (cursor key) of access's
-/// consumer of it.
-const STREAMS: [(&str, &str); 2] = [
-    ("contacts", "access.contacts"),
-    ("identity", "access.identity"),
-];
 
 /// The user id of member `k` of fixture site `i`, as SQL: random-looking, the same in every
 /// statement.
@@ -598,6 +581,27 @@ async fn fixture_pairs(conn: &mut PgConnection) -> anyhow::Result<Vec<(Uuid, Uui
     Ok(rows)
 }
 
+/// Fails unless `answerer` gave one result to each of the fixture's `asked` sample checks and
+/// access knew every site of them (`reasons`: the results' reasons).
+pub(crate) fn ensure_sample_answered<'a>(
+    answerer: &str,
+    asked: usize,
+    reasons: impl ExactSizeIterator<Item = &'a str>,
+) -> anyhow::Result<()> {
+    if reasons.len() != asked {
+        bail!(
+            "{answerer} answered {} results for {asked} checks",
+            reasons.len()
+        );
+    }
+    for reason in reasons {
+        if reason.contains("unknown site") {
+            bail!("access does not know the fixture's sites: {reason}");
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -652,10 +656,7 @@ mod tests {
             (INSERT_GRANTS, 4),
             (INSERT_USERS, 4),
         ] {
-            for n in 1..=count {
-                assert!(sql.contains(&format!("${n}")), "${n} unused in {sql}");
-            }
-            assert!(!sql.contains(&format!("${}", count + 1)), "{sql}");
+            crate::assert_binds_parameters(sql, count);
         }
     }
 }

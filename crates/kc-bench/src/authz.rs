@@ -49,7 +49,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use super::access;
+use super::access::{self, authorized};
 use super::load::CallFn;
 use crate::env::{Env, Prepared};
 
@@ -170,22 +170,11 @@ async fn try_checks(
         .context("the gateway's BatchCheck of the fixture failed")?
         .into_inner()
         .results;
-    if results.len() != sample.len() {
-        bail!(
-            "the gateway answered {} results for {} checks",
-            results.len(),
-            sample.len()
-        );
-    }
-    if let Some(unknown) = results
-        .iter()
-        .find(|result| result.reason.contains("unknown site"))
-    {
-        bail!(
-            "access does not know the fixture's sites: {}",
-            unknown.reason
-        );
-    }
+    access::ensure_sample_answered(
+        "the gateway",
+        sample.len(),
+        results.iter().map(|result| result.reason.as_str()),
+    )?;
     let ruled = results
         .iter()
         .filter(|result| !result.rule.is_empty())
@@ -313,15 +302,6 @@ async fn lookup_all(
         }
         page_token = page.next_page_token;
     }
-}
-
-/// `message` as a request with `bearer` as its authorization.
-fn authorized<T>(message: T, bearer: &MetadataValue<Ascii>) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", bearer.clone());
-    request
 }
 
 /// The user id of lookup user `u`, as SQL: random-looking, the same in every statement.
@@ -529,10 +509,7 @@ mod tests {
             (COUNT_LOOKUP_GRANTS, 1),
             (INSERT_LOOKUP_EFFECTIVE, 7),
         ] {
-            for n in 1..=count {
-                assert!(sql.contains(&format!("${n}")), "${n} unused in {sql}");
-            }
-            assert!(!sql.contains(&format!("${}", count + 1)), "{sql}");
+            crate::assert_binds_parameters(sql, count);
         }
     }
 

@@ -37,6 +37,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
+use super::access::authorized;
 use super::streams;
 use crate::env::{Env, OutcomeFn, Prepared};
 use crate::load::{CallFn, Deliveries, Window};
@@ -58,11 +59,6 @@ const MAIL_DOMAIN: &str = "import-bench.example.com";
 const PRIMARY_PASSWORD: &str = "import-bench-correct-horse";
 /// Sites created at once while seeding.
 const SEED_CONCURRENCY: usize = 8;
-/// The streams access management follows, and the names of its cursors of them.
-const ACCESS_STREAMS: [(&str, &str); 2] = [
-    ("contacts", "access.contacts"),
-    ("identity", "access.identity"),
-];
 
 /// The primary contact's e-mail.
 fn primary_email() -> String {
@@ -294,7 +290,7 @@ async fn fixture(env: &Env) -> anyhow::Result<(MetadataValue<Ascii>, Vec<String>
             .try_collect::<Vec<()>>()
             .await?;
     }
-    let notes = streams::wait_until_applied(env, "access", &ACCESS_STREAMS).await?;
+    let notes = streams::wait_until_applied(env, "access", &streams::ACCESS_STREAMS).await?;
     let signed_in = identity
         .authenticate(AuthenticateRequest {
             email: primary_email(),
@@ -308,15 +304,6 @@ async fn fixture(env: &Env) -> anyhow::Result<(MetadataValue<Ascii>, Vec<String>
         .parse()
         .context("the access token is not a valid header value")?;
     Ok((bearer, notes.into_iter().collect()))
-}
-
-/// `message` as a request with `bearer` as its authorization.
-fn authorized<T>(message: T, bearer: &MetadataValue<Ascii>) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", bearer.clone());
-    request
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
+use super::access::authorized;
 use super::load::CallFn;
 use crate::env::{Env, Prepared};
 
@@ -36,9 +37,9 @@ use crate::env::{Env, Prepared};
 const LISTED_SITES: u64 = 100;
 /// Site number (and customer number) of the first listed site; 7 digits.
 const LISTED_NUMBER_BASE: u64 = 1_000_000;
-/// The roles a listed site gets by AssignContact, after CreateSite gave it PRIMARY and
-/// SITE_TECHNICAL: 12 contacts in all.
-const LISTED_ASSIGNED_ROLES: [ContactRole; 10] = [
+/// The roles a site of 12 contacts gets by AssignContact, after CreateSite gave it PRIMARY
+/// and SITE_TECHNICAL: a listed site here, each site of the gateway's scenarios.
+pub(crate) const ASSIGNED_ROLES: [ContactRole; 10] = [
     ContactRole::Administrative,
     ContactRole::Renewal,
     ContactRole::Shipping,
@@ -51,7 +52,7 @@ const LISTED_ASSIGNED_ROLES: [ContactRole; 10] = [
     ContactRole::SiteUser,
 ];
 /// Contacts of a listed site.
-const LISTED_CONTACTS: usize = 2 + LISTED_ASSIGNED_ROLES.len();
+const LISTED_CONTACTS: usize = 2 + ASSIGNED_ROLES.len();
 
 /// Site number of the filler site with index 0; filler site `i` has number `base + i`, 7 digits.
 const FILLER_SITE_BASE: i64 = 5_000_000;
@@ -232,15 +233,6 @@ fn list_request(
     )
 }
 
-/// `message` as a request with `bearer` as its authorization.
-fn authorized<T>(message: T, bearer: &MetadataValue<Ascii>) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", bearer.clone());
-    request
-}
-
 /// `message` as a seeding request: `bearer` (a service's) acting for `primary`, the primary
 /// contact of the site it changes. The registry refuses a change of roles that imply rights
 /// from a service acting for nobody (T6), and a change of a site's contacts for a person
@@ -335,7 +327,7 @@ async fn create_listed_site(
     let site = created
         .site
         .ok_or_else(|| anyhow!("CreateSite of site {number} returned no site"))?;
-    for role in LISTED_ASSIGNED_ROLES {
+    for role in ASSIGNED_ROLES {
         client
             .assign_contact(seeding(
                 AssignContactRequest {
@@ -570,13 +562,13 @@ mod tests {
     #[test]
     fn listed_sites_have_twelve_contacts_with_one_primary() {
         assert_eq!(LISTED_CONTACTS, 12);
-        assert!(!LISTED_ASSIGNED_ROLES.contains(&ContactRole::Primary));
-        let secondary = LISTED_ASSIGNED_ROLES
+        assert!(!ASSIGNED_ROLES.contains(&ContactRole::Primary));
+        let secondary = ASSIGNED_ROLES
             .iter()
             .filter(|role| **role == ContactRole::Secondary)
             .count();
         assert_eq!(secondary, 4);
-        let site_users = LISTED_ASSIGNED_ROLES
+        let site_users = ASSIGNED_ROLES
             .iter()
             .filter(|role| **role == ContactRole::SiteUser)
             .count();
@@ -628,10 +620,7 @@ mod tests {
             (INSERT_SITES, 8),
             (INSERT_CONTACTS, 6),
         ] {
-            for n in 1..=count {
-                assert!(sql.contains(&format!("${n}")), "${n} unused in {sql}");
-            }
-            assert!(!sql.contains(&format!("${}", count + 1)), "{sql}");
+            crate::assert_binds_parameters(sql, count);
         }
     }
 }

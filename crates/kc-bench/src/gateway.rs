@@ -46,28 +46,17 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
+use super::access::authorized;
+use super::contacts::ASSIGNED_ROLES;
 use super::load::CallFn;
 use super::streams;
 use crate::env::{Env, Prepared};
 
 /// Sites the calls go round-robin over, each with its own primary contact.
 pub(crate) const SITES: usize = 10;
-/// Contacts of each site.
+/// Contacts of each site: its primary, its site technical contact and one person for each
+/// of [`ASSIGNED_ROLES`].
 pub(crate) const CONTACTS_PER_SITE: usize = 2 + ASSIGNED_ROLES.len();
-/// The roles each site gets by AssignContact, after CreateSite gave it PRIMARY and
-/// SITE_TECHNICAL: 12 contacts in all, one person each.
-const ASSIGNED_ROLES: [ContactRole; 10] = [
-    ContactRole::Administrative,
-    ContactRole::Renewal,
-    ContactRole::Shipping,
-    ContactRole::Billing,
-    ContactRole::Secondary,
-    ContactRole::Secondary,
-    ContactRole::Secondary,
-    ContactRole::Secondary,
-    ContactRole::SiteUser,
-    ContactRole::SiteUser,
-];
 /// Site number (and customer number) of the first site; 7 digits, away from the other
 /// scenarios' numbers.
 const NUMBER_BASE: usize = 7_000_000;
@@ -77,17 +66,6 @@ const MAIL_DOMAIN: &str = "gateway-bench.example.com";
 const PRIMARY_PASSWORD: &str = "gateway-bench-correct-horse";
 /// Sites created at once while seeding (the contacts of one site one after the other).
 const SEED_CONCURRENCY: usize = 4;
-/// The streams access management follows, and the names of its cursors of them.
-const ACCESS_STREAMS: [(&str, &str); 2] = [
-    ("contacts", "access.contacts"),
-    ("identity", "access.identity"),
-];
-/// The streams notification follows, and the names of its cursors of them.
-const NOTIFICATION_STREAMS: [(&str, &str); 3] = [
-    ("identity", "notification.identity"),
-    ("contacts", "notification.contacts"),
-    ("access", "notification.access"),
-];
 
 /// One site of the fixture, with its primary contact signed in.
 #[derive(Debug, Clone)]
@@ -198,15 +176,6 @@ fn me_request(site: &Site) -> tonic::Request<GetMeRequest> {
     authorized(GetMeRequest {}, &site.primary)
 }
 
-/// `message` as a request with `bearer` as its authorization.
-fn authorized<T>(message: T, bearer: &MetadataValue<Ascii>) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", bearer.clone());
-    request
-}
-
 /// The fixture's sites, created unless an earlier scenario of this run did, with their
 /// primaries signed in; notes on the wait for the streams.
 async fn fixture(env: &Env) -> anyhow::Result<(Vec<Site>, Vec<String>)> {
@@ -260,8 +229,10 @@ pub(crate) async fn sites_numbered(
     all.sort();
 
     let mut notes = Vec::new();
-    notes.extend(streams::wait_until_applied(env, "access", &ACCESS_STREAMS).await?);
-    notes.extend(streams::wait_until_applied(env, "notification", &NOTIFICATION_STREAMS).await?);
+    notes.extend(streams::wait_until_applied(env, "access", &streams::ACCESS_STREAMS).await?);
+    notes.extend(
+        streams::wait_until_applied(env, "notification", &streams::NOTIFICATION_STREAMS).await?,
+    );
 
     let mut sites = Vec::with_capacity(all.len());
     for (number, site_id) in all {

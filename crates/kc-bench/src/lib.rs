@@ -777,6 +777,16 @@ fn free_listener() -> anyhow::Result<std::net::TcpListener> {
     std::net::TcpListener::bind("127.0.0.1:0").context("could not find a free port on 127.0.0.1")
 }
 
+/// Asserts that `sql` uses each of the parameters `$1` to `$count` and no `$count+1`: the
+/// statement binds exactly what its caller passes (the bench's tests of its SQL texts).
+#[cfg(test)]
+pub(crate) fn assert_binds_parameters(sql: &str, count: usize) {
+    for n in 1..=count {
+        assert!(sql.contains(&format!("${n}")), "${n} unused in {sql}");
+    }
+    assert!(!sql.contains(&format!("${}", count + 1)), "{sql}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

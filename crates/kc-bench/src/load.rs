@@ -86,6 +86,32 @@ impl Window {
     }
 }
 
+/// The instants of a run's calls, each with what the call was about (a user id, an e-mail),
+/// recorded as the calls commit and read back for the outcome of the measured window.
+#[derive(Debug, Default)]
+pub(crate) struct Stamps(std::sync::Mutex<Vec<(String, Instant)>>);
+
+impl Stamps {
+    /// Records the call about `key` at `at`.
+    pub(crate) fn push(&self, key: String, at: Instant) {
+        self.0
+            .lock()
+            .expect("the stamps' lock is never poisoned")
+            .push((key, at));
+    }
+
+    /// The calls stamped within `window`, in the order they were recorded.
+    pub(crate) fn within(&self, window: Window) -> Vec<(String, Instant)> {
+        self.0
+            .lock()
+            .expect("the stamps' lock is never poisoned")
+            .iter()
+            .filter(|(_, at)| *at >= window.from && *at < window.until)
+            .cloned()
+            .collect()
+    }
+}
+
 /// What one run measured: the calls that completed within the window.
 #[derive(Debug)]
 pub(crate) struct Measurement {

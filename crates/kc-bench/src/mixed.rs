@@ -88,11 +88,6 @@ const DRAWS: usize = 250_000;
 /// Rank `r` (from 0) of the Zipf draw is person `r * RANK_STRIDE mod USERS`: a prime, so
 /// every person has one rank.
 const RANK_STRIDE: usize = 7_919;
-/// The streams access management follows, and the names of its cursors of them.
-const ACCESS_STREAMS: [(&str, &str); 2] = [
-    ("contacts", "access.contacts"),
-    ("identity", "access.identity"),
-];
 /// The streams notification follows whose every event it is sent, and the names of its
 /// cursors of them. Not access's: its `WatchEvents` leaves out the permission feed's events
 /// (`permission.changed`), so a consumer's cursor of it stays behind the last one in the
@@ -371,7 +366,7 @@ pub(crate) fn seed_mixed(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>> {
                 .with_context(|| format!("the trial {op:?} of person {user} failed"))?;
         }
         for (consumer, streams) in [
-            ("access", &ACCESS_STREAMS[..]),
+            ("access", &streams::ACCESS_STREAMS[..]),
             ("notification", &NOTIFICATION_STREAMS[..]),
         ] {
             notes.extend(streams::wait_until_applied(env, consumer, streams).await?);

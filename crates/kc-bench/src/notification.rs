@@ -94,12 +94,6 @@ const MAIL_DOMAIN: &str = "notification-bench.example.com";
 const USER_PASSWORD: &str = "notification-bench-correct-horse";
 /// Users or sites created at once while seeding.
 const SEED_CONCURRENCY: usize = 16;
-/// The streams notification follows, and the names of its cursors of them.
-const STREAMS: [(&str, &str); 3] = [
-    ("identity", "notification.identity"),
-    ("contacts", "notification.contacts"),
-    ("access", "notification.access"),
-];
 /// The `X-Keycontacts-Kind` of the e-mails `notification.latency` waits for.
 const RIGHTS_CHANGED_KIND: &str = "NOTICE_KIND_RIGHTS_CHANGED";
 
@@ -334,11 +328,7 @@ pub(crate) fn seed_latency(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>>
         let mut notes = Vec::new();
         // Access must know the sites and their primaries (from the registry's stream) before
         // a primary can grant.
-        let access_streams = [
-            ("contacts", "access.contacts"),
-            ("identity", "access.identity"),
-        ];
-        notes.extend(streams::wait_until_applied(env, "access", &access_streams).await?);
+        notes.extend(streams::wait_until_applied(env, "access", &streams::ACCESS_STREAMS).await?);
         notes.extend(quiesce(env, &sink, &bearer).await?);
 
         // One change, followed to the sink: the calls to come work end to end.
@@ -377,7 +367,7 @@ pub(crate) fn seed_latency(env: &Env) -> BoxFuture<'_, anyhow::Result<Prepared>>
             targets,
             bearer,
             next: AtomicUsize::new(0),
-            issued: std::sync::Mutex::new(Vec::new()),
+            issued: load::Stamps::default(),
         });
         Ok(Prepared {
             admit: Some(load::paced(LATENCY_RATE)),
@@ -398,7 +388,7 @@ struct Latency {
     /// Index of the next user.
     next: AtomicUsize,
     /// Each change that committed: the user's e-mail and when its call was issued.
-    issued: std::sync::Mutex<Vec<(String, Instant)>>,
+    issued: load::Stamps,
     /// The sink's log length when the calls started.
     first_entry: usize,
 }
@@ -422,11 +412,7 @@ fn latency_call(state: &Arc<Latency>) -> CallFn {
             AccessManagementServiceClient::new(channel)
                 .set_tool_access(request)
                 .await?;
-            state
-                .issued
-                .lock()
-                .expect("the issued list's lock is never poisoned")
-                .push((target.email.clone(), issued));
+            state.issued.push(target.email.clone(), issued);
             Ok(())
         })
     })
@@ -438,14 +424,7 @@ fn latency_outcome(state: &Arc<Latency>) -> OutcomeFn {
     let state = Arc::clone(state);
     Box::new(move |window: Window| {
         Box::pin(async move {
-            let issued: Vec<(String, Instant)> = state
-                .issued
-                .lock()
-                .expect("the issued list's lock is never poisoned")
-                .iter()
-                .filter(|(_, at)| *at >= window.from && *at < window.until)
-                .cloned()
-                .collect();
+            let issued = state.issued.within(window);
             let deadline = Instant::now().max(window.until) + DRAIN_TIMEOUT;
             let delivered = |accepted: &[Accepted]| {
                 let arrivals = arrivals(accepted);
@@ -612,7 +591,9 @@ async fn quiesce(
     bearer: &MetadataValue<Ascii>,
 ) -> anyhow::Result<Vec<String>> {
     let mut notes = Vec::new();
-    notes.extend(streams::wait_until_applied(env, "notification", &STREAMS).await?);
+    notes.extend(
+        streams::wait_until_applied(env, "notification", &streams::NOTIFICATION_STREAMS).await?,
+    );
     let started = Instant::now();
     let accepted = sink.accepted();
     let mut reported = started;

@@ -882,10 +882,7 @@ mod tests {
             (INSERT_NOTIFICATION_SITES, 2),
             (INSERT_SITE_CONTACTS, 4),
         ] {
-            for n in 1..=count {
-                assert!(sql.contains(&format!("${n}")), "${n} unused in {sql}");
-            }
-            assert!(!sql.contains(&format!("${}", count + 1)), "{sql}");
+            crate::assert_binds_parameters(sql, count);
         }
     }
 }

@@ -24,6 +24,21 @@ const CODES_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest a consumer may take to catch up with the streams it follows.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// The streams access management follows: each publishing service, and the name of access's
+/// cursor of it.
+pub(crate) const ACCESS_STREAMS: [(&str, &str); 2] = [
+    ("contacts", "access.contacts"),
+    ("identity", "access.identity"),
+];
+
+/// The streams notification follows: each publishing service, and the name of notification's
+/// cursor of it.
+pub(crate) const NOTIFICATION_STREAMS: [(&str, &str); 3] = [
+    ("identity", "notification.identity"),
+    ("contacts", "notification.contacts"),
+    ("access", "notification.access"),
+];
+
 /// Waits until the consumers of service `consumer` have applied every event published so far
 /// on the streams they follow: `streams` holds each publishing service (short name) and the
 /// name under which `consumer` stores its cursor of that stream (`access.contacts`). Returns a

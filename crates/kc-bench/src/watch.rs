@@ -59,11 +59,6 @@ const NUMBER_BASE: i64 = 8_800_000;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest the trial grant's change may take to arrive while seeding.
 const TRIAL_TIMEOUT: Duration = Duration::from_secs(60);
-/// The streams access follows, and the names of its consumers of them.
-const ACCESS_STREAMS: [(&str, &str); 2] = [
-    ("contacts", "access.contacts"),
-    ("identity", "access.identity"),
-];
 
 /// One site of the fixture: its id and its primary contact.
 #[derive(Debug, Clone)]
@@ -79,7 +74,7 @@ pub(crate) fn seed_watch_permissions(env: &Env) -> BoxFuture<'_, anyhow::Result<
         // pacer catching up, and one for the trial.
         let grants = (RATE * env.run_time.as_secs_f64() * 1.1).ceil() as usize + 10;
         let mut notes = Vec::new();
-        notes.extend(streams::wait_until_applied(env, "access", &ACCESS_STREAMS).await?);
+        notes.extend(streams::wait_until_applied(env, "access", &streams::ACCESS_STREAMS).await?);
         let (sites, mut users) = load_fixture(env, grants + 1).await?;
         let bearer = env.service_bearer().await?;
         let relying_app = env.relying_app_bearer().await?;
@@ -112,7 +107,7 @@ pub(crate) fn seed_watch_permissions(env: &Env) -> BoxFuture<'_, anyhow::Result<
             users,
             bearer,
             next: AtomicUsize::new(0),
-            answered: Mutex::new(Vec::new()),
+            answered: load::Stamps::default(),
             arrivals,
             watcher,
         });
@@ -279,7 +274,7 @@ struct Grants {
     /// Index of the next user.
     next: AtomicUsize,
     /// Each grant that committed: the user and when SetToolAccess answered.
-    answered: Mutex<Vec<(String, Instant)>>,
+    answered: load::Stamps,
     arrivals: Arc<Arrivals>,
     /// The task following the stream, stopped with the outcome.
     watcher: JoinHandle<()>,
@@ -327,11 +322,7 @@ fn call(state: &Arc<Grants>) -> CallFn {
                 .set_tool_access(grant(site, user_id, &state.bearer))
                 .await?;
             let answered = Instant::now();
-            state
-                .answered
-                .lock()
-                .expect("the answered list's lock is never poisoned")
-                .push((user_id.clone(), answered));
+            state.answered.push(user_id.clone(), answered);
             Ok(())
         })
     })
@@ -343,14 +334,7 @@ fn outcome(state: &Arc<Grants>) -> OutcomeFn {
     let state = Arc::clone(state);
     Box::new(move |window: Window| {
         Box::pin(async move {
-            let answered: Vec<(String, Instant)> = state
-                .answered
-                .lock()
-                .expect("the answered list's lock is never poisoned")
-                .iter()
-                .filter(|(_, at)| *at >= window.from && *at < window.until)
-                .cloned()
-                .collect();
+            let answered = state.answered.within(window);
             let users: Vec<String> = answered.iter().map(|(user, _)| user.clone()).collect();
             let waited_from = Instant::now();
             let deadline = waited_from.max(window.until) + DRAIN_TIMEOUT;
