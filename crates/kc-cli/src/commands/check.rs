@@ -135,24 +135,15 @@ async fn lookup_site(
     number: &str,
     consistency: Option<pb::Consistency>,
 ) -> Result<Option<String>> {
-    let mut page_token = String::new();
-    loop {
-        let request = pb::LookupSitesRequest {
-            user_id: user_id.to_owned(),
-            permission,
-            page_size: 1000,
-            page_token: page_token.clone(),
-            consistency: consistency.clone(),
-        };
-        let page = ctx
-            .authz(request, |mut c, r| async move { c.lookup_sites(r).await })
-            .await?;
-        if let Some(site) = page.sites.iter().find(|s| s.site_number == number) {
-            return Ok(Some(site.site_id.clone()));
-        }
-        if page.next_page_token.is_empty() {
-            return Ok(None);
-        }
-        page_token = page.next_page_token;
-    }
+    let mut found = None;
+    super::lookup::each_sites_page(ctx, user_id, permission, consistency, |page| {
+        found = page
+            .sites
+            .into_iter()
+            .find(|s| s.site_number == number)
+            .map(|s| s.site_id);
+        found.is_some()
+    })
+    .await?;
+    Ok(found)
 }

@@ -109,6 +109,36 @@ impl Render for UsersDoc {
     }
 }
 
+/// Pages through LookupSites for `user_id` and `permission`, 1,000 sites a page, handing
+/// each page to `on_page` until it returns `true` (it found what it looked for) or the pages
+/// end.
+pub(crate) async fn each_sites_page(
+    ctx: &mut Context,
+    user_id: &str,
+    permission: i32,
+    consistency: Option<pb::Consistency>,
+    mut on_page: impl FnMut(pb::LookupSitesResponse) -> bool,
+) -> Result<()> {
+    let mut page_token = String::new();
+    loop {
+        let request = pb::LookupSitesRequest {
+            user_id: user_id.to_owned(),
+            permission,
+            page_size: 1000,
+            page_token: page_token.clone(),
+            consistency: consistency.clone(),
+        };
+        let mut page = ctx
+            .authz(request, |mut c, r| async move { c.lookup_sites(r).await })
+            .await?;
+        let next_page_token = std::mem::take(&mut page.next_page_token);
+        if on_page(page) || next_page_token.is_empty() {
+            return Ok(());
+        }
+        page_token = next_page_token;
+    }
+}
+
 fn consistency(token: Option<String>) -> Option<pb::Consistency> {
     token.map(|at_least_as_fresh| pb::Consistency { at_least_as_fresh })
 }
@@ -126,18 +156,7 @@ pub(crate) async fn run(ctx: &mut Context, command: LookupCommand) -> Result<()>
             let consistency = consistency(at_least_as_fresh);
             let mut sites = Vec::new();
             let mut checked_at = String::new();
-            let mut page_token = String::new();
-            loop {
-                let request = pb::LookupSitesRequest {
-                    user_id: user_id.clone(),
-                    permission,
-                    page_size: 1000,
-                    page_token: page_token.clone(),
-                    consistency: consistency.clone(),
-                };
-                let page = ctx
-                    .authz(request, |mut c, r| async move { c.lookup_sites(r).await })
-                    .await?;
+            each_sites_page(ctx, &user_id, permission, consistency, |page| {
                 if checked_at.is_empty() {
                     checked_at = time_text(page.checked_at.as_ref());
                 }
@@ -147,11 +166,9 @@ pub(crate) async fn run(ctx: &mut Context, command: LookupCommand) -> Result<()>
                     reason: s.reason,
                     rule: s.rule,
                 }));
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                page_token = page.next_page_token;
-            }
+                false
+            })
+            .await?;
             let doc = SitesDoc {
                 user_id,
                 permission: values::permission(permission),
