@@ -139,6 +139,16 @@ impl Suite {
     }
 }
 
+/// The text of `field` in each entry of the JSON array `list`, in order (`json["sites"]`,
+/// `"site_number"`); the test fails when `list` is not an array or an entry has no such text.
+pub fn field_of_each<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry[field].as_str().unwrap())
+        .collect()
+}
+
 /// A fresh login e-mail for `name`.
 pub fn fresh_email(name: &str) -> String {
     let slug: String = name

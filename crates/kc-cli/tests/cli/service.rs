@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::ChildStdout;
 
-use crate::harness::Suite;
+use crate::harness::{Suite, field_of_each};
 
 /// Reads JSON lines from `kc watch` until one satisfies `wanted`; that one.
 async fn next_change(
@@ -119,12 +119,7 @@ async fn a_service_account_checks_permissions_and_sends_notices() {
     let json = kc
         .json(&["lookup", "users", &site.site_id, "approve-site-access"])
         .await;
-    let users: Vec<&str> = json["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["user_id"].as_str().unwrap())
-        .collect();
+    let users = field_of_each(&json["users"], "user_id");
     assert_eq!(users, vec![camille.id.as_str()], "{json}");
     let table = kc
         .run(&["lookup", "users", &site.site_id, "approve-site-access"])

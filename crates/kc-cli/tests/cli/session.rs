@@ -24,13 +24,10 @@ async fn login_with_the_password_on_stdin_keeps_a_private_token_file_until_logou
     );
 
     // The token file and its directory are private.
-    let mode = std::fs::metadata(kc.token_file())
-        .unwrap()
-        .permissions()
-        .mode();
+    let mode = mode_of(&kc.token_file());
     assert_eq!(mode & 0o777, 0o600, "token file mode {mode:o}");
     let dir = kc.token_file().parent().unwrap().to_path_buf();
-    let dir_mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+    let dir_mode = mode_of(&dir);
     assert_eq!(
         dir_mode & 0o777,
         0o700,
@@ -154,10 +151,7 @@ async fn an_expired_access_token_is_refreshed_with_the_refresh_token() {
         second["refresh_token"], first["refresh_token"],
         "a new refresh token"
     );
-    let mode = std::fs::metadata(kc.token_file())
-        .unwrap()
-        .permissions()
-        .mode();
+    let mode = mode_of(&kc.token_file());
     assert_eq!(mode & 0o777, 0o600, "the rewritten file is private too");
 
     // A token the gateway refuses although it looks valid (revoked, keys rotated): the
@@ -179,4 +173,9 @@ async fn an_expired_access_token_is_refreshed_with_the_refresh_token() {
     kc.write_tokens(&tokens);
     let line = kc.run(&["sites"]).await.fails(3);
     assert!(line.contains("kc login"), "{line}");
+}
+
+/// The mode bits of the file or directory at `path` (type and permissions).
+fn mode_of(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode()
 }

@@ -1,7 +1,7 @@
 //! `kc sites`, `kc site show`, `kc contacts NUMBER`, `kc compliance`, `kc audit`: tables
 //! and JSON of what a primary contact reads.
 
-use crate::harness::Suite;
+use crate::harness::{Suite, field_of_each};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_contact_reads_its_sites_contacts_compliance_and_audit() {
@@ -116,12 +116,7 @@ async fn a_primary_contact_reads_its_sites_contacts_compliance_and_audit() {
     let lyon_doc = &json["sites"][0];
     assert_eq!(lyon_doc["site_number"], lyon.site_number.as_str());
     assert_eq!(lyon_doc["compliant"], false);
-    let kinds: Vec<&str> = lyon_doc["gaps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["kind"].as_str().unwrap())
-        .collect();
+    let kinds = field_of_each(&lyon_doc["gaps"], "kind");
     assert!(kinds.contains(&"primary-only-contact"), "{json}");
     assert!(kinds.contains(&"no-renewal-contact"), "{json}");
     let table = kc.run(&["compliance", &lyon.site_number]).await.ok().stdout;
@@ -133,12 +128,7 @@ async fn a_primary_contact_reads_its_sites_contacts_compliance_and_audit() {
     let json = kc
         .json(&["compliance", "--customer", &paris.customer_number])
         .await;
-    let numbers: Vec<&str> = json["sites"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["site_number"].as_str().unwrap())
-        .collect();
+    let numbers = field_of_each(&json["sites"], "site_number");
     assert_eq!(numbers, vec![paris.site_number.as_str()]);
     // All of Camille's sites.
     let json = kc.json(&["compliance"]).await;
@@ -146,12 +136,7 @@ async fn a_primary_contact_reads_its_sites_contacts_compliance_and_audit() {
 
     // kc audit: the site's creation and its contacts.
     let json = kc.json(&["audit", &paris.site_number]).await;
-    let actions: Vec<&str> = json["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let actions = field_of_each(&json["entries"], "action");
     assert!(actions.contains(&"site.created"), "{json}");
     let created = json["entries"]
         .as_array()
