@@ -41,15 +41,11 @@ mod permission_feed;
 pub mod storage;
 mod sweeper;
 
-use std::net::SocketAddr;
-
 use anyhow::Context;
 use kc_proto::access::access_management_service_server::AccessManagementServiceServer;
 use kc_runtime::Shutdown;
 use kc_runtime::auth::{AuthLayer, TokenVerifier};
-use kc_runtime::bootstrap::Service;
 use kc_runtime::client::{ServiceToken, channel};
-use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
@@ -57,30 +53,18 @@ use crate::cache::RightsCache;
 use crate::config::AccessArgs;
 use crate::domain::{Access, AccessSettings};
 
-/// The schema access management owns.
-pub const SCHEMA: &str = "access";
-/// The gRPC service name, as reported in health.
-pub const SERVICE_NAME: &str = "keycontacts.access.v1.AccessManagementService";
-/// Where access management listens unless told otherwise.
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50053);
+kc_runtime::service_constants! {
+    who: "access management",
+    binary: "kc-access",
+    grpc: "keycontacts.access.v1.AccessManagementService",
+    port: 50053,
+    schema: "access",
+}
 
-/// The migrations of the access schema.
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
-
-/// Access management, for its process (`kc-access`).
-pub static SERVICE: Service =
-    Service::new("kc-access", SERVICE_NAME, DEFAULT_LISTEN).with_schema(SCHEMA, &MIGRATOR);
-
-/// Migrates, then serves access management on `listener` until `shutdown`, verifying tokens
-/// with the keys of the identity service named in `args`.
-pub async fn run(
-    args: AccessArgs,
-    listener: TcpListener,
-    shutdown: Shutdown,
-) -> anyhow::Result<()> {
-    let verifier = args.identity.verifier(&args.server, &shutdown)?;
-    run_with_verifier(args, verifier, listener, shutdown).await
+kc_runtime::run_verified_by_identity! {
+    /// Migrates, then serves access management on `listener` until `shutdown`, verifying tokens
+    /// with the keys of the identity service named in `args`.
+    AccessArgs
 }
 
 /// Like [`run`], with the token verifier given (tests use a test issuer's keys).
@@ -97,7 +81,7 @@ pub async fn run_with_verifier(
     args.validate()?;
     let identity_channel = channel("--identity-url", &args.identity.identity_url)?;
     let contacts_channel = channel("--contacts-url", &args.contacts_url)?;
-    let auth = AuthLayer::new(verifier, [] as [&str; 0]);
+    let auth = AuthLayer::without_public_methods(verifier);
     let mut started = SERVICE.start(&args.database, &shutdown).await?;
     let pool = started.pool.clone();
     let cache = RightsCache::new(args.cache_settings());
@@ -127,9 +111,8 @@ pub async fn run_with_verifier(
     let backfill = permission_feed::spawn_backfill(pool.clone(), stop.clone());
     started.tasks.track([sweeper, backfill]);
     let api = grpc::AccessApi::new(access, applied, started.watcher.clone(), shutdown.clone());
-    let service = AccessManagementServiceServer::new(api)
-        .max_decoding_message_size(args.server.max_message_bytes)
-        .max_encoding_message_size(args.server.max_message_bytes);
+    let service =
+        kc_runtime::with_message_limits!(AccessManagementServiceServer::new(api), &args.server);
     started
         .serve(listener, &args.server, auth, Routes::new(service))
         .await

@@ -29,44 +29,28 @@ mod grpc;
 mod storage;
 mod support_life;
 
-use std::net::SocketAddr;
-
 use kc_proto::contacts::contact_registry_service_server::ContactRegistryServiceServer;
 use kc_runtime::Shutdown;
 use kc_runtime::auth::{AuthLayer, TokenVerifier};
-use kc_runtime::bootstrap::Service;
 use kc_runtime::client::{ServiceToken, channel};
-use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 use crate::config::ContactsArgs;
 use crate::domain::Registry;
 
-/// The schema the registry owns.
-pub const SCHEMA: &str = "contacts";
-/// The gRPC service name, as reported in health.
-pub const SERVICE_NAME: &str = "keycontacts.contacts.v1.ContactRegistryService";
-/// Where the registry listens unless told otherwise.
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50052);
+kc_runtime::service_constants! {
+    who: "the registry",
+    binary: "kc-contacts",
+    grpc: "keycontacts.contacts.v1.ContactRegistryService",
+    port: 50052,
+    schema: "contacts",
+}
 
-/// The migrations of the contacts schema.
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
-
-/// The contact registry, for its process (`kc-contacts`).
-pub static SERVICE: Service =
-    Service::new("kc-contacts", SERVICE_NAME, DEFAULT_LISTEN).with_schema(SCHEMA, &MIGRATOR);
-
-/// Migrates, then serves the registry on `listener` until `shutdown`, verifying tokens with
-/// the keys of the identity service named in `args`.
-pub async fn run(
-    args: ContactsArgs,
-    listener: TcpListener,
-    shutdown: Shutdown,
-) -> anyhow::Result<()> {
-    let verifier = args.identity.verifier(&args.server, &shutdown)?;
-    run_with_verifier(args, verifier, listener, shutdown).await
+kc_runtime::run_verified_by_identity! {
+    /// Migrates, then serves the registry on `listener` until `shutdown`, verifying tokens with
+    /// the keys of the identity service named in `args`.
+    ContactsArgs
 }
 
 /// Like [`run`], with the token verifier given (tests use a test issuer's keys).
@@ -90,7 +74,7 @@ pub async fn run_with_verifier(
         .as_ref()
         .map(|(url, _)| channel("--access-url", url))
         .transpose()?;
-    let auth = AuthLayer::new(verifier, [] as [&str; 0]);
+    let auth = AuthLayer::without_public_methods(verifier);
     let started = SERVICE.start(&args.database, &shutdown).await?;
     let registry = Registry::new(started.pool.clone(), codes).with_recovery_times(recovery_times);
     let stop = started.tasks.stop();
@@ -126,9 +110,8 @@ pub async fn run_with_verifier(
     };
     let watcher = started.watcher.clone();
     let api = grpc::ContactsApi::new(registry, watcher, shutdown.clone(), access_applied);
-    let service = ContactRegistryServiceServer::new(api)
-        .max_decoding_message_size(args.server.max_message_bytes)
-        .max_encoding_message_size(args.server.max_message_bytes);
+    let service =
+        kc_runtime::with_message_limits!(ContactRegistryServiceServer::new(api), &args.server);
     started
         .serve(listener, &args.server, auth, Routes::new(service))
         .await

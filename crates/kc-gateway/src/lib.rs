@@ -43,7 +43,7 @@ use kc_proto::gateway::authorization_service_server::AuthorizationServiceServer;
 use kc_proto::gateway::gateway_service_server::GatewayServiceServer;
 use kc_runtime::Shutdown;
 use kc_runtime::auth::{AuthLayer, TokenVerifier};
-use kc_runtime::bootstrap::Service;
+use kc_runtime::bootstrap::{Service, localhost};
 use kc_runtime::client::{ReplicaChannels, ServiceToken};
 use kc_runtime::server::{ServeOptions, serve};
 use tokio::net::TcpListener;
@@ -61,21 +61,15 @@ pub const SERVICE_NAME: &str = policy::SERVICE;
 /// `authz`), served on the same port and reported in health too.
 pub const AUTHORIZATION_SERVICE_NAME: &str = policy::AUTHORIZATION_SERVICE;
 /// Where the gateway listens unless told otherwise.
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50050);
+pub const DEFAULT_LISTEN: SocketAddr = localhost(50050);
 
 /// The gateway, for its process (`kc-gateway`): it owns no data, so it has no schema.
 pub static SERVICE: Service = Service::new("kc-gateway", SERVICE_NAME, DEFAULT_LISTEN);
 
-/// Serves the gateway on `listener` until `shutdown`, verifying tokens with the keys of the
-/// identity service named in `args`.
-pub async fn run(
-    args: GatewayArgs,
-    listener: TcpListener,
-    shutdown: Shutdown,
-) -> anyhow::Result<()> {
-    let verifier = args.identity.verifier(&args.server, &shutdown)?;
-    run_with_verifier(args, verifier, listener, shutdown).await
+kc_runtime::run_verified_by_identity! {
+    /// Serves the gateway on `listener` until `shutdown`, verifying tokens with the keys of the
+    /// identity service named in `args`.
+    GatewayArgs
 }
 
 /// Like [`run`], with the token verifier given (tests use a test issuer's keys).
@@ -118,12 +112,11 @@ pub async fn run_with_verifier(
         args.trusted_proxies.clone(),
         shutdown.clone(),
     );
-    let authorization = AuthorizationServiceServer::new(api.clone())
-        .max_decoding_message_size(args.server.max_message_bytes)
-        .max_encoding_message_size(args.server.max_message_bytes);
-    let service = GatewayServiceServer::new(api)
-        .max_decoding_message_size(args.server.max_message_bytes)
-        .max_encoding_message_size(args.server.max_message_bytes);
+    let authorization = kc_runtime::with_message_limits!(
+        AuthorizationServiceServer::new(api.clone()),
+        &args.server
+    );
+    let service = kc_runtime::with_message_limits!(GatewayServiceServer::new(api), &args.server);
     // Reflection names the public API only, not the internal services behind it.
     // It also speaks gRPC-Web, for browsers, with CORS only for the origins it is given.
     let public = vec![SERVICE_NAME, AUTHORIZATION_SERVICE_NAME];

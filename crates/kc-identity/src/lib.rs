@@ -13,15 +13,11 @@ mod events;
 mod grpc;
 mod storage;
 
-use std::net::SocketAddr;
-
 use anyhow::Context;
 use kc_proto::identity::identity_service_server::IdentityServiceServer;
 use kc_runtime::Shutdown;
 use kc_runtime::auth::{AuthLayer, TokenVerifier};
-use kc_runtime::bootstrap::Service;
 use sqlx::PgPool;
-use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
@@ -30,20 +26,13 @@ use crate::domain::Identity;
 use crate::domain::keys::{KeyEncryption, KeyRing};
 use crate::domain::password::PasswordHasher;
 
-/// The schema identity owns.
-pub const SCHEMA: &str = "identity";
-/// The gRPC service name, as reported in health.
-pub const SERVICE_NAME: &str = "keycontacts.identity.v1.IdentityService";
-/// Where identity listens unless told otherwise.
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50051);
-
-/// The migrations of the identity schema.
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
-
-/// Identity, for its process (`kc-identity`).
-pub static SERVICE: Service =
-    Service::new("kc-identity", SERVICE_NAME, DEFAULT_LISTEN).with_schema(SCHEMA, &MIGRATOR);
+kc_runtime::service_constants! {
+    who: "identity",
+    binary: "kc-identity",
+    grpc: "keycontacts.identity.v1.IdentityService",
+    port: 50051,
+    schema: "identity",
+}
 
 /// Connects the pool and builds the domain (creating the first signing key if needed).
 pub async fn build(args: &IdentityArgs) -> anyhow::Result<(PgPool, Identity)> {
@@ -112,9 +101,7 @@ pub async fn run(
     started.tasks.spawn(sweep(identity.clone(), stop));
     let watcher = started.watcher.clone();
     let api = grpc::IdentityApi::new(identity, watcher, verifier, shutdown.clone());
-    let service = IdentityServiceServer::new(api)
-        .max_decoding_message_size(args.server.max_message_bytes)
-        .max_encoding_message_size(args.server.max_message_bytes);
+    let service = kc_runtime::with_message_limits!(IdentityServiceServer::new(api), &args.server);
     started
         .serve(listener, &args.server, auth, Routes::new(service))
         .await

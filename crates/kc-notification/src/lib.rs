@@ -31,15 +31,11 @@ mod followers;
 mod grpc;
 mod storage;
 
-use std::net::SocketAddr;
-
 use anyhow::Context;
 use kc_proto::notification::notification_service_server::NotificationServiceServer;
 use kc_runtime::Shutdown;
 use kc_runtime::auth::{AuthLayer, TokenVerifier};
-use kc_runtime::bootstrap::Service;
 use kc_runtime::client::{ServiceToken, channel};
-use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
@@ -49,30 +45,18 @@ use crate::domain::Notifier;
 use crate::domain::templates::Templates;
 use crate::followers::Streams;
 
-/// The schema the notification service owns.
-pub const SCHEMA: &str = "notification";
-/// The gRPC service name, as reported in health.
-pub const SERVICE_NAME: &str = "keycontacts.notification.v1.NotificationService";
-/// Where the notification service listens unless told otherwise.
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50054);
+kc_runtime::service_constants! {
+    who: "the notification service",
+    binary: "kc-notification",
+    grpc: "keycontacts.notification.v1.NotificationService",
+    port: 50054,
+    schema: "notification",
+}
 
-/// The migrations of the notification schema.
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
-
-/// The notification service, for its process (`kc-notification`).
-pub static SERVICE: Service =
-    Service::new("kc-notification", SERVICE_NAME, DEFAULT_LISTEN).with_schema(SCHEMA, &MIGRATOR);
-
-/// Migrates, then serves the notification service on `listener` until `shutdown`,
-/// verifying tokens with the keys of the identity service named in `args`.
-pub async fn run(
-    args: NotificationArgs,
-    listener: TcpListener,
-    shutdown: Shutdown,
-) -> anyhow::Result<()> {
-    let verifier = args.identity.verifier(&args.server, &shutdown)?;
-    run_with_verifier(args, verifier, listener, shutdown).await
+kc_runtime::run_verified_by_identity! {
+    /// Migrates, then serves the notification service on `listener` until `shutdown`,
+    /// verifying tokens with the keys of the identity service named in `args`.
+    NotificationArgs
 }
 
 /// Like [`run`], with the token verifier given (tests use a test issuer's keys).
@@ -93,7 +77,7 @@ pub async fn run_with_verifier(
     let contacts_channel = channel("--contacts-url", &args.contacts_url)?;
     let access_channel = channel("--access-url", &args.access_url)?;
     let templates = Templates::load().context("templates")?;
-    let auth = AuthLayer::new(verifier, [] as [&str; 0]);
+    let auth = AuthLayer::without_public_methods(verifier);
     let mut started = SERVICE.start(&args.database, &shutdown).await?;
     started.tasks.extend_grace(args.smtp_timeout);
     let pool = started.pool.clone();
@@ -122,9 +106,8 @@ pub async fn run_with_verifier(
         stop,
     ));
     let api = grpc::NotificationApi::new(notifier, started.watcher.clone(), shutdown.clone());
-    let service = NotificationServiceServer::new(api)
-        .max_decoding_message_size(args.server.max_message_bytes)
-        .max_encoding_message_size(args.server.max_message_bytes);
+    let service =
+        kc_runtime::with_message_limits!(NotificationServiceServer::new(api), &args.server);
     started
         .serve(listener, &args.server, auth, Routes::new(service))
         .await

@@ -423,6 +423,12 @@ impl AuthLayer {
         }
     }
 
+    /// A layer verifying with `verifier` on every RPC of the service (it has no public
+    /// methods; health and reflection are let through as always).
+    pub fn without_public_methods(verifier: TokenVerifier) -> Self {
+        Self::new(verifier, [] as [&str; 0])
+    }
+
     fn is_public(&self, path: &str) -> bool {
         self.public_methods.contains(path)
             || ALWAYS_PUBLIC_PREFIXES

@@ -9,6 +9,9 @@
 //!   health, reflection and metrics; then its background [`Tasks`] stopped with a grace
 //!   period, whether the server stopped on shutdown or failed; the pool closed last.
 //!
+//! - [`crate::service_constants!`] and [`crate::run_verified_by_identity!`]: the constants
+//!   (`SCHEMA`, `SERVICE`, …) and the `run` at the root of each service crate.
+//!
 //! A service without a database (the gateway) uses [`Binary`] and serves with
 //! [`crate::server::serve`] directly.
 //!
@@ -44,6 +47,76 @@ use crate::telemetry::{self, LogFormat};
 /// How long background tasks get to finish after the server stopped, unless the service
 /// extends it ([`Tasks::extend_grace`]).
 pub const TASKS_GRACE: Duration = Duration::from_secs(10);
+
+/// The constants at the root of a service crate that owns a schema, the same in each:
+/// `SCHEMA`, `SERVICE_NAME` (its gRPC service), `DEFAULT_LISTEN` (`127.0.0.1:port`),
+/// `MIGRATOR` (the crate's `./migrations`) and `SERVICE` (the [`Service`] its binary runs).
+/// `who` names the service in their docs.
+///
+/// ```ignore
+/// kc_runtime::service_constants! {
+///     who: "access management",
+///     binary: "kc-access",
+///     grpc: "keycontacts.access.v1.AccessManagementService",
+///     port: 50053,
+///     schema: "access",
+/// }
+/// ```
+#[macro_export]
+macro_rules! service_constants {
+    (
+        who: $who:literal,
+        binary: $binary:literal,
+        grpc: $grpc:literal,
+        port: $port:literal,
+        schema: $schema:literal $(,)?
+    ) => {
+        #[doc = concat!("The schema ", $who, " owns.")]
+        pub const SCHEMA: &str = $schema;
+        /// The gRPC service name, as reported in health.
+        pub const SERVICE_NAME: &str = $grpc;
+        #[doc = concat!("Where ", $who, " listens unless told otherwise.")]
+        pub const DEFAULT_LISTEN: ::std::net::SocketAddr = $crate::bootstrap::localhost($port);
+        #[doc = concat!("The migrations of the ", $schema, " schema.")]
+        pub static MIGRATOR: ::sqlx::migrate::Migrator = ::sqlx::migrate!("./migrations");
+        #[doc = concat!("The service, for its process (`", $binary, "`).")]
+        pub static SERVICE: $crate::bootstrap::Service =
+            $crate::bootstrap::Service::new($binary, SERVICE_NAME, DEFAULT_LISTEN)
+                .with_schema(SCHEMA, &MIGRATOR);
+    };
+}
+
+/// The `run` of a service that verifies tokens with the keys of the identity service its
+/// arguments name (`args.identity`, [`crate::config::IdentityUrlArgs::verifier`]): it makes
+/// that verifier and hands over to the crate's own
+/// `run_with_verifier(args, verifier, listener, shutdown)`, which tests call with a test
+/// issuer's verifier instead. The doc comment given becomes `run`'s.
+///
+/// ```ignore
+/// kc_runtime::run_verified_by_identity! {
+///     /// Migrates, then serves access management on `listener` until `shutdown`, ….
+///     AccessArgs
+/// }
+/// ```
+#[macro_export]
+macro_rules! run_verified_by_identity {
+    ($(#[$doc:meta])* $args:ty) => {
+        $(#[$doc])*
+        pub async fn run(
+            args: $args,
+            listener: ::tokio::net::TcpListener,
+            shutdown: $crate::Shutdown,
+        ) -> ::anyhow::Result<()> {
+            let verifier = args.identity.verifier(&args.server, &shutdown)?;
+            run_with_verifier(args, verifier, listener, shutdown).await
+        }
+    };
+}
+
+/// `127.0.0.1:port`: where a service listens by default ([`Service::default_listen`]).
+pub const fn localhost(port: u16) -> SocketAddr {
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), port)
+}
 
 /// What a service is, for its process: its binary, its API, its port and its schema.
 #[derive(Debug, Clone, Copy)]
@@ -524,12 +597,9 @@ mod tests {
 
     static MIGRATOR: Migrator = Migrator::DEFAULT;
 
-    static WITH_SCHEMA: Service = Service::new(
-        "kc-test",
-        "keycontacts.test.v1.TestService",
-        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1),
-    )
-    .with_schema("test", &MIGRATOR);
+    static WITH_SCHEMA: Service =
+        Service::new("kc-test", "keycontacts.test.v1.TestService", localhost(1))
+            .with_schema("test", &MIGRATOR);
 
     static WITHOUT_SCHEMA: Service = Service {
         schema: None,

@@ -28,6 +28,22 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("listen: cannot bind {addr}"))
 }
 
+/// A generated tonic server (`FooServiceServer::new(api)`) that takes and sends messages
+/// up to the server's `--max-message-bytes` ([`ServerArgs::max_message_bytes`]) each way.
+///
+/// ```ignore
+/// let service = kc_runtime::with_message_limits!(FooServiceServer::new(api), &args.server);
+/// ```
+#[macro_export]
+macro_rules! with_message_limits {
+    ($server:expr, $settings:expr) => {{
+        let settings: &$crate::config::ServerArgs = $settings;
+        $server
+            .max_decoding_message_size(settings.max_message_bytes)
+            .max_encoding_message_size(settings.max_message_bytes)
+    }};
+}
+
 /// Everything [`serve`] needs besides the service's own routes.
 pub struct ServeOptions {
     /// Fully qualified names of the services in the routes, reported in health.
