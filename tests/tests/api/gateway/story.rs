@@ -512,18 +512,13 @@ async fn the_whole_story_through_the_gateway_with_grpcurl() {
     );
 
     // ---- a renewal notice goes to the administrative contact (R1: no RENEWAL contact) ----
-    let sent = gw
-        .ok(
-            op,
-            "SendNotice",
-            json!({
-                "site_id": site_id,
-                "kind": "NOTICE_KIND_RENEWAL",
-                "params": {"end_date": "2026-12-31", "quote_reference": "Q-2026-0042"},
-                "idempotency_key": "renewal-2026-acme-lyon",
-            }),
-        )
-        .await;
+    let renewal_notice = json!({
+        "site_id": site_id,
+        "kind": "NOTICE_KIND_RENEWAL",
+        "params": {"end_date": "2026-12-31", "quote_reference": "Q-2026-0042"},
+        "idempotency_key": "renewal-2026-acme-lyon",
+    });
+    let sent = gw.ok(op, "SendNotice", renewal_notice.clone()).await;
     let notices = sent["notifications"].as_array().expect("notifications");
     assert_eq!(notices.len(), 1, "one recipient: {sent}");
     assert_eq!(text(&notices[0], "email"), agnes_email, "{sent}");
@@ -538,18 +533,8 @@ async fn the_whole_story_through_the_gateway_with_grpcurl() {
             .contains("2026-12-31"),
         "{renewal:#?}"
     );
-    let again = gw
-        .ok(
-            op,
-            "SendNotice",
-            json!({
-                "site_id": site_id,
-                "kind": "NOTICE_KIND_RENEWAL",
-                "params": {"end_date": "2026-12-31", "quote_reference": "Q-2026-0042"},
-                "idempotency_key": "renewal-2026-acme-lyon",
-            }),
-        )
-        .await;
+    // The same notice again, with the same idempotency key.
+    let again = gw.ok(op, "SendNotice", renewal_notice).await;
     assert_eq!(again["replayed"].as_bool(), Some(true), "N3: {again}");
 
     // ---- the primary transfers the primary role (C8); both are told ----
