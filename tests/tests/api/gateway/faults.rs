@@ -361,12 +361,8 @@ async fn downstream_errors_keep_their_code_and_field_violations() {
         gw.self_nominate(authed(
             Some(&newcomer.token),
             gw::SelfNominateRequest {
-                site_number: site.site_number.clone(),
                 customer_number: "9999999".into(),
-                kind: apb::AccessRequestKind::SiteAccess as i32,
-                requested_tools: Some(tools(|t| t.reporting = apb::ReportingAccess::View as i32)),
-                requested_support_level: apb::SupportLevel::Unspecified as i32,
-                justification: "hello".into(),
+                ..reports_nomination(&site, "hello")
             },
         ))
         .await,

@@ -409,16 +409,7 @@ async fn an_approval_grants_for_a_duration_and_bad_ends_are_refused() {
             gw.clone()
                 .self_nominate(authed(
                     Some(&token),
-                    gw::SelfNominateRequest {
-                        site_number: numbers.site_number.clone(),
-                        customer_number: numbers.customer_number.clone(),
-                        kind: apb::AccessRequestKind::SiteAccess as i32,
-                        requested_tools: Some(tools(|t| {
-                            t.reporting = apb::ReportingAccess::View as i32
-                        })),
-                        requested_support_level: 0,
-                        justification: "quarterly reports".into(),
-                    },
+                    reports_nomination(&numbers, "quarterly reports"),
                 ))
                 .await
                 .expect("self-nominate")

@@ -780,6 +780,19 @@ pub fn tools(f: impl FnOnce(&mut apb::ToolAccess)) -> apb::ToolAccess {
     tools
 }
 
+/// A self-nomination for site access to `site`'s reports (reporting VIEW), giving
+/// `justification`.
+pub fn reports_nomination(site: &cpb::Site, justification: &str) -> gw::SelfNominateRequest {
+    gw::SelfNominateRequest {
+        site_number: site.site_number.clone(),
+        customer_number: site.customer_number.clone(),
+        kind: apb::AccessRequestKind::SiteAccess as i32,
+        requested_tools: Some(tools(|t| t.reporting = apb::ReportingAccess::View as i32)),
+        requested_support_level: apb::SupportLevel::Unspecified as i32,
+        justification: justification.into(),
+    }
+}
+
 impl Suite {
     /// A service account created through identity's domain and its service token (issued by
     /// identity, as `kc_runtime::client::ServiceToken` gets it).

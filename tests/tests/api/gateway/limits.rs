@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use crate::gateway::helpers::*;
 use http::uri::PathAndQuery;
-use kc_proto::access as apb;
 use kc_proto::gateway as gw;
 use kc_testkit::metrics::{sample, scrape};
 use kc_testkit::process::{grpcurl, grpcurl_ok};
@@ -123,14 +122,7 @@ async fn an_untrusted_peers_forwarded_address_is_ignored() {
 
 /// A self-nomination for `site` (site access: reporting VIEW).
 fn nomination(site: &kc_proto::contacts::Site) -> gw::SelfNominateRequest {
-    gw::SelfNominateRequest {
-        site_number: site.site_number.clone(),
-        customer_number: site.customer_number.clone(),
-        kind: apb::AccessRequestKind::SiteAccess as i32,
-        requested_tools: Some(tools(|t| t.reporting = apb::ReportingAccess::View as i32)),
-        requested_support_level: apb::SupportLevel::Unspecified as i32,
-        justification: "je remplace la gestionnaire".into(),
-    }
+    reports_nomination(site, "je remplace la gestionnaire")
 }
 
 #[tokio::test]

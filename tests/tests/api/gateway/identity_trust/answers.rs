@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::gateway::helpers::*;
-use kc_proto::access::{self as apb};
 use kc_proto::contacts::{self as cpb};
 use kc_proto::gateway::{self as gw};
 use tonic::{Code, Status};
@@ -219,16 +218,7 @@ async fn unknown_and_foreign_ids_answer_alike() {
             .gw()
             .self_nominate(authed(
                 Some(&requester.token),
-                gw::SelfNominateRequest {
-                    site_number: b.site_number.clone(),
-                    customer_number: b.customer_number.clone(),
-                    kind: apb::AccessRequestKind::SiteAccess as i32,
-                    requested_tools: Some(tools(|t| {
-                        t.reporting = apb::ReportingAccess::View as i32
-                    })),
-                    requested_support_level: 0,
-                    justification: "reports".into(),
-                },
+                reports_nomination(&b, "reports"),
             ))
             .await
             .map(|response| response.into_inner().request.expect("request").request_id)

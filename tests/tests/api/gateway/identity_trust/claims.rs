@@ -312,19 +312,7 @@ async fn an_unproven_account_holds_nothing() {
     expect_code(
         suite
             .gw()
-            .self_nominate(authed(
-                None,
-                gw::SelfNominateRequest {
-                    site_number: site.site_number.clone(),
-                    customer_number: site.customer_number.clone(),
-                    kind: apb::AccessRequestKind::SiteAccess as i32,
-                    requested_tools: Some(tools(|t| {
-                        t.reporting = apb::ReportingAccess::View as i32
-                    })),
-                    requested_support_level: 0,
-                    justification: "let me in".into(),
-                },
-            ))
+            .self_nominate(authed(None, reports_nomination(&site, "let me in")))
             .await,
         Code::Unauthenticated,
     );
