@@ -155,6 +155,21 @@ async fn allowed(
         .into_inner()
 }
 
+/// The site `site_id` as GetMe lists it to `token`'s holder, with its grant's start and end;
+/// `expected` says why it must be there.
+async fn my_site(suite: &Suite, token: &str, site_id: &str, expected: &str) -> gw::MySite {
+    suite
+        .gw()
+        .get_me(authed(Some(token), gw::GetMeRequest {}))
+        .await
+        .expect("get me")
+        .into_inner()
+        .sites
+        .into_iter()
+        .find(|mine| mine.site.as_ref().is_some_and(|s| s.site_id == site_id))
+        .expect(expected)
+}
+
 /// Every audit entry of the site, newest first, as `by` lists them.
 async fn audit(suite: &Suite, by: &str, site_id: &str) -> Vec<gw::AuditEntry> {
     suite
@@ -257,17 +272,13 @@ async fn a_grant_counts_until_its_end_then_is_removed_told_and_audited() {
         .find(|profile| profile.user_id == contractor.id)
         .expect("the contractor is listed");
     assert_eq!(entry.valid_until, Some(end));
-    let me = suite
-        .gw()
-        .get_me(authed(Some(&contractor.token), gw::GetMeRequest {}))
-        .await
-        .expect("get me")
-        .into_inner();
-    let mine = me
-        .sites
-        .iter()
-        .find(|mine| mine.site.as_ref().is_some_and(|s| s.site_id == site_id))
-        .expect("the site is the contractor's");
+    let mine = my_site(
+        &suite,
+        &contractor.token,
+        &site_id,
+        "the site is the contractor's",
+    )
+    .await;
     assert_eq!(mine.grant_valid_until, Some(end));
 
     // Told before the end, in its language (N1): the end is less than 7 days away.
@@ -610,17 +621,13 @@ async fn a_grant_with_a_start_counts_from_it_until_its_end() {
     );
     let before = allowed(&client, &authz, &site_id, &analyst.id, P::ReportsView).await;
     assert!(!before.allowed, "{before:?}");
-    let me = suite
-        .gw()
-        .get_me(authed(Some(&analyst.token), gw::GetMeRequest {}))
-        .await
-        .expect("get me")
-        .into_inner();
-    let mine = me
-        .sites
-        .iter()
-        .find(|mine| mine.site.as_ref().is_some_and(|s| s.site_id == site_id))
-        .expect("the site is listed with its scheduled grant");
+    let mine = my_site(
+        &suite,
+        &analyst.token,
+        &site_id,
+        "the site is listed with its scheduled grant",
+    )
+    .await;
     assert_eq!(
         (mine.grant_valid_from, mine.grant_valid_until),
         (Some(start), Some(end))
