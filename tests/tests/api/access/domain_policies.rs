@@ -204,81 +204,50 @@ async fn domain_policies_are_guarded_listed_and_announced() {
         .await;
     let downloads = Level::Software(Sw::DownloadsOnly).alone();
 
-    // rule T4: no manage access UPDATE, or a baseline above one's own level.
-    expect_refused(
-        s.set_policy(
-            outsider,
-            &site.site_id,
-            "x.example",
-            Mode::AutoApprove,
-            downloads,
-            Su::Unspecified,
-        )
-        .await,
-        "T4",
-    );
-    expect_refused(
-        s.set_policy(
+    // rule T4: no manage access UPDATE, or a baseline above one's own level; rule U4: a
+    // support baseline needs a support ADMINISTRATOR.
+    let refusals = [
+        (outsider, downloads, Su::Unspecified, "T4"),
+        (
             manager,
-            &site.site_id,
-            "x.example",
-            Mode::AutoApprove,
             Level::Software(Sw::Full).alone(),
             Su::Unspecified,
-        )
-        .await,
-        "T4",
-    );
-    // rule U4: a support baseline needs a support ADMINISTRATOR.
-    expect_refused(
-        s.set_policy(
-            manager,
-            &site.site_id,
-            "x.example",
-            Mode::AutoApprove,
-            downloads,
-            Su::Basic,
-        )
-        .await,
-        "U4",
-    );
+            "T4",
+        ),
+        (manager, downloads, Su::Basic, "U4"),
+    ];
+    for (setter, baseline, support, rule) in refusals {
+        let refused = s
+            .set_policy(
+                setter,
+                &site.site_id,
+                "x.example",
+                Mode::AutoApprove,
+                baseline,
+                support,
+            )
+            .await;
+        expect_refused(refused, rule);
+    }
     // Invalid: no mode, no domain, not a domain.
-    expect_field(
-        s.set_policy(
-            manager,
-            &site.site_id,
-            "x.example",
-            Mode::Unspecified,
-            downloads,
-            Su::Unspecified,
-        )
-        .await,
-        "policy",
-    );
-    expect_field(
-        s.set_policy(
-            manager,
-            &site.site_id,
-            "",
-            Mode::Manual,
-            downloads,
-            Su::Unspecified,
-        )
-        .await,
-        "domain",
-    );
-    expect_field(
-        s.set_policy(
-            manager,
-            &site.site_id,
-            "not a domain",
-            Mode::Manual,
-            downloads,
-            Su::Unspecified,
-        )
-        .await,
-        "domain",
-    );
+    let invalid = [
+        ("x.example", Mode::Unspecified, "policy"),
+        ("", Mode::Manual, "domain"),
+        ("not a domain", Mode::Manual, "domain"),
+    ];
+    for (domain, mode, field) in invalid {
+        let refused = s
+            .set_policy(
+                manager,
+                &site.site_id,
+                domain,
+                mode,
+                downloads,
+                Su::Unspecified,
+            )
+            .await;
+        expect_field(refused, field);
+    }
 
     let zeta = s
         .set_policy(
@@ -305,39 +274,24 @@ async fn domain_policies_are_guarded_listed_and_announced() {
         .expect("primary sets a support baseline");
     assert_eq!(alpha.baseline_support_level, Su::Basic as i32);
 
-    let list = s
-        .access()
-        .list_domain_policies(s.svc(pb::ListDomainPoliciesRequest {
+    let page = |page_size: i32, page_token: String| {
+        let mut access = s.access();
+        let request = s.svc(pb::ListDomainPoliciesRequest {
             site_id: site.site_id.clone(),
-            page_size: 0,
-            page_token: String::new(),
-        }))
-        .await
-        .expect("list")
-        .into_inner();
+            page_size,
+            page_token,
+        });
+        async move { access.list_domain_policies(request).await }
+    };
+    let list = page(0, String::new()).await.expect("list").into_inner();
     assert_eq!(
         list.domain_policies,
         [alpha.clone(), zeta.clone()],
         "domain order"
     );
-    let first = s
-        .access()
-        .list_domain_policies(s.svc(pb::ListDomainPoliciesRequest {
-            site_id: site.site_id.clone(),
-            page_size: 1,
-            page_token: String::new(),
-        }))
-        .await
-        .expect("page 1")
-        .into_inner();
+    let first = page(1, String::new()).await.expect("page 1").into_inner();
     assert_eq!(first.domain_policies, std::slice::from_ref(&alpha));
-    let second = s
-        .access()
-        .list_domain_policies(s.svc(pb::ListDomainPoliciesRequest {
-            site_id: site.site_id.clone(),
-            page_size: 1,
-            page_token: first.next_page_token.clone(),
-        }))
+    let second = page(1, first.next_page_token.clone())
         .await
         .expect("page 2")
         .into_inner();
@@ -345,39 +299,22 @@ async fn domain_policies_are_guarded_listed_and_announced() {
     assert!(second.next_page_token.is_empty());
 
     // Changing a policy: the etag guards it.
+    let change_zeta = |mode: Mode| pb::SetDomainPolicyRequest {
+        site_id: site.site_id.clone(),
+        domain: "zeta.example".into(),
+        policy: mode as i32,
+        baseline_tools: Some(downloads),
+        baseline_support_level: 0,
+        etag: zeta.etag.clone(),
+    };
     let changed = s
-        .access()
-        .set_domain_policy(s.as_user(
-            primary,
-            pb::SetDomainPolicyRequest {
-                site_id: site.site_id.clone(),
-                domain: "zeta.example".into(),
-                policy: Mode::Manual as i32,
-                baseline_tools: Some(downloads),
-                baseline_support_level: 0,
-                etag: zeta.etag.clone(),
-            },
-        ))
+        .set_domain_policy(primary, change_zeta(Mode::Manual))
         .await
-        .expect("change with the etag")
-        .into_inner()
-        .domain_policy
-        .expect("policy");
+        .expect("change with the etag");
     assert_eq!(changed.policy, Mode::Manual as i32);
     assert_ne!(changed.etag, zeta.etag);
     let stale = s
-        .access()
-        .set_domain_policy(s.as_user(
-            primary,
-            pb::SetDomainPolicyRequest {
-                site_id: site.site_id.clone(),
-                domain: "zeta.example".into(),
-                policy: Mode::AutoApprove as i32,
-                baseline_tools: Some(downloads),
-                baseline_support_level: 0,
-                etag: zeta.etag.clone(),
-            },
-        ))
+        .set_domain_policy(primary, change_zeta(Mode::AutoApprove))
         .await;
     expect_code(stale, Code::Aborted);
 

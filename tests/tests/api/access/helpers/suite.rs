@@ -728,18 +728,28 @@ impl Suite {
         baseline_tools: pb::ToolAccess,
         baseline_support: Su,
     ) -> Result<pb::DomainPolicy, Status> {
+        self.set_domain_policy(
+            setter,
+            pb::SetDomainPolicyRequest {
+                site_id: site_id.into(),
+                domain: domain.into(),
+                policy: mode as i32,
+                baseline_tools: Some(baseline_tools),
+                baseline_support_level: baseline_support as i32,
+                etag: String::new(),
+            },
+        )
+        .await
+    }
+
+    /// `setter` sends `request` (a policy under an etag, say): the policy set.
+    pub async fn set_domain_policy(
+        &self,
+        setter: Uuid,
+        request: pb::SetDomainPolicyRequest,
+    ) -> Result<pb::DomainPolicy, Status> {
         self.access()
-            .set_domain_policy(self.as_user(
-                setter,
-                pb::SetDomainPolicyRequest {
-                    site_id: site_id.into(),
-                    domain: domain.into(),
-                    policy: mode as i32,
-                    baseline_tools: Some(baseline_tools),
-                    baseline_support_level: baseline_support as i32,
-                    etag: String::new(),
-                },
-            ))
+            .set_domain_policy(self.as_user(setter, request))
             .await
             .map(|r| r.into_inner().domain_policy.expect("domain policy"))
     }
