@@ -252,12 +252,7 @@ impl ContactRegistryService for ContactsApi {
     ) -> Result<Response<pb::ListAuditRecordsResponse>, Status> {
         request_actor(&request)?;
         let r = request.into_inner();
-        let list = |site_id, before, size| async move {
-            Ok(self
-                .registry
-                .list_audit_records(site_id, before, size)
-                .await?)
-        };
+        let list = |site_id, before, size| self.registry.list_audit_records(site_id, before, size);
         let (records, next_page_token) =
             audit::list_records(&r.site_id, r.page_size, &r.page_token, list).await?;
         Ok(Response::new(pb::ListAuditRecordsResponse {

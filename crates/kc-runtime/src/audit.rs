@@ -131,9 +131,9 @@ impl AuditRecord {
 
 /// The body of a `ListAuditRecords` handler once the caller is authorised: parses the
 /// request's `site_id`, `page_size` (100 when 0, at most 1000) and `page_token`, reads the
-/// page with `list(site_id, before, size)` (the service's domain call, its error already a
-/// status), and returns the records on the wire with the next page token.
-pub async fn list_records<F, Fut>(
+/// page with `list(site_id, before, size)` (the service's domain call, whose error becomes
+/// a status), and returns the records on the wire with the next page token.
+pub async fn list_records<F, Fut, E>(
     site_id: &str,
     page_size: i32,
     page_token: &str,
@@ -141,7 +141,8 @@ pub async fn list_records<F, Fut>(
 ) -> Result<(Vec<kc_proto::audit::AuditRecord>, String), tonic::Status>
 where
     F: FnOnce(Uuid, Option<i64>, u32) -> Fut,
-    Fut: Future<Output = Result<Page<AuditRecord>, tonic::Status>>,
+    Fut: Future<Output = Result<Page<AuditRecord>, E>>,
+    tonic::Status: From<E>,
 {
     let site_id = id("site_id", site_id)?;
     let size = page_size_or_status(page_size, PAGE)?;
