@@ -63,6 +63,22 @@ impl<T> Page<T> {
     }
 }
 
+/// A page of at most `size` items that `read(conn, limit)` reads on a connection of
+/// `pool`: `limit` is one row more than `size`, to tell whether more follow
+/// ([`Page::from_rows`]). `read` fails with `sqlx::Error` or with the service's own error.
+pub async fn read_page<T, E, R>(
+    pool: &sqlx::PgPool,
+    size: u32,
+    read: impl AsyncFnOnce(&mut sqlx::PgConnection, i64) -> Result<Vec<T>, R>,
+) -> Result<Page<T>, E>
+where
+    E: From<sqlx::Error> + From<R>,
+{
+    let mut conn = pool.acquire().await?;
+    let rows = read(&mut conn, i64::from(size) + 1).await?;
+    Ok(Page::from_rows(rows, size))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

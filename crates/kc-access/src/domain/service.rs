@@ -74,6 +74,7 @@ use futures::{StreamExt, TryStreamExt};
 use kc_runtime::db::{DbErrorKind, classify, constraint};
 use kc_runtime::outbox::{Cursor, Revised};
 pub use kc_runtime::paging::Page;
+use kc_runtime::paging::read_page;
 use kc_runtime::sweep::one_by_one;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
@@ -573,12 +574,14 @@ impl Access {
         size: u32,
         read: impl AsyncFnOnce(&mut PgConnection, i64) -> Result<Vec<T>, sqlx::Error>,
     ) -> Result<Page<T>> {
-        let mut conn = self.pool.acquire().await?;
-        let rows = read(&mut conn, i64::from(size) + 1).await?;
-        if rows.is_empty() {
-            site_of(&mut conn, site_id).await?;
-        }
-        Ok(Page::from_rows(rows, size))
+        read_page(&self.pool, size, async |conn, limit| {
+            let rows = read(conn, limit).await?;
+            if rows.is_empty() {
+                site_of(conn, site_id).await?;
+            }
+            Ok::<_, AccessError>(rows)
+        })
+        .await
     }
 }
 
@@ -926,10 +929,10 @@ impl Access {
             after,
             size,
         } = query;
-        let mut conn = self.pool.acquire().await?;
-        let rows =
-            storage::sites::user_profiles(&mut conn, user_id, after, i64::from(size) + 1).await?;
-        Ok(Page::from_rows(rows, size))
+        read_page(&self.pool, size, async |conn, limit| {
+            storage::sites::user_profiles(conn, user_id, after, limit).await
+        })
+        .await
     }
 
     /// Whether a user holds a permission on a site, from the rights cache (from the
@@ -1371,15 +1374,10 @@ impl Access {
     ) -> Result<Page<AccessRequest>> {
         let MyRequestsQuery { before, size } = query;
         let actor = actor.person()?;
-        let mut conn = self.pool.acquire().await?;
-        let rows = storage::requests::page_of_requester(
-            &mut conn,
-            actor.actor_id,
-            before,
-            i64::from(size) + 1,
-        )
-        .await?;
-        Ok(Page::from_rows(rows, size))
+        read_page(&self.pool, size, async |conn, limit| {
+            storage::requests::page_of_requester(conn, actor.actor_id, before, limit).await
+        })
+        .await
     }
 
     /// Approves a PENDING request, granting `choice` (I1, A3, A4, A5, A6, T4, U4–U6).

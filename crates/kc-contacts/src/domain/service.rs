@@ -4,6 +4,7 @@
 use kc_runtime::db::{DbErrorKind, classify, constraint};
 use kc_runtime::outbox::{Cursor, Revised};
 pub use kc_runtime::paging::Page;
+use kc_runtime::paging::read_page;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
@@ -585,15 +586,11 @@ impl Registry {
             after,
             size,
         } = listing;
-        let mut conn = self.pool.acquire().await?;
-        let rows = storage::sites::list(
-            &mut conn,
-            customer_number.as_ref().map(|number| number.as_str()),
-            after.as_deref(),
-            i64::from(size) + 1,
-        )
-        .await?;
-        Ok(Page::from_rows(rows, size))
+        read_page(&self.pool, size, async |conn, limit| {
+            let customer_number = customer_number.as_ref().map(|number| number.as_str());
+            storage::sites::list(conn, customer_number, after.as_deref(), limit).await
+        })
+        .await
     }
 
     /// Changes a site. Turning S&S on needs an STC (C5).
@@ -1122,10 +1119,10 @@ impl Registry {
             after,
             size,
         } = listing;
-        let mut conn = self.pool.acquire().await?;
-        let rows =
-            storage::contacts::page_of_user(&mut conn, user_id, after, i64::from(size) + 1).await?;
-        Ok(Page::from_rows(rows, size))
+        read_page(&self.pool, size, async |conn, limit| {
+            storage::contacts::page_of_user(conn, user_id, after, limit).await
+        })
+        .await
     }
 
     /// Who receives a notice of `purpose` on a site, and by which rule (R1, C4).
@@ -1157,16 +1154,11 @@ impl Registry {
             after,
             size,
         } = listing;
-        let mut conn = self.pool.acquire().await?;
-        let rows = storage::compliance::list_with_gaps(
-            &mut conn,
-            kind,
-            customer_number.as_ref().map(|number| number.as_str()),
-            after,
-            i64::from(size) + 1,
-        )
-        .await?;
-        Ok(Page::from_rows(rows, size))
+        read_page(&self.pool, size, async |conn, limit| {
+            let customer_number = customer_number.as_ref().map(|number| number.as_str());
+            storage::compliance::list_with_gaps(conn, kind, customer_number, after, limit).await
+        })
+        .await
     }
 
     /// A page of a site's audit records, newest first.
@@ -1176,12 +1168,12 @@ impl Registry {
         before: Option<i64>,
         size: u32,
     ) -> Result<Page<AuditRecord>> {
-        let mut conn = self.pool.acquire().await?;
-        if storage::sites::get(&mut conn, site_id).await?.is_none() {
-            return Err(ContactsError::SiteNotFound);
-        }
-        let rows =
-            storage::audit::page_of_site(&mut conn, site_id, before, i64::from(size) + 1).await?;
-        Ok(Page::from_rows(rows, size))
+        read_page(&self.pool, size, async |conn, limit| {
+            if storage::sites::get(conn, site_id).await?.is_none() {
+                return Err(ContactsError::SiteNotFound);
+            }
+            Ok(storage::audit::page_of_site(conn, site_id, before, limit).await?)
+        })
+        .await
     }
 }
