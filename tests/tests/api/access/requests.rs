@@ -96,41 +96,32 @@ async fn submit_validates_what_is_asked() {
         .await,
         "kind",
     );
-    // SITE_ACCESS asks for at least one tool above NONE.
-    expect_code(
-        s.submit(requester, site_access(&site, keep())).await,
-        Code::InvalidArgument,
-    );
-    expect_code(
-        s.submit(requester, site_access(&site, no_tools())).await,
-        Code::InvalidArgument,
-    );
-    // ... and no support level; SUPPORT_ACCESS asks for a level above NO_ACCESS and no tools.
-    expect_code(
-        s.submit(
-            requester,
-            pb::SubmitAccessRequestRequest {
-                requested_support_level: Su::Basic as i32,
-                ..site_access(&site, tools)
-            },
-        )
-        .await,
-        Code::InvalidArgument,
-    );
+    let invalid = [
+        // SITE_ACCESS asks for at least one tool above NONE...
+        site_access(&site, keep()),
+        site_access(&site, no_tools()),
+        // ... and no support level; SUPPORT_ACCESS asks for no tools (and a level above
+        // NO_ACCESS, below).
+        pb::SubmitAccessRequestRequest {
+            requested_support_level: Su::Basic as i32,
+            ..site_access(&site, tools)
+        },
+        pb::SubmitAccessRequestRequest {
+            kind: Kind::SupportAccess as i32,
+            requested_support_level: Su::Basic as i32,
+            ..site_access(&site, tools)
+        },
+        // Site and customer numbers are required.
+        pb::SubmitAccessRequestRequest {
+            site_number: String::new(),
+            ..site_access(&site, tools)
+        },
+    ];
+    for request in invalid {
+        expect_code(s.submit(requester, request).await, Code::InvalidArgument);
+    }
     expect_code(
         s.submit_support(requester, &site, Su::NoAccess).await,
-        Code::InvalidArgument,
-    );
-    expect_code(
-        s.submit(
-            requester,
-            pb::SubmitAccessRequestRequest {
-                kind: Kind::SupportAccess as i32,
-                requested_support_level: Su::Basic as i32,
-                ..site_access(&site, tools)
-            },
-        )
-        .await,
         Code::InvalidArgument,
     );
     // Justification up to 1000 characters.
@@ -144,18 +135,6 @@ async fn submit_validates_what_is_asked() {
         )
         .await,
         "justification",
-    );
-    // Site and customer numbers are required.
-    expect_code(
-        s.submit(
-            requester,
-            pb::SubmitAccessRequestRequest {
-                site_number: String::new(),
-                ..site_access(&site, tools)
-            },
-        )
-        .await,
-        Code::InvalidArgument,
     );
     // The requester is a person: the service acting for nobody cannot submit.
     let anonymous = s
