@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::gateway::helpers::*;
 use http::uri::PathAndQuery;
 use kc_proto::gateway as gw;
+use kc_testkit::Restartable;
 use kc_testkit::metrics::{sample, scrape};
 use kc_testkit::process::{grpcurl, grpcurl_ok};
 use prost::bytes::{Buf, BufMut};
@@ -65,20 +66,26 @@ fn limited<T: std::fmt::Debug>(result: Result<T, Status>, what: &str) -> Duratio
 
 use kc_proto::gateway::gateway_service_client::GatewayServiceClient;
 
-#[tokio::test]
-async fn two_clients_behind_one_trusted_proxy_get_separate_buckets() {
-    let suite = Suite::start().await;
-    // The test's connections come from 127.0.0.1: here a trusted proxy.
-    let (_gateway, channel) = suite
+/// Another gateway whose session RPCs allow a burst of 2 and then 1 an hour per client, and
+/// which believes the forwarded addresses of the peers in `trusted_proxies`.
+async fn gateway_behind(suite: &Suite, trusted_proxies: &str) -> (Restartable, Channel) {
+    suite
         .another_gateway(&[
             "--session-rate-limit",
             "1/h",
             "--session-rate-burst",
             "2",
             "--trusted-proxies",
-            "127.0.0.0/8,::1/128",
+            trusted_proxies,
         ])
-        .await;
+        .await
+}
+
+#[tokio::test]
+async fn two_clients_behind_one_trusted_proxy_get_separate_buckets() {
+    let suite = Suite::start().await;
+    // The test's connections come from 127.0.0.1: here a trusted proxy.
+    let (_gateway, channel) = gateway_behind(&suite, "127.0.0.0/8,::1/128").await;
     let first = "203.0.113.10";
     let second = "203.0.113.20";
     passed(refresh(&channel, Some(first)).await, "first client, 1");
@@ -101,16 +108,7 @@ async fn two_clients_behind_one_trusted_proxy_get_separate_buckets() {
 async fn an_untrusted_peers_forwarded_address_is_ignored() {
     let suite = Suite::start().await;
     // 127.0.0.1 is not in the trusted range: every call is the peer's.
-    let (_gateway, channel) = suite
-        .another_gateway(&[
-            "--session-rate-limit",
-            "1/h",
-            "--session-rate-burst",
-            "2",
-            "--trusted-proxies",
-            "192.0.2.0/24",
-        ])
-        .await;
+    let (_gateway, channel) = gateway_behind(&suite, "192.0.2.0/24").await;
     passed(refresh(&channel, Some("203.0.113.1")).await, "call 1");
     passed(refresh(&channel, Some("203.0.113.2")).await, "call 2");
     limited(
