@@ -46,20 +46,26 @@ async fn import(
     Ok(results)
 }
 
+/// Starts the export `request` as `token`: its rows, or the refusal that comes before any.
+async fn start_export(
+    suite: &Suite,
+    token: &str,
+    request: gw::ExportContactsRequest,
+) -> Result<tonic::Streaming<gw::ExportContactsResponse>, tonic::Status> {
+    suite
+        .gw()
+        .export_contacts(authed(Some(token), request))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
 /// Exports the contacts of `customer` as `token`.
 async fn export(suite: &Suite, token: &str, customer: &str) -> Vec<gw::ContactRow> {
-    let mut rows = suite
-        .gw()
-        .export_contacts(authed(
-            Some(token),
-            gw::ExportContactsRequest {
-                customer_number: customer.into(),
-                site_numbers: Vec::new(),
-            },
-        ))
-        .await
-        .expect("export")
-        .into_inner();
+    let request = gw::ExportContactsRequest {
+        customer_number: customer.into(),
+        site_numbers: Vec::new(),
+    };
+    let mut rows = start_export(suite, token, request).await.expect("export");
     let mut all = Vec::new();
     while let Some(answer) = rows.message().await.expect("an export row") {
         all.push(answer.row.expect("row"));
@@ -530,30 +536,23 @@ async fn the_stream_refuses_late_options_services_and_unreadable_sites() {
         .expect_err("service accounts may not import");
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
 
-    let status = suite
-        .gw()
-        .export_contacts(authed(
-            Some(&stranger.token),
-            gw::ExportContactsRequest {
-                customer_number: String::new(),
-                site_numbers: vec![site.site_number.clone()],
-            },
-        ))
-        .await
-        .expect_err("a stranger may not export the site");
-    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    let status = suite
-        .gw()
-        .export_contacts(authed(
-            Some(&stranger.token),
-            gw::ExportContactsRequest {
-                customer_number: site.customer_number.clone(),
-                site_numbers: Vec::new(),
-            },
-        ))
-        .await
-        .expect_err("nor its customer");
-    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let the_site = gw::ExportContactsRequest {
+        customer_number: String::new(),
+        site_numbers: vec![site.site_number.clone()],
+    };
+    let its_customer = gw::ExportContactsRequest {
+        customer_number: site.customer_number.clone(),
+        site_numbers: Vec::new(),
+    };
+    for (request, refused) in [
+        (the_site, "a stranger may not export the site"),
+        (its_customer, "nor its customer"),
+    ] {
+        let status = start_export(&suite, &stranger.token, request)
+            .await
+            .expect_err(refused);
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    }
     let rows = export(&suite, &primary.token, &site.customer_number).await;
     let roles: Vec<&str> = rows.iter().map(|r| r.role.as_str()).collect();
     assert_eq!(
