@@ -1690,44 +1690,39 @@ mod tests {
             with_billing.implied_by(),
             RoleSet::of(&[ContactRole::Secondary])
         );
-        // rule T3: the higher of the two, tool by tool.
-        let mixed = eff(subject_with(
-            &[ContactRole::Administrative, ContactRole::Billing],
-            &[L::Software(Sw::Full), L::ManageAccess(Ma::View)],
-            SupportLevel::Basic,
-        ));
-        assert_eq!(
-            mixed.rights().tools,
-            tools(&[
-                L::Software(Sw::Full),
-                L::ManageAccess(Ma::View),
-                L::AccountDocuments(AccountDocumentsAccess::View),
-            ])
-        );
-        assert_eq!(mixed.rights().support, SupportLevel::Basic);
-        assert_eq!(
-            mixed.implied_by(),
-            RoleSet::of(&[ContactRole::Administrative])
-        );
-        // rule T3: with SECONDARY too, its implied levels win over lower explicit ones.
-        let mixed = eff(subject_with(
-            &[ContactRole::Administrative, ContactRole::Secondary],
-            &[L::Software(Sw::Full), L::ManageAccess(Ma::View)],
-            SupportLevel::Basic,
-        ));
-        assert_eq!(
-            mixed.rights().tools,
-            tools(&[
-                L::Software(Sw::Full),
-                L::ManageAccess(Ma::Update),
-                L::ContactUpdates(Cu::Update),
-                L::AccountDocuments(AccountDocumentsAccess::View),
-            ])
-        );
-        assert_eq!(
-            mixed.implied_by(),
-            RoleSet::of(&[ContactRole::Administrative, ContactRole::Secondary])
-        );
+        // rule T3: the higher of the two, tool by tool, over the same explicit grants.
+        let mixed_cases: [(&[ContactRole], &[L], &[ContactRole]); 2] = [
+            (
+                &[ContactRole::Administrative, ContactRole::Billing],
+                &[
+                    L::Software(Sw::Full),
+                    L::ManageAccess(Ma::View),
+                    L::AccountDocuments(AccountDocumentsAccess::View),
+                ],
+                &[ContactRole::Administrative],
+            ),
+            // With SECONDARY too, its implied levels win over lower explicit ones.
+            (
+                &[ContactRole::Administrative, ContactRole::Secondary],
+                &[
+                    L::Software(Sw::Full),
+                    L::ManageAccess(Ma::Update),
+                    L::ContactUpdates(Cu::Update),
+                    L::AccountDocuments(AccountDocumentsAccess::View),
+                ],
+                &[ContactRole::Administrative, ContactRole::Secondary],
+            ),
+        ];
+        for (roles, expected_tools, implied_by) in mixed_cases {
+            let mixed = eff(subject_with(
+                roles,
+                &[L::Software(Sw::Full), L::ManageAccess(Ma::View)],
+                SupportLevel::Basic,
+            ));
+            assert_eq!(mixed.rights().tools, tools(expected_tools), "{roles:?}");
+            assert_eq!(mixed.rights().support, SupportLevel::Basic, "{roles:?}");
+            assert_eq!(mixed.implied_by(), RoleSet::of(implied_by), "{roles:?}");
+        }
     }
 
     #[test]
