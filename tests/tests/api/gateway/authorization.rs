@@ -108,6 +108,8 @@ const MANAGE_ACCESS: &[Who] = &[Operator, Primary, AdminOn, Secondary];
 /// Holders of PERMISSION_SUPPORT_ADMIN / APPROVE_SUPPORT_ACCESS: the STC (U5); not the
 /// primary, since the site has an STC (R1).
 const SUPPORT_ADMIN: &[Who] = &[Operator, Stc];
+/// The site's approvers of either kind (A3): those who manage access and the STC.
+const APPROVERS: &[Who] = &[Operator, Primary, AdminOn, Stc, Secondary];
 
 /// THE table: case → who may call it, and the business error an allowed caller may meet
 /// instead of succeeding (with these valid inputs). A case is an RPC, with a qualifier in
@@ -202,11 +204,7 @@ const MATRIX: &[Row] = &[
     ),
     ("ListMyRequests", PEOPLE, &[]),
     ("CancelMyRequest", PEOPLE, &[]),
-    (
-        "ListPendingRequests",
-        &[Operator, Primary, AdminOn, Stc, Secondary],
-        &[],
-    ),
+    ("ListPendingRequests", APPROVERS, &[]),
     // The request asks for account documents VIEW, above the secondary's own level (A4, T4).
     (
         "DecideAccessRequest(site access)",
@@ -216,27 +214,11 @@ const MATRIX: &[Row] = &[
     ("DecideAccessRequest(support access)", SUPPORT_ADMIN, &[]),
     ("SetDomainPolicy", MANAGE_ACCESS, &[]),
     // The site's approvers of either kind (A3, A7).
-    (
-        "ListDomainPolicies",
-        &[Operator, Primary, AdminOn, Stc, Secondary],
-        &[],
-    ),
+    ("ListDomainPolicies", APPROVERS, &[]),
     // Blocked requesters: the site's approvers of either kind (A3).
-    (
-        "BlockRequester",
-        &[Operator, Primary, AdminOn, Stc, Secondary],
-        &[],
-    ),
-    (
-        "UnblockRequester",
-        &[Operator, Primary, AdminOn, Stc, Secondary],
-        &[],
-    ),
-    (
-        "ListBlockedRequesters",
-        &[Operator, Primary, AdminOn, Stc, Secondary],
-        &[],
-    ),
+    ("BlockRequester", APPROVERS, &[]),
+    ("UnblockRequester", APPROVERS, &[]),
+    ("ListBlockedRequesters", APPROVERS, &[]),
     // Notices.
     ("SendNotice", &[Operator, Service], &[]),
     ("ListSiteNotifications", ACCOUNT_MANAGEMENT, &[]),
