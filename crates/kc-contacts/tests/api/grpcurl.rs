@@ -58,19 +58,17 @@ fn secret_file(name: &str, value: &str) -> std::path::PathBuf {
     path
 }
 
+/// grpcurl's arguments for a call of `method` (`service/rpc`) at `addr` with the JSON `data`,
+/// sending `bearer` (an `authorization` header).
+fn authed_call<'a>(addr: &'a str, bearer: &'a str, data: &'a str, method: &'a str) -> [&'a str; 7] {
+    ["-plaintext", "-H", bearer, "-d", data, addr, method]
+}
+
 /// Creates an invited customer through identity; returns its user id.
 async fn create_user(identity: &str, bearer: &str, email: &str, name: &str) -> String {
     let body = format!(r#"{{"email":"{email}","display_name":"{name}","locale":"fr"}}"#);
-    let created = grpcurl_json(&[
-        "-plaintext",
-        "-H",
-        bearer,
-        "-d",
-        &body,
-        identity,
-        "keycontacts.identity.v1.IdentityService/CreateUser",
-    ])
-    .await;
+    let method = "keycontacts.identity.v1.IdentityService/CreateUser";
+    let created = grpcurl_json(&authed_call(identity, bearer, &body, method)).await;
     created["user"]["userId"]
         .as_str()
         .expect("user id")
@@ -134,16 +132,8 @@ async fn grpcurl_creates_a_site_and_lists_its_contacts_across_processes() {
             "support_active":true,"primary_user_id":"{primary}",
             "site_technical_user_id":"{technician}"}}"#
     );
-    let created = grpcurl_json(&[
-        "-plaintext",
-        "-H",
-        &bearer,
-        "-d",
-        &body,
-        addr,
-        &format!("{REGISTRY}/CreateSite"),
-    ])
-    .await;
+    let method = format!("{REGISTRY}/CreateSite");
+    let created = grpcurl_json(&authed_call(addr, &bearer, &body, &method)).await;
     let site_id = created["site"]["siteId"]
         .as_str()
         .expect("site id")
@@ -152,16 +142,9 @@ async fn grpcurl_creates_a_site_and_lists_its_contacts_across_processes() {
     assert_eq!(created["site"]["primaryUserId"], primary.as_str());
 
     // rule C7: show all contacts.
-    let listed = grpcurl_json(&[
-        "-plaintext",
-        "-H",
-        &bearer,
-        "-d",
-        &format!(r#"{{"site_id":"{site_id}"}}"#),
-        addr,
-        &format!("{REGISTRY}/ListSiteContacts"),
-    ])
-    .await;
+    let of_site = format!(r#"{{"site_id":"{site_id}"}}"#);
+    let method = format!("{REGISTRY}/ListSiteContacts");
+    let listed = grpcurl_json(&authed_call(addr, &bearer, &of_site, &method)).await;
     let roles: Vec<(&str, &str)> = listed["contacts"]
         .as_array()
         .expect("contacts")
@@ -178,16 +161,9 @@ async fn grpcurl_creates_a_site_and_lists_its_contacts_across_processes() {
 
     // rule C1: the primary cannot be removed; grpcurl shows the code and the rule.
     let primary_contact = listed["contacts"][0]["contactId"].as_str().unwrap();
-    let refused = grpcurl(&[
-        "-plaintext",
-        "-H",
-        &bearer,
-        "-d",
-        &format!(r#"{{"contact_id":"{primary_contact}"}}"#),
-        addr,
-        &format!("{REGISTRY}/RemoveContact"),
-    ])
-    .await;
+    let contact = format!(r#"{{"contact_id":"{primary_contact}"}}"#);
+    let method = format!("{REGISTRY}/RemoveContact");
+    let refused = grpcurl(&authed_call(addr, &bearer, &contact, &method)).await;
     assert!(!refused.success);
     assert!(
         refused.stderr.contains("FailedPrecondition") && refused.stderr.contains("rule C1"),
@@ -196,15 +172,13 @@ async fn grpcurl_creates_a_site_and_lists_its_contacts_across_processes() {
     );
 
     // Bad input names the field; no token is Unauthenticated.
-    let invalid = grpcurl(&[
-        "-plaintext",
-        "-H",
-        &bearer,
-        "-d",
-        r#"{"site_number":"12"}"#,
+    let method = format!("{REGISTRY}/LookupSite");
+    let invalid = grpcurl(&authed_call(
         addr,
-        &format!("{REGISTRY}/LookupSite"),
-    ])
+        &bearer,
+        r#"{"site_number":"12"}"#,
+        &method,
+    ))
     .await;
     assert!(
         invalid.stderr.contains("InvalidArgument") && invalid.stderr.contains("site_number"),
@@ -214,7 +188,7 @@ async fn grpcurl_creates_a_site_and_lists_its_contacts_across_processes() {
     let anonymous = grpcurl(&[
         "-plaintext",
         "-d",
-        &format!(r#"{{"site_id":"{site_id}"}}"#),
+        &of_site,
         addr,
         &format!("{REGISTRY}/GetSite"),
     ])
