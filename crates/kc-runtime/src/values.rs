@@ -37,16 +37,7 @@ impl Email {
         if !local_ok {
             return Err(invalid("the part before @ has characters not allowed"));
         }
-        let labels: Vec<&str> = domain.split('.').collect();
-        let domain_ok = labels.len() >= 2
-            && labels.iter().all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
-            });
-        if !domain_ok {
+        if !is_host_name(domain) {
             return Err(invalid("the domain is not a valid host name"));
         }
         Ok(Self(email))
@@ -56,6 +47,20 @@ impl Email {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether `domain` is a host name of two labels or more (`example.com`): each label 1 to
+/// 63 letters, digits or hyphens, neither first nor last a hyphen.
+pub fn is_host_name(domain: &str) -> bool {
+    let labels: Vec<&str> = domain.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
 }
 
 /// A name shown to people: 1 to 200 characters of any script, no control characters.

@@ -3,8 +3,8 @@
 //! shared ones of `kc_runtime::values`.
 
 use kc_runtime::Violation;
-use kc_runtime::values::optional_multiline_text;
 pub use kc_runtime::values::{CustomerNumber, Etag, SiteNumber, parse_id};
+use kc_runtime::values::{is_host_name, optional_multiline_text};
 
 /// Longest reason of a change or a rejection, and longest approval note, in characters.
 pub const MAX_REASON_CHARS: usize = 500;
@@ -96,17 +96,7 @@ impl EmailDomain {
         if domain.is_empty() {
             return Err(Violation::new(field, "is required"));
         }
-        let labels: Vec<&str> = domain.split('.').collect();
-        let valid = domain.len() <= MAX_DOMAIN_LEN
-            && labels.len() >= 2
-            && labels.iter().all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
-            });
-        if !valid {
+        if domain.len() > MAX_DOMAIN_LEN || !is_host_name(&domain) {
             return Err(Violation::new(
                 field,
                 format!(
