@@ -170,6 +170,12 @@ async fn my_site(suite: &Suite, token: &str, site_id: &str, expected: &str) -> g
         .expect(expected)
 }
 
+/// Asserts that `user`'s profile on the site was never written (its etag is still "0").
+async fn assert_nothing_written(suite: &Suite, site_id: &str, user: &str) {
+    let untouched = suite.profile(site_id, user).await.expect("profile");
+    assert_eq!(untouched.etag, "0", "nothing was written: {untouched:?}");
+}
+
 /// Every audit entry of the site, newest first, as `by` lists them.
 async fn audit(suite: &Suite, by: &str, site_id: &str) -> Vec<gw::AuditEntry> {
     suite
@@ -399,11 +405,7 @@ async fn an_approval_grants_for_a_duration_and_bad_ends_are_refused() {
         .await,
         "without_end",
     );
-    let untouched = suite
-        .profile(&site_id, &requester.id)
-        .await
-        .expect("profile");
-    assert_eq!(untouched.etag, "0", "nothing was written: {untouched:?}");
+    assert_nothing_written(&suite, &site_id, &requester.id).await;
 
     // The requester asks for reporting; the holder, who holds downloads for good, too.
     suite
@@ -490,11 +492,7 @@ async fn an_approval_grants_for_a_duration_and_bad_ends_are_refused() {
         .await,
         "valid_until",
     );
-    let untouched = suite
-        .profile(&site_id, &requester.id)
-        .await
-        .expect("profile");
-    assert_eq!(untouched.etag, "0", "nothing was written: {untouched:?}");
+    assert_nothing_written(&suite, &site_id, &requester.id).await;
 
     // Approved for 90 days: the grant ends 90 days after the approval.
     let before = now_seconds();
@@ -592,8 +590,7 @@ async fn a_grant_with_a_start_counts_from_it_until_its_end() {
         .await,
         "valid_from",
     );
-    let untouched = suite.profile(&site_id, &analyst.id).await.expect("profile");
-    assert_eq!(untouched.etag, "0", "nothing was written: {untouched:?}");
+    assert_nothing_written(&suite, &site_id, &analyst.id).await;
 
     // Reporting from 2 to 3 s from now until 4 to 5 s from now.
     let scheduled = set_tools_within(
