@@ -6,56 +6,46 @@
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/keycontacts_descriptor.bin"));
 
-/// Packages under `keycontacts.*`.
-pub mod keycontacts {
-    /// `keycontacts.access.*`
-    pub mod access {
-        /// `keycontacts.access.v1`: tool rights, support levels, access requests and checks.
-        pub mod v1 {
-            tonic::include_proto!("keycontacts.access.v1");
+/// The module of each `keycontacts.<name>.v1` package, at `keycontacts::<name>::v1` (the
+/// nesting the generated code's references between packages expect) and re-exported as
+/// `<name>`; the doc comment given becomes the `v1` module's.
+macro_rules! packages {
+    ($($(#[$doc:meta])* $name:ident;)*) => {
+        /// Packages under `keycontacts.*`.
+        pub mod keycontacts {
+            $(
+                #[doc = concat!("`keycontacts.", stringify!($name), ".*`")]
+                pub mod $name {
+                    $(#[$doc])*
+                    pub mod v1 {
+                        // What `tonic::include_proto!` does, which takes only a literal.
+                        include!(concat!(
+                            env!("OUT_DIR"),
+                            "/keycontacts.",
+                            stringify!($name),
+                            ".v1.rs"
+                        ));
+                    }
+                }
+            )*
         }
-    }
-    /// `keycontacts.audit.*`
-    pub mod audit {
-        /// `keycontacts.audit.v1`: the audit record the registry and access management share.
-        pub mod v1 {
-            tonic::include_proto!("keycontacts.audit.v1");
-        }
-    }
-    /// `keycontacts.contacts.*`
-    pub mod contacts {
-        /// `keycontacts.contacts.v1`: customers, sites and their key contacts.
-        pub mod v1 {
-            tonic::include_proto!("keycontacts.contacts.v1");
-        }
-    }
-    /// `keycontacts.notification.*`
-    pub mod notification {
-        /// `keycontacts.notification.v1`: who is told what, in which language, and delivery.
-        pub mod v1 {
-            tonic::include_proto!("keycontacts.notification.v1");
-        }
-    }
-    /// `keycontacts.gateway.*`
-    pub mod gateway {
-        /// `keycontacts.gateway.v1`: the public API that authenticates, authorizes and
-        /// composes the internal services.
-        pub mod v1 {
-            tonic::include_proto!("keycontacts.gateway.v1");
-        }
-    }
-    /// `keycontacts.identity.*`
-    pub mod identity {
-        /// `keycontacts.identity.v1`: users, credentials, sessions and signing keys.
-        pub mod v1 {
-            tonic::include_proto!("keycontacts.identity.v1");
-        }
-    }
+
+        $(pub use keycontacts::$name::v1 as $name;)*
+    };
 }
 
-pub use keycontacts::access::v1 as access;
-pub use keycontacts::audit::v1 as audit;
-pub use keycontacts::contacts::v1 as contacts;
-pub use keycontacts::gateway::v1 as gateway;
-pub use keycontacts::identity::v1 as identity;
-pub use keycontacts::notification::v1 as notification;
+packages! {
+    /// `keycontacts.access.v1`: tool rights, support levels, access requests and checks.
+    access;
+    /// `keycontacts.audit.v1`: the audit record the registry and access management share.
+    audit;
+    /// `keycontacts.contacts.v1`: customers, sites and their key contacts.
+    contacts;
+    /// `keycontacts.notification.v1`: who is told what, in which language, and delivery.
+    notification;
+    /// `keycontacts.gateway.v1`: the public API that authenticates, authorizes and
+    /// composes the internal services.
+    gateway;
+    /// `keycontacts.identity.v1`: users, credentials, sessions and signing keys.
+    identity;
+}
