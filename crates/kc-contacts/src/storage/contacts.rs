@@ -92,6 +92,22 @@ async fn all(
     rows.into_iter().map(Contact::try_from).collect()
 }
 
+/// Runs `query`, which writes one contact and returns it, with `details` bound as its last
+/// three parameters: phone, job title, notification e-mail.
+async fn write_with_details<'q>(
+    conn: &mut PgConnection,
+    query: ContactQuery<'q>,
+    details: &'q ContactDetails,
+) -> Result<Contact, sqlx::Error> {
+    let row = query
+        .bind(&details.phone)
+        .bind(&details.job_title)
+        .bind(&details.notification_email)
+        .fetch_one(conn)
+        .await?;
+    row.try_into()
+}
+
 /// Inserts a role. Fails with the unique violation of `contacts_one_role_per_user` when the
 /// user holds the role already, or of `contacts_single_holder` when someone else holds a
 /// single-holder role.
@@ -102,7 +118,7 @@ pub(crate) async fn insert(
     role: ContactRole,
     details: &ContactDetails,
 ) -> Result<Contact, sqlx::Error> {
-    let row: ContactRow = sqlx::query_as(concat!(
+    let query = sqlx::query_as(concat!(
         "INSERT INTO contacts (contact_id, site_id, user_id, role, phone, job_title, notification_email) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
         columns!()
@@ -110,13 +126,8 @@ pub(crate) async fn insert(
     .bind(Uuid::now_v7())
     .bind(site_id)
     .bind(user_id)
-    .bind(role.stored())
-    .bind(&details.phone)
-    .bind(&details.job_title)
-    .bind(&details.notification_email)
-    .fetch_one(conn)
-    .await?;
-    row.try_into()
+    .bind(role.stored());
+    write_with_details(conn, query, details).await
 }
 
 /// The contact with this id.
@@ -446,18 +457,13 @@ pub(crate) async fn update_details(
     contact_id: Uuid,
     details: &ContactDetails,
 ) -> Result<Contact, sqlx::Error> {
-    let row: ContactRow = sqlx::query_as(concat!(
+    let query = sqlx::query_as(concat!(
         "UPDATE contacts SET phone = $2, job_title = $3, notification_email = $4, \
          version = version + 1, update_time = now() WHERE contact_id = $1 RETURNING ",
         columns!()
     ))
-    .bind(contact_id)
-    .bind(&details.phone)
-    .bind(&details.job_title)
-    .bind(&details.notification_email)
-    .fetch_one(conn)
-    .await?;
-    row.try_into()
+    .bind(contact_id);
+    write_with_details(conn, query, details).await
 }
 
 /// Gives the role of a contact to another user, in place: the role is never unheld, not even
@@ -470,19 +476,14 @@ pub(crate) async fn set_holder(
     details: &ContactDetails,
 ) -> Result<Contact, sqlx::Error> {
     withdraw_pending(&mut *conn, contact_id).await?;
-    let row: ContactRow = sqlx::query_as(concat!(
+    let query = sqlx::query_as(concat!(
         "UPDATE contacts SET user_id = $2, phone = $3, job_title = $4, notification_email = $5, \
          version = version + 1, update_time = now() WHERE contact_id = $1 RETURNING ",
         columns!()
     ))
     .bind(contact_id)
-    .bind(user_id)
-    .bind(&details.phone)
-    .bind(&details.job_title)
-    .bind(&details.notification_email)
-    .fetch_one(conn)
-    .await?;
-    row.try_into()
+    .bind(user_id);
+    write_with_details(conn, query, details).await
 }
 
 /// Deletes a contact. Returns the outbox event of its pending notification e-mail, if it
