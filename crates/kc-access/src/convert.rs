@@ -965,51 +965,31 @@ fn page_parts<'a, T: 'a, P: From<&'a T>>(
     )
 }
 
-/// Builds the responses of the listings whose items are published one for one: each
-/// `fn name(Page<Item>) -> Response { items } by |item| key;` becomes
-/// `pub(crate) fn name(page: &Page<Item>) -> pb::Response`, the items in its field `items`
-/// and the next page token carrying `key` of the last item ([`page_parts`]).
-macro_rules! page_responses {
-    ($(
-        $(#[$doc:meta])*
-        fn $name:ident(Page<$item:ty>) -> $response:ident { $items:ident }
-            by |$it:ident| $key:expr;
-    )*) => {$(
-        $(#[$doc])*
-        pub(crate) fn $name(page: &Page<$item>) -> pb::$response {
-            let ($items, next_page_token) = page_parts(page, |$it: &$item| $key);
-            pb::$response {
-                $items,
-                next_page_token,
-            }
-        }
-    )*};
+/// A page of a site's profiles, keyed by user id.
+pub(crate) fn site_access_response(page: &Page<Profile>) -> pb::ListSiteAccessResponse {
+    let (profiles, next_page_token) = page_parts(page, |p| vec![p.user_id.to_string()]);
+    pb::ListSiteAccessResponse {
+        profiles,
+        next_page_token,
+    }
 }
 
-page_responses! {
-    /// A page of a site's profiles, keyed by user id.
-    fn site_access_response(Page<Profile>) -> ListSiteAccessResponse { profiles }
-        by |p| vec![p.user_id.to_string()];
+/// A page of a site's support users, keyed by user id.
+pub(crate) fn support_users_response(page: &Page<Profile>) -> pb::ListSupportUsersResponse {
+    let (profiles, next_page_token) = page_parts(page, |p| vec![p.user_id.to_string()]);
+    pb::ListSupportUsersResponse {
+        profiles,
+        next_page_token,
+    }
+}
 
-    /// A page of a site's support users, keyed by user id.
-    fn support_users_response(Page<Profile>) -> ListSupportUsersResponse { profiles }
-        by |p| vec![p.user_id.to_string()];
-
-    /// A page of a user's profiles, keyed by site id.
-    fn user_access_response(Page<Profile>) -> ListUserAccessResponse { profiles }
-        by |p| vec![p.site_id.to_string()];
-
-    /// A page of a site's requests, keyed by request id.
-    fn requests_response(Page<AccessRequest>) -> ListAccessRequestsResponse { requests }
-        by |r| vec![r.request_id.to_string()];
-
-    /// A page of the caller's own requests, keyed by request id.
-    fn my_requests_response(Page<AccessRequest>) -> ListMyAccessRequestsResponse { requests }
-        by |r| vec![r.request_id.to_string()];
-
-    /// A page of a site's domain policies, keyed by domain.
-    fn policies_response(Page<DomainPolicy>) -> ListDomainPoliciesResponse { domain_policies }
-        by |p| vec![p.domain.clone()];
+/// A page of a user's profiles, keyed by site id.
+pub(crate) fn user_access_response(page: &Page<Profile>) -> pb::ListUserAccessResponse {
+    let (profiles, next_page_token) = page_parts(page, |p| vec![p.site_id.to_string()]);
+    pb::ListUserAccessResponse {
+        profiles,
+        next_page_token,
+    }
 }
 
 /// A page of approvers, keyed by role rank and user id.
@@ -1025,6 +1005,33 @@ pub(crate) fn approvers_response(
             .iter()
             .map(|(_, approver)| approver_to_proto(approver))
             .collect(),
+    }
+}
+
+/// A page of a site's requests, keyed by request id.
+pub(crate) fn requests_response(page: &Page<AccessRequest>) -> pb::ListAccessRequestsResponse {
+    let (requests, next_page_token) = page_parts(page, |r| vec![r.request_id.to_string()]);
+    pb::ListAccessRequestsResponse {
+        requests,
+        next_page_token,
+    }
+}
+
+/// A page of the caller's own requests, keyed by request id.
+pub(crate) fn my_requests_response(page: &Page<AccessRequest>) -> pb::ListMyAccessRequestsResponse {
+    let (requests, next_page_token) = page_parts(page, |r| vec![r.request_id.to_string()]);
+    pb::ListMyAccessRequestsResponse {
+        requests,
+        next_page_token,
+    }
+}
+
+/// A page of a site's domain policies, keyed by domain.
+pub(crate) fn policies_response(page: &Page<DomainPolicy>) -> pb::ListDomainPoliciesResponse {
+    let (domain_policies, next_page_token) = page_parts(page, |p| vec![p.domain.clone()]);
+    pb::ListDomainPoliciesResponse {
+        domain_policies,
+        next_page_token,
     }
 }
 
