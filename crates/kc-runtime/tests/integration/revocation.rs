@@ -384,6 +384,21 @@ async fn revoked_within(verifier: &TokenVerifier, token: &str, what: &str) {
     }
 }
 
+/// Polls until `list` is trusted again (the snapshot of a new stream arrived), failing after
+/// [`WITHIN`] more than the follower's longest reconnect backoff (5 s): it may be waiting
+/// that out when identity comes back.
+async fn trusted_within(list: &RevocationList, what: &str) {
+    let bound = Duration::from_secs(5) + WITHIN;
+    let deadline = tokio::time::Instant::now() + bound;
+    while !list.is_ready() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: the list is still not trusted after {bound:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls until `count` reads `expected`, failing after [`WITHIN`].
 async fn streams_become(count: &AtomicUsize, expected: usize, what: &str) {
     let deadline = tokio::time::Instant::now() + WITHIN;
@@ -599,6 +614,9 @@ async fn a_stream_broken_for_long_fails_closed_until_the_next_snapshot() {
 
     identity.revocations.commit(revocation(user, None, now()));
     identity.serve().await;
+    // Until the new stream's snapshot arrives the list stays stale, and every token is
+    // refused as above (fail closed): wait for it, then for the revocation it carries.
+    trusted_within(&list, "the next snapshot").await;
     revoked_within(
         &verifier,
         &token,
