@@ -57,7 +57,7 @@ const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Largest delay between two reconnection attempts: a stream that broke is back within
 /// seconds once identity is (rule I4).
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// One revocation: the access tokens of `user_id` (only those of the session `session_id`
 /// when it is set) issued at or before `issued_before` no longer count. Times are seconds

@@ -385,10 +385,11 @@ async fn revoked_within(verifier: &TokenVerifier, token: &str, what: &str) {
 }
 
 /// Polls until `list` is trusted again (the snapshot of a new stream arrived), failing after
-/// [`WITHIN`] more than the follower's longest reconnect backoff (5 s): it may be waiting
-/// that out when identity comes back.
+/// [`WITHIN`] more than the follower's longest reconnect backoff
+/// ([`kc_runtime::revocation::MAX_BACKOFF`]): it may be waiting that out when identity comes
+/// back.
 async fn trusted_within(list: &RevocationList, what: &str) {
-    let bound = Duration::from_secs(5) + WITHIN;
+    let bound = kc_runtime::revocation::MAX_BACKOFF + WITHIN;
     let deadline = tokio::time::Instant::now() + bound;
     while !list.is_ready() {
         assert!(
